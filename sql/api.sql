@@ -1,0 +1,234 @@
+-- pg_webhook: the public SQL API. Thin PL/pgSQL wrappers give each function its documented
+-- signature, defaults and comment; the work is done by the Rust functions _subscribe and
+-- _unsubscribe, which validate every argument and check the caller's privileges.
+
+-- API: Public.
+CREATE FUNCTION webhook.subscribe(
+    name           text,                  -- unique among live subscriptions
+    target         regclass,              -- the table to watch
+    url            text,                  -- http:// or https:// endpoint
+    events         text[]     DEFAULT ARRAY['insert', 'update', 'delete'],
+    secret         text       DEFAULT NULL,  -- whsec_...; NULL generates one
+    headers        jsonb      DEFAULT '{}',  -- extra static request headers
+    timeout        interval   DEFAULT NULL,  -- NULL: pg_webhook.default_timeout
+    max_attempts   integer    DEFAULT NULL,  -- NULL: 8, or one more than retry_schedule's length
+    retry_schedule interval[] DEFAULT NULL,  -- delays before attempts 2, 3, ...; NULL: default
+    format         text       DEFAULT 'database',  -- database, standard or cloudevents
+    filter         text       DEFAULT NULL,  -- condition over NEW / OLD, as in a WHEN clause
+    columns        text[]     DEFAULT NULL,  -- send only these columns
+    exclude_columns text[]    DEFAULT NULL,  -- or every column but these
+    skip_unchanged boolean    DEFAULT false  -- no UPDATE event when only unsent columns changed
+) RETURNS webhook.subscriptions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id integer;
+    created webhook.subscriptions;
+BEGIN
+    new_id := webhook._subscribe(
+        name, target::oid, url, events, secret, headers,
+        (extract(epoch FROM timeout) * 1000)::bigint,
+        max_attempts,
+        CASE WHEN retry_schedule IS NOT NULL THEN
+            COALESCE((SELECT array_agg((extract(epoch FROM d) * 1000)::bigint ORDER BY o)
+                        FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
+        END,
+        format, filter, columns, exclude_columns, skip_unchanged);
+    SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
+    RETURN created;
+END
+$$;
+
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean) IS
+$$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
+Returns the new subscription, including its secret (generated when NULL).
+Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
+Default retry schedule after a failure: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±20 % jitter), 8 attempts.
+format: database (default; Supabase-compatible), standard (Standard Webhooks envelope) or cloudevents (CloudEvents 1.0 JSON).
+filter: a condition over NEW and OLD; columns / exclude_columns choose what is sent; skip_unchanged drops UPDATEs of unsent columns only.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.unsubscribe(
+    name           text,
+    discard_queued boolean DEFAULT false,  -- true: drop events not yet delivered
+    if_exists      boolean DEFAULT false   -- true: return false instead of raising an error
+) RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._unsubscribe(name, discard_queued, if_exists) $$;
+
+COMMENT ON FUNCTION webhook.unsubscribe(text, boolean, boolean) IS
+$$Stop sending changes for a subscription: its trigger is dropped at once. Events already queued are still delivered unless discard_queued => true.
+Raises an error for an unknown name unless if_exists => true (then returns false). Returns true when unsubscribed.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.pause(name text) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_paused(name, true) $$;
+COMMENT ON FUNCTION webhook.pause(text) IS
+$$Stop sending a subscription's events; changes keep being captured and queue up (status 'parked').
+Returns false if it was already paused (or disabled). webhook.resume() sends the backlog.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.resume(name text) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_paused(name, false) $$;
+COMMENT ON FUNCTION webhook.resume(text) IS
+$$Resume a paused or auto-disabled subscription: its parked events are delivered, oldest first. Returns false if it was already active.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.replay(event_id bigint) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._replay_event(event_id) $$;
+COMMENT ON FUNCTION webhook.replay(bigint) IS
+$$Redeliver one finished (delivered or dead) event as a new attempt series, with the same webhook-id.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.replay_dead(name text) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._replay_dead(name) $$;
+COMMENT ON FUNCTION webhook.replay_dead(text) IS
+$$Redeliver every dead event of a subscription (same webhook-ids, a fresh retry schedule). Returns how many.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.replay_since(name text, since timestamptz) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._replay_since(name, since) $$;
+COMMENT ON FUNCTION webhook.replay_since(text, timestamptz) IS
+$$Redeliver every finished event of a subscription captured since a time (kept for pg_webhook.retention). Returns how many.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.rotate_secret(
+    name    text,
+    secret  text     DEFAULT NULL,          -- whsec_...; NULL generates one
+    overlap interval DEFAULT '24 hours'     -- how long the old secret also signs
+) RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._rotate_secret(name, secret, (extract(epoch FROM overlap) * 1000)::bigint) $$;
+COMMENT ON FUNCTION webhook.rotate_secret(text, text, interval) IS
+$$Replace a subscription's signing secret and return the new one. During the overlap every request carries two signatures (new, then old), so receivers can switch keys at their pace.$$;
+
+-- API: Private.
+COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean) IS
+    'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
+COMMENT ON FUNCTION webhook._unsubscribe(text, boolean, boolean) IS
+    'Internal: implements webhook.unsubscribe(). Call webhook.unsubscribe() instead.';
+COMMENT ON FUNCTION webhook._set_paused(text, boolean) IS 'Internal: implements webhook.pause() and webhook.resume().';
+COMMENT ON FUNCTION webhook._replay_event(bigint) IS 'Internal: implements webhook.replay().';
+COMMENT ON FUNCTION webhook._replay_dead(text) IS 'Internal: implements webhook.replay_dead().';
+COMMENT ON FUNCTION webhook._replay_since(text, timestamptz) IS 'Internal: implements webhook.replay_since().';
+COMMENT ON FUNCTION webhook._rotate_secret(text, text, bigint) IS 'Internal: implements webhook.rotate_secret().';
+COMMENT ON FUNCTION webhook._capture() IS
+    'Internal: the statement trigger (with transition tables) webhook.subscribe() puts on a watched table; it queues one event per changed row in the writer''s transaction.';
+
+-- API: Public. Health at a glance, one row per visible subscription. One pass over the (small)
+-- queue and index range scans over the last hour of history: cheap enough to poll every few
+-- seconds. Latency is from the writing transaction's start to the end of the successful
+-- request.
+CREATE VIEW webhook.subscription_stats WITH (security_barrier) AS
+WITH queued AS (
+    SELECT q.subscription_id,
+           count(*) FILTER (WHERE q.next_attempt_at IS DISTINCT FROM 'infinity') AS queued,
+           count(*) FILTER (WHERE q.next_attempt_at = 'infinity') AS parked,
+           count(*) FILTER (WHERE q.attempts > 0) AS retrying,
+           now() - min(q.created_at) AS oldest_queued_age
+      FROM webhook._event_queue q
+     GROUP BY q.subscription_id
+), finished AS (
+    SELECT a.subscription_id,
+           count(*) FILTER (WHERE a.status = 'delivered') AS delivered_last_hour,
+           count(*) FILTER (WHERE a.status = 'dead') AS dead_last_hour,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY
+               extract(epoch FROM a.final_started_at - a.created_at) * 1000 + a.final_duration_ms)
+               FILTER (WHERE a.status = 'delivered') AS latency_p50_ms,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY
+               extract(epoch FROM a.final_started_at - a.created_at) * 1000 + a.final_duration_ms)
+               FILTER (WHERE a.status = 'delivered') AS latency_p99_ms
+      FROM webhook._event_archive a
+     WHERE a.finished_at > now() - interval '1 hour'
+     GROUP BY a.subscription_id
+), failed AS (
+    SELECT t.subscription_id, count(*) AS failed_attempts_last_hour,
+           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error
+      FROM webhook._attempts t
+     WHERE t.started_at > now() - interval '1 hour' AND t.outcome <> 'delivered'
+     GROUP BY t.subscription_id
+)
+SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
+       COALESCE(q.queued, 0) AS queued,
+       COALESCE(f.in_flight, 0)::bigint AS in_flight,
+       COALESCE(q.parked, 0) AS parked,
+       COALESCE(q.retrying, 0) AS retrying,
+       q.oldest_queued_age,
+       COALESCE(d.delivered_last_hour, 0) AS delivered_last_hour,
+       COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
+       round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
+       round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
+       x.last_error
+  FROM webhook._subscriptions s
+  JOIN webhook._visible_subscriptions v ON v.id = s.id
+  LEFT JOIN queued q ON q.subscription_id = s.id
+  LEFT JOIN finished d ON d.subscription_id = s.id
+  LEFT JOIN failed x ON x.subscription_id = s.id
+  LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id;
+COMMENT ON VIEW webhook.subscription_stats IS
+    'Per subscription: queued, in flight, parked (paused/disabled), retrying, oldest queued age, delivered and failed in the last hour, latency p50/p99 (ms, from the writing transaction to the 2xx), last error, status.';
+GRANT SELECT ON webhook.subscription_stats TO webhook_admin;
+COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight per subscription (shared memory).';
+
+-- API: Private. When a watched table is dropped its trigger goes with it; mark the subscription
+-- so the status says why nothing arrives any more. Queued events are still delivered.
+CREATE FUNCTION webhook._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- DROP EXTENSION removes our own tables before this runs.
+    IF pg_catalog.to_regclass('webhook._subscriptions') IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE webhook._subscriptions s
+       SET status = 'unsubscribed',
+           status_reason = pg_catalog.format('%s %s was dropped', d.object_type, d.object_identity)
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE s.status <> 'unsubscribed'
+       AND ((d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+             AND d.objid = s.target::oid)
+         OR (d.object_type = 'trigger'
+             AND d.object_identity LIKE s.trigger_name || '\_%'));
+END
+$$;
+COMMENT ON FUNCTION webhook._on_sql_drop() IS
+    'Internal: event trigger that marks subscriptions whose table or trigger was dropped.';
+CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._on_sql_drop();
+
+-- Nobody reads or writes the private tables directly; the views and functions are the API.
+REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,
+              webhook._attempts FROM PUBLIC;
+
+-- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
+-- also check that the caller may read the table (and owns the subscription, to remove it).
+REVOKE ALL ON FUNCTION
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean),
+    webhook.unsubscribe(text, boolean, boolean),
+    webhook._unsubscribe(text, boolean, boolean),
+    webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),
+    webhook.replay(bigint), webhook._replay_event(bigint),
+    webhook.replay_dead(text), webhook._replay_dead(text),
+    webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
+    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean),
+    webhook.unsubscribe(text, boolean, boolean),
+    webhook._unsubscribe(text, boolean, boolean),
+    webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),
+    webhook.replay(bigint), webhook._replay_event(bigint),
+    webhook.replay_dead(text), webhook._replay_dead(text),
+    webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
+    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint)
+TO webhook_admin;

@@ -1,0 +1,216 @@
+-- pg_webhook: tables and views. Everything lives in schema "webhook" (the control file's
+-- schema). Base tables start with "_" and are private: users read the views, which is where
+-- visibility rules apply, and change state only through the functions.
+
+-- API: Private. One row per subscription. Dumped by pg_dump (extension config table) so
+-- subscriptions survive dump/restore; ids are kept, and triggers reference them.
+CREATE SEQUENCE webhook._subscription_id_seq AS integer;
+CREATE TABLE webhook._subscriptions (
+    id              integer PRIMARY KEY DEFAULT nextval('webhook._subscription_id_seq'),
+    uid             text NOT NULL UNIQUE,          -- random; prefixes every webhook-id
+    name            text NOT NULL,
+    target          regclass NOT NULL,             -- the watched table
+    url             text NOT NULL,
+    events          text[] NOT NULL,               -- lower-case: insert, update, delete
+    secret          text NOT NULL,                 -- whsec_...
+    headers         jsonb NOT NULL DEFAULT '{}',
+    timeout         interval,                      -- NULL: pg_webhook.default_timeout
+    max_attempts    integer NOT NULL,
+    retry_schedule  interval[],                    -- NULL: the default schedule
+    format          text NOT NULL DEFAULT 'database',  -- database, standard, cloudevents
+    filter          text,                          -- condition over NEW / OLD
+    columns         text[],                        -- send only these columns
+    exclude_columns text[],                        -- or all but these
+    skip_unchanged  boolean NOT NULL DEFAULT false, -- drop UPDATEs of unsent columns only
+    status          text NOT NULL DEFAULT 'active',
+    status_reason   text,
+    owner           regrole NOT NULL,
+    trigger_name    text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- During a secret rotation, the old secret keeps signing until it expires.
+    previous_secret            text,
+    previous_secret_expires_at timestamptz,
+    -- Since when every attempt has failed (NULL after a success); drives auto-disable.
+    failing_since   timestamptz,
+    CONSTRAINT status_is_known
+        CHECK (status IN ('active', 'paused', 'disabled', 'unsubscribed')),
+    CONSTRAINT format_is_known CHECK (format IN ('database', 'standard', 'cloudevents'))
+);
+-- A name is taken while its subscription is live; an unsubscribed one keeps its row (and its
+-- queued events keep being delivered) but frees the name.
+CREATE UNIQUE INDEX subscriptions_live_name ON webhook._subscriptions (name)
+    WHERE status <> 'unsubscribed';
+SELECT pg_catalog.pg_extension_config_dump('webhook._subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook._subscription_id_seq', '');
+
+-- Event ids also form webhook-ids, so the sequence is dumped too: after a restore, new events
+-- never reuse an id a receiver has already seen (and de-duplicated on). The capture trigger
+-- takes ids in blocks of 1024 (one nextval per batch of rows), so ids are unique and increase
+-- in capture order but are not dense.
+CREATE SEQUENCE webhook._event_id_seq INCREMENT BY 1024;
+SELECT pg_catalog.pg_extension_config_dump('webhook._event_id_seq', '');
+
+-- API: Private. Events waiting for (another) delivery attempt. Written by the capture trigger
+-- in the writer's transaction, so an event exists exactly when its change committed. Kept
+-- small: a finished event moves to _event_archive in the same transaction that records it.
+--
+-- New events (next_attempt_at IS NULL) are found through (txid, id): the worker remembers how
+-- far it has read, bounded below by the oldest transaction that could still commit more, so it
+-- never re-walks the dead index entries that delivered events leave behind. Events waiting for
+-- a retry carry next_attempt_at and are found through their own (small) index.
+CREATE TABLE webhook._event_queue (
+    id              bigint NOT NULL,
+    txid            xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    subscription_id integer NOT NULL,
+    op              text NOT NULL,                 -- INSERT, UPDATE, DELETE
+    table_schema    text NOT NULL,
+    table_name      text NOT NULL,
+    record          jsonb,
+    old_record      jsonb,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    attempts        integer NOT NULL DEFAULT 0,
+    -- Attempts made before the current series (a replay starts a new series): the retry
+    -- schedule counts from here, attempt numbers keep growing.
+    series_start    integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,                   -- NULL: new, due now; infinity: parked
+    last_error      text
+);
+CREATE INDEX event_queue_new ON webhook._event_queue (txid, id) WHERE next_attempt_at IS NULL;
+CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
+    WHERE next_attempt_at IS NOT NULL;
+-- Vacuum often (the table churns) and never truncate it: truncating takes an ACCESS EXCLUSIVE
+-- lock that stalls every writer of a subscribed table, and the freed space is reused anyway.
+ALTER TABLE webhook._event_queue SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+
+-- API: Private. Events that are finished: delivered, or dead after their last attempt. The last
+-- attempt's details live on the row itself (final_*), so finishing an event is one insert.
+CREATE TABLE webhook._event_archive (
+    id                     bigint PRIMARY KEY,
+    subscription_id        integer NOT NULL,
+    op                     text NOT NULL,
+    table_schema           text NOT NULL,
+    table_name             text NOT NULL,
+    record                 jsonb,
+    old_record             jsonb,
+    created_at             timestamptz NOT NULL,
+    attempts               integer NOT NULL,
+    series_start           integer NOT NULL DEFAULT 0,
+    last_error             text,
+    status                 text NOT NULL,
+    finished_at            timestamptz NOT NULL DEFAULT now(),
+    final_started_at       timestamptz,
+    final_duration_ms      double precision,
+    final_status_code      integer,
+    final_response_excerpt text,
+    final_error            text,
+    CONSTRAINT status_is_final CHECK (status IN ('delivered', 'dead'))
+);
+-- Retention purges and the stats view read recent history by time.
+CREATE INDEX event_archive_finished ON webhook._event_archive (finished_at);
+
+-- API: Private. Every attempt that was not an event's last (those are on the archive row).
+CREATE TABLE webhook._attempts (
+    event_id         bigint NOT NULL,
+    attempt          integer NOT NULL,
+    subscription_id  integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ms      double precision NOT NULL,
+    status_code      integer,
+    response_excerpt text,
+    error            text,
+    outcome          text NOT NULL,
+    PRIMARY KEY (event_id, attempt),
+    CONSTRAINT outcome_is_known CHECK (outcome IN ('delivered', 'retry', 'dead'))
+);
+CREATE INDEX attempts_started ON webhook._attempts (started_at);
+
+-- Who may do what. Creating a subscription is a privilege: superusers and members of
+-- webhook_admin. Roles are cluster-wide, so the role outlives the extension and is shared by
+-- every database that installs it.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'webhook_admin') THEN
+        CREATE ROLE webhook_admin NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA webhook TO webhook_admin;
+
+-- API: Private. The subscriptions whose rows the current user may see: those on tables the
+-- user can read, their own, and for superusers all. `manages`: the user owns it (or is a
+-- superuser) and so may see its secret and headers. Views read base tables with their owner's
+-- rights but see the querying role as current_user, which is what is checked here.
+CREATE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
+SELECT s.id,
+       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages
+  FROM webhook._subscriptions s
+  JOIN pg_catalog.pg_roles r ON r.rolname = current_user
+ WHERE r.rolsuper
+    OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
+    OR COALESCE(pg_catalog.has_table_privilege(r.oid, s.target::oid, 'SELECT'), false);
+COMMENT ON VIEW webhook._visible_subscriptions IS
+    'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
+REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
+
+-- API: Public.
+CREATE VIEW webhook.subscriptions WITH (security_barrier) AS
+SELECT s.id, s.name, s.target, s.url, s.events,
+       CASE WHEN v.manages THEN s.secret END AS secret,
+       CASE WHEN v.manages THEN s.headers END AS headers,
+       s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
+       s.exclude_columns, s.skip_unchanged, s.status, s.status_reason, s.owner,
+       s.created_at, s.uid,
+       CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
+       s.previous_secret_expires_at, s.failing_since
+  FROM webhook._subscriptions s
+  JOIN webhook._visible_subscriptions v ON v.id = s.id;
+
+-- API: Public. Queued and finished events in one place; status is pending, delivered or dead.
+CREATE VIEW webhook.events WITH (security_barrier) AS
+SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name, q.record, q.old_record,
+       CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
+       q.attempts,
+       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
+       NULL::timestamptz AS finished_at
+  FROM webhook._event_queue q
+ WHERE q.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+UNION ALL
+SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name, a.record, a.old_record,
+       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at
+  FROM webhook._event_archive a
+ WHERE a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+
+-- API: Public.
+CREATE VIEW webhook.attempts WITH (security_barrier) AS
+SELECT t.event_id, t.attempt, t.subscription_id, t.started_at, t.duration_ms, t.status_code,
+       t.response_excerpt, t.error, t.outcome
+  FROM webhook._attempts t
+ WHERE t.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+UNION ALL
+SELECT a.id, a.attempts, a.subscription_id, a.final_started_at, a.final_duration_ms,
+       a.final_status_code, a.final_response_excerpt, a.final_error, a.status
+  FROM webhook._event_archive a
+ WHERE a.final_started_at IS NOT NULL
+   AND a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+
+GRANT SELECT ON webhook.subscriptions, webhook.events, webhook.attempts TO webhook_admin;
+
+COMMENT ON VIEW webhook.subscriptions IS
+    'Webhook subscriptions: which table, which events, where they go and how they are retried. Status is active, paused, disabled or unsubscribed (queued events still delivered).';
+COMMENT ON VIEW webhook.events IS
+    'Every captured row change: pending (queued for a first or further attempt), delivered, or dead (kept after its last failed attempt).';
+COMMENT ON VIEW webhook.attempts IS
+    'Every HTTP delivery attempt: when, how long, the status code or transport error, a bounded excerpt of the response, and what the worker decided (delivered, retry, dead).';
+COMMENT ON COLUMN webhook.subscriptions.uid IS
+    'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>).';
+COMMENT ON COLUMN webhook.subscriptions.secret IS
+    'Standard Webhooks signing secret (whsec_ + base64); receivers verify webhook-signature with it.';
+COMMENT ON COLUMN webhook.events.next_attempt_at IS
+    'When a pending event is due; NULL once finished.';
+COMMENT ON COLUMN webhook.attempts.outcome IS
+    'What the worker decided after this attempt: delivered, retry (another attempt is scheduled) or dead.';

@@ -1,0 +1,316 @@
+//! The HTTP side of a delivery: one signed POST, its outcome, nothing else.
+//!
+//! Everything a receiver can do wrong — hang, reset, redirect, answer forever — ends as an
+//! `Attempt` value within the timeout; nothing here panics or blocks the caller's thread.
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, Url};
+
+use crate::address::{AddressPolicy, Refusal};
+use crate::retry::{parse_retry_after, AttemptKind};
+use crate::signing::{signature_header, Secret};
+
+/// Settings for the shared client; changing them means building a new `Sender`.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// Idle keep-alive connections kept per host.
+    pub max_idle_per_host: usize,
+    pub connect_timeout: Duration,
+    /// How much of a response body is kept for the attempt log.
+    pub response_excerpt_bytes: usize,
+    pub user_agent: String,
+    /// Extra trusted CA certificates (PEM), on top of the system and Mozilla roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub policy: AddressPolicy,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        SenderSettings {
+            max_idle_per_host: 64,
+            connect_timeout: Duration::from_secs(10),
+            response_excerpt_bytes: 1024,
+            user_agent: format!("pg_webhook/{}", env!("CARGO_PKG_VERSION")),
+            extra_ca_pem: None,
+            policy: AddressPolicy::default(),
+        }
+    }
+}
+
+/// Where and how a subscription's events go; shared by all its in-flight deliveries.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: Url,
+    /// Signing keys, newest first; more than one during a rotation.
+    pub secrets: Vec<Secret>,
+    pub headers: HeaderMap,
+    pub timeout: Duration,
+}
+
+/// One event ready to send: its `webhook-id`, the exact body bytes and their media type.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub body: Bytes,
+    pub content_type: &'static str,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub status: Option<u16>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    pub kind: AttemptKind,
+}
+
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not build the HTTP client: {}", self.0)
+    }
+}
+
+impl StdError for BuildError {}
+
+/// Checks that `pem` holds at least one CA certificate (for `pg_webhook.ca_bundle`).
+pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    match reqwest::Certificate::from_pem_bundle(pem) {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err("the file holds no PEM certificate".into()),
+        Err(e) => Err(format!("not a valid PEM certificate bundle: {e}")),
+    }
+}
+
+/// A pooled HTTP client that only connects where the address policy allows.
+#[derive(Clone)]
+pub struct Sender {
+    client: Client,
+    policy: Arc<AddressPolicy>,
+    excerpt_limit: usize,
+}
+
+impl Sender {
+    pub fn new(settings: &SenderSettings) -> Result<Sender, BuildError> {
+        let policy = Arc::new(settings.policy.clone());
+        let mut builder = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would connect on our behalf and bypass the address policy.
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(settings.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(settings.user_agent.clone())
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: policy.clone(),
+            }));
+        if let Some(pem) = &settings.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(BuildError("CA bundle holds no certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| BuildError(error_chain(&e)))?;
+        Ok(Sender {
+            client,
+            policy,
+            excerpt_limit: settings.response_excerpt_bytes,
+        })
+    }
+
+    /// Signs and POSTs one message. The signature timestamp is the moment of sending, as
+    /// receivers reject timestamps far from their clock.
+    pub async fn send(&self, endpoint: &Endpoint, message: &Message) -> Attempt {
+        let started_at = SystemTime::now();
+        let clock = Instant::now();
+        let finish = |status, excerpt, error, kind| Attempt {
+            started_at,
+            duration: clock.elapsed(),
+            status,
+            response_excerpt: excerpt,
+            error,
+            kind,
+        };
+        // IP literals bypass the resolver, so they are checked here.
+        if let Err(refusal) = self.check_literal(&endpoint.url) {
+            return finish(
+                None,
+                None,
+                Some(refusal.to_string()),
+                AttemptKind::Permanent,
+            );
+        }
+        let timestamp = started_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let secrets: Vec<&Secret> = endpoint.secrets.iter().collect();
+        let signature = signature_header(&secrets, &message.id, timestamp, &message.body);
+        let request = self
+            .client
+            .post(endpoint.url.clone())
+            .headers(endpoint.headers.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static(message.content_type))
+            .header("webhook-id", message.id.as_str())
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .timeout(endpoint.timeout)
+            .body(message.body.clone());
+        // The client timeout covers connect, headers and body; the outer one is a backstop.
+        let exchange = async {
+            let mut response = request.send().await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let mut excerpt = Vec::new();
+            let mut body_error = None;
+            while excerpt.len() < self.excerpt_limit {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let room = self.excerpt_limit - excerpt.len();
+                        excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        body_error = Some(error_chain(&e));
+                        break;
+                    }
+                }
+            }
+            Ok::<_, reqwest::Error>((status, retry_after, excerpt, body_error))
+        };
+        let backstop = endpoint.timeout + Duration::from_secs(1);
+        match tokio::time::timeout(backstop, exchange).await {
+            Err(_) => finish(
+                None,
+                None,
+                Some(format!(
+                    "timed out after {} ms",
+                    endpoint.timeout.as_millis()
+                )),
+                AttemptKind::TransportError,
+            ),
+            Ok(Err(e)) => {
+                let kind = if find_refusal(&e).is_some() {
+                    AttemptKind::Permanent
+                } else {
+                    AttemptKind::TransportError
+                };
+                let text = if e.is_timeout() {
+                    format!(
+                        "timed out after {} ms: {}",
+                        endpoint.timeout.as_millis(),
+                        error_chain(&e)
+                    )
+                } else {
+                    error_chain(&e)
+                };
+                finish(None, None, Some(text), kind)
+            }
+            Ok(Ok((status, retry_after, excerpt, body_error))) => {
+                let excerpt =
+                    (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+                // The status line decides the outcome; a broken body is only noted.
+                let body_error = body_error.map(|e| format!("reading response body: {e}"));
+                finish(
+                    Some(status),
+                    excerpt,
+                    body_error,
+                    AttemptKind::Status {
+                        code: status,
+                        retry_after,
+                    },
+                )
+            }
+        }
+    }
+
+    fn check_literal(&self, url: &Url) -> Result<(), Refusal> {
+        let host = url.host_str().unwrap_or_default();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        match literal.parse::<IpAddr>() {
+            Ok(addr) => self.policy.check(host, addr),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The resolver every connection goes through: only addresses the policy allows come back,
+/// so the client cannot connect anywhere else.
+struct PolicyResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| format!("could not resolve {host}: {e}"))?
+                .collect();
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match policy.check(&host, a.ip()) {
+                    Ok(()) => true,
+                    Err(r) => {
+                        refusal.get_or_insert(r);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                return Err(match refusal {
+                    Some(r) => Box::new(r) as Box<dyn StdError + Send + Sync>,
+                    None => format!("could not resolve {host}: no addresses").into(),
+                });
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+fn find_refusal<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Refusal> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Refusal>() {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the cause is below it.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,16 @@
+//! The part of pg_webhook that knows nothing of Postgres: how a webhook is signed, what its body
+//! looks like, when it is retried, where it may go, and how it is sent. The extension wraps it;
+//! everything here is tested with plain `cargo test -p pg_webhook_core`.
+
+pub mod address;
+pub mod endpoint;
+pub mod headers;
+pub mod http;
+pub mod payload;
+pub mod retry;
+pub mod signing;
+
+pub use bytes::Bytes;
+pub use reqwest::header;
+pub use reqwest::header::HeaderMap;
+pub use reqwest::Url;

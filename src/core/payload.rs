@@ -1,0 +1,459 @@
+//! The exact bytes a receiver gets. Built once per event and reused for every attempt, because
+//! the signature covers the body byte for byte.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+
+/// The kind of row change that produced an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+    /// One event per TRUNCATE statement; opt-in.
+    Truncate,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Insert,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Truncate,
+    ];
+    /// What a subscription captures when it names no events.
+    pub const DEFAULT: [Operation; 3] = [Operation::Insert, Operation::Update, Operation::Delete];
+
+    /// The upper-case SQL keyword, which is also the payload's `type`.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Operation::Insert => "INSERT",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Truncate => "TRUNCATE",
+        }
+    }
+
+    /// The lower-case name users write in `events => ARRAY[...]`.
+    pub fn as_event_name(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+            Operation::Truncate => "truncate",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_sql())
+    }
+}
+
+/// Why an event kind was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOperation(pub String);
+
+impl fmt::Display for UnknownOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown event kind '{}': use 'insert', 'update', 'delete' or 'truncate'",
+            self.0.escape_debug()
+        )
+    }
+}
+
+impl std::error::Error for UnknownOperation {}
+
+impl FromStr for Operation {
+    type Err = UnknownOperation;
+
+    /// Case-insensitive, surrounding spaces ignored: `'INSERT'`, `'insert'` and `' Insert '` agree.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "insert" => Ok(Operation::Insert),
+            "update" => Ok(Operation::Update),
+            "delete" => Ok(Operation::Delete),
+            "truncate" => Ok(Operation::Truncate),
+            _ => Err(UnknownOperation(s.to_string())),
+        }
+    }
+}
+
+/// Why an event list was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventListError {
+    Empty,
+    Null,
+    Unknown(UnknownOperation),
+}
+
+impl fmt::Display for EventListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventListError::Empty => write!(
+                f,
+                "events is empty: name at least one of 'insert', 'update', 'delete', 'truncate' (or omit it for the first three)"
+            ),
+            EventListError::Null => write!(
+                f,
+                "events contains NULL: name only 'insert', 'update', 'delete' or 'truncate'"
+            ),
+            EventListError::Unknown(u) => u.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for EventListError {}
+
+/// Parses the `events` argument: duplicates collapse, order becomes canonical.
+pub fn parse_event_list(items: &[Option<&str>]) -> Result<Vec<Operation>, EventListError> {
+    if items.is_empty() {
+        return Err(EventListError::Empty);
+    }
+    let mut wanted = Vec::new();
+    for item in items {
+        let op: Operation = item
+            .ok_or(EventListError::Null)?
+            .parse()
+            .map_err(EventListError::Unknown)?;
+        if !wanted.contains(&op) {
+            wanted.push(op);
+        }
+    }
+    wanted.sort_by_key(|op| Operation::ALL.iter().position(|o| o == op));
+    Ok(wanted)
+}
+
+/// One captured row change, as stored in the queue. `record` and `old_record` are JSON texts
+/// produced by Postgres (`to_jsonb`), embedded verbatim so numerics keep every digit.
+#[derive(Debug, Clone, Copy)]
+pub struct RowChange<'a> {
+    pub op: Operation,
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub record: Option<&'a str>,
+    pub old_record: Option<&'a str>,
+}
+
+/// The default body, the shape Supabase database webhooks send, so existing receivers work:
+/// `{"type":"INSERT","table":"t","schema":"public","record":{…},"old_record":null}`.
+pub fn database_change_body(change: &RowChange<'_>) -> Bytes {
+    let record_len = change.record.map_or(4, str::len) + change.old_record.map_or(4, str::len);
+    let mut out = String::with_capacity(80 + change.schema.len() + change.table.len() + record_len);
+    out.push_str("{\"type\":\"");
+    out.push_str(change.op.as_sql());
+    out.push_str("\",\"table\":");
+    push_json_string(&mut out, change.table);
+    out.push_str(",\"schema\":");
+    push_json_string(&mut out, change.schema);
+    out.push_str(",\"record\":");
+    out.push_str(change.record.unwrap_or("null"));
+    out.push_str(",\"old_record\":");
+    out.push_str(change.old_record.unwrap_or("null"));
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// How an event is shaped on the wire; chosen per subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `{"type":"INSERT","table":…,"schema":…,"record":…,"old_record":…}` (Supabase's shape).
+    Database,
+    /// The Standard Webhooks envelope: `{"type":"<table>.<op>","timestamp":…,"data":{…}}`.
+    Standard,
+    /// CloudEvents 1.0, structured JSON mode.
+    CloudEvents,
+}
+
+/// Why a format name was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownFormat(pub String);
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown format '{}': use 'database', 'standard' or 'cloudevents'",
+            self.0.escape_debug()
+        )
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "database" => Ok(Format::Database),
+            "standard" => Ok(Format::Standard),
+            "cloudevents" => Ok(Format::CloudEvents),
+            _ => Err(UnknownFormat(s.to_string())),
+        }
+    }
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Database => "database",
+            Format::Standard => "standard",
+            Format::CloudEvents => "cloudevents",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::CloudEvents => "application/cloudevents+json",
+            _ => "application/json",
+        }
+    }
+}
+
+/// What every format needs besides the row change.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The webhook-id, reused as the CloudEvents `id`.
+    pub message_id: &'a str,
+    /// When the change was captured, RFC 3339.
+    pub time: &'a str,
+    /// The database name, for the CloudEvents `source`.
+    pub database: &'a str,
+}
+
+/// The body of `change` in `format`.
+pub fn body(format: Format, change: &RowChange<'_>, envelope: &Envelope<'_>) -> Bytes {
+    match format {
+        Format::Database => database_change_body(change),
+        Format::Standard => {
+            let mut out = String::with_capacity(160);
+            out.push_str("{\"type\":");
+            push_json_string(&mut out, &event_type(change));
+            out.push_str(",\"timestamp\":");
+            push_json_string(&mut out, envelope.time);
+            out.push_str(",\"data\":");
+            out.push_str(std::str::from_utf8(&database_change_body(change)).unwrap_or("null"));
+            out.push('}');
+            Bytes::from(out)
+        }
+        Format::CloudEvents => {
+            let mut out = String::with_capacity(240);
+            out.push_str("{\"specversion\":\"1.0\",\"id\":");
+            push_json_string(&mut out, envelope.message_id);
+            out.push_str(",\"source\":");
+            push_json_string(
+                &mut out,
+                &format!(
+                    "/pg_webhook/{}/{}/{}",
+                    envelope.database, change.schema, change.table
+                ),
+            );
+            out.push_str(",\"type\":");
+            push_json_string(&mut out, &format!("pg_webhook.{}", event_type(change)));
+            out.push_str(",\"time\":");
+            push_json_string(&mut out, envelope.time);
+            out.push_str(",\"datacontenttype\":\"application/json\",\"data\":");
+            out.push_str(std::str::from_utf8(&database_change_body(change)).unwrap_or("null"));
+            out.push('}');
+            Bytes::from(out)
+        }
+    }
+}
+
+/// `orders.insert`: the event type of the Standard Webhooks envelope.
+fn event_type(change: &RowChange<'_>) -> String {
+    format!("{}.{}", change.table, change.op.as_event_name())
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's escaping is the reference; a str always serialises.
+    out.push_str(&serde_json::Value::from(s).to_string());
+}
+
+/// The `webhook-id` of an event: stable across retries and replays, and unique across
+/// databases because every subscription carries its own random `uid`.
+pub fn message_id(subscription_uid: &str, event_id: i64) -> String {
+    format!("msg_{subscription_uid}_{event_id}")
+}
+
+/// A fresh random subscription `uid`: 16 lower-case base32 characters (80 bits), so webhook-ids
+/// from different subscriptions and databases never collide.
+pub fn new_subscription_uid() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[(b & 31) as usize] as char)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_body_has_the_supabase_shape() {
+        let body = database_change_body(&RowChange {
+            op: Operation::Insert,
+            schema: "public",
+            table: "orders",
+            record: Some(r#"{"id": 1, "total": 42.00}"#),
+            old_record: None,
+        });
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"type":"INSERT","table":"orders","schema":"public","record":{"id": 1, "total": 42.00},"old_record":null}"#
+        );
+    }
+
+    #[test]
+    fn body_is_valid_json_and_keeps_exact_numerics() {
+        let body = database_change_body(&RowChange {
+            op: Operation::Update,
+            schema: "we\"ird",
+            table: "tab\nle",
+            record: Some(r#"{"n": 12345678901234567890.1234567890}"#),
+            old_record: Some(r#"{"n": 1}"#),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["schema"], "we\"ird");
+        assert_eq!(v["table"], "tab\nle");
+        assert_eq!(v["type"], "UPDATE");
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("12345678901234567890.1234567890"));
+    }
+
+    #[test]
+    fn delete_carries_only_the_old_record() {
+        let body = database_change_body(&RowChange {
+            op: Operation::Delete,
+            schema: "s",
+            table: "t",
+            record: None,
+            old_record: Some("{}"),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["record"].is_null());
+        assert!(v["old_record"].is_object());
+    }
+
+    #[test]
+    fn truncate_is_an_event_kind_with_no_rows() {
+        assert_eq!(
+            parse_event_list(&[Some("TRUNCATE")]).unwrap(),
+            vec![Operation::Truncate]
+        );
+        let body = database_change_body(&RowChange {
+            op: Operation::Truncate,
+            schema: "s",
+            table: "t",
+            record: None,
+            old_record: None,
+        });
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"type":"TRUNCATE","table":"t","schema":"s","record":null,"old_record":null}"#
+        );
+    }
+
+    #[test]
+    fn event_lists_parse_case_insensitively_and_dedupe() {
+        assert_eq!(
+            parse_event_list(&[Some("DELETE"), Some(" insert "), Some("delete")]).unwrap(),
+            vec![Operation::Insert, Operation::Delete]
+        );
+    }
+
+    #[test]
+    fn bad_event_lists_are_refused_with_the_reason() {
+        assert_eq!(parse_event_list(&[]), Err(EventListError::Empty));
+        assert_eq!(
+            parse_event_list(&[Some("insert"), None]),
+            Err(EventListError::Null)
+        );
+        let err = parse_event_list(&[Some("upsert")]).unwrap_err();
+        assert!(err.to_string().contains("'upsert'"));
+        assert!(err
+            .to_string()
+            .contains("'insert', 'update', 'delete' or 'truncate'"));
+    }
+
+    #[test]
+    fn uids_are_random_and_url_safe() {
+        let a = new_subscription_uid().unwrap();
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert_ne!(a, new_subscription_uid().unwrap());
+    }
+
+    #[test]
+    fn standard_and_cloudevents_wrap_the_same_data() {
+        let change = RowChange {
+            op: Operation::Update,
+            schema: "public",
+            table: "orders",
+            record: Some(r#"{"id": 1, "total": 2.50}"#),
+            old_record: Some(r#"{"id": 1, "total": 1.00}"#),
+        };
+        let env = Envelope {
+            message_id: "msg_abc_7",
+            time: "2026-11-23T10:00:00.123456+00:00",
+            database: "shop",
+        };
+        let standard: serde_json::Value =
+            serde_json::from_slice(&body(Format::Standard, &change, &env)).unwrap();
+        assert_eq!(standard["type"], "orders.update");
+        assert_eq!(standard["timestamp"], env.time);
+        assert_eq!(standard["data"]["record"]["id"], 1);
+        assert_eq!(standard["data"]["type"], "UPDATE");
+        let ce: serde_json::Value =
+            serde_json::from_slice(&body(Format::CloudEvents, &change, &env)).unwrap();
+        assert_eq!(ce["specversion"], "1.0");
+        assert_eq!(ce["id"], "msg_abc_7");
+        assert_eq!(ce["source"], "/pg_webhook/shop/public/orders");
+        assert_eq!(ce["type"], "pg_webhook.orders.update");
+        assert_eq!(ce["datacontenttype"], "application/json");
+        assert_eq!(ce["data"]["old_record"]["total"], 1.0);
+        assert!(
+            std::str::from_utf8(&body(Format::CloudEvents, &change, &env))
+                .unwrap()
+                .contains("2.50")
+        );
+        assert_eq!(
+            Format::CloudEvents.content_type(),
+            "application/cloudevents+json"
+        );
+        assert_eq!(
+            body(Format::Database, &change, &env),
+            database_change_body(&change)
+        );
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        assert_eq!(
+            "CloudEvents".parse::<Format>().unwrap(),
+            Format::CloudEvents
+        );
+        assert_eq!(" standard ".parse::<Format>().unwrap(), Format::Standard);
+        let e = "xml".parse::<Format>().unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("'database', 'standard' or 'cloudevents'"));
+    }
+
+    #[test]
+    fn message_ids_are_stable() {
+        assert_eq!(message_id("k3x9", 42), "msg_k3x9_42");
+    }
+}

@@ -1,0 +1,346 @@
+//! When to try an event again, and when to give up on it.
+//!
+//! The default schedule is the one Standard Webhooks senders commonly use (Svix's): after the
+//! first attempt, retry after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, each ±20 % jitter —
+//! 8 attempts over about 27 hours. Jitter spreads a failed burst so a recovering receiver is not
+//! hit by all of it in the same second.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// Delays before attempts 2, 3, … of the default schedule.
+pub const DEFAULT_DELAYS: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+/// First attempt plus one per default delay.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Jitter as a fraction of the delay, each way.
+pub const JITTER: f64 = 0.2;
+/// A `Retry-After` beyond this is clamped: a receiver cannot park an event for weeks.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Upper bound on `max_attempts`, so a typo cannot make an event live forever.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
+/// Upper bound on one delay in a custom schedule.
+pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A validated retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    delays: Vec<Duration>,
+    max_attempts: u32,
+}
+
+/// Why a schedule was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    MaxAttempts(i64),
+    EmptySchedule,
+    DelayOutOfRange { index: usize, delay_ms: i64 },
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::MaxAttempts(n) => write!(
+                f,
+                "max_attempts {n} is out of range: it must be between 1 and {MAX_ATTEMPTS_LIMIT}"
+            ),
+            PolicyError::EmptySchedule => write!(
+                f,
+                "retry_schedule is empty: give at least one interval, or NULL for the default"
+            ),
+            PolicyError::DelayOutOfRange { index, delay_ms } => write!(
+                f,
+                "retry_schedule[{}] is {} ms: each delay must be between 0 and 7 days",
+                index + 1,
+                delay_ms
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            delays: DEFAULT_DELAYS.to_vec(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// `delays_ms`: delays before attempt 2, 3, …; past its end the last delay repeats.
+    pub fn new(delays_ms: Option<&[i64]>, max_attempts: Option<i64>) -> Result<Self, PolicyError> {
+        let delays = match delays_ms {
+            None => DEFAULT_DELAYS.to_vec(),
+            Some([]) => return Err(PolicyError::EmptySchedule),
+            Some(ms) => ms
+                .iter()
+                .enumerate()
+                .map(|(index, &delay_ms)| {
+                    if delay_ms < 0 || delay_ms as u128 > MAX_DELAY.as_millis() {
+                        Err(PolicyError::DelayOutOfRange { index, delay_ms })
+                    } else {
+                        Ok(Duration::from_millis(delay_ms as u64))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let max_attempts = match max_attempts {
+            None if delays_ms.is_some() => delays.len() as u32 + 1,
+            None => DEFAULT_MAX_ATTEMPTS,
+            Some(n) if (1..=MAX_ATTEMPTS_LIMIT as i64).contains(&n) => n as u32,
+            Some(n) => return Err(PolicyError::MaxAttempts(n)),
+        };
+        Ok(RetryPolicy {
+            delays,
+            max_attempts,
+        })
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The nominal delay after `attempts_made` failed attempts, or `None` when none remain.
+    pub fn base_delay(&self, attempts_made: u32) -> Option<Duration> {
+        if attempts_made >= self.max_attempts || attempts_made == 0 {
+            return None;
+        }
+        let i = (attempts_made as usize - 1).min(self.delays.len() - 1);
+        Some(self.delays[i])
+    }
+}
+
+/// What a single attempt came to, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    /// The receiver answered with this status.
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No usable answer (connect, DNS, timeout, TLS, reset…): worth retrying.
+    TransportError,
+    /// Retrying cannot help (a refused destination, an oversized payload).
+    Permanent,
+}
+
+/// What to do with an event after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    RetryIn(Duration),
+    Dead,
+}
+
+/// `jitter_unit` is a uniform random number in [0, 1); it is a parameter so tests are exact.
+pub fn judge(
+    policy: &RetryPolicy,
+    attempts_made: u32,
+    kind: AttemptKind,
+    jitter_unit: f64,
+) -> Verdict {
+    let retry_after = match kind {
+        AttemptKind::Status { code, .. } if (200..300).contains(&code) => {
+            return Verdict::Delivered
+        }
+        AttemptKind::Permanent => return Verdict::Dead,
+        AttemptKind::Status {
+            code: 429 | 503,
+            retry_after,
+        } => retry_after,
+        _ => None,
+    };
+    let Some(base) = policy.base_delay(attempts_made) else {
+        return Verdict::Dead;
+    };
+    match retry_after {
+        // The receiver said when it can take more; asking earlier would only fail again.
+        Some(after) => Verdict::RetryIn(after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER)),
+        None => Verdict::RetryIn(jittered(base, jitter_unit)),
+    }
+}
+
+fn jittered(base: Duration, unit: f64) -> Duration {
+    let factor = 1.0 + JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    base.mul_f64(factor)
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A cheap uniform number in [0, 1) for jitter; not for secrets.
+pub fn jitter_unit() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> AttemptKind {
+        AttemptKind::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn any_2xx_is_delivered() {
+        let p = RetryPolicy::default();
+        for code in [200, 201, 202, 204, 299] {
+            assert_eq!(judge(&p, 1, status(code), 0.5), Verdict::Delivered);
+        }
+    }
+
+    #[test]
+    fn default_schedule_without_jitter_at_midpoint() {
+        let p = RetryPolicy::default();
+        let got: Vec<_> = (1..8).map(|n| judge(&p, n, status(500), 0.5)).collect();
+        let want: Vec<_> = DEFAULT_DELAYS
+            .iter()
+            .map(|d| Verdict::RetryIn(*d))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(judge(&p, 8, status(500), 0.5), Verdict::Dead);
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            judge(&p, 1, AttemptKind::TransportError, 0.0),
+            Verdict::RetryIn(Duration::from_secs(4))
+        );
+        assert_eq!(
+            judge(&p, 1, AttemptKind::TransportError, 1.0),
+            Verdict::RetryIn(Duration::from_secs(6))
+        );
+        for _ in 0..1000 {
+            let u = jitter_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn redirects_and_client_errors_are_retried_like_failures() {
+        let p = RetryPolicy::default();
+        for code in [301, 302, 400, 404, 410, 500, 502] {
+            assert!(matches!(
+                judge(&p, 1, status(code), 0.5),
+                Verdict::RetryIn(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_429_and_503_only() {
+        let p = RetryPolicy::default();
+        let ra = |code| AttemptKind::Status {
+            code,
+            retry_after: Some(Duration::from_secs(42)),
+        };
+        assert_eq!(
+            judge(&p, 1, ra(429), 0.5),
+            Verdict::RetryIn(Duration::from_secs(42))
+        );
+        assert_eq!(
+            judge(&p, 3, ra(503), 0.5),
+            Verdict::RetryIn(Duration::from_secs(42))
+        );
+        assert_eq!(
+            judge(&p, 1, ra(500), 0.5),
+            Verdict::RetryIn(Duration::from_secs(5))
+        );
+        let huge = AttemptKind::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(10 * 24 * 3600)),
+        };
+        assert_eq!(judge(&p, 1, huge, 0.5), Verdict::RetryIn(MAX_RETRY_AFTER));
+        // Retry-After does not buy attempts beyond the maximum.
+        assert_eq!(judge(&p, 8, ra(429), 0.5), Verdict::Dead);
+    }
+
+    #[test]
+    fn permanent_failures_die_at_once() {
+        let p = RetryPolicy::default();
+        assert_eq!(judge(&p, 1, AttemptKind::Permanent, 0.5), Verdict::Dead);
+    }
+
+    #[test]
+    fn custom_schedule_repeats_its_last_delay() {
+        let p = RetryPolicy::new(Some(&[100, 2000]), Some(5)).unwrap();
+        let delays: Vec<_> = (1..5)
+            .map(|n| p.base_delay(n).unwrap().as_millis())
+            .collect();
+        assert_eq!(delays, vec![100, 2000, 2000, 2000]);
+        assert_eq!(p.base_delay(5), None);
+        let implied = RetryPolicy::new(Some(&[10, 20, 30]), None).unwrap();
+        assert_eq!(implied.max_attempts(), 4);
+        assert_eq!(RetryPolicy::new(None, Some(1)).unwrap().base_delay(1), None);
+    }
+
+    #[test]
+    fn bad_schedules_are_refused_with_the_reason() {
+        assert_eq!(
+            RetryPolicy::new(Some(&[]), None),
+            Err(PolicyError::EmptySchedule)
+        );
+        assert_eq!(
+            RetryPolicy::new(None, Some(0)),
+            Err(PolicyError::MaxAttempts(0))
+        );
+        assert_eq!(
+            RetryPolicy::new(None, Some(101)),
+            Err(PolicyError::MaxAttempts(101))
+        );
+        let e = RetryPolicy::new(Some(&[5, -1]), None).unwrap_err();
+        assert_eq!(
+            e,
+            PolicyError::DelayOutOfRange {
+                index: 1,
+                delay_ms: -1
+            }
+        );
+        assert!(e.to_string().starts_with("retry_schedule[2]"));
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! The HTTP client against real sockets on 127.0.0.1: what it sends, and how it ends up when the
+//! receiver misbehaves.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pg_webhook_core::address::AddressPolicy;
+use pg_webhook_core::http::{Endpoint, Message, Sender, SenderSettings};
+use pg_webhook_core::retry::AttemptKind;
+use pg_webhook_core::signing::{header_matches, Secret};
+use pg_webhook_core::{Bytes, HeaderMap, Url};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A received request: lower-cased header names, raw body.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[header_end + 4..].to_vec();
+    while body.len() < len {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some(Seen {
+        head,
+        headers,
+        body,
+    })
+}
+
+/// Serves every connection with `respond`, recording requests.
+async fn serve<F>(respond: F) -> (Url, Arc<Mutex<Vec<Seen>>>)
+where
+    F: Fn(&Seen, &mut TcpStream) -> Vec<u8> + Send + Sync + 'static,
+{
+    let (url, seen, _) = serve_counting(respond).await;
+    (url, seen)
+}
+
+/// Like `serve`, and also counts accepted connections.
+async fn serve_counting<F>(respond: F) -> (Url, Arc<Mutex<Vec<Seen>>>, Arc<AtomicUsize>)
+where
+    F: Fn(&Seen, &mut TcpStream) -> Vec<u8> + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/hook", listener.local_addr().unwrap())).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let log = seen.clone();
+    let counter = connections.clone();
+    let respond = Arc::new(respond);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let log = log.clone();
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                while let Some(req) = read_request(&mut stream).await {
+                    log.lock().unwrap().push(req.clone());
+                    let out = respond(&req, &mut stream);
+                    if out.is_empty() || stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen, connections)
+}
+
+fn loopback_sender() -> Sender {
+    Sender::new(&SenderSettings {
+        policy: AddressPolicy::parse("127.0.0.1").unwrap(),
+        response_excerpt_bytes: 64,
+        ..SenderSettings::default()
+    })
+    .unwrap()
+}
+
+fn endpoint(url: &Url, secret: &Secret, timeout_ms: u64) -> Endpoint {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", "acme".parse().unwrap());
+    Endpoint {
+        url: url.clone(),
+        secrets: vec![secret.clone()],
+        headers,
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+fn message() -> Message {
+    Message {
+        id: "msg_test_1".into(),
+        body: Bytes::from_static(br#"{"type":"INSERT","record":{"id": 1}}"#),
+        content_type: "application/json",
+    }
+}
+
+fn reply(status: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn success_is_signed_verifiably_and_reuses_the_connection() {
+    let (url, seen, connections) = serve_counting(|_, _| reply("204 No Content", "", "")).await;
+    let secret = Secret::generate().unwrap();
+    let sender = loopback_sender();
+    for _ in 0..3 {
+        let a = sender
+            .send(&endpoint(&url, &secret, 5000), &message())
+            .await;
+        assert_eq!(a.status, Some(204), "{a:?}");
+        assert_eq!(a.error, None);
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "keep-alive reuses one connection"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    let req = &seen[0];
+    assert!(req.head.starts_with("POST /hook HTTP/1.1"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("x-tenant"), Some("acme"));
+    assert_eq!(req.header("webhook-id"), Some("msg_test_1"));
+    assert!(req.header("user-agent").unwrap().starts_with("pg_webhook/"));
+    let ts: i64 = req.header("webhook-timestamp").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - ts).abs() < 5);
+    assert_eq!(req.body, message().body.to_vec());
+    assert!(header_matches(
+        &secret,
+        "msg_test_1",
+        ts,
+        &req.body,
+        req.header("webhook-signature").unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn failure_status_keeps_a_bounded_excerpt() {
+    let long = "x".repeat(10_000);
+    let (url, _) = serve(move |_, _| reply("500 Internal Server Error", "", &long)).await;
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 5000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.status, Some(500));
+    assert_eq!(a.response_excerpt.as_deref().map(str::len), Some(64));
+    assert!(matches!(a.kind, AttemptKind::Status { code: 500, .. }));
+}
+
+#[tokio::test]
+async fn retry_after_is_read() {
+    let (url, _) = serve(|_, _| reply("429 Too Many Requests", "retry-after: 7\r\n", "")).await;
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 5000),
+            &message(),
+        )
+        .await;
+    assert_eq!(
+        a.kind,
+        AttemptKind::Status {
+            code: 429,
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (url, seen) =
+        serve(|_, _| reply("302 Found", "location: http://127.0.0.1:1/x\r\n", "")).await;
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 5000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.status, Some(302));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_times_out() {
+    let (url, _) = serve(|_, _| {
+        std::thread::sleep(Duration::from_millis(10));
+        Vec::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"[..])
+    })
+    .await;
+    let t = Instant::now();
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 300),
+            &message(),
+        )
+        .await;
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // The status arrived but the body never finished: the status decides, the error is noted.
+    assert_eq!(a.status, Some(200));
+    assert!(a.error.unwrap().contains("reading response body"));
+
+    let (silent, _) = serve(|_, _| {
+        std::thread::sleep(Duration::from_millis(600));
+        Vec::new()
+    })
+    .await;
+    let a = loopback_sender()
+        .send(
+            &endpoint(&silent, &Secret::generate().unwrap(), 200),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.status, None);
+    assert_eq!(a.kind, AttemptKind::TransportError);
+    assert!(a.error.unwrap().contains("timed out"));
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_excerpt() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        read_request(&mut s).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 1000, "y".repeat(1000));
+        while s.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 5000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.status, Some(200));
+    assert_eq!(a.response_excerpt.unwrap().len(), 64);
+    assert!(a.duration < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn refused_connections_and_resets_are_transport_errors() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
+    drop(closed);
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.kind, AttemptKind::TransportError);
+    assert!(a.error.unwrap().to_lowercase().contains("refused"));
+
+    let (reset, _) = serve(|_, _| Vec::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..])).await;
+    let a = loopback_sender()
+        .send(
+            &endpoint(&reset, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.kind, AttemptKind::TransportError, "{a:?}");
+}
+
+#[tokio::test]
+async fn private_destinations_are_refused_without_connecting() {
+    let (url, seen) = serve(|_, _| reply("204 No Content", "", "")).await;
+    let strict = Sender::new(&SenderSettings::default()).unwrap();
+    let a = strict
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.kind, AttemptKind::Permanent);
+    assert!(a.error.unwrap().contains("127.0.0.1 (loopback address)"));
+
+    // A name that resolves to loopback is refused after resolution, not before.
+    let by_name = Url::parse(&format!("http://localhost:{}/", url.port().unwrap())).unwrap();
+    let a = strict
+        .send(
+            &endpoint(&by_name, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.kind, AttemptKind::Permanent, "{a:?}");
+    assert!(a.error.unwrap().contains("destination refused"));
+    assert!(seen.lock().unwrap().is_empty());
+
+    let by_host_rule = Sender::new(&SenderSettings {
+        policy: AddressPolicy::parse("localhost").unwrap(),
+        ..SenderSettings::default()
+    })
+    .unwrap();
+    let a = by_host_rule
+        .send(
+            &endpoint(&by_name, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    assert!(
+        a.status == Some(204) || a.kind == AttemptKind::TransportError,
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn unresolvable_names_are_transport_errors() {
+    let url = Url::parse("http://does-not-exist.invalid/").unwrap();
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 3000),
+            &message(),
+        )
+        .await;
+    assert_eq!(a.kind, AttemptKind::TransportError);
+    assert!(a.error.unwrap().contains("does-not-exist.invalid"));
+}
+
+#[test]
+fn a_bad_ca_bundle_is_refused() {
+    let err = Sender::new(&SenderSettings {
+        extra_ca_pem: Some(b"not a certificate".to_vec()),
+        ..SenderSettings::default()
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("CA bundle"));
+}

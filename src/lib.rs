@@ -1,0 +1,71 @@
+//! pg_webhook: every committed row change on a subscribed table reaches an HTTP endpoint as a
+//! signed JSON POST — queued in the writer's transaction, delivered by a background worker,
+//! retried until it lands, every attempt recorded.
+//!
+//! The worker needs `shared_preload_libraries = 'pg_webhook'`. Without it, subscriptions and
+//! the queue still work, but nothing is sent.
+//!
+//! The Postgres-free logic (signing, payloads, retries, address policy, HTTP) is the
+//! `pg_webhook_core` crate in `src/core`; this crate is the SQL API, the capture trigger, the
+//! queue statements and the worker loop around it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::prelude::*;
+
+mod api;
+mod capture;
+mod error;
+mod guc;
+mod manage;
+mod privilege;
+mod queue;
+mod wake;
+mod worker;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/api.sql", name = "api", finalize);
+
+/// Set in the postmaster when loaded through shared_preload_libraries; inherited by every
+/// forked backend, so it says whether shared memory and the worker exist.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+pub fn is_preloaded() -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+}
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::init();
+    // SAFETY: a plain read of a postmaster-set global.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    PRELOADED.store(true, Ordering::Relaxed);
+    wake::init_preloaded();
+    worker::register();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    include!("tests.rs");
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'pg_webhook'",
+            "pg_webhook.database = 'pgrx_tests'",
+            "pg_webhook.allowed_destinations = '127.0.0.1'",
+            "pg_webhook.poll_interval = '200ms'",
+        ]
+    }
+}

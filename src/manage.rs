@@ -1,0 +1,265 @@
+//! Operating a subscription after it exists: pause and resume, replay, secret rotation. Each
+//! checks that the caller owns the subscription (or is a superuser), then writes as the
+//! extension owner. The public SQL wrappers are in sql/api.sql.
+
+use pg_webhook_core::signing::Secret;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use crate::error::{invalid, reject, spi};
+use crate::privilege::{as_extension_owner, caller_acts_as, forget_owner};
+use crate::wake::{note_config_changed, note_schedule_changed};
+
+/// A live subscription the caller may manage.
+struct Managed {
+    id: i32,
+    status: String,
+}
+
+/// Finds a live subscription by name and checks the caller may `action` it.
+fn find_managed(name: Option<&str>, action: &str) -> Managed {
+    let Some(name) = name else {
+        invalid("name must not be NULL: give the subscription's name")
+    };
+    forget_owner();
+    let found = as_extension_owner(|| {
+        spi(
+            "looking up the subscription",
+            Spi::connect(|client| {
+                let rows = client.select(
+                    "SELECT id, owner::oid, status FROM webhook._subscriptions
+                      WHERE name = $1 AND status <> 'unsubscribed'",
+                    Some(1),
+                    &[name.into()],
+                )?;
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                let row = rows.first();
+                Ok(Some((
+                    row.get::<i32>(1)?.unwrap_or_default(),
+                    row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                )))
+            }),
+        )
+    });
+    let Some((id, owner, status)) = found else {
+        reject(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("subscription \"{name}\" does not exist"),
+            Some(
+                "SELECT name FROM webhook.subscriptions WHERE status <> 'unsubscribed'; lists them",
+            ),
+        )
+    };
+    if !caller_acts_as(owner) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {action} \"{name}\": only its owner or a superuser may"),
+            None,
+        );
+    }
+    Managed { id, status }
+}
+
+fn write<R>(
+    what: &str,
+    f: impl FnOnce(&mut pgrx::spi::SpiClient<'_>) -> pgrx::spi::SpiResult<R>,
+) -> R {
+    as_extension_owner(|| spi(what, Spi::connect_mut(f)))
+}
+
+/// Pauses delivery (events keep queueing) or resumes it, un-parking held events. Resuming also
+/// re-enables an auto-disabled subscription. Returns false when nothing changed.
+#[pg_extern(name = "_set_paused", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn set_paused(name: Option<&str>, paused: bool) -> bool {
+    let sub = find_managed(name, if paused { "pause" } else { "resume" });
+    let changed = match (paused, sub.status.as_str()) {
+        (true, "active") | (false, "paused" | "disabled") => true,
+        (true, "paused" | "disabled") | (false, "active") => false,
+        (_, other) => invalid(format!(
+            "subscription is {other} and cannot be paused or resumed"
+        )),
+    };
+    if !changed {
+        return false;
+    }
+    write("changing the subscription's status", |client| {
+        if paused {
+            client.update(
+                "UPDATE webhook._subscriptions SET status = 'paused',
+                        status_reason = pg_catalog.format('paused by %s at %s', current_user, now())
+                  WHERE id = $1",
+                None,
+                &[sub.id.into()],
+            )?;
+        } else {
+            client.update(
+                "UPDATE webhook._subscriptions
+                    SET status = 'active', status_reason = NULL, failing_since = NULL
+                  WHERE id = $1",
+                None,
+                &[sub.id.into()],
+            )?;
+            client.update(
+                "UPDATE webhook._event_queue SET next_attempt_at = now()
+                  WHERE subscription_id = $1 AND next_attempt_at = 'infinity'",
+                None,
+                &[sub.id.into()],
+            )?;
+        }
+        Ok(())
+    });
+    note_config_changed();
+    if !paused {
+        note_schedule_changed();
+    }
+    true
+}
+
+/// Moves finished events back into the queue as a new attempt series with the same
+/// webhook-id; their last attempt is kept in the attempt log.
+const REPLAY: &str = "\
+WITH moved AS (
+    DELETE FROM webhook._event_archive a
+     WHERE a.subscription_id = $1
+       AND ($2::bigint IS NULL OR a.id = $2)
+       AND ($3::timestamptz IS NULL OR a.created_at >= $3)
+       AND (NOT $4 OR a.status = 'dead')
+ RETURNING a.*
+), kept AS (
+    INSERT INTO webhook._attempts
+           (event_id, attempt, subscription_id, started_at, duration_ms, status_code,
+            response_excerpt, error, outcome)
+    SELECT id, attempts, subscription_id, final_started_at, final_duration_ms,
+           final_status_code, final_response_excerpt, final_error, status
+      FROM moved WHERE final_started_at IS NOT NULL
+        ON CONFLICT (event_id, attempt) DO NOTHING
+)
+INSERT INTO webhook._event_queue
+       (id, txid, subscription_id, op, table_schema, table_name, record, old_record,
+        created_at, attempts, series_start, next_attempt_at, last_error)
+SELECT id, pg_catalog.pg_current_xact_id(), subscription_id, op, table_schema, table_name,
+       record, old_record, created_at, attempts, attempts, now(), last_error
+  FROM moved";
+
+fn replay(
+    sub: &Managed,
+    event: Option<i64>,
+    since: Option<pgrx::datum::TimestampWithTimeZone>,
+    dead_only: bool,
+) -> i64 {
+    if sub.status == "unsubscribed" {
+        invalid("the subscription is unsubscribed; subscribe again to deliver to it");
+    }
+    let moved = write("replaying events", |client| {
+        Ok(client
+            .update(
+                REPLAY,
+                None,
+                &[sub.id.into(), event.into(), since.into(), dead_only.into()],
+            )?
+            .len() as i64)
+    });
+    if moved > 0 {
+        note_schedule_changed();
+    }
+    moved
+}
+
+/// Redelivers one finished event (delivered or dead).
+#[pg_extern(name = "_replay_event", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn replay_event(event_id: Option<i64>) -> bool {
+    let Some(event_id) = event_id else {
+        invalid("event_id must not be NULL")
+    };
+    let owner_name = as_extension_owner(|| {
+        spi(
+            "looking up the event",
+            Spi::get_one_with_args::<String>(
+                "SELECT (SELECT s.name FROM webhook._event_archive a
+                           JOIN webhook._subscriptions s ON s.id = a.subscription_id
+                          WHERE a.id = $1)",
+                &[event_id.into()],
+            ),
+        )
+    });
+    let Some(name) = owner_name else {
+        let pending = as_extension_owner(|| {
+            spi(
+                "looking up the event",
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM webhook._event_queue WHERE id = $1)",
+                    &[event_id.into()],
+                ),
+            )
+        });
+        if pending == Some(true) {
+            invalid(format!(
+                "event {event_id} is still pending: it will be delivered without a replay"
+            ));
+        }
+        reject(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("event {event_id} does not exist (or was purged by pg_webhook.retention)"),
+            None,
+        )
+    };
+    let sub = find_managed(Some(&name), "replay events of");
+    replay(&sub, Some(event_id), None, false) == 1
+}
+
+/// Redelivers every dead event of a subscription.
+#[pg_extern(name = "_replay_dead", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn replay_dead(name: Option<&str>) -> i64 {
+    let sub = find_managed(name, "replay events of");
+    replay(&sub, None, None, true)
+}
+
+/// Redelivers every finished event of a subscription captured since a time.
+#[pg_extern(name = "_replay_since", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn replay_since(name: Option<&str>, since: Option<pgrx::datum::TimestampWithTimeZone>) -> i64 {
+    let Some(since) = since else {
+        invalid("since must not be NULL: give a time, such as now() - interval '1 hour'")
+    };
+    let sub = find_managed(name, "replay events of");
+    replay(&sub, None, Some(since), false)
+}
+
+/// Replaces the signing secret; the old one keeps signing (second signature) for `overlap_ms`.
+#[pg_extern(name = "_rotate_secret", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_secret(name: Option<&str>, secret: Option<&str>, overlap_ms: Option<i64>) -> String {
+    let sub = find_managed(name, "rotate the secret of");
+    let secret = match secret {
+        None => Secret::generate(),
+        Some(text) => Secret::parse(text),
+    }
+    .unwrap_or_else(|e| invalid(e.to_string()));
+    let overlap_ms = overlap_ms.unwrap_or(0);
+    if !(0..=30 * 86_400_000).contains(&overlap_ms) {
+        invalid(format!(
+            "overlap of {overlap_ms} ms is out of range: it must be between 0 and 30 days"
+        ));
+    }
+    let text = secret.to_text();
+    write("rotating the secret", |client| {
+        client.update(
+            "UPDATE webhook._subscriptions
+                SET previous_secret = CASE WHEN $3 > 0 THEN secret END,
+                    previous_secret_expires_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 millisecond' END,
+                    secret = $2
+              WHERE id = $1",
+            None,
+            &[sub.id.into(), text.as_str().into(), overlap_ms.into()],
+        )?;
+        Ok(())
+    });
+    note_config_changed();
+    text
+}

@@ -1,0 +1,284 @@
+//! From queued rows to HTTP requests in flight, and from finished requests to outcomes to record.
+//!
+//! Runs on the backend's main thread. Requests are tokio tasks on a current-thread runtime, so
+//! they only make progress inside `block_on`; all database work happens between those calls.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use pg_webhook_core::http::{Attempt, Message, Sender};
+use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange};
+use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, RetryPolicy, Verdict};
+use tokio::runtime::Runtime;
+use tokio::task::{Id, JoinSet};
+
+use crate::queue::{Decision, Outcome, QueuedEvent};
+use crate::worker::targets::Target;
+
+/// Longest error summary kept on an event (the full text is on the attempt).
+const LAST_ERROR_LEN: usize = 500;
+
+struct Flight {
+    ctid: pgrx::pg_sys::ItemPointerData,
+    event_id: i64,
+    subscription_id: i32,
+    attempt: i32,
+    /// Attempts before this series (replays start a new one).
+    series_start: i32,
+    policy: Arc<RetryPolicy>,
+}
+
+pub struct Dispatcher {
+    sender: Sender,
+    /// The database served, for CloudEvents `source`.
+    pub database: String,
+    /// Bodies above this are not sent (`pg_webhook.max_payload_bytes`).
+    pub max_payload_bytes: usize,
+    /// Claimed and not yet recorded: never claimed again until recorded, so nothing is sent twice
+    /// by the same worker.
+    owned: HashSet<i64>,
+    tasks: JoinSet<Attempt>,
+    flights: HashMap<Id, Flight>,
+    /// Finished attempts waiting to be recorded.
+    pub outcomes: Vec<Outcome>,
+    /// When the oldest of them finished.
+    pub outcomes_since: Option<Instant>,
+}
+
+impl Dispatcher {
+    pub fn new(sender: Sender) -> Dispatcher {
+        Dispatcher {
+            sender,
+            database: String::new(),
+            max_payload_bytes: usize::MAX,
+            owned: HashSet::new(),
+            tasks: JoinSet::new(),
+            flights: HashMap::new(),
+            outcomes: Vec::new(),
+            outcomes_since: None,
+        }
+    }
+
+    pub fn set_sender(&mut self, sender: Sender) {
+        self.sender = sender;
+    }
+
+    /// Requests in flight per subscription, largest first.
+    pub fn in_flight_by_subscription(&self) -> Vec<(i32, i32)> {
+        let mut counts: HashMap<i32, i32> = HashMap::new();
+        for flight in self.flights.values() {
+            *counts.entry(flight.subscription_id).or_default() += 1;
+        }
+        let mut counts: Vec<(i32, i32)> = counts.into_iter().collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts
+    }
+
+    /// Events claimed and not yet recorded.
+    pub fn owned(&self) -> usize {
+        self.owned.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn owns(&self, event_id: i64) -> bool {
+        self.owned.contains(&event_id)
+    }
+
+    /// Starts delivering `event`, or settles it at once when it cannot be sent.
+    pub fn start(&mut self, rt: &Runtime, event: QueuedEvent, target: Option<&Target>) {
+        let attempt = event.attempts + 1;
+        self.owned.insert(event.id);
+        let settle_now = |error: String, decision: Decision| Outcome {
+            ctid: event.ctid,
+            event_id: event.id,
+            subscription_id: event.subscription_id,
+            attempt,
+            started_at: SystemTime::now(),
+            duration_ms: 0.0,
+            status_code: None,
+            response_excerpt: None,
+            last_error: Some(truncate(&error)),
+            error: Some(error),
+            decision,
+            reached_endpoint: false,
+        };
+        let Some(target) = target else {
+            let e = format!("subscription {} no longer exists", event.subscription_id);
+            self.push_outcome(settle_now(e, Decision::Dead));
+            return;
+        };
+        let (endpoint, policy) = match &target.config {
+            Ok(config) => config,
+            Err(e) => {
+                // Fixable by the DBA, so retried on the default schedule rather than killed.
+                let delay = RetryPolicy::default()
+                    .base_delay(attempt.max(1) as u32)
+                    .unwrap_or(Duration::from_secs(3600));
+                let decision = Decision::Retry {
+                    delay_ms: delay.as_millis() as i64,
+                };
+                self.push_outcome(settle_now(e.clone(), decision));
+                return;
+            }
+        };
+        let op = match event.op.as_str() {
+            "INSERT" => Operation::Insert,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "TRUNCATE" => Operation::Truncate,
+            other => {
+                let e = format!("event has unknown operation '{other}'");
+                self.push_outcome(settle_now(e, Decision::Dead));
+                return;
+            }
+        };
+        let id = message_id(&target.uid, event.id);
+        let change = RowChange {
+            op,
+            schema: &event.table_schema,
+            table: &event.table_name,
+            record: event.record.as_deref(),
+            old_record: event.old_record.as_deref(),
+        };
+        let envelope = Envelope {
+            message_id: &id,
+            time: &event.created_at,
+            database: &self.database,
+        };
+        let body = payload::body(target.format, &change, &envelope);
+        if body.len() > self.max_payload_bytes {
+            let e = format!(
+                "payload is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
+                body.len(),
+                self.max_payload_bytes
+            );
+            self.push_outcome(settle_now(e, Decision::Dead));
+            return;
+        }
+        let message = Message {
+            id,
+            body,
+            content_type: target.format.content_type(),
+        };
+        let sender = self.sender.clone();
+        let endpoint = endpoint.clone();
+        let handle = self.tasks.spawn_on(
+            async move { sender.send(&endpoint, &message).await },
+            rt.handle(),
+        );
+        self.flights.insert(
+            handle.id(),
+            Flight {
+                ctid: event.ctid,
+                event_id: event.id,
+                subscription_id: event.subscription_id,
+                attempt,
+                series_start: event.series_start,
+                policy: policy.clone(),
+            },
+        );
+    }
+
+    /// Waits up to `max_wait` for a request to finish, then collects every finished one.
+    /// Returns how many finished.
+    pub fn collect(&mut self, rt: &Runtime, max_wait: Duration) -> usize {
+        if self.tasks.is_empty() {
+            return 0;
+        }
+        let first = rt.block_on(async {
+            tokio::time::timeout(max_wait, self.tasks.join_next_with_id())
+                .await
+                .ok()
+                .flatten()
+        });
+        let Some(first) = first else {
+            return 0;
+        };
+        let mut finished = vec![first];
+        while let Some(next) = self.tasks.try_join_next_with_id() {
+            finished.push(next);
+        }
+        let count = finished.len();
+        for result in finished {
+            let (id, attempt) = match result {
+                Ok((id, attempt)) => (id, Ok(attempt)),
+                Err(join_error) => (join_error.id(), Err(join_error.to_string())),
+            };
+            if let Some(flight) = self.flights.remove(&id) {
+                self.push_outcome(settle(flight, attempt));
+            }
+        }
+        count
+    }
+
+    fn push_outcome(&mut self, outcome: Outcome) {
+        self.outcomes_since.get_or_insert_with(Instant::now);
+        self.outcomes.push(outcome);
+    }
+
+    /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
+    pub fn release_recorded(&mut self) {
+        for o in self.outcomes.drain(..) {
+            self.owned.remove(&o.event_id);
+        }
+        self.outcomes_since = None;
+    }
+}
+
+fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
+    let attempt = attempt.unwrap_or_else(|panic| Attempt {
+        started_at: SystemTime::now(),
+        duration: Duration::ZERO,
+        status: None,
+        response_excerpt: None,
+        error: Some(format!("delivery task failed: {panic}")),
+        kind: AttemptKind::TransportError,
+    });
+    // A replay starts a new series: the schedule counts attempts within it.
+    let in_series = (flight.attempt - flight.series_start).max(1) as u32;
+    let decision = match judge(&flight.policy, in_series, attempt.kind, jitter_unit()) {
+        Verdict::Delivered => Decision::Delivered,
+        Verdict::RetryIn(delay) => Decision::Retry {
+            delay_ms: delay.as_millis() as i64,
+        },
+        Verdict::Dead => Decision::Dead,
+    };
+    let last_error = match (decision, attempt.status, &attempt.error) {
+        (Decision::Delivered, ..) => None,
+        (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
+            Some(body) => format!("HTTP {code}: {body}"),
+            None => format!("HTTP {code}"),
+        })),
+        (_, None, Some(e)) => Some(truncate(e)),
+        (_, None, None) => Some("no response".to_string()),
+    };
+    Outcome {
+        ctid: flight.ctid,
+        event_id: flight.event_id,
+        subscription_id: flight.subscription_id,
+        attempt: flight.attempt,
+        started_at: attempt.started_at,
+        duration_ms: attempt.duration.as_secs_f64() * 1000.0,
+        status_code: attempt.status.map(i32::from),
+        response_excerpt: attempt.response_excerpt,
+        error: attempt.error,
+        decision,
+        last_error,
+        reached_endpoint: true,
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= LAST_ERROR_LEN {
+        return s.to_string();
+    }
+    let mut end = LAST_ERROR_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,90 @@
+//! Subscriptions as the worker uses them: parsed once per load into ready-to-send endpoints, so
+//! each delivery only clones an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_webhook_core::endpoint::parse_url;
+use pg_webhook_core::headers::parse_headers;
+use pg_webhook_core::http::Endpoint;
+use pg_webhook_core::payload::Format;
+use pg_webhook_core::retry::RetryPolicy;
+use pg_webhook_core::signing::Secret;
+
+use crate::queue::SubscriptionRow;
+
+/// A subscription ready for delivery, or the reason it cannot be used.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub uid: String,
+    pub status: String,
+    /// Whether the subscription is recorded as failing (for auto-disable).
+    pub failing: bool,
+    pub format: Format,
+    pub config: Result<(Arc<Endpoint>, Arc<RetryPolicy>), String>,
+}
+
+impl Target {
+    /// Paused and disabled subscriptions keep queueing but send nothing; an unsubscribed one
+    /// still delivers what was queued before.
+    pub fn sends(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "unsubscribed")
+    }
+}
+
+pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i32, Target> {
+    rows.into_iter()
+        .map(|row| {
+            let config = parse(&row, default_timeout)
+                .map_err(|e| format!("subscription {} is misconfigured: {e}", row.id));
+            (
+                row.id,
+                Target {
+                    uid: row.uid,
+                    status: row.status,
+                    failing: row.failing_since,
+                    // A bad value cannot pass the table's CHECK; default rather than fail.
+                    format: row.format.parse().unwrap_or(Format::Database),
+                    config,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The stored values were validated by subscribe(); this re-validates because the tables can be
+/// edited by hand, and a bad value must fail one subscription's events, not the worker.
+fn parse(
+    row: &SubscriptionRow,
+    default_timeout: Duration,
+) -> Result<(Arc<Endpoint>, Arc<RetryPolicy>), String> {
+    let url = parse_url(&row.url).map_err(|e| e.to_string())?;
+    let secret = Secret::parse(&row.secret).map_err(|e| e.to_string())?;
+    // During a rotation both secrets sign, newest first.
+    let mut secrets = vec![secret];
+    if let Some(previous) = &row.previous_secret {
+        secrets.push(Secret::parse(previous).map_err(|e| format!("previous secret: {e}"))?);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&row.headers).map_err(|e| format!("headers: {e}"))?;
+    let headers = parse_headers(&json).map_err(|e| e.to_string())?;
+    let timeout = match row.timeout_ms {
+        Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+        _ => default_timeout,
+    };
+    let policy = RetryPolicy::new(
+        row.retry_schedule_ms.as_deref(),
+        Some(row.max_attempts as i64),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((
+        Arc::new(Endpoint {
+            url,
+            secrets,
+            headers,
+            timeout,
+        }),
+        Arc::new(policy),
+    ))
+}

@@ -1,0 +1,239 @@
+//! What is sent: payload formats, row filters and column selection, end to end.
+
+mod support;
+
+use std::time::Duration;
+
+use support::cluster::Cluster;
+use support::receiver::Receiver;
+use support::subscribe;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn error_of(db: &mut postgres::Client, sql: &str) -> String {
+    let e = db.batch_execute(sql).expect_err(sql);
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+#[test]
+fn three_payload_formats_are_signed_and_shaped() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, total numeric(8,2))")
+        .unwrap();
+    let (_, s_db) = subscribe(&mut db, "db", "orders", &rx.url("/database"), "");
+    let (_, s_std) = subscribe(
+        &mut db,
+        "std",
+        "orders",
+        &rx.url("/standard"),
+        ", format => 'standard'",
+    );
+    let (_, s_ce) = subscribe(
+        &mut db,
+        "ce",
+        "orders",
+        &rx.url("/cloudevents"),
+        ", format => 'CloudEvents'",
+    );
+    db.batch_execute("INSERT INTO orders VALUES (7, 12.50)")
+        .unwrap();
+    let got = rx.wait_for(3, WAIT);
+    let by_path = |p: &str| got.iter().find(|r| r.path == p).unwrap().clone();
+
+    let d = by_path("/database");
+    d.verify(&s_db).unwrap();
+    assert_eq!(d.header("content-type"), Some("application/json"));
+    assert_eq!(d.json()["type"], "INSERT");
+
+    let s = by_path("/standard");
+    s.verify(&s_std).unwrap();
+    let body = s.json();
+    assert_eq!(body["type"], "orders.insert");
+    assert!(body["timestamp"].as_str().unwrap().starts_with("20"));
+    assert_eq!(body["data"]["record"]["id"], 7);
+
+    let c = by_path("/cloudevents");
+    c.verify(&s_ce).unwrap();
+    assert_eq!(
+        c.header("content-type"),
+        Some("application/cloudevents+json")
+    );
+    let ce = c.json();
+    assert_eq!(ce["specversion"], "1.0");
+    assert_eq!(ce["id"], c.id());
+    assert_eq!(ce["type"], "pg_webhook.orders.insert");
+    assert_eq!(ce["source"], "/pg_webhook/postgres/public/orders");
+    assert!(String::from_utf8_lossy(&c.body).contains("12.50"));
+
+    let e = error_of(
+        &mut db,
+        "SELECT webhook.subscribe('x', 'orders', 'https://e.example/', format => 'xml')",
+    );
+    assert!(e.contains("unknown format 'xml'"), "{e}");
+}
+
+#[test]
+fn a_filter_chooses_rows_and_columns_choose_fields() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute(
+        "CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, status text, total int)",
+    )
+    .unwrap();
+    subscribe(
+        &mut db,
+        "big",
+        "people",
+        &rx.url("/big"),
+        ", events => '{insert,update}', filter => 'NEW.total > 100 AND NEW.status IS DISTINCT FROM ''test'''",
+    );
+    subscribe(
+        &mut db,
+        "slim",
+        "people",
+        &rx.url("/slim"),
+        ", columns => '{id,status}', skip_unchanged => true",
+    );
+    subscribe(
+        &mut db,
+        "nopii",
+        "people",
+        &rx.url("/nopii"),
+        ", exclude_columns => '{ssn}'",
+    );
+    db.batch_execute(
+        "INSERT INTO people VALUES (1, 'ada', '111', 'new', 50), (2, 'bob', '222', 'new', 150),
+                                   (3, 'cy', '333', 'test', 500);
+         UPDATE people SET ssn = '999' WHERE id = 1;          -- only an unsent column changes
+         UPDATE people SET status = 'paid', total = 200 WHERE id = 2;",
+    )
+    .unwrap();
+    // big: insert 2 + update 2 = 2 events; slim: 3 inserts + 1 update = 4; nopii: 3 + 2 = 5.
+    let got = rx.wait_for(11, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let on = |p: &str| -> Vec<serde_json::Value> {
+        rx.requests()
+            .iter()
+            .filter(|r| r.path == p)
+            .map(|r| r.json())
+            .collect()
+    };
+    assert_eq!(rx.count(), 11, "{got:?}");
+    let big = on("/big");
+    assert_eq!(big.len(), 2);
+    assert!(big.iter().all(|b| b["record"]["id"] == 2));
+    let slim = on("/slim");
+    assert_eq!(slim.len(), 4, "the ssn-only update is skipped");
+    for b in &slim {
+        let keys: Vec<&String> = b["record"].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 2, "{b}");
+    }
+    let update = slim.iter().find(|b| b["type"] == "UPDATE").unwrap();
+    assert_eq!(
+        update["old_record"],
+        serde_json::json!({"id": 2, "status": "new"})
+    );
+    assert_eq!(
+        update["record"],
+        serde_json::json!({"id": 2, "status": "paid"})
+    );
+    for b in on("/nopii") {
+        for image in ["record", "old_record"] {
+            if let Some(o) = b[image].as_object() {
+                assert!(!o.contains_key("ssn"), "{b}");
+                assert!(o.contains_key("name"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_filter_runs_as_the_subscription_owner() {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    let rx = Receiver::start();
+    su.batch_execute(
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT webhook_admin TO alice;
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO alice; GRANT INSERT, SELECT ON t TO bob;",
+    )
+    .unwrap();
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "mine",
+        "t",
+        &rx.url("/t"),
+        ", filter => 'current_user = ''alice'''",
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    bob.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(
+        got[0].json()["record"]["id"],
+        1,
+        "the filter saw alice, not bob"
+    );
+}
+
+#[test]
+fn bad_filters_and_columns_are_refused_up_front() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        .unwrap();
+    let sub =
+        |extra: &str| format!("SELECT webhook.subscribe('x', 't', 'https://e.example/'{extra})");
+    for (sql, want) in [
+        (
+            sub(", filter => 'NEW.nope > 1'"),
+            "filter is not valid for insert events: column new.nope does not exist",
+        ),
+        (
+            sub(", filter => 'NEW.v >'"),
+            "filter is not valid for insert events: syntax error",
+        ),
+        (
+            sub(", filter => 'NEW.v + 1'"),
+            "filter is not valid for insert events",
+        ),
+        (
+            sub(", events => '{insert}', filter => 'OLD.v = 1'"),
+            "missing FROM-clause entry for table \"old\"",
+        ),
+        (sub(", filter => ''"), "filter is empty"),
+        (
+            sub(", events => '{truncate}', filter => 'true'"),
+            "a filter cannot apply to truncate events",
+        ),
+        (
+            sub(", filter => 'public.no_such_fn(NEW.v)'"),
+            "function public.no_such_fn(integer) does not exist",
+        ),
+        (
+            sub(", columns => '{id,nope}'"),
+            "columns names \"nope\", which is not a column of public.t",
+        ),
+        (
+            sub(", exclude_columns => '{nope}'"),
+            "exclude_columns names \"nope\"",
+        ),
+        (sub(", columns => '{}'"), "columns is empty"),
+        (
+            sub(", columns => '{id}', exclude_columns => '{v}'"),
+            "give columns or exclude_columns, not both",
+        ),
+    ] {
+        let e = error_of(&mut db, &sql);
+        assert!(e.contains(want), "{sql}\n  wanted: {want}\n  got:    {e}");
+    }
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM webhook.subscriptions", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was created");
+}

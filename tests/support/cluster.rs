@@ -1,0 +1,371 @@
+//! A throwaway PostgreSQL cluster with pg_webhook preloaded, owned by one test.
+//!
+//! Tests that crash, stop or reconfigure the server need a cluster of their own, so this does
+//! what `initdb` + `pg_ctl` would by hand. As root it runs them as `postgres` (PostgreSQL
+//! refuses to run as root). The extension must already be installed (`cargo pgrx install`,
+//! which `cargo pgrx test` does first).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    bindir: PathBuf,
+    runas: Option<String>,
+}
+
+fn pg_bindir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into());
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("running {pg_config} --bindir: {e}"));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Cluster {
+    /// initdb + start, with `extra` lines appended to postgresql.conf.
+    pub fn start(extra: &[&str]) -> Cluster {
+        let sharedir = Command::new(pg_bindir().join("pg_config"))
+            .arg("--sharedir")
+            .output()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .unwrap_or_default();
+        assert!(
+            sharedir.join("extension/pg_webhook.control").exists(),
+            "pg_webhook is not installed: run `cargo pgrx install` (or the suite through `bash .ci/run`)"
+        );
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("pg_webhook_test_{}_{n}", std::process::id()));
+        let cluster = Cluster {
+            dir,
+            port: free_port(),
+            bindir: pg_bindir(),
+            runas: is_root().then(|| "postgres".to_string()),
+        };
+        let _ = std::fs::remove_dir_all(&cluster.dir);
+        cluster.run_ok("mkdir", &[cluster.dir.to_str().unwrap()]);
+        let data = cluster.data();
+        cluster.run_ok(
+            cluster.bindir.join("initdb").to_str().unwrap(),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let mut conf = format!(
+            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             shared_preload_libraries = 'pg_webhook'\nfsync = off\n\
+             pg_webhook.allowed_destinations = '127.0.0.1'\n\
+             log_min_messages = info\nlog_line_prefix = '%m [%p] %b '\n",
+            cluster.port,
+            cluster.dir.display()
+        );
+        for line in extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        cluster.append_conf(&conf);
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        let out = self.run("cat", &[self.log_path().to_str().unwrap()]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        match &self.runas {
+            Some(user) => {
+                let mut c = Command::new("sudo");
+                c.args(["-n", "-u", user, program]).args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program, args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"))
+    }
+
+    fn run_ok(&self, program: &str, args: &[&str]) -> Output {
+        let out = self.run(program, args);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Appends to postgresql.conf (takes effect on reload or restart).
+    pub fn append_conf(&self, text: &str) {
+        let path = self.data().join("postgresql.conf");
+        let mut child = self
+            .command("tee", &["-a", path.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("tee");
+        {
+            use std::io::Write;
+            let stdin = child.stdin.as_mut().expect("tee stdin");
+            stdin
+                .write_all(text.as_bytes())
+                .expect("writing postgresql.conf");
+        }
+        assert!(child.wait().expect("tee").success());
+    }
+
+    pub fn pg_ctl_start(&self) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        self.run_ok(
+            pg_ctl.to_str().unwrap(),
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-l",
+                self.log_path().to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+
+    /// `pg_ctl stop -m <mode>`: smart, fast or immediate.
+    pub fn stop(&self, mode: &str) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        self.run_ok(
+            pg_ctl.to_str().unwrap(),
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    pub fn reload(&self) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        self.run_ok(
+            pg_ctl.to_str().unwrap(),
+            &["-D", self.data().to_str().unwrap(), "reload"],
+        );
+    }
+
+    /// Sends a signal to a server process (as its owner).
+    pub fn kill(&self, signal: &str, pid: i32) {
+        self.run_ok("kill", &[&format!("-{signal}"), &pid.to_string()]);
+    }
+
+    pub fn connect(&self, database: &str) -> Client {
+        self.connect_as(database, "postgres")
+    }
+
+    /// A connection as `user` (trust authentication).
+    pub fn connect_as(&self, database: &str, user: &str) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Client::connect(
+                &format!(
+                    "host=127.0.0.1 port={} user={user} dbname={database}",
+                    self.port
+                ),
+                NoTls,
+            ) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connecting to the test cluster: {e}\n{}", self.log()),
+            }
+        }
+    }
+
+    /// A client on database `postgres` with the extension created.
+    pub fn client_with_extension(&self) -> Client {
+        let mut c = self.connect("postgres");
+        c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_webhook")
+            .expect("CREATE EXTENSION pg_webhook");
+        c
+    }
+
+    /// The delivery worker's pid, waiting for it to be up.
+    pub fn worker_pid(&self, client: &mut Client) -> i32 {
+        let mut pid = None;
+        wait_until(
+            Duration::from_secs(30),
+            "the pg_webhook worker to run",
+            || {
+                pid = client
+                    .query_opt(
+                        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_webhook'
+                      ORDER BY pid LIMIT 1",
+                        &[],
+                    )
+                    .ok()
+                    .flatten()
+                    .map(|r| r.get::<_, i32>(0));
+                pid.is_some()
+            },
+        );
+        pid.unwrap_or_default()
+    }
+}
+
+impl Cluster {
+    /// A streaming standby of this cluster (pg_basebackup), started, with `name` as its
+    /// application_name (for synchronous_standby_names).
+    pub fn make_standby(&self, name: &str) -> Cluster {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let standby = Cluster {
+            dir: std::env::temp_dir().join(format!("pg_webhook_test_{}_{n}", std::process::id())),
+            port: free_port(),
+            bindir: self.bindir.clone(),
+            runas: self.runas.clone(),
+        };
+        let _ = std::fs::remove_dir_all(&standby.dir);
+        standby.run_ok("mkdir", &[standby.dir.to_str().unwrap()]);
+        let data = standby.data();
+        standby.run_ok(
+            self.bindir.join("pg_basebackup").to_str().unwrap(),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        standby.append_conf(&format!(
+            "\nport = {}\nunix_socket_directories = '{}'\n\
+             primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'\n",
+            standby.port,
+            standby.dir.display(),
+            self.port
+        ));
+        // postgresql.auto.conf (written by -R) would override primary_conninfo; drop its line.
+        let auto = data.join("postgresql.auto.conf");
+        standby.run_ok(
+            "sed",
+            &["-i", "/primary_conninfo/d", auto.to_str().unwrap()],
+        );
+        standby.pg_ctl_start();
+        standby
+    }
+
+    pub fn promote(&self) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        self.run_ok(
+            pg_ctl.to_str().unwrap(),
+            &["-D", self.data().to_str().unwrap(), "-w", "promote"],
+        );
+    }
+
+    /// Every delivery worker's pid (there are `pg_webhook.workers`).
+    pub fn worker_pids(&self, client: &mut Client) -> Vec<i32> {
+        self.worker_pid(client);
+        client
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_webhook' ORDER BY pid",
+                &[],
+            )
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let _ = self.run(
+            pg_ctl.to_str().unwrap(),
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        if std::env::var_os("PG_WEBHOOK_KEEP_CLUSTERS").is_none() {
+            let _ = self.run("rm", &["-rf", self.dir.to_str().unwrap()]);
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[allow(dead_code)]
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
