@@ -70,10 +70,12 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::text,
   FROM webhook._subscriptions s";
 
 /// Milliseconds until the earliest scheduled retry; due-now ones are being claimed already.
+/// Parked events ('infinity') are never due, and PostgreSQL 15 refuses to subtract an
+/// infinite timestamp: left in, one parked event failed every claim that looked for retries.
 const NEXT_DUE: &str = "\
 SELECT (extract(epoch FROM min(q.next_attempt_at) - clock_timestamp()) * 1000)::float8
   FROM webhook._event_queue q
- WHERE q.next_attempt_at > now()";
+ WHERE q.next_attempt_at > now() AND q.next_attempt_at < 'infinity'";
 
 const INSERT_ATTEMPTS: &str = "\
 INSERT INTO webhook._attempts

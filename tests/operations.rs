@@ -80,6 +80,40 @@ fn pause_holds_events_and_resume_sends_them() {
     assert_eq!(rows, (1..=20).collect());
 }
 
+/// A parked event sits in the retry index at 'infinity'; the worker must not let it break the
+/// search for the next due retry of any other subscription.
+#[test]
+fn a_parked_event_does_not_hold_up_other_retries() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    // The first request (the only subscription sending) fails once, then all succeed.
+    let rx = Receiver::with(|_, n| Reply::Status(if n == 0 { 503 } else { 204 }));
+    db.batch_execute("CREATE TABLE held (id int PRIMARY KEY); CREATE TABLE retried (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut db, "held", "held", &rx.url("/held"), "");
+    subscribe(
+        &mut db,
+        "retried",
+        "retried",
+        &rx.url("/retried"),
+        ", retry_schedule => ARRAY['100 milliseconds']::interval[]",
+    );
+    db.batch_execute("SELECT webhook.pause('held'); INSERT INTO held VALUES (1)")
+        .unwrap();
+    wait_until(WAIT, "the held event to be parked", || {
+        status_counts(&mut db) == "parked=1"
+    });
+    db.batch_execute("INSERT INTO retried VALUES (1)").unwrap();
+    wait_until(WAIT, "the retry to be delivered", || {
+        status_counts(&mut db) == "delivered=1,parked=1"
+    });
+    assert!(
+        !pg.log().contains("cannot subtract infinite"),
+        "{}",
+        pg.log()
+    );
+}
+
 #[test]
 fn replay_redelivers_with_the_same_webhook_id_as_a_new_series() {
     let pg = Cluster::start(&[]);
