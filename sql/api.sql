@@ -109,12 +109,23 @@ AS $$ SELECT webhook._rotate_secret(name, secret, (extract(epoch FROM overlap) *
 COMMENT ON FUNCTION webhook.rotate_secret(text, text, interval) IS
 $$Replace a subscription's signing secret and return the new one. During the overlap every request carries two signatures (new, then old), so receivers can switch keys at their pace.$$;
 
+-- API: Public.
+CREATE FUNCTION webhook.ping(name text)
+RETURNS TABLE (delivered boolean, status_code integer, duration_ms double precision,
+               error text, response_excerpt text, webhook_id text)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM webhook._ping(name) $$;
+COMMENT ON FUNCTION webhook.ping(text) IS
+$$Send a signed test event (type PING, no rows, in the subscription's format) to its endpoint now and return the outcome.
+Works on paused and disabled subscriptions too; nothing is queued or recorded.$$;
+
 -- API: Private.
 COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean) IS
     'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
 COMMENT ON FUNCTION webhook._unsubscribe(text, boolean, boolean) IS
     'Internal: implements webhook.unsubscribe(). Call webhook.unsubscribe() instead.';
 COMMENT ON FUNCTION webhook._set_paused(text, boolean) IS 'Internal: implements webhook.pause() and webhook.resume().';
+COMMENT ON FUNCTION webhook._ping(text) IS 'Internal: implements webhook.ping().';
 COMMENT ON FUNCTION webhook._replay_event(bigint) IS 'Internal: implements webhook.replay().';
 COMMENT ON FUNCTION webhook._replay_dead(text) IS 'Internal: implements webhook.replay_dead().';
 COMMENT ON FUNCTION webhook._replay_since(text, timestamptz) IS 'Internal: implements webhook.replay_since().';
@@ -219,7 +230,8 @@ REVOKE ALL ON FUNCTION
     webhook.replay(bigint), webhook._replay_event(bigint),
     webhook.replay_dead(text), webhook._replay_dead(text),
     webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
-    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint)
+    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
+    webhook.ping(text), webhook._ping(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean),
@@ -230,5 +242,6 @@ GRANT EXECUTE ON FUNCTION
     webhook.replay(bigint), webhook._replay_event(bigint),
     webhook.replay_dead(text), webhook._replay_dead(text),
     webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
-    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint)
+    webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
+    webhook.ping(text), webhook._ping(text)
 TO webhook_admin;

@@ -18,6 +18,7 @@ mod capture;
 mod error;
 mod guc;
 mod manage;
+mod ping;
 mod privilege;
 mod queue;
 mod wake;

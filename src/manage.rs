@@ -11,13 +11,13 @@ use crate::privilege::{as_extension_owner, caller_acts_as, forget_owner};
 use crate::wake::{note_config_changed, note_schedule_changed};
 
 /// A live subscription the caller may manage.
-struct Managed {
-    id: i32,
-    status: String,
+pub(crate) struct Managed {
+    pub id: i32,
+    pub status: String,
 }
 
 /// Finds a live subscription by name and checks the caller may `action` it.
-fn find_managed(name: Option<&str>, action: &str) -> Managed {
+pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
     let Some(name) = name else {
         invalid("name must not be NULL: give the subscription's name")
     };

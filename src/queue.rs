@@ -199,6 +199,42 @@ pub fn extension_ready() -> SpiResult<bool> {
     })
 }
 
+/// One subscription's delivery settings, for a request sent outside the worker (`ping`).
+/// Reads the private table, so the caller runs it as the extension owner.
+pub fn subscription_by_id(id: i32) -> SpiResult<Option<SubscriptionRow>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            &format!("{SUBSCRIPTIONS} WHERE s.id = $1"),
+            Some(1),
+            &[id.into()],
+        )?;
+        Ok(read_subscriptions(rows)?.pop())
+    })
+}
+
+fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(SubscriptionRow {
+            id: row.get(1)?.unwrap_or_default(),
+            uid: row.get(2)?.unwrap_or_default(),
+            url: row.get(3)?.unwrap_or_default(),
+            secret: row.get(4)?.unwrap_or_default(),
+            headers: row.get(5)?.unwrap_or_else(|| "{}".into()),
+            timeout_ms: row.get(6)?,
+            max_attempts: row.get(7)?.unwrap_or(1),
+            retry_schedule_ms: row
+                .get::<Vec<Option<i64>>>(8)?
+                .map(|v| v.into_iter().map(|d| d.unwrap_or(0)).collect()),
+            status: row.get(9)?.unwrap_or_default(),
+            previous_secret: row.get(10)?,
+            failing_since: row.get(11)?.unwrap_or(false),
+            format: row.get(12)?.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
 impl Statements {
     /// Statements for the worker that delivers `share` of the events.
     pub fn prepare(share: crate::worker::Share) -> SpiResult<Statements> {
@@ -301,29 +337,7 @@ impl Statements {
     }
 
     pub fn subscriptions(&self) -> SpiResult<Vec<SubscriptionRow>> {
-        Spi::connect(|client| {
-            let rows = client.select(&self.subscriptions, None, &[])?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(SubscriptionRow {
-                    id: row.get(1)?.unwrap_or_default(),
-                    uid: row.get(2)?.unwrap_or_default(),
-                    url: row.get(3)?.unwrap_or_default(),
-                    secret: row.get(4)?.unwrap_or_default(),
-                    headers: row.get(5)?.unwrap_or_else(|| "{}".into()),
-                    timeout_ms: row.get(6)?,
-                    max_attempts: row.get(7)?.unwrap_or(1),
-                    retry_schedule_ms: row
-                        .get::<Vec<Option<i64>>>(8)?
-                        .map(|v| v.into_iter().map(|d| d.unwrap_or(0)).collect()),
-                    status: row.get(9)?.unwrap_or_default(),
-                    previous_secret: row.get(10)?,
-                    failing_since: row.get(11)?.unwrap_or(false),
-                    format: row.get(12)?.unwrap_or_default(),
-                });
-            }
-            Ok(out)
-        })
+        Spi::connect(|client| read_subscriptions(client.select(&self.subscriptions, None, &[])?))
     }
 
     /// Records a batch of outcomes: finished events move to the archive with their last

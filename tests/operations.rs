@@ -88,8 +88,10 @@ fn a_parked_event_does_not_hold_up_other_retries() {
     let mut db = pg.client_with_extension();
     // The first request (the only subscription sending) fails once, then all succeed.
     let rx = Receiver::with(|_, n| Reply::Status(if n == 0 { 503 } else { 204 }));
-    db.batch_execute("CREATE TABLE held (id int PRIMARY KEY); CREATE TABLE retried (id int PRIMARY KEY)")
-        .unwrap();
+    db.batch_execute(
+        "CREATE TABLE held (id int PRIMARY KEY); CREATE TABLE retried (id int PRIMARY KEY)",
+    )
+    .unwrap();
     subscribe(&mut db, "held", "held", &rx.url("/held"), "");
     subscribe(
         &mut db,
@@ -431,4 +433,69 @@ fn the_stats_view_shows_health_at_a_glance() {
     assert!(row.get::<_, bool>(5));
     assert!(row.get::<_, Option<String>>(6).unwrap().contains("503"));
     assert!(row.get::<_, bool>(7));
+}
+
+#[test]
+fn ping_sends_a_signed_test_event_and_returns_the_answer() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::with(|req, _| {
+        if req.path == "/down" {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    });
+    db.batch_execute("CREATE TABLE g (id int PRIMARY KEY)")
+        .unwrap();
+    let (_, secret) = subscribe(&mut db, "g", "g", &rx.url("/up"), ", format => 'standard'");
+    db.batch_execute("SELECT webhook.pause('g')").unwrap();
+
+    let row = db
+        .query_one(
+            "SELECT delivered, status_code, duration_ms, error, webhook_id FROM webhook.ping('g')",
+            &[],
+        )
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "a paused subscription can be pinged");
+    assert_eq!(row.get::<_, Option<i32>>(1), Some(204));
+    assert!(row.get::<_, f64>(2) >= 0.0);
+    assert_eq!(row.get::<_, Option<String>>(3), None);
+    let webhook_id: String = row.get(4);
+    let got = rx.wait_for(1, WAIT);
+    got[0].verify(&secret).unwrap();
+    assert_eq!(got[0].id(), webhook_id);
+    assert_eq!(got[0].json()["type"], "g.ping");
+    assert_eq!(got[0].json()["data"]["type"], "PING");
+    assert_eq!(status_counts(&mut db), "", "a ping queues nothing");
+
+    // A failing endpoint: the status comes back, nothing is retried.
+    db.batch_execute(&format!(
+        "UPDATE webhook._subscriptions SET url = '{}'",
+        rx.url("/down")
+    ))
+    .unwrap();
+    let row = db
+        .query_one("SELECT delivered, status_code FROM webhook.ping('g')", &[])
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, Option<i32>>(1), Some(503));
+
+    // The address policy applies to pings as to deliveries.
+    db.batch_execute("UPDATE webhook._subscriptions SET url = 'http://10.1.2.3/x'")
+        .unwrap();
+    let row = db
+        .query_one("SELECT delivered, error FROM webhook.ping('g')", &[])
+        .unwrap();
+    assert!(!row.get::<_, bool>(0));
+    let error: String = row.get(1);
+    assert!(error.contains("10.1.2.3"), "{error}");
+
+    let e = db
+        .query_one("SELECT * FROM webhook.ping('nope')", &[])
+        .unwrap_err();
+    assert!(
+        format!("{:?}", e.as_db_error()).contains("does not exist"),
+        "{e:?}"
+    );
 }

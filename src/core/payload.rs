@@ -143,11 +143,15 @@ pub struct RowChange<'a> {
 /// The default body, the shape Supabase database webhooks send, so existing receivers work:
 /// `{"type":"INSERT","table":"t","schema":"public","record":{…},"old_record":null}`.
 pub fn database_change_body(change: &RowChange<'_>) -> Bytes {
+    Bytes::from(database_body(change.op.as_sql(), change))
+}
+
+fn database_body(type_sql: &str, change: &RowChange<'_>) -> String {
     let record_len = change.record.map_or(4, str::len) + change.old_record.map_or(4, str::len);
     let mut out = String::with_capacity(80 + change.schema.len() + change.table.len() + record_len);
-    out.push_str("{\"type\":\"");
-    out.push_str(change.op.as_sql());
-    out.push_str("\",\"table\":");
+    out.push_str("{\"type\":");
+    push_json_string(&mut out, type_sql);
+    out.push_str(",\"table\":");
     push_json_string(&mut out, change.table);
     out.push_str(",\"schema\":");
     push_json_string(&mut out, change.schema);
@@ -156,7 +160,7 @@ pub fn database_change_body(change: &RowChange<'_>) -> Bytes {
     out.push_str(",\"old_record\":");
     out.push_str(change.old_record.unwrap_or("null"));
     out.push('}');
-    Bytes::from(out)
+    out
 }
 
 /// How an event is shaped on the wire; chosen per subscription.
@@ -229,21 +233,50 @@ pub struct Envelope<'a> {
 
 /// The body of `change` in `format`.
 pub fn body(format: Format, change: &RowChange<'_>, envelope: &Envelope<'_>) -> Bytes {
+    let kind = (change.op.as_sql(), change.op.as_event_name());
+    formatted(format, kind, change, envelope)
+}
+
+/// The body of a test event sent by `webhook.ping()`: the subscription's own format with the
+/// event type `PING` (`<table>.ping` in the envelopes) and no row images, so a receiver can
+/// tell it apart and still verify it like any other delivery.
+pub fn ping_body(format: Format, schema: &str, table: &str, envelope: &Envelope<'_>) -> Bytes {
+    let change = RowChange {
+        // Only the row-less shape is used; the kind below names the event.
+        op: Operation::Truncate,
+        schema,
+        table,
+        record: None,
+        old_record: None,
+    };
+    formatted(format, ("PING", "ping"), &change, envelope)
+}
+
+/// `kind` is the upper-case type of the default format and the lower-case event name of the
+/// envelopes.
+fn formatted(
+    format: Format,
+    (type_sql, type_name): (&str, &str),
+    change: &RowChange<'_>,
+    envelope: &Envelope<'_>,
+) -> Bytes {
+    let data = database_body(type_sql, change);
+    let event_type = format!("{}.{type_name}", change.table);
     match format {
-        Format::Database => database_change_body(change),
+        Format::Database => Bytes::from(data),
         Format::Standard => {
-            let mut out = String::with_capacity(160);
+            let mut out = String::with_capacity(60 + data.len());
             out.push_str("{\"type\":");
-            push_json_string(&mut out, &event_type(change));
+            push_json_string(&mut out, &event_type);
             out.push_str(",\"timestamp\":");
             push_json_string(&mut out, envelope.time);
             out.push_str(",\"data\":");
-            out.push_str(std::str::from_utf8(&database_change_body(change)).unwrap_or("null"));
+            out.push_str(&data);
             out.push('}');
             Bytes::from(out)
         }
         Format::CloudEvents => {
-            let mut out = String::with_capacity(240);
+            let mut out = String::with_capacity(200 + data.len());
             out.push_str("{\"specversion\":\"1.0\",\"id\":");
             push_json_string(&mut out, envelope.message_id);
             out.push_str(",\"source\":");
@@ -255,20 +288,15 @@ pub fn body(format: Format, change: &RowChange<'_>, envelope: &Envelope<'_>) -> 
                 ),
             );
             out.push_str(",\"type\":");
-            push_json_string(&mut out, &format!("pg_webhook.{}", event_type(change)));
+            push_json_string(&mut out, &format!("pg_webhook.{event_type}"));
             out.push_str(",\"time\":");
             push_json_string(&mut out, envelope.time);
             out.push_str(",\"datacontenttype\":\"application/json\",\"data\":");
-            out.push_str(std::str::from_utf8(&database_change_body(change)).unwrap_or("null"));
+            out.push_str(&data);
             out.push('}');
             Bytes::from(out)
         }
     }
-}
-
-/// `orders.insert`: the event type of the Standard Webhooks envelope.
-fn event_type(change: &RowChange<'_>) -> String {
-    format!("{}.{}", change.table, change.op.as_event_name())
 }
 
 fn push_json_string(out: &mut String, s: &str) {
@@ -297,6 +325,35 @@ pub fn new_subscription_uid() -> Result<String, getrandom::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ping_has_the_subscription_format_and_no_rows() {
+        let envelope = Envelope {
+            message_id: "msg_x_ping_1",
+            time: "2026-01-01T00:00:00Z",
+            database: "db",
+        };
+        let db: serde_json::Value =
+            serde_json::from_slice(&ping_body(Format::Database, "public", "orders", &envelope))
+                .unwrap();
+        assert_eq!(db["type"], "PING");
+        assert_eq!(db["table"], "orders");
+        assert!(db["record"].is_null() && db["old_record"].is_null());
+        let standard: serde_json::Value =
+            serde_json::from_slice(&ping_body(Format::Standard, "public", "orders", &envelope))
+                .unwrap();
+        assert_eq!(standard["type"], "orders.ping");
+        assert_eq!(standard["data"]["type"], "PING");
+        let cloud: serde_json::Value = serde_json::from_slice(&ping_body(
+            Format::CloudEvents,
+            "public",
+            "orders",
+            &envelope,
+        ))
+        .unwrap();
+        assert_eq!(cloud["type"], "pg_webhook.orders.ping");
+        assert_eq!(cloud["id"], "msg_x_ping_1");
+    }
 
     #[test]
     fn insert_body_has_the_supabase_shape() {

@@ -7,7 +7,7 @@
 
 mod cursor;
 mod dispatch;
-mod targets;
+pub(crate) mod targets;
 mod txn;
 
 use std::collections::HashMap;
@@ -98,12 +98,7 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     if !crate::wake::register_worker(database, index, pid) {
         warning!("pg_webhook worker: no free wake-up slot; relying on pg_webhook.poll_interval");
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .on_thread_start(block_signals_in_helper_thread)
-        .build()
-    {
+    let runtime = match new_runtime() {
         Ok(rt) => rt,
         Err(e) => error!("pg_webhook worker: could not start the async runtime: {e}"),
     };
@@ -113,6 +108,15 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     );
     Worker::new(settings, runtime, Share { index, count }).run();
     crate::wake::unregister_worker(pid);
+}
+
+/// A tokio runtime on the calling (backend main) thread, for the worker and for `ping`.
+pub(crate) fn new_runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .on_thread_start(block_signals_in_helper_thread)
+        .build()
 }
 
 /// Helper threads (DNS lookups) must never take a Postgres signal: the handlers touch backend
@@ -126,7 +130,7 @@ fn block_signals_in_helper_thread() {
     }
 }
 
-fn build_sender(settings: &WorkerSettings) -> Result<Sender, String> {
+pub(crate) fn build_sender(settings: &WorkerSettings) -> Result<Sender, String> {
     let policy = AddressPolicy::parse(&settings.allowed_destinations).map_err(|e| e.to_string())?;
     let extra_ca_pem = match settings.ca_bundle.trim() {
         "" => None,

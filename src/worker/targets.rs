@@ -55,7 +55,7 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
 
 /// The stored values were validated by subscribe(); this re-validates because the tables can be
 /// edited by hand, and a bad value must fail one subscription's events, not the worker.
-fn parse(
+pub(crate) fn parse(
     row: &SubscriptionRow,
     default_timeout: Duration,
 ) -> Result<(Arc<Endpoint>, Arc<RetryPolicy>), String> {

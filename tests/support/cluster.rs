@@ -43,16 +43,20 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// PostgreSQL's extension directory (`pg_config --sharedir`/extension).
+pub fn extension_dir() -> PathBuf {
+    let out = Command::new(pg_bindir().join("pg_config"))
+        .arg("--sharedir")
+        .output()
+        .expect("running pg_config --sharedir");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension")
+}
+
 impl Cluster {
     /// initdb + start, with `extra` lines appended to postgresql.conf.
     pub fn start(extra: &[&str]) -> Cluster {
-        let sharedir = Command::new(pg_bindir().join("pg_config"))
-            .arg("--sharedir")
-            .output()
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-            .unwrap_or_default();
         assert!(
-            sharedir.join("extension/pg_webhook.control").exists(),
+            extension_dir().join("pg_webhook.control").exists(),
             "pg_webhook is not installed: run `cargo pgrx install` (or the suite through `bash .ci/run`)"
         );
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -141,6 +145,16 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// Runs a client program of this PostgreSQL (pg_dump, pg_restore, ...) against the
+    /// cluster, as its owner, and returns its standard output; panics with its stderr on failure.
+    pub fn tool(&self, program: &str, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        all.extend_from_slice(args);
+        let out = self.run_ok(self.bindir.join(program).to_str().unwrap(), &all);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Appends to postgresql.conf (takes effect on reload or restart).

@@ -1,0 +1,274 @@
+//! The extension across its lifetime: upgraded in place from the first release with live
+//! subscriptions and queued events, and carried through pg_dump / pg_restore.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use postgres::Client;
+use support::cluster::{extension_dir, wait_until, Cluster};
+use support::receiver::{Receiver, Reply};
+use support::subscribe;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Every object the extension owns, with its full definition, privileges and comment: two
+/// databases with equal fingerprints have the same pg_webhook, whatever path led there.
+const FINGERPRINT: &str = r#"
+WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'pg_webhook'),
+members AS (
+    SELECT d.classid, d.objid FROM pg_depend d, ext
+     WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
+),
+tables AS (SELECT objid AS oid FROM members WHERE classid = 'pg_class'::regclass)
+SELECT pg_describe_object(m.classid, m.objid, 0) || ' | ' || COALESCE(CASE m.classid
+         WHEN 'pg_proc'::regclass THEN
+             (SELECT pg_get_functiondef(p.oid) || ' acl=' || COALESCE(p.proacl::text, '')
+                FROM pg_proc p WHERE p.oid = m.objid)
+         WHEN 'pg_class'::regclass THEN
+             (SELECT c.relkind::text || ' options=' || COALESCE(c.reloptions::text, '')
+                     || ' acl=' || COALESCE(c.relacl::text, '')
+                     || ' view=' || COALESCE(CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, '')
+                     || ' columns=' || COALESCE((
+                         SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                                || COALESCE(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
+                                || COALESCE(' -- ' || col_description(c.oid, a.attnum), ''),
+                                ', ' ORDER BY a.attnum)
+                           FROM pg_attribute a
+                           LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+                FROM pg_class c WHERE c.oid = m.objid)
+       END, '') || ' comment=' || COALESCE(obj_description(m.objid, m.classid::regclass::text), '')
+  FROM members m
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN tables t ON t.oid = i.indrelid
+UNION ALL
+SELECT 'constraint ' || c.conrelid::regclass || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
+  FROM pg_constraint c JOIN tables t ON t.oid = c.conrelid
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(g.oid) FROM pg_trigger g JOIN tables t ON t.oid = g.tgrelid
+UNION ALL
+SELECT 'dumped ' || e.extconfig::regclass[]::text || ' ' || COALESCE(e.extcondition::text, '')
+  FROM pg_extension e WHERE e.extname = 'pg_webhook'
+"#;
+
+fn fingerprint(db: &mut Client) -> BTreeSet<String> {
+    db.query(FINGERPRINT, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// Puts the frozen install script of an earlier release next to the current one, so that
+/// `CREATE EXTENSION ... VERSION` can install it (`cargo pgrx install` copies only the
+/// current script and the upgrade scripts).
+fn install_released_script(version: &str) {
+    let name = format!("pg_webhook--{version}.sql");
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql/released")
+        .join(&name);
+    let to = extension_dir().join(&name);
+    if std::fs::read(&to).ok() == std::fs::read(&from).ok() {
+        return;
+    }
+    if std::fs::copy(&from, &to).is_err() {
+        let ok = Command::new("sudo")
+            .args(["-n", "cp"])
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not install {name} into {}", to.display());
+    }
+}
+
+fn current_version() -> String {
+    let control = std::fs::read_to_string(extension_dir().join("pg_webhook.control")).unwrap();
+    control
+        .lines()
+        .find_map(|l| l.strip_prefix("default_version = "))
+        .map(|v| v.trim_matches('\'').to_string())
+        .expect("default_version in pg_webhook.control")
+}
+
+fn record_ids(rx: &Receiver) -> BTreeSet<i64> {
+    rx.accepted()
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect()
+}
+
+#[test]
+fn alter_extension_update_from_0_1_0_keeps_subscriptions_and_queued_events() {
+    install_released_script("0.1.0");
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '200ms'"]);
+    let mut db = pg.connect("postgres");
+    db.batch_execute("CREATE EXTENSION pg_webhook VERSION '0.1.0'")
+        .unwrap();
+    let rx = Receiver::with(|_, _| Reply::Status(204));
+    db.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, total numeric)")
+        .unwrap();
+    let (_, secret) = subscribe(&mut db, "orders", "orders", &rx.url("/o"), "");
+    db.batch_execute("INSERT INTO orders VALUES (1, 10)")
+        .unwrap();
+    rx.wait_for(1, WAIT);
+    // Queued events across the update: parked behind a pause.
+    db.batch_execute(
+        "SELECT webhook.pause('orders');
+         INSERT INTO orders SELECT g, g FROM generate_series(2, 50) g",
+    )
+    .unwrap();
+    wait_until(WAIT, "the events to be parked", || {
+        db.query_one(
+            "SELECT count(*) FROM webhook.events WHERE status = 'parked'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+            == 49
+    });
+
+    db.batch_execute("ALTER EXTENSION pg_webhook UPDATE")
+        .unwrap();
+    let version: String = db
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_webhook'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, current_version());
+
+    // Writes during and after the update are captured; the backlog goes out on resume.
+    db.batch_execute(
+        "INSERT INTO orders SELECT g, g FROM generate_series(51, 60) g;
+         SELECT webhook.resume('orders')",
+    )
+    .unwrap();
+    wait_until(WAIT, "every event delivered", || {
+        record_ids(&rx) == (1..=60).collect()
+    });
+    for r in rx.accepted() {
+        r.verify(&secret).unwrap();
+    }
+    // What the new version added works on the upgraded database.
+    let pinged: bool = db
+        .query_one("SELECT delivered FROM webhook.ping('orders')", &[])
+        .unwrap()
+        .get(0);
+    assert!(pinged);
+
+    // And it is the same extension a fresh install gives.
+    db.batch_execute("CREATE DATABASE fresh").unwrap();
+    let mut fresh = pg.connect("fresh");
+    fresh.batch_execute("CREATE EXTENSION pg_webhook").unwrap();
+    let upgraded = fingerprint(&mut db);
+    let installed = fingerprint(&mut fresh);
+    let only_upgraded: Vec<_> = upgraded.difference(&installed).collect();
+    let only_fresh: Vec<_> = installed.difference(&upgraded).collect();
+    assert!(
+        only_upgraded.is_empty() && only_fresh.is_empty(),
+        "the upgrade script and the install script differ.\nonly after upgrade:\n{}\nonly in a fresh install:\n{}",
+        only_upgraded.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        only_fresh.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// (name, uid, secret, status) of every subscription.
+fn subscriptions(db: &mut Client) -> Vec<(String, String, String, String)> {
+    db.query(
+        "SELECT name, uid, secret, status FROM webhook.subscriptions ORDER BY name",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+#[test]
+fn pg_dump_and_pg_restore_keep_subscriptions_but_not_the_queue() {
+    // The worker serves the restored database.
+    let pg = Cluster::start(&[
+        "pg_webhook.database = 'restored'",
+        "pg_webhook.poll_interval = '200ms'",
+    ]);
+    let mut admin = pg.connect("postgres");
+    admin.batch_execute("CREATE DATABASE original").unwrap();
+    let mut db = pg.connect("original");
+    db.batch_execute(
+        "CREATE EXTENSION pg_webhook;
+         CREATE TABLE customers (id int PRIMARY KEY, email text, plan text)",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    let (_, secret) = subscribe(
+        &mut db,
+        "customers",
+        "customers",
+        &rx.url("/c"),
+        ", events => ARRAY['insert'], exclude_columns => ARRAY['email'], filter => $$NEW.plan <> 'free'$$, format => 'standard'",
+    );
+    subscribe(&mut db, "held", "customers", &rx.url("/held"), "");
+    db.batch_execute("SELECT webhook.pause('held')").unwrap();
+    // No worker serves this database: these stay queued, and must not be restored.
+    db.batch_execute("INSERT INTO customers VALUES (1, 'a@example.com', 'pro')")
+        .unwrap();
+    let before = subscriptions(&mut db);
+    let last_event: i64 = db
+        .query_one("SELECT max(id) FROM webhook.events", &[])
+        .unwrap()
+        .get(0);
+
+    let dump = pg.dir.join("original.dump");
+    pg.tool(
+        "pg_dump",
+        &["-Fc", "-d", "original", "-f", dump.to_str().unwrap()],
+    );
+    admin.batch_execute("CREATE DATABASE restored").unwrap();
+    pg.tool(
+        "pg_restore",
+        &["--exit-on-error", "-d", "restored", dump.to_str().unwrap()],
+    );
+
+    let mut restored = pg.connect("restored");
+    let after = subscriptions(&mut restored);
+    assert_eq!(before, after, "subscriptions, uids and secrets survive");
+    let queued: i64 = restored
+        .query_one("SELECT count(*) FROM webhook.events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0, "queue contents are not dumped");
+
+    // The restored triggers capture, and the worker delivers with the same secret and shape.
+    restored
+        .batch_execute(
+            "INSERT INTO customers VALUES (2, 'b@example.com', 'pro'), (3, 'c@example.com', 'free')",
+        )
+        .unwrap();
+    let got = rx.wait_for(1, WAIT);
+    got[0].verify(&secret).unwrap();
+    let body = got[0].json();
+    assert_eq!(body["type"], "customers.insert");
+    assert_eq!(body["data"]["record"]["id"], 2);
+    assert!(body["data"]["record"].get("email").is_none(), "{body}");
+    let new_event: i64 = restored
+        .query_one("SELECT max(id) FROM webhook.events", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        new_event > last_event,
+        "event ids continue after the dump, so webhook-ids are never reused"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rx.requests().iter().all(|r| r.path == "/c"),
+        "the paused subscription stays paused"
+    );
+    assert_eq!(rx.count(), 1, "the filter still applies after restore");
+}
