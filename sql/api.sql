@@ -17,7 +17,11 @@ CREATE FUNCTION webhook.subscribe(
     filter         text       DEFAULT NULL,  -- condition over NEW / OLD, as in a WHEN clause
     columns        text[]     DEFAULT NULL,  -- send only these columns
     exclude_columns text[]    DEFAULT NULL,  -- or every column but these
-    skip_unchanged boolean    DEFAULT false  -- no UPDATE event when only unsent columns changed
+    skip_unchanged boolean    DEFAULT false, -- no UPDATE event when only unsent columns changed
+    ordered        boolean    DEFAULT false, -- one at a time, in commit order
+    max_in_flight  integer    DEFAULT NULL,  -- concurrent requests; NULL: the worker's limit
+    rate_limit     double precision DEFAULT NULL,  -- events per second; NULL: no limit
+    callback       regprocedure DEFAULT NULL -- f(jsonb), run after each success and each death
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -34,19 +38,22 @@ BEGIN
             COALESCE((SELECT array_agg((extract(epoch FROM d) * 1000)::bigint ORDER BY o)
                         FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
         END,
-        format, filter, columns, exclude_columns, skip_unchanged);
+        format, filter, columns, exclude_columns, skip_unchanged,
+        ordered, max_in_flight, rate_limit, callback::oid);
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
     RETURN created;
 END
 $$;
 
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean) IS
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
 Default retry schedule after a failure: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±20 % jitter), 8 attempts.
 format: database (default; Supabase-compatible), standard (Standard Webhooks envelope) or cloudevents (CloudEvents 1.0 JSON).
-filter: a condition over NEW and OLD; columns / exclude_columns choose what is sent; skip_unchanged drops UPDATEs of unsent columns only.$$;
+filter: a condition over NEW and OLD; columns / exclude_columns choose what is sent; skip_unchanged drops UPDATEs of unsent columns only.
+ordered: deliver one event at a time in commit order (writers of the table then commit one at a time); max_in_flight / rate_limit: this subscription's own limits.
+callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.$$;
 
 -- API: Public.
 CREATE FUNCTION webhook.unsubscribe(
@@ -120,7 +127,7 @@ $$Send a signed test event (type PING, no rows, in the subscription's format) to
 Works on paused and disabled subscriptions too; nothing is queued or recorded.$$;
 
 -- API: Private.
-COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean) IS
+COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid) IS
     'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
 COMMENT ON FUNCTION webhook._unsubscribe(text, boolean, boolean) IS
     'Internal: implements webhook.unsubscribe(). Call webhook.unsubscribe() instead.';
@@ -217,13 +224,13 @@ CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._o
 
 -- Nobody reads or writes the private tables directly; the views and functions are the API.
 REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,
-              webhook._attempts FROM PUBLIC;
+              webhook._attempts, webhook._callback_queue FROM PUBLIC;
 
 -- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
 -- also check that the caller may read the table (and owns the subscription, to remove it).
 REVOKE ALL ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean),
-    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
     webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),
@@ -234,8 +241,8 @@ REVOKE ALL ON FUNCTION
     webhook.ping(text), webhook._ping(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean),
-    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
     webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),

@@ -32,6 +32,14 @@ CREATE TABLE webhook._subscriptions (
     previous_secret_expires_at timestamptz,
     -- Since when every attempt has failed (NULL after a success); drives auto-disable.
     failing_since   timestamptz,
+    -- Added in 0.2.0 (ALTER EXTENSION appends columns, so new ones go last here too).
+    -- One event at a time, in commit order: writers of the table serialize on the subscription.
+    ordered         boolean NOT NULL DEFAULT false,
+    max_in_flight   integer,                       -- concurrent requests; NULL: no own limit
+    rate_limit      double precision,              -- events per second; NULL: no limit
+    callback        regprocedure,                  -- run after each success and each death
+    CONSTRAINT max_in_flight_is_positive CHECK (max_in_flight > 0),
+    CONSTRAINT rate_limit_is_positive CHECK (rate_limit > 0),
     CONSTRAINT status_is_known
         CHECK (status IN ('active', 'paused', 'disabled', 'unsubscribed')),
     CONSTRAINT format_is_known CHECK (format IN ('database', 'standard', 'cloudevents'))
@@ -73,11 +81,16 @@ CREATE TABLE webhook._event_queue (
     -- schedule counts from here, attempt numbers keep growing.
     series_start    integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz,                   -- NULL: new, due now; infinity: parked
-    last_error      text
+    last_error      text,
+    -- Of an ordered subscription: delivered one at a time by id, which the capture trigger
+    -- takes under the subscription's lock, so id order is commit order.
+    ordered         boolean NOT NULL DEFAULT false
 );
 CREATE INDEX event_queue_new ON webhook._event_queue (txid, id) WHERE next_attempt_at IS NULL;
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
     WHERE next_attempt_at IS NOT NULL;
+-- The head of each ordered subscription's queue; unordered writes never touch it.
+CREATE INDEX event_queue_ordered ON webhook._event_queue (subscription_id, id) WHERE ordered;
 -- Vacuum often (the table churns) and never truncate it: truncating takes an ACCESS EXCLUSIVE
 -- lock that stalls every writer of a subscribed table, and the freed space is reused anyway.
 ALTER TABLE webhook._event_queue SET (
@@ -108,7 +121,9 @@ CREATE TABLE webhook._event_archive (
     final_status_code      integer,
     final_response_excerpt text,
     final_error            text,
-    CONSTRAINT status_is_final CHECK (status IN ('delivered', 'dead'))
+    CONSTRAINT status_is_final CHECK (status IN ('delivered', 'dead')),
+    -- Why the subscription's callback failed for this event (NULL: it ran, or there is none).
+    callback_error         text
 );
 -- Retention purges and the stats view read recent history by time.
 CREATE INDEX event_archive_finished ON webhook._event_archive (finished_at);
@@ -128,6 +143,15 @@ CREATE TABLE webhook._attempts (
     CONSTRAINT outcome_is_known CHECK (outcome IN ('delivered', 'retry', 'dead'))
 );
 CREATE INDEX attempts_started ON webhook._attempts (started_at);
+
+-- API: Private. Finished events whose subscription's callback has yet to run. Written in the
+-- transaction that records the outcome, removed in the one that runs the callback: a callback
+-- is never lost, and its effects commit together with its removal from here.
+CREATE TABLE webhook._callback_queue (
+    event_id         bigint PRIMARY KEY,
+    subscription_id  integer NOT NULL,
+    response_headers jsonb
+);
 
 -- Who may do what. Creating a subscription is a privilege: superusers and members of
 -- webhook_admin. Roles are cluster-wide, so the role outlives the extension and is shared by
@@ -166,7 +190,8 @@ SELECT s.id, s.name, s.target, s.url, s.events,
        s.exclude_columns, s.skip_unchanged, s.status, s.status_reason, s.owner,
        s.created_at, s.uid,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
-       s.previous_secret_expires_at, s.failing_since
+       s.previous_secret_expires_at, s.failing_since,
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 
@@ -176,12 +201,13 @@ SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name, q.record, q.
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
        COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
-       NULL::timestamptz AS finished_at
+       NULL::timestamptz AS finished_at, NULL::text AS callback_error
   FROM webhook._event_queue q
  WHERE q.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
 UNION ALL
 SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name, a.record, a.old_record,
-       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at
+       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
+       a.callback_error
   FROM webhook._event_archive a
  WHERE a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
 

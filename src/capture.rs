@@ -33,7 +33,7 @@ pub fn trigger_ddl(
     prefix: &str,
     op: Operation,
     table: &str,
-    subscription_id: i32,
+    subscription: Subscription,
     shape: &Shape,
     owner: pg_sys::Oid,
 ) -> String {
@@ -43,7 +43,7 @@ pub fn trigger_ddl(
         Operation::Delete => format!("REFERENCING OLD TABLE AS {OLD_ROWS}"),
         Operation::Truncate => String::new(),
     };
-    let mut args = vec![subscription_id.to_string()];
+    let mut args = vec![subscription.to_arg()];
     if !shape.is_plain() {
         args.extend(shape.to_args(owner));
     }
@@ -54,6 +54,62 @@ pub fn trigger_ddl(
         op.as_sql(),
         args.join(", ")
     )
+}
+
+/// The first trigger argument: the subscription id, and `:ordered` for ordered delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i32,
+    pub ordered: bool,
+}
+
+impl Subscription {
+    fn to_arg(self) -> String {
+        if self.ordered {
+            format!("{}:ordered", self.id)
+        } else {
+            self.id.to_string()
+        }
+    }
+
+    fn from_arg(arg: &str) -> Option<Subscription> {
+        let (id, ordered) = match arg.split_once(':') {
+            Some((id, "ordered")) => (id, true),
+            Some(_) => return None,
+            None => (arg, false),
+        };
+        Some(Subscription {
+            id: id.parse().ok()?,
+            ordered,
+        })
+    }
+}
+
+/// Key of the advisory lock that serializes the writers of an ordered subscription
+/// (`pg_locks`: locktype advisory, classid 0x70677768 "pgwh", objid the subscription id).
+const ORDER_LOCK_KEY: u32 = 0x7067_7768;
+
+/// Waits for the other writers of an ordered subscription to commit or abort, and holds the
+/// lock to the end of this transaction. Event ids are taken after this, so a later-committed
+/// transaction always has larger ids, and the worker sends in id order.
+fn lock_ordered(subscription_id: i32) {
+    // SAFETY: a transaction-scoped advisory lock, as pg_advisory_xact_lock(int4, int4) takes.
+    unsafe {
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+            locktag_field2: ORDER_LOCK_KEY,
+            locktag_field3: subscription_id as u32,
+            locktag_field4: 2,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+            locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        };
+        pg_sys::LockAcquire(
+            &tag,
+            pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+            false,
+            false,
+        );
+    }
 }
 
 /// `pg_webhook_<id>_insert` and so on.
@@ -75,7 +131,7 @@ impl fmt::Display for CaptureError {
             CaptureError::Trigger(e) => write!(f, "pg_webhook capture trigger: {e}"),
             CaptureError::BadArguments(a) => write!(
                 f,
-                "pg_webhook capture trigger: expected one argument, the subscription id, got {a:?}; create subscriptions with webhook.subscribe()"
+                "pg_webhook capture trigger: expected the subscription id (and its shape) as arguments, got {a:?}; create subscriptions with webhook.subscribe()"
             ),
             CaptureError::WrongKind(k) => write!(
                 f,
@@ -135,11 +191,10 @@ fn _capture<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, CaptureError> {
     let args = trigger.extra_args()?;
-    let (subscription_id, shaped) = match args.as_slice() {
-        [id, rest @ ..] => {
-            let id = id
-                .parse::<i32>()
-                .map_err(|_| CaptureError::BadArguments(args.clone()))?;
+    let (subscription, shaped) = match args.as_slice() {
+        [first, rest @ ..] => {
+            let id = Subscription::from_arg(first)
+                .ok_or_else(|| CaptureError::BadArguments(args.clone()))?;
             let shaped = match rest {
                 [] => None,
                 rest => Some(
@@ -185,7 +240,10 @@ fn _capture<'a>(
         ));
     }
     let relation = trigger.relation()?;
-    let mut writer = QueueWriter::open(subscription_id, op, relation.namespace(), relation.name())
+    if subscription.ordered {
+        lock_ordered(subscription.id);
+    }
+    let mut writer = QueueWriter::open(subscription, op, relation.namespace(), relation.name())
         .map_err(CaptureError::Queue)?;
     let queued = if let (Some((owner, shape)), false) = (&shaped, op == Operation::Truncate) {
         shaped_rows(&mut writer, data, op, *owner, shape)?

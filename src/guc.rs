@@ -26,6 +26,7 @@ pub static MAX_PAYLOAD_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
 pub static RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 pub static DEAD_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
 pub static DISABLE_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5 * 86_400);
+pub static CALLBACK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 
 /// Defines the settings; called from `_PG_init` in every process that loads the library.
 pub fn init() {
@@ -64,6 +65,16 @@ pub fn init() {
         &DEFAULT_TIMEOUT_MS,
         1,
         300_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_webhook.callback_timeout",
+        c"Longest a subscription's callback may run before it is cancelled.",
+        c"A cancelled callback is recorded on its event (callback_error) and not run again.",
+        &CALLBACK_TIMEOUT_MS,
+        1,
+        600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
@@ -280,6 +291,10 @@ pub fn worker_count() -> i32 {
 }
 
 /// The database the worker serves, for warnings in other backends.
+pub fn callback_timeout() -> Duration {
+    Duration::from_millis(positive(&CALLBACK_TIMEOUT_MS) as u64)
+}
+
 pub fn served_database() -> String {
     string(&DATABASE)
 }

@@ -140,10 +140,11 @@ WITH moved AS (
 )
 INSERT INTO webhook._event_queue
        (id, txid, subscription_id, op, table_schema, table_name, record, old_record,
-        created_at, attempts, series_start, next_attempt_at, last_error)
-SELECT id, pg_catalog.pg_current_xact_id(), subscription_id, op, table_schema, table_name,
-       record, old_record, created_at, attempts, attempts, now(), last_error
-  FROM moved";
+        created_at, attempts, series_start, next_attempt_at, last_error, ordered)
+SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_schema,
+       m.table_name, m.record, m.old_record, m.created_at, m.attempts, m.attempts, now(),
+       m.last_error, s.ordered
+  FROM moved m JOIN webhook._subscriptions s ON s.id = m.subscription_id";
 
 fn replay(
     sub: &Managed,

@@ -47,15 +47,21 @@ pub struct SubscriptionRow {
     pub previous_secret: Option<String>,
     pub failing_since: bool,
     pub format: String,
+    pub ordered: bool,
+    pub max_in_flight: Option<i32>,
+    pub rate_limit: Option<f64>,
+    pub has_callback: bool,
 }
 
 const EVENT_COLUMNS: &str = "q.ctid, q.txid::text::bigint, q.id, q.subscription_id, q.op, \
      q.table_schema, q.table_name, q.record::text, q.old_record::text, q.attempts, q.series_start, \
      pg_catalog.to_json(q.created_at) #>> '{}'";
 
-const EXTENSION_READY: &str = "\
-SELECT pg_catalog.to_regclass('webhook._event_queue') IS NOT NULL
-   AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_webhook')";
+/// The installed version of pg_webhook in this database, if it is installed and its tables
+/// exist (NULL otherwise).
+const EXTENSION_VERSION: &str = "\
+SELECT e.extversion::text FROM pg_catalog.pg_extension e
+ WHERE e.extname = 'pg_webhook' AND pg_catalog.to_regclass('webhook._event_queue') IS NOT NULL";
 
 const SUBSCRIPTIONS: &str = "\
 SELECT s.id, s.uid, s.url, s.secret, s.headers::text,
@@ -66,7 +72,8 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::text,
        s.status,
        CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END,
        s.failing_since IS NOT NULL,
-       s.format
+       s.format,
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback IS NOT NULL
   FROM webhook._subscriptions s";
 
 /// Milliseconds until the earliest scheduled retry; due-now ones are being claimed already.
@@ -89,17 +96,25 @@ SELECT u.event_id, u.attempt, u.subscription_id, pg_catalog.to_timestamp(u.start
             excerpt, error)
     ON CONFLICT (event_id, attempt) DO NOTHING";
 
-/// Moves finished events to the archive with their last attempt, in one statement.
+/// Moves finished events to the archive with their last attempt, and queues the callbacks of
+/// those whose subscription has one, in one statement.
 const FINISH: &str = "\
 WITH u AS (
     SELECT * FROM unnest($1::tid[], $2::bigint[], $3::text[], $4::int[], $5::text[],
-                         $6::float8[], $7::float8[], $8::int[], $9::text[], $10::text[])
+                         $6::float8[], $7::float8[], $8::int[], $9::text[], $10::text[],
+                         $11::bool[], $12::text[])
            AS u(t, id, status, attempts, last_error, started, duration_ms, status_code,
-                excerpt, error)
+                excerpt, error, callback, headers)
 ), done AS (
     DELETE FROM webhook._event_queue q USING u
      WHERE q.ctid = u.t AND q.id = u.id
  RETURNING q.*
+), callbacks AS (
+    INSERT INTO webhook._callback_queue (event_id, subscription_id, response_headers)
+    SELECT d.id, d.subscription_id, u.headers::jsonb
+      FROM done d JOIN u ON u.id = d.id
+     WHERE u.callback
+        ON CONFLICT (event_id) DO NOTHING
 )
 INSERT INTO webhook._event_archive
        (id, subscription_id, op, table_schema, table_name, record, old_record, created_at,
@@ -122,6 +137,14 @@ UPDATE webhook._event_queue q
        next_attempt_at = now() + u.delay_ms * interval '1 millisecond',
        last_error = u.last_error
   FROM u
+ WHERE q.ctid = u.t AND q.id = u.id";
+
+/// Puts events back for later without counting an attempt: over a subscription's own
+/// concurrency or rate limit.
+const DEFER: &str = "\
+UPDATE webhook._event_queue q
+   SET next_attempt_at = now() + u.delay_ms * interval '1 millisecond'
+  FROM unnest($1::tid[], $2::bigint[], $3::bigint[]) AS u(t, id, delay_ms)
  WHERE q.ctid = u.t AND q.id = u.id";
 
 /// Holds events of paused or disabled subscriptions: out of the claim indexes until resumed.
@@ -171,6 +194,8 @@ DELETE FROM webhook._attempts t
 pub struct Statements {
     claim_new: OwnedPreparedStatement,
     claim_scheduled: OwnedPreparedStatement,
+    claim_ordered: OwnedPreparedStatement,
+    defer: OwnedPreparedStatement,
     next_due: OwnedPreparedStatement,
     subscriptions: OwnedPreparedStatement,
     insert_attempts: OwnedPreparedStatement,
@@ -188,14 +213,28 @@ fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
     types.iter().map(|t| PgOid::from(*t)).collect()
 }
 
-/// True when the extension is installed in this database (so its tables exist).
-pub fn extension_ready() -> SpiResult<bool> {
+/// Whether this database's pg_webhook can be served by this library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Missing,
+    /// Installed at another version: the library was upgraded and the SQL objects not yet.
+    OtherVersion(String),
+}
+
+pub fn extension_readiness() -> SpiResult<Readiness> {
     Spi::connect(|client| {
-        Ok(client
-            .select(EXTENSION_READY, Some(1), &[])?
-            .first()
-            .get_one::<bool>()?
-            .unwrap_or(false))
+        let rows = client.select(EXTENSION_VERSION, Some(1), &[])?;
+        let version = if rows.is_empty() {
+            None
+        } else {
+            rows.first().get_one::<String>()?
+        };
+        Ok(match version {
+            None => Readiness::Missing,
+            Some(v) if v == env!("CARGO_PKG_VERSION") => Readiness::Ready,
+            Some(v) => Readiness::OtherVersion(v),
+        })
     })
 }
 
@@ -230,6 +269,10 @@ fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<Subsc
             previous_secret: row.get(10)?,
             failing_since: row.get(11)?.unwrap_or(false),
             format: row.get(12)?.unwrap_or_default(),
+            ordered: row.get(13)?.unwrap_or(false),
+            max_in_flight: row.get(14)?,
+            rate_limit: row.get(15)?,
+            has_callback: row.get(16)?.unwrap_or(false),
         });
     }
     Ok(out)
@@ -242,30 +285,54 @@ impl Statements {
             BOOLARRAYOID, FLOAT8ARRAYOID as F8A, FLOAT8OID, INT4ARRAYOID as I4A, INT4OID,
             INT8ARRAYOID as I8A, INT8OID as I8, TEXTARRAYOID as TA, TEXTOID, TIDARRAYOID as TIDA,
         };
-        let slice = if share.count > 1 {
-            format!("AND q.id % {} = {}", share.count, share.index)
-        } else {
-            String::new()
+        // Events are shared out by id, except those of pinned subscriptions (with limits of
+        // their own, $pinned), which go whole to one worker. Ordered ones are claimed apart.
+        let slice = |pinned: &str| {
+            if share.count > 1 {
+                format!(
+                    "AND (CASE WHEN q.subscription_id = ANY({pinned}) THEN q.subscription_id::bigint
+                               ELSE q.id END) % {} = {}",
+                    share.count, share.index
+                )
+            } else {
+                String::new()
+            }
         };
+        let (new_slice, scheduled_slice) = (slice("$4::int[]"), slice("$2::int[]"));
         Spi::connect(|client| {
             let claim_new = format!(
                 "SELECT {EVENT_COLUMNS} FROM webhook._event_queue q
                   WHERE q.next_attempt_at IS NULL
                     AND (q.txid, q.id) > ($1::text::xid8, $2)
-                    {slice}
+                    AND NOT q.ordered
+                    {new_slice}
                   ORDER BY q.txid, q.id
                   LIMIT $3"
             );
             let claim_scheduled = format!(
                 "SELECT {EVENT_COLUMNS} FROM webhook._event_queue q
                   WHERE q.next_attempt_at <= now()
-                    {slice}
+                    AND NOT q.ordered
+                    {scheduled_slice}
                   ORDER BY q.next_attempt_at, q.id
                   LIMIT $1"
             );
+            // The head of each ordered subscription, if it is due: one event each, found
+            // through the partial index, and nothing behind a head that waits for a retry.
+            let claim_ordered = format!(
+                "SELECT {EVENT_COLUMNS} FROM webhook._event_queue q
+                  WHERE q.ctid = ANY(ARRAY(
+                          SELECT (SELECT h.ctid FROM webhook._event_queue h
+                                   WHERE h.ordered AND h.subscription_id = s.id
+                                   ORDER BY h.id LIMIT 1)
+                            FROM unnest($1::int[]) AS s(id)))
+                    AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= now())"
+            );
             Ok(Statements {
-                claim_new: keep(client, &claim_new, &[I8, I8, I8])?,
-                claim_scheduled: keep(client, &claim_scheduled, &[I8])?,
+                claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A])?,
+                claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A])?,
+                claim_ordered: keep(client, &claim_ordered, &[I4A])?,
+                defer: keep_mut(client, DEFER, &[TIDA, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
                 insert_attempts: keep_mut(
@@ -276,7 +343,20 @@ impl Statements {
                 finish: keep_mut(
                     client,
                     FINISH,
-                    &[TIDA, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA],
+                    &[
+                        TIDA,
+                        I8A,
+                        TA,
+                        I4A,
+                        TA,
+                        F8A,
+                        F8A,
+                        I4A,
+                        TA,
+                        TA,
+                        BOOLARRAYOID,
+                        TA,
+                    ],
                 )?,
                 reschedule: keep_mut(client, RESCHEDULE, &[TIDA, I8A, I4A, I8A, TA])?,
                 park: keep_mut(client, PARK, &[TIDA, I8A])?,
@@ -307,22 +387,69 @@ impl Statements {
     }
 
     /// New events after `(txid, id)` in (txid, id) order.
-    pub fn new_events(&self, after: (i64, i64), limit: usize) -> SpiResult<Vec<QueuedEvent>> {
+    /// New events after `after` in this worker's share; `pinned` lists the subscriptions that
+    /// are shared out whole.
+    pub fn new_events(
+        &self,
+        after: (i64, i64),
+        limit: usize,
+        pinned: &[i32],
+    ) -> SpiResult<Vec<QueuedEvent>> {
         Spi::connect(|client| {
             let rows = client.select(
                 &self.claim_new,
                 None,
-                &[after.0.into(), after.1.into(), (limit as i64).into()],
+                &[
+                    after.0.into(),
+                    after.1.into(),
+                    (limit as i64).into(),
+                    pinned.to_vec().into(),
+                ],
             )?;
             read_events(rows)
         })
     }
 
     /// Retries whose time has come, oldest first.
-    pub fn scheduled_events(&self, limit: usize) -> SpiResult<Vec<QueuedEvent>> {
+    pub fn scheduled_events(&self, limit: usize, pinned: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
         Spi::connect(|client| {
-            let rows = client.select(&self.claim_scheduled, None, &[(limit as i64).into()])?;
+            let rows = client.select(
+                &self.claim_scheduled,
+                None,
+                &[(limit as i64).into(), pinned.to_vec().into()],
+            )?;
             read_events(rows)
+        })
+    }
+
+    /// The due head of each of these ordered subscriptions.
+    pub fn ordered_heads(&self, subscriptions: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
+        Spi::connect(|client| {
+            let rows =
+                client.select(&self.claim_ordered, None, &[subscriptions.to_vec().into()])?;
+            read_events(rows)
+        })
+    }
+
+    /// Puts (ctid, id, delay in ms) events back for later, attempts unchanged.
+    pub fn defer(&self, events: &[(pg_sys::ItemPointerData, i64, i64)]) -> SpiResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        Spi::connect_mut(|client| {
+            client.update(
+                &self.defer,
+                None,
+                &[
+                    events.iter().map(|e| e.0).collect::<Vec<_>>().into(),
+                    events.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+                    events.iter().map(|e| e.2).collect::<Vec<_>>().into(),
+                ],
+            )?;
+            Ok(())
         })
     }
 
@@ -364,6 +491,8 @@ impl Statements {
                         column(&finished, |o| o.status_code),
                         column(&finished, |o| o.response_excerpt.clone()),
                         column(&finished, |o| o.error.clone()),
+                        column(&finished, |o| o.callback),
+                        column(&finished, |o| o.response_headers.clone()),
                     ],
                 )?;
             }
@@ -562,6 +691,10 @@ pub struct Outcome {
     pub last_error: Option<String>,
     /// An HTTP attempt was made (not settled locally), so it says something about the endpoint.
     pub reached_endpoint: bool,
+    /// The response headers (JSON), kept for the subscription's callback.
+    pub response_headers: Option<String>,
+    /// The subscription has a callback to run once the event is finished.
+    pub callback: bool,
 }
 
 /// The 64-bit form of `xid`, a transaction no newer than `next` (the next full xid).

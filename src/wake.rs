@@ -134,11 +134,32 @@ fn wake_workers_of(database: pg_sys::Oid) {
         workers
             .slots
             .iter()
-            .filter(|s| s.pid != 0 && s.database == database.to_u32())
+            .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index >= 0)
             .map(|s| s.pid)
             .collect()
     };
-    for pid in pids {
+    set_latches(&pids);
+}
+
+/// The wake-up slot index of a database's callback runner.
+pub const CALLBACK_RUNNER: i32 = -1;
+
+/// Wakes the callback runner of `database` (after a delivery worker queued callbacks).
+pub fn wake_callback_runner(database: pg_sys::Oid) {
+    let pids: Vec<i32> = {
+        let workers = WORKERS.share();
+        workers
+            .slots
+            .iter()
+            .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index == CALLBACK_RUNNER)
+            .map(|s| s.pid)
+            .collect()
+    };
+    set_latches(&pids);
+}
+
+fn set_latches(pids: &[i32]) {
+    for &pid in pids {
         // SAFETY: BackendPidGetProc takes ProcArrayLock and returns NULL for a gone pid; the
         // latch lives in the PGPROC array in shared memory.
         unsafe {

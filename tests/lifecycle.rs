@@ -61,6 +61,9 @@ fn fingerprint(db: &mut Client) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|r| r.get::<_, String>(0))
+        // `cargo pgrx test` installs a build whose script adds the #[pg_test] functions in
+        // schema "tests"; they are not part of the extension users get.
+        .filter(|o| !o.starts_with("function tests.") && !o.starts_with("schema tests |"))
         .collect()
 }
 
@@ -113,25 +116,25 @@ fn alter_extension_update_from_0_1_0_keeps_subscriptions_and_queued_events() {
     let rx = Receiver::with(|_, _| Reply::Status(204));
     db.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, total numeric)")
         .unwrap();
+    // The 0.1.0 SQL API, served by this (newer) library before the update.
     let (_, secret) = subscribe(&mut db, "orders", "orders", &rx.url("/o"), "");
-    db.batch_execute("INSERT INTO orders VALUES (1, 10)")
-        .unwrap();
-    rx.wait_for(1, WAIT);
-    // Queued events across the update: parked behind a pause.
     db.batch_execute(
-        "SELECT webhook.pause('orders');
+        "INSERT INTO orders VALUES (1, 10);
+         SELECT webhook.pause('orders');
          INSERT INTO orders SELECT g, g FROM generate_series(2, 50) g",
     )
     .unwrap();
-    wait_until(WAIT, "the events to be parked", || {
-        db.query_one(
-            "SELECT count(*) FROM webhook.events WHERE status = 'parked'",
-            &[],
-        )
-        .unwrap()
-        .get::<_, i64>(0)
-            == 49
+    // Capture goes on; delivery waits for the SQL objects to match the library, and says so.
+    wait_until(WAIT, "the worker to ask for ALTER EXTENSION", || {
+        pg.log()
+            .contains("delivered after ALTER EXTENSION pg_webhook UPDATE")
     });
+    let queued: i64 = db
+        .query_one("SELECT count(*) FROM webhook.events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 50);
+    assert_eq!(rx.count(), 0);
 
     db.batch_execute("ALTER EXTENSION pg_webhook UPDATE")
         .unwrap();

@@ -12,9 +12,12 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
 use pgrx::{JsonB, PgSqlErrorCode};
 
+mod delivery;
 mod shape;
 
-use crate::capture::{trigger_ddl, trigger_name};
+use delivery::Delivery;
+
+use crate::capture::{trigger_ddl, trigger_name, Subscription};
 use crate::error::{invalid, reject, spi};
 use crate::privilege::{
     as_extension_owner, caller, caller_acts_as, caller_can_select, forget_owner,
@@ -164,9 +167,10 @@ fn check_events(events: Option<Vec<Option<String>>>) -> Vec<Operation> {
     parse_event_list(&refs).unwrap_or_else(|e| invalid(e.to_string()))
 }
 
-/// Validates everything, stores the subscription and creates its capture trigger.
+/// The 0.1.0 `_subscribe`, whose SQL declaration points at this symbol until
+/// `ALTER EXTENSION pg_webhook UPDATE` replaces it; 0.2.0 does not declare it.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(name = "_subscribe", volatile)]
+#[pg_extern(name = "_subscribe", volatile, sql = false)]
 #[search_path(pg_catalog, pg_temp)]
 fn subscribe_impl(
     name: Option<&str>,
@@ -183,6 +187,87 @@ fn subscribe_impl(
     columns: Option<Vec<Option<String>>>,
     exclude_columns: Option<Vec<Option<String>>>,
     skip_unchanged: Option<bool>,
+) -> i32 {
+    create_subscription(
+        name,
+        target,
+        url,
+        events,
+        secret,
+        headers,
+        timeout_ms,
+        max_attempts,
+        retry_schedule_ms,
+        format,
+        filter,
+        columns,
+        exclude_columns,
+        skip_unchanged,
+        Delivery::default(),
+    )
+}
+
+/// Validates everything, stores the subscription and creates its capture trigger.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(name = "_subscribe", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn subscribe_with_delivery(
+    name: Option<&str>,
+    target: Option<pg_sys::Oid>,
+    url: Option<&str>,
+    events: Option<Vec<Option<String>>>,
+    secret: Option<&str>,
+    headers: Option<JsonB>,
+    timeout_ms: Option<i64>,
+    max_attempts: Option<i32>,
+    retry_schedule_ms: Option<Vec<Option<i64>>>,
+    format: Option<&str>,
+    filter: Option<&str>,
+    columns: Option<Vec<Option<String>>>,
+    exclude_columns: Option<Vec<Option<String>>>,
+    skip_unchanged: Option<bool>,
+    ordered: Option<bool>,
+    max_in_flight: Option<i32>,
+    rate_limit: Option<f64>,
+    callback: Option<pg_sys::Oid>,
+) -> i32 {
+    let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback);
+    create_subscription(
+        name,
+        target,
+        url,
+        events,
+        secret,
+        headers,
+        timeout_ms,
+        max_attempts,
+        retry_schedule_ms,
+        format,
+        filter,
+        columns,
+        exclude_columns,
+        skip_unchanged,
+        delivery,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_subscription(
+    name: Option<&str>,
+    target: Option<pg_sys::Oid>,
+    url: Option<&str>,
+    events: Option<Vec<Option<String>>>,
+    secret: Option<&str>,
+    headers: Option<JsonB>,
+    timeout_ms: Option<i64>,
+    max_attempts: Option<i32>,
+    retry_schedule_ms: Option<Vec<Option<i64>>>,
+    format: Option<&str>,
+    filter: Option<&str>,
+    columns: Option<Vec<Option<String>>>,
+    exclude_columns: Option<Vec<Option<String>>>,
+    skip_unchanged: Option<bool>,
+    delivery: Delivery,
 ) -> i32 {
     check_may_subscribe();
     let name = check_name(name);
@@ -325,6 +410,24 @@ fn subscribe_impl(
                         shape.skip_unchanged.into(),
                     ],
                 )?;
+                // Apart, so the 0.1.0 entry point keeps working on a 0.1.0 schema (between
+                // installing a new library and ALTER EXTENSION ... UPDATE).
+                if delivery != Delivery::default() {
+                    client.update(
+                        "UPDATE webhook._subscriptions
+                            SET ordered = $2, max_in_flight = $3, rate_limit = $4,
+                                callback = $5::oid::regprocedure
+                          WHERE id = $1",
+                        None,
+                        &[
+                            id.into(),
+                            delivery.ordered.into(),
+                            delivery.max_in_flight.into(),
+                            delivery.rate_limit.into(),
+                            delivery.callback.into(),
+                        ],
+                    )?;
+                }
                 let table = format!(
                     "{}.{}",
                     quote_identifier(&table.schema),
@@ -332,7 +435,17 @@ fn subscribe_impl(
                 );
                 for op in &events {
                     client.update(
-                        &trigger_ddl(&trigger, *op, &table, id, &shape, owner),
+                        &trigger_ddl(
+                            &trigger,
+                            *op,
+                            &table,
+                            Subscription {
+                                id,
+                                ordered: delivery.ordered,
+                            },
+                            &shape,
+                            owner,
+                        ),
                         None,
                         &[],
                     )?;

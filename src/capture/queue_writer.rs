@@ -37,6 +37,8 @@ struct Columns {
     series_start: usize,
     next_attempt_at: usize,
     last_error: usize,
+    /// Missing before 0.2.0: a new library captures into a not yet updated schema.
+    ordered: Option<usize>,
 }
 
 pub struct QueueWriter {
@@ -57,6 +59,7 @@ pub struct QueueWriter {
     to_jsonb: pg_sys::FmgrInfo,
     /// Values that are the same for every row of the statement.
     subscription_id: pg_sys::Datum,
+    ordered: pg_sys::Datum,
     op: pg_sys::Datum,
     table_schema: pg_sys::Datum,
     table_name: pg_sys::Datum,
@@ -93,7 +96,7 @@ fn relation_oid(namespace: pg_sys::Oid, name: &str) -> Result<pg_sys::Oid, Strin
 impl QueueWriter {
     /// Opens the queue for one statement's events.
     pub fn open(
-        subscription_id: i32,
+        subscription: super::Subscription,
         op: Operation,
         schema: &str,
         table: &str,
@@ -128,12 +131,15 @@ impl QueueWriter {
                 series_start: find("series_start")?,
                 next_attempt_at: find("next_attempt_at")?,
                 last_error: find("last_error")?,
+                ordered: find("ordered").ok(),
             };
             let live = attrs.iter().filter(|a| !a.attisdropped).count();
-            if live != 13 {
+            let expected = 13 + usize::from(columns.ordered.is_some());
+            if live != expected || (subscription.ordered && columns.ordered.is_none()) {
                 pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
                 return Err(format!(
-                    "webhook._event_queue has {live} columns where 13 were expected; run ALTER EXTENSION pg_webhook UPDATE"
+                    "webhook._event_queue has {live} columns, not those of pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",
+                    env!("CARGO_PKG_VERSION")
                 ));
             }
 
@@ -182,7 +188,8 @@ impl QueueWriter {
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
                 to_jsonb,
-                subscription_id: pg_sys::Datum::from(subscription_id),
+                subscription_id: pg_sys::Datum::from(subscription.id),
+                ordered: pg_sys::Datum::from(subscription.ordered),
                 op: text_datum(op.as_sql()),
                 table_schema: text_datum(schema),
                 table_name: text_datum(table),
@@ -346,6 +353,9 @@ impl QueueWriter {
             set(c.created_at, self.created_at);
             set(c.attempts, pg_sys::Datum::from(0i32));
             set(c.series_start, pg_sys::Datum::from(0i32));
+            if let Some(i) = c.ordered {
+                set(i, self.ordered);
+            }
             let _ = (c.next_attempt_at, c.last_error); // stay NULL
             pg_sys::ExecStoreVirtualTuple(slot);
             self.slots.push(slot);

@@ -52,7 +52,12 @@ pub struct Endpoint {
     pub secrets: Vec<Secret>,
     pub headers: HeaderMap,
     pub timeout: Duration,
+    /// Keep the response headers (for a subscription's callback).
+    pub keep_response_headers: bool,
 }
+
+/// At most this much of the response headers is kept, as JSON.
+const RESPONSE_HEADERS_LIMIT: usize = 8 * 1024;
 
 /// One event ready to send: its `webhook-id`, the exact body bytes and their media type.
 #[derive(Debug, Clone)]
@@ -69,6 +74,9 @@ pub struct Attempt {
     pub duration: Duration,
     pub status: Option<u16>,
     pub response_excerpt: Option<String>,
+    /// The response headers as a JSON object (repeated names joined by ", "), when the
+    /// endpoint asks for them; bounded by `RESPONSE_HEADERS_LIMIT`.
+    pub response_headers: Option<String>,
     pub error: Option<String>,
     pub kind: AttemptKind,
 }
@@ -139,17 +147,19 @@ impl Sender {
     pub async fn send(&self, endpoint: &Endpoint, message: &Message) -> Attempt {
         let started_at = SystemTime::now();
         let clock = Instant::now();
-        let finish = |status, excerpt, error, kind| Attempt {
+        let finish = |status, excerpt, headers, error, kind| Attempt {
             started_at,
             duration: clock.elapsed(),
             status,
             response_excerpt: excerpt,
+            response_headers: headers,
             error,
             kind,
         };
         // IP literals bypass the resolver, so they are checked here.
         if let Err(refusal) = self.check_literal(&endpoint.url) {
             return finish(
+                None,
                 None,
                 None,
                 Some(refusal.to_string()),
@@ -175,6 +185,9 @@ impl Sender {
         let exchange = async {
             let mut response = request.send().await?;
             let status = response.status().as_u16();
+            let headers = endpoint
+                .keep_response_headers
+                .then(|| headers_json(response.headers()));
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
@@ -195,11 +208,12 @@ impl Sender {
                     }
                 }
             }
-            Ok::<_, reqwest::Error>((status, retry_after, excerpt, body_error))
+            Ok::<_, reqwest::Error>((status, retry_after, headers, excerpt, body_error))
         };
         let backstop = endpoint.timeout + Duration::from_secs(1);
         match tokio::time::timeout(backstop, exchange).await {
             Err(_) => finish(
+                None,
                 None,
                 None,
                 Some(format!(
@@ -223,9 +237,9 @@ impl Sender {
                 } else {
                     error_chain(&e)
                 };
-                finish(None, None, Some(text), kind)
+                finish(None, None, None, Some(text), kind)
             }
-            Ok(Ok((status, retry_after, excerpt, body_error))) => {
+            Ok(Ok((status, retry_after, headers, excerpt, body_error))) => {
                 let excerpt =
                     (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
                 // The status line decides the outcome; a broken body is only noted.
@@ -233,6 +247,7 @@ impl Sender {
                 finish(
                     Some(status),
                     excerpt,
+                    headers,
                     body_error,
                     AttemptKind::Status {
                         code: status,
@@ -251,6 +266,31 @@ impl Sender {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Response headers as a JSON object, stopping before `RESPONSE_HEADERS_LIMIT` bytes: a
+/// receiver must not be able to make the worker store megabytes per event.
+fn headers_json(headers: &HeaderMap) -> String {
+    let mut object = serde_json::Map::new();
+    let mut size = 2;
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let grows = name.as_str().len() + value.len() + 8;
+        if size + grows > RESPONSE_HEADERS_LIMIT {
+            break;
+        }
+        size += grows;
+        match object.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(seen)) => {
+                seen.push_str(", ");
+                seen.push_str(&value);
+            }
+            _ => {
+                object.insert(name.as_str().to_string(), value.into_owned().into());
+            }
+        }
+    }
+    serde_json::Value::Object(object).to_string()
 }
 
 /// The resolver every connection goes through: only addresses the policy allows come back,

@@ -6,6 +6,7 @@ pub mod address;
 pub mod endpoint;
 pub mod headers;
 pub mod http;
+pub mod limits;
 pub mod payload;
 pub mod retry;
 pub mod signing;

@@ -27,6 +27,7 @@ struct Flight {
     /// Attempts before this series (replays start a new one).
     series_start: i32,
     policy: Arc<RetryPolicy>,
+    callback: bool,
 }
 
 pub struct Dispatcher {
@@ -38,6 +39,8 @@ pub struct Dispatcher {
     /// Claimed and not yet recorded: never claimed again until recorded, so nothing is sent twice
     /// by the same worker.
     owned: HashSet<i64>,
+    /// How many of `owned` each subscription has.
+    owned_by: HashMap<i32, usize>,
     tasks: JoinSet<Attempt>,
     flights: HashMap<Id, Flight>,
     /// Finished attempts waiting to be recorded.
@@ -53,6 +56,7 @@ impl Dispatcher {
             database: String::new(),
             max_payload_bytes: usize::MAX,
             owned: HashSet::new(),
+            owned_by: HashMap::new(),
             tasks: JoinSet::new(),
             flights: HashMap::new(),
             outcomes: Vec::new(),
@@ -88,10 +92,17 @@ impl Dispatcher {
         self.owned.contains(&event_id)
     }
 
+    /// Events of one subscription claimed and not yet recorded.
+    pub fn owned_by(&self, subscription_id: i32) -> usize {
+        self.owned_by.get(&subscription_id).copied().unwrap_or(0)
+    }
+
     /// Starts delivering `event`, or settles it at once when it cannot be sent.
     pub fn start(&mut self, rt: &Runtime, event: QueuedEvent, target: Option<&Target>) {
         let attempt = event.attempts + 1;
-        self.owned.insert(event.id);
+        if self.owned.insert(event.id) {
+            *self.owned_by.entry(event.subscription_id).or_default() += 1;
+        }
         let settle_now = |error: String, decision: Decision| Outcome {
             ctid: event.ctid,
             event_id: event.id,
@@ -105,6 +116,8 @@ impl Dispatcher {
             error: Some(error),
             decision,
             reached_endpoint: false,
+            response_headers: None,
+            callback: target.is_some_and(|t| t.has_callback),
         };
         let Some(target) = target else {
             let e = format!("subscription {} no longer exists", event.subscription_id);
@@ -179,6 +192,7 @@ impl Dispatcher {
                 attempt,
                 series_start: event.series_start,
                 policy: policy.clone(),
+                callback: target.has_callback,
             },
         );
     }
@@ -223,7 +237,14 @@ impl Dispatcher {
     /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
     pub fn release_recorded(&mut self) {
         for o in self.outcomes.drain(..) {
-            self.owned.remove(&o.event_id);
+            if self.owned.remove(&o.event_id) {
+                if let Some(n) = self.owned_by.get_mut(&o.subscription_id) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.owned_by.remove(&o.subscription_id);
+                    }
+                }
+            }
         }
         self.outcomes_since = None;
     }
@@ -235,6 +256,7 @@ fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
         duration: Duration::ZERO,
         status: None,
         response_excerpt: None,
+        response_headers: None,
         error: Some(format!("delivery task failed: {panic}")),
         kind: AttemptKind::TransportError,
     });
@@ -269,6 +291,8 @@ fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
         decision,
         last_error,
         reached_endpoint: true,
+        response_headers: attempt.response_headers,
+        callback: flight.callback,
     }
 }
 

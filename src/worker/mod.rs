@@ -5,6 +5,7 @@
 //! events (one read-only transaction), then wait — on the latch when nothing is in flight, on the
 //! HTTP tasks otherwise. No transaction is open while a request is in flight.
 
+mod callbacks;
 mod cursor;
 mod dispatch;
 pub(crate) mod targets;
@@ -21,9 +22,10 @@ use pgrx::prelude::*;
 use tokio::runtime::Runtime;
 
 use crate::guc::WorkerSettings;
-use crate::queue::{self, Statements};
+use crate::queue::{self, QueuedEvent, Readiness, Statements};
 use cursor::Cursor;
 use dispatch::Dispatcher;
+use pg_webhook_core::limits::{Admission, Limits};
 use targets::Target;
 
 /// While requests are in flight the worker also watches its latch this often, so a commit is
@@ -46,6 +48,7 @@ const RECORD_RETRIES: u32 = 3;
 /// Registers `pg_webhook.workers` delivery workers; worker `k` of `n` delivers the events whose
 /// id is `k` modulo `n`, so they never send the same event and need no locks to share.
 pub fn register() {
+    callbacks::register();
     let count = crate::guc::worker_count();
     for index in 0..count {
         let name = if count == 1 {
@@ -161,6 +164,7 @@ struct Worker {
     settings: WorkerSettings,
     runtime: Runtime,
     dispatcher: Dispatcher,
+    limits: Limits,
     statements: Option<Statements>,
     cursor: Cursor,
     targets: HashMap<i32, Target>,
@@ -174,7 +178,8 @@ struct Worker {
     scheduled_due_at: Option<Instant>,
     record_failures: u32,
     ready: bool,
-    told_missing: bool,
+    /// The last not-ready state logged, so it is logged once.
+    told: Option<Readiness>,
     /// Last epochs seen (see wake.rs).
     schedule_epoch: u64,
     config_epoch: u64,
@@ -201,6 +206,7 @@ impl Worker {
             settings,
             runtime,
             dispatcher,
+            limits: Limits::default(),
             statements: None,
             cursor: Cursor::default(),
             targets: HashMap::new(),
@@ -212,7 +218,7 @@ impl Worker {
             scheduled_due_at: Some(Instant::now()),
             record_failures: 0,
             ready: false,
-            told_missing: false,
+            told: None,
             schedule_epoch: crate::wake::epochs().0,
             config_epoch: crate::wake::epochs().1,
             next_maintenance: Instant::now(),
@@ -225,16 +231,8 @@ impl Worker {
         self.setup_session();
         loop {
             pg_sys::check_for_interrupts!();
-            // SAFETY: a sig_atomic_t flag set by our SIGHUP handler.
-            if unsafe { pg_sys::ConfigReloadPending } != 0 {
-                // SAFETY: as above; ProcessConfigFile runs on the main thread between transactions.
-                unsafe {
-                    pg_sys::ConfigReloadPending = 0;
-                    pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-                }
-                if !self.reconfigure() {
-                    return;
-                }
+            if reload_config_if_asked() && !self.reconfigure() {
+                return;
             }
             let now = Instant::now();
             let (schedule, config) = crate::wake::epochs();
@@ -331,6 +329,15 @@ impl Worker {
         let rescheduled = outcomes
             .iter()
             .any(|o| matches!(o.decision, queue::Decision::Retry { .. }));
+        let callbacks = outcomes
+            .iter()
+            .any(|o| o.callback && !matches!(o.decision, queue::Decision::Retry { .. }));
+        // The next event of an ordered subscription waits for this record: claim right after.
+        let ordered = outcomes.iter().any(|o| {
+            self.targets
+                .get(&o.subscription_id)
+                .is_some_and(|t| t.ordered)
+        });
         let (health, gone) = health_changes(outcomes, &self.targets);
         let recorded = txn::run("recording delivery outcomes", || {
             statements.record(outcomes)?;
@@ -359,6 +366,13 @@ impl Worker {
                 if rescheduled {
                     // Find out when the earliest retry is due.
                     self.scheduled_due_at = Some(Instant::now());
+                }
+                if ordered {
+                    self.claim_wanted = true;
+                }
+                if callbacks {
+                    // SAFETY: reads a backend global.
+                    crate::wake::wake_callback_runner(unsafe { pg_sys::MyDatabaseId });
                 }
             }
             Err(_) => {
@@ -389,32 +403,40 @@ impl Worker {
             return true;
         }
         let share = self.share;
-        let prepared = txn::run("preparing statements", || {
-            if !queue::extension_ready()? {
-                return Ok(None);
-            }
-            Statements::prepare(share).map(Some)
-        });
+        let prepared = txn::run(
+            "preparing statements",
+            || match queue::extension_readiness()? {
+                Readiness::Ready => Statements::prepare(share).map(Ok),
+                other => Ok(Err(other)),
+            },
+        );
         match prepared {
-            Ok(Some(statements)) => {
+            Ok(Ok(statements)) => {
                 if !self.ready {
                     log!("pg_webhook worker: extension found; delivering");
                     self.ready = true;
                 }
+                self.told = None;
                 self.statements = Some(statements);
                 // Everything queued before this worker (or extension) existed is read again.
                 self.cursor.reset();
                 self.targets_loaded = None;
                 true
             }
-            Ok(None) => {
-                if self.ready || !self.told_missing {
-                    log!(
-                        "pg_webhook worker: extension pg_webhook is not installed in database \"{}\"; waiting for CREATE EXTENSION",
-                        self.settings.database
-                    );
+            Ok(Err(state)) => {
+                if self.ready || self.told.as_ref() != Some(&state) {
+                    let database = &self.settings.database;
+                    match &state {
+                        Readiness::OtherVersion(v) => log!(
+                            "pg_webhook worker: database \"{database}\" has pg_webhook {v} and this library is {}; events keep queueing, and are delivered after ALTER EXTENSION pg_webhook UPDATE",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                        _ => log!(
+                            "pg_webhook worker: extension pg_webhook is not installed in database \"{database}\"; waiting for CREATE EXTENSION"
+                        ),
+                    }
                     self.ready = false;
-                    self.told_missing = true;
+                    self.told = Some(state);
                 }
                 false
             }
@@ -451,17 +473,29 @@ impl Worker {
         });
         let targets = &mut self.targets;
         let cursor = &mut self.cursor;
+        let limits = &mut self.limits;
+        let dispatcher = &self.dispatcher;
+        let share = self.share;
         let default_timeout = self.settings.default_timeout;
         let mut reloaded = false;
         let claimed = txn::run("claiming due events", || {
+            if stale {
+                *targets = targets::build(statements.subscriptions()?, default_timeout);
+                reloaded = true;
+            }
+            let pinned: Vec<i32> = targets
+                .iter()
+                .filter(|(_, t)| t.pinned() && !t.ordered)
+                .map(|(id, _)| *id)
+                .collect();
             let after = cursor.position(|| statements.horizon())?;
-            let fresh = statements.new_events(after, want)?;
+            let fresh = statements.new_events(after, want, &pinned)?;
             let room_left = want - fresh.len().min(want);
             let mut scheduled = Vec::new();
             let mut next_due = None;
             if check_scheduled && room_left > 0 {
                 // Read past the retries already in flight.
-                scheduled = statements.scheduled_events(room_left + owned)?;
+                scheduled = statements.scheduled_events(room_left + owned, &pinned)?;
                 if scheduled.len() < room_left + owned {
                     next_due = Some(statements.ms_until_next_due()?);
                 }
@@ -470,7 +504,7 @@ impl Worker {
                 .iter()
                 .chain(&scheduled)
                 .any(|e| !targets.contains_key(&e.subscription_id));
-            if stale || unknown {
+            if unknown {
                 *targets = targets::build(statements.subscriptions()?, default_timeout);
                 reloaded = true;
             }
@@ -482,9 +516,30 @@ impl Worker {
                 .map(|e| (e.ctid, e.id))
                 .collect();
             statements.park(&parked)?;
-            Ok((fresh, scheduled, next_due))
+            let mut plan = Plan::new(dispatcher, now);
+            for event in fresh.iter().chain(&scheduled) {
+                plan.consider(event, targets, limits, want);
+            }
+            // Ordered subscriptions of this worker with nothing in flight: their due heads.
+            let mut heads_wanted = Vec::new();
+            for (&id, t) in targets.iter() {
+                let mine = (id as i64).rem_euclid(share.count as i64) == share.index as i64;
+                if !(t.ordered && t.sends() && mine && plan.in_flight(id) == 0) {
+                    continue;
+                }
+                match limits.wait_for_slot(id, now) {
+                    Some(at) => plan.wake_at(at),
+                    None if heads_wanted.len() + plan.start.len() < want => heads_wanted.push(id),
+                    None => {}
+                }
+            }
+            for head in statements.ordered_heads(&heads_wanted)? {
+                plan.consider(&head, targets, limits, want);
+            }
+            statements.defer(&plan.defer)?;
+            Ok((fresh, scheduled, next_due, plan.into_parts()))
         });
-        let (fresh, scheduled, next_due) = match claimed {
+        let (fresh, scheduled, next_due, (start, deferred_until)) = match claimed {
             Ok(found) => found,
             Err(_) => {
                 self.statements = None;
@@ -493,6 +548,9 @@ impl Worker {
         };
         if reloaded {
             self.targets_loaded = Some(now);
+            let targets = &self.targets;
+            self.limits
+                .retain(|id| targets.get(&id).is_some_and(|t| t.pinned()));
         }
         let full_page = fresh.len() == want;
         self.cursor
@@ -507,17 +565,13 @@ impl Worker {
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };
         }
-        let mut started = 0;
-        for event in fresh.into_iter().chain(scheduled) {
-            if started == want || self.dispatcher.owns(event.id) {
-                continue;
-            }
+        if let Some(at) = deferred_until {
+            // Deferred events and rate-held heads: look again when the first is due.
+            self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
+        }
+        for event in start {
             let target = self.targets.get(&event.subscription_id);
-            if target.is_some_and(|t| !t.sends()) {
-                continue; // parked in the claim transaction
-            }
             self.dispatcher.start(&self.runtime, event, target);
-            started += 1;
         }
         // A full page means a backlog: keep paging without spacing.
         self.paging = full_page;
@@ -654,6 +708,95 @@ impl Worker {
             self.claim_wanted = true;
         }
     }
+}
+
+/// What one claim decided: events to start now, and events of limited subscriptions to put
+/// back for later (ctid, id, delay in ms).
+struct Plan<'a> {
+    dispatcher: &'a Dispatcher,
+    now: Instant,
+    start: Vec<QueuedEvent>,
+    /// Started in this plan, per subscription (on top of what the dispatcher owns).
+    starting: HashMap<i32, usize>,
+    defer: Vec<(pg_sys::ItemPointerData, i64, i64)>,
+    /// Turned away in this plan, per subscription.
+    over: HashMap<i32, usize>,
+    /// When the earliest deferred event or rate-held head is due.
+    earliest: Option<Instant>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(dispatcher: &'a Dispatcher, now: Instant) -> Plan<'a> {
+        Plan {
+            dispatcher,
+            now,
+            start: Vec::new(),
+            starting: HashMap::new(),
+            defer: Vec::new(),
+            over: HashMap::new(),
+            earliest: None,
+        }
+    }
+
+    fn in_flight(&self, subscription: i32) -> usize {
+        self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+    }
+
+    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room).
+    fn consider(
+        &mut self,
+        event: &QueuedEvent,
+        targets: &HashMap<i32, Target>,
+        limits: &mut Limits,
+        want: usize,
+    ) {
+        if self.start.len() == want || self.dispatcher.owns(event.id) {
+            return;
+        }
+        let sub = event.subscription_id;
+        let target = targets.get(&sub);
+        if target.is_some_and(|t| !t.sends()) {
+            return; // parked in the claim transaction
+        }
+        if let Some(t) = target.filter(|t| t.pinned()) {
+            let over = self.over.get(&sub).copied().unwrap_or(0);
+            if let Admission::Later(wait) =
+                limits.admit(sub, &t.limits, self.in_flight(sub), over, self.now)
+            {
+                if !t.ordered {
+                    self.defer
+                        .push((event.ctid, event.id, wait.as_millis().max(1) as i64));
+                }
+                *self.over.entry(sub).or_default() += 1;
+                self.wake_at(self.now + wait);
+                return;
+            }
+        }
+        *self.starting.entry(sub).or_default() += 1;
+        self.start.push(event.clone());
+    }
+
+    fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
+        (self.start, self.earliest)
+    }
+}
+
+/// Re-reads postgresql.conf after a SIGHUP; true when it did. Call between transactions.
+fn reload_config_if_asked() -> bool {
+    // SAFETY: a sig_atomic_t flag set by our SIGHUP handler; ProcessConfigFile runs on the main
+    // thread, outside any transaction.
+    unsafe {
+        if pg_sys::ConfigReloadPending == 0 {
+            return false;
+        }
+        pg_sys::ConfigReloadPending = 0;
+        pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+    }
+    true
 }
 
 /// Whole milliseconds for WaitLatch, rounded up: rounding a sub-millisecond wait down to 0

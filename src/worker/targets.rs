@@ -8,6 +8,7 @@ use std::time::Duration;
 use pg_webhook_core::endpoint::parse_url;
 use pg_webhook_core::headers::parse_headers;
 use pg_webhook_core::http::Endpoint;
+use pg_webhook_core::limits::LimitSpec;
 use pg_webhook_core::payload::Format;
 use pg_webhook_core::retry::RetryPolicy;
 use pg_webhook_core::signing::Secret;
@@ -23,9 +24,20 @@ pub struct Target {
     pub failing: bool,
     pub format: Format,
     pub config: Result<(Arc<Endpoint>, Arc<RetryPolicy>), String>,
+    /// One event at a time, in id (= commit) order.
+    pub ordered: bool,
+    /// The subscription's own limits, on top of the worker's.
+    pub limits: LimitSpec,
+    pub has_callback: bool,
 }
 
 impl Target {
+    /// Served by one worker (the subscription id modulo the worker count), so its limits and
+    /// order are kept in one place.
+    pub fn pinned(&self) -> bool {
+        self.ordered || self.limits != LimitSpec::default()
+    }
+
     /// Paused and disabled subscriptions keep queueing but send nothing; an unsubscribed one
     /// still delivers what was queued before.
     pub fn sends(&self) -> bool {
@@ -47,6 +59,12 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     // A bad value cannot pass the table's CHECK; default rather than fail.
                     format: row.format.parse().unwrap_or(Format::Database),
                     config,
+                    ordered: row.ordered,
+                    limits: LimitSpec {
+                        max_in_flight: row.max_in_flight.map(|n| n.max(1) as usize),
+                        rate_limit: row.rate_limit.filter(|r| r.is_finite() && *r > 0.0),
+                    },
+                    has_callback: row.has_callback,
                 },
             )
         })
@@ -84,6 +102,7 @@ pub(crate) fn parse(
             secrets,
             headers,
             timeout,
+            keep_response_headers: row.has_callback,
         }),
         Arc::new(policy),
     ))

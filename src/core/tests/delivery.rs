@@ -130,6 +130,7 @@ fn endpoint(url: &Url, secret: &Secret, timeout_ms: u64) -> Endpoint {
         secrets: vec![secret.clone()],
         headers,
         timeout: Duration::from_millis(timeout_ms),
+        keep_response_headers: false,
     }
 }
 
@@ -203,6 +204,28 @@ async fn failure_status_keeps_a_bounded_excerpt() {
     assert_eq!(a.status, Some(500));
     assert_eq!(a.response_excerpt.as_deref().map(str::len), Some(64));
     assert!(matches!(a.kind, AttemptKind::Status { code: 500, .. }));
+}
+
+#[tokio::test]
+async fn response_headers_are_kept_only_when_asked_and_bounded() {
+    let big = "v".repeat(1000);
+    let many: String = (0..30).map(|i| format!("x-h{i}: {big}\r\n")).collect();
+    let extra = format!("x-order-id: 42\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n{many}");
+    let (url, _) = serve(move |_, _| reply("200 OK", &extra, "ok")).await;
+    let secret = Secret::generate().unwrap();
+    let mut wanted = endpoint(&url, &secret, 5000);
+    let sender = loopback_sender();
+    let plain = sender.send(&wanted, &message()).await;
+    assert_eq!(plain.response_headers, None);
+    wanted.keep_response_headers = true;
+    let a = sender.send(&wanted, &message()).await;
+    let text = a
+        .response_headers
+        .unwrap_or_else(|| panic!("headers kept: {:?}", a.error));
+    assert!(text.len() <= 8 * 1024, "{} bytes", text.len());
+    let headers: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(headers["x-order-id"], "42");
+    assert_eq!(headers["set-cookie"], "a=1, b=2");
 }
 
 #[tokio::test]

@@ -1,0 +1,139 @@
+//! A subscription's own limits: at most `max_in_flight` of its requests at once, and at most
+//! `rate_limit` events per second. The worker serves each limited subscription from one
+//! process, so one `Limits` sees all of its traffic.
+//!
+//! Events over a limit are not held in memory (a slow subscription would fill the worker and
+//! starve the others): they go back to the queue, due when a slot frees up.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long an event over the concurrency limit waits before it is looked at again; requests
+/// finish at endpoint speed, so this is a guess spread out by how far over the limit it is.
+const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Start,
+    Later(Duration),
+}
+
+/// What a subscription allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LimitSpec {
+    pub max_in_flight: Option<usize>,
+    /// Events per second.
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Default)]
+pub struct Limits {
+    /// Per rate-limited subscription: when its next event may start.
+    next_slot: HashMap<i32, Instant>,
+}
+
+impl Limits {
+    /// May an event of a subscription limited by `spec` start now, with `in_flight` of its requests already going?
+    /// `over` counts the events already turned away in this claim, to spread their return.
+    /// Admitting takes a rate slot; events turned away come back spaced at the rate, the
+    /// `over`-th one `over` intervals after the next free slot.
+    pub fn admit(
+        &mut self,
+        subscription: i32,
+        spec: &LimitSpec,
+        in_flight: usize,
+        over: usize,
+        now: Instant,
+    ) -> Admission {
+        if let Some(max) = spec.max_in_flight {
+            if in_flight >= max {
+                let rounds = 1 + over / max;
+                return Admission::Later(BUSY_RETRY * rounds as u32);
+            }
+        }
+        let Some(rate) = spec.rate_limit.filter(|r| r.is_finite() && *r > 0.0) else {
+            return Admission::Start;
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let slot = self
+            .next_slot
+            .get(&subscription)
+            .map_or(now, |s| (*s).max(now));
+        if slot <= now {
+            self.next_slot.insert(subscription, slot + interval);
+            Admission::Start
+        } else {
+            // Not a reservation: whichever event is looked at first when the slot comes wins.
+            Admission::Later(slot - now + interval * over as u32)
+        }
+    }
+
+    /// When an ordered head held back by its rate may start (`None`: now).
+    pub fn wait_for_slot(&self, subscription: i32, now: Instant) -> Option<Instant> {
+        self.next_slot
+            .get(&subscription)
+            .copied()
+            .filter(|slot| *slot > now)
+    }
+
+    /// Forgets subscriptions that are gone or no longer rate limited.
+    pub fn retain(&mut self, keep: impl Fn(i32) -> bool) {
+        self.next_slot.retain(|id, _| keep(*id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(max_in_flight: Option<usize>, rate_limit: Option<f64>) -> LimitSpec {
+        LimitSpec {
+            max_in_flight,
+            rate_limit,
+        }
+    }
+
+    #[test]
+    fn concurrency_limit_turns_away_the_excess() {
+        let mut limits = Limits::default();
+        let t = target(Some(2), None);
+        let now = Instant::now();
+        assert_eq!(limits.admit(1, &t, 1, 0, now), Admission::Start);
+        assert_eq!(limits.admit(1, &t, 2, 0, now), Admission::Later(BUSY_RETRY));
+        assert_eq!(
+            limits.admit(1, &t, 2, 4, now),
+            Admission::Later(BUSY_RETRY * 3)
+        );
+    }
+
+    #[test]
+    fn rate_limit_spaces_events_and_deferrals() {
+        let mut limits = Limits::default();
+        let t = target(None, Some(10.0));
+        let now = Instant::now();
+        assert_eq!(limits.admit(1, &t, 0, 0, now), Admission::Start);
+        assert_eq!(
+            limits.admit(1, &t, 1, 0, now),
+            Admission::Later(Duration::from_millis(100))
+        );
+        assert_eq!(
+            limits.admit(1, &t, 1, 1, now),
+            Admission::Later(Duration::from_millis(200))
+        );
+        // Another subscription has its own slots.
+        assert_eq!(limits.admit(2, &t, 0, 0, now), Admission::Start);
+        // Once the time comes, the next one starts.
+        let later = now + Duration::from_millis(300);
+        assert_eq!(limits.admit(1, &t, 0, 0, later), Admission::Start);
+    }
+
+    #[test]
+    fn unlimited_subscriptions_always_start() {
+        let mut limits = Limits::default();
+        let t = target(None, None);
+        assert_eq!(
+            limits.admit(1, &t, 10_000, 10_000, Instant::now()),
+            Admission::Start
+        );
+    }
+}
