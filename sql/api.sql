@@ -252,3 +252,10 @@ GRANT EXECUTE ON FUNCTION
     webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
     webhook.ping(text), webhook._ping(text)
 TO webhook_admin;
+
+-- Delivery is ready from CREATE EXTENSION on: the commit asks the launcher for this database's
+-- workers.
+COMMENT ON FUNCTION webhook._request_workers() IS
+    'Internal: asks the launcher for this database''s delivery workers when the transaction commits.';
+REVOKE ALL ON FUNCTION webhook._request_workers() FROM PUBLIC;
+SELECT webhook._request_workers();

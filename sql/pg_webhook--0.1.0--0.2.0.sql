@@ -166,3 +166,14 @@ GRANT EXECUTE ON FUNCTION
     webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure),
     webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid)
 TO webhook_admin;
+
+-- The launcher: workers per database, asked for at commit.
+CREATE FUNCTION webhook."_request_workers"() RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'request_workers_at_commit_wrapper';
+COMMENT ON FUNCTION webhook._request_workers() IS
+    'Internal: asks the launcher for this database''s delivery workers when the transaction commits.';
+REVOKE ALL ON FUNCTION webhook._request_workers() FROM PUBLIC;
+SELECT webhook._request_workers();

@@ -11,8 +11,7 @@ use pg_webhook_core::address::AddressPolicy;
 use pgrx::pg_sys;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-pub static DATABASE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
@@ -32,8 +31,8 @@ pub static CALLBACK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 pub fn init() {
     GucRegistry::define_string_guc(
         c"pg_webhook.database",
-        c"Database whose webhook queue the delivery worker serves.",
-        c"The extension must be created in this database. Changing it restarts the worker.",
+        c"Only this database gets delivery workers; empty (the default): every database where pg_webhook is created.",
+        c"Workers of other databases stop when it changes; their events stay queued.",
         &DATABASE,
         GucContext::Sighup,
         GucFlags::default(),
@@ -293,6 +292,12 @@ pub fn worker_count() -> i32 {
 /// The database the worker serves, for warnings in other backends.
 pub fn callback_timeout() -> Duration {
     Duration::from_millis(positive(&CALLBACK_TIMEOUT_MS) as u64)
+}
+
+/// Whether `pg_webhook.database` lets `database` have delivery workers.
+pub fn serves(database: &str) -> bool {
+    let only = string(&DATABASE);
+    only.is_empty() || only == database
 }
 
 pub fn served_database() -> String {

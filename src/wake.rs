@@ -6,6 +6,7 @@
 //! worker publishes its pid per database in shared memory.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
@@ -34,7 +35,16 @@ pub struct Workers {
     /// Bumped when a committed transaction changed a subscription, so workers reload them
     /// before their next claim (a pause must hold from the next event on).
     config_epoch: u64,
+    /// The launcher's pid (0: not running).
+    launcher: i32,
+    /// Databases where a commit found no delivery worker: the launcher starts them some.
+    requests: [u32; LAUNCH_REQUESTS],
+    /// Databases whose workers found no pg_webhook: the launcher stops the rest of them.
+    missing: [u32; LAUNCH_REQUESTS],
 }
+
+/// Databases waiting for the launcher at once; more just wait for its next round.
+const LAUNCH_REQUESTS: usize = 16;
 
 impl Default for Workers {
     fn default() -> Self {
@@ -42,6 +52,9 @@ impl Default for Workers {
             slots: [Slot::default(); MAX_WORKERS],
             schedule_epoch: 0,
             config_epoch: 0,
+            launcher: 0,
+            requests: [0; LAUNCH_REQUESTS],
+            missing: [0; LAUNCH_REQUESTS],
         }
     }
 }
@@ -109,7 +122,7 @@ unsafe extern "C-unwind" fn on_xact_event(
             }
             if queued || scheduled || config {
                 // SAFETY: MyDatabaseId is set in any backend that can run a transaction.
-                wake_workers_of(unsafe { pg_sys::MyDatabaseId });
+                wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config);
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
@@ -123,9 +136,11 @@ unsafe extern "C-unwind" fn on_xact_event(
     }
 }
 
-/// Sets the latch of every worker serving `database`. Must not raise an ERROR: it runs after
-/// the commit record is written, where an error would become a PANIC.
-fn wake_workers_of(database: pg_sys::Oid) {
+/// Sets the latch of every worker serving `database`, and asks the launcher for workers when
+/// there are none — or, after a subscription changed (`config`), in any case: workers that
+/// looked before CREATE EXTENSION committed may be on their way out. Must not raise an ERROR:
+/// it runs after the commit record is written, where an error would become a PANIC.
+fn wake_workers_of(database: pg_sys::Oid, config: bool) {
     if !crate::is_preloaded() {
         return;
     }
@@ -138,7 +153,84 @@ fn wake_workers_of(database: pg_sys::Oid) {
             .map(|s| s.pid)
             .collect()
     };
+    if pids.is_empty() || config {
+        request_workers(database);
+    }
     set_latches(&pids);
+}
+
+/// Asks the launcher to start delivery workers for `database`. Must not raise an ERROR (see
+/// `wake_workers_of`).
+fn request_workers(database: pg_sys::Oid) {
+    tell_launcher(database, |w| &mut w.requests);
+}
+
+/// Tells the launcher that `database` has no pg_webhook, so all its workers go (not only the one
+/// that noticed first).
+pub fn note_missing(database: pg_sys::Oid) {
+    tell_launcher(database, |w| &mut w.missing);
+}
+
+/// The databases asked for since the last call.
+pub fn take_requests() -> Vec<pg_sys::Oid> {
+    take(|w| &mut w.requests)
+}
+
+/// The databases reported by `note_missing` since the last call.
+pub fn take_missing() -> Vec<pg_sys::Oid> {
+    take(|w| &mut w.missing)
+}
+
+type Mailbox = fn(&mut Workers) -> &mut [u32; LAUNCH_REQUESTS];
+
+/// Adds `database` to one of the launcher's mailboxes (once) and wakes it.
+fn tell_launcher(database: pg_sys::Oid, mailbox: Mailbox) {
+    let launcher = {
+        let mut workers = WORKERS.exclusive();
+        let oid = database.to_u32();
+        let list = mailbox(&mut workers);
+        if !list.contains(&oid) {
+            if let Some(free) = list.iter_mut().find(|r| **r == 0) {
+                *free = oid;
+            }
+        }
+        workers.launcher
+    };
+    if launcher != 0 {
+        set_latches(&[launcher]);
+    }
+}
+
+fn take(mailbox: Mailbox) -> Vec<pg_sys::Oid> {
+    let mut workers = WORKERS.exclusive();
+    let list = mailbox(&mut workers);
+    let taken = list
+        .iter()
+        .filter(|r| **r != 0)
+        .map(|r| pg_sys::Oid::from(*r))
+        .collect();
+    *list = [0; LAUNCH_REQUESTS];
+    taken
+}
+
+/// Registers the launcher, so commits can ask it for workers.
+pub fn register_launcher(pid: i32) {
+    // SAFETY: as in `register_worker`.
+    unsafe { pg_sys::before_shmem_exit(Some(release_launcher), pg_sys::Datum::from(pid)) };
+    WORKERS.exclusive().launcher = pid;
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release_slot(_code: std::ffi::c_int, pid: pg_sys::Datum) {
+    unregister_worker(pid.value() as i32);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn release_launcher(_code: std::ffi::c_int, pid: pg_sys::Datum) {
+    let mut workers = WORKERS.exclusive();
+    if workers.launcher == pid.value() as i32 {
+        workers.launcher = 0;
+    }
 }
 
 /// The wake-up slot index of a database's callback runner.
@@ -175,6 +267,11 @@ fn set_latches(pids: &[i32]) {
 /// over its predecessor's slot (same database and index), so crashes cannot leak slots.
 /// Returns false when the table is full.
 pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> bool {
+    // Whatever way the process ends (a FATAL from pg_terminate_backend included), its slot
+    // must not outlive it: a stale slot would look like a live worker to commits and to the
+    // launcher.
+    // SAFETY: registers a callback that only touches our shared memory.
+    unsafe { pg_sys::before_shmem_exit(Some(release_slot), pg_sys::Datum::from(pid)) };
     let database = database.to_u32();
     let mut workers = WORKERS.exclusive();
     let slot = match workers
@@ -242,16 +339,23 @@ pub fn in_flight(database: pg_sys::Oid) -> Vec<(i32, i32)> {
     totals
 }
 
-/// True when some worker currently serves `database` (for warnings in subscribe).
-pub fn has_worker_for(database: pg_sys::Oid) -> bool {
-    if !crate::is_preloaded() {
-        return false;
-    }
+/// Databases that have a registered worker right now.
+pub fn databases_with_workers() -> HashSet<pg_sys::Oid> {
     WORKERS
         .share()
         .slots
         .iter()
-        .any(|s| s.pid != 0 && s.database == database.to_u32())
+        .filter(|s| s.pid != 0)
+        .map(|s| pg_sys::Oid::from(s.database))
+        .collect()
+}
+
+/// Asks for this database's delivery workers when the transaction commits. The install and
+/// upgrade scripts call it, so delivery is ready from CREATE EXTENSION on.
+#[pg_extern(name = "_request_workers", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn request_workers_at_commit() {
+    note_config_changed();
 }
 
 /// Requests the delivery workers have in flight right now, per subscription.

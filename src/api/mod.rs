@@ -470,25 +470,21 @@ fn warn_if_undeliverable() {
         );
         return;
     }
-    // SAFETY: reads backend globals.
-    let here = unsafe { pg_sys::MyDatabaseId };
-    if !crate::wake::has_worker_for(here) {
-        let served = crate::guc::served_database();
-        let current = spi(
-            "reading the database name",
-            Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"),
-        )
-        .unwrap_or_default();
-        if served != current {
-            ereport!(
-                WARNING,
-                PgSqlErrorCode::ERRCODE_WARNING,
-                format!(
-                    "the pg_webhook worker serves database \"{served}\", not \"{current}\": events here will queue but not be delivered"
-                ),
-                format!("set pg_webhook.database = '{current}' and reload the configuration")
-            );
-        }
+    let current = spi(
+        "reading the database name",
+        Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"),
+    )
+    .unwrap_or_default();
+    if !crate::guc::serves(&current) {
+        ereport!(
+            WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!(
+                "pg_webhook.database = '{}' limits delivery to that database: events in \"{current}\" will queue but not be delivered",
+                crate::guc::served_database()
+            ),
+            format!("set pg_webhook.database = '' (every database) or '{current}', and reload the configuration")
+        );
     }
 }
 

@@ -11,11 +11,12 @@
 use std::ffi::c_int;
 use std::time::Duration;
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use super::{die, reload_config_if_asked, txn, SignalHandlerForConfigReload};
+use super::{
+    connect, decode_start, die, reload_config_if_asked, txn, SignalHandlerForConfigReload,
+};
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
 use crate::privilege::as_role;
@@ -66,29 +67,19 @@ struct Pending {
     event: Option<String>,
 }
 
-pub fn register() {
-    BackgroundWorkerBuilder::new("pg_webhook callback runner")
-        .set_library("pg_webhook")
-        .set_function("pg_webhook_callbacks_main")
-        .set_type("pg_webhook callbacks")
-        .enable_spi_access()
-        .set_restart_time(Some(Duration::from_secs(2)))
-        .load();
-}
-
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_webhook_callbacks_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     // SAFETY: standard handlers, installed before signals are unblocked.
     unsafe {
         pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
         pg_sys::pqsignal(libc::SIGTERM, Some(die));
         pg_sys::BackgroundWorkerUnblockSignals();
     }
-    let database = WorkerSettings::read().database;
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    // SAFETY: plain reads of backend globals.
-    let (db_oid, pid) = unsafe { (pg_sys::MyDatabaseId, pg_sys::MyProcPid) };
+    let (db_oid, _) = decode_start(arg);
+    let database = connect(db_oid);
+    // SAFETY: a plain read of a backend global.
+    let pid = unsafe { pg_sys::MyProcPid };
     crate::wake::register_worker(db_oid, CALLBACK_RUNNER, pid);
     let _ = txn::run("callback runner setup", || {
         Spi::run(
@@ -98,10 +89,14 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(_arg: pg_sys::Datum) {
     });
     loop {
         pg_sys::check_for_interrupts!();
-        if reload_config_if_asked() && WorkerSettings::read().database != database {
-            break; // restarted for the new database
+        if reload_config_if_asked() && !crate::guc::serves(&database) {
+            break; // this database is no longer served
         }
-        let ran = run_batch();
+        let Some(ran) = run_batch() else {
+            // pg_webhook is not installed here: nothing to run.
+            crate::wake::note_missing(db_oid);
+            break;
+        };
         if ran < BATCH as usize {
             wait(WorkerSettings::read().poll_interval);
         }
@@ -122,20 +117,22 @@ fn wait(timeout: Duration) {
     }
 }
 
-/// Runs up to one batch of callbacks; returns how many it took from the queue.
-fn run_batch() -> usize {
+/// Runs up to one batch of callbacks; returns how many it took from the queue, or `None` when
+/// the extension is not installed in this database.
+fn run_batch() -> Option<usize> {
     let pending = txn::run("reading pending callbacks", || {
-        if extension_readiness()? != Readiness::Ready {
-            return Ok(Vec::new());
-        }
-        read_pending()
+        Ok(match extension_readiness()? {
+            Readiness::Ready => Some(read_pending()?),
+            Readiness::OtherVersion(_) => Some(Vec::new()),
+            Readiness::Missing => None,
+        })
     })
-    .unwrap_or_default();
+    .unwrap_or(Some(Vec::new()))?;
     let count = pending.len();
     for callback in pending {
         run_one(callback);
     }
-    count
+    Some(count)
 }
 
 fn read_pending() -> SpiResult<Vec<Pending>> {

@@ -8,6 +8,7 @@
 mod callbacks;
 mod cursor;
 mod dispatch;
+mod launcher;
 pub(crate) mod targets;
 mod txn;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use pg_webhook_core::address::AddressPolicy;
 use pg_webhook_core::http::{Sender, SenderSettings};
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -45,27 +46,32 @@ const PURGE_BATCH: i64 = 1000;
 /// sent again) instead of holding worker capacity forever.
 const RECORD_RETRIES: u32 = 3;
 
-/// Registers `pg_webhook.workers` delivery workers; worker `k` of `n` delivers the events whose
-/// id is `k` modulo `n`, so they never send the same event and need no locks to share.
+/// Registers the launcher, which starts each database's workers (see launcher.rs).
 pub fn register() {
-    callbacks::register();
-    let count = crate::guc::worker_count();
-    for index in 0..count {
-        let name = if count == 1 {
-            "pg_webhook delivery worker".to_string()
-        } else {
-            format!("pg_webhook delivery worker {index}")
-        };
-        BackgroundWorkerBuilder::new(&name)
-            .set_library("pg_webhook")
-            .set_function("pg_webhook_worker_main")
-            .set_type("pg_webhook")
-            .set_argument(index.into_datum())
-            .enable_spi_access()
-            // Restart after a crash or pg_terminate_backend; the queue is intact either way.
-            .set_restart_time(Some(Duration::from_secs(2)))
-            .load();
-    }
+    launcher::register();
+}
+
+/// Where a dynamic worker goes, packed into its one start argument: the database oid in the
+/// high half, the worker's index (or `CALLBACK_RUNNER`) in the low half.
+pub fn encode_start(database: pg_sys::Oid, index: i32) -> pg_sys::Datum {
+    pg_sys::Datum::from(((database.to_u32() as u64) << 32) | index as u32 as u64)
+}
+
+fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
+    let raw = arg.value() as u64;
+    (pg_sys::Oid::from((raw >> 32) as u32), raw as u32 as i32)
+}
+
+/// Connects a dynamic worker to its database and returns the database's name.
+fn connect(database: pg_sys::Oid) -> String {
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    // A catalog lookup: only inside a transaction.
+    txn::run("reading the database name", || {
+        Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }
 
 extern "C-unwind" {
@@ -78,8 +84,7 @@ extern "C-unwind" {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
-    // SAFETY: the postmaster passes back the Int32 datum set at registration.
-    let index = unsafe { i32::from_datum(arg, false) }.unwrap_or(0);
+    let (database, index) = decode_start(arg);
     let count = crate::guc::worker_count();
     // SAFETY: installing standard handlers before signals are unblocked.
     unsafe {
@@ -94,10 +99,10 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
-    let settings = WorkerSettings::read();
-    BackgroundWorker::connect_worker_to_spi(Some(&settings.database), None);
-    // SAFETY: plain reads of backend globals.
-    let (database, pid) = unsafe { (pg_sys::MyDatabaseId, pg_sys::MyProcPid) };
+    let mut settings = WorkerSettings::read();
+    settings.database = connect(database);
+    // SAFETY: a plain read of a backend global.
+    let pid = unsafe { pg_sys::MyProcPid };
     if !crate::wake::register_worker(database, index, pid) {
         warning!("pg_webhook worker: no free wake-up slot; relying on pg_webhook.poll_interval");
     }
@@ -257,6 +262,13 @@ impl Worker {
             if self.claim_due(now) {
                 self.claim();
             }
+            if self.told == Some(Readiness::Missing) {
+                // Not ours to wait in: a connected worker would block DROP DATABASE and
+                // CREATE DATABASE ... TEMPLATE of a database that does not even use pg_webhook.
+                // SAFETY: reads a backend global.
+                crate::wake::note_missing(unsafe { pg_sys::MyDatabaseId });
+                return;
+            }
             self.publish_in_flight(now);
             self.wait();
         }
@@ -294,18 +306,19 @@ impl Worker {
         }
     }
 
-    /// Applies reloaded settings. Returns false when the worker must restart (new database).
+    /// Applies reloaded settings. Returns false when this database is no longer served.
     fn reconfigure(&mut self) -> bool {
-        let new = WorkerSettings::read();
-        if new == self.settings {
-            return true;
-        }
-        if new.database != self.settings.database {
+        let mut new = WorkerSettings::read();
+        new.database = self.settings.database.clone();
+        if !crate::guc::serves(&new.database) {
             log!(
-                "pg_webhook worker: pg_webhook.database changed to \"{}\"; restarting",
+                "pg_webhook worker: pg_webhook.database no longer includes \"{}\"; stopping (events stay queued)",
                 new.database
             );
             return false;
+        }
+        if new == self.settings {
+            return true;
         }
         match build_sender(&new) {
             Ok(sender) => self.dispatcher.set_sender(sender),
@@ -432,7 +445,7 @@ impl Worker {
                             env!("CARGO_PKG_VERSION")
                         ),
                         _ => log!(
-                            "pg_webhook worker: extension pg_webhook is not installed in database \"{database}\"; waiting for CREATE EXTENSION"
+                            "pg_webhook worker: extension pg_webhook is not installed in database \"{database}\"; stopping (the launcher starts workers again when it is)"
                         ),
                     }
                     self.ready = false;

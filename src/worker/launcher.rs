@@ -1,0 +1,286 @@
+//! The launcher: one background worker that gives every database using pg_webhook its delivery
+//! workers and callback runner, so nobody has to list databases by hand.
+//!
+//! It connects to no database (it reads only the shared catalog pg_database). At start it tries
+//! every database that accepts connections: workers that find no pg_webhook there exit at once,
+//! and do not come back on their own — a worker left connected would block DROP DATABASE and
+//! CREATE DATABASE ... TEMPLATE. After that, a commit that queues events (or changes a
+//! subscription) in a database without workers asks the launcher through shared memory, so a
+//! new database gets delivery with its first subscription.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+};
+use pgrx::prelude::*;
+
+use super::{die, encode_start, reload_config_if_asked, txn, SignalHandlerForConfigReload};
+use crate::wake::CALLBACK_RUNNER;
+
+/// How long the launcher sleeps when nothing asks for it.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// How soon it tries again when it could not start a database's workers (no free slot).
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+
+pub fn register() {
+    BackgroundWorkerBuilder::new("pg_webhook launcher")
+        .set_library("pg_webhook")
+        .set_function("pg_webhook_launcher_main")
+        .set_type("pg_webhook launcher")
+        .enable_spi_access()
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
+    // SAFETY: standard handlers, installed before signals are unblocked.
+    unsafe {
+        pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
+        pg_sys::pqsignal(libc::SIGTERM, Some(die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+    BackgroundWorker::connect_worker_to_spi(None, None);
+    // SAFETY: a plain read of a backend global.
+    let pid = unsafe { pg_sys::MyProcPid };
+    crate::wake::register_launcher(pid);
+    log!("pg_webhook launcher started");
+    let mut served: HashMap<pg_sys::Oid, Served> = HashMap::new();
+    // Every database once; then those that ask. Databases whose workers outlived a restart of
+    // the launcher show in the wake-up slots and are skipped.
+    let mut pending: HashSet<pg_sys::Oid> = databases().into_keys().collect();
+    let mut told_full = false;
+    loop {
+        pg_sys::check_for_interrupts!();
+        // Workers stop by themselves when pg_webhook.database no longer includes them.
+        reload_config_if_asked();
+        for database in crate::wake::take_requests() {
+            match served.get_mut(&database) {
+                // Asked again since its workers started: if they are leaving because they saw
+                // no pg_webhook, they may have looked too early.
+                Some(db) => db.asked_again = true,
+                None => {
+                    pending.insert(database);
+                }
+            }
+        }
+        for database in crate::wake::take_missing() {
+            if let Some(db) = served.remove(&database) {
+                if db.asked_again {
+                    pending.insert(database);
+                }
+                db.stop();
+            }
+        }
+        let mut blocked = None;
+        served.retain(|database, db| {
+            let keep = db.keep_up(&mut blocked);
+            if !keep && db.asked_again {
+                pending.insert(*database);
+            }
+            keep
+        });
+        if !pending.is_empty() {
+            let known = databases();
+            let live = crate::wake::databases_with_workers();
+            for database in std::mem::take(&mut pending) {
+                let Some(name) = known.get(&database) else {
+                    continue; // dropped, a template, or not accepting connections
+                };
+                if served.contains_key(&database)
+                    || live.contains(&database)
+                    || !crate::guc::serves(name)
+                {
+                    continue;
+                }
+                if blocked.is_some() {
+                    pending.insert(database);
+                    continue;
+                }
+                match Served::start(database, name) {
+                    Some(db) => {
+                        served.insert(database, db);
+                    }
+                    None => {
+                        blocked = Some(name.clone());
+                        pending.insert(database);
+                    }
+                }
+            }
+        }
+        match (&blocked, told_full) {
+            (Some(name), false) => {
+                warning!(
+                    "pg_webhook launcher: no free background worker slot for database \"{name}\"; raise max_worker_processes (each database with pg_webhook needs pg_webhook.workers + 1); retrying"
+                );
+                told_full = true;
+            }
+            (None, true) => told_full = false,
+            _ => {}
+        }
+        let busy = !pending.is_empty() || blocked.is_some();
+        wait(if busy { RETRY_WAIT } else { IDLE_WAIT });
+    }
+}
+
+/// The workers the launcher started for one database.
+struct Served {
+    database: pg_sys::Oid,
+    name: String,
+    workers: Vec<(i32, Option<DynamicBackgroundWorker>)>,
+    /// A commit asked for workers after these started.
+    asked_again: bool,
+}
+
+impl Served {
+    /// `pg_webhook.workers` delivery workers and a callback runner; `None` (and nothing left
+    /// running) when there are not enough background worker slots.
+    fn start(database: pg_sys::Oid, name: &str) -> Option<Served> {
+        let indexes = (0..crate::guc::worker_count()).chain(std::iter::once(CALLBACK_RUNNER));
+        let mut workers = Vec::new();
+        for index in indexes {
+            match launch(database, name, index) {
+                Some(worker) => workers.push((index, Some(worker))),
+                None => {
+                    for (_, worker) in workers.into_iter() {
+                        if let Some(worker) = worker {
+                            worker.terminate();
+                        }
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(Served {
+            database,
+            name: name.to_string(),
+            workers,
+            asked_again: false,
+        })
+    }
+
+    /// Stops every worker (the database has no pg_webhook).
+    fn stop(self) {
+        for worker in self.workers.into_iter().filter_map(|(_, w)| w) {
+            worker.terminate();
+        }
+    }
+
+    /// Starts again any worker that stopped while others run (terminated, or failed); false
+    /// when all have stopped, which is how workers leave a database without pg_webhook.
+    fn keep_up(&mut self, blocked: &mut Option<String>) -> bool {
+        let stopped: Vec<usize> = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, w))| w.as_ref().is_none_or(|w| !is_alive(w)))
+            .map(|(i, _)| i)
+            .collect();
+        if stopped.len() == self.workers.len() {
+            return false;
+        }
+        for i in stopped {
+            let index = self.workers[i].0;
+            self.workers[i].1 = launch(self.database, &self.name, index);
+            if self.workers[i].1.is_none() {
+                *blocked = Some(self.name.clone());
+            }
+        }
+        true
+    }
+}
+
+fn is_alive(worker: &DynamicBackgroundWorker) -> bool {
+    !matches!(
+        worker.pid(),
+        Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied)
+    )
+}
+
+/// One worker: delivery worker `index`, or the callback runner. Never restarted by the
+/// postmaster (the launcher does it), so a crash-restart of the cluster cannot leave two
+/// workers with the same share of a database.
+fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgroundWorker> {
+    let count = crate::guc::worker_count();
+    let (title, kind, function) = match index {
+        CALLBACK_RUNNER => (
+            format!("pg_webhook callback runner for {name}"),
+            "pg_webhook callbacks",
+            "pg_webhook_callbacks_main",
+        ),
+        _ if count == 1 => (
+            format!("pg_webhook delivery worker for {name}"),
+            "pg_webhook",
+            "pg_webhook_worker_main",
+        ),
+        i => (
+            format!("pg_webhook delivery worker {i} for {name}"),
+            "pg_webhook",
+            "pg_webhook_worker_main",
+        ),
+    };
+    // SAFETY: a plain read of a backend global.
+    let me = unsafe { pg_sys::MyProcPid };
+    BackgroundWorkerBuilder::new(&title)
+        .set_library("pg_webhook")
+        .set_function(function)
+        .set_type(kind)
+        .set_argument(Some(encode_start(database, index)))
+        .enable_spi_access()
+        .set_restart_time(None)
+        .set_notify_pid(me)
+        .load_dynamic()
+        .ok()
+}
+
+fn wait(timeout: Duration) {
+    // SAFETY: standard latch wait on the main thread.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            timeout.as_millis() as libc::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+}
+
+/// The databases workers may connect to, by oid: not templates, accepting connections, not
+/// half dropped. Read from the shared catalog with a plain heap scan, as autovacuum does.
+fn databases() -> HashMap<pg_sys::Oid, String> {
+    txn::run("listing databases", || {
+        let mut found = HashMap::new();
+        // SAFETY: inside a transaction with a snapshot; the tuples are read while the scan
+        // holds their buffers, and only copied out.
+        unsafe {
+            let rel = pg_sys::table_open(
+                pg_sys::DatabaseRelationId,
+                pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+            );
+            let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
+            loop {
+                let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tuple.is_null() {
+                    break;
+                }
+                let header = (*tuple).t_data;
+                let form = (header as *const u8).add((*header).t_hoff as usize)
+                    as *const pg_sys::FormData_pg_database;
+                let form = &*form;
+                // -2: a database whose DROP was interrupted.
+                if form.datistemplate || !form.datallowconn || form.datconnlimit == -2 {
+                    continue;
+                }
+                found.insert(form.oid, pgrx::name_data_to_str(&form.datname).to_string());
+            }
+            pg_sys::table_endscan(scan);
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        }
+        Ok(found)
+    })
+    .unwrap_or_default()
+}

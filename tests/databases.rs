@@ -1,0 +1,149 @@
+//! Several databases in one cluster: each database where pg_webhook is created gets its own
+//! delivery workers from the launcher, with no configuration, and databases without it are
+//! left alone.
+
+mod support;
+
+use std::time::Duration;
+
+use postgres::Client;
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::subscribe;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// pg_webhook processes connected to `database`, by type.
+fn workers_in(admin: &mut Client, database: &str) -> Vec<String> {
+    admin
+        .query(
+            "SELECT backend_type FROM pg_stat_activity
+              WHERE datname = $1 AND backend_type LIKE 'pg_webhook%' ORDER BY 1",
+            &[&database],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn every_database_with_the_extension_gets_delivery() {
+    let pg = Cluster::start(&["pg_webhook.workers = 2"]);
+    let mut admin = pg.connect("postgres");
+    for name in ["shop", "crm", "plain"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", pg.log()));
+    }
+    let rx = Receiver::start();
+    for name in ["shop", "crm"] {
+        let mut db = pg.connect(name);
+        db.batch_execute("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)")
+            .unwrap();
+        // The first subscription's commit asks the launcher for this database's workers.
+        subscribe(&mut db, name, "t", &rx.url(&format!("/{name}")), "");
+        db.batch_execute("INSERT INTO t VALUES (1), (2)").unwrap();
+    }
+    let got = rx.wait_for(4, WAIT);
+    let mut paths: Vec<String> = got.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/crm", "/crm", "/shop", "/shop"]);
+    for name in ["shop", "crm"] {
+        assert_eq!(
+            workers_in(&mut admin, name),
+            ["pg_webhook", "pg_webhook", "pg_webhook callbacks"],
+            "two delivery workers and a callback runner in {name}"
+        );
+    }
+    // A database without pg_webhook has no worker attached, so it can be dropped at once.
+    assert!(workers_in(&mut admin, "plain").is_empty());
+    admin.batch_execute("DROP DATABASE plain").unwrap();
+
+    // After a restart the launcher finds both databases by itself, before any commit.
+    pg.stop("fast");
+    pg.pg_ctl_start();
+    let mut admin = pg.connect("postgres");
+    wait_until(WAIT, "workers back in both databases", || {
+        workers_in(&mut admin, "shop").len() == 3 && workers_in(&mut admin, "crm").len() == 3
+    });
+    assert!(
+        workers_in(&mut admin, "postgres").is_empty(),
+        "postgres has no pg_webhook, so no worker stays there"
+    );
+    let mut crm = pg.connect("crm");
+    crm.batch_execute("INSERT INTO t VALUES (3)").unwrap();
+    rx.wait_for(5, WAIT);
+
+    // A terminated worker is started again.
+    let victim: i32 = admin
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE datname = 'shop' AND backend_type = 'pg_webhook' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&victim])
+        .unwrap();
+    wait_until(WAIT, "the worker to be replaced", || {
+        let pids: Vec<i32> = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'shop' AND backend_type = 'pg_webhook'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        pids.len() == 2 && !pids.contains(&victim)
+    });
+
+    // Dropping the extension sends the workers away, and the database can be dropped.
+    crm.batch_execute("DROP EXTENSION pg_webhook CASCADE")
+        .unwrap();
+    drop(crm);
+    wait_until(WAIT, "crm's workers to leave", || {
+        workers_in(&mut admin, "crm").is_empty()
+    });
+    admin.batch_execute("DROP DATABASE crm").unwrap();
+    let mut shop = pg.connect("shop");
+    shop.batch_execute("INSERT INTO t VALUES (4)").unwrap();
+    rx.wait_for(6, WAIT);
+}
+
+#[test]
+fn pg_webhook_database_limits_delivery_to_one_database() {
+    let pg = Cluster::start(&["pg_webhook.database = 'chosen'"]);
+    let mut admin = pg.connect("postgres");
+    for name in ["chosen", "other"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+    }
+    let rx = Receiver::start();
+    let mut other = pg.connect("other");
+    other
+        .batch_execute("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    let mut chosen = pg.connect("chosen");
+    chosen
+        .batch_execute("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut chosen, "c", "t", &rx.url("/chosen"), "");
+    subscribe(&mut other, "o", "t", &rx.url("/other"), "");
+    chosen.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    other.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    rx.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(rx.requests().iter().all(|r| r.path == "/chosen"));
+    assert!(workers_in(&mut admin, "other").is_empty());
+    let queued: i64 = other
+        .query_one(
+            "SELECT count(*) FROM webhook.events WHERE status = 'pending'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 1, "the other database's events wait, durably");
+}
