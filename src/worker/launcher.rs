@@ -49,9 +49,10 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     crate::wake::register_launcher(pid);
     log!("pg_webhook launcher started");
     let mut served: HashMap<pg_sys::Oid, Served> = HashMap::new();
-    // Every database once; then those that ask. Databases whose workers outlived a restart of
-    // the launcher show in the wake-up slots and are skipped.
+    // Every database once; then those that ask.
     let mut pending: HashSet<pg_sys::Oid> = databases().into_keys().collect();
+    // Workers that outlived a restart of the launcher: left alone while they run.
+    let mut adopted = crate::wake::databases_with_workers();
     let mut told_full = false;
     loop {
         pg_sys::check_for_interrupts!();
@@ -86,17 +87,19 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
         if !pending.is_empty() {
             let known = databases();
             let live = crate::wake::databases_with_workers();
+            adopted.retain(|d| live.contains(d));
             for database in std::mem::take(&mut pending) {
                 let Some(name) = known.get(&database) else {
                     continue; // dropped, a template, or not accepting connections
                 };
                 if served.contains_key(&database)
-                    || live.contains(&database)
+                    || adopted.contains(&database)
                     || !crate::guc::serves(name)
                 {
                     continue;
                 }
-                if blocked.is_some() {
+                if live.contains(&database) || blocked.is_some() {
+                    // Its last workers are still on their way out, or no slot is free.
                     pending.insert(database);
                     continue;
                 }
