@@ -112,6 +112,29 @@ fn every_database_with_the_extension_gets_delivery() {
     let mut shop = pg.connect("shop");
     shop.batch_execute("INSERT INTO t VALUES (4)").unwrap();
     rx.wait_for(6, WAIT);
+    drop(shop);
+
+    // A forced drop takes the workers with it; the launcher does not bring them back, and
+    // still serves a database created afterwards.
+    admin
+        .batch_execute("DROP DATABASE shop WITH (FORCE)")
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE late").unwrap();
+    let mut late = pg.connect("late");
+    late.batch_execute("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut late, "late", "t", &rx.url("/late"), "");
+    late.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    rx.wait_for(7, WAIT);
+    let gone: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE backend_type LIKE 'pg_webhook%' AND datname IS NOT NULL AND datname <> 'late'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, 0, "workers only where pg_webhook is used");
 }
 
 #[test]

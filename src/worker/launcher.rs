@@ -77,8 +77,11 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
             }
         }
         let mut blocked = None;
+        let mut known: Option<HashMap<pg_sys::Oid, String>> = None;
         served.retain(|database, db| {
-            let keep = db.keep_up(&mut blocked);
+            let keep = db.keep_up(&mut blocked, || {
+                known.get_or_insert_with(databases).contains_key(database)
+            });
             if !keep && db.asked_again {
                 pending.insert(*database);
             }
@@ -174,7 +177,9 @@ impl Served {
 
     /// Starts again any worker that stopped while others run (terminated, or failed); false
     /// when all have stopped, which is how workers leave a database without pg_webhook.
-    fn keep_up(&mut self, blocked: &mut Option<String>) -> bool {
+    /// `exists` is asked only when something stopped: after DROP DATABASE ... WITH (FORCE)
+    /// there is nothing to restart.
+    fn keep_up(&mut self, blocked: &mut Option<String>, exists: impl FnOnce() -> bool) -> bool {
         let stopped: Vec<usize> = self
             .workers
             .iter()
@@ -182,7 +187,7 @@ impl Served {
             .filter(|(_, (_, w))| w.as_ref().is_none_or(|w| !is_alive(w)))
             .map(|(i, _)| i)
             .collect();
-        if stopped.len() == self.workers.len() {
+        if stopped.len() == self.workers.len() || (!stopped.is_empty() && !exists()) {
             return false;
         }
         for i in stopped {
