@@ -148,8 +148,21 @@ UPDATE webhook._event_queue q
  WHERE q.ctid = u.t AND q.id = u.id";
 
 /// Holds events of paused or disabled subscriptions: out of the claim indexes until resumed.
+/// The subscription's status is checked here, under a share lock, and not only in the worker's
+/// copy: a resume updates that row, so the two serialize. Either the resume waits and then
+/// un-parks what was parked, or the park waits, sees the subscription active and parks nothing.
+/// Without it, an event parked just as a resume committed stayed parked for good. Events whose
+/// subscription turned out to be active again are made due now (the worker, going by its older
+/// copy, did not start them, and its cursor has moved past them).
 const PARK: &str = "\
-UPDATE webhook._event_queue q SET next_attempt_at = 'infinity'
+WITH held AS (
+    SELECT s.id FROM webhook._subscriptions s
+     WHERE s.id = ANY($3::int[]) AND s.status IN ('paused', 'disabled')
+       FOR SHARE
+)
+UPDATE webhook._event_queue q
+   SET next_attempt_at = CASE WHEN q.subscription_id IN (SELECT id FROM held)
+                              THEN 'infinity'::timestamptz ELSE now() END
   FROM unnest($1::tid[], $2::bigint[]) AS u(t, id)
  WHERE q.ctid = u.t AND q.id = u.id";
 
@@ -362,7 +375,7 @@ impl Statements {
                     ],
                 )?,
                 reschedule: keep_mut(client, RESCHEDULE, &[TIDA, I8A, I4A, I8A, TA])?,
-                park: keep_mut(client, PARK, &[TIDA, I8A])?,
+                park: keep_mut(client, PARK, &[TIDA, I8A, I4A])?,
                 health: keep_mut(client, HEALTH, &[I4A, BOOLARRAYOID])?,
                 disable: keep_mut(client, DISABLE, &[INT4OID, TEXTOID])?,
                 overdue: keep(client, OVERDUE, &[FLOAT8OID])?,
@@ -535,11 +548,15 @@ impl Statements {
 }
 
 impl Statements {
-    /// Parks events of subscriptions that are paused or disabled.
-    pub fn park(&self, events: &[(pg_sys::ItemPointerData, i64)]) -> SpiResult<()> {
+    /// Parks (ctid, id, subscription id) events, if their subscription is still paused or
+    /// disabled when this runs.
+    pub fn park(&self, events: &[(pg_sys::ItemPointerData, i64, i32)]) -> SpiResult<()> {
         if events.is_empty() {
             return Ok(());
         }
+        let mut subscriptions: Vec<i32> = events.iter().map(|e| e.2).collect();
+        subscriptions.sort_unstable();
+        subscriptions.dedup();
         Spi::connect_mut(|client| {
             client.update(
                 &self.park,
@@ -547,6 +564,7 @@ impl Statements {
                 &[
                     events.iter().map(|e| e.0).collect::<Vec<_>>().into(),
                     events.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+                    subscriptions.into(),
                 ],
             )?;
             Ok(())

@@ -153,9 +153,16 @@ fn alter_extension_update_from_0_1_0_keeps_subscriptions_and_queued_events() {
          SELECT webhook.resume('orders')",
     )
     .unwrap();
-    wait_until(WAIT, "every event delivered", || {
-        record_ids(&rx) == (1..=60).collect()
-    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while record_ids(&rx) != (1..=60).collect() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every event delivered: {} of 60\n{}",
+            record_ids(&rx).len(),
+            pg.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for r in rx.accepted() {
         r.verify(&secret).unwrap();
     }

@@ -499,3 +499,34 @@ fn ping_sends_a_signed_test_event_and_returns_the_answer() {
         "{e:?}"
     );
 }
+
+/// Pauses and resumes racing the worker's claims: whatever the interleaving, no event may stay
+/// parked under an active subscription.
+#[test]
+fn pause_and_resume_racing_the_worker_strand_nothing() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '50ms'"]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute("CREATE TABLE race (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut db, "race", "race", &rx.url("/race"), "");
+    for round in 0..30 {
+        db.batch_execute("SELECT webhook.pause('race')").unwrap();
+        db.execute(
+            "INSERT INTO race SELECT g FROM generate_series($1 * 10 + 1, $1 * 10 + 10) g",
+            &[&round],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis((round % 4) as u64 * 15));
+        db.batch_execute("SELECT webhook.resume('race')").unwrap();
+    }
+    wait_until(WAIT, "all 300 events delivered", || {
+        status_counts(&mut db) == "delivered=300"
+    });
+    let ids: HashSet<i64> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["record"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=300).collect());
+}

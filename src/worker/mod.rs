@@ -526,7 +526,7 @@ impl Worker {
                 .iter()
                 .chain(&scheduled)
                 .filter(|e| targets.get(&e.subscription_id).is_some_and(|t| !t.sends()))
-                .map(|e| (e.ctid, e.id))
+                .map(|e| (e.ctid, e.id, e.subscription_id))
                 .collect();
             statements.park(&parked)?;
             let mut plan = Plan::new(dispatcher, now);
