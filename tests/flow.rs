@@ -237,7 +237,8 @@ fn bad_delivery_options_are_refused_with_the_reason() {
 /// outcome; a failing or slow one is rolled back, written on its event, and holds nothing up.
 #[test]
 fn callbacks_act_on_the_receivers_answer_as_the_owner() {
-    let pg = Cluster::start(&["pg_webhook.callback_timeout = '300ms'"]);
+    // Long enough for a plpgsql callback on a loaded CI machine, short enough to wait out.
+    let pg = Cluster::start(&["pg_webhook.callback_timeout = '2s'"]);
     let mut admin = pg.client_with_extension();
     admin
         .batch_execute(
@@ -268,7 +269,7 @@ fn callbacks_act_on_the_receivers_answer_as_the_owner() {
         BEGIN
             INSERT INTO public.audit VALUES ((event->'record'->>'id')::int);
             IF (event->'record'->>'id')::int = 10 THEN
-                PERFORM pg_catalog.pg_sleep(5);
+                PERFORM pg_catalog.pg_sleep(60);
             END IF;
             RAISE EXCEPTION 'no ticket system today';
         END $$;
@@ -341,7 +342,17 @@ fn callbacks_act_on_the_receivers_answer_as_the_owner() {
             (2, None, None),
             (3, Some("r-3".into()), Some("app".into())),
         ],
-        "the success callback stored the receipt header, running as the owner"
+        "the success callback stored the receipt header, running as the owner; callback errors: {:?}\n{}",
+        admin
+            .query(
+                "SELECT id, callback_error FROM webhook.events WHERE callback_error IS NOT NULL",
+                &[]
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>(),
+        pg.log()
     );
     let dead: (i32, String, i32) = db
         .query_one("SELECT status_code, body, attempts FROM dead_letters", &[])
