@@ -50,11 +50,10 @@ fn every_database_with_the_extension_gets_delivery() {
     paths.sort();
     assert_eq!(paths, ["/crm", "/crm", "/shop", "/shop"]);
     for name in ["shop", "crm"] {
-        assert_eq!(
-            workers_in(&mut admin, name),
-            ["pg_webhook", "pg_webhook", "pg_webhook callbacks"],
-            "two delivery workers and a callback runner in {name}"
-        );
+        // Two delivery workers and a callback runner.
+        wait_until(WAIT, "the workers of each database", || {
+            workers_in(&mut admin, name) == ["pg_webhook", "pg_webhook", "pg_webhook callbacks"]
+        });
     }
     // A database without pg_webhook has no worker attached, so it can be dropped at once.
     wait_until(WAIT, "no worker in plain", || {
