@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::{
-    connect, decode_start, die, reload_config_if_asked, txn, SignalHandlerForConfigReload,
+    connect, decode_start, install_signal_handlers, reload_config_if_asked, txn, wait_latch,
 };
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
@@ -70,12 +70,7 @@ struct Pending {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
-    // SAFETY: standard handlers, installed before signals are unblocked.
-    unsafe {
-        pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
-        pg_sys::pqsignal(libc::SIGTERM, Some(die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    install_signal_handlers();
     let (db_oid, _) = decode_start(arg);
     let database = connect(db_oid);
     // SAFETY: a plain read of a backend global.
@@ -98,23 +93,10 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             break;
         };
         if ran < BATCH as usize {
-            wait(WorkerSettings::read().poll_interval);
+            wait_latch(WorkerSettings::read().poll_interval);
         }
     }
     crate::wake::unregister_worker(pid);
-}
-
-fn wait(timeout: Duration) {
-    // SAFETY: standard latch wait on the main thread.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
 }
 
 /// Runs up to one batch of callbacks; returns how many it took from the queue, or `None` when

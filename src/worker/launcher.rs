@@ -16,7 +16,7 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 
-use super::{die, encode_start, reload_config_if_asked, txn, SignalHandlerForConfigReload};
+use super::{encode_start, install_signal_handlers, reload_config_if_asked, txn, wait_latch};
 use crate::wake::CALLBACK_RUNNER;
 
 /// How long the launcher sleeps when nothing asks for it.
@@ -37,12 +37,7 @@ pub fn register() {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
-    // SAFETY: standard handlers, installed before signals are unblocked.
-    unsafe {
-        pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
-        pg_sys::pqsignal(libc::SIGTERM, Some(die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    install_signal_handlers();
     BackgroundWorker::connect_worker_to_spi(None, None);
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };
@@ -128,7 +123,7 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
             _ => {}
         }
         let busy = !pending.is_empty() || blocked.is_some();
-        wait(if busy { RETRY_WAIT } else { IDLE_WAIT });
+        wait_latch(if busy { RETRY_WAIT } else { IDLE_WAIT });
     }
 }
 
@@ -242,19 +237,6 @@ fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgr
         .set_notify_pid(me)
         .load_dynamic()
         .ok()
-}
-
-fn wait(timeout: Duration) {
-    // SAFETY: standard latch wait on the main thread.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            timeout.as_millis() as libc::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
 }
 
 /// The databases workers may connect to, by oid: not templates, accepting connections, not

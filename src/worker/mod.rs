@@ -86,12 +86,7 @@ extern "C-unwind" {
 pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     let (database, index) = decode_start(arg);
     let count = crate::guc::worker_count();
-    // SAFETY: installing standard handlers before signals are unblocked.
-    unsafe {
-        pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
-        pg_sys::pqsignal(libc::SIGTERM, Some(die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    install_signal_handlers();
     // Request and response buffers come and go by the thousand per second; keep freed memory
     // instead of returning it to the kernel after every batch (brk churn showed in profiles).
     // SAFETY: mallopt only tunes glibc's allocator for this process.
@@ -116,6 +111,17 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     );
     Worker::new(settings, runtime, Share { index, count }).run();
     crate::wake::unregister_worker(pid);
+}
+
+/// SIGHUP reloads the configuration, SIGTERM ends the process (cancelling a running query);
+/// installed by every pg_webhook background worker before it unblocks signals.
+fn install_signal_handlers() {
+    // SAFETY: standard handlers, installed before signals are unblocked.
+    unsafe {
+        pg_sys::pqsignal(libc::SIGHUP, Some(SignalHandlerForConfigReload));
+        pg_sys::pqsignal(libc::SIGTERM, Some(die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
 }
 
 /// A tokio runtime on the calling (backend main) thread, for the worker and for `ping`.
@@ -491,9 +497,14 @@ impl Worker {
         let share = self.share;
         let default_timeout = self.settings.default_timeout;
         let mut reloaded = false;
+        let load = || {
+            statements
+                .subscriptions()
+                .map(|rows| targets::build(rows, default_timeout))
+        };
         let claimed = txn::run("claiming due events", || {
             if stale {
-                *targets = targets::build(statements.subscriptions()?, default_timeout);
+                *targets = load()?;
                 reloaded = true;
             }
             let pinned: Vec<i32> = targets
@@ -518,7 +529,7 @@ impl Worker {
                 .chain(&scheduled)
                 .any(|e| !targets.contains_key(&e.subscription_id));
             if unknown {
-                *targets = targets::build(statements.subscriptions()?, default_timeout);
+                *targets = load()?;
                 reloaded = true;
             }
             // Paused and disabled subscriptions: park their events until resumed.
