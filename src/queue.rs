@@ -460,9 +460,9 @@ impl Statements {
                 &self.defer,
                 None,
                 &[
-                    events.iter().map(|e| e.0).collect::<Vec<_>>().into(),
-                    events.iter().map(|e| e.1).collect::<Vec<_>>().into(),
-                    events.iter().map(|e| e.2).collect::<Vec<_>>().into(),
+                    column(events, |e| e.0),
+                    column(events, |e| e.1),
+                    column(events, |e| e.2),
                 ],
             )?;
             Ok(())
@@ -562,8 +562,8 @@ impl Statements {
                 &self.park,
                 None,
                 &[
-                    events.iter().map(|e| e.0).collect::<Vec<_>>().into(),
-                    events.iter().map(|e| e.1).collect::<Vec<_>>().into(),
+                    column(events, |e| e.0),
+                    column(events, |e| e.1),
                     subscriptions.into(),
                 ],
             )?;
@@ -580,10 +580,7 @@ impl Statements {
             client.update(
                 &self.health,
                 None,
-                &[
-                    changes.iter().map(|c| c.0).collect::<Vec<_>>().into(),
-                    changes.iter().map(|c| c.1).collect::<Vec<_>>().into(),
-                ],
+                &[column(changes, |c| c.0), column(changes, |c| c.1)],
             )?;
             Ok(())
         })
@@ -643,14 +640,14 @@ fn keep_mut(
 }
 
 /// One array argument built from a field of every outcome.
-fn column<'a, T: pgrx::IntoDatum>(
-    outcomes: &[&Outcome],
-    field: impl Fn(&Outcome) -> T,
+fn column<'a, R, T: pgrx::IntoDatum>(
+    rows: &[R],
+    field: impl Fn(&R) -> T,
 ) -> pgrx::datum::DatumWithOid<'a>
 where
     Vec<T>: pgrx::IntoDatum,
 {
-    outcomes.iter().map(|o| field(o)).collect::<Vec<T>>().into()
+    rows.iter().map(field).collect::<Vec<T>>().into()
 }
 
 fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {

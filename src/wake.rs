@@ -144,15 +144,7 @@ fn wake_workers_of(database: pg_sys::Oid, config: bool) {
     if !crate::is_preloaded() {
         return;
     }
-    let pids: Vec<i32> = {
-        let workers = WORKERS.share();
-        workers
-            .slots
-            .iter()
-            .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index >= 0)
-            .map(|s| s.pid)
-            .collect()
-    };
+    let pids = pids_of(database, |index| index >= 0);
     if pids.is_empty() || config {
         request_workers(database);
     }
@@ -238,16 +230,18 @@ pub const CALLBACK_RUNNER: i32 = -1;
 
 /// Wakes the callback runner of `database` (after a delivery worker queued callbacks).
 pub fn wake_callback_runner(database: pg_sys::Oid) {
-    let pids: Vec<i32> = {
-        let workers = WORKERS.share();
-        workers
-            .slots
-            .iter()
-            .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index == CALLBACK_RUNNER)
-            .map(|s| s.pid)
-            .collect()
-    };
-    set_latches(&pids);
+    set_latches(&pids_of(database, |index| index == CALLBACK_RUNNER));
+}
+
+/// The pids of the registered workers of `database` whose slot index matches.
+fn pids_of(database: pg_sys::Oid, index: impl Fn(i32) -> bool) -> Vec<i32> {
+    WORKERS
+        .share()
+        .slots
+        .iter()
+        .filter(|s| s.pid != 0 && s.database == database.to_u32() && index(s.index))
+        .map(|s| s.pid)
+        .collect()
 }
 
 fn set_latches(pids: &[i32]) {
