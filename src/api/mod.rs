@@ -188,7 +188,7 @@ fn subscribe_impl(
     exclude_columns: Option<Vec<Option<String>>>,
     skip_unchanged: Option<bool>,
 ) -> i32 {
-    create_subscription(
+    subscribe_with_delivery(
         name,
         target,
         url,
@@ -203,7 +203,10 @@ fn subscribe_impl(
         columns,
         exclude_columns,
         skip_unchanged,
-        Delivery::default(),
+        None,
+        None,
+        None,
+        None,
     )
 }
 
@@ -232,43 +235,6 @@ fn subscribe_with_delivery(
     callback: Option<pg_sys::Oid>,
 ) -> i32 {
     let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback);
-    create_subscription(
-        name,
-        target,
-        url,
-        events,
-        secret,
-        headers,
-        timeout_ms,
-        max_attempts,
-        retry_schedule_ms,
-        format,
-        filter,
-        columns,
-        exclude_columns,
-        skip_unchanged,
-        delivery,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn create_subscription(
-    name: Option<&str>,
-    target: Option<pg_sys::Oid>,
-    url: Option<&str>,
-    events: Option<Vec<Option<String>>>,
-    secret: Option<&str>,
-    headers: Option<JsonB>,
-    timeout_ms: Option<i64>,
-    max_attempts: Option<i32>,
-    retry_schedule_ms: Option<Vec<Option<i64>>>,
-    format: Option<&str>,
-    filter: Option<&str>,
-    columns: Option<Vec<Option<String>>>,
-    exclude_columns: Option<Vec<Option<String>>>,
-    skip_unchanged: Option<bool>,
-    delivery: Delivery,
-) -> i32 {
     check_may_subscribe();
     let name = check_name(name);
     let table = check_target(target);
