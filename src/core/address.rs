@@ -195,18 +195,25 @@ fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
         _ if (seg[0] & 0xffc0) == 0xfe80 => "link-local",
         _ if (seg[0] & 0xffc0) == 0xfec0 => "site-local",
         _ if a.is_multicast() => "multicast",
-        // NAT64 (64:ff9b::/96) reaches the embedded IPv4 host.
-        _ if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] => {
-            let v4 = Ipv4Addr::new(
-                (seg[6] >> 8) as u8,
-                seg[6] as u8,
-                (seg[7] >> 8) as u8,
-                seg[7] as u8,
-            );
-            return v4_class(v4);
+        // NAT64 (64:ff9b::/96) and IPv4-compatible (::/96, deprecated but still routed by
+        // some stacks) reach the embedded IPv4 host: judge them as that host.
+        _ if (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0])
+            || seg[0..6] == [0, 0, 0, 0, 0, 0] =>
+        {
+            return v4_class(embedded_v4(seg[6], seg[7]));
         }
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215) translates into the operator's own
+        // network: never public.
+        _ if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 => "local-use NAT64",
+        // 6to4 (2002::/16) carries an IPv4 address in bits 16-47: a private one reaches a
+        // private host through the relay.
+        _ if seg[0] == 0x2002 => return v4_class(embedded_v4(seg[1], seg[2])),
         _ => return None,
     })
+}
+
+fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
+    Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
 }
 
 #[cfg(test)]
@@ -241,6 +248,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            // IPv4-compatible ::a.b.c.d
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            // local-use NAT64, whatever it embeds
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::1",
+            // 6to4 embedding a private or loopback IPv4 address
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::1",
         ] {
             let err = p.check("h", ip(a)).unwrap_err();
             assert!(
@@ -259,6 +278,8 @@ mod tests {
             "172.32.0.1",
             "2606:4700::1111",
             "64:ff9b::808:808",
+            "::8.8.8.8",
+            "2002:808:808::1",
         ] {
             assert!(p.check("h", ip(a)).is_ok(), "{a}");
         }

@@ -203,7 +203,7 @@ impl Sender {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        body_error = Some(error_chain(&e));
+                        body_error = Some(error_chain(&e.without_url()));
                         break;
                     }
                 }
@@ -223,6 +223,9 @@ impl Sender {
                 AttemptKind::TransportError,
             ),
             Ok(Err(e)) => {
+                // The URL may carry a token in its path or query: errors are shown to every
+                // reader of the table, the URL only to the subscription's owner.
+                let e = e.without_url();
                 let kind = if find_refusal(&e).is_some() {
                     AttemptKind::Permanent
                 } else {
@@ -240,8 +243,8 @@ impl Sender {
                 finish(None, None, None, Some(text), kind)
             }
             Ok(Ok((status, retry_after, headers, excerpt, body_error))) => {
-                let excerpt =
-                    (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+                let excerpt = (!excerpt.is_empty())
+                    .then(|| storable_text(String::from_utf8_lossy(&excerpt).into_owned()));
                 // The status line decides the outcome; a broken body is only noted.
                 let body_error = body_error.map(|e| format!("reading response body: {e}"));
                 finish(
@@ -274,7 +277,7 @@ fn headers_json(headers: &HeaderMap) -> String {
     let mut object = serde_json::Map::new();
     let mut size = 2;
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = storable_text(String::from_utf8_lossy(value.as_bytes()).into_owned());
         let grows = name.as_str().len() + value.len() + 8;
         if size + grows > RESPONSE_HEADERS_LIMIT {
             break;
@@ -286,7 +289,7 @@ fn headers_json(headers: &HeaderMap) -> String {
                 seen.push_str(&value);
             }
             _ => {
-                object.insert(name.as_str().to_string(), value.into_owned().into());
+                object.insert(name.as_str().to_string(), value.into());
             }
         }
     }
@@ -341,6 +344,16 @@ fn find_refusal<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Refusal> {
     None
 }
 
+/// Text that PostgreSQL can store: `text` and `jsonb` refuse the NUL character, and a receiver
+/// must not be able to make the statement that records every outcome fail by sending one.
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
 /// reqwest's top-level message is generic ("error sending request"); the cause is below it.
 pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
@@ -352,5 +365,5 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
         }
         cur = err.source();
     }
-    parts.join(": ")
+    storable_text(parts.join(": "))
 }

@@ -408,3 +408,46 @@ fn a_bad_ca_bundle_is_refused() {
     .unwrap();
     assert!(err.to_string().contains("CA bundle"));
 }
+
+#[tokio::test]
+async fn transport_errors_do_not_show_the_url() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}/hooks/secret-path?token=abc123",
+        closed.local_addr().unwrap()
+    ))
+    .unwrap();
+    drop(closed);
+    let a = loopback_sender()
+        .send(
+            &endpoint(&url, &Secret::generate().unwrap(), 2000),
+            &message(),
+        )
+        .await;
+    let error = a.error.unwrap();
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+    assert!(!error.contains("abc123"), "{error}");
+    assert!(!error.contains("secret-path"), "{error}");
+}
+
+#[tokio::test]
+async fn nul_bytes_from_a_receiver_never_reach_postgres() {
+    // A header value cannot hold a NUL (invalid HTTP); the body is what a receiver controls.
+    let (url, _) =
+        serve(|_, _| reply("500 Internal Server Error", "x-evil: a\r\n", "bad\0body")).await;
+    let mut wanted = endpoint(&url, &Secret::generate().unwrap(), 5000);
+    wanted.keep_response_headers = true;
+    let a = loopback_sender().send(&wanted, &message()).await;
+    assert_eq!(a.status, Some(500));
+    let excerpt = a.response_excerpt.unwrap();
+    assert!(!excerpt.contains('\0'), "{excerpt:?}");
+    assert_eq!(excerpt, "bad\u{fffd}body");
+    assert!(!a.response_headers.unwrap().contains("\\u0000"));
+}
+
+#[test]
+fn storable_text_replaces_only_nul() {
+    use pg_webhook_core::http::storable_text;
+    assert_eq!(storable_text("a\0b\0".into()), "a\u{fffd}b\u{fffd}");
+    assert_eq!(storable_text("plain ✓".into()), "plain ✓");
+}
