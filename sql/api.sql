@@ -32,10 +32,14 @@ DECLARE
 BEGIN
     new_id := webhook._subscribe(
         name, target::oid, url, events, secret, headers,
-        (extract(epoch FROM timeout) * 1000)::bigint,
+        -- Clamped so an absurd interval reaches the range check instead of failing the cast.
+        (CASE WHEN timeout IS NOT NULL
+              THEN LEAST(GREATEST(extract(epoch FROM timeout) * 1000, -1e15), 1e15) END)::bigint,
         max_attempts,
         CASE WHEN retry_schedule IS NOT NULL THEN
-            COALESCE((SELECT array_agg((extract(epoch FROM d) * 1000)::bigint ORDER BY o)
+            COALESCE((SELECT array_agg((CASE WHEN d IS NOT NULL
+                                            THEN LEAST(GREATEST(extract(epoch FROM d) * 1000, -1e15), 1e15)
+                                       END)::bigint ORDER BY o)
                         FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
         END,
         format, filter, columns, exclude_columns, skip_unchanged,
@@ -112,7 +116,9 @@ CREATE FUNCTION webhook.rotate_secret(
     overlap interval DEFAULT '24 hours'     -- how long the old secret also signs
 ) RETURNS text
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
-AS $$ SELECT webhook._rotate_secret(name, secret, (extract(epoch FROM overlap) * 1000)::bigint) $$;
+AS $$ SELECT webhook._rotate_secret(name, secret,
+              (CASE WHEN overlap IS NOT NULL
+                    THEN LEAST(GREATEST(extract(epoch FROM overlap) * 1000, -1e15), 1e15) END)::bigint) $$;
 COMMENT ON FUNCTION webhook.rotate_secret(text, text, interval) IS
 $$Replace a subscription's signing secret and return the new one. During the overlap every request carries two signatures (new, then old), so receivers can switch keys at their pace.$$;
 
@@ -195,32 +201,70 @@ COMMENT ON VIEW webhook.subscription_stats IS
 GRANT SELECT ON webhook.subscription_stats TO webhook_admin;
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight per subscription (shared memory).';
 
--- API: Private. When a watched table is dropped its trigger goes with it; mark the subscription
--- so the status says why nothing arrives any more. Queued events are still delivered.
+-- API: Private. A dropped table or capture trigger: the subscriptions it served are marked
+-- unsubscribed with the reason (objects matched by OID: a trigger of the same name on another
+-- table means nothing), and their queued events — parked ones too — are still delivered.
 CREATE FUNCTION webhook._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    tables oid[];
+    what text[];
 BEGIN
     -- DROP EXTENSION removes our own tables before this runs.
     IF pg_catalog.to_regclass('webhook._subscriptions') IS NULL THEN
         RETURN;
     END IF;
-    UPDATE webhook._subscriptions s
-       SET status = 'unsubscribed',
-           status_reason = pg_catalog.format('%s %s was dropped', d.object_type, d.object_identity)
+    SELECT pg_catalog.array_agg(d.objid ORDER BY d.objid),
+           pg_catalog.array_agg(d.object_type || ' ' || d.object_identity ORDER BY d.objid)
+      INTO tables, what
       FROM pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE s.status <> 'unsubscribed'
-       AND ((d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
-             AND d.objid = s.target::oid)
-         OR (d.object_type = 'trigger'
-             AND d.object_identity LIKE s.trigger_name || '\_%'));
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0;
+    PERFORM webhook._on_dropped(
+        COALESCE(tables, '{}'), COALESCE(what, '{}'),
+        EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                 WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass));
 END
 $$;
 COMMENT ON FUNCTION webhook._on_sql_drop() IS
-    'Internal: event trigger that marks subscriptions whose table or trigger was dropped.';
+    'Internal: event trigger that marks subscriptions whose table or capture trigger was dropped.';
 CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._on_sql_drop();
+
+-- API: Private. A created, attached or detached partition (or inheritance child): the
+-- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
+-- any CREATE TABLE ... PARTITION OF are covered this way. In C, because it must see the
+-- statement: any other ALTER TABLE is left alone (see src/triggers/events.rs).
+CREATE FUNCTION webhook._on_ddl() RETURNS event_trigger
+LANGUAGE c
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pg_webhook_on_ddl';
+COMMENT ON FUNCTION webhook._on_ddl() IS
+    'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
+CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION webhook._on_ddl();
+
+COMMENT ON FUNCTION webhook._order_lock() IS
+    'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
+COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], boolean) IS
+    'Internal: called by the webhook_on_sql_drop event trigger with the tables a command dropped, and whether it dropped a trigger.';
+COMMENT ON FUNCTION webhook._sync_all_triggers() IS
+    'Internal: brings every subscription''s triggers in line with what its row asks for (used by upgrades).';
+
+-- Trigger and event-trigger machinery runs as the extension's owner; nobody calls it directly.
+-- CREATE TRIGGER checks EXECUTE on the trigger function, so only pg_webhook itself can attach
+-- a capture trigger to a table.
+REVOKE ALL ON FUNCTION
+    webhook._capture(), webhook._order_lock(),
+    webhook._on_sql_drop(), webhook._on_ddl(),
+    webhook._on_dropped(oid[], text[], boolean),
+    webhook._sync_all_triggers(), webhook._in_flight()
+FROM PUBLIC;
+-- The stats view reads it as the querying role.
+GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
 
 -- Nobody reads or writes the private tables directly; the views and functions are the API.
 REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,

@@ -62,10 +62,12 @@ SELECT pg_catalog.pg_extension_config_dump('webhook._event_id_seq', '');
 -- in the writer's transaction, so an event exists exactly when its change committed. Kept
 -- small: a finished event moves to _event_archive in the same transaction that records it.
 --
--- New events (next_attempt_at IS NULL) are found through (txid, id): the worker remembers how
--- far it has read, bounded below by the oldest transaction that could still commit more, so it
--- never re-walks the dead index entries that delivered events leave behind. Events waiting for
--- a retry carry next_attempt_at and are found through their own (small) index.
+-- New events (next_attempt_at IS NULL) are found through the key (txid, id): the worker
+-- remembers how far it has read, bounded below by the oldest transaction that could still
+-- commit more, so it never re-walks the dead index entries that delivered events leave behind.
+-- Events waiting for a retry carry next_attempt_at and are found through their own (small)
+-- index. Outcomes are recorded by the key, never by ctid (which VACUUM FULL, CLUSTER and
+-- pg_repack change), and the key is the replica identity a FOR ALL TABLES publication needs.
 CREATE TABLE webhook._event_queue (
     id              bigint NOT NULL,
     txid            xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
@@ -84,9 +86,12 @@ CREATE TABLE webhook._event_queue (
     last_error      text,
     -- Of an ordered subscription: delivered one at a time by id, which the capture trigger
     -- takes under the subscription's lock, so id order is commit order.
-    ordered         boolean NOT NULL DEFAULT false
+    ordered         boolean NOT NULL DEFAULT false,
+    -- Added in 0.3.0. Size of record and old_record (uncompressed): a claim stops at a byte
+    -- budget, so a backlog of large rows cannot make a worker load them all at once.
+    payload_bytes   integer NOT NULL DEFAULT 0,
+    CONSTRAINT event_queue_key PRIMARY KEY (txid, id)
 );
-CREATE INDEX event_queue_new ON webhook._event_queue (txid, id) WHERE next_attempt_at IS NULL;
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
     WHERE next_attempt_at IS NOT NULL;
 -- The head of each ordered subscription's queue; unordered writes never touch it.
@@ -153,13 +158,99 @@ CREATE TABLE webhook._callback_queue (
     response_headers jsonb
 );
 
+-- The archive, the attempt log and the callback queue churn like the queue: the retention purge
+-- (or the callback runner) deletes what the worker inserts, at the same rate. They are vacuumed
+-- often, so freed space is reused and the footprint stays flat under a steady load, and never
+-- truncated (the ACCESS EXCLUSIVE lock that takes would stall the worker).
+ALTER TABLE webhook._event_archive SET (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+ALTER TABLE webhook._attempts SET (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+ALTER TABLE webhook._callback_queue SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+
+-- API: Private. Why each subscription's owner may no longer read its whole table (NULL: it
+-- may): the SELECT privilege is gone, or row-level security policies now apply to the owner
+-- (as check_enable_rls decides: not for superusers, BYPASSRLS roles, or the table's owner
+-- without FORCE ROW LEVEL SECURITY). The delivery worker holds such a subscription's events
+-- instead of sending them, checking this after it reads them, so a REVOKE committed before a
+-- claim is never missed. A dropped table's queued events are still delivered: they were
+-- captured while it existed.
+CREATE VIEW webhook._owner_access AS
+SELECT s.id,
+       CASE
+           WHEN c.oid IS NULL THEN NULL
+           -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
+           -- would read a cache that may not have caught up with a REVOKE committed just
+           -- before): superusers and the owner may, and whoever holds SELECT directly, through
+           -- a role, or through PUBLIC.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+                                 WHERE a.privilege_type = 'SELECT'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (SELECT was revoked)',
+                                  s.owner, s.target)
+           WHEN c.relrowsecurity
+                AND NOT COALESCE(r.rolsuper OR r.rolbypassrls, false)
+                AND (c.relforcerowsecurity
+                     OR NOT pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE'))
+           THEN pg_catalog.format('row-level security on %s now applies to its owner %s',
+                                  s.target, s.owner)
+       END AS denied
+  FROM webhook._subscriptions s
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.owner::pg_catalog.oid;
+COMMENT ON VIEW webhook._owner_access IS
+    'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
+REVOKE ALL ON webhook._owner_access FROM PUBLIC;
+
 -- Who may do what. Creating a subscription is a privilege: superusers and members of
 -- webhook_admin. Roles are cluster-wide, so the role outlives the extension and is shared by
 -- every database that installs it.
+--
+-- The role may exist already: another database of the cluster installed pg_webhook, or someone
+-- made it beforehand (a CREATEROLE user, hoping to be let in). It is taken over only when it is
+-- what this script would create — no login, no attributes, no password — and its existing
+-- members are named, so adopting it is never silent.
 DO $$
+DECLARE
+    r pg_catalog.pg_authid;
+    members text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'webhook_admin') THEN
+    SELECT * INTO r FROM pg_catalog.pg_authid WHERE rolname = 'webhook_admin';
+    IF NOT FOUND THEN
         CREATE ROLE webhook_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+       OR r.rolbypassrls OR r.rolpassword IS NOT NULL THEN
+        RAISE EXCEPTION 'role webhook_admin already exists and is not the plain NOLOGIN role pg_webhook uses'
+            USING DETAIL = 'It can log in, has a password, or has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS: whoever made it could act as every webhook administrator.',
+                  HINT = 'Review the role (\du webhook_admin); drop it, or ALTER ROLE webhook_admin NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL, then create the extension again.';
+    END IF;
+    SELECT pg_catalog.string_agg(m.member::pg_catalog.regrole::pg_catalog.text, ', ' ORDER BY 1)
+      INTO members
+      FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid;
+    IF members IS NOT NULL THEN
+        RAISE WARNING 'role webhook_admin already exists; its members may create webhook subscriptions in this database: %', members
+            USING HINT = 'If one of them should not, REVOKE webhook_admin FROM <role>;';
     END IF;
 END
 $$;
@@ -183,7 +274,10 @@ REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
 
 -- API: Public.
 CREATE VIEW webhook.subscriptions WITH (security_barrier) AS
-SELECT s.id, s.name, s.target, s.url, s.events,
+SELECT s.id, s.name, s.target,
+       CASE WHEN v.manages THEN s.url
+            ELSE pg_catalog.substring(s.url, '^[^:/?#]+://[^/?#]*') || '/…' END AS url,
+       s.events,
        CASE WHEN v.manages THEN s.secret END AS secret,
        CASE WHEN v.manages THEN s.headers END AS headers,
        s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
@@ -234,6 +328,8 @@ COMMENT ON VIEW webhook.attempts IS
     'Every HTTP delivery attempt: when, how long, the status code or transport error, a bounded excerpt of the response, and what the worker decided (delivered, retry, dead).';
 COMMENT ON COLUMN webhook.subscriptions.uid IS
     'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>).';
+COMMENT ON COLUMN webhook.subscriptions.url IS
+    'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
 COMMENT ON COLUMN webhook.subscriptions.secret IS
     'Standard Webhooks signing secret (whsec_ + base64); receivers verify webhook-signature with it.';
 COMMENT ON COLUMN webhook.events.next_attempt_at IS

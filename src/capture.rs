@@ -16,73 +16,33 @@ use pgrx::prelude::*;
 
 use crate::wake::note_event_queued;
 
+mod identity;
 mod queue_writer;
 pub mod shaped;
 
+use identity::{CaptureInfo, NotOurs};
 use queue_writer::QueueWriter;
-use shaped::{as_role_with_pinned_path, Shape};
+use shaped::Shape;
+
+pub use identity::{catalog_generation, init as init_cache};
 
 /// Transition table names used in every capture trigger definition.
 pub const NEW_ROWS: &str = "pg_webhook_new";
 pub const OLD_ROWS: &str = "pg_webhook_old";
 
-/// The trigger definitions for one subscription: one per event kind, because a trigger with
-/// transition tables may fire on only one. A shaped subscription also passes its owner and
-/// shape as arguments.
-pub fn trigger_ddl(
-    prefix: &str,
-    op: Operation,
-    table: &str,
-    subscription: Subscription,
-    shape: &Shape,
-    owner: pg_sys::Oid,
-) -> String {
-    let referencing = match op {
-        Operation::Insert => format!("REFERENCING NEW TABLE AS {NEW_ROWS}"),
-        Operation::Update => format!("REFERENCING OLD TABLE AS {OLD_ROWS} NEW TABLE AS {NEW_ROWS}"),
-        Operation::Delete => format!("REFERENCING OLD TABLE AS {OLD_ROWS}"),
-        Operation::Truncate => String::new(),
-    };
-    let mut args = vec![subscription.to_arg()];
-    if !shape.is_plain() {
-        args.extend(shape.to_args(owner));
-    }
-    let args: Vec<String> = args.iter().map(pgrx::spi::quote_literal).collect();
-    format!(
-        "CREATE TRIGGER {} AFTER {} ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture({})",
-        pgrx::spi::quote_identifier(trigger_name(prefix, op)),
-        op.as_sql(),
-        args.join(", ")
-    )
-}
-
-/// The first trigger argument: the subscription id, and `:ordered` for ordered delivery.
+/// The subscription a capture trigger serves, as the queue writer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subscription {
     pub id: i32,
     pub ordered: bool,
 }
 
-impl Subscription {
-    fn to_arg(self) -> String {
-        if self.ordered {
-            format!("{}:ordered", self.id)
-        } else {
-            self.id.to_string()
-        }
-    }
-
-    fn from_arg(arg: &str) -> Option<Subscription> {
-        let (id, ordered) = match arg.split_once(':') {
-            Some((id, "ordered")) => (id, true),
-            Some(_) => return None,
-            None => (arg, false),
-        };
-        Some(Subscription {
-            id: id.parse().ok()?,
-            ordered,
-        })
-    }
+/// The subscription id a trigger's first argument names. Triggers made before 0.3.0 wrote
+/// `<id>:ordered` and the shape as further arguments; only the id is read (everything else
+/// comes from the subscription's row).
+pub fn named_subscription(args: &[String]) -> Option<i32> {
+    let first = args.first()?;
+    first.split(':').next()?.parse().ok()
 }
 
 /// Key of the advisory lock that serializes the writers of an ordered subscription
@@ -112,16 +72,19 @@ fn lock_ordered(subscription_id: i32) {
     }
 }
 
-/// `pg_webhook_<id>_insert` and so on.
-pub fn trigger_name(prefix: &str, op: Operation) -> String {
-    format!("{prefix}_{}", op.as_event_name())
-}
-
 #[derive(Debug)]
 pub enum CaptureError {
     Trigger(pgrx::trigger_support::PgTriggerError),
     BadArguments(Vec<String>),
-    WrongKind(String),
+    WrongKind {
+        expected: &'static str,
+        got: String,
+    },
+    NotOurs {
+        trigger: String,
+        table: String,
+        subscription: i32,
+    },
     Queue(String),
 }
 
@@ -131,20 +94,78 @@ impl fmt::Display for CaptureError {
             CaptureError::Trigger(e) => write!(f, "pg_webhook capture trigger: {e}"),
             CaptureError::BadArguments(a) => write!(
                 f,
-                "pg_webhook capture trigger: expected the subscription id (and its shape) as arguments, got {a:?}; create subscriptions with webhook.subscribe()"
+                "pg_webhook capture trigger: expected a subscription id as its argument, got {a:?}; create subscriptions with webhook.subscribe()"
             ),
-            CaptureError::WrongKind(k) => write!(
+            CaptureError::WrongKind { expected, got } => write!(
                 f,
-                "pg_webhook capture trigger must be an AFTER ... FOR EACH STATEMENT trigger with transition tables, not {k}; create subscriptions with webhook.subscribe()"
+                "pg_webhook trigger must be {expected}, not {got}; create subscriptions with webhook.subscribe()"
+            ),
+            CaptureError::NotOurs {
+                trigger,
+                table,
+                subscription,
+            } => write!(
+                f,
+                "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which watches another table; only webhook.subscribe() creates capture triggers (drop this one)"
             ),
             CaptureError::Queue(e) => write!(f, "pg_webhook could not queue the events: {e}"),
         }
     }
 }
 
+impl CaptureError {
+    /// Raises the error as an ERROR with a SQLSTATE that says what kind it is.
+    fn raise(&self) -> ! {
+        use pgrx::PgSqlErrorCode::*;
+        let code = match self {
+            CaptureError::NotOurs { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            CaptureError::BadArguments(_) | CaptureError::WrongKind { .. } => {
+                ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED
+            }
+            CaptureError::Trigger(_) | CaptureError::Queue(_) => ERRCODE_INTERNAL_ERROR,
+        };
+        crate::error::reject(code, self.to_string(), None)
+    }
+}
+
+/// The trigger functions' result: they return no tuple, and raise their errors themselves.
+type Fired<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible>;
+
 impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
     fn from(e: pgrx::trigger_support::PgTriggerError) -> Self {
         CaptureError::Trigger(e)
+    }
+}
+
+/// The subscription this trigger call serves, checked against its row; `None` when there is
+/// nothing to capture (unsubscribed, or the subscription no longer exists).
+fn subscription_of(
+    trigger: &PgTrigger<'_>,
+) -> Result<Option<std::rc::Rc<CaptureInfo>>, CaptureError> {
+    let args = trigger.extra_args()?;
+    let named =
+        named_subscription(&args).ok_or_else(|| CaptureError::BadArguments(args.clone()))?;
+    let relid = trigger.relid()?;
+    // SAFETY: the trigger data and its Trigger struct are valid for this call.
+    let tgoid = unsafe { (*trigger.trigger_data().tg_trigger).tgoid };
+    match identity::lookup(tgoid, named, relid) {
+        Ok(info) => Ok(info.live.then_some(info)),
+        Err(NotOurs::Unknown(id)) => {
+            // A schema-only restore keeps triggers without their subscriptions: there is
+            // nowhere to send to, and failing every write of the table would not help.
+            warning!(
+                "pg_webhook: trigger \"{}\" on {}.{} names subscription {id}, which does not exist; nothing is captured (drop the trigger, or restore webhook._subscriptions)",
+                trigger.name()?,
+                trigger.table_schema()?,
+                trigger.table_name()?
+            );
+            Ok(None)
+        }
+        Err(NotOurs::OtherTable { subscription }) => Err(CaptureError::NotOurs {
+            trigger: trigger.name()?.to_string(),
+            table: format!("{}.{}", trigger.table_schema()?, trigger.table_name()?),
+            subscription,
+        }),
     }
 }
 
@@ -158,7 +179,7 @@ fn shaped_rows(
     shape: &Shape,
 ) -> Result<u64, CaptureError> {
     let query = shape.query(op);
-    as_role_with_pinned_path(owner, || {
+    crate::privilege::as_owner_sandboxed(owner, || {
         Spi::connect(|client| {
             // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
             unsafe {
@@ -184,36 +205,24 @@ fn shaped_rows(
     .map_err(|e| CaptureError::Queue(e.to_string()))
 }
 
-/// Statement-level AFTER trigger created by `webhook.subscribe()`, one per event kind; its
-/// argument is the subscription id.
+const CAPTURE_KIND: &str = "an AFTER ... FOR EACH STATEMENT trigger with transition tables";
+
+/// Statement-level AFTER trigger that `webhook.subscribe()` puts on a table (and on each of its
+/// partitions), one per event kind; its argument is the subscription id.
 #[pg_trigger]
-fn _capture<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, CaptureError> {
-    let args = trigger.extra_args()?;
-    let (subscription, shaped) = match args.as_slice() {
-        [first, rest @ ..] => {
-            let id = Subscription::from_arg(first)
-                .ok_or_else(|| CaptureError::BadArguments(args.clone()))?;
-            let shaped = match rest {
-                [] => None,
-                rest => Some(
-                    Shape::from_args(rest)
-                        .ok_or_else(|| CaptureError::BadArguments(args.clone()))?,
-                ),
-            };
-            (id, shaped)
-        }
-        _ => return Err(CaptureError::BadArguments(args)),
-    };
+fn _capture<'a>(trigger: &'a PgTrigger<'a>) -> Fired<'a> {
+    capture(trigger).unwrap_or_else(|e| e.raise());
+    Ok(None)
+}
+
+fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     if !matches!(trigger.level(), PgTriggerLevel::Statement)
         || !matches!(trigger.when()?, PgTriggerWhen::After)
     {
-        return Err(CaptureError::WrongKind(format!(
-            "{} {}",
-            trigger.when()?,
-            trigger.level()
-        )));
+        return Err(CaptureError::WrongKind {
+            expected: CAPTURE_KIND,
+            got: format!("{} {}", trigger.when()?, trigger.level()),
+        });
     }
     let op = match trigger.op()? {
         PgTriggerOperation::Insert => Operation::Insert,
@@ -235,22 +244,29 @@ fn _capture<'a>(
         Operation::Truncate => false,
     };
     if missing {
-        return Err(CaptureError::WrongKind(
-            "a trigger without transition tables".into(),
-        ));
+        return Err(CaptureError::WrongKind {
+            expected: CAPTURE_KIND,
+            got: "a trigger without transition tables".into(),
+        });
     }
-    let relation = trigger.relation()?;
-    if subscription.ordered {
-        lock_ordered(subscription.id);
+    let Some(info) = subscription_of(trigger)? else {
+        return Ok(());
+    };
+    if info.ordered {
+        lock_ordered(info.subscription_id);
     }
-    let mut writer = QueueWriter::open(subscription, op, relation.namespace(), relation.name())
+    let subscription = Subscription {
+        id: info.subscription_id,
+        ordered: info.ordered,
+    };
+    let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;
-    let queued = if let (Some((owner, shape)), false) = (&shaped, op == Operation::Truncate) {
-        shaped_rows(&mut writer, data, op, *owner, shape)?
-    } else if op == Operation::Truncate {
+    let queued = if op == Operation::Truncate {
         // One event for the statement, with no rows.
         // SAFETY: writes one queue row with both images NULL.
         unsafe { writer.add_statement_event() }
+    } else if !info.shape.is_plain() {
+        shaped_rows(&mut writer, data, op, info.owner, &info.shape)?
     } else {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }
@@ -259,5 +275,31 @@ fn _capture<'a>(
     if queued > 0 {
         note_event_queued();
     }
+    Ok(())
+}
+
+/// Statement-level BEFORE trigger of an ordered subscription: takes the subscription's order
+/// lock before the statement locks any row, so two writers of the table can never hold row
+/// locks the other waits for while one of them waits for the order lock.
+#[pg_trigger]
+fn _order_lock<'a>(trigger: &'a PgTrigger<'a>) -> Fired<'a> {
+    order_lock(trigger).unwrap_or_else(|e| e.raise());
     Ok(None)
+}
+
+fn order_lock(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
+    if !matches!(trigger.level(), PgTriggerLevel::Statement)
+        || !matches!(trigger.when()?, PgTriggerWhen::Before)
+    {
+        return Err(CaptureError::WrongKind {
+            expected: "a BEFORE ... FOR EACH STATEMENT trigger",
+            got: format!("{} {}", trigger.when()?, trigger.level()),
+        });
+    }
+    if let Some(info) = subscription_of(trigger)? {
+        if info.ordered {
+            lock_ordered(info.subscription_id);
+        }
+    }
+    Ok(())
 }

@@ -15,12 +15,14 @@ use pgrx::prelude::*;
 
 mod api;
 mod capture;
+mod delivery;
 mod error;
 mod guc;
 mod manage;
 mod ping;
 mod privilege;
 mod queue;
+mod triggers;
 mod wake;
 mod worker;
 
@@ -40,6 +42,7 @@ pub fn is_preloaded() -> bool {
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    capture::init_cache();
     // SAFETY: a plain read of a postmaster-set global.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;

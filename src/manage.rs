@@ -18,6 +18,23 @@ pub(crate) struct Managed {
 
 /// Finds a live subscription by name and checks the caller may `action` it.
 pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
+    match find_managed_if_exists(name, action) {
+        Some(managed) => managed,
+        None => reject(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "subscription \"{}\" does not exist",
+                name.unwrap_or_default()
+            ),
+            Some(
+                "SELECT name FROM webhook.subscriptions WHERE status <> 'unsubscribed'; lists them",
+            ),
+        ),
+    }
+}
+
+/// As `find_managed`, but `None` when there is no such live subscription.
+pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option<Managed> {
     let Some(name) = name else {
         invalid("name must not be NULL: give the subscription's name")
     };
@@ -44,15 +61,7 @@ pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
             }),
         )
     });
-    let Some((id, owner, status)) = found else {
-        reject(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("subscription \"{name}\" does not exist"),
-            Some(
-                "SELECT name FROM webhook.subscriptions WHERE status <> 'unsubscribed'; lists them",
-            ),
-        )
-    };
+    let (id, owner, status) = found?;
     if !caller_acts_as(owner) {
         reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -60,7 +69,7 @@ pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
             None,
         );
     }
-    Managed { id, status }
+    Some(Managed { id, status })
 }
 
 fn write<R>(
@@ -103,12 +112,7 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
                 None,
                 &[sub.id.into()],
             )?;
-            client.update(
-                "UPDATE webhook._event_queue SET next_attempt_at = now()
-                  WHERE subscription_id = $1 AND next_attempt_at = 'infinity'",
-                None,
-                &[sub.id.into()],
-            )?;
+            client.update(crate::triggers::UNPARK, None, &[vec![sub.id].into()])?;
         }
         Ok(())
     });

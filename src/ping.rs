@@ -85,11 +85,12 @@ fn ping(
         invalid("the subscription's table no longer exists, so there is nothing to ping for")
     };
     let settings = WorkerSettings::read();
-    let (endpoint, _) = match crate::worker::targets::parse(&target.row, settings.default_timeout) {
+    let (endpoint, _) = match crate::delivery::targets::parse(&target.row, settings.default_timeout)
+    {
         Ok(config) => config,
         Err(e) => invalid(format!("the subscription cannot be sent to: {e}")),
     };
-    let sender = match crate::worker::build_sender(&settings) {
+    let sender = match crate::delivery::build_sender(&settings) {
         Ok(sender) => sender,
         Err(e) => invalid(format!("cannot send: {e}")),
     };
@@ -108,7 +109,7 @@ fn ping(
         body: ping_body(format, &target.schema, &target.table, &envelope),
         content_type: format.content_type(),
     };
-    let runtime = match crate::worker::new_runtime() {
+    let runtime = match crate::delivery::new_runtime() {
         Ok(rt) => rt,
         Err(e) => invalid(format!("could not start the async runtime: {e}")),
     };

@@ -20,7 +20,7 @@ pub fn extension_owner() -> pg_sys::Oid {
     let owner = Spi::connect(|client| {
         client
             .select(
-                "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_webhook'",
+                "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_webhook'",
                 Some(1),
                 &[],
             )?
@@ -75,12 +75,62 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// True when the caller may read the table (so may make its rows leave the database).
-pub fn caller_can_select(table: pg_sys::Oid) -> bool {
+/// Runs user-written SQL (a filter, a callback) the way PostgreSQL runs an index expression or a
+/// materialized view's query for its owner: as `role`, in a security-restricted operation (no
+/// SET ROLE, no temporary objects), in a GUC nest level of its own with `search_path` pinned to
+/// `pg_catalog, pg_temp`, and every setting it changes — `set_config(..., false)` included —
+/// thrown away afterwards, so nothing leaks into the session that runs it. On an ERROR the
+/// (sub)transaction abort restores the user and pops the nest level.
+pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    as_role(role, || {
+        // SAFETY: a GUC nest level, popped below (or by the abort of the transaction).
+        let nest = unsafe { pg_sys::NewGUCNestLevel() };
+        // SAFETY: valid C strings; a save that AtEOXact_GUC undoes.
+        unsafe {
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        let result = f();
+        // SAFETY: `false` discards every change made inside the nest level, session-level ones
+        // too (with `true`, a set_config(..., false) would survive into the caller's session).
+        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+        result
+    })
+}
+
+fn table_privilege(table: pg_sys::Oid, role: pg_sys::Oid, mode: u32) -> bool {
     // SAFETY: pg_class_aclcheck only reads the catalog; the table exists (checked by caller).
     unsafe {
-        pg_sys::pg_class_aclcheck(table, caller(), pg_sys::ACL_SELECT as pg_sys::AclMode)
+        pg_sys::pg_class_aclcheck(table, role, mode as pg_sys::AclMode)
             == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
+/// True when the caller may read the table (so may make its rows leave the database).
+pub fn caller_can_select(table: pg_sys::Oid) -> bool {
+    table_privilege(table, caller(), pg_sys::ACL_SELECT)
+}
+
+/// True when the caller may attach triggers to the table (owners and superusers may).
+pub fn caller_can_trigger(table: pg_sys::Oid) -> bool {
+    table_privilege(table, caller(), pg_sys::ACL_TRIGGER)
+}
+
+/// True when row-level security policies would filter what the caller reads from the table
+/// (not for its owner without FORCE ROW LEVEL SECURITY, nor for BYPASSRLS roles).
+pub fn rls_applies_to_caller(table: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog read; with noError it never raises for row_security = off.
+    unsafe {
+        pg_sys::check_enable_rls(table, caller(), true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     }
 }
 

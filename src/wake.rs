@@ -333,6 +333,11 @@ pub fn in_flight(database: pg_sys::Oid) -> Vec<(i32, i32)> {
     totals
 }
 
+/// Whether worker `index` of `database` is registered (running) right now.
+pub fn is_registered(database: pg_sys::Oid, index: i32) -> bool {
+    !pids_of(database, |i| i == index).is_empty()
+}
+
 /// Databases that have a registered worker right now.
 pub fn databases_with_workers() -> HashSet<pg_sys::Oid> {
     WORKERS

@@ -189,6 +189,86 @@ fn alter_extension_update_from_0_1_0_keeps_subscriptions_and_queued_events() {
     );
 }
 
+#[test]
+fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '200ms'"]);
+    let mut db = pg.connect("postgres");
+    db.batch_execute("CREATE EXTENSION pg_webhook VERSION '0.2.0'")
+        .unwrap();
+    let rx = Receiver::start();
+    db.batch_execute(
+        "CREATE TABLE ledger (id int PRIMARY KEY, amount int);
+         CREATE TABLE measures (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE measures_2026 PARTITION OF measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');",
+    )
+    .unwrap();
+    // 0.2.0 triggers carried the owner and filter as arguments, and knew no partitions.
+    subscribe(
+        &mut db,
+        "ledger",
+        "ledger",
+        &rx.url("/ledger"),
+        ", events => ARRAY['insert'], ordered => true, filter => $$NEW.amount > 0$$",
+    );
+    subscribe(&mut db, "measures", "measures", &rx.url("/measures"), "");
+    db.batch_execute("INSERT INTO ledger VALUES (1, 5), (2, -1)")
+        .unwrap();
+    db.batch_execute("ALTER EXTENSION pg_webhook UPDATE")
+        .unwrap();
+    let args: Vec<String> = db
+        .query(
+            "SELECT tgrelid::regclass || ' ' || tgname || ' ' || encode(tgargs, 'escape')
+               FROM pg_trigger WHERE tgname LIKE 'pg_webhook%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        args,
+        vec![
+            "ledger pg_webhook_1_insert 1\\000",
+            "ledger pg_webhook_1_order 1\\000",
+            "measures pg_webhook_2_delete 2\\000",
+            "measures pg_webhook_2_insert 2\\000",
+            "measures pg_webhook_2_update 2\\000",
+            "measures_2026 pg_webhook_2_delete 2\\000",
+            "measures_2026 pg_webhook_2_insert 2\\000",
+            "measures_2026 pg_webhook_2_update 2\\000",
+        ]
+    );
+    // The filter still applies (read from the subscription now), and a write straight into the
+    // partition is captured.
+    db.batch_execute(
+        "INSERT INTO ledger VALUES (3, 7), (4, 0);
+         INSERT INTO measures_2026 VALUES (10, '2026-03-01');",
+    )
+    .unwrap();
+    let got = rx.wait_for(3, WAIT);
+    let mut ids: Vec<i64> = got
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 3, 10]);
+    db.batch_execute("CREATE DATABASE fresh").unwrap();
+    let mut fresh = pg.connect("fresh");
+    fresh.batch_execute("CREATE EXTENSION pg_webhook").unwrap();
+    let upgraded = fingerprint(&mut db);
+    let installed = fingerprint(&mut fresh);
+    let only_upgraded: Vec<_> = upgraded.difference(&installed).collect();
+    let only_fresh: Vec<_> = installed.difference(&upgraded).collect();
+    assert!(
+        only_upgraded.is_empty() && only_fresh.is_empty(),
+        "the upgrade script and the install script differ.\nonly after upgrade:\n{}\nonly in a fresh install:\n{}",
+        only_upgraded.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+        only_fresh.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+    );
+}
+
 /// (name, uid, secret, status) of every subscription.
 fn subscriptions(db: &mut Client) -> Vec<(String, String, String, String)> {
     db.query(

@@ -448,8 +448,8 @@ fn only_admins_who_can_read_a_table_subscribe_it_and_secrets_stay_with_owners() 
          GRANT webhook_admin TO alice, bob, carol;
          CREATE TABLE payroll (id int PRIMARY KEY, salary int);
          CREATE TABLE public_news (id int PRIMARY KEY, title text);
-         GRANT SELECT ON payroll TO alice;
-         GRANT SELECT ON public_news TO alice, bob;
+         GRANT SELECT, TRIGGER ON payroll TO alice;
+         GRANT SELECT, TRIGGER ON public_news TO alice, bob;
          GRANT SELECT, INSERT ON payroll TO mallory;",
     )
     .unwrap();
@@ -565,7 +565,7 @@ fn a_hostile_search_path_cannot_hijack_the_extension() {
     su.batch_execute(
         "CREATE ROLE eve LOGIN; GRANT webhook_admin TO eve;
          CREATE SCHEMA evil AUTHORIZATION eve;
-         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT, INSERT ON t TO eve;",
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT, INSERT, TRIGGER ON t TO eve;",
     )
     .unwrap();
     let mut eve = pg.connect_as("postgres", "eve");

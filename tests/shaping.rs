@@ -159,7 +159,7 @@ fn a_filter_runs_as_the_subscription_owner() {
     let rx = Receiver::start();
     su.batch_execute(
         "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT webhook_admin TO alice;
-         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO alice; GRANT INSERT, SELECT ON t TO bob;",
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT, TRIGGER ON t TO alice; GRANT INSERT, SELECT ON t TO bob;",
     )
     .unwrap();
     let mut alice = pg.connect_as("postgres", "alice");

@@ -1,6 +1,7 @@
 //! How a subscription's events are sent, beyond where: ordered delivery, its own concurrency
 //! and rate limits, and the SQL callback run on each result. Checked before anything is stored.
 
+use pg_webhook_core::limits::{MAX_RATE, MIN_RATE};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
@@ -9,7 +10,6 @@ use crate::privilege::caller;
 
 /// Far above any endpoint's needs, and below what would let one subscription hog a worker.
 const MAX_IN_FLIGHT: i32 = 10_000;
-const MAX_RATE: f64 = 100_000.0;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Delivery {
@@ -37,9 +37,16 @@ pub fn check(
         }
     }
     if let Some(r) = rate_limit {
-        if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
+        // NaN, infinities, denormals and zero all fail this.
+        if !(MIN_RATE..=MAX_RATE).contains(&r) {
+            // 1e-300 printed in full would be three hundred digits long.
+            let shown = if r.is_finite() && r != 0.0 && !(1e-4..1e15).contains(&r.abs()) {
+                format!("{r:e}")
+            } else {
+                r.to_string()
+            };
             invalid(format!(
-                "rate_limit of {r} events per second is out of range: give more than 0 and at most {MAX_RATE}, or NULL for none"
+                "rate_limit of {shown} events per second is out of range: give {MIN_RATE} (one event every 1000 seconds) to {MAX_RATE}, or NULL for none"
             ));
         }
     }
@@ -62,7 +69,8 @@ fn check_callback(f: pg_sys::Oid) {
         Spi::connect(|client| {
             let rows = client.select(
                 "SELECT p.oid::regprocedure::text, p.prokind::text,
-                        p.pronargs = 1 AND p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype,
+                        p.pronargs = 1 AND p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype
+                            AND NOT p.proretset,
                         pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE')
                    FROM pg_catalog.pg_proc p WHERE p.oid = $1",
                 Some(1),
@@ -85,7 +93,7 @@ fn check_callback(f: pg_sys::Oid) {
     };
     if kind != "f" || !takes_jsonb {
         invalid(format!(
-            "callback {signature} must be a function taking one jsonb argument (the event and its outcome), such as CREATE FUNCTION on_result(event jsonb) RETURNS void"
+            "callback {signature} must be a function taking one jsonb argument (the event and its outcome) and returning one value, such as CREATE FUNCTION on_result(event jsonb) RETURNS void"
         ));
     }
     if !may_execute {

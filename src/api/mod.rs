@@ -17,11 +17,13 @@ mod shape;
 
 use delivery::Delivery;
 
-use crate::capture::{trigger_ddl, trigger_name, Subscription};
 use crate::error::{invalid, reject, spi};
+use crate::manage::{find_managed, find_managed_if_exists};
 use crate::privilege::{
-    as_extension_owner, caller, caller_acts_as, caller_can_select, forget_owner,
+    as_extension_owner, caller, caller_acts_as, caller_can_select, caller_can_trigger,
+    forget_owner, rls_applies_to_caller,
 };
+use crate::triggers::UNPARK;
 
 /// Subscription names are identifiers users type and see in logs: keep them printable and short.
 const MAX_NAME_LEN: usize = 63;
@@ -146,6 +148,34 @@ fn check_target(target: Option<pg_sys::Oid>) -> Table {
         ),
         _ => unsupported("not a table", "give an ordinary or partitioned table"),
     }
+    if let Some(parent) = parent_of(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot subscribe to {qualified}: it is a partition (or inheritance child) of {parent}, and a statement through {parent} would not fire its triggers"),
+            Some(&format!("subscribe {parent}: changes written to any of its partitions, directly or through it, are sent (add a filter if only some rows matter)")),
+        );
+    }
+    check_may_read_and_attach(target, &qualified);
+    Table { schema, name }
+}
+
+/// The table `target` is a partition or inheritance child of, if any.
+fn parent_of(target: pg_sys::Oid) -> Option<String> {
+    spi(
+        "looking up the table's parent",
+        Spi::get_one_with_args::<String>(
+            "SELECT (SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text
+                       FROM pg_catalog.pg_inherits i
+                      WHERE i.inhrelid OPERATOR(pg_catalog.=) $1 LIMIT 1)",
+            &[target.into()],
+        ),
+    )
+}
+
+/// A webhook sends the table's rows (so the caller must be able to read all of them) and
+/// runs in every writer's transaction, as a trigger does (so the caller must be allowed to add
+/// triggers to the table).
+fn check_may_read_and_attach(target: pg_sys::Oid, qualified: &str) {
     if !caller_can_select(target) {
         reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -153,7 +183,20 @@ fn check_target(target: Option<pg_sys::Oid>) -> Table {
             Some(&format!("GRANT SELECT ON {qualified} TO <your role>;")),
         );
     }
-    Table { schema, name }
+    if !caller_can_trigger(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to subscribe to {qualified}: a subscription is a trigger that runs in every writer's transaction, so you need the TRIGGER privilege on it (or to own it)"),
+            Some(&format!("GRANT TRIGGER ON {qualified} TO <your role>;")),
+        );
+    }
+    if rls_applies_to_caller(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("cannot subscribe to {qualified}: row-level security policies limit which of its rows you may read, and a webhook would send every row"),
+            Some("a role the policies do not apply to (the table's owner, or a role with BYPASSRLS) can subscribe it, with a filter if only some rows may leave"),
+        );
+    }
 }
 
 fn check_events(events: Option<Vec<Option<String>>>) -> Vec<Operation> {
@@ -394,32 +437,11 @@ fn subscribe_with_delivery(
                         ],
                     )?;
                 }
-                let table = format!(
-                    "{}.{}",
-                    quote_identifier(&table.schema),
-                    quote_identifier(&table.name)
-                );
-                for op in &events {
-                    client.update(
-                        &trigger_ddl(
-                            &trigger,
-                            *op,
-                            &table,
-                            Subscription {
-                                id,
-                                ordered: delivery.ordered,
-                            },
-                            &shape,
-                            owner,
-                        ),
-                        None,
-                        &[],
-                    )?;
-                }
                 Ok(id)
             }),
         )
     });
+    crate::triggers::sync(id);
     crate::wake::note_config_changed();
     warn_if_undeliverable();
     id
@@ -455,7 +477,8 @@ fn warn_if_undeliverable() {
 }
 
 /// Stops capturing changes for a subscription. Queued events are still delivered unless
-/// `discard_queued`; the row stays (status 'unsubscribed') as the record of what was sent.
+/// `discard_queued` — parked ones too, if it was paused or disabled; the row stays (status
+/// 'unsubscribed') as the record of what was sent.
 #[pg_extern(name = "_unsubscribe", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn unsubscribe_impl(
@@ -463,60 +486,14 @@ fn unsubscribe_impl(
     discard_queued: Option<bool>,
     if_exists: Option<bool>,
 ) -> bool {
-    let Some(name) = name else {
-        invalid("name must not be NULL: give the subscription's name")
-    };
-    forget_owner();
-    let found = as_extension_owner(|| {
-        spi(
-            "looking up the subscription",
-            Spi::connect(|client| {
-                let rows = client.select(
-                    "SELECT s.id, s.owner::oid, s.trigger_name, c.oid IS NOT NULL,
-                        n.nspname::text, c.relname::text
-                   FROM webhook._subscriptions s
-                   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
-                   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE s.name = $1 AND s.status <> 'unsubscribed'",
-                    Some(1),
-                    &[name.into()],
-                )?;
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let row = rows.first();
-                Ok(Some((
-                    row.get::<i32>(1)?.unwrap_or_default(),
-                    row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<bool>(4)?.unwrap_or(false),
-                    row.get::<String>(5)?.unwrap_or_default(),
-                    row.get::<String>(6)?.unwrap_or_default(),
-                )))
-            }),
-        )
-    });
-    let Some((id, owner, trigger, table_exists, schema, table)) = found else {
-        if if_exists.unwrap_or(false) {
-            return false;
+    let sub = if if_exists.unwrap_or(false) {
+        match find_managed_if_exists(name, "unsubscribe") {
+            Some(sub) => sub,
+            None => return false,
         }
-        reject(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("subscription \"{name}\" does not exist"),
-            Some(
-                "SELECT name FROM webhook.subscriptions WHERE status <> 'unsubscribed'; lists them",
-            ),
-        )
+    } else {
+        find_managed(name, "unsubscribe")
     };
-    if !caller_acts_as(owner) {
-        reject(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!(
-                "permission denied to unsubscribe \"{name}\": only its owner or a superuser may"
-            ),
-            None,
-        );
-    }
     as_extension_owner(|| {
         spi(
             "removing the subscription",
@@ -528,33 +505,23 @@ fn unsubscribe_impl(
                                                               $2::oid::regrole, pg_catalog.now())
                       WHERE id = $1",
                     None,
-                    &[id.into(), caller().into()],
+                    &[sub.id.into(), caller().into()],
                 )?;
-                if table_exists {
-                    for op in Operation::ALL {
-                        client.update(
-                            &format!(
-                                "DROP TRIGGER IF EXISTS {} ON {}.{}",
-                                quote_identifier(trigger_name(&trigger, op)),
-                                quote_identifier(&schema),
-                                quote_identifier(&table)
-                            ),
-                            None,
-                            &[],
-                        )?;
-                    }
-                }
                 if discard_queued.unwrap_or(false) {
                     client.update(
                         "DELETE FROM webhook._event_queue WHERE subscription_id = $1",
                         None,
-                        &[id.into()],
+                        &[sub.id.into()],
                     )?;
+                } else {
+                    client.update(UNPARK, None, &[vec![sub.id].into()])?;
                 }
                 Ok(())
             }),
         )
     });
+    crate::triggers::sync(sub.id);
     crate::wake::note_config_changed();
+    crate::wake::note_schedule_changed();
     true
 }

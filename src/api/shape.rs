@@ -5,9 +5,9 @@
 use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
 
-use crate::capture::shaped::{as_role_with_pinned_path, Shape};
+use crate::capture::shaped::Shape;
 use crate::error::{in_subtransaction, invalid, spi};
-use crate::privilege::caller;
+use crate::privilege::{as_owner_sandboxed, caller};
 
 fn list(items: Option<Vec<Option<String>>>, what: &str) -> Option<Vec<String>> {
     let items = items?;
@@ -88,7 +88,7 @@ pub fn check_shape(
         for op in events {
             let query = shape.validation_query(*op, table);
             let checked = in_subtransaction(|| {
-                as_role_with_pinned_path(role, || {
+                as_owner_sandboxed(role, || {
                     Spi::connect(|client| client.prepare(query.as_str(), &[]).map(|_| ()))
                 })
             });

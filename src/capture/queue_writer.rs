@@ -39,6 +39,8 @@ struct Columns {
     last_error: usize,
     /// Missing before 0.2.0: a new library captures into a not yet updated schema.
     ordered: Option<usize>,
+    /// Missing before 0.3.0.
+    payload_bytes: Option<usize>,
 }
 
 pub struct QueueWriter {
@@ -132,9 +134,12 @@ impl QueueWriter {
                 next_attempt_at: find("next_attempt_at")?,
                 last_error: find("last_error")?,
                 ordered: find("ordered").ok(),
+                payload_bytes: find("payload_bytes").ok(),
             };
             let live = attrs.iter().filter(|a| !a.attisdropped).count();
-            let expected = 13 + usize::from(columns.ordered.is_some());
+            let expected = 13
+                + usize::from(columns.ordered.is_some())
+                + usize::from(columns.payload_bytes.is_some());
             if live != expected || (subscription.ordered && columns.ordered.is_none()) {
                 pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
                 return Err(format!(
@@ -344,11 +349,17 @@ impl QueueWriter {
             set(c.op, self.op);
             set(c.table_schema, self.table_schema);
             set(c.table_name, self.table_name);
+            let mut bytes = 0usize;
             if let Some(r) = record {
                 set(c.record, r);
+                bytes += pg_sys::toast_raw_datum_size(r);
             }
             if let Some(r) = old_record {
                 set(c.old_record, r);
+                bytes += pg_sys::toast_raw_datum_size(r);
+            }
+            if let Some(i) = c.payload_bytes {
+                set(i, pg_sys::Datum::from(bytes.min(i32::MAX as usize) as i32));
             }
             set(c.created_at, self.created_at);
             set(c.attempts, pg_sys::Datum::from(0i32));

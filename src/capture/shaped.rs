@@ -2,17 +2,16 @@
 //! query over the transition tables, then written to the queue like any other capture.
 //!
 //! The query holds user-written SQL (the filter), so it runs as the subscription's owner —
-//! never as the extension owner, nor as whoever happens to write the table — and with
-//! `search_path` pinned to `pg_catalog`, so it means the same thing in every session.
+//! never as the extension owner, nor as whoever happens to write the table — sandboxed (see
+//! `privilege::as_owner_sandboxed`), so it means the same thing in every session and changes
+//! nothing in the writer's.
 
 use pg_webhook_core::payload::Operation;
-use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal};
 
 use super::{NEW_ROWS, OLD_ROWS};
 
-/// How a subscription shapes its events; stored in the capture trigger's arguments so a dump
-/// and restore keeps it.
+/// How a subscription shapes its events, as stored on its row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shape {
     /// A condition over NEW and OLD, as in a trigger's WHEN clause.
@@ -31,44 +30,6 @@ const ROW_NUMBER: &str = "pg_webhook_rn";
 impl Shape {
     pub fn is_plain(&self) -> bool {
         self == &Shape::default()
-    }
-
-    /// Trigger arguments after the subscription id: owner, filter, columns, exclusions, flag.
-    pub fn to_args(&self, owner: pg_sys::Oid) -> Vec<String> {
-        let list = |l: &Option<Vec<String>>| {
-            l.as_ref()
-                .map(|v| serde_json::Value::from(v.clone()).to_string())
-                .unwrap_or_default()
-        };
-        vec![
-            owner.to_u32().to_string(),
-            self.filter.clone().unwrap_or_default(),
-            list(&self.columns),
-            list(&self.exclude_columns),
-            self.skip_unchanged.to_string(),
-        ]
-    }
-
-    /// The inverse of `to_args`; `None` when they are not ours.
-    pub fn from_args(args: &[String]) -> Option<(pg_sys::Oid, Shape)> {
-        let [owner, filter, columns, exclude, skip] = args else {
-            return None;
-        };
-        let list = |s: &str| -> Option<Option<Vec<String>>> {
-            if s.is_empty() {
-                return Some(None);
-            }
-            serde_json::from_str::<Vec<String>>(s).ok().map(Some)
-        };
-        Some((
-            pg_sys::Oid::from(owner.parse::<u32>().ok()?),
-            Shape {
-                filter: (!filter.is_empty()).then(|| filter.clone()),
-                columns: list(columns)?,
-                exclude_columns: list(exclude)?,
-                skip_unchanged: skip == "true",
-            },
-        ))
     }
 
     /// The row image sent for `alias`.
@@ -165,52 +126,5 @@ impl Shape {
             None => String::new(),
         };
         format!("SELECT {record}, {old}{filter_type} FROM {from}{condition} LIMIT 0")
-    }
-}
-
-/// Runs `f` as `role` with `search_path` = `pg_catalog, pg_temp`, restoring both afterwards;
-/// an ERROR inside rolls both back with the (sub)transaction.
-pub fn as_role_with_pinned_path<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    crate::privilege::as_role(role, || {
-        // SAFETY: a GUC nest level, undone below.
-        let nest = unsafe { pg_sys::NewGUCNestLevel() };
-        // SAFETY: valid C strings; a session-level save that AtEOXact_GUC undoes.
-        unsafe {
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        let result = f();
-        // SAFETY: restores exactly what was saved above.
-        unsafe { pg_sys::AtEOXact_GUC(true, nest) };
-        result
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shapes_round_trip_through_trigger_arguments() {
-        let shape = Shape {
-            filter: Some("NEW.total > 100".into()),
-            columns: None,
-            exclude_columns: Some(vec!["ssn".into(), "we\"ird".into()]),
-            skip_unchanged: true,
-        };
-        let args = shape.to_args(pg_sys::Oid::from(42u32));
-        let (owner, back) = Shape::from_args(&args).unwrap();
-        assert_eq!(owner, pg_sys::Oid::from(42u32));
-        assert_eq!(back, shape);
-        assert!(Shape::default().is_plain());
-        assert!(Shape::from_args(&["1".into()]).is_none());
     }
 }

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 /// How long an event over the concurrency limit waits before it is looked at again; requests
 /// finish at endpoint speed, so this is a guess spread out by how far over the limit it is.
 const BUSY_RETRY: Duration = Duration::from_millis(100);
+/// The slowest and fastest rates a subscription may ask for, in events per second: one event
+/// every 1000 seconds, and 100,000 a second.
+pub const MIN_RATE: f64 = 0.001;
+pub const MAX_RATE: f64 = 100_000.0;
+/// No event is put back for longer than this, whatever the arithmetic says.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -24,6 +30,15 @@ pub struct LimitSpec {
     pub max_in_flight: Option<usize>,
     /// Events per second.
     pub rate_limit: Option<f64>,
+}
+
+impl LimitSpec {
+    /// A stored rate as the worker can use it: within [`MIN_RATE`, `MAX_RATE`], or none when it
+    /// is not a positive number at all. The SQL API refuses anything outside the range; this
+    /// keeps a hand-edited row from breaking the arithmetic.
+    pub fn usable_rate(rate: f64) -> Option<f64> {
+        (rate.is_finite() && rate > 0.0).then(|| rate.clamp(MIN_RATE, MAX_RATE))
+    }
 }
 
 #[derive(Default)]
@@ -47,11 +62,11 @@ impl Limits {
     ) -> Admission {
         if let Some(max) = spec.max_in_flight {
             if in_flight >= max {
-                let rounds = 1 + over / max;
-                return Admission::Later(BUSY_RETRY * rounds as u32);
+                let rounds = u32::try_from((over / max).saturating_add(1)).unwrap_or(u32::MAX);
+                return Admission::Later(BUSY_RETRY.saturating_mul(rounds).min(MAX_WAIT));
             }
         }
-        let Some(rate) = spec.rate_limit.filter(|r| r.is_finite() && *r > 0.0) else {
+        let Some(rate) = spec.rate_limit.and_then(LimitSpec::usable_rate) else {
             return Admission::Start;
         };
         let interval = Duration::from_secs_f64(1.0 / rate);
@@ -64,7 +79,8 @@ impl Limits {
             Admission::Start
         } else {
             // Not a reservation: whichever event is looked at first when the slot comes wins.
-            Admission::Later(slot - now + interval * over as u32)
+            let spread = interval.saturating_mul(u32::try_from(over).unwrap_or(u32::MAX));
+            Admission::Later((slot - now).saturating_add(spread).min(MAX_WAIT))
         }
     }
 
@@ -134,6 +150,44 @@ mod tests {
         assert_eq!(
             limits.admit(1, &t, 10_000, 10_000, Instant::now()),
             Admission::Start
+        );
+    }
+
+    #[test]
+    fn extreme_rates_neither_panic_nor_wait_forever() {
+        let now = Instant::now();
+        for rate in [1e-300, f64::MIN_POSITIVE, 5e-324, 1e-9] {
+            let mut limits = Limits::default();
+            let t = target(None, Some(rate));
+            assert_eq!(limits.admit(1, &t, 0, 0, now), Admission::Start, "{rate}");
+            // Treated as the slowest allowed rate: one event per 1000 s, and never a wait
+            // beyond a day however many are turned away.
+            assert_eq!(
+                limits.admit(1, &t, 0, 0, now),
+                Admission::Later(Duration::from_secs(1000))
+            );
+            assert_eq!(
+                limits.admit(1, &t, 0, usize::MAX, now),
+                Admission::Later(Duration::from_secs(86_400))
+            );
+        }
+        for rate in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            let mut limits = Limits::default();
+            let t = target(None, Some(rate));
+            assert_eq!(limits.admit(1, &t, 0, 0, now), Admission::Start, "{rate}");
+            assert_eq!(limits.admit(1, &t, 0, 0, now), Admission::Start, "{rate}");
+        }
+        let mut limits = Limits::default();
+        let t = target(None, Some(1e300));
+        assert_eq!(limits.admit(1, &t, 0, 0, now), Admission::Start);
+        assert_eq!(
+            limits.admit(1, &t, 0, 0, now),
+            Admission::Later(Duration::from_micros(10))
+        );
+        let busy = target(Some(1), None);
+        assert_eq!(
+            limits.admit(2, &busy, 1, usize::MAX, now),
+            Admission::Later(Duration::from_secs(86_400))
         );
     }
 }

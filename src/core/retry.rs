@@ -215,14 +215,17 @@ mod tests {
 
     #[test]
     fn default_schedule_without_jitter_at_midpoint() {
+        // The schedule the README and the subscribe() comment promise, written out: 5 s, 5 min,
+        // 30 min, 2 h, 5 h, 10 h, 10 h, then dead after the 8th attempt.
         let p = RetryPolicy::default();
         let got: Vec<_> = (1..8).map(|n| judge(&p, n, status(500), 0.5)).collect();
-        let want: Vec<_> = DEFAULT_DELAYS
+        let want: Vec<_> = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
             .iter()
-            .map(|d| Verdict::RetryIn(*d))
+            .map(|s| Verdict::RetryIn(Duration::from_secs(*s)))
             .collect();
         assert_eq!(got, want);
         assert_eq!(judge(&p, 8, status(500), 0.5), Verdict::Dead);
+        assert_eq!(p.max_attempts(), 8);
     }
 
     #[test]

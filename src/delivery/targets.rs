@@ -29,6 +29,9 @@ pub struct Target {
     /// The subscription's own limits, on top of the worker's.
     pub limits: LimitSpec,
     pub has_callback: bool,
+    /// Why its owner may no longer read its table; its events are then held, not sent.
+    pub read_denied: Option<String>,
+    pub name: String,
 }
 
 impl Target {
@@ -39,9 +42,10 @@ impl Target {
     }
 
     /// Paused and disabled subscriptions keep queueing but send nothing; an unsubscribed one
-    /// still delivers what was queued before.
+    /// still delivers what was queued before. Nothing is sent for an owner who may no longer
+    /// read the whole table.
     pub fn sends(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "unsubscribed")
+        matches!(self.status.as_str(), "active" | "unsubscribed") && self.read_denied.is_none()
     }
 }
 
@@ -62,9 +66,11 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     ordered: row.ordered,
                     limits: LimitSpec {
                         max_in_flight: row.max_in_flight.map(|n| n.max(1) as usize),
-                        rate_limit: row.rate_limit.filter(|r| r.is_finite() && *r > 0.0),
+                        rate_limit: row.rate_limit.and_then(LimitSpec::usable_rate),
                     },
                     has_callback: row.has_callback,
+                    read_denied: row.read_denied,
+                    name: row.name,
                 },
             )
         })

@@ -14,40 +14,19 @@ use std::time::Duration;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use super::{
-    connect, decode_start, install_signal_handlers, reload_config_if_asked, txn, wait_latch,
-};
+use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
+use super::{connect, decode_start, txn};
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
-use crate::privilege::as_role;
+use crate::privilege::as_owner_sandboxed;
 use crate::queue::{extension_readiness, Readiness};
 use crate::wake::CALLBACK_RUNNER;
 
 /// Callbacks read per transaction; each then runs in its own.
 const BATCH: i64 = 50;
 
-/// The next callbacks to run, with everything the callback receives.
-const PENDING: &str = "\
-SELECT c.event_id, c.subscription_id, s.owner::oid,
-       pg_catalog.format('%I.%I', n.nspname, p.proname),
-       pg_catalog.jsonb_build_object(
-           'event_id', a.id, 'webhook_id', 'msg_' || s.uid || '_' || a.id,
-           'subscription', s.name, 'subscription_id', s.id,
-           'schema', a.table_schema, 'table', a.table_name, 'op', a.op,
-           'record', a.record, 'old_record', a.old_record,
-           'status', a.status, 'attempts', a.attempts,
-           'status_code', a.final_status_code,
-           'response_headers', c.response_headers,
-           'response_body', a.final_response_excerpt,
-           'error', COALESCE(a.final_error, a.last_error),
-           'finished_at', a.finished_at)::text
-  FROM webhook._callback_queue c
-  LEFT JOIN webhook._event_archive a ON a.id = c.event_id
-  LEFT JOIN webhook._subscriptions s ON s.id = c.subscription_id
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid = s.callback::oid
-  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
- ORDER BY c.event_id
- LIMIT $1";
+const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
+const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
 
 extern "C-unwind" {
     // utils/timeout.h; not in pgrx's generated bindings.
@@ -62,8 +41,10 @@ struct Pending {
     event_id: i64,
     subscription_id: i32,
     owner: pg_sys::Oid,
-    /// NULL when the event was purged or the subscription no longer has a callback.
-    function: Option<String>,
+    /// The subscription's callback (`None`: it has none any more).
+    function: Option<pg_sys::Oid>,
+    function_exists: bool,
+    /// `None` when the event left the archive (purged, or replayed).
     event: Option<String>,
 }
 
@@ -76,45 +57,53 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };
     crate::wake::register_worker(db_oid, CALLBACK_RUNNER, pid);
-    let _ = txn::run("callback runner setup", || {
-        Spi::run(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
-                    pg_catalog.set_config('application_name', 'pg_webhook callbacks', false)",
-        )
-    });
+    let mut delay = Duration::from_millis(100);
+    while txn::run("setting up the callback runner's session", || {
+        Spi::run(include_str!("../../sql/worker/callbacks_session.sql"))
+    })
+    .is_err()
+    {
+        wait_latch(delay);
+        pg_sys::check_for_interrupts!();
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
     loop {
         pg_sys::check_for_interrupts!();
         if reload_config_if_asked() && !crate::guc::serves(&database) {
             break; // this database is no longer served
         }
-        let Some(ran) = run_batch() else {
+        super::backend::report_activity(Some("running callbacks"));
+        let Some((taken, failed)) = run_batch() else {
             // pg_webhook is not installed here: nothing to run.
             crate::wake::note_missing(db_oid);
             break;
         };
-        if ran < BATCH as usize {
+        super::backend::report_activity(None);
+        if taken < BATCH as usize || failed > 0 {
             wait_latch(WorkerSettings::read().poll_interval);
         }
     }
     crate::wake::unregister_worker(pid);
 }
 
-/// Runs up to one batch of callbacks; returns how many it took from the queue, or `None` when
-/// the extension is not installed in this database.
-fn run_batch() -> Option<usize> {
-    let pending = txn::run("reading pending callbacks", || {
+/// Runs up to one batch of callbacks; returns how many it took from the queue and how many of
+/// those could not even be recorded (they are tried again), or `None` when the extension is
+/// not installed in this database.
+fn run_batch() -> Option<(usize, usize)> {
+    let pending = match txn::run("reading pending callbacks", || {
         Ok(match extension_readiness()? {
             Readiness::Ready => Some(read_pending()?),
             Readiness::OtherVersion(_) => Some(Vec::new()),
             Readiness::Missing => None,
         })
-    })
-    .unwrap_or(Some(Vec::new()))?;
-    let count = pending.len();
-    for callback in pending {
-        run_one(callback);
-    }
-    Some(count)
+    }) {
+        Ok(pending) => pending?,
+        // Logged by txn::run; try again after the wait.
+        Err(_) => return Some((0, 1)),
+    };
+    let taken = pending.len();
+    let failed = pending.into_iter().filter(|p| !run_one(p)).count();
+    Some((taken, failed))
 }
 
 fn read_pending() -> SpiResult<Vec<Pending>> {
@@ -126,7 +115,8 @@ fn read_pending() -> SpiResult<Vec<Pending>> {
                 subscription_id: row.get(2)?.unwrap_or_default(),
                 owner: row.get(3)?.unwrap_or(pg_sys::Oid::INVALID),
                 function: row.get(4)?,
-                event: row.get(5)?,
+                function_exists: row.get(5)?.unwrap_or(false),
+                event: row.get(6)?,
             });
         }
         Ok(out)
@@ -134,28 +124,26 @@ fn read_pending() -> SpiResult<Vec<Pending>> {
 }
 
 /// One callback in its own transaction: its effects and its removal from the queue commit
-/// together; on failure only the removal and the error on the event do.
-fn run_one(callback: Pending) {
+/// together; on failure only the removal and the error on the event do. False when even that
+/// could not be recorded (it stays queued and is tried again).
+fn run_one(callback: &Pending) -> bool {
     let timeout = crate::guc::callback_timeout();
-    let _ = txn::run("running a callback", || {
-        let failure = match (&callback.function, &callback.event) {
-            (Some(function), Some(event)) => call(function, event, callback.owner, timeout).err(),
-            // Purged, unsubscribed or callback removed meanwhile: nothing to call.
-            _ => None,
+    txn::run("running a callback", || {
+        let failure = match (callback.function, &callback.event) {
+            // Purged or replayed meanwhile (a replay gets a callback of its own when it
+            // finishes), or the subscription no longer has a callback: nothing to call.
+            (None, _) | (_, None) => None,
+            (Some(f), Some(_)) if !callback.function_exists => Some(format!(
+                "the callback function (OID {f}) no longer exists; set another with a new subscription"
+            )),
+            (Some(f), Some(event)) => call(f, event, callback.owner, timeout).err(),
         };
         Spi::connect_mut(|client| {
             client.update(
-                "DELETE FROM webhook._callback_queue WHERE event_id = $1",
+                DONE,
                 None,
-                &[callback.event_id.into()],
+                &[callback.event_id.into(), failure.clone().into()],
             )?;
-            if let Some(error) = &failure {
-                client.update(
-                    "UPDATE webhook._event_archive SET callback_error = $2 WHERE id = $1",
-                    None,
-                    &[callback.event_id.into(), error.as_str().into()],
-                )?;
-            }
             Ok::<(), pgrx::spi::Error>(())
         })?;
         if let Some(error) = failure {
@@ -166,13 +154,30 @@ fn run_one(callback: Pending) {
             );
         }
         Ok(())
-    });
+    })
+    .is_ok()
 }
 
-/// Calls `function(event)` as `owner` with a time limit, in a subtransaction so a failure
-/// undoes the callback's own effects and nothing else.
-fn call(function: &str, event: &str, owner: pg_sys::Oid, timeout: Duration) -> Result<(), String> {
-    let query = format!("SELECT {function}($1::pg_catalog.jsonb)");
+/// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
+/// subtransaction so a failure undoes the callback's own effects and nothing else.
+fn call(
+    function: pg_sys::Oid,
+    event: &str,
+    owner: pg_sys::Oid,
+    timeout: Duration,
+) -> Result<(), String> {
+    // SAFETY: a catalog read; the function exists (checked in the same transaction).
+    let may = unsafe {
+        pg_sys::pg_proc_aclcheck(function, owner, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !may {
+        return Err(format!(
+            "permission denied: the subscription's owner may no longer execute the callback function (OID {function})"
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
     // SAFETY: arms the backend's statement timer (its handler cancels the running query);
     // disarmed below whichever way the call ends.
     unsafe {
@@ -181,20 +186,46 @@ fn call(function: &str, event: &str, owner: pg_sys::Oid, timeout: Duration) -> R
             timeout.as_millis().clamp(1, i32::MAX as u128) as c_int,
         );
     }
-    let result = in_subtransaction(|| {
-        as_role(owner, || {
-            Spi::connect_mut(|client| client.update(&query, None, &[event.into()]).map(|_| ()))
-        })
-    });
+    let result =
+        in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, pgrx::JsonB(value))));
     // SAFETY: disarms the timer armed above; keeps a cancel that already fired from leaking
     // into the bookkeeping that follows.
     unsafe {
         disable_timeout(STATEMENT_TIMEOUT, false);
         pg_sys::QueryCancelPending = 0;
     }
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(message) => Err(message),
+    result
+}
+
+/// `function(argument)` through the function manager, as an executor would call it (a
+/// SECURITY DEFINER or SET clause on the function applies). Its result is not used: a callback
+/// acts through its effects, and may return NULL.
+fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
+    use pgrx::IntoDatum;
+    let Some(datum) = argument.into_datum() else {
+        return;
+    };
+    // SAFETY: a call frame for one argument, built as the SizeForFunctionCallInfo(1) macro
+    // does; fmgr_info resolves the function by OID in the current memory context.
+    unsafe {
+        let mut flinfo = pg_sys::FmgrInfo::default();
+        pg_sys::fmgr_info(function, &mut flinfo);
+        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+            + std::mem::size_of::<pg_sys::NullableDatum>();
+        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*fcinfo).flinfo = &mut flinfo;
+        (*fcinfo).nargs = 1;
+        (*fcinfo).fncollation = pg_sys::Oid::INVALID;
+        let args = (*fcinfo).args.as_mut_slice(1);
+        args[0] = pg_sys::NullableDatum {
+            value: datum,
+            isnull: false,
+        };
+        if let Some(address) = flinfo.fn_addr {
+            // Called through pgrx's guard, so an ERROR in the callback (or its statement
+            // timeout) becomes a Rust unwind the subtransaction around it catches, instead of
+            // a longjmp over Rust frames. Its return value carries nothing pg_webhook uses.
+            pg_sys::ffi::pg_guard_ffi_boundary(|| address(fcinfo));
+        }
     }
 }

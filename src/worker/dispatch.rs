@@ -3,7 +3,7 @@
 //! Runs on the backend's main thread. Requests are tokio tasks on a current-thread runtime, so
 //! they only make progress inside `block_on`; all database work happens between those calls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,14 +13,14 @@ use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, RetryPolicy, Verdi
 use tokio::runtime::Runtime;
 use tokio::task::{Id, JoinSet};
 
+use crate::delivery::targets::Target;
 use crate::queue::{Decision, Outcome, QueuedEvent};
-use crate::worker::targets::Target;
 
 /// Longest error summary kept on an event (the full text is on the attempt).
 const LAST_ERROR_LEN: usize = 500;
 
 struct Flight {
-    ctid: pgrx::pg_sys::ItemPointerData,
+    txid: i64,
     event_id: i64,
     subscription_id: i32,
     attempt: i32,
@@ -36,9 +36,11 @@ pub struct Dispatcher {
     pub database: String,
     /// Bodies above this are not sent (`pg_webhook.max_payload_bytes`).
     pub max_payload_bytes: usize,
-    /// Claimed and not yet recorded: never claimed again until recorded, so nothing is sent twice
-    /// by the same worker.
-    owned: HashSet<i64>,
+    /// Claimed and not yet recorded, with the size of their row images: never claimed again
+    /// until recorded, so nothing is sent twice by the same worker.
+    owned: HashMap<i64, i64>,
+    /// The sum of `owned`'s sizes, which the next claim's byte budget is reduced by.
+    owned_bytes: i64,
     /// How many of `owned` each subscription has.
     owned_by: HashMap<i32, usize>,
     tasks: JoinSet<Attempt>,
@@ -55,7 +57,8 @@ impl Dispatcher {
             sender,
             database: String::new(),
             max_payload_bytes: usize::MAX,
-            owned: HashSet::new(),
+            owned: HashMap::new(),
+            owned_bytes: 0,
             owned_by: HashMap::new(),
             tasks: JoinSet::new(),
             flights: HashMap::new(),
@@ -89,7 +92,12 @@ impl Dispatcher {
     }
 
     pub fn owns(&self, event_id: i64) -> bool {
-        self.owned.contains(&event_id)
+        self.owned.contains_key(&event_id)
+    }
+
+    /// Bytes of row images held by events claimed and not yet recorded.
+    pub fn owned_bytes(&self) -> i64 {
+        self.owned_bytes
     }
 
     /// Events of one subscription claimed and not yet recorded.
@@ -100,11 +108,12 @@ impl Dispatcher {
     /// Starts delivering `event`, or settles it at once when it cannot be sent.
     pub fn start(&mut self, rt: &Runtime, event: QueuedEvent, target: Option<&Target>) {
         let attempt = event.attempts + 1;
-        if self.owned.insert(event.id) {
+        if self.owned.insert(event.id, event.payload_bytes).is_none() {
+            self.owned_bytes += event.payload_bytes;
             *self.owned_by.entry(event.subscription_id).or_default() += 1;
         }
         let settle_now = |error: String, decision: Decision| Outcome {
-            ctid: event.ctid,
+            txid: event.txid,
             event_id: event.id,
             subscription_id: event.subscription_id,
             attempt,
@@ -138,13 +147,10 @@ impl Dispatcher {
                 return;
             }
         };
-        let op = match event.op.as_str() {
-            "INSERT" => Operation::Insert,
-            "UPDATE" => Operation::Update,
-            "DELETE" => Operation::Delete,
-            "TRUNCATE" => Operation::Truncate,
-            other => {
-                let e = format!("event has unknown operation '{other}'");
+        let op: Operation = match event.op.parse() {
+            Ok(op) => op,
+            Err(e) => {
+                let e = format!("event has an unknown operation: {e}");
                 self.push_outcome(settle_now(e, Decision::Dead));
                 return;
             }
@@ -186,7 +192,7 @@ impl Dispatcher {
         self.flights.insert(
             handle.id(),
             Flight {
-                ctid: event.ctid,
+                txid: event.txid,
                 event_id: event.id,
                 subscription_id: event.subscription_id,
                 attempt,
@@ -237,7 +243,8 @@ impl Dispatcher {
     /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
     pub fn release_recorded(&mut self) {
         for o in self.outcomes.drain(..) {
-            if self.owned.remove(&o.event_id) {
+            if let Some(bytes) = self.owned.remove(&o.event_id) {
+                self.owned_bytes -= bytes;
                 if let Some(n) = self.owned_by.get_mut(&o.subscription_id) {
                     *n -= 1;
                     if *n == 0 {
@@ -279,7 +286,7 @@ fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
         (_, None, None) => Some("no response".to_string()),
     };
     Outcome {
-        ctid: flight.ctid,
+        txid: flight.txid,
         event_id: flight.event_id,
         subscription_id: flight.subscription_id,
         attempt: flight.attempt,

@@ -16,7 +16,8 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 
-use super::{encode_start, install_signal_handlers, reload_config_if_asked, txn, wait_latch};
+use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
+use super::{encode_start, txn};
 use crate::wake::CALLBACK_RUNNER;
 
 /// How long the launcher sleeps when nothing asks for it.
@@ -43,11 +44,18 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     let pid = unsafe { pg_sys::MyProcPid };
     crate::wake::register_launcher(pid);
     log!("pg_webhook launcher started");
-    let mut served: HashMap<pg_sys::Oid, Served> = HashMap::new();
-    // Every database once; then those that ask.
-    let mut pending: HashSet<pg_sys::Oid> = databases().into_keys().collect();
-    // Workers that outlived a restart of the launcher: left alone while they run.
-    let mut adopted = crate::wake::databases_with_workers();
+    let known = databases();
+    // Workers that outlived a restart of the launcher are adopted, and looked after like the
+    // ones it starts: one that dies is started again.
+    let mut served: HashMap<pg_sys::Oid, Served> = crate::wake::databases_with_workers()
+        .into_iter()
+        .filter_map(|db| known.get(&db).map(|name| (db, Served::adopt(db, name))))
+        .collect();
+    // Every other database once; then those that ask.
+    let mut pending: HashSet<pg_sys::Oid> = known
+        .into_keys()
+        .filter(|db| !served.contains_key(db))
+        .collect();
     let mut told_full = false;
     loop {
         pg_sys::check_for_interrupts!();
@@ -85,15 +93,11 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
         if !pending.is_empty() {
             let known = databases();
             let live = crate::wake::databases_with_workers();
-            adopted.retain(|d| live.contains(d));
             for database in std::mem::take(&mut pending) {
                 let Some(name) = known.get(&database) else {
                     continue; // dropped, a template, or not accepting connections
                 };
-                if served.contains_key(&database)
-                    || adopted.contains(&database)
-                    || !crate::guc::serves(name)
-                {
+                if served.contains_key(&database) || !crate::guc::serves(name) {
                     continue;
                 }
                 if live.contains(&database) || blocked.is_some() {
@@ -127,27 +131,56 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     }
 }
 
-/// The workers the launcher started for one database.
+/// The workers the launcher looks after for one database.
 struct Served {
     database: pg_sys::Oid,
     name: String,
-    workers: Vec<(i32, Option<DynamicBackgroundWorker>)>,
+    workers: Vec<(i32, Handle)>,
     /// A commit asked for workers after these started.
     asked_again: bool,
+}
+
+/// One worker of a database, as the launcher knows it.
+enum Handle {
+    /// Started by this launcher.
+    Started(DynamicBackgroundWorker),
+    /// Found running when this launcher started (a previous launcher started it): known only
+    /// through its wake-up slot in shared memory.
+    Adopted,
+    /// Not running: could not be started, or adopted and since gone.
+    Missing,
+}
+
+impl Handle {
+    fn alive(&self, database: pg_sys::Oid, index: i32) -> bool {
+        match self {
+            Handle::Started(w) => is_alive(w),
+            Handle::Adopted => crate::wake::is_registered(database, index),
+            Handle::Missing => false,
+        }
+    }
+
+    fn from_launch(worker: Option<DynamicBackgroundWorker>) -> Handle {
+        worker.map_or(Handle::Missing, Handle::Started)
+    }
+}
+
+/// Delivery workers 0..pg_webhook.workers, then the callback runner.
+fn indexes() -> impl Iterator<Item = i32> {
+    (0..crate::guc::worker_count()).chain(std::iter::once(CALLBACK_RUNNER))
 }
 
 impl Served {
     /// `pg_webhook.workers` delivery workers and a callback runner; `None` (and nothing left
     /// running) when there are not enough background worker slots.
     fn start(database: pg_sys::Oid, name: &str) -> Option<Served> {
-        let indexes = (0..crate::guc::worker_count()).chain(std::iter::once(CALLBACK_RUNNER));
         let mut workers = Vec::new();
-        for index in indexes {
+        for index in indexes() {
             match launch(database, name, index) {
-                Some(worker) => workers.push((index, Some(worker))),
+                Some(worker) => workers.push((index, Handle::Started(worker))),
                 None => {
-                    for (_, worker) in workers.into_iter() {
-                        if let Some(worker) = worker {
+                    for (_, worker) in workers {
+                        if let Handle::Started(worker) = worker {
                             worker.terminate();
                         }
                     }
@@ -163,10 +196,34 @@ impl Served {
         })
     }
 
-    /// Stops every worker (the database has no pg_webhook).
+    /// The workers of `database` that a previous launcher started; `keep_up` starts the ones
+    /// that are not running.
+    fn adopt(database: pg_sys::Oid, name: &str) -> Served {
+        let workers = indexes()
+            .map(|index| {
+                let handle = if crate::wake::is_registered(database, index) {
+                    Handle::Adopted
+                } else {
+                    Handle::Missing
+                };
+                (index, handle)
+            })
+            .collect();
+        Served {
+            database,
+            name: name.to_string(),
+            workers,
+            asked_again: false,
+        }
+    }
+
+    /// Stops every worker (the database has no pg_webhook). Adopted ones leave by themselves:
+    /// they noticed first.
     fn stop(self) {
-        for worker in self.workers.into_iter().filter_map(|(_, w)| w) {
-            worker.terminate();
+        for (_, worker) in self.workers {
+            if let Handle::Started(worker) = worker {
+                worker.terminate();
+            }
         }
     }
 
@@ -175,11 +232,12 @@ impl Served {
     /// `exists` is asked only when something stopped: after DROP DATABASE ... WITH (FORCE)
     /// there is nothing to restart.
     fn keep_up(&mut self, blocked: &mut Option<String>, exists: impl FnOnce() -> bool) -> bool {
+        let database = self.database;
         let stopped: Vec<usize> = self
             .workers
             .iter()
             .enumerate()
-            .filter(|(_, (_, w))| w.as_ref().is_none_or(|w| !is_alive(w)))
+            .filter(|(_, (index, w))| !w.alive(database, *index))
             .map(|(i, _)| i)
             .collect();
         if stopped.len() == self.workers.len() || (!stopped.is_empty() && !exists()) {
@@ -187,8 +245,8 @@ impl Served {
         }
         for i in stopped {
             let index = self.workers[i].0;
-            self.workers[i].1 = launch(self.database, &self.name, index);
-            if self.workers[i].1.is_none() {
+            self.workers[i].1 = Handle::from_launch(launch(self.database, &self.name, index));
+            if matches!(self.workers[i].1, Handle::Missing) {
                 *blocked = Some(self.name.clone());
             }
         }

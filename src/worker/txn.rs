@@ -40,6 +40,7 @@ pub fn run<R>(what: &str, f: impl FnOnce() -> SpiResult<R>) -> Result<R, String>
         Err(describe(&caught))
     })
     .execute();
+    super::backend::report_stats();
     if let Err(e) = &outcome {
         warning!("pg_webhook worker: {what} failed: {e}");
     }

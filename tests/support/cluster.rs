@@ -31,7 +31,7 @@ fn pg_bindir() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -99,6 +99,11 @@ impl Cluster {
         cluster.append_conf(&conf);
         cluster.pg_ctl_start();
         cluster
+    }
+
+    /// The path of one of this PostgreSQL's programs (pg_dump, pg_repack, ...).
+    pub fn bin(&self, program: &str) -> String {
+        self.bindir.join(program).display().to_string()
     }
 
     pub fn data(&self) -> PathBuf {

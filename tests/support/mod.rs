@@ -28,3 +28,61 @@ pub fn subscribe(
     (row.get(0), row.get(1))
 }
 pub mod sink;
+
+/// How long a test waits for something that should happen within seconds.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The error `sql` raised (message, then detail and hint, ` | `-separated); panics if it
+/// succeeded or failed other than with a database error.
+pub fn error_of(db: &mut Client, sql: &str) -> String {
+    match db.batch_execute(sql) {
+        Ok(()) => panic!("no error for: {sql}"),
+        Err(e) => {
+            let db_error = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+            let mut text = db_error.message().to_string();
+            if let Some(d) = db_error.detail() {
+                text.push_str(" | ");
+                text.push_str(d);
+            }
+            if let Some(h) = db_error.hint() {
+                text.push_str(" | ");
+                text.push_str(h);
+            }
+            text
+        }
+    }
+}
+
+/// The single bigint `sql` returns; a query error fails the test with its message.
+pub fn count(db: &mut Client, sql: &str) -> i64 {
+    db.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// The single text `sql` returns (NULL as None); a query error fails the test.
+pub fn text(db: &mut Client, sql: &str) -> Option<String> {
+    db.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Runs `sql`; a query error fails the test with its message.
+pub fn exec(db: &mut Client, sql: &str) {
+    db.batch_execute(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+}
+
+/// A database error with its detail and hint.
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!(
+            "{} (detail: {:?}, hint: {:?}, where: {:?})",
+            d.message(),
+            d.detail(),
+            d.hint(),
+            d.where_()
+        ),
+        None => e.to_string(),
+    }
+}

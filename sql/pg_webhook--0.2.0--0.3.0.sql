@@ -1,0 +1,265 @@
+-- pg_webhook 0.2.0 -> 0.3.0. Run by ALTER EXTENSION pg_webhook UPDATE; every change here is
+-- also in the 0.3.0 install script, and a test checks that both give the same catalog.
+\echo Use "ALTER EXTENSION pg_webhook UPDATE" to load this file. \quit
+
+-- The queue is keyed by (txid, id): outcomes are recorded by key instead of by ctid, pg_repack
+-- can rebuild it, and FOR ALL TABLES publications have a replica identity. The key replaces the
+-- partial index that found new events. Claims are bounded by bytes, so each event carries the
+-- size of its row images.
+ALTER TABLE webhook._event_queue
+    ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0,
+    ADD CONSTRAINT event_queue_key PRIMARY KEY (txid, id);
+DROP INDEX webhook.event_queue_new;
+UPDATE webhook._event_queue
+   SET payload_bytes = COALESCE(pg_catalog.pg_column_size(record), 0)
+                     + COALESCE(pg_catalog.pg_column_size(old_record), 0);
+
+-- The archive, the attempt log and the callback queue churn like the queue: the retention purge
+-- (or the callback runner) deletes what the worker inserts, at the same rate. They are vacuumed
+-- often, so freed space is reused and the footprint stays flat under a steady load, and never
+-- truncated (the ACCESS EXCLUSIVE lock that takes would stall the worker).
+ALTER TABLE webhook._event_archive SET (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+ALTER TABLE webhook._attempts SET (
+    autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_insert_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+ALTER TABLE webhook._callback_queue SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+
+-- API: Private. Why each subscription's owner may no longer read its whole table (NULL: it
+-- may): the SELECT privilege is gone, or row-level security policies now apply to the owner
+-- (as check_enable_rls decides: not for superusers, BYPASSRLS roles, or the table's owner
+-- without FORCE ROW LEVEL SECURITY). The delivery worker holds such a subscription's events
+-- instead of sending them, checking this after it reads them, so a REVOKE committed before a
+-- claim is never missed. A dropped table's queued events are still delivered: they were
+-- captured while it existed.
+CREATE VIEW webhook._owner_access AS
+SELECT s.id,
+       CASE
+           WHEN c.oid IS NULL THEN NULL
+           -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
+           -- would read a cache that may not have caught up with a REVOKE committed just
+           -- before): superusers and the owner may, and whoever holds SELECT directly, through
+           -- a role, or through PUBLIC.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+                                 WHERE a.privilege_type = 'SELECT'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (SELECT was revoked)',
+                                  s.owner, s.target)
+           WHEN c.relrowsecurity
+                AND NOT COALESCE(r.rolsuper OR r.rolbypassrls, false)
+                AND (c.relforcerowsecurity
+                     OR NOT pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE'))
+           THEN pg_catalog.format('row-level security on %s now applies to its owner %s',
+                                  s.target, s.owner)
+       END AS denied
+  FROM webhook._subscriptions s
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.owner::pg_catalog.oid;
+COMMENT ON VIEW webhook._owner_access IS
+    'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
+REVOKE ALL ON webhook._owner_access FROM PUBLIC;
+
+-- Readers of a table see a subscription's URL only up to its host.
+CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
+SELECT s.id, s.name, s.target,
+       CASE WHEN v.manages THEN s.url
+            ELSE pg_catalog.substring(s.url, '^[^:/?#]+://[^/?#]*') || '/…' END AS url,
+       s.events,
+       CASE WHEN v.manages THEN s.secret END AS secret,
+       CASE WHEN v.manages THEN s.headers END AS headers,
+       s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
+       s.exclude_columns, s.skip_unchanged, s.status, s.status_reason, s.owner,
+       s.created_at, s.uid,
+       CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
+       s.previous_secret_expires_at, s.failing_since,
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback
+  FROM webhook._subscriptions s
+  JOIN webhook._visible_subscriptions v ON v.id = s.id;
+
+COMMENT ON COLUMN webhook.subscriptions.url IS
+    'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
+
+-- Trigger functions and the machinery that keeps every partition's triggers in place.
+CREATE FUNCTION webhook."_order_lock"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', '_order_lock_wrapper';
+CREATE FUNCTION webhook."_on_dropped"(
+	"tables" oid[],
+	"what" TEXT[],
+	"trigger_dropped" bool
+) RETURNS void
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'on_dropped_wrapper';
+CREATE FUNCTION webhook."_sync_all_triggers"() RETURNS bigint
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sync_all_triggers_wrapper';
+
+DROP EVENT TRIGGER webhook_on_sql_drop;
+DROP FUNCTION webhook._on_sql_drop();
+-- API: Private. A dropped table or capture trigger: the subscriptions it served are marked
+-- unsubscribed with the reason (objects matched by OID: a trigger of the same name on another
+-- table means nothing), and their queued events — parked ones too — are still delivered.
+CREATE FUNCTION webhook._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tables oid[];
+    what text[];
+BEGIN
+    -- DROP EXTENSION removes our own tables before this runs.
+    IF pg_catalog.to_regclass('webhook._subscriptions') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.array_agg(d.objid ORDER BY d.objid),
+           pg_catalog.array_agg(d.object_type || ' ' || d.object_identity ORDER BY d.objid)
+      INTO tables, what
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0;
+    PERFORM webhook._on_dropped(
+        COALESCE(tables, '{}'), COALESCE(what, '{}'),
+        EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                 WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass));
+END
+$$;
+COMMENT ON FUNCTION webhook._on_sql_drop() IS
+    'Internal: event trigger that marks subscriptions whose table or capture trigger was dropped.';
+CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._on_sql_drop();
+
+-- API: Private. A created, attached or detached partition (or inheritance child): the
+-- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
+-- any CREATE TABLE ... PARTITION OF are covered this way. In C, because it must see the
+-- statement: any other ALTER TABLE is left alone (see src/triggers/events.rs).
+CREATE FUNCTION webhook._on_ddl() RETURNS event_trigger
+LANGUAGE c
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'pg_webhook_on_ddl';
+COMMENT ON FUNCTION webhook._on_ddl() IS
+    'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
+CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION webhook._on_ddl();
+
+COMMENT ON FUNCTION webhook._order_lock() IS
+    'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
+COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], boolean) IS
+    'Internal: called by the webhook_on_sql_drop event trigger with the tables a command dropped, and whether it dropped a trigger.';
+COMMENT ON FUNCTION webhook._sync_all_triggers() IS
+    'Internal: brings every subscription''s triggers in line with what its row asks for (used by upgrades).';
+
+-- Trigger and event-trigger machinery runs as the extension's owner; nobody calls it directly.
+-- CREATE TRIGGER checks EXECUTE on the trigger function, so only pg_webhook itself can attach
+-- a capture trigger to a table.
+REVOKE ALL ON FUNCTION
+    webhook._capture(), webhook._order_lock(),
+    webhook._on_sql_drop(), webhook._on_ddl(),
+    webhook._on_dropped(oid[], text[], boolean),
+    webhook._sync_all_triggers(), webhook._in_flight()
+FROM PUBLIC;
+-- The stats view reads it as the querying role.
+GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
+
+-- Absurd intervals reach the range checks instead of failing a cast.
+CREATE OR REPLACE FUNCTION webhook.subscribe(
+    name           text,                  -- unique among live subscriptions
+    target         regclass,              -- the table to watch
+    url            text,                  -- http:// or https:// endpoint
+    events         text[]     DEFAULT ARRAY['insert', 'update', 'delete'],
+    secret         text       DEFAULT NULL,  -- whsec_...; NULL generates one
+    headers        jsonb      DEFAULT '{}',  -- extra static request headers
+    timeout        interval   DEFAULT NULL,  -- NULL: pg_webhook.default_timeout
+    max_attempts   integer    DEFAULT NULL,  -- NULL: 8, or one more than retry_schedule's length
+    retry_schedule interval[] DEFAULT NULL,  -- delays before attempts 2, 3, ...; NULL: default
+    format         text       DEFAULT 'database',  -- database, standard or cloudevents
+    filter         text       DEFAULT NULL,  -- condition over NEW / OLD, as in a WHEN clause
+    columns        text[]     DEFAULT NULL,  -- send only these columns
+    exclude_columns text[]    DEFAULT NULL,  -- or every column but these
+    skip_unchanged boolean    DEFAULT false, -- no UPDATE event when only unsent columns changed
+    ordered        boolean    DEFAULT false, -- one at a time, in commit order
+    max_in_flight  integer    DEFAULT NULL,  -- concurrent requests; NULL: the worker's limit
+    rate_limit     double precision DEFAULT NULL,  -- events per second; NULL: no limit
+    callback       regprocedure DEFAULT NULL -- f(jsonb), run after each success and each death
+) RETURNS webhook.subscriptions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id integer;
+    created webhook.subscriptions;
+BEGIN
+    new_id := webhook._subscribe(
+        name, target::oid, url, events, secret, headers,
+        -- Clamped so an absurd interval reaches the range check instead of failing the cast.
+        (CASE WHEN timeout IS NOT NULL
+              THEN LEAST(GREATEST(extract(epoch FROM timeout) * 1000, -1e15), 1e15) END)::bigint,
+        max_attempts,
+        CASE WHEN retry_schedule IS NOT NULL THEN
+            COALESCE((SELECT array_agg((CASE WHEN d IS NOT NULL
+                                            THEN LEAST(GREATEST(extract(epoch FROM d) * 1000, -1e15), 1e15)
+                                       END)::bigint ORDER BY o)
+                        FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
+        END,
+        format, filter, columns, exclude_columns, skip_unchanged,
+        ordered, max_in_flight, rate_limit, callback::oid);
+    SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
+    RETURN created;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.rotate_secret(
+    name    text,
+    secret  text     DEFAULT NULL,          -- whsec_...; NULL generates one
+    overlap interval DEFAULT '24 hours'     -- how long the old secret also signs
+) RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._rotate_secret(name, secret,
+              (CASE WHEN overlap IS NOT NULL
+                    THEN LEAST(GREATEST(extract(epoch FROM overlap) * 1000, -1e15), 1e15) END)::bigint) $$;
+
+-- Every subscription's triggers in the 0.3.0 form: the subscription id as the only argument
+-- (owner, filter and columns are read from its row), on every partition, and an order-lock
+-- trigger for ordered subscriptions.
+SELECT webhook._sync_all_triggers();
+
+-- 0.3.0 no longer lets a partition be subscribed on its own: a statement through its parent
+-- never fires its triggers. Existing ones keep working as before, and are named here.
+DO $$
+DECLARE
+    names text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (on %s)', s.name, s.target), ', ')
+      INTO names
+      FROM webhook._subscriptions s
+     WHERE s.status <> 'unsubscribed'
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = s.target::oid);
+    IF names IS NOT NULL THEN
+        RAISE WARNING 'these webhook subscriptions watch a partition, and miss what is written through its parent: %', names
+            USING HINT = 'Subscribe the partitioned table instead (with a filter if only some rows matter), then unsubscribe these.';
+    END IF;
+END
+$$;

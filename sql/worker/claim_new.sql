@@ -1,0 +1,26 @@
+-- New events after the worker's cursor ($1 txid, $2 id) in key order: at most $3 of them, and
+-- no more than $5 bytes of row images (the first one always, however large), so a backlog of
+-- large rows cannot make one claim load them all. Events are shared out by id among the
+-- workers, except those of pinned subscriptions ($4: with limits of their own), which go whole
+-- to one worker; the slice marker below is that condition (empty with one worker). Ordered events are
+-- claimed apart. The row images stay in the heap (toasted) until a row passes the budget. The
+-- last column says how many events the page held before the byte budget cut it: the cursor
+-- must not take a page cut short by bytes for the end of the queue.
+SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
+       e.record::pg_catalog.text, e.old_record::pg_catalog.text, e.attempts, e.series_start,
+       pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes, e.candidates
+  FROM (SELECT p.*,
+               pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.txid, p.id) - p.payload_bytes
+                   AS bytes_before,
+               pg_catalog.count(*) OVER () AS candidates
+          FROM (SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id, q.subscription_id,
+                       q.op, q.table_schema, q.table_name, q.record, q.old_record, q.attempts,
+                       q.series_start, q.created_at, q.payload_bytes
+                  FROM webhook._event_queue q
+                 WHERE q.next_attempt_at IS NULL
+                   AND (q.txid, q.id) > ($1::pg_catalog.text::pg_catalog.xid8, $2)
+                   AND NOT q.ordered
+                   /*slice*/
+                 ORDER BY q.txid, q.id
+                 LIMIT $3) p) e
+ WHERE e.bytes_before < $5

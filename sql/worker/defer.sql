@@ -1,0 +1,7 @@
+-- Puts events (keyed by txid $1 and id $2) back for later ($3 ms) without counting an attempt:
+-- over their subscription's own concurrency or rate limit.
+UPDATE webhook._event_queue q
+   SET next_attempt_at = pg_catalog.now() + u.delay_ms * interval '1 millisecond'
+  FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[], $3::pg_catalog.int8[])
+       AS u(txid, id, delay_ms)
+ WHERE q.txid = u.txid::pg_catalog.text::pg_catalog.xid8 AND q.id = u.id

@@ -1,0 +1,33 @@
+-- Moves finished events (keyed by txid $1 and id $2) to the archive with their last attempt,
+-- and queues the callbacks of those whose subscription has one, in one statement. Events that
+-- vanished meanwhile (unsubscribed with discard) are skipped.
+WITH u AS (
+    SELECT * FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[],
+                                    $3::pg_catalog.text[], $4::pg_catalog.int4[],
+                                    $5::pg_catalog.text[], $6::pg_catalog.float8[],
+                                    $7::pg_catalog.float8[], $8::pg_catalog.int4[],
+                                    $9::pg_catalog.text[], $10::pg_catalog.text[],
+                                    $11::pg_catalog.bool[], $12::pg_catalog.text[])
+           AS u(txid, id, status, attempts, last_error, started, duration_ms, status_code,
+                excerpt, error, callback, headers)
+), done AS (
+    DELETE FROM webhook._event_queue q USING u
+     WHERE q.txid = u.txid::pg_catalog.text::pg_catalog.xid8 AND q.id = u.id
+ RETURNING q.*
+), callbacks AS (
+    INSERT INTO webhook._callback_queue (event_id, subscription_id, response_headers)
+    SELECT d.id, d.subscription_id, u.headers::pg_catalog.jsonb
+      FROM done d JOIN u ON u.id = d.id
+     WHERE u.callback
+        ON CONFLICT (event_id) DO NOTHING
+)
+INSERT INTO webhook._event_archive
+       (id, subscription_id, op, table_schema, table_name, record, old_record, created_at,
+        attempts, series_start, last_error, status, final_started_at, final_duration_ms,
+        final_status_code, final_response_excerpt, final_error)
+SELECT d.id, d.subscription_id, d.op, d.table_schema, d.table_name, d.record, d.old_record,
+       d.created_at, u.attempts, d.series_start, u.last_error, u.status,
+       pg_catalog.to_timestamp(u.started),
+       u.duration_ms, u.status_code, u.excerpt, u.error
+  FROM done d JOIN u ON u.id = d.id
+    ON CONFLICT (id) DO NOTHING

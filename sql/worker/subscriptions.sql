@@ -1,0 +1,17 @@
+-- Every subscription's delivery settings, and why its owner may no longer read its whole table
+-- (NULL: it may; see webhook._owner_access).
+SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
+       (extract(epoch FROM s.timeout) * 1000)::pg_catalog.int8,
+       s.max_attempts,
+       (SELECT pg_catalog.array_agg((extract(epoch FROM d) * 1000)::pg_catalog.int8
+                                    ORDER BY o)
+          FROM unnest(s.retry_schedule) WITH ORDINALITY AS u(d, o)),
+       s.status,
+       CASE WHEN s.previous_secret_expires_at > pg_catalog.now() THEN s.previous_secret END,
+       s.failing_since IS NOT NULL,
+       s.format,
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback IS NOT NULL,
+       o.denied,
+       s.name
+  FROM webhook._subscriptions s
+  JOIN webhook._owner_access o ON o.id = s.id

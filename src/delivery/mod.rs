@@ -1,0 +1,50 @@
+//! What the delivery worker and `webhook.ping()` share: the HTTP client built from the
+//! settings, the async runtime it runs on, and subscriptions turned into ready-to-send targets.
+
+pub mod targets;
+
+use pg_webhook_core::address::AddressPolicy;
+use pg_webhook_core::http::{Sender, SenderSettings};
+use tokio::runtime::Runtime;
+
+use crate::guc::WorkerSettings;
+
+/// A tokio runtime on the calling (backend main) thread, for the worker and for `ping`.
+pub fn new_runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .on_thread_start(block_signals_in_helper_thread)
+        .build()
+}
+
+/// Helper threads (DNS lookups) must never take a Postgres signal: the handlers touch backend
+/// state that belongs to the main thread.
+fn block_signals_in_helper_thread() {
+    // SAFETY: sigfillset/pthread_sigmask on a local set, for the calling thread only.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+/// The HTTP client for these settings: address policy, CA bundle, pool and excerpt size.
+pub fn build_sender(settings: &WorkerSettings) -> Result<Sender, String> {
+    let policy = AddressPolicy::parse(&settings.allowed_destinations).map_err(|e| e.to_string())?;
+    let extra_ca_pem = match settings.ca_bundle.trim() {
+        "" => None,
+        path => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("could not read pg_webhook.ca_bundle '{path}': {e}"))?,
+        ),
+    };
+    Sender::new(&SenderSettings {
+        max_idle_per_host: settings.max_in_flight,
+        response_excerpt_bytes: settings.response_excerpt_bytes,
+        extra_ca_pem,
+        policy,
+        ..SenderSettings::default()
+    })
+    .map_err(|e| e.to_string())
+}

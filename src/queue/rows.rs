@@ -1,0 +1,209 @@
+//! What the worker reads from and writes to the queue, as Rust values.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgrx::spi::SpiResult;
+
+/// A queued event as the worker needs it. `(txid, id)` is its key in the queue.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    pub txid: i64,
+    pub id: i64,
+    pub subscription_id: i32,
+    pub op: String,
+    pub table_schema: String,
+    pub table_name: String,
+    pub record: Option<String>,
+    pub old_record: Option<String>,
+    pub attempts: i32,
+    pub series_start: i32,
+    /// When the change was captured, RFC 3339 (as JSON renders timestamps).
+    pub created_at: String,
+    /// Size of the row images, which claims are bounded by.
+    pub payload_bytes: i64,
+    /// How many events the claim's page held before its byte budget cut it (new events
+    /// only; 0 for the others).
+    pub page: i64,
+}
+
+/// A subscription's delivery settings as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: i32,
+    pub uid: String,
+    pub url: String,
+    pub secret: String,
+    pub headers: String,
+    pub timeout_ms: Option<i64>,
+    pub max_attempts: i32,
+    pub retry_schedule_ms: Option<Vec<i64>>,
+    pub status: String,
+    /// The secret being rotated out, while it still signs.
+    pub previous_secret: Option<String>,
+    pub failing_since: bool,
+    pub format: String,
+    pub ordered: bool,
+    pub max_in_flight: Option<i32>,
+    pub rate_limit: Option<f64>,
+    pub has_callback: bool,
+    /// Why its owner may not read its table any more (`None`: it may).
+    pub read_denied: Option<String>,
+    pub name: String,
+}
+
+pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(SubscriptionRow {
+            id: row.get(1)?.unwrap_or_default(),
+            uid: row.get(2)?.unwrap_or_default(),
+            url: row.get(3)?.unwrap_or_default(),
+            secret: row.get(4)?.unwrap_or_default(),
+            headers: row.get(5)?.unwrap_or_else(|| "{}".into()),
+            timeout_ms: row.get(6)?,
+            max_attempts: row.get(7)?.unwrap_or(1),
+            retry_schedule_ms: row
+                .get::<Vec<Option<i64>>>(8)?
+                .map(|v| v.into_iter().map(|d| d.unwrap_or(0)).collect()),
+            status: row.get(9)?.unwrap_or_default(),
+            previous_secret: row.get(10)?,
+            failing_since: row.get(11)?.unwrap_or(false),
+            format: row.get(12)?.unwrap_or_default(),
+            ordered: row.get(13)?.unwrap_or(false),
+            max_in_flight: row.get(14)?,
+            rate_limit: row.get(15)?,
+            has_callback: row.get(16)?.unwrap_or(false),
+            read_denied: row.get(17)?,
+            name: row.get(18)?.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(QueuedEvent {
+            txid: row.get(1)?.unwrap_or_default(),
+            id: row.get(2)?.unwrap_or_default(),
+            subscription_id: row.get(3)?.unwrap_or_default(),
+            op: row.get(4)?.unwrap_or_default(),
+            table_schema: row.get(5)?.unwrap_or_default(),
+            table_name: row.get(6)?.unwrap_or_default(),
+            record: row.get(7)?,
+            old_record: row.get(8)?,
+            attempts: row.get(9)?.unwrap_or_default(),
+            series_start: row.get(10)?.unwrap_or_default(),
+            created_at: row.get(11)?.unwrap_or_default(),
+            payload_bytes: row.get::<i32>(12)?.unwrap_or_default().into(),
+            page: if row.columns() > 12 {
+                row.get::<i64>(13)?.unwrap_or_default()
+            } else {
+                0
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// An active subscription whose endpoint has failed too long: id, name, since when, last error.
+pub type Overdue = (i32, String, String, Option<String>);
+
+/// What the worker decided after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Delivered,
+    Retry { delay_ms: i64 },
+    Dead,
+}
+
+impl Decision {
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Decision::Delivered => "delivered",
+            Decision::Retry { .. } => "retry",
+            Decision::Dead => "dead",
+        }
+    }
+}
+
+/// One attempt's result, ready to record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The event's key in the queue.
+    pub txid: i64,
+    pub event_id: i64,
+    pub subscription_id: i32,
+    pub attempt: i32,
+    pub started_at: SystemTime,
+    pub duration_ms: f64,
+    pub status_code: Option<i32>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    pub decision: Decision,
+    /// Summary kept on the event when it is retried or dies.
+    pub last_error: Option<String>,
+    /// An HTTP attempt was made (not settled locally), so it says something about the endpoint.
+    pub reached_endpoint: bool,
+    /// The response headers (JSON), kept for the subscription's callback.
+    pub response_headers: Option<String>,
+    /// The subscription has a callback to run once the event is finished.
+    pub callback: bool,
+}
+
+impl Outcome {
+    /// The same outcome with everything the receiver sent dropped: what is left cannot fail
+    /// to store, whatever the response held.
+    pub fn without_response(&self, why: &str) -> Outcome {
+        Outcome {
+            response_excerpt: None,
+            response_headers: None,
+            error: Some(format!("the response could not be recorded: {why}")),
+            ..self.clone()
+        }
+    }
+}
+
+/// One array argument built from a field of every row.
+pub fn column<'a, R, T: pgrx::IntoDatum>(
+    rows: &[R],
+    field: impl Fn(&R) -> T,
+) -> pgrx::datum::DatumWithOid<'a>
+where
+    Vec<T>: pgrx::IntoDatum,
+{
+    rows.iter().map(field).collect::<Vec<T>>().into()
+}
+
+/// The 64-bit form of `xid`, a transaction no newer than `next` (the next full xid).
+pub fn full_xid(xid: u32, next: u64) -> i64 {
+    let epoch = next >> 32;
+    let next_xid = next as u32;
+    let epoch = if xid > next_xid {
+        epoch.saturating_sub(1)
+    } else {
+        epoch
+    };
+    ((epoch << 32) | u64::from(xid)) as i64
+}
+
+pub fn epoch_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::full_xid;
+
+    #[test]
+    fn xids_widen_to_the_right_epoch() {
+        assert_eq!(full_xid(100, 200), 100);
+        assert_eq!(full_xid(100, (3 << 32) | 200), (3 << 32) | 100);
+        // Older than the wraparound of the next xid: the previous epoch.
+        assert_eq!(
+            full_xid(u32::MAX - 5, (3 << 32) | 10),
+            (2 << 32) | i64::from(u32::MAX - 5)
+        );
+    }
+}

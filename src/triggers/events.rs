@@ -1,0 +1,210 @@
+//! The event triggers that keep subscriptions' triggers right as the tables around them change:
+//! partitions created, attached or detached (`webhook_on_ddl`), and tables or capture triggers
+//! dropped (`webhook_on_sql_drop`).
+//!
+//! `webhook_on_ddl` is a C function because it must see the statement itself: it acts only on
+//! commands that change which tables lie under which (CREATE TABLE ... PARTITION OF / INHERITS,
+//! ALTER TABLE ... ATTACH / DETACH PARTITION, INHERIT / NO INHERIT). Any other ALTER TABLE is
+//! left alone — in particular the ones pg_restore runs after it has restored the subscriptions
+//! but before it restores their triggers, which must not find them already made.
+
+use std::collections::BTreeSet;
+
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+use super::{existing, functions, missing_trigger, sync, SYNCING, UNPARK};
+use crate::capture::named_subscription;
+use crate::error::spi;
+use crate::privilege::as_extension_owner;
+
+const OVER: &str = include_str!("../../sql/queries/subscriptions_over.sql");
+const CHILDREN: &str = include_str!("../../sql/queries/subscribed_children.sql");
+const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
+const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
+
+/// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/api.sql).
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: fmgr passes a valid call frame; its context is checked before it is read.
+    let parsetree = unsafe {
+        let context = (*fcinfo).context;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
+            error!("webhook._on_ddl() is an event trigger and cannot be called directly");
+        }
+        (*context.cast::<pg_sys::EventTriggerData>()).parsetree
+    };
+    // SAFETY: the parse tree of the command that fired the trigger, valid for this call.
+    if unsafe { changes_inheritance(parsetree) } {
+        let relids: Vec<pg_sys::Oid> = spi(
+            "reading the tables of the DDL command",
+            Spi::connect(|client| {
+                client
+                    .select(DDL_TABLES, None, &[])?
+                    .map(|r| r.get::<pg_sys::Oid>(1).map(Option::unwrap_or_default))
+                    .collect()
+            }),
+        );
+        if !relids.is_empty() {
+            tables_changed(relids);
+        }
+    }
+    pg_sys::Datum::from(0)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_pg_webhook_on_ddl() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// Whether the statement makes a table a partition or inheritance child, or stops it being one.
+///
+/// # Safety
+/// `node` is a parse tree (or null).
+unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: the node tag says which struct it is.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_CreateStmt => {
+                let create = node.cast::<pg_sys::CreateStmt>();
+                !(*create).partbound.is_null() || !(*create).inhRelations.is_null()
+            }
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let alter = node.cast::<pg_sys::AlterTableStmt>();
+                PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds)
+                    .iter_ptr()
+                    .any(|cmd| {
+                        matches!(
+                            (*cmd).subtype,
+                            pg_sys::AlterTableType::AT_AttachPartition
+                                | pg_sys::AlterTableType::AT_DetachPartition
+                                | pg_sys::AlterTableType::AT_DetachPartitionFinalize
+                                | pg_sys::AlterTableType::AT_AddInherit
+                                | pg_sys::AlterTableType::AT_DropInherit
+                        )
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// After a command changed which tables lie under `relids`: a new or attached partition gets
+/// its subscriptions' triggers, a detached one loses them, and a subscribed table cannot
+/// quietly become a partition.
+fn tables_changed(relids: Vec<pg_sys::Oid>) {
+    let ids = as_extension_owner(|| {
+        spi(
+            "finding the subscriptions a DDL command touches",
+            Spi::connect(|client| {
+                let mut ids = BTreeSet::new();
+                for r in client.select(OVER, None, &[relids.clone().into()])? {
+                    ids.insert(r.get::<i32>(1)?.unwrap_or_default());
+                }
+                for r in client.select(CHILDREN, None, &[relids.clone().into()])? {
+                    let xmin: String = r.get(4)?.unwrap_or_default();
+                    let xmin = pg_sys::TransactionId::from(xmin.parse::<u32>().unwrap_or(0));
+                    // SAFETY: a check against this backend's own transaction state.
+                    if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
+                        became_child(
+                            &r.get::<String>(1)?.unwrap_or_default(),
+                            &r.get::<String>(2)?.unwrap_or_default(),
+                            &r.get::<String>(3)?.unwrap_or_default(),
+                        );
+                    }
+                }
+                let funcs = functions(client)?;
+                for t in existing(client, funcs, Some(&relids))? {
+                    if let Some(id) = named_subscription(&t.args) {
+                        ids.insert(id);
+                    }
+                }
+                Ok(ids)
+            }),
+        )
+    });
+    for id in ids {
+        sync(id);
+    }
+}
+
+fn became_child(name: &str, table: &str, parent: &str) -> ! {
+    crate::error::reject(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "table {table} is subscribed by webhook subscription \"{name}\" and cannot become a partition or inheritance child of {parent}: a statement through {parent} would not fire its triggers, and those changes would not be sent"
+        ),
+        Some(&format!(
+            "unsubscribe it first (SELECT webhook.unsubscribe({})) and subscribe the parent table, with a filter if only some rows matter",
+            pgrx::spi::quote_literal(name)
+        )),
+    )
+}
+
+/// After DROP of anything (the `webhook_on_sql_drop` event trigger): a subscription whose table
+/// was dropped (`tables`, with `what` describing each) is unsubscribed; so is one whose capture
+/// trigger was dropped by hand (`trigger_dropped`), and its other triggers go too. Their queued
+/// events are still delivered, parked ones included.
+#[pg_extern(name = "_on_dropped", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_dropped: bool) {
+    let check_triggers = trigger_dropped && SYNCING.with(std::cell::Cell::get) == 0;
+    let ended = as_extension_owner(|| {
+        spi(
+            "noticing dropped tables and triggers",
+            Spi::connect_mut(|client| {
+                let mut subs = Vec::new();
+                for r in client.select(
+                    "SELECT id, target::pg_catalog.oid FROM webhook._subscriptions
+                      WHERE status OPERATOR(pg_catalog.<>) 'unsubscribed'",
+                    None,
+                    &[],
+                )? {
+                    subs.push((
+                        r.get::<i32>(1)?.unwrap_or_default(),
+                        r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                    ));
+                }
+                let mut ended = Vec::new();
+                for (id, target) in subs {
+                    let reason = match tables.iter().position(|t| *t == target) {
+                        Some(i) => Some(format!(
+                            "{} was dropped",
+                            what.get(i).map_or("its table", String::as_str)
+                        )),
+                        None if check_triggers => {
+                            missing_trigger(client, id)?.map(|(trigger, table)| {
+                                format!("its trigger {trigger} on {table} was dropped")
+                            })
+                        }
+                        None => None,
+                    };
+                    let Some(reason) = reason else {
+                        continue;
+                    };
+                    if !client
+                        .update(UNSUBSCRIBE, None, &[id.into(), reason.into()])?
+                        .is_empty()
+                    {
+                        ended.push(id);
+                    }
+                }
+                if !ended.is_empty() {
+                    client.update(UNPARK, None, &[ended.clone().into()])?;
+                }
+                Ok(ended)
+            }),
+        )
+    });
+    for id in &ended {
+        sync(*id);
+    }
+    if !ended.is_empty() {
+        crate::wake::note_config_changed();
+    }
+}

@@ -1,0 +1,425 @@
+//! Deciding what to send next: one transaction that reads new events (through the cursor),
+//! retries that are due and the heads of ordered subscriptions, holds back what may not go yet
+//! (paused subscriptions, owners who may no longer read the table, per-subscription limits) and
+//! hands the rest to the dispatcher.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use pg_webhook_core::limits::{Admission, Limits};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use super::dispatch::Dispatcher;
+use super::{txn, Worker, IN_FLIGHT_BYTES};
+use crate::delivery::targets::{self, Target};
+use crate::queue::{QueuedEvent, Statements};
+
+/// Under a stream of commits, claims are at least this far apart, so each claim (one
+/// transaction) picks up several events instead of one. A commit after a quiet spell is
+/// claimed at once.
+const CLAIM_SPACING: Duration = Duration::from_millis(1);
+
+/// What a claim transaction found.
+struct Claimed {
+    fresh: Vec<QueuedEvent>,
+    scheduled: Vec<QueuedEvent>,
+    /// `Some` when retries were looked for and fewer than asked came back: when the next is due.
+    next_due: Option<Option<f64>>,
+    start: Vec<QueuedEvent>,
+    deferred_until: Option<Instant>,
+    /// Subscriptions this claim disabled (id, reason), for the log.
+    disabled: Vec<(String, String)>,
+}
+
+impl Worker {
+    /// When the next claim may run: now for a backlog being paged through, else spaced.
+    pub(super) fn claim_at(&self) -> Option<Instant> {
+        if self.room() == 0 {
+            return None;
+        }
+        if self.paging {
+            return Some(self.last_claim);
+        }
+        let spaced = self.last_claim + CLAIM_SPACING;
+        Some(if self.claim_wanted {
+            spaced.min(self.next_poll)
+        } else {
+            self.next_poll
+        })
+    }
+
+    pub(super) fn claim(&mut self) {
+        let now = Instant::now();
+        let polling = now >= self.next_poll;
+        self.next_poll = now + self.settings.poll_interval;
+        self.claim_wanted = false;
+        self.paging = false;
+        self.last_claim = now;
+        let room = self.room();
+        if room == 0 {
+            // Full: claim again as soon as something finishes.
+            self.claim_wanted = true;
+            return;
+        }
+        if !self.ensure_statements() {
+            return;
+        }
+        super::backend::report_activity(Some("claiming due events"));
+        let want = room.min(self.settings.batch_size);
+        // Retries are looked for only when one may be due: skipping the query otherwise keeps
+        // a claim to one statement under a stream of new events.
+        let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
+        let claimed = {
+            let Some(statements) = &self.statements else {
+                return;
+            };
+            let mut claim = Claim {
+                statements,
+                dispatcher: &self.dispatcher,
+                limits: &mut self.limits,
+                targets: &mut self.targets,
+                sending: &mut self.sending,
+                catalog_generation: &mut self.catalog_generation,
+                cursor: &mut self.cursor,
+                share: self.share,
+                default_timeout: self.settings.default_timeout,
+                now,
+                reloaded: false,
+            };
+            let stale = self.targets_loaded.is_none_or(|t| {
+                now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
+            });
+            let result = txn::run("claiming due events", || {
+                claim.run(stale, want, check_scheduled)
+            });
+            result.map(|c| (c, claim.reloaded))
+        };
+        let (claimed, reloaded) = match claimed {
+            Ok(found) => found,
+            Err(_) => {
+                self.statements = None;
+                return;
+            }
+        };
+        self.apply(claimed, reloaded, want, check_scheduled, now);
+    }
+
+    /// Starts what the claim chose and works out when to look again.
+    fn apply(
+        &mut self,
+        claimed: Claimed,
+        reloaded: bool,
+        want: usize,
+        check_scheduled: bool,
+        now: Instant,
+    ) {
+        for (name, reason) in &claimed.disabled {
+            log!("pg_webhook: subscription \"{name}\" disabled: {reason}");
+        }
+        if reloaded {
+            self.targets_loaded = Some(now);
+            let targets = &self.targets;
+            self.limits
+                .retain(|id| targets.get(&id).is_some_and(|t| t.pinned()));
+        }
+        // A full page means a backlog; so does one the byte budget cut short.
+        let cut_short = claimed
+            .fresh
+            .first()
+            .is_some_and(|e| e.page > claimed.fresh.len() as i64);
+        let full_page = claimed.fresh.len() == want || cut_short;
+        self.cursor
+            .page_read(claimed.fresh.last().map(|e| (e.txid, e.id)), !full_page);
+        if check_scheduled {
+            let room_left = want - claimed.fresh.len().min(want);
+            self.scheduled_due_at = match claimed.next_due {
+                // The page was full, or room ran out: more retries may be due now.
+                None if room_left == 0 || !claimed.scheduled.is_empty() => Some(now),
+                None => self.scheduled_due_at,
+                Some(None) => None,
+                Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
+            };
+        }
+        if let Some(at) = claimed.deferred_until {
+            // Deferred events and rate-held heads: look again when the first is due.
+            self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
+        }
+        for event in claimed.start {
+            let target = self.targets.get(&event.subscription_id);
+            self.dispatcher.start(&self.runtime, event, target);
+        }
+        // A full page means a backlog: keep paging without spacing.
+        self.paging = full_page;
+        self.claim_wanted = full_page;
+        if let Some(at) = self.scheduled_due_at {
+            self.next_poll = self.next_poll.min(at.max(now + Duration::from_millis(1)));
+        }
+    }
+}
+
+/// One claim transaction's view of the worker.
+struct Claim<'a> {
+    statements: &'a Statements,
+    dispatcher: &'a Dispatcher,
+    limits: &'a mut Limits,
+    targets: &'a mut HashMap<i32, Target>,
+    sending: &'a mut HashSet<i32>,
+    catalog_generation: &'a mut u64,
+    cursor: &'a mut super::cursor::Cursor,
+    share: crate::queue::Share,
+    default_timeout: Duration,
+    now: Instant,
+    reloaded: bool,
+}
+
+impl Claim<'_> {
+    fn run(&mut self, stale: bool, want: usize, check_scheduled: bool) -> SpiResult<Claimed> {
+        let statements = self.statements;
+        let mut disabled = Vec::new();
+        // Invalidations were taken in when this transaction started: a GRANT or REVOKE that
+        // committed before it is seen here.
+        if stale || crate::capture::catalog_generation() != *self.catalog_generation {
+            disabled = self.load_targets()?;
+        }
+        let pinned: Vec<i32> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.pinned() && !t.ordered)
+            .map(|(id, _)| *id)
+            .collect();
+        let owned = self.dispatcher.owned();
+        let budget = (IN_FLIGHT_BYTES - self.dispatcher.owned_bytes()).max(1);
+        let after = self.cursor.position(|| statements.horizon())?;
+        let fresh = statements.new_events(after, want, budget, &pinned)?;
+        let room_left = want - fresh.len().min(want);
+        let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
+        let mut scheduled = Vec::new();
+        let mut next_due = None;
+        if check_scheduled && room_left > 0 && bytes_left > 0 {
+            // Read past the retries already in flight.
+            let owned_bytes = self.dispatcher.owned_bytes();
+            scheduled = statements.scheduled_events(
+                room_left + owned,
+                bytes_left + owned_bytes,
+                &pinned,
+            )?;
+            if scheduled.len() < room_left + owned {
+                next_due = Some(statements.ms_until_next_due()?);
+            }
+        }
+        let unknown = fresh
+            .iter()
+            .chain(&scheduled)
+            .any(|e| !self.targets.contains_key(&e.subscription_id));
+        if unknown {
+            disabled.extend(self.load_targets()?);
+        }
+        let mut plan = Plan::new(self.dispatcher, self.now);
+        let heads_wanted = self.ordered_heads_wanted(&mut plan, want);
+        let heads = statements.ordered_heads(&heads_wanted)?;
+        // Whether each owner may still read the table, as of now: after the events were read.
+        disabled.extend(self.check_access(fresh.iter().chain(&scheduled).chain(&heads))?);
+        // Subscriptions that may not send now (paused, disabled, owner may no longer read the
+        // table): park their events until they may. Never one that is in flight: its outcome
+        // is recorded by key, and parking it would only send it again after a resume.
+        let parked: Vec<_> = fresh
+            .iter()
+            .chain(&scheduled)
+            .chain(&heads)
+            .filter(|e| !self.dispatcher.owns(e.id))
+            .filter(|e| {
+                self.targets
+                    .get(&e.subscription_id)
+                    .is_some_and(|t| !t.sends())
+            })
+            .map(|e| (e.txid, e.id, e.subscription_id))
+            .collect();
+        let denied: Vec<i32> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.read_denied.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        statements.park(&parked, &denied)?;
+        for event in fresh.iter().chain(&scheduled).chain(&heads) {
+            plan.consider(event, self.targets, self.limits, want);
+        }
+        statements.defer(&plan.defer)?;
+        let (start, deferred_until) = plan.into_parts();
+        Ok(Claimed {
+            fresh,
+            scheduled,
+            next_due,
+            start,
+            deferred_until,
+            disabled,
+        })
+    }
+
+    /// Re-reads whether the owners of the subscriptions of these events may still read their
+    /// tables, and holds those that may not; returns the subscriptions it disabled.
+    fn check_access<'e>(
+        &mut self,
+        events: impl Iterator<Item = &'e QueuedEvent>,
+    ) -> SpiResult<Vec<(String, String)>> {
+        let mut ids: Vec<i32> = events.map(|e| e.subscription_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let access = self.statements.owner_access(&ids)?;
+        self.apply_access(access)
+    }
+
+    /// Takes in (subscription, why its owner may not read the table): an active one that may
+    /// not is disabled with the reason (and so holds its events). Returns those it disabled.
+    fn apply_access(
+        &mut self,
+        access: Vec<(i32, Option<String>)>,
+    ) -> SpiResult<Vec<(String, String)>> {
+        let mut disabled = Vec::new();
+        for (id, denied) in access {
+            let Some(t) = self.targets.get_mut(&id) else {
+                continue;
+            };
+            t.read_denied = denied;
+            let Some(denied) = &t.read_denied else {
+                continue;
+            };
+            if t.status != "active" {
+                continue;
+            }
+            let reason = format!(
+                "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them",
+                t.name.replace('\'', "''")
+            );
+            if self.statements.disable(id, &reason)? {
+                disabled.push((t.name.clone(), reason));
+            }
+            t.status = "disabled".into();
+        }
+        Ok(disabled)
+    }
+
+    /// Ordered subscriptions of this worker with nothing in flight whose head may go now.
+    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, want: usize) -> Vec<i32> {
+        let mut heads = Vec::new();
+        for (&id, t) in self.targets.iter() {
+            if !(t.ordered
+                && t.sends()
+                && self.share.owns_subscription(id)
+                && plan.in_flight(id) == 0)
+            {
+                continue;
+            }
+            match self.limits.wait_for_slot(id, self.now) {
+                Some(at) => plan.wake_at(at),
+                None if heads.len() + plan.start.len() < want => heads.push(id),
+                None => {}
+            }
+        }
+        heads
+    }
+
+    /// Loads every subscription; disables the active ones whose owner may no longer read their
+    /// table, and gives back the parked events of those that may send again. Returns the
+    /// subscriptions it disabled (name, reason).
+    fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
+        let statements = self.statements;
+        *self.catalog_generation = crate::capture::catalog_generation();
+        *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
+        self.reloaded = true;
+        let denied: Vec<(i32, Option<String>)> = self
+            .targets
+            .iter()
+            .map(|(id, t)| (*id, t.read_denied.clone()))
+            .collect();
+        let disabled = self.apply_access(denied)?;
+        let now_sending: HashSet<i32> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.sends())
+            .map(|(id, _)| *id)
+            .collect();
+        let started: Vec<i32> = now_sending.difference(self.sending).copied().collect();
+        // Parked by this worker or another, before a resume, an unsubscribe or a GRANT this
+        // worker has only now seen — whatever snapshot that command ran under.
+        statements.unpark(&started)?;
+        *self.sending = now_sending;
+        Ok(disabled)
+    }
+}
+
+/// What one claim decided: events to start now, and events of limited subscriptions to put
+/// back for later (txid, id, delay in ms).
+struct Plan<'a> {
+    dispatcher: &'a Dispatcher,
+    now: Instant,
+    start: Vec<QueuedEvent>,
+    /// Started in this plan, per subscription (on top of what the dispatcher owns).
+    starting: HashMap<i32, usize>,
+    defer: Vec<(i64, i64, i64)>,
+    /// Turned away in this plan, per subscription.
+    over: HashMap<i32, usize>,
+    /// When the earliest deferred event or rate-held head is due.
+    earliest: Option<Instant>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(dispatcher: &'a Dispatcher, now: Instant) -> Plan<'a> {
+        Plan {
+            dispatcher,
+            now,
+            start: Vec::new(),
+            starting: HashMap::new(),
+            defer: Vec::new(),
+            over: HashMap::new(),
+            earliest: None,
+        }
+    }
+
+    fn in_flight(&self, subscription: i32) -> usize {
+        self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+    }
+
+    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room).
+    fn consider(
+        &mut self,
+        event: &QueuedEvent,
+        targets: &HashMap<i32, Target>,
+        limits: &mut Limits,
+        want: usize,
+    ) {
+        if self.start.len() == want || self.dispatcher.owns(event.id) {
+            return;
+        }
+        let sub = event.subscription_id;
+        let target = targets.get(&sub);
+        if target.is_some_and(|t| !t.sends()) {
+            return; // parked in the claim transaction
+        }
+        if let Some(t) = target.filter(|t| t.pinned()) {
+            let over = self.over.get(&sub).copied().unwrap_or(0);
+            if let Admission::Later(wait) =
+                limits.admit(sub, &t.limits, self.in_flight(sub), over, self.now)
+            {
+                if !t.ordered {
+                    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
+                    self.defer.push((event.txid, event.id, ms));
+                }
+                *self.over.entry(sub).or_default() += 1;
+                self.wake_at(self.now + wait);
+                return;
+            }
+        }
+        *self.starting.entry(sub).or_default() += 1;
+        self.start.push(event.clone());
+    }
+
+    fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
+        (self.start, self.earliest)
+    }
+}

@@ -1,0 +1,97 @@
+//! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
+//! failed too long, and the retention purge.
+//!
+//! The purge must keep up with the fastest drain the workers can reach, or the archive grows
+//! without bound: each round deletes in batches until it is caught up or has used its time
+//! slice, and comes back soon while it is behind.
+
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+
+use super::{txn, Worker};
+
+/// Rows per retention delete (each in its own short transaction).
+const PURGE_BATCH: i64 = 5_000;
+/// How long one round may spend purging before the worker gets back to delivering.
+const PURGE_SLICE: Duration = Duration::from_millis(50);
+/// How soon the next round comes while the purge is behind.
+const PURGE_AGAIN: Duration = Duration::from_millis(20);
+
+impl Worker {
+    /// Retention and auto-disable, at most once per poll interval (more often while the purge
+    /// is behind).
+    pub(super) fn maintain(&mut self, now: Instant) {
+        self.next_maintenance = now + self.settings.poll_interval.max(Duration::from_secs(1));
+        if self.statements.is_none() {
+            return;
+        }
+        super::backend::report_activity(Some("retention and auto-disable"));
+        if !self.auto_disable() {
+            self.statements = None;
+            return;
+        }
+        let Some(statements) = &self.statements else {
+            return;
+        };
+        let (delivered, dead) = (
+            self.settings.retention.as_secs_f64(),
+            self.settings.dead_retention.as_secs_f64(),
+        );
+        loop {
+            let purged = txn::run("retention", || {
+                statements.purge(delivered, dead, PURGE_BATCH)
+            });
+            match purged {
+                Ok((events, attempts)) if events.max(attempts) as i64 >= PURGE_BATCH => {
+                    if now.elapsed() >= PURGE_SLICE {
+                        // More to purge: come back soon, after some delivering.
+                        self.next_maintenance = Instant::now() + PURGE_AGAIN;
+                        return;
+                    }
+                }
+                Ok(_) => return,
+                Err(_) => {
+                    self.statements = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Disables subscriptions failing for longer than `pg_webhook.disable_after`; false when
+    /// the transaction failed.
+    fn auto_disable(&mut self) -> bool {
+        let Some(after) = self.settings.disable_after else {
+            return true;
+        };
+        let Some(statements) = &self.statements else {
+            return false;
+        };
+        let result = txn::run("auto-disable", || {
+            let mut disabled = Vec::new();
+            for (id, name, since, error) in statements.overdue(after.as_secs_f64())? {
+                let reason = format!(
+                    "endpoint failing since {since}; last error: {}; webhook.resume('{name}') re-enables it",
+                    error.as_deref().unwrap_or("unknown")
+                );
+                if statements.disable(id, &reason)? {
+                    disabled.push((name, reason));
+                }
+            }
+            Ok(disabled)
+        });
+        match result {
+            Ok(disabled) => {
+                for (name, reason) in &disabled {
+                    log!("pg_webhook: subscription \"{name}\" disabled: {reason}");
+                }
+                if !disabled.is_empty() {
+                    self.targets_loaded = None;
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}

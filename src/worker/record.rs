@@ -1,0 +1,175 @@
+//! Recording what happened to each request, and what it says about the subscription's health.
+//!
+//! Outcomes are recorded in batches, one transaction each. A batch that cannot be recorded is
+//! never given up on: its events stay claimed by this worker (so they are not sent again), the
+//! worker backs off and tries again, and says so in the log. A value PostgreSQL refuses cannot
+//! hold up the others: after a failed batch each outcome is recorded alone, and one that still
+//! fails is recorded without what the receiver sent.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+
+use super::{txn, Worker};
+use crate::delivery::targets::Target;
+use crate::queue::{Decision, Outcome, Statements};
+
+/// The longest wait between two tries at recording a batch.
+const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Worker {
+    pub(super) fn record(&mut self) {
+        if self.dispatcher.outcomes.is_empty() {
+            return;
+        }
+        super::backend::report_activity(Some("recording delivery outcomes"));
+        if !self.ensure_statements() {
+            self.record_failed();
+            return;
+        }
+        let Some(statements) = &self.statements else {
+            self.record_failed();
+            return;
+        };
+        let outcomes = &self.dispatcher.outcomes;
+        let (health, gone) = health_changes(outcomes, &self.targets);
+        let recorded = txn::run("recording delivery outcomes", || {
+            statements.record(outcomes)?;
+            statements.health(&health)?;
+            let mut disabled = Vec::new();
+            for (id, reason) in &gone {
+                if statements.disable(*id, reason)? {
+                    disabled.push((*id, reason.clone()));
+                }
+            }
+            Ok(disabled)
+        });
+        let disabled = match recorded {
+            Ok(disabled) => disabled,
+            Err(_) if record_one_by_one(statements, outcomes) => Vec::new(),
+            Err(_) => {
+                self.record_failed();
+                return;
+            }
+        };
+        self.recorded(&health, &disabled);
+    }
+
+    /// After the current outcomes were recorded.
+    fn recorded(&mut self, health: &[(i32, bool)], disabled: &[(i32, String)]) {
+        let outcomes = &self.dispatcher.outcomes;
+        let rescheduled = outcomes
+            .iter()
+            .any(|o| matches!(o.decision, Decision::Retry { .. }));
+        let callbacks = outcomes
+            .iter()
+            .any(|o| o.callback && !matches!(o.decision, Decision::Retry { .. }));
+        // The next event of an ordered subscription waits for this record: claim right after.
+        let ordered = outcomes.iter().any(|o| {
+            self.targets
+                .get(&o.subscription_id)
+                .is_some_and(|t| t.ordered)
+        });
+        if self.record_failures > 0 {
+            log!(
+                "pg_webhook worker: recorded {} outcomes after {} failed tries",
+                outcomes.len(),
+                self.record_failures
+            );
+        }
+        self.record_failures = 0;
+        self.record_retry_at = None;
+        self.dispatcher.release_recorded();
+        for (id, failing) in health {
+            if let Some(t) = self.targets.get_mut(id) {
+                t.failing = *failing;
+            }
+        }
+        for (id, reason) in disabled {
+            log!("pg_webhook: subscription {id} disabled: {reason}");
+            self.targets_loaded = None;
+        }
+        if rescheduled {
+            // Find out when the earliest retry is due.
+            self.scheduled_due_at = Some(Instant::now());
+        }
+        if ordered {
+            self.claim_wanted = true;
+        }
+        if callbacks {
+            // SAFETY: reads a backend global.
+            crate::wake::wake_callback_runner(unsafe { pg_sys::MyDatabaseId });
+        }
+    }
+
+    /// Keeps the outcomes (and their events claimed) and tries again later, less and less
+    /// often. Sending them again instead would turn a database that refuses writes into a
+    /// flood of duplicates.
+    fn record_failed(&mut self) {
+        self.record_failures += 1;
+        self.statements = None;
+        let backoff = Duration::from_millis(100)
+            .saturating_mul(1 << self.record_failures.min(10))
+            .min(RECORD_BACKOFF_MAX);
+        self.record_retry_at = Some(Instant::now() + backoff);
+        if self.record_failures == 1 || self.record_failures.is_multiple_of(10) {
+            warning!(
+                "pg_webhook worker: could not record the outcomes of {} requests ({} tries so far); their events stay claimed and are not sent again meanwhile; next try in {} ms",
+                self.dispatcher.outcomes.len(),
+                self.record_failures,
+                backoff.as_millis()
+            );
+        }
+    }
+}
+
+/// After a batch failed: each outcome in a transaction of its own, and one that still fails
+/// without the response it carries (its excerpt and headers), so that nothing a receiver sends
+/// can keep the others from being recorded. False when even that fails: the cause is not the
+/// outcomes (the database refuses writes, the extension is gone…), and the caller backs off.
+fn record_one_by_one(statements: &Statements, outcomes: &[Outcome]) -> bool {
+    for outcome in outcomes {
+        let alone = txn::run("recording one outcome", || {
+            statements.record(std::slice::from_ref(outcome))
+        });
+        let Err(why) = alone else {
+            continue;
+        };
+        let bare = outcome.without_response(&why);
+        if txn::run("recording one outcome without its response", || {
+            statements.record(std::slice::from_ref(&bare))
+        })
+        .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Health changes (subscription id, now failing), and subscriptions whose endpoint answered
+/// 410 Gone, which the Standard Webhooks spec says to stop sending to (id, reason).
+type Health = (Vec<(i32, bool)>, Vec<(i32, String)>);
+
+fn health_changes(outcomes: &[Outcome], targets: &HashMap<i32, Target>) -> Health {
+    let mut state: HashMap<i32, bool> = HashMap::new();
+    let mut gone: Vec<(i32, String)> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.reached_endpoint) {
+        let failing = !matches!(o.decision, Decision::Delivered);
+        // One success in the batch is enough to call the endpoint healthy.
+        let entry = state.entry(o.subscription_id).or_insert(failing);
+        *entry = *entry && failing;
+        if o.status_code == Some(410) && !gone.iter().any(|(id, _)| *id == o.subscription_id) {
+            gone.push((
+                o.subscription_id,
+                "endpoint answered 410 Gone; webhook.resume() re-enables it".to_string(),
+            ));
+        }
+    }
+    let changes = state
+        .into_iter()
+        .filter(|(id, failing)| targets.get(id).is_some_and(|t| t.failing != *failing))
+        .collect();
+    (changes, gone)
+}

@@ -1,0 +1,547 @@
+//! Ways in: what a hostile webhook_admin member, a table writer or a CREATEROLE user tries, and
+//! what stops them. One scenario per test; each fails on a pg_webhook that lets them in.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, error_of, exec, subscribe, text, WAIT};
+
+/// alice subscribes her table; mallory, another webhook_admin member, owns `mine` and a
+/// function that would make her superuser if it ran as the bootstrap superuser.
+fn victim_and_mallory(pg: &Cluster, rx: &Receiver) -> (postgres::Client, postgres::Client, i32) {
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE alice LOGIN; CREATE ROLE mallory LOGIN;
+         GRANT webhook_admin TO alice, mallory;
+         GRANT CREATE ON SCHEMA public TO alice, mallory;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    exec(&mut alice, "CREATE TABLE orders (id int PRIMARY KEY)");
+    let (id, _) = subscribe(&mut alice, "orders", "orders", &rx.url("/alice"), "");
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    exec(
+        &mut mallory,
+        "CREATE TABLE mine (id int PRIMARY KEY);
+         CREATE FUNCTION public.my_fn() RETURNS boolean LANGUAGE plpgsql AS
+           $$ BEGIN ALTER ROLE mallory SUPERUSER; RETURN true; END $$;",
+    );
+    (su, mallory, id)
+}
+
+#[test]
+fn nobody_but_pg_webhook_can_attach_the_capture_trigger() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, mut mallory, victim) = victim_and_mallory(&pg, &rx);
+    let create = format!(
+        "CREATE TRIGGER t AFTER INSERT ON mine REFERENCING NEW TABLE AS pg_webhook_new
+           FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{victim}', '10', 'public.my_fn()', '', '', 'false')"
+    );
+    let e = error_of(&mut mallory, &create);
+    assert!(
+        e.contains("permission denied for function webhook._capture"),
+        "{e}"
+    );
+    for f in ["webhook._order_lock()", "webhook._capture()"] {
+        let granted = count(
+            &mut su,
+            &format!("SELECT count(*) FROM aclexplode((SELECT proacl FROM pg_proc WHERE oid = '{f}'::regprocedure)) a WHERE a.grantee <> (SELECT extowner FROM pg_extension WHERE extname = 'pg_webhook')"),
+        );
+        assert_eq!(granted, 0, "{f} is executable by someone besides its owner");
+    }
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'mallory'"
+        )
+        .as_deref(),
+        Some("false")
+    );
+}
+
+#[test]
+fn a_capture_trigger_cannot_borrow_another_tables_subscription_or_pick_a_role() {
+    // Even if a DBA hands out EXECUTE on the trigger function by mistake, a trigger naming
+    // alice's subscription on another table neither sends there nor runs anything as role 10.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, mut mallory, victim) = victim_and_mallory(&pg, &rx);
+    exec(
+        &mut su,
+        "GRANT EXECUTE ON FUNCTION webhook._capture() TO mallory",
+    );
+    exec(
+        &mut mallory,
+        &format!(
+            "CREATE TRIGGER t AFTER INSERT ON mine REFERENCING NEW TABLE AS pg_webhook_new
+               FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{victim}', '10', 'public.my_fn()', '', '', 'false');
+             CREATE TRIGGER u AFTER INSERT ON mine REFERENCING NEW TABLE AS pg_webhook_new
+               FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{victim}')"
+        ),
+    );
+    let e = error_of(&mut mallory, "INSERT INTO mine VALUES (1)");
+    assert!(
+        e.contains(&format!(
+            "names subscription {victim}, which watches another table"
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'mallory'"
+        )
+        .as_deref(),
+        Some("false"),
+        "the filter argument ran as the bootstrap superuser"
+    );
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM webhook._event_queue"),
+        0
+    );
+    // alice's own subscription still works, and nothing of mallory's table reached her URL.
+    exec(&mut su, "INSERT INTO orders VALUES (7)");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["record"]["id"], 7);
+}
+
+#[test]
+fn a_filter_cannot_change_the_writers_session() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE mallory LOGIN; GRANT webhook_admin TO mallory;
+         CREATE TABLE payments (id int PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON payments TO mallory;",
+    );
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    subscribe(
+        &mut mallory,
+        "leaky",
+        "payments",
+        &rx.url("/p"),
+        ", filter => $$pg_catalog.set_config('search_path', 'mallory_was_here, pg_catalog', false) IS NOT NULL
+                      AND pg_catalog.set_config('mallory.marker', 'leaked', false) IS NOT NULL$$",
+    );
+    let before = text(&mut su, "SELECT current_setting('search_path')");
+    exec(&mut su, "INSERT INTO payments VALUES (1)");
+    assert_eq!(
+        text(&mut su, "SELECT current_setting('search_path')"),
+        before
+    );
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT NULLIF(current_setting('mallory.marker', true), '')"
+        ),
+        None,
+        "a setting the filter made survived it"
+    );
+    // And inside a transaction block too.
+    exec(
+        &mut su,
+        "BEGIN; INSERT INTO payments VALUES (2); SELECT 1; COMMIT;",
+    );
+    assert_eq!(
+        text(&mut su, "SELECT current_setting('search_path')"),
+        before
+    );
+    // The filter ran (it is true): both rows were sent.
+    rx.wait_for(2, WAIT);
+    // A filter cannot change role either: it runs as a security-restricted operation.
+    subscribe(
+        &mut mallory,
+        "climber",
+        "payments",
+        &rx.url("/c"),
+        ", filter => $$pg_catalog.set_config('role', 'postgres', false) IS NOT NULL$$",
+    );
+    let e = error_of(&mut su, "INSERT INTO payments VALUES (3)");
+    assert!(e.contains("cannot set parameter \"role\""), "{e}");
+}
+
+#[test]
+fn a_callback_cannot_change_the_callback_runners_session() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE seen (id int, marker text, path text);
+         CREATE FUNCTION public.nosy(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.seen VALUES ((event->'record'->>'id')::int,
+                 NULLIF(current_setting('mallory.marker', true), ''), current_setting('search_path'));
+             PERFORM set_config('mallory.marker', 'leaked', false);
+             PERFORM set_config('search_path', 'mallory_was_here, pg_catalog', false);
+         END $$;",
+    );
+    subscribe(
+        &mut su,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.nosy(jsonb)'",
+    );
+    exec(&mut su, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the first callback", || {
+        count(&mut su, "SELECT count(*) FROM seen") == 1
+    });
+    exec(&mut su, "INSERT INTO t VALUES (2)");
+    wait_until(WAIT, "the second callback", || {
+        count(&mut su, "SELECT count(*) FROM seen") == 2
+    });
+    let second: (Option<String>, String) = su
+        .query_one("SELECT marker, path FROM seen WHERE id = 2", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        second.0, None,
+        "a setting the first callback made leaked into the next"
+    );
+    assert_eq!(second.1, "pg_catalog, pg_temp");
+}
+
+#[test]
+fn a_table_under_row_level_security_cannot_be_subscribed_past_its_policies() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE owner_r LOGIN; CREATE ROLE mallory LOGIN; CREATE ROLE auditor LOGIN BYPASSRLS;
+         GRANT webhook_admin TO owner_r, mallory, auditor;
+         GRANT CREATE ON SCHEMA public TO owner_r;
+         SET ROLE owner_r;
+         CREATE TABLE tenants_data (id int PRIMARY KEY, tenant text);
+         ALTER TABLE tenants_data ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON tenants_data FOR SELECT TO mallory USING (tenant = 'm');
+         GRANT SELECT, TRIGGER ON tenants_data TO mallory, auditor;
+         RESET ROLE;",
+    );
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    let e = error_of(
+        &mut mallory,
+        &format!(
+            "SELECT webhook.subscribe('m', 'tenants_data', '{}')",
+            rx.url("/m")
+        ),
+    );
+    assert!(
+        e.contains("row-level security policies limit which of its rows you may read"),
+        "{e}"
+    );
+    assert!(e.contains("BYPASSRLS"), "{e}");
+    // The owner is exempt (without FORCE), and so is a BYPASSRLS role.
+    let mut owner = pg.connect_as("postgres", "owner_r");
+    subscribe(&mut owner, "owner_sub", "tenants_data", &rx.url("/o"), "");
+    let mut auditor = pg.connect_as("postgres", "auditor");
+    subscribe(&mut auditor, "audit", "tenants_data", &rx.url("/a"), "");
+    // With FORCE ROW LEVEL SECURITY the owner is subject to its policies too.
+    exec(
+        &mut owner,
+        "ALTER TABLE tenants_data FORCE ROW LEVEL SECURITY",
+    );
+    let e = error_of(
+        &mut owner,
+        &format!(
+            "SELECT webhook.subscribe('o2', 'tenants_data', '{}')",
+            rx.url("/o2")
+        ),
+    );
+    assert!(e.contains("row-level security"), "{e}");
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._subscriptions WHERE name IN ('m', 'o2')"
+        ),
+        0
+    );
+}
+
+#[test]
+fn losing_read_access_holds_the_subscriptions_events_until_it_is_back() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE bob LOGIN; GRANT webhook_admin TO bob;
+         CREATE TABLE ledger (id int PRIMARY KEY, tenant text);
+         GRANT SELECT, TRIGGER ON ledger TO bob;
+         CREATE TABLE marker (id int PRIMARY KEY);",
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    subscribe(&mut su, "markers", "marker", &rx.url("/marker"), "");
+    exec(&mut su, "INSERT INTO ledger VALUES (1, 'a')");
+    rx.wait_for(1, WAIT);
+    // Row-level security now applies to bob: nothing more of the table goes to him.
+    exec(
+        &mut su,
+        "ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY only_b ON ledger FOR SELECT TO bob USING (tenant = 'b');
+         INSERT INTO ledger VALUES (2, 'a'), (3, 'b');
+         INSERT INTO marker VALUES (1);",
+    );
+    wait_until(
+        WAIT,
+        "the subscription to be disabled with the reason",
+        || {
+            text(
+            &mut su,
+            "SELECT status || ': ' || COALESCE(status_reason, '') FROM webhook.subscriptions WHERE name = 'bobs'",
+        )
+        .is_some_and(|s| s.starts_with("disabled: row-level security on public.ledger now applies to its owner bob"))
+        },
+    );
+    wait_until(WAIT, "the marker", || {
+        rx.requests().iter().any(|r| r.path == "/marker")
+    });
+    wait_until(WAIT, "bob's new events to be parked", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook.events WHERE status = 'parked'",
+        ) == 2
+    });
+    assert_eq!(rx.requests().iter().filter(|r| r.path == "/bob").count(), 1);
+    // SELECT revoked: same.
+    exec(
+        &mut su,
+        "ALTER TABLE ledger DISABLE ROW LEVEL SECURITY; SELECT webhook.resume('bobs');
+         REVOKE SELECT ON ledger FROM bob; INSERT INTO marker VALUES (2);",
+    );
+    wait_until(WAIT, "the second marker", || {
+        rx.requests().iter().filter(|r| r.path == "/marker").count() == 2
+    });
+    wait_until(WAIT, "the subscription to be disabled again", || {
+        text(
+            &mut su,
+            "SELECT status_reason FROM webhook.subscriptions WHERE name = 'bobs'",
+        )
+        .is_some_and(|s| s.contains("SELECT was revoked"))
+    });
+    let bob: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/bob")
+        .map(|r| format!("{} {}", r.id(), String::from_utf8_lossy(&r.body)))
+        .collect();
+    assert_eq!(bob.len(), 1, "{bob:?}\n{}", pg.log());
+    // Access back, resumed: the held events go out.
+    exec(
+        &mut su,
+        "GRANT SELECT ON ledger TO bob; SELECT webhook.resume('bobs')",
+    );
+    wait_until(WAIT, "the held events", || {
+        rx.requests().iter().filter(|r| r.path == "/bob").count() == 3
+    });
+}
+
+#[test]
+fn a_trigger_named_like_ours_on_another_table_changes_nothing() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE eve LOGIN; GRANT CREATE ON SCHEMA public TO eve;
+         CREATE TABLE orders (id int PRIMARY KEY);",
+    );
+    let (id, _) = subscribe(&mut su, "orders", "orders", &rx.url("/o"), "");
+    let mut eve = pg.connect_as("postgres", "eve");
+    exec(
+        &mut eve,
+        &format!(
+            "CREATE TABLE mine (id int);
+             CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+             CREATE TRIGGER pg_webhook_{id}_insert AFTER INSERT ON mine FOR EACH STATEMENT EXECUTE FUNCTION nothing();
+             DROP TRIGGER pg_webhook_{id}_insert ON mine;
+             DROP TABLE mine;"
+        ),
+    );
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT status FROM webhook.subscriptions WHERE name = 'orders'"
+        )
+        .as_deref(),
+        Some("active")
+    );
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    rx.wait_for(1, WAIT);
+    // The table's owner dropping one of the real triggers ends the subscription, says why, and
+    // takes its other triggers with it.
+    exec(
+        &mut su,
+        &format!("DROP TRIGGER pg_webhook_{id}_update ON orders"),
+    );
+    let (status, reason) = su
+        .query_one(
+            "SELECT status, status_reason FROM webhook.subscriptions WHERE name = 'orders'",
+            &[],
+        )
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .unwrap();
+    assert_eq!(status, "unsubscribed");
+    assert!(
+        reason.contains("trigger pg_webhook_") && reason.contains("was dropped"),
+        "{reason}"
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_webhook_admin_role_made_beforehand_is_not_adopted_silently() {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.connect("postgres");
+    exec(
+        &mut su,
+        "CREATE ROLE creator LOGIN CREATEROLE; CREATE ROLE friend LOGIN",
+    );
+    let mut creator = pg.connect_as("postgres", "creator");
+    exec(
+        &mut creator,
+        "CREATE ROLE webhook_admin LOGIN PASSWORD 'known'",
+    );
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains("role webhook_admin already exists and is not the plain NOLOGIN role"),
+        "{e}"
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_webhook'"
+        ),
+        0
+    );
+    // Made plain, it is taken over, and its members are named.
+    exec(
+        &mut creator,
+        "ALTER ROLE webhook_admin NOLOGIN PASSWORD NULL; GRANT webhook_admin TO friend;",
+    );
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(pg.port)
+        .user("postgres")
+        .dbname("postgres")
+        .notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()));
+    let mut watched = config.connect(postgres::NoTls).unwrap();
+    exec(&mut watched, "CREATE EXTENSION pg_webhook");
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("role webhook_admin already exists") && n.contains("friend")),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn readers_of_a_table_see_a_subscriptions_url_only_up_to_its_host() {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader;
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO reader;",
+    );
+    subscribe(
+        &mut su,
+        "t",
+        "t",
+        "https://hooks.example.com:8443/in/tok_live_123?key=s3cret",
+        "",
+    );
+    let mut reader = pg.connect_as("postgres", "reader");
+    let seen = text(
+        &mut reader,
+        "SELECT url FROM webhook.subscriptions WHERE name = 't'",
+    );
+    assert_eq!(seen.as_deref(), Some("https://hooks.example.com:8443/…"));
+    let full = text(
+        &mut su,
+        "SELECT url FROM webhook.subscriptions WHERE name = 't'",
+    );
+    assert_eq!(
+        full.as_deref(),
+        Some("https://hooks.example.com:8443/in/tok_live_123?key=s3cret")
+    );
+}
+
+#[test]
+fn read_access_alone_is_not_enough_to_subscribe() {
+    // issue 15: a subscription is a trigger, and needs the TRIGGER privilege.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE mallory LOGIN; CREATE ROLE trusted LOGIN;
+         GRANT webhook_admin TO mallory, trusted;
+         CREATE TABLE payments (id int PRIMARY KEY);
+         GRANT SELECT ON payments TO mallory, trusted; GRANT TRIGGER ON payments TO trusted;",
+    );
+    let before = text(
+        &mut su,
+        "SELECT count(*)::text || '/' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'payments'::regclass) FROM webhook._subscriptions",
+    );
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    for extra in [
+        "",
+        ", events => ARRAY['insert'], filter => $$ (NEW.id / (NEW.id - NEW.id)) = 1 $$",
+        ", filter => $$ pg_catalog.pg_sleep(0.5) IS NOT NULL $$",
+        ", ordered => true",
+    ] {
+        let e = error_of(
+            &mut mallory,
+            &format!(
+                "SELECT webhook.subscribe('m', 'payments', '{}'{extra})",
+                rx.url("/m")
+            ),
+        );
+        assert!(
+            e.contains("you need the TRIGGER privilege on it"),
+            "{extra}: {e}"
+        );
+        assert!(
+            e.contains("GRANT TRIGGER ON public.payments TO <your role>;"),
+            "{e}"
+        );
+    }
+    let after = text(
+        &mut su,
+        "SELECT count(*)::text || '/' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'payments'::regclass) FROM webhook._subscriptions",
+    );
+    assert_eq!(before, after, "a refused subscribe left something behind");
+    // The owner's writes are untouched.
+    exec(&mut su, "INSERT INTO payments VALUES (1)");
+    // With TRIGGER, a member may.
+    let mut trusted = pg.connect_as("postgres", "trusted");
+    subscribe(
+        &mut trusted,
+        "ok",
+        "payments",
+        &rx.url("/ok"),
+        ", ordered => true",
+    );
+    exec(&mut su, "INSERT INTO payments VALUES (2)");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 2);
+}
