@@ -29,6 +29,7 @@ struct Scale {
     bulk_rows: i64,
     backlog_events: i64,
     idle_seconds: u64,
+    purge_rows: i64,
 }
 
 impl Scale {
@@ -44,6 +45,7 @@ impl Scale {
                 bulk_rows: 100_000,
                 backlog_events: 1_000_000,
                 idle_seconds: 10,
+                purge_rows: 500_000,
             }
         } else {
             Scale {
@@ -54,6 +56,7 @@ impl Scale {
                 bulk_rows: 300,
                 backlog_events: 1_000,
                 idle_seconds: 1,
+                purge_rows: 2_000,
             }
         }
     }
@@ -179,7 +182,8 @@ fn raw_client_rate(url: &str, n: u64, concurrency: usize, body: Bytes) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn drain(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, rows: &mut Vec<Row>) {
+/// Returns the drain rate (events/s), which the retention purge must keep up with.
+fn drain(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, rows: &mut Vec<Row>) -> f64 {
     db.batch_execute(
         "CREATE TABLE drain_t (id bigserial PRIMARY KEY, customer text, total numeric(12,2),
                                placed_at timestamptz DEFAULT now())",
@@ -235,6 +239,44 @@ fn drain(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, rows: &mut V
         ratio: format!("{:.2}", rate / baseline),
         target: ">= 25000 events/s, 0 failed",
         met: rate >= 25_000.0 && failed == 0,
+    });
+    rate
+}
+
+/// The retention purge deletes finished events at least as fast as the workers can finish them;
+/// otherwise the archive grows without bound under a sustained load.
+fn purge(db: &mut Client, scale: &Scale, drain_rate: Option<f64>, rows: &mut Vec<Row>) {
+    // Finished long ago (past the default 7-day retention), with ids no real event has.
+    db.batch_execute(&format!(
+        "INSERT INTO webhook._event_archive
+                (id, subscription_id, op, table_schema, table_name, record, created_at,
+                 attempts, status, finished_at, final_started_at, final_duration_ms, final_status_code)
+         SELECT -g, 0, 'INSERT', 'public', 'purge_t', jsonb_build_object('id', g, 'note', 'old'),
+                now() - interval '31 days', 1, 'delivered', now() - interval '31 days',
+                now() - interval '31 days', 1.0, 204
+           FROM generate_series(1, {}) g",
+        scale.purge_rows
+    ))
+    .unwrap();
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(600),
+        "the purge of the old archive rows",
+        || {
+            count(
+                db,
+                "SELECT count(*) FROM webhook._event_archive WHERE id < 0",
+            ) == 0
+        },
+    );
+    let rate = scale.purge_rows as f64 / started.elapsed().as_secs_f64();
+    rows.push(Row {
+        figure: "retention purge: expired events deleted",
+        measured: format!("{rate:.0} events/s"),
+        baseline: drain_rate.map_or("-".into(), |d| format!("{d:.0} events/s drain")),
+        ratio: drain_rate.map_or("-".into(), |d| format!("{:.2}", rate / d)),
+        target: ">= 1.0x the drain (keeps up with it)",
+        met: drain_rate.is_some_and(|d| rate >= d),
     });
 }
 
@@ -587,8 +629,12 @@ fn main() {
             }
         }
     };
+    let mut drain_rate = None;
     step("drain", &mut rows, &mut |rows| {
-        drain(&pg, &mut db, &sink, &scale, rows)
+        drain_rate = Some(drain(&pg, &mut db, &sink, &scale, rows));
+    });
+    step("purge", &mut rows, &mut |rows| {
+        purge(&mut db, &scale, drain_rate, rows)
     });
     step("latency", &mut rows, &mut |rows| {
         latency(&mut db, &sink, &scale, rows)

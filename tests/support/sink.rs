@@ -1,6 +1,8 @@
-//! A fast HTTP sink for the benchmark: answers every POST with 204 over keep-alive connections
-//! on one thread, counts requests and, when asked, notes when each row id arrived.
+//! A fast HTTP sink for the benchmarks: answers every POST with 204 (or, when asked, one in N
+//! with 503) over keep-alive connections on one thread, counts requests and, when asked, notes
+//! when each row id arrived and which rows were accepted, so duplicates cannot inflate a rate.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +15,11 @@ pub struct Sink {
     pub count: Arc<AtomicU64>,
     pub arrivals: Arc<Mutex<Vec<(i64, Instant)>>>,
     pub track_ids: Arc<AtomicBool>,
+    /// Answer one request in this many with 503 (0: never).
+    pub fail_one_in: Arc<AtomicU64>,
+    /// Row ids of the requests answered 2xx, when `track_accepted` is set.
+    pub accepted: Arc<Mutex<HashSet<i64>>>,
+    pub track_accepted: Arc<AtomicBool>,
 }
 
 impl Sink {
@@ -23,7 +30,15 @@ impl Sink {
         let count = Arc::new(AtomicU64::new(0));
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let track_ids = Arc::new(AtomicBool::new(false));
+        let fail_one_in = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(Mutex::new(HashSet::new()));
+        let track_accepted = Arc::new(AtomicBool::new(false));
         let (c, a, t) = (count.clone(), arrivals.clone(), track_ids.clone());
+        let (f, ok, ta) = (
+            fail_one_in.clone(),
+            accepted.clone(),
+            track_accepted.clone(),
+        );
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -37,28 +52,37 @@ impl Sink {
                     };
                     let _ = stream.set_nodelay(true);
                     let (c, a, t) = (c.clone(), a.clone(), t.clone());
+                    let (f, ok, ta) = (f.clone(), ok.clone(), ta.clone());
                     tokio::spawn(async move {
                         let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
                         let mut chunk = vec![0u8; 64 * 1024];
                         loop {
                             // Answer every complete request in the buffer.
-                            let mut replies = 0;
+                            let mut out = Vec::new();
                             while let Some(len) = complete_request(&buf) {
-                                if t.load(Ordering::Relaxed) {
-                                    if let Some(id) = row_id(&buf[..len]) {
-                                        a.lock().unwrap().push((id, Instant::now()));
+                                let n = c.fetch_add(1, Ordering::Relaxed) + 1;
+                                let every = f.load(Ordering::Relaxed);
+                                if every > 0 && n.is_multiple_of(every) {
+                                    out.extend_from_slice(
+                                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+                                    );
+                                } else {
+                                    if t.load(Ordering::Relaxed) {
+                                        if let Some(id) = row_id(&buf[..len]) {
+                                            a.lock().unwrap().push((id, Instant::now()));
+                                        }
                                     }
+                                    if ta.load(Ordering::Relaxed) {
+                                        if let Some(id) = row_id(&buf[..len]) {
+                                            ok.lock().unwrap().insert(id);
+                                        }
+                                    }
+                                    out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
                                 }
                                 buf.drain(..len);
-                                replies += 1;
                             }
-                            if replies > 0 {
-                                c.fetch_add(replies, Ordering::Relaxed);
-                                let out =
-                                    b"HTTP/1.1 204 No Content\r\n\r\n".repeat(replies as usize);
-                                if stream.write_all(&out).await.is_err() {
-                                    return;
-                                }
+                            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                                return;
                             }
                             match stream.read(&mut chunk).await {
                                 Ok(0) | Err(_) => return,
@@ -74,6 +98,9 @@ impl Sink {
             count,
             arrivals,
             track_ids,
+            fail_one_in,
+            accepted,
+            track_accepted,
         }
     }
 

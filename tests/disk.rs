@@ -1,0 +1,77 @@
+//! The disk footprint stays flat only if autovacuum learns what the worker deletes: its table
+//! statistics must reach the cumulative statistics system, as PostgreSQL's own background
+//! workers' do. (The footprint over time is the soak benchmark's: `bash .ci/soak`.)
+
+mod support;
+
+use std::time::Duration;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, exec, subscribe, text, WAIT};
+
+/// Events delivered and then purged in this test.
+const N: i64 = 3_000;
+
+#[test]
+fn the_workers_writes_reach_the_statistics_and_autovacuum() {
+    // Default autovacuum settings (a round a minute); only retention is short.
+    let pg = Cluster::start(&[
+        "pg_webhook.retention = '1s'",
+        "pg_webhook.dead_retention = '1s'",
+    ]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    for chunk in 0..3 {
+        exec(
+            &mut db,
+            &format!(
+                "INSERT INTO t SELECT g FROM generate_series({}, {}) g",
+                chunk * 1000 + 1,
+                chunk * 1000 + 1000
+            ),
+        );
+    }
+    wait_until(WAIT, "every event to be delivered", || {
+        rx.count() as i64 >= N && count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
+    });
+    wait_until(WAIT, "retention to purge them", || {
+        count(&mut db, "SELECT count(*) FROM webhook._event_archive") == 0
+    });
+    let stat = |db: &mut postgres::Client, table: &str, column: &str| {
+        count(
+            db,
+            &format!(
+                "SELECT {column} FROM pg_stat_all_tables WHERE relid = 'webhook.{table}'::regclass"
+            ),
+        )
+    };
+    wait_until(
+        WAIT,
+        "the worker's inserts and deletes in pg_stat_all_tables",
+        || {
+            stat(&mut db, "_event_queue", "n_tup_del") >= N
+                && stat(&mut db, "_event_archive", "n_tup_ins") >= N
+                && stat(&mut db, "_event_archive", "n_tup_del") >= N
+        },
+    );
+    wait_until(
+        Duration::from_secs(200),
+        "autovacuum to process the archive",
+        || stat(&mut db, "_event_archive", "autovacuum_count") >= 1,
+    );
+    // The worker says what it is in pg_stat_activity.
+    let shown = text(
+        &mut db,
+        "SELECT application_name || ' ' || state FROM pg_stat_activity
+          WHERE backend_type = 'pg_webhook' LIMIT 1",
+    );
+    assert!(
+        shown
+            .as_deref()
+            .is_some_and(|s| s == "pg_webhook worker idle" || s == "pg_webhook worker active"),
+        "{shown:?}"
+    );
+}
