@@ -10,6 +10,11 @@ ALTER TABLE webhook._event_queue
     ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT event_queue_key PRIMARY KEY (txid, id);
 DROP INDEX webhook.event_queue_new;
+-- Archived events keep their size, for replays. Those archived before 0.3.0 have none (0): a
+-- replay uses their stored size instead.
+ALTER TABLE webhook._event_archive ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0;
+-- A callback counts its starts, so one whose runner died mid-call is not started for ever.
+ALTER TABLE webhook._callback_queue ADD COLUMN starts integer NOT NULL DEFAULT 0;
 UPDATE webhook._event_queue
    SET payload_bytes = COALESCE(pg_catalog.pg_column_size(record), 0)
                      + COALESCE(pg_catalog.pg_column_size(old_record), 0);
@@ -77,6 +82,25 @@ COMMENT ON VIEW webhook._owner_access IS
     'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
 REVOKE ALL ON webhook._owner_access FROM PUBLIC;
 
+-- Readers of a table see its events only if they may read it whole: row-level security and
+-- schema USAGE count too.
+CREATE OR REPLACE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
+SELECT s.id,
+       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages
+  FROM webhook._subscriptions s
+  JOIN pg_catalog.pg_roles r ON r.rolname = current_user
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
+ WHERE r.rolsuper
+    OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
+    -- Others see events of tables they may read whole: SELECT on the table, USAGE on its
+    -- schema, and no row-level security policy applying to them (the events carry every row).
+    OR CASE WHEN c.oid IS NOT NULL
+                 AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
+                 AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE'),
+                              false)
+            THEN NOT pg_catalog.row_security_active(c.oid)
+            ELSE false END;
+
 -- Readers of a table see a subscription's URL only up to its host.
 CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
 SELECT s.id, s.name, s.target,
@@ -105,7 +129,7 @@ CREATE FUNCTION webhook."_order_lock"()
 CREATE FUNCTION webhook."_on_dropped"(
 	"tables" oid[],
 	"what" TEXT[],
-	"trigger_dropped" bool
+	"trigger_tables" oid[]
 ) RETURNS void
 STRICT VOLATILE
 SET search_path TO pg_catalog, pg_temp
@@ -130,6 +154,7 @@ AS $$
 DECLARE
     tables oid[];
     what text[];
+    trigger_tables oid[];
 BEGIN
     -- DROP EXTENSION removes our own tables before this runs.
     IF pg_catalog.to_regclass('webhook._subscriptions') IS NULL THEN
@@ -140,15 +165,24 @@ BEGIN
       INTO tables, what
       FROM pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0;
-    PERFORM webhook._on_dropped(
-        COALESCE(tables, '{}'), COALESCE(what, '{}'),
-        EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
-                 WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass));
+    -- The tables dropped triggers were on (those still there): only subscriptions over them
+    -- are checked for a missing trigger.
+    SELECT pg_catalog.array_agg(DISTINCT t.relid)
+      INTO trigger_tables
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d,
+           LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(d.address_names[1])
+                        || '.' || pg_catalog.quote_ident(d.address_names[2]))::pg_catalog.oid
+                        AS relid) t
+     WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND t.relid IS NOT NULL;
+    PERFORM webhook._on_dropped(COALESCE(tables, '{}'), COALESCE(what, '{}'),
+                                COALESCE(trigger_tables, '{}'));
 END
 $$;
 COMMENT ON FUNCTION webhook._on_sql_drop() IS
     'Internal: event trigger that marks subscriptions whose table or capture trigger was dropped.';
 CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._on_sql_drop();
+-- Also under session_replication_role = replica (logical replication apply, some restores).
+ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;
 
 -- API: Private. A created, attached or detached partition (or inheritance child): the
 -- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
@@ -162,13 +196,14 @@ AS 'MODULE_PATHNAME', 'pg_webhook_on_ddl';
 COMMENT ON FUNCTION webhook._on_ddl() IS
     'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
 CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA')
     EXECUTE FUNCTION webhook._on_ddl();
+ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;
 
 COMMENT ON FUNCTION webhook._order_lock() IS
     'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
-COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], boolean) IS
-    'Internal: called by the webhook_on_sql_drop event trigger with the tables a command dropped, and whether it dropped a trigger.';
+COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], oid[]) IS
+    'Internal: called by the webhook_on_sql_drop event trigger with the tables a command dropped, and the tables it dropped triggers of.';
 COMMENT ON FUNCTION webhook._sync_all_triggers() IS
     'Internal: brings every subscription''s triggers in line with what its row asks for (used by upgrades).';
 
@@ -178,7 +213,7 @@ COMMENT ON FUNCTION webhook._sync_all_triggers() IS
 REVOKE ALL ON FUNCTION
     webhook._capture(), webhook._order_lock(),
     webhook._on_sql_drop(), webhook._on_ddl(),
-    webhook._on_dropped(oid[], text[], boolean),
+    webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight()
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
@@ -241,6 +276,76 @@ AS $$ SELECT webhook._rotate_secret(name, secret,
               (CASE WHEN overlap IS NOT NULL
                     THEN LEAST(GREATEST(extract(epoch FROM overlap) * 1000, -1e15), 1e15) END)::bigint) $$;
 
+-- Every column of every view says what it holds (\d+ webhook.<view>); a test checks none is
+-- missing.
+COMMENT ON COLUMN webhook.subscriptions.id IS 'Subscription id; appears in trigger names (pg_webhook_<id>_insert) and in webhook.events.subscription_id.';
+COMMENT ON COLUMN webhook.subscriptions.name IS 'Unique among live subscriptions; what the SQL API takes.';
+COMMENT ON COLUMN webhook.subscriptions.target IS 'The watched table (with all its partitions).';
+COMMENT ON COLUMN webhook.subscriptions.events IS 'Event kinds sent: insert, update, delete, truncate.';
+COMMENT ON COLUMN webhook.subscriptions.headers IS 'Static request headers (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.timeout IS 'Per-request timeout; NULL: pg_webhook.default_timeout.';
+COMMENT ON COLUMN webhook.subscriptions.max_attempts IS 'Attempts before an event is dead, the first included.';
+COMMENT ON COLUMN webhook.subscriptions.retry_schedule IS 'Delays before attempts 2, 3, ... (the last repeats); NULL: the default schedule.';
+COMMENT ON COLUMN webhook.subscriptions.format IS 'Body format: database, standard or cloudevents.';
+COMMENT ON COLUMN webhook.subscriptions.filter IS 'Condition over NEW / OLD a row must meet to be sent; NULL: every row.';
+COMMENT ON COLUMN webhook.subscriptions.columns IS 'Only these columns are sent; NULL: all.';
+COMMENT ON COLUMN webhook.subscriptions.exclude_columns IS 'These columns are not sent; NULL: none excluded.';
+COMMENT ON COLUMN webhook.subscriptions.skip_unchanged IS 'No UPDATE event when only columns that are not sent changed.';
+COMMENT ON COLUMN webhook.subscriptions.status IS 'active, paused, disabled (automatically, see status_reason) or unsubscribed (queued events still delivered).';
+COMMENT ON COLUMN webhook.subscriptions.status_reason IS 'Why the status is what it is: who paused or unsubscribed it, why it was disabled.';
+COMMENT ON COLUMN webhook.subscriptions.owner IS 'The role that created it: filters and callbacks run as it, and only it (or a superuser) manages it.';
+COMMENT ON COLUMN webhook.subscriptions.created_at IS 'When it was created.';
+COMMENT ON COLUMN webhook.subscriptions.previous_secret IS 'The secret being rotated out, which still signs until previous_secret_expires_at (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.previous_secret_expires_at IS 'When the previous secret stops signing.';
+COMMENT ON COLUMN webhook.subscriptions.failing_since IS 'Since when every attempt has failed (NULL after a success); drives pg_webhook.disable_after.';
+COMMENT ON COLUMN webhook.subscriptions.ordered IS 'Events are delivered one at a time, in commit order.';
+COMMENT ON COLUMN webhook.subscriptions.max_in_flight IS 'Most concurrent requests of this subscription; NULL: only the worker''s limit.';
+COMMENT ON COLUMN webhook.subscriptions.rate_limit IS 'Most events per second; NULL: no limit.';
+COMMENT ON COLUMN webhook.subscriptions.callback IS 'Function f(event jsonb) run as the owner after each event is delivered or dies.';
+COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
+COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
+COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
+COMMENT ON COLUMN webhook.events.table_schema IS 'Schema of the subscribed table (not of the partition written).';
+COMMENT ON COLUMN webhook.events.table_name IS 'Name of the subscribed table (not of the partition written).';
+COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent; NULL for DELETE and TRUNCATE.';
+COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE.';
+COMMENT ON COLUMN webhook.events.status IS 'pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead.';
+COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
+COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
+COMMENT ON COLUMN webhook.events.created_at IS 'When the change was captured (its transaction''s start).';
+COMMENT ON COLUMN webhook.events.finished_at IS 'When it was delivered or died; NULL while pending.';
+COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none.';
+COMMENT ON COLUMN webhook.attempts.event_id IS 'The event (webhook.events.id).';
+COMMENT ON COLUMN webhook.attempts.attempt IS 'Attempt number, from 1; replays continue the count.';
+COMMENT ON COLUMN webhook.attempts.subscription_id IS 'The subscription (webhook.subscriptions.id).';
+COMMENT ON COLUMN webhook.attempts.started_at IS 'When the request was started.';
+COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or the failure), in milliseconds.';
+COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
+COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination); NULL when answered.';
+COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
+COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
+COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';
+COMMENT ON COLUMN webhook.subscription_stats.status_reason IS 'Why the status is what it is.';
+COMMENT ON COLUMN webhook.subscription_stats.failing_since IS 'Since when every attempt has failed; NULL after a success.';
+COMMENT ON COLUMN webhook.subscription_stats.queued IS 'Events waiting for a first or further attempt (parked ones not counted).';
+COMMENT ON COLUMN webhook.subscription_stats.in_flight IS 'Requests in flight right now.';
+COMMENT ON COLUMN webhook.subscription_stats.parked IS 'Events held while the subscription is paused, disabled or may not read its table.';
+COMMENT ON COLUMN webhook.subscription_stats.retrying IS 'Queued events that have failed at least once.';
+COMMENT ON COLUMN webhook.subscription_stats.oldest_queued_age IS 'Age of the oldest queued event; NULL when none is queued.';
+COMMENT ON COLUMN webhook.subscription_stats.delivered_last_hour IS 'Events delivered in the last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempts and dead events in the last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
+COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
+COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour.';
+COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
+COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
+COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
+COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
+
+COMMENT ON VIEW webhook.events IS
+    'Every captured row change: pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead (kept after its last failed attempt).';
+
 -- Every subscription's triggers in the 0.3.0 form: the subscription id as the only argument
 -- (owner, filter and columns are read from its row), on every partition, and an order-lock
 -- trigger for ordered subscriptions.
@@ -260,6 +365,26 @@ BEGIN
     IF names IS NOT NULL THEN
         RAISE WARNING 'these webhook subscriptions watch a partition, and miss what is written through its parent: %', names
             USING HINT = 'Subscribe the partitioned table instead (with a filter if only some rows matter), then unsubscribe these.';
+    END IF;
+END
+$$;
+
+-- 0.3.0 asks for the TRIGGER privilege to subscribe (a subscription is a trigger). Like
+-- PostgreSQL's own triggers, existing subscriptions keep working after the privilege is gone;
+-- the ones whose owner would not be allowed to make them today are named here.
+DO $$
+DECLARE
+    names text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (owner %s, on %s)', s.name, s.owner, s.target), ', ')
+      INTO names
+      FROM webhook._subscriptions s
+      JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
+     WHERE s.status <> 'unsubscribed'
+       AND NOT pg_catalog.has_table_privilege(s.owner::oid, c.oid, 'TRIGGER');
+    IF names IS NOT NULL THEN
+        RAISE WARNING 'the owners of these webhook subscriptions lack the TRIGGER privilege on their tables, which subscribing needs since 0.3.0: %', names
+            USING HINT = 'GRANT TRIGGER on the table to the owner, or unsubscribe and let someone who has it subscribe again.';
     END IF;
 END
 $$;

@@ -128,7 +128,9 @@ CREATE TABLE webhook._event_archive (
     final_error            text,
     CONSTRAINT status_is_final CHECK (status IN ('delivered', 'dead')),
     -- Why the subscription's callback failed for this event (NULL: it ran, or there is none).
-    callback_error         text
+    callback_error         text,
+    -- Added in 0.3.0: the size of the row images, carried back into the queue by a replay.
+    payload_bytes          integer NOT NULL DEFAULT 0
 );
 -- Retention purges and the stats view read recent history by time.
 CREATE INDEX event_archive_finished ON webhook._event_archive (finished_at);
@@ -155,7 +157,9 @@ CREATE INDEX attempts_started ON webhook._attempts (started_at);
 CREATE TABLE webhook._callback_queue (
     event_id         bigint PRIMARY KEY,
     subscription_id  integer NOT NULL,
-    response_headers jsonb
+    response_headers jsonb,
+    -- How many times a runner started the callback (one that died mid-call leaves it counted).
+    starts           integer NOT NULL DEFAULT 0
 );
 
 -- The archive, the attempt log and the callback queue churn like the queue: the retention purge
@@ -265,9 +269,17 @@ SELECT s.id,
        (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages
   FROM webhook._subscriptions s
   JOIN pg_catalog.pg_roles r ON r.rolname = current_user
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
  WHERE r.rolsuper
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
-    OR COALESCE(pg_catalog.has_table_privilege(r.oid, s.target::oid, 'SELECT'), false);
+    -- Others see events of tables they may read whole: SELECT on the table, USAGE on its
+    -- schema, and no row-level security policy applying to them (the events carry every row).
+    OR CASE WHEN c.oid IS NOT NULL
+                 AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
+                 AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE'),
+                              false)
+            THEN NOT pg_catalog.row_security_active(c.oid)
+            ELSE false END;
 COMMENT ON VIEW webhook._visible_subscriptions IS
     'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
 REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
@@ -323,7 +335,7 @@ GRANT SELECT ON webhook.subscriptions, webhook.events, webhook.attempts TO webho
 COMMENT ON VIEW webhook.subscriptions IS
     'Webhook subscriptions: which table, which events, where they go and how they are retried. Status is active, paused, disabled or unsubscribed (queued events still delivered).';
 COMMENT ON VIEW webhook.events IS
-    'Every captured row change: pending (queued for a first or further attempt), delivered, or dead (kept after its last failed attempt).';
+    'Every captured row change: pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead (kept after its last failed attempt).';
 COMMENT ON VIEW webhook.attempts IS
     'Every HTTP delivery attempt: when, how long, the status code or transport error, a bounded excerpt of the response, and what the worker decided (delivered, retry, dead).';
 COMMENT ON COLUMN webhook.subscriptions.uid IS

@@ -45,9 +45,65 @@ pub fn named_subscription(args: &[String]) -> Option<i32> {
     first.split(':').next()?.parse().ok()
 }
 
+extern "C-unwind" {
+    // utils/bytea.h; not in pgrx's generated bindings.
+    static bytea_output: std::ffi::c_int;
+}
+/// `BYTEA_OUTPUT_HEX` in utils/bytea.h.
+const BYTEA_OUTPUT_HEX: std::ffi::c_int = 1;
+
+/// Pins the settings that change how `to_jsonb` renders values to PostgreSQL's defaults, in a
+/// GUC nest level of their own, when the writer's session changed them: a session with
+/// `extra_float_digits = -15`, `bytea_output = escape` or another `IntervalStyle` must not
+/// change what is sent. Returns the nest level to pop (`None`: nothing differed, the usual
+/// case, which costs three reads).
+fn pin_output_settings() -> Option<i32> {
+    // SAFETY: plain reads of backend globals.
+    let differs = unsafe {
+        pg_sys::extra_float_digits != 1
+            || pg_sys::IntervalStyle != pg_sys::INTSTYLE_POSTGRES as i32
+            || bytea_output != BYTEA_OUTPUT_HEX
+    };
+    if !differs {
+        return None;
+    }
+    // SAFETY: a nest level popped by `unpin_output_settings` (or by the abort of the
+    // transaction on an ERROR); the settings are valid names and values.
+    unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        for (name, value) in [
+            (c"extra_float_digits", c"1"),
+            (c"bytea_output", c"hex"),
+            (c"intervalstyle", c"postgres"),
+        ] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        Some(nest)
+    }
+}
+
+fn unpin_output_settings(nest: Option<i32>) {
+    if let Some(nest) = nest {
+        // SAFETY: pops the nest level pushed by `pin_output_settings`, discarding its settings.
+        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    }
+}
+
 /// Key of the advisory lock that serializes the writers of an ordered subscription
-/// (`pg_locks`: locktype advisory, classid 0x70677768 "pgwh", objid the subscription id).
+/// (`pg_locks`: locktype advisory, classid 0x70677768 "pgwh", objid the subscription id,
+/// objsubid 3). The advisory lock functions of SQL make objsubid 1 or 2 only, so no session can
+/// take this lock and hold up the table's writers.
 const ORDER_LOCK_KEY: u32 = 0x7067_7768;
+const ORDER_LOCK_SPACE: u16 = 3;
 
 /// Waits for the other writers of an ordered subscription to commit or abort, and holds the
 /// lock to the end of this transaction. Event ids are taken after this, so a later-committed
@@ -59,7 +115,7 @@ fn lock_ordered(subscription_id: i32) {
             locktag_field1: pg_sys::MyDatabaseId.to_u32(),
             locktag_field2: ORDER_LOCK_KEY,
             locktag_field3: subscription_id as u32,
-            locktag_field4: 2,
+            locktag_field4: ORDER_LOCK_SPACE,
             locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
             locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
         };
@@ -81,6 +137,14 @@ pub enum CaptureError {
         got: String,
     },
     NotOurs {
+        trigger: String,
+        table: String,
+        subscription: i32,
+    },
+    /// The subscription the trigger names does not exist (a restore that lost
+    /// webhook._subscriptions, or a trigger made by hand): capturing nothing would lose the
+    /// change silently, so the statement fails and says how to fix it.
+    Unknown {
         trigger: String,
         table: String,
         subscription: i32,
@@ -108,6 +172,14 @@ impl fmt::Display for CaptureError {
                 f,
                 "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which watches another table; only webhook.subscribe() creates capture triggers (drop this one)"
             ),
+            CaptureError::Unknown {
+                trigger,
+                table,
+                subscription,
+            } => write!(
+                f,
+                "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which does not exist, so this change cannot be captured; drop the trigger (DROP TRIGGER \"{trigger}\" ON {table}) or restore webhook._subscriptions"
+            ),
             CaptureError::Queue(e) => write!(f, "pg_webhook could not queue the events: {e}"),
         }
     }
@@ -119,6 +191,7 @@ impl CaptureError {
         use pgrx::PgSqlErrorCode::*;
         let code = match self {
             CaptureError::NotOurs { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            CaptureError::Unknown { .. } => ERRCODE_UNDEFINED_OBJECT,
             CaptureError::BadArguments(_) | CaptureError::WrongKind { .. } => {
                 ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED
             }
@@ -138,7 +211,7 @@ impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
 }
 
 /// The subscription this trigger call serves, checked against its row; `None` when there is
-/// nothing to capture (unsubscribed, or the subscription no longer exists).
+/// nothing to capture (it is unsubscribed, and its triggers are on their way out).
 fn subscription_of(
     trigger: &PgTrigger<'_>,
 ) -> Result<Option<std::rc::Rc<CaptureInfo>>, CaptureError> {
@@ -150,17 +223,11 @@ fn subscription_of(
     let tgoid = unsafe { (*trigger.trigger_data().tg_trigger).tgoid };
     match identity::lookup(tgoid, named, relid) {
         Ok(info) => Ok(info.live.then_some(info)),
-        Err(NotOurs::Unknown(id)) => {
-            // A schema-only restore keeps triggers without their subscriptions: there is
-            // nowhere to send to, and failing every write of the table would not help.
-            warning!(
-                "pg_webhook: trigger \"{}\" on {}.{} names subscription {id}, which does not exist; nothing is captured (drop the trigger, or restore webhook._subscriptions)",
-                trigger.name()?,
-                trigger.table_schema()?,
-                trigger.table_name()?
-            );
-            Ok(None)
-        }
+        Err(NotOurs::Unknown(subscription)) => Err(CaptureError::Unknown {
+            trigger: trigger.name()?.to_string(),
+            table: format!("{}.{}", trigger.table_schema()?, trigger.table_name()?),
+            subscription,
+        }),
         Err(NotOurs::OtherTable { subscription }) => Err(CaptureError::NotOurs {
             trigger: trigger.name()?.to_string(),
             table: format!("{}.{}", trigger.table_schema()?, trigger.table_name()?),
@@ -261,6 +328,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     };
     let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;
+    let pinned = pin_output_settings();
     let queued = if op == Operation::Truncate {
         // One event for the statement, with no rows.
         // SAFETY: writes one queue row with both images NULL.
@@ -271,6 +339,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }
     };
+    unpin_output_settings(pinned);
     writer.close();
     if queued > 0 {
         note_event_queued();

@@ -27,7 +27,8 @@ pub static DEAD_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_40
 pub static DISABLE_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5 * 86_400);
 pub static CALLBACK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 
-/// Defines the settings; called from `_PG_init` in every process that loads the library.
+/// Defines the settings; called from `_PG_init` in every process that loads the library. (A
+/// flat list of definitions, one per setting: long, but nothing to split.)
 pub fn init() {
     GucRegistry::define_string_guc(
         c"pg_webhook.database",
@@ -179,28 +180,42 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_webhook".as_ptr()) };
 }
 
+/// The string a GUC check hook is asked about (`None` for NULL).
+///
+/// # Safety
+/// `newval` is what guc.c passes to a string check hook.
+unsafe fn proposed(newval: *mut *mut c_char) -> Option<String> {
+    // SAFETY: guc.c passes a valid pointer to a (possibly NULL) C string.
+    unsafe {
+        if newval.is_null() || (*newval).is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(*newval).to_string_lossy().into_owned())
+    }
+}
+
+/// A check hook's verdict: true, or false with `problem` as the error's detail.
+fn verdict(problem: Option<String>) -> bool {
+    let Some(problem) = problem else {
+        return true;
+    };
+    let detail = CString::new(problem.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: guc.c reads this right after the hook returns false.
+    unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
+    false
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_allowed_destinations(
     newval: *mut *mut c_char,
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: guc.c passes a valid pointer to a (possibly NULL) C string.
-    let text = unsafe {
-        if newval.is_null() || (*newval).is_null() {
-            return true;
-        }
-        CStr::from_ptr(*newval).to_string_lossy().into_owned()
+    // SAFETY: called by guc.c as a string check hook.
+    let Some(text) = (unsafe { proposed(newval) }) else {
+        return true;
     };
-    match AddressPolicy::parse(&text) {
-        Ok(_) => true,
-        Err(e) => {
-            let detail = CString::new(e.to_string()).unwrap_or_default();
-            // SAFETY: guc.c reads this right after the hook returns false.
-            unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
-            false
-        }
-    }
+    verdict(AddressPolicy::parse(&text).err().map(|e| e.to_string()))
 }
 
 #[pgrx::pg_guard]
@@ -209,28 +224,20 @@ unsafe extern "C-unwind" fn check_ca_bundle(
     _extra: *mut *mut c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: guc.c passes a valid pointer to a (possibly NULL) C string.
-    let path = unsafe {
-        if newval.is_null() || (*newval).is_null() {
-            return true;
-        }
-        CStr::from_ptr(*newval).to_string_lossy().into_owned()
+    // SAFETY: called by guc.c as a string check hook.
+    let Some(path) = (unsafe { proposed(newval) }) else {
+        return true;
     };
     let path = path.trim();
     if path.is_empty() {
         return true;
     }
-    let problem = match std::fs::read(path) {
-        Err(e) => format!("cannot read \"{path}\": {e}"),
-        Ok(pem) => match pg_webhook_core::http::check_ca_pem(&pem) {
-            Ok(()) => return true,
-            Err(e) => format!("\"{path}\": {e}"),
-        },
-    };
-    let detail = CString::new(problem).unwrap_or_default();
-    // SAFETY: guc.c reads this right after the hook returns false.
-    unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
-    false
+    verdict(match std::fs::read(path) {
+        Err(e) => Some(format!("cannot read \"{path}\": {e}")),
+        Ok(pem) => pg_webhook_core::http::check_ca_pem(&pem)
+            .err()
+            .map(|e| format!("\"{path}\": {e}")),
+    })
 }
 
 fn string(setting: &GucSetting<Option<CString>>) -> String {

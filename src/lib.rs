@@ -22,6 +22,7 @@ mod manage;
 mod ping;
 mod privilege;
 mod queue;
+mod sql;
 mod triggers;
 mod wake;
 mod worker;

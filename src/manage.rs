@@ -7,7 +7,8 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::{invalid, reject, spi};
-use crate::privilege::{as_extension_owner, caller_acts_as, forget_owner};
+use crate::privilege::{as_extension_owner, caller, caller_acts_as, forget_owner};
+use crate::sql::first_row;
 use crate::wake::{note_config_changed, note_schedule_changed};
 
 /// A live subscription the caller may manage.
@@ -43,21 +44,19 @@ pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option
         spi(
             "looking up the subscription",
             Spi::connect(|client| {
-                let rows = client.select(
+                first_row(
+                    client,
                     "SELECT id, owner::oid, status FROM webhook._subscriptions
                       WHERE name = $1 AND status <> 'unsubscribed'",
-                    Some(1),
                     &[name.into()],
-                )?;
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let row = rows.first();
-                Ok(Some((
-                    row.get::<i32>(1)?.unwrap_or_default(),
-                    row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                )))
+                    |row| {
+                        Ok((
+                            row.get::<i32>(1)?.unwrap_or_default(),
+                            row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                            row.get::<String>(3)?.unwrap_or_default(),
+                        ))
+                    },
+                )
             }),
         )
     });
@@ -95,27 +94,20 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
     if !changed {
         return false;
     }
-    write("changing the subscription's status", |client| {
+    let changed = write("changing the subscription's status", |client| {
         if paused {
-            client.update(
-                "UPDATE webhook._subscriptions SET status = 'paused',
-                        status_reason = pg_catalog.format('paused by %s at %s', current_user, now())
-                  WHERE id = $1",
-                None,
-                &[sub.id.into()],
-            )?;
-        } else {
-            client.update(
-                "UPDATE webhook._subscriptions
-                    SET status = 'active', status_reason = NULL, failing_since = NULL
-                  WHERE id = $1",
-                None,
-                &[sub.id.into()],
-            )?;
-            client.update(crate::triggers::UNPARK, None, &[vec![sub.id].into()])?;
+            let done = client.update(PAUSE, None, &[sub.id.into(), caller().into()])?;
+            return Ok(!done.is_empty());
         }
-        Ok(())
+        if client.update(RESUME, None, &[sub.id.into()])?.is_empty() {
+            return Ok(false);
+        }
+        client.update(crate::triggers::UNPARK, None, &[vec![sub.id].into()])?;
+        Ok(true)
     });
+    if !changed {
+        return false;
+    }
     note_config_changed();
     if !paused {
         note_schedule_changed();
@@ -123,32 +115,9 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
     true
 }
 
-/// Moves finished events back into the queue as a new attempt series with the same
-/// webhook-id; their last attempt is kept in the attempt log.
-const REPLAY: &str = "\
-WITH moved AS (
-    DELETE FROM webhook._event_archive a
-     WHERE a.subscription_id = $1
-       AND ($2::bigint IS NULL OR a.id = $2)
-       AND ($3::timestamptz IS NULL OR a.created_at >= $3)
-       AND (NOT $4 OR a.status = 'dead')
- RETURNING a.*
-), kept AS (
-    INSERT INTO webhook._attempts
-           (event_id, attempt, subscription_id, started_at, duration_ms, status_code,
-            response_excerpt, error, outcome)
-    SELECT id, attempts, subscription_id, final_started_at, final_duration_ms,
-           final_status_code, final_response_excerpt, final_error, status
-      FROM moved WHERE final_started_at IS NOT NULL
-        ON CONFLICT (event_id, attempt) DO NOTHING
-)
-INSERT INTO webhook._event_queue
-       (id, txid, subscription_id, op, table_schema, table_name, record, old_record,
-        created_at, attempts, series_start, next_attempt_at, last_error, ordered)
-SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_schema,
-       m.table_name, m.record, m.old_record, m.created_at, m.attempts, m.attempts, now(),
-       m.last_error, s.ordered
-  FROM moved m JOIN webhook._subscriptions s ON s.id = m.subscription_id";
+const REPLAY: &str = include_str!("../sql/queries/replay.sql");
+const PAUSE: &str = include_str!("../sql/queries/pause.sql");
+const RESUME: &str = include_str!("../sql/queries/resume.sql");
 
 fn replay(
     sub: &Managed,
@@ -158,6 +127,16 @@ fn replay(
 ) -> i64 {
     if sub.status == "unsubscribed" {
         invalid("the subscription is unsubscribed; subscribe again to deliver to it");
+    }
+    let readiness = spi(
+        "checking the extension's version",
+        crate::queue::extension_readiness(),
+    );
+    if let crate::queue::Readiness::OtherVersion(v) = readiness {
+        invalid(format!(
+            "pg_webhook's SQL objects in this database are version {v} and its library is {}: run ALTER EXTENSION pg_webhook UPDATE before replaying",
+            env!("CARGO_PKG_VERSION")
+        ));
     }
     let moved = write("replaying events", |client| {
         Ok(client

@@ -119,6 +119,17 @@ pub fn caller_can_select(table: pg_sys::Oid) -> bool {
     table_privilege(table, caller(), pg_sys::ACL_SELECT)
 }
 
+/// True when the caller has USAGE on the table's schema (a role without it cannot read the
+/// table by name, so may not make its rows leave by subscribing).
+pub fn caller_can_use_schema_of(table: pg_sys::Oid) -> bool {
+    // SAFETY: catalog reads; the table exists (checked by caller).
+    unsafe {
+        let namespace = pg_sys::get_rel_namespace(table);
+        pg_sys::pg_namespace_aclcheck(namespace, caller(), pg_sys::ACL_USAGE as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
 /// True when the caller may attach triggers to the table (owners and superusers may).
 pub fn caller_can_trigger(table: pg_sys::Oid) -> bool {
     table_privilege(table, caller(), pg_sys::ACL_TRIGGER)

@@ -187,7 +187,7 @@ fn non_owners_cannot_queue_forged_events_or_read_private_tables() {
 }
 
 #[pg_test]
-fn every_function_and_view_is_documented() {
+fn every_function_view_and_view_column_is_documented() {
     let undocumented = Spi::get_one::<String>(
         "SELECT string_agg(p.oid::regprocedure::text, ', ')
            FROM pg_proc p
@@ -203,4 +203,12 @@ fn every_function_and_view_is_documented() {
     )
     .expect("SPI");
     assert_eq!(views, None, "views without COMMENT");
+    let columns = Spi::get_one::<String>(
+        "SELECT string_agg(c.relname || '.' || a.attname, ', ') FROM pg_class c
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE c.relnamespace = 'webhook'::regnamespace AND c.relkind = 'v'
+            AND col_description(c.oid, a.attnum) IS NULL",
+    )
+    .expect("SPI");
+    assert_eq!(columns, None, "view columns without COMMENT");
 }

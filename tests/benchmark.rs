@@ -19,6 +19,7 @@ use pg_webhook_core::signing::Secret;
 use pg_webhook_core::{Bytes, HeaderMap, Url};
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
+use support::count;
 use support::sink::Sink;
 
 struct Scale {
@@ -70,10 +71,6 @@ struct Row {
     ratio: String,
     target: &'static str,
     met: bool,
-}
-
-fn count(db: &mut Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).expect(sql).get(0)
 }
 
 fn pending(db: &mut Client) -> i64 {
@@ -354,8 +351,7 @@ fn pgbench_tps(pg: &Cluster, database: &str, script: &str, seconds: u32) -> f64 
     let worker_cpu = workers_cpu_seconds(&workers);
     let path = std::env::temp_dir().join(format!("pg_webhook_bench_{}.sql", std::process::id()));
     fs::write(&path, script).unwrap();
-    let bindir = pg_bindir();
-    let out = Command::new(format!("{bindir}/pgbench"))
+    let out = Command::new(pg.bin("pgbench"))
         .args(["-n", "-c", "4", "-j", "4", "-T", &seconds.to_string(), "-f"])
         .arg(&path)
         .args([
@@ -388,14 +384,6 @@ fn pgbench_tps(pg: &Cluster, database: &str, script: &str, seconds: u32) -> f64 
                 String::from_utf8_lossy(&out.stderr)
             )
         })
-}
-
-fn pg_bindir() -> String {
-    let out = Command::new(std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into()))
-        .arg("--bindir")
-        .output()
-        .expect("pg_config");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn write_cost(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, rows: &mut Vec<Row>) {

@@ -9,9 +9,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
+use support::{subscribe, WAIT};
 
 /// pg_webhook processes connected to `database`, by type.
 fn workers_in(admin: &mut Client, database: &str) -> Vec<String> {

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(30);
+use support::{subscribe, WAIT};
 
 #[test]
 fn each_event_kind_arrives_signed_in_the_documented_shape() {

@@ -461,14 +461,7 @@ fn one_dropped_callback_function_stops_no_other_callback() {
         ", callback => 'public.cb_b(jsonb)'",
     );
     // The callback runner is stopped while both events finish, and a's function is dropped.
-    let mut admin = pg.connect("postgres");
-    let runner: i32 = admin
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_webhook callbacks'",
-            &[],
-        )
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("the callback runner: {}", describe(&e)));
+    let runner = pg.callback_runner_pid(&mut db);
     pg.kill("STOP", runner);
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(WAIT, "both callbacks to be queued", || {
@@ -512,13 +505,7 @@ fn a_callback_whose_event_is_gone_is_not_run() {
         &rx.url("/t"),
         ", callback => 'public.cb(jsonb)'",
     );
-    let runner: i32 = db
-        .query_one(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_webhook callbacks'",
-            &[],
-        )
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("the callback runner: {}", describe(&e)));
+    let runner = pg.callback_runner_pid(&mut db);
     pg.kill("STOP", runner);
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(WAIT, "the callback to be queued", || {

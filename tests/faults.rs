@@ -24,7 +24,7 @@ use support::cluster::{free_port, wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
 use support::{count, describe, subscribe};
 
-const SETTLE: Duration = Duration::from_secs(90);
+const SETTLE: Duration = support::LONG_WAIT;
 const FAST_RETRY: &str =
     ", retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 100";
 /// After a crash, requests sent this long before it may be sent again: in flight, or answered

@@ -11,7 +11,8 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::subscribe;
 
-const WAIT: Duration = Duration::from_secs(90);
+/// Ordered delivery with retries takes longer than most.
+const WAIT: Duration = support::LONG_WAIT;
 
 /// Writers commit in an order the test learns from a counter each transaction bumps after its
 /// captured INSERT (so the bump happens while the transaction holds the ordered lock). Delivery

@@ -11,9 +11,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{extension_dir, wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
+use support::{subscribe, WAIT};
 
 /// Every object the extension owns, with its full definition, privileges and comment: two
 /// databases with equal fingerprints have the same pg_webhook, whatever path led there.
@@ -361,4 +359,76 @@ fn pg_dump_and_pg_restore_keep_subscriptions_but_not_the_queue() {
         "the paused subscription stays paused"
     );
     assert_eq!(rx.count(), 1, "the filter still applies after restore");
+}
+
+#[test]
+fn a_restore_into_another_cluster_keeps_each_filter_running_as_its_owner() {
+    // Roles get other OIDs in another cluster: a filter's owner must be found by the name the
+    // dump carries, not by the OID it had where it was made.
+    let source = Cluster::start(&[]);
+    let mut db = source.client_with_extension();
+    db.batch_execute(
+        "CREATE ROLE filler1 LOGIN; CREATE ROLE filler2 LOGIN; CREATE ROLE alice LOGIN;
+         GRANT webhook_admin TO alice; GRANT CREATE ON SCHEMA public TO alice;",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    let mut alice = source.connect_as("postgres", "alice");
+    alice
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, total int);
+             CREATE FUNCTION public.big_enough(total int) RETURNS boolean LANGUAGE sql
+                 AS $$ SELECT total > 10 $$;
+             REVOKE EXECUTE ON FUNCTION public.big_enough(int) FROM PUBLIC;",
+        )
+        .unwrap();
+    subscribe(
+        &mut alice,
+        "big",
+        "orders",
+        &rx.url("/big"),
+        ", events => ARRAY['insert'], filter => $$public.big_enough(NEW.total)$$",
+    );
+    let dump = source.dir.join("app.dump");
+    source.tool(
+        "pg_dump",
+        &["-Fc", "-d", "postgres", "-f", dump.to_str().unwrap()],
+    );
+    let target = Cluster::start(&[]);
+    let mut admin = target.connect("postgres");
+    // alice comes first here: her OID is another one than in the source.
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE filler1 LOGIN; CREATE ROLE filler2 LOGIN",
+        )
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE app").unwrap();
+    let oid = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT oid::bigint FROM pg_roles WHERE rolname = 'alice'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_ne!(
+        oid(&mut db),
+        oid(&mut admin),
+        "the test needs different OIDs"
+    );
+    target.tool(
+        "pg_restore",
+        &["--exit-on-error", "-d", "app", dump.to_str().unwrap()],
+    );
+    let mut restored = target.connect("app");
+    restored
+        .batch_execute("INSERT INTO orders VALUES (1, 5), (2, 50)")
+        .unwrap();
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 2);
+    let owner: String = restored
+        .query_one("SELECT owner::text FROM webhook.subscriptions", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "alice");
 }

@@ -9,13 +9,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn count(db: &mut Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).unwrap().get(0)
-}
+use support::{count, subscribe, WAIT};
 
 fn status_counts(db: &mut Client) -> String {
     db.query_one(

@@ -8,13 +8,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn count(db: &mut postgres::Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).unwrap().get(0)
-}
+use support::{count, subscribe, WAIT};
 
 /// record id -> the webhook-ids it arrived with.
 fn ids_by_row(rx: &Receiver) -> HashMap<i64, HashSet<String>> {

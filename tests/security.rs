@@ -8,29 +8,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// The error message of `sql`, or a panic if it succeeded.
-fn error_of(db: &mut Client, sql: &str) -> String {
-    match db.batch_execute(sql) {
-        Ok(()) => panic!("no error for: {sql}"),
-        Err(e) => {
-            let db_error = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
-            let mut text = db_error.message().to_string();
-            if let Some(d) = db_error.detail() {
-                text.push_str(" | ");
-                text.push_str(d);
-            }
-            if let Some(h) = db_error.hint() {
-                text.push_str(" | ");
-                text.push_str(h);
-            }
-            text
-        }
-    }
-}
+use support::{error_of, subscribe, WAIT};
 
 /// Everything a bad call must leave alone.
 fn state(db: &mut Client) -> String {

@@ -6,16 +6,7 @@ use std::time::Duration;
 
 use support::cluster::Cluster;
 use support::receiver::Receiver;
-use support::subscribe;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn error_of(db: &mut postgres::Client, sql: &str) -> String {
-    let e = db.batch_execute(sql).expect_err(sql);
-    e.as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string())
-}
+use support::{error_of, subscribe, WAIT};
 
 #[test]
 fn three_payload_formats_are_signed_and_shaped() {

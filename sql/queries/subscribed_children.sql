@@ -1,17 +1,17 @@
--- Live subscriptions whose table is one of $1 or lies under one of them and has a parent
--- (is a partition or an inheritance child), with the xmin of that link: a link made by the
--- current transaction means the command just made a subscribed table a child, which would
--- quietly stop capturing what is written through the parent.
-WITH RECURSIVE down(relid) AS (
-    SELECT pg_catalog.unnest($1::pg_catalog.oid[])
-    UNION
-    SELECT i.inhrelid
-      FROM pg_catalog.pg_inherits i
-      JOIN down ON i.inhparent OPERATOR(pg_catalog.=) down.relid
-)
+-- Inheritance links involving live subscriptions' tables that a subscription cannot follow: a
+-- subscribed table that is a partition or inheritance child (a statement through its parent
+-- would not fire its triggers), or a subscribed table with an inheritance child that is not a
+-- partition (a statement naming the child would not be captured). With the xmin of the link:
+-- one the current transaction made is refused; older ones (before 0.3.0) are only warned about.
 SELECT s.name, s.target::pg_catalog.regclass::pg_catalog.text,
-       i.inhparent::pg_catalog.regclass::pg_catalog.text, i.xmin::pg_catalog.text
+       i.inhrelid::pg_catalog.regclass::pg_catalog.text,
+       i.inhparent::pg_catalog.regclass::pg_catalog.text,
+       i.xmin::pg_catalog.text,
+       i.inhrelid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid
   FROM webhook._subscriptions s
-  JOIN pg_catalog.pg_inherits i ON i.inhrelid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid
+  JOIN pg_catalog.pg_inherits i
+    ON i.inhrelid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid
+    OR i.inhparent OPERATOR(pg_catalog.=) s.target::pg_catalog.oid
+  JOIN pg_catalog.pg_class child ON child.oid OPERATOR(pg_catalog.=) i.inhrelid
  WHERE s.status OPERATOR(pg_catalog.<>) 'unsubscribed'
-   AND s.target::pg_catalog.oid IN (SELECT down.relid FROM down)
+   AND (i.inhrelid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid OR NOT child.relispartition)

@@ -1,6 +1,6 @@
--- Live subscriptions whose table is one of $1 or lies above one of them (a partitioned table
--- or inheritance parent of it, at any depth): a change to those tables may change where the
--- subscriptions' triggers belong.
+-- Live subscriptions whose table is one of $1 or lies above one of them (inheritance links of
+-- any kind, so that a table that stopped being a partition is seen too): a change to those
+-- tables may change where the subscriptions' triggers belong.
 WITH RECURSIVE up(relid) AS (
     SELECT pg_catalog.unnest($1::pg_catalog.oid[])
     UNION

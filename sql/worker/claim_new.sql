@@ -3,11 +3,15 @@
 -- large rows cannot make one claim load them all. Events are shared out by id among the
 -- workers, except those of pinned subscriptions ($4: with limits of their own), which go whole
 -- to one worker; the slice marker below is that condition (empty with one worker). Ordered events are
--- claimed apart. The row images stay in the heap (toasted) until a row passes the budget. The
--- last column says how many events the page held before the byte budget cut it: the cursor
--- must not take a page cut short by bytes for the end of the queue.
+-- claimed apart. The row images stay in the heap (toasted) until a row passes the budget, and
+-- are not read at all when larger than $6 (such an event cannot be sent, and turning a huge
+-- image into text could exceed PostgreSQL's 1 GB limit and fail every claim). The last column
+-- says how many events the page held before the byte budget cut it: the cursor must not take a
+-- page cut short by bytes for the end of the queue.
 SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
-       e.record::pg_catalog.text, e.old_record::pg_catalog.text, e.attempts, e.series_start,
+       CASE WHEN e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
+       CASE WHEN e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
+       e.attempts, e.series_start,
        pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes, e.candidates
   FROM (SELECT p.*,
                pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.txid, p.id) - p.payload_bytes

@@ -1,7 +1,10 @@
 -- Retries (and deferred events) whose time has come, oldest first: at most $1, and no more
--- than $3 bytes of row images (the first one always). $2 and the slice marker as in claim_new.sql.
+-- than $3 bytes of row images (the first one always). $2, $4 and the slice marker as in
+-- claim_new.sql ($4 there is $6).
 SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
-       e.record::pg_catalog.text, e.old_record::pg_catalog.text, e.attempts, e.series_start,
+       CASE WHEN e.payload_bytes <= $4 THEN e.record::pg_catalog.text END,
+       CASE WHEN e.payload_bytes <= $4 THEN e.old_record::pg_catalog.text END,
+       e.attempts, e.series_start,
        pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes
   FROM (SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id, q.subscription_id, q.op,
                q.table_schema, q.table_name, q.record, q.old_record, q.attempts,

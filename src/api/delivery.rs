@@ -7,6 +7,7 @@ use pgrx::PgSqlErrorCode;
 
 use crate::error::{invalid, reject, spi};
 use crate::privilege::caller;
+use crate::sql::first_row;
 
 /// Far above any endpoint's needs, and below what would let one subscription hog a worker.
 const MAX_IN_FLIGHT: i32 = 10_000;
@@ -67,25 +68,23 @@ fn check_callback(f: pg_sys::Oid) {
     let found = spi(
         "looking up the callback",
         Spi::connect(|client| {
-            let rows = client.select(
+            first_row(
+                client,
                 "SELECT p.oid::regprocedure::text, p.prokind::text,
                         p.pronargs = 1 AND p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype
                             AND NOT p.proretset,
                         pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE')
                    FROM pg_catalog.pg_proc p WHERE p.oid = $1",
-                Some(1),
                 &[f.into(), caller().into()],
-            )?;
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.first();
-            Ok(Some((
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
-                row.get::<bool>(3)?.unwrap_or(false),
-                row.get::<bool>(4)?.unwrap_or(false),
-            )))
+                |row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<bool>(3)?.unwrap_or(false),
+                        row.get::<bool>(4)?.unwrap_or(false),
+                    ))
+                },
+            )
         }),
     );
     let Some((signature, kind, takes_jsonb, may_execute)) = found else {

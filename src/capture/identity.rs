@@ -20,6 +20,7 @@ use pgrx::prelude::*;
 
 use super::shaped::Shape;
 use crate::privilege::{as_owner_sandboxed, extension_owner};
+use crate::sql::first_row;
 
 const LOOKUP: &str = include_str!("../../sql/queries/capture_subscription.sql");
 
@@ -145,23 +146,28 @@ type Row = (String, pg_sys::Oid, pg_sys::Oid, String, String, bool);
 
 fn read(id: i32, relid: pg_sys::Oid) -> Result<CaptureInfo, NotOurs> {
     // The writer has no rights on the private table; the lookup runs as the extension owner,
-    // sandboxed, so the writer's search_path cannot redirect it.
+    // sandboxed, so the writer's search_path cannot redirect it. It reads with the latest
+    // snapshot, as the trigger list itself is read: a REPEATABLE READ or SERIALIZABLE writer
+    // whose snapshot predates the subscription still fires its trigger, and must find it.
     let row = as_owner_sandboxed(extension_owner(), || {
-        Spi::connect(|client| {
-            let rows = client.select(LOOKUP, Some(1), &[id.into(), relid.into()])?;
-            if rows.is_empty() {
-                return Ok::<Option<Row>, pgrx::spi::Error>(None);
-            }
-            let r = rows.first();
-            Ok(Some((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::Oid::INVALID),
-                r.get::<String>(4)?.unwrap_or_default(),
-                r.get::<String>(5)?.unwrap_or_default(),
-                r.get::<bool>(6)?.unwrap_or(false),
-            )))
-        })
+        // SAFETY: pushed here, popped below; an ERROR in between unwinds the transaction, which
+        // pops it.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        let row = Spi::connect(|client| {
+            first_row::<Row>(client, LOOKUP, &[id.into(), relid.into()], |r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                    r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::Oid::INVALID),
+                    r.get::<String>(4)?.unwrap_or_default(),
+                    r.get::<String>(5)?.unwrap_or_default(),
+                    r.get::<bool>(6)?.unwrap_or(false),
+                ))
+            })
+        });
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+        row
     })
     .unwrap_or_else(|e| error!("pg_webhook capture trigger: reading subscription {id}: {e}"));
     let Some((json, owner, target, schema, table, covers)) = row else {

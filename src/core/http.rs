@@ -182,34 +182,7 @@ impl Sender {
             .timeout(endpoint.timeout)
             .body(message.body.clone());
         // The client timeout covers connect, headers and body; the outer one is a backstop.
-        let exchange = async {
-            let mut response = request.send().await?;
-            let status = response.status().as_u16();
-            let headers = endpoint
-                .keep_response_headers
-                .then(|| headers_json(response.headers()));
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let mut excerpt = Vec::new();
-            let mut body_error = None;
-            while excerpt.len() < self.excerpt_limit {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let room = self.excerpt_limit - excerpt.len();
-                        excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        body_error = Some(error_chain(&e.without_url()));
-                        break;
-                    }
-                }
-            }
-            Ok::<_, reqwest::Error>((status, retry_after, headers, excerpt, body_error))
-        };
+        let exchange = self.exchange(request, endpoint.keep_response_headers);
         let backstop = endpoint.timeout + Duration::from_secs(1);
         match tokio::time::timeout(backstop, exchange).await {
             Err(_) => finish(
@@ -223,23 +196,7 @@ impl Sender {
                 AttemptKind::TransportError,
             ),
             Ok(Err(e)) => {
-                // The URL may carry a token in its path or query: errors are shown to every
-                // reader of the table, the URL only to the subscription's owner.
-                let e = e.without_url();
-                let kind = if find_refusal(&e).is_some() {
-                    AttemptKind::Permanent
-                } else {
-                    AttemptKind::TransportError
-                };
-                let text = if e.is_timeout() {
-                    format!(
-                        "timed out after {} ms: {}",
-                        endpoint.timeout.as_millis(),
-                        error_chain(&e)
-                    )
-                } else {
-                    error_chain(&e)
-                };
+                let (text, kind) = transport_failure(e, endpoint.timeout);
                 finish(None, None, None, Some(text), kind)
             }
             Ok(Ok((status, retry_after, headers, excerpt, body_error))) => {
@@ -261,6 +218,40 @@ impl Sender {
         }
     }
 
+    /// Sends the request and reads what the policy keeps of the answer: status, `Retry-After`,
+    /// headers (when kept), and the first `excerpt_limit` bytes of the body, with any error
+    /// reading it.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        keep_headers: bool,
+    ) -> Result<Exchanged, reqwest::Error> {
+        let mut response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = keep_headers.then(|| headers_json(response.headers()));
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut excerpt = Vec::new();
+        let mut body_error = None;
+        while excerpt.len() < self.excerpt_limit {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.excerpt_limit - excerpt.len();
+                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    body_error = Some(error_chain(&e.without_url()));
+                    break;
+                }
+            }
+        }
+        Ok((status, retry_after, headers, excerpt, body_error))
+    }
+
     fn check_literal(&self, url: &Url) -> Result<(), Refusal> {
         let host = url.host_str().unwrap_or_default();
         let literal = host.trim_start_matches('[').trim_end_matches(']');
@@ -270,6 +261,37 @@ impl Sender {
         }
     }
 }
+
+/// What a request that got no answer is recorded as: its error, and whether retrying can help.
+fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
+    // The URL may carry a token in its path or query: errors are shown to every reader of the
+    // table, the URL only to the subscription's owner.
+    let e = e.without_url();
+    let kind = if find_refusal(&e).is_some() {
+        AttemptKind::Permanent
+    } else {
+        AttemptKind::TransportError
+    };
+    let text = if e.is_timeout() {
+        format!(
+            "timed out after {} ms: {}",
+            timeout.as_millis(),
+            error_chain(&e)
+        )
+    } else {
+        error_chain(&e)
+    };
+    (text, kind)
+}
+
+/// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.
+type Exchanged = (
+    u16,
+    Option<Duration>,
+    Option<String>,
+    Vec<u8>,
+    Option<String>,
+);
 
 /// Response headers as a JSON object, stopping before `RESPONSE_HEADERS_LIMIT` bytes: a
 /// receiver must not be able to make the worker store megabytes per event.

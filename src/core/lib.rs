@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod headers;
 pub mod http;
 pub mod limits;
+pub mod operation;
 pub mod payload;
 pub mod retry;
 pub mod signing;

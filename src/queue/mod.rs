@@ -10,13 +10,14 @@
 //!
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
+mod outcomes;
 mod rows;
 
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 use pgrx::PgOid;
 
-use rows::{column, epoch_seconds, full_xid, read_events, read_subscriptions};
+use rows::{full_xid, read_events, read_subscriptions};
 pub use rows::{Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
 
 const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version.sql");
@@ -37,6 +38,16 @@ const PURGE_EVENTS: &str = include_str!("../../sql/worker/purge_events.sql");
 const PURGE_ATTEMPTS: &str = include_str!("../../sql/worker/purge_attempts.sql");
 const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const OWNER_ACCESS: &str = include_str!("../../sql/worker/owner_access.sql");
+
+/// How much one claim may read.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub events: usize,
+    /// Bytes of row images, the first event always included.
+    pub bytes: i64,
+    /// Images of an event larger than this are not read at all.
+    pub largest: i64,
+}
 
 /// A worker's share of the events: ids congruent to `index` modulo `count`.
 #[derive(Debug, Clone, Copy)]
@@ -98,12 +109,9 @@ pub enum Readiness {
 
 pub fn extension_readiness() -> SpiResult<Readiness> {
     Spi::connect(|client| {
-        let rows = client.select(EXTENSION_VERSION, Some(1), &[])?;
-        let version = if rows.is_empty() {
-            None
-        } else {
-            rows.first().get_one::<String>()?
-        };
+        let version =
+            crate::sql::first_row(client, EXTENSION_VERSION, &[], |r| r.get_one::<String>())?
+                .flatten();
         Ok(match version {
             None => Readiness::Missing,
             Some(v) if v == env!("CARGO_PKG_VERSION") => Readiness::Ready,
@@ -154,9 +162,9 @@ impl Statements {
         let claim_scheduled = CLAIM_SCHEDULED.replace("/*slice*/", &share.slice("$2::int[]"));
         Spi::connect(|client| {
             Ok(Statements {
-                claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8])?,
-                claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8])?,
-                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A])?,
+                claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
+                claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
+                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I8])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
@@ -201,12 +209,12 @@ impl Statements {
     }
 
     /// New events after `after` in this worker's share, at most `limit` and about `bytes` of
-    /// row images; `pinned` lists the subscriptions that are shared out whole.
+    /// row images (`claim.bytes`); `pinned` lists the subscriptions that are shared out whole.
+    /// Images larger than `claim.largest` are not read (see `QueuedEvent::record`).
     pub fn new_events(
         &self,
         after: (i64, i64),
-        limit: usize,
-        bytes: i64,
+        claim: Bounds,
         pinned: &[i32],
     ) -> SpiResult<Vec<QueuedEvent>> {
         Spi::connect(|client| {
@@ -216,60 +224,49 @@ impl Statements {
                 &[
                     after.0.into(),
                     after.1.into(),
-                    (limit as i64).into(),
+                    (claim.events as i64).into(),
                     pinned.to_vec().into(),
-                    bytes.into(),
+                    claim.bytes.into(),
+                    claim.largest.into(),
                 ],
             )?;
             read_events(rows)
         })
     }
 
-    /// Retries whose time has come, oldest first, at most `limit` and about `bytes`.
-    pub fn scheduled_events(
-        &self,
-        limit: usize,
-        bytes: i64,
-        pinned: &[i32],
-    ) -> SpiResult<Vec<QueuedEvent>> {
+    /// Retries whose time has come, oldest first, within `claim`.
+    pub fn scheduled_events(&self, claim: Bounds, pinned: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
         Spi::connect(|client| {
             let rows = client.select(
                 &self.claim_scheduled,
                 None,
-                &[(limit as i64).into(), pinned.to_vec().into(), bytes.into()],
+                &[
+                    (claim.events as i64).into(),
+                    pinned.to_vec().into(),
+                    claim.bytes.into(),
+                    claim.largest.into(),
+                ],
             )?;
             read_events(rows)
         })
     }
 
-    /// The due head of each of these ordered subscriptions.
-    pub fn ordered_heads(&self, subscriptions: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
+    /// The due head of each of these ordered subscriptions (images up to `largest` bytes).
+    pub fn ordered_heads(
+        &self,
+        subscriptions: &[i32],
+        largest: i64,
+    ) -> SpiResult<Vec<QueuedEvent>> {
         if subscriptions.is_empty() {
             return Ok(Vec::new());
         }
         Spi::connect(|client| {
-            let rows =
-                client.select(&self.claim_ordered, None, &[subscriptions.to_vec().into()])?;
-            read_events(rows)
-        })
-    }
-
-    /// Puts (txid, id, delay in ms) events back for later, attempts unchanged.
-    pub fn defer(&self, events: &[(i64, i64, i64)]) -> SpiResult<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        Spi::connect_mut(|client| {
-            client.update(
-                &self.defer,
+            let rows = client.select(
+                &self.claim_ordered,
                 None,
-                &[
-                    column(events, |e| e.0),
-                    column(events, |e| e.1),
-                    column(events, |e| e.2),
-                ],
+                &[subscriptions.to_vec().into(), largest.into()],
             )?;
-            Ok(())
+            read_events(rows)
         })
     }
 
@@ -285,172 +282,5 @@ impl Statements {
 
     pub fn subscriptions(&self) -> SpiResult<Vec<SubscriptionRow>> {
         Spi::connect(|client| read_subscriptions(client.select(&self.subscriptions, None, &[])?))
-    }
-
-    /// Records a batch of outcomes: finished events move to the archive with their last
-    /// attempt, the others are rescheduled and their attempt logged. Must run inside one
-    /// transaction, so a crash records all or nothing. Events that vanished meanwhile
-    /// (unsubscribed with discard) are skipped.
-    pub fn record(&self, outcomes: &[Outcome]) -> SpiResult<()> {
-        let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
-            .iter()
-            .partition(|o| matches!(o.decision, Decision::Retry { .. }));
-        Spi::connect_mut(|client| {
-            if !finished.is_empty() {
-                client.update(
-                    &self.finish,
-                    None,
-                    &[
-                        column(&finished, |o| o.txid),
-                        column(&finished, |o| o.event_id),
-                        column(&finished, |o| o.decision.outcome().to_string()),
-                        column(&finished, |o| o.attempt),
-                        column(&finished, |o| o.last_error.clone()),
-                        column(&finished, |o| epoch_seconds(o.started_at)),
-                        column(&finished, |o| o.duration_ms),
-                        column(&finished, |o| o.status_code),
-                        column(&finished, |o| o.response_excerpt.clone()),
-                        column(&finished, |o| o.error.clone()),
-                        column(&finished, |o| o.callback),
-                        column(&finished, |o| o.response_headers.clone()),
-                    ],
-                )?;
-            }
-            if !retried.is_empty() {
-                client.update(
-                    &self.insert_attempts,
-                    None,
-                    &[
-                        column(&retried, |o| o.event_id),
-                        column(&retried, |o| o.attempt),
-                        column(&retried, |o| o.subscription_id),
-                        column(&retried, |o| epoch_seconds(o.started_at)),
-                        column(&retried, |o| o.duration_ms),
-                        column(&retried, |o| o.status_code),
-                        column(&retried, |o| o.response_excerpt.clone()),
-                        column(&retried, |o| o.error.clone()),
-                    ],
-                )?;
-                client.update(
-                    &self.reschedule,
-                    None,
-                    &[
-                        column(&retried, |o| o.txid),
-                        column(&retried, |o| o.event_id),
-                        column(&retried, |o| o.attempt),
-                        column(&retried, |o| match o.decision {
-                            Decision::Retry { delay_ms } => delay_ms,
-                            _ => 0,
-                        }),
-                        column(&retried, |o| o.last_error.clone()),
-                    ],
-                )?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Parks (txid, id, subscription id) events, if their subscription is still paused or
-    /// disabled when this runs, or its owner may not read its table (`denied`).
-    pub fn park(&self, events: &[(i64, i64, i32)], denied: &[i32]) -> SpiResult<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut subscriptions: Vec<i32> = events.iter().map(|e| e.2).collect();
-        subscriptions.sort_unstable();
-        subscriptions.dedup();
-        Spi::connect_mut(|client| {
-            client.update(
-                &self.park,
-                None,
-                &[
-                    column(events, |e| e.0),
-                    column(events, |e| e.1),
-                    subscriptions.into(),
-                    denied.to_vec().into(),
-                ],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Makes every parked event of these subscriptions due; returns how many.
-    pub fn unpark(&self, subscriptions: &[i32]) -> SpiResult<u64> {
-        if subscriptions.is_empty() {
-            return Ok(0);
-        }
-        Spi::connect_mut(|client| {
-            Ok(client
-                .update(&self.unpark, None, &[subscriptions.to_vec().into()])?
-                .len() as u64)
-        })
-    }
-
-    /// For these subscriptions, why their owner may no longer read their table (`None`: it
-    /// may).
-    pub fn owner_access(&self, subscriptions: &[i32]) -> SpiResult<Vec<(i32, Option<String>)>> {
-        if subscriptions.is_empty() {
-            return Ok(Vec::new());
-        }
-        Spi::connect(|client| {
-            let rows = client.select(&self.owner_access, None, &[subscriptions.to_vec().into()])?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push((row.get(1)?.unwrap_or_default(), row.get(2)?));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Records which subscriptions now fail and which succeed.
-    pub fn health(&self, changes: &[(i32, bool)]) -> SpiResult<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        Spi::connect_mut(|client| {
-            client.update(
-                &self.health,
-                None,
-                &[column(changes, |c| c.0), column(changes, |c| c.1)],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Disables a subscription with the reason; true if it was active.
-    pub fn disable(&self, id: i32, reason: &str) -> SpiResult<bool> {
-        Spi::connect_mut(|client| {
-            Ok(!client
-                .update(&self.disable, None, &[id.into(), reason.into()])?
-                .is_empty())
-        })
-    }
-
-    /// Active subscriptions failing for longer than `seconds`.
-    pub fn overdue(&self, seconds: f64) -> SpiResult<Vec<Overdue>> {
-        Spi::connect(|client| {
-            let rows = client.select(&self.overdue, None, &[seconds.into()])?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push((
-                    row.get(1)?.unwrap_or_default(),
-                    row.get(2)?.unwrap_or_default(),
-                    row.get(3)?.unwrap_or_default(),
-                    row.get(4)?,
-                ));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Deletes up to `batch` expired archive rows and up to `batch` orphaned attempts; returns
-    /// how many of each.
-    pub fn purge(&self, delivered_s: f64, dead_s: f64, batch: i64) -> SpiResult<(u64, u64)> {
-        Spi::connect_mut(|client| {
-            let args = [delivered_s.into(), dead_s.into(), batch.into()];
-            let events = client.update(&self.purge_events, None, &args)?.len();
-            let attempts = client.update(&self.purge_attempts, None, &args)?.len();
-            Ok((events as u64, attempts as u64))
-        })
     }
 }

@@ -13,6 +13,8 @@ pub struct QueuedEvent {
     pub op: String,
     pub table_schema: String,
     pub table_name: String,
+    /// The row images as JSON text; both `None` when they were too large to read (then
+    /// `payload_bytes` is over the claim's `largest`).
     pub record: Option<String>,
     pub old_record: Option<String>,
     pub attempts: i32,

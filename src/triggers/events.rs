@@ -13,14 +13,13 @@ use std::collections::BTreeSet;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use super::{existing, functions, missing_trigger, sync, SYNCING, UNPARK};
+use super::{base_name, diff, existing, functions, sync, LIVE, SYNCING, UNPARK, UNSUBSCRIBE};
 use crate::capture::named_subscription;
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
 
 const OVER: &str = include_str!("../../sql/queries/subscriptions_over.sql");
 const CHILDREN: &str = include_str!("../../sql/queries/subscribed_children.sql");
-const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
 
 /// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/api.sql).
@@ -89,6 +88,13 @@ unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
                         )
                     })
             }
+            // CREATE SCHEMA ... CREATE TABLE ... PARTITION OF runs its elements as subcommands.
+            pg_sys::NodeTag::T_CreateSchemaStmt => {
+                let schema = node.cast::<pg_sys::CreateSchemaStmt>();
+                PgList::<pg_sys::Node>::from_pg((*schema).schemaElts)
+                    .iter_ptr()
+                    .any(|element| changes_inheritance(element))
+            }
             _ => false,
         }
     }
@@ -106,15 +112,17 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
                 for r in client.select(OVER, None, &[relids.clone().into()])? {
                     ids.insert(r.get::<i32>(1)?.unwrap_or_default());
                 }
-                for r in client.select(CHILDREN, None, &[relids.clone().into()])? {
-                    let xmin: String = r.get(4)?.unwrap_or_default();
+                for r in client.select(CHILDREN, None, &[])? {
+                    let xmin: String = r.get(5)?.unwrap_or_default();
                     let xmin = pg_sys::TransactionId::from(xmin.parse::<u32>().unwrap_or(0));
                     // SAFETY: a check against this backend's own transaction state.
                     if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
-                        became_child(
+                        refuse_link(
                             &r.get::<String>(1)?.unwrap_or_default(),
                             &r.get::<String>(2)?.unwrap_or_default(),
                             &r.get::<String>(3)?.unwrap_or_default(),
+                            &r.get::<String>(4)?.unwrap_or_default(),
+                            r.get::<bool>(6)?.unwrap_or(false),
                         );
                     }
                 }
@@ -133,43 +141,60 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
     }
 }
 
-fn became_child(name: &str, table: &str, parent: &str) -> ! {
-    crate::error::reject(
-        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+/// Refuses a link between a subscribed table and another that the subscription cannot follow.
+fn refuse_link(name: &str, table: &str, child: &str, parent: &str, table_is_child: bool) -> ! {
+    let message = if table_is_child {
         format!(
             "table {table} is subscribed by webhook subscription \"{name}\" and cannot become a partition or inheritance child of {parent}: a statement through {parent} would not fire its triggers, and those changes would not be sent"
-        ),
+        )
+    } else {
+        format!(
+            "table {table} is subscribed by webhook subscription \"{name}\" and cannot get the inheritance child {child}: writes naming {child} would not be sent (pg_webhook follows declarative partitions, not inheritance)"
+        )
+    };
+    crate::error::reject(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        message,
         Some(&format!(
-            "unsubscribe it first (SELECT webhook.unsubscribe({})) and subscribe the parent table, with a filter if only some rows matter",
+            "partition the table declaratively, or unsubscribe it first (SELECT webhook.unsubscribe({}))",
             pgrx::spi::quote_literal(name)
         )),
     )
 }
 
 /// After DROP of anything (the `webhook_on_sql_drop` event trigger): a subscription whose table
-/// was dropped (`tables`, with `what` describing each) is unsubscribed; so is one whose capture
-/// trigger was dropped by hand (`trigger_dropped`), and its other triggers go too. Their queued
-/// events are still delivered, parked ones included.
+/// was dropped (`tables`, with `what` describing each) is unsubscribed; so is one that lost a
+/// capture trigger dropped by hand from one of `trigger_tables` (the tables, still there, that
+/// the command dropped triggers from), and its other triggers go too. Their queued events are
+/// still delivered, parked ones included.
 #[pg_extern(name = "_on_dropped", volatile)]
 #[search_path(pg_catalog, pg_temp)]
-fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_dropped: bool) {
-    let check_triggers = trigger_dropped && SYNCING.with(std::cell::Cell::get) == 0;
+fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<pg_sys::Oid>) {
+    // While pg_webhook itself replaces triggers, a dropped one is about to come back.
+    let check_triggers = !trigger_tables.is_empty() && SYNCING.with(std::cell::Cell::get) == 0;
     let ended = as_extension_owner(|| {
         spi(
             "noticing dropped tables and triggers",
             Spi::connect_mut(|client| {
                 let mut subs = Vec::new();
-                for r in client.select(
-                    "SELECT id, target::pg_catalog.oid FROM webhook._subscriptions
-                      WHERE status OPERATOR(pg_catalog.<>) 'unsubscribed'",
-                    None,
-                    &[],
-                )? {
+                for r in client.select(LIVE, None, &[])? {
                     subs.push((
                         r.get::<i32>(1)?.unwrap_or_default(),
                         r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
                     ));
                 }
+                let mut over = BTreeSet::new();
+                if check_triggers {
+                    for r in client.select(OVER, None, &[trigger_tables.clone().into()])? {
+                        over.insert(r.get::<i32>(1)?.unwrap_or_default());
+                    }
+                }
+                let funcs = functions(client)?;
+                let have = if over.is_empty() {
+                    Vec::new()
+                } else {
+                    existing(client, funcs, None)?
+                };
                 let mut ended = Vec::new();
                 for (id, target) in subs {
                     let reason = match tables.iter().position(|t| *t == target) {
@@ -177,9 +202,13 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_dropped: bool
                             "{} was dropped",
                             what.get(i).map_or("its table", String::as_str)
                         )),
-                        None if check_triggers => {
-                            missing_trigger(client, id)?.map(|(trigger, table)| {
-                                format!("its trigger {trigger} on {table} was dropped")
+                        None if over.contains(&id) => {
+                            diff(client, id, funcs, &have)?.missing.first().map(|m| {
+                                format!(
+                                    "its trigger {} on {} was dropped",
+                                    base_name(id, m.kind),
+                                    m.table
+                                )
                             })
                         }
                         None => None,

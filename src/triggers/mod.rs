@@ -1,7 +1,7 @@
 //! A subscription's triggers, kept equal to what its row says.
 //!
-//! A live subscription has one capture trigger per event kind on its table and on every table
-//! under it (partitions at any depth, inheritance children): a statement that names a partition
+//! A live subscription has one capture trigger per event kind on its table and on every
+//! partition under it, at any depth: a statement that names a partition
 //! fires that partition's statement triggers only, so each level needs its own. An ordered
 //! subscription also has a BEFORE statement trigger on each, which takes its order lock before
 //! the statement locks any row. `sync` makes the triggers match — after subscribe, unsubscribe,
@@ -12,22 +12,28 @@
 //! subscription id), never by name.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 
 use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient, SpiResult};
 
 mod events;
+mod reconcile;
+
+pub use reconcile::reconcile;
 
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
+use crate::sql::first_row;
 
 const TREE: &str = include_str!("../../sql/queries/subscription_tree.sql");
 const OURS: &str = include_str!("../../sql/queries/pg_webhook_triggers.sql");
 const WANTED: &str = include_str!("../../sql/queries/subscription_triggers_wanted.sql");
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
+const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
+const LIVE: &str = include_str!("../../sql/queries/live_targets.sql");
+const ALL_IDS: &str = include_str!("../../sql/queries/all_subscription_ids.sql");
 
 thread_local! {
     /// Set while pg_webhook itself drops triggers, so the sql_drop event trigger does not take
@@ -209,13 +215,15 @@ fn wanted(
     client: &SpiClient<'_>,
     id: i32,
 ) -> SpiResult<Option<(pg_sys::Oid, Vec<Operation>, bool)>> {
-    let rows = client.select(WANTED, Some(1), &[id.into()])?;
-    if rows.is_empty() {
+    let Some((target, json)) = first_row(client, WANTED, &[id.into()], |row| {
+        Ok((
+            row.get::<pg_sys::Oid>(1)?,
+            row.get::<String>(2)?.unwrap_or_default(),
+        ))
+    })?
+    else {
         return Ok(None);
-    }
-    let row = rows.first();
-    let target: Option<pg_sys::Oid> = row.get(1)?;
-    let json: String = row.get(2)?.unwrap_or_default();
+    };
     let fields: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
     let events: Vec<Option<&str>> = fields["events"]
         .as_array()
@@ -244,84 +252,117 @@ pub fn sync(id: i32) {
 
 fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
     let funcs = functions(client)?;
-    // In the order they are created: table by table down the tree, event kinds in order.
-    let mut wanted_here: Vec<(pg_sys::Oid, Kind)> = Vec::new();
-    let mut tables: HashMap<pg_sys::Oid, String> = HashMap::new();
+    let have = existing(client, funcs, None)?;
+    let diff = diff(client, id, funcs, &have)?;
+    let _syncing = Syncing::start();
+    for t in &diff.extra {
+        client.update(
+            &format!("DROP TRIGGER {} ON {}", quote_identifier(&t.name), t.table),
+            None,
+            &[],
+        )?;
+    }
+    for m in &diff.missing {
+        let name = free_name(client, m.relid, &base_name(id, m.kind))?;
+        client.update(&ddl(id, m.kind, &name, &m.table, &diff.ops), None, &[])?;
+    }
+    Ok(())
+}
+
+/// A trigger a subscription needs and lacks.
+struct Missing {
+    relid: pg_sys::Oid,
+    kind: Kind,
+    table: String,
+    /// On the subscription's own table (not one of its partitions).
+    on_target: bool,
+}
+
+/// How a subscription's triggers differ from what its row asks for.
+struct Diff<'a> {
+    /// Its event kinds.
+    ops: Vec<Operation>,
+    /// What it lacks, in the order to make them: table by table down the tree, event kinds in
+    /// order.
+    missing: Vec<Missing>,
+    /// Triggers naming it that it does not want (on a table outside its tree, of the wrong
+    /// kind, or any at all once it is unsubscribed).
+    extra: Vec<&'a Existing>,
+}
+
+/// Compares subscription `id`'s triggers, out of every pg_webhook trigger there is (`have`,
+/// from one `existing` scan), with what its row asks for.
+fn diff<'a>(
+    client: &SpiClient<'_>,
+    id: i32,
+    funcs: (pg_sys::Oid, pg_sys::Oid),
+    have: &'a [Existing],
+) -> SpiResult<Diff<'a>> {
     let wanted = wanted(client, id)?;
     let ops = wanted.as_ref().map(|w| w.1.clone()).unwrap_or_default();
+    let mut missing = Vec::new();
     if let Some((target, ops, ordered)) = &wanted {
         for r in client.select(TREE, None, &[(*target).into()])? {
             let relid: pg_sys::Oid = r.get(1)?.unwrap_or(pg_sys::Oid::INVALID);
-            tables.insert(relid, r.get(2)?.unwrap_or_default());
-            for op in ops {
-                wanted_here.push((relid, Kind::Capture(*op)));
-            }
-            if *ordered && funcs.1 != pg_sys::Oid::INVALID {
-                wanted_here.push((relid, Kind::OrderLock));
+            let table: String = r.get(2)?.unwrap_or_default();
+            let kinds = ops
+                .iter()
+                .map(|op| Kind::Capture(*op))
+                .chain((*ordered && funcs.1 != pg_sys::Oid::INVALID).then_some(Kind::OrderLock));
+            for kind in kinds {
+                missing.push(Missing {
+                    relid,
+                    kind,
+                    table: table.clone(),
+                    on_target: relid == *target,
+                });
             }
         }
     }
-    let mine: Vec<Existing> = existing(client, funcs, None)?
-        .into_iter()
+    let mut extra = Vec::new();
+    for t in have
+        .iter()
         .filter(|t| named_subscription(&t.args) == Some(id))
-        .collect();
-    let mut to_drop = Vec::new();
-    for t in &mine {
-        match t.kind(id, funcs, &ops) {
-            Some(kind) if wanted_here.contains(&(t.relid, kind)) => {
-                wanted_here.retain(|w| *w != (t.relid, kind));
+    {
+        let found = t.kind(id, funcs, &ops).and_then(|kind| {
+            missing
+                .iter()
+                .position(|m| m.relid == t.relid && m.kind == kind)
+        });
+        match found {
+            Some(i) => {
+                missing.remove(i);
             }
-            _ => to_drop.push(format!(
-                "DROP TRIGGER {} ON {}",
-                quote_identifier(&t.name),
-                t.table
-            )),
+            None => extra.push(t),
         }
     }
-    SYNCING.with(|s| s.set(s.get() + 1));
-    let result = (|| {
-        for statement in &to_drop {
-            client.update(statement, None, &[])?;
-        }
-        for (relid, kind) in &wanted_here {
-            let name = free_name(client, *relid, &base_name(id, *kind))?;
-            let table = tables.get(relid).cloned().unwrap_or_default();
-            client.update(&ddl(id, *kind, &name, &table, &ops), None, &[])?;
-        }
-        Ok(())
-    })();
-    SYNCING.with(|s| s.set(s.get() - 1));
-    result
+    Ok(Diff {
+        ops,
+        missing,
+        extra,
+    })
 }
 
-/// The first trigger subscription `id` needs and lacks, as (trigger, table) for the reason.
-fn missing_trigger(client: &SpiClient<'_>, id: i32) -> SpiResult<Option<(String, String)>> {
-    let Some((target, ops, ordered)) = wanted(client, id)? else {
-        return Ok(None);
-    };
-    let funcs = functions(client)?;
-    let have: Vec<(pg_sys::Oid, Kind)> = existing(client, funcs, None)?
-        .into_iter()
-        .filter_map(|t| t.kind(id, funcs, &ops).map(|k| (t.relid, k)))
-        .collect();
-    for r in client.select(TREE, None, &[target.into()])? {
-        let relid: pg_sys::Oid = r.get(1)?.unwrap_or(pg_sys::Oid::INVALID);
-        let table: String = r.get(2)?.unwrap_or_default();
-        let kinds = ops
-            .iter()
-            .map(|op| Kind::Capture(*op))
-            .chain((ordered && funcs.1 != pg_sys::Oid::INVALID).then_some(Kind::OrderLock));
-        for kind in kinds {
-            if !have.contains(&(relid, kind)) {
-                return Ok(Some((base_name(id, kind), table)));
-            }
-        }
+/// Marks pg_webhook's own trigger DDL while it lasts, whichever way it ends (an ERROR unwinds
+/// through the guard, so the mark cannot outlive a failed sync).
+struct Syncing;
+
+impl Syncing {
+    fn start() -> Syncing {
+        SYNCING.with(|s| s.set(s.get() + 1));
+        Syncing
     }
-    Ok(None)
+}
+
+impl Drop for Syncing {
+    fn drop(&mut self) {
+        SYNCING.with(|s| s.set(s.get().saturating_sub(1)));
+    }
 }
 
 /// Brings the triggers of every subscription in line with 0.3.0 (partitions, order locks, the
-/// one-argument form); run by the upgrade script.
+/// one-argument form) and drops pg_webhook triggers naming no live subscription; run by the
+/// upgrade script. Returns how many subscriptions it went through.
 #[pg_extern(name = "_sync_all_triggers", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn sync_all_triggers() -> i64 {
@@ -330,11 +371,7 @@ fn sync_all_triggers() -> i64 {
             "listing subscriptions",
             Spi::connect(|client| {
                 client
-                    .select(
-                        "SELECT id FROM webhook._subscriptions ORDER BY id",
-                        None,
-                        &[],
-                    )?
+                    .select(ALL_IDS, None, &[])?
                     .map(|r| r.get::<i32>(1).map(Option::unwrap_or_default))
                     .collect::<SpiResult<Vec<i32>>>()
             }),
@@ -342,6 +379,15 @@ fn sync_all_triggers() -> i64 {
     });
     for id in &ids {
         sync(*id);
+    }
+    let changes = as_extension_owner(|| {
+        spi(
+            "dropping stray pg_webhook triggers",
+            Spi::connect_mut(reconcile::pass),
+        )
+    });
+    for change in changes {
+        notice!("pg_webhook: {change}");
     }
     ids.len() as i64
 }

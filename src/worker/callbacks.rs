@@ -15,6 +15,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
+use super::watchdog::{self, disable_timeout, enable_timeout_after};
 use super::{connect, decode_start, txn};
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
@@ -27,12 +28,11 @@ const BATCH: i64 = 50;
 
 const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
-
-extern "C-unwind" {
-    // utils/timeout.h; not in pgrx's generated bindings.
-    fn enable_timeout_after(id: c_int, delay_ms: c_int);
-    fn disable_timeout(id: c_int, keep_indicator: bool);
-}
+const STARTED: &str = include_str!("../../sql/worker/callback_started.sql");
+const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
+/// Row images larger than this are left out of the event a callback receives (see
+/// `Dispatcher::largest_readable`).
+const LARGEST_IMAGES: i64 = 160 << 20;
 
 /// `STATEMENT_TIMEOUT` in PostgreSQL's `TimeoutId` enum: its fourth entry, as since 9.3.
 const STATEMENT_TIMEOUT: c_int = 3;
@@ -44,9 +44,12 @@ struct Pending {
     /// The subscription's callback (`None`: it has none any more).
     function: Option<pg_sys::Oid>,
     function_exists: bool,
-    /// `None` when the event left the archive (purged, or replayed).
-    event: Option<String>,
+    /// How many times a runner started this callback before (one that was stopped mid-call).
+    starts: i32,
 }
+
+/// A callback whose runner stopped while it ran this many times is not started again.
+const MOST_STARTS: i32 = 2;
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -54,6 +57,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     install_signal_handlers();
     let (db_oid, _) = decode_start(arg);
     let database = connect(db_oid);
+    watchdog::install();
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };
     crate::wake::register_worker(db_oid, CALLBACK_RUNNER, pid);
@@ -116,7 +120,7 @@ fn read_pending() -> SpiResult<Vec<Pending>> {
                 owner: row.get(3)?.unwrap_or(pg_sys::Oid::INVALID),
                 function: row.get(4)?,
                 function_exists: row.get(5)?.unwrap_or(false),
-                event: row.get(6)?,
+                starts: row.get(6)?.unwrap_or(0),
             });
         }
         Ok(out)
@@ -126,17 +130,39 @@ fn read_pending() -> SpiResult<Vec<Pending>> {
 /// One callback in its own transaction: its effects and its removal from the queue commit
 /// together; on failure only the removal and the error on the event do. False when even that
 /// could not be recorded (it stays queued and is tried again).
+///
+/// Before the call, a transaction of its own counts the start, so that if the runner dies
+/// during the call (the watchdog, a crash, a shutdown) the next runner knows: it starts it once
+/// more, and after `MOST_STARTS` records it as failed instead.
 fn run_one(callback: &Pending) -> bool {
     let timeout = crate::guc::callback_timeout();
+    let may_start = callback.function.is_some() && callback.starts < MOST_STARTS;
+    if may_start
+        && txn::run("marking a callback started", || {
+            Spi::run_with_args(STARTED, &[callback.event_id.into()])
+        })
+        .is_err()
+    {
+        return false;
+    }
     txn::run("running a callback", || {
-        let failure = match (callback.function, &callback.event) {
+        let event = match callback.function {
+            Some(_) => event_of(callback.event_id),
+            None => Ok(None),
+        };
+        let failure = match (callback.function, event) {
+            (_, Err(e)) => Some(format!("the event could not be read for the callback: {e}")),
             // Purged or replayed meanwhile (a replay gets a callback of its own when it
             // finishes), or the subscription no longer has a callback: nothing to call.
-            (None, _) | (_, None) => None,
-            (Some(f), Some(_)) if !callback.function_exists => Some(format!(
+            (None, _) | (_, Ok(None)) => None,
+            (Some(_), Ok(Some(_))) if !may_start => Some(format!(
+                "the callback was stopped {} times before it finished (it ran past pg_webhook.callback_timeout and ignored the cancel, or the server stopped); it is not run again",
+                callback.starts
+            )),
+            (Some(f), Ok(Some(_))) if !callback.function_exists => Some(format!(
                 "the callback function (OID {f}) no longer exists; set another with a new subscription"
             )),
-            (Some(f), Some(event)) => call(f, event, callback.owner, timeout).err(),
+            (Some(f), Ok(Some(event))) => call(f, event, callback.owner, timeout).err(),
         };
         Spi::connect_mut(|client| {
             client.update(
@@ -158,11 +184,28 @@ fn run_one(callback: &Pending) -> bool {
     .is_ok()
 }
 
+/// The event a callback receives, read in a subtransaction so that a failure to build it (a
+/// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone.
+fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
+    in_subtransaction(|| {
+        Spi::connect(|client| {
+            crate::sql::first_row(
+                client,
+                EVENT,
+                &[event_id.into(), LARGEST_IMAGES.into()],
+                |r| r.get::<pgrx::JsonB>(1),
+            )
+        })
+    })
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map(Option::flatten)
+}
+
 /// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
 /// subtransaction so a failure undoes the callback's own effects and nothing else.
 fn call(
     function: pg_sys::Oid,
-    event: &str,
+    event: pgrx::JsonB,
     owner: pg_sys::Oid,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -176,8 +219,6 @@ fn call(
             "permission denied: the subscription's owner may no longer execute the callback function (OID {function})"
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_str(event).map_err(|e| format!("the event is not JSON: {e}"))?;
     // SAFETY: arms the backend's statement timer (its handler cancels the running query);
     // disarmed below whichever way the call ends.
     unsafe {
@@ -186,8 +227,9 @@ fn call(
             timeout.as_millis().clamp(1, i32::MAX as u128) as c_int,
         );
     }
-    let result =
-        in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, pgrx::JsonB(value))));
+    watchdog::arm(timeout + watchdog::GRACE);
+    let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
+    watchdog::disarm();
     // SAFETY: disarms the timer armed above; keeps a cancel that already fired from leaking
     // into the bookkeeping that follows.
     unsafe {

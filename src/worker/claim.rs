@@ -6,14 +6,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pg_webhook_core::limits::{Admission, Limits};
+use pg_webhook_core::limits::Limits;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::dispatch::Dispatcher;
+use super::plan::Plan;
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::{self, Target};
-use crate::queue::{QueuedEvent, Statements};
+use crate::queue::{Bounds, QueuedEvent, Statements};
 
 /// Under a stream of commits, claims are at least this far apart, so each claim (one
 /// transaction) picks up several events instead of one. A commit after a quiet spell is
@@ -190,8 +191,14 @@ impl Claim<'_> {
             .collect();
         let owned = self.dispatcher.owned();
         let budget = (IN_FLIGHT_BYTES - self.dispatcher.owned_bytes()).max(1);
+        let largest = self.dispatcher.largest_readable();
         let after = self.cursor.position(|| statements.horizon())?;
-        let fresh = statements.new_events(after, want, budget, &pinned)?;
+        let bounds = Bounds {
+            events: want,
+            bytes: budget,
+            largest,
+        };
+        let fresh = statements.new_events(after, bounds, &pinned)?;
         let room_left = want - fresh.len().min(want);
         let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
         let mut scheduled = Vec::new();
@@ -199,11 +206,12 @@ impl Claim<'_> {
         if check_scheduled && room_left > 0 && bytes_left > 0 {
             // Read past the retries already in flight.
             let owned_bytes = self.dispatcher.owned_bytes();
-            scheduled = statements.scheduled_events(
-                room_left + owned,
-                bytes_left + owned_bytes,
-                &pinned,
-            )?;
+            let bounds = Bounds {
+                events: room_left + owned,
+                bytes: bytes_left + owned_bytes,
+                largest,
+            };
+            scheduled = statements.scheduled_events(bounds, &pinned)?;
             if scheduled.len() < room_left + owned {
                 next_due = Some(statements.ms_until_next_due()?);
             }
@@ -217,16 +225,30 @@ impl Claim<'_> {
         }
         let mut plan = Plan::new(self.dispatcher, self.now);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, want);
-        let heads = statements.ordered_heads(&heads_wanted)?;
+        let heads = statements.ordered_heads(&heads_wanted, largest)?;
         // Whether each owner may still read the table, as of now: after the events were read.
         disabled.extend(self.check_access(fresh.iter().chain(&scheduled).chain(&heads))?);
-        // Subscriptions that may not send now (paused, disabled, owner may no longer read the
-        // table): park their events until they may. Never one that is in flight: its outcome
-        // is recorded by key, and parking it would only send it again after a resume.
-        let parked: Vec<_> = fresh
-            .iter()
-            .chain(&scheduled)
-            .chain(&heads)
+        self.park_held(fresh.iter().chain(&scheduled).chain(&heads))?;
+        for event in fresh.iter().chain(&scheduled).chain(&heads) {
+            plan.consider(event, self.targets, self.limits, want);
+        }
+        statements.defer(&plan.defer)?;
+        let (start, deferred_until) = plan.into_parts();
+        Ok(Claimed {
+            fresh,
+            scheduled,
+            next_due,
+            start,
+            deferred_until,
+            disabled,
+        })
+    }
+
+    /// Parks the events of subscriptions that may not send now (paused, disabled, owner may no
+    /// longer read the table) until they may. Never one that is in flight: its outcome is
+    /// recorded by key, and parking it would only send it again after a resume.
+    fn park_held<'e>(&self, events: impl Iterator<Item = &'e QueuedEvent>) -> SpiResult<()> {
+        let parked: Vec<_> = events
             .filter(|e| !self.dispatcher.owns(e.id))
             .filter(|e| {
                 self.targets
@@ -241,20 +263,7 @@ impl Claim<'_> {
             .filter(|(_, t)| t.read_denied.is_some())
             .map(|(id, _)| *id)
             .collect();
-        statements.park(&parked, &denied)?;
-        for event in fresh.iter().chain(&scheduled).chain(&heads) {
-            plan.consider(event, self.targets, self.limits, want);
-        }
-        statements.defer(&plan.defer)?;
-        let (start, deferred_until) = plan.into_parts();
-        Ok(Claimed {
-            fresh,
-            scheduled,
-            next_due,
-            start,
-            deferred_until,
-            disabled,
-        })
+        self.statements.park(&parked, &denied)
     }
 
     /// Re-reads whether the owners of the subscriptions of these events may still read their
@@ -346,80 +355,5 @@ impl Claim<'_> {
         statements.unpark(&started)?;
         *self.sending = now_sending;
         Ok(disabled)
-    }
-}
-
-/// What one claim decided: events to start now, and events of limited subscriptions to put
-/// back for later (txid, id, delay in ms).
-struct Plan<'a> {
-    dispatcher: &'a Dispatcher,
-    now: Instant,
-    start: Vec<QueuedEvent>,
-    /// Started in this plan, per subscription (on top of what the dispatcher owns).
-    starting: HashMap<i32, usize>,
-    defer: Vec<(i64, i64, i64)>,
-    /// Turned away in this plan, per subscription.
-    over: HashMap<i32, usize>,
-    /// When the earliest deferred event or rate-held head is due.
-    earliest: Option<Instant>,
-}
-
-impl<'a> Plan<'a> {
-    fn new(dispatcher: &'a Dispatcher, now: Instant) -> Plan<'a> {
-        Plan {
-            dispatcher,
-            now,
-            start: Vec::new(),
-            starting: HashMap::new(),
-            defer: Vec::new(),
-            over: HashMap::new(),
-            earliest: None,
-        }
-    }
-
-    fn in_flight(&self, subscription: i32) -> usize {
-        self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
-    }
-
-    fn wake_at(&mut self, at: Instant) {
-        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
-    }
-
-    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room).
-    fn consider(
-        &mut self,
-        event: &QueuedEvent,
-        targets: &HashMap<i32, Target>,
-        limits: &mut Limits,
-        want: usize,
-    ) {
-        if self.start.len() == want || self.dispatcher.owns(event.id) {
-            return;
-        }
-        let sub = event.subscription_id;
-        let target = targets.get(&sub);
-        if target.is_some_and(|t| !t.sends()) {
-            return; // parked in the claim transaction
-        }
-        if let Some(t) = target.filter(|t| t.pinned()) {
-            let over = self.over.get(&sub).copied().unwrap_or(0);
-            if let Admission::Later(wait) =
-                limits.admit(sub, &t.limits, self.in_flight(sub), over, self.now)
-            {
-                if !t.ordered {
-                    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
-                    self.defer.push((event.txid, event.id, ms));
-                }
-                *self.over.entry(sub).or_default() += 1;
-                self.wake_at(self.now + wait);
-                return;
-            }
-        }
-        *self.starting.entry(sub).or_default() += 1;
-        self.start.push(event.clone());
-    }
-
-    fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
-        (self.start, self.earliest)
     }
 }

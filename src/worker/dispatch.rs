@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use pg_webhook_core::http::{Attempt, Message, Sender};
+use pg_webhook_core::http::{Attempt, Endpoint, Message, Sender};
 use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange};
 use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, RetryPolicy, Verdict};
 use tokio::runtime::Runtime;
@@ -18,6 +18,8 @@ use crate::queue::{Decision, Outcome, QueuedEvent};
 
 /// Longest error summary kept on an event (the full text is on the attempt).
 const LAST_ERROR_LEN: usize = 500;
+/// See `Dispatcher::largest_readable`.
+const LARGEST_READABLE: i64 = 160 << 20;
 
 struct Flight {
     txid: i64,
@@ -100,6 +102,16 @@ impl Dispatcher {
         self.owned_bytes
     }
 
+    /// The largest row images a claim reads: an event with larger ones dies without being read.
+    /// Four times the largest body sent (JSON text can be a quarter of its jsonb size), and
+    /// never more than 160 MiB, whose text (at most six times larger, \u escapes) stays under
+    /// PostgreSQL's 1 GB limit for a value.
+    pub fn largest_readable(&self) -> i64 {
+        (self.max_payload_bytes as i64)
+            .saturating_mul(4)
+            .min(LARGEST_READABLE)
+    }
+
     /// Events of one subscription claimed and not yet recorded.
     pub fn owned_by(&self, subscription_id: i32) -> usize {
         self.owned_by.get(&subscription_id).copied().unwrap_or(0)
@@ -112,49 +124,83 @@ impl Dispatcher {
             self.owned_bytes += event.payload_bytes;
             *self.owned_by.entry(event.subscription_id).or_default() += 1;
         }
-        let settle_now = |error: String, decision: Decision| Outcome {
-            txid: event.txid,
-            event_id: event.id,
-            subscription_id: event.subscription_id,
-            attempt,
-            started_at: SystemTime::now(),
-            duration_ms: 0.0,
-            status_code: None,
-            response_excerpt: None,
-            last_error: Some(truncate(&error)),
-            error: Some(error),
-            decision,
-            reached_endpoint: false,
-            response_headers: None,
-            callback: target.is_some_and(|t| t.has_callback),
+        let (message, endpoint, policy, target) = match self.prepare(&event, target) {
+            Ok(ready) => ready,
+            Err((error, decision)) => {
+                let settled = Outcome {
+                    txid: event.txid,
+                    event_id: event.id,
+                    subscription_id: event.subscription_id,
+                    attempt,
+                    started_at: SystemTime::now(),
+                    duration_ms: 0.0,
+                    status_code: None,
+                    response_excerpt: None,
+                    last_error: Some(truncate(&error)),
+                    error: Some(error),
+                    decision,
+                    reached_endpoint: false,
+                    response_headers: None,
+                    callback: target.is_some_and(|t| t.has_callback),
+                };
+                self.push_outcome(settled);
+                return;
+            }
         };
+        let sender = self.sender.clone();
+        let handle = self.tasks.spawn_on(
+            async move { sender.send(&endpoint, &message).await },
+            rt.handle(),
+        );
+        self.flights.insert(
+            handle.id(),
+            Flight {
+                txid: event.txid,
+                event_id: event.id,
+                subscription_id: event.subscription_id,
+                attempt,
+                series_start: event.series_start,
+                policy,
+                callback: target.has_callback,
+            },
+        );
+    }
+
+    /// The signed request for `event`, or why it cannot be sent and what becomes of it.
+    #[allow(clippy::type_complexity)]
+    fn prepare<'t>(
+        &self,
+        event: &QueuedEvent,
+        target: Option<&'t Target>,
+    ) -> Result<(Message, Arc<Endpoint>, Arc<RetryPolicy>, &'t Target), (String, Decision)> {
         let Some(target) = target else {
             let e = format!("subscription {} no longer exists", event.subscription_id);
-            self.push_outcome(settle_now(e, Decision::Dead));
-            return;
+            return Err((e, Decision::Dead));
         };
         let (endpoint, policy) = match &target.config {
             Ok(config) => config,
             Err(e) => {
                 // Fixable by the DBA, so retried on the default schedule rather than killed.
                 let delay = RetryPolicy::default()
-                    .base_delay(attempt.max(1) as u32)
+                    .base_delay((event.attempts + 1).max(1) as u32)
                     .unwrap_or(Duration::from_secs(3600));
-                let decision = Decision::Retry {
-                    delay_ms: delay.as_millis() as i64,
-                };
-                self.push_outcome(settle_now(e.clone(), decision));
-                return;
+                let delay_ms = delay.as_millis() as i64;
+                return Err((e.clone(), Decision::Retry { delay_ms }));
             }
         };
-        let op: Operation = match event.op.parse() {
-            Ok(op) => op,
-            Err(e) => {
-                let e = format!("event has an unknown operation: {e}");
-                self.push_outcome(settle_now(e, Decision::Dead));
-                return;
-            }
-        };
+        if event.payload_bytes > self.largest_readable() {
+            let e = format!(
+                "the event's row images are {} bytes as stored, too large to send within pg_webhook.max_payload_bytes ({}) and left unread",
+                event.payload_bytes, self.max_payload_bytes
+            );
+            return Err((e, Decision::Dead));
+        }
+        let op: Operation = event.op.parse().map_err(|e| {
+            (
+                format!("event has an unknown operation: {e}"),
+                Decision::Dead,
+            )
+        })?;
         let id = message_id(&target.uid, event.id);
         let change = RowChange {
             op,
@@ -175,32 +221,14 @@ impl Dispatcher {
                 body.len(),
                 self.max_payload_bytes
             );
-            self.push_outcome(settle_now(e, Decision::Dead));
-            return;
+            return Err((e, Decision::Dead));
         }
         let message = Message {
             id,
             body,
             content_type: target.format.content_type(),
         };
-        let sender = self.sender.clone();
-        let endpoint = endpoint.clone();
-        let handle = self.tasks.spawn_on(
-            async move { sender.send(&endpoint, &message).await },
-            rt.handle(),
-        );
-        self.flights.insert(
-            handle.id(),
-            Flight {
-                txid: event.txid,
-                event_id: event.id,
-                subscription_id: event.subscription_id,
-                attempt,
-                series_start: event.series_start,
-                policy: policy.clone(),
-                callback: target.has_callback,
-            },
-        );
+        Ok((message, endpoint.clone(), policy.clone(), target))
     }
 
     /// Waits up to `max_wait` for a request to finish, then collects every finished one.

@@ -90,32 +90,7 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
             }
             keep
         });
-        if !pending.is_empty() {
-            let known = databases();
-            let live = crate::wake::databases_with_workers();
-            for database in std::mem::take(&mut pending) {
-                let Some(name) = known.get(&database) else {
-                    continue; // dropped, a template, or not accepting connections
-                };
-                if served.contains_key(&database) || !crate::guc::serves(name) {
-                    continue;
-                }
-                if live.contains(&database) || blocked.is_some() {
-                    // Its last workers are still on their way out, or no slot is free.
-                    pending.insert(database);
-                    continue;
-                }
-                match Served::start(database, name) {
-                    Some(db) => {
-                        served.insert(database, db);
-                    }
-                    None => {
-                        blocked = Some(name.clone());
-                        pending.insert(database);
-                    }
-                }
-            }
-        }
+        start_pending(&mut pending, &mut served, &mut blocked);
         match (&blocked, told_full) {
             (Some(name), false) => {
                 warning!(
@@ -128,6 +103,42 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
         }
         let busy = !pending.is_empty() || blocked.is_some();
         wait_latch(if busy { RETRY_WAIT } else { IDLE_WAIT });
+    }
+}
+
+/// Starts the workers of the databases that asked (or have not been tried yet); those that
+/// cannot start now stay pending: their last workers are still leaving, or no slot is free
+/// (`blocked` then names one).
+fn start_pending(
+    pending: &mut HashSet<pg_sys::Oid>,
+    served: &mut HashMap<pg_sys::Oid, Served>,
+    blocked: &mut Option<String>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let known = databases();
+    let live = crate::wake::databases_with_workers();
+    for database in std::mem::take(pending) {
+        let Some(name) = known.get(&database) else {
+            continue; // dropped, a template, or not accepting connections
+        };
+        if served.contains_key(&database) || !crate::guc::serves(name) {
+            continue;
+        }
+        if live.contains(&database) || blocked.is_some() {
+            pending.insert(database);
+            continue;
+        }
+        match Served::start(database, name) {
+            Some(db) => {
+                served.insert(database, db);
+            }
+            None => {
+                *blocked = Some(name.clone());
+                pending.insert(database);
+            }
+        }
     }
 }
 

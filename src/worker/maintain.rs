@@ -1,5 +1,5 @@
 //! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
-//! failed too long, and the retention purge.
+//! failed too long, checking subscriptions' triggers, and the retention purge.
 //!
 //! The purge must keep up with the fastest drain the workers can reach, or the archive grows
 //! without bound: each round deletes in batches until it is caught up or has used its time
@@ -17,6 +17,8 @@ const PURGE_BATCH: i64 = 5_000;
 const PURGE_SLICE: Duration = Duration::from_millis(50);
 /// How soon the next round comes while the purge is behind.
 const PURGE_AGAIN: Duration = Duration::from_millis(20);
+/// How often triggers are checked against subscriptions (`crate::triggers::reconcile`).
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
     /// Retention and auto-disable, at most once per poll interval (more often while the purge
@@ -30,6 +32,10 @@ impl Worker {
         if !self.auto_disable() {
             self.statements = None;
             return;
+        }
+        if now >= self.next_reconcile {
+            self.next_reconcile = now + RECONCILE_EVERY;
+            self.reconcile();
         }
         let Some(statements) = &self.statements else {
             return;
@@ -55,6 +61,22 @@ impl Worker {
                     self.statements = None;
                     return;
                 }
+            }
+        }
+    }
+
+    /// Makes missing partition triggers and drops stray ones (see `crate::triggers::reconcile`).
+    fn reconcile(&mut self) {
+        // On failure txn::run has logged it; the next pass tries again.
+        if let Ok(changes) = txn::run(
+            "checking subscriptions' triggers",
+            crate::triggers::reconcile,
+        ) {
+            for change in &changes {
+                warning!("pg_webhook: {change}");
+            }
+            if !changes.is_empty() {
+                self.targets_loaded = None;
             }
         }
     }

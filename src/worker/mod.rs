@@ -15,8 +15,10 @@ mod cursor;
 mod dispatch;
 mod launcher;
 mod maintain;
+mod plan;
 mod record;
 mod txn;
+mod watchdog;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -140,6 +142,7 @@ struct Worker {
     config_epoch: u64,
     /// When retention and auto-disable run next (worker 0 only).
     next_maintenance: Instant,
+    next_reconcile: Instant,
     next_publish: Instant,
     published_empty: bool,
 }
@@ -180,6 +183,7 @@ impl Worker {
             schedule_epoch: crate::wake::epochs().0,
             config_epoch: crate::wake::epochs().1,
             next_maintenance: Instant::now(),
+            next_reconcile: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
         }

@@ -340,6 +340,23 @@ impl Cluster {
     }
 
     /// Every delivery worker's pid (there are `pg_webhook.workers`).
+    /// The pid of the callback runner of `client`'s database, once it is up.
+    pub fn callback_runner_pid(&self, client: &mut Client) -> i32 {
+        let mut pid = 0;
+        wait_until(Duration::from_secs(60), "the callback runner", || {
+            pid = client
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity
+                      WHERE backend_type = 'pg_webhook callbacks' AND datname = current_database()",
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("finding the callback runner: {e}"))
+                .map_or(0, |r| r.get(0));
+            pid != 0
+        });
+        pid
+    }
+
     pub fn worker_pids(&self, client: &mut Client) -> Vec<i32> {
         self.worker_pid(client);
         client

@@ -31,6 +31,8 @@ pub mod sink;
 
 /// How long a test waits for something that should happen within seconds.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// For what takes longer: ordered delivery with retries, a queue settling after a fault.
+pub const LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The error `sql` raised (message, then detail and hint, ` | `-separated); panics if it
 /// succeeded or failed other than with a database error.

@@ -11,6 +11,11 @@ use std::ffi::CString;
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
+mod columns;
+mod sources;
+
+use columns::Columns;
+
 /// Rows per `heap_multi_insert` call, as COPY batches them. At most the event id sequence's
 /// increment, since a batch takes its ids from one `nextval`.
 const BATCH: usize = 1000;
@@ -19,28 +24,6 @@ const ID_BLOCK: i64 = 1024;
 extern "C-unwind" {
     // commands/sequence.h; not in pgrx's generated bindings.
     fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
-}
-
-/// Column positions in `webhook._event_queue`, found by name so the order of columns in the
-/// table is free.
-struct Columns {
-    id: usize,
-    txid: usize,
-    subscription_id: usize,
-    op: usize,
-    table_schema: usize,
-    table_name: usize,
-    record: usize,
-    old_record: usize,
-    created_at: usize,
-    attempts: usize,
-    series_start: usize,
-    next_attempt_at: usize,
-    last_error: usize,
-    /// Missing before 0.2.0: a new library captures into a not yet updated schema.
-    ordered: Option<usize>,
-    /// Missing before 0.3.0.
-    payload_bytes: Option<usize>,
 }
 
 pub struct QueueWriter {
@@ -110,43 +93,14 @@ impl QueueWriter {
             let queue = relation_oid(namespace, "_event_queue")?;
             let sequence = relation_oid(namespace, "_event_id_seq")?;
             let rel = pg_sys::table_open(queue, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            let tupdesc = (*rel).rd_att;
-            let natts = (*tupdesc).natts as usize;
-            let attrs = (*tupdesc).attrs.as_slice(natts);
-            let find = |name: &str| {
-                attrs
-                    .iter()
-                    .position(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)
-                    .ok_or_else(|| format!("webhook._event_queue has no column {name}"))
+            let columns = match Columns::find((*rel).rd_att, subscription.ordered) {
+                Ok(columns) => columns,
+                Err(e) => {
+                    pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+                    return Err(e);
+                }
             };
-            let columns = Columns {
-                id: find("id")?,
-                txid: find("txid")?,
-                subscription_id: find("subscription_id")?,
-                op: find("op")?,
-                table_schema: find("table_schema")?,
-                table_name: find("table_name")?,
-                record: find("record")?,
-                old_record: find("old_record")?,
-                created_at: find("created_at")?,
-                attempts: find("attempts")?,
-                series_start: find("series_start")?,
-                next_attempt_at: find("next_attempt_at")?,
-                last_error: find("last_error")?,
-                ordered: find("ordered").ok(),
-                payload_bytes: find("payload_bytes").ok(),
-            };
-            let live = attrs.iter().filter(|a| !a.attisdropped).count();
-            let expected = 13
-                + usize::from(columns.ordered.is_some())
-                + usize::from(columns.payload_bytes.is_some());
-            if live != expected || (subscription.ordered && columns.ordered.is_none()) {
-                pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-                return Err(format!(
-                    "webhook._event_queue has {live} columns, not those of pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",
-                    env!("CARGO_PKG_VERSION")
-                ));
-            }
+            let natts = (*(*rel).rd_att).natts as usize;
 
             let estate = pg_sys::CreateExecutorState();
             let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
@@ -207,126 +161,11 @@ impl QueueWriter {
         }
     }
 
-    /// Queues one event per row of the transition tables (paired for UPDATE) and returns how
-    /// many.
-    ///
-    /// # Safety
-    /// `source` is the trigger's relation and the tuplestores are its transition tables.
-    pub unsafe fn copy_rows(
-        &mut self,
-        source: pg_sys::Relation,
-        new_rows: *mut pg_sys::Tuplestorestate,
-        old_rows: *mut pg_sys::Tuplestorestate,
-    ) -> u64 {
-        // SAFETY: see the function contract; slots are created for the source's descriptor.
-        unsafe {
-            let read_slot = |store: *mut pg_sys::Tuplestorestate| {
-                if store.is_null() {
-                    return std::ptr::null_mut();
-                }
-                pg_sys::tuplestore_rescan(store);
-                pg_sys::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple)
-            };
-            let new_slot = read_slot(new_rows);
-            let old_slot = read_slot(old_rows);
-            let mut queued = 0u64;
-            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            loop {
-                let record = self.next_json(new_rows, new_slot);
-                let old_record = self.next_json(old_rows, old_slot);
-                if record.is_none() && old_record.is_none() {
-                    break;
-                }
-                self.add(record, old_record);
-                queued += 1;
-                if self.slots.len() == BATCH {
-                    // A spilled tuplestore reads rows into the current (batch) context, and the
-                    // read slots own them: let go before the batch memory is reset.
-                    clear_read_slots(new_slot, old_slot);
-                    self.flush();
-                }
-            }
-            clear_read_slots(new_slot, old_slot);
-            self.flush();
-            pg_sys::MemoryContextSwitchTo(old_context);
-            for slot in [new_slot, old_slot] {
-                if !slot.is_null() {
-                    pg_sys::ExecDropSingleTupleTableSlot(slot);
-                }
-            }
-            queued
-        }
-    }
-
-    /// Queues one event from row images computed elsewhere (a shaped subscription's query).
-    /// Datums must stay valid until `finish_batch` (or the next automatic flush) returns.
-    ///
-    /// # Safety
-    /// The datums are jsonb values (or absent).
-    pub unsafe fn add_json(
+    pub(super) unsafe fn add(
         &mut self,
         record: Option<pg_sys::Datum>,
         old_record: Option<pg_sys::Datum>,
     ) {
-        // SAFETY: as for `add`.
-        unsafe {
-            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            self.add(record, old_record);
-            if self.slots.len() == BATCH {
-                self.flush();
-            }
-            pg_sys::MemoryContextSwitchTo(old_context);
-        }
-    }
-
-    /// Writes whatever `add_json` left in the current batch.
-    ///
-    /// # Safety
-    /// The writer must be open.
-    pub unsafe fn finish_batch(&mut self) {
-        // SAFETY: as for `flush`.
-        unsafe { self.flush() }
-    }
-
-    /// Queues a single event without row images (TRUNCATE).
-    ///
-    /// # Safety
-    /// The writer must be open.
-    pub unsafe fn add_statement_event(&mut self) -> u64 {
-        // SAFETY: as for `copy_rows`.
-        unsafe {
-            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            self.add(None, None);
-            self.flush();
-            pg_sys::MemoryContextSwitchTo(old_context);
-        }
-        1
-    }
-
-    /// The next row of `store` as jsonb, or `None` at its end (or when there is no store).
-    unsafe fn next_json(
-        &mut self,
-        store: *mut pg_sys::Tuplestorestate,
-        slot: *mut pg_sys::TupleTableSlot,
-    ) -> Option<pg_sys::Datum> {
-        if store.is_null() {
-            return None;
-        }
-        // SAFETY: the slot matches the store's tuple descriptor.
-        unsafe {
-            if !pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-                return None;
-            }
-            let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-            Some(pg_sys::FunctionCall1Coll(
-                &mut self.to_jsonb,
-                pg_sys::Oid::INVALID,
-                row,
-            ))
-        }
-    }
-
-    unsafe fn add(&mut self, record: Option<pg_sys::Datum>, old_record: Option<pg_sys::Datum>) {
         // SAFETY: the slot is virtual over the queue's descriptor; every column is set.
         unsafe {
             let slot = self.take_slot();
@@ -339,7 +178,11 @@ impl QueueWriter {
                 nulls[i] = false;
             };
             if self.next_id == self.id_block_end {
-                self.next_id = nextval_internal(self.sequence, false);
+                // Through pgrx's guard: an ERROR here (a cancelled lock wait, an exhausted
+                // sequence) must unwind, not longjmp over Rust frames.
+                let sequence = self.sequence;
+                self.next_id =
+                    pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(sequence, false));
                 self.id_block_end = self.next_id + ID_BLOCK;
             }
             set(c.id, pg_sys::Datum::from(self.next_id));
@@ -367,7 +210,7 @@ impl QueueWriter {
             if let Some(i) = c.ordered {
                 set(i, self.ordered);
             }
-            let _ = (c.next_attempt_at, c.last_error); // stay NULL
+            // next_attempt_at (new: due now) and last_error stay NULL.
             pg_sys::ExecStoreVirtualTuple(slot);
             self.slots.push(slot);
         }
@@ -449,15 +292,6 @@ impl QueueWriter {
             pg_sys::FreeExecutorState(self.estate);
             pg_sys::MemoryContextDelete(self.batch_memory);
             pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        }
-    }
-}
-
-unsafe fn clear_read_slots(a: *mut pg_sys::TupleTableSlot, b: *mut pg_sys::TupleTableSlot) {
-    for slot in [a, b] {
-        if !slot.is_null() {
-            // SAFETY: a live slot made in `copy_rows`.
-            unsafe { clear_slot(slot) };
         }
     }
 }

@@ -1,0 +1,21 @@
+-- The event one callback ($1) receives, built in the callback's own transaction so that one
+-- event's data can only fail its own callback. NULL when the event left the archive (purged by
+-- retention, or replayed and back in the queue): then there is nothing to run. Row images
+-- larger than $2 bytes are left out (record and old_record null, images_omitted true).
+SELECT pg_catalog.jsonb_build_object(
+           'event_id', a.id, 'webhook_id', 'msg_' || s.uid || '_' || a.id,
+           'subscription', s.name, 'subscription_id', s.id,
+           'schema', a.table_schema, 'table', a.table_name, 'op', a.op,
+           'record', CASE WHEN a.payload_bytes <= $2 THEN a.record END,
+           'old_record', CASE WHEN a.payload_bytes <= $2 THEN a.old_record END,
+           'images_omitted', a.payload_bytes > $2,
+           'status', a.status, 'attempts', a.attempts,
+           'status_code', a.final_status_code,
+           'response_headers', c.response_headers,
+           'response_body', a.final_response_excerpt,
+           'error', COALESCE(a.final_error, a.last_error),
+           'finished_at', a.finished_at)
+  FROM webhook._callback_queue c
+  JOIN webhook._event_archive a ON a.id = c.event_id
+  JOIN webhook._subscriptions s ON s.id = c.subscription_id
+ WHERE c.event_id = $1

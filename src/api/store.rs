@@ -1,0 +1,127 @@
+//! Writing a new subscription's row, as the extension owner (the caller has no rights on the
+//! private table), once every argument has been checked.
+
+use pg_webhook_core::payload::{new_subscription_uid, Operation};
+use pgrx::prelude::*;
+use pgrx::spi::quote_literal;
+use pgrx::PgSqlErrorCode;
+
+use super::delivery::Delivery;
+use super::sending::Sending;
+use super::target::Table;
+use crate::capture::shaped::Shape;
+use crate::error::{invalid, reject, spi};
+use crate::privilege::{as_extension_owner, caller, forget_owner};
+
+const INSERT: &str = include_str!("../../sql/queries/insert_subscription.sql");
+const SET_DELIVERY: &str = include_str!("../../sql/queries/set_delivery.sql");
+
+/// Everything a new subscription is made of.
+pub struct NewSubscription<'a> {
+    pub name: &'a str,
+    pub table: &'a Table,
+    pub events: &'a [Operation],
+    pub sending: &'a Sending,
+    pub shape: &'a Shape,
+    pub delivery: &'a Delivery,
+}
+
+/// Refuses a name a live subscription already has.
+fn ensure_name_free(name: &str) {
+    let taken = as_extension_owner(|| {
+        spi(
+            "checking the subscription name",
+            Spi::connect(|client| {
+                Ok(!client
+                    .select(
+                        "SELECT 1 FROM webhook._subscriptions
+                          WHERE name = $1 AND status <> 'unsubscribed'",
+                        Some(1),
+                        &[name.into()],
+                    )?
+                    .is_empty())
+            }),
+        )
+    });
+    if taken {
+        reject(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("subscription \"{name}\" already exists"),
+            Some(&format!(
+                "choose another name, or remove it first with SELECT webhook.unsubscribe({});",
+                quote_literal(name)
+            )),
+        );
+    }
+}
+
+/// Stores the subscription, owned by the caller, and returns its id. Its triggers are made
+/// afterwards, from the stored row.
+pub fn store(new: &NewSubscription<'_>) -> i32 {
+    forget_owner();
+    ensure_name_free(new.name);
+    let uid = new_subscription_uid()
+        .unwrap_or_else(|e| invalid(format!("could not generate a subscription id: {e}")));
+    let owner = caller();
+    let events: Vec<String> = new
+        .events
+        .iter()
+        .map(|o| o.as_event_name().to_string())
+        .collect();
+    let (sending, shape, delivery) = (new.sending, new.shape, new.delivery);
+    as_extension_owner(|| {
+        spi(
+            "storing the subscription",
+            Spi::connect_mut(|client| {
+                let id: i32 = client
+                    .update(
+                        "SELECT pg_catalog.nextval('webhook._subscription_id_seq')::int",
+                        None,
+                        &[],
+                    )?
+                    .first()
+                    .get_one()?
+                    .unwrap_or_default();
+                let trigger = format!("pg_webhook_{id}");
+                client.update(
+                    INSERT,
+                    None,
+                    &[
+                        id.into(),
+                        uid.as_str().into(),
+                        new.name.into(),
+                        new.table.oid.into(),
+                        sending.url.as_str().into(),
+                        events.clone().into(),
+                        sending.secret.to_text().into(),
+                        sending.headers.to_string().into(),
+                        sending.timeout_ms.into(),
+                        (sending.policy.max_attempts() as i32).into(),
+                        sending.schedule.clone().into(),
+                        owner.into(),
+                        trigger.as_str().into(),
+                        sending.format.as_str().into(),
+                        shape.filter.clone().into(),
+                        shape.columns.clone().into(),
+                        shape.exclude_columns.clone().into(),
+                        shape.skip_unchanged.into(),
+                    ],
+                )?;
+                if *delivery != Delivery::default() {
+                    client.update(
+                        SET_DELIVERY,
+                        None,
+                        &[
+                            id.into(),
+                            delivery.ordered.into(),
+                            delivery.max_in_flight.into(),
+                            delivery.rate_limit.into(),
+                            delivery.callback.into(),
+                        ],
+                    )?;
+                }
+                Ok(id)
+            }),
+        )
+    })
+}

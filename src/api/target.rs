@@ -1,0 +1,170 @@
+//! The table a subscription watches: what may be subscribed, and who may subscribe it.
+
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::PgSqlErrorCode;
+
+use crate::error::{invalid, reject, spi};
+use crate::privilege::{
+    caller_can_select, caller_can_trigger, caller_can_use_schema_of, rls_applies_to_caller,
+};
+use crate::sql::first_row;
+
+/// A table that may be subscribed, by the caller.
+pub struct Table {
+    pub oid: pg_sys::Oid,
+    /// `schema.table`, quoted.
+    pub qualified: String,
+}
+
+/// Looks up the target and refuses what cannot be watched safely.
+pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
+    let Some(target) = target else {
+        invalid("target must not be NULL: give the table to watch, such as 'public.orders'")
+    };
+    let row = spi(
+        "looking up the target table",
+        Spi::connect(|client| {
+            first_row(
+                client,
+                "SELECT c.relkind::text, n.nspname::text, c.relname::text, c.relpersistence::text
+                   FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = $1",
+                &[target.into()],
+                |row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<String>(4)?.unwrap_or_default(),
+                    ))
+                },
+            )
+        }),
+    );
+    let Some((kind, schema, name, persistence)) = row else {
+        reject(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("target table with OID {} does not exist", target.to_u32()),
+            None,
+        )
+    };
+    let qualified = format!("{}.{}", quote_identifier(&schema), quote_identifier(&name));
+    let unsupported = |what: &str, hint: &str| -> ! {
+        reject(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("target {qualified} is {what}, which cannot be subscribed"),
+            Some(hint),
+        )
+    };
+    if schema == "pg_catalog" || schema == "information_schema" || schema.starts_with("pg_toast") {
+        unsupported("a system catalog", "subscribe to your own tables");
+    }
+    if schema == "webhook" {
+        unsupported(
+            "one of pg_webhook's own tables",
+            "subscribe to your own tables",
+        );
+    }
+    if persistence == "t" {
+        unsupported(
+            "a temporary table",
+            "temporary tables vanish with their session; use an ordinary table",
+        );
+    }
+    match kind.as_str() {
+        "r" | "p" => {}
+        "v" => unsupported("a view", "subscribe to the table the view reads from"),
+        "m" => unsupported(
+            "a materialized view",
+            "subscribe to the tables it is built from",
+        ),
+        "f" => unsupported(
+            "a foreign table",
+            "subscribe to the table on the server that owns it",
+        ),
+        _ => unsupported("not a table", "give an ordinary or partitioned table"),
+    }
+    if let Some(parent) = parent_of(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot subscribe to {qualified}: it is a partition (or inheritance child) of {parent}, and a statement through {parent} would not fire its triggers"),
+            Some(&format!("subscribe {parent}: changes written to any of its partitions, directly or through it, are sent (add a filter if only some rows matter)")),
+        );
+    }
+    if let Some(child) = inheritance_child_of(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot subscribe to {qualified}: it has the inheritance child {child}, and writes naming {child} would not be sent"),
+            Some("pg_webhook follows declarative partitions, not inheritance: partition the table, or subscribe the children one by one"),
+        );
+    }
+    check_may_read_and_attach(target, &qualified);
+    Table {
+        oid: target,
+        qualified,
+    }
+}
+
+/// The table `target` is a partition or inheritance child of, if any.
+fn parent_of(target: pg_sys::Oid) -> Option<String> {
+    spi(
+        "looking up the table's parent",
+        Spi::get_one_with_args::<String>(
+            "SELECT (SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text
+                       FROM pg_catalog.pg_inherits i
+                      WHERE i.inhrelid OPERATOR(pg_catalog.=) $1 LIMIT 1)",
+            &[target.into()],
+        ),
+    )
+}
+
+/// An inheritance child of `target` that is not a partition, if any.
+fn inheritance_child_of(target: pg_sys::Oid) -> Option<String> {
+    spi(
+        "looking up the table's inheritance children",
+        Spi::get_one_with_args::<String>(
+            "SELECT (SELECT i.inhrelid::pg_catalog.regclass::pg_catalog.text
+                       FROM pg_catalog.pg_inherits i
+                       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+                      WHERE i.inhparent OPERATOR(pg_catalog.=) $1 AND NOT c.relispartition
+                      LIMIT 1)",
+            &[target.into()],
+        ),
+    )
+}
+
+/// A webhook sends the table's rows (so the caller must be able to read all of them) and
+/// runs in every writer's transaction, as a trigger does (so the caller must be allowed to add
+/// triggers to the table).
+fn check_may_read_and_attach(target: pg_sys::Oid, qualified: &str) {
+    if !caller_can_use_schema_of(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to subscribe to {qualified}: you need USAGE on its schema"),
+            Some("GRANT USAGE ON SCHEMA <its schema> TO <your role>;"),
+        );
+    }
+    if !caller_can_select(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to subscribe to {qualified}: a webhook sends its rows, so you need SELECT on it"),
+            Some(&format!("GRANT SELECT ON {qualified} TO <your role>;")),
+        );
+    }
+    if !caller_can_trigger(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to subscribe to {qualified}: a subscription is a trigger that runs in every writer's transaction, so you need the TRIGGER privilege on it (or to own it)"),
+            Some(&format!("GRANT TRIGGER ON {qualified} TO <your role>;")),
+        );
+    }
+    if rls_applies_to_caller(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("cannot subscribe to {qualified}: row-level security policies limit which of its rows you may read, and a webhook would send every row"),
+            Some("a role the policies do not apply to (the table's owner, or a role with BYPASSRLS) can subscribe it, with a filter if only some rows may leave"),
+        );
+    }
+}

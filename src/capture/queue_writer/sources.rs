@@ -1,0 +1,136 @@
+//! Where a statement's events come from: the transition tables (copied row by row through
+//! `to_jsonb`), a shaped subscription's query, or nothing (TRUNCATE).
+
+use pgrx::pg_sys;
+
+use super::{clear_slot, QueueWriter, BATCH};
+
+impl QueueWriter {
+    /// Queues one event per row of the transition tables (paired for UPDATE) and returns how
+    /// many.
+    ///
+    /// # Safety
+    /// `source` is the trigger's relation and the tuplestores are its transition tables.
+    pub unsafe fn copy_rows(
+        &mut self,
+        source: pg_sys::Relation,
+        new_rows: *mut pg_sys::Tuplestorestate,
+        old_rows: *mut pg_sys::Tuplestorestate,
+    ) -> u64 {
+        // SAFETY: see the function contract; slots are created for the source's descriptor.
+        unsafe {
+            let read_slot = |store: *mut pg_sys::Tuplestorestate| {
+                if store.is_null() {
+                    return std::ptr::null_mut();
+                }
+                pg_sys::tuplestore_rescan(store);
+                pg_sys::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple)
+            };
+            let new_slot = read_slot(new_rows);
+            let old_slot = read_slot(old_rows);
+            let mut queued = 0u64;
+            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
+            loop {
+                let record = self.next_json(new_rows, new_slot);
+                let old_record = self.next_json(old_rows, old_slot);
+                if record.is_none() && old_record.is_none() {
+                    break;
+                }
+                self.add(record, old_record);
+                queued += 1;
+                if self.slots.len() == BATCH {
+                    // A spilled tuplestore reads rows into the current (batch) context, and the
+                    // read slots own them: let go before the batch memory is reset.
+                    clear_read_slots(new_slot, old_slot);
+                    self.flush();
+                }
+            }
+            clear_read_slots(new_slot, old_slot);
+            self.flush();
+            pg_sys::MemoryContextSwitchTo(old_context);
+            for slot in [new_slot, old_slot] {
+                if !slot.is_null() {
+                    pg_sys::ExecDropSingleTupleTableSlot(slot);
+                }
+            }
+            queued
+        }
+    }
+
+    /// Queues one event from row images computed elsewhere (a shaped subscription's query).
+    /// Datums must stay valid until `finish_batch` (or the next automatic flush) returns.
+    ///
+    /// # Safety
+    /// The datums are jsonb values (or absent).
+    pub unsafe fn add_json(
+        &mut self,
+        record: Option<pg_sys::Datum>,
+        old_record: Option<pg_sys::Datum>,
+    ) {
+        // SAFETY: as for `add`.
+        unsafe {
+            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
+            self.add(record, old_record);
+            if self.slots.len() == BATCH {
+                self.flush();
+            }
+            pg_sys::MemoryContextSwitchTo(old_context);
+        }
+    }
+
+    /// Writes whatever `add_json` left in the current batch.
+    ///
+    /// # Safety
+    /// The writer must be open.
+    pub unsafe fn finish_batch(&mut self) {
+        // SAFETY: as for `flush`.
+        unsafe { self.flush() }
+    }
+
+    /// Queues a single event without row images (TRUNCATE).
+    ///
+    /// # Safety
+    /// The writer must be open.
+    pub unsafe fn add_statement_event(&mut self) -> u64 {
+        // SAFETY: as for `copy_rows`.
+        unsafe {
+            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
+            self.add(None, None);
+            self.flush();
+            pg_sys::MemoryContextSwitchTo(old_context);
+        }
+        1
+    }
+
+    /// The next row of `store` as jsonb, or `None` at its end (or when there is no store).
+    unsafe fn next_json(
+        &mut self,
+        store: *mut pg_sys::Tuplestorestate,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Option<pg_sys::Datum> {
+        if store.is_null() {
+            return None;
+        }
+        // SAFETY: the slot matches the store's tuple descriptor.
+        unsafe {
+            if !pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
+                return None;
+            }
+            let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
+            Some(pg_sys::FunctionCall1Coll(
+                &mut self.to_jsonb,
+                pg_sys::Oid::INVALID,
+                row,
+            ))
+        }
+    }
+}
+
+unsafe fn clear_read_slots(a: *mut pg_sys::TupleTableSlot, b: *mut pg_sys::TupleTableSlot) {
+    for slot in [a, b] {
+        if !slot.is_null() {
+            // SAFETY: a live slot made in `copy_rows`.
+            unsafe { clear_slot(slot) };
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The statements that change the queue after a claim: outcomes, deferrals, parking, health,
+//! retention.
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use super::rows::{column, epoch_seconds};
+use super::{Decision, Outcome, Overdue, Statements};
+
+impl Statements {
+    /// Puts (txid, id, delay in ms) events back for later, attempts unchanged.
+    pub fn defer(&self, events: &[(i64, i64, i64)]) -> SpiResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        Spi::connect_mut(|client| {
+            client.update(
+                &self.defer,
+                None,
+                &[
+                    column(events, |e| e.0),
+                    column(events, |e| e.1),
+                    column(events, |e| e.2),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records a batch of outcomes: finished events move to the archive with their last
+    /// attempt, the others are rescheduled and their attempt logged. Must run inside one
+    /// transaction, so a crash records all or nothing. Events that vanished meanwhile
+    /// (unsubscribed with discard) are skipped.
+    pub fn record(&self, outcomes: &[Outcome]) -> SpiResult<()> {
+        let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
+            .iter()
+            .partition(|o| matches!(o.decision, Decision::Retry { .. }));
+        Spi::connect_mut(|client| {
+            if !finished.is_empty() {
+                client.update(
+                    &self.finish,
+                    None,
+                    &[
+                        column(&finished, |o| o.txid),
+                        column(&finished, |o| o.event_id),
+                        column(&finished, |o| o.decision.outcome().to_string()),
+                        column(&finished, |o| o.attempt),
+                        column(&finished, |o| o.last_error.clone()),
+                        column(&finished, |o| epoch_seconds(o.started_at)),
+                        column(&finished, |o| o.duration_ms),
+                        column(&finished, |o| o.status_code),
+                        column(&finished, |o| o.response_excerpt.clone()),
+                        column(&finished, |o| o.error.clone()),
+                        column(&finished, |o| o.callback),
+                        column(&finished, |o| o.response_headers.clone()),
+                    ],
+                )?;
+            }
+            if !retried.is_empty() {
+                client.update(
+                    &self.insert_attempts,
+                    None,
+                    &[
+                        column(&retried, |o| o.event_id),
+                        column(&retried, |o| o.attempt),
+                        column(&retried, |o| o.subscription_id),
+                        column(&retried, |o| epoch_seconds(o.started_at)),
+                        column(&retried, |o| o.duration_ms),
+                        column(&retried, |o| o.status_code),
+                        column(&retried, |o| o.response_excerpt.clone()),
+                        column(&retried, |o| o.error.clone()),
+                    ],
+                )?;
+                client.update(
+                    &self.reschedule,
+                    None,
+                    &[
+                        column(&retried, |o| o.txid),
+                        column(&retried, |o| o.event_id),
+                        column(&retried, |o| o.attempt),
+                        column(&retried, |o| match o.decision {
+                            Decision::Retry { delay_ms } => delay_ms,
+                            _ => 0,
+                        }),
+                        column(&retried, |o| o.last_error.clone()),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Parks (txid, id, subscription id) events, if their subscription is still paused or
+    /// disabled when this runs, or its owner may not read its table (`denied`).
+    pub fn park(&self, events: &[(i64, i64, i32)], denied: &[i32]) -> SpiResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut subscriptions: Vec<i32> = events.iter().map(|e| e.2).collect();
+        subscriptions.sort_unstable();
+        subscriptions.dedup();
+        Spi::connect_mut(|client| {
+            client.update(
+                &self.park,
+                None,
+                &[
+                    column(events, |e| e.0),
+                    column(events, |e| e.1),
+                    subscriptions.into(),
+                    denied.to_vec().into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Makes every parked event of these subscriptions due; returns how many.
+    pub fn unpark(&self, subscriptions: &[i32]) -> SpiResult<u64> {
+        if subscriptions.is_empty() {
+            return Ok(0);
+        }
+        Spi::connect_mut(|client| {
+            Ok(client
+                .update(&self.unpark, None, &[subscriptions.to_vec().into()])?
+                .len() as u64)
+        })
+    }
+
+    /// For these subscriptions, why their owner may no longer read their table (`None`: it
+    /// may).
+    pub fn owner_access(&self, subscriptions: &[i32]) -> SpiResult<Vec<(i32, Option<String>)>> {
+        if subscriptions.is_empty() {
+            return Ok(Vec::new());
+        }
+        Spi::connect(|client| {
+            let rows = client.select(&self.owner_access, None, &[subscriptions.to_vec().into()])?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push((row.get(1)?.unwrap_or_default(), row.get(2)?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records which subscriptions now fail and which succeed.
+    pub fn health(&self, changes: &[(i32, bool)]) -> SpiResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Spi::connect_mut(|client| {
+            client.update(
+                &self.health,
+                None,
+                &[column(changes, |c| c.0), column(changes, |c| c.1)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Disables a subscription with the reason; true if it was active.
+    pub fn disable(&self, id: i32, reason: &str) -> SpiResult<bool> {
+        Spi::connect_mut(|client| {
+            Ok(!client
+                .update(&self.disable, None, &[id.into(), reason.into()])?
+                .is_empty())
+        })
+    }
+
+    /// Active subscriptions failing for longer than `seconds`.
+    pub fn overdue(&self, seconds: f64) -> SpiResult<Vec<Overdue>> {
+        Spi::connect(|client| {
+            let rows = client.select(&self.overdue, None, &[seconds.into()])?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((
+                    row.get(1)?.unwrap_or_default(),
+                    row.get(2)?.unwrap_or_default(),
+                    row.get(3)?.unwrap_or_default(),
+                    row.get(4)?,
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes up to `batch` expired archive rows and up to `batch` orphaned attempts; returns
+    /// how many of each.
+    pub fn purge(&self, delivered_s: f64, dead_s: f64, batch: i64) -> SpiResult<(u64, u64)> {
+        Spi::connect_mut(|client| {
+            let args = [delivered_s.into(), dead_s.into(), batch.into()];
+            let events = client.update(&self.purge_events, None, &args)?.len();
+            let attempts = client.update(&self.purge_attempts, None, &args)?.len();
+            Ok((events as u64, attempts as u64))
+        })
+    }
+}

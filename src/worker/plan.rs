@@ -1,0 +1,86 @@
+//! One claim's decisions: which of the events it read start now, which go back to the queue
+//! for later (over a subscription's own concurrency or rate limit), and when to look again.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use pg_webhook_core::limits::{Admission, Limits};
+
+use super::dispatch::Dispatcher;
+use crate::delivery::targets::Target;
+use crate::queue::QueuedEvent;
+
+/// What one claim decided: events to start now, and events of limited subscriptions to put
+/// back for later (txid, id, delay in ms).
+pub(super) struct Plan<'a> {
+    dispatcher: &'a Dispatcher,
+    now: Instant,
+    pub(super) start: Vec<QueuedEvent>,
+    /// Started in this plan, per subscription (on top of what the dispatcher owns).
+    starting: HashMap<i32, usize>,
+    pub(super) defer: Vec<(i64, i64, i64)>,
+    /// Turned away in this plan, per subscription.
+    over: HashMap<i32, usize>,
+    /// When the earliest deferred event or rate-held head is due.
+    earliest: Option<Instant>,
+}
+
+impl<'a> Plan<'a> {
+    pub(super) fn new(dispatcher: &'a Dispatcher, now: Instant) -> Plan<'a> {
+        Plan {
+            dispatcher,
+            now,
+            start: Vec::new(),
+            starting: HashMap::new(),
+            defer: Vec::new(),
+            over: HashMap::new(),
+            earliest: None,
+        }
+    }
+
+    pub(super) fn in_flight(&self, subscription: i32) -> usize {
+        self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
+    }
+
+    pub(super) fn wake_at(&mut self, at: Instant) {
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+    }
+
+    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room).
+    pub(super) fn consider(
+        &mut self,
+        event: &QueuedEvent,
+        targets: &HashMap<i32, Target>,
+        limits: &mut Limits,
+        want: usize,
+    ) {
+        if self.start.len() == want || self.dispatcher.owns(event.id) {
+            return;
+        }
+        let sub = event.subscription_id;
+        let target = targets.get(&sub);
+        if target.is_some_and(|t| !t.sends()) {
+            return; // parked in the claim transaction
+        }
+        if let Some(t) = target.filter(|t| t.pinned()) {
+            let over = self.over.get(&sub).copied().unwrap_or(0);
+            if let Admission::Later(wait) =
+                limits.admit(sub, &t.limits, self.in_flight(sub), over, self.now)
+            {
+                if !t.ordered {
+                    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
+                    self.defer.push((event.txid, event.id, ms));
+                }
+                *self.over.entry(sub).or_default() += 1;
+                self.wake_at(self.now + wait);
+                return;
+            }
+        }
+        *self.starting.entry(sub).or_default() += 1;
+        self.start.push(event.clone());
+    }
+
+    pub(super) fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
+        (self.start, self.earliest)
+    }
+}

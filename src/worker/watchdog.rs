@@ -1,0 +1,68 @@
+//! The callback runner's watchdog: a callback that outlives `pg_webhook.callback_timeout` is
+//! cancelled (a statement timeout), but PL/pgSQL can catch a cancel (`EXCEPTION WHEN
+//! query_canceled`) and go on. A grace period later the watchdog ends the whole process the way
+//! SIGTERM does: a FATAL at the next interrupt check, which no exception block can catch. The
+//! launcher starts a new runner, which finds the callback marked as started and records it as
+//! failed instead of running it again (see `callbacks::run_one`).
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use pgrx::pg_sys;
+
+extern "C-unwind" {
+    // utils/timeout.h; not in pgrx's generated bindings.
+    fn RegisterTimeout(id: c_int, handler: extern "C" fn()) -> c_int;
+    pub(super) fn enable_timeout_after(id: c_int, delay_ms: c_int);
+    pub(super) fn disable_timeout(id: c_int, keep_indicator: bool);
+}
+
+/// `USER_TIMEOUT` in PostgreSQL's `TimeoutId` enum (its thirteenth entry in PostgreSQL 15):
+/// passed to `RegisterTimeout`, it asks for a free user-defined timeout.
+const USER_TIMEOUT: c_int = 12;
+
+/// How long after its cancel a callback may still run before the runner ends itself.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// The timeout registered by `install` (-1: none yet).
+static DEADLINE: AtomicI32 = AtomicI32::new(-1);
+
+/// Registers the watchdog's timeout; once per process, after the database connection (which
+/// sets up the timeout machinery).
+pub fn install() {
+    if DEADLINE.load(Ordering::Relaxed) < 0 {
+        // SAFETY: registering a handler with the backend's timeout module, from the main thread.
+        let id = unsafe { RegisterTimeout(USER_TIMEOUT, stop_now) };
+        DEADLINE.store(id, Ordering::Relaxed);
+    }
+}
+
+/// Arms the watchdog to fire `after` from now.
+pub fn arm(after: Duration) {
+    let id = DEADLINE.load(Ordering::Relaxed);
+    if id >= 0 {
+        // SAFETY: the timeout was registered by `install`.
+        unsafe { enable_timeout_after(id, after.as_millis().clamp(1, i32::MAX as u128) as c_int) };
+    }
+}
+
+/// Disarms it (a no-op when it is not armed).
+pub fn disarm() {
+    let id = DEADLINE.load(Ordering::Relaxed);
+    if id >= 0 {
+        // SAFETY: as in `arm`.
+        unsafe { disable_timeout(id, false) };
+    }
+}
+
+/// Runs in the SIGALRM handler: does what `die()` (the SIGTERM handler) does, which is safe
+/// there — set the flags the next `CHECK_FOR_INTERRUPTS` acts on, and the latch.
+extern "C" fn stop_now() {
+    // SAFETY: plain stores to sig_atomic_t flags and SetLatch, both async-signal-safe.
+    unsafe {
+        pg_sys::InterruptPending = 1;
+        pg_sys::ProcDiePending = 1;
+        pg_sys::SetLatch(pg_sys::MyLatch);
+    }
+}

@@ -1,0 +1,181 @@
+//! What catches the cases the usual machinery misses: the worker's trigger check for when the
+//! event triggers did not run, and the callback runner's watchdog for a callback that ignores
+//! its cancel. One scenario per test.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
+
+/// The ids of the rows the receiver accepted.
+fn accepted_ids(rx: &Receiver) -> Vec<i64> {
+    rx.accepted()
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect()
+}
+
+#[test]
+fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE m (id int, at int) PARTITION BY RANGE (at);
+         CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (0) TO (10);",
+    );
+    subscribe(&mut db, "m", "m", &rx.url("/m"), "");
+    exec(
+        &mut db,
+        "ALTER EVENT TRIGGER webhook_on_ddl DISABLE;
+         CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM (10) TO (20);
+         ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;",
+    );
+    let on_m2 = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'm_2'::regclass
+                  AND tgfoid = 'webhook._capture()'::regprocedure";
+    assert_eq!(count(&mut db, on_m2), 0, "the event trigger was disabled");
+    // One capture trigger for each of insert, update and delete.
+    wait_until(WAIT, "the worker to put the triggers on m_2", || {
+        count(&mut db, on_m2) == 3
+    });
+    exec(&mut db, "INSERT INTO m_2 VALUES (2, 15)");
+    wait_until(WAIT, "the row written into m_2", || {
+        accepted_ids(&rx).contains(&2)
+    });
+    let log = pg.log();
+    assert!(
+        log.contains("lacked its trigger") && log.contains("m_2"),
+        "the server log says which trigger was missing:\n{log}"
+    );
+}
+
+#[test]
+fn a_pg_webhook_trigger_naming_no_live_subscription_is_dropped_by_the_worker() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int); CREATE TABLE other (id int);",
+    );
+    let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    // A superuser copies a capture trigger onto another table, naming a real subscription and
+    // one that does not exist.
+    exec(
+        &mut db,
+        &format!(
+            "CREATE TRIGGER stray_real AFTER INSERT ON other REFERENCING NEW TABLE AS pg_webhook_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{id}');
+             CREATE TRIGGER stray_gone AFTER INSERT ON t REFERENCING NEW TABLE AS pg_webhook_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('999');"
+        ),
+    );
+    wait_until(WAIT, "the worker to drop both stray triggers", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgname IN ('stray_real', 'stray_gone')",
+        ) == 0
+    });
+    // The subscription itself is untouched and both tables take writes.
+    exec(
+        &mut db,
+        "INSERT INTO other VALUES (1); INSERT INTO t VALUES (2);",
+    );
+    wait_until(WAIT, "the row written into t", || {
+        accepted_ids(&rx).contains(&2)
+    });
+    assert_eq!(accepted_ids(&rx), vec![2], "nothing of table other is sent");
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM webhook.subscriptions WHERE name = 't'"
+        )
+        .as_deref(),
+        Some("active")
+    );
+}
+
+#[test]
+fn a_partition_created_inside_create_schema_is_captured() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE m (id int, at int) PARTITION BY RANGE (at);",
+    );
+    subscribe(&mut db, "m", "m", &rx.url("/m"), "");
+    exec(
+        &mut db,
+        "CREATE SCHEMA parts
+             CREATE TABLE m_1 PARTITION OF public.m FOR VALUES FROM (0) TO (10);
+         INSERT INTO parts.m_1 VALUES (1, 5);",
+    );
+    wait_until(WAIT, "the row written into parts.m_1", || {
+        accepted_ids(&rx).contains(&1)
+    });
+    // The event trigger made it, not the worker's check.
+    assert!(!pg.log().contains("lacked its trigger"), "{}", pg.log());
+}
+
+#[test]
+fn a_callback_that_ignores_its_cancel_is_stopped_and_does_not_hold_up_the_next() {
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '500ms'",
+    ]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE called (id int);
+         CREATE FUNCTION public.stubborn(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             IF (e->'record'->>'id')::int = 1 THEN
+                 LOOP
+                     BEGIN
+                         PERFORM pg_catalog.pg_sleep(0.05);
+                     EXCEPTION WHEN query_canceled THEN
+                         NULL;
+                     END;
+                 END LOOP;
+             END IF;
+             INSERT INTO public.called VALUES ((e->'record'->>'id')::int);
+         END $$;",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.stubborn(jsonb)'",
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the first event delivered", || {
+        accepted_ids(&rx).contains(&1)
+    });
+    exec(&mut db, "INSERT INTO t VALUES (2)");
+    wait_until(LONG_WAIT, "the second event's callback", || {
+        count(&mut db, "SELECT count(*) FROM called WHERE id = 2") == 1
+    });
+    let error = text(
+        &mut db,
+        "SELECT callback_error FROM webhook.events WHERE record->>'id' = '1'",
+    )
+    .unwrap_or_default();
+    assert!(
+        error.contains("stopped 2 times") && error.contains("pg_webhook.callback_timeout"),
+        "the stubborn callback's event says what happened: {error}"
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM called WHERE id = 1"),
+        0
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM webhook._callback_queue"),
+        0
+    );
+}
