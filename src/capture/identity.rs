@@ -20,9 +20,19 @@ use pgrx::prelude::*;
 
 use super::shaped::Shape;
 use crate::privilege::{as_owner_sandboxed, extension_owner};
-use crate::sql::first_row;
+use crate::sql::first_row_at_active_snapshot;
 
-const LOOKUP: &str = include_str!("../../sql/queries/capture_subscription.sql");
+/// NUL-terminated for SPI.
+const LOOKUP: &std::ffi::CStr = {
+    const TEXT: &str = concat!(
+        include_str!("../../sql/queries/capture_subscription.sql"),
+        "\0"
+    );
+    match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("capture_subscription.sql contains a NUL byte"),
+    }
+};
 
 /// What one capture trigger does.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,17 +163,21 @@ fn read(id: i32, relid: pg_sys::Oid) -> Result<CaptureInfo, NotOurs> {
         // SAFETY: pushed here, popped below; an ERROR in between unwinds the transaction, which
         // pops it.
         unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-        let row = Spi::connect(|client| {
-            first_row::<Row>(client, LOOKUP, &[id.into(), relid.into()], |r| {
-                Ok((
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                    r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::Oid::INVALID),
-                    r.get::<String>(4)?.unwrap_or_default(),
-                    r.get::<String>(5)?.unwrap_or_default(),
-                    r.get::<bool>(6)?.unwrap_or(false),
-                ))
-            })
+        let row = Spi::connect(|_client| {
+            first_row_at_active_snapshot(
+                LOOKUP,
+                &[(pg_sys::INT4OID, id.into()), (pg_sys::OIDOID, relid.into())],
+                |r| -> Row {
+                    (
+                        r.get::<String>(1).unwrap_or_default(),
+                        r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
+                        r.get::<pg_sys::Oid>(3).unwrap_or(pg_sys::Oid::INVALID),
+                        r.get::<String>(4).unwrap_or_default(),
+                        r.get::<String>(5).unwrap_or_default(),
+                        r.get::<bool>(6).unwrap_or(false),
+                    )
+                },
+            )
         });
         // SAFETY: pops the snapshot pushed above.
         unsafe { pg_sys::PopActiveSnapshot() };

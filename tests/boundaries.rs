@@ -1,0 +1,232 @@
+//! The boundaries the second outside review probed: what a role, a writer's session or one row
+//! cannot do to pg_webhook or to others. One scenario per test; each fails on a pg_webhook that
+//! lets it through.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, error_of, exec, subscribe, text, WAIT};
+
+/// The record ids the receiver accepted.
+fn accepted_ids(rx: &Receiver) -> Vec<i64> {
+    rx.accepted()
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect()
+}
+
+#[test]
+fn no_sql_session_can_take_an_ordered_subscriptions_lock() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), ", ordered => true");
+    // Every form of advisory lock SQL offers, on the numbers pg_locks shows for the order lock.
+    let mut squatter = pg.connect("postgres");
+    exec(
+        &mut squatter,
+        &format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(1885828968, {id});
+             SELECT pg_advisory_xact_lock((1885828968::bigint << 32) | {id});"
+        ),
+    );
+    exec(
+        &mut db,
+        "SET lock_timeout = '3s'; INSERT INTO t VALUES (1); RESET lock_timeout;",
+    );
+    wait_until(WAIT, "the ordered event", || accepted_ids(&rx) == vec![1]);
+    exec(&mut squatter, "COMMIT");
+}
+
+#[test]
+fn a_writer_with_an_old_snapshot_still_captures_for_a_subscription_made_after_it() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let mut writer = pg.connect("postgres");
+    // The writer's snapshot is taken before the subscription exists.
+    exec(
+        &mut writer,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t;",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(&mut writer, "INSERT INTO t VALUES (7); COMMIT;");
+    wait_until(WAIT, "the old-snapshot writer's row", || {
+        accepted_ids(&rx) == vec![7]
+    });
+}
+
+#[test]
+fn the_events_of_a_table_under_row_level_security_are_hidden_from_those_its_policies_bind() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader;
+         CREATE TABLE secrets (id int PRIMARY KEY, owner text);
+         ALTER TABLE secrets ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY mine ON secrets USING (owner = current_user);
+         GRANT SELECT ON secrets TO reader;
+         CREATE SCHEMA hidden; CREATE TABLE hidden.t (id int PRIMARY KEY);
+         GRANT SELECT ON hidden.t TO reader;",
+    );
+    subscribe(&mut su, "secrets", "secrets", &rx.url("/s"), "");
+    subscribe(&mut su, "hidden", "hidden.t", &rx.url("/h"), "");
+    exec(
+        &mut su,
+        "INSERT INTO secrets VALUES (1, 'postgres'); INSERT INTO hidden.t VALUES (2);",
+    );
+    wait_until(WAIT, "both events delivered", || {
+        accepted_ids(&rx).len() == 2
+    });
+    assert_eq!(count(&mut su, "SELECT count(*) FROM webhook.events"), 2);
+    let mut reader = pg.connect_as("postgres", "reader");
+    assert_eq!(
+        count(&mut reader, "SELECT count(*) FROM secrets"),
+        0,
+        "the policy hides the row from reader"
+    );
+    for view in ["webhook.events", "webhook.attempts"] {
+        assert_eq!(
+            count(&mut reader, &format!("SELECT count(*) FROM {view}")),
+            0,
+            "{view} shows reader rows the policy or the schema hides"
+        );
+    }
+}
+
+#[test]
+fn subscribing_needs_usage_on_the_tables_schema() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE carol LOGIN; GRANT webhook_admin TO carol;
+         CREATE SCHEMA locked; CREATE TABLE locked.t (id int PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON locked.t TO carol;",
+    );
+    // Naming the table needs USAGE (PostgreSQL checks that); its OID does not.
+    let oid = count(&mut su, "SELECT 'locked.t'::regclass::oid::bigint");
+    let mut carol = pg.connect_as("postgres", "carol");
+    let e = error_of(
+        &mut carol,
+        &format!(
+            "SELECT webhook.subscribe(name => 'x', target => {oid}::oid::regclass, url => '{}')",
+            rx.url("/x")
+        ),
+    );
+    assert!(
+        e.contains("you need USAGE on its schema") && e.contains("GRANT USAGE ON SCHEMA"),
+        "{e}"
+    );
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM webhook.subscriptions"),
+        0
+    );
+}
+
+#[test]
+fn table_inheritance_is_refused_on_both_sides_of_a_subscription() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE parent (id int); CREATE TABLE child () INHERITS (parent);
+         CREATE TABLE solo (id int);",
+    );
+    let e = error_of(
+        &mut db,
+        &format!(
+            "SELECT webhook.subscribe(name => 'p', target => 'parent'::regclass, url => '{}')",
+            rx.url("/p")
+        ),
+    );
+    assert!(e.contains("inheritance"), "{e}");
+    subscribe(&mut db, "solo", "solo", &rx.url("/solo"), "");
+    let e = error_of(&mut db, "CREATE TABLE heir () INHERITS (solo)");
+    assert!(
+        e.contains("cannot get the inheritance child") && e.contains("unsubscribe"),
+        "{e}"
+    );
+    let e = error_of(&mut db, "ALTER TABLE solo INHERIT parent");
+    assert!(
+        e.contains("cannot become a partition or inheritance child"),
+        "{e}"
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'solo'::regclass OR inhrelid = 'solo'::regclass"),
+        0
+    );
+}
+
+#[test]
+fn a_writers_output_settings_do_not_change_what_is_sent() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, f float8, b bytea, i interval)",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        "SET extra_float_digits = 3; SET bytea_output = 'escape'; SET IntervalStyle = 'sql_standard';
+         INSERT INTO t VALUES (1, 0.1, '\\x41', '1 day 2 hours');
+         RESET extra_float_digits; RESET bytea_output; RESET IntervalStyle;
+         INSERT INTO t VALUES (2, 0.1, '\\x41', '1 day 2 hours');",
+    );
+    wait_until(WAIT, "both rows", || accepted_ids(&rx).len() == 2);
+    let records: Vec<serde_json::Value> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json()["record"].clone())
+        .collect();
+    for record in &records {
+        assert_eq!(record["f"], serde_json::json!(0.1), "{record}");
+        assert_eq!(record["b"], "\\x41", "{record}");
+        assert_eq!(record["i"], "1 day 02:00:00", "{record}");
+    }
+}
+
+#[test]
+fn a_row_too_large_to_ever_send_dies_unread_and_holds_up_nothing() {
+    let pg = Cluster::start(&["pg_webhook.max_payload_bytes = '1kB'"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, body text)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), ", ordered => true");
+    // About 64 kB of random hex: stored compressed it is still far over 4 x 1 kB.
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT 1, string_agg(md5(random()::text), '') FROM generate_series(1, 2000);
+         INSERT INTO t VALUES (2, 'small');",
+    );
+    wait_until(WAIT, "the small row after the huge one", || {
+        accepted_ids(&rx) == vec![2]
+    });
+    let error = text(
+        &mut db,
+        "SELECT last_error FROM webhook.events WHERE id = (SELECT min(id) FROM webhook.events)",
+    )
+    .unwrap_or_default();
+    assert!(
+        error.contains("too large to send") && error.contains("left unread"),
+        "{error}"
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM webhook.events WHERE id = (SELECT min(id) FROM webhook.events)"
+        )
+        .as_deref(),
+        Some("dead")
+    );
+}
