@@ -1,5 +1,5 @@
 //! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
-//! failed too long, checking subscriptions' triggers, and the retention purge.
+//! failed too long, checking subscriptions' triggers, vacuuming, and the retention purge.
 //!
 //! The purge must keep up with the fastest drain the workers can reach, or the archive grows
 //! without bound: each round deletes in batches until it is caught up or has used its time
@@ -19,6 +19,8 @@ const PURGE_SLICE: Duration = Duration::from_millis(50);
 const PURGE_AGAIN: Duration = Duration::from_millis(20);
 /// How often triggers are checked against subscriptions (`crate::triggers::reconcile`).
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+/// How often the tables' dead rows are looked at (`super::vacuum`).
+const VACUUM_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
     /// Retention and auto-disable, at most once per poll interval (more often while the purge
@@ -36,6 +38,10 @@ impl Worker {
         if now >= self.next_reconcile {
             self.next_reconcile = now + RECONCILE_EVERY;
             self.reconcile();
+        }
+        if now >= self.next_vacuum {
+            self.next_vacuum = now + VACUUM_EVERY;
+            super::vacuum::vacuum_due_tables();
         }
         let Some(statements) = &self.statements else {
             return;

@@ -18,6 +18,7 @@ mod maintain;
 mod plan;
 mod record;
 mod txn;
+mod vacuum;
 mod watchdog;
 
 use std::collections::{HashMap, HashSet};
@@ -143,6 +144,7 @@ struct Worker {
     /// When retention and auto-disable run next (worker 0 only).
     next_maintenance: Instant,
     next_reconcile: Instant,
+    next_vacuum: Instant,
     next_publish: Instant,
     published_empty: bool,
 }
@@ -184,6 +186,7 @@ impl Worker {
             config_epoch: crate::wake::epochs().1,
             next_maintenance: Instant::now(),
             next_reconcile: Instant::now(),
+            next_vacuum: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
         }

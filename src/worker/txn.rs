@@ -47,7 +47,8 @@ pub fn run<R>(what: &str, f: impl FnOnce() -> SpiResult<R>) -> Result<R, String>
     outcome
 }
 
-fn describe(caught: &CaughtError) -> String {
+/// The message (and detail) of a caught error.
+pub(super) fn describe(caught: &CaughtError) -> String {
     let report = match caught {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,

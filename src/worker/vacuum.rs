@@ -1,0 +1,73 @@
+//! Worker 0 vacuums pg_webhook's churning tables itself, as pgqd does for PgQ. Autovacuum would
+//! get to them — the workers report their statistics — but only once a minute at best
+//! (`autovacuum_naptime`), and a queue that turns over thousands of rows a second grows by a
+//! minute's worth of dead rows in between. Vacuuming as soon as a tenth of a table is dead keeps
+//! the footprint flat from the first retention period on.
+
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+
+use pgrx::prelude::*;
+
+use super::txn;
+
+const DUE: &str = include_str!("../../sql/worker/vacuum_due.sql");
+/// A table is vacuumed once it has this many dead rows ...
+const MIN_DEAD: i64 = 1_000;
+/// ... and they are at least this share of its live rows.
+const DEAD_SHARE: f64 = 0.1;
+
+/// Vacuums the pg_webhook tables that need it; a failure is logged and tried again next time.
+pub(super) fn vacuum_due_tables() {
+    let Ok(due) = txn::run("finding tables to vacuum", || {
+        Spi::connect(|client| {
+            client
+                .select(DUE, None, &[MIN_DEAD.into(), DEAD_SHARE.into()])?
+                .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<pgrx::spi::SpiResult<Vec<String>>>()
+        })
+    }) else {
+        return;
+    };
+    if due.is_empty() {
+        return;
+    }
+    super::backend::report_activity(Some("vacuuming pg_webhook's tables"));
+    // SKIP_LOCKED: a table someone holds a lock on (pg_repack, a DBA) waits for the next pass.
+    let statement = format!("VACUUM (SKIP_LOCKED) {}", due.join(", "));
+    if let Err(e) = run_vacuum(&statement) {
+        warning!("pg_webhook worker: {statement} failed: {e}");
+    }
+    super::backend::report_stats();
+}
+
+/// Runs a VACUUM statement the way a top-level command runs: VACUUM commits the transaction it
+/// is called in, runs one of its own per table, and leaves a fresh one open to commit.
+fn run_vacuum(statement: &str) -> Result<(), String> {
+    let text = CString::new(statement).map_err(|e| e.to_string())?;
+    PgTryBuilder::new(AssertUnwindSafe(|| {
+        // SAFETY: the worker is between transactions; the parse tree is a VacuumStmt (the text
+        // is a VACUUM built above) and lives in the transaction's memory until it is used.
+        unsafe {
+            pg_sys::StartTransactionCommand();
+            let parsed = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            let raw = pg_sys::list_nth(parsed, 0).cast::<pg_sys::RawStmt>();
+            let stmt = (*raw).stmt;
+            if (*stmt).type_ != pg_sys::NodeTag::T_VacuumStmt {
+                pg_sys::AbortCurrentTransaction();
+                return Err(format!("not a VACUUM statement: {statement}"));
+            }
+            let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+            (*pstate).p_sourcetext = text.as_ptr();
+            pg_sys::ExecVacuum(pstate, stmt.cast::<pg_sys::VacuumStmt>(), true);
+            pg_sys::CommitTransactionCommand();
+        }
+        Ok(())
+    }))
+    .catch_others(|caught| {
+        // SAFETY: aborting whatever transaction VACUUM left open is always allowed.
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        Err(txn::describe(&caught))
+    })
+    .execute()
+}
