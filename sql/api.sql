@@ -21,7 +21,10 @@ CREATE FUNCTION webhook.subscribe(
     ordered        boolean    DEFAULT false, -- one at a time, in commit order
     max_in_flight  integer    DEFAULT NULL,  -- concurrent requests; NULL: the worker's limit
     rate_limit     double precision DEFAULT NULL,  -- events per second; NULL: no limit
-    callback       regprocedure DEFAULT NULL -- f(jsonb), run after each success and each death
+    callback       regprocedure DEFAULT NULL, -- f(jsonb), run after each success and each death
+    batch_size     integer    DEFAULT 1,     -- events per request (1 to 1000)
+    batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
+    order_key      text[]     DEFAULT NULL   -- columns: equal values in commit order, others in parallel
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -43,13 +46,17 @@ BEGIN
                         FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
         END,
         format, filter, columns, exclude_columns, skip_unchanged,
-        ordered, max_in_flight, rate_limit, callback::oid);
+        ordered, max_in_flight, rate_limit, callback::oid,
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'batch_size', batch_size, 'order_key', order_key,
+            'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
+                                   THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
     RETURN created;
 END
 $$;
 
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure) IS
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
@@ -57,7 +64,9 @@ Default retry schedule after a failure: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 format: database (default; Supabase-compatible), standard (Standard Webhooks envelope) or cloudevents (CloudEvents 1.0 JSON).
 filter: a condition over NEW and OLD; columns / exclude_columns choose what is sent; skip_unchanged drops UPDATEs of unsent columns only.
 ordered: deliver one event at a time in commit order (writers of the table then commit one at a time); max_in_flight / rate_limit: this subscription's own limits.
-callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.$$;
+callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.
+batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
+order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.$$;
 
 -- API: Public.
 CREATE FUNCTION webhook.unsubscribe(
@@ -133,7 +142,7 @@ $$Send a signed test event (type PING, no rows, in the subscription's format) to
 Works on paused and disabled subscriptions too; nothing is queued or recorded.$$;
 
 -- API: Private.
-COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid) IS
+COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) IS
     'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
 COMMENT ON FUNCTION webhook._unsubscribe(text, boolean, boolean) IS
     'Internal: implements webhook.unsubscribe(). Call webhook.unsubscribe() instead.';
@@ -284,8 +293,8 @@ REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archi
 -- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
 -- also check that the caller may read the table (and owns the subscription, to remove it).
 REVOKE ALL ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure),
-    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
     webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),
@@ -296,8 +305,8 @@ REVOKE ALL ON FUNCTION
     webhook.ping(text), webhook._ping(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure),
-    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]),
+    webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
     webhook.pause(text), webhook.resume(text), webhook._set_paused(text, boolean),
@@ -334,6 +343,9 @@ COMMENT ON COLUMN webhook.subscriptions.ordered IS 'Events are delivered one at 
 COMMENT ON COLUMN webhook.subscriptions.max_in_flight IS 'Most concurrent requests of this subscription; NULL: only the worker''s limit.';
 COMMENT ON COLUMN webhook.subscriptions.rate_limit IS 'Most events per second; NULL: no limit.';
 COMMENT ON COLUMN webhook.subscriptions.callback IS 'Function f(event jsonb) run as the owner after each event is delivered or dies.';
+COMMENT ON COLUMN webhook.subscriptions.batch_size IS 'Events per request: 1 sends each event alone in its plain body; more sends {"events": [...]} batches.';
+COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch of new events waits for more before it is sent.';
+COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';

@@ -15,6 +15,20 @@ DROP INDEX webhook.event_queue_new;
 ALTER TABLE webhook._event_archive ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0;
 -- A callback counts its starts, so one whose runner died mid-call is not started for ever.
 ALTER TABLE webhook._callback_queue ADD COLUMN starts integer NOT NULL DEFAULT 0;
+-- Batches: events per request and how long a partial batch waits; each queued event
+-- remembers the batch it was last sent in, so a retry goes out in the same one.
+ALTER TABLE webhook._subscriptions
+    ADD COLUMN batch_size integer NOT NULL DEFAULT 1,
+    ADD COLUMN batch_wait interval NOT NULL DEFAULT '0',
+    ADD COLUMN order_key text[],
+    ADD CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
+    ADD CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute');
+ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
+-- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
+ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
+UPDATE webhook._event_queue SET order_key = 0 WHERE ordered;
+CREATE INDEX event_queue_order_key ON webhook._event_queue (subscription_id, order_key, id)
+    WHERE ordered;
 UPDATE webhook._event_queue
    SET payload_bytes = COALESCE(pg_catalog.pg_column_size(record), 0)
                      + COALESCE(pg_catalog.pg_column_size(old_record), 0);
@@ -114,7 +128,8 @@ SELECT s.id, s.name, s.target,
        s.created_at, s.uid,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
-       s.ordered, s.max_in_flight, s.rate_limit, s.callback
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
+       s.order_key
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 
@@ -219,8 +234,39 @@ FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
 
--- Absurd intervals reach the range checks instead of failing a cast.
-CREATE OR REPLACE FUNCTION webhook.subscribe(
+-- subscribe() gains batch_size and batch_wait, passed to _subscribe in an options object (so
+-- later settings do not change _subscribe's signature); absurd intervals reach the range
+-- checks instead of failing a cast.
+DROP FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure);
+DROP FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid);
+CREATE FUNCTION webhook."_subscribe"(
+	"name" TEXT,
+	"target" oid,
+	"url" TEXT,
+	"events" TEXT[],
+	"secret" TEXT,
+	"headers" jsonb,
+	"timeout_ms" bigint,
+	"max_attempts" INT,
+	"retry_schedule_ms" bigint[],
+	"format" TEXT,
+	"filter" TEXT,
+	"columns" TEXT[],
+	"exclude_columns" TEXT[],
+	"skip_unchanged" bool,
+	"ordered" bool,
+	"max_in_flight" INT,
+	"rate_limit" double precision,
+	"callback" oid,
+	"options" jsonb
+) RETURNS INT
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'subscribe_with_options_wrapper';
+COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) IS
+    'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
+CREATE FUNCTION webhook.subscribe(
     name           text,                  -- unique among live subscriptions
     target         regclass,              -- the table to watch
     url            text,                  -- http:// or https:// endpoint
@@ -238,7 +284,10 @@ CREATE OR REPLACE FUNCTION webhook.subscribe(
     ordered        boolean    DEFAULT false, -- one at a time, in commit order
     max_in_flight  integer    DEFAULT NULL,  -- concurrent requests; NULL: the worker's limit
     rate_limit     double precision DEFAULT NULL,  -- events per second; NULL: no limit
-    callback       regprocedure DEFAULT NULL -- f(jsonb), run after each success and each death
+    callback       regprocedure DEFAULT NULL, -- f(jsonb), run after each success and each death
+    batch_size     integer    DEFAULT 1,     -- events per request (1 to 1000)
+    batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
+    order_key      text[]     DEFAULT NULL   -- columns: equal values in commit order, others in parallel
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -260,11 +309,28 @@ BEGIN
                         FROM unnest(retry_schedule) WITH ORDINALITY AS u(d, o)), '{}')
         END,
         format, filter, columns, exclude_columns, skip_unchanged,
-        ordered, max_in_flight, rate_limit, callback::oid);
+        ordered, max_in_flight, rate_limit, callback::oid,
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'batch_size', batch_size, 'order_key', order_key,
+            'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
+                                   THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
     RETURN created;
 END
 $$;
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]) IS
+$$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
+Returns the new subscription, including its secret (generated when NULL).
+Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
+Default retry schedule after a failure: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±20 % jitter), 8 attempts.
+format: database (default; Supabase-compatible), standard (Standard Webhooks envelope) or cloudevents (CloudEvents 1.0 JSON).
+filter: a condition over NEW and OLD; columns / exclude_columns choose what is sent; skip_unchanged drops UPDATEs of unsent columns only.
+ordered: deliver one event at a time in commit order (writers of the table then commit one at a time); max_in_flight / rate_limit: this subscription's own limits.
+callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.
+batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
+order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.$$;
+REVOKE ALL ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[]), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) TO webhook_admin;
 
 CREATE OR REPLACE FUNCTION webhook.rotate_secret(
     name    text,
@@ -302,6 +368,9 @@ COMMENT ON COLUMN webhook.subscriptions.ordered IS 'Events are delivered one at 
 COMMENT ON COLUMN webhook.subscriptions.max_in_flight IS 'Most concurrent requests of this subscription; NULL: only the worker''s limit.';
 COMMENT ON COLUMN webhook.subscriptions.rate_limit IS 'Most events per second; NULL: no limit.';
 COMMENT ON COLUMN webhook.subscriptions.callback IS 'Function f(event jsonb) run as the owner after each event is delivered or dies.';
+COMMENT ON COLUMN webhook.subscriptions.batch_size IS 'Events per request: 1 sends each event alone in its plain body; more sends {"events": [...]} batches.';
+COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch of new events waits for more before it is sent.';
+COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';

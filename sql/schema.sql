@@ -38,6 +38,15 @@ CREATE TABLE webhook._subscriptions (
     max_in_flight   integer,                       -- concurrent requests; NULL: no own limit
     rate_limit      double precision,              -- events per second; NULL: no limit
     callback        regprocedure,                  -- run after each success and each death
+    -- Added in 0.3.0. Events per request (1: each alone, in its plain body) and how long a
+    -- partial batch of new events waits for more.
+    batch_size      integer NOT NULL DEFAULT 1,
+    batch_wait      interval NOT NULL DEFAULT '0',
+    -- Columns whose values order events: equal keys one at a time in commit order, different
+    -- keys in parallel. NULL: no per-key order.
+    order_key       text[],
+    CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
+    CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute'),
     CONSTRAINT max_in_flight_is_positive CHECK (max_in_flight > 0),
     CONSTRAINT rate_limit_is_positive CHECK (rate_limit > 0),
     CONSTRAINT status_is_known
@@ -90,12 +99,21 @@ CREATE TABLE webhook._event_queue (
     -- Added in 0.3.0. Size of record and old_record (uncompressed): a claim stops at a byte
     -- budget, so a backlog of large rows cannot make a worker load them all at once.
     payload_bytes   integer NOT NULL DEFAULT 0,
+    -- The batch the event was last sent in (named after its first event): a retry goes out in
+    -- the same batch, with the same webhook-id. NULL: not sent in a batch yet.
+    batch           bigint,
+    -- Of an ordered event: a hash of its order key's values (0 for `ordered => true`, one key
+    -- for the whole subscription). NULL for unordered events.
+    order_key       bigint,
     CONSTRAINT event_queue_key PRIMARY KEY (txid, id)
 );
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
     WHERE next_attempt_at IS NOT NULL;
--- The head of each ordered subscription's queue; unordered writes never touch it.
+-- The heads of each ordered subscription's queue and of each of its order keys; unordered
+-- writes never touch them.
 CREATE INDEX event_queue_ordered ON webhook._event_queue (subscription_id, id) WHERE ordered;
+CREATE INDEX event_queue_order_key ON webhook._event_queue (subscription_id, order_key, id)
+    WHERE ordered;
 -- Vacuum often (the table churns) and never truncate it: truncating takes an ACCESS EXCLUSIVE
 -- lock that stalls every writer of a subscribed table, and the freed space is reused anyway.
 ALTER TABLE webhook._event_queue SET (
@@ -297,7 +315,8 @@ SELECT s.id, s.name, s.target,
        s.created_at, s.uid,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
-       s.ordered, s.max_in_flight, s.rate_limit, s.callback
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
+       s.order_key
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 

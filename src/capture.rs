@@ -17,12 +17,12 @@ use pgrx::prelude::*;
 use crate::wake::note_event_queued;
 
 mod identity;
+mod order_key;
 mod queue_writer;
 pub mod shaped;
 
 use identity::{CaptureInfo, NotOurs};
 use queue_writer::QueueWriter;
-use shaped::Shape;
 
 pub use identity::{catalog_generation, init as init_cache};
 
@@ -34,6 +34,7 @@ pub const OLD_ROWS: &str = "pg_webhook_old";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subscription {
     pub id: i32,
+    /// Its events are ordered: as a whole (`ordered`) or per key (`order_key`).
     pub ordered: bool,
 }
 
@@ -119,6 +120,8 @@ fn lock_ordered(subscription_id: i32) {
             locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
             locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
         };
+        // pgrx's bindings turn an ERROR here (a cancelled or deadlocked wait) into an unwind;
+        // a second guard around the call would unwind through its C frame and abort.
         pg_sys::LockAcquire(
             &tag,
             pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
@@ -237,16 +240,16 @@ fn subscription_of(
 }
 
 /// Runs a shaped subscription's query over the transition tables (as its owner) and queues
-/// what it returns.
+/// what it returns. With an order key, the rows' keys are locked before any is queued.
 fn shaped_rows(
     writer: &mut QueueWriter,
     data: &pg_sys::TriggerData,
     op: Operation,
-    owner: pg_sys::Oid,
-    shape: &Shape,
+    info: &CaptureInfo,
 ) -> Result<u64, CaptureError> {
-    let query = shape.query(op);
-    crate::privilege::as_owner_sandboxed(owner, || {
+    let key = info.order_key.as_deref();
+    let query = info.shape.query(op, key);
+    crate::privilege::as_owner_sandboxed(info.owner, || {
         Spi::connect(|client| {
             // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
             unsafe {
@@ -255,21 +258,57 @@ fn shaped_rows(
                 )
             };
             let mut rows = client.select(query.as_str(), None, &[])?;
-            let mut queued = 0;
+            let mut images = Vec::with_capacity(rows.len());
+            let mut keys = Vec::new();
             while rows.next().is_some() {
-                let record = rows.get_datum_by_ordinal(1)?;
-                let old_record = rows.get_datum_by_ordinal(2)?;
+                images.push((rows.get_datum_by_ordinal(1)?, rows.get_datum_by_ordinal(2)?));
+                if key.is_some() {
+                    let text: String = rows.get(3)?.unwrap_or_default();
+                    keys.push(pg_webhook_core::order_key::hash(&text));
+                }
+            }
+            if key.is_some() {
+                order_key::lock_keys(info.subscription_id, &keys);
+                writer.set_order_keys(keys);
+            }
+            for (record, old_record) in &images {
                 // SAFETY: both columns are jsonb; the tuples live until SPI finishes, after
                 // the batch is written below.
-                unsafe { writer.add_json(record, old_record) };
-                queued += 1;
+                unsafe { writer.add_json(*record, *old_record) };
             }
             // SAFETY: writes the rest before SPI frees the tuples.
             unsafe { writer.finish_batch() };
-            Ok::<u64, pgrx::spi::Error>(queued)
+            Ok::<u64, pgrx::spi::Error>(images.len() as u64)
         })
     })
     .map_err(|e| CaptureError::Queue(e.to_string()))
+}
+
+/// For a plain subscription with an order key: the key of every row (the new rows of an
+/// INSERT or UPDATE, the old rows of a DELETE; one key for a TRUNCATE), locked.
+fn plain_row_keys(
+    info: &CaptureInfo,
+    data: &pg_sys::TriggerData,
+    op: Operation,
+    names: &[String],
+) -> Result<Vec<i64>, CaptureError> {
+    let keys = if op == Operation::Truncate {
+        vec![0]
+    } else {
+        let store = if op == Operation::Delete {
+            data.tg_oldtable
+        } else {
+            data.tg_newtable
+        };
+        // SAFETY: the trigger's relation and its transition table, valid for this call.
+        unsafe {
+            let mut columns = order_key::KeyColumns::resolve((*data.tg_relation).rd_att, names)
+                .map_err(CaptureError::Queue)?;
+            order_key::row_keys(data.tg_relation, store, &mut columns)
+        }
+    };
+    order_key::lock_keys(info.subscription_id, &keys);
+    Ok(keys)
 }
 
 const CAPTURE_KIND: &str = "an AFTER ... FOR EACH STATEMENT trigger with transition tables";
@@ -322,19 +361,29 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     if info.ordered {
         lock_ordered(info.subscription_id);
     }
+    // A shaped subscription's keys come with its query's rows (and only for those it sends).
+    let keys = match &info.order_key {
+        Some(names) if info.shape.is_plain() || op == Operation::Truncate => {
+            Some(plain_row_keys(&info, data, op, names)?)
+        }
+        _ => None,
+    };
     let subscription = Subscription {
         id: info.subscription_id,
-        ordered: info.ordered,
+        ordered: info.ordered || info.order_key.is_some(),
     };
     let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;
+    if let Some(keys) = keys {
+        writer.set_order_keys(keys);
+    }
     let pinned = pin_output_settings();
     let queued = if op == Operation::Truncate {
         // One event for the statement, with no rows.
         // SAFETY: writes one queue row with both images NULL.
         unsafe { writer.add_statement_event() }
     } else if !info.shape.is_plain() {
-        shaped_rows(&mut writer, data, op, info.owner, &info.shape)?
+        shaped_rows(&mut writer, data, op, &info)?
     } else {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }

@@ -230,3 +230,30 @@ fn a_row_too_large_to_ever_send_dies_unread_and_holds_up_nothing() {
         Some("dead")
     );
 }
+
+#[test]
+fn a_cancelled_wait_for_an_order_lock_is_an_error_not_a_crash() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), ", ordered => true");
+    let mut first = pg.connect("postgres");
+    exec(&mut first, "BEGIN; INSERT INTO t VALUES (1);");
+    let mut second = pg.connect("postgres");
+    let e = error_of(
+        &mut second,
+        "SET lock_timeout = '300ms'; INSERT INTO t VALUES (2);",
+    );
+    assert!(e.contains("lock timeout"), "{e}");
+    // The session (and the server) carry on.
+    exec(&mut second, "RESET lock_timeout");
+    exec(&mut first, "COMMIT");
+    exec(&mut second, "INSERT INTO t VALUES (2)");
+    wait_until(WAIT, "both events", || accepted_ids(&rx) == vec![1, 2]);
+    assert!(
+        !pg.log().contains("terminated by signal"),
+        "a backend crashed:\n{}",
+        pg.log()
+    );
+}

@@ -12,14 +12,14 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes, e.candidates
+       pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.candidates
   FROM (SELECT p.*,
                pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.txid, p.id) - p.payload_bytes
                    AS bytes_before,
                pg_catalog.count(*) OVER () AS candidates
           FROM (SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id, q.subscription_id,
                        q.op, q.table_schema, q.table_name, q.record, q.old_record, q.attempts,
-                       q.series_start, q.created_at, q.payload_bytes
+                       q.series_start, q.created_at, q.payload_bytes, q.batch
                   FROM webhook._event_queue q
                  WHERE q.next_attempt_at IS NULL
                    AND (q.txid, q.id) > ($1::pg_catalog.text::pg_catalog.xid8, $2)

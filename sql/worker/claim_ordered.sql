@@ -1,13 +1,24 @@
--- The head of each of these ordered subscriptions ($1), if it is due: one event each, found
--- through the partial index, and nothing behind a head that waits for a retry. Images larger
--- than $2 are not read (see claim_new.sql).
+-- The events of these ordered subscriptions ($1, with $2 the most to return for each) that may
+-- go now: among each one's first 1000 queued events in id order (id order is commit order per
+-- order key, see capture.rs), those that are due and have no earlier event of the same order
+-- key (0 for `ordered => true`: the whole subscription is one key). A head in flight is
+-- returned too (the worker skips what it owns), and holds back the rest of its key. Found
+-- through the partial indexes on ordered events. Images larger than $3 are not read (see
+-- claim_new.sql).
 SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, q.table_schema,
        q.table_name,
-       CASE WHEN q.payload_bytes <= $2 THEN q.record::pg_catalog.text END,
-       CASE WHEN q.payload_bytes <= $2 THEN q.old_record::pg_catalog.text END, q.attempts,
-       q.series_start, pg_catalog.to_json(q.created_at) #>> '{}', q.payload_bytes
-  FROM unnest($1::pg_catalog.int4[]) AS s(id)
- CROSS JOIN LATERAL (SELECT h.* FROM webhook._event_queue h
-                      WHERE h.ordered AND h.subscription_id = s.id
-                      ORDER BY h.id LIMIT 1) q
- WHERE q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now()
+       CASE WHEN q.payload_bytes <= $3 THEN q.record::pg_catalog.text END,
+       CASE WHEN q.payload_bytes <= $3 THEN q.old_record::pg_catalog.text END, q.attempts,
+       q.series_start, pg_catalog.to_json(q.created_at) #>> '{}', q.payload_bytes, q.batch
+  FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
+ CROSS JOIN LATERAL (
+       SELECT h.*
+         FROM (SELECT c.* FROM webhook._event_queue c
+                WHERE c.ordered AND c.subscription_id = s.id
+                ORDER BY c.id LIMIT 1000) h
+        WHERE (h.next_attempt_at IS NULL OR h.next_attempt_at <= pg_catalog.now())
+          AND NOT EXISTS (SELECT 1 FROM webhook._event_queue e
+                           WHERE e.ordered AND e.subscription_id = h.subscription_id
+                             AND e.order_key = h.order_key AND e.id < h.id)
+        ORDER BY h.id
+        LIMIT s.most) q

@@ -1,8 +1,10 @@
 //! How a subscription's events are sent, beyond where: ordered delivery, its own concurrency
-//! and rate limits, and the SQL callback run on each result. Checked before anything is stored.
+//! and rate limits, batches, and the SQL callback run on each result. Checked before anything
+//! is stored.
 
 use pg_webhook_core::limits::{MAX_RATE, MIN_RATE};
 use pgrx::prelude::*;
+use pgrx::JsonB;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::{invalid, reject, spi};
@@ -11,13 +13,98 @@ use crate::sql::first_row;
 
 /// Far above any endpoint's needs, and below what would let one subscription hog a worker.
 const MAX_IN_FLIGHT: i32 = 10_000;
+/// The largest `batch_size`.
+pub const MAX_BATCH: i32 = 1_000;
+/// The longest `batch_wait`, in milliseconds.
+pub const MAX_BATCH_WAIT_MS: i64 = 60_000;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delivery {
     pub ordered: bool,
     pub max_in_flight: Option<i32>,
     pub rate_limit: Option<f64>,
     pub callback: Option<pg_sys::Oid>,
+    pub batching: Batching,
+    /// Columns ordering events per key (checked against the table by `order_key::check`).
+    pub order_key: Option<Vec<String>>,
+}
+
+/// Events per request, and how long to wait for a batch to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub size: i32,
+    pub wait_ms: i64,
+}
+
+impl Default for Batching {
+    fn default() -> Batching {
+        Batching {
+            size: 1,
+            wait_ms: 0,
+        }
+    }
+}
+
+impl Delivery {
+    /// The settings of 0.2.0, stored apart from the newer ones.
+    pub fn has_own_limits(&self) -> bool {
+        self.ordered
+            || self.max_in_flight.is_some()
+            || self.rate_limit.is_some()
+            || self.callback.is_some()
+    }
+}
+
+/// The settings `webhook.subscribe()` passes in its `options` object (those added since
+/// 0.3.0): `batch_size`, `batch_wait_ms` and `order_key`.
+fn check_options(options: Option<JsonB>) -> (Batching, Option<Vec<String>>) {
+    let mut batching = Batching::default();
+    let mut order_key = None;
+    let Some(JsonB(value)) = options else {
+        return (batching, order_key);
+    };
+    let Some(fields) = value.as_object() else {
+        invalid("subscribe options must be a JSON object");
+    };
+    for (key, v) in fields {
+        match key.as_str() {
+            "batch_size" => {
+                let n = v.as_i64().filter(|n| (1..=MAX_BATCH as i64).contains(n));
+                batching.size = n.map_or_else(
+                    || {
+                        invalid(format!(
+                            "batch_size of {v} is out of range: give 1 (one event per request, the default) to {MAX_BATCH}"
+                        ))
+                    },
+                    |n| n as i32,
+                );
+            }
+            "batch_wait_ms" => {
+                batching.wait_ms = v
+                    .as_i64()
+                    .filter(|ms| (0..=MAX_BATCH_WAIT_MS).contains(ms))
+                    .unwrap_or_else(|| {
+                        invalid(format!(
+                            "batch_wait of {v} ms is out of range: give 0 (send at once, the default) to 1 minute"
+                        ))
+                    });
+            }
+            "order_key" => {
+                let names: Option<Vec<String>> = v.as_array().and_then(|a| {
+                    a.iter()
+                        .map(|n| n.as_str().map(str::to_string))
+                        .collect()
+                });
+                order_key = Some(names.unwrap_or_else(|| {
+                    invalid("order_key must be an array of column names, without NULLs")
+                }));
+            }
+            other => invalid(format!(
+                "unknown subscribe option \"{other}\": pass webhook.subscribe()'s named arguments instead"
+            )),
+        }
+    }
+    (batching, order_key)
 }
 
 pub fn check(
@@ -25,8 +112,24 @@ pub fn check(
     max_in_flight: Option<i32>,
     rate_limit: Option<f64>,
     callback: Option<pg_sys::Oid>,
+    options: Option<JsonB>,
 ) -> Delivery {
     let ordered = ordered.unwrap_or(false);
+    let (batching, order_key) = check_options(options);
+    if ordered && batching.size > 1 {
+        invalid("ordered delivery sends one event at a time: leave batch_size at 1");
+    }
+    if order_key.is_some() && ordered {
+        invalid("ordered => true orders the whole subscription as one key: give either ordered or order_key, not both");
+    }
+    if order_key.is_some() && batching.size > 1 {
+        invalid("order_key sends one event of each key at a time: leave batch_size at 1");
+    }
+    if batching.size == 1 && batching.wait_ms > 0 {
+        invalid(
+            "batch_wait only applies to batches: give batch_size above 1, or leave batch_wait at 0",
+        );
+    }
     if let Some(n) = max_in_flight {
         if !(1..=MAX_IN_FLIGHT).contains(&n) {
             invalid(format!(
@@ -59,6 +162,8 @@ pub fn check(
         max_in_flight,
         rate_limit,
         callback,
+        batching,
+        order_key,
     }
 }
 

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 
 mod delivery;
+mod order_key;
 mod sending;
 mod shape;
 mod store;
@@ -119,9 +120,10 @@ fn subscribe_impl(
     )
 }
 
-/// Validates everything, stores the subscription and creates its capture trigger.
+/// The 0.2.0 `_subscribe`, whose SQL declaration points at this symbol until
+/// `ALTER EXTENSION pg_webhook UPDATE` replaces it.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(name = "_subscribe", volatile)]
+#[pg_extern(name = "_subscribe", volatile, sql = false)]
 #[search_path(pg_catalog, pg_temp)]
 fn subscribe_with_delivery(
     name: Option<&str>,
@@ -143,7 +145,57 @@ fn subscribe_with_delivery(
     rate_limit: Option<f64>,
     callback: Option<pg_sys::Oid>,
 ) -> i32 {
-    let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback);
+    subscribe_with_options(
+        name,
+        target,
+        url,
+        events,
+        secret,
+        headers,
+        timeout_ms,
+        max_attempts,
+        retry_schedule_ms,
+        format,
+        filter,
+        columns,
+        exclude_columns,
+        skip_unchanged,
+        ordered,
+        max_in_flight,
+        rate_limit,
+        callback,
+        None,
+    )
+}
+
+/// Validates everything, stores the subscription and creates its capture trigger. `options`
+/// carries the settings added since 0.3.0 (see `delivery::Options`), so that new ones do not
+/// change this function's signature.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(name = "_subscribe", volatile)]
+#[search_path(pg_catalog, pg_temp)]
+fn subscribe_with_options(
+    name: Option<&str>,
+    target: Option<pg_sys::Oid>,
+    url: Option<&str>,
+    events: Option<Vec<Option<String>>>,
+    secret: Option<&str>,
+    headers: Option<JsonB>,
+    timeout_ms: Option<i64>,
+    max_attempts: Option<i32>,
+    retry_schedule_ms: Option<Vec<Option<i64>>>,
+    format: Option<&str>,
+    filter: Option<&str>,
+    columns: Option<Vec<Option<String>>>,
+    exclude_columns: Option<Vec<Option<String>>>,
+    skip_unchanged: Option<bool>,
+    ordered: Option<bool>,
+    max_in_flight: Option<i32>,
+    rate_limit: Option<f64>,
+    callback: Option<pg_sys::Oid>,
+    options: Option<JsonB>,
+) -> i32 {
+    let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback, options);
     check_may_subscribe();
     let name = check_name(name);
     let table = check_target(target);
@@ -166,6 +218,9 @@ fn subscribe_with_delivery(
         exclude_columns,
         skip_unchanged.unwrap_or(false),
     );
+    if let Some(key) = &delivery.order_key {
+        order_key::check(table.oid, &table.qualified, key);
+    }
     let id = store::store(&store::NewSubscription {
         name,
         table: &table,

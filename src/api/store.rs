@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_literal;
 use pgrx::PgSqlErrorCode;
 
-use super::delivery::Delivery;
+use super::delivery::{Batching, Delivery};
 use super::sending::Sending;
 use super::target::Table;
 use crate::capture::shaped::Shape;
@@ -15,6 +15,7 @@ use crate::privilege::{as_extension_owner, caller, forget_owner};
 
 const INSERT: &str = include_str!("../../sql/queries/insert_subscription.sql");
 const SET_DELIVERY: &str = include_str!("../../sql/queries/set_delivery.sql");
+const SET_OPTIONS: &str = include_str!("../../sql/queries/set_options.sql");
 
 /// Everything a new subscription is made of.
 pub struct NewSubscription<'a> {
@@ -107,7 +108,7 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                         shape.skip_unchanged.into(),
                     ],
                 )?;
-                if *delivery != Delivery::default() {
+                if delivery.has_own_limits() {
                     client.update(
                         SET_DELIVERY,
                         None,
@@ -117,6 +118,18 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                             delivery.max_in_flight.into(),
                             delivery.rate_limit.into(),
                             delivery.callback.into(),
+                        ],
+                    )?;
+                }
+                if delivery.batching != Batching::default() || delivery.order_key.is_some() {
+                    client.update(
+                        SET_OPTIONS,
+                        None,
+                        &[
+                            id.into(),
+                            delivery.batching.size.into(),
+                            delivery.batching.wait_ms.into(),
+                            delivery.order_key.clone().into(),
                         ],
                     )?;
                 }

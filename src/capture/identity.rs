@@ -48,6 +48,8 @@ pub struct CaptureInfo {
     pub table: String,
     /// False once unsubscribed: the trigger is on its way out and captures nothing.
     pub live: bool,
+    /// Columns ordering its events per key (`None`: no per-key order).
+    pub order_key: Option<Vec<String>>,
 }
 
 /// Why a trigger does not belong to the subscription it names.
@@ -236,6 +238,7 @@ pub fn from_row(
         schema,
         table,
         live: row.get("status").and_then(|v| v.as_str()) != Some("unsubscribed"),
+        order_key: list("order_key"),
     }
 }
 
@@ -258,6 +261,7 @@ mod tests {
             "orders".into(),
         );
         assert!(!info.ordered, "0.1.0 rows have no ordered column");
+        assert_eq!(info.order_key, None);
         assert!(info.live);
         assert_eq!(info.shape.filter.as_deref(), Some("NEW.total > 1"));
         assert_eq!(info.shape.exclude_columns, Some(vec!["ssn".to_string()]));

@@ -79,27 +79,41 @@ impl Shape {
         }
     }
 
-    /// The query yielding (record, old_record) per qualifying row, in statement order.
-    pub fn query(&self, op: Operation) -> String {
+    /// The query yielding (record, old_record) per qualifying row, in statement order, and
+    /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
+    pub fn query(&self, op: Operation, key: Option<&[String]>) -> String {
+        let key_text = |alias: &str| match key {
+            Some(columns) => {
+                let parts: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c)))
+                    .collect();
+                format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
+            }
+            None => String::new(),
+        };
         match op {
             Operation::Insert => format!(
-                "SELECT {}, NULL::pg_catalog.jsonb FROM {NEW_ROWS} AS new{}",
+                "SELECT {}, NULL::pg_catalog.jsonb{} FROM {NEW_ROWS} AS new{}",
                 self.projection("new", false),
+                key_text("new"),
                 self.condition(op)
             ),
             Operation::Delete => format!(
-                "SELECT NULL::pg_catalog.jsonb, {} FROM {OLD_ROWS} AS old{}",
+                "SELECT NULL::pg_catalog.jsonb, {}{} FROM {OLD_ROWS} AS old{}",
                 self.projection("old", false),
+                key_text("old"),
                 self.condition(op)
             ),
             Operation::Update => format!(
-                "SELECT {}, {} \
+                "SELECT {}, {}{} \
                    FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, n.* FROM {NEW_ROWS} n) AS new \
                    JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, o.* FROM {OLD_ROWS} o) AS old \
                      ON new.{ROW_NUMBER} OPERATOR(pg_catalog.=) old.{ROW_NUMBER}{} \
                   ORDER BY new.{ROW_NUMBER}",
                 self.projection("new", true),
                 self.projection("old", true),
+                key_text("new"),
                 self.condition(op)
             ),
             Operation::Truncate => "SELECT NULL::pg_catalog.jsonb, NULL::pg_catalog.jsonb".into(),

@@ -3,11 +3,13 @@
 //! everything here is tested with plain `cargo test -p pg_webhook_core`.
 
 pub mod address;
+pub mod batch;
 pub mod endpoint;
 pub mod headers;
 pub mod http;
 pub mod limits;
 pub mod operation;
+pub mod order_key;
 pub mod payload;
 pub mod retry;
 pub mod signing;

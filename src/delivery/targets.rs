@@ -24,14 +24,20 @@ pub struct Target {
     pub failing: bool,
     pub format: Format,
     pub config: Result<(Arc<Endpoint>, Arc<RetryPolicy>), String>,
-    /// One event at a time, in id (= commit) order.
+    /// One event at a time (of each key, when `keyed`), in id (= commit) order.
     pub ordered: bool,
+    /// Ordered per key rather than as a whole.
+    pub keyed: bool,
     /// The subscription's own limits, on top of the worker's.
     pub limits: LimitSpec,
     pub has_callback: bool,
     /// Why its owner may no longer read its table; its events are then held, not sent.
     pub read_denied: Option<String>,
     pub name: String,
+    /// Events per request (1: each alone, in its plain body).
+    pub batch_size: usize,
+    /// How long a partial batch of new events waits for more.
+    pub batch_wait: Duration,
 }
 
 impl Target {
@@ -39,6 +45,11 @@ impl Target {
     /// order are kept in one place.
     pub fn pinned(&self) -> bool {
         self.ordered || self.limits != LimitSpec::default()
+    }
+
+    /// Sends several events per request.
+    pub fn batched(&self) -> bool {
+        self.batch_size > 1
     }
 
     /// Paused and disabled subscriptions keep queueing but send nothing; an unsubscribed one
@@ -63,7 +74,8 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     // A bad value cannot pass the table's CHECK; default rather than fail.
                     format: row.format.parse().unwrap_or(Format::Database),
                     config,
-                    ordered: row.ordered,
+                    ordered: row.ordered || row.keyed,
+                    keyed: row.keyed,
                     limits: LimitSpec {
                         max_in_flight: row.max_in_flight.map(|n| n.max(1) as usize),
                         rate_limit: row.rate_limit.and_then(LimitSpec::usable_rate),
@@ -71,6 +83,8 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     has_callback: row.has_callback,
                     read_denied: row.read_denied,
                     name: row.name,
+                    batch_size: row.batch_size.clamp(1, 1000) as usize,
+                    batch_wait: Duration::from_millis(row.batch_wait_ms.clamp(0, 60_000) as u64),
                 },
             )
         })

@@ -164,7 +164,7 @@ impl Statements {
             Ok(Statements {
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
                 claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
-                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I8])?,
+                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
@@ -178,7 +178,7 @@ impl Statements {
                     FINISH,
                     &[I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA],
                 )?,
-                reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA])?,
+                reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,
                 park: keep_mut(client, PARK, &[I8A, I8A, I4A, I4A])?,
                 unpark: keep_mut(client, UNPARK, &[I4A])?,
                 owner_access: keep(client, OWNER_ACCESS, &[I4A])?,
@@ -247,24 +247,31 @@ impl Statements {
                     claim.largest.into(),
                 ],
             )?;
-            read_events(rows)
+            let mut events = read_events(rows)?;
+            for e in &mut events {
+                e.due = true;
+            }
+            Ok(events)
         })
     }
 
-    /// The due head of each of these ordered subscriptions (images up to `largest` bytes).
+    /// The due heads of these ordered subscriptions' keys (subscription, most to return; the
+    /// heads in flight come back too), with images up to `largest` bytes.
     pub fn ordered_heads(
         &self,
-        subscriptions: &[i32],
+        subscriptions: &[(i32, i32)],
         largest: i64,
     ) -> SpiResult<Vec<QueuedEvent>> {
         if subscriptions.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<i32> = subscriptions.iter().map(|s| s.0).collect();
+        let most: Vec<i32> = subscriptions.iter().map(|s| s.1).collect();
         Spi::connect(|client| {
             let rows = client.select(
                 &self.claim_ordered,
                 None,
-                &[subscriptions.to_vec().into(), largest.into()],
+                &[ids.into(), most.into(), largest.into()],
             )?;
             read_events(rows)
         })

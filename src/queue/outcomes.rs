@@ -83,6 +83,7 @@ impl Statements {
                             _ => 0,
                         }),
                         column(&retried, |o| o.last_error.clone()),
+                        column(&retried, |o| o.batch),
                     ],
                 )?;
             }

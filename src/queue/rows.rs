@@ -26,6 +26,10 @@ pub struct QueuedEvent {
     /// How many events the claim's page held before its byte budget cut it (new events
     /// only; 0 for the others).
     pub page: i64,
+    /// The batch it was last sent in (see the queue's `batch` column).
+    pub batch: Option<i64>,
+    /// Read as a due retry or deferred event, not as a new one.
+    pub due: bool,
 }
 
 /// A subscription's delivery settings as stored.
@@ -51,6 +55,10 @@ pub struct SubscriptionRow {
     /// Why its owner may not read its table any more (`None`: it may).
     pub read_denied: Option<String>,
     pub name: String,
+    pub batch_size: i32,
+    pub batch_wait_ms: i64,
+    /// Ordered per key (`order_key`).
+    pub keyed: bool,
 }
 
 pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
@@ -77,6 +85,9 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
             has_callback: row.get(16)?.unwrap_or(false),
             read_denied: row.get(17)?,
             name: row.get(18)?.unwrap_or_default(),
+            batch_size: row.get(19)?.unwrap_or(1),
+            batch_wait_ms: row.get(20)?.unwrap_or(0),
+            keyed: row.get(21)?.unwrap_or(false),
         });
     }
     Ok(out)
@@ -98,11 +109,13 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             series_start: row.get(10)?.unwrap_or_default(),
             created_at: row.get(11)?.unwrap_or_default(),
             payload_bytes: row.get::<i32>(12)?.unwrap_or_default().into(),
-            page: if row.columns() > 12 {
-                row.get::<i64>(13)?.unwrap_or_default()
+            batch: row.get(13)?,
+            page: if row.columns() > 13 {
+                row.get::<i64>(14)?.unwrap_or_default()
             } else {
                 0
             },
+            due: false,
         });
     }
     Ok(out)
@@ -151,6 +164,8 @@ pub struct Outcome {
     pub response_headers: Option<String>,
     /// The subscription has a callback to run once the event is finished.
     pub callback: bool,
+    /// The batch it was sent in, which a retry goes out in again.
+    pub batch: Option<i64>,
 }
 
 impl Outcome {

@@ -146,15 +146,35 @@ impl Worker {
             // Deferred events and rate-held heads: look again when the first is due.
             self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
         }
-        for event in claimed.start {
-            let target = self.targets.get(&event.subscription_id);
-            self.dispatcher.start(&self.runtime, event, target);
-        }
+        self.start_claimed(claimed.start);
         // A full page means a backlog: keep paging without spacing.
         self.paging = full_page;
         self.claim_wanted = full_page;
         if let Some(at) = self.scheduled_due_at {
             self.next_poll = self.next_poll.min(at.max(now + Duration::from_millis(1)));
+        }
+    }
+}
+
+impl Worker {
+    /// Hands what a claim chose to the dispatcher: the events of batched subscriptions
+    /// together, each subscription's in the order claimed; the others one by one.
+    fn start_claimed(&mut self, events: Vec<QueuedEvent>) {
+        let mut batched: Vec<(i32, Vec<QueuedEvent>)> = Vec::new();
+        for event in events {
+            let sub = event.subscription_id;
+            match self.targets.get(&sub) {
+                Some(t) if t.batched() => match batched.iter_mut().find(|(id, _)| *id == sub) {
+                    Some((_, list)) => list.push(event),
+                    None => batched.push((sub, vec![event])),
+                },
+                target => self.dispatcher.start(&self.runtime, event, target),
+            }
+        }
+        for (sub, events) in batched {
+            if let Some(target) = self.targets.get(&sub) {
+                self.dispatcher.start_batched(&self.runtime, events, target);
+            }
         }
     }
 }
@@ -232,6 +252,7 @@ impl Claim<'_> {
         for event in fresh.iter().chain(&scheduled).chain(&heads) {
             plan.consider(event, self.targets, self.limits, want);
         }
+        plan.hold_partial_batches(self.targets);
         statements.defer(&plan.defer)?;
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
@@ -309,20 +330,30 @@ impl Claim<'_> {
         Ok(disabled)
     }
 
-    /// Ordered subscriptions of this worker with nothing in flight whose head may go now.
-    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, want: usize) -> Vec<i32> {
+    /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
+    /// read for each: one for a subscription ordered as a whole with nothing in flight; for
+    /// one ordered per key, as many as there is room for plus those in flight (they come back
+    /// too, and hold back their keys).
+    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, want: usize) -> Vec<(i32, i32)> {
         let mut heads = Vec::new();
+        let mut asked = 0;
         for (&id, t) in self.targets.iter() {
+            let in_flight = plan.in_flight(id);
             if !(t.ordered
                 && t.sends()
                 && self.share.owns_subscription(id)
-                && plan.in_flight(id) == 0)
+                && (t.keyed || in_flight == 0))
             {
                 continue;
             }
+            let room = want.saturating_sub(asked + plan.start.len());
             match self.limits.wait_for_slot(id, self.now) {
                 Some(at) => plan.wake_at(at),
-                None if heads.len() + plan.start.len() < want => heads.push(id),
+                None if room > 0 => {
+                    let most = if t.keyed { room + in_flight } else { 1 };
+                    asked += if t.keyed { room } else { 1 };
+                    heads.push((id, most.min(i32::MAX as usize) as i32));
+                }
                 None => {}
             }
         }

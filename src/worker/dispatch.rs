@@ -10,24 +10,46 @@ use std::time::{Duration, Instant, SystemTime};
 use pg_webhook_core::http::{Attempt, Endpoint, Message, Sender};
 use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange};
 use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, RetryPolicy, Verdict};
+use pg_webhook_core::Bytes;
 use tokio::runtime::Runtime;
 use tokio::task::{Id, JoinSet};
 
 use crate::delivery::targets::Target;
 use crate::queue::{Decision, Outcome, QueuedEvent};
 
+mod batching;
+
 /// Longest error summary kept on an event (the full text is on the attempt).
 const LAST_ERROR_LEN: usize = 500;
 /// See `Dispatcher::largest_readable`.
 const LARGEST_READABLE: i64 = 160 << 20;
 
-struct Flight {
+/// One event of a request in flight.
+struct Passenger {
     txid: i64,
     event_id: i64,
-    subscription_id: i32,
     attempt: i32,
     /// Attempts before this series (replays start a new one).
     series_start: i32,
+}
+
+impl Passenger {
+    fn of(event: &QueuedEvent) -> Passenger {
+        Passenger {
+            txid: event.txid,
+            event_id: event.id,
+            attempt: event.attempts + 1,
+            series_start: event.series_start,
+        }
+    }
+}
+
+/// One request in flight: one event, or a batch of one subscription's events.
+struct Flight {
+    subscription_id: i32,
+    events: Vec<Passenger>,
+    /// The batch's id (its first event's), kept on events that are retried.
+    batch: Option<i64>,
     policy: Arc<RetryPolicy>,
     callback: bool,
 }
@@ -117,62 +139,86 @@ impl Dispatcher {
         self.owned_by.get(&subscription_id).copied().unwrap_or(0)
     }
 
-    /// Starts delivering `event`, or settles it at once when it cannot be sent.
+    /// Starts delivering `event` in a request of its own, or settles it at once when it cannot
+    /// be sent.
     pub fn start(&mut self, rt: &Runtime, event: QueuedEvent, target: Option<&Target>) {
-        let attempt = event.attempts + 1;
+        self.take(&event);
+        let (body, endpoint, policy, target) = match self.prepare(&event, target) {
+            Ok(ready) => ready,
+            Err((error, decision)) => {
+                let callback = target.is_some_and(|t| t.has_callback);
+                self.settle_unsent(&event, error, decision, callback);
+                return;
+            }
+        };
+        let message = Message {
+            id: message_id(&target.uid, event.id),
+            body,
+            content_type: target.format.content_type(),
+        };
+        let flight = Flight {
+            subscription_id: event.subscription_id,
+            events: vec![Passenger::of(&event)],
+            batch: None,
+            policy,
+            callback: target.has_callback,
+        };
+        self.launch(rt, endpoint, message, flight);
+    }
+
+    /// Counts `event` as claimed and not yet recorded.
+    fn take(&mut self, event: &QueuedEvent) {
         if self.owned.insert(event.id, event.payload_bytes).is_none() {
             self.owned_bytes += event.payload_bytes;
             *self.owned_by.entry(event.subscription_id).or_default() += 1;
         }
-        let (message, endpoint, policy, target) = match self.prepare(&event, target) {
-            Ok(ready) => ready,
-            Err((error, decision)) => {
-                let settled = Outcome {
-                    txid: event.txid,
-                    event_id: event.id,
-                    subscription_id: event.subscription_id,
-                    attempt,
-                    started_at: SystemTime::now(),
-                    duration_ms: 0.0,
-                    status_code: None,
-                    response_excerpt: None,
-                    last_error: Some(truncate(&error)),
-                    error: Some(error),
-                    decision,
-                    reached_endpoint: false,
-                    response_headers: None,
-                    callback: target.is_some_and(|t| t.has_callback),
-                };
-                self.push_outcome(settled);
-                return;
-            }
+    }
+
+    /// Records at once that `event` was not sent, and why.
+    fn settle_unsent(
+        &mut self,
+        event: &QueuedEvent,
+        error: String,
+        decision: Decision,
+        callback: bool,
+    ) {
+        let settled = Outcome {
+            txid: event.txid,
+            event_id: event.id,
+            subscription_id: event.subscription_id,
+            attempt: event.attempts + 1,
+            started_at: SystemTime::now(),
+            duration_ms: 0.0,
+            status_code: None,
+            response_excerpt: None,
+            last_error: Some(truncate(&error)),
+            error: Some(error),
+            decision,
+            reached_endpoint: false,
+            response_headers: None,
+            callback,
+            batch: None,
         };
+        self.push_outcome(settled);
+    }
+
+    fn launch(&mut self, rt: &Runtime, endpoint: Arc<Endpoint>, message: Message, flight: Flight) {
         let sender = self.sender.clone();
         let handle = self.tasks.spawn_on(
             async move { sender.send(&endpoint, &message).await },
             rt.handle(),
         );
-        self.flights.insert(
-            handle.id(),
-            Flight {
-                txid: event.txid,
-                event_id: event.id,
-                subscription_id: event.subscription_id,
-                attempt,
-                series_start: event.series_start,
-                policy,
-                callback: target.has_callback,
-            },
-        );
+        self.flights.insert(handle.id(), flight);
     }
 
-    /// The signed request for `event`, or why it cannot be sent and what becomes of it.
+    /// The body `event` would be sent with alone, with where and how it is sent; or why it
+    /// cannot be sent and what becomes of it.
     #[allow(clippy::type_complexity)]
     fn prepare<'t>(
         &self,
         event: &QueuedEvent,
         target: Option<&'t Target>,
-    ) -> Result<(Message, Arc<Endpoint>, Arc<RetryPolicy>, &'t Target), (String, Decision)> {
+    ) -> Result<(Bytes, Arc<Endpoint>, Arc<RetryPolicy>, &'t Target), (String, Decision)> {
         let Some(target) = target else {
             let e = format!("subscription {} no longer exists", event.subscription_id);
             return Err((e, Decision::Dead));
@@ -223,12 +269,7 @@ impl Dispatcher {
             );
             return Err((e, Decision::Dead));
         }
-        let message = Message {
-            id,
-            body,
-            content_type: target.format.content_type(),
-        };
-        Ok((message, endpoint.clone(), policy.clone(), target))
+        Ok((body, endpoint.clone(), policy.clone(), target))
     }
 
     /// Waits up to `max_wait` for a request to finish, then collects every finished one.
@@ -257,7 +298,9 @@ impl Dispatcher {
                 Err(join_error) => (join_error.id(), Err(join_error.to_string())),
             };
             if let Some(flight) = self.flights.remove(&id) {
-                self.push_outcome(settle(flight, attempt));
+                for outcome in settle(flight, attempt) {
+                    self.push_outcome(outcome);
+                }
             }
         }
         count
@@ -285,7 +328,9 @@ impl Dispatcher {
     }
 }
 
-fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
+/// One outcome for each event of the request. The events of a batch share one jitter, so
+/// those retried come due together and go out in the same batch again.
+fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Outcome> {
     let attempt = attempt.unwrap_or_else(|panic| Attempt {
         started_at: SystemTime::now(),
         duration: Duration::ZERO,
@@ -295,40 +340,48 @@ fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Outcome {
         error: Some(format!("delivery task failed: {panic}")),
         kind: AttemptKind::TransportError,
     });
-    // A replay starts a new series: the schedule counts attempts within it.
-    let in_series = (flight.attempt - flight.series_start).max(1) as u32;
-    let decision = match judge(&flight.policy, in_series, attempt.kind, jitter_unit()) {
-        Verdict::Delivered => Decision::Delivered,
-        Verdict::RetryIn(delay) => Decision::Retry {
-            delay_ms: delay.as_millis() as i64,
-        },
-        Verdict::Dead => Decision::Dead,
-    };
-    let last_error = match (decision, attempt.status, &attempt.error) {
-        (Decision::Delivered, ..) => None,
-        (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
-            Some(body) => format!("HTTP {code}: {body}"),
-            None => format!("HTTP {code}"),
-        })),
-        (_, None, Some(e)) => Some(truncate(e)),
-        (_, None, None) => Some("no response".to_string()),
-    };
-    Outcome {
-        txid: flight.txid,
-        event_id: flight.event_id,
-        subscription_id: flight.subscription_id,
-        attempt: flight.attempt,
-        started_at: attempt.started_at,
-        duration_ms: attempt.duration.as_secs_f64() * 1000.0,
-        status_code: attempt.status.map(i32::from),
-        response_excerpt: attempt.response_excerpt,
-        error: attempt.error,
-        decision,
-        last_error,
-        reached_endpoint: true,
-        response_headers: attempt.response_headers,
-        callback: flight.callback,
-    }
+    let jitter = jitter_unit();
+    flight
+        .events
+        .iter()
+        .map(|event| {
+            // A replay starts a new series: the schedule counts attempts within it.
+            let in_series = (event.attempt - event.series_start).max(1) as u32;
+            let decision = match judge(&flight.policy, in_series, attempt.kind, jitter) {
+                Verdict::Delivered => Decision::Delivered,
+                Verdict::RetryIn(delay) => Decision::Retry {
+                    delay_ms: delay.as_millis() as i64,
+                },
+                Verdict::Dead => Decision::Dead,
+            };
+            let last_error = match (decision, attempt.status, &attempt.error) {
+                (Decision::Delivered, ..) => None,
+                (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
+                    Some(body) => format!("HTTP {code}: {body}"),
+                    None => format!("HTTP {code}"),
+                })),
+                (_, None, Some(e)) => Some(truncate(e)),
+                (_, None, None) => Some("no response".to_string()),
+            };
+            Outcome {
+                txid: event.txid,
+                event_id: event.event_id,
+                subscription_id: flight.subscription_id,
+                attempt: event.attempt,
+                started_at: attempt.started_at,
+                duration_ms: attempt.duration.as_secs_f64() * 1000.0,
+                status_code: attempt.status.map(i32::from),
+                response_excerpt: attempt.response_excerpt.clone(),
+                error: attempt.error.clone(),
+                decision,
+                last_error,
+                reached_endpoint: true,
+                response_headers: attempt.response_headers.clone(),
+                callback: flight.callback,
+                batch: flight.batch,
+            }
+        })
+        .collect()
 }
 
 fn truncate(s: &str) -> String {

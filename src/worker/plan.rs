@@ -1,8 +1,9 @@
 //! One claim's decisions: which of the events it read start now, which go back to the queue
-//! for later (over a subscription's own concurrency or rate limit), and when to look again.
+//! for later (over a subscription's own concurrency or rate limit, or a partial batch waiting
+//! to fill), and when to look again.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pg_webhook_core::limits::{Admission, Limits};
 
@@ -64,9 +65,9 @@ impl<'a> Plan<'a> {
         }
         if let Some(t) = target.filter(|t| t.pinned()) {
             let over = self.over.get(&sub).copied().unwrap_or(0);
-            if let Admission::Later(wait) =
-                limits.admit(sub, &t.limits, self.in_flight(sub), over, self.now)
-            {
+            // max_in_flight counts requests; a batch is one.
+            let requests = self.in_flight(sub).div_ceil(t.batch_size);
+            if let Admission::Later(wait) = limits.admit(sub, &t.limits, requests, over, self.now) {
                 if !t.ordered {
                     let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
                     self.defer.push((event.txid, event.id, ms));
@@ -78,6 +79,35 @@ impl<'a> Plan<'a> {
         }
         *self.starting.entry(sub).or_default() += 1;
         self.start.push(event.clone());
+    }
+
+    /// Puts back, for `batch_wait`, the events of a batched subscription that would go in a
+    /// partial batch made only of new events: more may come meanwhile. When they come due they
+    /// go, whatever has gathered by then (a due event never waits again).
+    pub(super) fn hold_partial_batches(&mut self, targets: &HashMap<i32, Target>) {
+        for (sub, t) in targets {
+            if !t.batched() || t.batch_wait.is_zero() {
+                continue;
+            }
+            let mine: Vec<&QueuedEvent> = self
+                .start
+                .iter()
+                .filter(|e| e.subscription_id == *sub)
+                .collect();
+            let waits = !mine.is_empty()
+                && mine.len() < t.batch_size
+                && mine.iter().all(|e| !e.due && e.batch.is_none());
+            if !waits {
+                continue;
+            }
+            let ms = t.batch_wait.as_millis().max(1) as i64;
+            for e in &mine {
+                self.defer.push((e.txid, e.id, ms));
+            }
+            self.start.retain(|e| e.subscription_id != *sub);
+            self.starting.remove(sub);
+            self.wake_at(self.now + t.batch_wait.max(Duration::from_millis(1)));
+        }
     }
 
     pub(super) fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {

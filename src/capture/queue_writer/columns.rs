@@ -21,6 +21,8 @@ pub struct Columns {
     pub ordered: Option<usize>,
     /// Missing before 0.3.0.
     pub payload_bytes: Option<usize>,
+    /// Missing before 0.3.0.
+    pub order_key: Option<usize>,
 }
 
 impl Columns {
@@ -55,11 +57,16 @@ impl Columns {
             series_start: find("series_start")?,
             ordered: find("ordered").ok(),
             payload_bytes: find("payload_bytes").ok(),
+            order_key: find("order_key").ok(),
         };
+        // Added in 0.3.0 too, and written NULL (a new event has not been sent in a batch).
+        let batch = find("batch").is_ok();
         let live = attrs.iter().filter(|a| !a.attisdropped).count();
         let expected = 13
             + usize::from(columns.ordered.is_some())
-            + usize::from(columns.payload_bytes.is_some());
+            + usize::from(columns.payload_bytes.is_some())
+            + usize::from(batch)
+            + usize::from(columns.order_key.is_some());
         if live != expected || (ordered && columns.ordered.is_none()) {
             return Err(format!(
                 "webhook._event_queue has {live} columns, not those of pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",

@@ -54,6 +54,10 @@ pub struct QueueWriter {
     /// Next id to hand out and the end of the block it comes from.
     next_id: i64,
     id_block_end: i64,
+    /// The order key of each event, in the order they are added (ordered subscriptions; those
+    /// ordered as a whole have none: their key is 0).
+    order_keys: Vec<i64>,
+    next_key: usize,
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
@@ -157,6 +161,8 @@ impl QueueWriter {
                 command_id: pg_sys::GetCurrentCommandId(true),
                 next_id: 0,
                 id_block_end: 0,
+                order_keys: Vec::new(),
+                next_key: 0,
             })
         }
     }
@@ -209,6 +215,11 @@ impl QueueWriter {
             set(c.series_start, pg_sys::Datum::from(0i32));
             if let Some(i) = c.ordered {
                 set(i, self.ordered);
+            }
+            if let (Some(i), true) = (c.order_key, self.ordered.value() != 0) {
+                let key = self.order_keys.get(self.next_key).copied().unwrap_or(0);
+                self.next_key += 1;
+                set(i, pg_sys::Datum::from(key));
             }
             // next_attempt_at (new: due now) and last_error stay NULL.
             pg_sys::ExecStoreVirtualTuple(slot);
@@ -276,6 +287,12 @@ impl QueueWriter {
             self.slots.clear();
             pg_sys::MemoryContextReset(self.batch_memory);
         }
+    }
+
+    /// The order key of each event to be added, in order.
+    pub fn set_order_keys(&mut self, keys: Vec<i64>) {
+        self.order_keys = keys;
+        self.next_key = 0;
     }
 
     /// Releases everything the writer holds.

@@ -1,0 +1,155 @@
+//! Per-key order at capture time: each changed row's order key, and the locks that make id
+//! order commit order for each key.
+//!
+//! Writers of the same key must commit in the order their events' ids say. Before a statement's
+//! events take their ids, it locks the bucket of every key it writes (a transaction-scoped
+//! advisory lock per bucket, in bucket order), so a second writer of a key waits until the
+//! first commits or aborts and then takes larger ids (the id sequence is shared and never
+//! cached: see `QueueWriter`). Writers of different keys wait for each other only when their
+//! keys share one of the `LOCK_BUCKETS` buckets.
+
+use std::ffi::CStr;
+
+use pg_webhook_core::order_key::{bucket, hash};
+use pgrx::pg_sys;
+
+/// Key of the order-key locks (`pg_locks`: locktype advisory, classid the subscription id,
+/// objid the bucket, objsubid 4). SQL's advisory lock functions make objsubid 1 or 2 only, so
+/// no session can take one and hold up the writers.
+const ORDER_KEY_SPACE: u16 = 4;
+
+/// The order key columns of the table a trigger fired on, ready to read from its rows.
+pub struct KeyColumns {
+    columns: Vec<(i32, pg_sys::FmgrInfo)>,
+}
+
+impl KeyColumns {
+    /// Finds `names` in `tupdesc` (a partition may number its columns differently from the
+    /// subscribed table, so by name).
+    ///
+    /// # Safety
+    /// `tupdesc` is the descriptor of the rows the keys are read from.
+    pub unsafe fn resolve(
+        tupdesc: pg_sys::TupleDesc,
+        names: &[String],
+    ) -> Result<KeyColumns, String> {
+        // SAFETY: see the function contract.
+        let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
+        let mut columns = Vec::with_capacity(names.len());
+        for name in names {
+            let (i, attr) = attrs
+                .iter()
+                .enumerate()
+                .find(|(_, a)| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)
+                .ok_or_else(|| {
+                    format!("the order key column \"{name}\" is gone from the table; resubscribe with another order_key")
+                })?;
+            let mut output = pg_sys::Oid::INVALID;
+            let mut varlena = false;
+            let mut finfo = pg_sys::FmgrInfo::default();
+            // SAFETY: catalog lookups for a valid type; the FmgrInfo lives in this struct.
+            unsafe {
+                pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut varlena);
+                pg_sys::fmgr_info(output, &mut finfo);
+            }
+            columns.push((i as i32 + 1, finfo));
+        }
+        Ok(KeyColumns { columns })
+    }
+
+    /// The key hash of the row in `slot`.
+    ///
+    /// # Safety
+    /// `slot` holds a row of the descriptor given to `resolve`.
+    pub unsafe fn hash_of(&mut self, slot: *mut pg_sys::TupleTableSlot) -> i64 {
+        let mut text = String::new();
+        for (i, (attnum, output)) in self.columns.iter_mut().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let mut null = false;
+            // SAFETY: a valid attribute number of the slot's descriptor; the strings are
+            // palloc'd in the current (per-row) context and copied out.
+            unsafe {
+                let datum = pg_sys::slot_getattr(slot, *attnum, &mut null);
+                if null {
+                    text.push_str("NULL");
+                    continue;
+                }
+                let shown = pg_sys::OutputFunctionCall(output, datum);
+                let quoted = pg_sys::quote_literal_cstr(shown);
+                text.push_str(&CStr::from_ptr(quoted).to_string_lossy());
+            }
+        }
+        hash(&text)
+    }
+}
+
+/// The key hash of every row of a transition table, in the order it is read.
+///
+/// # Safety
+/// `source` is the trigger's relation and `store` one of its transition tables.
+pub unsafe fn row_keys(
+    source: pg_sys::Relation,
+    store: *mut pg_sys::Tuplestorestate,
+    key: &mut KeyColumns,
+) -> Vec<i64> {
+    let mut keys = Vec::new();
+    if store.is_null() {
+        return keys;
+    }
+    // SAFETY: see the function contract; per-row allocations go to a context reset each row.
+    unsafe {
+        let memory = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::CurrentMemoryContext,
+            c"pg_webhook order keys".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let slot = pg_sys::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple);
+        pg_sys::tuplestore_rescan(store);
+        let outer = pg_sys::MemoryContextSwitchTo(memory);
+        while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
+            keys.push(key.hash_of(slot));
+            if let Some(clear) = (*(*slot).tts_ops).clear {
+                clear(slot);
+            }
+            pg_sys::MemoryContextReset(memory);
+        }
+        pg_sys::MemoryContextSwitchTo(outer);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::MemoryContextDelete(memory);
+        pg_sys::tuplestore_rescan(store);
+    }
+    keys
+}
+
+/// Locks the buckets of `keys` for subscription `id`, in bucket order, until the end of the
+/// transaction: waits for the other writers of these keys to commit or abort.
+pub fn lock_keys(subscription_id: i32, keys: &[i64]) {
+    let mut buckets: Vec<u32> = keys.iter().map(|k| bucket(*k)).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    for b in buckets {
+        // SAFETY: a transaction-scoped advisory lock, as pg_advisory_xact_lock takes. pgrx's
+        // bindings turn an ERROR (a cancelled or deadlocked wait) into an unwind; a second
+        // guard around the call would unwind through its C frame and abort.
+        unsafe {
+            let tag = pg_sys::LOCKTAG {
+                locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+                locktag_field2: subscription_id as u32,
+                locktag_field3: b,
+                locktag_field4: ORDER_KEY_SPACE,
+                locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+                locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+            };
+            pg_sys::LockAcquire(
+                &tag,
+                pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+                false,
+                false,
+            );
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Batches: many events of one subscription in one request.
+//!
+//! A batch is retried as a whole: every event in it gets the same outcome, the events retried
+//! remember the batch (the queue's `batch` column) and come due together (one jitter), and go
+//! out in the same batch again, under the same `webhook-id`. New events are cut into batches of
+//! at most `batch_size` events and `pg_webhook.max_payload_bytes` bytes.
+
+use pg_webhook_core::batch::{self, Member};
+use pg_webhook_core::http::Message;
+use pg_webhook_core::payload::message_id;
+use tokio::runtime::Runtime;
+
+use super::{Dispatcher, Flight, Passenger};
+use crate::delivery::targets::Target;
+use crate::queue::{Decision, QueuedEvent};
+
+/// Events of one batch as they are gathered: the batch they were sent in before (`None`: new),
+/// and each event with its member of the body.
+struct Gathering {
+    batch: Option<i64>,
+    events: Vec<Passenger>,
+    members: Vec<Member>,
+}
+
+impl Dispatcher {
+    /// Starts `events`, all of batched subscription `target`, in as few requests as its batch
+    /// size and the payload limit allow. An event that cannot be sent is settled alone.
+    pub fn start_batched(&mut self, rt: &Runtime, events: Vec<QueuedEvent>, target: &Target) {
+        let Some(subscription_id) = events.first().map(|e| e.subscription_id) else {
+            return;
+        };
+        let mut groups: Vec<Gathering> = Vec::new();
+        let mut how = None;
+        for event in events {
+            self.take(&event);
+            let (body, endpoint, policy, _) = match self.prepare(&event, Some(target)) {
+                Ok(ready) => ready,
+                Err((error, decision)) => {
+                    self.settle_unsent(&event, error, decision, target.has_callback);
+                    continue;
+                }
+            };
+            let member = Member {
+                id: message_id(&target.uid, event.id),
+                body,
+            };
+            let alone = batch::body_len(target.format, std::slice::from_ref(&member), None);
+            if alone > self.max_payload_bytes {
+                let error = format!(
+                    "payload is {alone} bytes in a batch, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
+                    self.max_payload_bytes
+                );
+                self.settle_unsent(&event, error, Decision::Dead, target.has_callback);
+                continue;
+            }
+            how.get_or_insert((endpoint, policy));
+            let i = match groups.iter().position(|g| g.batch == event.batch) {
+                Some(i) => i,
+                None => {
+                    groups.push(Gathering {
+                        batch: event.batch,
+                        events: Vec::new(),
+                        members: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            groups[i].events.push(Passenger::of(&event));
+            groups[i].members.push(member);
+        }
+        let Some((endpoint, policy)) = how else {
+            return;
+        };
+        for group in groups {
+            let cuts = batch::cut(
+                target.format,
+                &group.members,
+                target.batch_size,
+                self.max_payload_bytes,
+                None,
+            );
+            let mut passengers = group.events.into_iter();
+            for range in cuts {
+                let members = &group.members[range.clone()];
+                let events: Vec<Passenger> = passengers.by_ref().take(range.len()).collect();
+                let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+                let first = group
+                    .batch
+                    .or_else(|| ids.first().copied())
+                    .unwrap_or_default();
+                let message = Message {
+                    id: batch::batch_id(&target.uid, first, &ids),
+                    body: batch::body(target.format, members, None),
+                    content_type: batch::content_type(target.format),
+                };
+                let flight = Flight {
+                    subscription_id,
+                    events,
+                    batch: Some(first),
+                    policy: policy.clone(),
+                    callback: target.has_callback,
+                };
+                self.launch(rt, endpoint.clone(), message, flight);
+            }
+        }
+    }
+}
