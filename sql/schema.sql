@@ -45,6 +45,9 @@ CREATE TABLE webhook._subscriptions (
     -- Columns whose values order events: equal keys one at a time in commit order, different
     -- keys in parallel. NULL: no per-key order.
     order_key       text[],
+    -- 'transaction': one request per committed transaction (in parts if it is too large).
+    group_by        text,
+    CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
     CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute'),
     CONSTRAINT max_in_flight_is_positive CHECK (max_in_flight > 0),
@@ -105,6 +108,11 @@ CREATE TABLE webhook._event_queue (
     -- Of an ordered event: a hash of its order key's values (0 for `ordered => true`, one key
     -- for the whole subscription). NULL for unordered events.
     order_key       bigint,
+    -- Of a subscription grouped by transaction: which part of its transaction's request the
+    -- event goes in (1-based; NULL until the transaction is cut into parts), and how many
+    -- events the transaction has for the subscription.
+    part            integer,
+    tx_events       integer,
     CONSTRAINT event_queue_key PRIMARY KEY (txid, id)
 );
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
@@ -148,7 +156,9 @@ CREATE TABLE webhook._event_archive (
     -- Why the subscription's callback failed for this event (NULL: it ran, or there is none).
     callback_error         text,
     -- Added in 0.3.0: the size of the row images, carried back into the queue by a replay.
-    payload_bytes          integer NOT NULL DEFAULT 0
+    payload_bytes          integer NOT NULL DEFAULT 0,
+    -- Its order key (see the queue), so a replay keeps its place among its key's events.
+    order_key              bigint
 );
 -- Retention purges and the stats view read recent history by time.
 CREATE INDEX event_archive_finished ON webhook._event_archive (finished_at);
@@ -316,7 +326,7 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
-       s.order_key
+       s.order_key, s.group_by
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 

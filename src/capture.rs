@@ -34,7 +34,8 @@ pub const OLD_ROWS: &str = "pg_webhook_old";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subscription {
     pub id: i32,
-    /// Its events are ordered: as a whole (`ordered`) or per key (`order_key`).
+    /// Its events are claimed apart from the others: ordered as a whole (`ordered`) or per key
+    /// (`order_key`), or grouped by transaction (`group_by`).
     pub ordered: bool,
 }
 
@@ -370,7 +371,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     };
     let subscription = Subscription {
         id: info.subscription_id,
-        ordered: info.ordered || info.order_key.is_some(),
+        ordered: info.ordered || info.order_key.is_some() || info.grouped,
     };
     let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;

@@ -11,6 +11,14 @@ use crate::privilege::{as_extension_owner, caller, caller_acts_as, forget_owner}
 use crate::sql::first_row;
 use crate::wake::{note_config_changed, note_schedule_changed};
 
+const MANAGED: &str = include_str!("../sql/queries/managed_subscription.sql");
+const REPLAY: &str = include_str!("../sql/queries/replay.sql");
+const PAUSE: &str = include_str!("../sql/queries/pause.sql");
+const RESUME: &str = include_str!("../sql/queries/resume.sql");
+const ARCHIVED_EVENT: &str = include_str!("../sql/queries/archived_event_subscription.sql");
+const EVENT_PENDING: &str = include_str!("../sql/queries/event_pending.sql");
+const ROTATE_SECRET: &str = include_str!("../sql/queries/rotate_secret.sql");
+
 /// A live subscription the caller may manage.
 pub(crate) struct Managed {
     pub id: i32,
@@ -44,19 +52,13 @@ pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option
         spi(
             "looking up the subscription",
             Spi::connect(|client| {
-                first_row(
-                    client,
-                    "SELECT id, owner::oid, status FROM webhook._subscriptions
-                      WHERE name = $1 AND status <> 'unsubscribed'",
-                    &[name.into()],
-                    |row| {
-                        Ok((
-                            row.get::<i32>(1)?.unwrap_or_default(),
-                            row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
-                            row.get::<String>(3)?.unwrap_or_default(),
-                        ))
-                    },
-                )
+                first_row(client, MANAGED, &[name.into()], |row| {
+                    Ok((
+                        row.get::<i32>(1)?.unwrap_or_default(),
+                        row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                        row.get::<String>(3)?.unwrap_or_default(),
+                    ))
+                })
             }),
         )
     });
@@ -115,10 +117,6 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
     true
 }
 
-const REPLAY: &str = include_str!("../sql/queries/replay.sql");
-const PAUSE: &str = include_str!("../sql/queries/pause.sql");
-const RESUME: &str = include_str!("../sql/queries/resume.sql");
-
 fn replay(
     sub: &Managed,
     event: Option<i64>,
@@ -163,22 +161,14 @@ fn replay_event(event_id: Option<i64>) -> bool {
     let owner_name = as_extension_owner(|| {
         spi(
             "looking up the event",
-            Spi::get_one_with_args::<String>(
-                "SELECT (SELECT s.name FROM webhook._event_archive a
-                           JOIN webhook._subscriptions s ON s.id = a.subscription_id
-                          WHERE a.id = $1)",
-                &[event_id.into()],
-            ),
+            Spi::get_one_with_args::<String>(ARCHIVED_EVENT, &[event_id.into()]),
         )
     });
     let Some(name) = owner_name else {
         let pending = as_extension_owner(|| {
             spi(
                 "looking up the event",
-                Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM webhook._event_queue WHERE id = $1)",
-                    &[event_id.into()],
-                ),
+                Spi::get_one_with_args::<bool>(EVENT_PENDING, &[event_id.into()]),
             )
         });
         if pending == Some(true) {
@@ -234,11 +224,7 @@ fn rotate_secret(name: Option<&str>, secret: Option<&str>, overlap_ms: Option<i6
     let text = secret.to_text();
     write("rotating the secret", |client| {
         client.update(
-            "UPDATE webhook._subscriptions
-                SET previous_secret = CASE WHEN $3 > 0 THEN secret END,
-                    previous_secret_expires_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 millisecond' END,
-                    secret = $2
-              WHERE id = $1",
+            ROTATE_SECRET,
             None,
             &[sub.id.into(), text.as_str().into(), overlap_ms.into()],
         )?;

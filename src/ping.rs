@@ -16,6 +16,8 @@ use crate::guc::WorkerSettings;
 use crate::manage::find_managed;
 use crate::privilege::as_extension_owner;
 
+const TARGET: &str = include_str!("../sql/queries/ping_target.sql");
+
 /// How often a waiting ping looks for a query cancel.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
@@ -36,16 +38,7 @@ fn load(id: i32) -> Option<PingTarget> {
                 let Some(row) = crate::queue::subscription_by_id(id)? else {
                     return Ok(None);
                 };
-                let names = client.select(
-                    "SELECT n.nspname::text, c.relname::text, pg_catalog.current_database()::text,
-                            pg_catalog.to_json(pg_catalog.now()) #>> '{}'
-                       FROM webhook._subscriptions s
-                       JOIN pg_catalog.pg_class c ON c.oid = s.target
-                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                      WHERE s.id = $1",
-                    Some(1),
-                    &[id.into()],
-                )?;
+                let names = client.select(TARGET, Some(1), &[id.into()])?;
                 if names.is_empty() {
                     return Ok(None);
                 }

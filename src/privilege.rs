@@ -8,6 +8,8 @@ use std::cell::Cell;
 
 use pgrx::prelude::*;
 
+const EXTENSION_OWNER: &str = include_str!("../sql/queries/extension_owner.sql");
+
 thread_local! {
     static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
@@ -19,11 +21,7 @@ pub fn extension_owner() -> pg_sys::Oid {
     }
     let owner = Spi::connect(|client| {
         client
-            .select(
-                "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_webhook'",
-                Some(1),
-                &[],
-            )?
+            .select(EXTENSION_OWNER, Some(1), &[])?
             .first()
             .get_one::<pg_sys::Oid>()
     });

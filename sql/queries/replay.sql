@@ -1,7 +1,9 @@
 -- Moves finished events of a subscription ($1) back into the queue as a new attempt series with
 -- the same webhook-id: one event ($2), those captured since a time ($3), or only the dead ones
 -- ($4). Their last attempt is kept in the attempt log. Events archived before 0.3.0 have no
--- recorded size: their stored size stands in, so claims stay bounded.
+-- recorded size: their stored size stands in, so claims stay bounded. An event of an ordered
+-- subscription keeps its order key (0, one key, for those archived before 0.3.0); those of a
+-- subscription grouped by transaction go as a transaction of their own, the replay's.
 WITH moved AS (
     DELETE FROM webhook._event_archive a
      WHERE a.subscription_id = $1
@@ -20,11 +22,15 @@ WITH moved AS (
 )
 INSERT INTO webhook._event_queue
        (id, txid, subscription_id, op, table_schema, table_name, record, old_record,
-        created_at, attempts, series_start, next_attempt_at, last_error, ordered, payload_bytes)
+        created_at, attempts, series_start, next_attempt_at, last_error, ordered, payload_bytes,
+        order_key)
 SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_schema,
        m.table_name, m.record, m.old_record, m.created_at, m.attempts, m.attempts,
-       pg_catalog.now(), m.last_error, s.ordered,
+       pg_catalog.now(), m.last_error,
+       s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL,
        COALESCE(NULLIF(m.payload_bytes, 0),
                 COALESCE(pg_catalog.pg_column_size(m.record), 0)
-                    + COALESCE(pg_catalog.pg_column_size(m.old_record), 0))
+                    + COALESCE(pg_catalog.pg_column_size(m.old_record), 0)),
+       CASE WHEN s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL
+            THEN COALESCE(m.order_key, 0) END
   FROM moved m JOIN webhook._subscriptions s ON s.id = m.subscription_id

@@ -24,10 +24,10 @@ WITH u AS (
 INSERT INTO webhook._event_archive
        (id, subscription_id, op, table_schema, table_name, record, old_record, created_at,
         attempts, series_start, last_error, status, final_started_at, final_duration_ms,
-        final_status_code, final_response_excerpt, final_error, payload_bytes)
+        final_status_code, final_response_excerpt, final_error, payload_bytes, order_key)
 SELECT d.id, d.subscription_id, d.op, d.table_schema, d.table_name, d.record, d.old_record,
        d.created_at, u.attempts, d.series_start, u.last_error, u.status,
        pg_catalog.to_timestamp(u.started),
-       u.duration_ms, u.status_code, u.excerpt, u.error, d.payload_bytes
+       u.duration_ms, u.status_code, u.excerpt, u.error, d.payload_bytes, d.order_key
   FROM done d JOIN u ON u.id = d.id
     ON CONFLICT (id) DO NOTHING

@@ -11,6 +11,8 @@ use crate::error::{invalid, reject, spi};
 use crate::privilege::caller;
 use crate::sql::first_row;
 
+const CALLBACK: &str = include_str!("../../sql/queries/callback_function.sql");
+
 /// Far above any endpoint's needs, and below what would let one subscription hog a worker.
 const MAX_IN_FLIGHT: i32 = 10_000;
 /// The largest `batch_size`.
@@ -27,6 +29,8 @@ pub struct Delivery {
     pub batching: Batching,
     /// Columns ordering events per key (checked against the table by `order_key::check`).
     pub order_key: Option<Vec<String>>,
+    /// `Some("transaction")`: one request per committed transaction.
+    pub group_by: Option<String>,
 }
 
 /// Events per request, and how long to wait for a batch to fill.
@@ -56,12 +60,13 @@ impl Delivery {
 }
 
 /// The settings `webhook.subscribe()` passes in its `options` object (those added since
-/// 0.3.0): `batch_size`, `batch_wait_ms` and `order_key`.
-fn check_options(options: Option<JsonB>) -> (Batching, Option<Vec<String>>) {
+/// 0.3.0): `batch_size`, `batch_wait_ms`, `order_key` and `group_by`.
+fn check_options(options: Option<JsonB>) -> (Batching, Option<Vec<String>>, Option<String>) {
     let mut batching = Batching::default();
     let mut order_key = None;
+    let mut group_by = None;
     let Some(JsonB(value)) = options else {
-        return (batching, order_key);
+        return (batching, order_key, group_by);
     };
     let Some(fields) = value.as_object() else {
         invalid("subscribe options must be a JSON object");
@@ -99,12 +104,18 @@ fn check_options(options: Option<JsonB>) -> (Batching, Option<Vec<String>>) {
                     invalid("order_key must be an array of column names, without NULLs")
                 }));
             }
+            "group_by" => match v.as_str().map(|g| g.trim().to_ascii_lowercase()) {
+                Some(g) if g == "transaction" => group_by = Some(g),
+                _ => invalid(format!(
+                    "group_by of {v} is not known: give 'transaction' (one request per committed transaction), or leave it NULL"
+                )),
+            },
             other => invalid(format!(
                 "unknown subscribe option \"{other}\": pass webhook.subscribe()'s named arguments instead"
             )),
         }
     }
-    (batching, order_key)
+    (batching, order_key, group_by)
 }
 
 pub fn check(
@@ -115,7 +126,19 @@ pub fn check(
     options: Option<JsonB>,
 ) -> Delivery {
     let ordered = ordered.unwrap_or(false);
-    let (batching, order_key) = check_options(options);
+    let (batching, order_key, group_by) = check_options(options);
+    if group_by.is_some() {
+        let clash = [
+            (ordered, "ordered"),
+            (order_key.is_some(), "order_key"),
+            (batching != Batching::default(), "batch_size or batch_wait"),
+        ];
+        if let Some((_, name)) = clash.iter().find(|(set, _)| *set) {
+            invalid(format!(
+                "group_by => 'transaction' sends each transaction as one request (its own batch, its events in order): leave {name} out"
+            ));
+        }
+    }
     if ordered && batching.size > 1 {
         invalid("ordered delivery sends one event at a time: leave batch_size at 1");
     }
@@ -164,6 +187,7 @@ pub fn check(
         callback,
         batching,
         order_key,
+        group_by,
     }
 }
 
@@ -173,23 +197,14 @@ fn check_callback(f: pg_sys::Oid) {
     let found = spi(
         "looking up the callback",
         Spi::connect(|client| {
-            first_row(
-                client,
-                "SELECT p.oid::regprocedure::text, p.prokind::text,
-                        p.pronargs = 1 AND p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype
-                            AND NOT p.proretset,
-                        pg_catalog.has_function_privilege($2, p.oid, 'EXECUTE')
-                   FROM pg_catalog.pg_proc p WHERE p.oid = $1",
-                &[f.into(), caller().into()],
-                |row| {
-                    Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                        row.get::<bool>(3)?.unwrap_or(false),
-                        row.get::<bool>(4)?.unwrap_or(false),
-                    ))
-                },
-            )
+            first_row(client, CALLBACK, &[f.into(), caller().into()], |row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<bool>(3)?.unwrap_or(false),
+                    row.get::<bool>(4)?.unwrap_or(false),
+                ))
+            })
         }),
     );
     let Some((signature, kind, takes_jsonb, may_execute)) = found else {

@@ -24,14 +24,17 @@ use crate::triggers::UNPARK;
 /// Subscription names are identifiers users type and see in logs: keep them printable and short.
 const MAX_NAME_LEN: usize = 63;
 
+const WEBHOOK_ADMIN: &str = include_str!("../../sql/queries/webhook_admin_role.sql");
+const CURRENT_DATABASE: &str = include_str!("../../sql/queries/current_database.sql");
+const UNSUBSCRIBE_BY: &str = include_str!("../../sql/queries/unsubscribe_by.sql");
+const DISCARD_QUEUED: &str = include_str!("../../sql/queries/discard_queued.sql");
+
 /// Only superusers and members of webhook_admin create subscriptions (EXECUTE is granted to
 /// that role too; this also covers a grant made by mistake).
 fn check_may_subscribe() {
     let admin = spi(
         "looking up webhook_admin",
-        Spi::get_one::<pg_sys::Oid>(
-            "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'webhook_admin'",
-        ),
+        Spi::get_one::<pg_sys::Oid>(WEBHOOK_ADMIN),
     );
     let allowed = match admin {
         Some(role) => caller_acts_as(role),
@@ -248,7 +251,7 @@ fn warn_if_undeliverable() {
     }
     let current = spi(
         "reading the database name",
-        Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"),
+        Spi::get_one::<String>(CURRENT_DATABASE),
     )
     .unwrap_or_default();
     if !crate::guc::serves(&current) {
@@ -286,21 +289,9 @@ fn unsubscribe_impl(
         spi(
             "removing the subscription",
             Spi::connect_mut(|client| {
-                client.update(
-                    "UPDATE webhook._subscriptions
-                        SET status = 'unsubscribed',
-                            status_reason = pg_catalog.format('unsubscribed by %s at %s',
-                                                              $2::oid::regrole, pg_catalog.now())
-                      WHERE id = $1",
-                    None,
-                    &[sub.id.into(), caller().into()],
-                )?;
+                client.update(UNSUBSCRIBE_BY, None, &[sub.id.into(), caller().into()])?;
                 if discard_queued.unwrap_or(false) {
-                    client.update(
-                        "DELETE FROM webhook._event_queue WHERE subscription_id = $1",
-                        None,
-                        &[sub.id.into()],
-                    )?;
+                    client.update(DISCARD_QUEUED, None, &[sub.id.into()])?;
                 } else {
                     client.update(UNPARK, None, &[vec![sub.id].into()])?;
                 }

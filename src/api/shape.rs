@@ -9,6 +9,8 @@ use crate::capture::shaped::Shape;
 use crate::error::{in_subtransaction, invalid, spi};
 use crate::privilege::{as_owner_sandboxed, caller};
 
+const COLUMNS: &str = include_str!("../../sql/queries/table_columns.sql");
+
 fn list(items: Option<Vec<Option<String>>>, what: &str) -> Option<Vec<String>> {
     let items = items?;
     if items.is_empty() {
@@ -55,12 +57,7 @@ pub fn check_shape(
     let existing: Vec<String> = spi(
         "reading the table's columns",
         Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
-                None,
-                &[target.into()],
-            )?;
+            let rows = client.select(COLUMNS, None, &[target.into()])?;
             let mut out = Vec::new();
             for row in rows {
                 out.push(row.get::<String>(1)?.unwrap_or_default());

@@ -16,6 +16,8 @@ use crate::privilege::{as_extension_owner, caller, forget_owner};
 const INSERT: &str = include_str!("../../sql/queries/insert_subscription.sql");
 const SET_DELIVERY: &str = include_str!("../../sql/queries/set_delivery.sql");
 const SET_OPTIONS: &str = include_str!("../../sql/queries/set_options.sql");
+const NAME_TAKEN: &str = include_str!("../../sql/queries/name_taken.sql");
+const NEXT_ID: &str = include_str!("../../sql/queries/next_subscription_id.sql");
 
 /// Everything a new subscription is made of.
 pub struct NewSubscription<'a> {
@@ -34,12 +36,7 @@ fn ensure_name_free(name: &str) {
             "checking the subscription name",
             Spi::connect(|client| {
                 Ok(!client
-                    .select(
-                        "SELECT 1 FROM webhook._subscriptions
-                          WHERE name = $1 AND status <> 'unsubscribed'",
-                        Some(1),
-                        &[name.into()],
-                    )?
+                    .select(NAME_TAKEN, Some(1), &[name.into()])?
                     .is_empty())
             }),
         )
@@ -75,11 +72,7 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
             "storing the subscription",
             Spi::connect_mut(|client| {
                 let id: i32 = client
-                    .update(
-                        "SELECT pg_catalog.nextval('webhook._subscription_id_seq')::int",
-                        None,
-                        &[],
-                    )?
+                    .update(NEXT_ID, None, &[])?
                     .first()
                     .get_one()?
                     .unwrap_or_default();
@@ -121,7 +114,10 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                         ],
                     )?;
                 }
-                if delivery.batching != Batching::default() || delivery.order_key.is_some() {
+                if delivery.batching != Batching::default()
+                    || delivery.order_key.is_some()
+                    || delivery.group_by.is_some()
+                {
                     client.update(
                         SET_OPTIONS,
                         None,
@@ -130,6 +126,7 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                             delivery.batching.size.into(),
                             delivery.batching.wait_ms.into(),
                             delivery.order_key.clone().into(),
+                            delivery.group_by.clone().into(),
                         ],
                     )?;
                 }

@@ -10,6 +10,10 @@ use crate::privilege::{
 };
 use crate::sql::first_row;
 
+const TARGET: &str = include_str!("../../sql/queries/target_table.sql");
+const PARENT: &str = include_str!("../../sql/queries/table_parent.sql");
+const INHERITANCE_CHILD: &str = include_str!("../../sql/queries/inheritance_child.sql");
+
 /// A table that may be subscribed, by the caller.
 pub struct Table {
     pub oid: pg_sys::Oid,
@@ -25,22 +29,14 @@ pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
     let row = spi(
         "looking up the target table",
         Spi::connect(|client| {
-            first_row(
-                client,
-                "SELECT c.relkind::text, n.nspname::text, c.relname::text, c.relpersistence::text
-                   FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.oid = $1",
-                &[target.into()],
-                |row| {
-                    Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                        row.get::<String>(3)?.unwrap_or_default(),
-                        row.get::<String>(4)?.unwrap_or_default(),
-                    ))
-                },
-            )
+            first_row(client, TARGET, &[target.into()], |row| {
+                Ok((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
+                ))
+            })
         }),
     );
     let Some((kind, schema, name, persistence)) = row else {
@@ -111,12 +107,7 @@ pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
 fn parent_of(target: pg_sys::Oid) -> Option<String> {
     spi(
         "looking up the table's parent",
-        Spi::get_one_with_args::<String>(
-            "SELECT (SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text
-                       FROM pg_catalog.pg_inherits i
-                      WHERE i.inhrelid OPERATOR(pg_catalog.=) $1 LIMIT 1)",
-            &[target.into()],
-        ),
+        Spi::get_one_with_args::<String>(PARENT, &[target.into()]),
     )
 }
 
@@ -124,14 +115,7 @@ fn parent_of(target: pg_sys::Oid) -> Option<String> {
 fn inheritance_child_of(target: pg_sys::Oid) -> Option<String> {
     spi(
         "looking up the table's inheritance children",
-        Spi::get_one_with_args::<String>(
-            "SELECT (SELECT i.inhrelid::pg_catalog.regclass::pg_catalog.text
-                       FROM pg_catalog.pg_inherits i
-                       JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-                      WHERE i.inhparent OPERATOR(pg_catalog.=) $1 AND NOT c.relispartition
-                      LIMIT 1)",
-            &[target.into()],
-        ),
+        Spi::get_one_with_args::<String>(INHERITANCE_CHILD, &[target.into()]),
     )
 }
 

@@ -50,6 +50,8 @@ pub struct CaptureInfo {
     pub live: bool,
     /// Columns ordering its events per key (`None`: no per-key order).
     pub order_key: Option<Vec<String>>,
+    /// Sent a transaction per request (`group_by => 'transaction'`).
+    pub grouped: bool,
 }
 
 /// Why a trigger does not belong to the subscription it names.
@@ -239,6 +241,7 @@ pub fn from_row(
         table,
         live: row.get("status").and_then(|v| v.as_str()) != Some("unsubscribed"),
         order_key: list("order_key"),
+        grouped: row.get("group_by").and_then(|v| v.as_str()).is_some(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Target {
     pub ordered: bool,
     /// Ordered per key rather than as a whole.
     pub keyed: bool,
+    /// One request per committed transaction (`group_by => 'transaction'`).
+    pub grouped: bool,
     /// The subscription's own limits, on top of the worker's.
     pub limits: LimitSpec,
     pub has_callback: bool,
@@ -44,7 +46,7 @@ impl Target {
     /// Served by one worker (the subscription id modulo the worker count), so its limits and
     /// order are kept in one place.
     pub fn pinned(&self) -> bool {
-        self.ordered || self.limits != LimitSpec::default()
+        self.ordered || self.grouped || self.limits != LimitSpec::default()
     }
 
     /// Sends several events per request.
@@ -76,6 +78,7 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     config,
                     ordered: row.ordered || row.keyed,
                     keyed: row.keyed,
+                    grouped: row.grouped,
                     limits: LimitSpec {
                         max_in_flight: row.max_in_flight.map(|n| n.max(1) as usize),
                         rate_limit: row.rate_limit.and_then(LimitSpec::usable_rate),

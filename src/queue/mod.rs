@@ -12,6 +12,7 @@
 
 mod outcomes;
 mod rows;
+mod transactions;
 
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
@@ -19,12 +20,18 @@ use pgrx::PgOid;
 
 use rows::{full_xid, read_events, read_subscriptions};
 pub use rows::{Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
+pub use transactions::Part;
 
 const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version.sql");
 const SUBSCRIPTIONS: &str = include_str!("../../sql/worker/subscriptions.sql");
 const CLAIM_NEW: &str = include_str!("../../sql/worker/claim_new.sql");
 const CLAIM_SCHEDULED: &str = include_str!("../../sql/worker/claim_scheduled.sql");
 const CLAIM_ORDERED: &str = include_str!("../../sql/worker/claim_ordered.sql");
+const TX_HEADS: &str = include_str!("../../sql/worker/transaction_heads.sql");
+const TX_EVENTS: &str = include_str!("../../sql/worker/transaction_events.sql");
+const SET_PARTS: &str = include_str!("../../sql/worker/set_parts.sql");
+const TX_PART: &str = include_str!("../../sql/worker/transaction_part.sql");
+const TX_SIZE: &str = include_str!("../../sql/worker/transaction_size.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
 const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql");
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
@@ -96,6 +103,11 @@ pub struct Statements {
     overdue: OwnedPreparedStatement,
     purge_events: OwnedPreparedStatement,
     purge_attempts: OwnedPreparedStatement,
+    tx_heads: OwnedPreparedStatement,
+    tx_events: OwnedPreparedStatement,
+    set_parts: OwnedPreparedStatement,
+    tx_part: OwnedPreparedStatement,
+    tx_size: OwnedPreparedStatement,
 }
 
 /// Whether this database's pg_webhook can be served by this library.
@@ -187,6 +199,11 @@ impl Statements {
                 overdue: keep(client, OVERDUE, &[F8])?,
                 purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,
                 purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8])?,
+                tx_heads: keep(client, TX_HEADS, &[I4, I8])?,
+                tx_events: keep(client, TX_EVENTS, &[T, I4, I8, I8, I8])?,
+                set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I4A, I4])?,
+                tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,
+                tx_size: keep(client, TX_SIZE, &[T, I4])?,
             })
         })
     }

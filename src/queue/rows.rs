@@ -59,6 +59,8 @@ pub struct SubscriptionRow {
     pub batch_wait_ms: i64,
     /// Ordered per key (`order_key`).
     pub keyed: bool,
+    /// Sent a transaction per request (`group_by`).
+    pub grouped: bool,
 }
 
 pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
@@ -88,6 +90,7 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
             batch_size: row.get(19)?.unwrap_or(1),
             batch_wait_ms: row.get(20)?.unwrap_or(0),
             keyed: row.get(21)?.unwrap_or(false),
+            grouped: row.get(22)?.unwrap_or(false),
         });
     }
     Ok(out)

@@ -34,6 +34,8 @@ pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
 const LIVE: &str = include_str!("../../sql/queries/live_targets.sql");
 const ALL_IDS: &str = include_str!("../../sql/queries/all_subscription_ids.sql");
+const FUNCTIONS: &str = include_str!("../../sql/queries/trigger_functions.sql");
+const NAME_TAKEN: &str = include_str!("../../sql/queries/trigger_name_taken.sql");
 
 thread_local! {
     /// Set while pg_webhook itself drops triggers, so the sql_drop event trigger does not take
@@ -76,12 +78,7 @@ struct Existing {
 /// are older than 0.3.0 and have none: then there are no order-lock triggers).
 fn functions(client: &SpiClient<'_>) -> SpiResult<(pg_sys::Oid, pg_sys::Oid)> {
     let row = client
-        .select(
-            "SELECT pg_catalog.to_regprocedure('webhook._capture()')::pg_catalog.oid,
-                    pg_catalog.to_regprocedure('webhook._order_lock()')::pg_catalog.oid",
-            Some(1),
-            &[],
-        )?
+        .select(FUNCTIONS, Some(1), &[])?
         .first()
         .get_two::<pg_sys::Oid, pg_sys::Oid>()?;
     Ok((
@@ -195,12 +192,7 @@ fn free_name(client: &SpiClient<'_>, relid: pg_sys::Oid, base: &str) -> SpiResul
             format!("{base}_{n}")
         };
         let taken = client
-            .select(
-                "SELECT 1 FROM pg_catalog.pg_trigger
-                  WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgname OPERATOR(pg_catalog.=) $2",
-                Some(1),
-                &[relid.into(), name.as_str().into()],
-            )?
+            .select(NAME_TAKEN, Some(1), &[relid.into(), name.as_str().into()])?
             .len();
         if taken == 0 {
             return Ok(name);

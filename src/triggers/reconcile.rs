@@ -11,6 +11,8 @@ use super::{base_name, diff, existing, functions, sync, Syncing, LIVE, UNPARK, U
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
 
+const LOCK_TIMEOUT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
+
 /// One pass: a live subscription missing a trigger on a partition gets it (changes to that
 /// partition before now were not captured, and the log says so); one missing the trigger on
 /// its own table is unsubscribed, as `webhook_on_sql_drop` would have done; a pg_webhook
@@ -20,7 +22,7 @@ use crate::privilege::as_extension_owner;
 pub fn reconcile() -> SpiResult<Vec<String>> {
     as_extension_owner(|| {
         Spi::connect_mut(|client| {
-            client.update("SET LOCAL lock_timeout = '1s'", None, &[])?;
+            client.update(LOCK_TIMEOUT, None, &[])?;
             pass(client)
         })
     })

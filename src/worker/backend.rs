@@ -1,11 +1,16 @@
-//! The plumbing every pg_webhook background process shares: signal handlers, configuration
-//! reload, latch waits, and telling PostgreSQL what the process is doing (pg_stat_activity and
-//! the cumulative statistics that autovacuum goes by).
+//! The plumbing every pg_webhook background process shares: its start argument and database
+//! connection, signal handlers, configuration reload, latch waits, and telling PostgreSQL what
+//! the process is doing (pg_stat_activity and the cumulative statistics that autovacuum goes by).
 
 use std::ffi::{c_int, CString};
 use std::time::Duration;
 
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
+
+use super::txn;
+
+const CURRENT_DATABASE: &str = include_str!("../../sql/queries/current_database.sql");
 
 extern "C-unwind" {
     // Postgres' own handlers, linked directly rather than through pgrx's guarded wrappers,
@@ -117,4 +122,27 @@ pub fn report_appname(name: &str) {
         // SAFETY: copies the string into backend status memory.
         unsafe { pg_sys::pgstat_report_appname(name.as_ptr()) };
     }
+}
+
+/// Where a dynamic worker goes, packed into its one start argument: the database oid in the
+/// high half, the worker's index (or `CALLBACK_RUNNER`) in the low half.
+pub fn encode_start(database: pg_sys::Oid, index: i32) -> pg_sys::Datum {
+    pg_sys::Datum::from(((database.to_u32() as u64) << 32) | index as u32 as u64)
+}
+
+pub fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
+    let raw = arg.value() as u64;
+    (pg_sys::Oid::from((raw >> 32) as u32), raw as u32 as i32)
+}
+
+/// Connects a dynamic worker to its database and returns the database's name.
+pub fn connect(database: pg_sys::Oid) -> String {
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    // A catalog lookup: only inside a transaction.
+    txn::run("reading the database name", || {
+        Spi::get_one::<String>(CURRENT_DATABASE)
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_default()
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
+use super::backend::{connect, decode_start};
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
+use super::txn;
 use super::watchdog::{self, disable_timeout, enable_timeout_after};
-use super::{connect, decode_start, txn};
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
 use crate::privilege::as_owner_sandboxed;

@@ -31,6 +31,8 @@ struct Claimed {
     deferred_until: Option<Instant>,
     /// Subscriptions this claim disabled (id, reason), for the log.
     disabled: Vec<(String, String)>,
+    /// Parts of transactions to send (subscriptions grouped by transaction).
+    parts: Vec<super::grouped::ReadyPart>,
 }
 
 impl Worker {
@@ -147,6 +149,17 @@ impl Worker {
             self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
         }
         self.start_claimed(claimed.start);
+        for ready in claimed.parts {
+            // Not if this very claim found its owner may no longer read the table.
+            if let Some(target) = self
+                .targets
+                .get(&ready.subscription_id)
+                .filter(|t| t.sends())
+            {
+                self.dispatcher
+                    .start_part(&self.runtime, ready.part.events, target, ready.tx);
+            }
+        }
         // A full page means a backlog: keep paging without spacing.
         self.paging = full_page;
         self.claim_wanted = full_page;
@@ -246,9 +259,18 @@ impl Claim<'_> {
         let mut plan = Plan::new(self.dispatcher, self.now);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, want);
         let heads = statements.ordered_heads(&heads_wanted, largest)?;
+        let room = want.saturating_sub(fresh.len() + scheduled.len() + heads.len());
+        let parts = self.grouped_parts(room, largest)?;
+        let read = || {
+            fresh
+                .iter()
+                .chain(&scheduled)
+                .chain(&heads)
+                .chain(parts.iter().flat_map(|p| &p.part.events))
+        };
         // Whether each owner may still read the table, as of now: after the events were read.
-        disabled.extend(self.check_access(fresh.iter().chain(&scheduled).chain(&heads))?);
-        self.park_held(fresh.iter().chain(&scheduled).chain(&heads))?;
+        disabled.extend(self.check_access(read())?);
+        self.park_held(read())?;
         for event in fresh.iter().chain(&scheduled).chain(&heads) {
             plan.consider(event, self.targets, self.limits, want);
         }
@@ -262,7 +284,35 @@ impl Claim<'_> {
             start,
             deferred_until,
             disabled,
+            parts,
         })
+    }
+
+    /// The parts of transactions this worker's grouped subscriptions may send now.
+    fn grouped_parts(
+        &self,
+        room: usize,
+        largest: i64,
+    ) -> SpiResult<Vec<super::grouped::ReadyPart>> {
+        let mut parts = Vec::new();
+        for (&id, t) in self.targets.iter() {
+            if !(t.grouped && t.sends() && self.share.owns_subscription(id)) {
+                continue;
+            }
+            let left = room.saturating_sub(parts.len());
+            if left == 0 {
+                break;
+            }
+            parts.extend(super::grouped::ready_parts(
+                self.statements,
+                self.dispatcher,
+                id,
+                t,
+                left,
+                largest,
+            )?);
+        }
+        Ok(parts)
     }
 
     /// Parks the events of subscriptions that may not send now (paused, disabled, owner may no

@@ -69,6 +69,9 @@ pub struct Dispatcher {
     owned_by: HashMap<i32, usize>,
     tasks: JoinSet<Attempt>,
     flights: HashMap<Id, Flight>,
+    /// Parts of transactions in flight (or finished and not yet recorded): (subscription,
+    /// txid). A transaction's next part goes only when its last one is recorded.
+    parts: std::collections::HashSet<(i32, i64)>,
     /// Finished attempts waiting to be recorded.
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
@@ -86,6 +89,7 @@ impl Dispatcher {
             owned_by: HashMap::new(),
             tasks: JoinSet::new(),
             flights: HashMap::new(),
+            parts: std::collections::HashSet::new(),
             outcomes: Vec::new(),
             outcomes_since: None,
         }
@@ -314,6 +318,7 @@ impl Dispatcher {
     /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
     pub fn release_recorded(&mut self) {
         for o in self.outcomes.drain(..) {
+            self.parts.remove(&(o.subscription_id, o.txid));
             if let Some(bytes) = self.owned.remove(&o.event_id) {
                 self.owned_bytes -= bytes;
                 if let Some(n) = self.owned_by.get_mut(&o.subscription_id) {

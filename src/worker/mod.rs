@@ -13,6 +13,7 @@ mod callbacks;
 mod claim;
 mod cursor;
 mod dispatch;
+mod grouped;
 mod launcher;
 mod maintain;
 mod plan;
@@ -24,7 +25,6 @@ mod watchdog;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -32,7 +32,10 @@ use crate::delivery::targets::Target;
 use crate::delivery::{build_sender, new_runtime};
 use crate::guc::WorkerSettings;
 use crate::queue::{self, Readiness, Share, Statements};
-use backend::{install_signal_handlers, reload_config_if_asked, report_activity, sleep};
+pub use backend::encode_start;
+use backend::{
+    connect, decode_start, install_signal_handlers, reload_config_if_asked, report_activity, sleep,
+};
 use cursor::Cursor;
 use dispatch::Dispatcher;
 use pg_webhook_core::limits::Limits;
@@ -52,29 +55,6 @@ const IN_FLIGHT_BYTES: i64 = 32 << 20;
 /// Registers the launcher, which starts each database's workers (see launcher.rs).
 pub fn register() {
     launcher::register();
-}
-
-/// Where a dynamic worker goes, packed into its one start argument: the database oid in the
-/// high half, the worker's index (or `CALLBACK_RUNNER`) in the low half.
-pub fn encode_start(database: pg_sys::Oid, index: i32) -> pg_sys::Datum {
-    pg_sys::Datum::from(((database.to_u32() as u64) << 32) | index as u32 as u64)
-}
-
-fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
-    let raw = arg.value() as u64;
-    (pg_sys::Oid::from((raw >> 32) as u32), raw as u32 as i32)
-}
-
-/// Connects a dynamic worker to its database and returns the database's name.
-fn connect(database: pg_sys::Oid) -> String {
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    // A catalog lookup: only inside a transaction.
-    txn::run("reading the database name", || {
-        Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")
-    })
-    .ok()
-    .flatten()
-    .unwrap_or_default()
 }
 
 #[pg_guard]

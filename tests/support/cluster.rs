@@ -383,7 +383,17 @@ impl Drop for Cluster {
                 "stop",
             ],
         );
-        if std::env::var_os("PG_WEBHOOK_KEEP_CLUSTERS").is_none() {
+        // A failed test keeps its cluster and shows the end of its log, so a failure that
+        // happens only under CI's load can still be read.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- kept {} ; last lines of its server log:\n{}",
+                self.dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        } else if std::env::var_os("PG_WEBHOOK_KEEP_CLUSTERS").is_none() {
             let _ = self.run("rm", &["-rf", self.dir.to_str().unwrap()]);
         }
     }

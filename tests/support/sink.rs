@@ -1,6 +1,7 @@
 //! A fast HTTP sink for the benchmarks: answers every POST with 204 (or, when asked, one in N
-//! with 503) over keep-alive connections on one thread, counts requests and, when asked, notes
-//! when each row id arrived and which rows were accepted, so duplicates cannot inflate a rate.
+//! with 503) over keep-alive connections on one thread, counts requests and the unique
+//! webhook-ids of the events it accepted (those inside batches too), so duplicates cannot
+//! inflate a rate, and, when asked, notes when each row id arrived and which rows were accepted.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub struct Sink {
     /// Row ids of the requests answered 2xx, when `track_accepted` is set.
     pub accepted: Arc<Mutex<HashSet<i64>>>,
     pub track_accepted: Arc<AtomicBool>,
+    /// The webhook-ids of the events accepted (each event's own inside a batch).
+    pub unique: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Sink {
@@ -33,11 +36,13 @@ impl Sink {
         let fail_one_in = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(Mutex::new(HashSet::new()));
         let track_accepted = Arc::new(AtomicBool::new(false));
+        let unique = Arc::new(Mutex::new(HashSet::new()));
         let (c, a, t) = (count.clone(), arrivals.clone(), track_ids.clone());
-        let (f, ok, ta) = (
+        let (f, ok, ta, u) = (
             fail_one_in.clone(),
             accepted.clone(),
             track_accepted.clone(),
+            unique.clone(),
         );
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -52,7 +57,7 @@ impl Sink {
                     };
                     let _ = stream.set_nodelay(true);
                     let (c, a, t) = (c.clone(), a.clone(), t.clone());
-                    let (f, ok, ta) = (f.clone(), ok.clone(), ta.clone());
+                    let (f, ok, ta, u) = (f.clone(), ok.clone(), ta.clone(), u.clone());
                     tokio::spawn(async move {
                         let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
                         let mut chunk = vec![0u8; 64 * 1024];
@@ -77,6 +82,8 @@ impl Sink {
                                             ok.lock().unwrap().insert(id);
                                         }
                                     }
+                                    let ids = webhook_ids(&buf[..len]);
+                                    u.lock().unwrap().extend(ids);
                                     out.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
                                 }
                                 buf.drain(..len);
@@ -101,7 +108,13 @@ impl Sink {
             fail_one_in,
             accepted,
             track_accepted,
+            unique,
         }
+    }
+
+    /// Events accepted so far, each counted once by its webhook-id.
+    pub fn unique_events(&self) -> u64 {
+        self.unique.lock().unwrap().len() as u64
     }
 
     pub fn url(&self) -> String {
@@ -139,4 +152,24 @@ fn row_id(request: &[u8]) -> Option<i64> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// The webhook-ids of the events in a request: each `"webhook_id":"…"` of a batch body, or
+/// else the request's `webhook-id` header.
+fn webhook_ids(request: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(request);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut ids: Vec<String> = body
+        .split("\"webhook_id\":\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        ids.extend(head.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("webhook-id")
+                .then(|| v.trim().to_string())
+        }));
+    }
+    ids
 }

@@ -59,13 +59,17 @@ impl Columns {
             payload_bytes: find("payload_bytes").ok(),
             order_key: find("order_key").ok(),
         };
-        // Added in 0.3.0 too, and written NULL (a new event has not been sent in a batch).
-        let batch = find("batch").is_ok();
+        // Added in 0.3.0 too, and written NULL (a new event has not been sent in a batch, nor
+        // its transaction cut into parts).
+        let written_null = ["batch", "part", "tx_events"]
+            .iter()
+            .filter(|name| find(name).is_ok())
+            .count();
         let live = attrs.iter().filter(|a| !a.attisdropped).count();
         let expected = 13
             + usize::from(columns.ordered.is_some())
             + usize::from(columns.payload_bytes.is_some())
-            + usize::from(batch)
+            + written_null
             + usize::from(columns.order_key.is_some());
         if live != expected || (ordered && columns.ordered.is_none()) {
             return Err(format!(

@@ -105,3 +105,96 @@ impl Dispatcher {
         }
     }
 }
+
+impl Dispatcher {
+    /// The body `event` would be sent with alone, as a member of a batch or transaction, or
+    /// why it cannot be sent.
+    pub fn render(&self, event: &QueuedEvent, target: &Target) -> Result<Member, String> {
+        self.prepare(event, Some(target))
+            .map(|(body, ..)| Member {
+                id: message_id(&target.uid, event.id),
+                body,
+            })
+            .map_err(|(error, _)| error)
+    }
+
+    /// Whether a part of this transaction is in flight or waiting to be recorded.
+    pub fn part_in_flight(&self, subscription_id: i32, txid: i64) -> bool {
+        self.parts.contains(&(subscription_id, txid))
+    }
+
+    /// Parts of `subscription_id`'s transactions in flight.
+    pub fn parts_in_flight(&self, subscription_id: i32) -> usize {
+        self.parts
+            .iter()
+            .filter(|(s, _)| *s == subscription_id)
+            .count()
+    }
+
+    /// Starts one part of a transaction (all its events, in statement order) as one request;
+    /// an event that cannot be sent is settled alone and the rest go.
+    pub fn start_part(
+        &mut self,
+        rt: &Runtime,
+        events: Vec<QueuedEvent>,
+        target: &Target,
+        tx: batch::TransactionPart,
+    ) {
+        let Some(first) = events.first() else {
+            return;
+        };
+        let (subscription_id, txid) = (first.subscription_id, first.txid);
+        self.parts.insert((subscription_id, txid));
+        let mut sent = Vec::new();
+        let mut members = Vec::new();
+        let mut how = None;
+        for event in events {
+            self.take(&event);
+            match self.prepare(&event, Some(target)) {
+                Ok((body, endpoint, policy, _)) => {
+                    how.get_or_insert((endpoint, policy));
+                    members.push(Member {
+                        id: message_id(&target.uid, event.id),
+                        body,
+                    });
+                    sent.push(event);
+                }
+                Err((error, decision)) => {
+                    self.settle_unsent(&event, error, decision, target.has_callback)
+                }
+            }
+        }
+        let Some((endpoint, policy)) = how else {
+            return;
+        };
+        let body = batch::body(target.format, &members, Some(&tx));
+        if body.len() > self.max_payload_bytes && !members.is_empty() {
+            // Cut when the limit was higher: it is not sent over today's.
+            let error = format!(
+                "part {} of transaction {} is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay its events",
+                tx.part,
+                tx.id,
+                body.len(),
+                self.max_payload_bytes
+            );
+            for event in &sent {
+                self.settle_unsent(event, error.clone(), Decision::Dead, target.has_callback);
+            }
+            return;
+        }
+        let passengers = sent.iter().map(Passenger::of).collect();
+        let message = Message {
+            id: batch::transaction_message_id(&target.uid, &tx.id, tx.part),
+            body,
+            content_type: batch::content_type(target.format),
+        };
+        let flight = Flight {
+            subscription_id,
+            events: passengers,
+            batch: None,
+            policy,
+            callback: target.has_callback,
+        };
+        self.launch(rt, endpoint, message, flight);
+    }
+}

@@ -1,0 +1,8 @@
+-- What a ping of subscription $1 says: its table's schema and name, the current database's
+-- name, and the current time as JSON renders it (no row if there is no such subscription).
+SELECT n.nspname::text, c.relname::text, pg_catalog.current_database()::text,
+       pg_catalog.to_json(pg_catalog.now()) #>> '{}'
+  FROM webhook._subscriptions s
+  JOIN pg_catalog.pg_class c ON c.oid = s.target
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE s.id = $1

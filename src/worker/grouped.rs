@@ -1,0 +1,134 @@
+//! `group_by => 'transaction'`: one request per committed transaction, all its events in
+//! statement order, or several numbered parts sent one after the other when it is over
+//! `pg_webhook.max_payload_bytes`.
+//!
+//! The first time the worker meets a transaction it cuts it into parts — renders every event's
+//! body, in pages, and notes only where the cuts fall — and writes each event's part and the
+//! transaction's size onto the queue rows, so a retry or a restarted worker sends exactly the
+//! same parts under the same webhook-ids. Then it sends the lowest part still queued; the next
+//! goes when that one is delivered or dead.
+
+use pg_webhook_core::batch::{self, TransactionPart};
+use pgrx::spi::SpiResult;
+
+use super::dispatch::Dispatcher;
+use crate::delivery::targets::Target;
+use crate::queue::{Part, Statements};
+
+/// Events read per page while cutting a transaction.
+const CUT_PAGE: i64 = 1000;
+
+/// A part ready to start: its subscription, events and place in its transaction.
+pub(super) struct ReadyPart {
+    pub subscription_id: i32,
+    pub part: Part,
+    pub tx: TransactionPart,
+}
+
+/// Finds, for a grouped subscription, the transactions whose next part may go now (none of
+/// theirs in flight, due), cutting the ones not cut yet; at most `room` parts in all.
+pub(super) fn ready_parts(
+    statements: &Statements,
+    dispatcher: &Dispatcher,
+    subscription_id: i32,
+    target: &Target,
+    room: usize,
+    largest: i64,
+) -> SpiResult<Vec<ReadyPart>> {
+    let limit = target
+        .limits
+        .max_in_flight
+        .unwrap_or(usize::MAX)
+        .saturating_sub(dispatcher.parts_in_flight(subscription_id))
+        .min(room);
+    let mut ready = Vec::new();
+    if limit == 0 {
+        return Ok(ready);
+    }
+    let heads = statements.transaction_heads(subscription_id, (limit * 2 + 8) as i64)?;
+    for (txid, lowest, uncut) in heads {
+        if ready.len() == limit {
+            break;
+        }
+        if dispatcher.part_in_flight(subscription_id, txid) {
+            continue;
+        }
+        let part_no = match (uncut, lowest) {
+            (false, Some(p)) => p,
+            _ => {
+                cut(
+                    statements,
+                    dispatcher,
+                    subscription_id,
+                    target,
+                    txid,
+                    largest,
+                )?;
+                1
+            }
+        };
+        let part = statements.transaction_part(txid, subscription_id, part_no, largest)?;
+        if part.events.is_empty() {
+            continue; // waiting for a retry, or parked
+        }
+        let tx = TransactionPart {
+            id: txid.to_string(),
+            part: part_no.max(1) as u32,
+            parts: part.parts.max(1) as u32,
+            events_total: part.events_total.max(0) as u64,
+        };
+        ready.push(ReadyPart {
+            subscription_id,
+            part,
+            tx,
+        });
+    }
+    Ok(ready)
+}
+
+/// Cuts a transaction into parts that each stay within the payload limit, and writes them.
+fn cut(
+    statements: &Statements,
+    dispatcher: &Dispatcher,
+    subscription_id: i32,
+    target: &Target,
+    txid: i64,
+    largest: i64,
+) -> SpiResult<()> {
+    // The transaction object's size: its id, and room for the counts.
+    let probe = TransactionPart {
+        id: txid.to_string(),
+        part: u32::MAX,
+        parts: u32::MAX,
+        events_total: u64::MAX,
+    };
+    let limit = dispatcher.max_payload_bytes;
+    let (mut ids, mut parts) = (Vec::new(), Vec::new());
+    let (mut part, mut used, mut in_part) = (1i32, 0usize, 0usize);
+    let mut after = 0i64;
+    loop {
+        let page =
+            statements.transaction_events(txid, subscription_id, after, CUT_PAGE, largest)?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.id;
+        for event in &page {
+            // An event that cannot be sent goes in the part it falls in, and dies there alone.
+            let size = dispatcher.render(event, target).map_or(0, |member| {
+                batch::body_len(target.format, std::slice::from_ref(&member), Some(&probe))
+            });
+            if in_part > 0 && used + size > limit {
+                part += 1;
+                used = 0;
+                in_part = 0;
+            }
+            used += size;
+            in_part += 1;
+            ids.push(event.id);
+            parts.push(part);
+        }
+    }
+    let total = ids.len() as i32;
+    statements.set_parts(txid, subscription_id, ids, parts, total)
+}
