@@ -248,8 +248,17 @@ fn shaped_rows(
     op: Operation,
     info: &CaptureInfo,
 ) -> Result<u64, CaptureError> {
-    let key = info.order_key.as_deref();
-    let query = info.shape.query(op, key);
+    // Key columns no longer there are replaced by a constant, as on the plain path.
+    let key: Option<Vec<Option<String>>> = info.order_key.as_ref().map(|names| {
+        // SAFETY: the trigger's relation, valid for this call.
+        let found = unsafe { order_key::positions((*data.tg_relation).rd_att, names) };
+        names
+            .iter()
+            .zip(found)
+            .map(|(name, at)| at.map(|_| name.clone()))
+            .collect()
+    });
+    let query = info.shape.query(op, key.as_deref());
     crate::privilege::as_owner_sandboxed(info.owner, || {
         Spi::connect(|client| {
             // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
@@ -303,8 +312,7 @@ fn plain_row_keys(
         };
         // SAFETY: the trigger's relation and its transition table, valid for this call.
         unsafe {
-            let mut columns = order_key::KeyColumns::resolve((*data.tg_relation).rd_att, names)
-                .map_err(CaptureError::Queue)?;
+            let mut columns = order_key::KeyColumns::resolve((*data.tg_relation).rd_att, names);
             order_key::row_keys(data.tg_relation, store, &mut columns)
         }
     };

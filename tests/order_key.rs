@@ -246,3 +246,36 @@ fn order_keys_are_checked_at_subscribe() {
         0
     );
 }
+
+#[test]
+fn a_renamed_or_dropped_key_column_never_fails_a_write() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, account int, region text);
+         CREATE TABLE f (id int PRIMARY KEY, account int);",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", order_key => ARRAY['account', 'region']",
+    );
+    subscribe(
+        &mut db,
+        "f",
+        "f",
+        &rx.url("/f"),
+        ", order_key => ARRAY['account'], filter => 'NEW.id > 0', events => ARRAY['insert']",
+    );
+    exec(
+        &mut db,
+        "ALTER TABLE t RENAME COLUMN account TO acct; ALTER TABLE t DROP COLUMN region;
+         ALTER TABLE f RENAME COLUMN account TO acct;
+         INSERT INTO t VALUES (1, 7), (2, 8); INSERT INTO f VALUES (3, 9);",
+    );
+    wait_until(WAIT, "the three events", || rx.accepted().len() == 3);
+}

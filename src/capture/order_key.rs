@@ -18,43 +18,65 @@ use pgrx::pg_sys;
 /// no session can take one and hold up the writers.
 const ORDER_KEY_SPACE: u16 = 4;
 
+/// What stands in the key for a column that is no longer there (dropped or renamed since the
+/// subscription was made): every row gets the same, so the key's other columns (or, with none
+/// left, the whole subscription) still order its events, and writes never fail over it.
+pub const GONE: &str = "<gone>";
+
 /// The order key columns of the table a trigger fired on, ready to read from its rows.
 pub struct KeyColumns {
-    columns: Vec<(i32, pg_sys::FmgrInfo)>,
+    /// Each column's number and output function; `None` for one that is gone.
+    columns: Vec<Option<(i32, pg_sys::FmgrInfo)>>,
 }
 
-impl KeyColumns {
-    /// Finds `names` in `tupdesc` (a partition may number its columns differently from the
-    /// subscribed table, so by name).
-    ///
-    /// # Safety
-    /// `tupdesc` is the descriptor of the rows the keys are read from.
-    pub unsafe fn resolve(
-        tupdesc: pg_sys::TupleDesc,
-        names: &[String],
-    ) -> Result<KeyColumns, String> {
-        // SAFETY: see the function contract.
-        let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
-        let mut columns = Vec::with_capacity(names.len());
-        for name in names {
-            let (i, attr) = attrs
+/// Where each of `names` is in `tupdesc` (a partition may number its columns differently from
+/// the subscribed table, so by name), `None` for one that is gone.
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor.
+pub unsafe fn positions(
+    tupdesc: pg_sys::TupleDesc,
+    names: &[String],
+) -> Vec<Option<(usize, pg_sys::Oid)>> {
+    // SAFETY: see the function contract.
+    let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
+    names
+        .iter()
+        .map(|name| {
+            attrs
                 .iter()
                 .enumerate()
                 .find(|(_, a)| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)
-                .ok_or_else(|| {
-                    format!("the order key column \"{name}\" is gone from the table; resubscribe with another order_key")
-                })?;
-            let mut output = pg_sys::Oid::INVALID;
-            let mut varlena = false;
-            let mut finfo = pg_sys::FmgrInfo::default();
-            // SAFETY: catalog lookups for a valid type; the FmgrInfo lives in this struct.
-            unsafe {
-                pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut varlena);
-                pg_sys::fmgr_info(output, &mut finfo);
-            }
-            columns.push((i as i32 + 1, finfo));
-        }
-        Ok(KeyColumns { columns })
+                .map(|(i, a)| (i, a.atttypid))
+        })
+        .collect()
+}
+
+impl KeyColumns {
+    /// The key columns `names` of the rows described by `tupdesc`.
+    ///
+    /// # Safety
+    /// `tupdesc` is the descriptor of the rows the keys are read from.
+    pub unsafe fn resolve(tupdesc: pg_sys::TupleDesc, names: &[String]) -> KeyColumns {
+        // SAFETY: see the function contract.
+        let found = unsafe { positions(tupdesc, names) };
+        let columns = found
+            .into_iter()
+            .map(|position| {
+                position.map(|(i, typid)| {
+                    let mut output = pg_sys::Oid::INVALID;
+                    let mut varlena = false;
+                    let mut finfo = pg_sys::FmgrInfo::default();
+                    // SAFETY: catalog lookups for a valid type; the FmgrInfo lives in this struct.
+                    unsafe {
+                        pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
+                        pg_sys::fmgr_info(output, &mut finfo);
+                    }
+                    (i as i32 + 1, finfo)
+                })
+            })
+            .collect();
+        KeyColumns { columns }
     }
 
     /// The key hash of the row in `slot`.
@@ -63,10 +85,14 @@ impl KeyColumns {
     /// `slot` holds a row of the descriptor given to `resolve`.
     pub unsafe fn hash_of(&mut self, slot: *mut pg_sys::TupleTableSlot) -> i64 {
         let mut text = String::new();
-        for (i, (attnum, output)) in self.columns.iter_mut().enumerate() {
+        for (i, column) in self.columns.iter_mut().enumerate() {
             if i > 0 {
                 text.push(',');
             }
+            let Some((attnum, output)) = column else {
+                text.push_str(GONE);
+                continue;
+            };
             let mut null = false;
             // SAFETY: a valid attribute number of the slot's descriptor; the strings are
             // palloc'd in the current (per-row) context and copied out.

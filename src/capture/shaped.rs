@@ -81,12 +81,18 @@ impl Shape {
 
     /// The query yielding (record, old_record) per qualifying row, in statement order, and
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
-    pub fn query(&self, op: Operation, key: Option<&[String]>) -> String {
+    /// A key column that is gone (`None`) contributes `order_key::GONE`.
+    pub fn query(&self, op: Operation, key: Option<&[Option<String>]>) -> String {
         let key_text = |alias: &str| match key {
             Some(columns) => {
                 let parts: Vec<String> = columns
                     .iter()
-                    .map(|c| format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c)))
+                    .map(|c| match c {
+                        Some(c) => {
+                            format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c))
+                        }
+                        None => quote_literal(super::order_key::GONE),
+                    })
                     .collect();
                 format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
             }
