@@ -77,3 +77,59 @@ fn the_workers_writes_reach_the_statistics_and_its_tables_are_vacuumed() {
         "{shown:?}"
     );
 }
+
+/// The queue is never truncated, so once vacuumed empty its statistics say "0 rows in N pages",
+/// and the planner takes it for empty however full it gets: each batch of outcomes was then
+/// joined to the whole queue. A worker that meets a backlog has the queue counted again.
+#[test]
+fn a_backlog_in_a_queue_vacuumed_empty_gets_the_queue_analyzed() {
+    // Autovacuum off: only the worker can analyze the queue here.
+    let pg = Cluster::start(&["autovacuum = off"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    let queued = || "SELECT count(*) FROM webhook._event_queue";
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g FROM generate_series(1, 2000) g",
+    );
+    wait_until(WAIT, "the first 2,000 events to be delivered", || {
+        rx.count() >= 2000 && count(&mut db, queued()) == 0
+    });
+    exec(&mut db, "VACUUM webhook._event_queue");
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT format('%s rows in %s pages', reltuples, (relpages > 0)::text)
+               FROM pg_class WHERE oid = 'webhook._event_queue'::regclass"
+        )
+        .as_deref(),
+        Some("0 rows in true pages"),
+        "the queue's statistics should say it is empty but keeps its pages"
+    );
+    let analyzed = |db: &mut postgres::Client| {
+        count(
+            db,
+            "SELECT analyze_count FROM pg_stat_all_tables WHERE relid = 'webhook._event_queue'::regclass",
+        )
+    };
+    let before = analyzed(&mut db);
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g FROM generate_series(2001, 4000) g",
+    );
+    wait_until(WAIT, "the backlog to be delivered", || {
+        rx.count() >= 4000 && count(&mut db, queued()) == 0
+    });
+    wait_until(
+        WAIT,
+        "the worker's ANALYZE of the queue in the statistics",
+        || analyzed(&mut db) > before,
+    );
+    assert!(
+        pg.log()
+            .contains("analyzed webhook._event_queue, whose statistics said it was nearly empty"),
+        "the worker should say why it analyzed the queue"
+    );
+}

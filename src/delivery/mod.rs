@@ -9,9 +9,22 @@ use tokio::runtime::Runtime;
 
 use crate::guc::WorkerSettings;
 
-/// A tokio runtime on the calling (backend main) thread, for the worker and for `ping`.
+/// A tokio runtime on the calling (backend main) thread, for `webhook.ping()`.
 pub fn new_runtime() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .on_thread_start(block_signals_in_helper_thread)
+        .build()
+}
+
+/// The delivery worker's runtime: requests run on one thread of their own, which never calls
+/// Postgres and takes no signal, so they progress while the main thread claims and records
+/// (with requests only moving inside `block_on`, they stood still during every transaction).
+pub fn new_worker_runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pg_webhook http")
         .enable_io()
         .enable_time()
         .on_thread_start(block_signals_in_helper_thread)

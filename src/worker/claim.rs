@@ -20,6 +20,9 @@ use crate::queue::{Bounds, QueuedEvent, Statements};
 /// transaction) picks up several events instead of one. A commit after a quiet spell is
 /// claimed at once.
 const CLAIM_SPACING: Duration = Duration::from_millis(1);
+/// While a backlog lasts, the queue's statistics are checked this often (see `vacuum`), and
+/// when one begins.
+const STATS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What a claim transaction found.
 struct Claimed {
@@ -158,6 +161,13 @@ impl Worker {
             {
                 self.dispatcher
                     .start_part(&self.runtime, ready.part.events, target, ready.tx);
+            }
+        }
+        if full_page && (!self.paging || now >= self.next_stats_check) {
+            // A backlog (new, or going on): make sure the planner knows the queue is not empty.
+            self.next_stats_check = now + STATS_CHECK_EVERY;
+            if super::vacuum::refresh_queue_stats(want) {
+                log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
             }
         }
         // A full page means a backlog: keep paging without spacing.

@@ -1,7 +1,8 @@
 //! From queued rows to HTTP requests in flight, and from finished requests to outcomes to record.
 //!
-//! Runs on the backend's main thread. Requests are tokio tasks on a current-thread runtime, so
-//! they only make progress inside `block_on`; all database work happens between those calls.
+//! Runs on the backend's main thread. Requests are tokio tasks on the worker's HTTP thread
+//! (`delivery::new_worker_runtime`), which never touches Postgres: they go on while the main
+//! thread claims and records, and come back here through `collect`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //!
 //! One loop on the backend's main thread: record finished attempts (one transaction), claim due
 //! events (one transaction), then wait — on the latch when nothing is in flight, on the HTTP
-//! tasks otherwise. No transaction is open while a request is in flight. The rooms: `claim`
+//! tasks otherwise. The requests themselves run on one HTTP thread that never calls Postgres. No transaction is open while a request is in flight. The rooms: `claim`
 //! (what to send next), `record` (outcomes and health), `maintain` (retention, auto-disable),
 //! `dispatch` (requests in flight), `backend` (signals, latch, statistics), `launcher` and
 //! `callbacks` (the other two kinds of process).
@@ -29,7 +29,7 @@ use pgrx::prelude::*;
 use tokio::runtime::Runtime;
 
 use crate::delivery::targets::Target;
-use crate::delivery::{build_sender, new_runtime};
+use crate::delivery::{build_sender, new_worker_runtime};
 use crate::guc::WorkerSettings;
 use crate::queue::{self, Readiness, Share, Statements};
 pub use backend::encode_start;
@@ -77,7 +77,7 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     if !crate::wake::register_worker(database, index, pid) {
         warning!("pg_webhook worker: no free wake-up slot; relying on pg_webhook.poll_interval");
     }
-    let runtime = match new_runtime() {
+    let runtime = match new_worker_runtime() {
         Ok(rt) => rt,
         Err(e) => error!("pg_webhook worker: could not start the async runtime: {e}"),
     };
@@ -125,6 +125,7 @@ struct Worker {
     next_maintenance: Instant,
     next_reconcile: Instant,
     next_vacuum: Instant,
+    next_stats_check: Instant,
     next_publish: Instant,
     published_empty: bool,
 }
@@ -167,6 +168,7 @@ impl Worker {
             next_maintenance: Instant::now(),
             next_reconcile: Instant::now(),
             next_vacuum: Instant::now(),
+            next_stats_check: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
         }

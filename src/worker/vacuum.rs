@@ -3,6 +3,9 @@
 //! (`autovacuum_naptime`), and a queue that turns over thousands of rows a second grows by a
 //! minute's worth of dead rows in between. Vacuuming as soon as a tenth of a table is dead keeps
 //! the footprint flat from the first retention period on.
+//!
+//! Any worker that meets a backlog the planner does not know about has the queue counted again
+//! (`refresh_queue_stats`).
 
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
@@ -12,6 +15,8 @@ use pgrx::prelude::*;
 use super::txn;
 
 const DUE: &str = include_str!("../../sql/worker/vacuum_due.sql");
+const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
+const ANALYZE_QUEUE: &str = include_str!("../../sql/worker/analyze_queue.sql");
 /// A table is vacuumed once it has this many dead rows ...
 const MIN_DEAD: i64 = 1_000;
 /// ... and they are at least this share of its live rows.
@@ -70,4 +75,25 @@ fn run_vacuum(statement: &str) -> Result<(), String> {
         Err(txn::describe(&caught))
     })
     .execute()
+}
+
+/// After a claim read a full page of `page` events: if the planner takes the queue for smaller
+/// than that (see sql/worker/queue_stats_stale.sql), ANALYZE it, so the statements that record
+/// outcomes look events up by key instead of reading the whole queue. Returns whether it did.
+pub(super) fn refresh_queue_stats(page: usize) -> bool {
+    let page = page as f64;
+    let refreshed = txn::run("checking the queue's statistics", || {
+        let stale = Spi::connect(|client| {
+            client
+                .select(STATS_STALE, None, &[page.into()])?
+                .first()
+                .get_one::<bool>()
+        })?;
+        if stale != Some(true) {
+            return Ok(false);
+        }
+        Spi::run(ANALYZE_QUEUE)?;
+        Ok(true)
+    });
+    refreshed.unwrap_or(false)
 }

@@ -3,9 +3,10 @@
 use super::*;
 
 /// The same work the worker does per event, without Postgres: sign and POST `n` bodies with
-/// `concurrency` requests in flight, on a current-thread runtime like the worker's.
+/// `concurrency` requests in flight, on one HTTP thread like the worker's.
 fn raw_client_rate(url: &str, n: u64, concurrency: usize, body: Bytes) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
