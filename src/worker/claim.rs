@@ -87,6 +87,7 @@ impl Worker {
                 targets: &mut self.targets,
                 sending: &mut self.sending,
                 catalog_generation: &mut self.catalog_generation,
+                targets_epoch: &mut self.targets_epoch,
                 cursor: &mut self.cursor,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
@@ -210,6 +211,8 @@ struct Claim<'a> {
     targets: &'a mut HashMap<i32, Target>,
     sending: &'a mut HashSet<i32>,
     catalog_generation: &'a mut u64,
+    /// The subscription-change epoch (wake.rs) the targets were loaded at.
+    targets_epoch: &'a mut u64,
     cursor: &'a mut super::cursor::Cursor,
     share: crate::queue::Share,
     default_timeout: Duration,
@@ -223,7 +226,17 @@ impl Claim<'_> {
         let mut disabled = Vec::new();
         // Invalidations were taken in when this transaction started: a GRANT or REVOKE that
         // committed before it is seen here.
-        if stale || crate::capture::catalog_generation() != *self.catalog_generation {
+        // A pause, resume or unsubscribe bumps the epoch after its commit is visible and before
+        // its session goes on, so a claim that can see events written after it (this
+        // transaction's snapshot is taken) sees the epoch moved: checked here, in the
+        // transaction, not only at the top of the loop — a pause committed in between let the
+        // events written after it go out with the subscription still taken for active.
+        let epoch = crate::wake::epochs().1;
+        if stale
+            || epoch != *self.targets_epoch
+            || crate::capture::catalog_generation() != *self.catalog_generation
+        {
+            *self.targets_epoch = epoch;
             disabled = self.load_targets()?;
         }
         let pinned: Vec<i32> = self

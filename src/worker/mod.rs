@@ -102,6 +102,8 @@ struct Worker {
     /// Catalog invalidations seen when the targets were loaded (see `capture::identity`): a
     /// GRANT, REVOKE or role change since then reloads them before the next claim.
     catalog_generation: u64,
+    /// The subscription-change epoch (wake.rs) when the targets were loaded.
+    targets_epoch: u64,
     /// Subscriptions that were sending at the last load: one that starts sending (resumed,
     /// unsubscribed, readable again) gets its parked events back.
     sending: HashSet<i32>,
@@ -153,6 +155,7 @@ impl Worker {
             targets: HashMap::new(),
             targets_loaded: None,
             catalog_generation: 0,
+            targets_epoch: 0,
             sending: HashSet::new(),
             next_poll: Instant::now(),
             claim_wanted: true,
