@@ -366,6 +366,10 @@ impl Worker {
         if let Some(at) = self.claim_at() {
             deadline = deadline.min(at);
         }
+        if self.share.index == 0 {
+            // A purge that is behind comes back within milliseconds, idle or not.
+            deadline = deadline.min(self.next_maintenance);
+        }
         if deadline <= now {
             return;
         }
