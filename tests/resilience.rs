@@ -396,3 +396,59 @@ fn deliveries_run_concurrently_up_to_the_limit() {
         rx.connections()
     );
 }
+
+/// A destination the address policy refuses is retried on the schedule, never killed at once:
+/// the policy can be a configuration mistake (a standby promoted without the primary's
+/// `ALTER SYSTEM` setting), and once it is fixed the event arrives.
+#[test]
+fn a_refused_destination_is_retried_and_arrives_once_allowed() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute("CREATE TABLE r (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(
+        &mut db,
+        "r_hook",
+        "r",
+        &rx.url("/r"),
+        ", retry_schedule => ARRAY['1 second']::interval[], max_attempts => 100",
+    );
+    // Loopback is refused from now on, as on a node that missed the setting.
+    db.batch_execute("ALTER SYSTEM SET pg_webhook.allowed_destinations = ''")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    db.batch_execute("INSERT INTO r VALUES (1)").unwrap();
+    wait_until(
+        WAIT,
+        "two refused attempts, each followed by a retry",
+        || {
+            count(
+                &mut db,
+                "SELECT count(*) FROM webhook.attempts
+              WHERE outcome = 'retry' AND error LIKE 'destination refused: %'",
+            ) >= 2
+        },
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
+        ),
+        0,
+        "a refused destination must not kill the event"
+    );
+    // The setting is fixed: the next retry goes through.
+    db.batch_execute("ALTER SYSTEM RESET pg_webhook.allowed_destinations")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"].as_i64(), Some(1));
+    wait_until(WAIT, "the event to be recorded delivered", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered' AND attempts >= 3",
+        ) == 1
+    });
+}

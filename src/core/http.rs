@@ -163,7 +163,7 @@ impl Sender {
                 None,
                 None,
                 Some(refusal.to_string()),
-                AttemptKind::Permanent,
+                AttemptKind::Refused,
             );
         }
         let timestamp = started_at
@@ -262,13 +262,13 @@ impl Sender {
     }
 }
 
-/// What a request that got no answer is recorded as: its error, and whether retrying can help.
+/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
 fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
     // The URL may carry a token in its path or query: errors are shown to every reader of the
     // table, the URL only to the subscription's owner.
     let e = e.without_url();
     let kind = if find_refusal(&e).is_some() {
-        AttemptKind::Permanent
+        AttemptKind::Refused
     } else {
         AttemptKind::TransportError
     };

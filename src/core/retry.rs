@@ -130,8 +130,10 @@ pub enum AttemptKind {
     },
     /// No usable answer (connect, DNS, timeout, TLS, reset…): worth retrying.
     TransportError,
-    /// Retrying cannot help (a refused destination, an oversized payload).
-    Permanent,
+    /// The address policy refused the destination. Retried on the schedule like a transport
+    /// error: the policy can be a configuration mistake that gets fixed (a standby promoted
+    /// without the primary's `ALTER SYSTEM` setting), and dying at once would lose the events.
+    Refused,
 }
 
 /// What to do with an event after an attempt.
@@ -153,7 +155,6 @@ pub fn judge(
         AttemptKind::Status { code, .. } if (200..300).contains(&code) => {
             return Verdict::Delivered
         }
-        AttemptKind::Permanent => return Verdict::Dead,
         AttemptKind::Status {
             code: 429 | 503,
             retry_after,
@@ -285,9 +286,13 @@ mod tests {
     }
 
     #[test]
-    fn permanent_failures_die_at_once() {
+    fn a_refused_destination_is_retried_on_the_schedule_then_dies() {
         let p = RetryPolicy::default();
-        assert_eq!(judge(&p, 1, AttemptKind::Permanent, 0.5), Verdict::Dead);
+        assert_eq!(
+            judge(&p, 1, AttemptKind::Refused, 0.5),
+            Verdict::RetryIn(Duration::from_secs(5))
+        );
+        assert_eq!(judge(&p, 8, AttemptKind::Refused, 0.5), Verdict::Dead);
     }
 
     #[test]

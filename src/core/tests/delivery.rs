@@ -353,7 +353,7 @@ async fn private_destinations_are_refused_without_connecting() {
             &message(),
         )
         .await;
-    assert_eq!(a.kind, AttemptKind::Permanent);
+    assert_eq!(a.kind, AttemptKind::Refused);
     assert!(a.error.unwrap().contains("127.0.0.1 (loopback address)"));
 
     // A name that resolves to loopback is refused after resolution, not before.
@@ -364,7 +364,7 @@ async fn private_destinations_are_refused_without_connecting() {
             &message(),
         )
         .await;
-    assert_eq!(a.kind, AttemptKind::Permanent, "{a:?}");
+    assert_eq!(a.kind, AttemptKind::Refused, "{a:?}");
     assert!(a.error.unwrap().contains("destination refused"));
     assert!(seen.lock().unwrap().is_empty());
 
