@@ -135,6 +135,14 @@ impl Cluster {
         }
     }
 
+    /// Starts a long-running program (pgbouncer, ...) as the cluster's owner; stop it with
+    /// SIGTERM to the returned child (sudo passes it on).
+    pub fn spawn(&self, program: &str, args: &[&str]) -> std::process::Child {
+        self.command(program, args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"))
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Output {
         self.command(program, args)
             .output()
