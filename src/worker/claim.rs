@@ -10,10 +10,12 @@ use pg_webhook_core::limits::Limits;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
+mod access;
+
 use super::dispatch::Dispatcher;
 use super::plan::Plan;
 use super::{txn, Worker, IN_FLIGHT_BYTES};
-use crate::delivery::targets::{self, Target};
+use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent, Statements};
 
 /// Under a stream of commits, claims are at least this far apart, so each claim (one
@@ -338,71 +340,6 @@ impl Claim<'_> {
         Ok(parts)
     }
 
-    /// Parks the events of subscriptions that may not send now (paused, disabled, owner may no
-    /// longer read the table) until they may. Never one that is in flight: its outcome is
-    /// recorded by key, and parking it would only send it again after a resume.
-    fn park_held<'e>(&self, events: impl Iterator<Item = &'e QueuedEvent>) -> SpiResult<()> {
-        let parked: Vec<_> = events
-            .filter(|e| !self.dispatcher.owns(e.id))
-            .filter(|e| {
-                self.targets
-                    .get(&e.subscription_id)
-                    .is_some_and(|t| !t.sends())
-            })
-            .map(|e| (e.txid, e.id, e.subscription_id))
-            .collect();
-        let denied: Vec<i32> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.read_denied.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        self.statements.park(&parked, &denied)
-    }
-
-    /// Re-reads whether the owners of the subscriptions of these events may still read their
-    /// tables, and holds those that may not; returns the subscriptions it disabled.
-    fn check_access<'e>(
-        &mut self,
-        events: impl Iterator<Item = &'e QueuedEvent>,
-    ) -> SpiResult<Vec<(String, String)>> {
-        let mut ids: Vec<i32> = events.map(|e| e.subscription_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let access = self.statements.owner_access(&ids)?;
-        self.apply_access(access)
-    }
-
-    /// Takes in (subscription, why its owner may not read the table): an active one that may
-    /// not is disabled with the reason (and so holds its events). Returns those it disabled.
-    fn apply_access(
-        &mut self,
-        access: Vec<(i32, Option<String>)>,
-    ) -> SpiResult<Vec<(String, String)>> {
-        let mut disabled = Vec::new();
-        for (id, denied) in access {
-            let Some(t) = self.targets.get_mut(&id) else {
-                continue;
-            };
-            t.read_denied = denied;
-            let Some(denied) = &t.read_denied else {
-                continue;
-            };
-            if t.status != "active" {
-                continue;
-            }
-            let reason = format!(
-                "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them",
-                t.name.replace('\'', "''")
-            );
-            if self.statements.disable(id, &reason)? {
-                disabled.push((t.name.clone(), reason));
-            }
-            t.status = "disabled".into();
-        }
-        Ok(disabled)
-    }
-
     /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
     /// read for each: one for a subscription ordered as a whole with nothing in flight; for
     /// one ordered per key, as many as there is room for plus those in flight (they come back
@@ -431,33 +368,5 @@ impl Claim<'_> {
             }
         }
         heads
-    }
-
-    /// Loads every subscription; disables the active ones whose owner may no longer read their
-    /// table, and gives back the parked events of those that may send again. Returns the
-    /// subscriptions it disabled (name, reason).
-    fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
-        let statements = self.statements;
-        *self.catalog_generation = crate::capture::catalog_generation();
-        *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
-        self.reloaded = true;
-        let denied: Vec<(i32, Option<String>)> = self
-            .targets
-            .iter()
-            .map(|(id, t)| (*id, t.read_denied.clone()))
-            .collect();
-        let disabled = self.apply_access(denied)?;
-        let now_sending: HashSet<i32> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.sends())
-            .map(|(id, _)| *id)
-            .collect();
-        let started: Vec<i32> = now_sending.difference(self.sending).copied().collect();
-        // Parked by this worker or another, before a resume, an unsubscribe or a GRANT this
-        // worker has only now seen — whatever snapshot that command ran under.
-        statements.unpark(&started)?;
-        *self.sending = now_sending;
-        Ok(disabled)
     }
 }
