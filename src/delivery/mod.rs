@@ -22,13 +22,25 @@ pub fn new_runtime() -> std::io::Result<Runtime> {
 /// Postgres and takes no signal, so they progress while the main thread claims and records
 /// (with requests only moving inside `block_on`, they stood still during every transaction).
 pub fn new_worker_runtime() -> std::io::Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    // The thread starts inside build(): block every signal around it, so the thread is born
+    // with them blocked (a Postgres handler must never run there, even before on_thread_start).
+    // SAFETY: pthread_sigmask on local sets, for the calling thread; the mask is restored below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut before);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("pg_webhook http")
         .enable_io()
         .enable_time()
         .on_thread_start(block_signals_in_helper_thread)
-        .build()
+        .build();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    runtime
 }
 
 /// Helper threads (DNS lookups) must never take a Postgres signal: the handlers touch backend

@@ -166,10 +166,11 @@ impl Worker {
                     .start_part(&self.runtime, ready.part.events, target, ready.tx);
             }
         }
-        if full_page && (!self.paging || now >= self.next_stats_check) {
+        let full_by_count = claimed.fresh.len() == want;
+        if full_by_count && (!self.paging || now >= self.next_stats_check) {
             // A backlog (new, or going on): make sure the planner knows the queue is not empty.
             self.next_stats_check = now + STATS_CHECK_EVERY;
-            if super::vacuum::refresh_queue_stats(want) {
+            if super::vacuum::refresh_queue_stats(claimed.fresh.len()) {
                 log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
             }
         }
@@ -286,6 +287,16 @@ impl Claim<'_> {
         let heads = statements.ordered_heads(&heads_wanted, largest)?;
         let room = want.saturating_sub(fresh.len() + scheduled.len() + heads.len());
         let parts = self.grouped_parts(room, largest)?;
+        // Once this transaction has written (unpark, disable, a transaction's parts), each
+        // later read took a fresh snapshot, which may have seen events written after a pause
+        // whose epoch moved after the check above. Reloading the subscriptions now, after every
+        // read, makes them at least as new as any event read. (Reloading, not giving up the
+        // claim: a member pausing and resuming in a loop must not starve delivery.)
+        let latest = crate::wake::epochs().1;
+        if latest != epoch {
+            *self.targets_epoch = latest;
+            disabled.extend(self.load_targets()?);
+        }
         let read = || {
             fresh
                 .iter()

@@ -366,8 +366,9 @@ impl Worker {
         if let Some(at) = self.claim_at() {
             deadline = deadline.min(at);
         }
-        if self.share.index == 0 {
-            // A purge that is behind comes back within milliseconds, idle or not.
+        if self.share.index == 0 && self.statements.is_some() {
+            // A purge that is behind comes back within milliseconds, idle or not (maintenance
+            // runs only with the statements prepared: without, this deadline would never move).
             deadline = deadline.min(self.next_maintenance);
         }
         if deadline <= now {
