@@ -439,6 +439,12 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
         0,
         "a refused destination must not kill the event"
     );
+    let log = pg.log();
+    assert_eq!(
+        log.matches("destination refused").count(),
+        1,
+        "the refusal is logged once per subscription, not per attempt: {log}"
+    );
     // The setting is fixed: the next retry goes through.
     db.batch_execute("ALTER SYSTEM RESET pg_webhook.allowed_destinations")
         .unwrap();

@@ -77,6 +77,8 @@ pub struct Dispatcher {
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
     pub outcomes_since: Option<Instant>,
+    /// Subscriptions whose destination the address policy refused, already logged.
+    refusals_logged: std::collections::HashSet<i32>,
 }
 
 impl Dispatcher {
@@ -93,6 +95,7 @@ impl Dispatcher {
             parts: std::collections::HashSet::new(),
             outcomes: Vec::new(),
             outcomes_since: None,
+            refusals_logged: std::collections::HashSet::new(),
         }
     }
 
@@ -303,12 +306,28 @@ impl Dispatcher {
                 Err(join_error) => (join_error.id(), Err(join_error.to_string())),
             };
             if let Some(flight) = self.flights.remove(&id) {
+                self.log_refusal(flight.subscription_id, &attempt);
                 for outcome in settle(flight, attempt) {
                     self.push_outcome(outcome);
                 }
             }
         }
         count
+    }
+
+    /// A refused destination is retried like a failing endpoint, but it is a configuration
+    /// matter (or someone aiming at an internal address): say so in the log, once per
+    /// subscription while this worker runs.
+    fn log_refusal(&mut self, subscription_id: i32, attempt: &Result<Attempt, String>) {
+        let Ok(attempt) = attempt else {
+            return;
+        };
+        if attempt.kind == AttemptKind::Refused && self.refusals_logged.insert(subscription_id) {
+            pgrx::warning!(
+                "pg_webhook: subscription {subscription_id}: {}; its events are retried on their schedule",
+                attempt.error.as_deref().unwrap_or("destination refused")
+            );
+        }
     }
 
     fn push_outcome(&mut self, outcome: Outcome) {
