@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pg_webhook_core::http::{Attempt, Endpoint, Message, Sender};
 use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange};
-use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, RetryPolicy, Verdict};
+use pg_webhook_core::retry::{AttemptKind, RetryPolicy};
 use pg_webhook_core::Bytes;
 use tokio::runtime::Runtime;
 use tokio::task::{Id, JoinSet};
@@ -19,9 +19,10 @@ use crate::delivery::targets::Target;
 use crate::queue::{Decision, Outcome, QueuedEvent};
 
 mod batching;
+mod settle;
 
-/// Longest error summary kept on an event (the full text is on the attempt).
-const LAST_ERROR_LEN: usize = 500;
+use settle::{settle, truncate};
+
 /// See `Dispatcher::largest_readable`.
 const LARGEST_READABLE: i64 = 160 << 20;
 
@@ -351,71 +352,4 @@ impl Dispatcher {
         }
         self.outcomes_since = None;
     }
-}
-
-/// One outcome for each event of the request. The events of a batch share one jitter, so
-/// those retried come due together and go out in the same batch again.
-fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Outcome> {
-    let attempt = attempt.unwrap_or_else(|panic| Attempt {
-        started_at: SystemTime::now(),
-        duration: Duration::ZERO,
-        status: None,
-        response_excerpt: None,
-        response_headers: None,
-        error: Some(format!("delivery task failed: {panic}")),
-        kind: AttemptKind::TransportError,
-    });
-    let jitter = jitter_unit();
-    flight
-        .events
-        .iter()
-        .map(|event| {
-            // A replay starts a new series: the schedule counts attempts within it.
-            let in_series = (event.attempt - event.series_start).max(1) as u32;
-            let decision = match judge(&flight.policy, in_series, attempt.kind, jitter) {
-                Verdict::Delivered => Decision::Delivered,
-                Verdict::RetryIn(delay) => Decision::Retry {
-                    delay_ms: delay.as_millis() as i64,
-                },
-                Verdict::Dead => Decision::Dead,
-            };
-            let last_error = match (decision, attempt.status, &attempt.error) {
-                (Decision::Delivered, ..) => None,
-                (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
-                    Some(body) => format!("HTTP {code}: {body}"),
-                    None => format!("HTTP {code}"),
-                })),
-                (_, None, Some(e)) => Some(truncate(e)),
-                (_, None, None) => Some("no response".to_string()),
-            };
-            Outcome {
-                txid: event.txid,
-                event_id: event.event_id,
-                subscription_id: flight.subscription_id,
-                attempt: event.attempt,
-                started_at: attempt.started_at,
-                duration_ms: attempt.duration.as_secs_f64() * 1000.0,
-                status_code: attempt.status.map(i32::from),
-                response_excerpt: attempt.response_excerpt.clone(),
-                error: attempt.error.clone(),
-                decision,
-                last_error,
-                reached_endpoint: true,
-                response_headers: attempt.response_headers.clone(),
-                callback: flight.callback,
-                batch: flight.batch,
-            }
-        })
-        .collect()
-}
-
-fn truncate(s: &str) -> String {
-    if s.len() <= LAST_ERROR_LEN {
-        return s.to_string();
-    }
-    let mut end = LAST_ERROR_LEN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
