@@ -8,14 +8,6 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
-/// The record ids the receiver accepted.
-fn accepted_ids(rx: &Receiver) -> Vec<i64> {
-    rx.accepted()
-        .iter()
-        .filter_map(|r| r.json()["record"]["id"].as_i64())
-        .collect()
-}
-
 #[test]
 fn no_sql_session_can_take_an_ordered_subscriptions_lock() {
     let pg = Cluster::start(&[]);
@@ -37,7 +29,7 @@ fn no_sql_session_can_take_an_ordered_subscriptions_lock() {
         &mut db,
         "SET lock_timeout = '3s'; INSERT INTO t VALUES (1); RESET lock_timeout;",
     );
-    wait_until(WAIT, "the ordered event", || accepted_ids(&rx) == vec![1]);
+    wait_until(WAIT, "the ordered event", || rx.accepted_ids() == vec![1]);
     exec(&mut squatter, "COMMIT");
 }
 
@@ -56,7 +48,7 @@ fn a_writer_with_an_old_snapshot_still_captures_for_a_subscription_made_after_it
     subscribe(&mut db, "t", "t", &rx.url("/t"), "");
     exec(&mut writer, "INSERT INTO t VALUES (7); COMMIT;");
     wait_until(WAIT, "the old-snapshot writer's row", || {
-        accepted_ids(&rx) == vec![7]
+        rx.accepted_ids() == vec![7]
     });
 }
 
@@ -82,7 +74,7 @@ fn the_events_of_a_table_under_row_level_security_are_hidden_from_those_its_poli
         "INSERT INTO secrets VALUES (1, 'postgres'); INSERT INTO hidden.t VALUES (2);",
     );
     wait_until(WAIT, "both events delivered", || {
-        accepted_ids(&rx).len() == 2
+        rx.accepted_ids().len() == 2
     });
     assert_eq!(count(&mut su, "SELECT count(*) FROM webhook.events"), 2);
     let mut reader = pg.connect_as("postgres", "reader");
@@ -183,7 +175,7 @@ fn a_writers_output_settings_do_not_change_what_is_sent() {
          RESET extra_float_digits; RESET bytea_output; RESET IntervalStyle;
          INSERT INTO t VALUES (2, 0.1, '\\x41', '1 day 2 hours');",
     );
-    wait_until(WAIT, "both rows", || accepted_ids(&rx).len() == 2);
+    wait_until(WAIT, "both rows", || rx.accepted_ids().len() == 2);
     let records: Vec<serde_json::Value> = rx
         .accepted()
         .iter()
@@ -210,7 +202,7 @@ fn a_row_too_large_to_ever_send_dies_unread_and_holds_up_nothing() {
          INSERT INTO t VALUES (2, 'small');",
     );
     wait_until(WAIT, "the small row after the huge one", || {
-        accepted_ids(&rx) == vec![2]
+        rx.accepted_ids() == vec![2]
     });
     let error = text(
         &mut db,
@@ -250,7 +242,7 @@ fn a_cancelled_wait_for_an_order_lock_is_an_error_not_a_crash() {
     exec(&mut second, "RESET lock_timeout");
     exec(&mut first, "COMMIT");
     exec(&mut second, "INSERT INTO t VALUES (2)");
-    wait_until(WAIT, "both events", || accepted_ids(&rx) == vec![1, 2]);
+    wait_until(WAIT, "both events", || rx.accepted_ids() == vec![1, 2]);
     assert!(
         !pg.log().contains("terminated by signal"),
         "a backend crashed:\n{}",

@@ -8,14 +8,6 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
 
-/// The ids of the rows the receiver accepted.
-fn accepted_ids(rx: &Receiver) -> Vec<i64> {
-    rx.accepted()
-        .iter()
-        .filter_map(|r| r.json()["record"]["id"].as_i64())
-        .collect()
-}
-
 #[test]
 fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
     let pg = Cluster::start(&[]);
@@ -42,7 +34,7 @@ fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from
     });
     exec(&mut db, "INSERT INTO m_2 VALUES (2, 15)");
     wait_until(WAIT, "the row written into m_2", || {
-        accepted_ids(&rx).contains(&2)
+        rx.accepted_ids().contains(&2)
     });
     let log = pg.log();
     assert!(
@@ -84,9 +76,9 @@ fn a_pg_webhook_trigger_naming_no_live_subscription_is_dropped_by_the_worker() {
         "INSERT INTO other VALUES (1); INSERT INTO t VALUES (2);",
     );
     wait_until(WAIT, "the row written into t", || {
-        accepted_ids(&rx).contains(&2)
+        rx.accepted_ids().contains(&2)
     });
-    assert_eq!(accepted_ids(&rx), vec![2], "nothing of table other is sent");
+    assert_eq!(rx.accepted_ids(), vec![2], "nothing of table other is sent");
     assert_eq!(
         text(
             &mut db,
@@ -114,7 +106,7 @@ fn a_partition_created_inside_create_schema_is_captured() {
          INSERT INTO parts.m_1 VALUES (1, 5);",
     );
     wait_until(WAIT, "the row written into parts.m_1", || {
-        accepted_ids(&rx).contains(&1)
+        rx.accepted_ids().contains(&1)
     });
     // The event trigger made it, not the worker's check.
     assert!(!pg.log().contains("lacked its trigger"), "{}", pg.log());
@@ -155,7 +147,7 @@ fn a_callback_that_ignores_its_cancel_is_stopped_and_does_not_hold_up_the_next()
     );
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(WAIT, "the first event delivered", || {
-        accepted_ids(&rx).contains(&1)
+        rx.accepted_ids().contains(&1)
     });
     exec(&mut db, "INSERT INTO t VALUES (2)");
     wait_until(LONG_WAIT, "the second event's callback", || {

@@ -147,6 +147,14 @@ impl Receiver {
             .collect()
     }
 
+    /// The `record.id` of each request answered 2xx, in arrival order.
+    pub fn accepted_ids(&self) -> Vec<i64> {
+        self.accepted()
+            .iter()
+            .filter_map(|r| r.json()["record"]["id"].as_i64())
+            .collect()
+    }
+
     /// The most requests that were being answered at the same time.
     pub fn peak_concurrency(&self) -> usize {
         self.load.peak.load(Ordering::SeqCst)
