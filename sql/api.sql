@@ -189,6 +189,11 @@ WITH queued AS (
       FROM webhook._attempts t
      WHERE t.started_at > now() - interval '1 hour' AND t.outcome <> 'delivered'
      GROUP BY t.subscription_id
+), totals AS (
+    SELECT t.subscription_id, sum(t.delivered) AS delivered, sum(t.dead) AS dead,
+           sum(t.failed_attempts) AS failed_attempts
+      FROM webhook._delivery_totals t
+     GROUP BY t.subscription_id
 )
 SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
        COALESCE(q.queued, 0) AS queued,
@@ -200,16 +205,24 @@ SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
        COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
        round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
-       x.last_error
+       x.last_error,
+       COALESCE(t.delivered, 0)::bigint AS delivered_total,
+       COALESCE(t.dead, 0)::bigint AS dead_total,
+       COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
   FROM webhook._subscriptions s
-  JOIN webhook._visible_subscriptions v ON v.id = s.id
   LEFT JOIN queued q ON q.subscription_id = s.id
   LEFT JOIN finished d ON d.subscription_id = s.id
   LEFT JOIN failed x ON x.subscription_id = s.id
-  LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id;
+  LEFT JOIN totals t ON t.subscription_id = s.id
+  LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id
+ WHERE s.id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+    -- Monitoring roles (postgres_exporter) see every subscription's health, not its events.
+    OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW webhook.subscription_stats IS
-    'Per subscription: queued, in flight, parked (paused/disabled), retrying, oldest queued age, delivered and failed in the last hour, latency p50/p99 (ms, from the writing transaction to the 2xx), last error, status.';
+    'Per subscription: queued, in flight, parked (paused/disabled), retrying, oldest queued age, delivered and failed in the last hour, latency p50/p99 (ms, from the writing transaction to the 2xx), last error, status, and running totals of delivered events, dead events and failed attempts (counters for monitoring).';
 GRANT SELECT ON webhook.subscription_stats TO webhook_admin;
+GRANT USAGE ON SCHEMA webhook TO pg_monitor;
+GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight per subscription (shared memory).';
 
 -- API: Private. A dropped table or capture trigger: the subscriptions it served are marked
@@ -287,6 +300,8 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
+-- subscription_stats calls it as the querying role, and monitoring roles read that view.
+GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
 
 -- Nobody reads or writes the private tables directly; the views and functions are the API.
 REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,
@@ -385,6 +400,9 @@ COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempt
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
+COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
+COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
 COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';

@@ -401,6 +401,98 @@ COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or
 COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
 COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
 COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination); NULL when answered.';
+-- Running totals per subscription, for monitoring (counters that only grow, unlike
+-- the history that retention purges): events delivered, events dead, and attempts that failed
+-- (those followed by a retry and the last one of a dead event). Each delivery worker adds to its
+-- own row in the transaction that records the outcomes, so workers never wait on one another.
+CREATE TABLE webhook._delivery_totals (
+    subscription_id integer NOT NULL,
+    worker          integer NOT NULL,
+    delivered       bigint NOT NULL DEFAULT 0,
+    dead            bigint NOT NULL DEFAULT 0,
+    failed_attempts bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (subscription_id, worker)
+) WITH (fillfactor = 50);
+-- Subscriptions made before start from the history still kept.
+INSERT INTO webhook._delivery_totals (subscription_id, worker, delivered, dead, failed_attempts)
+SELECT h.subscription_id, 0, sum(h.delivered), sum(h.dead), sum(h.failed)
+  FROM (SELECT a.subscription_id,
+               count(*) FILTER (WHERE a.status = 'delivered') AS delivered,
+               count(*) FILTER (WHERE a.status = 'dead') AS dead,
+               count(*) FILTER (WHERE a.status = 'dead') AS failed
+          FROM webhook._event_archive a
+         GROUP BY a.subscription_id
+        UNION ALL
+        SELECT t.subscription_id, 0, 0, count(*)
+          FROM webhook._attempts t
+         WHERE t.outcome <> 'delivered'
+         GROUP BY t.subscription_id) h
+ GROUP BY h.subscription_id;
+
+-- The stats view gains those totals as counters.
+CREATE OR REPLACE VIEW webhook.subscription_stats WITH (security_barrier) AS
+WITH queued AS (
+    SELECT q.subscription_id,
+           count(*) FILTER (WHERE q.next_attempt_at IS DISTINCT FROM 'infinity') AS queued,
+           count(*) FILTER (WHERE q.next_attempt_at = 'infinity') AS parked,
+           count(*) FILTER (WHERE q.attempts > 0) AS retrying,
+           now() - min(q.created_at) AS oldest_queued_age
+      FROM webhook._event_queue q
+     GROUP BY q.subscription_id
+), finished AS (
+    SELECT a.subscription_id,
+           count(*) FILTER (WHERE a.status = 'delivered') AS delivered_last_hour,
+           count(*) FILTER (WHERE a.status = 'dead') AS dead_last_hour,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY
+               extract(epoch FROM a.final_started_at - a.created_at) * 1000 + a.final_duration_ms)
+               FILTER (WHERE a.status = 'delivered') AS latency_p50_ms,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY
+               extract(epoch FROM a.final_started_at - a.created_at) * 1000 + a.final_duration_ms)
+               FILTER (WHERE a.status = 'delivered') AS latency_p99_ms
+      FROM webhook._event_archive a
+     WHERE a.finished_at > now() - interval '1 hour'
+     GROUP BY a.subscription_id
+), failed AS (
+    SELECT t.subscription_id, count(*) AS failed_attempts_last_hour,
+           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error
+      FROM webhook._attempts t
+     WHERE t.started_at > now() - interval '1 hour' AND t.outcome <> 'delivered'
+     GROUP BY t.subscription_id
+), totals AS (
+    SELECT t.subscription_id, sum(t.delivered) AS delivered, sum(t.dead) AS dead,
+           sum(t.failed_attempts) AS failed_attempts
+      FROM webhook._delivery_totals t
+     GROUP BY t.subscription_id
+)
+SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
+       COALESCE(q.queued, 0) AS queued,
+       COALESCE(f.in_flight, 0)::bigint AS in_flight,
+       COALESCE(q.parked, 0) AS parked,
+       COALESCE(q.retrying, 0) AS retrying,
+       q.oldest_queued_age,
+       COALESCE(d.delivered_last_hour, 0) AS delivered_last_hour,
+       COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
+       round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
+       round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
+       x.last_error,
+       COALESCE(t.delivered, 0)::bigint AS delivered_total,
+       COALESCE(t.dead, 0)::bigint AS dead_total,
+       COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
+  FROM webhook._subscriptions s
+  LEFT JOIN queued q ON q.subscription_id = s.id
+  LEFT JOIN finished d ON d.subscription_id = s.id
+  LEFT JOIN failed x ON x.subscription_id = s.id
+  LEFT JOIN totals t ON t.subscription_id = s.id
+  LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id
+ WHERE s.id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+    -- Monitoring roles (postgres_exporter) see every subscription's health, not its events.
+    OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW webhook.subscription_stats IS
+    'Per subscription: queued, in flight, parked (paused/disabled), retrying, oldest queued age, delivered and failed in the last hour, latency p50/p99 (ms, from the writing transaction to the 2xx), last error, status, and running totals of delivered events, dead events and failed attempts (counters for monitoring).';
+GRANT USAGE ON SCHEMA webhook TO pg_monitor;
+GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
+-- subscription_stats calls it as the querying role, and monitoring roles read that view.
+GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';
@@ -416,6 +508,9 @@ COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempt
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
+COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
+COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
 COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';

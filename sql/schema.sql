@@ -179,6 +179,19 @@ CREATE TABLE webhook._attempts (
 );
 CREATE INDEX attempts_started ON webhook._attempts (started_at);
 
+-- API: Private. Running totals per subscription, for monitoring (counters that only grow, unlike
+-- the history that retention purges): events delivered, events dead, and attempts that failed
+-- (those followed by a retry and the last one of a dead event). Each delivery worker adds to its
+-- own row in the transaction that records the outcomes, so workers never wait on one another.
+CREATE TABLE webhook._delivery_totals (
+    subscription_id integer NOT NULL,
+    worker          integer NOT NULL,
+    delivered       bigint NOT NULL DEFAULT 0,
+    dead            bigint NOT NULL DEFAULT 0,
+    failed_attempts bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (subscription_id, worker)
+) WITH (fillfactor = 50);
+
 -- API: Private. Finished events whose subscription's callback has yet to run. Written in the
 -- transaction that records the outcome, removed in the one that runs the callback: a callback
 -- is never lost, and its effects commit together with its removal from here.

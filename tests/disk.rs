@@ -73,7 +73,7 @@ fn the_workers_writes_reach_the_statistics_and_its_tables_are_vacuumed() {
     assert!(
         shown
             .as_deref()
-            .is_some_and(|s| s == "pg_webhook worker idle" || s == "pg_webhook worker active"),
+            .is_some_and(|s| s == "pg_webhook worker 0 idle" || s == "pg_webhook worker 0 active"),
         "{shown:?}"
     );
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{extension_dir, wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{subscribe, WAIT};
+use support::{subscribe, text, WAIT};
 
 /// Every object the extension owns, with its full definition, privileges and comment: two
 /// databases with equal fingerprints have the same pg_webhook, whatever path led there.
@@ -213,6 +213,19 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
     subscribe(&mut db, "measures", "measures", &rx.url("/measures"), "");
     db.batch_execute("INSERT INTO ledger VALUES (1, 5), (2, -1)")
         .unwrap();
+    // History from before the update (this library delivers nothing for 0.2.0 objects, so it
+    // is written by hand): one delivered event of ledger, one dead after 3 attempts whose 2
+    // failed ones are in the attempt log. The running totals start from it.
+    db.batch_execute(
+        "INSERT INTO webhook._event_archive
+                (id, subscription_id, op, table_schema, table_name, created_at, attempts, status)
+         VALUES (900, 1, 'INSERT', 'public', 'ledger', now(), 1, 'delivered'),
+                (901, 1, 'INSERT', 'public', 'ledger', now(), 3, 'dead');
+         INSERT INTO webhook._attempts
+                (event_id, attempt, subscription_id, started_at, duration_ms, outcome)
+         VALUES (901, 1, 1, now(), 1, 'retry'), (901, 2, 1, now(), 1, 'retry');",
+    )
+    .unwrap();
     db.batch_execute("ALTER EXTENSION pg_webhook UPDATE")
         .unwrap();
     let args: Vec<String> = db
@@ -252,6 +265,20 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
         .collect();
     ids.sort();
     assert_eq!(ids, vec![1, 3, 10]);
+    wait_until(
+        WAIT,
+        "the totals to count the history and the new deliveries",
+        || {
+            text(
+                &mut db,
+                "SELECT string_agg(concat_ws(' ', name, delivered_total, dead_total,
+                                         failed_attempts_total), ', ' ORDER BY name)
+               FROM webhook.subscription_stats",
+            )
+            .as_deref()
+                == Some("ledger 3 1 3, measures 1 0 0")
+        },
+    );
     db.batch_execute("CREATE DATABASE fresh").unwrap();
     let mut fresh = pg.connect("fresh");
     fresh.batch_execute("CREATE EXTENSION pg_webhook").unwrap();

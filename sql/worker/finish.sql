@@ -1,6 +1,7 @@
 -- Moves finished events (keyed by txid $1 and id $2) to the archive with their last attempt,
 -- and queues the callbacks of those whose subscription has one, in one statement. Events that
--- vanished meanwhile (unsubscribed with discard) are skipped.
+-- vanished meanwhile (unsubscribed with discard) are skipped. Adds them to this worker's
+-- running totals (webhook._delivery_totals).
 WITH u AS (
     SELECT * FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[],
                                     $3::pg_catalog.text[], $4::pg_catalog.int4[],
@@ -20,6 +21,19 @@ WITH u AS (
       FROM done d JOIN u ON u.id = d.id
      WHERE u.callback
         ON CONFLICT (event_id) DO NOTHING
+), counted AS (
+    INSERT INTO webhook._delivery_totals AS t
+           (subscription_id, worker, delivered, dead, failed_attempts)
+    SELECT d.subscription_id, /*worker*/,
+           count(*) FILTER (WHERE u.status = 'delivered'),
+           count(*) FILTER (WHERE u.status = 'dead'),
+           count(*) FILTER (WHERE u.status = 'dead')
+      FROM done d JOIN u ON u.id = d.id
+     GROUP BY d.subscription_id
+        ON CONFLICT (subscription_id, worker) DO UPDATE
+       SET delivered = t.delivered + excluded.delivered,
+           dead = t.dead + excluded.dead,
+           failed_attempts = t.failed_attempts + excluded.failed_attempts
 )
 INSERT INTO webhook._event_archive
        (id, subscription_id, op, table_schema, table_name, record, old_record, created_at,

@@ -172,6 +172,10 @@ impl Statements {
         };
         let claim_new = CLAIM_NEW.replace("/*slice*/", &share.slice("$4::int[]"));
         let claim_scheduled = CLAIM_SCHEDULED.replace("/*slice*/", &share.slice("$2::int[]"));
+        // Each worker keeps running totals in rows of its own.
+        let worker = share.index.to_string();
+        let insert_attempts = INSERT_ATTEMPTS.replace("/*worker*/", &worker);
+        let finish = FINISH.replace("/*worker*/", &worker);
         Spi::connect(|client| {
             Ok(Statements {
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
@@ -182,12 +186,12 @@ impl Statements {
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
                 insert_attempts: keep_mut(
                     client,
-                    INSERT_ATTEMPTS,
+                    &insert_attempts,
                     &[I8A, I4A, I4A, F8A, F8A, I4A, TA, TA],
                 )?,
                 finish: keep_mut(
                     client,
-                    FINISH,
+                    &finish,
                     &[I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA],
                 )?,
                 reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,

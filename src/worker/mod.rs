@@ -237,7 +237,7 @@ impl Worker {
             pg_sys::check_for_interrupts!();
             delay = (delay * 2).min(Duration::from_secs(10));
         }
-        backend::report_appname("pg_webhook worker");
+        backend::report_appname(&format!("pg_webhook worker {}", self.share.index));
     }
 
     /// Applies reloaded settings. Returns false when this database is no longer served.
