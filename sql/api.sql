@@ -25,7 +25,8 @@ CREATE FUNCTION webhook.subscribe(
     batch_size     integer    DEFAULT 1,     -- events per request (1 to 1000)
     batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
     order_key      text[]     DEFAULT NULL,  -- columns: equal values in commit order, others in parallel
-    group_by       text       DEFAULT NULL   -- 'transaction': one request per committed transaction
+    group_by       text       DEFAULT NULL,  -- 'transaction': one request per committed transaction
+    payload        text       DEFAULT NULL   -- jsonb expression over NEW / OLD, sent as the record
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -50,6 +51,7 @@ BEGIN
         ordered, max_in_flight, rate_limit, callback::oid,
         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'batch_size', batch_size, 'order_key', order_key, 'group_by', group_by,
+            'payload', payload,
             'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
                                    THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
@@ -57,7 +59,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text) IS
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
@@ -68,7 +70,8 @@ ordered: deliver one event at a time in commit order (writers of the table then 
 callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.
 batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
 order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.
-group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.$$;
+group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.
+payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.$$;
 
 -- API: Public.
 CREATE FUNCTION webhook.unsubscribe(
@@ -305,12 +308,12 @@ GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
 
 -- Nobody reads or writes the private tables directly; the views and functions are the API.
 REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,
-              webhook._attempts, webhook._callback_queue FROM PUBLIC;
+              webhook._attempts, webhook._callback_queue, webhook._delivery_totals FROM PUBLIC;
 
 -- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
 -- also check that the caller may read the table (and owns the subscription, to remove it).
 REVOKE ALL ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text),
     webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
@@ -322,7 +325,7 @@ REVOKE ALL ON FUNCTION
     webhook.ping(text), webhook._ping(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text),
     webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
@@ -364,6 +367,7 @@ COMMENT ON COLUMN webhook.subscriptions.batch_size IS 'Events per request: 1 sen
 COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch of new events waits for more before it is sent.';
 COMMENT ON COLUMN webhook.subscriptions.group_by IS 'transaction: one request per committed transaction, all its events in statement order (in numbered parts when over pg_webhook.max_payload_bytes). NULL: events are sent on their own or in batches.';
 COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
+COMMENT ON COLUMN webhook.subscriptions.payload IS 'An expression over NEW and OLD whose jsonb value is sent as the event''s record (old_record is then null), evaluated at capture as the owner. NULL: the row images are sent.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';

@@ -22,6 +22,7 @@ ALTER TABLE webhook._subscriptions
     ADD COLUMN batch_wait interval NOT NULL DEFAULT '0',
     ADD COLUMN order_key text[],
     ADD COLUMN group_by text,
+    ADD COLUMN payload text,
     ADD CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     ADD CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
     ADD CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute');
@@ -135,7 +136,7 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
-       s.order_key, s.group_by
+       s.order_key, s.group_by, s.payload
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 
@@ -294,7 +295,8 @@ CREATE FUNCTION webhook.subscribe(
     batch_size     integer    DEFAULT 1,     -- events per request (1 to 1000)
     batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
     order_key      text[]     DEFAULT NULL,  -- columns: equal values in commit order, others in parallel
-    group_by       text       DEFAULT NULL   -- 'transaction': one request per committed transaction
+    group_by       text       DEFAULT NULL,  -- 'transaction': one request per committed transaction
+    payload        text       DEFAULT NULL   -- jsonb expression over NEW / OLD, sent as the record
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -319,13 +321,15 @@ BEGIN
         ordered, max_in_flight, rate_limit, callback::oid,
         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'batch_size', batch_size, 'order_key', order_key, 'group_by', group_by,
+            'payload', payload,
             'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
                                    THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
     RETURN created;
 END
 $$;
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text) IS
+
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
@@ -336,9 +340,10 @@ ordered: deliver one event at a time in commit order (writers of the table then 
 callback: a function f(event jsonb) run as the owner after each event is delivered or dies, with the outcome.
 batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
 order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.
-group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.$$;
-REVOKE ALL ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) TO webhook_admin;
+group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.
+payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.$$;
+REVOKE ALL ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) TO webhook_admin;
 
 CREATE OR REPLACE FUNCTION webhook.rotate_secret(
     name    text,
@@ -380,6 +385,7 @@ COMMENT ON COLUMN webhook.subscriptions.batch_size IS 'Events per request: 1 sen
 COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch of new events waits for more before it is sent.';
 COMMENT ON COLUMN webhook.subscriptions.group_by IS 'transaction: one request per committed transaction, all its events in statement order (in numbered parts when over pg_webhook.max_payload_bytes). NULL: events are sent on their own or in batches.';
 COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
+COMMENT ON COLUMN webhook.subscriptions.payload IS 'An expression over NEW and OLD whose jsonb value is sent as the event''s record (old_record is then null), evaluated at capture as the owner. NULL: the row images are sent.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
@@ -413,6 +419,7 @@ CREATE TABLE webhook._delivery_totals (
     failed_attempts bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (subscription_id, worker)
 ) WITH (fillfactor = 50);
+REVOKE ALL ON webhook._delivery_totals FROM PUBLIC;
 -- Subscriptions made before start from the history still kept.
 INSERT INTO webhook._delivery_totals (subscription_id, worker, delivered, dead, failed_attempts)
 SELECT h.subscription_id, 0, sum(h.delivered), sum(h.dead), sum(h.failed)

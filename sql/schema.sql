@@ -47,6 +47,8 @@ CREATE TABLE webhook._subscriptions (
     order_key       text[],
     -- 'transaction': one request per committed transaction (in parts if it is too large).
     group_by        text,
+    -- An expression over NEW / OLD whose jsonb value is sent as the event's record.
+    payload         text,
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
     CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute'),
@@ -339,7 +341,7 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
-       s.order_key, s.group_by
+       s.order_key, s.group_by, s.payload
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 

@@ -20,9 +20,11 @@ mod identity;
 mod order_key;
 mod queue_writer;
 pub mod shaped;
+mod shaped_rows;
 
 use identity::{CaptureInfo, NotOurs};
 use queue_writer::QueueWriter;
+use shaped_rows::shaped_rows;
 
 pub use identity::{catalog_generation, init as init_cache};
 
@@ -238,60 +240,6 @@ fn subscription_of(
             subscription,
         }),
     }
-}
-
-/// Runs a shaped subscription's query over the transition tables (as its owner) and queues
-/// what it returns. With an order key, the rows' keys are locked before any is queued.
-fn shaped_rows(
-    writer: &mut QueueWriter,
-    data: &pg_sys::TriggerData,
-    op: Operation,
-    info: &CaptureInfo,
-) -> Result<u64, CaptureError> {
-    // Key columns no longer there are replaced by a constant, as on the plain path.
-    let key: Option<Vec<Option<String>>> = info.order_key.as_ref().map(|names| {
-        // SAFETY: the trigger's relation, valid for this call.
-        let found = unsafe { order_key::positions((*data.tg_relation).rd_att, names) };
-        names
-            .iter()
-            .zip(found)
-            .map(|(name, at)| at.map(|_| name.clone()))
-            .collect()
-    });
-    let query = info.shape.query(op, key.as_deref());
-    crate::privilege::as_owner_sandboxed(info.owner, || {
-        Spi::connect(|client| {
-            // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
-            unsafe {
-                pg_sys::SPI_register_trigger_data(
-                    data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
-                )
-            };
-            let mut rows = client.select(query.as_str(), None, &[])?;
-            let mut images = Vec::with_capacity(rows.len());
-            let mut keys = Vec::new();
-            while rows.next().is_some() {
-                images.push((rows.get_datum_by_ordinal(1)?, rows.get_datum_by_ordinal(2)?));
-                if key.is_some() {
-                    let text: String = rows.get(3)?.unwrap_or_default();
-                    keys.push(pg_webhook_core::order_key::hash(&text));
-                }
-            }
-            if key.is_some() {
-                order_key::lock_keys(info.subscription_id, &keys);
-                writer.set_order_keys(keys);
-            }
-            for (record, old_record) in &images {
-                // SAFETY: both columns are jsonb; the tuples live until SPI finishes, after
-                // the batch is written below.
-                unsafe { writer.add_json(*record, *old_record) };
-            }
-            // SAFETY: writes the rest before SPI frees the tuples.
-            unsafe { writer.finish_batch() };
-            Ok::<u64, pgrx::spi::Error>(images.len() as u64)
-        })
-    })
-    .map_err(|e| CaptureError::Queue(e.to_string()))
 }
 
 /// For a plain subscription with an order key: the key of every row (the new rows of an

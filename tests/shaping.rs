@@ -228,3 +228,27 @@ fn bad_filters_and_columns_are_refused_up_front() {
         .get(0);
     assert_eq!(n, 0, "nothing was created");
 }
+
+#[test]
+fn a_failing_filter_fails_the_write_naming_the_subscription() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(
+        &mut db,
+        "picky",
+        "t",
+        &rx.url("/t"),
+        ", events => ARRAY['insert'], filter => '100 / NEW.id > 1'",
+    );
+    let error = error_of(&mut db, "INSERT INTO t VALUES (0)");
+    assert!(
+        error.starts_with("pg_webhook subscription \"picky\": division by zero"),
+        "{error}"
+    );
+    db.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 1);
+}

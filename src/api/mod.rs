@@ -198,6 +198,7 @@ fn subscribe_with_options(
     callback: Option<pg_sys::Oid>,
     options: Option<JsonB>,
 ) -> i32 {
+    let (payload, options) = shape::take_payload(options);
     let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback, options);
     check_may_subscribe();
     let name = check_name(name);
@@ -220,6 +221,7 @@ fn subscribe_with_options(
         columns,
         exclude_columns,
         skip_unchanged.unwrap_or(false),
+        payload.as_deref(),
     );
     if let Some(key) = &delivery.order_key {
         order_key::check(table.oid, &table.qualified, key);

@@ -1,9 +1,10 @@
-//! Checking a subscription's row filter and column selection before anything is created: a
-//! filter that does not parse, names unknown columns or is not a boolean is an error now, not
-//! a failing write later.
+//! Checking a subscription's row filter, column selection and payload expression before
+//! anything is created: a filter that does not parse, names unknown columns or is not a
+//! boolean, or a payload that is not jsonb, is an error now, not a failing write later.
 
 use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
+use pgrx::JsonB;
 
 use crate::capture::shaped::Shape;
 use crate::error::{in_subtransaction, invalid, spi};
@@ -30,7 +31,70 @@ fn list(items: Option<Vec<Option<String>>>, what: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// Takes the `payload` expression out of subscribe()'s options object (the rest are delivery
+/// settings).
+pub fn take_payload(options: Option<JsonB>) -> (Option<String>, Option<JsonB>) {
+    let Some(JsonB(mut value)) = options else {
+        return (None, None);
+    };
+    let payload = match value.as_object_mut().and_then(|o| o.remove("payload")) {
+        None => None,
+        Some(serde_json::Value::String(p)) => Some(p),
+        Some(other) => invalid(format!(
+            "payload must be the text of an SQL expression, not {other}"
+        )),
+    };
+    (payload, Some(JsonB(value)))
+}
+
+/// The payload expression, refused where it cannot apply.
+fn check_payload(
+    payload: Option<&str>,
+    events: &[Operation],
+    columns: bool,
+    skip_unchanged: bool,
+) -> Option<String> {
+    let payload = match payload.map(str::trim) {
+        None => return None,
+        Some("") => invalid(
+            "payload is empty: give a jsonb expression over NEW and OLD such as jsonb_build_object('id', NEW.id), or pass NULL",
+        ),
+        Some(p) => p.to_string(),
+    };
+    if columns {
+        invalid("payload builds what is sent: give payload or columns / exclude_columns, not both (pick the columns inside the expression)");
+    }
+    if skip_unchanged {
+        invalid("skip_unchanged compares the sent columns, which a payload replaces: leave it out and give the condition as a filter, e.g. filter => 'NEW.total IS DISTINCT FROM OLD.total'");
+    }
+    if events.contains(&Operation::Truncate) {
+        invalid("a payload cannot apply to truncate events, which have no rows: subscribe truncate separately");
+    }
+    Some(payload)
+}
+
+/// Runs `shape`'s validation query for `op` as the caller, sandboxed, reading no rows; returns
+/// the type of what would be sent as `record`, or why the query is not valid.
+fn validate(shape: &Shape, op: Operation, table: &str) -> Result<pg_sys::Oid, String> {
+    let query = shape.validation_query(op, table);
+    let role = caller();
+    let checked = in_subtransaction(|| {
+        as_owner_sandboxed(role, || {
+            Spi::connect(|client| {
+                let rows = client.select(query.as_str(), None, &[])?;
+                rows.column_type_oid(1).map(|t| t.value())
+            })
+        })
+    });
+    match checked {
+        Ok(Ok(type_oid)) => Ok(type_oid),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(message) => Err(message),
+    }
+}
+
 /// Validates and returns the shape; `table` is the quoted, qualified table name.
+#[allow(clippy::too_many_arguments)]
 pub fn check_shape(
     target: pg_sys::Oid,
     table: &str,
@@ -39,12 +103,19 @@ pub fn check_shape(
     columns: Option<Vec<Option<String>>>,
     exclude_columns: Option<Vec<Option<String>>>,
     skip_unchanged: bool,
+    payload: Option<&str>,
 ) -> Shape {
     let columns = list(columns, "columns");
     let exclude_columns = list(exclude_columns, "exclude_columns");
     if columns.is_some() && exclude_columns.is_some() {
         invalid("give columns or exclude_columns, not both");
     }
+    let payload = check_payload(
+        payload,
+        events,
+        columns.is_some() || exclude_columns.is_some(),
+        skip_unchanged,
+    );
     let filter = match filter.map(str::trim) {
         Some("") => {
             invalid("filter is empty: give a condition such as 'NEW.total > 100', or pass NULL")
@@ -79,22 +150,16 @@ pub fn check_shape(
         columns,
         exclude_columns,
         skip_unchanged,
+        payload,
     };
+    // The filter alone first, so an error names the part at fault.
     if shape.filter.is_some() {
-        let role = caller();
+        let filter_only = Shape {
+            payload: None,
+            ..shape.clone()
+        };
         for op in events {
-            let query = shape.validation_query(*op, table);
-            let checked = in_subtransaction(|| {
-                as_owner_sandboxed(role, || {
-                    Spi::connect(|client| client.prepare(query.as_str(), &[]).map(|_| ()))
-                })
-            });
-            let problem = match checked {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(message) => Some(message),
-            };
-            if let Some(problem) = problem {
+            if let Err(problem) = validate(&filter_only, *op, table) {
                 invalid(format!(
                     "filter is not valid for {} events: {problem} (write it as in a trigger's WHEN clause, over NEW and OLD; names outside pg_catalog must be schema-qualified)",
                     op.as_event_name()
@@ -102,5 +167,37 @@ pub fn check_shape(
             }
         }
     }
+    if let Some(payload) = &shape.payload {
+        for op in events {
+            let returns = validate(&shape, *op, table).unwrap_or_else(|problem| {
+                invalid(format!(
+                    "payload is not valid for {} events: {problem} (write a jsonb expression over NEW and OLD — {} events have {}; names outside pg_catalog must be schema-qualified)",
+                    op.as_event_name(),
+                    op.as_event_name(),
+                    match op {
+                        Operation::Insert => "NEW only",
+                        Operation::Delete => "OLD only",
+                        _ => "NEW and OLD",
+                    }
+                ))
+            });
+            if returns != pg_sys::JSONBOID && returns != pg_sys::JSONOID {
+                invalid(format!(
+                    "payload must be jsonb, but {payload} is of type {}: build it with jsonb_build_object(...) or to_jsonb(...)",
+                    type_name(returns)
+                ));
+            }
+        }
+    }
     shape
+}
+
+/// A type's SQL name, for messages.
+fn type_name(type_oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd string for any OID (an unknown one as "???").
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::format_type_be(type_oid))
+            .to_string_lossy()
+            .into_owned()
+    }
 }

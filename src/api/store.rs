@@ -117,6 +117,7 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                 if delivery.batching != Batching::default()
                     || delivery.order_key.is_some()
                     || delivery.group_by.is_some()
+                    || shape.payload.is_some()
                 {
                     client.update(
                         SET_OPTIONS,
@@ -127,6 +128,7 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                             delivery.batching.wait_ms.into(),
                             delivery.order_key.clone().into(),
                             delivery.group_by.clone().into(),
+                            shape.payload.clone().into(),
                         ],
                     )?;
                 }

@@ -38,7 +38,9 @@ const LOOKUP: &std::ffi::CStr = {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureInfo {
     pub subscription_id: i32,
-    /// The role user-written SQL (the filter) runs as.
+    /// Its name, for errors raised by its user-written SQL.
+    pub name: String,
+    /// The role user-written SQL (the filter, the payload) runs as.
     pub owner: pg_sys::Oid,
     pub ordered: bool,
     pub shape: Shape,
@@ -219,6 +221,11 @@ pub fn from_row(
     };
     CaptureInfo {
         subscription_id: id,
+        name: row
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
         owner,
         ordered: row
             .get("ordered")
@@ -235,6 +242,10 @@ pub fn from_row(
                 .get("skip_unchanged")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            payload: row
+                .get("payload")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
         },
         target,
         schema,
@@ -269,6 +280,10 @@ mod tests {
         assert_eq!(info.shape.filter.as_deref(), Some("NEW.total > 1"));
         assert_eq!(info.shape.exclude_columns, Some(vec!["ssn".to_string()]));
         assert!(info.shape.skip_unchanged);
+        assert_eq!(
+            info.shape.payload, None,
+            "rows before 0.3.0 have no payload"
+        );
         let gone = serde_json::json!({"status": "unsubscribed", "ordered": true});
         let info = from_row(
             7,

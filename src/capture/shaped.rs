@@ -1,7 +1,9 @@
-//! Subscriptions that filter rows or select columns: the rows are chosen and shaped by a SQL
-//! query over the transition tables, then written to the queue like any other capture.
+//! Subscriptions that filter rows, select columns or build their payload in SQL: the rows are
+//! chosen and shaped by a SQL query over the transition tables, then written to the queue like
+//! any other capture.
 //!
-//! The query holds user-written SQL (the filter), so it runs as the subscription's owner —
+//! The query holds user-written SQL (the filter, the payload), so it runs as the subscription's
+//! owner —
 //! never as the extension owner, nor as whoever happens to write the table — sandboxed (see
 //! `privilege::as_owner_sandboxed`), so it means the same thing in every session and changes
 //! nothing in the writer's.
@@ -22,10 +24,15 @@ pub struct Shape {
     pub exclude_columns: Option<Vec<String>>,
     /// Skip an UPDATE whose sent columns did not change.
     pub skip_unchanged: bool,
+    /// An expression over NEW and OLD whose `jsonb` value is sent as `record` (and `old_record`
+    /// is null) instead of the row images.
+    pub payload: Option<String>,
 }
 
-/// Column that pairs old and new rows of an UPDATE; kept out of the payload.
+/// Column that pairs old and new rows of an UPDATE, and the whole-row column each row travels
+/// in until it is expanded back into `new` and `old`.
 const ROW_NUMBER: &str = "pg_webhook_rn";
+const ROW: &str = "pg_webhook_row";
 
 impl Shape {
     pub fn is_plain(&self) -> bool {
@@ -33,7 +40,7 @@ impl Shape {
     }
 
     /// The row image sent for `alias`.
-    fn projection(&self, alias: &str, paired: bool) -> String {
+    fn projection(&self, alias: &str) -> String {
         if let Some(columns) = &self.columns {
             let pairs: Vec<String> = columns
                 .iter()
@@ -41,15 +48,12 @@ impl Shape {
                 .collect();
             return format!("pg_catalog.jsonb_build_object({})", pairs.join(", "));
         }
-        let mut drop: Vec<String> = self
+        let drop: Vec<String> = self
             .exclude_columns
             .iter()
             .flatten()
             .map(quote_literal)
             .collect();
-        if paired {
-            drop.push(quote_literal(ROW_NUMBER));
-        }
         if drop.is_empty() {
             format!("pg_catalog.to_jsonb({alias}.*)")
         } else {
@@ -57,6 +61,27 @@ impl Shape {
                 "(pg_catalog.to_jsonb({alias}.*) OPERATOR(pg_catalog.-) ARRAY[{}]::pg_catalog.text[])",
                 drop.join(", ")
             )
+        }
+    }
+
+    /// What is sent as (record, old_record) for `op`: the payload expression's value and
+    /// null, or the row images the operation has.
+    fn images(&self, op: Operation) -> (String, String) {
+        const NONE: &str = "NULL::pg_catalog.jsonb";
+        match (&self.payload, op) {
+            // A TRUNCATE has no rows to build a payload from (refused at subscribe).
+            (_, Operation::Truncate) => return (NONE.into(), NONE.into()),
+            // Checked at subscribe to be jsonb or json; the cast makes a json one jsonb.
+            (Some(payload), _) => {
+                return (format!("(({payload}))::pg_catalog.jsonb"), NONE.into());
+            }
+            (None, _) => {}
+        }
+        match op {
+            Operation::Insert => (self.projection("new"), NONE.into()),
+            Operation::Delete => (NONE.into(), self.projection("old")),
+            Operation::Update => (self.projection("new"), self.projection("old")),
+            Operation::Truncate => (NONE.into(), NONE.into()),
         }
     }
 
@@ -68,8 +93,8 @@ impl Shape {
         if op == Operation::Update && self.skip_unchanged {
             parts.push(format!(
                 "{} IS DISTINCT FROM {}",
-                self.projection("new", true),
-                self.projection("old", true)
+                self.projection("new"),
+                self.projection("old")
             ));
         }
         if parts.is_empty() {
@@ -98,46 +123,51 @@ impl Shape {
             }
             None => String::new(),
         };
+        let (record, old_record) = self.images(op);
         match op {
             Operation::Insert => format!(
-                "SELECT {}, NULL::pg_catalog.jsonb{} FROM {NEW_ROWS} AS new{}",
-                self.projection("new", false),
+                "SELECT {record}, {old_record}{} FROM {NEW_ROWS} AS new{}",
                 key_text("new"),
                 self.condition(op)
             ),
             Operation::Delete => format!(
-                "SELECT NULL::pg_catalog.jsonb, {}{} FROM {OLD_ROWS} AS old{}",
-                self.projection("old", false),
+                "SELECT {record}, {old_record}{} FROM {OLD_ROWS} AS old{}",
                 key_text("old"),
                 self.condition(op)
             ),
+            // Old and new rows pair up by position; `new` and `old` are then exactly the
+            // table's columns (the pairing number stays out of NEW.* and to_jsonb(NEW)).
             Operation::Update => format!(
-                "SELECT {}, {}{} \
-                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, n.* FROM {NEW_ROWS} n) AS new \
-                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, o.* FROM {OLD_ROWS} o) AS old \
-                     ON new.{ROW_NUMBER} OPERATOR(pg_catalog.=) old.{ROW_NUMBER}{} \
-                  ORDER BY new.{ROW_NUMBER}",
-                self.projection("new", true),
-                self.projection("old", true),
+                "SELECT {record}, {old_record}{} \
+                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
+                           FROM {NEW_ROWS} AS {ROW}) AS pg_webhook_n \
+                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
+                           FROM {OLD_ROWS} AS {ROW}) AS pg_webhook_o \
+                     ON pg_webhook_n.{ROW_NUMBER} OPERATOR(pg_catalog.=) pg_webhook_o.{ROW_NUMBER}, \
+                   LATERAL (SELECT (pg_webhook_n.{ROW}).*) AS new, \
+                   LATERAL (SELECT (pg_webhook_o.{ROW}).*) AS old{} \
+                  ORDER BY pg_webhook_n.{ROW_NUMBER}",
                 key_text("new"),
                 self.condition(op)
             ),
-            Operation::Truncate => "SELECT NULL::pg_catalog.jsonb, NULL::pg_catalog.jsonb".into(),
+            Operation::Truncate => format!("SELECT {record}, {old_record}"),
         }
     }
 
-    /// The same query over the table itself, for checking the filter and columns at
-    /// subscribe time (no rows are read).
+    /// The same query over the table itself, for checking the filter, columns and payload at
+    /// subscribe time (no rows are read). Its first column is what is sent as `record`, and a
+    /// payload expression is not cast, so its type can be checked.
     pub fn validation_query(&self, op: Operation, table: &str) -> String {
         let from = match op {
             Operation::Insert => format!("{table} AS new"),
             Operation::Delete => format!("{table} AS old"),
             _ => format!("{table} AS new, {table} AS old"),
         };
-        let (record, old) = match op {
-            Operation::Insert => (self.projection("new", false), "NULL".to_string()),
-            Operation::Delete => ("NULL".to_string(), self.projection("old", false)),
-            _ => (self.projection("new", false), self.projection("old", false)),
+        let (record, old) = match (&self.payload, op) {
+            (Some(payload), _) => (format!("({payload})"), "NULL".to_string()),
+            (None, Operation::Insert) => (self.projection("new"), "NULL".to_string()),
+            (None, Operation::Delete) => ("NULL".to_string(), self.projection("old")),
+            (None, _) => (self.projection("new"), self.projection("old")),
         };
         let condition = self.condition(op);
         let filter_type = match &self.filter {

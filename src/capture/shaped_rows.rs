@@ -1,0 +1,96 @@
+//! Running a shaped subscription's query at capture: its user-written SQL (filter, payload)
+//! runs as the subscription's owner, sandboxed, and an error it raises fails the writer's
+//! statement with a message that names the subscription.
+
+use pg_webhook_core::payload::Operation;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+
+use super::identity::CaptureInfo;
+use super::order_key;
+use super::queue_writer::QueueWriter;
+use super::CaptureError;
+
+/// Runs `f`; an ERROR it raises is raised again with `pg_webhook subscription "<name>": ` in
+/// front of its message (same SQLSTATE, detail and hint), so the writer whose statement fails
+/// learns which subscription's filter or payload failed, and whom to ask. The transaction (or
+/// the writer's savepoint) aborts as with the original error, which undoes the owner's identity
+/// and settings.
+fn naming_subscription<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .catch_others(|caught| match caught {
+            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
+                let mut report = ErrorReport::new(
+                    e.sql_error_code(),
+                    format!("pg_webhook subscription \"{name}\": {}", e.message()),
+                    "pg_webhook capture",
+                );
+                if let Some(detail) = e.detail() {
+                    report = report.set_detail(detail);
+                }
+                if let Some(hint) = e.hint() {
+                    report = report.set_hint(hint);
+                }
+                report.report(PgLogLevel::ERROR);
+                unreachable!("an ERROR does not return")
+            }
+            other => other.rethrow(),
+        })
+        .execute()
+}
+
+/// Runs a shaped subscription's query over the transition tables (as its owner) and queues
+/// what it returns. With an order key, the rows' keys are locked before any is queued.
+pub fn shaped_rows(
+    writer: &mut QueueWriter,
+    data: &pg_sys::TriggerData,
+    op: Operation,
+    info: &CaptureInfo,
+) -> Result<u64, CaptureError> {
+    // Key columns no longer there are replaced by a constant, as on the plain path.
+    let key: Option<Vec<Option<String>>> = info.order_key.as_ref().map(|names| {
+        // SAFETY: the trigger's relation, valid for this call.
+        let found = unsafe { order_key::positions((*data.tg_relation).rd_att, names) };
+        names
+            .iter()
+            .zip(found)
+            .map(|(name, at)| at.map(|_| name.clone()))
+            .collect()
+    });
+    let query = info.shape.query(op, key.as_deref());
+    naming_subscription(&info.name, || {
+        crate::privilege::as_owner_sandboxed(info.owner, || {
+            Spi::connect(|client| {
+                // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
+                unsafe {
+                    pg_sys::SPI_register_trigger_data(
+                        data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
+                    )
+                };
+                let mut rows = client.select(query.as_str(), None, &[])?;
+                let mut images = Vec::with_capacity(rows.len());
+                let mut keys = Vec::new();
+                while rows.next().is_some() {
+                    images.push((rows.get_datum_by_ordinal(1)?, rows.get_datum_by_ordinal(2)?));
+                    if key.is_some() {
+                        let text: String = rows.get(3)?.unwrap_or_default();
+                        keys.push(pg_webhook_core::order_key::hash(&text));
+                    }
+                }
+                if key.is_some() {
+                    order_key::lock_keys(info.subscription_id, &keys);
+                    writer.set_order_keys(keys);
+                }
+                for (record, old_record) in &images {
+                    // SAFETY: both columns are jsonb; the tuples live until SPI finishes, after
+                    // the batch is written below.
+                    unsafe { writer.add_json(*record, *old_record) };
+                }
+                // SAFETY: writes the rest before SPI frees the tuples.
+                unsafe { writer.finish_batch() };
+                Ok::<u64, pgrx::spi::Error>(images.len() as u64)
+            })
+        })
+    })
+    .map_err(|e| CaptureError::Queue(e.to_string()))
+}
