@@ -257,3 +257,71 @@ fn batch_settings_out_of_range_or_with_ordered_are_refused() {
         0
     );
 }
+
+#[test]
+fn a_batch_counts_as_one_request_against_the_workers_max_in_flight() {
+    // Two requests at a time for the whole worker: batches of 50 still go out full.
+    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
+    let rx = Receiver::with(|_, _| Reply::Delay(std::time::Duration::from_millis(100), 204));
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), ", batch_size => 50");
+    exec(&mut db, "INSERT INTO t SELECT generate_series(1, 500)");
+    wait_until(WAIT, "all 500 events", || batched_ids(&rx).len() >= 500);
+    let mut ids = batched_ids(&rx);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids, (1..=500).collect::<Vec<i64>>());
+    let sizes: Vec<usize> = rx.accepted().iter().map(|r| members(r).len()).collect();
+    assert!(
+        sizes.len() <= 12,
+        "500 events in {} requests of {sizes:?}: batches were cut to the request limit",
+        sizes.len()
+    );
+    assert!(
+        rx.peak_concurrency() <= 2,
+        "{} at once",
+        rx.peak_concurrency()
+    );
+}
+
+#[test]
+fn new_events_left_for_want_of_room_are_read_again() {
+    // A claim reads a batch's worth of events for each free request; those of a subscription
+    // without batches beyond the free requests stay behind the cursor, and are sent later.
+    // The poll is an hour apart: only the worker's own paging can find them.
+    let pg = Cluster::start(&[
+        "pg_webhook.max_in_flight = 2",
+        "pg_webhook.poll_interval = '1h'",
+    ]);
+    let batched = Receiver::start();
+    let single = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(
+        &mut db,
+        "batched",
+        "t",
+        &batched.url("/b"),
+        ", batch_size => 100",
+    );
+    subscribe(&mut db, "single", "t", &single.url("/s"), "");
+    exec(&mut db, "INSERT INTO t SELECT generate_series(1, 300)");
+    let mut got: Vec<i64> = single
+        .wait_for(300, WAIT)
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got, (1..=300).collect::<Vec<i64>>());
+    wait_until(WAIT, "the batched subscription's 300", || {
+        batched_ids(&batched).len() >= 300
+    });
+    wait_until(WAIT, "every event recorded", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'",
+        ) == 600
+    });
+}

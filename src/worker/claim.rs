@@ -38,6 +38,37 @@ struct Claimed {
     disabled: Vec<(String, String)>,
     /// Parts of transactions to send (subscriptions grouped by transaction).
     parts: Vec<super::grouped::ReadyPart>,
+    /// The first new event left for want of room (see `Plan::first_left`).
+    first_left: Option<(i64, i64)>,
+}
+
+/// Where the cursor may move to: the last new event read, or, when room ran out, the last one
+/// before the first left behind (`None`: stay), so that one is read again.
+fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
+    let mut keys = claimed.fresh.iter().map(|e| (e.txid, e.id));
+    match claimed.first_left {
+        Some(left) => keys.take_while(|k| *k != left).last(),
+        None => keys.next_back(),
+    }
+}
+
+/// How many requests `events` would take: a batched subscription's fill requests of its batch
+/// size.
+fn requests_for<'e>(
+    events: impl Iterator<Item = &'e QueuedEvent>,
+    targets: &HashMap<i32, Target>,
+) -> usize {
+    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+    for e in events {
+        *per_subscription.entry(e.subscription_id).or_default() += 1;
+    }
+    per_subscription
+        .iter()
+        .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
+            Some(t) => n.div_ceil(t.batch_size),
+            None => *n,
+        })
+        .sum()
 }
 
 impl Worker {
@@ -74,7 +105,16 @@ impl Worker {
             return;
         }
         super::backend::report_activity(Some("claiming due events"));
-        let want = room.min(self.settings.batch_size);
+        // Events to read: enough to fill the free requests, batched subscriptions' requests
+        // with a batch each, within the claim size.
+        let widest = self
+            .targets
+            .values()
+            .filter(|t| t.batched() && t.sends())
+            .map(|t| t.batch_size)
+            .max()
+            .unwrap_or(1);
+        let want = room.saturating_mul(widest).min(self.settings.batch_size);
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
@@ -100,7 +140,7 @@ impl Worker {
                 now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
             });
             let result = txn::run("claiming due events", || {
-                claim.run(stale, want, check_scheduled)
+                claim.run(stale, want, room, check_scheduled)
             });
             result.map(|c| (c, claim.reloaded))
         };
@@ -137,9 +177,8 @@ impl Worker {
             .fresh
             .first()
             .is_some_and(|e| e.page > claimed.fresh.len() as i64);
-        let full_page = claimed.fresh.len() == want || cut_short;
-        self.cursor
-            .page_read(claimed.fresh.last().map(|e| (e.txid, e.id)), !full_page);
+        let full_page = claimed.fresh.len() == want || cut_short || claimed.first_left.is_some();
+        self.cursor.page_read(read_up_to(&claimed), !full_page);
         if check_scheduled {
             let room_left = want - claimed.fresh.len().min(want);
             self.scheduled_due_at = match claimed.next_due {
@@ -224,7 +263,14 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    fn run(&mut self, stale: bool, want: usize, check_scheduled: bool) -> SpiResult<Claimed> {
+    /// Reads up to `want` events for up to `room` requests, and decides what starts.
+    fn run(
+        &mut self,
+        stale: bool,
+        want: usize,
+        room: usize,
+        check_scheduled: bool,
+    ) -> SpiResult<Claimed> {
         let statements = self.statements;
         let mut disabled = Vec::new();
         // Invalidations were taken in when this transaction started: a GRANT or REVOKE that
@@ -282,11 +328,11 @@ impl Claim<'_> {
         if unknown {
             disabled.extend(self.load_targets()?);
         }
-        let mut plan = Plan::new(self.dispatcher, self.now);
-        let heads_wanted = self.ordered_heads_wanted(&mut plan, want);
+        let mut plan = Plan::new(self.dispatcher, self.now, room);
+        let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = statements.ordered_heads(&heads_wanted, largest)?;
-        let room = want.saturating_sub(fresh.len() + scheduled.len() + heads.len());
-        let parts = self.grouped_parts(room, largest)?;
+        let taken = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
+        let parts = self.grouped_parts(room.saturating_sub(taken), largest)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause
         // whose epoch moved after the check above. Reloading the subscriptions now, after every
@@ -307,11 +353,17 @@ impl Claim<'_> {
         // Whether each owner may still read the table, as of now: after the events were read.
         disabled.extend(self.check_access(read())?);
         self.park_held(read())?;
-        for event in fresh.iter().chain(&scheduled).chain(&heads) {
-            plan.consider(event, self.targets, self.limits, want);
+        // Parts go first: they were read for the room left after the others.
+        let mut plan = plan.with_requests(parts.len());
+        for event in &fresh {
+            plan.consider(event, self.targets, self.limits, true);
+        }
+        for event in scheduled.iter().chain(&heads) {
+            plan.consider(event, self.targets, self.limits, false);
         }
         plan.hold_partial_batches(self.targets);
         statements.defer(&plan.defer)?;
+        let first_left = plan.first_left;
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
             fresh,
@@ -321,6 +373,7 @@ impl Claim<'_> {
             deferred_until,
             disabled,
             parts,
+            first_left,
         })
     }
 
@@ -355,7 +408,7 @@ impl Claim<'_> {
     /// read for each: one for a subscription ordered as a whole with nothing in flight; for
     /// one ordered per key, as many as there is room for plus those in flight (they come back
     /// too, and hold back their keys).
-    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, want: usize) -> Vec<(i32, i32)> {
+    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, room: usize) -> Vec<(i32, i32)> {
         let mut heads = Vec::new();
         let mut asked = 0;
         for (&id, t) in self.targets.iter() {
@@ -367,7 +420,7 @@ impl Claim<'_> {
             {
                 continue;
             }
-            let room = want.saturating_sub(asked + plan.start.len());
+            let room = room.saturating_sub(asked + plan.start.len());
             match self.limits.wait_for_slot(id, self.now) {
                 Some(at) => plan.wake_at(at),
                 None if room > 0 => {

@@ -74,6 +74,9 @@ pub struct Dispatcher {
     /// Parts of transactions in flight (or finished and not yet recorded): (subscription,
     /// txid). A transaction's next part goes only when its last one is recorded.
     parts: std::collections::HashSet<(i32, i64)>,
+    /// Requests that finished and whose outcomes are not recorded yet: they still count
+    /// against `max_in_flight` (their events are still owned).
+    settled_requests: usize,
     /// Finished attempts waiting to be recorded.
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
@@ -94,6 +97,7 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             flights: HashMap::new(),
             parts: std::collections::HashSet::new(),
+            settled_requests: 0,
             outcomes: Vec::new(),
             outcomes_since: None,
             refusals_logged: std::collections::HashSet::new(),
@@ -118,6 +122,12 @@ impl Dispatcher {
     /// Events claimed and not yet recorded.
     pub fn owned(&self) -> usize {
         self.owned.len()
+    }
+
+    /// Requests owned: in flight, or finished with their outcomes not yet recorded. A batch
+    /// (or a transaction's part) is one request, however many events it carries.
+    pub fn requests_owned(&self) -> usize {
+        self.flights.len() + self.settled_requests
     }
 
     pub fn in_flight(&self) -> usize {
@@ -307,6 +317,7 @@ impl Dispatcher {
                 Err(join_error) => (join_error.id(), Err(join_error.to_string())),
             };
             if let Some(flight) = self.flights.remove(&id) {
+                self.settled_requests += 1;
                 self.log_refusal(flight.subscription_id, &attempt);
                 for outcome in settle(flight, attempt) {
                     self.push_outcome(outcome);
@@ -351,5 +362,6 @@ impl Dispatcher {
             }
         }
         self.outcomes_since = None;
+        self.settled_requests = 0;
     }
 }

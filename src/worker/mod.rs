@@ -328,14 +328,14 @@ impl Worker {
         crate::wake::publish_in_flight(unsafe { pg_sys::MyProcPid }, &counts);
     }
 
-    /// How many more events may be claimed: none while the byte budget is spent.
+    /// How many more requests may start (a batch is one): none while the byte budget is spent.
     fn room(&self) -> usize {
         if self.dispatcher.owned_bytes() >= IN_FLIGHT_BYTES {
             return 0;
         }
         self.settings
             .max_in_flight
-            .saturating_sub(self.dispatcher.owned())
+            .saturating_sub(self.dispatcher.requests_owned())
     }
 
     fn record_due(&self, now: Instant) -> bool {

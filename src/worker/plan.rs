@@ -19,6 +19,12 @@ pub(super) struct Plan<'a> {
     pub(super) start: Vec<QueuedEvent>,
     /// Started in this plan, per subscription (on top of what the dispatcher owns).
     starting: HashMap<i32, usize>,
+    /// Requests the worker may still start, and those this plan's events will take (a batched
+    /// subscription's events fill requests of its batch size).
+    room: usize,
+    requests: usize,
+    /// The first new event left for want of room: the cursor must not move past it.
+    pub(super) first_left: Option<(i64, i64)>,
     pub(super) defer: Vec<(i64, i64, i64)>,
     /// Turned away in this plan, per subscription.
     over: HashMap<i32, usize>,
@@ -27,12 +33,15 @@ pub(super) struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    pub(super) fn new(dispatcher: &'a Dispatcher, now: Instant) -> Plan<'a> {
+    pub(super) fn new(dispatcher: &'a Dispatcher, now: Instant, room: usize) -> Plan<'a> {
         Plan {
             dispatcher,
             now,
             start: Vec::new(),
             starting: HashMap::new(),
+            room,
+            requests: 0,
+            first_left: None,
             defer: Vec::new(),
             over: HashMap::new(),
             earliest: None,
@@ -47,21 +56,47 @@ impl<'a> Plan<'a> {
         self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
     }
 
-    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room).
+    /// This plan with `n` requests already taken (transactions' parts, started apart).
+    pub(super) fn with_requests(mut self, n: usize) -> Plan<'a> {
+        self.requests += n;
+        self
+    }
+
+    /// Starts `event`, defers it, or leaves it (in flight already, parked, or no room). A new
+    /// (`fresh`) event left for want of room is remembered, so the cursor stops before it.
     pub(super) fn consider(
         &mut self,
         event: &QueuedEvent,
         targets: &HashMap<i32, Target>,
         limits: &mut Limits,
-        want: usize,
+        fresh: bool,
     ) {
-        if self.start.len() == want || self.dispatcher.owns(event.id) {
+        if self.dispatcher.owns(event.id) {
             return;
         }
         let sub = event.subscription_id;
         let target = targets.get(&sub);
         if target.is_some_and(|t| !t.sends()) {
             return; // parked in the claim transaction
+        }
+        // A batched subscription's events of this claim go out in requests of batch_size.
+        let cost = match target.filter(|t| t.batched()) {
+            Some(t)
+                if !self
+                    .starting
+                    .get(&sub)
+                    .unwrap_or(&0)
+                    .is_multiple_of(t.batch_size) =>
+            {
+                0
+            }
+            _ => 1,
+        };
+        if self.requests + cost > self.room {
+            if fresh && self.first_left.is_none() {
+                self.first_left = Some((event.txid, event.id));
+            }
+            return;
         }
         if let Some(t) = target.filter(|t| t.pinned()) {
             let over = self.over.get(&sub).copied().unwrap_or(0);
@@ -78,6 +113,7 @@ impl<'a> Plan<'a> {
             }
         }
         *self.starting.entry(sub).or_default() += 1;
+        self.requests += cost;
         self.start.push(event.clone());
     }
 
