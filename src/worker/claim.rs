@@ -52,12 +52,12 @@ fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
     }
 }
 
-/// How many requests `events` would take: a batched subscription's fill requests of its batch
-/// size.
+/// How many requests `events` would take (a batched subscription's fill requests of its batch
+/// size), and how many events those requests could carry.
 fn requests_for<'e>(
     events: impl Iterator<Item = &'e QueuedEvent>,
     targets: &HashMap<i32, Target>,
-) -> usize {
+) -> (usize, usize) {
     let mut per_subscription: HashMap<i32, usize> = HashMap::new();
     for e in events {
         *per_subscription.entry(e.subscription_id).or_default() += 1;
@@ -65,10 +65,13 @@ fn requests_for<'e>(
     per_subscription
         .iter()
         .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
-            Some(t) => n.div_ceil(t.batch_size),
-            None => *n,
+            Some(t) => (
+                n.div_ceil(t.batch_size),
+                n.div_ceil(t.batch_size) * t.batch_size,
+            ),
+            None => (*n, *n),
         })
-        .sum()
+        .fold((0, 0), |(r, c), (rn, cn)| (r + rn, c + cn))
 }
 
 impl Worker {
@@ -105,8 +108,10 @@ impl Worker {
             return;
         }
         super::backend::report_activity(Some("claiming due events"));
-        // Events to read: enough to fill the free requests, batched subscriptions' requests
-        // with a batch each, within the claim size.
+        // Events to read: enough to fill the free requests, with as many events per request as
+        // the requests the last claim started could carry (a batched subscription's carry a
+        // batch; other subscriptions' one event each, and reading more of those than there is
+        // room for would be wasted), within the claim size.
         let widest = self
             .targets
             .values()
@@ -114,7 +119,9 @@ impl Worker {
             .map(|t| t.batch_size)
             .max()
             .unwrap_or(1);
-        let want = room.saturating_mul(widest).min(self.settings.batch_size);
+        let per_request = self.events_per_request.clamp(1.0, widest as f64);
+        let want =
+            ((room as f64 * per_request).ceil() as usize).clamp(1, self.settings.batch_size.max(1));
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
@@ -192,6 +199,10 @@ impl Worker {
         if let Some(at) = claimed.deferred_until {
             // Deferred events and rate-held heads: look again when the first is due.
             self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
+        }
+        if !claimed.start.is_empty() {
+            let (requests, capacity) = requests_for(claimed.start.iter(), &self.targets);
+            self.events_per_request = capacity as f64 / requests.max(1) as f64;
         }
         self.start_claimed(claimed.start);
         for ready in claimed.parts {
@@ -331,7 +342,7 @@ impl Claim<'_> {
         let mut plan = Plan::new(self.dispatcher, self.now, room);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = statements.ordered_heads(&heads_wanted, largest)?;
-        let taken = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
+        let (taken, _) = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
         let parts = self.grouped_parts(room.saturating_sub(taken), largest)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause

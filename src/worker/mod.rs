@@ -112,6 +112,9 @@ struct Worker {
     /// The last claim read a full page of new events: claim again without spacing.
     paging: bool,
     last_claim: Instant,
+    /// How many events the requests the last claim started could carry, per request (a batched
+    /// subscription's a batch each): how many events the next claim reads per free request.
+    events_per_request: f64,
     /// When a scheduled retry may next be due (`None`: none is scheduled).
     scheduled_due_at: Option<Instant>,
     /// Failed attempts to record the current outcomes in a row, and when to try again.
@@ -161,6 +164,7 @@ impl Worker {
             claim_wanted: true,
             paging: false,
             last_claim: Instant::now(),
+            events_per_request: 1.0,
             scheduled_due_at: Some(Instant::now()),
             record_failures: 0,
             record_retry_at: None,
