@@ -7,6 +7,7 @@ use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 
+mod credentials;
 mod delivery;
 mod order_key;
 mod sending;
@@ -198,6 +199,7 @@ fn subscribe_with_options(
     callback: Option<pg_sys::Oid>,
     options: Option<JsonB>,
 ) -> i32 {
+    let (options, credentials) = credentials::take(options, headers.as_ref());
     let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback, options);
     check_may_subscribe();
     let name = check_name(name);
@@ -231,6 +233,7 @@ fn subscribe_with_options(
         sending: &sending,
         shape: &shape,
         delivery: &delivery,
+        credentials: &credentials,
     });
     crate::triggers::sync(id);
     crate::wake::note_config_changed();

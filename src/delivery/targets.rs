@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pg_webhook_core::auth::{parse_auth, ClientIdentity};
 use pg_webhook_core::endpoint::parse_url;
 use pg_webhook_core::headers::parse_headers;
-use pg_webhook_core::http::Endpoint;
+use pg_webhook_core::http::{Credentials, Endpoint};
 use pg_webhook_core::limits::LimitSpec;
 use pg_webhook_core::payload::Format;
 use pg_webhook_core::retry::RetryPolicy;
@@ -114,6 +115,7 @@ pub(crate) fn parse(
         Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
         _ => default_timeout,
     };
+    let auth = credentials(row)?;
     let policy = RetryPolicy::new(
         row.retry_schedule_ms.as_deref(),
         Some(row.max_attempts as i64),
@@ -126,7 +128,30 @@ pub(crate) fn parse(
             headers,
             timeout,
             keep_response_headers: row.has_callback,
+            auth,
         }),
         Arc::new(policy),
     ))
+}
+
+/// The client certificate and OAuth 2.0 credentials a subscription's receiver demands.
+fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
+    let identity = match (&row.client_cert, &row.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(ClientIdentity::parse(cert, key).map_err(|e| e.0)?),
+        _ => return Err("client_cert and client_key must be set together".into()),
+    };
+    let oauth2 = match &row.auth {
+        None => None,
+        Some(text) => {
+            let json: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| format!("auth: {e}"))?;
+            Some(parse_auth(&json).map_err(|e| e.0)?)
+        }
+    };
+    Ok(Credentials {
+        subscription: row.id,
+        identity,
+        oauth2,
+    })
 }

@@ -131,6 +131,7 @@ fn endpoint(url: &Url, secret: &Secret, timeout_ms: u64) -> Endpoint {
         headers,
         timeout: Duration::from_millis(timeout_ms),
         keep_response_headers: false,
+        auth: Default::default(),
     }
 }
 
