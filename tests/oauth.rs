@@ -58,6 +58,17 @@ fn auth(tokens: &Receiver) -> String {
     )
 }
 
+/// Subscribes table `t` as `o` to `rx`, with the credentials of token endpoint `tokens`.
+fn subscribe_behind(db: &mut Client, tokens: &Receiver, rx: &Receiver, extra: &str) {
+    subscribe(
+        db,
+        "o",
+        "t",
+        &rx.url("/hook"),
+        &format!(", auth => '{}'{extra}", auth(tokens)),
+    );
+}
+
 fn setup(pg: &Cluster) -> Client {
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
@@ -77,13 +88,7 @@ fn a_token_is_fetched_once_and_reused_across_deliveries() {
     let mut db = setup(&pg);
     let tokens = token_endpoint(3600, 0);
     let rx = receiver(Arc::default());
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(", auth => '{}'", auth(&tokens)),
-    );
+    subscribe_behind(&mut db, &tokens, &rx, "");
     for i in 0..10 {
         exec(
             &mut db,
@@ -129,13 +134,7 @@ fn a_token_is_fetched_again_once_it_expires() {
     // Used for 1.6 s: two seconds less a fifth.
     let tokens = token_endpoint(2, 0);
     let rx = receiver(Arc::default());
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(", auth => '{}'", auth(&tokens)),
-    );
+    subscribe_behind(&mut db, &tokens, &rx, "");
     exec(&mut db, "INSERT INTO t VALUES (1)");
     rx.wait_for(1, WAIT);
     exec(&mut db, "INSERT INTO t VALUES (2)");
@@ -157,13 +156,7 @@ fn a_401_gets_one_new_token_and_the_same_attempt_succeeds() {
     let tokens = token_endpoint(3600, 0);
     let revoked = Arc::new(Mutex::new(vec!["tok-1".to_string()]));
     let rx = receiver(revoked);
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(", auth => '{}'", auth(&tokens)),
-    );
+    subscribe_behind(&mut db, &tokens, &rx, "");
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(WAIT, "the event to be delivered", || {
         count(
@@ -199,15 +192,11 @@ fn a_token_endpoint_failure_is_recorded_and_retried_until_it_works() {
     let mut db = setup(&pg);
     let tokens = token_endpoint(3600, 2);
     let rx = receiver(Arc::default());
-    subscribe(
+    subscribe_behind(
         &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(
-            ", auth => '{}', retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 5",
-            auth(&tokens)
-        ),
+        &tokens,
+        &rx,
+        ", retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 5",
     );
     exec(&mut db, "INSERT INTO t VALUES (1)");
     rx.wait_for(1, WAIT);
@@ -250,13 +239,7 @@ fn new_credentials_drop_the_cached_token() {
         }
     });
     let rx = receiver(Arc::default());
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(", auth => '{}'", auth(&first)),
-    );
+    subscribe_behind(&mut db, &first, &rx, "");
     exec(&mut db, "INSERT INTO t VALUES (1)");
     rx.wait_for(1, WAIT);
     let changed: bool = db
@@ -294,13 +277,7 @@ fn bad_auth_objects_are_refused_and_change_nothing() {
     let mut db = setup(&pg);
     let tokens = token_endpoint(3600, 0);
     let rx = receiver(Arc::default());
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(", auth => '{}'", auth(&tokens)),
-    );
+    subscribe_behind(&mut db, &tokens, &rx, "");
     exec(&mut db, "INSERT INTO t VALUES (1)");
     rx.wait_for(1, WAIT);
     let before = state(&mut db);
