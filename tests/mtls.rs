@@ -222,6 +222,17 @@ fn a_receiver_that_demands_a_client_certificate_takes_the_right_one_only() {
     assert_eq!(delivered(&mut db, none), 0);
 }
 
+/// Subscribes table `t` as `c`, presenting the core tests' certificate (no receiver listens).
+fn subscribe_with_test_certificate(db: &mut Client) {
+    subscribe(
+        db,
+        "c",
+        "t",
+        "http://127.0.0.1:9/hook",
+        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'"),
+    );
+}
+
 /// The subscriptions' certificates, keys and events: what a refused call must leave as it was.
 fn state(db: &mut Client) -> String {
     text(
@@ -237,13 +248,7 @@ fn bad_client_certificates_are_refused_and_change_nothing() {
     let pg = Cluster::start(&[]);
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
-    subscribe(
-        &mut db,
-        "c",
-        "t",
-        "http://127.0.0.1:9/hook",
-        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'"),
-    );
+    subscribe_with_test_certificate(&mut db);
     let before = state(&mut db);
     let cases = [
         (
@@ -321,13 +326,7 @@ fn the_client_key_is_shown_to_the_owner_only() {
         "CREATE TABLE t (id int PRIMARY KEY);
          CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader; GRANT SELECT ON t TO reader",
     );
-    subscribe(
-        &mut db,
-        "c",
-        "t",
-        "http://127.0.0.1:9/hook",
-        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'"),
-    );
+    subscribe_with_test_certificate(&mut db);
     assert_eq!(
         text(&mut db, "SELECT client_key FROM webhook.subscriptions").as_deref(),
         Some(CLIENT_KEY)
