@@ -20,13 +20,13 @@ use reqwest::{Client, ClientBuilder, Url};
 
 pub use credentials::{interpret_token_answer, Credentials, TokenError};
 pub use text::{error_chain, storable_text};
+use text::{headers_json, transport_failure};
 
 use crate::address::{AddressPolicy, Refusal};
 use crate::retry::{parse_retry_after, AttemptKind};
 use crate::signing::{signature_header, Secret};
 use credentials::Vault;
-use resolve::{find_refusal, PolicyResolver};
-use text::headers_json;
+use resolve::PolicyResolver;
 
 /// Settings for the shared client; changing them means building a new `Sender`.
 #[derive(Debug, Clone)]
@@ -371,28 +371,6 @@ enum Answer {
         body_error: Option<String>,
     },
     Failed(String, AttemptKind),
-}
-
-/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
-fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
-    // The URL may carry a token in its path or query: errors are shown to every reader of the
-    // table, the URL only to the subscription's owner.
-    let e = e.without_url();
-    let kind = if find_refusal(&e).is_some() {
-        AttemptKind::Refused
-    } else {
-        AttemptKind::TransportError
-    };
-    let text = if e.is_timeout() {
-        format!(
-            "timed out after {} ms: {}",
-            timeout.as_millis(),
-            error_chain(&e)
-        )
-    } else {
-        error_chain(&e)
-    };
-    (text, kind)
 }
 
 /// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.

@@ -1,8 +1,12 @@
 //! What is kept of answers and errors: bounded, storable text that never names the URL.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+
+use super::resolve::find_refusal;
+use crate::retry::AttemptKind;
 
 /// At most this much of the response headers is kept, as JSON.
 const RESPONSE_HEADERS_LIMIT: usize = 8 * 1024;
@@ -54,4 +58,26 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
         cur = err.source();
     }
     storable_text(parts.join(": "))
+}
+
+/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
+pub(super) fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
+    // The URL may carry a token in its path or query: errors are shown to every reader of the
+    // table, the URL only to the subscription's owner.
+    let e = e.without_url();
+    let kind = if find_refusal(&e).is_some() {
+        AttemptKind::Refused
+    } else {
+        AttemptKind::TransportError
+    };
+    let text = if e.is_timeout() {
+        format!(
+            "timed out after {} ms: {}",
+            timeout.as_millis(),
+            error_chain(&e)
+        )
+    } else {
+        error_chain(&e)
+    };
+    (text, kind)
 }
