@@ -261,6 +261,25 @@ fn new_credentials_drop_the_cached_token() {
     assert_eq!(rx.requests()[2].header("authorization"), None);
 }
 
+#[test]
+fn ping_sends_a_token_too() {
+    let pg = Cluster::start(&[]);
+    let mut db = setup(&pg);
+    let tokens = token_endpoint(3600, 0);
+    let rx = receiver(Arc::default());
+    subscribe_behind(&mut db, &tokens, &rx, "");
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT delivered || ' ' || status_code FROM webhook.ping('o')"
+        )
+        .as_deref(),
+        Some("true 204")
+    );
+    assert_eq!(bearers(&rx), ["Bearer tok-1"]);
+    assert_eq!(tokens.count(), 1);
+}
+
 /// (subscriptions, their auth values, queued events): what a refused call must leave as it was.
 fn state(db: &mut Client) -> String {
     text(
