@@ -1,6 +1,7 @@
 //! Subscriptions as the worker uses them: parsed once per load into ready-to-send endpoints, so
 //! each delivery only clones an `Arc`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,7 +139,7 @@ pub(crate) fn parse(
 fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
     let identity = match (&row.client_cert, &row.client_key) {
         (None, None) => None,
-        (Some(cert), Some(key)) => Some(ClientIdentity::parse(cert, key).map_err(|e| e.0)?),
+        (Some(cert), Some(key)) => Some(identity(row.id, cert, key)?),
         _ => return Err("client_cert and client_key must be set together".into()),
     };
     let oauth2 = match &row.auth {
@@ -154,4 +155,27 @@ fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
         identity,
         oauth2,
     })
+}
+
+thread_local! {
+    /// Identities parsed at earlier loads, by subscription: the worker reloads its subscriptions
+    /// every second, and checking a key against its certificate costs about 0.1 ms.
+    static IDENTITIES: RefCell<HashMap<i32, (String, String, ClientIdentity)>> =
+        RefCell::new(HashMap::new());
+}
+
+fn identity(id: i32, cert: &str, key: &str) -> Result<ClientIdentity, String> {
+    let known = IDENTITIES.with_borrow(|seen| {
+        seen.get(&id)
+            .filter(|(c, k, _)| c == cert && k == key)
+            .map(|(_, _, identity)| identity.clone())
+    });
+    if let Some(identity) = known {
+        return Ok(identity);
+    }
+    let identity = ClientIdentity::parse(cert, key).map_err(|e| e.0)?;
+    IDENTITIES.with_borrow_mut(|seen| {
+        seen.insert(id, (cert.to_string(), key.to_string(), identity.clone()))
+    });
+    Ok(identity)
 }
