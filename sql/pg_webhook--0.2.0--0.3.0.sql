@@ -467,7 +467,7 @@ COMMENT ON COLUMN webhook.attempts.started_at IS 'When the request was started.'
 COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or the failure), in milliseconds.';
 COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
 COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
-COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination); NULL when answered.';
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';
