@@ -216,8 +216,9 @@ impl Sender {
                 .await
             {
                 Ok(token) => {
+                    // Signed anew: the token request took time, and receivers check the clock.
                     answer = self
-                        .post(&client, endpoint, message, started_at, Some(&token))
+                        .post(&client, endpoint, message, SystemTime::now(), Some(&token))
                         .await
                 }
                 Err(e) => {
