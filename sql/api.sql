@@ -26,7 +26,10 @@ CREATE FUNCTION webhook.subscribe(
     batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
     order_key      text[]     DEFAULT NULL,  -- columns: equal values in commit order, others in parallel
     group_by       text       DEFAULT NULL,  -- 'transaction': one request per committed transaction
-    payload        text       DEFAULT NULL   -- jsonb expression over NEW / OLD, sent as the record
+    payload        text       DEFAULT NULL,  -- jsonb expression over NEW / OLD, sent as the record
+    client_cert    text       DEFAULT NULL,  -- PEM: TLS client certificate (then intermediates)
+    client_key     text       DEFAULT NULL,  -- PEM: its private key (unencrypted)
+    auth           jsonb      DEFAULT NULL   -- {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -52,6 +55,7 @@ BEGIN
         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'batch_size', batch_size, 'order_key', order_key, 'group_by', group_by,
             'payload', payload,
+            'client_cert', client_cert, 'client_key', client_key, 'auth', auth,
             'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
                                    THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
@@ -59,7 +63,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text) IS
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
@@ -71,7 +75,9 @@ callback: a function f(event jsonb) run as the owner after each event is deliver
 batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
 order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.
 group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.
-payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.$$;
+payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.
+client_cert / client_key: a TLS client certificate (PEM) and its key, for receivers that demand mTLS; webhook.set_client_certificate() changes them.
+auth => '{"type": "oauth2", "token_url": ..., "client_id": ..., "client_secret": ..., "scope": ...}': the worker fetches an OAuth 2.0 client credentials token and sends it as Authorization: Bearer; webhook.set_auth() changes it.$$;
 
 -- API: Public.
 CREATE FUNCTION webhook.unsubscribe(
@@ -146,6 +152,26 @@ COMMENT ON FUNCTION webhook.ping(text) IS
 $$Send a signed test event (type PING, no rows, in the subscription's format) to its endpoint now and return the outcome.
 Works on paused and disabled subscriptions too; nothing is queued or recorded.$$;
 
+-- API: Public.
+CREATE FUNCTION webhook.set_client_certificate(
+    name        text,
+    client_cert text,   -- PEM: the client's certificate, then any intermediates; NULL: none
+    client_key  text    -- PEM: its private key (unencrypted); NULL with client_cert NULL
+) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_client_certificate(name, client_cert, client_key) $$;
+COMMENT ON FUNCTION webhook.set_client_certificate(text, text, text) IS
+$$Replace (or with two NULLs remove) the TLS client certificate and key a subscription presents to a receiver that demands mTLS.
+Checked like subscribe()'s: both PEM, and the key must be the certificate's. The next request uses them. Returns true.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.set_auth(name text, auth jsonb) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_auth(name, auth) $$;
+COMMENT ON FUNCTION webhook.set_auth(text, jsonb) IS
+$$Replace (or with NULL remove) a subscription's OAuth 2.0 client credentials, {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}.
+Checked like subscribe()'s. The cached token is dropped: the next request fetches one with the new credentials. Returns true.$$;
+
 -- API: Private.
 COMMENT ON FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) IS
     'Internal: validates and creates a subscription for webhook.subscribe(). Call webhook.subscribe() instead.';
@@ -157,6 +183,8 @@ COMMENT ON FUNCTION webhook._replay_event(bigint) IS 'Internal: implements webho
 COMMENT ON FUNCTION webhook._replay_dead(text) IS 'Internal: implements webhook.replay_dead().';
 COMMENT ON FUNCTION webhook._replay_since(text, timestamptz) IS 'Internal: implements webhook.replay_since().';
 COMMENT ON FUNCTION webhook._rotate_secret(text, text, bigint) IS 'Internal: implements webhook.rotate_secret().';
+COMMENT ON FUNCTION webhook._set_client_certificate(text, text, text) IS 'Internal: implements webhook.set_client_certificate().';
+COMMENT ON FUNCTION webhook._set_auth(text, jsonb) IS 'Internal: implements webhook.set_auth().';
 COMMENT ON FUNCTION webhook._capture() IS
     'Internal: the statement trigger (with transition tables) webhook.subscribe() puts on a watched table; it queues one event per changed row in the writer''s transaction.';
 
@@ -313,7 +341,7 @@ REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archi
 -- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
 -- also check that the caller may read the table (and owns the subscription, to remove it).
 REVOKE ALL ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb),
     webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
@@ -322,10 +350,12 @@ REVOKE ALL ON FUNCTION
     webhook.replay_dead(text), webhook._replay_dead(text),
     webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
     webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
-    webhook.ping(text), webhook._ping(text)
+    webhook.ping(text), webhook._ping(text),
+    webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text),
+    webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb),
     webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb),
     webhook.unsubscribe(text, boolean, boolean),
     webhook._unsubscribe(text, boolean, boolean),
@@ -334,7 +364,9 @@ GRANT EXECUTE ON FUNCTION
     webhook.replay_dead(text), webhook._replay_dead(text),
     webhook.replay_since(text, timestamptz), webhook._replay_since(text, timestamptz),
     webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
-    webhook.ping(text), webhook._ping(text)
+    webhook.ping(text), webhook._ping(text),
+    webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
 TO webhook_admin;
 
 -- Every column of every view says what it holds (\d+ webhook.<view>); a test checks none is
@@ -368,6 +400,9 @@ COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch 
 COMMENT ON COLUMN webhook.subscriptions.group_by IS 'transaction: one request per committed transaction, all its events in statement order (in numbered parts when over pg_webhook.max_payload_bytes). NULL: events are sent on their own or in batches.';
 COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
 COMMENT ON COLUMN webhook.subscriptions.payload IS 'An expression over NEW and OLD whose jsonb value is sent as the event''s record (old_record is then null), evaluated at capture as the owner. NULL: the row images are sent.';
+COMMENT ON COLUMN webhook.subscriptions.client_cert IS 'TLS client certificate chain (PEM) presented to the receiver; NULL: none (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.client_key IS 'Private key of client_cert (PEM) (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.auth IS 'OAuth 2.0 client credentials: {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}; others than the owner and superusers see only the type. NULL: none.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
@@ -388,7 +423,7 @@ COMMENT ON COLUMN webhook.attempts.started_at IS 'When the request was started.'
 COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or the failure), in milliseconds.';
 COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
 COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
-COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination); NULL when answered.';
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';

@@ -26,6 +26,13 @@ ALTER TABLE webhook._subscriptions
     ADD CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     ADD CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
     ADD CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute');
+-- Receivers that demand authentication: a TLS client certificate and key, OAuth 2.0 client
+-- credentials.
+ALTER TABLE webhook._subscriptions
+    ADD COLUMN client_cert text,
+    ADD COLUMN client_key text,
+    ADD COLUMN auth jsonb,
+    ADD CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL));
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
@@ -136,7 +143,12 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
-       s.order_key, s.group_by, s.payload
+       s.order_key, s.group_by, s.payload,
+       CASE WHEN v.manages THEN s.client_cert END AS client_cert,
+       CASE WHEN v.manages THEN s.client_key END AS client_key,
+       CASE WHEN v.manages THEN s.auth
+            WHEN s.auth IS NOT NULL
+            THEN pg_catalog.jsonb_build_object('type', s.auth -> 'type') END AS auth
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 
@@ -296,7 +308,10 @@ CREATE FUNCTION webhook.subscribe(
     batch_wait     interval   DEFAULT '0',   -- how long a partial batch waits to fill (to 1 min)
     order_key      text[]     DEFAULT NULL,  -- columns: equal values in commit order, others in parallel
     group_by       text       DEFAULT NULL,  -- 'transaction': one request per committed transaction
-    payload        text       DEFAULT NULL   -- jsonb expression over NEW / OLD, sent as the record
+    payload        text       DEFAULT NULL,  -- jsonb expression over NEW / OLD, sent as the record
+    client_cert    text       DEFAULT NULL,  -- PEM: TLS client certificate (then intermediates)
+    client_key     text       DEFAULT NULL,  -- PEM: its private key (unencrypted)
+    auth           jsonb      DEFAULT NULL   -- {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}
 ) RETURNS webhook.subscriptions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -322,6 +337,7 @@ BEGIN
         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
             'batch_size', batch_size, 'order_key', order_key, 'group_by', group_by,
             'payload', payload,
+            'client_cert', client_cert, 'client_key', client_key, 'auth', auth,
             'batch_wait_ms', (CASE WHEN batch_wait IS NOT NULL
                                    THEN LEAST(GREATEST(extract(epoch FROM batch_wait) * 1000, -1e15), 1e15) END)::bigint)));
     SELECT s.* INTO created FROM webhook.subscriptions s WHERE s.id = new_id;
@@ -329,7 +345,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text) IS
+COMMENT ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb) IS
 $$Send every committed INSERT, UPDATE and/or DELETE on a table to an HTTP endpoint as a signed JSON POST.
 Returns the new subscription, including its secret (generated when NULL).
 Example: SELECT * FROM webhook.subscribe('orders_to_billing', 'orders', 'https://billing.example.com/hooks');
@@ -341,9 +357,11 @@ callback: a function f(event jsonb) run as the owner after each event is deliver
 batch_size / batch_wait: up to batch_size events per request ({"events": [{"webhook_id", "payload"}, ...]}), a partial batch of new events waiting up to batch_wait for more.
 order_key: columns whose equal values are delivered one at a time in commit order, different values in parallel; writers wait only for writers of the same key.
 group_by => 'transaction': one request per committed transaction, all its events in statement order, in numbered parts when it is over pg_webhook.max_payload_bytes.
-payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.$$;
-REVOKE ALL ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) TO webhook_admin;
+payload: a jsonb expression over NEW and OLD (e.g. jsonb_build_object('order', NEW.id)) sent as the event's record instead of the row; evaluated in the writer's transaction as the owner, and an error in it fails the write.
+client_cert / client_key: a TLS client certificate (PEM) and its key, for receivers that demand mTLS; webhook.set_client_certificate() changes them.
+auth => '{"type": "oauth2", "token_url": ..., "client_id": ..., "client_secret": ..., "scope": ...}': the worker fetches an OAuth 2.0 client credentials token and sends it as Authorization: Bearer; webhook.set_auth() changes it.$$;
+REVOKE ALL ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb), webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid, jsonb) TO webhook_admin;
 
 CREATE OR REPLACE FUNCTION webhook.rotate_secret(
     name    text,
@@ -354,6 +372,52 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT webhook._rotate_secret(name, secret,
               (CASE WHEN overlap IS NOT NULL
                     THEN LEAST(GREATEST(extract(epoch FROM overlap) * 1000, -1e15), 1e15) END)::bigint) $$;
+
+-- Receivers that demand authentication: a subscription's TLS client certificate and its OAuth
+-- 2.0 client credentials are changed with these.
+CREATE FUNCTION webhook."_set_client_certificate"(
+	"name" TEXT,
+	"client_cert" TEXT,
+	"client_key" TEXT
+) RETURNS bool
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_client_certificate_wrapper';
+CREATE FUNCTION webhook."_set_auth"(
+	"name" TEXT,
+	"auth" jsonb
+) RETURNS bool
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_auth_wrapper';
+CREATE FUNCTION webhook.set_client_certificate(
+    name        text,
+    client_cert text,   -- PEM: the client's certificate, then any intermediates; NULL: none
+    client_key  text    -- PEM: its private key (unencrypted); NULL with client_cert NULL
+) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_client_certificate(name, client_cert, client_key) $$;
+COMMENT ON FUNCTION webhook.set_client_certificate(text, text, text) IS
+$$Replace (or with two NULLs remove) the TLS client certificate and key a subscription presents to a receiver that demands mTLS.
+Checked like subscribe()'s: both PEM, and the key must be the certificate's. The next request uses them. Returns true.$$;
+CREATE FUNCTION webhook.set_auth(name text, auth jsonb) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_auth(name, auth) $$;
+COMMENT ON FUNCTION webhook.set_auth(text, jsonb) IS
+$$Replace (or with NULL remove) a subscription's OAuth 2.0 client credentials, {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}.
+Checked like subscribe()'s. The cached token is dropped: the next request fetches one with the new credentials. Returns true.$$;
+COMMENT ON FUNCTION webhook._set_client_certificate(text, text, text) IS 'Internal: implements webhook.set_client_certificate().';
+COMMENT ON FUNCTION webhook._set_auth(text, jsonb) IS 'Internal: implements webhook.set_auth().';
+REVOKE ALL ON FUNCTION
+    webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+TO webhook_admin;
 
 -- Every column of every view says what it holds (\d+ webhook.<view>); a test checks none is
 -- missing.
@@ -386,6 +450,9 @@ COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch 
 COMMENT ON COLUMN webhook.subscriptions.group_by IS 'transaction: one request per committed transaction, all its events in statement order (in numbered parts when over pg_webhook.max_payload_bytes). NULL: events are sent on their own or in batches.';
 COMMENT ON COLUMN webhook.subscriptions.order_key IS 'Columns whose values order events: events with equal values are delivered one at a time in commit order, others in parallel. NULL: no per-key order.';
 COMMENT ON COLUMN webhook.subscriptions.payload IS 'An expression over NEW and OLD whose jsonb value is sent as the event''s record (old_record is then null), evaluated at capture as the owner. NULL: the row images are sent.';
+COMMENT ON COLUMN webhook.subscriptions.client_cert IS 'TLS client certificate chain (PEM) presented to the receiver; NULL: none (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.client_key IS 'Private key of client_cert (PEM) (owner and superusers only).';
+COMMENT ON COLUMN webhook.subscriptions.auth IS 'OAuth 2.0 client credentials: {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}; others than the owner and superusers see only the type. NULL: none.';
 COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
@@ -500,6 +567,7 @@ GRANT USAGE ON SCHEMA webhook TO pg_monitor;
 GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
 -- subscription_stats calls it as the querying role, and monitoring roles read that view.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';

@@ -49,6 +49,13 @@ CREATE TABLE webhook._subscriptions (
     group_by        text,
     -- An expression over NEW / OLD whose jsonb value is sent as the event's record.
     payload         text,
+    -- Receivers that demand authentication: a TLS client certificate chain and its private key
+    -- (PEM), and OAuth 2.0 client credentials ({"type": "oauth2", "token_url", "client_id",
+    -- "client_secret", "scope"}). The key and the client secret are shown like the secret.
+    client_cert     text,
+    client_key      text,
+    auth            jsonb,
+    CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
     CONSTRAINT batch_wait_is_in_range CHECK (batch_wait BETWEEN '0' AND '1 minute'),
@@ -341,7 +348,12 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
-       s.order_key, s.group_by, s.payload
+       s.order_key, s.group_by, s.payload,
+       CASE WHEN v.manages THEN s.client_cert END AS client_cert,
+       CASE WHEN v.manages THEN s.client_key END AS client_key,
+       CASE WHEN v.manages THEN s.auth
+            WHEN s.auth IS NOT NULL
+            THEN pg_catalog.jsonb_build_object('type', s.auth -> 'type') END AS auth
   FROM webhook._subscriptions s
   JOIN webhook._visible_subscriptions v ON v.id = s.id;
 

@@ -13,6 +13,7 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
        s.ordered, s.max_in_flight, s.rate_limit, s.callback IS NOT NULL,
        o.denied,
        s.name, s.batch_size, (extract(epoch FROM s.batch_wait) * 1000)::pg_catalog.int8,
-       s.order_key IS NOT NULL, s.group_by IS NOT NULL
+       s.order_key IS NOT NULL, s.group_by IS NOT NULL,
+       s.client_cert, s.client_key, s.auth::pg_catalog.text
   FROM webhook._subscriptions s
   JOIN webhook._owner_access o ON o.id = s.id

@@ -7,6 +7,7 @@ use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 
+mod credentials;
 mod delivery;
 mod order_key;
 mod sending;
@@ -199,6 +200,7 @@ fn subscribe_with_options(
     options: Option<JsonB>,
 ) -> i32 {
     let (payload, options) = shape::take_payload(options);
+    let (options, credentials) = credentials::take(options, headers.as_ref());
     let delivery = delivery::check(ordered, max_in_flight, rate_limit, callback, options);
     check_may_subscribe();
     let name = check_name(name);
@@ -233,6 +235,7 @@ fn subscribe_with_options(
         sending: &sending,
         shape: &shape,
         delivery: &delivery,
+        credentials: &credentials,
     });
     crate::triggers::sync(id);
     crate::wake::note_config_changed();

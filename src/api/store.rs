@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_literal;
 use pgrx::PgSqlErrorCode;
 
+use super::credentials::Credentials;
 use super::delivery::{Batching, Delivery};
 use super::sending::Sending;
 use super::target::Table;
@@ -27,6 +28,7 @@ pub struct NewSubscription<'a> {
     pub sending: &'a Sending,
     pub shape: &'a Shape,
     pub delivery: &'a Delivery,
+    pub credentials: &'a Credentials,
 }
 
 /// Refuses a name a live subscription already has.
@@ -131,6 +133,9 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                             shape.payload.clone().into(),
                         ],
                     )?;
+                }
+                if !new.credentials.is_empty() {
+                    super::credentials::store(client, id, new.credentials)?;
                 }
                 Ok(id)
             }),

@@ -2,20 +2,31 @@
 //!
 //! Everything a receiver can do wrong — hang, reset, redirect, answer forever — ends as an
 //! `Attempt` value within the timeout; nothing here panics or blocks the caller's thread.
+//! A subscription's credentials (client certificate, OAuth 2.0 token) are applied here too,
+//! from caches that live with the `Sender` (see `credentials`).
+
+mod credentials;
+mod resolve;
+mod text;
 
 use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Client, Url};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, ClientBuilder, Url};
+
+pub use credentials::{interpret_token_answer, Credentials, TokenError};
+pub use text::{error_chain, storable_text};
+use text::{headers_json, transport_failure};
 
 use crate::address::{AddressPolicy, Refusal};
 use crate::retry::{parse_retry_after, AttemptKind};
 use crate::signing::{signature_header, Secret};
+use credentials::Vault;
+use resolve::PolicyResolver;
 
 /// Settings for the shared client; changing them means building a new `Sender`.
 #[derive(Debug, Clone)]
@@ -54,10 +65,9 @@ pub struct Endpoint {
     pub timeout: Duration,
     /// Keep the response headers (for a subscription's callback).
     pub keep_response_headers: bool,
+    /// Client certificate and OAuth 2.0 credentials, if the receiver demands them.
+    pub auth: Credentials,
 }
-
-/// At most this much of the response headers is kept, as JSON.
-const RESPONSE_HEADERS_LIMIT: usize = 8 * 1024;
 
 /// One event ready to send: its `webhook-id`, the exact body bytes and their media type.
 #[derive(Debug, Clone)]
@@ -107,38 +117,51 @@ pub struct Sender {
     client: Client,
     policy: Arc<AddressPolicy>,
     excerpt_limit: usize,
+    /// Per-subscription clients (with a client certificate) and tokens, shared by the clones.
+    vault: Arc<Vault>,
+}
+
+/// A client builder with every setting a `Sender`'s clients share.
+fn builder(
+    settings: &SenderSettings,
+    policy: &Arc<AddressPolicy>,
+) -> Result<ClientBuilder, BuildError> {
+    let mut builder = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy would connect on our behalf and bypass the address policy.
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(settings.max_idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .connect_timeout(settings.connect_timeout)
+        .user_agent(settings.user_agent.clone())
+        .dns_resolver(Arc::new(PolicyResolver {
+            policy: policy.clone(),
+        }));
+    if let Some(pem) = &settings.extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(BuildError("CA bundle holds no certificate".into()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 impl Sender {
     pub fn new(settings: &SenderSettings) -> Result<Sender, BuildError> {
         let policy = Arc::new(settings.policy.clone());
-        let mut builder = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would connect on our behalf and bypass the address policy.
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(settings.max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .connect_timeout(settings.connect_timeout)
-            .user_agent(settings.user_agent.clone())
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: policy.clone(),
-            }));
-        if let Some(pem) = &settings.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(BuildError("CA bundle holds no certificate".into()));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let client = builder.build().map_err(|e| BuildError(error_chain(&e)))?;
+        let client = builder(settings, &policy)?
+            .build()
+            .map_err(|e| BuildError(error_chain(&e)))?;
         Ok(Sender {
             client,
-            policy,
             excerpt_limit: settings.response_excerpt_bytes,
+            vault: Arc::new(Vault::new(settings.clone(), policy.clone())),
+            policy,
         })
     }
 
@@ -166,40 +189,64 @@ impl Sender {
                 AttemptKind::Refused,
             );
         }
-        let timestamp = started_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let secrets: Vec<&Secret> = endpoint.secrets.iter().collect();
-        let signature = signature_header(&secrets, &message.id, timestamp, &message.body);
-        let request = self
-            .client
-            .post(endpoint.url.clone())
-            .headers(endpoint.headers.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static(message.content_type))
-            .header("webhook-id", message.id.as_str())
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .timeout(endpoint.timeout)
-            .body(message.body.clone());
-        // The client timeout covers connect, headers and body; the outer one is a backstop.
-        let exchange = self.exchange(request, endpoint.keep_response_headers);
-        let backstop = endpoint.timeout + Duration::from_secs(1);
-        match tokio::time::timeout(backstop, exchange).await {
-            Err(_) => finish(
-                None,
-                None,
-                None,
-                Some(format!(
-                    "timed out after {} ms",
-                    endpoint.timeout.as_millis()
-                )),
-                AttemptKind::TransportError,
-            ),
-            Ok(Err(e)) => {
-                let (text, kind) = transport_failure(e, endpoint.timeout);
-                finish(None, None, None, Some(text), kind)
+        let client = match self.vault.client(&self.client, &endpoint.auth) {
+            Ok(client) => client,
+            Err(e) => return finish(None, None, None, Some(e), AttemptKind::TransportError),
+        };
+        let mut bearer = None;
+        if endpoint.auth.oauth2.is_some() {
+            match self
+                .vault
+                .token(&client, &endpoint.auth, endpoint.timeout, None)
+                .await
+            {
+                Ok(token) => bearer = Some(token),
+                // Retried like an unreachable receiver; the event stays queued.
+                Err(e) => return finish(None, None, None, Some(e.text), e.kind),
             }
-            Ok(Ok((status, retry_after, headers, excerpt, body_error))) => {
+        }
+        let mut answer = self
+            .post(&client, endpoint, message, started_at, bearer.as_ref())
+            .await;
+        if let (Some(used), Answer::Status { status: 401, .. }) = (&bearer, &answer) {
+            // The token may have been revoked before it expired: one new token, one new try.
+            match self
+                .vault
+                .token(&client, &endpoint.auth, endpoint.timeout, Some(used))
+                .await
+            {
+                Ok(token) => {
+                    // Signed anew: the token request took time, and receivers check the clock.
+                    answer = self
+                        .post(&client, endpoint, message, SystemTime::now(), Some(&token))
+                        .await
+                }
+                Err(e) => {
+                    return finish(
+                        Some(401),
+                        None,
+                        None,
+                        Some(format!(
+                            "the receiver answered 401 to the oauth2 token, and a new one could not be had: {}",
+                            e.text
+                        )),
+                        AttemptKind::Status {
+                            code: 401,
+                            retry_after: None,
+                        },
+                    )
+                }
+            }
+        }
+        match answer {
+            Answer::Failed(text, kind) => finish(None, None, None, Some(text), kind),
+            Answer::Status {
+                status,
+                retry_after,
+                headers,
+                excerpt,
+                body_error,
+            } => {
                 let excerpt = (!excerpt.is_empty())
                     .then(|| storable_text(String::from_utf8_lossy(&excerpt).into_owned()));
                 // The status line decides the outcome; a broken body is only noted.
@@ -215,6 +262,54 @@ impl Sender {
                     },
                 )
             }
+        }
+    }
+
+    /// One signed POST of `message` through `client`, with the bearer token if there is one.
+    async fn post(
+        &self,
+        client: &Client,
+        endpoint: &Endpoint,
+        message: &Message,
+        started_at: SystemTime,
+        bearer: Option<&HeaderValue>,
+    ) -> Answer {
+        let timestamp = started_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let secrets: Vec<&Secret> = endpoint.secrets.iter().collect();
+        let signature = signature_header(&secrets, &message.id, timestamp, &message.body);
+        let mut request = client
+            .post(endpoint.url.clone())
+            .headers(endpoint.headers.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static(message.content_type))
+            .header("webhook-id", message.id.as_str())
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .timeout(endpoint.timeout)
+            .body(message.body.clone());
+        if let Some(token) = bearer {
+            request = request.header(AUTHORIZATION, token.clone());
+        }
+        // The client timeout covers connect, headers and body; the outer one is a backstop.
+        let exchange = self.exchange(request, endpoint.keep_response_headers);
+        let backstop = endpoint.timeout + Duration::from_secs(1);
+        match tokio::time::timeout(backstop, exchange).await {
+            Err(_) => Answer::Failed(
+                format!("timed out after {} ms", endpoint.timeout.as_millis()),
+                AttemptKind::TransportError,
+            ),
+            Ok(Err(e)) => {
+                let (text, kind) = transport_failure(e, endpoint.timeout);
+                Answer::Failed(text, kind)
+            }
+            Ok(Ok((status, retry_after, headers, excerpt, body_error))) => Answer::Status {
+                status,
+                retry_after,
+                headers,
+                excerpt,
+                body_error,
+            },
         }
     }
 
@@ -253,35 +348,30 @@ impl Sender {
     }
 
     fn check_literal(&self, url: &Url) -> Result<(), Refusal> {
-        let host = url.host_str().unwrap_or_default();
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        match literal.parse::<IpAddr>() {
-            Ok(addr) => self.policy.check(host, addr),
-            Err(_) => Ok(()),
-        }
+        check_literal(&self.policy, url)
     }
 }
 
-/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
-fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
-    // The URL may carry a token in its path or query: errors are shown to every reader of the
-    // table, the URL only to the subscription's owner.
-    let e = e.without_url();
-    let kind = if find_refusal(&e).is_some() {
-        AttemptKind::Refused
-    } else {
-        AttemptKind::TransportError
-    };
-    let text = if e.is_timeout() {
-        format!(
-            "timed out after {} ms: {}",
-            timeout.as_millis(),
-            error_chain(&e)
-        )
-    } else {
-        error_chain(&e)
-    };
-    (text, kind)
+/// IP literals bypass the resolver, so they are checked against the policy before connecting.
+pub fn check_literal(policy: &AddressPolicy, url: &Url) -> Result<(), Refusal> {
+    let host = url.host_str().unwrap_or_default();
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<IpAddr>() {
+        Ok(addr) => policy.check(host, addr),
+        Err(_) => Ok(()),
+    }
+}
+
+/// What one POST came to: an answer, or why there was none.
+enum Answer {
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        headers: Option<String>,
+        excerpt: Vec<u8>,
+        body_error: Option<String>,
+    },
+    Failed(String, AttemptKind),
 }
 
 /// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.
@@ -292,100 +382,3 @@ type Exchanged = (
     Vec<u8>,
     Option<String>,
 );
-
-/// Response headers as a JSON object, stopping before `RESPONSE_HEADERS_LIMIT` bytes: a
-/// receiver must not be able to make the worker store megabytes per event.
-fn headers_json(headers: &HeaderMap) -> String {
-    let mut object = serde_json::Map::new();
-    let mut size = 2;
-    for (name, value) in headers {
-        let value = storable_text(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        let grows = name.as_str().len() + value.len() + 8;
-        if size + grows > RESPONSE_HEADERS_LIMIT {
-            break;
-        }
-        size += grows;
-        match object.get_mut(name.as_str()) {
-            Some(serde_json::Value::String(seen)) => {
-                seen.push_str(", ");
-                seen.push_str(&value);
-            }
-            _ => {
-                object.insert(name.as_str().to_string(), value.into());
-            }
-        }
-    }
-    serde_json::Value::Object(object).to_string()
-}
-
-/// The resolver every connection goes through: only addresses the policy allows come back,
-/// so the client cannot connect anywhere else.
-struct PolicyResolver {
-    policy: Arc<AddressPolicy>,
-}
-
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| format!("could not resolve {host}: {e}"))?
-                .collect();
-            let mut refusal = None;
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| match policy.check(&host, a.ip()) {
-                    Ok(()) => true,
-                    Err(r) => {
-                        refusal.get_or_insert(r);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                return Err(match refusal {
-                    Some(r) => Box::new(r) as Box<dyn StdError + Send + Sync>,
-                    None => format!("could not resolve {host}: no addresses").into(),
-                });
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
-    }
-}
-
-fn find_refusal<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Refusal> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(r) = err.downcast_ref::<Refusal>() {
-            return Some(r);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// Text that PostgreSQL can store: `text` and `jsonb` refuse the NUL character, and a receiver
-/// must not be able to make the statement that records every outcome fail by sending one.
-pub fn storable_text(text: String) -> String {
-    if text.contains('\0') {
-        text.replace('\0', "\u{fffd}")
-    } else {
-        text
-    }
-}
-
-/// reqwest's top-level message is generic ("error sending request"); the cause is below it.
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    storable_text(parts.join(": "))
-}

@@ -3,6 +3,7 @@
 //! everything here is tested with plain `cargo test -p pg_webhook_core`.
 
 pub mod address;
+pub mod auth;
 pub mod batch;
 pub mod endpoint;
 pub mod headers;

@@ -1,13 +1,15 @@
 //! Subscriptions as the worker uses them: parsed once per load into ready-to-send endpoints, so
 //! each delivery only clones an `Arc`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pg_webhook_core::auth::{parse_auth, ClientIdentity};
 use pg_webhook_core::endpoint::parse_url;
 use pg_webhook_core::headers::parse_headers;
-use pg_webhook_core::http::Endpoint;
+use pg_webhook_core::http::{Credentials, Endpoint};
 use pg_webhook_core::limits::LimitSpec;
 use pg_webhook_core::payload::Format;
 use pg_webhook_core::retry::RetryPolicy;
@@ -114,6 +116,7 @@ pub(crate) fn parse(
         Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
         _ => default_timeout,
     };
+    let auth = credentials(row)?;
     let policy = RetryPolicy::new(
         row.retry_schedule_ms.as_deref(),
         Some(row.max_attempts as i64),
@@ -126,7 +129,53 @@ pub(crate) fn parse(
             headers,
             timeout,
             keep_response_headers: row.has_callback,
+            auth,
         }),
         Arc::new(policy),
     ))
+}
+
+/// The client certificate and OAuth 2.0 credentials a subscription's receiver demands.
+fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
+    let identity = match (&row.client_cert, &row.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(identity(row.id, cert, key)?),
+        _ => return Err("client_cert and client_key must be set together".into()),
+    };
+    let oauth2 = match &row.auth {
+        None => None,
+        Some(text) => {
+            let json: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| format!("auth: {e}"))?;
+            Some(parse_auth(&json).map_err(|e| e.0)?)
+        }
+    };
+    Ok(Credentials {
+        subscription: row.id,
+        identity,
+        oauth2,
+    })
+}
+
+thread_local! {
+    /// Identities parsed at earlier loads, by subscription: the worker reloads its subscriptions
+    /// every second, and checking a key against its certificate costs about 0.1 ms.
+    static IDENTITIES: RefCell<HashMap<i32, (String, String, ClientIdentity)>> =
+        RefCell::new(HashMap::new());
+}
+
+fn identity(id: i32, cert: &str, key: &str) -> Result<ClientIdentity, String> {
+    let known = IDENTITIES.with_borrow(|seen| {
+        seen.get(&id)
+            .filter(|(c, k, _)| c == cert && k == key)
+            .map(|(_, _, identity)| identity.clone())
+    });
+    if let Some(identity) = known {
+        return Ok(identity);
+    }
+    let identity = ClientIdentity::parse(cert, key).map_err(|e| e.0)?;
+    IDENTITIES.with_borrow_mut(|seen| {
+        seen.insert(id, (cert.to_string(), key.to_string(), identity.clone()))
+    });
+    Ok(identity)
 }

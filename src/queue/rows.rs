@@ -61,6 +61,11 @@ pub struct SubscriptionRow {
     pub keyed: bool,
     /// Sent a transaction per request (`group_by`).
     pub grouped: bool,
+    /// The TLS client certificate chain and its key (PEM), if the receiver demands one.
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// OAuth 2.0 client credentials (the `auth` object, as JSON text).
+    pub auth: Option<String>,
 }
 
 pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
@@ -91,6 +96,9 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
             batch_wait_ms: row.get(20)?.unwrap_or(0),
             keyed: row.get(21)?.unwrap_or(false),
             grouped: row.get(22)?.unwrap_or(false),
+            client_cert: row.get(23)?,
+            client_key: row.get(24)?,
+            auth: row.get(25)?,
         });
     }
     Ok(out)

@@ -22,6 +22,7 @@ fn raw_client_rate(url: &str, n: u64, concurrency: usize, body: Bytes) -> f64 {
         headers: HeaderMap::new(),
         timeout: Duration::from_secs(15),
         keep_response_headers: false,
+        auth: Default::default(),
     });
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));

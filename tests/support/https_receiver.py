@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""HTTPS receiver for the TLS fault test: answers 204 and logs "<webhook-id> <record id>" per
-request. Arguments: port cert key logfile."""
+"""HTTPS receiver for the TLS tests: answers 204 and logs "<webhook-id> <record id>" per
+request. Arguments: port cert key logfile [client-ca]; with client-ca, only clients presenting a
+certificate that CA signed get through the handshake (mTLS)."""
 import http.server, json, ssl, sys
 
 port, cert, key, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+client_ca = sys.argv[5] if len(sys.argv) > 5 else None
 
 class Receiver(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -23,5 +25,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
+if client_ca:
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(client_ca)
 server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()

@@ -1,0 +1,83 @@
+//! What is kept of answers and errors: bounded, storable text that never names the URL.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use super::resolve::find_refusal;
+use crate::retry::AttemptKind;
+
+/// At most this much of the response headers is kept, as JSON.
+const RESPONSE_HEADERS_LIMIT: usize = 8 * 1024;
+
+/// Response headers as a JSON object, stopping before `RESPONSE_HEADERS_LIMIT` bytes: a
+/// receiver must not be able to make the worker store megabytes per event.
+pub(super) fn headers_json(headers: &HeaderMap) -> String {
+    let mut object = serde_json::Map::new();
+    let mut size = 2;
+    for (name, value) in headers {
+        let value = storable_text(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let grows = name.as_str().len() + value.len() + 8;
+        if size + grows > RESPONSE_HEADERS_LIMIT {
+            break;
+        }
+        size += grows;
+        match object.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(seen)) => {
+                seen.push_str(", ");
+                seen.push_str(&value);
+            }
+            _ => {
+                object.insert(name.as_str().to_string(), value.into());
+            }
+        }
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// Text that PostgreSQL can store: `text` and `jsonb` refuse the NUL character, and a receiver
+/// must not be able to make the statement that records every outcome fail by sending one.
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the cause is below it.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    storable_text(parts.join(": "))
+}
+
+/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
+pub(super) fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
+    // The URL may carry a token in its path or query: errors are shown to every reader of the
+    // table, the URL only to the subscription's owner.
+    let e = e.without_url();
+    let kind = if find_refusal(&e).is_some() {
+        AttemptKind::Refused
+    } else {
+        AttemptKind::TransportError
+    };
+    let text = if e.is_timeout() {
+        format!(
+            "timed out after {} ms: {}",
+            timeout.as_millis(),
+            error_chain(&e)
+        )
+    } else {
+        error_chain(&e)
+    };
+    (text, kind)
+}

@@ -1,0 +1,343 @@
+//! Receivers that demand a TLS client certificate (mTLS), against real clusters: a loopback
+//! HTTPS receiver that lets only certificates of its client CA through the handshake.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use postgres::Client;
+use support::cluster::{free_port, path_str, wait_until, Cluster};
+use support::{count, error_of, exec, subscribe, text, WAIT};
+
+const CLIENT_CERT: &str = include_str!("../src/core/testdata/client_ec.pem");
+const CLIENT_KEY: &str = include_str!("../src/core/testdata/client_ec.key");
+const OTHER_KEY: &str = include_str!("../src/core/testdata/other_ec.key");
+
+/// Certificates made with the openssl command for one test: a server CA and its leaf for
+/// 127.0.0.1, a client CA with one client, and a self-signed client nobody trusts.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("pg_webhook_{name}_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the certificates");
+        let pki = Pki { dir };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        pki.sh(&format!(
+            "openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-server-ca"
+        ));
+        pki.sh(&format!(
+            "openssl req {ec} -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1"
+        ));
+        pki.sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext && \
+                openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext");
+        pki.sh(&format!("openssl req -x509 {ec} -keyout client-ca.key -out client-ca.pem -days 2 -subj /CN=test-client-ca"));
+        pki.sh(&format!(
+            "openssl req {ec} -keyout client.key -out client.csr -subj /CN=pg_webhook"
+        ));
+        pki.sh("printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext && \
+                openssl x509 -req -in client.csr -CA client-ca.pem -CAkey client-ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext");
+        pki.sh("chmod 644 *.pem *.key && chmod 755 .");
+        pki
+    }
+
+    fn sh(&self, script: &str) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{script} 2>&1"))
+            .current_dir(&self.dir)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path(file)).expect("a certificate file")
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The Python HTTPS receiver, demanding a certificate of the client CA; it logs
+/// "<webhook-id> <record id>" per request it answers.
+struct MtlsReceiver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl MtlsReceiver {
+    fn start(pki: &Pki) -> MtlsReceiver {
+        let port = free_port();
+        let log = pki.path("received.log");
+        let script = pki.path("https_receiver.py");
+        std::fs::write(&script, include_str!("support/https_receiver.py")).expect("script");
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(pki.path("leaf.pem"))
+            .arg(pki.path("leaf.key"))
+            .arg(&log)
+            .arg(pki.path("client-ca.pem"))
+            .spawn()
+            .expect("python3 for the HTTPS receiver");
+        wait_until(WAIT, "the HTTPS receiver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        MtlsReceiver { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The webhook-ids it answered.
+    fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(id, _)| id.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for MtlsReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_trusting(ca: &Path) -> Cluster {
+    Cluster::start(&[&format!("pg_webhook.ca_bundle = '{}'", path_str(ca))])
+}
+
+fn delivered(db: &mut Client, subscription: i32) -> i64 {
+    count(
+        db,
+        &format!(
+            "SELECT count(*) FROM webhook.events WHERE subscription_id = {subscription} AND status = 'delivered'"
+        ),
+    )
+}
+
+fn uid(db: &mut Client, subscription: i32) -> String {
+    text(
+        db,
+        &format!("SELECT uid FROM webhook.subscriptions WHERE id = {subscription}"),
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+fn a_receiver_that_demands_a_client_certificate_takes_the_right_one_only() {
+    let pki = Pki::new("mtls");
+    let rx = MtlsReceiver::start(&pki);
+    let pg = cluster_trusting(&pki.path("ca.pem"));
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let retry = ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 100";
+    let quote = |s: &str| s.replace('\'', "''");
+    let (right, _) = subscribe(
+        &mut db,
+        "right",
+        "t",
+        &rx.url(),
+        &format!(
+            ", client_cert => '{}', client_key => '{}'{retry}",
+            quote(&pki.read("client.pem")),
+            quote(&pki.read("client.key"))
+        ),
+    );
+    let (none, _) = subscribe(&mut db, "none", "t", &rx.url(), retry);
+    // A valid pair, but its certificate is not from the receiver's client CA.
+    let (wrong, _) = subscribe(
+        &mut db,
+        "wrong",
+        "t",
+        &rx.url(),
+        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'{retry}"),
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1), (2), (3)");
+    wait_until(WAIT, "the right certificate's events to arrive", || {
+        delivered(&mut db, right) == 3
+    });
+    for sub in [none, wrong] {
+        wait_until(WAIT, "refused attempts to be recorded", || {
+            count(
+                &mut db,
+                &format!(
+                    "SELECT count(*) FROM webhook.attempts WHERE subscription_id = {sub} AND outcome = 'retry' AND error IS NOT NULL"
+                ),
+            ) >= 3
+        });
+    }
+    let right_uid = uid(&mut db, right);
+    let received = rx.received();
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert!(received
+        .iter()
+        .all(|id| id.starts_with(&format!("msg_{right_uid}_"))));
+    assert_eq!(
+        count(
+            &mut db,
+            &format!(
+                "SELECT count(*) FROM webhook.events WHERE subscription_id IN ({none}, {wrong}) AND status = 'pending'"
+            )
+        ),
+        6,
+        "the refused events stay queued"
+    );
+
+    // The right certificate, given later, is used from the next attempt on.
+    let changed: bool = db
+        .query_one(
+            "SELECT webhook.set_client_certificate('wrong', $1, $2)",
+            &[&pki.read("client.pem"), &pki.read("client.key")],
+        )
+        .unwrap()
+        .get(0);
+    assert!(changed);
+    wait_until(
+        WAIT,
+        "the events with the new certificate to arrive",
+        || delivered(&mut db, wrong) == 3,
+    );
+    assert_eq!(rx.received().len(), 6);
+    assert_eq!(delivered(&mut db, none), 0);
+}
+
+/// Subscribes table `t` as `c`, presenting the core tests' certificate (no receiver listens).
+fn subscribe_with_test_certificate(db: &mut Client) {
+    subscribe(
+        db,
+        "c",
+        "t",
+        "http://127.0.0.1:9/hook",
+        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'"),
+    );
+}
+
+/// The subscriptions' certificates, keys and events: what a refused call must leave as it was.
+fn state(db: &mut Client) -> String {
+    text(
+        db,
+        "SELECT count(*) || ' ' || coalesce(string_agg(coalesce(md5(client_cert), '-') || '/' || coalesce(md5(client_key), '-'), ',' ORDER BY id), '')
+           || ' ' || (SELECT count(*) FROM webhook.events) FROM webhook._subscriptions",
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+fn bad_client_certificates_are_refused_and_change_nothing() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe_with_test_certificate(&mut db);
+    let before = state(&mut db);
+    let cases = [
+        (
+            "not a certificate".to_string(),
+            CLIENT_KEY.to_string(),
+            "client_cert holds no PEM certificate: give the client's certificate (-----BEGIN CERTIFICATE-----), then any intermediates",
+        ),
+        (
+            CLIENT_CERT.to_string(),
+            CLIENT_CERT.to_string(),
+            "client_key holds no PEM private key: give an unencrypted key (-----BEGIN PRIVATE KEY-----, BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)",
+        ),
+        (
+            CLIENT_CERT.replace("-----END CERTIFICATE-----", ""),
+            CLIENT_KEY.to_string(),
+            "client_cert is not valid PEM: a section has no END line",
+        ),
+        (
+            CLIENT_CERT.to_string(),
+            OTHER_KEY.to_string(),
+            "client_key does not match client_cert: give the private key of the first certificate in client_cert",
+        ),
+    ];
+    for (cert, key, expected) in &cases {
+        let e = error_of(
+            &mut db,
+            &format!("SELECT webhook.subscribe('n', 't', 'http://127.0.0.1:9/', client_cert => '{cert}', client_key => '{key}')"),
+        );
+        assert_eq!(&e, expected);
+        let e = error_of(
+            &mut db,
+            &format!("SELECT webhook.set_client_certificate('c', '{cert}', '{key}')"),
+        );
+        assert_eq!(&e, expected);
+        assert_eq!(state(&mut db), before);
+    }
+    let e = error_of(
+        &mut db,
+        &format!("SELECT webhook.subscribe('n', 't', 'http://127.0.0.1:9/', client_cert => '{CLIENT_CERT}')"),
+    );
+    assert_eq!(
+        e,
+        "client_cert is given without client_key: give the certificate's private key too"
+    );
+    let e = error_of(
+        &mut db,
+        &format!("SELECT webhook.set_client_certificate('c', NULL, '{CLIENT_KEY}')"),
+    );
+    assert_eq!(
+        e,
+        "client_key is given without client_cert: give the key's certificate too"
+    );
+    assert_eq!(state(&mut db), before);
+    // Two NULLs remove them.
+    exec(
+        &mut db,
+        "SELECT webhook.set_client_certificate('c', NULL, NULL)",
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT coalesce(client_cert, client_key, 'none') FROM webhook.subscriptions"
+        )
+        .as_deref(),
+        Some("none")
+    );
+}
+
+#[test]
+fn the_client_key_is_shown_to_the_owner_only() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader; GRANT SELECT ON t TO reader",
+    );
+    subscribe_with_test_certificate(&mut db);
+    assert_eq!(
+        text(&mut db, "SELECT client_key FROM webhook.subscriptions").as_deref(),
+        Some(CLIENT_KEY)
+    );
+    let mut reader = pg.connect_as("postgres", "reader");
+    assert_eq!(
+        text(
+            &mut reader,
+            "SELECT coalesce(client_cert, client_key, 'hidden') FROM webhook.subscriptions"
+        )
+        .as_deref(),
+        Some("hidden")
+    );
+}
