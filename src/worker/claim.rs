@@ -111,6 +111,10 @@ impl Worker {
                 return;
             }
         };
+        if !claimed.start.is_empty() || !claimed.parts.is_empty() {
+            // Nothing goes out before the synchronous standbys have it (see replicated.rs).
+            super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
+        }
         self.apply(claimed, reloaded, want, check_scheduled, now);
     }
 
