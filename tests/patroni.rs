@@ -108,6 +108,20 @@ fn freeze(db: &mut Client) -> Vec<i32> {
     pids
 }
 
+/// Stops (SIGSTOP) the walsender of the leader `db` is on: nothing more reaches the replica.
+fn freeze_walsender(db: &mut Client) -> i32 {
+    let rows = db
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("finding the walsender: {e}"));
+    assert_eq!(rows.len(), 1, "one walsender, to the replica");
+    let pid = rows[0].get(0);
+    signal(pid, libc::SIGSTOP);
+    pid
+}
+
 /// Rows `rows` in ten transactions.
 fn insert_backlog(db: &mut Client, rows: std::ops::RangeInclusive<i64>) {
     let (first, last) = (*rows.start(), *rows.end());
@@ -297,18 +311,8 @@ fn the_old_leader_rejoins_through_pg_rewind_and_sends_nothing_as_a_replica() {
     wait_all_delivered(&s.log, &committed(&mut s.db));
     s.ha.wait_replayed(&mut s.db, 1);
     let mut frozen = freeze(&mut s.db);
-    let walsenders: Vec<i32> =
-        s.db.query(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'",
-            &[],
-        )
-        .unwrap_or_else(|e| panic!("finding the walsender: {e}"))
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(walsenders.len(), 1, "one walsender, to node2");
-    signal(walsenders[0], libc::SIGSTOP);
-    frozen.extend(walsenders);
+    let walsender = freeze_walsender(&mut s.db);
+    frozen.push(walsender);
     // Committed and acknowledged on the leader only.
     insert_backlog(&mut s.db, 101..=150);
     assert_eq!(
@@ -533,4 +537,61 @@ fn with_synchronous_mode_an_acknowledged_commit_survives_a_leader_kill() {
         acked.len(),
         s.log.lock().unwrap().len()
     );
+}
+
+/// Synchronous mode, and a commit cut loose from its wait for the standby: the leader's walsender
+/// is frozen, so a writer's commit waits; cancelling that wait leaves the row committed on the
+/// leader only, visible there, and lost at the failover that follows. Its event must not go out
+/// before the standby has it: the worker claims it and waits, and dies with the postmaster
+/// without sending it. (Sending it at once told the receiver of a change the cluster never
+/// had: with_synchronous_mode_an_acknowledged_commit_survives_a_leader_kill met it when the
+/// postmaster's death cut the waits short.)
+#[test]
+fn a_commit_cut_loose_from_its_synchronous_wait_is_not_sent_before_the_standby_has_it() {
+    let mut s = setup(true, Duration::ZERO);
+    let walsender = freeze_walsender(&mut s.db);
+    let node = &s.ha.nodes[0];
+    let mut writer = node.connect();
+    let insert = thread::spawn(move || {
+        writer.batch_execute("INSERT INTO t VALUES (7, 'on the leader only')")
+    });
+    let mut waiting = 0;
+    wait_until(LONG_WAIT, "the writer to wait for the standby", || {
+        waiting =
+            s.db.query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("finding the waiting writer: {e}"))
+            .map_or(0, |r| r.get(0));
+        waiting != 0
+    });
+    exec(&mut s.db, &format!("SELECT pg_cancel_backend({waiting})"));
+    // The commit stands (with a WARNING): the row is on the leader, not on the standby.
+    insert
+        .join()
+        .expect("the writer panicked")
+        .unwrap_or_else(|e| panic!("the cancelled commit: {e}"));
+    assert_eq!(count(&mut s.db, "SELECT count(*) FROM t WHERE id = 7"), 1);
+    wait_until(LONG_WAIT, "the worker to hold or send row 7", || {
+        by_row(&s.log).contains_key(&7)
+            || count(
+                &mut s.db,
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_webhook'
+                   AND query = 'waiting for the synchronous standbys'",
+            ) == 1
+    });
+    assert!(
+        !by_row(&s.log).contains_key(&7),
+        "row 7 was sent before the standby had it"
+    );
+    signal(node.postmaster_pid(), libc::SIGKILL);
+    signal(walsender, libc::SIGKILL);
+    assert_eq!(s.ha.wait_leader(Some(0)), 1, "the standby was promoted");
+    let mut db = s.ha.nodes[1].connect();
+    exec(&mut db, "INSERT INTO t VALUES (8, 'after the failover')");
+    let rows = committed(&mut db);
+    assert_eq!(rows, BTreeSet::from([WARM_UP, 8]), "row 7 was lost");
+    // Row 7 never arrives (nothing not in the table may), row 8 does.
+    wait_all_delivered(&s.log, &rows);
 }
