@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use support::cluster::wait_until;
+use support::cluster::{wait_until, Cluster};
 use support::patroni::senders::{by_row, receiver, Delivery};
 use support::patroni::{signal, webhook_pids, Ha, HA_WAIT};
 use support::receiver::Receiver;
@@ -594,4 +594,27 @@ fn a_commit_cut_loose_from_its_synchronous_wait_is_not_sent_before_the_standby_h
     assert_eq!(rows, BTreeSet::from([WARM_UP, 8]), "row 7 was lost");
     // Row 7 never arrives (nothing not in the table may), row 8 does.
     wait_all_delivered(&s.log, &rows);
+}
+
+/// The wait for synchronous standbys follows what commits do: with `synchronous_commit = local`
+/// as configured, writers do not wait for the standby `synchronous_standby_names` names (here
+/// one that never connects), and neither does delivery.
+#[test]
+fn delivery_waits_for_no_standby_that_commits_do_not_wait_for() {
+    let pg = Cluster::start(&[
+        "synchronous_standby_names = 'never_connects'",
+        "synchronous_commit = local",
+    ]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id bigint PRIMARY KEY, note text)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, 'local commit' FROM generate_series(1, 20) g",
+    );
+    rx.wait_for(20, LONG_WAIT);
+    let mut ids = rx.accepted_ids();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
 }
