@@ -1,6 +1,6 @@
 //! pg_webhook under Patroni and etcd, with the real Debian packages (`patroni`, `etcd-server`;
 //! `.ci/setup` installs them): a two-node cluster on loopback per test, pg_webhook and its
-//! settings in Patroni's bootstrap DCS configuration (tests/support/patroni.rs).
+//! settings in Patroni's bootstrap DCS configuration (tests/support/patroni/).
 //!
 //! The receiver finds out which node sent each request (the process holding the other end of
 //! its connection), so "sent by the new leader" and "nothing from the replica" are checked per
@@ -241,11 +241,11 @@ fn assert_replica_sends_nothing(
     );
 }
 
-/// Async replication: the backlog is queued while the leader's pg_webhook processes are frozen
-/// (so the old leader never sends it), the test waits until the replica has replayed it (an
-/// unreplicated tail could be lost with async replication: test 5 covers that with
-/// synchronous mode), then SIGKILLs the postmaster. Patroni promotes the replica, whose workers
-/// send the whole backlog and record it.
+/// Asynchronous replication: the backlog is queued while the leader's pg_webhook processes are
+/// frozen (so the old leader never sends it), and the test waits until the replica's replay
+/// LSN has reached the leader's (an unreplicated tail would be lost, rows and events together:
+/// the rewind test shows it; synchronous mode prevents it), then SIGKILLs the postmaster.
+/// Patroni promotes the replica, whose workers send the whole backlog and record it.
 #[test]
 fn a_killed_leaders_backlog_is_delivered_by_the_promoted_replica() {
     let mut s = setup(false, Duration::ZERO);
@@ -293,6 +293,8 @@ fn a_killed_leaders_backlog_is_delivered_by_the_promoted_replica() {
     }
 }
 
+/// The leader's pg_webhook processes frozen, so nothing can come from it, and a backlog the
+/// replica has replayed: the replica sends none of it (see assert_replica_sends_nothing).
 #[test]
 fn a_replica_sends_nothing_while_it_is_one() {
     let mut s = setup(false, Duration::ZERO);
@@ -345,7 +347,6 @@ fn the_old_leader_rejoins_through_pg_rewind_and_sends_nothing_as_a_replica() {
     );
     wait_all_delivered(&s.log, &rows);
     assert_replica_sends_nothing(&s.ha, &s.log, &mut db, 1, (1001, 1200));
-    // The rewound node has the new leader's history: no tail there either.
     let since_killed = s
         .log
         .lock()
@@ -357,6 +358,7 @@ fn the_old_leader_rejoins_through_pg_rewind_and_sends_nothing_as_a_replica() {
         since_killed, 0,
         "requests from the old leader after it was killed"
     );
+    // The rewound node has the new leader's history: no tail there either.
     let mut on_old = s.ha.nodes[0].connect();
     assert_eq!(
         count(
@@ -516,9 +518,12 @@ fn a_switchover_under_writers_loses_nothing_and_repeats_only_requests_in_flight(
     assert!(from(0) > 0 && from(1) > 0, "both leaders delivered");
 }
 
-/// Patroni's synchronous_mode: the leader's postmaster is SIGKILLed while a writer commits,
+/// Patroni's synchronous_mode: the leader's postmaster is SIGKILLed while two writers commit,
 /// without waiting for anything to replay; every acknowledged commit is on the promoted
-/// synchronous standby, and arrives.
+/// synchronous standby and arrives, and nothing arrives that is not there. (Before
+/// replicated.rs, the old leader sometimes sent a commit whose wait for the standby the
+/// postmaster's death had cut short: a row the new leader does not have.) The old leader,
+/// whose workers were running, rejoins.
 #[test]
 fn with_synchronous_mode_an_acknowledged_commit_survives_a_leader_kill() {
     let s = setup(true, Duration::ZERO);
@@ -531,6 +536,9 @@ fn with_synchronous_mode_an_acknowledged_commit_survives_a_leader_kill() {
         "the synchronous standby was promoted"
     );
     let (acked, rows) = settle(&s, writers, 100);
+    // Its pg_webhook processes left with the postmaster (else its shared memory would still be
+    // in use and postgres could not start again): the old leader comes back as a replica.
+    s.ha.wait_replica_streaming(1, 0, false);
     println!(
         "synchronous failover: {} committed, {} acknowledged, {} requests",
         rows.len(),
