@@ -303,21 +303,25 @@ pub fn webhook_pids(db: &mut Client) -> Vec<i32> {
 
 impl Drop for Ha {
     fn drop(&mut self) {
-        // Everything but the sudo wrappers we started, at once (Patroni would restart what dies
-        // before it), a few times over for what was being spawned meanwhile; each wrapper then
-        // exits with its daemon and reaps it.
-        let ours: Vec<i32> = self
+        // Everything but the sudo wrappers we started (as root), at once (Patroni would restart
+        // what dies before it), a few times over for what was being spawned meanwhile; each
+        // wrapper then exits with its daemon and reaps it.
+        let wrappers: Vec<i32> = self
             .nodes
             .iter()
             .map(|n| &n.child)
             .chain(std::iter::once(&self.etcd))
             .map(|c| c.id() as i32)
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "sudo")
+            })
             .collect();
         for _ in 0..20 {
             let pids: Vec<i32> = processes_under(&self.dir)
                 .into_iter()
                 .map(|(pid, _)| pid)
-                .filter(|pid| !ours.contains(pid))
+                .filter(|pid| !wrappers.contains(pid))
                 .collect();
             if pids.is_empty() {
                 break;
