@@ -688,6 +688,7 @@ fn tls_unknown_ca_then_ca_bundle() {
             headers: vec![("webhook-id".into(), id.to_string())],
             body: format!("{{\"record\":{{\"id\":{row}}}}}").into_bytes(),
             at: Instant::now(),
+            peer: None,
         })
         .collect();
     let _ = child.kill();

@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 mod access;
+mod others;
 
 use super::dispatch::Dispatcher;
 use super::plan::Plan;
@@ -158,6 +159,10 @@ impl Worker {
                 return;
             }
         };
+        if !claimed.start.is_empty() || !claimed.parts.is_empty() {
+            // Nothing goes out before the synchronous standbys have it (see replicated.rs).
+            super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
+        }
         self.apply(claimed, reloaded, want, check_scheduled, now);
     }
 
@@ -386,62 +391,5 @@ impl Claim<'_> {
             parts,
             first_left,
         })
-    }
-
-    /// The parts of transactions this worker's grouped subscriptions may send now.
-    fn grouped_parts(
-        &self,
-        room: usize,
-        largest: i64,
-    ) -> SpiResult<Vec<super::grouped::ReadyPart>> {
-        let mut parts = Vec::new();
-        for (&id, t) in self.targets.iter() {
-            if !(t.grouped && t.sends() && self.share.owns_subscription(id)) {
-                continue;
-            }
-            let left = room.saturating_sub(parts.len());
-            if left == 0 {
-                break;
-            }
-            parts.extend(super::grouped::ready_parts(
-                self.statements,
-                self.dispatcher,
-                id,
-                t,
-                left,
-                largest,
-            )?);
-        }
-        Ok(parts)
-    }
-
-    /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
-    /// read for each: one for a subscription ordered as a whole with nothing in flight; for
-    /// one ordered per key, as many as there is room for plus those in flight (they come back
-    /// too, and hold back their keys).
-    fn ordered_heads_wanted(&mut self, plan: &mut Plan<'_>, room: usize) -> Vec<(i32, i32)> {
-        let mut heads = Vec::new();
-        let mut asked = 0;
-        for (&id, t) in self.targets.iter() {
-            let in_flight = plan.in_flight(id);
-            if !(t.ordered
-                && t.sends()
-                && self.share.owns_subscription(id)
-                && (t.keyed || in_flight == 0))
-            {
-                continue;
-            }
-            let room = room.saturating_sub(asked + plan.start.len());
-            match self.limits.wait_for_slot(id, self.now) {
-                Some(at) => plan.wake_at(at),
-                None if room > 0 => {
-                    let most = if t.keyed { room + in_flight } else { 1 };
-                    asked += if t.keyed { room } else { 1 };
-                    heads.push((id, most.min(i32::MAX as usize) as i32));
-                }
-                None => {}
-            }
-        }
-        heads
     }
 }

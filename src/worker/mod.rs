@@ -18,6 +18,7 @@ mod launcher;
 mod maintain;
 mod plan;
 mod record;
+mod replicated;
 mod txn;
 mod vacuum;
 mod watchdog;

@@ -22,7 +22,7 @@ pub struct Cluster {
     runas: Option<String>,
 }
 
-fn pg_bindir() -> PathBuf {
+pub fn pg_bindir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into());
     let out = Command::new(&pg_config)
         .arg("--bindir")
@@ -36,6 +36,24 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
+}
+
+/// `program args` as the clusters' owner: `postgres` (through sudo) when we are root, else us.
+pub fn as_owner(program: &str, args: &[&str]) -> Command {
+    runas_command(is_root().then_some("postgres"), program, args)
+}
+
+fn runas_command(runas: Option<&str>, program: &str, args: &[&str]) -> Command {
+    let mut c = match runas {
+        Some(user) => {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "-u", user, program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    c.args(args);
+    c
 }
 
 fn is_root() -> bool {
@@ -121,18 +139,7 @@ impl Cluster {
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
-        match &self.runas {
-            Some(user) => {
-                let mut c = Command::new("sudo");
-                c.args(["-n", "-u", user, program]).args(args);
-                c
-            }
-            None => {
-                let mut c = Command::new(program);
-                c.args(args);
-                c
-            }
-        }
+        runas_command(self.runas.as_deref(), program, args)
     }
 
     /// Starts a long-running program (pgbouncer, ...) as the cluster's owner; stop it with

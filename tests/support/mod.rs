@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod patroni;
 pub mod receiver;
 
 use postgres::Client;

@@ -21,6 +21,9 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The sender's address (the test can find the process behind it while it waits for the
+    /// answer: tests/support/patroni.rs does).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Request {
@@ -201,6 +204,7 @@ fn serve(
         Ok(w) => w,
         Err(_) => return,
     };
+    let peer = writer.peer_addr().ok();
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -236,6 +240,7 @@ fn serve(
             headers,
             body,
             at: Instant::now(),
+            peer,
         };
         let index = {
             let mut log = log.lock().unwrap();

@@ -1,0 +1,70 @@
+//! What a claim reads besides new and due events: the heads of ordered subscriptions and the
+//! ready parts of grouped (one request per transaction) ones, within the room for requests.
+
+use pgrx::spi::SpiResult;
+
+use super::super::plan::Plan;
+use super::Claim;
+
+impl Claim<'_> {
+    /// The parts of transactions this worker's grouped subscriptions may send now.
+    pub(super) fn grouped_parts(
+        &self,
+        room: usize,
+        largest: i64,
+    ) -> SpiResult<Vec<super::super::grouped::ReadyPart>> {
+        let mut parts = Vec::new();
+        for (&id, t) in self.targets.iter() {
+            if !(t.grouped && t.sends() && self.share.owns_subscription(id)) {
+                continue;
+            }
+            let left = room.saturating_sub(parts.len());
+            if left == 0 {
+                break;
+            }
+            parts.extend(super::super::grouped::ready_parts(
+                self.statements,
+                self.dispatcher,
+                id,
+                t,
+                left,
+                largest,
+            )?);
+        }
+        Ok(parts)
+    }
+
+    /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
+    /// read for each: one for a subscription ordered as a whole with nothing in flight; for
+    /// one ordered per key, as many as there is room for plus those in flight (they come back
+    /// too, and hold back their keys).
+    pub(super) fn ordered_heads_wanted(
+        &mut self,
+        plan: &mut Plan<'_>,
+        room: usize,
+    ) -> Vec<(i32, i32)> {
+        let mut heads = Vec::new();
+        let mut asked = 0;
+        for (&id, t) in self.targets.iter() {
+            let in_flight = plan.in_flight(id);
+            if !(t.ordered
+                && t.sends()
+                && self.share.owns_subscription(id)
+                && (t.keyed || in_flight == 0))
+            {
+                continue;
+            }
+            let room = room.saturating_sub(asked + plan.start.len());
+            match self.limits.wait_for_slot(id, self.now) {
+                Some(at) => plan.wake_at(at),
+                None if room > 0 => {
+                    let most = if t.keyed { room + in_flight } else { 1 };
+                    asked += if t.keyed { room } else { 1 };
+                    heads.push((id, most.min(i32::MAX as usize) as i32));
+                }
+                None => {}
+            }
+        }
+        heads
+    }
+}

@@ -1,0 +1,90 @@
+//! Nothing is sent before the synchronous standbys have it.
+//!
+//! A transaction waiting for its synchronous standbys is already committed locally; if that
+//! wait ends early — the postmaster died, or the writer was cancelled or terminated — it
+//! becomes visible on the primary without being on any standby (its writer is told nothing,
+//! or gets a WARNING). A failover then loses it. Sending its events would tell a receiver about
+//! a change the cluster no longer has. So, where commits wait for synchronous standbys, a
+//! claim's events wait until those standbys have flushed the WAL the primary had flushed when
+//! the claim was read: every commit the claim could see that waited for them (writers with
+//! `synchronous_commit = off` or `local` chose not to wait, and are not waited for either).
+//! When the primary dies meanwhile, the worker dies with it and sends nothing.
+
+use std::time::Duration;
+
+use pgrx::prelude::*;
+
+use super::backend::{reload_config_if_asked, sleep};
+
+/// How often the standbys' confirmed position is looked at while waiting for it: at first
+/// (a replication round trip is short), then less and less often (a standby that is down).
+const FIRST_POLL: Duration = Duration::from_millis(1);
+const LAST_POLL: Duration = Duration::from_millis(50);
+
+/// WAL flushed on this server so far. Read after a claim's snapshot, it is at or past the
+/// commit record of every transaction the claim saw that flushed its commit before ending.
+pub(super) fn flushed_lsn() -> pg_sys::XLogRecPtr {
+    // SAFETY: reads shared WAL state under its own lock; no preconditions.
+    unsafe { pg_sys::GetFlushRecPtr(std::ptr::null_mut()) }
+}
+
+/// Waits until the synchronous standbys (if any are configured) have flushed `lsn`. A reload
+/// meanwhile is applied here — a failed standby dropped from `synchronous_standby_names` must
+/// end the wait — and left pending for the worker's loop, which applies its own settings.
+/// SIGTERM and the postmaster's death end the process as anywhere else.
+pub(super) fn wait_for_synchronous_standbys(lsn: pg_sys::XLogRecPtr) {
+    let mut reloaded = false;
+    let mut poll = None;
+    while commits_wait_for_standbys() && confirmed_flush() < lsn {
+        if poll.is_none() {
+            super::backend::report_activity(Some("waiting for the synchronous standbys"));
+        }
+        pg_sys::check_for_interrupts!();
+        reloaded |= reload_config_if_asked();
+        let now = poll.map_or(FIRST_POLL, |p: Duration| (p * 2).min(LAST_POLL));
+        sleep(now);
+        poll = Some(now);
+    }
+    if reloaded {
+        // SAFETY: a sig_atomic_t flag of this process, set on its main thread.
+        unsafe { pg_sys::ConfigReloadPending = 1 };
+    }
+}
+
+/// Whether commits wait for synchronous standbys by default: `synchronous_standby_names`
+/// names any (what PostgreSQL's SyncStandbysDefined() checks) and `synchronous_commit` as
+/// configured (not the worker's own session value) waits for a standby. A cluster whose writers
+/// commit without waiting, and choose per transaction, is not held up by an absent standby.
+fn commits_wait_for_standbys() -> bool {
+    // SAFETY: a GUC string of this process, read on its main thread; NULL or NUL-terminated.
+    let named = unsafe {
+        pg_sys::max_wal_senders > 0
+            && !pg_sys::SyncRepStandbyNames.is_null()
+            && *pg_sys::SyncRepStandbyNames != 0
+    };
+    // SAFETY: a built-in setting, so never NULL; the string is copied at once.
+    let commit = unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(
+            c"synchronous_commit".as_ptr(),
+        ))
+    };
+    named && matches!(commit.to_bytes(), b"on" | b"remote_write" | b"remote_apply")
+}
+
+/// The position up to which the synchronous standbys have flushed WAL, as PostgreSQL releases
+/// waiting commits by it (`WalSndCtl->lsn[SYNC_REP_WAIT_FLUSH]`, kept by the walsenders).
+fn confirmed_flush() -> pg_sys::XLogRecPtr {
+    // SAFETY: WalSndCtl is shared memory set up at server start; an aligned 64-bit read of a
+    // value that only moves forward (a torn read is impossible on the 64-bit platforms built).
+    unsafe {
+        let ctl = pg_sys::WalSndCtl;
+        if ctl.is_null() {
+            return 0;
+        }
+        std::ptr::read_volatile(
+            std::ptr::addr_of!((*ctl).lsn)
+                .cast::<pg_sys::XLogRecPtr>()
+                .add(pg_sys::SYNC_REP_WAIT_FLUSH as usize),
+        )
+    }
+}
