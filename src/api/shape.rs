@@ -6,8 +6,8 @@ use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
 
 use crate::capture::shaped::Shape;
-use crate::error::{in_subtransaction, invalid, spi};
-use crate::privilege::{as_owner_sandboxed, caller};
+use crate::error::{invalid, spi};
+use crate::privilege::{caller, plan_problem};
 
 const COLUMNS: &str = include_str!("../../sql/queries/table_columns.sql");
 
@@ -84,17 +84,7 @@ pub fn check_shape(
         let role = caller();
         for op in events {
             let query = shape.validation_query(*op, table);
-            let checked = in_subtransaction(|| {
-                as_owner_sandboxed(role, || {
-                    Spi::connect(|client| client.prepare(query.as_str(), &[]).map(|_| ()))
-                })
-            });
-            let problem = match checked {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(message) => Some(message),
-            };
-            if let Some(problem) = problem {
+            if let Some(problem) = plan_problem(role, &query) {
                 invalid(format!(
                     "filter is not valid for {} events: {problem} (write it as in a trigger's WHEN clause, over NEW and OLD; names outside pg_catalog must be schema-qualified)",
                     op.as_event_name()

@@ -27,6 +27,23 @@ pub struct Shape {
 /// Column that pairs old and new rows of an UPDATE; kept out of the payload.
 const ROW_NUMBER: &str = "pg_webhook_rn";
 
+/// The order key's text column of a query over `alias` (empty without a key).
+fn key_text(key: Option<&[Option<String>]>, alias: &str) -> String {
+    match key {
+        Some(columns) => {
+            let parts: Vec<String> = columns
+                .iter()
+                .map(|c| match c {
+                    Some(c) => format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c)),
+                    None => quote_literal(super::order_key::GONE),
+                })
+                .collect();
+            format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
 impl Shape {
     pub fn is_plain(&self) -> bool {
         self == &Shape::default()
@@ -83,21 +100,7 @@ impl Shape {
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
     /// A key column that is gone (`None`) contributes `order_key::GONE`.
     pub fn query(&self, op: Operation, key: Option<&[Option<String>]>) -> String {
-        let key_text = |alias: &str| match key {
-            Some(columns) => {
-                let parts: Vec<String> = columns
-                    .iter()
-                    .map(|c| match c {
-                        Some(c) => {
-                            format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c))
-                        }
-                        None => quote_literal(super::order_key::GONE),
-                    })
-                    .collect();
-                format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
-            }
-            None => String::new(),
-        };
+        let key_text = |alias: &str| key_text(key, alias);
         match op {
             Operation::Insert => format!(
                 "SELECT {}, NULL::pg_catalog.jsonb{} FROM {NEW_ROWS} AS new{}",
@@ -122,8 +125,61 @@ impl Shape {
                 key_text("new"),
                 self.condition(op)
             ),
-            Operation::Truncate => "SELECT NULL::pg_catalog.jsonb, NULL::pg_catalog.jsonb".into(),
+            Operation::Truncate | Operation::Backfill => {
+                "SELECT NULL::pg_catalog.jsonb, NULL::pg_catalog.jsonb".into()
+            }
         }
+    }
+
+    /// The query a backfill chunk runs over `rows` (a query returning the table's rows after
+    /// the last key, in key order): per row, the event's record as capture would make it for an
+    /// INSERT of the row (NULL when it does not pass), whether it passes the subscription's
+    /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, and with an
+    /// order key its text as in `query`. The subscription's filter sees the row as both NEW and
+    /// OLD (it has no change to show, so a filter that asks for one passes nothing); `also` is
+    /// a condition over the table's columns, which it may qualify with `table`.
+    pub fn backfill_query(
+        &self,
+        rows: &str,
+        pk: &[String],
+        also: Option<&str>,
+        table: &str,
+        key: Option<&[Option<String>]>,
+    ) -> String {
+        let mut conditions = Vec::new();
+        if let Some(f) = &self.filter {
+            conditions.push(format!("CASE WHEN ({f}) THEN true ELSE false END"));
+        }
+        if let Some(also) = also {
+            conditions.push(format!(
+                "(SELECT CASE WHEN ({also}) THEN true ELSE false END FROM (SELECT new.*) AS {})",
+                quote_identifier(table)
+            ));
+        }
+        let pass = if conditions.is_empty() {
+            "true".to_string()
+        } else {
+            conditions.join(" AND ")
+        };
+        let pk_text: Vec<String> = pk
+            .iter()
+            .map(|c| format!("new.{}::pg_catalog.text", quote_identifier(c)))
+            .collect();
+        let order: Vec<String> = pk
+            .iter()
+            .map(|c| format!("new.{}", quote_identifier(c)))
+            .collect();
+        format!(
+            "SELECT CASE WHEN f.pass THEN {} END, f.pass, ARRAY[{}]{} \
+               FROM ({rows}) AS new \
+              CROSS JOIN LATERAL (SELECT new.*) AS old \
+              CROSS JOIN LATERAL (SELECT {pass} AS pass) AS f \
+              ORDER BY {}",
+            self.projection("new", false),
+            pk_text.join(", "),
+            key_text(key, "new"),
+            order.join(", ")
+        )
     }
 
     /// The same query over the table itself, for checking the filter and columns at

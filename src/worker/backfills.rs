@@ -1,0 +1,127 @@
+//! Backfills (`webhook.backfill()`), in worker 0: each chunk is one short transaction of its
+//! own (`capture::backfill::run_chunk`), run between the worker's claims and records, for at
+//! most a slice of time per round, so delivery keeps going while a big table is read.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+
+use super::{txn, Worker};
+use crate::capture::backfill::{run_chunk, Step};
+
+const LIST_RUNNING: &str = include_str!("../../sql/backfill/list_running.sql");
+const CHUNK_ERROR: &str = include_str!("../../sql/backfill/chunk_error.sql");
+const STOP: &str = include_str!("../../sql/backfill/stop.sql");
+
+/// Longest a round of chunks runs before the worker gets back to delivering.
+const SLICE: Duration = Duration::from_millis(50);
+/// When nothing runs, or a backfill waits for its receiver to catch up, it is looked at again
+/// after this (a new backfill wakes the worker at once).
+const IDLE: Duration = Duration::from_secs(1);
+/// A chunk that failed this many times in a row fails its backfill (a filter that raises on
+/// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
+/// timeout — after a second per failure.
+const MAX_FAILURES: u32 = 3;
+
+/// What the worker remembers between rounds.
+#[derive(Default)]
+pub(super) struct Backfills {
+    /// Consecutive failed chunks per backfill, and when to try the next.
+    failures: HashMap<i64, (u32, Instant)>,
+    /// When to run a round next (`None`: now).
+    pub(super) next: Option<Instant>,
+}
+
+impl Worker {
+    /// Runs chunks of the running backfills until they are done, wait for their receivers, or
+    /// the slice is used; says when to come back in `backfills.next`.
+    pub(super) fn backfill(&mut self, now: Instant) {
+        self.backfills.next = Some(now + IDLE);
+        super::backend::report_activity(Some("backfill"));
+        let Ok(running) = txn::run("listing backfills", || {
+            Spi::connect(|client| {
+                let mut ids = Vec::new();
+                for row in client.select(LIST_RUNNING, None, &[])? {
+                    ids.push(row.get::<i64>(1)?.unwrap_or_default());
+                }
+                Ok(ids)
+            })
+        }) else {
+            return;
+        };
+        self.backfills.failures.retain(|id, _| running.contains(id));
+        let mut more = false;
+        for id in running {
+            if self.backfills.failures.get(&id).is_some_and(|f| now < f.1) {
+                continue;
+            }
+            loop {
+                match txn::run("backfill chunk", || run_chunk(id)) {
+                    Ok(Step::Sent { .. }) => {
+                        self.backfills.failures.remove(&id);
+                        if now.elapsed() >= SLICE {
+                            more = true;
+                            break;
+                        }
+                    }
+                    Ok(Step::Done { .. }) => {
+                        self.backfills.failures.remove(&id);
+                        log!("pg_webhook: backfill {id} is done");
+                        break;
+                    }
+                    Ok(Step::Stopped(reason)) => {
+                        if let Some(reason) = reason {
+                            log!("pg_webhook: backfill {id} stopped: {reason}");
+                        }
+                        break;
+                    }
+                    Ok(Step::Ahead) => break,
+                    Err(e) => {
+                        self.chunk_failed(id, e);
+                        break;
+                    }
+                }
+            }
+            if now.elapsed() >= SLICE {
+                more = true;
+                break;
+            }
+        }
+        if more {
+            self.backfills.next = Some(Instant::now());
+        }
+    }
+
+    /// Records a failed chunk: retried a second per failure later, or the backfill fails
+    /// after `MAX_FAILURES`.
+    fn chunk_failed(&mut self, id: i64, error: String) {
+        let failures = self.backfills.failures.get(&id).map_or(0, |f| f.0) + 1;
+        let retry_at = Instant::now() + Duration::from_secs(u64::from(failures));
+        self.backfills.failures.insert(id, (failures, retry_at));
+        let what = if failures >= MAX_FAILURES {
+            let reason = format!("a chunk failed {failures} times in a row: {error}");
+            log!("pg_webhook: backfill {id} failed: {reason}");
+            (
+                "failing the backfill",
+                STOP,
+                vec![id.into(), "failed".into(), reason.into()],
+            )
+        } else {
+            (
+                "recording a backfill error",
+                CHUNK_ERROR,
+                vec![id.into(), error.into()],
+            )
+        };
+        // On failure txn::run has logged it; the next round tries again.
+        if txn::run(what.0, || {
+            Spi::connect_mut(|client| client.update(what.1, None, &what.2).map(|_| ()))
+        })
+        .is_ok()
+        {
+            let next = self.backfills.next.map_or(retry_at, |n| n.min(retry_at));
+            self.backfills.next = Some(next.max(Instant::now()));
+        }
+    }
+}
