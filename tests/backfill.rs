@@ -217,3 +217,208 @@ fn bad_calls_are_refused_with_the_reason_and_start_nothing() {
     let e = error_of(&mut db, "SELECT webhook.cancel_backfill('nope')");
     assert!(e.contains("subscription \"nope\" does not exist"), "{e}");
 }
+
+/// Waits until every event queued so far has been answered: a live marker row, inserted now,
+/// arrives last of all only when nothing is left before it (unordered subscriptions send in
+/// parallel, so the marker is awaited together with the count of what precedes it).
+fn wait_all(rx: &Receiver, backfill: usize, what: &str) {
+    wait_until(WAIT, what, || {
+        backfilled(rx).values().sum::<usize>() >= backfill
+    });
+}
+
+#[test]
+fn a_canceled_backfill_queues_nothing_more() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE big (id int PRIMARY KEY, pad text);
+         INSERT INTO big SELECT g, repeat('x', 20) FROM generate_series(1, 12000) g;",
+    );
+    subscribe(&mut db, "big", "big", &rx.url("/b"), "");
+    // Paused: nothing is delivered, so the backfill stops 5,000 events ahead of its receiver.
+    exec(
+        &mut db,
+        "SELECT webhook.pause('big'); SELECT * FROM webhook.backfill('big')",
+    );
+    wait_until(WAIT, "the backfill to wait for its receiver", || {
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    assert_eq!(
+        text(&mut db, "SELECT webhook.cancel_backfill('big')::text").as_deref(),
+        Some("true")
+    );
+    assert_eq!(state(&mut db, "big"), "canceled");
+    assert_eq!(
+        text(&mut db, "SELECT last_error FROM webhook.backfills").as_deref(),
+        Some("canceled by postgres")
+    );
+    assert_eq!(
+        text(&mut db, "SELECT webhook.cancel_backfill('big')::text").as_deref(),
+        Some("false"),
+        "nothing is running any more"
+    );
+    let sent = count(&mut db, "SELECT rows_sent FROM webhook.backfills");
+    assert!((5000..12000).contains(&sent), "{sent}");
+    exec(&mut db, "SELECT webhook.resume('big')");
+    wait_all(&rx, sent as usize, "the canceled backfill's queued events");
+    // A live change after everything: once it is in, nothing more came from the backfill.
+    exec(&mut db, "INSERT INTO big VALUES (100000, 'marker')");
+    wait_until(WAIT, "the marker", || rx.accepted_ids().contains(&100000));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(state(&mut db, "big"), "canceled");
+    let seen = backfilled(&rx);
+    assert_eq!(seen.len() as i64, sent, "exactly the rows it counted");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE op = 'BACKFILL'"
+        ),
+        sent
+    );
+}
+
+#[test]
+fn a_backfill_resumes_after_a_crash_with_no_row_missing() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE big (id int PRIMARY KEY, pad text);
+         INSERT INTO big SELECT g, repeat('y', 20) FROM generate_series(1, 12000) g;",
+    );
+    subscribe(&mut db, "big", "big", &rx.url("/b"), "");
+    exec(
+        &mut db,
+        "SELECT webhook.pause('big'); SELECT * FROM webhook.backfill('big')",
+    );
+    wait_until(WAIT, "the backfill to be part way", || {
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    let before = count(&mut db, "SELECT rows_sent FROM webhook.backfills");
+    assert!(before < 12000, "{before}");
+    drop(db);
+    pg.stop("immediate");
+    pg.pg_ctl_start();
+    let mut db = pg.connect("postgres");
+    assert_eq!(state(&mut db, "big"), "running");
+    exec(&mut db, "SELECT webhook.resume('big')");
+    wait_state(&mut db, "big", "done");
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        12000
+    );
+    wait_all(&rx, 12000, "every row");
+    let seen = backfilled(&rx);
+    assert_eq!(seen.len(), 12000, "every row arrived");
+    assert_eq!(seen.keys().min(), Some(&1));
+    assert_eq!(seen.keys().max(), Some(&12000));
+    // At least once: a resend after the crash keeps its webhook-id, so no row was queued twice.
+    let ids: std::collections::HashSet<String> = rx
+        .accepted()
+        .iter()
+        .filter(|r| r.json()["type"] == "BACKFILL")
+        .map(|r| r.id())
+        .collect();
+    assert_eq!(ids.len(), 12000, "one webhook-id per row");
+}
+
+#[test]
+fn only_the_owner_may_backfill_and_only_while_it_may_read_the_table() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+         GRANT webhook_admin TO alice, bob;
+         CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 6000) g;
+         GRANT SELECT, TRIGGER ON t TO alice;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "alices", "t", &rx.url("/a"), "");
+    let mut bob = pg.connect_as("postgres", "bob");
+    let e = error_of(&mut bob, "SELECT * FROM webhook.backfill('alices')");
+    assert!(
+        e.contains("permission denied to backfill \"alices\": only its owner or a superuser may"),
+        "{e}"
+    );
+    let e = error_of(&mut bob, "SELECT webhook.cancel_backfill('alices')");
+    assert!(e.contains("permission denied"), "{e}");
+    // Bob may not read the table, so he does not see the subscription's backfills either.
+    exec(
+        &mut alice,
+        "SELECT webhook.pause('alices'); SELECT * FROM webhook.backfill('alices')",
+    );
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM webhook.backfills"), 0);
+    assert_eq!(
+        count(&mut alice, "SELECT count(*) FROM webhook.backfills"),
+        1
+    );
+    wait_until(WAIT, "the backfill to wait for its receiver", || {
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    // Losing SELECT stops it with the reason, and nothing more is queued.
+    exec(&mut db, "REVOKE SELECT ON t FROM alice");
+    exec(
+        &mut db,
+        "DELETE FROM webhook._event_queue WHERE op = 'BACKFILL'",
+    );
+    wait_state(&mut db, "alices", "failed");
+    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    assert!(
+        error.contains("its owner alice may no longer read public.t (SELECT was revoked)"),
+        "{error}"
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE op = 'BACKFILL'"
+        ),
+        0
+    );
+    let e = error_of(&mut alice, "SELECT * FROM webhook.backfill('alices')");
+    assert!(
+        e.contains("cannot backfill \"alices\": its owner alice may no longer read public.t"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_partitioned_table_is_backfilled_through_its_parent() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE m (region int, id int, v text, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+         CREATE TABLE m1 PARTITION OF m FOR VALUES IN (1);
+         CREATE TABLE m2 PARTITION OF m FOR VALUES IN (2);
+         INSERT INTO m SELECT 1 + g % 2, g, 'v' FROM generate_series(1, 1500) g;",
+    );
+    subscribe(&mut db, "m", "m", &rx.url("/m"), "");
+    exec(&mut db, "SELECT * FROM webhook.backfill('m')");
+    wait_state(&mut db, "m", "done");
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        1500
+    );
+    wait_all(&rx, 1500, "every row");
+    let seen = backfilled(&rx);
+    assert_eq!(seen.len(), 1500);
+    for r in rx.accepted() {
+        assert_eq!(
+            r.json()["table"],
+            "m",
+            "the subscribed table, not the partition"
+        );
+    }
+    assert_eq!(
+        text(&mut db, "SELECT last_key::text FROM webhook.backfills").as_deref(),
+        Some("{2,1499}")
+    );
+}
