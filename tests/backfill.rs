@@ -522,3 +522,39 @@ fn per_key_order_holds_for_a_backfill_during_live_updates() {
 fn an_ordered_subscription_gets_its_backfill_in_commit_order() {
     backfill_under_live_updates(", ordered => true", 1500);
 }
+
+#[test]
+fn a_filter_that_raises_fails_the_backfill_with_the_error() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT g FROM generate_series(1, 2000) g;",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    // Plans fine; divides by zero at row 1200, in the third chunk.
+    exec(
+        &mut db,
+        "SELECT * FROM webhook.backfill('t', filter => '100 / (id - 1200) IS NOT NULL')",
+    );
+    wait_state(&mut db, "t", "failed");
+    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    assert!(
+        error.contains("a chunk failed 3 times in a row: division by zero"),
+        "{error}"
+    );
+    // The first two chunks (rows 1..1000) committed and are delivered.
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        1000
+    );
+    wait_all(&rx, 1000, "the chunks before the error");
+    assert_eq!(backfilled(&rx).len(), 1000);
+    // The subscription itself is unharmed.
+    exec(&mut db, "INSERT INTO t VALUES (5000)");
+    wait_until(WAIT, "a live insert after the failure", || {
+        rx.accepted_ids().contains(&5000)
+    });
+}

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
 
 use super::{txn, Worker};
 use crate::capture::backfill::{run_chunk, Step};
@@ -23,6 +24,17 @@ const IDLE: Duration = Duration::from_secs(1);
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
 /// timeout — after a second per failure.
 const MAX_FAILURES: u32 = 3;
+
+/// Failures that say nothing about the backfill itself: a lock wait over the worker's
+/// `lock_timeout`, a lost deadlock, a serialization failure.
+fn waited_too_long(code: PgSqlErrorCode) -> bool {
+    matches!(
+        code,
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+            | PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED
+            | PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE
+    )
+}
 
 /// What the worker remembers between rounds.
 #[derive(Default)]
@@ -57,7 +69,7 @@ impl Worker {
                 continue;
             }
             loop {
-                match txn::run("backfill chunk", || run_chunk(id)) {
+                match txn::run_coded("backfill chunk", || run_chunk(id)) {
                     Ok(Step::Sent { .. }) => {
                         self.backfills.failures.remove(&id);
                         if now.elapsed() >= SLICE {
@@ -77,8 +89,8 @@ impl Worker {
                         break;
                     }
                     Ok(Step::Ahead) => break,
-                    Err(e) => {
-                        self.chunk_failed(id, e);
+                    Err((code, e)) => {
+                        self.chunk_failed(id, code.is_some_and(waited_too_long), e);
                         break;
                     }
                 }
@@ -94,9 +106,11 @@ impl Worker {
     }
 
     /// Records a failed chunk: retried a second per failure later, or the backfill fails
-    /// after `MAX_FAILURES`.
-    fn chunk_failed(&mut self, id: i64, error: String) {
-        let failures = self.backfills.failures.get(&id).map_or(0, |f| f.0) + 1;
+    /// after `MAX_FAILURES` — unless it only `waited` too long for a lock (a long writer of an
+    /// ordered table) or lost a deadlock, which is retried without counting.
+    fn chunk_failed(&mut self, id: i64, waited: bool, error: String) {
+        let before = self.backfills.failures.get(&id).map_or(0, |f| f.0);
+        let failures = if waited { before.max(1) } else { before + 1 };
         let retry_at = Instant::now() + Duration::from_secs(u64::from(failures));
         self.backfills.failures.insert(id, (failures, retry_at));
         let what = if failures >= MAX_FAILURES {
