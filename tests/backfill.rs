@@ -558,3 +558,35 @@ fn a_filter_that_raises_fails_the_backfill_with_the_error() {
         rx.accepted_ids().contains(&5000)
     });
 }
+
+#[test]
+fn backfill_events_go_out_in_the_subscriptions_batches() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' FROM generate_series(1, 1000) g;",
+    );
+    let (_, secret) = subscribe(&mut db, "t", "t", &rx.url("/t"), ", batch_size => 100");
+    exec(&mut db, "SELECT * FROM webhook.backfill('t')");
+    wait_state(&mut db, "t", "done");
+    let mut events = std::collections::HashSet::new();
+    wait_until(WAIT, "1000 events in batches", || {
+        for r in rx.accepted() {
+            for e in r.json()["events"].as_array().cloned().unwrap_or_default() {
+                assert_eq!(e["payload"]["type"], "BACKFILL");
+                events.insert(e["webhook_id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        events.len() >= 1000
+    });
+    assert_eq!(events.len(), 1000);
+    let requests = rx.accepted();
+    assert!(requests.len() < 1000 / 2, "{} requests", requests.len());
+    for r in &requests {
+        r.verify(&secret).expect("each batch signed");
+        assert!(r.json()["events"].as_array().unwrap().len() <= 100);
+    }
+}
