@@ -33,6 +33,7 @@ const AHEAD: &str = include_str!("../../sql/backfill/ahead.sql");
 const PRIMARY_KEY: &str = include_str!("../../sql/backfill/primary_key.sql");
 const PROGRESS: &str = include_str!("../../sql/backfill/progress.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
+const SYNCHRONOUS_COMMIT: &str = include_str!("../../sql/backfill/synchronous_commit.sql");
 
 /// Rows read per chunk (one short transaction each).
 pub const CHUNK_ROWS: i64 = 500;
@@ -176,15 +177,8 @@ fn stop(client: &mut SpiClient<'_>, id: i64, state: &str, reason: String) -> Spi
 /// Runs one chunk of backfill `id`, inside the caller's transaction, as the extension owner
 /// (the caller is the worker); user SQL runs as the subscription's owner.
 pub fn run_chunk(id: i64) -> SpiResult<Step> {
-    // The progress and the events must survive a crash together: the worker's session commits
-    // asynchronously, which is fine for outcomes (a resend) but would let a receiver get events
-    // of a chunk that a crash then undid — and sent again under other webhook-ids.
     Spi::connect_mut(|client| {
-        client.select(
-            "SELECT pg_catalog.set_config('synchronous_commit', 'on', true)",
-            None,
-            &[],
-        )?;
+        client.select(SYNCHRONOUS_COMMIT, None, &[])?;
         // Read-write (a row lock), which also gives the transaction its xid.
         let state = client.update(CHUNK_STATE, Some(1), &[id.into()])?;
         if state.is_empty() {
