@@ -15,10 +15,14 @@ const LIST_RUNNING: &str = include_str!("../../sql/backfill/list_running.sql");
 const CHUNK_ERROR: &str = include_str!("../../sql/backfill/chunk_error.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 
-/// Longest a round of chunks runs before the worker gets back to delivering.
+/// Longest a round of chunks runs before the worker gets back to delivering; the next round
+/// comes no sooner than as long again, so a backfill takes at most half of worker 0's time and
+/// delivery (of its own events too) keeps pace.
 const SLICE: Duration = Duration::from_millis(50);
-/// When nothing runs, or a backfill waits for its receiver to catch up, it is looked at again
-/// after this (a new backfill wakes the worker at once).
+/// When a backfill waits for its receiver to catch up, it is looked at again after this.
+const AHEAD_WAIT: Duration = Duration::from_millis(250);
+/// When nothing runs, the backfills are looked for again after this (a new backfill wakes the
+/// worker at once).
 const IDLE: Duration = Duration::from_secs(1);
 /// A chunk that failed this many times in a row fails its backfill (a filter that raises on
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
@@ -88,7 +92,11 @@ impl Worker {
                         }
                         break;
                     }
-                    Ok(Step::Ahead) => break,
+                    Ok(Step::Ahead) => {
+                        let at = Instant::now() + AHEAD_WAIT;
+                        self.backfills.next = self.backfills.next.map(|n| n.min(at));
+                        break;
+                    }
                     Err((code, e)) => {
                         self.chunk_failed(id, code.is_some_and(waited_too_long), e);
                         break;
@@ -101,7 +109,7 @@ impl Worker {
             }
         }
         if more {
-            self.backfills.next = Some(Instant::now());
+            self.backfills.next = Some(Instant::now() + SLICE);
         }
     }
 
