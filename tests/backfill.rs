@@ -636,3 +636,34 @@ fn a_worker_killed_while_it_backfills_resumes_with_no_row_missing() {
         "the worker was killed mid-backfill"
     );
 }
+
+#[test]
+fn unsubscribing_ends_a_running_backfill_and_its_queued_events_still_go() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT g FROM generate_series(1, 8000) g;",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        "SELECT webhook.pause('t'); SELECT * FROM webhook.backfill('t')",
+    );
+    wait_until(WAIT, "the backfill to wait for its receiver", || {
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    exec(&mut db, "SELECT webhook.unsubscribe('t')");
+    wait_state(&mut db, "t", "canceled");
+    assert_eq!(
+        text(&mut db, "SELECT last_error FROM webhook.backfills").as_deref(),
+        Some("subscription \"t\" was unsubscribed")
+    );
+    let sent = count(&mut db, "SELECT rows_sent FROM webhook.backfills");
+    assert!(sent < 8000, "{sent}");
+    // Queued events of an unsubscribed subscription are still delivered, parked ones too.
+    wait_all(&rx, sent as usize, "the backfill's queued events");
+    assert_eq!(backfilled(&rx).len() as i64, sent);
+}
