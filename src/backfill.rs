@@ -114,26 +114,36 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
         spi(
             "starting the backfill",
             Spi::connect_mut(|client| {
-                client
-                    .update(
-                        START,
-                        Some(1),
-                        &[
-                            sub.id.into(),
-                            also.clone().into(),
-                            columns.clone().into(),
-                            caller().into(),
-                            target.into(),
-                        ],
-                    )?
-                    .first()
-                    .get_one::<i64>()
+                let started = client.update(
+                    START,
+                    Some(1),
+                    &[
+                        sub.id.into(),
+                        also.clone().into(),
+                        columns.clone().into(),
+                        caller().into(),
+                        target.into(),
+                    ],
+                )?;
+                if started.is_empty() {
+                    return Ok(None);
+                }
+                started.first().get_one::<i64>()
             }),
         )
     });
+    let Some(id) = id else {
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("a backfill of subscription \"{name}\" is already running (another session just started it)"),
+            Some(&format!(
+                "wait for it to finish (SELECT * FROM webhook.backfills), or stop it first: SELECT webhook.cancel_backfill('{quoted_name}');"
+            )),
+        )
+    };
     // Wakes the workers at commit; worker 0 starts the chunks.
     note_schedule_changed();
-    id.unwrap_or_else(|| invalid("the backfill could not be started"))
+    id
 }
 
 /// Cancels subscription `name`'s running backfill; false when none was running.

@@ -667,3 +667,37 @@ fn unsubscribing_ends_a_running_backfill_and_its_queued_events_still_go() {
     wait_all(&rx, sent as usize, "the backfill's queued events");
     assert_eq!(backfilled(&rx).len() as i64, sent);
 }
+
+#[test]
+fn two_sessions_starting_a_backfill_at_once_get_one() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT g FROM generate_series(1, 10) g;",
+    );
+    subscribe(&mut db, "t", "t", "http://127.0.0.1:9/", "");
+    let mut first = pg.connect("postgres");
+    exec(&mut first, "BEGIN; SELECT * FROM webhook.backfill('t')");
+    let second = std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let mut c = pg.connect("postgres");
+            exec(&mut c, "SET application_name = 'second'");
+            error_of(&mut c, "SELECT * FROM webhook.backfill('t')")
+        });
+        wait_until(WAIT, "the second call to wait for the first", || {
+            count(
+                &mut db,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'second' AND wait_event_type = 'Lock'",
+            ) == 1
+        });
+        exec(&mut first, "COMMIT");
+        waiting.join().expect("the second session")
+    });
+    assert!(
+        second.contains("a backfill of subscription \"t\" is already running"),
+        "{second}"
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM webhook.backfills"), 1);
+}
