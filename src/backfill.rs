@@ -20,6 +20,18 @@ const RUNNING: &str = include_str!("../sql/backfill/running.sql");
 const START: &str = include_str!("../sql/backfill/start.sql");
 const CANCEL: &str = include_str!("../sql/backfill/cancel.sql");
 
+/// One backfill per subscription at a time.
+fn already_running(name: &str, detail: &str) -> ! {
+    reject(
+        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+        format!("a backfill of subscription \"{name}\" is already running ({detail})"),
+        Some(&format!(
+            "wait for it to finish (SELECT * FROM webhook.backfills), or stop it first: SELECT webhook.cancel_backfill('{}');",
+            name.replace('\'', "''")
+        )),
+    )
+}
+
 /// Starts a backfill of subscription `name`; returns its id.
 #[pg_extern(name = "_backfill", volatile)]
 #[search_path(pg_catalog, pg_temp)]
@@ -59,13 +71,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
         )
     });
     if let Some((started, sent)) = running {
-        reject(
-            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-            format!("a backfill of subscription \"{name}\" is already running (started {started}, {sent} rows sent so far)"),
-            Some(&format!(
-                "wait for it to finish (SELECT * FROM webhook.backfills), or stop it first: SELECT webhook.cancel_backfill('{quoted_name}');"
-            )),
-        );
+        already_running(name, &format!("started {started}, {sent} rows sent so far"));
     }
     if let Some(denied) = denied {
         reject(
@@ -133,13 +139,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
         )
     });
     let Some(id) = id else {
-        reject(
-            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-            format!("a backfill of subscription \"{name}\" is already running (another session just started it)"),
-            Some(&format!(
-                "wait for it to finish (SELECT * FROM webhook.backfills), or stop it first: SELECT webhook.cancel_backfill('{quoted_name}');"
-            )),
-        )
+        already_running(name, "another session just started it")
     };
     // Wakes the workers at commit; worker 0 starts the chunks.
     note_schedule_changed();
