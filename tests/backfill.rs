@@ -701,3 +701,25 @@ fn two_sessions_starting_a_backfill_at_once_get_one() {
     );
     assert_eq!(count(&mut db, "SELECT count(*) FROM webhook.backfills"), 1);
 }
+
+#[test]
+fn a_backfill_keeps_to_the_subscriptions_rate_limit() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT g FROM generate_series(1, 40) g;",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), ", rate_limit => 20");
+    exec(&mut db, "SELECT * FROM webhook.backfill('t')");
+    let got = rx.wait_for(40, WAIT);
+    let span = got.last().unwrap().at - got.first().unwrap().at;
+    // 40 events at 20/s need at least 39 intervals of 50 ms; slowness only adds to that.
+    assert!(
+        span >= std::time::Duration::from_millis(1800),
+        "40 events at 20/s went out in {span:?}"
+    );
+    assert_eq!(backfilled(&rx).len(), 40);
+}
