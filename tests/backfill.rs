@@ -723,3 +723,27 @@ fn a_backfill_keeps_to_the_subscriptions_rate_limit() {
     );
     assert_eq!(backfilled(&rx).len(), 40);
 }
+
+#[test]
+fn a_table_whose_row_security_binds_the_owner_is_not_backfilled() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE ROLE alice LOGIN; GRANT webhook_admin TO alice;
+         CREATE TABLE t (id int PRIMARY KEY, tenant text);
+         INSERT INTO t SELECT g, 'a' FROM generate_series(1, 10) g;
+         GRANT SELECT, TRIGGER ON t TO alice;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "alices", "t", "http://127.0.0.1:9/", "");
+    // Policies now filter what alice reads: a backfill as alice would send only part of the
+    // table, so it is refused.
+    exec(&mut db, "ALTER TABLE t ENABLE ROW LEVEL SECURITY");
+    let e = error_of(&mut alice, "SELECT * FROM webhook.backfill('alices')");
+    assert!(
+        e.contains("cannot backfill \"alices\": row-level security on public.t now applies to its owner alice"),
+        "{e}"
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM webhook.backfills"), 0);
+}
