@@ -207,12 +207,7 @@ impl Worker {
                 self.record();
             }
             if self.share.index == 0 && self.statements.is_some() {
-                if now >= self.next_maintenance {
-                    self.maintain(now);
-                }
-                if self.backfills.next.is_none_or(|at| now >= at) {
-                    self.backfill(now);
-                }
+                self.worker_zero_duties(now);
             }
             if self.claim_due(now) {
                 self.claim();
