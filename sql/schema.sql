@@ -211,6 +211,9 @@ CREATE TABLE webhook._backfills (
     started_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
     last_error      text,
+    -- The transaction that started it: every chunk's events have a later txid, so counting
+    -- what is still queued reads only the queue's newer part (the key is (txid, id)).
+    started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
     CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
 );
 CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)

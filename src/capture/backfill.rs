@@ -198,6 +198,7 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
         let name: String = row.get(6)?.unwrap_or_default();
         let target: pg_sys::Oid = row.get(7)?.unwrap_or(pg_sys::Oid::INVALID);
         let denied: Option<String> = row.get(8)?;
+        let started_txid: String = row.get(9)?.unwrap_or_default();
         if status == "unsubscribed" {
             return stop(
                 client,
@@ -218,7 +219,11 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
             );
         }
         let ahead: i64 = client
-            .select(AHEAD, Some(1), &[subscription.into(), AHEAD_LIMIT.into()])?
+            .select(
+                AHEAD,
+                Some(1),
+                &[subscription.into(), AHEAD_LIMIT.into(), started_txid.into()],
+            )?
             .first()
             .get_one()?
             .unwrap_or_default();
