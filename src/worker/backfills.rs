@@ -21,9 +21,11 @@ const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 const SLICE: Duration = Duration::from_millis(50);
 /// When a backfill waits for its receiver to catch up, it is looked at again after this.
 const AHEAD_WAIT: Duration = Duration::from_millis(250);
-/// When nothing runs, the backfills are looked for again after this (a new backfill wakes the
-/// worker at once).
-const IDLE: Duration = Duration::from_secs(1);
+/// While backfills run, they are looked at again at least this often.
+const RUNNING: Duration = Duration::from_secs(1);
+/// When none runs, the worker looks again only after this: `webhook.backfill()` wakes it at
+/// commit (the schedule epoch, wake.rs), so this is a safety net, not a poll.
+const IDLE: Duration = Duration::from_secs(30);
 /// A chunk that failed this many times in a row fails its backfill (a filter that raises on
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
 /// timeout — after a second per failure.
@@ -67,6 +69,9 @@ impl Worker {
             return;
         };
         self.backfills.failures.retain(|id, _| running.contains(id));
+        if !running.is_empty() {
+            self.backfills.next = Some(now + RUNNING);
+        }
         let mut more = false;
         for id in running {
             if self.backfills.failures.get(&id).is_some_and(|f| now < f.1) {
