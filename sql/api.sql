@@ -447,6 +447,51 @@ COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user ow
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
 
+-- API: Public.
+CREATE FUNCTION webhook.backfill(name text, filter text DEFAULT NULL)
+RETURNS SETOF webhook.backfills
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started bigint := webhook._backfill(name, filter);
+BEGIN
+    RETURN QUERY SELECT b.* FROM webhook.backfills b WHERE b.id = started;
+END
+$$;
+COMMENT ON FUNCTION webhook.backfill(text, text) IS
+$$Send the rows the subscription's table already has, as BACKFILL events (record = the row), in the background, in primary key order; the subscription's filter and columns apply, and filter (a condition over the table's columns) narrows it further.
+Progress in webhook.backfills; webhook.cancel_backfill() stops it. One at a time per subscription; the table needs a primary key.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.cancel_backfill(name text) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._cancel_backfill(name) $$;
+COMMENT ON FUNCTION webhook.cancel_backfill(text) IS
+$$Stop the subscription's running backfill: no chunk starts after this commits; events already queued are still delivered. Returns false when none was running.$$;
+COMMENT ON FUNCTION webhook._backfill(text, text) IS 'Internal: implements webhook.backfill().';
+COMMENT ON FUNCTION webhook._cancel_backfill(text) IS 'Internal: implements webhook.cancel_backfill().';
+REVOKE ALL ON webhook._backfills FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    webhook.backfill(text, text), webhook._backfill(text, text),
+    webhook.cancel_backfill(text), webhook._cancel_backfill(text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    webhook.backfill(text, text), webhook._backfill(text, text),
+    webhook.cancel_backfill(text), webhook._cancel_backfill(text)
+TO webhook_admin;
+COMMENT ON COLUMN webhook.backfills.id IS 'Backfill id.';
+COMMENT ON COLUMN webhook.backfills.subscription IS 'The subscription''s name.';
+COMMENT ON COLUMN webhook.backfills.subscription_id IS 'The subscription''s id.';
+COMMENT ON COLUMN webhook.backfills.state IS 'running, done (every row read), canceled (webhook.cancel_backfill(), or the subscription ended) or failed (see last_error).';
+COMMENT ON COLUMN webhook.backfills.rows_sent IS 'Rows queued as BACKFILL events so far (those the filters let through).';
+COMMENT ON COLUMN webhook.backfills.rows_estimated IS 'The planner''s estimate of the table''s rows when it started (reltuples, all partitions).';
+COMMENT ON COLUMN webhook.backfills.filter IS 'The extra condition given to webhook.backfill(); NULL: none.';
+COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it.';
+COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
+COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
+COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
+COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried.';
+
 -- Delivery is ready from CREATE EXTENSION on: the commit asks the launcher for this database's
 -- workers.
 COMMENT ON FUNCTION webhook._request_workers() IS

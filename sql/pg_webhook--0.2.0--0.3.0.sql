@@ -636,3 +636,105 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Backfills (webhook.backfill()): the rows a table already has, sent as BACKFILL events.
+-- API: Private. One row per backfill (webhook.backfill()): a subscription's rows that the table
+-- already had, queued as BACKFILL events in chunks by primary key, each chunk in its own short
+-- transaction that also records how far it got (last_key), so a crash or restart resumes after
+-- the last committed chunk. At most one runs per subscription.
+CREATE TABLE webhook._backfills (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subscription_id integer NOT NULL,
+    -- An extra condition of the caller's over the table's columns (NULL: every row).
+    filter          text,
+    -- The primary key's columns when it started; a chunk reads the rows after last_key in
+    -- their order.
+    key_columns     text[] NOT NULL,
+    -- The primary key of the last row read, as text per column (NULL: none read yet).
+    last_key        text[],
+    state           text NOT NULL DEFAULT 'running',
+    rows_sent       bigint NOT NULL DEFAULT 0,
+    rows_estimated  bigint NOT NULL DEFAULT 0,
+    started_by      regrole NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    last_error      text,
+    -- The transaction that started it: every chunk's events have a later txid, so counting
+    -- what is still queued reads only the queue's newer part (the key is (txid, id)).
+    started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
+);
+CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)
+    WHERE state = 'running';
+
+-- API: Public. Backfills of the subscriptions the reader may see (the same rule as
+-- webhook.events: last_key holds row values).
+CREATE VIEW webhook.backfills WITH (security_barrier) AS
+SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
+       b.filter, b.last_key, b.started_by, b.started_at, b.finished_at, b.last_error
+  FROM webhook._backfills b
+  JOIN webhook._subscriptions s ON s.id = b.subscription_id
+ WHERE b.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+GRANT SELECT ON webhook.backfills TO webhook_admin;
+COMMENT ON VIEW webhook.backfills IS
+    'Each webhook.backfill(): its subscription, state (running, done, canceled, failed), rows sent so far against the planner''s estimate, when it started and finished, and why it failed.';
+CREATE FUNCTION webhook."_backfill"(
+	"name" TEXT,
+	"filter" TEXT
+) RETURNS bigint
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'backfill_impl_wrapper';
+CREATE FUNCTION webhook."_cancel_backfill"(
+	"name" TEXT
+) RETURNS bool
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'cancel_backfill_impl_wrapper';
+
+-- API: Public.
+CREATE FUNCTION webhook.backfill(name text, filter text DEFAULT NULL)
+RETURNS SETOF webhook.backfills
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started bigint := webhook._backfill(name, filter);
+BEGIN
+    RETURN QUERY SELECT b.* FROM webhook.backfills b WHERE b.id = started;
+END
+$$;
+COMMENT ON FUNCTION webhook.backfill(text, text) IS
+$$Send the rows the subscription's table already has, as BACKFILL events (record = the row), in the background, in primary key order; the subscription's filter and columns apply, and filter (a condition over the table's columns) narrows it further.
+Progress in webhook.backfills; webhook.cancel_backfill() stops it. One at a time per subscription; the table needs a primary key.$$;
+
+-- API: Public.
+CREATE FUNCTION webhook.cancel_backfill(name text) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._cancel_backfill(name) $$;
+COMMENT ON FUNCTION webhook.cancel_backfill(text) IS
+$$Stop the subscription's running backfill: no chunk starts after this commits; events already queued are still delivered. Returns false when none was running.$$;
+COMMENT ON FUNCTION webhook._backfill(text, text) IS 'Internal: implements webhook.backfill().';
+COMMENT ON FUNCTION webhook._cancel_backfill(text) IS 'Internal: implements webhook.cancel_backfill().';
+REVOKE ALL ON webhook._backfills FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    webhook.backfill(text, text), webhook._backfill(text, text),
+    webhook.cancel_backfill(text), webhook._cancel_backfill(text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    webhook.backfill(text, text), webhook._backfill(text, text),
+    webhook.cancel_backfill(text), webhook._cancel_backfill(text)
+TO webhook_admin;
+COMMENT ON COLUMN webhook.backfills.id IS 'Backfill id.';
+COMMENT ON COLUMN webhook.backfills.subscription IS 'The subscription''s name.';
+COMMENT ON COLUMN webhook.backfills.subscription_id IS 'The subscription''s id.';
+COMMENT ON COLUMN webhook.backfills.state IS 'running, done (every row read), canceled (webhook.cancel_backfill(), or the subscription ended) or failed (see last_error).';
+COMMENT ON COLUMN webhook.backfills.rows_sent IS 'Rows queued as BACKFILL events so far (those the filters let through).';
+COMMENT ON COLUMN webhook.backfills.rows_estimated IS 'The planner''s estimate of the table''s rows when it started (reltuples, all partitions).';
+COMMENT ON COLUMN webhook.backfills.filter IS 'The extra condition given to webhook.backfill(); NULL: none.';
+COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it.';
+COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
+COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
+COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
+COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried.';

@@ -212,6 +212,35 @@ CREATE TABLE webhook._callback_queue (
     starts           integer NOT NULL DEFAULT 0
 );
 
+-- API: Private. One row per backfill (webhook.backfill()): a subscription's rows that the table
+-- already had, queued as BACKFILL events in chunks by primary key, each chunk in its own short
+-- transaction that also records how far it got (last_key), so a crash or restart resumes after
+-- the last committed chunk. At most one runs per subscription.
+CREATE TABLE webhook._backfills (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subscription_id integer NOT NULL,
+    -- An extra condition of the caller's over the table's columns (NULL: every row).
+    filter          text,
+    -- The primary key's columns when it started; a chunk reads the rows after last_key in
+    -- their order.
+    key_columns     text[] NOT NULL,
+    -- The primary key of the last row read, as text per column (NULL: none read yet).
+    last_key        text[],
+    state           text NOT NULL DEFAULT 'running',
+    rows_sent       bigint NOT NULL DEFAULT 0,
+    rows_estimated  bigint NOT NULL DEFAULT 0,
+    started_by      regrole NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    last_error      text,
+    -- The transaction that started it: every chunk's events have a later txid, so counting
+    -- what is still queued reads only the queue's newer part (the key is (txid, id)).
+    started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
+);
+CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)
+    WHERE state = 'running';
+
 -- The archive, the attempt log and the callback queue churn like the queue: the retention purge
 -- (or the callback runner) deletes what the worker inserts, at the same rate. They are vacuumed
 -- often, so freed space is reused and the footprint stays flat under a steady load, and never
@@ -404,3 +433,15 @@ COMMENT ON COLUMN webhook.events.next_attempt_at IS
     'When a pending event is due; NULL once finished.';
 COMMENT ON COLUMN webhook.attempts.outcome IS
     'What the worker decided after this attempt: delivered, retry (another attempt is scheduled) or dead.';
+
+-- API: Public. Backfills of the subscriptions the reader may see (the same rule as
+-- webhook.events: last_key holds row values).
+CREATE VIEW webhook.backfills WITH (security_barrier) AS
+SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
+       b.filter, b.last_key, b.started_by, b.started_at, b.finished_at, b.last_error
+  FROM webhook._backfills b
+  JOIN webhook._subscriptions s ON s.id = b.subscription_id
+ WHERE b.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+GRANT SELECT ON webhook.backfills TO webhook_admin;
+COMMENT ON VIEW webhook.backfills IS
+    'Each webhook.backfill(): its subscription, state (running, done, canceled, failed), rows sent so far against the planner''s estimate, when it started and finished, and why it failed.';

@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 
 use crate::wake::note_event_queued;
 
+pub mod backfill;
 mod identity;
 mod order_key;
 mod queue_writer;
@@ -26,7 +27,7 @@ use identity::{CaptureInfo, NotOurs};
 use queue_writer::QueueWriter;
 use shaped_rows::shaped_rows;
 
-pub use identity::{catalog_generation, init as init_cache};
+pub use identity::{catalog_generation, init as init_cache, subscription as subscription_info};
 
 /// Transition table names used in every capture trigger definition.
 pub const NEW_ROWS: &str = "pg_webhook_new";
@@ -298,13 +299,13 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         Operation::Insert => (data.tg_newtable, std::ptr::null_mut()),
         Operation::Delete => (std::ptr::null_mut(), data.tg_oldtable),
         Operation::Update => (data.tg_newtable, data.tg_oldtable),
-        Operation::Truncate => (std::ptr::null_mut(), std::ptr::null_mut()),
+        Operation::Truncate | Operation::Backfill => (std::ptr::null_mut(), std::ptr::null_mut()),
     };
     let missing = match op {
         Operation::Insert => new_rows.is_null(),
         Operation::Delete => old_rows.is_null(),
         Operation::Update => new_rows.is_null() || old_rows.is_null(),
-        Operation::Truncate => false,
+        Operation::Truncate | Operation::Backfill => false,
     };
     if missing {
         return Err(CaptureError::WrongKind {

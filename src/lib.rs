@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::prelude::*;
 
 mod api;
+mod backfill;
 mod capture;
 mod delivery;
 mod error;

@@ -104,6 +104,21 @@ pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Plans user-written `query` as `role`, sandboxed, without running it, in a subtransaction:
+/// what is wrong with it (`None`: nothing), for an error that names the user's input.
+pub fn plan_problem(role: pg_sys::Oid, query: &str) -> Option<String> {
+    let checked = crate::error::in_subtransaction(|| {
+        as_owner_sandboxed(role, || {
+            Spi::connect(|client| client.prepare(query, &[]).map(|_| ()))
+        })
+    });
+    match checked {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(message) => Some(message),
+    }
+}
+
 fn table_privilege(table: pg_sys::Oid, role: pg_sys::Oid, mode: u32) -> bool {
     // SAFETY: pg_class_aclcheck only reads the catalog; the table exists (checked by caller).
     unsafe {

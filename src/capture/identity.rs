@@ -157,6 +157,12 @@ pub fn lookup(
     Ok(info)
 }
 
+/// What subscription `id` on `target` captures, read afresh (a backfill chunk's view of it);
+/// `None` once it is unsubscribed or gone.
+pub fn subscription(id: i32, target: pg_sys::Oid) -> Option<CaptureInfo> {
+    read(id, target).ok().filter(|info| info.live)
+}
+
 /// One row as the lookup query returns it.
 type Row = (String, pg_sys::Oid, pg_sys::Oid, String, String, bool);
 

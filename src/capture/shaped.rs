@@ -34,6 +34,23 @@ pub struct Shape {
 const ROW_NUMBER: &str = "pg_webhook_rn";
 const ROW: &str = "pg_webhook_row";
 
+/// The order key's text column of a query over `alias` (empty without a key).
+fn key_text(key: Option<&[Option<String>]>, alias: &str) -> String {
+    match key {
+        Some(columns) => {
+            let parts: Vec<String> = columns
+                .iter()
+                .map(|c| match c {
+                    Some(c) => format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c)),
+                    None => quote_literal(super::order_key::GONE),
+                })
+                .collect();
+            format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
 impl Shape {
     pub fn is_plain(&self) -> bool {
         self == &Shape::default()
@@ -69,8 +86,9 @@ impl Shape {
     fn images(&self, op: Operation) -> (String, String) {
         const NONE: &str = "NULL::pg_catalog.jsonb";
         match (&self.payload, op) {
-            // A TRUNCATE has no rows to build a payload from (refused at subscribe).
-            (_, Operation::Truncate) => return (NONE.into(), NONE.into()),
+            // A TRUNCATE has no rows to build a payload from (refused at subscribe); a
+            // backfill's rows are read by `backfill_query`.
+            (_, Operation::Truncate | Operation::Backfill) => return (NONE.into(), NONE.into()),
             // Checked at subscribe to be jsonb or json; the cast makes a json one jsonb.
             (Some(payload), _) => {
                 return (format!("(({payload}))::pg_catalog.jsonb"), NONE.into());
@@ -81,7 +99,7 @@ impl Shape {
             Operation::Insert => (self.projection("new"), NONE.into()),
             Operation::Delete => (NONE.into(), self.projection("old")),
             Operation::Update => (self.projection("new"), self.projection("old")),
-            Operation::Truncate => (NONE.into(), NONE.into()),
+            Operation::Truncate | Operation::Backfill => (NONE.into(), NONE.into()),
         }
     }
 
@@ -108,21 +126,7 @@ impl Shape {
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
     /// A key column that is gone (`None`) contributes `order_key::GONE`.
     pub fn query(&self, op: Operation, key: Option<&[Option<String>]>) -> String {
-        let key_text = |alias: &str| match key {
-            Some(columns) => {
-                let parts: Vec<String> = columns
-                    .iter()
-                    .map(|c| match c {
-                        Some(c) => {
-                            format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c))
-                        }
-                        None => quote_literal(super::order_key::GONE),
-                    })
-                    .collect();
-                format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
-            }
-            None => String::new(),
-        };
+        let key_text = |alias: &str| key_text(key, alias);
         let (record, old_record) = self.images(op);
         match op {
             Operation::Insert => format!(
@@ -150,8 +154,60 @@ impl Shape {
                 key_text("new"),
                 self.condition(op)
             ),
-            Operation::Truncate => format!("SELECT {record}, {old_record}"),
+            Operation::Truncate | Operation::Backfill => format!("SELECT {record}, {old_record}"),
         }
+    }
+
+    /// The query a backfill chunk runs over `rows` (a query returning the table's rows after
+    /// the last key, in key order): per row, the event's record as capture would make it for an
+    /// INSERT of the row — its columns, or the subscription's payload expression — (NULL when
+    /// it does not pass), whether it passes the subscription's
+    /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, and with an
+    /// order key its text as in `query`. The subscription's filter sees the row as both NEW and
+    /// OLD (it has no change to show, so a filter that asks for one passes nothing); `also` is
+    /// a condition over the table's columns, which it may qualify with `table`.
+    pub fn backfill_query(
+        &self,
+        rows: &str,
+        pk: &[String],
+        also: Option<&str>,
+        table: &str,
+        key: Option<&[Option<String>]>,
+    ) -> String {
+        let mut conditions = Vec::new();
+        if let Some(f) = &self.filter {
+            conditions.push(format!("CASE WHEN ({f}) THEN true ELSE false END"));
+        }
+        if let Some(also) = also {
+            conditions.push(format!(
+                "(SELECT CASE WHEN ({also}) THEN true ELSE false END FROM (SELECT new.*) AS {})",
+                quote_identifier(table)
+            ));
+        }
+        let pass = if conditions.is_empty() {
+            "true".to_string()
+        } else {
+            conditions.join(" AND ")
+        };
+        let pk_text: Vec<String> = pk
+            .iter()
+            .map(|c| format!("new.{}::pg_catalog.text", quote_identifier(c)))
+            .collect();
+        let order: Vec<String> = pk
+            .iter()
+            .map(|c| format!("new.{}", quote_identifier(c)))
+            .collect();
+        format!(
+            "SELECT CASE WHEN f.pass THEN {} END, f.pass, ARRAY[{}]{} \
+               FROM ({rows}) AS new \
+              CROSS JOIN LATERAL (SELECT new.*) AS old \
+              CROSS JOIN LATERAL (SELECT {pass} AS pass) AS f \
+              ORDER BY {}",
+            self.images(Operation::Insert).0,
+            pk_text.join(", "),
+            key_text(key, "new"),
+            order.join(", ")
+        )
     }
 
     /// The same query over the table itself, for checking the filter, columns and payload at

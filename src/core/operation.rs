@@ -11,6 +11,9 @@ pub enum Operation {
     Delete,
     /// One event per TRUNCATE statement; opt-in.
     Truncate,
+    /// A row a table already had, sent by `webhook.backfill()`: `record` is the row,
+    /// `old_record` null. Never a kind a subscription lists in `events`.
+    Backfill,
 }
 
 impl Operation {
@@ -30,6 +33,7 @@ impl Operation {
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
             Operation::Truncate => "TRUNCATE",
+            Operation::Backfill => "BACKFILL",
         }
     }
 
@@ -40,6 +44,16 @@ impl Operation {
             Operation::Update => "update",
             Operation::Delete => "delete",
             Operation::Truncate => "truncate",
+            Operation::Backfill => "backfill",
+        }
+    }
+
+    /// The kind of a queued event, as its `op` column stores it (`as_sql`): the kinds a
+    /// subscription lists, and `BACKFILL`.
+    pub fn from_queue(op: &str) -> Result<Operation, UnknownOperation> {
+        match op {
+            "BACKFILL" => Ok(Operation::Backfill),
+            other => other.parse(),
         }
     }
 }
@@ -136,6 +150,15 @@ mod tests {
             parse_event_list(&[Some("DELETE"), Some(" insert "), Some("delete")]).unwrap(),
             vec![Operation::Insert, Operation::Delete]
         );
+    }
+
+    #[test]
+    fn backfill_is_a_queued_kind_but_not_one_a_subscription_lists() {
+        assert_eq!(Operation::from_queue("BACKFILL"), Ok(Operation::Backfill));
+        assert_eq!(Operation::from_queue("UPDATE"), Ok(Operation::Update));
+        assert_eq!(Operation::Backfill.as_sql(), "BACKFILL");
+        assert!(parse_event_list(&[Some("backfill")]).is_err());
+        assert!(!Operation::ALL.contains(&Operation::Backfill));
     }
 
     #[test]

@@ -301,6 +301,34 @@ mod tests {
     }
 
     #[test]
+    fn a_backfill_event_names_its_kind_in_every_format() {
+        let change = RowChange {
+            op: Operation::Backfill,
+            schema: "public",
+            table: "orders",
+            record: Some(r#"{"id":1}"#),
+            old_record: None,
+        };
+        let envelope = Envelope {
+            message_id: "msg_x_1",
+            time: "2026-11-30T08:00:00+00:00",
+            database: "app",
+        };
+        let plain: serde_json::Value =
+            serde_json::from_slice(&body(Format::Database, &change, &envelope)).unwrap();
+        assert_eq!(plain["type"], "BACKFILL");
+        assert_eq!(plain["record"]["id"], 1);
+        assert!(plain["old_record"].is_null());
+        let standard: serde_json::Value =
+            serde_json::from_slice(&body(Format::Standard, &change, &envelope)).unwrap();
+        assert_eq!(standard["type"], "orders.backfill");
+        assert_eq!(standard["data"]["type"], "BACKFILL");
+        let cloud: serde_json::Value =
+            serde_json::from_slice(&body(Format::CloudEvents, &change, &envelope)).unwrap();
+        assert_eq!(cloud["type"], "pg_webhook.orders.backfill");
+    }
+
+    #[test]
     fn uids_are_random_and_url_safe() {
         let a = new_subscription_uid().unwrap();
         assert_eq!(a.len(), 16);

@@ -53,6 +53,8 @@ fn type_bit(op: Operation) -> i32 {
         Operation::Delete => 1 << 3,
         Operation::Update => 1 << 4,
         Operation::Truncate => 1 << 5,
+        // Queued by webhook.backfill(), never by a trigger.
+        Operation::Backfill => 0,
     }
 }
 
@@ -158,7 +160,7 @@ fn ddl(id: i32, kind: Kind, name: &str, table: &str, ops: &[Operation]) -> Strin
                     format!("REFERENCING OLD TABLE AS {OLD_ROWS} NEW TABLE AS {NEW_ROWS}")
                 }
                 Operation::Delete => format!("REFERENCING OLD TABLE AS {OLD_ROWS}"),
-                Operation::Truncate => String::new(),
+                Operation::Truncate | Operation::Backfill => String::new(),
             };
             format!(
                 "CREATE TRIGGER {name} AFTER {} ON {table} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture({arg})",

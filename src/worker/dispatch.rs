@@ -260,7 +260,7 @@ impl Dispatcher {
             );
             return Err((e, Decision::Dead));
         }
-        let op: Operation = event.op.parse().map_err(|e| {
+        let op = Operation::from_queue(&event.op).map_err(|e| {
             (
                 format!("event has an unknown operation: {e}"),
                 Decision::Dead,

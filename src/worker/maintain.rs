@@ -1,5 +1,6 @@
 //! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
-//! failed too long, checking subscriptions' triggers, vacuuming, and the retention purge.
+//! failed too long, checking subscriptions' triggers, vacuuming, and the retention purge (and,
+//! between them, backfills: see backfills.rs).
 //!
 //! The purge must keep up with the fastest drain the workers can reach, or the archive grows
 //! without bound: each round deletes in batches until it is caught up or has used its time
@@ -23,6 +24,17 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 const VACUUM_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
+    /// What worker 0 does besides delivering, each when it is due: housekeeping, and the chunks
+    /// of running backfills (backfills.rs).
+    pub(super) fn worker_zero_duties(&mut self, now: Instant) {
+        if now >= self.next_maintenance {
+            self.maintain(now);
+        }
+        if self.backfills.next.is_none_or(|at| now >= at) {
+            self.backfill(now);
+        }
+    }
+
     /// Retention and auto-disable, at most once per poll interval (more often while the purge
     /// is behind).
     pub(super) fn maintain(&mut self, now: Instant) {

@@ -9,6 +9,7 @@
 //! `callbacks` (the other two kinds of process).
 
 mod backend;
+mod backfills;
 mod callbacks;
 mod claim;
 mod cursor;
@@ -134,6 +135,8 @@ struct Worker {
     next_stats_check: Instant,
     next_publish: Instant,
     published_empty: bool,
+    /// Worker 0's backfills in progress (see backfills.rs).
+    backfills: backfills::Backfills,
 }
 
 impl Worker {
@@ -179,6 +182,7 @@ impl Worker {
             next_stats_check: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
+            backfills: backfills::Backfills::default(),
         }
     }
 
@@ -201,13 +205,14 @@ impl Worker {
                 // A resume or replay made events due: look at scheduled ones now.
                 self.schedule_epoch = schedule;
                 self.scheduled_due_at = Some(now);
+                self.backfills.next = None;
                 self.claim_wanted = true;
             }
             if self.record_due(now) {
                 self.record();
             }
-            if self.share.index == 0 && now >= self.next_maintenance && self.statements.is_some() {
-                self.maintain(now);
+            if self.share.index == 0 && self.statements.is_some() {
+                self.worker_zero_duties(now);
             }
             if self.claim_due(now) {
                 self.claim();
@@ -375,6 +380,7 @@ impl Worker {
             // A purge that is behind comes back within milliseconds, idle or not (maintenance
             // runs only with the statements prepared: without, this deadline would never move).
             deadline = deadline.min(self.next_maintenance);
+            deadline = deadline.min(self.backfills.next.unwrap_or(now));
         }
         if deadline <= now {
             return;

@@ -7,10 +7,20 @@ use std::panic::AssertUnwindSafe;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
+use pgrx::PgSqlErrorCode;
 
 /// Runs `f` in its own transaction and commits it; on an SPI error or a Postgres ERROR, aborts
 /// and returns the error text (already logged as a WARNING naming `what`).
 pub fn run<R>(what: &str, f: impl FnOnce() -> SpiResult<R>) -> Result<R, String> {
+    run_coded(what, f).map_err(|(_, e)| e)
+}
+
+/// As `run`, with the SQLSTATE of a Postgres ERROR (`None` for an SPI error), for callers that
+/// retry some kinds of failure (a lock timeout, a deadlock) and not others.
+pub fn run_coded<R>(
+    what: &str,
+    f: impl FnOnce() -> SpiResult<R>,
+) -> Result<R, (Option<PgSqlErrorCode>, String)> {
     let outcome = PgTryBuilder::new(AssertUnwindSafe(|| {
         // SAFETY: the worker is between transactions whenever it calls this.
         unsafe {
@@ -30,21 +40,28 @@ pub fn run<R>(what: &str, f: impl FnOnce() -> SpiResult<R>) -> Result<R, String>
             Err(e) => {
                 // SAFETY: aborting an open transaction is always allowed.
                 unsafe { pg_sys::AbortCurrentTransaction() };
-                Err(e.to_string())
+                Err((None, e.to_string()))
             }
         }
     }))
     .catch_others(|caught| {
         // SAFETY: the error state was copied and flushed by the FFI guard.
         unsafe { pg_sys::AbortCurrentTransaction() };
-        Err(describe(&caught))
+        Err((Some(code_of(&caught)), describe(&caught)))
     })
     .execute();
     super::backend::report_stats();
-    if let Err(e) = &outcome {
+    if let Err((_, e)) = &outcome {
         warning!("pg_webhook worker: {what} failed: {e}");
     }
     outcome
+}
+
+fn code_of(caught: &CaughtError) -> PgSqlErrorCode {
+    match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
+        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
+    }
 }
 
 /// The message (and detail) of a caught error.

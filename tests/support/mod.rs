@@ -1,6 +1,7 @@
 //! Shared by the end-to-end test binaries: a throwaway cluster and a real HTTP receiver.
 #![allow(dead_code)]
 
+pub mod backfill;
 pub mod cluster;
 pub mod patroni;
 pub mod receiver;

@@ -1,0 +1,386 @@
+//! One chunk of a backfill (`webhook.backfill()`): the next rows of a subscription's table in
+//! primary key order, turned into BACKFILL events the way capture turns a statement's rows into
+//! events — the subscription's shaped query (filter, columns) run as its owner, sandboxed, and
+//! the queue written like COPY — and the progress recorded in the same transaction, so the
+//! events and the key they reach commit together or not at all. The delivery worker (worker 0)
+//! runs one chunk per transaction (see `worker::backfills`).
+//!
+//! Order. A chunk of an `ordered` subscription first takes the subscription's order lock, as a
+//! writer's statement does: every writer that committed before it is visible to its read, and
+//! every later writer waits for it and takes larger event ids, so a row's BACKFILL event never
+//! goes after a later change of that row. A chunk of an `order_key` subscription locks the key
+//! of every row it read, as a writer locks its keys before taking ids (waiting for the writers
+//! of those keys that are in flight), then reads the same rows again under a new snapshot and
+//! queues that second reading (repeated if a row's key moved to one it does not hold yet): a
+//! writer that changed a row before the key lock was taken has committed before the second
+//! read (and has the smaller ids); one that changes it afterwards waits for the chunk at its
+//! own key lock (and gets the larger ids). Unordered subscriptions take no lock: a row's
+//! BACKFILL event may arrive before or after a live change of it, as any two events may.
+
+use pg_webhook_core::order_key::{bucket, hash};
+use pg_webhook_core::payload::Operation;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
+
+use super::identity::{self, CaptureInfo};
+use super::queue_writer::QueueWriter;
+use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
+use crate::privilege::as_owner_sandboxed;
+
+const CHUNK_STATE: &str = include_str!("../../sql/backfill/chunk_state.sql");
+const AHEAD: &str = include_str!("../../sql/backfill/ahead.sql");
+const PRIMARY_KEY: &str = include_str!("../../sql/backfill/primary_key.sql");
+const PROGRESS: &str = include_str!("../../sql/backfill/progress.sql");
+const STOP: &str = include_str!("../../sql/backfill/stop.sql");
+const SYNCHRONOUS_COMMIT: &str = include_str!("../../sql/backfill/synchronous_commit.sql");
+
+/// Rows read per chunk (one short transaction each).
+pub const CHUNK_ROWS: i64 = 500;
+/// A backfill queues no further chunk while this many of its events are still queued: a slow,
+/// paused or rate-limited receiver holds it back instead of the queue growing by the table.
+pub const AHEAD_LIMIT: i64 = 5_000;
+/// How often a chunk of an `order_key` subscription reads its rows again when their keys keep
+/// moving to ones it does not hold; past this the chunk fails and is tried again.
+const REREADS: usize = 4;
+
+/// A primary key's values, as text, one per column (NULL stays NULL).
+type Key = Vec<Option<String>>;
+
+/// What one chunk did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Queued `queued` events of `read` rows; there may be more.
+    Sent { read: usize, queued: usize },
+    /// The table is done (this chunk queued `queued`).
+    Done { queued: usize },
+    /// Too many of its events are queued still; nothing done.
+    Ahead,
+    /// It is not running any more (canceled, done, failed) — or was stopped now, with the reason.
+    Stopped(Option<String>),
+}
+
+/// The primary key of `table`: (column, type) in key order; empty when it has none.
+pub fn primary_key(client: &SpiClient<'_>, table: pg_sys::Oid) -> SpiResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for row in client.select(PRIMARY_KEY, None, &[table.into()])? {
+        out.push((
+            row.get::<String>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The query that reads the rows of a chunk from `table`: after `after` (the last key read),
+/// up to `through` when given (a re-read), at most `limit`.
+pub fn rows_query(
+    table: &str,
+    pk: &[(String, String)],
+    after: bool,
+    through: bool,
+    limit: Option<i64>,
+) -> String {
+    let columns: Vec<String> = pk
+        .iter()
+        .map(|(c, _)| format!("t.{}", quote_identifier(c)))
+        .collect();
+    let bound = |param: usize| {
+        let values: Vec<String> = pk
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| format!("${param}[{}]::{ty}", i + 1))
+            .collect();
+        format!("({}) ", values.join(", "))
+    };
+    let mut conditions = Vec::new();
+    if after {
+        conditions.push(format!("({}) > {}", columns.join(", "), bound(1)));
+    }
+    if through {
+        conditions.push(format!("({}) <= {}", columns.join(", "), bound(2)));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    format!(
+        "SELECT t.* FROM {table} AS t{filter} ORDER BY {}{limit}",
+        columns.join(", ")
+    )
+}
+
+/// One read of a chunk's rows, as the subscription's owner.
+struct Reading {
+    /// (record, order key hash) of each row that passes, in key order.
+    events: Vec<(pg_sys::Datum, i64)>,
+    /// The key of the last row read (passing or not).
+    last: Option<Key>,
+    read: usize,
+}
+
+/// Runs the chunk's query and keeps what it returns; the datums live until SPI finishes.
+fn read_rows(
+    client: &SpiClient<'_>,
+    query: &str,
+    after: &Option<Key>,
+    through: &Option<Key>,
+    keyed: bool,
+) -> SpiResult<Reading> {
+    let mut args: Vec<DatumWithOid<'_>> = Vec::new();
+    if let Some(after) = after {
+        args.push(after.clone().into());
+    }
+    if let Some(through) = through {
+        if after.is_none() {
+            // Keeps the parameter numbers the query uses ($2 for the upper bound).
+            args.push(Option::<Key>::None.into());
+        }
+        args.push(through.clone().into());
+    }
+    let mut rows = client.select(query, None, &args)?;
+    let mut reading = Reading {
+        events: Vec::new(),
+        last: None,
+        read: 0,
+    };
+    while rows.next().is_some() {
+        reading.read += 1;
+        reading.last = rows.get::<Key>(3)?;
+        if rows.get::<bool>(2)? != Some(true) {
+            continue;
+        }
+        let key = if keyed {
+            hash(&rows.get::<String>(4)?.unwrap_or_default())
+        } else {
+            0
+        };
+        if let Some(record) = rows.get_datum_by_ordinal(1)? {
+            reading.events.push((record, key));
+        }
+    }
+    Ok(reading)
+}
+
+/// Ends the backfill as `state` with `reason`.
+fn stop(client: &mut SpiClient<'_>, id: i64, state: &str, reason: String) -> SpiResult<Step> {
+    client.update(
+        STOP,
+        None,
+        &[id.into(), state.into(), reason.clone().into()],
+    )?;
+    Ok(Step::Stopped(Some(reason)))
+}
+
+/// Runs one chunk of backfill `id`, inside the caller's transaction, as the extension owner
+/// (the caller is the worker); user SQL runs as the subscription's owner.
+pub fn run_chunk(id: i64) -> SpiResult<Step> {
+    Spi::connect_mut(|client| {
+        client.select(SYNCHRONOUS_COMMIT, None, &[])?;
+        // Read-write (a row lock), which also gives the transaction its xid.
+        let state = client.update(CHUNK_STATE, Some(1), &[id.into()])?;
+        if state.is_empty() {
+            return Ok(Step::Stopped(None));
+        }
+        let row = state.first();
+        let subscription: i32 = row.get(1)?.unwrap_or_default();
+        let also: Option<String> = row.get(2)?;
+        let key_columns: Vec<String> = row
+            .get::<Key>(3)?
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect();
+        let last_key: Option<Key> = row.get(4)?;
+        let status: String = row.get(5)?.unwrap_or_default();
+        let name: String = row.get(6)?.unwrap_or_default();
+        let target: pg_sys::Oid = row.get(7)?.unwrap_or(pg_sys::Oid::INVALID);
+        let denied: Option<String> = row.get(8)?;
+        let started_txid: String = row.get(9)?.unwrap_or_default();
+        if status == "unsubscribed" {
+            return stop(
+                client,
+                id,
+                "canceled",
+                format!("subscription \"{name}\" was unsubscribed"),
+            );
+        }
+        if let Some(denied) = denied {
+            return stop(
+                client,
+                id,
+                "failed",
+                format!(
+                    "{denied}; nothing more is sent: call webhook.backfill('{}') again once it may",
+                    name.replace('\'', "''")
+                ),
+            );
+        }
+        let ahead: i64 = client
+            .select(
+                AHEAD,
+                Some(1),
+                &[subscription.into(), AHEAD_LIMIT.into(), started_txid.into()],
+            )?
+            .first()
+            .get_one()?
+            .unwrap_or_default();
+        if ahead >= AHEAD_LIMIT {
+            return Ok(Step::Ahead);
+        }
+        let pk = primary_key(client, target)?;
+        if pk.iter().map(|(c, _)| c).ne(key_columns.iter()) {
+            return stop(
+                client,
+                id,
+                "failed",
+                format!(
+                    "the primary key of {} changed during the backfill (it was ({})): call webhook.backfill('{}') again to start over",
+                    subscription_table(target),
+                    key_columns.join(", "),
+                    name.replace('\'', "''")
+                ),
+            );
+        }
+        let info = match identity::subscription(subscription, target) {
+            Some(info) => info,
+            None => {
+                return stop(
+                    client,
+                    id,
+                    "canceled",
+                    format!("subscription \"{name}\" is gone"),
+                )
+            }
+        };
+        let (queued, read, last) = queue_chunk(&info, &pk, also.as_deref(), last_key)?;
+        let done = (read as i64) < CHUNK_ROWS;
+        client.update(
+            PROGRESS,
+            None,
+            &[id.into(), last.into(), (queued as i64).into(), done.into()],
+        )?;
+        if queued > 0 {
+            crate::wake::note_event_queued();
+        }
+        Ok(if done {
+            Step::Done { queued }
+        } else {
+            Step::Sent { read, queued }
+        })
+    })
+}
+
+fn has_column(table: pg_sys::Oid, name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a syscache lookup with a valid C string.
+    unsafe { pg_sys::get_attnum(table, name.as_ptr()) > 0 }
+}
+
+fn subscription_table(target: pg_sys::Oid) -> String {
+    // SAFETY: catalog reads of an existing relation (checked by the caller's query).
+    unsafe {
+        let name = pg_sys::get_rel_name(target);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(target));
+        if name.is_null() || schema.is_null() {
+            return format!("table {}", target.to_u32());
+        }
+        format!(
+            "{}.{}",
+            std::ffi::CStr::from_ptr(schema).to_string_lossy(),
+            std::ffi::CStr::from_ptr(name).to_string_lossy()
+        )
+    }
+}
+
+/// Reads the chunk after `after` as the subscription's owner and queues its events; returns
+/// (events queued, rows read, last key read).
+fn queue_chunk(
+    info: &CaptureInfo,
+    pk: &[(String, String)],
+    also: Option<&str>,
+    after: Option<Key>,
+) -> SpiResult<(usize, usize, Option<Key>)> {
+    let table = format!(
+        "{}.{}",
+        quote_identifier(&info.schema),
+        quote_identifier(&info.table)
+    );
+    let key: Option<Key> = info.order_key.as_ref().map(|names| {
+        // A key column renamed or dropped since subscribing stands in as a constant, as in
+        // capture.
+        names
+            .iter()
+            .map(|name| has_column(info.target, name).then(|| name.clone()))
+            .collect()
+    });
+    let columns: Vec<String> = pk.iter().map(|(c, _)| c.clone()).collect();
+    let shaped = |rows: &str| {
+        info.shape
+            .backfill_query(rows, &columns, also, &info.table, key.as_deref())
+    };
+    let first = shaped(&rows_query(
+        &table,
+        pk,
+        after.is_some(),
+        false,
+        Some(CHUNK_ROWS),
+    ));
+    if info.ordered {
+        // Before the read: the statement's snapshot is taken after the wait.
+        lock_ordered(info.subscription_id);
+    }
+    let subscription = Subscription {
+        id: info.subscription_id,
+        ordered: info.ordered || info.order_key.is_some() || info.grouped,
+    };
+    let pinned = pin_output_settings();
+    let outcome = as_owner_sandboxed(info.owner, || {
+        Spi::connect(|client| {
+            // The transaction has an xid (the chunk locked its backfill row), so each statement
+            // here takes a new snapshot: the read sees every commit made before it starts.
+            let mut reading = read_rows(client, &first, &after, &None, key.is_some())?;
+            let (read, last) = (reading.read, reading.last.clone());
+            if key.is_some() && read > 0 {
+                // Lock the keys read, then read the same range again under a new snapshot
+                // (see the module's comment); again while a row's key moved to a bucket not held.
+                let again = shaped(&rows_query(&table, pk, after.is_some(), true, None));
+                let mut held: Vec<u32> = Vec::new();
+                for tries in 0..=REREADS {
+                    let mut keys: Vec<i64> = reading.events.iter().map(|(_, k)| *k).collect();
+                    keys.retain(|k| !held.contains(&bucket(*k)));
+                    if keys.is_empty() && tries > 0 {
+                        break;
+                    }
+                    if tries == REREADS {
+                        error!(
+                            "pg_webhook backfill of {table}: the order keys of the rows after {after:?} kept changing while they were read; the chunk is tried again"
+                        );
+                    }
+                    order_key::lock_keys(info.subscription_id, &keys);
+                    held.extend(keys.iter().map(|k| bucket(*k)));
+                    reading = read_rows(client, &again, &after, &last, true)?;
+                }
+            }
+            let mut writer =
+                QueueWriter::open(subscription, Operation::Backfill, &info.schema, &info.table)
+                    .unwrap_or_else(|e| error!("pg_webhook could not queue the events: {e}"));
+            writer.set_order_keys(reading.events.iter().map(|(_, k)| *k).collect());
+            for (record, _) in &reading.events {
+                // SAFETY: jsonb datums of the SPI result, alive until this connection ends,
+                // after the batch is written below.
+                unsafe { writer.add_json(Some(*record), None) };
+            }
+            // SAFETY: writes the rest before SPI frees the tuples.
+            unsafe { writer.finish_batch() };
+            writer.close();
+            Ok((reading.events.len(), read, last))
+        })
+    });
+    unpin_output_settings(pinned);
+    outcome
+}

@@ -1,0 +1,111 @@
+//! Backfills of `ordered` and `order_key` subscriptions while writers keep changing the rows:
+//! a row's BACKFILL event never arrives after a later committed change of it.
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::backfill::{backfilled, wait_state};
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, exec, subscribe};
+
+/// A table of `rows` rows whose `version` only grows, a subscription on it with `extra`, and a
+/// backfill while a writer keeps updating random rows (each update its own transaction). Then
+/// checks, per row, that the versions arrived in order: no BACKFILL event of a row came after
+/// a later committed change of it.
+fn backfill_under_live_updates(extra: &str, rows: i64) {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        &format!(
+            "CREATE TABLE acct (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
+             INSERT INTO acct SELECT g, 0 FROM generate_series(1, {rows}) g;"
+        ),
+    );
+    subscribe(
+        &mut db,
+        "acct",
+        "acct",
+        &rx.url("/a"),
+        &format!(", events => ARRAY['update']{extra}"),
+    );
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let updates = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut c = pg.connect("postgres");
+            let mut state: u64 = 12345;
+            let mut n = 0u64;
+            // Updates go on until the backfill is done, and a little after.
+            let mut after = 0;
+            while after < 50 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    after += 1;
+                }
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = (state >> 33) as i64 % rows + 1;
+                c.execute(
+                    "UPDATE acct SET version = version + 1 WHERE id = $1::int8::int",
+                    &[&id],
+                )
+                .unwrap_or_else(|e| panic!("update: {e}"));
+                n += 1;
+            }
+            n
+        });
+        // The backfill starts once updates are flowing.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        exec(&mut db, "SELECT * FROM webhook.backfill('acct')");
+        wait_state(&mut db, "acct", "done");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        writer.join().expect("the writer")
+    });
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        rows
+    );
+    let total = rows as usize + updates as usize;
+    wait_until(support::LONG_WAIT, "every event", || {
+        rx.count() >= total && rx.accepted().len() >= total
+    });
+    let mut last: HashMap<i64, (i64, String)> = HashMap::new();
+    let mut overtaken = 0;
+    for r in rx.accepted() {
+        let body = r.json();
+        let id = body["record"]["id"].as_i64().unwrap();
+        let version = body["record"]["version"].as_i64().unwrap();
+        let kind = body["type"].as_str().unwrap().to_string();
+        if let Some((before, what)) = last.get(&id) {
+            if version < *before {
+                overtaken += 1;
+                eprintln!("row {id}: {kind} of version {version} after {what} of version {before}");
+            }
+        }
+        last.insert(id, (version, kind));
+    }
+    assert_eq!(
+        overtaken, 0,
+        "a backfill event came after a later change of its row"
+    );
+    assert_eq!(
+        backfilled(&rx).len() as i64,
+        rows,
+        "every row backfilled once"
+    );
+    let final_versions = count(&mut db, "SELECT sum(version) FROM acct");
+    assert_eq!(final_versions as u64, updates);
+}
+
+#[test]
+fn per_key_order_holds_for_a_backfill_during_live_updates() {
+    backfill_under_live_updates(", order_key => ARRAY['id']", 6000);
+}
+
+#[test]
+fn an_ordered_subscription_gets_its_backfill_in_commit_order() {
+    backfill_under_live_updates(", ordered => true", 1500);
+}
