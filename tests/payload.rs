@@ -237,3 +237,40 @@ fn bad_payloads_are_refused_at_subscribe_and_change_nothing() {
         0
     );
 }
+
+#[test]
+fn a_backfill_sends_each_rows_payload() {
+    let pg = Cluster::start(&[]);
+    let mut su = shop(&pg);
+    exec(
+        &mut su,
+        "INSERT INTO app.orders VALUES (1, 1, 5), (2, 9, 6)",
+    );
+    let rx = Receiver::start();
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "enriched",
+        "app.orders",
+        &rx.url("/e"),
+        ", events => ARRAY['insert'], payload => $$jsonb_build_object('order', NEW.id,
+              'customer', (SELECT c.email FROM app.customers c WHERE c.id = NEW.customer_id))$$",
+    );
+    exec(&mut alice, "SELECT webhook.backfill('enriched')");
+    let got = rx.wait_for(2, WAIT);
+    let mut records: Vec<serde_json::Value> = got
+        .iter()
+        .map(|r| {
+            assert_eq!(r.json()["type"], "BACKFILL");
+            r.json()["record"].clone()
+        })
+        .collect();
+    records.sort_by_key(|r| r["order"].as_i64());
+    assert_eq!(
+        records,
+        vec![
+            json!({"order": 1, "customer": "ann@example.com"}),
+            json!({"order": 2, "customer": null}),
+        ]
+    );
+}

@@ -60,14 +60,14 @@ pub fn error_of(db: &mut Client, sql: &str) -> String {
 /// The single bigint `sql` returns; a query error fails the test with its message.
 pub fn count(db: &mut Client, sql: &str) -> i64 {
     db.query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
         .get(0)
 }
 
 /// The single text `sql` returns (NULL as None); a query error fails the test.
 pub fn text(db: &mut Client, sql: &str) -> Option<String> {
     db.query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
         .get(0)
 }
 
