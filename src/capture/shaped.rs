@@ -34,6 +34,19 @@ pub struct Shape {
 const ROW_NUMBER: &str = "pg_webhook_rn";
 const ROW: &str = "pg_webhook_row";
 
+/// The alias under which an UPDATE's query carries each whole row: `pg_webhook_row`, or with a
+/// numeric suffix when the table has a column of that name (`is_column`), since a bare name
+/// means the column before the table alias, which would fail every UPDATE of the table.
+pub fn row_alias(is_column: impl Fn(&str) -> bool) -> String {
+    let mut alias = ROW.to_string();
+    let mut n = 0;
+    while is_column(&alias) {
+        n += 1;
+        alias = format!("{ROW}_{n}");
+    }
+    alias
+}
+
 impl Shape {
     pub fn is_plain(&self) -> bool {
         self == &Shape::default()
@@ -107,7 +120,8 @@ impl Shape {
     /// The query yielding (record, old_record) per qualifying row, in statement order, and
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
     /// A key column that is gone (`None`) contributes `order_key::GONE`.
-    pub fn query(&self, op: Operation, key: Option<&[Option<String>]>) -> String {
+    /// `row` is the alias a whole row travels under in an UPDATE's query (`row_alias`).
+    pub fn query(&self, op: Operation, key: Option<&[Option<String>]>, row: &str) -> String {
         let key_text = |alias: &str| match key {
             Some(columns) => {
                 let parts: Vec<String> = columns
@@ -136,16 +150,17 @@ impl Shape {
                 self.condition(op)
             ),
             // Old and new rows pair up by position; `new` and `old` are then exactly the
-            // table's columns (the pairing number stays out of NEW.* and to_jsonb(NEW)).
+            // table's columns (the pairing number stays out of NEW.* and to_jsonb(NEW)). Each
+            // row travels whole under `row` (see `row_alias`).
             Operation::Update => format!(
                 "SELECT {record}, {old_record}{} \
-                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
-                           FROM {NEW_ROWS} AS {ROW}) AS pg_webhook_n \
-                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
-                           FROM {OLD_ROWS} AS {ROW}) AS pg_webhook_o \
+                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {row} \
+                           FROM {NEW_ROWS} AS {row}) AS pg_webhook_n \
+                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {row} \
+                           FROM {OLD_ROWS} AS {row}) AS pg_webhook_o \
                      ON pg_webhook_n.{ROW_NUMBER} OPERATOR(pg_catalog.=) pg_webhook_o.{ROW_NUMBER}, \
-                   LATERAL (SELECT (pg_webhook_n.{ROW}).*) AS new, \
-                   LATERAL (SELECT (pg_webhook_o.{ROW}).*) AS old{} \
+                   LATERAL (SELECT (pg_webhook_n.{row}).*) AS new, \
+                   LATERAL (SELECT (pg_webhook_o.{row}).*) AS old{} \
                   ORDER BY pg_webhook_n.{ROW_NUMBER}",
                 key_text("new"),
                 self.condition(op)
@@ -157,11 +172,16 @@ impl Shape {
     /// The same query over the table itself, for checking the filter, columns and payload at
     /// subscribe time (no rows are read). Its first column is what is sent as `record`, and a
     /// payload expression is not cast, so its type can be checked.
+    ///
+    /// `new` and `old` are subqueries, not the table: at capture they are transition tables
+    /// (or their rows expanded), which have no system columns (`ctid`, `xmin`, `tableoid`), so
+    /// an expression naming one must be refused here, not fail every write later.
     pub fn validation_query(&self, op: Operation, table: &str) -> String {
+        let rows = format!("(SELECT * FROM {table})");
         let from = match op {
-            Operation::Insert => format!("{table} AS new"),
-            Operation::Delete => format!("{table} AS old"),
-            _ => format!("{table} AS new, {table} AS old"),
+            Operation::Insert => format!("{rows} AS new"),
+            Operation::Delete => format!("{rows} AS old"),
+            _ => format!("{rows} AS new, {rows} AS old"),
         };
         let (record, old) = match (&self.payload, op) {
             (Some(payload), _) => (format!("({payload})"), "NULL".to_string()),
@@ -169,7 +189,18 @@ impl Shape {
             (None, Operation::Delete) => ("NULL".to_string(), self.projection("old")),
             (None, _) => (self.projection("new"), self.projection("old")),
         };
-        let condition = self.condition(op);
+        let mut condition = self.condition(op);
+        if let Some(payload) = &self.payload {
+            // One value per row: in a WHERE clause PostgreSQL refuses aggregate, window and
+            // set-returning functions, which at capture would merge or multiply events (or
+            // fail every UPDATE, whose query is ordered by row).
+            let check = format!("(({payload}) IS NULL OR true)");
+            condition = if condition.is_empty() {
+                format!(" WHERE {check}")
+            } else {
+                format!("{condition} AND {check}")
+            };
+        }
         let filter_type = match &self.filter {
             // A filter must be a boolean, like a WHEN clause.
             Some(f) => format!(", (({f}))::pg_catalog.bool"),

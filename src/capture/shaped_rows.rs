@@ -57,7 +57,13 @@ pub fn shaped_rows(
             .map(|(name, at)| at.map(|_| name.clone()))
             .collect()
     });
-    let query = info.shape.query(op, key.as_deref());
+    let row = super::shaped::row_alias(|name| {
+        // SAFETY: the trigger's relation, valid for this call.
+        unsafe {
+            order_key::positions((*data.tg_relation).rd_att, &[name.to_string()])[0].is_some()
+        }
+    });
+    let query = info.shape.query(op, key.as_deref(), &row);
     naming_subscription(&info.name, || {
         crate::privilege::as_owner_sandboxed(info.owner, || {
             Spi::connect(|client| {
