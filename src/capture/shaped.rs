@@ -29,22 +29,17 @@ pub struct Shape {
     pub payload: Option<String>,
 }
 
-/// Column that pairs old and new rows of an UPDATE, and the whole-row column each row travels
-/// in until it is expanded back into `new` and `old`.
-const ROW_NUMBER: &str = "pg_webhook_rn";
-const ROW: &str = "pg_webhook_row";
-
-/// The alias under which an UPDATE's query carries each whole row: `pg_webhook_row`, or with a
-/// numeric suffix when the table has a column of that name (`is_column`), since a bare name
-/// means the column before the table alias, which would fail every UPDATE of the table.
-pub fn row_alias(is_column: impl Fn(&str) -> bool) -> String {
-    let mut alias = ROW.to_string();
+/// The column that pairs old and new rows of an UPDATE: `pg_webhook_rn`, or with a numeric
+/// suffix when the table has a column of that name.
+fn row_number_column(columns: &[String]) -> String {
+    const ROW_NUMBER: &str = "pg_webhook_rn";
+    let mut name = ROW_NUMBER.to_string();
     let mut n = 0;
-    while is_column(&alias) {
+    while columns.contains(&name) {
         n += 1;
-        alias = format!("{ROW}_{n}");
+        name = format!("{ROW_NUMBER}_{n}");
     }
-    alias
+    name
 }
 
 impl Shape {
@@ -120,8 +115,13 @@ impl Shape {
     /// The query yielding (record, old_record) per qualifying row, in statement order, and
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
     /// A key column that is gone (`None`) contributes `order_key::GONE`.
-    /// `row` is the alias a whole row travels under in an UPDATE's query (`row_alias`).
-    pub fn query(&self, op: Operation, key: Option<&[Option<String>]>, row: &str) -> String {
+    /// `columns` are the (live) columns of the rows, in order: the relation whose trigger fired.
+    pub fn query(
+        &self,
+        op: Operation,
+        key: Option<&[Option<String>]>,
+        columns: &[String],
+    ) -> String {
         let key_text = |alias: &str| match key {
             Some(columns) => {
                 let parts: Vec<String> = columns
@@ -150,21 +150,35 @@ impl Shape {
                 self.condition(op)
             ),
             // Old and new rows pair up by position; `new` and `old` are then exactly the
-            // table's columns (the pairing number stays out of NEW.* and to_jsonb(NEW)). Each
-            // row travels whole under `row` (see `row_alias`).
-            Operation::Update => format!(
-                "SELECT {record}, {old_record}{} \
-                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {row} \
-                           FROM {NEW_ROWS} AS {row}) AS pg_webhook_n \
-                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {row} \
-                           FROM {OLD_ROWS} AS {row}) AS pg_webhook_o \
-                     ON pg_webhook_n.{ROW_NUMBER} OPERATOR(pg_catalog.=) pg_webhook_o.{ROW_NUMBER}, \
-                   LATERAL (SELECT (pg_webhook_n.{row}).*) AS new, \
-                   LATERAL (SELECT (pg_webhook_o.{row}).*) AS old{} \
-                  ORDER BY pg_webhook_n.{ROW_NUMBER}",
-                key_text("new"),
-                self.condition(op)
-            ),
+            // table's columns, named one by one (the pairing number stays out of NEW.* and
+            // to_jsonb(NEW)). Not `(whole_row).*`: over a transition table with a dropped
+            // column, PostgreSQL 15 expands that with the wrong attribute numbers, so NEW.x
+            // read another column (a filter dropped rows, a payload sent wrong values).
+            Operation::Update => {
+                let rn = row_number_column(columns);
+                let pick = |from: &str| -> String {
+                    columns
+                        .iter()
+                        .map(|c| format!("{from}.{}", quote_identifier(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "SELECT {record}, {old_record}{} \
+                       FROM (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
+                               FROM {NEW_ROWS} AS r) AS pg_webhook_n \
+                       JOIN (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
+                               FROM {OLD_ROWS} AS r) AS pg_webhook_o \
+                         ON pg_webhook_n.{rn} OPERATOR(pg_catalog.=) pg_webhook_o.{rn}, \
+                       LATERAL (SELECT {}) AS new, \
+                       LATERAL (SELECT {}) AS old{} \
+                      ORDER BY pg_webhook_n.{rn}",
+                    key_text("new"),
+                    pick("pg_webhook_n"),
+                    pick("pg_webhook_o"),
+                    self.condition(op)
+                )
+            }
             Operation::Truncate => format!("SELECT {record}, {old_record}"),
         }
     }
