@@ -215,6 +215,27 @@ fn oauth_table(pg: &Cluster) -> postgres::Client {
     db
 }
 
+/// Subscribes `t` to `url` with one attempt and OAuth 2.0 credentials at `token_url`, writes a
+/// row, and returns the errors of its attempt once it is recorded.
+fn one_attempt_behind(db: &mut postgres::Client, url: &str, token_url: &str) -> String {
+    subscribe(
+        db,
+        "o",
+        "t",
+        url,
+        &format!(
+            r#", max_attempts => 1, auth => '{{"type": "oauth2", "token_url": "{token_url}", "client_id": "c", "client_secret": "s3cret"}}'"#
+        ),
+    );
+    exec(db, "INSERT INTO t VALUES (1)");
+    let mut errors = String::new();
+    wait_until(WAIT, "the attempt to be recorded", || {
+        errors = attempt_errors(db);
+        !errors.is_empty()
+    });
+    errors
+}
+
 /// Attack (hostile owner / DNS): a `token_url` whose name resolves to an address the policy
 /// refuses passes `subscribe` (only IP literals are checked there); the worker must refuse it
 /// when it connects, after resolving, and send the client secret nowhere. The receiver is
@@ -226,21 +247,11 @@ fn a_token_url_resolving_to_a_refused_address_is_refused_when_connecting() {
     let tokens = Receiver::start();
     let rx = Receiver::start();
     let token_url = tokens.url("/token").replace("127.0.0.1", "localhost");
-    subscribe(
+    let errors = one_attempt_behind(
         &mut db,
-        "o",
-        "t",
         &rx.url("/hook").replace("127.0.0.1", "vm"),
-        &format!(
-            r#", max_attempts => 1, auth => '{{"type": "oauth2", "token_url": "{token_url}", "client_id": "c", "client_secret": "s3cret"}}'"#
-        ),
+        &token_url,
     );
-    exec(&mut db, "INSERT INTO t VALUES (1)");
-    let mut errors = String::new();
-    wait_until(WAIT, "the attempt to be recorded", || {
-        errors = attempt_errors(&mut db);
-        !errors.is_empty()
-    });
     assert!(
         errors.contains("oauth2 token request failed")
             && errors.contains("destination refused")
@@ -273,22 +284,7 @@ fn a_token_endpoint_cannot_redirect_the_client_credentials_elsewhere() {
         body: String::new(),
     });
     let rx = Receiver::start();
-    subscribe(
-        &mut db,
-        "o",
-        "t",
-        &rx.url("/hook"),
-        &format!(
-            r#", max_attempts => 1, auth => '{{"type": "oauth2", "token_url": "{}", "client_id": "c", "client_secret": "s3cret"}}'"#,
-            tokens.url("/token")
-        ),
-    );
-    exec(&mut db, "INSERT INTO t VALUES (1)");
-    let mut errors = String::new();
-    wait_until(WAIT, "the attempt to be recorded", || {
-        errors = attempt_errors(&mut db);
-        !errors.is_empty()
-    });
+    let errors = one_attempt_behind(&mut db, &rx.url("/hook"), &tokens.url("/token"));
     assert!(
         errors.contains("the token endpoint answered HTTP 307"),
         "{errors}"
