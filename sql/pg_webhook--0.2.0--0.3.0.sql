@@ -122,7 +122,8 @@ SELECT s.id,
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
     -- Others see events of tables they may read whole: SELECT on the table, USAGE on its
     -- schema, and no row-level security policy applying to them (the events carry every row).
-    OR CASE WHEN c.oid IS NOT NULL
+    -- Not those of a payload expression, which may carry what its owner reads elsewhere.
+    OR CASE WHEN c.oid IS NOT NULL AND s.payload IS NULL
                  AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
                  AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE'),
                               false)

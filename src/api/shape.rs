@@ -171,7 +171,7 @@ pub fn check_shape(
         for op in events {
             let returns = validate(&shape, *op, table).unwrap_or_else(|problem| {
                 invalid(format!(
-                    "payload is not valid for {} events: {problem} (write a jsonb expression over NEW and OLD — {} events have {}; names outside pg_catalog must be schema-qualified)",
+                    "payload is not valid for {} events: {problem} (write a jsonb expression over NEW and OLD, one value per row without aggregate, window or set-returning functions — {} events have {}; names outside pg_catalog must be schema-qualified)",
                     op.as_event_name(),
                     op.as_event_name(),
                     match op {

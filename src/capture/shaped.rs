@@ -29,10 +29,18 @@ pub struct Shape {
     pub payload: Option<String>,
 }
 
-/// Column that pairs old and new rows of an UPDATE, and the whole-row column each row travels
-/// in until it is expanded back into `new` and `old`.
-const ROW_NUMBER: &str = "pg_webhook_rn";
-const ROW: &str = "pg_webhook_row";
+/// The column that pairs old and new rows of an UPDATE: `pg_webhook_rn`, or with a numeric
+/// suffix when the table has a column of that name.
+fn row_number_column(columns: &[String]) -> String {
+    const ROW_NUMBER: &str = "pg_webhook_rn";
+    let mut name = ROW_NUMBER.to_string();
+    let mut n = 0;
+    while columns.contains(&name) {
+        n += 1;
+        name = format!("{ROW_NUMBER}_{n}");
+    }
+    name
+}
 
 /// The order key's text column of a query over `alias` (empty without a key).
 fn key_text(key: Option<&[Option<String>]>, alias: &str) -> String {
@@ -125,7 +133,13 @@ impl Shape {
     /// The query yielding (record, old_record) per qualifying row, in statement order, and
     /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
     /// A key column that is gone (`None`) contributes `order_key::GONE`.
-    pub fn query(&self, op: Operation, key: Option<&[Option<String>]>) -> String {
+    /// `columns` are the (live) columns of the rows, in order: the relation whose trigger fired.
+    pub fn query(
+        &self,
+        op: Operation,
+        key: Option<&[Option<String>]>,
+        columns: &[String],
+    ) -> String {
         let key_text = |alias: &str| key_text(key, alias);
         let (record, old_record) = self.images(op);
         match op {
@@ -140,20 +154,35 @@ impl Shape {
                 self.condition(op)
             ),
             // Old and new rows pair up by position; `new` and `old` are then exactly the
-            // table's columns (the pairing number stays out of NEW.* and to_jsonb(NEW)).
-            Operation::Update => format!(
-                "SELECT {record}, {old_record}{} \
-                   FROM (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
-                           FROM {NEW_ROWS} AS {ROW}) AS pg_webhook_n \
-                   JOIN (SELECT pg_catalog.row_number() OVER () AS {ROW_NUMBER}, {ROW} \
-                           FROM {OLD_ROWS} AS {ROW}) AS pg_webhook_o \
-                     ON pg_webhook_n.{ROW_NUMBER} OPERATOR(pg_catalog.=) pg_webhook_o.{ROW_NUMBER}, \
-                   LATERAL (SELECT (pg_webhook_n.{ROW}).*) AS new, \
-                   LATERAL (SELECT (pg_webhook_o.{ROW}).*) AS old{} \
-                  ORDER BY pg_webhook_n.{ROW_NUMBER}",
-                key_text("new"),
-                self.condition(op)
-            ),
+            // table's columns, named one by one (the pairing number stays out of NEW.* and
+            // to_jsonb(NEW)). Not `(whole_row).*`: over a transition table with a dropped
+            // column, PostgreSQL 15 expands that with the wrong attribute numbers, so NEW.x
+            // read another column (a filter dropped rows, a payload sent wrong values).
+            Operation::Update => {
+                let rn = row_number_column(columns);
+                let pick = |from: &str| -> String {
+                    columns
+                        .iter()
+                        .map(|c| format!("{from}.{}", quote_identifier(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "SELECT {record}, {old_record}{} \
+                       FROM (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
+                               FROM {NEW_ROWS} AS r) AS pg_webhook_n \
+                       JOIN (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
+                               FROM {OLD_ROWS} AS r) AS pg_webhook_o \
+                         ON pg_webhook_n.{rn} OPERATOR(pg_catalog.=) pg_webhook_o.{rn}, \
+                       LATERAL (SELECT {}) AS new, \
+                       LATERAL (SELECT {}) AS old{} \
+                      ORDER BY pg_webhook_n.{rn}",
+                    key_text("new"),
+                    pick("pg_webhook_n"),
+                    pick("pg_webhook_o"),
+                    self.condition(op)
+                )
+            }
             Operation::Truncate | Operation::Backfill => format!("SELECT {record}, {old_record}"),
         }
     }
@@ -213,11 +242,16 @@ impl Shape {
     /// The same query over the table itself, for checking the filter, columns and payload at
     /// subscribe time (no rows are read). Its first column is what is sent as `record`, and a
     /// payload expression is not cast, so its type can be checked.
+    ///
+    /// `new` and `old` are subqueries, not the table: at capture they are transition tables
+    /// (or their rows expanded), which have no system columns (`ctid`, `xmin`, `tableoid`), so
+    /// an expression naming one must be refused here, not fail every write later.
     pub fn validation_query(&self, op: Operation, table: &str) -> String {
+        let rows = format!("(SELECT * FROM {table})");
         let from = match op {
-            Operation::Insert => format!("{table} AS new"),
-            Operation::Delete => format!("{table} AS old"),
-            _ => format!("{table} AS new, {table} AS old"),
+            Operation::Insert => format!("{rows} AS new"),
+            Operation::Delete => format!("{rows} AS old"),
+            _ => format!("{rows} AS new, {rows} AS old"),
         };
         let (record, old) = match (&self.payload, op) {
             (Some(payload), _) => (format!("({payload})"), "NULL".to_string()),
@@ -225,7 +259,18 @@ impl Shape {
             (None, Operation::Delete) => ("NULL".to_string(), self.projection("old")),
             (None, _) => (self.projection("new"), self.projection("old")),
         };
-        let condition = self.condition(op);
+        let mut condition = self.condition(op);
+        if let Some(payload) = &self.payload {
+            // One value per row: in a WHERE clause PostgreSQL refuses aggregate, window and
+            // set-returning functions, which at capture would merge or multiply events (or
+            // fail every UPDATE, whose query is ordered by row).
+            let check = format!("(({payload}) IS NULL OR true)");
+            condition = if condition.is_empty() {
+                format!(" WHERE {check}")
+            } else {
+                format!("{condition} AND {check}")
+            };
+        }
         let filter_type = match &self.filter {
             // A filter must be a boolean, like a WHEN clause.
             Some(f) => format!(", (({f}))::pg_catalog.bool"),

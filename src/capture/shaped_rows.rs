@@ -57,7 +57,9 @@ pub fn shaped_rows(
             .map(|(name, at)| at.map(|_| name.clone()))
             .collect()
     });
-    let query = info.shape.query(op, key.as_deref());
+    // SAFETY: the trigger's relation, valid for this call.
+    let columns = unsafe { live_columns((*data.tg_relation).rd_att) };
+    let query = info.shape.query(op, key.as_deref(), &columns);
     naming_subscription(&info.name, || {
         crate::privilege::as_owner_sandboxed(info.owner, || {
             Spi::connect(|client| {
@@ -93,4 +95,18 @@ pub fn shaped_rows(
         })
     })
     .map_err(|e| CaptureError::Queue(e.to_string()))
+}
+
+/// The names of the columns of rows described by `tupdesc`, in order, dropped ones left out.
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor.
+unsafe fn live_columns(tupdesc: pg_sys::TupleDesc) -> Vec<String> {
+    // SAFETY: see the function contract.
+    let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
+    attrs
+        .iter()
+        .filter(|a| !a.attisdropped)
+        .map(|a| pgrx::name_data_to_str(&a.attname).to_string())
+        .collect()
 }
