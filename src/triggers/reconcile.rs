@@ -29,13 +29,16 @@ pub fn reconcile() -> SpiResult<Vec<String>> {
 }
 
 /// One pass in the caller's transaction (the upgrade script's, through `_sync_all_triggers`).
+///
+/// Each statement reads the catalog as of its own start, so the order of the reads is what
+/// keeps a subscribe or unsubscribe committing meanwhile from looking like damage: the live
+/// subscriptions are read before the triggers (a live one's triggers committed with it, so
+/// they are seen unless really dropped), and again after them before a trigger is taken for
+/// an orphan (a new subscription's triggers, seen, mean its row is seen too).
 pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
     let funcs = functions(client)?;
+    let live = live_subscriptions(client)?;
     let have = existing(client, funcs, None)?;
-    let mut live = Vec::new();
-    for r in client.select(LIVE, None, &[])? {
-        live.push(r.get::<i32>(1)?.unwrap_or_default());
-    }
     let mut changes = Vec::new();
     let mut to_sync = Vec::new();
     let mut ended = Vec::new();
@@ -77,8 +80,9 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         client.update(UNPARK, None, &[ended.clone().into()])?;
     }
     let _syncing = Syncing::start();
+    let live_now = live_subscriptions(client)?;
     for t in &have {
-        if named_subscription(&t.args).is_some_and(|id| live.contains(&id)) {
+        if named_subscription(&t.args).is_some_and(|id| live_now.contains(&id)) {
             continue;
         }
         client.update(
@@ -95,4 +99,13 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         sync(*id);
     }
     Ok(changes)
+}
+
+/// The ids of the live subscriptions, as of this statement.
+fn live_subscriptions(client: &mut SpiClient<'_>) -> SpiResult<Vec<i32>> {
+    let mut live = Vec::new();
+    for r in client.select(LIVE, None, &[])? {
+        live.push(r.get::<i32>(1)?.unwrap_or_default());
+    }
+    Ok(live)
 }
