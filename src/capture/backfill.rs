@@ -16,6 +16,11 @@
 //! read (and has the smaller ids); one that changes it afterwards waits for the chunk at its
 //! own key lock (and gets the larger ids). Unordered subscriptions take no lock: a row's
 //! BACKFILL event may arrive before or after a live change of it, as any two events may.
+//!
+//! Every lock wait of a chunk ends after 100 ms (sql/backfill/chunk_settings.sql): the worker
+//! delivers nothing while it waits, and a chunk waiting for a writer's key while that writer
+//! waits for a key the chunk holds gives up long before PostgreSQL's deadlock check would cancel
+//! the writer. The chunk is tried again a second later.
 
 use pg_webhook_core::order_key::{bucket, hash};
 use pg_webhook_core::payload::Operation;
