@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use support::backfill::{backfilled, wait_state};
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe};
+use support::{count, exec, subscribe, text, WAIT};
 
 /// A table of `rows` rows whose `version` only grows, a subscription on it with `extra`, and a
 /// backfill while a writer keeps updating random rows (each update its own transaction). Then
@@ -108,4 +108,86 @@ fn per_key_order_holds_for_a_backfill_during_live_updates() {
 #[test]
 fn an_ordered_subscription_gets_its_backfill_in_commit_order() {
     backfill_under_live_updates(", ordered => true", 1500);
+}
+
+#[test]
+fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliveries() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE ledger (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
+         INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 1000) g;
+         CREATE TABLE other (id int PRIMARY KEY);",
+    );
+    subscribe(
+        &mut db,
+        "ledger",
+        "ledger",
+        &rx.url("/ledger"),
+        ", ordered => true",
+    );
+    subscribe(&mut db, "other", "other", &rx.url("/other"), "");
+    // A writer holds the ledger's order lock for as long as its transaction lasts.
+    let mut writer = pg.connect("postgres");
+    exec(
+        &mut writer,
+        "BEGIN; UPDATE ledger SET version = 1 WHERE id = 1",
+    );
+    exec(&mut db, "SELECT * FROM webhook.backfill('ledger')");
+    wait_until(
+        WAIT,
+        "a chunk to give up waiting for the order lock",
+        || {
+            text(&mut db, "SELECT last_error FROM webhook.backfills")
+                .is_some_and(|e| e.contains("lock timeout"))
+        },
+    );
+    // Worker 0 runs the chunks, and still delivers promptly meanwhile: live inserts over a few
+    // seconds, longer than a chunk's retry cycle, each arrive at once.
+    for id in 1..=10 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let at = std::time::Instant::now();
+        exec(&mut db, &format!("INSERT INTO other VALUES ({id})"));
+        wait_until(WAIT, "a live insert on another table", || {
+            rx.accepted()
+                .iter()
+                .any(|r| r.path == "/other" && r.json()["record"]["id"] == id)
+        });
+        let took = at.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "delivery waited {took:?} behind the backfill"
+        );
+    }
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        0,
+        "nothing read while the writer holds the order lock"
+    );
+    exec(&mut writer, "COMMIT");
+    wait_state(&mut db, "ledger", "done");
+    assert_eq!(
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills"),
+        1000
+    );
+    wait_until(WAIT, "every ledger event", || backfilled(&rx).len() == 1000);
+    // The update committed before the backfill read row 1, and arrived first.
+    let row1: Vec<(String, i64)> = rx
+        .accepted()
+        .iter()
+        .map(|r| r.json())
+        .filter(|b| b["record"]["id"] == 1 && b["table"] == "ledger")
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap_or_default().to_string(),
+                b["record"]["version"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        row1,
+        vec![("UPDATE".to_string(), 1), ("BACKFILL".to_string(), 1)]
+    );
 }

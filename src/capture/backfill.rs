@@ -16,6 +16,11 @@
 //! read (and has the smaller ids); one that changes it afterwards waits for the chunk at its
 //! own key lock (and gets the larger ids). Unordered subscriptions take no lock: a row's
 //! BACKFILL event may arrive before or after a live change of it, as any two events may.
+//!
+//! Every lock wait of a chunk ends after 100 ms (sql/backfill/chunk_settings.sql): the worker
+//! delivers nothing while it waits, and a chunk waiting for a writer's key while that writer
+//! waits for a key the chunk holds gives up long before PostgreSQL's deadlock check would cancel
+//! the writer. The chunk is tried again a second later.
 
 use pg_webhook_core::order_key::{bucket, hash};
 use pg_webhook_core::payload::Operation;
@@ -33,7 +38,7 @@ const AHEAD: &str = include_str!("../../sql/backfill/ahead.sql");
 const PRIMARY_KEY: &str = include_str!("../../sql/backfill/primary_key.sql");
 const PROGRESS: &str = include_str!("../../sql/backfill/progress.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
-const SYNCHRONOUS_COMMIT: &str = include_str!("../../sql/backfill/synchronous_commit.sql");
+const CHUNK_SETTINGS: &str = include_str!("../../sql/backfill/chunk_settings.sql");
 
 /// Rows read per chunk (one short transaction each).
 pub const CHUNK_ROWS: i64 = 500;
@@ -178,7 +183,7 @@ fn stop(client: &mut SpiClient<'_>, id: i64, state: &str, reason: String) -> Spi
 /// (the caller is the worker); user SQL runs as the subscription's owner.
 pub fn run_chunk(id: i64) -> SpiResult<Step> {
     Spi::connect_mut(|client| {
-        client.select(SYNCHRONOUS_COMMIT, None, &[])?;
+        client.select(CHUNK_SETTINGS, None, &[])?;
         // Read-write (a row lock), which also gives the transaction its xid.
         let state = client.update(CHUNK_STATE, Some(1), &[id.into()])?;
         if state.is_empty() {

@@ -31,8 +31,8 @@ const IDLE: Duration = Duration::from_secs(30);
 /// timeout — after a second per failure.
 const MAX_FAILURES: u32 = 3;
 
-/// Failures that say nothing about the backfill itself: a lock wait over the worker's
-/// `lock_timeout`, a lost deadlock, a serialization failure.
+/// Failures that say nothing about the backfill itself: a lock wait over the chunk's
+/// `lock_timeout` (sql/backfill/chunk_settings.sql), a lost deadlock, a serialization failure.
 fn waited_too_long(code: PgSqlErrorCode) -> bool {
     matches!(
         code,
