@@ -57,7 +57,7 @@ fn the_workers_writes_reach_the_statistics_and_its_tables_are_vacuumed() {
                 && stat(&mut db, "_event_archive", "n_tup_del") >= N
         },
     );
-    // Worker 0 vacuums a table once a tenth of it is dead (and at least 1,000 rows), within
+    // The callback runner vacuums a table once a tenth of it is dead (and at least 1,000 rows), within
     // 10 s; its VACUUM is counted in vacuum_count.
     for table in ["_event_archive", "_event_queue"] {
         wait_until(WAIT, &format!("the worker to vacuum {table}"), || {

@@ -9,7 +9,7 @@
 //! event instead. Either way the callback is not run again.
 
 use std::ffi::c_int;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
@@ -72,10 +72,16 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
         delay = (delay * 2).min(Duration::from_secs(10));
     }
+    let mut next_vacuum = Instant::now();
     loop {
         pg_sys::check_for_interrupts!();
         if reload_config_if_asked() && !crate::guc::serves(&database) {
             break; // this database is no longer served
+        }
+        // The runner also vacuums pg_webhook's tables (see vacuum.rs): never a delivery worker.
+        if Instant::now() >= next_vacuum {
+            next_vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
+            super::vacuum::vacuum_due_tables();
         }
         super::backend::report_activity(Some("running callbacks"));
         let Some((taken, failed)) = run_batch() else {
@@ -85,7 +91,8 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         };
         super::backend::report_activity(None);
         if taken < BATCH as usize || failed > 0 {
-            wait_latch(WorkerSettings::read().poll_interval);
+            let until_vacuum = next_vacuum.saturating_duration_since(Instant::now());
+            wait_latch(WorkerSettings::read().poll_interval.min(until_vacuum));
         }
     }
     crate::wake::unregister_worker(pid);

@@ -1,5 +1,5 @@
 //! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
-//! failed too long, checking subscriptions' triggers, vacuuming, and the retention purge (and,
+//! failed too long, checking subscriptions' triggers, and the retention purge (and,
 //! between them, backfills: see backfills.rs).
 //!
 //! The purge must keep up with the fastest drain the workers can reach, or the archive grows
@@ -20,8 +20,6 @@ const PURGE_SLICE: Duration = Duration::from_millis(50);
 const PURGE_AGAIN: Duration = Duration::from_millis(20);
 /// How often triggers are checked against subscriptions (`crate::triggers::reconcile`).
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
-/// How often the tables' dead rows are looked at (`super::vacuum`).
-const VACUUM_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
     /// What worker 0 does besides delivering, each when it is due: housekeeping, and the chunks
@@ -50,10 +48,6 @@ impl Worker {
         if now >= self.next_reconcile {
             self.next_reconcile = now + RECONCILE_EVERY;
             self.reconcile();
-        }
-        if now >= self.next_vacuum {
-            self.next_vacuum = now + VACUUM_EVERY;
-            super::vacuum::vacuum_due_tables();
         }
         let Some(statements) = &self.statements else {
             return;

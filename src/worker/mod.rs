@@ -131,7 +131,6 @@ struct Worker {
     /// When retention and auto-disable run next (worker 0 only).
     next_maintenance: Instant,
     next_reconcile: Instant,
-    next_vacuum: Instant,
     next_stats_check: Instant,
     next_publish: Instant,
     published_empty: bool,
@@ -178,7 +177,6 @@ impl Worker {
             config_epoch: crate::wake::epochs().1,
             next_maintenance: Instant::now(),
             next_reconcile: Instant::now(),
-            next_vacuum: Instant::now(),
             next_stats_check: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,

@@ -1,4 +1,6 @@
-//! Worker 0 vacuums pg_webhook's churning tables itself, as pgqd does for PgQ. Autovacuum would
+//! The callback runner vacuums pg_webhook's churning tables itself, as pgqd does for PgQ — not a
+//! delivery worker: a VACUUM of a table a retention purge just emptied takes tens of
+//! milliseconds, every one of them a delay for the events committed meanwhile. Autovacuum would
 //! get to them — the workers report their statistics — but only once a minute at best
 //! (`autovacuum_naptime`), and a queue that turns over thousands of rows a second grows by a
 //! minute's worth of dead rows in between. Vacuuming as soon as a tenth of a table is dead keeps
@@ -21,6 +23,9 @@ const ANALYZE_QUEUE: &str = include_str!("../../sql/worker/analyze_queue.sql");
 const MIN_DEAD: i64 = 1_000;
 /// ... and they are at least this share of its live rows.
 const DEAD_SHARE: f64 = 0.1;
+
+/// How often the tables' dead rows are looked at.
+pub(super) const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Vacuums the pg_webhook tables that need it; a failure is logged and tried again next time.
 pub(super) fn vacuum_due_tables() {
