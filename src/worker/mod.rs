@@ -20,6 +20,7 @@ mod maintain;
 mod plan;
 mod record;
 mod replicated;
+mod session;
 mod txn;
 mod vacuum;
 mod watchdog;
@@ -33,7 +34,7 @@ use tokio::runtime::Runtime;
 use crate::delivery::targets::Target;
 use crate::delivery::{build_sender, new_worker_runtime};
 use crate::guc::WorkerSettings;
-use crate::queue::{self, Readiness, Share, Statements};
+use crate::queue::{Readiness, Share, Statements};
 pub use backend::encode_start;
 use backend::{
     connect, decode_start, install_signal_handlers, reload_config_if_asked, report_activity, sleep,
@@ -225,99 +226,6 @@ impl Worker {
             self.publish_in_flight(now);
             report_activity(None);
             self.wait();
-        }
-    }
-
-    /// The session settings (sql/worker/session.sql). Without them the worker's queries could be
-    /// hijacked through search_path, so it does not deliver until they are in place: it retries,
-    /// less and less often, until they are (txn::run logs each failure) or it is told to stop.
-    fn setup_session(&mut self) {
-        let mut delay = Duration::from_millis(100);
-        while txn::run("setting up the worker's session", || {
-            Spi::connect(|client| {
-                client.select(include_str!("../../sql/worker/session.sql"), None, &[])?;
-                Ok(())
-            })
-        })
-        .is_err()
-        {
-            backend::wait_latch(delay);
-            pg_sys::check_for_interrupts!();
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-        backend::report_appname(&format!("pg_webhook worker {}", self.share.index));
-    }
-
-    /// Applies reloaded settings. Returns false when this database is no longer served.
-    fn reconfigure(&mut self) -> bool {
-        let mut new = WorkerSettings::read();
-        new.database = self.settings.database.clone();
-        if !crate::guc::serves(&new.database) {
-            log!(
-                "pg_webhook worker: pg_webhook.database no longer includes \"{}\"; stopping (events stay queued)",
-                new.database
-            );
-            return false;
-        }
-        if new == self.settings {
-            return true;
-        }
-        match build_sender(&new) {
-            Ok(sender) => self.dispatcher.set_sender(sender),
-            Err(e) => warning!("pg_webhook worker: {e}; keeping the previous HTTP settings"),
-        }
-        self.targets_loaded = None;
-        self.dispatcher.max_payload_bytes = new.max_payload_bytes;
-        self.settings = new;
-        true
-    }
-
-    /// Prepares the worker's statements once the extension exists. Returns false while it
-    /// does not (or the check failed).
-    fn ensure_statements(&mut self) -> bool {
-        if self.statements.is_some() {
-            return true;
-        }
-        let share = self.share;
-        let prepared = txn::run(
-            "preparing statements",
-            || match queue::extension_readiness()? {
-                Readiness::Ready => Statements::prepare(share).map(Ok),
-                other => Ok(Err(other)),
-            },
-        );
-        match prepared {
-            Ok(Ok(statements)) => {
-                if !self.ready {
-                    log!("pg_webhook worker: extension found; delivering");
-                    self.ready = true;
-                }
-                self.told = None;
-                self.statements = Some(statements);
-                // Everything queued before this worker (or extension) existed is read again.
-                self.cursor.reset();
-                self.targets_loaded = None;
-                self.sending.clear();
-                true
-            }
-            Ok(Err(state)) => {
-                if self.ready || self.told.as_ref() != Some(&state) {
-                    let database = &self.settings.database;
-                    match &state {
-                        Readiness::OtherVersion(v) => log!(
-                            "pg_webhook worker: database \"{database}\" has pg_webhook {v} and this library is {}; events keep queueing, and are delivered after ALTER EXTENSION pg_webhook UPDATE",
-                            env!("CARGO_PKG_VERSION")
-                        ),
-                        _ => log!(
-                            "pg_webhook worker: extension pg_webhook is not installed in database \"{database}\"; stopping (the launcher starts workers again when it is)"
-                        ),
-                    }
-                    self.ready = false;
-                    self.told = Some(state);
-                }
-                false
-            }
-            Err(_) => false,
         }
     }
 
