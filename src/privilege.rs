@@ -104,19 +104,25 @@ pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     })
 }
 
-/// Plans user-written `query` as `role`, sandboxed, without running it, in a subtransaction:
-/// what is wrong with it (`None`: nothing), for an error that names the user's input.
-pub fn plan_problem(role: pg_sys::Oid, query: &str) -> Option<String> {
-    let checked = crate::error::in_subtransaction(|| {
-        as_owner_sandboxed(role, || {
-            Spi::connect(|client| client.prepare(query, &[]).map(|_| ()))
-        })
-    });
+/// Runs `check` (reading or planning user-written SQL) as `role`, sandboxed, in a
+/// subtransaction: its result, or what is wrong, for an error that names the user's input.
+pub fn sandboxed_check<T>(
+    role: pg_sys::Oid,
+    check: impl FnOnce(&pgrx::spi::SpiClient<'_>) -> Result<T, pgrx::spi::SpiError>,
+) -> Result<T, String> {
+    let checked =
+        crate::error::in_subtransaction(|| as_owner_sandboxed(role, || Spi::connect(check)));
     match checked {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(message) => Some(message),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(message) => Err(message),
     }
+}
+
+/// Plans user-written `query` as `role`, sandboxed, without running it: what is wrong with it
+/// (`None`: nothing).
+pub fn plan_problem(role: pg_sys::Oid, query: &str) -> Option<String> {
+    sandboxed_check(role, |client| client.prepare(query, &[]).map(|_| ())).err()
 }
 
 fn table_privilege(table: pg_sys::Oid, role: pg_sys::Oid, mode: u32) -> bool {

@@ -7,8 +7,8 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::capture::shaped::Shape;
-use crate::error::{in_subtransaction, invalid, spi};
-use crate::privilege::{as_owner_sandboxed, caller};
+use crate::error::{invalid, spi};
+use crate::privilege::{caller, sandboxed_check};
 
 const COLUMNS: &str = include_str!("../../sql/queries/table_columns.sql");
 
@@ -77,20 +77,10 @@ fn check_payload(
 /// the type of what would be sent as `record`, or why the query is not valid.
 fn validate(shape: &Shape, op: Operation, table: &str) -> Result<pg_sys::Oid, String> {
     let query = shape.validation_query(op, table);
-    let role = caller();
-    let checked = in_subtransaction(|| {
-        as_owner_sandboxed(role, || {
-            Spi::connect(|client| {
-                let rows = client.select(query.as_str(), None, &[])?;
-                rows.column_type_oid(1).map(|t| t.value())
-            })
-        })
-    });
-    match checked {
-        Ok(Ok(type_oid)) => Ok(type_oid),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(message) => Err(message),
-    }
+    sandboxed_check(caller(), |client| {
+        let rows = client.select(query.as_str(), None, &[])?;
+        rows.column_type_oid(1).map(|t| t.value())
+    })
 }
 
 /// Validates and returns the shape; `table` is the quoted, qualified table name.

@@ -14,7 +14,7 @@ mod access;
 mod others;
 
 use super::dispatch::Dispatcher;
-use super::plan::Plan;
+use super::plan::{requests_for, Plan};
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent, Statements};
@@ -41,6 +41,8 @@ struct Claimed {
     parts: Vec<super::grouped::ReadyPart>,
     /// The first new event left for want of room (see `Plan::first_left`).
     first_left: Option<(i64, i64)>,
+    /// How many events a request of what this claim started could carry (`None`: none started).
+    events_per_request: Option<f64>,
 }
 
 /// Where the cursor may move to: the last new event read, or, when room ran out, the last one
@@ -51,28 +53,6 @@ fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
         Some(left) => keys.take_while(|k| *k != left).last(),
         None => keys.next_back(),
     }
-}
-
-/// How many requests `events` would take (a batched subscription's fill requests of its batch
-/// size), and how many events those requests could carry.
-fn requests_for<'e>(
-    events: impl Iterator<Item = &'e QueuedEvent>,
-    targets: &HashMap<i32, Target>,
-) -> (usize, usize) {
-    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
-    for e in events {
-        *per_subscription.entry(e.subscription_id).or_default() += 1;
-    }
-    per_subscription
-        .iter()
-        .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
-            Some(t) => (
-                n.div_ceil(t.batch_size),
-                n.div_ceil(t.batch_size) * t.batch_size,
-            ),
-            None => (*n, *n),
-        })
-        .fold((0, 0), |(r, c), (rn, cn)| (r + rn, c + cn))
 }
 
 impl Worker {
@@ -189,7 +169,8 @@ impl Worker {
             .fresh
             .first()
             .is_some_and(|e| e.page > claimed.fresh.len() as i64);
-        let full_page = claimed.fresh.len() == want || cut_short || claimed.first_left.is_some();
+        let full_by_count = claimed.fresh.len() == want;
+        let full_page = full_by_count || cut_short || claimed.first_left.is_some();
         self.cursor.page_read(read_up_to(&claimed), !full_page);
         if check_scheduled {
             let room_left = want - claimed.fresh.len().min(want);
@@ -205,9 +186,8 @@ impl Worker {
             // Deferred events and rate-held heads: look again when the first is due.
             self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
         }
-        if !claimed.start.is_empty() {
-            let (requests, capacity) = requests_for(claimed.start.iter(), &self.targets);
-            self.events_per_request = capacity as f64 / requests.max(1) as f64;
+        if let Some(per_request) = claimed.events_per_request {
+            self.events_per_request = per_request;
         }
         self.start_claimed(claimed.start);
         for ready in claimed.parts {
@@ -221,7 +201,6 @@ impl Worker {
                     .start_part(&self.runtime, ready.part.events, target, ready.tx);
             }
         }
-        let full_by_count = claimed.fresh.len() == want;
         if full_by_count && (!self.paging || now >= self.next_stats_check) {
             // A backlog (new, or going on): make sure the planner knows the queue is not empty.
             self.next_stats_check = now + STATS_CHECK_EVERY;
@@ -380,6 +359,7 @@ impl Claim<'_> {
         plan.hold_partial_batches(self.targets);
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
+        let events_per_request = plan.events_per_request(self.targets);
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
             fresh,
@@ -390,6 +370,7 @@ impl Claim<'_> {
             disabled,
             parts,
             first_left,
+            events_per_request,
         })
     }
 }

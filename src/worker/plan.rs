@@ -146,7 +146,44 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// How many events a request of what this plan starts could carry: 1 for unbatched
+    /// subscriptions, the batch size for batched ones (`None`: nothing starts).
+    pub(super) fn events_per_request(&self, targets: &HashMap<i32, Target>) -> Option<f64> {
+        let (requests, capacity) = requests_of(&self.starting, targets);
+        (requests > 0).then(|| capacity as f64 / requests as f64)
+    }
+
     pub(super) fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
         (self.start, self.earliest)
     }
+}
+
+/// How many requests `events` would take (a batched subscription's fill requests of its batch
+/// size), and how many events those requests could carry.
+pub(super) fn requests_for<'e>(
+    events: impl Iterator<Item = &'e QueuedEvent>,
+    targets: &HashMap<i32, Target>,
+) -> (usize, usize) {
+    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+    for e in events {
+        *per_subscription.entry(e.subscription_id).or_default() += 1;
+    }
+    requests_of(&per_subscription, targets)
+}
+
+/// `requests_for` over events already counted per subscription.
+fn requests_of(
+    per_subscription: &HashMap<i32, usize>,
+    targets: &HashMap<i32, Target>,
+) -> (usize, usize) {
+    per_subscription
+        .iter()
+        .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
+            Some(t) => (
+                n.div_ceil(t.batch_size),
+                n.div_ceil(t.batch_size) * t.batch_size,
+            ),
+            None => (*n, *n),
+        })
+        .fold((0, 0), |(r, c), (rn, cn)| (r + rn, c + cn))
 }
