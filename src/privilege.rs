@@ -81,26 +81,7 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// (sub)transaction abort restores the user and pops the nest level.
 pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     as_role(role, || {
-        // SAFETY: a GUC nest level, popped below (or by the abort of the transaction).
-        let nest = unsafe { pg_sys::NewGUCNestLevel() };
-        // SAFETY: valid C strings; a save that AtEOXact_GUC undoes.
-        unsafe {
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        let result = f();
-        // SAFETY: `false` discards every change made inside the nest level, session-level ones
-        // too (with `true`, a set_config(..., false) would survive into the caller's session).
-        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
-        result
+        crate::sql::with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
     })
 }
 

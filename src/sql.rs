@@ -1,4 +1,5 @@
-//! A helper for the most common shape of SPI query in pg_webhook: one row or none.
+//! Helpers for SPI queries: reading one row or none, and running statements under settings of
+//! their own.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
@@ -73,4 +74,38 @@ pub fn first_row_at_active_snapshot<T>(
         };
         Ok(Some(read(&reader)))
     }
+}
+
+/// Runs `f` with `settings` (name, value) in a GUC nest level of its own, the way PostgreSQL
+/// applies a function's SET clause: every setting changed inside — these and any a statement
+/// makes, `set_config(..., false)` included — is thrown away afterwards. On an ERROR the
+/// (sub)transaction abort pops the nest level.
+pub fn with_settings<R>(
+    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
+    use pgrx::pg_sys;
+    // SAFETY: a GUC nest level, popped below (or by the abort of the transaction).
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        // SAFETY: valid C strings naming user-settable settings; a save that AtEOXact_GUC
+        // undoes.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    let result = f();
+    // SAFETY: `false` discards every change made inside the nest level, session-level ones
+    // too (with `true`, a set_config(..., false) would survive into the caller's session).
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    result
 }

@@ -1,34 +1,38 @@
 -- Moves finished events (keyed by txid $1 and id $2) to the archive with their last attempt,
 -- and queues the callbacks of those whose subscription has one, in one statement. Events that
 -- vanished meanwhile (unsubscribed with discard) are skipped. Adds them to this worker's
--- running totals (webhook._delivery_totals).
-WITH u AS (
-    SELECT * FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[],
-                                    $3::pg_catalog.text[], $4::pg_catalog.int4[],
-                                    $5::pg_catalog.text[], $6::pg_catalog.float8[],
-                                    $7::pg_catalog.float8[], $8::pg_catalog.int4[],
-                                    $9::pg_catalog.text[], $10::pg_catalog.text[],
-                                    $11::pg_catalog.bool[], $12::pg_catalog.text[])
+-- running totals (webhook._delivery_totals). The outcome travels with each deleted row
+-- (RETURNING reads the unnest row it was matched with), so nothing is joined twice. Runs with
+-- one generic plan that looks each event up by its key (KEY_LOOKUPS in src/queue/mod.rs).
+WITH done AS (
+    DELETE FROM webhook._event_queue q
+     USING unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[],
+                  $3::pg_catalog.text[], $4::pg_catalog.int4[],
+                  $5::pg_catalog.text[], $6::pg_catalog.float8[],
+                  $7::pg_catalog.float8[], $8::pg_catalog.int4[],
+                  $9::pg_catalog.text[], $10::pg_catalog.text[],
+                  $11::pg_catalog.bool[], $12::pg_catalog.text[])
            AS u(txid, id, status, attempts, last_error, started, duration_ms, status_code,
                 excerpt, error, callback, headers)
-), done AS (
-    DELETE FROM webhook._event_queue q USING u
      WHERE q.txid = u.txid::pg_catalog.text::pg_catalog.xid8 AND q.id = u.id
- RETURNING q.*
+ RETURNING q.id, q.subscription_id, q.op, q.table_schema, q.table_name, q.record,
+           q.old_record, q.created_at, q.series_start, q.payload_bytes, q.order_key,
+           u.status, u.attempts, u.last_error, u.started, u.duration_ms, u.status_code,
+           u.excerpt, u.error, u.callback, u.headers
 ), callbacks AS (
     INSERT INTO webhook._callback_queue (event_id, subscription_id, response_headers)
-    SELECT d.id, d.subscription_id, u.headers::pg_catalog.jsonb
-      FROM done d JOIN u ON u.id = d.id
-     WHERE u.callback
+    SELECT d.id, d.subscription_id, d.headers::pg_catalog.jsonb
+      FROM done d
+     WHERE d.callback
         ON CONFLICT (event_id) DO NOTHING
 ), counted AS (
     INSERT INTO webhook._delivery_totals AS t
            (subscription_id, worker, delivered, dead, failed_attempts)
     SELECT d.subscription_id, /*worker*/,
-           count(*) FILTER (WHERE u.status = 'delivered'),
-           count(*) FILTER (WHERE u.status = 'dead'),
-           count(*) FILTER (WHERE u.status = 'dead')
-      FROM done d JOIN u ON u.id = d.id
+           count(*) FILTER (WHERE d.status = 'delivered'),
+           count(*) FILTER (WHERE d.status = 'dead'),
+           count(*) FILTER (WHERE d.status = 'dead')
+      FROM done d
      GROUP BY d.subscription_id
         ON CONFLICT (subscription_id, worker) DO UPDATE
        SET delivered = t.delivered + excluded.delivered,
@@ -40,8 +44,8 @@ INSERT INTO webhook._event_archive
         attempts, series_start, last_error, status, final_started_at, final_duration_ms,
         final_status_code, final_response_excerpt, final_error, payload_bytes, order_key)
 SELECT d.id, d.subscription_id, d.op, d.table_schema, d.table_name, d.record, d.old_record,
-       d.created_at, u.attempts, d.series_start, u.last_error, u.status,
-       pg_catalog.to_timestamp(u.started),
-       u.duration_ms, u.status_code, u.excerpt, u.error, d.payload_bytes, d.order_key
-  FROM done d JOIN u ON u.id = d.id
+       d.created_at, d.attempts, d.series_start, d.last_error, d.status,
+       pg_catalog.to_timestamp(d.started),
+       d.duration_ms, d.status_code, d.excerpt, d.error, d.payload_bytes, d.order_key
+  FROM done d
     ON CONFLICT (id) DO NOTHING

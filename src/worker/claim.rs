@@ -77,7 +77,7 @@ impl Worker {
         let polling = now >= self.next_poll;
         self.next_poll = now + self.settings.poll_interval;
         self.claim_wanted = false;
-        self.paging = false;
+        let was_paging = std::mem::replace(&mut self.paging, false);
         self.last_claim = now;
         let room = self.room();
         if room == 0 {
@@ -143,7 +143,7 @@ impl Worker {
             // Nothing goes out before the synchronous standbys have it (see replicated.rs).
             super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
         }
-        self.apply(claimed, reloaded, want, check_scheduled, now);
+        self.apply(claimed, reloaded, want, check_scheduled, was_paging, now);
     }
 
     /// Starts what the claim chose and works out when to look again.
@@ -153,6 +153,7 @@ impl Worker {
         reloaded: bool,
         want: usize,
         check_scheduled: bool,
+        was_paging: bool,
         now: Instant,
     ) {
         for (name, reason) in &claimed.disabled {
@@ -201,7 +202,8 @@ impl Worker {
                     .start_part(&self.runtime, ready.part.events, target, ready.tx);
             }
         }
-        if full_by_count && (!self.paging || now >= self.next_stats_check) {
+        // (Once a second while paging: the check is a transaction of its own.)
+        if full_by_count && (!was_paging || now >= self.next_stats_check) {
             // A backlog (new, or going on): make sure the planner knows the queue is not empty.
             self.next_stats_check = now + STATS_CHECK_EVERY;
             if super::vacuum::refresh_queue_stats(claimed.fresh.len()) {
