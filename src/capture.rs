@@ -72,34 +72,17 @@ fn pin_output_settings() -> Option<i32> {
     if !differs {
         return None;
     }
-    // SAFETY: a nest level popped by `unpin_output_settings` (or by the abort of the
-    // transaction on an ERROR); the settings are valid names and values.
-    unsafe {
-        let nest = pg_sys::NewGUCNestLevel();
-        for (name, value) in [
-            (c"extra_float_digits", c"1"),
-            (c"bytea_output", c"hex"),
-            (c"intervalstyle", c"postgres"),
-        ] {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        Some(nest)
-    }
+    // Popped by `unpin_output_settings` (or by the abort of the transaction on an ERROR).
+    Some(crate::sql::push_settings(&[
+        (c"extra_float_digits", c"1"),
+        (c"bytea_output", c"hex"),
+        (c"intervalstyle", c"postgres"),
+    ]))
 }
 
 fn unpin_output_settings(nest: Option<i32>) {
     if let Some(nest) = nest {
-        // SAFETY: pops the nest level pushed by `pin_output_settings`, discarding its settings.
-        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+        crate::sql::pop_settings(nest);
     }
 }
 

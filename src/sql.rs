@@ -1,6 +1,8 @@
 //! Helpers for SPI queries: reading one row or none, and running statements under settings of
 //! their own.
 
+use std::ffi::CStr;
+
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 
@@ -80,12 +82,18 @@ pub fn first_row_at_active_snapshot<T>(
 /// applies a function's SET clause: every setting changed inside — these and any a statement
 /// makes, `set_config(..., false)` included — is thrown away afterwards. On an ERROR the
 /// (sub)transaction abort pops the nest level.
-pub fn with_settings<R>(
-    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
-    f: impl FnOnce() -> R,
-) -> R {
+pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    let nest = push_settings(settings);
+    let result = f();
+    pop_settings(nest);
+    result
+}
+
+/// Opens a GUC nest level with `settings` applied; `pop_settings` closes it (or the abort of
+/// the transaction does, on an ERROR).
+pub fn push_settings(settings: &[(&CStr, &CStr)]) -> i32 {
     use pgrx::pg_sys;
-    // SAFETY: a GUC nest level, popped below (or by the abort of the transaction).
+    // SAFETY: a GUC nest level, popped by `pop_settings` or by the abort of the transaction.
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
         // SAFETY: valid C strings naming user-settable settings; a save that AtEOXact_GUC
@@ -103,9 +111,12 @@ pub fn with_settings<R>(
             );
         }
     }
-    let result = f();
+    nest
+}
+
+/// Closes the nest level `push_settings` opened, throwing away every setting changed in it.
+pub fn pop_settings(nest: i32) {
     // SAFETY: `false` discards every change made inside the nest level, session-level ones
     // too (with `true`, a set_config(..., false) would survive into the caller's session).
-    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
-    result
+    unsafe { pgrx::pg_sys::AtEOXact_GUC(false, nest) };
 }
