@@ -2,8 +2,7 @@
 -- and queues the callbacks of those whose subscription has one, in one statement. Events that
 -- vanished meanwhile (unsubscribed with discard) are skipped. Adds them to this worker's
 -- running totals (webhook._delivery_totals). The outcome travels with each deleted row
--- (RETURNING reads the unnest row it was matched with), so nothing is joined twice. Runs with
--- one generic plan that looks each event up by its key (KEY_LOOKUPS in src/queue/mod.rs).
+-- (RETURNING reads the unnest row it was matched with), so nothing is joined twice.
 WITH done AS (
     DELETE FROM webhook._event_queue q
      USING unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[],

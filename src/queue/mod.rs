@@ -38,21 +38,16 @@ const TX_PART: &str = include_str!("../../sql/worker/transaction_part.sql");
 const TX_SIZE: &str = include_str!("../../sql/worker/transaction_size.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
 const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql");
-/// Settings for the statements that look events up by key (recording outcomes, deferring):
-/// one generic plan, kept, instead of planning afresh each time (custom planning was a third
-/// of the worker's time in SQL); and joins only by nested loops over the queue's key index,
-/// so that a plan made while the queue was small never hashes the whole queue once it is
-/// large.
-const KEY_LOOKUPS: &[(&CStr, &CStr)] = &[
-    (c"plan_cache_mode", c"force_generic_plan"),
-    (c"enable_hashjoin", c"off"),
-    (c"enable_mergejoin", c"off"),
-];
-/// For the claims and the subscriptions' statements: one generic plan each. With sequential and
-/// bitmap scans off for the worker (sql/worker/session.sql), each claim has one access path
-/// whatever the queue's size — the key index from the cursor (new events), the schedule index
-/// (retries), the ordered indexes (heads) — so a plan made on an empty queue stays right on a
-/// full one; the benchmark's drain checks it (its statements are planned before the backlog).
+/// For the statements that read one table by its indexes (new events, due retries) or the
+/// subscriptions (their owners' access): one generic plan each, kept, instead of planning afresh
+/// at every claim (which was a third of the worker's time in SQL). With sequential and bitmap
+/// scans off for the worker (sql/worker/session.sql), a one-table claim has one access path
+/// whatever the queue's size — the key index from the cursor, the schedule index — so a plan
+/// made on an empty queue stays right on a full one; the benchmark's drain checks it (its
+/// statements are planned before the backlog). Statements that join the queue (recording
+/// outcomes, ordered heads) keep custom plans: a generic join plan made while a table looked
+/// empty scanned all of it for every event once it was full (seen: 4 minutes to record 50,000
+/// events).
 const GENERIC_PLAN: &[(&CStr, &CStr)] = &[(c"plan_cache_mode", c"force_generic_plan")];
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
@@ -312,15 +307,13 @@ impl Statements {
         }
         let ids: Vec<i32> = subscriptions.iter().map(|s| s.0).collect();
         let most: Vec<i32> = subscriptions.iter().map(|s| s.1).collect();
-        with_settings(GENERIC_PLAN, || {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_ordered,
-                    None,
-                    &[ids.into(), most.into(), largest.into()],
-                )?;
-                read_events(rows)
-            })
+        Spi::connect(|client| {
+            let rows = client.select(
+                &self.claim_ordered,
+                None,
+                &[ids.into(), most.into(), largest.into()],
+            )?;
+            read_events(rows)
         })
     }
 

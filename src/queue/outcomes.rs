@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::rows::{column, epoch_seconds};
-use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN, KEY_LOOKUPS};
+use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN};
 use crate::sql::with_settings;
 
 impl Statements {
@@ -14,19 +14,17 @@ impl Statements {
         if events.is_empty() {
             return Ok(());
         }
-        with_settings(KEY_LOOKUPS, || {
-            Spi::connect_mut(|client| {
-                client.update(
-                    &self.defer,
-                    None,
-                    &[
-                        column(events, |e| e.0),
-                        column(events, |e| e.1),
-                        column(events, |e| e.2),
-                    ],
-                )?;
-                Ok(())
-            })
+        Spi::connect_mut(|client| {
+            client.update(
+                &self.defer,
+                None,
+                &[
+                    column(events, |e| e.0),
+                    column(events, |e| e.1),
+                    column(events, |e| e.2),
+                ],
+            )?;
+            Ok(())
         })
     }
 
@@ -38,61 +36,59 @@ impl Statements {
         let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
             .iter()
             .partition(|o| matches!(o.decision, Decision::Retry { .. }));
-        with_settings(KEY_LOOKUPS, || {
-            Spi::connect_mut(|client| {
-                if !finished.is_empty() {
-                    client.update(
-                        &self.finish,
-                        None,
-                        &[
-                            column(&finished, |o| o.txid),
-                            column(&finished, |o| o.event_id),
-                            column(&finished, |o| o.decision.outcome().to_string()),
-                            column(&finished, |o| o.attempt),
-                            column(&finished, |o| o.last_error.clone()),
-                            column(&finished, |o| epoch_seconds(o.started_at)),
-                            column(&finished, |o| o.duration_ms),
-                            column(&finished, |o| o.status_code),
-                            column(&finished, |o| o.response_excerpt.clone()),
-                            column(&finished, |o| o.error.clone()),
-                            column(&finished, |o| o.callback),
-                            column(&finished, |o| o.response_headers.clone()),
-                        ],
-                    )?;
-                }
-                if !retried.is_empty() {
-                    client.update(
-                        &self.insert_attempts,
-                        None,
-                        &[
-                            column(&retried, |o| o.event_id),
-                            column(&retried, |o| o.attempt),
-                            column(&retried, |o| o.subscription_id),
-                            column(&retried, |o| epoch_seconds(o.started_at)),
-                            column(&retried, |o| o.duration_ms),
-                            column(&retried, |o| o.status_code),
-                            column(&retried, |o| o.response_excerpt.clone()),
-                            column(&retried, |o| o.error.clone()),
-                        ],
-                    )?;
-                    client.update(
-                        &self.reschedule,
-                        None,
-                        &[
-                            column(&retried, |o| o.txid),
-                            column(&retried, |o| o.event_id),
-                            column(&retried, |o| o.attempt),
-                            column(&retried, |o| match o.decision {
-                                Decision::Retry { delay_ms } => delay_ms,
-                                _ => 0,
-                            }),
-                            column(&retried, |o| o.last_error.clone()),
-                            column(&retried, |o| o.batch),
-                        ],
-                    )?;
-                }
-                Ok(())
-            })
+        Spi::connect_mut(|client| {
+            if !finished.is_empty() {
+                client.update(
+                    &self.finish,
+                    None,
+                    &[
+                        column(&finished, |o| o.txid),
+                        column(&finished, |o| o.event_id),
+                        column(&finished, |o| o.decision.outcome().to_string()),
+                        column(&finished, |o| o.attempt),
+                        column(&finished, |o| o.last_error.clone()),
+                        column(&finished, |o| epoch_seconds(o.started_at)),
+                        column(&finished, |o| o.duration_ms),
+                        column(&finished, |o| o.status_code),
+                        column(&finished, |o| o.response_excerpt.clone()),
+                        column(&finished, |o| o.error.clone()),
+                        column(&finished, |o| o.callback),
+                        column(&finished, |o| o.response_headers.clone()),
+                    ],
+                )?;
+            }
+            if !retried.is_empty() {
+                client.update(
+                    &self.insert_attempts,
+                    None,
+                    &[
+                        column(&retried, |o| o.event_id),
+                        column(&retried, |o| o.attempt),
+                        column(&retried, |o| o.subscription_id),
+                        column(&retried, |o| epoch_seconds(o.started_at)),
+                        column(&retried, |o| o.duration_ms),
+                        column(&retried, |o| o.status_code),
+                        column(&retried, |o| o.response_excerpt.clone()),
+                        column(&retried, |o| o.error.clone()),
+                    ],
+                )?;
+                client.update(
+                    &self.reschedule,
+                    None,
+                    &[
+                        column(&retried, |o| o.txid),
+                        column(&retried, |o| o.event_id),
+                        column(&retried, |o| o.attempt),
+                        column(&retried, |o| match o.decision {
+                            Decision::Retry { delay_ms } => delay_ms,
+                            _ => 0,
+                        }),
+                        column(&retried, |o| o.last_error.clone()),
+                        column(&retried, |o| o.batch),
+                    ],
+                )?;
+            }
+            Ok(())
         })
     }
 
@@ -138,7 +134,8 @@ impl Statements {
         if subscriptions.is_empty() {
             return Ok(Vec::new());
         }
-        // Planned once: planning the view afresh was a fifth of the worker's time.
+        // Planned once (see GENERIC_PLAN): planning the view afresh was a fifth of the worker's
+        // time.
         with_settings(GENERIC_PLAN, || {
             Spi::connect(|client| {
                 let rows =
