@@ -13,7 +13,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
-pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(256);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
