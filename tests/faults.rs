@@ -689,6 +689,7 @@ fn tls_unknown_ca_then_ca_bundle() {
             body: format!("{{\"record\":{{\"id\":{row}}}}}").into_bytes(),
             at: Instant::now(),
             peer: None,
+            connection: 0,
         })
         .collect();
     let _ = child.kill();

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +24,9 @@ pub struct Request {
     /// The sender's address (the test can find the process behind it while it waits for the
     /// answer: tests/support/patroni.rs does).
     pub peer: Option<std::net::SocketAddr>,
+    /// Which accepted connection it came on (unique per receiver process): a sender's port can
+    /// be reused by another connection once the first is gone.
+    pub connection: u64,
 }
 
 impl Request {
@@ -193,6 +196,9 @@ impl Receiver {
     }
 }
 
+/// Numbers the accepted connections (see `Request::connection`).
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
+
 fn serve(
     stream: TcpStream,
     log: &Mutex<Vec<Request>>,
@@ -205,6 +211,7 @@ fn serve(
         Err(_) => return,
     };
     let peer = writer.peer_addr().ok();
+    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -241,6 +248,7 @@ fn serve(
             body,
             at: Instant::now(),
             peer,
+            connection,
         };
         let index = {
             let mut log = log.lock().unwrap();

@@ -67,15 +67,16 @@ pub fn receiver(ha: &Ha, delay: Duration) -> (Receiver, Arc<Mutex<Vec<Delivery>>
     let (senders, seen) = (ha.senders(), log.clone());
     // Looked up once per connection (the workers keep theirs alive): cheap under a load, and
     // a request that arrives as its sender exits (a worker stopped with requests in flight)
-    // is still attributed on a connection used before. The sender keeps its port in
-    // TIME_WAIT after closing, so no other connection gets it during a test.
-    let known: Mutex<HashMap<u16, usize>> = Mutex::new(HashMap::new());
+    // is still attributed on a connection used before. Keyed by the connection, not the
+    // sender's port: a sender killed with SIGKILL resets its connections instead of leaving
+    // their ports in TIME_WAIT, and another node's worker may then get the same port.
+    let known: Mutex<HashMap<u64, usize>> = Mutex::new(HashMap::new());
     let rx = Receiver::on_port(port, move |req, _| {
         let node = req.peer.and_then(|p| {
-            let cached = known.lock().unwrap().get(&p.port()).copied();
+            let cached = known.lock().unwrap().get(&req.connection).copied();
             cached.or_else(|| {
                 let found = senders.sender(p, port)?;
-                known.lock().unwrap().insert(p.port(), found);
+                known.lock().unwrap().insert(req.connection, found);
                 Some(found)
             })
         });
