@@ -9,7 +9,8 @@ use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN};
 use crate::sql::with_settings;
 
 impl Statements {
-    /// Puts (txid, id, delay in ms) events back for later, attempts unchanged.
+    /// Puts (txid, id, delay in µs from the transaction's start) events back for later, attempts
+    /// unchanged.
     pub fn defer(&self, events: &[(i64, i64, i64)]) -> SpiResult<()> {
         if events.is_empty() {
             return Ok(());

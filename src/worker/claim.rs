@@ -119,6 +119,7 @@ impl Worker {
                 catalog_generation: &mut self.catalog_generation,
                 targets_epoch: &mut self.targets_epoch,
                 cursor: &mut self.cursor,
+                batch_holds: &mut self.batch_holds,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
                 now,
@@ -253,6 +254,8 @@ struct Claim<'a> {
     /// The subscription-change epoch (wake.rs) the targets were loaded at.
     targets_epoch: &'a mut u64,
     cursor: &'a mut super::cursor::Cursor,
+    /// When each batched subscription's wait for a partial batch ends (see `Plan`).
+    batch_holds: &'a mut HashMap<i32, i64>,
     share: crate::queue::Share,
     default_timeout: Duration,
     now: Instant,
@@ -358,7 +361,9 @@ impl Claim<'_> {
         for event in scheduled.iter().chain(&heads) {
             plan.consider(event, self.targets, self.limits, false);
         }
-        plan.hold_partial_batches(self.targets);
+        // SAFETY: reads the current transaction's start timestamp (now() in its statements).
+        let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
+        plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
         let events_per_request = plan.events_per_request(self.targets);

@@ -100,6 +100,8 @@ struct Worker {
     limits: Limits,
     statements: Option<Statements>,
     cursor: Cursor,
+    /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
+    batch_holds: HashMap<i32, i64>,
     targets: HashMap<i32, Target>,
     targets_loaded: Option<Instant>,
     /// Catalog invalidations seen when the targets were loaded (see `capture::identity`): a
@@ -159,6 +161,7 @@ impl Worker {
             limits: Limits::default(),
             statements: None,
             cursor: Cursor::default(),
+            batch_holds: HashMap::new(),
             targets: HashMap::new(),
             targets_loaded: None,
             catalog_generation: 0,

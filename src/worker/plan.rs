@@ -12,7 +12,7 @@ use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
 /// What one claim decided: events to start now, and events of limited subscriptions to put
-/// back for later (txid, id, delay in ms).
+/// back for later (txid, id, delay in µs).
 pub(super) struct Plan<'a> {
     dispatcher: &'a Dispatcher,
     now: Instant,
@@ -104,8 +104,10 @@ impl<'a> Plan<'a> {
             let requests = self.in_flight(sub).div_ceil(t.batch_size);
             if let Admission::Later(wait) = limits.admit(sub, &t.limits, requests, over, self.now) {
                 if !t.ordered {
-                    let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
-                    self.defer.push((event.txid, event.id, ms));
+                    let us = i64::try_from(wait.as_micros())
+                        .unwrap_or(i64::MAX)
+                        .max(1000);
+                    self.defer.push((event.txid, event.id, us));
                 }
                 *self.over.entry(sub).or_default() += 1;
                 self.wake_at(self.now + wait);
@@ -117,10 +119,19 @@ impl<'a> Plan<'a> {
         self.start.push(event.clone());
     }
 
-    /// Puts back, for `batch_wait`, the events of a batched subscription that would go in a
-    /// partial batch made only of new events: more may come meanwhile. When they come due they
-    /// go, whatever has gathered by then (a due event never waits again).
-    pub(super) fn hold_partial_batches(&mut self, targets: &HashMap<i32, Target>) {
+    /// Puts back the events of a batched subscription that would go in a partial batch made
+    /// only of new events: more may come meanwhile. The first such wait of a subscription lasts
+    /// `batch_wait`; events that come while it runs are held to the same instant (`holds`:
+    /// subscription -> when its wait ends, in transaction timestamps; `now_db` is this
+    /// transaction's), so they all come due together and go in one batch. Due events never wait
+    /// again: they go with whatever has gathered, and end the wait.
+    pub(super) fn hold_partial_batches(
+        &mut self,
+        targets: &HashMap<i32, Target>,
+        holds: &mut HashMap<i32, i64>,
+        now_db: i64,
+    ) {
+        holds.retain(|_, until| *until > now_db);
         for (sub, t) in targets {
             if !t.batched() || t.batch_wait.is_zero() {
                 continue;
@@ -130,19 +141,27 @@ impl<'a> Plan<'a> {
                 .iter()
                 .filter(|e| e.subscription_id == *sub)
                 .collect();
-            let waits = !mine.is_empty()
-                && mine.len() < t.batch_size
-                && mine.iter().all(|e| !e.due && e.batch.is_none());
-            if !waits {
+            if mine.is_empty() {
                 continue;
             }
-            let ms = t.batch_wait.as_millis().max(1) as i64;
+            let waits =
+                mine.len() < t.batch_size && mine.iter().all(|e| !e.due && e.batch.is_none());
+            if !waits {
+                holds.remove(sub);
+                continue;
+            }
+            let wait = i64::try_from(t.batch_wait.as_micros()).unwrap_or(i64::MAX);
+            let until = *holds
+                .entry(*sub)
+                .or_insert_with(|| now_db.saturating_add(wait.max(1000)));
+            let us = (until - now_db).max(1);
             for e in &mine {
-                self.defer.push((e.txid, e.id, ms));
+                self.defer.push((e.txid, e.id, us));
             }
             self.start.retain(|e| e.subscription_id != *sub);
             self.starting.remove(sub);
-            self.wake_at(self.now + t.batch_wait.max(Duration::from_millis(1)));
+            let left = Duration::from_micros(us as u64).max(Duration::from_millis(1));
+            self.wake_at(self.now + left);
         }
     }
 
