@@ -154,7 +154,8 @@ impl<'a> Plan<'a> {
             let until = *holds
                 .entry(*sub)
                 .or_insert_with(|| now_db.saturating_add(wait.max(1000)));
-            let us = (until - now_db).max(1);
+            // Never longer than batch_wait from now, whatever the clock did meanwhile.
+            let us = (until - now_db).clamp(1, wait.max(1000));
             for e in &mine {
                 self.defer.push((e.txid, e.id, us));
             }

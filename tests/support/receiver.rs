@@ -112,6 +112,17 @@ impl Receiver {
         port: u16,
         f: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
+        Receiver::on_port_watching(port, None, f)
+    }
+
+    /// As `on_port`, calling `watch(connection, peer)` as each connection is accepted, before
+    /// its first request is read: the sender is then still connected (tests/support/patroni
+    /// finds the process behind it).
+    pub fn on_port_watching(
+        port: u16,
+        watch: Option<Watch>,
+        f: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding the receiver");
         let port = listener.local_addr().expect("receiver address").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -130,7 +141,8 @@ impl Receiver {
                 gauge.connections.fetch_add(1, Ordering::SeqCst);
                 let (log, how, gauge, said) =
                     (log.clone(), how.clone(), gauge.clone(), said.clone());
-                thread::spawn(move || serve(stream, &log, &how, &gauge, &said));
+                let watch = watch.clone();
+                thread::spawn(move || serve(stream, &log, &how, &gauge, &said, watch));
             }
         });
         Receiver {
@@ -196,6 +208,9 @@ impl Receiver {
     }
 }
 
+/// Called with (connection, sender's address) as each connection is accepted.
+pub type Watch = Arc<dyn Fn(u64, std::net::SocketAddr) + Send + Sync>;
+
 /// Numbers the accepted connections (see `Request::connection`).
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
 
@@ -205,6 +220,7 @@ fn serve(
     how: &Mutex<Arc<Behaviour>>,
     load: &Load,
     answers: &Mutex<Vec<(usize, u16)>>,
+    watch: Option<Watch>,
 ) {
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
@@ -212,6 +228,9 @@ fn serve(
     };
     let peer = writer.peer_addr().ok();
     let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    if let (Some(watch), Some(peer)) = (&watch, peer) {
+        watch(connection, peer);
+    }
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();

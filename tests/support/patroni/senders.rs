@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::cluster::free_port;
-use super::super::receiver::{Receiver, Reply};
+use super::super::receiver::{Receiver, Reply, Watch};
 use super::Ha;
 
 /// The test's directory and each node's data directory (the working directory of its postgres
@@ -65,21 +65,20 @@ pub fn receiver(ha: &Ha, delay: Duration) -> (Receiver, Arc<Mutex<Vec<Delivery>>
     let log = Arc::new(Mutex::new(Vec::new()));
     let port = free_port();
     let (senders, seen) = (ha.senders(), log.clone());
-    // Looked up once per connection (the workers keep theirs alive): cheap under a load, and
-    // a request that arrives as its sender exits (a worker stopped with requests in flight)
-    // is still attributed on a connection used before. Keyed by the connection, not the
-    // sender's port: a sender killed with SIGKILL resets its connections instead of leaving
-    // their ports in TIME_WAIT, and another node's worker may then get the same port.
-    let known: Mutex<HashMap<u64, usize>> = Mutex::new(HashMap::new());
-    let rx = Receiver::on_port(port, move |req, _| {
-        let node = req.peer.and_then(|p| {
-            let cached = known.lock().unwrap().get(&req.connection).copied();
-            cached.or_else(|| {
-                let found = senders.sender(p, port)?;
-                known.lock().unwrap().insert(req.connection, found);
-                Some(found)
-            })
-        });
+    // Looked up as each connection is accepted, while its sender is certainly connected (a
+    // worker stopped with requests in flight may be gone by the time its request is read),
+    // and kept per connection, not per sender port: a sender killed with SIGKILL resets its
+    // connections instead of leaving their ports in TIME_WAIT, and another node's worker may
+    // then get the same port.
+    let by_connection: Arc<Mutex<HashMap<u64, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    let noted = by_connection.clone();
+    let watch: Watch = Arc::new(move |connection, peer| {
+        if let Some(node) = senders.sender(peer, port) {
+            noted.lock().unwrap().insert(connection, node);
+        }
+    });
+    let rx = Receiver::on_port_watching(port, Some(watch), move |req, _| {
+        let node = by_connection.lock().unwrap().get(&req.connection).copied();
         let row = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
             .and_then(|b| b["record"]["id"].as_i64())
