@@ -104,10 +104,7 @@ impl<'a> Plan<'a> {
             let requests = self.in_flight(sub).div_ceil(t.batch_size);
             if let Admission::Later(wait) = limits.admit(sub, &t.limits, requests, over, self.now) {
                 if !t.ordered {
-                    let us = i64::try_from(wait.as_micros())
-                        .unwrap_or(i64::MAX)
-                        .max(1000);
-                    self.defer.push((event.txid, event.id, us));
+                    self.defer.push((event.txid, event.id, defer_us(wait)));
                 }
                 *self.over.entry(sub).or_default() += 1;
                 self.wake_at(self.now + wait);
@@ -150,12 +147,12 @@ impl<'a> Plan<'a> {
                 holds.remove(sub);
                 continue;
             }
-            let wait = i64::try_from(t.batch_wait.as_micros()).unwrap_or(i64::MAX);
+            let wait = defer_us(t.batch_wait);
             let until = *holds
                 .entry(*sub)
-                .or_insert_with(|| now_db.saturating_add(wait.max(1000)));
+                .or_insert_with(|| now_db.saturating_add(wait));
             // Never longer than batch_wait from now, whatever the clock did meanwhile.
-            let us = (until - now_db).clamp(1, wait.max(1000));
+            let us = (until - now_db).clamp(1, wait);
             for e in &mine {
                 self.defer.push((e.txid, e.id, us));
             }
@@ -176,6 +173,13 @@ impl<'a> Plan<'a> {
     pub(super) fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
         (self.start, self.earliest)
     }
+}
+
+/// `delay` as `defer` takes it: microseconds, at least a millisecond.
+fn defer_us(delay: Duration) -> i64 {
+    i64::try_from(delay.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1000)
 }
 
 /// How many requests `events` would take (a batched subscription's fill requests of its batch
