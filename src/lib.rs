@@ -50,6 +50,8 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     PRELOADED.store(true, Ordering::Relaxed);
+    // Before any worker is forked: they inherit the count (see guc::worker_count).
+    guc::worker_count();
     wake::init_preloaded();
     worker::register();
 }

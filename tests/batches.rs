@@ -145,7 +145,18 @@ fn a_failed_batch_is_retried_whole_under_the_same_webhook_id() {
 
 #[test]
 fn a_partial_batch_waits_for_batch_wait_to_fill() {
-    let pg = Cluster::start(&[]);
+    partial_batch_gathers_its_wait(&[]);
+}
+
+/// With its events shared out by id, each worker would wait out its own partial batch and send
+/// it: a subscription with a `batch_wait` is served whole by one worker.
+#[test]
+fn a_partial_batch_gathers_its_wait_with_several_workers() {
+    partial_batch_gathers_its_wait(&["pg_webhook.workers = 2"]);
+}
+
+fn partial_batch_gathers_its_wait(settings: &[&str]) {
+    let pg = Cluster::start(settings);
     let rx = Receiver::start();
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
@@ -156,11 +167,11 @@ fn a_partial_batch_waits_for_batch_wait_to_fill() {
         &rx.url("/t"),
         ", batch_size => 100, batch_wait => '3 seconds'",
     );
-    // Three transactions 200 ms apart, well within the wait, each claimed on its own: the
-    // later ones join the first one's wait, and the three go in one request.
-    for id in 1..=3 {
+    // Five transactions 150 ms apart, well within the wait, each claimed on its own: the
+    // later ones join the first one's wait, and the five go in one request.
+    for id in 1..=5 {
         if id > 1 {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(std::time::Duration::from_millis(150));
         }
         exec(&mut db, &format!("INSERT INTO t VALUES ({id})"));
     }
@@ -169,7 +180,7 @@ fn a_partial_batch_waits_for_batch_wait_to_fill() {
     assert_eq!(requests.len(), 1);
     let mut ids = batched_ids(&rx);
     ids.sort_unstable();
-    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{subscribe, WAIT};
+use support::{count, exec, subscribe, text, WAIT};
 
 /// pg_webhook processes connected to `database`, by type.
 fn workers_in(admin: &mut Client, database: &str) -> Vec<String> {
@@ -168,4 +168,81 @@ fn pg_webhook_database_limits_delivery_to_one_database() {
         .unwrap()
         .get(0);
     assert_eq!(queued, 1, "the other database's events wait, durably");
+}
+
+/// The default, 0, gives a database one delivery worker per CPU, at most two, and together they
+/// deliver every event, each its share.
+#[test]
+fn by_default_a_database_gets_a_worker_per_cpu_up_to_two() {
+    // The test clusters pin one worker; this puts the default back.
+    let pg = Cluster::start(&["pg_webhook.workers = 0"]);
+    let mut db = pg.client_with_extension();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT boot_val FROM pg_settings WHERE name = 'pg_webhook.workers'"
+        )
+        .as_deref(),
+        Some("0")
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = cpus.min(2);
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(&mut db, "INSERT INTO t SELECT generate_series(1, 100)");
+    rx.wait_for(100, WAIT);
+    let mut admin = pg.connect("postgres");
+    let delivery_workers = |admin: &mut Client| {
+        workers_in(admin, "postgres")
+            .iter()
+            .filter(|t| *t == "pg_webhook")
+            .count()
+    };
+    assert_eq!(delivery_workers(&mut admin), expected, "{cpus} CPUs");
+    // Each worker records what it delivered under its own number.
+    wait_until(WAIT, "every event recorded", || {
+        count(
+            &mut db,
+            "SELECT coalesce(sum(delivered), 0)::bigint FROM webhook._delivery_totals",
+        ) == 100
+    });
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._delivery_totals WHERE delivered > 0"
+        ),
+        expected as i64
+    );
+}
+
+/// Each statement takes its event ids from a block of its own, so the ids of single-row
+/// transactions are all alike modulo a small number: shared out by `id % workers`, they all
+/// went to one worker.
+#[test]
+fn single_row_transactions_are_shared_out_among_the_workers() {
+    let pg = Cluster::start(&["pg_webhook.workers = 2"]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    for id in 1..=20 {
+        exec(&mut db, &format!("INSERT INTO t VALUES ({id})"));
+    }
+    rx.wait_for(20, WAIT);
+    wait_until(WAIT, "every event recorded", || {
+        count(
+            &mut db,
+            "SELECT coalesce(sum(delivered), 0)::bigint FROM webhook._delivery_totals",
+        ) == 20
+    });
+    // Each worker records what it delivered under its own number.
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._delivery_totals WHERE delivered > 0"
+        ),
+        2,
+        "both workers delivered some of the 20 events"
+    );
 }

@@ -286,7 +286,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "outside the valid range",
         ),
         (
-            "ALTER SYSTEM SET pg_webhook.workers = 0".into(),
+            "ALTER SYSTEM SET pg_webhook.workers = -1".into(),
             "outside the valid range",
         ),
         (

@@ -46,9 +46,13 @@ pub struct Target {
 
 impl Target {
     /// Served by one worker (the subscription id modulo the worker count), so its limits and
-    /// order are kept in one place.
+    /// order are kept in one place, and a partial batch waiting out `batch_wait` gathers every
+    /// event that comes meanwhile (with its events shared out, each worker would send its own).
     pub fn pinned(&self) -> bool {
-        self.ordered || self.grouped || self.limits != LimitSpec::default()
+        self.ordered
+            || self.grouped
+            || self.limits != LimitSpec::default()
+            || (self.batched() && !self.batch_wait.is_zero())
     }
 
     /// Sends several events per request.

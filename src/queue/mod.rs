@@ -71,7 +71,8 @@ pub struct Bounds {
     pub largest: i64,
 }
 
-/// A worker's share of the events: ids congruent to `index` modulo `count`.
+/// A worker's share of the events: those whose id hashes to `index` modulo `count`, and the
+/// whole of the pinned subscriptions whose id is `index` modulo `count`.
 #[derive(Debug, Clone, Copy)]
 pub struct Share {
     pub index: i32,
@@ -90,9 +91,12 @@ impl Share {
         if self.count <= 1 {
             return String::new();
         }
+        // Other events by a hash of their id: ids come in blocks (each statement takes its own
+        // from the sequence, whose increment is the block size), so single-row transactions'
+        // ids are all alike modulo a small count, and `id % count` gave them all to one worker.
         format!(
             "AND (CASE WHEN q.subscription_id = ANY({pinned}) THEN q.subscription_id::bigint
-                       ELSE q.id END) % {} = {}",
+                       ELSE pg_catalog.hashint8(q.id)::bigint & 2147483647 END) % {} = {}",
             self.count, self.index
         )
     }

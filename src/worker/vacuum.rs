@@ -19,6 +19,7 @@ use super::txn;
 const DUE: &str = include_str!("../../sql/worker/vacuum_due.sql");
 const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
 const ANALYZE_QUEUE: &str = include_str!("../../sql/worker/analyze_queue.sql");
+const LOCK_QUEUE_STATS: &str = include_str!("../../sql/worker/lock_queue_stats.sql");
 /// A table is vacuumed once it has this many dead rows ...
 const MIN_DEAD: i64 = 1_000;
 /// ... and they are at least this share of its live rows.
@@ -84,17 +85,32 @@ fn run_vacuum(statement: &str) -> Result<(), String> {
 
 /// After a claim read a full page of `page` events: if the planner takes the queue for smaller
 /// than that (see sql/worker/queue_stats_stale.sql), ANALYZE it, so the statements that record
-/// outcomes look events up by key instead of reading the whole queue. Returns whether it did.
+/// outcomes look events up by key instead of reading the whole queue. Another worker may be
+/// analyzing it for the same backlog: this one waits for it (sql/worker/lock_queue_stats.sql)
+/// and looks again. Returns whether it analyzed.
 pub(super) fn refresh_queue_stats(page: usize) -> bool {
     let page = page as f64;
-    let refreshed = txn::run("checking the queue's statistics", || {
-        let stale = Spi::connect(|client| {
+    let stale = || {
+        Spi::connect(|client| {
             client
                 .select(STATS_STALE, None, &[page.into()])?
                 .first()
                 .get_one::<bool>()
-        })?;
-        if stale != Some(true) {
+        })
+        .map(|stale| stale == Some(true))
+    };
+    let refreshed = txn::run("checking the queue's statistics", || {
+        if !stale()? {
+            return Ok(false);
+        }
+        Spi::run(LOCK_QUEUE_STATS)?;
+        // A new snapshot: what an ANALYZE that held the lock committed is seen now.
+        // SAFETY: in the transaction txn::run opened; the snapshot it pushed is replaced.
+        unsafe {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        if !stale()? {
             return Ok(false);
         }
         Spi::run(ANALYZE_QUEUE)?;

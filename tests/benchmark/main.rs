@@ -144,6 +144,8 @@ fn main() {
     let mut conf = vec![
         // Only this database is served, so capture_only measures capture without delivery.
         "pg_webhook.database = 'postgres'",
+        // The default (a worker per CPU, at most 2), which test clusters otherwise pin to 1.
+        "pg_webhook.workers = 0",
         "fsync = on",
         "max_wal_size = '4GB'",
         "checkpoint_timeout = '15min'",

@@ -110,6 +110,10 @@ impl Cluster {
             cluster.port,
             cluster.dir.display()
         );
+        // One delivery worker unless a test asks for others: the tests that kill, restart or
+        // watch "the worker" mean the only one, on any machine (the default, 0, follows the
+        // CPUs). Postgres takes a setting's last line, so a test's own wins.
+        conf.push_str("pg_webhook.workers = 1\n");
         for line in extra {
             conf.push_str(line);
             conf.push('\n');
