@@ -24,10 +24,9 @@ fn two_workers_meeting_a_backlog_both_plan_with_its_size() {
     backlog_read_by_its_keys(&["pg_webhook.workers = 2"], 100_000);
 }
 
-/// Delivers a backlog of `n` events after plans were made on an empty queue, and counts the
+/// Delivers a backlog of `events` events after plans were made on an empty queue, and counts the
 /// rows the queue and the archive handed out.
-#[allow(non_snake_case)]
-fn backlog_read_by_its_keys(settings: &[&str], N: i64) {
+fn backlog_read_by_its_keys(settings: &[&str], events: i64) {
     let pg = Cluster::start(settings);
     let sink = Sink::start();
     let mut db = pg.client_with_extension();
@@ -40,7 +39,7 @@ fn backlog_read_by_its_keys(settings: &[&str], N: i64) {
     exec(&mut db, "SELECT webhook.pause('t')");
     exec(
         &mut db,
-        &format!("INSERT INTO t SELECT -g, 'v' FROM generate_series(1, {N}) g"),
+        &format!("INSERT INTO t SELECT -g, 'v' FROM generate_series(1, {events}) g"),
     );
     exec(&mut db, "DELETE FROM webhook._event_queue");
     exec(
@@ -71,14 +70,14 @@ fn backlog_read_by_its_keys(settings: &[&str], N: i64) {
         &mut db,
         &format!(
             "INSERT INTO t SELECT g, 'v' FROM generate_series(11, {}) g",
-            N + 10
+            events + 10
         ),
     );
     wait_until(
         LONG_WAIT,
         "the backlog to be delivered and recorded",
         || {
-            sink.unique_events() >= (N + 10) as u64
+            sink.unique_events() >= (events + 10) as u64
                 && count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
         },
     );
@@ -88,7 +87,7 @@ fn backlog_read_by_its_keys(settings: &[&str], N: i64) {
         count(
             &mut db,
             "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = 'webhook._event_archive'::regclass",
-        ) >= N
+        ) >= events
     });
     let read = |db: &mut postgres::Client, table: &str| {
         count(
@@ -106,12 +105,12 @@ fn backlog_read_by_its_keys(settings: &[&str], N: i64) {
     // claim or outcome would read it hundreds of times over.
     let queue = read(&mut db, "webhook._event_queue");
     assert!(
-        (N..=10 * N).contains(&queue),
-        "the queue handed out {queue} rows to deliver {N} events"
+        (events..=10 * events).contains(&queue),
+        "the queue handed out {queue} rows to deliver {events} events"
     );
     let archive = read(&mut db, "webhook._event_archive");
     assert!(
-        archive <= 10 * N,
-        "the archive handed out {archive} rows while {N} events were recorded"
+        archive <= 10 * events,
+        "the archive handed out {archive} rows while {events} events were recorded"
     );
 }

@@ -19,6 +19,7 @@ use super::txn;
 const DUE: &str = include_str!("../../sql/worker/vacuum_due.sql");
 const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
 const ANALYZE_QUEUE: &str = include_str!("../../sql/worker/analyze_queue.sql");
+const LOCK_TIMEOUT_SHORT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
 const LOCK_QUEUE_STATS: &str = include_str!("../../sql/worker/lock_queue_stats.sql");
 /// A table is vacuumed once it has this many dead rows ...
 const MIN_DEAD: i64 = 1_000;
@@ -103,6 +104,7 @@ pub(super) fn refresh_queue_stats(page: usize) -> bool {
         if !stale()? {
             return Ok(false);
         }
+        Spi::run(LOCK_TIMEOUT_SHORT)?;
         Spi::run(LOCK_QUEUE_STATS)?;
         // A new snapshot: what an ANALYZE that held the lock committed is seen now.
         // SAFETY: in the transaction txn::run opened; the snapshot it pushed is replaced.
