@@ -25,6 +25,21 @@ fn workers_in(admin: &mut Client, database: &str) -> Vec<String> {
         .collect()
 }
 
+/// Once all `events` delivered are recorded, how many workers delivered some: each records
+/// what it delivered under its own number in webhook._delivery_totals.
+fn workers_that_delivered(db: &mut Client, events: i64) -> i64 {
+    wait_until(WAIT, "every event recorded", || {
+        count(
+            db,
+            "SELECT coalesce(sum(delivered), 0)::bigint FROM webhook._delivery_totals",
+        ) == events
+    });
+    count(
+        db,
+        "SELECT count(*) FROM webhook._delivery_totals WHERE delivered > 0",
+    )
+}
+
 #[test]
 fn every_database_with_the_extension_gets_delivery() {
     let pg = Cluster::start(&["pg_webhook.workers = 2"]);
@@ -200,20 +215,7 @@ fn by_default_a_database_gets_a_worker_per_cpu_up_to_two() {
             .count()
     };
     assert_eq!(delivery_workers(&mut admin), expected, "{cpus} CPUs");
-    // Each worker records what it delivered under its own number.
-    wait_until(WAIT, "every event recorded", || {
-        count(
-            &mut db,
-            "SELECT coalesce(sum(delivered), 0)::bigint FROM webhook._delivery_totals",
-        ) == 100
-    });
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook._delivery_totals WHERE delivered > 0"
-        ),
-        expected as i64
-    );
+    assert_eq!(workers_that_delivered(&mut db, 100), expected as i64);
 }
 
 /// Each statement takes its event ids from a block of its own, so the ids of single-row
@@ -230,18 +232,8 @@ fn single_row_transactions_are_shared_out_among_the_workers() {
         exec(&mut db, &format!("INSERT INTO t VALUES ({id})"));
     }
     rx.wait_for(20, WAIT);
-    wait_until(WAIT, "every event recorded", || {
-        count(
-            &mut db,
-            "SELECT coalesce(sum(delivered), 0)::bigint FROM webhook._delivery_totals",
-        ) == 20
-    });
-    // Each worker records what it delivered under its own number.
     assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook._delivery_totals WHERE delivered > 0"
-        ),
+        workers_that_delivered(&mut db, 20),
         2,
         "both workers delivered some of the 20 events"
     );
