@@ -27,7 +27,14 @@ use identity::{CaptureInfo, NotOurs};
 use queue_writer::QueueWriter;
 use shaped_rows::shaped_rows;
 
-pub use identity::{catalog_generation, init as init_cache, subscription as subscription_info};
+pub use identity::{catalog_generation, subscription as subscription_info};
+
+/// Registers the invalidation callbacks of what capture caches per backend (which subscription
+/// each trigger serves, where the queue is); once per process, from `_PG_init`.
+pub fn init_cache() {
+    identity::init();
+    queue_writer::init();
+}
 
 /// Transition table names used in every capture trigger definition.
 pub const NEW_ROWS: &str = "pg_webhook_new";
@@ -46,7 +53,11 @@ pub struct Subscription {
 /// `<id>:ordered` and the shape as further arguments; only the id is read (everything else
 /// comes from the subscription's row).
 pub fn named_subscription(args: &[String]) -> Option<i32> {
-    let first = args.first()?;
+    subscription_in(args.first()?)
+}
+
+/// The subscription id in a trigger's first argument (see `named_subscription`).
+fn subscription_in(first: &str) -> Option<i32> {
     first.split(':').next()?.parse().ok()
 }
 
@@ -205,12 +216,21 @@ impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
 fn subscription_of(
     trigger: &PgTrigger<'_>,
 ) -> Result<Option<std::rc::Rc<CaptureInfo>>, CaptureError> {
-    let args = trigger.extra_args()?;
-    let named =
-        named_subscription(&args).ok_or_else(|| CaptureError::BadArguments(args.clone()))?;
-    let relid = trigger.relid()?;
-    // SAFETY: the trigger data and its Trigger struct are valid for this call.
-    let tgoid = unsafe { (*trigger.trigger_data().tg_trigger).tgoid };
+    let data = trigger.trigger_data();
+    // SAFETY: the trigger data, its Trigger struct (with tgnargs arguments) and its relation
+    // are valid for this call. Read without copying: this runs for every write.
+    let (named, relid, tgoid) = unsafe {
+        let tg = &*data.tg_trigger;
+        let first = (tg.tgnargs > 0).then(|| std::ffi::CStr::from_ptr(*tg.tgargs));
+        let named = first
+            .and_then(|a| a.to_str().ok())
+            .and_then(subscription_in);
+        (named, (*data.tg_relation).rd_id, tg.tgoid)
+    };
+    let named = match named {
+        Some(named) => named,
+        None => return Err(CaptureError::BadArguments(trigger.extra_args()?)),
+    };
     match identity::lookup(tgoid, named, relid) {
         Ok(info) => Ok(info.live.then_some(info)),
         Err(NotOurs::Unknown(subscription)) => Err(CaptureError::Unknown {

@@ -319,8 +319,19 @@ pub fn callback_timeout() -> Duration {
 
 /// Whether `pg_webhook.database` lets `database` have delivery workers.
 pub fn serves(database: &str) -> bool {
-    let only = string(&DATABASE);
-    only.is_empty() || only == database
+    // Read in place, not copied: every commit that queued events in a database without
+    // workers asks this.
+    // SAFETY: the setting's current value, a NUL-terminated string Postgres owns (or NULL),
+    // read on the main thread.
+    let only = unsafe {
+        let raw = *DATABASE.as_ptr();
+        if raw.is_null() {
+            &[][..]
+        } else {
+            std::ffi::CStr::from_ptr(raw).to_bytes()
+        }
+    };
+    only.is_empty() || only == database.as_bytes()
 }
 
 pub fn served_database() -> String {

@@ -71,6 +71,8 @@ thread_local! {
     static SCHEDULED_IN_THIS_XACT: Cell<bool> = const { Cell::new(false) };
     /// Set by any change to a subscription.
     static CONFIG_IN_THIS_XACT: Cell<bool> = const { Cell::new(false) };
+    /// This backend's database (which cannot be renamed while it is connected).
+    static DATABASE_NAME: std::cell::OnceCell<Option<String>> = const { std::cell::OnceCell::new() };
 }
 
 /// Shared memory and the commit callback; only when preloading, since shared memory can only be
@@ -84,6 +86,28 @@ pub fn init_preloaded() {
 /// Called by the capture trigger for every queued event; cheap.
 pub fn note_event_queued() {
     QUEUED_IN_THIS_XACT.with(|q| q.set(true));
+    // Read here, in the transaction, for the commit callback, which must not look it up.
+    DATABASE_NAME.with(|name| {
+        name.get_or_init(|| {
+            // SAFETY: a syscache lookup of this backend's database, inside a transaction.
+            let ptr = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
+            (!ptr.is_null()).then(|| {
+                // SAFETY: a palloc'd NUL-terminated string.
+                unsafe { std::ffi::CStr::from_ptr(ptr) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        });
+    });
+}
+
+/// Whether `pg_webhook.database` lets this backend's database have delivery workers (true
+/// when its name is not known yet).
+fn serves_this_database() -> bool {
+    DATABASE_NAME.with(|name| match name.get() {
+        Some(Some(name)) => crate::guc::serves(name),
+        _ => true,
+    })
 }
 
 /// Called when a transaction makes parked or archived events due again.
@@ -137,15 +161,17 @@ unsafe extern "C-unwind" fn on_xact_event(
 }
 
 /// Sets the latch of every worker serving `database`, and asks the launcher for workers when
-/// there are none — or, after a subscription changed (`config`), in any case: workers that
-/// looked before CREATE EXTENSION committed may be on their way out. Must not raise an ERROR:
-/// it runs after the commit record is written, where an error would become a PANIC.
+/// there are none and `pg_webhook.database` allows some — or, after a subscription changed
+/// (`config`), in any case: workers that looked before CREATE EXTENSION committed may be on
+/// their way out. A database the setting leaves without workers does not ask on every commit:
+/// the launcher would refuse it every time. Must not raise an ERROR: it runs after the commit
+/// record is written, where an error would become a PANIC.
 fn wake_workers_of(database: pg_sys::Oid, config: bool) {
     if !crate::is_preloaded() {
         return;
     }
     let pids = pids_of(database, |index| index >= 0);
-    if pids.is_empty() || config {
+    if config || (pids.is_empty() && serves_this_database()) {
         request_workers(database);
     }
     set_latches(&pids);
@@ -175,16 +201,19 @@ pub fn take_missing() -> Vec<pg_sys::Oid> {
 
 type Mailbox = fn(&mut Workers) -> &mut [u32; LAUNCH_REQUESTS];
 
-/// Adds `database` to one of the launcher's mailboxes (once) and wakes it.
+/// Adds `database` to one of the launcher's mailboxes (once) and wakes it, unless it is there
+/// already: whoever put it there woke the launcher, which has not taken it yet (a launcher that
+/// was not running then looks at every database when it starts).
 fn tell_launcher(database: pg_sys::Oid, mailbox: Mailbox) {
     let launcher = {
         let mut workers = WORKERS.exclusive();
         let oid = database.to_u32();
         let list = mailbox(&mut workers);
-        if !list.contains(&oid) {
-            if let Some(free) = list.iter_mut().find(|r| **r == 0) {
-                *free = oid;
-            }
+        if list.contains(&oid) {
+            return;
+        }
+        if let Some(free) = list.iter_mut().find(|r| **r == 0) {
+            *free = oid;
         }
         workers.launcher
     };

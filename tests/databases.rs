@@ -185,6 +185,35 @@ fn pg_webhook_database_limits_delivery_to_one_database() {
     assert_eq!(queued, 1, "the other database's events wait, durably");
 }
 
+/// A database pg_webhook.database left out queues its events without asking the launcher on
+/// every commit; once a reload lets it in, the launcher starts its workers by itself and the
+/// queued events go out, with no further write there.
+#[test]
+fn a_database_the_setting_lets_in_later_gets_the_events_it_queued() {
+    let pg = Cluster::start(&["pg_webhook.database = 'chosen'"]);
+    let mut admin = pg.connect("postgres");
+    admin.batch_execute("CREATE DATABASE later").unwrap();
+    let rx = Receiver::start();
+    let mut later = pg.connect("later");
+    later
+        .batch_execute("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut later, "l", "t", &rx.url("/later"), "");
+    later
+        .batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+        .unwrap();
+    assert!(workers_in(&mut admin, "later").is_empty());
+    exec(&mut admin, "ALTER SYSTEM SET pg_webhook.database = 'later'");
+    exec(&mut admin, "SELECT pg_reload_conf()");
+    let got = rx.wait_for(2, WAIT);
+    let mut ids: Vec<i64> = got
+        .iter()
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+}
+
 /// The default, 0, gives a database one delivery worker per CPU, at most two, and together they
 /// deliver every event, each its share.
 #[test]

@@ -294,6 +294,51 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
     );
 }
 
+#[test]
+fn a_session_that_captured_before_alter_extension_update_fills_the_new_columns_after_it() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&[]);
+    let mut admin = pg.connect("postgres");
+    admin
+        .batch_execute(
+            "CREATE EXTENSION pg_webhook VERSION '0.2.0';
+             CREATE TABLE notes (id int PRIMARY KEY, body text)",
+        )
+        .unwrap();
+    let rx = Receiver::start();
+    subscribe(&mut admin, "notes", "notes", &rx.url("/n"), "");
+    admin
+        .batch_execute("SELECT webhook.pause('notes')")
+        .unwrap();
+    // The writer's backend learns where the queue's columns are from a 0.2.0 queue...
+    let mut writer = pg.connect("postgres");
+    writer
+        .batch_execute("INSERT INTO notes VALUES (1, 'before')")
+        .unwrap();
+    // ...another session adds columns to it...
+    admin
+        .batch_execute("ALTER EXTENSION pg_webhook UPDATE")
+        .unwrap();
+    // ...and the writer's next event fills them: payload_bytes (NOT NULL, the size of the row
+    // images) at least the record's stored size, as the update script computed it for the first
+    // event. A stale layout would leave it NULL.
+    writer
+        .batch_execute("INSERT INTO notes VALUES (2, 'after')")
+        .unwrap();
+    let sized: Vec<(i32, Option<bool>)> = admin
+        .query(
+            "SELECT (record->>'id')::int, payload_bytes >= pg_column_size(record)
+               FROM webhook._event_queue ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(sized, vec![(1, Some(true)), (2, Some(true))]);
+}
+
 /// (name, uid, secret, status) of every subscription.
 fn subscriptions(db: &mut Client) -> Vec<(String, String, String, String)> {
     db.query(

@@ -59,8 +59,17 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     let mut told_full = false;
     loop {
         pg_sys::check_for_interrupts!();
-        // Workers stop by themselves when pg_webhook.database no longer includes them.
-        reload_config_if_asked();
+        // Workers stop by themselves when pg_webhook.database no longer includes them. A
+        // database it now lets in is tried once, like every database at start: its commits did
+        // not ask while it was left out, and its queued events wait for workers.
+        let only = crate::guc::served_database();
+        if reload_config_if_asked() && crate::guc::served_database() != only {
+            pending.extend(
+                databases()
+                    .into_keys()
+                    .filter(|db| !served.contains_key(db)),
+            );
+        }
         for database in crate::wake::take_requests() {
             match served.get_mut(&database) {
                 // Asked again since its workers started: if they are leaving because they saw

@@ -5,6 +5,7 @@ use pgrx::pg_sys;
 
 /// Column positions in `webhook._event_queue`, found by name so the order of columns in the
 /// table is free.
+#[derive(Clone, Copy)]
 pub struct Columns {
     pub id: usize,
     pub txid: usize,
@@ -27,11 +28,11 @@ pub struct Columns {
 
 impl Columns {
     /// The columns of the queue described by `tupdesc`; an error when they are not those of a
-    /// pg_webhook this library can write to (`ordered`: the subscription needs that column).
+    /// pg_webhook this library can write to.
     ///
     /// # Safety
     /// `tupdesc` is the queue relation's descriptor.
-    pub unsafe fn find(tupdesc: pg_sys::TupleDesc, ordered: bool) -> Result<Columns, String> {
+    pub unsafe fn find(tupdesc: pg_sys::TupleDesc) -> Result<Columns, String> {
         // SAFETY: see the function contract.
         let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
         let find = |name: &str| {
@@ -71,12 +72,24 @@ impl Columns {
             + usize::from(columns.payload_bytes.is_some())
             + written_null
             + usize::from(columns.order_key.is_some());
-        if live != expected || (ordered && columns.ordered.is_none()) {
+        if live != expected {
             return Err(format!(
                 "webhook._event_queue has {live} columns, not those of pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",
                 env!("CARGO_PKG_VERSION")
             ));
         }
         Ok(columns)
+    }
+
+    /// An error when a subscription that needs the `ordered` column (`ordered`) would write to
+    /// a queue from before 0.2.0.
+    pub fn require_ordered(&self, ordered: bool) -> Result<(), String> {
+        if ordered && self.ordered.is_none() {
+            return Err(format!(
+                "webhook._event_queue has no column ordered, which ordered subscriptions need in pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        Ok(())
     }
 }

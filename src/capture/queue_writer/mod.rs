@@ -6,13 +6,14 @@
 //! cannot forge events — and fills every column itself (the queue has no triggers, no CHECK
 //! constraints and no defaults it would miss).
 
-use std::ffi::CString;
-
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
 mod columns;
+mod layout;
 mod sources;
+
+pub use layout::init;
 
 use columns::Columns;
 
@@ -70,18 +71,6 @@ fn text_datum(s: &str) -> pg_sys::Datum {
     }
 }
 
-fn relation_oid(namespace: pg_sys::Oid, name: &str) -> Result<pg_sys::Oid, String> {
-    let c = CString::new(name).map_err(|e| e.to_string())?;
-    // SAFETY: syscache lookup with a valid C string.
-    let oid = unsafe { pg_sys::get_relname_relid(c.as_ptr(), namespace) };
-    if oid == pg_sys::Oid::INVALID {
-        return Err(format!(
-            "webhook.{name} does not exist; is pg_webhook installed?"
-        ));
-    }
-    Ok(oid)
-}
-
 impl QueueWriter {
     /// Opens the queue for one statement's events.
     pub fn open(
@@ -93,17 +82,7 @@ impl QueueWriter {
         // SAFETY: called inside a trigger, in a transaction; every pointer below comes from
         // Postgres and lives in the current (per-call) memory context or the relcache.
         unsafe {
-            let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), false);
-            let queue = relation_oid(namespace, "_event_queue")?;
-            let sequence = relation_oid(namespace, "_event_id_seq")?;
-            let rel = pg_sys::table_open(queue, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            let columns = match Columns::find((*rel).rd_att, subscription.ordered) {
-                Ok(columns) => columns,
-                Err(e) => {
-                    pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-                    return Err(e);
-                }
-            };
+            let (rel, layout) = layout::open_queue(subscription.ordered)?;
             let natts = (*(*rel).rd_att).natts as usize;
 
             let estate = pg_sys::CreateExecutorState();
@@ -140,8 +119,8 @@ impl QueueWriter {
             let full_xid = pg_sys::GetTopFullTransactionId();
             Ok(QueueWriter {
                 rel,
-                sequence,
-                columns,
+                sequence: layout.sequence,
+                columns: layout.columns,
                 natts,
                 estate,
                 rri,
