@@ -38,6 +38,11 @@ pub struct QueueWriter {
     slots: Vec<*mut pg_sys::TupleTableSlot>,
     /// Every slot created so far, reused from batch to batch.
     spare: Vec<*mut pg_sys::TupleTableSlot>,
+    /// The queue's descriptor, copied without a reference count for the slots: a slot over a
+    /// counted descriptor registers it with the resource owner, and a batch's thousand
+    /// registrations of one pointer made every later one (to_jsonb's of each row's type) probe
+    /// the owner's hash table past all of them.
+    slot_desc: pg_sys::TupleDesc,
     batch_memory: pg_sys::MemoryContext,
     /// Where slots live: the trigger call's context, which outlives every batch.
     call_memory: pg_sys::MemoryContext,
@@ -84,6 +89,7 @@ impl QueueWriter {
         unsafe {
             let (rel, layout) = layout::open_queue(subscription.ordered)?;
             let natts = (*(*rel).rd_att).natts as usize;
+            let slot_desc = pg_sys::CreateTupleDescCopy((*rel).rd_att);
 
             let estate = pg_sys::CreateExecutorState();
             let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
@@ -126,6 +132,7 @@ impl QueueWriter {
                 rri,
                 slots: Vec::new(),
                 spare: Vec::new(),
+                slot_desc,
                 batch_memory,
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
@@ -218,7 +225,7 @@ impl QueueWriter {
             }
             // Not in the batch context: that is reset after every batch.
             let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
-            let slot = pg_sys::MakeSingleTupleTableSlot((*self.rel).rd_att, &pg_sys::TTSOpsVirtual);
+            let slot = pg_sys::MakeSingleTupleTableSlot(self.slot_desc, &pg_sys::TTSOpsVirtual);
             pg_sys::MemoryContextSwitchTo(batch);
             self.spare.push(slot);
             slot
@@ -281,6 +288,7 @@ impl QueueWriter {
             for slot in &self.spare {
                 pg_sys::ExecDropSingleTupleTableSlot(*slot);
             }
+            pg_sys::FreeTupleDesc(self.slot_desc);
             if !self.bulk.is_null() {
                 pg_sys::FreeBulkInsertState(self.bulk);
             }
