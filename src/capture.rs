@@ -20,6 +20,7 @@ pub mod backfill;
 mod identity;
 mod order_key;
 mod queue_writer;
+mod row_json;
 pub mod shaped;
 mod shaped_rows;
 
@@ -30,10 +31,12 @@ use shaped_rows::shaped_rows;
 pub use identity::{catalog_generation, subscription as subscription_info};
 
 /// Registers the invalidation callbacks of what capture caches per backend (which subscription
-/// each trigger serves, where the queue is); once per process, from `_PG_init`.
+/// each trigger serves, where the queue is, how each table's rows are rendered); once per
+/// process, from `_PG_init`.
 pub fn init_cache() {
     identity::init();
     queue_writer::init();
+    row_json::init();
 }
 
 /// Transition table names used in every capture trigger definition.

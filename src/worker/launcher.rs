@@ -61,7 +61,8 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
         // Workers stop by themselves when pg_webhook.database no longer includes them. A
         // database it now lets in is tried once, like every database at start: its commits did
-        // not ask while it was left out, and its queued events wait for workers.
+        // not ask while it was left out, and its queued events wait for workers. One served now
+        // is tried again once its workers are gone, in case the setting changed back meanwhile.
         let only = crate::guc::served_database();
         if reload_config_if_asked() && crate::guc::served_database() != only {
             pending.extend(
@@ -69,6 +70,9 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
                     .into_keys()
                     .filter(|db| !served.contains_key(db)),
             );
+            for db in served.values_mut() {
+                db.asked_again = true;
+            }
         }
         for database in crate::wake::take_requests() {
             match served.get_mut(&database) {

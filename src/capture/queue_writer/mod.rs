@@ -40,14 +40,13 @@ pub struct QueueWriter {
     spare: Vec<*mut pg_sys::TupleTableSlot>,
     /// The queue's descriptor, copied without a reference count for the slots: a slot over a
     /// counted descriptor registers it with the resource owner, and a batch's thousand
-    /// registrations of one pointer made every later one (to_jsonb's of each row's type) probe
+    /// registrations of one pointer made every later registration (a row type pinned per row) probe
     /// the owner's hash table past all of them.
     slot_desc: pg_sys::TupleDesc,
     batch_memory: pg_sys::MemoryContext,
     /// Where slots live: the trigger call's context, which outlives every batch.
     call_memory: pg_sys::MemoryContext,
     bulk: pg_sys::BulkInsertState,
-    to_jsonb: pg_sys::FmgrInfo,
     /// Values that are the same for every row of the statement.
     subscription_id: pg_sys::Datum,
     ordered: pg_sys::Datum,
@@ -106,22 +105,6 @@ impl QueueWriter {
                 pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
             );
 
-            // to_jsonb learns its argument's type from the call expression; a record argument
-            // makes it read each row's own type, so one lookup serves every table.
-            let mut to_jsonb = pg_sys::FmgrInfo::default();
-            pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut to_jsonb);
-            let arg = pg_sys::makeNullConst(pg_sys::RECORDOID, -1, pg_sys::Oid::INVALID);
-            let args = pg_sys::lappend(std::ptr::null_mut(), arg.cast());
-            to_jsonb.fn_expr = pg_sys::makeFuncExpr(
-                pg_sys::Oid::from(pg_sys::F_TO_JSONB),
-                pg_sys::JSONBOID,
-                args,
-                pg_sys::Oid::INVALID,
-                pg_sys::Oid::INVALID,
-                pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-            )
-            .cast();
-
             let full_xid = pg_sys::GetTopFullTransactionId();
             Ok(QueueWriter {
                 rel,
@@ -136,7 +119,6 @@ impl QueueWriter {
                 batch_memory,
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
-                to_jsonb,
                 subscription_id: pg_sys::Datum::from(subscription.id),
                 ordered: pg_sys::Datum::from(subscription.ordered),
                 op: text_datum(op.as_sql()),

@@ -1,9 +1,10 @@
-//! Where a statement's events come from: the transition tables (copied row by row through
-//! `to_jsonb`), a shaped subscription's query, or nothing (TRUNCATE).
+//! Where a statement's events come from: the transition tables (each row as `to_jsonb` renders
+//! it, see `row_json`), a shaped subscription's query, or nothing (TRUNCATE).
 
 use pgrx::pg_sys;
 
 use super::{clear_slot, QueueWriter, BATCH};
+use crate::capture::row_json::{self, RowJson};
 
 impl QueueWriter {
     /// Queues one event per row of the transition tables (paired for UPDATE) and returns how
@@ -28,11 +29,12 @@ impl QueueWriter {
             };
             let new_slot = read_slot(new_rows);
             let old_slot = read_slot(old_rows);
+            let mut json = row_json::take(source);
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
             loop {
-                let record = self.next_json(new_rows, new_slot);
-                let old_record = self.next_json(old_rows, old_slot);
+                let record = next_json(new_rows, new_slot, &mut json);
+                let old_record = next_json(old_rows, old_slot, &mut json);
                 if record.is_none() && old_record.is_none() {
                     break;
                 }
@@ -53,6 +55,7 @@ impl QueueWriter {
                     pg_sys::ExecDropSingleTupleTableSlot(slot);
                 }
             }
+            row_json::put_back(source, json);
             queued
         }
     }
@@ -101,28 +104,23 @@ impl QueueWriter {
         }
         1
     }
+}
 
-    /// The next row of `store` as jsonb, or `None` at its end (or when there is no store).
-    unsafe fn next_json(
-        &mut self,
-        store: *mut pg_sys::Tuplestorestate,
-        slot: *mut pg_sys::TupleTableSlot,
-    ) -> Option<pg_sys::Datum> {
-        if store.is_null() {
+/// The next row of `store` as jsonb, or `None` at its end (or when there is no store).
+unsafe fn next_json(
+    store: *mut pg_sys::Tuplestorestate,
+    slot: *mut pg_sys::TupleTableSlot,
+    json: &mut RowJson,
+) -> Option<pg_sys::Datum> {
+    if store.is_null() {
+        return None;
+    }
+    // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for.
+    unsafe {
+        if !pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
             return None;
         }
-        // SAFETY: the slot matches the store's tuple descriptor.
-        unsafe {
-            if !pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-                return None;
-            }
-            let row = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-            Some(pg_sys::FunctionCall1Coll(
-                &mut self.to_jsonb,
-                pg_sys::Oid::INVALID,
-                row,
-            ))
-        }
+        Some(json.row(slot))
     }
 }
 
