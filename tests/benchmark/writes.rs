@@ -79,7 +79,7 @@ pub fn write_cost(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, row
     };
     // Alternate the runs so drift on a shared machine hits all alike.
     let (mut plain, mut captured, mut delivered) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..2 {
+    for _ in 0..3 {
         plain.push(pgbench_tps(
             pg,
             "postgres",
@@ -100,12 +100,16 @@ pub fn write_cost(pg: &Cluster, db: &mut Client, sink: &Sink, scale: &Scale, row
         ));
         wait_drained(db, Duration::from_secs(120));
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (plain, captured, delivered) = (mean(&plain), mean(&captured), mean(&delivered));
+    let runs = plain.len();
+    let (plain, p_min, p_max) = super::drain::spread(&plain);
+    let (captured, c_min, c_max) = super::drain::spread(&captured);
+    let (delivered, _, _) = super::drain::spread(&delivered);
     rows.push(Row {
         figure: "write cost: pgbench 4 clients, single-row INSERT, capture only",
-        measured: format!("{captured:.0} tps into a subscribed table"),
-        baseline: format!("{plain:.0} tps plain table"),
+        measured: format!(
+            "{captured:.0} tps into a subscribed table ({c_min:.0}-{c_max:.0}, {runs} runs)"
+        ),
+        baseline: format!("{plain:.0} tps plain table ({p_min:.0}-{p_max:.0})"),
         ratio: format!("{:.2}", captured / plain),
         target: ">= 0.90x plain",
         met: captured / plain >= 0.90,
@@ -214,11 +218,18 @@ pub fn bulk(db: &mut Client, sink: &Sink, scale: &Scale, rows: &mut Vec<Row>) {
     rows.push(Row {
         figure: "bulk: one INSERT ... SELECT into a subscribed table",
         measured: format!(
-            "{:.0} ms for {} rows (median of 3)",
+            "{:.0} ms for {} rows (median of 3; {:.0}-{:.0})",
             s * 1000.0,
-            scale.bulk_rows
+            scale.bulk_rows,
+            sub[0] * 1000.0,
+            sub[2] * 1000.0
         ),
-        baseline: format!("{:.0} ms plain table", p * 1000.0),
+        baseline: format!(
+            "{:.0} ms plain table ({:.0}-{:.0})",
+            p * 1000.0,
+            plain[0] * 1000.0,
+            plain[2] * 1000.0
+        ),
         ratio: format!("{:.2}x", s / p),
         target: "<= 2.5x plain",
         met: s / p <= 2.5,
