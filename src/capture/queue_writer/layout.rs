@@ -5,22 +5,29 @@
 //! A single-row write pays for this on every statement otherwise: two catalog lookups by name
 //! and a search of the queue's descriptor for each of its columns.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::CString;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 
 use super::columns::Columns;
+use super::indexes::{survey, QueueIndex};
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Layout {
     pub queue: pg_sys::Oid,
     pub sequence: pg_sys::Oid,
     pub columns: Columns,
+    pub indexes: Rc<[QueueIndex]>,
 }
 
 thread_local! {
-    static LAYOUT: Cell<Option<Layout>> = const { Cell::new(None) };
+    static LAYOUT: RefCell<Option<Layout>> = const { RefCell::new(None) };
+}
+
+fn cached() -> Option<Layout> {
+    LAYOUT.with(|l| l.borrow().clone())
 }
 
 /// Registers the invalidation callback; once per process, from `_PG_init`.
@@ -32,9 +39,14 @@ pub fn init() {
 /// Runs inside invalidation processing: must not raise an ERROR or allocate in Postgres.
 unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     LAYOUT.with(|cell| {
-        if let Some(layout) = cell.get() {
-            if relid == pg_sys::Oid::INVALID || relid == layout.queue || relid == layout.sequence {
-                cell.set(None);
+        // Never borrowed across a Postgres call, so this cannot fail.
+        if let Ok(mut layout) = cell.try_borrow_mut() {
+            let stale = layout.as_ref().is_some_and(|l| {
+                relid == pg_sys::Oid::INVALID || relid == l.queue || relid == l.sequence
+            });
+            if stale {
+                // Dropping the index list frees only Rust memory.
+                *layout = None;
             }
         }
     });
@@ -66,14 +78,14 @@ pub unsafe fn open_queue(ordered: bool) -> Result<(pg_sys::Relation, Layout), St
 /// The queue by the layout found earlier, if it still holds once the lock is taken (taking it
 /// reads the invalidations other transactions sent, which clear a stale layout).
 unsafe fn open_cached() -> Option<(pg_sys::Relation, Layout)> {
-    let layout = LAYOUT.get()?;
+    let layout = cached()?;
     // SAFETY: NULL when the relation is gone; a lock is taken otherwise.
     unsafe {
         let rel = pg_sys::try_relation_open(layout.queue, LOCK);
         if rel.is_null() {
             return None;
         }
-        if LAYOUT.get().is_some() && (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION {
+        if cached().is_some() && (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION {
             return Some((rel, layout));
         }
         pg_sys::relation_close(rel, LOCK);
@@ -94,10 +106,12 @@ unsafe fn open_by_name() -> Result<(pg_sys::Relation, Layout), String> {
                     queue,
                     sequence,
                     columns,
+                    indexes: survey(rel, &columns).into(),
                 };
                 // Found under the lock, so after every invalidation sent before it: a later
-                // change to the queue sends another, which clears this.
-                LAYOUT.set(Some(layout));
+                // change to the queue (creating or dropping an index of it too) sends another,
+                // which clears this.
+                LAYOUT.with(|l| *l.borrow_mut() = Some(layout.clone()));
                 Ok((rel, layout))
             }
             Err(e) => {

@@ -10,6 +10,7 @@ use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
 mod columns;
+mod indexes;
 mod layout;
 mod sources;
 
@@ -95,7 +96,7 @@ impl QueueWriter {
                 .cast::<pg_sys::ResultRelInfo>();
             (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
             pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
-            pg_sys::ExecOpenIndices(rri, false);
+            indexes::open(rri, &layout.indexes, subscription.ordered);
 
             let batch_memory = pg_sys::AllocSetContextCreateInternal(
                 pg_sys::CurrentMemoryContext,
