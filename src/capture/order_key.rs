@@ -64,15 +64,10 @@ impl KeyColumns {
             .into_iter()
             .map(|position| {
                 position.map(|(i, typid)| {
-                    let mut output = pg_sys::Oid::INVALID;
-                    let mut varlena = false;
-                    let mut finfo = pg_sys::FmgrInfo::default();
                     // SAFETY: catalog lookups for a valid type; the FmgrInfo lives in this struct.
-                    unsafe {
-                        pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
-                        pg_sys::fmgr_info(output, &mut finfo);
-                    }
-                    (i as i32 + 1, finfo)
+                    (i as i32 + 1, unsafe {
+                        super::row_json::output_function(typid)
+                    })
                 })
             })
             .collect();

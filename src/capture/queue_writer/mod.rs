@@ -41,8 +41,8 @@ pub struct QueueWriter {
     spare: Vec<*mut pg_sys::TupleTableSlot>,
     /// The queue's descriptor, copied without a reference count for the slots: a slot over a
     /// counted descriptor registers it with the resource owner, and a batch's thousand
-    /// registrations of one pointer made every later registration (a row type pinned per row) probe
-    /// the owner's hash table past all of them.
+    /// registrations of one pointer made every later registration (a row type pinned per row)
+    /// probe the owner's hash table past all of them.
     slot_desc: pg_sys::TupleDesc,
     batch_memory: pg_sys::MemoryContext,
     /// Where slots live: the trigger call's context, which outlives every batch.

@@ -14,12 +14,14 @@
 //! builder, so the bytes are those of `to_jsonb`; tests compare the two for every kind of
 //! column.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
+
+mod cache;
+
+pub use cache::{init, put_back, take};
 
 /// How one column is rendered.
 enum Render {
@@ -79,62 +81,6 @@ impl Drop for InContext {
     }
 }
 
-thread_local! {
-    /// Converters by table, for the statements to come.
-    static CACHE: RefCell<HashMap<pg_sys::Oid, RowJson>> = RefCell::new(HashMap::new());
-}
-
-/// Registers the invalidation callback that forgets a table's converter; once per process, from
-/// `_PG_init`. (A converter kept is checked against the table's columns before use anyway; this
-/// only frees those of tables that changed or are gone.)
-pub fn init() {
-    // SAFETY: registers a plain function; called once per process on the main thread.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
-}
-
-/// Runs inside invalidation processing: must not raise an ERROR or allocate. A converter in use
-/// is not in the map (see `take`), so only idle ones are dropped.
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    CACHE.with(|cache| {
-        if let Ok(mut cache) = cache.try_borrow_mut() {
-            if relid == pg_sys::Oid::INVALID {
-                cache.clear();
-            } else {
-                cache.remove(&relid);
-            }
-        }
-    });
-}
-
-/// The converter for the rows of `rel`: the one kept from an earlier statement when the table's
-/// columns are still the same, a new one otherwise. Give it back with `put_back`. (Taken out,
-/// not borrowed: a trigger that fires inside a rendering, from a user's cast to json, makes its
-/// own.)
-///
-/// # Safety
-/// `rel` is an open relation.
-pub unsafe fn take(rel: pg_sys::Relation) -> RowJson {
-    // SAFETY: see the function contract.
-    unsafe {
-        let relid = (*rel).rd_id;
-        let desc = (*rel).rd_att;
-        match CACHE.with(|c| c.borrow_mut().remove(&relid)) {
-            Some(json) if json.fits(desc) => json,
-            _ => RowJson::new(desc),
-        }
-    }
-}
-
-/// Keeps `json`, made for `rel`, for the next statement.
-///
-/// # Safety
-/// `rel` is an open relation.
-pub unsafe fn put_back(rel: pg_sys::Relation, json: RowJson) {
-    // SAFETY: see the function contract.
-    let relid = unsafe { (*rel).rd_id };
-    CACHE.with(|c| c.borrow_mut().insert(relid, json));
-}
-
 /// The built-in types rendered here as their output text; `jsonb_categorize_type` gives each of
 /// them JSONBTYPE_OTHER with the type's output function.
 const TEXT_TYPES: [pg_sys::Oid; 13] = [
@@ -172,8 +118,8 @@ unsafe fn function(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
     info
 }
 
-/// The output function of `typid`.
-unsafe fn output_function(typid: pg_sys::Oid) -> pg_sys::FmgrInfo {
+/// The output function of `typid` (order keys render their columns with it too).
+pub(super) unsafe fn output_function(typid: pg_sys::Oid) -> pg_sys::FmgrInfo {
     let mut output = pg_sys::Oid::INVALID;
     let mut varlena = false;
     // SAFETY: a catalog lookup of an existing type.
@@ -222,7 +168,7 @@ impl RowJson {
     ///
     /// # Safety
     /// `desc` is a valid descriptor.
-    unsafe fn new(desc: pg_sys::TupleDesc) -> RowJson {
+    pub(super) unsafe fn new(desc: pg_sys::TupleDesc) -> RowJson {
         // SAFETY: see the function contract; everything looked up is kept in `memory`.
         unsafe {
             let memory = Memory(pg_sys::AllocSetContextCreateInternal(
@@ -277,7 +223,7 @@ impl RowJson {
 
     /// Whether rows of `desc` have the columns this converter was made for: the same types in
     /// the same places, dropped alike, and named alike.
-    unsafe fn fits(&self, desc: pg_sys::TupleDesc) -> bool {
+    pub(super) unsafe fn fits(&self, desc: pg_sys::TupleDesc) -> bool {
         // SAFETY: a valid descriptor.
         unsafe {
             if attributes(desc) != self.attributes {
