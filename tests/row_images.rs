@@ -228,3 +228,80 @@ fn a_cast_to_json_that_writes_to_the_table_being_captured_is_rendered_right() {
         assert_eq!(queued, expected, "row {id}");
     }
 }
+
+/// Numbers are stored in the queue byte for byte as `to_jsonb` stores them (the text of the
+/// images would hide a numeric in another header form or scale): the raw bytes of each queued
+/// image, read from the heap pages, are the raw bytes of `to_jsonb` of the row stored in a
+/// table of its own.
+#[test]
+fn number_columns_are_queued_byte_for_byte_as_to_jsonb_stores_them() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE EXTENSION pageinspect;
+         CREATE TABLE nums (id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, n numeric,
+                            n2 numeric(12,2), f8 float8);",
+    );
+    let rx = Receiver::start();
+    subscribe(&mut db, "nums", "nums", &rx.url("/n"), "");
+    exec(&mut db, "SELECT webhook.pause('nums')");
+    exec(
+        &mut db,
+        "INSERT INTO nums VALUES
+            (1, -32768, -2147483648, -9223372036854775808, 0, 0, 0),
+            (2, 32767, 2147483647, 9223372036854775807, '0.000', '-0.00', '-0'),
+            (3, 0, 0, 0, '-0.10', 1.5, 1.5),
+            (4, -1, -1, -1, 'NaN', -9999999999.99, 'NaN'),
+            (5, 1, 10000, 100000000, 'Infinity', 0.01, 'Infinity'),
+            (6, NULL, NULL, NULL, '-Infinity', NULL, '-Infinity'),
+            (7, 9999, 99999999, 10000000000000000, 1e-200, 10, 1e-300),
+            (8, -10000, -100000000, -1000000000000000000, -1e200, 100.10, 1e300),
+            (9, 42, 42, 42, 123456789012345678901234567890.123456789000, 12.34, 0.1),
+            (10, 7, 7, 7, round(1::numeric / 3, 16000), 3.33, 3.3333333333333335);
+         INSERT INTO nums (id, n, i8) SELECT g, g / 7.0, g * 1000003 FROM generate_series(11, 600) g;
+         CREATE TABLE expected (image jsonb);
+         INSERT INTO expected SELECT to_jsonb(k.*) FROM nums k;",
+    );
+    // The raw bytes of column `column` of every row `table` has now (the pages also hold the
+    // old versions of rows the worker updated).
+    let raw = |table: &str, column: &str| {
+        format!(
+            "SELECT (tuple_data_split(c.oid, t.t_data, t.t_infomask, t.t_infomask2, t.t_bits))[a.attnum] AS raw
+               FROM pg_class c
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = '{column}'
+              CROSS JOIN generate_series(0, pg_relation_size(c.oid) / 8192 - 1) AS p
+              CROSS JOIN heap_page_items(get_raw_page(c.oid::regclass::text, p::int)) AS t
+              WHERE c.oid = '{table}'::regclass AND t.lp_flags = 1
+                AND format('(%s,%s)', p, t.lp)::tid IN (SELECT ctid FROM {table})"
+        )
+    };
+    let (queued, expected) = (
+        raw("webhook._event_queue", "record"),
+        raw("expected", "image"),
+    );
+    let counts: (i64, i64) = {
+        let row = db
+            .query_one(
+                &format!("SELECT (SELECT count(*) FROM ({queued}) q), (SELECT count(*) FROM ({expected}) e)"),
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(counts, (600, 600));
+    let unmatched: Vec<String> = db
+        .query(
+            &format!(
+                "(SELECT 'queued only: ' || encode(raw, 'hex') FROM (({queued}) EXCEPT ALL ({expected})) x)
+                 UNION ALL
+                 (SELECT 'to_jsonb only: ' || encode(raw, 'hex') FROM (({expected}) EXCEPT ALL ({queued})) y)"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(unmatched, Vec::<String>::new());
+}

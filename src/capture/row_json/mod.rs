@@ -7,7 +7,7 @@
 //! same); each row is then read from its slot as it is.
 //!
 //! Only built-in types whose rendering is plain are rendered here, exactly as PostgreSQL 15's
-//! `datum_to_jsonb` does (numbers through their text and `numeric_in`, dates and timestamps in
+//! `datum_to_jsonb` does (numbers as the numeric `numeric_in` makes of their text, dates and timestamps in
 //! ISO form, the rest as their output text). Every other column — arrays, composites, json,
 //! domains, enums, extension types, types with a cast to json — is rendered by `to_jsonb` itself
 //! and placed in the object as it is. Keys are ordered and stored by PostgreSQL's own jsonb
@@ -26,7 +26,13 @@ pub use cache::{init, put_back, take};
 /// How one column is rendered.
 enum Render {
     Bool,
-    /// A number: its output text, as a jsonb number when it is one (not NaN or Infinity).
+    /// An integer of this many bytes: the numeric of its value, which is what `numeric_in`
+    /// makes of its output text.
+    Integer(usize),
+    /// A numeric: itself when finite (`numeric_in` of its output text gives back the same
+    /// value, scale and digits), else its output text (NaN, Infinity) as a string.
+    Numeric(pg_sys::FmgrInfo),
+    /// A float: its output text, as a jsonb number when it is one (not NaN or Infinity).
     Number(pg_sys::FmgrInfo),
     /// A date or timestamp (the type), in ISO 8601.
     DateTime(pg_sys::Oid),
@@ -188,6 +194,10 @@ impl RowJson {
                     let typid = a.atttypid;
                     let render = if typid == pg_sys::BOOLOID {
                         Render::Bool
+                    } else if let Some(width) = integer_width(typid) {
+                        Render::Integer(width)
+                    } else if typid == pg_sys::NUMERICOID {
+                        Render::Numeric(output_function(typid))
                     } else if NUMBER_TYPES.contains(&typid) {
                         Render::Number(output_function(typid))
                     } else if [
@@ -280,6 +290,28 @@ impl RowJson {
                     v.val.boolean = datum.value() != 0;
                     v
                 }
+                Render::Integer(width) => {
+                    let value = match width {
+                        2 => i64::from(datum.value() as i16),
+                        4 => i64::from(datum.value() as i32),
+                        _ => datum.value() as i64,
+                    };
+                    let mut v = scalar(pg_sys::jbvType::jbvNumeric);
+                    v.val.numeric = pg_sys::int64_to_numeric(value);
+                    v
+                }
+                Render::Numeric(output) => {
+                    // Unpacked to a 4-byte header, as `numeric_in` would make it (a copy only
+                    // when the stored value is short or toasted).
+                    let numeric = pg_sys::pg_detoast_datum(datum.cast_mut_ptr());
+                    if numeric_is_special(numeric) {
+                        let text = pg_sys::OutputFunctionCall(output, datum);
+                        return string(text, CStr::from_ptr(text).to_bytes().len() as i32);
+                    }
+                    let mut v = scalar(pg_sys::jbvType::jbvNumeric);
+                    v.val.numeric = numeric.cast();
+                    v
+                }
                 Render::Number(output) => {
                     let text = pg_sys::OutputFunctionCall(output, datum);
                     let bytes = CStr::from_ptr(text).to_bytes();
@@ -338,6 +370,28 @@ impl RowJson {
             }
         }
     }
+}
+
+/// The width of the integer types `datum_to_jsonb` renders as numbers.
+fn integer_width(typid: pg_sys::Oid) -> Option<usize> {
+    match typid {
+        pg_sys::INT2OID => Some(2),
+        pg_sys::INT4OID => Some(4),
+        pg_sys::INT8OID => Some(8),
+        _ => None,
+    }
+}
+
+/// Whether an unpacked numeric is NaN or an infinity: the sign bits of its first header word
+/// (`NUMERIC_IS_SPECIAL` in utils/adt/numeric.c) are both set.
+///
+/// # Safety
+/// `numeric` is a numeric varlena with a 4-byte header.
+unsafe fn numeric_is_special(numeric: *const pg_sys::varlena) -> bool {
+    const NUMERIC_SIGN_MASK: u16 = 0xC000;
+    // SAFETY: every numeric has at least its header word after the length word.
+    let header = unsafe { numeric.cast::<u8>().add(4).cast::<u16>().read_unaligned() };
+    header & NUMERIC_SIGN_MASK == NUMERIC_SIGN_MASK
 }
 
 /// (type, dropped) of each attribute of `desc`.
