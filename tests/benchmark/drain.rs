@@ -97,9 +97,17 @@ pub fn spread(runs: &[f64]) -> (f64, f64, f64) {
     (mean, min, max)
 }
 
+/// One drain: events per second, and the CPU time the workers spent per event (all their
+/// threads: claiming, sending, recording), in microseconds.
+struct Drained {
+    rate: f64,
+    cpu_us: f64,
+}
+
 /// Queues `events` rows of `table` in one transaction and times until the sink has accepted
-/// every one of them (unique webhook-ids); returns events per second.
-fn drain_once(db: &mut Client, sink: &Sink, table: &str, events: i64) -> f64 {
+/// every one of them (unique webhook-ids).
+fn drain_once(pg: &Cluster, db: &mut Client, sink: &Sink, table: &str, events: i64) -> Drained {
+    let workers = pg.worker_pids(db);
     let before = sink.unique_events();
     // One transaction: the whole backlog becomes visible at once, at COMMIT.
     db.batch_execute(&format!(
@@ -108,6 +116,7 @@ fn drain_once(db: &mut Client, sink: &Sink, table: &str, events: i64) -> f64 {
     ))
     .unwrap();
     let started = Instant::now();
+    let cpu_before = workers_cpu_seconds(&workers);
     wait_until(
         Duration::from_secs(600),
         "the sink to accept the backlog",
@@ -115,7 +124,11 @@ fn drain_once(db: &mut Client, sink: &Sink, table: &str, events: i64) -> f64 {
     );
     let elapsed = started.elapsed();
     wait_drained(db, Duration::from_secs(120));
-    events as f64 / elapsed.as_secs_f64()
+    let cpu = workers_cpu_seconds(&workers) - cpu_before;
+    Drained {
+        rate: events as f64 / elapsed.as_secs_f64(),
+        cpu_us: cpu * 1e6 / events as f64,
+    }
 }
 
 /// Drains a backlog one event per request and in batches of 100, each between two runs of the
@@ -150,9 +163,9 @@ pub fn drain(
     let mut single = Vec::new();
     let mut batched = Vec::new();
     for _ in 0..2 {
-        single.push(drain_once(db, sink, "drain_t", scale.drain_events));
+        single.push(drain_once(pg, db, sink, "drain_t", scale.drain_events));
         ceiling.push(wrk_ceiling(&sink.url(), 200, seconds));
-        batched.push(drain_once(db, sink, "drain_b", scale.drain_events));
+        batched.push(drain_once(pg, db, sink, "drain_b", scale.drain_events));
         ceiling.push(wrk_ceiling(&sink.url(), 200, seconds));
     }
     let failed = count(
@@ -175,15 +188,17 @@ pub fn drain(
         .get(0);
     let concurrency: usize = max_in_flight.parse().unwrap_or(64);
     let raw = raw_client_rate(&sink.url(), scale.drain_events as u64, concurrency, body);
-    let _ = pg;
     let (c, c_min, c_max) = spread(&ceiling);
-    let (one, one_min, one_max) = spread(&single);
-    let (many, many_min, many_max) = spread(&batched);
+    let rates = |runs: &[Drained]| spread(&runs.iter().map(|d| d.rate).collect::<Vec<_>>());
+    let cpu = |runs: &[Drained]| spread(&runs.iter().map(|d| d.cpu_us).collect::<Vec<_>>()).0;
+    let (one, one_min, one_max) = rates(&single);
+    let (many, many_min, many_max) = rates(&batched);
+    let (one_cpu, many_cpu) = (cpu(&single), cpu(&batched));
     let ceiling_text = format!("{c:.0} req/s wrk -t1 -c64 ({c_min:.0}-{c_max:.0}, 5 runs)");
     rows.push(Row {
         figure: "drain: 100,000 queued events, one per request, default settings",
         measured: format!(
-            "{one:.0} events/s ({one_min:.0}-{one_max:.0}, 2 runs; {failed} failed attempts)"
+            "{one:.0} events/s ({one_min:.0}-{one_max:.0}, 2 runs; {failed} failed attempts; workers' CPU {one_cpu:.1} us/event)"
         ),
         baseline: ceiling_text.clone(),
         ratio: format!("{:.2}", one / c),
@@ -192,7 +207,9 @@ pub fn drain(
     });
     rows.push(Row {
         figure: "drain, same, batch_size => 100",
-        measured: format!("{many:.0} events/s ({many_min:.0}-{many_max:.0}, 2 runs)"),
+        measured: format!(
+            "{many:.0} events/s ({many_min:.0}-{many_max:.0}, 2 runs; workers' CPU {many_cpu:.1} us/event)"
+        ),
         baseline: ceiling_text,
         ratio: format!("{:.2}", many / c),
         target: ">= 1.0x ceiling, in events",
