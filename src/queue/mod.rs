@@ -113,6 +113,8 @@ pub struct Statements {
     subscriptions: OwnedPreparedStatement,
     insert_attempts: OwnedPreparedStatement,
     finish: OwnedPreparedStatement,
+    /// `finish` for events whose id may be archived already (see finish.sql).
+    finish_over_archived: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
     park: OwnedPreparedStatement,
     unpark: OwnedPreparedStatement,
@@ -195,6 +197,11 @@ impl Statements {
         let worker = share.index.to_string();
         let insert_attempts = INSERT_ATTEMPTS.replace("/*worker*/", &worker);
         let finish = FINISH.replace("/*worker*/", &worker);
+        let finish_over_archived =
+            finish.replace("/*archived already*/", "ON CONFLICT (id) DO NOTHING");
+        // (txid, id, status, attempts, last error, started, duration, status code, excerpt,
+        // error, callback, headers) of each event.
+        let finish_args = [I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA];
         Spi::connect(|client| {
             Ok(Statements {
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
@@ -208,11 +215,8 @@ impl Statements {
                     &insert_attempts,
                     &[I8A, I4A, I4A, F8A, F8A, I4A, TA, TA],
                 )?,
-                finish: keep_mut(
-                    client,
-                    &finish,
-                    &[I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA],
-                )?,
+                finish: keep_mut(client, &finish, &finish_args)?,
+                finish_over_archived: keep_mut(client, &finish_over_archived, &finish_args)?,
                 reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,
                 park: keep_mut(client, PARK, &[I8A, I8A, I4A, I4A])?,
                 unpark: keep_mut(client, UNPARK, &[I4A])?,

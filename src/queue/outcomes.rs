@@ -34,13 +34,27 @@ impl Statements {
     /// transaction, so a crash records all or nothing. Events that vanished meanwhile
     /// (unsubscribed with discard) are skipped.
     pub fn record(&self, outcomes: &[Outcome]) -> SpiResult<()> {
+        self.record_with(&self.finish, outcomes)
+    }
+
+    /// `record`, for events whose id may be in the archive already: they leave the queue and
+    /// the archive row there stays (see sql/worker/finish.sql). Slower per event.
+    pub fn record_over_archived(&self, outcomes: &[Outcome]) -> SpiResult<()> {
+        self.record_with(&self.finish_over_archived, outcomes)
+    }
+
+    fn record_with(
+        &self,
+        finish: &pgrx::spi::OwnedPreparedStatement,
+        outcomes: &[Outcome],
+    ) -> SpiResult<()> {
         let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
             .iter()
             .partition(|o| matches!(o.decision, Decision::Retry { .. }));
         Spi::connect_mut(|client| {
             if !finished.is_empty() {
                 client.update(
-                    &self.finish,
+                    finish,
                     None,
                     &[
                         column(&finished, |o| o.txid),

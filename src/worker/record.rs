@@ -124,21 +124,22 @@ impl Worker {
     }
 }
 
-/// After a batch failed: each outcome in a transaction of its own, and one that still fails
+/// After a batch failed: each outcome in a transaction of its own (an event whose id is
+/// archived already leaves the queue, see sql/worker/finish.sql), and one that still fails
 /// without the response it carries (its excerpt and headers), so that nothing a receiver sends
 /// can keep the others from being recorded. False when even that fails: the cause is not the
 /// outcomes (the database refuses writes, the extension is gone…), and the caller backs off.
 fn record_one_by_one(statements: &Statements, outcomes: &[Outcome]) -> bool {
     for outcome in outcomes {
         let alone = txn::run("recording one outcome", || {
-            statements.record(std::slice::from_ref(outcome))
+            statements.record_over_archived(std::slice::from_ref(outcome))
         });
         let Err(why) = alone else {
             continue;
         };
         let bare = outcome.without_response(&why);
         if txn::run("recording one outcome without its response", || {
-            statements.record(std::slice::from_ref(&bare))
+            statements.record_over_archived(std::slice::from_ref(&bare))
         })
         .is_err()
         {
