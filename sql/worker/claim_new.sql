@@ -12,7 +12,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       pg_catalog.to_json(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.candidates
+       pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.candidates
   FROM (SELECT p.*,
                pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.txid, p.id) - p.payload_bytes
                    AS bytes_before,
