@@ -7,17 +7,20 @@
 -- are not read at all when larger than $6 (such an event cannot be sent, and turning a huge
 -- image into text could exceed PostgreSQL's 1 GB limit and fail every claim). The last column
 -- says how many events the page held before the byte budget cut it: the cursor must not take a
--- page cut short by bytes for the end of the queue.
+-- page cut short by bytes for the end of the queue. The running byte sum orders by the key as
+-- the page is read (xid8 and id), so the page comes out of the index already in its order
+-- instead of being sorted again.
 SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
        pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.candidates
   FROM (SELECT p.*,
-               pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.txid, p.id) - p.payload_bytes
+               pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.xid, p.id) - p.payload_bytes
                    AS bytes_before,
                pg_catalog.count(*) OVER () AS candidates
-          FROM (SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id, q.subscription_id,
+          FROM (SELECT q.txid AS xid, q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id,
+                       q.subscription_id,
                        q.op, q.table_schema, q.table_name, q.record, q.old_record, q.attempts,
                        q.series_start, q.created_at, q.payload_bytes, q.batch
                   FROM webhook._event_queue q

@@ -29,7 +29,9 @@ WITH done AS (
     INSERT INTO webhook._callback_queue (event_id, subscription_id, response_headers)
     SELECT d.id, d.subscription_id, d.headers::pg_catalog.jsonb
       FROM done d
-     WHERE d.callback
+     -- The first condition holds for the whole batch or for none of it: without a callback in
+     -- the batch, the finished events are not read a further time to find none.
+     WHERE true = ANY ($11::pg_catalog.bool[]) AND d.callback
         ON CONFLICT (event_id) DO NOTHING
 ), counted AS (
     INSERT INTO webhook._delivery_totals AS t
