@@ -26,11 +26,30 @@ impl Senders {
         Senders { dir, data_dirs }
     }
 
-    /// The index of the node whose postgres process sent the request that arrived from `peer`
-    /// at the receiver on `receiver_port` (None: no process of this cluster holds that socket).
-    /// Call it while the request waits for its answer: the sender's socket is still open.
-    pub fn sender(&self, peer: SocketAddr, receiver_port: u16) -> Option<usize> {
-        let inode = socket_inode(peer.port(), receiver_port)?;
+    /// Who holds the other end of the connection that arrived from `peer` at the receiver on
+    /// `receiver_port`. Call it as the connection is accepted: the sender is normally still
+    /// connected then.
+    pub fn sender(&self, peer: SocketAddr, receiver_port: u16) -> Sender {
+        let look = || match socket_inode(peer.port(), receiver_port) {
+            // The sender's end is closed and owned by no process any more: it exited (or
+            // closed) after connecting and writing, before the connection was even accepted.
+            None | Some(0) => Sender::Gone,
+            Some(inode) => self.holder(inode).map_or(Sender::Unknown, Sender::Node),
+        };
+        match look() {
+            // Its holder may be exiting (its working directory already unreadable): a live
+            // sender keeps its end open for the answer it has not had yet, an exiting one does
+            // not.
+            Sender::Unknown => {
+                std::thread::sleep(Duration::from_millis(50));
+                look()
+            }
+            found => found,
+        }
+    }
+
+    /// The node whose postgres process holds socket `inode`.
+    fn holder(&self, inode: u64) -> Option<usize> {
         let target = format!("socket:[{inode}]");
         for (pid, cwd) in processes_under(&self.dir) {
             let Some(node) = self.data_dirs.iter().position(|d| &cwd == d) else {
@@ -50,12 +69,26 @@ impl Senders {
     }
 }
 
-/// One accepted delivery: its webhook-id, its row, which node sent it, when it arrived.
+/// Who sent a request, as found when its connection was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A postgres process of this node.
+    Node(usize),
+    /// A process that had already closed its end: one of a stopping node's workers that
+    /// connected and wrote its request just before it exited.
+    Gone,
+    /// A live process that is not one of the cluster's.
+    Unknown,
+}
+
+/// One accepted delivery: its webhook-id, its row, which node sent it (None: not one of the
+/// cluster's live processes, see `sender`), when it arrived.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub webhook_id: String,
     pub row: i64,
     pub node: Option<usize>,
+    pub sender: Sender,
     pub at: Instant,
 }
 
@@ -70,15 +103,23 @@ pub fn receiver(ha: &Ha, delay: Duration) -> (Receiver, Arc<Mutex<Vec<Delivery>>
     // and kept per connection, not per sender port: a sender killed with SIGKILL resets its
     // connections instead of leaving their ports in TIME_WAIT, and another node's worker may
     // then get the same port.
-    let by_connection: Arc<Mutex<HashMap<u64, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    let by_connection: Arc<Mutex<HashMap<u64, Sender>>> = Arc::new(Mutex::new(HashMap::new()));
     let noted = by_connection.clone();
     let watch: Watch = Arc::new(move |connection, peer| {
-        if let Some(node) = senders.sender(peer, port) {
-            noted.lock().unwrap().insert(connection, node);
-        }
+        let sender = senders.sender(peer, port);
+        noted.lock().unwrap().insert(connection, sender);
     });
     let rx = Receiver::on_port_watching(port, Some(watch), move |req, _| {
-        let node = by_connection.lock().unwrap().get(&req.connection).copied();
+        let sender = by_connection
+            .lock()
+            .unwrap()
+            .get(&req.connection)
+            .copied()
+            .unwrap_or(Sender::Unknown);
+        let node = match sender {
+            Sender::Node(n) => Some(n),
+            _ => None,
+        };
         let row = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
             .and_then(|b| b["record"]["id"].as_i64())
@@ -87,6 +128,7 @@ pub fn receiver(ha: &Ha, delay: Duration) -> (Receiver, Arc<Mutex<Vec<Delivery>>
             webhook_id: req.id(),
             row,
             node,
+            sender,
             at: req.at,
         });
         if delay.is_zero() {
