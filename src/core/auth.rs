@@ -109,6 +109,18 @@ impl ClientIdentity {
     pub(crate) fn to_reqwest(&self) -> Result<reqwest::Identity, reqwest::Error> {
         reqwest::Identity::from_pem(&self.pem)
     }
+
+    /// The chain and key for a rustls client configuration.
+    pub(crate) fn to_rustls(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let certs = CertificateDer::pem_slice_iter(&self.pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("client certificate: {}", pem_error(&e)))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.pem)
+            .map_err(|e| format!("client key: {}", pem_error(&e)))?;
+        Ok((certs, key))
+    }
 }
 
 fn parse_certs(text: &str) -> Result<Vec<CertificateDer<'static>>, AuthError> {

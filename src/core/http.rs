@@ -6,6 +6,8 @@
 //! from caches that live with the `Sender` (see `credentials`).
 
 mod credentials;
+mod exchange;
+mod poster;
 mod resolve;
 mod text;
 
@@ -15,17 +17,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, ClientBuilder, Url};
+use rustls::RootCertStore;
 
 pub use credentials::{interpret_token_answer, Credentials, TokenError};
 pub use text::{error_chain, storable_text};
-use text::{headers_json, transport_failure};
+use text::{post_failure, transport_failure};
 
 use crate::address::{AddressPolicy, Refusal};
-use crate::retry::{parse_retry_after, AttemptKind};
+use crate::retry::AttemptKind;
 use crate::signing::{signature_header, Secret};
 use credentials::Vault;
+use exchange::NoAnswer;
+use poster::{trusted_roots, Poster};
 use resolve::PolicyResolver;
 
 /// Settings for the shared client; changing them means building a new `Sender`.
@@ -102,21 +107,27 @@ impl std::fmt::Display for BuildError {
 
 impl StdError for BuildError {}
 
-/// Checks that `pem` holds at least one CA certificate (for `pg_webhook.ca_bundle`).
+/// Checks that `pem` holds at least one CA certificate (for `pg_webhook.ca_bundle`), parsed
+/// as both clients parse it.
 pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
     match reqwest::Certificate::from_pem_bundle(pem) {
-        Ok(certs) if !certs.is_empty() => Ok(()),
-        Ok(_) => Err("the file holds no PEM certificate".into()),
-        Err(e) => Err(format!("not a valid PEM certificate bundle: {e}")),
+        Ok(certs) if !certs.is_empty() => {}
+        Ok(_) => return Err("the file holds no PEM certificate".into()),
+        Err(e) => return Err(format!("not a valid PEM certificate bundle: {e}")),
     }
+    trusted_roots(Some(pem)).map(|_| ()).map_err(|e| e.0)
 }
 
 /// A pooled HTTP client that only connects where the address policy allows.
 #[derive(Clone)]
 pub struct Sender {
+    /// For token requests.
     client: Client,
+    /// For deliveries.
+    poster: Arc<Poster>,
     policy: Arc<AddressPolicy>,
     excerpt_limit: usize,
+    user_agent: HeaderValue,
     /// Per-subscription clients (with a client certificate) and tokens, shared by the clones.
     vault: Arc<Vault>,
 }
@@ -128,6 +139,8 @@ fn builder(
 ) -> Result<ClientBuilder, BuildError> {
     let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Our own schedule retries; reqwest's layer would copy every request's head in case.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         // A proxy would connect on our behalf and bypass the address policy.
         .no_proxy()
         .tcp_nodelay(true)
@@ -157,10 +170,16 @@ impl Sender {
         let client = builder(settings, &policy)?
             .build()
             .map_err(|e| BuildError(error_chain(&e)))?;
+        let roots: Arc<RootCertStore> = trusted_roots(settings.extra_ca_pem.as_deref())?;
+        let poster = Poster::new(settings, &policy, roots.clone(), None).map_err(BuildError)?;
+        let user_agent = HeaderValue::from_str(&settings.user_agent)
+            .map_err(|_| BuildError("the user agent cannot be sent in a header".into()))?;
         Ok(Sender {
             client,
+            poster: Arc::new(poster),
             excerpt_limit: settings.response_excerpt_bytes,
-            vault: Arc::new(Vault::new(settings.clone(), policy.clone())),
+            user_agent,
+            vault: Arc::new(Vault::new(settings.clone(), policy.clone(), roots)),
             policy,
         })
     }
@@ -189,8 +208,11 @@ impl Sender {
                 AttemptKind::Refused,
             );
         }
-        let client = match self.vault.client(&self.client, &endpoint.auth) {
-            Ok(client) => client,
+        let (client, poster) = match self
+            .vault
+            .clients(&self.client, &self.poster, &endpoint.auth)
+        {
+            Ok(clients) => clients,
             Err(e) => return finish(None, None, None, Some(e), AttemptKind::TransportError),
         };
         let mut bearer = None;
@@ -206,7 +228,7 @@ impl Sender {
             }
         }
         let mut answer = self
-            .post(&client, endpoint, message, started_at, bearer.as_ref())
+            .post(&poster, endpoint, message, started_at, bearer.as_ref())
             .await;
         if let (Some(used), Answer::Status { status: 401, .. }) = (&bearer, &answer) {
             // The token may have been revoked before it expired: one new token, one new try.
@@ -218,7 +240,7 @@ impl Sender {
                 Ok(token) => {
                     // Signed anew: the token request took time, and receivers check the clock.
                     answer = self
-                        .post(&client, endpoint, message, SystemTime::now(), Some(&token))
+                        .post(&poster, endpoint, message, SystemTime::now(), Some(&token))
                         .await
                 }
                 Err(e) => {
@@ -265,10 +287,11 @@ impl Sender {
         }
     }
 
-    /// One signed POST of `message` through `client`, with the bearer token if there is one.
+    /// One signed POST of `message` over `poster`'s connections, with the bearer token if
+    /// there is one.
     async fn post(
         &self,
-        client: &Client,
+        poster: &Poster,
         endpoint: &Endpoint,
         message: &Message,
         started_at: SystemTime,
@@ -279,31 +302,26 @@ impl Sender {
             .map_or(0, |d| d.as_secs() as i64);
         let secrets: Vec<&Secret> = endpoint.secrets.iter().collect();
         let signature = signature_header(&secrets, &message.id, timestamp, &message.body);
-        let mut request = client
-            .post(endpoint.url.clone())
-            .headers(endpoint.headers.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static(message.content_type))
-            .header("webhook-id", message.id.as_str())
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .timeout(endpoint.timeout)
-            .body(message.body.clone());
-        if let Some(token) = bearer {
-            request = request.header(AUTHORIZATION, token.clone());
-        }
-        // The client timeout covers connect, headers and body; the outer one is a backstop.
-        let exchange = self.exchange(request, endpoint.keep_response_headers);
-        let backstop = endpoint.timeout + Duration::from_secs(1);
-        match tokio::time::timeout(backstop, exchange).await {
-            Err(_) => Answer::Failed(
+        let request = match self.request(endpoint, message, timestamp, signature, bearer) {
+            Ok(request) => request,
+            Err(text) => return Answer::Failed(text, AttemptKind::TransportError),
+        };
+        let exchange = self.exchange(
+            poster,
+            request,
+            endpoint.keep_response_headers,
+            endpoint.timeout,
+        );
+        match exchange.await {
+            Err(NoAnswer::TimedOut) => Answer::Failed(
                 format!("timed out after {} ms", endpoint.timeout.as_millis()),
                 AttemptKind::TransportError,
             ),
-            Ok(Err(e)) => {
-                let (text, kind) = transport_failure(e, endpoint.timeout);
+            Err(NoAnswer::Failed(e)) => {
+                let (text, kind) = post_failure(&e);
                 Answer::Failed(text, kind)
             }
-            Ok(Ok((status, retry_after, headers, excerpt, body_error))) => Answer::Status {
+            Ok((status, retry_after, headers, excerpt, body_error)) => Answer::Status {
                 status,
                 retry_after,
                 headers,
@@ -311,40 +329,6 @@ impl Sender {
                 body_error,
             },
         }
-    }
-
-    /// Sends the request and reads what the policy keeps of the answer: status, `Retry-After`,
-    /// headers (when kept), and the first `excerpt_limit` bytes of the body, with any error
-    /// reading it.
-    async fn exchange(
-        &self,
-        request: reqwest::RequestBuilder,
-        keep_headers: bool,
-    ) -> Result<Exchanged, reqwest::Error> {
-        let mut response = request.send().await?;
-        let status = response.status().as_u16();
-        let headers = keep_headers.then(|| headers_json(response.headers()));
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut excerpt = Vec::new();
-        let mut body_error = None;
-        while excerpt.len() < self.excerpt_limit {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = self.excerpt_limit - excerpt.len();
-                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    body_error = Some(error_chain(&e.without_url()));
-                    break;
-                }
-            }
-        }
-        Ok((status, retry_after, headers, excerpt, body_error))
     }
 
     fn check_literal(&self, url: &Url) -> Result<(), Refusal> {
@@ -373,12 +357,3 @@ enum Answer {
     },
     Failed(String, AttemptKind),
 }
-
-/// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.
-type Exchanged = (
-    u16,
-    Option<Duration>,
-    Option<String>,
-    Vec<u8>,
-    Option<String>,
-);

@@ -15,7 +15,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Client;
+use rustls::RootCertStore;
 
+use super::poster::Poster;
 use super::{
     builder, check_literal, error_chain, storable_text, transport_failure, SenderSettings,
 };
@@ -68,31 +70,47 @@ struct Slot {
 pub(super) struct Vault {
     settings: SenderSettings,
     policy: Arc<AddressPolicy>,
-    clients: Mutex<HashMap<i32, ([u8; 32], Client)>>,
+    roots: Arc<RootCertStore>,
+    /// Per subscription with a client certificate: its fingerprint, the client for its token
+    /// requests and the connections for its deliveries, both presenting the certificate.
+    clients: Mutex<HashMap<i32, Presenting>>,
     tokens: Mutex<HashMap<i32, Arc<Slot>>>,
 }
 
+type Presenting = ([u8; 32], Client, Arc<Poster>);
+
 impl Vault {
-    pub(super) fn new(settings: SenderSettings, policy: Arc<AddressPolicy>) -> Vault {
+    pub(super) fn new(
+        settings: SenderSettings,
+        policy: Arc<AddressPolicy>,
+        roots: Arc<RootCertStore>,
+    ) -> Vault {
         Vault {
             settings,
             policy,
+            roots,
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client for a subscription: the shared one, or one that presents its certificate.
-    pub(super) fn client(&self, shared: &Client, auth: &Credentials) -> Result<Client, String> {
+    /// The clients for a subscription (token requests, deliveries): the shared ones, or ones
+    /// that present its certificate.
+    pub(super) fn clients(
+        &self,
+        shared: &Client,
+        shared_poster: &Arc<Poster>,
+        auth: &Credentials,
+    ) -> Result<(Client, Arc<Poster>), String> {
         let Some(identity) = &auth.identity else {
-            return Ok(shared.clone());
+            return Ok((shared.clone(), shared_poster.clone()));
         };
         let fingerprint = identity.fingerprint();
         // A poisoned lock only means another delivery panicked mid-insert; the map is intact.
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, client)) = clients.get(&auth.subscription) {
+        if let Some((seen, client, poster)) = clients.get(&auth.subscription) {
             if *seen == fingerprint {
-                return Ok(client.clone());
+                return Ok((client.clone(), poster.clone()));
             }
         }
         let tls = identity
@@ -103,8 +121,17 @@ impl Vault {
             .identity(tls)
             .build()
             .map_err(|e| format!("client certificate: {}", error_chain(&e)))?;
-        clients.insert(auth.subscription, (fingerprint, client.clone()));
-        Ok(client)
+        let poster = Arc::new(Poster::new(
+            &self.settings,
+            &self.policy,
+            self.roots.clone(),
+            Some(identity),
+        )?);
+        clients.insert(
+            auth.subscription,
+            (fingerprint, client.clone(), poster.clone()),
+        );
+        Ok((client, poster))
     }
 
     fn slot(&self, subscription: i32, oauth: &OAuth2) -> Arc<Slot> {

@@ -60,16 +60,12 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     storable_text(parts.join(": "))
 }
 
-/// What a request that got no answer is recorded as: its error, and its kind (both are retried).
+/// What a token request that got no answer is recorded as: its error, and its kind.
 pub(super) fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
     // The URL may carry a token in its path or query: errors are shown to every reader of the
     // table, the URL only to the subscription's owner.
     let e = e.without_url();
-    let kind = if find_refusal(&e).is_some() {
-        AttemptKind::Refused
-    } else {
-        AttemptKind::TransportError
-    };
+    let kind = failure_kind(&e);
     let text = if e.is_timeout() {
         format!(
             "timed out after {} ms: {}",
@@ -80,4 +76,18 @@ pub(super) fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String
         error_chain(&e)
     };
     (text, kind)
+}
+
+/// What a delivery that got no answer is recorded as: its error, and its kind (both are
+/// retried). hyper's errors never hold the URL. The deadline is the caller's.
+pub(super) fn post_failure(e: &hyper_util::client::legacy::Error) -> (String, AttemptKind) {
+    (error_chain(e), failure_kind(e))
+}
+
+fn failure_kind(e: &(dyn StdError + 'static)) -> AttemptKind {
+    if find_refusal(e).is_some() {
+        AttemptKind::Refused
+    } else {
+        AttemptKind::TransportError
+    }
 }

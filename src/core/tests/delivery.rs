@@ -95,6 +95,23 @@ async fn success_is_signed_verifiably_and_reuses_the_connection() {
 }
 
 #[tokio::test]
+async fn a_subscriptions_own_user_agent_replaces_the_senders() {
+    let (url, seen) = serve(|_, _| reply("204 No Content", "", "")).await;
+    let mut own = endpoint(&url, &Secret::generate().unwrap(), 5000);
+    own.headers
+        .insert("user-agent", "acme-sync/2".parse().unwrap());
+    let a = loopback_sender().send(&own, &message()).await;
+    assert_eq!(a.status, Some(204), "{a:?}");
+    let seen = seen.lock().unwrap();
+    let head = seen[0].head.to_ascii_lowercase();
+    let agents: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("user-agent:"))
+        .collect();
+    assert_eq!(agents, ["user-agent: acme-sync/2"], "{head}");
+}
+
+#[tokio::test]
 async fn failure_status_keeps_a_bounded_excerpt() {
     let long = "x".repeat(10_000);
     let (url, _) = serve(move |_, _| reply("500 Internal Server Error", "", &long)).await;

@@ -1,0 +1,123 @@
+//! One delivery's exchange: the request as it goes out (the subscription's headers, then those
+//! the sender owns) and what is kept of the answer.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use reqwest::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
+
+use super::poster::Poster;
+use super::text::headers_json;
+use super::{error_chain, Endpoint, Message, Sender};
+use crate::retry::parse_retry_after;
+
+impl Sender {
+    /// The request: the subscription's headers (which may set `User-Agent` and `Accept`),
+    /// then those the sender owns.
+    pub(super) fn request(
+        &self,
+        endpoint: &Endpoint,
+        message: &Message,
+        timestamp: i64,
+        signature: String,
+        bearer: Option<&HeaderValue>,
+    ) -> Result<http::Request<Full<Bytes>>, String> {
+        let mut headers = endpoint.headers.clone();
+        headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        headers
+            .entry(ACCEPT)
+            .or_insert_with(|| HeaderValue::from_static("*/*"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(message.content_type));
+        let text = |name: &'static str, value: &str| -> Result<(HeaderName, HeaderValue), String> {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("the {name} header cannot be sent: {value:?}"))?;
+            Ok((HeaderName::from_static(name), value))
+        };
+        for (name, value) in [
+            text("webhook-id", &message.id)?,
+            text("webhook-timestamp", &timestamp.to_string())?,
+            text("webhook-signature", &signature)?,
+        ] {
+            headers.insert(name, value);
+        }
+        if let Some(token) = bearer {
+            headers.insert(AUTHORIZATION, token.clone());
+        }
+        let uri = http::Uri::try_from(endpoint.url.as_str())
+            .map_err(|e| format!("the URL cannot be sent: {e}"))?;
+        let mut request = http::Request::new(Full::new(message.body.clone()));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    /// Sends the request and reads what the policy keeps of the answer: status, `Retry-After`,
+    /// headers (when kept), and the first `excerpt_limit` bytes of the body, with any error
+    /// reading it. One deadline, `timeout` from now, covers it all: a body that stops coming
+    /// is an error noted on the answer, whose status still decides.
+    pub(super) async fn exchange(
+        &self,
+        poster: &Poster,
+        request: http::Request<Full<Bytes>>,
+        keep_headers: bool,
+        timeout: Duration,
+    ) -> Result<Exchanged, NoAnswer> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let response = match tokio::time::timeout_at(deadline, poster.send(request)).await {
+            Err(_) => return Err(NoAnswer::TimedOut),
+            Ok(Err(e)) => return Err(NoAnswer::Failed(e)),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        let headers = keep_headers.then(|| headers_json(response.headers()));
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut body = response.into_body();
+        let mut excerpt = Vec::new();
+        let read = async {
+            while excerpt.len() < self.excerpt_limit {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(chunk) = frame.data_ref() {
+                            let room = self.excerpt_limit - excerpt.len();
+                            excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        }
+                    }
+                    None => break,
+                    Some(Err(e)) => return Some(error_chain(&e)),
+                }
+            }
+            None
+        };
+        let body_error = match tokio::time::timeout_at(deadline, read).await {
+            Ok(error) => error,
+            Err(_) => Some(format!("timed out after {} ms", timeout.as_millis())),
+        };
+        Ok((status, retry_after, headers, excerpt, body_error))
+    }
+}
+
+/// Why a request got no answer.
+pub(super) enum NoAnswer {
+    /// Not within the subscription's timeout.
+    TimedOut,
+    Failed(hyper_util::client::legacy::Error),
+}
+
+/// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.
+pub(super) type Exchanged = (
+    u16,
+    Option<Duration>,
+    Option<String>,
+    Vec<u8>,
+    Option<String>,
+);

@@ -1,0 +1,106 @@
+//! The connections a delivery's POST goes over: hyper's pooled client (the one reqwest runs on),
+//! used directly. reqwest's per-request layers (redirect and retry policies, the URL parsed
+//! again for each, a boxed future) cost about as much CPU per request as all the rest; none of
+//! them is wanted here (redirects are not followed, retries are the schedule's).
+//!
+//! Every connection goes through the policy resolver; TLS trusts what reqwest's client trusts
+//! (Mozilla's roots, the system's, `pg_webhook.ca_bundle`) and presents a subscription's client
+//! certificate when it has one.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use super::resolve::PolicyDns;
+use super::{BuildError, SenderSettings};
+use crate::address::AddressPolicy;
+use crate::auth::ClientIdentity;
+
+type Connector = HttpsConnector<HttpConnector<PolicyDns>>;
+
+/// A pool of keep-alive connections, with or without a client certificate.
+pub(super) struct Poster {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+/// The certificates every connection trusts: Mozilla's roots, the system's, and the extra CA
+/// bundle — what reqwest's client trusts with the features it is built with here.
+pub(super) fn trusted_roots(extra_ca_pem: Option<&[u8]>) -> Result<Arc<RootCertStore>, BuildError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Native stores often hold a few certificates that do not parse; those are skipped, as
+    // reqwest skips them.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(pem) = extra_ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(BuildError("CA bundle holds no certificate".into()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| BuildError(format!("CA bundle holds an unusable certificate: {e}")))?;
+        }
+    }
+    Ok(Arc::new(roots))
+}
+
+impl Poster {
+    pub(super) fn new(
+        settings: &SenderSettings,
+        policy: &Arc<AddressPolicy>,
+        roots: Arc<RootCertStore>,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Poster, String> {
+        let tls =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS settings: {e}"))?
+                .with_root_certificates(roots);
+        let tls = match identity {
+            None => tls.with_no_client_auth(),
+            Some(identity) => {
+                let (chain, key) = identity.to_rustls()?;
+                tls.with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
+            }
+        };
+        let mut http = HttpConnector::new_with_resolver(PolicyDns {
+            policy: policy.clone(),
+        });
+        // The TLS layer above takes https; plain http is allowed through it.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(settings.max_idle_per_host)
+            .build(https);
+        Ok(Poster { client })
+    }
+
+    /// Sends `request` and gives its response head (the body is read by the caller).
+    pub(super) async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.client.request(request).await
+    }
+}
