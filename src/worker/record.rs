@@ -34,8 +34,10 @@ impl Worker {
         };
         let outcomes = &self.dispatcher.outcomes;
         let (health, gone) = health_changes(outcomes, &self.targets);
+        // Subscription rows before queue rows, the order unsubscribe, pause and resume take
+        // them in: the other way round, an unsubscribe discarding the queue while this
+        // transaction waited for the subscription's row deadlocked with it.
         let recorded = txn::run("recording delivery outcomes", || {
-            statements.record(outcomes)?;
             statements.health(&health)?;
             let mut disabled = Vec::new();
             for (id, reason) in &gone {
@@ -43,6 +45,7 @@ impl Worker {
                     disabled.push((*id, reason.clone()));
                 }
             }
+            statements.record(outcomes)?;
             Ok(disabled)
         });
         let disabled = match recorded {
