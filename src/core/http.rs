@@ -30,7 +30,7 @@ use crate::retry::AttemptKind;
 use crate::signing::{signature_header, Secret};
 use credentials::Vault;
 use exchange::NoAnswer;
-use poster::{trusted_roots, Poster};
+use poster::{add_ca_bundle, trusted_roots, Poster};
 use resolve::PolicyResolver;
 
 /// Settings for the shared client; changing them means building a new `Sender`.
@@ -115,7 +115,8 @@ pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
         Ok(_) => return Err("the file holds no PEM certificate".into()),
         Err(e) => return Err(format!("not a valid PEM certificate bundle: {e}")),
     }
-    trusted_roots(Some(pem)).map(|_| ()).map_err(|e| e.0)
+    // Only the bundle: the system's roots are read when a sender is built, not at every reload.
+    add_ca_bundle(&mut RootCertStore::empty(), pem).map_err(|e| e.0)
 }
 
 /// A pooled HTTP client that only connects where the address policy allows.

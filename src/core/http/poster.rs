@@ -41,19 +41,25 @@ pub(super) fn trusted_roots(extra_ca_pem: Option<&[u8]>) -> Result<Arc<RootCertS
     // reqwest skips them.
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if let Some(pem) = extra_ca_pem {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(BuildError("CA bundle holds no certificate".into()));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| BuildError(format!("CA bundle holds an unusable certificate: {e}")))?;
-        }
+        add_ca_bundle(&mut roots, pem)?;
     }
     Ok(Arc::new(roots))
+}
+
+/// Adds the certificates of a CA bundle (PEM) to `roots`: at least one, each usable as a root.
+pub(super) fn add_ca_bundle(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), BuildError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(BuildError("CA bundle holds no certificate".into()));
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| BuildError(format!("CA bundle holds an unusable certificate: {e}")))?;
+    }
+    Ok(())
 }
 
 impl Poster {
