@@ -111,13 +111,19 @@ const ORDER_LOCK_SPACE: u16 = 3;
 /// lock to the end of this transaction. Event ids are taken after this, so a later-committed
 /// transaction always has larger ids, and the worker sends in id order.
 fn lock_ordered(subscription_id: i32) {
+    lock_exclusive(ORDER_LOCK_KEY, subscription_id as u32, ORDER_LOCK_SPACE);
+}
+
+/// Takes the transaction-scoped advisory lock (database, `field2`, `field3`, `space`) in
+/// exclusive mode, as `pg_advisory_xact_lock` does, waiting for whoever holds it.
+fn lock_exclusive(field2: u32, field3: u32, space: u16) {
     // SAFETY: a transaction-scoped advisory lock, as pg_advisory_xact_lock(int4, int4) takes.
     unsafe {
         let tag = pg_sys::LOCKTAG {
             locktag_field1: pg_sys::MyDatabaseId.to_u32(),
-            locktag_field2: ORDER_LOCK_KEY,
-            locktag_field3: subscription_id as u32,
-            locktag_field4: ORDER_LOCK_SPACE,
+            locktag_field2: field2,
+            locktag_field3: field3,
+            locktag_field4: space,
             locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
             locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
         };

@@ -153,24 +153,6 @@ pub fn lock_keys(subscription_id: i32, keys: &[i64]) {
     buckets.sort_unstable();
     buckets.dedup();
     for b in buckets {
-        // SAFETY: a transaction-scoped advisory lock, as pg_advisory_xact_lock takes. pgrx's
-        // bindings turn an ERROR (a cancelled or deadlocked wait) into an unwind; a second
-        // guard around the call would unwind through its C frame and abort.
-        unsafe {
-            let tag = pg_sys::LOCKTAG {
-                locktag_field1: pg_sys::MyDatabaseId.to_u32(),
-                locktag_field2: subscription_id as u32,
-                locktag_field3: b,
-                locktag_field4: ORDER_KEY_SPACE,
-                locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-                locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
-            };
-            pg_sys::LockAcquire(
-                &tag,
-                pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
-                false,
-                false,
-            );
-        }
+        super::lock_exclusive(subscription_id as u32, b, ORDER_KEY_SPACE);
     }
 }
