@@ -678,11 +678,14 @@ fn tls_unknown_ca_then_ca_bundle() {
     settle(&mut db, sid);
     let committed = ids(&mut db, "SELECT id FROM load WHERE id > 0");
     assert!(acked.is_subset(&committed));
-    // The Python receiver logs "<webhook-id> <record id>" per accepted request.
+    // The Python receiver logs "<webhook-id> <record id> <authorization>" per accepted request.
     let accepted: Vec<Request> = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split_once(' '))
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            Some((fields.next()?, fields.next()?))
+        })
         .map(|(id, row)| Request {
             path: "/tls".into(),
             headers: vec![("webhook-id".into(), id.to_string())],

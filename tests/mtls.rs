@@ -74,7 +74,8 @@ impl Drop for Pki {
 }
 
 /// The Python HTTPS receiver, demanding a certificate of the client CA; it logs
-/// "<webhook-id> <record id>" per request it answers.
+/// "<webhook-id> <record id> <authorization>" per delivery it answers, and serves OAuth tokens
+/// at /token.
 struct MtlsReceiver {
     child: Child,
     port: u16,
@@ -104,6 +105,26 @@ impl MtlsReceiver {
 
     fn url(&self) -> String {
         format!("https://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The grant types of the token requests it answered.
+    fn token_requests(&self) -> Vec<String> {
+        let mut path = self.log.clone().into_os_string();
+        path.push(".tokens");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The Authorization header of each delivery it answered ("-" for none).
+    fn authorizations(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(2).map(|a| a.replace('_', " ")))
+            .collect()
     }
 
     /// The webhook-ids it answered.
@@ -220,6 +241,58 @@ fn a_receiver_that_demands_a_client_certificate_takes_the_right_one_only() {
     );
     assert_eq!(rx.received().len(), 6);
     assert_eq!(delivered(&mut db, none), 0);
+}
+
+/// OAuth token requests go over the TLS configuration of the deliveries: the token endpoint's
+/// certificate is trusted through `pg_webhook.ca_bundle`, and a subscription's client
+/// certificate is presented to it as to the receiver. Without a certificate the token endpoint
+/// refuses the handshake, and the event waits.
+#[test]
+fn token_requests_present_the_client_certificate_and_trust_the_ca_bundle() {
+    let pki = Pki::new("mtls-token");
+    let rx = MtlsReceiver::start(&pki);
+    let pg = cluster_trusting(&pki.path("ca.pem"));
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let auth = format!(
+        r#"{{"type": "oauth2", "token_url": "https://127.0.0.1:{}/token", "client_id": "c", "client_secret": "s"}}"#,
+        rx.port
+    );
+    let retry = ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 100";
+    let quote = |s: &str| s.replace('\'', "''");
+    let (with_cert, _) = subscribe(
+        &mut db,
+        "with_cert",
+        "t",
+        &rx.url(),
+        &format!(
+            ", client_cert => '{}', client_key => '{}', auth => '{auth}'{retry}",
+            quote(&pki.read("client.pem")),
+            quote(&pki.read("client.key"))
+        ),
+    );
+    let (without, _) = subscribe(
+        &mut db,
+        "without",
+        "t",
+        &rx.url(),
+        &format!(", auth => '{auth}'{retry}"),
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the event with a certificate to arrive", || {
+        delivered(&mut db, with_cert) == 1
+    });
+    wait_until(WAIT, "the token request without one to fail", || {
+        count(
+            &mut db,
+            &format!(
+                "SELECT count(*) FROM webhook.attempts WHERE subscription_id = {without} AND outcome = 'retry' AND error IS NOT NULL"
+            ),
+        ) >= 2
+    });
+    assert_eq!(rx.token_requests(), vec!["client_credentials".to_string()]);
+    assert_eq!(rx.authorizations(), vec!["Bearer tok-tls".to_string()]);
+    assert_eq!(delivered(&mut db, without), 0);
 }
 
 /// Subscribes table `t` as `c`, presenting the core tests' certificate (no receiver listens).

@@ -87,27 +87,25 @@ impl ClientIdentity {
         pem.extend_from_slice(cert_pem.as_bytes());
         pem.push(b'\n');
         pem.extend_from_slice(key_pem.as_bytes());
-        // The same parse the HTTP client will do, so a subscription that passes here can connect.
-        reqwest::Identity::from_pem(&pem).map_err(|e| {
-            AuthError(format!(
-                "client_cert and client_key cannot be used for TLS: {}",
-                crate::http::error_chain(&e)
-            ))
-        })?;
         let fingerprint = Sha256::digest(&pem).into();
-        Ok(ClientIdentity {
+        let identity = ClientIdentity {
             pem: Arc::new(pem),
             fingerprint,
-        })
+        };
+        // The TLS configuration the connections will use, so a subscription that passes here
+        // can connect.
+        crate::http::tls_config(Arc::new(rustls::RootCertStore::empty()), Some(&identity))
+            .map_err(|e| {
+                AuthError(format!(
+                    "client_cert and client_key cannot be used for TLS: {e}"
+                ))
+            })?;
+        Ok(identity)
     }
 
     /// Identifies the pair without revealing it: a changed certificate or key is a new client.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
-    }
-
-    pub(crate) fn to_reqwest(&self) -> Result<reqwest::Identity, reqwest::Error> {
-        reqwest::Identity::from_pem(&self.pem)
     }
 
     /// The chain and key for a rustls client configuration.

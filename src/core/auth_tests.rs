@@ -28,7 +28,7 @@ fn a_matching_certificate_and_key_are_accepted() {
             .fingerprint(),
         ec.fingerprint()
     );
-    assert!(ec.to_reqwest().is_ok());
+    assert!(ec.to_rustls().is_ok());
 }
 
 #[test]

@@ -30,6 +30,7 @@ use crate::retry::AttemptKind;
 use crate::signing::{signature_header, Secret};
 use credentials::Vault;
 use exchange::NoAnswer;
+pub(crate) use poster::tls_config;
 use poster::{add_ca_bundle, trusted_roots, Poster};
 use resolve::PolicyResolver;
 
@@ -137,8 +138,9 @@ pub struct Sender {
 fn builder(
     settings: &SenderSettings,
     policy: &Arc<AddressPolicy>,
-) -> Result<ClientBuilder, BuildError> {
-    let mut builder = Client::builder()
+    tls: rustls::ClientConfig,
+) -> ClientBuilder {
+    Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         // Our own schedule retries; reqwest's layer would copy every request's head in case.
         .retry(reqwest::retry::never().max_retries_per_request(0))
@@ -151,28 +153,21 @@ fn builder(
         .user_agent(settings.user_agent.clone())
         .dns_resolver(Arc::new(PolicyResolver {
             policy: policy.clone(),
-        }));
-    if let Some(pem) = &settings.extra_ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(BuildError("CA bundle holds no certificate".into()));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    Ok(builder)
+        }))
+        // The roots and client certificate the deliveries use: one configuration, so token
+        // requests trust exactly what deliveries trust.
+        .use_preconfigured_tls(tls)
 }
 
 impl Sender {
     pub fn new(settings: &SenderSettings) -> Result<Sender, BuildError> {
         let policy = Arc::new(settings.policy.clone());
-        let client = builder(settings, &policy)?
+        let roots: Arc<RootCertStore> = trusted_roots(settings.extra_ca_pem.as_deref())?;
+        let tls = tls_config(roots.clone(), None).map_err(BuildError)?;
+        let client = builder(settings, &policy, tls.clone())
             .build()
             .map_err(|e| BuildError(error_chain(&e)))?;
-        let roots: Arc<RootCertStore> = trusted_roots(settings.extra_ca_pem.as_deref())?;
-        let poster = Poster::new(settings, &policy, roots.clone(), None).map_err(BuildError)?;
+        let poster = Poster::new(settings, &policy, tls).map_err(BuildError)?;
         let user_agent = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| BuildError("the user agent cannot be sent in a header".into()))?;
         Ok(Sender {

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Client;
 use rustls::RootCertStore;
 
-use super::poster::Poster;
+use super::poster::{tls_config, Poster};
 use super::{
     builder, check_literal, error_chain, storable_text, transport_failure, SenderSettings,
 };
@@ -113,20 +113,11 @@ impl Vault {
                 return Ok((client.clone(), poster.clone()));
             }
         }
-        let tls = identity
-            .to_reqwest()
-            .map_err(|e| format!("client certificate: {}", error_chain(&e)))?;
-        let client = builder(&self.settings, &self.policy)
-            .map_err(|e| e.to_string())?
-            .identity(tls)
+        let tls = tls_config(self.roots.clone(), Some(identity))?;
+        let client = builder(&self.settings, &self.policy, tls.clone())
             .build()
             .map_err(|e| format!("client certificate: {}", error_chain(&e)))?;
-        let poster = Arc::new(Poster::new(
-            &self.settings,
-            &self.policy,
-            self.roots.clone(),
-            Some(identity),
-        )?);
+        let poster = Arc::new(Poster::new(&self.settings, &self.policy, tls)?);
         clients.insert(
             auth.subscription,
             (fingerprint, client.clone(), poster.clone()),

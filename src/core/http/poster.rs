@@ -3,9 +3,10 @@
 //! again for each, a boxed future) cost about as much CPU per request as all the rest; none of
 //! them is wanted here (redirects are not followed, retries are the schedule's).
 //!
-//! Every connection goes through the policy resolver; TLS trusts what reqwest's client trusts
-//! (Mozilla's roots, the system's, `pg_webhook.ca_bundle`) and presents a subscription's client
-//! certificate when it has one.
+//! Every connection goes through the policy resolver. One TLS configuration per identity serves
+//! both this pool and the reqwest client of OAuth token requests: it trusts Mozilla's roots, the
+//! system's (read once per sender) and `pg_webhook.ca_bundle`, and presents a subscription's
+//! client certificate when it has one.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub(super) struct Poster {
 }
 
 /// The certificates every connection trusts: Mozilla's roots, the system's, and the extra CA
-/// bundle — what reqwest's client trusts with the features it is built with here.
+/// bundle.
 pub(super) fn trusted_roots(extra_ca_pem: Option<&[u8]>) -> Result<Arc<RootCertStore>, BuildError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -62,26 +63,32 @@ pub(super) fn add_ca_bundle(roots: &mut RootCertStore, pem: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// The TLS configuration of every connection: `roots` trusted, `identity` presented (if any).
+pub(crate) fn tls_config(
+    roots: Arc<RootCertStore>,
+    identity: Option<&ClientIdentity>,
+) -> Result<ClientConfig, String> {
+    let tls =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS settings: {e}"))?
+            .with_root_certificates(roots);
+    Ok(match identity {
+        None => tls.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) = identity.to_rustls()?;
+            tls.with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    })
+}
+
 impl Poster {
     pub(super) fn new(
         settings: &SenderSettings,
         policy: &Arc<AddressPolicy>,
-        roots: Arc<RootCertStore>,
-        identity: Option<&ClientIdentity>,
+        tls: ClientConfig,
     ) -> Result<Poster, String> {
-        let tls =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS settings: {e}"))?
-                .with_root_certificates(roots);
-        let tls = match identity {
-            None => tls.with_no_client_auth(),
-            Some(identity) => {
-                let (chain, key) = identity.to_rustls()?;
-                tls.with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))?
-            }
-        };
         let mut http = HttpConnector::new_with_resolver(PolicyDns {
             policy: policy.clone(),
         });
