@@ -38,7 +38,7 @@ fn fail<T>(text: impl Into<String>) -> Result<T, AuthError> {
 /// A TLS client certificate chain and its private key, checked to belong together.
 #[derive(Clone)]
 pub struct ClientIdentity {
-    /// Certificate chain then key, as PEM: what reqwest's `Identity::from_pem` takes.
+    /// Certificate chain then key, as PEM (what `to_rustls` reads and the fingerprint covers).
     pem: Arc<Vec<u8>>,
     fingerprint: [u8; 32],
 }
@@ -128,6 +128,13 @@ fn parse_certs(text: &str) -> Result<Vec<CertificateDer<'static>>, AuthError> {
     if certs.is_empty() {
         return fail(
             "client_cert holds no PEM certificate: give the client's certificate (-----BEGIN CERTIFICATE-----), then any intermediates",
+        );
+    }
+    // client_cert is shown to every role that can see the subscription, and a key in it would
+    // be taken instead of client_key.
+    if PrivateKeyDer::from_pem_slice(text.as_bytes()).is_ok() {
+        return fail(
+            "client_cert holds a private key: give only the certificate and any intermediates in client_cert, and the key in client_key",
         );
     }
     Ok(certs)

@@ -32,6 +32,14 @@ fn a_matching_certificate_and_key_are_accepted() {
 }
 
 #[test]
+fn a_private_key_inside_client_cert_is_refused() {
+    assert_eq!(
+        identity_error(&format!("{EC_CERT}\n{OTHER_EC_KEY}"), EC_KEY),
+        "client_cert holds a private key: give only the certificate and any intermediates in client_cert, and the key in client_key"
+    );
+}
+
+#[test]
 fn a_key_of_another_certificate_is_refused() {
     assert_eq!(
         identity_error(EC_CERT, OTHER_EC_KEY),

@@ -108,15 +108,10 @@ impl std::fmt::Display for BuildError {
 
 impl StdError for BuildError {}
 
-/// Checks that `pem` holds at least one CA certificate (for `pg_webhook.ca_bundle`), parsed
-/// as both clients parse it.
+/// Checks that `pem` holds at least one CA certificate (for `pg_webhook.ca_bundle`), each
+/// usable as a root, as a sender adds them. Only the bundle: the system's roots are read when a
+/// sender is built, not at every reload.
 pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
-    match reqwest::Certificate::from_pem_bundle(pem) {
-        Ok(certs) if !certs.is_empty() => {}
-        Ok(_) => return Err("the file holds no PEM certificate".into()),
-        Err(e) => return Err(format!("not a valid PEM certificate bundle: {e}")),
-    }
-    // Only the bundle: the system's roots are read when a sender is built, not at every reload.
     add_ca_bundle(&mut RootCertStore::empty(), pem).map_err(|e| e.0)
 }
 
@@ -155,8 +150,16 @@ fn builder(
             policy: policy.clone(),
         }))
         // The roots and client certificate the deliveries use: one configuration, so token
-        // requests trust exactly what deliveries trust.
-        .use_preconfigured_tls(tls)
+        // requests trust exactly what deliveries trust. It replaces every TLS setting of the
+        // builder: identity(), add_root_certificate() and the like would be ignored.
+        .use_preconfigured_tls(token_tls(tls))
+}
+
+/// The deliveries' TLS configuration, offering HTTP/1.1 by ALPN as reqwest's own configuration
+/// did (hyper-rustls sets the deliveries' ALPN itself, and refuses a configuration that has one).
+fn token_tls(mut tls: rustls::ClientConfig) -> rustls::ClientConfig {
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls
 }
 
 impl Sender {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """HTTPS receiver for the TLS tests: answers 204 and logs "<webhook-id> <record id>
 <authorization>" per delivery. A POST to /token is an OAuth token endpoint: it logs the request's
-grant_type to <logfile>.tokens and answers the token "tok-tls". Arguments: port cert key logfile
+grant_type and the protocol its connection agreed by ALPN ("None" for none) to
+<logfile>.tokens, and answers the token "tok-tls". Arguments: port cert key logfile
 [client-ca]; with client-ca, only clients presenting a certificate that CA signed get through the
 handshake (mTLS)."""
 import http.server, json, ssl, sys, urllib.parse
@@ -17,7 +18,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         if self.path == "/token":
             form = urllib.parse.parse_qs(body.decode())
             with open(log + ".tokens", "a") as f:
-                f.write(f"{form.get('grant_type', ['-'])[0]}\n")
+                alpn = self.connection.selected_alpn_protocol()
+                f.write(f"{form.get('grant_type', ['-'])[0]} {alpn}\n")
             answer = json.dumps({"access_token": "tok-tls", "token_type": "Bearer",
                                  "expires_in": 3600}).encode()
             self.send_response(200)
@@ -27,7 +29,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             self.wfile.write(answer)
             return
         record = json.loads(body).get("record") or {}
-        authorization = self.headers.get("authorization", "-").replace(" ", "_")
+        authorization = self.headers.get("authorization", "-")
         with open(log, "a") as f:
             f.write(f"{self.headers['webhook-id']} {record.get('id')} {authorization}\n")
         self.send_response(204)
@@ -40,6 +42,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
+context.set_alpn_protocols(["http/1.1"])
 if client_ca:
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(client_ca)
