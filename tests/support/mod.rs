@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod cluster;
 pub mod patroni;
 pub mod receiver;
+pub mod tls;
 
 use postgres::Client;
 

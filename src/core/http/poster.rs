@@ -53,7 +53,9 @@ pub(super) fn add_ca_bundle(roots: &mut RootCertStore, pem: &[u8]) -> Result<(),
         .collect::<Result<_, _>>()
         .map_err(|e| BuildError(format!("CA bundle is not valid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(BuildError("CA bundle holds no certificate".into()));
+        return Err(BuildError(
+            "CA bundle holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
     }
     for cert in certs {
         roots
