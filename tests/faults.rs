@@ -13,7 +13,6 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use support::cluster::{free_port, wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
+use support::tls::{HttpsReceiver, Pki};
 use support::{count, describe, subscribe};
 
 const SETTLE: Duration = support::LONG_WAIT;
@@ -611,39 +611,8 @@ fn a_broken_endpoint_beside_a_healthy_one() {
 #[test]
 /// TLS: a certificate from an unknown CA is refused; configuring the CA makes it pass.
 fn tls_unknown_ca_then_ca_bundle() {
-    let dir = std::env::temp_dir().join(format!("pg_webhook_tls_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=pg_webhook-test-ca 2>/dev/null");
-    sh("openssl req -newkey rsa:2048 -nodes -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null");
-    sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext && \
-        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext 2>/dev/null && \
-        chmod 644 ca.pem && chmod 755 .");
-    let port = free_port();
-    let log = dir.join("received.log");
-    let server = include_str!("support/https_receiver.py");
-    std::fs::write(dir.join("https_receiver.py"), server).unwrap();
-    let mut child = Command::new("python3")
-        .arg(dir.join("https_receiver.py"))
-        .arg(port.to_string())
-        .arg(dir.join("leaf.pem"))
-        .arg(dir.join("leaf.key"))
-        .arg(&log)
-        .spawn()
-        .expect("python3 for the HTTPS receiver");
-    thread::sleep(Duration::from_millis(500));
+    let pki = Pki::new("tls");
+    let rx = HttpsReceiver::start(&pki);
 
     let pg = Cluster::start(&[]);
     let mut db = setup(&pg, "load");
@@ -651,7 +620,7 @@ fn tls_unknown_ca_then_ca_bundle() {
         &mut db,
         "tls",
         "load",
-        &format!("https://127.0.0.1:{port}/tls"),
+        &format!("https://127.0.0.1:{}/tls", rx.port),
         FAST_RETRY,
     );
     let load = Load::start(pg.port, "load");
@@ -664,41 +633,34 @@ fn tls_unknown_ca_then_ca_bundle() {
             "SELECT count(*) FROM webhook.attempts WHERE error ILIKE '%certificate%'",
         ) > 0
     });
-    let received_before = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .count();
-    assert_eq!(received_before, 0, "nothing reached the untrusted server");
+    assert_eq!(
+        rx.received().len(),
+        0,
+        "nothing reached the untrusted server"
+    );
     db.batch_execute(&format!(
         "ALTER SYSTEM SET pg_webhook.ca_bundle = '{}'",
-        dir.join("ca.pem").display()
+        pki.path("ca.pem").display()
     ))
     .unwrap_or_else(|e| panic!("setting the CA bundle: {}", describe(&e)));
     support::exec(&mut db, "SELECT pg_reload_conf()");
     settle(&mut db, sid);
     let committed = ids(&mut db, "SELECT id FROM load WHERE id > 0");
     assert!(acked.is_subset(&committed));
-    // The Python receiver logs "<webhook-id> <record id> <authorization>" per accepted request.
-    let accepted: Vec<Request> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut fields = l.split(' ');
-            Some((fields.next()?, fields.next()?))
-        })
+    let accepted: Vec<Request> = rx
+        .deliveries()
+        .into_iter()
         .map(|(id, row)| Request {
             path: "/tls".into(),
-            headers: vec![("webhook-id".into(), id.to_string())],
+            headers: vec![("webhook-id".into(), id)],
             body: format!("{{\"record\":{{\"id\":{row}}}}}").into_bytes(),
             at: Instant::now(),
             peer: None,
             connection: 0,
         })
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(rx);
     let held = held(&mut db, sid);
-    let _ = std::fs::remove_dir_all(&dir);
     tally(
         "TLS: unknown CA refused, then trusted via pg_webhook.ca_bundle",
         &committed,

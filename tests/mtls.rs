@@ -7,7 +7,7 @@ use std::path::Path;
 
 use postgres::Client;
 use support::cluster::{path_str, wait_until, Cluster};
-use support::tls::{MtlsReceiver, Pki};
+use support::tls::{HttpsReceiver, Pki};
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
 const CLIENT_CERT: &str = include_str!("../src/core/testdata/client_ec.pem");
@@ -16,6 +16,21 @@ const OTHER_KEY: &str = include_str!("../src/core/testdata/other_ec.key");
 
 fn cluster_trusting(ca: &Path) -> Cluster {
     Cluster::start(&[&format!("pg_webhook.ca_bundle = '{}'", path_str(ca))])
+}
+
+/// Retried quickly and for long: refused attempts pile up within a test's wait.
+const RETRY: &str =
+    ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 100";
+
+/// The subscribe arguments that present the client certificate `pki` made (which its receiver
+/// accepts).
+fn pki_certificate(pki: &Pki) -> String {
+    let quote = |s: &str| s.replace('\'', "''");
+    format!(
+        ", client_cert => '{}', client_key => '{}'",
+        quote(&pki.read("client.pem")),
+        quote(&pki.read("client.key"))
+    )
 }
 
 fn delivered(db: &mut Client, subscription: i32) -> i64 {
@@ -38,31 +53,25 @@ fn uid(db: &mut Client, subscription: i32) -> String {
 #[test]
 fn a_receiver_that_demands_a_client_certificate_takes_the_right_one_only() {
     let pki = Pki::new("mtls");
-    let rx = MtlsReceiver::start(&pki);
+    let rx = HttpsReceiver::demanding_client_certificates(&pki);
     let pg = cluster_trusting(&pki.path("ca.pem"));
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
-    let retry = ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 100";
-    let quote = |s: &str| s.replace('\'', "''");
     let (right, _) = subscribe(
         &mut db,
         "right",
         "t",
         &rx.url(),
-        &format!(
-            ", client_cert => '{}', client_key => '{}'{retry}",
-            quote(&pki.read("client.pem")),
-            quote(&pki.read("client.key"))
-        ),
+        &format!("{}{RETRY}", pki_certificate(&pki)),
     );
-    let (none, _) = subscribe(&mut db, "none", "t", &rx.url(), retry);
+    let (none, _) = subscribe(&mut db, "none", "t", &rx.url(), RETRY);
     // A valid pair, but its certificate is not from the receiver's client CA.
     let (wrong, _) = subscribe(
         &mut db,
         "wrong",
         "t",
         &rx.url(),
-        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'{retry}"),
+        &format!(", client_cert => '{CLIENT_CERT}', client_key => '{CLIENT_KEY}'{RETRY}"),
     );
     exec(&mut db, "INSERT INTO t VALUES (1), (2), (3)");
     wait_until(WAIT, "the right certificate's events to arrive", || {
@@ -121,7 +130,7 @@ fn a_receiver_that_demands_a_client_certificate_takes_the_right_one_only() {
 #[test]
 fn token_requests_present_the_client_certificate_and_trust_the_ca_bundle() {
     let pki = Pki::new("mtls-token");
-    let rx = MtlsReceiver::start(&pki);
+    let rx = HttpsReceiver::demanding_client_certificates(&pki);
     let pg = cluster_trusting(&pki.path("ca.pem"));
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
@@ -129,25 +138,19 @@ fn token_requests_present_the_client_certificate_and_trust_the_ca_bundle() {
         r#"{{"type": "oauth2", "token_url": "https://127.0.0.1:{}/token", "client_id": "c", "client_secret": "s"}}"#,
         rx.port
     );
-    let retry = ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 100";
-    let quote = |s: &str| s.replace('\'', "''");
     let (with_cert, _) = subscribe(
         &mut db,
         "with_cert",
         "t",
         &rx.url(),
-        &format!(
-            ", client_cert => '{}', client_key => '{}', auth => '{auth}'{retry}",
-            quote(&pki.read("client.pem")),
-            quote(&pki.read("client.key"))
-        ),
+        &format!("{}, auth => '{auth}'{RETRY}", pki_certificate(&pki)),
     );
     let (without, _) = subscribe(
         &mut db,
         "without",
         "t",
         &rx.url(),
-        &format!(", auth => '{auth}'{retry}"),
+        &format!(", auth => '{auth}'{RETRY}"),
     );
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(WAIT, "the event with a certificate to arrive", || {

@@ -1,5 +1,5 @@
 //! Loopback TLS for the end-to-end tests: certificates made with openssl, and the Python HTTPS
-//! receiver (tests/support/https_receiver.py) demanding a client certificate.
+//! receiver (tests/support/https_receiver.py), demanding a client certificate or not.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -66,17 +66,27 @@ impl Drop for Pki {
     }
 }
 
-/// The Python HTTPS receiver, demanding a certificate of the client CA; it logs
+/// The Python HTTPS receiver, serving the leaf certificate of a `Pki`; it logs
 /// "<webhook-id> <record id> <authorization>" per delivery it answers, and serves OAuth tokens
 /// at /token.
-pub struct MtlsReceiver {
+pub struct HttpsReceiver {
     child: Child,
     pub port: u16,
     log: PathBuf,
 }
 
-impl MtlsReceiver {
-    pub fn start(pki: &Pki) -> MtlsReceiver {
+impl HttpsReceiver {
+    /// One that lets any client through the handshake.
+    pub fn start(pki: &Pki) -> HttpsReceiver {
+        Self::spawn(pki, None)
+    }
+
+    /// One that lets only clients with a certificate of the `Pki`'s client CA through.
+    pub fn demanding_client_certificates(pki: &Pki) -> HttpsReceiver {
+        Self::spawn(pki, Some(pki.path("client-ca.pem")))
+    }
+
+    fn spawn(pki: &Pki, client_ca: Option<PathBuf>) -> HttpsReceiver {
         let port = free_port();
         let log = pki.path("received.log");
         let script = pki.path("https_receiver.py");
@@ -87,13 +97,13 @@ impl MtlsReceiver {
             .arg(pki.path("leaf.pem"))
             .arg(pki.path("leaf.key"))
             .arg(&log)
-            .arg(pki.path("client-ca.pem"))
+            .args(client_ca)
             .spawn()
             .expect("python3 for the HTTPS receiver");
         wait_until(WAIT, "the HTTPS receiver to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        MtlsReceiver { child, port, log }
+        HttpsReceiver { child, port, log }
     }
 
     pub fn url(&self) -> String {
@@ -120,17 +130,25 @@ impl MtlsReceiver {
             .collect()
     }
 
-    /// The webhook-ids it answered.
-    pub fn received(&self) -> Vec<String> {
+    /// (webhook-id, record id) of each delivery it answered.
+    pub fn deliveries(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(id, _)| id.to_string()))
+            .filter_map(|l| {
+                let mut fields = l.split(' ');
+                Some((fields.next()?.to_string(), fields.next()?.to_string()))
+            })
             .collect()
+    }
+
+    /// The webhook-ids it answered.
+    pub fn received(&self) -> Vec<String> {
+        self.deliveries().into_iter().map(|(id, _)| id).collect()
     }
 }
 
-impl Drop for MtlsReceiver {
+impl Drop for HttpsReceiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
