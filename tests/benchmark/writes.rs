@@ -4,18 +4,17 @@ use super::*;
 
 /// Lets the vacuums the previous run set off finish before a timed run (each run inserts tens
 /// of thousands of rows, so autovacuum visits its tables just after it, and the workers vacuum
-/// a queue they drained): waits for autovacuum, vacuums the drained queue (as the workers do within
-/// 10 s of a drain) and checkpoints. Every run starts from the same state instead of paying for
-/// the run before it; without this one round's ratio swung from 0.81 to 0.95 with the same
-/// build.
-fn settle(pg: &Cluster) {
-    let mut c = pg.connect("postgres");
+/// a queue they drained): waits for autovacuum, vacuums the drained queue (as the workers do
+/// within 10 s of a drain) and checkpoints. Every run starts from the same state instead of
+/// paying for the run before it; without this one round's ratio swung from 0.81 to 0.95 with
+/// the same build.
+fn settle(c: &mut Client) {
     wait_until(
         Duration::from_secs(120),
         "autovacuum to finish before a timed run",
         || {
             count(
-                &mut c,
+                c,
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
             ) == 0
         },
@@ -25,9 +24,9 @@ fn settle(pg: &Cluster) {
 }
 
 pub fn pgbench_tps(pg: &Cluster, database: &str, script: &str, seconds: u32) -> f64 {
-    settle(pg);
     let workers = {
         let mut c = pg.connect("postgres");
+        settle(&mut c);
         pg.worker_pids(&mut c)
     };
     let worker_cpu = workers_cpu_seconds(&workers);
