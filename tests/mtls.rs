@@ -7,6 +7,7 @@ use std::path::Path;
 
 use postgres::Client;
 use support::cluster::{path_str, wait_until, Cluster};
+use support::receiver::Receiver;
 use support::tls::{HttpsReceiver, Pki};
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
@@ -290,4 +291,58 @@ fn the_client_key_is_shown_to_the_owner_only() {
         .as_deref(),
         Some("hidden")
     );
+}
+
+/// A stored certificate edited by hand past subscribe()'s checks (a private key pasted into
+/// client_cert) fails that subscription's events with the reason and keeps them for a retry; the
+/// worker lives on and the table's other subscription delivers its events.
+#[test]
+fn a_hand_edited_certificate_fails_its_own_subscription_only() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let (good, _) = subscribe(&mut db, "good", "t", &rx.url("/good"), "");
+    let (edited, _) = subscribe(&mut db, "edited", "t", &rx.url("/edited"), "");
+    let worker = pg.worker_pid(&mut db);
+    // Paused around the edit, so the worker has reloaded the edited row (resume tells it to)
+    // before it claims the events.
+    exec(&mut db, "SELECT webhook.pause('edited')");
+    db.execute(
+        "UPDATE webhook._subscriptions SET client_cert = $1, client_key = $2 WHERE id = $3",
+        &[&format!("{CLIENT_CERT}\n{OTHER_KEY}"), &CLIENT_KEY, &edited],
+    )
+    .unwrap();
+    exec(&mut db, "SELECT webhook.resume('edited')");
+    exec(&mut db, "INSERT INTO t VALUES (1), (2), (3)");
+
+    wait_until(WAIT, "the other subscription's events to arrive", || {
+        delivered(&mut db, good) == 3
+    });
+    wait_until(WAIT, "the edited subscription's attempts to fail", || {
+        count(
+            &mut db,
+            &format!(
+                "SELECT count(DISTINCT event_id) FROM webhook.attempts WHERE subscription_id = {edited}
+                  AND error LIKE 'subscription {edited} is misconfigured: client_cert holds a private key: %'"
+            ),
+        ) == 3
+    });
+    assert_eq!(
+        count(
+            &mut db,
+            &format!(
+                "SELECT count(*) FROM webhook.events WHERE subscription_id = {edited} AND status = 'pending'"
+            )
+        ),
+        3,
+        "the failed events wait for a fix"
+    );
+    assert_eq!(delivered(&mut db, edited), 0);
+    assert!(
+        rx.requests().iter().all(|r| r.path == "/good"),
+        "{:?}",
+        rx.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(pg.worker_pid(&mut db), worker, "the worker went on");
 }
