@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::thread;
+
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
@@ -79,14 +81,7 @@ fn a_pg_webhook_trigger_naming_no_live_subscription_is_dropped_by_the_worker() {
         rx.accepted_ids().contains(&2)
     });
     assert_eq!(rx.accepted_ids(), vec![2], "nothing of table other is sent");
-    assert_eq!(
-        text(
-            &mut db,
-            "SELECT status FROM webhook.subscriptions WHERE name = 't'"
-        )
-        .as_deref(),
-        Some("active")
-    );
+    assert_eq!(status(&mut db, "t").as_deref(), Some("active"));
 }
 
 #[test]
@@ -218,4 +213,67 @@ fn an_event_whose_id_is_archived_already_leaves_the_queue_and_holds_up_no_other(
     exec(&mut db, "INSERT INTO t VALUES (6)");
     wait_until(WAIT, "the marker", || rx.accepted_ids().contains(&6));
     assert_eq!(rx.count(), 6, "{:?}", rx.accepted_ids());
+}
+
+#[test]
+fn a_subscription_committed_while_the_trigger_check_reads_the_catalog_keeps_its_triggers() {
+    // No worker in this database: its own check would race the one run here.
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int)");
+    // The check the worker runs, in a transaction that has written (as the worker's has), so
+    // each of its statements reads the catalog as of its own start.
+    const CHECK: &str = "BEGIN; SELECT pg_catalog.pg_current_xact_id();
+                         SELECT webhook._sync_all_triggers(); COMMIT;";
+    let mut check = pg.connect("postgres");
+    check.batch_execute(CHECK).unwrap();
+    let check_pid: i32 = check
+        .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    // Holding pg_trigger stops the check at its read of the triggers, after it read the live
+    // subscriptions; a subscription then commits, with its triggers, before the check goes on.
+    exec(
+        &mut db,
+        "BEGIN; LOCK TABLE pg_catalog.pg_trigger IN ACCESS EXCLUSIVE MODE",
+    );
+    let checker = thread::spawn(move || check.batch_execute(CHECK));
+    let mut watch = pg.connect("postgres");
+    wait_until(WAIT, "the check to wait for pg_trigger", || {
+        text(
+            &mut watch,
+            &format!(
+                "SELECT relation::regclass::text FROM pg_locks WHERE pid = {check_pid} AND NOT granted"
+            ),
+        )
+        .as_deref()
+            == Some("pg_trigger")
+    });
+    subscribe(&mut db, "t", "t", "http://127.0.0.1:9/t", "");
+    exec(&mut db, "COMMIT");
+    checker
+        .join()
+        .expect("the checking thread")
+        .expect("the check");
+    // The check saw the new subscription's triggers but not its row: they are not strays.
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE table_name = 't'"
+        ),
+        1,
+        "the row written after the check is queued"
+    );
+    assert_eq!(status(&mut db, "t").as_deref(), Some("active"));
+}
+
+/// The status of subscription `name`, as `webhook.subscriptions` shows it.
+fn status(db: &mut postgres::Client, name: &str) -> Option<String> {
+    db.query_opt(
+        "SELECT status FROM webhook.subscriptions WHERE name = $1",
+        &[&name],
+    )
+    .expect("reading the subscription's status")
+    .map(|r| r.get(0))
 }
