@@ -408,8 +408,8 @@ COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.s
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
 COMMENT ON COLUMN webhook.events.table_schema IS 'Schema of the subscribed table (not of the partition written).';
 COMMENT ON COLUMN webhook.events.table_name IS 'Name of the subscribed table (not of the partition written).';
-COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent; NULL for DELETE and TRUNCATE.';
-COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE.';
+COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent; NULL for DELETE and TRUNCATE, and for a reader who may not read the table whole now (SELECT or schema USAGE revoked, row-level security applying).';
+COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE, and for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.events.status IS 'pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead.';
 COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
@@ -444,6 +444,7 @@ COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (ev
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
 COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
+COMMENT ON COLUMN webhook._visible_subscriptions.reads_rows IS 'The current user may see the rows its events carry: a superuser, or one who may read the table whole now (or the table is gone).';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
 
@@ -486,7 +487,7 @@ COMMENT ON COLUMN webhook.backfills.state IS 'running, done (every row read), ca
 COMMENT ON COLUMN webhook.backfills.rows_sent IS 'Rows queued as BACKFILL events so far (those the filters let through).';
 COMMENT ON COLUMN webhook.backfills.rows_estimated IS 'The planner''s estimate of the table''s rows when it started (reltuples, all partitions).';
 COMMENT ON COLUMN webhook.backfills.filter IS 'The extra condition given to webhook.backfill(); NULL: none.';
-COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it.';
+COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it. NULL for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
 COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';

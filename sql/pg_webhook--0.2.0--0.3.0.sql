@@ -96,6 +96,19 @@ SELECT s.id,
                                                                   a.grantee, 'USAGE'))))
            THEN pg_catalog.format('its owner %s may no longer read %s (SELECT was revoked)',
                                   s.owner, s.target)
+           -- USAGE on the table's schema, from its ACL in the same way: without it the owner
+           -- cannot read the table either.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, n.nspowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                                 WHERE a.privilege_type = 'USAGE'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (USAGE on schema %s was revoked)',
+                                  s.owner, s.target, n.nspname)
            WHEN c.relrowsecurity
                 AND NOT COALESCE(r.rolsuper OR r.rolbypassrls, false)
                 AND (c.relforcerowsecurity
@@ -105,6 +118,7 @@ SELECT s.id,
        END AS denied
   FROM webhook._subscriptions s
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.owner::pg_catalog.oid;
 COMMENT ON VIEW webhook._owner_access IS
     'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
@@ -114,21 +128,50 @@ REVOKE ALL ON webhook._owner_access FROM PUBLIC;
 -- schema USAGE count too.
 CREATE OR REPLACE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
 SELECT s.id,
-       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages
+       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages,
+       -- The rows its events carry are shown to superusers, and to anyone else — its owner
+       -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
+       -- the schema or came under row-level security does not read through the events what
+       -- the table now refuses (those events are held, see _owner_access). A dropped table's
+       -- events stay readable to whoever sees them.
+       (r.rolsuper OR c.oid IS NULL OR w.whole) AS reads_rows
   FROM webhook._subscriptions s
   JOIN pg_catalog.pg_roles r ON r.rolname = current_user
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
+  -- Whether the user may read the table whole: SELECT on the table, USAGE on its schema, and
+  -- no row-level security policy applying to them (the events carry every row).
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN c.oid IS NOT NULL
+                       AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
+                       AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace,
+                                                                    'USAGE'), false)
+                  THEN NOT pg_catalog.row_security_active(c.oid)
+                  ELSE false END AS whole) w
  WHERE r.rolsuper
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
-    -- Others see events of tables they may read whole: SELECT on the table, USAGE on its
-    -- schema, and no row-level security policy applying to them (the events carry every row).
-    -- Not those of a payload expression, which may carry what its owner reads elsewhere.
-    OR CASE WHEN c.oid IS NOT NULL AND s.payload IS NULL
-                 AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
-                 AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE'),
-                              false)
-            THEN NOT pg_catalog.row_security_active(c.oid)
-            ELSE false END;
+    -- Others see events of tables they may read whole, not those of a payload expression,
+    -- which may carry what its owner reads elsewhere.
+    OR (s.payload IS NULL AND w.whole);
+
+-- The rows events carry are shown only to those who may read the table whole now.
+CREATE OR REPLACE VIEW webhook.events WITH (security_barrier) AS
+SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
+       CASE WHEN v.reads_rows THEN q.record END AS record,
+       CASE WHEN v.reads_rows THEN q.old_record END AS old_record,
+       CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
+       q.attempts,
+       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
+       NULL::timestamptz AS finished_at, NULL::text AS callback_error
+  FROM webhook._event_queue q
+  JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
+UNION ALL
+SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
+       CASE WHEN v.reads_rows THEN a.record END,
+       CASE WHEN v.reads_rows THEN a.old_record END,
+       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
+       a.callback_error
+  FROM webhook._event_archive a
+  JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
 -- Readers of a table see a subscription's URL only up to its host.
 CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
@@ -459,8 +502,8 @@ COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.s
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
 COMMENT ON COLUMN webhook.events.table_schema IS 'Schema of the subscribed table (not of the partition written).';
 COMMENT ON COLUMN webhook.events.table_name IS 'Name of the subscribed table (not of the partition written).';
-COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent; NULL for DELETE and TRUNCATE.';
-COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE.';
+COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent; NULL for DELETE and TRUNCATE, and for a reader who may not read the table whole now (SELECT or schema USAGE revoked, row-level security applying).';
+COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE, and for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.events.status IS 'pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead.';
 COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
@@ -589,6 +632,7 @@ COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (ev
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
 COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
+COMMENT ON COLUMN webhook._visible_subscriptions.reads_rows IS 'The current user may see the rows its events carry: a superuser, or one who may read the table whole now (or the table is gone).';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
 
@@ -672,10 +716,11 @@ CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id
 -- webhook.events: last_key holds row values).
 CREATE VIEW webhook.backfills WITH (security_barrier) AS
 SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
-       b.filter, b.last_key, b.started_by, b.started_at, b.finished_at, b.last_error
+       b.filter, CASE WHEN v.reads_rows THEN b.last_key END AS last_key, b.started_by,
+       b.started_at, b.finished_at, b.last_error
   FROM webhook._backfills b
   JOIN webhook._subscriptions s ON s.id = b.subscription_id
- WHERE b.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+  JOIN webhook._visible_subscriptions v ON v.id = b.subscription_id;
 GRANT SELECT ON webhook.backfills TO webhook_admin;
 COMMENT ON VIEW webhook.backfills IS
     'Each webhook.backfill(): its subscription, state (running, done, canceled, failed), rows sent so far against the planner''s estimate, when it started and finished, and why it failed.';
@@ -734,7 +779,7 @@ COMMENT ON COLUMN webhook.backfills.state IS 'running, done (every row read), ca
 COMMENT ON COLUMN webhook.backfills.rows_sent IS 'Rows queued as BACKFILL events so far (those the filters let through).';
 COMMENT ON COLUMN webhook.backfills.rows_estimated IS 'The planner''s estimate of the table''s rows when it started (reltuples, all partitions).';
 COMMENT ON COLUMN webhook.backfills.filter IS 'The extra condition given to webhook.backfill(); NULL: none.';
-COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it.';
+COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row read, one text per key column; the next chunk starts after it. NULL for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
 COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';

@@ -290,6 +290,19 @@ SELECT s.id,
                                                                   a.grantee, 'USAGE'))))
            THEN pg_catalog.format('its owner %s may no longer read %s (SELECT was revoked)',
                                   s.owner, s.target)
+           -- USAGE on the table's schema, from its ACL in the same way: without it the owner
+           -- cannot read the table either.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, n.nspowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                                 WHERE a.privilege_type = 'USAGE'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (USAGE on schema %s was revoked)',
+                                  s.owner, s.target, n.nspname)
            WHEN c.relrowsecurity
                 AND NOT COALESCE(r.rolsuper OR r.rolbypassrls, false)
                 AND (c.relforcerowsecurity
@@ -299,6 +312,7 @@ SELECT s.id,
        END AS denied
   FROM webhook._subscriptions s
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.owner::pg_catalog.oid;
 COMMENT ON VIEW webhook._owner_access IS
     'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
@@ -345,21 +359,30 @@ GRANT USAGE ON SCHEMA webhook TO webhook_admin;
 -- rights but see the querying role as current_user, which is what is checked here.
 CREATE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
 SELECT s.id,
-       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages
+       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages,
+       -- The rows its events carry are shown to superusers, and to anyone else — its owner
+       -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
+       -- the schema or came under row-level security does not read through the events what
+       -- the table now refuses (those events are held, see _owner_access). A dropped table's
+       -- events stay readable to whoever sees them.
+       (r.rolsuper OR c.oid IS NULL OR w.whole) AS reads_rows
   FROM webhook._subscriptions s
   JOIN pg_catalog.pg_roles r ON r.rolname = current_user
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
+  -- Whether the user may read the table whole: SELECT on the table, USAGE on its schema, and
+  -- no row-level security policy applying to them (the events carry every row).
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN c.oid IS NOT NULL
+                       AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
+                       AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace,
+                                                                    'USAGE'), false)
+                  THEN NOT pg_catalog.row_security_active(c.oid)
+                  ELSE false END AS whole) w
  WHERE r.rolsuper
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
-    -- Others see events of tables they may read whole: SELECT on the table, USAGE on its
-    -- schema, and no row-level security policy applying to them (the events carry every row).
-    -- Not those of a payload expression, which may carry what its owner reads elsewhere.
-    OR CASE WHEN c.oid IS NOT NULL AND s.payload IS NULL
-                 AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
-                 AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE'),
-                              false)
-            THEN NOT pg_catalog.row_security_active(c.oid)
-            ELSE false END;
+    -- Others see events of tables they may read whole, not those of a payload expression,
+    -- which may carry what its owner reads elsewhere.
+    OR (s.payload IS NULL AND w.whole);
 COMMENT ON VIEW webhook._visible_subscriptions IS
     'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
 REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
@@ -389,19 +412,23 @@ SELECT s.id, s.name, s.target,
 
 -- API: Public. Queued and finished events in one place; status is pending, delivered or dead.
 CREATE VIEW webhook.events WITH (security_barrier) AS
-SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name, q.record, q.old_record,
+SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
+       CASE WHEN v.reads_rows THEN q.record END AS record,
+       CASE WHEN v.reads_rows THEN q.old_record END AS old_record,
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
        COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
        NULL::timestamptz AS finished_at, NULL::text AS callback_error
   FROM webhook._event_queue q
- WHERE q.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+  JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
 UNION ALL
-SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name, a.record, a.old_record,
+SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
+       CASE WHEN v.reads_rows THEN a.record END,
+       CASE WHEN v.reads_rows THEN a.old_record END,
        a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
        a.callback_error
   FROM webhook._event_archive a
- WHERE a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+  JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
 -- API: Public.
 CREATE VIEW webhook.attempts WITH (security_barrier) AS
@@ -439,10 +466,11 @@ COMMENT ON COLUMN webhook.attempts.outcome IS
 -- webhook.events: last_key holds row values).
 CREATE VIEW webhook.backfills WITH (security_barrier) AS
 SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
-       b.filter, b.last_key, b.started_by, b.started_at, b.finished_at, b.last_error
+       b.filter, CASE WHEN v.reads_rows THEN b.last_key END AS last_key, b.started_by,
+       b.started_at, b.finished_at, b.last_error
   FROM webhook._backfills b
   JOIN webhook._subscriptions s ON s.id = b.subscription_id
- WHERE b.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+  JOIN webhook._visible_subscriptions v ON v.id = b.subscription_id;
 GRANT SELECT ON webhook.backfills TO webhook_admin;
 COMMENT ON VIEW webhook.backfills IS
     'Each webhook.backfill(): its subscription, state (running, done, canceled, failed), rows sent so far against the planner''s estimate, when it started and finished, and why it failed.';

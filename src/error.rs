@@ -1,7 +1,7 @@
 //! How the SQL API refuses bad input: one ERROR with a specific SQLSTATE, a message that names
 //! the problem, and a hint with the fix where there is one.
 
-use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// Raises an ERROR; never returns.
@@ -26,6 +26,23 @@ pub fn invalid(message: impl Into<String>) -> ! {
 /// Runs `f` in a subtransaction; an ERROR inside is rolled back and returned as its message,
 /// so a caller can replace it with one that names the user's input.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    subtransaction(f, true).map_err(|caught| match &*caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
+        CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+    })
+}
+
+/// Runs `f` in a subtransaction that is rolled back however it ends, so nothing `f` wrote to
+/// the database (rows, NOTIFYs, transaction-scoped locks) outlives it; its result must be
+/// copied out of the memory its queries used. An ERROR inside is raised again, unchanged,
+/// after the rollback.
+pub fn undone<R>(f: impl FnOnce() -> R) -> R {
+    subtransaction(f, false).unwrap_or_else(|caught| caught.rethrow())
+}
+
+/// Runs `f` in a subtransaction, kept (`keep`) or rolled back when `f` returns, rolled back
+/// when it raises an ERROR (which is returned).
+fn subtransaction<R>(f: impl FnOnce() -> R, keep: bool) -> Result<R, Box<CaughtError>> {
     use pgrx::pg_sys;
     // SAFETY: the pattern PL/pgSQL uses for EXCEPTION blocks: remember the memory context and
     // resource owner, and restore both whichever way the subtransaction ends.
@@ -35,32 +52,17 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(context);
         let outcome = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(f())))
-            .catch_others(|caught| {
-                let message = match &caught {
-                    pgrx::pg_sys::panic::CaughtError::PostgresError(r)
-                    | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-                    pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
-                        ereport.message().to_string()
-                    }
-                };
-                Err(message)
-            })
+            .catch_others(|caught| Err(Box::new(caught)))
             .execute();
-        match outcome {
-            Ok(value) => {
-                pg_sys::ReleaseCurrentSubTransaction();
-                pg_sys::MemoryContextSwitchTo(context);
-                pg_sys::CurrentResourceOwner = owner;
-                Ok(value)
-            }
-            Err(message) => {
-                pg_sys::MemoryContextSwitchTo(context);
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-                pg_sys::MemoryContextSwitchTo(context);
-                pg_sys::CurrentResourceOwner = owner;
-                Err(message)
-            }
+        pg_sys::MemoryContextSwitchTo(context);
+        if keep && outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
         }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        outcome
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running a shaped subscription's query at capture: its user-written SQL (filter, payload)
-//! runs as the subscription's owner, sandboxed, and an error it raises fails the writer's
-//! statement with a message that names the subscription.
+//! runs as the subscription's owner, sandboxed, in a subtransaction that is rolled back once
+//! its rows are copied out, and an error it raises fails the writer's statement with a message
+//! that names the subscription.
 
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
@@ -60,41 +61,72 @@ pub fn shaped_rows(
     // SAFETY: the trigger's relation, valid for this call.
     let columns = unsafe { live_columns((*data.tg_relation).rd_att) };
     let query = info.shape.query(op, key.as_deref(), &columns);
-    naming_subscription(&info.name, || {
-        crate::privilege::as_owner_sandboxed(info.owner, || {
-            Spi::connect(|client| {
-                // SAFETY: the trigger data is valid for this call; SPI copies what it needs.
-                unsafe {
-                    pg_sys::SPI_register_trigger_data(
-                        data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
-                    )
-                };
-                let mut rows = client.select(query.as_str(), None, &[])?;
-                let mut images = Vec::with_capacity(rows.len());
-                let mut keys = Vec::new();
-                while rows.next().is_some() {
-                    images.push((rows.get_datum_by_ordinal(1)?, rows.get_datum_by_ordinal(2)?));
-                    if key.is_some() {
-                        let text: String = rows.get(3)?.unwrap_or_default();
-                        keys.push(pg_webhook_core::order_key::hash(&text));
+    // Where the rows' images are copied to: the trigger call's memory, which outlives the
+    // subtransaction and SPI.
+    // SAFETY: a plain read of the current context.
+    let outer = unsafe { pg_sys::CurrentMemoryContext };
+    let (images, keys) = naming_subscription(&info.name, || {
+        // Rolled back once the rows are read: what the owner's SQL writes (to a table of
+        // theirs, say) is undone, so a filter or payload cannot keep copies of the rows it
+        // sees — it only chooses and shapes them.
+        crate::error::undone(|| {
+            crate::privilege::as_owner_sandboxed(info.owner, || {
+                Spi::connect(|client| {
+                    // SAFETY: the trigger data is valid for this call; SPI copies what it
+                    // needs.
+                    unsafe {
+                        pg_sys::SPI_register_trigger_data(
+                            data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
+                        )
+                    };
+                    let mut rows = client.select(query.as_str(), None, &[])?;
+                    let mut images = Vec::with_capacity(rows.len());
+                    let mut keys = Vec::new();
+                    while rows.next().is_some() {
+                        let record = rows.get_datum_by_ordinal(1)?;
+                        let old_record = rows.get_datum_by_ordinal(2)?;
+                        // SAFETY: both columns are jsonb (or NULL).
+                        images.push(unsafe { (copied(record, outer), copied(old_record, outer)) });
+                        if key.is_some() {
+                            let text: String = rows.get(3)?.unwrap_or_default();
+                            keys.push(pg_webhook_core::order_key::hash(&text));
+                        }
                     }
-                }
-                if key.is_some() {
-                    order_key::lock_keys(info.subscription_id, &keys);
-                    writer.set_order_keys(keys);
-                }
-                for (record, old_record) in &images {
-                    // SAFETY: both columns are jsonb; the tuples live until SPI finishes, after
-                    // the batch is written below.
-                    unsafe { writer.add_json(*record, *old_record) };
-                }
-                // SAFETY: writes the rest before SPI frees the tuples.
-                unsafe { writer.finish_batch() };
-                Ok::<u64, pgrx::spi::Error>(images.len() as u64)
+                    Ok::<_, pgrx::spi::Error>((images, keys))
+                })
             })
         })
     })
-    .map_err(|e| CaptureError::Queue(e.to_string()))
+    .map_err(|e| CaptureError::Queue(e.to_string()))?;
+    // Locks and queue rows are taken here, outside the rolled-back subtransaction.
+    if key.is_some() {
+        order_key::lock_keys(info.subscription_id, &keys);
+        writer.set_order_keys(keys);
+    }
+    for (record, old_record) in &images {
+        // SAFETY: jsonb values in the trigger call's memory, which outlives the batch.
+        unsafe { writer.add_json(*record, *old_record) };
+    }
+    // SAFETY: writes what the last batch holds.
+    unsafe { writer.finish_batch() };
+    Ok(images.len() as u64)
+}
+
+/// A detoasted copy of a varlena `datum` in `context`.
+///
+/// # Safety
+/// `datum` is a varlena value (or absent); `context` is live.
+unsafe fn copied(
+    datum: Option<pg_sys::Datum>,
+    context: pg_sys::MemoryContext,
+) -> Option<pg_sys::Datum> {
+    // SAFETY: see the function contract.
+    datum.map(|d| unsafe {
+        let current = pg_sys::MemoryContextSwitchTo(context);
+        let copy = pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr());
+        pg_sys::MemoryContextSwitchTo(current);
+        pg_sys::Datum::from(copy)
+    })
 }
 
 /// The names of the columns of rows described by `tupdesc`, in order, dropped ones left out.
