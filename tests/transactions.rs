@@ -29,6 +29,20 @@ fn types(r: &Request) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Table `t (id, pad)` subscribed grouped by transaction (with `extra` options) to `rx`.
+fn grouped_table(pg: &Cluster, rx: &Receiver, extra: &str) -> postgres::Client {
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        &format!(", group_by => 'transaction'{extra}"),
+    );
+    db
+}
+
 #[test]
 fn each_transaction_is_one_request_with_its_events_in_statement_order() {
     let pg = Cluster::start(&[]);
@@ -85,15 +99,7 @@ fn each_transaction_is_one_request_with_its_events_in_statement_order() {
 fn a_large_transaction_goes_in_numbered_parts_in_order() {
     let pg = Cluster::start(&["pg_webhook.max_payload_bytes = '2kB'"]);
     let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction'",
-    );
+    let mut db = grouped_table(&pg, &rx, "");
     exec(
         &mut db,
         "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 30) g",
@@ -142,14 +148,10 @@ fn a_failed_part_is_retried_whole_and_holds_back_the_next() {
             Reply::Status(204)
         }
     });
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction', retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 10",
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 10",
     );
     exec(
         &mut db,
@@ -243,5 +245,56 @@ fn group_by_is_checked_at_subscribe() {
     assert_eq!(
         count(&mut db, "SELECT count(*) FROM webhook.subscriptions"),
         0
+    );
+}
+
+#[test]
+fn a_part_with_an_event_too_large_to_send_goes_once_while_its_request_is_out() {
+    let pg = Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '2kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ]);
+    // Slow answers: the worker claims many times while the part's request is out.
+    let rx = Receiver::with(|_, _| Reply::Delay(std::time::Duration::from_millis(2000), 204));
+    let mut db = grouped_table(&pg, &rx, "");
+    // The 5 kB row dies alone at once (over the limit); its outcome, recorded while the rest
+    // of the part is out, must not make the part look idle and go again.
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 5000)), (3, 'small')",
+    );
+    wait_until(WAIT, "the part", || !rx.accepted().is_empty());
+    exec(&mut db, "INSERT INTO t VALUES (4, 'marker')");
+    wait_until(WAIT, "the marker transaction", || rx.accepted().len() >= 2);
+    let sent: Vec<String> = rx.requests().iter().map(|r| r.id()).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_ne!(sent[0], sent[1]);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead' AND id IS NOT NULL"
+        ),
+        1
+    );
+}
+
+#[test]
+fn rate_limit_counts_the_events_of_each_transaction() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, ", rate_limit => 4");
+    // Six transactions of two events each: 12 events at 4 a second, so the last request
+    // starts at least 2.5 s (five requests of two events) after the first.
+    for i in 0..6 {
+        exec(
+            &mut db,
+            &format!("INSERT INTO t VALUES ({}), ({})", 2 * i, 2 * i + 1),
+        );
+    }
+    let got = rx.wait_for(6, WAIT);
+    let spread = got[got.len() - 1].at - got[0].at;
+    assert!(
+        spread >= std::time::Duration::from_millis(2400),
+        "6 requests of 2 events at 4 events/s went out within {spread:?}"
     );
 }

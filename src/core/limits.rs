@@ -84,6 +84,24 @@ impl Limits {
         }
     }
 
+    /// Takes the rate slots of `events` events of a subscription limited by `spec` that start
+    /// together (a transaction's part, one request): the next event may start that many
+    /// intervals after the slot they took. Call when `wait_for_slot` says a slot is free.
+    pub fn take_slots(&mut self, subscription: i32, spec: &LimitSpec, events: usize, now: Instant) {
+        let Some(rate) = spec.rate_limit.and_then(LimitSpec::usable_rate) else {
+            return;
+        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let slot = self
+            .next_slot
+            .get(&subscription)
+            .map_or(now, |s| (*s).max(now));
+        let taken = interval
+            .saturating_mul(u32::try_from(events.max(1)).unwrap_or(u32::MAX))
+            .min(MAX_WAIT);
+        self.next_slot.insert(subscription, slot + taken);
+    }
+
     /// When an ordered head held back by its rate may start (`None`: now).
     pub fn wait_for_slot(&self, subscription: i32, now: Instant) -> Option<Instant> {
         self.next_slot
@@ -189,5 +207,26 @@ mod tests {
             limits.admit(2, &busy, 1, usize::MAX, now),
             Admission::Later(Duration::from_secs(86_400))
         );
+    }
+
+    #[test]
+    fn a_request_of_several_events_takes_a_slot_for_each() {
+        let mut limits = Limits::default();
+        let spec = target(None, Some(2.0));
+        let now = Instant::now();
+        assert_eq!(limits.wait_for_slot(7, now), None);
+        limits.take_slots(7, &spec, 3, now);
+        // 3 events at 2 a second: the next may start 1.5 s later.
+        assert_eq!(
+            limits.wait_for_slot(7, now),
+            Some(now + Duration::from_millis(1500))
+        );
+        assert_eq!(
+            limits.wait_for_slot(7, now + Duration::from_millis(1500)),
+            None
+        );
+        // Without a rate nothing is taken.
+        limits.take_slots(8, &target(Some(4), None), 3, now);
+        assert_eq!(limits.wait_for_slot(8, now), None);
     }
 }

@@ -332,7 +332,7 @@ impl Claim<'_> {
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = statements.ordered_heads(&heads_wanted, largest)?;
         let (taken, _) = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
-        let parts = self.grouped_parts(room.saturating_sub(taken), largest)?;
+        let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause
         // whose epoch moved after the check above. Reloading the subscriptions now, after every

@@ -7,9 +7,12 @@ use super::super::plan::Plan;
 use super::Claim;
 
 impl Claim<'_> {
-    /// The parts of transactions this worker's grouped subscriptions may send now.
+    /// The parts of transactions this worker's grouped subscriptions may send now. A part is one
+    /// request but takes a rate slot for each of its events, so a rate-limited subscription
+    /// starts one part when its slot is free and is looked at again when the next one is.
     pub(super) fn grouped_parts(
-        &self,
+        &mut self,
+        plan: &mut Plan<'_>,
         room: usize,
         largest: i64,
     ) -> SpiResult<Vec<super::super::grouped::ReadyPart>> {
@@ -22,14 +25,29 @@ impl Claim<'_> {
             if left == 0 {
                 break;
             }
-            parts.extend(super::super::grouped::ready_parts(
+            let rated = t.limits.rate_limit.is_some();
+            if rated {
+                if let Some(at) = self.limits.wait_for_slot(id, self.now) {
+                    plan.wake_at(at);
+                    continue;
+                }
+            }
+            let ready = super::super::grouped::ready_parts(
                 self.statements,
                 self.dispatcher,
                 id,
                 t,
-                left,
+                if rated { 1 } else { left },
                 largest,
-            )?);
+            )?;
+            if let (true, Some(part)) = (rated, ready.first()) {
+                self.limits
+                    .take_slots(id, &t.limits, part.part.events.len(), self.now);
+                if let Some(at) = self.limits.wait_for_slot(id, self.now) {
+                    plan.wake_at(at);
+                }
+            }
+            parts.extend(ready);
         }
         Ok(parts)
     }
