@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pg_webhook_core::order_key::{bucket, hash};
+use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
 use support::{count, error_of, exec, subscribe, WAIT};
@@ -185,11 +185,20 @@ fn writers_wait_only_for_writers_of_the_same_key() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     ledger(&pg, "", &rx);
-    // Two accounts whose keys fall in different lock buckets.
-    let key = |account: i32| bucket(hash(&format!("'{account}'")));
+    // Two accounts whose keys fall in different lock buckets: an int column's part of the key
+    // is its hash as the database's hash function for int4 makes it.
+    let mut db = pg.connect("postgres");
+    let mut key = |account: i32| {
+        let h: i64 = db
+            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
+            .expect("hashing an account")
+            .get(0);
+        bucket(key_hash([KeyPart::Value(h as u64)]))
+    };
+    let zero = key(0);
     let other = (1..100)
-        .find(|a| key(*a) != key(0))
-        .unwrap_or_else(|| panic!("no account outside bucket {}", key(0)));
+        .find(|a| key(*a) != zero)
+        .unwrap_or_else(|| panic!("no account outside bucket {zero}"));
     let mut first = pg.connect("postgres");
     exec(
         &mut first,
@@ -278,4 +287,83 @@ fn a_renamed_or_dropped_key_column_never_fails_a_write() {
          INSERT INTO t VALUES (1, 7), (2, 8); INSERT INTO f VALUES (3, 9);",
     );
     wait_until(WAIT, "the three events", || rx.accepted().len() == 3);
+}
+
+/// A receiver that answers 503 to the first two requests of the event whose `seq` is 1.
+fn refusing_seq_1_twice() -> Receiver {
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Receiver::with(move |req: &Request, _| {
+        if req.json()["record"]["seq"].as_i64() == Some(1)
+            && refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
+        {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    })
+}
+
+/// The `seq` of each accepted request, in the order they were accepted.
+fn seqs(rx: &Receiver) -> Vec<i64> {
+    rx.accepted()
+        .iter()
+        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
+        .collect()
+}
+
+const RETRY_SOON: &str =
+    ", retry_schedule => ARRAY['300 milliseconds']::interval[], max_attempts => 10";
+
+#[test]
+fn one_instant_written_from_sessions_in_different_time_zones_is_one_key() {
+    let pg = Cluster::start(&[]);
+    let rx = refusing_seq_1_twice();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE slots (id int PRIMARY KEY, starts_at timestamptz, seq int)",
+    );
+    subscribe(
+        &mut db,
+        "slots",
+        "slots",
+        &rx.url("/slots"),
+        &format!(", order_key => ARRAY['starts_at']{RETRY_SOON}"),
+    );
+    // The same row's value, shown as 09:00+00 to one writer and 10:00+01 to the other.
+    exec(&mut db, "SET TimeZone = 'UTC'");
+    exec(
+        &mut db,
+        "INSERT INTO slots VALUES (1, '2026-01-01 09:00:00+00', 1)",
+    );
+    exec(&mut db, "SET TimeZone = 'Europe/Berlin'");
+    exec(&mut db, "UPDATE slots SET seq = 2 WHERE id = 1");
+    wait_until(WAIT, "both events", || rx.accepted().len() == 2);
+    assert_eq!(
+        seqs(&rx),
+        vec![1, 2],
+        "the second went while the first was retried"
+    );
+}
+
+#[test]
+fn equal_numbers_written_with_different_scales_are_one_key() {
+    let pg = Cluster::start(&[]);
+    let rx = refusing_seq_1_twice();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, account numeric, seq int)",
+    );
+    subscribe(
+        &mut db,
+        "accounts",
+        "accounts",
+        &rx.url("/accounts"),
+        &format!(", order_key => ARRAY['account']{RETRY_SOON}"),
+    );
+    exec(&mut db, "INSERT INTO accounts VALUES (1, 1.0, 1)");
+    exec(&mut db, "INSERT INTO accounts VALUES (2, 1.00, 2)");
+    wait_until(WAIT, "both events", || rx.accepted().len() == 2);
+    assert_eq!(seqs(&rx), vec![1, 2], "1.00 went while 1.0 was retried");
 }

@@ -22,7 +22,7 @@
 //! waits for a key the chunk holds gives up long before PostgreSQL's deadlock check would cancel
 //! the writer. The chunk is tried again a second later.
 
-use pg_webhook_core::order_key::{bucket, hash};
+use pg_webhook_core::order_key::bucket;
 use pg_webhook_core::payload::Operation;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -132,7 +132,7 @@ fn read_rows(
     query: &str,
     after: &Option<Key>,
     through: &Option<Key>,
-    keyed: bool,
+    key: &mut Option<ChunkKey>,
 ) -> SpiResult<Reading> {
     let mut args: Vec<DatumWithOid<'_>> = Vec::new();
     if let Some(after) = after {
@@ -157,10 +157,15 @@ fn read_rows(
         if rows.get::<bool>(2)? != Some(true) {
             continue;
         }
-        let key = if keyed {
-            hash(&rows.get::<String>(4)?.unwrap_or_default())
-        } else {
-            0
+        let key = match key.as_mut() {
+            Some(key) => {
+                let values = (4..4 + key.present)
+                    .map(|i| rows.get_datum_by_ordinal(i))
+                    .collect::<SpiResult<Vec<_>>>()?;
+                // SAFETY: the key's columns, of the types the hashers were made for.
+                unsafe { key.hashers.hash(values.into_iter()) }
+            }
+            None => 0,
         };
         if let Some(record) = rows.get_datum_by_ordinal(1)? {
             reading.events.push((record, key));
@@ -278,12 +283,31 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
     })
 }
 
-fn has_column(table: pg_sys::Oid, name: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: a syscache lookup with a valid C string.
-    unsafe { pg_sys::get_attnum(table, name.as_ptr()) > 0 }
+/// How a chunk hashes its rows' order keys: the key columns' hashers, and how many of them are
+/// still there (the query reads those).
+struct ChunkKey {
+    hashers: order_key::KeyHashers,
+    present: usize,
+}
+
+/// The order key `names` of `table` as a chunk reads it (each column, `None` when gone), and
+/// how it hashes them.
+fn chunk_key(table: pg_sys::Oid, names: &[String]) -> (Key, ChunkKey) {
+    // SAFETY: the table exists (the chunk's caller checked it) and is read by the chunk anyway;
+    // its descriptor is read under the lock and the lookups kept in the current context.
+    unsafe {
+        let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let found = order_key::positions((*rel).rd_att, names);
+        let hashers = order_key::hashers((*rel).rd_att, names);
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        let key: Key = names
+            .iter()
+            .zip(&found)
+            .map(|(name, at)| at.map(|_| name.clone()))
+            .collect();
+        let present = found.iter().flatten().count();
+        (key, ChunkKey { hashers, present })
+    }
 }
 
 fn subscription_table(target: pg_sys::Oid) -> String {
@@ -315,14 +339,15 @@ fn queue_chunk(
         quote_identifier(&info.schema),
         quote_identifier(&info.table)
     );
-    let key: Option<Key> = info.order_key.as_ref().map(|names| {
-        // A key column renamed or dropped since subscribing stands in as a constant, as in
-        // capture.
-        names
-            .iter()
-            .map(|name| has_column(info.target, name).then(|| name.clone()))
-            .collect()
-    });
+    // A key column renamed or dropped since subscribing stands in as a constant, as in
+    // capture.
+    let (key, mut hashing) = match &info.order_key {
+        Some(names) => {
+            let (key, hashing) = chunk_key(info.target, names);
+            (Some(key), Some(hashing))
+        }
+        None => (None, None),
+    };
     let columns: Vec<String> = pk.iter().map(|(c, _)| c.clone()).collect();
     let shaped = |rows: &str| {
         info.shape
@@ -348,7 +373,7 @@ fn queue_chunk(
         Spi::connect(|client| {
             // The transaction has an xid (the chunk locked its backfill row), so each statement
             // here takes a new snapshot: the read sees every commit made before it starts.
-            let mut reading = read_rows(client, &first, &after, &None, key.is_some())?;
+            let mut reading = read_rows(client, &first, &after, &None, &mut hashing)?;
             let (read, last) = (reading.read, reading.last.clone());
             if key.is_some() && read > 0 {
                 // Lock the keys read, then read the same range again under a new snapshot
@@ -368,7 +393,7 @@ fn queue_chunk(
                     }
                     order_key::lock_keys(info.subscription_id, &keys);
                     held.extend(keys.iter().map(|k| bucket(*k)));
-                    reading = read_rows(client, &again, &after, &last, true)?;
+                    reading = read_rows(client, &again, &after, &last, &mut hashing)?;
                 }
             }
             let mut writer =

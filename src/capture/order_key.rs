@@ -10,7 +10,7 @@
 
 use std::ffi::CStr;
 
-use pg_webhook_core::order_key::{bucket, hash};
+use pg_webhook_core::order_key::{bucket, hash, key_hash, KeyPart};
 use pgrx::pg_sys;
 
 /// Key of the order-key locks (`pg_locks`: locktype advisory, classid the subscription id,
@@ -18,26 +18,113 @@ use pgrx::pg_sys;
 /// no session can take one and hold up the writers.
 const ORDER_KEY_SPACE: u16 = 4;
 
-/// What stands in the key for a column that is no longer there (dropped or renamed since the
-/// subscription was made): every row gets the same, so the key's other columns (or, with none
-/// left, the whole subscription) still order its events, and writes never fail over it.
-pub const GONE: &str = "<gone>";
+/// How one key column's values are hashed: with its type's extended hash function (under the
+/// column's collation), or, for a type without one, as its output text.
+enum Hasher {
+    Typed {
+        function: pg_sys::FmgrInfo,
+        collation: pg_sys::Oid,
+    },
+    Text(pg_sys::FmgrInfo),
+}
 
-/// The order key columns of the table a trigger fired on, ready to read from its rows.
-pub struct KeyColumns {
-    /// Each column's number and output function; `None` for one that is gone.
-    columns: Vec<Option<(i32, pg_sys::FmgrInfo)>>,
+impl Hasher {
+    /// # Safety
+    /// `typid` is an existing type; the function lookups live in the current memory context.
+    unsafe fn for_type(typid: pg_sys::Oid, collation: pg_sys::Oid) -> Hasher {
+        // SAFETY: see the function contract.
+        unsafe {
+            let entry =
+                pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32);
+            let proc = (*entry).hash_extended_proc;
+            if proc == pg_sys::Oid::INVALID {
+                return Hasher::Text(super::row_json::output_function(typid));
+            }
+            let mut function = pg_sys::FmgrInfo::default();
+            pg_sys::fmgr_info(proc, &mut function);
+            Hasher::Typed {
+                function,
+                collation,
+            }
+        }
+    }
+
+    /// # Safety
+    /// `datum` is a non-null value of the type the hasher was made for.
+    unsafe fn part(&mut self, datum: pg_sys::Datum) -> KeyPart {
+        // SAFETY: see the function contract; allocations go to the current context.
+        unsafe {
+            match self {
+                Hasher::Typed {
+                    function,
+                    collation,
+                } => KeyPart::Value(
+                    pg_sys::FunctionCall2Coll(
+                        function,
+                        *collation,
+                        datum,
+                        pg_sys::Datum::from(0i64),
+                    )
+                    .value() as u64,
+                ),
+                Hasher::Text(output) => {
+                    let shown = pg_sys::OutputFunctionCall(output, datum);
+                    KeyPart::Value(hash(&CStr::from_ptr(shown).to_string_lossy()) as u64)
+                }
+            }
+        }
+    }
+}
+
+/// The hashers of a key's columns, `None` for one that is gone.
+pub struct KeyHashers(Vec<Option<Hasher>>);
+
+impl KeyHashers {
+    /// For columns of these (type, collation)s, `None` for one that is gone.
+    ///
+    /// # Safety
+    /// Every type exists; the function lookups live in the current memory context.
+    pub unsafe fn new(columns: &[Option<(pg_sys::Oid, pg_sys::Oid)>]) -> KeyHashers {
+        KeyHashers(
+            columns
+                .iter()
+                // SAFETY: see the function contract.
+                .map(|c| c.map(|(typid, collation)| unsafe { Hasher::for_type(typid, collation) }))
+                .collect(),
+        )
+    }
+
+    /// The key hash of one row, given the values of the key's columns that are there, in
+    /// order (`None`: NULL).
+    ///
+    /// # Safety
+    /// Each value is of its column's type.
+    pub unsafe fn hash(&mut self, mut values: impl Iterator<Item = Option<pg_sys::Datum>>) -> i64 {
+        let parts: Vec<KeyPart> = self
+            .0
+            .iter_mut()
+            .map(|hasher| match hasher {
+                None => KeyPart::Gone,
+                Some(hasher) => match values.next().flatten() {
+                    None => KeyPart::Null,
+                    // SAFETY: see the function contract.
+                    Some(datum) => unsafe { hasher.part(datum) },
+                },
+            })
+            .collect();
+        key_hash(parts)
+    }
 }
 
 /// Where each of `names` is in `tupdesc` (a partition may number its columns differently from
-/// the subscribed table, so by name), `None` for one that is gone.
+/// the subscribed table, so by name), with its type and collation; `None` for one that is gone.
 ///
 /// # Safety
 /// `tupdesc` is a valid tuple descriptor.
 pub unsafe fn positions(
     tupdesc: pg_sys::TupleDesc,
     names: &[String],
-) -> Vec<Option<(usize, pg_sys::Oid)>> {
+) -> Vec<Option<(usize, pg_sys::Oid, pg_sys::Oid)>> {
     // SAFETY: see the function contract.
     let attrs = unsafe { (*tupdesc).attrs.as_slice((*tupdesc).natts as usize) };
     names
@@ -47,9 +134,31 @@ pub unsafe fn positions(
                 .iter()
                 .enumerate()
                 .find(|(_, a)| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)
-                .map(|(i, a)| (i, a.atttypid))
+                .map(|(i, a)| (i, a.atttypid, a.attcollation))
         })
         .collect()
+}
+
+/// The hashers of the key columns `names` of the rows described by `tupdesc`.
+///
+/// # Safety
+/// `tupdesc` is a valid tuple descriptor.
+pub unsafe fn hashers(tupdesc: pg_sys::TupleDesc, names: &[String]) -> KeyHashers {
+    // SAFETY: see the function contract.
+    unsafe {
+        let columns: Vec<_> = positions(tupdesc, names)
+            .into_iter()
+            .map(|p| p.map(|(_, typid, collation)| (typid, collation)))
+            .collect();
+        KeyHashers::new(&columns)
+    }
+}
+
+/// The order key columns of the table a trigger fired on, ready to read from its rows.
+pub struct KeyColumns {
+    /// Each present column's number, in key order.
+    attnums: Vec<i32>,
+    hashers: KeyHashers,
 }
 
 impl KeyColumns {
@@ -59,19 +168,16 @@ impl KeyColumns {
     /// `tupdesc` is the descriptor of the rows the keys are read from.
     pub unsafe fn resolve(tupdesc: pg_sys::TupleDesc, names: &[String]) -> KeyColumns {
         // SAFETY: see the function contract.
-        let found = unsafe { positions(tupdesc, names) };
-        let columns = found
-            .into_iter()
-            .map(|position| {
-                position.map(|(i, typid)| {
-                    // SAFETY: catalog lookups for a valid type; the FmgrInfo lives in this struct.
-                    (i as i32 + 1, unsafe {
-                        super::row_json::output_function(typid)
-                    })
-                })
-            })
-            .collect();
-        KeyColumns { columns }
+        unsafe {
+            KeyColumns {
+                attnums: positions(tupdesc, names)
+                    .into_iter()
+                    .flatten()
+                    .map(|(i, _, _)| i as i32 + 1)
+                    .collect(),
+                hashers: hashers(tupdesc, names),
+            }
+        }
     }
 
     /// The key hash of the row in `slot`.
@@ -79,30 +185,14 @@ impl KeyColumns {
     /// # Safety
     /// `slot` holds a row of the descriptor given to `resolve`.
     pub unsafe fn hash_of(&mut self, slot: *mut pg_sys::TupleTableSlot) -> i64 {
-        let mut text = String::new();
-        for (i, column) in self.columns.iter_mut().enumerate() {
-            if i > 0 {
-                text.push(',');
-            }
-            let Some((attnum, output)) = column else {
-                text.push_str(GONE);
-                continue;
-            };
+        let values = self.attnums.iter().map(|attnum| {
             let mut null = false;
-            // SAFETY: a valid attribute number of the slot's descriptor; the strings are
-            // palloc'd in the current (per-row) context and copied out.
-            unsafe {
-                let datum = pg_sys::slot_getattr(slot, *attnum, &mut null);
-                if null {
-                    text.push_str("NULL");
-                    continue;
-                }
-                let shown = pg_sys::OutputFunctionCall(output, datum);
-                let quoted = pg_sys::quote_literal_cstr(shown);
-                text.push_str(&CStr::from_ptr(quoted).to_string_lossy());
-            }
-        }
-        hash(&text)
+            // SAFETY: a valid attribute number of the slot's descriptor.
+            let datum = unsafe { pg_sys::slot_getattr(slot, *attnum, &mut null) };
+            (!null).then_some(datum)
+        });
+        // SAFETY: the values are the slot's, of the columns the hashers were made for.
+        unsafe { self.hashers.hash(values) }
     }
 }
 

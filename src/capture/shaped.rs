@@ -42,21 +42,14 @@ fn row_number_column(columns: &[String]) -> String {
     name
 }
 
-/// The order key's text column of a query over `alias` (empty without a key).
-fn key_text(key: Option<&[Option<String>]>, alias: &str) -> String {
-    match key {
-        Some(columns) => {
-            let parts: Vec<String> = columns
-                .iter()
-                .map(|c| match c {
-                    Some(c) => format!("pg_catalog.format('%L', {alias}.{})", quote_identifier(c)),
-                    None => quote_literal(super::order_key::GONE),
-                })
-                .collect();
-            format!(", pg_catalog.concat_ws(',', {})", parts.join(", "))
-        }
-        None => String::new(),
-    }
+/// The order key's columns of a query over `alias` that are still there (none without a key):
+/// their values, hashed as capture hashes them (see `order_key::KeyHashers`).
+fn key_columns(key: Option<&[Option<String>]>, alias: &str) -> String {
+    key.into_iter()
+        .flatten()
+        .flatten()
+        .map(|c| format!(", {alias}.{}", quote_identifier(c)))
+        .collect()
 }
 
 impl Shape {
@@ -131,8 +124,8 @@ impl Shape {
     }
 
     /// The query yielding (record, old_record) per qualifying row, in statement order, and
-    /// with an order key (`key`) the text of its columns' values as `order_key` hashes it.
-    /// A key column that is gone (`None`) contributes `order_key::GONE`.
+    /// with an order key (`key`) the values of its columns that are still there (`None`: gone),
+    /// from the third column on.
     /// `columns` are the (live) columns of the rows, in order: the relation whose trigger fired.
     pub fn query(
         &self,
@@ -140,17 +133,17 @@ impl Shape {
         key: Option<&[Option<String>]>,
         columns: &[String],
     ) -> String {
-        let key_text = |alias: &str| key_text(key, alias);
+        let key_columns = |alias: &str| key_columns(key, alias);
         let (record, old_record) = self.images(op);
         match op {
             Operation::Insert => format!(
                 "SELECT {record}, {old_record}{} FROM {NEW_ROWS} AS new{}",
-                key_text("new"),
+                key_columns("new"),
                 self.condition(op)
             ),
             Operation::Delete => format!(
                 "SELECT {record}, {old_record}{} FROM {OLD_ROWS} AS old{}",
-                key_text("old"),
+                key_columns("old"),
                 self.condition(op)
             ),
             // Old and new rows pair up by position; `new` and `old` are then exactly the
@@ -177,7 +170,7 @@ impl Shape {
                        LATERAL (SELECT {}) AS new, \
                        LATERAL (SELECT {}) AS old{} \
                       ORDER BY pg_webhook_n.{rn}",
-                    key_text("new"),
+                    key_columns("new"),
                     pick("pg_webhook_n"),
                     pick("pg_webhook_o"),
                     self.condition(op)
@@ -192,7 +185,7 @@ impl Shape {
     /// INSERT of the row — its columns, or the subscription's payload expression — (NULL when
     /// it does not pass), whether it passes the subscription's
     /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, and with an
-    /// order key its text as in `query`. The subscription's filter sees the row as both NEW and
+    /// order key its columns as in `query` (from the fourth on). The subscription's filter sees the row as both NEW and
     /// OLD (it has no change to show, so a filter that asks for one passes nothing); `also` is
     /// a condition over the table's columns, which it may qualify with `table`.
     pub fn backfill_query(
@@ -234,7 +227,7 @@ impl Shape {
               ORDER BY {}",
             self.images(Operation::Insert).0,
             pk_text.join(", "),
-            key_text(key, "new"),
+            key_columns(key, "new"),
             order.join(", ")
         )
     }

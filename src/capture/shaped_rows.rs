@@ -58,6 +58,12 @@ pub fn shaped_rows(
             .map(|(name, at)| at.map(|_| name.clone()))
             .collect()
     });
+    // SAFETY: the trigger's relation, valid for this call; lookups in the call's memory.
+    let mut hashers = info
+        .order_key
+        .as_ref()
+        .map(|names| unsafe { order_key::hashers((*data.tg_relation).rd_att, names) });
+    let present = key.iter().flatten().flatten().count();
     // SAFETY: the trigger's relation, valid for this call.
     let columns = unsafe { live_columns((*data.tg_relation).rd_att) };
     let query = info.shape.query(op, key.as_deref(), &columns);
@@ -87,9 +93,12 @@ pub fn shaped_rows(
                         let old_record = rows.get_datum_by_ordinal(2)?;
                         // SAFETY: both columns are jsonb (or NULL).
                         images.push(unsafe { (copied(record, outer), copied(old_record, outer)) });
-                        if key.is_some() {
-                            let text: String = rows.get(3)?.unwrap_or_default();
-                            keys.push(pg_webhook_core::order_key::hash(&text));
+                        if let Some(hashers) = hashers.as_mut() {
+                            let values = (3..3 + present)
+                                .map(|i| rows.get_datum_by_ordinal(i))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            // SAFETY: the key's columns, of the types the hashers were made for.
+                            keys.push(unsafe { hashers.hash(values.into_iter()) });
                         }
                     }
                     Ok::<_, pgrx::spi::Error>((images, keys))

@@ -1,20 +1,55 @@
 //! Per-key order: the hash that names an event's order key, and the lock bucket it falls in.
 //!
-//! An event's key is the text of its order key columns, each as `quote_literal` of its output
-//! form (`NULL` unquoted), joined by commas — the same as SQL's
-//! `concat_ws(',', format('%L', col1), format('%L', col2))`. Its hash is FNV-1a over that text,
-//! fixed here so every version of pg_webhook computes the same one.
+//! An event's key is made of its order key columns' values, each hashed by the database with
+//! its type's extended hash function (the one hash indexes and hash joins use, which agrees
+//! with the type's `=`: `1.0` and `1.00`, or one instant written from sessions in different
+//! time zones, hash alike) — or, for a type without one, the hash of its output text. The key's
+//! hash is FNV-1a over each column's part (`key_hash`), fixed here so every version of
+//! pg_webhook computes the same one.
 
 /// How many locks the writers of one subscription's keys share. A bulk statement takes at most
 /// this many; two writers wait for each other only when their keys fall in the same bucket.
 pub const LOCK_BUCKETS: u32 = 256;
 
-/// The 64-bit FNV-1a hash of a key's text, as stored in the queue.
+/// The 64-bit FNV-1a hash of a text (a key column's value of a type without a hash function).
 pub fn hash(key_text: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key_text.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// One column's share of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The column is NULL in this row.
+    Null,
+    /// The column is no longer there (dropped or renamed since subscribing): the same for every
+    /// row.
+    Gone,
+    /// The hash of the column's value.
+    Value(u64),
+}
+
+/// The hash of a key: FNV-1a over each part as a tag byte (0 NULL, 1 gone, 2 a value) followed,
+/// for a value, by its hash's 8 bytes, little-endian.
+pub fn key_hash(parts: impl IntoIterator<Item = KeyPart>) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for part in parts {
+        match part {
+            KeyPart::Null => feed(0),
+            KeyPart::Gone => feed(1),
+            KeyPart::Value(v) => {
+                feed(2);
+                v.to_le_bytes().into_iter().for_each(&mut feed);
+            }
+        }
     }
     h as i64
 }
@@ -44,5 +79,22 @@ mod tests {
         for i in 0..1000 {
             assert!(bucket(hash(&i.to_string())) < LOCK_BUCKETS);
         }
+    }
+
+    #[test]
+    fn key_hashes_known_answers() {
+        // FNV-1a 64 of the bytes [] , [0], [1], [2, 1,0,0,0,0,0,0,0], [0, 1].
+        assert_eq!(key_hash([]) as u64, 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash([KeyPart::Null]) as u64, 0xaf63_bd4c_8601_b7df);
+        assert_eq!(key_hash([KeyPart::Gone]) as u64, 0xaf63_bc4c_8601_b62c);
+        assert_eq!(key_hash([KeyPart::Value(1)]) as u64, 0xedde_65ec_42d6_cbc4);
+        assert_eq!(
+            key_hash([KeyPart::Null, KeyPart::Gone]) as u64,
+            0x0832_8707_b4eb_6e3a
+        );
+        assert_ne!(
+            key_hash([KeyPart::Value(1), KeyPart::Null]),
+            key_hash([KeyPart::Null, KeyPart::Value(1)])
+        );
     }
 }
