@@ -367,3 +367,51 @@ fn equal_numbers_written_with_different_scales_are_one_key() {
     wait_until(WAIT, "both events", || rx.accepted().len() == 2);
     assert_eq!(seqs(&rx), vec![1, 2], "1.00 went while 1.0 was retried");
 }
+
+#[test]
+fn a_replayed_event_waits_while_a_later_event_of_its_key_is_out() {
+    let pg = Cluster::start(&[]);
+    let first = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rx = Receiver::with(
+        move |req: &Request, _| match req.json()["record"]["seq"].as_i64() {
+            Some(1) if first.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                Reply::Status(500)
+            }
+            Some(2) => Reply::Delay(Duration::from_secs(3), 204),
+            _ => Reply::Status(204),
+        },
+    );
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, account int, seq int)",
+    );
+    subscribe(
+        &mut db,
+        "accounts",
+        "accounts",
+        &rx.url("/accounts"),
+        ", order_key => ARRAY['account'], max_attempts => 1",
+    );
+    exec(&mut db, "INSERT INTO accounts VALUES (1, 7, 1)");
+    wait_until(WAIT, "seq 1 dead", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead'",
+        ) == 1
+    });
+    exec(&mut db, "INSERT INTO accounts VALUES (2, 7, 2)");
+    wait_until(WAIT, "seq 2 out", || rx.requests().len() == 2);
+    // Replayed, seq 1 keeps its id and is its key's head again, behind seq 2 that is out.
+    exec(
+        &mut db,
+        "SELECT webhook.replay(id) FROM webhook.events WHERE status = 'dead'",
+    );
+    wait_until(WAIT, "both delivered", || rx.accepted().len() == 2);
+    assert_eq!(seqs(&rx), vec![2, 1]);
+    assert_eq!(
+        rx.peak_concurrency(),
+        1,
+        "account 7 had two events out at once"
+    );
+}

@@ -206,7 +206,7 @@ impl Statements {
             Ok(Statements {
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
                 claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
-                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8])?,
+                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
@@ -304,11 +304,13 @@ impl Statements {
     }
 
     /// The due heads of these ordered subscriptions' keys (subscription, most to return; the
-    /// heads in flight come back too), with images up to `largest` bytes.
+    /// heads in flight come back too, but no head of a key with another event `in_flight`),
+    /// with images up to `largest` bytes.
     pub fn ordered_heads(
         &self,
         subscriptions: &[(i32, i32)],
         largest: i64,
+        in_flight: Vec<i64>,
     ) -> SpiResult<Vec<QueuedEvent>> {
         if subscriptions.is_empty() {
             return Ok(Vec::new());
@@ -319,7 +321,7 @@ impl Statements {
             let rows = client.select(
                 &self.claim_ordered,
                 None,
-                &[ids.into(), most.into(), largest.into()],
+                &[ids.into(), most.into(), largest.into(), in_flight.into()],
             )?;
             read_events(rows)
         })

@@ -330,7 +330,11 @@ impl Claim<'_> {
         }
         let mut plan = Plan::new(self.dispatcher, self.now, room);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
-        let heads = statements.ordered_heads(&heads_wanted, largest)?;
+        let heads = if heads_wanted.is_empty() {
+            Vec::new()
+        } else {
+            statements.ordered_heads(&heads_wanted, largest, self.dispatcher.owned_ids())?
+        };
         let (taken, _) = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
         let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each

@@ -138,6 +138,11 @@ impl Dispatcher {
         self.owned.contains_key(&event_id)
     }
 
+    /// The events claimed and not yet recorded.
+    pub fn owned_ids(&self) -> Vec<i64> {
+        self.owned.keys().copied().collect()
+    }
+
     /// Bytes of row images held by events claimed and not yet recorded.
     pub fn owned_bytes(&self) -> i64 {
         self.owned_bytes
