@@ -415,3 +415,47 @@ fn a_replayed_event_waits_while_a_later_event_of_its_key_is_out() {
         "account 7 had two events out at once"
     );
 }
+
+#[test]
+fn a_failing_key_with_a_long_backlog_does_not_hide_the_other_keys() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::with(|req: &Request, _| {
+        if req.json()["record"]["account"].as_i64() == Some(1) {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, account int, seq int)",
+    );
+    subscribe(
+        &mut db,
+        "accounts",
+        "accounts",
+        &rx.url("/accounts"),
+        ", order_key => ARRAY['account'], retry_schedule => ARRAY['1 hour']::interval[], max_attempts => 10",
+    );
+    // Account 1's head fails and waits an hour; 1,500 more of its events queue behind it, older
+    // than account 2's only one.
+    exec(
+        &mut db,
+        "INSERT INTO accounts SELECT g, 1, g FROM generate_series(1, 1500) g",
+    );
+    wait_until(WAIT, "account 1's head to fail", || {
+        rx.requests().len() == 1
+    });
+    exec(&mut db, "INSERT INTO accounts VALUES (5000, 2, 1)");
+    wait_until(WAIT, "account 2's event", || {
+        rx.accepted()
+            .iter()
+            .any(|r| r.json()["record"]["account"].as_i64() == Some(2))
+    });
+    assert_eq!(
+        rx.requests().len(),
+        2,
+        "account 1 sent nothing past its failing head"
+    );
+}

@@ -1,12 +1,16 @@
 -- The events of these ordered subscriptions ($1, with $2 the most to return for each) that may
--- go now: among each one's first 1000 queued events in id order (id order is commit order per
--- order key, see capture.rs), those that are due and have no earlier event of the same order
--- key (0 for `ordered => true`: the whole subscription is one key). A head in flight is
--- returned too (the worker skips what it owns), and holds back the rest of its key; so does any
--- other event of its key in flight ($4: the events the worker has out) — a replayed event keeps
--- its id, so it can become its key's head while a later event of the key is out. Found through
--- the partial indexes on ordered events. Images larger than $3 are not read (see
--- claim_new.sql).
+-- go now: the due events with no earlier event of the same order key (0 for `ordered => true`:
+-- the whole subscription is one key), oldest first. A head in flight is returned too (the
+-- worker skips what it owns), and holds back the rest of its key; so does any other event of
+-- its key in flight ($4: the events the worker has out) — a replayed event keeps its id, so it
+-- can become its key's head while a later event of the key is out.
+--
+-- Heads are looked for among each subscription's first 1000 queued events in id order (id
+-- order is commit order per order key, see capture.rs), and among the heads of up to 64 keys
+-- taken from a random point of the key space on (wrapping around): a key whose head fails,
+-- with a long backlog behind it, fills the first window, and the second still finds the other
+-- keys' heads within a few claims. Found through the partial indexes on ordered events. Images
+-- larger than $3 are not read (see claim_new.sql).
 SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, q.table_schema,
        q.table_name,
        CASE WHEN q.payload_bytes <= $3 THEN q.record::pg_catalog.text END,
@@ -14,10 +18,52 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
        q.series_start, pg_catalog.to_jsonb(q.created_at) #>> '{}', q.payload_bytes, q.batch
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
  CROSS JOIN LATERAL (
-       SELECT h.*
-         FROM (SELECT c.* FROM webhook._event_queue c
-                WHERE c.ordered AND c.subscription_id = s.id
-                ORDER BY c.id LIMIT 1000) h
+       SELECT DISTINCT ON (h.id) h.*
+         FROM ((SELECT c.* FROM webhook._event_queue c
+                 WHERE c.ordered AND c.subscription_id = s.id
+                 ORDER BY c.id LIMIT 1000)
+               UNION ALL
+               (WITH RECURSIVE start(at) AS (
+                    SELECT ((pg_catalog.random() OPERATOR(pg_catalog.-) 0.5)
+                            OPERATOR(pg_catalog.*) 1.8e19)::pg_catalog.int8
+                ),
+                keys(order_key, n, wrapped) AS (
+                    SELECT COALESCE(
+                               (SELECT pg_catalog.min(e.order_key) FROM webhook._event_queue e
+                                 WHERE e.ordered AND e.subscription_id = s.id
+                                   AND e.order_key OPERATOR(pg_catalog.>=) start.at),
+                               (SELECT pg_catalog.min(e.order_key) FROM webhook._event_queue e
+                                 WHERE e.ordered AND e.subscription_id = s.id)),
+                           1,
+                           NOT EXISTS (SELECT 1 FROM webhook._event_queue e
+                                        WHERE e.ordered AND e.subscription_id = s.id
+                                          AND e.order_key OPERATOR(pg_catalog.>=) start.at)
+                      FROM start
+                    UNION ALL
+                    SELECT nx.order_key, k.n OPERATOR(pg_catalog.+) 1, nx.wrapped
+                      FROM keys k
+                     CROSS JOIN start
+                     CROSS JOIN LATERAL (
+                           SELECT COALESCE(a.order_key, CASE WHEN NOT k.wrapped THEN b.order_key END)
+                                      AS order_key,
+                                  k.wrapped OR a.order_key IS NULL AS wrapped
+                             FROM (SELECT pg_catalog.min(e.order_key) AS order_key
+                                     FROM webhook._event_queue e
+                                    WHERE e.ordered AND e.subscription_id = s.id
+                                      AND e.order_key OPERATOR(pg_catalog.>) k.order_key) a,
+                                  (SELECT pg_catalog.min(e.order_key) AS order_key
+                                     FROM webhook._event_queue e
+                                    WHERE e.ordered AND e.subscription_id = s.id) b) nx
+                     WHERE k.order_key IS NOT NULL AND k.n OPERATOR(pg_catalog.<) 64
+                       AND nx.order_key IS NOT NULL
+                       AND NOT (nx.wrapped AND nx.order_key OPERATOR(pg_catalog.>=) start.at)
+                )
+                SELECT c.*
+                  FROM keys
+                 CROSS JOIN LATERAL (SELECT c.* FROM webhook._event_queue c
+                                      WHERE c.ordered AND c.subscription_id = s.id
+                                        AND c.order_key OPERATOR(pg_catalog.=) keys.order_key
+                                      ORDER BY c.id LIMIT 1) c)) h
         WHERE (h.next_attempt_at IS NULL OR h.next_attempt_at <= pg_catalog.now())
           AND NOT EXISTS (SELECT 1 FROM webhook._event_queue e
                            WHERE e.ordered AND e.subscription_id = h.subscription_id
