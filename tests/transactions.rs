@@ -298,3 +298,34 @@ fn rate_limit_counts_the_events_of_each_transaction() {
         "6 requests of 2 events at 4 events/s went out within {spread:?}"
     );
 }
+
+#[test]
+fn transactions_waiting_for_a_retry_do_not_hold_back_the_next_one() {
+    let pg = Cluster::start(&[]);
+    // Transactions 1-10 fail and wait an hour; the 11th must still go.
+    let rx = Receiver::with(|req: &Request, _| {
+        let id = req.json()["events"][0]["payload"]["record"]["id"]
+            .as_i64()
+            .unwrap_or(0);
+        if id <= 10 {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", max_in_flight => 1, retry_schedule => ARRAY['1 hour']::interval[], max_attempts => 10",
+    );
+    for i in 1..=10 {
+        exec(&mut db, &format!("INSERT INTO t VALUES ({i}, '')"));
+    }
+    wait_until(WAIT, "the ten failing transactions tried", || {
+        rx.requests().len() >= 10
+    });
+    exec(&mut db, "INSERT INTO t VALUES (11, '')");
+    wait_until(WAIT, "the eleventh transaction", || {
+        !rx.accepted().is_empty()
+    });
+}
