@@ -32,6 +32,7 @@ ALTER TABLE webhook._subscriptions
     ADD COLUMN client_cert text,
     ADD COLUMN client_key text,
     ADD COLUMN auth jsonb,
+    ADD COLUMN read_denied boolean NOT NULL DEFAULT false,
     ADD CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL));
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
@@ -80,7 +81,13 @@ ALTER TABLE webhook._callback_queue SET (
 CREATE VIEW webhook._owner_access AS
 SELECT s.id,
        CASE
-           WHEN c.oid IS NULL THEN NULL
+           -- A dropped table's queued events are delivered (captured while it existed),
+           -- unless they were held because the owner could no longer read it.
+           WHEN c.oid IS NULL THEN
+               CASE WHEN s.read_denied
+                    THEN pg_catalog.format('its owner %s could no longer read its table when its events were held, and the table is gone',
+                                           s.owner)
+               END
            -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
            -- would read a cache that may not have caught up with a REVOKE committed just
            -- before): superusers and the owner may, and whoever holds SELECT directly, through
@@ -133,8 +140,8 @@ SELECT s.id,
        -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
        -- the schema or came under row-level security does not read through the events what
        -- the table now refuses (those events are held, see _owner_access). A dropped table's
-       -- events stay readable to whoever sees them.
-       (r.rolsuper OR c.oid IS NULL OR w.whole) AS reads_rows
+       -- events stay readable to whoever sees them, unless they were held so.
+       (r.rolsuper OR (c.oid IS NULL AND NOT s.read_denied) OR w.whole) AS reads_rows
   FROM webhook._subscriptions s
   JOIN pg_catalog.pg_roles r ON r.rolname = current_user
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid

@@ -55,6 +55,10 @@ CREATE TABLE webhook._subscriptions (
     client_cert     text,
     client_key      text,
     auth            jsonb,
+    -- Disabled by the worker because its owner could no longer read the table: its held
+    -- events never go out, nor show their rows to the owner, once the table is gone (there is
+    -- no ACL left to ask then). Cleared by webhook.resume().
+    read_denied     boolean NOT NULL DEFAULT false,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
@@ -274,7 +278,13 @@ ALTER TABLE webhook._callback_queue SET (
 CREATE VIEW webhook._owner_access AS
 SELECT s.id,
        CASE
-           WHEN c.oid IS NULL THEN NULL
+           -- A dropped table's queued events are delivered (captured while it existed),
+           -- unless they were held because the owner could no longer read it.
+           WHEN c.oid IS NULL THEN
+               CASE WHEN s.read_denied
+                    THEN pg_catalog.format('its owner %s could no longer read its table when its events were held, and the table is gone',
+                                           s.owner)
+               END
            -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
            -- would read a cache that may not have caught up with a REVOKE committed just
            -- before): superusers and the owner may, and whoever holds SELECT directly, through
@@ -364,8 +374,8 @@ SELECT s.id,
        -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
        -- the schema or came under row-level security does not read through the events what
        -- the table now refuses (those events are held, see _owner_access). A dropped table's
-       -- events stay readable to whoever sees them.
-       (r.rolsuper OR c.oid IS NULL OR w.whole) AS reads_rows
+       -- events stay readable to whoever sees them, unless they were held so.
+       (r.rolsuper OR (c.oid IS NULL AND NOT s.read_denied) OR w.whole) AS reads_rows
   FROM webhook._subscriptions s
   JOIN pg_catalog.pg_roles r ON r.rolname = current_user
   LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid

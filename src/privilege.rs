@@ -85,6 +85,14 @@ pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Runs `f`, which only reads, with the transaction read-only (in a GUC nest level of its own,
+/// undone afterwards or by the abort of an ERROR): user SQL in it can change nothing — no
+/// table, no sequence (`nextval`/`setval` are not undone by a rollback), no NOTIFY — so it
+/// cannot keep what it reads anywhere.
+pub fn read_only<R>(f: impl FnOnce() -> R) -> R {
+    crate::sql::with_settings(&[(c"transaction_read_only", c"on")], f)
+}
+
 /// Runs `check` (reading or planning user-written SQL) as `role`, sandboxed, in a
 /// subtransaction: its result, or what is wrong, for an error that names the user's input.
 pub fn sandboxed_check<T>(

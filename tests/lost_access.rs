@@ -1,7 +1,7 @@
 //! An owner who may no longer read a subscribed table — SELECT revoked, USAGE on its schema
 //! revoked, row-level security come to bind them — keeps nothing of its rows: the events are
-//! held, the rows they carry are not shown to them, and their filters cannot keep copies. One
-//! scenario per test; each fails on a pg_webhook that lets them read on.
+//! held, the rows they carry are not shown to them, and no filter can write down what it sees.
+//! One scenario per test; each fails on a pg_webhook that lets them read on.
 
 mod support;
 
@@ -156,16 +156,17 @@ fn revoking_usage_on_the_tables_schema_holds_the_subscriptions_events() {
 }
 
 #[test]
-fn what_a_filter_writes_is_undone_so_it_cannot_keep_the_rows_it_sees() {
+fn a_filter_cannot_write_down_the_rows_it_sees() {
     let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
     let mut su = pg.client_with_extension();
     bob_reads_ledger(&mut su);
     let mut bob = pg.connect_as("postgres", "bob");
+    // A sequence keeps what is written to it whether its transaction commits or not.
     exec(
         &mut bob,
-        "CREATE TABLE public.loot (secret text);
+        "CREATE SEQUENCE public.loot;
          CREATE FUNCTION public.keep(s text) RETURNS boolean LANGUAGE plpgsql AS
-           $$ BEGIN INSERT INTO public.loot VALUES (s); RETURN s <> 'skip'; END $$;",
+           $$ BEGIN PERFORM pg_catalog.setval('public.loot', pg_catalog.length(s)); RETURN true; END $$;",
     );
     subscribe(
         &mut bob,
@@ -174,20 +175,61 @@ fn what_a_filter_writes_is_undone_so_it_cannot_keep_the_rows_it_sees() {
         "http://127.0.0.1:9/bob",
         ", events => ARRAY['insert'], filter => $$public.keep(NEW.secret)$$",
     );
-    // The filter still chooses the rows; what it wrote is gone, with or without access.
+    // The filter runs read-only: its write fails the statement, with the subscription named.
+    let e = error_of(
+        &mut su,
+        "INSERT INTO ledger VALUES (1, 'a', 'twenty-one characters')",
+    );
+    assert!(
+        e.contains("pg_webhook subscription \"bobs\"") && e.contains("read-only transaction"),
+        "{e}"
+    );
+    assert_eq!(
+        count(&mut bob, "SELECT last_value FROM public.loot"),
+        1,
+        "bob's filter wrote down what it saw"
+    );
+}
+
+#[test]
+fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
     exec(
         &mut su,
-        "INSERT INTO ledger VALUES (1, 'b', 'chosen'), (2, 'b', 'skip');
-         REVOKE SELECT ON ledger FROM bob;
-         INSERT INTO ledger VALUES (3, 'a', 'after-revoke');",
+        "REVOKE SELECT ON ledger FROM bob;
+         INSERT INTO ledger VALUES (1, 'a', 'held-from-bob');",
     );
+    wait_until(WAIT, "bob's event to be held", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
+        ) == 1
+    });
+    // Dropping the table ends the subscription and gives back its parked events; with no ACL
+    // left to ask, they must not go to bob now, nor show him their rows.
+    exec(&mut su, "DROP TABLE ledger");
     assert_eq!(
-        secrets_seen(&mut su),
-        vec![Some("chosen".to_string()), Some("after-revoke".to_string())]
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'pending'",
+        ),
+        1,
+        "the drop gave the event back"
     );
-    assert_eq!(
-        count(&mut bob, "SELECT count(*) FROM public.loot"),
-        0,
-        "bob's filter kept copies of the rows it saw"
+    wait_until(WAIT, "the worker to hold it again", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
+        ) == 1
+    });
+    assert!(
+        rx.requests().iter().all(|r| r.path != "/bob"),
+        "a row held from bob went to him"
     );
+    assert_eq!(secrets_seen(&mut bob), vec![None]);
 }

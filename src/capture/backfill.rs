@@ -145,7 +145,8 @@ fn read_rows(
         }
         args.push(through.clone().into());
     }
-    let mut rows = client.select(query, None, &args)?;
+    // Read-only: the subscription's filter or payload can keep nothing of what it reads.
+    let mut rows = crate::privilege::read_only(|| client.select(query, None, &args))?;
     let mut reading = Reading {
         events: Vec::new(),
         last: None,

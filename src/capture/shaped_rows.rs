@@ -72,9 +72,9 @@ pub fn shaped_rows(
     // SAFETY: a plain read of the current context.
     let outer = unsafe { pg_sys::CurrentMemoryContext };
     let (images, keys) = naming_subscription(&info.name, || {
-        // Rolled back once the rows are read: what the owner's SQL writes (to a table of
-        // theirs, say) is undone, so a filter or payload cannot keep copies of the rows it
-        // sees — it only chooses and shapes them.
+        // Read-only, and rolled back once the rows are read: a filter or payload cannot keep
+        // copies of the rows it sees (in a table or a sequence of its owner's) — it only
+        // chooses and shapes them.
         crate::error::undone(|| {
             crate::privilege::as_owner_sandboxed(info.owner, || {
                 Spi::connect(|client| {
@@ -85,7 +85,8 @@ pub fn shaped_rows(
                             data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
                         )
                     };
-                    let mut rows = client.select(query.as_str(), None, &[])?;
+                    let mut rows =
+                        crate::privilege::read_only(|| client.select(query.as_str(), None, &[]))?;
                     let mut images = Vec::with_capacity(rows.len());
                     let mut keys = Vec::new();
                     while rows.next().is_some() {

@@ -55,6 +55,7 @@ const DEFER: &str = include_str!("../../sql/worker/defer.sql");
 const PARK: &str = include_str!("../../sql/worker/park.sql");
 const HEALTH: &str = include_str!("../../sql/worker/health.sql");
 const DISABLE: &str = include_str!("../../sql/worker/disable.sql");
+const MARK_READ_DENIED: &str = include_str!("../../sql/worker/mark_read_denied.sql");
 const OVERDUE: &str = include_str!("../../sql/worker/overdue.sql");
 const PURGE_EVENTS: &str = include_str!("../../sql/worker/purge_events.sql");
 const PURGE_ATTEMPTS: &str = include_str!("../../sql/worker/purge_attempts.sql");
@@ -121,6 +122,7 @@ pub struct Statements {
     owner_access: OwnedPreparedStatement,
     health: OwnedPreparedStatement,
     disable: OwnedPreparedStatement,
+    mark_read_denied: OwnedPreparedStatement,
     overdue: OwnedPreparedStatement,
     purge_events: OwnedPreparedStatement,
     purge_attempts: OwnedPreparedStatement,
@@ -188,8 +190,9 @@ impl Statements {
     /// Statements for the worker that delivers `share` of the events.
     pub fn prepare(share: Share) -> SpiResult<Statements> {
         use pg_sys::{
-            BOOLARRAYOID as BA, FLOAT8ARRAYOID as F8A, FLOAT8OID as F8, INT4ARRAYOID as I4A,
-            INT4OID as I4, INT8ARRAYOID as I8A, INT8OID as I8, TEXTARRAYOID as TA, TEXTOID as T,
+            BOOLARRAYOID as BA, BOOLOID as B, FLOAT8ARRAYOID as F8A, FLOAT8OID as F8,
+            INT4ARRAYOID as I4A, INT4OID as I4, INT8ARRAYOID as I8A, INT8OID as I8,
+            TEXTARRAYOID as TA, TEXTOID as T,
         };
         let claim_new = CLAIM_NEW.replace("/*slice*/", &share.slice("$4::int[]"));
         let claim_scheduled = CLAIM_SCHEDULED.replace("/*slice*/", &share.slice("$2::int[]"));
@@ -222,7 +225,8 @@ impl Statements {
                 unpark: keep_mut(client, UNPARK, &[I4A])?,
                 owner_access: keep(client, OWNER_ACCESS, &[I4A])?,
                 health: keep_mut(client, HEALTH, &[I4A, BA])?,
-                disable: keep_mut(client, DISABLE, &[I4, T])?,
+                disable: keep_mut(client, DISABLE, &[I4, T, B])?,
+                mark_read_denied: keep_mut(client, MARK_READ_DENIED, &[I4])?,
                 overdue: keep(client, OVERDUE, &[F8])?,
                 purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,
                 purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8])?,

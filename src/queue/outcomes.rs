@@ -179,12 +179,25 @@ impl Statements {
         })
     }
 
-    /// Disables a subscription with the reason; true if it was active.
-    pub fn disable(&self, id: i32, reason: &str) -> SpiResult<bool> {
+    /// Disables a subscription with the reason (`read_denied`: its owner may no longer read
+    /// its table); true if it was active.
+    pub fn disable(&self, id: i32, reason: &str, read_denied: bool) -> SpiResult<bool> {
         Spi::connect_mut(|client| {
             Ok(!client
-                .update(&self.disable, None, &[id.into(), reason.into()])?
+                .update(
+                    &self.disable,
+                    None,
+                    &[id.into(), reason.into(), read_denied.into()],
+                )?
                 .is_empty())
+        })
+    }
+
+    /// Notes that a subscription's owner may no longer read its table, whatever its status.
+    pub fn mark_read_denied(&self, id: i32) -> SpiResult<()> {
+        Spi::connect_mut(|client| {
+            client.update(&self.mark_read_denied, None, &[id.into()])?;
+            Ok(())
         })
     }
 

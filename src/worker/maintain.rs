@@ -109,7 +109,7 @@ impl Worker {
                     "endpoint failing since {since}; last error: {}; webhook.resume('{name}') re-enables it",
                     error.as_deref().unwrap_or("unknown")
                 );
-                if statements.disable(id, &reason)? {
+                if statements.disable(id, &reason, false)? {
                     disabled.push((name, reason));
                 }
             }

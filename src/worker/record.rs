@@ -41,7 +41,7 @@ impl Worker {
             statements.health(&health)?;
             let mut disabled = Vec::new();
             for (id, reason) in &gone {
-                if statements.disable(*id, reason)? {
+                if statements.disable(*id, reason, false)? {
                     disabled.push((*id, reason.clone()));
                 }
             }

@@ -65,13 +65,16 @@ impl Claim<'_> {
                 continue;
             };
             if t.status != "active" {
+                // Held already (paused, disabled, unsubscribed): noted, so they stay held
+                // once the table is gone.
+                self.statements.mark_read_denied(id)?;
                 continue;
             }
             let reason = format!(
                 "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them",
                 t.name.replace('\'', "''")
             );
-            if self.statements.disable(id, &reason)? {
+            if self.statements.disable(id, &reason, true)? {
                 disabled.push((t.name.clone(), reason));
             }
             t.status = "disabled".into();
