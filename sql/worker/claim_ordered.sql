@@ -2,8 +2,8 @@
 -- go now: the due events with no earlier event of the same order key (0 for `ordered => true`:
 -- the whole subscription is one key), oldest first. A head in flight is returned too (the
 -- worker skips what it owns), and holds back the rest of its key; so does any other event of
--- its key in flight ($4: the events the worker has out) — a replayed event keeps its id, so it
--- can become its key's head while a later event of the key is out.
+-- its key in flight ($4: the events of these subscriptions the worker has out) — a replayed
+-- event keeps its id, so it can become its key's head while a later event of the key is out.
 --
 -- Heads are looked for among each subscription's first 1000 queued events in id order (id
 -- order is commit order per order key, see capture.rs), and among the heads of up to 64 keys
@@ -17,6 +17,12 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
        CASE WHEN q.payload_bytes <= $3 THEN q.old_record::pg_catalog.text END, q.attempts,
        q.series_start, pg_catalog.to_jsonb(q.created_at) #>> '{}', q.payload_bytes, q.batch
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
+ -- The keys with an event out other than their head, found once per subscription.
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(pg_catalog.array_agg(DISTINCT f.order_key), '{}') AS busy
+         FROM webhook._event_queue f
+        WHERE f.ordered AND f.subscription_id = s.id
+          AND f.id = ANY ($4::pg_catalog.int8[])) b
  CROSS JOIN LATERAL (
        SELECT DISTINCT ON (h.id) h.*
          FROM ((SELECT c.* FROM webhook._event_queue c
@@ -68,9 +74,6 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
           AND NOT EXISTS (SELECT 1 FROM webhook._event_queue e
                            WHERE e.ordered AND e.subscription_id = h.subscription_id
                              AND e.order_key = h.order_key AND e.id < h.id)
-          AND NOT EXISTS (SELECT 1 FROM webhook._event_queue f
-                           WHERE f.ordered AND f.subscription_id = h.subscription_id
-                             AND f.order_key = h.order_key
-                             AND f.id = ANY ($4::pg_catalog.int8[]) AND f.id <> h.id)
+          AND (h.id = ANY ($4::pg_catalog.int8[]) OR h.order_key <> ALL (b.busy))
         ORDER BY h.id
         LIMIT s.most) q

@@ -333,7 +333,9 @@ impl Claim<'_> {
         let heads = if heads_wanted.is_empty() {
             Vec::new()
         } else {
-            statements.ordered_heads(&heads_wanted, largest, self.dispatcher.owned_ids())?
+            let subscriptions: Vec<i32> = heads_wanted.iter().map(|(id, _)| *id).collect();
+            let out = self.dispatcher.owned_ids_of(&subscriptions);
+            statements.ordered_heads(&heads_wanted, largest, out)?
         };
         let (taken, _) = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
         let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;

@@ -62,9 +62,10 @@ pub struct Dispatcher {
     pub database: String,
     /// Bodies above this are not sent (`pg_webhook.max_payload_bytes`).
     pub max_payload_bytes: usize,
-    /// Claimed and not yet recorded, with the size of their row images: never claimed again
-    /// until recorded, so nothing is sent twice by the same worker.
-    owned: HashMap<i64, i64>,
+    /// Claimed and not yet recorded, with the size of their row images and their
+    /// subscription: never claimed again until recorded, so nothing is sent twice by the same
+    /// worker.
+    owned: HashMap<i64, (i64, i32)>,
     /// The sum of `owned`'s sizes, which the next claim's byte budget is reduced by.
     owned_bytes: i64,
     /// How many of `owned` each subscription has.
@@ -72,8 +73,10 @@ pub struct Dispatcher {
     tasks: JoinSet<Attempt>,
     flights: HashMap<Id, Flight>,
     /// Parts of transactions in flight (or finished and not yet recorded): (subscription,
-    /// txid). A transaction's next part goes only when its last one is recorded.
-    parts: std::collections::HashSet<(i32, i64)>,
+    /// txid) -> how many of the part's events are not recorded yet. A part counts until all
+    /// are (one settled alone, too large to send, is recorded before the rest come back), and a
+    /// transaction's next part goes only then.
+    parts: HashMap<(i32, i64), usize>,
     /// Requests that finished and whose outcomes are not recorded yet: they still count
     /// against `max_in_flight` (their events are still owned).
     settled_requests: usize,
@@ -96,7 +99,7 @@ impl Dispatcher {
             owned_by: HashMap::new(),
             tasks: JoinSet::new(),
             flights: HashMap::new(),
-            parts: std::collections::HashSet::new(),
+            parts: HashMap::new(),
             settled_requests: 0,
             outcomes: Vec::new(),
             outcomes_since: None,
@@ -138,9 +141,13 @@ impl Dispatcher {
         self.owned.contains_key(&event_id)
     }
 
-    /// The events claimed and not yet recorded.
-    pub fn owned_ids(&self) -> Vec<i64> {
-        self.owned.keys().copied().collect()
+    /// The events of these subscriptions claimed and not yet recorded.
+    pub fn owned_ids_of(&self, subscriptions: &[i32]) -> Vec<i64> {
+        self.owned
+            .iter()
+            .filter(|(_, (_, sub))| subscriptions.contains(sub))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Bytes of row images held by events claimed and not yet recorded.
@@ -192,7 +199,11 @@ impl Dispatcher {
 
     /// Counts `event` as claimed and not yet recorded.
     fn take(&mut self, event: &QueuedEvent) {
-        if self.owned.insert(event.id, event.payload_bytes).is_none() {
+        if self
+            .owned
+            .insert(event.id, (event.payload_bytes, event.subscription_id))
+            .is_none()
+        {
             self.owned_bytes += event.payload_bytes;
             *self.owned_by.entry(event.subscription_id).or_default() += 1;
         }
@@ -355,8 +366,14 @@ impl Dispatcher {
     /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
     pub fn release_recorded(&mut self) {
         for o in self.outcomes.drain(..) {
-            self.parts.remove(&(o.subscription_id, o.txid));
-            if let Some(bytes) = self.owned.remove(&o.event_id) {
+            let part = (o.subscription_id, o.txid);
+            if let Some(left) = self.parts.get_mut(&part) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    self.parts.remove(&part);
+                }
+            }
+            if let Some((bytes, _)) = self.owned.remove(&o.event_id) {
                 self.owned_bytes -= bytes;
                 if let Some(n) = self.owned_by.get_mut(&o.subscription_id) {
                     *n -= 1;

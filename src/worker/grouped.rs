@@ -71,11 +71,6 @@ pub(super) fn ready_parts(
         if part.events.is_empty() {
             continue; // waiting for a retry, or parked
         }
-        // Still on its way: one of the part's events was settled alone (too large to send),
-        // and its outcome, recorded first, let the transaction look idle.
-        if part.events.iter().any(|e| dispatcher.owns(e.id)) {
-            continue;
-        }
         let tx = TransactionPart {
             id: txid.to_string(),
             part: part_no.max(1) as u32,

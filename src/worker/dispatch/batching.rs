@@ -120,13 +120,13 @@ impl Dispatcher {
 
     /// Whether a part of this transaction is in flight or waiting to be recorded.
     pub fn part_in_flight(&self, subscription_id: i32, txid: i64) -> bool {
-        self.parts.contains(&(subscription_id, txid))
+        self.parts.contains_key(&(subscription_id, txid))
     }
 
     /// Parts of `subscription_id`'s transactions in flight.
     pub fn parts_in_flight(&self, subscription_id: i32) -> usize {
         self.parts
-            .iter()
+            .keys()
             .filter(|(s, _)| *s == subscription_id)
             .count()
     }
@@ -144,7 +144,7 @@ impl Dispatcher {
             return;
         };
         let (subscription_id, txid) = (first.subscription_id, first.txid);
-        self.parts.insert((subscription_id, txid));
+        *self.parts.entry((subscription_id, txid)).or_default() += events.len();
         let mut sent = Vec::new();
         let mut members = Vec::new();
         let mut how = None;
