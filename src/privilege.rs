@@ -86,9 +86,9 @@ pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f`, which only reads, with the transaction read-only (in a GUC nest level of its own,
-/// undone afterwards or by the abort of an ERROR): user SQL in it can change nothing — no
-/// table, no sequence (`nextval`/`setval` are not undone by a rollback), no NOTIFY — so it
-/// cannot keep what it reads anywhere.
+/// undone afterwards or by the abort of an ERROR): user SQL in it can write no table and no
+/// sequence (`nextval`/`setval`, which a rollback does not undo), so it cannot keep what it
+/// reads there. (NOTIFY is allowed read-only; capture's rollback discards it.)
 pub fn read_only<R>(f: impl FnOnce() -> R) -> R {
     crate::sql::with_settings(&[(c"transaction_read_only", c"on")], f)
 }

@@ -233,3 +233,36 @@ fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
     );
     assert_eq!(secrets_seen(&mut bob), vec![None]);
 }
+
+#[test]
+fn once_the_access_is_back_the_held_events_go_even_if_the_table_is_then_dropped() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    exec(
+        &mut su,
+        "REVOKE SELECT ON ledger FROM bob;
+         INSERT INTO ledger VALUES (1, 'a', 'held-then-allowed');",
+    );
+    let noted = |su: &mut postgres::Client| {
+        text(
+            su,
+            "SELECT read_denied::text FROM webhook._subscriptions WHERE name = 'bobs'",
+        )
+    };
+    wait_until(WAIT, "the denial to be noted", || {
+        noted(&mut su).as_deref() == Some("true")
+    });
+    // Nobody resumes it; the access comes back and the worker notices.
+    exec(&mut su, "GRANT SELECT ON ledger TO bob");
+    wait_until(WAIT, "the note to be cleared", || {
+        noted(&mut su).as_deref() == Some("false")
+    });
+    exec(&mut su, "DROP TABLE ledger");
+    wait_until(WAIT, "the held event, sent as a dropped table's", || {
+        rx.requests().iter().any(|r| r.path == "/bob")
+    });
+}

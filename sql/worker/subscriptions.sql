@@ -14,6 +14,6 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
        o.denied,
        s.name, s.batch_size, (extract(epoch FROM s.batch_wait) * 1000)::pg_catalog.int8,
        s.order_key IS NOT NULL, s.group_by IS NOT NULL,
-       s.client_cert, s.client_key, s.auth::pg_catalog.text
+       s.client_cert, s.client_key, s.auth::pg_catalog.text, s.read_denied
   FROM webhook._subscriptions s
   JOIN webhook._owner_access o ON o.id = s.id

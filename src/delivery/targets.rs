@@ -37,6 +37,8 @@ pub struct Target {
     pub has_callback: bool,
     /// Why its owner may no longer read its table; its events are then held, not sent.
     pub read_denied: Option<String>,
+    /// Whether its row says so (`_subscriptions.read_denied`), for when the table is gone.
+    pub read_denied_noted: bool,
     pub name: String,
     /// Events per request (1: each alone, in its plain body).
     pub batch_size: usize,
@@ -91,6 +93,7 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
                     },
                     has_callback: row.has_callback,
                     read_denied: row.read_denied,
+                    read_denied_noted: row.read_denied_noted,
                     name: row.name,
                     batch_size: row.batch_size.clamp(1, 1000) as usize,
                     batch_wait: Duration::from_millis(row.batch_wait_ms.clamp(0, 60_000) as u64),

@@ -193,10 +193,11 @@ impl Statements {
         })
     }
 
-    /// Notes that a subscription's owner may no longer read its table, whatever its status.
-    pub fn mark_read_denied(&self, id: i32) -> SpiResult<()> {
+    /// Brings a subscription's `read_denied` in line with its owner's access to its table (while
+    /// the table is there), whatever its status.
+    pub fn sync_read_denied(&self, id: i32) -> SpiResult<()> {
         Spi::connect_mut(|client| {
-            client.update(&self.mark_read_denied, None, &[id.into()])?;
+            client.update(&self.sync_read_denied, None, &[id.into()])?;
             Ok(())
         })
     }

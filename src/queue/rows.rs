@@ -66,6 +66,8 @@ pub struct SubscriptionRow {
     pub client_key: Option<String>,
     /// OAuth 2.0 client credentials (the `auth` object, as JSON text).
     pub auth: Option<String>,
+    /// The worker noted that its owner could not read its table (`read_denied` on its row).
+    pub read_denied_noted: bool,
 }
 
 pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
@@ -99,6 +101,7 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
             client_cert: row.get(23)?,
             client_key: row.get(24)?,
             auth: row.get(25)?,
+            read_denied_noted: row.get(26)?.unwrap_or(false),
         });
     }
     Ok(out)

@@ -45,7 +45,9 @@ pub(super) fn ready_parts(
     if limit == 0 {
         return Ok(ready);
     }
-    let heads = statements.transaction_heads(subscription_id, (limit * 2 + 8) as i64)?;
+    // Those in flight come back too (and are skipped): look past them.
+    let look = limit * 2 + 8 + dispatcher.parts_in_flight(subscription_id);
+    let heads = statements.transaction_heads(subscription_id, look as i64)?;
     for (txid, lowest, uncut) in heads {
         if ready.len() == limit {
             break;

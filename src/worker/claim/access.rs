@@ -62,20 +62,32 @@ impl Claim<'_> {
             };
             t.read_denied = denied;
             let Some(denied) = &t.read_denied else {
+                if t.read_denied_noted {
+                    // It may again: its row no longer says otherwise.
+                    self.statements.sync_read_denied(id)?;
+                    t.read_denied_noted = false;
+                }
                 continue;
             };
             if t.status != "active" {
                 // Held already (paused, disabled, unsubscribed): noted, so they stay held
                 // once the table is gone.
-                self.statements.mark_read_denied(id)?;
+                if !t.read_denied_noted {
+                    self.statements.sync_read_denied(id)?;
+                    t.read_denied_noted = true;
+                }
                 continue;
             }
+            t.read_denied_noted = true;
             let reason = format!(
                 "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them",
                 t.name.replace('\'', "''")
             );
             if self.statements.disable(id, &reason, true)? {
                 disabled.push((t.name.clone(), reason));
+            } else {
+                // Not active any more (paused or unsubscribed meanwhile): noted all the same.
+                self.statements.sync_read_denied(id)?;
             }
             t.status = "disabled".into();
         }

@@ -32,19 +32,14 @@ impl Claim<'_> {
                     continue;
                 }
             }
-            // Asked for as many as there is room for (those in flight are skipped among
-            // them), even when only the first may start now.
-            let mut ready = super::super::grouped::ready_parts(
+            let ready = super::super::grouped::ready_parts(
                 self.statements,
                 self.dispatcher,
                 id,
                 t,
-                left,
+                if rated { 1 } else { left },
                 largest,
             )?;
-            if rated {
-                ready.truncate(1);
-            }
             if let (true, Some(part)) = (rated, ready.first()) {
                 self.limits
                     .take_slots(id, &t.limits, part.part.events.len(), self.now);

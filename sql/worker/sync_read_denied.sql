@@ -1,0 +1,11 @@
+-- Brings a subscription's ($1) read_denied in line with whether its owner may read its table,
+-- while the table is there (gone, there is no ACL left to ask, and the last word stands): its
+-- held events must not go out once the table is dropped. Whatever its status (paused, disabled
+-- for failing, unsubscribed). Decided here, under this statement's snapshot, so a GRANT or a
+-- resume committed since the worker looked is not undone.
+UPDATE webhook._subscriptions s
+   SET read_denied = (o.denied IS NOT NULL)
+  FROM webhook._owner_access o
+ WHERE s.id = $1 AND o.id = s.id
+   AND s.read_denied IS DISTINCT FROM (o.denied IS NOT NULL)
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.target::pg_catalog.oid)
