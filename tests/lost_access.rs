@@ -33,6 +33,22 @@ fn secrets_seen(who: &mut postgres::Client) -> Vec<Option<String>> {
     .collect()
 }
 
+/// bob subscribes `ledger` (to a receiver of its own), then loses SELECT, and a row is written.
+fn revoked_after_subscribing() -> (Cluster, Receiver, postgres::Client, postgres::Client) {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    exec(
+        &mut su,
+        "REVOKE SELECT ON ledger FROM bob;
+         INSERT INTO ledger VALUES (1, 'a', 'held');",
+    );
+    (pg, rx, su, bob)
+}
+
 #[test]
 fn an_owner_who_may_no_longer_read_the_table_sees_its_events_without_their_rows() {
     // No worker: the events stay queued, as a disabled subscription's are.
@@ -193,17 +209,7 @@ fn a_filter_cannot_write_down_the_rows_it_sees() {
 
 #[test]
 fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
-    let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
-    exec(
-        &mut su,
-        "REVOKE SELECT ON ledger FROM bob;
-         INSERT INTO ledger VALUES (1, 'a', 'held-from-bob');",
-    );
+    let (_pg, rx, mut su, mut bob) = revoked_after_subscribing();
     wait_until(WAIT, "bob's event to be held", || {
         count(
             &mut su,
@@ -236,17 +242,7 @@ fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
 
 #[test]
 fn once_the_access_is_back_the_held_events_go_even_if_the_table_is_then_dropped() {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
-    let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
-    exec(
-        &mut su,
-        "REVOKE SELECT ON ledger FROM bob;
-         INSERT INTO ledger VALUES (1, 'a', 'held-then-allowed');",
-    );
+    let (_pg, rx, mut su, _bob) = revoked_after_subscribing();
     let noted = |su: &mut postgres::Client| {
         text(
             su,
