@@ -79,7 +79,7 @@ impl Cluster {
         );
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("pg_webhook_test_{}_{n}", std::process::id()));
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             dir,
             port: free_port(),
             bindir: pg_bindir(),
@@ -119,8 +119,27 @@ impl Cluster {
             conf.push('\n');
         }
         cluster.append_conf(&conf);
-        cluster.pg_ctl_start();
+        cluster.first_start();
         cluster
+    }
+
+    /// Starts the new cluster. A port free when it was picked can be taken before the server
+    /// binds it (tests run in parallel, and their receivers bind ports too): then the server
+    /// is started again on another one.
+    fn first_start(&mut self) {
+        const TRIES: usize = 5;
+        for _ in 1..TRIES {
+            let out = self.run_pg_ctl_start();
+            if out.status.success() {
+                return;
+            }
+            if !self.log().contains("Address already in use") {
+                break;
+            }
+            self.port = free_port();
+            self.append_conf(&format!("\nport = {}\n", self.port));
+        }
+        self.pg_ctl_start();
     }
 
     /// The path of one of this PostgreSQL's programs (pg_dump, pg_repack, ...).
@@ -201,8 +220,19 @@ impl Cluster {
     }
 
     pub fn pg_ctl_start(&self) {
+        let out = self.run_pg_ctl_start();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    fn run_pg_ctl_start(&self) -> Output {
         let pg_ctl = self.bindir.join("pg_ctl");
-        self.run_ok(
+        self.run(
             pg_ctl.to_str().unwrap(),
             &[
                 "-D",
@@ -214,7 +244,7 @@ impl Cluster {
                 "60",
                 "start",
             ],
-        );
+        )
     }
 
     /// `pg_ctl stop -m <mode>`: smart, fast or immediate.
