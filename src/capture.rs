@@ -331,6 +331,8 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     if info.ordered {
         lock_ordered(info.subscription_id);
     }
+    // Before the keys: a key column of a type without a hash function is keyed by its text.
+    let pinned = pin_output_settings();
     // A shaped subscription's keys come with its query's rows (and only for those it sends).
     let keys = match &info.order_key {
         Some(names) if info.shape.is_plain() || op == Operation::Truncate => {
@@ -347,7 +349,6 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     if let Some(keys) = keys {
         writer.set_order_keys(keys);
     }
-    let pinned = pin_output_settings();
     let queued = if op == Operation::Truncate {
         // One event for the statement, with no rows.
         // SAFETY: writes one queue row with both images NULL.
