@@ -132,7 +132,7 @@ fn read_rows(
     query: &str,
     after: &Option<Key>,
     through: &Option<Key>,
-    key: &mut Option<ChunkKey>,
+    key: &mut Option<order_key::QueryKey>,
 ) -> SpiResult<Reading> {
     let mut args: Vec<DatumWithOid<'_>> = Vec::new();
     if let Some(after) = after {
@@ -159,13 +159,8 @@ fn read_rows(
             continue;
         }
         let key = match key.as_mut() {
-            Some(key) => {
-                let values = (4..4 + key.present)
-                    .map(|i| rows.get_datum_by_ordinal(i))
-                    .collect::<SpiResult<Vec<_>>>()?;
-                // SAFETY: the key's columns, of the types the hashers were made for.
-                unsafe { key.hashers.hash(values.into_iter()) }
-            }
+            // SAFETY: the chunk's query selects the key's columns from the fourth on.
+            Some(key) => unsafe { key.hash_row(&rows, 4) }?,
             None => 0,
         };
         if let Some(record) = rows.get_datum_by_ordinal(1)? {
@@ -284,30 +279,15 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
     })
 }
 
-/// How a chunk hashes its rows' order keys: the key columns' hashers, and how many of them are
-/// still there (the query reads those).
-struct ChunkKey {
-    hashers: order_key::KeyHashers,
-    present: usize,
-}
-
-/// The order key `names` of `table` as a chunk reads it (each column, `None` when gone), and
-/// how it hashes them.
-fn chunk_key(table: pg_sys::Oid, names: &[String]) -> (Key, ChunkKey) {
+/// The order key `names` of `table` as a chunk reads it.
+fn chunk_key(table: pg_sys::Oid, names: &[String]) -> order_key::QueryKey {
     // SAFETY: the table exists (the chunk's caller checked it) and is read by the chunk anyway;
     // its descriptor is read under the lock and the lookups kept in the current context.
     unsafe {
         let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let found = order_key::positions((*rel).rd_att, names);
-        let hashers = order_key::hashers((*rel).rd_att, names);
+        let key = order_key::QueryKey::new((*rel).rd_att, names);
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        let key: Key = names
-            .iter()
-            .zip(&found)
-            .map(|(name, at)| at.map(|_| name.clone()))
-            .collect();
-        let present = found.iter().flatten().count();
-        (key, ChunkKey { hashers, present })
+        key
     }
 }
 
@@ -342,13 +322,11 @@ fn queue_chunk(
     );
     // A key column renamed or dropped since subscribing stands in as a constant, as in
     // capture.
-    let (key, mut hashing) = match &info.order_key {
-        Some(names) => {
-            let (key, hashing) = chunk_key(info.target, names);
-            (Some(key), Some(hashing))
-        }
-        None => (None, None),
-    };
+    let mut hashing = info
+        .order_key
+        .as_ref()
+        .map(|names| chunk_key(info.target, names));
+    let key: Option<Key> = hashing.as_ref().map(|k| k.columns.clone());
     let columns: Vec<String> = pk.iter().map(|(c, _)| c.clone()).collect();
     let shaped = |rows: &str| {
         info.shape

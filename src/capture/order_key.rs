@@ -12,6 +12,7 @@ use std::ffi::CStr;
 
 use pg_webhook_core::order_key::{bucket, hash, key_hash, KeyPart};
 use pgrx::pg_sys;
+use pgrx::spi::{SpiResult, SpiTupleTable};
 
 /// Key of the order-key locks (`pg_locks`: locktype advisory, classid the subscription id,
 /// objid the bucket, objsubid 4). SQL's advisory lock functions make objsubid 1 or 2 only, so
@@ -121,7 +122,7 @@ impl KeyHashers {
 ///
 /// # Safety
 /// `tupdesc` is a valid tuple descriptor.
-pub unsafe fn positions(
+unsafe fn positions(
     tupdesc: pg_sys::TupleDesc,
     names: &[String],
 ) -> Vec<Option<(usize, pg_sys::Oid, pg_sys::Oid)>> {
@@ -139,18 +140,58 @@ pub unsafe fn positions(
         .collect()
 }
 
-/// The hashers of the key columns `names` of the rows described by `tupdesc`.
+/// The hashers of the key columns `found` (as `positions` gives them).
 ///
 /// # Safety
-/// `tupdesc` is a valid tuple descriptor.
-pub unsafe fn hashers(tupdesc: pg_sys::TupleDesc, names: &[String]) -> KeyHashers {
+/// Each type exists; the function lookups live in the current memory context.
+unsafe fn hashers_of(found: &[Option<(usize, pg_sys::Oid, pg_sys::Oid)>]) -> KeyHashers {
+    let columns: Vec<_> = found
+        .iter()
+        .map(|p| p.map(|(_, typid, collation)| (typid, collation)))
+        .collect();
     // SAFETY: see the function contract.
-    unsafe {
-        let columns: Vec<_> = positions(tupdesc, names)
-            .into_iter()
-            .map(|p| p.map(|(_, typid, collation)| (typid, collation)))
-            .collect();
-        KeyHashers::new(&columns)
+    unsafe { KeyHashers::new(&columns) }
+}
+
+/// An order key as a query reads it (a shaped subscription's, a backfill chunk's): its columns
+/// still there are selected, in key order, and hashed here as capture hashes them.
+pub struct QueryKey {
+    /// Each key column, `None` for one that is gone (dropped or renamed since subscribing).
+    pub columns: Vec<Option<String>>,
+    hashers: KeyHashers,
+}
+
+impl QueryKey {
+    /// The key columns `names` of rows described by `tupdesc`.
+    ///
+    /// # Safety
+    /// `tupdesc` is a valid tuple descriptor; the lookups live in the current memory context.
+    pub unsafe fn new(tupdesc: pg_sys::TupleDesc, names: &[String]) -> QueryKey {
+        // SAFETY: see the function contract.
+        unsafe {
+            let found = positions(tupdesc, names);
+            QueryKey {
+                columns: names
+                    .iter()
+                    .zip(&found)
+                    .map(|(name, at)| at.map(|_| name.clone()))
+                    .collect(),
+                hashers: hashers_of(&found),
+            }
+        }
+    }
+
+    /// The key hash of the current row of `rows`, whose key columns start at column `first`.
+    ///
+    /// # Safety
+    /// Those columns are the ones `columns` names as there, in order.
+    pub unsafe fn hash_row(&mut self, rows: &SpiTupleTable<'_>, first: usize) -> SpiResult<i64> {
+        let present = self.columns.iter().flatten().count();
+        let values = (first..first + present)
+            .map(|i| rows.get_datum_by_ordinal(i))
+            .collect::<SpiResult<Vec<_>>>()?;
+        // SAFETY: see the function contract.
+        Ok(unsafe { self.hashers.hash(values.into_iter()) })
     }
 }
 
@@ -169,13 +210,14 @@ impl KeyColumns {
     pub unsafe fn resolve(tupdesc: pg_sys::TupleDesc, names: &[String]) -> KeyColumns {
         // SAFETY: see the function contract.
         unsafe {
+            let found = positions(tupdesc, names);
             KeyColumns {
-                attnums: positions(tupdesc, names)
-                    .into_iter()
+                attnums: found
+                    .iter()
                     .flatten()
-                    .map(|(i, _, _)| i as i32 + 1)
+                    .map(|(i, _, _)| *i as i32 + 1)
                     .collect(),
-                hashers: hashers(tupdesc, names),
+                hashers: hashers_of(&found),
             }
         }
     }

@@ -185,9 +185,10 @@ impl Shape {
     /// INSERT of the row — its columns, or the subscription's payload expression — (NULL when
     /// it does not pass), whether it passes the subscription's
     /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, and with an
-    /// order key its columns as in `query` (from the fourth on). The subscription's filter sees the row as both NEW and
-    /// OLD (it has no change to show, so a filter that asks for one passes nothing); `also` is
-    /// a condition over the table's columns, which it may qualify with `table`.
+    /// order key its columns as in `query` (from the fourth on). The subscription's filter sees
+    /// the row as both NEW and OLD (it has no change to show, so a filter that asks for one
+    /// passes nothing); `also` is a condition over the table's columns, which it may qualify
+    /// with `table`.
     pub fn backfill_query(
         &self,
         rows: &str,

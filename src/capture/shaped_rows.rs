@@ -49,24 +49,16 @@ pub fn shaped_rows(
     info: &CaptureInfo,
 ) -> Result<u64, CaptureError> {
     // Key columns no longer there are replaced by a constant, as on the plain path.
-    let key: Option<Vec<Option<String>>> = info.order_key.as_ref().map(|names| {
-        // SAFETY: the trigger's relation, valid for this call.
-        let found = unsafe { order_key::positions((*data.tg_relation).rd_att, names) };
-        names
-            .iter()
-            .zip(found)
-            .map(|(name, at)| at.map(|_| name.clone()))
-            .collect()
-    });
     // SAFETY: the trigger's relation, valid for this call; lookups in the call's memory.
-    let mut hashers = info
+    let mut key = info
         .order_key
         .as_ref()
-        .map(|names| unsafe { order_key::hashers((*data.tg_relation).rd_att, names) });
-    let present = key.iter().flatten().flatten().count();
+        .map(|names| unsafe { order_key::QueryKey::new((*data.tg_relation).rd_att, names) });
     // SAFETY: the trigger's relation, valid for this call.
     let columns = unsafe { live_columns((*data.tg_relation).rd_att) };
-    let query = info.shape.query(op, key.as_deref(), &columns);
+    let query = info
+        .shape
+        .query(op, key.as_ref().map(|k| k.columns.as_slice()), &columns);
     // Where the rows' images are copied to: the trigger call's memory, which outlives the
     // subtransaction and SPI.
     // SAFETY: a plain read of the current context.
@@ -94,12 +86,9 @@ pub fn shaped_rows(
                         let old_record = rows.get_datum_by_ordinal(2)?;
                         // SAFETY: both columns are jsonb (or NULL).
                         images.push(unsafe { (copied(record, outer), copied(old_record, outer)) });
-                        if let Some(hashers) = hashers.as_mut() {
-                            let values = (3..3 + present)
-                                .map(|i| rows.get_datum_by_ordinal(i))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            // SAFETY: the key's columns, of the types the hashers were made for.
-                            keys.push(unsafe { hashers.hash(values.into_iter()) });
+                        if let Some(key) = key.as_mut() {
+                            // SAFETY: the query selects the key's columns from the third on.
+                            keys.push(unsafe { key.hash_row(&rows, 3) }?);
                         }
                     }
                     Ok::<_, pgrx::spi::Error>((images, keys))

@@ -39,6 +39,12 @@ impl LimitSpec {
     pub fn usable_rate(rate: f64) -> Option<f64> {
         (rate.is_finite() && rate > 0.0).then(|| rate.clamp(MIN_RATE, MAX_RATE))
     }
+
+    /// The time between two events at the subscription's rate (`None`: not rate limited).
+    fn interval(&self) -> Option<Duration> {
+        let rate = self.rate_limit.and_then(LimitSpec::usable_rate)?;
+        Some(Duration::from_secs_f64(1.0 / rate))
+    }
 }
 
 #[derive(Default)]
@@ -66,14 +72,10 @@ impl Limits {
                 return Admission::Later(BUSY_RETRY.saturating_mul(rounds).min(MAX_WAIT));
             }
         }
-        let Some(rate) = spec.rate_limit.and_then(LimitSpec::usable_rate) else {
+        let Some(interval) = spec.interval() else {
             return Admission::Start;
         };
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let slot = self
-            .next_slot
-            .get(&subscription)
-            .map_or(now, |s| (*s).max(now));
+        let slot = self.slot(subscription, now);
         if slot <= now {
             self.next_slot.insert(subscription, slot + interval);
             Admission::Start
@@ -88,18 +90,21 @@ impl Limits {
     /// together (a transaction's part, one request): the next event may start that many
     /// intervals after the slot they took. Call when `wait_for_slot` says a slot is free.
     pub fn take_slots(&mut self, subscription: i32, spec: &LimitSpec, events: usize, now: Instant) {
-        let Some(rate) = spec.rate_limit.and_then(LimitSpec::usable_rate) else {
+        let Some(interval) = spec.interval() else {
             return;
         };
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let slot = self
-            .next_slot
-            .get(&subscription)
-            .map_or(now, |s| (*s).max(now));
+        let slot = self.slot(subscription, now);
         let taken = interval
             .saturating_mul(u32::try_from(events.max(1)).unwrap_or(u32::MAX))
             .min(MAX_WAIT);
         self.next_slot.insert(subscription, slot + taken);
+    }
+
+    /// When a subscription's next rate slot is: its next free one, or now.
+    fn slot(&self, subscription: i32, now: Instant) -> Instant {
+        self.next_slot
+            .get(&subscription)
+            .map_or(now, |s| (*s).max(now))
     }
 
     /// When an ordered head held back by its rate may start (`None`: now).

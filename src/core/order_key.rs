@@ -13,8 +13,13 @@ pub const LOCK_BUCKETS: u32 = 256;
 
 /// The 64-bit FNV-1a hash of a text (a key column's value of a type without a hash function).
 pub fn hash(key_text: &str) -> i64 {
+    fnv_1a(key_text.bytes())
+}
+
+/// The 64-bit FNV-1a hash of `bytes`.
+fn fnv_1a(bytes: impl IntoIterator<Item = u8>) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key_text.bytes() {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -36,22 +41,14 @@ pub enum KeyPart {
 /// The hash of a key: FNV-1a over each part as a tag byte (0 NULL, 1 gone, 2 a value) followed,
 /// for a value, by its hash's 8 bytes, little-endian.
 pub fn key_hash(parts: impl IntoIterator<Item = KeyPart>) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |b: u8| {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    };
-    for part in parts {
-        match part {
-            KeyPart::Null => feed(0),
-            KeyPart::Gone => feed(1),
-            KeyPart::Value(v) => {
-                feed(2);
-                v.to_le_bytes().into_iter().for_each(&mut feed);
-            }
-        }
-    }
-    h as i64
+    fnv_1a(parts.into_iter().flat_map(|part| {
+        let (tag, value) = match part {
+            KeyPart::Null => (0u8, None),
+            KeyPart::Gone => (1, None),
+            KeyPart::Value(v) => (2, Some(v.to_le_bytes())),
+        };
+        std::iter::once(tag).chain(value.into_iter().flatten())
+    }))
 }
 
 /// The lock bucket of a key's hash.
