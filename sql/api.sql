@@ -297,6 +297,32 @@ CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._o
 -- Also under session_replication_role = replica (logical replication apply, some restores).
 ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;
 
+-- API: Private. Before a DROP that can take a subscribed table with it: every subscription
+-- whose table is still there notes whether its owner may read it (read_denied), as the worker
+-- does when it sees a denial. Once the table is gone there is no ACL left to ask, so a REVOKE
+-- and the DROP in one transaction, or with no worker running in between, are judged here:
+-- the events held from an owner who lost access stay held after the drop.
+CREATE FUNCTION webhook._on_drop_start() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE webhook._subscriptions s
+       SET read_denied = (o.denied IS NOT NULL)
+      FROM webhook._owner_access o
+     WHERE o.id = s.id
+       AND s.read_denied IS DISTINCT FROM (o.denied IS NOT NULL)
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.target::pg_catalog.oid);
+END
+$$;
+COMMENT ON FUNCTION webhook._on_drop_start() IS
+    'Internal: event trigger that notes, before a DROP that can take a subscribed table, which subscriptions'' owners may no longer read their tables.';
+CREATE EVENT TRIGGER webhook_on_drop_start ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE', 'DROP FOREIGN TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP EXTENSION')
+    EXECUTE FUNCTION webhook._on_drop_start();
+ALTER EVENT TRIGGER webhook_on_drop_start ENABLE ALWAYS;
+
 -- API: Private. A created, attached or detached partition (or inheritance child): the
 -- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
 -- any CREATE TABLE ... PARTITION OF are covered this way. In C, because it must see the
@@ -325,7 +351,7 @@ COMMENT ON FUNCTION webhook._sync_all_triggers() IS
 -- a capture trigger to a table.
 REVOKE ALL ON FUNCTION
     webhook._capture(), webhook._order_lock(),
-    webhook._on_sql_drop(), webhook._on_ddl(),
+    webhook._on_sql_drop(), webhook._on_drop_start(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight()
 FROM PUBLIC;

@@ -33,14 +33,20 @@ fn secrets_seen(who: &mut postgres::Client) -> Vec<Option<String>> {
     .collect()
 }
 
-/// bob subscribes `ledger` (to a receiver of its own), then loses SELECT, and a row is written.
-fn revoked_after_subscribing() -> (Cluster, Receiver, postgres::Client, postgres::Client) {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+/// A cluster (with `conf`) where bob has subscribed `ledger` to a receiver of its own.
+fn bob_subscribed(conf: &[&str]) -> (Cluster, Receiver, postgres::Client, postgres::Client) {
+    let pg = Cluster::start(conf);
     let rx = Receiver::start();
     let mut su = pg.client_with_extension();
     bob_reads_ledger(&mut su);
     let mut bob = pg.connect_as("postgres", "bob");
     subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    (pg, rx, su, bob)
+}
+
+/// bob subscribes `ledger`, then loses SELECT, and a row is written.
+fn revoked_after_subscribing() -> (Cluster, Receiver, postgres::Client, postgres::Client) {
+    let (pg, rx, mut su, bob) = bob_subscribed(&["pg_webhook.poll_interval = '100ms'"]);
     exec(
         &mut su,
         "REVOKE SELECT ON ledger FROM bob;
@@ -210,12 +216,7 @@ fn a_filter_cannot_write_down_the_rows_it_sees() {
 #[test]
 fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
     let (_pg, rx, mut su, mut bob) = revoked_after_subscribing();
-    wait_until(WAIT, "bob's event to be held", || {
-        count(
-            &mut su,
-            "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
-        ) == 1
-    });
+    wait_until(WAIT, "bob's event to be held", || held(&mut su));
     // Dropping the table ends the subscription and gives back its parked events; with no ACL
     // left to ask, they must not go to bob now, nor show him their rows.
     exec(&mut su, "DROP TABLE ledger");
@@ -227,17 +228,7 @@ fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
         1,
         "the drop gave the event back"
     );
-    wait_until(WAIT, "the worker to hold it again", || {
-        count(
-            &mut su,
-            "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
-        ) == 1
-    });
-    assert!(
-        rx.requests().iter().all(|r| r.path != "/bob"),
-        "a row held from bob went to him"
-    );
-    assert_eq!(secrets_seen(&mut bob), vec![None]);
+    held_from_bob(&rx, &mut su, &mut bob);
 }
 
 #[test]
@@ -261,4 +252,54 @@ fn once_the_access_is_back_the_held_events_go_even_if_the_table_is_then_dropped(
     wait_until(WAIT, "the held event, sent as a dropped table's", || {
         rx.requests().iter().any(|r| r.path == "/bob")
     });
+}
+
+/// Whether bob's one event is parked (held), not sent.
+fn held(su: &mut postgres::Client) -> bool {
+    count(
+        su,
+        "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
+    ) == 1
+}
+
+/// Waits for the worker to hold bob's event, then checks that neither his receiver nor he saw
+/// its row.
+fn held_from_bob(rx: &Receiver, su: &mut postgres::Client, bob: &mut postgres::Client) {
+    wait_until(WAIT, "the worker to hold bob's event", || held(su));
+    assert!(
+        rx.requests().iter().all(|r| r.path != "/bob"),
+        "a row bob lost access to went to him"
+    );
+    assert_eq!(secrets_seen(bob), vec![None]);
+}
+
+#[test]
+fn a_revoke_and_a_drop_in_one_transaction_keep_the_events_held() {
+    let (_pg, rx, mut su, mut bob) = bob_subscribed(&["pg_webhook.poll_interval = '100ms'"]);
+    // The row, the REVOKE and the DROP commit together: no worker ever sees the table while
+    // bob may not read it.
+    exec(
+        &mut su,
+        "BEGIN;
+         INSERT INTO ledger VALUES (1, 'a', 'held');
+         REVOKE SELECT ON ledger FROM bob;
+         DROP TABLE ledger;
+         COMMIT;",
+    );
+    held_from_bob(&rx, &mut su, &mut bob);
+}
+
+#[test]
+fn a_revoke_and_a_drop_while_no_worker_runs_keep_the_events_held() {
+    let (_pg, rx, mut su, mut bob) = bob_subscribed(&[
+        "pg_webhook.database = 'elsewhere'",
+        "pg_webhook.poll_interval = '100ms'",
+    ]);
+    exec(&mut su, "INSERT INTO ledger VALUES (1, 'a', 'held')");
+    exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
+    exec(&mut su, "DROP TABLE ledger");
+    // Workers come only now, to a table that is gone.
+    exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
+    exec(&mut su, "SELECT pg_reload_conf()");
+    held_from_bob(&rx, &mut su, &mut bob);
 }
