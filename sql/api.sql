@@ -297,29 +297,22 @@ CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._o
 -- Also under session_replication_role = replica (logical replication apply, some restores).
 ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;
 
--- API: Private. Before a DROP that can take a subscribed table with it: every subscription
--- whose table is still there notes whether its owner may read it (read_denied), as the worker
--- does when it sees a denial. Once the table is gone there is no ACL left to ask, so a REVOKE
--- and the DROP in one transaction, or with no worker running in between, are judged here:
--- the events held from an owner who lost access stay held after the drop.
+-- API: Private. Before any DROP (a DROP TABLE, or one whose CASCADE can take a table: a type, a
+-- domain, a function or collation a partition key uses, a schema, DROP OWNED, ...): reads,
+-- without writing or locking anything, which subscriptions' owners may not read their tables,
+-- and keeps it for webhook_on_sql_drop, which notes it (read_denied) on the subscriptions whose
+-- tables were dropped. Once a table is gone there is no ACL left to ask, so a REVOKE and the
+-- DROP in one transaction, or with no worker running in between, are judged here: the events
+-- held from an owner who lost access stay held. In C, because it must see the statement: every
+-- other command is left alone (see src/triggers/drop_access.rs).
 CREATE FUNCTION webhook._on_drop_start() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE c
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    UPDATE webhook._subscriptions s
-       SET read_denied = (o.denied IS NOT NULL)
-      FROM webhook._owner_access o
-     WHERE o.id = s.id
-       AND s.read_denied IS DISTINCT FROM (o.denied IS NOT NULL)
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.target::pg_catalog.oid);
-END
-$$;
+AS 'MODULE_PATHNAME', 'pg_webhook_on_drop_start';
 COMMENT ON FUNCTION webhook._on_drop_start() IS
-    'Internal: event trigger that notes, before a DROP that can take a subscribed table, which subscriptions'' owners may no longer read their tables.';
+    'Internal: event trigger that reads, before a DROP, which subscriptions'' owners may no longer read their tables.';
 CREATE EVENT TRIGGER webhook_on_drop_start ON ddl_command_start
-    WHEN TAG IN ('DROP TABLE', 'DROP FOREIGN TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP EXTENSION')
     EXECUTE FUNCTION webhook._on_drop_start();
 ALTER EVENT TRIGGER webhook_on_drop_start ENABLE ALWAYS;
 

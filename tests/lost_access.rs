@@ -9,14 +9,25 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
+/// The table bob subscribes.
+const LEDGER: &str = "CREATE TABLE ledger (id int PRIMARY KEY, tenant text, secret text)";
+
 /// bob, a webhook_admin member who may read `ledger` and attach triggers to it.
 fn bob_reads_ledger(su: &mut postgres::Client) {
+    bob_reads(su, LEDGER);
+}
+
+/// bob, a webhook_admin member who may read `ledger`, made by `ledger_ddl`, and attach
+/// triggers to it.
+fn bob_reads(su: &mut postgres::Client, ledger_ddl: &str) {
     exec(
         su,
-        "CREATE ROLE bob LOGIN; GRANT webhook_admin TO bob;
-         GRANT CREATE ON SCHEMA public TO bob;
-         CREATE TABLE ledger (id int PRIMARY KEY, tenant text, secret text);
-         GRANT SELECT, TRIGGER ON ledger TO bob;",
+        &format!(
+            "CREATE ROLE bob LOGIN; GRANT webhook_admin TO bob;
+             GRANT CREATE ON SCHEMA public TO bob;
+             {ledger_ddl};
+             GRANT SELECT, TRIGGER ON ledger TO bob;"
+        ),
     );
 }
 
@@ -33,12 +44,16 @@ fn secrets_seen(who: &mut postgres::Client) -> Vec<Option<String>> {
     .collect()
 }
 
-/// A cluster (with `conf`) where bob has subscribed `ledger` to a receiver of its own.
-fn bob_subscribed(conf: &[&str]) -> (Cluster, Receiver, postgres::Client, postgres::Client) {
+/// A cluster (with `conf`) where bob has subscribed `ledger` (made by `ledger_ddl`) to a
+/// receiver of its own.
+fn bob_subscribed(
+    conf: &[&str],
+    ledger_ddl: &str,
+) -> (Cluster, Receiver, postgres::Client, postgres::Client) {
     let pg = Cluster::start(conf);
     let rx = Receiver::start();
     let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
+    bob_reads(&mut su, ledger_ddl);
     let mut bob = pg.connect_as("postgres", "bob");
     subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
     (pg, rx, su, bob)
@@ -46,7 +61,7 @@ fn bob_subscribed(conf: &[&str]) -> (Cluster, Receiver, postgres::Client, postgr
 
 /// bob subscribes `ledger`, then loses SELECT, and a row is written.
 fn revoked_after_subscribing() -> (Cluster, Receiver, postgres::Client, postgres::Client) {
-    let (pg, rx, mut su, bob) = bob_subscribed(&["pg_webhook.poll_interval = '100ms'"]);
+    let (pg, rx, mut su, bob) = bob_subscribed(&["pg_webhook.poll_interval = '100ms'"], LEDGER);
     exec(
         &mut su,
         "REVOKE SELECT ON ledger FROM bob;
@@ -275,7 +290,8 @@ fn held_from_bob(rx: &Receiver, su: &mut postgres::Client, bob: &mut postgres::C
 
 #[test]
 fn a_revoke_and_a_drop_in_one_transaction_keep_the_events_held() {
-    let (_pg, rx, mut su, mut bob) = bob_subscribed(&["pg_webhook.poll_interval = '100ms'"]);
+    let (_pg, rx, mut su, mut bob) =
+        bob_subscribed(&["pg_webhook.poll_interval = '100ms'"], LEDGER);
     // The row, the REVOKE and the DROP commit together: no worker ever sees the table while
     // bob may not read it.
     exec(
@@ -291,10 +307,13 @@ fn a_revoke_and_a_drop_in_one_transaction_keep_the_events_held() {
 
 #[test]
 fn a_revoke_and_a_drop_while_no_worker_runs_keep_the_events_held() {
-    let (_pg, rx, mut su, mut bob) = bob_subscribed(&[
-        "pg_webhook.database = 'elsewhere'",
-        "pg_webhook.poll_interval = '100ms'",
-    ]);
+    let (_pg, rx, mut su, mut bob) = bob_subscribed(
+        &[
+            "pg_webhook.database = 'elsewhere'",
+            "pg_webhook.poll_interval = '100ms'",
+        ],
+        LEDGER,
+    );
     exec(&mut su, "INSERT INTO ledger VALUES (1, 'a', 'held')");
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut su, "DROP TABLE ledger");
@@ -302,4 +321,42 @@ fn a_revoke_and_a_drop_while_no_worker_runs_keep_the_events_held() {
     exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
     exec(&mut su, "SELECT pg_reload_conf()");
     held_from_bob(&rx, &mut su, &mut bob);
+}
+
+#[test]
+fn a_drop_type_cascade_that_takes_the_table_keeps_the_events_held() {
+    // A typed table: DROP TYPE ... CASCADE drops it, with no DROP TABLE anywhere.
+    let (_pg, rx, mut su, mut bob) = bob_subscribed(
+        &["pg_webhook.poll_interval = '100ms'"],
+        "CREATE TYPE ledger_row AS (id int, tenant text, secret text);
+         CREATE TABLE ledger OF ledger_row (PRIMARY KEY (id))",
+    );
+    exec(
+        &mut su,
+        "BEGIN;
+         INSERT INTO ledger VALUES (1, 'a', 'held');
+         REVOKE SELECT ON ledger FROM bob;
+         DROP TYPE ledger_row CASCADE;
+         COMMIT;",
+    );
+    held_from_bob(&rx, &mut su, &mut bob);
+}
+
+#[test]
+fn a_drop_never_waits_for_a_transaction_holding_a_subscription() {
+    // No worker: nobody has noted that bob may no longer read the table.
+    let (pg, _rx, mut su, _bob) = bob_subscribed(&["pg_webhook.database = 'elsewhere'"], LEDGER);
+    exec(
+        &mut su,
+        "REVOKE SELECT ON ledger FROM bob; CREATE ROLE mallory LOGIN",
+    );
+    // An open transaction holds bob's subscription row.
+    exec(&mut su, "BEGIN; SELECT webhook.pause('bobs')");
+    // Anyone's DROP, of a table no subscription is on, goes through at once.
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    exec(
+        &mut mallory,
+        "SET lock_timeout = '5s'; CREATE TEMP TABLE scratch (); DROP TABLE scratch",
+    );
+    exec(&mut su, "ROLLBACK");
 }

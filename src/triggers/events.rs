@@ -223,6 +223,8 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                         ended.push(id);
                     }
                 }
+                // Before the events go back to the queue: which of them stay held.
+                super::drop_access::note_dropped(client, &tables)?;
                 if !ended.is_empty() {
                     client.update(UNPARK, None, &[ended.clone().into()])?;
                 }

@@ -17,6 +17,7 @@ use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient, SpiResult};
 
+mod drop_access;
 mod events;
 mod reconcile;
 
