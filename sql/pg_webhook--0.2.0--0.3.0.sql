@@ -269,25 +269,6 @@ CREATE EVENT TRIGGER webhook_on_sql_drop ON sql_drop EXECUTE FUNCTION webhook._o
 -- Also under session_replication_role = replica (logical replication apply, some restores).
 ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;
 
--- API: Private. Before any DROP (a DROP TABLE, or one whose CASCADE can take a table: a type, a
--- domain, a function or collation a partition key uses, a schema, DROP OWNED, ...): reads,
--- without writing or locking anything, which subscriptions' owners may not read their tables,
--- and keeps it for webhook_on_sql_drop, which notes it (read_denied) on the subscriptions whose
--- tables were dropped. Once a table is gone there is no ACL left to ask, so a REVOKE and the
--- DROP in one transaction, or with no worker running in between, are judged here: the events
--- held from an owner who lost access stay held. In C, because it must see the statement: every
--- other command is left alone (see src/triggers/drop_access.rs).
-CREATE FUNCTION webhook._on_drop_start() RETURNS event_trigger
-LANGUAGE c
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'pg_webhook_on_drop_start';
-COMMENT ON FUNCTION webhook._on_drop_start() IS
-    'Internal: event trigger that reads, before a DROP, which subscriptions'' owners may no longer read their tables.';
-CREATE EVENT TRIGGER webhook_on_drop_start ON ddl_command_start
-    EXECUTE FUNCTION webhook._on_drop_start();
-ALTER EVENT TRIGGER webhook_on_drop_start ENABLE ALWAYS;
-
 -- API: Private. A created, attached or detached partition (or inheritance child): the
 -- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
 -- any CREATE TABLE ... PARTITION OF are covered this way. In C, because it must see the
@@ -316,7 +297,7 @@ COMMENT ON FUNCTION webhook._sync_all_triggers() IS
 -- a capture trigger to a table.
 REVOKE ALL ON FUNCTION
     webhook._capture(), webhook._order_lock(),
-    webhook._on_sql_drop(), webhook._on_drop_start(), webhook._on_ddl(),
+    webhook._on_sql_drop(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight()
 FROM PUBLIC;

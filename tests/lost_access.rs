@@ -360,3 +360,28 @@ fn a_drop_never_waits_for_a_transaction_holding_a_subscription() {
     );
     exec(&mut su, "ROLLBACK");
 }
+
+#[test]
+fn a_revoke_committed_while_the_drop_waits_for_its_lock_keeps_the_events_held() {
+    // No worker until the end: nobody notes bob's loss of access but the DROP.
+    let (pg, rx, mut su, mut bob) = bob_subscribed(&["pg_webhook.database = 'elsewhere'"], LEDGER);
+    exec(&mut su, "INSERT INTO ledger VALUES (1, 'a', 'held')");
+    let mut reader = pg.connect("postgres");
+    exec(&mut reader, "BEGIN; LOCK TABLE ledger IN ACCESS SHARE MODE");
+    let mut dropper = pg.connect("postgres");
+    let drop = std::thread::spawn(move || exec(&mut dropper, "DROP TABLE ledger"));
+    wait_until(WAIT, "the DROP to wait for the table's lock", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_locks
+              WHERE relation = 'ledger'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted",
+        ) == 1
+    });
+    // Committed while the DROP waits: it is what the DROP must go by.
+    exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
+    exec(&mut reader, "COMMIT");
+    drop.join().expect("the DROP");
+    exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
+    exec(&mut su, "SELECT pg_reload_conf()");
+    held_from_bob(&rx, &mut su, &mut bob);
+}

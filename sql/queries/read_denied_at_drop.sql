@@ -1,7 +1,6 @@
--- The subscriptions, whatever their status, whose table ($1) a DROP took: whether their owners
--- could read it just before the DROP (those in $2 could not) is the last word on their held
--- events, as there is no ACL left to ask afterwards.
-UPDATE webhook._subscriptions
-   SET read_denied = (id = ANY ($2::pg_catalog.int4[]))
- WHERE target::pg_catalog.oid = ANY ($1::pg_catalog.oid[])
-   AND read_denied IS DISTINCT FROM (id = ANY ($2::pg_catalog.int4[]))
+-- Notes on subscriptions ($1) whether their owners could read their tables when a DROP deleted
+-- them ($2, in the same order): there is no ACL left to ask afterwards.
+UPDATE webhook._subscriptions s
+   SET read_denied = d.denied
+  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int4[]), pg_catalog.unnest($2::pg_catalog.bool[])) AS d(id, denied)
+ WHERE s.id = d.id AND s.read_denied IS DISTINCT FROM d.denied

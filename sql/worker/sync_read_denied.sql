@@ -2,8 +2,8 @@
 -- while the table is there (gone, there is no ACL left to ask, and the last word stands): its
 -- held events must not go out once the table is dropped. Whatever its status (paused, disabled
 -- for failing, unsubscribed). Decided here, under this statement's snapshot, so a GRANT or a
--- resume committed since the worker looked is not undone. (webhook._on_drop_start does the same
--- for every subscription just before a DROP that can take a table.)
+-- resume committed since the worker looked is not undone. (A DROP notes it too, under its lock,
+-- for the subscriptions of each table it deletes: src/triggers/drop_access.rs.)
 UPDATE webhook._subscriptions s
    SET read_denied = (o.denied IS NOT NULL)
   FROM webhook._owner_access o

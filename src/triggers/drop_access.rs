@@ -1,29 +1,49 @@
-//! Whose access a DROP must remember (`webhook_on_drop_start`).
+//! Whose access a DROP must remember.
 //!
 //! The worker holds the events of a subscription whose owner may no longer read its table, and
 //! notes that on the subscription so they stay held once the table is gone (a dropped table's
-//! ACL cannot be asked). A REVOKE and the DROP in one transaction, or with no worker running in
-//! between, leave it no time to note it. So just before any DROP (`DROP TABLE`, and every other
-//! DROP whose CASCADE can take a table: a type, a domain, a function or collation a partition
-//! key uses, a schema, `DROP OWNED`, ...), this reads which subscriptions' owners may not read
-//! their tables, read-only, and keeps the answer in backend memory; `webhook_on_sql_drop` then
-//! writes it on the subscriptions whose tables were dropped, and only on those. Nothing is
-//! locked or written before the DROP, so no open transaction on a subscription can hold up
-//! anyone's DROP.
+//! ACL cannot be asked). A REVOKE and the DROP in one transaction, a REVOKE committed while the
+//! DROP waited for its lock, or no worker running in between leave it no time to note it. So
+//! whenever a table is about to be deleted — by DROP TABLE or by any CASCADE that takes it —
+//! PostgreSQL's object access hook reads here, under the DROP's lock and at the latest snapshot,
+//! which subscriptions are on it and whether their owners may read it, and keeps that in
+//! backend memory (by table, so DROPs run by other event triggers keep theirs apart);
+//! `webhook_on_sql_drop` then writes it on those subscriptions. Nothing is written or
+//! row-locked before the table is gone.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use pgrx::prelude::*;
 
-use crate::error::spi;
+use crate::sql::first_row_at_active_snapshot;
 
-const DENIED: &str = include_str!("../../sql/queries/denied_owners.sql");
+const TARGET_ACCESS: &std::ffi::CStr = {
+    const TEXT: &str = concat!(include_str!("../../sql/queries/target_access.sql"), "\0");
+    match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("target_access.sql holds a NUL byte"),
+    }
+};
 const AT_DROP: &str = include_str!("../../sql/queries/read_denied_at_drop.sql");
 
+/// (subscription, its owner could not read the table) of each table deleted in this local
+/// transaction.
+type Noted = HashMap<pg_sys::Oid, Vec<(i32, bool)>>;
+
 thread_local! {
-    /// The subscriptions whose owners could not read their tables at the start of the last
-    /// DROP, with the local transaction it ran in.
-    static BEFORE_DROP: RefCell<Option<(u32, Vec<i32>)>> = const { RefCell::new(None) };
+    static AT_DELETION: RefCell<(u32, Noted)> = RefCell::new((0, HashMap::new()));
+}
+
+static mut PREVIOUS_HOOK: pg_sys::object_access_hook_type = None;
+
+/// Installs the object access hook; once per process, from `_PG_init`.
+pub fn init() {
+    // SAFETY: called once per process on the main thread, before any statement runs.
+    unsafe {
+        PREVIOUS_HOOK = pg_sys::object_access_hook;
+        pg_sys::object_access_hook = Some(on_object_access);
+    }
 }
 
 /// This backend's local transaction id, which tells a note of this transaction from an older
@@ -33,64 +53,116 @@ fn local_transaction() -> u32 {
     unsafe { (*pg_sys::MyProc).lxid }
 }
 
-/// The `event_trigger` function behind `webhook._on_drop_start()` (declared in sql/api.sql).
 #[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_webhook_on_drop_start(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    // SAFETY: fmgr passes a valid call frame; its context is checked before it is read.
-    let parsetree = unsafe {
-        let context = (*fcinfo).context;
-        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
-            error!("webhook._on_drop_start() is an event trigger and cannot be called directly");
+unsafe extern "C-unwind" fn on_object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: std::ffi::c_int,
+    arg: *mut std::ffi::c_void,
+) {
+    // SAFETY: the hook that was installed before ours, called as PostgreSQL would.
+    unsafe {
+        if let Some(previous) = PREVIOUS_HOOK {
+            previous(access, class_id, object_id, sub_id, arg);
         }
-        (*context.cast::<pg_sys::EventTriggerData>()).parsetree
-    };
-    // SAFETY: the parse tree of the command about to run, valid for this call.
-    let drops = !parsetree.is_null()
-        && matches!(
-            unsafe { (*parsetree).type_ },
-            pg_sys::NodeTag::T_DropStmt | pg_sys::NodeTag::T_DropOwnedStmt
-        );
-    if drops {
-        let denied: Vec<i32> = spi(
-            "reading which subscriptions' owners may not read their tables",
-            Spi::connect(|client| {
-                client
-                    .select(DENIED, None, &[])?
-                    .map(|r| r.get::<i32>(1).map(Option::unwrap_or_default))
-                    .collect()
-            }),
-        );
-        BEFORE_DROP.with(|b| *b.borrow_mut() = Some((local_transaction(), denied)));
     }
-    pg_sys::Datum::from(0)
+    if access == pg_sys::ObjectAccessType::OAT_DROP
+        && class_id == pg_sys::RelationRelationId
+        && sub_id == 0
+    {
+        // SAFETY: a relation about to be deleted by this transaction, which holds its lock.
+        unsafe { note_access(object_id) };
+    }
 }
 
-#[unsafe(no_mangle)]
-pub extern "C" fn pg_finfo_pg_webhook_on_drop_start() -> &'static pg_sys::Pg_finfo_record {
-    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+/// Whether `relid` is a table a subscription can be on (a permanent plain or partitioned table;
+/// not an index, sequence, view or temporary table, which are skipped without a query), in a
+/// database with pg_webhook, and not one of pg_webhook's own (DROP EXTENSION deletes them one
+/// by one).
+unsafe fn ours_to_check(relid: pg_sys::Oid) -> bool {
+    // SAFETY: syscache lookups inside a transaction.
+    unsafe {
+        let kind = pg_sys::get_rel_relkind(relid) as u8;
+        if !(kind == pg_sys::RELKIND_RELATION || kind == pg_sys::RELKIND_PARTITIONED_TABLE)
+            || pg_sys::get_rel_persistence(relid) as u8 == pg_sys::RELPERSISTENCE_TEMP
+        {
+            return false;
+        }
+        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
+        namespace != pg_sys::Oid::INVALID
+            && pg_sys::get_relname_relid(c"_owner_access".as_ptr(), namespace)
+                != pg_sys::Oid::INVALID
+            && pg_sys::get_rel_namespace(relid) != namespace
+    }
 }
 
-/// After a DROP took `tables`: notes on their subscriptions whether their owners could read
-/// them just before (when `webhook_on_drop_start` ran for it in this transaction).
+unsafe fn note_access(relid: pg_sys::Oid) {
+    // SAFETY: see the caller.
+    if !unsafe { ours_to_check(relid) } {
+        return;
+    }
+    // At the latest snapshot: a REVOKE committed while the DROP waited for its lock counts,
+    // whatever the DROP's isolation level.
+    // SAFETY: pushed here and popped below; an ERROR in between aborts the transaction, which
+    // pops it.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let found = crate::privilege::as_extension_owner(|| {
+        Spi::connect(|_client| {
+            first_row_at_active_snapshot(
+                TARGET_ACCESS,
+                &[(pg_sys::OIDOID, pg_sys::Datum::from(relid))],
+                |r| {
+                    (
+                        r.get::<Vec<i32>>(1).unwrap_or_default(),
+                        r.get::<Vec<bool>>(2).unwrap_or_default(),
+                    )
+                },
+            )
+        })
+    });
+    // SAFETY: the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    let (ids, denied) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
+        Err(e) => error!("pg_webhook: reading the access of subscriptions on a dropped table: {e}"),
+    };
+    if ids.is_empty() {
+        return;
+    }
+    let lxid = local_transaction();
+    AT_DELETION.with(|n| {
+        let mut n = n.borrow_mut();
+        if n.0 != lxid {
+            *n = (lxid, HashMap::new());
+        }
+        n.1.insert(relid, ids.into_iter().zip(denied).collect());
+    });
+}
+
+/// After a DROP deleted `tables`: notes on their subscriptions whether their owners could read
+/// them when they were deleted.
 pub fn note_dropped(
     client: &mut pgrx::spi::SpiClient<'_>,
     tables: &[pg_sys::Oid],
 ) -> pgrx::spi::SpiResult<()> {
-    let Some(denied) = BEFORE_DROP.with(|b| {
-        let mut b = b.borrow_mut();
-        match b.take() {
-            Some((lxid, denied)) if lxid == local_transaction() => Some(denied),
-            _ => None,
+    let lxid = local_transaction();
+    let noted: Vec<(i32, bool)> = AT_DELETION.with(|n| {
+        let mut n = n.borrow_mut();
+        if n.0 != lxid {
+            return Vec::new();
         }
-    }) else {
+        tables
+            .iter()
+            .filter_map(|t| n.1.remove(t))
+            .flatten()
+            .collect()
+    });
+    if noted.is_empty() {
         return Ok(());
-    };
-    if !tables.is_empty() {
-        client.update(AT_DROP, None, &[tables.to_vec().into(), denied.into()])?;
     }
+    let (ids, denied): (Vec<i32>, Vec<bool>) = noted.into_iter().unzip();
+    client.update(AT_DROP, None, &[ids.into(), denied.into()])?;
     Ok(())
 }

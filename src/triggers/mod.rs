@@ -23,6 +23,12 @@ mod reconcile;
 
 pub use reconcile::reconcile;
 
+/// Installs the object access hook that remembers, as tables are deleted, whose access a DROP
+/// must note; once per process, from `_PG_init`.
+pub fn init() {
+    drop_access::init();
+}
+
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
