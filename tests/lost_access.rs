@@ -385,3 +385,36 @@ fn a_revoke_committed_while_the_drop_waits_for_its_lock_keeps_the_events_held() 
     exec(&mut su, "SELECT pg_reload_conf()");
     held_from_bob(&rx, &mut su, &mut bob);
 }
+
+#[test]
+fn a_drop_runs_no_operator_of_the_droppers_search_path_as_the_extension_owner() {
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    let mut su = pg.client_with_extension();
+    // A subscription, so the check's comparisons have rows to run on.
+    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut su, "orders", "orders", "http://127.0.0.1:9/orders", "");
+    // mallory owns a schema with an `=` for oid and int4 that writes down who runs it.
+    exec(
+        &mut su,
+        "CREATE ROLE mallory LOGIN; CREATE SCHEMA evil AUTHORIZATION mallory;
+         CREATE TABLE evil_ran (who text); GRANT INSERT ON evil_ran TO PUBLIC;",
+    );
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    exec(
+        &mut mallory,
+        "CREATE FUNCTION evil.eq_oid(oid, oid) RETURNS boolean LANGUAGE plpgsql AS
+             $$ BEGIN INSERT INTO public.evil_ran VALUES (current_user); RETURN $1::int8 = $2::int8; END $$;
+         CREATE FUNCTION evil.eq_int(int4, int4) RETURNS boolean LANGUAGE plpgsql AS
+             $$ BEGIN INSERT INTO public.evil_ran VALUES (current_user); RETURN $1::int8 = $2::int8; END $$;
+         CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.eq_oid);
+         CREATE OPERATOR evil.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = evil.eq_int);
+         SET search_path = evil, pg_catalog, public;
+         CREATE TABLE evil.t (id int);
+         DROP TABLE evil.t;",
+    );
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM evil_ran"),
+        0,
+        "an operator mallory planted ran inside the DROP's access check"
+    );
+}

@@ -67,10 +67,16 @@ unsafe extern "C-unwind" fn on_object_access(
             previous(access, class_id, object_id, sub_id, arg);
         }
     }
-    if access == pg_sys::ObjectAccessType::OAT_DROP
-        && class_id == pg_sys::RelationRelationId
-        && sub_id == 0
-    {
+    // Deletions PostgreSQL makes for itself (the old heap a table rewrite swaps out, temporary
+    // tables at session end) are not DROPs of a table.
+    let is_drop = access == pg_sys::ObjectAccessType::OAT_DROP;
+    // SAFETY: for OAT_DROP, `arg` is the ObjectAccessDrop PostgreSQL passes (or NULL).
+    let internal = is_drop
+        && !arg.is_null()
+        && unsafe { (*arg.cast::<pg_sys::ObjectAccessDrop>()).dropflags }
+            & pg_sys::PERFORM_DELETION_INTERNAL as i32
+            != 0;
+    if is_drop && class_id == pg_sys::RelationRelationId && sub_id == 0 && !internal {
         // SAFETY: a relation about to be deleted by this transaction, which holds its lock.
         unsafe { note_access(object_id) };
     }
@@ -107,7 +113,9 @@ unsafe fn note_access(relid: pg_sys::Oid) {
     // SAFETY: pushed here and popped below; an ERROR in between aborts the transaction, which
     // pops it.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-    let found = crate::privilege::as_extension_owner(|| {
+    // As the extension owner, with search_path pinned: this runs inside anyone's DROP.
+    let owner = crate::privilege::extension_owner();
+    let found = crate::privilege::as_owner_sandboxed(owner, || {
         Spi::connect(|_client| {
             first_row_at_active_snapshot(
                 TARGET_ACCESS,
