@@ -17,17 +17,11 @@ use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient, SpiResult};
 
-mod drop_access;
+pub mod drop_access;
 mod events;
 mod reconcile;
 
 pub use reconcile::reconcile;
-
-/// Installs the object access hook that remembers, as tables are deleted, whose access a DROP
-/// must note; once per process, from `_PG_init`.
-pub fn init() {
-    drop_access::init();
-}
 
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
