@@ -1,10 +1,25 @@
-//! Helpers for SPI queries: reading one row or none, and running statements under settings of
-//! their own.
+//! Helpers for SPI queries: reading one row or none, running statements at the latest snapshot
+//! or under settings of their own.
 
 use std::ffi::CStr;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
+
+/// The statement in `sql/queries/<file>`, NUL-terminated for raw SPI calls.
+macro_rules! query_cstr {
+    ($file:literal) => {{
+        const TEXT: &str = concat!(
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $file)),
+            "\0"
+        );
+        match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
+            Ok(c) => c,
+            Err(_) => panic!(concat!("sql/queries/", $file, " holds a NUL byte")),
+        }
+    }};
+}
+pub(crate) use query_cstr;
 
 /// Runs `query` and reads its first row with `read`; `None` when it returns no row.
 pub fn first_row<T>(
@@ -76,6 +91,77 @@ pub fn first_row_at_active_snapshot<T>(
         };
         Ok(Some(read(&reader)))
     }
+}
+
+/// An argument of `run_at_latest_snapshot`: its type and value (`None`: NULL).
+pub type Arg = (pgrx::pg_sys::Oid, Option<pgrx::pg_sys::Datum>);
+
+/// `value` as an `Arg`.
+pub fn arg<T: pgrx::IntoDatum>(value: T) -> Arg {
+    (T::type_oid(), value.into_datum())
+}
+
+/// Runs `statement` at the latest snapshot — the way PostgreSQL reads and writes its own
+/// catalogs during DDL, whatever the transaction's isolation level — calling `each` on every row
+/// it returns; how many rows it processed. For pg_webhook's trigger and subscription bookkeeping:
+/// under REPEATABLE READ the transaction snapshot can predate a subscription or a trigger the
+/// DDL acts on, or the last update of a subscription's row, which would then be missed, acted on
+/// though gone, or fail to serialize. Must be called inside an SPI connection (`Spi::connect`).
+pub fn run_at_latest_snapshot(
+    statement: &CStr,
+    args: &[Arg],
+    mut each: impl FnMut(&RowReader),
+) -> Result<u64, String> {
+    use pgrx::pg_sys;
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
+    let mut values: Vec<pg_sys::Datum> = args
+        .iter()
+        .map(|a| a.1.unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let nulls: Vec<std::ffi::c_char> = args
+        .iter()
+        .map(|a| if a.1.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+        .collect();
+    // SAFETY: a plan for as many arguments as types, freed below; SPI copies the latest snapshot
+    // when it pushes it; the rows are read before the connection closes.
+    unsafe {
+        let plan = pg_sys::SPI_prepare(statement.as_ptr(), args.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            let code = pg_sys::SPI_result;
+            return Err(format!("SPI_prepare failed: {code}"));
+        }
+        let status = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            pg_sys::GetLatestSnapshot(),
+            std::ptr::null_mut(),
+            false,
+            true,
+            0,
+        );
+        pg_sys::SPI_freeplan(plan);
+        if status < 0 {
+            return Err(format!("SPI status {status}"));
+        }
+        let processed = pg_sys::SPI_processed;
+        let table = pg_sys::SPI_tuptable;
+        if !table.is_null() {
+            for i in 0..processed as usize {
+                each(&RowReader {
+                    tuple: *(*table).vals.add(i),
+                    desc: (*table).tupdesc,
+                });
+            }
+        }
+        Ok(processed)
+    }
+}
+
+/// `run_at_latest_snapshot`, raising an ERROR that says what it was `doing` if it fails.
+pub fn at_latest(doing: &str, statement: &CStr, args: &[Arg], each: impl FnMut(&RowReader)) -> u64 {
+    run_at_latest_snapshot(statement, args, each)
+        .unwrap_or_else(|e| pgrx::error!("pg_webhook: {doing}: {e}"))
 }
 
 /// Runs `f` with `settings` (name, value) in a GUC nest level of its own, the way PostgreSQL

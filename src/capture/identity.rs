@@ -22,17 +22,7 @@ use super::shaped::Shape;
 use crate::privilege::{as_owner_sandboxed, extension_owner};
 use crate::sql::first_row_at_active_snapshot;
 
-/// NUL-terminated for SPI.
-const LOOKUP: &std::ffi::CStr = {
-    const TEXT: &str = concat!(
-        include_str!("../../sql/queries/capture_subscription.sql"),
-        "\0"
-    );
-    match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
-        Ok(c) => c,
-        Err(_) => panic!("capture_subscription.sql contains a NUL byte"),
-    }
-};
+const LOOKUP: &std::ffi::CStr = crate::sql::query_cstr!("capture_subscription.sql");
 
 /// What one capture trigger does.
 #[derive(Debug, Clone, PartialEq)]

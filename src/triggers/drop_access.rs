@@ -13,19 +13,14 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use crate::sql::first_row_at_active_snapshot;
+use crate::sql::{arg, at_latest, first_row_at_active_snapshot, query_cstr};
 
-const TARGET_ACCESS: &std::ffi::CStr = {
-    const TEXT: &str = concat!(include_str!("../../sql/queries/target_access.sql"), "\0");
-    match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
-        Ok(c) => c,
-        Err(_) => panic!("target_access.sql holds a NUL byte"),
-    }
-};
-const AT_DROP: &str = include_str!("../../sql/queries/read_denied_at_drop.sql");
+const TARGET_ACCESS: &CStr = query_cstr!("target_access.sql");
+const AT_DROP: &CStr = query_cstr!("read_denied_at_drop.sql");
 
 /// (subscription, its owner could not read the table) of each table deleted in this local
 /// transaction.
@@ -150,11 +145,9 @@ unsafe fn note_access(relid: pg_sys::Oid) {
 }
 
 /// After a DROP deleted `tables`: notes on their subscriptions whether their owners could read
-/// them when they were deleted.
-pub fn note_dropped(
-    client: &mut pgrx::spi::SpiClient<'_>,
-    tables: &[pg_sys::Oid],
-) -> pgrx::spi::SpiResult<()> {
+/// them when they were deleted (at the latest snapshot, as the hook read them). Inside the
+/// caller's SPI connection.
+pub fn note_dropped(tables: &[pg_sys::Oid]) {
     let lxid = local_transaction();
     let noted: Vec<(i32, bool)> = AT_DELETION.with(|n| {
         let mut n = n.borrow_mut();
@@ -168,9 +161,13 @@ pub fn note_dropped(
             .collect()
     });
     if noted.is_empty() {
-        return Ok(());
+        return;
     }
     let (ids, denied): (Vec<i32>, Vec<bool>) = noted.into_iter().unzip();
-    client.update(AT_DROP, None, &[ids.into(), denied.into()])?;
-    Ok(())
+    at_latest(
+        "noting the access of dropped tables' subscriptions",
+        AT_DROP,
+        &[arg(ids), arg(denied)],
+        |_| {},
+    );
 }

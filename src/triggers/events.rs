@@ -13,14 +13,19 @@ use std::collections::BTreeSet;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use super::{base_name, diff, existing, functions, sync, LIVE, SYNCING, UNPARK, UNSUBSCRIBE};
+use super::{base_name, diff, existing, functions, sync, SYNCING};
 use crate::capture::named_subscription;
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
+use crate::sql::{arg, at_latest, query_cstr};
 
 const OVER: &str = include_str!("../../sql/queries/subscriptions_over.sql");
 const CHILDREN: &str = include_str!("../../sql/queries/subscribed_children.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
+const LIVE_NOW: &std::ffi::CStr = query_cstr!("live_targets.sql");
+const UNSUBSCRIBE_NOW: &std::ffi::CStr = query_cstr!("unsubscribe.sql");
+const UNPARK_NOW: &std::ffi::CStr = query_cstr!("unpark.sql");
+const DOING: &str = "noticing dropped tables and triggers";
 
 /// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/api.sql).
 #[pg_guard]
@@ -126,8 +131,8 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
                         );
                     }
                 }
-                let funcs = functions(client)?;
-                for t in existing(client, funcs, Some(&relids))? {
+                let funcs = functions();
+                for t in existing(funcs, Some(&relids)) {
                     if let Some(id) = named_subscription(&t.args) {
                         ids.insert(id);
                     }
@@ -176,24 +181,27 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
         spi(
             "noticing dropped tables and triggers",
             Spi::connect_mut(|client| {
+                // pg_webhook's own rows, like the catalogs DDL works on, at the latest
+                // snapshot: under REPEATABLE READ the transaction's may predate a subscription
+                // on the dropped table or the worker's last change to its row.
                 let mut subs = Vec::new();
-                for r in client.select(LIVE, None, &[])? {
+                at_latest(DOING, LIVE_NOW, &[], |r| {
                     subs.push((
-                        r.get::<i32>(1)?.unwrap_or_default(),
-                        r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                        r.get::<i32>(1).unwrap_or_default(),
+                        r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
                     ));
-                }
+                });
                 let mut over = BTreeSet::new();
                 if check_triggers {
                     for r in client.select(OVER, None, &[trigger_tables.clone().into()])? {
                         over.insert(r.get::<i32>(1)?.unwrap_or_default());
                     }
                 }
-                let funcs = functions(client)?;
+                let funcs = functions();
                 let have = if over.is_empty() {
                     Vec::new()
                 } else {
-                    existing(client, funcs, None)?
+                    existing(funcs, None)
                 };
                 let mut ended = Vec::new();
                 for (id, target) in subs {
@@ -203,7 +211,7 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                             what.get(i).map_or("its table", String::as_str)
                         )),
                         None if over.contains(&id) => {
-                            diff(client, id, funcs, &have)?.missing.first().map(|m| {
+                            diff(id, funcs, &have).missing.first().map(|m| {
                                 format!(
                                     "its trigger {} on {} was dropped",
                                     base_name(id, m.kind),
@@ -216,17 +224,14 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                     let Some(reason) = reason else {
                         continue;
                     };
-                    if !client
-                        .update(UNSUBSCRIBE, None, &[id.into(), reason.into()])?
-                        .is_empty()
-                    {
+                    if at_latest(DOING, UNSUBSCRIBE_NOW, &[arg(id), arg(reason)], |_| {}) > 0 {
                         ended.push(id);
                     }
                 }
                 // Before the events go back to the queue: which of them stay held.
-                super::drop_access::note_dropped(client, &tables)?;
+                super::drop_access::note_dropped(&tables);
                 if !ended.is_empty() {
-                    client.update(UNPARK, None, &[ended.clone().into()])?;
+                    at_latest(DOING, UNPARK_NOW, &[arg(ended.clone())], |_| {});
                 }
                 Ok(ended)
             }),

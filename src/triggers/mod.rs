@@ -13,10 +13,11 @@
 
 use std::cell::Cell;
 
-use pg_webhook_core::payload::{parse_event_list, Operation};
+use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, quote_literal, SpiClient, SpiResult};
 
+mod catalog;
 pub mod drop_access;
 mod events;
 mod reconcile;
@@ -26,17 +27,12 @@ pub use reconcile::reconcile;
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
-use crate::sql::first_row;
+use catalog::{existing, free_name, functions, tree, wanted, Existing};
 
-const TREE: &str = include_str!("../../sql/queries/subscription_tree.sql");
-const OURS: &str = include_str!("../../sql/queries/pg_webhook_triggers.sql");
-const WANTED: &str = include_str!("../../sql/queries/subscription_triggers_wanted.sql");
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
 const LIVE: &str = include_str!("../../sql/queries/live_targets.sql");
 const ALL_IDS: &str = include_str!("../../sql/queries/all_subscription_ids.sql");
-const FUNCTIONS: &str = include_str!("../../sql/queries/trigger_functions.sql");
-const NAME_TAKEN: &str = include_str!("../../sql/queries/trigger_name_taken.sql");
 
 thread_local! {
     /// Set while pg_webhook itself drops triggers, so the sql_drop event trigger does not take
@@ -65,70 +61,6 @@ enum Kind {
     Capture(Operation),
     /// BEFORE, for every event kind of the subscription.
     OrderLock,
-}
-
-/// A pg_webhook trigger as it is in the catalog.
-struct Existing {
-    relid: pg_sys::Oid,
-    name: String,
-    table: String,
-    tgtype: i32,
-    function: pg_sys::Oid,
-    args: Vec<String>,
-}
-
-/// The OIDs of `webhook._capture()` and `webhook._order_lock()` (invalid while the SQL objects
-/// are older than 0.3.0 and have none: then there are no order-lock triggers).
-fn functions(client: &SpiClient<'_>) -> SpiResult<(pg_sys::Oid, pg_sys::Oid)> {
-    let row = client
-        .select(FUNCTIONS, Some(1), &[])?
-        .first()
-        .get_two::<pg_sys::Oid, pg_sys::Oid>()?;
-    Ok((
-        row.0.unwrap_or(pg_sys::Oid::INVALID),
-        row.1.unwrap_or(pg_sys::Oid::INVALID),
-    ))
-}
-
-fn existing(
-    client: &SpiClient<'_>,
-    funcs: (pg_sys::Oid, pg_sys::Oid),
-    on: Option<&[pg_sys::Oid]>,
-) -> SpiResult<Vec<Existing>> {
-    let rows = client.select(
-        OURS,
-        None,
-        &[vec![funcs.0, funcs.1].into(), on.map(<[_]>::to_vec).into()],
-    )?;
-    let mut out = Vec::new();
-    for r in rows {
-        let hex: String = r.get(7)?.unwrap_or_default();
-        out.push(Existing {
-            relid: r.get(2)?.unwrap_or(pg_sys::Oid::INVALID),
-            name: r.get(3)?.unwrap_or_default(),
-            tgtype: r.get(4)?.unwrap_or_default(),
-            function: r.get(5)?.unwrap_or(pg_sys::Oid::INVALID),
-            table: r.get(6)?.unwrap_or_default(),
-            args: split_args(&hex),
-        });
-    }
-    Ok(out)
-}
-
-/// `pg_trigger.tgargs` (hex): each argument followed by a NUL byte.
-fn split_args(hex: &str) -> Vec<String> {
-    let bytes: Vec<u8> = (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    let mut args: Vec<String> = bytes
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    // The terminator of the last argument leaves an empty tail.
-    if args.last().is_some_and(String::is_empty) {
-        args.pop();
-    }
-    args
 }
 
 impl Existing {
@@ -185,54 +117,6 @@ fn base_name(id: i32, kind: Kind) -> String {
     }
 }
 
-/// A trigger name free on `relid`: the usual one, or with a numeric suffix when a trigger of
-/// the table's owner already has it.
-fn free_name(client: &SpiClient<'_>, relid: pg_sys::Oid, base: &str) -> SpiResult<String> {
-    for n in 1..100 {
-        let name = if n == 1 {
-            base.to_string()
-        } else {
-            format!("{base}_{n}")
-        };
-        let taken = client
-            .select(NAME_TAKEN, Some(1), &[relid.into(), name.as_str().into()])?
-            .len();
-        if taken == 0 {
-            return Ok(name);
-        }
-    }
-    error!("pg_webhook: no free trigger name like {base} on table {relid}: drop some triggers")
-}
-
-/// What a subscription's row asks for: its table, event kinds and ordering; `None` when its
-/// table is gone or it is unsubscribed.
-fn wanted(
-    client: &SpiClient<'_>,
-    id: i32,
-) -> SpiResult<Option<(pg_sys::Oid, Vec<Operation>, bool)>> {
-    let Some((target, json)) = first_row(client, WANTED, &[id.into()], |row| {
-        Ok((
-            row.get::<pg_sys::Oid>(1)?,
-            row.get::<String>(2)?.unwrap_or_default(),
-        ))
-    })?
-    else {
-        return Ok(None);
-    };
-    let fields: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    let events: Vec<Option<&str>> = fields["events"]
-        .as_array()
-        .map(|a| a.iter().map(serde_json::Value::as_str).collect())
-        .unwrap_or_default();
-    let ops = parse_event_list(&events).unwrap_or_default();
-    let ordered = fields["ordered"].as_bool().unwrap_or(false);
-    let live = fields["status"].as_str() != Some("unsubscribed");
-    Ok(match (target, live) {
-        (Some(t), true) => Some((t, ops, ordered)),
-        _ => None,
-    })
-}
-
 /// Makes the triggers of subscription `id` exactly what its row asks for: on its table and
 /// everything under it while it is live, nowhere once it is unsubscribed. Runs as the
 /// extension owner.
@@ -246,9 +130,9 @@ pub fn sync(id: i32) {
 }
 
 fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
-    let funcs = functions(client)?;
-    let have = existing(client, funcs, None)?;
-    let diff = diff(client, id, funcs, &have)?;
+    let funcs = functions();
+    let have = existing(funcs, None);
+    let diff = diff(id, funcs, &have);
     let _syncing = Syncing::start();
     for t in &diff.extra {
         client.update(
@@ -258,7 +142,7 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         )?;
     }
     for m in &diff.missing {
-        let name = free_name(client, m.relid, &base_name(id, m.kind))?;
+        let name = free_name(m.relid, &base_name(id, m.kind));
         client.update(&ddl(id, m.kind, &name, &m.table, &diff.ops), None, &[])?;
     }
     Ok(())
@@ -287,19 +171,12 @@ struct Diff<'a> {
 
 /// Compares subscription `id`'s triggers, out of every pg_webhook trigger there is (`have`,
 /// from one `existing` scan), with what its row asks for.
-fn diff<'a>(
-    client: &SpiClient<'_>,
-    id: i32,
-    funcs: (pg_sys::Oid, pg_sys::Oid),
-    have: &'a [Existing],
-) -> SpiResult<Diff<'a>> {
-    let wanted = wanted(client, id)?;
+fn diff<'a>(id: i32, funcs: (pg_sys::Oid, pg_sys::Oid), have: &'a [Existing]) -> Diff<'a> {
+    let wanted = wanted(id);
     let ops = wanted.as_ref().map(|w| w.1.clone()).unwrap_or_default();
     let mut missing = Vec::new();
     if let Some((target, ops, ordered)) = &wanted {
-        for r in client.select(TREE, None, &[(*target).into()])? {
-            let relid: pg_sys::Oid = r.get(1)?.unwrap_or(pg_sys::Oid::INVALID);
-            let table: String = r.get(2)?.unwrap_or_default();
+        for (relid, table) in tree(*target) {
             let kinds = ops
                 .iter()
                 .map(|op| Kind::Capture(*op))
@@ -331,11 +208,11 @@ fn diff<'a>(
             None => extra.push(t),
         }
     }
-    Ok(Diff {
+    Diff {
         ops,
         missing,
         extra,
-    })
+    }
 }
 
 /// Marks pg_webhook's own trigger DDL while it lasts, whichever way it ends (an ERROR unwinds
@@ -385,17 +262,4 @@ fn sync_all_triggers() -> i64 {
         notice!("pg_webhook: {change}");
     }
     ids.len() as i64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_args;
-
-    #[test]
-    fn trigger_arguments_split_on_their_terminators() {
-        assert_eq!(split_args("3500"), vec!["5"]);
-        assert_eq!(split_args("353a6f72646572656400"), vec!["5:ordered"]);
-        assert_eq!(split_args("370031300000"), vec!["7", "10", ""]);
-        assert!(split_args("").is_empty());
-    }
 }

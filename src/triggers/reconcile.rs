@@ -36,14 +36,14 @@ pub fn reconcile() -> SpiResult<Vec<String>> {
 /// they are seen unless really dropped), and again after them before a trigger is taken for
 /// an orphan (a new subscription's triggers, seen, mean its row is seen too).
 pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
-    let funcs = functions(client)?;
+    let funcs = functions();
     let live = live_subscriptions(client)?;
-    let have = existing(client, funcs, None)?;
+    let have = existing(funcs, None);
     let mut changes = Vec::new();
     let mut to_sync = Vec::new();
     let mut ended = Vec::new();
     for id in &live {
-        let diff = diff(client, *id, funcs, &have)?;
+        let diff = diff(*id, funcs, &have);
         if let Some(m) = diff.missing.iter().find(|m| m.on_target) {
             let reason = format!(
                 "its trigger {} on {} was dropped",

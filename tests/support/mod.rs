@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod backfill;
+pub mod bob;
 pub mod cluster;
 pub mod patroni;
 pub mod receiver;
