@@ -35,7 +35,7 @@ pub fn first_row<T>(
     read(&rows.first()).map(Some)
 }
 
-/// One column of a row read by `first_row_at_active_snapshot`.
+/// The columns of a row read by `first_row_now` or `run_at_latest_snapshot`.
 pub struct RowReader {
     tuple: pgrx::pg_sys::HeapTuple,
     desc: pgrx::pg_sys::TupleDesc,
@@ -54,12 +54,34 @@ impl RowReader {
     }
 }
 
-/// Like `first_row`, but read-only at the snapshot the caller pushed as active. pgrx runs
-/// queries read-write once the transaction has an xid, and SPI then takes the transaction
-/// snapshot, which under REPEATABLE READ can be older than the catalog a trigger fired from.
-/// Must be called inside an SPI connection (`Spi::connect`).
-pub fn first_row_at_active_snapshot<T>(
-    query: &std::ffi::CStr,
+/// The first row of read-only `query` (`None`: no row), read at the latest snapshot as the
+/// extension owner, sandboxed (search_path pinned): for reads of pg_webhook's private tables from
+/// inside anyone's statement — a capture trigger, a DROP — which must see what is committed now
+/// even when the statement's transaction snapshot is older (REPEATABLE READ). pgrx would run
+/// the query read-write once the transaction has an xid, and SPI would then take the
+/// transaction snapshot; this runs it read-only at a snapshot of its own.
+pub fn first_row_now<T>(
+    query: &CStr,
+    args: &[(pgrx::pg_sys::Oid, pgrx::pg_sys::Datum)],
+    read: impl FnOnce(&RowReader) -> T,
+) -> Result<Option<T>, String> {
+    use pgrx::pg_sys;
+    let owner = crate::privilege::extension_owner();
+    crate::privilege::as_owner_sandboxed(owner, || {
+        // SAFETY: pushed here, popped below; an ERROR in between aborts the (sub)transaction,
+        // which pops it.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        let row =
+            pgrx::spi::Spi::connect(|_client| first_row_at_active_snapshot(query, args, read));
+        // SAFETY: the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+        row
+    })
+}
+
+/// The first row of read-only `query` at the active snapshot; inside an SPI connection.
+fn first_row_at_active_snapshot<T>(
+    query: &CStr,
     args: &[(pgrx::pg_sys::Oid, pgrx::pg_sys::Datum)],
     read: impl FnOnce(&RowReader) -> T,
 ) -> Result<Option<T>, String> {

@@ -234,3 +234,24 @@ fn a_repeatable_read_drop_goes_through_after_the_worker_changed_the_subscription
     exec(&mut dropper, "DROP TABLE ledger; COMMIT");
     held_from_bob(&rx, &mut su, &mut bob);
 }
+
+#[test]
+fn a_schema_named_webhook_without_the_extension_does_not_break_drops() {
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    // pg_webhook is loaded (shared_preload_libraries) but not installed in this database, which
+    // has tables that look like its own.
+    let mut db = pg.connect("postgres");
+    exec(
+        &mut db,
+        "CREATE SCHEMA webhook; CREATE TABLE webhook._owner_access (id int);
+         CREATE TABLE scratch (id int); DROP TABLE scratch;
+         CREATE TABLE kept (id int); DROP SCHEMA public CASCADE;",
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_class WHERE relname IN ('scratch', 'kept')"
+        ),
+        0
+    );
+}

@@ -17,7 +17,7 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use crate::sql::{arg, at_latest, first_row_at_active_snapshot, query_cstr};
+use crate::sql::{arg, at_latest, first_row_now, query_cstr};
 
 const TARGET_ACCESS: &CStr = query_cstr!("target_access.sql");
 const AT_DROP: &CStr = query_cstr!("read_denied_at_drop.sql");
@@ -92,9 +92,11 @@ unsafe fn ours_to_check(relid: pg_sys::Oid) -> bool {
         }
         let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
         namespace != pg_sys::Oid::INVALID
+            && pg_sys::get_rel_namespace(relid) != namespace
             && pg_sys::get_relname_relid(c"_owner_access".as_ptr(), namespace)
                 != pg_sys::Oid::INVALID
-            && pg_sys::get_rel_namespace(relid) != namespace
+            // Not just a schema of that name: the extension (whose owner the check runs as).
+            && pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true) != pg_sys::Oid::INVALID
     }
 }
 
@@ -104,28 +106,18 @@ unsafe fn note_access(relid: pg_sys::Oid) {
         return;
     }
     // At the latest snapshot: a REVOKE committed while the DROP waited for its lock counts,
-    // whatever the DROP's isolation level.
-    // SAFETY: pushed here and popped below; an ERROR in between aborts the transaction, which
-    // pops it.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-    // As the extension owner, with search_path pinned: this runs inside anyone's DROP.
-    let owner = crate::privilege::extension_owner();
-    let found = crate::privilege::as_owner_sandboxed(owner, || {
-        Spi::connect(|_client| {
-            first_row_at_active_snapshot(
-                TARGET_ACCESS,
-                &[(pg_sys::OIDOID, pg_sys::Datum::from(relid))],
-                |r| {
-                    (
-                        r.get::<Vec<i32>>(1).unwrap_or_default(),
-                        r.get::<Vec<bool>>(2).unwrap_or_default(),
-                    )
-                },
+    // whatever the DROP's isolation level. As the extension owner, with search_path pinned:
+    // this runs inside anyone's DROP.
+    let found = first_row_now(
+        TARGET_ACCESS,
+        &[(pg_sys::OIDOID, pg_sys::Datum::from(relid))],
+        |r| {
+            (
+                r.get::<Vec<i32>>(1).unwrap_or_default(),
+                r.get::<Vec<bool>>(2).unwrap_or_default(),
             )
-        })
-    });
-    // SAFETY: the snapshot pushed above.
-    unsafe { pg_sys::PopActiveSnapshot() };
+        },
+    );
     let (ids, denied) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return,
