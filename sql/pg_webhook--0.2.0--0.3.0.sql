@@ -646,7 +646,15 @@ COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer r
 COMMENT ON VIEW webhook.events IS
     'Every captured row change: pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead (kept after its last failed attempt).';
 
--- Every subscription's triggers in the 0.3.0 form: the subscription id as the only argument
+-- API: Private. The subscriptions whose triggers pg_webhook made, or saw complete, in this
+-- database. Not dumped with the subscriptions: after a restore it is empty, so the worker's
+-- trigger check does not take a restored subscription whose triggers pg_restore has yet to
+-- create (they come after the table data) for one whose trigger was dropped by hand.
+CREATE TABLE webhook._triggers_made (subscription_id integer PRIMARY KEY);
+REVOKE ALL ON webhook._triggers_made FROM PUBLIC;
+
+-- Every subscription's triggers in the 0.3.0 form (each live one is then noted in
+-- _triggers_made): the subscription id as the only argument
 -- (owner, filter and columns are read from its row), on every partition, and an order-lock
 -- trigger for ordered subscriptions.
 SELECT webhook._sync_all_triggers();

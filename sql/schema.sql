@@ -205,6 +205,12 @@ CREATE TABLE webhook._delivery_totals (
     PRIMARY KEY (subscription_id, worker)
 ) WITH (fillfactor = 50);
 
+-- API: Private. The subscriptions whose triggers pg_webhook made, or saw complete, in this
+-- database. Not dumped with the subscriptions: after a restore it is empty, so the worker's
+-- trigger check does not take a restored subscription whose triggers pg_restore has yet to
+-- create (they come after the table data) for one whose trigger was dropped by hand.
+CREATE TABLE webhook._triggers_made (subscription_id integer PRIMARY KEY);
+
 -- API: Private. Finished events whose subscription's callback has yet to run. Written in the
 -- transaction that records the outcome, removed in the one that runs the callback: a callback
 -- is never lost, and its effects commit together with its removal from here.

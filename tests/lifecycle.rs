@@ -251,6 +251,15 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
             "measures_2026 pg_webhook_2_update 2\\000",
         ]
     );
+    // Both are noted as having their triggers, so the worker's check guards them from now on.
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(subscription_id::text, ',' ORDER BY 1) FROM webhook._triggers_made"
+        )
+        .as_deref(),
+        Some("1,2")
+    );
     // The filter still applies (read from the subscription now), and a write straight into the
     // partition is captured.
     db.batch_execute(

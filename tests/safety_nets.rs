@@ -85,6 +85,43 @@ fn a_pg_webhook_trigger_naming_no_live_subscription_is_dropped_by_the_worker() {
 }
 
 #[test]
+fn a_capture_trigger_dropped_while_the_event_triggers_were_disabled_ends_the_subscription() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int)");
+    let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        &format!(
+            "ALTER EVENT TRIGGER webhook_on_sql_drop DISABLE;
+             DROP TRIGGER pg_webhook_{id}_insert ON t;
+             ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;"
+        ),
+    );
+    assert_eq!(
+        status(&mut db, "t").as_deref(),
+        Some("active"),
+        "nothing saw the drop"
+    );
+    // The worker's check does what webhook_on_sql_drop would have done.
+    wait_until(WAIT, "the worker to end the subscription", || {
+        status(&mut db, "t").as_deref() == Some("unsubscribed")
+    });
+    let reason = text(
+        &mut db,
+        "SELECT status_reason FROM webhook.subscriptions WHERE name = 't'",
+    )
+    .unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "its trigger pg_webhook_{id}_insert on public.t was dropped"
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_partition_created_inside_create_schema_is_captured() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();

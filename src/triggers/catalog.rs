@@ -2,7 +2,8 @@
 //! snapshot: `sync` and the event triggers act on the catalog as it is now, as PostgreSQL's own
 //! DDL does — under REPEATABLE READ the transaction snapshot may still show a trigger or a
 //! partition that is gone, or miss a subscription made since. Each read runs inside the
-//! caller's SPI connection.
+//! caller's SPI connection. Also which subscriptions' triggers are known complete here
+//! (`webhook._triggers_made`, which a restore leaves empty).
 
 use pg_webhook_core::payload::{parse_event_list, Operation};
 use pgrx::prelude::*;
@@ -14,6 +15,8 @@ const OURS: &std::ffi::CStr = query_cstr!("pg_webhook_triggers.sql");
 const WANTED: &std::ffi::CStr = query_cstr!("subscription_triggers_wanted.sql");
 const TREE: &std::ffi::CStr = query_cstr!("subscription_tree.sql");
 const NAME_TAKEN: &std::ffi::CStr = query_cstr!("trigger_name_taken.sql");
+const MADE: &std::ffi::CStr = query_cstr!("triggers_made.sql");
+const MADE_IDS: &std::ffi::CStr = query_cstr!("triggers_made_ids.sql");
 
 /// A pg_webhook trigger as it is in the catalog.
 pub(super) struct Existing {
@@ -146,6 +149,40 @@ pub(super) fn tree(target: pg_sys::Oid) -> Vec<(pg_sys::Oid, String)> {
         },
     );
     tables
+}
+
+/// Notes that subscription `id`'s triggers are complete in this database: from now on, one
+/// missing was dropped. (Not under SQL objects older than 0.3.0, which have no such note.)
+pub(super) fn mark_made(id: i32) {
+    if notes_made() {
+        at_latest("noting a subscription's triggers", MADE, &[arg(id)], |_| {});
+    }
+}
+
+/// The subscriptions whose triggers are known complete in this database: made by pg_webhook, or
+/// restored and seen complete since; `None` under SQL objects older than 0.3.0, which do not
+/// note it (there every subscription counts). A restored subscription is not among them until
+/// its triggers are all back (pg_restore creates them after the table data).
+pub(super) fn made_ids() -> Option<std::collections::HashSet<i32>> {
+    if !notes_made() {
+        return None;
+    }
+    let mut ids = std::collections::HashSet::new();
+    at_latest("reading whose triggers were made", MADE_IDS, &[], |r| {
+        ids.extend(r.get::<i32>(1));
+    });
+    Some(ids)
+}
+
+/// Whether this database's pg_webhook has `webhook._triggers_made` (0.3.0 on).
+fn notes_made() -> bool {
+    // SAFETY: syscache lookups inside a transaction.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
+        namespace != pg_sys::Oid::INVALID
+            && pg_sys::get_relname_relid(c"_triggers_made".as_ptr(), namespace)
+                != pg_sys::Oid::INVALID
+    }
 }
 
 #[cfg(test)]

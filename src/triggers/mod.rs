@@ -27,7 +27,7 @@ pub use reconcile::reconcile;
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
-use catalog::{existing, free_name, functions, tree, wanted, Existing};
+use catalog::{existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing};
 
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
@@ -145,6 +145,9 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         let name = free_name(m.relid, &base_name(id, m.kind));
         client.update(&ddl(id, m.kind, &name, &m.table, &diff.ops), None, &[])?;
     }
+    if diff.live {
+        mark_made(id);
+    }
     Ok(())
 }
 
@@ -159,6 +162,8 @@ struct Missing {
 
 /// How a subscription's triggers differ from what its row asks for.
 struct Diff<'a> {
+    /// It is live and its table exists: it wants triggers.
+    live: bool,
     /// Its event kinds.
     ops: Vec<Operation>,
     /// What it lacks, in the order to make them: table by table down the tree, event kinds in
@@ -209,6 +214,7 @@ fn diff<'a>(id: i32, funcs: (pg_sys::Oid, pg_sys::Oid), have: &'a [Existing]) ->
         }
     }
     Diff {
+        live: wanted.is_some(),
         ops,
         missing,
         extra,

@@ -7,16 +7,27 @@
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
-use super::{base_name, diff, existing, functions, sync, Syncing, LIVE, UNPARK, UNSUBSCRIBE};
+use super::{
+    base_name, diff, existing, functions, made_ids, mark_made, sync, Syncing, LIVE, UNPARK,
+    UNSUBSCRIBE,
+};
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
 
 const LOCK_TIMEOUT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
 
+thread_local! {
+    /// Subscriptions this worker has said it leaves alone while their triggers are awaited.
+    static AWAITED: std::cell::RefCell<std::collections::HashSet<i32>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
 /// One pass: a live subscription missing a trigger on a partition gets it (changes to that
 /// partition before now were not captured, and the log says so); one missing the trigger on
 /// its own table is unsubscribed, as `webhook_on_sql_drop` would have done; a pg_webhook
-/// trigger naming no live subscription is dropped. Returns what it did, a line each for the
+/// trigger naming no live subscription is dropped. A subscription whose triggers were never
+/// complete in this database (restored, its triggers still to come) is left alone until they
+/// are. Returns what it did, a line each for the
 /// server log. Lock waits are bounded by `lock_timeout`
 /// so a busy table delays the pass, never the worker.
 pub fn reconcile() -> SpiResult<Vec<String>> {
@@ -42,8 +53,23 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
     let mut changes = Vec::new();
     let mut to_sync = Vec::new();
     let mut ended = Vec::new();
+    let made = made_ids();
     for id in &live {
         let diff = diff(*id, funcs, &have);
+        if made.as_ref().is_some_and(|made| !made.contains(id)) {
+            // Restored (or made before pg_webhook noted such things): its missing triggers are
+            // not damage, pg_restore makes them after the data. Noted once they are all there.
+            if diff.missing.is_empty() {
+                mark_made(*id);
+            } else if AWAITED.with(|a| a.borrow_mut().insert(*id)) {
+                changes.push(format!(
+                    "subscription {id} lacks its trigger {} on {} and is left as it is: a restored subscription gets its triggers after the table data (if it was not restored and its trigger was dropped, unsubscribe it)",
+                    base_name(*id, diff.missing[0].kind),
+                    diff.missing[0].table
+                ));
+            }
+            continue;
+        }
         if let Some(m) = diff.missing.iter().find(|m| m.on_target) {
             let reason = format!(
                 "its trigger {} on {} was dropped",
