@@ -159,6 +159,33 @@ fn table_inheritance_is_refused_on_both_sides_of_a_subscription() {
 }
 
 #[test]
+fn a_repeatable_read_attach_cannot_make_a_table_subscribed_after_its_snapshot_a_partition() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE parent (id int) PARTITION BY RANGE (id);
+         CREATE TABLE orders (id int);",
+    );
+    // The ATTACH's transaction takes its snapshot before orders is subscribed.
+    let mut ddl = pg.connect("postgres");
+    exec(
+        &mut ddl,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class",
+    );
+    subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
+    let e = error_of(
+        &mut ddl,
+        "ALTER TABLE parent ATTACH PARTITION orders FOR VALUES FROM (0) TO (10)",
+    );
+    assert!(
+        e.contains("cannot become a partition or inheritance child"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_writers_output_settings_do_not_change_what_is_sent() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();

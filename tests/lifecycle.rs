@@ -4,12 +4,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use postgres::Client;
-use support::cluster::{extension_dir, wait_until, Cluster};
+use support::cluster::{extension_dir, install_released_script, wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{subscribe, text, WAIT};
 
@@ -63,29 +61,6 @@ fn fingerprint(db: &mut Client) -> BTreeSet<String> {
         // schema "tests"; they are not part of the extension users get.
         .filter(|o| !o.starts_with("function tests.") && !o.starts_with("schema tests |"))
         .collect()
-}
-
-/// Puts the frozen install script of an earlier release next to the current one, so that
-/// `CREATE EXTENSION ... VERSION` can install it (`cargo pgrx install` copies only the
-/// current script and the upgrade scripts).
-fn install_released_script(version: &str) {
-    let name = format!("pg_webhook--{version}.sql");
-    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sql/released")
-        .join(&name);
-    let to = extension_dir().join(&name);
-    if std::fs::read(&to).ok() == std::fs::read(&from).ok() {
-        return;
-    }
-    if std::fs::copy(&from, &to).is_err() {
-        let ok = Command::new("sudo")
-            .args(["-n", "cp"])
-            .arg(&from)
-            .arg(&to)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "could not install {name} into {}", to.display());
-    }
 }
 
 fn current_version() -> String {

@@ -4,9 +4,24 @@
 
 mod support;
 
-use support::cluster::{wait_until, Cluster};
+use support::cluster::{install_released_script, wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
+
+/// Dumps `source`'s database postgres (custom format); the dump's path.
+fn dump_of(source: &Cluster) -> String {
+    let dump = source.dir.join("app.dump");
+    let dump = dump.to_str().expect("a UTF-8 path").to_string();
+    source.tool("pg_dump", &["-Fc", "-d", "postgres", "-f", &dump]);
+    dump
+}
+
+/// A new cluster with an empty database app to restore into.
+fn restore_target() -> Cluster {
+    let target = Cluster::start(&[]);
+    exec(&mut target.connect("postgres"), "CREATE DATABASE app");
+    target
+}
 
 #[test]
 fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscriptions() {
@@ -18,12 +33,10 @@ fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscripti
         "CREATE TABLE orders (id int PRIMARY KEY, total int)",
     );
     subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
-    let dump = source.dir.join("app.dump");
-    let dump = dump.to_str().expect("a UTF-8 path");
-    source.tool("pg_dump", &["-Fc", "-d", "postgres", "-f", dump]);
+    let dump = dump_of(&source);
+    let dump = dump.as_str();
 
-    let target = Cluster::start(&[]);
-    exec(&mut target.connect("postgres"), "CREATE DATABASE app");
+    let target = restore_target();
     // The tables and their data, subscriptions included; the triggers not yet.
     target.tool(
         "pg_restore",
@@ -44,12 +57,16 @@ fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscripti
     wait_until(WAIT, "the marker's event", || {
         rx.requests().iter().any(|r| r.path == "/marker")
     });
-    // A trigger check runs while the restored subscription lacks its triggers: the stray
-    // trigger it drops in the same pass is the sign.
+    // A trigger check runs while the restored subscription lacks its triggers: a stray trigger
+    // naming an ended subscription, which it drops in the same pass, is the sign.
+    let (ended, _) = subscribe(&mut app, "ended", "marker", &rx.url("/ended"), "");
+    exec(&mut app, "SELECT webhook.unsubscribe('ended')");
     exec(
         &mut app,
-        "CREATE TRIGGER stray AFTER INSERT ON marker REFERENCING NEW TABLE AS pg_webhook_new
-             FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('999')",
+        &format!(
+            "CREATE TRIGGER stray AFTER INSERT ON marker REFERENCING NEW TABLE AS pg_webhook_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{ended}')"
+        ),
     );
     wait_until(
         LONG_WAIT,
@@ -80,4 +97,106 @@ fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscripti
     wait_until(WAIT, "the restored subscription's event", || {
         rx.requests().iter().any(|r| r.path == "/orders")
     });
+}
+
+#[test]
+fn a_restore_of_the_schema_then_the_data_keeps_the_subscriptions() {
+    let source = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = source.client_with_extension();
+    // Ids apart from the one the target's own subscription gets.
+    exec(
+        &mut db,
+        "SELECT setval('webhook._subscription_id_seq', 100);
+         CREATE TABLE orders (id int PRIMARY KEY, total int);",
+    );
+    let (id, _) = subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
+    let dump = dump_of(&source);
+    let dump = dump.as_str();
+
+    let target = restore_target();
+    // The schema first, capture triggers included; the subscriptions' rows come with the data.
+    target.tool(
+        "pg_restore",
+        &["--exit-on-error", "--schema-only", "-d", "app", dump],
+    );
+    let mut app = target.connect("app");
+    // Workers serve app once a subscription of its own is made there.
+    exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
+    subscribe(&mut app, "marker", "marker", &rx.url("/marker"), "");
+    wait_until(
+        LONG_WAIT,
+        "the trigger check to see the restored trigger",
+        || {
+            target.log().contains(&format!(
+            "pg_webhook_{id}_insert on public.orders names subscription {id}, which does not exist, and is left as it is"
+        ))
+        },
+    );
+    // As a data-only restore should be: without firing the tables' triggers (capturing the
+    // restored rows would send the whole table again).
+    target.tool(
+        "pg_restore",
+        &[
+            "--exit-on-error",
+            "--data-only",
+            "--disable-triggers",
+            "-d",
+            "app",
+            dump,
+        ],
+    );
+    exec(&mut app, "INSERT INTO orders VALUES (1, 5)");
+    wait_until(WAIT, "the restored subscription's event", || {
+        rx.requests().iter().any(|r| r.path == "/orders")
+    });
+}
+
+#[test]
+fn a_dump_of_0_2_0_restored_into_this_version_gets_its_triggers_in_this_form() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let source = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = source.connect("postgres");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook VERSION '0.2.0';
+         CREATE TABLE ledger (id int PRIMARY KEY, amount int);",
+    );
+    // 0.2.0 SQL objects have no order-lock function: the dump has no order-lock trigger.
+    let (id, _) = subscribe(
+        &mut db,
+        "ledger",
+        "ledger",
+        &rx.url("/ledger"),
+        ", events => ARRAY['insert'], ordered => true, filter => $$NEW.amount > 0$$",
+    );
+    let dump = dump_of(&source);
+    let dump = dump.as_str();
+
+    // Restored where CREATE EXTENSION gives this version.
+    let target = restore_target();
+    target.tool("pg_restore", &["--exit-on-error", "-d", "app", dump]);
+    let mut app = target.connect("app");
+    // Workers serve app once a subscription of its own is made there.
+    exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
+    subscribe(&mut app, "marker", "marker", &rx.url("/marker"), "");
+    wait_until(LONG_WAIT, "the order-lock trigger of this version", || {
+        count(
+            &mut app,
+            &format!("SELECT count(*) FROM pg_trigger WHERE tgname = 'pg_webhook_{id}_order'"),
+        ) == 1
+    });
+    exec(&mut app, "INSERT INTO ledger VALUES (1, 5), (2, -1)");
+    wait_until(WAIT, "the restored subscription's event", || {
+        rx.requests().iter().any(|r| r.path == "/ledger")
+    });
+    let sent: Vec<i64> = rx
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/ledger")
+        .filter_map(|r| r.json()["record"]["id"].as_i64())
+        .collect();
+    assert_eq!(sent, vec![1], "the filter still applies");
 }

@@ -8,7 +8,7 @@ use std::thread;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
+use support::{count, error_of, exec, subscribe, text, LONG_WAIT, WAIT};
 
 #[test]
 fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
@@ -55,15 +55,17 @@ fn a_pg_webhook_trigger_naming_no_live_subscription_is_dropped_by_the_worker() {
         "CREATE TABLE t (id int); CREATE TABLE other (id int);",
     );
     let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), "");
-    // A superuser copies a capture trigger onto another table, naming a real subscription and
-    // one that does not exist.
+    let (ended, _) = subscribe(&mut db, "ended", "other", &rx.url("/ended"), "");
+    exec(&mut db, "SELECT webhook.unsubscribe('ended')");
+    // A superuser copies a capture trigger onto another table, naming a live subscription and
+    // one that has ended.
     exec(
         &mut db,
         &format!(
             "CREATE TRIGGER stray_real AFTER INSERT ON other REFERENCING NEW TABLE AS pg_webhook_new
                  FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{id}');
              CREATE TRIGGER stray_gone AFTER INSERT ON t REFERENCING NEW TABLE AS pg_webhook_new
-                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('999');"
+                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{ended}');"
         ),
     );
     wait_until(WAIT, "the worker to drop both stray triggers", || {
@@ -118,6 +120,37 @@ fn a_capture_trigger_dropped_while_the_event_triggers_were_disabled_ends_the_sub
             "its trigger pg_webhook_{id}_insert on public.t was dropped"
         )),
         "{reason}"
+    );
+}
+
+#[test]
+fn a_trigger_naming_a_subscription_without_a_row_is_kept_and_reported() {
+    // As when a restore makes a table's triggers before it brings the subscriptions' rows.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int);
+         CREATE TRIGGER pg_webhook_999_insert AFTER INSERT ON t
+             REFERENCING NEW TABLE AS pg_webhook_new
+             FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('999');",
+    );
+    wait_until(WAIT, "the worker to report the trigger", || {
+        pg.log()
+            .contains("pg_webhook_999_insert on public.t names subscription 999, which does not exist, and is left as it is")
+    });
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'pg_webhook_999_insert'"
+        ),
+        1
+    );
+    // Writes fail, naming the trigger, rather than go uncaptured.
+    let e = error_of(&mut db, "INSERT INTO t VALUES (1)");
+    assert!(
+        e.contains("names subscription 999, which does not exist"),
+        "{e}"
     );
 }
 

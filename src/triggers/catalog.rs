@@ -17,6 +17,7 @@ const TREE: &std::ffi::CStr = query_cstr!("subscription_tree.sql");
 const NAME_TAKEN: &std::ffi::CStr = query_cstr!("trigger_name_taken.sql");
 const MADE: &std::ffi::CStr = query_cstr!("triggers_made.sql");
 const MADE_IDS: &std::ffi::CStr = query_cstr!("triggers_made_ids.sql");
+const ALL_IDS: &std::ffi::CStr = query_cstr!("all_subscription_ids.sql");
 
 /// A pg_webhook trigger as it is in the catalog.
 pub(super) struct Existing {
@@ -172,6 +173,15 @@ pub(super) fn made_ids() -> Option<std::collections::HashSet<i32>> {
         ids.extend(r.get::<i32>(1));
     });
     Some(ids)
+}
+
+/// Every subscription that has a row, live or not.
+pub(super) fn all_ids() -> std::collections::HashSet<i32> {
+    let mut ids = std::collections::HashSet::new();
+    at_latest("reading every subscription", ALL_IDS, &[], |r| {
+        ids.extend(r.get::<i32>(1));
+    });
+    ids
 }
 
 /// Whether this database's pg_webhook has `webhook._triggers_made` (0.3.0 on).

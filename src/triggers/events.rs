@@ -19,13 +19,14 @@ use crate::error::spi;
 use crate::privilege::as_extension_owner;
 use crate::sql::{arg, at_latest, query_cstr};
 
-const OVER: &str = include_str!("../../sql/queries/subscriptions_over.sql");
-const CHILDREN: &str = include_str!("../../sql/queries/subscribed_children.sql");
+const OVER_NOW: &std::ffi::CStr = query_cstr!("subscriptions_over.sql");
+const CHILDREN_NOW: &std::ffi::CStr = query_cstr!("subscribed_children.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
 const LIVE_NOW: &std::ffi::CStr = query_cstr!("live_targets.sql");
 const UNSUBSCRIBE_NOW: &std::ffi::CStr = query_cstr!("unsubscribe.sql");
 const UNPARK_NOW: &std::ffi::CStr = query_cstr!("unpark.sql");
 const DOING: &str = "noticing dropped tables and triggers";
+const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
 
 /// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/api.sql).
 #[pg_guard]
@@ -112,23 +113,25 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
     let ids = as_extension_owner(|| {
         spi(
             "finding the subscriptions a DDL command touches",
-            Spi::connect(|client| {
+            Spi::connect(|_client| {
                 let mut ids = BTreeSet::new();
-                for r in client.select(OVER, None, &[relids.clone().into()])? {
-                    ids.insert(r.get::<i32>(1)?.unwrap_or_default());
-                }
-                for r in client.select(CHILDREN, None, &[])? {
-                    let xmin: String = r.get(5)?.unwrap_or_default();
+                at_latest(DOING_DDL, OVER_NOW, &[arg(relids.clone())], |r| {
+                    ids.insert(r.get::<i32>(1).unwrap_or_default());
+                });
+                let mut links = Vec::new();
+                at_latest(DOING_DDL, CHILDREN_NOW, &[], |r| {
+                    let text = |n| r.get::<String>(n).unwrap_or_default();
+                    links.push((
+                        [text(1), text(2), text(3), text(4)],
+                        text(5),
+                        r.get::<bool>(6).unwrap_or(false),
+                    ));
+                });
+                for ([name, target, child, parent], xmin, is_child) in links {
                     let xmin = pg_sys::TransactionId::from(xmin.parse::<u32>().unwrap_or(0));
                     // SAFETY: a check against this backend's own transaction state.
                     if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
-                        refuse_link(
-                            &r.get::<String>(1)?.unwrap_or_default(),
-                            &r.get::<String>(2)?.unwrap_or_default(),
-                            &r.get::<String>(3)?.unwrap_or_default(),
-                            &r.get::<String>(4)?.unwrap_or_default(),
-                            r.get::<bool>(6)?.unwrap_or(false),
-                        );
+                        refuse_link(&name, &target, &child, &parent, is_child);
                     }
                 }
                 let funcs = functions();
@@ -180,7 +183,7 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
     let ended = as_extension_owner(|| {
         spi(
             "noticing dropped tables and triggers",
-            Spi::connect_mut(|client| {
+            Spi::connect(|_client| {
                 // pg_webhook's own rows, like the catalogs DDL works on, at the latest
                 // snapshot: under REPEATABLE READ the transaction's may predate a subscription
                 // on the dropped table or the worker's last change to its row.
@@ -193,9 +196,9 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                 });
                 let mut over = BTreeSet::new();
                 if check_triggers {
-                    for r in client.select(OVER, None, &[trigger_tables.clone().into()])? {
-                        over.insert(r.get::<i32>(1)?.unwrap_or_default());
-                    }
+                    at_latest(DOING, OVER_NOW, &[arg(trigger_tables.clone())], |r| {
+                        over.insert(r.get::<i32>(1).unwrap_or_default());
+                    });
                 }
                 let funcs = functions();
                 let have = if over.is_empty() {

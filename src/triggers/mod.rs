@@ -27,7 +27,9 @@ pub use reconcile::reconcile;
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
-use catalog::{existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing};
+use catalog::{
+    all_ids, existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing,
+};
 
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");

@@ -1,33 +1,80 @@
 //! The worker's safety net for the event triggers: if they did not run (a superuser disabled
 //! them, or a tool wrote the catalog directly), a subscription can lack a trigger on a new
-//! partition, or a trigger can be left naming a subscription that no longer exists. Worker 0 of
+//! partition, or a trigger can be left naming a subscription that is no longer live. Worker 0 of
 //! each database runs `reconcile` every few seconds; it finds nothing to do when the event
 //! triggers did their job.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::{
-    base_name, diff, existing, functions, made_ids, mark_made, sync, Syncing, LIVE, UNPARK,
-    UNSUBSCRIBE,
+    all_ids, base_name, diff, existing, functions, made_ids, mark_made, sync, Syncing, LIVE,
+    UNPARK, UNSUBSCRIBE,
 };
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
 
 const LOCK_TIMEOUT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
 
+/// How often the same thing left alone is said again in the log.
+const REPORT_EVERY: Duration = Duration::from_secs(600);
+
 thread_local! {
-    /// Subscriptions this worker has said it leaves alone while their triggers are awaited.
-    static AWAITED: std::cell::RefCell<std::collections::HashSet<i32>> =
-        std::cell::RefCell::new(std::collections::HashSet::new());
+    /// What this worker has said it leaves alone, and when: said again after `REPORT_EVERY`
+    /// (so a line lost with a failed pass comes back).
+    static REPORTED: RefCell<HashMap<String, Instant>> = RefCell::new(HashMap::new());
+}
+
+/// How long a restored subscription's triggers must stay as they are before the check takes
+/// the restore to be done with them.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// A restored subscription's triggers (table, name), as last seen, and since when.
+type Seen = (Vec<(pg_sys::Oid, String)>, Instant);
+
+thread_local! {
+    /// What each restored subscription's triggers were when last seen changed.
+    static RESTORED: RefCell<HashMap<i32, Seen>> = RefCell::new(HashMap::new());
+}
+
+/// Whether subscription `id`'s triggers have been `now` for `SETTLE`.
+fn settled(id: i32, now: &[(pg_sys::Oid, &str)]) -> bool {
+    let now: Vec<(pg_sys::Oid, String)> = now.iter().map(|(r, n)| (*r, n.to_string())).collect();
+    RESTORED.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.get(&id) {
+            Some((seen, since)) if *seen == now => since.elapsed() >= SETTLE,
+            _ => {
+                r.insert(id, (now, Instant::now()));
+                false
+            }
+        }
+    })
+}
+
+/// Whether to say again that `what` is left alone.
+fn report_due(what: String) -> bool {
+    REPORTED.with(|r| {
+        let mut r = r.borrow_mut();
+        let due = r.get(&what).is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+        if due {
+            r.insert(what, Instant::now());
+        }
+        due
+    })
 }
 
 /// One pass: a live subscription missing a trigger on a partition gets it (changes to that
 /// partition before now were not captured, and the log says so); one missing the trigger on
 /// its own table is unsubscribed, as `webhook_on_sql_drop` would have done; a pg_webhook
-/// trigger naming no live subscription is dropped. A subscription whose triggers were never
-/// complete in this database (restored, its triggers still to come) is left alone until they
-/// are. Returns what it did, a line each for the
+/// trigger naming a subscription that is no longer live is dropped. A subscription whose
+/// triggers were never complete in this database (restored, its triggers still to come) is
+/// left alone until they are, and so is a trigger naming a subscription that has no row (yet):
+/// a restore need not bring the rows before the triggers. Returns what it did, a line each for the
 /// server log. Lock waits are bounded by `lock_timeout`
 /// so a busy table delays the pass, never the worker.
 pub fn reconcile() -> SpiResult<Vec<String>> {
@@ -59,9 +106,23 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         if made.as_ref().is_some_and(|made| !made.contains(id)) {
             // Restored (or made before pg_webhook noted such things): its missing triggers are
             // not damage, pg_restore makes them after the data. Noted once they are all there.
+            // Restored from an older pg_webhook, its triggers are complete for that version
+            // but not this one (no order lock, the older form): once they have stayed as they
+            // are for a while, the restore is done with them, and they are made in this form.
+            let restored: Vec<(pg_sys::Oid, &str)> = have
+                .iter()
+                .filter(|t| named_subscription(&t.args) == Some(*id))
+                .map(|t| (t.relid, t.name.as_str()))
+                .collect();
             if diff.missing.is_empty() {
                 mark_made(*id);
-            } else if AWAITED.with(|a| a.borrow_mut().insert(*id)) {
+            } else if !restored.is_empty() && settled(*id, &restored) {
+                changes.push(format!(
+                    "subscription {id} was restored with triggers of another pg_webhook version ({} of them): made in this version's form",
+                    restored.len()
+                ));
+                to_sync.push(*id);
+            } else if report_due(format!("subscription {id}")) {
                 changes.push(format!(
                     "subscription {id} lacks its trigger {} on {} and is left as it is: a restored subscription gets its triggers after the table data (if it was not restored and its trigger was dropped, unsubscribe it)",
                     base_name(*id, diff.missing[0].kind),
@@ -107,9 +168,23 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
     }
     let _syncing = Syncing::start();
     let live_now = live_subscriptions(client)?;
+    let known = all_ids();
     for t in &have {
-        if named_subscription(&t.args).is_some_and(|id| live_now.contains(&id)) {
-            continue;
+        match named_subscription(&t.args) {
+            Some(id) if live_now.contains(&id) => continue,
+            // No such subscription (yet): a restore may make a table's triggers before it
+            // brings webhook._subscriptions' rows, and writes to the table fail meanwhile,
+            // naming the trigger, rather than go uncaptured.
+            Some(id) if !known.contains(&id) => {
+                if report_due(format!("trigger {} on {}", t.name, t.table)) {
+                    changes.push(format!(
+                        "trigger {} on {} names subscription {id}, which does not exist, and is left as it is: writes to {} fail until its subscription is restored or the trigger is dropped",
+                        t.name, t.table, t.table
+                    ));
+                }
+                continue;
+            }
+            _ => {}
         }
         client.update(
             &format!("DROP TRIGGER {} ON {}", quote_identifier(&t.name), t.table),

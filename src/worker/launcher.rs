@@ -39,6 +39,13 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     install_signal_handlers();
+    // SAFETY: a plain read of a postmaster global, inherited by every backend.
+    if unsafe { pg_sys::IsBinaryUpgrade } {
+        // pg_upgrade restores the schema with the tables empty: no worker may act on that.
+        // Exiting with 0 leaves the launcher stopped until the upgraded cluster starts.
+        log!("pg_webhook launcher: not starting workers during a binary upgrade");
+        return;
+    }
     BackgroundWorker::connect_worker_to_spi(None, None);
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };

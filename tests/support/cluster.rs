@@ -464,3 +464,26 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Puts the frozen install script of an earlier release next to the current one, so that
+/// `CREATE EXTENSION ... VERSION` can install it (`cargo pgrx install` copies only the
+/// current script and the upgrade scripts).
+pub fn install_released_script(version: &str) {
+    let name = format!("pg_webhook--{version}.sql");
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql/released")
+        .join(&name);
+    let to = extension_dir().join(&name);
+    if std::fs::read(&to).ok() == std::fs::read(&from).ok() {
+        return;
+    }
+    if std::fs::copy(&from, &to).is_err() {
+        let ok = std::process::Command::new("sudo")
+            .args(["-n", "cp"])
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not install {name} into {}", to.display());
+    }
+}
