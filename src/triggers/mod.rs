@@ -22,7 +22,7 @@ pub mod drop_access;
 mod events;
 mod reconcile;
 
-pub use reconcile::reconcile;
+pub use reconcile::{forget_reports, reconcile};
 
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;

@@ -12,8 +12,8 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::{
-    all_ids, base_name, diff, existing, functions, made_ids, mark_made, sync, Syncing, LIVE,
-    UNPARK, UNSUBSCRIBE,
+    all_ids, base_name, diff, existing, functions, made_ids, mark_made, sync, type_bit, Kind,
+    Syncing, LIVE, UNPARK, UNSUBSCRIBE,
 };
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
@@ -32,6 +32,8 @@ thread_local! {
 /// How long a restored subscription's triggers must stay as they are before the check takes
 /// the restore to be done with them.
 const SETTLE: Duration = Duration::from_secs(30);
+/// When the check forgets what a restored subscription's triggers were.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// A restored subscription's triggers (table, name), as last seen, and since when.
 type Seen = (Vec<(pg_sys::Oid, String)>, Instant);
@@ -46,6 +48,8 @@ fn settled(id: i32, now: &[(pg_sys::Oid, &str)]) -> bool {
     let now: Vec<(pg_sys::Oid, String)> = now.iter().map(|(r, n)| (*r, n.to_string())).collect();
     RESTORED.with(|r| {
         let mut r = r.borrow_mut();
+        // Subscriptions long made (or gone) are forgotten; the rest settle within a minute.
+        r.retain(|_, (_, since)| since.elapsed() < FORGET_AFTER);
         match r.get(&id) {
             Some((seen, since)) if *seen == now => since.elapsed() >= SETTLE,
             _ => {
@@ -56,10 +60,17 @@ fn settled(id: i32, now: &[(pg_sys::Oid, &str)]) -> bool {
     })
 }
 
+/// Forgets what was said: the pass that said it failed, and its lines with it.
+pub fn forget_reports() {
+    REPORTED.with(|r| r.borrow_mut().clear());
+}
+
 /// Whether to say again that `what` is left alone.
 fn report_due(what: String) -> bool {
     REPORTED.with(|r| {
         let mut r = r.borrow_mut();
+        // Only what was said within the last REPORT_EVERY is kept.
+        r.retain(|_, at| at.elapsed() < REPORT_EVERY);
         let due = r.get(&what).is_none_or(|at| at.elapsed() >= REPORT_EVERY);
         if due {
             r.insert(what, Instant::now());
@@ -109,6 +120,8 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
             // Restored from an older pg_webhook, its triggers are complete for that version
             // but not this one (no order lock, the older form): once they have stayed as they
             // are for a while, the restore is done with them, and they are made in this form.
+            // Never a capture trigger on a table that has none: pg_restore may not have loaded
+            // its rows yet, and they would be captured.
             let restored: Vec<(pg_sys::Oid, &str)> = have
                 .iter()
                 .filter(|t| named_subscription(&t.args) == Some(*id))
@@ -116,7 +129,7 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
                 .collect();
             if diff.missing.is_empty() {
                 mark_made(*id);
-            } else if !restored.is_empty() && settled(*id, &restored) {
+            } else if only_in_form(*id, funcs, &diff, &have) && settled(*id, &restored) {
                 changes.push(format!(
                     "subscription {id} was restored with triggers of another pg_webhook version ({} of them): made in this version's form",
                     restored.len()
@@ -124,7 +137,7 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
                 to_sync.push(*id);
             } else if report_due(format!("subscription {id}")) {
                 changes.push(format!(
-                    "subscription {id} lacks its trigger {} on {} and is left as it is: a restored subscription gets its triggers after the table data (if it was not restored and its trigger was dropped, unsubscribe it)",
+                    "subscription {id} lacks its trigger {} on {} and is left as it is: a restored subscription gets its triggers after the table data (once the restore is done, SELECT webhook._sync_all_triggers() makes what is still missing; if it was not restored and its trigger was dropped, unsubscribe it)",
                     base_name(*id, diff.missing[0].kind),
                     diff.missing[0].table
                 ));
@@ -200,6 +213,26 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         sync(*id);
     }
     Ok(changes)
+}
+
+/// Whether all subscription `id` lacks is its order-lock triggers or this version's form of
+/// capture triggers it has: every (table, event kind) it wants captured has a capture trigger
+/// naming it, in whatever form.
+fn only_in_form(
+    id: i32,
+    funcs: (pg_sys::Oid, pg_sys::Oid),
+    diff: &super::Diff<'_>,
+    have: &[super::Existing],
+) -> bool {
+    diff.missing.iter().all(|m| match m.kind {
+        Kind::OrderLock => true,
+        Kind::Capture(op) => have.iter().any(|t| {
+            t.relid == m.relid
+                && t.function == funcs.0
+                && t.tgtype & type_bit(op) != 0
+                && named_subscription(&t.args) == Some(id)
+        }),
+    })
 }
 
 /// The ids of the live subscriptions, as of this statement.

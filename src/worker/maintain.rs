@@ -79,11 +79,16 @@ impl Worker {
 
     /// Makes missing partition triggers and drops stray ones (see `crate::triggers::reconcile`).
     fn reconcile(&mut self) {
-        // On failure txn::run has logged it; the next pass tries again.
-        if let Ok(changes) = txn::run(
+        // On failure txn::run has logged it; the next pass tries again, and says again what
+        // it leaves alone.
+        let checked = txn::run(
             "checking subscriptions' triggers",
             crate::triggers::reconcile,
-        ) {
+        );
+        if checked.is_err() {
+            crate::triggers::forget_reports();
+        }
+        if let Ok(changes) = checked {
             for change in &changes {
                 warning!("pg_webhook: {change}");
             }
