@@ -6,7 +6,7 @@ mod support;
 
 use support::cluster::{install_released_script, wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
+use support::{count, ended_subscription, exec, stray_trigger, subscribe, text, LONG_WAIT, WAIT};
 
 /// Dumps `source`'s database postgres (custom format); the dump's path.
 fn dump_of(source: &Cluster) -> String {
@@ -78,15 +78,8 @@ fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscripti
     });
     // A trigger check runs while the restored subscription lacks its triggers: a stray trigger
     // naming an ended subscription, which it drops in the same pass, is the sign.
-    let (ended, _) = subscribe(&mut app, "ended", "marker", &rx.url("/ended"), "");
-    exec(&mut app, "SELECT webhook.unsubscribe('ended')");
-    exec(
-        &mut app,
-        &format!(
-            "CREATE TRIGGER stray AFTER INSERT ON marker REFERENCING NEW TABLE AS pg_webhook_new
-                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{ended}')"
-        ),
-    );
+    let ended = ended_subscription(&mut app, &rx.url("/ended"), "marker");
+    stray_trigger(&mut app, "marker", "stray", ended);
     wait_until(
         LONG_WAIT,
         "the trigger check to drop the stray trigger",

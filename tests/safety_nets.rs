@@ -8,31 +8,50 @@ use std::thread;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, error_of, exec, subscribe, text, LONG_WAIT, WAIT};
+use support::{
+    count, ended_subscription, error_of, exec, stray_trigger, subscribe, text, LONG_WAIT, WAIT,
+};
 
-#[test]
-fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
+/// The capture triggers on partition m_2.
+const ON_M2: &str = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'm_2'::regclass
+                      AND tgfoid = 'webhook._capture()'::regprocedure";
+
+/// A cluster where table m, partitioned with m_1, is subscribed to a receiver; `more` makes
+/// other tables.
+fn subscribed_m(more: &str) -> (Cluster, Receiver, postgres::Client) {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     let mut db = pg.client_with_extension();
     exec(
         &mut db,
-        "CREATE TABLE m (id int, at int) PARTITION BY RANGE (at);
-         CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (0) TO (10);",
+        &format!(
+            "CREATE TABLE m (id int, at int) PARTITION BY RANGE (at);
+             CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM (0) TO (10);
+             {more}"
+        ),
     );
     subscribe(&mut db, "m", "m", &rx.url("/m"), "");
+    (pg, rx, db)
+}
+
+/// Partition m_2, created while webhook_on_ddl is disabled.
+fn partition_behind_the_event_triggers(db: &mut postgres::Client) {
     exec(
-        &mut db,
+        db,
         "ALTER EVENT TRIGGER webhook_on_ddl DISABLE;
          CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM (10) TO (20);
          ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;",
     );
-    let on_m2 = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'm_2'::regclass
-                  AND tgfoid = 'webhook._capture()'::regprocedure";
-    assert_eq!(count(&mut db, on_m2), 0, "the event trigger was disabled");
+}
+
+#[test]
+fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
+    let (pg, rx, mut db) = subscribed_m("");
+    partition_behind_the_event_triggers(&mut db);
+    assert_eq!(count(&mut db, ON_M2), 0, "the event trigger was disabled");
     // One capture trigger for each of insert, update and delete.
     wait_until(WAIT, "the worker to put the triggers on m_2", || {
-        count(&mut db, on_m2) == 3
+        count(&mut db, ON_M2) == 3
     });
     exec(&mut db, "INSERT INTO m_2 VALUES (2, 15)");
     wait_until(WAIT, "the row written into m_2", || {
@@ -151,6 +170,41 @@ fn a_trigger_naming_a_subscription_without_a_row_is_kept_and_reported() {
     assert!(
         e.contains("names subscription 999, which does not exist"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_lock_held_on_one_table_holds_up_no_other_repair_of_the_trigger_check() {
+    let (pg, rx, mut db) = subscribed_m("CREATE TABLE other (id int);");
+    // A stray trigger the check must drop, on a table an idle transaction keeps it from (its
+    // lock taken first, so no check drops the trigger before it).
+    let ended = ended_subscription(&mut db, &rx.url("/ended"), "other");
+    let mut idle = pg.connect("postgres");
+    exec(&mut idle, "BEGIN; SELECT count(*) FROM other");
+    stray_trigger(&mut db, "other", "stray", ended);
+    // And a partition the event triggers did not see.
+    partition_behind_the_event_triggers(&mut db);
+    wait_until(WAIT, "the worker to put the triggers on m_2", || {
+        count(&mut db, ON_M2) == 3
+    });
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'stray'"
+        ),
+        1,
+        "the idle transaction's lock kept the stray trigger"
+    );
+    exec(&mut idle, "ROLLBACK");
+    wait_until(
+        WAIT,
+        "the stray trigger dropped once the lock is gone",
+        || {
+            count(
+                &mut db,
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'stray'",
+            ) == 0
+        },
     );
 }
 
@@ -313,7 +367,8 @@ fn a_subscription_committed_while_the_trigger_check_reads_the_catalog_keeps_its_
         text(
             &mut watch,
             &format!(
-                "SELECT relation::regclass::text FROM pg_locks WHERE pid = {check_pid} AND NOT granted"
+                "SELECT string_agg(relation::regclass::text, ', ') FROM pg_locks
+                  WHERE pid = {check_pid} AND NOT granted"
             ),
         )
         .as_deref()

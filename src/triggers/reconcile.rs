@@ -199,18 +199,28 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
             }
             _ => {}
         }
-        client.update(
-            &format!("DROP TRIGGER {} ON {}", quote_identifier(&t.name), t.table),
-            None,
-            &[],
-        )?;
-        changes.push(format!(
-            "dropped trigger {} on {}: it names no live subscription",
-            t.name, t.table
-        ));
+        // Each change on its own: a lock held on one table (lock_timeout) holds up no other.
+        let drop = format!("DROP TRIGGER {} ON {}", quote_identifier(&t.name), t.table);
+        match crate::error::in_subtransaction(|| client.update(&drop, None, &[])) {
+            Ok(done) => {
+                done?;
+                changes.push(format!(
+                    "dropped trigger {} on {}: it names no live subscription",
+                    t.name, t.table
+                ));
+            }
+            Err(e) => changes.push(format!(
+                "could not drop trigger {} on {} now ({e}); the next check tries again",
+                t.name, t.table
+            )),
+        }
     }
     for id in to_sync.iter().chain(&ended) {
-        sync(*id);
+        if let Err(e) = crate::error::in_subtransaction(|| sync(*id)) {
+            changes.push(format!(
+                "could not bring subscription {id}'s triggers in line now ({e}); the next check tries again"
+            ));
+        }
     }
     Ok(changes)
 }

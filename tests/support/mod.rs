@@ -92,3 +92,23 @@ pub fn describe(e: &postgres::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// A subscription on `table` (named "ended") made and unsubscribed: its id.
+pub fn ended_subscription(db: &mut Client, url: &str, table: &str) -> i32 {
+    let (ended, _) = subscribe(db, "ended", table, url, "");
+    exec(db, "SELECT webhook.unsubscribe('ended')");
+    ended
+}
+
+/// A trigger `name` on `table` like a capture trigger, naming subscription `id`, which has
+/// ended: the worker's trigger check drops it at its next pass, which makes it a sign that a
+/// pass ran.
+pub fn stray_trigger(db: &mut Client, table: &str, name: &str, id: i32) {
+    exec(
+        db,
+        &format!(
+            "CREATE TRIGGER {name} AFTER INSERT ON {table} REFERENCING NEW TABLE AS pg_webhook_new
+                 FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture('{id}')"
+        ),
+    );
+}
