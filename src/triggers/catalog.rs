@@ -168,19 +168,18 @@ pub(super) fn made_ids() -> Option<std::collections::HashSet<i32>> {
     if !notes_made() {
         return None;
     }
-    let mut ids = std::collections::HashSet::new();
-    at_latest("reading whose triggers were made", MADE_IDS, &[], |r| {
-        ids.extend(r.get::<i32>(1));
-    });
-    Some(ids)
+    Some(id_set("reading whose triggers were made", MADE_IDS))
 }
 
 /// Every subscription that has a row, live or not.
 pub(super) fn all_ids() -> std::collections::HashSet<i32> {
+    id_set("reading every subscription", ALL_IDS)
+}
+
+/// The subscription ids `query` returns.
+fn id_set(doing: &str, query: &std::ffi::CStr) -> std::collections::HashSet<i32> {
     let mut ids = std::collections::HashSet::new();
-    at_latest("reading every subscription", ALL_IDS, &[], |r| {
-        ids.extend(r.get::<i32>(1));
-    });
+    at_latest(doing, query, &[], |r| ids.extend(r.get::<i32>(1)));
     ids
 }
 

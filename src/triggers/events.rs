@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use super::{base_name, diff, existing, functions, sync, SYNCING};
+use super::{base_name, diff, existing, functions, sync, LIVE, SYNCING, UNPARK_NOW, UNSUBSCRIBE};
 use crate::capture::named_subscription;
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
@@ -22,9 +22,6 @@ use crate::sql::{arg, at_latest, query_cstr};
 const OVER_NOW: &std::ffi::CStr = query_cstr!("subscriptions_over.sql");
 const CHILDREN_NOW: &std::ffi::CStr = query_cstr!("subscribed_children.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
-const LIVE_NOW: &std::ffi::CStr = query_cstr!("live_targets.sql");
-const UNSUBSCRIBE_NOW: &std::ffi::CStr = query_cstr!("unsubscribe.sql");
-const UNPARK_NOW: &std::ffi::CStr = query_cstr!("unpark.sql");
 const DOING: &str = "noticing dropped tables and triggers";
 const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
 
@@ -188,7 +185,7 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                 // snapshot: under REPEATABLE READ the transaction's may predate a subscription
                 // on the dropped table or the worker's last change to its row.
                 let mut subs = Vec::new();
-                at_latest(DOING, LIVE_NOW, &[], |r| {
+                at_latest(DOING, LIVE, &[], |r| {
                     subs.push((
                         r.get::<i32>(1).unwrap_or_default(),
                         r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
@@ -227,7 +224,7 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                     let Some(reason) = reason else {
                         continue;
                     };
-                    if at_latest(DOING, UNSUBSCRIBE_NOW, &[arg(id), arg(reason)], |_| {}) > 0 {
+                    if at_latest(DOING, UNSUBSCRIBE, &[arg(id), arg(reason)], |_| {}) > 0 {
                         ended.push(id);
                     }
                 }

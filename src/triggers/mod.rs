@@ -31,9 +31,11 @@ use catalog::{
     all_ids, existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing,
 };
 
+/// For the SQL API's statements; `UNPARK_NOW` is the same, for `at_latest`.
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
-const UNSUBSCRIBE: &str = include_str!("../../sql/queries/unsubscribe.sql");
-const LIVE: &str = include_str!("../../sql/queries/live_targets.sql");
+const UNPARK_NOW: &std::ffi::CStr = crate::sql::query_cstr!("unpark.sql");
+const UNSUBSCRIBE: &std::ffi::CStr = crate::sql::query_cstr!("unsubscribe.sql");
+const LIVE: &std::ffi::CStr = crate::sql::query_cstr!("live_targets.sql");
 const ALL_IDS: &str = include_str!("../../sql/queries/all_subscription_ids.sql");
 
 thread_local! {

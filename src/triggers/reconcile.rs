@@ -13,10 +13,11 @@ use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::{
     all_ids, base_name, diff, existing, functions, made_ids, mark_made, sync, type_bit, Kind,
-    Syncing, LIVE, UNPARK, UNSUBSCRIBE,
+    Syncing, LIVE, UNPARK_NOW, UNSUBSCRIBE,
 };
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
+use crate::sql::{arg, at_latest};
 
 const LOCK_TIMEOUT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
 
@@ -60,6 +61,9 @@ fn settled(id: i32, now: &[(pg_sys::Oid, &str)]) -> bool {
     })
 }
 
+/// What a failed statement of the check was doing.
+const DOING: &str = "checking subscriptions' triggers";
+
 /// Forgets what was said: the pass that said it failed, and its lines with it.
 pub fn forget_reports() {
     REPORTED.with(|r| r.borrow_mut().clear());
@@ -71,7 +75,7 @@ fn report_due(what: String) -> bool {
         let mut r = r.borrow_mut();
         // Only what was said within the last REPORT_EVERY is kept.
         r.retain(|_, at| at.elapsed() < REPORT_EVERY);
-        let due = r.get(&what).is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+        let due = !r.contains_key(&what);
         if due {
             r.insert(what, Instant::now());
         }
@@ -106,7 +110,7 @@ pub fn reconcile() -> SpiResult<Vec<String>> {
 /// an orphan (a new subscription's triggers, seen, mean its row is seen too).
 pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
     let funcs = functions();
-    let live = live_subscriptions(client)?;
+    let live = live_subscriptions();
     let have = existing(funcs, None);
     let mut changes = Vec::new();
     let mut to_sync = Vec::new();
@@ -150,10 +154,13 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
                 base_name(*id, m.kind),
                 m.table
             );
-            if !client
-                .update(UNSUBSCRIBE, None, &[(*id).into(), reason.clone().into()])?
-                .is_empty()
-            {
+            let unsubscribed = at_latest(
+                DOING,
+                UNSUBSCRIBE,
+                &[arg(*id), arg(reason.as_str())],
+                |_| {},
+            );
+            if unsubscribed > 0 {
                 changes.push(format!("subscription {id} unsubscribed: {reason}"));
                 ended.push(*id);
             }
@@ -177,10 +184,10 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         }
     }
     if !ended.is_empty() {
-        client.update(UNPARK, None, &[ended.clone().into()])?;
+        at_latest(DOING, UNPARK_NOW, &[arg(ended.clone())], |_| {});
     }
     let _syncing = Syncing::start();
-    let live_now = live_subscriptions(client)?;
+    let live_now = live_subscriptions();
     let known = all_ids();
     for t in &have {
         match named_subscription(&t.args) {
@@ -246,10 +253,10 @@ fn only_in_form(
 }
 
 /// The ids of the live subscriptions, as of this statement.
-fn live_subscriptions(client: &mut SpiClient<'_>) -> SpiResult<Vec<i32>> {
+fn live_subscriptions() -> Vec<i32> {
     let mut live = Vec::new();
-    for r in client.select(LIVE, None, &[])? {
-        live.push(r.get::<i32>(1)?.unwrap_or_default());
-    }
-    Ok(live)
+    at_latest(DOING, LIVE, &[], |r| {
+        live.push(r.get::<i32>(1).unwrap_or_default())
+    });
+    live
 }
