@@ -16,6 +16,34 @@ fn dump_of(source: &Cluster) -> String {
     dump
 }
 
+/// Restores `dump` into `target`'s database app with pg_restore's options `how`.
+fn restore(target: &Cluster, dump: &str, how: &[&str]) {
+    let mut args = vec!["--exit-on-error"];
+    args.extend_from_slice(how);
+    args.extend_from_slice(&["-d", "app", dump]);
+    target.tool("pg_restore", &args);
+}
+
+/// The data of `dump` into app, without firing its tables' triggers (as a data-only restore
+/// should be: capturing the restored rows would send the whole table again).
+fn restore_data(target: &Cluster, dump: &str) {
+    restore(target, dump, &["--data-only", "--disable-triggers"]);
+}
+
+/// A cluster whose table orders has a subscription (its id), with its receiver and dump.
+fn dumped_orders() -> (Cluster, Receiver, i32, String) {
+    let source = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = source.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE orders (id int PRIMARY KEY, total int)",
+    );
+    let (id, _) = subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
+    let dump = dump_of(&source);
+    (source, rx, id, dump)
+}
+
 /// A new cluster with an empty database app to restore into.
 fn restore_target() -> Cluster {
     let target = Cluster::start(&[]);
@@ -44,30 +72,12 @@ fn with_0_2_0(more: &str) -> (Cluster, Receiver, postgres::Client) {
 
 #[test]
 fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscriptions() {
-    let source = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let mut db = source.client_with_extension();
-    exec(
-        &mut db,
-        "CREATE TABLE orders (id int PRIMARY KEY, total int)",
-    );
-    subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
-    let dump = dump_of(&source);
+    let (_source, rx, _, dump) = dumped_orders();
     let dump = dump.as_str();
 
     let target = restore_target();
     // The tables and their data, subscriptions included; the triggers not yet.
-    target.tool(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "--section=pre-data",
-            "--section=data",
-            "-d",
-            "app",
-            dump,
-        ],
-    );
+    restore(&target, dump, &["--section=pre-data", "--section=data"]);
     let mut app = target.connect("app");
     // Workers serve app: a subscription of its own is delivered.
     exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
@@ -101,10 +111,7 @@ fn a_trigger_check_between_a_restores_data_and_its_triggers_keeps_the_subscripti
         "the restored subscription was ended before its triggers came"
     );
     // The rest of the dump: the triggers. The subscription captures and delivers.
-    target.tool(
-        "pg_restore",
-        &["--exit-on-error", "--section=post-data", "-d", "app", dump],
-    );
+    restore(&target, dump, &["--section=post-data"]);
     exec(&mut app, "INSERT INTO orders VALUES (1, 5)");
     wait_until(WAIT, "the restored subscription's event", || {
         rx.requests().iter().any(|r| r.path == "/orders")
@@ -128,14 +135,11 @@ fn a_restore_of_the_schema_then_the_data_keeps_the_subscriptions() {
 
     let target = restore_target();
     // The schema first, capture triggers included; the subscriptions' rows come with the data.
-    target.tool(
-        "pg_restore",
-        &["--exit-on-error", "--schema-only", "-d", "app", dump],
-    );
+    restore(&target, dump, &["--schema-only"]);
+    // The launcher tries every database when it starts: app gets its workers.
+    target.stop("fast");
+    target.pg_ctl_start();
     let mut app = target.connect("app");
-    // Workers serve app once a subscription of its own is made there.
-    exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
-    subscribe(&mut app, "marker", "marker", &rx.url("/marker"), "");
     wait_until(
         LONG_WAIT,
         "the trigger check to see the restored trigger",
@@ -145,22 +149,52 @@ fn a_restore_of_the_schema_then_the_data_keeps_the_subscriptions() {
         ))
         },
     );
-    // As a data-only restore should be: without firing the tables' triggers (capturing the
-    // restored rows would send the whole table again).
-    target.tool(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "--data-only",
-            "--disable-triggers",
-            "-d",
-            "app",
-            dump,
-        ],
-    );
+    restore_data(&target, dump);
     exec(&mut app, "INSERT INTO orders VALUES (1, 5)");
     wait_until(WAIT, "the restored subscription's event", || {
         rx.requests().iter().any(|r| r.path == "/orders")
+    });
+}
+
+#[test]
+fn a_subscription_is_refused_between_a_schema_restore_and_its_data() {
+    let (_source, rx, id, dump) = dumped_orders();
+    let dump = dump.as_str();
+
+    let target = restore_target();
+    restore(&target, dump, &["--schema-only"]);
+    let mut app = target.connect("app");
+    exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
+    // The id sequence starts over with the schema: a new subscription would take the id the
+    // restored trigger names, and the data restore would then fail on it.
+    let refused = app
+        .query_one(
+            "SELECT id FROM webhook.subscribe('marker', 'marker', $1)",
+            &[&rx.url("/marker")],
+        )
+        .expect_err("a subscription before the restore's data");
+    let message = refused
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "on public.orders names subscription {id}, which does not exist"
+        )),
+        "{refused}"
+    );
+    restore_data(&target, dump);
+    let (marker, _) = subscribe(&mut app, "marker", "marker", &rx.url("/marker"), "");
+    assert!(marker > id, "subscription {marker} after restored {id}");
+    exec(
+        &mut app,
+        "INSERT INTO orders VALUES (1, 5); INSERT INTO marker VALUES (1)",
+    );
+    wait_until(WAIT, "both subscriptions' events", || {
+        let requests = rx.requests();
+        ["/orders", "/marker"]
+            .iter()
+            .all(|p| requests.iter().any(|r| r.path == *p))
     });
 }
 
@@ -180,7 +214,7 @@ fn a_dump_of_0_2_0_restored_into_this_version_gets_its_triggers_in_this_form() {
 
     // Restored where CREATE EXTENSION gives this version.
     let target = restore_target();
-    target.tool("pg_restore", &["--exit-on-error", "-d", "app", dump]);
+    restore(&target, dump, &[]);
     let mut app = target.connect("app");
     // Workers serve app once a subscription of its own is made there.
     exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");
@@ -235,16 +269,10 @@ fn a_restored_subscription_gets_no_capture_trigger_on_a_table_the_restore_left_w
     );
     std::fs::write(&list, kept.join("\n")).expect("writing the restore list");
     let target = restore_target();
-    target.tool(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "-L",
-            list.to_str().expect("a UTF-8 path"),
-            "-d",
-            "app",
-            &dump,
-        ],
+    restore(
+        &target,
+        &dump,
+        &["-L", list.to_str().expect("a UTF-8 path")],
     );
     let mut app = target.connect("app");
     exec(&mut app, "CREATE TABLE marker (id int PRIMARY KEY)");

@@ -3,7 +3,7 @@
 
 use pg_webhook_core::payload::{new_subscription_uid, Operation};
 use pgrx::prelude::*;
-use pgrx::spi::quote_literal;
+use pgrx::spi::{quote_identifier, quote_literal};
 use pgrx::PgSqlErrorCode;
 
 use super::credentials::Credentials;
@@ -55,11 +55,36 @@ fn ensure_name_free(name: &str) {
     }
 }
 
+/// Refuses a new subscription while a trigger of pg_webhook names one that has no row: the
+/// database is half restored (the schema, with its capture triggers, but not yet the data that
+/// brings webhook._subscriptions and its id sequence). The sequence is back at its start then,
+/// so the new subscription would take an id that a restored trigger or row has, and the data
+/// restore would fail on it, or the restored trigger capture for the new subscription.
+fn ensure_not_half_restored() {
+    let stray = crate::triggers::naming_no_subscription();
+    let Some((id, trigger, table)) = stray.first() else {
+        return;
+    };
+    reject(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!(
+            "trigger {} on {table} names subscription {id}, which does not exist ({} such trigger(s)): this database looks restored without its data (pg_restore --schema-only), and a new subscription would take an id the restore is yet to bring",
+            quote_identifier(trigger),
+            stray.len()
+        ),
+        Some(&format!(
+            "restore the data first (pg_restore --data-only --disable-triggers), or, if subscription {id} is not coming back, drop its triggers (DROP TRIGGER {} ON {table};); then subscribe again",
+            quote_identifier(trigger)
+        )),
+    );
+}
+
 /// Stores the subscription, owned by the caller, and returns its id. Its triggers are made
 /// afterwards, from the stored row.
 pub fn store(new: &NewSubscription<'_>) -> i32 {
     forget_owner();
     ensure_name_free(new.name);
+    ensure_not_half_restored();
     let uid = new_subscription_uid()
         .unwrap_or_else(|e| invalid(format!("could not generate a subscription id: {e}")));
     let owner = caller();

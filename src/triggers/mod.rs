@@ -121,6 +121,29 @@ fn base_name(id: i32, kind: Kind) -> String {
     }
 }
 
+/// pg_webhook's triggers that name a subscription with no row, as (id, trigger, table): what a
+/// schema-only restore (or pg_restore -j, or pg_upgrade's schema step) leaves until its data
+/// brings the rows. Runs as the extension owner.
+pub fn naming_no_subscription() -> Vec<(i32, String, String)> {
+    as_extension_owner(|| {
+        spi(
+            "reading pg_webhook's triggers",
+            Spi::connect(|_| {
+                let known = all_ids();
+                let mut stray: Vec<_> = existing(functions(), None)
+                    .into_iter()
+                    .filter_map(|t| {
+                        let id = named_subscription(&t.args)?;
+                        (!known.contains(&id)).then_some((id, t.name, t.table))
+                    })
+                    .collect();
+                stray.sort();
+                Ok(stray)
+            }),
+        )
+    })
+}
+
 /// Makes the triggers of subscription `id` exactly what its row asks for: on its table and
 /// everything under it while it is live, nowhere once it is unsubscribed. Runs as the
 /// extension owner.
