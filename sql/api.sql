@@ -226,7 +226,14 @@ WITH queued AS (
       FROM webhook._delivery_totals t
      GROUP BY t.subscription_id
 )
-SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
+SELECT s.id, s.name, s.status,
+       CASE WHEN s.status = 'active'
+                   AND NOT EXISTS (SELECT FROM webhook._triggers_made m
+                                    WHERE m.subscription_id = s.id)
+            -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            ELSE s.status_reason END AS status_reason,
+       s.failing_since,
        COALESCE(q.queued, 0) AS queued,
        COALESCE(f.in_flight, 0)::bigint AS in_flight,
        COALESCE(q.parked, 0) AS parked,

@@ -180,6 +180,14 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
+-- API: Private. The subscriptions whose triggers pg_webhook made, or saw complete, in this
+-- database. Not dumped with the subscriptions: after a restore it is empty, so the worker's
+-- trigger check does not take a restored subscription whose triggers pg_restore has yet to
+-- create (they come after the table data) for one whose trigger was dropped by hand.
+-- Filled at the end of this script (_sync_all_triggers).
+CREATE TABLE webhook._triggers_made (subscription_id integer PRIMARY KEY);
+REVOKE ALL ON webhook._triggers_made FROM PUBLIC;
+
 -- Readers of a table see a subscription's URL only up to its host.
 CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
 SELECT s.id, s.name, s.target,
@@ -189,7 +197,14 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.secret END AS secret,
        CASE WHEN v.manages THEN s.headers END AS headers,
        s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
-       s.exclude_columns, s.skip_unchanged, s.status, s.status_reason, s.owner,
+       s.exclude_columns, s.skip_unchanged, s.status,
+       CASE WHEN s.status = 'active'
+                   AND NOT EXISTS (SELECT FROM webhook._triggers_made m
+                                    WHERE m.subscription_id = s.id)
+            -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            ELSE s.status_reason END AS status_reason,
+       s.owner,
        s.created_at, s.uid,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
@@ -589,7 +604,14 @@ WITH queued AS (
       FROM webhook._delivery_totals t
      GROUP BY t.subscription_id
 )
-SELECT s.id, s.name, s.status, s.status_reason, s.failing_since,
+SELECT s.id, s.name, s.status,
+       CASE WHEN s.status = 'active'
+                   AND NOT EXISTS (SELECT FROM webhook._triggers_made m
+                                    WHERE m.subscription_id = s.id)
+            -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            ELSE s.status_reason END AS status_reason,
+       s.failing_since,
        COALESCE(q.queued, 0) AS queued,
        COALESCE(f.in_flight, 0)::bigint AS in_flight,
        COALESCE(q.parked, 0) AS parked,
@@ -645,13 +667,6 @@ COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer r
 
 COMMENT ON VIEW webhook.events IS
     'Every captured row change: pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead (kept after its last failed attempt).';
-
--- API: Private. The subscriptions whose triggers pg_webhook made, or saw complete, in this
--- database. Not dumped with the subscriptions: after a restore it is empty, so the worker's
--- trigger check does not take a restored subscription whose triggers pg_restore has yet to
--- create (they come after the table data) for one whose trigger was dropped by hand.
-CREATE TABLE webhook._triggers_made (subscription_id integer PRIMARY KEY);
-REVOKE ALL ON webhook._triggers_made FROM PUBLIC;
 
 -- Every subscription's triggers in the 0.3.0 form (each live one is then noted in
 -- _triggers_made): the subscription id as the only argument

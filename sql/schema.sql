@@ -412,7 +412,14 @@ SELECT s.id, s.name, s.target,
        CASE WHEN v.manages THEN s.secret END AS secret,
        CASE WHEN v.manages THEN s.headers END AS headers,
        s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
-       s.exclude_columns, s.skip_unchanged, s.status, s.status_reason, s.owner,
+       s.exclude_columns, s.skip_unchanged, s.status,
+       CASE WHEN s.status = 'active'
+                   AND NOT EXISTS (SELECT FROM webhook._triggers_made m
+                                    WHERE m.subscription_id = s.id)
+            -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            ELSE s.status_reason END AS status_reason,
+       s.owner,
        s.created_at, s.uid,
        CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
        s.previous_secret_expires_at, s.failing_since,
