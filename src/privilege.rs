@@ -11,14 +11,50 @@ use pgrx::prelude::*;
 const EXTENSION_OWNER: &str = include_str!("../sql/queries/extension_owner.sql");
 
 thread_local! {
-    static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+    /// The extension owner, and the OID of the table `webhook._subscriptions` it was read with:
+    /// an invalidation of that table (DROP EXTENSION drops it) forgets the owner.
+    static OWNER: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// Registers the invalidation callback that forgets the owner; once per process, from
+/// `_PG_init`. Without it a session that had used pg_webhook went on acting as the owner of an
+/// extension dropped and created again by another role (or as a role since dropped).
+pub fn init() {
+    // SAFETY: registers a plain function; called once per process on the main thread.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
+}
+
+/// Runs inside invalidation processing: must not raise an ERROR or allocate in Postgres.
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    OWNER.with(|o| {
+        if o.get()
+            .is_some_and(|(_, table)| relid == pg_sys::Oid::INVALID || relid == table)
+        {
+            o.set(None);
+        }
+    });
+}
+
+/// The OID of `webhook._subscriptions` (invalid when there is none).
+fn subscriptions_table() -> pg_sys::Oid {
+    // SAFETY: syscache lookups inside a transaction.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
+        if namespace == pg_sys::Oid::INVALID {
+            return pg_sys::Oid::INVALID;
+        }
+        pg_sys::get_relname_relid(c"_subscriptions".as_ptr(), namespace)
+    }
 }
 
 /// The role that owns the extension (and so its tables).
 pub fn extension_owner() -> pg_sys::Oid {
-    if let Some(oid) = OWNER.with(Cell::get) {
+    if let Some((oid, _)) = OWNER.with(Cell::get) {
         return oid;
     }
+    // The owner is cached with the table only if the extension was not made again while it
+    // was read (the table is the same before and after).
+    let table = subscriptions_table();
     let owner = Spi::connect(|client| {
         client
             .select(EXTENSION_OWNER, Some(1), &[])?
@@ -27,7 +63,9 @@ pub fn extension_owner() -> pg_sys::Oid {
     });
     match owner {
         Ok(Some(oid)) => {
-            OWNER.with(|o| o.set(Some(oid)));
+            if table != pg_sys::Oid::INVALID && subscriptions_table() == table {
+                OWNER.with(|o| o.set(Some((oid, table))));
+            }
             oid
         }
         Ok(None) => error!("pg_webhook: extension is not installed in this database"),

@@ -27,6 +27,7 @@ pub fn run_coded<R>(
             pg_sys::SetCurrentStatementStartTimestamp();
             pg_sys::StartTransactionCommand();
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            share_extension_lock();
         }
         match f() {
             Ok(value) => {
@@ -55,6 +56,31 @@ pub fn run_coded<R>(
         warning!("pg_webhook worker: {what} failed: {e}");
     }
     outcome
+}
+
+/// Takes the pg_webhook extension's own lock in share mode before the transaction touches any of
+/// its tables. DROP EXTENSION takes that lock exclusively before it locks the tables it drops
+/// (one at a time, in its own order): so either the drop waits for this transaction or this
+/// transaction for the drop, holding nothing the other needs. Without it the two locked the
+/// tables in different orders, and the drop failed as a deadlock
+/// (`drop_extension_while_the_workers_deliver_is_not_refused_as_a_deadlock`).
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn share_extension_lock() {
+    if pg_sys::MyDatabaseId == pg_sys::Oid::INVALID {
+        // The launcher: connected to no database, it reads shared catalogs only.
+        return;
+    }
+    let extension = pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true);
+    if extension != pg_sys::Oid::INVALID {
+        pg_sys::LockDatabaseObject(
+            pg_sys::ExtensionRelationId,
+            extension,
+            0,
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+        );
+    }
 }
 
 fn code_of(caught: &CaughtError) -> PgSqlErrorCode {
