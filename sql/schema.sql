@@ -2,6 +2,67 @@
 -- schema). Base tables start with "_" and are private: users read the views, which is where
 -- visibility rules apply, and change state only through the functions.
 
+-- The schema must be pg_webhook's alone, and a superuser's. CREATE EXTENSION makes it when it is
+-- missing, but uses one that is there already: one a non-superuser made (with CREATE on the
+-- database), or that outlived a DROP EXTENSION with a role since demoted, lets its owner add
+-- functions beside pg_webhook's — an overload of webhook.subscribe(text, text, text) would be
+-- the one chosen for a call with plain literals, and run as whoever made it, a superuser too;
+-- and an object left in it could shadow one of ours the same way.
+DO $$
+DECLARE
+    owner_name name;
+    found text;
+BEGIN
+    SELECT r.rolname INTO owner_name
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook' AND NOT r.rolsuper;
+    IF owner_name IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook is owned by role "%", who is not a superuser, and could add functions that shadow pg_webhook''s', owner_name
+            USING HINT = 'Drop the schema (DROP SCHEMA webhook), or check what is in it and make a superuser its owner (ALTER SCHEMA webhook OWNER TO postgres), then create the extension again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT o.what INTO found
+      FROM (SELECT pg_catalog.format('relation webhook.%I', c.relname) AS what, c.relnamespace AS ns
+              FROM pg_catalog.pg_class c
+            UNION ALL
+            SELECT pg_catalog.format('function webhook.%I(%s)', p.proname,
+                                     pg_catalog.pg_get_function_identity_arguments(p.oid)), p.pronamespace
+              FROM pg_catalog.pg_proc p
+            UNION ALL
+            SELECT pg_catalog.format('type webhook.%I', t.typname), t.typnamespace
+              FROM pg_catalog.pg_type t
+            UNION ALL
+            SELECT pg_catalog.format('operator webhook.%s', o.oprname), o.oprnamespace
+              FROM pg_catalog.pg_operator o
+            UNION ALL
+            SELECT pg_catalog.format('collation webhook.%I', l.collname), l.collnamespace FROM pg_catalog.pg_collation l
+            UNION ALL
+            SELECT pg_catalog.format('conversion webhook.%I', v.conname), v.connamespace FROM pg_catalog.pg_conversion v
+            UNION ALL
+            SELECT pg_catalog.format('operator class webhook.%I', oc.opcname), oc.opcnamespace FROM pg_catalog.pg_opclass oc
+            UNION ALL
+            SELECT pg_catalog.format('operator family webhook.%I', f.opfname), f.opfnamespace FROM pg_catalog.pg_opfamily f
+            UNION ALL
+            SELECT pg_catalog.format('text search configuration webhook.%I', tc.cfgname), tc.cfgnamespace
+              FROM pg_catalog.pg_ts_config tc
+            UNION ALL
+            SELECT pg_catalog.format('text search dictionary webhook.%I', td.dictname), td.dictnamespace
+              FROM pg_catalog.pg_ts_dict td
+            UNION ALL
+            SELECT pg_catalog.format('statistics object webhook.%I', se.stxname), se.stxnamespace
+              FROM pg_catalog.pg_statistic_ext se) o
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.ns
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook'
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook is not empty (it holds %), and pg_webhook needs it to itself', found
+            USING HINT = 'Move or drop what is in schema webhook, then create the extension again.',
+                  ERRCODE = 'duplicate_schema';
+    END IF;
+END
+$$;
+
 -- API: Private. One row per subscription. Dumped by pg_dump (extension config table) so
 -- subscriptions survive dump/restore; ids are kept, and triggers reference them.
 CREATE SEQUENCE webhook._subscription_id_seq AS integer;

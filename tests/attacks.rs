@@ -545,3 +545,47 @@ fn read_access_alone_is_not_enough_to_subscribe() {
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["record"]["id"], 2);
 }
+
+#[test]
+fn a_schema_webhook_made_beforehand_by_another_role_is_refused_by_create_extension() {
+    // mallory may create schemas in the database: she makes webhook first, with a subscribe()
+    // that a call with plain literals would choose over pg_webhook's, run as its caller.
+    let pg = Cluster::start(&[]);
+    let mut su = pg.connect("postgres");
+    exec(
+        &mut su,
+        "CREATE ROLE mallory LOGIN; GRANT CREATE ON DATABASE postgres TO mallory;",
+    );
+    let mut mallory = pg.connect_as("postgres", "mallory");
+    exec(
+        &mut mallory,
+        "CREATE SCHEMA webhook;
+         CREATE FUNCTION webhook.subscribe(text, text, text) RETURNS void LANGUAGE plpgsql AS
+           $$ BEGIN ALTER ROLE mallory SUPERUSER; END $$;",
+    );
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains("schema webhook is owned by role \"mallory\", who is not a superuser"),
+        "{e}"
+    );
+    // A superuser takes the schema over, but what mallory put there is still hers.
+    exec(&mut su, "ALTER SCHEMA webhook OWNER TO postgres");
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains(
+            "schema webhook is not empty (it holds function webhook.subscribe(text, text, text))"
+        ),
+        "{e}"
+    );
+    exec(
+        &mut su,
+        "DROP FUNCTION webhook.subscribe(text, text, text); CREATE EXTENSION pg_webhook;",
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'mallory' AND rolsuper"
+        ),
+        0
+    );
+}
