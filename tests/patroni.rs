@@ -331,11 +331,19 @@ fn the_old_leader_rejoins_through_pg_rewind_and_sends_nothing_as_a_replica() {
     }
     assert_eq!(s.ha.wait_leader(Some(0)), 1, "the replica was promoted");
     s.ha.wait_replica_streaming(1, 0, false);
-    let log = s.ha.nodes[0].patroni_log();
-    assert!(
-        log.contains("pg_rewind exit code=0"),
-        "Patroni rewound the old leader: {log}"
-    );
+    // Patroni writes its log from a thread of its own: the line may come after the streaming.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = s.ha.nodes[0].patroni_log();
+        if log.contains("pg_rewind exit code=0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Patroni rewound the old leader: {log}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     let mut db = s.ha.nodes[1].connect();
     let rows = committed(&mut db);
     assert_eq!(rows, (0..=100).collect(), "the tail is lost, the rest kept");
