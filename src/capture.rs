@@ -35,8 +35,13 @@ pub use identity::{catalog_generation, subscription as subscription_info};
 /// process, from `_PG_init`.
 pub fn init_cache() {
     identity::init();
-    queue_writer::init();
-    row_json::init();
+}
+
+/// What the capture caches keep of relation `relid` (every relation: `InvalidOid`) is stale.
+pub fn forget_relation(relid: pg_sys::Oid) {
+    identity::forget_relation(relid);
+    queue_writer::forget_relation(relid);
+    row_json::forget_relation(relid);
 }
 
 /// Transition table names used in every capture trigger definition.

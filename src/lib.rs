@@ -19,6 +19,7 @@ mod capture;
 mod delivery;
 mod error;
 mod guc;
+mod invalidation;
 mod manage;
 mod ping;
 mod privilege;
@@ -45,7 +46,7 @@ pub fn is_preloaded() -> bool {
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     capture::init_cache();
-    privilege::init();
+    invalidation::init();
     triggers::drop_access::init();
     // SAFETY: a plain read of a postmaster-set global.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {

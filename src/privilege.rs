@@ -16,16 +16,11 @@ thread_local! {
     static OWNER: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
-/// Registers the invalidation callback that forgets the owner; once per process, from
-/// `_PG_init`. Without it a session that had used pg_webhook went on acting as the owner of an
-/// extension dropped and created again by another role (or as a role since dropped).
-pub fn init() {
-    // SAFETY: registers a plain function; called once per process on the main thread.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
-}
-
-/// Runs inside invalidation processing: must not raise an ERROR or allocate in Postgres.
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Forgets the owner after a relation cache invalidation of `webhook._subscriptions` (see
+/// `crate::invalidation`). Without it a session that had used pg_webhook went on acting as the
+/// owner of an extension dropped and created again by another role (or as a role since
+/// dropped). Must not raise an ERROR or allocate in Postgres.
+pub fn forget_relation(relid: pg_sys::Oid) {
     OWNER.with(|o| {
         if o.get()
             .is_some_and(|(_, table)| relid == pg_sys::Oid::INVALID || relid == table)

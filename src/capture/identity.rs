@@ -65,14 +65,13 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Registers the invalidation callbacks; once per process, from `_PG_init`. Relation cache
-/// invalidations (a table's triggers, privileges, row security, name) clear the cache; those
-/// and role changes (attributes, memberships) bump the generation the delivery worker watches
-/// to re-check what each subscription's owner may still read.
+/// Registers the role invalidation callbacks; once per process, from `_PG_init`. Relation cache
+/// invalidations (a table's triggers, privileges, row security, name: `forget_relation`) clear
+/// the cache; those and role changes (attributes, memberships) bump the generation the delivery
+/// worker watches to re-check what each subscription's owner may still read.
 pub fn init() {
     // SAFETY: registers plain functions; called once per process on the main thread.
     unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
         for cache in [
             pg_sys::SysCacheIdentifier::AUTHOID,
             pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
@@ -98,8 +97,9 @@ unsafe extern "C-unwind" fn on_role_change(_arg: pg_sys::Datum, _cache: i32, _ha
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }
 
-/// Runs inside invalidation processing: must not raise an ERROR or allocate in Postgres.
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// After a relation cache invalidation (see `crate::invalidation`): must not raise an ERROR or
+/// allocate in Postgres.
+pub fn forget_relation(relid: pg_sys::Oid) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     CACHE.with(|cache| {
         // A lookup in progress holds no borrow (see `lookup`), so this cannot fail; if it ever

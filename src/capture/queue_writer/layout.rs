@@ -30,14 +30,9 @@ fn cached() -> Option<Layout> {
     LAYOUT.with(|l| l.borrow().clone())
 }
 
-/// Registers the invalidation callback; once per process, from `_PG_init`.
-pub fn init() {
-    // SAFETY: registers a plain function; called once per process on the main thread.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
-}
-
-/// Runs inside invalidation processing: must not raise an ERROR or allocate in Postgres.
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Forgets the queue's layout after a relation cache invalidation of the queue or its sequence
+/// (see `crate::invalidation`): must not raise an ERROR or allocate in Postgres.
+pub fn forget_relation(relid: pg_sys::Oid) {
     LAYOUT.with(|cell| {
         // Never borrowed across a Postgres call, so this cannot fail.
         if let Ok(mut layout) = cell.try_borrow_mut() {

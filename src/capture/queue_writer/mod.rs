@@ -14,7 +14,7 @@ mod indexes;
 mod layout;
 mod sources;
 
-pub use layout::init;
+pub use layout::forget_relation;
 
 use columns::Columns;
 

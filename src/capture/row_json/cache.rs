@@ -12,17 +12,12 @@ thread_local! {
     static CACHE: RefCell<HashMap<pg_sys::Oid, RowJson>> = RefCell::new(HashMap::new());
 }
 
-/// Registers the invalidation callback that forgets a table's converter; once per process, from
-/// `_PG_init`. (A converter kept is checked against the table's columns before use anyway; this
-/// only frees those of tables that changed or are gone.)
-pub fn init() {
-    // SAFETY: registers a plain function; called once per process on the main thread.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
-}
-
-/// Runs inside invalidation processing: must not raise an ERROR or allocate. A converter in use
-/// is not in the map (see `take`), so only idle ones are dropped.
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+/// Forgets a table's converter after a relation cache invalidation (see
+/// `crate::invalidation`). (A converter kept is checked against the table's columns before use
+/// anyway; this only frees those of tables that changed or are gone.) Must not raise an ERROR
+/// or allocate. A converter in use is not in the map (see `take`), so only idle ones are
+/// dropped.
+pub fn forget_relation(relid: pg_sys::Oid) {
     CACHE.with(|cache| {
         if let Ok(mut cache) = cache.try_borrow_mut() {
             if relid == pg_sys::Oid::INVALID {

@@ -21,7 +21,7 @@ use pgrx::pg_sys;
 mod cache;
 mod render;
 
-pub use cache::{init, put_back, take};
+pub use cache::{forget_relation, put_back, take};
 pub(super) use render::output_function;
 use render::{function, scalar, string, Render};
 
