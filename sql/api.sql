@@ -231,7 +231,7 @@ SELECT s.id, s.name, s.status,
                    AND NOT EXISTS (SELECT FROM webhook._triggers_made m
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
-            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
             ELSE s.status_reason END AS status_reason,
        s.failing_since,
        COALESCE(q.queued, 0) AS queued,

@@ -2,6 +2,81 @@
 -- also in the 0.3.0 install script, and a test checks that both give the same catalog.
 \echo Use "ALTER EXTENSION pg_webhook UPDATE" to load this file. \quit
 
+-- Only superusers may add to the schema, and nothing may grant its private objects on: the
+-- checks CREATE EXTENSION makes (see schema.sql), but for what the schema holds. The objects
+-- this update makes would get the default privileges of the schema and of the updating role.
+DO $$
+DECLARE
+    owner_name name;
+    found text;
+BEGIN
+    SELECT r.rolname INTO owner_name
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook' AND NOT r.rolsuper;
+    IF owner_name IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook is owned by role "%", who is not a superuser, and could add functions that shadow pg_webhook''s', owner_name
+            USING HINT = 'Check what that role put in the schema, make a superuser its owner (ALTER SCHEMA webhook OWNER TO postgres), then update again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                ELSE pg_catalog.format('role "%s"', r.rolname) END
+      INTO found
+      FROM pg_catalog.pg_namespace n
+     CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+      LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook'
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+       AND NOT COALESCE(r.rolsuper, false)
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook grants CREATE to %, who could add functions that shadow pg_webhook''s', found
+            USING HINT = 'Check what they put in the schema, revoke it (REVOKE CREATE ON SCHEMA webhook FROM ...), then update again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT pg_catalog.format('%s (default privileges of role "%s" %s)',
+                             CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                  ELSE pg_catalog.format('role "%s"', g.rolname) END,
+                             pg_catalog.pg_get_userbyid(d.defaclrole),
+                             CASE WHEN d.defaclnamespace OPERATOR(pg_catalog.=) 0
+                                  THEN 'everywhere' ELSE 'in schema webhook' END)
+      INTO found
+      FROM pg_catalog.pg_default_acl d
+     CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
+      LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+     WHERE (d.defaclnamespace OPERATOR(pg_catalog.=)
+                (SELECT n.oid FROM pg_catalog.pg_namespace n
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook')
+            OR (d.defaclnamespace OPERATOR(pg_catalog.=) 0
+                AND d.defaclrole OPERATOR(pg_catalog.=)
+                    (SELECT u.oid FROM pg_catalog.pg_roles u
+                      WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)))
+       AND d.defaclobjtype OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'S', 'f']::pg_catalog."char"[])
+       AND a.grantee OPERATOR(pg_catalog.<>) d.defaclrole
+       -- Functions are PUBLIC's by default; the script revokes that where it must.
+       AND NOT (a.grantee OPERATOR(pg_catalog.=) 0
+                AND d.defaclobjtype OPERATOR(pg_catalog.=) 'f')
+       AND NOT COALESCE(g.rolsuper, false)
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'default privileges would grant % rights on pg_webhook''s private tables and functions (secrets included)', found
+            USING HINT = 'Update as a superuser without such default privileges, or change them (ALTER DEFAULT PRIVILEGES ... REVOKE), then update again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT p.pubname INTO found
+      FROM pg_catalog.pg_publication_namespace pn
+      JOIN pg_catalog.pg_publication p ON p.oid OPERATOR(pg_catalog.=) pn.pnpubid
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) pn.pnnspid
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook'
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook is in publication "%", which would send pg_webhook''s private tables (secrets included) to its subscribers', found
+            USING HINT = 'Take it out (ALTER PUBLICATION ... DROP TABLES IN SCHEMA webhook), then update again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+
 -- The queue is keyed by (txid, id): outcomes are recorded by key instead of by ctid, pg_repack
 -- can rebuild it, and FOR ALL TABLES publications have a replica identity. The key replaces the
 -- partial index that found new events. Claims are bounded by bytes, so each event carries the
@@ -202,7 +277,7 @@ SELECT s.id, s.name, s.target,
                    AND NOT EXISTS (SELECT FROM webhook._triggers_made m
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
-            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,
@@ -609,7 +684,7 @@ SELECT s.id, s.name, s.status,
                    AND NOT EXISTS (SELECT FROM webhook._triggers_made m
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
-            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
             ELSE s.status_reason END AS status_reason,
        s.failing_since,
        COALESCE(q.queued, 0) AS queued,

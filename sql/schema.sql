@@ -2,12 +2,15 @@
 -- schema). Base tables start with "_" and are private: users read the views, which is where
 -- visibility rules apply, and change state only through the functions.
 
--- The schema must be pg_webhook's alone, and a superuser's. CREATE EXTENSION makes it when it is
--- missing, but uses one that is there already: one a non-superuser made (with CREATE on the
--- database), or that outlived a DROP EXTENSION with a role since demoted, lets its owner add
--- functions beside pg_webhook's — an overload of webhook.subscribe(text, text, text) would be
--- the one chosen for a call with plain literals, and run as whoever made it, a superuser too;
--- and an object left in it could shadow one of ours the same way.
+-- The schema must be pg_webhook's alone, and only superusers may add to it. CREATE EXTENSION
+-- makes it when it is missing, but uses one that is there already: one a non-superuser made
+-- (with CREATE on the database), gave CREATE on, or that outlived a DROP EXTENSION with a role
+-- since demoted, lets that role add functions beside pg_webhook's — an overload of
+-- webhook.subscribe(text, text, text) would be the one chosen for a call with plain literals,
+-- and run as whoever made it, a superuser too; and an object left in it could shadow one of
+-- ours the same way. Default privileges (of the schema, or of the installing role) would grant
+-- rights on the private tables, secrets included, and a publication of the schema would send
+-- them to its subscribers.
 DO $$
 DECLARE
     owner_name name;
@@ -19,7 +22,62 @@ BEGIN
      WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook' AND NOT r.rolsuper;
     IF owner_name IS NOT NULL THEN
         RAISE EXCEPTION 'schema webhook is owned by role "%", who is not a superuser, and could add functions that shadow pg_webhook''s', owner_name
-            USING HINT = 'Drop the schema (DROP SCHEMA webhook), or check what is in it and make a superuser its owner (ALTER SCHEMA webhook OWNER TO postgres), then create the extension again.',
+            USING HINT = 'Drop the schema (DROP SCHEMA webhook), then create the extension again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                ELSE pg_catalog.format('role "%s"', r.rolname) END
+      INTO found
+      FROM pg_catalog.pg_namespace n
+     CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+      LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook'
+       AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+       AND NOT COALESCE(r.rolsuper, false)
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook grants CREATE to %, who could add functions that shadow pg_webhook''s', found
+            USING HINT = 'Drop the schema (DROP SCHEMA webhook), then create the extension again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT pg_catalog.format('%s (default privileges of role "%s" %s)',
+                             CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                                  ELSE pg_catalog.format('role "%s"', g.rolname) END,
+                             pg_catalog.pg_get_userbyid(d.defaclrole),
+                             CASE WHEN d.defaclnamespace OPERATOR(pg_catalog.=) 0
+                                  THEN 'everywhere' ELSE 'in schema webhook' END)
+      INTO found
+      FROM pg_catalog.pg_default_acl d
+     CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) a
+      LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+     WHERE (d.defaclnamespace OPERATOR(pg_catalog.=)
+                (SELECT n.oid FROM pg_catalog.pg_namespace n
+                  WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook')
+            OR (d.defaclnamespace OPERATOR(pg_catalog.=) 0
+                AND d.defaclrole OPERATOR(pg_catalog.=)
+                    (SELECT u.oid FROM pg_catalog.pg_roles u
+                      WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER)))
+       AND d.defaclobjtype OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'S', 'f']::pg_catalog."char"[])
+       AND a.grantee OPERATOR(pg_catalog.<>) d.defaclrole
+       -- Functions are PUBLIC's by default; the script revokes that where it must.
+       AND NOT (a.grantee OPERATOR(pg_catalog.=) 0
+                AND d.defaclobjtype OPERATOR(pg_catalog.=) 'f')
+       AND NOT COALESCE(g.rolsuper, false)
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'default privileges would grant % rights on pg_webhook''s private tables and functions (secrets included)', found
+            USING HINT = 'Create the extension as a superuser without such default privileges, or change them (ALTER DEFAULT PRIVILEGES ... REVOKE), then create it again.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT p.pubname INTO found
+      FROM pg_catalog.pg_publication_namespace pn
+      JOIN pg_catalog.pg_publication p ON p.oid OPERATOR(pg_catalog.=) pn.pnpubid
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) pn.pnnspid
+     WHERE n.nspname OPERATOR(pg_catalog.=) 'webhook'
+     LIMIT 1;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'schema webhook is in publication "%", which would send pg_webhook''s private tables (secrets included) to its subscribers', found
+            USING HINT = 'Take it out (ALTER PUBLICATION ... DROP TABLES IN SCHEMA webhook), then create the extension again.',
                   ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT o.what INTO found
@@ -478,7 +536,7 @@ SELECT s.id, s.name, s.target,
                    AND NOT EXISTS (SELECT FROM webhook._triggers_made m
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
-            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker confirms them within 10 s of pg_restore making them, and logs what is missing'
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,

@@ -546,17 +546,23 @@ fn read_access_alone_is_not_enough_to_subscribe() {
     assert_eq!(got[0].json()["record"]["id"], 2);
 }
 
-#[test]
-fn a_schema_webhook_made_beforehand_by_another_role_is_refused_by_create_extension() {
-    // mallory may create schemas in the database: she makes webhook first, with a subscribe()
-    // that a call with plain literals would choose over pg_webhook's, run as its caller.
-    let pg = Cluster::start(&[]);
+/// A superuser's session, and mallory's, who may create schemas in the database (pg_webhook
+/// not installed yet).
+fn mallory_may_create_schemas(pg: &Cluster) -> (postgres::Client, postgres::Client) {
     let mut su = pg.connect("postgres");
     exec(
         &mut su,
         "CREATE ROLE mallory LOGIN; GRANT CREATE ON DATABASE postgres TO mallory;",
     );
-    let mut mallory = pg.connect_as("postgres", "mallory");
+    (su, pg.connect_as("postgres", "mallory"))
+}
+
+#[test]
+fn a_schema_webhook_made_beforehand_by_another_role_is_refused_by_create_extension() {
+    // mallory may create schemas in the database: she makes webhook first, with a subscribe()
+    // that a call with plain literals would choose over pg_webhook's, run as its caller.
+    let pg = Cluster::start(&[]);
+    let (mut su, mut mallory) = mallory_may_create_schemas(&pg);
     exec(
         &mut mallory,
         "CREATE SCHEMA webhook;
@@ -587,5 +593,70 @@ fn a_schema_webhook_made_beforehand_by_another_role_is_refused_by_create_extensi
             "SELECT count(*) FROM pg_roles WHERE rolname = 'mallory' AND rolsuper"
         ),
         0
+    );
+}
+
+#[test]
+fn a_schema_webhook_that_grants_create_is_refused_by_create_extension() {
+    // mallory makes the schema open to all; a superuser takes it over, which keeps her grant.
+    let pg = Cluster::start(&[]);
+    let (mut su, mut mallory) = mallory_may_create_schemas(&pg);
+    exec(
+        &mut mallory,
+        "CREATE SCHEMA webhook; GRANT ALL ON SCHEMA webhook TO PUBLIC;",
+    );
+    exec(&mut su, "ALTER SCHEMA webhook OWNER TO postgres");
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains("schema webhook grants CREATE to PUBLIC, who could add functions"),
+        "{e}"
+    );
+    exec(
+        &mut su,
+        "REVOKE CREATE ON SCHEMA webhook FROM PUBLIC; CREATE EXTENSION pg_webhook;",
+    );
+}
+
+#[test]
+fn default_privileges_that_would_grant_the_private_tables_are_refused_by_create_extension() {
+    // The installing superuser's default privileges would make reporting a reader of
+    // webhook._subscriptions, secrets and all.
+    let pg = Cluster::start(&[]);
+    let mut su = pg.connect("postgres");
+    exec(
+        &mut su,
+        "CREATE ROLE reporting LOGIN;
+         ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO reporting;",
+    );
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains(
+            "default privileges would grant role \"reporting\" (default privileges of role \"postgres\" everywhere) rights on pg_webhook's private tables"
+        ),
+        "{e}"
+    );
+    exec(
+        &mut su,
+        "ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM reporting;
+         CREATE EXTENSION pg_webhook;",
+    );
+    let mut reporting = pg.connect_as("postgres", "reporting");
+    let e = error_of(&mut reporting, "SELECT secret FROM webhook._subscriptions");
+    assert!(e.contains("permission denied"), "{e}");
+}
+
+#[test]
+fn a_publication_of_schema_webhook_is_refused_by_create_extension() {
+    // Its subscribers would get the private tables, secrets included.
+    let pg = Cluster::start(&[]);
+    let mut su = pg.connect("postgres");
+    exec(
+        &mut su,
+        "CREATE SCHEMA webhook; CREATE PUBLICATION everything FOR TABLES IN SCHEMA webhook;",
+    );
+    let e = error_of(&mut su, "CREATE EXTENSION pg_webhook");
+    assert!(
+        e.contains("schema webhook is in publication \"everything\""),
+        "{e}"
     );
 }

@@ -558,3 +558,30 @@ fn drop_extension_while_the_workers_deliver_is_not_refused_as_a_deadlock() {
 /// Rounds of the DROP EXTENSION test: the lock cycle it guards against needs a worker pass
 /// and the DROP to meet.
 const ROUNDS: u32 = 20;
+
+#[test]
+fn the_update_to_0_3_0_refuses_a_schema_that_grants_create() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&[]);
+    let mut db = pg.connect("postgres");
+    db.batch_execute(
+        "CREATE EXTENSION pg_webhook VERSION '0.2.0';
+         GRANT CREATE ON SCHEMA webhook TO PUBLIC;",
+    )
+    .unwrap();
+    let e = db
+        .batch_execute("ALTER EXTENSION pg_webhook UPDATE")
+        .expect_err("an update into a schema anyone may add to");
+    let message = e.as_db_error().map(|d| d.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("schema webhook grants CREATE to PUBLIC")),
+        "{e:?}"
+    );
+    db.batch_execute(
+        "REVOKE CREATE ON SCHEMA webhook FROM PUBLIC; ALTER EXTENSION pg_webhook UPDATE;",
+    )
+    .unwrap();
+}

@@ -44,6 +44,18 @@ fn partition_behind_the_event_triggers(db: &mut postgres::Client) {
     );
 }
 
+/// Subscription `id`'s insert trigger on t, dropped while webhook_on_sql_drop is disabled.
+fn insert_trigger_dropped_behind_the_event_triggers(db: &mut postgres::Client, id: i32) {
+    exec(
+        db,
+        &format!(
+            "ALTER EVENT TRIGGER webhook_on_sql_drop DISABLE;
+             DROP TRIGGER pg_webhook_{id}_insert ON t;
+             ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;"
+        ),
+    );
+}
+
 #[test]
 fn a_partition_made_while_the_event_triggers_were_disabled_gets_its_trigger_from_the_worker() {
     let (pg, rx, mut db) = subscribed_m("");
@@ -112,14 +124,7 @@ fn a_capture_trigger_dropped_while_the_event_triggers_were_disabled_ends_the_sub
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int)");
     let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), "");
-    exec(
-        &mut db,
-        &format!(
-            "ALTER EVENT TRIGGER webhook_on_sql_drop DISABLE;
-             DROP TRIGGER pg_webhook_{id}_insert ON t;
-             ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;"
-        ),
-    );
+    insert_trigger_dropped_behind_the_event_triggers(&mut db, id);
     assert_eq!(
         status(&mut db, "t").as_deref(),
         Some("active"),
@@ -206,6 +211,30 @@ fn a_lock_held_on_one_table_holds_up_no_other_repair_of_the_trigger_check() {
             ) == 0
         },
     );
+}
+
+#[test]
+fn a_subscription_row_held_by_a_transaction_holds_up_no_other_repair_of_the_trigger_check() {
+    let (pg, rx, mut db) = subscribed_m("CREATE TABLE t (id int);");
+    let (id, _) = subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    // t's capture trigger dropped behind the event triggers: the check ends t, which needs its
+    // row, and an open transaction holds that row.
+    let mut holder = pg.connect("postgres");
+    exec(
+        &mut holder,
+        &format!("BEGIN; SELECT 1 FROM webhook._subscriptions WHERE id = {id} FOR UPDATE"),
+    );
+    insert_trigger_dropped_behind_the_event_triggers(&mut db, id);
+    // And a partition the event triggers did not see.
+    partition_behind_the_event_triggers(&mut db);
+    wait_until(WAIT, "the worker to put the triggers on m_2", || {
+        count(&mut db, ON_M2) == 3
+    });
+    assert_eq!(status(&mut db, "t").as_deref(), Some("active"));
+    exec(&mut holder, "ROLLBACK");
+    wait_until(WAIT, "the worker to end t once its row is free", || {
+        status(&mut db, "t").as_deref() == Some("unsubscribed")
+    });
 }
 
 #[test]

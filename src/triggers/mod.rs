@@ -129,8 +129,11 @@ pub fn naming_no_subscription() -> Vec<(i32, String, String)> {
         spi(
             "reading pg_webhook's triggers",
             Spi::connect(|_| {
+                // The triggers before the rows (never deleted): a subscription committed in
+                // between shows its row with its triggers, never its triggers alone.
+                let have = existing(functions(), None);
                 let known = all_ids();
-                let mut stray: Vec<_> = existing(functions(), None)
+                let mut stray: Vec<_> = have
                     .into_iter()
                     .filter_map(|t| {
                         let id = named_subscription(&t.args)?;

@@ -154,15 +154,24 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
                 base_name(*id, m.kind),
                 m.table
             );
-            let unsubscribed = at_latest(
-                DOING,
-                UNSUBSCRIBE,
-                &[arg(*id), arg(reason.as_str())],
-                |_| {},
-            );
-            if unsubscribed > 0 {
-                changes.push(format!("subscription {id} unsubscribed: {reason}"));
-                ended.push(*id);
+            // On its own, like each repair below: a transaction holding the subscription's
+            // row (an open webhook.pause(), say) holds up no other.
+            match crate::error::in_subtransaction(|| {
+                at_latest(
+                    DOING,
+                    UNSUBSCRIBE,
+                    &[arg(*id), arg(reason.as_str())],
+                    |_| {},
+                )
+            }) {
+                Ok(0) => {}
+                Ok(_) => {
+                    changes.push(format!("subscription {id} unsubscribed: {reason}"));
+                    ended.push(*id);
+                }
+                Err(e) => changes.push(format!(
+                    "could not unsubscribe subscription {id} now ({reason}: {e}); the next check tries again"
+                )),
             }
             continue;
         }

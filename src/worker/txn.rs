@@ -26,8 +26,8 @@ pub fn run_coded<R>(
         unsafe {
             pg_sys::SetCurrentStatementStartTimestamp();
             pg_sys::StartTransactionCommand();
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             share_extension_lock();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
         }
         match f() {
             Ok(value) => {
@@ -72,14 +72,19 @@ unsafe fn share_extension_lock() {
         // The launcher: connected to no database, it reads shared catalogs only.
         return;
     }
-    let extension = pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true);
-    if extension != pg_sys::Oid::INVALID {
-        pg_sys::LockDatabaseObject(
-            pg_sys::ExtensionRelationId,
-            extension,
-            0,
-            pg_sys::AccessShareLock as pg_sys::LOCKMODE,
-        );
+    let mode = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    let mut extension = pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true);
+    // The extension may be dropped and made again while this waits: then the lock is on one
+    // that is gone, and is taken again on the one there now (as RangeVarGetRelidExtended does).
+    while extension != pg_sys::Oid::INVALID {
+        pg_sys::LockDatabaseObject(pg_sys::ExtensionRelationId, extension, 0, mode);
+        pg_sys::AcceptInvalidationMessages();
+        let now = pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true);
+        if now == extension {
+            return;
+        }
+        pg_sys::UnlockDatabaseObject(pg_sys::ExtensionRelationId, extension, 0, mode);
+        extension = now;
     }
 }
 
