@@ -104,7 +104,7 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
         if client.update(RESUME, None, &[sub.id.into()])?.is_empty() {
             return Ok(false);
         }
-        client.update(crate::triggers::UNPARK, None, &[vec![sub.id].into()])?;
+        client.update(crate::queue::UNPARK, None, &[vec![sub.id].into()])?;
         Ok(true)
     });
     if !changed {

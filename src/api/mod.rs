@@ -20,7 +20,7 @@ use target::check_target;
 use crate::error::{invalid, reject, spi};
 use crate::manage::{find_managed, find_managed_if_exists};
 use crate::privilege::{as_extension_owner, caller, caller_acts_as};
-use crate::triggers::UNPARK;
+use crate::queue::UNPARK;
 
 /// Subscription names are identifiers users type and see in logs: keep them printable and short.
 const MAX_NAME_LEN: usize = 63;

@@ -31,8 +31,7 @@ use catalog::{
     all_ids, existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing,
 };
 
-/// For the SQL API's statements; `UNPARK_NOW` is the same, for `at_latest`.
-pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
+/// `crate::queue::UNPARK`, for `at_latest`.
 const UNPARK_NOW: &std::ffi::CStr = crate::sql::query_cstr!("unpark.sql");
 const UNSUBSCRIBE: &std::ffi::CStr = crate::sql::query_cstr!("unsubscribe.sql");
 const LIVE: &std::ffi::CStr = crate::sql::query_cstr!("live_targets.sql");
