@@ -45,6 +45,9 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
         ),
         other => other.map(str::to_string),
     };
+    if let Some(also) = &also {
+        crate::expression::ensure_one("filter", also, "$$placed_at > now() - interval '30 days'$$");
+    }
     let (target, owner, denied, running) = as_extension_owner(|| {
         spi(
             "reading the subscription",

@@ -18,6 +18,7 @@ mod backfill;
 mod capture;
 mod delivery;
 mod error;
+mod expression;
 mod guc;
 mod invalidation;
 mod manage;

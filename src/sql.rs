@@ -62,7 +62,7 @@ impl RowReader {
 /// transaction snapshot; this runs it read-only at a snapshot of its own.
 pub fn first_row_now<T>(
     query: &CStr,
-    args: &[(pgrx::pg_sys::Oid, pgrx::pg_sys::Datum)],
+    args: &[Arg],
     read: impl FnOnce(&RowReader) -> T,
 ) -> Result<Option<T>, String> {
     use pgrx::pg_sys;
@@ -82,21 +82,20 @@ pub fn first_row_now<T>(
 /// The first row of read-only `query` at the active snapshot; inside an SPI connection.
 fn first_row_at_active_snapshot<T>(
     query: &CStr,
-    args: &[(pgrx::pg_sys::Oid, pgrx::pg_sys::Datum)],
+    args: &[Arg],
     read: impl FnOnce(&RowReader) -> T,
 ) -> Result<Option<T>, String> {
     use pgrx::pg_sys;
-    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
-    let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.1).collect();
-    // SAFETY: a read-only SPI query with as many (non-null) arguments as types; the result
+    let mut spi = SpiArgs::of(args);
+    // SAFETY: a read-only SPI query with as many arguments as types and null flags; the result
     // is read before the connection closes.
     unsafe {
         let status = pg_sys::SPI_execute_with_args(
             query.as_ptr(),
             args.len() as i32,
-            types.as_mut_ptr(),
-            values.as_mut_ptr(),
-            std::ptr::null(),
+            spi.types.as_mut_ptr(),
+            spi.values.as_mut_ptr(),
+            spi.nulls.as_ptr(),
             true,
             1,
         );
@@ -115,8 +114,32 @@ fn first_row_at_active_snapshot<T>(
     }
 }
 
-/// An argument of `run_at_latest_snapshot`: its type and value (`None`: NULL).
+/// An argument of `run_at_latest_snapshot` and `first_row_now`: its type and value (`None`:
+/// NULL).
 pub type Arg = (pgrx::pg_sys::Oid, Option<pgrx::pg_sys::Datum>);
+
+/// Arguments as SPI takes them: types, values and null flags.
+struct SpiArgs {
+    types: Vec<pgrx::pg_sys::Oid>,
+    values: Vec<pgrx::pg_sys::Datum>,
+    nulls: Vec<std::ffi::c_char>,
+}
+
+impl SpiArgs {
+    fn of(args: &[Arg]) -> SpiArgs {
+        SpiArgs {
+            types: args.iter().map(|a| a.0).collect(),
+            values: args
+                .iter()
+                .map(|a| a.1.unwrap_or(pgrx::pg_sys::Datum::from(0)))
+                .collect(),
+            nulls: args
+                .iter()
+                .map(|a| if a.1.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+                .collect(),
+        }
+    }
+}
 
 /// `value` as an `Arg`.
 pub fn arg<T: pgrx::IntoDatum>(value: T) -> Arg {
@@ -135,27 +158,23 @@ pub fn run_at_latest_snapshot(
     mut each: impl FnMut(&RowReader),
 ) -> Result<u64, String> {
     use pgrx::pg_sys;
-    let mut types: Vec<pg_sys::Oid> = args.iter().map(|a| a.0).collect();
-    let mut values: Vec<pg_sys::Datum> = args
-        .iter()
-        .map(|a| a.1.unwrap_or(pg_sys::Datum::from(0)))
-        .collect();
-    let nulls: Vec<std::ffi::c_char> = args
-        .iter()
-        .map(|a| if a.1.is_some() { b' ' } else { b'n' } as std::ffi::c_char)
-        .collect();
+    let mut spi = SpiArgs::of(args);
     // SAFETY: a plan for as many arguments as types, freed below; SPI copies the latest snapshot
     // when it pushes it; the rows are read before the connection closes.
     unsafe {
-        let plan = pg_sys::SPI_prepare(statement.as_ptr(), args.len() as i32, types.as_mut_ptr());
+        let plan = pg_sys::SPI_prepare(
+            statement.as_ptr(),
+            args.len() as i32,
+            spi.types.as_mut_ptr(),
+        );
         if plan.is_null() {
             let code = pg_sys::SPI_result;
             return Err(format!("SPI_prepare failed: {code}"));
         }
         let status = pg_sys::SPI_execute_snapshot(
             plan,
-            values.as_mut_ptr(),
-            nulls.as_ptr(),
+            spi.values.as_mut_ptr(),
+            spi.nulls.as_ptr(),
             pg_sys::GetLatestSnapshot(),
             std::ptr::null_mut(),
             false,

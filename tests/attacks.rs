@@ -660,3 +660,58 @@ fn a_publication_of_schema_webhook_is_refused_by_create_extension() {
         "{e}"
     );
 }
+
+#[test]
+fn a_backfill_filter_that_closes_its_expression_is_refused() {
+    // Closing the filter's expression early and going on with a UNION changed the type of the
+    // order key column the chunk reads raw: worker 0 crashed, and the server with it, again and
+    // again.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE t (id int PRIMARY KEY, amount numeric); INSERT INTO t VALUES (1, 2.5);",
+    );
+    subscribe(
+        &mut su,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", order_key => ARRAY['amount']",
+    );
+    let e = error_of(
+        &mut su,
+        "SELECT webhook.backfill('t', $$true) THEN true ELSE false END FROM (SELECT new.*) AS \"t\") AS pass) AS f UNION ALL SELECT NULL::pg_catalog.jsonb, true, ARRAY['1'], 1.5::pg_catalog.float8 --$$)",
+    );
+    assert!(e.contains("filter is not a valid expression"), "{e}");
+    // A filter that is one expression is taken, and its rows go out.
+    exec(&mut su, "SELECT webhook.backfill('t', 'amount > 1')");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 1);
+}
+
+#[test]
+fn a_subscription_filter_or_payload_that_is_not_one_expression_is_refused() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(&mut su, "CREATE TABLE t (id int PRIMARY KEY)");
+    for (option, text) in [
+        ("filter", "NEW.id > 0) FROM pg_class WHERE (true"),
+        ("filter", "true) UNION ALL SELECT (false"),
+        ("payload", "to_jsonb(NEW)), (to_jsonb(NEW)"),
+    ] {
+        let e = error_of(
+            &mut su,
+            &format!(
+                "SELECT webhook.subscribe('t', 't', '{}', {option} => $${text}$$)",
+                rx.url("/t")
+            ),
+        );
+        assert!(
+            e.contains(&format!("{option} must be one expression")),
+            "{option} {text}: {e}"
+        );
+    }
+}

@@ -208,7 +208,7 @@ fn bad_payloads_are_refused_at_subscribe_and_change_nothing() {
     let cases = [
         ("payload => 'NEW.id', events => ARRAY['insert']", "payload must be jsonb, but NEW.id is of type integer"),
         ("payload => 'to_jsonb(OLD)', events => ARRAY['insert']", "payload is not valid for insert events: column \"old\" does not exist"),
-        ("payload => 'to_jsonb(NEW'", "payload is not valid for insert events: syntax error"),
+        ("payload => 'to_jsonb(NEW'", "payload is not a valid expression: syntax error"),
         ("payload => '  '", "payload is empty"),
         ("payload => 'to_jsonb(NEW)', columns => ARRAY['id'], events => ARRAY['insert']", "give payload or columns / exclude_columns, not both"),
         ("payload => 'to_jsonb(NEW)', skip_unchanged => true, events => ARRAY['update']", "skip_unchanged compares the sent columns, which a payload replaces"),

@@ -186,7 +186,7 @@ fn bad_filters_and_columns_are_refused_up_front() {
         ),
         (
             sub(", filter => 'NEW.v >'"),
-            "filter is not valid for insert events: syntax error",
+            "filter is not a valid expression: syntax error",
         ),
         (
             sub(", filter => 'NEW.v + 1'"),

@@ -61,6 +61,7 @@ fn check_payload(
         ),
         Some(p) => p.to_string(),
     };
+    crate::expression::ensure_one("payload", &payload, "jsonb_build_object('id', NEW.id)");
     if columns {
         invalid("payload builds what is sent: give payload or columns / exclude_columns, not both (pick the columns inside the expression)");
     }
@@ -112,6 +113,9 @@ pub fn check_shape(
         }
         other => other.map(str::to_string),
     };
+    if let Some(f) = &filter {
+        crate::expression::ensure_one("filter", f, "'NEW.total > 100'");
+    }
     if filter.is_some() && events.contains(&Operation::Truncate) {
         invalid("a filter cannot apply to truncate events, which have no rows: subscribe truncate separately");
     }

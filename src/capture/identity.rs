@@ -19,7 +19,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 
 use super::shaped::Shape;
-use crate::sql::first_row_now;
+use crate::sql::{arg, first_row_now};
 
 const LOOKUP: &std::ffi::CStr = crate::sql::query_cstr!("capture_subscription.sql");
 
@@ -160,20 +160,16 @@ fn read(id: i32, relid: pg_sys::Oid) -> Result<CaptureInfo, NotOurs> {
     // sandboxed, so the writer's search_path cannot redirect it. It reads with the latest
     // snapshot, as the trigger list itself is read: a REPEATABLE READ or SERIALIZABLE writer
     // whose snapshot predates the subscription still fires its trigger, and must find it.
-    let row = first_row_now(
-        LOOKUP,
-        &[(pg_sys::INT4OID, id.into()), (pg_sys::OIDOID, relid.into())],
-        |r| -> Row {
-            (
-                r.get::<String>(1).unwrap_or_default(),
-                r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
-                r.get::<pg_sys::Oid>(3).unwrap_or(pg_sys::Oid::INVALID),
-                r.get::<String>(4).unwrap_or_default(),
-                r.get::<String>(5).unwrap_or_default(),
-                r.get::<bool>(6).unwrap_or(false),
-            )
-        },
-    )
+    let row = first_row_now(LOOKUP, &[arg(id), arg(relid)], |r| -> Row {
+        (
+            r.get::<String>(1).unwrap_or_default(),
+            r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
+            r.get::<pg_sys::Oid>(3).unwrap_or(pg_sys::Oid::INVALID),
+            r.get::<String>(4).unwrap_or_default(),
+            r.get::<String>(5).unwrap_or_default(),
+            r.get::<bool>(6).unwrap_or(false),
+        )
+    })
     .unwrap_or_else(|e| error!("pg_webhook capture trigger: reading subscription {id}: {e}"));
     let Some((json, owner, target, schema, table, covers)) = row else {
         return Err(NotOurs::Unknown(id));

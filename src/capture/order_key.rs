@@ -159,6 +159,8 @@ pub struct QueryKey {
     /// Each key column, `None` for one that is gone (dropped or renamed since subscribing).
     pub columns: Vec<Option<String>>,
     hashers: KeyHashers,
+    /// The types of the columns still there, in key order: what the query must return.
+    types: Vec<pg_sys::Oid>,
 }
 
 impl QueryKey {
@@ -177,6 +179,7 @@ impl QueryKey {
                     .map(|(name, at)| at.map(|_| name.clone()))
                     .collect(),
                 hashers: hashers_of(&found),
+                types: found.iter().flatten().map(|(_, typid, _)| *typid).collect(),
             }
         }
     }
@@ -187,6 +190,21 @@ impl QueryKey {
     /// Those columns are the ones `columns` names as there, in order.
     pub unsafe fn hash_row(&mut self, rows: &SpiTupleTable<'_>, first: usize) -> SpiResult<i64> {
         let present = self.columns.iter().flatten().count();
+        // The hashers read raw values of their own types: a query that returned another type
+        // there (it is built around user text, see crate::expression) fails the statement.
+        for (i, expected) in (first..first + present).zip(&self.types) {
+            let found = rows.column_type_oid(i)?.value();
+            if found != *expected {
+                return Err(pgrx::spi::Error::DatumError(
+                    pgrx::datum::TryFromDatumError::IncompatibleTypes {
+                        rust_type: "order key column",
+                        rust_oid: *expected,
+                        datum_type: format!("column {i} of the query"),
+                        datum_oid: found,
+                    },
+                ));
+            }
+        }
         let values = (first..first + present)
             .map(|i| rows.get_datum_by_ordinal(i))
             .collect::<SpiResult<Vec<_>>>()?;

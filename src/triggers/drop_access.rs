@@ -108,16 +108,12 @@ unsafe fn note_access(relid: pg_sys::Oid) {
     // At the latest snapshot: a REVOKE committed while the DROP waited for its lock counts,
     // whatever the DROP's isolation level. As the extension owner, with search_path pinned:
     // this runs inside anyone's DROP.
-    let found = first_row_now(
-        TARGET_ACCESS,
-        &[(pg_sys::OIDOID, pg_sys::Datum::from(relid))],
-        |r| {
-            (
-                r.get::<Vec<i32>>(1).unwrap_or_default(),
-                r.get::<Vec<bool>>(2).unwrap_or_default(),
-            )
-        },
-    );
+    let found = first_row_now(TARGET_ACCESS, &[arg(relid)], |r| {
+        (
+            r.get::<Vec<i32>>(1).unwrap_or_default(),
+            r.get::<Vec<bool>>(2).unwrap_or_default(),
+        )
+    });
     let (ids, denied) = match found {
         Ok(Some(found)) => found,
         Ok(None) => return,
