@@ -185,17 +185,25 @@ fn unsubscribing_ends_a_running_backfill_and_its_queued_events_still_go() {
     assert_eq!(backfilled(&rx).len() as i64, sent);
 }
 
-#[test]
-fn a_filter_that_raises_fails_the_backfill_with_the_error() {
+/// A cluster whose table t has rows 1..=`rows` and a subscription to a receiver.
+fn t_subscribed_with_rows(rows: i64) -> (Cluster, postgres::Client, Receiver) {
     let pg = Cluster::start(&[]);
     let mut db = pg.client_with_extension();
     let rx = Receiver::start();
     exec(
         &mut db,
-        "CREATE TABLE t (id int PRIMARY KEY);
-         INSERT INTO t SELECT g FROM generate_series(1, 2000) g;",
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY);
+             INSERT INTO t SELECT g FROM generate_series(1, {rows}) g;"
+        ),
     );
     subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    (pg, db, rx)
+}
+
+#[test]
+fn a_filter_that_raises_fails_the_backfill_with_the_error() {
+    let (_pg, mut db, rx) = t_subscribed_with_rows(2000);
     // Plans fine; divides by zero at row 1200, in the third chunk.
     exec(
         &mut db,
@@ -215,6 +223,29 @@ fn a_filter_that_raises_fails_the_backfill_with_the_error() {
     wait_all(&rx, 1000, "the chunks before the error");
     assert_eq!(backfilled(&rx).len(), 1000);
     // The subscription itself is unharmed.
+    exec(&mut db, "INSERT INTO t VALUES (5000)");
+    wait_until(WAIT, "a live insert after the failure", || {
+        rx.accepted_ids().contains(&5000)
+    });
+}
+
+#[test]
+fn a_slow_backfill_filter_is_cancelled_and_fails_the_backfill() {
+    // The chunk runs on worker 0's main thread, where delivery waits for it.
+    let (_pg, mut db, rx) = t_subscribed_with_rows(10);
+    // Half a second a row: five seconds a chunk, if nothing stopped it.
+    exec(
+        &mut db,
+        "SELECT * FROM webhook.backfill('t', filter => 'pg_catalog.pg_sleep(0.5 + id * 0) IS NOT NULL')",
+    );
+    wait_state(&mut db, "t", "failed");
+    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    assert!(
+        error.contains(
+            "a chunk failed 3 times in a row: canceling statement due to statement timeout"
+        ),
+        "{error}"
+    );
     exec(&mut db, "INSERT INTO t VALUES (5000)");
     wait_until(WAIT, "a live insert after the failure", || {
         rx.accepted_ids().contains(&5000)

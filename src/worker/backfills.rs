@@ -19,6 +19,8 @@ const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 /// comes no sooner than as long again, so a backfill takes at most half of worker 0's time and
 /// delivery (of its own events too) keeps pace.
 const SLICE: Duration = Duration::from_millis(50);
+/// A chunk that runs longer than this is cancelled (see `backfill`).
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(2);
 /// When a backfill waits for its receiver to catch up, it is looked at again after this.
 const AHEAD_WAIT: Duration = Duration::from_millis(250);
 /// While backfills run, they are looked at again at least this often.
@@ -78,7 +80,13 @@ impl Worker {
                 continue;
             }
             loop {
-                match txn::run_coded("backfill chunk", || run_chunk(id)) {
+                // A chunk runs the owner's filter on worker 0's main thread, where delivery
+                // waits for it: a slow one is cancelled, and fails the backfill if it keeps
+                // being (a cancel counts as a failure).
+                super::watchdog::start_statement_timer(CHUNK_TIMEOUT);
+                let chunk = txn::run_coded("backfill chunk", || run_chunk(id));
+                super::watchdog::end_statement_timer();
+                match chunk {
                     Ok(Step::Sent { .. }) => {
                         self.backfills.failures.remove(&id);
                         if now.elapsed() >= SLICE {

@@ -8,7 +8,6 @@
 //! removal from the queue commit together, and a failure is rolled back and written on the
 //! event instead. Either way the callback is not run again.
 
-use std::ffi::c_int;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
@@ -17,7 +16,7 @@ use pgrx::spi::SpiResult;
 use super::backend::{connect, decode_start};
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
 use super::txn;
-use super::watchdog::{self, disable_timeout, enable_timeout_after};
+use super::watchdog;
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
 use crate::privilege::as_owner_sandboxed;
@@ -34,9 +33,6 @@ const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
 /// Row images larger than this are left out of the event a callback receives (see
 /// `Dispatcher::largest_readable`).
 const LARGEST_IMAGES: i64 = 160 << 20;
-
-/// `STATEMENT_TIMEOUT` in PostgreSQL's `TimeoutId` enum: its fourth entry, as since 9.3.
-const STATEMENT_TIMEOUT: c_int = 3;
 
 struct Pending {
     event_id: i64,
@@ -227,23 +223,12 @@ fn call(
             "permission denied: the subscription's owner may no longer execute the callback function (OID {function})"
         ));
     }
-    // SAFETY: arms the backend's statement timer (its handler cancels the running query);
-    // disarmed below whichever way the call ends.
-    unsafe {
-        enable_timeout_after(
-            STATEMENT_TIMEOUT,
-            timeout.as_millis().clamp(1, i32::MAX as u128) as c_int,
-        );
-    }
+    // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
+    watchdog::start_statement_timer(timeout);
     watchdog::arm(timeout + watchdog::GRACE);
     let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
     watchdog::disarm();
-    // SAFETY: disarms the timer armed above; keeps a cancel that already fired from leaking
-    // into the bookkeeping that follows.
-    unsafe {
-        disable_timeout(STATEMENT_TIMEOUT, false);
-        pg_sys::QueryCancelPending = 0;
-    }
+    watchdog::end_statement_timer();
     result
 }
 

@@ -14,8 +14,8 @@ use pgrx::pg_sys;
 extern "C-unwind" {
     // utils/timeout.h; not in pgrx's generated bindings.
     fn RegisterTimeout(id: c_int, handler: extern "C" fn()) -> c_int;
-    pub(super) fn enable_timeout_after(id: c_int, delay_ms: c_int);
-    pub(super) fn disable_timeout(id: c_int, keep_indicator: bool);
+    fn enable_timeout_after(id: c_int, delay_ms: c_int);
+    fn disable_timeout(id: c_int, keep_indicator: bool);
 }
 
 /// `USER_TIMEOUT` in PostgreSQL's `TimeoutId` enum (its thirteenth entry in PostgreSQL 15):
@@ -53,6 +53,32 @@ pub fn disarm() {
     if id >= 0 {
         // SAFETY: as in `arm`.
         unsafe { disable_timeout(id, false) };
+    }
+}
+
+/// `STATEMENT_TIMEOUT` in PostgreSQL's `TimeoutId` enum: its fourth entry, as since 9.3.
+const STATEMENT_TIMEOUT: c_int = 3;
+
+/// Arms the backend's statement timer: `after` from now the running query is cancelled (a
+/// background worker has no client statement that would arm it). Disarm with
+/// `end_statement_timer` whichever way the work ends.
+pub fn start_statement_timer(after: Duration) {
+    // SAFETY: arms a timer of the backend's timeout module, from the main thread.
+    unsafe {
+        enable_timeout_after(
+            STATEMENT_TIMEOUT,
+            after.as_millis().clamp(1, i32::MAX as u128) as c_int,
+        );
+    }
+}
+
+/// Disarms the statement timer, and drops a cancel it fired after the work was done, so it does
+/// not leak into the bookkeeping that follows.
+pub fn end_statement_timer() {
+    // SAFETY: disarms the timer armed by `start_statement_timer`; a plain store to a flag.
+    unsafe {
+        disable_timeout(STATEMENT_TIMEOUT, false);
+        pg_sys::QueryCancelPending = 0;
     }
 }
 
