@@ -715,3 +715,33 @@ fn a_subscription_filter_or_payload_that_is_not_one_expression_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_callback_in_a_schema_its_owner_may_not_use_is_refused() {
+    // admin.apply is guarded by its schema alone (functions are PUBLIC's to execute): mallory
+    // cannot name it, but she can read its OID in pg_proc, and a callback is called by OID.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, mut mallory, _) = victim_and_mallory(&pg, &rx);
+    exec(
+        &mut su,
+        "CREATE SCHEMA admin; CREATE TABLE admin.applied (event jsonb);
+         CREATE FUNCTION admin.apply(e jsonb) RETURNS void LANGUAGE sql SECURITY DEFINER
+             SET search_path = pg_catalog AS 'INSERT INTO admin.applied VALUES (e)';",
+    );
+    let oid = count(
+        &mut su,
+        "SELECT 'admin.apply(jsonb)'::regprocedure::oid::bigint",
+    );
+    let e = error_of(
+        &mut mallory,
+        &format!(
+            "SELECT webhook.subscribe('mine', 'mine', '{}', callback => {oid}::oid::regprocedure)",
+            rx.url("/mine")
+        ),
+    );
+    assert!(
+        e.contains("permission denied for callback") && e.contains("USAGE on its schema"),
+        "{e}"
+    );
+}

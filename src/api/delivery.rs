@@ -192,7 +192,8 @@ pub fn check(
 }
 
 /// A callback is a function of one jsonb argument that the subscriber (its future owner) may
-/// execute; it runs with the owner's rights, so nothing more is needed.
+/// call: EXECUTE on it and USAGE on its schema; it runs with the owner's rights, so nothing
+/// more is needed.
 fn check_callback(f: pg_sys::Oid) {
     let found = spi(
         "looking up the callback",
@@ -218,7 +219,7 @@ fn check_callback(f: pg_sys::Oid) {
     if !may_execute {
         reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for callback {signature}: the subscription's owner runs it and needs EXECUTE on it"),
+            format!("permission denied for callback {signature}: the subscription's owner runs it and needs EXECUTE on it and USAGE on its schema"),
             None,
         );
     }

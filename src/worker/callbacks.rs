@@ -213,14 +213,21 @@ fn call(
     owner: pg_sys::Oid,
     timeout: Duration,
 ) -> Result<(), String> {
-    // SAFETY: a catalog read; the function exists (checked in the same transaction).
+    // EXECUTE on it and USAGE on its schema, as a call by name would need (by OID, nothing
+    // checks the schema). SAFETY: catalog reads; the function exists (checked in the same
+    // transaction).
     let may = unsafe {
         pg_sys::pg_proc_aclcheck(function, owner, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
             == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::pg_namespace_aclcheck(
+                pg_sys::get_func_namespace(function),
+                owner,
+                pg_sys::ACL_USAGE as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
     };
     if !may {
         return Err(format!(
-            "permission denied: the subscription's owner may no longer execute the callback function (OID {function})"
+            "permission denied: the subscription's owner may no longer execute the callback function (OID {function}): it needs EXECUTE on it and USAGE on its schema"
         ));
     }
     // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
