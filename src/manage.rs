@@ -158,27 +158,39 @@ fn replay_event(event_id: Option<i64>) -> bool {
     let Some(event_id) = event_id else {
         invalid("event_id must not be NULL")
     };
-    let owner_name = as_extension_owner(|| {
+    // Another owner's event is reported as missing, like one that is: the error tells nothing
+    // of other subscriptions (their names, whether an event is still queued).
+    let archived = as_extension_owner(|| {
         spi(
             "looking up the event",
-            Spi::get_one_with_args::<String>(ARCHIVED_EVENT, &[event_id.into()]),
+            Spi::connect(|client| {
+                first_row(client, ARCHIVED_EVENT, &[event_id.into()], |row| {
+                    Ok((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                    ))
+                })
+            }),
         )
-    });
-    let Some(name) = owner_name else {
+    })
+    .filter(|(_, owner)| caller_acts_as(*owner));
+    let Some((name, _)) = archived else {
         let pending = as_extension_owner(|| {
             spi(
                 "looking up the event",
-                Spi::get_one_with_args::<bool>(EVENT_PENDING, &[event_id.into()]),
+                Spi::get_one_with_args::<pg_sys::Oid>(EVENT_PENDING, &[event_id.into()]),
             )
         });
-        if pending == Some(true) {
+        if pending.is_some_and(caller_acts_as) {
             invalid(format!(
                 "event {event_id} is still pending: it will be delivered without a replay"
             ));
         }
         reject(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("event {event_id} does not exist (or was purged by pg_webhook.retention)"),
+            format!(
+                "event {event_id} does not exist among your subscriptions' events (or was purged by pg_webhook.retention)"
+            ),
             None,
         )
     };

@@ -745,3 +745,32 @@ fn a_callback_in_a_schema_its_owner_may_not_use_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn replaying_another_owners_event_tells_nothing_of_it() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, mut mallory, _) = victim_and_mallory(&pg, &rx);
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    rx.wait_for(1, WAIT);
+    let id = count(
+        &mut su,
+        "SELECT id FROM webhook.events WHERE table_name = 'orders'",
+    );
+    wait_until(WAIT, "alice's event to be archived as delivered", || {
+        text(
+            &mut su,
+            &format!("SELECT status FROM webhook.events WHERE id = {id}"),
+        )
+        .as_deref()
+            == Some("delivered")
+    });
+    let e = error_of(&mut mallory, &format!("SELECT webhook.replay({id})"));
+    assert!(
+        e.contains(&format!(
+            "event {id} does not exist among your subscriptions' events"
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("orders"), "{e}");
+}
