@@ -32,14 +32,7 @@ pub fn forget_relation(relid: pg_sys::Oid) {
 
 /// The OID of `webhook._subscriptions` (invalid when there is none).
 fn subscriptions_table() -> pg_sys::Oid {
-    // SAFETY: syscache lookups inside a transaction.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
-        if namespace == pg_sys::Oid::INVALID {
-            return pg_sys::Oid::INVALID;
-        }
-        pg_sys::get_relname_relid(c"_subscriptions".as_ptr(), namespace)
-    }
+    crate::sql::webhook_relation(c"_subscriptions")
 }
 
 /// The role that owns the extension (and so its tables).

@@ -199,6 +199,20 @@ pub fn run_at_latest_snapshot(
     }
 }
 
+/// The OID of relation `webhook.<name>`: invalid when the schema or the relation is not there.
+/// Inside a transaction.
+pub fn webhook_relation(name: &CStr) -> pgrx::pg_sys::Oid {
+    use pgrx::pg_sys;
+    // SAFETY: syscache lookups with valid C strings, inside a transaction.
+    unsafe {
+        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
+        if namespace == pg_sys::Oid::INVALID {
+            return pg_sys::Oid::INVALID;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), namespace)
+    }
+}
+
 /// `run_at_latest_snapshot`, raising an ERROR that says what it was `doing` if it fails.
 pub fn at_latest(doing: &str, statement: &CStr, args: &[Arg], each: impl FnMut(&RowReader)) -> u64 {
     run_at_latest_snapshot(statement, args, each)

@@ -185,13 +185,7 @@ fn id_set(doing: &str, query: &std::ffi::CStr) -> std::collections::HashSet<i32>
 
 /// Whether this database's pg_webhook has `webhook._triggers_made` (0.3.0 on).
 fn notes_made() -> bool {
-    // SAFETY: syscache lookups inside a transaction.
-    unsafe {
-        let namespace = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
-        namespace != pg_sys::Oid::INVALID
-            && pg_sys::get_relname_relid(c"_triggers_made".as_ptr(), namespace)
-                != pg_sys::Oid::INVALID
-    }
+    crate::sql::webhook_relation(c"_triggers_made") != pg_sys::Oid::INVALID
 }
 
 #[cfg(test)]

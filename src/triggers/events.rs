@@ -109,7 +109,7 @@ unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
 fn tables_changed(relids: Vec<pg_sys::Oid>) {
     let ids = as_extension_owner(|| {
         spi(
-            "finding the subscriptions a DDL command touches",
+            DOING_DDL,
             Spi::connect(|_client| {
                 let mut ids = BTreeSet::new();
                 at_latest(DOING_DDL, OVER_NOW, &[arg(relids.clone())], |r| {

@@ -35,7 +35,6 @@ use catalog::{
 const UNPARK_NOW: &std::ffi::CStr = crate::sql::query_cstr!("unpark.sql");
 const UNSUBSCRIBE: &std::ffi::CStr = crate::sql::query_cstr!("unsubscribe.sql");
 const LIVE: &std::ffi::CStr = crate::sql::query_cstr!("live_targets.sql");
-const ALL_IDS: &str = include_str!("../../sql/queries/all_subscription_ids.sql");
 
 thread_local! {
     /// Set while pg_webhook itself drops triggers, so the sql_drop event trigger does not take
@@ -273,17 +272,14 @@ impl Drop for Syncing {
 #[pg_extern(name = "_sync_all_triggers", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn sync_all_triggers() -> i64 {
-    let ids: Vec<i32> = as_extension_owner(|| {
+    let mut ids: Vec<i32> = as_extension_owner(|| {
         spi(
             "listing subscriptions",
-            Spi::connect(|client| {
-                client
-                    .select(ALL_IDS, None, &[])?
-                    .map(|r| r.get::<i32>(1).map(Option::unwrap_or_default))
-                    .collect::<SpiResult<Vec<i32>>>()
-            }),
+            Spi::connect(|_| Ok(all_ids().into_iter().collect())),
         )
     });
+    // Oldest first, as the subscriptions were made.
+    ids.sort_unstable();
     for id in &ids {
         sync(*id);
     }
