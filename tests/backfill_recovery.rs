@@ -6,7 +6,7 @@ mod support;
 use support::backfill::{backfilled, state, wait_all, wait_state};
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe, text, WAIT};
+use support::{count, exec, subscribe, text, LONG_WAIT, WAIT};
 
 #[test]
 fn a_canceled_backfill_queues_nothing_more() {
@@ -244,6 +244,37 @@ fn a_slow_backfill_filter_is_cancelled_and_fails_the_backfill() {
         error.contains(
             "a chunk failed 3 times in a row: canceling statement due to statement timeout"
         ),
+        "{error}"
+    );
+    exec(&mut db, "INSERT INTO t VALUES (5000)");
+    wait_until(WAIT, "a live insert after the failure", || {
+        rx.accepted_ids().contains(&5000)
+    });
+}
+
+#[test]
+fn a_backfill_filter_that_ignores_its_cancel_fails_the_backfill() {
+    let (_pg, mut db, rx) = t_subscribed_with_rows(10);
+    // Catches every cancel and goes on: only the watchdog, ending worker 0, stops it.
+    exec(
+        &mut db,
+        "CREATE FUNCTION stubborn(id int) RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+             LOOP
+                 BEGIN
+                     PERFORM pg_catalog.pg_sleep(0.2);
+                 EXCEPTION WHEN query_canceled THEN NULL;
+                 END;
+             END LOOP;
+         END $$;
+         SELECT * FROM webhook.backfill('t', filter => 'public.stubborn(id)')",
+    );
+    wait_until(LONG_WAIT, "the backfill to fail", || {
+        state(&mut db, "t") == "failed"
+    });
+    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    assert!(
+        error.contains("its worker ended during a chunk 3 times in a row"),
         "{error}"
     );
     exec(&mut db, "INSERT INTO t VALUES (5000)");

@@ -12,6 +12,7 @@ use super::{txn, Worker};
 use crate::capture::backfill::{run_chunk, Step};
 
 const LIST_RUNNING: &str = include_str!("../../sql/backfill/list_running.sql");
+const END_ROUND: &str = include_str!("../../sql/backfill/end_round.sql");
 const CHUNK_ERROR: &str = include_str!("../../sql/backfill/chunk_error.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 
@@ -19,7 +20,8 @@ const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 /// comes no sooner than as long again, so a backfill takes at most half of worker 0's time and
 /// delivery (of its own events too) keeps pace.
 const SLICE: Duration = Duration::from_millis(50);
-/// A chunk that runs longer than this is cancelled (see `backfill`).
+/// A chunk that runs longer than this is cancelled (see `backfill`); one that goes on
+/// `watchdog::GRACE` after its cancel ends the worker.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(2);
 /// When a backfill waits for its receiver to catch up, it is looked at again after this.
 const AHEAD_WAIT: Duration = Duration::from_millis(250);
@@ -32,6 +34,10 @@ const IDLE: Duration = Duration::from_secs(30);
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
 /// timeout — after a second per failure.
 const MAX_FAILURES: u32 = 3;
+/// A backfill whose rounds ended with their worker this many times in a row fails: its chunk
+/// went on after its cancel (a filter function that catches `query_canceled`), so the
+/// watchdog ended the worker, and the next worker would run the same chunk again.
+const MAX_INTERRUPTIONS: i32 = 3;
 
 /// Failures that say nothing about the backfill itself: a lock wait over the chunk's
 /// `lock_timeout` (sql/backfill/chunk_settings.sql), a lost deadlock, a serialization failure.
@@ -59,23 +65,39 @@ impl Worker {
     pub(super) fn backfill(&mut self, now: Instant) {
         self.backfills.next = Some(now + IDLE);
         super::backend::report_activity(Some("backfill"));
-        let Ok(running) = txn::run("listing backfills", || {
-            Spi::connect(|client| {
-                let mut ids = Vec::new();
-                for row in client.select(LIST_RUNNING, None, &[])? {
-                    ids.push(row.get::<i64>(1)?.unwrap_or_default());
+        // SAFETY: reads a backend global.
+        let pid = unsafe { pg_sys::MyProcPid };
+        let Ok(listed) = txn::run("listing backfills", || {
+            Spi::connect_mut(|client| {
+                let mut listed = Vec::new();
+                for row in client.update(LIST_RUNNING, None, &[pid.into()])? {
+                    listed.push((
+                        row.get::<i64>(1)?.unwrap_or_default(),
+                        row.get::<i32>(2)?.unwrap_or_default(),
+                    ));
                 }
-                Ok(ids)
+                Ok(listed)
             })
         }) else {
             return;
         };
-        self.backfills.failures.retain(|id, _| running.contains(id));
-        if !running.is_empty() {
-            self.backfills.next = Some(now + RUNNING);
+        let mut running = Vec::new();
+        for (id, interruptions) in listed {
+            if interruptions >= MAX_INTERRUPTIONS {
+                self.interrupted_too_often(id, interruptions);
+            } else {
+                running.push(id);
+            }
         }
+        running.sort_unstable();
+        self.backfills.failures.retain(|id, _| running.contains(id));
+        if running.is_empty() {
+            return;
+        }
+        self.backfills.next = Some(now + RUNNING);
         let mut more = false;
-        for id in running {
+        let mut finished_a_chunk: Vec<i64> = Vec::new();
+        for &id in &running {
             if self.backfills.failures.get(&id).is_some_and(|f| now < f.1) {
                 continue;
             }
@@ -83,9 +105,16 @@ impl Worker {
                 // A chunk runs the owner's filter on worker 0's main thread, where delivery
                 // waits for it: a slow one is cancelled, and fails the backfill if it keeps
                 // being (a cancel counts as a failure).
+                // A filter function can catch the cancel and go on: the watchdog ends the
+                // worker then, and the round's mark (list_running.sql) tells the next one.
                 super::watchdog::start_statement_timer(CHUNK_TIMEOUT);
+                super::watchdog::arm(CHUNK_TIMEOUT + super::watchdog::GRACE);
                 let chunk = txn::run_coded("backfill chunk", || run_chunk(id));
+                super::watchdog::disarm();
                 super::watchdog::end_statement_timer();
+                if chunk.is_ok() && finished_a_chunk.last() != Some(&id) {
+                    finished_a_chunk.push(id);
+                }
                 match chunk {
                     Ok(Step::Sent { .. }) => {
                         self.backfills.failures.remove(&id);
@@ -123,6 +152,45 @@ impl Worker {
         }
         if more {
             self.backfills.next = Some(Instant::now() + SLICE);
+        }
+        let ended = txn::run("ending a backfill round", || {
+            Spi::connect_mut(|client| {
+                client
+                    .update(END_ROUND, None, &[pid.into(), finished_a_chunk.into()])
+                    .map(|_| ())
+            })
+        });
+        if ended.is_err() {
+            // Logged by txn::run. The marks stay this process's, which the next round's list
+            // does not count as interruptions, and ends.
+            self.soon();
+        }
+    }
+
+    /// Brings the next round forward to at most `RUNNING` from now.
+    fn soon(&mut self) {
+        let at = Instant::now() + RUNNING;
+        self.backfills.next = Some(self.backfills.next.map_or(at, |n| n.min(at)));
+    }
+
+    /// Fails backfill `id`, whose rounds ended with their worker `interruptions` times in a row.
+    fn interrupted_too_often(&mut self, id: i64, interruptions: i32) {
+        let reason = format!(
+            "its worker ended during a chunk {interruptions} times in a row: a chunk that goes on {} s after its cancel (a filter function that catches query_canceled) ends the worker",
+            super::watchdog::GRACE.as_secs()
+        );
+        log!("pg_webhook: backfill {id} failed: {reason}");
+        self.backfills.failures.remove(&id);
+        let failed = txn::run("failing an interrupted backfill", || {
+            Spi::connect_mut(|client| {
+                client
+                    .update(STOP, None, &[id.into(), "failed".into(), reason.into()])
+                    .map(|_| ())
+            })
+        });
+        if failed.is_err() {
+            // Logged by txn::run; the next round lists it again, still interrupted.
+            self.soon();
         }
     }
 

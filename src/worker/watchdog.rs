@@ -1,9 +1,11 @@
-//! The callback runner's watchdog: a callback that outlives `pg_webhook.callback_timeout` is
-//! cancelled (a statement timeout), but PL/pgSQL can catch a cancel (`EXCEPTION WHEN
+//! The watchdog of user code that runs on a worker's main thread: a callback that outlives
+//! `pg_webhook.callback_timeout`, or a backfill chunk (its owner's filter) that outlives 2 s,
+//! is cancelled (a statement timeout), but PL/pgSQL can catch a cancel (`EXCEPTION WHEN
 //! query_canceled`) and go on. A grace period later the watchdog ends the whole process the way
 //! SIGTERM does: a FATAL at the next interrupt check, which no exception block can catch. The
-//! launcher starts a new runner, which finds the callback marked as started and records it as
-//! failed instead of running it again (see `callbacks::run_one`).
+//! launcher starts a new worker, which finds the callback marked as started (and records it as
+//! failed instead of running it again, see `callbacks::run_one`), or the backfill's round
+//! marked as another process's (and counts an interruption, see `backfills`).
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -22,7 +24,7 @@ extern "C-unwind" {
 /// passed to `RegisterTimeout`, it asks for a free user-defined timeout.
 const USER_TIMEOUT: c_int = 12;
 
-/// How long after its cancel a callback may still run before the runner ends itself.
+/// How long after its cancel a callback or chunk may still run before its worker ends itself.
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// The timeout registered by `install` (-1: none yet).
