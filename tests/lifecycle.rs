@@ -585,3 +585,44 @@ fn the_update_to_0_3_0_refuses_a_schema_that_grants_create() {
     )
     .unwrap();
 }
+
+#[test]
+fn an_event_of_an_extension_made_again_is_not_mistaken_for_a_dropped_one_in_flight() {
+    // Event ids start over in an extension made again. A worker that did not notice the drop
+    // (dropped and made in one transaction while its request was out) still had the old event
+    // 1 in flight when the new event 1 came: the claim skipped the new one as its own, and its
+    // cursor went past it.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::with(|r, _| match r.path.as_str() {
+        "/one" => Reply::Delay(Duration::from_secs(3), 204),
+        _ => Reply::Status(204),
+    });
+    let mut db = pg.connect("postgres");
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY); CREATE EXTENSION pg_webhook")
+        .unwrap();
+    subscribe(&mut db, "one", "t", &rx.url("/one"), "");
+    db.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    wait_until(WAIT, "the first event's request", || {
+        rx.requests().iter().any(|r| r.path == "/one")
+    });
+    db.batch_execute(
+        "BEGIN; DROP EXTENSION pg_webhook CASCADE; CREATE EXTENSION pg_webhook; COMMIT;",
+    )
+    .unwrap();
+    subscribe(&mut db, "two", "t", &rx.url("/two"), "");
+    db.batch_execute("INSERT INTO t VALUES (2)").unwrap();
+    assert_eq!(
+        text(&mut db, "SELECT min(id)::text FROM webhook.events").as_deref(),
+        Some("1"),
+        "the new event has the id the old one had"
+    );
+    wait_until(WAIT, "the new extension's event", || {
+        rx.requests()
+            .iter()
+            .any(|r| r.path == "/two" && String::from_utf8_lossy(&r.body).contains("\"id\": 2"))
+    });
+    wait_until(WAIT, "the new event recorded as delivered", || {
+        text(&mut db, "SELECT status FROM webhook.events WHERE id = 1").as_deref()
+            == Some("delivered")
+    });
+}

@@ -107,6 +107,10 @@ impl Share {
 /// The worker's prepared statements. Dropped (and prepared again) after any error, since the
 /// error may be that the extension was dropped and re-created.
 pub struct Statements {
+    /// The pg_webhook extension (its pg_extension OID) whose tables these were prepared on.
+    /// Event and subscription ids start again in an extension dropped and made again, so
+    /// nothing known about the old one's may be applied to the new one's.
+    pub extension: pg_sys::Oid,
     claim_new: OwnedPreparedStatement,
     claim_scheduled: OwnedPreparedStatement,
     claim_ordered: OwnedPreparedStatement,
@@ -206,8 +210,11 @@ impl Statements {
         // (txid, id, status, attempts, last error, started, duration, status code, excerpt,
         // error, callback, headers) of each event.
         let finish_args = [I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA];
+        // SAFETY: a catalog lookup inside the caller's transaction.
+        let extension = unsafe { pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true) };
         Spi::connect(|client| {
             Ok(Statements {
+                extension,
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
                 claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
                 claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A])?,

@@ -129,12 +129,22 @@ impl Worker {
                 now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
             });
             let result = txn::run("claiming due events", || {
-                claim.run(stale, want, room, check_scheduled)
+                if !txn::same_extension(statements.extension) {
+                    return Ok(None);
+                }
+                claim.run(stale, want, room, check_scheduled).map(Some)
             });
-            result.map(|c| (c, claim.reloaded))
+            result.map(|c| c.map(|c| (c, claim.reloaded)))
         };
         let (claimed, reloaded) = match claimed {
-            Ok(found) => found,
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                // Made again since: the next claim prepares the statements again, and forgets
+                // the old extension's events first (ensure_statements).
+                self.statements = None;
+                self.claim_wanted = true;
+                return;
+            }
             Err(_) => {
                 self.statements = None;
                 return;

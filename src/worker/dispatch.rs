@@ -363,6 +363,24 @@ impl Dispatcher {
         self.outcomes.push(outcome);
     }
 
+    /// Forgets every request and outcome: their events were an extension's that was dropped
+    /// (and made again, whose ids start over). Requests in flight are aborted. Returns how many
+    /// requests there were, in flight or with outcomes not yet recorded.
+    pub fn forget_all(&mut self) -> usize {
+        let requests = self.requests_owned();
+        self.tasks = JoinSet::new();
+        self.flights.clear();
+        self.owned.clear();
+        self.owned_bytes = 0;
+        self.owned_by.clear();
+        self.parts.clear();
+        self.settled_requests = 0;
+        self.outcomes.clear();
+        self.outcomes_since = None;
+        self.refusals_logged.clear();
+        requests
+    }
+
     /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
     pub fn release_recorded(&mut self) {
         for o in self.outcomes.drain(..) {

@@ -99,6 +99,9 @@ struct Worker {
     dispatcher: Dispatcher,
     limits: Limits,
     statements: Option<Statements>,
+    /// The extension (pg_extension OID) whose events and subscriptions the worker's state is
+    /// about (INVALID: none yet); see `forget_dropped_extension`.
+    extension: pg_sys::Oid,
     cursor: Cursor,
     /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
     batch_holds: HashMap<i32, i64>,
@@ -160,6 +163,7 @@ impl Worker {
             dispatcher,
             limits: Limits::default(),
             statements: None,
+            extension: pg_sys::Oid::INVALID,
             cursor: Cursor::default(),
             batch_holds: HashMap::new(),
             targets: HashMap::new(),

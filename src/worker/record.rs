@@ -28,6 +28,9 @@ impl Worker {
             self.record_failed();
             return;
         }
+        if self.dispatcher.outcomes.is_empty() {
+            return; // of an extension dropped and made again meanwhile
+        }
         let Some(statements) = &self.statements else {
             self.record_failed();
             return;
@@ -38,6 +41,9 @@ impl Worker {
         // them in: the other way round, an unsubscribe discarding the queue while this
         // transaction waited for the subscription's row deadlocked with it.
         let recorded = txn::run("recording delivery outcomes", || {
+            if !txn::same_extension(statements.extension) {
+                return Ok(None);
+            }
             statements.health(&health)?;
             let mut disabled = Vec::new();
             for (id, reason) in &gone {
@@ -46,10 +52,19 @@ impl Worker {
                 }
             }
             statements.record(outcomes)?;
-            Ok(disabled)
+            Ok(Some(disabled))
         });
         let disabled = match recorded {
-            Ok(disabled) => disabled,
+            Ok(Some(disabled)) => disabled,
+            Ok(None) => {
+                // Their events were the dropped extension's: forgotten, never recorded.
+                self.statements = None;
+                if self.ensure_statements() {
+                    return;
+                }
+                self.record_failed();
+                return;
+            }
             Err(_) if record_one_by_one(statements, outcomes) => Vec::new(),
             Err(_) => {
                 self.record_failed();
@@ -134,18 +149,27 @@ impl Worker {
 /// outcomes (the database refuses writes, the extension is gone…), and the caller backs off.
 fn record_one_by_one(statements: &Statements, outcomes: &[Outcome]) -> bool {
     for outcome in outcomes {
-        let alone = txn::run("recording one outcome", || {
-            statements.record_over_archived(std::slice::from_ref(outcome))
-        });
-        let Err(why) = alone else {
-            continue;
+        // False when the extension was made again meanwhile: nothing of these is recorded.
+        let record = |o: &Outcome| {
+            if !txn::same_extension(statements.extension) {
+                return Ok(false);
+            }
+            statements
+                .record_over_archived(std::slice::from_ref(o))
+                .map(|()| true)
+        };
+        let why = match txn::run("recording one outcome", || record(outcome)) {
+            Ok(true) => continue,
+            Ok(false) => return false,
+            Err(why) => why,
         };
         let bare = outcome.without_response(&why);
-        if txn::run("recording one outcome without its response", || {
-            statements.record_over_archived(std::slice::from_ref(&bare))
-        })
-        .is_err()
-        {
+        if !matches!(
+            txn::run("recording one outcome without its response", || record(
+                &bare
+            )),
+            Ok(true)
+        ) {
             return false;
         }
     }

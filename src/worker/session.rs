@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pg_webhook_core::limits::Limits;
 use pgrx::prelude::*;
 
 use super::{backend, txn, Worker};
@@ -58,6 +59,25 @@ impl Worker {
         true
     }
 
+    /// Forgets what this worker knew of the events and subscriptions of an extension that was
+    /// dropped and made again without it noticing in between (in one transaction, or while it
+    /// waited on a slow request): their ids start over in the new one, where an outcome
+    /// recorded by id would land on another event, and a claimed id would hide a new event with
+    /// the same id from the claim, stranding it.
+    fn forget_dropped_extension(&mut self) {
+        let requests = self.dispatcher.forget_all();
+        log!(
+            "pg_webhook worker: extension pg_webhook was dropped and made again; the {requests} requests of its dropped events this worker had going or not yet recorded are forgotten"
+        );
+        self.limits = Limits::default();
+        self.batch_holds.clear();
+        self.targets.clear();
+        self.record_failures = 0;
+        self.record_retry_at = None;
+        self.backfills = super::backfills::Backfills::default();
+        self.events_per_request = 1.0;
+    }
+
     /// Prepares the worker's statements once the extension exists. Returns false while it
     /// does not (or the check failed).
     pub(super) fn ensure_statements(&mut self) -> bool {
@@ -74,6 +94,12 @@ impl Worker {
         );
         match prepared {
             Ok(Ok(statements)) => {
+                if statements.extension != self.extension {
+                    if self.extension != pg_sys::Oid::INVALID {
+                        self.forget_dropped_extension();
+                    }
+                    self.extension = statements.extension;
+                }
                 if !self.ready {
                     log!("pg_webhook worker: extension found; delivering");
                     self.ready = true;

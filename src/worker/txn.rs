@@ -3,6 +3,7 @@
 //! and the caller decides what to retry.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -68,6 +69,7 @@ pub fn run_coded<R>(
 /// # Safety
 /// Inside a transaction.
 unsafe fn share_extension_lock() {
+    LOCKED.store(0, Ordering::Relaxed);
     if pg_sys::MyDatabaseId == pg_sys::Oid::INVALID {
         // The launcher: connected to no database, it reads shared catalogs only.
         return;
@@ -81,11 +83,23 @@ unsafe fn share_extension_lock() {
         pg_sys::AcceptInvalidationMessages();
         let now = pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true);
         if now == extension {
+            LOCKED.store(extension.to_u32(), Ordering::Relaxed);
             return;
         }
         pg_sys::UnlockDatabaseObject(pg_sys::ExtensionRelationId, extension, 0, mode);
         extension = now;
     }
+}
+
+/// The extension whose lock the current transaction holds (0: none, not installed).
+static LOCKED: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the current transaction's pg_webhook is `extension`, the one the caller's
+/// statements and what it knows of events were made with: not when the extension was dropped
+/// and made again since (see `Worker::forget_dropped_extension`). The prepared statements do
+/// not fail then — their plans are made again, by name, on the new extension's tables.
+pub fn same_extension(extension: pg_sys::Oid) -> bool {
+    LOCKED.load(Ordering::Relaxed) == extension.to_u32()
 }
 
 fn code_of(caught: &CaughtError) -> PgSqlErrorCode {
