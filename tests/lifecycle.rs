@@ -626,3 +626,90 @@ fn an_event_of_an_extension_made_again_is_not_mistaken_for_a_dropped_one_in_flig
             == Some("delivered")
     });
 }
+
+#[test]
+fn a_callback_batch_read_before_the_extension_was_made_again_is_read_again() {
+    // The runner reads callbacks 50 at a time and runs each in a transaction of its own. The
+    // extension dropped and made again (here with a restored event and callback, as a
+    // pg_restore in one transaction would) while the first runs: the second was read from the
+    // old one, with its subscription's function and owner; the new one's event with the same
+    // id must go to the new subscription's callback.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.connect("postgres");
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE called (sub text, id int);
+         CREATE FUNCTION public.cb_old(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.called VALUES ('old', (e->'record'->>'id')::int);
+             IF (e->'record'->>'id')::int = 1 THEN PERFORM pg_catalog.pg_sleep(2); END IF;
+         END $$;
+         CREATE FUNCTION public.cb_new(e jsonb) RETURNS void LANGUAGE sql
+             AS $$ INSERT INTO public.called VALUES ('new', (e->'record'->>'id')::int) $$;
+         CREATE EXTENSION pg_webhook",
+    )
+    .unwrap();
+    subscribe(
+        &mut db,
+        "old",
+        "t",
+        &rx.url("/old"),
+        ", callback => 'public.cb_old(jsonb)'",
+    );
+    let runner = pg.callback_runner_pid(&mut db);
+    pg.kill("STOP", runner);
+    db.batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+        .unwrap();
+    wait_until(WAIT, "both callbacks to be queued", || {
+        text(
+            &mut db,
+            "SELECT count(*)::text FROM webhook._callback_queue",
+        )
+        .as_deref()
+            == Some("2")
+    });
+    // Event ids are handed out in ranges per session: the new extension's event gets the id
+    // the old second one had.
+    let second = text(
+        &mut db,
+        "SELECT max(event_id)::text FROM webhook._callback_queue",
+    )
+    .unwrap_or_default();
+    pg.kill("CONT", runner);
+    wait_until(WAIT, "the first callback to run", || {
+        text(
+            &mut db,
+            &format!("SELECT wait_event FROM pg_stat_activity WHERE pid = {runner}"),
+        )
+        .as_deref()
+            == Some("PgSleep")
+    });
+    db.batch_execute(&format!(
+        "BEGIN;
+         DROP EXTENSION pg_webhook CASCADE;
+         CREATE EXTENSION pg_webhook;
+         SELECT * FROM webhook.subscribe('new', 't', '{}', callback => 'public.cb_new(jsonb)');
+         INSERT INTO webhook._event_archive
+             (id, subscription_id, op, table_schema, table_name, record, created_at, attempts, status)
+         SELECT {second}, id, 'INSERT', 'public', 't', '{{\"id\": 777}}', now(), 1, 'delivered'
+           FROM webhook._subscriptions WHERE name = 'new';
+         INSERT INTO webhook._callback_queue (event_id, subscription_id)
+         SELECT {second}, id FROM webhook._subscriptions WHERE name = 'new';
+         COMMIT;",
+        rx.url("/new")
+    ))
+    .unwrap();
+    wait_until(WAIT, "the new extension's callback", || {
+        text(&mut db, "SELECT min(sub) FROM called WHERE id = 777").is_some()
+    });
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(sub, ',' ORDER BY sub) FROM called WHERE id = 777"
+        )
+        .as_deref(),
+        Some("new"),
+        "the old subscription's callback got the new extension's event"
+    );
+}

@@ -98,10 +98,10 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
 /// those could not even be recorded (they are tried again), or `None` when the extension is
 /// not installed in this database.
 fn run_batch() -> Option<(usize, usize)> {
-    let pending = match txn::run("reading pending callbacks", || {
+    let (extension, pending) = match txn::run("reading pending callbacks", || {
         Ok(match extension_readiness()? {
-            Readiness::Ready => Some(read_pending()?),
-            Readiness::OtherVersion(_) => Some(Vec::new()),
+            Readiness::Ready => Some((txn::locked_extension(), read_pending()?)),
+            Readiness::OtherVersion(_) => Some((pg_sys::Oid::INVALID, Vec::new())),
             Readiness::Missing => None,
         })
     }) {
@@ -109,8 +109,17 @@ fn run_batch() -> Option<(usize, usize)> {
         // Logged by txn::run; try again after the wait.
         Err(_) => return Some((0, 1)),
     };
-    let taken = pending.len();
-    let failed = pending.into_iter().filter(|p| !run_one(p)).count();
+    let mut taken = 0;
+    let mut failed = 0;
+    for callback in &pending {
+        match run_one(callback, extension) {
+            Some(ran) => failed += usize::from(!ran),
+            // The extension was dropped and made again since the batch was read: the rest of
+            // it named the old one's events, functions and owners. Read again.
+            None => break,
+        }
+        taken += 1;
+    }
     Some((taken, failed))
 }
 
@@ -138,18 +147,29 @@ fn read_pending() -> SpiResult<Vec<Pending>> {
 /// Before the call, a transaction of its own counts the start, so that if the runner dies
 /// during the call (the watchdog, a crash, a shutdown) the next runner knows: it starts it once
 /// more, and after `MOST_STARTS` records it as failed instead.
-fn run_one(callback: &Pending) -> bool {
+///
+/// `None`, having done nothing, when the transaction's pg_webhook is not `extension`, the one
+/// the callback was read from.
+fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
     let timeout = crate::guc::callback_timeout();
     let may_start = callback.function.is_some() && callback.starts < MOST_STARTS;
-    if may_start
-        && txn::run("marking a callback started", || {
-            Spi::run_with_args(STARTED, &[callback.event_id.into()])
-        })
-        .is_err()
-    {
-        return false;
+    if may_start {
+        let marked = txn::run("marking a callback started", || {
+            if !txn::same_extension(extension) {
+                return Ok(false);
+            }
+            Spi::run_with_args(STARTED, &[callback.event_id.into()]).map(|()| true)
+        });
+        match marked {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(_) => return Some(false),
+        }
     }
-    txn::run("running a callback", || {
+    let ran = txn::run("running a callback", || {
+        if !txn::same_extension(extension) {
+            return Ok(None);
+        }
         let event = match callback.function {
             Some(_) => event_of(callback.event_id),
             None => Ok(None),
@@ -183,9 +203,13 @@ fn run_one(callback: &Pending) -> bool {
                 callback.event_id
             );
         }
-        Ok(())
-    })
-    .is_ok()
+        Ok(Some(()))
+    });
+    match ran {
+        Ok(Some(())) => Some(true),
+        Ok(None) => None,
+        Err(_) => Some(false),
+    }
 }
 
 /// The event a callback receives, read in a subtransaction so that a failure to build it (a

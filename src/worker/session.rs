@@ -66,9 +66,11 @@ impl Worker {
     /// the same id from the claim, stranding it.
     fn forget_dropped_extension(&mut self) {
         let requests = self.dispatcher.forget_all();
-        log!(
-            "pg_webhook worker: extension pg_webhook was dropped and made again; the {requests} requests of its dropped events this worker had going or not yet recorded are forgotten"
-        );
+        if requests > 0 {
+            log!(
+                "pg_webhook worker: extension pg_webhook was dropped and made again; the {requests} requests of its dropped events this worker had going or not yet recorded are forgotten"
+            );
+        }
         self.limits = Limits::default();
         self.batch_holds.clear();
         self.targets.clear();

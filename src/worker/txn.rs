@@ -99,7 +99,12 @@ static LOCKED: AtomicU32 = AtomicU32::new(0);
 /// and made again since (see `Worker::forget_dropped_extension`). The prepared statements do
 /// not fail then — their plans are made again, by name, on the new extension's tables.
 pub fn same_extension(extension: pg_sys::Oid) -> bool {
-    LOCKED.load(Ordering::Relaxed) == extension.to_u32()
+    locked_extension() == extension
+}
+
+/// The extension whose lock the current transaction holds (INVALID: none).
+pub fn locked_extension() -> pg_sys::Oid {
+    pg_sys::Oid::from_u32(LOCKED.load(Ordering::Relaxed))
 }
 
 fn code_of(caught: &CaughtError) -> PgSqlErrorCode {
