@@ -365,11 +365,11 @@ CREATE TABLE webhook._backfills (
     -- The transaction that started it: every chunk's events have a later txid, so counting
     -- what is still queued reads only the queue's newer part (the key is (txid, id)).
     started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    -- The delivery worker (its pid) running a round of this backfill's chunks now (NULL
-    -- between rounds); one that ended during its round left its pid here.
+    -- The delivery worker (its pid) running this backfill's chunks now (NULL between its
+    -- rounds); one that ended while running them left its pid here.
     chunk_pid       integer,
-    -- Rounds in a row that ended with their worker (the watchdog ends a worker whose chunk
-    -- goes on after its cancel); the third fails the backfill.
+    -- Times a worker ended while running its chunks (the watchdog ends a worker whose chunk
+    -- goes on after its cancel), over its life; the third fails the backfill.
     interruptions   integer NOT NULL DEFAULT 0,
     CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
 );

@@ -269,14 +269,28 @@ fn a_backfill_filter_that_ignores_its_cancel_fails_the_backfill() {
          END $$;
          SELECT * FROM webhook.backfill('t', filter => 'public.stubborn(id)')",
     );
+    // Another subscription's backfill, started after: its chunks come after the stubborn
+    // one's in each round, so they never ran when the worker ended.
+    exec(
+        &mut db,
+        "CREATE TABLE u (id int PRIMARY KEY);
+         INSERT INTO u SELECT g FROM generate_series(1, 10) g;",
+    );
+    subscribe(&mut db, "u", "u", &rx.url("/u"), "");
+    exec(&mut db, "SELECT * FROM webhook.backfill('u')");
     wait_until(LONG_WAIT, "the backfill to fail", || {
         state(&mut db, "t") == "failed"
     });
-    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    let error = text(
+        &mut db,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 't'",
+    )
+    .unwrap_or_default();
     assert!(
-        error.contains("its worker ended during a chunk 3 times in a row"),
+        error.contains("its worker ended while running its chunks 3 times"),
         "{error}"
     );
+    wait_state(&mut db, "u", "done");
     exec(&mut db, "INSERT INTO t VALUES (5000)");
     wait_until(WAIT, "a live insert after the failure", || {
         rx.accepted_ids().contains(&5000)

@@ -12,6 +12,7 @@ use super::{txn, Worker};
 use crate::capture::backfill::{run_chunk, Step};
 
 const LIST_RUNNING: &str = include_str!("../../sql/backfill/list_running.sql");
+const MARK_RUNNING: &str = include_str!("../../sql/backfill/mark_running.sql");
 const END_ROUND: &str = include_str!("../../sql/backfill/end_round.sql");
 const CHUNK_ERROR: &str = include_str!("../../sql/backfill/chunk_error.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
@@ -34,8 +35,9 @@ const IDLE: Duration = Duration::from_secs(30);
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
 /// timeout — after a second per failure.
 const MAX_FAILURES: u32 = 3;
-/// A backfill whose rounds ended with their worker this many times in a row fails: its chunk
-/// went on after its cancel (a filter function that catches `query_canceled`), so the
+/// A backfill whose chunks' worker ended this many times while running them fails (counted
+/// over its life, so a filter that hangs only now and then cannot end worker 0 for ever): its
+/// chunk went on after its cancel (a filter function that catches `query_canceled`), so the
 /// watchdog ended the worker, and the next worker would run the same chunk again.
 const MAX_INTERRUPTIONS: i32 = 3;
 
@@ -65,40 +67,28 @@ impl Worker {
     pub(super) fn backfill(&mut self, now: Instant) {
         self.backfills.next = Some(now + IDLE);
         super::backend::report_activity(Some("backfill"));
-        // SAFETY: reads a backend global.
-        let pid = unsafe { pg_sys::MyProcPid };
-        let Ok(listed) = txn::run("listing backfills", || {
-            Spi::connect_mut(|client| {
-                let mut listed = Vec::new();
-                for row in client.update(LIST_RUNNING, None, &[pid.into()])? {
-                    listed.push((
-                        row.get::<i64>(1)?.unwrap_or_default(),
-                        row.get::<i32>(2)?.unwrap_or_default(),
-                    ));
+        let Ok(running) = txn::run("listing backfills", || {
+            Spi::connect(|client| {
+                let mut ids = Vec::new();
+                for row in client.select(LIST_RUNNING, None, &[])? {
+                    ids.push(row.get::<i64>(1)?.unwrap_or_default());
                 }
-                Ok(listed)
+                Ok(ids)
             })
         }) else {
             return;
         };
-        let mut running = Vec::new();
-        for (id, interruptions) in listed {
-            if interruptions >= MAX_INTERRUPTIONS {
-                self.interrupted_too_often(id, interruptions);
-            } else {
-                running.push(id);
-            }
-        }
-        running.sort_unstable();
         self.backfills.failures.retain(|id, _| running.contains(id));
         if running.is_empty() {
             return;
         }
         self.backfills.next = Some(now + RUNNING);
         let mut more = false;
-        let mut finished_a_chunk: Vec<i64> = Vec::new();
-        for &id in &running {
+        for id in running {
             if self.backfills.failures.get(&id).is_some_and(|f| now < f.1) {
+                continue;
+            }
+            if !self.mark_running(id) {
                 continue;
             }
             loop {
@@ -112,9 +102,6 @@ impl Worker {
                 let chunk = txn::run_coded("backfill chunk", || run_chunk(id));
                 super::watchdog::disarm();
                 super::watchdog::end_statement_timer();
-                if chunk.is_ok() && finished_a_chunk.last() != Some(&id) {
-                    finished_a_chunk.push(id);
-                }
                 match chunk {
                     Ok(Step::Sent { .. }) => {
                         self.backfills.failures.remove(&id);
@@ -145,6 +132,7 @@ impl Worker {
                     }
                 }
             }
+            self.end_round(id);
             if now.elapsed() >= SLICE {
                 more = true;
                 break;
@@ -153,16 +141,52 @@ impl Worker {
         if more {
             self.backfills.next = Some(Instant::now() + SLICE);
         }
+    }
+
+    /// Marks backfill `id` as having its chunks run by this process; false when they may not
+    /// run now: not marked (not running, or its row locked), or failed here for the times its
+    /// worker ended while they ran.
+    fn mark_running(&mut self, id: i64) -> bool {
+        // SAFETY: reads a backend global.
+        let pid = unsafe { pg_sys::MyProcPid };
+        let marked = txn::run("marking a backfill's chunks running", || {
+            Spi::connect_mut(|client| {
+                let rows = client.update(MARK_RUNNING, None, &[pid.into(), id.into()])?;
+                Ok(match rows.into_iter().next() {
+                    Some(row) => row.get::<i32>(1)?,
+                    None => None,
+                })
+            })
+        });
+        match marked {
+            Ok(Some(interruptions)) if interruptions >= MAX_INTERRUPTIONS => {
+                self.interrupted_too_often(id, interruptions);
+                false
+            }
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(_) => {
+                // Logged by txn::run.
+                self.soon();
+                false
+            }
+        }
+    }
+
+    /// Clears this process's mark on backfill `id` (see `mark_running`).
+    fn end_round(&mut self, id: i64) {
+        // SAFETY: reads a backend global.
+        let pid = unsafe { pg_sys::MyProcPid };
         let ended = txn::run("ending a backfill round", || {
             Spi::connect_mut(|client| {
                 client
-                    .update(END_ROUND, None, &[pid.into(), finished_a_chunk.into()])
+                    .update(END_ROUND, None, &[pid.into(), id.into()])
                     .map(|_| ())
             })
         });
         if ended.is_err() {
-            // Logged by txn::run. The marks stay this process's, which the next round's list
-            // does not count as interruptions, and ends.
+            // Logged by txn::run. The mark stays this process's, which the next round's mark
+            // does not count as an interruption, and ends.
             self.soon();
         }
     }
@@ -176,7 +200,7 @@ impl Worker {
     /// Fails backfill `id`, whose rounds ended with their worker `interruptions` times in a row.
     fn interrupted_too_often(&mut self, id: i64, interruptions: i32) {
         let reason = format!(
-            "its worker ended during a chunk {interruptions} times in a row: a chunk that goes on {} s after its cancel (a filter function that catches query_canceled) ends the worker",
+            "its worker ended while running its chunks {interruptions} times: a chunk that goes on {} s after its cancel (a filter function that catches query_canceled) ends the worker",
             super::watchdog::GRACE.as_secs()
         );
         log!("pg_webhook: backfill {id} failed: {reason}");

@@ -41,12 +41,12 @@ pub(super) struct Plan<'a> {
 }
 
 /// The worker's last requests, out of `max_in_flight`, kept for subscriptions whose endpoints
-/// answer: a quarter, at least one. A subscription known to be slow (a request in flight for a
-/// second, or its last one took that long: a hung receiver, a long timeout) may not take them,
-/// nor may one that has yet to answer once and holds as many requests already: endpoints that
-/// keep requests waiting can hold three quarters of a worker, never all of it.
+/// answer: a quarter (none below 4). A subscription known to be slow (a request in flight for
+/// a second, or its last one took that long: a hung receiver, a long timeout) may not take
+/// them while it has a request out, nor may one that has yet to answer once: endpoints that
+/// keep requests waiting hold three quarters of a worker, plus one request each of the reserve.
 pub(super) fn reserve(max_in_flight: usize) -> usize {
-    (max_in_flight / 4).max(1)
+    max_in_flight / 4
 }
 
 impl<'a> Plan<'a> {
@@ -123,23 +123,17 @@ impl<'a> Plan<'a> {
             }
             return;
         }
-        if cost > 0 && self.room - self.requests - cost < self.reserve {
-            let batch_size = target.map_or(1, |t| t.batch_size);
+        if cost > 0 && self.room - self.requests - cost < self.reserve && self.in_flight(sub) > 0 {
             if self.slow.contains(&sub) {
-                // Put back, so that claims read past its events to the others'.
-                let over = self.over.entry(sub).or_default();
-                let rounds = u32::try_from(*over / self.reserve + 1).unwrap_or(u32::MAX);
-                let wait = SLOW.saturating_mul(rounds);
-                *over += 1;
+                // Put back, so that claims read past its events to the others' (all of them
+                // for as long, so a batch's come back together).
                 if !target.is_some_and(|t| t.ordered) {
-                    self.defer.push((event.txid, event.id, defer_us(wait)));
+                    self.defer.push((event.txid, event.id, defer_us(SLOW)));
                 }
-                self.wake_at(self.now + wait);
+                self.wake_at(self.now + SLOW);
                 return;
             }
-            if !self.dispatcher.answered_quickly(sub)
-                && self.in_flight(sub).div_ceil(batch_size) >= self.reserve
-            {
+            if !self.dispatcher.answered_quickly(sub) {
                 // Not known yet: left for its own requests (slow within a second if it is).
                 if fresh && self.first_left.is_none() {
                     self.first_left = Some((event.txid, event.id));
