@@ -396,37 +396,3 @@ fn callbacks_act_on_the_receivers_answer_as_the_owner() {
         .get(0);
     assert_eq!(clean, 0);
 }
-
-#[test]
-fn an_endpoint_that_keeps_requests_waiting_leaves_room_for_the_others() {
-    // One worker with 8 requests. A receiver that answers after two minutes (within its
-    // subscription's timeout) took all 8 with its backlog, and the other subscription's event
-    // waited behind it for minutes.
-    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
-    let mut db = pg.client_with_extension();
-    db.batch_execute(
-        "CREATE TABLE hung (id int PRIMARY KEY); CREATE TABLE quick (id int PRIMARY KEY)",
-    )
-    .unwrap();
-    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
-    let quick = Receiver::start();
-    subscribe(
-        &mut db,
-        "hung",
-        "hung",
-        &hung.url("/hung"),
-        ", timeout => '3 minutes'",
-    );
-    subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
-    db.batch_execute("INSERT INTO hung SELECT generate_series(1, 100)")
-        .unwrap();
-    wait_until(support::WAIT, "the hung receiver's requests", || {
-        hung.count() >= 6
-    });
-    db.batch_execute("INSERT INTO quick VALUES (1)").unwrap();
-    wait_until(support::WAIT, "the other subscription's event", || {
-        quick.count() == 1
-    });
-    // A quarter of the worker's requests (2 of 8) are kept for subscriptions that answer.
-    assert_eq!(hung.peak_concurrency(), 6);
-}

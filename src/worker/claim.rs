@@ -41,8 +41,6 @@ struct Claimed {
     parts: Vec<super::grouped::ReadyPart>,
     /// The first new event left for want of room (see `Plan::first_left`).
     first_left: Option<(i64, i64)>,
-    /// See `Plan::awaits_answer`.
-    awaits_answer: bool,
     /// How many events a request of what this claim started could carry (`None`: none started).
     events_per_request: Option<f64>,
 }
@@ -62,9 +60,6 @@ impl Worker {
     pub(super) fn claim_at(&self) -> Option<Instant> {
         if self.room() == 0 {
             return None;
-        }
-        if let Some(until) = self.awaiting_answer {
-            return Some(until);
         }
         if self.paging {
             return Some(self.last_claim);
@@ -127,7 +122,6 @@ impl Worker {
                 batch_holds: &mut self.batch_holds,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
-                reserve: super::plan::reserve(self.settings.max_in_flight),
                 now,
                 reloaded: false,
             };
@@ -230,9 +224,6 @@ impl Worker {
         // A full page means a backlog: keep paging without spacing.
         self.paging = full_page;
         self.claim_wanted = full_page;
-        // Unless what was left waits for a request to end, as when room runs out: the next
-        // claim comes when one does, or when its subscription counts as slow.
-        self.awaiting_answer = claimed.awaits_answer.then(|| now + super::dispatch::SLOW);
         if let Some(at) = self.scheduled_due_at {
             self.next_poll = self.next_poll.min(at.max(now + Duration::from_millis(1)));
         }
@@ -277,8 +268,6 @@ struct Claim<'a> {
     batch_holds: &'a mut HashMap<i32, i64>,
     share: crate::queue::Share,
     default_timeout: Duration,
-    /// See `plan::reserve`.
-    reserve: usize,
     now: Instant,
     reloaded: bool,
 }
@@ -349,7 +338,7 @@ impl Claim<'_> {
         if unknown {
             disabled.extend(self.load_targets()?);
         }
-        let mut plan = Plan::new(self.dispatcher, self.now, room, self.reserve);
+        let mut plan = Plan::new(self.dispatcher, self.now, room);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = if heads_wanted.is_empty() {
             Vec::new()
@@ -393,7 +382,6 @@ impl Claim<'_> {
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
-        let awaits_answer = plan.awaits_answer;
         let events_per_request = plan.events_per_request(self.targets);
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
@@ -405,7 +393,6 @@ impl Claim<'_> {
             disabled,
             parts,
             first_left,
-            awaits_answer,
             events_per_request,
         })
     }

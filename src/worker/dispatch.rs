@@ -4,7 +4,7 @@
 //! (`delivery::new_worker_runtime`), which never touches Postgres: they go on while the main
 //! thread claims and records, and come back here through `collect`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,17 +13,18 @@ use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange}
 use pg_webhook_core::retry::{AttemptKind, RetryPolicy};
 use pg_webhook_core::Bytes;
 use tokio::runtime::Runtime;
-use tokio::task::{AbortHandle, Id, JoinSet};
+use tokio::task::{Id, JoinSet};
 
 use crate::delivery::targets::Target;
 use crate::queue::{Decision, Outcome, QueuedEvent};
 
 mod batching;
-mod holding;
-pub use holding::SLOW;
 mod settle;
 
 use settle::{settle, truncate};
+
+/// See `Dispatcher::largest_readable`.
+const LARGEST_READABLE: i64 = 160 << 20;
 
 /// One event of a request in flight.
 struct Passenger {
@@ -53,10 +54,6 @@ struct Flight {
     batch: Option<i64>,
     policy: Arc<RetryPolicy>,
     callback: bool,
-    started: Instant,
-    /// Its task (`None` until launched): finished, it is no longer waiting on the receiver,
-    /// though not collected yet.
-    task: Option<AbortHandle>,
 }
 
 pub struct Dispatcher {
@@ -87,10 +84,8 @@ pub struct Dispatcher {
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
     pub outcomes_since: Option<Instant>,
-    /// Whether each subscription's last finished request took `holding::SLOW` or longer.
-    last_slow: HashMap<i32, bool>,
     /// Subscriptions whose destination the address policy refused, already logged.
-    refusals_logged: HashSet<i32>,
+    refusals_logged: std::collections::HashSet<i32>,
 }
 
 impl Dispatcher {
@@ -108,13 +103,71 @@ impl Dispatcher {
             settled_requests: 0,
             outcomes: Vec::new(),
             outcomes_since: None,
-            last_slow: HashMap::new(),
-            refusals_logged: HashSet::new(),
+            refusals_logged: std::collections::HashSet::new(),
         }
     }
 
     pub fn set_sender(&mut self, sender: Sender) {
         self.sender = sender;
+    }
+
+    /// Requests in flight per subscription, largest first.
+    pub fn in_flight_by_subscription(&self) -> Vec<(i32, i32)> {
+        let mut counts: HashMap<i32, i32> = HashMap::new();
+        for flight in self.flights.values() {
+            *counts.entry(flight.subscription_id).or_default() += 1;
+        }
+        let mut counts: Vec<(i32, i32)> = counts.into_iter().collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts
+    }
+
+    /// Events claimed and not yet recorded.
+    pub fn owned(&self) -> usize {
+        self.owned.len()
+    }
+
+    /// Requests owned: in flight, or finished with their outcomes not yet recorded. A batch
+    /// (or a transaction's part) is one request, however many events it carries.
+    pub fn requests_owned(&self) -> usize {
+        self.flights.len() + self.settled_requests
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn owns(&self, event_id: i64) -> bool {
+        self.owned.contains_key(&event_id)
+    }
+
+    /// The events of these subscriptions claimed and not yet recorded.
+    pub fn owned_ids_of(&self, subscriptions: &[i32]) -> Vec<i64> {
+        self.owned
+            .iter()
+            .filter(|(_, (_, sub))| subscriptions.contains(sub))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Bytes of row images held by events claimed and not yet recorded.
+    pub fn owned_bytes(&self) -> i64 {
+        self.owned_bytes
+    }
+
+    /// The largest row images a claim reads: an event with larger ones dies without being read.
+    /// Four times the largest body sent (JSON text can be a quarter of its jsonb size), and
+    /// never more than 160 MiB, whose text (at most six times larger, \u escapes) stays under
+    /// PostgreSQL's 1 GB limit for a value.
+    pub fn largest_readable(&self) -> i64 {
+        (self.max_payload_bytes as i64)
+            .saturating_mul(4)
+            .min(LARGEST_READABLE)
+    }
+
+    /// Events of one subscription claimed and not yet recorded.
+    pub fn owned_by(&self, subscription_id: i32) -> usize {
+        self.owned_by.get(&subscription_id).copied().unwrap_or(0)
     }
 
     /// Starts delivering `event` in a request of its own, or settles it at once when it cannot
@@ -140,8 +193,6 @@ impl Dispatcher {
             batch: None,
             policy,
             callback: target.has_callback,
-            started: Instant::now(),
-            task: None,
         };
         self.launch(rt, endpoint, message, flight);
     }
@@ -186,21 +237,13 @@ impl Dispatcher {
         self.push_outcome(settled);
     }
 
-    fn launch(
-        &mut self,
-        rt: &Runtime,
-        endpoint: Arc<Endpoint>,
-        message: Message,
-        mut flight: Flight,
-    ) {
+    fn launch(&mut self, rt: &Runtime, endpoint: Arc<Endpoint>, message: Message, flight: Flight) {
         let sender = self.sender.clone();
         let handle = self.tasks.spawn_on(
             async move { sender.send(&endpoint, &message).await },
             rt.handle(),
         );
-        let id = handle.id();
-        flight.task = Some(handle);
-        self.flights.insert(id, flight);
+        self.flights.insert(handle.id(), flight);
     }
 
     /// The body `event` would be sent with alone, with where and how it is sent; or why it
@@ -291,8 +334,6 @@ impl Dispatcher {
             };
             if let Some(flight) = self.flights.remove(&id) {
                 self.settled_requests += 1;
-                let took = attempt.as_ref().map_or(Duration::ZERO, |a| a.duration);
-                self.note_pace(flight.subscription_id, took);
                 self.log_refusal(flight.subscription_id, &attempt);
                 for outcome in settle(flight, attempt) {
                     self.push_outcome(outcome);
@@ -337,7 +378,6 @@ impl Dispatcher {
         self.outcomes.clear();
         self.outcomes_since = None;
         self.refusals_logged.clear();
-        self.last_slow.clear();
         requests
     }
 

@@ -99,9 +99,6 @@ struct Worker {
     dispatcher: Dispatcher,
     limits: Limits,
     statements: Option<Statements>,
-    /// Set when the last claim left events waiting for a request to end (see
-    /// `Plan::awaits_answer`): no claim before this, unless a request ends first.
-    awaiting_answer: Option<Instant>,
     /// The extension (pg_extension OID) whose events and subscriptions the worker's state is
     /// about (INVALID: none yet); see `forget_dropped_extension`.
     extension: pg_sys::Oid,
@@ -166,7 +163,6 @@ impl Worker {
             dispatcher,
             limits: Limits::default(),
             statements: None,
-            awaiting_answer: None,
             extension: pg_sys::Oid::INVALID,
             cursor: Cursor::default(),
             batch_holds: HashMap::new(),
@@ -315,14 +311,8 @@ impl Worker {
             }
             return;
         }
-        if self
-            .dispatcher
-            .collect(&self.runtime, (deadline - now).min(BUSY_TICK))
-            > 0
-            && self.awaiting_answer.take().is_some()
-        {
-            self.claim_wanted = true;
-        }
+        self.dispatcher
+            .collect(&self.runtime, (deadline - now).min(BUSY_TICK));
         if backend::take_latch() {
             self.claim_wanted = true;
         }

@@ -2,12 +2,12 @@
 //! for later (over a subscription's own concurrency or rate limit, or a partial batch waiting
 //! to fill), and when to look again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pg_webhook_core::limits::{Admission, Limits};
 
-use super::dispatch::{Dispatcher, SLOW};
+use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
@@ -25,40 +25,16 @@ pub(super) struct Plan<'a> {
     requests: usize,
     /// The first new event left for want of room: the cursor must not move past it.
     pub(super) first_left: Option<(i64, i64)>,
-    /// Whether an event was left because its subscription, not known yet, may not take the
-    /// worker's last requests: claiming again before one of its requests ends would only leave
-    /// it again.
-    pub(super) awaits_answer: bool,
     pub(super) defer: Vec<(i64, i64, i64)>,
     /// Turned away in this plan, per subscription.
     over: HashMap<i32, usize>,
     /// When the earliest deferred event or rate-held head is due.
     earliest: Option<Instant>,
-    /// The worker's last requests, which slow subscriptions may not take (see `reserve`).
-    reserve: usize,
-    /// Subscriptions known to be slow (`Dispatcher::slow_subscriptions`).
-    slow: HashSet<i32>,
-}
-
-/// The worker's last requests, out of `max_in_flight`, kept for subscriptions whose endpoints
-/// answer: a quarter (none below 4). A subscription known to be slow (a request in flight for
-/// a second, or its last one took that long: a hung receiver, a long timeout) may not take
-/// them while it has a request out, nor may one that has yet to answer once: endpoints that
-/// keep requests waiting hold three quarters of a worker, plus one request each of the reserve.
-pub(super) fn reserve(max_in_flight: usize) -> usize {
-    max_in_flight / 4
 }
 
 impl<'a> Plan<'a> {
-    pub(super) fn new(
-        dispatcher: &'a Dispatcher,
-        now: Instant,
-        room: usize,
-        reserve: usize,
-    ) -> Plan<'a> {
+    pub(super) fn new(dispatcher: &'a Dispatcher, now: Instant, room: usize) -> Plan<'a> {
         Plan {
-            reserve,
-            slow: dispatcher.slow_subscriptions(now),
             dispatcher,
             now,
             start: Vec::new(),
@@ -66,7 +42,6 @@ impl<'a> Plan<'a> {
             room,
             requests: 0,
             first_left: None,
-            awaits_answer: false,
             defer: Vec::new(),
             over: HashMap::new(),
             earliest: None,
@@ -122,25 +97,6 @@ impl<'a> Plan<'a> {
                 self.first_left = Some((event.txid, event.id));
             }
             return;
-        }
-        if cost > 0 && self.room - self.requests - cost < self.reserve && self.in_flight(sub) > 0 {
-            if self.slow.contains(&sub) {
-                // Put back, so that claims read past its events to the others' (all of them
-                // for as long, so a batch's come back together).
-                if !target.is_some_and(|t| t.ordered) {
-                    self.defer.push((event.txid, event.id, defer_us(SLOW)));
-                }
-                self.wake_at(self.now + SLOW);
-                return;
-            }
-            if !self.dispatcher.answered_quickly(sub) {
-                // Not known yet: left for its own requests (slow within a second if it is).
-                if fresh && self.first_left.is_none() {
-                    self.first_left = Some((event.txid, event.id));
-                }
-                self.awaits_answer = true;
-                return;
-            }
         }
         if let Some(t) = target.filter(|t| t.pinned()) {
             let over = self.over.get(&sub).copied().unwrap_or(0);

@@ -78,7 +78,6 @@ impl Worker {
         self.record_retry_at = None;
         self.backfills = super::backfills::Backfills::default();
         self.events_per_request = 1.0;
-        self.awaiting_answer = None;
     }
 
     /// Prepares the worker's statements once the extension exists. Returns false while it
