@@ -1,0 +1,70 @@
+//! What a dispatcher holds, as the claim sees it: requests and events owned, per subscription,
+//! and their bytes.
+
+use std::collections::HashMap;
+
+use super::Dispatcher;
+
+/// See `Dispatcher::largest_readable`.
+const LARGEST_READABLE: i64 = 160 << 20;
+
+impl Dispatcher {
+    /// Requests in flight per subscription, largest first.
+    pub fn in_flight_by_subscription(&self) -> Vec<(i32, i32)> {
+        let mut counts: HashMap<i32, i32> = HashMap::new();
+        for flight in self.flights.values() {
+            *counts.entry(flight.subscription_id).or_default() += 1;
+        }
+        let mut counts: Vec<(i32, i32)> = counts.into_iter().collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts
+    }
+
+    /// Events claimed and not yet recorded.
+    pub fn owned(&self) -> usize {
+        self.owned.len()
+    }
+
+    /// Requests owned: in flight, or finished with their outcomes not yet recorded. A batch
+    /// (or a transaction's part) is one request, however many events it carries.
+    pub fn requests_owned(&self) -> usize {
+        self.flights.len() + self.settled_requests
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn owns(&self, event_id: i64) -> bool {
+        self.owned.contains_key(&event_id)
+    }
+
+    /// The events of these subscriptions claimed and not yet recorded.
+    pub fn owned_ids_of(&self, subscriptions: &[i32]) -> Vec<i64> {
+        self.owned
+            .iter()
+            .filter(|(_, (_, sub))| subscriptions.contains(sub))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Bytes of row images held by events claimed and not yet recorded.
+    pub fn owned_bytes(&self) -> i64 {
+        self.owned_bytes
+    }
+
+    /// The largest row images a claim reads: an event with larger ones dies without being read.
+    /// Four times the largest body sent (JSON text can be a quarter of its jsonb size), and
+    /// never more than 160 MiB, whose text (at most six times larger, \u escapes) stays under
+    /// PostgreSQL's 1 GB limit for a value.
+    pub fn largest_readable(&self) -> i64 {
+        (self.max_payload_bytes as i64)
+            .saturating_mul(4)
+            .min(LARGEST_READABLE)
+    }
+
+    /// Events of one subscription claimed and not yet recorded.
+    pub fn owned_by(&self, subscription_id: i32) -> usize {
+        self.owned_by.get(&subscription_id).copied().unwrap_or(0)
+    }
+}
