@@ -190,15 +190,20 @@ fn t_subscribed_with_rows(rows: i64) -> (Cluster, postgres::Client, Receiver) {
     let pg = Cluster::start(&[]);
     let mut db = pg.client_with_extension();
     let rx = Receiver::start();
+    subscribed_with_rows(&mut db, &rx, "t", rows);
+    (pg, db, rx)
+}
+
+/// Table `name` with rows 1..=`rows`, and a subscription of the same name to `rx`.
+fn subscribed_with_rows(db: &mut postgres::Client, rx: &Receiver, name: &str, rows: i64) {
     exec(
-        &mut db,
+        db,
         &format!(
-            "CREATE TABLE t (id int PRIMARY KEY);
-             INSERT INTO t SELECT g FROM generate_series(1, {rows}) g;"
+            "CREATE TABLE {name} (id int PRIMARY KEY);
+             INSERT INTO {name} SELECT g FROM generate_series(1, {rows}) g;"
         ),
     );
-    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
-    (pg, db, rx)
+    subscribe(db, name, name, &rx.url(&format!("/{name}")), "");
 }
 
 #[test]
@@ -271,12 +276,7 @@ fn a_backfill_filter_that_ignores_its_cancel_fails_the_backfill() {
     );
     // Another subscription's backfill, started after: its chunks come after the stubborn
     // one's in each round, so they never ran when the worker ended.
-    exec(
-        &mut db,
-        "CREATE TABLE u (id int PRIMARY KEY);
-         INSERT INTO u SELECT g FROM generate_series(1, 10) g;",
-    );
-    subscribe(&mut db, "u", "u", &rx.url("/u"), "");
+    subscribed_with_rows(&mut db, &rx, "u", 10);
     exec(&mut db, "SELECT * FROM webhook.backfill('u')");
     wait_until(LONG_WAIT, "the backfill to fail", || {
         state(&mut db, "t") == "failed"

@@ -96,7 +96,7 @@ impl Worker {
                 // waits for it: a slow one is cancelled, and fails the backfill if it keeps
                 // being (a cancel counts as a failure).
                 // A filter function can catch the cancel and go on: the watchdog ends the
-                // worker then, and the round's mark (list_running.sql) tells the next one.
+                // worker then, and the backfill's mark (mark_running.sql) tells the next one.
                 super::watchdog::start_statement_timer(CHUNK_TIMEOUT);
                 super::watchdog::arm(CHUNK_TIMEOUT + super::watchdog::GRACE);
                 let chunk = txn::run_coded("backfill chunk", || run_chunk(id));
@@ -122,8 +122,7 @@ impl Worker {
                         break;
                     }
                     Ok(Step::Ahead) => {
-                        let at = Instant::now() + AHEAD_WAIT;
-                        self.backfills.next = self.backfills.next.map(|n| n.min(at));
+                        self.next_round_by(Instant::now() + AHEAD_WAIT);
                         break;
                     }
                     Err((code, e)) => {
@@ -193,11 +192,16 @@ impl Worker {
 
     /// Brings the next round forward to at most `RUNNING` from now.
     fn soon(&mut self) {
-        let at = Instant::now() + RUNNING;
-        self.backfills.next = Some(self.backfills.next.map_or(at, |n| n.min(at)));
+        self.next_round_by(Instant::now() + RUNNING);
     }
 
-    /// Fails backfill `id`, whose rounds ended with their worker `interruptions` times in a row.
+    /// Brings the next round forward to `at` (never into the past).
+    fn next_round_by(&mut self, at: Instant) {
+        let next = self.backfills.next.map_or(at, |n| n.min(at));
+        self.backfills.next = Some(next.max(Instant::now()));
+    }
+
+    /// Fails backfill `id`, whose chunks' worker ended `interruptions` times while running them.
     fn interrupted_too_often(&mut self, id: i64, interruptions: i32) {
         let reason = format!(
             "its worker ended while running its chunks {interruptions} times: a chunk that goes on {} s after its cancel (a filter function that catches query_canceled) ends the worker",
@@ -247,8 +251,7 @@ impl Worker {
         })
         .is_ok()
         {
-            let next = self.backfills.next.map_or(retry_at, |n| n.min(retry_at));
-            self.backfills.next = Some(next.max(Instant::now()));
+            self.next_round_by(retry_at);
         }
     }
 }

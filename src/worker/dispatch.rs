@@ -307,16 +307,11 @@ impl Dispatcher {
     /// requests there were, in flight or with outcomes not yet recorded.
     pub fn forget_all(&mut self) -> usize {
         let requests = self.requests_owned();
-        self.tasks = JoinSet::new();
-        self.flights.clear();
-        self.owned.clear();
-        self.owned_bytes = 0;
-        self.owned_by.clear();
-        self.parts.clear();
-        self.settled_requests = 0;
-        self.outcomes.clear();
-        self.outcomes_since = None;
-        self.refusals_logged.clear();
+        // A new dispatcher with this one's settings; dropping this one's tasks aborts them.
+        let mut fresh = Dispatcher::new(self.sender.clone());
+        fresh.database = std::mem::take(&mut self.database);
+        fresh.max_payload_bytes = self.max_payload_bytes;
+        *self = fresh;
         requests
     }
 
