@@ -30,6 +30,7 @@ const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version
 const SUBSCRIPTIONS: &str = include_str!("../../sql/worker/subscriptions.sql");
 const CLAIM_NEW: &str = include_str!("../../sql/worker/claim_new.sql");
 const CLAIM_SCHEDULED: &str = include_str!("../../sql/worker/claim_scheduled.sql");
+const CLAIM_LAGGING: &str = include_str!("../../sql/worker/claim_lagging.sql");
 const CLAIM_ORDERED: &str = include_str!("../../sql/worker/claim_ordered.sql");
 const TX_HEADS: &str = include_str!("../../sql/worker/transaction_heads.sql");
 const TX_EVENTS: &str = include_str!("../../sql/worker/transaction_events.sql");
@@ -113,6 +114,7 @@ pub struct Statements {
     pub extension: pg_sys::Oid,
     claim_new: OwnedPreparedStatement,
     claim_scheduled: OwnedPreparedStatement,
+    claim_lagging: OwnedPreparedStatement,
     claim_ordered: OwnedPreparedStatement,
     defer: OwnedPreparedStatement,
     next_due: OwnedPreparedStatement,
@@ -201,6 +203,7 @@ impl Statements {
         };
         let claim_new = CLAIM_NEW.replace("/*slice*/", &share.slice("$4::int[]"));
         let claim_scheduled = CLAIM_SCHEDULED.replace("/*slice*/", &share.slice("$2::int[]"));
+        let claim_lagging = CLAIM_LAGGING.replace("/*slice*/", &share.slice("$7::int[]"));
         // Each worker keeps running totals in rows of its own.
         let worker = share.index.to_string();
         let insert_attempts = INSERT_ATTEMPTS.replace("/*worker*/", &worker);
@@ -217,6 +220,11 @@ impl Statements {
                 extension,
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
                 claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
+                claim_lagging: keep(
+                    client,
+                    &claim_lagging,
+                    &[I4, I8, I8, I8, I8, I8, I4A, I8, I8, I8A],
+                )?,
                 claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
@@ -311,6 +319,40 @@ impl Statements {
                     e.due = true;
                 }
                 Ok(events)
+            })
+        })
+    }
+
+    /// New events of `subscription` after `after` up to `to` (keys), within `claim`, but none
+    /// of `in_flight`: those the cursor passed while the subscription was slow.
+    pub fn lagging_events(
+        &self,
+        subscription: i32,
+        range: ((i64, i64), (i64, i64)),
+        claim: Bounds,
+        pinned: &[i32],
+        in_flight: Vec<i64>,
+    ) -> SpiResult<Vec<QueuedEvent>> {
+        let (after, to) = range;
+        with_settings(GENERIC_PLAN, || {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    &self.claim_lagging,
+                    None,
+                    &[
+                        subscription.into(),
+                        after.0.into(),
+                        after.1.into(),
+                        to.0.into(),
+                        to.1.into(),
+                        (claim.events as i64).into(),
+                        pinned.to_vec().into(),
+                        claim.bytes.into(),
+                        claim.largest.into(),
+                        in_flight.into(),
+                    ],
+                )?;
+                read_events(rows)
             })
         })
     }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pgrx::spi::SpiResult;
 
 /// A queued event as the worker needs it. `(txid, id)` is its key in the queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct QueuedEvent {
     pub txid: i64,
     pub id: i64,

@@ -7,14 +7,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pg_webhook_core::limits::Limits;
-use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 mod access;
+mod apply;
+mod lagging;
 mod others;
 
+pub(super) use lagging::Lag;
+
 use super::dispatch::Dispatcher;
-use super::plan::{requests_for, Plan};
+use super::plan::{requests_for, share_cap, Plan};
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent, Statements};
@@ -43,6 +46,11 @@ struct Claimed {
     first_left: Option<(i64, i64)>,
     /// How many events a request of what this claim started could carry (`None`: none started).
     events_per_request: Option<f64>,
+    /// See `Plan::passed` and `Plan::share_left`.
+    passed: super::plan::Passed,
+    share_left: Option<Instant>,
+    /// Where each subscription's passed events read again now stand (`None`: all read).
+    lag_updates: Vec<(i32, Option<Lag>)>,
 }
 
 /// Where the cursor may move to: the last new event read, or, when room ran out, the last one
@@ -88,6 +96,9 @@ impl Worker {
         if !self.ensure_statements() {
             return;
         }
+        // A request that has ended is not waiting (see dispatch/pace.rs), however long this
+        // thread was busy before.
+        self.dispatcher.collect(&self.runtime, Duration::ZERO);
         super::backend::report_activity(Some("claiming due events"));
         // Events to read: enough to fill the free requests, with as many events per request as
         // the requests the last claim started could carry (a batched subscription's carry a
@@ -103,6 +114,17 @@ impl Worker {
         let per_request = self.events_per_request.clamp(1.0, widest as f64);
         let want =
             ((room as f64 * per_request).ceil() as usize).clamp(1, self.settings.batch_size.max(1));
+        let cap = share_cap(self.settings.max_in_flight);
+        // New events to read: as many, unless a subscription (not slow) nearly holds its share:
+        // reading more than it may start would read its next events again and again.
+        let fresh_want = match self.fullest_share(now) {
+            Some(held) if held + room > cap => {
+                // (A quarter of the room at least: others' events may be among them.)
+                let requests = cap.saturating_sub(held).max(room / 4).max(1);
+                want.min((requests as f64 * per_request).ceil() as usize)
+            }
+            _ => want,
+        };
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
@@ -120,6 +142,9 @@ impl Worker {
                 targets_epoch: &mut self.targets_epoch,
                 cursor: &mut self.cursor,
                 batch_holds: &mut self.batch_holds,
+                lagging: &self.lagging,
+                pinned_seen: &mut self.pinned_seen,
+                cap,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
                 now,
@@ -132,7 +157,9 @@ impl Worker {
                 if !txn::same_extension(statements.extension) {
                     return Ok(None);
                 }
-                claim.run(stale, want, room, check_scheduled).map(Some)
+                claim
+                    .run(stale, (want, fresh_want), room, check_scheduled)
+                    .map(Some)
             });
             result.map(|c| c.map(|c| (c, claim.reloaded)))
         };
@@ -154,102 +181,24 @@ impl Worker {
             // Nothing goes out before the synchronous standbys have it (see replicated.rs).
             super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
         }
-        self.apply(claimed, reloaded, want, check_scheduled, was_paging, now);
+        self.apply(
+            claimed,
+            reloaded,
+            (want, fresh_want),
+            check_scheduled,
+            was_paging,
+            now,
+        );
     }
 
-    /// Starts what the claim chose and works out when to look again.
-    fn apply(
-        &mut self,
-        claimed: Claimed,
-        reloaded: bool,
-        want: usize,
-        check_scheduled: bool,
-        was_paging: bool,
-        now: Instant,
-    ) {
-        for (name, reason) in &claimed.disabled {
-            log!("pg_webhook: subscription \"{name}\" disabled: {reason}");
-        }
-        if reloaded {
-            self.targets_loaded = Some(now);
-            let targets = &self.targets;
-            self.limits
-                .retain(|id| targets.get(&id).is_some_and(|t| t.pinned()));
-        }
-        // A full page means a backlog; so does one the byte budget cut short.
-        let cut_short = claimed
-            .fresh
-            .first()
-            .is_some_and(|e| e.page > claimed.fresh.len() as i64);
-        let full_by_count = claimed.fresh.len() == want;
-        let full_page = full_by_count || cut_short || claimed.first_left.is_some();
-        self.cursor.page_read(read_up_to(&claimed), !full_page);
-        if check_scheduled {
-            let room_left = want - claimed.fresh.len().min(want);
-            self.scheduled_due_at = match claimed.next_due {
-                // The page was full, or room ran out: more retries may be due now.
-                None if room_left == 0 || !claimed.scheduled.is_empty() => Some(now),
-                None => self.scheduled_due_at,
-                Some(None) => None,
-                Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
-            };
-        }
-        if let Some(at) = claimed.deferred_until {
-            // Deferred events and rate-held heads: look again when the first is due.
-            self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
-        }
-        if let Some(per_request) = claimed.events_per_request {
-            self.events_per_request = per_request;
-        }
-        self.start_claimed(claimed.start);
-        for ready in claimed.parts {
-            // Not if this very claim found its owner may no longer read the table.
-            if let Some(target) = self
-                .targets
-                .get(&ready.subscription_id)
-                .filter(|t| t.sends())
-            {
-                self.dispatcher
-                    .start_part(&self.runtime, ready.part.events, target, ready.tx);
-            }
-        }
-        // (Once a second while paging: the check is a transaction of its own.)
-        if full_by_count && (!was_paging || now >= self.next_stats_check) {
-            // A backlog (new, or going on): make sure the planner knows the queue is not empty.
-            self.next_stats_check = now + STATS_CHECK_EVERY;
-            if super::vacuum::refresh_queue_stats(claimed.fresh.len()) {
-                log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
-            }
-        }
-        // A full page means a backlog: keep paging without spacing.
-        self.paging = full_page;
-        self.claim_wanted = full_page;
-        if let Some(at) = self.scheduled_due_at {
-            self.next_poll = self.next_poll.min(at.max(now + Duration::from_millis(1)));
-        }
-    }
-}
-
-impl Worker {
-    /// Hands what a claim chose to the dispatcher: the events of batched subscriptions
-    /// together, each subscription's in the order claimed; the others one by one.
-    fn start_claimed(&mut self, events: Vec<QueuedEvent>) {
-        let mut batched: Vec<(i32, Vec<QueuedEvent>)> = Vec::new();
-        for event in events {
-            let sub = event.subscription_id;
-            match self.targets.get(&sub) {
-                Some(t) if t.batched() => match batched.iter_mut().find(|(id, _)| *id == sub) {
-                    Some((_, list)) => list.push(event),
-                    None => batched.push((sub, vec![event])),
-                },
-                target => self.dispatcher.start(&self.runtime, event, target),
-            }
-        }
-        for (sub, events) in batched {
-            if let Some(target) = self.targets.get(&sub) {
-                self.dispatcher.start_batched(&self.runtime, events, target);
-            }
-        }
+    /// The requests held by the subscription (not slow) that holds the most.
+    fn fullest_share(&self, now: Instant) -> Option<usize> {
+        let pace = self.dispatcher.pace(now);
+        self.dispatcher
+            .requests_per_subscription()
+            .filter(|(sub, _)| !pace.is_slow(*sub))
+            .map(|(_, held)| held)
+            .max()
     }
 }
 
@@ -266,6 +215,12 @@ struct Claim<'a> {
     cursor: &'a mut super::cursor::Cursor,
     /// When each batched subscription's wait for a partial batch ends (see `Plan`).
     batch_holds: &'a mut HashMap<i32, i64>,
+    /// Where each subscription's passed events lie (see lagging.rs).
+    lagging: &'a HashMap<i32, Lag>,
+    /// The pinned subscriptions the last claim saw.
+    pinned_seen: &'a mut Vec<i32>,
+    /// See `plan::share_cap`.
+    cap: usize,
     share: crate::queue::Share,
     default_timeout: Duration,
     now: Instant,
@@ -273,11 +228,12 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// Reads up to `want` events for up to `room` requests, and decides what starts.
+    /// Reads up to `want` events (`fresh_want` of them new) for up to `room` requests, and
+    /// decides what starts.
     fn run(
         &mut self,
         stale: bool,
-        want: usize,
+        (want, fresh_want): (usize, usize),
         room: usize,
         check_scheduled: bool,
     ) -> SpiResult<Claimed> {
@@ -298,18 +254,26 @@ impl Claim<'_> {
             *self.targets_epoch = epoch;
             disabled = self.load_targets()?;
         }
-        let pinned: Vec<i32> = self
+        let mut pinned: Vec<i32> = self
             .targets
             .iter()
             .filter(|(_, t)| t.pinned() && !t.ordered)
             .map(|(id, _)| *id)
             .collect();
+        pinned.sort_unstable();
+        if *self.pinned_seen != pinned {
+            // A subscription pinned or unpinned changes which worker its events belong to,
+            // and this worker's cursor (or another's) may have passed some it did not send
+            // (see lagging.rs): read everything again.
+            self.cursor.reset();
+            self.pinned_seen.clone_from(&pinned);
+        }
         let owned = self.dispatcher.owned();
         let budget = (IN_FLIGHT_BYTES - self.dispatcher.owned_bytes()).max(1);
         let largest = self.dispatcher.largest_readable();
         let after = self.cursor.position(|| statements.horizon())?;
         let bounds = Bounds {
-            events: want,
+            events: fresh_want,
             bytes: budget,
             largest,
         };
@@ -338,7 +302,26 @@ impl Claim<'_> {
         if unknown {
             disabled.extend(self.load_targets()?);
         }
-        let mut plan = Plan::new(self.dispatcher, self.now, room);
+        let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap);
+        let lag_reads = if self.lagging.is_empty() {
+            Vec::new()
+        } else {
+            let (taken, _) = requests_for(fresh.iter().chain(&scheduled), self.targets);
+            // (Retries in flight were read too, and their bytes are owned already.)
+            let scheduled_bytes: i64 = scheduled
+                .iter()
+                .filter(|e| !self.dispatcher.owns(e.id))
+                .map(|e| e.payload_bytes)
+                .sum();
+            let room = room.saturating_sub(taken);
+            self.read_lagging(&plan, room, bytes_left - scheduled_bytes, largest, &pinned)?
+        };
+        // A passed event the cursor reads again (a new pass) is started once.
+        let fresh_ids: HashSet<i64> = fresh.iter().map(|e| e.id).collect();
+        let lagged: Vec<QueuedEvent> = lag_reads
+            .iter()
+            .flat_map(|r| r.2.iter().filter(|e| !fresh_ids.contains(&e.id)).cloned())
+            .collect();
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = if heads_wanted.is_empty() {
             Vec::new()
@@ -347,7 +330,10 @@ impl Claim<'_> {
             let out = self.dispatcher.owned_ids_of(&subscriptions);
             statements.ordered_heads(&heads_wanted, largest, out)?
         };
-        let (taken, _) = requests_for(fresh.iter().chain(&scheduled).chain(&heads), self.targets);
+        let (taken, _) = requests_for(
+            fresh.iter().chain(&scheduled).chain(&lagged).chain(&heads),
+            self.targets,
+        );
         let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause
@@ -363,6 +349,7 @@ impl Claim<'_> {
             fresh
                 .iter()
                 .chain(&scheduled)
+                .chain(&lagged)
                 .chain(&heads)
                 .chain(parts.iter().flat_map(|p| &p.part.events))
         };
@@ -371,6 +358,10 @@ impl Claim<'_> {
         self.park_held(read())?;
         // Parts go first: they were read for the room left after the others.
         let mut plan = plan.with_requests(parts.len());
+        // Passed events before new ones: a subscription's oldest go first.
+        for event in &lagged {
+            plan.consider(event, self.targets, self.limits, false);
+        }
         for event in &fresh {
             plan.consider(event, self.targets, self.limits, true);
         }
@@ -380,9 +371,18 @@ impl Claim<'_> {
         // SAFETY: reads the current transaction's start timestamp (now() in its statements).
         let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
+        let taken: HashSet<i64> = plan
+            .start
+            .iter()
+            .map(|e| e.id)
+            .chain(plan.defer.iter().map(|d| d.1))
+            .collect();
+        let lag_updates = lagging::after_reads(self.lagging, &lag_reads, |id| taken.contains(&id));
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
         let events_per_request = plan.events_per_request(self.targets);
+        let passed = std::mem::take(&mut plan.passed);
+        let share_left = plan.share_left;
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
             fresh,
@@ -394,6 +394,9 @@ impl Claim<'_> {
             parts,
             first_left,
             events_per_request,
+            passed,
+            share_left,
+            lag_updates,
         })
     }
 }

@@ -20,7 +20,10 @@ use crate::queue::{Decision, Outcome, QueuedEvent};
 
 mod batching;
 mod holding;
+mod pace;
 mod settle;
+
+pub use pace::{Pace, SLOW};
 
 use settle::{settle, truncate};
 
@@ -52,6 +55,8 @@ struct Flight {
     batch: Option<i64>,
     policy: Arc<RetryPolicy>,
     callback: bool,
+    /// When it was handed to the HTTP thread (see pace.rs).
+    started: Instant,
 }
 
 pub struct Dispatcher {
@@ -78,12 +83,20 @@ pub struct Dispatcher {
     /// Requests that finished and whose outcomes are not recorded yet: they still count
     /// against `max_in_flight` (their events are still owned).
     settled_requests: usize,
+    /// Requests per subscription, in flight or finished and not yet recorded; and of those,
+    /// the finished ones.
+    requests_by: HashMap<i32, usize>,
+    settled_by: HashMap<i32, usize>,
     /// Finished attempts waiting to be recorded.
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
     pub outcomes_since: Option<Instant>,
     /// Subscriptions whose destination the address policy refused, already logged.
     refusals_logged: std::collections::HashSet<i32>,
+    /// Subscriptions that have had an answer, and until when those whose requests took
+    /// `SLOW` or longer count as slow (see pace.rs).
+    answered: std::collections::HashSet<i32>,
+    slow_until: HashMap<i32, Instant>,
 }
 
 impl Dispatcher {
@@ -99,9 +112,13 @@ impl Dispatcher {
             flights: HashMap::new(),
             parts: HashMap::new(),
             settled_requests: 0,
+            requests_by: HashMap::new(),
+            settled_by: HashMap::new(),
             outcomes: Vec::new(),
             outcomes_since: None,
             refusals_logged: std::collections::HashSet::new(),
+            answered: std::collections::HashSet::new(),
+            slow_until: HashMap::new(),
         }
     }
 
@@ -132,6 +149,7 @@ impl Dispatcher {
             batch: None,
             policy,
             callback: target.has_callback,
+            started: Instant::now(),
         };
         self.launch(rt, endpoint, message, flight);
     }
@@ -182,6 +200,7 @@ impl Dispatcher {
             async move { sender.send(&endpoint, &message).await },
             rt.handle(),
         );
+        *self.requests_by.entry(flight.subscription_id).or_default() += 1;
         self.flights.insert(handle.id(), flight);
     }
 
@@ -273,7 +292,13 @@ impl Dispatcher {
             };
             if let Some(flight) = self.flights.remove(&id) {
                 self.settled_requests += 1;
+                *self.settled_by.entry(flight.subscription_id).or_default() += 1;
                 self.log_refusal(flight.subscription_id, &attempt);
+                // As the HTTP thread measured it; a task that ended otherwise, as seen here.
+                let took = attempt
+                    .as_ref()
+                    .map_or_else(|_| flight.started.elapsed(), |a| a.duration);
+                self.note_answer(flight.subscription_id, took);
                 for outcome in settle(flight, attempt) {
                     self.push_outcome(outcome);
                 }
@@ -337,5 +362,13 @@ impl Dispatcher {
         }
         self.outcomes_since = None;
         self.settled_requests = 0;
+        for (sub, n) in self.settled_by.drain() {
+            if let Some(held) = self.requests_by.get_mut(&sub) {
+                *held = held.saturating_sub(n);
+                if *held == 0 {
+                    self.requests_by.remove(&sub);
+                }
+            }
+        }
     }
 }

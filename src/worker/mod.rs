@@ -103,6 +103,10 @@ struct Worker {
     /// about (INVALID: none yet); see `forget_dropped_extension`.
     extension: pg_sys::Oid,
     cursor: Cursor,
+    /// New events the cursor passed while their subscription was slow (see claim/lagging.rs).
+    lagging: HashMap<i32, claim::Lag>,
+    /// The pinned subscriptions (limits of their own) at the last claim.
+    pinned_seen: Vec<i32>,
     /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
     batch_holds: HashMap<i32, i64>,
     targets: HashMap<i32, Target>,
@@ -119,6 +123,9 @@ struct Worker {
     claim_wanted: bool,
     /// The last claim read a full page of new events: claim again without spacing.
     paging: bool,
+    /// The last claim left a new event because its subscription holds its share (see
+    /// `Plan::share`): claim again once outcomes are recorded.
+    share_waiting: bool,
     last_claim: Instant,
     /// How many events the requests the last claim started could carry, per request (a batched
     /// subscription's a batch each): how many events the next claim reads per free request.
@@ -165,6 +172,8 @@ impl Worker {
             statements: None,
             extension: pg_sys::Oid::INVALID,
             cursor: Cursor::default(),
+            lagging: HashMap::new(),
+            pinned_seen: Vec::new(),
             batch_holds: HashMap::new(),
             targets: HashMap::new(),
             targets_loaded: None,
@@ -174,6 +183,7 @@ impl Worker {
             next_poll: Instant::now(),
             claim_wanted: true,
             paging: false,
+            share_waiting: false,
             last_claim: Instant::now(),
             events_per_request: 1.0,
             scheduled_due_at: Some(Instant::now()),

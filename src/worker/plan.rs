@@ -1,13 +1,14 @@
 //! One claim's decisions: which of the events it read start now, which go back to the queue
 //! for later (over a subscription's own concurrency or rate limit, or a partial batch waiting
-//! to fill), and when to look again.
+//! to fill), which the cursor passes for now (a slow subscription's, see `share`), and when to
+//! look again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pg_webhook_core::limits::{Admission, Limits};
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, Pace};
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
@@ -30,10 +31,49 @@ pub(super) struct Plan<'a> {
     over: HashMap<i32, usize>,
     /// When the earliest deferred event or rate-held head is due.
     earliest: Option<Instant>,
+    /// The subscriptions' pace, and the requests one subscription (or the slow ones together)
+    /// may hold (see `share`); how many the slow ones hold.
+    pace: Pace,
+    cap: usize,
+    slow_held: usize,
+    /// New events of slow subscriptions the cursor passes, per subscription: the first and last
+    /// key (see `claim::lagging`).
+    pub(super) passed: Passed,
+    /// A new event was left because its subscription, not slow, holds its share: claim again
+    /// when a request ends or at this instant (when it would turn slow), not at once.
+    pub(super) share_left: Option<Instant>,
+    /// Requests started in this plan, per subscription (a batch or a transaction's part is
+    /// one).
+    requests_starting: HashMap<i32, usize>,
+}
+
+/// Per subscription, the first and last key of the new events a claim passed.
+pub(super) type Passed = HashMap<i32, ((i64, i64), (i64, i64))>;
+
+/// The requests one subscription may hold, and the slow subscriptions together, out of a
+/// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
+/// answering cannot take every request and leaves the rest for the others.
+pub(super) fn share_cap(max_in_flight: usize) -> usize {
+    if max_in_flight < 4 {
+        max_in_flight
+    } else {
+        max_in_flight - max_in_flight / 4
+    }
 }
 
 impl<'a> Plan<'a> {
-    pub(super) fn new(dispatcher: &'a Dispatcher, now: Instant, room: usize) -> Plan<'a> {
+    pub(super) fn new(
+        dispatcher: &'a Dispatcher,
+        now: Instant,
+        room: usize,
+        cap: usize,
+    ) -> Plan<'a> {
+        let pace = dispatcher.pace(now);
+        let slow_held = pace
+            .slow
+            .iter()
+            .map(|sub| dispatcher.requests_of(*sub))
+            .sum();
         Plan {
             dispatcher,
             now,
@@ -45,11 +85,40 @@ impl<'a> Plan<'a> {
             defer: Vec::new(),
             over: HashMap::new(),
             earliest: None,
+            pace,
+            cap,
+            slow_held,
+            passed: HashMap::new(),
+            share_left: None,
+            requests_starting: HashMap::new(),
         }
     }
 
     pub(super) fn in_flight(&self, subscription: i32) -> usize {
         self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
+    }
+
+    /// How many more requests `subscription` may start under the share rule (see `share`).
+    pub(super) fn share_room(&self, subscription: i32) -> usize {
+        let held = if self.pace.is_slow(subscription) {
+            self.slow_held
+        } else {
+            self.dispatcher.requests_of(subscription)
+                + self.requests_starting.get(&subscription).unwrap_or(&0)
+        };
+        self.cap.saturating_sub(held)
+    }
+
+    /// Counts `n` parts of a grouped subscription's transactions as started.
+    pub(super) fn took_parts(&mut self, subscription: i32, n: usize) {
+        self.took_requests(subscription, n);
+    }
+
+    fn took_requests(&mut self, subscription: i32, n: usize) {
+        *self.requests_starting.entry(subscription).or_default() += n;
+        if self.pace.is_slow(subscription) {
+            self.slow_held += n;
+        }
     }
 
     pub(super) fn wake_at(&mut self, at: Instant) {
@@ -98,6 +167,12 @@ impl<'a> Plan<'a> {
             }
             return;
         }
+        if let Some(t) = target.filter(|_| cost > 0) {
+            if self.share_room(sub) == 0 {
+                self.share(event, t, fresh);
+                return;
+            }
+        }
         if let Some(t) = target.filter(|t| t.pinned()) {
             let over = self.over.get(&sub).copied().unwrap_or(0);
             // max_in_flight counts requests; a batch is one.
@@ -113,7 +188,50 @@ impl<'a> Plan<'a> {
         }
         *self.starting.entry(sub).or_default() += 1;
         self.requests += cost;
+        self.took_requests(sub, cost);
         self.start.push(event.clone());
+    }
+
+    /// The share rule, for an event whose subscription may start no more requests: one
+    /// subscription may hold `cap` of the worker's requests, and the slow ones (see pace.rs)
+    /// `cap` together, so a quarter is always left to those that answer. A slow subscription's
+    /// new events are passed by the cursor and read again later (`claim::lagging`) — putting
+    /// back a long backlog would rewrite all of it every round — and its due retries wait
+    /// until its oldest request ends. A subscription not slow (yet) holding its share is
+    /// waited for like a full worker: its next event is where the cursor stops, and the claim
+    /// comes again when a request ends, or when it turns slow.
+    fn share(&mut self, event: &QueuedEvent, target: &Target, fresh: bool) {
+        let sub = event.subscription_id;
+        if !self.pace.is_slow(sub) {
+            let at = self
+                .pace
+                .turns_slow_at(sub)
+                .unwrap_or(self.now + super::dispatch::SLOW);
+            self.wake_at(at);
+            if fresh && self.first_left.is_none() {
+                self.first_left = Some((event.txid, event.id));
+                self.share_left = Some(at);
+            }
+        } else if fresh {
+            let key = (event.txid, event.id);
+            self.passed
+                .entry(sub)
+                .and_modify(|(first, last)| {
+                    *first = (*first).min(key);
+                    *last = (*last).max(key);
+                })
+                .or_insert((key, key));
+        } else if event.due && !target.ordered {
+            let timeout = target
+                .config
+                .as_ref()
+                .map_or(Duration::ZERO, |c| c.0.timeout);
+            let wait = self.pace.wait_for_room(sub, timeout, self.now);
+            self.defer.push((event.txid, event.id, defer_us(wait)));
+            self.wake_at(self.now + wait);
+        }
+        // Otherwise (an ordered head, an event read again after the cursor passed it) it stays
+        // where it is, and is looked for again.
     }
 
     /// Puts back the events of a batched subscription that would go in a partial batch made

@@ -112,7 +112,9 @@ impl Worker {
             // Find out when the earliest retry is due.
             self.scheduled_due_at = Some(Instant::now());
         }
-        if ordered {
+        if ordered || std::mem::take(&mut self.share_waiting) || !self.lagging.is_empty() {
+            // Requests ended that an ordered key, a subscription holding its share or passed
+            // events wait for.
             self.claim_wanted = true;
         }
         if callbacks {

@@ -110,6 +110,8 @@ impl Worker {
                 self.statements = Some(statements);
                 // Everything queued before this worker (or extension) existed is read again.
                 self.cursor.reset();
+                // Passed events included.
+                self.lagging.clear();
                 self.targets_loaded = None;
                 self.sending.clear();
                 true

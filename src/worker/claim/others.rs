@@ -25,6 +25,11 @@ impl Claim<'_> {
             if left == 0 {
                 break;
             }
+            // A transaction's next part waits its turn while the subscription holds its share.
+            let left = left.min(plan.share_room(id));
+            if left == 0 {
+                continue;
+            }
             let rated = t.limits.rate_limit.is_some();
             if rated {
                 if let Some(at) = self.limits.wait_for_slot(id, self.now) {
@@ -47,6 +52,7 @@ impl Claim<'_> {
                     plan.wake_at(at);
                 }
             }
+            plan.took_parts(id, ready.len());
             parts.extend(ready);
         }
         Ok(parts)

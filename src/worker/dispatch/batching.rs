@@ -5,6 +5,8 @@
 //! out in the same batch again, under the same `webhook-id`. New events are cut into batches of
 //! at most `batch_size` events and `pg_webhook.max_payload_bytes` bytes.
 
+use std::time::Instant;
+
 use pg_webhook_core::batch::{self, Member};
 use pg_webhook_core::http::Message;
 use pg_webhook_core::payload::message_id;
@@ -99,6 +101,7 @@ impl Dispatcher {
                     batch: Some(first),
                     policy: policy.clone(),
                     callback: target.has_callback,
+                    started: Instant::now(),
                 };
                 self.launch(rt, endpoint.clone(), message, flight);
             }
@@ -194,6 +197,7 @@ impl Dispatcher {
             batch: None,
             policy,
             callback: target.has_callback,
+            started: Instant::now(),
         };
         self.launch(rt, endpoint, message, flight);
     }

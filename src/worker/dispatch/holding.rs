@@ -64,6 +64,17 @@ impl Dispatcher {
     }
 
     /// Events of one subscription claimed and not yet recorded.
+    /// The requests a subscription holds: in flight, or finished and not yet recorded (a batch
+    /// or a transaction's part is one).
+    pub fn requests_of(&self, subscription_id: i32) -> usize {
+        self.requests_by.get(&subscription_id).copied().unwrap_or(0)
+    }
+
+    /// The subscriptions holding requests, with how many.
+    pub fn requests_per_subscription(&self) -> impl Iterator<Item = (i32, usize)> + '_ {
+        self.requests_by.iter().map(|(sub, n)| (*sub, *n))
+    }
+
     pub fn owned_by(&self, subscription_id: i32) -> usize {
         self.owned_by.get(&subscription_id).copied().unwrap_or(0)
     }

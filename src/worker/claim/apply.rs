@@ -1,0 +1,128 @@
+//! After a claim transaction: starting what it chose, moving the cursor, and working out when
+//! to claim again.
+
+use std::time::{Duration, Instant};
+
+use pgrx::prelude::*;
+
+use super::{lagging, read_up_to, Claimed, STATS_CHECK_EVERY};
+use crate::queue::QueuedEvent;
+use crate::worker::Worker;
+
+impl Worker {
+    /// Starts what the claim chose and works out when to look again.
+    pub(super) fn apply(
+        &mut self,
+        claimed: Claimed,
+        reloaded: bool,
+        (want, fresh_want): (usize, usize),
+        check_scheduled: bool,
+        was_paging: bool,
+        now: Instant,
+    ) {
+        for (name, reason) in &claimed.disabled {
+            log!("pg_webhook: subscription \"{name}\" disabled: {reason}");
+        }
+        if reloaded {
+            self.targets_loaded = Some(now);
+            let targets = &self.targets;
+            self.limits
+                .retain(|id| targets.get(&id).is_some_and(|t| t.pinned()));
+        }
+        // A full page means a backlog; so does one the byte budget cut short.
+        let cut_short = claimed
+            .fresh
+            .first()
+            .is_some_and(|e| e.page > claimed.fresh.len() as i64);
+        let full_by_count = claimed.fresh.len() == fresh_want;
+        let full_page = full_by_count || cut_short || claimed.first_left.is_some();
+        self.cursor.page_read(read_up_to(&claimed), !full_page);
+        // Reads of passed events first: they may end a stretch this claim widens again.
+        for (sub, lag) in claimed.lag_updates {
+            match lag {
+                Some(lag) => self.lagging.insert(sub, lag),
+                None => self.lagging.remove(&sub),
+            };
+        }
+        lagging::note_passed(&mut self.lagging, claimed.passed);
+        if check_scheduled {
+            let room_left = want - claimed.fresh.len().min(want);
+            self.scheduled_due_at = match claimed.next_due {
+                // The page was full, or room ran out: more retries may be due now.
+                None if room_left == 0 || !claimed.scheduled.is_empty() => Some(now),
+                None => self.scheduled_due_at,
+                Some(None) => None,
+                Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
+            };
+        }
+        if let Some(at) = claimed.deferred_until {
+            // Deferred events and rate-held heads: look again when the first is due.
+            self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
+        }
+        if let Some(per_request) = claimed.events_per_request {
+            self.events_per_request = per_request;
+        }
+        self.start_claimed(claimed.start);
+        for ready in claimed.parts {
+            // Not if this very claim found its owner may no longer read the table.
+            if let Some(target) = self
+                .targets
+                .get(&ready.subscription_id)
+                .filter(|t| t.sends())
+            {
+                self.dispatcher
+                    .start_part(&self.runtime, ready.part.events, target, ready.tx);
+            }
+        }
+        // (Once a second while paging: the check is a transaction of its own.)
+        if full_by_count && (!was_paging || now >= self.next_stats_check) {
+            // A backlog (new, or going on): make sure the planner knows the queue is not empty.
+            self.next_stats_check = now + STATS_CHECK_EVERY;
+            if crate::worker::vacuum::refresh_queue_stats(claimed.fresh.len()) {
+                log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
+            }
+        }
+        // A full page means a backlog: keep paging without spacing; unless a subscription
+        // holding its share stopped the page, which only a request ending (or the
+        // subscription turning slow) moves on.
+        // (Nor is there any use reading on while the subscription this page was full of holds
+        // its share now.)
+        let cap = super::share_cap(self.settings.max_in_flight);
+        let at_share = full_page && self.fullest_share(now).is_some_and(|held| held >= cap);
+        let paging = full_page && claimed.share_left.is_none() && !at_share;
+        self.paging = paging;
+        self.claim_wanted = paging;
+        self.share_waiting = claimed.share_left.is_some() || at_share;
+        if let Some(at) = claimed.share_left {
+            self.next_poll = self.next_poll.min(at);
+        } else if at_share {
+            self.next_poll = self.next_poll.min(now + crate::worker::dispatch::SLOW);
+        }
+        if let Some(at) = self.scheduled_due_at {
+            self.next_poll = self.next_poll.min(at.max(now + Duration::from_millis(1)));
+        }
+    }
+}
+
+impl Worker {
+    /// Hands what a claim chose to the dispatcher: the events of batched subscriptions
+    /// together, each subscription's in the order claimed; the others one by one.
+    fn start_claimed(&mut self, events: Vec<QueuedEvent>) {
+        let mut batched: Vec<(i32, Vec<QueuedEvent>)> = Vec::new();
+        for event in events {
+            let sub = event.subscription_id;
+            match self.targets.get(&sub) {
+                Some(t) if t.batched() => match batched.iter_mut().find(|(id, _)| *id == sub) {
+                    Some((_, list)) => list.push(event),
+                    None => batched.push((sub, vec![event])),
+                },
+                target => self.dispatcher.start(&self.runtime, event, target),
+            }
+        }
+        for (sub, events) in batched {
+            if let Some(target) = self.targets.get(&sub) {
+                self.dispatcher.start_batched(&self.runtime, events, target);
+            }
+        }
+    }
+}

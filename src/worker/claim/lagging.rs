@@ -1,0 +1,215 @@
+//! The new events the cursor passed while their subscription was slow (see `Plan::share`):
+//! per subscription, the stretch of keys they lie in, read again — that subscription's only —
+//! when it may start requests again. Kept in memory only: a worker that starts over, or whose
+//! claim failed, reads the whole queue again from the start (`Cursor::reset`).
+
+use std::collections::HashMap;
+
+use pgrx::spi::SpiResult;
+
+use super::Claim;
+use crate::queue::{Bounds, QueuedEvent};
+use crate::worker::plan::{Passed, Plan};
+
+/// Where a subscription's passed events lie: after `after` (exclusive) up to `to` (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    after: (i64, i64),
+    to: (i64, i64),
+}
+
+/// What one claim read of the passed events, per subscription: how many it asked for, and
+/// what came back, in key order.
+pub(super) type LagReads = Vec<(i32, usize, Vec<QueuedEvent>)>;
+
+/// Adds what a claim passed, first and last key per subscription.
+pub(super) fn note_passed(lagging: &mut HashMap<i32, Lag>, passed: Passed) {
+    for (sub, (first, last)) in passed {
+        // Keys are (txid, id) with id >= 1: nothing lies between (txid, id - 1) and first.
+        let after = (first.0, first.1 - 1);
+        lagging
+            .entry(sub)
+            .and_modify(|lag| {
+                lag.after = lag.after.min(after);
+                lag.to = lag.to.max(last);
+            })
+            .or_insert(Lag { after, to: last });
+    }
+}
+
+/// Where each subscription read stands after a claim, given which of its events the claim
+/// took care of (`taken`: started or put back): from its first event left, or, when the read
+/// found fewer than it asked for (before any cut by bytes) and every one was taken, nothing is
+/// left. Updates move `after` only: apply them before `note_passed`.
+pub(super) fn after_reads(
+    lagging: &HashMap<i32, Lag>,
+    reads: &LagReads,
+    taken: impl Fn(i64) -> bool,
+) -> Vec<(i32, Option<Lag>)> {
+    let mut updates = Vec::new();
+    for (sub, asked, events) in reads {
+        let Some(lag) = lagging.get(sub) else {
+            continue;
+        };
+        let update = match events.iter().position(|e| !taken(e.id)) {
+            Some(0) => continue,
+            Some(i) => Some(Lag {
+                after: (events[i - 1].txid, events[i - 1].id),
+                to: lag.to,
+            }),
+            // (An empty read found nothing: the first row always passes the byte budget.)
+            None if events.first().is_none_or(|e| (e.page as usize) < *asked) => None,
+            None => events.last().map(|e| Lag {
+                after: (e.txid, e.id),
+                to: lag.to,
+            }),
+        };
+        updates.push((*sub, update));
+    }
+    updates
+}
+
+impl Claim<'_> {
+    /// Reads again the passed events of the subscriptions that may start requests now, within
+    /// `room` requests and `bytes` of row images.
+    pub(super) fn read_lagging(
+        &self,
+        plan: &Plan<'_>,
+        mut room: usize,
+        mut bytes: i64,
+        largest: i64,
+        pinned: &[i32],
+    ) -> SpiResult<LagReads> {
+        let mut reads = Vec::new();
+        for (&sub, lag) in self.lagging.iter() {
+            // (A subscription gone from the list is read too: its events die with the reason.)
+            let target = self.targets.get(&sub);
+            if target.is_some_and(|t| !t.sends()) {
+                continue; // paused, or its owner may not read the table: read once it sends
+            }
+            let requests = plan.share_room(sub).min(room);
+            if requests == 0 || bytes <= 0 {
+                continue;
+            }
+            let batch = target.map_or(1, |t| t.batch_size.max(1));
+            let asked = requests * batch;
+            let bounds = Bounds {
+                events: asked,
+                bytes,
+                largest,
+            };
+            let in_flight = self.dispatcher.owned_ids_of(&[sub]);
+            let events = self.statements.lagging_events(
+                sub,
+                (lag.after, lag.to),
+                bounds,
+                pinned,
+                in_flight,
+            )?;
+            room -= requests.min(events.len().div_ceil(batch));
+            bytes -= events.iter().map(|e| e.payload_bytes).sum::<i64>();
+            reads.push((sub, asked, events));
+        }
+        Ok(reads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(txid: i64, id: i64) -> QueuedEvent {
+        QueuedEvent {
+            txid,
+            id,
+            ..QueuedEvent::default()
+        }
+    }
+
+    #[test]
+    fn passed_events_widen_the_stretch() {
+        let mut lagging = HashMap::new();
+        note_passed(&mut lagging, HashMap::from([(7, ((10, 5), (12, 9)))]));
+        note_passed(&mut lagging, HashMap::from([(7, ((9, 3), (11, 1)))]));
+        assert_eq!(
+            lagging[&7],
+            Lag {
+                after: (9, 2),
+                to: (12, 9)
+            }
+        );
+    }
+
+    #[test]
+    fn a_read_moves_past_what_was_taken_and_stops_at_what_was_left() {
+        let lagging = HashMap::from([(
+            7,
+            Lag {
+                after: (1, 0),
+                to: (50, 50),
+            },
+        )]);
+        let reads = vec![(7, 3, vec![event(2, 1), event(3, 2), event(4, 3)])];
+        let updates = after_reads(&lagging, &reads, |id| id < 3);
+        assert_eq!(
+            updates,
+            vec![(
+                7,
+                Some(Lag {
+                    after: (3, 2),
+                    to: (50, 50)
+                })
+            )]
+        );
+    }
+
+    #[test]
+    fn a_read_cut_short_by_bytes_goes_on() {
+        let lagging = HashMap::from([(
+            7,
+            Lag {
+                after: (1, 0),
+                to: (50, 50),
+            },
+        )]);
+        // Five found, one returned within the byte budget.
+        let mut cut = vec![(7, 5, vec![event(2, 1)])];
+        cut[0].2[0].page = 5;
+        assert_eq!(
+            after_reads(&lagging, &cut, |_| true),
+            vec![(
+                7,
+                Some(Lag {
+                    after: (2, 1),
+                    to: (50, 50)
+                })
+            )]
+        );
+    }
+
+    #[test]
+    fn a_short_read_all_taken_ends_the_stretch_and_a_full_one_goes_on() {
+        let lagging = HashMap::from([(
+            7,
+            Lag {
+                after: (1, 0),
+                to: (50, 50),
+            },
+        )]);
+        let mut short = vec![(7, 5, vec![event(2, 1), event(3, 2)])];
+        short[0].2[0].page = 2;
+        assert_eq!(after_reads(&lagging, &short, |_| true), vec![(7, None)]);
+        let mut full = vec![(7, 2, vec![event(2, 1), event(3, 2)])];
+        full[0].2[0].page = 2;
+        assert_eq!(
+            after_reads(&lagging, &full, |_| true),
+            vec![(
+                7,
+                Some(Lag {
+                    after: (3, 2),
+                    to: (50, 50)
+                })
+            )]
+        );
+    }
+}

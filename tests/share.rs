@@ -1,0 +1,121 @@
+//! A worker's requests shared between subscriptions: an endpoint that stops answering (or
+//! answers slowly) cannot take all of them, and none of its events is lost for it.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use postgres::Client;
+use support::cluster::{wait_until, Cluster};
+use support::receiver::{Receiver, Reply};
+use support::{count, subscribe};
+
+/// One worker with 8 requests; table `table` subscribed to `slow` with `options` (after a
+/// comma), table `quick` to `quick`. Returns the slow subscription's id.
+fn beside_a_quick_one(
+    table: &str,
+    slow: &Receiver,
+    options: &str,
+    quick: &Receiver,
+) -> (Cluster, Client, i32) {
+    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY); CREATE TABLE quick (id int PRIMARY KEY)"
+    ))
+    .unwrap();
+    let (id, _) = subscribe(
+        &mut db,
+        table,
+        table,
+        &slow.url("/slow"),
+        &format!(", {options}"),
+    );
+    subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
+    (pg, db, id)
+}
+
+/// Once the hung receiver has 6 requests, a new event of table `quick` is sent, and the hung
+/// one never had more than 6 (a quarter of the worker's 8 are kept for the others).
+fn goes_beside_six_hung_requests(db: &mut Client, hung: &Receiver, quick: &Receiver) {
+    wait_until(support::WAIT, "the hung receiver's requests", || {
+        hung.count() >= 6
+    });
+    db.batch_execute("INSERT INTO quick VALUES (1)").unwrap();
+    wait_until(support::WAIT, "the other subscription's event", || {
+        quick.count() == 1
+    });
+    assert_eq!(hung.peak_concurrency(), 6);
+}
+
+#[test]
+fn an_endpoint_that_keeps_requests_waiting_leaves_room_for_the_others() {
+    // One worker with 8 requests. A receiver that answers after two minutes (within its
+    // subscription's timeout) took all 8 with its backlog, and the other subscription's event
+    // waited behind it for minutes.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let (_pg, mut db, _) = beside_a_quick_one("hung", &hung, "timeout => '3 minutes'", &quick);
+    db.batch_execute("INSERT INTO hung SELECT generate_series(1, 100)")
+        .unwrap();
+    goes_beside_six_hung_requests(&mut db, &hung, &quick);
+}
+
+#[test]
+fn events_passed_while_an_endpoint_was_slow_are_all_delivered() {
+    // The cursor passes a slow subscription's new events (another subscription's come after
+    // them in the queue) and reads them again as its requests end: every one must arrive.
+    // Both subscriptions' events are interleaved, one transaction each, so the passed events'
+    // stretch of the queue holds the other's too.
+    let slow = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(1500), 204));
+    let quick = Receiver::start();
+    let (_pg, mut db, slow_id) =
+        beside_a_quick_one("slow", &slow, "timeout => '10 seconds'", &quick);
+    for round in 0..6 {
+        db.batch_execute(&format!(
+            "INSERT INTO slow SELECT generate_series({0} * 10 + 1, {0} * 10 + 10);
+             INSERT INTO quick VALUES ({0})",
+            round
+        ))
+        .unwrap();
+    }
+    wait_until(support::LONG_WAIT, "every slow event delivered", || {
+        slow.accepted_ids()
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 60
+    });
+    let expected: BTreeSet<i64> = (1..=60).collect();
+    let got: BTreeSet<i64> = slow.accepted_ids().into_iter().collect();
+    assert_eq!(got, expected);
+    let quick_ids: BTreeSet<i64> = quick.accepted_ids().into_iter().collect();
+    assert_eq!(quick_ids, (0..6).collect::<BTreeSet<i64>>());
+    assert!(
+        slow.peak_concurrency() <= 6,
+        "the slow endpoint had {} requests at once",
+        slow.peak_concurrency()
+    );
+    wait_until(support::WAIT, "the slow subscription's queue empty", || {
+        count(
+            &mut db,
+            &format!("SELECT count(*) FROM webhook.events WHERE subscription_id = {slow_id} AND status <> 'delivered'"),
+        ) == 0
+    });
+}
+
+#[test]
+fn a_transaction_subscription_that_keeps_requests_waiting_leaves_room_for_the_others() {
+    // Grouped by transaction, each request is a transaction's part: 20 transactions' parts
+    // took all 8 requests.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let options = "timeout => '3 minutes', group_by => 'transaction'";
+    let (_pg, mut db, _) = beside_a_quick_one("hung", &hung, options, &quick);
+    for n in 1..=20 {
+        db.batch_execute(&format!("INSERT INTO hung VALUES ({n})"))
+            .unwrap();
+    }
+    goes_beside_six_hung_requests(&mut db, &hung, &quick);
+}
