@@ -139,6 +139,9 @@ ALTER TABLE webhook._attempts SET (
     autovacuum_vacuum_cost_delay = 0,
     vacuum_truncate = false
 );
+-- The callback runner takes turns between subscriptions (pending_callbacks.sql): it finds
+-- each one's oldest callbacks through this index.
+CREATE INDEX callback_queue_subscription ON webhook._callback_queue (subscription_id, event_id);
 ALTER TABLE webhook._callback_queue SET (
     autovacuum_vacuum_scale_factor = 0.01,
     autovacuum_vacuum_insert_scale_factor = 0.01,

@@ -1,5 +1,6 @@
-//! A worker's requests shared between subscriptions: an endpoint that stops answering (or
-//! answers slowly) cannot take all of them, and none of its events is lost for it.
+//! A worker's requests, and the callback runner's time, shared between subscriptions: an
+//! endpoint that stops answering (or answers slowly) cannot take all of them, and none of its
+//! events is lost for it; one subscription's slow callbacks take turns with the others'.
 
 mod support;
 
@@ -118,4 +119,59 @@ fn a_transaction_subscription_that_keeps_requests_waiting_leaves_room_for_the_ot
             .unwrap();
     }
     goes_beside_six_hung_requests(&mut db, &hung, &quick);
+}
+
+#[test]
+fn a_subscriptions_slow_callbacks_take_turns_with_the_others() {
+    // The runner read 50 callbacks at a time, oldest first, and ran them all: a callback
+    // queued behind 30 slow ones of another subscription waited for every one of them.
+    let pg = Cluster::start(&["pg_webhook.callback_timeout = '2s'"]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute(
+        "CREATE TABLE slow (id int PRIMARY KEY); CREATE TABLE quick (id int PRIMARY KEY);
+         CREATE TABLE ran (n serial PRIMARY KEY, who text NOT NULL);
+         CREATE FUNCTION public.slow_callback(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.ran (who) VALUES ('slow');
+             PERFORM pg_catalog.pg_sleep(0.3);
+         END $$;
+         CREATE FUNCTION public.quick_callback(event jsonb) RETURNS void LANGUAGE sql AS
+             $$ INSERT INTO public.ran (who) VALUES ('quick') $$;",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    subscribe(
+        &mut db,
+        "slow",
+        "slow",
+        &rx.url("/slow"),
+        ", callback => 'public.slow_callback(jsonb)'",
+    );
+    subscribe(
+        &mut db,
+        "quick",
+        "quick",
+        &rx.url("/quick"),
+        ", callback => 'public.quick_callback(jsonb)'",
+    );
+    db.batch_execute("INSERT INTO slow SELECT generate_series(1, 30)")
+        .unwrap();
+    wait_until(support::WAIT, "the slow callbacks to begin", || {
+        count(&mut db, "SELECT count(*) FROM ran") > 0
+    });
+    db.batch_execute("INSERT INTO quick VALUES (1)").unwrap();
+    wait_until(support::WAIT, "the quick callback", || {
+        count(&mut db, "SELECT count(*) FROM ran WHERE who = 'quick'") == 1
+    });
+    let slow_before = count(
+        &mut db,
+        "SELECT count(*) FROM ran WHERE who = 'slow'
+            AND n < (SELECT n FROM ran WHERE who = 'quick')",
+    );
+    // A batch runs a second (about 4 of these) before the runner reads again, and the quick
+    // subscription's callback is then the first of its turn.
+    assert!(
+        slow_before < 15,
+        "{slow_before} slow callbacks ran before the quick one"
+    );
 }

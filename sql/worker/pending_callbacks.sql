@@ -1,10 +1,40 @@
 -- The next callbacks to run ($1 of them), with what each needs to be called: the subscription's
 -- owner and callback function (by OID, never by name), whether that function still exists, and
 -- how many times a runner started it before.
+--
+-- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
+-- second of each, and so on — so one subscription's slow callbacks (each may take up to
+-- pg_webhook.callback_timeout) delay the others' by one of theirs at a time, not by all of
+-- them. The subscriptions are found by skipping through the index on (subscription_id,
+-- event_id), one probe each, and each gives its oldest $1 / (subscriptions) (at least one).
+WITH RECURSIVE waiting(id) AS (
+    (SELECT c.subscription_id FROM webhook._callback_queue c
+      ORDER BY c.subscription_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.subscription_id FROM webhook._callback_queue c
+             WHERE c.subscription_id OPERATOR(pg_catalog.>) w.id
+             ORDER BY c.subscription_id LIMIT 1)
+      FROM waiting w
+     WHERE w.id IS NOT NULL
+), subscriptions AS (
+    SELECT w.id FROM waiting w WHERE w.id IS NOT NULL
+), share AS (
+    SELECT GREATEST(1, $1 OPERATOR(pg_catalog./) GREATEST(1, pg_catalog.count(*))) AS each
+      FROM subscriptions
+)
 SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid, s.callback::pg_catalog.oid,
        p.oid IS NOT NULL, c.starts
-  FROM webhook._callback_queue c
+  FROM subscriptions w
+ CROSS JOIN share
+ CROSS JOIN LATERAL (
+       SELECT q.event_id, q.subscription_id, q.starts,
+              pg_catalog.row_number() OVER (ORDER BY q.event_id) AS turn
+         FROM (SELECT q.event_id, q.subscription_id, q.starts
+                 FROM webhook._callback_queue q
+                WHERE q.subscription_id = w.id
+                ORDER BY q.event_id
+                LIMIT share.each) q) c
   LEFT JOIN webhook._subscriptions s ON s.id = c.subscription_id
   LEFT JOIN pg_catalog.pg_proc p ON p.oid = s.callback::pg_catalog.oid
- ORDER BY c.event_id
+ ORDER BY c.turn, c.event_id
  LIMIT $1

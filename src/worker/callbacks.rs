@@ -6,7 +6,8 @@
 //! that records the outcome) and wake this process. Each callback runs in its own transaction,
 //! as the subscription's owner, under `pg_webhook.callback_timeout`; its effects and its
 //! removal from the queue commit together, and a failure is rolled back and written on the
-//! event instead. Either way the callback is not run again.
+//! event instead. Either way the callback is not run again. Subscriptions take turns (see
+//! pending_callbacks.sql), and a batch is read again after `BATCH_TIME`.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ use crate::wake::CALLBACK_RUNNER;
 
 /// Callbacks read per transaction; each then runs in its own.
 const BATCH: i64 = 50;
+/// A batch is read again after running this long, so callbacks queued meanwhile take their
+/// turn (see pending_callbacks.sql) instead of waiting for the whole batch.
+const BATCH_TIME: Duration = Duration::from_secs(1);
 
 const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
@@ -86,7 +90,9 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             break;
         };
         super::backend::report_activity(None);
-        if taken < BATCH as usize || failed > 0 {
+        // (A batch takes turns between subscriptions, so it may be short with more waiting:
+        // read again until one finds nothing.)
+        if taken == 0 || failed > 0 {
             let until_vacuum = next_vacuum.saturating_duration_since(Instant::now());
             wait_latch(WorkerSettings::read().poll_interval.min(until_vacuum));
         }
@@ -111,7 +117,11 @@ fn run_batch() -> Option<(usize, usize)> {
     };
     let mut taken = 0;
     let mut failed = 0;
+    let started = Instant::now();
     for callback in &pending {
+        if taken > 0 && started.elapsed() >= BATCH_TIME {
+            break;
+        }
         match run_one(callback, extension) {
             Some(ran) => failed += usize::from(!ran),
             // The extension was dropped and made again since the batch was read: the rest of

@@ -15,6 +15,9 @@ mod lagging;
 mod others;
 
 pub(super) use lagging::Lag;
+pub(super) use others::Pinning;
+
+use apply::Claimed;
 
 use super::dispatch::Dispatcher;
 use super::plan::{requests_for, share_cap, Plan};
@@ -29,39 +32,6 @@ const CLAIM_SPACING: Duration = Duration::from_millis(1);
 /// While a backlog lasts, the queue's statistics are checked this often (see `vacuum`), and
 /// when one begins.
 const STATS_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// What a claim transaction found.
-struct Claimed {
-    fresh: Vec<QueuedEvent>,
-    scheduled: Vec<QueuedEvent>,
-    /// `Some` when retries were looked for and fewer than asked came back: when the next is due.
-    next_due: Option<Option<f64>>,
-    start: Vec<QueuedEvent>,
-    deferred_until: Option<Instant>,
-    /// Subscriptions this claim disabled (id, reason), for the log.
-    disabled: Vec<(String, String)>,
-    /// Parts of transactions to send (subscriptions grouped by transaction).
-    parts: Vec<super::grouped::ReadyPart>,
-    /// The first new event left for want of room (see `Plan::first_left`).
-    first_left: Option<(i64, i64)>,
-    /// How many events a request of what this claim started could carry (`None`: none started).
-    events_per_request: Option<f64>,
-    /// See `Plan::passed` and `Plan::share_left`.
-    passed: super::plan::Passed,
-    share_left: Option<Instant>,
-    /// Where each subscription's passed events read again now stand (`None`: all read).
-    lag_updates: Vec<(i32, Option<Lag>)>,
-}
-
-/// Where the cursor may move to: the last new event read, or, when room ran out, the last one
-/// before the first left behind (`None`: stay), so that one is read again.
-fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
-    let mut keys = claimed.fresh.iter().map(|e| (e.txid, e.id));
-    match claimed.first_left {
-        Some(left) => keys.take_while(|k| *k != left).last(),
-        None => keys.next_back(),
-    }
-}
 
 impl Worker {
     /// When the next claim may run: now for a backlog being paged through, else spaced.
@@ -143,7 +113,8 @@ impl Worker {
                 cursor: &mut self.cursor,
                 batch_holds: &mut self.batch_holds,
                 lagging: &self.lagging,
-                pinned_seen: &mut self.pinned_seen,
+                pinning: &mut self.pinning,
+                lag_turn: &mut self.lag_turn,
                 cap,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
@@ -217,8 +188,10 @@ struct Claim<'a> {
     batch_holds: &'a mut HashMap<i32, i64>,
     /// Where each subscription's passed events lie (see lagging.rs).
     lagging: &'a HashMap<i32, Lag>,
-    /// The pinned subscriptions the last claim saw.
-    pinned_seen: &'a mut Vec<i32>,
+    /// The subscription whose passed events were read last (see lagging.rs).
+    lag_turn: &'a mut i32,
+    /// Which subscriptions were pinned at the last claim.
+    pinning: &'a mut others::Pinning,
     /// See `plan::share_cap`.
     cap: usize,
     share: crate::queue::Share,
@@ -254,19 +227,18 @@ impl Claim<'_> {
             *self.targets_epoch = epoch;
             disabled = self.load_targets()?;
         }
-        let mut pinned: Vec<i32> = self
+        let pinned: Vec<i32> = self
             .targets
             .iter()
             .filter(|(_, t)| t.pinned() && !t.ordered)
             .map(|(id, _)| *id)
             .collect();
-        pinned.sort_unstable();
-        if *self.pinned_seen != pinned {
-            // A subscription pinned or unpinned changes which worker its events belong to,
-            // and this worker's cursor (or another's) may have passed some it did not send
-            // (see lagging.rs): read everything again.
+        if self.pinning_changed(&pinned) {
+            // A subscription that gets or loses limits of its own (or a pinned one that goes)
+            // changes which worker its events belong to, and this worker's cursor (or
+            // another's) may have passed some it did not send (see lagging.rs): read
+            // everything again. A new subscription has nothing passed yet.
             self.cursor.reset();
-            self.pinned_seen.clone_from(&pinned);
         }
         let owned = self.dispatcher.owned();
         let budget = (IN_FLIGHT_BYTES - self.dispatcher.owned_bytes()).max(1);
@@ -306,8 +278,11 @@ impl Claim<'_> {
         let lag_reads = if self.lagging.is_empty() {
             Vec::new()
         } else {
-            let (taken, _) = requests_for(fresh.iter().chain(&scheduled), self.targets);
-            // (Retries in flight were read too, and their bytes are owned already.)
+            // (Retries in flight were read too: they take no more room, and their bytes are
+            // owned already.)
+            let unowned = fresh.iter().chain(&scheduled);
+            let unowned = unowned.filter(|e| !self.dispatcher.owns(e.id));
+            let (taken, _) = requests_for(unowned, self.targets);
             let scheduled_bytes: i64 = scheduled
                 .iter()
                 .filter(|e| !self.dispatcher.owns(e.id))
@@ -382,7 +357,7 @@ impl Claim<'_> {
         let first_left = plan.first_left;
         let events_per_request = plan.events_per_request(self.targets);
         let passed = std::mem::take(&mut plan.passed);
-        let share_left = plan.share_left;
+        let (share_left, share_held) = (plan.share_left, plan.share_held);
         let (start, deferred_until) = plan.into_parts();
         Ok(Claimed {
             fresh,
@@ -396,6 +371,7 @@ impl Claim<'_> {
             events_per_request,
             passed,
             share_left,
+            share_held,
             lag_updates,
         })
     }

@@ -105,8 +105,10 @@ struct Worker {
     cursor: Cursor,
     /// New events the cursor passed while their subscription was slow (see claim/lagging.rs).
     lagging: HashMap<i32, claim::Lag>,
-    /// The pinned subscriptions (limits of their own) at the last claim.
-    pinned_seen: Vec<i32>,
+    /// Which subscriptions were pinned (limits of their own) at the last claim.
+    pinning: claim::Pinning,
+    /// The subscription whose passed events were read last.
+    lag_turn: i32,
     /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
     batch_holds: HashMap<i32, i64>,
     targets: HashMap<i32, Target>,
@@ -173,7 +175,8 @@ impl Worker {
             extension: pg_sys::Oid::INVALID,
             cursor: Cursor::default(),
             lagging: HashMap::new(),
-            pinned_seen: Vec::new(),
+            pinning: claim::Pinning::default(),
+            lag_turn: 0,
             batch_holds: HashMap::new(),
             targets: HashMap::new(),
             targets_loaded: None,

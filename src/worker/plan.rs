@@ -42,6 +42,9 @@ pub(super) struct Plan<'a> {
     /// A new event was left because its subscription, not slow, holds its share: claim again
     /// when a request ends or at this instant (when it would turn slow), not at once.
     pub(super) share_left: Option<Instant>,
+    /// Some event was left because its subscription, not slow, holds its share: its requests
+    /// ending is what lets it go, not time (see `Worker::apply`).
+    pub(super) share_held: bool,
     /// Requests started in this plan, per subscription (a batch or a transaction's part is
     /// one).
     requests_starting: HashMap<i32, usize>,
@@ -90,6 +93,7 @@ impl<'a> Plan<'a> {
             slow_held,
             passed: HashMap::new(),
             share_left: None,
+            share_held: false,
             requests_starting: HashMap::new(),
         }
     }
@@ -197,7 +201,7 @@ impl<'a> Plan<'a> {
     /// `cap` together, so a quarter is always left to those that answer. A slow subscription's
     /// new events are passed by the cursor and read again later (`claim::lagging`) — putting
     /// back a long backlog would rewrite all of it every round — and its due retries wait
-    /// until its oldest request ends. A subscription not slow (yet) holding its share is
+    /// for its request timeout. A subscription not slow (yet) holding its share is
     /// waited for like a full worker: its next event is where the cursor stops, and the claim
     /// comes again when a request ends, or when it turns slow.
     fn share(&mut self, event: &QueuedEvent, target: &Target, fresh: bool) {
@@ -208,6 +212,7 @@ impl<'a> Plan<'a> {
                 .turns_slow_at(sub)
                 .unwrap_or(self.now + super::dispatch::SLOW);
             self.wake_at(at);
+            self.share_held = true;
             if fresh && self.first_left.is_none() {
                 self.first_left = Some((event.txid, event.id));
                 self.share_left = Some(at);
@@ -226,7 +231,7 @@ impl<'a> Plan<'a> {
                 .config
                 .as_ref()
                 .map_or(Duration::ZERO, |c| c.0.timeout);
-            let wait = self.pace.wait_for_room(sub, timeout, self.now);
+            let wait = Pace::wait_for_room(timeout);
             self.defer.push((event.txid, event.id, defer_us(wait)));
             self.wake_at(self.now + wait);
         }

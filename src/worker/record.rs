@@ -112,7 +112,11 @@ impl Worker {
             // Find out when the earliest retry is due.
             self.scheduled_due_at = Some(Instant::now());
         }
-        if ordered || std::mem::take(&mut self.share_waiting) || !self.lagging.is_empty() {
+        let passed_waiting = self
+            .lagging
+            .keys()
+            .any(|id| self.targets.get(id).is_none_or(|t| t.sends()));
+        if ordered || std::mem::take(&mut self.share_waiting) || passed_waiting {
             // Requests ended that an ordered key, a subscription holding its share or passed
             // events wait for.
             self.claim_wanted = true;

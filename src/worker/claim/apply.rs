@@ -5,9 +5,43 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
-use super::{lagging, read_up_to, Claimed, STATS_CHECK_EVERY};
+use super::{lagging, Lag, STATS_CHECK_EVERY};
 use crate::queue::QueuedEvent;
 use crate::worker::Worker;
+
+/// What a claim transaction found.
+pub(super) struct Claimed {
+    pub(super) fresh: Vec<QueuedEvent>,
+    pub(super) scheduled: Vec<QueuedEvent>,
+    /// `Some` when retries were looked for and fewer than asked came back: when the next is due.
+    pub(super) next_due: Option<Option<f64>>,
+    pub(super) start: Vec<QueuedEvent>,
+    pub(super) deferred_until: Option<Instant>,
+    /// Subscriptions this claim disabled (id, reason), for the log.
+    pub(super) disabled: Vec<(String, String)>,
+    /// Parts of transactions to send (subscriptions grouped by transaction).
+    pub(super) parts: Vec<crate::worker::grouped::ReadyPart>,
+    /// The first new event left for want of room (see `Plan::first_left`).
+    pub(super) first_left: Option<(i64, i64)>,
+    /// How many events a request of what this claim started could carry (`None`: none started).
+    pub(super) events_per_request: Option<f64>,
+    /// See `Plan::passed` and `Plan::share_left`.
+    pub(super) passed: crate::worker::plan::Passed,
+    pub(super) share_left: Option<Instant>,
+    pub(super) share_held: bool,
+    /// Where each subscription's passed events read again now stand (`None`: all read).
+    pub(super) lag_updates: Vec<(i32, Option<Lag>)>,
+}
+
+/// Where the cursor may move to: the last new event read, or, when room ran out, the last one
+/// before the first left behind (`None`: stay), so that one is read again.
+fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
+    let mut keys = claimed.fresh.iter().map(|e| (e.txid, e.id));
+    match claimed.first_left {
+        Some(left) => keys.take_while(|k| *k != left).last(),
+        None => keys.next_back(),
+    }
+}
 
 impl Worker {
     /// Starts what the claim chose and works out when to look again.
@@ -55,6 +89,11 @@ impl Worker {
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };
         }
+        if claimed.share_held && self.scheduled_due_at.is_some_and(|t| t <= now) {
+            // Due events were left for a subscription holding its share: reading them again
+            // before its requests end (recorded: `share_waiting`) would find the same.
+            self.scheduled_due_at = Some(now + crate::worker::dispatch::SLOW);
+        }
         if let Some(at) = claimed.deferred_until {
             // Deferred events and rate-held heads: look again when the first is due.
             self.scheduled_due_at = Some(self.scheduled_due_at.map_or(at, |t| t.min(at)));
@@ -92,7 +131,7 @@ impl Worker {
         let paging = full_page && claimed.share_left.is_none() && !at_share;
         self.paging = paging;
         self.claim_wanted = paging;
-        self.share_waiting = claimed.share_left.is_some() || at_share;
+        self.share_waiting = claimed.share_held || at_share;
         if let Some(at) = claimed.share_left {
             self.next_poll = self.next_poll.min(at);
         } else if at_share {

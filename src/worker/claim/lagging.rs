@@ -39,8 +39,8 @@ pub(super) fn note_passed(lagging: &mut HashMap<i32, Lag>, passed: Passed) {
 
 /// Where each subscription read stands after a claim, given which of its events the claim
 /// took care of (`taken`: started or put back): from its first event left, or, when the read
-/// found fewer than it asked for (before any cut by bytes) and every one was taken, nothing is
-/// left. Updates move `after` only: apply them before `note_passed`.
+/// found fewer than it asked for, returned them all (no cut by bytes) and every one was taken,
+/// nothing is left. Updates move `after` only: apply them before `note_passed`.
 pub(super) fn after_reads(
     lagging: &HashMap<i32, Lag>,
     reads: &LagReads,
@@ -58,7 +58,12 @@ pub(super) fn after_reads(
                 to: lag.to,
             }),
             // (An empty read found nothing: the first row always passes the byte budget.)
-            None if events.first().is_none_or(|e| (e.page as usize) < *asked) => None,
+            None if events
+                .first()
+                .is_none_or(|e| (e.page as usize) < *asked && e.page as usize == events.len()) =>
+            {
+                None
+            }
             None => events.last().map(|e| Lag {
                 after: (e.txid, e.id),
                 to: lag.to,
@@ -71,9 +76,11 @@ pub(super) fn after_reads(
 
 impl Claim<'_> {
     /// Reads again the passed events of the subscriptions that may start requests now, within
-    /// `room` requests and `bytes` of row images.
+    /// `room` requests and `bytes` of row images. Subscriptions take turns: each claim starts
+    /// after the one the last read was for, so one that keeps passing events cannot take every
+    /// request another slow one's were waiting for.
     pub(super) fn read_lagging(
-        &self,
+        &mut self,
         plan: &Plan<'_>,
         mut room: usize,
         mut bytes: i64,
@@ -81,7 +88,9 @@ impl Claim<'_> {
         pinned: &[i32],
     ) -> SpiResult<LagReads> {
         let mut reads = Vec::new();
-        for (&sub, lag) in self.lagging.iter() {
+        let mut turns: Vec<(i32, Lag)> = self.lagging.iter().map(|(s, l)| (*s, *l)).collect();
+        turns.sort_unstable_by_key(|(sub, _)| (*sub <= *self.lag_turn, *sub));
+        for (sub, lag) in turns {
             // (A subscription gone from the list is read too: its events die with the reason.)
             let target = self.targets.get(&sub);
             if target.is_some_and(|t| !t.sends()) {
@@ -107,6 +116,9 @@ impl Claim<'_> {
                 in_flight,
             )?;
             room -= requests.min(events.len().div_ceil(batch));
+            if !events.is_empty() {
+                *self.lag_turn = sub;
+            }
             bytes -= events.iter().map(|e| e.payload_bytes).sum::<i64>();
             reads.push((sub, asked, events));
         }
@@ -140,76 +152,75 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_read_moves_past_what_was_taken_and_stops_at_what_was_left() {
-        let lagging = HashMap::from([(
+    /// Subscription 7's passed events lie after (1, 0) up to (50, 50).
+    fn stretch() -> HashMap<i32, Lag> {
+        HashMap::from([(
             7,
             Lag {
                 after: (1, 0),
                 to: (50, 50),
             },
-        )]);
-        let reads = vec![(7, 3, vec![event(2, 1), event(3, 2), event(4, 3)])];
-        let updates = after_reads(&lagging, &reads, |id| id < 3);
+        )])
+    }
+
+    /// A read for subscription 7 asking for `asked`, which found `found` before any cut by
+    /// bytes and returned `events`.
+    fn read(asked: usize, found: i64, events: Vec<QueuedEvent>) -> LagReads {
+        let mut events = events;
+        if let Some(first) = events.first_mut() {
+            first.page = found;
+        }
+        vec![(7, asked, events)]
+    }
+
+    /// The stretch going on after `key`.
+    fn goes_on_after(key: (i64, i64)) -> Vec<(i32, Option<Lag>)> {
+        vec![(
+            7,
+            Some(Lag {
+                after: key,
+                to: (50, 50),
+            }),
+        )]
+    }
+
+    #[test]
+    fn a_read_moves_past_what_was_taken_and_stops_at_what_was_left() {
+        let reads = read(3, 3, vec![event(2, 1), event(3, 2), event(4, 3)]);
         assert_eq!(
-            updates,
-            vec![(
-                7,
-                Some(Lag {
-                    after: (3, 2),
-                    to: (50, 50)
-                })
-            )]
+            after_reads(&stretch(), &reads, |id| id < 3),
+            goes_on_after((3, 2))
         );
     }
 
     #[test]
     fn a_read_cut_short_by_bytes_goes_on() {
-        let lagging = HashMap::from([(
-            7,
-            Lag {
-                after: (1, 0),
-                to: (50, 50),
-            },
-        )]);
         // Five found, one returned within the byte budget.
-        let mut cut = vec![(7, 5, vec![event(2, 1)])];
-        cut[0].2[0].page = 5;
+        let cut = read(5, 5, vec![event(2, 1)]);
         assert_eq!(
-            after_reads(&lagging, &cut, |_| true),
-            vec![(
-                7,
-                Some(Lag {
-                    after: (2, 1),
-                    to: (50, 50)
-                })
-            )]
+            after_reads(&stretch(), &cut, |_| true),
+            goes_on_after((2, 1))
+        );
+    }
+
+    #[test]
+    fn a_short_read_also_cut_by_bytes_goes_on() {
+        // Asked 4, the stretch held 3, the byte budget let 2 through.
+        let cut = read(4, 3, vec![event(2, 1), event(3, 2)]);
+        assert_eq!(
+            after_reads(&stretch(), &cut, |_| true),
+            goes_on_after((3, 2))
         );
     }
 
     #[test]
     fn a_short_read_all_taken_ends_the_stretch_and_a_full_one_goes_on() {
-        let lagging = HashMap::from([(
-            7,
-            Lag {
-                after: (1, 0),
-                to: (50, 50),
-            },
-        )]);
-        let mut short = vec![(7, 5, vec![event(2, 1), event(3, 2)])];
-        short[0].2[0].page = 2;
-        assert_eq!(after_reads(&lagging, &short, |_| true), vec![(7, None)]);
-        let mut full = vec![(7, 2, vec![event(2, 1), event(3, 2)])];
-        full[0].2[0].page = 2;
+        let short = read(5, 2, vec![event(2, 1), event(3, 2)]);
+        assert_eq!(after_reads(&stretch(), &short, |_| true), vec![(7, None)]);
+        let full = read(2, 2, vec![event(2, 1), event(3, 2)]);
         assert_eq!(
-            after_reads(&lagging, &full, |_| true),
-            vec![(
-                7,
-                Some(Lag {
-                    after: (3, 2),
-                    to: (50, 50)
-                })
-            )]
+            after_reads(&stretch(), &full, |_| true),
+            goes_on_after((3, 2))
         );
     }
 }

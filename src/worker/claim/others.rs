@@ -1,5 +1,8 @@
 //! What a claim reads besides new and due events: the heads of ordered subscriptions and the
-//! ready parts of grouped (one request per transaction) ones, within the room for requests.
+//! ready parts of grouped (one request per transaction) ones, within the room for requests;
+//! and whether subscriptions changed workers.
+
+use std::collections::{HashMap, HashSet};
 
 use pgrx::spi::SpiResult;
 
@@ -90,5 +93,43 @@ impl Claim<'_> {
             }
         }
         heads
+    }
+}
+
+/// Which subscriptions were pinned (limits of their own: all their events go to one worker)
+/// when last looked at.
+#[derive(Debug, Default)]
+pub struct Pinning {
+    /// The pinned ones, sorted.
+    pinned: Vec<i32>,
+    /// Every subscription then, and whether it was pinned.
+    known: HashMap<i32, bool>,
+}
+
+impl Claim<'_> {
+    /// Whether a subscription known before was pinned then and is not now (or the other way
+    /// round), or a pinned one is gone; remembers what is pinned now.
+    pub(super) fn pinning_changed(&mut self, pinned: &[i32]) -> bool {
+        let mut sorted = pinned.to_vec();
+        sorted.sort_unstable();
+        if sorted == self.pinning.pinned && self.targets.len() == self.pinning.known.len() {
+            return false;
+        }
+        let now_pinned: HashSet<i32> = pinned.iter().copied().collect();
+        let now: HashMap<i32, bool> = self
+            .targets
+            .keys()
+            .map(|id| (*id, now_pinned.contains(id)))
+            .collect();
+        let changed = self
+            .pinning
+            .known
+            .iter()
+            .any(|(id, was)| now.get(id).map_or(*was, |is| is != was));
+        *self.pinning = Pinning {
+            pinned: sorted,
+            known: now,
+        };
+        changed
     }
 }

@@ -33,13 +33,11 @@ impl Pace {
     }
 
     /// How long a slow subscription's due retries wait when it may start no more requests:
-    /// until its oldest request ends at the latest (`timeout` after it started; a timeout
-    /// from now with none out), at least `SLOW`: each is put back at most once in that time.
-    pub fn wait_for_room(&self, subscription: i32, timeout: Duration, now: Instant) -> Duration {
-        self.oldest
-            .get(&subscription)
-            .map_or(timeout, |at| (*at + timeout).saturating_duration_since(now))
-            .max(SLOW)
+    /// its request timeout (at least `SLOW`), so each is put back at most once in that time
+    /// (a hung endpoint's requests end one after another: waiting for the oldest only put
+    /// every due retry back about every second).
+    pub fn wait_for_room(timeout: Duration) -> Duration {
+        timeout.max(SLOW)
     }
 }
 
