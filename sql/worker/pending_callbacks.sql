@@ -3,7 +3,9 @@
 -- how many times a runner started it before.
 --
 -- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
--- second of each, and so on — so one subscription's slow callbacks (each may take up to
+-- second of each, and so on, each turn starting after subscription $2 (the one whose callback
+-- ran last: a batch that stopped after a slow callback is read again, and must not start with
+-- that subscription's next) — so one subscription's slow callbacks (each may take up to
 -- pg_webhook.callback_timeout) delay the others' by one of theirs at a time, not by all of
 -- them. The subscriptions are found by skipping through the index on (subscription_id,
 -- event_id), one probe each, and each gives its oldest $1 / (subscriptions) (at least one).
@@ -36,5 +38,5 @@ SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid, s.callback::pg_ca
                 LIMIT share.each) q) c
   LEFT JOIN webhook._subscriptions s ON s.id = c.subscription_id
   LEFT JOIN pg_catalog.pg_proc p ON p.oid = s.callback::pg_catalog.oid
- ORDER BY c.turn, c.event_id
+ ORDER BY c.turn, w.id OPERATOR(pg_catalog.<=) $2::pg_catalog.int4, w.id
  LIMIT $1

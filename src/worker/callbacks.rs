@@ -73,6 +73,8 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         delay = (delay * 2).min(Duration::from_secs(10));
     }
     let mut next_vacuum = Instant::now();
+    // The subscription whose callback ran last: the next batch's turn starts after it.
+    let mut last = 0;
     loop {
         pg_sys::check_for_interrupts!();
         if reload_config_if_asked() && !crate::guc::serves(&database) {
@@ -84,7 +86,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             super::vacuum::vacuum_due_tables();
         }
         super::backend::report_activity(Some("running callbacks"));
-        let Some((taken, failed)) = run_batch() else {
+        let Some((taken, failed)) = run_batch(&mut last) else {
             // pg_webhook is not installed here: nothing to run.
             crate::wake::note_missing(db_oid);
             break;
@@ -103,10 +105,10 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
 /// Runs up to one batch of callbacks; returns how many it took from the queue and how many of
 /// those could not even be recorded (they are tried again), or `None` when the extension is
 /// not installed in this database.
-fn run_batch() -> Option<(usize, usize)> {
+fn run_batch(last: &mut i32) -> Option<(usize, usize)> {
     let (extension, pending) = match txn::run("reading pending callbacks", || {
         Ok(match extension_readiness()? {
-            Readiness::Ready => Some((txn::locked_extension(), read_pending()?)),
+            Readiness::Ready => Some((txn::locked_extension(), read_pending(*last)?)),
             Readiness::OtherVersion(_) => Some((pg_sys::Oid::INVALID, Vec::new())),
             Readiness::Missing => None,
         })
@@ -122,6 +124,7 @@ fn run_batch() -> Option<(usize, usize)> {
         if taken > 0 && started.elapsed() >= BATCH_TIME {
             break;
         }
+        *last = callback.subscription_id;
         match run_one(callback, extension) {
             Some(ran) => failed += usize::from(!ran),
             // The extension was dropped and made again since the batch was read: the rest of
@@ -133,10 +136,11 @@ fn run_batch() -> Option<(usize, usize)> {
     Some((taken, failed))
 }
 
-fn read_pending() -> SpiResult<Vec<Pending>> {
+/// The next batch of callbacks, whose turns start after subscription `after`.
+fn read_pending(after: i32) -> SpiResult<Vec<Pending>> {
     Spi::connect(|client| {
         let mut out = Vec::new();
-        for row in client.select(PENDING, None, &[BATCH.into()])? {
+        for row in client.select(PENDING, None, &[BATCH.into(), after.into()])? {
             out.push(Pending {
                 event_id: row.get(1)?.unwrap_or_default(),
                 subscription_id: row.get(2)?.unwrap_or_default(),

@@ -227,12 +227,7 @@ impl Claim<'_> {
             *self.targets_epoch = epoch;
             disabled = self.load_targets()?;
         }
-        let pinned: Vec<i32> = self
-            .targets
-            .iter()
-            .filter(|(_, t)| t.pinned() && !t.ordered)
-            .map(|(id, _)| *id)
-            .collect();
+        let pinned = self.pinned();
         if self.pinning_changed(&pinned) {
             // A subscription that gets or loses limits of its own (or a pinned one that goes)
             // changes which worker its events belong to, and this worker's cursor (or
@@ -320,6 +315,16 @@ impl Claim<'_> {
             *self.targets_epoch = latest;
             disabled.extend(self.load_targets()?);
         }
+        // Reloaded since the reads with other subscriptions pinned (one made with limits of
+        // its own, found among the events): they were read by the old slices, and the cursor
+        // may pass events now another worker's, or its own it skipped. Read everything again.
+        let reread = self.reloaded && {
+            let mut now = self.pinned();
+            now.sort_unstable();
+            let mut then = pinned.clone();
+            then.sort_unstable();
+            now != then
+        };
         let read = || {
             fresh
                 .iter()
@@ -353,6 +358,11 @@ impl Claim<'_> {
             .chain(plan.defer.iter().map(|d| d.1))
             .collect();
         let lag_updates = lagging::after_reads(self.lagging, &lag_reads, |id| taken.contains(&id));
+        // Every due event read that did not go was left for a subscription holding its share.
+        let only_held_due = !plan.held_due.is_empty()
+            && scheduled.iter().all(|e| {
+                self.dispatcher.owns(e.id) || taken.contains(&e.id) || plan.held_due.contains(&e.id)
+            });
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
         let events_per_request = plan.events_per_request(self.targets);
@@ -372,7 +382,9 @@ impl Claim<'_> {
             passed,
             share_left,
             share_held,
+            only_held_due,
             lag_updates,
+            reread,
         })
     }
 }

@@ -45,6 +45,8 @@ pub(super) struct Plan<'a> {
     /// Some event was left because its subscription, not slow, holds its share: its requests
     /// ending is what lets it go, not time (see `Worker::apply`).
     pub(super) share_held: bool,
+    /// The due events left so.
+    pub(super) held_due: Vec<i64>,
     /// Requests started in this plan, per subscription (a batch or a transaction's part is
     /// one).
     requests_starting: HashMap<i32, usize>,
@@ -94,6 +96,7 @@ impl<'a> Plan<'a> {
             passed: HashMap::new(),
             share_left: None,
             share_held: false,
+            held_due: Vec::new(),
             requests_starting: HashMap::new(),
         }
     }
@@ -213,6 +216,9 @@ impl<'a> Plan<'a> {
                 .unwrap_or(self.now + super::dispatch::SLOW);
             self.wake_at(at);
             self.share_held = true;
+            if event.due {
+                self.held_due.push(event.id);
+            }
             if fresh && self.first_left.is_none() {
                 self.first_left = Some((event.txid, event.id));
                 self.share_left = Some(at);

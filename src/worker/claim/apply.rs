@@ -29,8 +29,12 @@ pub(super) struct Claimed {
     pub(super) passed: crate::worker::plan::Passed,
     pub(super) share_left: Option<Instant>,
     pub(super) share_held: bool,
+    /// Every due event read that did not go was left for a subscription holding its share.
+    pub(super) only_held_due: bool,
     /// Where each subscription's passed events read again now stand (`None`: all read).
     pub(super) lag_updates: Vec<(i32, Option<Lag>)>,
+    /// The subscriptions pinned changed within the claim: read the queue again.
+    pub(super) reread: bool,
 }
 
 /// Where the cursor may move to: the last new event read, or, when room ran out, the last one
@@ -79,6 +83,9 @@ impl Worker {
             };
         }
         lagging::note_passed(&mut self.lagging, claimed.passed);
+        if claimed.reread {
+            self.cursor.reset();
+        }
         if check_scheduled {
             let room_left = want - claimed.fresh.len().min(want);
             self.scheduled_due_at = match claimed.next_due {
@@ -89,9 +96,10 @@ impl Worker {
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };
         }
-        if claimed.share_held && self.scheduled_due_at.is_some_and(|t| t <= now) {
-            // Due events were left for a subscription holding its share: reading them again
-            // before its requests end (recorded: `share_waiting`) would find the same.
+        if claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now) {
+            // The due events left were all a subscription's holding its share: reading them
+            // again before its requests end (recorded: `share_waiting`) would find the same.
+            // (Not when others' were left too: theirs may go at the next claim.)
             self.scheduled_due_at = Some(now + crate::worker::dispatch::SLOW);
         }
         if let Some(at) = claimed.deferred_until {

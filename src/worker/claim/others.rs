@@ -107,6 +107,16 @@ pub struct Pinning {
 }
 
 impl Claim<'_> {
+    /// The subscriptions whose events all go to one worker (limits of their own; ordered ones
+    /// are claimed apart).
+    pub(super) fn pinned(&self) -> Vec<i32> {
+        self.targets
+            .iter()
+            .filter(|(_, t)| t.pinned() && !t.ordered)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether a subscription known before was pinned then and is not now (or the other way
     /// round), or a pinned one is gone; remembers what is pinned now.
     pub(super) fn pinning_changed(&mut self, pinned: &[i32]) -> bool {
