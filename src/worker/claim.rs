@@ -19,7 +19,7 @@ pub(super) use others::Pinning;
 
 use apply::Claimed;
 
-use super::dispatch::Dispatcher;
+use super::dispatch::{Dispatcher, Pace};
 use super::plan::{requests_for, share_cap, Plan};
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::Target;
@@ -87,7 +87,9 @@ impl Worker {
         let cap = share_cap(self.settings.max_in_flight);
         // New events to read: as many, unless a subscription (not slow) nearly holds its share:
         // reading more than it may start would read its next events again and again.
-        let fresh_want = match self.fullest_share(now) {
+        // (What is out does not change before the claim's plan is made: one look serves both.)
+        let pace = self.dispatcher.pace(now);
+        let fresh_want = match self.fullest_share(&pace) {
             Some(held) if held + room > cap => {
                 // (A quarter of the room at least: others' events may be among them.)
                 let requests = cap.saturating_sub(held).max(room / 4).max(1);
@@ -116,6 +118,7 @@ impl Worker {
                 pinning: &mut self.pinning,
                 lag_turn: &mut self.lag_turn,
                 cap,
+                pace,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
                 now,
@@ -163,8 +166,7 @@ impl Worker {
     }
 
     /// The requests held by the subscription (not slow) that holds the most.
-    fn fullest_share(&self, now: Instant) -> Option<usize> {
-        let pace = self.dispatcher.pace(now);
+    fn fullest_share(&self, pace: &Pace) -> Option<usize> {
         self.dispatcher
             .requests_per_subscription()
             .filter(|(sub, _)| !pace.is_slow(*sub))
@@ -194,6 +196,8 @@ struct Claim<'a> {
     pinning: &'a mut others::Pinning,
     /// See `plan::share_cap`.
     cap: usize,
+    /// The subscriptions' pace when the claim began (see dispatch/pace.rs).
+    pace: Pace,
     share: crate::queue::Share,
     default_timeout: Duration,
     now: Instant,
@@ -269,7 +273,8 @@ impl Claim<'_> {
         if unknown {
             disabled.extend(self.load_targets()?);
         }
-        let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap);
+        let pace = std::mem::take(&mut self.pace);
+        let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap, pace);
         let lag_reads = if self.lagging.is_empty() {
             Vec::new()
         } else {
@@ -318,13 +323,7 @@ impl Claim<'_> {
         // Reloaded since the reads with other subscriptions pinned (one made with limits of
         // its own, found among the events): they were read by the old slices, and the cursor
         // may pass events now another worker's, or its own it skipped. Read everything again.
-        let reread = self.reloaded && {
-            let mut now = self.pinned();
-            now.sort_unstable();
-            let mut then = pinned.clone();
-            then.sort_unstable();
-            now != then
-        };
+        let reread = self.reloaded && self.pinned() != pinned;
         let read = || {
             fresh
                 .iter()

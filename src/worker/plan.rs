@@ -72,8 +72,8 @@ impl<'a> Plan<'a> {
         now: Instant,
         room: usize,
         cap: usize,
+        pace: Pace,
     ) -> Plan<'a> {
-        let pace = dispatcher.pace(now);
         let slow_held = pace
             .slow
             .iter()
@@ -116,12 +116,8 @@ impl<'a> Plan<'a> {
         self.cap.saturating_sub(held)
     }
 
-    /// Counts `n` parts of a grouped subscription's transactions as started.
-    pub(super) fn took_parts(&mut self, subscription: i32, n: usize) {
-        self.took_requests(subscription, n);
-    }
-
-    fn took_requests(&mut self, subscription: i32, n: usize) {
+    /// Counts `n` requests of `subscription` as started (events' or transactions' parts).
+    pub(super) fn took_requests(&mut self, subscription: i32, n: usize) {
         *self.requests_starting.entry(subscription).or_default() += n;
         if self.pace.is_slow(subscription) {
             self.slow_held += n;

@@ -135,7 +135,11 @@ impl Worker {
         // (Nor is there any use reading on while the subscription this page was full of holds
         // its share now.)
         let cap = super::share_cap(self.settings.max_in_flight);
-        let at_share = full_page && self.fullest_share(now).is_some_and(|held| held >= cap);
+        // (A fresh look at the pace: what this claim started counts now.)
+        let at_share = full_page
+            && self
+                .fullest_share(&self.dispatcher.pace(now))
+                .is_some_and(|held| held >= cap);
         let paging = full_page && claimed.share_left.is_none() && !at_share;
         self.paging = paging;
         self.claim_wanted = paging;

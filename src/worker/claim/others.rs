@@ -55,7 +55,7 @@ impl Claim<'_> {
                     plan.wake_at(at);
                 }
             }
-            plan.took_parts(id, ready.len());
+            plan.took_requests(id, ready.len());
             parts.extend(ready);
         }
         Ok(parts)
@@ -108,21 +108,22 @@ pub struct Pinning {
 
 impl Claim<'_> {
     /// The subscriptions whose events all go to one worker (limits of their own; ordered ones
-    /// are claimed apart).
+    /// are claimed apart), sorted.
     pub(super) fn pinned(&self) -> Vec<i32> {
-        self.targets
+        let mut pinned: Vec<i32> = self
+            .targets
             .iter()
             .filter(|(_, t)| t.pinned() && !t.ordered)
             .map(|(id, _)| *id)
-            .collect()
+            .collect();
+        pinned.sort_unstable();
+        pinned
     }
 
     /// Whether a subscription known before was pinned then and is not now (or the other way
-    /// round), or a pinned one is gone; remembers what is pinned now.
+    /// round), or a pinned one is gone; remembers what is pinned now (`pinned`, sorted).
     pub(super) fn pinning_changed(&mut self, pinned: &[i32]) -> bool {
-        let mut sorted = pinned.to_vec();
-        sorted.sort_unstable();
-        if sorted == self.pinning.pinned && self.targets.len() == self.pinning.known.len() {
+        if pinned == self.pinning.pinned && self.targets.len() == self.pinning.known.len() {
             return false;
         }
         let now_pinned: HashSet<i32> = pinned.iter().copied().collect();
@@ -137,7 +138,7 @@ impl Claim<'_> {
             .iter()
             .any(|(id, was)| now.get(id).map_or(*was, |is| is != was));
         *self.pinning = Pinning {
-            pinned: sorted,
+            pinned: pinned.to_vec(),
             known: now,
         };
         changed

@@ -63,7 +63,6 @@ impl Dispatcher {
             .min(LARGEST_READABLE)
     }
 
-    /// Events of one subscription claimed and not yet recorded.
     /// The requests a subscription holds: in flight, or finished and not yet recorded (a batch
     /// or a transaction's part is one).
     pub fn requests_of(&self, subscription_id: i32) -> usize {
@@ -75,6 +74,7 @@ impl Dispatcher {
         self.requests_by.iter().map(|(sub, n)| (*sub, *n))
     }
 
+    /// Events of one subscription claimed and not yet recorded.
     pub fn owned_by(&self, subscription_id: i32) -> usize {
         self.owned_by.get(&subscription_id).copied().unwrap_or(0)
     }

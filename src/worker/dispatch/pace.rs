@@ -53,12 +53,7 @@ impl Dispatcher {
             *at = (*at).min(flight.started);
         }
         for (sub, at) in &pace.oldest {
-            if now.saturating_duration_since(*at) >= SLOW {
-                pace.slow.insert(*sub);
-            }
-        }
-        for sub in pace.oldest.keys() {
-            if !self.answered.contains(sub) {
+            if now.saturating_duration_since(*at) >= SLOW || !self.answered.contains(sub) {
                 pace.slow.insert(*sub);
             }
         }
