@@ -176,3 +176,32 @@ fn a_subscriptions_slow_callbacks_take_turns_with_the_others() {
         "{slow_before} slow callbacks ran before the quick one"
     );
 }
+
+#[test]
+fn a_resumed_subscriptions_backlog_goes_on_as_requests_end() {
+    // Resumed, a subscription's parked events are due retries. Held at its share (6 of the
+    // worker's 8 requests), the due events left were read again only a second later, even
+    // though the receiver answered at once: 6 events a second, 100 s for these 600 (so too the
+    // retries of an endpoint back from an outage).
+    let rx = Receiver::start();
+    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    db.batch_execute("SELECT webhook.pause('t'); INSERT INTO t SELECT generate_series(1, 600)")
+        .unwrap();
+    wait_until(
+        support::WAIT,
+        "the paused subscription's events parked",
+        || {
+            count(
+                &mut db,
+                "SELECT count(*) FROM webhook._event_queue WHERE next_attempt_at = 'infinity'",
+            ) == 600
+        },
+    );
+    db.batch_execute("SELECT webhook.resume('t')").unwrap();
+    wait_until(support::WAIT, "the resumed backlog", || rx.count() >= 600);
+    assert_eq!(rx.count(), 600);
+}

@@ -128,6 +128,9 @@ struct Worker {
     /// The last claim left a new event because its subscription holds its share (see
     /// `Plan::share`): claim again once outcomes are recorded.
     share_waiting: bool,
+    /// The last claim left due events only because their subscription holds its share, and
+    /// put off reading retries for a second: read them again once outcomes are recorded.
+    due_held: bool,
     last_claim: Instant,
     /// How many events the requests the last claim started could carry, per request (a batched
     /// subscription's a batch each): how many events the next claim reads per free request.
@@ -187,6 +190,7 @@ impl Worker {
             claim_wanted: true,
             paging: false,
             share_waiting: false,
+            due_held: false,
             last_claim: Instant::now(),
             events_per_request: 1.0,
             scheduled_due_at: Some(Instant::now()),

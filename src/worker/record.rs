@@ -108,8 +108,11 @@ impl Worker {
             log!("pg_webhook: subscription {id} disabled: {reason}");
             self.targets_loaded = None;
         }
-        if rescheduled {
-            // Find out when the earliest retry is due.
+        if rescheduled || std::mem::take(&mut self.due_held) {
+            // Find out when the earliest retry is due; or read again the due events left
+            // because their subscription held its share: requests ended, and without this
+            // they waited the second the claim put off (a backlog of retries, or of a resumed
+            // subscription, went at three quarters of max_in_flight a second).
             self.scheduled_due_at = Some(Instant::now());
         }
         let passed_waiting = self

@@ -96,10 +96,12 @@ impl Worker {
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };
         }
-        if claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now) {
+        self.due_held = claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now);
+        if self.due_held {
             // The due events left were all a subscription's holding its share: reading them
-            // again before its requests end (recorded: `share_waiting`) would find the same.
-            // (Not when others' were left too: theirs may go at the next claim.)
+            // again before its requests end would find the same, so the next read comes when
+            // outcomes are recorded (`record`), or a second on if none are. (Not when others'
+            // were left too: theirs may go at the next claim.)
             self.scheduled_due_at = Some(now + crate::worker::dispatch::SLOW);
         }
         if let Some(at) = claimed.deferred_until {
