@@ -12,6 +12,7 @@
 
 mod outcomes;
 mod rows;
+mod stats;
 mod transactions;
 
 use std::ffi::CStr;
@@ -38,6 +39,7 @@ const SET_PARTS: &str = include_str!("../../sql/worker/set_parts.sql");
 const TX_PART: &str = include_str!("../../sql/worker/transaction_part.sql");
 const TX_SIZE: &str = include_str!("../../sql/worker/transaction_size.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
+const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
 const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql");
 /// For the statements that read one table by its indexes (new events, due retries) or the
 /// subscriptions (their owners' access): one generic plan each, kept, instead of planning afresh
@@ -118,6 +120,7 @@ pub struct Statements {
     claim_ordered: OwnedPreparedStatement,
     defer: OwnedPreparedStatement,
     next_due: OwnedPreparedStatement,
+    stats_stale: OwnedPreparedStatement,
     subscriptions: OwnedPreparedStatement,
     insert_attempts: OwnedPreparedStatement,
     finish: OwnedPreparedStatement,
@@ -228,6 +231,7 @@ impl Statements {
                 claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
+                stats_stale: keep(client, STATS_STALE, &[F8])?,
                 subscriptions: keep(client, SUBSCRIPTIONS, &[])?,
                 insert_attempts: keep_mut(
                     client,

@@ -55,7 +55,7 @@ impl Worker {
         let polling = now >= self.next_poll;
         self.next_poll = now + self.settings.poll_interval;
         self.claim_wanted = false;
-        let was_paging = std::mem::replace(&mut self.paging, false);
+        self.paging = false;
         self.last_claim = now;
         let room = self.room();
         if room == 0 {
@@ -155,14 +155,7 @@ impl Worker {
             // Nothing goes out before the synchronous standbys have it (see replicated.rs).
             super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
         }
-        self.apply(
-            claimed,
-            reloaded,
-            (want, fresh_want),
-            check_scheduled,
-            was_paging,
-            now,
-        );
+        self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }
 
     /// The requests held by the subscription (not slow) that holds the most.
@@ -249,6 +242,10 @@ impl Claim<'_> {
             largest,
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;
+        // A backlog (new, or going on): whether the planner knows the queue is not empty.
+        let stats_stale = fresh_want > 0
+            && fresh.len() == fresh_want
+            && statements.queue_stats_stale(fresh.len())?;
         let room_left = want - fresh.len().min(want);
         let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
         let mut scheduled = Vec::new();
@@ -384,6 +381,7 @@ impl Claim<'_> {
             only_held_due,
             lag_updates,
             reread,
+            stats_stale,
         })
     }
 }

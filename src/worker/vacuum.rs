@@ -84,12 +84,13 @@ fn run_vacuum(statement: &str) -> Result<(), String> {
     .execute()
 }
 
-/// After a claim read a full page of `page` events: if the planner takes the queue for smaller
-/// than that (see sql/worker/queue_stats_stale.sql), ANALYZE it, so the statements that record
-/// outcomes look events up by key instead of reading the whole queue. Another worker may be
-/// analyzing it for the same backlog: this one waits for it (sql/worker/lock_queue_stats.sql)
-/// and looks again. Returns whether it analyzed.
-pub(super) fn refresh_queue_stats(page: usize) -> bool {
+/// After a claim found the planner's idea of the queue stale for a full page of `page` events
+/// (`Statements::queue_stats_stale`): ANALYZE it, so the statements that record outcomes look
+/// events up by key instead of reading the whole queue. Another worker may be analyzing it for
+/// the same backlog: this one waits for it (sql/worker/lock_queue_stats.sql) and looks again.
+/// Returns whether it analyzed, `None` when it could not (the lock not had within a second: a
+/// VACUUM or pg_repack may hold it for long).
+pub(super) fn refresh_queue_stats(page: usize) -> Option<bool> {
     let page = page as f64;
     let stale = || {
         Spi::connect(|client| {
@@ -118,5 +119,5 @@ pub(super) fn refresh_queue_stats(page: usize) -> bool {
         Spi::run(ANALYZE_QUEUE)?;
         Ok(true)
     });
-    refreshed.unwrap_or(false)
+    refreshed.ok()
 }

@@ -35,6 +35,8 @@ pub(super) struct Claimed {
     pub(super) lag_updates: Vec<(i32, Option<Lag>)>,
     /// The subscriptions pinned changed within the claim: read the queue again.
     pub(super) reread: bool,
+    /// A full page of new events, and the planner takes the queue for smaller than that.
+    pub(super) stats_stale: bool,
 }
 
 /// Where the cursor may move to: the last new event read, or, when room ran out, the last one
@@ -55,7 +57,6 @@ impl Worker {
         reloaded: bool,
         (want, fresh_want): (usize, usize),
         check_scheduled: bool,
-        was_paging: bool,
         now: Instant,
     ) {
         for (name, reason) in &claimed.disabled {
@@ -123,12 +124,13 @@ impl Worker {
                     .start_part(&self.runtime, ready.part.events, target, ready.tx);
             }
         }
-        // (Once a second while paging: the check is a transaction of its own.)
-        if full_by_count && (!was_paging || now >= self.next_stats_check) {
-            // A backlog (new, or going on): make sure the planner knows the queue is not empty.
-            self.next_stats_check = now + STATS_CHECK_EVERY;
-            if crate::worker::vacuum::refresh_queue_stats(claimed.fresh.len()) {
-                log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
+        // A backlog the planner does not know about: have the queue counted again. (Not again
+        // within a second of a try that could not: it waits up to a second for a lock.)
+        if claimed.stats_stale && now >= self.next_stats_check {
+            match crate::worker::vacuum::refresh_queue_stats(claimed.fresh.len()) {
+                Some(true) => log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty"),
+                Some(false) => {}
+                None => self.next_stats_check = now + STATS_CHECK_EVERY,
             }
         }
         // A full page means a backlog: keep paging without spacing; unless a subscription
