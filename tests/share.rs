@@ -205,3 +205,33 @@ fn a_resumed_subscriptions_backlog_goes_on_as_requests_end() {
     wait_until(support::WAIT, "the resumed backlog", || rx.count() >= 600);
     assert_eq!(rx.count(), 600);
 }
+
+#[test]
+fn a_due_retry_goes_while_another_subscription_holds_its_share() {
+    // 4 requests: a subscription whose endpoint answers in 300 ms (never slow) holds 3 with a
+    // long backlog, and its next event, read again each claim, was counted against the one
+    // request left: the other subscription's retry was never read (for the whole backlog,
+    // 100 s here) and the worker claimed every millisecond.
+    let busy = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(300), 204));
+    let failing_once = Receiver::with(|_, n| Reply::Status(if n == 0 { 503 } else { 204 }));
+    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 4"]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute("CREATE TABLE busy (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut db, "busy", "busy", &busy.url("/busy"), "");
+    subscribe(
+        &mut db,
+        "b",
+        "b",
+        &failing_once.url("/b"),
+        ", retry_schedule => ARRAY['2 seconds']::interval[]",
+    );
+    db.batch_execute("INSERT INTO b VALUES (1)").unwrap();
+    wait_until(support::WAIT, "the first attempt", || {
+        failing_once.count() == 1
+    });
+    db.batch_execute("INSERT INTO busy SELECT generate_series(1, 1000)")
+        .unwrap();
+    wait_until(support::WAIT, "the retry", || failing_once.count() >= 2);
+    assert!(busy.count() < 1000, "the backlog was still going");
+}

@@ -30,6 +30,14 @@ fn types(r: &Request) -> Vec<String> {
 }
 
 /// Table `t (id, pad)` subscribed grouped by transaction (with `extra` options) to `rx`.
+/// The events the receiver accepted, counted inside its requests.
+fn total_events(rx: &Receiver) -> usize {
+    rx.accepted()
+        .iter()
+        .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
 fn grouped_table(pg: &Cluster, rx: &Receiver, extra: &str) -> postgres::Client {
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
@@ -104,12 +112,6 @@ fn a_large_transaction_goes_in_numbered_parts_in_order() {
         &mut db,
         "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 30) g",
     );
-    let total_events = |rx: &Receiver| -> usize {
-        rx.accepted()
-            .iter()
-            .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
-            .sum()
-    };
     wait_until(WAIT, "all 30 events", || total_events(&rx) == 30);
     let requests = rx.accepted();
     let parts = requests.len();
@@ -330,4 +332,20 @@ fn transactions_waiting_for_a_retry_do_not_hold_back_the_next_one() {
     wait_until(WAIT, "the eleventh transaction", || {
         !rx.accepted().is_empty()
     });
+}
+
+#[test]
+fn a_large_transactions_parts_follow_one_another_without_waiting_for_a_poll() {
+    // A part goes once the one before it is recorded, and recording a part did not ask for a
+    // claim: with nothing else committed, each part waited for the next poll (a second), and
+    // these ~90 parts took a minute and a half.
+    let pg = Cluster::start(&["pg_webhook.max_payload_bytes = '2kB'"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 500) g",
+    );
+    wait_until(WAIT, "all 500 events", || total_events(&rx) == 500);
+    assert!(rx.accepted().len() >= 80, "{} parts", rx.accepted().len());
 }

@@ -246,7 +246,16 @@ impl Claim<'_> {
         let stats_stale = fresh_want > 0
             && fresh.len() == fresh_want
             && statements.queue_stats_stale(fresh.len())?;
-        let room_left = want - fresh.len().min(want);
+        // What the new events leave for due ones: not counting those of subscriptions that
+        // hold their share, which cannot start (with them counted, one free request and a
+        // held event read again and again left no room: due events of the others were not
+        // read, and the claim came back every millisecond).
+        let full = self.dispatcher.at_share(&self.pace, self.cap);
+        let starting = fresh
+            .iter()
+            .filter(|e| !full.contains(&e.subscription_id))
+            .count();
+        let room_left = want - starting.min(want);
         let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
         let mut scheduled = Vec::new();
         let mut next_due = None;
@@ -354,11 +363,14 @@ impl Claim<'_> {
             .chain(plan.defer.iter().map(|d| d.1))
             .collect();
         let lag_updates = lagging::after_reads(self.lagging, &lag_reads, |id| taken.contains(&id));
-        // Every due event read that did not go was left for a subscription holding its share.
-        let only_held_due = !plan.held_due.is_empty()
-            && scheduled.iter().all(|e| {
-                self.dispatcher.owns(e.id) || taken.contains(&e.id) || plan.held_due.contains(&e.id)
-            });
+        // Due events read that did not go: all left for subscriptions holding their share, or
+        // some for want of room (more may be due then).
+        let left_due = |e: &QueuedEvent| {
+            !(self.dispatcher.owns(e.id) || taken.contains(&e.id) || plan.held_due.contains(&e.id))
+        };
+        let due_left = scheduled.iter().any(left_due);
+        let only_held_due = !plan.held_due.is_empty() && !due_left;
+        let due_held = !plan.held_due.is_empty();
         statements.defer(&plan.defer)?;
         let first_left = plan.first_left;
         let events_per_request = plan.events_per_request(self.targets);
@@ -379,6 +391,8 @@ impl Claim<'_> {
             share_left,
             share_held,
             only_held_due,
+            due_held,
+            due_left,
             lag_updates,
             reread,
             stats_stale,

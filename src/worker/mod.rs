@@ -128,8 +128,8 @@ struct Worker {
     /// The last claim left a new event because its subscription holds its share (see
     /// `Plan::share`): claim again once outcomes are recorded.
     share_waiting: bool,
-    /// The last claim left due events only because their subscription holds its share, and
-    /// put off reading retries for a second: read them again once outcomes are recorded.
+    /// The last claim that read due events left some because their subscription holds its
+    /// share: read them again once outcomes are recorded.
     due_held: bool,
     last_claim: Instant,
     /// How many events the requests the last claim started could carry, per request (a batched

@@ -83,11 +83,12 @@ impl Worker {
         let callbacks = outcomes
             .iter()
             .any(|o| o.callback && !matches!(o.decision, Decision::Retry { .. }));
-        // The next event of an ordered subscription waits for this record: claim right after.
+        // The next event of an ordered subscription, or a transaction's next part, waits for
+        // this record: claim right after.
         let ordered = outcomes.iter().any(|o| {
             self.targets
                 .get(&o.subscription_id)
-                .is_some_and(|t| t.ordered)
+                .is_some_and(|t| t.ordered || t.grouped)
         });
         if self.record_failures > 0 {
             log!(
@@ -109,6 +110,7 @@ impl Worker {
             self.targets_loaded = None;
         }
         if rescheduled || std::mem::take(&mut self.due_held) {
+            self.claim_wanted = true;
             // Find out when the earliest retry is due; or read again the due events left
             // because their subscription held its share: requests ended, and without this
             // they waited the second the claim put off (a backlog of retries, or of a resumed

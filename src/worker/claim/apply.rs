@@ -31,6 +31,10 @@ pub(super) struct Claimed {
     pub(super) share_held: bool,
     /// Every due event read that did not go was left for a subscription holding its share.
     pub(super) only_held_due: bool,
+    /// Some due event read was left for a subscription holding its share.
+    pub(super) due_held: bool,
+    /// Some due event read was left for want of room.
+    pub(super) due_left: bool,
     /// Where each subscription's passed events read again now stand (`None`: all read).
     pub(super) lag_updates: Vec<(i32, Option<Lag>)>,
     /// The subscriptions pinned changed within the claim: read the queue again.
@@ -93,12 +97,23 @@ impl Worker {
                 // The page was full, or room ran out: more retries may be due now.
                 None if room_left == 0 || !claimed.scheduled.is_empty() => Some(now),
                 None => self.scheduled_due_at,
+                // (Read to the end, but not all could go.)
+                Some(None) if claimed.due_left => Some(now),
                 Some(None) => None,
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };
         }
-        self.due_held = claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now);
-        if self.due_held {
+        if check_scheduled {
+            // Only a claim that read due events knows; a claim in between leaves it be.
+            self.due_held = claimed.due_held;
+        }
+        if reloaded {
+            // Events may have been made due without a word to this worker (unparked on a
+            // change it saw only now, whatever the command's snapshot): due events are looked
+            // at as often as the subscriptions are loaded, a second at most, however busy.
+            self.scheduled_due_at = Some(now);
+        }
+        if claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now) {
             // The due events left were all a subscription's holding its share: reading them
             // again before its requests end would find the same, so the next read comes when
             // outcomes are recorded (`record`), or a second on if none are. (Not when others'

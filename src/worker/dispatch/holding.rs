@@ -74,6 +74,21 @@ impl Dispatcher {
         self.requests_by.iter().map(|(sub, n)| (*sub, *n))
     }
 
+    /// The subscriptions that may start no more requests under the share rule (see
+    /// `Plan::share`): one holding `cap`, or every slow one when the slow ones hold it.
+    pub fn at_share(&self, pace: &super::Pace, cap: usize) -> std::collections::HashSet<i32> {
+        let slow_held: usize = pace.slow.iter().map(|sub| self.requests_of(*sub)).sum();
+        let mut full: std::collections::HashSet<i32> = self
+            .requests_per_subscription()
+            .filter(|(sub, held)| !pace.is_slow(*sub) && *held >= cap)
+            .map(|(sub, _)| sub)
+            .collect();
+        if slow_held >= cap {
+            full.extend(pace.slow.iter().copied());
+        }
+        full
+    }
+
     /// Events of one subscription claimed and not yet recorded.
     pub fn owned_by(&self, subscription_id: i32) -> usize {
         self.owned_by.get(&subscription_id).copied().unwrap_or(0)
