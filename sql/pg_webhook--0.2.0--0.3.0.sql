@@ -139,6 +139,11 @@ ALTER TABLE webhook._attempts SET (
     autovacuum_vacuum_cost_delay = 0,
     vacuum_truncate = false
 );
+-- Each subscription's due events, for the claim that reads past a subscription holding its
+-- share (claim_scheduled_others.sql). Only events with a due time: capture never writes it.
+CREATE INDEX event_queue_due_by_subscription
+    ON webhook._event_queue (subscription_id, next_attempt_at, id)
+    WHERE next_attempt_at IS NOT NULL;
 -- The callback runner takes turns between subscriptions (pending_callbacks.sql): it finds
 -- each one's oldest callbacks through this index.
 CREATE INDEX callback_queue_subscription ON webhook._callback_queue (subscription_id, event_id);

@@ -249,6 +249,11 @@ CREATE TABLE webhook._event_queue (
 );
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
     WHERE next_attempt_at IS NOT NULL;
+-- Each subscription's due events, for the claim that reads past a subscription holding its
+-- share (claim_scheduled_others.sql). Only events with a due time: capture never writes it.
+CREATE INDEX event_queue_due_by_subscription
+    ON webhook._event_queue (subscription_id, next_attempt_at, id)
+    WHERE next_attempt_at IS NOT NULL;
 -- The heads of each ordered subscription's queue and of each of its order keys; unordered
 -- writes never touch them.
 CREATE INDEX event_queue_ordered ON webhook._event_queue (subscription_id, id) WHERE ordered;

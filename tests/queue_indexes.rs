@@ -79,7 +79,7 @@ fn every_queue_index_holds_every_event_its_predicate_admits() {
         "SELECT count(bt_index_check(index => i.indexrelid, heapallindexed => true))
            FROM pg_index i WHERE i.indrelid = 'webhook._event_queue'::regclass",
     );
-    assert_eq!(checked, 6, "the queue's four indexes and the DBA's two");
+    assert_eq!(checked, 7, "the queue's five indexes and the DBA's two");
     // Read through each partial index, the same events as read from the table.
     let conditions = ["ordered", "attempts = 0", "op = 'DELETE'"];
     let counts = |db: &mut postgres::Client| -> Vec<i64> {

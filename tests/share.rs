@@ -177,6 +177,25 @@ fn a_subscriptions_slow_callbacks_take_turns_with_the_others() {
     );
 }
 
+/// Pauses subscription `name` (of table `name`), writes `rows` rows and waits until the worker
+/// has parked their events.
+fn parked_backlog(db: &mut Client, name: &str, rows: i64) {
+    db.batch_execute(&format!(
+        "SELECT webhook.pause('{name}'); INSERT INTO {name} SELECT generate_series(1, {rows})"
+    ))
+    .unwrap();
+    wait_until(
+        support::WAIT,
+        "the paused subscription's events parked",
+        || {
+            count(
+                db,
+                "SELECT count(*) FROM webhook._event_queue WHERE next_attempt_at = 'infinity'",
+            ) == rows
+        },
+    );
+}
+
 #[test]
 fn a_resumed_subscriptions_backlog_goes_on_as_requests_end() {
     // Resumed, a subscription's parked events are due retries. Held at its share (6 of the
@@ -189,29 +208,16 @@ fn a_resumed_subscriptions_backlog_goes_on_as_requests_end() {
     db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .unwrap();
     subscribe(&mut db, "t", "t", &rx.url("/t"), "");
-    db.batch_execute("SELECT webhook.pause('t'); INSERT INTO t SELECT generate_series(1, 600)")
-        .unwrap();
-    wait_until(
-        support::WAIT,
-        "the paused subscription's events parked",
-        || {
-            count(
-                &mut db,
-                "SELECT count(*) FROM webhook._event_queue WHERE next_attempt_at = 'infinity'",
-            ) == 600
-        },
-    );
+    parked_backlog(&mut db, "t", 600);
     db.batch_execute("SELECT webhook.resume('t')").unwrap();
     wait_until(support::WAIT, "the resumed backlog", || rx.count() >= 600);
     assert_eq!(rx.count(), 600);
 }
 
-#[test]
-fn a_due_retry_goes_while_another_subscription_holds_its_share() {
-    // 4 requests: a subscription whose endpoint answers in 300 ms (never slow) holds 3 with a
-    // long backlog, and its next event, read again each claim, was counted against the one
-    // request left: the other subscription's retry was never read (for the whole backlog,
-    // 100 s here) and the worker claimed every millisecond.
+/// One worker with 4 requests (a share of 3): table `busy` subscribed to an endpoint that
+/// answers in 300 ms (never slow), table `b` to one that fails its first request, retried 2 s
+/// later. Returns the cluster, a client, and the two receivers.
+fn busy_beside_a_retry() -> (Cluster, Client, Receiver, Receiver) {
     let busy = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(300), 204));
     let failing_once = Receiver::with(|_, n| Reply::Status(if n == 0 { 503 } else { 204 }));
     let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 4"]);
@@ -226,12 +232,42 @@ fn a_due_retry_goes_while_another_subscription_holds_its_share() {
         &failing_once.url("/b"),
         ", retry_schedule => ARRAY['2 seconds']::interval[]",
     );
+    (pg, db, busy, failing_once)
+}
+
+#[test]
+fn a_due_retry_goes_while_another_subscription_holds_its_share() {
+    // 4 requests: a subscription whose endpoint answers in 300 ms (never slow) holds 3 with a
+    // long backlog, and its next event, read again each claim, was counted against the one
+    // request left: the other subscription's retry was never read (for the whole backlog,
+    // 100 s here) and the worker claimed every millisecond.
+    let (_pg, mut db, busy, failing_once) = busy_beside_a_retry();
     db.batch_execute("INSERT INTO b VALUES (1)").unwrap();
     wait_until(support::WAIT, "the first attempt", || {
         failing_once.count() == 1
     });
     db.batch_execute("INSERT INTO busy SELECT generate_series(1, 1000)")
         .unwrap();
+    wait_until(support::WAIT, "the retry", || failing_once.count() >= 2);
+    assert!(busy.count() < 1000, "the backlog was still going");
+}
+
+#[test]
+fn a_due_retry_goes_past_another_subscriptions_due_backlog() {
+    // Due events are read in the order they came due: a resumed subscription's 1,000 parked
+    // events came due before the other's retry, and with that subscription holding its share
+    // (3 of 4 requests, answered in 300 ms) every read returned only its events, the retry
+    // behind them until the backlog was gone (100 s here).
+    let (_pg, mut db, busy, failing_once) = busy_beside_a_retry();
+    parked_backlog(&mut db, "busy", 1000);
+    db.batch_execute("SELECT webhook.resume('busy')").unwrap();
+    wait_until(support::WAIT, "the resumed backlog to go", || {
+        busy.count() >= 3
+    });
+    db.batch_execute("INSERT INTO b VALUES (1)").unwrap();
+    wait_until(support::WAIT, "the first attempt", || {
+        failing_once.count() == 1
+    });
     wait_until(support::WAIT, "the retry", || failing_once.count() >= 2);
     assert!(busy.count() < 1000, "the backlog was still going");
 }

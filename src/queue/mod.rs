@@ -10,6 +10,7 @@
 //!
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
+mod due;
 mod outcomes;
 mod rows;
 mod stats;
@@ -38,6 +39,7 @@ const TX_EVENTS: &str = include_str!("../../sql/worker/transaction_events.sql");
 const SET_PARTS: &str = include_str!("../../sql/worker/set_parts.sql");
 const TX_PART: &str = include_str!("../../sql/worker/transaction_part.sql");
 const TX_SIZE: &str = include_str!("../../sql/worker/transaction_size.sql");
+const CLAIM_SCHEDULED_OTHERS: &str = include_str!("../../sql/worker/claim_scheduled_others.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
 const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
 const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql");
@@ -116,6 +118,7 @@ pub struct Statements {
     pub extension: pg_sys::Oid,
     claim_new: OwnedPreparedStatement,
     claim_scheduled: OwnedPreparedStatement,
+    claim_scheduled_others: OwnedPreparedStatement,
     claim_lagging: OwnedPreparedStatement,
     claim_ordered: OwnedPreparedStatement,
     defer: OwnedPreparedStatement,
@@ -206,6 +209,8 @@ impl Statements {
         };
         let claim_new = CLAIM_NEW.replace("/*slice*/", &share.slice("$4::int[]"));
         let claim_scheduled = CLAIM_SCHEDULED.replace("/*slice*/", &share.slice("$2::int[]"));
+        let claim_scheduled_others =
+            CLAIM_SCHEDULED_OTHERS.replace("/*slice*/", &share.slice("$2::int[]"));
         let claim_lagging = CLAIM_LAGGING.replace("/*slice*/", &share.slice("$7::int[]"));
         // Each worker keeps running totals in rows of its own.
         let worker = share.index.to_string();
@@ -223,6 +228,11 @@ impl Statements {
                 extension,
                 claim_new: keep(client, &claim_new, &[I8, I8, I8, I4A, I8, I8])?,
                 claim_scheduled: keep(client, &claim_scheduled, &[I8, I4A, I8, I8])?,
+                claim_scheduled_others: keep(
+                    client,
+                    &claim_scheduled_others,
+                    &[I8, I4A, I8, I8, I4A, I8],
+                )?,
                 claim_lagging: keep(
                     client,
                     &claim_lagging,
@@ -304,29 +314,6 @@ impl Statements {
         })
     }
 
-    /// Retries whose time has come, oldest first, within `claim`.
-    pub fn scheduled_events(&self, claim: Bounds, pinned: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
-        with_settings(GENERIC_PLAN, || {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_scheduled,
-                    None,
-                    &[
-                        (claim.events as i64).into(),
-                        pinned.to_vec().into(),
-                        claim.bytes.into(),
-                        claim.largest.into(),
-                    ],
-                )?;
-                let mut events = read_events(rows)?;
-                for e in &mut events {
-                    e.due = true;
-                }
-                Ok(events)
-            })
-        })
-    }
-
     /// New events of `subscription` after `after` up to `to` (keys), within `claim`, but none
     /// of `in_flight`: those the cursor passed while the subscription was slow.
     pub fn lagging_events(
@@ -382,16 +369,6 @@ impl Statements {
                 &[ids.into(), most.into(), largest.into(), in_flight.into()],
             )?;
             read_events(rows)
-        })
-    }
-
-    /// Milliseconds until the earliest scheduled retry, if any.
-    pub fn ms_until_next_due(&self) -> SpiResult<Option<f64>> {
-        Spi::connect(|client| {
-            client
-                .select(&self.next_due, Some(1), &[])?
-                .first()
-                .get_one::<f64>()
         })
     }
 

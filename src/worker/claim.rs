@@ -11,6 +11,7 @@ use pgrx::spi::SpiResult;
 
 mod access;
 mod apply;
+mod due;
 mod lagging;
 mod others;
 
@@ -232,7 +233,6 @@ impl Claim<'_> {
             // everything again. A new subscription has nothing passed yet.
             self.cursor.reset();
         }
-        let owned = self.dispatcher.owned();
         let budget = (IN_FLIGHT_BYTES - self.dispatcher.owned_bytes()).max(1);
         let largest = self.dispatcher.largest_readable();
         let after = self.cursor.position(|| statements.horizon())?;
@@ -260,17 +260,7 @@ impl Claim<'_> {
         let mut scheduled = Vec::new();
         let mut next_due = None;
         if check_scheduled && room_left > 0 && bytes_left > 0 {
-            // Read past the retries already in flight.
-            let owned_bytes = self.dispatcher.owned_bytes();
-            let bounds = Bounds {
-                events: room_left + owned,
-                bytes: bytes_left + owned_bytes,
-                largest,
-            };
-            scheduled = statements.scheduled_events(bounds, &pinned)?;
-            if scheduled.len() < room_left + owned {
-                next_due = Some(statements.ms_until_next_due()?);
-            }
+            (scheduled, next_due) = self.read_due((room_left, bytes_left, largest), &pinned)?;
         }
         let unknown = fresh
             .iter()

@@ -98,7 +98,7 @@ impl Worker {
                 None if room_left == 0 || !claimed.scheduled.is_empty() => Some(now),
                 None => self.scheduled_due_at,
                 // (Read to the end, but not all could go.)
-                Some(None) if claimed.due_left => Some(now),
+                Some(_) if claimed.due_left => Some(now),
                 Some(None) => None,
                 Some(Some(ms)) => Some(now + Duration::from_millis(ms.max(0.0) as u64)),
             };

@@ -1,0 +1,101 @@
+//! The claim's read of due events: retries, deferred and resumed events whose time has come.
+
+use std::collections::{HashMap, HashSet};
+
+use pgrx::spi::SpiResult;
+
+use super::Claim;
+use crate::queue::{Bounds, QueuedEvent};
+
+impl Claim<'_> {
+    /// Due events for `room` more (within `bytes` and `largest`), read past those in flight;
+    /// and, when it read to their end, when the next comes due (see `Claimed::next_due`).
+    /// When the page read in due order was full, and of subscriptions whose share cannot take
+    /// all their events, so that requests would be left unused, the others' due events are
+    /// read past theirs: a backlog of due events of a subscription holding its share (a
+    /// resumed one's) hid the others' retries until it was gone.
+    pub(super) fn read_due(
+        &self,
+        (room, bytes, largest): (usize, i64, i64),
+        pinned: &[i32],
+    ) -> SpiResult<(Vec<QueuedEvent>, Option<Option<f64>>)> {
+        let statements = self.statements;
+        let owned = self.dispatcher.owned();
+        let bounds = Bounds {
+            events: room + owned,
+            bytes: bytes + self.dispatcher.owned_bytes(),
+            largest,
+        };
+        let mut due = statements.scheduled_events(bounds, pinned)?;
+        if due.len() < bounds.events {
+            return Ok((due, Some(statements.ms_until_next_due()?)));
+        }
+        // The requests the page's events can start, each subscription within its share (the
+        // slow ones within theirs together), their bytes; and the subscriptions whose events
+        // there are more than that.
+        let mut per_subscription: HashMap<i32, (usize, i64)> = HashMap::new();
+        for e in due.iter().filter(|e| !self.dispatcher.owns(e.id)) {
+            let (n, b) = per_subscription.entry(e.subscription_id).or_default();
+            *n += 1;
+            *b += e.payload_bytes;
+        }
+        let slow_held: usize = (self.pace.slow.iter())
+            .map(|sub| self.dispatcher.requests_of(*sub))
+            .sum();
+        let mut slow_room = self.cap.saturating_sub(slow_held);
+        let (mut startable, mut starting_bytes) = (0, 0);
+        let mut held = Vec::new();
+        for (sub, (events, event_bytes)) in per_subscription {
+            let per_request = self
+                .targets
+                .get(&sub)
+                .filter(|t| t.batched())
+                .map_or(1, |t| t.batch_size);
+            let requests = events.div_ceil(per_request);
+            let share_room = if self.pace.is_slow(sub) {
+                let take = requests.min(slow_room);
+                slow_room -= take;
+                take
+            } else {
+                self.cap.saturating_sub(self.dispatcher.requests_of(sub))
+            };
+            startable += requests.min(share_room);
+            if requests > share_room {
+                held.push(sub);
+            } else {
+                starting_bytes += event_bytes;
+            }
+        }
+        if startable >= room || held.is_empty() {
+            return Ok((due, None));
+        }
+        // Read past theirs: not theirs again, nor those of subscriptions whose due events this
+        // worker never sends from here (ordered ones are claimed apart, pinned ones may be
+        // another worker's, held ones are parked from the first read): each would be a probe
+        // reading its whole due range to return nothing.
+        let mut left_out = held.clone();
+        left_out.extend(self.targets.iter().filter_map(|(id, t)| {
+            let elsewhere = t.pinned() && !self.share.owns_subscription(*id);
+            (t.ordered || elsewhere || !t.sends()).then_some(*id)
+        }));
+        // Their own events in flight are read past; the held ones' are not among them.
+        let others_owned = owned
+            - (held.iter())
+                .map(|sub| self.dispatcher.owned_by(*sub))
+                .sum::<usize>();
+        let others_bounds = Bounds {
+            events: room + others_owned,
+            bytes: (bytes - starting_bytes).max(1),
+            largest,
+        };
+        let read: HashSet<i64> = due.iter().map(|e| e.id).collect();
+        let each = others_bounds.events;
+        let others =
+            statements.scheduled_events_of_others(others_bounds, pinned, &left_out, each)?;
+        due.extend(others.into_iter().filter(|e| !read.contains(&e.id)));
+        // The held subscriptions' due events are left to read (`due_held` reads them again as
+        // their requests end): never "read to the end".
+        let next = None;
+        Ok((due, next))
+    }
+}
