@@ -79,10 +79,8 @@ impl Claim<'_> {
             (t.ordered || elsewhere || !t.sends()).then_some(*id)
         }));
         // Their own events in flight are read past; the held ones' are not among them.
-        let others_owned = owned
-            - (held.iter())
-                .map(|sub| self.dispatcher.owned_by(*sub))
-                .sum::<usize>();
+        let held_owned: usize = held.iter().map(|sub| self.dispatcher.owned_by(*sub)).sum();
+        let others_owned = owned.saturating_sub(held_owned);
         let others_bounds = Bounds {
             events: room + others_owned,
             bytes: (bytes - starting_bytes).max(1),
