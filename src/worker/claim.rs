@@ -124,6 +124,7 @@ impl Worker {
                 default_timeout: self.settings.default_timeout,
                 now,
                 reloaded: false,
+                unparked: false,
             };
             let stale = self.targets_loaded.is_none_or(|t| {
                 now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
@@ -196,6 +197,8 @@ struct Claim<'a> {
     default_timeout: Duration,
     now: Instant,
     reloaded: bool,
+    /// Loading the subscriptions gave events back to some (see `load_targets`).
+    unparked: bool,
 }
 
 impl Claim<'_> {
@@ -386,6 +389,7 @@ impl Claim<'_> {
             lag_updates,
             reread,
             stats_stale,
+            unparked: self.unparked,
         })
     }
 }

@@ -118,6 +118,7 @@ impl Claim<'_> {
         // Parked by this worker or another, before a resume, an unsubscribe or a GRANT this
         // worker has only now seen — whatever snapshot that command ran under.
         statements.unpark(&started)?;
+        self.unparked |= !started.is_empty();
         *self.sending = now_sending;
         Ok(disabled)
     }

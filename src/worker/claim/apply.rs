@@ -41,6 +41,8 @@ pub(super) struct Claimed {
     pub(super) reread: bool,
     /// A full page of new events, and the planner takes the queue for smaller than that.
     pub(super) stats_stale: bool,
+    /// Loading the subscriptions gave some their parked events back.
+    pub(super) unparked: bool,
 }
 
 /// Where the cursor may move to: the last new event read, or, when room ran out, the last one
@@ -107,10 +109,13 @@ impl Worker {
             // Only a claim that read due events knows; a claim in between leaves it be.
             self.due_held = claimed.due_held;
         }
-        if reloaded {
+        if (reloaded && !check_scheduled) || claimed.unparked {
             // Events may have been made due without a word to this worker (unparked on a
             // change it saw only now, whatever the command's snapshot): due events are looked
-            // at as often as the subscriptions are loaded, a second at most, however busy.
+            // at as often as the subscriptions are loaded, a second at most, however busy,
+            // and right after this claim gave some back. (Not after every load: an idle
+            // worker's poll reads due events after loading, and would claim again a
+            // millisecond later.)
             self.scheduled_due_at = Some(now);
         }
         if claimed.only_held_due && self.scheduled_due_at.is_some_and(|t| t <= now) {
