@@ -25,7 +25,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
                   AND NOT q.ordered
                   /*slice*/
                 ORDER BY q.next_attempt_at, q.id
-                LIMIT $6) d
+                LIMIT $1) d
          WHERE s.id <> ALL ($5::pg_catalog.int4[])
          ORDER BY d.turn, d.next_attempt_at, d.id
          LIMIT $1) e

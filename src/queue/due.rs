@@ -8,51 +8,40 @@ use super::{read_events, with_settings, Bounds, QueuedEvent, Statements, GENERIC
 impl Statements {
     /// Retries whose time has come, oldest first, within `claim`.
     pub fn scheduled_events(&self, claim: Bounds, pinned: &[i32]) -> SpiResult<Vec<QueuedEvent>> {
-        with_settings(GENERIC_PLAN, || {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_scheduled,
-                    None,
-                    &[
-                        (claim.events as i64).into(),
-                        pinned.to_vec().into(),
-                        claim.bytes.into(),
-                        claim.largest.into(),
-                    ],
-                )?;
-                let mut events = read_events(rows)?;
-                for e in &mut events {
-                    e.due = true;
-                }
-                Ok(events)
-            })
-        })
+        self.due_events(&self.claim_scheduled, claim, pinned, None)
     }
 
-    /// Due events of the subscriptions not in `left_out`, at most `each` of each, taken in
-    /// turns (see sql/worker/claim_scheduled_others.sql), within `claim`.
+    /// Due events of the subscriptions not in `left_out`, at most `claim.events` of each, taken
+    /// in turns (see sql/worker/claim_scheduled_others.sql), within `claim`.
     pub fn scheduled_events_of_others(
         &self,
         claim: Bounds,
         pinned: &[i32],
         left_out: &[i32],
-        each: usize,
+    ) -> SpiResult<Vec<QueuedEvent>> {
+        self.due_events(&self.claim_scheduled_others, claim, pinned, Some(left_out))
+    }
+
+    /// Runs one of the due reads: its parameters are `claim` and `pinned`, then `left_out`.
+    fn due_events(
+        &self,
+        statement: &pgrx::spi::OwnedPreparedStatement,
+        claim: Bounds,
+        pinned: &[i32],
+        left_out: Option<&[i32]>,
     ) -> SpiResult<Vec<QueuedEvent>> {
         with_settings(GENERIC_PLAN, || {
             Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_scheduled_others,
-                    None,
-                    &[
-                        (claim.events as i64).into(),
-                        pinned.to_vec().into(),
-                        claim.bytes.into(),
-                        claim.largest.into(),
-                        left_out.to_vec().into(),
-                        (each as i64).into(),
-                    ],
-                )?;
-                let mut events = read_events(rows)?;
+                let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+                    (claim.events as i64).into(),
+                    pinned.to_vec().into(),
+                    claim.bytes.into(),
+                    claim.largest.into(),
+                ];
+                if let Some(left_out) = left_out {
+                    args.push(left_out.to_vec().into());
+                }
+                let mut events = read_events(client.select(statement, None, &args)?)?;
                 for e in &mut events {
                     e.due = true;
                 }

@@ -74,11 +74,7 @@ impl<'a> Plan<'a> {
         cap: usize,
         pace: Pace,
     ) -> Plan<'a> {
-        let slow_held = pace
-            .slow
-            .iter()
-            .map(|sub| dispatcher.requests_of(*sub))
-            .sum();
+        let slow_held = dispatcher.slow_held(&pace);
         Plan {
             dispatcher,
             now,

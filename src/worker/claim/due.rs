@@ -39,10 +39,9 @@ impl Claim<'_> {
             *n += 1;
             *b += e.payload_bytes;
         }
-        let slow_held: usize = (self.pace.slow.iter())
-            .map(|sub| self.dispatcher.requests_of(*sub))
-            .sum();
-        let mut slow_room = self.cap.saturating_sub(slow_held);
+        let mut slow_room = self
+            .cap
+            .saturating_sub(self.dispatcher.slow_held(&self.pace));
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
         for (sub, (events, event_bytes)) in per_subscription {
@@ -57,7 +56,7 @@ impl Claim<'_> {
                 slow_room -= take;
                 take
             } else {
-                self.cap.saturating_sub(self.dispatcher.requests_of(sub))
+                self.dispatcher.share_room(&self.pace, self.cap, sub)
             };
             startable += requests.min(share_room);
             if requests > share_room {
@@ -87,9 +86,7 @@ impl Claim<'_> {
             largest,
         };
         let read: HashSet<i64> = due.iter().map(|e| e.id).collect();
-        let each = others_bounds.events;
-        let others =
-            statements.scheduled_events_of_others(others_bounds, pinned, &left_out, each)?;
+        let others = statements.scheduled_events_of_others(others_bounds, pinned, &left_out)?;
         due.extend(others.into_iter().filter(|e| !read.contains(&e.id)));
         // The held subscriptions' due events are left to read (`due_held` reads them again as
         // their requests end): never "read to the end".

@@ -74,19 +74,37 @@ impl Dispatcher {
         self.requests_by.iter().map(|(sub, n)| (*sub, *n))
     }
 
-    /// The subscriptions that may start no more requests under the share rule (see
-    /// `Plan::share`): one holding `cap`, or every slow one when the slow ones hold it.
+    /// The requests the slow subscriptions hold together (their share is one, see `Plan::share`).
+    pub fn slow_held(&self, pace: &super::Pace) -> usize {
+        pace.slow.iter().map(|sub| self.requests_of(*sub)).sum()
+    }
+
+    /// How many more requests `subscription` may start under the share rule (see
+    /// `Plan::share`): `cap` less what it holds, or less what the slow ones hold if it is slow.
+    pub fn share_room(&self, pace: &super::Pace, cap: usize, subscription: i32) -> usize {
+        let held = if pace.is_slow(subscription) {
+            self.slow_held(pace)
+        } else {
+            self.requests_of(subscription)
+        };
+        cap.saturating_sub(held)
+    }
+
+    /// The subscriptions that may start no more requests under the share rule: one holding
+    /// `cap`, or every slow one when the slow ones hold it.
     pub fn at_share(&self, pace: &super::Pace, cap: usize) -> std::collections::HashSet<i32> {
-        let slow_held: usize = pace.slow.iter().map(|sub| self.requests_of(*sub)).sum();
-        let mut full: std::collections::HashSet<i32> = self
-            .requests_per_subscription()
-            .filter(|(sub, held)| !pace.is_slow(*sub) && *held >= cap)
+        let held_by_slow = self.slow_held(pace) >= cap;
+        self.requests_per_subscription()
             .map(|(sub, _)| sub)
-            .collect();
-        if slow_held >= cap {
-            full.extend(pace.slow.iter().copied());
-        }
-        full
+            .chain(pace.slow.iter().copied())
+            .filter(|sub| {
+                if pace.is_slow(*sub) {
+                    held_by_slow
+                } else {
+                    self.share_room(pace, cap, *sub) == 0
+                }
+            })
+            .collect()
     }
 
     /// Events of one subscription claimed and not yet recorded.
