@@ -11,24 +11,25 @@ impl Statements {
         self.due_events(&self.claim_scheduled, claim, pinned, None)
     }
 
-    /// Due events of the subscriptions not in `left_out`, at most `claim.events` of each, taken
-    /// in turns (see sql/worker/claim_scheduled_others.sql), within `claim`.
+    /// Due events of the subscriptions in `each` (subscription, most events of it to read),
+    /// taken in turns (see sql/worker/claim_scheduled_others.sql), within `claim`.
     pub fn scheduled_events_of_others(
         &self,
         claim: Bounds,
         pinned: &[i32],
-        left_out: &[i32],
+        each: &[(i32, i64)],
     ) -> SpiResult<Vec<QueuedEvent>> {
-        self.due_events(&self.claim_scheduled_others, claim, pinned, Some(left_out))
+        self.due_events(&self.claim_scheduled_others, claim, pinned, Some(each))
     }
 
-    /// Runs one of the due reads: its parameters are `claim` and `pinned`, then `left_out`.
+    /// Runs one of the due reads: its parameters are `claim` and `pinned`, then `each`'s
+    /// subscriptions and counts.
     fn due_events(
         &self,
         statement: &pgrx::spi::OwnedPreparedStatement,
         claim: Bounds,
         pinned: &[i32],
-        left_out: Option<&[i32]>,
+        each: Option<&[(i32, i64)]>,
     ) -> SpiResult<Vec<QueuedEvent>> {
         with_settings(GENERIC_PLAN, || {
             Spi::connect(|client| {
@@ -38,8 +39,11 @@ impl Statements {
                     claim.bytes.into(),
                     claim.largest.into(),
                 ];
-                if let Some(left_out) = left_out {
-                    args.push(left_out.to_vec().into());
+                if let Some(each) = each {
+                    let (subscriptions, counts): (Vec<i32>, Vec<i64>) =
+                        each.iter().copied().unzip();
+                    args.push(subscriptions.into());
+                    args.push(counts.into());
                 }
                 let mut events = read_events(client.select(statement, None, &args)?)?;
                 for e in &mut events {

@@ -231,7 +231,7 @@ impl Statements {
                 claim_scheduled_others: keep(
                     client,
                     &claim_scheduled_others,
-                    &[I8, I4A, I8, I8, I4A],
+                    &[I8, I4A, I8, I8, I4A, I8A],
                 )?,
                 claim_lagging: keep(
                     client,

@@ -70,13 +70,20 @@ impl Claim<'_> {
         }
         // Read past theirs: not theirs again, nor those of subscriptions whose due events this
         // worker never sends from here (ordered ones are claimed apart, pinned ones may be
-        // another worker's, held ones are parked from the first read): each would be a probe
-        // reading its whole due range to return nothing.
-        let mut left_out = held.clone();
-        left_out.extend(self.targets.iter().filter_map(|(id, t)| {
-            let elsewhere = t.pinned() && !self.share.owns_subscription(*id);
-            (t.ordered || elsewhere || !t.sends()).then_some(*id)
-        }));
+        // another worker's, paused ones are parked from the first read): each would be a probe
+        // reading its whole due range to return nothing. Of each other subscription, its own
+        // events in flight (read past) and the room: never every one's whole due backlog, nor
+        // (with batches) tens of thousands of each for the events all of them have in flight.
+        let each: Vec<(i32, i64)> = (self.targets.iter())
+            .filter(|(id, t)| {
+                let elsewhere = t.pinned() && !self.share.owns_subscription(**id);
+                !(held.contains(id) || t.ordered || elsewhere || !t.sends())
+            })
+            .map(|(id, _)| (*id, (self.dispatcher.owned_by(*id) + room) as i64))
+            .collect();
+        if each.is_empty() {
+            return Ok((due, None));
+        }
         // Their own events in flight are read past; the held ones' are not among them.
         let held_owned: usize = held.iter().map(|sub| self.dispatcher.owned_by(*sub)).sum();
         let others_owned = owned.saturating_sub(held_owned);
@@ -86,7 +93,7 @@ impl Claim<'_> {
             largest,
         };
         let read: HashSet<i64> = due.iter().map(|e| e.id).collect();
-        let others = statements.scheduled_events_of_others(others_bounds, pinned, &left_out)?;
+        let others = statements.scheduled_events_of_others(others_bounds, pinned, &each)?;
         due.extend(others.into_iter().filter(|e| !read.contains(&e.id)));
         // The held subscriptions' due events are left to read (`due_held` reads them again as
         // their requests end): never "read to the end".
