@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pg_webhook_core::limits::{Admission, Limits};
+use pg_webhook_core::limits::{Admission, Arrival, Limits};
 
 use super::dispatch::{Dispatcher, Pace};
 use crate::delivery::targets::Target;
@@ -176,7 +176,15 @@ impl<'a> Plan<'a> {
             let over = self.over.get(&sub).copied().unwrap_or(0);
             // max_in_flight counts requests; a batch is one.
             let requests = self.in_flight(sub).div_ceil(t.batch_size);
-            if let Admission::Later(wait) = limits.admit(sub, &t.limits, requests, over, self.now) {
+            let arrival = if t.ordered {
+                Arrival::Head
+            } else if event.due {
+                Arrival::Due
+            } else {
+                Arrival::New
+            };
+            let admission = limits.admit(sub, &t.limits, requests, over, self.now, arrival);
+            if let Admission::Later(wait) = admission {
                 if !t.ordered {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
                 }

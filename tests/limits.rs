@@ -1,0 +1,85 @@
+//! A subscription's own rate limit over a backlog: how often its events are put back, and what
+//! a change of the limit does to those put back already.
+
+mod support;
+
+use postgres::Client;
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::subscribe;
+
+/// One worker with 8 requests (so a claim reads a few events at a time, as under load), a
+/// table `t` subscribed with `rate`, and a log of every change to a queued event's due time.
+fn rate_limited(rate: &str) -> (Cluster, Client, Receiver) {
+    let rx = Receiver::start();
+    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
+    let mut db = pg.client_with_extension();
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE put_back (id bigint NOT NULL);
+         CREATE FUNCTION log_put_back() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO public.put_back VALUES (NEW.id); RETURN NULL; END $$;
+         CREATE TRIGGER log_put_back AFTER UPDATE OF next_attempt_at ON webhook._event_queue
+            FOR EACH ROW EXECUTE FUNCTION log_put_back();",
+    )
+    .unwrap();
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        &format!(", rate_limit => {rate}"),
+    );
+    (pg, db, rx)
+}
+
+fn count(db: &mut Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn a_rate_limited_backlog_is_put_back_once_not_claim_after_claim() {
+    // Each claim put its events over the rate back to the same few instants (the next slot,
+    // the one after, ...), so a backlog bigger than a claim came due in heaps, and each heap
+    // was put back again but one: 5,000 events at 50 a second were rewritten 250 times each.
+    // Now each goes back to a slot of its own.
+    let (_pg, mut db, rx) = rate_limited("20");
+    db.batch_execute("INSERT INTO t SELECT generate_series(1, 200)")
+        .unwrap();
+    let got = rx.wait_for(200, support::WAIT);
+    assert_eq!(got.len(), 200);
+    wait_until(support::WAIT, "every event recorded", || {
+        count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
+    });
+    let put_back = count(&mut db, "SELECT count(*) FROM put_back");
+    let most = count(
+        &mut db,
+        "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM put_back GROUP BY id) c",
+    );
+    // Once each (all but the first few, which went at once), and once more for the few a
+    // claim found a little before their slot.
+    assert!(
+        (150..=300).contains(&put_back) && most <= 3,
+        "200 events were put back {put_back} times, one of them {most} times"
+    );
+}
+
+#[test]
+fn a_changed_rate_limit_gives_the_events_put_back_new_slots() {
+    // At 1 a second, 200 events go back to slots up to 200 s ahead; with the limit raised (by
+    // hand: the API sets it once, at subscribe) they were still sent at the old pace.
+    let (_pg, mut db, rx) = rate_limited("1");
+    db.batch_execute("INSERT INTO t SELECT generate_series(1, 200)")
+        .unwrap();
+    wait_until(support::WAIT, "the backlog put back over 3 minutes", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue
+              WHERE next_attempt_at > now() + interval '150 seconds'",
+        ) > 0
+    });
+    db.batch_execute("UPDATE webhook._subscriptions SET rate_limit = 1000 WHERE name = 't'")
+        .unwrap();
+    let got = rx.wait_for(200, support::WAIT);
+    assert_eq!(got.len(), 200);
+}
