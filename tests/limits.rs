@@ -1,17 +1,23 @@
-//! A subscription's own rate limit over a backlog: how often its events are put back, and what
-//! a change of the limit does to those put back already.
+//! A subscription's own limits over a backlog: how often its events are put back, what a change
+//! of the limit does to those put back already, and how a batch counts against them.
 
 mod support;
 
+use std::time::Duration;
+
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Reply};
 use support::subscribe;
 
 /// One worker with 8 requests (so a claim reads a few events at a time, as under load), a
 /// table `t` subscribed with `rate`, and a log of every change to a queued event's due time.
 fn rate_limited(rate: &str) -> (Cluster, Client, Receiver) {
-    let rx = Receiver::start();
+    limited(Receiver::start(), &format!(", rate_limit => {rate}"))
+}
+
+/// As `rate_limited`, with the subscription's `options` and the receiver `rx`.
+fn limited(rx: Receiver, options: &str) -> (Cluster, Client, Receiver) {
     let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
     let mut db = pg.client_with_extension();
     db.batch_execute(
@@ -23,13 +29,7 @@ fn rate_limited(rate: &str) -> (Cluster, Client, Receiver) {
             FOR EACH ROW EXECUTE FUNCTION log_put_back();",
     )
     .unwrap();
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        &format!(", rate_limit => {rate}"),
-    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), options);
     (pg, db, rx)
 }
 
@@ -82,4 +82,42 @@ fn a_changed_rate_limit_gives_the_events_put_back_new_slots() {
         .unwrap();
     let got = rx.wait_for(200, support::WAIT);
     assert_eq!(got.len(), 200);
+}
+
+#[test]
+fn a_backlog_over_max_in_flight_waits_in_place_not_put_back() {
+    // At max_in_flight, each claim put the subscription's events back for 100 ms rounds (a
+    // guess of when a request ends): 5,000 events with max_in_flight 2 and an endpoint that
+    // answered at once were rewritten 5.5 times each and went at ~400 a second. Now the
+    // cursor passes them, and they are read again as its requests end.
+    let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(5), 204));
+    let (_pg, mut db, rx) = limited(rx, ", max_in_flight => 2");
+    db.batch_execute("INSERT INTO t SELECT generate_series(1, 300)")
+        .unwrap();
+    let got = rx.wait_for(300, support::WAIT);
+    assert_eq!(got.len(), 300);
+    assert!(rx.peak_concurrency() <= 2, "{}", rx.peak_concurrency());
+    wait_until(support::WAIT, "every event recorded", || {
+        count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
+    });
+    assert_eq!(count(&mut db, "SELECT count(*) FROM put_back"), 0);
+}
+
+#[test]
+fn a_batched_subscriptions_max_in_flight_counts_its_batches_not_their_events() {
+    // The second event of a batch being made counted the first as a request in flight: with
+    // max_in_flight 1 every batch carried one event.
+    let (_pg, mut db, rx) = limited(Receiver::start(), ", max_in_flight => 1, batch_size => 10");
+    db.batch_execute("INSERT INTO t SELECT generate_series(1, 50)")
+        .unwrap();
+    let events = || -> usize {
+        (rx.requests().iter())
+            .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    wait_until(support::WAIT, "50 events in batches", || events() >= 50);
+    assert_eq!(events(), 50);
+    assert!(rx.peak_concurrency() <= 1, "{}", rx.peak_concurrency());
+    let requests = rx.count();
+    assert!(requests <= 10, "50 events in {requests} requests");
 }

@@ -41,7 +41,11 @@ pub enum Arrival {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Start,
+    /// Over the rate: not before this long.
     Later(Duration),
+    /// At `max_in_flight`: when one of its requests ends. An event that must go back to the
+    /// queue meanwhile goes back for this long (spread by how far over the limit it is).
+    Full(Duration),
 }
 
 /// What a subscription allows.
@@ -93,7 +97,7 @@ impl Limits {
         if let Some(max) = spec.max_in_flight {
             if in_flight >= max {
                 let rounds = u32::try_from((over / max).saturating_add(1)).unwrap_or(u32::MAX);
-                return Admission::Later(BUSY_RETRY.saturating_mul(rounds).min(MAX_WAIT));
+                return Admission::Full(BUSY_RETRY.saturating_mul(rounds).min(MAX_WAIT));
             }
         }
         let Some(interval) = spec.interval() else {
@@ -101,10 +105,17 @@ impl Limits {
         };
         let free = self.slot(subscription, now);
         let ahead = self.given_out.get(&subscription).filter(|at| **at > now);
-        // A free slot goes to an event whose time has come, or to a new one when none were
-        // given out ahead of it (they would lose theirs and go back again).
-        if free <= now && (arrival != Arrival::New || ahead.is_none()) {
-            let slack = SLOT_SLACK.min(interval / 2);
+        let slack = SLOT_SLACK.min(interval / 2);
+        // A free slot goes to an event whose time has come (read up to the slack early: its
+        // due time was counted from its claim's transaction start, a little before `now`),
+        // or to a new one when none were given out ahead of it (they would lose theirs and go
+        // back again).
+        let early = if arrival == Arrival::Due {
+            slack
+        } else {
+            Duration::ZERO
+        };
+        if free <= now + early && (arrival != Arrival::New || ahead.is_none()) {
             let from = self.next_slot.get(&subscription).map_or(now, |next| {
                 (*next).max(now.checked_sub(slack).unwrap_or(now))
             });
@@ -121,10 +132,17 @@ impl Limits {
         Admission::Later((at - now).max(Duration::from_micros(1)))
     }
 
-    /// Forgets the slots given out to a subscription's events put back (its limits changed,
-    /// and they were put back to its queue due now).
-    pub fn forget_given_out(&mut self, subscription: i32) {
+    /// Forgets a subscription's slots, taken and given out (its limits changed, and its
+    /// events put back were made due now).
+    pub fn forget(&mut self, subscription: i32) {
         self.given_out.remove(&subscription);
+        self.next_slot.remove(&subscription);
+    }
+
+    /// Forgets the slots given out to events put back by a claim that failed (they were not
+    /// put back).
+    pub fn forget_given_out_all(&mut self) {
+        self.given_out.clear();
     }
 
     /// Takes the rate slots of `events` events of a subscription limited by `spec` that start

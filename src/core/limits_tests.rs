@@ -24,11 +24,11 @@ fn concurrency_limit_turns_away_the_excess() {
     );
     assert_eq!(
         limits.admit(1, &t, 2, 0, now, Arrival::New),
-        Admission::Later(BUSY_RETRY)
+        Admission::Full(BUSY_RETRY)
     );
     assert_eq!(
         limits.admit(1, &t, 2, 4, now, Arrival::New),
-        Admission::Later(BUSY_RETRY * 3)
+        Admission::Full(BUSY_RETRY * 3)
     );
 }
 
@@ -56,8 +56,11 @@ fn rate_limit_spaces_events_and_gives_each_turned_away_a_slot_of_its_own() {
         // slot: the lateness does not move the slots.
         (230, Due, start),
         (300, Due, start),
-        // Too early (before the slot), a due event goes after the last given out.
-        (350, Due, later(ms(150))),
+        // Too early (more than the slack before the slot), a due event goes after the last
+        // given out; up to the slack early it starts, and the slot after stays where it was.
+        (340, Due, later(ms(160))),
+        (365, Due, start),
+        (365, New, later(ms(235))),
     ];
     for (n, (at, arrival, expected)) in steps.into_iter().enumerate() {
         let got = limits.admit(1, &t, 0, 0, now + ms(at), arrival);
@@ -118,7 +121,7 @@ fn an_ordered_head_over_the_rate_waits_for_the_free_slot_without_taking_one() {
 }
 
 #[test]
-fn forgetting_the_slots_given_out_lets_the_next_event_take_the_free_one() {
+fn forgetting_a_subscriptions_slots_starts_its_rate_afresh() {
     let mut limits = Limits::default();
     let t = target(None, Some(10.0));
     let now = Instant::now();
@@ -133,10 +136,10 @@ fn forgetting_the_slots_given_out_lets_the_next_event_take_the_free_one() {
             Admission::Later(ms(100 * n))
         );
     }
-    limits.forget_given_out(1);
+    limits.forget(1);
     assert_eq!(
         limits.admit(1, &t, 0, 0, now, Arrival::New),
-        Admission::Later(ms(100))
+        Admission::Start
     );
 }
 
@@ -187,7 +190,7 @@ fn extreme_rates_neither_panic_nor_wait_forever() {
     let busy = target(Some(1), None);
     assert_eq!(
         limits.admit(2, &busy, 1, usize::MAX, now, Arrival::New),
-        Admission::Later(Duration::from_secs(86_400))
+        Admission::Full(Duration::from_secs(86_400))
     );
 }
 

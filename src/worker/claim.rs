@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pg_webhook_core::limits::Limits;
+use pg_webhook_core::limits::{LimitSpec, Limits};
 use pgrx::spi::SpiResult;
 
 mod access;
@@ -109,6 +109,7 @@ impl Worker {
                 statements,
                 dispatcher: &self.dispatcher,
                 limits: &mut self.limits,
+                limits_seen: &self.limits_seen,
                 targets: &mut self.targets,
                 sending: &mut self.sending,
                 catalog_generation: &mut self.catalog_generation,
@@ -150,9 +151,18 @@ impl Worker {
             }
             Err(_) => {
                 self.statements = None;
+                // The slots given out to events this claim put back were not taken: the
+                // events were not put back. (Events put back earlier keep theirs in the queue;
+                // the next new ones may take a free slot before them.)
+                self.limits.forget_given_out_all();
                 return;
             }
         };
+        if reloaded {
+            self.limits_seen = (self.targets.iter())
+                .map(|(id, t)| (*id, t.limits))
+                .collect();
+        }
         if !claimed.start.is_empty() || !claimed.parts.is_empty() {
             // Nothing goes out before the synchronous standbys have it (see replicated.rs).
             super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
@@ -175,6 +185,7 @@ struct Claim<'a> {
     statements: &'a Statements,
     dispatcher: &'a Dispatcher,
     limits: &'a mut Limits,
+    limits_seen: &'a HashMap<i32, LimitSpec>,
     targets: &'a mut HashMap<i32, Target>,
     sending: &'a mut HashSet<i32>,
     catalog_generation: &'a mut u64,
@@ -249,16 +260,7 @@ impl Claim<'_> {
         let stats_stale = fresh_want > 0
             && fresh.len() == fresh_want
             && statements.queue_stats_stale(fresh.len())?;
-        // What the new events leave for due ones: not counting those of subscriptions that
-        // hold their share, which cannot start (with them counted, one free request and a
-        // held event read again and again left no room: due events of the others were not
-        // read, and the claim came back every millisecond).
-        let full = self.dispatcher.at_share(&self.pace, self.cap);
-        let starting = fresh
-            .iter()
-            .filter(|e| !full.contains(&e.subscription_id))
-            .count();
-        let room_left = want - starting.min(want);
+        let room_left = want - self.starting(&fresh).min(want);
         let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
         let mut scheduled = Vec::new();
         let mut next_due = None;

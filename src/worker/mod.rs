@@ -98,6 +98,9 @@ struct Worker {
     runtime: Runtime,
     dispatcher: Dispatcher,
     limits: Limits,
+    /// Each subscription's own limits as of the last claim that committed after loading them
+    /// (see `Claim::load_targets`: a change makes its events put back for them due again).
+    limits_seen: HashMap<i32, pg_webhook_core::limits::LimitSpec>,
     statements: Option<Statements>,
     /// The extension (pg_extension OID) whose events and subscriptions the worker's state is
     /// about (INVALID: none yet); see `forget_dropped_extension`.
@@ -174,6 +177,7 @@ impl Worker {
             runtime,
             dispatcher,
             limits: Limits::default(),
+            limits_seen: HashMap::new(),
             statements: None,
             extension: pg_sys::Oid::INVALID,
             cursor: Cursor::default(),

@@ -112,6 +112,30 @@ impl<'a> Plan<'a> {
         self.cap.saturating_sub(held)
     }
 
+    /// How many more requests `subscription` may start under its own `max_in_flight` (a
+    /// batch is one).
+    pub(super) fn limit_room(&self, subscription: i32, target: Option<&Target>) -> usize {
+        match target.and_then(|t| t.limits.max_in_flight.map(|max| (max, t.batch_size))) {
+            Some((max, batch)) => {
+                max.saturating_sub(self.in_flight(subscription).div_ceil(batch.max(1)))
+            }
+            None => usize::MAX,
+        }
+    }
+
+    /// Notes a new event the cursor passes: its subscription's are read again later (see
+    /// claim/lagging.rs).
+    fn pass(&mut self, event: &QueuedEvent) {
+        let key = (event.txid, event.id);
+        self.passed
+            .entry(event.subscription_id)
+            .and_modify(|(first, last)| {
+                *first = (*first).min(key);
+                *last = (*last).max(key);
+            })
+            .or_insert((key, key));
+    }
+
     /// Counts `n` requests of `subscription` as started (events' or transactions' parts).
     pub(super) fn took_requests(&mut self, subscription: i32, n: usize) {
         *self.requests_starting.entry(subscription).or_default() += n;
@@ -174,8 +198,12 @@ impl<'a> Plan<'a> {
         }
         if let Some(t) = target.filter(|t| t.pinned()) {
             let over = self.over.get(&sub).copied().unwrap_or(0);
-            // max_in_flight counts requests; a batch is one.
-            let requests = self.in_flight(sub).div_ceil(t.batch_size);
+            // max_in_flight counts requests; a batch is one, and an event that joins the batch
+            // this claim is making takes no request of its own.
+            let requests = match cost {
+                0 => 0,
+                _ => self.in_flight(sub).div_ceil(t.batch_size),
+            };
             let arrival = if t.ordered {
                 Arrival::Head
             } else if event.due {
@@ -184,7 +212,21 @@ impl<'a> Plan<'a> {
                 Arrival::New
             };
             let admission = limits.admit(sub, &t.limits, requests, over, self.now, arrival);
-            if let Admission::Later(wait) = admission {
+            let wait = match admission {
+                Admission::Start => None,
+                // At max_in_flight, a new event is passed and read again when one of its
+                // requests ends (claim::lagging), and a passed one read again stays passed:
+                // put back for a guess of when that is, a backlog was rewritten five times
+                // over and went at a fraction of what the limit allows.
+                Admission::Full(_) if !t.ordered && !event.due => {
+                    if fresh {
+                        self.pass(event);
+                    }
+                    return;
+                }
+                Admission::Full(wait) | Admission::Later(wait) => Some(wait),
+            };
+            if let Some(wait) = wait {
                 if !t.ordered {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
                 }
@@ -224,14 +266,7 @@ impl<'a> Plan<'a> {
                 self.share_left = Some(at);
             }
         } else if fresh {
-            let key = (event.txid, event.id);
-            self.passed
-                .entry(sub)
-                .and_modify(|(first, last)| {
-                    *first = (*first).min(key);
-                    *last = (*last).max(key);
-                })
-                .or_insert((key, key));
+            self.pass(event);
         } else if event.due && !target.ordered {
             let timeout = target
                 .config

@@ -2,9 +2,8 @@
 //! its table (a subscription whose owner may not is disabled with the reason), and parking the
 //! events of those that may not send now.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use pg_webhook_core::limits::LimitSpec;
 use pgrx::spi::SpiResult;
 
 use super::Claim;
@@ -101,24 +100,21 @@ impl Claim<'_> {
     pub(super) fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
         let statements = self.statements;
         *self.catalog_generation = crate::capture::catalog_generation();
-        let limits_before: HashMap<i32, LimitSpec> = (self.targets.iter())
-            .map(|(id, t)| (*id, t.limits))
-            .collect();
         *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
         self.reloaded = true;
         // Events put back for limits that changed wait for slots given under the old ones:
-        // due now, they are given new ones (by the worker that serves the subscription).
+        // due now, they are given new ones (by the worker that serves the subscription). Seen
+        // as of the last claim that committed: a claim that fails rolls its rebook back, and
+        // the next one finds the change again.
         let changed: Vec<i32> = (self.targets.iter())
             .filter(|(id, t)| {
-                limits_before
-                    .get(id)
-                    .is_some_and(|before| *before != t.limits)
+                (self.limits_seen.get(id)).is_some_and(|before| *before != t.limits)
                     && (!t.pinned() || self.share.owns_subscription(**id))
             })
             .map(|(id, _)| *id)
             .collect();
         for id in &changed {
-            self.limits.forget_given_out(*id);
+            self.limits.forget(*id);
         }
         statements.rebook(&changed)?;
         let denied: Vec<(i32, Option<String>)> = self

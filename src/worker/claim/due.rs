@@ -2,12 +2,30 @@
 
 use std::collections::{HashMap, HashSet};
 
+use pg_webhook_core::limits::LimitSpec;
 use pgrx::spi::SpiResult;
 
 use super::Claim;
 use crate::queue::{Bounds, QueuedEvent};
 
 impl Claim<'_> {
+    /// How many of the new events `fresh` take room from due ones: not those of subscriptions
+    /// that hold their share, which cannot start (with them counted, one free request and a
+    /// held event read again and again left no room: due events of the others were not read,
+    /// and the claim came back every millisecond); nor those of subscriptions with limits of
+    /// their own, which may go back or be passed (paging through a backlog of a rate-limited
+    /// one, no due event was read, its own whose slots came among them, and it sent nothing
+    /// until the backlog was passed).
+    pub(super) fn starting(&self, fresh: &[QueuedEvent]) -> usize {
+        let full = self.dispatcher.at_share(&self.pace, self.cap);
+        let limited =
+            |sub: &i32| (self.targets.get(sub)).is_some_and(|t| t.limits != LimitSpec::default());
+        fresh
+            .iter()
+            .filter(|e| !full.contains(&e.subscription_id) && !limited(&e.subscription_id))
+            .count()
+    }
+
     /// Due events for `room` more (within `bytes` and `largest`), read past those in flight;
     /// and, when it read to their end, when the next comes due (see `Claimed::next_due`).
     /// When the page read in due order was full, and of subscriptions whose share cannot take

@@ -1,5 +1,5 @@
-//! The new events the cursor passed while their subscription was slow (see `Plan::share`):
-//! per subscription, the stretch of keys they lie in, read again — that subscription's only —
+//! The new events the cursor passed while their subscription was slow (see `Plan::share`) or
+//! at its own `max_in_flight` (see `Plan::consider`): per subscription, the stretch of keys they lie in, read again — that subscription's only —
 //! when it may start requests again. Kept in memory only: a worker that starts over, or whose
 //! claim failed, reads the whole queue again from the start (`Cursor::reset`).
 
@@ -96,7 +96,7 @@ impl Claim<'_> {
             if target.is_some_and(|t| !t.sends()) {
                 continue; // paused, or its owner may not read the table: read once it sends
             }
-            let requests = plan.share_room(sub).min(room);
+            let requests = (plan.share_room(sub).min(room)).min(plan.limit_room(sub, target));
             if requests == 0 || bytes <= 0 {
                 continue;
             }
