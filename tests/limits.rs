@@ -1,5 +1,6 @@
-//! A subscription's own limits over a backlog: how often its events are put back, what a change
-//! of the limit does to those put back already, and how a batch counts against them.
+//! A subscription's own limits: how often a backlog's events are put back for the rate, what a
+//! change of the limits does to those put back already, and how batches count against
+//! max_in_flight.
 
 mod support;
 
@@ -85,22 +86,38 @@ fn a_changed_rate_limit_gives_the_events_put_back_new_slots() {
 }
 
 #[test]
-fn a_backlog_over_max_in_flight_waits_in_place_not_put_back() {
-    // At max_in_flight, each claim put the subscription's events back for 100 ms rounds (a
-    // guess of when a request ends): 5,000 events with max_in_flight 2 and an endpoint that
-    // answered at once were rewritten 5.5 times each and went at ~400 a second. Now the
-    // cursor passes them, and they are read again as its requests end.
-    let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(5), 204));
-    let (_pg, mut db, rx) = limited(rx, ", max_in_flight => 2");
-    db.batch_execute("INSERT INTO t SELECT generate_series(1, 300)")
-        .unwrap();
-    let got = rx.wait_for(300, support::WAIT);
-    assert_eq!(got.len(), 300);
-    assert!(rx.peak_concurrency() <= 2, "{}", rx.peak_concurrency());
-    wait_until(support::WAIT, "every event recorded", || {
-        count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
+fn partial_batches_each_count_against_max_in_flight() {
+    // Requests in flight were reckoned as events in flight over the batch size: one-event
+    // batches (one row per commit, nothing to wait for) counted as one request until ten were
+    // out, and max_in_flight 2 let ten go at once.
+    let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(1), 204));
+    let (_pg, mut db, rx) = limited(rx, ", max_in_flight => 2, batch_size => 10");
+    // Each row its own claim: the first two are seen going out, the next ones come a few
+    // claims apart while those two are out.
+    for id in 1..=2 {
+        db.batch_execute(&format!("INSERT INTO t VALUES ({id})"))
+            .unwrap();
+        wait_until(support::WAIT, "the row's batch going out", || {
+            rx.count() >= id
+        });
+    }
+    for id in 3..=6 {
+        db.batch_execute(&format!("INSERT INTO t VALUES ({id})"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_until(support::WAIT, "6 events in batches", || {
+        batched_events(&rx) >= 6
     });
-    assert_eq!(count(&mut db, "SELECT count(*) FROM put_back"), 0);
+    assert_eq!(batched_events(&rx), 6);
+    assert!(rx.peak_concurrency() <= 2, "{}", rx.peak_concurrency());
+}
+
+/// How many events the batches `rx` received carried.
+fn batched_events(rx: &Receiver) -> usize {
+    (rx.requests().iter())
+        .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
+        .sum()
 }
 
 #[test]
@@ -110,13 +127,10 @@ fn a_batched_subscriptions_max_in_flight_counts_its_batches_not_their_events() {
     let (_pg, mut db, rx) = limited(Receiver::start(), ", max_in_flight => 1, batch_size => 10");
     db.batch_execute("INSERT INTO t SELECT generate_series(1, 50)")
         .unwrap();
-    let events = || -> usize {
-        (rx.requests().iter())
-            .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
-            .sum()
-    };
-    wait_until(support::WAIT, "50 events in batches", || events() >= 50);
-    assert_eq!(events(), 50);
+    wait_until(support::WAIT, "50 events in batches", || {
+        batched_events(&rx) >= 50
+    });
+    assert_eq!(batched_events(&rx), 50);
     assert!(rx.peak_concurrency() <= 1, "{}", rx.peak_concurrency());
     let requests = rx.count();
     assert!(requests <= 10, "50 events in {requests} requests");

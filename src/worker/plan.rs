@@ -50,6 +50,9 @@ pub(super) struct Plan<'a> {
     /// Requests started in this plan, per subscription (a batch or a transaction's part is
     /// one).
     requests_starting: HashMap<i32, usize>,
+    /// Events started in this plan per batched subscription and batch they go in (`None`: a
+    /// new batch; a retried one goes out again alone, see `Dispatcher::start_batched`).
+    batches: HashMap<(i32, Option<i64>), usize>,
 }
 
 /// Per subscription, the first and last key of the new events a claim passed.
@@ -94,6 +97,7 @@ impl<'a> Plan<'a> {
             share_held: false,
             held_due: Vec::new(),
             requests_starting: HashMap::new(),
+            batches: HashMap::new(),
         }
     }
 
@@ -106,21 +110,25 @@ impl<'a> Plan<'a> {
         let held = if self.pace.is_slow(subscription) {
             self.slow_held
         } else {
-            self.dispatcher.requests_of(subscription)
-                + self.requests_starting.get(&subscription).unwrap_or(&0)
+            self.requests_held(subscription)
         };
         self.cap.saturating_sub(held)
     }
 
     /// How many more requests `subscription` may start under its own `max_in_flight` (a
-    /// batch is one).
+    /// batch is one): a slow subscription's passed events are read again within it.
     pub(super) fn limit_room(&self, subscription: i32, target: Option<&Target>) -> usize {
-        match target.and_then(|t| t.limits.max_in_flight.map(|max| (max, t.batch_size))) {
-            Some((max, batch)) => {
-                max.saturating_sub(self.in_flight(subscription).div_ceil(batch.max(1)))
-            }
+        match target.and_then(|t| t.limits.max_in_flight) {
+            Some(max) => max.saturating_sub(self.requests_held(subscription)),
             None => usize::MAX,
         }
+    }
+
+    /// The requests `subscription` holds (see `Dispatcher::requests_of`) and those this plan
+    /// starts.
+    fn requests_held(&self, subscription: i32) -> usize {
+        self.dispatcher.requests_of(subscription)
+            + self.requests_starting.get(&subscription).unwrap_or(&0)
     }
 
     /// Notes a new event the cursor passes: its subscription's are read again later (see
@@ -171,12 +179,14 @@ impl<'a> Plan<'a> {
         if target.is_some_and(|t| !t.sends()) {
             return; // parked in the claim transaction
         }
-        // A batched subscription's events of this claim go out in requests of batch_size.
+        // A batched subscription's events of this claim go out in requests of batch_size, a
+        // retried batch's apart from new ones.
+        let batch = (sub, event.batch);
         let cost = match target.filter(|t| t.batched()) {
             Some(t)
                 if !self
-                    .starting
-                    .get(&sub)
+                    .batches
+                    .get(&batch)
                     .unwrap_or(&0)
                     .is_multiple_of(t.batch_size) =>
             {
@@ -197,12 +207,13 @@ impl<'a> Plan<'a> {
             }
         }
         if let Some(t) = target.filter(|t| t.pinned()) {
-            let over = self.over.get(&sub).copied().unwrap_or(0);
-            // max_in_flight counts requests; a batch is one, and an event that joins the batch
-            // this claim is making takes no request of its own.
+            // (Turned away, a batched subscription's events come back a batch at a time.)
+            let over = self.over.get(&sub).copied().unwrap_or(0) / t.batch_size.max(1);
+            // max_in_flight counts requests, each batch one, however few events it carries;
+            // an event that joins a batch this claim is making takes no request of its own.
             let requests = match cost {
                 0 => 0,
-                _ => self.in_flight(sub).div_ceil(t.batch_size),
+                _ => self.requests_held(sub),
             };
             let arrival = if t.ordered {
                 Arrival::Head
@@ -212,21 +223,7 @@ impl<'a> Plan<'a> {
                 Arrival::New
             };
             let admission = limits.admit(sub, &t.limits, requests, over, self.now, arrival);
-            let wait = match admission {
-                Admission::Start => None,
-                // At max_in_flight, a new event is passed and read again when one of its
-                // requests ends (claim::lagging), and a passed one read again stays passed:
-                // put back for a guess of when that is, a backlog was rewritten five times
-                // over and went at a fraction of what the limit allows.
-                Admission::Full(_) if !t.ordered && !event.due => {
-                    if fresh {
-                        self.pass(event);
-                    }
-                    return;
-                }
-                Admission::Full(wait) | Admission::Later(wait) => Some(wait),
-            };
-            if let Some(wait) = wait {
+            if let Admission::Full(wait) | Admission::Later(wait) = admission {
                 if !t.ordered {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
                 }
@@ -236,6 +233,9 @@ impl<'a> Plan<'a> {
             }
         }
         *self.starting.entry(sub).or_default() += 1;
+        if target.is_some_and(|t| t.batched()) {
+            *self.batches.entry(batch).or_default() += 1;
+        }
         self.requests += cost;
         self.took_requests(sub, cost);
         self.start.push(event.clone());

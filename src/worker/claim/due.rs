@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use pg_webhook_core::limits::LimitSpec;
 use pgrx::spi::SpiResult;
 
 use super::Claim;
@@ -12,14 +11,14 @@ impl Claim<'_> {
     /// How many of the new events `fresh` take room from due ones: not those of subscriptions
     /// that hold their share, which cannot start (with them counted, one free request and a
     /// held event read again and again left no room: due events of the others were not read,
-    /// and the claim came back every millisecond); nor those of subscriptions with limits of
-    /// their own, which may go back or be passed (paging through a backlog of a rate-limited
-    /// one, no due event was read, its own whose slots came among them, and it sent nothing
-    /// until the backlog was passed).
+    /// and the claim came back every millisecond); nor those of rate-limited subscriptions,
+    /// most of which go back to slots of their own (paging through a backlog of one, no due
+    /// event was read, its own whose slots came among them, and it sent nothing until the
+    /// backlog was passed).
     pub(super) fn starting(&self, fresh: &[QueuedEvent]) -> usize {
         let full = self.dispatcher.at_share(&self.pace, self.cap);
         let limited =
-            |sub: &i32| (self.targets.get(sub)).is_some_and(|t| t.limits != LimitSpec::default());
+            |sub: &i32| (self.targets.get(sub)).is_some_and(|t| t.limits.rate_limit.is_some());
         fresh
             .iter()
             .filter(|e| !full.contains(&e.subscription_id) && !limited(&e.subscription_id))
