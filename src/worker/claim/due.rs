@@ -12,17 +12,35 @@ impl Claim<'_> {
     /// that hold their share, which cannot start (with them counted, one free request and a
     /// held event read again and again left no room: due events of the others were not read,
     /// and the claim came back every millisecond); nor those of rate-limited subscriptions,
-    /// most of which go back to slots of their own (paging through a backlog of one, no due
-    /// event was read, its own whose slots came among them, and it sent nothing until the
-    /// backlog was passed).
+    /// most of which go back to slots of their own; nor more of a subscription's than its own
+    /// max_in_flight lets start (paging through a limited subscription's backlog, no due
+    /// event was read for the whole pass: the others' retries, and its own put back).
     pub(super) fn starting(&self, fresh: &[QueuedEvent]) -> usize {
         let full = self.dispatcher.at_share(&self.pace, self.cap);
-        let limited =
-            |sub: &i32| (self.targets.get(sub)).is_some_and(|t| t.limits.rate_limit.is_some());
-        fresh
-            .iter()
-            .filter(|e| !full.contains(&e.subscription_id) && !limited(&e.subscription_id))
-            .count()
+        let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+        for e in fresh {
+            *per_subscription.entry(e.subscription_id).or_default() += 1;
+        }
+        (per_subscription.into_iter())
+            .map(|(sub, n)| {
+                let target = self.targets.get(&sub);
+                if full.contains(&sub) || target.is_some_and(|t| t.limits.rate_limit.is_some()) {
+                    return 0;
+                }
+                let batch = target.filter(|t| t.batched()).map_or(1, |t| t.batch_size);
+                n.min(self.limit_room(sub).saturating_mul(batch))
+            })
+            .sum()
+    }
+
+    /// How many more requests `subscription` may start under its own max_in_flight (each
+    /// batch one).
+    fn limit_room(&self, subscription: i32) -> usize {
+        (self.targets.get(&subscription))
+            .and_then(|t| t.limits.max_in_flight)
+            .map_or(usize::MAX, |max| {
+                max.saturating_sub(self.dispatcher.requests_of(subscription))
+            })
     }
 
     /// Due events for `room` more (within `bytes` and `largest`), read past those in flight;
@@ -48,8 +66,8 @@ impl Claim<'_> {
             return Ok((due, Some(statements.ms_until_next_due()?)));
         }
         // The requests the page's events can start, each subscription within its share (the
-        // slow ones within theirs together), their bytes; and the subscriptions whose events
-        // there are more than that.
+        // slow ones within theirs together) and its own max_in_flight, their bytes; and the
+        // subscriptions whose events there are more than that.
         let mut per_subscription: HashMap<i32, (usize, i64)> = HashMap::new();
         for e in due.iter().filter(|e| !self.dispatcher.owns(e.id)) {
             let (n, b) = per_subscription.entry(e.subscription_id).or_default();
@@ -68,15 +86,16 @@ impl Claim<'_> {
                 .filter(|t| t.batched())
                 .map_or(1, |t| t.batch_size);
             let requests = events.div_ceil(per_request);
-            let share_room = if self.pace.is_slow(sub) {
-                let take = requests.min(slow_room);
+            let limit_room = self.limit_room(sub);
+            let room_of = if self.pace.is_slow(sub) {
+                let take = requests.min(slow_room).min(limit_room);
                 slow_room -= take;
                 take
             } else {
-                self.dispatcher.share_room(&self.pace, self.cap, sub)
+                (self.dispatcher.share_room(&self.pace, self.cap, sub)).min(limit_room)
             };
-            startable += requests.min(share_room);
-            if requests > share_room {
+            startable += requests.min(room_of);
+            if requests > room_of {
                 held.push(sub);
             } else {
                 starting_bytes += event_bytes;
