@@ -62,6 +62,16 @@ impl Target {
         self.batch_size > 1
     }
 
+    /// The most events one of its requests carries.
+    pub fn events_per_request(&self) -> usize {
+        self.batch_size.max(1)
+    }
+
+    /// How many more requests it may start under its own `max_in_flight`, holding `held`.
+    pub fn limit_room(&self, held: usize) -> usize {
+        (self.limits.max_in_flight).map_or(usize::MAX, |max| max.saturating_sub(held))
+    }
+
     /// Paused and disabled subscriptions keep queueing but send nothing; an unsubscribed one
     /// still delivers what was queued before. Nothing is sent for an owner who may no longer
     /// read the whole table.

@@ -118,10 +118,9 @@ impl<'a> Plan<'a> {
     /// How many more requests `subscription` may start under its own `max_in_flight` (a
     /// batch is one): a slow subscription's passed events are read again within it.
     pub(super) fn limit_room(&self, subscription: i32, target: Option<&Target>) -> usize {
-        match target.and_then(|t| t.limits.max_in_flight) {
-            Some(max) => max.saturating_sub(self.requests_held(subscription)),
-            None => usize::MAX,
-        }
+        target.map_or(usize::MAX, |t| {
+            t.limit_room(self.requests_held(subscription))
+        })
     }
 
     /// The requests `subscription` holds (see `Dispatcher::requests_of`) and those this plan

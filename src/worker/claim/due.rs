@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use pgrx::spi::SpiResult;
 
 use super::Claim;
+use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent};
 
 impl Claim<'_> {
@@ -27,7 +28,7 @@ impl Claim<'_> {
                 if full.contains(&sub) || target.is_some_and(|t| t.limits.rate_limit.is_some()) {
                     return 0;
                 }
-                let batch = target.filter(|t| t.batched()).map_or(1, |t| t.batch_size);
+                let batch = target.map_or(1, Target::events_per_request);
                 n.min(self.limit_room(sub).saturating_mul(batch))
             })
             .sum()
@@ -36,11 +37,9 @@ impl Claim<'_> {
     /// How many more requests `subscription` may start under its own max_in_flight (each
     /// batch one).
     fn limit_room(&self, subscription: i32) -> usize {
-        (self.targets.get(&subscription))
-            .and_then(|t| t.limits.max_in_flight)
-            .map_or(usize::MAX, |max| {
-                max.saturating_sub(self.dispatcher.requests_of(subscription))
-            })
+        (self.targets.get(&subscription)).map_or(usize::MAX, |t| {
+            t.limit_room(self.dispatcher.requests_of(subscription))
+        })
     }
 
     /// Due events for `room` more (within `bytes` and `largest`), read past those in flight;
@@ -80,11 +79,7 @@ impl Claim<'_> {
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
         for (sub, (events, event_bytes)) in per_subscription {
-            let per_request = self
-                .targets
-                .get(&sub)
-                .filter(|t| t.batched())
-                .map_or(1, |t| t.batch_size);
+            let per_request = self.targets.get(&sub).map_or(1, Target::events_per_request);
             let requests = events.div_ceil(per_request);
             let limit_room = self.limit_room(sub);
             let room_of = if self.pace.is_slow(sub) {

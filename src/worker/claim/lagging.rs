@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use pgrx::spi::SpiResult;
 
 use super::Claim;
+use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent};
 use crate::worker::plan::{Passed, Plan};
 
@@ -100,7 +101,7 @@ impl Claim<'_> {
             if requests == 0 || bytes <= 0 {
                 continue;
             }
-            let batch = target.map_or(1, |t| t.batch_size.max(1));
+            let batch = target.map_or(1, Target::events_per_request);
             let asked = requests * batch;
             let bounds = Bounds {
                 events: asked,
