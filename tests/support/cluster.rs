@@ -31,11 +31,36 @@ pub fn pg_bindir() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// A port on 127.0.0.1 that nothing holds, for a server a test starts later. Taken below the
+/// kernel's ephemeral range: a port the kernel handed out (to `bind(0)` or as a connection's
+/// source port) can be handed out again to another test running beside this one before the
+/// server that was meant to have it binds it, and that test's traffic then reaches the wrong
+/// server (a CI run once saw a stray request at a Patroni test's receiver and the other
+/// test's Patroni never elect a leader). Below the range only tests pick ports, and each
+/// process walks its own sequence of them (from a start that depends on its pid), checking
+/// each is free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+    const LOWEST: usize = 10_000;
+    let top = ephemeral_range_start().max(LOWEST + 1_000);
+    let span = top - LOWEST;
+    let start = (std::process::id() as usize).wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOWEST} and {top}")
+}
+
+/// The first port of the kernel's ephemeral range (32768 unless configured otherwise).
+fn ephemeral_range_start() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `program args` as the clusters' owner: `postgres` (through sudo) when we are root, else us.
