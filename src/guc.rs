@@ -38,16 +38,15 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"pg_webhook.workers",
-        c"Number of delivery workers for the database; 0 (the default): 2 on a server with 2 or more CPUs, else 1.",
-        c"Each takes a share of the events; more than one helps when one core cannot keep up. Needs a restart.",
-        &WORKERS,
-        0,
-        32,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // A restart-only setting can be defined only while the postmaster preloads the library:
+    // defined later (a server without pg_webhook in shared_preload_libraries loading it for
+    // CREATE EXTENSION or a capture trigger), PostgreSQL ends the session with FATAL, so every
+    // write to a subscribed table would fail. Only the workers read it, and only a preloaded
+    // library starts them.
+    // SAFETY: a plain read of a postmaster-set global.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        define_workers();
+    }
     GucRegistry::define_int_guc(
         c"pg_webhook.max_in_flight",
         c"Most HTTP requests each worker has in flight at once.",
@@ -178,6 +177,20 @@ pub fn init() {
     );
     // SAFETY: called from _PG_init on the main thread.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_webhook".as_ptr()) };
+}
+
+/// `pg_webhook.workers` (see `init`).
+fn define_workers() {
+    GucRegistry::define_int_guc(
+        c"pg_webhook.workers",
+        c"Number of delivery workers for the database; 0 (the default): 2 on a server with 2 or more CPUs, else 1.",
+        c"Each takes a share of the events; more than one helps when one core cannot keep up. Needs a restart.",
+        &WORKERS,
+        0,
+        32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
 }
 
 /// The string a GUC check hook is asked about (`None` for NULL).

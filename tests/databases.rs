@@ -267,3 +267,52 @@ fn single_row_transactions_are_shared_out_among_the_workers() {
         "both workers delivered some of the 20 events"
     );
 }
+
+/// A server without pg_webhook in shared_preload_libraries (forgotten, or a restore onto a new
+/// server): loading the library for CREATE EXTENSION or for a capture trigger must not end the
+/// session (defining the restart-only `pg_webhook.workers` then did, with FATAL, so every write
+/// to a subscribed table failed). Subscribing warns, writes commit and their events queue, and
+/// once the library is preloaded they are delivered.
+#[test]
+fn without_preloading_writes_commit_and_their_events_wait_for_the_workers() {
+    let pg = Cluster::start(&["shared_preload_libraries = ''"]);
+    let rx = Receiver::start();
+    let mut db = pg.connect("postgres");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)",
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    assert!(
+        pg.log()
+            .contains("pg_webhook is not in shared_preload_libraries"),
+        "subscribing warned that nothing will be delivered: {}",
+        pg.log()
+    );
+    // A session that has not loaded the library yet: the trigger loads it.
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "INSERT INTO t VALUES (1), (2)");
+    assert_eq!(
+        count(
+            &mut writer,
+            "SELECT count(*) FROM webhook.events WHERE status = 'pending'"
+        ),
+        2
+    );
+    drop((db, writer));
+    pg.append_conf("shared_preload_libraries = 'pg_webhook'\n");
+    pg.stop("fast");
+    pg.pg_ctl_start();
+    let got = rx.wait_for(2, WAIT);
+    let mut rows: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).expect("a JSON body")["record"]
+                ["id"]
+                .as_i64()
+                .expect("a row id")
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, [1, 2]);
+}
