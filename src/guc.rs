@@ -39,14 +39,20 @@ pub fn init() {
         GucFlags::default(),
     );
     // A restart-only setting can be defined only while the postmaster preloads the library:
-    // defined later (a server without pg_webhook in shared_preload_libraries loading it for
+    // defined so later (a server without pg_webhook in shared_preload_libraries loading it for
     // CREATE EXTENSION or a capture trigger), PostgreSQL ends the session with FATAL, so every
     // write to a subscribed table would fail. Only the workers read it, and only a preloaded
-    // library starts them.
+    // library starts them: elsewhere it is defined as a reloadable setting, so a value already
+    // in postgresql.conf (or set with ALTER SYSTEM before the restart that preloads) is kept
+    // rather than warned about and dropped under the reserved prefix.
     // SAFETY: a plain read of a postmaster-set global.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        define_workers();
-    }
+    define_workers(
+        if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+            GucContext::Postmaster
+        } else {
+            GucContext::Sighup
+        },
+    );
     GucRegistry::define_int_guc(
         c"pg_webhook.max_in_flight",
         c"Most HTTP requests each worker has in flight at once.",
@@ -179,8 +185,8 @@ pub fn init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_webhook".as_ptr()) };
 }
 
-/// `pg_webhook.workers` (see `init`).
-fn define_workers() {
+/// `pg_webhook.workers`, restart-only where the library is preloaded (see `init`).
+fn define_workers(context: GucContext) {
     GucRegistry::define_int_guc(
         c"pg_webhook.workers",
         c"Number of delivery workers for the database; 0 (the default): 2 on a server with 2 or more CPUs, else 1.",
@@ -188,7 +194,7 @@ fn define_workers() {
         &WORKERS,
         0,
         32,
-        GucContext::Postmaster,
+        context,
         GucFlags::default(),
     );
 }

@@ -289,6 +289,16 @@ fn without_preloading_writes_commit_and_their_events_wait_for_the_workers() {
         "subscribing warned that nothing will be delivered: {}",
         pg.log()
     );
+    // The cluster's postgresql.conf sets pg_webhook.workers: kept, not dropped with a warning.
+    assert_eq!(
+        text(&mut db, "SHOW pg_webhook.workers").as_deref(),
+        Some("1")
+    );
+    assert!(
+        !pg.log().contains("invalid configuration parameter"),
+        "{}",
+        pg.log()
+    );
     // A session that has not loaded the library yet: the trigger loads it.
     let mut writer = pg.connect("postgres");
     exec(&mut writer, "INSERT INTO t VALUES (1), (2)");
@@ -315,4 +325,13 @@ fn without_preloading_writes_commit_and_their_events_wait_for_the_workers() {
         .collect();
     rows.sort();
     assert_eq!(rows, [1, 2]);
+    // Preloaded, the setting is restart-only again.
+    assert_eq!(
+        text(
+            &mut pg.connect("postgres"),
+            "SELECT context FROM pg_settings WHERE name = 'pg_webhook.workers'"
+        )
+        .as_deref(),
+        Some("postmaster")
+    );
 }
