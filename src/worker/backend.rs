@@ -2,7 +2,7 @@
 //! connection, signal handlers, configuration reload, latch waits, and telling PostgreSQL what
 //! the process is doing (pg_stat_activity and the cumulative statistics that autovacuum goes by).
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_int, CStr, CString};
 use std::time::Duration;
 
 use pgrx::bgworkers::BackgroundWorker;
@@ -135,14 +135,50 @@ pub fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
     (pg_sys::Oid::from((raw >> 32) as u32), raw as u32 as i32)
 }
 
-/// Connects a dynamic worker to its database and returns the database's name.
+/// Settings that `ALTER DATABASE ... SET` or `ALTER ROLE ... SET` would otherwise hand this
+/// process as it connects (PostgreSQL applies them to background workers too), overridden
+/// before it runs any SQL:
+/// - `role`: a database's owner may set it, and the workers would run as that role;
+/// - `search_path`: the process's first queries resolved names through it, so an operator a
+///   database owner put in `public` ran as the bootstrap superuser;
+/// - `default_transaction_isolation`: under REPEATABLE READ a backfill chunk keeps the snapshot
+///   it started with, and its read after waiting out an ordered subscription's writers saw rows
+///   older than events already sent (a stale row sent last);
+/// - `default_transaction_read_only`: every claim failed, and nothing was delivered.
+const PINNED: [(&CStr, &CStr); 4] = [
+    (c"role", c"none"),
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"default_transaction_isolation", c"read committed"),
+    (c"default_transaction_read_only", c"off"),
+];
+
+/// Connects a dynamic worker to its database, pins `PINNED`, and returns the database's name.
+/// Refuses to go on as anything but a superuser.
 pub fn connect(database: pg_sys::Oid) -> String {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
+    for (name, value) in PINNED {
+        // SAFETY: main thread, outside a transaction; none of these settings' checks reads the
+        // catalogs for these values, and an invalid one raises an ERROR, ending the process.
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+            )
+        };
+    }
     // A catalog lookup: only inside a transaction.
-    txn::run("reading the database name", || {
-        Spi::get_one::<String>(CURRENT_DATABASE)
+    let (name, superuser) = txn::run("reading the database name", || {
+        // SAFETY: a catalog lookup inside the transaction txn::run opened.
+        let superuser = unsafe { pg_sys::superuser() };
+        Ok((Spi::get_one::<String>(CURRENT_DATABASE)?, superuser))
     })
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    .unwrap_or_else(|e| error!("pg_webhook: this background process could not start: {e}"));
+    if !superuser {
+        error!(
+            "pg_webhook: this background process connected as a role that is not a superuser (a database or role setting changed its session user); it does not run"
+        );
+    }
+    name.unwrap_or_default()
 }

@@ -1,0 +1,166 @@
+//! Settings a database or role hands the workers: PostgreSQL applies `ALTER DATABASE ... SET`
+//! and `ALTER ROLE ... SET` to background workers as they connect, and a database's owner may
+//! set some of them. The workers pin what would hijack or stop them before they run any SQL.
+
+mod support;
+
+use postgres::Client;
+use support::backfill::{backfilled, wait_state};
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, exec, subscribe, text, WAIT};
+
+/// A cluster with database `app` owned by the ordinary role `dbo`, and pg_webhook made there
+/// by the superuser. Returns the cluster and a superuser session in `app`.
+fn app_owned_by_dbo() -> (Cluster, Client) {
+    let pg = Cluster::start(&[]);
+    let mut admin = pg.connect("postgres");
+    exec(&mut admin, "CREATE ROLE dbo LOGIN");
+    exec(&mut admin, "CREATE DATABASE app OWNER dbo");
+    let db = pg.connect("app");
+    (pg, db)
+}
+
+/// `app_owned_by_dbo` with table `t` (made, then `setup` run, by the superuser) subscribed
+/// with `options`, and the receiver.
+fn subscribed_app(setup: &str, options: &str) -> (Cluster, Client, Receiver) {
+    let (pg, mut db) = app_owned_by_dbo();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        &format!("CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY); {setup}"),
+    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), options);
+    (pg, db, rx)
+}
+
+/// The delivery workers and the callback runner of `app` have set themselves up (each names
+/// itself once its session settings are in place).
+fn wait_workers_set_up(db: &mut Client) {
+    wait_until(WAIT, "the worker and the callback runner of app", || {
+        count(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
+                AND application_name IN ('pg_webhook worker 0', 'pg_webhook callbacks')",
+        ) == 2
+    });
+}
+
+/// Restarts the server, so the workers connect again under the settings just made.
+fn restart(pg: &Cluster) {
+    pg.stop("fast");
+    pg.pg_ctl_start();
+}
+
+/// The owner of a database puts `*(float8, int4)` in `public` (which it owns): an operator
+/// PostgreSQL picks over pg_catalog's for that pair of types wherever `public` is on the search
+/// path. The workers' first queries ran under the database's search path, one of them
+/// multiplying a float8 by an int4, so the operator's function ran as the bootstrap superuser
+/// (and could have made its owner one).
+#[test]
+fn an_operator_a_database_owner_puts_in_public_never_runs_in_the_workers() {
+    let (pg, _, rx) = subscribed_app("", "");
+    let mut owner = pg.connect_as("app", "dbo");
+    exec(
+        &mut owner,
+        "CREATE TABLE public.ran_as (who text);
+         CREATE FUNCTION public.mul(float8, int4) RETURNS float8 LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.ran_as VALUES (current_user);
+             RETURN $1 OPERATOR(pg_catalog.*) $2;
+         END $$;
+         CREATE OPERATOR public.* (LEFTARG = float8, RIGHTARG = int4, FUNCTION = public.mul);",
+    );
+    // The operator works where it is meant to: in the owner's own session.
+    exec(&mut owner, "SELECT 1.5::float8 * 2");
+    assert_eq!(count(&mut owner, "SELECT count(*) FROM public.ran_as"), 1);
+    drop(owner);
+    // The workers set up their sessions again, with the operator in place.
+    restart(&pg);
+    let mut db = pg.connect("app");
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    wait_workers_set_up(&mut db);
+    assert_eq!(
+        text(&mut db, "SELECT string_agg(who, ', ') FROM public.ran_as").as_deref(),
+        Some("dbo"),
+        "the owner's operator ran only in the owner's session"
+    );
+}
+
+/// A database's owner may `ALTER DATABASE ... SET role`: the workers ran as that role, could
+/// not set up their sessions, and delivered nothing.
+#[test]
+fn a_role_the_database_sets_does_not_become_the_workers() {
+    let (pg, _, rx) = subscribed_app("", "");
+    exec(
+        &mut pg.connect_as("app", "dbo"),
+        "ALTER DATABASE app SET role = 'dbo'",
+    );
+    restart(&pg);
+    let mut db = pg.connect("app");
+    exec(&mut db, "SET role = none; INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    wait_workers_set_up(&mut db);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
+                AND backend_type LIKE 'pg_webhook%' AND usesysid <> 10"
+        ),
+        0,
+        "the workers run as the bootstrap superuser"
+    );
+}
+
+/// `default_transaction_read_only = on` for the superuser in the database (a common guard
+/// against its accidental writes): every claim failed and nothing was delivered.
+#[test]
+fn a_read_only_default_for_the_superuser_does_not_stop_delivery() {
+    let (pg, _, rx) = subscribed_app(
+        "GRANT INSERT ON t TO dbo;
+         ALTER ROLE postgres IN DATABASE app SET default_transaction_read_only = on",
+        "",
+    );
+    restart(&pg);
+    exec(&mut pg.connect_as("app", "dbo"), "INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    let mut db = pg.connect("app");
+    wait_until(WAIT, "the delivery recorded", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'",
+        ) == 1
+    });
+}
+
+/// Under a database's REPEATABLE READ default a backfill chunk kept the snapshot it started
+/// with, so its read after waiting out an ordered subscription's writers could send a row
+/// older than an event already sent. The chunk's filter (run in the chunk's transaction, as
+/// the owner) sees the isolation level the workers pin.
+#[test]
+fn a_backfill_runs_at_read_committed_whatever_the_database_default() {
+    let (pg, _, rx) = subscribed_app(
+        "INSERT INTO t SELECT generate_series(1, 3);
+         ALTER DATABASE app SET default_transaction_isolation = 'repeatable read'",
+        ", ordered => true",
+    );
+    restart(&pg);
+    let mut db = pg.connect("app");
+    exec(
+        &mut db,
+        "SELECT webhook.backfill('t',
+             filter => $$pg_catalog.current_setting('transaction_isolation') = 'read committed'$$)",
+    );
+    wait_state(&mut db, "t", "done");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT rows_sent FROM webhook.backfills WHERE subscription = 't'"
+        ),
+        3
+    );
+    wait_until(WAIT, "the three rows backfilled", || {
+        backfilled(&rx).len() == 3
+    });
+}
