@@ -335,3 +335,51 @@ fn without_preloading_writes_commit_and_their_events_wait_for_the_workers() {
         Some("postmaster")
     );
 }
+
+/// Events queued in a database that refused connections when the server started (`ALLOW_CONNECTIONS
+/// false`): the launcher tries every database once at start, and then only those whose commits
+/// ask. Once the database accepts connections again, its workers come without a commit of its
+/// own (before, its events waited for the next one, however long that took).
+#[test]
+fn a_database_that_accepts_connections_again_gets_its_workers_without_a_commit() {
+    let pg = Cluster::start(&[]);
+    let mut admin = pg.connect("postgres");
+    exec(&mut admin, "CREATE DATABASE app");
+    let mut db = pg.connect("app");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY)",
+    );
+    // Nothing listens there yet: the event is tried and waits for a retry.
+    let port = support::cluster::free_port();
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &format!("http://127.0.0.1:{port}/t"),
+        ", retry_schedule => ARRAY['1 second']::interval[], max_attempts => 100",
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "a failed attempt", || {
+        count(&mut db, "SELECT count(*) FROM webhook.attempts") > 0
+    });
+    drop(db);
+    exec(&mut admin, "ALTER DATABASE app ALLOW_CONNECTIONS false");
+    drop(admin);
+    pg.stop("fast");
+    pg.pg_ctl_start();
+    // The launcher has tried the databases it could at start: a worker came to postgres (which
+    // has no pg_webhook), once at each start.
+    wait_until(WAIT, "the launcher to try postgres again", || {
+        pg.log()
+            .matches("started for database \"postgres\"")
+            .count()
+            >= 2
+    });
+    let mut admin = pg.connect("postgres");
+    assert!(workers_in(&mut admin, "app").is_empty());
+    exec(&mut admin, "ALTER DATABASE app ALLOW_CONNECTIONS true");
+    let rx = Receiver::on_port(port, |_, _| support::receiver::Reply::Status(204));
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].path, "/t");
+}

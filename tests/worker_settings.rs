@@ -136,21 +136,29 @@ fn a_read_only_default_for_the_superuser_does_not_stop_delivery() {
 
 /// Under a database's REPEATABLE READ default a backfill chunk kept the snapshot it started
 /// with, so its read after waiting out an ordered subscription's writers could send a row
-/// older than an event already sent. The chunk's filter (run in the chunk's transaction, as
-/// the owner) sees the isolation level the workers pin.
+/// older than an event already sent; and the worker's statements are planned for index scans
+/// and a plan cache mode of its choosing, which a database's planner settings changed. A
+/// backfill chunk's filter (run in the chunk's transaction, as the owner) sees what the
+/// workers pin.
 #[test]
-fn a_backfill_runs_at_read_committed_whatever_the_database_default() {
+fn the_workers_keep_their_isolation_and_planner_settings_whatever_the_database_sets() {
     let (pg, _, rx) = subscribed_app(
         "INSERT INTO t SELECT generate_series(1, 3);
-         ALTER DATABASE app SET default_transaction_isolation = 'repeatable read'",
+         ALTER DATABASE app SET default_transaction_isolation = 'repeatable read';
+         ALTER DATABASE app SET plan_cache_mode = 'force_generic_plan';
+         ALTER DATABASE app SET enable_indexscan = off;
+         ALTER DATABASE app SET enable_indexonlyscan = off",
         ", ordered => true",
     );
     restart(&pg);
     let mut db = pg.connect("app");
     exec(
         &mut db,
-        "SELECT webhook.backfill('t',
-             filter => $$pg_catalog.current_setting('transaction_isolation') = 'read committed'$$)",
+        "SELECT webhook.backfill('t', filter => $$
+             pg_catalog.current_setting('transaction_isolation') = 'read committed'
+             AND pg_catalog.current_setting('plan_cache_mode') = 'auto'
+             AND pg_catalog.current_setting('enable_indexscan') = 'on'
+             AND pg_catalog.current_setting('enable_indexonlyscan') = 'on'$$)",
     );
     wait_state(&mut db, "t", "done");
     assert_eq!(

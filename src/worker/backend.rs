@@ -144,12 +144,19 @@ pub fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
 /// - `default_transaction_isolation`: under REPEATABLE READ a backfill chunk keeps the snapshot
 ///   it started with, and its read after waiting out an ordered subscription's writers saw rows
 ///   older than events already sent (a stale row sent last);
-/// - `default_transaction_read_only`: every claim failed, and nothing was delivered.
-const PINNED: [(&CStr, &CStr); 4] = [
+/// - `default_transaction_read_only`: every claim failed, and nothing was delivered;
+/// - `plan_cache_mode`, `enable_indexscan`, `enable_indexonlyscan`: the worker's statements are
+///   planned for index scans, some with one kept generic plan and those that join the queue
+///   with custom plans (see queue/mod.rs); a database's `force_generic_plan` had every outcome
+///   recorded by reading the whole queue once it was full.
+const PINNED: [(&CStr, &CStr); 7] = [
     (c"role", c"none"),
     (c"search_path", c"pg_catalog, pg_temp"),
     (c"default_transaction_isolation", c"read committed"),
     (c"default_transaction_read_only", c"off"),
+    (c"plan_cache_mode", c"auto"),
+    (c"enable_indexscan", c"on"),
+    (c"enable_indexonlyscan", c"on"),
 ];
 
 /// Connects a dynamic worker to its database, pins `PINNED`, and returns the database's name.

@@ -9,7 +9,7 @@
 //! new database gets delivery with its first subscription.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
@@ -52,6 +52,12 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     crate::wake::register_launcher(pid);
     log!("pg_webhook launcher started");
     let known = databases();
+    // Databases that refused connections at the last look. One that accepts them now
+    // (ALLOW_CONNECTIONS turned back on after a restart) is tried like every database at start:
+    // no commit of its own may come to ask for workers, and its queued events would wait for
+    // one. A database made since is not: it asks with its first commit, as before.
+    let mut refusing = refusing_databases();
+    let mut looked = Instant::now();
     // Workers that outlived a restart of the launcher are adopted, and looked after like the
     // ones it starts: one that dies is started again.
     let mut served: HashMap<pg_sys::Oid, Served> = crate::wake::databases_with_workers()
@@ -98,6 +104,16 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
                 }
                 db.stop();
             }
+        }
+        if looked.elapsed() >= IDLE_WAIT {
+            looked = Instant::now();
+            let now = databases();
+            pending.extend(
+                refusing
+                    .iter()
+                    .filter(|db| now.contains_key(db) && !served.contains_key(db)),
+            );
+            refusing = refusing_databases();
         }
         let mut blocked = None;
         let mut known: Option<HashMap<pg_sys::Oid, String>> = None;
@@ -329,10 +345,27 @@ fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgr
 }
 
 /// The databases workers may connect to, by oid: not templates, accepting connections, not
-/// half dropped. Read from the shared catalog with a plain heap scan, as autovacuum does.
+/// half dropped.
 fn databases() -> HashMap<pg_sys::Oid, String> {
+    scan_databases()
+        .into_iter()
+        .filter_map(|(oid, name, connectable)| connectable.then_some((oid, name)))
+        .collect()
+}
+
+/// The databases, not templates, that refuse connections (`ALLOW_CONNECTIONS false`).
+fn refusing_databases() -> HashSet<pg_sys::Oid> {
+    scan_databases()
+        .into_iter()
+        .filter_map(|(oid, _, connectable)| (!connectable).then_some(oid))
+        .collect()
+}
+
+/// Every database but templates and half-dropped ones: oid, name, and whether it accepts
+/// connections. Read from the shared catalog with a plain heap scan, as autovacuum does.
+fn scan_databases() -> Vec<(pg_sys::Oid, String, bool)> {
     txn::run("listing databases", || {
-        let mut found = HashMap::new();
+        let mut found = Vec::new();
         // SAFETY: inside a transaction with a snapshot; the tuples are read while the scan
         // holds their buffers, and only copied out.
         unsafe {
@@ -351,10 +384,14 @@ fn databases() -> HashMap<pg_sys::Oid, String> {
                     as *const pg_sys::FormData_pg_database;
                 let form = &*form;
                 // -2: a database whose DROP was interrupted.
-                if form.datistemplate || !form.datallowconn || form.datconnlimit == -2 {
+                if form.datistemplate || form.datconnlimit == -2 {
                     continue;
                 }
-                found.insert(form.oid, pgrx::name_data_to_str(&form.datname).to_string());
+                found.push((
+                    form.oid,
+                    pgrx::name_data_to_str(&form.datname).to_string(),
+                    form.datallowconn,
+                ));
             }
             pg_sys::table_endscan(scan);
             pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
