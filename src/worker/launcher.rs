@@ -17,7 +17,8 @@ use pgrx::bgworkers::{
 use pgrx::prelude::*;
 
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
-use super::{encode_start, txn};
+use super::databases::{databases, Databases};
+use super::encode_start;
 use crate::wake::CALLBACK_RUNNER;
 
 /// How long the launcher sleeps when nothing asks for it.
@@ -51,12 +52,14 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
     let pid = unsafe { pg_sys::MyProcPid };
     crate::wake::register_launcher(pid);
     log!("pg_webhook launcher started");
-    let known = databases();
-    // Databases that refused connections at the last look. One that accepts them now
+    let Databases {
+        connectable: known,
+        mut refusing,
+    } = Databases::scan();
+    // `refusing`: databases that refused connections at the last look. One that accepts them now
     // (ALLOW_CONNECTIONS turned back on after a restart) is tried like every database at start:
     // no commit of its own may come to ask for workers, and its queued events would wait for
     // one. A database made since is not: it asks with its first commit, as before.
-    let mut refusing = refusing_databases();
     let mut looked = Instant::now();
     // Workers that outlived a restart of the launcher are adopted, and looked after like the
     // ones it starts: one that dies is started again.
@@ -107,13 +110,13 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
         }
         if looked.elapsed() >= IDLE_WAIT {
             looked = Instant::now();
-            let now = databases();
+            let now = Databases::scan();
             pending.extend(
                 refusing
                     .iter()
-                    .filter(|db| now.contains_key(db) && !served.contains_key(db)),
+                    .filter(|db| now.connectable.contains_key(db) && !served.contains_key(db)),
             );
-            refusing = refusing_databases();
+            refusing = now.refusing;
         }
         let mut blocked = None;
         let mut known: Option<HashMap<pg_sys::Oid, String>> = None;
@@ -342,61 +345,4 @@ fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgr
         .set_notify_pid(me)
         .load_dynamic()
         .ok()
-}
-
-/// The databases workers may connect to, by oid: not templates, accepting connections, not
-/// half dropped.
-fn databases() -> HashMap<pg_sys::Oid, String> {
-    scan_databases()
-        .into_iter()
-        .filter_map(|(oid, name, connectable)| connectable.then_some((oid, name)))
-        .collect()
-}
-
-/// The databases, not templates, that refuse connections (`ALLOW_CONNECTIONS false`).
-fn refusing_databases() -> HashSet<pg_sys::Oid> {
-    scan_databases()
-        .into_iter()
-        .filter_map(|(oid, _, connectable)| (!connectable).then_some(oid))
-        .collect()
-}
-
-/// Every database but templates and half-dropped ones: oid, name, and whether it accepts
-/// connections. Read from the shared catalog with a plain heap scan, as autovacuum does.
-fn scan_databases() -> Vec<(pg_sys::Oid, String, bool)> {
-    txn::run("listing databases", || {
-        let mut found = Vec::new();
-        // SAFETY: inside a transaction with a snapshot; the tuples are read while the scan
-        // holds their buffers, and only copied out.
-        unsafe {
-            let rel = pg_sys::table_open(
-                pg_sys::DatabaseRelationId,
-                pg_sys::AccessShareLock as pg_sys::LOCKMODE,
-            );
-            let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
-            loop {
-                let tuple = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
-                if tuple.is_null() {
-                    break;
-                }
-                let header = (*tuple).t_data;
-                let form = (header as *const u8).add((*header).t_hoff as usize)
-                    as *const pg_sys::FormData_pg_database;
-                let form = &*form;
-                // -2: a database whose DROP was interrupted.
-                if form.datistemplate || form.datconnlimit == -2 {
-                    continue;
-                }
-                found.push((
-                    form.oid,
-                    pgrx::name_data_to_str(&form.datname).to_string(),
-                    form.datallowconn,
-                ));
-            }
-            pg_sys::table_endscan(scan);
-            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        }
-        Ok(found)
-    })
-    .unwrap_or_default()
 }

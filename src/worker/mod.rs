@@ -13,6 +13,7 @@ mod backfills;
 mod callbacks;
 mod claim;
 mod cursor;
+mod databases;
 mod dispatch;
 mod grouped;
 mod launcher;
