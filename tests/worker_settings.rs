@@ -1,6 +1,7 @@
 //! Settings a database or role hands the workers: PostgreSQL applies `ALTER DATABASE ... SET`
 //! and `ALTER ROLE ... SET` to background workers as they connect, and a database's owner may
-//! set some of them. The workers pin what would hijack or stop them before they run any SQL.
+//! set most of them. Before they run any SQL, the workers put the server's values back over
+//! them and pin what would hijack or stop them.
 
 mod support;
 
@@ -43,6 +44,27 @@ fn wait_workers_set_up(db: &mut Client) {
             "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
                 AND application_name IN ('pg_webhook worker 0', 'pg_webhook callbacks')",
         ) == 2
+    });
+}
+
+/// Backfills the three rows of `t` with `condition` as the filter (run in the chunk's
+/// transaction, in worker 0, as the owner) and checks that all three passed it and arrived.
+fn backfill_sees(db: &mut Client, rx: &Receiver, condition: &str) {
+    exec(
+        db,
+        &format!("SELECT webhook.backfill('t', filter => $${condition}$$)"),
+    );
+    wait_state(db, "t", "done");
+    assert_eq!(
+        count(
+            db,
+            "SELECT rows_sent FROM webhook.backfills WHERE subscription = 't'"
+        ),
+        3,
+        "rows that passed the filter: {condition}"
+    );
+    wait_until(WAIT, "the three rows backfilled", || {
+        backfilled(rx).len() == 3
     });
 }
 
@@ -152,23 +174,63 @@ fn the_workers_keep_their_isolation_and_planner_settings_whatever_the_database_s
     );
     restart(&pg);
     let mut db = pg.connect("app");
+    backfill_sees(
+        &mut db,
+        &rx,
+        "pg_catalog.current_setting('transaction_isolation') = 'read committed'
+         AND pg_catalog.current_setting('plan_cache_mode') = 'auto'
+         AND pg_catalog.current_setting('enable_indexscan') = 'on'
+         AND pg_catalog.current_setting('enable_indexonlyscan') = 'on'",
+    );
+}
+
+/// Whatever a database's owner or a role setting changes, the workers run with the server's
+/// settings: the planner's join methods (with `enable_nestloop` and `enable_mergejoin` off,
+/// every outcome recorded read the whole queue, so a backlog drained in quadratic time),
+/// `exit_on_error` (every ERROR a worker catches and goes on from would end it), `work_mem`,
+/// `DateStyle`. A setting the server does not define (a placeholder such as `app.tenant`) stays
+/// for the user's own SQL. A backfill chunk's filter (run in the chunk's transaction, as the
+/// owner) sees what the workers run with.
+#[test]
+fn the_workers_run_with_the_servers_settings_not_those_of_the_database_or_role() {
+    let pg = Cluster::start(&["work_mem = '8MB'"]);
+    let mut admin = pg.connect("postgres");
+    exec(&mut admin, "CREATE ROLE dbo LOGIN");
+    exec(&mut admin, "CREATE DATABASE app OWNER dbo");
+    let mut db = pg.connect("app");
     exec(
         &mut db,
-        "SELECT webhook.backfill('t', filter => $$
-             pg_catalog.current_setting('transaction_isolation') = 'read committed'
-             AND pg_catalog.current_setting('plan_cache_mode') = 'auto'
-             AND pg_catalog.current_setting('enable_indexscan') = 'on'
-             AND pg_catalog.current_setting('enable_indexonlyscan') = 'on'$$)",
+        "CREATE EXTENSION pg_webhook; CREATE TABLE t (id int PRIMARY KEY);
+         INSERT INTO t SELECT generate_series(1, 3);
+         ALTER ROLE postgres IN DATABASE app SET enable_hashjoin = off;
+         ALTER DATABASE app SET app.tenant = 'acme'",
     );
-    wait_state(&mut db, "t", "done");
+    let rx = Receiver::start();
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut pg.connect_as("app", "dbo"),
+        "ALTER DATABASE app SET enable_nestloop = off;
+         ALTER DATABASE app SET enable_mergejoin = off;
+         ALTER DATABASE app SET exit_on_error = on;
+         ALTER DATABASE app SET work_mem = '64kB';
+         ALTER DATABASE app SET \"DateStyle\" = 'SQL, DMY'",
+    );
+    restart(&pg);
+    let mut db = pg.connect("app");
+    // The settings hold for the database's own sessions.
     assert_eq!(
-        count(
-            &mut db,
-            "SELECT rows_sent FROM webhook.backfills WHERE subscription = 't'"
-        ),
-        3
+        text(&mut db, "SHOW enable_nestloop").as_deref(),
+        Some("off")
     );
-    wait_until(WAIT, "the three rows backfilled", || {
-        backfilled(&rx).len() == 3
-    });
+    backfill_sees(
+        &mut db,
+        &rx,
+        "pg_catalog.current_setting('enable_nestloop') = 'on'
+         AND pg_catalog.current_setting('enable_mergejoin') = 'on'
+         AND pg_catalog.current_setting('enable_hashjoin') = 'on'
+         AND pg_catalog.current_setting('exit_on_error') = 'off'
+         AND pg_catalog.current_setting('work_mem') = '8MB'
+         AND pg_catalog.current_setting('DateStyle') = 'ISO, MDY'
+         AND pg_catalog.current_setting('app.tenant', true) = 'acme'",
+    );
 }

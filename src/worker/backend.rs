@@ -2,12 +2,13 @@
 //! connection, signal handlers, configuration reload, latch waits, and telling PostgreSQL what
 //! the process is doing (pg_stat_activity and the cumulative statistics that autovacuum goes by).
 
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CString};
 use std::time::Duration;
 
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
+use super::settings::ServerSettings;
 use super::txn;
 
 const CURRENT_DATABASE: &str = include_str!("../../sql/queries/current_database.sql");
@@ -135,45 +136,18 @@ pub fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
     (pg_sys::Oid::from((raw >> 32) as u32), raw as u32 as i32)
 }
 
-/// Settings that `ALTER DATABASE ... SET` or `ALTER ROLE ... SET` would otherwise hand this
-/// process as it connects (PostgreSQL applies them to background workers too), overridden
-/// before it runs any SQL:
-/// - `role`: a database's owner may set it, and the workers would run as that role;
-/// - `search_path`: the process's first queries resolved names through it, so an operator a
-///   database owner put in `public` ran as the bootstrap superuser;
-/// - `default_transaction_isolation`: under REPEATABLE READ a backfill chunk keeps the snapshot
-///   it started with, and its read after waiting out an ordered subscription's writers saw rows
-///   older than events already sent (a stale row sent last);
-/// - `default_transaction_read_only`: every claim failed, and nothing was delivered;
-/// - `plan_cache_mode`, `enable_indexscan`, `enable_indexonlyscan`: the worker's statements are
-///   planned for index scans, some with one kept generic plan and those that join the queue
-///   with custom plans (see queue/mod.rs); a database's `force_generic_plan` had every outcome
-///   recorded by reading the whole queue once it was full.
-const PINNED: [(&CStr, &CStr); 7] = [
-    (c"role", c"none"),
-    (c"search_path", c"pg_catalog, pg_temp"),
-    (c"default_transaction_isolation", c"read committed"),
-    (c"default_transaction_read_only", c"off"),
-    (c"plan_cache_mode", c"auto"),
-    (c"enable_indexscan", c"on"),
-    (c"enable_indexonlyscan", c"on"),
-];
-
-/// Connects a dynamic worker to its database, pins `PINNED`, and returns the database's name.
-/// Refuses to go on as anything but a superuser.
+/// Connects a dynamic worker to its database with the server's settings (not the database's or
+/// its role's; see settings.rs), and returns the database's name. Refuses to go on as anything
+/// but a superuser.
 pub fn connect(database: pg_sys::Oid) -> String {
+    let server = ServerSettings::take();
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    for (name, value) in PINNED {
-        // SAFETY: main thread, outside a transaction; none of these settings' checks reads the
-        // catalogs for these values, and an invalid one raises an ERROR, ending the process.
-        unsafe {
-            pg_sys::SetConfigOption(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-            )
-        };
+    let restored = server.restore();
+    if !restored.is_empty() {
+        log!(
+            "pg_webhook: this background process runs with the server's value of {}, not the one set for its database or role",
+            restored.join(", ")
+        );
     }
     // A catalog lookup: only inside a transaction.
     let (name, superuser) = txn::run("reading the database name", || {

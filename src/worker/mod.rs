@@ -22,6 +22,7 @@ mod plan;
 mod record;
 mod replicated;
 mod session;
+mod settings;
 mod txn;
 mod vacuum;
 mod watchdog;
