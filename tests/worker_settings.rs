@@ -187,10 +187,11 @@ fn the_workers_keep_their_isolation_and_planner_settings_whatever_the_database_s
 /// Whatever a database's owner or a role setting changes, the workers run with the server's
 /// settings: the planner's join methods (with `enable_nestloop` and `enable_mergejoin` off,
 /// every outcome recorded read the whole queue, so a backlog drained in quadratic time),
-/// `exit_on_error` (every ERROR a worker catches and goes on from would end it), `work_mem`,
-/// `DateStyle`. A setting the server does not define (a placeholder such as `app.tenant`) stays
-/// for the user's own SQL. A backfill chunk's filter (run in the chunk's transaction, as the
-/// owner) sees what the workers run with.
+/// `exit_on_error` (every ERROR a worker catches and goes on from would end it), `work_mem`.
+/// How values are written and read stays the database's (`DateStyle`), and so does a setting
+/// the server does not define (a placeholder such as `app.tenant`), for the user's own SQL. A
+/// backfill chunk's filter (run in the chunk's transaction, as the owner) sees what the
+/// workers run with.
 #[test]
 fn the_workers_run_with_the_servers_settings_not_those_of_the_database_or_role() {
     let pg = Cluster::start(&["work_mem = '8MB'"]);
@@ -230,7 +231,34 @@ fn the_workers_run_with_the_servers_settings_not_those_of_the_database_or_role()
          AND pg_catalog.current_setting('enable_hashjoin') = 'on'
          AND pg_catalog.current_setting('exit_on_error') = 'off'
          AND pg_catalog.current_setting('work_mem') = '8MB'
-         AND pg_catalog.current_setting('DateStyle') = 'ISO, MDY'
+         AND pg_catalog.current_setting('DateStyle') = 'SQL, DMY'
          AND pg_catalog.current_setting('app.tenant', true) = 'acme'",
+    );
+}
+
+/// A database's owner may `ALTER DATABASE ... SET session_authorization` to itself: the workers,
+/// which connect as no one in particular, took it as their session user, refused to run as a
+/// role that is not a superuser, and were started again and again, so nothing in the database
+/// was delivered (client sessions are not affected: their login sets it).
+#[test]
+fn a_session_authorization_the_database_sets_does_not_stop_delivery() {
+    let (pg, _, rx) = subscribed_app("", "");
+    exec(
+        &mut pg.connect_as("app", "dbo"),
+        "ALTER DATABASE app SET session_authorization = 'dbo'",
+    );
+    restart(&pg);
+    let mut db = pg.connect("app");
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    wait_workers_set_up(&mut db);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
+                AND backend_type LIKE 'pg_webhook%' AND usesysid <> 10"
+        ),
+        0,
+        "the workers run as the bootstrap superuser"
     );
 }

@@ -142,20 +142,30 @@ pub fn decode_start(arg: pg_sys::Datum) -> (pg_sys::Oid, i32) {
 pub fn connect(database: pg_sys::Oid) -> String {
     let server = ServerSettings::take();
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database), None);
-    let restored = server.restore();
-    if !restored.is_empty() {
-        log!(
-            "pg_webhook: this background process runs with the server's value of {}, not the one set for its database or role",
-            restored.join(", ")
-        );
-    }
-    // A catalog lookup: only inside a transaction.
-    let (name, superuser) = txn::run("reading the database name", || {
+    // The settings first, before any SQL; some of their checks need a transaction.
+    let (name, superuser, settings) = txn::run("setting up the session", || {
+        let settings = server.restore();
         // SAFETY: a catalog lookup inside the transaction txn::run opened.
         let superuser = unsafe { pg_sys::superuser() };
-        Ok((Spi::get_one::<String>(CURRENT_DATABASE)?, superuser))
+        Ok((
+            Spi::get_one::<String>(CURRENT_DATABASE)?,
+            superuser,
+            settings,
+        ))
     })
     .unwrap_or_else(|e| error!("pg_webhook: this background process could not start: {e}"));
+    if !settings.restored.is_empty() {
+        log!(
+            "pg_webhook: this background process runs with the server's value of {}, not the one set for its database or role",
+            settings.restored.join(", ")
+        );
+    }
+    if !settings.left.is_empty() {
+        warning!(
+            "pg_webhook: this background process keeps the value its database or role set for {}",
+            settings.left.join(", ")
+        );
+    }
     if !superuser {
         error!(
             "pg_webhook: this background process connected as a role that is not a superuser (a database or role setting changed its session user); it does not run"

@@ -1,17 +1,21 @@
-//! The settings a pg_webhook background process runs with: the server's, never those of the
-//! database it serves or of its role.
+//! The settings a pg_webhook background process runs with: the server's, not those of the
+//! database it serves or of its role, apart from how values are written and read.
 //!
 //! PostgreSQL applies `ALTER DATABASE ... SET` and `ALTER ROLE ... SET` to background workers as
 //! they connect, and a database's owner may make most of them. Through them the workers'
 //! statements could be planned badly (`enable_nestloop = off` made every outcome recorded read
 //! the whole queue: a backlog drained in quadratic time), any caught ERROR could end the process
-//! (`exit_on_error`), or the workers could be hijacked (`role`, `search_path`). So the process
-//! notes the server's value of every setting before it connects, puts those back over whatever
-//! the database and role settings changed, then pins the few values it relies on whatever the
-//! server says (`PINNED`).
+//! (`exit_on_error`), or the workers could be hijacked or stopped (`role`, `search_path`,
+//! `session_authorization`). So the process notes the server's value of every setting before it
+//! connects, and in its first transaction puts those back over whatever the database and role
+//! settings changed — except the ones that say how values are written and read (`KEPT`: what
+//! the workers render, and the user SQL they run, mean what they mean in the database's
+//! sessions) and what is logged or counted — then pins the few values it relies on whatever
+//! the server says (`PINNED`).
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+use std::sync::atomic::{fence, Ordering};
 
 use pgrx::pg_sys;
 
@@ -39,6 +43,51 @@ const PINNED: [(&CStr, &CStr); 8] = [
     (c"enable_indexonlyscan", c"on"),
     (c"exit_on_error", c"off"),
 ];
+
+/// Settings a database or role keeps for the workers: how values are written and read (a
+/// database's `TimeZone` is the offset the timestamps the workers render carry, and a
+/// backfill's filter is read as the database's sessions read it), compared without case. So
+/// are logging and statistics settings (`log_*`, `track_*`) and those of other libraries or
+/// placeholders (names with a dot), whose meaning pg_webhook cannot know.
+const KEPT: [&str; 20] = [
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "timezone_abbreviations",
+    "extra_float_digits",
+    "bytea_output",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "standard_conforming_strings",
+    "backslash_quote",
+    "escape_string_warning",
+    "array_nulls",
+    "transform_null_equals",
+    "quote_all_identifiers",
+    "xmlbinary",
+    "xmloption",
+    "client_encoding",
+    "default_text_search_config",
+];
+
+fn kept(name: &str) -> bool {
+    name.starts_with("log_")
+        || name.starts_with("track_")
+        || name.contains('.')
+        || KEPT.iter().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// What `ServerSettings::restore` did with the database's and role's settings.
+#[derive(Default)]
+pub struct Restored {
+    /// Put back to the server's value.
+    pub restored: Vec<String>,
+    /// Left as the database or role set them, though not in `KEPT`: the server has no value to
+    /// put back, or refused it (each with why).
+    pub left: Vec<String>,
+}
 
 /// The server's settings as this process got them from the postmaster (configuration files,
 /// `ALTER SYSTEM`, command line, defaults), by name.
@@ -98,11 +147,11 @@ impl ServerSettings {
     }
 
     /// Puts the server's value back over every setting the database or the role changed as the
-    /// process connected (with the same source, so `RESET` goes back to the server's value as
-    /// well), then pins `PINNED`. Returns the names of the settings put back. A value the
-    /// setting refuses is reported as a WARNING, not raised: the server's own value was valid
-    /// in this process a moment ago.
-    pub fn restore(&self) -> Vec<String> {
+    /// process connected, but those `kept` (with the same source, so `RESET` goes back to the
+    /// server's value as well), gives the session back to the bootstrap superuser, then pins
+    /// `PINNED`. Inside the process's first transaction: some settings' checks look up the
+    /// catalogs. A value a setting refuses is reported, not raised.
+    pub fn restore(&self) -> Restored {
         let changed: Vec<(CString, pg_sys::GucSource::Type)> = all_settings()
             .into_iter()
             // SAFETY: as in `take`.
@@ -111,15 +160,34 @@ impl ServerSettings {
                     .then(|| (CStr::from_ptr((*var).name).to_owned(), (*var).source))
             })
             .collect();
-        let mut restored = Vec::new();
+        let mut report = Restored::default();
         for (name, source) in changed {
-            // A setting a library defined only now has no server value here: it stays.
-            let Some(value) = self.0.get(&name) else {
+            let text = name.to_string_lossy().into_owned();
+            if kept(&text) {
                 continue;
+            }
+            let value = match self.0.get(&name) {
+                Some(value) => value.clone(),
+                // The process connected as no one in particular, so the database's value of
+                // this one set the session user; the server's is the bootstrap superuser.
+                None if text == "session_authorization" => match bootstrap_superuser() {
+                    Some(name) => name,
+                    None => {
+                        report.left.push(format!("{text} (no superuser name)"));
+                        continue;
+                    }
+                },
+                None => {
+                    report
+                        .left
+                        .push(format!("{text} (the server has no value for it)"));
+                    continue;
+                }
             };
-            // SAFETY: main thread, outside a transaction, before any SQL; GUC_ACTION_SET at
-            // the setting's own source level also makes it the value RESET goes back to.
-            unsafe {
+            // SAFETY: main thread, inside a transaction, before any SQL; GUC_ACTION_SET at the
+            // setting's own source level also makes it the value RESET goes back to. Returns 1
+            // when the value was set; a refusal is a WARNING (elevel), not an ERROR.
+            let set = unsafe {
                 pg_sys::set_config_option(
                     name.as_ptr(),
                     value.as_ptr(),
@@ -129,14 +197,22 @@ impl ServerSettings {
                     true,
                     pg_sys::WARNING as i32,
                     false,
-                );
+                )
+            };
+            if set == 1 {
+                if text == "session_authorization" {
+                    report_session_user();
+                }
+                report.restored.push(text);
+            } else {
+                report
+                    .left
+                    .push(format!("{text} (the server's value was refused)"));
             }
-            restored.push(name.to_string_lossy().into_owned());
         }
         for (name, value) in PINNED {
-            // SAFETY: main thread, outside a transaction; none of these settings' checks reads
-            // the catalogs for these values, and an invalid one raises an ERROR, ending the
-            // process.
+            // SAFETY: main thread, inside a transaction; an invalid value raises an ERROR, which
+            // ends the process's start.
             unsafe {
                 pg_sys::SetConfigOption(
                     name.as_ptr(),
@@ -146,6 +222,35 @@ impl ServerSettings {
                 )
             };
         }
-        restored
+        report
+    }
+}
+
+/// The bootstrap superuser's name (the role the workers run as).
+fn bootstrap_superuser() -> Option<CString> {
+    // SAFETY: a syscache lookup inside a transaction; NULL (noerr) when the role is missing.
+    unsafe {
+        let name =
+            pg_sys::GetUserNameFromId(pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID), true);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_owned())
+    }
+}
+
+/// Corrects the role pg_stat_activity names for this process (`usesysid`), which PostgreSQL
+/// noted as the process connected, under the database's `session_authorization`.
+fn report_session_user() {
+    // SAFETY: this process's own status entry, written as PGSTAT_BEGIN/END_WRITE_ACTIVITY do:
+    // readers retry while the change count is odd.
+    unsafe {
+        let entry = pg_sys::MyBEEntry;
+        if entry.is_null() {
+            return;
+        }
+        let count = &raw mut (*entry).st_changecount;
+        count.write_volatile(count.read_volatile().wrapping_add(1));
+        fence(Ordering::SeqCst);
+        (&raw mut (*entry).st_userid).write_volatile(pg_sys::GetSessionUserId());
+        fence(Ordering::SeqCst);
+        count.write_volatile(count.read_volatile().wrapping_add(1));
     }
 }
