@@ -68,6 +68,28 @@ fn backfill_sees(db: &mut Client, rx: &Receiver, condition: &str) {
     });
 }
 
+/// Runs `alter` as `app`'s owner, restarts, and checks that a change is delivered and that
+/// the workers run as the bootstrap superuser.
+fn delivers_as_the_superuser_after(alter: &str) {
+    let (pg, _, rx) = subscribed_app("", "");
+    exec(&mut pg.connect_as("app", "dbo"), alter);
+    restart(&pg);
+    let mut db = pg.connect("app");
+    // (The superuser's own session takes the database's role too: set it back.)
+    exec(&mut db, "SET role = none; INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    wait_workers_set_up(&mut db);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
+                AND backend_type LIKE 'pg_webhook%' AND usesysid <> 10"
+        ),
+        0,
+        "the workers run as the bootstrap superuser"
+    );
+}
+
 /// Restarts the server, so the workers connect again under the settings just made.
 fn restart(pg: &Cluster) {
     pg.stop("fast");
@@ -114,25 +136,7 @@ fn an_operator_a_database_owner_puts_in_public_never_runs_in_the_workers() {
 /// not set up their sessions, and delivered nothing.
 #[test]
 fn a_role_the_database_sets_does_not_become_the_workers() {
-    let (pg, _, rx) = subscribed_app("", "");
-    exec(
-        &mut pg.connect_as("app", "dbo"),
-        "ALTER DATABASE app SET role = 'dbo'",
-    );
-    restart(&pg);
-    let mut db = pg.connect("app");
-    exec(&mut db, "SET role = none; INSERT INTO t VALUES (1)");
-    rx.wait_for(1, WAIT);
-    wait_workers_set_up(&mut db);
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
-                AND backend_type LIKE 'pg_webhook%' AND usesysid <> 10"
-        ),
-        0,
-        "the workers run as the bootstrap superuser"
-    );
+    delivers_as_the_superuser_after("ALTER DATABASE app SET role = 'dbo'");
 }
 
 /// `default_transaction_read_only = on` for the superuser in the database (a common guard
@@ -242,23 +246,5 @@ fn the_workers_run_with_the_servers_settings_not_those_of_the_database_or_role()
 /// was delivered (client sessions are not affected: their login sets it).
 #[test]
 fn a_session_authorization_the_database_sets_does_not_stop_delivery() {
-    let (pg, _, rx) = subscribed_app("", "");
-    exec(
-        &mut pg.connect_as("app", "dbo"),
-        "ALTER DATABASE app SET session_authorization = 'dbo'",
-    );
-    restart(&pg);
-    let mut db = pg.connect("app");
-    exec(&mut db, "INSERT INTO t VALUES (1)");
-    rx.wait_for(1, WAIT);
-    wait_workers_set_up(&mut db);
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app'
-                AND backend_type LIKE 'pg_webhook%' AND usesysid <> 10"
-        ),
-        0,
-        "the workers run as the bootstrap superuser"
-    );
+    delivers_as_the_superuser_after("ALTER DATABASE app SET session_authorization = 'dbo'");
 }
