@@ -10,6 +10,7 @@
 //!
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
+mod deformed;
 mod due;
 mod outcomes;
 mod rows;

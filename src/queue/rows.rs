@@ -1,8 +1,11 @@
 //! What the worker reads from and writes to the queue, as Rust values.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgrx::spi::SpiResult;
+
+use super::deformed::DeformedRows;
 
 /// A queued event as the worker needs it. `(txid, id)` is its key in the queue.
 #[derive(Debug, Clone, Default)]
@@ -15,8 +18,9 @@ pub struct QueuedEvent {
     pub table_name: String,
     /// The row images as JSON text; both `None` when they were too large to read (then
     /// `payload_bytes` is over the claim's `largest`).
-    pub record: Option<String>,
-    pub old_record: Option<String>,
+    /// Shared, not copied, by the plan that starts the event.
+    pub record: Option<Arc<str>>,
+    pub old_record: Option<Arc<str>>,
     pub attempts: i32,
     pub series_start: i32,
     /// When the change was captured, RFC 3339 (as JSON renders timestamps).
@@ -109,7 +113,8 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
 
 pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
     let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    let mut row = DeformedRows::of(&rows)?;
+    while row.advance() {
         out.push(QueuedEvent {
             txid: row.get(1)?.unwrap_or_default(),
             id: row.get(2)?.unwrap_or_default(),
@@ -117,8 +122,9 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             op: row.get(4)?.unwrap_or_default(),
             table_schema: row.get(5)?.unwrap_or_default(),
             table_name: row.get(6)?.unwrap_or_default(),
-            record: row.get(7)?,
-            old_record: row.get(8)?,
+            // Copied once, from the result's memory into the shared string.
+            record: row.get::<&str>(7)?.map(Arc::from),
+            old_record: row.get::<&str>(8)?.map(Arc::from),
             attempts: row.get(9)?.unwrap_or_default(),
             series_start: row.get(10)?.unwrap_or_default(),
             created_at: row.get(11)?.unwrap_or_default(),
