@@ -17,10 +17,9 @@ use pgrx::{FromDatum, IntoDatum};
 pub struct DeformedRows<'r, 'c> {
     table: *mut pg_sys::SPITupleTable,
     next: usize,
-    len: usize,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
-    _rows: &'r SpiTupleTable<'c>,
+    rows: &'r SpiTupleTable<'c>,
 }
 
 impl<'r, 'c> DeformedRows<'r, 'c> {
@@ -30,39 +29,28 @@ impl<'r, 'c> DeformedRows<'r, 'c> {
         // SAFETY: SPI_tuptable is the last statement's result, valid until the next SPI call
         // or SPI_finish, which the borrow of `rows` (tied to its SPI connection) outlives.
         let table = unsafe { pg_sys::SPI_tuptable };
-        if rows.is_empty() {
-            return Ok(DeformedRows::empty(rows, table));
-        }
-        // SAFETY: checked for NULL before the dereference.
-        if table.is_null() || unsafe { (*table).numvals } as usize != rows.len() {
-            return Err(SpiError::NoTupleTable);
-        }
-        // SAFETY: a valid tuple table with a descriptor.
-        let natts = unsafe { (*(*table).tupdesc).natts }.max(0) as usize;
+        let natts = if rows.is_empty() {
+            0
+        } else {
+            // SAFETY: checked for NULL before the dereference.
+            if table.is_null() || unsafe { (*table).numvals } as usize != rows.len() {
+                return Err(SpiError::NoTupleTable);
+            }
+            // SAFETY: a valid tuple table with a descriptor.
+            unsafe { (*(*table).tupdesc).natts }.max(0) as usize
+        };
         Ok(DeformedRows {
             table,
             next: 0,
-            len: rows.len(),
             values: vec![pg_sys::Datum::from(0usize); natts],
             nulls: vec![true; natts],
-            _rows: rows,
+            rows,
         })
-    }
-
-    fn empty(rows: &'r SpiTupleTable<'c>, table: *mut pg_sys::SPITupleTable) -> Self {
-        DeformedRows {
-            table,
-            next: 0,
-            len: 0,
-            values: Vec::new(),
-            nulls: Vec::new(),
-            _rows: rows,
-        }
     }
 
     /// Moves to the next row; false past the last.
     pub fn advance(&mut self) -> bool {
-        if self.next >= self.len {
+        if self.next >= self.rows.len() {
             return false;
         }
         // SAFETY: `next` < numvals; the tuple and descriptor belong to the live result, and
