@@ -73,12 +73,8 @@ fn backfill_sees(db: &mut Client, rx: &Receiver, condition: &str) {
 fn delivers_as_the_superuser_after(alter: &str) {
     let (pg, _, rx) = subscribed_app("", "");
     exec(&mut pg.connect_as("app", "dbo"), alter);
-    restart(&pg);
-    let mut db = pg.connect("app");
     // (The superuser's own session takes the database's role too: set it back.)
-    exec(&mut db, "SET role = none; INSERT INTO t VALUES (1)");
-    rx.wait_for(1, WAIT);
-    wait_workers_set_up(&mut db);
+    let mut db = restart_and_deliver(&pg, &rx, "SET role = none; INSERT INTO t VALUES (1)");
     assert_eq!(
         count(
             &mut db,
@@ -88,6 +84,17 @@ fn delivers_as_the_superuser_after(alter: &str) {
         0,
         "the workers run as the bootstrap superuser"
     );
+}
+
+/// Restarts the server, runs `write` (one change of `t`) as the superuser in `app`, waits for
+/// its delivery and for the workers to set up their sessions; returns that session.
+fn restart_and_deliver(pg: &Cluster, rx: &Receiver, write: &str) -> Client {
+    restart(pg);
+    let mut db = pg.connect("app");
+    exec(&mut db, write);
+    rx.wait_for(1, WAIT);
+    wait_workers_set_up(&mut db);
+    db
 }
 
 /// Restarts the server, so the workers connect again under the settings just made.
@@ -120,11 +127,7 @@ fn an_operator_a_database_owner_puts_in_public_never_runs_in_the_workers() {
     assert_eq!(count(&mut owner, "SELECT count(*) FROM public.ran_as"), 1);
     drop(owner);
     // The workers set up their sessions again, with the operator in place.
-    restart(&pg);
-    let mut db = pg.connect("app");
-    exec(&mut db, "INSERT INTO t VALUES (1)");
-    rx.wait_for(1, WAIT);
-    wait_workers_set_up(&mut db);
+    let mut db = restart_and_deliver(&pg, &rx, "INSERT INTO t VALUES (1)");
     assert_eq!(
         text(&mut db, "SELECT string_agg(who, ', ') FROM public.ran_as").as_deref(),
         Some("dbo"),
