@@ -77,8 +77,8 @@ BEGIN
 END
 $$;
 
--- The queue is keyed by (txid, id): outcomes are recorded by key instead of by ctid, pg_repack
--- can rebuild it, and FOR ALL TABLES publications have a replica identity. The key replaces the
+-- The queue is keyed by (txid, id): outcomes are recorded by key (a ctid is only where they
+-- look first, the key checked there), pg_repack can rebuild it, and FOR ALL TABLES publications have a replica identity. The key replaces the
 -- partial index that found new events. Claims are bounded by bytes, so each event carries the
 -- size of its row images.
 ALTER TABLE webhook._event_queue
@@ -383,6 +383,14 @@ CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
     EXECUTE FUNCTION webhook._on_ddl();
 ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;
 
+-- API: Private. A claim's byte budget, counted as its rows are read (src/queue/room.rs). Only
+-- the delivery workers call it, as the bootstrap superuser.
+CREATE FUNCTION webhook._claim_room(bytes integer, budget bigint) RETURNS integer
+LANGUAGE c VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pg_webhook_claim_room';
+COMMENT ON FUNCTION webhook._claim_room(integer, bigint) IS
+    'Internal: what a delivery worker''s claim makes of a row, by the bytes read before it (0 taken, 1 first past the budget, 2 left out).';
+
 COMMENT ON FUNCTION webhook._order_lock() IS
     'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
 COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], oid[]) IS
@@ -397,7 +405,8 @@ REVOKE ALL ON FUNCTION
     webhook._capture(), webhook._order_lock(),
     webhook._on_sql_drop(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
-    webhook._sync_all_triggers(), webhook._in_flight()
+    webhook._sync_all_triggers(), webhook._in_flight(),
+    webhook._claim_room(integer, bigint)
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;

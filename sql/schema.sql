@@ -210,8 +210,10 @@ SELECT pg_catalog.pg_extension_config_dump('webhook._event_id_seq', '');
 -- remembers how far it has read, bounded below by the oldest transaction that could still
 -- commit more, so it never re-walks the dead index entries that delivered events leave behind.
 -- Events waiting for a retry carry next_attempt_at and are found through their own (small)
--- index. Outcomes are recorded by the key, never by ctid (which VACUUM FULL, CLUSTER and
--- pg_repack change), and the key is the replica identity a FOR ALL TABLES publication needs.
+-- index. Outcomes are recorded by the key: where the claim found the row (its ctid) only if
+-- the row there still has the event's key, by looking the key up otherwise (VACUUM FULL,
+-- CLUSTER, pg_repack and updates move rows); the key is also the replica identity a FOR ALL
+-- TABLES publication needs.
 CREATE TABLE webhook._event_queue (
     id              bigint NOT NULL,
     txid            xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),

@@ -588,6 +588,17 @@ fn pg_repack_of_the_queue_loses_no_outcome() {
     );
 }
 
+/// The worker records an outcome where the claim found the row, then by key for the rows that
+/// were not there (src/queue/outcomes.rs): here half the rows have a new version by then.
+#[test]
+fn an_update_of_the_queued_rows_loses_no_outcome() {
+    rewrite_while_in_flight(
+        "{bin}psql -h 127.0.0.1 -p {port} -U postgres -d postgres -v ON_ERROR_STOP=1 -c 'UPDATE webhook._event_queue SET last_error = last_error WHERE id % 2 = 0'",
+        &[],
+        "",
+    );
+}
+
 #[test]
 fn pausing_does_not_park_a_request_in_flight() {
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);

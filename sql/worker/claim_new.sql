@@ -3,23 +3,23 @@
 -- large rows cannot make one claim load them all. Events are shared out by id among the
 -- workers, except those of pinned subscriptions ($4: with limits of their own), which go whole
 -- to one worker; the slice marker below is that condition (empty with one worker). Ordered events are
--- claimed apart. The row images stay in the heap (toasted) until a row passes the budget, and
+-- claimed apart. The row images stay in the heap (toasted) until a row is taken, and
 -- are not read at all when larger than $6 (such an event cannot be sent, and turning a huge
--- image into text could exceed PostgreSQL's 1 GB limit and fail every claim). The last column
--- says how many events the page held before the byte budget cut it: the cursor must not take a
--- page cut short by bytes for the end of the queue. The running byte sum orders by the key as
--- the page is read (xid8 and id), so the page comes out of the index already in its order
--- instead of being sorted again.
+-- image into text could exceed PostgreSQL's 1 GB limit and fail every claim).
+--
+-- webhook._claim_room counts the bytes as the page comes out of the index, in key order (see
+-- src/queue/room.rs); its last column says what it made of the row: 0 taken, 1 the first row
+-- past the budget (returned without images: the worker must not take a page cut short by
+-- bytes for the end of the queue), later rows are left out. The function is volatile, so the
+-- subquery that calls it is run as written, once per row, after the LIMIT. The ctid comes
+-- last, for recording the outcome (see finish.sql).
 SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
-       CASE WHEN e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
-       CASE WHEN e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
+       CASE WHEN e.room = 0 AND e.payload_bytes <= $6 THEN e.record::pg_catalog.text END,
+       CASE WHEN e.room = 0 AND e.payload_bytes <= $6 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.candidates
-  FROM (SELECT p.*,
-               pg_catalog.sum(p.payload_bytes) OVER (ORDER BY p.xid, p.id) - p.payload_bytes
-                   AS bytes_before,
-               pg_catalog.count(*) OVER () AS candidates
-          FROM (SELECT q.txid AS xid, q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id,
+       pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch, e.room, e.tid
+  FROM (SELECT p.*, webhook._claim_room(COALESCE(p.payload_bytes, 0), $5) AS room
+          FROM (SELECT q.ctid AS tid, q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id,
                        q.subscription_id,
                        q.op, q.table_schema, q.table_name, q.record, q.old_record, q.attempts,
                        q.series_start, q.created_at, q.payload_bytes, q.batch
@@ -30,4 +30,4 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
                    /*slice*/
                  ORDER BY q.txid, q.id
                  LIMIT $3) p) e
- WHERE e.bytes_before < $5
+ WHERE e.room < 2

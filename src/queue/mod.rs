@@ -5,14 +5,16 @@
 //! Claiming does not lock or modify rows: a worker owns its events by remembering which ones it
 //! has in flight until their outcome is recorded. If it dies first, the events are simply still
 //! queued and are sent again (with the same webhook-id), which is what at-least-once means.
-//! Rows are addressed by their key (txid, id), never by ctid: VACUUM FULL, CLUSTER or pg_repack
-//! of the queue while requests are in flight must not lose their outcomes.
+//! Rows are addressed by their key (txid, id): a ctid a claim read is only where recording looks
+//! first, the key checked there and looked up if the row is not (VACUUM FULL, CLUSTER or
+//! pg_repack of the queue while requests are in flight must not lose their outcomes).
 //!
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
 mod deformed;
 mod due;
 mod outcomes;
+mod room;
 mod rows;
 mod stats;
 mod transactions;
@@ -51,9 +53,10 @@ const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql
 /// whatever the queue's size — the key index from the cursor, the schedule index — so a plan
 /// made on an empty queue stays right on a full one; the benchmark's drain checks it (its
 /// statements are planned before the backlog). Statements that join the queue (recording
-/// outcomes, ordered heads) keep custom plans: a generic join plan made while a table looked
-/// empty scanned all of it for every event once it was full (seen: 4 minutes to record 50,000
-/// events).
+/// outcomes, ordered heads) are left to `plan_cache_mode = auto` (custom plans first, then a
+/// generic one where the planner finds it no dearer): a generic join plan forced on them and
+/// made while a table looked empty scanned all of it for every event once it was full (seen:
+/// 4 minutes to record 50,000 events); tests/plans.rs counts the rows a drain reads.
 const GENERIC_PLAN: &[(&CStr, &CStr)] = &[(c"plan_cache_mode", c"force_generic_plan")];
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
@@ -128,6 +131,8 @@ pub struct Statements {
     subscriptions: OwnedPreparedStatement,
     insert_attempts: OwnedPreparedStatement,
     finish: OwnedPreparedStatement,
+    /// `finish` where the claim found the rows, their key checked there (see finish.sql).
+    finish_at: OwnedPreparedStatement,
     /// `finish` for events whose id may be archived already (see finish.sql).
     finish_over_archived: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
@@ -217,11 +222,13 @@ impl Statements {
         let worker = share.index.to_string();
         let insert_attempts = INSERT_ATTEMPTS.replace("/*worker*/", &worker);
         let finish = FINISH.replace("/*worker*/", &worker);
+        let finish_at = finish.replace("/*at*/", "q.ctid = u.tid AND");
         let finish_over_archived =
             finish.replace("/*archived already*/", "ON CONFLICT (id) DO NOTHING");
         // (txid, id, status, attempts, last error, started, duration, status code, excerpt,
-        // error, callback, headers) of each event.
-        let finish_args = [I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA];
+        // error, callback, headers, ctid) of each event.
+        let tids = pg_sys::TIDARRAYOID;
+        let finish_args = [I8A, I8A, TA, I4A, TA, F8A, F8A, I4A, TA, TA, BA, TA, tids];
         // SAFETY: a catalog lookup inside the caller's transaction.
         let extension = unsafe { pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true) };
         Spi::connect(|client| {
@@ -250,6 +257,7 @@ impl Statements {
                     &[I8A, I4A, I4A, F8A, F8A, I4A, TA, TA],
                 )?,
                 finish: keep_mut(client, &finish, &finish_args)?,
+                finish_at: keep_mut(client, &finish_at, &finish_args)?,
                 finish_over_archived: keep_mut(client, &finish_over_archived, &finish_args)?,
                 reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,
                 park: keep_mut(client, PARK, &[I8A, I8A, I4A, I4A])?,

@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use super::rows::{column, epoch_seconds};
+use super::rows::{column, epoch_seconds, tid};
 use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN};
 use crate::sql::with_settings;
 
@@ -32,20 +32,24 @@ impl Statements {
     /// Records a batch of outcomes: finished events move to the archive with their last
     /// attempt, the others are rescheduled and their attempt logged. Must run inside one
     /// transaction, so a crash records all or nothing. Events that vanished meanwhile
-    /// (unsubscribed with discard) are skipped.
+    /// (unsubscribed with discard) are skipped. Finished events are looked for where their
+    /// claim found them, then, if any was not there, by key (see sql/worker/finish.sql).
     pub fn record(&self, outcomes: &[Outcome]) -> SpiResult<()> {
-        self.record_with(&self.finish, outcomes)
+        self.record_with(&self.finish_at, Some(&self.finish), outcomes)
     }
 
     /// `record`, for events whose id may be in the archive already: they leave the queue and
     /// the archive row there stays (see sql/worker/finish.sql). Slower per event.
     pub fn record_over_archived(&self, outcomes: &[Outcome]) -> SpiResult<()> {
-        self.record_with(&self.finish_over_archived, outcomes)
+        self.record_with(&self.finish_over_archived, None, outcomes)
     }
 
+    /// Records with `finish`, and again with `by_key` if `finish` archived fewer events than
+    /// it was given; with `by_key` alone if no event's ctid is known.
     fn record_with(
         &self,
         finish: &pgrx::spi::OwnedPreparedStatement,
+        by_key: Option<&pgrx::spi::OwnedPreparedStatement>,
         outcomes: &[Outcome],
     ) -> SpiResult<()> {
         let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
@@ -53,24 +57,30 @@ impl Statements {
             .partition(|o| matches!(o.decision, Decision::Retry { .. }));
         Spi::connect_mut(|client| {
             if !finished.is_empty() {
-                client.update(
-                    finish,
-                    None,
-                    &[
-                        column(&finished, |o| o.txid),
-                        column(&finished, |o| o.event_id),
-                        column(&finished, |o| o.decision.outcome().to_string()),
-                        column(&finished, |o| o.attempt),
-                        column(&finished, |o| o.last_error.clone()),
-                        column(&finished, |o| epoch_seconds(o.started_at)),
-                        column(&finished, |o| o.duration_ms),
-                        column(&finished, |o| o.status_code),
-                        column(&finished, |o| o.response_excerpt.clone()),
-                        column(&finished, |o| o.error.clone()),
-                        column(&finished, |o| o.callback),
-                        column(&finished, |o| o.response_headers.clone()),
-                    ],
-                )?;
+                let args = [
+                    column(&finished, |o| o.txid),
+                    column(&finished, |o| o.event_id),
+                    column(&finished, |o| o.decision.outcome().to_string()),
+                    column(&finished, |o| o.attempt),
+                    column(&finished, |o| o.last_error.clone()),
+                    column(&finished, |o| epoch_seconds(o.started_at)),
+                    column(&finished, |o| o.duration_ms),
+                    column(&finished, |o| o.status_code),
+                    column(&finished, |o| o.response_excerpt.clone()),
+                    column(&finished, |o| o.error.clone()),
+                    column(&finished, |o| o.callback),
+                    column(&finished, |o| o.response_headers.clone()),
+                    column(&finished, |o| tid(o.tid)),
+                ];
+                // Due retries, ordered heads and transaction parts are read without their ctid.
+                let (first, then) = match by_key {
+                    Some(by_key) if finished.iter().all(|o| o.tid == 0) => (by_key, None),
+                    _ => (finish, by_key),
+                };
+                let archived = client.update(first, None, &args)?.len();
+                if let Some(by_key) = then.filter(|_| archived < finished.len()) {
+                    client.update(by_key, None, &args)?;
+                }
             }
             if !retried.is_empty() {
                 client.update(

@@ -27,13 +27,16 @@ pub struct QueuedEvent {
     pub created_at: String,
     /// Size of the row images, which claims are bounded by.
     pub payload_bytes: i64,
-    /// How many events the claim's page held before its byte budget cut it (new events
-    /// only; 0 for the others).
+    /// Of a read of new events (see `read_events`), how many events it returned, plus one if
+    /// its byte budget cut the page short; 0 for the other reads.
     pub page: i64,
     /// The batch it was last sent in (see the queue's `batch` column).
     pub batch: Option<i64>,
     /// Read as a due retry or deferred event, not as a new one.
     pub due: bool,
+    /// Where a read of new events found its row (`item_pointer_to_u64` of its ctid; 0: not
+    /// known), for recording its outcome (see sql/worker/finish.sql).
+    pub tid: u64,
 }
 
 /// A subscription's delivery settings as stored.
@@ -111,10 +114,20 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
     Ok(out)
 }
 
+/// Reads the events a claim returned. A read of new events (claim_new.sql, claim_lagging.sql)
+/// has a 14th column, what `webhook._claim_room` made of the row (src/queue/room.rs): the row
+/// it marks as the first past the byte budget is not an event to take, only the sign that the
+/// page was cut short, which `page` carries on every event returned. Its 15th is the ctid.
 pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut row = DeformedRows::of(&rows)?;
+    let paged = row.columns() > 13;
+    let mut cut = false;
     while row.advance() {
+        if paged && row.get::<i32>(14)? != Some(0) {
+            cut = true;
+            continue;
+        }
         out.push(QueuedEvent {
             txid: row.get(1)?.unwrap_or_default(),
             id: row.get(2)?.unwrap_or_default(),
@@ -130,13 +143,21 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             created_at: row.get(11)?.unwrap_or_default(),
             payload_bytes: row.get::<i32>(12)?.unwrap_or_default().into(),
             batch: row.get(13)?,
-            page: if row.columns() > 13 {
-                row.get::<i64>(14)?.unwrap_or_default()
+            page: 0,
+            due: false,
+            tid: if paged {
+                row.get::<pgrx::pg_sys::ItemPointerData>(15)?
+                    .map_or(0, pgrx::itemptr::item_pointer_to_u64)
             } else {
                 0
             },
-            due: false,
         });
+    }
+    if paged {
+        let page = out.len() as i64 + i64::from(cut);
+        for event in &mut out {
+            event.page = page;
+        }
     }
     Ok(out)
 }
@@ -186,6 +207,8 @@ pub struct Outcome {
     pub callback: bool,
     /// The batch it was sent in, which a retry goes out in again.
     pub batch: Option<i64>,
+    /// Where the claim found its row (`QueuedEvent::tid`).
+    pub tid: u64,
 }
 
 impl Outcome {
@@ -199,6 +222,15 @@ impl Outcome {
             ..self.clone()
         }
     }
+}
+
+/// A ctid from its `QueuedEvent::tid` form (`None`, SQL NULL, for 0: not known).
+pub fn tid(packed: u64) -> Option<pgrx::pg_sys::ItemPointerData> {
+    (packed != 0).then(|| {
+        let mut tid = pgrx::pg_sys::ItemPointerData::default();
+        pgrx::itemptr::u64_to_item_pointer(packed, &mut tid);
+        tid
+    })
 }
 
 /// One array argument built from a field of every row.

@@ -34,6 +34,8 @@ struct Passenger {
     attempt: i32,
     /// Attempts before this series (replays start a new one).
     series_start: i32,
+    /// Where the claim found its row (see `QueuedEvent::tid`).
+    tid: u64,
 }
 
 impl Passenger {
@@ -43,6 +45,7 @@ impl Passenger {
             event_id: event.id,
             attempt: event.attempts + 1,
             series_start: event.series_start,
+            tid: event.tid,
         }
     }
 }
@@ -190,6 +193,7 @@ impl Dispatcher {
             response_headers: None,
             callback,
             batch: None,
+            tid: event.tid,
         };
         self.push_outcome(settled);
     }

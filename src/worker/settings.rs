@@ -29,7 +29,7 @@ use pgrx::pg_sys;
 /// - `default_transaction_read_only`: every claim failed, and nothing was delivered;
 /// - `plan_cache_mode`, `enable_indexscan`, `enable_indexonlyscan`: the worker's statements are
 ///   planned for index scans, some with one kept generic plan and those that join the queue
-///   with custom plans (see queue/mod.rs); `force_generic_plan` had every outcome recorded by
+///   left to `auto` (see queue/mod.rs); `force_generic_plan` had every outcome recorded by
 ///   reading the whole queue once it was full;
 /// - `exit_on_error`: would turn every ERROR the workers catch and go on from into the end of
 ///   the process.

@@ -164,12 +164,13 @@ mod tests {
         )])
     }
 
-    /// A read for subscription 7 asking for `asked`, which found `found` before any cut by
-    /// bytes and returned `events`.
-    fn read(asked: usize, found: i64, events: Vec<QueuedEvent>) -> LagReads {
+    /// A read for subscription 7 asking for `asked`, which returned `events`, and a row past
+    /// the byte budget if `cut` (see `read_events`).
+    fn read(asked: usize, cut: bool, events: Vec<QueuedEvent>) -> LagReads {
         let mut events = events;
-        if let Some(first) = events.first_mut() {
-            first.page = found;
+        let page = events.len() as i64 + i64::from(cut);
+        for event in &mut events {
+            event.page = page;
         }
         vec![(7, asked, events)]
     }
@@ -187,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_read_moves_past_what_was_taken_and_stops_at_what_was_left() {
-        let reads = read(3, 3, vec![event(2, 1), event(3, 2), event(4, 3)]);
+        let reads = read(3, false, vec![event(2, 1), event(3, 2), event(4, 3)]);
         assert_eq!(
             after_reads(&stretch(), &reads, |id| id < 3),
             goes_on_after((3, 2))
@@ -196,8 +197,8 @@ mod tests {
 
     #[test]
     fn a_read_cut_short_by_bytes_goes_on() {
-        // Five found, one returned within the byte budget.
-        let cut = read(5, 5, vec![event(2, 1)]);
+        // Five asked, one returned within the byte budget.
+        let cut = read(5, true, vec![event(2, 1)]);
         assert_eq!(
             after_reads(&stretch(), &cut, |_| true),
             goes_on_after((2, 1))
@@ -207,7 +208,7 @@ mod tests {
     #[test]
     fn a_short_read_also_cut_by_bytes_goes_on() {
         // Asked 4, the stretch held 3, the byte budget let 2 through.
-        let cut = read(4, 3, vec![event(2, 1), event(3, 2)]);
+        let cut = read(4, true, vec![event(2, 1), event(3, 2)]);
         assert_eq!(
             after_reads(&stretch(), &cut, |_| true),
             goes_on_after((3, 2))
@@ -216,9 +217,9 @@ mod tests {
 
     #[test]
     fn a_short_read_all_taken_ends_the_stretch_and_a_full_one_goes_on() {
-        let short = read(5, 2, vec![event(2, 1), event(3, 2)]);
+        let short = read(5, false, vec![event(2, 1), event(3, 2)]);
         assert_eq!(after_reads(&stretch(), &short, |_| true), vec![(7, None)]);
-        let full = read(2, 2, vec![event(2, 1), event(3, 2)]);
+        let full = read(2, false, vec![event(2, 1), event(3, 2)]);
         assert_eq!(
             after_reads(&stretch(), &full, |_| true),
             goes_on_after((3, 2))

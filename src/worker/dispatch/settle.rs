@@ -63,6 +63,7 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 response_headers: attempt.response_headers.clone(),
                 callback: flight.callback,
                 batch: flight.batch,
+                tid: event.tid,
             }
         })
         .collect()
