@@ -78,9 +78,9 @@ END
 $$;
 
 -- The queue is keyed by (txid, id): outcomes are recorded by key (a ctid is only where they
--- look first, the key checked there), pg_repack can rebuild it, and FOR ALL TABLES publications have a replica identity. The key replaces the
--- partial index that found new events. Claims are bounded by bytes, so each event carries the
--- size of its row images.
+-- look first, the key checked there), pg_repack can rebuild it, and FOR ALL TABLES
+-- publications have a replica identity. The key replaces the partial index that found new
+-- events. Claims are bounded by bytes, so each event carries the size of its row images.
 ALTER TABLE webhook._event_queue
     ADD COLUMN payload_bytes integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT event_queue_key PRIMARY KEY (txid, id);
