@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use super::rows::{column, epoch_seconds, tid};
+use super::rows::{column, epoch_seconds};
 use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN};
 use crate::sql::with_settings;
 
@@ -70,11 +70,11 @@ impl Statements {
                     column(&finished, |o| o.error.clone()),
                     column(&finished, |o| o.callback),
                     column(&finished, |o| o.response_headers.clone()),
-                    column(&finished, |o| tid(o.tid)),
+                    column(&finished, |o| o.tid),
                 ];
                 // Due retries, ordered heads and transaction parts are read without their ctid.
                 let (first, then) = match by_key {
-                    Some(by_key) if finished.iter().all(|o| o.tid == 0) => (by_key, None),
+                    Some(by_key) if finished.iter().all(|o| o.tid.is_none()) => (by_key, None),
                     _ => (finish, by_key),
                 };
                 let archived = client.update(first, None, &args)?.len();

@@ -1,10 +1,10 @@
 //! `webhook._claim_room(bytes, budget)`: a claim's byte budget, counted as its rows come out of
-//! the index (sql/worker/claim_new.sql). It says of each row, in the order the claim reads
-//! them: 0, the bytes before it are under the budget (the row is taken, the first always); 1,
-//! the first row past the budget (returned without its images, so the worker knows the page
-//! was cut by bytes and not by the end of the queue); 2, any later row (left out). A running
-//! sum as a window aggregate did the same, but copied every row of the page into two tuple
-//! stores: a third of the claim's time.
+//! the index (sql/worker/claim_new.sql, claim_lagging.sql). It says of each row, in the order
+//! the claim reads them: 0, the bytes before it are under the budget (the row is taken, the
+//! first always); 1, the first row past the budget (returned without its images, so the worker
+//! knows the page was cut by bytes and not by the end of the queue); 2, any later row (left
+//! out). A running sum as a window aggregate did the same, but copied every row of the page
+//! into two tuple stores: a third of the claim's time.
 //!
 //! The sum lives in the call site's `fn_extra`, which the executor makes afresh for each run
 //! of the statement. The function is `VOLATILE` and parallel-unsafe, so the planner neither

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pgrx::pg_sys;
 use pgrx::spi::SpiResult;
 
 use super::deformed::DeformedRows;
@@ -34,9 +35,9 @@ pub struct QueuedEvent {
     pub batch: Option<i64>,
     /// Read as a due retry or deferred event, not as a new one.
     pub due: bool,
-    /// Where a read of new events found its row (`item_pointer_to_u64` of its ctid; 0: not
-    /// known), for recording its outcome (see sql/worker/finish.sql).
-    pub tid: u64,
+    /// Where a read of new events found its row (its ctid; `None` for the other reads), for
+    /// recording its outcome (see sql/worker/finish.sql).
+    pub tid: Option<pg_sys::ItemPointerData>,
 }
 
 /// A subscription's delivery settings as stored.
@@ -145,12 +146,7 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             batch: row.get(13)?,
             page: 0,
             due: false,
-            tid: if paged {
-                row.get::<pgrx::pg_sys::ItemPointerData>(15)?
-                    .map_or(0, pgrx::itemptr::item_pointer_to_u64)
-            } else {
-                0
-            },
+            tid: if paged { row.get(15)? } else { None },
         });
     }
     if paged {
@@ -208,7 +204,7 @@ pub struct Outcome {
     /// The batch it was sent in, which a retry goes out in again.
     pub batch: Option<i64>,
     /// Where the claim found its row (`QueuedEvent::tid`).
-    pub tid: u64,
+    pub tid: Option<pg_sys::ItemPointerData>,
 }
 
 impl Outcome {
@@ -222,15 +218,6 @@ impl Outcome {
             ..self.clone()
         }
     }
-}
-
-/// A ctid from its `QueuedEvent::tid` form (`None`, SQL NULL, for 0: not known).
-pub fn tid(packed: u64) -> Option<pgrx::pg_sys::ItemPointerData> {
-    (packed != 0).then(|| {
-        let mut tid = pgrx::pg_sys::ItemPointerData::default();
-        pgrx::itemptr::u64_to_item_pointer(packed, &mut tid);
-        tid
-    })
 }
 
 /// One array argument built from a field of every row.

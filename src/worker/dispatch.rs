@@ -35,7 +35,7 @@ struct Passenger {
     /// Attempts before this series (replays start a new one).
     series_start: i32,
     /// Where the claim found its row (see `QueuedEvent::tid`).
-    tid: u64,
+    tid: Option<pgrx::pg_sys::ItemPointerData>,
 }
 
 impl Passenger {
