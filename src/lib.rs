@@ -27,6 +27,7 @@ mod privilege;
 mod queue;
 mod sql;
 mod triggers;
+mod tuples;
 mod wake;
 mod worker;
 

@@ -5,12 +5,15 @@
 -- (RETURNING reads the unnest row it was matched with), so nothing is joined twice.
 --
 -- Where the claim found each row ($13, its ctid; NULL if not known) saves the key index's
--- descent (in a profile of a batched drain, an eighth of recording): when it knows some, the
--- worker first runs this statement with the marker below made `q.ctid = u.tid AND`, so only a
--- row still there with the same key matches, and, if fewer rows were archived than it asked
--- for (a row updated since, say paused, or moved by VACUUM FULL or pg_repack, or gone), runs
--- it again by key alone for all of them (those archived already are gone from the queue by
--- then).
+-- descent (in a profile of a batched drain, an eighth of recording). Where it knows some and
+-- no callback is to be queued, the worker moves those rows without this statement
+-- (src/queue/archive.rs: fetched at the ctid, the key checked there, deleted, archived) and
+-- adds them to its totals (add_totals.sql); with callbacks, or where archive.rs declines the
+-- tables, it runs this statement with the marker below made `q.ctid = u.tid AND`, so only a
+-- row still there with the same key matches. Either way, if fewer rows were archived than it
+-- asked for (a row updated since, say paused, or moved by VACUUM FULL or pg_repack, or gone),
+-- it runs this statement again by key alone for all of them (those archived already are gone
+-- from the queue by then).
 --
 -- An event id is archived once: ids come from a sequence and replay takes the archive row out.
 -- The batch statement relies on it and inserts plainly (ON CONFLICT's speculative insertion

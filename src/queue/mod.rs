@@ -11,6 +11,7 @@
 //!
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
+mod archive;
 mod deformed;
 mod due;
 mod outcomes;
@@ -59,6 +60,7 @@ const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql
 /// 4 minutes to record 50,000 events); tests/plans.rs counts the rows a drain reads.
 const GENERIC_PLAN: &[(&CStr, &CStr)] = &[(c"plan_cache_mode", c"force_generic_plan")];
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
+const ADD_TOTALS: &str = include_str!("../../sql/worker/add_totals.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
 const DEFER: &str = include_str!("../../sql/worker/defer.sql");
 const PARK: &str = include_str!("../../sql/worker/park.sql");
@@ -135,6 +137,8 @@ pub struct Statements {
     finish_at: OwnedPreparedStatement,
     /// `finish` for events whose id may be archived already (see finish.sql).
     finish_over_archived: OwnedPreparedStatement,
+    /// Counts events archived without `finish` (see archive.rs).
+    add_totals: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
     park: OwnedPreparedStatement,
     unpark: OwnedPreparedStatement,
@@ -259,6 +263,11 @@ impl Statements {
                 finish: keep_mut(client, &finish, &finish_args)?,
                 finish_at: keep_mut(client, &finish_at, &finish_args)?,
                 finish_over_archived: keep_mut(client, &finish_over_archived, &finish_args)?,
+                add_totals: keep_mut(
+                    client,
+                    &ADD_TOTALS.replace("/*worker*/", &worker),
+                    &[I4A, I8A, I8A],
+                )?,
                 reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,
                 park: keep_mut(client, PARK, &[I8A, I8A, I4A, I4A])?,
                 unpark: keep_mut(client, UNPARK, &[I4A])?,

@@ -55,23 +55,34 @@ impl Statements {
         let (retried, finished): (Vec<&Outcome>, Vec<&Outcome>) = outcomes
             .iter()
             .partition(|o| matches!(o.decision, Decision::Retry { .. }));
+        // Where the claim's ctids are known and no callback is to be queued, the rows are
+        // moved without the executor (archive.rs), and finish.sql searches by key for those
+        // it did not find; archive.rs declines tables it cannot write as finish.sql does.
+        let direct = by_key.is_some()
+            && finished.iter().any(|o| o.tid.is_some())
+            && !finished.iter().any(|o| o.callback);
+        // SAFETY: inside the caller's transaction, outside SPI.
+        let moved = direct
+            .then(|| unsafe { super::archive::move_finished(&finished) })
+            .flatten();
         Spi::connect_mut(|client| {
-            if !finished.is_empty() {
-                let args = [
-                    column(&finished, |o| o.txid),
-                    column(&finished, |o| o.event_id),
-                    column(&finished, |o| o.decision.outcome().to_string()),
-                    column(&finished, |o| o.attempt),
-                    column(&finished, |o| o.last_error.clone()),
-                    column(&finished, |o| epoch_seconds(o.started_at)),
-                    column(&finished, |o| o.duration_ms),
-                    column(&finished, |o| o.status_code),
-                    column(&finished, |o| o.response_excerpt.clone()),
-                    column(&finished, |o| o.error.clone()),
-                    column(&finished, |o| o.callback),
-                    column(&finished, |o| o.response_headers.clone()),
-                    column(&finished, |o| o.tid),
-                ];
+            if let (Some(moved), Some(by_key)) = (&moved, by_key) {
+                if !moved.totals.is_empty() {
+                    client.update(
+                        &self.add_totals,
+                        None,
+                        &[
+                            column(&moved.totals, |t| t.0),
+                            column(&moved.totals, |t| t.1),
+                            column(&moved.totals, |t| t.2),
+                        ],
+                    )?;
+                }
+                if moved.archived < finished.len() {
+                    client.update(by_key, None, &finished_args(&finished))?;
+                }
+            } else if !finished.is_empty() {
+                let args = finished_args(&finished);
                 // Due retries, ordered heads and transaction parts are read without their ctid.
                 let (first, then) = match by_key {
                     Some(by_key) if finished.iter().all(|o| o.tid.is_none()) => (by_key, None),
@@ -239,4 +250,23 @@ impl Statements {
             Ok((events as u64, attempts as u64))
         })
     }
+}
+
+/// The arguments of finish.sql for these finished events.
+fn finished_args<'a>(finished: &[&Outcome]) -> [pgrx::datum::DatumWithOid<'a>; 13] {
+    [
+        column(finished, |o| o.txid),
+        column(finished, |o| o.event_id),
+        column(finished, |o| o.decision.outcome().to_string()),
+        column(finished, |o| o.attempt),
+        column(finished, |o| o.last_error.clone()),
+        column(finished, |o| epoch_seconds(o.started_at)),
+        column(finished, |o| o.duration_ms),
+        column(finished, |o| o.status_code),
+        column(finished, |o| o.response_excerpt.clone()),
+        column(finished, |o| o.error.clone()),
+        column(finished, |o| o.callback),
+        column(finished, |o| o.response_headers.clone()),
+        column(finished, |o| o.tid),
+    ]
 }

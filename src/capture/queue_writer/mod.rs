@@ -9,6 +9,9 @@
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
+pub(super) use crate::tuples::clear_slot;
+use crate::tuples::insert_index_entries;
+
 mod columns;
 mod indexes;
 mod layout;
@@ -236,19 +239,8 @@ impl QueueWriter {
                 0,
                 self.bulk,
             );
-            let econtext = pg_sys::MakePerTupleExprContext(self.estate);
             for &slot in &self.slots {
-                (*econtext).ecxt_scantuple = slot;
-                pg_sys::ExecInsertIndexTuples(
-                    self.rri,
-                    slot,
-                    self.estate,
-                    false,
-                    false,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                );
-                pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+                insert_index_entries(self.rri, slot, self.estate);
             }
             for &slot in &self.slots {
                 clear_slot(slot);
@@ -279,16 +271,6 @@ impl QueueWriter {
             pg_sys::FreeExecutorState(self.estate);
             pg_sys::MemoryContextDelete(self.batch_memory);
             pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        }
-    }
-}
-
-/// `ExecClearTuple`, which is an inline function in the headers.
-unsafe fn clear_slot(slot: *mut pg_sys::TupleTableSlot) {
-    // SAFETY: every slot has ops with a clear callback.
-    unsafe {
-        if let Some(clear) = (*(*slot).tts_ops).clear {
-            clear(slot);
         }
     }
 }

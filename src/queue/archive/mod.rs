@@ -1,0 +1,310 @@
+//! Finished events moved from the queue to the archive without the executor, where their claim
+//! found them: each row is fetched at its ctid, its key checked, deleted, and its archive row
+//! inserted with its index entries, as `DELETE … RETURNING` feeding an `INSERT` does, without
+//! planning, the unnest of thirteen arrays, the tuple store every `RETURNING` row is copied
+//! into, or evaluating each column as an expression. In a profile of a batched drain those were
+//! a third of recording (sql/worker/finish.sql does the same in SQL, and still does everything
+//! this declines).
+//!
+//! It declines (the caller then records in SQL) whenever the tables are not exactly those of
+//! this version: another column or a missing one, a column of another type, triggers, rules,
+//! row-level security, another table access method, an index whose uniqueness is checked only
+//! at commit. An event whose row is not where its claim found it, no longer has its key there,
+//! or was changed or deleted by another transaction since it was read is left in the queue for
+//! the caller's search by key, which waits and re-checks as the executor does.
+//!
+//! Permissions are not checked: only the worker calls this, on the extension's private tables,
+//! which its own statements write.
+
+mod layout;
+
+use pgrx::{pg_sys, IntoDatum};
+
+use super::Outcome;
+use crate::tuples::{clear_slot, insert_index_entries};
+use layout::{columns, plain, ARCHIVE, COPIED, QUEUE, Q_ID, Q_SUBSCRIPTION, Q_TXID};
+
+/// What a move did.
+pub struct Moved {
+    /// Events archived.
+    pub archived: usize,
+    /// Per subscription, how many of them were delivered and how many are dead.
+    pub totals: Vec<(i32, i64, i64)>,
+}
+
+const LOCK: pg_sys::LOCKMODE = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+
+/// Moves the finished events whose ctid is known (`outcomes`, none of them a retry); `None`
+/// when the tables are not ones this can write (nothing was done).
+///
+/// # Safety
+/// Inside the worker's transaction, with an active snapshot, outside SPI.
+pub unsafe fn move_finished(outcomes: &[&Outcome]) -> Option<Moved> {
+    // SAFETY: see the function contract; every resource taken is released below or, on an
+    // ERROR, by the transaction's abort.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"webhook".as_ptr(), true);
+        let queue_oid = pg_sys::get_relname_relid(c"_event_queue".as_ptr(), schema);
+        let archive_oid = pg_sys::get_relname_relid(c"_event_archive".as_ptr(), schema);
+        if schema == pg_sys::Oid::INVALID
+            || queue_oid == pg_sys::Oid::INVALID
+            || archive_oid == pg_sys::Oid::INVALID
+        {
+            return None;
+        }
+        let queue = pg_sys::table_open(queue_oid, LOCK);
+        let archive = pg_sys::table_open(archive_oid, LOCK);
+        let close = || {
+            pg_sys::table_close(archive, pg_sys::NoLock as pg_sys::LOCKMODE);
+            pg_sys::table_close(queue, pg_sys::NoLock as pg_sys::LOCKMODE);
+        };
+        let layout = match (
+            plain(queue)
+                .then(|| columns(queue, &QUEUE, false))
+                .flatten(),
+            plain(archive)
+                .then(|| columns(archive, &ARCHIVE, true))
+                .flatten(),
+        ) {
+            (Some(q), Some(a)) => Some((q, a)),
+            _ => None,
+        };
+        let Some((q, a)) = layout else {
+            close();
+            return None;
+        };
+        let mut mover = Mover::open(queue, archive, q, a);
+        let moved = mover.as_mut().map(|m| m.run(outcomes));
+        if let Some(m) = mover {
+            m.close();
+        }
+        close();
+        if moved.is_some() {
+            // Later statements of the transaction (the search by key) see what was done.
+            pg_sys::CommandCounterIncrement();
+        }
+        moved
+    }
+}
+
+struct Mover {
+    queue: pg_sys::Relation,
+    archive: pg_sys::Relation,
+    q: [usize; 12],
+    a: [usize; 21],
+    estate: *mut pg_sys::EState,
+    rri: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// Where each row's values are made; reset after each row.
+    row_memory: pg_sys::MemoryContext,
+    snapshot: pg_sys::Snapshot,
+    /// The command the rows are deleted and inserted in.
+    cid: pg_sys::CommandId,
+}
+
+impl Mover {
+    /// Opens the archive's indexes; `None` (nothing left open) if one of them checks
+    /// uniqueness only at commit, which the executor does with a trigger.
+    unsafe fn open(
+        queue: pg_sys::Relation,
+        archive: pg_sys::Relation,
+        q: [usize; 12],
+        a: [usize; 21],
+    ) -> Option<Mover> {
+        // SAFETY: both relations are open and locked; see `move_finished`.
+        unsafe {
+            let estate = pg_sys::CreateExecutorState();
+            let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+                .cast::<pg_sys::ResultRelInfo>();
+            (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+            // Index 0: not in a range table, so a failed constraint's message reads no entry.
+            pg_sys::InitResultRelInfo(rri, archive, 0, std::ptr::null_mut(), 0);
+            pg_sys::ExecOpenIndices(rri, false);
+            let n = (*rri).ri_NumIndices as usize;
+            let deferred = (0..n).any(|i| {
+                let index = *(*rri).ri_IndexRelationDescs.add(i);
+                !(*(*index).rd_index).indimmediate
+            });
+            if deferred {
+                pg_sys::ExecCloseIndices(rri);
+                pg_sys::FreeExecutorState(estate);
+                return None;
+            }
+            let slot =
+                pg_sys::MakeSingleTupleTableSlot((*archive).rd_att, &pg_sys::TTSOpsHeapTuple);
+            let row_memory = pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"pg_webhook archive row".as_ptr(),
+                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+            );
+            // A snapshot taken now, as each statement of the transaction takes its own.
+            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+            Some(Mover {
+                queue,
+                archive,
+                q,
+                a,
+                estate,
+                rri,
+                slot,
+                row_memory,
+                snapshot,
+                cid: pg_sys::GetCurrentCommandId(true),
+            })
+        }
+    }
+
+    unsafe fn close(self) {
+        // SAFETY: each was made once in `open`.
+        unsafe {
+            pg_sys::UnregisterSnapshot(self.snapshot);
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::ExecCloseIndices(self.rri);
+            pg_sys::FreeExecutorState(self.estate);
+            pg_sys::MemoryContextDelete(self.row_memory);
+        }
+    }
+
+    unsafe fn run(&mut self, outcomes: &[&Outcome]) -> Moved {
+        let mut moved = Moved {
+            archived: 0,
+            totals: Vec::new(),
+        };
+        // SAFETY: see `move_finished`.
+        unsafe {
+            let blocks = pg_sys::RelationGetNumberOfBlocksInFork(
+                self.queue,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+            );
+            for outcome in outcomes {
+                let Some(tid) = outcome.tid else { continue };
+                let context = pg_sys::MemoryContextSwitchTo(self.row_memory);
+                let subscription = self.move_one(outcome, tid, blocks);
+                pg_sys::MemoryContextSwitchTo(context);
+                pg_sys::MemoryContextReset(self.row_memory);
+                let Some(subscription) = subscription else {
+                    continue;
+                };
+                moved.archived += 1;
+                let delivered = matches!(outcome.decision, super::Decision::Delivered);
+                match moved.totals.iter_mut().find(|t| t.0 == subscription) {
+                    Some(t) if delivered => t.1 += 1,
+                    Some(t) => t.2 += 1,
+                    None => moved.totals.push((
+                        subscription,
+                        i64::from(delivered),
+                        i64::from(!delivered),
+                    )),
+                }
+            }
+        }
+        moved
+    }
+
+    /// Moves one event; its subscription if it did.
+    unsafe fn move_one(
+        &mut self,
+        outcome: &Outcome,
+        mut tid: pg_sys::ItemPointerData,
+        blocks: pg_sys::BlockNumber,
+    ) -> Option<i32> {
+        // SAFETY: see `move_finished`; the fetched row's values are read while its buffer is
+        // pinned, and copied into the archive row before it is released.
+        unsafe {
+            // As a TID scan: a ctid past the end of a rewritten (smaller) queue is no row.
+            if !pgrx::itemptr::item_pointer_is_valid(&tid)
+                || pgrx::itemptr::item_pointer_get_block_number(&tid) >= blocks
+            {
+                return None;
+            }
+            let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
+            tuple.t_self = tid;
+            let mut buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
+            if !pg_sys::heap_fetch(self.queue, self.snapshot, &mut tuple, &mut buffer, false) {
+                return None;
+            }
+            let qdesc = (*self.queue).rd_att;
+            let natts = (*qdesc).natts as usize;
+            let mut values = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![true; natts];
+            pg_sys::heap_deform_tuple(&mut tuple, qdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let q = self.q;
+            let same_key = !nulls[q[Q_TXID]]
+                && !nulls[q[Q_ID]]
+                && values[q[Q_TXID]].value() as u64 == outcome.txid as u64
+                && values[q[Q_ID]].value() as i64 == outcome.event_id;
+            let mut failure: pg_sys::TM_FailureData = std::mem::zeroed();
+            let deleted = same_key
+                && pg_sys::heap_delete(
+                    self.queue,
+                    &mut tid,
+                    self.cid,
+                    std::ptr::null_mut(),
+                    true,
+                    &mut failure,
+                    false,
+                ) == pg_sys::TM_Result::TM_Ok;
+            let moved = deleted.then(|| {
+                self.insert(outcome, &values, &nulls);
+                values[q[Q_SUBSCRIPTION]].value() as i32
+            });
+            pg_sys::ReleaseBuffer(buffer);
+            moved
+        }
+    }
+
+    /// Inserts the archive row of an event whose queue row (`values`, `nulls`) was deleted.
+    unsafe fn insert(&mut self, o: &Outcome, values: &[pg_sys::Datum], nulls: &[bool]) {
+        // SAFETY: see `move_finished`; in the row's memory context.
+        unsafe {
+            let adesc = (*self.archive).rd_att;
+            let natts = (*adesc).natts as usize;
+            let mut row = vec![pg_sys::Datum::from(0usize); natts];
+            let mut row_nulls = vec![true; natts];
+            let mut set = |column: usize, value: Option<pg_sys::Datum>| {
+                if let Some(v) = value {
+                    row[self.a[column]] = v;
+                    row_nulls[self.a[column]] = false;
+                }
+            };
+            for (column, from) in COPIED.iter().enumerate() {
+                let i = self.q[*from];
+                set(column, (!nulls[i]).then_some(values[i]));
+            }
+            set(11, o.attempt.into_datum());
+            set(12, o.last_error.as_deref().into_datum());
+            set(13, o.decision.outcome().into_datum());
+            // now(), the column's default.
+            set(
+                14,
+                pg_sys::GetCurrentTransactionStartTimestamp().into_datum(),
+            );
+            set(15, timestamptz(o.started_at).into_datum());
+            set(16, o.duration_ms.into_datum());
+            set(17, o.status_code.into_datum());
+            set(18, o.response_excerpt.as_deref().into_datum());
+            set(19, o.error.as_deref().into_datum());
+            // callback_error stays NULL: batches with callbacks are recorded in SQL.
+            let tuple = pg_sys::heap_form_tuple(adesc, row.as_mut_ptr(), row_nulls.as_mut_ptr());
+            (*tuple).t_tableOid = (*self.archive).rd_id;
+            pg_sys::ExecStoreHeapTuple(tuple, self.slot, false);
+            if !(*adesc).constr.is_null() {
+                pg_sys::ExecConstraints(self.rri, self.slot, self.estate);
+            }
+            pg_sys::heap_insert(self.archive, tuple, self.cid, 0, std::ptr::null_mut());
+            (*self.slot).tts_tid = (*tuple).t_self;
+            insert_index_entries(self.rri, self.slot, self.estate);
+            clear_slot(self.slot);
+        }
+    }
+}
+
+/// What `to_timestamp(epoch seconds)` makes of `t` (the SQL path passes it so): the seconds
+/// since PostgreSQL's epoch, to the microsecond, rounded half to even.
+fn timestamptz(t: std::time::SystemTime) -> pg_sys::TimestampTz {
+    const POSTGRES_EPOCH_IN_UNIX_SECONDS: f64 = 946_684_800.0;
+    let seconds = super::rows::epoch_seconds(t) - POSTGRES_EPOCH_IN_UNIX_SECONDS;
+    (seconds * 1_000_000.0).round_ties_even() as pg_sys::TimestampTz
+}
