@@ -1,4 +1,4 @@
--- Adds events archived without finish.sql (src/queue/archive.rs) to this worker's running
+-- Adds events archived without finish.sql (src/queue/archive/) to this worker's running
 -- totals: per subscription ($1), how many were delivered ($2) and how many are dead ($3), as
 -- finish.sql's `counted` does for the events it archives.
 INSERT INTO webhook._delivery_totals AS t

@@ -7,8 +7,8 @@
 -- Where the claim found each row ($13, its ctid; NULL if not known) saves the key index's
 -- descent (in a profile of a batched drain, an eighth of recording). Where it knows some and
 -- no callback is to be queued, the worker moves those rows without this statement
--- (src/queue/archive.rs: fetched at the ctid, the key checked there, deleted, archived) and
--- adds them to its totals (add_totals.sql); with callbacks, or where archive.rs declines the
+-- (src/queue/archive/: fetched at the ctid, the key checked there, deleted, archived) and
+-- adds them to its totals (add_totals.sql); with callbacks, or where archive/ declines the
 -- tables, it runs this statement with the marker below made `q.ctid = u.tid AND`, so only a
 -- row still there with the same key matches. Either way, if fewer rows were archived than it
 -- asked for (a row updated since, say paused, or moved by VACUUM FULL or pg_repack, or gone),

@@ -137,7 +137,7 @@ pub struct Statements {
     finish_at: OwnedPreparedStatement,
     /// `finish` for events whose id may be archived already (see finish.sql).
     finish_over_archived: OwnedPreparedStatement,
-    /// Counts events archived without `finish` (see archive.rs).
+    /// Counts events archived without `finish` (see archive/).
     add_totals: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
     park: OwnedPreparedStatement,

@@ -33,7 +33,8 @@ impl Statements {
     /// attempt, the others are rescheduled and their attempt logged. Must run inside one
     /// transaction, so a crash records all or nothing. Events that vanished meanwhile
     /// (unsubscribed with discard) are skipped. Finished events are looked for where their
-    /// claim found them, then, if any was not there, by key (see sql/worker/finish.sql).
+    /// claim found them (moved without the executor where it can, see archive/), then, if any
+    /// was not there, by key (see sql/worker/finish.sql).
     pub fn record(&self, outcomes: &[Outcome]) -> SpiResult<()> {
         self.record_with(&self.finish_at, Some(&self.finish), outcomes)
     }
@@ -56,8 +57,8 @@ impl Statements {
             .iter()
             .partition(|o| matches!(o.decision, Decision::Retry { .. }));
         // Where the claim's ctids are known and no callback is to be queued, the rows are
-        // moved without the executor (archive.rs), and finish.sql searches by key for those
-        // it did not find; archive.rs declines tables it cannot write as finish.sql does.
+        // moved without the executor (archive/), and finish.sql searches by key for those
+        // it did not find; archive/ declines tables it cannot write as finish.sql does.
         let direct = by_key.is_some()
             && finished.iter().any(|o| o.tid.is_some())
             && !finished.iter().any(|o| o.callback);

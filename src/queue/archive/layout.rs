@@ -54,11 +54,24 @@ pub const ARCHIVE: [(&CStr, pg_sys::Oid); 21] = [
 
 /// The queue columns copied as they are into the archive's first eleven (id to order_key).
 pub const COPIED: [usize; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+/// The archive's columns the move fills from the outcome (positions in `ARCHIVE`).
+pub const A_ATTEMPTS: usize = 11;
+pub const A_LAST_ERROR: usize = 12;
+pub const A_STATUS: usize = 13;
+pub const A_FINISHED_AT: usize = 14;
+pub const A_STARTED_AT: usize = 15;
+pub const A_DURATION_MS: usize = 16;
+pub const A_STATUS_CODE: usize = 17;
+pub const A_EXCERPT: usize = 18;
+pub const A_ERROR: usize = 19;
+pub const A_CALLBACK_ERROR: usize = 20;
+/// The queue's key and subscription (positions in `QUEUE`).
 pub const Q_TXID: usize = 0;
 pub const Q_ID: usize = 1;
 pub const Q_SUBSCRIPTION: usize = 2;
 
-/// A heap table with nothing the executor would run around a row change.
+/// A heap table with nothing the executor would run around a row change, and not a partition
+/// (whose bound the executor checks on insert).
 ///
 /// # Safety
 /// `rel` is an open relation.
@@ -67,6 +80,7 @@ pub unsafe fn plain(rel: pg_sys::Relation) -> bool {
     unsafe {
         let class = &*(*rel).rd_rel;
         class.relkind == pg_sys::RELKIND_RELATION as core::ffi::c_char
+            && !class.relispartition
             && class.relam == pg_sys::HEAP_TABLE_AM_OID
             && !class.relrowsecurity
             && (*rel).trigdesc.is_null()
@@ -74,7 +88,8 @@ pub unsafe fn plain(rel: pg_sys::Relation) -> bool {
     }
 }
 
-/// Where each of `wanted` is (0-based), each of its type; `exact`: and no other live column.
+/// Where each of `wanted` is (0-based), each of its type with no modifier, not an identity or
+/// generated column; `exact`: and no other live column.
 ///
 /// # Safety
 /// `rel` is an open relation.
@@ -91,11 +106,42 @@ pub unsafe fn columns<const N: usize>(
     let mut found = [0usize; N];
     for (slot, (name, type_oid)) in found.iter_mut().zip(wanted) {
         *slot = attrs.iter().position(|a| {
-            !a.attisdropped
-                && a.atttypid == *type_oid
-                && pgrx::name_data_to_str(&a.attname).as_bytes() == name.to_bytes()
+            // SAFETY: a NameData is NUL-terminated; compared as bytes, whatever the encoding.
+            let attname = unsafe { CStr::from_ptr(a.attname.data.as_ptr()) };
+            !a.attisdropped && attname == *name
         })?;
+        let a = &attrs[*slot];
+        if a.atttypid != *type_oid || a.atttypmod != -1 || a.attidentity != 0 || a.attgenerated != 0
+        {
+            return None;
+        }
     }
     let live = attrs.iter().filter(|a| !a.attisdropped).count();
     (!exact || live == N).then_some(found)
+}
+
+/// Whether the archive's defaults are those the move writes itself: `now()` for `finished_at`
+/// (the move's `finished`), none for `callback_error` (`no_default`). The SQL path leaves both
+/// columns to their defaults; a DBA who changes one gets it from the SQL path.
+///
+/// # Safety
+/// `archive` is open; the positions are its columns (0-based).
+pub unsafe fn defaults_written(
+    archive: pg_sys::Relation,
+    finished: usize,
+    no_default: usize,
+) -> bool {
+    // SAFETY: see the function contract; the default expression is made in the current
+    // memory context.
+    unsafe {
+        let desc = (*archive).rd_att;
+        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        if attrs[no_default].atthasdef || !attrs[finished].atthasdef {
+            return false;
+        }
+        let default = pg_sys::build_column_default(archive, finished as i32 + 1);
+        !default.is_null()
+            && (*default).type_ == pg_sys::NodeTag::T_FuncExpr
+            && (*default.cast::<pg_sys::FuncExpr>()).funcid == pg_sys::Oid::from(pg_sys::F_NOW)
+    }
 }

@@ -7,14 +7,16 @@
 //! this declines).
 //!
 //! It declines (the caller then records in SQL) whenever the tables are not exactly those of
-//! this version: another column or a missing one, a column of another type, triggers, rules,
-//! row-level security, another table access method, an index whose uniqueness is checked only
-//! at commit. An event whose row is not where its claim found it, no longer has its key there,
-//! or was changed or deleted by another transaction since it was read is left in the queue for
-//! the caller's search by key, which waits and re-checks as the executor does.
+//! this version: another column or a missing one, a column of another type or with a type
+//! modifier, an identity or generated column, other defaults, triggers, rules, row-level
+//! security, another table access method, a partition, an index whose uniqueness is checked
+//! only at commit. An event whose row is not where its claim found it, no longer has its key
+//! there, or was changed or deleted by another transaction since it was read is left in the
+//! queue for the caller's search by key, which waits and re-checks as the executor does.
 //!
 //! Permissions are not checked: only the worker calls this, on the extension's private tables,
-//! which its own statements write.
+//! which its own statements write. Executor hooks (pg_stat_statements, auditing extensions) see
+//! no statement for what is moved here.
 
 mod layout;
 
@@ -22,7 +24,11 @@ use pgrx::{pg_sys, IntoDatum};
 
 use super::Outcome;
 use crate::tuples::{clear_slot, insert_index_entries};
-use layout::{columns, plain, ARCHIVE, COPIED, QUEUE, Q_ID, Q_SUBSCRIPTION, Q_TXID};
+use layout::{
+    columns, defaults_written, plain, ARCHIVE, A_ATTEMPTS, A_CALLBACK_ERROR, A_DURATION_MS,
+    A_ERROR, A_EXCERPT, A_FINISHED_AT, A_LAST_ERROR, A_STARTED_AT, A_STATUS, A_STATUS_CODE, COPIED,
+    QUEUE, Q_ID, Q_SUBSCRIPTION, Q_TXID,
+};
 
 /// What a move did.
 pub struct Moved {
@@ -58,21 +64,23 @@ pub unsafe fn move_finished(outcomes: &[&Outcome]) -> Option<Moved> {
             pg_sys::table_close(archive, pg_sys::NoLock as pg_sys::LOCKMODE);
             pg_sys::table_close(queue, pg_sys::NoLock as pg_sys::LOCKMODE);
         };
-        let layout = match (
-            plain(queue)
-                .then(|| columns(queue, &QUEUE, false))
-                .flatten(),
-            plain(archive)
-                .then(|| columns(archive, &ARCHIVE, true))
-                .flatten(),
-        ) {
-            (Some(q), Some(a)) => Some((q, a)),
+        let queue_layout = plain(queue).then(|| columns(queue, &QUEUE, false));
+        let archive_layout = plain(archive).then(|| columns(archive, &ARCHIVE, true));
+        let layout = match (queue_layout.flatten(), archive_layout.flatten()) {
+            (Some(q), Some(a))
+                if defaults_written(archive, a[A_FINISHED_AT], a[A_CALLBACK_ERROR]) =>
+            {
+                Some((q, a))
+            }
             _ => None,
         };
         let Some((q, a)) = layout else {
             close();
             return None;
         };
+        // A queue published without a replica identity cannot have rows deleted: the same
+        // ERROR as `DELETE` raises.
+        pg_sys::CheckCmdReplicaIdentity(queue, pg_sys::CmdType::CMD_DELETE);
         let mut mover = Mover::open(queue, archive, q, a);
         let moved = mover.as_mut().map(|m| m.run(outcomes));
         if let Some(m) = mover {
@@ -172,8 +180,11 @@ impl Mover {
             archived: 0,
             totals: Vec::new(),
         };
-        // SAFETY: see `move_finished`.
+        // SAFETY: see `move_finished`; the snapshot is popped before it is unregistered.
         unsafe {
+            // Active while rows are moved, for what a DBA's CHECK constraint or index
+            // expression may read, as each statement of the SQL path makes its own active.
+            pg_sys::PushActiveSnapshot(self.snapshot);
             let blocks = pg_sys::RelationGetNumberOfBlocksInFork(
                 self.queue,
                 pg_sys::ForkNumber::MAIN_FORKNUM,
@@ -199,6 +210,7 @@ impl Mover {
                     )),
                 }
             }
+            pg_sys::PopActiveSnapshot();
         }
         moved
     }
@@ -273,19 +285,19 @@ impl Mover {
                 let i = self.q[*from];
                 set(column, (!nulls[i]).then_some(values[i]));
             }
-            set(11, o.attempt.into_datum());
-            set(12, o.last_error.as_deref().into_datum());
-            set(13, o.decision.outcome().into_datum());
+            set(A_ATTEMPTS, o.attempt.into_datum());
+            set(A_LAST_ERROR, o.last_error.as_deref().into_datum());
+            set(A_STATUS, o.decision.outcome().into_datum());
             // now(), the column's default.
             set(
-                14,
+                A_FINISHED_AT,
                 pg_sys::GetCurrentTransactionStartTimestamp().into_datum(),
             );
-            set(15, timestamptz(o.started_at).into_datum());
-            set(16, o.duration_ms.into_datum());
-            set(17, o.status_code.into_datum());
-            set(18, o.response_excerpt.as_deref().into_datum());
-            set(19, o.error.as_deref().into_datum());
+            set(A_STARTED_AT, timestamptz(o.started_at).into_datum());
+            set(A_DURATION_MS, o.duration_ms.into_datum());
+            set(A_STATUS_CODE, o.status_code.into_datum());
+            set(A_EXCERPT, o.response_excerpt.as_deref().into_datum());
+            set(A_ERROR, o.error.as_deref().into_datum());
             // callback_error stays NULL: batches with callbacks are recorded in SQL.
             let tuple = pg_sys::heap_form_tuple(adesc, row.as_mut_ptr(), row_nulls.as_mut_ptr());
             (*tuple).t_tableOid = (*self.archive).rd_id;
