@@ -8,6 +8,39 @@ use support::cluster::Cluster;
 use support::receiver::Receiver;
 use support::{error_of, subscribe, WAIT};
 
+/// The envelope's time is when the change was captured, as `to_jsonb` writes that
+/// `timestamptz`: in the server's time zone, here not UTC, to the microsecond.
+#[test]
+fn the_envelope_time_is_the_capture_time_as_to_jsonb_writes_it() {
+    let pg = Cluster::start(&["timezone = 'Asia/Kolkata'"]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    db.batch_execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(
+        &mut db,
+        "std",
+        "orders",
+        &rx.url("/standard"),
+        ", format => 'standard'",
+    );
+    db.batch_execute("INSERT INTO orders VALUES (1)").unwrap();
+    let got = rx.wait_for(1, WAIT);
+    let sent = got[0].json()["timestamp"].as_str().unwrap().to_string();
+    let captured: String = db
+        .query_one(
+            "SELECT to_jsonb(created_at) #>> '{}' FROM webhook.events WHERE record->>'id' = '1'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, captured);
+    assert!(
+        sent.ends_with("+05:30"),
+        "not in the server's time zone: {sent}"
+    );
+}
+
 #[test]
 fn three_payload_formats_are_signed_and_shaped() {
     let pg = Cluster::start(&[]);

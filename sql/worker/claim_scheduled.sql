@@ -5,7 +5,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $4 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $4 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch
+       e.created_at, e.payload_bytes, e.batch
   FROM (SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id, q.subscription_id, q.op,
                q.table_schema, q.table_name, q.record, q.old_record, q.attempts,
                q.series_start, q.created_at, q.payload_bytes, q.batch,

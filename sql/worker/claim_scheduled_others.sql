@@ -11,7 +11,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $4 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $4 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       pg_catalog.to_jsonb(e.created_at) #>> '{}', e.payload_bytes, e.batch
+       e.created_at, e.payload_bytes, e.batch
   FROM (SELECT t.*,
                pg_catalog.sum(t.payload_bytes) OVER (ORDER BY t.turn, t.next_attempt_at, t.id)
                    - t.payload_bytes AS bytes_before

@@ -94,4 +94,39 @@ impl<'r, 'c> DeformedRows<'r, 'c> {
             Ok(T::try_from_datum(self.values[i], false, typoid)?)
         }
     }
+
+    /// Column `ordinal` (1-based) of the current row, a `timestamptz`, as its JSON string
+    /// (without the quotes): the text `to_jsonb` gives it, in the session's time zone, made by
+    /// the same function; `None` for NULL.
+    pub fn json_time(&self, ordinal: usize) -> SpiResult<Option<String>> {
+        let i = ordinal.checked_sub(1).filter(|i| *i < self.values.len());
+        // SAFETY: the column's attribute, read from the live result's descriptor.
+        let typoid =
+            i.map(|i| unsafe { (*(*(*self.table).tupdesc).attrs.as_ptr().add(i)).atttypid });
+        let (Some(i), Some(pg_sys::TIMESTAMPTZOID)) = (i, typoid) else {
+            return Err(TryFromDatumError::NoSuchAttributeNumber(
+                NonZeroUsize::new(ordinal).unwrap_or(NonZeroUsize::MIN),
+            )
+            .into());
+        };
+        if self.nulls[i] {
+            return Ok(None);
+        }
+        // SAFETY: a timestamptz datum; the text is palloc'd in the current context (freed with
+        // it) and copied into Rust memory here. An out-of-range value raises the ERROR
+        // `to_jsonb` raises, through pgrx's FFI guard.
+        unsafe {
+            let text = pg_sys::JsonEncodeDateTime(
+                std::ptr::null_mut(),
+                self.values[i],
+                pg_sys::TIMESTAMPTZOID,
+                std::ptr::null(),
+            );
+            let out = std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned();
+            pg_sys::pfree(text.cast());
+            Ok(Some(out))
+        }
+    }
 }

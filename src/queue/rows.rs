@@ -141,7 +141,7 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             old_record: row.get::<&str>(8)?.map(Arc::from),
             attempts: row.get(9)?.unwrap_or_default(),
             series_start: row.get(10)?.unwrap_or_default(),
-            created_at: row.get(11)?.unwrap_or_default(),
+            created_at: row.json_time(11)?.unwrap_or_default(),
             payload_bytes: row.get::<i32>(12)?.unwrap_or_default().into(),
             batch: row.get(13)?,
             page: 0,
