@@ -32,7 +32,9 @@ pub unsafe fn insert_index_entries(
     }
 }
 
-/// `ExecClearTuple`, which is an inline function in the headers.
+/// `ExecClearTuple`, which is an inline function in the headers: pgrx's shim of it
+/// (`pg_sys::ExecClearTuple`) would set up its ERROR guard for every row of a bulk capture,
+/// and a slot's clear callback raises no ERROR.
 ///
 /// # Safety
 /// `slot` is a valid slot.

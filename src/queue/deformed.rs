@@ -75,40 +75,23 @@ impl<'r, 'c> DeformedRows<'r, 'c> {
 
     /// Column `ordinal` (1-based) of the current row, as `T`; `None` for NULL.
     pub fn get<T: FromDatum + IntoDatum>(&self, ordinal: usize) -> SpiResult<Option<T>> {
-        let missing = || {
-            TryFromDatumError::NoSuchAttributeNumber(
-                NonZeroUsize::new(ordinal).unwrap_or(NonZeroUsize::MIN),
-            )
-        };
-        let i = ordinal
-            .checked_sub(1)
-            .filter(|i| *i < self.values.len())
-            .ok_or_else(missing)?;
+        let (i, typoid) = self.column(ordinal)?;
         if self.nulls[i] {
             return Ok(None);
         }
         // SAFETY: a non-NULL datum of the current row; try_from_datum refuses a Rust type the
         // column's type does not convert to, and copies strings into Rust memory.
-        unsafe {
-            let typoid = (*(*(*self.table).tupdesc).attrs.as_ptr().add(i)).atttypid;
-            Ok(T::try_from_datum(self.values[i], false, typoid)?)
-        }
+        unsafe { Ok(T::try_from_datum(self.values[i], false, typoid)?) }
     }
 
     /// Column `ordinal` (1-based) of the current row, a `timestamptz`, as its JSON string
     /// (without the quotes): the text `to_jsonb` gives it, in the session's time zone, made by
     /// the same function; `None` for NULL.
     pub fn json_time(&self, ordinal: usize) -> SpiResult<Option<String>> {
-        let i = ordinal.checked_sub(1).filter(|i| *i < self.values.len());
-        // SAFETY: the column's attribute, read from the live result's descriptor.
-        let typoid =
-            i.map(|i| unsafe { (*(*(*self.table).tupdesc).attrs.as_ptr().add(i)).atttypid });
-        let (Some(i), Some(pg_sys::TIMESTAMPTZOID)) = (i, typoid) else {
-            return Err(TryFromDatumError::NoSuchAttributeNumber(
-                NonZeroUsize::new(ordinal).unwrap_or(NonZeroUsize::MIN),
-            )
-            .into());
-        };
+        let (i, typoid) = self.column(ordinal)?;
+        if typoid != pg_sys::TIMESTAMPTZOID {
+            return Err(no_such_column(ordinal));
+        }
         if self.nulls[i] {
             return Ok(None);
         }
@@ -129,4 +112,22 @@ impl<'r, 'c> DeformedRows<'r, 'c> {
             Ok(Some(out))
         }
     }
+
+    /// The 0-based index and the type of column `ordinal` (1-based).
+    fn column(&self, ordinal: usize) -> SpiResult<(usize, pg_sys::Oid)> {
+        let i = ordinal
+            .checked_sub(1)
+            .filter(|i| *i < self.values.len())
+            .ok_or_else(|| no_such_column(ordinal))?;
+        // SAFETY: the attribute of a column the live result's descriptor has.
+        let typoid = unsafe { (*(*(*self.table).tupdesc).attrs.as_ptr().add(i)).atttypid };
+        Ok((i, typoid))
+    }
+}
+
+fn no_such_column(ordinal: usize) -> SpiError {
+    TryFromDatumError::NoSuchAttributeNumber(
+        NonZeroUsize::new(ordinal).unwrap_or(NonZeroUsize::MIN),
+    )
+    .into()
 }

@@ -10,9 +10,10 @@ use pg_sys::{
     TIMESTAMPTZOID as TS, XID8OID as X8,
 };
 
-/// The queue's columns the move reads; `columns` finds them in this order.
-pub const QUEUE: [(&CStr, pg_sys::Oid); 12] = [
-    (c"txid", X8),
+type Column = (&'static CStr, pg_sys::Oid);
+
+/// The columns an archive row copies from its queue row, by the same names and types.
+const COPIED: [Column; 11] = [
     (c"id", I8),
     (c"subscription_id", I4),
     (c"op", T),
@@ -26,34 +27,43 @@ pub const QUEUE: [(&CStr, pg_sys::Oid); 12] = [
     (c"order_key", I8),
 ];
 
-/// Every column of the archive, in the order the move fills them; the table must have these
-/// and no other.
-pub const ARCHIVE: [(&CStr, pg_sys::Oid); 21] = [
-    (c"id", I8),
-    (c"subscription_id", I4),
-    (c"op", T),
-    (c"table_schema", T),
-    (c"table_name", T),
-    (c"record", JB),
-    (c"old_record", JB),
-    (c"created_at", TS),
-    (c"series_start", I4),
-    (c"payload_bytes", I4),
-    (c"order_key", I8),
-    (c"attempts", I4),
-    (c"last_error", T),
-    (c"status", T),
-    (c"finished_at", TS),
-    (c"final_started_at", TS),
-    (c"final_duration_ms", F8),
-    (c"final_status_code", I4),
-    (c"final_response_excerpt", T),
-    (c"final_error", T),
-    (c"callback_error", T),
-];
+/// The queue's columns the move reads (`columns` finds them in this order): its `txid`, then
+/// those it copies.
+pub const QUEUE: [Column; 12] = join(&[(c"txid", X8)], &COPIED);
 
-/// The queue columns copied as they are into the archive's first eleven (id to order_key).
-pub const COPIED: [usize; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+/// Every column of the archive, in the order the move fills them (`columns` finds them so):
+/// those copied from the queue, then the outcome's. The table must have these and no other.
+pub const ARCHIVE: [Column; 21] = join(
+    &COPIED,
+    &[
+        (c"attempts", I4),
+        (c"last_error", T),
+        (c"status", T),
+        (c"finished_at", TS),
+        (c"final_started_at", TS),
+        (c"final_duration_ms", F8),
+        (c"final_status_code", I4),
+        (c"final_response_excerpt", T),
+        (c"final_error", T),
+        (c"callback_error", T),
+    ],
+);
+
+/// `a` then `b`; `N` must be their total length (checked when the constant is made).
+const fn join<const N: usize>(a: &[Column], b: &[Column]) -> [Column; N] {
+    assert!(a.len() + b.len() == N);
+    let mut out = [(c"", pg_sys::Oid::INVALID); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() { a[i] } else { b[i - a.len()] };
+        i += 1;
+    }
+    out
+}
+
+/// Where the copied columns start in `QUEUE` (they are the first of `ARCHIVE`), and how many.
+pub const Q_COPIED: usize = 1;
+pub const COPIED_COLUMNS: usize = COPIED.len();
 /// The archive's columns the move fills from the outcome (positions in `ARCHIVE`).
 pub const A_ATTEMPTS: usize = 11;
 pub const A_LAST_ERROR: usize = 12;
@@ -95,7 +105,7 @@ pub unsafe fn plain(rel: pg_sys::Relation) -> bool {
 /// `rel` is an open relation.
 pub unsafe fn columns<const N: usize>(
     rel: pg_sys::Relation,
-    wanted: &[(&CStr, pg_sys::Oid); N],
+    wanted: &[Column; N],
     exact: bool,
 ) -> Option<[usize; N]> {
     // SAFETY: an open relation's descriptor.

@@ -26,8 +26,8 @@ use super::Outcome;
 use crate::tuples::{clear_slot, insert_index_entries};
 use layout::{
     columns, defaults_written, plain, ARCHIVE, A_ATTEMPTS, A_CALLBACK_ERROR, A_DURATION_MS,
-    A_ERROR, A_EXCERPT, A_FINISHED_AT, A_LAST_ERROR, A_STARTED_AT, A_STATUS, A_STATUS_CODE, COPIED,
-    QUEUE, Q_ID, Q_SUBSCRIPTION, Q_TXID,
+    A_ERROR, A_EXCERPT, A_FINISHED_AT, A_LAST_ERROR, A_STARTED_AT, A_STATUS, A_STATUS_CODE,
+    COPIED_COLUMNS, QUEUE, Q_COPIED, Q_ID, Q_SUBSCRIPTION, Q_TXID,
 };
 
 /// What a move did.
@@ -108,6 +108,12 @@ struct Mover {
     snapshot: pg_sys::Snapshot,
     /// The command the rows are deleted and inserted in.
     cid: pg_sys::CommandId,
+    /// The queue row being moved, deformed, and the archive row made of it: one of each for
+    /// every row moved.
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+    row: Vec<pg_sys::Datum>,
+    row_nulls: Vec<bool>,
 }
 
 impl Mover {
@@ -160,6 +166,10 @@ impl Mover {
                 row_memory,
                 snapshot,
                 cid: pg_sys::GetCurrentCommandId(true),
+                values: vec![pg_sys::Datum::from(0usize); (*(*queue).rd_att).natts as usize],
+                nulls: vec![true; (*(*queue).rd_att).natts as usize],
+                row: vec![pg_sys::Datum::from(0usize); (*(*archive).rd_att).natts as usize],
+                row_nulls: vec![true; (*(*archive).rd_att).natts as usize],
             })
         }
     }
@@ -237,12 +247,13 @@ impl Mover {
             if !pg_sys::heap_fetch(self.queue, self.snapshot, &mut tuple, &mut buffer, false) {
                 return None;
             }
-            let qdesc = (*self.queue).rd_att;
-            let natts = (*qdesc).natts as usize;
-            let mut values = vec![pg_sys::Datum::from(0usize); natts];
-            let mut nulls = vec![true; natts];
-            pg_sys::heap_deform_tuple(&mut tuple, qdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let q = self.q;
+            pg_sys::heap_deform_tuple(
+                &mut tuple,
+                (*self.queue).rd_att,
+                self.values.as_mut_ptr(),
+                self.nulls.as_mut_ptr(),
+            );
+            let (q, values, nulls) = (self.q, &self.values, &self.nulls);
             let same_key = !nulls[q[Q_TXID]]
                 && !nulls[q[Q_ID]]
                 && values[q[Q_TXID]].value() as u64 == outcome.txid as u64
@@ -259,8 +270,8 @@ impl Mover {
                     false,
                 ) == pg_sys::TM_Result::TM_Ok;
             let moved = deleted.then(|| {
-                self.insert(outcome, &values, &nulls);
-                values[q[Q_SUBSCRIPTION]].value() as i32
+                self.insert(outcome);
+                self.values[q[Q_SUBSCRIPTION]].value() as i32
             });
             pg_sys::ReleaseBuffer(buffer);
             moved
@@ -268,22 +279,21 @@ impl Mover {
     }
 
     /// Inserts the archive row of an event whose queue row (`values`, `nulls`) was deleted.
-    unsafe fn insert(&mut self, o: &Outcome, values: &[pg_sys::Datum], nulls: &[bool]) {
+    unsafe fn insert(&mut self, o: &Outcome) {
         // SAFETY: see `move_finished`; in the row's memory context.
         unsafe {
             let adesc = (*self.archive).rd_att;
-            let natts = (*adesc).natts as usize;
-            let mut row = vec![pg_sys::Datum::from(0usize); natts];
-            let mut row_nulls = vec![true; natts];
+            self.row_nulls.fill(true);
+            let (a, row, row_nulls) = (&self.a, &mut self.row, &mut self.row_nulls);
             let mut set = |column: usize, value: Option<pg_sys::Datum>| {
                 if let Some(v) = value {
-                    row[self.a[column]] = v;
-                    row_nulls[self.a[column]] = false;
+                    row[a[column]] = v;
+                    row_nulls[a[column]] = false;
                 }
             };
-            for (column, from) in COPIED.iter().enumerate() {
-                let i = self.q[*from];
-                set(column, (!nulls[i]).then_some(values[i]));
+            for column in 0..COPIED_COLUMNS {
+                let i = self.q[Q_COPIED + column];
+                set(column, (!self.nulls[i]).then_some(self.values[i]));
             }
             set(A_ATTEMPTS, o.attempt.into_datum());
             set(A_LAST_ERROR, o.last_error.as_deref().into_datum());
