@@ -28,6 +28,7 @@ mod queue;
 mod sql;
 mod triggers;
 mod tuples;
+mod unguarded;
 mod wake;
 mod worker;
 

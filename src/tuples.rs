@@ -4,11 +4,13 @@
 
 use pgrx::pg_sys;
 
+use crate::unguarded;
+
 /// Adds the index entries of the row in `slot` (just inserted; its `tts_tid` set) to every
 /// index open in `rri`, as `ExecInsert` does, uniqueness checked at once.
 ///
 /// # Safety
-/// `rri` has its indexes open (`ExecOpenIndices` or the like), `estate` is the executor state
+/// Inside a region (`crate::unguarded`); `rri` has its indexes open (`ExecOpenIndices` or the like), `estate` is the executor state
 /// they were opened with, and `slot` holds the row.
 pub unsafe fn insert_index_entries(
     rri: *mut pg_sys::ResultRelInfo,
@@ -17,9 +19,9 @@ pub unsafe fn insert_index_entries(
 ) {
     // SAFETY: see the function contract.
     unsafe {
-        let econtext = pg_sys::MakePerTupleExprContext(estate);
+        let econtext = unguarded::MakePerTupleExprContext(estate);
         (*econtext).ecxt_scantuple = slot;
-        pg_sys::ExecInsertIndexTuples(
+        unguarded::ExecInsertIndexTuples(
             rri,
             slot,
             estate,
@@ -28,7 +30,7 @@ pub unsafe fn insert_index_entries(
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         );
-        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+        unguarded::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
     }
 }
 

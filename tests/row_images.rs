@@ -7,7 +7,7 @@ mod support;
 use postgres::Client;
 use support::cluster::Cluster;
 use support::receiver::Receiver;
-use support::{exec, subscribe};
+use support::{count, error_of, exec, subscribe};
 
 /// A type of every kind `to_jsonb` renders differently: plain built-ins, numbers, dates,
 /// json, arrays, composites, domains, an enum with a cast to json, ranges, and types it
@@ -304,4 +304,101 @@ fn number_columns_are_queued_byte_for_byte_as_to_jsonb_stores_them() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(unmatched, Vec::<String>::new());
+}
+
+/// An ERROR raised while a row is rendered (here by a cast to json, user code that capture
+/// calls) fails the statement with that error and queues nothing for it, and the session goes
+/// on: a savepoint rolled back to after such an error leaves the transaction's other events
+/// queued, rendered right.
+#[test]
+fn an_error_raised_while_rendering_a_row_fails_only_its_statement() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TYPE grade AS ENUM ('pass', 'fail');
+         CREATE FUNCTION grade_json(grade) RETURNS json LANGUAGE plpgsql AS $$
+         BEGIN
+             IF $1 = 'fail' THEN
+                 RAISE EXCEPTION 'no json for a failing grade';
+             END IF;
+             RETURN to_json($1::text);
+         END $$;
+         CREATE CAST (grade AS json) WITH FUNCTION grade_json(grade);
+         CREATE TABLE exams (id int PRIMARY KEY, g grade);",
+    );
+    let rx = Receiver::start();
+    subscribe(&mut db, "exams", "exams", &rx.url("/e"), "");
+    exec(&mut db, "SELECT webhook.pause('exams')");
+    assert_eq!(
+        error_of(&mut db, "INSERT INTO exams VALUES (1, 'fail')"),
+        "no json for a failing grade"
+    );
+    let mut tx = db.transaction().unwrap();
+    tx.batch_execute("INSERT INTO exams VALUES (2, 'pass'); SAVEPOINT s")
+        .unwrap();
+    let failed = tx
+        .batch_execute("INSERT INTO exams VALUES (3, 'fail')")
+        .expect_err("the failing grade's insert");
+    assert_eq!(
+        failed.as_db_error().map(|e| e.message()),
+        Some("no json for a failing grade")
+    );
+    tx.batch_execute("ROLLBACK TO s; INSERT INTO exams VALUES (4, 'pass')")
+        .unwrap();
+    tx.commit().unwrap();
+    let got = compared(
+        &mut db,
+        "SELECT e.id, q.record::text, to_jsonb(e.*)::text
+           FROM webhook._event_queue q JOIN exams e ON e.id = (q.record->>'id')::int
+          ORDER BY e.id",
+    );
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 4]);
+    for (id, queued, expected) in &got {
+        assert_eq!(queued, expected, "row {id}");
+    }
+    assert_eq!(queued(&mut db, "INSERT"), 2);
+}
+
+/// A text value too long for a jsonb string fails the statement with the error `to_jsonb`
+/// raises for it, and the session goes on.
+#[test]
+fn a_string_too_long_for_jsonb_fails_the_statement_as_to_jsonb_does() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+    );
+    let rx = Receiver::start();
+    subscribe(&mut db, "notes", "notes", &rx.url("/n"), "");
+    exec(&mut db, "SELECT webhook.pause('notes')");
+    // 2^28 bytes, one more than a jsonb string can hold.
+    let expected = "string too long to represent as jsonb string | Due to an implementation \
+                    restriction, jsonb strings cannot exceed 268435455 bytes.";
+    assert_eq!(
+        error_of(&mut db, "SELECT to_jsonb(repeat('x', 268435456))"),
+        expected
+    );
+    assert_eq!(
+        error_of(
+            &mut db,
+            "INSERT INTO notes VALUES (1, repeat('x', 268435456))"
+        ),
+        expected
+    );
+    // A string that fits, with room for the object's keys and id.
+    exec(
+        &mut db,
+        "INSERT INTO notes VALUES (2, repeat('x', 268435400))",
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE record->>'id' = '2'
+                AND length(record->>'body') = 268435400"
+        ),
+        1
+    );
+    assert_eq!(queued(&mut db, "INSERT"), 1);
 }

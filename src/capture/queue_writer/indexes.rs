@@ -12,6 +12,7 @@
 use pgrx::pg_sys;
 
 use super::columns::Columns;
+use crate::unguarded;
 
 /// One index of the queue, and whether capture's events can never have an entry in it.
 pub struct QueueIndex {
@@ -133,13 +134,9 @@ unsafe fn predicate_holds(
     }
 }
 
-/// Opens, into `rri`, the indexes the events of a statement (`ordered` or not) can have entries
-/// in, as `ExecOpenIndices` opens all of them; `ExecCloseIndices` closes them.
-///
-/// # Safety
-/// `rri` is initialized for the open queue, whose indexes `indexes` lists.
-pub unsafe fn open(rri: *mut pg_sys::ResultRelInfo, indexes: &[QueueIndex], ordered: bool) {
-    let wanted: Vec<pg_sys::Oid> = indexes
+/// The indexes the events of a statement (`ordered` or not) can have entries in.
+pub fn wanted(indexes: &[QueueIndex], ordered: bool) -> Vec<pg_sys::Oid> {
+    indexes
         .iter()
         .filter(|i| {
             !(if ordered {
@@ -149,18 +146,27 @@ pub unsafe fn open(rri: *mut pg_sys::ResultRelInfo, indexes: &[QueueIndex], orde
             })
         })
         .map(|i| i.oid)
-        .collect();
+        .collect()
+}
+
+/// Opens the indexes `wanted` into `rri`, as `ExecOpenIndices` opens all of them;
+/// `ExecCloseIndices` closes them.
+///
+/// # Safety
+/// Inside a region (`crate::unguarded`); `rri` is initialized for the open queue, whose
+/// indexes `wanted` are.
+pub unsafe fn open(rri: *mut pg_sys::ResultRelInfo, wanted: &[pg_sys::Oid]) {
     // SAFETY: arrays in the current (per-call) memory context, as ExecOpenIndices makes them.
     unsafe {
         let n = wanted.len();
-        let descs = pg_sys::palloc0(n.max(1) * std::mem::size_of::<pg_sys::Relation>())
+        let descs = unguarded::palloc0(n.max(1) * std::mem::size_of::<pg_sys::Relation>())
             .cast::<pg_sys::Relation>();
-        let infos = pg_sys::palloc0(n.max(1) * std::mem::size_of::<*mut pg_sys::IndexInfo>())
+        let infos = unguarded::palloc0(n.max(1) * std::mem::size_of::<*mut pg_sys::IndexInfo>())
             .cast::<*mut pg_sys::IndexInfo>();
         for (i, oid) in wanted.iter().enumerate() {
-            let index = pg_sys::index_open(*oid, LOCK);
+            let index = unguarded::index_open(*oid, LOCK);
             *descs.add(i) = index;
-            *infos.add(i) = pg_sys::BuildIndexInfo(index);
+            *infos.add(i) = unguarded::BuildIndexInfo(index);
         }
         (*rri).ri_NumIndices = n as i32;
         (*rri).ri_IndexRelationDescs = descs;

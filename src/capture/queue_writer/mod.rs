@@ -11,6 +11,7 @@ use pgrx::pg_sys;
 
 pub(super) use crate::tuples::clear_slot;
 use crate::tuples::insert_index_entries;
+use crate::unguarded;
 
 mod columns;
 mod indexes;
@@ -25,11 +26,6 @@ use columns::Columns;
 /// increment, since a batch takes its ids from one `nextval`.
 const BATCH: usize = 1000;
 const ID_BLOCK: i64 = 1024;
-
-extern "C-unwind" {
-    // commands/sequence.h; not in pgrx's generated bindings.
-    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
-}
 
 pub struct QueueWriter {
     rel: pg_sys::Relation,
@@ -51,15 +47,7 @@ pub struct QueueWriter {
     /// Where slots live: the trigger call's context, which outlives every batch.
     call_memory: pg_sys::MemoryContext,
     bulk: pg_sys::BulkInsertState,
-    /// Values that are the same for every row of the statement.
-    subscription_id: pg_sys::Datum,
-    ordered: pg_sys::Datum,
-    op: pg_sys::Datum,
-    table_schema: pg_sys::Datum,
-    table_name: pg_sys::Datum,
-    txid: pg_sys::Datum,
-    created_at: pg_sys::Datum,
-    command_id: pg_sys::CommandId,
+    constants: Constants,
     /// Next id to hand out and the end of the block it comes from.
     next_id: i64,
     id_block_end: i64,
@@ -69,14 +57,30 @@ pub struct QueueWriter {
     next_key: usize,
 }
 
-fn text_datum(s: &str) -> pg_sys::Datum {
-    // SAFETY: copies the bytes into a palloc'd text in the current memory context.
+/// `s` as a text datum in the current memory context.
+///
+/// # Safety
+/// Inside a region (`crate::unguarded`).
+unsafe fn text_datum(s: &str) -> pg_sys::Datum {
+    // SAFETY: copies the bytes into a palloc'd text.
     unsafe {
-        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+        pg_sys::Datum::from(unguarded::cstring_to_text_with_len(
             s.as_ptr().cast(),
             s.len() as i32,
         ))
     }
+}
+
+/// Values that are the same for every row of the statement.
+struct Constants {
+    subscription_id: pg_sys::Datum,
+    ordered: pg_sys::Datum,
+    op: pg_sys::Datum,
+    table_schema: pg_sys::Datum,
+    table_name: pg_sys::Datum,
+    txid: pg_sys::Datum,
+    created_at: pg_sys::Datum,
+    command_id: pg_sys::CommandId,
 }
 
 impl QueueWriter {
@@ -87,29 +91,43 @@ impl QueueWriter {
         schema: &str,
         table: &str,
     ) -> Result<QueueWriter, String> {
+        // SAFETY: called inside a trigger, in a transaction.
+        let (rel, layout) = unsafe { layout::open_queue(subscription.ordered)? };
+        let wanted = indexes::wanted(&layout.indexes, subscription.ordered);
         // SAFETY: called inside a trigger, in a transaction; every pointer below comes from
-        // Postgres and lives in the current (per-call) memory context or the relcache.
+        // Postgres and lives in the current (per-call) memory context or the relcache. One
+        // region: it only borrows `wanted` and the names.
         unsafe {
-            let (rel, layout) = layout::open_queue(subscription.ordered)?;
             let natts = (*(*rel).rd_att).natts as usize;
-            let slot_desc = pg_sys::CreateTupleDescCopy((*rel).rd_att);
-
-            let estate = pg_sys::CreateExecutorState();
-            let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
-                .cast::<pg_sys::ResultRelInfo>();
-            (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
-            pg_sys::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
-            indexes::open(rri, &layout.indexes, subscription.ordered);
-
-            let batch_memory = pg_sys::AllocSetContextCreateInternal(
-                pg_sys::CurrentMemoryContext,
-                c"pg_webhook capture".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            );
-
-            let full_xid = pg_sys::GetTopFullTransactionId();
+            let (estate, rri, slot_desc, batch_memory, constants) = unguarded::region(|| {
+                let estate = unguarded::CreateExecutorState();
+                let rri = unguarded::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
+                    .cast::<pg_sys::ResultRelInfo>();
+                (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
+                unguarded::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
+                indexes::open(rri, &wanted);
+                let batch_memory = unguarded::AllocSetContextCreateInternal(
+                    pg_sys::CurrentMemoryContext,
+                    c"pg_webhook capture".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                );
+                let constants = Constants {
+                    subscription_id: pg_sys::Datum::from(subscription.id),
+                    ordered: pg_sys::Datum::from(subscription.ordered),
+                    op: text_datum(op.as_sql()),
+                    table_schema: text_datum(schema),
+                    table_name: text_datum(table),
+                    txid: pg_sys::Datum::from(unguarded::GetTopFullTransactionId().value),
+                    created_at: pg_sys::Datum::from(
+                        unguarded::GetCurrentTransactionStartTimestamp(),
+                    ),
+                    command_id: unguarded::GetCurrentCommandId(true),
+                };
+                let slot_desc = unguarded::CreateTupleDescCopy((*rel).rd_att);
+                (estate, rri, slot_desc, batch_memory, constants)
+            });
             Ok(QueueWriter {
                 rel,
                 sequence: layout.sequence,
@@ -123,14 +141,7 @@ impl QueueWriter {
                 batch_memory,
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
-                subscription_id: pg_sys::Datum::from(subscription.id),
-                ordered: pg_sys::Datum::from(subscription.ordered),
-                op: text_datum(op.as_sql()),
-                table_schema: text_datum(schema),
-                table_name: text_datum(table),
-                txid: pg_sys::Datum::from(full_xid.value),
-                created_at: pg_sys::Datum::from(pg_sys::GetCurrentTransactionStartTimestamp()),
-                command_id: pg_sys::GetCurrentCommandId(true),
+                constants,
                 next_id: 0,
                 id_block_end: 0,
                 order_keys: Vec::new(),
@@ -144,7 +155,21 @@ impl QueueWriter {
         record: Option<pg_sys::Datum>,
         old_record: Option<pg_sys::Datum>,
     ) {
-        // SAFETY: the slot is virtual over the queue's descriptor; every column is set.
+        // SAFETY: the slot is virtual over the queue's descriptor; every column is set. One
+        // region: nothing in it needs dropping, and the Vec pushes (spare slots, the batch) do
+        // not panic (their capacity stays far below the limit).
+        unsafe {
+            unguarded::region(|| self.add_in_region(record, old_record));
+        }
+    }
+
+    /// `add`, inside a region.
+    unsafe fn add_in_region(
+        &mut self,
+        record: Option<pg_sys::Datum>,
+        old_record: Option<pg_sys::Datum>,
+    ) {
+        // SAFETY: see `add`.
         unsafe {
             let slot = self.take_slot();
             let values = std::slice::from_raw_parts_mut((*slot).tts_values, self.natts);
@@ -156,50 +181,51 @@ impl QueueWriter {
                 nulls[i] = false;
             };
             if self.next_id == self.id_block_end {
-                // Through pgrx's guard: an ERROR here (a cancelled lock wait, an exhausted
-                // sequence) must unwind, not longjmp over Rust frames.
-                let sequence = self.sequence;
-                self.next_id =
-                    pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(sequence, false));
+                // An ERROR here (a cancelled lock wait, an exhausted sequence) unwinds from the
+                // region.
+                self.next_id = unguarded::nextval_internal(self.sequence, false);
                 self.id_block_end = self.next_id + ID_BLOCK;
             }
             set(c.id, pg_sys::Datum::from(self.next_id));
             self.next_id += 1;
-            set(c.txid, self.txid);
-            set(c.subscription_id, self.subscription_id);
-            set(c.op, self.op);
-            set(c.table_schema, self.table_schema);
-            set(c.table_name, self.table_name);
+            set(c.txid, self.constants.txid);
+            set(c.subscription_id, self.constants.subscription_id);
+            set(c.op, self.constants.op);
+            set(c.table_schema, self.constants.table_schema);
+            set(c.table_name, self.constants.table_name);
             let mut bytes = 0usize;
             if let Some(r) = record {
                 set(c.record, r);
-                bytes += pg_sys::toast_raw_datum_size(r);
+                bytes += unguarded::toast_raw_datum_size(r);
             }
             if let Some(r) = old_record {
                 set(c.old_record, r);
-                bytes += pg_sys::toast_raw_datum_size(r);
+                bytes += unguarded::toast_raw_datum_size(r);
             }
             if let Some(i) = c.payload_bytes {
                 set(i, pg_sys::Datum::from(bytes.min(i32::MAX as usize) as i32));
             }
-            set(c.created_at, self.created_at);
+            set(c.created_at, self.constants.created_at);
             set(c.attempts, pg_sys::Datum::from(0i32));
             set(c.series_start, pg_sys::Datum::from(0i32));
             if let Some(i) = c.ordered {
-                set(i, self.ordered);
+                set(i, self.constants.ordered);
             }
-            if let (Some(i), true) = (c.order_key, self.ordered.value() != 0) {
+            if let (Some(i), true) = (c.order_key, self.constants.ordered.value() != 0) {
                 let key = self.order_keys.get(self.next_key).copied().unwrap_or(0);
                 self.next_key += 1;
                 set(i, pg_sys::Datum::from(key));
             }
             // next_attempt_at (new: due now) and last_error stay NULL.
-            pg_sys::ExecStoreVirtualTuple(slot);
+            unguarded::ExecStoreVirtualTuple(slot);
             self.slots.push(slot);
         }
     }
 
     /// A cleared virtual slot over the queue's descriptor, reused across batches.
+    ///
+    /// # Safety
+    /// Inside a region.
     unsafe fn take_slot(&mut self) -> *mut pg_sys::TupleTableSlot {
         // SAFETY: slots are created once per writer and cleared before reuse.
         unsafe {
@@ -211,7 +237,7 @@ impl QueueWriter {
             }
             // Not in the batch context: that is reset after every batch.
             let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
-            let slot = pg_sys::MakeSingleTupleTableSlot(self.slot_desc, &pg_sys::TTSOpsVirtual);
+            let slot = unguarded::MakeSingleTupleTableSlot(self.slot_desc, &pg_sys::TTSOpsVirtual);
             pg_sys::MemoryContextSwitchTo(batch);
             self.spare.push(slot);
             slot
@@ -223,30 +249,33 @@ impl QueueWriter {
         if self.slots.is_empty() {
             return;
         }
-        // SAFETY: slots hold complete virtual tuples for this relation.
+        // SAFETY: slots hold complete virtual tuples for this relation. One region: it owns
+        // nothing that needs dropping.
         unsafe {
-            if self.slots.len() > 1 && self.bulk.is_null() {
-                // Outlives the batch context, like the slots.
-                let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
-                self.bulk = pg_sys::GetBulkInsertState();
-                pg_sys::MemoryContextSwitchTo(batch);
-            }
-            pg_sys::heap_multi_insert(
-                self.rel,
-                self.slots.as_mut_ptr(),
-                self.slots.len() as i32,
-                self.command_id,
-                0,
-                self.bulk,
-            );
-            for &slot in &self.slots {
-                insert_index_entries(self.rri, slot, self.estate);
-            }
-            for &slot in &self.slots {
-                clear_slot(slot);
-            }
+            unguarded::region(|| {
+                if self.slots.len() > 1 && self.bulk.is_null() {
+                    // Outlives the batch context, like the slots.
+                    let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
+                    self.bulk = unguarded::GetBulkInsertState();
+                    pg_sys::MemoryContextSwitchTo(batch);
+                }
+                unguarded::heap_multi_insert(
+                    self.rel,
+                    self.slots.as_mut_ptr(),
+                    self.slots.len() as i32,
+                    self.constants.command_id,
+                    0,
+                    self.bulk,
+                );
+                for &slot in &self.slots {
+                    insert_index_entries(self.rri, slot, self.estate);
+                }
+                for &slot in &self.slots {
+                    clear_slot(slot);
+                }
+                unguarded::MemoryContextReset(self.batch_memory);
+            });
             self.slots.clear();
-            pg_sys::MemoryContextReset(self.batch_memory);
         }
     }
 
@@ -258,19 +287,22 @@ impl QueueWriter {
 
     /// Releases everything the writer holds.
     pub fn close(self) {
-        // SAFETY: each resource was acquired in `open`/`take_slot` and is released once.
+        // SAFETY: each resource was acquired in `open`/`take_slot` and is released once. One
+        // region: it only borrows the writer, dropped after it.
         unsafe {
-            for slot in &self.spare {
-                pg_sys::ExecDropSingleTupleTableSlot(*slot);
-            }
-            pg_sys::FreeTupleDesc(self.slot_desc);
-            if !self.bulk.is_null() {
-                pg_sys::FreeBulkInsertState(self.bulk);
-            }
-            pg_sys::ExecCloseIndices(self.rri);
-            pg_sys::FreeExecutorState(self.estate);
-            pg_sys::MemoryContextDelete(self.batch_memory);
-            pg_sys::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            unguarded::region(|| {
+                for slot in &self.spare {
+                    unguarded::ExecDropSingleTupleTableSlot(*slot);
+                }
+                unguarded::FreeTupleDesc(self.slot_desc);
+                if !self.bulk.is_null() {
+                    unguarded::FreeBulkInsertState(self.bulk);
+                }
+                unguarded::ExecCloseIndices(self.rri);
+                unguarded::FreeExecutorState(self.estate);
+                unguarded::MemoryContextDelete(self.batch_memory);
+                unguarded::table_close(self.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            });
         }
     }
 }

@@ -5,6 +5,7 @@ use pgrx::pg_sys;
 
 use super::{clear_slot, QueueWriter, BATCH};
 use crate::capture::row_json::{self, RowJson};
+use crate::unguarded;
 
 impl QueueWriter {
     /// Queues one event per row of the transition tables (paired for UPDATE) and returns how
@@ -18,17 +19,18 @@ impl QueueWriter {
         new_rows: *mut pg_sys::Tuplestorestate,
         old_rows: *mut pg_sys::Tuplestorestate,
     ) -> u64 {
-        // SAFETY: see the function contract; slots are created for the source's descriptor.
+        // SAFETY: see the function contract; slots are created for the source's descriptor, in
+        // a region that owns nothing.
         unsafe {
             let read_slot = |store: *mut pg_sys::Tuplestorestate| {
                 if store.is_null() {
                     return std::ptr::null_mut();
                 }
-                pg_sys::tuplestore_rescan(store);
-                pg_sys::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple)
+                unguarded::tuplestore_rescan(store);
+                unguarded::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple)
             };
-            let new_slot = read_slot(new_rows);
-            let old_slot = read_slot(old_rows);
+            let (new_slot, old_slot) =
+                unguarded::region(|| (read_slot(new_rows), read_slot(old_rows)));
             let mut json = row_json::take(source);
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
@@ -50,11 +52,13 @@ impl QueueWriter {
             clear_read_slots(new_slot, old_slot);
             self.flush();
             pg_sys::MemoryContextSwitchTo(old_context);
-            for slot in [new_slot, old_slot] {
-                if !slot.is_null() {
-                    pg_sys::ExecDropSingleTupleTableSlot(slot);
+            unguarded::region(|| {
+                for slot in [new_slot, old_slot] {
+                    if !slot.is_null() {
+                        unguarded::ExecDropSingleTupleTableSlot(slot);
+                    }
                 }
-            }
+            });
             row_json::put_back(source, json);
             queued
         }
@@ -115,13 +119,17 @@ unsafe fn next_json(
     if store.is_null() {
         return None;
     }
-    // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for.
-    unsafe {
-        if !pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-            return None;
-        }
-        Some(json.row(slot))
-    }
+    // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
+    // region owns nothing that needs dropping.
+    let row = unsafe {
+        unguarded::region(|| {
+            if !unguarded::tuplestore_gettupleslot(store, true, false, slot) {
+                return Ok(None);
+            }
+            json.row(slot).map(Some)
+        })
+    };
+    row.unwrap_or_else(|too_long| too_long.raise())
 }
 
 unsafe fn clear_read_slots(a: *mut pg_sys::TupleTableSlot, b: *mut pg_sys::TupleTableSlot) {

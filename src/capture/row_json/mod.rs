@@ -23,7 +23,10 @@ mod render;
 
 pub use cache::{forget_relation, put_back, take};
 pub(super) use render::output_function;
+pub use render::TooLong;
 use render::{function, scalar, string, Render};
+
+use crate::unguarded;
 
 struct Column {
     /// 0-based position in the row.
@@ -126,37 +129,45 @@ impl RowJson {
         }
     }
 
-    /// The row in `slot` as a jsonb datum, in the current memory context.
+    /// The row in `slot` as a jsonb datum, in the current memory context; `Err` when a column's
+    /// text is too long for jsonb (raise it after the region).
     ///
     /// # Safety
-    /// The slot holds a row of the descriptor the converter was made for.
-    pub unsafe fn row(&mut self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+    /// Inside a region (`crate::unguarded`); the slot holds a row of the descriptor the
+    /// converter was made for.
+    pub unsafe fn row(
+        &mut self,
+        slot: *mut pg_sys::TupleTableSlot,
+    ) -> Result<pg_sys::Datum, TooLong> {
         // SAFETY: the slot's values and nulls arrays have natts entries once all are read; the
         // jsonb builder copies nothing until JsonbValueToJsonb, and every string it points to
         // lives in the current memory context or this converter until then (it only reads
-        // them).
+        // them). Nothing here owns a value that needs dropping.
         unsafe {
             let natts = self.attributes.len();
-            pg_sys::slot_getsomeattrs(slot, natts as i32);
+            unguarded::slot_getsomeattrs(slot, natts as i32);
             let values = std::slice::from_raw_parts((*slot).tts_values, natts);
             let nulls = std::slice::from_raw_parts((*slot).tts_isnull, natts);
             let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
             use pg_sys::JsonbIteratorToken::*;
-            pg_sys::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
+            unguarded::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
             let numeric_in = &mut self.numeric_in;
             for column in self.columns.iter_mut() {
                 let name = column.name.as_bytes();
                 let mut key = string(column.name.as_ptr().cast_mut(), name.len() as i32);
-                pg_sys::pushJsonbValue(&mut state, WJB_KEY, &mut key);
-                let mut value = if nulls[column.index] {
+                unguarded::pushJsonbValue(&mut state, WJB_KEY, &mut key);
+                let mut value = if *nulls.get_unchecked(column.index) {
                     scalar(pg_sys::jbvType::jbvNull)
                 } else {
-                    column.render.value(values[column.index], numeric_in)
+                    column
+                        .render
+                        .value(*values.get_unchecked(column.index), numeric_in)?
                 };
-                pg_sys::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
+                unguarded::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
             }
-            let object = pg_sys::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
-            pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(object))
+            let object =
+                unguarded::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
+            Ok(pg_sys::Datum::from(unguarded::JsonbValueToJsonb(object)))
         }
     }
 }

@@ -6,6 +6,8 @@ use std::ffi::{c_char, CStr};
 use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 
+use crate::unguarded;
+
 /// How one column is rendered.
 pub(super) enum Render {
     Bool,
@@ -136,14 +138,17 @@ impl Render {
 
     /// The non-null value `datum` of a column of this kind, as `datum_to_jsonb` renders it
     /// (`numeric_in` is the converter's, for floats).
+    ///
+    /// # Safety
+    /// Inside a region (`crate::unguarded`); `datum` is a value of the column's type.
     pub(super) unsafe fn value(
         &mut self,
         datum: pg_sys::Datum,
         numeric_in: &mut pg_sys::FmgrInfo,
-    ) -> pg_sys::JsonbValue {
-        // SAFETY: `datum` is a value of the column's type.
+    ) -> Result<pg_sys::JsonbValue, TooLong> {
+        // SAFETY: see the function contract.
         unsafe {
-            match self {
+            Ok(match self {
                 Render::Bool => {
                     let mut v = scalar(pg_sys::jbvType::jbvBool);
                     v.val.boolean = datum.value() != 0;
@@ -156,29 +161,29 @@ impl Render {
                         _ => datum.value() as i64,
                     };
                     let mut v = scalar(pg_sys::jbvType::jbvNumeric);
-                    v.val.numeric = pg_sys::int64_to_numeric(value);
+                    v.val.numeric = unguarded::int64_to_numeric(value);
                     v
                 }
                 Render::Numeric(output) => {
                     // Unpacked to a 4-byte header, as `numeric_in` would make it (a copy only
                     // when the stored value is short or toasted).
-                    let numeric = pg_sys::pg_detoast_datum(datum.cast_mut_ptr());
+                    let numeric = unguarded::pg_detoast_datum(datum.cast_mut_ptr());
                     if numeric_is_special(numeric) {
-                        let text = pg_sys::OutputFunctionCall(output, datum);
-                        return string(text, CStr::from_ptr(text).to_bytes().len() as i32);
+                        let text = unguarded::OutputFunctionCall(output, datum);
+                        return Ok(string(text, CStr::from_ptr(text).to_bytes().len() as i32));
                     }
                     let mut v = scalar(pg_sys::jbvType::jbvNumeric);
                     v.val.numeric = numeric.cast();
                     v
                 }
                 Render::Number(output) => {
-                    let text = pg_sys::OutputFunctionCall(output, datum);
+                    let text = unguarded::OutputFunctionCall(output, datum);
                     let bytes = CStr::from_ptr(text).to_bytes();
                     // Invalid JSON numbers (NaN, Infinity) are the outputs with an N or n.
                     if bytes.iter().any(|b| *b == b'N' || *b == b'n') {
-                        return string(text, bytes.len() as i32);
+                        return Ok(string(text, bytes.len() as i32));
                     }
-                    let numeric = pg_sys::FunctionCall3Coll(
+                    let numeric = unguarded::FunctionCall3Coll(
                         numeric_in,
                         pg_sys::Oid::INVALID,
                         pg_sys::Datum::from(text),
@@ -190,7 +195,7 @@ impl Render {
                     v
                 }
                 Render::DateTime(typid) => {
-                    let text = pg_sys::JsonEncodeDateTime(
+                    let text = unguarded::JsonEncodeDateTime(
                         std::ptr::null_mut(),
                         datum,
                         *typid,
@@ -199,24 +204,16 @@ impl Render {
                     string(text, CStr::from_ptr(text).to_bytes().len() as i32)
                 }
                 Render::Text(output) => {
-                    let text = pg_sys::OutputFunctionCall(output, datum);
+                    let text = unguarded::OutputFunctionCall(output, datum);
                     let len = CStr::from_ptr(text).to_bytes().len();
                     if len > pg_sys::JENTRY_OFFLENMASK as usize {
-                        pgrx::ereport!(
-                            ERROR,
-                            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                            "string too long to represent as jsonb string",
-                            format!(
-                                "Due to an implementation restriction, jsonb strings cannot exceed {} bytes.",
-                                pg_sys::JENTRY_OFFLENMASK
-                            )
-                        );
+                        return Err(TooLong);
                     }
                     string(text, len as i32)
                 }
                 Render::ToJsonb(to_jsonb) => {
                     let jsonb: *mut pg_sys::Jsonb =
-                        pg_sys::FunctionCall1Coll(to_jsonb, pg_sys::Oid::INVALID, datum)
+                        unguarded::FunctionCall1Coll(to_jsonb, pg_sys::Oid::INVALID, datum)
                             .cast_mut_ptr();
                     // Placed as it is: the builder unpacks a binary value into the object.
                     let mut v = scalar(pg_sys::jbvType::jbvBinary);
@@ -226,8 +223,26 @@ impl Render {
                     };
                     v
                 }
-            }
+            })
         }
+    }
+}
+
+/// A column's text too long for a jsonb string.
+pub struct TooLong;
+
+impl TooLong {
+    /// The ERROR `to_jsonb` raises for it (outside the region that found it).
+    pub fn raise(self) -> ! {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            "string too long to represent as jsonb string",
+            format!(
+                "Due to an implementation restriction, jsonb strings cannot exceed {} bytes.",
+                pg_sys::JENTRY_OFFLENMASK
+            )
+        );
     }
 }
 

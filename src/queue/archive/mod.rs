@@ -317,7 +317,8 @@ impl Mover {
             }
             pg_sys::heap_insert(self.archive, tuple, self.cid, 0, std::ptr::null_mut());
             (*self.slot).tts_tid = (*tuple).t_self;
-            insert_index_entries(self.rri, self.slot, self.estate);
+            let (rri, slot, estate) = (self.rri, self.slot, self.estate);
+            crate::unguarded::region(|| insert_index_entries(rri, slot, estate));
             clear_slot(self.slot);
         }
     }
