@@ -11,7 +11,8 @@ pub fn init() {
 }
 
 /// Runs inside invalidation processing: what it calls must not raise an ERROR or allocate in
-/// Postgres.
+/// Postgres. Guarded all the same, so that a panic cannot unwind into PostgreSQL's frames.
+#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     crate::capture::forget_relation(relid);
     crate::privilege::forget_relation(relid);

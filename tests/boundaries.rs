@@ -276,3 +276,30 @@ fn a_cancelled_wait_for_an_order_lock_is_an_error_not_a_crash() {
         pg.log()
     );
 }
+
+/// An event id sequence at its end (set there by hand) makes capture fail the statement with
+/// an error that names the sequence, not crash the server; the next block of ids works again.
+#[test]
+fn an_exhausted_event_id_sequence_fails_the_write_with_an_error() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    // The next nextval returns 2^63 - 11: a block of 1024 ids from there runs past 2^63 - 1.
+    exec(
+        &mut db,
+        "SELECT setval('webhook._event_id_seq', 9223372036854775807 - 1034)",
+    );
+    assert_eq!(
+        error_of(&mut db, "INSERT INTO t VALUES (1)"),
+        "pg_webhook: the event id sequence webhook._event_id_seq is exhausted: it returned \
+         9223372036854775797, and capture takes ids 1024 at a time up to 9223372036854775807"
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM t"), 0);
+    exec(&mut db, "SELECT setval('webhook._event_id_seq', 1000000)");
+    exec(&mut db, "INSERT INTO t VALUES (2)");
+    wait_until(WAIT, "the event after the reset", || {
+        rx.accepted_ids() == vec![2]
+    });
+}

@@ -71,6 +71,9 @@ unsafe fn text_datum(s: &str) -> pg_sys::Datum {
     }
 }
 
+/// The id sequence returned a block that runs past the largest bigint.
+struct IdsExhausted(i64);
+
 /// Values that are the same for every row of the statement.
 struct Constants {
     subscription_id: pg_sys::Datum,
@@ -158,8 +161,17 @@ impl QueueWriter {
         // SAFETY: the slot is virtual over the queue's descriptor; every column is set. One
         // region: nothing in it needs dropping, and the Vec pushes (spare slots, the batch) do
         // not panic (their capacity stays far below the limit).
-        unsafe {
-            unguarded::region(|| self.add_in_region(record, old_record));
+        let added = unsafe { unguarded::region(|| self.add_in_region(record, old_record)) };
+        if let Err(IdsExhausted(first)) = added {
+            crate::error::reject(
+                pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                format!(
+                    "pg_webhook: the event id sequence webhook._event_id_seq is exhausted: it \
+                     returned {first}, and capture takes ids {ID_BLOCK} at a time up to {}",
+                    i64::MAX
+                ),
+                None,
+            );
         }
     }
 
@@ -168,7 +180,7 @@ impl QueueWriter {
         &mut self,
         record: Option<pg_sys::Datum>,
         old_record: Option<pg_sys::Datum>,
-    ) {
+    ) -> Result<(), IdsExhausted> {
         // SAFETY: see `add`.
         unsafe {
             let slot = self.take_slot();
@@ -183,8 +195,10 @@ impl QueueWriter {
             if self.next_id == self.id_block_end {
                 // An ERROR here (a cancelled lock wait, an exhausted sequence) unwinds from the
                 // region.
-                self.next_id = unguarded::nextval_internal(self.sequence, false);
-                self.id_block_end = self.next_id + ID_BLOCK;
+                let first = unguarded::nextval_internal(self.sequence, false);
+                // Checked here, not by overflow (a panic cannot leave a region).
+                self.id_block_end = first.checked_add(ID_BLOCK).ok_or(IdsExhausted(first))?;
+                self.next_id = first;
             }
             set(c.id, pg_sys::Datum::from(self.next_id));
             self.next_id += 1;
@@ -219,6 +233,7 @@ impl QueueWriter {
             // next_attempt_at (new: due now) and last_error stay NULL.
             unguarded::ExecStoreVirtualTuple(slot);
             self.slots.push(slot);
+            Ok(())
         }
     }
 
