@@ -10,9 +10,10 @@ use crate::unguarded;
 /// index open in `rri`, as `ExecInsert` does, uniqueness checked at once.
 ///
 /// # Safety
-/// Inside a region (`crate::unguarded`); `rri` has its indexes open (`ExecOpenIndices` or the like), `estate` is the executor state
+/// `rri` has its indexes open (`ExecOpenIndices` or the like), `estate` is the executor state
 /// they were opened with, and `slot` holds the row.
 pub unsafe fn insert_index_entries(
+    _: &unguarded::Region,
     rri: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
     estate: *mut pg_sys::EState,

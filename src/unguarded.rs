@@ -9,12 +9,17 @@
 //! the same functions, with the signatures of pgrx's PostgreSQL 15 bindings, without a guard of
 //! their own.
 //!
-//! A function declared here may only be called inside a region. A region's code owns no value
-//! that needs dropping and does not panic: an ERROR jumps from the C function straight back to
-//! the region's start, over every frame in between, and becomes a Rust panic there.
+//! A function declared here may only be called inside a region; the helpers around them take
+//! the region's [`Region`] token, so that they cannot be called elsewhere. A region's code owns
+//! no value that needs dropping and does not panic: an ERROR jumps from the C function straight
+//! back to the region's start, over every frame in between, and becomes a Rust panic there.
 
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::ffi::{c_char, c_int};
+
+/// Proof that the code holding it runs inside a region: only [`region`] makes one, and the
+/// helpers that call this module's functions ask for it.
+pub struct Region(());
 
 /// Runs `f`, whose calls into PostgreSQL go through this module, under one ERROR guard.
 ///
@@ -22,9 +27,9 @@ use std::ffi::{c_char, c_int};
 /// `f` runs on the backend's main thread, owns nothing that needs dropping while it calls
 /// PostgreSQL, and does not panic.
 #[inline(always)]
-pub unsafe fn region<T>(f: impl FnOnce() -> T) -> T {
+pub unsafe fn region<T>(f: impl FnOnce(&Region) -> T) -> T {
     // SAFETY: the caller keeps the contract `pg_guard_ffi_boundary` states.
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(f) }
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| f(&Region(()))) }
 }
 
 #[allow(non_snake_case)]
@@ -127,9 +132,9 @@ extern "C-unwind" {
 /// the slot readable.
 ///
 /// # Safety
-/// Inside a region; `slot` is a valid slot with at least `attnum` columns.
+/// `slot` is a valid slot with at least `attnum` columns.
 #[inline(always)]
-pub unsafe fn slot_getsomeattrs(slot: *mut pg_sys::TupleTableSlot, attnum: c_int) {
+pub unsafe fn slot_getsomeattrs(_: &Region, slot: *mut pg_sys::TupleTableSlot, attnum: c_int) {
     // SAFETY: see the function contract.
     unsafe {
         if ((*slot).tts_nvalid as c_int) < attnum {

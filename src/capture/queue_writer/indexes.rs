@@ -153,9 +153,9 @@ pub fn wanted(indexes: &[QueueIndex], ordered: bool) -> Vec<pg_sys::Oid> {
 /// `ExecCloseIndices` closes them.
 ///
 /// # Safety
-/// Inside a region (`crate::unguarded`); `rri` is initialized for the open queue, whose
+/// `rri` is initialized for the open queue, whose
 /// indexes `wanted` are.
-pub unsafe fn open(rri: *mut pg_sys::ResultRelInfo, wanted: &[pg_sys::Oid]) {
+pub unsafe fn open(_: &unguarded::Region, rri: *mut pg_sys::ResultRelInfo, wanted: &[pg_sys::Oid]) {
     // SAFETY: arrays in the current (per-call) memory context, as ExecOpenIndices makes them.
     unsafe {
         let n = wanted.len();

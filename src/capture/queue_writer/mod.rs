@@ -59,9 +59,7 @@ pub struct QueueWriter {
 
 /// `s` as a text datum in the current memory context.
 ///
-/// # Safety
-/// Inside a region (`crate::unguarded`).
-unsafe fn text_datum(s: &str) -> pg_sys::Datum {
+unsafe fn text_datum(_: &unguarded::Region, s: &str) -> pg_sys::Datum {
     // SAFETY: copies the bytes into a palloc'd text.
     unsafe {
         pg_sys::Datum::from(unguarded::cstring_to_text_with_len(
@@ -102,13 +100,13 @@ impl QueueWriter {
         // region: it only borrows `wanted` and the names.
         unsafe {
             let natts = (*(*rel).rd_att).natts as usize;
-            let (estate, rri, slot_desc, batch_memory, constants) = unguarded::region(|| {
+            let (estate, rri, slot_desc, batch_memory, constants) = unguarded::region(|r| {
                 let estate = unguarded::CreateExecutorState();
                 let rri = unguarded::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
                     .cast::<pg_sys::ResultRelInfo>();
                 (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
                 unguarded::InitResultRelInfo(rri, rel, 1, std::ptr::null_mut(), 0);
-                indexes::open(rri, &wanted);
+                indexes::open(r, rri, &wanted);
                 let batch_memory = unguarded::AllocSetContextCreateInternal(
                     pg_sys::CurrentMemoryContext,
                     c"pg_webhook capture".as_ptr(),
@@ -119,9 +117,9 @@ impl QueueWriter {
                 let constants = Constants {
                     subscription_id: pg_sys::Datum::from(subscription.id),
                     ordered: pg_sys::Datum::from(subscription.ordered),
-                    op: text_datum(op.as_sql()),
-                    table_schema: text_datum(schema),
-                    table_name: text_datum(table),
+                    op: text_datum(r, op.as_sql()),
+                    table_schema: text_datum(r, schema),
+                    table_name: text_datum(r, table),
                     txid: pg_sys::Datum::from(unguarded::GetTopFullTransactionId().value),
                     created_at: pg_sys::Datum::from(
                         unguarded::GetCurrentTransactionStartTimestamp(),
@@ -161,7 +159,7 @@ impl QueueWriter {
         // SAFETY: the slot is virtual over the queue's descriptor; every column is set. One
         // region: nothing in it needs dropping, and the Vec pushes (spare slots, the batch) do
         // not panic (their capacity stays far below the limit).
-        let added = unsafe { unguarded::region(|| self.add_in_region(record, old_record)) };
+        let added = unsafe { unguarded::region(|r| self.add_in_region(r, record, old_record)) };
         if let Err(IdsExhausted(first)) = added {
             crate::error::reject(
                 pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
@@ -178,12 +176,13 @@ impl QueueWriter {
     /// `add`, inside a region.
     unsafe fn add_in_region(
         &mut self,
+        r: &unguarded::Region,
         record: Option<pg_sys::Datum>,
         old_record: Option<pg_sys::Datum>,
     ) -> Result<(), IdsExhausted> {
         // SAFETY: see `add`.
         unsafe {
-            let slot = self.take_slot();
+            let slot = self.take_slot(r);
             let values = std::slice::from_raw_parts_mut((*slot).tts_values, self.natts);
             let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, self.natts);
             nulls.fill(true);
@@ -238,10 +237,7 @@ impl QueueWriter {
     }
 
     /// A cleared virtual slot over the queue's descriptor, reused across batches.
-    ///
-    /// # Safety
-    /// Inside a region.
-    unsafe fn take_slot(&mut self) -> *mut pg_sys::TupleTableSlot {
+    unsafe fn take_slot(&mut self, _: &unguarded::Region) -> *mut pg_sys::TupleTableSlot {
         // SAFETY: slots are created once per writer and cleared before reuse.
         unsafe {
             let index = self.slots.len();
@@ -267,7 +263,7 @@ impl QueueWriter {
         // SAFETY: slots hold complete virtual tuples for this relation. One region: it owns
         // nothing that needs dropping.
         unsafe {
-            unguarded::region(|| {
+            unguarded::region(|r| {
                 if self.slots.len() > 1 && self.bulk.is_null() {
                     // Outlives the batch context, like the slots.
                     let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
@@ -283,7 +279,7 @@ impl QueueWriter {
                     self.bulk,
                 );
                 for &slot in &self.slots {
-                    insert_index_entries(self.rri, slot, self.estate);
+                    insert_index_entries(r, self.rri, slot, self.estate);
                 }
                 for &slot in &self.slots {
                     clear_slot(slot);
@@ -305,7 +301,7 @@ impl QueueWriter {
         // SAFETY: each resource was acquired in `open`/`take_slot` and is released once. One
         // region: it only borrows the writer, dropped after it.
         unsafe {
-            unguarded::region(|| {
+            unguarded::region(|_| {
                 for slot in &self.spare {
                     unguarded::ExecDropSingleTupleTableSlot(*slot);
                 }

@@ -30,7 +30,7 @@ impl QueueWriter {
                 unguarded::MakeSingleTupleTableSlot((*source).rd_att, &pg_sys::TTSOpsMinimalTuple)
             };
             let (new_slot, old_slot) =
-                unguarded::region(|| (read_slot(new_rows), read_slot(old_rows)));
+                unguarded::region(|_| (read_slot(new_rows), read_slot(old_rows)));
             let mut json = row_json::take(source);
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
@@ -52,7 +52,7 @@ impl QueueWriter {
             clear_read_slots(new_slot, old_slot);
             self.flush();
             pg_sys::MemoryContextSwitchTo(old_context);
-            unguarded::region(|| {
+            unguarded::region(|_| {
                 for slot in [new_slot, old_slot] {
                     if !slot.is_null() {
                         unguarded::ExecDropSingleTupleTableSlot(slot);
@@ -122,11 +122,11 @@ unsafe fn next_json(
     // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
     // region owns nothing that needs dropping.
     let row = unsafe {
-        unguarded::region(|| {
+        unguarded::region(|r| {
             if !unguarded::tuplestore_gettupleslot(store, true, false, slot) {
                 return Ok(None);
             }
-            json.row(slot).map(Some)
+            json.row(r, slot).map(Some)
         })
     };
     row.unwrap_or_else(|too_long| too_long.raise())

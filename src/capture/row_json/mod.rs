@@ -133,10 +133,11 @@ impl RowJson {
     /// text is too long for jsonb (raise it after the region).
     ///
     /// # Safety
-    /// Inside a region (`crate::unguarded`); the slot holds a row of the descriptor the
+    /// The slot holds a row of the descriptor the
     /// converter was made for.
     pub unsafe fn row(
         &mut self,
+        r: &unguarded::Region,
         slot: *mut pg_sys::TupleTableSlot,
     ) -> Result<pg_sys::Datum, TooLong> {
         // SAFETY: the slot's values and nulls arrays have natts entries once all are read; the
@@ -145,7 +146,7 @@ impl RowJson {
         // them). Nothing here owns a value that needs dropping.
         unsafe {
             let natts = self.attributes.len();
-            unguarded::slot_getsomeattrs(slot, natts as i32);
+            unguarded::slot_getsomeattrs(r, slot, natts as i32);
             let values = std::slice::from_raw_parts((*slot).tts_values, natts);
             let nulls = std::slice::from_raw_parts((*slot).tts_isnull, natts);
             let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
@@ -161,7 +162,7 @@ impl RowJson {
                 } else {
                     column
                         .render
-                        .value(*values.get_unchecked(column.index), numeric_in)?
+                        .value(r, *values.get_unchecked(column.index), numeric_in)?
                 };
                 unguarded::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
             }

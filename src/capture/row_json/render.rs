@@ -140,9 +140,10 @@ impl Render {
     /// (`numeric_in` is the converter's, for floats).
     ///
     /// # Safety
-    /// Inside a region (`crate::unguarded`); `datum` is a value of the column's type.
+    /// `datum` is a value of the column's type.
     pub(super) unsafe fn value(
         &mut self,
+        _: &unguarded::Region,
         datum: pg_sys::Datum,
         numeric_in: &mut pg_sys::FmgrInfo,
     ) -> Result<pg_sys::JsonbValue, TooLong> {

@@ -318,7 +318,7 @@ impl Mover {
             pg_sys::heap_insert(self.archive, tuple, self.cid, 0, std::ptr::null_mut());
             (*self.slot).tts_tid = (*tuple).t_self;
             let (rri, slot, estate) = (self.rri, self.slot, self.estate);
-            crate::unguarded::region(|| insert_index_entries(rri, slot, estate));
+            crate::unguarded::region(|r| insert_index_entries(r, rri, slot, estate));
             clear_slot(self.slot);
         }
     }
