@@ -133,8 +133,7 @@ impl RowJson {
     /// text is too long for jsonb (raise it after the region).
     ///
     /// # Safety
-    /// The slot holds a row of the descriptor the
-    /// converter was made for.
+    /// The slot holds a row of the descriptor the converter was made for.
     pub unsafe fn row(
         &mut self,
         r: &unguarded::Region,
