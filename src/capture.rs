@@ -18,6 +18,7 @@ use crate::wake::note_event_queued;
 
 pub mod backfill;
 mod identity;
+pub mod merge_moves;
 mod order_key;
 mod queue_writer;
 mod row_json;
@@ -329,6 +330,10 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             expected: CAPTURE_KIND,
             got: "a trigger without transition tables".into(),
         });
+    }
+    if op == Operation::Update {
+        // SAFETY: an UPDATE trigger's data, with its old transition table (checked above).
+        unsafe { merge_moves::note_update(data) };
     }
     let Some(info) = subscription_of(trigger)? else {
         return Ok(());

@@ -51,6 +51,7 @@ pub extern "C-unwind" fn _PG_init() {
     capture::init_cache();
     invalidation::init();
     triggers::drop_access::init();
+    capture::merge_moves::init();
     // SAFETY: a plain read of a postmaster-set global.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
