@@ -131,7 +131,9 @@ unsafe fn merge_with_update_capture(
         }
         let rel = (*root).ri_RelationDesc;
         let partitioned = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE;
-        (partitioned && has_update_capture(rel)).then_some((modify, rel))
+        // The MERGE has run: whether it updated any row is known (no update, no move).
+        let updated = (*modify).mt_merge_updated > 0.0;
+        (partitioned && updated && has_update_capture(rel)).then_some((modify, rel))
     }
 }
 
