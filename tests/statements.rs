@@ -1,9 +1,12 @@
-//! `MERGE` (PostgreSQL 15): each of its actions reaches the receiver as the INSERT, UPDATE or
-//! DELETE it is, with the row images an ordinary statement's event has; one that moves rows
-//! between partitions of a subscribed table fails rather than lose the change (PostgreSQL 15
-//! shows such moves to no UPDATE trigger). One scenario per test.
+//! Every kind of statement that writes rows reaches the receiver as the INSERTs, UPDATEs and
+//! DELETEs it makes, with the row images an ordinary statement's events have: COPY, INSERT ...
+//! ON CONFLICT, foreign-key cascades, writable CTEs, and `MERGE` (PostgreSQL 15) — except a
+//! MERGE that moves rows between partitions of a subscribed table, which fails rather than lose
+//! the change (PostgreSQL 15 shows such moves to no UPDATE trigger). One scenario per test.
 
 mod support;
+
+use std::io::Write;
 
 use serde_json::{json, Value};
 
@@ -11,12 +14,15 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, error_of, exec, subscribe, WAIT};
 
+/// (type, table, new image, old image) of one accepted event.
+type Event = (String, String, Value, Value);
+
 /// Ordered, so that the marker row a test writes last arrives after every event before it.
 const ORDERED: &str = ", ordered => true";
 
 /// Each accepted event as (type, table, new image, old image), in arrival order, once the
 /// marker row (`id = 1000`) has arrived.
-fn events_through_marker(rx: &Receiver) -> Vec<(String, String, Value, Value)> {
+fn events_through_marker(rx: &Receiver) -> Vec<Event> {
     wait_until(WAIT, "the marker row", || rx.accepted_ids().contains(&1000));
     rx.accepted()
         .iter()
@@ -32,19 +38,35 @@ fn events_through_marker(rx: &Receiver) -> Vec<(String, String, Value, Value)> {
         .collect()
 }
 
-/// An event of the partitioned table `parts`, its images given as (id, qty).
-fn on_parts(
-    kind: &str,
-    record: Option<(i64, i64)>,
-    old: Option<(i64, i64)>,
-) -> (String, String, Value, Value) {
+/// An event of `table`, whose rows are (id, qty).
+fn id_qty(table: &str, kind: &str, record: Option<(i64, i64)>, old: Option<(i64, i64)>) -> Event {
     let image =
         |r: Option<(i64, i64)>| r.map_or(Value::Null, |(id, qty)| json!({"id": id, "qty": qty}));
-    (kind.into(), "parts".into(), image(record), image(old))
+    (kind.into(), table.into(), image(record), image(old))
+}
+
+/// An event of the partitioned table `parts` (see `partitioned`).
+fn on_parts(kind: &str, record: Option<(i64, i64)>, old: Option<(i64, i64)>) -> Event {
+    id_qty("parts", kind, record, old)
+}
+
+/// An event of the plain table `stock` (see `stock`).
+fn on_stock(kind: &str, record: Option<(i64, i64)>, old: Option<(i64, i64)>) -> Event {
+    id_qty("stock", kind, record, old)
+}
+
+/// A cluster, a receiver, and the table `stock` (id, qty) subscribed (ordered).
+fn stock() -> (Cluster, Receiver, postgres::Client) {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE stock (id int PRIMARY KEY, qty int)");
+    subscribe(&mut db, "stock", "stock", &rx.url("/stock"), ORDERED);
+    (pg, rx, db)
 }
 
 /// Waits for the marker row, then checks the receiver accepted exactly `want` (in any order).
-fn assert_exactly(rx: &Receiver, want: &[(String, String, Value, Value)]) {
+fn assert_exactly(rx: &Receiver, want: &[Event]) {
     let got = events_through_marker(rx);
     for e in want {
         assert!(got.contains(e), "missing {e:?} in {got:?}");
@@ -53,7 +75,7 @@ fn assert_exactly(rx: &Receiver, want: &[(String, String, Value, Value)]) {
 }
 
 /// (type, table, new image, old image) as a test expects it; `""` for no image.
-fn event(kind: &str, table: &str, record: &str, old: &str) -> (String, String, Value, Value) {
+fn event(kind: &str, table: &str, record: &str, old: &str) -> Event {
     let image = |s: &str| {
         if s.is_empty() {
             Value::Null
@@ -65,12 +87,128 @@ fn event(kind: &str, table: &str, record: &str, old: &str) -> (String, String, V
 }
 
 #[test]
-fn every_action_of_a_merge_is_captured_with_its_row_images() {
+fn copy_from_is_captured_row_by_row() {
+    let (_pg, rx, mut db) = stock();
+    let mut copy = db
+        .copy_in("COPY stock FROM STDIN")
+        .unwrap_or_else(|e| panic!("COPY: {e}"));
+    copy.write_all(b"1\t10\n2\t20\n")
+        .unwrap_or_else(|e| panic!("COPY data: {e}"));
+    copy.finish().unwrap_or_else(|e| panic!("COPY end: {e}"));
+    exec(&mut db, "INSERT INTO stock VALUES (1000, 0)");
+    assert_exactly(
+        &rx,
+        &[
+            on_stock("INSERT", Some((1, 10)), None),
+            on_stock("INSERT", Some((2, 20)), None),
+            on_stock("INSERT", Some((1000, 0)), None),
+        ],
+    );
+}
+
+#[test]
+fn an_insert_on_conflict_sends_its_inserts_and_its_updates() {
+    let (_pg, rx, mut db) = stock();
+    exec(
+        &mut db,
+        "INSERT INTO stock VALUES (1, 10);
+         INSERT INTO stock VALUES (1, 11), (2, 20)
+             ON CONFLICT (id) DO UPDATE SET qty = excluded.qty;
+         INSERT INTO stock VALUES (2, 0) ON CONFLICT DO NOTHING;
+         INSERT INTO stock VALUES (1000, 0);",
+    );
+    assert_exactly(
+        &rx,
+        &[
+            on_stock("INSERT", Some((1, 10)), None),
+            on_stock("UPDATE", Some((1, 11)), Some((1, 10))),
+            on_stock("INSERT", Some((2, 20)), None),
+            on_stock("INSERT", Some((1000, 0)), None),
+        ],
+    );
+}
+
+#[test]
+fn foreign_key_cascades_are_captured_on_the_referencing_table() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE stock (id int PRIMARY KEY, qty int)");
+    exec(
+        &mut db,
+        "CREATE TABLE warehouse (id int PRIMARY KEY);
+         CREATE TABLE stock (id int PRIMARY KEY, qty int,
+             warehouse int REFERENCES warehouse ON DELETE CASCADE ON UPDATE CASCADE);
+         INSERT INTO warehouse VALUES (1), (2);",
+    );
     subscribe(&mut db, "stock", "stock", &rx.url("/stock"), ORDERED);
+    exec(
+        &mut db,
+        "INSERT INTO stock VALUES (1, 10, 1), (2, 20, 2);
+         UPDATE warehouse SET id = 3 WHERE id = 2;   -- cascades an update
+         DELETE FROM warehouse WHERE id = 1;         -- cascades a delete
+         INSERT INTO stock VALUES (1000, 0, 3);",
+    );
+    assert_exactly(
+        &rx,
+        &[
+            event(
+                "INSERT",
+                "stock",
+                r#"{"id": 1, "qty": 10, "warehouse": 1}"#,
+                "",
+            ),
+            event(
+                "INSERT",
+                "stock",
+                r#"{"id": 2, "qty": 20, "warehouse": 2}"#,
+                "",
+            ),
+            event(
+                "UPDATE",
+                "stock",
+                r#"{"id": 2, "qty": 20, "warehouse": 3}"#,
+                r#"{"id": 2, "qty": 20, "warehouse": 2}"#,
+            ),
+            event(
+                "DELETE",
+                "stock",
+                "",
+                r#"{"id": 1, "qty": 10, "warehouse": 1}"#,
+            ),
+            event(
+                "INSERT",
+                "stock",
+                r#"{"id": 1000, "qty": 0, "warehouse": 3}"#,
+                "",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_writable_cte_that_deletes_and_inserts_the_same_table_sends_both() {
+    let (_pg, rx, mut db) = stock();
+    exec(
+        &mut db,
+        "INSERT INTO stock VALUES (1, 10);
+         WITH gone AS (DELETE FROM stock WHERE id = 1 RETURNING qty)
+             INSERT INTO stock SELECT 2, qty FROM gone;
+         INSERT INTO stock VALUES (1000, 0);",
+    );
+    assert_exactly(
+        &rx,
+        &[
+            on_stock("INSERT", Some((1, 10)), None),
+            on_stock("DELETE", None, Some((1, 10))),
+            on_stock("INSERT", Some((2, 10)), None),
+            on_stock("INSERT", Some((1000, 0)), None),
+        ],
+    );
+}
+
+#[test]
+fn every_action_of_a_merge_is_captured_with_its_row_images() {
+    let (_pg, rx, mut db) = stock();
     exec(
         &mut db,
         "INSERT INTO stock VALUES (1, 10), (2, 20);
@@ -87,17 +225,12 @@ fn every_action_of_a_merge_is_captured_with_its_row_images() {
     assert_exactly(
         &rx,
         &[
-            event("INSERT", "stock", r#"{"id": 1, "qty": 10}"#, ""),
-            event("INSERT", "stock", r#"{"id": 2, "qty": 20}"#, ""),
-            event(
-                "UPDATE",
-                "stock",
-                r#"{"id": 1, "qty": 11}"#,
-                r#"{"id": 1, "qty": 10}"#,
-            ),
-            event("DELETE", "stock", "", r#"{"id": 2, "qty": 20}"#),
-            event("INSERT", "stock", r#"{"id": 3, "qty": 30}"#, ""),
-            event("INSERT", "stock", r#"{"id": 1000, "qty": 0}"#, ""),
+            on_stock("INSERT", Some((1, 10)), None),
+            on_stock("INSERT", Some((2, 20)), None),
+            on_stock("UPDATE", Some((1, 11)), Some((1, 10))),
+            on_stock("DELETE", None, Some((2, 20))),
+            on_stock("INSERT", Some((3, 30)), None),
+            on_stock("INSERT", Some((1000, 0)), None),
         ],
     );
 }
