@@ -331,10 +331,8 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
             got: "a trigger without transition tables".into(),
         });
     }
-    if op == Operation::Update {
-        // SAFETY: an UPDATE trigger's data, with its old transition table (checked above).
-        unsafe { merge_moves::note_update(data) };
-    }
+    // SAFETY: the trigger's data, with its transition table for `op` (checked above).
+    unsafe { merge_moves::note(data, op) };
     let Some(info) = subscription_of(trigger)? else {
         return Ok(());
     };

@@ -2,119 +2,172 @@
 //!
 //! PostgreSQL 15 hands the rows a MERGE's UPDATE moves to another partition to the statement
 //! triggers as a deletion and an insertion: the old row goes to the DELETE transition table
-//! and the new one to the INSERT transition table, never to the UPDATE's, and the DELETE and
-//! INSERT statement triggers fire only when the MERGE has such actions. A MERGE whose UPDATE
-//! moved a row would lose the change, or send half of it. (A plain UPDATE's moves reach the
-//! UPDATE trigger whole.)
+//! and the new one to the INSERT transition table, never to the UPDATE's, and each of those
+//! statement triggers fires only when the MERGE has that action. A MERGE whose UPDATE moved a
+//! row would lose the change, or send half of it. (A plain UPDATE's moves reach the UPDATE
+//! trigger whole.)
 //!
-//! So while a MERGE into a partitioned table with a capture trigger for updates finishes (its
-//! AFTER triggers fire in `ExecutorFinish`), this hook compares the rows it updated (moved or
-//! not: PostgreSQL's count) with those the capture trigger found in its UPDATE transition
-//! table. Fewer found means rows moved: the statement fails, and nothing of it commits.
+//! So while a MERGE that updated rows of a partitioned table with capture triggers finishes
+//! (its AFTER triggers fire in `ExecutorFinish`), each capture trigger of that statement notes
+//! how many rows its transition table holds, and the hook compares them with PostgreSQL's
+//! counts of what the MERGE did: fewer updated rows in the UPDATE table than updated (moved
+//! ones included), or more rows in the INSERT or DELETE table than inserted or deleted, means
+//! rows moved, and the statement fails; nothing of it commits. A data-modifying `WITH` on the
+//! same table shares the transition tables, so such a MERGE that updated rows is refused too.
+//!
+//! The hook passes every statement to the next `ExecutorFinish` unguarded, so the errors
+//! raised there (a foreign key's, a trigger's) reach the client with all their fields. Each
+//! statement that finishes while a MERGE is being watched gets a frame of its own, so the
+//! triggers of statements nested in the MERGE's count for them, not for it; frames left by an
+//! ERROR go at the (sub)transaction's abort.
 
 use std::cell::RefCell;
 
+use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
 
-/// A MERGE on a partitioned table with a capture trigger for updates, while it finishes: its
-/// table, and the most rows an UPDATE capture trigger of it found in its transition table.
-struct Merge {
+/// A statement finishing while a MERGE is watched; `relid` invalid for any but a watched MERGE.
+#[derive(Clone, Copy)]
+struct Frame {
     relid: pg_sys::Oid,
-    updated_in_place: i64,
+    /// The transaction nest level it started in (frames of an aborted one are dropped).
+    level: i32,
+    /// A data-modifying WITH writes the same table.
+    shared: bool,
+    /// The table has a capture trigger for updates.
+    update_capture: bool,
+    /// The most rows a capture trigger of this statement found: UPDATE, INSERT, DELETE.
+    seen: [Option<i64>; 3],
 }
 
 thread_local! {
-    /// Innermost last: a trigger can run a MERGE of its own.
-    static FINISHING: RefCell<Vec<Merge>> = const { RefCell::new(Vec::new()) };
+    /// Innermost last.
+    static FINISHING: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
 static mut PREVIOUS_HOOK: pg_sys::ExecutorFinish_hook_type = None;
 
-/// Installs the hook; once per process, from `_PG_init`.
+extern "C-unwind" {
+    // executor/executor.h. Called unguarded: an ERROR in it must reach the client untouched
+    // (pgrx's guarded binding rethrows code, message, detail and hint only).
+    #[link_name = "standard_ExecutorFinish"]
+    fn standard_executor_finish(query: *mut pg_sys::QueryDesc);
+}
+
+/// Installs the hook and the callbacks that drop an aborted statement's frames; once per
+/// process, from `_PG_init`.
 pub fn init() {
     // SAFETY: called once per process on the main thread, before any statement runs.
     unsafe {
         PREVIOUS_HOOK = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(on_executor_finish);
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
 }
 
-/// Called by the capture trigger for an UPDATE: notes how many rows its transition table
-/// holds, when a MERGE into its table is finishing.
+/// Called by the capture trigger (every call, before anything else): notes how many rows
+/// its transition table holds when it fires for a watched MERGE.
 ///
 /// # Safety
-/// `data` is an UPDATE trigger call's, with its old transition table.
-pub unsafe fn note_update(data: &pg_sys::TriggerData) {
+/// `data` is the trigger call's, with its transition table for `op`.
+pub unsafe fn note(data: &pg_sys::TriggerData, op: Operation) {
+    let (slot, rows) = match op {
+        Operation::Update => (0, data.tg_oldtable),
+        Operation::Insert => (1, data.tg_newtable),
+        Operation::Delete => (2, data.tg_oldtable),
+        Operation::Truncate | Operation::Backfill => return,
+    };
     FINISHING.with(|f| {
         let mut finishing = f.borrow_mut();
         // SAFETY: see the function contract.
         let relid = unsafe { (*data.tg_relation).rd_id };
-        if let Some(merge) = finishing.last_mut().filter(|m| m.relid == relid) {
+        if let Some(frame) = finishing.last_mut().filter(|m| m.relid == relid) {
             // SAFETY: see the function contract.
-            let rows = unsafe { pg_sys::tuplestore_tuple_count(data.tg_oldtable) };
-            merge.updated_in_place = merge.updated_in_place.max(rows);
+            let n = unsafe { pg_sys::tuplestore_tuple_count(rows) };
+            frame.seen[slot] = Some(frame.seen[slot].map_or(n, |s| s.max(n)));
         }
     });
 }
 
-/// Takes the innermost MERGE off the stack however its finish ends (an ERROR unwinds as a
-/// panic through `finish`).
-struct Pop;
-
-impl Drop for Pop {
-    fn drop(&mut self) {
-        FINISHING.with(|f| f.borrow_mut().pop());
-    }
-}
-
-#[pg_guard]
+/// Not guarded: everything that can fail runs in the guarded `before` and `after`, and the
+/// next ExecutorFinish's ERRORs pass through as PostgreSQL raised them.
 unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
     // SAFETY: the QueryDesc PostgreSQL passes to ExecutorFinish, started and run.
     unsafe {
-        let Some((modify, rel)) = merge_with_update_capture(query) else {
-            finish(query);
-            return;
-        };
-        FINISHING.with(|f| {
-            f.borrow_mut().push(Merge {
-                relid: (*rel).rd_id,
-                updated_in_place: 0,
-            })
-        });
-        let pop = Pop;
-        // Runs the AFTER triggers, capture among them.
-        finish(query);
-        let in_place = FINISHING.with(|f| f.borrow().last().map_or(0, |m| m.updated_in_place));
-        drop(pop);
-        // Every row the MERGE updated, moved or not; the trigger saw those that stayed.
-        if ((*modify).mt_merge_updated as i64) > in_place {
-            refuse(rel);
-        }
-    }
-}
-
-/// The next ExecutorFinish: the hook installed before ours, or PostgreSQL's.
-///
-/// # Safety
-/// As `ExecutorFinish`.
-unsafe fn finish(query: *mut pg_sys::QueryDesc) {
-    // SAFETY: see the function contract; an ERROR in the hook becomes a Rust panic here.
-    unsafe {
+        let frame = before(query);
         match PREVIOUS_HOOK {
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
-            None => pg_sys::standard_ExecutorFinish(query),
+            Some(previous) => previous(query),
+            None => standard_executor_finish(query),
         }
+        after(query, frame);
     }
 }
 
-/// The MERGE's ModifyTable state and partitioned target table, when `query` is a MERGE into
-/// a partitioned table with a capture trigger for updates that fires.
+/// Pushes the statement's frame (a watched MERGE's, or a plain one while a MERGE is watched)
+/// and returns its position + 1; 0 when there is none.
+#[pg_guard]
+unsafe extern "C-unwind" fn before(query: *mut pg_sys::QueryDesc) -> usize {
+    // SAFETY: see `on_executor_finish`.
+    let watched = unsafe { watched_merge(query) };
+    if watched.is_none() && FINISHING.with(|f| f.borrow().is_empty()) {
+        return 0;
+    }
+    let frame = watched.unwrap_or(Frame {
+        relid: pg_sys::Oid::INVALID,
+        level: 0,
+        shared: false,
+        update_capture: false,
+        seen: [None; 3],
+    });
+    // SAFETY: a plain read of the transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    FINISHING.with(|f| {
+        let mut finishing = f.borrow_mut();
+        finishing.push(Frame { level, ..frame });
+        finishing.len()
+    })
+}
+
+/// Takes the statement's frame off and fails a watched MERGE that moved rows.
+#[pg_guard]
+unsafe extern "C-unwind" fn after(query: *mut pg_sys::QueryDesc, position: usize) {
+    if position == 0 {
+        return;
+    }
+    let frame = FINISHING.with(|f| {
+        let mut finishing = f.borrow_mut();
+        let frame = finishing.get(position - 1).copied();
+        finishing.truncate(position - 1);
+        frame
+    });
+    let Some(frame) = frame.filter(|f| f.relid != pg_sys::Oid::INVALID) else {
+        return;
+    };
+    // SAFETY: a watched MERGE's plan state is a ModifyTableState (see `watched_merge`).
+    let (updated, inserted, deleted) = unsafe {
+        let modify = (*query).planstate.cast::<pg_sys::ModifyTableState>();
+        (
+            (*modify).mt_merge_updated as i64,
+            (*modify).mt_merge_inserted as i64,
+            (*modify).mt_merge_deleted as i64,
+        )
+    };
+    let [upd, ins, del] = frame.seen;
+    let moved = (frame.update_capture && upd.unwrap_or(0) < updated)
+        || ins.is_some_and(|n| n > inserted)
+        || del.is_some_and(|n| n > deleted);
+    if frame.shared || moved {
+        refuse(frame.relid, frame.shared);
+    }
+}
+
+/// The frame of a MERGE into a partitioned table with a capture trigger that fires, which
+/// updated rows (none updated, none moved).
 ///
 /// # Safety
-/// `query` is a started QueryDesc.
-unsafe fn merge_with_update_capture(
-    query: *mut pg_sys::QueryDesc,
-) -> Option<(*mut pg_sys::ModifyTableState, pg_sys::Relation)> {
+/// `query` is a started and run QueryDesc.
+unsafe fn watched_merge(query: *mut pg_sys::QueryDesc) -> Option<Frame> {
     // SAFETY: see the function contract; the plan state tree lives until ExecutorEnd.
     unsafe {
         if (*query).operation != pg_sys::CmdType::CMD_MERGE {
@@ -125,60 +178,89 @@ unsafe fn merge_with_update_capture(
             return None;
         }
         let modify = state.cast::<pg_sys::ModifyTableState>();
-        let root = (*modify).rootResultRelInfo;
-        if root.is_null() {
+        let rel = target(modify)?;
+        let partitioned = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE;
+        if !partitioned || (*modify).mt_merge_updated <= 0.0 {
             return None;
         }
-        let rel = (*root).ri_RelationDesc;
-        let partitioned = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_PARTITIONED_TABLE;
-        // The MERGE has run: whether it updated any row is known (no update, no move).
-        let updated = (*modify).mt_merge_updated > 0.0;
-        (partitioned && updated && has_update_capture(rel)).then_some((modify, rel))
+        let (any, update) = capture_triggers(rel);
+        if !any {
+            return None;
+        }
+        let relid = (*rel).rd_id;
+        let ctes =
+            pgrx::PgList::<pg_sys::PlanState>::from_pg((*(*query).estate).es_auxmodifytables);
+        let shared = ctes.iter_ptr().any(|cte| {
+            (*cte).type_ == pg_sys::NodeTag::T_ModifyTableState
+                && target(cte.cast()).is_some_and(|r| (*r).rd_id == relid)
+        });
+        Some(Frame {
+            relid,
+            level: 0,
+            shared,
+            update_capture: update,
+            seen: [None; 3],
+        })
     }
 }
 
-/// Whether an AFTER UPDATE statement trigger of `rel` that fires in this session runs the
-/// capture trigger function.
+/// The table a ModifyTable state writes, as named in its statement.
+///
+/// # Safety
+/// `modify` is a valid ModifyTableState.
+unsafe fn target(modify: *mut pg_sys::ModifyTableState) -> Option<pg_sys::Relation> {
+    // SAFETY: see the function contract.
+    unsafe {
+        let root = (*modify).rootResultRelInfo;
+        (!root.is_null()).then(|| (*root).ri_RelationDesc)
+    }
+}
+
+/// Whether `rel` has capture triggers that fire in this session: any, and one for updates.
 ///
 /// # Safety
 /// `rel` is an open relation.
-unsafe fn has_update_capture(rel: pg_sys::Relation) -> bool {
+unsafe fn capture_triggers(rel: pg_sys::Relation) -> (bool, bool) {
     // SAFETY: see the function contract; the trigger descriptor belongs to the open relation.
     unsafe {
         let desc = (*rel).trigdesc;
         if desc.is_null() {
-            return false;
+            return (false, false);
         }
-        let capture = super::_capture_wrapper as *const () as usize;
         let replica =
             pg_sys::SessionReplicationRole == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
         let triggers = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
-        triggers.iter().any(|t| {
-            let tgtype = t.tgtype as u32;
-            let after_update_statement = tgtype & pg_sys::TRIGGER_TYPE_UPDATE != 0
-                && tgtype & (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE) == 0;
-            // As PostgreSQL decides whether a trigger fires (TriggerEnabled).
-            let fires = match t.tgenabled as u8 {
-                b'A' => true,
-                b'R' => replica,
-                b'O' => !replica,
-                _ => false,
-            };
-            if !(after_update_statement && fires) {
-                return false;
-            }
-            // Matched by the C function it runs, which is what makes a trigger capture.
-            let mut info = pg_sys::FmgrInfo::default();
-            pg_sys::fmgr_info(t.tgfoid, &mut info);
-            info.fn_addr.map(|f| f as usize) == Some(capture)
-        })
+        // AFTER ... FOR EACH STATEMENT with a transition table, as capture triggers are, and
+        // firing as PostgreSQL decides it (TriggerEnabled).
+        let candidates: Vec<&pg_sys::Trigger> = triggers
+            .iter()
+            .filter(|t| {
+                let tgtype = t.tgtype as u32;
+                let fires = match t.tgenabled as u8 {
+                    b'A' => true,
+                    b'R' => replica,
+                    b'O' => !replica,
+                    _ => false,
+                };
+                fires
+                    && tgtype & (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE) == 0
+                    && !(t.tgoldtable.is_null() && t.tgnewtable.is_null())
+            })
+            .collect();
+        if candidates.is_empty() {
+            return (false, false);
+        }
+        // Matched by OID (the function an ALTER FUNCTION may have given settings is still it).
+        let capture = crate::triggers::capture_function();
+        let ours = || candidates.iter().filter(|t| t.tgfoid == capture);
+        let update = ours().any(|t| t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE != 0);
+        (ours().next().is_some(), update)
     }
 }
-fn refuse(rel: pg_sys::Relation) -> ! {
-    // SAFETY: an open relation; its name and namespace are looked up in the syscache.
+
+fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
+    // SAFETY: syscache lookups of a relation this statement holds open.
     let table = unsafe {
-        let name = pg_sys::get_rel_name((*rel).rd_id);
-        let schema = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
         let text = |p: *mut std::ffi::c_char| {
             if p.is_null() {
                 "?".to_string()
@@ -186,18 +268,57 @@ fn refuse(rel: pg_sys::Relation) -> ! {
                 std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
             }
         };
-        format!("{}.{}", text(schema), text(name))
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        format!("{}.{}", text(schema), text(pg_sys::get_rel_name(relid)))
+    };
+    let message = if shared {
+        format!(
+            "pg_webhook: this MERGE updated rows of {table}, whose changes pg_webhook captures, \
+             while a data-modifying WITH writes the same table: PostgreSQL 15 puts both in one \
+             transition table, so whether the MERGE moved rows between partitions (moves it \
+             does not show to the capture trigger whole) cannot be told, and the statement fails"
+        )
+    } else {
+        format!(
+            "pg_webhook: this MERGE moved rows between partitions of {table}, whose changes \
+             pg_webhook captures, and PostgreSQL 15 does not show such moves to the capture \
+             trigger whole: the change could not be captured, so the statement fails"
+        )
     };
     crate::error::reject(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        format!(
-            "pg_webhook: this MERGE moved rows between partitions of {table}, which has a \
-             webhook subscription, and PostgreSQL 15 does not show such moves to the \
-             subscription's trigger: the change could not be captured, so the statement fails"
-        ),
+        message,
         Some(
             "Change partition key values with UPDATE (sent as an update), or MERGE only rows \
-             that stay in their partition.",
+             that stay in their partition, without a data-modifying WITH on the same table.",
         ),
     )
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if matches!(
+        event,
+        pg_sys::XactEvent::XACT_EVENT_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PREPARE
+    ) {
+        FINISHING.with(|f| f.borrow_mut().clear());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        // SAFETY: a plain read of the transaction state (the aborting level).
+        let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+        FINISHING.with(|f| f.borrow_mut().retain(|frame| frame.level < level));
+    }
 }

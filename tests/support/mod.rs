@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod bob;
 pub mod cluster;
+pub mod events;
 pub mod patroni;
 pub mod receiver;
 pub mod tls;

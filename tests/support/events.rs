@@ -1,0 +1,64 @@
+//! The events a test's receiver accepted, and what a test expects of them.
+
+use serde_json::{json, Value};
+
+use super::cluster::wait_until;
+use super::receiver::Receiver;
+use super::WAIT;
+
+/// (type, table, new image, old image) of one accepted event.
+pub type Event = (String, String, Value, Value);
+
+/// Ordered, so that the marker row a test writes last arrives after every event before it.
+pub const ORDERED: &str = ", ordered => true";
+
+/// Each accepted event as (type, table, new image, old image), in arrival order, once the
+/// marker row (`id = 1000`) has arrived.
+pub fn events_through_marker(rx: &Receiver) -> Vec<Event> {
+    wait_until(WAIT, "the marker row", || rx.accepted_ids().contains(&1000));
+    rx.accepted()
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            (
+                b["type"].as_str().unwrap_or_default().to_string(),
+                b["table"].as_str().unwrap_or_default().to_string(),
+                b["record"].clone(),
+                b["old_record"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// (type, table, new image, old image) as a test expects it; `""` for no image.
+pub fn event(kind: &str, table: &str, record: &str, old: &str) -> Event {
+    let image = |s: &str| {
+        if s.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(s).unwrap_or_else(|e| panic!("bad expected image {s}: {e}"))
+        }
+    };
+    (kind.into(), table.into(), image(record), image(old))
+}
+
+/// An event of `table`, whose rows are (id, qty).
+pub fn id_qty(
+    table: &str,
+    kind: &str,
+    record: Option<(i64, i64)>,
+    old: Option<(i64, i64)>,
+) -> Event {
+    let image =
+        |r: Option<(i64, i64)>| r.map_or(Value::Null, |(id, qty)| json!({"id": id, "qty": qty}));
+    (kind.into(), table.into(), image(record), image(old))
+}
+
+/// Waits for the marker row, then checks the receiver accepted exactly `want` (in any order).
+pub fn assert_exactly(rx: &Receiver, want: &[Event]) {
+    let got = events_through_marker(rx);
+    for e in want {
+        assert!(got.contains(e), "missing {e:?} in {got:?}");
+    }
+    assert_eq!(got.len(), want.len(), "exactly these events: {got:?}");
+}
