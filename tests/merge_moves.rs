@@ -17,6 +17,10 @@ const MOVE_1: &str = "MERGE INTO parts t USING (VALUES (1)) s(id) ON t.id = s.id
 /// What the refusal of a move in `parts` says.
 const MOVED: &str = "this MERGE moved rows between partitions of public.parts";
 
+/// What the refusal of a MERGE beside another writer of its table says.
+const SHARED: &str =
+    "while another statement wrote the same table (a data-modifying WITH, or a foreign key's cascade)";
+
 /// An event of the partitioned table `parts` (see `partitioned`).
 fn on_parts(kind: &str, record: Option<(i64, i64)>, old: Option<(i64, i64)>) -> Event {
     id_qty("parts", kind, record, old)
@@ -197,7 +201,7 @@ fn a_move_hidden_behind_a_writable_cte_on_the_same_table_fails() {
                  MERGE INTO parts t USING (VALUES (3)) s(id) ON t.id = s.id
                      WHEN MATCHED THEN UPDATE SET id = 103"
             ),
-            "while a data-modifying WITH writes the same table",
+            SHARED,
         );
     }
     assert_one(
@@ -278,5 +282,73 @@ fn errors_raised_as_any_statement_finishes_keep_every_field() {
     assert!(
         !e.detail().unwrap_or_default().contains("backtrace"),
         "{e:?}"
+    );
+}
+
+#[test]
+fn a_move_hidden_behind_a_foreign_key_cascade_on_the_same_table_fails() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    // The cascade's UPDATE of the child row fires its triggers with the MERGE's, into the
+    // same transition tables, where its row would stand in for the moved parent.
+    exec(
+        &mut db,
+        "CREATE TABLE tree (id int, part int, parent int, parent_part int,
+             PRIMARY KEY (id, part),
+             FOREIGN KEY (parent, parent_part) REFERENCES tree (id, part) ON UPDATE CASCADE)
+             PARTITION BY LIST (part);
+         CREATE TABLE tree_1 PARTITION OF tree FOR VALUES IN (1);
+         CREATE TABLE tree_2 PARTITION OF tree FOR VALUES IN (2);
+         INSERT INTO tree VALUES (1, 1, NULL, NULL), (3, 1, 1, 1);",
+    );
+    subscribe(&mut db, "tree", "tree", &rx.url("/tree"), ORDERED);
+    assert_refused(
+        &mut db,
+        "MERGE INTO tree t USING (VALUES (1)) s(id) ON t.id = s.id
+             WHEN MATCHED THEN UPDATE SET part = 2",
+        SHARED,
+    );
+    assert_one(
+        &mut db,
+        "SELECT count(*) FROM tree_1 WHERE id = 1",
+        "nothing moved",
+    );
+}
+
+#[test]
+fn a_writer_without_access_to_the_webhook_schema_still_merges() {
+    let (pg, rx, mut db) = partitioned();
+    exec(
+        &mut db,
+        "CREATE ROLE app LOGIN;
+         GRANT ALL ON parts, parts_low, parts_high TO app;
+         CREATE TABLE own (id int, qty int) PARTITION BY RANGE (id);
+         CREATE TABLE own_low PARTITION OF own FOR VALUES FROM (0) TO (100);
+         CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER own_log AFTER UPDATE ON own REFERENCING NEW TABLE AS n
+             FOR EACH STATEMENT EXECUTE FUNCTION nothing();
+         INSERT INTO own VALUES (1, 10);
+         GRANT ALL ON own, own_low TO app;",
+    );
+    let mut app = pg.connect_as("postgres", "app");
+    // Deciding whether a trigger is capture reads the catalog, not schema webhook (which app
+    // may not use); a table without a subscription is not looked at further.
+    exec(
+        &mut app,
+        "MERGE INTO own t USING (VALUES (1)) s(id) ON t.id = s.id
+             WHEN MATCHED THEN UPDATE SET qty = 11;
+         MERGE INTO parts t USING (VALUES (1)) s(id) ON t.id = s.id
+             WHEN MATCHED THEN UPDATE SET qty = 12;",
+    );
+    assert_refused(&mut app, MOVE_1, MOVED);
+    exec(&mut app, "INSERT INTO parts VALUES (1000, 0)");
+    assert_exactly(
+        &rx,
+        &[
+            on_parts("INSERT", Some((1, 10)), None),
+            on_parts("UPDATE", Some((1, 12)), Some((1, 10))),
+            on_parts("INSERT", Some((1000, 0)), None),
+        ],
     );
 }

@@ -13,7 +13,8 @@
 //! counts of what the MERGE did: fewer updated rows in the UPDATE table than updated (moved
 //! ones included), or more rows in the INSERT or DELETE table than inserted or deleted, means
 //! rows moved, and the statement fails; nothing of it commits. A data-modifying `WITH` on the
-//! same table shares the transition tables, so such a MERGE that updated rows is refused too.
+//! same table, or a foreign key's cascade on it, shares the transition tables, so such a MERGE
+//! that updated rows is refused too.
 //!
 //! The hook passes every statement to the next `ExecutorFinish` unguarded, so the errors
 //! raised there (a foreign key's, a trigger's) reach the client with all their fields. Each
@@ -113,6 +114,23 @@ unsafe extern "C-unwind" fn before(query: *mut pg_sys::QueryDesc) -> usize {
     if watched.is_none() && FINISHING.with(|f| f.borrow().is_empty()) {
         return 0;
     }
+    if watched.is_none() {
+        // SAFETY: see `on_executor_finish`.
+        if let Some(relid) = unsafe { deferring_writer(query) } {
+            // Its AFTER triggers fire with the MERGE's (a foreign key's cascade), so its rows
+            // go to the same transition tables.
+            FINISHING.with(|f| {
+                let mut finishing = f.borrow_mut();
+                let watching = finishing
+                    .iter_mut()
+                    .rev()
+                    .find(|m| m.relid != pg_sys::Oid::INVALID);
+                if let Some(merge) = watching.filter(|m| m.relid == relid) {
+                    merge.shared = true;
+                }
+            });
+        }
+    }
     let frame = watched.unwrap_or(Frame {
         relid: pg_sys::Oid::INVALID,
         level: 0,
@@ -204,6 +222,26 @@ unsafe fn watched_merge(query: *mut pg_sys::QueryDesc) -> Option<Frame> {
     }
 }
 
+/// The table `query` writes when it runs with its AFTER triggers left to the statement that
+/// runs it (`EXEC_FLAG_SKIP_TRIGGERS`, as foreign keys run their cascades).
+///
+/// # Safety
+/// `query` is a started QueryDesc.
+unsafe fn deferring_writer(query: *mut pg_sys::QueryDesc) -> Option<pg_sys::Oid> {
+    // SAFETY: see the function contract.
+    unsafe {
+        let deferring = (*(*query).estate).es_top_eflags as u32 & pg_sys::EXEC_FLAG_SKIP_TRIGGERS;
+        let state = (*query).planstate;
+        if deferring == 0
+            || state.is_null()
+            || (*state).type_ != pg_sys::NodeTag::T_ModifyTableState
+        {
+            return None;
+        }
+        target(state.cast()).map(|rel| (*rel).rd_id)
+    }
+}
+
 /// The table a ModifyTable state writes, as named in its statement.
 ///
 /// # Safety
@@ -250,11 +288,41 @@ unsafe fn capture_triggers(rel: pg_sys::Relation) -> (bool, bool) {
         if candidates.is_empty() {
             return (false, false);
         }
-        // Matched by OID (the function an ALTER FUNCTION may have given settings is still it).
-        let capture = crate::triggers::capture_function();
-        let ours = || candidates.iter().filter(|t| t.tgfoid == capture);
+        let ours = || candidates.iter().filter(|t| is_capture_function(t.tgfoid));
         let update = ours().any(|t| t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE != 0);
         (ours().next().is_some(), update)
+    }
+}
+
+/// Whether function `oid` runs pg_webhook's capture trigger (the C function `_capture_wrapper`
+/// of this library), read from the catalog cache: no permission check on its schema (any
+/// writer's MERGE gets here), and whatever settings an ALTER FUNCTION gave it.
+///
+/// # Safety
+/// In a transaction.
+unsafe fn is_capture_function(oid: pg_sys::Oid) -> bool {
+    let cache = pg_sys::SysCacheIdentifier::PROCOID as i32;
+    // SAFETY: see the function contract; the tuple is released below.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from(oid));
+        if tuple.is_null() {
+            return false;
+        }
+        let text = |attribute: u32| {
+            let mut null = false;
+            let datum = pg_sys::SysCacheGetAttr(cache, tuple, attribute as i16, &mut null);
+            (!null).then(|| {
+                let s = pg_sys::text_to_cstring(datum.cast_mut_ptr());
+                std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
+            })
+        };
+        let symbol = text(pg_sys::Anum_pg_proc_prosrc);
+        let library = text(pg_sys::Anum_pg_proc_probin);
+        pg_sys::ReleaseSysCache(tuple);
+        symbol.as_deref() == Some("_capture_wrapper")
+            && library.is_some_and(|l| {
+                std::path::Path::new(&l).file_stem() == Some(std::ffi::OsStr::new("pg_webhook"))
+            })
     }
 }
 
@@ -274,9 +342,10 @@ fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
     let message = if shared {
         format!(
             "pg_webhook: this MERGE updated rows of {table}, whose changes pg_webhook captures, \
-             while a data-modifying WITH writes the same table: PostgreSQL 15 puts both in one \
-             transition table, so whether the MERGE moved rows between partitions (moves it \
-             does not show to the capture trigger whole) cannot be told, and the statement fails"
+             while another statement wrote the same table (a data-modifying WITH, or a foreign \
+             key's cascade): PostgreSQL 15 puts both in the same transition tables, so whether \
+             the MERGE moved rows between partitions (moves it does not show to the capture \
+             trigger whole) cannot be told, and the statement fails"
         )
     } else {
         format!(
@@ -290,7 +359,7 @@ fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
         message,
         Some(
             "Change partition key values with UPDATE (sent as an update), or MERGE only rows \
-             that stay in their partition, without a data-modifying WITH on the same table.",
+             that stay in their partition, with no other statement writing the same table.",
         ),
     )
 }

@@ -119,12 +119,6 @@ fn base_name(id: i32, kind: Kind) -> String {
     }
 }
 
-/// The OID of the capture trigger function `webhook._capture()` (invalid when there is none),
-/// read in an SPI connection of its own.
-pub fn capture_function() -> pg_sys::Oid {
-    Spi::connect(|_| catalog::functions().0)
-}
-
 /// pg_webhook's triggers that name a subscription with no row, as (id, trigger, table): what a
 /// schema-only restore (or pg_restore -j, or pg_upgrade's schema step) leaves until its data
 /// brings the rows. Runs as the extension owner.
