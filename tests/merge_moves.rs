@@ -352,3 +352,33 @@ fn a_writer_without_access_to_the_webhook_schema_still_merges() {
         ],
     );
 }
+
+#[test]
+fn a_cascade_run_by_a_statement_nested_in_the_merge_does_not_refuse_it() {
+    let (_pg, _rx, mut db) = partitioned_as("w", ORDERED);
+    // The cascade's rows go to the transition tables of the DELETE that a trigger of the
+    // MERGE runs, not to the MERGE's: the MERGE, which moves nothing, goes through.
+    exec(
+        &mut db,
+        "CREATE TABLE p (id int PRIMARY KEY);
+         INSERT INTO p VALUES (7);
+         ALTER TABLE w ADD COLUMN pid int REFERENCES p ON DELETE CASCADE;
+         INSERT INTO w VALUES (2, 20, 7);
+         CREATE FUNCTION drop_p() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF pg_trigger_depth() = 1 THEN DELETE FROM p WHERE id = 7; END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER drop_p AFTER UPDATE ON w FOR EACH ROW EXECUTE FUNCTION drop_p();
+         MERGE INTO w t USING (VALUES (1)) s(id) ON t.id = s.id
+             WHEN MATCHED THEN UPDATE SET qty = 11;",
+    );
+    assert_eq!(
+        support::text(
+            &mut db,
+            "SELECT string_agg(id || ':' || qty, ',' ORDER BY id) FROM w"
+        ),
+        Some("1:11".to_string()),
+        "the MERGE's update, and the cascade's delete of row 2"
+    );
+}

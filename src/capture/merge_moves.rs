@@ -117,15 +117,12 @@ unsafe extern "C-unwind" fn before(query: *mut pg_sys::QueryDesc) -> usize {
     if watched.is_none() {
         // SAFETY: see `on_executor_finish`.
         if let Some(relid) = unsafe { deferring_writer(query) } {
-            // Its AFTER triggers fire with the MERGE's (a foreign key's cascade), so its rows
-            // go to the same transition tables.
+            // Its AFTER triggers fire with those of the statement whose trigger ran it (a
+            // foreign key's cascade), the innermost finishing one: when that is the MERGE, its
+            // rows go to the MERGE's transition tables.
             FINISHING.with(|f| {
                 let mut finishing = f.borrow_mut();
-                let watching = finishing
-                    .iter_mut()
-                    .rev()
-                    .find(|m| m.relid != pg_sys::Oid::INVALID);
-                if let Some(merge) = watching.filter(|m| m.relid == relid) {
+                if let Some(merge) = finishing.last_mut().filter(|m| m.relid == relid) {
                     merge.shared = true;
                 }
             });
@@ -288,9 +285,13 @@ unsafe fn capture_triggers(rel: pg_sys::Relation) -> (bool, bool) {
         if candidates.is_empty() {
             return (false, false);
         }
-        let ours = || candidates.iter().filter(|t| is_capture_function(t.tgfoid));
-        let update = ours().any(|t| t.tgtype as u32 & pg_sys::TRIGGER_TYPE_UPDATE != 0);
-        (ours().next().is_some(), update)
+        let ours: Vec<u32> = candidates
+            .iter()
+            .filter(|t| is_capture_function(t.tgfoid))
+            .map(|t| t.tgtype as u32)
+            .collect();
+        let update = ours.iter().any(|t| t & pg_sys::TRIGGER_TYPE_UPDATE != 0);
+        (!ours.is_empty(), update)
     }
 }
 
@@ -319,6 +320,8 @@ unsafe fn is_capture_function(oid: pg_sys::Oid) -> bool {
         let symbol = text(pg_sys::Anum_pg_proc_prosrc);
         let library = text(pg_sys::Anum_pg_proc_probin);
         pg_sys::ReleaseSysCache(tuple);
+        // The scripts make it `AS 'MODULE_PATHNAME', '_capture_wrapper'`, and the control
+        // file's module_pathname is 'pg_webhook' (some installs spell it $libdir/pg_webhook).
         symbol.as_deref() == Some("_capture_wrapper")
             && library.is_some_and(|l| {
                 std::path::Path::new(&l).file_stem() == Some(std::ffi::OsStr::new("pg_webhook"))
