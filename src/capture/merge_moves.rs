@@ -33,7 +33,8 @@ struct Frame {
     relid: pg_sys::Oid,
     /// The transaction nest level it started in (frames of an aborted one are dropped).
     level: i32,
-    /// A data-modifying WITH writes the same table.
+    /// Another statement writes the same table into its transition tables (a data-modifying
+    /// WITH, or a foreign key's cascade that the MERGE's triggers run).
     shared: bool,
     /// The table has a capture trigger for updates.
     update_capture: bool,
