@@ -1,0 +1,82 @@
+//! The capture trigger's errors, each raised with a SQLSTATE that says what kind it is.
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum CaptureError {
+    Trigger(pgrx::trigger_support::PgTriggerError),
+    BadArguments(Vec<String>),
+    WrongKind {
+        expected: &'static str,
+        got: String,
+    },
+    NotOurs {
+        trigger: String,
+        table: String,
+        subscription: i32,
+    },
+    /// The subscription the trigger names does not exist (a restore that lost
+    /// webhook._subscriptions, or a trigger made by hand): capturing nothing would lose the
+    /// change silently, so the statement fails and says how to fix it.
+    Unknown {
+        trigger: String,
+        table: String,
+        subscription: i32,
+    },
+    Queue(String),
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::Trigger(e) => write!(f, "pg_webhook capture trigger: {e}"),
+            CaptureError::BadArguments(a) => write!(
+                f,
+                "pg_webhook capture trigger: expected a subscription id as its argument, got {a:?}; create subscriptions with webhook.subscribe()"
+            ),
+            CaptureError::WrongKind { expected, got } => write!(
+                f,
+                "pg_webhook trigger must be {expected}, not {got}; create subscriptions with webhook.subscribe()"
+            ),
+            CaptureError::NotOurs {
+                trigger,
+                table,
+                subscription,
+            } => write!(
+                f,
+                "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which watches another table; only webhook.subscribe() creates capture triggers (drop this one)"
+            ),
+            CaptureError::Unknown {
+                trigger,
+                table,
+                subscription,
+            } => write!(
+                f,
+                "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which does not exist, so this change cannot be captured; drop the trigger (DROP TRIGGER \"{trigger}\" ON {table}) or restore webhook._subscriptions"
+            ),
+            CaptureError::Queue(e) => write!(f, "pg_webhook could not queue the events: {e}"),
+        }
+    }
+}
+
+impl CaptureError {
+    /// Raises the error as an ERROR with a SQLSTATE that says what kind it is.
+    pub(super) fn raise(&self) -> ! {
+        use pgrx::PgSqlErrorCode::*;
+        let code = match self {
+            CaptureError::NotOurs { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            CaptureError::Unknown { .. } => ERRCODE_UNDEFINED_OBJECT,
+            CaptureError::BadArguments(_) | CaptureError::WrongKind { .. } => {
+                ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED
+            }
+            CaptureError::Trigger(_) | CaptureError::Queue(_) => ERRCODE_INTERNAL_ERROR,
+        };
+        crate::error::reject(code, self.to_string(), None)
+    }
+}
+
+impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
+    fn from(e: pgrx::trigger_support::PgTriggerError) -> Self {
+        CaptureError::Trigger(e)
+    }
+}
