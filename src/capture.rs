@@ -45,6 +45,23 @@ pub fn forget_relation(relid: pg_sys::Oid) {
     row_json::forget_relation(relid);
 }
 
+/// "schema.table" of a relation, for messages; "table <oid>" if it is gone.
+fn table_name(relid: pg_sys::Oid) -> String {
+    // SAFETY: syscache lookups; a missing relation gives null names, handled below.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        if name.is_null() || schema.is_null() {
+            return format!("table {}", relid.to_u32());
+        }
+        format!(
+            "{}.{}",
+            std::ffi::CStr::from_ptr(schema).to_string_lossy(),
+            std::ffi::CStr::from_ptr(name).to_string_lossy()
+        )
+    }
+}
+
 /// Transition table names used in every capture trigger definition.
 pub const NEW_ROWS: &str = "pg_webhook_new";
 pub const OLD_ROWS: &str = "pg_webhook_old";

@@ -20,9 +20,12 @@ pub fn ensure_one(what: &str, text: &str, like: &str) {
         .unwrap_or_else(|_| invalid(format!("{what} contains a NUL character")));
     // SAFETY: raw_parser only parses (no catalog access); its ERROR is caught by the
     // subtransaction, and the tree lives in the current memory context while it is read.
-    let shape = in_subtransaction(|| unsafe {
-        let parsed = pg_sys::raw_parser(sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        one_expression(parsed)
+    // Parsed as it is parsed where it runs (`sql::PARSING`), whatever this session has set.
+    let shape = in_subtransaction(|| {
+        crate::sql::with_settings(&crate::sql::PARSING, || unsafe {
+            let parsed = pg_sys::raw_parser(sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+            one_expression(parsed)
+        })
     });
     match shape {
         Ok(true) => {}

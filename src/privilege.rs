@@ -102,12 +102,16 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// Runs user-written SQL (a filter, a callback) the way PostgreSQL runs an index expression or a
 /// materialized view's query for its owner: as `role`, in a security-restricted operation (no
 /// SET ROLE, no temporary objects), in a GUC nest level of its own with `search_path` pinned to
-/// `pg_catalog, pg_temp`, and every setting it changes — `set_config(..., false)` included —
+/// `pg_catalog, pg_temp`, SQL parsed as `sql::PARSING` says (as it was checked), and every setting it changes — `set_config(..., false)` included —
 /// thrown away afterwards, so nothing leaks into the session that runs it. On an ERROR the
 /// (sub)transaction abort restores the user and pops the nest level.
 pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     as_role(role, || {
-        crate::sql::with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
+        let [scs, backslash] = crate::sql::PARSING;
+        crate::sql::with_settings(
+            &[(c"search_path", c"pg_catalog, pg_temp"), scs, backslash],
+            f,
+        )
     })
 }
 

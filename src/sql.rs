@@ -219,6 +219,16 @@ pub fn at_latest(doing: &str, statement: &CStr, args: &[Arg], each: impl FnMut(&
         .unwrap_or_else(|e| pgrx::error!("pg_webhook: {doing}: {e}"))
 }
 
+/// How pg_webhook parses user-written SQL (filters, payloads), whatever the session has set: with
+/// `standard_conforming_strings` off, `'\''` closes a string literal that the same text leaves
+/// open when it is on, so text checked in one session as one expression could run in another as
+/// a different query, with more statements in it. `backslash_quote` decides whether `\'` may stand
+/// in an `E''` string. These are the only settings PostgreSQL's scanner reads.
+pub const PARSING: [(&CStr, &CStr); 2] = [
+    (c"standard_conforming_strings", c"on"),
+    (c"backslash_quote", c"on"),
+];
+
 /// Runs `f` with `settings` (name, value) in a GUC nest level of its own, the way PostgreSQL
 /// applies a function's SET clause: every setting changed inside — these and any a statement
 /// makes, `set_config(..., false)` included — is thrown away afterwards. On an ERROR the

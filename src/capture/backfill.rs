@@ -147,6 +147,7 @@ fn read_rows(
     }
     // Read-only: the subscription's filter or payload can keep nothing of what it reads.
     let mut rows = crate::privilege::read_only(|| client.select(query, None, &args))?;
+    super::shaped_rows::ensure_jsonb(&rows, &[1])?;
     let mut reading = Reading {
         events: Vec::new(),
         last: None,
@@ -244,7 +245,7 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
                 "failed",
                 format!(
                     "the primary key of {} changed during the backfill (it was ({})): call webhook.backfill('{}') again to start over",
-                    subscription_table(target),
+                    super::table_name(target),
                     key_columns.join(", "),
                     name.replace('\'', "''")
                 ),
@@ -288,22 +289,6 @@ fn chunk_key(table: pg_sys::Oid, names: &[String]) -> order_key::QueryKey {
         let key = order_key::QueryKey::new((*rel).rd_att, names);
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         key
-    }
-}
-
-fn subscription_table(target: pg_sys::Oid) -> String {
-    // SAFETY: catalog reads of an existing relation (checked by the caller's query).
-    unsafe {
-        let name = pg_sys::get_rel_name(target);
-        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(target));
-        if name.is_null() || schema.is_null() {
-            return format!("table {}", target.to_u32());
-        }
-        format!(
-            "{}.{}",
-            std::ffi::CStr::from_ptr(schema).to_string_lossy(),
-            std::ffi::CStr::from_ptr(name).to_string_lossy()
-        )
     }
 }
 

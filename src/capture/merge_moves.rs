@@ -97,12 +97,26 @@ pub unsafe fn note(data: &pg_sys::TriggerData, op: Operation) {
 unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
     // SAFETY: the QueryDesc PostgreSQL passes to ExecutorFinish, started and run.
     unsafe {
+        // The common case, inline and unable to fail: not a MERGE, and no MERGE is watched.
+        let idle = (*query).operation != pg_sys::CmdType::CMD_MERGE
+            && FINISHING.with(|f| f.try_borrow().is_ok_and(|stack| stack.is_empty()));
+        if idle {
+            return finish(query);
+        }
         let frame = before(query);
+        finish(query);
+        after(query, frame);
+    }
+}
+
+/// Runs the statement's ExecutorFinish: the hook installed before ours, or PostgreSQL's own.
+unsafe fn finish(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: as `on_executor_finish`, whose QueryDesc this is.
+    unsafe {
         match PREVIOUS_HOOK {
             Some(previous) => previous(query),
             None => standard_executor_finish(query),
         }
-        after(query, frame);
     }
 }
 
@@ -331,18 +345,7 @@ unsafe fn is_capture_function(oid: pg_sys::Oid) -> bool {
 }
 
 fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
-    // SAFETY: syscache lookups of a relation this statement holds open.
-    let table = unsafe {
-        let text = |p: *mut std::ffi::c_char| {
-            if p.is_null() {
-                "?".to_string()
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
-        };
-        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        format!("{}.{}", text(schema), text(pg_sys::get_rel_name(relid)))
-    };
+    let table = super::table_name(relid);
     let message = if shared {
         format!(
             "pg_webhook: this MERGE updated rows of {table}, whose changes pg_webhook captures, \

@@ -79,6 +79,7 @@ pub fn shaped_rows(
                     };
                     let mut rows =
                         crate::privilege::read_only(|| client.select(query.as_str(), None, &[]))?;
+                    ensure_jsonb(&rows, &[1, 2])?;
                     let mut images = Vec::with_capacity(rows.len());
                     let mut keys = Vec::new();
                     while rows.next().is_some() {
@@ -109,6 +110,28 @@ pub fn shaped_rows(
     // SAFETY: writes what the last batch holds.
     unsafe { writer.finish_batch() };
     Ok(images.len() as u64)
+}
+
+/// Fails unless the columns at `ordinals` (1-based) of `rows` are `jsonb`: their values are
+/// read raw. pg_webhook's queries make them so; this holds even if user-written text in the
+/// query were ever to change its shape.
+pub(super) fn ensure_jsonb(
+    rows: &pgrx::spi::SpiTupleTable<'_>,
+    ordinals: &[usize],
+) -> pgrx::spi::SpiResult<()> {
+    for &ordinal in ordinals {
+        let oid = rows.column_type_oid(ordinal)?.value();
+        if oid != pg_sys::JSONBOID {
+            return Err(pgrx::datum::TryFromDatumError::IncompatibleTypes {
+                rust_type: "jsonb",
+                rust_oid: pg_sys::JSONBOID,
+                datum_type: format!("the type of column {ordinal}"),
+                datum_oid: oid,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// A detoasted copy of a varlena `datum` in `context`.
