@@ -3,8 +3,10 @@
 //! write to a subscribed table, so it avoids SPI, planning and the executor.
 //!
 //! It bypasses the table's permissions on purpose — writers get no rights on the queue, so they
-//! cannot forge events — and fills every column itself (the queue has no triggers, no CHECK
-//! constraints and no defaults it would miss).
+//! cannot forge events — and fills every column itself (the queue has no CHECK constraints and
+//! no defaults it would miss). Row triggers someone puts on the queue fire as they would for a
+//! nested INSERT: pg_repack's, which logs the rows written while it copies the table, and
+//! without which those events would be gone after its swap (`triggers`).
 
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
@@ -17,6 +19,7 @@ mod columns;
 mod indexes;
 mod layout;
 mod sources;
+mod triggers;
 
 pub use layout::forget_relation;
 
@@ -55,6 +58,8 @@ pub struct QueueWriter {
     /// ordered as a whole have none: their key is 0).
     order_keys: Vec<i64>,
     next_key: usize,
+    /// The queue's row triggers, if it has any.
+    triggers: triggers::RowTriggers,
 }
 
 /// `s` as a text datum in the current memory context.
@@ -129,6 +134,7 @@ impl QueueWriter {
                 let slot_desc = unguarded::CreateTupleDescCopy((*rel).rd_att);
                 (estate, rri, slot_desc, batch_memory, constants)
             });
+            let triggers = triggers::RowTriggers::begin(rri);
             Ok(QueueWriter {
                 rel,
                 sequence: layout.sequence,
@@ -147,6 +153,7 @@ impl QueueWriter {
                 id_block_end: 0,
                 order_keys: Vec::new(),
                 next_key: 0,
+                triggers,
             })
         }
     }
@@ -260,33 +267,55 @@ impl QueueWriter {
         if self.slots.is_empty() {
             return;
         }
+        // SAFETY: slots hold complete virtual tuples for this relation.
+        let kept = unsafe { self.triggers.before(self.estate, self.rri, &self.slots) };
+        let after = self.triggers.after;
         // SAFETY: slots hold complete virtual tuples for this relation. One region: it owns
         // nothing that needs dropping.
         unsafe {
             unguarded::region(|r| {
-                if self.slots.len() > 1 && self.bulk.is_null() {
+                // The rows the queue's BEFORE triggers let through: all, when it has none.
+                let batch = kept.as_deref().unwrap_or(&self.slots);
+                if batch.len() > 1 && self.bulk.is_null() {
                     // Outlives the batch context, like the slots.
-                    let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
+                    let context = pg_sys::MemoryContextSwitchTo(self.call_memory);
                     self.bulk = unguarded::GetBulkInsertState();
-                    pg_sys::MemoryContextSwitchTo(batch);
+                    pg_sys::MemoryContextSwitchTo(context);
                 }
-                unguarded::heap_multi_insert(
-                    self.rel,
-                    self.slots.as_mut_ptr(),
-                    self.slots.len() as i32,
-                    self.constants.command_id,
-                    0,
-                    self.bulk,
-                );
-                for &slot in &self.slots {
+                if !batch.is_empty() {
+                    unguarded::heap_multi_insert(
+                        self.rel,
+                        batch.as_ptr().cast_mut(),
+                        batch.len() as i32,
+                        self.constants.command_id,
+                        0,
+                        self.bulk,
+                    );
+                }
+                for &slot in batch {
                     insert_index_entries(r, self.rri, slot, self.estate);
                 }
-                for &slot in &self.slots {
-                    clear_slot(slot);
+                if !after {
+                    self.release_batch(r);
                 }
-                unguarded::MemoryContextReset(self.batch_memory);
             });
+            if after {
+                let batch = kept.as_deref().unwrap_or(&self.slots);
+                self.triggers.after(self.estate, self.rri, batch);
+                unguarded::region(|r| self.release_batch(r));
+            }
             self.slots.clear();
+        }
+    }
+
+    /// Clears the batch's slots and frees its memory.
+    unsafe fn release_batch(&self, _: &unguarded::Region) {
+        // SAFETY: the batch's slots are live, and nothing of the batch is needed any more.
+        unsafe {
+            for &slot in &self.slots {
+                clear_slot(slot);
+            }
+            unguarded::MemoryContextReset(self.batch_memory);
         }
     }
 
@@ -298,6 +327,8 @@ impl QueueWriter {
 
     /// Releases everything the writer holds.
     pub fn close(self) {
+        // SAFETY: the executor state the triggers were queued in, still open.
+        unsafe { self.triggers.end(self.estate) };
         // SAFETY: each resource was acquired in `open`/`take_slot` and is released once. One
         // region: it only borrows the writer, dropped after it.
         unsafe {
