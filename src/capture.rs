@@ -296,9 +296,11 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         writer.set_order_keys(keys);
     }
     let queued = if op == Operation::Truncate {
-        // One event for the statement, with no rows.
-        // SAFETY: writes one queue row with both images NULL.
-        unsafe { writer.add_statement_event() }
+        // One event for the table, with no rows; or for a partition, naming it.
+        // SAFETY: the trigger's open relation.
+        let record = unsafe { truncated_partition((*data.tg_relation).rd_id, info.target) };
+        // SAFETY: writes one queue row, old_record NULL.
+        unsafe { writer.add_statement_event(record) }
     } else if !info.shape.is_plain() {
         shaped_rows(&mut writer, data, op, &info)?
     } else {
@@ -311,6 +313,27 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         note_event_queued();
     }
     Ok(())
+}
+
+/// The `record` of a TRUNCATE of `relid`: none when it is the subscribed table (all its rows
+/// are gone), `{"partition": {"schema": …, "table": …}}` when it is one of its partitions (only
+/// that partition's rows are gone, whether it was named or its parent was).
+fn truncated_partition(relid: pg_sys::Oid, target: pg_sys::Oid) -> Option<pg_sys::Datum> {
+    if relid == target {
+        return None;
+    }
+    // SAFETY: syscache lookups of the relation the trigger fired on, open and locked.
+    let (schema, table) = unsafe {
+        let text = |p: *mut std::ffi::c_char| {
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        (
+            text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
+            text(pg_sys::get_rel_name(relid)),
+        )
+    };
+    let record = serde_json::json!({"partition": {"schema": schema, "table": table}});
+    pgrx::JsonB(record).into_datum()
 }
 
 /// Statement-level BEFORE trigger of an ordered subscription: takes the subscription's order

@@ -94,15 +94,16 @@ impl QueueWriter {
         unsafe { self.flush() }
     }
 
-    /// Queues a single event without row images (TRUNCATE).
+    /// Queues a single event for the statement (TRUNCATE), with `record` as given and no
+    /// `old_record`.
     ///
     /// # Safety
-    /// The writer must be open.
-    pub unsafe fn add_statement_event(&mut self) -> u64 {
+    /// The writer must be open; `record` is a jsonb value (or absent).
+    pub unsafe fn add_statement_event(&mut self, record: Option<pg_sys::Datum>) -> u64 {
         // SAFETY: as for `copy_rows`.
         unsafe {
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            self.add(None, None);
+            self.add(record, None);
             self.flush();
             pg_sys::MemoryContextSwitchTo(old_context);
         }
