@@ -65,9 +65,9 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Registers the role invalidation callbacks; once per process, from `_PG_init`. Relation cache
-/// invalidations (a table's triggers, privileges, row security, name: `forget_relation`) clear
-/// the cache; those and role changes (attributes, memberships) bump the generation the delivery
+/// Registers the role and schema invalidation callbacks; once per process, from `_PG_init`.
+/// Relation cache invalidations (a table's triggers, privileges, row security, name:
+/// `forget_relation`) and schema changes clear the cache; those and role changes (attributes, memberships) bump the generation the delivery
 /// worker watches to re-check what each subscription's owner may still read.
 pub fn init() {
     // SAFETY: registers plain functions; called once per process on the main thread.
@@ -83,6 +83,11 @@ pub fn init() {
                 pg_sys::Datum::from(0),
             );
         }
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_schema_change),
+            pg_sys::Datum::from(0),
+        );
     }
 }
 
@@ -95,6 +100,13 @@ pub fn catalog_generation() -> u64 {
 /// Runs inside invalidation processing: must not raise an ERROR.
 unsafe extern "C-unwind" fn on_role_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// A schema changed (renamed, its privileges): `ALTER SCHEMA … RENAME` invalidates no relation,
+/// yet events name their table's schema. Runs inside invalidation processing: must not raise
+/// an ERROR.
+unsafe extern "C-unwind" fn on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    forget_relation(pg_sys::Oid::INVALID);
 }
 
 /// After a relation cache invalidation (see `crate::invalidation`): must not raise an ERROR or
