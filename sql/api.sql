@@ -316,7 +316,8 @@ AS 'MODULE_PATHNAME', 'pg_webhook_on_ddl';
 COMMENT ON FUNCTION webhook._on_ddl() IS
     'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
 CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA', 'CREATE FOREIGN TABLE',
+                 'ALTER FOREIGN TABLE')
     EXECUTE FUNCTION webhook._on_ddl();
 ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;
 

@@ -13,6 +13,7 @@ use crate::sql::first_row;
 const TARGET: &str = include_str!("../../sql/queries/target_table.sql");
 const PARENT: &str = include_str!("../../sql/queries/table_parent.sql");
 const INHERITANCE_CHILD: &str = include_str!("../../sql/queries/inheritance_child.sql");
+const FOREIGN_PARTITION: &str = include_str!("../../sql/queries/foreign_partition.sql");
 
 /// A table that may be subscribed, by the caller.
 pub struct Table {
@@ -96,6 +97,13 @@ pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
             Some("pg_webhook follows declarative partitions, not inheritance: partition the table, or subscribe the children one by one"),
         );
     }
+    if let Some(foreign) = foreign_partition_of(target) {
+        reject(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot subscribe to {qualified}: its partition {foreign} is a foreign table, from which PostgreSQL collects no changes for triggers; writes through {qualified} that reach it would fail, and writes naming it would not be sent"),
+            Some(&format!("detach the foreign partition first (ALTER TABLE ... DETACH PARTITION {foreign}), or subscribe a partitioned table that has none")),
+        );
+    }
     check_may_read_and_attach(target, &qualified);
     Table {
         oid: target,
@@ -116,6 +124,13 @@ fn inheritance_child_of(target: pg_sys::Oid) -> Option<String> {
     spi(
         "looking up the table's inheritance children",
         Spi::get_one_with_args::<String>(INHERITANCE_CHILD, &[target.into()]),
+    )
+}
+
+fn foreign_partition_of(target: pg_sys::Oid) -> Option<String> {
+    spi(
+        "looking up the table's partitions",
+        Spi::get_one_with_args::<String>(FOREIGN_PARTITION, &[target.into()]),
     )
 }
 

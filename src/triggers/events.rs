@@ -21,6 +21,7 @@ use crate::sql::{arg, at_latest, query_cstr};
 
 const OVER_NOW: &std::ffi::CStr = query_cstr!("subscriptions_over.sql");
 const CHILDREN_NOW: &std::ffi::CStr = query_cstr!("subscribed_children.sql");
+const FOREIGN_NOW: &std::ffi::CStr = query_cstr!("subscribed_foreign_partitions.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
 const DOING: &str = "noticing dropped tables and triggers";
 const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
@@ -72,7 +73,8 @@ unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
     // SAFETY: the node tag says which struct it is.
     unsafe {
         match (*node).type_ {
-            pg_sys::NodeTag::T_CreateStmt => {
+            // CREATE FOREIGN TABLE's statement starts with a CreateStmt.
+            pg_sys::NodeTag::T_CreateStmt | pg_sys::NodeTag::T_CreateForeignTableStmt => {
                 let create = node.cast::<pg_sys::CreateStmt>();
                 !(*create).partbound.is_null() || !(*create).inhRelations.is_null()
             }
@@ -125,12 +127,16 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
                     ));
                 });
                 for ([name, target, child, parent], xmin, is_child) in links {
-                    let xmin = pg_sys::TransactionId::from(xmin.parse::<u32>().unwrap_or(0));
-                    // SAFETY: a check against this backend's own transaction state.
-                    if unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) } {
+                    if made_now(&xmin) {
                         refuse_link(&name, &target, &child, &parent, is_child);
                     }
                 }
+                at_latest(DOING_DDL, FOREIGN_NOW, &[], |r| {
+                    let text = |n| r.get::<String>(n).unwrap_or_default();
+                    if made_now(&text(5)) {
+                        refuse_foreign(&text(1), &text(2), &text(3), &text(4));
+                    }
+                });
                 let funcs = functions();
                 for t in existing(funcs, Some(&relids)) {
                     if let Some(id) = named_subscription(&t.args) {
@@ -144,6 +150,27 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
     for id in ids {
         sync(id);
     }
+}
+
+/// Whether the row whose xmin is `xmin` (as text) was written by the current transaction.
+fn made_now(xmin: &str) -> bool {
+    let xmin = pg_sys::TransactionId::from(xmin.parse::<u32>().unwrap_or(0));
+    // SAFETY: a check against this backend's own transaction state.
+    unsafe { pg_sys::TransactionIdIsCurrentTransactionId(xmin) }
+}
+
+/// Refuses a foreign table as a partition under a subscribed table.
+fn refuse_foreign(name: &str, table: &str, child: &str, parent: &str) -> ! {
+    crate::error::reject(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "foreign table {child} cannot become a partition of {parent}: {table} is subscribed by webhook subscription \"{name}\", and PostgreSQL collects no changes from foreign partitions for triggers (writes through {table} reaching it would fail, and writes naming it would not be sent)"
+        ),
+        Some(&format!(
+            "keep foreign tables out of subscribed partition trees, or unsubscribe first (SELECT webhook.unsubscribe({}))",
+            pgrx::spi::quote_literal(name)
+        )),
+    )
 }
 
 /// Refuses a link between a subscribed table and another that the subscription cannot follow.
