@@ -165,6 +165,14 @@ $$Replace (or with two NULLs remove) the TLS client certificate and key a subscr
 Checked like subscribe()'s: both PEM, and the key must be the certificate's. The next request uses them. Returns true.$$;
 
 -- API: Public.
+CREATE FUNCTION webhook.set_owner(name text, new_owner regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_owner(name, new_owner::pg_catalog.oid) $$;
+COMMENT ON FUNCTION webhook.set_owner(text, regrole) IS
+$$Hand a subscription to another role, as before DROP ROLE of its owner: its filter, payload and callback then run as that role, and the worker checks that role's access to the table.
+The new owner must pass every check subscribe() makes of a subscriber; the caller must have the privileges of both the current owner (a superuser, once that role is gone) and the new one. Returns true.$$;
+
+-- API: Public.
 CREATE FUNCTION webhook.set_auth(name text, auth jsonb) RETURNS boolean
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT webhook._set_auth(name, auth) $$;
@@ -185,6 +193,7 @@ COMMENT ON FUNCTION webhook._replay_since(text, timestamptz) IS 'Internal: imple
 COMMENT ON FUNCTION webhook._rotate_secret(text, text, bigint) IS 'Internal: implements webhook.rotate_secret().';
 COMMENT ON FUNCTION webhook._set_client_certificate(text, text, text) IS 'Internal: implements webhook.set_client_certificate().';
 COMMENT ON FUNCTION webhook._set_auth(text, jsonb) IS 'Internal: implements webhook.set_auth().';
+COMMENT ON FUNCTION webhook._set_owner(text, oid) IS 'Internal: implements webhook.set_owner().';
 COMMENT ON FUNCTION webhook._capture() IS
     'Internal: the statement trigger (with transition tables) webhook.subscribe() puts on a watched table; it queues one event per changed row in the writer''s transaction.';
 
@@ -370,7 +379,8 @@ REVOKE ALL ON FUNCTION
     webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
     webhook.ping(text), webhook._ping(text),
     webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
-    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb),
+    webhook.set_owner(text, regrole), webhook._set_owner(text, oid)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure, integer, interval, text[], text, text, text, text, jsonb),
@@ -384,7 +394,8 @@ GRANT EXECUTE ON FUNCTION
     webhook.rotate_secret(text, text, interval), webhook._rotate_secret(text, text, bigint),
     webhook.ping(text), webhook._ping(text),
     webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
-    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb),
+    webhook.set_owner(text, regrole), webhook._set_owner(text, oid)
 TO webhook_admin;
 
 -- Every column of every view says what it holds (\d+ webhook.<view>); a test checks none is

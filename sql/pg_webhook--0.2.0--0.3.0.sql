@@ -551,6 +551,20 @@ VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'set_auth_wrapper';
+CREATE FUNCTION webhook."_set_owner"(
+	"name" TEXT,
+	"new_owner" oid
+) RETURNS bool
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_owner_wrapper';
+CREATE FUNCTION webhook.set_owner(name text, new_owner regrole) RETURNS boolean
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._set_owner(name, new_owner::pg_catalog.oid) $$;
+COMMENT ON FUNCTION webhook.set_owner(text, regrole) IS
+$$Hand a subscription to another role, as before DROP ROLE of its owner: its filter, payload and callback then run as that role, and the worker checks that role's access to the table.
+The new owner must pass every check subscribe() makes of a subscriber; the caller must have the privileges of both the current owner (a superuser, once that role is gone) and the new one. Returns true.$$;
 CREATE FUNCTION webhook.set_client_certificate(
     name        text,
     client_cert text,   -- PEM: the client's certificate, then any intermediates; NULL: none
@@ -569,13 +583,16 @@ $$Replace (or with NULL remove) a subscription's OAuth 2.0 client credentials, {
 Checked like subscribe()'s. The cached token is dropped: the next request fetches one with the new credentials. Returns true.$$;
 COMMENT ON FUNCTION webhook._set_client_certificate(text, text, text) IS 'Internal: implements webhook.set_client_certificate().';
 COMMENT ON FUNCTION webhook._set_auth(text, jsonb) IS 'Internal: implements webhook.set_auth().';
+COMMENT ON FUNCTION webhook._set_owner(text, oid) IS 'Internal: implements webhook.set_owner().';
 REVOKE ALL ON FUNCTION
     webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
-    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb),
+    webhook.set_owner(text, regrole), webhook._set_owner(text, oid)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     webhook.set_client_certificate(text, text, text), webhook._set_client_certificate(text, text, text),
-    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb)
+    webhook.set_auth(text, jsonb), webhook._set_auth(text, jsonb),
+    webhook.set_owner(text, regrole), webhook._set_owner(text, oid)
 TO webhook_admin;
 
 -- Every column of every view says what it holds (\d+ webhook.<view>); a test checks none is

@@ -52,7 +52,8 @@ fn a_table_with_a_foreign_partition_cannot_be_subscribed() {
         &format!("SELECT webhook.subscribe('pt', 'pt', '{}')", rx.url("/pt")),
     );
     assert!(
-        e.contains("its partition public.remote is a foreign table") && e.contains("DETACH PARTITION"),
+        e.contains("its partition public.remote is a foreign table")
+            && e.contains("DETACH PARTITION"),
         "{e}"
     );
 }

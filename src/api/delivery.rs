@@ -194,7 +194,7 @@ pub fn check(
 /// A callback is a function of one jsonb argument that the subscriber (its future owner) may
 /// call: EXECUTE on it and USAGE on its schema; it runs with the owner's rights, so nothing
 /// more is needed.
-fn check_callback(f: pg_sys::Oid) {
+pub(super) fn check_callback(f: pg_sys::Oid) {
     let found = spi(
         "looking up the callback",
         Spi::connect(|client| {

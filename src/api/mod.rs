@@ -10,6 +10,7 @@ use pgrx::{JsonB, PgSqlErrorCode};
 mod credentials;
 mod delivery;
 mod order_key;
+mod owner;
 mod sending;
 mod shape;
 mod store;

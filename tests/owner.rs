@@ -1,0 +1,131 @@
+//! `webhook.set_owner()`: a subscription outlives its owner's role. A subscription is not a
+//! catalog object, so nothing stops `DROP ROLE` of its owner; it was then disabled for good,
+//! its events parked and still queueing, with no way to hand it to anyone.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{error_of, exec, subscribe, text, WAIT};
+
+/// Table `t (id int, who text)`; alice and bob are webhook_admin members who may read it and
+/// add triggers to it, carol is one who may not read it.
+fn team(pg: &Cluster) -> postgres::Client {
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; CREATE ROLE carol LOGIN;
+         GRANT webhook_admin TO alice, bob, carol;
+         CREATE TABLE t (id int PRIMARY KEY, who text);
+         GRANT SELECT, TRIGGER ON t TO alice, bob;",
+    );
+    su
+}
+
+fn status(db: &mut postgres::Client) -> String {
+    text(
+        db,
+        "SELECT status FROM webhook.subscriptions WHERE name = 't'",
+    )
+    .unwrap_or_default()
+}
+
+#[test]
+fn a_subscription_whose_owner_was_dropped_delivers_again_once_handed_over() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    drop(alice);
+    exec(
+        &mut su,
+        "REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice; DROP ROLE alice;",
+    );
+    exec(&mut su, "INSERT INTO t VALUES (1, 'while ownerless')");
+    wait_until(WAIT, "the subscription to be disabled", || {
+        status(&mut su) == "disabled"
+    });
+    exec(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    let mut bob = pg.connect_as("postgres", "bob");
+    exec(&mut bob, "SELECT webhook.resume('t')");
+    exec(&mut su, "INSERT INTO t VALUES (2, 'after')");
+    let mut ids: Vec<i64> = rx
+        .wait_for(2, WAIT)
+        .iter()
+        .map(|r| r.json()["record"]["id"].as_i64().unwrap_or(-1))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(status(&mut bob), "active");
+}
+
+#[test]
+fn the_filter_runs_as_the_new_owner_in_sessions_that_captured_before() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", events => '{insert}', filter => 'NEW.who = current_user::text'",
+    );
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "INSERT INTO t VALUES (1, 'alice'), (2, 'bob')");
+    exec(&mut su, "GRANT bob TO alice");
+    exec(&mut alice, "SELECT webhook.set_owner('t', 'bob')");
+    exec(&mut writer, "INSERT INTO t VALUES (3, 'alice'), (4, 'bob')");
+    let mut sent: Vec<(i64, String)> = rx
+        .wait_for(2, WAIT)
+        .iter()
+        .map(|r| {
+            let record = &r.json()["record"];
+            (
+                record["id"].as_i64().unwrap_or(-1),
+                record["who"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent, vec![(1, "alice".to_string()), (4, "bob".to_string())]);
+}
+
+#[test]
+fn a_new_owner_must_pass_the_checks_a_subscriber_does() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    subscribe(&mut su, "t", "t", &rx.url("/t"), "");
+    let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'carol')");
+    assert!(
+        e.contains("permission denied to subscribe to public.t"),
+        "{e}"
+    );
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT owner::text FROM webhook.subscriptions WHERE name = 't'"
+        ),
+        Some("postgres".to_string())
+    );
+}
+
+#[test]
+fn only_who_may_act_as_both_owners_hands_a_subscription_over() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let _su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    let e = error_of(&mut alice, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(
+        e.contains("you must have the privileges of that role"),
+        "{e}"
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    let e = error_of(&mut bob, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(e.contains("only its owner or a superuser may"), "{e}");
+}
