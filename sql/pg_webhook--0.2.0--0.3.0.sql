@@ -109,6 +109,21 @@ ALTER TABLE webhook._subscriptions
     ADD COLUMN auth jsonb,
     ADD COLUMN read_denied boolean NOT NULL DEFAULT false,
     ADD CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL));
+-- Which copy of the database this is (see schema.sql): the subscriptions made so far were
+-- made here, and keep their uids.
+CREATE TABLE webhook._instance (
+    id   text NOT NULL,
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one)
+);
+INSERT INTO webhook._instance (id) VALUES (pg_catalog.gen_random_uuid()::pg_catalog.text);
+CREATE FUNCTION webhook._instance_id() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT id FROM webhook._instance $$;
+REVOKE ALL ON FUNCTION webhook._instance_id() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._instance_id() IS
+    'Internal: which copy of the database this is (webhook._instance), as subscriptions note it.';
+ALTER TABLE webhook._subscriptions ADD COLUMN instance text;
+UPDATE webhook._subscriptions SET instance = webhook._instance_id();
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
@@ -563,8 +578,8 @@ CREATE FUNCTION webhook.set_owner(name text, new_owner regrole) RETURNS boolean
 LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT webhook._set_owner(name, new_owner::pg_catalog.oid) $$;
 COMMENT ON FUNCTION webhook.set_owner(text, regrole) IS
-$$Hand a subscription to another role, as before DROP ROLE of its owner: its filter, payload and callback then run as that role, and the worker checks that role's access to the table.
-The new owner must pass every check subscribe() makes of a subscriber; the caller must have the privileges of both the current owner (a superuser, once that role is gone) and the new one. Returns true.$$;
+$$Hand a subscription whose owner's role was dropped to another role (superusers only): its filter, payload and callback then run as that role, and the worker checks that role's access to the table; webhook.resume() then sends the parked events.
+The new owner must pass every check subscribe() makes of a subscriber and own the callback (or a superuser must). A subscription whose owner still exists does not change hands: the new owner subscribes again. Returns true.$$;
 CREATE FUNCTION webhook.set_client_certificate(
     name        text,
     client_cert text,   -- PEM: the client's certificate, then any intermediates; NULL: none

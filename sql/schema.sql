@@ -121,6 +121,25 @@ BEGIN
 END
 $$;
 
+-- API: Private. Which copy of a database this is, as pg_webhook tells them apart: a random
+-- value made with the extension. Not dumped (not a config table), so a restore of a dump gets
+-- a new one with its CREATE EXTENSION, while a physical standby, a promoted one and pg_upgrade
+-- keep the files and so the value. A subscription row notes the value it was made under
+-- (`instance`); a worker that finds another gives the subscription a new uid before sending
+-- anything (sql/worker/foreign_uids.sql): a restored copy running beside its original (a
+-- staging database) then never sends webhook-ids the original sends.
+CREATE TABLE webhook._instance (
+    id   text NOT NULL,
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one)
+);
+INSERT INTO webhook._instance (id) VALUES (pg_catalog.gen_random_uuid()::pg_catalog.text);
+CREATE FUNCTION webhook._instance_id() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT id FROM webhook._instance $$;
+REVOKE ALL ON FUNCTION webhook._instance_id() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._instance_id() IS
+    'Internal: which copy of the database this is (webhook._instance), as subscriptions note it.';
+
 -- API: Private. One row per subscription. Dumped by pg_dump (extension config table) so
 -- subscriptions survive dump/restore; ids are kept, and triggers reference them.
 CREATE SEQUENCE webhook._subscription_id_seq AS integer;
@@ -178,6 +197,9 @@ CREATE TABLE webhook._subscriptions (
     -- events never go out, nor show their rows to the owner, once the table is gone (there is
     -- no ACL left to ask then). Cleared by webhook.resume().
     read_denied     boolean NOT NULL DEFAULT false,
+    -- Added in 0.3.0. The webhook._instance the uid was made (or renewed) under; NULL (a row
+    -- restored from an older dump) counts as another copy's.
+    instance        text,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),

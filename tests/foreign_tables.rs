@@ -24,12 +24,13 @@ fn tree(pg: &Cluster) -> postgres::Client {
     db
 }
 
-/// `tree`, subscribed, then `ddl`'s error.
-fn refused_once_subscribed(ddl: &str) -> String {
+/// `tree`, subscribed, then `setup` (committed), then `ddl`'s error.
+fn refused_once_subscribed(setup: &str, ddl: &str) -> String {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     let mut db = tree(&pg);
     subscribe(&mut db, "pt", "pt", &rx.url("/pt"), "");
+    exec(&mut db, setup);
     let e = error_of(&mut db, ddl);
     // The tree is as it was, and writes through it are captured.
     exec(&mut db, "INSERT INTO pt VALUES (1, 'a')");
@@ -61,10 +62,11 @@ fn a_table_with_a_foreign_partition_cannot_be_subscribed() {
 #[test]
 fn a_foreign_partition_cannot_be_created_in_a_subscribed_tree() {
     let e = refused_once_subscribed(
+        "",
         "CREATE FOREIGN TABLE remote PARTITION OF pt FOR VALUES IN ('c') SERVER elsewhere",
     );
     assert!(
-        e.contains("foreign table public.remote cannot become a partition of public.pt"),
+        e.contains("foreign table public.remote (under public.pt) cannot be in the partition tree of public.pt"),
         "{e}"
     );
 }
@@ -72,11 +74,12 @@ fn a_foreign_partition_cannot_be_created_in_a_subscribed_tree() {
 #[test]
 fn a_foreign_table_cannot_be_attached_to_a_subscribed_tree() {
     let e = refused_once_subscribed(
+        "",
         "CREATE FOREIGN TABLE remote (id int, k text) SERVER elsewhere;
          ALTER TABLE pt ATTACH PARTITION remote FOR VALUES IN ('c')",
     );
     assert!(
-        e.contains("foreign table public.remote cannot become a partition of public.pt"),
+        e.contains("foreign table public.remote (under public.pt) cannot be in the partition tree of public.pt"),
         "{e}"
     );
 }
@@ -99,4 +102,17 @@ fn a_subscribed_table_cannot_get_a_foreign_inheritance_child() {
             "{ddl}: {e}"
         );
     }
+}
+
+#[test]
+fn a_subtree_holding_a_foreign_partition_cannot_be_attached_to_a_subscribed_tree() {
+    let e = refused_once_subscribed(
+        "CREATE TABLE sub (id int, k text) PARTITION BY LIST (k);
+         CREATE FOREIGN TABLE remote PARTITION OF sub FOR VALUES IN ('c') SERVER elsewhere;",
+        "ALTER TABLE pt ATTACH PARTITION sub FOR VALUES IN ('c', 'd')",
+    );
+    assert!(
+        e.contains("foreign table public.remote (under public.sub) cannot be in the partition tree of public.pt"),
+        "{e}"
+    );
 }

@@ -1,6 +1,8 @@
 //! `webhook.set_owner()`: a subscription outlives its owner's role. A subscription is not a
 //! catalog object, so nothing stops `DROP ROLE` of its owner; it was then disabled for good,
-//! its events parked and still queueing, with no way to hand it to anyone.
+//! its events parked and still queueing, with no way to hand it to anyone. Only such orphans
+//! change hands: a live owner could redefine what its filter, payload or callback call, and it
+//! would run as the new owner.
 
 mod support;
 
@@ -9,15 +11,18 @@ use support::receiver::Receiver;
 use support::{error_of, exec, subscribe, text, WAIT};
 
 /// Table `t (id int, who text)`; alice and bob are webhook_admin members who may read it and
-/// add triggers to it, carol is one who may not read it.
+/// add triggers to it, carol is one who may not read it; `dave.cb(jsonb)` is a callback dave
+/// owns, which anyone may run.
 fn team(pg: &Cluster) -> postgres::Client {
     let mut su = pg.client_with_extension();
     exec(
         &mut su,
-        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; CREATE ROLE carol LOGIN;
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; CREATE ROLE carol LOGIN; CREATE ROLE dave;
          GRANT webhook_admin TO alice, bob, carol;
          CREATE TABLE t (id int PRIMARY KEY, who text);
-         GRANT SELECT, TRIGGER ON t TO alice, bob;",
+         GRANT SELECT, TRIGGER ON t TO alice, bob;
+         CREATE FUNCTION public.cb(jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
+         ALTER FUNCTION public.cb(jsonb) OWNER TO dave;",
     );
     su
 }
@@ -30,22 +35,37 @@ fn status(db: &mut postgres::Client) -> String {
     .unwrap_or_default()
 }
 
-#[test]
-fn a_subscription_whose_owner_was_dropped_delivers_again_once_handed_over() {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    let mut su = team(&pg);
+/// alice subscribes `t` (with `extra`), a writer session runs `write`, and alice leaves: her
+/// role is dropped, and the worker disables the subscription. Returns a superuser's session and
+/// the writer's.
+fn orphaned(
+    pg: &Cluster,
+    rx: &Receiver,
+    extra: &str,
+    write: &str,
+) -> (postgres::Client, postgres::Client) {
+    let mut su = team(pg);
     let mut alice = pg.connect_as("postgres", "alice");
-    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), extra);
     drop(alice);
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, write);
     exec(
         &mut su,
         "REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice; DROP ROLE alice;",
     );
-    exec(&mut su, "INSERT INTO t VALUES (1, 'while ownerless')");
     wait_until(WAIT, "the subscription to be disabled", || {
         status(&mut su) == "disabled"
     });
+    (su, writer)
+}
+
+#[test]
+fn a_subscription_whose_owner_was_dropped_delivers_again_once_handed_over() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, _) = orphaned(&pg, &rx, "", "");
+    exec(&mut su, "INSERT INTO t VALUES (1, 'while ownerless')");
     exec(&mut su, "SELECT webhook.set_owner('t', 'bob')");
     let mut bob = pg.connect_as("postgres", "bob");
     exec(&mut bob, "SELECT webhook.resume('t')");
@@ -64,19 +84,17 @@ fn a_subscription_whose_owner_was_dropped_delivers_again_once_handed_over() {
 fn the_filter_runs_as_the_new_owner_in_sessions_that_captured_before() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let mut su = team(&pg);
-    let mut alice = pg.connect_as("postgres", "alice");
-    subscribe(
-        &mut alice,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", events => '{insert}', filter => 'NEW.who = current_user::text'",
+    let filter = ", events => '{insert}', filter => 'NEW.who = current_user::text'";
+    let (mut su, mut writer) = orphaned(
+        &pg,
+        &rx,
+        filter,
+        "INSERT INTO t VALUES (1, 'alice'), (2, 'bob')",
     );
-    let mut writer = pg.connect("postgres");
-    exec(&mut writer, "INSERT INTO t VALUES (1, 'alice'), (2, 'bob')");
-    exec(&mut su, "GRANT bob TO alice");
-    exec(&mut alice, "SELECT webhook.set_owner('t', 'bob')");
+    exec(
+        &mut su,
+        "SELECT webhook.set_owner('t', 'bob'); SELECT webhook.resume('t')",
+    );
     exec(&mut writer, "INSERT INTO t VALUES (3, 'alice'), (4, 'bob')");
     let mut sent: Vec<(i64, String)> = rx
         .wait_for(2, WAIT)
@@ -97,34 +115,50 @@ fn the_filter_runs_as_the_new_owner_in_sessions_that_captured_before() {
 fn a_new_owner_must_pass_the_checks_a_subscriber_does() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let mut su = team(&pg);
-    subscribe(&mut su, "t", "t", &rx.url("/t"), "");
+    let (mut su, _) = orphaned(&pg, &rx, "", "");
     let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'carol')");
     assert!(
         e.contains("permission denied to subscribe to public.t"),
         "{e}"
     );
-    assert_eq!(
-        text(
-            &mut su,
-            "SELECT owner::text FROM webhook.subscriptions WHERE name = 't'"
-        ),
-        Some("postgres".to_string())
+    assert_eq!(status(&mut su), "disabled");
+}
+
+#[test]
+fn a_callback_of_another_role_keeps_the_subscription_from_changing_hands() {
+    // dave could change what the callback does, and it would run as bob.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, _) = orphaned(&pg, &rx, ", callback => 'public.cb(jsonb)'", "");
+    let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(
+        e.contains("its callback") && e.contains("belongs to another role"),
+        "{e}"
+    );
+    exec(
+        &mut su,
+        "ALTER FUNCTION public.cb(jsonb) OWNER TO bob; SELECT webhook.set_owner('t', 'bob')",
     );
 }
 
 #[test]
-fn only_who_may_act_as_both_owners_hands_a_subscription_over() {
+fn a_subscription_with_a_live_owner_does_not_change_hands() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let _su = team(&pg);
+    let mut su = team(&pg);
     let mut alice = pg.connect_as("postgres", "alice");
     subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(e.contains("still has its owner"), "{e}");
     let e = error_of(&mut alice, "SELECT webhook.set_owner('t', 'bob')");
-    assert!(
-        e.contains("you must have the privileges of that role"),
-        "{e}"
-    );
+    assert!(e.contains("still has its owner"), "{e}");
+}
+
+#[test]
+fn only_a_superuser_hands_over_an_orphan() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let _orphan = orphaned(&pg, &rx, "", "");
     let mut bob = pg.connect_as("postgres", "bob");
     let e = error_of(&mut bob, "SELECT webhook.set_owner('t', 'bob')");
     assert!(e.contains("only its owner or a superuser may"), "{e}");

@@ -56,6 +56,7 @@ fn a_before_row_trigger_on_the_queue_may_change_or_keep_out_an_event() {
            $$ BEGIN
                 IF NEW.record->>'id' = '2' THEN RETURN NULL; END IF;
                 NEW.last_error := 'vetted';
+                NEW.next_attempt_at := now() + interval '1 hour';
                 RETURN NEW;
               END $$;
          CREATE TRIGGER vet BEFORE INSERT ON webhook._event_queue
@@ -73,6 +74,17 @@ fn a_before_row_trigger_on_the_queue_may_change_or_keep_out_an_event() {
         .collect();
     let vetted = Some("vetted".to_string());
     assert_eq!(rows, vec![(1, vetted.clone()), (3, vetted)]);
+    // A due time puts the rows in the index of scheduled events, which capture's rows are
+    // otherwise never in: found through it, they are there.
+    exec(
+        &mut db,
+        "SET enable_seqscan = off; SET enable_bitmapscan = off",
+    );
+    let scheduled = count(
+        &mut db,
+        "SELECT count(*) FROM webhook._event_queue WHERE next_attempt_at IS NOT NULL",
+    );
+    assert_eq!(scheduled, 2);
 }
 
 #[test]

@@ -223,6 +223,7 @@ fn a_dump_of_0_2_0_restored_into_this_version_gets_its_triggers_in_this_form() {
         &rx.url("/ledger"),
         ", events => ARRAY['insert'], ordered => true, filter => $$NEW.amount > 0$$",
     );
+    let old_uid = text(&mut db, "SELECT uid FROM webhook.subscriptions").unwrap_or_default();
     let dump = dump_of(&source);
     let dump = dump.as_str();
 
@@ -250,6 +251,13 @@ fn a_dump_of_0_2_0_restored_into_this_version_gets_its_triggers_in_this_form() {
         .filter_map(|r| r.json()["record"]["id"].as_i64())
         .collect();
     assert_eq!(sent, vec![1], "the filter still applies");
+    // The dump of 0.2.0 says nothing of where its rows were made: a copy, with uids of its own.
+    let ledger = rx.requests().into_iter().find(|r| r.path == "/ledger");
+    let webhook_id = ledger.map(|r| r.id()).unwrap_or_default();
+    assert!(
+        webhook_id.starts_with("msg_") && !webhook_id.starts_with(&format!("msg_{old_uid}_")),
+        "{webhook_id}"
+    );
 }
 
 #[test]

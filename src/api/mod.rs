@@ -238,6 +238,7 @@ fn subscribe_with_options(
         delivery: &delivery,
         credentials: &credentials,
     });
+    store::note_instance(id);
     crate::triggers::sync(id);
     crate::wake::note_config_changed();
     warn_if_undeliverable();

@@ -1,22 +1,28 @@
-//! Handing a subscription to another role. Its owner's identity decides what its filter,
-//! payload and callback run as and whose access to the table the worker checks, so a role that
-//! leaves (`DROP ROLE`, which nothing stops: a subscription is not a catalog object) would leave
-//! it disabled for good, its events parked and still queueing. The new owner must pass every
-//! check `subscribe()` makes of a subscriber, with the subscription's settings as they are.
+//! Handing a subscription whose owner's role was dropped to another role. Its owner's identity
+//! decides what its filter, payload and callback run as and whose access to the table the
+//! worker checks; nothing stops `DROP ROLE` of it (a subscription is not a catalog object), so
+//! it was left disabled for good, its events parked and still queueing.
+//!
+//! Only for such orphans, and so only by a superuser: a live owner could redefine the functions
+//! its filter, payload or callback call (a role cannot be dropped while it owns any), and they
+//! would run as the new owner. A live owner's subscription changes hands by being made again
+//! by the new owner, who then chooses what it calls. The new owner must pass every check
+//! `subscribe()` makes of a subscriber, with the subscription's settings, and own its callback
+//! (or a superuser must); the checks run rolled back and read-only, as the new owner.
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use super::{check_events, check_may_subscribe, check_target, delivery, order_key, shape};
-use crate::error::{reject, spi};
+use crate::error::{reject, spi, undone};
 use crate::manage::find_managed;
-use crate::privilege::{as_extension_owner, as_role, caller_acts_as};
+use crate::privilege::{as_extension_owner, as_role, read_only};
 use crate::sql::first_row;
 
 const OWNER_CHANGE: &str = include_str!("../../sql/queries/owner_change.sql");
 const SET_OWNER: &str = include_str!("../../sql/queries/set_owner.sql");
 
-/// The settings of a subscription that its owner must be allowed.
+/// A subscription as its new owner must be able to take it over.
 struct Settings {
     target: pg_sys::Oid,
     events: Vec<Option<String>>,
@@ -27,67 +33,82 @@ struct Settings {
     payload: Option<String>,
     order_key: Option<Vec<String>>,
     callback: Option<pg_sys::Oid>,
+    owner: pg_sys::Oid,
+    owner_exists: bool,
+    callback_owner: Option<pg_sys::Oid>,
 }
 
-/// Makes `new_owner` the owner of subscription `name`. The caller must be able to act as both
-/// the current owner (a superuser, once that role is gone) and the new one.
+/// Makes `new_owner` the owner of subscription `name`, whose owner's role was dropped.
 #[pg_extern(name = "_set_owner", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
     let sub = find_managed(name, "change the owner of");
+    let name = name.unwrap_or_default();
     let Some(new_owner) = new_owner.filter(|r| *r != pg_sys::Oid::INVALID) else {
         crate::error::invalid("new_owner must not be NULL: give the role to own the subscription")
     };
-    if !caller_acts_as(new_owner) {
-        reject(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!(
-                "permission denied to hand subscription \"{}\" to role {}: you must have the privileges of that role",
-                name.unwrap_or_default(),
-                role_name(new_owner)
-            ),
-            Some("a superuser, or a member of the new owner role, may do it"),
-        );
-    }
-    let settings = as_extension_owner(|| {
+    let s = as_extension_owner(|| {
         spi(
             "reading the subscription's settings",
             Spi::connect(|client| first_row(client, OWNER_CHANGE, &[sub.id.into()], read)),
         )
-    });
-    let Some(s) = settings else {
-        crate::error::invalid(format!(
-            "subscription \"{}\" vanished",
-            name.unwrap_or_default()
-        ))
-    };
-    // Checked as the new owner, as subscribe() checks its caller.
-    as_role(new_owner, || {
-        check_may_subscribe();
-        let table = check_target(Some(s.target));
-        let events = check_events(Some(s.events));
-        shape::check_shape(
-            table.oid,
-            &table.qualified,
-            &events,
-            s.filter.as_deref(),
-            s.columns,
-            s.exclude_columns,
-            s.skip_unchanged,
-            s.payload.as_deref(),
+    })
+    .unwrap_or_else(|| crate::error::invalid(format!("subscription \"{name}\" vanished")));
+    if s.owner_exists {
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("subscription \"{name}\" still has its owner: only a subscription whose owner's role was dropped changes hands"),
+            Some("the new owner subscribes again (webhook.subscribe), choosing what its filter, payload and callback call; then unsubscribe this one"),
         );
-        if let Some(key) = &s.order_key {
-            order_key::check(table.oid, &table.qualified, key);
+    }
+    // SAFETY: a catalog read.
+    let superuser = |role| unsafe { pg_sys::superuser_arg(role) };
+    if let (Some(callback), Some(owner)) = (s.callback, s.callback_owner) {
+        if owner != new_owner && !superuser(owner) {
+            reject(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("subscription \"{name}\" cannot go to role {}: its callback (function {}) belongs to another role, whose changes to it would run as the new owner", role_name(new_owner), callback.to_u32()),
+                Some("give the callback function to the new owner first (ALTER FUNCTION ... OWNER TO)"),
+            );
         }
-        if let Some(callback) = s.callback {
-            delivery::check_callback(callback);
-        }
+    }
+    // Checked as the new owner, as subscribe() checks its caller; nothing the checks run is
+    // kept.
+    undone(|| {
+        read_only(|| {
+            as_role(new_owner, || {
+                check_may_subscribe();
+                let table = check_target(Some(s.target));
+                let events = check_events(Some(s.events.clone()));
+                shape::check_shape(
+                    table.oid,
+                    &table.qualified,
+                    &events,
+                    s.filter.as_deref(),
+                    s.columns.clone(),
+                    s.exclude_columns.clone(),
+                    s.skip_unchanged,
+                    s.payload.as_deref(),
+                );
+                if let Some(key) = &s.order_key {
+                    order_key::check(table.oid, &table.qualified, key);
+                }
+                if let Some(callback) = s.callback {
+                    delivery::check_callback(callback);
+                }
+            })
+        })
     });
     as_extension_owner(|| {
         spi(
             "changing the owner",
             Spi::connect_mut(|client| {
-                client.update(SET_OWNER, None, &[sub.id.into(), new_owner.into()])?;
+                let args = [sub.id.into(), new_owner.into(), s.owner.into()];
+                if client.update(SET_OWNER, None, &args)?.is_empty() {
+                    crate::error::invalid(format!(
+                        "subscription \"{name}\" changed hands meanwhile; look again"
+                    ));
+                }
                 Ok(())
             }),
         )
@@ -110,6 +131,9 @@ fn read(row: &pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Settings> {
         payload: row.get(7)?,
         order_key: row.get(8)?,
         callback: row.get::<pg_sys::Oid>(9)?,
+        owner: row.get::<pg_sys::Oid>(10)?.unwrap_or(pg_sys::Oid::INVALID),
+        owner_exists: row.get(11)?.unwrap_or(true),
+        callback_owner: row.get::<pg_sys::Oid>(12)?,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::capture::shaped::Shape;
 use crate::error::{invalid, reject, spi};
 use crate::privilege::{as_extension_owner, caller, forget_owner};
 
+const SET_INSTANCE: &str = include_str!("../../sql/queries/set_instance.sql");
 const INSERT: &str = include_str!("../../sql/queries/insert_subscription.sql");
 const SET_DELIVERY: &str = include_str!("../../sql/queries/set_delivery.sql");
 const SET_OPTIONS: &str = include_str!("../../sql/queries/set_options.sql");
@@ -166,4 +167,23 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
             }),
         )
     })
+}
+
+/// Notes that subscription `id`'s uid was made in this copy of the database (a copy restored
+/// from a dump gives its restored subscriptions new uids: `queue::renew_foreign_uids`). Not on
+/// the SQL objects of a version before 0.3.0, which an older entry point subscribes into until
+/// ALTER EXTENSION pg_webhook UPDATE (which notes every subscription there is).
+pub fn note_instance(id: i32) {
+    if crate::sql::webhook_relation(c"_instance") == pgrx::pg_sys::Oid::INVALID {
+        return;
+    }
+    as_extension_owner(|| {
+        spi(
+            "noting the subscription's database copy",
+            Spi::connect_mut(|client| {
+                client.update(SET_INSTANCE, None, &[id.into()])?;
+                Ok(())
+            }),
+        )
+    });
 }

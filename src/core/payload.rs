@@ -192,13 +192,31 @@ pub fn message_id(subscription_uid: &str, event_id: i64) -> String {
 /// A fresh random subscription `uid`: 16 lower-case base32 characters (80 bits), so webhook-ids
 /// from different subscriptions and databases never collide.
 pub fn new_subscription_uid() -> Result<String, getrandom::Error> {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)?;
-    Ok(bytes
+    Ok(uid_text(&bytes))
+}
+
+/// The uid a subscription with uid `old` takes in copy `instance` of its database: the same
+/// for the same pair, however often it is worked out (a renewal rolled back and done again
+/// gives the same uid), and another for each copy.
+pub fn renewed_subscription_uid(old: &str, instance: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(old.as_bytes())
+        .chain_update([0u8])
+        .chain_update(instance.as_bytes())
+        .finalize();
+    uid_text(&digest[..16])
+}
+
+/// 16 bytes as 16 lower-case base32 characters (5 bits of each).
+fn uid_text(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    bytes
         .iter()
         .map(|b| ALPHABET[(b & 31) as usize] as char)
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

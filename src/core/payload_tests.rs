@@ -136,6 +136,19 @@ fn uids_are_random_and_url_safe() {
 }
 
 #[test]
+fn a_renewed_uid_is_fixed_by_the_old_uid_and_the_copy() {
+    let a = renewed_subscription_uid("rc7jgzxfj4pkhg5u", "copy-1");
+    assert_eq!(a, renewed_subscription_uid("rc7jgzxfj4pkhg5u", "copy-1"));
+    assert_ne!(a, renewed_subscription_uid("rc7jgzxfj4pkhg5u", "copy-2"));
+    assert_ne!(a, renewed_subscription_uid("rc7jgzxfj4pkhg5v", "copy-1"));
+    assert_ne!(a, "rc7jgzxfj4pkhg5u");
+    assert_eq!(a.len(), 16);
+    assert!(a
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+}
+
+#[test]
 fn standard_and_cloudevents_wrap_the_same_data() {
     let change = RowChange {
         op: Operation::Update,

@@ -19,6 +19,7 @@ mod room;
 mod rows;
 mod stats;
 mod transactions;
+mod uids;
 
 use std::ffi::CStr;
 
@@ -31,6 +32,7 @@ use crate::sql::with_settings;
 use rows::{full_xid, read_events, read_subscriptions};
 pub use rows::{Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
 pub use transactions::Part;
+pub use uids::renew_foreign_uids;
 
 const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version.sql");
 const SUBSCRIPTIONS: &str = include_str!("../../sql/worker/subscriptions.sql");

@@ -133,7 +133,8 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
                 }
                 at_latest(DOING_DDL, FOREIGN_NOW, &[], |r| {
                     let text = |n| r.get::<String>(n).unwrap_or_default();
-                    if made_now(&text(5)) {
+                    let xmins = r.get::<Vec<String>>(5).unwrap_or_default();
+                    if xmins.iter().any(|xmin| made_now(xmin)) {
                         refuse_foreign(&text(1), &text(2), &text(3), &text(4));
                     }
                 });
@@ -164,7 +165,7 @@ fn refuse_foreign(name: &str, table: &str, child: &str, parent: &str) -> ! {
     crate::error::reject(
         pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!(
-            "foreign table {child} cannot become a partition of {parent}: {table} is subscribed by webhook subscription \"{name}\", and PostgreSQL collects no changes from foreign partitions for triggers (writes through {table} reaching it would fail, and writes naming it would not be sent)"
+            "foreign table {child} (under {parent}) cannot be in the partition tree of {table}, which webhook subscription \"{name}\" watches: PostgreSQL collects no changes from foreign partitions for triggers (writes through {table} reaching it would fail, and writes naming it would not be sent)"
         ),
         Some(&format!(
             "keep foreign tables out of subscribed partition trees, or unsubscribe first (SELECT webhook.unsubscribe({}))",

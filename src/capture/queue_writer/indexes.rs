@@ -134,16 +134,18 @@ unsafe fn predicate_holds(
     }
 }
 
-/// The indexes the events of a statement (`ordered` or not) can have entries in.
-pub fn wanted(indexes: &[QueueIndex], ordered: bool) -> Vec<pg_sys::Oid> {
+/// The indexes the events of a statement (`ordered` or not) can have entries in; every one
+/// when a BEFORE trigger on the queue (`rewritten`) may change any column of them.
+pub fn wanted(indexes: &[QueueIndex], ordered: bool, rewritten: bool) -> Vec<pg_sys::Oid> {
     indexes
         .iter()
         .filter(|i| {
-            !(if ordered {
-                i.skip_ordered
-            } else {
-                i.skip_unordered
-            })
+            rewritten
+                || !(if ordered {
+                    i.skip_ordered
+                } else {
+                    i.skip_unordered
+                })
         })
         .map(|i| i.oid)
         .collect()

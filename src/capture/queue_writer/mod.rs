@@ -99,7 +99,12 @@ impl QueueWriter {
     ) -> Result<QueueWriter, String> {
         // SAFETY: called inside a trigger, in a transaction.
         let (rel, layout) = unsafe { layout::open_queue(subscription.ordered)? };
-        let wanted = indexes::wanted(&layout.indexes, subscription.ordered);
+        // SAFETY: the open queue's trigger descriptor (or null).
+        let rewritten = unsafe {
+            let desc = (*rel).trigdesc;
+            !desc.is_null() && (*desc).trig_insert_before_row
+        };
+        let wanted = indexes::wanted(&layout.indexes, subscription.ordered, rewritten);
         // SAFETY: called inside a trigger, in a transaction; every pointer below comes from
         // Postgres and lives in the current (per-call) memory context or the relcache. One
         // region: it only borrows `wanted` and the names.

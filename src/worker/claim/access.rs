@@ -100,6 +100,12 @@ impl Claim<'_> {
     pub(super) fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
         let statements = self.statements;
         *self.catalog_generation = crate::capture::catalog_generation();
+        // Before the uids are read: none from another copy of the database is ever sent.
+        for (name, old, new) in crate::queue::renew_foreign_uids()? {
+            pgrx::log!(
+                "pg_webhook: subscription \"{name}\" was made in another copy of this database (this one was restored from a dump of it): its webhook-ids now start msg_{new}_ instead of msg_{old}_, so that they never repeat the original's"
+            );
+        }
         *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
         self.reloaded = true;
         // Events put back for limits that changed wait for slots given under the old ones:

@@ -1,0 +1,87 @@
+//! A copy of a database restored from its dump, running beside the original, never sends the
+//! original's webhook-ids: the dump keeps the subscriptions' uids and the event id sequence, so
+//! the copy's first event was `msg_<uid>_<id>` exactly as the original's next one, to the same
+//! receiver, and a receiver de-duplicating on webhook-ids (as it should) dropped one of them.
+//! A physical standby, once promoted, is the same database and keeps them.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{exec, subscribe, text, WAIT};
+
+fn uid(db: &mut postgres::Client) -> String {
+    text(
+        db,
+        "SELECT uid FROM webhook.subscriptions WHERE name = 'orders'",
+    )
+    .unwrap_or_default()
+}
+
+/// The webhook-id prefix (`msg_<uid>_`) of each accepted request, sorted.
+fn prefixes(rx: &Receiver, n: usize) -> Vec<String> {
+    let mut got: Vec<String> = rx
+        .wait_for(n, WAIT)
+        .iter()
+        .map(|r| {
+            let id = r.id();
+            id[..id.rfind('_').unwrap_or(id.len())].to_string()
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn a_restored_copy_beside_its_original_sends_webhook_ids_of_its_own() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut original = pg.client_with_extension();
+    exec(&mut original, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut original, "orders", "orders", &rx.url("/orders"), "");
+    let before = uid(&mut original);
+    let dump = pg.dir.join("app.dump");
+    let dump = dump.to_str().expect("a UTF-8 path");
+    pg.tool("pg_dump", &["-Fc", "-d", "postgres", "-f", dump]);
+    exec(&mut original, "CREATE DATABASE staging");
+    pg.tool("pg_restore", &["--exit-on-error", "-d", "staging", dump]);
+    let mut copy = pg.connect("staging");
+    wait_until(WAIT, "the copy's worker to renew the uid", || {
+        uid(&mut copy) != before
+    });
+    exec(&mut original, "INSERT INTO orders VALUES (1)");
+    exec(&mut copy, "INSERT INTO orders VALUES (1)");
+    let renewed = uid(&mut copy);
+    let mut want = vec![format!("msg_{before}"), format!("msg_{renewed}")];
+    want.sort();
+    assert_eq!(prefixes(&rx, 2), want);
+    assert_eq!(uid(&mut original), before, "the original keeps its uid");
+    assert!(
+        pg.log()
+            .contains("was made in another copy of this database"),
+        "the copy's worker says why the uid changed"
+    );
+}
+
+#[test]
+fn a_promoted_standby_keeps_the_webhook_ids_of_its_primary() {
+    let primary = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = primary.client_with_extension();
+    exec(&mut db, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut db, "orders", "orders", &rx.url("/orders"), "");
+    let before = uid(&mut db);
+    exec(&mut db, "INSERT INTO orders VALUES (1)");
+    assert_eq!(prefixes(&rx, 1), vec![format!("msg_{before}")]);
+    let standby = primary.make_standby("standby");
+    wait_until(WAIT, "the standby to replay the subscription", || {
+        uid(&mut standby.connect("postgres")) == before
+    });
+    primary.stop("fast");
+    standby.promote();
+    let mut promoted = standby.connect("postgres");
+    exec(&mut promoted, "INSERT INTO orders VALUES (2)");
+    let got = prefixes(&rx, 2);
+    assert_eq!(got, vec![format!("msg_{before}"), format!("msg_{before}")]);
+    assert_eq!(uid(&mut promoted), before);
+}
