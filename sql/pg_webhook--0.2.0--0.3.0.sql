@@ -118,10 +118,12 @@ CREATE TABLE webhook._instance (
 INSERT INTO webhook._instance (id) VALUES (pg_catalog.gen_random_uuid()::pg_catalog.text);
 CREATE FUNCTION webhook._instance_id() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT id FROM webhook._instance $$;
+AS $$ SELECT i.id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.oid::pg_catalog.text
+         FROM webhook._instance i, pg_catalog.pg_database d
+        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() $$;
 REVOKE ALL ON FUNCTION webhook._instance_id() FROM PUBLIC;
 COMMENT ON FUNCTION webhook._instance_id() IS
-    'Internal: which copy of the database this is (webhook._instance), as subscriptions note it.';
+    'Internal: which copy of the database this is (webhook._instance and the database''s OID), as subscriptions note it.';
 ALTER TABLE webhook._subscriptions ADD COLUMN instance text;
 UPDATE webhook._subscriptions SET instance = webhook._instance_id();
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;

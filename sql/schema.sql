@@ -122,9 +122,11 @@ END
 $$;
 
 -- API: Private. Which copy of a database this is, as pg_webhook tells them apart: a random
--- value made with the extension. Not dumped (not a config table), so a restore of a dump gets
--- a new one with its CREATE EXTENSION, while a physical standby, a promoted one and pg_upgrade
--- keep the files and so the value. A subscription row notes the value it was made under
+-- value made with the extension, with the database's OID (webhook._instance_id()). Not dumped
+-- (not a config table), so a restore of a dump gets a new one with its CREATE EXTENSION (or,
+-- into a database made from a template that has the extension, another OID), and so does a
+-- CREATE DATABASE ... TEMPLATE copy; a physical standby, a promoted one and pg_upgrade
+-- (which keeps database OIDs) keep the files and the OID, and so the value. A subscription row notes the value it was made under
 -- (`instance`); a worker that finds another gives the subscription a new uid before sending
 -- anything (sql/worker/foreign_uids.sql): a restored copy running beside its original (a
 -- staging database) then never sends webhook-ids the original sends.
@@ -135,10 +137,12 @@ CREATE TABLE webhook._instance (
 INSERT INTO webhook._instance (id) VALUES (pg_catalog.gen_random_uuid()::pg_catalog.text);
 CREATE FUNCTION webhook._instance_id() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT id FROM webhook._instance $$;
+AS $$ SELECT i.id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.oid::pg_catalog.text
+         FROM webhook._instance i, pg_catalog.pg_database d
+        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database() $$;
 REVOKE ALL ON FUNCTION webhook._instance_id() FROM PUBLIC;
 COMMENT ON FUNCTION webhook._instance_id() IS
-    'Internal: which copy of the database this is (webhook._instance), as subscriptions note it.';
+    'Internal: which copy of the database this is (webhook._instance and the database''s OID), as subscriptions note it.';
 
 -- API: Private. One row per subscription. Dumped by pg_dump (extension config table) so
 -- subscriptions survive dump/restore; ids are kept, and triggers reference them.

@@ -201,6 +201,10 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
          VALUES (901, 1, 1, now(), 1, 'retry'), (901, 2, 1, now(), 1, 'retry');",
     )
     .unwrap();
+    let uids_before = text(
+        &mut db,
+        "SELECT string_agg(uid, ',' ORDER BY id) FROM webhook._subscriptions",
+    );
     db.batch_execute("ALTER EXTENSION pg_webhook UPDATE")
         .unwrap();
     let args: Vec<String> = db
@@ -249,6 +253,26 @@ fn alter_extension_update_from_0_2_0_brings_every_trigger_up_to_date() {
         .collect();
     ids.sort();
     assert_eq!(ids, vec![1, 3, 10]);
+    // The update notes the subscriptions as made here: the worker keeps their uids.
+    let uids_after = text(
+        &mut db,
+        "SELECT string_agg(uid, ',' ORDER BY id) FROM webhook._subscriptions",
+    );
+    assert_eq!(uids_before, uids_after);
+    let ledger_uid = uids_after.unwrap_or_default();
+    let ledger_uid = ledger_uid.split(',').next().unwrap_or_default();
+    let ledger_ids: Vec<String> = got
+        .iter()
+        .filter(|r| r.path == "/ledger")
+        .map(|r| r.id())
+        .collect();
+    assert!(
+        !ledger_ids.is_empty()
+            && ledger_ids
+                .iter()
+                .all(|id| id.starts_with(&format!("msg_{ledger_uid}_"))),
+        "ledger's webhook-ids keep their prefix: {ledger_ids:?}"
+    );
     wait_until(
         WAIT,
         "the totals to count the history and the new deliveries",

@@ -11,8 +11,8 @@ use support::receiver::Receiver;
 use support::{error_of, exec, subscribe, text, WAIT};
 
 /// Table `t (id int, who text)`; alice and bob are webhook_admin members who may read it and
-/// add triggers to it, carol is one who may not read it; `dave.cb(jsonb)` is a callback dave
-/// owns, which anyone may run.
+/// add triggers to it, carol is one who may not read it; dave owns the callback `public.cb(jsonb)`
+/// and the function `m.ok(int)`, which anyone may run.
 fn team(pg: &Cluster) -> postgres::Client {
     let mut su = pg.client_with_extension();
     exec(
@@ -22,7 +22,10 @@ fn team(pg: &Cluster) -> postgres::Client {
          CREATE TABLE t (id int PRIMARY KEY, who text);
          GRANT SELECT, TRIGGER ON t TO alice, bob;
          CREATE FUNCTION public.cb(jsonb) RETURNS void LANGUAGE sql AS 'SELECT';
-         ALTER FUNCTION public.cb(jsonb) OWNER TO dave;",
+         ALTER FUNCTION public.cb(jsonb) OWNER TO dave;
+         CREATE SCHEMA m AUTHORIZATION dave; GRANT USAGE ON SCHEMA m TO PUBLIC;
+         CREATE FUNCTION m.ok(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+         ALTER FUNCTION m.ok(int) OWNER TO dave;",
     );
     su
 }
@@ -162,4 +165,16 @@ fn only_a_superuser_hands_over_an_orphan() {
     let mut bob = pg.connect_as("postgres", "bob");
     let e = error_of(&mut bob, "SELECT webhook.set_owner('t', 'bob')");
     assert!(e.contains("only its owner or a superuser may"), "{e}");
+}
+
+#[test]
+fn an_orphans_filter_naming_another_roles_function_does_not_change_hands() {
+    // dave could redefine m.ok, and it would run as the new owner.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let filter = ", events => '{insert}', filter => 'm.ok(NEW.id)'";
+    let (mut su, _) = orphaned(&pg, &rx, filter, "");
+    let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(e.contains("its filter uses m.ok"), "{e}");
+    assert_eq!(status(&mut su), "disabled");
 }

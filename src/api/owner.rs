@@ -8,7 +8,9 @@
 //! would run as the new owner. A live owner's subscription changes hands by being made again
 //! by the new owner, who then chooses what it calls. The new owner must pass every check
 //! `subscribe()` makes of a subscriber, with the subscription's settings, and own its callback
-//! (or a superuser must); the checks run rolled back and read-only, as the new owner.
+//! (or a superuser must); its filter and payload may name only what pg_catalog has (any other
+//! function, operator, type or relation is some role's to redefine); the checks run rolled
+//! back and read-only, as the new owner.
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -69,6 +71,15 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("subscription \"{name}\" cannot go to role {}: its callback (function {}) belongs to another role, whose changes to it would run as the new owner", role_name(new_owner), callback.to_u32()),
                 Some("give the callback function to the new owner first (ALTER FUNCTION ... OWNER TO)"),
+            );
+        }
+    }
+    for (what, text) in [("filter", &s.filter), ("payload", &s.payload)] {
+        if let Some(used) = text.as_deref().and_then(crate::expression::outside_catalog) {
+            reject(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("subscription \"{name}\" cannot go to role {}: its {what} uses {used}, which is another role's to redefine, and would then run as the new owner", role_name(new_owner)),
+                Some("an orphan's filter and payload may name only what pg_catalog has; the new owner subscribes again instead, choosing what they call"),
             );
         }
     }
