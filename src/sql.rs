@@ -223,7 +223,8 @@ pub fn at_latest(doing: &str, statement: &CStr, args: &[Arg], each: impl FnMut(&
 /// `standard_conforming_strings` off, `'\''` closes a string literal that the same text leaves
 /// open when it is on, so text checked in one session as one expression could run in another as
 /// a different query, with more statements in it. `backslash_quote` decides whether `\'` may stand
-/// in an `E''` string. These are the only settings PostgreSQL's scanner reads.
+/// in an `E''` string. No other setting changes what PostgreSQL's scanner makes of a text
+/// (`escape_string_warning` only warns).
 pub const PARSING: [(&CStr, &CStr); 2] = [
     (c"standard_conforming_strings", c"on"),
     (c"backslash_quote", c"on"),
