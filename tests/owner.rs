@@ -84,37 +84,6 @@ fn a_subscription_whose_owner_was_dropped_delivers_again_once_handed_over() {
 }
 
 #[test]
-fn the_filter_runs_as_the_new_owner_in_sessions_that_captured_before() {
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let filter = ", events => '{insert}', filter => 'NEW.who = current_user::text'";
-    let (mut su, mut writer) = orphaned(
-        &pg,
-        &rx,
-        filter,
-        "INSERT INTO t VALUES (1, 'alice'), (2, 'bob')",
-    );
-    exec(
-        &mut su,
-        "SELECT webhook.set_owner('t', 'bob'); SELECT webhook.resume('t')",
-    );
-    exec(&mut writer, "INSERT INTO t VALUES (3, 'alice'), (4, 'bob')");
-    let mut sent: Vec<(i64, String)> = rx
-        .wait_for(2, WAIT)
-        .iter()
-        .map(|r| {
-            let record = &r.json()["record"];
-            (
-                record["id"].as_i64().unwrap_or(-1),
-                record["who"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    sent.sort();
-    assert_eq!(sent, vec![(1, "alice".to_string()), (4, "bob".to_string())]);
-}
-
-#[test]
 fn a_new_owner_must_pass_the_checks_a_subscriber_does() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
@@ -168,13 +137,14 @@ fn only_a_superuser_hands_over_an_orphan() {
 }
 
 #[test]
-fn an_orphans_filter_naming_another_roles_function_does_not_change_hands() {
-    // dave could redefine m.ok, and it would run as the new owner.
+fn an_orphan_that_shapes_its_rows_in_sql_does_not_change_hands() {
+    // Its filter calls dave's m.ok, which dave could redefine, or could name SQL in a string
+    // for a pg_catalog function to run: either would run as the new owner.
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     let filter = ", events => '{insert}', filter => 'm.ok(NEW.id)'";
     let (mut su, _) = orphaned(&pg, &rx, filter, "");
     let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'bob')");
-    assert!(e.contains("its filter uses m.ok"), "{e}");
+    assert!(e.contains("it has a filter"), "{e}");
     assert_eq!(status(&mut su), "disabled");
 }

@@ -8,9 +8,10 @@
 //! would run as the new owner. A live owner's subscription changes hands by being made again
 //! by the new owner, who then chooses what it calls. The new owner must pass every check
 //! `subscribe()` makes of a subscriber, with the subscription's settings, and own its callback
-//! (or a superuser must); its filter and payload may name only what pg_catalog has (any other
-//! function, operator, type or relation is some role's to redefine); the checks run rolled
-//! back and read-only, as the new owner.
+//! (or a superuser must); one that shapes its rows in SQL (filter, columns, payload) does not
+//! change hands (SQL its former owner chose would run as the new owner, and no reading of the
+//! text tells everything it runs);
+//! the checks run rolled back and read-only, as the new owner.
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -74,14 +75,22 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
             );
         }
     }
-    for (what, text) in [("filter", &s.filter), ("payload", &s.payload)] {
-        if let Some(used) = text.as_deref().and_then(crate::expression::outside_catalog) {
-            reject(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("subscription \"{name}\" cannot go to role {}: its {what} uses {used}, which is another role's to redefine, and would then run as the new owner", role_name(new_owner)),
-                Some("an orphan's filter and payload may name only what pg_catalog has; the new owner subscribes again instead, choosing what they call"),
-            );
-        }
+    // A shaped subscription runs SQL as its owner at capture: text its former owner wrote,
+    // whatever that calls or names in a string for a function to run (query_to_xml), and the
+    // casts to json of its columns' types. No reading of the text tells all of it.
+    let shaped = [
+        ("a filter", s.filter.is_some()),
+        ("a payload", s.payload.is_some()),
+        ("columns", s.columns.is_some()),
+        ("exclude_columns", s.exclude_columns.is_some()),
+        ("skip_unchanged", s.skip_unchanged),
+    ];
+    if let Some((what, _)) = shaped.iter().find(|(_, set)| *set) {
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("subscription \"{name}\" cannot go to role {}: it has {what}, so its capture runs SQL its former owner chose, which would run as the new owner", role_name(new_owner)),
+            Some("the new owner subscribes again (webhook.subscribe), with SQL of their own; then unsubscribe this one, whose queued events are still delivered"),
+        );
     }
     // Checked as the new owner, as subscribe() checks its caller; nothing the checks run is
     // kept.
