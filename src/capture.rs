@@ -45,20 +45,25 @@ pub fn forget_relation(relid: pg_sys::Oid) {
     row_json::forget_relation(relid);
 }
 
+/// (schema, name) of a relation, each `None` if it is gone.
+fn rel_names(relid: pg_sys::Oid) -> (Option<String>, Option<String>) {
+    // SAFETY: syscache lookups; a missing relation gives null names.
+    unsafe {
+        let text = |p: *mut std::ffi::c_char| {
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        (
+            text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
+            text(pg_sys::get_rel_name(relid)),
+        )
+    }
+}
+
 /// "schema.table" of a relation, for messages; "table <oid>" if it is gone.
 fn table_name(relid: pg_sys::Oid) -> String {
-    // SAFETY: syscache lookups; a missing relation gives null names, handled below.
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if name.is_null() || schema.is_null() {
-            return format!("table {}", relid.to_u32());
-        }
-        format!(
-            "{}.{}",
-            std::ffi::CStr::from_ptr(schema).to_string_lossy(),
-            std::ffi::CStr::from_ptr(name).to_string_lossy()
-        )
+    match rel_names(relid) {
+        (Some(schema), Some(name)) => format!("{schema}.{name}"),
+        _ => format!("table {}", relid.to_u32()),
     }
 }
 
@@ -322,16 +327,7 @@ fn truncated_partition(relid: pg_sys::Oid, target: pg_sys::Oid) -> Option<pg_sys
     if relid == target {
         return None;
     }
-    // SAFETY: syscache lookups of the relation the trigger fired on, open and locked.
-    let (schema, table) = unsafe {
-        let text = |p: *mut std::ffi::c_char| {
-            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-        };
-        (
-            text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid))),
-            text(pg_sys::get_rel_name(relid)),
-        )
-    };
+    let (schema, table) = rel_names(relid);
     let record = serde_json::json!({"partition": {"schema": schema, "table": table}});
     pgrx::JsonB(record).into_datum()
 }
