@@ -22,6 +22,7 @@ mod order_key;
 mod queue_writer;
 mod row_json;
 pub mod shaped;
+mod shaped_images;
 mod shaped_rows;
 
 pub use error::CaptureError;

@@ -148,3 +148,18 @@ fn an_orphan_that_shapes_its_rows_in_sql_does_not_change_hands() {
     assert!(e.contains("it has a filter"), "{e}");
     assert_eq!(status(&mut su), "disabled");
 }
+
+#[test]
+fn an_orphan_that_only_chooses_columns_changes_hands() {
+    // Columns and skip_unchanged are names and a flag, not SQL: capture renders the images
+    // they choose, so nothing of the former owner's runs as the new one.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, _) = orphaned(&pg, &rx, ", columns => '{id}', skip_unchanged => true", "");
+    exec(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    let mut bob = pg.connect_as("postgres", "bob");
+    exec(&mut bob, "SELECT webhook.resume('t')");
+    exec(&mut su, "INSERT INTO t VALUES (1, 'after')");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"], serde_json::json!({"id": 1}));
+}

@@ -8,9 +8,9 @@
 //! would run as the new owner. A live owner's subscription changes hands by being made again
 //! by the new owner, who then chooses what it calls. The new owner must pass every check
 //! `subscribe()` makes of a subscriber, with the subscription's settings, and own its callback
-//! (or a superuser must); one that shapes its rows in SQL (filter, columns, payload) does not
-//! change hands (SQL its former owner chose would run as the new owner, and no reading of the
-//! text tells everything it runs);
+//! (or a superuser must); one with SQL of its former owner's (a filter, a payload) does not
+//! change hands (it would run as the new owner, and no reading of the text tells everything it
+//! runs);
 //! the checks run rolled back and read-only, as the new owner.
 
 use pgrx::prelude::*;
@@ -75,15 +75,13 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
             );
         }
     }
-    // A shaped subscription runs SQL as its owner at capture: text its former owner wrote,
-    // whatever that calls or names in a string for a function to run (query_to_xml), and the
-    // casts to json of its columns' types. No reading of the text tells all of it.
+    // A filter or payload runs as its owner at capture: text its former owner wrote, and
+    // whatever that calls or names in a string for a function to run (query_to_xml). No reading
+    // of the text tells all of it. (Columns, exclude_columns and skip_unchanged are names and a
+    // flag: the row images they shape are rendered by capture, not as the owner.)
     let shaped = [
         ("a filter", s.filter.is_some()),
         ("a payload", s.payload.is_some()),
-        ("columns", s.columns.is_some()),
-        ("exclude_columns", s.exclude_columns.is_some()),
-        ("skip_unchanged", s.skip_unchanged),
     ];
     if let Some((what, _)) = shaped.iter().find(|(_, set)| *set) {
         reject(

@@ -30,6 +30,7 @@ use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::identity::{self, CaptureInfo};
 use super::queue_writer::QueueWriter;
+use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
 use crate::privilege::as_owner_sandboxed;
 
@@ -119,16 +120,19 @@ pub fn rows_query(
 
 /// One read of a chunk's rows, as the subscription's owner.
 struct Reading {
-    /// (record, order key hash) of each row that passes, in key order.
+    /// (payload, or without a payload expression the row, and order key hash) of each row
+    /// that passes, in key order.
     events: Vec<(pg_sys::Datum, i64)>,
     /// The key of the last row read (passing or not).
     last: Option<Key>,
     read: usize,
 }
 
-/// Runs the chunk's query and keeps what it returns; the datums live until SPI finishes.
+/// Runs the chunk's query and keeps what it returns (the payloads of a subscription with a
+/// payload expression, `payload`, else the rows); the datums live until SPI finishes.
 fn read_rows(
     client: &SpiClient<'_>,
+    payload: bool,
     query: &str,
     after: &Option<Key>,
     through: &Option<Key>,
@@ -148,6 +152,11 @@ fn read_rows(
     // Read-only: the subscription's filter or payload can keep nothing of what it reads.
     let mut rows = crate::privilege::read_only(|| client.select(query, None, &args))?;
     super::shaped_rows::ensure_jsonb(&rows, &[1])?;
+    // Without a payload expression the event is the row itself (column 4), a record read raw.
+    let column = if payload { 1 } else { 4 };
+    if !payload {
+        super::shaped_rows::ensure_type(&rows, 4, pg_sys::RECORDOID, "record")?;
+    }
     let mut reading = Reading {
         events: Vec::new(),
         last: None,
@@ -160,11 +169,11 @@ fn read_rows(
             continue;
         }
         let key = match key.as_mut() {
-            // SAFETY: the chunk's query selects the key's columns from the fourth on.
-            Some(key) => unsafe { key.hash_row(&rows, 4) }?,
+            // SAFETY: the chunk's query selects the key's columns from the fifth on.
+            Some(key) => unsafe { key.hash_row(&rows, 5) }?,
             None => 0,
         };
-        if let Some(record) = rows.get_datum_by_ordinal(1)? {
+        if let Some(record) = rows.get_datum_by_ordinal(column)? {
             reading.events.push((record, key));
         }
     }
@@ -332,12 +341,13 @@ fn queue_chunk(
         id: info.subscription_id,
         ordered: info.ordered || info.order_key.is_some() || info.grouped,
     };
+    let payload = info.shape.payload.is_some();
     let pinned = pin_output_settings();
     let outcome = as_owner_sandboxed(info.owner, || {
         Spi::connect(|client| {
             // The transaction has an xid (the chunk locked its backfill row), so each statement
             // here takes a new snapshot: the read sees every commit made before it starts.
-            let mut reading = read_rows(client, &first, &after, &None, &mut hashing)?;
+            let mut reading = read_rows(client, payload, &first, &after, &None, &mut hashing)?;
             let (read, last) = (reading.read, reading.last.clone());
             if key.is_some() && read > 0 {
                 // Lock the keys read, then read the same range again under a new snapshot
@@ -357,14 +367,19 @@ fn queue_chunk(
                     }
                     order_key::lock_keys(info.subscription_id, &keys);
                     held.extend(keys.iter().map(|k| bucket(*k)));
-                    reading = read_rows(client, &again, &after, &last, &mut hashing)?;
+                    reading = read_rows(client, payload, &again, &after, &last, &mut hashing)?;
                 }
             }
             let mut writer =
                 QueueWriter::open(subscription, Operation::Backfill, &info.schema, &info.table)
                     .unwrap_or_else(|e| error!("pg_webhook could not queue the events: {e}"));
             writer.set_order_keys(reading.events.iter().map(|(_, k)| *k).collect());
-            for (record, _) in &reading.events {
+            let mut records: Vec<pg_sys::Datum> = reading.events.iter().map(|(d, _)| *d).collect();
+            if !payload {
+                // SAFETY: records of the chunk's rows, all of one row type.
+                records = unsafe { backfill_images(&records, &info.shape, info.target) };
+            }
+            for record in &records {
                 // SAFETY: jsonb datums of the SPI result, alive until this connection ends,
                 // after the batch is written below.
                 unsafe { writer.add_json(Some(*record), None) };

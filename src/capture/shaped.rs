@@ -82,50 +82,43 @@ impl Shape {
         }
     }
 
-    /// What is sent as (record, old_record) for `op`: the payload expression's value and
-    /// null, or the row images the operation has.
-    fn images(&self, op: Operation) -> (String, String) {
-        const NONE: &str = "NULL::pg_catalog.jsonb";
+    /// Whether the row images sent include the column `name` (`columns`, `exclude_columns`).
+    pub fn keeps(&self, name: &str) -> bool {
+        match (&self.columns, &self.exclude_columns) {
+            (Some(columns), _) => columns.iter().any(|c| c == name),
+            (None, Some(excluded)) => !excluded.iter().any(|c| c == name),
+            (None, None) => true,
+        }
+    }
+
+    /// The payload expression's value for `op`, cast to jsonb (checked at subscribe to be
+    /// jsonb or json), or a null jsonb when the subscription has none (or `op` has no rows).
+    fn payload_value(&self, op: Operation) -> String {
         match (&self.payload, op) {
-            // A TRUNCATE has no rows to build a payload from (refused at subscribe); a
-            // backfill's rows are read by `backfill_query`.
-            (_, Operation::Truncate | Operation::Backfill) => return (NONE.into(), NONE.into()),
-            // Checked at subscribe to be jsonb or json; the cast makes a json one jsonb.
-            (Some(payload), _) => {
-                return (format!("(({payload}))::pg_catalog.jsonb"), NONE.into());
+            (Some(payload), Operation::Insert | Operation::Update | Operation::Delete) => {
+                format!("(({payload}))::pg_catalog.jsonb")
             }
-            (None, _) => {}
-        }
-        match op {
-            Operation::Insert => (self.projection("new"), NONE.into()),
-            Operation::Delete => (NONE.into(), self.projection("old")),
-            Operation::Update => (self.projection("new"), self.projection("old")),
-            Operation::Truncate | Operation::Backfill => (NONE.into(), NONE.into()),
+            _ => "NULL::pg_catalog.jsonb".into(),
         }
     }
 
-    fn condition(&self, op: Operation) -> String {
-        let mut parts = Vec::new();
-        if let Some(f) = &self.filter {
-            parts.push(format!("({f})"));
-        }
-        if op == Operation::Update && self.skip_unchanged {
-            parts.push(format!(
-                "{} IS DISTINCT FROM {}",
-                self.projection("new"),
-                self.projection("old")
-            ));
-        }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", parts.join(" AND "))
+    fn condition(&self) -> String {
+        match &self.filter {
+            Some(f) => format!(" WHERE ({f})"),
+            None => String::new(),
         }
     }
 
-    /// The query yielding (record, old_record) per qualifying row, in statement order, and
-    /// with an order key (`key`) the values of its columns that are still there (`None`: gone),
-    /// from the third column on.
+    /// The query that chooses a statement's rows, run as the subscription's owner: per row
+    /// that passes the filter, in statement order, the payload expression's value (null
+    /// without one), the row's position in the transition table(s) (from 1), and with an order
+    /// key (`key`) the values of its columns that are still there (`None`: gone), from the
+    /// third column on.
+    ///
+    /// The row images are not made here but by capture, as the writer, from the rows at those
+    /// positions (see `shaped_images`): rendering a row can run code of others — a cast to
+    /// json of a column's type, which that type's owner may create at any time — and such code
+    /// runs as the writer, as in any trigger, never as the subscription's owner.
     /// `columns` are the (live) columns of the rows, in order: the relation whose trigger fired.
     pub fn query(
         &self,
@@ -133,59 +126,58 @@ impl Shape {
         key: Option<&[Option<String>]>,
         columns: &[String],
     ) -> String {
-        let key_columns = |alias: &str| key_columns(key, alias);
-        let (record, old_record) = self.images(op);
-        match op {
-            Operation::Insert => format!(
-                "SELECT {record}, {old_record}{} FROM {NEW_ROWS} AS new{}",
-                key_columns("new"),
-                self.condition(op)
-            ),
-            Operation::Delete => format!(
-                "SELECT {record}, {old_record}{} FROM {OLD_ROWS} AS old{}",
-                key_columns("old"),
-                self.condition(op)
-            ),
-            // Old and new rows pair up by position; `new` and `old` are then exactly the
-            // table's columns, named one by one (the pairing number stays out of NEW.* and
-            // to_jsonb(NEW)). Not `(whole_row).*`: over a transition table with a dropped
-            // column, PostgreSQL 15 expands that with the wrong attribute numbers, so NEW.x
-            // read another column (a filter dropped rows, a payload sent wrong values).
-            Operation::Update => {
-                let rn = row_number_column(columns);
-                let pick = |from: &str| -> String {
-                    columns
-                        .iter()
-                        .map(|c| format!("{from}.{}", quote_identifier(c)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
+        let payload = self.payload_value(op);
+        let rn = row_number_column(columns);
+        // `new` and `old` are exactly the table's columns, named one by one (the position
+        // stays out of NEW.* and to_jsonb(NEW)). Not `(whole_row).*`: over a transition table
+        // with a dropped column, PostgreSQL 15 expands that with the wrong attribute numbers, so
+        // NEW.x read another column (a filter dropped rows, a payload sent wrong values).
+        let numbered = |store: &str, alias: &str| -> String {
+            let picked: Vec<String> = columns
+                .iter()
+                .map(|c| format!("pg_webhook_{alias}.{}", quote_identifier(c)))
+                .collect();
+            format!(
+                "(SELECT pg_catalog.row_number() OVER () AS {rn}, r.* FROM {store} AS r) \
+                   AS pg_webhook_{alias}, \
+                 LATERAL (SELECT {}) AS {alias}",
+                picked.join(", ")
+            )
+        };
+        let (from, first) = match op {
+            Operation::Insert => (numbered(NEW_ROWS, "new"), "new"),
+            Operation::Delete => (numbered(OLD_ROWS, "old"), "old"),
+            // Old and new rows pair up by position.
+            Operation::Update => (
                 format!(
-                    "SELECT {record}, {old_record}{} \
-                       FROM (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
-                               FROM {NEW_ROWS} AS r) AS pg_webhook_n \
-                       JOIN (SELECT pg_catalog.row_number() OVER () AS {rn}, r.* \
-                               FROM {OLD_ROWS} AS r) AS pg_webhook_o \
-                         ON pg_webhook_n.{rn} OPERATOR(pg_catalog.=) pg_webhook_o.{rn}, \
-                       LATERAL (SELECT {}) AS new, \
-                       LATERAL (SELECT {}) AS old{} \
-                      ORDER BY pg_webhook_n.{rn}",
-                    key_columns("new"),
-                    pick("pg_webhook_n"),
-                    pick("pg_webhook_o"),
-                    self.condition(op)
-                )
+                    "{}, {} WHERE pg_webhook_new.{rn} OPERATOR(pg_catalog.=) pg_webhook_old.{rn}",
+                    numbered(NEW_ROWS, "new"),
+                    numbered(OLD_ROWS, "old")
+                ),
+                "new",
+            ),
+            Operation::Truncate | Operation::Backfill => {
+                return format!("SELECT {payload}, 0::pg_catalog.int8");
             }
-            Operation::Truncate | Operation::Backfill => format!("SELECT {record}, {old_record}"),
-        }
+        };
+        let condition = match (&self.filter, op) {
+            (Some(f), Operation::Update) => format!(" AND ({f})"),
+            _ => self.condition(),
+        };
+        format!(
+            "SELECT {payload}, pg_webhook_{first}.{rn}{} FROM {from}{condition} \
+              ORDER BY pg_webhook_{first}.{rn}",
+            key_columns(key, first),
+        )
     }
 
     /// The query a backfill chunk runs over `rows` (a query returning the table's rows after
-    /// the last key, in key order): per row, the event's record as capture would make it for an
-    /// INSERT of the row — its columns, or the subscription's payload expression — (NULL when
-    /// it does not pass), whether it passes the subscription's
-    /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, and with an
-    /// order key its columns as in `query` (from the fourth on). The subscription's filter sees
+    /// the last key, in key order): per row, the subscription's payload expression's value (NULL
+    /// without one, or when the row does not pass), whether it passes the subscription's
+    /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, the row
+    /// itself as a record when the subscription has no payload expression (and the row passes:
+    /// capture renders it, see `query`), and with an order key its columns as in `query` (from
+    /// the fifth on). The subscription's filter sees
     /// the row as both NEW and OLD (it has no change to show, so a filter that asks for one
     /// passes nothing); `also` is a condition over the table's columns, which it may qualify
     /// with `table`.
@@ -220,13 +212,18 @@ impl Shape {
             .iter()
             .map(|c| format!("new.{}", quote_identifier(c)))
             .collect();
+        // The row itself (a record of the table's columns) when capture renders it.
+        let row = match &self.payload {
+            Some(_) => "NULL",
+            None => "CASE WHEN f.pass THEN new.* END",
+        };
         format!(
-            "SELECT CASE WHEN f.pass THEN {} END, f.pass, ARRAY[{}]{} \
+            "SELECT CASE WHEN f.pass THEN {} END, f.pass, ARRAY[{}], {row}{} \
                FROM ({rows}) AS new \
               CROSS JOIN LATERAL (SELECT new.*) AS old \
               CROSS JOIN LATERAL (SELECT {pass} AS pass) AS f \
               ORDER BY {}",
-            self.images(Operation::Insert).0,
+            self.payload_value(Operation::Insert),
             pk_text.join(", "),
             key_columns(key, "new"),
             order.join(", ")
@@ -253,7 +250,7 @@ impl Shape {
             (None, Operation::Delete) => ("NULL".to_string(), self.projection("old")),
             (None, _) => (self.projection("new"), self.projection("old")),
         };
-        let mut condition = self.condition(op);
+        let mut condition = self.condition();
         if let Some(payload) = &self.payload {
             // One value per row: in a WHERE clause PostgreSQL refuses aggregate, window and
             // set-returning functions, which at capture would merge or multiply events (or

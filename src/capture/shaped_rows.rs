@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 use super::identity::CaptureInfo;
 use super::order_key;
 use super::queue_writer::QueueWriter;
+use super::shaped_images::{statement_images, Chosen, Images};
 use super::CaptureError;
 
 /// Runs `f`; an ERROR it raises is raised again with `pg_webhook subscription "<name>": ` in
@@ -59,14 +60,14 @@ pub fn shaped_rows(
     let query = info
         .shape
         .query(op, key.as_ref().map(|k| k.columns.as_slice()), &columns);
-    // Where the rows' images are copied to: the trigger call's memory, which outlives the
-    // subtransaction and SPI.
+    // Where the payloads are copied to (and the images rendered in): the trigger call's
+    // memory, which outlives the subtransaction and SPI.
     // SAFETY: a plain read of the current context.
     let outer = unsafe { pg_sys::CurrentMemoryContext };
-    let (images, keys) = naming_subscription(&info.name, || {
+    let (chosen, keys) = naming_subscription(&info.name, || {
         // Read-only, and rolled back once the rows are read: a filter or payload cannot keep
         // copies of the rows it sees (in a table or a sequence of its owner's) — it only
-        // chooses and shapes them.
+        // chooses rows and computes payloads.
         crate::error::undone(|| {
             crate::privilege::as_owner_sandboxed(info.owner, || {
                 Spi::connect(|client| {
@@ -79,25 +80,48 @@ pub fn shaped_rows(
                     };
                     let mut rows =
                         crate::privilege::read_only(|| client.select(query.as_str(), None, &[]))?;
-                    ensure_jsonb(&rows, &[1, 2])?;
-                    let mut images = Vec::with_capacity(rows.len());
+                    ensure_jsonb(&rows, &[1])?;
+                    let mut chosen = Vec::with_capacity(rows.len());
                     let mut keys = Vec::new();
                     while rows.next().is_some() {
-                        let record = rows.get_datum_by_ordinal(1)?;
-                        let old_record = rows.get_datum_by_ordinal(2)?;
-                        // SAFETY: both columns are jsonb (or NULL).
-                        images.push(unsafe { (copied(record, outer), copied(old_record, outer)) });
+                        let payload = rows.get_datum_by_ordinal(1)?;
+                        let position: i64 = rows.get(2)?.unwrap_or_default();
+                        chosen.push(Chosen {
+                            position,
+                            // SAFETY: the column is jsonb (or NULL).
+                            payload: unsafe { copied(payload, outer) },
+                        });
                         if let Some(key) = key.as_mut() {
                             // SAFETY: the query selects the key's columns from the third on.
                             keys.push(unsafe { key.hash_row(&rows, 3) }?);
                         }
                     }
-                    Ok::<_, pgrx::spi::Error>((images, keys))
+                    Ok::<_, pgrx::spi::Error>((chosen, keys))
                 })
             })
         })
     })
     .map_err(|e| CaptureError::Queue(e.to_string()))?;
+    // The images, as the writer (see `shaped_images`); an UPDATE skipped as unchanged drops
+    // its key too.
+    let (new_rows, old_rows) = (data.tg_newtable, data.tg_oldtable);
+    // SAFETY: the trigger's relation and transition tables, which the query's positions count.
+    let images = unsafe {
+        statement_images(
+            data.tg_relation,
+            op,
+            new_rows,
+            old_rows,
+            &info.shape,
+            &chosen,
+        )
+    };
+    let keys: Vec<i64> = keys
+        .into_iter()
+        .zip(&images)
+        .filter_map(|(k, image)| image.as_ref().map(|_| k))
+        .collect();
+    let images: Vec<Images> = images.into_iter().flatten().collect();
     // Locks and queue rows are taken here, outside the rolled-back subtransaction.
     if key.is_some() {
         order_key::lock_keys(info.subscription_id, &keys);
@@ -120,16 +144,27 @@ pub(super) fn ensure_jsonb(
     ordinals: &[usize],
 ) -> pgrx::spi::SpiResult<()> {
     for &ordinal in ordinals {
-        let oid = rows.column_type_oid(ordinal)?.value();
-        if oid != pg_sys::JSONBOID {
-            return Err(pgrx::datum::TryFromDatumError::IncompatibleTypes {
-                rust_type: "jsonb",
-                rust_oid: pg_sys::JSONBOID,
-                datum_type: format!("the type of column {ordinal}"),
-                datum_oid: oid,
-            }
-            .into());
+        ensure_type(rows, ordinal, pg_sys::JSONBOID, "jsonb")?;
+    }
+    Ok(())
+}
+
+/// Fails unless the column at `ordinal` (1-based) of `rows` is of type `oid` (`name`).
+pub(super) fn ensure_type(
+    rows: &pgrx::spi::SpiTupleTable<'_>,
+    ordinal: usize,
+    oid: pg_sys::Oid,
+    name: &'static str,
+) -> pgrx::spi::SpiResult<()> {
+    let got = rows.column_type_oid(ordinal)?.value();
+    if got != oid {
+        return Err(pgrx::datum::TryFromDatumError::IncompatibleTypes {
+            rust_type: name,
+            rust_oid: oid,
+            datum_type: format!("the type of column {ordinal}"),
+            datum_oid: got,
         }
+        .into());
     }
     Ok(())
 }

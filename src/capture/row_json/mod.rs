@@ -79,6 +79,16 @@ impl RowJson {
     /// # Safety
     /// `desc` is a valid descriptor.
     pub(super) unsafe fn new(desc: pg_sys::TupleDesc) -> RowJson {
+        // SAFETY: see the function contract.
+        unsafe { RowJson::projected(desc, |_| true) }
+    }
+
+    /// The converter for rows described by `desc` that renders only the columns whose names
+    /// `keep` accepts (a shaped subscription's `columns` or `exclude_columns`).
+    ///
+    /// # Safety
+    /// `desc` is a valid descriptor.
+    pub unsafe fn projected(desc: pg_sys::TupleDesc, keep: impl Fn(&str) -> bool) -> RowJson {
         // SAFETY: see the function contract; everything looked up is kept in `memory`.
         unsafe {
             let memory = Memory(pg_sys::AllocSetContextCreateInternal(
@@ -93,7 +103,7 @@ impl RowJson {
             let columns = attrs
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| !a.attisdropped)
+                .filter(|(_, a)| !a.attisdropped && keep(pgrx::name_data_to_str(&a.attname)))
                 .map(|(index, a)| {
                     let render = Render::for_type(a.atttypid);
                     Column {

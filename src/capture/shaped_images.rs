@@ -1,0 +1,198 @@
+//! The row images of a shaped subscription's events, rendered by capture itself, never by the
+//! subscription's query.
+//!
+//! Rendering a row as JSON can run code someone else wrote: `to_jsonb` calls a cast to json of
+//! a column's type, which the type's owner may create at any time (`CREATE CAST` needs only
+//! ownership of the type). The subscription's query runs as its owner, so an image it made would
+//! run that code with the owner's rights, at every write, without the owner ever having chosen
+//! it. So the query only chooses rows (the filter) and computes the owner's own payload
+//! expression; the images of the chosen rows are rendered here, from the rows themselves, with
+//! the columns the subscription sends: at capture as the writer (as a plain subscription's
+//! images, and as in any trigger), in a backfill as the table's owner (as PostgreSQL runs a
+//! table's index expressions in ANALYZE), sandboxed.
+
+use pg_webhook_core::payload::Operation;
+use pgrx::pg_sys;
+
+use super::row_json::RowJson;
+use super::shaped::Shape;
+use crate::unguarded;
+
+/// (record, old_record) of one event.
+pub type Images = (Option<pg_sys::Datum>, Option<pg_sys::Datum>);
+
+/// A row the subscription's query chose: its position in the statement's transition table(s)
+/// (from 1, increasing from one chosen row to the next), and the payload expression's value.
+pub struct Chosen {
+    pub position: i64,
+    pub payload: Option<pg_sys::Datum>,
+}
+
+/// The images of the chosen rows of a statement (`op`, with the trigger's transition tables),
+/// in the current memory context, rendered as the current user (the writer); `None` for an
+/// UPDATE whose sent columns did not change under `skip_unchanged` (its event is skipped).
+///
+/// # Safety
+/// `rel` is the trigger's relation and the tuplestores its transition tables for `op`; the
+/// positions are those of the subscription's query over them.
+pub unsafe fn statement_images(
+    rel: pg_sys::Relation,
+    op: Operation,
+    new_rows: *mut pg_sys::Tuplestorestate,
+    old_rows: *mut pg_sys::Tuplestorestate,
+    shape: &Shape,
+    chosen: &[Chosen],
+) -> Vec<Option<Images>> {
+    let compare = op == Operation::Update && shape.skip_unchanged;
+    if shape.payload.is_some() && !compare {
+        return chosen.iter().map(|c| Some((c.payload, None))).collect();
+    }
+    // SAFETY: see the function contract.
+    unsafe {
+        let mut json = RowJson::projected((*rel).rd_att, |name| shape.keeps(name));
+        let mut new = Reader::open(rel, new_rows);
+        let mut old = Reader::open(rel, old_rows);
+        let images = chosen
+            .iter()
+            .map(|c| {
+                let record = new.as_mut().map(|r| r.image_at(c.position, &mut json));
+                let old_record = old.as_mut().map(|r| r.image_at(c.position, &mut json));
+                if compare && same(record, old_record) {
+                    return None;
+                }
+                Some(match c.payload {
+                    Some(payload) => (Some(payload), None),
+                    None => (record, old_record),
+                })
+            })
+            .collect();
+        for reader in [new, old].into_iter().flatten() {
+            pg_sys::ExecDropSingleTupleTableSlot(reader.slot);
+        }
+        images
+    }
+}
+
+/// The records of a backfill chunk's chosen rows (as its query returned them: records of the
+/// table's columns), each as capture sends it for an INSERT of the row, in the current memory
+/// context. Rendered as the owner of `table` (the subscribed table), sandboxed, read-only and
+/// rolled back.
+///
+/// # Safety
+/// Each datum is a record of the same row type.
+pub unsafe fn backfill_images(
+    rows: &[pg_sys::Datum],
+    shape: &Shape,
+    table: pg_sys::Oid,
+) -> Vec<pg_sys::Datum> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    let table_owner = owner_of(table);
+    crate::error::undone(|| {
+        crate::privilege::as_owner_sandboxed(table_owner, || {
+            crate::privilege::read_only(|| {
+                // SAFETY: records of one row type (see the function contract); the slot is
+                // made for that type's descriptor and dropped here.
+                unsafe {
+                    let header: pg_sys::HeapTupleHeader =
+                        pg_sys::pg_detoast_datum(first.cast_mut_ptr()).cast();
+                    let datum = (*header).t_choice.t_datum;
+                    let desc =
+                        pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
+                    let mut json = RowJson::projected(desc, |name| shape.keeps(name));
+                    let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
+                    let images = rows
+                        .iter()
+                        .map(|row| {
+                            pg_sys::ExecStoreHeapTupleDatum(*row, slot);
+                            rendered(&mut json, slot)
+                        })
+                        .collect();
+                    pg_sys::ExecDropSingleTupleTableSlot(slot);
+                    images
+                }
+            })
+        })
+    })
+}
+
+/// The owner of `table`.
+fn owner_of(table: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: the table exists (the chunk's caller checked it) and is read by the chunk anyway.
+    unsafe {
+        let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        owner
+    }
+}
+
+/// Reads one transition table forward, row by row.
+struct Reader {
+    store: *mut pg_sys::Tuplestorestate,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// Rows read so far.
+    read: i64,
+}
+
+impl Reader {
+    /// A reader of `store` from its first row (`None` without a store).
+    unsafe fn open(rel: pg_sys::Relation, store: *mut pg_sys::Tuplestorestate) -> Option<Reader> {
+        if store.is_null() {
+            return None;
+        }
+        // SAFETY: the trigger's transition table and relation. The subscription's query read
+        // the store through a read pointer of its own, which it left active: read from the
+        // first again.
+        unsafe {
+            pg_sys::tuplestore_select_read_pointer(store, 0);
+            pg_sys::tuplestore_rescan(store);
+            let slot = pg_sys::MakeSingleTupleTableSlot((*rel).rd_att, &pg_sys::TTSOpsMinimalTuple);
+            Some(Reader {
+                store,
+                slot,
+                read: 0,
+            })
+        }
+    }
+
+    /// The image of the row at `position` (past the rows read so far).
+    unsafe fn image_at(&mut self, position: i64, json: &mut RowJson) -> pg_sys::Datum {
+        // SAFETY: the slot fits the store's rows.
+        unsafe {
+            while self.read < position {
+                if !pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot) {
+                    pgrx::error!(
+                        "pg_webhook capture: the transition table has no row {position} (it has {})",
+                        self.read
+                    );
+                }
+                self.read += 1;
+            }
+            rendered(json, self.slot)
+        }
+    }
+}
+
+/// The row in `slot` as `json` renders it.
+unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+    // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
+    // nothing that needs dropping.
+    let image = unsafe { unguarded::region(|r| json.row(r, slot)) };
+    image.unwrap_or_else(|too_long| too_long.raise())
+}
+
+/// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares).
+fn same(a: Option<pg_sys::Datum>, b: Option<pg_sys::Datum>) -> bool {
+    match (a, b) {
+        // SAFETY: jsonb values rendered by `RowJson`, not toasted.
+        (Some(a), Some(b)) => unsafe {
+            let a: *mut pg_sys::Jsonb = a.cast_mut_ptr();
+            let b: *mut pg_sys::Jsonb = b.cast_mut_ptr();
+            pg_sys::compareJsonbContainers(&raw mut (*a).root, &raw mut (*b).root) == 0
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,142 @@
+//! Whose rights a cast to json of a column's type runs with. `to_jsonb` calls such a cast, and
+//! the type's owner may create one at any time. A shaped subscription's query runs as the
+//! subscription's owner, and its images were rendered there: the type's owner (here also the
+//! table's) ran code as the subscriber at every write. Now images are rendered by capture as
+//! the writer, as any trigger's work, and by a backfill as the table's owner; only SQL the
+//! subscriber wrote (a payload expression) runs as the subscriber.
+
+mod support;
+
+use postgres::Client;
+use support::backfill::wait_state;
+use support::cluster::Cluster;
+use support::receiver::Receiver;
+use support::{exec, subscribe, WAIT};
+
+/// A cluster where `tabowner` owns schema m, the enum m.mood with a cast to json that names
+/// the role running it (and the value), and table m.t (id, mood, note); `sub` (a webhook_admin) may subscribe
+/// to m.t and `writer` may write it. Returns the cluster and a superuser session.
+fn setup() -> (Cluster, Client) {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE tabowner LOGIN; CREATE ROLE sub LOGIN; CREATE ROLE writer LOGIN;
+         GRANT webhook_admin TO sub;
+         CREATE SCHEMA m AUTHORIZATION tabowner;",
+    );
+    let mut owner = pg.connect_as("postgres", "tabowner");
+    exec(
+        &mut owner,
+        "CREATE TYPE m.mood AS ENUM ('ok', 'sad');
+         CREATE FUNCTION m.mood_json(m.mood) RETURNS json LANGUAGE sql
+             AS $$ SELECT pg_catalog.json_build_object('by', current_user::text, 'is', $1::text) $$;
+         CREATE CAST (m.mood AS json) WITH FUNCTION m.mood_json(m.mood);
+         CREATE TABLE m.t (id int PRIMARY KEY, mood m.mood, note text);
+         GRANT USAGE ON SCHEMA m TO sub, writer;
+         GRANT SELECT, TRIGGER ON m.t TO sub;
+         GRANT SELECT, INSERT, UPDATE ON m.t TO writer;",
+    );
+    (pg, su)
+}
+
+/// Whom the cast ran as for the `mood` of each of the subscription's events, in event order:
+/// (record's, old_record's), "" where that image is absent.
+fn cast_runners(su: &mut Client, id: i32) -> Vec<(String, String)> {
+    su.query(
+        "SELECT coalesce(record #>> '{mood,by}', ''), coalesce(old_record #>> '{mood,by}', '')
+           FROM webhook.events WHERE subscription_id = $1 ORDER BY id",
+        &[&id],
+    )
+    .unwrap_or_else(|e| panic!("reading the events: {e}"))
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
+}
+
+/// The cluster of `setup`, with rows `rows` in m.t (as a superuser, before anyone subscribes),
+/// and `sub`'s subscription "s" of m.t with `extra`: (cluster, superuser session, receiver,
+/// subscription id).
+fn subscribed(rows: &str, extra: &str) -> (Cluster, Client, Receiver, i32) {
+    let (pg, mut su) = setup();
+    let rx = Receiver::start();
+    if !rows.is_empty() {
+        exec(&mut su, &format!("INSERT INTO m.t VALUES {rows}"));
+    }
+    let mut sub = pg.connect_as("postgres", "sub");
+    let (id, _) = subscribe(&mut sub, "s", "m.t", &rx.url("/s"), extra);
+    (pg, su, rx, id)
+}
+
+/// Runs `sql` as `writer`.
+fn write(pg: &Cluster, sql: &str) {
+    exec(&mut pg.connect_as("postgres", "writer"), sql);
+}
+
+/// Backfills subscription "s" (as `sub`) to its end.
+fn backfill(pg: &Cluster, su: &mut Client) {
+    exec(
+        &mut pg.connect_as("postgres", "sub"),
+        "SELECT webhook.backfill('s')",
+    );
+    wait_state(su, "s", "done");
+}
+
+#[test]
+fn a_shaped_subscriptions_images_run_the_cast_as_the_writer() {
+    let (pg, _su, rx, _) = subscribed(
+        "",
+        ", events => '{insert}', columns => '{id,mood}', filter => 'new.id > 0'",
+    );
+    write(&pg, "INSERT INTO m.t VALUES (1, 'ok', 'n')");
+    let got = rx.wait_for(1, WAIT);
+    let body = got[0].json();
+    assert_eq!(body["record"]["mood"]["by"], "writer", "{body}");
+    assert!(body["record"].get("note").is_none(), "{body}");
+}
+
+#[test]
+fn skip_unchanged_compares_images_rendered_as_the_writer() {
+    let (pg, mut su, _rx, id) = subscribed(
+        "(1, 'ok', 'a')",
+        ", events => '{UPDATE}', exclude_columns => '{note}', skip_unchanged => true",
+    );
+    // Only the excluded column changes: no event. Then the mood does: one event.
+    write(&pg, "UPDATE m.t SET note = 'b' WHERE id = 1");
+    write(&pg, "UPDATE m.t SET mood = 'sad' WHERE id = 1");
+    assert_eq!(cast_runners(&mut su, id), vec![pair("writer", "writer")]);
+}
+
+#[test]
+fn a_backfill_runs_the_cast_as_the_tables_owner() {
+    let (pg, mut su, _rx, id) = subscribed("(1, 'ok', 'a'), (2, 'sad', 'b')", "");
+    backfill(&pg, &mut su);
+    assert_eq!(
+        cast_runners(&mut su, id),
+        vec![pair("tabowner", ""), pair("tabowner", "")]
+    );
+}
+
+#[test]
+fn a_shaped_backfill_runs_the_cast_as_the_tables_owner() {
+    let (pg, mut su, _rx, id) = subscribed(
+        "(1, 'ok', 'a'), (2, 'sad', 'b')",
+        ", events => '{insert}', exclude_columns => '{note}', filter => 'new.id = 2'",
+    );
+    backfill(&pg, &mut su);
+    assert_eq!(cast_runners(&mut su, id), vec![pair("tabowner", "")]);
+}
+
+#[test]
+fn a_payload_expression_runs_the_cast_as_the_subscriber_who_wrote_it() {
+    let (pg, mut su, _rx, id) = subscribed(
+        "",
+        ", events => '{insert}', payload => 'jsonb_build_object(''mood'', new.mood)'",
+    );
+    write(&pg, "INSERT INTO m.t VALUES (1, 'ok', 'n')");
+    assert_eq!(cast_runners(&mut su, id), vec![pair("sub", "")]);
+}
