@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode;
 
-use crate::capture::backfill::{primary_key, rows_query};
+use crate::capture::primary_key::{primary_key, rows_query};
 use crate::error::{invalid, reject, spi};
 use crate::manage::find_managed;
 use crate::privilege::{as_extension_owner, caller, plan_problem};
@@ -104,7 +104,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
             )),
         );
     }
-    let columns: Vec<String> = pk.iter().map(|(c, _)| c.clone()).collect();
+    let columns: Vec<String> = pk.iter().map(|c| c.name.clone()).collect();
     // Checked now, as the owner the chunks will run it as: bad SQL is an error here, not a
     // failed backfill later. Planned, not run.
     let query = info.shape.backfill_query(

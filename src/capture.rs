@@ -19,6 +19,7 @@ mod error;
 mod identity;
 pub mod merge_moves;
 mod order_key;
+pub mod primary_key;
 mod queue_writer;
 mod row_json;
 pub mod shaped;

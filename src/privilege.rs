@@ -173,6 +173,17 @@ pub fn caller_can_trigger(table: pg_sys::Oid) -> bool {
     table_privilege(table, caller(), pg_sys::ACL_TRIGGER)
 }
 
+/// The owner of `table`, an existing table.
+pub fn table_owner(table: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: the caller knows the table exists; its descriptor is read under the lock.
+    unsafe {
+        let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        owner
+    }
+}
+
 /// True when row-level security policies would filter what the caller reads from the table
 /// (not for its owner without FORCE ROW LEVEL SECURITY, nor for BYPASSRLS roles).
 pub fn rls_applies_to_caller(table: pg_sys::Oid) -> bool {

@@ -3,7 +3,9 @@
 //! subscription's owner, and its images were rendered there: the type's owner (here also the
 //! table's) ran code as the subscriber at every write. Now images are rendered by capture as
 //! the writer, as any trigger's work, and by a backfill as the table's owner; only SQL the
-//! subscriber wrote (a payload expression) runs as the subscriber.
+//! subscriber wrote (a payload expression) runs as the subscriber. And a backfill keeps its
+//! place between chunks without casting its key to or from text, or running a key domain's
+//! checks, as the subscriber.
 
 mod support;
 
@@ -30,7 +32,7 @@ fn setup() -> (Cluster, Client) {
         &mut owner,
         "CREATE TYPE m.mood AS ENUM ('ok', 'sad');
          CREATE FUNCTION m.mood_json(m.mood) RETURNS json LANGUAGE sql
-             AS $$ SELECT pg_catalog.json_build_object('by', current_user::text, 'is', $1::text) $$;
+             AS $$ SELECT pg_catalog.json_build_object('by', current_user::text, 'is', pg_catalog.format('%s', $1)) $$;
          CREATE CAST (m.mood AS json) WITH FUNCTION m.mood_json(m.mood);
          CREATE TABLE m.t (id int PRIMARY KEY, mood m.mood, note text);
          GRANT USAGE ON SCHEMA m TO sub, writer;
@@ -139,4 +141,67 @@ fn a_payload_expression_runs_the_cast_as_the_subscriber_who_wrote_it() {
     );
     write(&pg, "INSERT INTO m.t VALUES (1, 'ok', 'n')");
     assert_eq!(cast_runners(&mut su, id), vec![pair("sub", "")]);
+}
+
+/// Runs `sql` as `tabowner` (making table `table`, with rows, that `sub` may subscribe), then
+/// backfills `sub`'s subscription of it until the backfill ends: its state and last error, and
+/// how many events it queued.
+fn backfill_ending(sql: &str, table: &str) -> ((String, String), usize) {
+    let (pg, mut su) = setup();
+    exec(&mut pg.connect_as("postgres", "tabowner"), sql);
+    let rx = Receiver::start();
+    let mut sub = pg.connect_as("postgres", "sub");
+    let (id, _) = subscribe(&mut sub, "s", table, &rx.url("/s"), "");
+    exec(&mut sub, "SELECT webhook.backfill('s')");
+    let mut end = (String::new(), String::new());
+    support::cluster::wait_until(WAIT, "the backfill to end", || {
+        let row = su
+            .query_one(
+                "SELECT state, coalesce(last_error, '') FROM webhook.backfills
+                  WHERE subscription = 's' ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("reading the backfill: {e}"));
+        end = (row.get(0), row.get(1));
+        end.0 != "running"
+    });
+    (end, cast_runners(&mut su, id).len())
+}
+
+#[test]
+fn a_backfill_keeps_its_place_without_the_key_types_casts_to_and_from_text() {
+    // The key is (mood, id): 600 rows take two chunks, the second read after a kept key.
+    // Casts the type's owner made between m.mood and text refuse to run.
+    let ending = backfill_ending(
+        "CREATE TABLE m.k (mood m.mood, id int, PRIMARY KEY (mood, id));
+         GRANT SELECT, TRIGGER ON m.k TO sub;
+         INSERT INTO m.k SELECT 'ok', g FROM generate_series(1, 600) g;
+         CREATE FUNCTION m.no_text(m.mood) RETURNS text LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'mood to text ran as %', current_user; END $$;
+         CREATE FUNCTION m.no_mood(text) RETURNS m.mood LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'text to mood ran as %', current_user; END $$;
+         CREATE CAST (m.mood AS text) WITH FUNCTION m.no_text(m.mood);
+         CREATE CAST (text AS m.mood) WITH FUNCTION m.no_mood(text);",
+        "m.k",
+    );
+    assert_eq!(ending, (pair("done", ""), 600));
+}
+
+#[test]
+fn a_backfill_keeps_its_place_without_running_a_key_domains_checks_as_the_subscriber() {
+    // The key's domain has a check that refuses to run as the subscriber; 600 rows take two
+    // chunks, the second read after a kept key.
+    let ending = backfill_ending(
+        "CREATE FUNCTION m.not_sub(int) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF current_user = 'sub' THEN RAISE EXCEPTION 'the check ran as sub'; END IF;
+                 RETURN true;
+             END $$;
+         CREATE DOMAIN m.id AS int CHECK (m.not_sub(VALUE));
+         CREATE TABLE m.d (id m.id PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON m.d TO sub;
+         INSERT INTO m.d SELECT g FROM generate_series(1, 600) g;",
+        "m.d",
+    );
+    assert_eq!(ending, (pair("done", ""), 600));
 }

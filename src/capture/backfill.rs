@@ -29,6 +29,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::identity::{self, CaptureInfo};
+use super::primary_key::{bounds, key_text, primary_key, rows_query, Key, KeyColumn};
 use super::queue_writer::QueueWriter;
 use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
@@ -36,7 +37,6 @@ use crate::privilege::as_owner_sandboxed;
 
 const CHUNK_STATE: &str = include_str!("../../sql/backfill/chunk_state.sql");
 const AHEAD: &str = include_str!("../../sql/backfill/ahead.sql");
-const PRIMARY_KEY: &str = include_str!("../../sql/backfill/primary_key.sql");
 const PROGRESS: &str = include_str!("../../sql/backfill/progress.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 const CHUNK_SETTINGS: &str = include_str!("../../sql/backfill/chunk_settings.sql");
@@ -49,9 +49,6 @@ pub const AHEAD_LIMIT: i64 = 5_000;
 /// How often a chunk of an `order_key` subscription reads its rows again when their keys keep
 /// moving to ones it does not hold; past this the chunk fails and is tried again.
 const REREADS: usize = 4;
-
-/// A primary key's values, as text, one per column (NULL stays NULL).
-type Key = Vec<Option<String>>;
 
 /// What one chunk did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,58 +63,6 @@ pub enum Step {
     Stopped(Option<String>),
 }
 
-/// The primary key of `table`: (column, type) in key order; empty when it has none.
-pub fn primary_key(client: &SpiClient<'_>, table: pg_sys::Oid) -> SpiResult<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for row in client.select(PRIMARY_KEY, None, &[table.into()])? {
-        out.push((
-            row.get::<String>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
-        ));
-    }
-    Ok(out)
-}
-
-/// The query that reads the rows of a chunk from `table`: after `after` (the last key read),
-/// up to `through` when given (a re-read), at most `limit`.
-pub fn rows_query(
-    table: &str,
-    pk: &[(String, String)],
-    after: bool,
-    through: bool,
-    limit: Option<i64>,
-) -> String {
-    let columns: Vec<String> = pk
-        .iter()
-        .map(|(c, _)| format!("t.{}", quote_identifier(c)))
-        .collect();
-    let bound = |param: usize| {
-        let values: Vec<String> = pk
-            .iter()
-            .enumerate()
-            .map(|(i, (_, ty))| format!("${param}[{}]::{ty}", i + 1))
-            .collect();
-        format!("({}) ", values.join(", "))
-    };
-    let mut conditions = Vec::new();
-    if after {
-        conditions.push(format!("({}) > {}", columns.join(", "), bound(1)));
-    }
-    if through {
-        conditions.push(format!("({}) <= {}", columns.join(", "), bound(2)));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-    format!(
-        "SELECT t.* FROM {table} AS t{filter} ORDER BY {}{limit}",
-        columns.join(", ")
-    )
-}
-
 /// One read of a chunk's rows, as the subscription's owner.
 struct Reading {
     /// (payload, or without a payload expression the row, and order key hash) of each row
@@ -128,34 +73,24 @@ struct Reading {
     read: usize,
 }
 
-/// Runs the chunk's query and keeps what it returns (the payloads of a subscription with a
-/// payload expression, `payload`, else the rows); the datums live until SPI finishes.
+/// Runs the chunk's query with parameters `args` (see `primary_key::bounds`) and keeps what it
+/// returns (the payloads of a subscription with a payload expression, `payload`, else the
+/// rows); the datums live until SPI finishes. `width` is the primary key's.
 fn read_rows(
     client: &SpiClient<'_>,
     payload: bool,
     query: &str,
-    after: &Option<Key>,
-    through: &Option<Key>,
+    args: Vec<DatumWithOid<'_>>,
+    width: usize,
     key: &mut Option<order_key::QueryKey>,
 ) -> SpiResult<Reading> {
-    let mut args: Vec<DatumWithOid<'_>> = Vec::new();
-    if let Some(after) = after {
-        args.push(after.clone().into());
-    }
-    if let Some(through) = through {
-        if after.is_none() {
-            // Keeps the parameter numbers the query uses ($2 for the upper bound).
-            args.push(Option::<Key>::None.into());
-        }
-        args.push(through.clone().into());
-    }
     // Read-only: the subscription's filter or payload can keep nothing of what it reads.
     let mut rows = crate::privilege::read_only(|| client.select(query, None, &args))?;
     super::shaped_rows::ensure_jsonb(&rows, &[1])?;
-    // Without a payload expression the event is the row itself (column 4), a record read raw.
-    let column = if payload { 1 } else { 4 };
+    // Without a payload expression the event is the row itself (column 3), a record read raw.
+    let column = if payload { 1 } else { 3 };
     if !payload {
-        super::shaped_rows::ensure_type(&rows, 4, pg_sys::RECORDOID, "record")?;
+        super::shaped_rows::ensure_type(&rows, 3, pg_sys::RECORDOID, "record")?;
     }
     let mut reading = Reading {
         events: Vec::new(),
@@ -164,13 +99,13 @@ fn read_rows(
     };
     while rows.next().is_some() {
         reading.read += 1;
-        reading.last = rows.get::<Key>(3)?;
+        reading.last = Some(key_text(&rows, 4, width)?);
         if rows.get::<bool>(2)? != Some(true) {
             continue;
         }
         let key = match key.as_mut() {
-            // SAFETY: the chunk's query selects the key's columns from the fifth on.
-            Some(key) => unsafe { key.hash_row(&rows, 5) }?,
+            // SAFETY: the chunk's query selects the order key's columns after the primary key's.
+            Some(key) => unsafe { key.hash_row(&rows, 4 + width) }?,
             None => 0,
         };
         if let Some(record) = rows.get_datum_by_ordinal(column)? {
@@ -247,7 +182,7 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
             return Ok(Step::Ahead);
         }
         let pk = primary_key(client, target)?;
-        if pk.iter().map(|(c, _)| c).ne(key_columns.iter()) {
+        if pk.iter().map(|c| &c.name).ne(key_columns.iter()) {
             return stop(
                 client,
                 id,
@@ -305,7 +240,7 @@ fn chunk_key(table: pg_sys::Oid, names: &[String]) -> order_key::QueryKey {
 /// (events queued, rows read, last key read).
 fn queue_chunk(
     info: &CaptureInfo,
-    pk: &[(String, String)],
+    pk: &[KeyColumn],
     also: Option<&str>,
     after: Option<Key>,
 ) -> SpiResult<(usize, usize, Option<Key>)> {
@@ -321,7 +256,7 @@ fn queue_chunk(
         .as_ref()
         .map(|names| chunk_key(info.target, names));
     let key: Option<Key> = hashing.as_ref().map(|k| k.columns.clone());
-    let columns: Vec<String> = pk.iter().map(|(c, _)| c.clone()).collect();
+    let columns: Vec<String> = pk.iter().map(|c| c.name.clone()).collect();
     let shaped = |rows: &str| {
         info.shape
             .backfill_query(rows, &columns, also, &info.table, key.as_deref())
@@ -342,12 +277,14 @@ fn queue_chunk(
         ordered: info.ordered || info.order_key.is_some() || info.grouped,
     };
     let payload = info.shape.payload.is_some();
+    let table_owner = crate::privilege::table_owner(info.target);
     let pinned = pin_output_settings();
     let outcome = as_owner_sandboxed(info.owner, || {
         Spi::connect(|client| {
             // The transaction has an xid (the chunk locked its backfill row), so each statement
             // here takes a new snapshot: the read sees every commit made before it starts.
-            let mut reading = read_rows(client, payload, &first, &after, &None, &mut hashing)?;
+            let args = bounds(pk, after.as_ref(), None, table_owner);
+            let mut reading = read_rows(client, payload, &first, args, pk.len(), &mut hashing)?;
             let (read, last) = (reading.read, reading.last.clone());
             if key.is_some() && read > 0 {
                 // Lock the keys read, then read the same range again under a new snapshot
@@ -367,7 +304,8 @@ fn queue_chunk(
                     }
                     order_key::lock_keys(info.subscription_id, &keys);
                     held.extend(keys.iter().map(|k| bucket(*k)));
-                    reading = read_rows(client, payload, &again, &after, &last, &mut hashing)?;
+                    let args = bounds(pk, after.as_ref(), last.as_ref(), table_owner);
+                    reading = read_rows(client, payload, &again, args, pk.len(), &mut hashing)?;
                 }
             }
             let mut writer =

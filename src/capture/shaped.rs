@@ -174,10 +174,10 @@ impl Shape {
     /// The query a backfill chunk runs over `rows` (a query returning the table's rows after
     /// the last key, in key order): per row, the subscription's payload expression's value (NULL
     /// without one, or when the row does not pass), whether it passes the subscription's
-    /// filter and the backfill's own (`also`), the row's primary key (`pk`) as text, the row
-    /// itself as a record when the subscription has no payload expression (and the row passes:
-    /// capture renders it, see `query`), and with an order key its columns as in `query` (from
-    /// the fifth on). The subscription's filter sees
+    /// filter and the backfill's own (`also`), the row itself as a record when the subscription
+    /// has no payload expression (and the row passes: capture renders it, see `query`), the
+    /// values of its primary key (`pk`) from the fourth column on, and with an order key its
+    /// columns as in `query` after them. The subscription's filter sees
     /// the row as both NEW and OLD (it has no change to show, so a filter that asks for one
     /// passes nothing); `also` is a condition over the table's columns, which it may qualify
     /// with `table`.
@@ -204,10 +204,7 @@ impl Shape {
         } else {
             conditions.join(" AND ")
         };
-        let pk_text: Vec<String> = pk
-            .iter()
-            .map(|c| format!("new.{}::pg_catalog.text", quote_identifier(c)))
-            .collect();
+        // The key's values as they are (capture writes them as text, see `primary_key`).
         let order: Vec<String> = pk
             .iter()
             .map(|c| format!("new.{}", quote_identifier(c)))
@@ -218,13 +215,13 @@ impl Shape {
             None => "CASE WHEN f.pass THEN new.* END",
         };
         format!(
-            "SELECT CASE WHEN f.pass THEN {} END, f.pass, ARRAY[{}], {row}{} \
+            "SELECT CASE WHEN f.pass THEN {} END, f.pass, {row}, {}{} \
                FROM ({rows}) AS new \
               CROSS JOIN LATERAL (SELECT new.*) AS old \
               CROSS JOIN LATERAL (SELECT {pass} AS pass) AS f \
               ORDER BY {}",
             self.payload_value(Operation::Insert),
-            pk_text.join(", "),
+            order.join(", "),
             key_columns(key, "new"),
             order.join(", ")
         )

@@ -88,7 +88,7 @@ pub unsafe fn backfill_images(
     let Some(first) = rows.first() else {
         return Vec::new();
     };
-    let table_owner = owner_of(table);
+    let table_owner = crate::privilege::table_owner(table);
     crate::error::undone(|| {
         crate::privilege::as_owner_sandboxed(table_owner, || {
             crate::privilege::read_only(|| {
@@ -115,17 +115,6 @@ pub unsafe fn backfill_images(
             })
         })
     })
-}
-
-/// The owner of `table`.
-fn owner_of(table: pg_sys::Oid) -> pg_sys::Oid {
-    // SAFETY: the table exists (the chunk's caller checked it) and is read by the chunk anyway.
-    unsafe {
-        let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let owner = (*(*rel).rd_rel).relowner;
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        owner
-    }
 }
 
 /// Reads one transition table forward, row by row.
