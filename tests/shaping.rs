@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use support::cluster::Cluster;
 use support::receiver::Receiver;
-use support::{error_of, subscribe, WAIT};
+use support::{error_of, exec, subscribe, WAIT};
 
 /// The envelope's time is when the change was captured, as `to_jsonb` writes that
 /// `timestamptz`: in the server's time zone, here not UTC, to the microsecond.
@@ -284,4 +284,29 @@ fn a_failing_filter_fails_the_write_naming_the_subscription() {
     db.batch_execute("INSERT INTO t VALUES (1)").unwrap();
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["record"]["id"], 1);
+}
+
+#[test]
+fn a_column_renamed_after_subscribing_fails_the_write_naming_the_subscription() {
+    // An event that silently lacked a field the subscription asked for would break its
+    // receiver unseen; the write fails, as it does for a filter naming the column.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, status text)");
+    subscribe(
+        &mut db,
+        "two",
+        "t",
+        &rx.url("/t"),
+        ", columns => '{id,status}'",
+    );
+    exec(&mut db, "ALTER TABLE t RENAME COLUMN status TO state");
+    let error = error_of(&mut db, "INSERT INTO t VALUES (1, 'new')");
+    assert!(
+        error.starts_with(
+            "pg_webhook subscription \"two\": column \"status\" in the subscription's columns is not a column of the table any more"
+        ),
+        "{error}"
+    );
 }

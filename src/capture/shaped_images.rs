@@ -49,6 +49,7 @@ pub unsafe fn statement_images(
     }
     // SAFETY: see the function contract.
     unsafe {
+        ensure_columns(shape, (*rel).rd_att);
         let mut json = RowJson::projected((*rel).rd_att, |name| shape.keeps(name));
         let mut new = Reader::open(rel, new_rows);
         let mut old = Reader::open(rel, old_rows);
@@ -100,6 +101,7 @@ pub unsafe fn backfill_images(
                     let datum = (*header).t_choice.t_datum;
                     let desc =
                         pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
+                    ensure_columns(shape, desc);
                     let mut json = RowJson::projected(desc, |name| shape.keeps(name));
                     let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
                     let images = rows
@@ -115,6 +117,30 @@ pub unsafe fn backfill_images(
             })
         })
     })
+}
+
+/// Fails unless every column the subscription's `columns` names is one of the rows' (described
+/// by `desc`): one renamed or dropped since subscribing is an error, as it is in a filter, not
+/// an event that silently lacks it.
+unsafe fn ensure_columns(shape: &Shape, desc: pg_sys::TupleDesc) {
+    let Some(columns) = &shape.columns else {
+        return;
+    };
+    // SAFETY: a valid descriptor (see the callers).
+    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
+    let present = |name: &str| {
+        attrs
+            .iter()
+            .any(|a| !a.attisdropped && pgrx::name_data_to_str(&a.attname) == name)
+    };
+    if let Some(missing) = columns.iter().find(|c| !present(c)) {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{missing}\" in the subscription's columns is not a column of the table any more"),
+            "it was renamed or dropped after subscribing: subscribe again with the columns the table has now"
+        );
+    }
 }
 
 /// Reads one transition table forward, row by row.

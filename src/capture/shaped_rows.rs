@@ -105,17 +105,20 @@ pub fn shaped_rows(
     // The images, as the writer (see `shaped_images`); an UPDATE skipped as unchanged drops
     // its key too.
     let (new_rows, old_rows) = (data.tg_newtable, data.tg_oldtable);
-    // SAFETY: the trigger's relation and transition tables, which the query's positions count.
-    let images = unsafe {
-        statement_images(
-            data.tg_relation,
-            op,
-            new_rows,
-            old_rows,
-            &info.shape,
-            &chosen,
-        )
-    };
+    let images = naming_subscription(&info.name, || {
+        // SAFETY: the trigger's relation and transition tables, which the query's positions
+        // count.
+        unsafe {
+            statement_images(
+                data.tg_relation,
+                op,
+                new_rows,
+                old_rows,
+                &info.shape,
+                &chosen,
+            )
+        }
+    });
     let keys: Vec<i64> = keys
         .into_iter()
         .zip(&images)
