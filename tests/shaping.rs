@@ -310,3 +310,48 @@ fn a_column_renamed_after_subscribing_fails_the_write_naming_the_subscription() 
         "{error}"
     );
 }
+
+#[test]
+fn chosen_rows_of_a_statement_pair_up_and_keep_their_columns() {
+    // The filter picks every other row of multi-row statements; each event's images must be
+    // those of its own row (capture renders them from the rows' positions), old and new paired.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int, secret text);
+         INSERT INTO t SELECT g, g * 10, 's' FROM generate_series(1, 6) g;",
+    );
+    let (id, _) = subscribe(
+        &mut db,
+        "evens",
+        "t",
+        &rx.url("/t"),
+        ", events => '{update,delete}', exclude_columns => '{secret}',
+           filter => 'OLD.id % 2 = 0'",
+    );
+    exec(
+        &mut db,
+        "UPDATE t SET v = v + 1, secret = 'x' WHERE id <= 5; DELETE FROM t WHERE id >= 3",
+    );
+    let events: Vec<String> = db
+        .query(
+            "SELECT op || ' ' || coalesce(record::text, '-') || ' ' || coalesce(old_record::text, '-')
+               FROM webhook.events WHERE subscription_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("reading the events: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            r#"UPDATE {"v": 21, "id": 2} {"v": 20, "id": 2}"#,
+            r#"UPDATE {"v": 41, "id": 4} {"v": 40, "id": 4}"#,
+            r#"DELETE - {"v": 41, "id": 4}"#,
+            r#"DELETE - {"v": 60, "id": 6}"#,
+        ]
+    );
+}

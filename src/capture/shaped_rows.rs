@@ -104,7 +104,13 @@ pub fn shaped_rows(
     .map_err(|e| CaptureError::Queue(e.to_string()))?;
     // The images, as the writer (see `shaped_images`); an UPDATE skipped as unchanged drops
     // its key too.
-    let (new_rows, old_rows) = (data.tg_newtable, data.tg_oldtable);
+    // Only the transition tables of `op` (a trigger for several events may have both).
+    let none = std::ptr::null_mut();
+    let (new_rows, old_rows) = match op {
+        Operation::Insert => (data.tg_newtable, none),
+        Operation::Delete => (none, data.tg_oldtable),
+        _ => (data.tg_newtable, data.tg_oldtable),
+    };
     let images = naming_subscription(&info.name, || {
         // SAFETY: the trigger's relation and transition tables, which the query's positions
         // count.
