@@ -29,7 +29,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::identity::{self, CaptureInfo};
-use super::primary_key::{bounds, key_text, primary_key, rows_query, Key, KeyColumn};
+use super::primary_key::{bounds, key_text, primary_key, rows_query, Key, KeyColumn, KEY_SETTINGS};
 use super::queue_writer::QueueWriter;
 use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
@@ -97,21 +97,25 @@ fn read_rows(
         last: None,
         read: 0,
     };
-    while rows.next().is_some() {
-        reading.read += 1;
-        reading.last = Some(key_text(&rows, 4, width)?);
-        if rows.get::<bool>(2)? != Some(true) {
-            continue;
+    // The rows are read; their keys are written under settings of their own.
+    crate::sql::with_settings(&KEY_SETTINGS, || {
+        while rows.next().is_some() {
+            reading.read += 1;
+            reading.last = Some(key_text(&rows, 4, width)?);
+            if rows.get::<bool>(2)? != Some(true) {
+                continue;
+            }
+            let key = match key.as_mut() {
+                // SAFETY: the chunk's query selects the order key's columns after the primary key's.
+                Some(key) => unsafe { key.hash_row(&rows, 4 + width) }?,
+                None => 0,
+            };
+            if let Some(record) = rows.get_datum_by_ordinal(column)? {
+                reading.events.push((record, key));
+            }
         }
-        let key = match key.as_mut() {
-            // SAFETY: the chunk's query selects the order key's columns after the primary key's.
-            Some(key) => unsafe { key.hash_row(&rows, 4 + width) }?,
-            None => 0,
-        };
-        if let Some(record) = rows.get_datum_by_ordinal(column)? {
-            reading.events.push((record, key));
-        }
-    }
+        Ok::<_, pgrx::spi::Error>(())
+    })?;
     Ok(reading)
 }
 

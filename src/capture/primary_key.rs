@@ -14,6 +14,17 @@ use pgrx::spi::{quote_identifier, SpiClient, SpiResult, SpiTupleTable};
 
 const PRIMARY_KEY: &str = include_str!("../../sql/backfill/primary_key.sql");
 
+/// The settings a key is written and read back under, whatever the database's or the worker's:
+/// the database may set a DateStyle whose output (`Thu Jan 01 20:00:00 2026 IST`) the input
+/// function reads back as another time (IST as Israel's), or `array_nulls = off`, which reads
+/// an array's NULL back as the string. ISO dates carry numeric UTC offsets.
+pub const KEY_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 4] = [
+    (c"datestyle", c"ISO, YMD"),
+    (c"intervalstyle", c"postgres"),
+    (c"extra_float_digits", c"1"),
+    (c"array_nulls", c"on"),
+];
+
 /// A primary key's values, as text, one per column (NULL stays NULL).
 pub type Key = Vec<Option<String>>;
 
@@ -91,11 +102,13 @@ pub fn bounds(
     crate::error::undone(|| {
         crate::privilege::as_owner_sandboxed(table_owner, || {
             crate::privilege::read_only(|| {
-                let mut args = values(pk, after);
-                if through.is_some() {
-                    args.extend(values(pk, through));
-                }
-                args
+                crate::sql::with_settings(&KEY_SETTINGS, || {
+                    let mut args = values(pk, after);
+                    if through.is_some() {
+                        args.extend(values(pk, through));
+                    }
+                    args
+                })
             })
         })
     })
@@ -129,7 +142,7 @@ fn input(typid: pg_sys::Oid, text: &str) -> pg_sys::Datum {
 }
 
 /// The key of the current row of `rows`, whose columns `first`..`first + width` are the key's
-/// values: as text, by their types' output functions.
+/// values: as text, by their types' output functions. Call it under `KEY_SETTINGS`.
 pub fn key_text(rows: &SpiTupleTable<'_>, first: usize, width: usize) -> SpiResult<Key> {
     (first..first + width)
         .map(|ordinal| {
@@ -140,9 +153,13 @@ pub fn key_text(rows: &SpiTupleTable<'_>, first: usize, width: usize) -> SpiResu
                 let (mut function, mut varlena) = (pg_sys::Oid::INVALID, false);
                 pg_sys::getTypeOutputInfo(typid, &mut function, &mut varlena);
                 let text = pg_sys::OidOutputFunctionCall(function, datum);
-                std::ffi::CStr::from_ptr(text)
-                    .to_string_lossy()
-                    .into_owned()
+                match std::ffi::CStr::from_ptr(text).to_str() {
+                    Ok(text) => text.to_string(),
+                    // Kept as it is or not at all: a key changed to fit would resume elsewhere.
+                    Err(_) => pgrx::error!(
+                        "pg_webhook backfill: a primary key value is not valid UTF-8 (a SQL_ASCII database?), so the backfill cannot keep its place"
+                    ),
+                }
             }))
         })
         .collect()
