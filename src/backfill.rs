@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::PgSqlErrorCode;
 
-use crate::capture::primary_key::{primary_key, rows_query};
+use crate::capture::primary_key::{names_and_order, primary_key, rows_query};
 use crate::error::{invalid, reject, spi};
 use crate::manage::find_managed;
 use crate::privilege::{as_extension_owner, caller, plan_problem};
@@ -104,12 +104,13 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
             )),
         );
     }
-    let columns: Vec<String> = pk.iter().map(|c| c.name.clone()).collect();
+    let (columns, order_by) = names_and_order(&pk, "new");
     // Checked now, as the owner the chunks will run it as: bad SQL is an error here, not a
     // failed backfill later. Planned, not run.
     let query = info.shape.backfill_query(
         &rows_query(&table, &pk, false, false, Some(0)),
         &columns,
+        &order_by,
         also.as_deref(),
         &info.table,
         None,

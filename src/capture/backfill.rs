@@ -29,7 +29,9 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiResult};
 
 use super::identity::{self, CaptureInfo};
-use super::primary_key::{bounds, key_text, primary_key, rows_query, Key, KeyColumn, KEY_SETTINGS};
+use super::primary_key::{
+    bounds, key_text, names_and_order, primary_key, rows_query, Key, KeyColumn, KEY_SETTINGS,
+};
 use super::queue_writer::QueueWriter;
 use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
@@ -260,10 +262,10 @@ fn queue_chunk(
         .as_ref()
         .map(|names| chunk_key(info.target, names));
     let key: Option<Key> = hashing.as_ref().map(|k| k.columns.clone());
-    let columns: Vec<String> = pk.iter().map(|c| c.name.clone()).collect();
+    let (columns, order_by) = names_and_order(pk, "new");
     let shaped = |rows: &str| {
         info.shape
-            .backfill_query(rows, &columns, also, &info.table, key.as_deref())
+            .backfill_query(rows, &columns, &order_by, also, &info.table, key.as_deref())
     };
     let first = shaped(&rows_query(
         &table,

@@ -28,25 +28,116 @@ pub const KEY_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 4] = [
 /// A primary key's values, as text, one per column (NULL stays NULL).
 pub type Key = Vec<Option<String>>;
 
-/// A primary key column: its name, and the type its values are compared and read back as
-/// (the column's type, or a domain's base type).
+/// A primary key column: its name, the type its values are read back as (the column's type,
+/// or a domain's base type), and the operators of its key index's operator class.
 pub struct KeyColumn {
     pub name: String,
     pub base: pg_sys::Oid,
+    /// `OPERATOR(schema.op)` for <, <=, =, >=, > (btree strategies 1 to 5): rows are compared
+    /// and ordered as the key index orders them. An operator found by its bare name under the
+    /// chunk's `search_path` (pg_catalog) could be another: for a citext key, text's, through
+    /// the implicit cast, while ORDER BY used citext's, and the backfill skipped rows.
+    operators: Vec<String>,
 }
+
+impl KeyColumn {
+    fn op(&self, strategy: usize) -> &str {
+        &self.operators[strategy - 1]
+    }
+
+    /// `alias.column USING <` for an ORDER BY in the key index's order.
+    pub fn order_by(&self, alias: &str) -> String {
+        format!(
+            "{alias}.{} USING {}",
+            quote_identifier(&self.name),
+            self.op(LESS)
+        )
+    }
+}
+
+/// The key's column names, and its ORDER BY items over `alias`.
+pub fn names_and_order(pk: &[KeyColumn], alias: &str) -> (Vec<String>, Vec<String>) {
+    (
+        pk.iter().map(|c| c.name.clone()).collect(),
+        pk.iter().map(|c| c.order_by(alias)).collect(),
+    )
+}
+
+const LESS: usize = 1;
+const LESS_EQUAL: usize = 2;
+const EQUAL: usize = 3;
+const GREATER_EQUAL: usize = 4;
+const GREATER: usize = 5;
 
 /// The primary key of `table`, in key order; empty when it has none.
 pub fn primary_key(client: &SpiClient<'_>, table: pg_sys::Oid) -> SpiResult<Vec<KeyColumn>> {
     let mut out = Vec::new();
     for row in client.select(PRIMARY_KEY, None, &[table.into()])? {
+        let name = row.get::<String>(1)?.unwrap_or_default();
         let typid: pg_sys::Oid = row.get(2)?.unwrap_or(pg_sys::Oid::INVALID);
+        let operators: Vec<String> = row
+            .get::<Vec<Option<String>>>(3)?
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect();
+        if operators.len() != GREATER {
+            pgrx::error!(
+                "pg_webhook backfill: the operator class of primary key column \"{name}\" does not have the five btree comparison operators"
+            );
+        }
         out.push(KeyColumn {
-            name: row.get::<String>(1)?.unwrap_or_default(),
+            name,
             // SAFETY: a catalog lookup of the column's existing type.
             base: unsafe { pg_sys::getBaseType(typid) },
+            operators,
         });
     }
     Ok(out)
+}
+
+/// The condition that the key `(t.a, t.b, …)` comes after (`strict` = GREATER) or not after
+/// (LESS_EQUAL) the values in the parameters from `first` on, in the key index's order. One row
+/// comparison when every column's operator is the same one by name (then the index bounds the
+/// scan); else spelled out column by column, the first column bounding the scan.
+fn compared(pk: &[KeyColumn], first: usize, last: usize) -> String {
+    let column = |c: &KeyColumn| format!("t.{}", quote_identifier(&c.name));
+    let param = |i: usize| format!("${}", first + i);
+    if pk.iter().all(|c| c.op(last) == pk[0].op(last)) {
+        let columns: Vec<String> = pk.iter().map(column).collect();
+        let params: Vec<String> = (0..pk.len()).map(param).collect();
+        return format!(
+            "({}) {} ({})",
+            columns.join(", "),
+            pk[0].op(last),
+            params.join(", ")
+        );
+    }
+    // (a > $1) OR (a = $1 AND b > $2) OR …, the last column with `last`; the first column's
+    // non-strict bound in front.
+    let strict = if last == GREATER { GREATER } else { LESS };
+    let loose = if last == GREATER {
+        GREATER_EQUAL
+    } else {
+        LESS_EQUAL
+    };
+    let alternatives: Vec<String> = (0..pk.len())
+        .map(|i| {
+            let mut terms: Vec<String> = (0..i)
+                .map(|j| format!("{} {} {}", column(&pk[j]), pk[j].op(EQUAL), param(j)))
+                .collect();
+            let op = if i + 1 == pk.len() { last } else { strict };
+            terms.push(format!("{} {} {}", column(&pk[i]), pk[i].op(op), param(i)));
+            format!("({})", terms.join(" AND "))
+        })
+        .collect();
+    format!(
+        "{} {} {} AND ({})",
+        column(&pk[0]),
+        pk[0].op(loose),
+        param(0),
+        alternatives.join(" OR ")
+    )
 }
 
 /// The query that reads the rows of a chunk from `table`: after the key given as parameters
@@ -59,24 +150,12 @@ pub fn rows_query(
     through: bool,
     limit: Option<i64>,
 ) -> String {
-    let columns: Vec<String> = pk
-        .iter()
-        .map(|c| format!("t.{}", quote_identifier(&c.name)))
-        .collect();
-    let bound = |first: usize| {
-        let values: Vec<String> = (0..pk.len()).map(|i| format!("${}", first + i)).collect();
-        format!("({})", values.join(", "))
-    };
     let mut conditions = Vec::new();
     if after {
-        conditions.push(format!("({}) > {}", columns.join(", "), bound(1)));
+        conditions.push(compared(pk, 1, GREATER));
     }
     if through {
-        conditions.push(format!(
-            "({}) <= {}",
-            columns.join(", "),
-            bound(1 + pk.len())
-        ));
+        conditions.push(compared(pk, 1 + pk.len(), LESS_EQUAL));
     }
     let filter = if conditions.is_empty() {
         String::new()
@@ -84,9 +163,10 @@ pub fn rows_query(
         format!(" WHERE {}", conditions.join(" AND "))
     };
     let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    let order: Vec<String> = pk.iter().map(|c| c.order_by("t")).collect();
     format!(
         "SELECT t.* FROM {table} AS t{filter} ORDER BY {}{limit}",
-        columns.join(", ")
+        order.join(", ")
     )
 }
 

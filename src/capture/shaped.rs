@@ -177,7 +177,7 @@ impl Shape {
     /// filter and the backfill's own (`also`), the row itself as a record when the subscription
     /// has no payload expression (and the row passes: capture renders it, see `query`), the
     /// values of its primary key (`pk`) from the fourth column on, and with an order key its
-    /// columns as in `query` after them. The subscription's filter sees
+    /// columns as in `query` after them; in key order (`order_by`, over `new`). The subscription's filter sees
     /// the row as both NEW and OLD (it has no change to show, so a filter that asks for one
     /// passes nothing); `also` is a condition over the table's columns, which it may qualify
     /// with `table`.
@@ -185,6 +185,7 @@ impl Shape {
         &self,
         rows: &str,
         pk: &[String],
+        order_by: &[String],
         also: Option<&str>,
         table: &str,
         key: Option<&[Option<String>]>,
@@ -205,7 +206,7 @@ impl Shape {
             conditions.join(" AND ")
         };
         // The key's values as they are (capture writes them as text, see `primary_key`).
-        let order: Vec<String> = pk
+        let values: Vec<String> = pk
             .iter()
             .map(|c| format!("new.{}", quote_identifier(c)))
             .collect();
@@ -221,9 +222,9 @@ impl Shape {
               CROSS JOIN LATERAL (SELECT {pass} AS pass) AS f \
               ORDER BY {}",
             self.payload_value(Operation::Insert),
-            order.join(", "),
+            values.join(", "),
             key_columns(key, "new"),
-            order.join(", ")
+            order_by.join(", ")
         )
     }
 
