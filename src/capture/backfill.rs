@@ -1,7 +1,8 @@
 //! One chunk of a backfill (`webhook.backfill()`): the next rows of a subscription's table in
 //! primary key order, turned into BACKFILL events the way capture turns a statement's rows into
-//! events — the subscription's shaped query (filter, columns) run as its owner, sandboxed, and
-//! the queue written like COPY — and the progress recorded in the same transaction, so the
+//! events — the rows read and chosen by the subscription's shaped query (filter, payload) as
+//! its owner, sandboxed, their images rendered as the table's owner (`shaped_images`), and the
+//! queue written like COPY — and the progress recorded in the same transaction, so the
 //! events and the key they reach commit together or not at all. The delivery worker (worker 0)
 //! runs one chunk per transaction (see `worker::backfills`).
 //!

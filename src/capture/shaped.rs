@@ -1,6 +1,6 @@
-//! Subscriptions that filter rows, select columns or build their payload in SQL: the rows are
-//! chosen and shaped by a SQL query over the transition tables, then written to the queue like
-//! any other capture.
+//! Subscriptions that filter rows, select columns or build their payload in SQL: a SQL query
+//! over the transition tables chooses the rows and computes the payloads; capture renders the
+//! chosen rows' images itself (`shaped_images`) and writes the queue like any other capture.
 //!
 //! The query holds user-written SQL (the filter, the payload), so it runs as the subscription's
 //! owner —

@@ -1,7 +1,8 @@
 //! Running a shaped subscription's query at capture: its user-written SQL (filter, payload)
 //! runs as the subscription's owner, sandboxed, in a subtransaction that is rolled back once
 //! its rows are copied out, and an error it raises fails the writer's statement with a message
-//! that names the subscription.
+//! that names the subscription. The chosen rows' images are then rendered as the writer
+//! (`shaped_images`).
 
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
