@@ -2,7 +2,8 @@
 //! original's webhook-ids: the dump keeps the subscriptions' uids and the event id sequence, so
 //! the copy's first event was `msg_<uid>_<id>` exactly as the original's next one, to the same
 //! receiver, and a receiver de-duplicating on webhook-ids (as it should) dropped one of them.
-//! A physical standby, once promoted, is the same database and keeps them.
+//! So does a database made from another as its template. A physical standby, once promoted, is
+//! the same database and keeps them.
 
 mod support;
 
@@ -84,4 +85,41 @@ fn a_promoted_standby_keeps_the_webhook_ids_of_its_primary() {
     let got = prefixes(&rx, 2);
     assert_eq!(got, vec![format!("msg_{before}"), format!("msg_{before}")]);
     assert_eq!(uid(&mut promoted), before);
+}
+
+#[test]
+fn a_database_made_from_a_template_sends_webhook_ids_of_its_own() {
+    // CREATE DATABASE … TEMPLATE copies the subscriptions, their uids and the event id
+    // sequence, as a restore does; the copy's database OID differs, so its instance does. (The
+    // template has no workers: pg_webhook.database names another database, so nobody is
+    // connected to it when it is copied.)
+    let pg = Cluster::start(&["pg_webhook.database = 'postgres'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE tmpl");
+    let before = {
+        let mut tmpl = pg.connect("tmpl");
+        exec(
+            &mut tmpl,
+            "CREATE EXTENSION pg_webhook; CREATE TABLE orders (id int PRIMARY KEY)",
+        );
+        subscribe(&mut tmpl, "orders", "orders", &rx.url("/orders"), "");
+        uid(&mut tmpl)
+    };
+    exec(
+        &mut pg.connect("postgres"),
+        "CREATE DATABASE app TEMPLATE tmpl",
+    );
+    pg.append_conf("pg_webhook.database = 'app'");
+    pg.reload();
+    let mut app = pg.connect("app");
+    wait_until(WAIT, "the copy's worker to renew the uid", || {
+        uid(&mut app) != before
+    });
+    exec(&mut app, "INSERT INTO orders VALUES (1)");
+    assert_eq!(prefixes(&rx, 1), vec![format!("msg_{}", uid(&mut app))]);
+    assert_eq!(
+        uid(&mut pg.connect("tmpl")),
+        before,
+        "the template keeps its uid"
+    );
 }
