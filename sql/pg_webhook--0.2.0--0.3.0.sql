@@ -581,7 +581,7 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT webhook._set_owner(name, new_owner::pg_catalog.oid) $$;
 COMMENT ON FUNCTION webhook.set_owner(text, regrole) IS
 $$Hand a subscription whose owner's role was dropped to another role (superusers only): its filter, payload and callback then run as that role, and the worker checks that role's access to the table; webhook.resume() then sends the parked events.
-The new owner must pass every check subscribe() makes of a subscriber and own the callback (or a superuser must). A subscription whose owner still exists, or that shapes its rows in SQL (filter, payload, columns, exclude_columns, skip_unchanged), does not change hands: the new owner subscribes again. Returns true.$$;
+The new owner must pass every check subscribe() makes of a subscriber and own the callback (or a superuser must). A subscription whose owner still exists, or that has SQL of its former owner's (a filter or payload), does not change hands: the new owner subscribes again. Returns true.$$;
 CREATE FUNCTION webhook.set_client_certificate(
     name        text,
     client_cert text,   -- PEM: the client's certificate, then any intermediates; NULL: none
