@@ -115,6 +115,14 @@ pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     })
 }
 
+/// Runs `f`, which only reads, as the table's owner `role` (PostgreSQL's maintenance rule for
+/// a table's own code): sandboxed (`as_owner_sandboxed`), read-only and in a subtransaction
+/// rolled back afterwards. Its result must be in memory that outlives the subtransaction (the
+/// caller's context, current when `f` runs).
+pub fn as_table_owner_read_only<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    crate::error::undone(|| as_owner_sandboxed(role, || read_only(f)))
+}
+
 /// Runs `f`, which only reads, with the transaction read-only (in a GUC nest level of its own,
 /// undone afterwards or by the abort of an ERROR): user SQL in it can write no table and no
 /// sequence (`nextval`/`setval`, which a rollback does not undo), so it cannot keep what it

@@ -179,17 +179,13 @@ pub fn bounds(
     through: Option<&Key>,
     table_owner: pg_sys::Oid,
 ) -> Vec<DatumWithOid<'static>> {
-    crate::error::undone(|| {
-        crate::privilege::as_owner_sandboxed(table_owner, || {
-            crate::privilege::read_only(|| {
-                crate::sql::with_settings(&KEY_SETTINGS, || {
-                    let mut args = values(pk, after);
-                    if through.is_some() {
-                        args.extend(values(pk, through));
-                    }
-                    args
-                })
-            })
+    crate::privilege::as_table_owner_read_only(table_owner, || {
+        crate::sql::with_settings(&KEY_SETTINGS, || {
+            let mut args = values(pk, after);
+            if through.is_some() {
+                args.extend(values(pk, through));
+            }
+            args
         })
     })
 }

@@ -90,32 +90,27 @@ pub unsafe fn backfill_images(
         return Vec::new();
     };
     let table_owner = crate::privilege::table_owner(table);
-    crate::error::undone(|| {
-        crate::privilege::as_owner_sandboxed(table_owner, || {
-            crate::privilege::read_only(|| {
-                // SAFETY: records of one row type (see the function contract); the slot is
-                // made for that type's descriptor and dropped here.
-                unsafe {
-                    let header: pg_sys::HeapTupleHeader =
-                        pg_sys::pg_detoast_datum(first.cast_mut_ptr()).cast();
-                    let datum = (*header).t_choice.t_datum;
-                    let desc =
-                        pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
-                    ensure_columns(shape, desc);
-                    let mut json = RowJson::projected(desc, |name| shape.keeps(name));
-                    let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
-                    let images = rows
-                        .iter()
-                        .map(|row| {
-                            pg_sys::ExecStoreHeapTupleDatum(*row, slot);
-                            rendered(&mut json, slot)
-                        })
-                        .collect();
-                    pg_sys::ExecDropSingleTupleTableSlot(slot);
-                    images
-                }
-            })
-        })
+    crate::privilege::as_table_owner_read_only(table_owner, || {
+        // SAFETY: records of one row type (see the function contract); the slot is
+        // made for that type's descriptor and dropped here.
+        unsafe {
+            let header: pg_sys::HeapTupleHeader =
+                pg_sys::pg_detoast_datum(first.cast_mut_ptr()).cast();
+            let datum = (*header).t_choice.t_datum;
+            let desc = pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
+            ensure_columns(shape, desc);
+            let mut json = RowJson::projected(desc, |name| shape.keeps(name));
+            let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
+            let images = rows
+                .iter()
+                .map(|row| {
+                    pg_sys::ExecStoreHeapTupleDatum(*row, slot);
+                    rendered(&mut json, slot)
+                })
+                .collect();
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            images
+        }
     })
 }
 
