@@ -76,3 +76,13 @@ pub fn spi<T>(what: &str, result: Result<T, pgrx::spi::Error>) -> T {
         )
     })
 }
+
+/// A type's SQL name, for messages.
+pub fn type_name(type_oid: pgrx::pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd string for any OID (an unknown one as "???").
+    unsafe {
+        std::ffi::CStr::from_ptr(pgrx::pg_sys::format_type_be(type_oid))
+            .to_string_lossy()
+            .into_owned()
+    }
+}

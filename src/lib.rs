@@ -15,7 +15,9 @@ use pgrx::prelude::*;
 
 mod api;
 mod backfill;
+mod callees;
 mod capture;
+mod checked_sql;
 mod delivery;
 mod error;
 mod expression;

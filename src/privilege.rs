@@ -146,10 +146,13 @@ pub fn sandboxed_check<T>(
     }
 }
 
-/// Plans user-written `query` as `role`, sandboxed, without running it: what is wrong with it
-/// (`None`: nothing).
+/// Prepares user-written `query` as `role`, sandboxed, without running it, and checks what it
+/// would run (`checked_sql`): what is wrong with it (`None`: nothing).
 pub fn plan_problem(role: pg_sys::Oid, query: &str) -> Option<String> {
-    sandboxed_check(role, |client| client.prepare(query, &[]).map(|_| ())).err()
+    sandboxed_check(role, |client| {
+        crate::checked_sql::prepare(client, query, &[]).map(|_| ())
+    })
+    .err()
 }
 
 fn table_privilege(table: pg_sys::Oid, role: pg_sys::Oid, mode: u32) -> bool {
@@ -206,4 +209,18 @@ pub fn rls_applies_to_caller(table: pg_sys::Oid) -> bool {
 pub fn caller_acts_as(role: pg_sys::Oid) -> bool {
     // SAFETY: catalog reads only.
     unsafe { pg_sys::superuser() || pg_sys::has_privs_of_role(caller(), role) }
+}
+
+/// A role's name, for messages (`with OID n` when there is no such role).
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup; `true`: NULL when there is no such role.
+    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
+    if name.is_null() {
+        format!("with OID {}", role.to_u32())
+    } else {
+        // SAFETY: a NUL-terminated name from the catalog.
+        unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    }
 }

@@ -19,7 +19,7 @@ use pgrx::PgSqlErrorCode;
 use super::{check_events, check_may_subscribe, check_target, delivery, order_key, shape};
 use crate::error::{reject, spi, undone};
 use crate::manage::find_managed;
-use crate::privilege::{as_extension_owner, as_role, read_only};
+use crate::privilege::{as_extension_owner, as_role, read_only, role_name};
 use crate::sql::first_row;
 
 const OWNER_CHANGE: &str = include_str!("../../sql/queries/owner_change.sql");
@@ -153,17 +153,4 @@ fn read(row: &pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Settings> {
         owner_exists: row.get(11)?.unwrap_or(true),
         callback_owner: row.get::<pg_sys::Oid>(12)?,
     })
-}
-
-fn role_name(role: pg_sys::Oid) -> String {
-    // SAFETY: a syscache lookup; `true`: NULL when there is no such role.
-    let name = unsafe { pg_sys::GetUserNameFromId(role, true) };
-    if name.is_null() {
-        format!("with OID {}", role.to_u32())
-    } else {
-        // SAFETY: a NUL-terminated name from the catalog.
-        unsafe { std::ffi::CStr::from_ptr(name) }
-            .to_string_lossy()
-            .into_owned()
-    }
 }

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::capture::shaped::Shape;
-use crate::error::{invalid, spi};
+use crate::error::{invalid, spi, type_name};
 use crate::privilege::{caller, sandboxed_check};
 
 const COLUMNS: &str = include_str!("../../sql/queries/table_columns.sql");
@@ -79,8 +79,9 @@ fn check_payload(
 fn validate(shape: &Shape, op: Operation, table: &str) -> Result<pg_sys::Oid, String> {
     let query = shape.validation_query(op, table);
     sandboxed_check(caller(), |client| {
-        let rows = client.select(query.as_str(), None, &[])?;
-        rows.column_type_oid(1).map(|t| t.value())
+        crate::checked_sql::select(client, &query, &[], |rows| {
+            rows.column_type_oid(1).map(|t| t.value())
+        })
     })
 }
 
@@ -184,14 +185,4 @@ pub fn check_shape(
         }
     }
     shape
-}
-
-/// A type's SQL name, for messages.
-fn type_name(type_oid: pg_sys::Oid) -> String {
-    // SAFETY: format_type_be returns a palloc'd string for any OID (an unknown one as "???").
-    unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::format_type_be(type_oid))
-            .to_string_lossy()
-            .into_owned()
-    }
 }

@@ -88,38 +88,43 @@ fn read_rows(
     key: &mut Option<order_key::QueryKey>,
 ) -> SpiResult<Reading> {
     // Read-only: the subscription's filter or payload can keep nothing of what it reads.
-    let mut rows = crate::privilege::read_only(|| client.select(query, None, &args))?;
-    super::shaped_rows::ensure_jsonb(&rows, &[1])?;
-    // Without a payload expression the event is the row itself (column 3), a record read raw.
-    let column = if payload { 1 } else { 3 };
-    if !payload {
-        super::shaped_rows::ensure_type(&rows, 3, pg_sys::RECORDOID, "record")?;
-    }
-    let mut reading = Reading {
-        events: Vec::new(),
-        last: None,
-        read: 0,
-    };
-    // The rows are read; their keys are written under settings of their own.
-    crate::sql::with_settings(&KEY_SETTINGS, || {
-        while rows.next().is_some() {
-            reading.read += 1;
-            reading.last = Some(key_text(&rows, 4, width)?);
-            if rows.get::<bool>(2)? != Some(true) {
-                continue;
+    // Checked first (`checked_sql`): it runs only code it names or code of roles with the
+    // owner's rights.
+    crate::privilege::read_only(|| {
+        crate::checked_sql::select(client, query, &args, |mut rows| {
+            super::shaped_rows::ensure_jsonb(&rows, &[1])?;
+            // Without a payload expression the event is the row itself (column 3), a record read raw.
+            let column = if payload { 1 } else { 3 };
+            if !payload {
+                super::shaped_rows::ensure_type(&rows, 3, pg_sys::RECORDOID, "record")?;
             }
-            let key = match key.as_mut() {
-                // SAFETY: the chunk's query selects the order key's columns after the primary key's.
-                Some(key) => unsafe { key.hash_row(&rows, 4 + width) }?,
-                None => 0,
+            let mut reading = Reading {
+                events: Vec::new(),
+                last: None,
+                read: 0,
             };
-            if let Some(record) = rows.get_datum_by_ordinal(column)? {
-                reading.events.push((record, key));
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(())
-    })?;
-    Ok(reading)
+            // The rows are read; their keys are written under settings of their own.
+            crate::sql::with_settings(&KEY_SETTINGS, || {
+                while rows.next().is_some() {
+                    reading.read += 1;
+                    reading.last = Some(key_text(&rows, 4, width)?);
+                    if rows.get::<bool>(2)? != Some(true) {
+                        continue;
+                    }
+                    let key = match key.as_mut() {
+                        // SAFETY: the chunk's query selects the order key's columns after the primary key's.
+                        Some(key) => unsafe { key.hash_row(&rows, 4 + width) }?,
+                        None => 0,
+                    };
+                    if let Some(record) = rows.get_datum_by_ordinal(column)? {
+                        reading.events.push((record, key));
+                    }
+                }
+                Ok::<_, pgrx::spi::Error>(())
+            })?;
+            Ok(reading)
+        })
+    })
 }
 
 /// Ends the backfill as `state` with `reason`.

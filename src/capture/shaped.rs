@@ -9,7 +9,7 @@
 //! nothing in the writer's.
 
 use pg_webhook_core::payload::Operation;
-use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::spi::quote_identifier;
 
 use super::{NEW_ROWS, OLD_ROWS};
 
@@ -55,31 +55,6 @@ fn key_columns(key: Option<&[Option<String>]>, alias: &str) -> String {
 impl Shape {
     pub fn is_plain(&self) -> bool {
         self == &Shape::default()
-    }
-
-    /// The row image sent for `alias`.
-    fn projection(&self, alias: &str) -> String {
-        if let Some(columns) = &self.columns {
-            let pairs: Vec<String> = columns
-                .iter()
-                .map(|c| format!("{}, {alias}.{}", quote_literal(c), quote_identifier(c)))
-                .collect();
-            return format!("pg_catalog.jsonb_build_object({})", pairs.join(", "));
-        }
-        let drop: Vec<String> = self
-            .exclude_columns
-            .iter()
-            .flatten()
-            .map(quote_literal)
-            .collect();
-        if drop.is_empty() {
-            format!("pg_catalog.to_jsonb({alias}.*)")
-        } else {
-            format!(
-                "(pg_catalog.to_jsonb({alias}.*) OPERATOR(pg_catalog.-) ARRAY[{}]::pg_catalog.text[])",
-                drop.join(", ")
-            )
-        }
     }
 
     /// Whether the row images sent include the column `name` (`columns`, `exclude_columns`).
@@ -228,9 +203,9 @@ impl Shape {
         )
     }
 
-    /// The same query over the table itself, for checking the filter, columns and payload at
-    /// subscribe time (no rows are read). Its first column is what is sent as `record`, and a
-    /// payload expression is not cast, so its type can be checked.
+    /// The same query over the table itself, for checking the filter and payload at subscribe
+    /// time (no rows are read). Its first column is the payload expression's value, not cast,
+    /// so its type can be checked (a null jsonb without one).
     ///
     /// `new` and `old` are subqueries, not the table: at capture they are transition tables
     /// (or their rows expanded), which have no system columns (`ctid`, `xmin`, `tableoid`), so
@@ -242,11 +217,11 @@ impl Shape {
             Operation::Delete => format!("{rows} AS old"),
             _ => format!("{rows} AS new, {rows} AS old"),
         };
-        let (record, old) = match (&self.payload, op) {
-            (Some(payload), _) => (format!("({payload})"), "NULL".to_string()),
-            (None, Operation::Insert) => (self.projection("new"), "NULL".to_string()),
-            (None, Operation::Delete) => ("NULL".to_string(), self.projection("old")),
-            (None, _) => (self.projection("new"), self.projection("old")),
+        // Row images are rendered by capture, not by this query: rendering them here would
+        // call the column types' casts to json, code the subscriber did not write.
+        let record = match &self.payload {
+            Some(payload) => format!("({payload})"),
+            None => "NULL::pg_catalog.jsonb".to_string(),
         };
         let mut condition = self.condition();
         if let Some(payload) = &self.payload {
@@ -265,6 +240,6 @@ impl Shape {
             Some(f) => format!(", (({f}))::pg_catalog.bool"),
             None => String::new(),
         };
-        format!("SELECT {record}, {old}{filter_type} FROM {from}{condition} LIMIT 0")
+        format!("SELECT {record}{filter_type} FROM {from}{condition} LIMIT 0")
     }
 }

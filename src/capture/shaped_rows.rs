@@ -79,25 +79,29 @@ pub fn shaped_rows(
                             data as *const pg_sys::TriggerData as *mut pg_sys::TriggerData,
                         )
                     };
-                    let mut rows =
-                        crate::privilege::read_only(|| client.select(query.as_str(), None, &[]))?;
-                    ensure_jsonb(&rows, &[1])?;
-                    let mut chosen = Vec::with_capacity(rows.len());
-                    let mut keys = Vec::new();
-                    while rows.next().is_some() {
-                        let payload = rows.get_datum_by_ordinal(1)?;
-                        let position: i64 = rows.get(2)?.unwrap_or_default();
-                        chosen.push(Chosen {
-                            position,
-                            // SAFETY: the column is jsonb (or NULL).
-                            payload: unsafe { copied(payload, outer) },
-                        });
-                        if let Some(key) = key.as_mut() {
-                            // SAFETY: the query selects the key's columns from the third on.
-                            keys.push(unsafe { key.hash_row(&rows, 3) }?);
-                        }
-                    }
-                    Ok::<_, pgrx::spi::Error>((chosen, keys))
+                    // Checked first (`checked_sql`): it runs only code it names or code
+                    // of roles with the owner's rights.
+                    crate::privilege::read_only(|| {
+                        crate::checked_sql::select(client, &query, &[], |mut rows| {
+                            ensure_jsonb(&rows, &[1])?;
+                            let mut chosen = Vec::with_capacity(rows.len());
+                            let mut keys = Vec::new();
+                            while rows.next().is_some() {
+                                let payload = rows.get_datum_by_ordinal(1)?;
+                                let position: i64 = rows.get(2)?.unwrap_or_default();
+                                chosen.push(Chosen {
+                                    position,
+                                    // SAFETY: the column is jsonb (or NULL).
+                                    payload: unsafe { copied(payload, outer) },
+                                });
+                                if let Some(key) = key.as_mut() {
+                                    // SAFETY: the query selects the key's columns from the third on.
+                                    keys.push(unsafe { key.hash_row(&rows, 3) }?);
+                                }
+                            }
+                            Ok::<_, pgrx::spi::Error>((chosen, keys))
+                        })
+                    })
                 })
             })
         })

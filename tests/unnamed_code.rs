@@ -1,0 +1,284 @@
+//! Code a filter or payload does not name never runs with its subscriber's rights. The text is
+//! analysed again at every write (and every backfill chunk) as the subscription's owner; a
+//! type's owner who creates a cast later — implicit ones change which operator `NEW.mood =
+//! 'ok'` means — or a cast to json would have their function run as the subscriber. Such a
+//! function now stops the write (or the backfill, or the subscribe) with an error naming it;
+//! a function the text names, schema-qualified, still runs.
+
+mod support;
+
+use postgres::Client;
+use support::backfill::wait_state;
+use support::cluster::Cluster;
+use support::receiver::Receiver;
+use support::{error_of, exec, subscribe, text, WAIT};
+
+/// A cluster where `tabowner` owns schema m, the enum m.mood, functions m.mood_text (a
+/// mood's name, as text) and m.loud (raises an error naming the role running it) and table
+/// m.t (id, mood); `sub` (a webhook_admin) may subscribe to m.t and `writer` may write it.
+/// Returns the cluster, a superuser session and `tabowner`'s.
+fn setup() -> (Cluster, Client, Client) {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE tabowner LOGIN; CREATE ROLE sub LOGIN; CREATE ROLE writer LOGIN;
+         GRANT webhook_admin TO sub;
+         CREATE SCHEMA m AUTHORIZATION tabowner;",
+    );
+    let mut owner = pg.connect_as("postgres", "tabowner");
+    exec(
+        &mut owner,
+        "CREATE TYPE m.mood AS ENUM ('ok', 'sad');
+         CREATE FUNCTION m.mood_text(m.mood) RETURNS text LANGUAGE sql
+             AS $$ SELECT pg_catalog.format('%s', $1) $$;
+         CREATE FUNCTION m.loud(m.mood) RETURNS text LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'tabowner''s function ran as %', current_user; END $$;
+         CREATE FUNCTION m.loud_json(m.mood) RETURNS json LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'tabowner''s function ran as %', current_user; END $$;
+         CREATE TABLE m.t (id int PRIMARY KEY, mood m.mood);
+         GRANT USAGE ON SCHEMA m TO sub, writer;
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA m TO sub, writer;
+         GRANT SELECT, TRIGGER ON m.t TO sub;
+         GRANT SELECT, INSERT, UPDATE ON m.t TO writer;",
+    );
+    (pg, su, owner)
+}
+
+/// `sub`'s subscription "s" of m.t with `extra`: its id.
+fn subscribe_sub(pg: &Cluster, rx: &Receiver, extra: &str) -> i32 {
+    let mut sub = pg.connect_as("postgres", "sub");
+    subscribe(&mut sub, "s", "m.t", &rx.url("/s"), extra).0
+}
+
+fn writer(pg: &Cluster) -> Client {
+    pg.connect_as("postgres", "writer")
+}
+
+/// Asserts that `error` is pg_webhook's refusal to run m.loud (or m.loud_json) as `sub`, and
+/// not the function's own error (which would mean it ran).
+fn assert_refused(error: &str, function: &str, why: &str) {
+    assert!(
+        error.contains(&format!("would run function {function}"))
+            && error.contains("owned by role tabowner, with the rights of role sub")
+            && error.contains(why)
+            && !error.contains("ran as"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_implicit_cast_made_after_subscribing_stops_the_write_instead_of_running_as_the_subscriber() {
+    let (pg, mut su, mut owner) = setup();
+    let rx = Receiver::start();
+    let id = subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.mood = ''ok'''",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    exec(&mut owner, IMPLICIT_CAST);
+    // The same text now means text = text, through the new cast (so the cast would run).
+    let plain = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        "SELECT 'ok'::m.mood = 'ok'",
+    );
+    assert!(plain.contains("ran as sub"), "{plain}");
+    let refused = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert!(
+        refused.starts_with("pg_webhook subscription \"s\": "),
+        "{refused}"
+    );
+    assert_refused(&refused, "m.loud(m.mood)", "it is a cast's function");
+    let queued = text(
+        &mut su,
+        &format!("SELECT count(*)::text FROM webhook.events WHERE subscription_id = {id}"),
+    );
+    assert_eq!(queued.as_deref(), Some("1"));
+}
+
+#[test]
+fn a_filter_that_needs_another_roles_cast_is_refused_at_subscribe() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE CAST (m.mood AS text) WITH FUNCTION m.loud(m.mood)",
+    );
+    let rx = Receiver::start();
+    let error = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        &format!(
+            "SELECT webhook.subscribe('s', 'm.t', '{}', events => '{{insert}}',
+                 filter => 'NEW.mood::text = ''ok''')",
+            rx.url("/s")
+        ),
+    );
+    assert!(
+        error.starts_with("filter is not valid for insert events: "),
+        "{error}"
+    );
+    assert_refused(&error, "m.loud(m.mood)", "it is a cast's function");
+}
+
+#[test]
+fn a_function_the_filter_names_runs_as_the_subscriber() {
+    let (pg, _su, _owner) = setup();
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'm.mood_text(NEW.mood) = ''sad'''",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (1, 'ok'); INSERT INTO m.t VALUES (2, 'sad')",
+    );
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 2);
+}
+
+#[test]
+fn a_cast_to_json_made_after_subscribing_stops_a_payload_that_renders_the_type() {
+    let (pg, _su, mut owner) = setup();
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', payload => 'jsonb_build_object(''m'', NEW.mood)'",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["m"], "ok");
+    exec(
+        &mut owner,
+        "CREATE CAST (m.mood AS json) WITH FUNCTION m.loud_json(m.mood)",
+    );
+    let refused = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert_refused(
+        &refused,
+        "m.loud_json(m.mood)",
+        "it is type m.mood's cast to json",
+    );
+}
+
+#[test]
+fn a_whole_row_payload_checks_the_casts_to_json_of_every_column_type() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE CAST (m.mood AS json) WITH FUNCTION m.loud_json(m.mood)",
+    );
+    let rx = Receiver::start();
+    let error = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        &format!(
+            "SELECT webhook.subscribe('s', 'm.t', '{}', events => '{{insert}}',
+                 payload => 'to_jsonb(NEW)')",
+            rx.url("/s")
+        ),
+    );
+    assert!(
+        error.starts_with("payload is not valid for insert events: "),
+        "{error}"
+    );
+    assert_refused(
+        &error,
+        "m.loud_json(m.mood)",
+        "it is type m.mood's cast to json",
+    );
+}
+
+/// The cluster of `setup` with rows 1 ('ok') and 2 ('sad') in m.t and `sub`'s subscription
+/// "s" filtered on `NEW.mood = 'ok'`: (cluster, superuser session, receiver).
+fn filtered_rows() -> (Cluster, Client, Receiver) {
+    let (pg, mut su, _owner) = setup();
+    exec(&mut su, "INSERT INTO m.t VALUES (1, 'ok'), (2, 'sad')");
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.mood = ''ok'''",
+    );
+    (pg, su, rx)
+}
+
+const IMPLICIT_CAST: &str = "CREATE CAST (m.mood AS text) WITH FUNCTION m.loud(m.mood) AS IMPLICIT";
+
+#[test]
+fn a_backfill_chunk_stops_at_a_cast_made_after_the_backfill_started() {
+    let (_pg, mut su, _rx) = filtered_rows();
+    // The backfill starts (checked) and the cast appears in one commit, before any chunk.
+    exec(
+        &mut su,
+        &format!(
+            "BEGIN;
+             SET ROLE sub; SELECT webhook.backfill('s'); RESET ROLE;
+             SET ROLE tabowner; {IMPLICIT_CAST}; RESET ROLE;
+             COMMIT;"
+        ),
+    );
+    wait_state(&mut su, "s", "failed");
+    let reason = text(
+        &mut su,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 's'",
+    )
+    .unwrap_or_default();
+    assert_refused(&reason, "m.loud(m.mood)", "it is a cast's function");
+}
+
+#[test]
+fn a_backfill_does_not_start_with_a_cast_made_after_subscribing() {
+    let (pg, _su, _rx) = filtered_rows();
+    exec(&mut pg.connect_as("postgres", "tabowner"), IMPLICIT_CAST);
+    let error = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        "SELECT webhook.backfill('s')",
+    );
+    assert!(
+        error.starts_with("filter is not valid for a backfill of m.t: "),
+        "{error}"
+    );
+    assert_refused(&error, "m.loud(m.mood)", "it is a cast's function");
+}
+
+#[test]
+fn a_superusers_cast_runs() {
+    let (pg, mut su, _owner) = setup();
+    exec(
+        &mut su,
+        "CREATE FUNCTION public.su_mood_text(m.mood) RETURNS text LANGUAGE sql
+             AS $$ SELECT pg_catalog.format('%s', $1) $$;
+         CREATE CAST (m.mood AS text) WITH FUNCTION public.su_mood_text(m.mood);",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.mood::text = ''sad'''",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (1, 'ok'); INSERT INTO m.t VALUES (2, 'sad')",
+    );
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
+}
+
+#[test]
+fn a_function_in_the_body_of_a_view_the_filter_reads_must_be_named_too() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE VIEW m.v AS SELECT m.loud('ok') AS said;
+         GRANT SELECT ON m.v TO sub;",
+    );
+    let rx = Receiver::start();
+    let error = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        &format!(
+            "SELECT webhook.subscribe('s', 'm.t', '{}', events => '{{insert}}',
+                 filter => 'EXISTS (SELECT FROM m.v)')",
+            rx.url("/s")
+        ),
+    );
+    assert_refused(&error, "m.loud(m.mood)", "the expression does not name it");
+}
