@@ -30,6 +30,11 @@ pub enum Why {
     InputOutput(pg_sys::Oid),
     /// This type's cast to json, run when a json function renders one of its values.
     Json(pg_sys::Oid),
+    /// The function of this operator: exempt when the text names the operator.
+    Operator(pg_sys::Oid),
+    /// A built-in function that runs SQL from a string (`query_to_xml`, `ts_stat`, …): its
+    /// query is analysed only when it runs, so nothing in it can be checked beforehand.
+    RunsSql,
 }
 
 /// What the trees of one query would call, and the types its json functions render.
@@ -41,8 +46,11 @@ pub struct Callees {
     pub through_text: Vec<(pg_sys::Oid, bool)>,
     /// Types of values a json function renders (type, typmod).
     pub rendered: Vec<(pg_sys::Oid, i32)>,
-    /// The types of every column the query reads (what an anonymous record may hold).
-    pub column_types: Vec<pg_sys::Oid>,
+    /// Types whose cast to text a built-in SQL function's body calls (`x || 'text'`,
+    /// `quote_literal(x)`): that body is analysed only when it is planned or run.
+    pub cast_to_text: Vec<pg_sys::Oid>,
+    /// The type of every value the query computes (what an anonymous record may hold).
+    pub value_types: Vec<pg_sys::Oid>,
 }
 
 /// Whether `oid` was made by initdb (so by the bootstrap superuser, and never changed since).
@@ -71,6 +79,37 @@ const RENDERS_JSON: [u32; 17] = [
     pg_sys::F_JSONB_BUILD_OBJECT_,
 ];
 
+/// Built-in SQL functions whose body casts an argument of any type to text.
+const CASTS_TO_TEXT: [u32; 4] = [
+    pg_sys::F_TEXTANYCAT,
+    pg_sys::F_ANYTEXTCAT,
+    pg_sys::F_QUOTE_LITERAL_ANYELEMENT,
+    pg_sys::F_QUOTE_NULLABLE_ANYELEMENT,
+];
+
+/// Built-in functions that run SQL given as a string or found by name (a table's, a view's):
+/// the `*_to_xml*` family, `ts_stat`, `ts_rewrite(tsquery, text)`.
+const RUNS_SQL: [u32; 18] = [
+    2923, // table_to_xml
+    pg_sys::F_QUERY_TO_XML,
+    pg_sys::F_CURSOR_TO_XML,
+    2926, // table_to_xmlschema
+    pg_sys::F_QUERY_TO_XMLSCHEMA,
+    pg_sys::F_CURSOR_TO_XMLSCHEMA,
+    2929, // table_to_xml_and_xmlschema
+    pg_sys::F_QUERY_TO_XML_AND_XMLSCHEMA,
+    2933, // schema_to_xml
+    2934, // schema_to_xmlschema
+    2935, // schema_to_xml_and_xmlschema
+    2936, // database_to_xml
+    2937, // database_to_xmlschema
+    2938, // database_to_xml_and_xmlschema
+    pg_sys::F_TS_REWRITE_TSQUERY_TEXT,
+    pg_sys::F_TS_STAT_TEXT,
+    pg_sys::F_TS_STAT_TEXT_TEXT,
+    pg_sys::F_TS_REWRITE_TSQUERY_TSQUERY_TSQUERY,
+];
+
 impl Callees {
     /// Walks the analysed (and rewritten) `query`, subqueries, CTEs and policies included.
     ///
@@ -88,13 +127,9 @@ impl Callees {
     /// # Safety
     /// `args` is such a List, or null.
     unsafe fn rendered_arguments(&mut self, args: *mut pg_sys::List) {
-        if args.is_null() {
-            return;
-        }
         // SAFETY: see the function contract.
         unsafe {
-            for i in 0..(*args).length {
-                let mut arg = pg_sys::list_nth(args, i).cast::<pg_sys::Node>();
+            for mut arg in list_nodes(args) {
                 if (*arg).type_ == T_TargetEntry {
                     arg = (*arg.cast::<pg_sys::TargetEntry>()).expr.cast();
                 }
@@ -107,9 +142,61 @@ impl Callees {
     }
 
     fn call(&mut self, function: pg_sys::Oid, why: Why) {
-        if !built_in(function) && !self.calls.contains(&(function, why)) {
+        let why = if RUNS_SQL.contains(&function.to_u32()) {
+            Why::RunsSql
+        } else {
+            why
+        };
+        let counts = why == Why::RunsSql || !built_in(function);
+        if counts && !self.calls.contains(&(function, why)) {
             self.calls.push((function, why));
         }
+    }
+}
+
+/// Whether exprType can read the result type of a node tagged `tag` (it fails on others,
+/// such as a TargetEntry or a List).
+fn typed(tag: pg_sys::NodeTag) -> bool {
+    matches!(
+        tag,
+        T_Var
+            | T_Const
+            | T_Param
+            | T_Aggref
+            | T_WindowFunc
+            | T_SubscriptingRef
+            | T_FuncExpr
+            | T_OpExpr
+            | T_NullIfExpr
+            | T_SubLink
+            | T_FieldSelect
+            | T_RelabelType
+            | T_CoerceViaIO
+            | T_ArrayCoerceExpr
+            | T_ConvertRowtypeExpr
+            | T_CollateExpr
+            | T_CaseExpr
+            | T_ArrayExpr
+            | T_RowExpr
+            | T_CoalesceExpr
+            | T_MinMaxExpr
+            | T_CoerceToDomain
+    )
+}
+
+/// The nodes of a List (none for a null one).
+///
+/// # Safety
+/// `list` is a List of nodes, or null.
+unsafe fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: see the function contract.
+    unsafe {
+        (0..(*list).length)
+            .map(|i| pg_sys::list_nth(list, i).cast())
+            .collect()
     }
 }
 
@@ -157,55 +244,100 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
                 found.through_text.push((io.resulttype, true));
                 none
             }
-            T_Var => {
-                let column = (*node.cast::<pg_sys::Var>()).vartype;
-                if !found.column_types.contains(&column) {
-                    found.column_types.push(column);
+            T_OpExpr | T_DistinctExpr | T_NullIfExpr => {
+                // DistinctExpr and NullIfExpr are OpExprs by layout.
+                let op = node.cast::<pg_sys::OpExpr>();
+                pg_sys::set_opfuncid(op);
+                found.call((*op).opfuncid, Why::Operator((*op).opno));
+                // `text || m.mood` is textanycat: its body casts (see CASTS_TO_TEXT).
+                ((*op).opfuncid, (*op).args)
+            }
+            T_ScalarArrayOpExpr => {
+                let op = node.cast::<pg_sys::ScalarArrayOpExpr>();
+                pg_sys::set_sa_opfuncid(op);
+                found.call((*op).opfuncid, Why::Operator((*op).opno));
+                none
+            }
+            T_RowCompareExpr => {
+                let compare = &*node.cast::<pg_sys::RowCompareExpr>();
+                if !compare.opnos.is_null() {
+                    for i in 0..(*compare.opnos).length {
+                        let opno = pg_sys::list_nth_oid(compare.opnos, i);
+                        found.call(pg_sys::get_opcode(opno), Why::Operator(opno));
+                    }
                 }
                 none
             }
             _ => none,
         };
+        if typed(tag) {
+            let value = pg_sys::exprType(node);
+            if !found.value_types.contains(&value) {
+                found.value_types.push(value);
+            }
+        }
         if RENDERS_JSON.contains(&function.to_u32()) {
             found.rendered_arguments(args);
+        }
+        if CASTS_TO_TEXT.contains(&function.to_u32()) {
+            for arg in list_nodes(args) {
+                found.cast_to_text.push(pg_sys::exprType(arg));
+            }
         }
         pg_sys::expression_tree_walker(node, Some(analysed), context)
     }
 }
 
-/// The (schema, name) pairs of the functions a raw parse tree calls schema-qualified.
-///
-/// # Safety
-/// `raw` is a valid raw parse tree (a RawStmt).
-pub unsafe fn qualified_calls(raw: *mut pg_sys::RawStmt) -> Vec<(String, String)> {
-    let mut names: Vec<(String, String)> = Vec::new();
-    // SAFETY: see the function contract; the walker only reads the tree.
-    unsafe {
-        raw_walker(
-            (*raw).stmt,
-            (&mut names as *mut Vec<(String, String)>).cast(),
-        )
-    };
-    names
+/// The functions and operators a raw parse tree names schema-qualified, as (schema, name).
+#[derive(Default)]
+pub struct Names {
+    pub functions: Vec<(String, String)>,
+    pub operators: Vec<(String, String)>,
 }
 
-/// The walker over raw parse trees; `context` is a `Vec<(String, String)>`.
+impl Names {
+    /// Adds those of the raw parse tree `raw`.
+    ///
+    /// # Safety
+    /// `raw` is a valid raw parse tree (a RawStmt).
+    pub unsafe fn add(&mut self, raw: *mut pg_sys::RawStmt) {
+        // SAFETY: see the function contract; the walker only reads the tree.
+        unsafe { raw_walker((*raw).stmt, (self as *mut Self).cast()) };
+    }
+}
+
+/// The last two parts of a qualified name (schema.name, or database.schema.name).
+///
+/// # Safety
+/// As `name_parts`.
+unsafe fn qualified(list: *mut pg_sys::List) -> Option<(String, String)> {
+    // SAFETY: see the function contract.
+    match unsafe { name_parts(list) }.as_slice() {
+        [.., schema, name] => Some((schema.clone(), name.clone())),
+        _ => None,
+    }
+}
+
+/// The walker over raw parse trees; `context` is a `Names`.
 #[pg_guard]
 unsafe extern "C-unwind" fn raw_walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
-    // SAFETY: the walker passes back the context `qualified_calls` gave, and valid nodes.
+    // SAFETY: the walker passes back the context `Names::add` gave, and valid nodes.
     unsafe {
-        if (*node).type_ == T_FuncCall {
-            let names = &mut *context.cast::<Vec<(String, String)>>();
-            let parts = name_parts((*node.cast::<pg_sys::FuncCall>()).funcname);
-            // schema.name or database.schema.name
-            if let [.., schema, name] = parts.as_slice() {
-                if parts.len() >= 2 {
-                    names.push((schema.clone(), name.clone()));
-                }
+        let names = &mut *context.cast::<Names>();
+        match (*node).type_ {
+            T_FuncCall => {
+                let call = &*node.cast::<pg_sys::FuncCall>();
+                names.functions.extend(qualified(call.funcname));
             }
+            // OPERATOR(schema.op), whatever the kind of expression it is used in.
+            T_A_Expr => {
+                let expr = &*node.cast::<pg_sys::A_Expr>();
+                names.operators.extend(qualified(expr.name));
+            }
+            _ => {}
         }
         pg_sys::raw_expression_tree_walker(node, Some(raw_walker), context)
     }

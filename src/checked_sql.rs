@@ -14,10 +14,14 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 
-use crate::callees::{built_in, qualified_calls, Callees, Why};
+use crate::callees::{built_in, Callees, Names, Why};
 use crate::error::{reject, type_name};
 
 const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_functions.sql");
+const OPERATOR_NAME: &str = include_str!("../sql/queries/operator_name.sql");
+
+/// pg_cast's OID (fixed in every PostgreSQL).
+const CAST_RELATION: u32 = 2605;
 
 /// A prepared query whose trees were checked; freed when SPI finishes.
 pub struct Checked(pg_sys::SPIPlanPtr);
@@ -42,6 +46,16 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
         );
     }
     let checked = Checked(plan);
+    // Casts are looked up again when the query runs (json functions, built-in SQL functions'
+    // bodies): none may be made or dropped from the check until the query is done. Taking
+    // the lock also reads the latest catalog. Held to the end of the (sub)transaction.
+    // SAFETY: a lock on a catalog that always exists.
+    unsafe {
+        pg_sys::LockRelationOid(
+            pg_sys::Oid::from(CAST_RELATION),
+            pg_sys::ShareLock as pg_sys::LOCKMODE,
+        )
+    };
     // SAFETY: a plan SPI_prepare just made.
     let (callees, named) = unsafe { checked.callees() };
     refuse_untrusted(client, &resolve(&callees), &named)?;
@@ -121,14 +135,14 @@ impl Checked {
     ///
     /// # Safety
     /// As `sources`.
-    unsafe fn callees(&self) -> (Callees, Vec<(String, String)>) {
+    unsafe fn callees(&self) -> (Callees, Names) {
         let mut callees = Callees::default();
-        let mut named = Vec::new();
+        let mut named = Names::default();
         // SAFETY: see the function contract; the sources' trees are valid.
         unsafe {
             for source in self.sources() {
                 if !(*source).raw_parse_tree.is_null() {
-                    named.extend(qualified_calls((*source).raw_parse_tree));
+                    named.add((*source).raw_parse_tree);
                 }
                 for query in list_items::<pg_sys::Query>((*source).query_list) {
                     callees.walk_query(query);
@@ -180,6 +194,21 @@ fn resolve(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
             push(&mut calls, function, Why::InputOutput(t));
         }
     }
+    for &type_oid in &callees.cast_to_text {
+        let mut function = pg_sys::InvalidOid;
+        // SAFETY: a catalog lookup (domains are taken by their base type).
+        let path = unsafe {
+            pg_sys::find_coercion_pathway(
+                pg_sys::TEXTOID,
+                type_oid,
+                pg_sys::CoercionContext::COERCION_EXPLICIT,
+                &mut function,
+            )
+        };
+        if path == pg_sys::CoercionPathType::COERCION_PATH_FUNC {
+            push(&mut calls, function, Why::Cast);
+        }
+    }
     let mut seen = Vec::new();
     for &(type_oid, typmod) in &callees.rendered {
         json_casts(type_oid, typmod, callees, &mut seen, &mut calls);
@@ -217,7 +246,7 @@ fn json_casts(
         } else if pg_sys::type_is_rowtype(base) {
             let desc = pg_sys::lookup_rowtype_tupdesc_noerror(base, typmod, true);
             if desc.is_null() {
-                for &column in &callees.column_types {
+                for &column in &callees.value_types {
                     json_casts(column, -1, callees, seen, calls);
                 }
                 return;
@@ -251,17 +280,28 @@ fn json_casts(
     }
 }
 
-/// Raises an ERROR for the first of `calls` whose owner lacks the current user's privileges,
-/// unless it is only called by a name the text spells out (`named`).
+/// Raises an ERROR for the first of `calls` that runs SQL from a string, or whose owner lacks
+/// the current user's privileges unless the text names it (a function called by name, an
+/// operator's function by the operator's name).
 fn refuse_untrusted(
     client: &SpiClient<'_>,
     calls: &[(pg_sys::Oid, Why)],
-    named: &[(String, String)],
+    named: &Names,
 ) -> SpiResult<()> {
-    if calls.is_empty() {
-        return Ok(());
+    if let Some((function, _)) = calls.iter().find(|(_, why)| *why == Why::RunsSql) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the expression would run function {}, which runs SQL analysed only when it runs (a query in a string, or a table's or a view's), so what that SQL would run cannot be checked: such functions do not run in a filter or payload",
+                crate::error::function_name(*function)
+            ),
+            None,
+        );
     }
     let mut functions: Vec<pg_sys::Oid> = calls.iter().map(|(f, _)| *f).collect();
+    if functions.is_empty() {
+        return Ok(());
+    }
     functions.sort_by_key(|f| f.to_u32());
     functions.dedup();
     // SAFETY: a plain read of the current user.
@@ -273,12 +313,24 @@ fn refuse_untrusted(
         let schema: String = row.get(3)?.unwrap_or_default();
         let proname: String = row.get(4)?.unwrap_or_default();
         let owner: String = row.get(5)?.unwrap_or_default();
-        let is_named = named.contains(&(schema, proname));
-        let refused = calls
-            .iter()
-            .find(|(f, why)| *f == function && !(is_named && *why == Why::Call));
-        if let Some((_, why)) = refused {
-            refuse(&signature, &owner, *why);
+        for (_, why) in calls.iter().filter(|(f, _)| *f == function) {
+            let exempt = match why {
+                Why::Call => named.functions.contains(&(schema.clone(), proname.clone())),
+                Why::Operator(opno) => {
+                    let operator = client
+                        .select(OPERATOR_NAME, Some(1), &[(*opno).into()])?
+                        .first()
+                        .get_two::<String, String>()?;
+                    match operator {
+                        (Some(schema), Some(name)) => named.operators.contains(&(schema, name)),
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if !exempt {
+                refuse(&signature, &owner, *why);
+            }
         }
     }
     Ok(())
@@ -292,6 +344,8 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         Why::Cast => "it is a cast's function (a cast written x::type, or an implicit one, which a type's owner may create at any time)".to_string(),
         Why::InputOutput(t) => format!("it is the input or output function of type {}", type_name(t)),
         Why::Json(t) => format!("it is type {}'s cast to json, which a json function calls to render its values", type_name(t)),
+        Why::Operator(opno) => format!("it is the function of operator {}, which the expression does not name (it comes from a view or a policy the expression reads)", operator_name(opno)),
+        Why::RunsSql => "it runs SQL that cannot be checked beforehand".to_string(),
     };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -300,4 +354,14 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         ),
         None,
     )
+}
+
+/// An operator's name with its argument types, for messages.
+fn operator_name(opno: pg_sys::Oid) -> String {
+    // SAFETY: format_operator returns a palloc'd string for any OID.
+    unsafe {
+        CStr::from_ptr(pg_sys::format_operator(opno))
+            .to_string_lossy()
+            .into_owned()
+    }
 }

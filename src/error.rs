@@ -86,3 +86,13 @@ pub fn type_name(type_oid: pgrx::pg_sys::Oid) -> String {
             .into_owned()
     }
 }
+
+/// A function's name with its argument types, for messages.
+pub fn function_name(function: pgrx::pg_sys::Oid) -> String {
+    // SAFETY: format_procedure returns a palloc'd string for any OID.
+    unsafe {
+        std::ffi::CStr::from_ptr(pgrx::pg_sys::format_procedure(function))
+            .to_string_lossy()
+            .into_owned()
+    }
+}

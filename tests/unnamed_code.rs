@@ -282,3 +282,115 @@ fn a_function_in_the_body_of_a_view_the_filter_reads_must_be_named_too() {
     );
     assert_refused(&error, "m.loud(m.mood)", "the expression does not name it");
 }
+
+/// `sub`'s subscribe of m.t with `extra` (events insert): the error it raises.
+fn subscribe_error(pg: &Cluster, extra: &str) -> String {
+    let rx = Receiver::start();
+    error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        &format!(
+            "SELECT webhook.subscribe('s', 'm.t', '{}', events => '{{insert}}'{extra})",
+            rx.url("/s")
+        ),
+    )
+}
+
+#[test]
+fn a_cast_that_a_built_in_sql_functions_body_runs_is_checked() {
+    // `text || m.mood` is textanycat, whose body casts its argument to text when it is
+    // planned: the cast (not implicit) made after subscribing would run there.
+    let (pg, _su, mut owner) = setup();
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => '''mood:'' || NEW.mood = ''mood:ok'''",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    exec(
+        &mut owner,
+        "CREATE CAST (m.mood AS text) WITH FUNCTION m.loud(m.mood)",
+    );
+    let refused = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert_refused(&refused, "m.loud(m.mood)", "it is a cast's function");
+}
+
+/// Makes operator m.=== (m.mood, m.mood), equality by tabowner's function m.same.
+fn make_operator(owner: &mut Client) {
+    exec(
+        owner,
+        "CREATE FUNCTION m.same(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
+             AS $$ BEGIN RETURN $1 = $2; END $$;
+         CREATE OPERATOR m.=== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.same);",
+    );
+}
+
+#[test]
+fn an_operator_in_a_view_the_filter_reads_must_be_named_too() {
+    let (pg, _su, mut owner) = setup();
+    make_operator(&mut owner);
+    exec(
+        &mut owner,
+        "CREATE VIEW m.v AS SELECT id FROM m.t WHERE mood OPERATOR(m.===) 'ok';
+         GRANT SELECT ON m.v TO sub;",
+    );
+    let error = subscribe_error(&pg, ", filter => 'EXISTS (SELECT FROM m.v)'");
+    assert_refused(
+        &error,
+        "m.same(m.mood,m.mood)",
+        "it is the function of operator m.===(m.mood,m.mood)",
+    );
+}
+
+#[test]
+fn an_operator_the_filter_names_runs() {
+    let (pg, _su, mut owner) = setup();
+    make_operator(&mut owner);
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.mood OPERATOR(m.===) ''sad'''",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (1, 'ok'); INSERT INTO m.t VALUES (2, 'sad')",
+    );
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
+}
+
+#[test]
+fn a_record_of_a_type_no_column_has_is_checked_in_a_payload() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE TYPE m.color AS ENUM ('red');
+         CREATE FUNCTION m.loud_color(m.color) RETURNS json LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'tabowner''s function ran as %', current_user; END $$;
+         CREATE CAST (m.color AS json) WITH FUNCTION m.loud_color(m.color);",
+    );
+    let error = subscribe_error(
+        &pg,
+        ", payload => 'jsonb_build_object(''r'', ROW(''red''::m.color, NEW.id))'",
+    );
+    assert_refused(
+        &error,
+        "m.loud_color(m.color)",
+        "it is type m.color's cast to json",
+    );
+}
+
+#[test]
+fn a_function_that_runs_sql_from_a_string_is_refused() {
+    let (pg, _su, _owner) = setup();
+    let error = subscribe_error(
+        &pg,
+        ", filter => 'query_to_xml(''SELECT 1'', true, true, '''') IS NOT NULL'",
+    );
+    assert!(
+        error
+            .contains("would run function query_to_xml(text,boolean,boolean,text), which runs SQL"),
+        "{error}"
+    );
+}
