@@ -46,20 +46,40 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
         );
     }
     let checked = Checked(plan);
-    // Casts are looked up again when the query runs (json functions, built-in SQL functions'
-    // bodies): none may be made or dropped from the check until the query is done. Taking
-    // the lock also reads the latest catalog. Held to the end of the (sub)transaction.
-    // SAFETY: a lock on a catalog that always exists.
-    unsafe {
-        pg_sys::LockRelationOid(
-            pg_sys::Oid::from(CAST_RELATION),
-            pg_sys::ShareLock as pg_sys::LOCKMODE,
-        )
-    };
     // SAFETY: a plan SPI_prepare just made.
     let (callees, named) = unsafe { checked.callees() };
+    // Casts are looked up again when the query runs (json functions, built-in SQL functions'
+    // bodies): when that can reach a type made after initdb, no cast may be made or dropped
+    // from the check until the query is done. Taking the lock also reads the latest catalog.
+    // Held to the end of the (sub)transaction; queries that render only built-in scalar types
+    // (most) take no lock.
+    let looked_up_later = callees.rendered.iter().map(|(t, _)| t);
+    if looked_up_later
+        .chain(&callees.cast_to_text)
+        .any(|t| !built_in_scalar(*t))
+    {
+        // SAFETY: a lock on a catalog that always exists.
+        unsafe {
+            pg_sys::LockRelationOid(
+                pg_sys::Oid::from(CAST_RELATION),
+                pg_sys::ShareLock as pg_sys::LOCKMODE,
+            )
+        };
+    }
     refuse_untrusted(client, &resolve(&callees), &named)?;
     Ok(checked)
+}
+
+/// Whether `type_oid` is a type initdb made that holds no other type (not a domain, an array
+/// or a composite): rendering it looks up no cast a role could make.
+fn built_in_scalar(type_oid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups of a type named by an analysed tree.
+    built_in(type_oid)
+        && unsafe {
+            pg_sys::getBaseType(type_oid) == type_oid
+                && pg_sys::get_element_type(type_oid) == pg_sys::InvalidOid
+                && !pg_sys::type_is_rowtype(type_oid)
+        }
 }
 
 /// Runs `query` with `args` once `prepare` has checked it, and reads its rows with `read`.
