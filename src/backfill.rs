@@ -120,6 +120,8 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
             "filter is not valid for a backfill of {table}: {problem} (write a boolean condition over the table's columns, as in a WHERE clause; names outside pg_catalog must be schema-qualified)"
         ));
     }
+    // Read before switching to the extension owner, who would be recorded instead.
+    let starter = caller();
     let id = as_extension_owner(|| {
         spi(
             "starting the backfill",
@@ -131,7 +133,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
                         sub.id.into(),
                         also.clone().into(),
                         columns.clone().into(),
-                        caller().into(),
+                        starter.into(),
                         target.into(),
                     ],
                 )?;
@@ -155,12 +157,13 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
 #[search_path(pg_catalog, pg_temp)]
 fn cancel_backfill_impl(name: Option<&str>) -> bool {
     let sub = find_managed(name, "cancel the backfill of");
+    let canceler = caller();
     as_extension_owner(|| {
         spi(
             "canceling the backfill",
             Spi::connect_mut(|client| {
                 Ok(!client
-                    .update(CANCEL, None, &[sub.id.into(), caller().into()])?
+                    .update(CANCEL, None, &[sub.id.into(), canceler.into()])?
                     .is_empty())
             }),
         )

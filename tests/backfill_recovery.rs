@@ -296,3 +296,34 @@ fn a_backfill_filter_that_ignores_its_cancel_fails_the_backfill() {
         rx.accepted_ids().contains(&5000)
     });
 }
+
+#[test]
+fn a_backfill_records_the_role_that_started_it_and_the_one_that_canceled_it() {
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    support::bob::bob_reads_ledger(&mut su);
+    exec(
+        &mut su,
+        "INSERT INTO ledger SELECT g, 'b', 's' FROM generate_series(1, 6000) g",
+    );
+    let rx = Receiver::start();
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "l", "ledger", &rx.url("/l"), "");
+    // Paused: the backfill stops 5,000 events ahead of its receiver and keeps running.
+    exec(
+        &mut bob,
+        "SELECT webhook.pause('l'); SELECT * FROM webhook.backfill('l')",
+    );
+    assert_eq!(
+        text(&mut su, "SELECT started_by::text FROM webhook.backfills").as_deref(),
+        Some("bob")
+    );
+    wait_until(WAIT, "the backfill to wait for its receiver", || {
+        count(&mut su, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    exec(&mut bob, "SELECT webhook.cancel_backfill('l')");
+    assert_eq!(
+        text(&mut su, "SELECT last_error FROM webhook.backfills").as_deref(),
+        Some("canceled by bob")
+    );
+}
