@@ -28,8 +28,9 @@ pub enum Why {
     Cast,
     /// The input or output function of this type, converting a value through text.
     InputOutput(pg_sys::Oid),
-    /// This type's cast to json, run when a json function renders one of its values.
-    Json(pg_sys::Oid),
+    /// A support function of this range type (`subtype_diff`, `canonical`), which the planner
+    /// and range functions call.
+    RangeSupport(pg_sys::Oid),
     /// The function of this operator: exempt when the text names the operator.
     Operator(pg_sys::Oid),
     /// A built-in function that runs SQL from a string (`query_to_xml`, `ts_stat`, …): its
@@ -133,9 +134,46 @@ impl Callees {
                 if (*arg).type_ == T_TargetEntry {
                     arg = (*arg.cast::<pg_sys::TargetEntry>()).expr.cast();
                 }
+                // ROW(...) is rendered by its fields.
+                if (*arg).type_ == T_RowExpr {
+                    self.rendered_arguments((*arg.cast::<pg_sys::RowExpr>()).args);
+                    continue;
+                }
                 let rendered = (pg_sys::exprType(arg), pg_sys::exprTypmod(arg));
                 if !self.rendered.contains(&rendered) {
                     self.rendered.push(rendered);
+                }
+            }
+        }
+    }
+
+    /// Adds the column types that `query`'s range table declares rather than computes (a
+    /// function's column definition list, XMLTABLE's columns, VALUES, CTEs): values of them
+    /// may reach an anonymous record.
+    ///
+    /// # Safety
+    /// `query` is a valid analysed Query.
+    unsafe fn declared_columns(&mut self, query: *mut pg_sys::Query) {
+        // SAFETY: see the function contract.
+        unsafe {
+            let mut lists = Vec::new();
+            for rte in list_nodes((*query).rtable) {
+                let rte = &*rte.cast::<pg_sys::RangeTblEntry>();
+                lists.push(rte.coltypes);
+                if !rte.tablefunc.is_null() {
+                    lists.push((*rte.tablefunc).coltypes);
+                }
+                for function in list_nodes(rte.functions) {
+                    lists.push((*function.cast::<pg_sys::RangeTblFunction>()).funccoltypes);
+                }
+            }
+            for list in lists.into_iter().filter(|l| !l.is_null()) {
+                for i in 0..(*list).length {
+                    let declared = pg_sys::list_nth_oid(list, i);
+                    // A dropped column's type is InvalidOid (a transition table's, say).
+                    if declared != pg_sys::InvalidOid && !self.value_types.contains(&declared) {
+                        self.value_types.push(declared);
+                    }
                 }
             }
         }
@@ -212,6 +250,7 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
         let found = &mut *context.cast::<Callees>();
         let tag = (*node).type_;
         if tag == T_Query {
+            found.declared_columns(node.cast());
             return pg_sys::query_tree_walker(node.cast(), Some(analysed), context, 0);
         }
         let none = (pg_sys::InvalidOid, std::ptr::null_mut());

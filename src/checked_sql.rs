@@ -20,9 +20,6 @@ use crate::error::{reject, type_name};
 const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_functions.sql");
 const OPERATOR_NAME: &str = include_str!("../sql/queries/operator_name.sql");
 
-/// pg_cast's OID (fixed in every PostgreSQL).
-const CAST_RELATION: u32 = 2605;
-
 /// A prepared query whose trees were checked; freed when SPI finishes.
 pub struct Checked(pg_sys::SPIPlanPtr);
 
@@ -48,38 +45,12 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
     let checked = Checked(plan);
     // SAFETY: a plan SPI_prepare just made.
     let (callees, named) = unsafe { checked.callees() };
-    // Casts are looked up again when the query runs (json functions, built-in SQL functions'
-    // bodies): when that can reach a type made after initdb, no cast may be made or dropped
-    // from the check until the query is done. Taking the lock also reads the latest catalog.
-    // Held to the end of the (sub)transaction; queries that render only built-in scalar types
-    // (most) take no lock.
-    let looked_up_later = callees.rendered.iter().map(|(t, _)| t);
-    if looked_up_later
-        .chain(&callees.cast_to_text)
-        .any(|t| !built_in_scalar(*t))
-    {
-        // SAFETY: a lock on a catalog that always exists.
-        unsafe {
-            pg_sys::LockRelationOid(
-                pg_sys::Oid::from(CAST_RELATION),
-                pg_sys::ShareLock as pg_sys::LOCKMODE,
-            )
-        };
-    }
-    refuse_untrusted(client, &resolve(&callees), &named)?;
+    // Types whose casts (or range functions) are looked up as the query runs.
+    crate::looked_up_types::refuse_untrusted(client, &callees)?;
+    let mut calls = resolve(&callees);
+    calls.extend(crate::looked_up_types::range_functions(client, &callees)?);
+    refuse_untrusted(client, &calls, &named)?;
     Ok(checked)
-}
-
-/// Whether `type_oid` is a type initdb made that holds no other type (not a domain, an array
-/// or a composite): rendering it looks up no cast a role could make.
-fn built_in_scalar(type_oid: pg_sys::Oid) -> bool {
-    // SAFETY: catalog lookups of a type named by an analysed tree.
-    built_in(type_oid)
-        && unsafe {
-            pg_sys::getBaseType(type_oid) == type_oid
-                && pg_sys::get_element_type(type_oid) == pg_sys::InvalidOid
-                && !pg_sys::type_is_rowtype(type_oid)
-        }
 }
 
 /// Runs `query` with `args` once `prepare` has checked it, and reads its rows with `read`.
@@ -190,8 +161,7 @@ unsafe fn list_items<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
 }
 
 /// Every function the trees would run and why: the calls, plus the input and output
-/// functions of the types converted through text and the casts to json of the types json
-/// functions render (element types of arrays and column types of composites included).
+/// functions of the types converted through text.
 fn resolve(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
     let mut calls = callees.calls.clone();
     for &(type_oid, input) in &callees.through_text {
@@ -214,89 +184,12 @@ fn resolve(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
             push(&mut calls, function, Why::InputOutput(t));
         }
     }
-    for &type_oid in &callees.cast_to_text {
-        let mut function = pg_sys::InvalidOid;
-        // SAFETY: a catalog lookup (domains are taken by their base type).
-        let path = unsafe {
-            pg_sys::find_coercion_pathway(
-                pg_sys::TEXTOID,
-                type_oid,
-                pg_sys::CoercionContext::COERCION_EXPLICIT,
-                &mut function,
-            )
-        };
-        if path == pg_sys::CoercionPathType::COERCION_PATH_FUNC {
-            push(&mut calls, function, Why::Cast);
-        }
-    }
-    let mut seen = Vec::new();
-    for &(type_oid, typmod) in &callees.rendered {
-        json_casts(type_oid, typmod, callees, &mut seen, &mut calls);
-    }
     calls
 }
 
 fn push(calls: &mut Vec<(pg_sys::Oid, Why)>, function: pg_sys::Oid, why: Why) {
     if function != pg_sys::InvalidOid && !built_in(function) && !calls.contains(&(function, why)) {
         calls.push((function, why));
-    }
-}
-
-/// The casts to json that rendering a value of `type_oid` may call, as json.c chooses them:
-/// domains by their base type, arrays by their elements, composites by their columns (an
-/// anonymous record by every column type the query reads), other types made after initdb by
-/// their cast to json, if one has a function.
-fn json_casts(
-    type_oid: pg_sys::Oid,
-    typmod: i32,
-    callees: &Callees,
-    seen: &mut Vec<(pg_sys::Oid, i32)>,
-    calls: &mut Vec<(pg_sys::Oid, Why)>,
-) {
-    if seen.contains(&(type_oid, typmod)) {
-        return;
-    }
-    seen.push((type_oid, typmod));
-    // SAFETY: catalog and type cache lookups; the tuple descriptor is released below.
-    unsafe {
-        let base = pg_sys::getBaseType(type_oid);
-        let element = pg_sys::get_element_type(base);
-        if element != pg_sys::InvalidOid {
-            json_casts(element, -1, callees, seen, calls);
-        } else if pg_sys::type_is_rowtype(base) {
-            let desc = pg_sys::lookup_rowtype_tupdesc_noerror(base, typmod, true);
-            if desc.is_null() {
-                for &column in &callees.value_types {
-                    json_casts(column, -1, callees, seen, calls);
-                }
-                return;
-            }
-            let attributes = (*desc).attrs.as_slice((*desc).natts as usize);
-            let columns: Vec<(pg_sys::Oid, i32)> = attributes
-                .iter()
-                .filter(|a| !a.attisdropped)
-                .map(|a| (a.atttypid, a.atttypmod))
-                .collect();
-            if (*desc).tdrefcount >= 0 {
-                pg_sys::DecrTupleDescRefCount(desc);
-            }
-            for (column, column_typmod) in columns {
-                json_casts(column, column_typmod, callees, seen, calls);
-            }
-        } else if !built_in(base) {
-            for target in [pg_sys::JSONOID, pg_sys::JSONBOID] {
-                let mut function = pg_sys::InvalidOid;
-                let path = pg_sys::find_coercion_pathway(
-                    target,
-                    base,
-                    pg_sys::CoercionContext::COERCION_EXPLICIT,
-                    &mut function,
-                );
-                if path == pg_sys::CoercionPathType::COERCION_PATH_FUNC {
-                    push(calls, function, Why::Json(base));
-                }
-            }
-        }
     }
 }
 
@@ -363,7 +256,7 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         Why::Call => "the expression does not name it (it comes from a view or a policy the expression reads, or from a conversion written as a function call)".to_string(),
         Why::Cast => "it is a cast's function (a cast written x::type, or an implicit one, which a type's owner may create at any time)".to_string(),
         Why::InputOutput(t) => format!("it is the input or output function of type {}", type_name(t)),
-        Why::Json(t) => format!("it is type {}'s cast to json, which a json function calls to render its values", type_name(t)),
+        Why::RangeSupport(t) => format!("it is a support function of range type {}, which the planner and range functions call", type_name(t)),
         Why::Operator(opno) => format!("it is the function of operator {}, which the expression does not name (it comes from a view or a policy the expression reads)", operator_name(opno)),
         Why::RunsSql => "it runs SQL that cannot be checked beforehand".to_string(),
     };

@@ -23,6 +23,7 @@ mod error;
 mod expression;
 mod guc;
 mod invalidation;
+mod looked_up_types;
 mod manage;
 mod ping;
 mod privilege;

@@ -1,0 +1,164 @@
+//! Types whose code PostgreSQL looks up as a query runs, not when it is analysed: a json
+//! function renders a value of a type made after initdb through that type's cast to json,
+//! if it has one then; the built-in SQL functions behind `text || value` and
+//! `quote_literal(value)` cast their argument to text when they are planned; the planner and
+//! range functions call a range type's `subtype_diff` and `canonical`. A cast committed between
+//! `checked_sql`'s check and the run would be used unchecked (no lock on pg_cast stops it:
+//! `CREATE CAST` holds none until it commits), so such types are judged by their owner, the
+//! only role (with superusers) who may make casts of them to json or text: the owner must
+//! have the privileges of the role the query runs as. A range type's support functions never
+//! change; they are checked as calls.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiResult};
+
+use crate::callees::{built_in, Callees, Why};
+use crate::error::{reject, type_name};
+
+const UNTRUSTED_TYPES: &str = include_str!("../sql/queries/untrusted_types.sql");
+const RANGE_FUNCTIONS: &str = include_str!("../sql/queries/range_functions.sql");
+
+/// Raises an ERROR when the query renders as json, or casts to text in a built-in SQL
+/// function, a value of a type whose owner lacks the current user's privileges (arrays by
+/// their elements, composites and records by their columns, domains by their base types), or
+/// renders a value whose type is known only as it runs (`anyarray`).
+pub fn refuse_untrusted(client: &SpiClient<'_>, callees: &Callees) -> SpiResult<()> {
+    let mut rendered = Vec::new();
+    let mut seen = Vec::new();
+    for &(type_oid, typmod) in &callees.rendered {
+        scalars(type_oid, typmod, callees, &mut seen, &mut rendered);
+    }
+    let mut cast = Vec::new();
+    for &type_oid in &callees.cast_to_text {
+        // SAFETY: a catalog lookup of a type named by an analysed tree.
+        let base = unsafe { pg_sys::getBaseType(type_oid) };
+        if !built_in(base) {
+            cast.push(base);
+        }
+    }
+    for (types, how) in [
+        (rendered, "render as json"),
+        (
+            cast,
+            "cast to text (in a built-in function such as text || value or quote_literal)",
+        ),
+    ] {
+        if let Some(any) = types.iter().find(|t| polymorphic_array(**t)) {
+            refuse_unknown(*any, how);
+        }
+        let types: Vec<pg_sys::Oid> = types.into_iter().filter(|t| !built_in(*t)).collect();
+        if types.is_empty() {
+            continue;
+        }
+        // SAFETY: a plain read of the current user.
+        let runner = unsafe { pg_sys::GetUserId() };
+        let found = client
+            .select(UNTRUSTED_TYPES, Some(1), &[types.into(), runner.into()])?
+            .first()
+            .get_two::<String, String>()?;
+        if let (Some(name), Some(owner)) = found {
+            refuse_type(&name, &owner, how);
+        }
+    }
+    Ok(())
+}
+
+/// The support functions of the range and multirange types the query computes or reads, as
+/// calls to check.
+pub fn range_functions(
+    client: &SpiClient<'_>,
+    callees: &Callees,
+) -> SpiResult<Vec<(pg_sys::Oid, Why)>> {
+    let types: Vec<pg_sys::Oid> = callees
+        .value_types
+        .iter()
+        .copied()
+        .filter(|t| !built_in(*t))
+        .collect();
+    if types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut functions = Vec::new();
+    for row in client.select(RANGE_FUNCTIONS, None, &[types.into()])? {
+        let function: Option<pg_sys::Oid> = row.get(1)?;
+        let range: Option<pg_sys::Oid> = row.get(2)?;
+        if let (Some(function), Some(range)) = (function, range) {
+            functions.push((function, Why::RangeSupport(range)));
+        }
+    }
+    Ok(functions)
+}
+
+fn polymorphic_array(type_oid: pg_sys::Oid) -> bool {
+    type_oid == pg_sys::ANYARRAYOID || type_oid == pg_sys::ANYCOMPATIBLEARRAYOID
+}
+
+/// The scalar types rendering a value of `type_oid` reaches, as json.c walks them: domains by
+/// their base type, arrays by their elements, composites by their columns (an anonymous
+/// record by every type the query computes).
+fn scalars(
+    type_oid: pg_sys::Oid,
+    typmod: i32,
+    callees: &Callees,
+    seen: &mut Vec<(pg_sys::Oid, i32)>,
+    out: &mut Vec<pg_sys::Oid>,
+) {
+    if seen.contains(&(type_oid, typmod)) {
+        return;
+    }
+    seen.push((type_oid, typmod));
+    // SAFETY: catalog and type cache lookups; the tuple descriptor is released below.
+    unsafe {
+        let base = pg_sys::getBaseType(type_oid);
+        let element = pg_sys::get_element_type(base);
+        if element != pg_sys::InvalidOid {
+            scalars(element, -1, callees, seen, out);
+        } else if pg_sys::type_is_rowtype(base) {
+            let desc = pg_sys::lookup_rowtype_tupdesc_noerror(base, typmod, true);
+            if desc.is_null() {
+                for &value in &callees.value_types {
+                    scalars(value, -1, callees, seen, out);
+                }
+                return;
+            }
+            let attributes = (*desc).attrs.as_slice((*desc).natts as usize);
+            let columns: Vec<(pg_sys::Oid, i32)> = attributes
+                .iter()
+                .filter(|a| !a.attisdropped)
+                .map(|a| (a.atttypid, a.atttypmod))
+                .collect();
+            if (*desc).tdrefcount >= 0 {
+                pg_sys::DecrTupleDescRefCount(desc);
+            }
+            for (column, column_typmod) in columns {
+                scalars(column, column_typmod, callees, seen, out);
+            }
+        } else if !out.contains(&base) {
+            out.push(base);
+        }
+    }
+}
+
+fn refuse_type(name: &str, owner: &str, how: &str) -> ! {
+    // SAFETY: a plain read of the current user.
+    let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
+    reject(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "the expression would {how} a value of type {name}, owned by role {owner}, with the rights of role {runner}: PostgreSQL looks up that type's cast as it runs, and role {owner} may make one at any time, so its code would run there; convert the value where the expression says how, e.g. NEW.col::text or pg_catalog.format('%s', NEW.col), or call a function you trust by name"
+        ),
+        None,
+    )
+}
+
+fn refuse_unknown(type_oid: pg_sys::Oid, how: &str) -> ! {
+    reject(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "the expression would {how} a value of type {}, whose actual type is known only as it runs, so whose casts cannot be checked beforehand: convert it first, e.g. with ::text",
+            type_name(type_oid)
+        ),
+        None,
+    )
+}
