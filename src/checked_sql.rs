@@ -219,9 +219,14 @@ fn refuse_untrusted(
     functions.dedup();
     // SAFETY: a plain read of the current user.
     let runner = unsafe { pg_sys::GetUserId() };
-    let rows = client.select(UNTRUSTED, None, &[functions.into(), runner.into()])?;
+    let rows = client.select(UNTRUSTED, None, &[functions.clone().into(), runner.into()])?;
+    let mut seen = Vec::new();
     for row in rows {
         let function: pg_sys::Oid = row.get(1)?.unwrap_or_default();
+        seen.push(function);
+        if row.get::<bool>(6)? == Some(true) {
+            continue;
+        }
         let signature: String = row.get(2)?.unwrap_or_default();
         let schema: String = row.get(3)?.unwrap_or_default();
         let proname: String = row.get(4)?.unwrap_or_default();
@@ -245,6 +250,11 @@ fn refuse_untrusted(
                 refuse(&signature, &owner, *why);
             }
         }
+    }
+    // Fail closed: the analysis saw the latest catalog, the query above the statement's
+    // snapshot, which may predate a function made since.
+    if let Some(unseen) = functions.iter().find(|f| !seen.contains(f)) {
+        crate::looked_up_types::refuse_too_new("function", unseen.to_u32());
     }
     Ok(())
 }

@@ -53,12 +53,23 @@ pub fn refuse_untrusted(client: &SpiClient<'_>, callees: &Callees) -> SpiResult<
         }
         // SAFETY: a plain read of the current user.
         let runner = unsafe { pg_sys::GetUserId() };
-        let found = client
-            .select(UNTRUSTED_TYPES, Some(1), &[types.into(), runner.into()])?
-            .first()
-            .get_two::<String, String>()?;
-        if let (Some(name), Some(owner)) = found {
-            refuse_type(&name, &owner, how);
+        let rows = client.select(
+            UNTRUSTED_TYPES,
+            None,
+            &[types.clone().into(), runner.into()],
+        )?;
+        let mut seen = Vec::new();
+        for row in rows {
+            seen.push(row.get::<pg_sys::Oid>(1)?.unwrap_or_default());
+            if row.get::<bool>(4)? != Some(true) {
+                let name: String = row.get(2)?.unwrap_or_default();
+                let owner: String = row.get(3)?.unwrap_or_default();
+                refuse_type(&name, &owner, how);
+            }
+        }
+        // Fail closed: a type made after the statement's snapshot (see `checked_sql`).
+        if let Some(unseen) = types.iter().find(|t| !seen.contains(t)) {
+            refuse_too_new("type", unseen.to_u32());
         }
     }
     Ok(())
@@ -158,6 +169,18 @@ fn refuse_unknown(type_oid: pg_sys::Oid, how: &str) -> ! {
         format!(
             "the expression would {how} a value of type {}, whose actual type is known only as it runs, so whose casts cannot be checked beforehand: convert it first, e.g. with ::text",
             type_name(type_oid)
+        ),
+        None,
+    )
+}
+
+/// Refuses a `what` (function, type) with OID `oid` that the analysis saw but the statement's
+/// snapshot does not: made since, so not yet judged.
+pub fn refuse_too_new(what: &str, oid: u32) -> ! {
+    reject(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "the expression would use a {what} (OID {oid}) made after this statement's snapshot, which cannot be checked in it: run the statement again"
         ),
         None,
     )

@@ -447,3 +447,54 @@ fn a_range_types_support_function_is_checked_though_only_the_planner_calls_it() 
         "it is a support function of range type m.r",
     );
 }
+
+#[test]
+fn a_superusers_type_is_rendered() {
+    let (pg, mut su, mut owner) = setup();
+    exec(&mut su, "CREATE TYPE public.sutype AS ENUM ('a')");
+    exec(
+        &mut owner,
+        "CREATE TABLE m.s (id int PRIMARY KEY, c public.sutype);
+         GRANT SELECT, TRIGGER ON m.s TO sub; GRANT INSERT ON m.s TO writer;",
+    );
+    let rx = Receiver::start();
+    let mut sub = pg.connect_as("postgres", "sub");
+    subscribe(
+        &mut sub,
+        "s",
+        "m.s",
+        &rx.url("/s"),
+        ", events => '{insert}', payload => 'to_jsonb(NEW)'",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.s VALUES (1, 'a')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["c"], "a");
+}
+
+#[test]
+fn a_cast_made_after_the_writers_snapshot_is_refused_not_run() {
+    // The text is analysed against the latest catalog; owners are read in the statement's
+    // snapshot, which does not see the function: it must not pass as trusted.
+    let (pg, _su, mut owner) = setup();
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.mood::text = ''ok'''",
+    );
+    let mut writer = writer(&pg);
+    exec(
+        &mut writer,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1",
+    );
+    exec(
+        &mut owner,
+        "CREATE FUNCTION m.late(m.mood) RETURNS text LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'tabowner''s function ran as %', current_user; END $$;
+         CREATE CAST (m.mood AS text) WITH FUNCTION m.late(m.mood);",
+    );
+    let refused = error_of(&mut writer, "INSERT INTO m.t VALUES (1, 'ok')");
+    assert!(
+        refused.contains("would use a function (OID ") && !refused.contains("ran as"),
+        "{refused}"
+    );
+}
