@@ -8,6 +8,7 @@ pub mod events;
 pub mod patroni;
 pub mod receiver;
 pub mod tls;
+pub mod unnamed;
 
 use postgres::Client;
 
