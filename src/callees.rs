@@ -9,10 +9,10 @@
 //! pg_webhook keeps the text and analyses it again at each run, so `checked_sql` checks each
 //! analysed tree before it runs.
 //!
-//! This module only reads trees: what they would call (`Callee`) and which names the text
-//! spells out schema-qualified.
+//! This module only reads analysed trees: what they would call (`Callees`); which names the
+//! text spells out is `named_in_text`'s.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::NodeTag::*;
@@ -130,7 +130,7 @@ impl Callees {
     unsafe fn rendered_arguments(&mut self, args: *mut pg_sys::List) {
         // SAFETY: see the function contract.
         unsafe {
-            for mut arg in list_nodes(args) {
+            for mut arg in list_items::<pg_sys::Node>(args) {
                 if (*arg).type_ == T_TargetEntry {
                     arg = (*arg.cast::<pg_sys::TargetEntry>()).expr.cast();
                 }
@@ -157,13 +157,13 @@ impl Callees {
         // SAFETY: see the function contract.
         unsafe {
             let mut lists = Vec::new();
-            for rte in list_nodes((*query).rtable) {
+            for rte in list_items::<pg_sys::Node>((*query).rtable) {
                 let rte = &*rte.cast::<pg_sys::RangeTblEntry>();
                 lists.push(rte.coltypes);
                 if !rte.tablefunc.is_null() {
                     lists.push((*rte.tablefunc).coltypes);
                 }
-                for function in list_nodes(rte.functions) {
+                for function in list_items::<pg_sys::Node>(rte.functions) {
                     lists.push((*function.cast::<pg_sys::RangeTblFunction>()).funccoltypes);
                 }
             }
@@ -222,18 +222,18 @@ fn typed(tag: pg_sys::NodeTag) -> bool {
     )
 }
 
-/// The nodes of a List (none for a null one).
+/// The pointers in a List (none for a null one).
 ///
 /// # Safety
-/// `list` is a List of nodes, or null.
-unsafe fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
+/// `list` is a List of pointers to `T`, or null.
+pub unsafe fn list_items<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
     if list.is_null() {
         return Vec::new();
     }
     // SAFETY: see the function contract.
     unsafe {
         (0..(*list).length)
-            .map(|i| pg_sys::list_nth(list, i).cast())
+            .map(|i| pg_sys::list_nth(list, i).cast::<T>())
             .collect()
     }
 }
@@ -319,86 +319,10 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
             found.rendered_arguments(args);
         }
         if CASTS_TO_TEXT.contains(&function.to_u32()) {
-            for arg in list_nodes(args) {
+            for arg in list_items::<pg_sys::Node>(args) {
                 found.cast_to_text.push(pg_sys::exprType(arg));
             }
         }
         pg_sys::expression_tree_walker(node, Some(analysed), context)
     }
-}
-
-/// The functions and operators a raw parse tree names schema-qualified, as (schema, name).
-#[derive(Default)]
-pub struct Names {
-    pub functions: Vec<(String, String)>,
-    pub operators: Vec<(String, String)>,
-}
-
-impl Names {
-    /// Adds those of the raw parse tree `raw`.
-    ///
-    /// # Safety
-    /// `raw` is a valid raw parse tree (a RawStmt).
-    pub unsafe fn add(&mut self, raw: *mut pg_sys::RawStmt) {
-        // SAFETY: see the function contract; the walker only reads the tree.
-        unsafe { raw_walker((*raw).stmt, (self as *mut Self).cast()) };
-    }
-}
-
-/// The last two parts of a qualified name (schema.name, or database.schema.name).
-///
-/// # Safety
-/// As `name_parts`.
-unsafe fn qualified(list: *mut pg_sys::List) -> Option<(String, String)> {
-    // SAFETY: see the function contract.
-    match unsafe { name_parts(list) }.as_slice() {
-        [.., schema, name] => Some((schema.clone(), name.clone())),
-        _ => None,
-    }
-}
-
-/// The walker over raw parse trees; `context` is a `Names`.
-#[pg_guard]
-unsafe extern "C-unwind" fn raw_walker(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: the walker passes back the context `Names::add` gave, and valid nodes.
-    unsafe {
-        let names = &mut *context.cast::<Names>();
-        match (*node).type_ {
-            T_FuncCall => {
-                let call = &*node.cast::<pg_sys::FuncCall>();
-                names.functions.extend(qualified(call.funcname));
-            }
-            // OPERATOR(schema.op), whatever the kind of expression it is used in.
-            T_A_Expr => {
-                let expr = &*node.cast::<pg_sys::A_Expr>();
-                names.operators.extend(qualified(expr.name));
-            }
-            _ => {}
-        }
-        pg_sys::raw_expression_tree_walker(node, Some(raw_walker), context)
-    }
-}
-
-/// The strings of a name list (String nodes).
-///
-/// # Safety
-/// `list` is a List of String nodes, or null.
-unsafe fn name_parts(list: *mut pg_sys::List) -> Vec<String> {
-    let mut parts = Vec::new();
-    if list.is_null() {
-        return parts;
-    }
-    // SAFETY: see the function contract.
-    unsafe {
-        for i in 0..(*list).length {
-            let part = pg_sys::list_nth(list, i).cast::<pg_sys::String>();
-            if !part.is_null() && (*part).type_ == T_String && !(*part).sval.is_null() {
-                parts.push(CStr::from_ptr((*part).sval).to_string_lossy().into_owned());
-            }
-        }
-    }
-    parts
 }

@@ -14,8 +14,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 
-use crate::callees::{built_in, Callees, Names, Why};
-use crate::error::{reject, type_name};
+use crate::callees::{built_in, list_items, Callees, Why};
+use crate::error::{operator_name, reject, type_name};
+use crate::named_in_text::Names;
 
 const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_functions.sql");
 const OPERATOR_NAME: &str = include_str!("../sql/queries/operator_name.sql");
@@ -144,22 +145,6 @@ impl Checked {
     }
 }
 
-/// The pointers in a List (none for a null one).
-///
-/// # Safety
-/// `list` is a List of pointers to `T`, or null.
-unsafe fn list_items<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: see the function contract.
-    unsafe {
-        (0..(*list).length)
-            .map(|i| pg_sys::list_nth(list, i).cast::<T>())
-            .collect()
-    }
-}
-
 /// Every function the trees would run and why: the calls, plus the input and output
 /// functions of the types converted through text.
 fn resolve(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
@@ -277,14 +262,4 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         ),
         None,
     )
-}
-
-/// An operator's name with its argument types, for messages.
-fn operator_name(opno: pg_sys::Oid) -> String {
-    // SAFETY: format_operator returns a palloc'd string for any OID.
-    unsafe {
-        CStr::from_ptr(pg_sys::format_operator(opno))
-            .to_string_lossy()
-            .into_owned()
-    }
 }

@@ -96,3 +96,13 @@ pub fn function_name(function: pgrx::pg_sys::Oid) -> String {
             .into_owned()
     }
 }
+
+/// An operator's name with its argument types, for messages.
+pub fn operator_name(opno: pgrx::pg_sys::Oid) -> String {
+    // SAFETY: format_operator returns a palloc'd string for any OID.
+    unsafe {
+        std::ffi::CStr::from_ptr(pgrx::pg_sys::format_operator(opno))
+            .to_string_lossy()
+            .into_owned()
+    }
+}

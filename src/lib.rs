@@ -25,6 +25,7 @@ mod guc;
 mod invalidation;
 mod looked_up_types;
 mod manage;
+mod named_in_text;
 mod ping;
 mod privilege;
 mod queue;
