@@ -14,14 +14,18 @@ use support::{error_of, exec, subscribe, WAIT};
 fn a_payload_rendering_another_roles_type_as_json_is_refused_cast_or_not() {
     // The type's owner may make a cast to json at any time, between the check and the run.
     let (pg, _su, _owner) = setup();
-    let error = subscribe_error(&pg, ", payload => 'jsonb_build_object(''m'', NEW.mood)'");
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", payload => 'jsonb_build_object(''m'', NEW.mood)'",
+    );
     assert_type_refused(&error, "render as json", "m.mood");
 }
 
 #[test]
 fn a_whole_row_payload_renders_every_column_type() {
     let (pg, _su, _owner) = setup();
-    let error = subscribe_error(&pg, ", payload => 'to_jsonb(NEW)'");
+    let error = subscribe_error(&pg, "m.t", ", payload => 'to_jsonb(NEW)'");
     assert_type_refused(&error, "render as json", "m.mood");
 }
 
@@ -29,7 +33,11 @@ fn a_whole_row_payload_renders_every_column_type() {
 fn text_built_from_another_roles_type_by_a_built_in_sql_function_is_refused() {
     // `text || m.mood` is textanycat, whose body casts its argument to text when planned.
     let (pg, _su, _owner) = setup();
-    let error = subscribe_error(&pg, ", filter => '''mood:'' || NEW.mood = ''mood:ok'''");
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => '''mood:'' || NEW.mood = ''mood:ok'''",
+    );
     assert_type_refused(&error, "cast to text", "m.mood");
 }
 
@@ -56,8 +64,9 @@ fn a_value_the_expression_renders_itself_is_sent_whatever_casts_come_later() {
 fn a_row_is_rendered_by_its_fields() {
     let (pg, _su, mut owner) = setup();
     plain_table(&mut owner, "CREATE TYPE m.color AS ENUM ('red');");
-    let error = plain_subscribe_error(
+    let error = subscribe_error(
         &pg,
+        "m.plain",
         ", payload => 'jsonb_build_object(''r'', ROW(''red''::m.color, NEW.id))'",
     );
     assert_type_refused(&error, "render as json", "m.color");
@@ -67,8 +76,9 @@ fn a_row_is_rendered_by_its_fields() {
 fn a_record_of_declared_columns_is_rendered_by_their_types() {
     let (pg, _su, mut owner) = setup();
     plain_table(&mut owner, "CREATE TYPE m.color AS ENUM ('red');");
-    let error = plain_subscribe_error(
+    let error = subscribe_error(
         &pg,
+        "m.plain",
         r#", payload => '(SELECT pg_catalog.to_jsonb(x) FROM pg_catalog.jsonb_to_record(''{"b": "red"}'') AS x(b m.color))'"#,
     );
     assert_type_refused(&error, "render as json", "m.color");
@@ -78,8 +88,7 @@ fn a_record_of_declared_columns_is_rendered_by_their_types() {
 fn a_value_whose_type_is_known_only_as_it_runs_is_refused() {
     let (pg, _su, mut owner) = setup();
     plain_table(&mut owner, "");
-    let error = plain_subscribe_error(
-        &pg,
+    let error = subscribe_error(&pg, "m.plain",
         ", payload => '(SELECT pg_catalog.to_jsonb(s.most_common_vals) FROM pg_catalog.pg_stats s LIMIT 1)'",
     );
     assert!(
@@ -108,8 +117,9 @@ fn a_range_types_support_function_is_checked_though_only_the_planner_calls_it() 
         &mut su,
         "INSERT INTO m.v SELECT g, m.r(g, g + 10) FROM generate_series(1, 500) g; ANALYZE m.v;",
     );
-    let error = plain_subscribe_error(
+    let error = subscribe_error(
         &pg,
+        "m.plain",
         ", filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && ''[100,120)'' AND o.id = NEW.id)'",
     );
     assert_refused(

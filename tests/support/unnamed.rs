@@ -64,13 +64,13 @@ pub fn assert_refused(error: &str, function: &str, why: &str) {
 pub const IMPLICIT_CAST: &str =
     "CREATE CAST (m.mood AS text) WITH FUNCTION m.loud(m.mood) AS IMPLICIT";
 
-/// `sub`'s subscribe of m.t with `extra` (events insert): the error it raises.
-pub fn subscribe_error(pg: &Cluster, extra: &str) -> String {
+/// `sub`'s subscribe of `table` with `extra` (events insert): the error it raises.
+pub fn subscribe_error(pg: &Cluster, table: &str, extra: &str) -> String {
     let rx = Receiver::start();
     error_of(
         &mut pg.connect_as("postgres", "sub"),
         &format!(
-            "SELECT webhook.subscribe('s', 'm.t', '{}', events => '{{insert}}'{extra})",
+            "SELECT webhook.subscribe('s', '{table}', '{}', events => '{{insert}}'{extra})",
             rx.url("/s")
         ),
     )
@@ -98,16 +98,4 @@ pub fn plain_table(owner: &mut Client, sql: &str) {
              {sql}"
         ),
     );
-}
-
-/// `sub`'s subscribe of m.plain with `extra` (events insert): the error it raises.
-pub fn plain_subscribe_error(pg: &Cluster, extra: &str) -> String {
-    let rx = Receiver::start();
-    error_of(
-        &mut pg.connect_as("postgres", "sub"),
-        &format!(
-            "SELECT webhook.subscribe('s', 'm.plain', '{}', events => '{{insert}}'{extra})",
-            rx.url("/s")
-        ),
-    )
 }
