@@ -33,6 +33,11 @@ pub enum Why {
     RangeSupport(pg_sys::Oid),
     /// The function of this operator: exempt when the text names the operator.
     Operator(pg_sys::Oid),
+    /// The function of operator `.0`, a commutator or negator (or one of theirs) of operator
+    /// `.1`, which the query uses: the planner may run it in `.1`'s place (`NOT (a = b)`
+    /// becomes `a <> b`; `1 < x` is estimated with `>`'s function). Exempt when the text
+    /// names operator `.0`: naming `.1` trusts `.1`'s own function only.
+    Swapped(pg_sys::Oid, pg_sys::Oid),
     /// A built-in function that runs SQL from a string (`query_to_xml`, `ts_stat`, …): its
     /// query is analysed only when it runs, so nothing in it can be checked beforehand.
     RunsSql,
@@ -179,6 +184,41 @@ impl Callees {
         }
     }
 
+    /// Notes the functions of operator `opno` and of every operator the planner may put in
+    /// its place: its commutator and negator, theirs, and so on.
+    ///
+    /// A shell operator (no function yet) runs nothing: the planner stops with an ERROR if
+    /// it would swap one in. Restriction and join estimators are left out: they take
+    /// `internal` arguments, which only C functions (a superuser's) can.
+    fn operator(&mut self, opno: pg_sys::Oid) {
+        let mut operators = vec![opno];
+        let mut i = 0;
+        while i < operators.len() {
+            // SAFETY: syscache reads of pg_operator rows (InvalidOid when there is none).
+            let related = unsafe {
+                [
+                    pg_sys::get_commutator(operators[i]),
+                    pg_sys::get_negator(operators[i]),
+                ]
+            };
+            for other in related {
+                if other != pg_sys::InvalidOid && !operators.contains(&other) {
+                    operators.push(other);
+                }
+            }
+            i += 1;
+        }
+        for other in operators {
+            let why = if other == opno {
+                Why::Operator(opno)
+            } else {
+                Why::Swapped(other, opno)
+            };
+            // SAFETY: a syscache read (InvalidOid for a shell, which `call` leaves out).
+            self.call(unsafe { pg_sys::get_opcode(other) }, why);
+        }
+    }
+
     fn call(&mut self, function: pg_sys::Oid, why: Why) {
         let why = if RUNS_SQL.contains(&function.to_u32()) {
             Why::RunsSql
@@ -287,22 +327,21 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
                 // DistinctExpr and NullIfExpr are OpExprs by layout.
                 let op = node.cast::<pg_sys::OpExpr>();
                 pg_sys::set_opfuncid(op);
-                found.call((*op).opfuncid, Why::Operator((*op).opno));
+                found.operator((*op).opno);
                 // `text || m.mood` is textanycat: its body casts (see CASTS_TO_TEXT).
                 ((*op).opfuncid, (*op).args)
             }
             T_ScalarArrayOpExpr => {
                 let op = node.cast::<pg_sys::ScalarArrayOpExpr>();
                 pg_sys::set_sa_opfuncid(op);
-                found.call((*op).opfuncid, Why::Operator((*op).opno));
+                found.operator((*op).opno);
                 none
             }
             T_RowCompareExpr => {
                 let compare = &*node.cast::<pg_sys::RowCompareExpr>();
                 if !compare.opnos.is_null() {
                     for i in 0..(*compare.opnos).length {
-                        let opno = pg_sys::list_nth_oid(compare.opnos, i);
-                        found.call(pg_sys::get_opcode(opno), Why::Operator(opno));
+                        found.operator(pg_sys::list_nth_oid(compare.opnos, i));
                     }
                 }
                 none

@@ -49,7 +49,7 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
     // Types whose casts (or range functions) are looked up as the query runs.
     crate::looked_up_types::refuse_untrusted(client, &callees)?;
     let mut calls = resolve(&callees);
-    calls.extend(crate::looked_up_types::range_functions(client, &callees)?);
+    calls.extend(crate::looked_up_types::range_functions(&callees));
     refuse_untrusted(client, &calls, &named)?;
     Ok(checked)
 }
@@ -219,15 +219,8 @@ fn refuse_untrusted(
         for (_, why) in calls.iter().filter(|(f, _)| *f == function) {
             let exempt = match why {
                 Why::Call => named.functions.contains(&(schema.clone(), proname.clone())),
-                Why::Operator(opno) => {
-                    let operator = client
-                        .select(OPERATOR_NAME, Some(1), &[(*opno).into()])?
-                        .first()
-                        .get_two::<String, String>()?;
-                    match operator {
-                        (Some(schema), Some(name)) => named.operators.contains(&(schema, name)),
-                        _ => false,
-                    }
+                Why::Operator(opno) | Why::Swapped(opno, _) => {
+                    operator_named(client, named, *opno)?
                 }
                 _ => false,
             };
@@ -244,6 +237,18 @@ fn refuse_untrusted(
     Ok(())
 }
 
+/// Whether the text names operator `opno`, schema-qualified (`OPERATOR(schema.op)`).
+fn operator_named(client: &SpiClient<'_>, named: &Names, opno: pg_sys::Oid) -> SpiResult<bool> {
+    let operator = client
+        .select(OPERATOR_NAME, Some(1), &[opno.into()])?
+        .first()
+        .get_two::<String, String>()?;
+    Ok(match operator {
+        (Some(schema), Some(name)) => named.operators.contains(&(schema, name)),
+        _ => false,
+    })
+}
+
 fn refuse(signature: &str, owner: &str, why: Why) -> ! {
     // SAFETY: a plain read of the current user.
     let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
@@ -253,6 +258,7 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         Why::InputOutput(t) => format!("it is the input or output function of type {}", type_name(t)),
         Why::RangeSupport(t) => format!("it is a support function of range type {}, which the planner and range functions call", type_name(t)),
         Why::Operator(opno) => format!("it is the function of operator {}, which the expression does not name (it comes from a view or a policy the expression reads)", operator_name(opno)),
+        Why::Swapped(other, used) => format!("it is the function of operator {}, a commutator or negator of operator {}, which the expression uses: the planner may run it in that operator's place (NOT (a = b) becomes a <> b, and 1 < x is estimated with >'s function), and naming one operator trusts that operator's own function only (name it too: OPERATOR(schema.op))", operator_name(other), operator_name(used)),
         Why::RunsSql => "it runs SQL that cannot be checked beforehand".to_string(),
     };
     reject(

@@ -17,7 +17,6 @@ use crate::callees::{built_in, Callees, Why};
 use crate::error::{reject, type_name};
 
 const UNTRUSTED_TYPES: &str = include_str!("../sql/queries/untrusted_types.sql");
-const RANGE_FUNCTIONS: &str = include_str!("../sql/queries/range_functions.sql");
 
 /// Raises an ERROR when the query renders as json, or casts to text in a built-in SQL
 /// function, a value of a type whose owner lacks the current user's privileges (arrays by
@@ -75,30 +74,40 @@ pub fn refuse_untrusted(client: &SpiClient<'_>, callees: &Callees) -> SpiResult<
     Ok(())
 }
 
-/// The support functions of the range and multirange types the query computes or reads, as
-/// calls to check.
-pub fn range_functions(
-    client: &SpiClient<'_>,
-    callees: &Callees,
-) -> SpiResult<Vec<(pg_sys::Oid, Why)>> {
-    let types: Vec<pg_sys::Oid> = callees
-        .value_types
-        .iter()
-        .copied()
-        .filter(|t| !built_in(*t))
-        .collect();
-    if types.is_empty() {
-        return Ok(Vec::new());
-    }
+/// The support functions of the range and multirange types the query computes or reads
+/// (domains by their base types), as calls to check. Read from the type cache, as the planner
+/// and range functions read them — not in the statement's snapshot, which may predate the type.
+pub fn range_functions(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
     let mut functions = Vec::new();
-    for row in client.select(RANGE_FUNCTIONS, None, &[types.into()])? {
-        let function: Option<pg_sys::Oid> = row.get(1)?;
-        let range: Option<pg_sys::Oid> = row.get(2)?;
-        if let (Some(function), Some(range)) = (function, range) {
-            functions.push((function, Why::RangeSupport(range)));
+    for &value in &callees.value_types {
+        // SAFETY: syscache and type cache reads of a type the analysis used (an ERROR for
+        // one dropped since, which the run would meet too).
+        unsafe {
+            let mut range = pg_sys::getBaseType(value);
+            if built_in(range) {
+                continue;
+            }
+            if pg_sys::get_typtype(range) as u8 == pg_sys::TYPTYPE_MULTIRANGE {
+                range = pg_sys::get_multirange_range(range);
+            }
+            if range == pg_sys::InvalidOid
+                || pg_sys::get_typtype(range) as u8 != pg_sys::TYPTYPE_RANGE
+            {
+                continue;
+            }
+            let entry = pg_sys::lookup_type_cache(range, pg_sys::TYPECACHE_RANGE_INFO as i32);
+            for function in [
+                (*entry).rng_subdiff_finfo.fn_oid,
+                (*entry).rng_canonical_finfo.fn_oid,
+            ] {
+                let call = (function, Why::RangeSupport(range));
+                if !built_in(function) && !functions.contains(&call) {
+                    functions.push(call);
+                }
+            }
         }
     }
-    Ok(functions)
+    functions
 }
 
 fn polymorphic_array(type_oid: pg_sys::Oid) -> bool {

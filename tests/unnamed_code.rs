@@ -14,35 +14,58 @@ use support::receiver::Receiver;
 use support::unnamed::*;
 use support::{error_of, exec, text, WAIT};
 
-#[test]
-fn an_implicit_cast_made_after_subscribing_stops_the_write_instead_of_running_as_the_subscriber() {
+/// Subscribes `sub` (subscription "s", inserts) with `filter` after tabowner ran `prepare`;
+/// row 1 ('ok') is delivered; then tabowner runs `change`, after which `plain` (as `sub`)
+/// shows tabowner's code running: the next write is refused naming `function` and `why`, and
+/// nothing more is queued.
+fn refused_after_subscribing(
+    prepare: &str,
+    filter: &str,
+    change: &str,
+    plain: &str,
+    function: &str,
+    why: &str,
+) {
     let (pg, mut su, mut owner) = setup();
+    exec(&mut owner, prepare);
     let rx = Receiver::start();
     let id = subscribe_sub(
         &pg,
         &rx,
-        ", events => '{insert}', filter => 'NEW.mood = ''ok'''",
+        &format!(
+            ", events => '{{insert}}', filter => '{}'",
+            filter.replace('\'', "''")
+        ),
     );
     exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
-    exec(&mut owner, IMPLICIT_CAST);
-    // The same text now means text = text, through the new cast (so the cast would run).
-    let plain = error_of(
-        &mut pg.connect_as("postgres", "sub"),
-        "SELECT 'ok'::m.mood = 'ok'",
-    );
+    exec(&mut owner, change);
+    let plain = error_of(&mut pg.connect_as("postgres", "sub"), plain);
     assert!(plain.contains("ran as sub"), "{plain}");
     let refused = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
     assert!(
         refused.starts_with("pg_webhook subscription \"s\": "),
         "{refused}"
     );
-    assert_refused(&refused, "m.loud(m.mood)", "it is a cast's function");
+    assert_refused(&refused, function, why);
     let queued = text(
         &mut su,
         &format!("SELECT count(*)::text FROM webhook.events WHERE subscription_id = {id}"),
     );
     assert_eq!(queued.as_deref(), Some("1"));
+}
+
+#[test]
+fn an_implicit_cast_made_after_subscribing_stops_the_write_instead_of_running_as_the_subscriber() {
+    // The same text now means text = text, through the new cast (so the cast would run).
+    refused_after_subscribing(
+        "",
+        "NEW.mood = 'ok'",
+        IMPLICIT_CAST,
+        "SELECT 'ok'::m.mood = 'ok'",
+        "m.loud(m.mood)",
+        "it is a cast's function",
+    );
 }
 
 #[test]
@@ -163,19 +186,14 @@ fn a_function_in_the_body_of_a_view_the_filter_reads_must_be_named_too() {
 }
 
 /// Makes operator m.=== (m.mood, m.mood), equality by tabowner's function m.same.
-fn make_operator(owner: &mut Client) {
-    exec(
-        owner,
-        "CREATE FUNCTION m.same(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
-             AS $$ BEGIN RETURN $1 = $2; END $$;
-         CREATE OPERATOR m.=== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.same);",
-    );
-}
+const OPERATOR: &str = "CREATE FUNCTION m.same(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
+        AS $$ BEGIN RETURN $1 = $2; END $$;
+    CREATE OPERATOR m.=== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.same);";
 
 #[test]
 fn an_operator_in_a_view_the_filter_reads_must_be_named_too() {
     let (pg, _su, mut owner) = setup();
-    make_operator(&mut owner);
+    exec(&mut owner, OPERATOR);
     exec(
         &mut owner,
         "CREATE VIEW m.v AS SELECT id FROM m.t WHERE mood OPERATOR(m.===) 'ok';
@@ -192,7 +210,7 @@ fn an_operator_in_a_view_the_filter_reads_must_be_named_too() {
 #[test]
 fn an_operator_the_filter_names_runs() {
     let (pg, _su, mut owner) = setup();
-    make_operator(&mut owner);
+    exec(&mut owner, OPERATOR);
     let rx = Receiver::start();
     subscribe_sub(
         &pg,
@@ -218,5 +236,92 @@ fn a_function_that_runs_sql_from_a_string_is_refused() {
         error
             .contains("would run function query_to_xml(text,boolean,boolean,text), which runs SQL"),
         "{error}"
+    );
+}
+
+/// Makes, as tabowner, operator m.!== (m.mood, m.mood) with function m.differs running
+/// `body`, and NEGATOR m.=== (of `OPERATOR`), which that makes m.!== the negator of.
+fn negator(body: &str) -> String {
+    format!(
+        "CREATE FUNCTION m.differs(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
+             AS $$ BEGIN {body}; END $$;
+         GRANT EXECUTE ON FUNCTION m.differs(m.mood, m.mood) TO sub;
+         CREATE OPERATOR m.!== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.differs,
+             NEGATOR = OPERATOR(m.===));"
+    )
+}
+
+const RAISES: &str = "RAISE EXCEPTION 'tabowner''s function ran as %', current_user";
+
+#[test]
+fn a_negator_added_to_a_named_operator_after_subscribing_stops_the_write() {
+    // The planner then runs m.!== in the place of NOT (… m.=== …).
+    refused_after_subscribing(
+        OPERATOR,
+        "NOT (NEW.mood OPERATOR(m.===) 'sad')",
+        &negator(RAISES),
+        "SELECT NOT ('ok'::m.mood OPERATOR(m.===) 'sad')",
+        "m.differs(m.mood,m.mood)",
+        "it is the function of operator m.!==(m.mood,m.mood), a commutator or negator of operator m.===(m.mood,m.mood)",
+    );
+}
+
+#[test]
+fn a_negator_the_filter_names_too_runs() {
+    let (pg, _su, mut owner) = setup();
+    exec(&mut owner, OPERATOR);
+    exec(&mut owner, &negator("RETURN $1 <> $2"));
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NOT (NEW.mood OPERATOR(m.===) ''sad'')
+                                             AND NEW.mood OPERATOR(m.!==) ''sad'''",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (1, 'sad'); INSERT INTO m.t VALUES (2, 'ok')",
+    );
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
+}
+
+#[test]
+fn the_commutator_the_planner_estimates_with_must_be_named_too() {
+    let (pg, mut su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!(
+            "CREATE FUNCTION m.before(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
+                 AS $$ BEGIN RETURN $1 < $2; END $$;
+             CREATE FUNCTION m.after(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
+                 AS $$ BEGIN {RAISES}; END $$;
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA m TO sub;
+             CREATE OPERATOR m.>>> (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.after,
+                 RESTRICT = scalargtsel);
+             CREATE OPERATOR m.<<< (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.before,
+                 COMMUTATOR = OPERATOR(m.>>>), RESTRICT = scalarltsel);"
+        ),
+    );
+    exec(
+        &mut su,
+        "INSERT INTO m.t VALUES (1, 'ok'), (2, 'ok'), (3, 'sad'); ANALYZE m.t",
+    );
+    // With the column on the right, the planner estimates `'ok' <<< mood` as `mood >>> 'ok'`
+    // (m.before is PL/pgSQL so that it is not inlined into a plain `<` before estimation).
+    let filter = "EXISTS (SELECT FROM m.t WHERE 'ok' OPERATOR(m.<<<) mood)";
+    let plain = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        &format!("SELECT {filter}"),
+    );
+    assert!(plain.contains("ran as sub"), "{plain}");
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        &format!(", filter => '{}'", filter.replace('\'', "''")),
+    );
+    assert_refused(
+        &error,
+        "m.after(m.mood,m.mood)",
+        "it is the function of operator m.>>>(m.mood,m.mood), a commutator or negator of operator m.<<<(m.mood,m.mood)",
     );
 }

@@ -6,6 +6,8 @@
 
 mod support;
 
+use postgres::Client;
+use support::cluster::Cluster;
 use support::receiver::Receiver;
 use support::unnamed::*;
 use support::{error_of, exec, subscribe, WAIT};
@@ -97,21 +99,27 @@ fn a_value_whose_type_is_known_only_as_it_runs_is_refused() {
     );
 }
 
+/// tabowner's m.loud_diff(int, int), a range's subtype_diff that raises when `sub` runs it.
+const LOUD_DIFF: &str = "CREATE FUNCTION m.loud_diff(int, int) RETURNS float8 IMMUTABLE
+    LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_user = 'sub' THEN
+                RAISE EXCEPTION 'tabowner''s function ran as %', current_user;
+            END IF;
+            RETURN $1 - $2;
+        END $$;";
+
 #[test]
 fn a_range_types_support_function_is_checked_though_only_the_planner_calls_it() {
     let (pg, mut su, mut owner) = setup();
     plain_table(
         &mut owner,
-        "CREATE FUNCTION m.loud_diff(int, int) RETURNS float8 IMMUTABLE LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF current_user = 'sub' THEN
-                     RAISE EXCEPTION 'tabowner''s function ran as %', current_user;
-                 END IF;
-                 RETURN $1 - $2;
-             END $$;
+        &format!(
+            "{LOUD_DIFF}
          CREATE TYPE m.r AS RANGE (subtype = int, subtype_diff = m.loud_diff);
          CREATE TABLE m.v (id int, r m.r);
-         GRANT SELECT ON m.v TO sub;",
+         GRANT SELECT ON m.v TO sub;"
+        ),
     );
     exec(
         &mut su,
@@ -122,6 +130,48 @@ fn a_range_types_support_function_is_checked_though_only_the_planner_calls_it() 
         "m.plain",
         ", filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && ''[100,120)'' AND o.id = NEW.id)'",
     );
+    assert_refused(
+        &error,
+        "m.loud_diff(integer,integer)",
+        "it is a support function of range type m.r",
+    );
+}
+
+#[test]
+fn a_range_type_made_after_the_writers_snapshot_has_its_support_function_checked() {
+    let (pg, mut su, mut owner) = setup();
+    plain_table(
+        &mut owner,
+        &format!(
+            "{LOUD_DIFF}
+         GRANT INSERT ON m.plain TO writer;
+         CREATE TYPE m.r AS RANGE (subtype = int);
+         CREATE TABLE m.v (id int, r m.r);
+         GRANT SELECT ON m.v TO sub;"
+        ),
+    );
+    let rx = Receiver::start();
+    subscribe(
+        &mut pg.connect_as("postgres", "sub"),
+        "s",
+        "m.plain",
+        &rx.url("/s"),
+        ", events => '{insert}', filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && ''[100,120)'' AND o.id = NEW.id)'",
+    );
+    let mut writer = writer_with_snapshot(&pg);
+    // After the writer's snapshot, the same names come back with a support function.
+    exec(
+        &mut owner,
+        "DROP TABLE m.v; DROP TYPE m.r;
+         CREATE TYPE m.r AS RANGE (subtype = int, subtype_diff = m.loud_diff);
+         CREATE TABLE m.v (id int, r m.r);
+         GRANT SELECT ON m.v TO sub;",
+    );
+    exec(
+        &mut su,
+        "INSERT INTO m.v SELECT g, m.r(g, g + 10) FROM generate_series(1, 500) g; ANALYZE m.v;",
+    );
+    let error = error_of(&mut writer, "INSERT INTO m.plain VALUES (1)");
     assert_refused(
         &error,
         "m.loud_diff(integer,integer)",
@@ -162,11 +212,7 @@ fn a_cast_made_after_the_writers_snapshot_is_refused_not_run() {
         &rx,
         ", events => '{insert}', filter => 'NEW.mood::text = ''ok'''",
     );
-    let mut writer = writer(&pg);
-    exec(
-        &mut writer,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1",
-    );
+    let mut writer = writer_with_snapshot(&pg);
     exec(
         &mut owner,
         "CREATE FUNCTION m.late(m.mood) RETURNS text LANGUAGE plpgsql
@@ -178,4 +224,14 @@ fn a_cast_made_after_the_writers_snapshot_is_refused_not_run() {
         refused.contains("would use a function (OID ") && !refused.contains("ran as"),
         "{refused}"
     );
+}
+
+/// A `writer` session in a REPEATABLE READ transaction whose snapshot is taken.
+fn writer_with_snapshot(pg: &Cluster) -> Client {
+    let mut writer = writer(pg);
+    exec(
+        &mut writer,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1",
+    );
+    writer
 }
