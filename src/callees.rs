@@ -18,6 +18,10 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::NodeTag::*;
 use pgrx::prelude::*;
 
+use crate::built_in_functions::{
+    CASTS_TO_TEXT, POPULATES, RENDERS_JSON, RUNS_SQL, TYPE_FROM_ARGUMENT,
+};
+
 /// Why a function would run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Why {
@@ -41,6 +45,9 @@ pub enum Why {
     /// A built-in function that runs SQL from a string (`query_to_xml`, `ts_stat`, …): its
     /// query is analysed only when it runs, so nothing in it can be checked beforehand.
     RunsSql,
+    /// A built-in input function reading a type given by OID as an argument (`record_in`, …):
+    /// which domains and input functions it runs is known only as it runs.
+    TypeFromArgument,
 }
 
 /// What the trees of one query would call, and the types its json functions render.
@@ -57,64 +64,16 @@ pub struct Callees {
     pub cast_to_text: Vec<pg_sys::Oid>,
     /// The type of every value the query computes (what an anonymous record may hold).
     pub value_types: Vec<pg_sys::Oid>,
+    /// Types values are made into as the query runs, through their domains' constraints: a
+    /// cast to a domain, a value read from text, json_populate_record's target, the columns of
+    /// a column definition list or of XMLTABLE.
+    pub made_into: Vec<pg_sys::Oid>,
 }
 
 /// Whether `oid` was made by initdb (so by the bootstrap superuser, and never changed since).
 pub fn built_in(oid: pg_sys::Oid) -> bool {
     oid.to_u32() < pg_sys::FirstNormalObjectId
 }
-
-/// The functions that render values of any type as json, which call a type's cast to json.
-const RENDERS_JSON: [u32; 17] = [
-    pg_sys::F_TO_JSON,
-    pg_sys::F_TO_JSONB,
-    pg_sys::F_ROW_TO_JSON_RECORD,
-    pg_sys::F_ROW_TO_JSON_RECORD_BOOL,
-    pg_sys::F_ARRAY_TO_JSON_ANYARRAY,
-    pg_sys::F_ARRAY_TO_JSON_ANYARRAY_BOOL,
-    pg_sys::F_JSON_AGG,
-    pg_sys::F_JSONB_AGG,
-    pg_sys::F_JSON_OBJECT_AGG,
-    pg_sys::F_JSONB_OBJECT_AGG,
-    pg_sys::F_JSON_BUILD_ARRAY_ANY,
-    pg_sys::F_JSONB_BUILD_ARRAY_ANY,
-    pg_sys::F_JSON_BUILD_OBJECT_ANY,
-    pg_sys::F_JSONB_BUILD_OBJECT_ANY,
-    pg_sys::F_JSON_BUILD_ARRAY_,
-    pg_sys::F_JSON_BUILD_OBJECT_,
-    pg_sys::F_JSONB_BUILD_OBJECT_,
-];
-
-/// Built-in SQL functions whose body casts an argument of any type to text.
-const CASTS_TO_TEXT: [u32; 4] = [
-    pg_sys::F_TEXTANYCAT,
-    pg_sys::F_ANYTEXTCAT,
-    pg_sys::F_QUOTE_LITERAL_ANYELEMENT,
-    pg_sys::F_QUOTE_NULLABLE_ANYELEMENT,
-];
-
-/// Built-in functions that run SQL given as a string or found by name (a table's, a view's):
-/// the `*_to_xml*` family, `ts_stat`, `ts_rewrite(tsquery, text)`.
-const RUNS_SQL: [u32; 18] = [
-    2923, // table_to_xml
-    pg_sys::F_QUERY_TO_XML,
-    pg_sys::F_CURSOR_TO_XML,
-    2926, // table_to_xmlschema
-    pg_sys::F_QUERY_TO_XMLSCHEMA,
-    pg_sys::F_CURSOR_TO_XMLSCHEMA,
-    2929, // table_to_xml_and_xmlschema
-    pg_sys::F_QUERY_TO_XML_AND_XMLSCHEMA,
-    2933, // schema_to_xml
-    2934, // schema_to_xmlschema
-    2935, // schema_to_xml_and_xmlschema
-    2936, // database_to_xml
-    2937, // database_to_xmlschema
-    2938, // database_to_xml_and_xmlschema
-    pg_sys::F_TS_REWRITE_TSQUERY_TEXT,
-    pg_sys::F_TS_STAT_TEXT,
-    pg_sys::F_TS_STAT_TEXT_TEXT,
-    pg_sys::F_TS_REWRITE_TSQUERY_TSQUERY_TSQUERY,
-];
 
 impl Callees {
     /// Walks the analysed (and rewritten) `query`, subqueries, CTEs and policies included.
@@ -161,23 +120,29 @@ impl Callees {
     unsafe fn declared_columns(&mut self, query: *mut pg_sys::Query) {
         // SAFETY: see the function contract.
         unsafe {
+            // (list, whether its values are read into those types rather than computed)
             let mut lists = Vec::new();
             for rte in list_items::<pg_sys::Node>((*query).rtable) {
                 let rte = &*rte.cast::<pg_sys::RangeTblEntry>();
-                lists.push(rte.coltypes);
+                lists.push((rte.coltypes, false));
                 if !rte.tablefunc.is_null() {
-                    lists.push((*rte.tablefunc).coltypes);
+                    lists.push(((*rte.tablefunc).coltypes, true));
                 }
                 for function in list_items::<pg_sys::Node>(rte.functions) {
-                    lists.push((*function.cast::<pg_sys::RangeTblFunction>()).funccoltypes);
+                    let function = function.cast::<pg_sys::RangeTblFunction>();
+                    lists.push(((*function).funccoltypes, true));
                 }
             }
-            for list in lists.into_iter().filter(|l| !l.is_null()) {
+            for (list, read) in lists.into_iter().filter(|(l, _)| !l.is_null()) {
                 for i in 0..(*list).length {
                     let declared = pg_sys::list_nth_oid(list, i);
                     // A dropped column's type is InvalidOid (a transition table's, say).
-                    if declared != pg_sys::InvalidOid && !self.value_types.contains(&declared) {
-                        self.value_types.push(declared);
+                    if declared == pg_sys::InvalidOid {
+                        continue;
+                    }
+                    push_new(&mut self.value_types, declared);
+                    if read {
+                        push_new(&mut self.made_into, declared);
                     }
                 }
             }
@@ -222,13 +187,21 @@ impl Callees {
     fn call(&mut self, function: pg_sys::Oid, why: Why) {
         let why = if RUNS_SQL.contains(&function.to_u32()) {
             Why::RunsSql
+        } else if TYPE_FROM_ARGUMENT.contains(&function.to_u32()) {
+            Why::TypeFromArgument
         } else {
             why
         };
-        let counts = why == Why::RunsSql || !built_in(function);
+        let counts = matches!(why, Why::RunsSql | Why::TypeFromArgument) || !built_in(function);
         if counts && !self.calls.contains(&(function, why)) {
             self.calls.push((function, why));
         }
+    }
+}
+
+fn push_new(types: &mut Vec<pg_sys::Oid>, t: pg_sys::Oid) {
+    if !types.contains(&t) {
+        types.push(t);
     }
 }
 
@@ -321,6 +294,12 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
                     .through_text
                     .push((pg_sys::exprType(io.arg.cast()), false));
                 found.through_text.push((io.resulttype, true));
+                push_new(&mut found.made_into, io.resulttype);
+                none
+            }
+            T_CoerceToDomain => {
+                let coerce = &*node.cast::<pg_sys::CoerceToDomain>();
+                push_new(&mut found.made_into, coerce.resulttype);
                 none
             }
             T_OpExpr | T_DistinctExpr | T_NullIfExpr => {
@@ -349,9 +328,11 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
             _ => none,
         };
         if typed(tag) {
-            let value = pg_sys::exprType(node);
-            if !found.value_types.contains(&value) {
-                found.value_types.push(value);
+            push_new(&mut found.value_types, pg_sys::exprType(node));
+        }
+        if POPULATES.contains(&function.to_u32()) {
+            if let Some(&target) = list_items::<pg_sys::Node>(args).first() {
+                push_new(&mut found.made_into, pg_sys::exprType(target));
             }
         }
         if RENDERS_JSON.contains(&function.to_u32()) {

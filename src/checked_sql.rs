@@ -30,9 +30,11 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
     let text = CString::new(query)
         .unwrap_or_else(|_| crate::error::invalid("a query holds a NUL character"));
     let mut types = types.to_vec();
+    // Analysis may run an input function (see `analysis_guard`).
     // SAFETY: SPI is connected (`client`); the text and types outlive the call.
-    let plan =
-        unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    let plan = crate::analysis_guard::analysing(|| unsafe {
+        pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr())
+    });
     if plan.is_null() {
         // SAFETY: a plain read of SPI's last result.
         let status = unsafe { pg_sys::SPI_result };
@@ -48,6 +50,7 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
     let (callees, named) = unsafe { checked.callees() };
     // Types whose casts (or range functions) are looked up as the query runs.
     crate::looked_up_types::refuse_untrusted(client, &callees)?;
+    crate::looked_up_types::refuse_untrusted_domains(&callees, &named);
     let mut calls = resolve(&callees);
     calls.extend(crate::looked_up_types::range_functions(&callees));
     refuse_untrusted(client, &calls, &named)?;
@@ -196,6 +199,16 @@ fn refuse_untrusted(
             None,
         );
     }
+    if let Some((function, _)) = calls.iter().find(|(_, why)| *why == Why::TypeFromArgument) {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the expression would call {}, which reads text as a type given as an argument, so which domains' constraints and which input functions it runs cannot be checked beforehand: cast the text instead, e.g. '(1,x)'::schema.type",
+                crate::error::function_name(*function)
+            ),
+            None,
+        );
+    }
     let mut functions: Vec<pg_sys::Oid> = calls.iter().map(|(f, _)| *f).collect();
     if functions.is_empty() {
         return Ok(());
@@ -259,7 +272,7 @@ fn refuse(signature: &str, owner: &str, why: Why) -> ! {
         Why::RangeSupport(t) => format!("it is a support function of range type {}, which the planner and range functions call", type_name(t)),
         Why::Operator(opno) => format!("it is the function of operator {}, which the expression does not name (it comes from a view or a policy the expression reads)", operator_name(opno)),
         Why::Swapped(other, used) => format!("it is the function of operator {}, a commutator or negator of operator {}, which the expression uses: the planner may run it in that operator's place (NOT (a = b) becomes a <> b, and 1 < x is estimated with >'s function), and naming one operator trusts that operator's own function only (name it too: OPERATOR(schema.op))", operator_name(other), operator_name(used)),
-        Why::RunsSql => "it runs SQL that cannot be checked beforehand".to_string(),
+        Why::RunsSql | Why::TypeFromArgument => "it runs code that cannot be checked beforehand".to_string(),
     };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

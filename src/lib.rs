@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 
+mod analysis_guard;
 mod api;
 mod backfill;
+mod built_in_functions;
 mod callees;
 mod capture;
+mod catalog_cache;
 mod checked_sql;
 mod delivery;
 mod error;
@@ -52,6 +55,7 @@ pub fn is_preloaded() -> bool {
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
+    analysis_guard::init();
     capture::init_cache();
     invalidation::init();
     triggers::drop_access::init();

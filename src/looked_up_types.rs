@@ -6,15 +6,19 @@
 //! `checked_sql`'s check and the run would be used unchecked (no lock on pg_cast stops it:
 //! `CREATE CAST` holds none until it commits), so such types are judged by their owner, the
 //! only role (with superusers) who may make casts of them to json or text: the owner must
-//! have the privileges of the role the query runs as. A range type's support functions never
-//! change; they are checked as calls.
+//! have the privileges of the role the query runs as. So are domains a value is checked
+//! against as the query runs: their owner may add a CHECK constraint at any time, which takes
+//! no lock a running query holds. A range type's support functions never change; they are
+//! checked as calls.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult};
 
 use crate::callees::{built_in, Callees, Why};
+use crate::catalog_cache::{oid, with_row};
 use crate::error::{reject, type_name};
+use crate::named_in_text::Names;
 
 const UNTRUSTED_TYPES: &str = include_str!("../sql/queries/untrusted_types.sql");
 
@@ -110,6 +114,125 @@ pub fn range_functions(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
     functions
 }
 
+/// Raises an ERROR when the query would check a value against a domain whose owner lacks the
+/// current user's privileges, unless the text names that domain (`x::schema.d`). The domains
+/// are those of the types the query makes values into (`Callees::made_into`) and those within
+/// them — a domain's base domains, array elements, composite columns, range subtypes — read
+/// from the catalog caches, as the run reads them.
+pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
+    let mut seen = Vec::new();
+    let mut domains = Vec::new();
+    for &t in &callees.made_into {
+        domains_within(t, &mut seen, &mut domains);
+    }
+    // SAFETY: a plain read of the current user.
+    let runner = unsafe { pg_sys::GetUserId() };
+    for domain in domains {
+        // A domain dropped since runs nothing (the run fails on it).
+        let Some(row) = type_row(domain) else {
+            continue;
+        };
+        // SAFETY: a catalog read of two role OIDs.
+        let trusted = unsafe { pg_sys::has_privs_of_role(row.owner, runner) };
+        if !trusted && !named.types.contains(&(row.schema, row.name)) {
+            let owner = crate::privilege::role_name(row.owner);
+            let runner = crate::privilege::role_name(runner);
+            reject(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "the expression would check a value against domain {}, owned by role {owner}, with the rights of role {runner}: PostgreSQL reads a domain's constraints as it runs, and role {owner} may add a CHECK constraint calling any function at any time, so its code would run there; use the domain's base type instead (compare NEW.col as it is, or cast to the base type), or name the domain schema-qualified (x::schema.domain) if you trust its owner's code",
+                    type_name(domain)
+                ),
+                None,
+            );
+        }
+    }
+}
+
+/// Adds to `out` the user-made domains a value of type `t` is checked against when it is made.
+fn domains_within(t: pg_sys::Oid, seen: &mut Vec<pg_sys::Oid>, out: &mut Vec<pg_sys::Oid>) {
+    if t == pg_sys::InvalidOid || built_in(t) || seen.contains(&t) {
+        return;
+    }
+    seen.push(t);
+    // SAFETY: syscache and type cache reads of a type the analysis used.
+    let inner = unsafe {
+        match pg_sys::get_typtype(t) as u8 {
+            pg_sys::TYPTYPE_DOMAIN => {
+                out.push(t);
+                type_row(t).map(|row| row.base).into_iter().collect()
+            }
+            pg_sys::TYPTYPE_COMPOSITE => columns(t, -1)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(column, _)| column)
+                .collect(),
+            pg_sys::TYPTYPE_RANGE => vec![pg_sys::get_range_subtype(t)],
+            pg_sys::TYPTYPE_MULTIRANGE => vec![pg_sys::get_multirange_range(t)],
+            _ => vec![pg_sys::get_element_type(t)],
+        }
+    };
+    for t in inner {
+        domains_within(t, seen, out);
+    }
+}
+
+/// What a domain check needs of a pg_type row, read from the catalog cache.
+struct TypeRow {
+    owner: pg_sys::Oid,
+    /// The type a domain is over (InvalidOid for other types).
+    base: pg_sys::Oid,
+    schema: String,
+    name: String,
+}
+
+fn type_row(t: pg_sys::Oid) -> Option<TypeRow> {
+    let text = |p: *const std::ffi::c_char| {
+        // SAFETY: a NUL-terminated string, or null.
+        (!p.is_null()).then(|| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    with_row(pg_sys::SysCacheIdentifier::TYPEOID, t, |attribute| {
+        let namespace = oid(attribute(pg_sys::Anum_pg_type_typnamespace));
+        // typname is a NameData, NUL-terminated.
+        let name = attribute(pg_sys::Anum_pg_type_typname).map_or(std::ptr::null_mut(), |d| {
+            d.cast_mut_ptr::<std::ffi::c_char>()
+        });
+        TypeRow {
+            owner: oid(attribute(pg_sys::Anum_pg_type_typowner)),
+            base: oid(attribute(pg_sys::Anum_pg_type_typbasetype)),
+            // SAFETY: a syscache read (null for a schema that is gone).
+            schema: text(unsafe { pg_sys::get_namespace_name(namespace) }).unwrap_or_default(),
+            name: text(name).unwrap_or_default(),
+        }
+    })
+}
+
+/// The (type, typmod) of each live column of composite type `type_oid`, from the type cache;
+/// None when there is no such row type (an anonymous record's, for one).
+fn columns(type_oid: pg_sys::Oid, typmod: i32) -> Option<Vec<(pg_sys::Oid, i32)>> {
+    // SAFETY: a type cache lookup; the tuple descriptor is released below.
+    unsafe {
+        let desc = pg_sys::lookup_rowtype_tupdesc_noerror(type_oid, typmod, true);
+        if desc.is_null() {
+            return None;
+        }
+        let attributes = (*desc).attrs.as_slice((*desc).natts as usize);
+        let columns = attributes
+            .iter()
+            .filter(|a| !a.attisdropped)
+            .map(|a| (a.atttypid, a.atttypmod))
+            .collect();
+        if (*desc).tdrefcount >= 0 {
+            pg_sys::DecrTupleDescRefCount(desc);
+        }
+        Some(columns)
+    }
+}
+
 fn polymorphic_array(type_oid: pg_sys::Oid) -> bool {
     type_oid == pg_sys::ANYARRAYOID || type_oid == pg_sys::ANYCOMPATIBLEARRAYOID
 }
@@ -128,29 +251,19 @@ fn scalars(
         return;
     }
     seen.push((type_oid, typmod));
-    // SAFETY: catalog and type cache lookups; the tuple descriptor is released below.
+    // SAFETY: catalog and type cache lookups.
     unsafe {
         let base = pg_sys::getBaseType(type_oid);
         let element = pg_sys::get_element_type(base);
         if element != pg_sys::InvalidOid {
             scalars(element, -1, callees, seen, out);
         } else if pg_sys::type_is_rowtype(base) {
-            let desc = pg_sys::lookup_rowtype_tupdesc_noerror(base, typmod, true);
-            if desc.is_null() {
+            let Some(columns) = columns(base, typmod) else {
                 for &value in &callees.value_types {
                     scalars(value, -1, callees, seen, out);
                 }
                 return;
-            }
-            let attributes = (*desc).attrs.as_slice((*desc).natts as usize);
-            let columns: Vec<(pg_sys::Oid, i32)> = attributes
-                .iter()
-                .filter(|a| !a.attisdropped)
-                .map(|a| (a.atttypid, a.atttypmod))
-                .collect();
-            if (*desc).tdrefcount >= 0 {
-                pg_sys::DecrTupleDescRefCount(desc);
-            }
+            };
             for (column, column_typmod) in columns {
                 scalars(column, column_typmod, callees, seen, out);
             }

@@ -1,6 +1,6 @@
-//! The functions and operators the text of a query names schema-qualified (`schema.f(...)`,
-//! `OPERATOR(schema.op)`), read from its raw parse tree: `checked_sql` lets code named so run
-//! whoever owns it (see `callees`).
+//! The functions, operators and types the text of a query names schema-qualified
+//! (`schema.f(...)`, `OPERATOR(schema.op)`, `x::schema.t`), read from its raw parse tree:
+//! `checked_sql` lets code named so run whoever owns it (see `callees`).
 
 use std::ffi::{c_void, CStr};
 
@@ -10,11 +10,14 @@ use pgrx::prelude::*;
 
 use crate::callees::list_items;
 
-/// The functions and operators a raw parse tree names schema-qualified, as (schema, name).
+/// The functions, operators and types a raw parse tree names schema-qualified, as
+/// (schema, name).
 #[derive(Default)]
 pub struct Names {
     pub functions: Vec<(String, String)>,
     pub operators: Vec<(String, String)>,
+    /// Types named schema-qualified (`x::schema.t`, a column definition list's types).
+    pub types: Vec<(String, String)>,
 }
 
 impl Names {
@@ -58,6 +61,10 @@ unsafe extern "C-unwind" fn raw_walker(node: *mut pg_sys::Node, context: *mut c_
             T_A_Expr => {
                 let expr = &*node.cast::<pg_sys::A_Expr>();
                 names.operators.extend(qualified(expr.name));
+            }
+            T_TypeName => {
+                let type_name = &*node.cast::<pg_sys::TypeName>();
+                names.types.extend(qualified(type_name.names));
             }
             _ => {}
         }

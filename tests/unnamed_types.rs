@@ -128,7 +128,7 @@ fn a_range_types_support_function_is_checked_though_only_the_planner_calls_it() 
     let error = subscribe_error(
         &pg,
         "m.plain",
-        ", filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && ''[100,120)'' AND o.id = NEW.id)'",
+        ", filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && m.r(100, 120) AND o.id = NEW.id)'",
     );
     assert_refused(
         &error,
@@ -156,7 +156,7 @@ fn a_range_type_made_after_the_writers_snapshot_has_its_support_function_checked
         "s",
         "m.plain",
         &rx.url("/s"),
-        ", events => '{insert}', filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && ''[100,120)'' AND o.id = NEW.id)'",
+        ", events => '{insert}', filter => 'NOT EXISTS (SELECT FROM m.v o WHERE o.r && m.r(100, 120) AND o.id = NEW.id)'",
     );
     let mut writer = writer_with_snapshot(&pg);
     // After the writer's snapshot, the same names come back with a support function.

@@ -317,31 +317,31 @@ unsafe fn capture_triggers(rel: pg_sys::Relation) -> (bool, bool) {
 /// # Safety
 /// In a transaction.
 unsafe fn is_capture_function(oid: pg_sys::Oid) -> bool {
-    let cache = pg_sys::SysCacheIdentifier::PROCOID as i32;
-    // SAFETY: see the function contract; the tuple is released below.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from(oid));
-        if tuple.is_null() {
-            return false;
-        }
-        let text = |attribute: u32| {
-            let mut null = false;
-            let datum = pg_sys::SysCacheGetAttr(cache, tuple, attribute as i16, &mut null);
-            (!null).then(|| {
-                let s = pg_sys::text_to_cstring(datum.cast_mut_ptr());
-                std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
-            })
-        };
-        let symbol = text(pg_sys::Anum_pg_proc_prosrc);
-        let library = text(pg_sys::Anum_pg_proc_probin);
-        pg_sys::ReleaseSysCache(tuple);
-        // The scripts make it `AS 'MODULE_PATHNAME', '_capture_wrapper'`, and the control
-        // file's module_pathname is 'pg_webhook' (some installs spell it $libdir/pg_webhook).
-        symbol.as_deref() == Some("_capture_wrapper")
-            && library.is_some_and(|l| {
-                std::path::Path::new(&l).file_stem() == Some(std::ffi::OsStr::new("pg_webhook"))
-            })
-    }
+    let row =
+        crate::catalog_cache::with_row(pg_sys::SysCacheIdentifier::PROCOID, oid, |attribute| {
+            let text = |a: u32| {
+                attribute(a).map(|datum| {
+                    // SAFETY: see the function contract: a text column of the row.
+                    unsafe {
+                        let s = pg_sys::text_to_cstring(datum.cast_mut_ptr());
+                        std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
+                    }
+                })
+            };
+            (
+                text(pg_sys::Anum_pg_proc_prosrc),
+                text(pg_sys::Anum_pg_proc_probin),
+            )
+        });
+    let Some((symbol, library)) = row else {
+        return false;
+    };
+    // The scripts make it `AS 'MODULE_PATHNAME', '_capture_wrapper'`, and the control
+    // file's module_pathname is 'pg_webhook' (some installs spell it $libdir/pg_webhook).
+    symbol.as_deref() == Some("_capture_wrapper")
+        && library.is_some_and(|l| {
+            std::path::Path::new(&l).file_stem() == Some(std::ffi::OsStr::new("pg_webhook"))
+        })
 }
 
 fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
