@@ -68,6 +68,9 @@ pub struct Callees {
     /// cast to a domain, a value read from text, json_populate_record's target, the columns of
     /// a column definition list or of XMLTABLE.
     pub made_into: Vec<pg_sys::Oid>,
+    /// Shell operators (declared, not yet defined) that the planner may put in the place of
+    /// an operator the query uses: (shell, operator used).
+    pub shells: Vec<(pg_sys::Oid, pg_sys::Oid)>,
 }
 
 /// Whether `oid` was made by initdb (so by the bootstrap superuser, and never changed since).
@@ -152,8 +155,8 @@ impl Callees {
     /// Notes the functions of operator `opno` and of every operator the planner may put in
     /// its place: its commutator and negator, theirs, and so on.
     ///
-    /// A shell operator (no function yet) runs nothing: the planner stops with an ERROR if
-    /// it would swap one in. Restriction and join estimators are left out: they take
+    /// A shell operator (no function yet) is noted apart: its owner may define it between the
+    /// check and the planning. Restriction and join estimators are left out: they take
     /// `internal` arguments, which only C functions (a superuser's) can.
     fn operator(&mut self, opno: pg_sys::Oid) {
         let mut operators = vec![opno];
@@ -179,8 +182,13 @@ impl Callees {
             } else {
                 Why::Swapped(other, opno)
             };
-            // SAFETY: a syscache read (InvalidOid for a shell, which `call` leaves out).
-            self.call(unsafe { pg_sys::get_opcode(other) }, why);
+            // SAFETY: a syscache read (InvalidOid for a shell).
+            let function = unsafe { pg_sys::get_opcode(other) };
+            if function == pg_sys::InvalidOid {
+                self.shells.push((other, opno));
+            } else {
+                self.call(function, why);
+            }
         }
     }
 

@@ -48,6 +48,17 @@ pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> Sp
     let checked = Checked(plan);
     // SAFETY: a plan SPI_prepare just made.
     let (callees, named) = unsafe { checked.callees() };
+    if let Some(&(shell, used)) = callees.shells.first() {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "operator {}, a commutator or negator of operator {}, which the expression uses, is a shell (declared, not defined): its owner may define it with any function between this check and the run, and the planner may run it in that operator's place; define it, or use an operator without it",
+                operator_name(shell),
+                operator_name(used)
+            ),
+            None,
+        );
+    }
     // Types whose casts (or range functions) are looked up as the query runs.
     crate::looked_up_types::refuse_untrusted(client, &callees)?;
     crate::looked_up_types::refuse_untrusted_domains(&callees, &named);

@@ -325,3 +325,24 @@ fn the_commutator_the_planner_estimates_with_must_be_named_too() {
         "it is the function of operator m.>>>(m.mood,m.mood), a commutator or negator of operator m.<<<(m.mood,m.mood)",
     );
 }
+
+#[test]
+fn a_shell_negator_of_a_named_operator_is_refused() {
+    // Its owner could define it, with any function, between the check and the planning.
+    let (pg, _su, mut owner) = setup();
+    exec(&mut owner, OPERATOR);
+    exec(
+        &mut owner,
+        "CREATE OPERATOR m.==== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.same,
+             NEGATOR = OPERATOR(m.!===))",
+    );
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'NOT (NEW.mood OPERATOR(m.====) ''sad'')'",
+    );
+    assert!(
+        error.contains("operator m.!===(m.mood,m.mood), a commutator or negator of operator m.====(m.mood,m.mood), which the expression uses, is a shell"),
+        "{error}"
+    );
+}
