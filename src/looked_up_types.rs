@@ -297,12 +297,14 @@ fn refuse_unknown(type_oid: pg_sys::Oid, how: &str) -> ! {
 }
 
 /// Refuses a `what` (function, type) with OID `oid` that the analysis saw but the statement's
-/// snapshot does not: made since, so not yet judged.
+/// snapshot does not: made since, so not yet judged. A serialization failure: the same
+/// statement in a new transaction (a new snapshot) is judged in full, so clients that retry
+/// those (and backfill chunks) get past it.
 pub fn refuse_too_new(what: &str, oid: u32) -> ! {
     reject(
-        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
         format!(
-            "the expression would use a {what} (OID {oid}) made after this statement's snapshot, which cannot be checked in it: run the statement again"
+            "the expression would use a {what} (OID {oid}) made after this transaction's snapshot, which cannot be checked in it: run the transaction again"
         ),
         None,
     )
