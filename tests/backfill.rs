@@ -322,7 +322,9 @@ fn backfill_events_go_out_in_the_subscriptions_batches() {
 
 #[test]
 fn two_sessions_starting_a_backfill_at_once_get_one() {
-    let pg = Cluster::start(&[]);
+    // No workers here: one could finish the first backfill (ten rows, one chunk) between its
+    // commit and the second session's recheck, which may then rightly start another.
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
     let mut db = pg.client_with_extension();
     exec(
         &mut db,

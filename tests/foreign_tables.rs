@@ -116,3 +116,64 @@ fn a_subtree_holding_a_foreign_partition_cannot_be_attached_to_a_subscribed_tree
         "{e}"
     );
 }
+
+#[test]
+fn a_foreign_partition_added_while_subscribe_waits_is_seen() {
+    foreign_partition_added_while_subscribe_waits(
+        "CREATE TABLE pt_b PARTITION OF pt FOR VALUES IN ('b', 'c') PARTITION BY LIST (k)",
+        "BEGIN;
+         CREATE FOREIGN TABLE remote PARTITION OF pt_b FOR VALUES IN ('c') SERVER elsewhere;",
+    );
+}
+
+#[test]
+fn a_foreign_partition_added_with_its_parent_while_subscribe_waits_is_seen() {
+    // Here the DDL holds the subscribed table's own lock.
+    foreign_partition_added_while_subscribe_waits(
+        "",
+        "BEGIN;
+         CREATE TABLE pt_b PARTITION OF pt FOR VALUES IN ('b', 'c') PARTITION BY LIST (k);
+         CREATE FOREIGN TABLE remote PARTITION OF pt_b FOR VALUES IN ('c') SERVER elsewhere;",
+    );
+}
+
+/// `tree` and `setup`; then, while another session runs `ddl` (which adds foreign partition
+/// `remote`) in an open transaction, subscribe `pt`: it waits for the DDL's locks, the event
+/// trigger of which found no subscription to refuse; it must see the partition once the DDL
+/// commits.
+fn foreign_partition_added_while_subscribe_waits(setup: &str, ddl_sql: &str) {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut ddl = tree(&pg);
+    exec(&mut ddl, setup);
+    exec(&mut ddl, ddl_sql);
+    let mut subscriber = pg.connect_as("postgres", "postgres");
+    let url = rx.url("/pt");
+    let subscribing = std::thread::spawn(move || {
+        subscriber
+            .batch_execute(&format!("SELECT webhook.subscribe('pt', 'pt', '{url}')"))
+            .map_err(|e| support::describe(&e))
+    });
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND query LIKE '%webhook.subscribe(%'
+                      AND pid <> pg_backend_pid()";
+    // From another session: pg_stat_activity holds still inside a transaction.
+    let mut watcher = pg.connect_as("postgres", "postgres");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while support::count(&mut watcher, waiting) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscribe never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    exec(&mut ddl, "COMMIT");
+    let e = subscribing
+        .join()
+        .expect("the subscribing thread panicked")
+        .expect_err("subscribed a tree with a foreign partition");
+    assert!(
+        e.contains("its partition public.remote is a foreign table"),
+        "{e}"
+    );
+}

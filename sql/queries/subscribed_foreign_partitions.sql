@@ -1,6 +1,6 @@
 -- Foreign tables under live subscriptions' tables, at any depth, with the xmins of the links on
 -- the way down to each: one the current transaction made (the foreign table's own, or that of
--- a subtree attached with it inside) is refused (see foreign_partition.sql).
+-- a subtree attached with it inside) is refused (see foreign_partition_of in src/api/target.rs).
 WITH RECURSIVE down(name, target, relid, parent, xmins) AS (
     SELECT s.name, s.target::pg_catalog.oid, s.target::pg_catalog.oid, 0::pg_catalog.oid,
            ARRAY[]::pg_catalog.text[]

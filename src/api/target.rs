@@ -13,7 +13,15 @@ use crate::sql::first_row;
 const TARGET: &str = include_str!("../../sql/queries/target_table.sql");
 const PARENT: &str = include_str!("../../sql/queries/table_parent.sql");
 const INHERITANCE_CHILD: &str = include_str!("../../sql/queries/inheritance_child.sql");
-const FOREIGN_PARTITION: &str = include_str!("../../sql/queries/foreign_partition.sql");
+
+extern "C-unwind" {
+    // catalog/pg_inherits.h; not in pgrx's generated bindings. Called under a guard.
+    fn find_all_inheritors(
+        parent: pg_sys::Oid,
+        lockmode: pg_sys::LOCKMODE,
+        numparents: *mut *mut pg_sys::List,
+    ) -> *mut pg_sys::List;
+}
 
 /// A table that may be subscribed, by the caller.
 pub struct Table {
@@ -97,6 +105,8 @@ pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
             Some("pg_webhook follows declarative partitions, not inheritance: partition the table, or subscribe the children one by one"),
         );
     }
+    check_may_read_and_attach(target, &qualified);
+    // Last: only a caller who may add triggers to the table locks it.
     if let Some(foreign) = foreign_partition_of(target) {
         reject(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -104,7 +114,6 @@ pub fn check_target(target: Option<pg_sys::Oid>) -> Table {
             Some(&format!("detach the foreign partition first (ALTER TABLE ... DETACH PARTITION {foreign}), or subscribe a partitioned table that has none")),
         );
     }
-    check_may_read_and_attach(target, &qualified);
     Table {
         oid: target,
         qualified,
@@ -127,11 +136,45 @@ fn inheritance_child_of(target: pg_sys::Oid) -> Option<String> {
     )
 }
 
+/// A foreign table among the partitions of `target`, at any depth (PostgreSQL collects no
+/// transition tuples from foreign partitions: with a capture trigger on the tree, writes
+/// through it that reach one fail, and writes naming it go uncaptured).
+///
+/// The tree is locked first, as `CREATE TRIGGER` then locks it (SHARE ROW EXCLUSIVE, which
+/// `CREATE TABLE … PARTITION OF` and `ATTACH PARTITION` conflict with), and each level is read
+/// from the catalog once locked: a partition added by a transaction that committed while this
+/// one waited is seen, and one added later waits for this subscription, which the event
+/// trigger of that DDL then sees (`triggers::events`).
 fn foreign_partition_of(target: pg_sys::Oid) -> Option<String> {
-    spi(
-        "looking up the table's partitions",
-        Spi::get_one_with_args::<String>(FOREIGN_PARTITION, &[target.into()]),
-    )
+    // SAFETY: the table is locked, then find_all_inheritors locks and lists its tree (the
+    // table first); the rest are syscache reads of relations this transaction has locked.
+    unsafe {
+        // find_all_inheritors locks the children, not the table itself.
+        pg_sys::LockRelationOid(target, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE);
+        let tree = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            find_all_inheritors(
+                target,
+                pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE,
+                std::ptr::null_mut(),
+            )
+        });
+        for i in 0..(*tree).length {
+            let relid = pg_sys::list_nth_oid(tree, i);
+            if pg_sys::get_rel_relkind(relid) as u8 == pg_sys::RELKIND_FOREIGN_TABLE {
+                let text = |p: *mut std::ffi::c_char| {
+                    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+                };
+                let schema = text(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)));
+                let name = text(pg_sys::get_rel_name(relid));
+                return Some(format!(
+                    "{}.{}",
+                    quote_identifier(&schema),
+                    quote_identifier(&name)
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// A webhook sends the table's rows (so the caller must be able to read all of them) and
