@@ -123,7 +123,7 @@ pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
     let mut seen = Vec::new();
     let mut domains = Vec::new();
     for &t in &callees.made_into {
-        domains_within(t, &mut seen, &mut domains);
+        domains_within(t, callees, &mut seen, &mut domains);
     }
     // SAFETY: a plain read of the current user.
     let runner = unsafe { pg_sys::GetUserId() };
@@ -150,7 +150,21 @@ pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
 }
 
 /// Adds to `out` the user-made domains a value of type `t` is checked against when it is made.
-fn domains_within(t: pg_sys::Oid, seen: &mut Vec<pg_sys::Oid>, out: &mut Vec<pg_sys::Oid>) {
+/// An anonymous record (a populate function's target given as `NEW`, say) is made with
+/// whatever row type it turns out to have: every type the query computes or declares.
+fn domains_within(
+    t: pg_sys::Oid,
+    callees: &Callees,
+    seen: &mut Vec<pg_sys::Oid>,
+    out: &mut Vec<pg_sys::Oid>,
+) {
+    if t == pg_sys::RECORDOID && !seen.contains(&t) {
+        seen.push(t);
+        for &value in &callees.value_types {
+            domains_within(value, callees, seen, out);
+        }
+        return;
+    }
     if t == pg_sys::InvalidOid || built_in(t) || seen.contains(&t) {
         return;
     }
@@ -173,7 +187,7 @@ fn domains_within(t: pg_sys::Oid, seen: &mut Vec<pg_sys::Oid>, out: &mut Vec<pg_
         }
     };
     for t in inner {
-        domains_within(t, seen, out);
+        domains_within(t, callees, seen, out);
     }
 }
 
@@ -213,9 +227,18 @@ fn type_row(t: pg_sys::Oid) -> Option<TypeRow> {
 
 /// The (type, typmod) of each live column of composite type `type_oid`, from the type cache;
 /// None when there is no such row type (an anonymous record's, for one).
+///
+/// The type's relation is locked first (ACCESS SHARE, to the end of the transaction), so the
+/// columns read here are those the query meets when it runs: `ALTER TYPE … ADD ATTRIBUTE`
+/// waits for the lock, and one that committed before it is seen once it is taken.
 fn columns(type_oid: pg_sys::Oid, typmod: i32) -> Option<Vec<(pg_sys::Oid, i32)>> {
-    // SAFETY: a type cache lookup; the tuple descriptor is released below.
+    // SAFETY: a lock on a relation that may be gone (a no-op then), and a type cache lookup;
+    // the tuple descriptor is released below.
     unsafe {
+        let relation = pg_sys::get_typ_typrelid(type_oid);
+        if relation != pg_sys::InvalidOid {
+            pg_sys::LockRelationOid(relation, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        }
         let desc = pg_sys::lookup_rowtype_tupdesc_noerror(type_oid, typmod, true);
         if desc.is_null() {
             return None;

@@ -15,7 +15,12 @@ use support::{error_of, exec, subscribe, WAIT};
 /// and m.d2 over it; composite m.c (a m.d); range m.dr over m.d; m.takes(m.d) and m.takes_c(m.c), functions that
 /// do nothing (in PL/pgSQL, so that they are not inlined, dropping their arguments).
 const DOMAINS: &str = "CREATE FUNCTION m.loud_check(text) RETURNS boolean LANGUAGE plpgsql
-         AS $$ BEGIN RAISE EXCEPTION 'tabowner''s check ran as %', current_user; END $$;
+         AS $$ BEGIN
+             IF current_user <> 'tabowner' THEN
+                 RAISE EXCEPTION 'tabowner''s check ran as %', current_user;
+             END IF;
+             RETURN true;
+         END $$;
      CREATE DOMAIN m.d AS text CHECK (m.loud_check(VALUE));
      CREATE DOMAIN m.d2 AS m.d;
      CREATE TYPE m.c AS (a m.d);
@@ -167,4 +172,88 @@ fn a_domain_named_in_the_text_is_the_subscribers_choice() {
     assert!(error.contains("violates check constraint"), "{error}");
     exec(&mut writer, "INSERT INTO m.t VALUES (7, 'ok')");
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 7);
+}
+
+#[test]
+fn a_record_read_into_new_checks_the_domains_of_the_tables_columns() {
+    // jsonb_populate_record(NEW, …) makes a row of m.t's type, so its m.d column.
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!("{DOMAINS} ALTER TABLE m.t ADD COLUMN d m.d; INSERT INTO m.t VALUES (1, 'ok')"),
+    );
+    let plain = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        "SELECT pg_catalog.jsonb_populate_record(t, '{\"d\": \"x\"}') FROM m.t t",
+    );
+    assert!(plain.contains("check ran as sub"), "{plain}");
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'pg_catalog.jsonb_populate_record(NEW, ''{\"d\": \"x\"}'') IS NOT NULL'",
+    );
+    assert!(
+        error.contains("would check a value against domain m.d, owned by role tabowner")
+            && !error.contains("ran as"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_composite_a_write_reads_into_cannot_change_between_the_check_and_the_run() {
+    // The check read m.c2's columns; then planning waits for an index tabowner holds. An
+    // ALTER TYPE … ADD ATTRIBUTE of a column of tabowner's domain must wait for the write,
+    // not slip in before the run reads the columns again.
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!(
+            "{DOMAINS} CREATE TYPE m.c2 AS (a int); ALTER TABLE m.t ADD COLUMN doc jsonb;
+             CREATE TABLE m.lookup (id int PRIMARY KEY); GRANT SELECT ON m.lookup TO sub;
+             GRANT INSERT ON m.t TO writer;"
+        ),
+    );
+    let rx = Receiver::start();
+    let mut sub = pg.connect_as("postgres", "sub");
+    subscribe(
+        &mut sub,
+        "s",
+        "m.t",
+        &rx.url("/s"),
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM m.lookup l WHERE l.id = NEW.id)
+              OR (pg_catalog.jsonb_populate_record(NULL::m.c2, NEW.doc)).a IS NULL'",
+    );
+    exec(&mut owner, "BEGIN; REINDEX INDEX m.lookup_pkey");
+    let mut writer = writer(&pg);
+    let writing = std::thread::spawn(move || {
+        writer
+            .batch_execute("INSERT INTO m.t (id, mood, doc) VALUES (1, 'ok', '{}')")
+            .map_err(|e| support::describe(&e))
+    });
+    let mut watcher = pg.connect_as("postgres", "postgres");
+    let deadline = std::time::Instant::now() + WAIT;
+    while support::count(
+        &mut watcher,
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO m.t%'",
+    ) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut other = pg.connect_as("postgres", "tabowner");
+    let error = error_of(
+        &mut other,
+        "SET lock_timeout = '200ms'; ALTER TYPE m.c2 ADD ATTRIBUTE z m.d",
+    );
+    assert!(error.contains("lock timeout"), "{error}");
+    exec(&mut owner, "COMMIT");
+    writing
+        .join()
+        .expect("the writing thread panicked")
+        .expect("the write");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
 }
