@@ -64,10 +64,13 @@ pub struct Callees {
     pub cast_to_text: Vec<pg_sys::Oid>,
     /// The type of every value the query computes (what an anonymous record may hold).
     pub value_types: Vec<pg_sys::Oid>,
-    /// Types values are made into as the query runs, through their domains' constraints: a
-    /// cast to a domain, a value read from text, json_populate_record's target, the columns of
-    /// a column definition list or of XMLTABLE.
+    /// Types values are made into, through their domains' constraints: a cast to a domain, a
+    /// value read from text, json_populate_record's target, the columns of a column
+    /// definition list or of XMLTABLE; with `literals`, the types of the text's constants.
     pub made_into: Vec<pg_sys::Oid>,
+    /// Whether the constants the text writes count as values made into their types (a string
+    /// literal is read into its type as the text is analysed, see `literals`).
+    pub literals: bool,
     /// Shell operators (declared, not yet defined) that the planner may put in the place of
     /// an operator the query uses: (shell, operator used).
     pub shells: Vec<(pg_sys::Oid, pg_sys::Oid)>,
@@ -303,6 +306,15 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
                     .push((pg_sys::exprType(io.arg.cast()), false));
                 found.through_text.push((io.resulttype, true));
                 push_new(&mut found.made_into, io.resulttype);
+                none
+            }
+            // A literal's type (see `literals`); an implicit one, such as a CASE's ELSE NULL,
+            // has no location.
+            T_Const if found.literals => {
+                let constant = &*node.cast::<pg_sys::Const>();
+                if constant.location >= 0 {
+                    push_new(&mut found.made_into, constant.consttype);
+                }
                 none
             }
             T_CoerceToDomain => {

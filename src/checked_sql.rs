@@ -26,10 +26,19 @@ pub struct Checked(pg_sys::SPIPlanPtr);
 
 /// Prepares `query` with parameters of `types` and checks what it would run; an ERROR
 /// (insufficient_privilege) names a function it may not run and why.
-pub fn prepare(client: &SpiClient<'_>, query: &str, types: &[pg_sys::Oid]) -> SpiResult<Checked> {
+///
+/// `trigger`: the trigger call whose transition tables the query reads, which the caller has
+/// registered with SPI (`SPI_register_trigger_data`).
+pub fn prepare(
+    client: &SpiClient<'_>,
+    query: &str,
+    types: &[pg_sys::Oid],
+    trigger: Option<&pg_sys::TriggerData>,
+) -> SpiResult<Checked> {
     let text = CString::new(query)
         .unwrap_or_else(|_| crate::error::invalid("a query holds a NUL character"));
     let mut types = types.to_vec();
+    crate::literals::refuse_untrusted_literal_domains(&text, &types, trigger);
     // Analysis may run an input function (see `analysis_guard`).
     // SAFETY: SPI is connected (`client`); the text and types outlive the call.
     let plan = crate::analysis_guard::analysing(|| unsafe {
@@ -73,10 +82,11 @@ pub fn select<T>(
     client: &SpiClient<'_>,
     query: &str,
     args: &[DatumWithOid<'_>],
+    trigger: Option<&pg_sys::TriggerData>,
     read: impl FnOnce(SpiTupleTable<'_>) -> SpiResult<T>,
 ) -> SpiResult<T> {
     let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
-    let checked = prepare(client, query, &types)?;
+    let checked = prepare(client, query, &types, trigger)?;
     let (mut values, nulls): (Vec<pg_sys::Datum>, Vec<c_char>) = args
         .iter()
         .map(|a| match a.datum() {

@@ -26,6 +26,7 @@ mod error;
 mod expression;
 mod guc;
 mod invalidation;
+mod literals;
 mod looked_up_types;
 mod manage;
 mod named_in_text;

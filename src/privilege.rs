@@ -150,7 +150,7 @@ pub fn sandboxed_check<T>(
 /// would run (`checked_sql`): what is wrong with it (`None`: nothing).
 pub fn plan_problem(role: pg_sys::Oid, query: &str) -> Option<String> {
     sandboxed_check(role, |client| {
-        crate::checked_sql::prepare(client, query, &[]).map(|_| ())
+        crate::checked_sql::prepare(client, query, &[], None).map(|_| ())
     })
     .err()
 }

@@ -86,7 +86,7 @@ fn a_domain_under_a_named_domain_is_checked() {
 #[test]
 fn a_composite_literal_is_refused_before_its_columns_domains_are_checked() {
     // PostgreSQL reads the literal, and so runs the check, while it analyses the text.
-    refused_as_read("('(x)'::m.c).a IS NOT NULL");
+    refused("('(x)'::m.c).a IS NOT NULL", "m.d");
 }
 
 #[test]
@@ -97,12 +97,12 @@ fn an_array_literal_of_a_named_domain_is_refused_before_its_check_runs() {
 
 #[test]
 fn a_range_literal_over_a_domain_is_refused_before_the_check_runs() {
-    refused_as_read("('[a,b)'::m.dr) IS NOT NULL");
+    refused("('[a,b)'::m.dr) IS NOT NULL", "m.d");
 }
 
 #[test]
 fn an_untyped_literal_given_to_a_composite_parameter_is_refused_as_it_is_read() {
-    refused_as_read("m.takes_c('(x)')");
+    refused("m.takes_c('(x)')", "m.d");
 }
 
 #[test]
@@ -256,4 +256,27 @@ fn a_composite_a_write_reads_into_cannot_change_between_the_check_and_the_run() 
         .expect("the writing thread panicked")
         .expect("the write");
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+}
+
+#[test]
+fn a_literal_compared_with_an_array_of_another_roles_domain_is_refused_before_it_is_read() {
+    // `NEW.tags = '{a}'` reads '{a}' as m.dx[] while the text is analysed; m.dx's CHECK uses
+    // built-in functions only, one of which runs any SQL (here: who is running it).
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE DOMAIN m.dx AS text CHECK (pg_catalog.query_to_xml('SELECT current_user AS u',
+             true, false, '')::text NOT LIKE '%<u>sub</u>%');
+         ALTER TABLE m.t ADD COLUMN tags m.dx[];",
+    );
+    let plain = error_of(
+        &mut pg.connect_as("postgres", "sub"),
+        "SELECT '{a}'::m.dx[] IS NOT NULL",
+    );
+    assert!(plain.contains("violates check constraint"), "{plain}");
+    let error = subscribe_error(&pg, "m.t", ", filter => 'NEW.tags = ''{a}'''");
+    assert!(
+        error.contains("would check a value against domain m.dx, owned by role tabowner"),
+        "{error}"
+    );
 }

@@ -79,7 +79,7 @@ fn check_payload(
 fn validate(shape: &Shape, op: Operation, table: &str) -> Result<pg_sys::Oid, String> {
     let query = shape.validation_query(op, table);
     sandboxed_check(caller(), |client| {
-        crate::checked_sql::select(client, &query, &[], |rows| {
+        crate::checked_sql::select(client, &query, &[], None, |rows| {
             rows.column_type_oid(1).map(|t| t.value())
         })
     })

@@ -91,7 +91,7 @@ fn read_rows(
     // Checked first (`checked_sql`): it runs only code it names or code of roles with the
     // owner's rights.
     crate::privilege::read_only(|| {
-        crate::checked_sql::select(client, query, &args, |mut rows| {
+        crate::checked_sql::select(client, query, &args, None, |mut rows| {
             super::shaped_rows::ensure_jsonb(&rows, &[1])?;
             // Without a payload expression the event is the row itself (column 3), a record read raw.
             let column = if payload { 1 } else { 3 };

@@ -82,7 +82,7 @@ pub fn shaped_rows(
                     // Checked first (`checked_sql`): it runs only code it names or code
                     // of roles with the owner's rights.
                     crate::privilege::read_only(|| {
-                        crate::checked_sql::select(client, &query, &[], |mut rows| {
+                        crate::checked_sql::select(client, &query, &[], Some(data), |mut rows| {
                             ensure_jsonb(&rows, &[1])?;
                             let mut chosen = Vec::with_capacity(rows.len());
                             let mut keys = Vec::new();
