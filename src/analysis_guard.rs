@@ -1,16 +1,20 @@
-//! No other role's code runs while PostgreSQL analyses user-written SQL. Analysis runs code:
-//! a literal of a composite, array or range type (`'(x)'::t`, or an untyped literal given to
-//! a parameter of such a type) is read through its type's input function then and there, and
-//! that checks the constraints of the domains within the type — whose owner may have added a
-//! CHECK calling any function. `checked_sql` can only look at the trees analysis produces, so
-//! while it has PostgreSQL analyse a query, the fmgr hooks refuse to look up any function made
-//! after initdb whose owner lacks the privileges of the role the query runs as (a SECURITY
-//! DEFINER function runs as its owner, so may run). Refusing the look-up, not just the call,
-//! also keeps such a function out of caches that outlive the analysis (a range type's support
-//! functions, loaded as its literal is read). Nothing else the text says runs during analysis;
-//! what runs later, as it is planned and run, `checked_sql` checks beforehand.
+//! No other role's code runs while PostgreSQL analyses, plans or runs user-written SQL, beyond
+//! what `checked_sql` checked. Analysis runs code: a literal of a composite, array or range
+//! type is read through its type's input function then and there, which checks the domains
+//! within the type (see `literals`). Planning and running look the catalog up again, after
+//! the check: an operator's commutator or negator defined, or a domain's constraint added,
+//! in between would run unchecked.
+//!
+//! So while `checked_sql` has PostgreSQL analyse a query, and while it plans and runs the
+//! checked plan, the fmgr hooks refuse to look up any function made after initdb that is not
+//! SECURITY DEFINER (those run as their owner) and whose owner lacks the privileges of the role
+//! the query runs as — unless, once the check has passed, that owner's code is code the text
+//! names: a role whose function the text calls by name may redefine that function as it likes,
+//! so its other functions (an inlined SQL function's body calls them) are no new trust.
+//! Refusing the look-up, not just the call, also keeps such a function out of caches that
+//! outlive the statement (a range type's support functions, loaded as its literal is read).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::RefCell;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -20,8 +24,25 @@ use crate::catalog_cache::{oid, with_row};
 use crate::error::{function_name, reject};
 use crate::privilege::role_name;
 
-/// Whether a query is being analysed under the guard.
-static ANALYSING: AtomicBool = AtomicBool::new(false);
+/// What the guard is watching.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// PostgreSQL analyses user-written text.
+    Analysing,
+    /// PostgreSQL plans and runs a checked query.
+    Running,
+}
+
+/// The guard in force: its phase and the owners whose code the text names.
+struct Guard {
+    phase: Phase,
+    named_owners: Vec<pg_sys::Oid>,
+}
+
+thread_local! {
+    /// Set while a query is analysed, planned or run under the guard (main thread only).
+    static GUARD: RefCell<Option<Guard>> = const { RefCell::new(None) };
+}
 
 static mut PREVIOUS_NEEDS: pg_sys::needs_fmgr_hook_type = None;
 static mut PREVIOUS_HOOK: pg_sys::fmgr_hook_type = None;
@@ -37,26 +58,35 @@ pub fn init() {
     }
 }
 
-/// Runs `analyse` (which has PostgreSQL analyse user-written SQL) under the guard; the guard
-/// ends with it, by return or by ERROR.
+/// Runs `analyse` (which has PostgreSQL analyse user-written SQL) under the guard.
 pub fn analysing<T>(analyse: impl FnOnce() -> T) -> T {
-    struct Ends(bool);
-    impl Drop for Ends {
+    guarded(Phase::Analysing, &[], analyse)
+}
+
+/// Runs `run` under the guard in `phase`, letting functions of `named_owners` (and of roles
+/// whose privileges they have) run too; the guard ends with it, by return or by ERROR, and
+/// the one before it (if any) is back.
+pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce() -> T) -> T {
+    struct Restores(Option<Guard>);
+    impl Drop for Restores {
         fn drop(&mut self) {
-            ANALYSING.store(self.0, Ordering::Relaxed);
+            let before = self.0.take();
+            GUARD.with(|g| *g.borrow_mut() = before);
         }
     }
-    let _ends = Ends(ANALYSING.swap(true, Ordering::Relaxed));
-    analyse()
+    let guard = Guard {
+        phase,
+        named_owners: named_owners.to_vec(),
+    };
+    let _restores = Restores(GUARD.with(|g| g.borrow_mut().replace(guard)));
+    run()
 }
 
 /// Consulted by fmgr_info for every function not compiled into PostgreSQL that is neither
 /// SECURITY DEFINER nor has settings of its own (those go to `fmgr_hook` as they start).
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_hook(function: pg_sys::Oid) -> bool {
-    if ANALYSING.load(Ordering::Relaxed) {
-        refuse_untrusted(function);
-    }
+    refuse_untrusted(function);
     // SAFETY: the previous hook, set before ours and never changed since.
     match unsafe { PREVIOUS_NEEDS } {
         Some(previous) => unsafe { previous(function) },
@@ -70,7 +100,7 @@ unsafe extern "C-unwind" fn fmgr_hook(
     flinfo: *mut pg_sys::FmgrInfo,
     arg: *mut pg_sys::Datum,
 ) {
-    if event == pg_sys::FmgrHookEventType::FHET_START && ANALYSING.load(Ordering::Relaxed) {
+    if event == pg_sys::FmgrHookEventType::FHET_START {
         // SAFETY: fmgr passes the FmgrInfo of the function starting.
         refuse_untrusted(unsafe { (*flinfo).fn_oid });
     }
@@ -80,12 +110,16 @@ unsafe extern "C-unwind" fn fmgr_hook(
     }
 }
 
-/// Raises an ERROR when `function` was made after initdb, is not SECURITY DEFINER, and its
-/// owner lacks the current user's privileges.
+/// Under a guard, raises an ERROR when `function` was made after initdb, is not SECURITY
+/// DEFINER, and its owner has neither the current user's privileges nor is one the guard
+/// lets run.
 fn refuse_untrusted(function: pg_sys::Oid) {
     if built_in(function) {
         return;
     }
+    let Some(phase) = GUARD.with(|g| g.borrow().as_ref().map(|g| g.phase)) else {
+        return;
+    };
     let row = with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
         (
             oid(attribute(pg_sys::Anum_pg_proc_proowner)),
@@ -98,13 +132,26 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     };
     // SAFETY: plain reads of the current user and of role membership.
     let runner = unsafe { pg_sys::GetUserId() };
-    if definer || unsafe { pg_sys::has_privs_of_role(owner, runner) } {
+    // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
+    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
+    // A named owner has the owner's privileges: it could make this function's code its own.
+    let controls = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(role, owner) };
+    let named = GUARD.with(|g| {
+        g.borrow()
+            .as_ref()
+            .is_some_and(|g| g.named_owners.iter().any(|&o| controls(o)))
+    });
+    if definer || trusted || named {
         return;
     }
+    let when = match phase {
+        Phase::Analysing => "as PostgreSQL reads the expression (or look it up then, to run later): a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
+        Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
+    };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!(
-            "the expression would run function {}, owned by role {}, with the rights of role {} as PostgreSQL reads the expression (or look it up then, to run later): a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
+            "the expression would run function {}, owned by role {}, with the rights of role {} {when}",
             function_name(function),
             role_name(owner),
             role_name(runner)

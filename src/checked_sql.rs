@@ -14,6 +14,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 
+use crate::analysis_guard::{guarded, Phase};
 use crate::callees::{built_in, list_items, Callees, Why};
 use crate::error::{operator_name, reject, type_name};
 use crate::named_in_text::Names;
@@ -22,7 +23,11 @@ const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_functions.sql");
 const OPERATOR_NAME: &str = include_str!("../sql/queries/operator_name.sql");
 
 /// A prepared query whose trees were checked; freed when SPI finishes.
-pub struct Checked(pg_sys::SPIPlanPtr);
+pub struct Checked {
+    plan: pg_sys::SPIPlanPtr,
+    /// The owners of the code the text names, which the plan may run (see `analysis_guard`).
+    named_owners: Vec<pg_sys::Oid>,
+}
 
 /// Prepares `query` with parameters of `types` and checks what it would run; an ERROR
 /// (insufficient_privilege) names a function it may not run and why.
@@ -54,7 +59,10 @@ pub fn prepare(
             None,
         );
     }
-    let checked = Checked(plan);
+    let mut checked = Checked {
+        plan,
+        named_owners: Vec::new(),
+    };
     // SAFETY: a plan SPI_prepare just made.
     let (callees, named) = unsafe { checked.callees() };
     if let Some(&(shell, used)) = callees.shells.first() {
@@ -70,10 +78,11 @@ pub fn prepare(
     }
     // Types whose casts (or range functions) are looked up as the query runs.
     crate::looked_up_types::refuse_untrusted(client, &callees)?;
-    crate::looked_up_types::refuse_untrusted_domains(&callees, &named);
+    let domain_owners = crate::looked_up_types::refuse_untrusted_domains(&callees, &named);
     let mut calls = resolve(&callees);
     calls.extend(crate::looked_up_types::range_functions(&callees));
-    refuse_untrusted(client, &calls, &named)?;
+    checked.named_owners = refuse_untrusted(client, &calls, &named)?;
+    checked.named_owners.extend(domain_owners);
     Ok(checked)
 }
 
@@ -100,16 +109,19 @@ pub fn select<T>(
         unsafe { pg_sys::GetCurrentTransactionIdIfAny() == pg_sys::InvalidTransactionId };
     // SAFETY: the plan SPI_prepare made, SPI still connected.
     let before = unsafe { checked.query_lists() };
+    // Planned and run under the guard: nothing the check did not see runs (an operator's
+    // commutator defined meanwhile, say).
+    let owners = &checked.named_owners;
     // SAFETY: the checked plan, with one value and null flag per parameter.
-    let portal = unsafe {
+    let portal = guarded(Phase::Running, owners, || unsafe {
         pg_sys::SPI_cursor_open(
             std::ptr::null(),
-            checked.0,
+            checked.plan,
             values.as_mut_ptr(),
             nulls.as_ptr(),
             read_only,
         )
-    };
+    });
     // An unsaved plan is not analysed again; should that ever change, fail rather than run
     // trees nobody checked.
     // SAFETY: as above.
@@ -125,7 +137,10 @@ pub fn select<T>(
         .to_string_lossy()
         .into_owned();
     let mut cursor = client.find_cursor(&name)?;
-    read(cursor.fetch(std::ffi::c_long::MAX)?)
+    let rows = guarded(Phase::Running, owners, || {
+        cursor.fetch(std::ffi::c_long::MAX)
+    })?;
+    read(rows)
 }
 
 impl Checked {
@@ -135,7 +150,7 @@ impl Checked {
     /// The plan is valid (SPI still connected).
     unsafe fn sources(&self) -> Vec<*mut pg_sys::CachedPlanSource> {
         // SAFETY: see the function contract.
-        unsafe { list_items(pg_sys::SPI_plan_get_plan_sources(self.0)) }
+        unsafe { list_items(pg_sys::SPI_plan_get_plan_sources(self.plan)) }
     }
 
     /// Each source's analysed query list, to see whether it was replaced.
@@ -205,11 +220,13 @@ fn push(calls: &mut Vec<(pg_sys::Oid, Why)>, function: pg_sys::Oid, why: Why) {
 /// Raises an ERROR for the first of `calls` that runs SQL from a string, or whose owner lacks
 /// the current user's privileges unless the text names it (a function called by name, an
 /// operator's function by the operator's name).
+///
+/// Returns the owners of the functions it let run because the text names them.
 fn refuse_untrusted(
     client: &SpiClient<'_>,
     calls: &[(pg_sys::Oid, Why)],
     named: &Names,
-) -> SpiResult<()> {
+) -> SpiResult<Vec<pg_sys::Oid>> {
     if let Some((function, _)) = calls.iter().find(|(_, why)| *why == Why::RunsSql) {
         reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -231,8 +248,9 @@ fn refuse_untrusted(
         );
     }
     let mut functions: Vec<pg_sys::Oid> = calls.iter().map(|(f, _)| *f).collect();
+    let mut named_owners = Vec::new();
     if functions.is_empty() {
-        return Ok(());
+        return Ok(named_owners);
     }
     functions.sort_by_key(|f| f.to_u32());
     functions.dedup();
@@ -262,13 +280,14 @@ fn refuse_untrusted(
                 refuse(&signature, &owner, *why);
             }
         }
+        named_owners.push(row.get::<pg_sys::Oid>(7)?.unwrap_or_default());
     }
     // Fail closed: the analysis saw the latest catalog, the query above the statement's
     // snapshot, which may predate a function made since.
     if let Some(unseen) = functions.iter().find(|f| !seen.contains(f)) {
         crate::looked_up_types::refuse_too_new("function", unseen.to_u32());
     }
-    Ok(())
+    Ok(named_owners)
 }
 
 /// Whether the text names operator `opno`, schema-qualified (`OPERATOR(schema.op)`).

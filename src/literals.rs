@@ -55,6 +55,8 @@ pub fn refuse_untrusted_literal_domains(
             }
         });
     }
+    // The domains the text names may check its literals as it is analysed (see
+    // `analysis_guard`, which stops the functions of other owners there).
     crate::looked_up_types::refuse_untrusted_domains(&callees, &named);
 }
 

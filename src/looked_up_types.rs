@@ -119,7 +119,10 @@ pub fn range_functions(callees: &Callees) -> Vec<(pg_sys::Oid, Why)> {
 /// are those of the types the query makes values into (`Callees::made_into`) and those within
 /// them — a domain's base domains, array elements, composite columns, range subtypes — read
 /// from the catalog caches, as the run reads them.
-pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
+///
+/// Returns the owners of the domains it let through because the text names them.
+pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) -> Vec<pg_sys::Oid> {
+    let mut named_owners = Vec::new();
     let mut seen = Vec::new();
     let mut domains = Vec::new();
     for &t in &callees.made_into {
@@ -134,7 +137,13 @@ pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
         };
         // SAFETY: a catalog read of two role OIDs.
         let trusted = unsafe { pg_sys::has_privs_of_role(row.owner, runner) };
-        if !trusted && !named.types.contains(&(row.schema, row.name)) {
+        if !trusted
+            && named
+                .types
+                .contains(&(row.schema.clone(), row.name.clone()))
+        {
+            named_owners.push(row.owner);
+        } else if !trusted {
             let owner = crate::privilege::role_name(row.owner);
             let runner = crate::privilege::role_name(runner);
             reject(
@@ -147,6 +156,7 @@ pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) {
             );
         }
     }
+    named_owners
 }
 
 /// Adds to `out` the user-made domains a value of type `t` is checked against when it is made.

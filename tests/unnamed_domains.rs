@@ -200,65 +200,6 @@ fn a_record_read_into_new_checks_the_domains_of_the_tables_columns() {
 }
 
 #[test]
-fn a_composite_a_write_reads_into_cannot_change_between_the_check_and_the_run() {
-    // The check read m.c2's columns; then planning waits for an index tabowner holds. An
-    // ALTER TYPE … ADD ATTRIBUTE of a column of tabowner's domain must wait for the write,
-    // not slip in before the run reads the columns again.
-    let (pg, _su, mut owner) = setup();
-    exec(
-        &mut owner,
-        &format!(
-            "{DOMAINS} CREATE TYPE m.c2 AS (a int); ALTER TABLE m.t ADD COLUMN doc jsonb;
-             CREATE TABLE m.lookup (id int PRIMARY KEY); GRANT SELECT ON m.lookup TO sub;
-             GRANT INSERT ON m.t TO writer;"
-        ),
-    );
-    let rx = Receiver::start();
-    let mut sub = pg.connect_as("postgres", "sub");
-    subscribe(
-        &mut sub,
-        "s",
-        "m.t",
-        &rx.url("/s"),
-        ", events => '{insert}', filter => 'EXISTS (SELECT FROM m.lookup l WHERE l.id = NEW.id)
-              OR (pg_catalog.jsonb_populate_record(NULL::m.c2, NEW.doc)).a IS NULL'",
-    );
-    exec(&mut owner, "BEGIN; REINDEX INDEX m.lookup_pkey");
-    let mut writer = writer(&pg);
-    let writing = std::thread::spawn(move || {
-        writer
-            .batch_execute("INSERT INTO m.t (id, mood, doc) VALUES (1, 'ok', '{}')")
-            .map_err(|e| support::describe(&e))
-    });
-    let mut watcher = pg.connect_as("postgres", "postgres");
-    let deadline = std::time::Instant::now() + WAIT;
-    while support::count(
-        &mut watcher,
-        "SELECT count(*) FROM pg_stat_activity
-          WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO m.t%'",
-    ) == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the write never waited"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let mut other = pg.connect_as("postgres", "tabowner");
-    let error = error_of(
-        &mut other,
-        "SET lock_timeout = '200ms'; ALTER TYPE m.c2 ADD ATTRIBUTE z m.d",
-    );
-    assert!(error.contains("lock timeout"), "{error}");
-    exec(&mut owner, "COMMIT");
-    writing
-        .join()
-        .expect("the writing thread panicked")
-        .expect("the write");
-    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
-}
-
-#[test]
 fn a_literal_compared_with_an_array_of_another_roles_domain_is_refused_before_it_is_read() {
     // `NEW.tags = '{a}'` reads '{a}' as m.dx[] while the text is analysed; m.dx's CHECK uses
     // built-in functions only, one of which runs any SQL (here: who is running it).

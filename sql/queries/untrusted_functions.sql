@@ -1,5 +1,5 @@
 -- The functions $1, each with its signature, schema and name (to compare with the names the
--- query's text spells out), its owner, and whether that owner has the privileges of role $2
+-- query's text spells out), its owner (name, then OID), and whether that owner has the privileges of role $2
 -- (the role a user-written query runs as). A function the statement's snapshot does not see
 -- yet (made since) has no row: the caller refuses it. See src/checked_sql.rs.
 SELECT p.oid,
@@ -7,7 +7,8 @@ SELECT p.oid,
        n.nspname::pg_catalog.text,
        p.proname::pg_catalog.text,
        pg_catalog.pg_get_userbyid(p.proowner)::pg_catalog.text,
-       pg_catalog.pg_has_role(p.proowner, $2, 'USAGE')
+       pg_catalog.pg_has_role(p.proowner, $2, 'USAGE'),
+       p.proowner
   FROM pg_catalog.pg_proc AS p
   JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
  WHERE p.oid OPERATOR(pg_catalog.=) ANY ($1)

@@ -1,0 +1,124 @@
+//! What a filter runs cannot change between its check and its run. The writer's planning is
+//! held up on an index lock (tabowner's REINDEX of a table the filter reads), while tabowner
+//! changes what the checked filter would run: the change must wait for the write, or what it
+//! brings in must be refused, never run as the subscriber.
+
+mod support;
+
+use postgres::Client;
+use support::cluster::Cluster;
+use support::receiver::Receiver;
+use support::unnamed::*;
+use support::{error_of, exec, subscribe, WAIT};
+
+/// tabowner's m.lookup (id int PRIMARY KEY, v int), readable by sub, with statistics.
+const LOOKUP: &str = "CREATE TABLE m.lookup (id int PRIMARY KEY, v int);
+     GRANT SELECT ON m.lookup TO sub;
+     INSERT INTO m.lookup SELECT g, g % 5 FROM generate_series(1, 1000) g;
+     ANALYZE m.lookup;";
+
+/// With `prepare` made by tabowner, subscribes sub to m.t's inserts with `filter` (which reads
+/// m.lookup, so its planning locks m.lookup's index); holds that index in a REINDEX; starts
+/// writer's INSERT of row 1, waits until it waits for the lock, runs `change` in another
+/// tabowner session, lets the REINDEX go and returns the write's outcome (with the receiver
+/// and the cluster, still running).
+fn write_held_in_planning(
+    prepare: &str,
+    filter: &str,
+    change: impl FnOnce(&mut Client),
+) -> (Result<(), String>, Receiver, Cluster) {
+    let (pg, mut su, mut owner) = setup();
+    exec(&mut owner, &format!("{LOOKUP} {prepare}"));
+    exec(&mut su, "ANALYZE m.lookup");
+    let rx = Receiver::start();
+    subscribe(
+        &mut pg.connect_as("postgres", "sub"),
+        "s",
+        "m.t",
+        &rx.url("/s"),
+        &format!(
+            ", events => '{{insert}}', filter => '{}'",
+            filter.replace('\'', "''")
+        ),
+    );
+    exec(&mut owner, "BEGIN; REINDEX INDEX m.lookup_pkey");
+    let mut writer = writer(&pg);
+    let writing = std::thread::spawn(move || {
+        writer
+            .batch_execute("INSERT INTO m.t (id, mood) VALUES (1, 'ok')")
+            .map_err(|e| support::describe(&e))
+    });
+    wait_for_lock(&pg);
+    change(&mut pg.connect_as("postgres", "tabowner"));
+    exec(&mut owner, "COMMIT");
+    let outcome = writing.join().expect("the writing thread panicked");
+    (outcome, rx, pg)
+}
+
+/// Waits until the INSERT into m.t waits for a lock.
+fn wait_for_lock(pg: &Cluster) {
+    let mut watcher = pg.connect_as("postgres", "postgres");
+    let deadline = std::time::Instant::now() + WAIT;
+    while support::count(
+        &mut watcher,
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO m.t%'",
+    ) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_composite_a_write_reads_into_cannot_change_between_the_check_and_the_run() {
+    // The check read m.c2's columns; ALTER TYPE … ADD ATTRIBUTE of a column of tabowner's
+    // domain must wait for the write, not slip in before the run reads the columns again.
+    let (outcome, rx, _pg) = write_held_in_planning(
+        "CREATE FUNCTION m.loud_check(int) RETURNS boolean LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'tabowner''s check ran as %', current_user; END $$;
+         CREATE DOMAIN m.d AS int CHECK (m.loud_check(VALUE));
+         CREATE TYPE m.c2 AS (a int); ALTER TABLE m.t ADD COLUMN doc jsonb;",
+        "EXISTS (SELECT FROM m.lookup l WHERE l.id = NEW.id)
+             OR (pg_catalog.jsonb_populate_record(NULL::m.c2, NEW.doc)).a IS NULL",
+        |other| {
+            let error = error_of(
+                other,
+                "SET lock_timeout = '200ms'; ALTER TYPE m.c2 ADD ATTRIBUTE z m.d",
+            );
+            assert!(error.contains("lock timeout"), "{error}");
+        },
+    );
+    outcome.expect("the write");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+}
+
+#[test]
+fn a_commutator_defined_between_the_check_and_the_planning_is_refused() {
+    // m.<<< runs int4lt; the planner estimates `3 <<< v` with its commutator's function,
+    // which tabowner defines while the write waits to be planned.
+    let (outcome, _rx, _pg) = write_held_in_planning(
+        "CREATE FUNCTION m.evil_gt(int, int) RETURNS boolean LANGUAGE plpgsql
+             AS $$ BEGIN RAISE EXCEPTION 'evil_gt ran as %', current_user; END $$;
+         GRANT EXECUTE ON FUNCTION m.evil_gt(int, int) TO sub;
+         CREATE OPERATOR m.<<< (LEFTARG = int, RIGHTARG = int, FUNCTION = int4lt,
+             RESTRICT = scalarltsel);",
+        "EXISTS (SELECT FROM m.lookup l WHERE 3 OPERATOR(m.<<<) l.v)",
+        |other| {
+            exec(
+                other,
+                "CREATE OPERATOR m.>>> (LEFTARG = int, RIGHTARG = int, FUNCTION = m.evil_gt,
+                     COMMUTATOR = OPERATOR(m.<<<))",
+            )
+        },
+    );
+    let error = outcome.expect_err("the write ran the new commutator");
+    assert!(
+        error.contains("would run function m.evil_gt(integer,integer), owned by role tabowner, with the rights of role sub as PostgreSQL plans or runs the expression")
+            && !error.contains("ran as"),
+        "{error}"
+    );
+}
