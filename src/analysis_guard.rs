@@ -11,8 +11,11 @@
 //! the query runs as — unless, once the check has passed, that owner's code is code the text
 //! names: a role whose function the text calls by name may redefine that function as it likes,
 //! so its other functions (an inlined SQL function's body calls them) are no new trust.
-//! Refusing the look-up, not just the call, also keeps such a function out of caches that
-//! outlive the statement (a range type's support functions, loaded as its literal is read).
+//! Such a function is refused when it starts, not when it is looked up: planning looks up
+//! functions it never runs (the expressions of a table's indexes, to match them), and an
+//! FmgrInfo made under the guard keeps the hook, so one kept in a cache that outlives the
+//! statement (a range type's support functions, loaded as its literal is read) is checked at
+//! every later call under a guard too.
 
 use std::cell::RefCell;
 
@@ -83,10 +86,16 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
 }
 
 /// Consulted by fmgr_info for every function not compiled into PostgreSQL that is neither
-/// SECURITY DEFINER nor has settings of its own (those go to `fmgr_hook` as they start).
+/// SECURITY DEFINER nor has settings of its own (those go to `fmgr_hook` as they start), and
+/// by the planner before it inlines a SQL function. One the guard would refuse gets the hook:
+/// `fmgr_hook` refuses it when it starts, under a guard (the planner loading an index's
+/// expressions only looks, and does not inline it), and an FmgrInfo made now and kept in a
+/// cache comes back to the hook at every call.
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_hook(function: pg_sys::Oid) -> bool {
-    refuse_untrusted(function);
+    if untrusted(function).is_some() {
+        return true;
+    }
     // SAFETY: the previous hook, set before ours and never changed since.
     match unsafe { PREVIOUS_NEEDS } {
         Some(previous) => unsafe { previous(function) },
@@ -114,38 +123,16 @@ unsafe extern "C-unwind" fn fmgr_hook(
 /// DEFINER, and its owner has neither the current user's privileges nor is one the guard
 /// lets run.
 fn refuse_untrusted(function: pg_sys::Oid) {
-    if built_in(function) {
-        return;
-    }
-    let Some(phase) = GUARD.with(|g| g.borrow().as_ref().map(|g| g.phase)) else {
-        return;
-    };
-    let row = with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
-        (
-            oid(attribute(pg_sys::Anum_pg_proc_proowner)),
-            attribute(pg_sys::Anum_pg_proc_prosecdef).is_some_and(|d| d.value() != 0),
-        )
-    });
-    // fmgr_info raises its own ERROR for a function that is gone.
-    let Some((owner, definer)) = row else {
+    let Some(Untrusted {
+        phase,
+        owner,
+        runner,
+    }) = untrusted(function)
+    else {
         return;
     };
-    // SAFETY: plain reads of the current user and of role membership.
-    let runner = unsafe { pg_sys::GetUserId() };
-    // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
-    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
-    // A named owner has the owner's privileges: it could make this function's code its own.
-    let controls = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(role, owner) };
-    let named = GUARD.with(|g| {
-        g.borrow()
-            .as_ref()
-            .is_some_and(|g| g.named_owners.iter().any(|&o| controls(o)))
-    });
-    if definer || trusted || named {
-        return;
-    }
     let when = match phase {
-        Phase::Analysing => "as PostgreSQL reads the expression (or look it up then, to run later): a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
+        Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
     };
     reject(
@@ -158,4 +145,45 @@ fn refuse_untrusted(function: pg_sys::Oid) {
         ),
         None,
     );
+}
+
+/// A function the guard in force refuses: in which phase, whose it is, and who would run it.
+struct Untrusted {
+    phase: Phase,
+    owner: pg_sys::Oid,
+    runner: pg_sys::Oid,
+}
+
+/// Whether the guard in force (if any) refuses `function`: made after initdb, not SECURITY
+/// DEFINER, and its owner has neither the current user's privileges nor is one the guard
+/// lets run.
+fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
+    if built_in(function) {
+        return None;
+    }
+    let phase = GUARD.with(|g| g.borrow().as_ref().map(|g| g.phase))?;
+    let row = with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
+        (
+            oid(attribute(pg_sys::Anum_pg_proc_proowner)),
+            attribute(pg_sys::Anum_pg_proc_prosecdef).is_some_and(|d| d.value() != 0),
+        )
+    });
+    // fmgr_info raises its own ERROR for a function that is gone.
+    let (owner, definer) = row?;
+    // SAFETY: plain reads of the current user and of role membership.
+    let runner = unsafe { pg_sys::GetUserId() };
+    // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
+    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
+    // A named owner has the owner's privileges: it could make this function's code its own.
+    let controls = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(role, owner) };
+    let named = GUARD.with(|g| {
+        g.borrow()
+            .as_ref()
+            .is_some_and(|g| g.named_owners.iter().any(|&o| controls(o)))
+    });
+    (!(definer || trusted || named)).then_some(Untrusted {
+        phase,
+        owner,
+        runner,
+    })
 }

@@ -94,20 +94,70 @@ unsafe fn transition_tables(trigger: &pg_sys::TriggerData) -> *mut pg_sys::Query
 }
 
 /// Makes every string constant of a raw parse tree NULL; `context` is unused.
+///
+/// An operand of an operator is also wrapped in `CAST(... AS pg_catalog.unknown)`, which
+/// analysis makes into the same untyped constant: PostgreSQL turns a bare NULL operand of
+/// `IS [NOT] DISTINCT FROM` (and of `=` under `transform_null_equals`, which `sql::PARSING`
+/// pins off anyway) into a test for NULL, where the string literal would have been read into
+/// the other operand's type — a type this pass must see.
 #[pg_guard]
 unsafe extern "C-unwind" fn null_strings(node: *mut pg_sys::Node, context: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
-    // SAFETY: the walker passes valid raw nodes; an A_Const's union holds a node tag first.
+    // SAFETY: the walker passes valid raw nodes; an A_Const's union holds a node tag first;
+    // an A_Expr's operands are nodes (or null), replaced here by nodes made in the current
+    // context, where the tree lives.
     unsafe {
         if (*node).type_ == T_A_Const {
-            let constant = node.cast::<pg_sys::A_Const>();
-            if !(*constant).isnull && (*constant).val.node.type_ == T_String {
-                (*constant).isnull = true;
-            }
+            null_string(node.cast());
             return false;
         }
+        if (*node).type_ == T_A_Expr {
+            let expr = node.cast::<pg_sys::A_Expr>();
+            for operand in [&raw mut (*expr).lexpr, &raw mut (*expr).rexpr] {
+                if null_string(*operand) {
+                    *operand = as_unknown(*operand);
+                }
+            }
+        }
         pg_sys::raw_expression_tree_walker(node, Some(null_strings), context)
+    }
+}
+
+/// Makes `node` NULL if it is a string constant; whether it was one (a NULL written as such
+/// stays as it is, a test for NULL in both passes).
+///
+/// # Safety
+/// `node` is a raw parse node or null.
+unsafe fn null_string(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: see the function contract; an A_Const's union holds a node tag first.
+    unsafe {
+        if node.is_null() || (*node).type_ != T_A_Const {
+            return false;
+        }
+        let constant = node.cast::<pg_sys::A_Const>();
+        let string = !(*constant).isnull && (*constant).val.node.type_ == T_String;
+        if string {
+            (*constant).isnull = true;
+        }
+        string
+    }
+}
+
+/// `CAST(constant AS pg_catalog.unknown)`, at the constant's place in the text.
+///
+/// # Safety
+/// `constant` is a raw A_Const; the cast is made in the current memory context.
+unsafe fn as_unknown(constant: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    // SAFETY: see the function contract.
+    unsafe {
+        let cast =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::TypeCast>()).cast::<pg_sys::TypeCast>();
+        (*cast).type_ = T_TypeCast;
+        (*cast).arg = constant;
+        (*cast).typeName = pg_sys::SystemTypeName(c"unknown".as_ptr().cast_mut());
+        (*cast).location = (*constant.cast::<pg_sys::A_Const>()).location;
+        cast.cast()
     }
 }

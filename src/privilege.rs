@@ -107,9 +107,14 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// (sub)transaction abort restores the user and pops the nest level.
 pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     as_role(role, || {
-        let [scs, backslash] = crate::sql::PARSING;
+        let [scs, backslash, null_equals] = crate::sql::PARSING;
         crate::sql::with_settings(
-            &[(c"search_path", c"pg_catalog, pg_temp"), scs, backslash],
+            &[
+                (c"search_path", c"pg_catalog, pg_temp"),
+                scs,
+                backslash,
+                null_equals,
+            ],
             f,
         )
     })

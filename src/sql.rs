@@ -224,10 +224,13 @@ pub fn at_latest(doing: &str, statement: &CStr, args: &[Arg], each: impl FnMut(&
 /// open when it is on, so text checked in one session as one expression could run in another as
 /// a different query, with more statements in it. `backslash_quote` decides whether `\'` may stand
 /// in an `E''` string. No other setting changes what PostgreSQL's scanner makes of a text
-/// (`escape_string_warning` only warns).
-pub const PARSING: [(&CStr, &CStr); 2] = [
+/// (`escape_string_warning` only warns). `transform_null_equals` changes what analysis makes of
+/// `x = NULL` (a test for NULL instead of a comparison), which the check of literals relies on
+/// (see `literals`): the writer's session must not turn it on.
+pub const PARSING: [(&CStr, &CStr); 3] = [
     (c"standard_conforming_strings", c"on"),
     (c"backslash_quote", c"on"),
+    (c"transform_null_equals", c"off"),
 ];
 
 /// Runs `f` with `settings` (name, value) in a GUC nest level of its own, the way PostgreSQL

@@ -199,23 +199,70 @@ fn a_record_read_into_new_checks_the_domains_of_the_tables_columns() {
     );
 }
 
-#[test]
-fn a_literal_compared_with_an_array_of_another_roles_domain_is_refused_before_it_is_read() {
-    // `NEW.tags = '{a}'` reads '{a}' as m.dx[] while the text is analysed; m.dx's CHECK uses
-    // built-in functions only, one of which runs any SQL (here: who is running it).
+/// tabowner's domain m.dx over text, whose CHECK uses built-in functions only, one of which
+/// runs any SQL (here: who is running it): it fails when `sub` runs it.
+const LOUD_DX: &str =
+    "CREATE DOMAIN m.dx AS text CHECK (pg_catalog.query_to_xml('SELECT current_user AS u',
+         true, false, '')::text NOT LIKE '%<u>sub</u>%');";
+
+/// Asserts that, with m.dx made and m.t.tags an array of it, a filter of `sub`'s comparing the
+/// column with a literal (`filter`, SQL-quoted) is refused before the literal is read.
+fn literal_refused(filter: &str) {
     let (pg, _su, mut owner) = setup();
     exec(
         &mut owner,
-        "CREATE DOMAIN m.dx AS text CHECK (pg_catalog.query_to_xml('SELECT current_user AS u',
-             true, false, '')::text NOT LIKE '%<u>sub</u>%');
-         ALTER TABLE m.t ADD COLUMN tags m.dx[];",
+        &format!("{LOUD_DX} ALTER TABLE m.t ADD COLUMN tags m.dx[];"),
     );
     let plain = error_of(
         &mut pg.connect_as("postgres", "sub"),
         "SELECT '{a}'::m.dx[] IS NOT NULL",
     );
     assert!(plain.contains("violates check constraint"), "{plain}");
-    let error = subscribe_error(&pg, "m.t", ", filter => 'NEW.tags = ''{a}'''");
+    let error = subscribe_error(&pg, "m.t", &format!(", filter => '{filter}'"));
+    assert!(
+        error.contains("would check a value against domain m.dx, owned by role tabowner"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_literal_compared_with_an_array_of_another_roles_domain_is_refused_before_it_is_read() {
+    // `NEW.tags = '{a}'` reads '{a}' as m.dx[] while the text is analysed.
+    literal_refused("NEW.tags = ''{a}''");
+}
+
+#[test]
+fn a_literal_is_distinct_from_an_array_of_another_roles_domain_is_refused_before_it_is_read() {
+    // With the literal made NULL, PostgreSQL would make this a test for NULL and read nothing.
+    literal_refused("NEW.tags IS DISTINCT FROM ''{a}''");
+}
+
+#[test]
+fn a_literal_is_not_distinct_from_an_array_of_another_roles_domain_is_refused_before_read() {
+    literal_refused("NEW.tags IS NOT DISTINCT FROM ''{a}''");
+}
+
+#[test]
+fn a_writer_with_transform_null_equals_cannot_have_a_literal_read_unchecked() {
+    // Subscribed while the column was text[]; tabowner then makes it m.dx[]. A writer whose
+    // session turns `x = NULL` into `x IS NULL` must not keep the check from seeing the
+    // literal read as m.dx[] (the filter is read as everywhere else: the setting is off).
+    let (pg, _su, mut owner) = setup();
+    exec(&mut owner, "ALTER TABLE m.t ADD COLUMN tags text[];");
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'NEW.tags = ''{a}'''",
+    );
+    exec(
+        &mut owner,
+        &format!("{LOUD_DX} ALTER TABLE m.t ALTER COLUMN tags TYPE m.dx[];"),
+    );
+    let error = error_of(
+        &mut pg.connect_as("postgres", "writer"),
+        "SET transform_null_equals = on; INSERT INTO m.t (id, tags) VALUES (1, '{a}')",
+    );
     assert!(
         error.contains("would check a value against domain m.dx, owned by role tabowner"),
         "{error}"
