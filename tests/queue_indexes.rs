@@ -7,7 +7,7 @@ mod support;
 
 use support::cluster::Cluster;
 use support::receiver::Receiver;
-use support::{count, exec, subscribe};
+use support::{count, error_of, exec, subscribe};
 
 #[test]
 fn every_queue_index_holds_every_event_its_predicate_admits() {
@@ -100,4 +100,66 @@ fn every_queue_index_holds_every_event_its_predicate_admits() {
         "SET enable_seqscan = off; SET enable_bitmapscan = off",
     );
     assert_eq!(counts(&mut db), from_table);
+}
+
+/// A queue with the DBA's plain indexes (columns only, one with INCLUDE columns) and `more`, and
+/// a paused subscription of table `t`.
+fn with_plain_indexes(more: &str) -> (Cluster, postgres::Client, Receiver) {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        &format!(
+            "CREATE EXTENSION amcheck;
+             CREATE TABLE t (id int PRIMARY KEY, account int);
+             CREATE INDEX dba_created ON webhook._event_queue (created_at);
+             CREATE INDEX dba_covering ON webhook._event_queue (subscription_id) INCLUDE (op, id);
+             {more}"
+        ),
+    );
+    let rx = Receiver::start();
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(&mut db, "SELECT webhook.pause('t')");
+    (pg, db, rx)
+}
+
+#[test]
+fn plain_indexes_a_dba_adds_hold_every_event() {
+    let (pg, mut db, _rx) = with_plain_indexes("");
+    let mut writer = pg.connect("postgres");
+    exec(
+        &mut writer,
+        "INSERT INTO t VALUES (0, 1);
+         INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 2500) g;
+         UPDATE t SET account = 2 WHERE id = 0;",
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM webhook._event_queue"),
+        2502
+    );
+    let checked = count(
+        &mut db,
+        "SELECT count(bt_index_check(index => i.indexrelid, heapallindexed => true))
+           FROM pg_index i WHERE i.indrelid = 'webhook._event_queue'::regclass",
+    );
+    assert_eq!(checked, 7, "the queue's five indexes and the DBA's two");
+}
+
+#[test]
+fn a_unique_index_a_dba_adds_is_checked_as_capture_writes() {
+    // One event per subscription and transaction: a second row in one statement violates it.
+    let (pg, mut db, _rx) = with_plain_indexes(
+        "CREATE UNIQUE INDEX dba_one_per_tx ON webhook._event_queue (subscription_id, txid);",
+    );
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "INSERT INTO t VALUES (1, 1)");
+    let error = error_of(&mut writer, "INSERT INTO t VALUES (2, 1), (3, 1)");
+    assert!(
+        error.contains("duplicate key value violates unique constraint \"dba_one_per_tx\""),
+        "{error}"
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM webhook._event_queue"),
+        1
+    );
 }
