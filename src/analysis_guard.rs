@@ -127,10 +127,14 @@ fn refuse_untrusted(function: pg_sys::Oid) {
         phase,
         owner,
         runner,
+        procedural,
     }) = untrusted(function)
     else {
         return;
     };
+    if let Some(language) = procedural {
+        crate::checked_sql::refuse_procedural(&function_name(function), &language_name(language));
+    }
     let when = match phase {
         Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
@@ -147,11 +151,30 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     );
 }
 
-/// A function the guard in force refuses: in which phase, whose it is, and who would run it.
+/// A function the guard in force refuses: in which phase, whose it is, who would run it, and
+/// the procedural language it is written in when that is why (its owner being trusted).
 struct Untrusted {
     phase: Phase,
     owner: pg_sys::Oid,
     runner: pg_sys::Oid,
+    procedural: Option<pg_sys::Oid>,
+}
+
+/// The languages whose functions keep nothing compiled beyond the call (pg_language.dat:
+/// internal 12, c 13, sql 14). A function in another (PL/pgSQL and the like) keeps casts and
+/// expressions it compiled for the rest of the transaction, made where no guard watched.
+const PLAIN_LANGUAGES: [u32; 3] = [12, 13, 14];
+
+fn language_name(language: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup; NULL when the language is gone.
+    let name = unsafe { pg_sys::get_language_name(language, true) };
+    if name.is_null() {
+        return format!("language {}", language.to_u32());
+    }
+    // SAFETY: a palloc'd NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Whether the guard in force (if any) refuses `function`: made after initdb, not SECURITY
@@ -166,10 +189,11 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
         (
             oid(attribute(pg_sys::Anum_pg_proc_proowner)),
             attribute(pg_sys::Anum_pg_proc_prosecdef).is_some_and(|d| d.value() != 0),
+            oid(attribute(pg_sys::Anum_pg_proc_prolang)),
         )
     });
     // fmgr_info raises its own ERROR for a function that is gone.
-    let (owner, definer) = row?;
+    let (owner, definer, language) = row?;
     // SAFETY: plain reads of the current user and of role membership.
     let runner = unsafe { pg_sys::GetUserId() };
     // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
@@ -181,9 +205,12 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
             .as_ref()
             .is_some_and(|g| g.named_owners.iter().any(|&o| controls(o)))
     });
-    (!(definer || trusted || named)).then_some(Untrusted {
+    let procedural =
+        (!definer && !PLAIN_LANGUAGES.contains(&language.to_u32())).then_some(language);
+    (!(definer || trusted || named) || procedural.is_some()).then_some(Untrusted {
         phase,
         owner,
         runner,
+        procedural: procedural.filter(|_| trusted || named),
     })
 }

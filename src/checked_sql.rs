@@ -261,10 +261,14 @@ fn refuse_untrusted(
     for row in rows {
         let function: pg_sys::Oid = row.get(1)?.unwrap_or_default();
         seen.push(function);
+        let signature: String = row.get(2)?.unwrap_or_default();
+        let procedural = row.get::<String>(8)?;
         if row.get::<bool>(6)? == Some(true) {
+            if let Some(language) = procedural {
+                refuse_procedural(&signature, &language);
+            }
             continue;
         }
-        let signature: String = row.get(2)?.unwrap_or_default();
         let schema: String = row.get(3)?.unwrap_or_default();
         let proname: String = row.get(4)?.unwrap_or_default();
         let owner: String = row.get(5)?.unwrap_or_default();
@@ -279,6 +283,9 @@ fn refuse_untrusted(
             if !exempt {
                 refuse(&signature, &owner, *why);
             }
+        }
+        if let Some(language) = procedural {
+            refuse_procedural(&signature, &language);
         }
         named_owners.push(row.get::<pg_sys::Oid>(7)?.unwrap_or_default());
     }
@@ -300,6 +307,22 @@ fn operator_named(client: &SpiClient<'_>, named: &Names, opno: pg_sys::Oid) -> S
         (Some(schema), Some(name)) => named.operators.contains(&(schema, name)),
         _ => false,
     })
+}
+
+/// A function in a procedural language runs with its caller's rights: PL/pgSQL (and the like)
+/// keeps, for the rest of the transaction, the casts and expressions it compiled, and a writer
+/// can have them compiled earlier in its transaction, where no guard watches — the function
+/// then runs another role's cast or operator function as the runner, unchecked.
+pub fn refuse_procedural(signature: &str, language: &str) -> ! {
+    // SAFETY: a plain read of the current user.
+    let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
+    reject(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!(
+            "the expression would run function {signature}, written in {language}, with the rights of role {runner}: a {language} function reuses the casts and expressions its language compiled earlier in the writer's transaction, unchecked, so another role's code could run through it as role {runner}"
+        ),
+        Some("Call a SQL-language function (LANGUAGE sql) instead; a SECURITY DEFINER function runs as its owner and is not refused."),
+    )
 }
 
 fn refuse(signature: &str, owner: &str, why: Why) -> ! {

@@ -113,6 +113,12 @@ unsafe extern "C-unwind" fn null_strings(node: *mut pg_sys::Node, context: *mut 
             null_string(node.cast());
             return false;
         }
+        if (*node).type_ == T_CommonTableExpr {
+            let cte = node.cast::<pg_sys::CommonTableExpr>();
+            if !(*cte).search_clause.is_null() || !(*cte).cycle_clause.is_null() {
+                refuse_search_or_cycle();
+            }
+        }
         if (*node).type_ == T_A_Expr {
             let expr = node.cast::<pg_sys::A_Expr>();
             for operand in [&raw mut (*expr).lexpr, &raw mut (*expr).rexpr] {
@@ -123,6 +129,17 @@ unsafe extern "C-unwind" fn null_strings(node: *mut pg_sys::Node, context: *mut 
         }
         pg_sys::raw_expression_tree_walker(node, Some(null_strings), context)
     }
+}
+
+/// A WITH query's SEARCH or CYCLE clause: PostgreSQL's walkers do not look into it, so neither
+/// this pass nor the names the text spells out would see the constants of a CYCLE clause,
+/// which analysis reads into their type (a composite's domains checked then).
+fn refuse_search_or_cycle() -> ! {
+    crate::error::reject(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "a WITH query's SEARCH or CYCLE clause cannot be used in a filter or payload: PostgreSQL reads the constants of a CYCLE clause while it analyses the text, where they cannot be checked",
+        Some("Detect cycles in the recursive query itself (an array of visited keys), or leave the recursion out of the filter."),
+    )
 }
 
 /// Makes `node` NULL if it is a string constant; whether it was one (a NULL written as such

@@ -260,10 +260,12 @@ fn a_slow_backfill_filter_is_cancelled_and_fails_the_backfill() {
 #[test]
 fn a_backfill_filter_that_ignores_its_cancel_fails_the_backfill() {
     let (_pg, mut db, rx) = t_subscribed_with_rows(10);
-    // Catches every cancel and goes on: only the watchdog, ending worker 0, stops it.
+    // Catches every cancel and goes on: only the watchdog, ending worker 0, stops it. (SECURITY
+    // DEFINER: a procedural function running with its caller's rights is refused.)
     exec(
         &mut db,
-        "CREATE FUNCTION stubborn(id int) RETURNS boolean LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION stubborn(id int) RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+         SET search_path = pg_catalog AS $$
          BEGIN
              LOOP
                  BEGIN

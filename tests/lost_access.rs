@@ -143,8 +143,8 @@ fn a_filter_cannot_write_down_the_rows_it_sees() {
     exec(
         &mut bob,
         "CREATE SEQUENCE public.loot;
-         CREATE FUNCTION public.keep(s text) RETURNS boolean LANGUAGE plpgsql AS
-           $$ BEGIN PERFORM pg_catalog.setval('public.loot', pg_catalog.length(s)); RETURN true; END $$;",
+         CREATE FUNCTION public.keep(s text) RETURNS boolean LANGUAGE sql AS
+           $$ SELECT pg_catalog.setval('public.loot', pg_catalog.length(s)) > 0 $$;",
     );
     subscribe(
         &mut bob,

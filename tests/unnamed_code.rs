@@ -185,9 +185,11 @@ fn a_function_in_the_body_of_a_view_the_filter_reads_must_be_named_too() {
     assert_refused(&error, "m.loud(m.mood)", "the expression does not name it");
 }
 
-/// Makes operator m.=== (m.mood, m.mood), equality by tabowner's function m.same.
-const OPERATOR: &str = "CREATE FUNCTION m.same(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
-        AS $$ BEGIN RETURN $1 = $2; END $$;
+/// Makes operator m.=== (m.mood, m.mood), equality by tabowner's function m.same (with a SET
+/// clause, so that it is neither inlined nor folded away before the planner looks at the
+/// operator's negator).
+const OPERATOR: &str = "CREATE FUNCTION m.same(m.mood, m.mood) RETURNS boolean LANGUAGE sql
+        SET search_path = pg_catalog AS $$ SELECT $1 = $2 $$;
     CREATE OPERATOR m.=== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.same);";
 
 #[test]
@@ -239,12 +241,12 @@ fn a_function_that_runs_sql_from_a_string_is_refused() {
     );
 }
 
-/// Makes, as tabowner, operator m.!== (m.mood, m.mood) with function m.differs running
-/// `body`, and NEGATOR m.=== (of `OPERATOR`), which that makes m.!== the negator of.
-fn negator(body: &str) -> String {
+/// Makes, as tabowner, operator m.!== (m.mood, m.mood) with function m.differs defined by
+/// `definition` (its language and body), and NEGATOR m.=== (of `OPERATOR`), which that makes
+/// m.!== the negator of.
+fn negator(definition: &str) -> String {
     format!(
-        "CREATE FUNCTION m.differs(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
-             AS $$ BEGIN {body}; END $$;
+        "CREATE FUNCTION m.differs(m.mood, m.mood) RETURNS boolean {definition};
          GRANT EXECUTE ON FUNCTION m.differs(m.mood, m.mood) TO sub;
          CREATE OPERATOR m.!== (LEFTARG = m.mood, RIGHTARG = m.mood, FUNCTION = m.differs,
              NEGATOR = OPERATOR(m.===));"
@@ -259,7 +261,7 @@ fn a_negator_added_to_a_named_operator_after_subscribing_stops_the_write() {
     refused_after_subscribing(
         OPERATOR,
         "NOT (NEW.mood OPERATOR(m.===) 'sad')",
-        &negator(RAISES),
+        &negator(&format!("LANGUAGE plpgsql AS $$ BEGIN {RAISES}; END $$")),
         "SELECT NOT ('ok'::m.mood OPERATOR(m.===) 'sad')",
         "m.differs(m.mood,m.mood)",
         "it is the function of operator m.!==(m.mood,m.mood), a commutator or negator of operator m.===(m.mood,m.mood)",
@@ -270,7 +272,11 @@ fn a_negator_added_to_a_named_operator_after_subscribing_stops_the_write() {
 fn a_negator_the_filter_names_too_runs() {
     let (pg, _su, mut owner) = setup();
     exec(&mut owner, OPERATOR);
-    exec(&mut owner, &negator("RETURN $1 <> $2"));
+    // In SQL: a procedural function is refused even where the text names it.
+    exec(
+        &mut owner,
+        &negator("LANGUAGE sql AS $$ SELECT $1 <> $2 $$"),
+    );
     let rx = Receiver::start();
     subscribe_sub(
         &pg,
@@ -291,8 +297,8 @@ fn the_commutator_the_planner_estimates_with_must_be_named_too() {
     exec(
         &mut owner,
         &format!(
-            "CREATE FUNCTION m.before(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
-                 AS $$ BEGIN RETURN $1 < $2; END $$;
+            "CREATE FUNCTION m.before(m.mood, m.mood) RETURNS boolean LANGUAGE sql
+                 SET search_path = pg_catalog AS $$ SELECT $1 < $2 $$;
              CREATE FUNCTION m.after(m.mood, m.mood) RETURNS boolean LANGUAGE plpgsql
                  AS $$ BEGIN {RAISES}; END $$;
              GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA m TO sub;
@@ -307,7 +313,7 @@ fn the_commutator_the_planner_estimates_with_must_be_named_too() {
         "INSERT INTO m.t VALUES (1, 'ok'), (2, 'ok'), (3, 'sad'); ANALYZE m.t",
     );
     // With the column on the right, the planner estimates `'ok' <<< mood` as `mood >>> 'ok'`
-    // (m.before is PL/pgSQL so that it is not inlined into a plain `<` before estimation).
+    // (m.before has a SET clause so that it is not inlined into a plain `<` before estimation).
     let filter = "EXISTS (SELECT FROM m.t WHERE 'ok' OPERATOR(m.<<<) mood)";
     let plain = error_of(
         &mut pg.connect_as("postgres", "sub"),

@@ -268,3 +268,23 @@ fn a_writer_with_transform_null_equals_cannot_have_a_literal_read_unchecked() {
         "{error}"
     );
 }
+
+#[test]
+fn a_cycle_clause_is_refused_before_its_constants_are_read() {
+    // PostgreSQL's walkers skip a CYCLE clause, whose mark values are read into their type as
+    // the text is analysed (here a composite whose column tabowner may make m.dx later).
+    let (pg, _su, mut owner) = setup();
+    exec(&mut owner, "CREATE TYPE m.pair AS (a text);");
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'EXISTS (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2)
+             CYCLE n SET mark TO m.pair ''(x)'' DEFAULT m.pair ''(y)'' USING p SELECT FROM r)'",
+    );
+    assert!(
+        error.contains(
+            "a WITH query's SEARCH or CYCLE clause cannot be used in a filter or payload"
+        ),
+        "{error}"
+    );
+}
