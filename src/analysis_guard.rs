@@ -93,7 +93,7 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
 /// cache comes back to the hook at every call.
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_hook(function: pg_sys::Oid) -> bool {
-    if untrusted(function).is_some() {
+    if untrusted(function).is_some() || maybe_subtype_diff(function) {
         return true;
     }
     // SAFETY: the previous hook, set before ours and never changed since.
@@ -149,6 +149,32 @@ fn refuse_untrusted(function: pg_sys::Oid) {
         ),
         None,
     );
+}
+
+/// Whether `function` could be a range type's `subtype_diff` — two arguments of one type,
+/// returning float8, not built in — which gets the hook guard or no guard: the type cache
+/// keeps it for the backend's life once a query (under no guard, or under one that trusted
+/// its owner) has loaded the range type, and the planner calls it from there when it
+/// estimates a range condition, so `fmgr_hook` must judge each call by the guard in force
+/// then. (A function of that shape that is not one is only not inlined.)
+fn maybe_subtype_diff(function: pg_sys::Oid) -> bool {
+    if built_in(function) {
+        return false;
+    }
+    with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
+        let returns = oid(attribute(pg_sys::Anum_pg_proc_prorettype));
+        let arguments = attribute(pg_sys::Anum_pg_proc_proargtypes);
+        returns == pg_sys::FLOAT8OID
+            && arguments.is_some_and(|d| {
+                // SAFETY: proargtypes is an oidvector, never toasted.
+                unsafe {
+                    let vector = d.cast_mut_ptr::<pg_sys::oidvector>();
+                    let types = (*vector).values.as_slice((*vector).dim1.max(0) as usize);
+                    types.len() == 2 && types[0] == types[1]
+                }
+            })
+    })
+    .unwrap_or(false)
 }
 
 /// A function the guard in force refuses: in which phase, whose it is, who would run it, and

@@ -122,3 +122,44 @@ fn a_commutator_defined_between_the_check_and_the_planning_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
+    // The type cache keeps a range type's subtype_diff for the backend's life once loaded —
+    // here by the writer, where no guard watches — and the planner calls it from there when
+    // it estimates a range condition in sub's helper.
+    let (pg, mut su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE FUNCTION m.loud_diff(int, int) RETURNS float8 LANGUAGE sql IMMUTABLE
+             AS $$ SELECT CASE WHEN current_user::text = 'sub'
+                               THEN ('tabowner''s function ran as ' || current_user)::float8
+                               ELSE ($1 - $2)::float8 END $$;
+         CREATE TYPE m.r AS RANGE (subtype = int, subtype_diff = m.loud_diff);
+         CREATE TABLE m.v (id int, r m.r);
+         INSERT INTO m.v SELECT g, m.r(g, g + 10) FROM generate_series(1, 500) g;
+         ANALYZE m.v;
+         GRANT SELECT ON m.v TO sub;",
+    );
+    exec(&mut su, "CREATE SCHEMA s AUTHORIZATION sub");
+    exec(
+        &mut pg.connect_as("postgres", "sub"),
+        "CREATE FUNCTION s.booked(int) RETURNS boolean LANGUAGE sql STABLE AS $$
+             SELECT NOT EXISTS (SELECT FROM m.v o WHERE o.r && m.r(100, 120) AND o.id = $1) $$",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 's.booked(NEW.id)'",
+    );
+    let error = error_of(
+        &mut writer(&pg),
+        "SELECT m.r(1, 2); INSERT INTO m.t VALUES (20, 'ok')",
+    );
+    assert_refused(
+        &error,
+        "m.loud_diff(integer,integer)",
+        "as PostgreSQL plans or runs the expression",
+    );
+}
