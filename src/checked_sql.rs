@@ -321,7 +321,7 @@ pub fn refuse_procedural(signature: &str, language: &str) -> ! {
         format!(
             "the expression would run function {signature}, written in {language}, with the rights of role {runner}: a {language} function reuses the casts and expressions its language compiled earlier in the writer's transaction, unchecked, so another role's code could run through it as role {runner}"
         ),
-        Some("Call a SQL-language function (LANGUAGE sql) instead; a SECURITY DEFINER function runs as its owner and is not refused."),
+        Some("Call a SQL-language function (LANGUAGE sql) instead."),
     )
 }
 
