@@ -231,12 +231,12 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
             .as_ref()
             .is_some_and(|g| g.named_owners.iter().any(|&o| controls(o)))
     });
-    let procedural =
-        (!definer && !PLAIN_LANGUAGES.contains(&language.to_u32())).then_some(language);
+    // SECURITY DEFINER or not: the caches are the session's, whoever the function runs as.
+    let procedural = (!PLAIN_LANGUAGES.contains(&language.to_u32())).then_some(language);
     (!(definer || trusted || named) || procedural.is_some()).then_some(Untrusted {
         phase,
         owner,
         runner,
-        procedural: procedural.filter(|_| trusted || named),
+        procedural: procedural.filter(|_| definer || trusted || named),
     })
 }

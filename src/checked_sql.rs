@@ -309,17 +309,18 @@ fn operator_named(client: &SpiClient<'_>, named: &Names, opno: pg_sys::Oid) -> S
     })
 }
 
-/// A function in a procedural language runs with its caller's rights: PL/pgSQL (and the like)
-/// keeps, for the rest of the transaction, the casts and expressions it compiled, and a writer
-/// can have them compiled earlier in its transaction, where no guard watches — the function
-/// then runs another role's cast or operator function as the runner, unchecked.
+/// A function in a procedural language: PL/pgSQL (and the like) keeps, for the rest of the
+/// transaction, the casts and expressions it compiled — in caches of the session, whoever the
+/// function runs as — and a writer can have them compiled earlier in its transaction, where no
+/// guard watches: the function then runs another role's cast or operator function, unchecked,
+/// as the runner (or as its owner, if it is SECURITY DEFINER).
 pub fn refuse_procedural(signature: &str, language: &str) -> ! {
     // SAFETY: a plain read of the current user.
     let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         format!(
-            "the expression would run function {signature}, written in {language}, with the rights of role {runner}: a {language} function reuses the casts and expressions its language compiled earlier in the writer's transaction, unchecked, so another role's code could run through it as role {runner}"
+            "the expression would run function {signature}, written in {language}, as role {runner}: a {language} function reuses the casts and expressions its language compiled earlier in the writer's transaction, unchecked, so another role's code could run through it (as role {runner}, or as the function's owner if it is SECURITY DEFINER)"
         ),
         Some("Call a SQL-language function (LANGUAGE sql) instead."),
     )

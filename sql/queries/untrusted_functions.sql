@@ -1,8 +1,7 @@
 -- The functions $1, each with its signature, schema and name (to compare with the names the
 -- query's text spells out), its owner (name, then OID), and whether that owner has the privileges of role $2
 -- (the role a user-written query runs as); then the name of its language when that is a
--- procedural one (not internal, C or SQL) and the function runs with its caller's rights (not
--- SECURITY DEFINER), else NULL. A function the statement's snapshot does not see yet (made
+-- procedural one (not internal, C or SQL), else NULL. A function the statement's snapshot does not see yet (made
 -- since) has no row: the caller refuses it. See src/checked_sql.rs.
 SELECT p.oid,
        p.oid::pg_catalog.regprocedure::pg_catalog.text,
@@ -12,7 +11,6 @@ SELECT p.oid,
        pg_catalog.pg_has_role(p.proowner, $2, 'USAGE'),
        p.proowner,
        CASE WHEN l.lanname OPERATOR(pg_catalog.<>) ALL (ARRAY['internal', 'c', 'sql']::pg_catalog.name[])
-                 AND NOT p.prosecdef
             THEN l.lanname::pg_catalog.text END
   FROM pg_catalog.pg_proc AS p
   JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
