@@ -151,12 +151,12 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     );
 }
 
-/// Whether `function` could be a range type's `subtype_diff` — two arguments of one type,
-/// returning float8, not built in — which gets the hook guard or no guard: the type cache
-/// keeps it for the backend's life once a query (under no guard, or under one that trusted
-/// its owner) has loaded the range type, and the planner calls it from there when it
-/// estimates a range condition, so `fmgr_hook` must judge each call by the guard in force
-/// then. (A function of that shape that is not one is only not inlined.)
+/// Whether `function` is a range type's `subtype_diff` (not built in), which gets the hook
+/// guard or no guard: the type cache keeps it for the backend's life once a query (under no
+/// guard, or under one that trusted its owner) has loaded the range type, and the planner
+/// calls it from there when it estimates a range condition, so `fmgr_hook` must judge each
+/// call by the guard in force then. The shape (two arguments of one type, returning float8)
+/// is checked first, so pg_range (`subtype_diffs`) is read only for such functions.
 fn maybe_subtype_diff(function: pg_sys::Oid) -> bool {
     if built_in(function) {
         return false;
@@ -175,6 +175,7 @@ fn maybe_subtype_diff(function: pg_sys::Oid) -> bool {
             })
     })
     .unwrap_or(false)
+        && crate::subtype_diffs::contains(function)
 }
 
 /// A function the guard in force refuses: in which phase, whose it is, who would run it, and

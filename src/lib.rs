@@ -34,6 +34,7 @@ mod ping;
 mod privilege;
 mod queue;
 mod sql;
+mod subtype_diffs;
 mod triggers;
 mod tuples;
 mod unguarded;
@@ -57,6 +58,7 @@ pub fn is_preloaded() -> bool {
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     analysis_guard::init();
+    subtype_diffs::init();
     capture::init_cache();
     invalidation::init();
     triggers::drop_access::init();

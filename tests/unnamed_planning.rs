@@ -34,3 +34,26 @@ fn an_index_expression_of_a_table_the_filter_reads_does_not_stop_writes() {
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["record"]["id"], 1);
 }
+
+#[test]
+fn a_sql_function_shaped_like_a_subtype_diff_is_still_inlined() {
+    // Only real subtype_diffs (in pg_range) get the hook at every call; another SQL function
+    // with two arguments of one type returning float8 is inlined as PostgreSQL inlines it.
+    let (_pg, mut su, _owner) = setup();
+    exec(
+        &mut su,
+        "CREATE FUNCTION public.total(a int, b int) RETURNS float8 LANGUAGE sql IMMUTABLE
+             AS $$ SELECT (a + b)::float8 $$;",
+    );
+    let plan: Vec<String> = su
+        .query(
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT public.total(id, id) FROM m.t",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("EXPLAIN: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let plan = plan.join(" ");
+    assert!(plan.contains("((id + id))::double precision"), "{plan}");
+}
