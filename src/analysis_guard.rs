@@ -6,11 +6,13 @@
 //! in between would run unchecked.
 //!
 //! So while `checked_sql` has PostgreSQL analyse a query, and while it plans and runs the
-//! checked plan, the fmgr hooks refuse to look up any function made after initdb that is not
-//! SECURITY DEFINER (those run as their owner) and whose owner lacks the privileges of the role
-//! the query runs as — unless, once the check has passed, that owner's code is code the text
+//! checked plan, the fmgr hooks refuse any function made after initdb that is not SECURITY
+//! DEFINER (those run as their owner) and whose owner lacks the privileges of the role the
+//! query runs as — unless, once the check has passed, that owner's code is code the text
 //! names: a role whose function the text calls by name may redefine that function as it likes,
-//! so its other functions (an inlined SQL function's body calls them) are no new trust.
+//! so its other functions (an inlined SQL function's body calls them) are no new trust. A
+//! function in a procedural language is refused whoever owns it, SECURITY DEFINER or not: it
+//! reuses casts and expressions its language compiled earlier in the transaction, unwatched.
 //! Such a function is refused when it starts, not when it is looked up: planning looks up
 //! functions it never runs (the expressions of a table's indexes, to match them), and an
 //! FmgrInfo made under the guard keeps the hook, so one kept in a cache that outlives the
@@ -119,9 +121,7 @@ unsafe extern "C-unwind" fn fmgr_hook(
     }
 }
 
-/// Under a guard, raises an ERROR when `function` was made after initdb, is not SECURITY
-/// DEFINER, and its owner has neither the current user's privileges nor is one the guard
-/// lets run.
+/// Under a guard, raises an ERROR when the guard refuses `function` (see `untrusted`).
 fn refuse_untrusted(function: pg_sys::Oid) {
     let Some(Untrusted {
         phase,
@@ -204,9 +204,9 @@ fn language_name(language: pg_sys::Oid) -> String {
         .into_owned()
 }
 
-/// Whether the guard in force (if any) refuses `function`: made after initdb, not SECURITY
-/// DEFINER, and its owner has neither the current user's privileges nor is one the guard
-/// lets run.
+/// Whether the guard in force (if any) refuses `function`: made after initdb and either in a
+/// procedural language, or not SECURITY DEFINER with an owner that has neither the current
+/// user's privileges nor is one the guard lets run.
 fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     if built_in(function) {
         return None;

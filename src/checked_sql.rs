@@ -262,32 +262,31 @@ fn refuse_untrusted(
         let function: pg_sys::Oid = row.get(1)?.unwrap_or_default();
         seen.push(function);
         let signature: String = row.get(2)?.unwrap_or_default();
-        let procedural = row.get::<String>(8)?;
-        if row.get::<bool>(6)? == Some(true) {
-            if let Some(language) = procedural {
-                refuse_procedural(&signature, &language);
-            }
-            continue;
-        }
-        let schema: String = row.get(3)?.unwrap_or_default();
-        let proname: String = row.get(4)?.unwrap_or_default();
-        let owner: String = row.get(5)?.unwrap_or_default();
-        for (_, why) in calls.iter().filter(|(f, _)| *f == function) {
-            let exempt = match why {
-                Why::Call => named.functions.contains(&(schema.clone(), proname.clone())),
-                Why::Operator(opno) | Why::Swapped(opno, _) => {
-                    operator_named(client, named, *opno)?
+        let trusted = row.get::<bool>(6)? == Some(true);
+        if !trusted {
+            let schema: String = row.get(3)?.unwrap_or_default();
+            let proname: String = row.get(4)?.unwrap_or_default();
+            let owner: String = row.get(5)?.unwrap_or_default();
+            for (_, why) in calls.iter().filter(|(f, _)| *f == function) {
+                let exempt = match why {
+                    Why::Call => named.functions.contains(&(schema.clone(), proname.clone())),
+                    Why::Operator(opno) | Why::Swapped(opno, _) => {
+                        operator_named(client, named, *opno)?
+                    }
+                    _ => false,
+                };
+                if !exempt {
+                    refuse(&signature, &owner, *why);
                 }
-                _ => false,
-            };
-            if !exempt {
-                refuse(&signature, &owner, *why);
             }
         }
-        if let Some(language) = procedural {
+        // Named or trusted, a procedural function is refused all the same.
+        if let Some(language) = row.get::<String>(8)? {
             refuse_procedural(&signature, &language);
         }
-        named_owners.push(row.get::<pg_sys::Oid>(7)?.unwrap_or_default());
+        if !trusted {
+            named_owners.push(row.get::<pg_sys::Oid>(7)?.unwrap_or_default());
+        }
     }
     // Fail closed: the analysis saw the latest catalog, the query above the statement's
     // snapshot, which may predate a function made since.

@@ -136,14 +136,12 @@ pub fn refuse_untrusted_domains(callees: &Callees, named: &Names) -> Vec<pg_sys:
             continue;
         };
         // SAFETY: a catalog read of two role OIDs.
-        let trusted = unsafe { pg_sys::has_privs_of_role(row.owner, runner) };
-        if !trusted
-            && named
-                .types
-                .contains(&(row.schema.clone(), row.name.clone()))
-        {
+        if unsafe { pg_sys::has_privs_of_role(row.owner, runner) } {
+            continue;
+        }
+        if named.types.contains(&(row.schema, row.name)) {
             named_owners.push(row.owner);
-        } else if !trusted {
+        } else {
             let owner = crate::privilege::role_name(row.owner);
             let runner = crate::privilege::role_name(runner);
             reject(

@@ -107,16 +107,9 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 /// (sub)transaction abort restores the user and pops the nest level.
 pub fn as_owner_sandboxed<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     as_role(role, || {
-        let [scs, backslash, null_equals] = crate::sql::PARSING;
-        crate::sql::with_settings(
-            &[
-                (c"search_path", c"pg_catalog, pg_temp"),
-                scs,
-                backslash,
-                null_equals,
-            ],
-            f,
-        )
+        let mut settings = vec![(c"search_path", c"pg_catalog, pg_temp")];
+        settings.extend(crate::sql::PARSING);
+        crate::sql::with_settings(&settings, f)
     })
 }
 

@@ -23,19 +23,17 @@ fn label(su: &mut postgres::Client, sub: &mut postgres::Client, definition: &str
 
 const FILTER: &str = ", filter => 's.label(NEW.mood) <> ''sad'''";
 
-/// `FILTER`, for inserts.
-const ON_INSERT: &str = ", events => '{insert}', filter => 's.label(NEW.mood) <> ''sad'''";
+/// With s.label defined by `definition`: the error sub's subscribe with `FILTER` meets.
+fn subscribe_error_with_label(definition: &str) -> String {
+    let (pg, mut su, _owner) = setup();
+    let mut sub = pg.connect_as("postgres", "sub");
+    label(&mut su, &mut sub, definition);
+    subscribe_error(&pg, "m.t", FILTER)
+}
 
 #[test]
 fn a_procedural_function_the_filter_names_is_refused_at_subscribe() {
-    let (pg, mut su, _owner) = setup();
-    let mut sub = pg.connect_as("postgres", "sub");
-    label(
-        &mut su,
-        &mut sub,
-        "LANGUAGE plpgsql AS $$ BEGIN RETURN x; END $$",
-    );
-    let error = subscribe_error(&pg, "m.t", FILTER);
+    let error = subscribe_error_with_label("LANGUAGE plpgsql AS $$ BEGIN RETURN x; END $$");
     assert!(
         error.contains("would run function s.label(m.mood), written in plpgsql, as role sub"),
         "{error}"
@@ -48,7 +46,7 @@ fn a_sql_function_replaced_by_a_procedural_one_stops_the_writes() {
     let mut sub = pg.connect_as("postgres", "sub");
     label(&mut su, &mut sub, "LANGUAGE sql AS $$ SELECT x::text $$");
     let rx = Receiver::start();
-    let id = subscribe_sub(&pg, &rx, ON_INSERT);
+    let id = subscribe_sub(&pg, &rx, &format!(", events => '{{insert}}'{FILTER}"));
     exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
     exec(
@@ -72,15 +70,10 @@ fn a_sql_function_replaced_by_a_procedural_one_stops_the_writes() {
 fn a_security_definer_procedural_function_is_refused_too() {
     // It runs as sub, its owner, and would reuse a cast of tabowner's that the writer had
     // PL/pgSQL compile earlier in its transaction (SELECT m.prime('ok'), say) all the same.
-    let (pg, mut su, _owner) = setup();
-    let mut sub = pg.connect_as("postgres", "sub");
-    label(
-        &mut su,
-        &mut sub,
+    let error = subscribe_error_with_label(
         "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
              AS $$ BEGIN RETURN x; END $$",
     );
-    let error = subscribe_error(&pg, "m.t", FILTER);
     assert!(
         error.contains("would run function s.label(m.mood), written in plpgsql"),
         "{error}"
