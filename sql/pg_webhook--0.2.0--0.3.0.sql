@@ -133,6 +133,12 @@ ALTER TABLE webhook._event_archive ADD COLUMN order_key bigint;
 -- Grouping by transaction: each event's part of its transaction's request, and the size of
 -- the transaction.
 ALTER TABLE webhook._event_queue ADD COLUMN part integer, ADD COLUMN tx_events integer;
+-- The WAL timelines of an event and of its transaction (see schema.sql): those queued before
+-- keep the webhook-ids they had, which name no timeline.
+ALTER TABLE webhook._event_queue
+    ADD COLUMN timeline integer NOT NULL DEFAULT 1,
+    ADD COLUMN tx_timeline integer NOT NULL DEFAULT 1;
+ALTER TABLE webhook._event_archive ADD COLUMN timeline integer NOT NULL DEFAULT 1;
 UPDATE webhook._event_queue SET order_key = 0 WHERE ordered;
 CREATE INDEX event_queue_order_key ON webhook._event_queue (subscription_id, order_key, id)
     WHERE ordered;
@@ -268,7 +274,7 @@ SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
        COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
-       NULL::timestamptz AS finished_at, NULL::text AS callback_error
+       NULL::timestamptz AS finished_at, NULL::text AS callback_error, q.timeline
   FROM webhook._event_queue q
   JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
 UNION ALL
@@ -276,7 +282,7 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
        a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
-       a.callback_error
+       a.callback_error, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
@@ -646,7 +652,10 @@ COMMENT ON COLUMN webhook.subscriptions.payload IS 'An expression over NEW and O
 COMMENT ON COLUMN webhook.subscriptions.client_cert IS 'TLS client certificate chain (PEM) presented to the receiver; NULL: none (owner and superusers only).';
 COMMENT ON COLUMN webhook.subscriptions.client_key IS 'Private key of client_cert (PEM) (owner and superusers only).';
 COMMENT ON COLUMN webhook.subscriptions.auth IS 'OAuth 2.0 client credentials: {"type": "oauth2", "token_url", "client_id", "client_secret", "scope"}; others than the owner and superusers see only the type. NULL: none.';
-COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>.';
+COMMENT ON COLUMN webhook.events.id IS 'Event id; the webhook-id is msg_<subscription uid>_<id>, and msg_<subscription uid>_<id>.<timeline> when timeline is not 1.';
+COMMENT ON COLUMN webhook.events.timeline IS 'The WAL timeline the change was captured on: 1 until a failover or a point-in-time recovery starts another.';
+COMMENT ON COLUMN webhook.subscriptions.uid IS
+    'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>, with .<timeline> after it on every WAL timeline but the first).';
 COMMENT ON COLUMN webhook.events.subscription_id IS 'The subscription (webhook.subscriptions.id).';
 COMMENT ON COLUMN webhook.events.op IS 'INSERT, UPDATE, DELETE or TRUNCATE.';
 COMMENT ON COLUMN webhook.events.table_schema IS 'Schema of the subscribed table (not of the partition written).';

@@ -273,6 +273,13 @@ CREATE TABLE webhook._event_queue (
     -- events the transaction has for the subscription.
     part            integer,
     tx_events       integer,
+    -- The WAL timeline the event was captured on, and the one its transaction (txid) ran on
+    -- (a replay's, for a replayed event). A failover or a point-in-time recovery starts a new
+    -- timeline, which may hand out again the event and transaction ids the abandoned one had
+    -- sent: webhook-ids name the timeline when it is not the first (see message_id in
+    -- src/core/payload.rs).
+    timeline        integer NOT NULL DEFAULT 1,
+    tx_timeline     integer NOT NULL DEFAULT 1,
     CONSTRAINT event_queue_key PRIMARY KEY (txid, id)
 );
 CREATE INDEX event_queue_scheduled ON webhook._event_queue (next_attempt_at, id)
@@ -323,7 +330,9 @@ CREATE TABLE webhook._event_archive (
     -- Added in 0.3.0: the size of the row images, carried back into the queue by a replay.
     payload_bytes          integer NOT NULL DEFAULT 0,
     -- Its order key (see the queue), so a replay keeps its place among its key's events.
-    order_key              bigint
+    order_key              bigint,
+    -- The timeline it was captured on (see the queue), part of its webhook-id.
+    timeline               integer NOT NULL DEFAULT 1
 );
 -- Retention purges and the stats view read recent history by time.
 CREATE INDEX event_archive_finished ON webhook._event_archive (finished_at);
@@ -602,7 +611,7 @@ SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
        COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
-       NULL::timestamptz AS finished_at, NULL::text AS callback_error
+       NULL::timestamptz AS finished_at, NULL::text AS callback_error, q.timeline
   FROM webhook._event_queue q
   JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
 UNION ALL
@@ -610,7 +619,7 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
        a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
-       a.callback_error
+       a.callback_error, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
@@ -636,7 +645,7 @@ COMMENT ON VIEW webhook.events IS
 COMMENT ON VIEW webhook.attempts IS
     'Every HTTP delivery attempt: when, how long, the status code or transport error, a bounded excerpt of the response, and what the worker decided (delivered, retry, dead).';
 COMMENT ON COLUMN webhook.subscriptions.uid IS
-    'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>).';
+    'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>, with .<timeline> after it on every WAL timeline but the first).';
 COMMENT ON COLUMN webhook.subscriptions.url IS
     'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
 COMMENT ON COLUMN webhook.subscriptions.secret IS

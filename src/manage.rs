@@ -141,7 +141,13 @@ fn replay(
             .update(
                 REPLAY,
                 None,
-                &[sub.id.into(), event.into(), since.into(), dead_only.into()],
+                &[
+                    sub.id.into(),
+                    event.into(),
+                    since.into(),
+                    dead_only.into(),
+                    crate::queue::current_timeline().into(),
+                ],
             )?
             .len() as i64)
     });

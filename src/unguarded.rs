@@ -89,6 +89,7 @@ extern "C-unwind" {
     ) -> pg_sys::MemoryContext;
     pub fn GetTopFullTransactionId() -> pg_sys::FullTransactionId;
     pub fn GetCurrentTransactionStartTimestamp() -> pg_sys::TimestampTz;
+    pub fn GetWALInsertionTimeLine() -> pg_sys::TimeLineID;
     pub fn GetCurrentCommandId(used: bool) -> pg_sys::CommandId;
     pub fn cstring_to_text_with_len(s: *const c_char, len: c_int) -> *mut pg_sys::text;
     pub fn MakeSingleTupleTableSlot(

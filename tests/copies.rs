@@ -3,7 +3,9 @@
 //! the copy's first event was `msg_<uid>_<id>` exactly as the original's next one, to the same
 //! receiver, and a receiver de-duplicating on webhook-ids (as it should) dropped one of them.
 //! So does a database made from another as its template. A physical standby, once promoted, is
-//! the same database and keeps them.
+//! the same database and keeps them; the events it captures after the promotion, on a new WAL
+//! timeline, name that timeline in their webhook-ids: an asynchronous standby may lack the
+//! event ids the old primary handed out (and sent) last, and hand them out again.
 
 mod support;
 
@@ -85,6 +87,89 @@ fn a_promoted_standby_keeps_the_webhook_ids_of_its_primary() {
     let got = prefixes(&rx, 2);
     assert_eq!(got, vec![format!("msg_{before}"), format!("msg_{before}")]);
     assert_eq!(uid(&mut promoted), before);
+}
+
+/// Inserts rows `from..from + n` into orders, one transaction (and one event id block) each.
+fn insert_one_by_one(db: &mut postgres::Client, from: i32, n: i32) {
+    for id in from..from + n {
+        exec(db, &format!("INSERT INTO orders VALUES ({id})"));
+    }
+}
+
+/// A primary whose table orders has a subscription (made with `extra`) and an asynchronous
+/// standby that stops receiving WAL; the primary captures and sends 100 events, one
+/// transaction each (its event id sequence logs ahead every 32 blocks, and its transaction ids
+/// move on: records the standby never gets), then fails, and the promoted standby captures 100
+/// more. Returns the subscription's uid, the webhook-ids the primary sent and every webhook-id
+/// received, in order.
+fn failover_after_an_unreplicated_tail(extra: &str) -> (String, Vec<String>, Vec<String>) {
+    let primary = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = primary.client_with_extension();
+    exec(&mut db, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut db, "orders", "orders", &rx.url("/orders"), extra);
+    let uid_before = uid(&mut db);
+    let standby = primary.make_standby("standby");
+    wait_until(WAIT, "the standby to replay the subscription", || {
+        uid(&mut standby.connect("postgres")) == uid_before
+    });
+    standby.append_conf("primary_conninfo = ''");
+    standby.reload();
+    wait_until(WAIT, "the standby to stop streaming", || {
+        text(&mut db, "SELECT count(*)::text FROM pg_stat_replication").as_deref() == Some("0")
+    });
+    insert_one_by_one(&mut db, 1, 100);
+    let sent: Vec<String> = rx.wait_for(100, WAIT).iter().map(|r| r.id()).collect();
+    primary.stop("immediate");
+    standby.promote();
+    insert_one_by_one(&mut standby.connect("postgres"), 1, 100);
+    let all: Vec<String> = rx.wait_for(200, WAIT).iter().map(|r| r.id()).collect();
+    (uid_before, sent, all)
+}
+
+/// The webhook-ids of `all` that are not in `sent`, checked to be 100 and all distinct.
+fn new_and_distinct(sent: &[String], all: &[String]) -> Vec<String> {
+    let mut distinct = all.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 200, "no webhook-id repeats: {all:?}");
+    let after: Vec<String> = all
+        .iter()
+        .filter(|id| !sent.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(after.len(), 100);
+    after
+}
+
+#[test]
+fn a_promoted_standby_never_repeats_the_webhook_ids_its_old_primary_sent_last() {
+    // The promoted standby's event id sequence starts from what it had: its events must not
+    // go out under webhook-ids a receiver has already seen (it would drop them as repeats).
+    let (uid, sent, all) = failover_after_an_unreplicated_tail("");
+    let after = new_and_distinct(&sent, &all);
+    for id in &sent {
+        assert!(!id.contains('.'), "timeline 1 names no timeline: {id}");
+    }
+    for id in &after {
+        assert!(
+            id.starts_with(&format!("msg_{uid}_")) && id.ends_with(".2"),
+            "the promoted standby's events name timeline 2: {id}"
+        );
+    }
+}
+
+#[test]
+fn a_promoted_standby_never_repeats_the_transaction_webhook_ids_its_old_primary_sent_last() {
+    // Its transaction ids start from what it had too.
+    let (uid, sent, all) = failover_after_an_unreplicated_tail(", group_by => 'transaction'");
+    let after = new_and_distinct(&sent, &all);
+    for id in &after {
+        assert!(
+            id.starts_with(&format!("msg_{uid}_t")) && id.ends_with(".2_1"),
+            "the promoted standby's transactions name timeline 2: {id}"
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,9 @@
 -- ($4). Their last attempt is kept in the attempt log. Events archived before 0.3.0 have no
 -- recorded size: their stored size stands in, so claims stay bounded. An event of an ordered
 -- subscription keeps its order key (0, one key, for those archived before 0.3.0); those of a
--- subscription grouped by transaction go as a transaction of their own, the replay's.
+-- subscription grouped by transaction go as a transaction of their own, the replay's, which
+-- runs on the WAL timeline $5; each event keeps the timeline it was captured on (both are part
+-- of webhook-ids).
 WITH moved AS (
     DELETE FROM webhook._event_archive a
      WHERE a.subscription_id = $1
@@ -23,7 +25,7 @@ WITH moved AS (
 INSERT INTO webhook._event_queue
        (id, txid, subscription_id, op, table_schema, table_name, record, old_record,
         created_at, attempts, series_start, next_attempt_at, last_error, ordered, payload_bytes,
-        order_key)
+        order_key, timeline, tx_timeline)
 SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_schema,
        m.table_name, m.record, m.old_record, m.created_at, m.attempts, m.attempts,
        pg_catalog.now(), m.last_error,
@@ -32,5 +34,6 @@ SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_s
                 COALESCE(pg_catalog.pg_column_size(m.record), 0)
                     + COALESCE(pg_catalog.pg_column_size(m.old_record), 0)),
        CASE WHEN s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL
-            THEN COALESCE(m.order_key, 0) END
+            THEN COALESCE(m.order_key, 0) END,
+       m.timeline, $5
   FROM moved m JOIN webhook._subscriptions s ON s.id = m.subscription_id

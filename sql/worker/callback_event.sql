@@ -1,9 +1,12 @@
 -- The event one callback ($1) receives, built in the callback's own transaction so that one
 -- event's data can only fail its own callback. NULL when the event left the archive (purged by
 -- retention, or replayed and back in the queue): then there is nothing to run. Row images
--- larger than $2 bytes are left out (record and old_record null, images_omitted true).
+-- larger than $2 bytes are left out (record and old_record null, images_omitted true). The
+-- webhook-id is the event's own (src/core/payload.rs, message_id), even if it went in a batch.
 SELECT pg_catalog.jsonb_build_object(
-           'event_id', a.id, 'webhook_id', 'msg_' || s.uid || '_' || a.id,
+           'event_id', a.id,
+           'webhook_id', 'msg_' || s.uid || '_' || a.id
+                         || CASE WHEN a.timeline = 1 THEN '' ELSE '.' || a.timeline END,
            'subscription', s.name, 'subscription_id', s.id,
            'schema', a.table_schema, 'table', a.table_name, 'op', a.op,
            'record', CASE WHEN a.payload_bytes <= $2 THEN a.record END,

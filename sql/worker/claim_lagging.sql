@@ -10,12 +10,12 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.room = 0 AND e.payload_bytes <= $9 THEN e.record::pg_catalog.text END,
        CASE WHEN e.room = 0 AND e.payload_bytes <= $9 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       e.created_at, e.payload_bytes, e.batch, e.room, e.tid
+       e.created_at, e.payload_bytes, e.batch, e.timeline, e.tx_timeline, e.room, e.tid
   FROM (SELECT p.*, webhook._claim_room(COALESCE(p.payload_bytes, 0), $8) AS room
           FROM (SELECT q.ctid AS tid, q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id,
                        q.subscription_id, q.op, q.table_schema, q.table_name, q.record,
                        q.old_record, q.attempts, q.series_start, q.created_at, q.payload_bytes,
-                       q.batch
+                       q.batch, q.timeline, q.tx_timeline
                   FROM webhook._event_queue q
                  WHERE (q.txid, q.id) > ($2::pg_catalog.text::pg_catalog.xid8, $3)
                    AND (q.txid, q.id) <= ($4::pg_catalog.text::pg_catalog.xid8, $5)

@@ -15,7 +15,7 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
        q.table_name,
        CASE WHEN q.payload_bytes <= $3 THEN q.record::pg_catalog.text END,
        CASE WHEN q.payload_bytes <= $3 THEN q.old_record::pg_catalog.text END, q.attempts,
-       q.series_start, q.created_at, q.payload_bytes, q.batch
+       q.series_start, q.created_at, q.payload_bytes, q.batch, q.timeline, q.tx_timeline
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
  -- The keys with an event out other than their head, found once per subscription.
  CROSS JOIN LATERAL (

@@ -11,7 +11,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $4 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $4 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       e.created_at, e.payload_bytes, e.batch
+       e.created_at, e.payload_bytes, e.batch, e.timeline, e.tx_timeline
   FROM (SELECT t.*,
                pg_catalog.sum(t.payload_bytes) OVER (ORDER BY t.turn, t.next_attempt_at, t.id)
                    - t.payload_bytes AS bytes_before
@@ -21,7 +21,8 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
                        SELECT q.txid::pg_catalog.text::pg_catalog.int8 AS txid, q.id,
                               q.subscription_id, q.op, q.table_schema, q.table_name, q.record,
                               q.old_record, q.attempts, q.series_start, q.created_at,
-                              q.payload_bytes, q.batch, q.next_attempt_at,
+                              q.payload_bytes, q.batch, q.timeline, q.tx_timeline,
+                              q.next_attempt_at,
                               pg_catalog.row_number() OVER (ORDER BY q.next_attempt_at, q.id)
                                   AS turn
                          FROM webhook._event_queue q

@@ -33,7 +33,7 @@ WITH done AS (
                 excerpt, error, callback, headers, tid)
      WHERE /*at*/ q.txid = u.txid::pg_catalog.text::pg_catalog.xid8 AND q.id = u.id
  RETURNING q.id, q.subscription_id, q.op, q.table_schema, q.table_name, q.record,
-           q.old_record, q.created_at, q.series_start, q.payload_bytes, q.order_key,
+           q.old_record, q.created_at, q.series_start, q.payload_bytes, q.order_key, q.timeline,
            u.status, u.attempts, u.last_error, u.started, u.duration_ms, u.status_code,
            u.excerpt, u.error, u.callback, u.headers
 ), callbacks AS (
@@ -61,10 +61,12 @@ WITH done AS (
 INSERT INTO webhook._event_archive
        (id, subscription_id, op, table_schema, table_name, record, old_record, created_at,
         attempts, series_start, last_error, status, final_started_at, final_duration_ms,
-        final_status_code, final_response_excerpt, final_error, payload_bytes, order_key)
+        final_status_code, final_response_excerpt, final_error, payload_bytes, order_key,
+        timeline)
 SELECT d.id, d.subscription_id, d.op, d.table_schema, d.table_name, d.record, d.old_record,
        d.created_at, d.attempts, d.series_start, d.last_error, d.status,
        pg_catalog.to_timestamp(d.started),
-       d.duration_ms, d.status_code, d.excerpt, d.error, d.payload_bytes, d.order_key
+       d.duration_ms, d.status_code, d.excerpt, d.error, d.payload_bytes, d.order_key,
+       d.timeline
   FROM done d
 /*archived already*/

@@ -4,7 +4,7 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
        q.table_name,
        CASE WHEN q.payload_bytes <= $4 THEN q.record::pg_catalog.text END,
        CASE WHEN q.payload_bytes <= $4 THEN q.old_record::pg_catalog.text END, q.attempts,
-       q.series_start, q.created_at, q.payload_bytes, q.batch
+       q.series_start, q.created_at, q.payload_bytes, q.batch, q.timeline, q.tx_timeline
   FROM webhook._event_queue q
  WHERE q.txid = $1::pg_catalog.text::pg_catalog.xid8 AND q.subscription_id = $2 AND q.part = $3
    AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now())

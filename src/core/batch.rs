@@ -27,23 +27,32 @@ pub struct TransactionPart {
     pub events_total: u64,
 }
 
-/// The `webhook-id` of a batch: named after its first event and its members, so it is the
-/// same on every retry of the same batch and never names two batches with different events
-/// (a receiver that deduplicates on it can never drop one it has not seen).
-pub fn batch_id(subscription_uid: &str, first_event_id: i64, event_ids: &[i64]) -> String {
+/// The `webhook-id` of a batch: named after its first event and its members (each an event id
+/// and the timeline it was captured on, see `payload::message_id`), so it is the same on every
+/// retry of the same batch and never names two batches with different events (a receiver that
+/// deduplicates on it can never drop one it has not seen).
+pub fn batch_id(subscription_uid: &str, first_event_id: i64, events: &[(i64, i32)]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for id in event_ids {
+    for (id, timeline) in events {
         hash.update(id.to_le_bytes());
+        hash.update(timeline.to_le_bytes());
     }
     let digest = hash.finalize();
     let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("msg_{subscription_uid}_b{first_event_id}_{short}")
 }
 
-/// The `webhook-id` of one part of a transaction.
-pub fn transaction_message_id(subscription_uid: &str, txid: &str, part: u32) -> String {
-    format!("msg_{subscription_uid}_t{txid}_{part}")
+/// The `webhook-id` of one part of a transaction; `timeline` is the one it ran on (a new
+/// timeline may hand out its transaction ids again, as it does event ids).
+pub fn transaction_message_id(
+    subscription_uid: &str,
+    txid: &str,
+    timeline: i32,
+    part: u32,
+) -> String {
+    let suffix = crate::payload::timeline_suffix(timeline);
+    format!("msg_{subscription_uid}_t{txid}{suffix}_{part}")
 }
 
 /// The media type of a batch body.
@@ -275,15 +284,26 @@ mod tests {
 
     #[test]
     fn batch_and_transaction_ids_are_distinct_from_event_ids() {
-        let id = batch_id("u", 17, &[17, 18, 20]);
+        let events = [(17, 1), (18, 1), (20, 1)];
+        let id = batch_id("u", 17, &events);
         assert!(id.starts_with("msg_u_b17_"), "{id}");
         assert_eq!(
             id,
-            batch_id("u", 17, &[17, 18, 20]),
+            batch_id("u", 17, &events),
             "the same batch, the same id"
         );
-        assert_ne!(id, batch_id("u", 17, &[17, 18]), "other events, another id");
-        assert_eq!(transaction_message_id("u", "750", 2), "msg_u_t750_2");
-        assert_ne!(id, crate::payload::message_id("u", 17));
+        assert_ne!(
+            id,
+            batch_id("u", 17, &events[..2]),
+            "other events, another id"
+        );
+        assert_ne!(
+            id,
+            batch_id("u", 17, &[(17, 2), (18, 2), (20, 2)]),
+            "the same ids on another timeline, another id"
+        );
+        assert_eq!(transaction_message_id("u", "750", 1, 2), "msg_u_t750_2");
+        assert_eq!(transaction_message_id("u", "750", 3, 2), "msg_u_t750.3_2");
+        assert_ne!(id, crate::payload::message_id("u", 17, 1));
     }
 }

@@ -184,9 +184,24 @@ fn push_json_string(out: &mut String, s: &str) {
 }
 
 /// The `webhook-id` of an event: stable across retries and replays, and unique across
-/// databases because every subscription carries its own random `uid`.
-pub fn message_id(subscription_uid: &str, event_id: i64) -> String {
-    format!("msg_{subscription_uid}_{event_id}")
+/// databases because every subscription carries its own random `uid`. `timeline` is the WAL
+/// timeline the event was captured on: a failover or a point-in-time recovery starts a new
+/// one and may hand out again event ids the abandoned timeline had sent, so every timeline
+/// but the first adds itself (`msg_<uid>_<id>.<timeline>`).
+pub fn message_id(subscription_uid: &str, event_id: i64, timeline: i32) -> String {
+    format!(
+        "msg_{subscription_uid}_{event_id}{}",
+        timeline_suffix(timeline)
+    )
+}
+
+/// What an id made on `timeline` ends with: nothing on the first, `.<timeline>` on others.
+pub fn timeline_suffix(timeline: i32) -> String {
+    if timeline == 1 {
+        String::new()
+    } else {
+        format!(".{timeline}")
+    }
 }
 
 /// A fresh random subscription `uid`: 16 lower-case base32 characters (80 bits), so webhook-ids

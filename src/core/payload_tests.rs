@@ -206,5 +206,11 @@ fn formats_parse_by_name() {
 
 #[test]
 fn message_ids_are_stable() {
-    assert_eq!(message_id("k3x9", 42), "msg_k3x9_42");
+    assert_eq!(message_id("k3x9", 42, 1), "msg_k3x9_42");
+}
+
+#[test]
+fn message_ids_of_later_timelines_name_them() {
+    assert_eq!(message_id("k3x9", 42, 2), "msg_k3x9_42.2");
+    assert_eq!(message_id("k3x9", 42, 17), "msg_k3x9_42.17");
 }

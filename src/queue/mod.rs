@@ -29,8 +29,8 @@ use pgrx::PgOid;
 
 use crate::sql::with_settings;
 
+pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
 use rows::{full_xid, read_events, read_subscriptions};
-pub use rows::{Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
 pub use transactions::Part;
 pub use uids::renew_foreign_uids;
 

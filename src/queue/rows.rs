@@ -33,11 +33,25 @@ pub struct QueuedEvent {
     pub page: i64,
     /// The batch it was last sent in (see the queue's `batch` column).
     pub batch: Option<i64>,
+    /// The WAL timelines it was captured on and its transaction ran on (see the queue's
+    /// columns), part of its webhook-ids.
+    pub timeline: i32,
+    pub tx_timeline: i32,
     /// Read as a due retry or deferred event, not as a new one.
     pub due: bool,
     /// Where a read of new events found its row (its ctid; `None` for the other reads), for
     /// recording its outcome (see sql/worker/finish.sql).
     pub tid: Option<pg_sys::ItemPointerData>,
+}
+
+/// The WAL timeline this server writes on, as the queue's `timeline` columns store it: 1 until
+/// a failover or a point-in-time recovery starts another.
+pub fn current_timeline() -> i32 {
+    // SAFETY: called in a backend that writes (not in recovery), on its main thread; reads a
+    // value that does not change once recovery is over.
+    let timeline = unsafe { pg_sys::GetWALInsertionTimeLine() };
+    // Timelines count up from 1: never near i32::MAX.
+    timeline as i32
 }
 
 /// A subscription's delivery settings as stored.
@@ -115,17 +129,18 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
     Ok(out)
 }
 
-/// Reads the events a claim returned. A read of new events (claim_new.sql, claim_lagging.sql)
-/// has a 14th column, what `webhook._claim_room` made of the row (src/queue/room.rs): the row
-/// it marks as the first past the byte budget is not an event to take, only the sign that the
-/// page was cut short, which `page` carries on every event returned. Its 15th is the ctid.
+/// Reads the events a claim returned: 15 columns, the last two the timelines. A read of new
+/// events (claim_new.sql, claim_lagging.sql) has a 16th column, what `webhook._claim_room` made
+/// of the row (src/queue/room.rs): the row it marks as the first past the byte budget is not an
+/// event to take, only the sign that the page was cut short, which `page` carries on every
+/// event returned. Its 17th is the ctid.
 pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut row = DeformedRows::of(&rows)?;
-    let paged = row.columns() > 13;
+    let paged = row.columns() > 15;
     let mut cut = false;
     while row.advance() {
-        if paged && row.get::<i32>(14)? != Some(0) {
+        if paged && row.get::<i32>(16)? != Some(0) {
             cut = true;
             continue;
         }
@@ -144,9 +159,11 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             created_at: row.json_time(11)?.unwrap_or_default(),
             payload_bytes: row.get::<i32>(12)?.unwrap_or_default().into(),
             batch: row.get(13)?,
+            timeline: row.get(14)?.unwrap_or(1),
+            tx_timeline: row.get(15)?.unwrap_or(1),
             page: 0,
             due: false,
-            tid: if paged { row.get(15)? } else { None },
+            tid: if paged { row.get(17)? } else { None },
         });
     }
     if paged {

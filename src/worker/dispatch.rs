@@ -31,6 +31,8 @@ use settle::{settle, truncate};
 struct Passenger {
     txid: i64,
     event_id: i64,
+    /// The timeline it was captured on (part of its webhook-id and its batch's).
+    timeline: i32,
     attempt: i32,
     /// Attempts before this series (replays start a new one).
     series_start: i32,
@@ -43,6 +45,7 @@ impl Passenger {
         Passenger {
             txid: event.txid,
             event_id: event.id,
+            timeline: event.timeline,
             attempt: event.attempts + 1,
             series_start: event.series_start,
             tid: event.tid,
@@ -142,7 +145,7 @@ impl Dispatcher {
             }
         };
         let message = Message {
-            id: message_id(&target.uid, event.id),
+            id: message_id(&target.uid, event.id, event.timeline),
             body,
             content_type: target.format.content_type(),
         };
@@ -244,7 +247,7 @@ impl Dispatcher {
                 Decision::Dead,
             )
         })?;
-        let id = message_id(&target.uid, event.id);
+        let id = message_id(&target.uid, event.id, event.timeline);
         let change = RowChange {
             op,
             schema: &event.table_schema,

@@ -24,6 +24,9 @@ pub struct Columns {
     pub payload_bytes: Option<usize>,
     /// Missing before 0.3.0.
     pub order_key: Option<usize>,
+    /// Missing before 0.3.0: the timelines of the event and of its transaction.
+    pub timeline: Option<usize>,
+    pub tx_timeline: Option<usize>,
 }
 
 impl Columns {
@@ -59,6 +62,8 @@ impl Columns {
             ordered: find("ordered").ok(),
             payload_bytes: find("payload_bytes").ok(),
             order_key: find("order_key").ok(),
+            timeline: find("timeline").ok(),
+            tx_timeline: find("tx_timeline").ok(),
         };
         // Added in 0.3.0 too, and written NULL (a new event has not been sent in a batch, nor
         // its transaction cut into parts).
@@ -71,7 +76,9 @@ impl Columns {
             + usize::from(columns.ordered.is_some())
             + usize::from(columns.payload_bytes.is_some())
             + written_null
-            + usize::from(columns.order_key.is_some());
+            + usize::from(columns.order_key.is_some())
+            + usize::from(columns.timeline.is_some())
+            + usize::from(columns.tx_timeline.is_some());
         if live != expected {
             return Err(format!(
                 "webhook._event_queue has {live} columns, not those of pg_webhook {}; run ALTER EXTENSION pg_webhook UPDATE",

@@ -85,6 +85,8 @@ struct Constants {
     table_schema: pg_sys::Datum,
     table_name: pg_sys::Datum,
     txid: pg_sys::Datum,
+    /// The WAL timeline this transaction runs on (see the queue's `timeline`).
+    timeline: pg_sys::Datum,
     created_at: pg_sys::Datum,
     command_id: pg_sys::CommandId,
 }
@@ -131,6 +133,8 @@ impl QueueWriter {
                     table_schema: text_datum(r, schema),
                     table_name: text_datum(r, table),
                     txid: pg_sys::Datum::from(unguarded::GetTopFullTransactionId().value),
+                    // A timeline is a u32 that counts up from 1; stored as an integer.
+                    timeline: pg_sys::Datum::from(unguarded::GetWALInsertionTimeLine() as i32),
                     created_at: pg_sys::Datum::from(
                         unguarded::GetCurrentTransactionStartTimestamp(),
                     ),
@@ -231,6 +235,9 @@ impl QueueWriter {
                 set(i, pg_sys::Datum::from(bytes.min(i32::MAX as usize) as i32));
             }
             set(c.created_at, self.constants.created_at);
+            for i in [c.timeline, c.tx_timeline].into_iter().flatten() {
+                set(i, self.constants.timeline);
+            }
             set(c.attempts, pg_sys::Datum::from(0i32));
             set(c.series_start, pg_sys::Datum::from(0i32));
             if let Some(i) = c.ordered {

@@ -13,7 +13,7 @@ use pg_sys::{
 type Column = (&'static CStr, pg_sys::Oid);
 
 /// The columns an archive row copies from its queue row, by the same names and types.
-const COPIED: [Column; 11] = [
+const COPIED: [Column; 12] = [
     (c"id", I8),
     (c"subscription_id", I4),
     (c"op", T),
@@ -25,15 +25,16 @@ const COPIED: [Column; 11] = [
     (c"series_start", I4),
     (c"payload_bytes", I4),
     (c"order_key", I8),
+    (c"timeline", I4),
 ];
 
 /// The queue's columns the move reads (`columns` finds them in this order): its `txid`, then
 /// those it copies.
-pub const QUEUE: [Column; 12] = join(&[(c"txid", X8)], &COPIED);
+pub const QUEUE: [Column; 13] = join(&[(c"txid", X8)], &COPIED);
 
 /// Every column of the archive, in the order the move fills them (`columns` finds them so):
 /// those copied from the queue, then the outcome's. The table must have these and no other.
-pub const ARCHIVE: [Column; 21] = join(
+pub const ARCHIVE: [Column; 22] = join(
     &COPIED,
     &[
         (c"attempts", I4),
@@ -65,16 +66,16 @@ const fn join<const N: usize>(a: &[Column], b: &[Column]) -> [Column; N] {
 pub const Q_COPIED: usize = 1;
 pub const COPIED_COLUMNS: usize = COPIED.len();
 /// The archive's columns the move fills from the outcome (positions in `ARCHIVE`).
-pub const A_ATTEMPTS: usize = 11;
-pub const A_LAST_ERROR: usize = 12;
-pub const A_STATUS: usize = 13;
-pub const A_FINISHED_AT: usize = 14;
-pub const A_STARTED_AT: usize = 15;
-pub const A_DURATION_MS: usize = 16;
-pub const A_STATUS_CODE: usize = 17;
-pub const A_EXCERPT: usize = 18;
-pub const A_ERROR: usize = 19;
-pub const A_CALLBACK_ERROR: usize = 20;
+pub const A_ATTEMPTS: usize = COPIED_COLUMNS;
+pub const A_LAST_ERROR: usize = COPIED_COLUMNS + 1;
+pub const A_STATUS: usize = COPIED_COLUMNS + 2;
+pub const A_FINISHED_AT: usize = COPIED_COLUMNS + 3;
+pub const A_STARTED_AT: usize = COPIED_COLUMNS + 4;
+pub const A_DURATION_MS: usize = COPIED_COLUMNS + 5;
+pub const A_STATUS_CODE: usize = COPIED_COLUMNS + 6;
+pub const A_EXCERPT: usize = COPIED_COLUMNS + 7;
+pub const A_ERROR: usize = COPIED_COLUMNS + 8;
+pub const A_CALLBACK_ERROR: usize = COPIED_COLUMNS + 9;
 /// The queue's key and subscription (positions in `QUEUE`).
 pub const Q_TXID: usize = 0;
 pub const Q_ID: usize = 1;

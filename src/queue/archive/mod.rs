@@ -98,8 +98,8 @@ pub unsafe fn move_finished(outcomes: &[&Outcome]) -> Option<Moved> {
 struct Mover {
     queue: pg_sys::Relation,
     archive: pg_sys::Relation,
-    q: [usize; 12],
-    a: [usize; 21],
+    q: [usize; QUEUE.len()],
+    a: [usize; ARCHIVE.len()],
     estate: *mut pg_sys::EState,
     rri: *mut pg_sys::ResultRelInfo,
     slot: *mut pg_sys::TupleTableSlot,
@@ -122,8 +122,8 @@ impl Mover {
     unsafe fn open(
         queue: pg_sys::Relation,
         archive: pg_sys::Relation,
-        q: [usize; 12],
-        a: [usize; 21],
+        q: [usize; QUEUE.len()],
+        a: [usize; ARCHIVE.len()],
     ) -> Option<Mover> {
         // SAFETY: both relations are open and locked; see `move_finished`.
         unsafe {

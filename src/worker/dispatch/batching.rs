@@ -43,7 +43,7 @@ impl Dispatcher {
                 }
             };
             let member = Member {
-                id: message_id(&target.uid, event.id),
+                id: message_id(&target.uid, event.id, event.timeline),
                 body,
             };
             let alone = batch::body_len(target.format, std::slice::from_ref(&member), None);
@@ -85,10 +85,11 @@ impl Dispatcher {
             for range in cuts {
                 let members = &group.members[range.clone()];
                 let events: Vec<Passenger> = passengers.by_ref().take(range.len()).collect();
-                let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+                let ids: Vec<(i64, i32)> =
+                    events.iter().map(|e| (e.event_id, e.timeline)).collect();
                 let first = group
                     .batch
-                    .or_else(|| ids.first().copied())
+                    .or_else(|| ids.first().map(|(id, _)| *id))
                     .unwrap_or_default();
                 let message = Message {
                     id: batch::batch_id(&target.uid, first, &ids),
@@ -115,7 +116,7 @@ impl Dispatcher {
     pub fn render(&self, event: &QueuedEvent, target: &Target) -> Result<Member, String> {
         self.prepare(event, Some(target))
             .map(|(body, ..)| Member {
-                id: message_id(&target.uid, event.id),
+                id: message_id(&target.uid, event.id, event.timeline),
                 body,
             })
             .map_err(|(error, _)| error)
@@ -157,7 +158,7 @@ impl Dispatcher {
                 Ok((body, endpoint, policy, _)) => {
                     how.get_or_insert((endpoint, policy));
                     members.push(Member {
-                        id: message_id(&target.uid, event.id),
+                        id: message_id(&target.uid, event.id, event.timeline),
                         body,
                     });
                     sent.push(event);
@@ -186,8 +187,10 @@ impl Dispatcher {
             return;
         }
         let passengers = sent.iter().map(Passenger::of).collect();
+        // Every event of a transaction has its txid, so the timeline it ran on.
+        let timeline = sent.first().map_or(1, |e| e.tx_timeline);
         let message = Message {
-            id: batch::transaction_message_id(&target.uid, &tx.id, tx.part),
+            id: batch::transaction_message_id(&target.uid, &tx.id, timeline, tx.part),
             body,
             content_type: batch::content_type(target.format),
         };
