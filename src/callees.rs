@@ -74,7 +74,14 @@ pub struct Callees {
     /// Shell operators (declared, not yet defined) that the planner may put in the place of
     /// an operator the query uses: (shell, operator used).
     pub shells: Vec<(pg_sys::Oid, pg_sys::Oid)>,
+    /// Relations whose owners' SQL the query runs: views (their bodies) and relations whose
+    /// row-level security policies apply to the query (their policies), as (relation, whether
+    /// for its policies). See `relation_code`.
+    pub relations: Vec<(pg_sys::Oid, bool)>,
 }
+
+/// How the walkers go through a query: range table entries are shown to `analysed` too.
+const WALK: i32 = pg_sys::QTW_EXAMINE_RTES_BEFORE as i32;
 
 /// Whether `oid` was made by initdb (so by the bootstrap superuser, and never changed since).
 pub fn built_in(oid: pg_sys::Oid) -> bool {
@@ -89,7 +96,7 @@ impl Callees {
     pub unsafe fn walk_query(&mut self, query: *mut pg_sys::Query) {
         let context = (self as *mut Self).cast::<c_void>();
         // SAFETY: see the function contract; the walker only reads the tree.
-        unsafe { pg_sys::query_tree_walker(query, Some(analysed), context, 0) };
+        unsafe { pg_sys::query_tree_walker(query, Some(analysed), context, WALK) };
     }
 
     /// Notes the types of a json function's arguments, `args` (expressions, or an
@@ -275,7 +282,27 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
         let tag = (*node).type_;
         if tag == T_Query {
             found.declared_columns(node.cast());
-            return pg_sys::query_tree_walker(node.cast(), Some(analysed), context, 0);
+            return pg_sys::query_tree_walker(node.cast(), Some(analysed), context, WALK);
+        }
+        if tag == T_RangeTblEntry {
+            // A view's RTE became a subquery; its body keeps the view as a relation entry
+            // (where its permissions are checked), and the walk goes on into the body.
+            let rte = &*node.cast::<pg_sys::RangeTblEntry>();
+            if rte.rtekind == pg_sys::RTEKind::RTE_RELATION {
+                let entries = [
+                    (
+                        rte.relkind == pg_sys::RELKIND_VIEW as std::ffi::c_char,
+                        false,
+                    ),
+                    (!rte.securityQuals.is_null(), true),
+                ];
+                for (_, policies) in entries.into_iter().filter(|(runs, _)| *runs) {
+                    if !found.relations.contains(&(rte.relid, policies)) {
+                        found.relations.push((rte.relid, policies));
+                    }
+                }
+            }
+            return false;
         }
         let none = (pg_sys::InvalidOid, std::ptr::null_mut());
         let (function, args) = match tag {

@@ -33,6 +33,7 @@ mod named_in_text;
 mod ping;
 mod privilege;
 mod queue;
+mod relation_code;
 mod sql;
 mod subtype_diffs;
 mod triggers;

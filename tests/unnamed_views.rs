@@ -1,0 +1,115 @@
+//! A view's body and a row-level security policy are SQL their owner wrote and may change at any
+//! time, and a filter or payload that reads them runs that SQL with its subscriber's rights:
+//! with built-in functions only it could still end the subscriber's sessions
+//! (`pg_terminate_backend`), read files a superuser subscriber may read, or read the
+//! subscriber's own tables into an error the writer sees. So a filter or payload reads only the
+//! views and policies of roles with its subscriber's rights, at subscribe and at every write.
+
+mod support;
+
+use support::receiver::Receiver;
+use support::unnamed::*;
+use support::{error_of, exec, WAIT};
+
+/// tabowner's table m.lookup (k) with rows 1 and 2, which sub may read.
+const LOOKUP: &str = "CREATE TABLE m.lookup (k int); INSERT INTO m.lookup VALUES (1), (2);
+    GRANT SELECT ON m.lookup TO sub;";
+
+/// Asserts that `error` is pg_webhook's refusal of `what` (a view's or a table's policies),
+/// owned by tabowner, and not the view's or policy's own error (which would mean it ran).
+fn assert_relation_refused(error: &str, what: &str) {
+    assert!(
+        error.contains(&format!("the expression reads {what}"))
+            && error.contains("tabowner")
+            && error.contains("would run with the rights of role sub")
+            && !error.contains("ran as"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_view_of_another_role_is_refused_even_with_built_in_sql_only() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!("{LOOKUP} CREATE VIEW m.v AS SELECT k FROM m.lookup; GRANT SELECT ON m.v TO sub;"),
+    );
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'EXISTS (SELECT FROM m.v AS l WHERE l.k = NEW.id)'",
+    );
+    assert_relation_refused(&error, "view m.v, owned by role tabowner");
+}
+
+#[test]
+fn a_policy_of_another_role_that_binds_the_subscriber_is_refused() {
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!(
+            "{LOOKUP} ALTER TABLE m.lookup ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY p ON m.lookup USING (k > 0);"
+        ),
+    );
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", payload => 'jsonb_build_object(''n'', (SELECT count(*) FROM m.lookup))'",
+    );
+    assert_relation_refused(&error, "table m.lookup, whose row-level security policies");
+}
+
+#[test]
+fn a_policy_added_after_subscribe_fails_the_write_instead_of_running() {
+    let (pg, mut su, mut owner) = setup();
+    exec(&mut owner, LOOKUP);
+    exec(
+        &mut su,
+        "CREATE SCHEMA s AUTHORIZATION sub; GRANT USAGE ON SCHEMA s TO PUBLIC;",
+    );
+    let mut sub = pg.connect_as("postgres", "sub");
+    exec(
+        &mut sub,
+        "CREATE TABLE s.secret (api_key text); INSERT INTO s.secret VALUES ('sk_live_private');",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM m.lookup AS l WHERE l.k = NEW.id)'",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    // Run as sub, this policy would read sub's secret into the writer's error.
+    exec(
+        &mut owner,
+        "ALTER TABLE m.lookup ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY p ON m.lookup USING ((SELECT api_key FROM s.secret LIMIT 1)::int > 0);",
+    );
+    let error = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert_relation_refused(&error, "table m.lookup, whose row-level security policies");
+    assert!(!error.contains("sk_live_private"), "{error}");
+}
+
+#[test]
+fn a_view_of_the_subscriber_over_another_roles_table_runs() {
+    let (pg, mut su, mut owner) = setup();
+    exec(&mut owner, LOOKUP);
+    exec(&mut su, "CREATE SCHEMA s AUTHORIZATION sub;");
+    exec(
+        &mut pg.connect_as("postgres", "sub"),
+        "CREATE VIEW s.v AS SELECT k FROM m.lookup",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM s.v AS l WHERE l.k = NEW.id)'",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (5, 'ok'); INSERT INTO m.t VALUES (2, 'ok')",
+    );
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
+}
