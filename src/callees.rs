@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 use crate::built_in_functions::{
     CASTS_TO_TEXT, POPULATES, RENDERS_JSON, RUNS_SQL, TYPE_FROM_ARGUMENT,
 };
+use crate::relation_code::RelationCode;
 
 /// Why a function would run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,10 +75,8 @@ pub struct Callees {
     /// Shell operators (declared, not yet defined) that the planner may put in the place of
     /// an operator the query uses: (shell, operator used).
     pub shells: Vec<(pg_sys::Oid, pg_sys::Oid)>,
-    /// Relations whose owners' SQL the query runs: views (their bodies) and relations whose
-    /// row-level security policies apply to the query (their policies), as (relation, whether
-    /// for its policies). See `relation_code`.
-    pub relations: Vec<(pg_sys::Oid, bool)>,
+    /// Relations whose owners' code the query runs, and what of it. See `relation_code`.
+    pub relations: Vec<(pg_sys::Oid, RelationCode)>,
 }
 
 /// How the walkers go through a query: range table entries are shown to `analysed` too.
@@ -289,16 +288,15 @@ unsafe extern "C-unwind" fn analysed(node: *mut pg_sys::Node, context: *mut c_vo
             // (where its permissions are checked), and the walk goes on into the body.
             let rte = &*node.cast::<pg_sys::RangeTblEntry>();
             if rte.rtekind == pg_sys::RTEKind::RTE_RELATION {
+                let kind = |k: u8| rte.relkind == k as std::ffi::c_char;
                 let entries = [
-                    (
-                        rte.relkind == pg_sys::RELKIND_VIEW as std::ffi::c_char,
-                        false,
-                    ),
-                    (!rte.securityQuals.is_null(), true),
+                    (kind(pg_sys::RELKIND_VIEW), RelationCode::View),
+                    (kind(pg_sys::RELKIND_FOREIGN_TABLE), RelationCode::Foreign),
+                    (!rte.securityQuals.is_null(), RelationCode::Policies),
                 ];
-                for (_, policies) in entries.into_iter().filter(|(runs, _)| *runs) {
-                    if !found.relations.contains(&(rte.relid, policies)) {
-                        found.relations.push((rte.relid, policies));
+                for (_, code) in entries.into_iter().filter(|(runs, _)| *runs) {
+                    if !found.relations.contains(&(rte.relid, code)) {
+                        found.relations.push((rte.relid, code));
                     }
                 }
             }

@@ -1,4 +1,5 @@
-//! The SQL of views and row-level security policies a user-written query reads. A view's body
+//! The SQL of views and row-level security policies a user-written query reads (and foreign
+//! tables, whose options say what their wrapper reads, with the runner's user mapping). A view's body
 //! and a policy's expressions are SQL their owner wrote (and may replace at any time: `CREATE
 //! OR REPLACE VIEW`, `CREATE POLICY`), and they run with the rights of the role the query runs
 //! as — its functions as that role, and a policy's subqueries with that role's access to
@@ -19,11 +20,23 @@ use crate::error::reject;
 
 const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_relations.sql");
 
+/// What of a relation's owner's a query runs when it reads the relation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RelationCode {
+    /// A view's body.
+    View,
+    /// A foreign table's options, which tell its foreign-data wrapper what to read (with the
+    /// user mapping of the role the query runs as).
+    Foreign,
+    /// The row-level security policies that apply to the query.
+    Policies,
+}
+
 /// Raises an ERROR for the first of `relations` (see `Callees::relations`) whose owner lacks
 /// the current user's privileges.
 pub fn refuse_untrusted(
     client: &SpiClient<'_>,
-    relations: &[(pg_sys::Oid, bool)],
+    relations: &[(pg_sys::Oid, RelationCode)],
 ) -> SpiResult<()> {
     if relations.is_empty() {
         return Ok(());
@@ -44,8 +57,14 @@ pub fn refuse_untrusted(
         let schema: String = row.get(2)?.unwrap_or_default();
         let name: String = row.get(3)?.unwrap_or_default();
         let owner: String = row.get(4)?.unwrap_or_default();
-        let policies = relations.iter().any(|&(r, p)| r == relation && p);
-        refuse(&format!("{schema}.{name}"), &owner, policies);
+        // Policies first: a view or foreign table can have policies too.
+        let code = relations
+            .iter()
+            .filter(|(r, _)| *r == relation)
+            .map(|(_, code)| *code)
+            .max_by_key(|code| *code == RelationCode::Policies)
+            .unwrap_or(RelationCode::View);
+        refuse(&format!("{schema}.{name}"), &owner, code);
     }
     // Fail closed, as for functions: the analysis saw the latest catalog.
     if let Some(unseen) = oids.iter().find(|r| !seen.contains(r)) {
@@ -54,19 +73,22 @@ pub fn refuse_untrusted(
     Ok(())
 }
 
-fn refuse(relation: &str, owner: &str, policies: bool) -> ! {
+fn refuse(relation: &str, owner: &str, code: RelationCode) -> ! {
     // SAFETY: a plain read of the current user.
     let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
-    let (what, fix) = if policies {
-        (
+    let (what, fix) = match code {
+        RelationCode::Policies => (
             format!("table {relation}, whose row-level security policies (written by its owner, role {owner}, who may change them at any time) apply to role {runner}: their expressions"),
             format!("read a table no policy of another role binds role {runner} to, or have a role with the rights of role {runner} own it"),
-        )
-    } else {
-        (
+        ),
+        RelationCode::View => (
             format!("view {relation}, owned by role {owner}, who may replace it at any time: its body"),
             format!("read the view's tables directly, or have a role with the rights of role {runner} own the view"),
-        )
+        ),
+        RelationCode::Foreign => (
+            format!("foreign table {relation}, owned by role {owner}, who may change at any time what it reads: the remote query"),
+            format!("have a role with the rights of role {runner} own the foreign table"),
+        ),
     };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -113,3 +113,27 @@ fn a_view_of_the_subscriber_over_another_roles_table_runs() {
     );
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
 }
+
+#[test]
+fn a_foreign_table_of_another_role_is_refused() {
+    // Its owner may change its options, and so what its wrapper reads with the subscriber's
+    // user mapping, at any time.
+    let (pg, mut su, mut owner) = setup();
+    exec(
+        &mut su,
+        "CREATE EXTENSION postgres_fdw;
+         CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'postgres');
+         GRANT USAGE ON FOREIGN SERVER elsewhere TO tabowner;",
+    );
+    exec(
+        &mut owner,
+        "CREATE FOREIGN TABLE m.remote (k int) SERVER elsewhere OPTIONS (table_name 'lookup');
+         GRANT SELECT ON m.remote TO sub;",
+    );
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'EXISTS (SELECT FROM m.remote AS r WHERE r.k = NEW.id)'",
+    );
+    assert_relation_refused(&error, "foreign table m.remote, owned by role tabowner");
+}
