@@ -205,9 +205,22 @@ fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
         // Local-use NAT64 (64:ff9b:1::/48, RFC 8215) translates into the operator's own
         // network: never public.
         _ if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 => "local-use NAT64",
+        // IPv4-translated (::ffff:0:0/96, RFC 2765 SIIT) reaches the embedded IPv4 host
+        // through the translator: judge it as that host.
+        _ if seg[0..6] == [0, 0, 0, 0, 0xffff, 0] => {
+            return v4_class(embedded_v4(seg[6], seg[7]));
+        }
         // 6to4 (2002::/16) carries an IPv4 address in bits 16-47: a private one reaches a
         // private host through the relay.
         _ if seg[0] == 0x2002 => return v4_class(embedded_v4(seg[1], seg[2])),
+        // Teredo (2001:0::/32, RFC 4380) carries its server's IPv4 address in bits 32-63 and
+        // its client's, inverted, in the last 32 bits; the relay sends to the client's (over
+        // UDP), the client reaches its server's: either, if not public, is reached.
+        _ if seg[0] == 0x2001 && seg[1] == 0 => {
+            let client = embedded_v4(!seg[6], !seg[7]);
+            let server = embedded_v4(seg[2], seg[3]);
+            return v4_class(client).or_else(|| v4_class(server));
+        }
         _ => return None,
     })
 }
@@ -260,6 +273,18 @@ mod tests {
             "2002:a00:1::1",
             "2002:c0a8:101::1",
             "2002:a9fe:a9fe::1",
+            // IPv4-translated ::ffff:0:a.b.c.d
+            "::ffff:0:7f00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a00:1",
+            "::ffff:0:a9fe:a9fe",
+            // Teredo: a private or loopback client (inverted last 32 bits) ...
+            "2001:0:808:808::80ff:fefe",    // client 127.0.1.1
+            "2001:0:808:808:0:0:f5ff:fffe", // client 10.0.0.1
+            "2001:0:808:808::5601:5601",    // client 169.254.169.254
+            // ... or server (bits 32-63)
+            "2001:0:7f00:1::f7f7:f7f7", // server 127.0.0.1, client 8.8.8.8
+            "2001:0:c0a8:101::f7f7:f7f7", // server 192.168.1.1
         ] {
             let err = p.check("h", ip(a)).unwrap_err();
             assert!(
@@ -280,6 +305,11 @@ mod tests {
             "64:ff9b::808:808",
             "::8.8.8.8",
             "2002:808:808::1",
+            "::ffff:0:808:808",
+            // Teredo with a public server and client (8.8.8.8 inverted is f7f7:f7f7)
+            "2001:0:808:808::f7f7:f7f7",
+            // 2001:1::/32 and 2001:db8::/32 are not Teredo
+            "2001:1::7f00:1",
         ] {
             assert!(p.check("h", ip(a)).is_ok(), "{a}");
         }
