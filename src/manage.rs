@@ -96,9 +96,11 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
     if !changed {
         return false;
     }
+    // Read before switching to the extension owner, who would be recorded instead.
+    let pauser = caller();
     let changed = write("changing the subscription's status", |client| {
         if paused {
-            let done = client.update(PAUSE, None, &[sub.id.into(), caller().into()])?;
+            let done = client.update(PAUSE, None, &[sub.id.into(), pauser.into()])?;
             return Ok(!done.is_empty());
         }
         if client.update(RESUME, None, &[sub.id.into()])?.is_empty() {

@@ -163,3 +163,33 @@ fn an_orphan_that_only_chooses_columns_changes_hands() {
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["record"], serde_json::json!({"id": 1}));
 }
+
+/// The reason of alice's subscription `t`, unreachable, once she has run `act` on it.
+fn reason_after(pg: &Cluster, act: &str) -> String {
+    let _su = team(pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", "http://127.0.0.1:9/t", "");
+    exec(&mut alice, act);
+    text(
+        &mut alice,
+        "SELECT status_reason FROM webhook.subscriptions WHERE name = 't'",
+    )
+    .unwrap_or_default()
+}
+
+/// The reason names who paused: the caller, not the extension's owner the write switches to
+/// ("paused by postgres at …").
+#[test]
+fn pausing_names_the_role_that_paused() {
+    let pg = Cluster::start(&[]);
+    let reason = reason_after(&pg, "SELECT webhook.pause('t')");
+    assert!(reason.starts_with("paused by alice at "), "{reason}");
+}
+
+/// Likewise for unsubscribing ("unsubscribed by postgres at …").
+#[test]
+fn unsubscribing_names_the_role_that_unsubscribed() {
+    let pg = Cluster::start(&[]);
+    let reason = reason_after(&pg, "SELECT webhook.unsubscribe('t')");
+    assert!(reason.starts_with("unsubscribed by alice at "), "{reason}");
+}

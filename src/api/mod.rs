@@ -292,11 +292,13 @@ fn unsubscribe_impl(
     } else {
         find_managed(name, "unsubscribe")
     };
+    // Read before switching to the extension owner, who would be recorded instead.
+    let unsubscriber = caller();
     as_extension_owner(|| {
         spi(
             "removing the subscription",
             Spi::connect_mut(|client| {
-                client.update(UNSUBSCRIBE_BY, None, &[sub.id.into(), caller().into()])?;
+                client.update(UNSUBSCRIBE_BY, None, &[sub.id.into(), unsubscriber.into()])?;
                 if discard_queued.unwrap_or(false) {
                     client.update(DISCARD_QUEUED, None, &[sub.id.into()])?;
                 } else {
