@@ -445,7 +445,7 @@ COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
 COMMENT ON COLUMN webhook.events.created_at IS 'When the change was captured (its transaction''s start).';
 COMMENT ON COLUMN webhook.events.finished_at IS 'When it was delivered or died; NULL while pending.';
-COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none.';
+COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none, and for a reader who does not manage the subscription (the callback runs as its owner, and its error may quote what it read).';
 COMMENT ON COLUMN webhook.attempts.event_id IS 'The event (webhook.events.id).';
 COMMENT ON COLUMN webhook.attempts.attempt IS 'Attempt number, from 1; replays continue the count.';
 COMMENT ON COLUMN webhook.attempts.subscription_id IS 'The subscription (webhook.subscriptions.id).';
@@ -472,8 +472,8 @@ COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed at
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
-COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
-COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
+COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see: as a superuser, its owner, or one who may read the table whole, if no payload or filter of the owner''s (its own or a backfill''s) made or chose its events.';
+COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL, and the errors of its callback and backfills.';
 COMMENT ON COLUMN webhook._visible_subscriptions.reads_rows IS 'The current user may see the rows its events carry: a superuser, or one who may read the table whole now (or the table is gone).';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
@@ -521,7 +521,7 @@ COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row rea
 COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
 COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
-COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried.';
+COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried; NULL for a reader who does not manage the subscription (a chunk runs as its owner, and its error may quote what it read).';
 
 -- Delivery is ready from CREATE EXTENSION on: the commit asks the launcher for this database's
 -- workers.

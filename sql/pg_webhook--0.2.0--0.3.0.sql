@@ -237,6 +237,43 @@ COMMENT ON VIEW webhook._owner_access IS
     'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
 REVOKE ALL ON webhook._owner_access FROM PUBLIC;
 
+-- Backfills (webhook.backfill()): the rows a table already has, sent as BACKFILL events. Made
+-- here, before _visible_subscriptions, which hides subscriptions a backfill filter chose rows of.
+-- API: Private. One row per backfill (webhook.backfill()): a subscription's rows that the table
+-- already had, queued as BACKFILL events in chunks by primary key, each chunk in its own short
+-- transaction that also records how far it got (last_key), so a crash or restart resumes after
+-- the last committed chunk. At most one runs per subscription.
+CREATE TABLE webhook._backfills (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subscription_id integer NOT NULL,
+    -- An extra condition of the caller's over the table's columns (NULL: every row).
+    filter          text,
+    -- The primary key's columns when it started; a chunk reads the rows after last_key in
+    -- their order.
+    key_columns     text[] NOT NULL,
+    -- The primary key of the last row read, as text per column (NULL: none read yet).
+    last_key        text[],
+    state           text NOT NULL DEFAULT 'running',
+    rows_sent       bigint NOT NULL DEFAULT 0,
+    rows_estimated  bigint NOT NULL DEFAULT 0,
+    started_by      regrole NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    last_error      text,
+    -- The transaction that started it: every chunk's events have a later txid, so counting
+    -- what is still queued reads only the queue's newer part (the key is (txid, id)).
+    started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    -- The delivery worker (its pid) running this backfill's chunks now (NULL between its
+    -- rounds); one that ended while running them left its pid here.
+    chunk_pid       integer,
+    -- Times a worker ended while running its chunks (the watchdog ends a worker whose chunk
+    -- goes on after its cancel), over its life; the third fails the backfill.
+    interruptions   integer NOT NULL DEFAULT 0,
+    CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
+);
+CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)
+    WHERE state = 'running';
+
 -- Readers of a table see its events only if they may read it whole: row-level security and
 -- schema USAGE count too.
 CREATE OR REPLACE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
@@ -262,9 +299,13 @@ SELECT s.id,
                   ELSE false END AS whole) w
  WHERE r.rolsuper
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
-    -- Others see events of tables they may read whole, not those of a payload expression,
-    -- which may carry what its owner reads elsewhere.
-    OR (s.payload IS NULL AND w.whole);
+    -- Others see events of tables they may read whole, and only of subscriptions whose events
+    -- no code of the owner's chose or made: a payload may carry what its owner reads in other
+    -- tables, and which rows a filter (the subscription's or a backfill's) let through — the
+    -- events' very existence, and their counts — may tell what it read there.
+    OR (s.payload IS NULL AND s.filter IS NULL AND w.whole
+        AND NOT EXISTS (SELECT FROM webhook._backfills b
+                         WHERE b.subscription_id = s.id AND b.filter IS NOT NULL));
 
 -- The rows events carry are shown only to those who may read the table whole now.
 CREATE OR REPLACE VIEW webhook.events WITH (security_barrier) AS
@@ -282,7 +323,7 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
        a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
-       a.callback_error, a.timeline
+       CASE WHEN v.manages THEN a.callback_error END, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
@@ -667,7 +708,7 @@ COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
 COMMENT ON COLUMN webhook.events.created_at IS 'When the change was captured (its transaction''s start).';
 COMMENT ON COLUMN webhook.events.finished_at IS 'When it was delivered or died; NULL while pending.';
-COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none.';
+COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none, and for a reader who does not manage the subscription (the callback runs as its owner, and its error may quote what it read).';
 COMMENT ON COLUMN webhook.attempts.event_id IS 'The event (webhook.events.id).';
 COMMENT ON COLUMN webhook.attempts.attempt IS 'Attempt number, from 1; replays continue the count.';
 COMMENT ON COLUMN webhook.attempts.subscription_id IS 'The subscription (webhook.subscriptions.id).';
@@ -795,8 +836,8 @@ COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed at
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';
-COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see.';
-COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL.';
+COMMENT ON COLUMN webhook._visible_subscriptions.id IS 'A subscription the current user may see: as a superuser, its owner, or one who may read the table whole, if no payload or filter of the owner''s (its own or a backfill''s) made or chose its events.';
+COMMENT ON COLUMN webhook._visible_subscriptions.manages IS 'The current user owns it (or is a superuser), so may see its secret, headers and URL, and the errors of its callback and backfills.';
 COMMENT ON COLUMN webhook._visible_subscriptions.reads_rows IS 'The current user may see the rows its events carry: a superuser, or one who may read the table whole now (or the table is gone).';
 COMMENT ON COLUMN webhook._owner_access.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook._owner_access.denied IS 'Why its owner may no longer read its whole table; NULL: it may.';
@@ -848,48 +889,14 @@ BEGIN
 END
 $$;
 
--- Backfills (webhook.backfill()): the rows a table already has, sent as BACKFILL events.
--- API: Private. One row per backfill (webhook.backfill()): a subscription's rows that the table
--- already had, queued as BACKFILL events in chunks by primary key, each chunk in its own short
--- transaction that also records how far it got (last_key), so a crash or restart resumes after
--- the last committed chunk. At most one runs per subscription.
-CREATE TABLE webhook._backfills (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    subscription_id integer NOT NULL,
-    -- An extra condition of the caller's over the table's columns (NULL: every row).
-    filter          text,
-    -- The primary key's columns when it started; a chunk reads the rows after last_key in
-    -- their order.
-    key_columns     text[] NOT NULL,
-    -- The primary key of the last row read, as text per column (NULL: none read yet).
-    last_key        text[],
-    state           text NOT NULL DEFAULT 'running',
-    rows_sent       bigint NOT NULL DEFAULT 0,
-    rows_estimated  bigint NOT NULL DEFAULT 0,
-    started_by      regrole NOT NULL,
-    started_at      timestamptz NOT NULL DEFAULT now(),
-    finished_at     timestamptz,
-    last_error      text,
-    -- The transaction that started it: every chunk's events have a later txid, so counting
-    -- what is still queued reads only the queue's newer part (the key is (txid, id)).
-    started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    -- The delivery worker (its pid) running this backfill's chunks now (NULL between its
-    -- rounds); one that ended while running them left its pid here.
-    chunk_pid       integer,
-    -- Times a worker ended while running its chunks (the watchdog ends a worker whose chunk
-    -- goes on after its cancel), over its life; the third fails the backfill.
-    interruptions   integer NOT NULL DEFAULT 0,
-    CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
-);
-CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)
-    WHERE state = 'running';
-
+-- Backfills (webhook.backfill(); their table is made above).
 -- API: Public. Backfills of the subscriptions the reader may see (the same rule as
--- webhook.events: last_key holds row values).
+-- webhook.events: last_key holds row values; last_error, an error of a chunk run as the
+-- subscription's owner, only to those who manage it).
 CREATE VIEW webhook.backfills WITH (security_barrier) AS
 SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
        b.filter, CASE WHEN v.reads_rows THEN b.last_key END AS last_key, b.started_by,
-       b.started_at, b.finished_at, b.last_error
+       b.started_at, b.finished_at, CASE WHEN v.manages THEN b.last_error END AS last_error
   FROM webhook._backfills b
   JOIN webhook._subscriptions s ON s.id = b.subscription_id
   JOIN webhook._visible_subscriptions v ON v.id = b.subscription_id;
@@ -955,4 +962,4 @@ COMMENT ON COLUMN webhook.backfills.last_key IS 'Primary key of the last row rea
 COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill().';
 COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
-COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried.';
+COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried; NULL for a reader who does not manage the subscription (a chunk runs as its owner, and its error may quote what it read).';

@@ -539,10 +539,12 @@ END
 $$;
 GRANT USAGE ON SCHEMA webhook TO webhook_admin;
 
--- API: Private. The subscriptions whose rows the current user may see: those on tables the
--- user can read, their own, and for superusers all. `manages`: the user owns it (or is a
--- superuser) and so may see its secret and headers. Views read base tables with their owner's
--- rights but see the querying role as current_user, which is what is checked here.
+-- API: Private. The subscriptions whose events the current user may see: their own, for
+-- superusers all, and those on tables the user can read whole whose events no payload or filter
+-- of their owner's made or chose. `manages`: the user owns it (or is a superuser) and so may see
+-- its secret and headers, and the errors of its callback and backfills. Views read base tables
+-- with their owner's rights but see the querying role as current_user, which is what is
+-- checked here.
 CREATE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
 SELECT s.id,
        (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages,
@@ -566,9 +568,13 @@ SELECT s.id,
                   ELSE false END AS whole) w
  WHERE r.rolsuper
     OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
-    -- Others see events of tables they may read whole, not those of a payload expression,
-    -- which may carry what its owner reads elsewhere.
-    OR (s.payload IS NULL AND w.whole);
+    -- Others see events of tables they may read whole, and only of subscriptions whose events
+    -- no code of the owner's chose or made: a payload may carry what its owner reads in other
+    -- tables, and which rows a filter (the subscription's or a backfill's) let through — the
+    -- events' very existence, and their counts — may tell what it read there.
+    OR (s.payload IS NULL AND s.filter IS NULL AND w.whole
+        AND NOT EXISTS (SELECT FROM webhook._backfills b
+                         WHERE b.subscription_id = s.id AND b.filter IS NOT NULL));
 COMMENT ON VIEW webhook._visible_subscriptions IS
     'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
 REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
@@ -619,7 +625,7 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
        a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
-       a.callback_error, a.timeline
+       CASE WHEN v.manages THEN a.callback_error END, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
@@ -656,11 +662,12 @@ COMMENT ON COLUMN webhook.attempts.outcome IS
     'What the worker decided after this attempt: delivered, retry (another attempt is scheduled) or dead.';
 
 -- API: Public. Backfills of the subscriptions the reader may see (the same rule as
--- webhook.events: last_key holds row values).
+-- webhook.events: last_key holds row values; last_error, an error of a chunk run as the
+-- subscription's owner, only to those who manage it).
 CREATE VIEW webhook.backfills WITH (security_barrier) AS
 SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
        b.filter, CASE WHEN v.reads_rows THEN b.last_key END AS last_key, b.started_by,
-       b.started_at, b.finished_at, b.last_error
+       b.started_at, b.finished_at, CASE WHEN v.manages THEN b.last_error END AS last_error
   FROM webhook._backfills b
   JOIN webhook._subscriptions s ON s.id = b.subscription_id
   JOIN webhook._visible_subscriptions v ON v.id = b.subscription_id;
