@@ -270,7 +270,7 @@ COMMENT ON VIEW webhook.subscription_stats IS
 GRANT SELECT ON webhook.subscription_stats TO webhook_admin;
 GRANT USAGE ON SCHEMA webhook TO pg_monitor;
 GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
-COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight per subscription (shared memory).';
+COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
 
 -- API: Private. A dropped table or capture trigger: the subscriptions it served are marked
 -- unsubscribed with the reason (objects matched by OID: a trigger of the same name on another

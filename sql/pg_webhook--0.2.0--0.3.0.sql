@@ -817,6 +817,8 @@ GRANT USAGE ON SCHEMA webhook TO pg_monitor;
 GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
 -- subscription_stats calls it as the querying role, and monitoring roles read that view.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
+-- It shows each caller only the subscriptions they see in that view.
+COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
 COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';

@@ -25,6 +25,7 @@ mod delivery;
 mod error;
 mod expression;
 mod guc;
+mod in_flight;
 mod invalidation;
 mod literals;
 mod looked_up_types;

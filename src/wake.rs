@@ -385,13 +385,3 @@ pub fn databases_with_workers() -> HashSet<pg_sys::Oid> {
 fn request_workers_at_commit() {
     note_config_changed();
 }
-
-/// Requests the delivery workers have in flight right now, per subscription.
-#[pg_extern(name = "_in_flight", stable)]
-#[search_path(pg_catalog, pg_temp)]
-fn in_flight_table() -> TableIterator<'static, (name!(subscription_id, i32), name!(in_flight, i32))>
-{
-    // SAFETY: reads a backend global.
-    let database = unsafe { pg_sys::MyDatabaseId };
-    TableIterator::new(in_flight(database))
-}

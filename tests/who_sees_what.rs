@@ -1,13 +1,16 @@
 //! Who sees what of another owner's subscription: code of the owner's (a filter, a backfill's
 //! filter, a callback) runs with the owner's rights and may read what other readers of the
-//! table may not, so what it chose or said is shown to those who manage the subscription only.
-//! Each test is the attack, and passes once it no longer works.
+//! table may not, so what it chose or said is shown to those who manage the subscription only;
+//! and `webhook._in_flight()`, which webhook_admin members may call, shows only the
+//! subscriptions its caller may see. Each test is the attack, and passes once it no longer works.
 
 mod support;
 
+use std::time::Duration;
+
 use support::backfill::wait_state;
 use support::cluster::{wait_until, Cluster};
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Reply};
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
 /// `app.orders` (written by bob) and `app.customers` (readable by alice only); alice and carol
@@ -154,4 +157,36 @@ fn a_backfill_filter_hides_its_subscription_from_readers_who_do_not_own_it() {
         let sql = format!("SELECT count(*) FROM webhook.{view}");
         assert_eq!(count(&mut carol, &sql), 0, "{view}");
     }
+}
+
+/// Attack: dave, a webhook_admin member who may see none of alice's subscriptions, called
+/// `webhook._in_flight()` (executable by webhook_admin for subscription_stats) and read her
+/// subscription's id and how many requests it had in flight.
+#[test]
+fn in_flight_counts_only_the_subscriptions_the_caller_may_see() {
+    let pg = Cluster::start(&[]);
+    let mut su = shop(&pg);
+    let rx = Receiver::with(|_, _| Reply::Hang(Duration::from_secs(120)));
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "orders",
+        "app.orders",
+        &rx.url("/orders"),
+        ", timeout => '2 min'",
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    exec(&mut bob, "INSERT INTO app.orders VALUES (7, 1, 12.50)");
+    let in_flight = "SELECT count(*) FROM webhook._in_flight()";
+    wait_until(WAIT, "a request in flight", || {
+        count(&mut su, in_flight) == 1
+    });
+    let mut dave = pg.connect_as("postgres", "dave");
+    assert_eq!(
+        count(&mut dave, "SELECT count(*) FROM webhook.subscriptions"),
+        0
+    );
+    assert_eq!(count(&mut dave, in_flight), 0, "dave saw alice's requests");
+    // Still in flight: alice, who may see it, is shown it.
+    assert_eq!(count(&mut alice, in_flight), 1);
 }
