@@ -234,6 +234,14 @@ fn take(mailbox: Mailbox) -> Vec<pg_sys::Oid> {
     taken
 }
 
+/// Wakes the launcher (a callback runner left for a fresh one to take the next owner's turn).
+pub fn wake_launcher() {
+    let launcher = WORKERS.share().launcher;
+    if launcher != 0 {
+        set_latches(&[launcher]);
+    }
+}
+
 /// Registers the launcher, so commits can ask it for workers.
 pub fn register_launcher(pid: i32) {
     // SAFETY: as in `register_worker`.

@@ -208,6 +208,141 @@ fn a_callback_cannot_change_the_callback_runners_session() {
     assert_eq!(second.1, "pg_catalog, pg_temp");
 }
 
+/// alice and bob, webhook_admin members with a table each in `public`.
+fn alice_and_bob(pg: &Cluster) -> (postgres::Client, postgres::Client, postgres::Client) {
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+         GRANT webhook_admin TO alice, bob;
+         GRANT CREATE ON SCHEMA public TO alice, bob;",
+    );
+    let alice = pg.connect_as("postgres", "alice");
+    let bob = pg.connect_as("postgres", "bob");
+    (su, alice, bob)
+}
+
+#[test]
+fn a_callback_cannot_reach_what_another_owners_callback_left_in_the_runner() {
+    // One runner process ran every owner's callbacks, one after another: a dblink connection
+    // that bob's callback opened (authenticated as bob, committing on its own) and a
+    // session-level advisory lock    // it took were still there when alice's callback ran, which could then run SQL as bob
+    // (read his tables, grant his rights to herself) and hold or free his lock.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = alice_and_bob(&pg);
+    // dblink_connect_u: the cluster trusts every local login, and plain dblink_connect wants a
+    // password from a role that is not a superuser.
+    exec(
+        &mut su,
+        "CREATE EXTENSION dblink;
+         GRANT EXECUTE ON FUNCTION public.dblink_connect_u(text, text) TO bob;",
+    );
+    exec(
+        &mut bob,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         CREATE TABLE bob_ran (pid int);
+         CREATE FUNCTION public.bob_leaves_state(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM public.dblink_connect_u('bobconn', 'host=127.0.0.1 dbname=postgres user=bob port='
+                 OPERATOR(pg_catalog.||) pg_catalog.current_setting('port'));
+             PERFORM pg_catalog.pg_advisory_lock(42);
+             INSERT INTO public.bob_ran VALUES (pg_catalog.pg_backend_pid());
+         END $$;",
+    );
+    subscribe(
+        &mut bob,
+        "bobs",
+        "bobs",
+        &rx.url("/bob"),
+        ", callback => 'public.bob_leaves_state(jsonb)'",
+    );
+    exec(
+        &mut alice,
+        "CREATE TABLE alices (id int PRIMARY KEY);
+         CREATE TABLE alice_saw (pid int, connections text[], locks bigint);
+         CREATE FUNCTION public.alice_looks(event jsonb) RETURNS void LANGUAGE sql AS $$
+             INSERT INTO public.alice_saw
+             SELECT pg_catalog.pg_backend_pid(),
+                    COALESCE(public.dblink_get_connections(), '{}'),
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks
+                      WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())
+         $$;",
+    );
+    subscribe(
+        &mut alice,
+        "alices",
+        "alices",
+        &rx.url("/alice"),
+        ", callback => 'public.alice_looks(jsonb)'",
+    );
+    exec(&mut bob, "INSERT INTO bobs VALUES (1)");
+    wait_until(WAIT, "bob's callback", || {
+        count(&mut bob, "SELECT count(*) FROM bob_ran") == 1
+    });
+    exec(&mut alice, "INSERT INTO alices VALUES (1)");
+    wait_until(WAIT, "alice's callback", || {
+        count(&mut alice, "SELECT count(*) FROM alice_saw") == 1
+    });
+    let (connections, locks): (Vec<String>, i64) = alice
+        .query_one("SELECT connections, locks FROM alice_saw", &[])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        (connections, locks),
+        (Vec::<String>::new(), 0),
+        "alice's callback found what bob's left in its session"
+    );
+}
+
+#[test]
+fn a_callbacks_session_advisory_lock_ends_with_it() {
+    // A session-level advisory lock a callback took stayed with the runner until it exited:
+    // taken by bob's callback, nobody could take it again, bob's own sessions included.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, _alice, mut bob) = alice_and_bob(&pg);
+    exec(
+        &mut bob,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         CREATE TABLE bob_ran (id int);
+         CREATE FUNCTION public.bob_locks(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM pg_catalog.pg_advisory_lock(42);
+             INSERT INTO public.bob_ran VALUES ((event->'record'->>'id')::int);
+             IF (event->'record'->>'id')::int = 2 THEN
+                 RAISE EXCEPTION 'bob fails after locking';
+             END IF;
+         END $$;",
+    );
+    subscribe(
+        &mut bob,
+        "bobs",
+        "bobs",
+        &rx.url("/bob"),
+        ", callback => 'public.bob_locks(jsonb)'",
+    );
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 42";
+    exec(&mut bob, "INSERT INTO bobs VALUES (1)");
+    wait_until(WAIT, "bob's callback", || {
+        count(&mut bob, "SELECT count(*) FROM bob_ran") == 1
+    });
+    assert_eq!(count(&mut su, held), 0, "the callback's lock outlived it");
+    // A failed callback's effects are rolled back; a session lock is not, unless released.
+    exec(&mut bob, "INSERT INTO bobs VALUES (2)");
+    wait_until(WAIT, "bob's failed callback", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook.events WHERE callback_error LIKE '%bob fails after locking%'",
+        ) == 1
+    });
+    assert_eq!(
+        count(&mut su, held),
+        0,
+        "the failed callback's lock outlived it"
+    );
+}
+
 #[test]
 fn a_table_under_row_level_security_cannot_be_subscribed_past_its_policies() {
     let pg = Cluster::start(&[]);

@@ -1,6 +1,7 @@
 //! A worker's requests, and the callback runner's time, shared between subscriptions: an
 //! endpoint that stops answering (or answers slowly) cannot take all of them, and none of its
-//! events is lost for it; one subscription's slow callbacks take turns with the others'.
+//! events is lost for it; one subscription's (or one owner's) slow callbacks take turns with
+//! the others'.
 
 mod support;
 
@@ -174,6 +175,85 @@ fn a_subscriptions_slow_callbacks_take_turns_with_the_others() {
     assert!(
         slow_before <= 3,
         "{slow_before} slow callbacks ran before the quick one"
+    );
+}
+
+#[test]
+fn an_owners_slow_callbacks_take_turns_with_another_owners() {
+    // Callbacks of different owners never share a runner process: a runner calls one owner's
+    // for about a second while others wait, then hands over to a fresh process for the next
+    // owner. alice's 30 slow callbacks (over a second each) must not hold bob's up for all of
+    // them, nor may bob's run in a process that ran alice's.
+    let pg = Cluster::start(&["pg_webhook.callback_timeout = '2s'"]);
+    let mut su = pg.client_with_extension();
+    su.batch_execute(
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+         GRANT webhook_admin TO alice, bob;
+         GRANT CREATE ON SCHEMA public TO alice, bob;
+         CREATE TABLE ran (n serial PRIMARY KEY, who text NOT NULL, pid int NOT NULL);
+         GRANT INSERT ON ran TO alice, bob; GRANT USAGE ON SEQUENCE ran_n_seq TO alice, bob;",
+    )
+    .unwrap();
+    let mut alice = pg.connect_as("postgres", "alice");
+    alice
+        .batch_execute(
+            "CREATE TABLE slow (id int PRIMARY KEY);
+             CREATE FUNCTION public.slow_callback(event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.ran (who, pid) VALUES ('alice', pg_catalog.pg_backend_pid());
+                 PERFORM pg_catalog.pg_sleep(1.1);
+             END $$;",
+        )
+        .unwrap();
+    let mut bob = pg.connect_as("postgres", "bob");
+    bob.batch_execute(
+        "CREATE TABLE quick (id int PRIMARY KEY);
+         CREATE FUNCTION public.quick_callback(event jsonb) RETURNS void LANGUAGE sql AS
+             $$ INSERT INTO public.ran (who, pid) VALUES ('bob', pg_catalog.pg_backend_pid()) $$;",
+    )
+    .unwrap();
+    let rx = Receiver::start();
+    subscribe(
+        &mut alice,
+        "slow",
+        "slow",
+        &rx.url("/slow"),
+        ", callback => 'public.slow_callback(jsonb)'",
+    );
+    subscribe(
+        &mut bob,
+        "quick",
+        "quick",
+        &rx.url("/quick"),
+        ", callback => 'public.quick_callback(jsonb)'",
+    );
+    alice
+        .batch_execute("INSERT INTO slow SELECT generate_series(1, 30)")
+        .unwrap();
+    wait_until(support::WAIT, "alice's callbacks to begin", || {
+        count(&mut su, "SELECT count(*) FROM ran") > 0
+    });
+    bob.batch_execute("INSERT INTO quick SELECT generate_series(1, 5)")
+        .unwrap();
+    wait_until(support::WAIT, "bob's callbacks", || {
+        count(&mut su, "SELECT count(*) FROM ran WHERE who = 'bob'") == 5
+    });
+    let alice_before = count(
+        &mut su,
+        "SELECT count(*) FROM ran WHERE who = 'alice'
+            AND n < (SELECT min(n) FROM ran WHERE who = 'bob')",
+    );
+    assert!(
+        alice_before <= 3,
+        "{alice_before} of alice's slow callbacks ran before bob's first"
+    );
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM ran a JOIN ran b USING (pid) WHERE a.who = 'alice' AND b.who = 'bob'",
+        ),
+        0,
+        "alice's and bob's callbacks ran in the same process"
     );
 }
 

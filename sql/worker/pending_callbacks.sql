@@ -1,6 +1,8 @@
 -- The next callbacks to run ($1 of them), with what each needs to be called: the subscription's
 -- owner and callback function (by OID, never by name), whether that function still exists, and
--- how many times a runner started it before.
+-- how many times a runner started it before. Only those of subscriptions owned by $3, and
+-- those that call nothing (the subscription or its callback is gone): a runner process calls
+-- one owner's callbacks only (see callback_owners.sql).
 --
 -- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
 -- second of each, and so on, each turn starting after subscription $2 (the one whose callback
@@ -19,7 +21,12 @@ WITH RECURSIVE waiting(id) AS (
       FROM waiting w
      WHERE w.id IS NOT NULL
 ), subscriptions AS (
-    SELECT w.id FROM waiting w WHERE w.id IS NOT NULL
+    SELECT w.id
+      FROM waiting w
+      LEFT JOIN webhook._subscriptions s ON s.id = w.id
+     WHERE w.id IS NOT NULL
+       AND (s.callback IS NULL
+            OR s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid)
 ), share AS (
     SELECT GREATEST(1, $1 OPERATOR(pg_catalog./) GREATEST(1, pg_catalog.count(*))) AS each
       FROM subscriptions

@@ -8,6 +8,17 @@
 //! removal from the queue commit together, and a failure is rolled back and written on the
 //! event instead. Either way the callback is not run again. Subscriptions take turns (see
 //! pending_callbacks.sql), and a batch is read again after `BATCH_TIME`.
+//!
+//! A runner process calls the callbacks of one owner only, and ends when another owner's turn
+//! comes: the launcher starts a fresh one for it (see `turn`). What a callback leaves in its
+//! session (a `dblink` connection, say) is thus never within reach of another owner's.
+//! Session-level advisory locks a callback took are released when it ends, even for the next
+//! callback of the same owner: nobody but a superuser could end the process holding them.
+
+mod call;
+mod turn;
+
+pub use turn::init_preloaded;
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +31,10 @@ use super::txn;
 use super::watchdog;
 use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
-use crate::privilege::as_owner_sandboxed;
 use crate::queue::{extension_readiness, Readiness};
 use crate::wake::CALLBACK_RUNNER;
+use call::call;
+use turn::{Next, Turn};
 
 /// Callbacks read per transaction; each then runs in its own.
 const BATCH: i64 = 50;
@@ -31,6 +43,7 @@ const BATCH: i64 = 50;
 const BATCH_TIME: Duration = Duration::from_secs(1);
 
 const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
+const OWNERS: &str = include_str!("../../sql/worker/callback_owners.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
 const STARTED: &str = include_str!("../../sql/worker/callback_started.sql");
 const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
@@ -72,9 +85,9 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-    let mut next_vacuum = Instant::now();
-    // The subscription whose callback ran last: the next batch's turn starts after it.
-    let mut last = 0;
+    let (mut turn, vacuum) = Turn::take_over(db_oid);
+    let mut next_vacuum = vacuum.unwrap_or_else(Instant::now);
+    let mut handed_over = false;
     loop {
         pg_sys::check_for_interrupts!();
         if reload_config_if_asked() && !crate::guc::serves(&database) {
@@ -86,10 +99,18 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             super::vacuum::vacuum_due_tables();
         }
         super::backend::report_activity(Some("running callbacks"));
-        let Some((taken, failed)) = run_batch(&mut last) else {
-            // pg_webhook is not installed here: nothing to run.
-            crate::wake::note_missing(db_oid);
-            break;
+        let (taken, failed) = match run_batch(&mut turn) {
+            Batch::Ran { taken, failed } => (taken, failed),
+            Batch::HandOver => {
+                turn.hand_over(next_vacuum);
+                handed_over = true;
+                break;
+            }
+            Batch::Missing => {
+                // pg_webhook is not installed here: nothing to run.
+                crate::wake::note_missing(db_oid);
+                break;
+            }
         };
         super::backend::report_activity(None);
         // (A batch takes turns between subscriptions, so it may be short with more waiting:
@@ -100,22 +121,51 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         }
     }
     crate::wake::unregister_worker(pid);
+    if handed_over {
+        // The launcher starts the next runner when it sees this one gone: it is told when a
+        // runner it started exits, and woken here for one it adopted.
+        crate::wake::wake_launcher();
+    }
 }
 
-/// Runs up to one batch of callbacks; returns how many it took from the queue and how many of
-/// those could not even be recorded (they are tried again), or `None` when the extension is
-/// not installed in this database.
-fn run_batch(last: &mut i32) -> Option<(usize, usize)> {
-    let (extension, pending) = match txn::run("reading pending callbacks", || {
+/// What one batch did.
+enum Batch {
+    /// Took `taken` callbacks from the queue; `failed` of them could not even be recorded
+    /// (they are tried again).
+    Ran { taken: usize, failed: usize },
+    /// Another owner's callbacks are waiting, and this process may not call them: it ends,
+    /// for a fresh one.
+    HandOver,
+    /// pg_webhook is not installed in this database.
+    Missing,
+}
+
+/// Runs up to one batch of callbacks, of the owner whose turn it is (see `turn`).
+fn run_batch(turn: &mut Turn) -> Batch {
+    let read = txn::run("reading pending callbacks", || {
         Ok(match extension_readiness()? {
-            Readiness::Ready => Some((txn::locked_extension(), read_pending(*last)?)),
-            Readiness::OtherVersion(_) => Some((pg_sys::Oid::INVALID, Vec::new())),
-            Readiness::Missing => None,
+            Readiness::Ready => {
+                let extension = txn::locked_extension();
+                match turn.next(&read_owners()?) {
+                    Next::Run(owner) => Read::Batch(extension, read_pending(turn.last, owner)?),
+                    Next::HandOver => Read::HandOver,
+                }
+            }
+            Readiness::OtherVersion(_) => Read::Batch(pg_sys::Oid::INVALID, Vec::new()),
+            Readiness::Missing => Read::Missing,
         })
-    }) {
-        Ok(pending) => pending?,
+    });
+    let (extension, pending) = match read {
+        Ok(Read::Batch(extension, pending)) => (extension, pending),
+        Ok(Read::HandOver) => return Batch::HandOver,
+        Ok(Read::Missing) => return Batch::Missing,
         // Logged by txn::run; try again after the wait.
-        Err(_) => return Some((0, 1)),
+        Err(_) => {
+            return Batch::Ran {
+                taken: 0,
+                failed: 1,
+            }
+        }
     };
     let mut taken = 0;
     let mut failed = 0;
@@ -124,7 +174,13 @@ fn run_batch(last: &mut i32) -> Option<(usize, usize)> {
         if taken > 0 && started.elapsed() >= BATCH_TIME {
             break;
         }
-        *last = callback.subscription_id;
+        // The check that keeps owners apart: whatever the queries chose (each saw the queue
+        // at a moment of its own), this process calls no callback as another owner than the
+        // one it called one as. One that calls nothing may run anywhere.
+        if callback.function.is_some() && !turn.admit(callback.owner) {
+            return Batch::HandOver;
+        }
+        turn.last = callback.subscription_id;
         match run_one(callback, extension) {
             Some(ran) => failed += usize::from(!ran),
             // The extension was dropped and made again since the batch was read: the rest of
@@ -133,14 +189,37 @@ fn run_batch(last: &mut i32) -> Option<(usize, usize)> {
         }
         taken += 1;
     }
-    Some((taken, failed))
+    Batch::Ran { taken, failed }
 }
 
-/// The next batch of callbacks, whose turns start after subscription `after`.
-fn read_pending(after: i32) -> SpiResult<Vec<Pending>> {
+/// What the batch's transaction read.
+enum Read {
+    /// These callbacks, read in this pg_webhook.
+    Batch(pg_sys::Oid, Vec<Pending>),
+    HandOver,
+    Missing,
+}
+
+/// The owners whose callbacks are waiting, in OID order.
+fn read_owners() -> SpiResult<Vec<pg_sys::Oid>> {
     Spi::connect(|client| {
         let mut out = Vec::new();
-        for row in client.select(PENDING, None, &[BATCH.into(), after.into()])? {
+        for row in client.select(OWNERS, None, &[])? {
+            if let Some(owner) = row.get(1)? {
+                out.push(owner);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The next batch of callbacks of `owner`'s subscriptions (and those that call nothing),
+/// whose turns start after subscription `after`.
+fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        let args = [BATCH.into(), after.into(), owner.into()];
+        for row in client.select(PENDING, None, &args)? {
             out.push(Pending {
                 event_id: row.get(1)?.unwrap_or_default(),
                 subscription_id: row.get(2)?.unwrap_or_default(),
@@ -241,71 +320,4 @@ fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
     })
     .and_then(|r| r.map_err(|e| e.to_string()))
     .map(Option::flatten)
-}
-
-/// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
-/// subtransaction so a failure undoes the callback's own effects and nothing else.
-fn call(
-    function: pg_sys::Oid,
-    event: pgrx::JsonB,
-    owner: pg_sys::Oid,
-    timeout: Duration,
-) -> Result<(), String> {
-    // EXECUTE on it and USAGE on its schema, as a call by name would need (by OID, nothing
-    // checks the schema). SAFETY: catalog reads; the function exists (checked in the same
-    // transaction).
-    let may = unsafe {
-        pg_sys::pg_proc_aclcheck(function, owner, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
-            == pg_sys::AclResult::ACLCHECK_OK
-            && pg_sys::pg_namespace_aclcheck(
-                pg_sys::get_func_namespace(function),
-                owner,
-                pg_sys::ACL_USAGE as pg_sys::AclMode,
-            ) == pg_sys::AclResult::ACLCHECK_OK
-    };
-    if !may {
-        return Err(format!(
-            "permission denied: the subscription's owner may no longer execute the callback function (OID {function}): it needs EXECUTE on it and USAGE on its schema"
-        ));
-    }
-    // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
-    watchdog::start_statement_timer(timeout);
-    watchdog::arm(timeout + watchdog::GRACE);
-    let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
-    watchdog::disarm();
-    watchdog::end_statement_timer();
-    result
-}
-
-/// `function(argument)` through the function manager, as an executor would call it (a
-/// SECURITY DEFINER or SET clause on the function applies). Its result is not used: a callback
-/// acts through its effects, and may return NULL.
-fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
-    use pgrx::IntoDatum;
-    let Some(datum) = argument.into_datum() else {
-        return;
-    };
-    // SAFETY: a call frame for one argument, built as the SizeForFunctionCallInfo(1) macro
-    // does; fmgr_info resolves the function by OID in the current memory context.
-    unsafe {
-        let mut flinfo = pg_sys::FmgrInfo::default();
-        pg_sys::fmgr_info(function, &mut flinfo);
-        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
-            + std::mem::size_of::<pg_sys::NullableDatum>();
-        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
-        (*fcinfo).flinfo = &mut flinfo;
-        (*fcinfo).nargs = 1;
-        (*fcinfo).fncollation = pg_sys::Oid::INVALID;
-        let args = (*fcinfo).args.as_mut_slice(1);
-        args[0] = pg_sys::NullableDatum {
-            value: datum,
-            isnull: false,
-        };
-        if let Some(address) = flinfo.fn_addr {
-            // Called through pgrx's guard, so an ERROR in the callback (or its statement
-            // timeout) becomes a Rust unwind the subtransaction around it catches, instead of
-            // a longjmp over Rust frames. Its return value carries nothing pg_webhook uses.
-            pg_sys::ffi::pg_guard_ffi_boundary(|| address(fcinfo));
-        }
-    }
 }

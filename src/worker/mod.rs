@@ -57,8 +57,10 @@ const RECORD_EAGER: usize = 256;
 /// however large.
 const IN_FLIGHT_BYTES: i64 = 32 << 20;
 
-/// Registers the launcher, which starts each database's workers (see launcher.rs).
+/// Registers the launcher, which starts each database's workers (see launcher.rs), and asks
+/// for the shared memory in which a callback runner hands over to the next (callbacks/turn.rs).
 pub fn register() {
+    callbacks::init_preloaded();
     launcher::register();
 }
 

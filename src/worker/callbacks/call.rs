@@ -1,0 +1,90 @@
+//! Calling a callback: as its owner, sandboxed, with a time limit, in a subtransaction.
+
+use std::time::Duration;
+
+use pgrx::prelude::*;
+
+use super::super::watchdog;
+use crate::error::in_subtransaction;
+use crate::privilege::as_owner_sandboxed;
+
+/// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
+/// subtransaction so a failure undoes the callback's own effects and nothing else.
+pub fn call(
+    function: pg_sys::Oid,
+    event: pgrx::JsonB,
+    owner: pg_sys::Oid,
+    timeout: Duration,
+) -> Result<(), String> {
+    // EXECUTE on it and USAGE on its schema, as a call by name would need (by OID, nothing
+    // checks the schema). SAFETY: catalog reads; the function exists (checked in the same
+    // transaction).
+    let may = unsafe {
+        pg_sys::pg_proc_aclcheck(function, owner, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::pg_namespace_aclcheck(
+                pg_sys::get_func_namespace(function),
+                owner,
+                pg_sys::ACL_USAGE as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+    };
+    if !may {
+        return Err(format!(
+            "permission denied: the subscription's owner may no longer execute the callback function (OID {function}): it needs EXECUTE on it and USAGE on its schema"
+        ));
+    }
+    // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
+    watchdog::start_statement_timer(timeout);
+    watchdog::arm(timeout + watchdog::GRACE);
+    let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
+    watchdog::disarm();
+    watchdog::end_statement_timer();
+    release_session_advisory_locks();
+    result
+}
+
+/// Releases the session-level advisory locks the callback took (`pg_advisory_lock`), as
+/// `pg_advisory_unlock_all()` does. Neither its commit nor the rollback of its failure does: they
+/// would stay with the runner process, which only a superuser may end, blocking whoever waits
+/// for them (its owner's own sessions included) for as long as it runs — and its owner's next
+/// callbacks in the same process could release or take them over. A callback's session lock
+/// ends with it, like a transaction-level one. pg_webhook itself takes none (capture's locks are
+/// transaction-level), so nothing of the runner's is released.
+fn release_session_advisory_locks() {
+    // SAFETY: drops only session-held locks of the advisory lock method, in a transaction,
+    // as the SQL-callable pg_advisory_unlock_all() does anywhere.
+    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
+}
+
+/// `function(argument)` through the function manager, as an executor would call it (a
+/// SECURITY DEFINER or SET clause on the function applies). Its result is not used: a callback
+/// acts through its effects, and may return NULL.
+fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
+    use pgrx::IntoDatum;
+    let Some(datum) = argument.into_datum() else {
+        return;
+    };
+    // SAFETY: a call frame for one argument, built as the SizeForFunctionCallInfo(1) macro
+    // does; fmgr_info resolves the function by OID in the current memory context.
+    unsafe {
+        let mut flinfo = pg_sys::FmgrInfo::default();
+        pg_sys::fmgr_info(function, &mut flinfo);
+        let size = std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>()
+            + std::mem::size_of::<pg_sys::NullableDatum>();
+        let fcinfo = pg_sys::palloc0(size).cast::<pg_sys::FunctionCallInfoBaseData>();
+        (*fcinfo).flinfo = &mut flinfo;
+        (*fcinfo).nargs = 1;
+        (*fcinfo).fncollation = pg_sys::Oid::INVALID;
+        let args = (*fcinfo).args.as_mut_slice(1);
+        args[0] = pg_sys::NullableDatum {
+            value: datum,
+            isnull: false,
+        };
+        if let Some(address) = flinfo.fn_addr {
+            // Called through pgrx's guard, so an ERROR in the callback (or its statement
+            // timeout) becomes a Rust unwind the subtransaction around it catches, instead of
+            // a longjmp over Rust frames. Its return value carries nothing pg_webhook uses.
+            pg_sys::ffi::pg_guard_ffi_boundary(|| address(fcinfo));
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Whose callbacks a runner process runs: one owner's, never two owners'.
+//!
+//! A callback leaves things in its process that outlive its transaction and belong to no role:
+//! a `dblink` connection it opened (logged in as its owner, and committing on its own), a
+//! session-level advisory lock, and whatever else an extension keeps per session. Another
+//! owner's callback in the same process could use them as the first owner. PostgreSQL's rule
+//! is that a session belongs to one login, so a runner process is bound to the first owner
+//! whose callback it calls, and calls nobody else's: when another owner's callbacks are
+//! waiting, it ends and the launcher starts a fresh one at once (see `keep_up` there), which
+//! takes the next owner's turn. Callbacks that call nothing (their subscription or its
+//! callback is gone) are run by any runner.
+//!
+//! An owner's turn lasts about `TURN` while another owner's callbacks wait, so a stream of one
+//! owner's callbacks cannot hold up the others'; owners take turns in OID order, starting
+//! after the one whose turn ended last (kept in shared memory across the hand-over, with the
+//! subscription that ran last and when the tables are next vacuumed).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+/// How long one owner's callbacks run in a process while another owner's wait (and the last
+/// one started finishes).
+const TURN: Duration = Duration::from_secs(1);
+
+/// What a runner that handed over tells the next one of its database.
+#[derive(Clone, Copy, Default)]
+struct Handover {
+    database: u32,
+    /// The owner whose turn ended.
+    owner: u32,
+    /// The subscription whose callback ran last.
+    subscription: i32,
+    /// When the tables are next due for a vacuum check, in milliseconds since the epoch.
+    vacuum_at: u64,
+}
+
+#[derive(Clone, Copy)]
+pub struct Handovers {
+    entries: [Handover; crate::wake::MAX_WORKERS],
+}
+
+impl Default for Handovers {
+    fn default() -> Self {
+        Handovers {
+            entries: [Handover::default(); crate::wake::MAX_WORKERS],
+        }
+    }
+}
+
+// SAFETY: plain-old-data with no pointers, valid in any process.
+unsafe impl PGRXSharedMemory for Handovers {}
+
+static HANDOVERS: PgLwLock<Handovers> = unsafe { PgLwLock::new(c"pg_webhook_callback_turns") };
+
+/// Shared memory for the hand-overs; only when preloading, like `wake::init_preloaded`.
+pub fn init_preloaded() {
+    pg_shmem_init!(HANDOVERS);
+}
+
+/// What the runner does next.
+pub enum Next {
+    /// Runs the waiting callbacks of this owner (and those that call nothing).
+    Run(pg_sys::Oid),
+    /// Ends, for a fresh runner to take the next owner's turn.
+    HandOver,
+}
+
+/// A runner process's turn.
+pub struct Turn {
+    database: pg_sys::Oid,
+    /// The owner whose callback this process called (`None`: none yet). Never another.
+    owner: Option<pg_sys::Oid>,
+    /// When it first called one.
+    since: Instant,
+    /// The owner whose turn ended last, in the process before this one (0: none).
+    after: u32,
+    /// The subscription whose callback ran last: the next batch's turn starts after it.
+    pub last: i32,
+}
+
+impl Turn {
+    /// A new runner's turn, after the one its predecessor handed over (if it did), and when
+    /// the tables are next due for a vacuum check (`None`: now).
+    pub fn take_over(database: pg_sys::Oid) -> (Turn, Option<Instant>) {
+        let handover = {
+            let mut handovers = HANDOVERS.exclusive();
+            handovers
+                .entries
+                .iter_mut()
+                .find(|h| h.database == database.to_u32())
+                .map(std::mem::take)
+        }
+        .unwrap_or_default();
+        let vacuum = (handover.vacuum_at > 0).then(|| {
+            let now = now_ms();
+            Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now))
+        });
+        let turn = Turn {
+            database,
+            owner: None,
+            since: Instant::now(),
+            after: handover.owner,
+            last: handover.subscription,
+        };
+        (turn, vacuum)
+    }
+
+    /// Whose callbacks to run, given the owners whose callbacks wait (in OID order).
+    pub fn next(&self, waiting: &[pg_sys::Oid]) -> Next {
+        match self.owner {
+            Some(mine) => {
+                let others = waiting.iter().any(|o| *o != mine);
+                if others && (!waiting.contains(&mine) || self.since.elapsed() >= TURN) {
+                    Next::HandOver
+                } else {
+                    Next::Run(mine)
+                }
+            }
+            None => Next::Run(
+                waiting
+                    .iter()
+                    .find(|o| o.to_u32() > self.after)
+                    .or(waiting.first())
+                    .copied()
+                    .unwrap_or(pg_sys::Oid::INVALID),
+            ),
+        }
+    }
+
+    /// Whether this process may call a callback as `owner`: only if it called none as anyone
+    /// else. The first one binds it.
+    pub fn admit(&mut self, owner: pg_sys::Oid) -> bool {
+        match self.owner {
+            Some(mine) => mine == owner,
+            None => {
+                self.owner = Some(owner);
+                self.since = Instant::now();
+                true
+            }
+        }
+    }
+
+    /// Leaves the next runner of this database where this one's turn ended (dropped when the
+    /// table is full: it then starts with the first owner).
+    pub fn hand_over(&self, vacuum: Instant) {
+        let until_vacuum = vacuum.saturating_duration_since(Instant::now());
+        let handover = Handover {
+            database: self.database.to_u32(),
+            owner: self.owner.map_or(self.after, pg_sys::Oid::to_u32),
+            subscription: self.last,
+            vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
+        };
+        let mut handovers = HANDOVERS.exclusive();
+        let slot = match handovers
+            .entries
+            .iter()
+            .position(|h| h.database == handover.database)
+        {
+            Some(i) => Some(i),
+            None => handovers.entries.iter().position(|h| h.database == 0),
+        };
+        if let Some(i) = slot {
+            handovers.entries[i] = handover;
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
