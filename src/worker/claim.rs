@@ -164,8 +164,11 @@ impl Worker {
                 .collect();
         }
         if !claimed.start.is_empty() || !claimed.parts.is_empty() {
-            // Nothing goes out before the synchronous standbys have it (see replicated.rs).
+            // Nothing goes out before the synchronous standbys have it, nor before its commit
+            // is flushed here (see replicated.rs).
             super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
+            let parts = claimed.parts.iter().flat_map(|p| &p.part.events);
+            super::replicated::flush_commits(claimed.start.iter().chain(parts).map(|e| e.txid));
         }
         self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }

@@ -8,7 +8,8 @@
 //! claim's events wait until those standbys have flushed the WAL the primary had flushed when
 //! the claim was read: every commit the claim could see that waited for them (writers with
 //! `synchronous_commit = off` or `local` chose not to wait, and are not waited for either).
-//! When the primary dies meanwhile, the worker dies with it and sends nothing.
+//! When the primary dies meanwhile, the worker dies with it and sends nothing. Nor does an
+//! event go out before its commit is flushed on this server (`flush_commits`).
 
 use std::time::Duration;
 
@@ -26,6 +27,39 @@ const LAST_POLL: Duration = Duration::from_millis(50);
 pub(super) fn flushed_lsn() -> pg_sys::XLogRecPtr {
     // SAFETY: reads shared WAL state under its own lock; no preconditions.
     unsafe { pg_sys::GetFlushRecPtr(std::ptr::null_mut()) }
+}
+
+/// Flushes WAL up to the commit record of each of the transactions `txids` (full transaction
+/// ids, of the events a claim is about to send) not flushed yet. A writer with
+/// `synchronous_commit = off` commits — and its events can be claimed — before its commit
+/// record is on disk; a crash then loses the transaction after its events went out, and the
+/// event id sequence, set back with it, hands their ids out again on the same timeline: a
+/// receiver de-duplicating on webhook-ids would drop the next events as repeats. The commit
+/// log keeps, for such commits, the WAL position they need flushed (what hint bits wait for);
+/// other commits were flushed before they became visible and cost nothing here.
+pub(super) fn flush_commits(txids: impl Iterator<Item = i64>) {
+    // SAFETY: reads of shared transaction state (the commit log under its own locks); no
+    // preconditions beyond running in a backend.
+    unsafe {
+        let next = pg_sys::ReadNextFullTransactionId().value;
+        let oldest = (*pg_sys::ShmemVariableCache).oldestClogXid;
+        let mut needed: pg_sys::XLogRecPtr = 0;
+        for full in txids.map(|t| t as u64) {
+            // Older than 2^31 transactions (or not yet assigned, which cannot be) committed
+            // long ago; older than the commit log's start, its status is gone.
+            if full >= next || next - full >= 1 << 31 {
+                continue;
+            }
+            let xid = pg_sys::TransactionId::from_inner(full as u32);
+            if pg_sys::TransactionIdPrecedes(xid, oldest) {
+                continue;
+            }
+            needed = needed.max(pg_sys::TransactionIdGetCommitLSN(xid));
+        }
+        if needed > flushed_lsn() {
+            pg_sys::XLogFlush(needed);
+        }
+    }
 }
 
 /// Waits until the synchronous standbys (if any are configured) have flushed `lsn`. A reload
