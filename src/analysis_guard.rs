@@ -87,6 +87,29 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
     run()
 }
 
+/// Whether a checked query is planned or run under the guard now, and if so whether `owner`'s
+/// code is code its text names (a named owner has `owner`'s privileges).
+pub fn running_names(owner: pg_sys::Oid) -> Option<bool> {
+    GUARD.with(|g| {
+        g.borrow()
+            .as_ref()
+            .filter(|g| g.phase == Phase::Running)
+            // SAFETY: a plain read of role membership.
+            .map(|g| {
+                (g.named_owners.iter()).any(|&o| unsafe { pg_sys::has_privs_of_role(o, owner) })
+            })
+    })
+}
+
+/// Whether a checked query is planned or run under the guard now.
+pub fn running() -> bool {
+    GUARD.with(|g| {
+        g.borrow()
+            .as_ref()
+            .is_some_and(|g| g.phase == Phase::Running)
+    })
+}
+
 /// Consulted by fmgr_info for every function not compiled into PostgreSQL that is neither
 /// SECURITY DEFINER nor has settings of its own (those go to `fmgr_hook` as they start), and
 /// by the planner before it inlines a SQL function. One the guard would refuse gets the hook:

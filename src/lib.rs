@@ -32,6 +32,7 @@ mod looked_up_types;
 mod manage;
 mod named_in_text;
 mod ping;
+mod plan_check;
 mod privilege;
 mod queue;
 mod relation_code;
@@ -60,6 +61,7 @@ pub fn is_preloaded() -> bool {
 pub extern "C-unwind" fn _PG_init() {
     guc::init();
     analysis_guard::init();
+    plan_check::init();
     subtype_diffs::init();
     capture::init_cache();
     invalidation::init();

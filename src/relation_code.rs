@@ -73,7 +73,8 @@ pub fn refuse_untrusted(
     Ok(())
 }
 
-fn refuse(relation: &str, owner: &str, code: RelationCode) -> ! {
+/// Raises the ERROR that refuses `relation` (its owner `owner`) for `code`.
+pub fn refuse(relation: &str, owner: &str, code: RelationCode) -> ! {
     // SAFETY: a plain read of the current user.
     let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
     let (what, fix) = match code {

@@ -119,12 +119,7 @@ fn a_foreign_table_of_another_role_is_refused() {
     // Its owner may change its options, and so what its wrapper reads with the subscriber's
     // user mapping, at any time.
     let (pg, mut su, mut owner) = setup();
-    exec(
-        &mut su,
-        "CREATE EXTENSION postgres_fdw;
-         CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'postgres');
-         GRANT USAGE ON FOREIGN SERVER elsewhere TO tabowner;",
-    );
+    lookup_and_a_server(&mut su, &mut owner);
     exec(
         &mut owner,
         "CREATE FOREIGN TABLE m.remote (k int) SERVER elsewhere OPTIONS (table_name 'lookup');
@@ -136,4 +131,59 @@ fn a_foreign_table_of_another_role_is_refused() {
         ", filter => 'EXISTS (SELECT FROM m.remote AS r WHERE r.k = NEW.id)'",
     );
     assert_relation_refused(&error, "foreign table m.remote, owned by role tabowner");
+}
+
+/// As tabowner: table m.lookup, and a foreign-data server tabowner may use.
+fn lookup_and_a_server(su: &mut postgres::Client, owner: &mut postgres::Client) {
+    exec(
+        su,
+        "CREATE EXTENSION postgres_fdw;
+         CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'postgres');
+         GRANT USAGE ON FOREIGN SERVER elsewhere TO tabowner;",
+    );
+    exec(owner, LOOKUP);
+}
+
+#[test]
+fn a_foreign_table_attached_under_a_table_the_filter_reads_fails_the_write() {
+    // The planner adds a table's children as it plans: the check of the plan sees them.
+    let (pg, mut su, mut owner) = setup();
+    lookup_and_a_server(&mut su, &mut owner);
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM m.lookup AS l WHERE l.k = NEW.id)'",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    exec(
+        &mut owner,
+        "CREATE FOREIGN TABLE m.child () INHERITS (m.lookup)
+             SERVER elsewhere OPTIONS (table_name 'lookup');",
+    );
+    let error = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert_relation_refused(&error, "foreign table m.child, owned by role tabowner");
+}
+
+#[test]
+fn a_view_read_by_the_subscribers_own_sql_function_is_refused() {
+    // The function is inlined, its body analysed, as the plan is made.
+    let (pg, mut su, mut owner) = setup();
+    exec(
+        &mut owner,
+        &format!("{LOOKUP} CREATE VIEW m.v AS SELECT k FROM m.lookup; GRANT SELECT ON m.v TO sub;"),
+    );
+    exec(&mut su, "CREATE SCHEMA s AUTHORIZATION sub;");
+    exec(
+        &mut pg.connect_as("postgres", "sub"),
+        "CREATE FUNCTION s.known() RETURNS SETOF int LANGUAGE sql STABLE
+             AS 'SELECT k FROM m.v'",
+    );
+    let error = subscribe_error(
+        &pg,
+        "m.t",
+        ", filter => 'EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)'",
+    );
+    assert_relation_refused(&error, "view m.v, owned by role tabowner");
 }
