@@ -190,3 +190,44 @@ fn in_flight_counts_only_the_subscriptions_the_caller_may_see() {
     // Still in flight: alice, who may see it, is shown it.
     assert_eq!(count(&mut alice, in_flight), 1);
 }
+
+/// Attack (hostile webhook_admin member probing names): carol, who may not see alice's
+/// filtered subscription, asked the API to pause it and was told she may not — which
+/// confirmed that it exists. She is now told it does not exist, as for a name nobody uses;
+/// one she may see, and not manage, is still refused as such.
+#[test]
+fn the_api_does_not_confirm_the_name_of_a_subscription_its_caller_may_not_see() {
+    let pg = Cluster::start(&[]);
+    let _su = shop(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "anns",
+        "app.orders",
+        "http://127.0.0.1:9/hooks",
+        ", events => ARRAY['insert'], filter => $$NEW.customer_id = 1$$",
+    );
+    subscribe(
+        &mut alice,
+        "all",
+        "app.orders",
+        "http://127.0.0.1:9/hooks",
+        "",
+    );
+    let mut carol = pg.connect_as("postgres", "carol");
+    let hidden = error_of(&mut carol, "SELECT webhook.pause('anns')");
+    assert!(
+        hidden.contains("subscription \"anns\" does not exist"),
+        "{hidden}"
+    );
+    let nobodys = error_of(&mut carol, "SELECT webhook.pause('nobodys')");
+    assert!(
+        nobodys.contains("subscription \"nobodys\" does not exist"),
+        "{nobodys}"
+    );
+    let seen = error_of(&mut carol, "SELECT webhook.pause('all')");
+    assert!(
+        seen.contains("permission denied to pause \"all\": only its owner or a superuser may"),
+        "{seen}"
+    );
+}
