@@ -195,6 +195,8 @@ fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
         _ if (seg[0] & 0xffc0) == 0xfe80 => "link-local",
         _ if (seg[0] & 0xffc0) == 0xfec0 => "site-local",
         _ if a.is_multicast() => "multicast",
+        // Benchmarking (2001:2::/48, RFC 5180), as 198.18.0.0/15 is for IPv4.
+        _ if seg[0] == 0x2001 && seg[1] == 2 && seg[2] == 0 => "benchmarking",
         // NAT64 (64:ff9b::/96) and IPv4-compatible (::/96, deprecated but still routed by
         // some stacks) reach the embedded IPv4 host: judge them as that host.
         _ if (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0])
@@ -268,6 +270,8 @@ mod tests {
             // local-use NAT64, whatever it embeds
             "64:ff9b:1::808:808",
             "64:ff9b:1:ffff::1",
+            // IPv6 benchmarking, as 198.18.0.0/15
+            "2001:2::1",
             // 6to4 embedding a private or loopback IPv4 address
             "2002:7f00:1::1",
             "2002:a00:1::1",

@@ -34,17 +34,22 @@ struct Handover {
     subscription: i32,
     /// When the tables are next due for a vacuum check, in milliseconds since the epoch.
     vacuum_at: u64,
+    /// When it was written, as `Handovers::written` counts: the oldest goes when the table is
+    /// full (a database dropped, or no longer served, leaves its entry behind).
+    written: u64,
 }
 
 #[derive(Clone, Copy)]
 pub struct Handovers {
     entries: [Handover; crate::wake::MAX_WORKERS],
+    written: u64,
 }
 
 impl Default for Handovers {
     fn default() -> Self {
         Handovers {
             entries: [Handover::default(); crate::wake::MAX_WORKERS],
+            written: 0,
         }
     }
 }
@@ -142,25 +147,23 @@ impl Turn {
         }
     }
 
-    /// Leaves the next runner of this database where this one's turn ended (dropped when the
-    /// table is full: it then starts with the first owner).
+    /// Leaves the next runner of this database where this one's turn ended, in its database's
+    /// entry, a free one, or (the table full) the oldest.
     pub fn hand_over(&self, vacuum: Instant) {
         let until_vacuum = vacuum.saturating_duration_since(Instant::now());
+        let mut handovers = HANDOVERS.exclusive();
+        handovers.written += 1;
         let handover = Handover {
             database: self.database.to_u32(),
             owner: self.owner.map_or(self.after, pg_sys::Oid::to_u32),
             subscription: self.last,
             vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
+            written: handovers.written,
         };
-        let mut handovers = HANDOVERS.exclusive();
-        let slot = match handovers
-            .entries
-            .iter()
-            .position(|h| h.database == handover.database)
-        {
-            Some(i) => Some(i),
-            None => handovers.entries.iter().position(|h| h.database == 0),
-        };
+        let entries = &handovers.entries;
+        let slot = (entries.iter().position(|h| h.database == handover.database))
+            .or_else(|| entries.iter().position(|h| h.database == 0))
+            .or_else(|| (0..entries.len()).min_by_key(|&i| entries[i].written));
         if let Some(i) = slot {
             handovers.entries[i] = handover;
         }
