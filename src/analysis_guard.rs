@@ -110,6 +110,22 @@ pub fn running() -> bool {
     })
 }
 
+/// Whether `function` is a SQL function (not made by initdb) and a checked query is planned or
+/// run: the planner inlines such a function only when no hook is needed, and an inlined body
+/// is planned — its views expanded, its stable calls evaluated for estimates — inside the
+/// query's planning, where `plan_check` cannot judge it first. Not inlined, it plans its own
+/// queries as it runs, each judged before the planner sees it.
+fn planned_apart(function: pg_sys::Oid) -> bool {
+    running()
+        && !built_in(function)
+        && with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
+            oid(attribute(pg_sys::Anum_pg_proc_prolang)) == pg_sys::Oid::from(SQL_LANGUAGE)
+        }) == Some(true)
+}
+
+/// pg_language's OID of SQL.
+const SQL_LANGUAGE: u32 = 14;
+
 /// Consulted by fmgr_info for every function not compiled into PostgreSQL that is neither
 /// SECURITY DEFINER nor has settings of its own (those go to `fmgr_hook` as they start), and
 /// by the planner before it inlines a SQL function. One the guard would refuse gets the hook:
@@ -118,7 +134,7 @@ pub fn running() -> bool {
 /// cache comes back to the hook at every call.
 #[pg_guard]
 unsafe extern "C-unwind" fn needs_hook(function: pg_sys::Oid) -> bool {
-    if untrusted(function).is_some() || maybe_subtype_diff(function) {
+    if untrusted(function).is_some() || maybe_subtype_diff(function) || planned_apart(function) {
         return true;
     }
     // SAFETY: the previous hook, set before ours and never changed since.

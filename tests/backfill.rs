@@ -206,14 +206,26 @@ fn only_the_owner_may_backfill_and_only_while_it_may_read_the_table() {
     );
     let mut alice = pg.connect_as("postgres", "alice");
     subscribe(&mut alice, "alices", "t", &rx.url("/a"), "");
+    // Bob may not read the table, so he does not see the subscription: he is told it does not
+    // exist, as for an unused name (tests/who_sees_what.rs).
     let mut bob = pg.connect_as("postgres", "bob");
     let e = error_of(&mut bob, "SELECT * FROM webhook.backfill('alices')");
+    assert!(e.contains("subscription \"alices\" does not exist"), "{e}");
+    let e = error_of(&mut bob, "SELECT webhook.cancel_backfill('alices')");
+    assert!(e.contains("subscription \"alices\" does not exist"), "{e}");
+    // Carol may read it: she is refused as one who may not manage it.
+    exec(
+        &mut db,
+        "CREATE ROLE carol LOGIN; GRANT webhook_admin TO carol; GRANT SELECT ON t TO carol;",
+    );
+    let e = error_of(
+        &mut pg.connect_as("postgres", "carol"),
+        "SELECT * FROM webhook.backfill('alices')",
+    );
     assert!(
         e.contains("permission denied to backfill \"alices\": only its owner or a superuser may"),
         "{e}"
     );
-    let e = error_of(&mut bob, "SELECT webhook.cancel_backfill('alices')");
-    assert!(e.contains("permission denied"), "{e}");
     // Bob may not read the table, so he does not see the subscription's backfills either.
     exec(
         &mut alice,

@@ -168,7 +168,8 @@ fn a_foreign_table_attached_under_a_table_the_filter_reads_fails_the_write() {
 
 #[test]
 fn a_view_read_by_the_subscribers_own_sql_function_is_refused() {
-    // The function is inlined, its body analysed, as the plan is made.
+    // Not inlined under the guard: the function's query is judged as it is planned, when it
+    // runs at the first write.
     let (pg, mut su, mut owner) = setup();
     exec(
         &mut owner,
@@ -180,10 +181,75 @@ fn a_view_read_by_the_subscribers_own_sql_function_is_refused() {
         "CREATE FUNCTION s.known() RETURNS SETOF int LANGUAGE sql STABLE
              AS 'SELECT k FROM m.v'",
     );
-    let error = subscribe_error(
+    let rx = Receiver::start();
+    subscribe_sub(
         &pg,
-        "m.t",
-        ", filter => 'EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)'",
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)'",
     );
+    let error = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
     assert_relation_refused(&error, "view m.v, owned by role tabowner");
+}
+
+#[test]
+fn a_partitions_own_policies_do_not_refuse_a_filter_that_reads_its_parent() {
+    // PostgreSQL applies no policy of a partition to a query of its parent (a common way to
+    // close direct access to partitions): nothing of them runs.
+    let (pg, _su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE TABLE m.p (k int) PARTITION BY RANGE (k);
+         CREATE TABLE m.p1 PARTITION OF m.p FOR VALUES FROM (0) TO (100);
+         ALTER TABLE m.p1 ENABLE ROW LEVEL SECURITY;
+         INSERT INTO m.p VALUES (2);
+         GRANT SELECT ON m.p TO sub;",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM m.p WHERE m.p.k = NEW.id)'",
+    );
+    exec(
+        &mut writer(&pg),
+        "INSERT INTO m.t VALUES (5, 'ok'); INSERT INTO m.t VALUES (2, 'ok')",
+    );
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
+}
+
+#[test]
+fn a_view_that_replaces_a_table_the_subscribers_function_reads_is_refused_before_planning() {
+    // The planner evaluates stable functions to estimate a condition: a view's body must be
+    // judged before the query that reads it is planned, not only before it runs.
+    let (pg, mut su, mut owner) = setup();
+    exec(&mut owner, LOOKUP);
+    exec(
+        &mut su,
+        "CREATE SCHEMA s AUTHORIZATION sub; GRANT USAGE ON SCHEMA s TO PUBLIC;",
+    );
+    let mut sub = pg.connect_as("postgres", "sub");
+    exec(
+        &mut sub,
+        "CREATE TABLE s.secret (x text); INSERT INTO s.secret VALUES ('sk_live_private');
+         CREATE FUNCTION s.known() RETURNS SETOF int LANGUAGE sql STABLE
+             AS 'SELECT k FROM m.lookup';",
+    );
+    let rx = Receiver::start();
+    subscribe_sub(
+        &pg,
+        &rx,
+        ", events => '{insert}', filter => 'EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)'",
+    );
+    exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    exec(
+        &mut owner,
+        "ALTER TABLE m.lookup RENAME TO lookup_old;
+         CREATE VIEW m.lookup AS SELECT k FROM m.lookup_old
+          WHERE k = (pg_catalog.table_to_xml('s.secret'::regclass, true, false, ''))::text::int4;
+         GRANT SELECT ON m.lookup TO sub;",
+    );
+    let error = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
+    assert_relation_refused(&error, "view m.lookup, owned by role tabowner");
+    assert!(!error.contains("sk_live_private"), "{error}");
 }
