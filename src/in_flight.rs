@@ -4,14 +4,9 @@
 //! every subscription to members of pg_monitor (and superusers), as the view's own rule says,
 //! and to others only the subscriptions they may see in `webhook.subscriptions`.
 
-use std::collections::HashSet;
-
 use pgrx::prelude::*;
 
-use crate::error::spi;
-use crate::privilege::caller_acts_as;
-
-const VISIBLE: &str = include_str!("../sql/queries/visible_subscription_ids.sql");
+use crate::privilege::{caller_acts_as, visible_subscriptions};
 
 /// Requests the delivery workers have in flight right now, per subscription the caller may see.
 #[pg_extern(name = "_in_flight", stable)]
@@ -26,20 +21,4 @@ fn in_flight_table() -> TableIterator<'static, (name!(subscription_id, i32), nam
         counts.retain(|(id, _)| visible.contains(id));
     }
     TableIterator::new(counts)
-}
-
-/// The ids of the subscriptions the caller may see.
-fn visible_subscriptions() -> HashSet<i32> {
-    spi(
-        "reading which subscriptions the caller may see, to show their requests in flight",
-        Spi::connect(|client| {
-            let mut ids = HashSet::new();
-            for row in client.select(VISIBLE, None, &[])? {
-                if let Some(id) = row.get::<i32>(1)? {
-                    ids.insert(id);
-                }
-            }
-            Ok(ids)
-        }),
-    )
 }

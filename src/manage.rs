@@ -7,13 +7,14 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::{invalid, reject, spi};
-use crate::privilege::{as_extension_owner, caller, caller_acts_as, forget_owner};
+use crate::privilege::{
+    as_extension_owner, caller, caller_acts_as, forget_owner, visible_subscriptions,
+};
 use crate::sql::first_row;
 use crate::wake::{note_config_changed, note_schedule_changed};
 
 const MANAGED: &str = include_str!("../sql/queries/managed_subscription.sql");
 const REPLAY: &str = include_str!("../sql/queries/replay.sql");
-const SUBSCRIPTION_VISIBLE: &str = include_str!("../sql/queries/subscription_visible.sql");
 const PAUSE: &str = include_str!("../sql/queries/pause.sql");
 const RESUME: &str = include_str!("../sql/queries/resume.sql");
 const ARCHIVED_EVENT: &str = include_str!("../sql/queries/archived_event_subscription.sql");
@@ -43,20 +44,6 @@ pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
     }
 }
 
-/// Whether the calling role sees subscription `id` in webhook.subscriptions.
-fn visible_to_caller(id: i32) -> bool {
-    spi(
-        "checking whether the caller sees the subscription",
-        Spi::connect(|client| {
-            first_row(client, SUBSCRIPTION_VISIBLE, &[id.into()], |row| {
-                row.get::<bool>(1)
-            })
-        }),
-    )
-    .flatten()
-    .unwrap_or(false)
-}
-
 /// As `find_managed`, but `None` when there is no such live subscription (or the caller may
 /// not see it).
 pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option<Managed> {
@@ -79,12 +66,12 @@ pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option
         )
     });
     let (id, owner, status) = found?;
-    // One the caller may not even see (another owner's with a filter, say) is answered as one
-    // that does not exist: the error must not confirm its name.
-    if !caller_acts_as(owner) && !visible_to_caller(id) {
-        return None;
-    }
     if !caller_acts_as(owner) {
+        // One the caller may not even see (another owner's with a filter, say) is answered as
+        // one that does not exist: the error must not confirm its name.
+        if !visible_subscriptions().contains(&id) {
+            return None;
+        }
         reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to {action} \"{name}\": only its owner or a superuser may"),

@@ -18,8 +18,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::callees::{list_items, Callees};
-use crate::catalog_cache::{oid, with_row};
-use crate::relation_code::{refuse, RelationCode};
+use crate::relation_code::{judge, refuse_untrusted, RelationCode};
 
 static mut PREVIOUS_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
@@ -49,11 +48,7 @@ unsafe extern "C-unwind" fn on_planner(
         let mut callees = Callees::default();
         // SAFETY: the analysed, rewritten Query PostgreSQL is about to plan.
         unsafe { callees.walk_query(parse) };
-        // SAFETY: a plain read of the current user.
-        let runner = unsafe { pg_sys::GetUserId() };
-        for (relid, code) in callees.relations {
-            judge_one(relid, code, runner);
-        }
+        refuse_untrusted(&callees.relations);
     }
     // SAFETY: the previous hook, set before ours and never changed since, or the standard one.
     unsafe {
@@ -77,7 +72,7 @@ unsafe extern "C-unwind" fn on_relation_info(
             == pg_sys::RELKIND_FOREIGN_TABLE as std::ffi::c_char
     {
         // SAFETY: a plain read of the current user.
-        judge_one(relid, RelationCode::Foreign, unsafe { pg_sys::GetUserId() });
+        judge(relid, RelationCode::Foreign, unsafe { pg_sys::GetUserId() });
     }
     // SAFETY: the previous hook, set before ours and never changed since.
     if let Some(previous) = unsafe { PREVIOUS_RELATION_INFO } {
@@ -89,7 +84,7 @@ unsafe extern "C-unwind" fn on_relation_info(
 unsafe extern "C-unwind" fn on_executor_start(query: *mut pg_sys::QueryDesc, eflags: i32) {
     if crate::analysis_guard::running() {
         // SAFETY: the QueryDesc PostgreSQL is about to start, with its planned statement.
-        unsafe { judge((*query).plannedstmt) };
+        unsafe { judge_plan((*query).plannedstmt) };
     }
     // SAFETY: the previous hook, set before ours and never changed since, or the standard one.
     unsafe {
@@ -107,7 +102,7 @@ unsafe extern "C-unwind" fn on_executor_start(query: *mut pg_sys::QueryDesc, efl
 ///
 /// # Safety
 /// `plan` is a valid PlannedStmt.
-unsafe fn judge(plan: *mut pg_sys::PlannedStmt) {
+unsafe fn judge_plan(plan: *mut pg_sys::PlannedStmt) {
     // SAFETY: a plain read of the current user.
     let runner = unsafe { pg_sys::GetUserId() };
     // SAFETY: see the function contract: the children's range table indexes (1-based).
@@ -144,48 +139,6 @@ unsafe fn judge(plan: *mut pg_sys::PlannedStmt) {
         } else {
             continue;
         };
-        judge_one(rte.relid, code, runner);
+        judge(rte.relid, code, runner);
     }
-}
-
-/// Refuses `relid` for `code` unless its owner has `runner`'s privileges or the text names
-/// code of its owner's.
-fn judge_one(relid: pg_sys::Oid, code: RelationCode, runner: pg_sys::Oid) {
-    let Some((owner, name, namespace)) =
-        with_row(pg_sys::SysCacheIdentifier::RELOID, relid, |attribute| {
-            (
-                oid(attribute(pg_sys::Anum_pg_class_relowner)),
-                // SAFETY: the relation is locked by the query; this reads its catalog row.
-                unsafe { pg_sys::get_rel_name(relid) },
-                oid(attribute(pg_sys::Anum_pg_class_relnamespace)),
-            )
-        })
-    else {
-        return;
-    };
-    // SAFETY: a plain read of role membership.
-    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
-    if trusted || crate::analysis_guard::running_names(owner) == Some(true) {
-        return;
-    }
-    // SAFETY: names of catalog rows, NUL-terminated, read before the ERROR.
-    let relation = unsafe {
-        let schema = pg_sys::get_namespace_name(namespace);
-        format!("{}.{}", cstr(schema), cstr(name))
-    };
-    refuse(&relation, &crate::privilege::role_name(owner), code);
-}
-
-/// A C string PostgreSQL returned, or "?" for NULL.
-///
-/// # Safety
-/// `s` is NULL or NUL-terminated.
-unsafe fn cstr(s: *const std::ffi::c_char) -> String {
-    if s.is_null() {
-        return "?".into();
-    }
-    // SAFETY: see the function contract.
-    unsafe { std::ffi::CStr::from_ptr(s) }
-        .to_string_lossy()
-        .into_owned()
 }

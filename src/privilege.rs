@@ -9,6 +9,7 @@ use std::cell::Cell;
 use pgrx::prelude::*;
 
 const EXTENSION_OWNER: &str = include_str!("../sql/queries/extension_owner.sql");
+const VISIBLE_SUBSCRIPTIONS: &str = include_str!("../sql/queries/visible_subscription_ids.sql");
 
 thread_local! {
     /// The extension owner, and the OID of the table `webhook._subscriptions` it was read with:
@@ -201,6 +202,22 @@ pub fn rls_applies_to_caller(table: pg_sys::Oid) -> bool {
         pg_sys::check_enable_rls(table, caller(), true)
             == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     }
+}
+
+/// The ids of the subscriptions the caller may see in `webhook.subscriptions`.
+pub fn visible_subscriptions() -> std::collections::HashSet<i32> {
+    crate::error::spi(
+        "reading which subscriptions the caller may see",
+        Spi::connect(|client| {
+            let mut ids = std::collections::HashSet::new();
+            for row in client.select(VISIBLE_SUBSCRIPTIONS, None, &[])? {
+                if let Some(id) = row.get::<i32>(1)? {
+                    ids.insert(id);
+                }
+            }
+            Ok(ids)
+        }),
+    )
 }
 
 /// True when the caller is a superuser or has the privileges of `role`.

@@ -14,11 +14,9 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult};
 
+use crate::catalog_cache::{oid, with_row};
 use crate::error::reject;
-
-const UNTRUSTED: &str = include_str!("../sql/queries/untrusted_relations.sql");
 
 /// What of a relation's owner's a query runs when it reads the relation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,49 +30,62 @@ pub enum RelationCode {
     Policies,
 }
 
-/// Raises an ERROR for the first of `relations` (see `Callees::relations`) whose owner lacks
-/// the current user's privileges.
-pub fn refuse_untrusted(
-    client: &SpiClient<'_>,
-    relations: &[(pg_sys::Oid, RelationCode)],
-) -> SpiResult<()> {
-    if relations.is_empty() {
-        return Ok(());
-    }
-    let mut oids: Vec<pg_sys::Oid> = relations.iter().map(|(r, _)| *r).collect();
-    oids.sort_by_key(|r| r.to_u32());
-    oids.dedup();
+/// Raises an ERROR for the first of `relations` (see `Callees::relations`; by OID, a
+/// relation's policies before its body) whose owner lacks the current user's privileges.
+pub fn refuse_untrusted(relations: &[(pg_sys::Oid, RelationCode)]) {
     // SAFETY: a plain read of the current user.
     let runner = unsafe { pg_sys::GetUserId() };
-    let rows = client.select(UNTRUSTED, None, &[oids.clone().into(), runner.into()])?;
-    let mut seen = Vec::new();
-    for row in rows {
-        let relation: pg_sys::Oid = row.get(1)?.unwrap_or_default();
-        seen.push(relation);
-        if row.get::<bool>(5)? == Some(true) {
-            continue;
-        }
-        let schema: String = row.get(2)?.unwrap_or_default();
-        let name: String = row.get(3)?.unwrap_or_default();
-        let owner: String = row.get(4)?.unwrap_or_default();
-        // Policies first: a view or foreign table can have policies too.
-        let code = relations
-            .iter()
-            .filter(|(r, _)| *r == relation)
-            .map(|(_, code)| *code)
-            .max_by_key(|code| *code == RelationCode::Policies)
-            .unwrap_or(RelationCode::View);
-        refuse(&format!("{schema}.{name}"), &owner, code);
+    let mut ordered = relations.to_vec();
+    ordered.sort_by_key(|(r, code)| (r.to_u32(), *code != RelationCode::Policies));
+    for (relid, code) in ordered {
+        judge(relid, code, runner);
     }
-    // Fail closed, as for functions: the analysis saw the latest catalog.
-    if let Some(unseen) = oids.iter().find(|r| !seen.contains(r)) {
-        crate::looked_up_types::refuse_too_new("relation", unseen.to_u32());
+}
+
+/// Refuses `relid` for `code` unless its owner has `runner`'s privileges or, while a checked
+/// query is planned and run, the text names code of its owner's (see `analysis_guard`).
+pub fn judge(relid: pg_sys::Oid, code: RelationCode, runner: pg_sys::Oid) {
+    let Some((owner, name, namespace)) =
+        with_row(pg_sys::SysCacheIdentifier::RELOID, relid, |attribute| {
+            (
+                oid(attribute(pg_sys::Anum_pg_class_relowner)),
+                // SAFETY: the relation is locked by the query; this reads its catalog row.
+                unsafe { pg_sys::get_rel_name(relid) },
+                oid(attribute(pg_sys::Anum_pg_class_relnamespace)),
+            )
+        })
+    else {
+        return;
+    };
+    // SAFETY: a plain read of role membership.
+    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
+    if trusted || crate::analysis_guard::running_names(owner) == Some(true) {
+        return;
     }
-    Ok(())
+    // SAFETY: names of catalog rows, NUL-terminated, read before the ERROR.
+    let relation = unsafe {
+        let schema = pg_sys::get_namespace_name(namespace);
+        format!("{}.{}", cstr(schema), cstr(name))
+    };
+    refuse(&relation, &crate::privilege::role_name(owner), code);
+}
+
+/// A C string PostgreSQL returned, or "?" for NULL.
+///
+/// # Safety
+/// `s` is NULL or NUL-terminated.
+unsafe fn cstr(s: *const std::ffi::c_char) -> String {
+    if s.is_null() {
+        return "?".into();
+    }
+    // SAFETY: see the function contract.
+    unsafe { std::ffi::CStr::from_ptr(s) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Raises the ERROR that refuses `relation` (its owner `owner`) for `code`.
-pub fn refuse(relation: &str, owner: &str, code: RelationCode) -> ! {
+fn refuse(relation: &str, owner: &str, code: RelationCode) -> ! {
     // SAFETY: a plain read of the current user.
     let runner = crate::privilege::role_name(unsafe { pg_sys::GetUserId() });
     let (what, fix) = match code {
