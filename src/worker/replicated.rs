@@ -38,9 +38,30 @@ pub(super) fn flushed_lsn() -> pg_sys::XLogRecPtr {
 /// log keeps, for such commits, the WAL position they need flushed (what hint bits wait for);
 /// other commits were flushed before they became visible and cost nothing here.
 pub(super) fn flush_commits(txids: impl Iterator<Item = i64>) {
-    // SAFETY: reads of shared transaction state (the commit log under its own locks); no
-    // preconditions beyond running in a backend.
-    unsafe {
+    let needed = commit_lsn_needed(txids);
+    if needed > flushed_lsn() {
+        // SAFETY: flushes this server's WAL up to a position already inserted (a commit
+        // record's); no preconditions beyond running in a backend.
+        unsafe { pg_sys::XLogFlush(needed) };
+    }
+}
+
+/// The latest commit-record position the commit log keeps for any of `txids` (0 if none).
+/// Read under `XactTruncationLock`, as PostgreSQL's own `pg_xact_status` does: the commit
+/// log's start (`oldestClogXid`) moves, and its pages are cut off, only under that lock held
+/// exclusively, so a transaction found not older than that start keeps its page while it is
+/// read. Without it a vacuum truncating the commit log between the two reads made the read
+/// an ERROR outside any transaction, which ends the worker.
+fn commit_lsn_needed(txids: impl Iterator<Item = i64>) -> pg_sys::XLogRecPtr {
+    // SAFETY: MainLWLockArray is shared memory set up at server start; slot 44 is
+    // XactTruncationLock in PostgreSQL 15 (storage/lwlocknames.h), the only version built.
+    let lock = unsafe { std::ptr::addr_of_mut!((*pg_sys::MainLWLockArray.add(44)).lock) };
+    // SAFETY: a shared lock, released below; an ERROR meanwhile (an I/O failure reading the
+    // commit log) releases it with every other lock (LWLockReleaseAll at error recovery).
+    unsafe { pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED) };
+    // SAFETY: reads of shared transaction state (the commit log under its own locks), with
+    // its truncation held off; no preconditions beyond running in a backend.
+    let needed = unsafe {
         let next = pg_sys::ReadNextFullTransactionId().value;
         let oldest = (*pg_sys::ShmemVariableCache).oldestClogXid;
         let mut needed: pg_sys::XLogRecPtr = 0;
@@ -56,10 +77,11 @@ pub(super) fn flush_commits(txids: impl Iterator<Item = i64>) {
             }
             needed = needed.max(pg_sys::TransactionIdGetCommitLSN(xid));
         }
-        if needed > flushed_lsn() {
-            pg_sys::XLogFlush(needed);
-        }
-    }
+        needed
+    };
+    // SAFETY: the lock taken above, held by this process.
+    unsafe { pg_sys::LWLockRelease(lock) };
+    needed
 }
 
 /// Waits until the synchronous standbys (if any are configured) have flushed `lsn`. A reload
