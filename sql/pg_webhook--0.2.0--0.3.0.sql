@@ -263,12 +263,17 @@ CREATE TABLE webhook._backfills (
     -- The transaction that started it: every chunk's events have a later txid, so counting
     -- what is still queued reads only the queue's newer part (the key is (txid, id)).
     started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    -- The delivery worker (its pid) running this backfill's chunks now (NULL between its
+    -- The runner process (its pid) running this backfill's chunks now (NULL between its
     -- rounds); one that ended while running them left its pid here.
     chunk_pid       integer,
-    -- Times a worker ended while running its chunks (the watchdog ends a worker whose chunk
+    -- Times a runner ended while running its chunks (the watchdog ends a runner whose chunk
     -- goes on after its cancel), over its life; the third fails the backfill.
     interruptions   integer NOT NULL DEFAULT 0,
+    -- Chunks that failed in a row (kept here: the runner process that ran them hands over to
+    -- another when another owner's turn comes); the third fails the backfill. The next chunk
+    -- runs no sooner than retry_at.
+    failures        integer NOT NULL DEFAULT 0,
+    retry_at        timestamptz,
     CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
 );
 CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)

@@ -1,6 +1,6 @@
 //! `webhook.backfill()` and `webhook.cancel_backfill()`: the checks and the row that asks the
-//! delivery worker to send a table's existing rows (the chunks themselves are
-//! `capture::backfill`, run by worker 0: see `worker::backfills`). Checks run as the caller,
+//! callback runner to send a table's existing rows (the chunks themselves are
+//! `capture::backfill`, run by the callback runner: see `worker::backfills`). Checks run as the caller,
 //! user SQL as the subscription's owner, writes as the extension owner.
 
 use pgrx::prelude::*;
@@ -147,7 +147,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
     let Some(id) = id else {
         already_running(name, "another session just started it")
     };
-    // Wakes the workers at commit; worker 0 starts the chunks.
+    // Wakes the callback runner at commit, which starts the chunks.
     note_schedule_changed();
     id
 }

@@ -146,7 +146,7 @@ unsafe extern "C-unwind" fn on_xact_event(
             }
             if queued || scheduled || config {
                 // SAFETY: MyDatabaseId is set in any backend that can run a transaction.
-                wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config);
+                wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config, scheduled);
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
@@ -160,13 +160,14 @@ unsafe extern "C-unwind" fn on_xact_event(
     }
 }
 
-/// Sets the latch of every worker serving `database`, and asks the launcher for workers when
+/// Sets the latch of every worker serving `database` (and its runner's when `scheduled`: a
+/// backfill started), and asks the launcher for workers when
 /// there are none and `pg_webhook.database` allows some — or, after a subscription changed
 /// (`config`), in any case: workers that looked before CREATE EXTENSION committed may be on
 /// their way out. A database the setting leaves without workers does not ask on every commit:
 /// the launcher would refuse it every time. Must not raise an ERROR: it runs after the commit
 /// record is written, where an error would become a PANIC.
-fn wake_workers_of(database: pg_sys::Oid, config: bool) {
+fn wake_workers_of(database: pg_sys::Oid, config: bool, scheduled: bool) {
     if !crate::is_preloaded() {
         return;
     }
@@ -175,6 +176,9 @@ fn wake_workers_of(database: pg_sys::Oid, config: bool) {
         request_workers(database);
     }
     set_latches(&pids);
+    if scheduled {
+        wake_callback_runner(database);
+    }
 }
 
 /// Asks the launcher to start delivery workers for `database`. Must not raise an ERROR (see

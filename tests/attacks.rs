@@ -208,20 +208,6 @@ fn a_callback_cannot_change_the_callback_runners_session() {
     assert_eq!(second.1, "pg_catalog, pg_temp");
 }
 
-/// alice and bob, webhook_admin members with a table each in `public`.
-fn alice_and_bob(pg: &Cluster) -> (postgres::Client, postgres::Client, postgres::Client) {
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let alice = pg.connect_as("postgres", "alice");
-    let bob = pg.connect_as("postgres", "bob");
-    (su, alice, bob)
-}
-
 #[test]
 fn a_callback_cannot_reach_what_another_owners_callback_left_in_the_runner() {
     // One runner process ran every owner's callbacks, one after another: a dblink connection
@@ -230,7 +216,7 @@ fn a_callback_cannot_reach_what_another_owners_callback_left_in_the_runner() {
     // (read his tables, grant his rights to herself) and hold or free his lock.
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
     let rx = Receiver::start();
-    let (mut su, mut alice, mut bob) = alice_and_bob(&pg);
+    let (mut su, mut alice, mut bob) = support::bob::alice_and_bob(&pg);
     // dblink_connect_u: the cluster trusts every local login, and plain dblink_connect wants a
     // password from a role that is not a superuser.
     exec(
@@ -301,7 +287,7 @@ fn a_callbacks_session_advisory_lock_ends_with_it() {
     // taken by bob's callback, nobody could take it again, bob's own sessions included.
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
     let rx = Receiver::start();
-    let (mut su, _alice, mut bob) = alice_and_bob(&pg);
+    let (mut su, _alice, mut bob) = support::bob::alice_and_bob(&pg);
     exec(
         &mut bob,
         "CREATE TABLE bobs (id int PRIMARY KEY);

@@ -118,7 +118,8 @@ fn a_worker_killed_while_it_backfills_resumes_with_no_row_missing() {
          INSERT INTO big SELECT g, repeat('z', 20) FROM generate_series(1, 20000) g;",
     );
     subscribe(&mut db, "big", "big", &rx.url("/b"), "");
-    let worker = pg.worker_pid(&mut db);
+    // The runner (which also calls callbacks) runs the chunks.
+    let worker = pg.callback_runner_pid(&mut db);
     exec(&mut db, "SELECT * FROM webhook.backfill('big')");
     wait_until(WAIT, "the backfill to be under way", || {
         count(&mut db, "SELECT rows_sent FROM webhook.backfills") > 0
@@ -150,7 +151,7 @@ fn a_worker_killed_while_it_backfills_resumes_with_no_row_missing() {
     );
     assert!(
         pg.log().contains("was terminated by signal 9"),
-        "the worker was killed mid-backfill"
+        "the runner was killed mid-backfill"
     );
 }
 
@@ -236,7 +237,7 @@ fn a_filter_that_raises_fails_the_backfill_with_the_error() {
 
 #[test]
 fn a_slow_backfill_filter_is_cancelled_and_fails_the_backfill() {
-    // The chunk runs on worker 0's main thread, where delivery waits for it.
+    // The chunk runs on the runner's main thread, where other owners' work waits for it.
     let (_pg, mut db, rx) = t_subscribed_with_rows(10);
     // Half a second a row: five seconds a chunk, if nothing stopped it.
     exec(

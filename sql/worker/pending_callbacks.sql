@@ -2,7 +2,7 @@
 -- owner and callback function (by OID, never by name), whether that function still exists, and
 -- how many times a runner started it before. Only those of subscriptions owned by $3, and
 -- those that call nothing (the subscription or its callback is gone): a runner process calls
--- one owner's callbacks only (see callback_owners.sql).
+-- one owner's callbacks only (see owners_waiting.sql).
 --
 -- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
 -- second of each, and so on, each turn starting after subscription $2 (the one whose callback

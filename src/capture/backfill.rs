@@ -3,8 +3,9 @@
 //! events — the rows read and chosen by the subscription's shaped query (filter, payload) as
 //! its owner, sandboxed, their images rendered as the table's owner (`shaped_images`), and the
 //! queue written like COPY — and the progress recorded in the same transaction, so the
-//! events and the key they reach commit together or not at all. The delivery worker (worker 0)
-//! runs one chunk per transaction (see `worker::backfills`).
+//! events and the key they reach commit together or not at all. The runner (the process that
+//! also calls callbacks, one owner's at a time) runs one chunk per transaction (see
+//! `worker::backfills`).
 //!
 //! Order. A chunk of an `ordered` subscription first takes the subscription's order lock, as a
 //! writer's statement does: every writer that committed before it is visible to its read, and
@@ -18,8 +19,8 @@
 //! own key lock (and gets the larger ids). Unordered subscriptions take no lock: a row's
 //! BACKFILL event may arrive before or after a live change of it, as any two events may.
 //!
-//! Every lock wait of a chunk ends after 100 ms (sql/backfill/chunk_settings.sql): the worker
-//! delivers nothing while it waits, and a chunk waiting for a writer's key while that writer
+//! Every lock wait of a chunk ends after 100 ms (sql/backfill/chunk_settings.sql): the runner
+//! runs no other backfill or callback while it waits, and a chunk waiting for a writer's key while that writer
 //! waits for a key the chunk holds gives up long before PostgreSQL's deadlock check would cancel
 //! the writer. The chunk is tried again a second later.
 
@@ -64,6 +65,8 @@ pub enum Step {
     Ahead,
     /// It is not running any more (canceled, done, failed) — or was stopped now, with the reason.
     Stopped(Option<String>),
+    /// Its SQL would run as this role, which the process may not run code of; nothing done.
+    NotAdmitted(pg_sys::Oid),
 }
 
 /// One read of a chunk's rows, as the subscription's owner.
@@ -138,8 +141,9 @@ fn stop(client: &mut SpiClient<'_>, id: i64, state: &str, reason: String) -> Spi
 }
 
 /// Runs one chunk of backfill `id`, inside the caller's transaction, as the extension owner
-/// (the caller is the worker); user SQL runs as the subscription's owner.
-pub fn run_chunk(id: i64) -> SpiResult<Step> {
+/// (the caller is the runner); user SQL runs as the subscription's owner, once `admit` has
+/// agreed to run it as that role in this process (see `worker::callbacks::turn`).
+pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<Step> {
     Spi::connect_mut(|client| {
         client.select(CHUNK_SETTINGS, None, &[])?;
         // Read-write (a row lock), which also gives the transaction its xid.
@@ -218,6 +222,10 @@ pub fn run_chunk(id: i64) -> SpiResult<Step> {
                 )
             }
         };
+        // The first of the subscription owner's code this process runs binds it to them.
+        if !admit(info.owner) {
+            return Ok(Step::NotAdmitted(info.owner));
+        }
         let (queued, read, last) = queue_chunk(&info, &pk, also.as_deref(), last_key)?;
         let done = (read as i64) < CHUNK_ROWS;
         client.update(

@@ -1,14 +1,18 @@
-//! Backfills (`webhook.backfill()`), in worker 0: each chunk is one short transaction of its
-//! own (`capture::backfill::run_chunk`), run between the worker's claims and records, for at
-//! most a slice of time per round, so delivery keeps going while a big table is read.
+//! Backfills (`webhook.backfill()`), in the runner (the process that calls callbacks, one
+//! owner's code per process: see `callbacks::turn`): each chunk is one short transaction of its
+//! own (`capture::backfill::run_chunk`), run between the runner's callbacks for at most a slice
+//! of time per round, so callbacks keep going while a big table is read.
+//!
+//! A chunk runs its owner's filter, which can leave things in its session that outlive the
+//! transaction (a `dblink` connection, logged in as the owner). When the chunks ran in a
+//! delivery worker, one for every owner, another owner's filter could use them as the first.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use super::{txn, Worker};
+use super::txn;
 use crate::capture::backfill::{run_chunk, Step};
 
 const LIST_RUNNING: &str = include_str!("../../sql/backfill/list_running.sql");
@@ -17,12 +21,11 @@ const END_ROUND: &str = include_str!("../../sql/backfill/end_round.sql");
 const CHUNK_ERROR: &str = include_str!("../../sql/backfill/chunk_error.sql");
 const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 
-/// Longest a round of chunks runs before the worker gets back to delivering; the next round
-/// comes no sooner than as long again, so a backfill takes at most half of worker 0's time and
-/// delivery (of its own events too) keeps pace.
+/// Longest a round of chunks runs before the runner gets back to its callbacks; the next round
+/// comes no sooner than as long again, so a backfill takes at most half of the runner's time.
 const SLICE: Duration = Duration::from_millis(50);
 /// A chunk that runs longer than this is cancelled (see `backfill`); one that goes on
-/// `watchdog::GRACE` after its cancel ends the worker.
+/// `watchdog::GRACE` after its cancel ends the runner.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(2);
 /// When a backfill waits for its receiver to catch up, it is looked at again after this.
 const AHEAD_WAIT: Duration = Duration::from_millis(250);
@@ -33,12 +36,12 @@ const RUNNING: Duration = Duration::from_secs(1);
 const IDLE: Duration = Duration::from_secs(30);
 /// A chunk that failed this many times in a row fails its backfill (a filter that raises on
 /// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
-/// timeout — after a second per failure.
-const MAX_FAILURES: u32 = 3;
-/// A backfill whose chunks' worker ended this many times while running them fails (counted
-/// over its life, so a filter that hangs only now and then cannot end worker 0 for ever): its
-/// chunk went on after its cancel (a filter function that catches `query_canceled`), so the
-/// watchdog ended the worker, and the next worker would run the same chunk again.
+/// timeout — after a second per failure (counted in the backfill's row: chunk_error.sql).
+const MAX_FAILURES: i32 = 3;
+/// A backfill whose chunks' runner ended this many times while running them fails (counted
+/// over its life, so a filter that hangs only now and then cannot end the runner for ever): its
+/// chunk went on after its cancel (a C function that ignores it), so the watchdog ended the
+/// runner, and the next one would run the same chunk again.
 const MAX_INTERRUPTIONS: i32 = 3;
 
 /// Failures that say nothing about the backfill itself: a lock wait over the chunk's
@@ -52,66 +55,89 @@ fn waited_too_long(code: PgSqlErrorCode) -> bool {
     )
 }
 
-/// What the worker remembers between rounds.
+/// What the runner remembers between rounds.
 #[derive(Default)]
 pub(super) struct Backfills {
-    /// Consecutive failed chunks per backfill, and when to try the next.
-    failures: HashMap<i64, (u32, Instant)>,
     /// When to run a round next (`None`: now).
     pub(super) next: Option<Instant>,
 }
 
-impl Worker {
-    /// Runs chunks of the running backfills until they are done, wait for their receivers, or
-    /// the slice is used; says when to come back in `backfills.next`.
-    pub(super) fn backfill(&mut self, now: Instant) {
-        self.backfills.next = Some(now + IDLE);
-        super::backend::report_activity(Some("backfill"));
+/// What a round did.
+pub(super) enum Round {
+    /// Ran no chunk: none of the owner's backfills was due.
+    Idle,
+    /// Ran chunks (or found its backfills waiting for their receivers).
+    Ran,
+    /// A chunk's SQL would run as a role this process may not run code of (`admit` said no):
+    /// the process hands over to a fresh one.
+    NotAdmitted,
+}
+
+impl Backfills {
+    /// Whether a round is due at `now`.
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|at| now >= at)
+    }
+
+    /// Runs chunks of `owner`'s running backfills (and of those whose subscription is gone)
+    /// until they are done, wait for their receivers, or the slice is used; says when to come
+    /// back in `next`. `admit` agrees (or not) to run a chunk's SQL as the role it names.
+    pub(super) fn round(
+        &mut self,
+        owner: pg_sys::Oid,
+        admit: &mut dyn FnMut(pg_sys::Oid) -> bool,
+    ) -> Round {
+        let now = Instant::now();
+        self.next = Some(now + IDLE);
         let Ok(running) = txn::run("listing backfills", || {
             Spi::connect(|client| {
                 let mut ids = Vec::new();
-                for row in client.select(LIST_RUNNING, None, &[])? {
-                    ids.push(row.get::<i64>(1)?.unwrap_or_default());
+                for row in client.select(LIST_RUNNING, None, &[owner.into()])? {
+                    let id = row.get::<i64>(1)?.unwrap_or_default();
+                    let wait = row.get::<f64>(2)?.unwrap_or_default();
+                    ids.push((id, Duration::try_from_secs_f64(wait).unwrap_or_default()));
                 }
                 Ok(ids)
             })
         }) else {
-            return;
+            self.soon();
+            return Round::Idle;
         };
-        self.backfills.failures.retain(|id, _| running.contains(id));
-        if running.is_empty() {
-            return;
+        // Those after a failed chunk wait a second per failure (chunk_error.sql).
+        let (due, later): (Vec<_>, Vec<_>) = running.into_iter().partition(|r| r.1.is_zero());
+        if let Some(wait) = later.iter().map(|r| r.1).min() {
+            self.next_round_by(now + wait);
         }
-        self.backfills.next = Some(now + RUNNING);
+        if due.is_empty() {
+            return Round::Idle;
+        }
+        super::backend::report_activity(Some("backfill"));
+        self.next_round_by(now + RUNNING);
         let mut more = false;
-        for id in running {
-            if self.backfills.failures.get(&id).is_some_and(|f| now < f.1) {
-                continue;
-            }
+        for (id, _) in due {
             if !self.mark_running(id) {
                 continue;
             }
+            let mut refused = false;
             loop {
-                // A chunk runs the owner's filter on worker 0's main thread, where delivery
-                // waits for it: a slow one is cancelled, and fails the backfill if it keeps
-                // being (a cancel counts as a failure).
-                // A filter function can catch the cancel and go on: the watchdog ends the
-                // worker then, and the backfill's mark (mark_running.sql) tells the next one.
+                // A chunk runs the owner's filter on the runner's main thread, where other
+                // owners' work waits for it: a slow one is cancelled, and fails the backfill
+                // if it keeps being (a cancel counts as a failure).
+                // A C function can ignore the cancel and go on: the watchdog ends the runner
+                // then, and the backfill's mark (mark_running.sql) tells the next one.
                 super::watchdog::start_statement_timer(CHUNK_TIMEOUT);
                 super::watchdog::arm(CHUNK_TIMEOUT + super::watchdog::GRACE);
-                let chunk = txn::run_coded("backfill chunk", || run_chunk(id));
+                let chunk = txn::run_coded("backfill chunk", || run_chunk(id, &mut *admit));
                 super::watchdog::disarm();
                 super::watchdog::end_statement_timer();
                 match chunk {
                     Ok(Step::Sent { .. }) => {
-                        self.backfills.failures.remove(&id);
                         if now.elapsed() >= SLICE {
                             more = true;
                             break;
                         }
                     }
                     Ok(Step::Done { .. }) => {
-                        self.backfills.failures.remove(&id);
                         log!("pg_webhook: backfill {id} is done");
                         break;
                     }
@@ -125,6 +151,10 @@ impl Worker {
                         self.next_round_by(Instant::now() + AHEAD_WAIT);
                         break;
                     }
+                    Ok(Step::NotAdmitted(_)) => {
+                        refused = true;
+                        break;
+                    }
                     Err((code, e)) => {
                         self.chunk_failed(id, code.is_some_and(waited_too_long), e);
                         break;
@@ -132,19 +162,23 @@ impl Worker {
                 }
             }
             self.end_round(id);
+            if refused {
+                return Round::NotAdmitted;
+            }
             if now.elapsed() >= SLICE {
                 more = true;
                 break;
             }
         }
         if more {
-            self.backfills.next = Some(Instant::now() + SLICE);
+            self.next = Some(Instant::now() + SLICE);
         }
+        Round::Ran
     }
 
     /// Marks backfill `id` as having its chunks run by this process; false when they may not
     /// run now: not marked (not running, or its row locked), or failed here for the times its
-    /// worker ended while they ran.
+    /// runner ended while they ran.
     fn mark_running(&mut self, id: i64) -> bool {
         // SAFETY: reads a backend global.
         let pid = unsafe { pg_sys::MyProcPid };
@@ -197,18 +231,17 @@ impl Worker {
 
     /// Brings the next round forward to `at` (never into the past).
     fn next_round_by(&mut self, at: Instant) {
-        let next = self.backfills.next.map_or(at, |n| n.min(at));
-        self.backfills.next = Some(next.max(Instant::now()));
+        let next = self.next.map_or(at, |n| n.min(at));
+        self.next = Some(next.max(Instant::now()));
     }
 
-    /// Fails backfill `id`, whose chunks' worker ended `interruptions` times while running them.
+    /// Fails backfill `id`, whose chunks' runner ended `interruptions` times while running them.
     fn interrupted_too_often(&mut self, id: i64, interruptions: i32) {
         let reason = format!(
-            "its worker ended while running its chunks {interruptions} times: a chunk that goes on {} s after its cancel (a filter function that catches query_canceled) ends the worker",
+            "its runner ended while running its chunks {interruptions} times: a chunk that goes on {} s after its cancel (a C function that ignores it) ends the runner",
             super::watchdog::GRACE.as_secs()
         );
         log!("pg_webhook: backfill {id} failed: {reason}");
-        self.backfills.failures.remove(&id);
         let failed = txn::run("failing an interrupted backfill", || {
             Spi::connect_mut(|client| {
                 client
@@ -222,36 +255,30 @@ impl Worker {
         }
     }
 
-    /// Records a failed chunk: retried a second per failure later, or the backfill fails
-    /// after `MAX_FAILURES` — unless it only `waited` too long for a lock (a long writer of an
-    /// ordered table) or lost a deadlock, which is retried without counting.
+    /// Records a failed chunk (chunk_error.sql): retried a second per failure later, or the
+    /// backfill fails after `MAX_FAILURES` in a row — unless it only `waited` too long for a
+    /// lock (a long writer of an ordered table) or lost a deadlock, which is retried without
+    /// counting.
     fn chunk_failed(&mut self, id: i64, waited: bool, error: String) {
-        let before = self.backfills.failures.get(&id).map_or(0, |f| f.0);
-        let failures = if waited { before.max(1) } else { before + 1 };
-        let retry_at = Instant::now() + Duration::from_secs(u64::from(failures));
-        self.backfills.failures.insert(id, (failures, retry_at));
-        let what = if failures >= MAX_FAILURES {
-            let reason = format!("a chunk failed {failures} times in a row: {error}");
-            log!("pg_webhook: backfill {id} failed: {reason}");
-            (
-                "failing the backfill",
-                STOP,
-                vec![id.into(), "failed".into(), reason.into()],
-            )
-        } else {
-            (
-                "recording a backfill error",
-                CHUNK_ERROR,
-                vec![id.into(), error.into()],
-            )
-        };
+        let recorded = txn::run("recording a backfill error", || {
+            Spi::connect_mut(|client| {
+                let args = [id.into(), error.clone().into(), waited.into()];
+                let failures = match client.update(CHUNK_ERROR, None, &args)?.next() {
+                    Some(row) => row.get::<i32>(1)?.unwrap_or_default(),
+                    None => return Ok(0), // not running any more
+                };
+                if failures >= MAX_FAILURES {
+                    let reason = format!("a chunk failed {failures} times in a row: {error}");
+                    log!("pg_webhook: backfill {id} failed: {reason}");
+                    let args = [id.into(), "failed".into(), reason.into()];
+                    client.update(STOP, None, &args)?;
+                }
+                Ok(failures)
+            })
+        });
         // On failure txn::run has logged it; the next round tries again.
-        if txn::run(what.0, || {
-            Spi::connect_mut(|client| client.update(what.1, None, &what.2).map(|_| ()))
-        })
-        .is_ok()
-        {
-            self.next_round_by(retry_at);
+        if let Ok(failures) = recorded {
+            self.next_round_by(Instant::now() + Duration::from_secs(failures.max(1) as u64));
         }
     }
 }

@@ -9,9 +9,11 @@
 //! event instead. Either way the callback is not run again. Subscriptions take turns (see
 //! pending_callbacks.sql), and a batch is read again after `BATCH_TIME`.
 //!
-//! A runner process calls the callbacks of one owner only, and ends when another owner's turn
-//! comes: the launcher starts a fresh one for it (see `turn`). What a callback leaves in its
-//! session (a `dblink` connection, say) is thus never within reach of another owner's.
+//! The runner also runs backfills' chunks (see backfills.rs), which run their owner's filter.
+//! A runner process runs the callbacks and chunks of one owner only, and ends when another
+//! owner's turn comes: the launcher starts a fresh one for it (see `turn`). What a callback or
+//! a filter leaves in its session (a `dblink` connection, say) is thus never within reach of
+//! another owner's.
 //! Session-level advisory locks a callback took are released when it ends, even for the next
 //! callback of the same owner: nobody but a superuser could end the process holding them.
 
@@ -27,6 +29,7 @@ use pgrx::spi::SpiResult;
 
 use super::backend::{connect, decode_start};
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
+use super::backfills::{Backfills, Round};
 use super::txn;
 use super::watchdog;
 use crate::error::in_subtransaction;
@@ -43,7 +46,7 @@ const BATCH: i64 = 50;
 const BATCH_TIME: Duration = Duration::from_secs(1);
 
 const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
-const OWNERS: &str = include_str!("../../sql/worker/callback_owners.sql");
+const OWNERS: &str = include_str!("../../sql/worker/owners_waiting.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
 const STARTED: &str = include_str!("../../sql/worker/callback_started.sql");
 const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
@@ -87,6 +90,8 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     }
     let (mut turn, vacuum) = Turn::take_over(db_oid);
     let mut next_vacuum = vacuum.unwrap_or_else(Instant::now);
+    let mut backfills = Backfills::default();
+    let mut schedule_seen = crate::wake::epochs().0;
     let mut handed_over = false;
     loop {
         pg_sys::check_for_interrupts!();
@@ -98,9 +103,19 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             next_vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
             super::vacuum::vacuum_due_tables();
         }
+        let schedule = crate::wake::epochs().0;
+        if schedule != schedule_seen {
+            // A backfill was started (or a resume or replay): look at backfills now.
+            schedule_seen = schedule;
+            backfills.next = None;
+        }
         super::backend::report_activity(Some("running callbacks"));
-        let (taken, failed) = match run_batch(&mut turn) {
-            Batch::Ran { taken, failed } => (taken, failed),
+        let (owner, taken, failed) = match run_batch(&mut turn) {
+            Batch::Ran {
+                owner,
+                taken,
+                failed,
+            } => (owner, taken, failed),
             Batch::HandOver => {
                 turn.hand_over(next_vacuum);
                 handed_over = true;
@@ -112,12 +127,35 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
                 break;
             }
         };
+        // The same owner's backfill chunks, between its callbacks (see backfills.rs).
+        let chunks = match owner {
+            Some(owner) if backfills.due(Instant::now()) => {
+                match backfills.round(owner, &mut |o| turn.admit(o)) {
+                    Round::NotAdmitted => {
+                        turn.hand_over(next_vacuum);
+                        handed_over = true;
+                        break;
+                    }
+                    Round::Ran => true,
+                    Round::Idle => false,
+                }
+            }
+            _ => false,
+        };
+        if taken == 0 && !chunks {
+            turn.pass(owner.unwrap_or(pg_sys::Oid::INVALID));
+        }
         super::backend::report_activity(None);
         // (A batch takes turns between subscriptions, so it may be short with more waiting:
         // read again until one finds nothing.)
-        if taken == 0 || failed > 0 {
-            let until_vacuum = next_vacuum.saturating_duration_since(Instant::now());
-            wait_latch(WorkerSettings::read().poll_interval.min(until_vacuum));
+        if (taken == 0 && !chunks) || failed > 0 {
+            let now = Instant::now();
+            let until_vacuum = next_vacuum.saturating_duration_since(now);
+            let until_backfills = backfills
+                .next
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+            let wait = WorkerSettings::read().poll_interval.min(until_vacuum);
+            wait_latch(wait.min(until_backfills));
         }
     }
     crate::wake::unregister_worker(pid);
@@ -130,9 +168,14 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
 
 /// What one batch did.
 enum Batch {
-    /// Took `taken` callbacks from the queue; `failed` of them could not even be recorded
-    /// (they are tried again).
-    Ran { taken: usize, failed: usize },
+    /// Took `taken` callbacks of `owner`'s turn from the queue; `failed` of them could not
+    /// even be recorded (they are tried again). `owner` is `None` when this pg_webhook is not
+    /// the one this build runs (or was not read): no backfill runs then either.
+    Ran {
+        owner: Option<pg_sys::Oid>,
+        taken: usize,
+        failed: usize,
+    },
     /// Another owner's callbacks are waiting, and this process may not call them: it ends,
     /// for a fresh one.
     HandOver,
@@ -147,21 +190,24 @@ fn run_batch(turn: &mut Turn) -> Batch {
             Readiness::Ready => {
                 let extension = txn::locked_extension();
                 match turn.next(&read_owners()?) {
-                    Next::Run(owner) => Read::Batch(extension, read_pending(turn.last, owner)?),
+                    Next::Run(owner) => {
+                        Read::Batch(extension, Some(owner), read_pending(turn.last, owner)?)
+                    }
                     Next::HandOver => Read::HandOver,
                 }
             }
-            Readiness::OtherVersion(_) => Read::Batch(pg_sys::Oid::INVALID, Vec::new()),
+            Readiness::OtherVersion(_) => Read::Batch(pg_sys::Oid::INVALID, None, Vec::new()),
             Readiness::Missing => Read::Missing,
         })
     });
-    let (extension, pending) = match read {
-        Ok(Read::Batch(extension, pending)) => (extension, pending),
+    let (extension, owner, pending) = match read {
+        Ok(Read::Batch(extension, owner, pending)) => (extension, owner, pending),
         Ok(Read::HandOver) => return Batch::HandOver,
         Ok(Read::Missing) => return Batch::Missing,
         // Logged by txn::run; try again after the wait.
         Err(_) => {
             return Batch::Ran {
+                owner: None,
                 taken: 0,
                 failed: 1,
             }
@@ -189,18 +235,23 @@ fn run_batch(turn: &mut Turn) -> Batch {
         }
         taken += 1;
     }
-    Batch::Ran { taken, failed }
+    Batch::Ran {
+        owner,
+        taken,
+        failed,
+    }
 }
 
 /// What the batch's transaction read.
 enum Read {
-    /// These callbacks, read in this pg_webhook.
-    Batch(pg_sys::Oid, Vec<Pending>),
+    /// These callbacks of the turn of this owner (`None`: another pg_webhook), read in this
+    /// pg_webhook.
+    Batch(pg_sys::Oid, Option<pg_sys::Oid>, Vec<Pending>),
     HandOver,
     Missing,
 }
 
-/// The owners whose callbacks are waiting, in OID order.
+/// The owners whose callbacks or backfill chunks are waiting, in OID order.
 fn read_owners() -> SpiResult<Vec<pg_sys::Oid>> {
     Spi::connect(|client| {
         let mut out = Vec::new();

@@ -1,6 +1,5 @@
 //! Housekeeping, in worker 0 of each database: auto-disabling subscriptions whose endpoint has
-//! failed too long, checking subscriptions' triggers, and the retention purge (and,
-//! between them, backfills: see backfills.rs).
+//! failed too long, checking subscriptions' triggers, and the retention purge.
 //!
 //! The purge must keep up with the fastest drain the workers can reach, or the archive grows
 //! without bound: each round deletes in batches until it is caught up or has used its time
@@ -22,14 +21,11 @@ const PURGE_AGAIN: Duration = Duration::from_millis(20);
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 impl Worker {
-    /// What worker 0 does besides delivering, each when it is due: housekeeping, and the chunks
-    /// of running backfills (backfills.rs).
+    /// What worker 0 does besides delivering, when it is due: housekeeping. (Backfills run in
+    /// the runner: see backfills.rs.)
     pub(super) fn worker_zero_duties(&mut self, now: Instant) {
         if now >= self.next_maintenance {
             self.maintain(now);
-        }
-        if self.backfills.next.is_none_or(|at| now >= at) {
-            self.backfill(now);
         }
     }
 

@@ -159,8 +159,6 @@ struct Worker {
     next_stats_check: Instant,
     next_publish: Instant,
     published_empty: bool,
-    /// Worker 0's backfills in progress (see backfills.rs).
-    backfills: backfills::Backfills,
 }
 
 impl Worker {
@@ -213,7 +211,6 @@ impl Worker {
             next_stats_check: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
-            backfills: backfills::Backfills::default(),
         }
     }
 
@@ -236,7 +233,6 @@ impl Worker {
                 // A resume or replay made events due: look at scheduled ones now.
                 self.schedule_epoch = schedule;
                 self.scheduled_due_at = Some(now);
-                self.backfills.next = None;
                 self.claim_wanted = true;
             }
             if self.record_due(now) {
@@ -318,7 +314,6 @@ impl Worker {
             // A purge that is behind comes back within milliseconds, idle or not (maintenance
             // runs only with the statements prepared: without, this deadline would never move).
             deadline = deadline.min(self.next_maintenance);
-            deadline = deadline.min(self.backfills.next.unwrap_or(now));
         }
         if deadline <= now {
             return;

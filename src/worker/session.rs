@@ -76,7 +76,6 @@ impl Worker {
         self.targets.clear();
         self.record_failures = 0;
         self.record_retry_at = None;
-        self.backfills = super::backfills::Backfills::default();
         self.events_per_request = 1.0;
     }
 

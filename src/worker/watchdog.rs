@@ -1,4 +1,4 @@
-//! The watchdog of user code that runs on a worker's main thread: a callback that outlives
+//! The watchdog of user code that runs on the callback runner's main thread: a callback that outlives
 //! `pg_webhook.callback_timeout`, or a backfill chunk (its owner's filter) that outlives 2 s,
 //! is cancelled (a statement timeout), but PL/pgSQL can catch a cancel (`EXCEPTION WHEN
 //! query_canceled`) and go on. A grace period later the watchdog ends the whole process the way

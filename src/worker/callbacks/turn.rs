@@ -1,17 +1,18 @@
-//! Whose callbacks a runner process runs: one owner's, never two owners'.
+//! Whose code a runner process runs — callbacks and backfill filters: one owner's, never two
+//! owners'.
 //!
-//! A callback leaves things in its process that outlive its transaction and belong to no role:
-//! a `dblink` connection it opened (logged in as its owner, and committing on its own), a
-//! session-level advisory lock, and whatever else an extension keeps per session. Another
-//! owner's callback in the same process could use them as the first owner. PostgreSQL's rule
-//! is that a session belongs to one login, so a runner process is bound to the first owner
-//! whose callback it calls, and calls nobody else's: when another owner's callbacks are
-//! waiting, it ends and the launcher starts a fresh one at once (see `keep_up` there), which
-//! takes the next owner's turn. Callbacks that call nothing (their subscription or its
-//! callback is gone) are run by any runner.
+//! A callback or a backfill's filter leaves things in its process that outlive its transaction
+//! and belong to no role: a `dblink` connection it opened (logged in as its owner, and
+//! committing on its own), a session-level advisory lock, and whatever else an extension keeps
+//! per session. Another owner's code in the same process could use them as the first owner.
+//! PostgreSQL's rule is that a session belongs to one login, so a runner process is bound to
+//! the first owner whose code it runs, and runs nobody else's: when another owner's callbacks
+//! or backfill chunks are waiting, it ends and the launcher starts a fresh one at once (see
+//! `keep_up` there), which takes the next owner's turn. Callbacks that call nothing (their
+//! subscription or its callback is gone) are run by any runner.
 //!
-//! An owner's turn lasts about `TURN` while another owner's callbacks wait, so a stream of one
-//! owner's callbacks cannot hold up the others'; owners take turns in OID order, starting
+//! An owner's turn lasts about `TURN` while another owner's work waits, so a stream of one
+//! owner's callbacks (or a long backfill) cannot hold up the others'; owners take turns in OID order, starting
 //! after the one whose turn ended last (kept in shared memory across the hand-over, with the
 //! subscription that ran last and when the tables are next vacuumed).
 
@@ -131,6 +132,15 @@ impl Turn {
                     .copied()
                     .unwrap_or(pg_sys::Oid::INVALID),
             ),
+        }
+    }
+
+    /// Passes over `owner`, whose turn this process chose but found nothing of to run: unless
+    /// it is bound to an owner, the next turn goes to the owner after them (one whose backfill
+    /// waits for its receiver must not hold up the owners after it).
+    pub fn pass(&mut self, owner: pg_sys::Oid) {
+        if self.owner.is_none() && owner != pg_sys::Oid::INVALID {
+            self.after = owner.to_u32();
         }
     }
 
