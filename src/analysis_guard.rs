@@ -110,16 +110,21 @@ pub fn running() -> bool {
     })
 }
 
-/// Whether `function` is a SQL function (not made by initdb) and a checked query is planned or
-/// run: the planner inlines such a function only when no hook is needed, and an inlined body
-/// is planned — its views expanded, its stable calls evaluated for estimates — inside the
-/// query's planning, where `plan_check` cannot judge it first. Not inlined, it plans its own
-/// queries as it runs, each judged before the planner sees it.
+/// Whether `function` is a set-returning SQL function (not made by initdb) and a checked query
+/// is planned or run: the planner inlines such a function in FROM only when no hook is needed,
+/// and an inlined body is planned — its views expanded, its stable calls evaluated for
+/// estimates — inside the query's planning, where `plan_check` cannot judge it first. Not
+/// inlined, it plans its own queries as it runs, each judged before the planner sees it.
+/// A scalar SQL function is inlined only when its body is one expression with no FROM and no
+/// subquery (PostgreSQL's inline_function): it brings no relation into the plan, and what it
+/// calls is judged like the filter's own calls, so it is inlined as anywhere else (a filter
+/// calling a helper per row would otherwise run the helper's query each time).
 fn planned_apart(function: pg_sys::Oid) -> bool {
     running()
         && !built_in(function)
         && with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
             oid(attribute(pg_sys::Anum_pg_proc_prolang)) == pg_sys::Oid::from(SQL_LANGUAGE)
+                && attribute(pg_sys::Anum_pg_proc_proretset).is_some_and(|d| d.value() != 0)
         }) == Some(true)
 }
 
