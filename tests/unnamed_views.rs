@@ -217,10 +217,10 @@ fn a_partitions_own_policies_do_not_refuse_a_filter_that_reads_its_parent() {
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 2);
 }
 
-#[test]
-fn a_view_that_replaces_a_table_the_subscribers_function_reads_is_refused_before_planning() {
-    // The planner evaluates stable functions to estimate a condition: a view's body must be
-    // judged before the query that reads it is planned, not only before it runs.
+/// sub's function `function` (made in schema s) reads m.lookup, and a filter `filter` calls it;
+/// a write goes out. Then tabowner replaces m.lookup with a view whose body reads sub's secret:
+/// the next write must be refused before the view is planned.
+fn a_table_replaced_by_a_view_under(function: &str, filter: &str) {
     let (pg, mut su, mut owner) = setup();
     exec(&mut owner, LOOKUP);
     exec(
@@ -230,15 +230,13 @@ fn a_view_that_replaces_a_table_the_subscribers_function_reads_is_refused_before
     let mut sub = pg.connect_as("postgres", "sub");
     exec(
         &mut sub,
-        "CREATE TABLE s.secret (x text); INSERT INTO s.secret VALUES ('sk_live_private');
-         CREATE FUNCTION s.known() RETURNS SETOF int LANGUAGE sql STABLE
-             AS 'SELECT k FROM m.lookup';",
+        &format!("CREATE TABLE s.secret (x text); INSERT INTO s.secret VALUES ('sk_live_private'); {function}"),
     );
     let rx = Receiver::start();
     subscribe_sub(
         &pg,
         &rx,
-        ", events => '{insert}', filter => 'EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)'",
+        &format!(", events => '{{insert}}', filter => '{filter}'"),
     );
     exec(&mut writer(&pg), "INSERT INTO m.t VALUES (1, 'ok')");
     assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
@@ -252,4 +250,27 @@ fn a_view_that_replaces_a_table_the_subscribers_function_reads_is_refused_before
     let error = error_of(&mut writer(&pg), "INSERT INTO m.t VALUES (2, 'ok')");
     assert_relation_refused(&error, "view m.lookup, owned by role tabowner");
     assert!(!error.contains("sk_live_private"), "{error}");
+}
+
+#[test]
+fn a_view_that_replaces_a_table_the_subscribers_function_reads_is_refused_before_planning() {
+    // The planner evaluates stable functions to estimate a condition: a view's body must be
+    // judged before the query that reads it is planned, not only before it runs. A
+    // set-returning SQL function in FROM would be inlined, its body planned with the query.
+    a_table_replaced_by_a_view_under(
+        "CREATE FUNCTION s.known() RETURNS SETOF int LANGUAGE sql STABLE
+             AS 'SELECT k FROM m.lookup';",
+        "EXISTS (SELECT FROM s.known() AS i(k) WHERE i.k = NEW.id)",
+    );
+}
+
+#[test]
+fn a_view_that_replaces_a_table_a_scalar_helper_reads_is_refused_before_planning() {
+    // Scalar SQL helpers are inlined under the guard as anywhere: only a body without FROM or
+    // subqueries is, so one that reads a table runs apart, its query judged as it is planned.
+    a_table_replaced_by_a_view_under(
+        "CREATE FUNCTION s.known(int) RETURNS boolean LANGUAGE sql STABLE
+             AS 'SELECT EXISTS (SELECT FROM m.lookup WHERE k = $1)';",
+        "s.known(NEW.id) AND EXISTS (SELECT FROM s.known(NEW.id) AS i(b) WHERE i.b)",
+    );
 }
