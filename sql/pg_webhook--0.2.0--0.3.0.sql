@@ -126,6 +126,10 @@ COMMENT ON FUNCTION webhook._instance_id() IS
     'Internal: which copy of the database this is (webhook._instance and the database''s OID), as subscriptions note it.';
 ALTER TABLE webhook._subscriptions ADD COLUMN instance text;
 UPDATE webhook._subscriptions SET instance = webhook._instance_id();
+-- Orphans (see schema.sql): those whose owner's role is gone already.
+ALTER TABLE webhook._subscriptions ADD COLUMN owner_dropped boolean NOT NULL DEFAULT false;
+UPDATE webhook._subscriptions s SET owner_dropped = true
+ WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.oid = s.owner::pg_catalog.oid);
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
@@ -194,6 +198,10 @@ SELECT s.id,
                     THEN pg_catalog.format('its owner %s could no longer read its table when its events were held, and the table is gone',
                                            s.owner)
                END
+           -- An orphan (see _subscriptions.owner_dropped), even where its OID names a role.
+           WHEN s.owner_dropped OR r.oid IS NULL
+           THEN pg_catalog.format('its owner''s role (OID %s) was dropped; a superuser may hand it over with webhook.set_owner()',
+                                  s.owner::pg_catalog.oid)
            -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
            -- would read a cache that may not have caught up with a REVOKE committed just
            -- before): superusers and the owner may, and whoever holds SELECT directly, through
@@ -283,7 +291,9 @@ CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id
 -- schema USAGE count too.
 CREATE OR REPLACE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
 SELECT s.id,
-       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages,
+       -- An orphan (owner_dropped) is nobody's, whatever role its owner's OID names now.
+       (r.rolsuper OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')))
+           AS manages,
        -- The rows its events carry are shown to superusers, and to anyone else — its owner
        -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
        -- the schema or came under row-level security does not read through the events what
@@ -303,7 +313,7 @@ SELECT s.id,
                   THEN NOT pg_catalog.row_security_active(c.oid)
                   ELSE false END AS whole) w
  WHERE r.rolsuper
-    OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
+    OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE'))
     -- Others see events of tables they may read whole, and only of subscriptions whose events
     -- no code of the owner's chose or made: a payload may carry what its owner reads in other
     -- tables, and which rows a filter (the subscription's or a backfill's) let through — the

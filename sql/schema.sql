@@ -204,6 +204,12 @@ CREATE TABLE webhook._subscriptions (
     -- Added in 0.3.0. The webhook._instance the uid was made (or renewed) under; NULL (a row
     -- restored from an older dump) counts as another copy's.
     instance        text,
+    -- Added in 0.3.0. Set by the worker once it finds the owner's role gone. The owner column
+    -- keeps the dropped role's OID, which a dump writes as a number and a restore into another
+    -- cluster reads as whichever role has that OID there: this flag, dumped with it, keeps the
+    -- subscription an orphan — its SQL not run, its events held, its callbacks not called —
+    -- until webhook.set_owner() hands it over.
+    owner_dropped   boolean NOT NULL DEFAULT false,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),
@@ -466,6 +472,10 @@ SELECT s.id,
                     THEN pg_catalog.format('its owner %s could no longer read its table when its events were held, and the table is gone',
                                            s.owner)
                END
+           -- An orphan (see _subscriptions.owner_dropped), even where its OID names a role.
+           WHEN s.owner_dropped OR r.oid IS NULL
+           THEN pg_catalog.format('its owner''s role (OID %s) was dropped; a superuser may hand it over with webhook.set_owner()',
+                                  s.owner::pg_catalog.oid)
            -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
            -- would read a cache that may not have caught up with a REVOKE committed just
            -- before): superusers and the owner may, and whoever holds SELECT directly, through
@@ -552,7 +562,9 @@ GRANT USAGE ON SCHEMA webhook TO webhook_admin;
 -- checked here.
 CREATE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
 SELECT s.id,
-       (r.rolsuper OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')) AS manages,
+       -- An orphan (owner_dropped) is nobody's, whatever role its owner's OID names now.
+       (r.rolsuper OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')))
+           AS manages,
        -- The rows its events carry are shown to superusers, and to anyone else — its owner
        -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
        -- the schema or came under row-level security does not read through the events what
@@ -572,7 +584,7 @@ SELECT s.id,
                   THEN NOT pg_catalog.row_security_active(c.oid)
                   ELSE false END AS whole) w
  WHERE r.rolsuper
-    OR pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')
+    OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE'))
     -- Others see events of tables they may read whole, and only of subscriptions whose events
     -- no code of the owner's chose or made: a payload may carry what its owner reads in other
     -- tables, and which rows a filter (the subscription's or a backfill's) let through — the

@@ -25,6 +25,8 @@ const ROTATE_SECRET: &str = include_str!("../sql/queries/rotate_secret.sql");
 pub(crate) struct Managed {
     pub id: i32,
     pub status: String,
+    /// Its owner's role was dropped (see `_subscriptions.owner_dropped`).
+    pub orphan: bool,
 }
 
 /// Finds a live subscription by name and checks the caller may `action` it.
@@ -60,12 +62,13 @@ pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option
                         row.get::<i32>(1)?.unwrap_or_default(),
                         row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
                         row.get::<String>(3)?.unwrap_or_default(),
+                        row.get::<bool>(4)?.unwrap_or(false),
                     ))
                 })
             }),
         )
     });
-    let (id, owner, status) = found?;
+    let (id, owner, status, orphan) = found?;
     if !caller_acts_as(owner) {
         // One the caller may not even see (another owner's with a filter, say) is answered as
         // one that does not exist: the error must not confirm its name.
@@ -78,7 +81,7 @@ pub(crate) fn find_managed_if_exists(name: Option<&str>, action: &str) -> Option
             None,
         );
     }
-    Some(Managed { id, status })
+    Some(Managed { id, status, orphan })
 }
 
 fn write<R>(
@@ -103,6 +106,13 @@ fn set_paused(name: Option<&str>, paused: bool) -> bool {
     };
     if !changed {
         return false;
+    }
+    if !paused && sub.orphan {
+        invalid(format!(
+            "subscription \"{}\" has no owner (its owner's role was dropped), so it cannot be resumed: hand it over first with SELECT webhook.set_owner('{}', <role>), or unsubscribe it",
+            name.unwrap_or_default(),
+            name.unwrap_or_default().replace('\'', "''")
+        ));
     }
     // Read before switching to the extension owner, who would be recorded instead.
     let pauser = caller();

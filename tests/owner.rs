@@ -47,7 +47,17 @@ fn orphaned(
     extra: &str,
     write: &str,
 ) -> (postgres::Client, postgres::Client) {
-    let mut su = team(pg);
+    orphaned_after(pg, team(pg), rx, extra, write)
+}
+
+/// `orphaned`, in a team set up already (`su` its superuser's session).
+fn orphaned_after(
+    pg: &Cluster,
+    mut su: postgres::Client,
+    rx: &Receiver,
+    extra: &str,
+    write: &str,
+) -> (postgres::Client, postgres::Client) {
     let mut alice = pg.connect_as("postgres", "alice");
     subscribe(&mut alice, "t", "t", &rx.url("/t"), extra);
     drop(alice);
@@ -192,4 +202,88 @@ fn unsubscribing_names_the_role_that_unsubscribed() {
     let pg = Cluster::start(&[]);
     let reason = reason_after(&pg, "SELECT webhook.unsubscribe('t')");
     assert!(reason.starts_with("unsubscribed by alice at "), "{reason}");
+}
+
+/// Emulates what a dump of orphan `t` and its restore into another cluster make of it: its
+/// owner column held the dropped role's OID, written out as a number, which the other cluster
+/// reads as whichever role has that OID there — here bob, who may read the table.
+fn restored_as_bobs(su: &mut postgres::Client) {
+    exec(
+        su,
+        "UPDATE webhook._subscriptions SET owner = 'bob' WHERE name = 't' AND owner_dropped",
+    );
+}
+
+#[test]
+fn a_restored_orphan_whose_owner_oid_names_another_role_is_not_that_roles() {
+    // The role the OID names never subscribed: it may not resume the orphan (and so send its
+    // held rows to the former owner's endpoint); a superuser still hands it over.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, _) = orphaned(&pg, &rx, "", "");
+    restored_as_bobs(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    let e = error_of(&mut bob, "SELECT webhook.resume('t')");
+    assert!(e.contains("permission denied to resume \"t\""), "{e}");
+    let e = error_of(&mut su, "SELECT webhook.resume('t')");
+    assert!(
+        e.contains("has no owner (its owner's role was dropped)"),
+        "{e}"
+    );
+    exec(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    exec(&mut bob, "SELECT webhook.resume('t')");
+    exec(&mut su, "INSERT INTO t VALUES (1, 'after')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+}
+
+#[test]
+fn a_restored_orphans_filter_does_not_run_as_the_role_its_owner_oid_names() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    // Fails a write if it runs as bob (not constant, so planning does not fold it).
+    exec(
+        &mut su,
+        "CREATE FUNCTION m.not_bob(int) RETURNS boolean LANGUAGE sql STABLE
+             AS $$ SELECT CASE WHEN current_user = 'bob' THEN $1 / 0 = 1 ELSE true END $$;
+         ALTER FUNCTION m.not_bob(int) OWNER TO dave;",
+    );
+    let filter = ", events => '{insert}', filter => 'm.not_bob(NEW.id)'";
+    let (mut su, _) = orphaned_after(&pg, su, &rx, filter, "");
+    restored_as_bobs(&mut su);
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "INSERT INTO t VALUES (1, 'after the restore')");
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT count(*)::text FROM webhook._event_queue q
+               JOIN webhook._subscriptions s ON s.id = q.subscription_id WHERE s.name = 't'"
+        )
+        .as_deref(),
+        Some("1"),
+        "the row is queued (held), unfiltered"
+    );
+}
+
+#[test]
+fn a_paused_subscription_whose_owner_lost_access_and_then_its_role_becomes_an_orphan() {
+    // Held already (paused, its owner's SELECT revoked) when the role goes: the worker's
+    // second look, for another reason, must still mark it.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    exec(&mut alice, "SELECT webhook.pause('t')");
+    drop(alice);
+    exec(&mut su, "REVOKE ALL ON t FROM alice");
+    let flags = "SELECT read_denied::text || ' ' || owner_dropped::text
+                   FROM webhook._subscriptions WHERE name = 't'";
+    wait_until(WAIT, "the lost access to be noted", || {
+        text(&mut su, flags).as_deref() == Some("true false")
+    });
+    exec(&mut su, "REVOKE webhook_admin FROM alice; DROP ROLE alice;");
+    wait_until(WAIT, "the orphan to be marked", || {
+        text(&mut su, flags).as_deref() == Some("true true")
+    });
 }

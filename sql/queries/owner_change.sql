@@ -1,10 +1,12 @@
 -- What a new owner of subscription $1 must be able to do, as subscribe() checks it of a
 -- subscriber: its table, event kinds, filter, columns, payload, order key and callback; and
--- its owner now, whether that role still exists, and who owns its callback function.
+-- its owner now, whether that role still exists (an orphan restored where its owner's OID names
+-- another role does not: owner_dropped), and who owns its callback function.
 SELECT s.target::pg_catalog.oid, s.events, s.filter, s.columns, s.exclude_columns,
        s.skip_unchanged, s.payload, s.order_key, s.callback::pg_catalog.oid,
        s.owner::pg_catalog.oid,
-       EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.oid OPERATOR(pg_catalog.=) s.owner),
+       NOT s.owner_dropped
+           AND EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.oid OPERATOR(pg_catalog.=) s.owner),
        (SELECT p.proowner FROM pg_catalog.pg_proc p
          WHERE p.oid OPERATOR(pg_catalog.=) s.callback::pg_catalog.oid)
   FROM webhook._subscriptions s

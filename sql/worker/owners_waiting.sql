@@ -1,5 +1,6 @@
 -- The owners with work waiting for the runner, in OID order: the owners of the subscriptions
--- whose callbacks are waiting (those that still have a callback: the others' call nothing),
+-- whose callbacks are waiting (those that still have a callback and an owner: the others' call
+-- nothing),
 -- and of those whose running backfill has a chunk due. A runner process runs one owner's code
 -- only, and hands over to a fresh process for the next owner's (see
 -- src/worker/callbacks/turn.rs). The subscriptions with callbacks are found as in
@@ -17,7 +18,7 @@ WITH RECURSIVE waiting(id) AS (
 SELECT s.owner::pg_catalog.oid
   FROM waiting w
   JOIN webhook._subscriptions s ON s.id = w.id
- WHERE s.callback IS NOT NULL
+ WHERE s.callback IS NOT NULL AND NOT s.owner_dropped
 UNION
 SELECT s.owner::pg_catalog.oid
   FROM webhook._backfills b

@@ -1,7 +1,8 @@
 -- The next callbacks to run ($1 of them), with what each needs to be called: the subscription's
 -- owner and callback function (by OID, never by name), whether that function still exists, and
 -- how many times a runner started it before. Only those of subscriptions owned by $3, and
--- those that call nothing (the subscription or its callback is gone): a runner process calls
+-- those that call nothing (the subscription or its callback is gone, or it is an orphan whose
+-- owner's role was dropped: no function, and the last column says so): a runner process calls
 -- one owner's callbacks only (see owners_waiting.sql).
 --
 -- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
@@ -25,14 +26,15 @@ WITH RECURSIVE waiting(id) AS (
       FROM waiting w
       LEFT JOIN webhook._subscriptions s ON s.id = w.id
      WHERE w.id IS NOT NULL
-       AND (s.callback IS NULL
+       AND (s.callback IS NULL OR s.owner_dropped
             OR s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid)
 ), share AS (
     SELECT GREATEST(1, $1 OPERATOR(pg_catalog./) GREATEST(1, pg_catalog.count(*))) AS each
       FROM subscriptions
 )
-SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid, s.callback::pg_catalog.oid,
-       p.oid IS NOT NULL, c.starts
+SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid,
+       CASE WHEN NOT s.owner_dropped THEN s.callback::pg_catalog.oid END,
+       p.oid IS NOT NULL, c.starts, COALESCE(s.owner_dropped AND s.callback IS NOT NULL, false)
   FROM subscriptions w
  CROSS JOIN share
  CROSS JOIN LATERAL (

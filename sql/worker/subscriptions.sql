@@ -14,6 +14,10 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
        o.denied,
        s.name, s.batch_size, (extract(epoch FROM s.batch_wait) * 1000)::pg_catalog.int8,
        s.order_key IS NOT NULL, s.group_by IS NOT NULL,
-       s.client_cert, s.client_key, s.auth::pg_catalog.text, s.read_denied
+       s.client_cert, s.client_key, s.auth::pg_catalog.text,
+       -- Noted: held for its owner's access, and marked an orphan if its owner's role is gone.
+       s.read_denied AND (s.owner_dropped
+                          OR EXISTS (SELECT FROM pg_catalog.pg_authid a
+                                      WHERE a.oid OPERATOR(pg_catalog.=) s.owner::pg_catalog.oid))
   FROM webhook._subscriptions s
   JOIN webhook._owner_access o ON o.id = s.id

@@ -4,9 +4,14 @@
 -- for failing, unsubscribed). Decided here, under this statement's snapshot, so a GRANT or a
 -- resume committed since the worker looked is not undone. (A DROP notes it too, under its lock,
 -- for the subscriptions of each table it deletes: src/triggers/drop_access.rs.)
+-- An owner whose role is gone makes it an orphan for good (owner_dropped, see schema.sql).
 UPDATE webhook._subscriptions s
-   SET read_denied = (o.denied IS NOT NULL)
+   SET read_denied = (o.denied IS NOT NULL),
+       owner_dropped = s.owner_dropped OR a.oid IS NULL
   FROM webhook._owner_access o
+  LEFT JOIN pg_catalog.pg_authid a ON a.oid = (SELECT t.owner::pg_catalog.oid
+                                                 FROM webhook._subscriptions t WHERE t.id = $1)
  WHERE s.id = $1 AND o.id = s.id
-   AND s.read_denied IS DISTINCT FROM (o.denied IS NOT NULL)
+   AND (s.read_denied IS DISTINCT FROM (o.denied IS NOT NULL)
+        OR (a.oid IS NULL AND NOT s.owner_dropped))
    AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.target::pg_catalog.oid)

@@ -204,6 +204,15 @@ pub fn from_row(
     schema: String,
     table: String,
 ) -> CaptureInfo {
+    // An orphan (its owner's role was dropped) runs no SQL of its owner's: after a restore into
+    // another cluster, its owner's OID may name a role that never wrote it. Its rows are
+    // queued whole, held until it is handed over (which an orphan with SQL never is).
+    let orphan = row.get("owner_dropped").and_then(|v| v.as_bool()) == Some(true);
+    let sql = |key: &str| {
+        (!orphan)
+            .then(|| row.get(key).and_then(|v| v.as_str()).map(str::to_string))
+            .flatten()
+    };
     let list = |key: &str| {
         row.get(key).and_then(|v| v.as_array()).map(|items| {
             items
@@ -225,20 +234,14 @@ pub fn from_row(
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
         shape: Shape {
-            filter: row
-                .get("filter")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
+            filter: sql("filter"),
             columns: list("columns"),
             exclude_columns: list("exclude_columns"),
             skip_unchanged: row
                 .get("skip_unchanged")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
-            payload: row
-                .get("payload")
-                .and_then(|v| v.as_str())
-                .map(str::to_string),
+            payload: sql("payload"),
         },
         target,
         schema,

@@ -63,6 +63,8 @@ struct Pending {
     function_exists: bool,
     /// How many times a runner started this callback before (one that was stopped mid-call).
     starts: i32,
+    /// Its subscription is an orphan (its owner's role was dropped): nothing is called.
+    orphan: bool,
 }
 
 /// A callback whose runner stopped while it ran this many times is not started again.
@@ -278,6 +280,7 @@ fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
                 function: row.get(4)?,
                 function_exists: row.get(5)?.unwrap_or(false),
                 starts: row.get(6)?.unwrap_or(0),
+                orphan: row.get(7)?.unwrap_or(false),
             });
         }
         Ok(out)
@@ -320,6 +323,10 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
         };
         let failure = match (callback.function, event) {
             (_, Err(e)) => Some(format!("the event could not be read for the callback: {e}")),
+            (None, _) if callback.orphan => Some(
+                "the subscription's owner's role was dropped: an orphan's callback is not called (a superuser may hand it over with webhook.set_owner())"
+                    .to_string(),
+            ),
             // Purged or replayed meanwhile (a replay gets a callback of its own when it
             // finishes), or the subscription no longer has a callback: nothing to call.
             (None, _) | (_, Ok(None)) => None,
