@@ -105,6 +105,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             next_vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
             super::vacuum::vacuum_due_tables();
         }
+        turn.vacuum = next_vacuum;
         let schedule = crate::wake::epochs().0;
         if schedule != schedule_seen {
             // A backfill was started (or a resume or replay): look at backfills now.
@@ -119,7 +120,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
                 failed,
             } => (owner, taken, failed),
             Batch::HandOver => {
-                turn.hand_over(next_vacuum);
+                turn.hand_over();
                 handed_over = true;
                 break;
             }
@@ -134,7 +135,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             Some(owner) if backfills.due(Instant::now()) => {
                 match backfills.round(owner, &mut |o| turn.admit(o)) {
                     Round::NotAdmitted => {
-                        turn.hand_over(next_vacuum);
+                        turn.hand_over();
                         handed_over = true;
                         break;
                     }

@@ -84,6 +84,8 @@ pub struct Turn {
     after: u32,
     /// The subscription whose callback ran last: the next batch's turn starts after it.
     pub last: i32,
+    /// When the tables are next due for a vacuum check (the runner's loop keeps it).
+    pub vacuum: Instant,
 }
 
 impl Turn {
@@ -109,6 +111,7 @@ impl Turn {
             since: Instant::now(),
             after: handover.owner,
             last: handover.subscription,
+            vacuum: vacuum.unwrap_or_else(Instant::now),
         };
         (turn, vacuum)
     }
@@ -145,13 +148,18 @@ impl Turn {
     }
 
     /// Whether this process may call a callback as `owner`: only if it called none as anyone
-    /// else. The first one binds it.
+    /// else. The first one binds it, and is written down for the next runner at once: a
+    /// process that ends in the middle of its turn without handing over (the watchdog ends
+    /// one whose callback or chunk goes on after its cancel) must not leave the next one
+    /// starting from the first owner again, or an owner whose every callback ends its runner
+    /// would have the turn after each, as long as their callbacks keep coming.
     pub fn admit(&mut self, owner: pg_sys::Oid) -> bool {
         match self.owner {
             Some(mine) => mine == owner,
             None => {
                 self.owner = Some(owner);
                 self.since = Instant::now();
+                self.hand_over();
                 true
             }
         }
@@ -159,8 +167,8 @@ impl Turn {
 
     /// Leaves the next runner of this database where this one's turn ended, in its database's
     /// entry, a free one, or (the table full) the oldest.
-    pub fn hand_over(&self, vacuum: Instant) {
-        let until_vacuum = vacuum.saturating_duration_since(Instant::now());
+    pub fn hand_over(&self) {
+        let until_vacuum = self.vacuum.saturating_duration_since(Instant::now());
         let mut handovers = HANDOVERS.exclusive();
         handovers.written += 1;
         let handover = Handover {
