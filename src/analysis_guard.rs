@@ -36,12 +36,16 @@ pub enum Phase {
     Analysing,
     /// PostgreSQL plans and runs a checked query.
     Running,
+    /// A backfill chunk renders its rows' images as the table's owner (`rendering_for`).
+    Rendering,
 }
 
 /// The guard in force: its phase and the owners whose code the text names.
 struct Guard {
     phase: Phase,
     named_owners: Vec<pg_sys::Oid>,
+    /// The role a function's owner must have the privileges of (`None`: the current user's).
+    runner: Option<pg_sys::Oid>,
 }
 
 thread_local! {
@@ -72,6 +76,37 @@ pub fn analysing<T>(analyse: impl FnOnce() -> T) -> T {
 /// whose privileges they have) run too; the guard ends with it, by return or by ERROR, and
 /// the one before it (if any) is back.
 pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce() -> T) -> T {
+    with_guard(
+        Guard {
+            phase,
+            named_owners: named_owners.to_vec(),
+            runner: None,
+        },
+        run,
+    )
+}
+
+/// Runs `render` (a backfill chunk rendering its rows as the table's owner, in the callback
+/// runner: `capture::shaped_images::backfill_images`) so that no function made after initdb
+/// runs unless its owner has the privileges of `owner`, the subscription's owner, SECURITY
+/// DEFINER or not. A runner process runs one owner's code only (`worker::callbacks::turn`):
+/// code of another role's there — a cast to json the table's owner, or a column type's,
+/// made — could use what that owner's callbacks and filters left in the process (a `dblink`
+/// connection, logged in as them), and leave things for them.
+pub fn rendering_for<T>(owner: pg_sys::Oid, render: impl FnOnce() -> T) -> T {
+    with_guard(
+        Guard {
+            phase: Phase::Rendering,
+            named_owners: Vec::new(),
+            runner: Some(owner),
+        },
+        render,
+    )
+}
+
+/// Runs `run` under `guard`; the one before it (if any) is back when it ends, by return or
+/// by ERROR.
+fn with_guard<T>(guard: Guard, run: impl FnOnce() -> T) -> T {
     struct Restores(Option<Guard>);
     impl Drop for Restores {
         fn drop(&mut self) {
@@ -79,10 +114,6 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
             GUARD.with(|g| *g.borrow_mut() = before);
         }
     }
-    let guard = Guard {
-        phase,
-        named_owners: named_owners.to_vec(),
-    };
     let _restores = Restores(GUARD.with(|g| g.borrow_mut().replace(guard)));
     run()
 }
@@ -182,6 +213,7 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     let when = match phase {
         Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
+        Phase::Rendering => "in the callback runner, which runs only that role's code, as a backfill renders the table's rows as json (a cast to json of a column's type): leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of the subscription's owner own the cast's function",
     };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -255,7 +287,7 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     if built_in(function) {
         return None;
     }
-    let phase = GUARD.with(|g| g.borrow().as_ref().map(|g| g.phase))?;
+    let (phase, runner) = GUARD.with(|g| g.borrow().as_ref().map(|g| (g.phase, g.runner)))?;
     let row = with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
         (
             oid(attribute(pg_sys::Anum_pg_proc_proowner)),
@@ -266,9 +298,20 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     // fmgr_info raises its own ERROR for a function that is gone.
     let (owner, definer, language) = row?;
     // SAFETY: plain reads of the current user and of role membership.
-    let runner = unsafe { pg_sys::GetUserId() };
+    let runner = runner.unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
     // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
     let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
+    if phase == Phase::Rendering {
+        // Whose code runs in the process is what counts here, whoever it runs as; and the
+        // rendering runs in a transaction of the runner's own, where no unwatched code
+        // compiled anything before it.
+        return (!trusted).then_some(Untrusted {
+            phase,
+            owner,
+            runner,
+            procedural: None,
+        });
+    }
     // A named owner has the owner's privileges: it could make this function's code its own.
     let controls = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(role, owner) };
     let named = GUARD.with(|g| {

@@ -176,3 +176,56 @@ fn a_failing_backfill_fails_even_while_owners_take_turns() {
         "{alice_ran} of alice's callbacks ran before bob's backfill failed: the turns did not alternate"
     );
 }
+
+#[test]
+fn a_tables_owner_cannot_use_a_connection_the_subscribers_filter_left() {
+    // A chunk renders its rows' images as the table's owner, so a cast to json of a column's
+    // type runs there: bob's code, in the runner process bound to alice. It wrote through the
+    // dblink connection alice's filter had opened (logged in as alice), as alice.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = support::bob::alice_and_bob(&pg);
+    exec(
+        &mut su,
+        "CREATE EXTENSION dblink;
+         GRANT EXECUTE ON FUNCTION public.dblink_connect_u(text, text) TO alice;",
+    );
+    exec(&mut alice, "CREATE TABLE alice_notes (note text);");
+    exec(
+        &mut bob,
+        "CREATE TYPE public.mood AS ENUM ('ok');
+         CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE sql AS $$
+             SELECT pg_catalog.to_json(public.dblink_exec('aliceconn',
+                 'INSERT INTO public.alice_notes VALUES (''bob was here'')'))
+         $$;
+         CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);
+         CREATE TABLE bobs (id int PRIMARY KEY, m public.mood);
+         INSERT INTO bobs VALUES (1, 'ok');
+         GRANT SELECT, TRIGGER ON bobs TO alice;",
+    );
+    subscribe(&mut alice, "bobs", "bobs", &rx.url("/alice"), "");
+    let port = pg.port;
+    exec(
+        &mut alice,
+        &format!(
+            "SELECT * FROM webhook.backfill('bobs', filter => $f$
+                 COALESCE('aliceconn' OPERATOR(pg_catalog.=) ANY (public.dblink_get_connections()), false)
+                 OR public.dblink_connect_u('aliceconn', 'host=127.0.0.1 dbname=postgres user=alice port={port}') = 'OK'
+             $f$)"
+        ),
+    );
+    wait_until(WAIT, "alice's backfill to end", || {
+        support::backfill::state(&mut alice, "bobs") != "running"
+    });
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM alice_notes"),
+        0,
+        "bob's cast wrote as alice"
+    );
+    let error = text(
+        &mut alice,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 'bobs'",
+    )
+    .unwrap_or_default();
+    assert!(error.contains("public.mood_json"), "{error}");
+}

@@ -335,7 +335,8 @@ fn queue_chunk(
             let mut records: Vec<pg_sys::Datum> = reading.events.iter().map(|(d, _)| *d).collect();
             if !payload {
                 // SAFETY: records of the chunk's rows, all of one row type.
-                records = unsafe { backfill_images(&records, &info.shape, info.target) };
+                records =
+                    unsafe { backfill_images(&records, &info.shape, info.target, info.owner) };
             }
             for record in &records {
                 // SAFETY: jsonb datums of the SPI result, alive until this connection ends,

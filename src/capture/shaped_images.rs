@@ -77,7 +77,8 @@ pub unsafe fn statement_images(
 /// The records of a backfill chunk's chosen rows (as its query returned them: records of the
 /// table's columns), each as capture sends it for an INSERT of the row, in the current memory
 /// context. Rendered as the owner of `table` (the subscribed table), sandboxed, read-only and
-/// rolled back.
+/// rolled back; in the callback runner, which runs the code of the subscription's owner
+/// (`subscriber`) only, so no function another role owns is run (`rendering_for`).
 ///
 /// # Safety
 /// Each datum is a record of the same row type.
@@ -85,33 +86,38 @@ pub unsafe fn backfill_images(
     rows: &[pg_sys::Datum],
     shape: &Shape,
     table: pg_sys::Oid,
+    subscriber: pg_sys::Oid,
 ) -> Vec<pg_sys::Datum> {
     let Some(first) = rows.first() else {
         return Vec::new();
     };
     let table_owner = crate::privilege::table_owner(table);
-    crate::privilege::as_table_owner_read_only(table_owner, || {
-        // SAFETY: records of one row type (see the function contract); the slot is
-        // made for that type's descriptor and dropped here.
-        unsafe {
-            let header: pg_sys::HeapTupleHeader =
-                pg_sys::pg_detoast_datum(first.cast_mut_ptr()).cast();
-            let datum = (*header).t_choice.t_datum;
-            let desc = pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
-            ensure_columns(shape, desc);
-            let mut json = RowJson::projected(desc, |name| shape.keeps(name));
-            let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
-            let images = rows
-                .iter()
-                .map(|row| {
-                    pg_sys::ExecStoreHeapTupleDatum(*row, slot);
-                    rendered(&mut json, slot)
-                })
-                .collect();
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-            images
-        }
-    })
+    let render = || {
+        crate::privilege::as_table_owner_read_only(table_owner, || {
+            // SAFETY: records of one row type (see the function contract); the slot is
+            // made for that type's descriptor and dropped here.
+            unsafe {
+                let header: pg_sys::HeapTupleHeader =
+                    pg_sys::pg_detoast_datum(first.cast_mut_ptr()).cast();
+                let datum = (*header).t_choice.t_datum;
+                let desc =
+                    pg_sys::lookup_rowtype_tupdesc_copy(datum.datum_typeid, datum.datum_typmod);
+                ensure_columns(shape, desc);
+                let mut json = RowJson::projected(desc, |name| shape.keeps(name));
+                let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
+                let images = rows
+                    .iter()
+                    .map(|row| {
+                        pg_sys::ExecStoreHeapTupleDatum(*row, slot);
+                        rendered(&mut json, slot)
+                    })
+                    .collect();
+                pg_sys::ExecDropSingleTupleTableSlot(slot);
+                images
+            }
+        })
+    };
+    crate::analysis_guard::rendering_for(subscriber, render)
 }
 
 /// Fails unless every column the subscription's `columns` names is one of the rows' (described
