@@ -44,11 +44,18 @@ unsafe extern "C-unwind" fn on_planner(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
+    let mut cursor_options = cursor_options;
     if crate::analysis_guard::running() {
         let mut callees = Callees::default();
         // SAFETY: the analysed, rewritten Query PostgreSQL is about to plan.
         unsafe { callees.walk_query(parse) };
         refuse_untrusted(&callees.relations);
+        // Never in parallel (a SQL function's query may be, as it runs): the guard and these
+        // hooks watch this backend only, and a parallel worker ran what they would refuse;
+        // and a worker's ERROR crashed the backend as pg_webhook closed the checked query's
+        // cursor, which unmapped the workers' shared memory before the subtransaction's
+        // abort detached from it (tests/parallel_filters.rs).
+        cursor_options &= !(pg_sys::CURSOR_OPT_PARALLEL_OK as i32);
     }
     // SAFETY: the previous hook, set before ours and never changed since, or the standard one.
     unsafe {
