@@ -229,3 +229,34 @@ fn a_tables_owner_cannot_use_a_connection_the_subscribers_filter_left() {
     .unwrap_or_default();
     assert!(error.contains("public.mood_json"), "{error}");
 }
+
+#[test]
+fn a_backfill_filters_session_advisory_lock_ends_with_its_chunk() {
+    // The runner releases a callback's session-level advisory locks when it ends; a chunk's
+    // filter kept its own in the runner process, which only a superuser may end, for as long
+    // as no other owner's turn came: alice's sessions waited for it.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (_su, mut alice, mut bob) = support::bob::alice_and_bob(&pg);
+    exec(
+        &mut bob,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         INSERT INTO bobs VALUES (1);",
+    );
+    subscribe(&mut bob, "bobs", "bobs", &rx.url("/bob"), "");
+    exec(
+        &mut bob,
+        "SELECT * FROM webhook.backfill('bobs', filter => 'pg_catalog.pg_try_advisory_lock(4242)')",
+    );
+    wait_state(&mut bob, "bobs", "done");
+    assert_eq!(
+        count(&mut bob, "SELECT rows_sent FROM webhook.backfills"),
+        1,
+        "bob's filter took the lock"
+    );
+    assert_eq!(
+        text(&mut alice, "SELECT pg_try_advisory_lock(4242)::text").as_deref(),
+        Some("true"),
+        "the runner still holds the lock bob's filter took"
+    );
+}
