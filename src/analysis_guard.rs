@@ -213,7 +213,16 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     let when = match phase {
         Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
-        Phase::Rendering => "in the callback runner, which runs only that role's code, as a backfill renders the table's rows as json (a cast to json of a column's type): leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of the subscription's owner own the cast's function",
+        Phase::Rendering => reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the backfill would run function {}, owned by role {}, as it renders the table's rows as json (a cast to json of a column's type), in the callback runner, which runs only code of roles with the rights of role {}, the subscription's owner",
+                function_name(function),
+                role_name(owner),
+                role_name(runner)
+            ),
+            Some("leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of the subscription's owner own the cast's function"),
+        ),
     };
     reject(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
