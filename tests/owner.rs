@@ -287,3 +287,59 @@ fn a_paused_subscription_whose_owner_lost_access_and_then_its_role_becomes_an_or
         text(&mut su, flags).as_deref() == Some("true true")
     });
 }
+
+#[test]
+fn an_orphan_whose_table_went_first_is_marked_too() {
+    // The usual way out for a role that owns its table: DROP OWNED BY (the table, and so the
+    // subscription, which is unsubscribed) and DROP ROLE. Its row stays, secret, headers and
+    // events with it; unmarked, a restore elsewhere would hand them to the role its OID names.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    exec(
+        &mut su,
+        "CREATE TABLE own (id int PRIMARY KEY); ALTER TABLE own OWNER TO alice;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "own", "own", &rx.url("/own"), "");
+    // A second one, on a table that stays: its marking shows the worker has looked.
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    exec(&mut alice, "INSERT INTO own VALUES (1)");
+    rx.wait_for(1, WAIT);
+    drop(alice);
+    exec(
+        &mut su,
+        "REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice;
+         DROP OWNED BY alice; DROP ROLE alice;",
+    );
+    let marked = |su: &mut postgres::Client, name: &str| {
+        text(
+            su,
+            &format!(
+                "SELECT owner_dropped::text FROM webhook._subscriptions WHERE name = '{name}'"
+            ),
+        )
+        .unwrap_or_default()
+            == "true"
+    };
+    wait_until(WAIT, "the orphan on t to be marked", || {
+        marked(&mut su, "t")
+    });
+    wait_until(WAIT, "the orphan whose table is gone to be marked", || {
+        marked(&mut su, "own")
+    });
+    // Restored where alice's OID is bob's: nothing of it is his to read.
+    exec(
+        &mut su,
+        "UPDATE webhook._subscriptions SET owner = 'bob' WHERE name = 'own'",
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    assert_eq!(
+        text(
+            &mut bob,
+            "SELECT count(secret)::text FROM webhook.subscriptions WHERE name = 'own'"
+        )
+        .as_deref(),
+        Some("0")
+    );
+}

@@ -68,6 +68,7 @@ const DEFER: &str = include_str!("../../sql/worker/defer.sql");
 const PARK: &str = include_str!("../../sql/worker/park.sql");
 const HEALTH: &str = include_str!("../../sql/worker/health.sql");
 const DISABLE: &str = include_str!("../../sql/worker/disable.sql");
+const MARK_ORPHANS: &str = include_str!("../../sql/worker/mark_orphans.sql");
 const SYNC_READ_DENIED: &str = include_str!("../../sql/worker/sync_read_denied.sql");
 const OVERDUE: &str = include_str!("../../sql/worker/overdue.sql");
 const PURGE_EVENTS: &str = include_str!("../../sql/worker/purge_events.sql");
@@ -147,6 +148,7 @@ pub struct Statements {
     owner_access: OwnedPreparedStatement,
     health: OwnedPreparedStatement,
     disable: OwnedPreparedStatement,
+    mark_orphans: OwnedPreparedStatement,
     sync_read_denied: OwnedPreparedStatement,
     overdue: OwnedPreparedStatement,
     purge_events: OwnedPreparedStatement,
@@ -276,6 +278,7 @@ impl Statements {
                 owner_access: keep(client, OWNER_ACCESS, &[I4A])?,
                 health: keep_mut(client, HEALTH, &[I4A, BA])?,
                 disable: keep_mut(client, DISABLE, &[I4, T, B])?,
+                mark_orphans: keep_mut(client, MARK_ORPHANS, &[])?,
                 sync_read_denied: keep_mut(client, SYNC_READ_DENIED, &[I4])?,
                 overdue: keep(client, OVERDUE, &[F8])?,
                 purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,

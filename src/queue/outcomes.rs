@@ -215,6 +215,18 @@ impl Statements {
         })
     }
 
+    /// Marks the subscriptions whose owner's role is gone orphans for good (whatever their
+    /// status, their table there or not); returns the names of those it marked.
+    pub fn mark_orphans(&self) -> SpiResult<Vec<String>> {
+        Spi::connect_mut(|client| {
+            let mut names = Vec::new();
+            for row in client.update(&self.mark_orphans, None, &[])? {
+                names.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok(names)
+        })
+    }
+
     /// Brings a subscription's `read_denied` in line with its owner's access to its table (while
     /// the table is there), whatever its status.
     pub fn sync_read_denied(&self, id: i32) -> SpiResult<()> {

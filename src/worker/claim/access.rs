@@ -106,6 +106,13 @@ impl Claim<'_> {
                 "pg_webhook: subscription \"{name}\" was made in another copy of this database (this one was restored from a dump of it): its webhook-ids now start msg_{new}_ instead of msg_{old}_, so that they never repeat the original's"
             );
         }
+        // Whatever else is done with them (an active one is disabled below): those whose
+        // table went first are never held, and must be marked all the same.
+        for name in statements.mark_orphans()? {
+            pgrx::log!(
+                "pg_webhook: subscription \"{name}\" has no owner any more (its owner's role was dropped): marked an orphan, which only a superuser's webhook.set_owner() hands over"
+            );
+        }
         *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
         self.reloaded = true;
         // Events put back for limits that changed wait for slots given under the old ones:

@@ -1,0 +1,17 @@
+-- Marks every subscription whose owner's role is gone an orphan for good (owner_dropped, see
+-- schema.sql), whatever its status and whether its table is still there: one whose table went
+-- first (DROP OWNED BY, then DROP ROLE) is unsubscribed, never held or disabled, yet its row
+-- keeps its secret, headers and events, which a restore elsewhere would otherwise hand to the
+-- role its owner's OID names there.
+-- Decided on the row as this statement's snapshot saw it (`seen`): a set_owner() committed
+-- meanwhile to a role made after that snapshot changes the owner, and is left alone (the
+-- re-check of a concurrently updated row reads pg_authid under the old snapshot still).
+UPDATE webhook._subscriptions s
+   SET owner_dropped = true
+  FROM webhook._subscriptions seen
+ WHERE seen.id OPERATOR(pg_catalog.=) s.id
+   AND s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) seen.owner::pg_catalog.oid
+   AND NOT seen.owner_dropped
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+                    WHERE a.oid OPERATOR(pg_catalog.=) seen.owner::pg_catalog.oid)
+RETURNING s.name
