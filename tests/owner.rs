@@ -343,3 +343,23 @@ fn an_orphan_whose_table_went_first_is_marked_too() {
         Some("0")
     );
 }
+
+#[test]
+fn replaying_a_restored_orphans_event_tells_the_role_its_owner_oid_names_nothing() {
+    // bob may not see the orphan (its filter is the former owner's SQL): asking to replay one
+    // of its events must not tell him that it is pending, nor the subscription's name.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let filter = ", events => '{insert}', filter => 'm.ok(NEW.id)'";
+    let (mut su, mut writer) = orphaned(&pg, &rx, filter, "");
+    restored_as_bobs(&mut su);
+    exec(&mut writer, "INSERT INTO t VALUES (1, 'held')");
+    let id =
+        text(&mut su, "SELECT max(id)::text FROM webhook._event_queue").expect("a queued event");
+    let mut bob = pg.connect_as("postgres", "bob");
+    let e = error_of(&mut bob, &format!("SELECT webhook.replay({id}::bigint)"));
+    assert!(
+        e.contains("does not exist among your subscriptions' events"),
+        "{e}"
+    );
+}
