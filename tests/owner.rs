@@ -363,3 +363,72 @@ fn replaying_a_restored_orphans_event_tells_the_role_its_owner_oid_names_nothing
         "{e}"
     );
 }
+
+/// alice's orphan `t`, unmarked (no worker serves the database), is handed to bob2, made in
+/// the same transaction, while the worker's `note` runs under a snapshot taken before: it waits
+/// for the row set_owner() locked, and re-checked on the handed-over row it must not mark bob2's
+/// subscription an orphan. `note` runs with the subscription's id.
+fn handed_over_while(
+    note: &'static str,
+    args: fn(i32) -> Vec<Box<dyn postgres::types::ToSql + Sync + Send>>,
+) {
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    drop(alice);
+    exec(
+        &mut su,
+        "REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice; DROP ROLE alice;",
+    );
+    let id: i32 = text(
+        &mut su,
+        "SELECT id::text FROM webhook._subscriptions WHERE name = 't'",
+    )
+    .unwrap_or_default()
+    .parse()
+    .unwrap_or_default();
+    let mut handing = pg.connect("postgres");
+    exec(
+        &mut handing,
+        "BEGIN; CREATE ROLE bob2; GRANT webhook_admin TO bob2; GRANT SELECT, TRIGGER ON t TO bob2;
+         SELECT webhook.set_owner('t', 'bob2');",
+    );
+    let mut worker = pg.connect("postgres");
+    let noting = std::thread::spawn(move || {
+        let args = args(id);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            args.iter().map(|a| a.as_ref() as _).collect();
+        worker.execute(note, &refs).map_err(|e| e.to_string())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    exec(&mut handing, "COMMIT");
+    noting.join().expect("the note").expect("the note ran");
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT owner::text || ' ' || owner_dropped::text FROM webhook._subscriptions WHERE name = 't'"
+        )
+        .as_deref(),
+        Some("bob2 false")
+    );
+}
+
+#[test]
+fn a_subscription_handed_over_while_the_worker_notes_its_orphan_is_not_marked_again() {
+    handed_over_while(include_str!("../sql/worker/sync_read_denied.sql"), |id| {
+        vec![Box::new(id)]
+    });
+}
+
+#[test]
+fn a_subscription_handed_over_while_the_worker_disables_its_orphan_is_not_marked_again() {
+    handed_over_while(include_str!("../sql/worker/disable.sql"), |id| {
+        vec![
+            Box::new(id),
+            Box::new("its owner's role was dropped".to_string()),
+            Box::new(true),
+        ]
+    });
+}
