@@ -6,7 +6,8 @@ use pgrx::spi::SpiResult;
 /// See `Statements::rebook`: run only when a subscription's limits change.
 const REBOOK: &str = include_str!("../../sql/worker/rebook.sql");
 
-use super::{read_events, with_settings, Bounds, QueuedEvent, Statements, GENERIC_PLAN};
+use super::rows::read_events;
+use super::{with_settings, Bounds, QueuedEvent, Statements, GENERIC_PLAN};
 
 impl Statements {
     /// Retries whose time has come, oldest first, within `claim`.

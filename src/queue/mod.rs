@@ -12,6 +12,7 @@
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
 mod archive;
+mod claims;
 mod deformed;
 mod due;
 mod outcomes;
@@ -29,8 +30,9 @@ use pgrx::PgOid;
 
 use crate::sql::with_settings;
 
+pub use claims::Bounds;
+use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
-use rows::{full_xid, read_events, read_subscriptions};
 pub use transactions::Part;
 pub use uids::renew_foreign_uids;
 
@@ -76,16 +78,6 @@ const PURGE_ATTEMPTS: &str = include_str!("../../sql/worker/purge_attempts.sql")
 /// Makes every parked event of some subscriptions due; also run by the SQL API (resume).
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const OWNER_ACCESS: &str = include_str!("../../sql/worker/owner_access.sql");
-
-/// How much one claim may read.
-#[derive(Debug, Clone, Copy)]
-pub struct Bounds {
-    pub events: usize,
-    /// Bytes of row images, the first event always included.
-    pub bytes: i64,
-    /// Images of an event larger than this are not read at all.
-    pub largest: i64,
-}
 
 /// A worker's share of the events: those whose id hashes to `index` modulo `count`, and the
 /// whole of the pinned subscriptions whose id is `index` modulo `count`.
@@ -289,109 +281,6 @@ impl Statements {
                 tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,
                 tx_size: keep(client, TX_SIZE, &[T, I4])?,
             })
-        })
-    }
-
-    /// The snapshot horizon: transactions older than this have all committed or aborted. Read
-    /// from the transaction's own snapshot (taken before any claim in it), widened to 64 bits.
-    pub fn horizon(&self) -> SpiResult<i64> {
-        // SAFETY: called inside the worker's transaction, which pushed an active snapshot.
-        let (xmin, next) = unsafe {
-            let snapshot = pg_sys::GetActiveSnapshot();
-            if snapshot.is_null() {
-                return Ok(0);
-            }
-            (
-                (*snapshot).xmin.into_inner(),
-                pg_sys::ReadNextFullTransactionId().value,
-            )
-        };
-        Ok(full_xid(xmin, next))
-    }
-
-    /// New events after `after` in this worker's share, at most `limit` and about `bytes` of
-    /// row images (`claim.bytes`); `pinned` lists the subscriptions that are shared out whole.
-    /// Images larger than `claim.largest` are not read (see `QueuedEvent::record`).
-    pub fn new_events(
-        &self,
-        after: (i64, i64),
-        claim: Bounds,
-        pinned: &[i32],
-    ) -> SpiResult<Vec<QueuedEvent>> {
-        with_settings(GENERIC_PLAN, || {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_new,
-                    None,
-                    &[
-                        after.0.into(),
-                        after.1.into(),
-                        (claim.events as i64).into(),
-                        pinned.to_vec().into(),
-                        claim.bytes.into(),
-                        claim.largest.into(),
-                    ],
-                )?;
-                read_events(rows)
-            })
-        })
-    }
-
-    /// New events of `subscription` after `after` up to `to` (keys), within `claim`, but none
-    /// of `in_flight`: those the cursor passed while the subscription was slow.
-    pub fn lagging_events(
-        &self,
-        subscription: i32,
-        range: ((i64, i64), (i64, i64)),
-        claim: Bounds,
-        pinned: &[i32],
-        in_flight: Vec<i64>,
-    ) -> SpiResult<Vec<QueuedEvent>> {
-        let (after, to) = range;
-        with_settings(GENERIC_PLAN, || {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    &self.claim_lagging,
-                    None,
-                    &[
-                        subscription.into(),
-                        after.0.into(),
-                        after.1.into(),
-                        to.0.into(),
-                        to.1.into(),
-                        (claim.events as i64).into(),
-                        pinned.to_vec().into(),
-                        claim.bytes.into(),
-                        claim.largest.into(),
-                        in_flight.into(),
-                    ],
-                )?;
-                read_events(rows)
-            })
-        })
-    }
-
-    /// The due heads of these ordered subscriptions' keys (subscription, most to return; the
-    /// heads in flight come back too, but no head of a key with another event `in_flight`),
-    /// with images up to `largest` bytes.
-    pub fn ordered_heads(
-        &self,
-        subscriptions: &[(i32, i32)],
-        largest: i64,
-        in_flight: Vec<i64>,
-    ) -> SpiResult<Vec<QueuedEvent>> {
-        if subscriptions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i32> = subscriptions.iter().map(|s| s.0).collect();
-        let most: Vec<i32> = subscriptions.iter().map(|s| s.1).collect();
-        Spi::connect(|client| {
-            let rows = client.select(
-                &self.claim_ordered,
-                None,
-                &[ids.into(), most.into(), largest.into(), in_flight.into()],
-            )?;
-            read_events(rows)
         })
     }
 
