@@ -90,8 +90,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         pg_sys::check_for_interrupts!();
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-    let (mut turn, vacuum) = Turn::take_over(db_oid);
-    let mut next_vacuum = vacuum.unwrap_or_else(Instant::now);
+    let mut turn = Turn::take_over(db_oid);
     let mut backfills = Backfills::default();
     let mut schedule_seen = crate::wake::epochs().0;
     let mut handed_over = false;
@@ -101,11 +100,10 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             break; // this database is no longer served
         }
         // The runner also vacuums pg_webhook's tables (see vacuum.rs): never a delivery worker.
-        if Instant::now() >= next_vacuum {
-            next_vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
+        if Instant::now() >= turn.vacuum {
+            turn.vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
             super::vacuum::vacuum_due_tables();
         }
-        turn.vacuum = next_vacuum;
         let schedule = crate::wake::epochs().0;
         if schedule != schedule_seen {
             // A backfill was started (or a resume or replay): look at backfills now.
@@ -153,7 +151,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         // read again until one finds nothing.)
         if (taken == 0 && !chunks) || failed > 0 {
             let now = Instant::now();
-            let until_vacuum = next_vacuum.saturating_duration_since(now);
+            let until_vacuum = turn.vacuum.saturating_duration_since(now);
             let until_backfills = backfills
                 .next
                 .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));

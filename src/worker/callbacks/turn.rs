@@ -84,14 +84,15 @@ pub struct Turn {
     after: u32,
     /// The subscription whose callback ran last: the next batch's turn starts after it.
     pub last: i32,
-    /// When the tables are next due for a vacuum check (the runner's loop keeps it).
+    /// When the tables are next due for a vacuum check (the runner's loop moves it on; the
+    /// next runner takes it over).
     pub vacuum: Instant,
 }
 
 impl Turn {
-    /// A new runner's turn, after the one its predecessor handed over (if it did), and when
-    /// the tables are next due for a vacuum check (`None`: now).
-    pub fn take_over(database: pg_sys::Oid) -> (Turn, Option<Instant>) {
+    /// A new runner's turn, after the one its predecessor handed over (if it did), with when
+    /// the tables are next due for a vacuum check (now, if it said nothing).
+    pub fn take_over(database: pg_sys::Oid) -> Turn {
         let handover = {
             let mut handovers = HANDOVERS.exclusive();
             handovers
@@ -101,19 +102,16 @@ impl Turn {
                 .map(std::mem::take)
         }
         .unwrap_or_default();
-        let vacuum = (handover.vacuum_at > 0).then(|| {
-            let now = now_ms();
-            Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now))
-        });
-        let turn = Turn {
+        let vacuum =
+            Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now_ms()));
+        Turn {
             database,
             owner: None,
             since: Instant::now(),
             after: handover.owner,
             last: handover.subscription,
-            vacuum: vacuum.unwrap_or_else(Instant::now),
-        };
-        (turn, vacuum)
+            vacuum,
+        }
     }
 
     /// Whose callbacks to run, given the owners whose callbacks wait (in OID order).
