@@ -55,17 +55,6 @@ fn waited_too_long(code: PgSqlErrorCode) -> bool {
     )
 }
 
-/// Releases the session-level advisory locks the chunk's filter took
-/// (`pg_advisory_lock`, `pg_try_advisory_lock`), committed or not, as the runner does after a
-/// callback (see `callbacks::call`): left to the runner, which only a superuser may end, they
-/// would block whoever waits for them for as long as its process lives. pg_webhook takes none
-/// itself (its locks are transaction-level), so nothing of the runner's is released.
-fn release_session_advisory_locks() {
-    // SAFETY: drops only session-held locks of the advisory lock method, as the SQL-callable
-    // pg_advisory_unlock_all() does.
-    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
-}
-
 /// What the runner remembers between rounds.
 #[derive(Default)]
 pub(super) struct Backfills {
@@ -141,7 +130,8 @@ impl Backfills {
                 let chunk = txn::run_coded("backfill chunk", || run_chunk(id, &mut *admit));
                 super::watchdog::disarm();
                 super::watchdog::end_statement_timer();
-                release_session_advisory_locks();
+                // Its filter's session advisory locks end with it, as a callback's do.
+                super::callbacks::release_session_advisory_locks();
                 match chunk {
                     Ok(Step::Sent { .. }) => {
                         if now.elapsed() >= SLICE {

@@ -167,6 +167,20 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     }
 }
 
+/// Releases the session-level advisory locks a callback or a backfill chunk's filter took
+/// (`pg_advisory_lock`, `pg_try_advisory_lock`), as `pg_advisory_unlock_all()` does. Neither
+/// its commit nor the rollback of its failure does: they would stay with the runner process,
+/// which only a superuser may end, blocking whoever waits for them (its owner's own sessions
+/// included) for as long as it runs — and its owner's next callbacks in the same process could
+/// release or take them over. Such a session lock ends with the callback or chunk, like a
+/// transaction-level one. pg_webhook itself takes none (capture's locks are transaction-level),
+/// so nothing of the runner's is released.
+pub(super) fn release_session_advisory_locks() {
+    // SAFETY: drops only session-held locks of the advisory lock method, in a transaction,
+    // as the SQL-callable pg_advisory_unlock_all() does anywhere.
+    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
+}
+
 /// What one batch did.
 enum Batch {
     /// Took `taken` callbacks of `owner`'s turn from the queue; `failed` of them could not

@@ -39,21 +39,8 @@ pub fn call(
     let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
     watchdog::disarm();
     watchdog::end_statement_timer();
-    release_session_advisory_locks();
+    super::release_session_advisory_locks();
     result
-}
-
-/// Releases the session-level advisory locks the callback took (`pg_advisory_lock`), as
-/// `pg_advisory_unlock_all()` does. Neither its commit nor the rollback of its failure does: they
-/// would stay with the runner process, which only a superuser may end, blocking whoever waits
-/// for them (its owner's own sessions included) for as long as it runs — and its owner's next
-/// callbacks in the same process could release or take them over. A callback's session lock
-/// ends with it, like a transaction-level one. pg_webhook itself takes none (capture's locks are
-/// transaction-level), so nothing of the runner's is released.
-fn release_session_advisory_locks() {
-    // SAFETY: drops only session-held locks of the advisory lock method, in a transaction,
-    // as the SQL-callable pg_advisory_unlock_all() does anywhere.
-    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
 }
 
 /// `function(argument)` through the function manager, as an executor would call it (a
