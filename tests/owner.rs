@@ -432,3 +432,57 @@ fn a_subscription_handed_over_while_the_worker_disables_its_orphan_is_not_marked
         ]
     });
 }
+
+/// A session keeps what capture read of a subscription (its owner, filter and payload) until
+/// the table's relation cache entry is invalidated. Dropping the owner's role changes nothing
+/// of the table when the owner's rights on it came through another role: the worker's mark
+/// must make such a session read the subscription again, or it goes on running the dropped
+/// owner's filter (as an OID no role has, or after a restore as the role it names).
+#[test]
+fn a_session_that_wrote_before_its_owner_was_dropped_runs_no_more_of_the_orphans_filter() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE alice LOGIN; CREATE ROLE readers; GRANT webhook_admin, readers TO alice;
+         CREATE TABLE t (id int PRIMARY KEY, who text);
+         GRANT SELECT, TRIGGER ON t TO readers;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(
+        &mut alice,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", events => '{insert}', filter => 'NEW.id < 100'",
+    );
+    drop(alice);
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "INSERT INTO t VALUES (1, 'before')");
+    assert_eq!(rx.wait_for(1, WAIT)[0].json()["record"]["id"], 1);
+    exec(
+        &mut su,
+        "REVOKE webhook_admin, readers FROM alice; DROP ROLE alice;",
+    );
+    wait_until(WAIT, "the orphan to be marked", || {
+        text(
+            &mut su,
+            "SELECT owner_dropped::text FROM webhook._subscriptions WHERE name = 't'",
+        )
+        .as_deref()
+            == Some("true")
+    });
+    exec(&mut writer, "INSERT INTO t VALUES (500, 'after')");
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT count(*)::text FROM webhook._event_queue q
+               JOIN webhook._subscriptions s ON s.id = q.subscription_id
+              WHERE s.name = 't' AND q.record ->> 'id' = '500'"
+        )
+        .as_deref(),
+        Some("1"),
+        "the row is queued (held), unfiltered: the orphan's filter is not run"
+    );
+}

@@ -6,6 +6,8 @@
 -- Decided on the row as this statement's snapshot saw it (`seen`): a set_owner() committed
 -- meanwhile to a role made after that snapshot changes the owner, and is left alone (the
 -- re-check of a concurrently updated row reads pg_authid under the old snapshot still).
+-- Returns each one's name and its table's OID while the table is there (NULL: gone), whose
+-- sessions must forget the owner's filter and payload they keep (capture's cache).
 UPDATE webhook._subscriptions s
    SET owner_dropped = true
   FROM webhook._subscriptions seen
@@ -14,4 +16,6 @@ UPDATE webhook._subscriptions s
    AND NOT seen.owner_dropped
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
                     WHERE a.oid OPERATOR(pg_catalog.=) seen.owner::pg_catalog.oid)
-RETURNING s.name
+RETURNING s.name,
+          (SELECT c.oid FROM pg_catalog.pg_class c
+            WHERE c.oid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid)

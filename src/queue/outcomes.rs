@@ -216,14 +216,15 @@ impl Statements {
     }
 
     /// Marks the subscriptions whose owner's role is gone orphans for good (whatever their
-    /// status, their table there or not); returns the names of those it marked.
-    pub fn mark_orphans(&self) -> SpiResult<Vec<String>> {
+    /// status, their table there or not); returns the names of those it marked, each with its
+    /// table's OID while the table is there.
+    pub fn mark_orphans(&self) -> SpiResult<Vec<(String, Option<pg_sys::Oid>)>> {
         Spi::connect_mut(|client| {
-            let mut names = Vec::new();
+            let mut marked = Vec::new();
             for row in client.update(&self.mark_orphans, None, &[])? {
-                names.push(row.get::<String>(1)?.unwrap_or_default());
+                marked.push((row.get::<String>(1)?.unwrap_or_default(), row.get(2)?));
             }
-            Ok(names)
+            Ok(marked)
         })
     }
 

@@ -108,10 +108,19 @@ impl Claim<'_> {
         }
         // Whatever else is done with them (an active one is disabled below): those whose
         // table went first are never held, and must be marked all the same.
-        for name in statements.mark_orphans()? {
+        for (name, table) in statements.mark_orphans()? {
             pgrx::log!(
                 "pg_webhook: subscription \"{name}\" has no owner any more (its owner's role was dropped): marked an orphan, which only a superuser's webhook.set_owner() hands over"
             );
+            // Sessions that wrote the table keep the subscription's filter and payload
+            // (capture's cache), which would go on running as the dropped role's OID: they
+            // read the row again, marked, at this transaction's commit.
+            if let Some(table) = table {
+                // SAFETY: queues a relation cache invalidation for a relation the query just
+                // found, sent at commit (one dropped meanwhile fails the transaction, which
+                // the next load retries).
+                unsafe { pgrx::pg_sys::CacheInvalidateRelcacheByRelid(table) };
+            }
         }
         *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
         self.reloaded = true;
