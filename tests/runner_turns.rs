@@ -5,21 +5,16 @@ mod support;
 
 use std::time::Duration;
 
+use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe};
 
-#[test]
-fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
-    // The watchdog ends the runner of a callback that ignores its cancel; the next runner knew
-    // of no turn before it and started again with the owner of the lowest OID. bob, made
-    // before alice, had the turn after each of his callbacks ended a runner: 40 runners, about
-    // 5 s each, while alice's callback waited.
-    let pg = Cluster::start(&[
-        "pg_webhook.poll_interval = '100ms'",
-        "pg_webhook.callback_timeout = '200ms'",
-    ]);
-    let rx = Receiver::start();
+/// bob, whose callback `public.stubborn` ignores its cancel, subscribed to `bobs`; then alice,
+/// whose callback `public.alice_notes` notes each event's id in `alice_ran` after sleeping
+/// `pause` seconds, to `alices` (bob's role OID comes first). Returns sessions of a superuser,
+/// alice and bob.
+fn bob_and_alice(pg: &Cluster, rx: &Receiver, pause: f64) -> (Client, Client, Client) {
     let mut su = pg.client_with_extension();
     exec(
         &mut su,
@@ -52,10 +47,13 @@ fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
     );
     exec(
         &mut alice,
-        "CREATE TABLE alices (id int PRIMARY KEY);
-         CREATE TABLE alice_ran (id int);
-         CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
-             $$ INSERT INTO public.alice_ran VALUES ((event->'record'->>'id')::int) $$;",
+        &format!(
+            "CREATE TABLE alices (id int PRIMARY KEY);
+             CREATE TABLE alice_ran (id int);
+             CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
+                 $$ SELECT pg_catalog.pg_sleep({pause});
+                    INSERT INTO public.alice_ran VALUES ((event->'record'->>'id')::int) $$;"
+        ),
     );
     subscribe(
         &mut alice,
@@ -64,6 +62,21 @@ fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
         &rx.url("/alice"),
         ", callback => 'public.alice_notes(jsonb)'",
     );
+    (su, alice, bob)
+}
+
+#[test]
+fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
+    // The watchdog ends the runner of a callback that ignores its cancel; the next runner knew
+    // of no turn before it and started again with the owner of the lowest OID. bob, made
+    // before alice, had the turn after each of his callbacks ended a runner: 40 runners, about
+    // 5 s each, while alice's callback waited.
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '200ms'",
+    ]);
+    let rx = Receiver::start();
+    let (_su, mut alice, mut bob) = bob_and_alice(&pg, &rx, 0.0);
     exec(&mut bob, "INSERT INTO bobs SELECT generate_series(1, 20)");
     wait_until(support::WAIT, "bob's events delivered", || {
         rx.requests().iter().filter(|r| r.path == "/bob").count() >= 20
@@ -74,4 +87,42 @@ fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
     wait_until(Duration::from_secs(30), "alice's callback", || {
         count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
     });
+}
+
+/// Times bob's callbacks were started: those still queued count their starts, and one recorded
+/// as failed after its runner was stopped twice during it counts two.
+const BOBS_STARTS: &str = "
+    SELECT (SELECT COALESCE(sum(q.starts), 0) FROM webhook._callback_queue q
+              JOIN webhook._subscriptions s ON s.id = q.subscription_id WHERE s.name = 'bobs')
+         + 2 * (SELECT count(*) FROM webhook.events e
+                  JOIN webhook._subscriptions s ON s.id = e.subscription_id
+                 WHERE s.name = 'bobs' AND e.callback_error LIKE '%was stopped 2 times%')";
+
+#[test]
+fn an_owner_whose_turn_ended_with_the_runner_sits_out_while_another_owners_callbacks_wait() {
+    // Each of bob's turns ended a runner, callback_timeout and the watchdog's 5 s grace in, and
+    // came round again after each of alice's 1 s turns: her 2 s of callbacks took two of bob's
+    // runners, and a long stream of hers one every second of hers.
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '200ms'",
+    ]);
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = bob_and_alice(&pg, &rx, 0.05);
+    exec(&mut bob, "INSERT INTO bobs SELECT generate_series(1, 3)");
+    wait_until(support::WAIT, "bob's first callback to start", || {
+        count(&mut su, BOBS_STARTS) >= 1
+    });
+    exec(
+        &mut alice,
+        "INSERT INTO alices SELECT generate_series(1, 40)",
+    );
+    wait_until(Duration::from_secs(60), "alice's callbacks", || {
+        count(&mut alice, "SELECT count(*) FROM alice_ran") == 40
+    });
+    assert_eq!(
+        count(&mut su, BOBS_STARTS),
+        1,
+        "bob's callbacks were started again while alice's waited"
+    );
 }

@@ -118,7 +118,6 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
                 failed,
             } => (owner, taken, failed),
             Batch::HandOver => {
-                turn.hand_over();
                 handed_over = true;
                 break;
             }
@@ -133,7 +132,6 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             Some(owner) if backfills.due(Instant::now()) => {
                 match backfills.round(owner, &mut |o| turn.admit(o)) {
                     Round::NotAdmitted => {
-                        turn.hand_over();
                         handed_over = true;
                         break;
                     }
@@ -159,6 +157,9 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             wait_latch(wait.min(until_backfills));
         }
     }
+    // Whatever ended the loop, the turn ended here, not with the process in the middle of it
+    // (which would have the owner sit out, see `turn`).
+    turn.hand_over();
     crate::wake::unregister_worker(pid);
     if handed_over {
         // The launcher starts the next runner when it sees this one gone: it is told when a

@@ -15,6 +15,12 @@
 //! owner's callbacks (or a long backfill) cannot hold up the others'; owners take turns in OID order, starting
 //! after the one whose turn ended last (kept in shared memory across the hand-over, with the
 //! subscription that ran last and when the tables are next vacuumed).
+//!
+//! An owner whose turn ended with its runner (the watchdog ends one whose callback or chunk goes
+//! on after its cancel, `callback_timeout` plus 5 s into it) sits out the turns while others'
+//! work waits, for `PENALTY`, doubled for each such turn in a row (up to `LONGEST_PENALTY`):
+//! otherwise each of its turns would cost the others that long, once per rotation, for as long
+//! as its callbacks keep coming (each is stopped twice before it is recorded as failed).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +30,23 @@ use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 /// How long one owner's callbacks run in a process while another owner's wait (and the last
 /// one started finishes).
 const TURN: Duration = Duration::from_secs(1);
+/// How long an owner whose turn ended with its runner sits out while others' work waits; doubled
+/// for each such turn of theirs in a row.
+const PENALTY: Duration = Duration::from_secs(10);
+/// The most a penalty grows to.
+const LONGEST_PENALTY: Duration = Duration::from_secs(300);
+/// Owners with a penalty remembered per database; a new one replaces the one that ends first.
+const PENALTIES: usize = 4;
+
+/// An owner sitting out turns while others' work waits.
+#[derive(Clone, Copy, Default)]
+struct Penalty {
+    owner: u32,
+    /// Until when, in milliseconds since the epoch.
+    until: u64,
+    /// Their turns in a row that ended with the runner.
+    streak: u32,
+}
 
 /// What a runner that handed over tells the next one of its database.
 #[derive(Clone, Copy, Default)]
@@ -38,6 +61,10 @@ struct Handover {
     /// When it was written, as `Handovers::written` counts: the oldest goes when the table is
     /// full (a database dropped, or no longer served, leaves its entry behind).
     written: u64,
+    /// Whether the runner wrote it as it ended its turn; false when written as its turn began
+    /// (`Turn::admit`), which the next runner finding it takes for a turn ended with the runner.
+    ended: bool,
+    penalties: [Penalty; PENALTIES],
 }
 
 #[derive(Clone, Copy)]
@@ -87,6 +114,8 @@ pub struct Turn {
     /// When the tables are next due for a vacuum check (the runner's loop moves it on; the
     /// next runner takes it over).
     pub vacuum: Instant,
+    /// The owners sitting out (see `PENALTY`), handed on to the next runner.
+    penalties: [Penalty; PENALTIES],
 }
 
 impl Turn {
@@ -104,6 +133,10 @@ impl Turn {
         .unwrap_or_default();
         let vacuum =
             Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now_ms()));
+        let mut penalties = handover.penalties;
+        if !handover.ended && handover.owner != 0 {
+            penalize(&mut penalties, handover.owner, now_ms());
+        }
         Turn {
             database,
             owner: None,
@@ -111,28 +144,41 @@ impl Turn {
             after: handover.owner,
             last: handover.subscription,
             vacuum,
+            penalties,
         }
     }
 
+    /// Whether `owner` sits out while others' work waits.
+    fn sits_out(&self, owner: pg_sys::Oid, now: u64) -> bool {
+        (self.penalties.iter()).any(|p| p.owner == owner.to_u32() && p.until > now)
+    }
+
     /// Whose callbacks to run, given the owners whose callbacks wait (in OID order).
+    /// Owners sitting out (see `PENALTY`) are passed over while any other waits.
     pub fn next(&self, waiting: &[pg_sys::Oid]) -> Next {
+        let now = now_ms();
+        let due: Vec<pg_sys::Oid> = (waiting.iter().copied())
+            .filter(|o| !self.sits_out(*o, now))
+            .collect();
         match self.owner {
             Some(mine) => {
-                let others = waiting.iter().any(|o| *o != mine);
+                let others = due.iter().any(|o| *o != mine);
                 if others && (!waiting.contains(&mine) || self.since.elapsed() >= TURN) {
                     Next::HandOver
                 } else {
                     Next::Run(mine)
                 }
             }
-            None => Next::Run(
-                waiting
-                    .iter()
-                    .find(|o| o.to_u32() > self.after)
-                    .or(waiting.first())
-                    .copied()
-                    .unwrap_or(pg_sys::Oid::INVALID),
-            ),
+            None => {
+                let choice = if due.is_empty() { waiting } else { &due };
+                Next::Run(
+                    (choice.iter())
+                        .find(|o| o.to_u32() > self.after)
+                        .or(choice.first())
+                        .copied()
+                        .unwrap_or(pg_sys::Oid::INVALID),
+                )
+            }
         }
     }
 
@@ -157,15 +203,27 @@ impl Turn {
             None => {
                 self.owner = Some(owner);
                 self.since = Instant::now();
-                self.hand_over();
+                self.write(false);
                 true
             }
         }
     }
 
-    /// Leaves the next runner of this database where this one's turn ended, in its database's
-    /// entry, a free one, or (the table full) the oldest.
-    pub fn hand_over(&self) {
+    /// Leaves the next runner of this database where this one's turn ended, as the process
+    /// ends its turn (whatever the reason): its owner's turns in a row that ended with the
+    /// runner end too.
+    pub fn hand_over(&mut self) {
+        if let Some(mine) = self.owner {
+            (self.penalties.iter_mut())
+                .filter(|p| p.owner == mine.to_u32())
+                .for_each(|p| p.streak = 0);
+        }
+        self.write(true);
+    }
+
+    /// Writes the hand-over (`ended`: as the turn ends) in its database's entry, a free one,
+    /// or (the table full) the oldest.
+    fn write(&self, ended: bool) {
         let until_vacuum = self.vacuum.saturating_duration_since(Instant::now());
         let mut handovers = HANDOVERS.exclusive();
         handovers.written += 1;
@@ -175,6 +233,8 @@ impl Turn {
             subscription: self.last,
             vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
             written: handovers.written,
+            ended,
+            penalties: self.penalties,
         };
         let entries = &handovers.entries;
         let slot = (entries.iter().position(|h| h.database == handover.database))
@@ -186,8 +246,70 @@ impl Turn {
     }
 }
 
+/// Has `owner`, whose turn ended with its runner at `now`, sit out: `PENALTY`, doubled for each
+/// such turn of theirs before in a row, in their entry, a free one, or the one ending first.
+fn penalize(penalties: &mut [Penalty; PENALTIES], owner: u32, now: u64) {
+    let i = (penalties.iter().position(|p| p.owner == owner))
+        .or_else(|| penalties.iter().position(|p| p.until <= now))
+        .unwrap_or_else(|| {
+            (0..PENALTIES)
+                .min_by_key(|&i| penalties[i].until)
+                .unwrap_or(0)
+        });
+    let streak = if penalties[i].owner == owner {
+        penalties[i].streak.saturating_add(1)
+    } else {
+        1
+    };
+    let length = PENALTY
+        .saturating_mul(1 << streak.saturating_sub(1).min(10))
+        .min(LONGEST_PENALTY);
+    penalties[i] = Penalty {
+        owner,
+        until: now.saturating_add(length.as_millis() as u64),
+        streak,
+    };
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owners_turns_ended_with_the_runner_in_a_row_double_their_penalty_up_to_five_minutes() {
+        let mut penalties = [Penalty::default(); PENALTIES];
+        let mut lengths = Vec::new();
+        for _ in 0..8 {
+            penalize(&mut penalties, 7, 1_000);
+            let p = penalties.iter().find(|p| p.owner == 7).copied();
+            lengths.push(p.map_or(0, |p| p.until - 1_000));
+        }
+        assert_eq!(
+            lengths,
+            [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]
+        );
+    }
+
+    #[test]
+    fn a_new_penalty_takes_a_free_place_then_the_one_ending_first() {
+        let mut penalties = [Penalty::default(); PENALTIES];
+        for owner in 1..=4 {
+            penalize(&mut penalties, owner, u64::from(owner) * 1_000);
+        }
+        penalize(&mut penalties, 5, 6_000);
+        let mut owners: Vec<u32> = penalties.iter().map(|p| p.owner).collect();
+        owners.sort();
+        assert_eq!(owners, [2, 3, 4, 5], "owner 1's ended first");
+        // One whose penalty is over makes way for a new owner before any running one.
+        penalize(&mut penalties, 6, 13_500);
+        let mut owners: Vec<u32> = penalties.iter().map(|p| p.owner).collect();
+        owners.sort();
+        assert_eq!(owners, [3, 4, 5, 6], "owner 2's (until 12 s) was over");
+    }
 }
