@@ -424,6 +424,10 @@ CREATE TABLE webhook._backfills (
     -- runs no sooner than retry_at.
     failures        integer NOT NULL DEFAULT 0,
     retry_at        timestamptz,
+    -- Chunks in a row that gave up waiting for a lock or lost a deadlock: not failures, but
+    -- each doubles the wait before the next (up to 10 s), so a backfill held up by a long
+    -- writer costs the runner little for as long as it waits.
+    waits           integer NOT NULL DEFAULT 0,
     CONSTRAINT backfill_state_is_known CHECK (state IN ('running', 'done', 'canceled', 'failed'))
 );
 CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)

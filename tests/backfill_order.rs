@@ -111,6 +111,55 @@ fn an_ordered_subscription_gets_its_backfill_in_commit_order() {
 }
 
 #[test]
+fn a_backfill_held_up_by_a_long_writer_tries_again_less_and_less_often() {
+    // A chunk that gave up waiting for a lock (or lost a deadlock) was tried again every second
+    // for as long as the writer held it: 100 ms of the runner's time a second, in its owner's
+    // turn, for hours if the writer took hours.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE ledger (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
+         INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 100) g;",
+    );
+    subscribe(
+        &mut db,
+        "ledger",
+        "ledger",
+        &rx.url("/ledger"),
+        ", ordered => true",
+    );
+    let mut writer = pg.connect("postgres");
+    exec(
+        &mut writer,
+        "BEGIN; UPDATE ledger SET version = 1 WHERE id = 1",
+    );
+    exec(&mut db, "SELECT * FROM webhook.backfill('ledger')");
+    // Waits of 1, 2 and 4 s; the fourth sets the next try 8 s off.
+    wait_until(
+        WAIT,
+        "four waits in a row, the next try more than 4 s off",
+        || {
+            count(
+                &mut db,
+                "SELECT count(*) FROM webhook._backfills
+                  WHERE waits >= 4 AND failures = 0 AND state = 'running'
+                    AND retry_at > clock_timestamp() + interval '4 s'",
+            ) == 1
+        },
+    );
+    exec(&mut writer, "COMMIT");
+    wait_state(&mut db, "ledger", "done");
+    assert_eq!(
+        count(&mut db, "SELECT waits::bigint FROM webhook._backfills"),
+        0,
+        "a chunk that went through ends the waits in a row"
+    );
+    wait_until(WAIT, "every ledger event", || backfilled(&rx).len() == 100);
+}
+
+#[test]
 fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliveries() {
     let pg = Cluster::start(&[]);
     let mut db = pg.client_with_extension();

@@ -35,8 +35,9 @@ const RUNNING: Duration = Duration::from_secs(1);
 /// commit (the schedule epoch, wake.rs), so this is a safety net, not a poll.
 const IDLE: Duration = Duration::from_secs(30);
 /// A chunk that failed this many times in a row fails its backfill (a filter that raises on
-/// some row, a type that no longer reads its own keys); fewer are retried — a deadlock, a lock
-/// timeout — after a second per failure (counted in the backfill's row: chunk_error.sql).
+/// some row, a type that no longer reads its own keys); fewer are retried after a second per
+/// failure (counted in the backfill's row: chunk_error.sql). A lock timeout or a lost deadlock
+/// is no failure: it is retried, after a wait that doubles up to 10 s.
 const MAX_FAILURES: i32 = 3;
 /// A backfill whose chunks' runner ended this many times while running them fails (counted
 /// over its life, so a filter that hangs only now and then cannot end the runner for ever): its
@@ -260,14 +261,17 @@ impl Backfills {
     /// Records a failed chunk (chunk_error.sql): retried a second per failure later, or the
     /// backfill fails after `MAX_FAILURES` in a row — unless it only `waited` too long for a
     /// lock (a long writer of an ordered table) or lost a deadlock, which is retried without
-    /// counting.
+    /// counting, after a wait that doubles with each in a row (up to 10 s).
     fn chunk_failed(&mut self, id: i64, waited: bool, error: String) {
         let recorded = txn::run("recording a backfill error", || {
             Spi::connect_mut(|client| {
                 let args = [id.into(), error.clone().into(), waited.into()];
-                let failures = match client.update(CHUNK_ERROR, None, &args)?.next() {
-                    Some(row) => row.get::<i32>(1)?.unwrap_or_default(),
-                    None => return Ok(0), // not running any more
+                let (failures, retry) = match client.update(CHUNK_ERROR, None, &args)?.next() {
+                    Some(row) => (
+                        row.get::<i32>(1)?.unwrap_or_default(),
+                        row.get::<f64>(2)?.unwrap_or_default(),
+                    ),
+                    None => return Ok(Duration::ZERO), // not running any more
                 };
                 if failures >= MAX_FAILURES {
                     let reason = format!("a chunk failed {failures} times in a row: {error}");
@@ -275,12 +279,13 @@ impl Backfills {
                     let args = [id.into(), "failed".into(), reason.into()];
                     client.update(STOP, None, &args)?;
                 }
-                Ok(failures)
+                Ok(Duration::try_from_secs_f64(retry).unwrap_or_default())
             })
         });
         // On failure txn::run has logged it; the next round tries again.
-        if let Ok(failures) = recorded {
-            self.next_round_by(Instant::now() + Duration::from_secs(failures.max(1) as u64));
+        match recorded {
+            Ok(retry) => self.next_round_by(Instant::now() + retry.max(Duration::from_secs(1))),
+            Err(_) => self.soon(),
         }
     }
 }
