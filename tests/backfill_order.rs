@@ -110,18 +110,22 @@ fn an_ordered_subscription_gets_its_backfill_in_commit_order() {
     backfill_under_live_updates(", ordered => true", 1500);
 }
 
-#[test]
-fn a_backfill_held_up_by_a_long_writer_tries_again_less_and_less_often() {
-    // A chunk that gave up waiting for a lock (or lost a deadlock) was tried again every second
-    // for as long as the writer held it: 100 ms of the runner's time a second, in its owner's
-    // turn, for hours if the writer took hours.
-    let pg = Cluster::start(&[]);
+/// An ordered subscription on `ledger` (`rows` rows, `also` run after it is made), a writer
+/// holding its order lock in an open transaction (it lasts as long as that), and a backfill of
+/// it started: (the superuser's session, the writer's).
+fn backfill_behind_a_writer(
+    pg: &Cluster,
+    rx: &Receiver,
+    rows: i64,
+    also: &str,
+) -> (postgres::Client, postgres::Client) {
     let mut db = pg.client_with_extension();
-    let rx = Receiver::start();
     exec(
         &mut db,
-        "CREATE TABLE ledger (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
-         INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 100) g;",
+        &format!(
+            "CREATE TABLE ledger (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
+             INSERT INTO ledger SELECT g, 0 FROM generate_series(1, {rows}) g;"
+        ),
     );
     subscribe(
         &mut db,
@@ -130,12 +134,24 @@ fn a_backfill_held_up_by_a_long_writer_tries_again_less_and_less_often() {
         &rx.url("/ledger"),
         ", ordered => true",
     );
+    exec(&mut db, also);
     let mut writer = pg.connect("postgres");
     exec(
         &mut writer,
         "BEGIN; UPDATE ledger SET version = 1 WHERE id = 1",
     );
     exec(&mut db, "SELECT * FROM webhook.backfill('ledger')");
+    (db, writer)
+}
+
+#[test]
+fn a_backfill_held_up_by_a_long_writer_tries_again_less_and_less_often() {
+    // A chunk that gave up waiting for a lock (or lost a deadlock) was tried again every second
+    // for as long as the writer held it: 100 ms of the runner's time a second, in its owner's
+    // turn, for hours if the writer took hours.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut db, mut writer) = backfill_behind_a_writer(&pg, &rx, 100, "");
     // Waits of 1, 2 and 4 s; the fourth sets the next try 8 s off.
     wait_until(
         WAIT,
@@ -162,29 +178,11 @@ fn a_backfill_held_up_by_a_long_writer_tries_again_less_and_less_often() {
 #[test]
 fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliveries() {
     let pg = Cluster::start(&[]);
-    let mut db = pg.client_with_extension();
     let rx = Receiver::start();
-    exec(
-        &mut db,
-        "CREATE TABLE ledger (id int PRIMARY KEY, version int NOT NULL DEFAULT 0);
-         INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 1000) g;
-         CREATE TABLE other (id int PRIMARY KEY);",
-    );
-    subscribe(
-        &mut db,
-        "ledger",
-        "ledger",
-        &rx.url("/ledger"),
-        ", ordered => true",
-    );
+    // The writer holds the ledger's order lock for as long as its transaction lasts.
+    let (mut db, mut writer) =
+        backfill_behind_a_writer(&pg, &rx, 1000, "CREATE TABLE other (id int PRIMARY KEY)");
     subscribe(&mut db, "other", "other", &rx.url("/other"), "");
-    // A writer holds the ledger's order lock for as long as its transaction lasts.
-    let mut writer = pg.connect("postgres");
-    exec(
-        &mut writer,
-        "BEGIN; UPDATE ledger SET version = 1 WHERE id = 1",
-    );
-    exec(&mut db, "SELECT * FROM webhook.backfill('ledger')");
     wait_until(
         WAIT,
         "a chunk to give up waiting for the order lock",
