@@ -413,3 +413,36 @@ fn a_table_whose_row_security_binds_the_owner_is_not_backfilled() {
     );
     assert_eq!(count(&mut db, "SELECT count(*) FROM webhook.backfills"), 0);
 }
+
+#[test]
+fn a_backfill_whose_subscription_row_was_deleted_by_hand_ends_as_canceled() {
+    // Its chunks found no subscription and stopped without ending it: it stayed `running` for
+    // ever, a chunk tried in every round of every owner's runner.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE items (id int PRIMARY KEY);
+         INSERT INTO items SELECT generate_series(1, 6000);",
+    );
+    subscribe(&mut db, "items", "items", &rx.url("/i"), "");
+    // Paused, its events stay queued: the backfill waits for them after the first 5,000.
+    exec(&mut db, "SELECT webhook.pause('items')");
+    exec(&mut db, "SELECT * FROM webhook.backfill('items')");
+    wait_until(WAIT, "the backfill to wait for its receiver", || {
+        count(&mut db, "SELECT rows_sent FROM webhook.backfills") >= 5000
+    });
+    exec(
+        &mut db,
+        "DELETE FROM webhook._subscriptions WHERE name = 'items'",
+    );
+    wait_until(WAIT, "the backfill to end", || {
+        text(
+            &mut db,
+            "SELECT state || ': ' || last_error FROM webhook._backfills",
+        )
+        .as_deref()
+            == Some("canceled: subscription 1 no longer exists (its row was deleted)")
+    });
+}

@@ -161,7 +161,14 @@ pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<
             .flatten()
             .collect();
         let last_key: Option<Key> = row.get(4)?;
-        let status: String = row.get(5)?.unwrap_or_default();
+        let Some(status) = row.get::<String>(5)? else {
+            return stop(
+                client,
+                id,
+                "canceled",
+                format!("subscription {subscription} no longer exists (its row was deleted)"),
+            );
+        };
         let name: String = row.get(6)?.unwrap_or_default();
         let target: pg_sys::Oid = row.get(7)?.unwrap_or(pg_sys::Oid::INVALID);
         let denied: Option<String> = row.get(8)?;
