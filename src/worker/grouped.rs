@@ -6,7 +6,9 @@
 //! body, in pages, and notes only where the cuts fall — and writes each event's part and the
 //! transaction's size onto the queue rows, so a retry or a restarted worker sends exactly the
 //! same parts under the same webhook-ids. Then it sends the lowest part still queued; the next
-//! goes when that one is delivered or dead.
+//! goes when that one is delivered or dead. A part found over a payload limit lowered since
+//! the cut (see `Dispatcher::start_part`) is not given up: what is left of the transaction is
+//! cut again from that part's number on.
 
 use pg_webhook_core::batch::{self, TransactionPart};
 use pgrx::spi::SpiResult;
@@ -56,14 +58,27 @@ pub(super) fn ready_parts(
             continue;
         }
         let part_no = match (uncut, lowest) {
-            (false, Some(p)) => p,
+            (false, Some(p)) if !dispatcher.needs_recut(subscription_id, txid) => p,
+            // Its next part is over a limit lowered since the cut: what is left (parts p on;
+            // those before are finished) is cut again, numbered on from p.
+            (false, Some(p)) => {
+                cut(
+                    statements,
+                    dispatcher,
+                    (subscription_id, target),
+                    txid,
+                    p,
+                    largest,
+                )?;
+                p
+            }
             _ => {
                 cut(
                     statements,
                     dispatcher,
-                    subscription_id,
-                    target,
+                    (subscription_id, target),
                     txid,
+                    1,
                     largest,
                 )?;
                 1
@@ -88,13 +103,14 @@ pub(super) fn ready_parts(
     Ok(ready)
 }
 
-/// Cuts a transaction into parts that each stay within the payload limit, and writes them.
+/// Cuts a transaction's queued events into parts that each stay within the payload limit,
+/// numbered from `first`, and writes them.
 fn cut(
     statements: &Statements,
     dispatcher: &Dispatcher,
-    subscription_id: i32,
-    target: &Target,
+    (subscription_id, target): (i32, &Target),
     txid: i64,
+    first: i32,
     largest: i64,
 ) -> SpiResult<()> {
     // The transaction object's size: its id, and room for the counts.
@@ -106,7 +122,7 @@ fn cut(
     };
     let limit = dispatcher.max_payload_bytes;
     let (mut ids, mut parts) = (Vec::new(), Vec::new());
-    let (mut part, mut used, mut in_part) = (1i32, 0usize, 0usize);
+    let (mut part, mut used, mut in_part) = (first, 0usize, 0usize);
     let mut after = 0i64;
     loop {
         let page =

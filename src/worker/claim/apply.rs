@@ -133,6 +133,7 @@ impl Worker {
             self.events_per_request = per_request;
         }
         self.start_claimed(claimed.start);
+        let mut recut = false;
         for ready in claimed.parts {
             // Not if this very claim found its owner may no longer read the table.
             if let Some(target) = self
@@ -140,8 +141,10 @@ impl Worker {
                 .get(&ready.subscription_id)
                 .filter(|t| t.sends())
             {
-                self.dispatcher
-                    .start_part(&self.runtime, ready.part.events, target, ready.tx);
+                recut |=
+                    !self
+                        .dispatcher
+                        .start_part(&self.runtime, ready.part.events, target, ready.tx);
             }
         }
         // A backlog the planner does not know about: have the queue counted again. (Not again
@@ -166,7 +169,8 @@ impl Worker {
                 .is_some_and(|held| held >= cap);
         let paging = full_page && claimed.share_left.is_none() && !at_share;
         self.paging = paging;
-        self.claim_wanted = paging;
+        // A part over a lowered payload limit is cut again by the next claim, at once.
+        self.claim_wanted = paging || recut;
         self.share_waiting = claimed.share_held || at_share;
         if let Some(at) = claimed.share_left {
             self.next_poll = self.next_poll.min(at);

@@ -136,31 +136,50 @@ impl Dispatcher {
     }
 
     /// Starts one part of a transaction (all its events, in statement order) as one request;
-    /// an event that cannot be sent is settled alone and the rest go.
+    /// an event that cannot be sent is settled alone and the rest go. Returns false, and
+    /// starts nothing, when the part was cut under a higher `pg_webhook.max_payload_bytes` and
+    /// is over today's with more than one event: the transaction is to be cut again from this
+    /// part on (`needs_recut`), not sent over the limit nor given up.
     pub fn start_part(
         &mut self,
         rt: &Runtime,
         events: Vec<QueuedEvent>,
         target: &Target,
         tx: batch::TransactionPart,
-    ) {
+    ) -> bool {
         let Some(first) = events.first() else {
-            return;
+            return true;
         };
         let (subscription_id, txid) = (first.subscription_id, first.txid);
+        let prepared: Vec<_> = events
+            .iter()
+            .map(|event| self.prepare(event, Some(target)))
+            .collect();
+        let members: Vec<Member> = events
+            .iter()
+            .zip(&prepared)
+            .filter_map(|(event, ready)| {
+                let (body, ..) = ready.as_ref().ok()?;
+                Some(Member {
+                    id: message_id(&target.uid, event.id, event.timeline),
+                    body: body.clone(),
+                })
+            })
+            .collect();
+        let body = batch::body(target.format, &members, Some(&tx));
+        if body.len() > self.max_payload_bytes && members.len() > 1 {
+            self.recut.insert((subscription_id, txid));
+            return false;
+        }
+        self.recut.remove(&(subscription_id, txid));
         *self.parts.entry((subscription_id, txid)).or_default() += events.len();
         let mut sent = Vec::new();
-        let mut members = Vec::new();
         let mut how = None;
-        for event in events {
+        for (event, ready) in events.into_iter().zip(prepared) {
             self.take(&event);
-            match self.prepare(&event, Some(target)) {
-                Ok((body, endpoint, policy, _)) => {
+            match ready {
+                Ok((_, endpoint, policy, _)) => {
                     how.get_or_insert((endpoint, policy));
-                    members.push(Member {
-                        id: message_id(&target.uid, event.id, event.timeline),
-                        body,
-                    });
                     sent.push(event);
                 }
                 Err((error, decision)) => {
@@ -169,11 +188,10 @@ impl Dispatcher {
             }
         }
         let Some((endpoint, policy)) = how else {
-            return;
+            return true;
         };
-        let body = batch::body(target.format, &members, Some(&tx));
-        if body.len() > self.max_payload_bytes && !members.is_empty() {
-            // Cut when the limit was higher: it is not sent over today's.
+        if body.len() > self.max_payload_bytes {
+            // One event, over today's limit in its transaction's request: it dies alone.
             let error = format!(
                 "part {} of transaction {} is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay its events",
                 tx.part,
@@ -184,7 +202,7 @@ impl Dispatcher {
             for event in &sent {
                 self.settle_unsent(event, error.clone(), Decision::Dead, target.has_callback);
             }
-            return;
+            return true;
         }
         let passengers = sent.iter().map(Passenger::of).collect();
         // Every event of a transaction has its txid, so the timeline it ran on.
@@ -203,5 +221,12 @@ impl Dispatcher {
             started: Instant::now(),
         };
         self.launch(rt, endpoint, message, flight);
+        true
+    }
+
+    /// Whether a transaction's next part was found over today's payload limit (see
+    /// `start_part`): its remaining events are to be cut again.
+    pub fn needs_recut(&self, subscription_id: i32, txid: i64) -> bool {
+        self.recut.contains(&(subscription_id, txid))
     }
 }

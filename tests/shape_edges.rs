@@ -1,0 +1,93 @@
+//! Delivery shapes under edges: a transaction's parts, batches and ordered keys while settings
+//! change, workers die or receivers misbehave. One scenario per test.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::{Receiver, Reply, Request};
+use support::{count, exec, subscribe, WAIT};
+
+/// The row ids of a transaction request's events, in order.
+fn row_ids(r: &Request) -> Vec<i64> {
+    r.json()["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| e["payload"]["record"]["id"].as_i64().unwrap_or(-1))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_them() {
+    let pg = Cluster::start(&["pg_webhook.max_payload_bytes = '8kB'"]);
+    // Part 2 is refused once, so it waits for its retry while the limit is lowered.
+    let refused = Arc::new(AtomicBool::new(false));
+    let r = refused.clone();
+    let rx = Receiver::with(move |req: &Request, _| {
+        let part = req.json()["transaction"]["part"].as_u64();
+        if part == Some(2) && !r.swap(true, Ordering::SeqCst) {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", group_by => 'transaction', retry_schedule => ARRAY['3 seconds']::interval[], max_attempts => 5",
+    );
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
+    );
+    wait_until(WAIT, "part 2 refused", || refused.load(Ordering::SeqCst));
+    // Each event still fits alone under the new limit; part 2 as cut does not.
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    wait_until(WAIT, "all 40 events finished", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status IN ('delivered', 'dead')",
+        ) == 40
+    });
+    let dead = count(
+        &mut db,
+        "SELECT count(*) FROM webhook.events WHERE status = 'dead'",
+    );
+    assert_eq!(dead, 0, "events of a committed transaction died unsent");
+    let accepted = rx.accepted();
+    let ids: Vec<i64> = accepted.iter().flat_map(row_ids).collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<i64>>(), "statement order");
+    let parts: Vec<u64> = accepted
+        .iter()
+        .map(|r| r.json()["transaction"]["part"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        parts.windows(2).all(|w| w[1] == w[0] + 1) && parts.first() == Some(&1),
+        "parts in order: {parts:?}"
+    );
+    let last = accepted.last().map(|r| r.json()["transaction"].clone());
+    let last = last.unwrap_or_default();
+    assert_eq!(last["part"], last["parts"], "the last part says so: {last}");
+    for r in &accepted {
+        assert_eq!(r.json()["transaction"]["events_total"], 40);
+    }
+    let late = &accepted[1..];
+    assert!(
+        late.iter().all(|r| r.body.len() <= 2048),
+        "parts after the change within the new limit"
+    );
+}
