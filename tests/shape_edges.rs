@@ -85,6 +85,28 @@ fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_
     for r in &accepted {
         assert_eq!(r.json()["transaction"]["events_total"], 40);
     }
+    // A part is retried whole: its events share their attempts, so none of them may die while
+    // the others are retried. The events part 2 was refused with are not cut in with events
+    // never sent.
+    let mut attempts = std::collections::HashMap::new();
+    for row in db
+        .query(
+            "SELECT (record->>'id')::bigint, attempts FROM webhook.events",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    {
+        attempts.insert(row.get::<_, i64>(0), row.get::<_, i32>(1));
+    }
+    for r in &accepted {
+        let mut seen: Vec<i32> = row_ids(r).iter().map(|id| attempts[id]).collect();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            1,
+            "one part, events with different attempts: {seen:?}"
+        );
+    }
     let late = &accepted[1..];
     assert!(
         late.iter().all(|r| r.body.len() <= 2048),

@@ -124,6 +124,7 @@ fn cut(
     let (mut ids, mut parts) = (Vec::new(), Vec::new());
     let (mut part, mut used, mut in_part) = (first, 0usize, 0usize);
     let mut after = 0i64;
+    let mut series_of_part = None;
     loop {
         let page =
             statements.transaction_events(txid, subscription_id, after, CUT_PAGE, largest)?;
@@ -136,7 +137,12 @@ fn cut(
             let size = dispatcher.render(event, target).map_or(0, |member| {
                 batch::body_len(target.format, std::slice::from_ref(&member), Some(&probe))
             });
-            if in_part > 0 && used + size > limit {
+            // Cut again, the part that was tried already does not take in events never sent:
+            // a part's events share their attempts, so it is retried (and dies) whole.
+            let series = event.attempts - event.series_start;
+            let tried_apart = series_of_part.is_some_and(|s| s != series);
+            series_of_part = Some(series);
+            if in_part > 0 && (used + size > limit || tried_apart) {
                 part += 1;
                 used = 0;
                 in_part = 0;
