@@ -87,8 +87,9 @@ pub struct Dispatcher {
     /// transaction's next part goes only then.
     parts: HashMap<(i32, i64), usize>,
     /// Transactions (subscription, txid) whose next part, cut under a higher payload limit,
-    /// is over today's: cut again from that part on before it goes (see `start_part`).
-    recut: std::collections::HashSet<(i32, i64)>,
+    /// is over today's (the value): cut again from that part on before it goes (see
+    /// `start_part`).
+    recut: HashMap<(i32, i64), usize>,
     /// Requests that finished and whose outcomes are not recorded yet: they still count
     /// against `max_in_flight` (their events are still owned).
     settled_requests: usize,
@@ -120,7 +121,7 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             flights: HashMap::new(),
             parts: HashMap::new(),
-            recut: std::collections::HashSet::new(),
+            recut: HashMap::new(),
             settled_requests: 0,
             requests_by: HashMap::new(),
             settled_by: HashMap::new(),

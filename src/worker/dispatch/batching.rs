@@ -167,11 +167,15 @@ impl Dispatcher {
             })
             .collect();
         let body = batch::body(target.format, &members, Some(&tx));
-        if body.len() > self.max_payload_bytes && members.len() > 1 {
-            self.recut.insert((subscription_id, txid));
+        let key = (subscription_id, txid);
+        let limit = self.max_payload_bytes;
+        // (Once per limit: a part cut again under this one and still over it — which the cut's
+        // estimate, never below the body, rules out — dies below rather than being cut forever.)
+        if body.len() > limit && members.len() > 1 && self.recut.get(&key) != Some(&limit) {
+            self.recut.insert(key, limit);
             return false;
         }
-        self.recut.remove(&(subscription_id, txid));
+        self.recut.remove(&key);
         *self.parts.entry((subscription_id, txid)).or_default() += events.len();
         let mut sent = Vec::new();
         let mut how = None;
@@ -191,7 +195,7 @@ impl Dispatcher {
             return true;
         };
         if body.len() > self.max_payload_bytes {
-            // One event, over today's limit in its transaction's request: it dies alone.
+            // One event over today's limit in its transaction's request: it dies alone.
             let error = format!(
                 "part {} of transaction {} is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay its events",
                 tx.part,
@@ -227,6 +231,6 @@ impl Dispatcher {
     /// Whether a transaction's next part was found over today's payload limit (see
     /// `start_part`): its remaining events are to be cut again.
     pub fn needs_recut(&self, subscription_id: i32, txid: i64) -> bool {
-        self.recut.contains(&(subscription_id, txid))
+        self.recut.contains_key(&(subscription_id, txid))
     }
 }
