@@ -152,3 +152,43 @@ fn an_ordered_tables_row_changed_by_a_trigger_of_its_own_insert_arrives_after_th
         "a receiver applying these in order ends with the row the table has"
     );
 }
+
+#[test]
+#[ignore = "open: a batch of new events is gathered in memory and not written down before it \
+            goes, so the worker that takes over after a crash gathers its events anew (here with \
+            five more) under another batch webhook-id; only each event's webhook_id is kept. \
+            Writing the batch on its events before sending costs a row version per event"]
+fn a_batch_in_flight_when_its_worker_dies_is_sent_again_under_its_webhook_id() {
+    let pg = Cluster::start(&[]);
+    let first = Arc::new(AtomicBool::new(true));
+    let f = first.clone();
+    // The first request is never answered: the worker dies while it is out.
+    let rx = Receiver::with(move |_, _| {
+        if f.swap(false, Ordering::SeqCst) {
+            Reply::Hang(std::time::Duration::from_secs(30))
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE b (id int PRIMARY KEY)");
+    subscribe(&mut db, "b", "b", &rx.url("/b"), ", batch_size => 10");
+    exec(&mut db, "INSERT INTO b SELECT generate_series(1, 5)");
+    wait_until(WAIT, "the batch out", || rx.requests().len() == 1);
+    exec(&mut db, "INSERT INTO b SELECT generate_series(6, 10)");
+    let pid = pg.worker_pid(&mut db);
+    exec(&mut db, &format!("SELECT pg_terminate_backend({pid})"));
+    wait_until(WAIT, "all ten delivered", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'",
+        ) == 10
+    });
+    let requests = rx.requests();
+    let out = requests[0].id();
+    let again: Vec<String> = requests[1..].iter().map(|r| r.id()).collect();
+    assert!(
+        again.contains(&out),
+        "the batch out when its worker died ({out}) came back as {again:?}"
+    );
+}
