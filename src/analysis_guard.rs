@@ -36,16 +36,16 @@ pub enum Phase {
     Analysing,
     /// PostgreSQL plans and runs a checked query.
     Running,
-    /// A backfill chunk renders its rows' images as the table's owner (`rendering_for`).
-    Rendering,
+    /// A backfill chunk renders its rows' images as the table's owner (`rendering_for`), in the
+    /// runner process of this role, the subscription's owner: a function's owner must have its
+    /// privileges.
+    Rendering(pg_sys::Oid),
 }
 
 /// The guard in force: its phase and the owners whose code the text names.
 struct Guard {
     phase: Phase,
     named_owners: Vec<pg_sys::Oid>,
-    /// The role a function's owner must have the privileges of (`None`: the current user's).
-    runner: Option<pg_sys::Oid>,
 }
 
 thread_local! {
@@ -80,7 +80,6 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
         Guard {
             phase,
             named_owners: named_owners.to_vec(),
-            runner: None,
         },
         run,
     )
@@ -96,9 +95,8 @@ pub fn guarded<T>(phase: Phase, named_owners: &[pg_sys::Oid], run: impl FnOnce()
 pub fn rendering_for<T>(owner: pg_sys::Oid, render: impl FnOnce() -> T) -> T {
     with_guard(
         Guard {
-            phase: Phase::Rendering,
+            phase: Phase::Rendering(owner),
             named_owners: Vec::new(),
-            runner: Some(owner),
         },
         render,
     )
@@ -213,7 +211,7 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     let when = match phase {
         Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
-        Phase::Rendering => reject(
+        Phase::Rendering(_) => reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "the backfill would run function {}, owned by role {}, as it renders the table's rows as json (a cast to json of a column's type), in the callback runner, which runs only code of roles with the rights of role {}, the subscription's owner",
@@ -296,7 +294,7 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     if built_in(function) {
         return None;
     }
-    let (phase, runner) = GUARD.with(|g| g.borrow().as_ref().map(|g| (g.phase, g.runner)))?;
+    let phase = GUARD.with(|g| g.borrow().as_ref().map(|g| g.phase))?;
     let row = with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
         (
             oid(attribute(pg_sys::Anum_pg_proc_proowner)),
@@ -306,11 +304,15 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     });
     // fmgr_info raises its own ERROR for a function that is gone.
     let (owner, definer, language) = row?;
-    // SAFETY: plain reads of the current user and of role membership.
-    let runner = runner.unwrap_or_else(|| unsafe { pg_sys::GetUserId() });
+    let runner = match phase {
+        Phase::Rendering(owner) => owner,
+        // SAFETY: a plain read of the current user.
+        Phase::Analysing | Phase::Running => unsafe { pg_sys::GetUserId() },
+    };
     // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
+    // SAFETY: a syscache read of role membership.
     let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
-    if phase == Phase::Rendering {
+    if let Phase::Rendering(_) = phase {
         // Whose code runs in the process is what counts here, whoever it runs as; and the
         // rendering runs in a transaction of the runner's own, where no unwatched code
         // compiled anything before it.
