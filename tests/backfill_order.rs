@@ -191,8 +191,8 @@ fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliverie
                 .is_some_and(|e| e.contains("lock timeout"))
         },
     );
-    // Worker 0 runs the chunks, and still delivers promptly meanwhile: live inserts over a few
-    // seconds, longer than a chunk's retry cycle, each arrive at once.
+    // Deliveries go on promptly meanwhile (the chunks run in the callback runner): live
+    // inserts over a few seconds, longer than a chunk's retry cycle, each arrive at once.
     for id in 1..=10 {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let at = std::time::Instant::now();

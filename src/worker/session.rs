@@ -31,8 +31,6 @@ impl Worker {
             delay = (delay * 2).min(Duration::from_secs(10));
         }
         backend::report_appname(&format!("pg_webhook worker {}", self.share.index));
-        // Worker 0 runs backfill chunks under it (backfills.rs).
-        super::watchdog::install();
     }
 
     /// Applies reloaded settings. Returns false when this database is no longer served.
