@@ -475,6 +475,13 @@ AS 'MODULE_PATHNAME', 'pg_webhook_claim_room';
 COMMENT ON FUNCTION webhook._claim_room(integer, bigint) IS
     'Internal: what a delivery worker''s claim makes of a row, by the bytes read before it (0 taken, 1 first past the budget, 2 left out).';
 
+-- How many delivery workers each database has, for the monitoring query (src/worker_count.rs).
+CREATE FUNCTION webhook."_worker_count"() RETURNS INT
+STRICT STABLE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'worker_count_sql_wrapper';
+
 COMMENT ON FUNCTION webhook._order_lock() IS
     'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
 COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], oid[]) IS
@@ -490,7 +497,7 @@ REVOKE ALL ON FUNCTION
     webhook._on_sql_drop(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight(),
-    webhook._claim_room(integer, bigint)
+    webhook._claim_room(integer, bigint), webhook._worker_count()
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
@@ -836,6 +843,9 @@ GRANT USAGE ON SCHEMA webhook TO pg_monitor;
 GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
 -- subscription_stats calls it as the querying role, and monitoring roles read that view.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
+-- The exporter's query lists each delivery worker by it, to report whether it runs.
+GRANT EXECUTE ON FUNCTION webhook._worker_count() TO pg_monitor;
+COMMENT ON FUNCTION webhook._worker_count() IS 'Internal: how many delivery workers each database has (pg_webhook.workers, or the count its default resolved to from the CPUs), for monitoring.';
 -- It shows each caller only the subscriptions they see in that view.
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
 COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';

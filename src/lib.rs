@@ -43,6 +43,7 @@ mod tuples;
 mod unguarded;
 mod wake;
 mod worker;
+mod worker_count;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -177,13 +177,10 @@ fn loaded_cluster(rx: &Receiver) -> (Cluster, Client) {
     (pg, db)
 }
 
-#[test]
-fn postgres_exporter_reports_what_subscription_stats_says() {
-    let rx = Receiver::start();
-    let (pg, mut db) = loaded_cluster(&rx);
-    let exporter = Exporter::start(&pg);
+/// The exporter's samples, once it reports delivery worker 0.
+fn scraped(pg: &Cluster, exporter: &Exporter) -> BTreeMap<String, f64> {
     let deadline = Instant::now() + WAIT;
-    let samples = loop {
+    loop {
         match exporter.scrape() {
             Ok(s) if s.contains_key("pg_webhook_worker_up{worker=\"0\"}") => break s,
             result => {
@@ -195,7 +192,59 @@ fn postgres_exporter_reports_what_subscription_stats_says() {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-    };
+    }
+}
+
+#[test]
+fn the_exporter_lists_every_delivery_worker_the_default_count_starts() {
+    // The query listed delivery workers by the setting's value: none under the default (0,
+    // which starts one per CPU, up to two), so a delivery worker that stopped raised no alert.
+    let pg = Cluster::start(&["pg_webhook.workers = 0"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE ROLE mon LOGIN IN ROLE pg_monitor; CREATE ROLE plain LOGIN;
+         CREATE TABLE t (id int PRIMARY KEY);",
+    );
+    support::subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    let exporter = Exporter::start(&pg);
+    let samples = scraped(&pg, &exporter);
+    let mut exported: Vec<String> = samples
+        .iter()
+        .filter_map(|(series, up)| {
+            let worker = series
+                .strip_prefix("pg_webhook_worker_up{worker=\"")?
+                .strip_suffix("\"}")?;
+            (worker != "callbacks").then(|| format!("{worker}={up}"))
+        })
+        .collect();
+    exported.sort();
+    let running = db
+        .query(
+            "SELECT substr(application_name, 19) || '=1' FROM pg_stat_activity
+              WHERE datname = current_database()
+                AND application_name LIKE 'pg_webhook worker %'
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("running workers: {}", support::describe(&e)));
+    let running: Vec<String> = running.iter().map(|r| r.get(0)).collect();
+    assert!(!running.is_empty(), "no delivery worker runs");
+    assert_eq!(exported, running, "each running delivery worker, up");
+    let mut plain = pg.connect_as("postgres", "plain");
+    let e = support::error_of(&mut plain, "SELECT webhook._worker_count()");
+    assert!(e.contains("permission denied"), "{e}");
+}
+
+#[test]
+fn postgres_exporter_reports_what_subscription_stats_says() {
+    let rx = Receiver::start();
+    let (pg, mut db) = loaded_cluster(&rx);
+    let exporter = Exporter::start(&pg);
+    let samples = scraped(&pg, &exporter);
     let get = |series: &str| -> f64 {
         *samples
             .get(series)
