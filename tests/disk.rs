@@ -1,8 +1,8 @@
 //! The disk footprint stays flat only if the space the worker frees is reused: its table
 //! statistics must reach the cumulative statistics system, as PostgreSQL's own background
-//! workers' do, and the tables be vacuumed as soon as enough of them is dead (worker 0 does it
-//! itself, autovacuum would too, a minute later). (The footprint over time is the soak
-//! benchmark's: `bash .ci/soak`.)
+//! workers' do, and the tables be vacuumed as soon as enough of them is dead (the callback
+//! runner does it itself, autovacuum would too, a minute later). (The footprint over time is
+//! the soak benchmark's: `bash .ci/soak`.)
 
 mod support;
 
