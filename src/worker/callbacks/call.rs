@@ -36,11 +36,31 @@ pub fn call(
     // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
     watchdog::start_statement_timer(timeout);
     watchdog::arm(timeout + watchdog::GRACE);
-    let result = in_subtransaction(|| as_owner_sandboxed(owner, || invoke(function, event)));
+    let result = in_subtransaction(|| {
+        as_owner_sandboxed(owner, || {
+            crate::sql::with_settings(&[(c"lock_timeout", &server_lock_timeout())], || {
+                invoke(function, event)
+            })
+        })
+    });
     watchdog::disarm();
     watchdog::end_statement_timer();
     super::release_session_advisory_locks();
     result
+}
+
+/// The lock timeout a callback runs with: the server's (its reset value), not the one the runner
+/// set for its own statements (sql/worker/callbacks_session.sql).
+fn server_lock_timeout() -> std::ffi::CString {
+    // SAFETY: a built-in setting's reset value, a C string owned by the GUC module; copied.
+    let value = unsafe {
+        let value = pg_sys::GetConfigOptionResetString(c"lock_timeout".as_ptr());
+        if value.is_null() {
+            return c"0".to_owned();
+        }
+        std::ffi::CStr::from_ptr(value).to_owned()
+    };
+    value
 }
 
 /// `function(argument)` through the function manager, as an executor would call it (a

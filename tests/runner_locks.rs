@@ -1,0 +1,96 @@
+//! The callback runner's own statements wait only so long for a lock an owner's session holds:
+//! the runner runs one thing at a time, so while it waits, every owner's callbacks and backfill
+//! chunks wait with it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::Receiver;
+use support::{count, exec, subscribe};
+
+/// Sessions of the runner waiting for a lock.
+const RUNNER_WAITS: &str = "SELECT count(*) FROM pg_stat_activity
+     WHERE application_name = 'pg_webhook callbacks' AND wait_event_type = 'Lock'";
+
+#[test]
+fn an_owners_open_replay_does_not_hold_up_another_owners_callbacks() {
+    // bob replayed an event whose callback was queued, in a transaction he left open: the
+    // replay's row lock on the archived event held the runner's recording of that callback's
+    // failure, with no lock timeout, for as long as bob liked; nobody's callback ran meanwhile.
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '20s'",
+    ]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE bob LOGIN; CREATE ROLE alice LOGIN;
+         GRANT webhook_admin TO alice, bob;
+         GRANT CREATE ON SCHEMA public TO alice, bob;",
+    );
+    let mut alice = pg.connect_as("postgres", "alice");
+    let mut bob = pg.connect_as("postgres", "bob");
+    let mut bob_replays = pg.connect_as("postgres", "bob");
+    // bob's callback waits for his gate, and fails on row 2.
+    exec(
+        &mut bob,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         CREATE TABLE gate (id int);
+         CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             LOCK TABLE public.gate IN ACCESS SHARE MODE;
+             IF (e->'record'->>'id')::int = 2 THEN
+                 RAISE EXCEPTION 'bob fails';
+             END IF;
+         END $$;",
+    );
+    subscribe(
+        &mut bob,
+        "bobs",
+        "bobs",
+        &rx.url("/bob"),
+        ", callback => 'public.gated(jsonb)'",
+    );
+    exec(
+        &mut alice,
+        "CREATE TABLE alices (id int PRIMARY KEY);
+         CREATE TABLE alice_ran (id int);
+         CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
+             $$ INSERT INTO public.alice_ran VALUES ((event->'record'->>'id')::int) $$;",
+    );
+    subscribe(
+        &mut alice,
+        "alices",
+        "alices",
+        &rx.url("/alice"),
+        ", callback => 'public.alice_notes(jsonb)'",
+    );
+    exec(&mut bob, "BEGIN; LOCK TABLE gate");
+    exec(&mut su, "INSERT INTO bobs VALUES (1)");
+    wait_until(support::WAIT, "bob's first callback to start", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
+        ) == 1
+    });
+    exec(&mut su, "INSERT INTO bobs VALUES (2)");
+    wait_until(support::WAIT, "bob's second callback queued", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 2
+    });
+    let second = count(&mut su, "SELECT max(event_id) FROM webhook._callback_queue");
+    exec(
+        &mut bob_replays,
+        &format!("BEGIN; SELECT webhook.replay({second})"),
+    );
+    exec(&mut bob, "COMMIT");
+    wait_until(support::WAIT, "the runner waiting for bob's replay", || {
+        count(&mut su, RUNNER_WAITS) == 1
+    });
+    exec(&mut alice, "INSERT INTO alices VALUES (1)");
+    wait_until(Duration::from_secs(30), "alice's callback", || {
+        count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
+    });
+}
