@@ -18,8 +18,8 @@
 //!
 //! An owner whose turn ended with its runner (the watchdog ends one whose callback or chunk goes
 //! on after its cancel, `callback_timeout` plus 5 s into it) sits out the turns while others'
-//! work waits, for `PENALTY`, doubled for each such turn in a row (up to `LONGEST_PENALTY`):
-//! otherwise each of its turns would cost the others that long, once per rotation, for as long
+//! work waits, for `PENALTY`, doubled for each such turn less than `FORGIVEN` after their last
+//! penalty ended (up to `LONGEST_PENALTY`): otherwise each of its turns would cost the others that long, once per rotation, for as long
 //! as its callbacks keep coming (each is stopped twice before it is recorded as failed).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,10 +31,15 @@ use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 /// one started finishes).
 const TURN: Duration = Duration::from_secs(1);
 /// How long an owner whose turn ended with its runner sits out while others' work waits; doubled
-/// for each such turn of theirs in a row.
+/// for each such turn of theirs that ends less than `FORGIVEN` after their last penalty did.
 const PENALTY: Duration = Duration::from_secs(10);
 /// The most a penalty grows to.
 const LONGEST_PENALTY: Duration = Duration::from_secs(300);
+/// How long after their penalty ends an owner's next one still doubles it. Turns of theirs that
+/// ended normally in between do not start them afresh: with one harmless turn between two that
+/// end the runner, an owner would sit out 10 s each time, and cost the others
+/// `callback_timeout` + 5 s every 10 s or so for as long as they liked.
+const FORGIVEN: Duration = LONGEST_PENALTY;
 /// Owners with a penalty remembered per database; a new one replaces the one that ends first.
 const PENALTIES: usize = 4;
 
@@ -44,7 +49,8 @@ struct Penalty {
     owner: u32,
     /// Until when, in milliseconds since the epoch.
     until: u64,
-    /// Their turns in a row that ended with the runner.
+    /// Their turns that ended with the runner, each less than `FORGIVEN` after the last
+    /// penalty's end.
     streak: u32,
 }
 
@@ -210,14 +216,9 @@ impl Turn {
     }
 
     /// Leaves the next runner of this database where this one's turn ended, as the process
-    /// ends its turn (whatever the reason): its owner's turns in a row that ended with the
-    /// runner end too.
+    /// ends its turn (whatever the reason). The owner's penalties stay remembered (see
+    /// `FORGIVEN`).
     pub fn hand_over(&mut self) {
-        if let Some(mine) = self.owner {
-            (self.penalties.iter_mut())
-                .filter(|p| p.owner == mine.to_u32())
-                .for_each(|p| p.streak = 0);
-        }
         self.write(true);
     }
 
@@ -247,16 +248,19 @@ impl Turn {
 }
 
 /// Has `owner`, whose turn ended with its runner at `now`, sit out: `PENALTY`, doubled for each
-/// such turn of theirs before in a row, in their entry, a free one, or the one ending first.
+/// such turn of theirs before, each less than `FORGIVEN` after the last penalty's end; in their
+/// entry, one forgiven, one over, or the one ending first.
 fn penalize(penalties: &mut [Penalty; PENALTIES], owner: u32, now: u64) {
+    let forgiven = |p: &Penalty| p.until.saturating_add(FORGIVEN.as_millis() as u64) <= now;
     let i = (penalties.iter().position(|p| p.owner == owner))
+        .or_else(|| penalties.iter().position(forgiven))
         .or_else(|| penalties.iter().position(|p| p.until <= now))
         .unwrap_or_else(|| {
             (0..PENALTIES)
                 .min_by_key(|&i| penalties[i].until)
                 .unwrap_or(0)
         });
-    let streak = if penalties[i].owner == owner {
+    let streak = if penalties[i].owner == owner && !forgiven(&penalties[i]) {
         penalties[i].streak.saturating_add(1)
     } else {
         1
@@ -294,6 +298,21 @@ mod tests {
             lengths,
             [10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]
         );
+    }
+
+    #[test]
+    fn a_penalty_doubles_until_five_minutes_past_the_last_ones_end() {
+        let mut penalties = [Penalty::default(); PENALTIES];
+        let length = |penalties: &[Penalty; PENALTIES], now: u64| {
+            (penalties.iter().find(|p| p.owner == 7)).map_or(0, |p| p.until - now)
+        };
+        penalize(&mut penalties, 7, 0);
+        assert_eq!(length(&penalties, 0), 10_000);
+        // Turns that ended normally in between change nothing.
+        penalize(&mut penalties, 7, 309_999);
+        assert_eq!(length(&penalties, 309_999), 20_000);
+        penalize(&mut penalties, 7, 329_999 + 300_000);
+        assert_eq!(length(&penalties, 629_999), 10_000, "forgiven");
     }
 
     #[test]
