@@ -19,8 +19,9 @@
 //! An owner whose turn ended with its runner (the watchdog ends one whose callback or chunk goes
 //! on after its cancel, `callback_timeout` plus 5 s into it) sits out the turns while others'
 //! work waits, for `PENALTY`, doubled for each such turn less than `FORGIVEN` after their last
-//! penalty ended (up to `LONGEST_PENALTY`): otherwise each of its turns would cost the others that long, once per rotation, for as long
-//! as its callbacks keep coming (each is stopped twice before it is recorded as failed).
+//! penalty ended (up to `LONGEST_PENALTY`): otherwise each of its turns would cost the others
+//! that long, once per rotation, for as long as its callbacks keep coming (each is stopped twice
+//! before it is recorded as failed).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -218,7 +219,7 @@ impl Turn {
     /// Leaves the next runner of this database where this one's turn ended, as the process
     /// ends its turn (whatever the reason). The owner's penalties stay remembered (see
     /// `FORGIVEN`).
-    pub fn hand_over(&mut self) {
+    pub fn hand_over(&self) {
         self.write(true);
     }
 
