@@ -396,3 +396,50 @@ fn callbacks_act_on_the_receivers_answer_as_the_owner() {
         .get(0);
     assert_eq!(clean, 0);
 }
+
+#[test]
+fn a_callbacks_huge_error_is_kept_and_logged_in_part() {
+    // A callback raising a message of 20 MB had it written whole to its event and, as a
+    // warning, to the server log: once per callback, as often as its owner liked.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    support::exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE FUNCTION public.loud(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             RAISE EXCEPTION 'loud %', pg_catalog.repeat('x', 20000000);
+         END $$;",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.loud(jsonb)'",
+    );
+    support::exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_until(support::WAIT, "the callback's failure", || {
+        support::count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) == 1
+    });
+    let error =
+        support::text(&mut db, "SELECT callback_error FROM webhook.events").unwrap_or_default();
+    assert!(
+        error.starts_with("loud xxx"),
+        "{}",
+        &error[..error.len().min(200)]
+    );
+    assert!(
+        error.ends_with("bytes in all)"),
+        "{}",
+        &error[error.len().saturating_sub(200)..]
+    );
+    assert!(error.len() < 5000, "{} bytes kept", error.len());
+    let log = pg.log();
+    assert!(log.contains("loud xxx"), "the failure is logged");
+    assert!(log.len() < 1_000_000, "the log holds {} bytes", log.len());
+}

@@ -14,6 +14,7 @@ pub mod order_key;
 pub mod payload;
 pub mod retry;
 pub mod signing;
+pub mod text;
 
 pub use bytes::Bytes;
 pub use reqwest::header;

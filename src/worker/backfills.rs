@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use pg_webhook_core::text::clipped;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
@@ -263,6 +264,8 @@ impl Backfills {
     /// lock (a long writer of an ordered table) or lost a deadlock, which is retried without
     /// counting, after a wait that doubles with each in a row (up to 10 s).
     fn chunk_failed(&mut self, id: i64, waited: bool, error: String) {
+        // A filter's error can quote a value of any size.
+        let error = clipped(&error, super::callbacks::USER_ERROR_LEN);
         let recorded = txn::run("recording a backfill error", || {
             Spi::connect_mut(|client| {
                 let args = [id.into(), error.clone().into(), waited.into()];

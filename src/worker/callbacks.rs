@@ -24,6 +24,7 @@ pub use turn::init_preloaded;
 
 use std::time::{Duration, Instant};
 
+use pg_webhook_core::text::clipped;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
@@ -53,6 +54,8 @@ const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
 /// Row images larger than this are left out of the event a callback receives (see
 /// `Dispatcher::largest_readable`).
 const LARGEST_IMAGES: i64 = 160 << 20;
+/// Longest error text of a callback (or a backfill chunk) kept on its event and logged.
+pub(super) const USER_ERROR_LEN: usize = 4096;
 
 struct Pending {
     event_id: i64,
@@ -352,7 +355,9 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
                 "the callback function (OID {f}) no longer exists; set another with a new subscription"
             )),
             (Some(f), Ok(Some(event))) => call(f, event, callback.owner, timeout).err(),
-        };
+        }
+        // A callback's own message may be of any size: kept and logged in part.
+        .map(|failure| clipped(&failure, USER_ERROR_LEN));
         Spi::connect_mut(|client| {
             client.update(
                 DONE,

@@ -10,6 +10,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use pgrx::PgSqlErrorCode;
 
+/// Longest error text `run` writes to the server log.
+const LOGGED_ERROR_LEN: usize = 4096;
+
 /// Runs `f` in its own transaction and commits it; on an SPI error or a Postgres ERROR, aborts
 /// and returns the error text (already logged as a WARNING naming `what`).
 pub fn run<R>(what: &str, f: impl FnOnce() -> SpiResult<R>) -> Result<R, String> {
@@ -54,6 +57,8 @@ pub fn run_coded<R>(
     .execute();
     super::backend::report_stats();
     if let Err((_, e)) = &outcome {
+        // (What failed may have run user SQL, whose error can quote a value of any size.)
+        let e = pg_webhook_core::text::clipped(e, LOGGED_ERROR_LEN);
         warning!("pg_webhook worker: {what} failed: {e}");
     }
     outcome

@@ -70,12 +70,5 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
 }
 
 pub(super) fn truncate(s: &str) -> String {
-    if s.len() <= LAST_ERROR_LEN {
-        return s.to_string();
-    }
-    let mut end = LAST_ERROR_LEN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    pg_webhook_core::text::clipped(s, LAST_ERROR_LEN)
 }
