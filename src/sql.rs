@@ -233,6 +233,20 @@ pub const PARSING: [(&CStr, &CStr); 3] = [
     (c"transform_null_equals", c"off"),
 ];
 
+/// The value built-in setting `name` has as configured for the server (its reset value), not
+/// as this session set it; copied at once.
+pub fn configured_value(name: &CStr) -> std::ffi::CString {
+    // SAFETY: a setting lookup on the main thread; the result is NULL or NUL-terminated, and
+    // may point into a buffer the next call reuses, so it is copied before anything else runs.
+    unsafe {
+        let value = pgrx::pg_sys::GetConfigOptionResetString(name.as_ptr());
+        if value.is_null() {
+            return std::ffi::CString::default();
+        }
+        CStr::from_ptr(value).to_owned()
+    }
+}
+
 /// Runs `f` with `settings` (name, value) in a GUC nest level of its own, the way PostgreSQL
 /// applies a function's SET clause: every setting changed inside — these and any a statement
 /// makes, `set_config(..., false)` included — is thrown away afterwards. On an ERROR the

@@ -118,12 +118,7 @@ fn commits_wait_for_standbys() -> bool {
             && !pg_sys::SyncRepStandbyNames.is_null()
             && *pg_sys::SyncRepStandbyNames != 0
     };
-    // SAFETY: a built-in setting, so never NULL; the string is copied at once.
-    let commit = unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(
-            c"synchronous_commit".as_ptr(),
-        ))
-    };
+    let commit = crate::sql::configured_value(c"synchronous_commit");
     named && matches!(commit.to_bytes(), b"on" | b"remote_write" | b"remote_apply")
 }
 

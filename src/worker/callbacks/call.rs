@@ -38,7 +38,10 @@ pub fn call(
     watchdog::arm(timeout + watchdog::GRACE);
     let result = in_subtransaction(|| {
         as_owner_sandboxed(owner, || {
-            crate::sql::with_settings(&[(c"lock_timeout", &server_lock_timeout())], || {
+            // The server's lock timeout, not the one the runner set for its own statements
+            // (sql/worker/callbacks_session.sql).
+            let lock_timeout = crate::sql::configured_value(c"lock_timeout");
+            crate::sql::with_settings(&[(c"lock_timeout", &lock_timeout)], || {
                 invoke(function, event)
             })
         })
@@ -47,20 +50,6 @@ pub fn call(
     watchdog::end_statement_timer();
     super::release_session_advisory_locks();
     result
-}
-
-/// The lock timeout a callback runs with: the server's (its reset value), not the one the runner
-/// set for its own statements (sql/worker/callbacks_session.sql).
-fn server_lock_timeout() -> std::ffi::CString {
-    // SAFETY: a built-in setting's reset value, a C string owned by the GUC module; copied.
-    let value = unsafe {
-        let value = pg_sys::GetConfigOptionResetString(c"lock_timeout".as_ptr());
-        if value.is_null() {
-            return c"0".to_owned();
-        }
-        std::ffi::CStr::from_ptr(value).to_owned()
-    };
-    value
 }
 
 /// `function(argument)` through the function manager, as an executor would call it (a
