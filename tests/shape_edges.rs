@@ -215,8 +215,11 @@ fn keyed_backlog(pg: &Cluster, rx: &Receiver) -> (postgres::Client, i32) {
     (db, old)
 }
 
-#[test]
-fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps_order() {
+/// `keyed_backlog`'s ledger, whose old subscription's receiver answers 503 for its first 4 s,
+/// switched in one transaction to a new subscription keyed by `j` (paused there if `paused`),
+/// then updated three more times (seq 4..6): the cluster, the receiver, a session and the old
+/// subscription's id.
+fn switched(paused: bool) -> (Cluster, Receiver, postgres::Client, i32) {
     let pg = Cluster::start(&[]);
     let start = std::time::Instant::now();
     let rx = Receiver::with(move |r: &Request, _| {
@@ -227,8 +230,6 @@ fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps
         }
     });
     let (mut db, old) = keyed_backlog(&pg, &rx);
-    // The switch README describes: nothing captured twice or not at all, and the new
-    // subscription's events wait for the old one's backlog.
     exec(&mut db, "BEGIN");
     exec(&mut db, "SELECT webhook.unsubscribe('ledger')");
     subscribe(
@@ -238,11 +239,30 @@ fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps
         &rx.url("/new"),
         ", order_key => ARRAY['j']",
     );
-    exec(&mut db, "SELECT webhook.pause('ledger')");
+    if paused {
+        exec(&mut db, "SELECT webhook.pause('ledger')");
+    }
     exec(&mut db, "COMMIT");
     for seq in 4..=6 {
         exec(&mut db, &format!("UPDATE l SET seq = {seq} WHERE id = 1"));
     }
+    (pg, rx, db, old)
+}
+
+/// The `seq` of the row's six changes, in the order they arrived.
+fn arrived(rx: &Receiver) -> Vec<i64> {
+    wait_until(WAIT, "all six changes", || rx.accepted().len() == 6);
+    rx.accepted()
+        .iter()
+        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
+        .collect()
+}
+
+#[test]
+fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps_order() {
+    // The switch README describes: nothing captured twice or not at all, and the new
+    // subscription's events wait for the old one's backlog.
+    let (_pg, rx, mut db, old) = switched(true);
     wait_until(WAIT, "the old subscription's backlog sent", || {
         count(
             &mut db,
@@ -253,14 +273,8 @@ fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps
         ) == 0
     });
     exec(&mut db, "SELECT webhook.resume('ledger')");
-    wait_until(WAIT, "all six changes", || rx.accepted().len() == 6);
-    let seqs: Vec<i64> = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
-        .collect();
     assert_eq!(
-        seqs,
+        arrived(&rx),
         [1, 2, 3, 4, 5, 6],
         "the row's changes in commit order"
     );
@@ -270,34 +284,10 @@ fn resubscribing_with_the_new_subscription_paused_until_the_old_one_drains_keeps
 fn a_new_subscription_does_not_wait_for_the_backlog_of_the_one_it_replaces() {
     // Why README's switch pauses the new subscription: two subscriptions are two streams, and
     // "resubscribe to key by another column" done plainly sent a row's later changes first.
-    let pg = Cluster::start(&[]);
-    let start = std::time::Instant::now();
-    let rx = Receiver::with(move |r: &Request, _| {
-        if r.path.starts_with("/old") && start.elapsed() < std::time::Duration::from_secs(4) {
-            Reply::Status(503)
-        } else {
-            Reply::Status(204)
-        }
-    });
-    let (mut db, _) = keyed_backlog(&pg, &rx);
-    exec(&mut db, "BEGIN");
-    exec(&mut db, "SELECT webhook.unsubscribe('ledger')");
-    subscribe(
-        &mut db,
-        "ledger",
-        "l",
-        &rx.url("/new"),
-        ", order_key => ARRAY['j']",
+    let (_pg, rx, _db, _) = switched(false);
+    assert_eq!(
+        arrived(&rx),
+        [4, 5, 6, 1, 2, 3],
+        "the new stream went first"
     );
-    exec(&mut db, "COMMIT");
-    for seq in 4..=6 {
-        exec(&mut db, &format!("UPDATE l SET seq = {seq} WHERE id = 1"));
-    }
-    wait_until(WAIT, "all six changes", || rx.accepted().len() == 6);
-    let seqs: Vec<i64> = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
-        .collect();
-    assert_eq!(seqs, [4, 5, 6, 1, 2, 3], "the new stream went first");
 }
