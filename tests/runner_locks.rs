@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe};
+use support::{count, exec};
 
 /// Sessions of the runner waiting for a lock.
 const RUNNER_WAITS: &str = "SELECT count(*) FROM pg_stat_activity
@@ -24,19 +24,10 @@ fn an_owners_open_replay_does_not_hold_up_another_owners_callbacks() {
         "pg_webhook.callback_timeout = '20s'",
     ]);
     let rx = Receiver::start();
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE bob LOGIN; CREATE ROLE alice LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let mut alice = pg.connect_as("postgres", "alice");
-    let mut bob = pg.connect_as("postgres", "bob");
-    let mut bob_replays = pg.connect_as("postgres", "bob");
     // bob's callback waits for his gate, and fails on row 2.
-    exec(
-        &mut bob,
+    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
         "CREATE TABLE bobs (id int PRIMARY KEY);
          CREATE TABLE gate (id int);
          CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
@@ -46,28 +37,10 @@ fn an_owners_open_replay_does_not_hold_up_another_owners_callbacks() {
                  RAISE EXCEPTION 'bob fails';
              END IF;
          END $$;",
+        "public.gated(jsonb)",
+        0.0,
     );
-    subscribe(
-        &mut bob,
-        "bobs",
-        "bobs",
-        &rx.url("/bob"),
-        ", callback => 'public.gated(jsonb)'",
-    );
-    exec(
-        &mut alice,
-        "CREATE TABLE alices (id int PRIMARY KEY);
-         CREATE TABLE alice_ran (id int);
-         CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
-             $$ INSERT INTO public.alice_ran VALUES ((event->'record'->>'id')::int) $$;",
-    );
-    subscribe(
-        &mut alice,
-        "alices",
-        "alices",
-        &rx.url("/alice"),
-        ", callback => 'public.alice_notes(jsonb)'",
-    );
+    let mut bob_replays = pg.connect_as("postgres", "bob");
     exec(&mut bob, "BEGIN; LOCK TABLE gate");
     exec(&mut su, "INSERT INTO bobs VALUES (1)");
     wait_until(support::WAIT, "bob's first callback to start", || {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe};
+use support::{count, exec};
 
 #[test]
 fn a_harmless_turn_between_two_ended_with_the_runner_does_not_shorten_the_second_penalty() {
@@ -20,19 +20,11 @@ fn a_harmless_turn_between_two_ended_with_the_runner_does_not_shorten_the_second
         "pg_webhook.callback_timeout = '200ms'",
     ]);
     let rx = Receiver::start();
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE bob LOGIN; CREATE ROLE alice LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let mut alice = pg.connect_as("postgres", "alice");
-    let mut bob = pg.connect_as("postgres", "bob");
     // bob's callback ignores its cancel the first time it runs for an odd row (a sequence,
     // which a rollback does not undo, counts the starts), and notes when it ran otherwise.
-    exec(
-        &mut bob,
+    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
         "CREATE TABLE bobs (id int PRIMARY KEY);
          CREATE TABLE bob_ran (id int, at timestamptz);
          CREATE SEQUENCE public.h1; CREATE SEQUENCE public.h3;
@@ -49,32 +41,9 @@ fn a_harmless_turn_between_two_ended_with_the_runner_does_not_shorten_the_second
                  END LOOP;
              END IF;
              INSERT INTO public.bob_ran VALUES (id, pg_catalog.clock_timestamp());
-         END $$;
-         GRANT SELECT ON bob_ran TO PUBLIC;",
-    );
-    subscribe(
-        &mut bob,
-        "bobs",
-        "bobs",
-        &rx.url("/bob"),
-        ", callback => 'public.sometimes(jsonb)'",
-    );
-    exec(
-        &mut alice,
-        "CREATE TABLE alices (id int PRIMARY KEY);
-         CREATE TABLE alice_ran (id int, at timestamptz);
-         CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
-             $$ SELECT pg_catalog.pg_sleep(0.1);
-                INSERT INTO public.alice_ran
-                VALUES ((event->'record'->>'id')::int, pg_catalog.clock_timestamp()) $$;
-         GRANT SELECT ON alice_ran TO PUBLIC;",
-    );
-    subscribe(
-        &mut alice,
-        "alices",
-        "alices",
-        &rx.url("/alice"),
-        ", callback => 'public.alice_notes(jsonb)'",
+         END $$;",
+        "public.sometimes(jsonb)",
+        0.1,
     );
     let bob_ran = |su: &mut postgres::Client, id: i32| {
         count(su, &format!("SELECT count(*) FROM bob_ran WHERE id = {id}")) == 1

@@ -8,24 +8,14 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe};
+use support::{count, exec};
 
-/// bob, whose callback `public.stubborn` ignores its cancel, subscribed to `bobs`; then alice,
-/// whose callback `public.alice_notes` notes each event's id in `alice_ran` after sleeping
-/// `pause` seconds, to `alices` (bob's role OID comes first). Returns sessions of a superuser,
-/// alice and bob.
+/// bob, whose callback `public.stubborn` ignores its cancel, and alice (see
+/// `support::runner::bob_and_alice`).
 fn bob_and_alice(pg: &Cluster, rx: &Receiver, pause: f64) -> (Client, Client, Client) {
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE bob LOGIN; CREATE ROLE alice LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let mut alice = pg.connect_as("postgres", "alice");
-    let mut bob = pg.connect_as("postgres", "bob");
-    exec(
-        &mut bob,
+    support::runner::bob_and_alice(
+        pg,
+        rx,
         "CREATE TABLE bobs (id int PRIMARY KEY);
          CREATE FUNCTION public.stubborn(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
          BEGIN
@@ -37,32 +27,9 @@ fn bob_and_alice(pg: &Cluster, rx: &Receiver, pause: f64) -> (Client, Client, Cl
                  END;
              END LOOP;
          END $$;",
-    );
-    subscribe(
-        &mut bob,
-        "bobs",
-        "bobs",
-        &rx.url("/bob"),
-        ", callback => 'public.stubborn(jsonb)'",
-    );
-    exec(
-        &mut alice,
-        &format!(
-            "CREATE TABLE alices (id int PRIMARY KEY);
-             CREATE TABLE alice_ran (id int);
-             CREATE FUNCTION public.alice_notes(event jsonb) RETURNS void LANGUAGE sql AS
-                 $$ SELECT pg_catalog.pg_sleep({pause});
-                    INSERT INTO public.alice_ran VALUES ((event->'record'->>'id')::int) $$;"
-        ),
-    );
-    subscribe(
-        &mut alice,
-        "alices",
-        "alices",
-        &rx.url("/alice"),
-        ", callback => 'public.alice_notes(jsonb)'",
-    );
-    (su, alice, bob)
+        "public.stubborn(jsonb)",
+        pause,
+    )
 }
 
 #[test]

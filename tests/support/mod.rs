@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod events;
 pub mod patroni;
 pub mod receiver;
+pub mod runner;
 pub mod tls;
 pub mod unnamed;
 
