@@ -366,7 +366,7 @@ GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
 -- Nobody reads or writes the private tables directly; the views and functions are the API.
 REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archive,
               webhook._attempts, webhook._callback_queue, webhook._delivery_totals,
-              webhook._triggers_made FROM PUBLIC;
+              webhook._triggers_made, webhook._batches_out FROM PUBLIC;
 
 -- Subscribing and unsubscribing are for superusers and webhook_admin members; the functions
 -- also check that the caller may read the table (and owns the subscription, to remove it).

@@ -994,3 +994,28 @@ COMMENT ON COLUMN webhook.backfills.started_by IS 'Who called webhook.backfill()
 COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was called.';
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
 COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried; NULL for a reader who does not manage the subscription (a chunk runs as its owner, and its error may quote what it read).';
+
+-- API: Private. Batches of new events out (sent, their outcome not yet recorded), one row each:
+-- the events it carries, in the order sent. A delivery worker writes its batches here before
+-- it sends them and removes each in the transaction that records its outcome; a worker that
+-- starts takes the rows its share's previous worker left (it died, or the server stopped,
+-- with them out) and puts their events back as that batch (the queue's `batch` column), so
+-- they go out again as it, under its webhook-id. A retried batch is on its events already.
+CREATE TABLE webhook._batches_out (
+    subscription_id integer NOT NULL,
+    -- The batch (its first event's id), as in the queue's `batch` column.
+    batch           bigint NOT NULL,
+    -- The delivery worker that sent it (its share of the events, 0-based).
+    worker          integer NOT NULL,
+    -- The events' keys in the queue: txid (as a number) and id.
+    txids           bigint[] NOT NULL,
+    ids             bigint[] NOT NULL,
+    PRIMARY KEY (subscription_id, batch)
+);
+ALTER TABLE webhook._batches_out SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+REVOKE ALL ON webhook._batches_out FROM PUBLIC;

@@ -459,6 +459,30 @@ ALTER TABLE webhook._callback_queue SET (
     vacuum_truncate = false
 );
 
+-- API: Private. Batches of new events out (sent, their outcome not yet recorded), one row each:
+-- the events it carries, in the order sent. A delivery worker writes its batches here before
+-- it sends them and removes each in the transaction that records its outcome; a worker that
+-- starts takes the rows its share's previous worker left (it died, or the server stopped,
+-- with them out) and puts their events back as that batch (the queue's `batch` column), so
+-- they go out again as it, under its webhook-id. A retried batch is on its events already.
+CREATE TABLE webhook._batches_out (
+    subscription_id integer NOT NULL,
+    -- The batch (its first event's id), as in the queue's `batch` column.
+    batch           bigint NOT NULL,
+    -- The delivery worker that sent it (its share of the events, 0-based).
+    worker          integer NOT NULL,
+    -- The events' keys in the queue: txid (as a number) and id.
+    txids           bigint[] NOT NULL,
+    ids             bigint[] NOT NULL,
+    PRIMARY KEY (subscription_id, batch)
+);
+ALTER TABLE webhook._batches_out SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0,
+    vacuum_truncate = false
+);
+
 -- API: Private. Why each subscription's owner may no longer read its whole table (NULL: it
 -- may): the SELECT privilege is gone, or row-level security policies now apply to the owner
 -- (as check_enable_rls decides: not for superusers, BYPASSRLS roles, or the table's owner

@@ -4,7 +4,8 @@
 SELECT pg_catalog.format('%I.%I', schemaname, relname)
   FROM pg_catalog.pg_stat_all_tables
  WHERE schemaname OPERATOR(pg_catalog.=) 'webhook'
-   AND relname IN ('_event_queue', '_event_archive', '_attempts', '_callback_queue')
+   AND relname IN ('_event_queue', '_event_archive', '_attempts', '_callback_queue',
+                   '_batches_out')
    AND n_dead_tup OPERATOR(pg_catalog.>=) $1
    AND n_dead_tup::pg_catalog.float8 OPERATOR(pg_catalog.>=) $2 * (n_live_tup + 1)
  ORDER BY relname

@@ -30,11 +30,14 @@ pub struct TransactionPart {
 /// The `webhook-id` of a batch: named after its first event and its members (each an event id
 /// and the timeline it was captured on, see `payload::message_id`), so it is the same on every
 /// retry of the same batch and never names two batches with different events (a receiver that
-/// deduplicates on it can never drop one it has not seen).
+/// deduplicates on it can never drop one it has not seen). The members in any order: a retry
+/// reads them by id, the first send in commit order.
 pub fn batch_id(subscription_uid: &str, first_event_id: i64, events: &[(i64, i32)]) -> String {
     use sha2::{Digest, Sha256};
+    let mut members = events.to_vec();
+    members.sort_unstable();
     let mut hash = Sha256::new();
-    for (id, timeline) in events {
+    for (id, timeline) in &members {
         hash.update(id.to_le_bytes());
         hash.update(timeline.to_le_bytes());
     }
@@ -296,6 +299,11 @@ mod tests {
             id,
             batch_id("u", 17, &events[..2]),
             "other events, another id"
+        );
+        assert_eq!(
+            id,
+            batch_id("u", 17, &[(20, 1), (17, 1), (18, 1)]),
+            "the same events in another order, the same id"
         );
         assert_ne!(
             id,

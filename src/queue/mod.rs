@@ -12,6 +12,7 @@
 //! This module is a leaf: it knows the queue's tables, not the worker.
 
 mod archive;
+mod batches;
 mod claims;
 mod deformed;
 mod due;
@@ -30,6 +31,7 @@ use pgrx::PgOid;
 
 use crate::sql::with_settings;
 
+pub use batches::{take_over_batches, BatchOut};
 pub use claims::Bounds;
 use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
@@ -150,6 +152,7 @@ pub struct Statements {
     set_parts: OwnedPreparedStatement,
     tx_part: OwnedPreparedStatement,
     tx_size: OwnedPreparedStatement,
+    batches: batches::BatchStatements,
 }
 
 /// Whether this database's pg_webhook can be served by this library.
@@ -280,6 +283,7 @@ impl Statements {
                 set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I4A, I4])?,
                 tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,
                 tx_size: keep(client, TX_SIZE, &[T, I4])?,
+                batches: batches::BatchStatements::prepare(client, share)?,
             })
         })
     }

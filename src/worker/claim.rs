@@ -12,6 +12,7 @@ use pgrx::spi::SpiResult;
 mod access;
 mod apply;
 mod due;
+mod gather;
 mod lagging;
 mod others;
 
@@ -163,13 +164,7 @@ impl Worker {
                 .map(|(id, t)| (*id, t.limits))
                 .collect();
         }
-        if !claimed.start.is_empty() || !claimed.parts.is_empty() {
-            // Nothing goes out before the synchronous standbys have it, nor before its commit
-            // is flushed here (see replicated.rs).
-            super::replicated::wait_for_synchronous_standbys(super::replicated::flushed_lsn());
-            let parts = claimed.parts.iter().flat_map(|p| &p.part.events);
-            super::replicated::flush_commits(claimed.start.iter().chain(parts).map(|e| e.txid));
-        }
+        apply::wait_until_safe_to_send(&claimed);
         self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }
 
@@ -375,11 +370,13 @@ impl Claim<'_> {
         let passed = std::mem::take(&mut plan.passed);
         let (share_left, share_held) = (plan.share_left, plan.share_held);
         let (start, deferred_until) = plan.into_parts();
+        let (start, batched) = self.gather(start)?;
         Ok(Claimed {
             fresh,
             scheduled,
             next_due,
             start,
+            batched,
             deferred_until,
             disabled,
             parts,

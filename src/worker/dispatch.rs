@@ -23,6 +23,7 @@ mod holding;
 mod pace;
 mod settle;
 
+pub use batching::Gathered;
 pub use pace::{Pace, SLOW};
 
 use settle::{settle, truncate};

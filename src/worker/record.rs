@@ -52,6 +52,7 @@ impl Worker {
                 }
             }
             statements.record(outcomes)?;
+            statements.batches_done(&batches_of(outcomes))?;
             Ok(Some(disabled))
         });
         let disabled = match recorded {
@@ -184,7 +185,31 @@ fn record_one_by_one(statements: &Statements, outcomes: &[Outcome]) -> bool {
             return false;
         }
     }
+    // The batches once all their events are recorded. Should this fail (logged by txn::run),
+    // their rows stay behind harmlessly: a worker taking over finds none of their events new,
+    // and puts none back.
+    let batches = batches_of(outcomes);
+    let forgotten = txn::run("forgetting recorded batches", || {
+        statements.batches_done(&batches)
+    });
+    if forgotten.is_err() {
+        log!(
+            "pg_webhook worker: {} recorded batches stay written down",
+            batches.len()
+        );
+    }
     true
+}
+
+/// The batches (subscription, batch) the outcomes are of.
+fn batches_of(outcomes: &[Outcome]) -> Vec<(i32, i64)> {
+    let mut batches: Vec<(i32, i64)> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.subscription_id, o.batch?)))
+        .collect();
+    batches.sort_unstable();
+    batches.dedup();
+    batches
 }
 
 /// Health changes (subscription id, now failing), and subscriptions whose endpoint answered

@@ -77,6 +77,24 @@ impl Worker {
         self.events_per_request = 1.0;
     }
 
+    /// Puts back, as themselves, the batches this worker's share's previous worker sent and did
+    /// not live to record (see queue::take_over_batches); false if that failed (logged).
+    fn take_over_batches(&mut self) -> bool {
+        let share = self.share;
+        match txn::run("taking over the batches a previous worker left out", || {
+            queue::take_over_batches(share)
+        }) {
+            Ok(0) => true,
+            Ok(events) => {
+                log!(
+                    "pg_webhook worker: {events} events of batches a previous worker sent and did not record go out again in those batches"
+                );
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Prepares the worker's statements once the extension exists. Returns false while it
     /// does not (or the check failed).
     pub(super) fn ensure_statements(&mut self) -> bool {
@@ -96,6 +114,10 @@ impl Worker {
                 if statements.extension != self.extension {
                     if self.extension != pg_sys::Oid::INVALID {
                         self.forget_dropped_extension();
+                    }
+                    // Before this worker sends anything of the extension's.
+                    if !self.take_over_batches() {
+                        return false;
                     }
                     self.extension = statements.extension;
                 }

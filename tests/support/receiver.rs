@@ -45,6 +45,20 @@ impl Request {
         serde_json::from_slice(&self.body).expect("the body is JSON")
     }
 
+    /// The `id` column of each row a batch or transaction request carries, in order (-1 for
+    /// an event without one).
+    pub fn row_ids(&self) -> Vec<i64> {
+        self.json()["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|e| e["payload"]["record"]["id"].as_i64().unwrap_or(-1))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Verifies the Standard Webhooks signature with the stock `standardwebhooks` crate.
     pub fn verify(&self, secret: &str) -> Result<(), String> {
         let mut headers = HeaderMap::new();

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 use super::{lagging, Lag, STATS_CHECK_EVERY};
 use crate::queue::QueuedEvent;
+use crate::worker::dispatch::Gathered;
 use crate::worker::Worker;
 
 /// What a claim transaction found.
@@ -15,7 +16,10 @@ pub(super) struct Claimed {
     pub(super) scheduled: Vec<QueuedEvent>,
     /// `Some` when retries were looked for and fewer than asked came back: when the next is due.
     pub(super) next_due: Option<Option<f64>>,
+    /// What starts: events one per request, and batched subscriptions' events in batches
+    /// (written down already).
     pub(super) start: Vec<QueuedEvent>,
+    pub(super) batched: Vec<Gathered>,
     pub(super) deferred_until: Option<Instant>,
     /// Subscriptions this claim disabled (id, reason), for the log.
     pub(super) disabled: Vec<(String, String)>,
@@ -132,7 +136,7 @@ impl Worker {
         if let Some(per_request) = claimed.events_per_request {
             self.events_per_request = per_request;
         }
-        self.start_claimed(claimed.start);
+        self.start_claimed(claimed.start, claimed.batched);
         let mut recut = false;
         for ready in claimed.parts {
             // Not if this very claim found its owner may no longer read the table.
@@ -183,25 +187,29 @@ impl Worker {
     }
 }
 
+/// Nothing goes out before the synchronous standbys have it, nor before its commit is flushed
+/// here (see replicated.rs).
+pub(super) fn wait_until_safe_to_send(claimed: &Claimed) {
+    let batched = claimed.batched.iter().flat_map(|g| g.events());
+    let parts = claimed.parts.iter().flat_map(|p| &p.part.events);
+    let mut going = claimed.start.iter().chain(batched).chain(parts).peekable();
+    if going.peek().is_some() {
+        use crate::worker::replicated;
+        replicated::wait_for_synchronous_standbys(replicated::flushed_lsn());
+        replicated::flush_commits(going.map(|e| e.txid));
+    }
+}
+
 impl Worker {
-    /// Hands what a claim chose to the dispatcher: the events of batched subscriptions
-    /// together, each subscription's in the order claimed; the others one by one.
-    fn start_claimed(&mut self, events: Vec<QueuedEvent>) {
-        let mut batched: Vec<(i32, Vec<QueuedEvent>)> = Vec::new();
+    /// Hands what a claim chose to the dispatcher: batches as the claim gathered them, the
+    /// other events one by one.
+    fn start_claimed(&mut self, events: Vec<QueuedEvent>, batched: Vec<Gathered>) {
         for event in events {
-            let sub = event.subscription_id;
-            match self.targets.get(&sub) {
-                Some(t) if t.batched() => match batched.iter_mut().find(|(id, _)| *id == sub) {
-                    Some((_, list)) => list.push(event),
-                    None => batched.push((sub, vec![event])),
-                },
-                target => self.dispatcher.start(&self.runtime, event, target),
-            }
+            let target = self.targets.get(&event.subscription_id);
+            self.dispatcher.start(&self.runtime, event, target);
         }
-        for (sub, events) in batched {
-            if let Some(target) = self.targets.get(&sub) {
-                self.dispatcher.start_batched(&self.runtime, events, target);
-            }
+        for gathered in batched {
+            self.dispatcher.board(&self.runtime, gathered);
         }
     }
 }

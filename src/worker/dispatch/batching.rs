@@ -3,18 +3,61 @@
 //! A batch is retried as a whole: every event in it gets the same outcome, the events retried
 //! remember the batch (the queue's `batch` column) and come due together (one jitter), and go
 //! out in the same batch again, under the same `webhook-id`. New events are cut into batches of
-//! at most `batch_size` events and `pg_webhook.max_payload_bytes` bytes.
+//! at most `batch_size` events and `pg_webhook.max_payload_bytes` bytes, and each such batch is
+//! written down before it goes (`Boarding::out`), so that a worker that dies with it out leaves
+//! it to the next to send again as itself.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pg_webhook_core::batch::{self, Member};
-use pg_webhook_core::http::Message;
+use pg_webhook_core::http::{Endpoint, Message};
 use pg_webhook_core::payload::message_id;
 use tokio::runtime::Runtime;
 
 use super::{Dispatcher, Flight, Passenger};
 use crate::delivery::targets::Target;
-use crate::queue::{Decision, QueuedEvent};
+use crate::queue::{BatchOut, Decision, QueuedEvent};
+
+/// A batched subscription's events of one claim, cut into batches ready to go (`board`).
+pub struct Gathered {
+    /// All of them, taken by this worker as they go.
+    events: Vec<QueuedEvent>,
+    /// Those that cannot be sent (index into `events`), settled alone: why, and what becomes
+    /// of them.
+    unsent: Vec<(usize, String, Decision)>,
+    callback: bool,
+    ready: Vec<Boarding>,
+}
+
+struct Boarding {
+    endpoint: Arc<Endpoint>,
+    message: Message,
+    flight: Flight,
+    /// Made of new events: written down before it goes (see `Gathered::out`).
+    new: bool,
+}
+
+impl Gathered {
+    /// What to write down before they go, so that each batch of new events goes out again as
+    /// itself if this worker dies first (queue::BatchOut). A retried batch's events carry it.
+    pub fn out(&self) -> impl Iterator<Item = BatchOut> + '_ {
+        self.ready.iter().filter(|b| b.new).filter_map(|b| {
+            Some(BatchOut {
+                subscription_id: b.flight.subscription_id,
+                batch: b.flight.batch?,
+                events: (b.flight.events.iter())
+                    .map(|e| (e.txid, e.event_id))
+                    .collect(),
+            })
+        })
+    }
+
+    /// Every event, sent or not.
+    pub fn events(&self) -> impl Iterator<Item = &QueuedEvent> {
+        self.events.iter()
+    }
+}
 
 /// Events of one batch as they are gathered: the batch they were sent in before (`None`: new),
 /// and each event with its member of the body.
@@ -25,20 +68,27 @@ struct Gathering {
 }
 
 impl Dispatcher {
-    /// Starts `events`, all of batched subscription `target`, in as few requests as its batch
-    /// size and the payload limit allow. An event that cannot be sent is settled alone.
-    pub fn start_batched(&mut self, rt: &Runtime, events: Vec<QueuedEvent>, target: &Target) {
+    /// Cuts `events`, all of batched subscription `target`, into as few requests as its batch
+    /// size and the payload limit allow, ready to go (`board`); an event that cannot be sent
+    /// is to be settled alone. Changes nothing: a claim transaction does it, to write the
+    /// batches down before it commits, and a claim that fails starts nothing.
+    pub fn gather_batched(&self, events: Vec<QueuedEvent>, target: &Target) -> Gathered {
+        let mut gathered = Gathered {
+            events: Vec::new(),
+            unsent: Vec::new(),
+            callback: target.has_callback,
+            ready: Vec::new(),
+        };
         let Some(subscription_id) = events.first().map(|e| e.subscription_id) else {
-            return;
+            return gathered;
         };
         let mut groups: Vec<Gathering> = Vec::new();
         let mut how = None;
-        for event in events {
-            self.take(&event);
-            let (body, endpoint, policy, _) = match self.prepare(&event, Some(target)) {
+        for (n, event) in events.iter().enumerate() {
+            let (body, endpoint, policy, _) = match self.prepare(event, Some(target)) {
                 Ok(ready) => ready,
                 Err((error, decision)) => {
-                    self.settle_unsent(&event, error, decision, target.has_callback);
+                    gathered.unsent.push((n, error, decision));
                     continue;
                 }
             };
@@ -52,7 +102,7 @@ impl Dispatcher {
                     "payload is {alone} bytes in a batch, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
                     self.max_payload_bytes
                 );
-                self.settle_unsent(&event, error, Decision::Dead, target.has_callback);
+                gathered.unsent.push((n, error, Decision::Dead));
                 continue;
             }
             how.get_or_insert((endpoint, policy));
@@ -67,11 +117,12 @@ impl Dispatcher {
                     groups.len() - 1
                 }
             };
-            groups[i].events.push(Passenger::of(&event));
+            groups[i].events.push(Passenger::of(event));
             groups[i].members.push(member);
         }
+        gathered.events = events;
         let Some((endpoint, policy)) = how else {
-            return;
+            return gathered;
         };
         for group in groups {
             let cuts = batch::cut(
@@ -104,8 +155,31 @@ impl Dispatcher {
                     callback: target.has_callback,
                     started: Instant::now(),
                 };
-                self.launch(rt, endpoint.clone(), message, flight);
+                gathered.ready.push(Boarding {
+                    endpoint: endpoint.clone(),
+                    message,
+                    flight,
+                    new: group.batch.is_none(),
+                });
             }
+        }
+        gathered
+    }
+
+    /// Takes the events `gather_batched` gathered, settles those that cannot be sent and sends
+    /// the batches.
+    pub fn board(&mut self, rt: &Runtime, gathered: Gathered) {
+        for event in &gathered.events {
+            self.take(event);
+        }
+        for (n, error, decision) in gathered.unsent {
+            if let Some(event) = gathered.events.get(n) {
+                self.settle_unsent(event, error, decision, gathered.callback);
+            }
+        }
+        for mut boarding in gathered.ready {
+            boarding.flight.started = Instant::now();
+            self.launch(rt, boarding.endpoint, boarding.message, boarding.flight);
         }
     }
 }
