@@ -61,13 +61,37 @@ fn assert_sent_again_as_themselves(out: &[(String, BTreeSet<i64>)], rx: &Receive
     assert_eq!(again.len(), out.len(), "no other request: {again:?}");
 }
 
-#[test]
-fn a_batch_in_flight_when_its_worker_dies_is_sent_again_under_its_webhook_id() {
-    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
+/// A cluster running `workers` delivery workers, a hanging receiver, and table `b`
+/// subscribed in batches of 10 (with `extra` options): the cluster, receiver and session.
+fn batched(workers: u32, extra: &str) -> (Cluster, Receiver, postgres::Client, i32) {
+    let pg = Cluster::start(&[&format!("pg_webhook.workers = {workers}")]);
     let rx = hanging();
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE b (id int PRIMARY KEY)");
-    subscribe(&mut db, "b", "b", &rx.url("/b"), ", batch_size => 10");
+    let options = format!(", batch_size => 10{extra}");
+    let (id, _) = subscribe(&mut db, "b", "b", &rx.url("/b"), &options);
+    (pg, rx, db, id)
+}
+
+/// Stops the server while requests hang, starts it with `workers` delivery workers and lets
+/// the receiver answer; a new session.
+fn restart_with(
+    pg: &Cluster,
+    rx: &Receiver,
+    db: postgres::Client,
+    workers: u32,
+) -> postgres::Client {
+    drop(db);
+    pg.stop("fast");
+    pg.append_conf(&format!("pg_webhook.workers = {workers}"));
+    answer(rx);
+    pg.pg_ctl_start();
+    pg.client_with_extension()
+}
+
+#[test]
+fn a_batch_in_flight_when_its_worker_dies_is_sent_again_under_its_webhook_id() {
+    let (pg, rx, mut db, _) = batched(1, "");
     let out = two_batches_out(&mut db, &rx);
     let pid = pg.worker_pid(&mut db);
     exec(&mut db, &format!("SELECT pg_terminate_backend({pid})"));
@@ -83,26 +107,21 @@ fn a_batch_in_flight_when_its_worker_dies_is_sent_again_under_its_webhook_id() {
 
 #[test]
 fn a_batch_of_a_worker_the_restarted_server_no_longer_runs_is_sent_again_under_its_webhook_id() {
-    let pg = Cluster::start(&["pg_webhook.workers = 2"]);
-    let rx = hanging();
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE b (id int PRIMARY KEY)");
     // A limit of its own gives all its events to worker id % 2: worker 1.
-    let (id, _) = subscribe(
-        &mut db,
-        "b",
-        "b",
-        &rx.url("/b"),
-        ", batch_size => 10, max_in_flight => 4",
-    );
+    let (pg, rx, mut db, id) = batched(2, ", max_in_flight => 4");
     assert_eq!(id % 2, 1, "subscription {id} goes to worker 1");
     let out = two_batches_out(&mut db, &rx);
-    drop(db);
-    pg.stop("fast");
-    pg.append_conf("pg_webhook.workers = 1");
-    answer(&rx);
-    pg.pg_ctl_start();
-    let mut db = pg.client_with_extension();
+    let mut db = restart_with(&pg, &rx, db, 1);
+    all_ten_delivered(&mut db);
+    assert_sent_again_as_themselves(&out, &rx);
+}
+
+#[test]
+fn a_batch_made_by_one_worker_goes_out_whole_again_from_two() {
+    let (pg, rx, mut db, _) = batched(1, "");
+    let out = two_batches_out(&mut db, &rx);
+    // Two workers share the events out by a hash of their ids, which would split each batch.
+    let mut db = restart_with(&pg, &rx, db, 2);
     all_ten_delivered(&mut db);
     assert_sent_again_as_themselves(&out, &rx);
 }

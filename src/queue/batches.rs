@@ -11,6 +11,7 @@ use super::Share;
 const BATCHES_OUT: &str = include_str!("../../sql/worker/batches_out.sql");
 const BATCHES_DONE: &str = include_str!("../../sql/worker/batches_done.sql");
 const BATCHES_LEFT: &str = include_str!("../../sql/worker/batches_left.sql");
+const BATCHES_ELSEWHERE: &str = include_str!("../../sql/worker/batches_elsewhere.sql");
 
 /// One batch of new events about to be sent: its subscription, its name (its first event's id,
 /// as in the queue's `batch` column) and its events' keys (txid, id) in the order sent.
@@ -29,7 +30,9 @@ pub(super) struct BatchStatements {
 impl BatchStatements {
     pub(super) fn prepare(client: &SpiClient<'_>, share: Share) -> SpiResult<BatchStatements> {
         use pg_sys::{INT4ARRAYOID as I4A, INT8ARRAYOID as I8A};
-        let out = BATCHES_OUT.replace("/*worker*/", &share.index.to_string());
+        let out = BATCHES_OUT
+            .replace("/*worker*/", &share.index.to_string())
+            .replace("/*workers*/", &share.count.to_string());
         Ok(BatchStatements {
             out: super::keep_mut(client, &out, &[I4A, I8A, I4A, I4A, I8A, I8A])?,
             done: super::keep_mut(client, BATCHES_DONE, &[I4A, I8A])?,
@@ -85,16 +88,30 @@ impl super::Statements {
 }
 
 /// Makes the batches that `share`'s previous worker sent and never recorded due again as
-/// themselves (see sql/worker/batches_left.sql); how many events. For a worker that has sent
-/// nothing yet: run later, it would put back its own batches while they are out.
-pub fn take_over_batches(share: Share) -> SpiResult<usize> {
+/// themselves (see sql/worker/batches_left.sql); how many events, or `None` while worker 0 has
+/// yet to put back those of a server that ran another number of workers (until then this
+/// worker must not read new events). For a worker that has sent nothing yet: run later, it
+/// would put back its own batches while they are out.
+pub fn take_over_batches(share: Share) -> SpiResult<Option<usize>> {
     Spi::connect_mut(|client| {
-        Ok(client
+        if share.index != 0 {
+            let waiting =
+                crate::sql::first_row(client, BATCHES_ELSEWHERE, &[share.count.into()], |r| {
+                    r.get_one::<bool>()
+                })?
+                .flatten()
+                .unwrap_or(false);
+            if waiting {
+                return Ok(None);
+            }
+        }
+        let events = client
             .update(
                 BATCHES_LEFT,
                 None,
                 &[share.index.into(), share.count.into()],
             )?
-            .len())
+            .len();
+        Ok(Some(events))
     })
 }

@@ -104,9 +104,12 @@ impl Share {
         // Other events by a hash of their id: ids come in blocks (each statement takes its own
         // from the sequence, whose increment is the block size), so single-row transactions'
         // ids are all alike modulo a small count, and `id % count` gave them all to one worker.
+        // An event sent in a batch by the batch's id instead: its events go out together again
+        // from one worker, even when the batch was made under another worker count.
         format!(
             "AND (CASE WHEN q.subscription_id = ANY({pinned}) THEN q.subscription_id::bigint
-                       ELSE pg_catalog.hashint8(q.id)::bigint & 2147483647 END) % {} = {}",
+                       ELSE pg_catalog.hashint8(COALESCE(q.batch, q.id))::bigint & 2147483647
+                  END) % {} = {}",
             self.count, self.index
         )
     }
