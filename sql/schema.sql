@@ -463,16 +463,15 @@ ALTER TABLE webhook._callback_queue SET (
 -- the events it carries, in the order sent. A delivery worker writes its batches here before
 -- it sends them and removes each in the transaction that records its outcome; a worker that
 -- starts takes the rows its share's previous worker left (it died, or the server stopped,
--- with them out) and puts their events back as that batch (the queue's `batch` column), so
--- they go out again as it, under its webhook-id. Rows of a server that ran another number of
--- workers are worker 0's, and the others wait for it: their events are shared out otherwise
--- now. A retried batch is on its events already.
+-- with them out), and those of a server that ran another count of workers, and puts their
+-- events back as that batch (the queue's `batch` column), so they go out again as it, under
+-- its webhook-id. A retried batch is on its events already.
 CREATE TABLE webhook._batches_out (
     subscription_id integer NOT NULL,
     -- The batch (its first event's id), as in the queue's `batch` column.
     batch           bigint NOT NULL,
-    -- The delivery worker that sent it (its share of the events, 0-based), and how many the
-    -- server ran then (pg_webhook.workers, fixed until a restart).
+    -- The delivery worker that sent it (its share of the events, 0-based), and how many
+    -- shared them then (pg_webhook.workers as the server resolved it).
     worker          integer NOT NULL,
     workers         integer NOT NULL,
     -- The events' keys in the queue: txid (as a number) and id.

@@ -1,6 +1,8 @@
-//! Batches of new events out, written down before they are sent (webhook._batches_out), so a
-//! batch whose worker dies before recording its outcome goes out again as the same batch,
-//! under the same `webhook-id`, rather than gathered anew with whatever else is queued by then.
+//! Batches out for the first time (of new events, or of events put off without a batch: held
+//! for batch_wait, over a limit, replayed), written down before they are sent
+//! (webhook._batches_out), so a batch whose worker dies before recording its outcome goes out
+//! again as the same batch, under the same `webhook-id`, rather than gathered anew with
+//! whatever else is queued by then.
 
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
@@ -11,7 +13,6 @@ use super::Share;
 const BATCHES_OUT: &str = include_str!("../../sql/worker/batches_out.sql");
 const BATCHES_DONE: &str = include_str!("../../sql/worker/batches_done.sql");
 const BATCHES_LEFT: &str = include_str!("../../sql/worker/batches_left.sql");
-const BATCHES_ELSEWHERE: &str = include_str!("../../sql/worker/batches_elsewhere.sql");
 
 /// One batch of new events about to be sent: its subscription, its name (its first event's id,
 /// as in the queue's `batch` column) and its events' keys (txid, id) in the order sent.
@@ -87,31 +88,19 @@ impl super::Statements {
     }
 }
 
-/// Makes the batches that `share`'s previous worker sent and never recorded due again as
-/// themselves (see sql/worker/batches_left.sql); how many events, or `None` while worker 0 has
-/// yet to put back those of a server that ran another number of workers (until then this
-/// worker must not read new events). For a worker that has sent nothing yet: run later, it
-/// would put back its own batches while they are out.
-pub fn take_over_batches(share: Share) -> SpiResult<Option<usize>> {
+/// Makes the batches that `share`'s previous worker sent and never recorded, and those of a
+/// server that ran another count of workers, due again as themselves (see
+/// sql/worker/batches_left.sql); how many events. For a worker that has claimed nothing yet:
+/// run later, it would put back its own batches while they are out, and claims made before it
+/// could send the events of a batch of another count as new ones.
+pub fn take_over_batches(share: Share) -> SpiResult<usize> {
     Spi::connect_mut(|client| {
-        if share.index != 0 {
-            let waiting =
-                crate::sql::first_row(client, BATCHES_ELSEWHERE, &[share.count.into()], |r| {
-                    r.get_one::<bool>()
-                })?
-                .flatten()
-                .unwrap_or(false);
-            if waiting {
-                return Ok(None);
-            }
-        }
-        let events = client
+        Ok(client
             .update(
                 BATCHES_LEFT,
                 None,
                 &[share.index.into(), share.count.into()],
             )?
-            .len();
-        Ok(Some(events))
+            .len())
     })
 }

@@ -81,8 +81,9 @@ const PURGE_ATTEMPTS: &str = include_str!("../../sql/worker/purge_attempts.sql")
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const OWNER_ACCESS: &str = include_str!("../../sql/worker/owner_access.sql");
 
-/// A worker's share of the events: those whose id hashes to `index` modulo `count`, and the
-/// whole of the pinned subscriptions whose id is `index` modulo `count`.
+/// A worker's share of the events: those whose id hashes to `index` modulo `count` (a retried
+/// batch's, its name's: all its events go to one worker), and the whole of the pinned
+/// subscriptions whose id is `index` modulo `count`.
 #[derive(Debug, Clone, Copy)]
 pub struct Share {
     pub index: i32,
@@ -104,12 +105,14 @@ impl Share {
         // Other events by a hash of their id: ids come in blocks (each statement takes its own
         // from the sequence, whose increment is the block size), so single-row transactions'
         // ids are all alike modulo a small count, and `id % count` gave them all to one worker.
-        // An event sent in a batch by the batch's id instead: its events go out together again
-        // from one worker, even when the batch was made under another worker count.
+        // Events that carry a batch (retried, or put back by the worker taking over a share)
+        // go by its name, the id of one of them: a batch a worker cut from its share stays
+        // with it, and one cut under another count or pinning goes whole to one worker rather
+        // than in pieces, each under another webhook-id. New events carry none.
         format!(
             "AND (CASE WHEN q.subscription_id = ANY({pinned}) THEN q.subscription_id::bigint
                        ELSE pg_catalog.hashint8(COALESCE(q.batch, q.id))::bigint & 2147483647
-                  END) % {} = {}",
+                   END) % {} = {}",
             self.count, self.index
         )
     }

@@ -78,16 +78,14 @@ impl Worker {
     }
 
     /// Puts back, as themselves, the batches this worker's share's previous worker sent and did
-    /// not live to record (see queue::take_over_batches); false if that failed (logged) or
-    /// waits for worker 0.
+    /// not live to record (see queue::take_over_batches); false if that failed (logged).
     fn take_over_batches(&mut self) -> bool {
         let share = self.share;
         match txn::run("taking over the batches a previous worker left out", || {
             queue::take_over_batches(share)
         }) {
-            Ok(None) => false,
-            Ok(Some(0)) => true,
-            Ok(Some(events)) => {
+            Ok(0) => true,
+            Ok(events) => {
                 log!(
                     "pg_webhook worker: {events} events of batches a previous worker sent and did not record go out again in those batches"
                 );

@@ -34,7 +34,8 @@ struct Boarding {
     endpoint: Arc<Endpoint>,
     message: Message,
     flight: Flight,
-    /// Made of new events: written down before it goes (see `Gathered::out`).
+    /// Sent for the first time (its events carry no batch yet): written down before it goes
+    /// (see `Gathered::out`).
     new: bool,
 }
 
