@@ -15,7 +15,10 @@ pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_IN_FLIGHT: GucSetting<i32> = GucSetting::<i32>::new(256);
 pub static DEFAULT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(15_000);
-pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(500);
+/// 2,000: a batched drain (batches of 100) took 7.7 µs of worker CPU per event claiming 500 at a
+/// time and 7.0 claiming 2,000 (1,000: 7.7, 5,000: 7.1); one event per request claims at most
+/// `max_in_flight` anyway.
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2_000);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
 pub static RESPONSE_EXCERPT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1_024);
 pub static ALLOWED_DESTINATIONS: GucSetting<Option<CString>> =
@@ -85,7 +88,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"pg_webhook.batch_size",
-        c"Most events the worker claims or records in one transaction.",
+        c"Most events the worker claims in one transaction.",
         c"",
         &BATCH_SIZE,
         1,

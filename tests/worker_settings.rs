@@ -251,3 +251,14 @@ fn the_workers_run_with_the_servers_settings_not_those_of_the_database_or_role()
 fn a_session_authorization_the_database_sets_does_not_stop_delivery() {
     delivers_as_the_superuser_after("ALTER DATABASE app SET session_authorization = 'dbo'");
 }
+
+#[test]
+fn the_claim_size_defaults_to_2000() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    assert_eq!(
+        text(&mut db, "SHOW pg_webhook.batch_size").as_deref(),
+        Some("2000"),
+        "the default the README documents"
+    );
+}
