@@ -33,11 +33,10 @@ use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch
 use super::backfills::{Backfills, Round};
 use super::txn;
 use super::watchdog;
-use crate::error::in_subtransaction;
 use crate::guc::WorkerSettings;
 use crate::queue::{extension_readiness, Readiness};
 use crate::wake::CALLBACK_RUNNER;
-use call::call;
+use call::{call, event_of, uncount_start};
 use turn::{Next, Turn};
 
 /// Callbacks read per transaction; each then runs in its own.
@@ -50,10 +49,6 @@ const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
 const OWNERS: &str = include_str!("../../sql/worker/owners_waiting.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
 const STARTED: &str = include_str!("../../sql/worker/callback_started.sql");
-const EVENT: &str = include_str!("../../sql/worker/callback_event.sql");
-/// Row images larger than this are left out of the event a callback receives (see
-/// `Dispatcher::largest_readable`).
-const LARGEST_IMAGES: i64 = 160 << 20;
 /// Longest error text of a callback (or a backfill chunk) kept on its event and logged.
 pub(super) const USER_ERROR_LEN: usize = 4096;
 
@@ -306,7 +301,8 @@ fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
 
 /// One callback in its own transaction: its effects and its removal from the queue commit
 /// together; on failure only the removal and the error on the event do. False when even that
-/// could not be recorded (it stays queued and is tried again).
+/// could not be recorded (it stays queued and is tried again, its start taken back: the runner
+/// did not die during the call).
 ///
 /// Before the call, a transaction of its own counts the start, so that if the runner dies
 /// during the call (the watchdog, a crash, a shutdown) the next runner knows: it starts it once
@@ -330,6 +326,9 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             Err(_) => return Some(false),
         }
     }
+    // Set while the runner records the outcome: a failure then is its own statement's (a lock
+    // an owner's session holds), not the call's, which ended.
+    let recording = std::cell::Cell::new(false);
     let ran = txn::run("running a callback", || {
         if !txn::same_extension(extension) {
             return Ok(None);
@@ -358,6 +357,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
         }
         // A callback's own message may be of any size: kept and logged in part.
         .map(|failure| clipped(&failure, USER_ERROR_LEN));
+        recording.set(true);
         Spi::connect_mut(|client| {
             client.update(
                 DONE,
@@ -366,6 +366,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             )?;
             Ok::<(), pgrx::spi::Error>(())
         })?;
+        recording.set(false);
         if let Some(error) = failure {
             warning!(
                 "pg_webhook: callback of subscription {} failed for event {}: {error}",
@@ -378,23 +379,11 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
     match ran {
         Ok(Some(())) => Some(true),
         Ok(None) => None,
-        Err(_) => Some(false),
+        Err(_) => {
+            if may_start && recording.get() {
+                uncount_start(callback.event_id);
+            }
+            Some(false)
+        }
     }
-}
-
-/// The event a callback receives, read in a subtransaction so that a failure to build it (a
-/// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone.
-fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
-    in_subtransaction(|| {
-        Spi::connect(|client| {
-            crate::sql::first_row(
-                client,
-                EVENT,
-                &[event_id.into(), LARGEST_IMAGES.into()],
-                |r| r.get::<pgrx::JsonB>(1),
-            )
-        })
-    })
-    .and_then(|r| r.map_err(|e| e.to_string()))
-    .map(Option::flatten)
 }

@@ -8,6 +8,12 @@ use super::super::watchdog;
 use crate::error::in_subtransaction;
 use crate::privilege::as_owner_sandboxed;
 
+const EVENT: &str = include_str!("../../../sql/worker/callback_event.sql");
+const UNSTARTED: &str = include_str!("../../../sql/worker/callback_unstarted.sql");
+/// Row images larger than this are left out of the event a callback receives (see
+/// `Dispatcher::largest_readable`).
+const LARGEST_IMAGES: i64 = 160 << 20;
+
 /// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
 /// subtransaction so a failure undoes the callback's own effects and nothing else.
 pub fn call(
@@ -83,4 +89,32 @@ fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
             pg_sys::ffi::pg_guard_ffi_boundary(|| address(fcinfo));
         }
     }
+}
+
+/// The event a callback receives, read in a subtransaction so that a failure to build it (a
+/// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone.
+pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
+    in_subtransaction(|| {
+        Spi::connect(|client| {
+            crate::sql::first_row(
+                client,
+                EVENT,
+                &[event_id.into(), LARGEST_IMAGES.into()],
+                |r| r.get::<pgrx::JsonB>(1),
+            )
+        })
+    })
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map(Option::flatten)
+}
+
+/// Takes back the start counted before the call of event `event_id`'s callback, whose outcome
+/// could not be recorded (sql/worker/callback_unstarted.sql): counted, it would read as a
+/// runner that died during the call, and after `MOST_STARTS` the callback would be recorded as
+/// stopped, its own outcome lost, without being called again. Logged if it fails (nobody else
+/// writes the callback queue's rows): the start stays counted then.
+pub fn uncount_start(event_id: i64) {
+    let _ = super::super::txn::run("taking back a callback's start", || {
+        Spi::run_with_args(UNSTARTED, &[event_id.into()])
+    });
 }
