@@ -148,3 +148,112 @@ fn a_callbacks_failure_held_up_by_an_open_replay_is_recorded_as_itself() {
         "the callback's own failure is recorded: {error}"
     );
 }
+
+#[test]
+fn a_dbas_lock_on_the_subscriptions_table_loses_no_callback() {
+    // A DBA's VACUUM FULL (here a LOCK TABLE) of webhook._subscriptions for over a second: the
+    // runner's read of the event for the next callback gave up after its 1 s lock timeout, and
+    // that was recorded as the callback's failure ("the event could not be read for the
+    // callback"), the callback never called. Before the runner had a lock timeout it waited.
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '20s'",
+    ]);
+    let rx = Receiver::start();
+    // bob's callback notes the rows it is called for; rows 1 and 2 wait for a gate each.
+    let (mut su, _alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         CREATE TABLE gate1 (id int);
+         CREATE TABLE gate2 (id int);
+         CREATE TABLE bob_ran (id int);
+         CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             CASE (e->'record'->>'id')::int
+                 WHEN 1 THEN LOCK TABLE public.gate1 IN ACCESS SHARE MODE;
+                 WHEN 2 THEN LOCK TABLE public.gate2 IN ACCESS SHARE MODE;
+                 ELSE NULL;
+             END CASE;
+             INSERT INTO public.bob_ran VALUES ((e->'record'->>'id')::int);
+         END $$;",
+        "public.gated(jsonb)",
+        0.0,
+    );
+    let mut bob2 = pg.connect_as("postgres", "bob");
+    exec(&mut bob, "BEGIN; LOCK TABLE gate1");
+    exec(&mut bob2, "BEGIN; LOCK TABLE gate2");
+    exec(&mut su, "INSERT INTO bobs VALUES (1)");
+    wait_until(support::WAIT, "callback 1 to start", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
+        ) == 1
+    });
+    exec(&mut su, "INSERT INTO bobs VALUES (2), (3)");
+    wait_until(support::WAIT, "callbacks 2 and 3 queued", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 3
+    });
+    exec(&mut bob, "COMMIT");
+    // The runner read 2 and 3 in one batch, and calls 2, which waits for its gate.
+    wait_until(support::WAIT, "callback 2 to start", || {
+        count(&mut su, "SELECT count(*) FROM bob_ran") == 1
+            && count(
+                &mut su,
+                "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
+            ) == 1
+    });
+    // The DBA's lock waits for callback 2's transaction, and is granted as it ends.
+    let (tx, done) = std::sync::mpsc::channel::<()>();
+    let mut dba = pg.connect("postgres");
+    let holder = std::thread::spawn(move || {
+        exec(
+            &mut dba,
+            "BEGIN; LOCK TABLE webhook._subscriptions IN ACCESS EXCLUSIVE MODE",
+        );
+        let _ = done.recv();
+        exec(&mut dba, "COMMIT");
+    });
+    wait_until(support::WAIT, "the DBA's lock queued", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE query LIKE 'BEGIN; LOCK TABLE webhook._subscriptions%'
+                AND wait_event_type = 'Lock'",
+        ) == 1
+    });
+    exec(&mut bob2, "COMMIT");
+    // Callback 3 runs into the DBA's lock: its queue row is gone (recorded), or the runner
+    // tries again in a transaction of its own.
+    let first = text(&mut su, "SELECT clock_timestamp()::text").unwrap_or_default();
+    wait_until(
+        Duration::from_secs(30),
+        "callback 3 recorded or tried again",
+        || {
+            count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
+                || count(
+                    &mut su,
+                    &format!(
+                        "{RUNNER_WAITS} AND xact_start > '{first}'::timestamptz + interval '1.2 s'"
+                    ),
+                ) == 1
+        },
+    );
+    let _ = tx.send(());
+    holder
+        .join()
+        .unwrap_or_else(|_| panic!("the DBA's session panicked"));
+    wait_until(Duration::from_secs(30), "bob's callbacks done", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
+    });
+    let errors = text(
+        &mut su,
+        "SELECT string_agg(callback_error, '; ') FROM webhook._event_archive",
+    );
+    assert_eq!(errors, None, "no callback failed");
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM bob_ran WHERE id = 3"),
+        1,
+        "callback 3 was called"
+    );
+}
