@@ -32,6 +32,19 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
+/// As `in_subtransaction`, with the ERROR's SQLSTATE, for callers that take a lock timeout for
+/// something else than a failure of what `f` does.
+pub fn in_subtransaction_coded<R>(f: impl FnOnce() -> R) -> Result<R, (PgSqlErrorCode, String)> {
+    subtransaction(f, true).map_err(|caught| match &*caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+            (r.sql_error_code(), r.message().to_string())
+        }
+        CaughtError::RustPanic { ereport, .. } => {
+            (ereport.sql_error_code(), ereport.message().to_string())
+        }
+    })
+}
+
 /// Runs `f` in a subtransaction that is rolled back however it ends, so nothing `f` wrote to
 /// the database (rows, NOTIFYs, transaction-scoped locks) outlives it; its result must be
 /// copied out of the memory its queries used. An ERROR inside is raised again, unchanged,

@@ -48,7 +48,8 @@ const MAX_INTERRUPTIONS: i32 = 3;
 
 /// Failures that say nothing about the backfill itself: a lock wait over the chunk's
 /// `lock_timeout` (sql/backfill/chunk_settings.sql), a lost deadlock, a serialization failure.
-fn waited_too_long(code: PgSqlErrorCode) -> bool {
+/// (The same for the callback runner's read of a callback's event, see callbacks.rs.)
+pub(super) fn waited_too_long(code: PgSqlErrorCode) -> bool {
     matches!(
         code,
         PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE

@@ -326,9 +326,9 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             Err(_) => return Some(false),
         }
     }
-    // Set while the runner records the outcome: a failure then is its own statement's (a lock
-    // an owner's session holds), not the call's, which ended.
-    let recording = std::cell::Cell::new(false);
+    // Set when what fails is the runner's own statement (a lock an owner's session or a DBA
+    // holds), not the call, which ended or did not start: its start is taken back.
+    let take_back = std::cell::Cell::new(false);
     let ran = txn::run("running a callback", || {
         if !txn::same_extension(extension) {
             return Ok(None);
@@ -337,8 +337,16 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             Some(_) => event_of(callback.event_id),
             None => Ok(None),
         };
+        if let Err((Some(code), e)) = &event {
+            // It waited too long for a lock (a DBA's VACUUM FULL of a pg_webhook table): no
+            // failure of the callback's. Tried again, not recorded as failed uncalled.
+            if super::backfills::waited_too_long(*code) {
+                take_back.set(true);
+                error!("the event could not be read for the callback yet: {e}");
+            }
+        }
         let failure = match (callback.function, event) {
-            (_, Err(e)) => Some(format!("the event could not be read for the callback: {e}")),
+            (_, Err((_, e))) => Some(format!("the event could not be read for the callback: {e}")),
             (None, _) if callback.orphan => Some(
                 "the subscription's owner's role was dropped: an orphan's callback is not called (a superuser may hand it over with webhook.set_owner())"
                     .to_string(),
@@ -357,7 +365,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
         }
         // A callback's own message may be of any size: kept and logged in part.
         .map(|failure| clipped(&failure, USER_ERROR_LEN));
-        recording.set(true);
+        take_back.set(true);
         Spi::connect_mut(|client| {
             client.update(
                 DONE,
@@ -366,7 +374,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             )?;
             Ok::<(), pgrx::spi::Error>(())
         })?;
-        recording.set(false);
+        take_back.set(false);
         if let Some(error) = failure {
             warning!(
                 "pg_webhook: callback of subscription {} failed for event {}: {error}",
@@ -380,7 +388,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
         Ok(Some(())) => Some(true),
         Ok(None) => None,
         Err(_) => {
-            if may_start && recording.get() {
+            if may_start && take_back.get() {
                 uncount_start(callback.event_id);
             }
             Some(false)

@@ -5,8 +5,9 @@ use std::time::Duration;
 use pgrx::prelude::*;
 
 use super::super::watchdog;
-use crate::error::in_subtransaction;
+use crate::error::{in_subtransaction, in_subtransaction_coded};
 use crate::privilege::as_owner_sandboxed;
+use pgrx::PgSqlErrorCode;
 
 const EVENT: &str = include_str!("../../../sql/worker/callback_event.sql");
 const UNSTARTED: &str = include_str!("../../../sql/worker/callback_unstarted.sql");
@@ -92,9 +93,10 @@ fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
 }
 
 /// The event a callback receives, read in a subtransaction so that a failure to build it (a
-/// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone.
-pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
-    in_subtransaction(|| {
+/// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone. An error
+/// comes with its SQLSTATE (`None`: an SPI error).
+pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, (Option<PgSqlErrorCode>, String)> {
+    in_subtransaction_coded(|| {
         Spi::connect(|client| {
             crate::sql::first_row(
                 client,
@@ -104,7 +106,8 @@ pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, String> {
             )
         })
     })
-    .and_then(|r| r.map_err(|e| e.to_string()))
+    .map_err(|(code, e)| (Some(code), e))
+    .and_then(|r| r.map_err(|e| (None, e.to_string())))
     .map(Option::flatten)
 }
 
