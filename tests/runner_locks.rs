@@ -257,3 +257,56 @@ fn a_dbas_lock_on_the_subscriptions_table_loses_no_callback() {
         "callback 3 was called"
     );
 }
+
+#[test]
+#[ignore = "open: the round's mark (chunk_pid) is cleared in the backfill's row, which the open \
+            cancel holds; waiting for it would hold every owner's work again, and a mark kept \
+            apart from that row (a table of its own, or shared memory) is a schema change"]
+fn a_cancel_backfill_rolled_back_counts_no_interruption() {
+    // bob's cancel_backfill(), in a transaction he then rolled back, held the backfill's row
+    // while the runner ended its round: that gave up after the runner's 1 s, leaving the
+    // round's mark, which the next runner process (after alice's turn) counted as its runner
+    // having ended mid-chunk. Three such and bob's backfill failed for it.
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
+        "CREATE TABLE bobs (id int PRIMARY KEY);
+         INSERT INTO bobs SELECT generate_series(1, 3000);
+         CREATE FUNCTION public.bob_notes(e jsonb) RETURNS void LANGUAGE sql AS $$ SELECT $$;",
+        "public.bob_notes(jsonb)",
+        0.0,
+    );
+    // Each chunk of 500 rows takes over the runner's 50 ms slice: one chunk a round.
+    exec(
+        &mut bob,
+        "SELECT * FROM webhook.backfill('bobs',
+             filter => $f$ pg_catalog.pg_sleep(0.0003)::text = '' $f$)",
+    );
+    wait_until(support::WAIT, "a first chunk", || {
+        count(&mut su, "SELECT rows_sent FROM webhook.backfills") > 0
+    });
+    let mut bob2 = pg.connect_as("postgres", "bob");
+    exec(&mut bob2, "BEGIN; SELECT webhook.cancel_backfill('bobs')");
+    wait_until(
+        Duration::from_secs(30),
+        "the runner's round end to give up",
+        || pg.log().contains("ending a backfill round failed"),
+    );
+    // Alice's callback: the runner hands over to a process of hers, then a fresh one of bob's.
+    exec(&mut alice, "INSERT INTO alices VALUES (1)");
+    wait_until(Duration::from_secs(30), "alice's callback", || {
+        count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
+    });
+    exec(&mut bob2, "ROLLBACK");
+    support::backfill::wait_state(&mut bob, "bobs", "done");
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT interruptions::bigint FROM webhook._backfills"
+        ),
+        0,
+        "no runner ended while running bob's chunks"
+    );
+}
