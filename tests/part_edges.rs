@@ -164,3 +164,67 @@ fn a_rate_limited_transactions_parts_cut_again_all_go_in_order() {
         "parts in order: {parts:?}"
     );
 }
+
+#[test]
+fn a_dead_parts_events_replayed_while_the_next_part_is_out_go_as_a_transaction_of_their_own() {
+    let pg = Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '8kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ]);
+    // Part 2 dies at its first answer; part 3 is answered slowly, the first time.
+    let slowed = Arc::new(AtomicBool::new(false));
+    let s = slowed.clone();
+    let rx = Receiver::with(move |req: &Request, _| {
+        let tx = &req.json()["transaction"];
+        match tx["part"].as_u64() {
+            Some(2) if tx["events_total"] == 40 => Reply::Status(500),
+            Some(3) if !s.swap(true, Ordering::SeqCst) => Reply::Delay(Duration::from_secs(3), 204),
+            _ => Reply::Status(204),
+        }
+    });
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", group_by => 'transaction', max_attempts => 1",
+    );
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
+    );
+    wait_until(WAIT, "part 3 out", || slowed.load(Ordering::SeqCst));
+    let dead = count(&mut db, "SELECT webhook.replay_dead('t')");
+    assert!(dead > 0, "part 2's events were dead");
+    wait_until(WAIT, "all 40 events delivered", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'",
+        ) == 40
+    });
+    let accepted = rx.accepted();
+    let mut ids: Vec<i64> = accepted.iter().flat_map(Request::row_ids).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=40).collect::<Vec<i64>>(),
+        "each event delivered once"
+    );
+    let mut by_id: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in rx.requests() {
+        let events = r.row_ids();
+        let first = by_id.entry(r.id()).or_insert_with(|| events.clone());
+        assert_eq!(*first, events, "{} sent with other events", r.id());
+    }
+    let replayed: Vec<&Request> = accepted
+        .iter()
+        .filter(|r| r.json()["transaction"]["events_total"].as_u64() == Some(dead as u64))
+        .collect();
+    assert_eq!(
+        replayed.len(),
+        1,
+        "the replay is one transaction of one part"
+    );
+}
