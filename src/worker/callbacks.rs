@@ -301,8 +301,7 @@ fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
 
 /// One callback in its own transaction: its effects and its removal from the queue commit
 /// together; on failure only the removal and the error on the event do. False when even that
-/// could not be recorded (it stays queued and is tried again, its start taken back: the runner
-/// did not die during the call).
+/// could not be recorded (it stays queued and is tried again).
 ///
 /// Before the call, a transaction of its own counts the start, so that if the runner dies
 /// during the call (the watchdog, a crash, a shutdown) the next runner knows: it starts it once
@@ -326,10 +325,10 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             Err(_) => return Some(false),
         }
     }
-    // Set when what fails is the runner's own statement (a lock an owner's session or a DBA
-    // holds), not the call, which ended or did not start: its start is taken back.
-    let take_back = std::cell::Cell::new(false);
-    let ran = txn::run("running a callback", || {
+    // A failure before the call (a lock someone holds) takes its start back; after it, only
+    // a lock that recording the outcome waited too long for: the count stops other failures.
+    let (called, recording) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
+    let ran = txn::run_coded("running a callback", || {
         if !txn::same_extension(extension) {
             return Ok(None);
         }
@@ -341,7 +340,6 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             // It waited too long for a lock (a DBA's VACUUM FULL of a pg_webhook table): no
             // failure of the callback's. Tried again, not recorded as failed uncalled.
             if super::backfills::waited_too_long(*code) {
-                take_back.set(true);
                 error!("the event could not be read for the callback yet: {e}");
             }
         }
@@ -361,11 +359,14 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             (Some(f), Ok(Some(_))) if !callback.function_exists => Some(format!(
                 "the callback function (OID {f}) no longer exists; set another with a new subscription"
             )),
-            (Some(f), Ok(Some(event))) => call(f, event, callback.owner, timeout).err(),
+            (Some(f), Ok(Some(event))) => {
+                called.set(true);
+                call(f, event, callback.owner, timeout).err()
+            }
         }
         // A callback's own message may be of any size: kept and logged in part.
         .map(|failure| clipped(&failure, USER_ERROR_LEN));
-        take_back.set(true);
+        recording.set(true);
         Spi::connect_mut(|client| {
             client.update(
                 DONE,
@@ -374,7 +375,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             )?;
             Ok::<(), pgrx::spi::Error>(())
         })?;
-        take_back.set(false);
+        recording.set(false);
         if let Some(error) = failure {
             warning!(
                 "pg_webhook: callback of subscription {} failed for event {}: {error}",
@@ -387,8 +388,9 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
     match ran {
         Ok(Some(())) => Some(true),
         Ok(None) => None,
-        Err(_) => {
-            if may_start && take_back.get() {
+        Err((code, _)) => {
+            let waited = code.is_some_and(super::backfills::waited_too_long);
+            if may_start && (!called.get() || (recording.get() && waited)) {
                 uncount_start(callback.event_id);
             }
             Some(false)
