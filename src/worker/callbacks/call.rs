@@ -114,10 +114,16 @@ pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, (Option<PgSqlError
 /// Takes back the start counted before the call of event `event_id`'s callback, whose outcome
 /// could not be recorded (sql/worker/callback_unstarted.sql): counted, it would read as a
 /// runner that died during the call, and after `MOST_STARTS` the callback would be recorded as
-/// stopped, its own outcome lost, without being called again. Logged if it fails (nobody else
-/// writes the callback queue's rows): the start stays counted then.
+/// stopped, its own outcome lost, without being called again. If this fails too (the error is
+/// logged by txn::run), the start stays counted, and the log says what that means.
 pub fn uncount_start(event_id: i64) {
-    let _ = super::super::txn::run("taking back a callback's start", || {
+    let taken_back = super::super::txn::run("taking back a callback's start", || {
         Spi::run_with_args(UNSTARTED, &[event_id.into()])
     });
+    if taken_back.is_err() {
+        log!(
+            "pg_webhook: the start of event {event_id}'s callback stays counted; once it has been counted {} times the callback is recorded as stopped instead of being called",
+            super::MOST_STARTS
+        );
+    }
 }
