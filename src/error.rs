@@ -1,7 +1,7 @@
 //! How the SQL API refuses bad input: one ERROR with a specific SQLSTATE, a message that names
 //! the problem, and a hint with the fix where there is one.
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 /// Raises an ERROR; never returns.
@@ -26,23 +26,24 @@ pub fn invalid(message: impl Into<String>) -> ! {
 /// Runs `f` in a subtransaction; an ERROR inside is rolled back and returned as its message,
 /// so a caller can replace it with one that names the user's input.
 pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    subtransaction(f, true).map_err(|caught| match &*caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
-        CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-    })
+    in_subtransaction_coded(f).map_err(|(_, message)| message)
 }
 
 /// As `in_subtransaction`, with the ERROR's SQLSTATE, for callers that take a lock timeout for
 /// something else than a failure of what `f` does.
 pub fn in_subtransaction_coded<R>(f: impl FnOnce() -> R) -> Result<R, (PgSqlErrorCode, String)> {
-    subtransaction(f, true).map_err(|caught| match &*caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
-            (r.sql_error_code(), r.message().to_string())
-        }
-        CaughtError::RustPanic { ereport, .. } => {
-            (ereport.sql_error_code(), ereport.message().to_string())
-        }
+    subtransaction(f, true).map_err(|caught| {
+        let report = report_of(&caught);
+        (report.sql_error_code(), report.message().to_string())
     })
+}
+
+/// The report of a caught ERROR (or of the panic that stands for one).
+pub fn report_of(caught: &CaughtError) -> &ErrorReportWithLevel {
+    match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    }
 }
 
 /// Runs `f` in a subtransaction that is rolled back however it ends, so nothing `f` wrote to

@@ -113,18 +113,12 @@ pub fn locked_extension() -> pg_sys::Oid {
 }
 
 fn code_of(caught: &CaughtError) -> PgSqlErrorCode {
-    match caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
-        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
-    }
+    crate::error::report_of(caught).sql_error_code()
 }
 
 /// The message (and detail) of a caught error.
 pub(super) fn describe(caught: &CaughtError) -> String {
-    let report = match caught {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
+    let report = crate::error::report_of(caught);
     match report.detail() {
         Some(detail) => format!("{} ({detail})", report.message()),
         None => report.message().to_string(),
