@@ -12,12 +12,67 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
 use support::{count, exec, subscribe, WAIT};
 
-#[test]
-fn a_part_sent_by_a_worker_that_died_and_cut_again_repeats_its_id_only_with_fewer_events() {
-    let pg = Cluster::start(&[
+/// A cluster whose requests may carry 8 kB (lowered by the tests), polling every 100 ms.
+fn cluster() -> Cluster {
+    Cluster::start(&[
         "pg_webhook.max_payload_bytes = '8kB'",
         "pg_webhook.poll_interval = '100ms'",
-    ]);
+    ])
+}
+
+/// Table `t` subscribed by transaction (with `options`) and 40 rows of ~300 bytes written in
+/// one transaction: a session.
+fn forty_rows_in_one_transaction(pg: &Cluster, rx: &Receiver, options: &str) -> postgres::Client {
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    let options = format!(", group_by => 'transaction'{options}");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), &options);
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
+    );
+    db
+}
+
+/// Lowers the payload limit to 2 kB.
+fn lower_the_limit(db: &mut postgres::Client) {
+    exec(db, "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'");
+    exec(db, "SELECT pg_reload_conf()");
+}
+
+/// Waits (up to `within`) for the 40 events to finish, and checks none died.
+fn all_delivered(db: &mut postgres::Client, within: Duration) {
+    wait_until(within, "all 40 events finished", || {
+        count(
+            db,
+            "SELECT count(*) FROM webhook.events WHERE status IN ('delivered', 'dead')",
+        ) == 40
+    });
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
+        ),
+        0,
+        "no event died"
+    );
+}
+
+/// The accepted requests' part numbers are 1, 2, 3... : in order, none twice or skipped.
+fn assert_parts_in_order(accepted: &[Request]) {
+    let parts: Vec<u64> = accepted
+        .iter()
+        .map(|r| r.json()["transaction"]["part"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        parts.windows(2).all(|w| w[1] == w[0] + 1) && parts.first() == Some(&1),
+        "parts delivered in order, none twice: {parts:?}"
+    );
+}
+
+#[test]
+fn a_part_sent_by_a_worker_that_died_and_cut_again_repeats_its_id_only_with_fewer_events() {
+    let pg = cluster();
     // Part 2 hangs the first time: the worker is ended while it waits.
     let hung = Arc::new(AtomicBool::new(false));
     let h = hung.clone();
@@ -29,41 +84,12 @@ fn a_part_sent_by_a_worker_that_died_and_cut_again_repeats_its_id_only_with_fewe
             Reply::Status(204)
         }
     });
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction', timeout => '60 seconds'",
-    );
+    let mut db = forty_rows_in_one_transaction(&pg, &rx, ", timeout => '60 seconds'");
     let worker = pg.worker_pid(&mut db);
-    exec(
-        &mut db,
-        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
-    );
     wait_until(WAIT, "part 2 sent", || hung.load(Ordering::SeqCst));
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    lower_the_limit(&mut db);
     exec(&mut db, &format!("SELECT pg_terminate_backend({worker})"));
-    wait_until(WAIT, "all 40 events finished", || {
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status IN ('delivered', 'dead')",
-        ) == 40
-    });
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
-        ),
-        0,
-        "no event died"
-    );
+    all_delivered(&mut db, WAIT);
     // Every request, the hung one too: one webhook-id, one set of events or fewer of them.
     let mut by_id: HashMap<String, Vec<Vec<i64>>> = HashMap::new();
     for r in rx.requests() {
@@ -85,25 +111,14 @@ fn a_part_sent_by_a_worker_that_died_and_cut_again_repeats_its_id_only_with_fewe
         (1..=40).collect::<Vec<i64>>(),
         "every event delivered"
     );
-    let parts: Vec<u64> = rx
-        .accepted()
-        .iter()
-        .map(|r| r.json()["transaction"]["part"].as_u64().unwrap_or(0))
-        .collect();
-    assert!(
-        parts.windows(2).all(|w| w[1] == w[0] + 1) && parts.first() == Some(&1),
-        "parts delivered in order, none twice: {parts:?}"
-    );
+    assert_parts_in_order(&rx.accepted());
 }
 
 #[test]
 fn a_rate_limited_transactions_parts_cut_again_all_go_in_order() {
     // A part found over a lowered limit has taken rate slots for its events already: the parts
     // it is cut into still go, in order, none skipped.
-    let pg = Cluster::start(&[
-        "pg_webhook.max_payload_bytes = '8kB'",
-        "pg_webhook.poll_interval = '100ms'",
-    ]);
+    let pg = cluster();
     let refused = Arc::new(AtomicBool::new(false));
     let r = refused.clone();
     let rx = Receiver::with(move |req: &Request, _| {
@@ -114,40 +129,15 @@ fn a_rate_limited_transactions_parts_cut_again_all_go_in_order() {
             Reply::Status(204)
         }
     });
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction', rate_limit => 40, max_in_flight => 1,
+    let mut db = forty_rows_in_one_transaction(
+        &pg,
+        &rx,
+        ", rate_limit => 40, max_in_flight => 1,
            retry_schedule => ARRAY['2 seconds']::interval[], max_attempts => 5",
     );
-    exec(
-        &mut db,
-        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
-    );
     wait_until(WAIT, "part 2 refused", || refused.load(Ordering::SeqCst));
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
-    wait_until(Duration::from_secs(60), "all 40 events finished", || {
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status IN ('delivered', 'dead')",
-        ) == 40
-    });
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
-        ),
-        0,
-        "no event died"
-    );
+    lower_the_limit(&mut db);
+    all_delivered(&mut db, Duration::from_secs(60));
     let accepted = rx.accepted();
     let ids: Vec<i64> = accepted.iter().flat_map(Request::row_ids).collect();
     assert_eq!(
@@ -155,22 +145,12 @@ fn a_rate_limited_transactions_parts_cut_again_all_go_in_order() {
         (1..=40).collect::<Vec<i64>>(),
         "statement order, once each"
     );
-    let parts: Vec<u64> = accepted
-        .iter()
-        .map(|r| r.json()["transaction"]["part"].as_u64().unwrap_or(0))
-        .collect();
-    assert!(
-        parts.windows(2).all(|w| w[1] == w[0] + 1) && parts.first() == Some(&1),
-        "parts in order: {parts:?}"
-    );
+    assert_parts_in_order(&accepted);
 }
 
 #[test]
 fn a_dead_parts_events_replayed_while_the_next_part_is_out_go_as_a_transaction_of_their_own() {
-    let pg = Cluster::start(&[
-        "pg_webhook.max_payload_bytes = '8kB'",
-        "pg_webhook.poll_interval = '100ms'",
-    ]);
+    let pg = cluster();
     // Part 2 dies at its first answer; part 3 is answered slowly, the first time.
     let slowed = Arc::new(AtomicBool::new(false));
     let s = slowed.clone();
@@ -182,19 +162,7 @@ fn a_dead_parts_events_replayed_while_the_next_part_is_out_go_as_a_transaction_o
             _ => Reply::Status(204),
         }
     });
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction', max_attempts => 1",
-    );
-    exec(
-        &mut db,
-        "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",
-    );
+    let mut db = forty_rows_in_one_transaction(&pg, &rx, ", max_attempts => 1");
     wait_until(WAIT, "part 3 out", || slowed.load(Ordering::SeqCst));
     let dead = count(&mut db, "SELECT webhook.replay_dead('t')");
     assert!(dead > 0, "part 2's events were dead");
