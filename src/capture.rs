@@ -4,7 +4,9 @@
 //! exactly when the change committed: a rollback (or a rolled-back savepoint) removes both.
 //!
 //! It is a statement-level trigger with transition tables, and it writes the queue the way COPY
-//! does — batched heap inserts plus index entries — without planning or executing SQL. A bulk
+//! does — batched heap inserts plus index entries — without planning or executing SQL (but for
+//! an ordered subscription's events that its AFTER triggers' statements queued first: see
+//! `nested`). A bulk
 //! `INSERT ... SELECT` pays per row only for `to_jsonb` and the queue row itself; a single-row
 //! statement pays a few microseconds. No network I/O here; the transaction is flagged so COMMIT
 //! wakes the worker.
@@ -16,8 +18,10 @@ use crate::wake::note_event_queued;
 
 pub mod backfill;
 mod error;
+mod frames_end;
 mod identity;
 pub mod merge_moves;
+pub mod nested;
 mod order_key;
 pub mod primary_key;
 mod queue_writer;
@@ -297,6 +301,8 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         id: info.subscription_id,
         ordered: info.ordered || info.order_key.is_some() || info.grouped,
     };
+    // SAFETY: inside the trigger call, on its relation.
+    let place = unsafe { nested::place((*data.tg_relation).rd_id) };
     let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;
     if let Some(keys) = keys {
@@ -315,6 +321,9 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }
     };
     unpin_output_settings(pinned);
+    if subscription.ordered {
+        nested::follow(&mut writer, place, subscription.id).map_err(CaptureError::Queue)?;
+    }
     writer.close();
     if queued > 0 {
         note_event_queued();

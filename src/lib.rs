@@ -68,6 +68,7 @@ pub extern "C-unwind" fn _PG_init() {
     invalidation::init();
     triggers::drop_access::init();
     capture::merge_moves::init();
+    capture::nested::init();
     // SAFETY: a plain read of a postmaster-set global.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;

@@ -27,6 +27,8 @@ use std::cell::RefCell;
 use pg_webhook_core::payload::Operation;
 use pgrx::prelude::*;
 
+use super::frames_end::Ended;
+
 /// A statement finishing while a MERGE is watched; `relid` invalid for any but a watched MERGE.
 #[derive(Clone, Copy)]
 struct Frame {
@@ -63,9 +65,8 @@ pub fn init() {
     unsafe {
         PREVIOUS_HOOK = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(on_executor_finish);
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
+    super::frames_end::register(forget);
 }
 
 /// Called by the capture trigger (every call, before anything else): notes how many rows
@@ -371,30 +372,10 @@ fn refuse(relid: pg_sys::Oid, shared: bool) -> ! {
     )
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if matches!(
-        event,
-        pg_sys::XactEvent::XACT_EVENT_COMMIT
-            | pg_sys::XactEvent::XACT_EVENT_ABORT
-            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
-            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
-            | pg_sys::XactEvent::XACT_EVENT_PREPARE
-    ) {
-        FINISHING.with(|f| f.borrow_mut().clear());
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    _sub: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        // SAFETY: a plain read of the transaction state (the aborting level).
-        let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
-        FINISHING.with(|f| f.borrow_mut().retain(|frame| frame.level < level));
-    }
+/// Drops the frames an ERROR left (see `frames_end`).
+fn forget(ended: Ended) {
+    FINISHING.with(|f| match ended {
+        Ended::Transaction => f.borrow_mut().clear(),
+        Ended::Subtransaction(level) => f.borrow_mut().retain(|frame| frame.level < level),
+    });
 }

@@ -18,6 +18,7 @@ use crate::unguarded;
 mod columns;
 mod indexes;
 mod layout;
+mod moves;
 mod sources;
 mod triggers;
 
@@ -54,6 +55,8 @@ pub struct QueueWriter {
     /// Next id to hand out and the end of the block it comes from.
     next_id: i64,
     id_block_end: i64,
+    /// The first and last id handed out (`None`: none yet).
+    taken: Option<(i64, i64)>,
     /// The order key of each event, in the order they are added (ordered subscriptions; those
     /// ordered as a whole have none: their key is 0).
     order_keys: Vec<i64>,
@@ -76,6 +79,21 @@ unsafe fn text_datum(_: &unguarded::Region, s: &str) -> pg_sys::Datum {
 
 /// The id sequence returned a block that runs past the largest bigint.
 struct IdsExhausted(i64);
+
+impl IdsExhausted {
+    fn raise(self) -> ! {
+        crate::error::reject(
+            pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+            format!(
+                "pg_webhook: the event id sequence webhook._event_id_seq is exhausted: it \
+                 returned {}, and capture takes ids {ID_BLOCK} at a time up to {}",
+                self.0,
+                i64::MAX
+            ),
+            None,
+        )
+    }
+}
 
 /// Values that are the same for every row of the statement.
 struct Constants {
@@ -160,6 +178,7 @@ impl QueueWriter {
                 constants,
                 next_id: 0,
                 id_block_end: 0,
+                taken: None,
                 order_keys: Vec::new(),
                 next_key: 0,
                 triggers,
@@ -176,16 +195,8 @@ impl QueueWriter {
         // region: nothing in it needs dropping, and the Vec pushes (spare slots, the batch) do
         // not panic (their capacity stays far below the limit).
         let added = unsafe { unguarded::region(|r| self.add_in_region(r, record, old_record)) };
-        if let Err(IdsExhausted(first)) = added {
-            crate::error::reject(
-                pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
-                format!(
-                    "pg_webhook: the event id sequence webhook._event_id_seq is exhausted: it \
-                     returned {first}, and capture takes ids {ID_BLOCK} at a time up to {}",
-                    i64::MAX
-                ),
-                None,
-            );
+        if let Err(exhausted) = added {
+            exhausted.raise();
         }
     }
 
@@ -198,6 +209,7 @@ impl QueueWriter {
     ) -> Result<(), IdsExhausted> {
         // SAFETY: see `add`.
         unsafe {
+            let id = self.take_id(r)?;
             let slot = self.take_slot(r);
             let values = std::slice::from_raw_parts_mut((*slot).tts_values, self.natts);
             let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, self.natts);
@@ -207,16 +219,7 @@ impl QueueWriter {
                 values[i] = d;
                 nulls[i] = false;
             };
-            if self.next_id == self.id_block_end {
-                // An ERROR here (a cancelled lock wait, an exhausted sequence) unwinds from the
-                // region.
-                let first = unguarded::nextval_internal(self.sequence, false);
-                // Checked here, not by overflow (a panic cannot leave a region).
-                self.id_block_end = first.checked_add(ID_BLOCK).ok_or(IdsExhausted(first))?;
-                self.next_id = first;
-            }
-            set(c.id, pg_sys::Datum::from(self.next_id));
-            self.next_id += 1;
+            set(c.id, pg_sys::Datum::from(id));
             set(c.txid, self.constants.txid);
             set(c.subscription_id, self.constants.subscription_id);
             set(c.op, self.constants.op);
@@ -253,6 +256,27 @@ impl QueueWriter {
             self.slots.push(slot);
             Ok(())
         }
+    }
+
+    /// The next event id: from the current block of the id sequence, or the first of a new one.
+    fn take_id(&mut self, _: &unguarded::Region) -> Result<i64, IdsExhausted> {
+        if self.next_id == self.id_block_end {
+            // SAFETY: inside the caller's region. An ERROR here (a cancelled lock wait, an
+            // exhausted sequence) unwinds from the region.
+            let first = unsafe { unguarded::nextval_internal(self.sequence, false) };
+            // Checked here, not by overflow (a panic cannot leave a region).
+            self.id_block_end = first.checked_add(ID_BLOCK).ok_or(IdsExhausted(first))?;
+            self.next_id = first;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.taken = Some(self.taken.map_or((id, id), |(first, _)| (first, id)));
+        Ok(id)
+    }
+
+    /// The first and last id this writer handed out, if any.
+    pub fn ids_taken(&self) -> Option<(i64, i64)> {
+        self.taken
     }
 
     /// A cleared virtual slot over the queue's descriptor, reused across batches.

@@ -1,0 +1,299 @@
+//! A statement's events go before those of the statements its own AFTER triggers run.
+//!
+//! Capture takes a statement's event ids when its AFTER STATEMENT trigger fires, as the
+//! statement finishes, after its AFTER ROW triggers ran: a write of the same table by one of
+//! those (an `AFTER INSERT` trigger updating the row just inserted) took its ids first, and a
+//! subscription sent in id order would send the UPDATE before the INSERT it changed. So for the
+//! subscriptions whose events are claimed in order (ordered as a whole, per key, by
+//! transaction), a statement's capture moves the events of the statements nested in its AFTER
+//! triggers after its own: they get new ids, taken after the statement's (`follow`). A write
+//! made while the statement still ran (by a BEFORE trigger, or a function in its query) keeps
+//! its place before the statement's events: it happened first.
+//!
+//! Statements are told apart by frames: one for each statement that writes while it finishes
+//! (its AFTER triggers fire then) and one for each `COPY FROM` while it runs (it fires them
+//! itself, without the executor). A capture notes which ids it took for an ordered subscription
+//! under the innermost frame; a statement's own capture moves those noted under frames opened
+//! after its own. A capture fired under a frame not its statement's (a foreign key's cascade,
+//! whose triggers fire with those of the statement that ran it) moves nothing. Notes go when
+//! the outermost frame closes; frames left by an ERROR at the (sub)transaction's abort.
+
+use std::cell::{Cell, RefCell};
+
+use pgrx::prelude::*;
+
+use super::frames_end::Ended;
+use super::queue_writer::QueueWriter;
+
+#[derive(Clone, Copy)]
+enum Statement {
+    Query(*mut pg_sys::QueryDesc),
+    Copy,
+}
+
+#[derive(Clone, Copy)]
+struct Frame {
+    serial: u64,
+    /// The transaction nest level it opened in (frames of an aborted one are dropped).
+    level: i32,
+    statement: Statement,
+}
+
+/// Ids `first..=last` a capture took for `subscription` under frame `frame`.
+#[derive(Clone, Copy)]
+struct Taken {
+    subscription: i32,
+    frame: u64,
+    first: i64,
+    last: i64,
+}
+
+thread_local! {
+    /// Innermost last.
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static TAKEN: RefCell<Vec<Taken>> = const { RefCell::new(Vec::new()) };
+    static LAST_SERIAL: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Where a capture runs: the innermost frame (0: none) and whether it is the frame of the
+/// statement whose trigger fired.
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    frame: u64,
+    own: bool,
+}
+
+static mut PREVIOUS_FINISH: pg_sys::ExecutorFinish_hook_type = None;
+static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+extern "C-unwind" {
+    // executor/executor.h and tcop/utility.h. Called unguarded: their ERRORs must reach the
+    // client untouched (pgrx's guarded bindings rethrow code, message, detail and hint only).
+    #[link_name = "standard_ExecutorFinish"]
+    fn standard_executor_finish(query: *mut pg_sys::QueryDesc);
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const std::ffi::c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// Installs the hooks that open and close frames, and the callbacks that drop an aborted
+/// statement's; once per process, from `_PG_init`.
+pub fn init() {
+    // SAFETY: called once per process on the main thread, before any statement runs.
+    unsafe {
+        PREVIOUS_FINISH = pg_sys::ExecutorFinish_hook;
+        pg_sys::ExecutorFinish_hook = Some(on_executor_finish);
+        PREVIOUS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(on_process_utility);
+    }
+    super::frames_end::register(forget);
+}
+
+/// Not guarded: opening and closing a frame cannot fail, and the next ExecutorFinish's ERRORs
+/// pass through as PostgreSQL raised them.
+unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: the QueryDesc PostgreSQL passes to ExecutorFinish, started and run.
+    unsafe {
+        let serial = fires_own_triggers(query).then(|| open(Statement::Query(query)));
+        PREVIOUS_FINISH.unwrap_or(standard_executor_finish)(query);
+        if let Some(serial) = serial {
+            close(serial);
+        }
+    }
+}
+
+/// `query` writes a table and fires its AFTER triggers as it finishes (not left to the
+/// statement running it, as a foreign key's cascade is).
+///
+/// # Safety
+/// `query` is a started QueryDesc.
+unsafe fn fires_own_triggers(query: *mut pg_sys::QueryDesc) -> bool {
+    use pg_sys::CmdType::*;
+    // SAFETY: see the function contract.
+    unsafe {
+        matches!(
+            (*query).operation,
+            CMD_INSERT | CMD_UPDATE | CMD_DELETE | CMD_MERGE
+        ) && !(*query).estate.is_null()
+            && (*(*query).estate).es_top_eflags as u32 & pg_sys::EXEC_FLAG_SKIP_TRIGGERS == 0
+    }
+}
+
+/// Not guarded, as `on_executor_finish`.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn on_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: the statement PostgreSQL passes to ProcessUtility, whose node tag says its type.
+    unsafe {
+        let statement = (*pstmt).utilityStmt;
+        let copy_from = !statement.is_null()
+            && (*statement).type_ == pg_sys::NodeTag::T_CopyStmt
+            && (*statement.cast::<pg_sys::CopyStmt>()).is_from;
+        let serial = copy_from.then(|| open(Statement::Copy));
+        PREVIOUS_UTILITY.unwrap_or(standard_process_utility)(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        );
+        if let Some(serial) = serial {
+            close(serial);
+        }
+    }
+}
+
+/// Opens a frame for `statement`; its serial.
+fn open(statement: Statement) -> u64 {
+    let serial = LAST_SERIAL.get() + 1;
+    LAST_SERIAL.set(serial);
+    // SAFETY: a plain read of the transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    FRAMES.with(|f| {
+        f.borrow_mut().push(Frame {
+            serial,
+            level,
+            statement,
+        })
+    });
+    serial
+}
+
+/// Closes frame `serial` (and any an ERROR left above it); the notes go with the last frame.
+fn close(serial: u64) {
+    let outermost = FRAMES.with(|f| {
+        let mut frames = f.borrow_mut();
+        frames.retain(|frame| frame.serial < serial);
+        frames.is_empty()
+    });
+    if outermost {
+        TAKEN.with(|t| t.borrow_mut().clear());
+    }
+}
+
+/// Where a capture trigger of relation `relid` fires.
+///
+/// # Safety
+/// Inside the trigger call: the innermost frame's statement is still open.
+pub unsafe fn place(relid: pg_sys::Oid) -> Place {
+    let top = FRAMES.with(|f| f.borrow().last().copied());
+    let Some(top) = top else {
+        return Place {
+            frame: 0,
+            own: false,
+        };
+    };
+    let own = match top.statement {
+        // COPY FROM fires only its own table's triggers (an insertion cascades nowhere).
+        Statement::Copy => true,
+        // SAFETY: see the function contract; the result relations live until ExecutorEnd.
+        Statement::Query(query) => unsafe { writes(query, relid) },
+    };
+    Place {
+        frame: top.serial,
+        own,
+    }
+}
+
+/// `query` has `relid` among its result relations.
+///
+/// # Safety
+/// `query` is a started QueryDesc that has not ended.
+unsafe fn writes(query: *mut pg_sys::QueryDesc, relid: pg_sys::Oid) -> bool {
+    // SAFETY: see the function contract.
+    unsafe {
+        let opened = (*(*query).estate).es_opened_result_relations;
+        pgrx::PgList::<pg_sys::ResultRelInfo>::from_pg(opened)
+            .iter_ptr()
+            .any(|info| (*(*info).ri_RelationDesc).rd_id == relid)
+    }
+}
+
+/// After `writer` queued a statement's events for ordered `subscription` at `place`: moves the
+/// events of the statements nested in its AFTER triggers after them, and notes the ids taken,
+/// for a statement it is itself nested in.
+pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Result<(), String> {
+    let Some((first, last)) = writer.ids_taken() else {
+        return Ok(());
+    };
+    if place.frame == 0 {
+        // No statement encloses this one's: nothing can need to move these.
+        return Ok(());
+    }
+    if place.own {
+        let nested = nested_in(place, subscription);
+        if let Some(frame) = nested.iter().map(|n| n.frame).min() {
+            let ranges: Vec<(i64, i64)> = nested.iter().map(|n| (n.first, n.last)).collect();
+            // Noted as one, under a frame opened after this statement's, as they were.
+            if let Some((first, last)) = writer.move_after_own(&ranges)? {
+                note(Taken {
+                    subscription,
+                    frame,
+                    first,
+                    last,
+                });
+            }
+        }
+    }
+    note(Taken {
+        subscription,
+        frame: place.frame,
+        first,
+        last,
+    });
+    Ok(())
+}
+
+/// Takes out the notes of `subscription` made under frames opened after `place`'s.
+///
+/// Notes are kept in the order they were made, so those made before a frame still open was
+/// opened (all under older frames) come before those made since (under it or newer ones):
+/// only the latter are read, and a statement nested in a trigger that runs many does not
+/// read its siblings' notes.
+fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
+    TAKEN.with(|t| {
+        let mut taken = t.borrow_mut();
+        let since = taken.partition_point(|n| n.frame < place.frame);
+        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken
+            .drain(since..)
+            .partition(|n| n.subscription == subscription && n.frame > place.frame);
+        taken.extend(kept);
+        nested
+    })
+}
+
+fn note(taken: Taken) {
+    TAKEN.with(|t| t.borrow_mut().push(taken));
+}
+
+/// Drops the frames an ERROR left, and at a transaction's end the notes (see `frames_end`).
+fn forget(ended: Ended) {
+    match ended {
+        Ended::Transaction => {
+            FRAMES.with(|f| f.borrow_mut().clear());
+            TAKEN.with(|t| t.borrow_mut().clear());
+        }
+        Ended::Subtransaction(level) => {
+            FRAMES.with(|f| f.borrow_mut().retain(|frame| frame.level < level));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Moving events a nested statement queued after those of the statement it is nested in (see
+//! `capture::nested`): new ids from the writer's own, in the same order.
+
+use pgrx::pg_sys;
+
+use super::QueueWriter;
+use crate::sql::{arg, query_cstr, run_at_latest_snapshot};
+use crate::unguarded;
+
+impl QueueWriter {
+    /// Gives this transaction's events of the writer's subscription with ids in `ranges` (each
+    /// first to last) new ids, taken after every id this writer handed out so far, in the same
+    /// order; their new first and last id (`None`: there are none, their statements were
+    /// rolled back).
+    ///
+    /// Runs SQL as the extension owner (the writer has no rights on the queue), at the latest
+    /// snapshot with the command counter advanced, so it sees the nested statements' rows.
+    pub fn move_after_own(&mut self, ranges: &[(i64, i64)]) -> Result<Option<(i64, i64)>, String> {
+        let txid = (pg_sys::XID8OID, Some(self.constants.txid));
+        let subscription = (pg_sys::INT4OID, Some(self.constants.subscription_id));
+        let firsts: Vec<i64> = ranges.iter().map(|r| r.0).collect();
+        let lasts: Vec<i64> = ranges.iter().map(|r| r.1).collect();
+        let owner = crate::privilege::extension_owner();
+        crate::privilege::as_owner_sandboxed(owner, || {
+            pgrx::spi::Spi::connect(|_| {
+                let mut old: Vec<i64> = Vec::new();
+                run_at_latest_snapshot(
+                    query_cstr!("nested_events.sql"),
+                    &[txid, subscription, arg(firsts), arg(lasts)],
+                    |row| old.extend(row.get::<i64>(1)),
+                )?;
+                let mut new = Vec::with_capacity(old.len());
+                for _ in &old {
+                    // SAFETY: `take_id` owns nothing and does not panic.
+                    let id = unsafe { unguarded::region(|r| self.take_id(r)) };
+                    new.push(id.unwrap_or_else(|exhausted| exhausted.raise()));
+                }
+                let Some(span) = new.first().copied().zip(new.last().copied()) else {
+                    return Ok(None);
+                };
+                let count = old.len();
+                let moved = run_at_latest_snapshot(
+                    query_cstr!("move_events.sql"),
+                    &[txid, arg(old), arg(new)],
+                    |_| {},
+                )?;
+                if moved as usize != count {
+                    return Err(format!(
+                        "moving the {count} events statements nested in this one queued \
+                         before it, to after its own, gave {moved} of them new ids"
+                    ));
+                }
+                Ok(Some(span))
+            })
+        })
+    }
+}
