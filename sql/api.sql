@@ -504,7 +504,7 @@ COMMENT ON FUNCTION webhook.cancel_backfill(text) IS
 $$Stop the subscription's running backfill: no chunk starts after this commits; events already queued are still delivered. Returns false when none was running.$$;
 COMMENT ON FUNCTION webhook._backfill(text, text) IS 'Internal: implements webhook.backfill().';
 COMMENT ON FUNCTION webhook._cancel_backfill(text) IS 'Internal: implements webhook.cancel_backfill().';
-REVOKE ALL ON webhook._backfills FROM PUBLIC;
+REVOKE ALL ON webhook._backfills, webhook._backfill_rounds FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     webhook.backfill(text, text), webhook._backfill(text, text),
     webhook.cancel_backfill(text), webhook._cancel_backfill(text)

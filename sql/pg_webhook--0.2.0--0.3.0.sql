@@ -271,9 +271,6 @@ CREATE TABLE webhook._backfills (
     -- The transaction that started it: every chunk's events have a later txid, so counting
     -- what is still queued reads only the queue's newer part (the key is (txid, id)).
     started_txid    xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    -- The runner process (its pid) running this backfill's chunks now (NULL between its
-    -- rounds); one that ended while running them left its pid here.
-    chunk_pid       integer,
     -- Times a runner ended while running its chunks (the watchdog ends a runner whose chunk
     -- goes on after its cancel), over its life; the third fails the backfill.
     interruptions   integer NOT NULL DEFAULT 0,
@@ -290,6 +287,17 @@ CREATE TABLE webhook._backfills (
 );
 CREATE UNIQUE INDEX backfills_one_running ON webhook._backfills (subscription_id)
     WHERE state = 'running';
+
+-- API: Private. The runner process (its pid) running a backfill's chunks now: a row from the
+-- start of a round of its chunks (mark_running.sql) to the round's end (end_round.sql); one
+-- another process left is its runner having ended while running them (the watchdog, a crash,
+-- a restart). Apart from the backfill's row, which its owner's cancel_backfill() locks for as
+-- long as the owner's transaction stays open: ending a round must neither wait for that nor,
+-- giving up, leave a mark the next runner would count as an interruption.
+CREATE TABLE webhook._backfill_rounds (
+    backfill_id bigint PRIMARY KEY,
+    pid         integer NOT NULL
+);
 
 -- Readers of a table see its events only if they may read it whole: row-level security and
 -- schema USAGE count too.
@@ -973,7 +981,7 @@ COMMENT ON FUNCTION webhook.cancel_backfill(text) IS
 $$Stop the subscription's running backfill: no chunk starts after this commits; events already queued are still delivered. Returns false when none was running.$$;
 COMMENT ON FUNCTION webhook._backfill(text, text) IS 'Internal: implements webhook.backfill().';
 COMMENT ON FUNCTION webhook._cancel_backfill(text) IS 'Internal: implements webhook.cancel_backfill().';
-REVOKE ALL ON webhook._backfills FROM PUBLIC;
+REVOKE ALL ON webhook._backfills, webhook._backfill_rounds FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     webhook.backfill(text, text), webhook._backfill(text, text),
     webhook.cancel_backfill(text), webhook._cancel_backfill(text)

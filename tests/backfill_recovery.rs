@@ -317,3 +317,42 @@ fn a_backfill_records_the_role_that_started_it_and_the_one_that_canceled_it() {
         Some("canceled by bob")
     );
 }
+
+#[test]
+fn a_backfill_whose_runner_ends_three_times_mid_round_fails_saying_so() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(
+        &mut db,
+        "CREATE TABLE slow (id int PRIMARY KEY);
+         INSERT INTO slow SELECT generate_series(1, 100000);",
+    );
+    subscribe(&mut db, "slow", "slow", &rx.url("/s"), "");
+    // A chunk of 500 rows sleeps ~0.5 s in its filter: time to end its runner in.
+    exec(
+        &mut db,
+        "SELECT * FROM webhook.backfill('slow',
+             filter => $f$ pg_catalog.pg_sleep(0.001)::text = '' $f$)",
+    );
+    // Each runner seen in a round is ended as the watchdog ends one (SIGTERM), once.
+    let mut ended = std::collections::HashSet::new();
+    wait_until(support::LONG_WAIT, "the backfill to fail", || {
+        if state(&mut db, "slow") == "failed" {
+            return true;
+        }
+        let pid = count(
+            &mut db,
+            "SELECT COALESCE(max(pid), 0)::bigint FROM webhook._backfill_rounds",
+        ) as i32;
+        if pid != 0 && ended.insert(pid) {
+            pg.kill("TERM", pid);
+        }
+        false
+    });
+    let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();
+    assert!(
+        error.starts_with("its runner ended while running its chunks 3 times"),
+        "{error}"
+    );
+}

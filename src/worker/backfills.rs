@@ -199,6 +199,8 @@ impl Backfills {
         match marked {
             Ok(Some(interruptions)) if interruptions >= MAX_INTERRUPTIONS => {
                 self.interrupted_too_often(id, interruptions);
+                // No chunk runs: the mark just made goes.
+                self.end_round(id);
                 false
             }
             Ok(Some(_)) => true,
