@@ -11,7 +11,9 @@
 //! its place before the statement's events: it happened first.
 //!
 //! Statements are told apart by frames: one for each statement that writes while it finishes
-//! (its AFTER triggers fire then) and one for each `COPY FROM` while it runs (it fires them
+//! (its AFTER triggers fire then; a SELECT with a data-modifying WITH query too, whose AFTER
+//! triggers fire likewise; WITH queries the statement did not read to their end are run first,
+//! as ExecutorFinish would, so what their BEFORE triggers wrote stays before) and one for each `COPY FROM` while it runs (it fires them
 //! itself, without the executor). A capture notes which ids it took for an ordered subscription
 //! under the innermost frame; a statement's own capture moves those noted under frames opened
 //! after its own. A capture fired under a frame not its statement's (a foreign key's cascade,
@@ -71,6 +73,9 @@ extern "C-unwind" {
     // client untouched (pgrx's guarded bindings rethrow code, message, detail and hint only).
     #[link_name = "standard_ExecutorFinish"]
     fn standard_executor_finish(query: *mut pg_sys::QueryDesc);
+    // executor/executor.h's inline ExecProcNode, through pgrx's C shim.
+    #[link_name = "ExecProcNode__pgrx_cshim"]
+    fn exec_proc_node(node: *mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot;
     #[link_name = "standard_ProcessUtility"]
     fn standard_process_utility(
         pstmt: *mut pg_sys::PlannedStmt,
@@ -102,7 +107,10 @@ pub fn init() {
 unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
     // SAFETY: the QueryDesc PostgreSQL passes to ExecutorFinish, started and run.
     unsafe {
-        let serial = fires_own_triggers(query).then(|| open(Statement::Query(query)));
+        let serial = fires_own_triggers(query).then(|| {
+            finish_writable_ctes(query);
+            open(Statement::Query(query))
+        });
         PREVIOUS_FINISH.unwrap_or(standard_executor_finish)(query);
         if let Some(serial) = serial {
             close(serial);
@@ -111,7 +119,8 @@ unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
 }
 
 /// `query` writes a table and fires its AFTER triggers as it finishes (not left to the
-/// statement running it, as a foreign key's cascade is).
+/// statement running it, as a foreign key's cascade is). A SELECT writes with a data-modifying
+/// WITH query.
 ///
 /// # Safety
 /// `query` is a started QueryDesc.
@@ -119,11 +128,52 @@ unsafe fn fires_own_triggers(query: *mut pg_sys::QueryDesc) -> bool {
     use pg_sys::CmdType::*;
     // SAFETY: see the function contract.
     unsafe {
-        matches!(
-            (*query).operation,
-            CMD_INSERT | CMD_UPDATE | CMD_DELETE | CMD_MERGE
-        ) && !(*query).estate.is_null()
+        let writes = match (*query).operation {
+            CMD_INSERT | CMD_UPDATE | CMD_DELETE | CMD_MERGE => true,
+            CMD_SELECT => {
+                !(*query).plannedstmt.is_null() && (*(*query).plannedstmt).hasModifyingCTE
+            }
+            _ => false,
+        };
+        writes
+            && !(*query).estate.is_null()
             && (*(*query).estate).es_top_eflags as u32 & pg_sys::EXEC_FLAG_SKIP_TRIGGERS == 0
+    }
+}
+
+/// Runs to completion the data-modifying WITH queries `query` did not read to their end, as
+/// ExecutorFinish would before firing the AFTER triggers (ExecPostprocessPlan): what their rows'
+/// BEFORE triggers write happens while the statement runs, before its frame opens. Running them
+/// again then returns nothing (a finished ModifyTable node returns no more rows).
+///
+/// Not guarded: their ERRORs reach the client as PostgreSQL raised them.
+///
+/// # Safety
+/// `query` is a started QueryDesc that has run and not finished.
+unsafe fn finish_writable_ctes(query: *mut pg_sys::QueryDesc) {
+    // SAFETY: see the function contract; as execMain.c's ExecPostprocessPlan, in the query's
+    // memory context as standard_ExecutorFinish runs it.
+    unsafe {
+        let estate = (*query).estate;
+        let nodes = pgrx::PgList::<pg_sys::PlanState>::from_pg((*estate).es_auxmodifytables);
+        if nodes.is_empty() {
+            return;
+        }
+        let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+        (*estate).es_direction = pg_sys::ScanDirection::ForwardScanDirection;
+        for node in nodes.iter_ptr() {
+            loop {
+                let per_tuple = (*estate).es_per_tuple_exprcontext;
+                if !per_tuple.is_null() {
+                    pg_sys::MemoryContextReset((*per_tuple).ecxt_per_tuple_memory);
+                }
+                let slot = exec_proc_node(node);
+                if slot.is_null() || (*slot).tts_flags as u32 & pg_sys::TTS_FLAG_EMPTY != 0 {
+                    break;
+                }
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(old);
     }
 }
 
