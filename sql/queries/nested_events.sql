@@ -1,12 +1,13 @@
--- The events of subscription $2 this transaction ($1) queued with ids in the ranges $3[i] to
--- $4[i], in id order: statements nested in another's AFTER triggers took those ids before the
--- outer statement took its own, and capture moves them after it (src/capture/nested.rs).
+-- The events of subscription $2 this transaction ($1) queued with ids from $3 to $4, in id
+-- order: statements nested in another's AFTER triggers took ids in that span before the outer
+-- statement took its own, and capture moves theirs after it (src/capture/nested.rs), picking
+-- them out of the span by the ranges it noted. One range scan of the queue's key: a join with
+-- the noted ranges was planned as a nested loop over them for each of this transaction's
+-- events (the planner expects one), quadratic in the nested statements.
 SELECT q.id
-  FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.int8[]))
-       AS r (first, last)
-  JOIN webhook._event_queue AS q
-    ON q.txid OPERATOR(pg_catalog.=) $1
-   AND q.id OPERATOR(pg_catalog.>=) r.first
-   AND q.id OPERATOR(pg_catalog.<=) r.last
- WHERE q.subscription_id OPERATOR(pg_catalog.=) $2
+  FROM webhook._event_queue AS q
+ WHERE q.txid OPERATOR(pg_catalog.=) $1
+   AND q.id OPERATOR(pg_catalog.>=) $3
+   AND q.id OPERATOR(pg_catalog.<=) $4
+   AND q.subscription_id OPERATOR(pg_catalog.=) $2
  ORDER BY q.id

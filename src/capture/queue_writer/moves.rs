@@ -18,16 +18,18 @@ impl QueueWriter {
     pub fn move_after_own(&mut self, ranges: &[(i64, i64)]) -> Result<Option<(i64, i64)>, String> {
         let txid = (pg_sys::XID8OID, Some(self.constants.txid));
         let subscription = (pg_sys::INT4OID, Some(self.constants.subscription_id));
-        let firsts: Vec<i64> = ranges.iter().map(|r| r.0).collect();
-        let lasts: Vec<i64> = ranges.iter().map(|r| r.1).collect();
+        let ranges = disjoint(ranges);
+        let (Some(&(from, _)), Some(&(_, to))) = (ranges.first(), ranges.last()) else {
+            return Ok(None);
+        };
         let owner = crate::privilege::extension_owner();
         crate::privilege::as_owner_sandboxed(owner, || {
             pgrx::spi::Spi::connect(|_| {
                 let mut old: Vec<i64> = Vec::new();
                 run_at_latest_snapshot(
                     query_cstr!("nested_events.sql"),
-                    &[txid, subscription, arg(firsts), arg(lasts)],
-                    |row| old.extend(row.get::<i64>(1)),
+                    &[txid, subscription, arg(from), arg(to)],
+                    |row| old.extend(row.get::<i64>(1).filter(|&id| within(&ranges, id))),
                 )?;
                 let mut new = Vec::with_capacity(old.len());
                 for _ in &old {
@@ -53,5 +55,42 @@ impl QueueWriter {
                 Ok(Some(span))
             })
         })
+    }
+}
+
+/// `ranges` (first to last, any order, maybe overlapping) as disjoint ranges in id order.
+fn disjoint(ranges: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(sorted.len());
+    for (first, last) in sorted {
+        match merged.last_mut() {
+            Some(previous) if first <= previous.1.saturating_add(1) => {
+                previous.1 = previous.1.max(last);
+            }
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
+}
+
+/// `id` is in one of `ranges` (disjoint, in order).
+fn within(ranges: &[(i64, i64)], id: i64) -> bool {
+    let after = ranges.partition_point(|r| r.0 <= id);
+    after > 0 && id <= ranges[after - 1].1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{disjoint, within};
+
+    #[test]
+    fn ranges_merge_and_hold_exactly_their_ids() {
+        let ranges = disjoint(&[(10, 12), (1, 3), (2, 5), (7, 7), (6, 6), (20, 25), (21, 22)]);
+        assert_eq!(ranges, [(1, 7), (10, 12), (20, 25)]);
+        let held: Vec<i64> = (0..30).filter(|&id| within(&ranges, id)).collect();
+        let expected: Vec<i64> = (1..=7).chain(10..=12).chain(20..=25).collect();
+        assert_eq!(held, expected);
+        assert!(!within(&[], 1));
     }
 }
