@@ -159,3 +159,24 @@ fn what_a_cascades_row_triggers_changed_goes_after_the_cascade() {
         "the cascade changed p_id, then its trigger set v"
     );
 }
+
+#[test]
+fn a_writable_cte_fetched_one_row_at_a_time_keeps_its_rows_before_its_triggers_writes() {
+    // Extended protocol: the portal is executed for one row; PostgreSQL runs a statement with a
+    // data-modifying WITH to its end at the first fetch all the same.
+    let (_pg, rx, mut db) = subscribed(&format!("{TABLE} {}", bump()), "t");
+    let mut tx = db.transaction().expect("BEGIN");
+    let portal = tx
+        .bind(
+            "WITH x AS (INSERT INTO t VALUES (1, 0), (2, 0) RETURNING id) SELECT id FROM x",
+            &[],
+        )
+        .expect("bind");
+    let first = tx.query_portal(&portal, 1).expect("one row");
+    assert_eq!(first.len(), 1);
+    tx.commit().expect("COMMIT");
+    assert_eq!(
+        arrived(&rx, 4),
+        [ins(1, 0), ins(2, 0), upd(1, 1), upd(2, 1)]
+    );
+}
