@@ -133,8 +133,6 @@ fn what_a_before_trigger_wrote_for_an_unread_writable_cte_keeps_its_place() {
 }
 
 #[test]
-#[ignore = "open: a cascade's capture fires under the frame of the statement that ran it and \
-            moves nothing, so what the cascade's row triggers wrote to its table goes first"]
 fn what_a_cascades_row_triggers_changed_goes_after_the_cascade() {
     let (_pg, rx, mut db) = subscribed(
         &format!(

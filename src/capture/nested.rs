@@ -13,12 +13,15 @@
 //! Statements are told apart by frames: one for each statement that writes while it finishes
 //! (its AFTER triggers fire then; a SELECT with a data-modifying WITH query too, whose AFTER
 //! triggers fire likewise; WITH queries the statement did not read to their end are run first,
-//! as ExecutorFinish would, so what their BEFORE triggers wrote stays before) and one for each `COPY FROM` while it runs (it fires them
-//! itself, without the executor). A capture notes which ids it took for an ordered subscription
-//! under the innermost frame; a statement's own capture moves those noted under frames opened
-//! after its own. A capture fired under a frame not its statement's (a foreign key's cascade,
-//! whose triggers fire with those of the statement that ran it) moves nothing. Notes go when
-//! the outermost frame closes; frames left by an ERROR at the (sub)transaction's abort.
+//! as ExecutorFinish would, so what their BEFORE triggers wrote stays before) and one for each
+//! `COPY FROM` while it runs (it fires them itself, without the executor). A capture notes
+//! which ids it took for an ordered subscription under the innermost frame; a statement's own
+//! capture moves those noted under frames opened after its own. A capture fired under a frame
+//! not its statement's (a foreign key's cascade, whose triggers fire with those of the
+//! statement that ran it) moves what ran after the cascade wrote its relation (its own
+//! triggers' writes among them): the cascade, run without firing triggers, takes a serial as
+//! it finishes, and the notes under frames opened after it go. Notes go when the outermost
+//! frame closes; frames left by an ERROR at the (sub)transaction's abort.
 
 use std::cell::{Cell, RefCell};
 
@@ -55,6 +58,9 @@ thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static TAKEN: RefCell<Vec<Taken>> = const { RefCell::new(Vec::new()) };
     static LAST_SERIAL: Cell<u64> = const { Cell::new(0) };
+    /// A foreign key's cascade that wrote a relation while a frame was open: a serial taken as
+    /// it finished, and the relation.
+    static CASCADES: RefCell<Vec<(u64, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Where a capture runs: the innermost frame (0: none) and whether it is the frame of the
@@ -63,6 +69,10 @@ thread_local! {
 pub struct Place {
     frame: u64,
     own: bool,
+    /// Notes under frames opened after this serial are what the capture moves after its own
+    /// events (0: none): the frame's own serial, or for a cascade's capture the serial its
+    /// first cascade on the relation took under that frame (what ran after it wrote).
+    after: u64,
 }
 
 static mut PREVIOUS_FINISH: pg_sys::ExecutorFinish_hook_type = None;
@@ -111,6 +121,9 @@ unsafe extern "C-unwind" fn on_executor_finish(query: *mut pg_sys::QueryDesc) {
             finish_writable_ctes(query);
             open(Statement::Query(query))
         });
+        if serial.is_none() {
+            note_cascade(query);
+        }
         PREVIOUS_FINISH.unwrap_or(standard_executor_finish)(query);
         if let Some(serial) = serial {
             close(serial);
@@ -212,6 +225,32 @@ unsafe extern "C-unwind" fn on_process_utility(
     }
 }
 
+/// A writing statement that leaves its triggers to the statement running it (a foreign key's
+/// cascade), inside a frame: notes a serial for each relation it wrote.
+///
+/// # Safety
+/// `query` is a started QueryDesc.
+unsafe fn note_cascade(query: *mut pg_sys::QueryDesc) {
+    use pg_sys::CmdType::*;
+    // SAFETY: see the function contract.
+    unsafe {
+        let writes = matches!(
+            (*query).operation,
+            CMD_INSERT | CMD_UPDATE | CMD_DELETE | CMD_MERGE
+        );
+        if !writes || (*query).estate.is_null() || FRAMES.with(|f| f.borrow().is_empty()) {
+            return;
+        }
+        let serial = LAST_SERIAL.get() + 1;
+        LAST_SERIAL.set(serial);
+        let opened = (*(*query).estate).es_opened_result_relations;
+        for info in pgrx::PgList::<pg_sys::ResultRelInfo>::from_pg(opened).iter_ptr() {
+            let relid = (*(*info).ri_RelationDesc).rd_id;
+            CASCADES.with(|c| c.borrow_mut().push((serial, relid)));
+        }
+    }
+}
+
 /// Opens a frame for `statement`; its serial.
 fn open(statement: Statement) -> u64 {
     let serial = LAST_SERIAL.get() + 1;
@@ -237,6 +276,7 @@ fn close(serial: u64) {
     });
     if outermost {
         TAKEN.with(|t| t.borrow_mut().clear());
+        CASCADES.with(|c| c.borrow_mut().clear());
     }
 }
 
@@ -250,6 +290,7 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         return Place {
             frame: 0,
             own: false,
+            after: 0,
         };
     };
     let own = match top.statement {
@@ -258,9 +299,20 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         // SAFETY: see the function contract; the result relations live until ExecutorEnd.
         Statement::Query(query) => unsafe { writes(query, relid) },
     };
+    let after = if own {
+        top.serial
+    } else {
+        CASCADES.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|&&(serial, rel)| serial > top.serial && rel == relid)
+                .map_or(0, |&(serial, _)| serial)
+        })
+    };
     Place {
         frame: top.serial,
         own,
+        after,
     }
 }
 
@@ -289,8 +341,12 @@ pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Resu
         // No statement encloses this one's: nothing can need to move these.
         return Ok(());
     }
-    if place.own {
-        let nested = nested_in(place, subscription);
+    if place.after != 0 {
+        let nested = if place.own {
+            nested_in(place, subscription)
+        } else {
+            ran_after(place.after, subscription)
+        };
         if let Some(frame) = nested.iter().map(|n| n.frame).min() {
             let ranges: Vec<(i64, i64)> = nested.iter().map(|n| (n.first, n.last)).collect();
             // Noted as one, under a frame opened after this statement's, as they were.
@@ -331,6 +387,19 @@ fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
     })
 }
 
+/// Takes out the notes of `subscription` made under frames opened after serial `after` (a
+/// cascade's: the notes made since are not all under newer frames, so all are read).
+fn ran_after(after: u64, subscription: i32) -> Vec<Taken> {
+    TAKEN.with(|t| {
+        let mut taken = t.borrow_mut();
+        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken
+            .drain(..)
+            .partition(|n| n.subscription == subscription && n.frame > after);
+        *taken = kept;
+        nested
+    })
+}
+
 fn note(taken: Taken) {
     TAKEN.with(|t| t.borrow_mut().push(taken));
 }
@@ -341,6 +410,7 @@ fn forget(ended: Ended) {
         Ended::Transaction => {
             FRAMES.with(|f| f.borrow_mut().clear());
             TAKEN.with(|t| t.borrow_mut().clear());
+            CASCADES.with(|c| c.borrow_mut().clear());
         }
         Ended::Subtransaction(level) => {
             FRAMES.with(|f| f.borrow_mut().retain(|frame| frame.level < level));
