@@ -34,6 +34,12 @@ pub unsafe fn region<T>(f: impl FnOnce(&Region) -> T) -> T {
 
 #[allow(non_snake_case)]
 extern "C-unwind" {
+    // catalog/pg_inherits.h; not in pgrx's generated bindings.
+    pub fn find_all_inheritors(
+        parent: Oid,
+        lockmode: pg_sys::LOCKMODE,
+        numparents: *mut *mut pg_sys::List,
+    ) -> *mut pg_sys::List;
     // Row images (row_json).
     pub fn slot_getsomeattrs_int(slot: *mut pg_sys::TupleTableSlot, attnum: c_int);
     pub fn pushJsonbValue(

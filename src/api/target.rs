@@ -14,15 +14,6 @@ const TARGET: &str = include_str!("../../sql/queries/target_table.sql");
 const PARENT: &str = include_str!("../../sql/queries/table_parent.sql");
 const INHERITANCE_CHILD: &str = include_str!("../../sql/queries/inheritance_child.sql");
 
-extern "C-unwind" {
-    // catalog/pg_inherits.h; not in pgrx's generated bindings. Called under a guard.
-    fn find_all_inheritors(
-        parent: pg_sys::Oid,
-        lockmode: pg_sys::LOCKMODE,
-        numparents: *mut *mut pg_sys::List,
-    ) -> *mut pg_sys::List;
-}
-
 /// A table that may be subscribed, by the caller.
 pub struct Table {
     pub oid: pg_sys::Oid,
@@ -151,8 +142,8 @@ fn foreign_partition_of(target: pg_sys::Oid) -> Option<String> {
     unsafe {
         // find_all_inheritors locks the children, not the table itself.
         pg_sys::LockRelationOid(target, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE);
-        let tree = pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            find_all_inheritors(
+        let tree = crate::unguarded::region(|_| {
+            crate::unguarded::find_all_inheritors(
                 target,
                 pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE,
                 std::ptr::null_mut(),

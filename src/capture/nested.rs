@@ -28,7 +28,10 @@ use std::cell::{Cell, RefCell};
 use pgrx::prelude::*;
 
 use super::frames_end::Ended;
-use super::queue_writer::QueueWriter;
+
+mod notes;
+
+pub use notes::follow;
 
 #[derive(Clone, Copy)]
 enum Statement {
@@ -44,19 +47,9 @@ struct Frame {
     statement: Statement,
 }
 
-/// Ids `first..=last` a capture took for `subscription` under frame `frame`.
-#[derive(Clone, Copy)]
-struct Taken {
-    subscription: i32,
-    frame: u64,
-    first: i64,
-    last: i64,
-}
-
 thread_local! {
     /// Innermost last.
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
-    static TAKEN: RefCell<Vec<Taken>> = const { RefCell::new(Vec::new()) };
     static LAST_SERIAL: Cell<u64> = const { Cell::new(0) };
     /// A foreign key's cascade that wrote a relation while a frame was open: a serial taken as
     /// it finished, and the relation.
@@ -275,7 +268,7 @@ fn close(serial: u64) {
         frames.is_empty()
     });
     if outermost {
-        TAKEN.with(|t| t.borrow_mut().clear());
+        notes::clear();
         CASCADES.with(|c| c.borrow_mut().clear());
     }
 }
@@ -294,8 +287,12 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         };
     };
     let own = match top.statement {
-        // COPY FROM fires only its own table's triggers (an insertion cascades nowhere).
-        Statement::Copy => true,
+        // COPY FROM fires only its own table's triggers (an insertion cascades nowhere). Its
+        // frame opens before its rows are copied, so what BEFORE triggers wrote meanwhile is
+        // under it too and must stay before its rows: where there can be such writes, nothing
+        // moves (what its AFTER triggers write goes first, as the ids were taken).
+        // SAFETY: inside the trigger call, in a transaction.
+        Statement::Copy => !unsafe { inserts_run_before_row_triggers(relid) },
         // SAFETY: see the function contract; the result relations live until ExecutorEnd.
         Statement::Query(query) => unsafe { writes(query, relid) },
     };
@@ -316,6 +313,35 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
     }
 }
 
+/// `relid` or one of its partitions has a BEFORE ROW INSERT trigger.
+///
+/// # Safety
+/// In a transaction.
+unsafe fn inserts_run_before_row_triggers(relid: pg_sys::Oid) -> bool {
+    // SAFETY: see the function contract. The partitions are locked as COPY's routing would
+    // (AccessShareLock is weaker) before their relcache entries are read.
+    unsafe {
+        let tree = crate::unguarded::region(|_| {
+            crate::unguarded::find_all_inheritors(
+                relid,
+                pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+                std::ptr::null_mut(),
+            )
+        });
+        let count = if tree.is_null() { 0 } else { (*tree).length };
+        (0..count).any(|i| {
+            let rel = pg_sys::RelationIdGetRelation(pg_sys::list_nth_oid(tree, i));
+            if rel.is_null() {
+                return false;
+            }
+            let triggers = (*rel).trigdesc;
+            let before = !triggers.is_null() && (*triggers).trig_insert_before_row;
+            pg_sys::RelationClose(rel);
+            before
+        })
+    }
+}
+
 /// `query` has `relid` among its result relations.
 ///
 /// # Safety
@@ -330,86 +356,12 @@ unsafe fn writes(query: *mut pg_sys::QueryDesc, relid: pg_sys::Oid) -> bool {
     }
 }
 
-/// After `writer` queued a statement's events for ordered `subscription` at `place`: moves the
-/// events of the statements nested in its AFTER triggers after them, and notes the ids taken,
-/// for a statement it is itself nested in.
-pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Result<(), String> {
-    let Some((first, last)) = writer.ids_taken() else {
-        return Ok(());
-    };
-    if place.frame == 0 {
-        // No statement encloses this one's: nothing can need to move these.
-        return Ok(());
-    }
-    if place.after != 0 {
-        let nested = if place.own {
-            nested_in(place, subscription)
-        } else {
-            ran_after(place.after, subscription)
-        };
-        if let Some(frame) = nested.iter().map(|n| n.frame).min() {
-            let ranges: Vec<(i64, i64)> = nested.iter().map(|n| (n.first, n.last)).collect();
-            // Noted as one, under a frame opened after this statement's, as they were.
-            if let Some((first, last)) = writer.move_after_own(&ranges)? {
-                note(Taken {
-                    subscription,
-                    frame,
-                    first,
-                    last,
-                });
-            }
-        }
-    }
-    note(Taken {
-        subscription,
-        frame: place.frame,
-        first,
-        last,
-    });
-    Ok(())
-}
-
-/// Takes out the notes of `subscription` made under frames opened after `place`'s.
-///
-/// Notes are kept in the order they were made, so those made before a frame still open was
-/// opened (all under older frames) come before those made since (under it or newer ones):
-/// only the latter are read, and a statement nested in a trigger that runs many does not
-/// read its siblings' notes.
-fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
-    TAKEN.with(|t| {
-        let mut taken = t.borrow_mut();
-        let since = taken.partition_point(|n| n.frame < place.frame);
-        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken
-            .drain(since..)
-            .partition(|n| n.subscription == subscription && n.frame > place.frame);
-        taken.extend(kept);
-        nested
-    })
-}
-
-/// Takes out the notes of `subscription` made under frames opened after serial `after` (a
-/// cascade's: the notes made since are not all under newer frames, so all are read).
-fn ran_after(after: u64, subscription: i32) -> Vec<Taken> {
-    TAKEN.with(|t| {
-        let mut taken = t.borrow_mut();
-        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken
-            .drain(..)
-            .partition(|n| n.subscription == subscription && n.frame > after);
-        *taken = kept;
-        nested
-    })
-}
-
-fn note(taken: Taken) {
-    TAKEN.with(|t| t.borrow_mut().push(taken));
-}
-
 /// Drops the frames an ERROR left, and at a transaction's end the notes (see `frames_end`).
 fn forget(ended: Ended) {
     match ended {
         Ended::Transaction => {
             FRAMES.with(|f| f.borrow_mut().clear());
-            TAKEN.with(|t| t.borrow_mut().clear());
+            notes::clear();
             CASCADES.with(|c| c.borrow_mut().clear());
         }
         Ended::Subtransaction(level) => {
