@@ -7,87 +7,24 @@
 
 mod support;
 
-use serde_json::Value;
-use support::cluster::{wait_until, Cluster};
-use support::receiver::Receiver;
-use support::{exec, subscribe, WAIT};
+use support::exec;
+use support::nested::{arrived, bump, del, ins, replace_old, subscribed, trigger, upd, TABLE};
 
-const TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, v int);";
-
-/// Trigger `name` on `table`, `fires` as it says (`AFTER INSERT`), for each row, running
-/// PL/pgSQL `body`.
-fn trigger(name: &str, fires: &str, table: &str, body: &str) -> String {
-    format!(
-        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
-         CREATE TRIGGER {name} {fires} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();"
-    )
-}
-
-/// The trigger that adds 1 to `v` of a row of `t` inserted with v = 0.
-fn bump() -> String {
-    trigger(
-        "bump",
-        "AFTER INSERT",
-        "t",
-        "IF NEW.v = 0 THEN UPDATE t SET v = v + 1 WHERE id = NEW.id; END IF; RETURN NULL;",
-    )
-}
-
-/// An upsert done by a BEFORE INSERT trigger of `t`: the old row is deleted first.
-fn replace_old() -> String {
-    trigger(
-        "replace_old",
-        "BEFORE INSERT",
-        "t",
-        "DELETE FROM t WHERE id = NEW.id; RETURN NEW;",
-    )
-}
-
-/// (operation, row id, v) of one event's payload; v of the old row for a DELETE.
-fn change(payload: &Value) -> (String, i64, i64) {
-    let row = if payload["record"].is_null() {
-        &payload["old_record"]
-    } else {
-        &payload["record"]
-    };
-    (
-        payload["type"].as_str().unwrap_or_default().to_string(),
-        row["id"].as_i64().unwrap_or(-1),
-        row["v"].as_i64().unwrap_or(-1),
-    )
-}
-
-fn ins(id: i64, v: i64) -> (String, i64, i64) {
-    ("INSERT".to_string(), id, v)
-}
-
-fn upd(id: i64, v: i64) -> (String, i64, i64) {
-    ("UPDATE".to_string(), id, v)
-}
-
-fn del(id: i64, v: i64) -> (String, i64, i64) {
-    ("DELETE".to_string(), id, v)
-}
-
-/// The changes `rx` accepted, one event per request, in arrival order, once there are `n`.
-fn arrived(rx: &Receiver, n: usize) -> Vec<(String, i64, i64)> {
-    wait_until(WAIT, &format!("{n} events"), || rx.accepted().len() >= n);
-    rx.accepted().iter().map(|r| change(&r.json())).collect()
-}
-
-/// A cluster, a receiver and a session with `setup` run and `table` subscribed, ordered.
-fn subscribed(setup: &str, table: &str) -> (Cluster, Receiver, postgres::Client) {
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    exec(&mut db, setup);
-    subscribe(&mut db, table, table, &rx.url("/t"), ", ordered => true");
-    (pg, rx, db)
+/// `subscribed`, ordered as a whole.
+fn ordered(
+    setup: &str,
+    table: &str,
+) -> (
+    support::cluster::Cluster,
+    support::receiver::Receiver,
+    postgres::Client,
+) {
+    subscribed(setup, table, ", ordered => true")
 }
 
 #[test]
 fn what_a_before_trigger_wrote_during_a_copy_keeps_its_place_before_the_copys_rows() {
-    let (_pg, rx, mut db) = subscribed(
+    let (_pg, rx, mut db) = ordered(
         &format!("{TABLE} INSERT INTO t VALUES (1, 5); {}", replace_old()),
         "t",
     );
@@ -105,7 +42,7 @@ fn what_a_before_trigger_wrote_during_a_copy_keeps_its_place_before_the_copys_ro
 
 #[test]
 fn a_writable_ctes_rows_go_before_what_its_row_triggers_changed_under_a_select() {
-    let (_pg, rx, mut db) = subscribed(&format!("{TABLE} {}", bump()), "t");
+    let (_pg, rx, mut db) = ordered(&format!("{TABLE} {}", bump()), "t");
     exec(
         &mut db,
         "WITH x AS (INSERT INTO t VALUES (1, 0) RETURNING id) SELECT count(*) FROM x",
@@ -116,7 +53,7 @@ fn a_writable_ctes_rows_go_before_what_its_row_triggers_changed_under_a_select()
 #[test]
 fn what_a_before_trigger_wrote_for_an_unread_writable_cte_keeps_its_place() {
     // The main statement does not read the CTE: PostgreSQL runs it as the statement finishes.
-    let (_pg, rx, mut db) = subscribed(
+    let (_pg, rx, mut db) = ordered(
         &format!(
             "{TABLE} CREATE TABLE u (id int); INSERT INTO t VALUES (1, 5); {}",
             replace_old()
@@ -132,7 +69,7 @@ fn what_a_before_trigger_wrote_for_an_unread_writable_cte_keeps_its_place() {
 
 #[test]
 fn what_a_cascades_row_triggers_changed_goes_after_the_cascade() {
-    let (_pg, rx, mut db) = subscribed(
+    let (_pg, rx, mut db) = ordered(
         &format!(
             "CREATE TABLE p (id int PRIMARY KEY);
              INSERT INTO p VALUES (1);
@@ -160,7 +97,7 @@ fn what_a_cascades_row_triggers_changed_goes_after_the_cascade() {
 fn a_writable_cte_fetched_one_row_at_a_time_keeps_its_rows_before_its_triggers_writes() {
     // Extended protocol: the portal is executed for one row; PostgreSQL runs a statement with a
     // data-modifying WITH to its end at the first fetch all the same.
-    let (_pg, rx, mut db) = subscribed(&format!("{TABLE} {}", bump()), "t");
+    let (_pg, rx, mut db) = ordered(&format!("{TABLE} {}", bump()), "t");
     let mut tx = db.transaction().expect("BEGIN");
     let portal = tx
         .bind(

@@ -5,78 +5,13 @@
 
 mod support;
 
-use serde_json::Value;
-use support::cluster::{wait_until, Cluster};
-use support::receiver::Receiver;
-use support::{exec, subscribe, WAIT};
-
-const TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, v int);";
-
-/// Trigger `name` on `t`, `fires` as it says (`AFTER INSERT ... FOR EACH ROW ...`), running
-/// PL/pgSQL `body`.
-fn trigger(name: &str, fires: &str, body: &str) -> String {
-    format!(
-        "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$;
-         CREATE TRIGGER {name} {fires} ON t FOR EACH ROW EXECUTE FUNCTION {name}();"
-    )
-}
-
-/// The trigger that adds 1 to `v` of a row of `t` inserted with v = 0.
-fn bump() -> String {
-    trigger(
-        "bump",
-        "AFTER INSERT",
-        "IF NEW.v = 0 THEN UPDATE t SET v = v + 1 WHERE id = NEW.id; END IF; RETURN NULL;",
-    )
-}
-
-/// `t` with `bump`.
-fn bumped() -> String {
-    format!("{TABLE} {}", bump())
-}
-
-/// (operation, row id, v) of one event's payload (`database` format); v of the old row for a
-/// DELETE.
-fn change(payload: &Value) -> (String, i64, i64) {
-    let row = if payload["record"].is_null() {
-        &payload["old_record"]
-    } else {
-        &payload["record"]
-    };
-    (
-        payload["type"].as_str().unwrap_or_default().to_string(),
-        row["id"].as_i64().unwrap_or(-1),
-        row["v"].as_i64().unwrap_or(-1),
-    )
-}
-
-fn ins(id: i64, v: i64) -> (String, i64, i64) {
-    ("INSERT".to_string(), id, v)
-}
-
-fn upd(id: i64, v: i64) -> (String, i64, i64) {
-    ("UPDATE".to_string(), id, v)
-}
-
-/// The changes `rx` accepted, one event per request, in arrival order, once there are `n`.
-fn arrived(rx: &Receiver, n: usize) -> Vec<(String, i64, i64)> {
-    wait_until(WAIT, &format!("{n} events"), || rx.accepted().len() >= n);
-    rx.accepted().iter().map(|r| change(&r.json())).collect()
-}
-
-/// A cluster, a receiver and a session with `setup` run and `t` subscribed (`options`).
-fn subscribed(setup: &str, options: &str) -> (Cluster, Receiver, postgres::Client) {
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    exec(&mut db, setup);
-    subscribe(&mut db, "t", "t", &rx.url("/t"), options);
-    (pg, rx, db)
-}
+use support::cluster::wait_until;
+use support::nested::{arrived, bump, bumped, change, ins, subscribed, trigger, upd, TABLE};
+use support::{exec, WAIT};
 
 #[test]
 fn an_ordered_tables_row_changed_by_a_trigger_of_its_own_insert_arrives_after_the_insert() {
-    let (_pg, rx, mut db) = subscribed(&bumped(), ", ordered => true");
+    let (_pg, rx, mut db) = subscribed(&bumped(), "t", ", ordered => true");
     exec(&mut db, "INSERT INTO t VALUES (1, 0)");
     assert_eq!(
         arrived(&rx, 2),
@@ -87,7 +22,7 @@ fn an_ordered_tables_row_changed_by_a_trigger_of_its_own_insert_arrives_after_th
 
 #[test]
 fn a_statements_own_rows_all_go_before_what_its_row_triggers_changed() {
-    let (_pg, rx, mut db) = subscribed(&bumped(), ", ordered => true");
+    let (_pg, rx, mut db) = subscribed(&bumped(), "t", ", ordered => true");
     exec(&mut db, "INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)");
     assert_eq!(
         arrived(&rx, 6),
@@ -112,6 +47,7 @@ fn per_key_order_holds_for_a_writer_without_rights_on_the_queue() {
              GRANT SELECT, INSERT, UPDATE ON t TO w;",
             bumped()
         ),
+        "t",
         ", order_key => ARRAY['id']",
     );
     let mut writer = pg.connect_as("postgres", "w");
@@ -128,7 +64,7 @@ fn per_key_order_holds_for_a_writer_without_rights_on_the_queue() {
 
 #[test]
 fn a_transactions_request_lists_a_statements_rows_before_what_its_row_triggers_changed() {
-    let (_pg, rx, mut db) = subscribed(&bumped(), ", group_by => 'transaction'");
+    let (_pg, rx, mut db) = subscribed(&bumped(), "t", ", group_by => 'transaction'");
     exec(
         &mut db,
         "BEGIN; INSERT INTO t VALUES (1, 0), (2, 0); COMMIT",
@@ -148,7 +84,7 @@ fn a_transactions_request_lists_a_statements_rows_before_what_its_row_triggers_c
 
 #[test]
 fn a_copys_rows_go_before_what_its_row_triggers_changed() {
-    let (_pg, rx, mut db) = subscribed(&bumped(), ", ordered => true");
+    let (_pg, rx, mut db) = subscribed(&bumped(), "t", ", ordered => true");
     let mut copy = db
         .copy_in("COPY t (id, v) FROM STDIN")
         .expect("COPY FROM STDIN");
@@ -169,9 +105,11 @@ fn a_trigger_chain_two_statements_deep_arrives_in_the_order_it_ran() {
             trigger(
                 "bump_again",
                 "AFTER UPDATE",
+                "t",
                 "IF NEW.v = 1 THEN UPDATE t SET v = 2 WHERE id = NEW.id; END IF; RETURN NULL;"
             )
         ),
+        "t",
         ", ordered => true",
     );
     exec(&mut db, "INSERT INTO t VALUES (1, 0)");
@@ -183,6 +121,7 @@ fn a_nested_write_rolled_back_in_an_exception_block_is_not_sent() {
     let undone = trigger(
         "bump",
         "AFTER INSERT",
+        "t",
         "IF NEW.v = 0 THEN
              BEGIN
                  UPDATE t SET v = 100 WHERE id = NEW.id;
@@ -194,7 +133,7 @@ fn a_nested_write_rolled_back_in_an_exception_block_is_not_sent() {
          END IF;
          RETURN NULL;",
     );
-    let (_pg, rx, mut db) = subscribed(&format!("{TABLE} {undone}"), ", ordered => true");
+    let (_pg, rx, mut db) = subscribed(&format!("{TABLE} {undone}"), "t", ", ordered => true");
     exec(&mut db, "INSERT INTO t VALUES (1, 0)");
     // The marker comes after everything the first statement queued.
     exec(&mut db, "INSERT INTO t VALUES (99, 5)");
@@ -207,10 +146,12 @@ fn what_a_before_trigger_wrote_keeps_its_place_before_the_statements_rows() {
     let replace_old = trigger(
         "replace_old",
         "BEFORE INSERT",
+        "t",
         "DELETE FROM t WHERE id = NEW.id; RETURN NEW;",
     );
     let (_pg, rx, mut db) = subscribed(
         &format!("{TABLE} INSERT INTO t VALUES (1, 5); {replace_old}"),
+        "t",
         ", ordered => true",
     );
     exec(&mut db, "INSERT INTO t VALUES (1, 6)");
@@ -227,6 +168,7 @@ fn a_partitioned_tables_rows_go_before_what_its_row_triggers_changed() {
              {}",
             bump()
         ),
+        "t",
         ", ordered => true",
     );
     exec(&mut db, "INSERT INTO t VALUES (1, 0), (150, 0)");
