@@ -28,16 +28,35 @@ fn what_a_before_trigger_wrote_during_a_copy_keeps_its_place_before_the_copys_ro
         &format!("{TABLE} INSERT INTO t VALUES (1, 5); {}", replace_old()),
         "t",
     );
-    let mut copy = db
-        .copy_in("COPY t (id, v) FROM STDIN")
-        .expect("COPY FROM STDIN");
-    std::io::Write::write_all(&mut copy, b"1\t6\n").expect("COPY rows");
-    copy.finish().expect("COPY finished");
+    copy_rows(&mut db, b"1\t6\n");
     assert_eq!(
         arrived(&rx, 2),
         [del(1, 5), ins(1, 6)],
         "the old row was deleted before the COPY inserted the new one"
     );
+}
+
+#[test]
+fn a_copy_keeps_what_its_before_triggers_wrote_before_its_rows_and_moves_what_its_after_ones_did() {
+    let (_pg, rx, mut db) = ordered(
+        &format!(
+            "{TABLE} INSERT INTO t VALUES (1, 5); {} {}",
+            replace_old(),
+            bump()
+        ),
+        "t",
+    );
+    copy_rows(&mut db, b"1\t0\n");
+    assert_eq!(arrived(&rx, 3), [del(1, 5), ins(1, 0), upd(1, 1)]);
+}
+
+/// Copies `rows` (COPY's text format) into `t (id, v)`.
+fn copy_rows(db: &mut postgres::Client, rows: &[u8]) {
+    let mut copy = db
+        .copy_in("COPY t (id, v) FROM STDIN")
+        .expect("COPY FROM STDIN");
+    std::io::Write::write_all(&mut copy, rows).expect("COPY rows");
+    copy.finish().expect("COPY finished");
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //! (its AFTER triggers fire then; a SELECT with a data-modifying WITH query too, whose AFTER
 //! triggers fire likewise; WITH queries the statement did not read to their end are run first,
 //! as ExecutorFinish would, so what their BEFORE triggers wrote stays before) and one for each
-//! `COPY FROM` while it runs (it fires them itself, without the executor). A capture notes
+//! `COPY FROM` while it runs (it fires them itself, without the executor; what its BEFORE
+//! triggers run while it copies is noted as such, `copying`, and stays before it). A capture notes
 //! which ids it took for an ordered subscription under the innermost frame; a statement's own
 //! capture moves those noted under frames opened after its own. A capture fired under a frame
 //! not its statement's (a foreign key's cascade, whose triggers fire with those of the
@@ -62,6 +63,8 @@ thread_local! {
 pub struct Place {
     frame: u64,
     own: bool,
+    /// The frame is a COPY FROM's.
+    copy: bool,
     /// Notes under frames opened after this serial are what the capture moves after its own
     /// events (0: none): the frame's own serial, or for a cascade's capture the serial its
     /// first cascade on the relation took under that frame (what ran after it wrote).
@@ -79,6 +82,10 @@ extern "C-unwind" {
     // executor/executor.h's inline ExecProcNode, through pgrx's C shim.
     #[link_name = "ExecProcNode__pgrx_cshim"]
     fn exec_proc_node(node: *mut pg_sys::PlanState) -> *mut pg_sys::TupleTableSlot;
+    // commands/copy.h: the error context callback of a COPY FROM's rows (only its address is
+    // used).
+    #[link_name = "CopyFromErrorCallback"]
+    fn copy_from_error_callback(arg: *mut std::ffi::c_void);
     #[link_name = "standard_ProcessUtility"]
     fn standard_process_utility(
         pstmt: *mut pg_sys::PlannedStmt,
@@ -283,16 +290,15 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         return Place {
             frame: 0,
             own: false,
+            copy: false,
             after: 0,
         };
     };
     let own = match top.statement {
-        // COPY FROM fires only its own table's triggers (an insertion cascades nowhere). Its
-        // frame opens before its rows are copied, so what BEFORE triggers wrote meanwhile is
-        // under it too and must stay before its rows: where there can be such writes, nothing
-        // moves (what its AFTER triggers write goes first, as the ids were taken).
-        // SAFETY: inside the trigger call, in a transaction.
-        Statement::Copy => !unsafe { inserts_run_before_row_triggers(relid) },
+        // COPY FROM fires only its own table's triggers (an insertion cascades nowhere).
+        // What its BEFORE triggers wrote while it copied is under its frame too, but noted
+        // as made while copying (`copying`), and stays.
+        Statement::Copy => true,
         // SAFETY: see the function contract; the result relations live until ExecutorEnd.
         Statement::Query(query) => unsafe { writes(query, relid) },
     };
@@ -309,37 +315,27 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
     Place {
         frame: top.serial,
         own,
+        copy: matches!(top.statement, Statement::Copy),
         after,
     }
 }
 
-/// `relid` or one of its partitions has a BEFORE ROW INSERT trigger.
-///
-/// # Safety
-/// In a transaction.
-unsafe fn inserts_run_before_row_triggers(relid: pg_sys::Oid) -> bool {
-    // SAFETY: see the function contract. The partitions are locked as COPY's routing would
-    // (AccessShareLock is weaker) before their relcache entries are read.
+/// A COPY FROM is copying rows in this backend: its error context (which names the line)
+/// is set while it reads and inserts them, and taken off before its AFTER triggers fire, so
+/// what its BEFORE triggers run sees it and what its AFTER triggers run does not.
+fn copying() -> bool {
+    // SAFETY: the backend's error context stack, a list PostgreSQL keeps valid while it is set.
     unsafe {
-        let tree = crate::unguarded::region(|_| {
-            crate::unguarded::find_all_inheritors(
-                relid,
-                pg_sys::AccessShareLock as pg_sys::LOCKMODE,
-                std::ptr::null_mut(),
-            )
-        });
-        let count = if tree.is_null() { 0 } else { (*tree).length };
-        (0..count).any(|i| {
-            let rel = pg_sys::RelationIdGetRelation(pg_sys::list_nth_oid(tree, i));
-            if rel.is_null() {
-                return false;
+        let mut context = pg_sys::error_context_stack;
+        while !context.is_null() {
+            let callback = (*context).callback.map(|f| f as *const ());
+            if callback == Some(copy_from_error_callback as *const ()) {
+                return true;
             }
-            let triggers = (*rel).trigdesc;
-            let before = !triggers.is_null() && (*triggers).trig_insert_before_row;
-            pg_sys::RelationClose(rel);
-            before
-        })
+            context = (*context).previous;
+        }
     }
+    false
 }
 
 /// `query` has `relid` among its result relations.

@@ -13,6 +13,9 @@ struct Taken {
     frame: u64,
     first: i64,
     last: i64,
+    /// Made while a COPY FROM copied its rows (by what its BEFORE triggers ran): it stays
+    /// before the COPY's events.
+    copying: bool,
 }
 
 thread_local! {
@@ -41,25 +44,16 @@ pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Resu
             let ranges: Vec<(i64, i64)> = nested.iter().map(|n| (n.first, n.last)).collect();
             // Noted as one, under a frame opened after this statement's, as they were.
             if let Some((first, last)) = writer.move_after_own(&ranges)? {
-                note(Taken {
-                    subscription,
-                    frame,
-                    first,
-                    last,
-                });
+                note(subscription, frame, first, last);
             }
         }
     }
-    note(Taken {
-        subscription,
-        frame: place.frame,
-        first,
-        last,
-    });
+    note(subscription, place.frame, first, last);
     Ok(())
 }
 
-/// Takes out the notes of `subscription` made under frames opened after `place`'s.
+/// Takes out the notes of `subscription` made under frames opened after `place`'s (for a
+/// COPY's, those not made while it copied).
 ///
 /// Notes are kept in the order they were made, so those made before a frame still open was
 /// opened (all under older frames) come before those made since (under it or newer ones):
@@ -69,9 +63,9 @@ fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
     TAKEN.with(|t| {
         let mut taken = t.borrow_mut();
         let since = taken.partition_point(|n| n.frame < place.frame);
-        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken
-            .drain(since..)
-            .partition(|n| n.subscription == subscription && n.frame > place.frame);
+        let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken.drain(since..).partition(|n| {
+            n.subscription == subscription && n.frame > place.frame && !(place.copy && n.copying)
+        });
         taken.extend(kept);
         nested
     })
@@ -90,7 +84,14 @@ fn ran_after(after: u64, subscription: i32) -> Vec<Taken> {
     })
 }
 
-fn note(taken: Taken) {
+fn note(subscription: i32, frame: u64, first: i64, last: i64) {
+    let taken = Taken {
+        subscription,
+        frame,
+        first,
+        last,
+        copying: super::copying(),
+    };
     TAKEN.with(|t| t.borrow_mut().push(taken));
 }
 
