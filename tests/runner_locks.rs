@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, text};
@@ -19,46 +20,7 @@ fn an_owners_open_replay_does_not_hold_up_another_owners_callbacks() {
     // bob replayed an event whose callback was queued, in a transaction he left open: the
     // replay's row lock on the archived event held the runner's recording of that callback's
     // failure, with no lock timeout, for as long as bob liked; nobody's callback ran meanwhile.
-    let pg = Cluster::start(&[
-        "pg_webhook.poll_interval = '100ms'",
-        "pg_webhook.callback_timeout = '20s'",
-    ]);
-    let rx = Receiver::start();
-    // bob's callback waits for his gate, and fails on row 2.
-    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
-        &pg,
-        &rx,
-        "CREATE TABLE bobs (id int PRIMARY KEY);
-         CREATE TABLE gate (id int);
-         CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
-         BEGIN
-             LOCK TABLE public.gate IN ACCESS SHARE MODE;
-             IF (e->'record'->>'id')::int = 2 THEN
-                 RAISE EXCEPTION 'bob fails';
-             END IF;
-         END $$;",
-        "public.gated(jsonb)",
-        0.0,
-    );
-    let mut bob_replays = pg.connect_as("postgres", "bob");
-    exec(&mut bob, "BEGIN; LOCK TABLE gate");
-    exec(&mut su, "INSERT INTO bobs VALUES (1)");
-    wait_until(support::WAIT, "bob's first callback to start", || {
-        count(
-            &mut su,
-            "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
-        ) == 1
-    });
-    exec(&mut su, "INSERT INTO bobs VALUES (2)");
-    wait_until(support::WAIT, "bob's second callback queued", || {
-        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 2
-    });
-    let second = count(&mut su, "SELECT max(event_id) FROM webhook._callback_queue");
-    exec(
-        &mut bob_replays,
-        &format!("BEGIN; SELECT webhook.replay({second})"),
-    );
-    exec(&mut bob, "COMMIT");
+    let (_pg, _rx, mut su, mut alice, _bob_replays, _second) = replay_left_open(false);
     wait_until(support::WAIT, "the runner waiting for bob's replay", || {
         count(&mut su, RUNNER_WAITS) == 1
     });
@@ -75,49 +37,7 @@ fn a_callbacks_failure_held_up_by_an_open_replay_is_recorded_as_itself() {
     // but the start counted before the call stayed, as if the runner had died during it. Two
     // such and, once bob rolled the replay back, the callback was recorded as "stopped 2 times
     // before it finished" (a runner ending mid-call), its own error lost.
-    let pg = Cluster::start(&[
-        "pg_webhook.poll_interval = '100ms'",
-        "pg_webhook.callback_timeout = '20s'",
-    ]);
-    let rx = Receiver::start();
-    // bob's callback waits for his gate, counts its calls (a sequence is not rolled back), and
-    // fails on row 2.
-    let (mut su, _alice, mut bob) = support::runner::bob_and_alice(
-        &pg,
-        &rx,
-        "CREATE TABLE bobs (id int PRIMARY KEY);
-         CREATE TABLE gate (id int);
-         CREATE SEQUENCE calls;
-         CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
-         BEGIN
-             LOCK TABLE public.gate IN ACCESS SHARE MODE;
-             PERFORM pg_catalog.nextval('public.calls');
-             IF (e->'record'->>'id')::int = 2 THEN
-                 RAISE EXCEPTION 'bob fails';
-             END IF;
-         END $$;",
-        "public.gated(jsonb)",
-        0.0,
-    );
-    let mut bob_replays = pg.connect_as("postgres", "bob");
-    exec(&mut bob, "BEGIN; LOCK TABLE gate");
-    exec(&mut su, "INSERT INTO bobs VALUES (1)");
-    wait_until(support::WAIT, "bob's first callback to start", || {
-        count(
-            &mut su,
-            "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
-        ) == 1
-    });
-    exec(&mut su, "INSERT INTO bobs VALUES (2)");
-    wait_until(support::WAIT, "bob's second callback queued", || {
-        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 2
-    });
-    let second = count(&mut su, "SELECT max(event_id) FROM webhook._callback_queue");
-    exec(
-        &mut bob_replays,
-        &format!("BEGIN; SELECT webhook.replay({second})"),
-    );
-    exec(&mut bob, "COMMIT");
+    let (_pg, _rx, mut su, _alice, mut bob_replays, second) = replay_left_open(true);
     // Called for row 2 twice (row 1 once), each time its failure's recording waiting for the
     // replay; then a third try waits for it too.
     wait_until(Duration::from_secs(30), "the second failing call", || {
@@ -306,4 +226,64 @@ fn a_cancel_backfill_rolled_back_counts_no_interruption() {
         0,
         "no runner ended while running bob's chunks"
     );
+}
+
+/// bob's callback `public.gated` waits for his gate and fails on row 2 (and, `counting`, counts
+/// its calls in sequence `calls`, which no rollback undoes). Rows 1 and 2 are queued while his
+/// session holds the gate, row 1's callback starts, bob replays row 2's event in a session of
+/// his own left open, then opens the gate. The cluster, its receiver, the superuser's, alice's
+/// and the replaying sessions, and row 2's event id.
+fn replay_left_open(counting: bool) -> (Cluster, Receiver, Client, Client, Client, i64) {
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '20s'",
+    ]);
+    let rx = Receiver::start();
+    let (sequence, count_call) = if counting {
+        (
+            "CREATE SEQUENCE calls;",
+            "PERFORM pg_catalog.nextval('public.calls');",
+        )
+    } else {
+        ("", "")
+    };
+    let (mut su, alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
+        &format!(
+            "CREATE TABLE bobs (id int PRIMARY KEY);
+             CREATE TABLE gate (id int);
+             {sequence}
+             CREATE FUNCTION public.gated(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+                 LOCK TABLE public.gate IN ACCESS SHARE MODE;
+                 {count_call}
+                 IF (e->'record'->>'id')::int = 2 THEN
+                     RAISE EXCEPTION 'bob fails';
+                 END IF;
+             END $$;"
+        ),
+        "public.gated(jsonb)",
+        0.0,
+    );
+    let mut bob_replays = pg.connect_as("postgres", "bob");
+    exec(&mut bob, "BEGIN; LOCK TABLE gate");
+    exec(&mut su, "INSERT INTO bobs VALUES (1)");
+    wait_until(support::WAIT, "bob's first callback to start", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._callback_queue WHERE starts > 0",
+        ) == 1
+    });
+    exec(&mut su, "INSERT INTO bobs VALUES (2)");
+    wait_until(support::WAIT, "bob's second callback queued", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 2
+    });
+    let second = count(&mut su, "SELECT max(event_id) FROM webhook._callback_queue");
+    exec(
+        &mut bob_replays,
+        &format!("BEGIN; SELECT webhook.replay({second})"),
+    );
+    exec(&mut bob, "COMMIT");
+    (pg, rx, su, alice, bob_replays, second)
 }
