@@ -301,8 +301,11 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         id: info.subscription_id,
         ordered: info.ordered || info.order_key.is_some() || info.grouped,
     };
+    // Only ordered subscriptions keep their events in the order their statements ran.
     // SAFETY: inside the trigger call, on its relation.
-    let place = unsafe { nested::place((*data.tg_relation).rd_id) };
+    let place = subscription
+        .ordered
+        .then(|| unsafe { nested::place((*data.tg_relation).rd_id) });
     let mut writer = QueueWriter::open(subscription, op, &info.schema, &info.table)
         .map_err(CaptureError::Queue)?;
     if let Some(keys) = keys {
@@ -321,7 +324,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }
     };
     unpin_output_settings(pinned);
-    if subscription.ordered {
+    if let Some(place) = place {
         nested::follow(&mut writer, place, subscription.id).map_err(CaptureError::Queue)?;
     }
     writer.close();
