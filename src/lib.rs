@@ -41,6 +41,7 @@ mod subtype_diffs;
 mod triggers;
 mod tuples;
 mod unguarded;
+mod utility_hook;
 mod wake;
 mod worker;
 mod worker_count;
@@ -69,6 +70,7 @@ pub extern "C-unwind" fn _PG_init() {
     triggers::drop_access::init();
     capture::merge_moves::init();
     capture::nested::init();
+    utility_hook::init();
     // SAFETY: a plain read of a postmaster-set global.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;

@@ -6,7 +6,6 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
 use support::{count, error_of, exec, subscribe, WAIT};
@@ -185,20 +184,7 @@ fn writers_wait_only_for_writers_of_the_same_key() {
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     ledger(&pg, "", &rx);
-    // Two accounts whose keys fall in different lock buckets: an int column's part of the key
-    // is its hash as the database's hash function for int4 makes it.
-    let mut db = pg.connect("postgres");
-    let mut key = |account: i32| {
-        let h: i64 = db
-            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
-            .expect("hashing an account")
-            .get(0);
-        bucket(key_hash([KeyPart::Value(h as u64)]))
-    };
-    let zero = key(0);
-    let other = (1..100)
-        .find(|a| key(*a) != zero)
-        .unwrap_or_else(|| panic!("no account outside bucket {zero}"));
+    let other = support::account_in_another_lock_bucket(&mut pg.connect("postgres"), 0);
     let mut first = pg.connect("postgres");
     exec(
         &mut first,

@@ -72,11 +72,9 @@ pub struct Place {
 }
 
 static mut PREVIOUS_FINISH: pg_sys::ExecutorFinish_hook_type = None;
-static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
 extern "C-unwind" {
-    // executor/executor.h and tcop/utility.h. Called unguarded: their ERRORs must reach the
-    // client untouched (pgrx's guarded bindings rethrow code, message, detail and hint only).
+    // executor/executor.h. Called unguarded: its ERRORs must reach the client untouched (pgrx's guarded bindings rethrow code, message, detail and hint only).
     #[link_name = "standard_ExecutorFinish"]
     fn standard_executor_finish(query: *mut pg_sys::QueryDesc);
     // executor/executor.h's inline ExecProcNode, through pgrx's C shim.
@@ -86,28 +84,16 @@ extern "C-unwind" {
     // used).
     #[link_name = "CopyFromErrorCallback"]
     fn copy_from_error_callback(arg: *mut std::ffi::c_void);
-    #[link_name = "standard_ProcessUtility"]
-    fn standard_process_utility(
-        pstmt: *mut pg_sys::PlannedStmt,
-        query_string: *const std::ffi::c_char,
-        read_only_tree: bool,
-        context: pg_sys::ProcessUtilityContext::Type,
-        params: pg_sys::ParamListInfo,
-        query_env: *mut pg_sys::QueryEnvironment,
-        dest: *mut pg_sys::DestReceiver,
-        qc: *mut pg_sys::QueryCompletion,
-    );
 }
 
-/// Installs the hooks that open and close frames, and the callbacks that drop an aborted
-/// statement's; once per process, from `_PG_init`.
+/// Installs the hook that opens and closes statements' frames (`crate::utility_hook` opens
+/// COPY's), and the callbacks that drop an aborted statement's; once per process, from
+/// `_PG_init`.
 pub fn init() {
     // SAFETY: called once per process on the main thread, before any statement runs.
     unsafe {
         PREVIOUS_FINISH = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(on_executor_finish);
-        PREVIOUS_UTILITY = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(on_process_utility);
     }
     super::frames_end::register(forget);
 }
@@ -190,39 +176,9 @@ unsafe fn finish_writable_ctes(query: *mut pg_sys::QueryDesc) {
     }
 }
 
-/// Not guarded, as `on_executor_finish`.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn on_process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // SAFETY: the statement PostgreSQL passes to ProcessUtility, whose node tag says its type.
-    unsafe {
-        let statement = (*pstmt).utilityStmt;
-        let copy_from = !statement.is_null()
-            && (*statement).type_ == pg_sys::NodeTag::T_CopyStmt
-            && (*statement.cast::<pg_sys::CopyStmt>()).is_from;
-        let serial = copy_from.then(|| open(Statement::Copy));
-        PREVIOUS_UTILITY.unwrap_or(standard_process_utility)(
-            pstmt,
-            query_string,
-            read_only_tree,
-            context,
-            params,
-            query_env,
-            dest,
-            qc,
-        );
-        if let Some(serial) = serial {
-            close(serial);
-        }
-    }
+/// Opens the frame of a `COPY FROM` about to run; `close` it with the serial returned.
+pub fn open_copy() -> u64 {
+    open(Statement::Copy)
 }
 
 /// A writing statement that leaves its triggers to the statement running it (a foreign key's
@@ -268,7 +224,7 @@ fn open(statement: Statement) -> u64 {
 }
 
 /// Closes frame `serial` (and any an ERROR left above it); the notes go with the last frame.
-fn close(serial: u64) {
+pub fn close(serial: u64) {
     let outermost = FRAMES.with(|f| {
         let mut frames = f.borrow_mut();
         frames.retain(|frame| frame.serial < serial);

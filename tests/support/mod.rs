@@ -37,6 +37,23 @@ pub fn subscribe(
 }
 pub mod sink;
 
+/// An int account (1 to 99) whose `order_key` lock bucket is not `account`'s: an int column's
+/// part of the key is its hash as the database's hash function for int4 makes it.
+pub fn account_in_another_lock_bucket(db: &mut Client, account: i32) -> i32 {
+    use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
+    let mut key = |account: i32| {
+        let h: i64 = db
+            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
+            .expect("hashing an account")
+            .get(0);
+        bucket(key_hash([KeyPart::Value(h as u64)]))
+    };
+    let own = key(account);
+    (1..100)
+        .find(|a| *a != account && key(*a) != own)
+        .unwrap_or_else(|| panic!("no account outside bucket {own}"))
+}
+
 /// How long a test waits for something that should happen within seconds.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// For what takes longer: ordered delivery with retries, a queue settling after a fault.

@@ -2,14 +2,19 @@
 //!
 //! Polling would put a floor under latency and burn CPU while idle. Instead the capture trigger
 //! sets a backend-local flag, and a transaction callback (registered once, at preload) sets the
-//! worker's latch at COMMIT — never at ROLLBACK, so aborted work costs the worker nothing. The
-//! worker publishes its pid per database in shared memory.
+//! worker's latch at COMMIT — never at ROLLBACK, so aborted work costs the worker nothing. A
+//! prepared transaction's events are committed by the transaction that runs `COMMIT PREPARED`
+//! (`crate::utility_hook` notes it). The worker publishes its pid per database in shared memory.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+mod in_flight;
+
+pub use in_flight::{in_flight, publish_in_flight};
 
 /// Room for one worker per database in a cluster, with margin.
 pub const MAX_WORKERS: usize = 64;
@@ -71,6 +76,9 @@ thread_local! {
     static SCHEDULED_IN_THIS_XACT: Cell<bool> = const { Cell::new(false) };
     /// Set by any change to a subscription.
     static CONFIG_IN_THIS_XACT: Cell<bool> = const { Cell::new(false) };
+    /// Set by `COMMIT PREPARED`: a prepared transaction's events, if it queued any, become
+    /// visible when this one commits.
+    static PREPARED_IN_THIS_XACT: Cell<bool> = const { Cell::new(false) };
     /// This backend's database (which cannot be renamed while it is connected).
     static DATABASE_NAME: std::cell::OnceCell<Option<String>> = const { std::cell::OnceCell::new() };
 }
@@ -110,6 +118,15 @@ fn serves_this_database() -> bool {
     })
 }
 
+/// Called when the transaction runs `COMMIT PREPARED`: whether the prepared transaction queued
+/// events is not known here (its backend's flag went at `PREPARE`), so the workers this database
+/// has are woken in any case; one claim that finds nothing is all it costs them. A database
+/// without workers does not ask the launcher for some (it may not have pg_webhook at all): a
+/// worker that starts later finds the events anyway.
+pub fn note_prepared_committed() {
+    PREPARED_IN_THIS_XACT.with(|q| q.set(true));
+}
+
 /// Called when a transaction makes parked or archived events due again.
 pub fn note_schedule_changed() {
     SCHEDULED_IN_THIS_XACT.with(|q| q.set(true));
@@ -139,6 +156,7 @@ unsafe extern "C-unwind" fn on_xact_event(
             let queued = QUEUED_IN_THIS_XACT.with(|q| q.replace(false));
             let scheduled = SCHEDULED_IN_THIS_XACT.with(|q| q.replace(false));
             let config = CONFIG_IN_THIS_XACT.with(|q| q.replace(false));
+            let prepared = PREPARED_IN_THIS_XACT.with(|q| q.replace(false));
             if (scheduled || config) && crate::is_preloaded() {
                 let mut workers = WORKERS.exclusive();
                 workers.schedule_epoch += u64::from(scheduled);
@@ -147,6 +165,11 @@ unsafe extern "C-unwind" fn on_xact_event(
             if queued || scheduled || config {
                 // SAFETY: MyDatabaseId is set in any backend that can run a transaction.
                 wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config, scheduled);
+            } else if prepared && crate::is_preloaded() {
+                // SAFETY: as above.
+                set_latches(&pids_of(unsafe { pg_sys::MyDatabaseId }, |index| {
+                    index >= 0
+                }));
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
@@ -155,6 +178,7 @@ unsafe extern "C-unwind" fn on_xact_event(
             QUEUED_IN_THIS_XACT.with(|q| q.set(false));
             SCHEDULED_IN_THIS_XACT.with(|q| q.set(false));
             CONFIG_IN_THIS_XACT.with(|q| q.set(false));
+            PREPARED_IN_THIS_XACT.with(|q| q.set(false));
         }
         _ => {}
     }
@@ -337,41 +361,6 @@ pub fn unregister_worker(pid: i32) {
     for slot in workers.slots.iter_mut().filter(|s| s.pid == pid) {
         *slot = Slot::default();
     }
-}
-
-/// Publishes the calling worker's in-flight requests per subscription (the largest ones, when
-/// there are more subscriptions than entries).
-pub fn publish_in_flight(pid: i32, counts: &[(i32, i32)]) {
-    let mut entries = [(0, 0); IN_FLIGHT_ENTRIES];
-    for (entry, count) in entries.iter_mut().zip(counts) {
-        *entry = *count;
-    }
-    let mut workers = WORKERS.exclusive();
-    if let Some(slot) = workers.slots.iter_mut().find(|s| s.pid == pid) {
-        slot.in_flight = entries;
-    }
-}
-
-/// Requests in flight per subscription, summed over the workers serving `database`.
-pub fn in_flight(database: pg_sys::Oid) -> Vec<(i32, i32)> {
-    if !crate::is_preloaded() {
-        return Vec::new();
-    }
-    let mut totals: Vec<(i32, i32)> = Vec::new();
-    let workers = WORKERS.share();
-    for slot in workers
-        .slots
-        .iter()
-        .filter(|s| s.pid != 0 && s.database == database.to_u32())
-    {
-        for &(id, n) in slot.in_flight.iter().filter(|e| e.1 > 0) {
-            match totals.iter_mut().find(|t| t.0 == id) {
-                Some(t) => t.1 += n,
-                None => totals.push((id, n)),
-            }
-        }
-    }
-    totals
 }
 
 /// Whether worker `index` of `database` is registered (running) right now.
