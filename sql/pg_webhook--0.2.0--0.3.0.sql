@@ -2,6 +2,20 @@
 -- also in the 0.3.0 install script, and a test checks that both give the same catalog.
 \echo Use "ALTER EXTENSION pg_webhook UPDATE" to load this file. \quit
 
+-- Only in a UTF8 database. Webhooks carry JSON, which is UTF-8, and the worker reads the
+-- queue's text (row images, names) into Rust as UTF-8: in a database of another encoding, text
+-- outside ASCII (a 'é' in a LATIN1 row, a byte over 127 in a SQL_ASCII one) cannot be read so,
+-- and the first such event would stop every delivery of the database.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'pg_webhook needs a database encoded in UTF8, and database "%" is encoded in %',
+                pg_catalog.current_database(), pg_catalog.getdatabaseencoding()
+            USING HINT = 'Webhooks carry JSON, which is UTF-8. Make a UTF8 database (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0), move the data there (pg_dump and pg_restore convert it), and install pg_webhook 0.3.0 in it.',
+                  ERRCODE = 'feature_not_supported';
+    END IF;
+END $$;
+
 -- Only superusers may add to the schema, and nothing may grant its private objects on: the
 -- checks CREATE EXTENSION makes (see schema.sql), but for what the schema holds. The objects
 -- this update makes would get the default privileges of the schema and of the updating role.

@@ -2,6 +2,20 @@
 -- schema). Base tables start with "_" and are private: users read the views, which is where
 -- visibility rules apply, and change state only through the functions.
 
+-- Only in a UTF8 database. Webhooks carry JSON, which is UTF-8, and the worker reads the
+-- queue's text (row images, names) into Rust as UTF-8: in a database of another encoding, text
+-- outside ASCII (a 'é' in a LATIN1 row, a byte over 127 in a SQL_ASCII one) cannot be read so,
+-- and the first such event would stop every delivery of the database.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'pg_webhook needs a database encoded in UTF8, and database "%" is encoded in %',
+                pg_catalog.current_database(), pg_catalog.getdatabaseencoding()
+            USING HINT = 'Webhooks carry JSON, which is UTF-8. Make a UTF8 database (CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0), move the data there (pg_dump and pg_restore convert it), and create pg_webhook in it.',
+                  ERRCODE = 'feature_not_supported';
+    END IF;
+END $$;
+
 -- The schema must be pg_webhook's alone, and only superusers may add to it. CREATE EXTENSION
 -- makes it when it is missing, but uses one that is there already: one a non-superuser made
 -- (with CREATE on the database), gave CREATE on, or that outlived a DROP EXTENSION with a role

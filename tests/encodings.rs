@@ -1,0 +1,77 @@
+//! pg_webhook runs only in UTF8 databases. Webhooks carry JSON, which is UTF-8, and the worker
+//! reads the queue's text into Rust as UTF-8: in a LATIN1 database the first event with an
+//! 'é' in it, in a SQL_ASCII one the first with a byte over 127, made every claim of the
+//! database fail, so nothing of it was delivered again. CREATE EXTENSION and the update to
+//! 0.3.0 refuse such databases, saying how to move.
+
+mod support;
+
+use postgres::Client;
+use support::cluster::{install_released_script, Cluster};
+use support::{error_of, exec, text};
+
+/// A database `name` encoded in `encoding`, and a client of it.
+fn database(pg: &Cluster, name: &str, encoding: &str) -> Client {
+    exec(
+        &mut pg.connect("postgres"),
+        &format!(
+            "CREATE DATABASE {name} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    );
+    pg.connect(name)
+}
+
+fn assert_refused(e: &str, name: &str, encoding: &str, hint: &str) {
+    assert!(
+        e.contains(&format!(
+            "pg_webhook needs a database encoded in UTF8, and database \"{name}\" is encoded in {encoding}"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("Webhooks carry JSON, which is UTF-8."), "{e}");
+    assert!(e.contains(hint), "{e}");
+}
+
+#[test]
+fn pg_webhook_is_not_created_in_a_latin1_database() {
+    let pg = Cluster::start(&[]);
+    let mut db = database(&pg, "legacy", "LATIN1");
+    let e = error_of(&mut db, "CREATE EXTENSION pg_webhook");
+    assert_refused(&e, "legacy", "LATIN1", "and create pg_webhook in it.");
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT count(*)::text FROM pg_namespace WHERE nspname = 'webhook'"
+        )
+        .as_deref(),
+        Some("0"),
+        "nothing of it was left behind"
+    );
+}
+
+#[test]
+fn pg_webhook_is_not_created_in_a_sql_ascii_database() {
+    let pg = Cluster::start(&[]);
+    let mut db = database(&pg, "bytes", "SQL_ASCII");
+    let e = error_of(&mut db, "CREATE EXTENSION pg_webhook");
+    assert_refused(&e, "bytes", "SQL_ASCII", "and create pg_webhook in it.");
+}
+
+#[test]
+fn a_0_2_0_install_in_a_latin1_database_is_not_updated() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&[]);
+    let mut db = database(&pg, "legacy", "LATIN1");
+    exec(&mut db, "CREATE EXTENSION pg_webhook VERSION '0.2.0'");
+    let e = error_of(&mut db, "ALTER EXTENSION pg_webhook UPDATE TO '0.3.0'");
+    assert_refused(&e, "legacy", "LATIN1", "install pg_webhook 0.3.0 in it.");
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT extversion::text FROM pg_extension WHERE extname = 'pg_webhook'"
+        )
+        .as_deref(),
+        Some("0.2.0")
+    );
+}
