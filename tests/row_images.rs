@@ -7,7 +7,7 @@ mod support;
 use postgres::Client;
 use support::cluster::Cluster;
 use support::receiver::Receiver;
-use support::{count, error_of, exec, subscribe};
+use support::{error_of, exec, subscribe};
 
 /// A type of every kind `to_jsonb` renders differently: plain built-ins, numbers, dates,
 /// json, arrays, composites, domains, an enum with a cast to json, ranges, and types it
@@ -358,47 +358,4 @@ fn an_error_raised_while_rendering_a_row_fails_only_its_statement() {
         assert_eq!(queued, expected, "row {id}");
     }
     assert_eq!(queued(&mut db, "INSERT"), 2);
-}
-
-/// A text value too long for a jsonb string fails the statement with the error `to_jsonb`
-/// raises for it, and the session goes on.
-#[test]
-fn a_string_too_long_for_jsonb_fails_the_statement_as_to_jsonb_does() {
-    let pg = Cluster::start(&[]);
-    let mut db = pg.client_with_extension();
-    exec(
-        &mut db,
-        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
-    );
-    let rx = Receiver::start();
-    subscribe(&mut db, "notes", "notes", &rx.url("/n"), "");
-    exec(&mut db, "SELECT webhook.pause('notes')");
-    // 2^28 bytes, one more than a jsonb string can hold.
-    let expected = "string too long to represent as jsonb string | Due to an implementation \
-                    restriction, jsonb strings cannot exceed 268435455 bytes.";
-    assert_eq!(
-        error_of(&mut db, "SELECT to_jsonb(repeat('x', 268435456))"),
-        expected
-    );
-    assert_eq!(
-        error_of(
-            &mut db,
-            "INSERT INTO notes VALUES (1, repeat('x', 268435456))"
-        ),
-        expected
-    );
-    // A string that fits, with room for the object's keys and id.
-    exec(
-        &mut db,
-        "INSERT INTO notes VALUES (2, repeat('x', 268435400))",
-    );
-    assert_eq!(
-        count(
-            &mut db,
-            "SELECT count(*) FROM webhook._event_queue WHERE record->>'id' = '2'
-                AND length(record->>'body') = 268435400"
-        ),
-        1
-    );
-    assert_eq!(queued(&mut db, "INSERT"), 1);
 }

@@ -35,6 +35,7 @@ use super::primary_key::{
     bounds, key_text, names_and_order, primary_key, rows_query, Key, KeyColumn, KEY_SETTINGS,
 };
 use super::queue_writer::QueueWriter;
+use super::row_json::Image;
 use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
 use crate::privilege::as_owner_sandboxed;
@@ -339,12 +340,13 @@ fn queue_chunk(
                 QueueWriter::open(subscription, Operation::Backfill, &info.schema, &info.table)
                     .unwrap_or_else(|e| error!("pg_webhook could not queue the events: {e}"));
             writer.set_order_keys(reading.events.iter().map(|(_, k)| *k).collect());
-            let mut records: Vec<pg_sys::Datum> = reading.events.iter().map(|(d, _)| *d).collect();
-            if !payload {
+            let rows: Vec<pg_sys::Datum> = reading.events.iter().map(|(d, _)| *d).collect();
+            let records: Vec<Image> = if payload {
+                rows.into_iter().map(Image::Json).collect()
+            } else {
                 // SAFETY: records of the chunk's rows, all of one row type.
-                records =
-                    unsafe { backfill_images(&records, &info.shape, info.target, info.owner) };
-            }
+                unsafe { backfill_images(&rows, &info.shape, info.target, info.owner) }
+            };
             for record in &records {
                 // SAFETY: jsonb datums of the SPI result, alive until this connection ends,
                 // after the batch is written below.

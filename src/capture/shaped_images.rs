@@ -14,12 +14,12 @@
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
-use super::row_json::RowJson;
+use super::row_json::{Image, RowJson};
 use super::shaped::Shape;
 use crate::unguarded;
 
 /// (record, old_record) of one event.
-pub type Images = (Option<pg_sys::Datum>, Option<pg_sys::Datum>);
+pub type Images = (Option<Image>, Option<Image>);
 
 /// A row the subscription's query chose: its position in the statement's transition table(s)
 /// (from 1, increasing from one chosen row to the next), and the payload expression's value.
@@ -45,7 +45,10 @@ pub unsafe fn statement_images(
 ) -> Vec<Option<Images>> {
     let compare = op == Operation::Update && shape.skip_unchanged;
     if shape.payload.is_some() && !compare {
-        return chosen.iter().map(|c| Some((c.payload, None))).collect();
+        return chosen
+            .iter()
+            .map(|c| Some((c.payload.map(Image::Json), None)))
+            .collect();
     }
     // SAFETY: see the function contract.
     unsafe {
@@ -62,7 +65,7 @@ pub unsafe fn statement_images(
                     return None;
                 }
                 Some(match c.payload {
-                    Some(payload) => (Some(payload), None),
+                    Some(payload) => (Some(Image::Json(payload)), None),
                     None => (record, old_record),
                 })
             })
@@ -87,7 +90,7 @@ pub unsafe fn backfill_images(
     shape: &Shape,
     table: pg_sys::Oid,
     subscriber: pg_sys::Oid,
-) -> Vec<pg_sys::Datum> {
+) -> Vec<Image> {
     let Some(first) = rows.first() else {
         return Vec::new();
     };
@@ -174,7 +177,7 @@ impl Reader {
     }
 
     /// The image of the row at `position` (past the rows read so far).
-    unsafe fn image_at(&mut self, position: i64, json: &mut RowJson) -> pg_sys::Datum {
+    unsafe fn image_at(&mut self, position: i64, json: &mut RowJson) -> Image {
         // SAFETY: the slot fits the store's rows.
         unsafe {
             while self.read < position {
@@ -192,18 +195,18 @@ impl Reader {
 }
 
 /// The row in `slot` as `json` renders it.
-unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> Image {
     // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
     // nothing that needs dropping.
-    let image = unsafe { unguarded::region(|r| json.row(r, slot)) };
-    image.unwrap_or_else(|too_long| too_long.raise())
+    unsafe { unguarded::region(|r| json.row(r, slot)) }
 }
 
-/// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares).
-fn same(a: Option<pg_sys::Datum>, b: Option<pg_sys::Datum>) -> bool {
+/// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares); an omitted
+/// one is never equal to another (its event goes, to die with the reason).
+fn same(a: Option<Image>, b: Option<Image>) -> bool {
     match (a, b) {
         // SAFETY: jsonb values rendered by `RowJson`, not toasted.
-        (Some(a), Some(b)) => unsafe {
+        (Some(Image::Json(a)), Some(Image::Json(b))) => unsafe {
             let a: *mut pg_sys::Jsonb = a.cast_mut_ptr();
             let b: *mut pg_sys::Jsonb = b.cast_mut_ptr();
             pg_sys::compareJsonbContainers(&raw mut (*a).root, &raw mut (*b).root) == 0

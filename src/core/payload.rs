@@ -8,6 +8,13 @@ pub use crate::operation::{parse_event_list, EventListError, Operation, UnknownO
 
 use bytes::Bytes;
 
+/// The largest row images (`record` and `old_record` together, as jsonb) a worker ever reads:
+/// an event with larger ones dies unread, whatever `pg_webhook.max_payload_bytes` says. Their
+/// text (at most six times larger, `\u` escapes) stays under PostgreSQL's 1 GB limit for a
+/// value. Capture does not even build images larger than this (they would be past jsonb's own
+/// limit of 256 MiB soon after): such an event is queued without them, to die with the reason.
+pub const LARGEST_READABLE_IMAGES: usize = 160 << 20;
+
 /// One captured row change, as stored in the queue. `record` and `old_record` are JSON texts
 /// produced by Postgres (`to_jsonb`), embedded verbatim so numerics keep every digit.
 #[derive(Debug, Clone, Copy)]

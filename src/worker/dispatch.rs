@@ -242,7 +242,7 @@ impl Dispatcher {
         };
         if event.payload_bytes > self.largest_readable() {
             let e = format!(
-                "the event's row images are {} bytes as stored, too large to send within pg_webhook.max_payload_bytes ({}) and left unread",
+                "the event's row images are {} bytes, too large to send within pg_webhook.max_payload_bytes ({}) and left unread",
                 event.payload_bytes, self.max_payload_bytes
             );
             return Err((e, Decision::Dead));

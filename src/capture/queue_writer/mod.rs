@@ -11,6 +11,7 @@
 use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
+use super::row_json::Image;
 pub(super) use crate::tuples::clear_slot;
 use crate::tuples::insert_index_entries;
 use crate::unguarded;
@@ -186,11 +187,7 @@ impl QueueWriter {
         }
     }
 
-    pub(super) unsafe fn add(
-        &mut self,
-        record: Option<pg_sys::Datum>,
-        old_record: Option<pg_sys::Datum>,
-    ) {
+    pub(super) unsafe fn add(&mut self, record: Option<Image>, old_record: Option<Image>) {
         // SAFETY: the slot is virtual over the queue's descriptor; every column is set. One
         // region: nothing in it needs dropping, and the Vec pushes (spare slots, the batch) do
         // not panic (their capacity stays far below the limit).
@@ -204,8 +201,8 @@ impl QueueWriter {
     unsafe fn add_in_region(
         &mut self,
         r: &unguarded::Region,
-        record: Option<pg_sys::Datum>,
-        old_record: Option<pg_sys::Datum>,
+        record: Option<Image>,
+        old_record: Option<Image>,
     ) -> Result<(), IdsExhausted> {
         // SAFETY: see `add`.
         unsafe {
@@ -225,14 +222,18 @@ impl QueueWriter {
             set(c.op, self.constants.op);
             set(c.table_schema, self.constants.table_schema);
             set(c.table_name, self.constants.table_name);
+            // An omitted image leaves its column NULL and counts its size, over any worker's
+            // limit: the event dies unread, with the reason.
             let mut bytes = 0usize;
-            if let Some(r) = record {
-                set(c.record, r);
-                bytes += unguarded::toast_raw_datum_size(r);
-            }
-            if let Some(r) = old_record {
-                set(c.old_record, r);
-                bytes += unguarded::toast_raw_datum_size(r);
+            for (column, image) in [(c.record, record), (c.old_record, old_record)] {
+                match image {
+                    Some(Image::Json(datum)) => {
+                        set(column, datum);
+                        bytes = bytes.saturating_add(unguarded::toast_raw_datum_size(datum));
+                    }
+                    Some(Image::Omitted(size)) => bytes = bytes.saturating_add(size),
+                    None => {}
+                }
             }
             if let Some(i) = c.payload_bytes {
                 set(i, pg_sys::Datum::from(bytes.min(i32::MAX as usize) as i32));

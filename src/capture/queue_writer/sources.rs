@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 
 use super::{clear_slot, QueueWriter, BATCH};
-use crate::capture::row_json::{self, RowJson};
+use crate::capture::row_json::{self, Image, RowJson};
 use crate::unguarded;
 
 impl QueueWriter {
@@ -68,12 +68,8 @@ impl QueueWriter {
     /// Datums must stay valid until `finish_batch` (or the next automatic flush) returns.
     ///
     /// # Safety
-    /// The datums are jsonb values (or absent).
-    pub unsafe fn add_json(
-        &mut self,
-        record: Option<pg_sys::Datum>,
-        old_record: Option<pg_sys::Datum>,
-    ) {
+    /// The images' datums are jsonb values.
+    pub unsafe fn add_json(&mut self, record: Option<Image>, old_record: Option<Image>) {
         // SAFETY: as for `add`.
         unsafe {
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
@@ -103,7 +99,7 @@ impl QueueWriter {
         // SAFETY: as for `copy_rows`.
         unsafe {
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            self.add(record, None);
+            self.add(record.map(Image::Json), None);
             self.flush();
             pg_sys::MemoryContextSwitchTo(old_context);
         }
@@ -116,21 +112,17 @@ unsafe fn next_json(
     store: *mut pg_sys::Tuplestorestate,
     slot: *mut pg_sys::TupleTableSlot,
     json: &mut RowJson,
-) -> Option<pg_sys::Datum> {
+) -> Option<Image> {
     if store.is_null() {
         return None;
     }
     // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
     // region owns nothing that needs dropping.
-    let row = unsafe {
+    unsafe {
         unguarded::region(|r| {
-            if !unguarded::tuplestore_gettupleslot(store, true, false, slot) {
-                return Ok(None);
-            }
-            json.row(r, slot).map(Some)
+            unguarded::tuplestore_gettupleslot(store, true, false, slot).then(|| json.row(r, slot))
         })
-    };
-    row.unwrap_or_else(|too_long| too_long.raise())
+    }
 }
 
 unsafe fn clear_read_slots(a: *mut pg_sys::TupleTableSlot, b: *mut pg_sys::TupleTableSlot) {

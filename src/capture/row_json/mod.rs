@@ -22,11 +22,22 @@ mod cache;
 mod render;
 
 pub use cache::{forget_relation, put_back, take};
+use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 pub(super) use render::output_function;
-pub use render::TooLong;
 use render::{function, scalar, string, Render};
 
 use crate::unguarded;
+
+/// A row's image: its jsonb, or only its size when it is larger than any worker reads
+/// (`LARGEST_READABLE_IMAGES`), so its event goes without it, to die with the reason. Such an
+/// image is not built: it would cost the writer the time and memory of a value no one reads,
+/// and past jsonb's limits (256 MiB) the write itself would fail.
+#[derive(Clone, Copy)]
+pub enum Image {
+    Json(pg_sys::Datum),
+    /// About this many bytes as jsonb (the keys and values it would hold).
+    Omitted(usize),
+}
 
 struct Column {
     /// 0-based position in the row.
@@ -139,8 +150,8 @@ impl RowJson {
         }
     }
 
-    /// The row in `slot` as a jsonb datum, in the current memory context; `Err` when a column's
-    /// text is too long for jsonb (raise it after the region).
+    /// The row in `slot` as a jsonb datum, in the current memory context, or only its size
+    /// when that is over `LARGEST_READABLE_IMAGES` (see `Image`).
     ///
     /// # Safety
     /// The slot holds a row of the descriptor the converter was made for.
@@ -148,7 +159,7 @@ impl RowJson {
         &mut self,
         r: &unguarded::Region,
         slot: *mut pg_sys::TupleTableSlot,
-    ) -> Result<pg_sys::Datum, TooLong> {
+    ) -> Image {
         // SAFETY: the slot's values and nulls arrays have natts entries once all are read; the
         // jsonb builder copies nothing until JsonbValueToJsonb, and every string it points to
         // lives in the current memory context or this converter until then (it only reads
@@ -162,22 +173,50 @@ impl RowJson {
             use pg_sys::JsonbIteratorToken::*;
             unguarded::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
             let numeric_in = &mut self.numeric_in;
+            // Each value is rendered and counted before it goes in: one over the limit (a
+            // string past jsonb's 256 MiB among them) never reaches the builder.
+            let mut bytes = 0usize;
             for column in self.columns.iter_mut() {
                 let name = column.name.as_bytes();
-                let mut key = string(column.name.as_ptr().cast_mut(), name.len() as i32);
-                unguarded::pushJsonbValue(&mut state, WJB_KEY, &mut key);
                 let mut value = if *nulls.get_unchecked(column.index) {
                     scalar(pg_sys::jbvType::jbvNull)
                 } else {
                     column
                         .render
-                        .value(r, *values.get_unchecked(column.index), numeric_in)?
+                        .value(r, *values.get_unchecked(column.index), numeric_in)
                 };
+                bytes = bytes.saturating_add(name.len() + size(&value));
+                if bytes > LARGEST_READABLE_IMAGES {
+                    // Counted to the end, for the reason the event dies with; built no further
+                    // (what the builder holds is in the current context, reset with it).
+                    continue;
+                }
+                let mut key = string(column.name.as_ptr().cast_mut(), name.len() as i32);
+                unguarded::pushJsonbValue(&mut state, WJB_KEY, &mut key);
                 unguarded::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
+            }
+            if bytes > LARGEST_READABLE_IMAGES {
+                return Image::Omitted(bytes);
             }
             let object =
                 unguarded::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
-            Ok(pg_sys::Datum::from(unguarded::JsonbValueToJsonb(object)))
+            Image::Json(pg_sys::Datum::from(unguarded::JsonbValueToJsonb(object)))
+        }
+    }
+}
+
+/// The bytes `value` takes in a jsonb (its data, without the entry headers and padding).
+///
+/// # Safety
+/// `value` is a scalar or binary value as `Render::value` makes them.
+unsafe fn size(value: &pg_sys::JsonbValue) -> usize {
+    // SAFETY: the union member read is the one the value's type says it holds.
+    unsafe {
+        match value.type_ {
+            pg_sys::jbvType::jbvString => value.val.string.len.max(0) as usize,
+            pg_sys::jbvType::jbvNumeric => pgrx::varsize_any(value.val.numeric.cast()),
+            pg_sys::jbvType::jbvBinary => value.val.binary.len.max(0) as usize,
+            _ => 1,
         }
     }
 }

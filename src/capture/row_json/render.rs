@@ -4,7 +4,6 @@
 use std::ffi::{c_char, CStr};
 
 use pgrx::pg_sys;
-use pgrx::PgSqlErrorCode;
 
 use crate::unguarded;
 
@@ -146,10 +145,10 @@ impl Render {
         _: &unguarded::Region,
         datum: pg_sys::Datum,
         numeric_in: &mut pg_sys::FmgrInfo,
-    ) -> Result<pg_sys::JsonbValue, TooLong> {
+    ) -> pg_sys::JsonbValue {
         // SAFETY: see the function contract.
         unsafe {
-            Ok(match self {
+            match self {
                 Render::Bool => {
                     let mut v = scalar(pg_sys::jbvType::jbvBool);
                     v.val.boolean = datum.value() != 0;
@@ -171,7 +170,7 @@ impl Render {
                     let numeric = unguarded::pg_detoast_datum(datum.cast_mut_ptr());
                     if numeric_is_special(numeric) {
                         let text = unguarded::OutputFunctionCall(output, datum);
-                        return Ok(string(text, CStr::from_ptr(text).to_bytes().len() as i32));
+                        return string(text, CStr::from_ptr(text).to_bytes().len() as i32);
                     }
                     let mut v = scalar(pg_sys::jbvType::jbvNumeric);
                     v.val.numeric = numeric.cast();
@@ -182,7 +181,7 @@ impl Render {
                     let bytes = CStr::from_ptr(text).to_bytes();
                     // Invalid JSON numbers (NaN, Infinity) are the outputs with an N or n.
                     if bytes.iter().any(|b| *b == b'N' || *b == b'n') {
-                        return Ok(string(text, bytes.len() as i32));
+                        return string(text, bytes.len() as i32);
                     }
                     let numeric = unguarded::FunctionCall3Coll(
                         numeric_in,
@@ -206,11 +205,10 @@ impl Render {
                 }
                 Render::Text(output) => {
                     let text = unguarded::OutputFunctionCall(output, datum);
+                    // At most 1 GB (PostgreSQL's limit for a value); `RowJson::row` keeps one
+                    // over its limit out of the jsonb.
                     let len = CStr::from_ptr(text).to_bytes().len();
-                    if len > pg_sys::JENTRY_OFFLENMASK as usize {
-                        return Err(TooLong);
-                    }
-                    string(text, len as i32)
+                    string(text, len.min(i32::MAX as usize) as i32)
                 }
                 Render::ToJsonb(to_jsonb) => {
                     let jsonb: *mut pg_sys::Jsonb =
@@ -224,26 +222,8 @@ impl Render {
                     };
                     v
                 }
-            })
+            }
         }
-    }
-}
-
-/// A column's text too long for a jsonb string.
-pub struct TooLong;
-
-impl TooLong {
-    /// The ERROR `to_jsonb` raises for it (outside the region that found it).
-    pub fn raise(self) -> ! {
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            "string too long to represent as jsonb string",
-            format!(
-                "Due to an implementation restriction, jsonb strings cannot exceed {} bytes.",
-                pg_sys::JENTRY_OFFLENMASK
-            )
-        );
     }
 }
 

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use super::Dispatcher;
 
-/// See `Dispatcher::largest_readable`.
-const LARGEST_READABLE: i64 = 160 << 20;
+use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 
 impl Dispatcher {
     /// Requests in flight per subscription, largest first.
@@ -55,12 +54,11 @@ impl Dispatcher {
 
     /// The largest row images a claim reads: an event with larger ones dies without being read.
     /// Four times the largest body sent (JSON text can be a quarter of its jsonb size), and
-    /// never more than 160 MiB, whose text (at most six times larger, \u escapes) stays under
-    /// PostgreSQL's 1 GB limit for a value.
+    /// never more than `LARGEST_READABLE_IMAGES`.
     pub fn largest_readable(&self) -> i64 {
         (self.max_payload_bytes as i64)
             .saturating_mul(4)
-            .min(LARGEST_READABLE)
+            .min(LARGEST_READABLE_IMAGES as i64)
     }
 
     /// The requests a subscription holds: in flight, or finished and not yet recorded (a batch
