@@ -132,3 +132,30 @@ fn a_writable_cte_fetched_one_row_at_a_time_keeps_its_rows_before_its_triggers_w
         [ins(1, 0), ins(2, 0), upd(1, 1), upd(2, 1)]
     );
 }
+
+#[test]
+fn a_copy_run_by_a_before_trigger_of_a_copy_moves_what_its_own_after_triggers_wrote() {
+    // The inner COPY fires its AFTER triggers while the outer one is still copying its row.
+    let (_pg, rx, mut db) = ordered(
+        &format!(
+            "{TABLE} {} {}",
+            trigger(
+                "copy_next",
+                "BEFORE INSERT",
+                "t",
+                "IF NEW.id = 1 THEN
+                     EXECUTE $c$COPY t FROM PROGRAM 'printf \"2\\t0\\n\"'$c$;
+                 END IF;
+                 RETURN NEW;"
+            ),
+            bump()
+        ),
+        "t",
+    );
+    copy_rows(&mut db, b"1\t0\n");
+    assert_eq!(
+        arrived(&rx, 4),
+        [ins(2, 0), upd(2, 1), ins(1, 0), upd(1, 1)],
+        "the inner COPY's row, then what its trigger changed, before the outer COPY's"
+    );
+}
