@@ -15,9 +15,10 @@
 //! triggers fire likewise; WITH queries the statement did not read to their end are run first,
 //! as ExecutorFinish would, so what their BEFORE triggers wrote stays before) and one for each
 //! `COPY FROM` while it runs (it fires them itself, without the executor; what its BEFORE
-//! triggers run while it copies is noted as such, `copying`, and stays before it). A capture notes
-//! which ids it took for an ordered subscription under the innermost frame; a statement's own
-//! capture moves those noted under frames opened after its own. A capture fired under a frame
+//! triggers run while it copies is noted with the COPYs then copying, `copies_running`, and
+//! stays before it). A capture notes which ids it took for an ordered subscription under the
+//! innermost frame; a statement's own capture moves those noted under frames opened after its
+//! own. A capture fired under a frame
 //! not its statement's (a foreign key's cascade, whose triggers fire with those of the
 //! statement that ran it) moves what ran after the cascade wrote its relation (its own
 //! triggers' writes among them): the cascade, run without firing triggers, takes a serial as
@@ -37,7 +38,9 @@ pub use notes::follow;
 #[derive(Clone, Copy)]
 enum Statement {
     Query(*mut pg_sys::QueryDesc),
-    Copy,
+    /// A COPY FROM, opened while this many others were copying rows (a COPY run by a BEFORE
+    /// trigger of a COPY's row).
+    Copy(u32),
 }
 
 #[derive(Clone, Copy)]
@@ -63,8 +66,9 @@ thread_local! {
 pub struct Place {
     frame: u64,
     own: bool,
-    /// The frame is a COPY FROM's.
-    copy: bool,
+    /// The frame is a COPY FROM's, opened while this many other COPYs were copying: what was
+    /// written while more were copying ran while this one copied (`copies_running`).
+    copy: Option<u32>,
     /// Notes under frames opened after this serial are what the capture moves after its own
     /// events (0: none): the frame's own serial, or for a cascade's capture the serial its
     /// first cascade on the relation took under that frame (what ran after it wrote).
@@ -178,7 +182,7 @@ unsafe fn finish_writable_ctes(query: *mut pg_sys::QueryDesc) {
 
 /// Opens the frame of a `COPY FROM` about to run; `close` it with the serial returned.
 pub fn open_copy() -> u64 {
-    open(Statement::Copy)
+    open(Statement::Copy(copies_running()))
 }
 
 /// A writing statement that leaves its triggers to the statement running it (a foreign key's
@@ -246,15 +250,15 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         return Place {
             frame: 0,
             own: false,
-            copy: false,
+            copy: None,
             after: 0,
         };
     };
     let own = match top.statement {
         // COPY FROM fires only its own table's triggers (an insertion cascades nowhere).
         // What its BEFORE triggers wrote while it copied is under its frame too, but noted
-        // as made while copying (`copying`), and stays.
-        Statement::Copy => true,
+        // with one more COPY copying (`copies_running`), and stays.
+        Statement::Copy(_) => true,
         // SAFETY: see the function contract; the result relations live until ExecutorEnd.
         Statement::Query(query) => unsafe { writes(query, relid) },
     };
@@ -271,27 +275,33 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
     Place {
         frame: top.serial,
         own,
-        copy: matches!(top.statement, Statement::Copy),
+        copy: match top.statement {
+            Statement::Copy(copying) => Some(copying),
+            Statement::Query(_) => None,
+        },
         after,
     }
 }
 
-/// A COPY FROM is copying rows in this backend: its error context (which names the line)
-/// is set while it reads and inserts them, and taken off before its AFTER triggers fire, so
-/// what its BEFORE triggers run sees it and what its AFTER triggers run does not.
-fn copying() -> bool {
+/// How many COPY FROMs are copying rows in this backend: each one's error context (which
+/// names the line) is set while it reads and inserts them, and taken off before its AFTER
+/// triggers fire, so what its BEFORE triggers run sees it and what its AFTER triggers run does
+/// not. Counted, not just found: a COPY run by a BEFORE trigger of another's row fires its
+/// AFTER triggers while the other's context is still set.
+fn copies_running() -> u32 {
+    let mut copies = 0;
     // SAFETY: the backend's error context stack, a list PostgreSQL keeps valid while it is set.
     unsafe {
         let mut context = pg_sys::error_context_stack;
         while !context.is_null() {
             let callback = (*context).callback.map(|f| f as *const ());
             if callback == Some(copy_from_error_callback as *const ()) {
-                return true;
+                copies += 1;
             }
             context = (*context).previous;
         }
     }
-    false
+    copies
 }
 
 /// `query` has `relid` among its result relations.

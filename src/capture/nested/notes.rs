@@ -13,9 +13,10 @@ struct Taken {
     frame: u64,
     first: i64,
     last: i64,
-    /// Made while a COPY FROM copied its rows (by what its BEFORE triggers ran): it stays
-    /// before the COPY's events.
-    copying: bool,
+    /// How many COPY FROMs were copying their rows when it was made: one made while the COPY
+    /// whose frame it is under copied (by what its BEFORE triggers ran) stays before that
+    /// COPY's events.
+    copying: u32,
 }
 
 thread_local! {
@@ -53,7 +54,7 @@ pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Resu
 }
 
 /// Takes out the notes of `subscription` made under frames opened after `place`'s (for a
-/// COPY's, those not made while it copied).
+/// COPY's, those not made while it copied: with no more COPYs copying than when it opened).
 ///
 /// Notes are kept in the order they were made, so those made before a frame still open was
 /// opened (all under older frames) come before those made since (under it or newer ones):
@@ -64,7 +65,9 @@ fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
         let mut taken = t.borrow_mut();
         let since = taken.partition_point(|n| n.frame < place.frame);
         let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken.drain(since..).partition(|n| {
-            n.subscription == subscription && n.frame > place.frame && !(place.copy && n.copying)
+            n.subscription == subscription
+                && n.frame > place.frame
+                && place.copy.is_none_or(|copies| n.copying <= copies)
         });
         taken.extend(kept);
         nested
@@ -90,7 +93,7 @@ fn note(subscription: i32, frame: u64, first: i64, last: i64) {
         frame,
         first,
         last,
-        copying: super::copying(),
+        copying: super::copies_running(),
     };
     TAKEN.with(|t| t.borrow_mut().push(taken));
 }
