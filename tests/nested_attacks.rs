@@ -159,3 +159,51 @@ fn a_copy_run_by_a_before_trigger_of_a_copy_moves_what_its_own_after_triggers_wr
         "the inner COPY's row, then what its trigger changed, before the outer COPY's"
     );
 }
+
+#[test]
+#[ignore = "a write made while a statement runs is sent before all of the statement's rows, \
+            even one changing a row the statement wrote earlier (see README, Limits)"]
+fn a_before_trigger_changing_a_row_its_statement_wrote_earlier_goes_after_that_row() {
+    // Row 2's BEFORE trigger updates row 1, which the same statement inserted just before.
+    let (_pg, rx, mut db) = ordered(
+        &format!(
+            "{TABLE} {}",
+            trigger(
+                "raise_previous",
+                "BEFORE INSERT",
+                "t",
+                "UPDATE t SET v = v + 10 WHERE id = NEW.id - 1; RETURN NEW;"
+            )
+        ),
+        "t",
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1, 5), (2, 5)");
+    assert_eq!(
+        arrived(&rx, 3),
+        [ins(1, 5), upd(1, 15), ins(2, 5)],
+        "the table ends with (1, 15)"
+    );
+}
+
+#[test]
+#[ignore = "a write made while a statement runs is sent before all of the statement's rows, \
+            even one changing a row the statement wrote earlier (see README, Limits)"]
+fn a_function_in_a_select_changing_the_row_its_writable_cte_inserted_goes_after_it() {
+    let (_pg, rx, mut db) = ordered(
+        &format!(
+            "{TABLE}
+             CREATE FUNCTION settle(i int) RETURNS int LANGUAGE plpgsql AS $$
+             BEGIN UPDATE t SET v = 9 WHERE id = i; RETURN i; END $$;"
+        ),
+        "t",
+    );
+    exec(
+        &mut db,
+        "WITH x AS (INSERT INTO t VALUES (1, 0) RETURNING id) SELECT settle(id) FROM x",
+    );
+    assert_eq!(
+        arrived(&rx, 2),
+        [ins(1, 0), upd(1, 9)],
+        "the table ends with (1, 9)"
+    );
+}
