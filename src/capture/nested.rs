@@ -23,7 +23,9 @@
 //! statement that ran it) moves what ran after the cascade wrote its relation (its own
 //! triggers' writes among them): the cascade, run without firing triggers, takes a serial as
 //! it finishes, and the notes under frames opened after it go. Notes go when the outermost
-//! frame closes; frames left by an ERROR at the (sub)transaction's abort.
+//! frame closes; frames left by an ERROR at the (sub)transaction's abort. A library loaded in
+//! the middle of a statement (not preloaded) opens one frame for the statements already
+//! finishing then (`open_loaded`).
 
 use std::cell::{Cell, RefCell};
 
@@ -44,6 +46,8 @@ enum Statement {
     /// A COPY FROM, opened while this many others were copying rows (a COPY run by a BEFORE
     /// trigger of a COPY's row).
     Copy(u32),
+    /// The statements that were finishing when the library was loaded (`open_loaded`).
+    Loaded,
 }
 
 #[derive(Clone, Copy)]
@@ -74,7 +78,8 @@ pub struct Place {
     copy: Option<u32>,
     /// Notes under frames opened after this serial are what the capture moves after its own
     /// events (0: none): the frame's own serial, or for a cascade's capture the serial its
-    /// first cascade on the relation took under that frame (what ran after it wrote).
+    /// first cascade on the relation took under that frame (what ran after it wrote), or for
+    /// the frame of a library loaded mid-statement the serial before it (`open_loaded`).
     after: u64,
 }
 
@@ -100,6 +105,28 @@ pub fn init() {
         pg_sys::ExecutorFinish_hook = Some(on_executor_finish);
     }
     super::frames_end::register(forget);
+    open_loaded();
+}
+
+/// Without preloading, the first trigger of pg_webhook's to fire in a session loads the
+/// library: the statements finishing then (the INSERT whose AFTER trigger ran the statement
+/// whose capture loaded it, a COPY whose BEFORE STATEMENT trigger did) began before the hooks
+/// were there, and have no frame. One frame stands for them all till the transaction ends.
+/// Their captures fire innermost first, each after everything noted since the load (all of it
+/// ran nested in that statement, and what ran before, under an inner one's frame, moves too)
+/// but what was written while a COPY copied (its BEFORE triggers' writes stay before it).
+fn open_loaded() {
+    // SAFETY: plain reads of the process and transaction state.
+    let mid_transaction = unsafe {
+        !pg_sys::process_shared_preload_libraries_in_progress && pg_sys::IsTransactionState()
+    };
+    if mid_transaction {
+        // Its serial less one is where its captures' moves start: never 0 (nothing).
+        LAST_SERIAL.set(LAST_SERIAL.get() + 1);
+        // At the top level: the statements it stands for may have begun outside a
+        // subtransaction that aborts.
+        open_at(Statement::Loaded, 1);
+    }
 }
 
 /// Not guarded: opening and closing a frame cannot fail, and the next ExecutorFinish's ERRORs
@@ -177,10 +204,16 @@ unsafe fn note_cascade(query: *mut pg_sys::QueryDesc) {
 
 /// Opens a frame for `statement`; its serial.
 fn open(statement: Statement) -> u64 {
+    // SAFETY: a plain read of the transaction state.
+    open_at(statement, unsafe {
+        pg_sys::GetCurrentTransactionNestLevel()
+    })
+}
+
+/// Opens a frame for `statement` at transaction nest level `level`; its serial.
+fn open_at(statement: Statement, level: i32) -> u64 {
     let serial = LAST_SERIAL.get() + 1;
     LAST_SERIAL.set(serial);
-    // SAFETY: a plain read of the transaction state.
-    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     FRAMES.with(|f| {
         f.borrow_mut().push(Frame {
             serial,
@@ -225,8 +258,14 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         Statement::Copy(_) => true,
         // SAFETY: see the function contract; the result relations live until ExecutorEnd.
         Statement::Query(query) => unsafe { writes(query, relid) },
+        // Statements without a frame: this capture's is the innermost of them still open.
+        Statement::Loaded => true,
     };
-    let after = if own {
+    let after = if matches!(top.statement, Statement::Loaded) {
+        // What was noted under it too: the captures of the statements it stands for, inner
+        // ones first.
+        top.serial - 1
+    } else if own {
         top.serial
     } else {
         CASCADES.with(|c| {
@@ -241,6 +280,7 @@ pub unsafe fn place(relid: pg_sys::Oid) -> Place {
         own,
         copy: match top.statement {
             Statement::Copy(copying) => Some(copying),
+            Statement::Loaded => Some(0),
             Statement::Query(_) => None,
         },
         after,

@@ -53,8 +53,9 @@ pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Resu
     Ok(())
 }
 
-/// Takes out the notes of `subscription` made under frames opened after `place`'s (for a
-/// COPY's, those not made while it copied: with no more COPYs copying than when it opened).
+/// Takes out the notes of `subscription` made under frames opened after `place.after` (the
+/// place's own frame, or for the frame of a library loaded mid-statement the one before it; for
+/// a COPY's, those not made while it copied: with no more COPYs copying than when it opened).
 ///
 /// Notes are kept in the order they were made, so those made before a frame still open was
 /// opened (all under older frames) come before those made since (under it or newer ones):
@@ -63,10 +64,10 @@ pub fn follow(writer: &mut QueueWriter, place: Place, subscription: i32) -> Resu
 fn nested_in(place: Place, subscription: i32) -> Vec<Taken> {
     TAKEN.with(|t| {
         let mut taken = t.borrow_mut();
-        let since = taken.partition_point(|n| n.frame < place.frame);
+        let since = taken.partition_point(|n| n.frame < place.after);
         let (nested, kept): (Vec<Taken>, Vec<Taken>) = taken.drain(since..).partition(|n| {
             n.subscription == subscription
-                && n.frame > place.frame
+                && n.frame > place.after
                 && place.copy.is_none_or(|copies| n.copying <= copies)
         });
         taken.extend(kept);
