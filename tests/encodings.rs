@@ -8,7 +8,8 @@ mod support;
 
 use postgres::Client;
 use support::cluster::{install_released_script, Cluster};
-use support::{error_of, exec, text};
+use support::receiver::Receiver;
+use support::{error_of, exec, subscribe, text, WAIT};
 
 /// A database `name` encoded in `encoding`, and a client of it.
 fn database(pg: &Cluster, name: &str, encoding: &str) -> Client {
@@ -74,4 +75,25 @@ fn a_0_2_0_install_in_a_latin1_database_is_not_updated() {
         .as_deref(),
         Some("0.2.0")
     );
+}
+
+#[test]
+fn a_database_named_in_latin1_does_not_stop_delivery_in_the_others() {
+    // The launcher reads every database's name from the shared catalog, as bytes of the
+    // encoding of the database that named it: "café" named in a LATIN1 database is not UTF-8.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    exec(
+        &mut database(&pg, "legacy", "LATIN1"),
+        "CREATE DATABASE \"café\"",
+    );
+    // The launcher lists the databases when it starts.
+    pg.stop("fast");
+    pg.pg_ctl_start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    rx.wait_for(1, WAIT);
+    assert_eq!(rx.accepted_ids(), vec![1]);
 }

@@ -63,11 +63,7 @@ fn scan_databases() -> Vec<(pg_sys::Oid, String, bool)> {
                 if form.datistemplate || form.datconnlimit == -2 {
                     continue;
                 }
-                found.push((
-                    form.oid,
-                    pgrx::name_data_to_str(&form.datname).to_string(),
-                    form.datallowconn,
-                ));
+                found.push((form.oid, name_of(&form.datname), form.datallowconn));
             }
             pg_sys::table_endscan(scan);
             pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
@@ -75,4 +71,20 @@ fn scan_databases() -> Vec<(pg_sys::Oid, String, bool)> {
         Ok(found)
     })
     .unwrap_or_default()
+}
+
+/// A database's name as text. It is in the encoding of the database that named it, which need
+/// not be UTF-8 ("café" named in a LATIN1 database): read strictly, one such name failed the
+/// whole listing, and the launcher stopped serving every database. Only logs and
+/// `pg_webhook.database` use the name (workers connect by oid).
+fn name_of(name: &pg_sys::NameData) -> String {
+    // SAFETY: a NameData's bytes as unsigned bytes, same size and layout.
+    let bytes: &[u8; pg_sys::NAMEDATALEN as usize] = unsafe {
+        &*name
+            .data
+            .as_ptr()
+            .cast::<[u8; pg_sys::NAMEDATALEN as usize]>()
+    };
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
