@@ -160,3 +160,36 @@ fn a_prepared_transaction_goes_out_as_one_request_of_all_its_events() {
     assert_eq!(body["transaction"]["events_total"], 3, "{body}");
     assert_eq!(requests[0].row_ids(), vec![1, 2, 3]);
 }
+
+#[test]
+fn a_pause_committed_by_commit_prepared_holds_the_events_written_after_it() {
+    // The pause's session lost its note of the change at PREPARE: the COMMIT PREPARED that
+    // commits it must make the workers reload the subscription, or they send on by their copy
+    // (reloaded only once a second otherwise).
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = orders(&pg, &rx, "");
+    exec(&mut db, "INSERT INTO orders VALUES (1)");
+    rx.wait_for(1, WAIT);
+    exec(
+        &mut db,
+        "BEGIN; SELECT webhook.pause('orders'); PREPARE TRANSACTION 'p'",
+    );
+    exec(&mut db, "COMMIT PREPARED 'p'");
+    exec(&mut db, "INSERT INTO orders VALUES (2)");
+    support::cluster::wait_until(WAIT, "the second event to be parked or sent", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status IN ('parked', 'delivered')",
+        ) == 2
+    });
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'parked'"
+        ),
+        1,
+        "the event written after the pause is held"
+    );
+    assert_eq!(rx.accepted_ids(), vec![1], "only the first event went out");
+}

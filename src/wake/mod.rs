@@ -119,8 +119,10 @@ fn serves_this_database() -> bool {
 }
 
 /// Called when the transaction runs `COMMIT PREPARED`: whether the prepared transaction queued
-/// events is not known here (its backend's flag went at `PREPARE`), so the workers this database
-/// has are woken in any case; one claim that finds nothing is all it costs them. A database
+/// events, changed a subscription or made events due is not known here (its backend's flags
+/// went at `PREPARE`), so the workers this database has are woken in any case, and every
+/// worker reloads its subscriptions and looks at scheduled events; one claim that finds nothing
+/// is all it costs them. A database
 /// without workers does not ask the launcher for some (it may not have pg_webhook at all): a
 /// worker that starts later finds the events anyway.
 pub fn note_prepared_committed() {
@@ -157,19 +159,23 @@ unsafe extern "C-unwind" fn on_xact_event(
             let scheduled = SCHEDULED_IN_THIS_XACT.with(|q| q.replace(false));
             let config = CONFIG_IN_THIS_XACT.with(|q| q.replace(false));
             let prepared = PREPARED_IN_THIS_XACT.with(|q| q.replace(false));
-            if (scheduled || config) && crate::is_preloaded() {
+            // What a prepared transaction did is not known here (its notes went at PREPARE):
+            // it may have paused, resumed or replayed too, which must hold from the next event
+            // on, so both epochs move as if it had.
+            let (scheduled_any, config_any) = (scheduled || prepared, config || prepared);
+            if (scheduled_any || config_any) && crate::is_preloaded() {
                 let mut workers = WORKERS.exclusive();
-                workers.schedule_epoch += u64::from(scheduled);
-                workers.config_epoch += u64::from(config);
+                workers.schedule_epoch += u64::from(scheduled_any);
+                workers.config_epoch += u64::from(config_any);
             }
             if queued || scheduled || config {
                 // SAFETY: MyDatabaseId is set in any backend that can run a transaction.
-                wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config, scheduled);
+                wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config, scheduled_any);
             } else if prepared && crate::is_preloaded() {
                 // SAFETY: as above.
-                set_latches(&pids_of(unsafe { pg_sys::MyDatabaseId }, |index| {
-                    index >= 0
-                }));
+                let database = unsafe { pg_sys::MyDatabaseId };
+                set_latches(&pids_of(database, |index| index >= 0));
+                wake_callback_runner(database);
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
