@@ -174,3 +174,49 @@ fn a_backfill_of_a_row_too_large_for_jsonb_goes_on_and_its_event_dies() {
     });
     assert!(!backfilled(&rx).contains_key(&1));
 }
+
+#[test]
+fn a_row_with_an_array_too_large_for_jsonb_commits_and_its_event_dies() {
+    // to_jsonb renders an array itself: two 130 MiB elements pass jsonb's 256 MiB for one.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, tags text[])");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT 1, ARRAY[v, v] FROM (SELECT repeat('x', 130 * 1024 * 1024) AS v) s;
+         INSERT INTO t (id) VALUES (2)",
+    );
+    assert_died_unread(&mut db, &rx);
+}
+
+#[test]
+fn a_row_with_a_bytea_whose_hex_passes_1_gb_commits_and_its_event_dies() {
+    // 513 MiB is a value PostgreSQL stores; its hex text would pass 1 GB, the most it allocates.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t (id, b) VALUES (1, convert_to(repeat('x', 513 * 1024 * 1024), 'UTF8'));
+         INSERT INTO t (id) VALUES (2)",
+    );
+    assert_died_unread(&mut db, &rx);
+}
+
+#[test]
+#[ignore = "to_jsonb refuses a number array whose jsonb passes 256 MiB though it is stored in 100 MiB: capture cannot tell before it builds it (README Too big)"]
+fn a_row_with_a_long_array_of_numbers_commits_and_its_event_dies() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, n int[])");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT 1, array_agg(g) FROM generate_series(1, 25000000) g;
+         INSERT INTO t (id) VALUES (2)",
+    );
+    assert_died_unread(&mut db, &rx);
+}

@@ -35,7 +35,8 @@ use crate::unguarded;
 #[derive(Clone, Copy)]
 pub enum Image {
     Json(pg_sys::Datum),
-    /// About this many bytes as jsonb (the keys and values it would hold).
+    /// About this many bytes as jsonb (the keys and values it would hold; values not rendered
+    /// counted by their size as stored).
     Omitted(usize),
 }
 
@@ -44,6 +45,8 @@ struct Column {
     index: usize,
     name: CString,
     render: Render,
+    /// Whether values are varlenas, whose size as stored is known without reading them.
+    varlena: bool,
 }
 
 pub struct RowJson {
@@ -121,6 +124,7 @@ impl RowJson {
                         index,
                         name: CStr::from_ptr(a.attname.data.as_ptr()).to_owned(),
                         render,
+                        varlena: a.attlen == -1,
                     }
                 })
                 .collect();
@@ -174,21 +178,34 @@ impl RowJson {
             unguarded::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
             let numeric_in = &mut self.numeric_in;
             // Each value is rendered and counted before it goes in: one over the limit (a
-            // string past jsonb's 256 MiB among them) never reaches the builder.
+            // string past jsonb's 256 MiB among them) never reaches the builder. A value whose
+            // size as stored is over what is left is not even rendered, but counted by that
+            // size: its text could pass the 1 GB PostgreSQL allocates at most (a bytea's hex
+            // is twice as long), or to_jsonb itself pass jsonb's limits (an array, a composite,
+            // a json value). So is every value once the image is over the limit.
             let mut bytes = 0usize;
             for column in self.columns.iter_mut() {
                 let name = column.name.as_bytes();
-                let mut value = if *nulls.get_unchecked(column.index) {
+                let null = *nulls.get_unchecked(column.index);
+                let datum = *values.get_unchecked(column.index);
+                let stored = if column.varlena && !null {
+                    unguarded::toast_raw_datum_size(datum).saturating_sub(pg_sys::VARHDRSZ)
+                } else {
+                    0
+                };
+                if bytes.saturating_add(name.len() + stored) > LARGEST_READABLE_IMAGES {
+                    // Counted to the end, for the reason the event dies with; built no further
+                    // (what the builder holds is in the current context, reset with it).
+                    bytes = bytes.saturating_add(name.len() + stored);
+                    continue;
+                }
+                let mut value = if null {
                     scalar(pg_sys::jbvType::jbvNull)
                 } else {
-                    column
-                        .render
-                        .value(r, *values.get_unchecked(column.index), numeric_in)
+                    column.render.value(r, datum, numeric_in)
                 };
                 bytes = bytes.saturating_add(name.len() + size(&value));
                 if bytes > LARGEST_READABLE_IMAGES {
-                    // Counted to the end, for the reason the event dies with; built no further
-                    // (what the builder holds is in the current context, reset with it).
                     continue;
                 }
                 let mut key = string(column.name.as_ptr().cast_mut(), name.len() as i32);
