@@ -47,8 +47,8 @@ fn load(id: i32) -> Option<PingTarget> {
                     row,
                     schema: names.get(1)?.unwrap_or_default(),
                     table: names.get(2)?.unwrap_or_default(),
-                    database: names.get(3)?.unwrap_or_default(),
-                    now: names.get(4)?.unwrap_or_default(),
+                    database: crate::sql::database_name(),
+                    now: names.get(3)?.unwrap_or_default(),
                 }))
             }),
         )

@@ -97,3 +97,50 @@ fn a_database_named_in_latin1_does_not_stop_delivery_in_the_others() {
     rx.wait_for(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1]);
 }
+
+#[test]
+fn a_database_named_in_latin1_sends_valid_json_naming_it() {
+    // "café" named in a LATIN1 database is the byte 0xE9 in pg_database, though the database
+    // (made from template1) is encoded in UTF8, where pgrx hands text to Rust unchecked: the
+    // CloudEvents source, which names the database, must still be UTF-8.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    exec(
+        &mut database(&pg, "legacy", "LATIN1"),
+        "CREATE DATABASE \"café\"",
+    );
+    let sql = format!(
+        "CREATE EXTENSION pg_webhook;
+         CREATE TABLE t (id int PRIMARY KEY);
+         SELECT webhook.subscribe(name => 't', target => 't', url => '{}',
+                                  format => 'cloudevents');
+         INSERT INTO t VALUES (1);",
+        rx.url("/t")
+    );
+    let port = pg.port.to_string();
+    // The name is not UTF-8, so not a Rust string: psql takes it from the environment as bytes.
+    let out = std::process::Command::new(pg.bin("psql"))
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", &sql])
+        .env(
+            "PGDATABASE",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"caf\xe9"),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("running psql: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = rx.wait_for(1, WAIT);
+    let body = &requests[0].body;
+    let text = std::str::from_utf8(body).unwrap_or_else(|e| {
+        panic!(
+            "the body is not UTF-8: {e}: {}",
+            String::from_utf8_lossy(body)
+        )
+    });
+    assert!(text.contains("\"source\":\"/pg_webhook/caf"), "{text}");
+    assert_eq!(requests[0].json()["data"]["record"]["id"], 1, "{text}");
+}

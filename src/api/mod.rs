@@ -27,7 +27,6 @@ use crate::queue::UNPARK;
 const MAX_NAME_LEN: usize = 63;
 
 const WEBHOOK_ADMIN: &str = include_str!("../../sql/queries/webhook_admin_role.sql");
-const CURRENT_DATABASE: &str = include_str!("../../sql/queries/current_database.sql");
 const UNSUBSCRIBE_BY: &str = include_str!("../../sql/queries/unsubscribe_by.sql");
 const DISCARD_QUEUED: &str = include_str!("../../sql/queries/discard_queued.sql");
 
@@ -256,11 +255,7 @@ fn warn_if_undeliverable() {
         );
         return;
     }
-    let current = spi(
-        "reading the database name",
-        Spi::get_one::<String>(CURRENT_DATABASE),
-    )
-    .unwrap_or_default();
+    let current = crate::sql::database_name();
     if !crate::guc::serves(&current) {
         ereport!(
             WARNING,

@@ -11,8 +11,6 @@ use pgrx::prelude::*;
 use super::settings::ServerSettings;
 use super::txn;
 
-const CURRENT_DATABASE: &str = include_str!("../../sql/queries/current_database.sql");
-
 extern "C-unwind" {
     // Postgres' own handlers, linked directly rather than through pgrx's guarded wrappers,
     // which must not run in signal context. `die` makes SIGTERM cancel a running query too.
@@ -147,11 +145,7 @@ pub fn connect(database: pg_sys::Oid) -> String {
         let settings = server.restore();
         // SAFETY: a catalog lookup inside the transaction txn::run opened.
         let superuser = unsafe { pg_sys::superuser() };
-        Ok((
-            Spi::get_one::<String>(CURRENT_DATABASE)?,
-            superuser,
-            settings,
-        ))
+        Ok((Some(crate::sql::database_name()), superuser, settings))
     })
     .unwrap_or_else(|e| error!("pg_webhook: this background process could not start: {e}"));
     if !settings.restored.is_empty() {

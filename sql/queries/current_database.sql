@@ -1,2 +1,0 @@
--- The name of the database this session is connected to.
-SELECT pg_catalog.current_database()::text
