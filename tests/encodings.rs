@@ -144,3 +144,28 @@ fn a_database_named_in_latin1_sends_valid_json_naming_it() {
     assert!(text.contains("\"source\":\"/pg_webhook/caf"), "{text}");
     assert_eq!(requests[0].json()["data"]["record"]["id"], 1, "{text}");
 }
+
+#[test]
+fn a_0_2_0_install_in_a_latin1_database_is_told_why_nothing_is_delivered() {
+    // The library is the cluster's: 0.3.0's worker delivers nothing of 0.2.0's database, and
+    // the update that would let it is refused there, so the worker must not ask for it.
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&[]);
+    exec(
+        &mut database(&pg, "legacy", "LATIN1"),
+        "CREATE EXTENSION pg_webhook VERSION '0.2.0'",
+    );
+    // The launcher starts workers in every database when it starts.
+    pg.stop("fast");
+    pg.pg_ctl_start();
+    support::cluster::wait_until(WAIT, "the legacy worker's word", || {
+        pg.log()
+            .contains("database \"legacy\" has pg_webhook 0.2.0 and is not encoded in UTF8")
+    });
+    assert!(
+        !pg.log()
+            .contains("database \"legacy\" has pg_webhook 0.2.0 and this library is"),
+        "the update it refuses is not suggested"
+    );
+}

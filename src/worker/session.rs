@@ -138,7 +138,15 @@ impl Worker {
             Ok(Err(state)) => {
                 if self.ready || self.told.as_ref() != Some(&state) {
                     let database = &self.settings.database;
+                    // SAFETY: a plain read of the connected database's encoding.
+                    let utf8 = unsafe { pg_sys::GetDatabaseEncoding() }
+                        == pg_sys::pg_enc::PG_UTF8 as std::ffi::c_int;
                     match &state {
+                        // The update refuses such a database: telling the DBA to run it would
+                        // leave the queue growing for nothing.
+                        Readiness::OtherVersion(v) if !utf8 => log!(
+                            "pg_webhook worker: database \"{database}\" has pg_webhook {v} and is not encoded in UTF8: this library delivers nothing of it and ALTER EXTENSION pg_webhook UPDATE refuses it, while its events keep queueing; move its data into a UTF8 database (pg_dump and pg_restore convert it), or drop pg_webhook from it"
+                        ),
                         Readiness::OtherVersion(v) => log!(
                             "pg_webhook worker: database \"{database}\" has pg_webhook {v} and this library is {}; events keep queueing, and are delivered after ALTER EXTENSION pg_webhook UPDATE",
                             env!("CARGO_PKG_VERSION")
