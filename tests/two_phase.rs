@@ -193,3 +193,16 @@ fn a_pause_committed_by_commit_prepared_holds_the_events_written_after_it() {
     );
     assert_eq!(rx.accepted_ids(), vec![1], "only the first event went out");
 }
+
+#[test]
+fn commit_prepared_over_the_extended_protocol_wakes_the_workers() {
+    // Drivers send statements parsed, bound and executed: ProcessUtility runs them the same.
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = orders(&pg, &rx, "");
+    prepare(&pg, "t1", 0, &[1]);
+    db.execute("COMMIT PREPARED 't1'", &[])
+        .unwrap_or_else(|e| panic!("COMMIT PREPARED: {e}"));
+    rx.wait_for(1, WAIT);
+    assert_eq!(rx.accepted_ids(), vec![1]);
+}
