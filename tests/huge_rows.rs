@@ -46,6 +46,11 @@ fn assert_died_unread(db: &mut Client, rx: &Receiver) {
         error.contains("too large to send") && error.contains("left unread"),
         "{error}"
     );
+    // Raising pg_webhook.max_payload_bytes and replaying would not send it: it says so.
+    assert!(
+        error.contains("any worker reads, whatever pg_webhook.max_payload_bytes says"),
+        "{error}"
+    );
     let bytes: i64 = error
         .split_whitespace()
         .find_map(|w| w.parse().ok())

@@ -241,9 +241,14 @@ impl Dispatcher {
             }
         };
         if event.payload_bytes > self.largest_readable() {
+            // Past what any worker reads, raising the setting and replaying cannot send it.
+            let why = match event.payload_bytes > payload::LARGEST_READABLE_IMAGES as i64 {
+                true => format!("over the {} bytes any worker reads, whatever pg_webhook.max_payload_bytes says (a replay cannot send it)", payload::LARGEST_READABLE_IMAGES),
+                false => format!("within pg_webhook.max_payload_bytes ({})", self.max_payload_bytes),
+            };
             let e = format!(
-                "the event's row images are {} bytes, too large to send within pg_webhook.max_payload_bytes ({}) and left unread",
-                event.payload_bytes, self.max_payload_bytes
+                "the event's row images are {} bytes, too large to send {why} and left unread",
+                event.payload_bytes
             );
             return Err((e, Decision::Dead));
         }
