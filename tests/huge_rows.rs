@@ -225,3 +225,31 @@ fn a_row_with_a_long_array_of_numbers_commits_and_its_event_dies() {
     );
     assert_died_unread(&mut db, &rx);
 }
+
+#[test]
+fn a_transaction_with_a_row_too_large_sends_its_other_events_as_one_request() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = table(&pg, &rx, ", group_by => 'transaction'");
+    exec(
+        &mut db,
+        "BEGIN;
+         INSERT INTO t (id) VALUES (3);
+         INSERT INTO t (id, x) SELECT 1, repeat('x', 170 * 1024 * 1024);
+         INSERT INTO t (id) VALUES (4);
+         COMMIT;
+         INSERT INTO t (id) VALUES (2)",
+    );
+    wait_until(WAIT, "the other events and the marker", || {
+        let ids: Vec<i64> = rx.requests().iter().flat_map(|r| r.row_ids()).collect();
+        ids.contains(&2) && ids.contains(&3) && ids.contains(&4)
+    });
+    wait_until(WAIT, "the huge row's event to die", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead' AND record IS NULL",
+        ) == 1
+    });
+    let ids: Vec<i64> = rx.requests().iter().flat_map(|r| r.row_ids()).collect();
+    assert!(!ids.contains(&1), "{ids:?}");
+}
