@@ -68,8 +68,15 @@ unsafe fn kind(statement: *mut pg_sys::Node) -> Kind {
     }
 }
 
-/// Not guarded: opening and closing a frame and setting a flag cannot fail, and the
-/// statement's ERRORs pass through as PostgreSQL raised them.
+/// Whether this database has pg_webhook (a catalog lookup, in the statement's transaction).
+fn has_pg_webhook() -> bool {
+    // SAFETY: a catalog lookup inside a transaction; `true`: InvalidOid when missing.
+    unsafe { pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true) != pg_sys::Oid::INVALID }
+}
+
+/// Not guarded: opening and closing a frame and setting a flag cannot fail (nor, but for a
+/// broken catalog, looking up the extension, before the statement runs and with nothing to
+/// drop), and the statement's ERRORs pass through as PostgreSQL raised them.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn on_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -87,7 +94,15 @@ unsafe extern "C-unwind" fn on_process_utility(
         match kind((*pstmt).utilityStmt) {
             Kind::CopyFrom => frame = Some(crate::capture::nested::open_copy()),
             // Noted before it runs: if it fails, the transaction aborts and the note goes.
-            Kind::CommitPrepared => crate::wake::note_prepared_committed(),
+            Kind::CommitPrepared => {
+                crate::wake::note_prepared_committed();
+                // Where pg_webhook is, as a commit that queued events: a database whose
+                // workers all stopped gets them back (the launcher is asked for none where it
+                // is not, which would start workers only to find nothing).
+                if has_pg_webhook() {
+                    crate::wake::note_event_queued();
+                }
+            }
             Kind::Other => {}
         }
         PREVIOUS_UTILITY.unwrap_or(standard_process_utility)(

@@ -206,3 +206,29 @@ fn commit_prepared_over_the_extended_protocol_wakes_the_workers() {
     rx.wait_for(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1]);
 }
+
+#[test]
+fn commit_prepared_brings_back_workers_that_were_all_stopped() {
+    // With every worker of the database stopped, the launcher starts them again when a commit
+    // that queued events asks; a COMMIT PREPARED must ask too, or a writer that only commits
+    // prepared transactions has its events wait for the next restart.
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = orders(&pg, &rx, "");
+    let workers = "SELECT count(*) FROM pg_stat_activity
+                    WHERE backend_type IN ('pg_webhook', 'pg_webhook callbacks')";
+    support::cluster::wait_until(WAIT, "the workers to start", || count(&mut db, workers) > 0);
+    support::cluster::wait_until(WAIT, "the workers to stay stopped", || {
+        exec(
+            &mut db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE backend_type IN ('pg_webhook', 'pg_webhook callbacks')",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        count(&mut db, workers) == 0
+    });
+    prepare(&pg, "t1", 0, &[1]);
+    exec(&mut db, "COMMIT PREPARED 't1'");
+    rx.wait_for(1, WAIT);
+    assert_eq!(rx.accepted_ids(), vec![1]);
+}

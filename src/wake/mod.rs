@@ -122,9 +122,8 @@ fn serves_this_database() -> bool {
 /// events, changed a subscription or made events due is not known here (its backend's flags
 /// went at `PREPARE`), so the workers this database has are woken in any case, and every
 /// worker reloads its subscriptions and looks at scheduled events; one claim that finds nothing
-/// is all it costs them. A database
-/// without workers does not ask the launcher for some (it may not have pg_webhook at all): a
-/// worker that starts later finds the events anyway.
+/// is all it costs them. Where pg_webhook is installed the hook also notes an event queued, so
+/// a database without workers asks the launcher for some (not where it is not).
 pub fn note_prepared_committed() {
     PREPARED_IN_THIS_XACT.with(|q| q.set(true));
 }
