@@ -47,7 +47,7 @@ fn load(id: i32) -> Option<PingTarget> {
                     row,
                     schema: names.get(1)?.unwrap_or_default(),
                     table: names.get(2)?.unwrap_or_default(),
-                    database: crate::sql::database_name(),
+                    database: crate::sql::database_name().unwrap_or_default(),
                     now: names.get(3)?.unwrap_or_default(),
                 }))
             }),

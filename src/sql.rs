@@ -293,15 +293,13 @@ pub fn pop_settings(nest: i32) {
 /// This session's database name, read as bytes: it is in the encoding of the database that
 /// named it ("café" named in a LATIN1 database is the byte 0xE9), and pgrx hands text to Rust
 /// unchecked in a UTF8 database, so read as text it made a `String` that is not UTF-8, sent as
-/// is in CloudEvents' `source`. Not UTF-8, it is read lossily.
-pub fn database_name() -> String {
+/// is in CloudEvents' `source`. Not UTF-8, it is read lossily. `None` when the database is
+/// gone.
+pub fn database_name() -> Option<String> {
     // SAFETY: a syscache lookup of this session's database, inside a transaction; the palloc'd
     // name (NULL when missing) is copied out.
     unsafe {
         let name = pgrx::pg_sys::get_database_name(pgrx::pg_sys::MyDatabaseId);
-        if name.is_null() {
-            return String::new();
-        }
-        CStr::from_ptr(name).to_string_lossy().into_owned()
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
     }
 }

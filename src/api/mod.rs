@@ -255,7 +255,7 @@ fn warn_if_undeliverable() {
         );
         return;
     }
-    let current = crate::sql::database_name();
+    let current = crate::sql::database_name().unwrap_or_default();
     if !crate::guc::serves(&current) {
         ereport!(
             WARNING,

@@ -96,16 +96,7 @@ pub fn note_event_queued() {
     QUEUED_IN_THIS_XACT.with(|q| q.set(true));
     // Read here, in the transaction, for the commit callback, which must not look it up.
     DATABASE_NAME.with(|name| {
-        name.get_or_init(|| {
-            // SAFETY: a syscache lookup of this backend's database, inside a transaction.
-            let ptr = unsafe { pg_sys::get_database_name(pg_sys::MyDatabaseId) };
-            (!ptr.is_null()).then(|| {
-                // SAFETY: a palloc'd NUL-terminated string.
-                unsafe { std::ffi::CStr::from_ptr(ptr) }
-                    .to_string_lossy()
-                    .into_owned()
-            })
-        });
+        name.get_or_init(crate::sql::database_name);
     });
 }
 

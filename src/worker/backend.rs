@@ -145,7 +145,7 @@ pub fn connect(database: pg_sys::Oid) -> String {
         let settings = server.restore();
         // SAFETY: a catalog lookup inside the transaction txn::run opened.
         let superuser = unsafe { pg_sys::superuser() };
-        Ok((Some(crate::sql::database_name()), superuser, settings))
+        Ok((crate::sql::database_name(), superuser, settings))
     })
     .unwrap_or_else(|e| error!("pg_webhook: this background process could not start: {e}"));
     if !settings.restored.is_empty() {

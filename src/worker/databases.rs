@@ -78,13 +78,8 @@ fn scan_databases() -> Vec<(pg_sys::Oid, String, bool)> {
 /// whole listing, and the launcher stopped serving every database. Only logs and
 /// `pg_webhook.database` use the name (workers connect by oid).
 fn name_of(name: &pg_sys::NameData) -> String {
-    // SAFETY: a NameData's bytes as unsigned bytes, same size and layout.
-    let bytes: &[u8; pg_sys::NAMEDATALEN as usize] = unsafe {
-        &*name
-            .data
-            .as_ptr()
-            .cast::<[u8; pg_sys::NAMEDATALEN as usize]>()
-    };
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    // SAFETY: a catalog NameData is NUL-terminated within NAMEDATALEN.
+    unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
