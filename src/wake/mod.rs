@@ -111,10 +111,10 @@ fn serves_this_database() -> bool {
 
 /// Called when the transaction runs `COMMIT PREPARED`: whether the prepared transaction queued
 /// events, changed a subscription or made events due is not known here (its backend's flags
-/// went at `PREPARE`), so the workers this database has are woken in any case, and every
-/// worker reloads its subscriptions and looks at scheduled events; one claim that finds nothing
-/// is all it costs them. Where pg_webhook is installed the hook also notes an event queued, so
-/// a database without workers asks the launcher for some (not where it is not).
+/// went at `PREPARE`), so every worker reloads its subscriptions and looks at scheduled events.
+/// Where pg_webhook is installed the hook also notes an event queued, which wakes this
+/// database's workers (one claim that finds nothing is all it costs them) and asks the launcher
+/// for some when there are none; where it is not, there are no workers to wake.
 pub fn note_prepared_committed() {
     PREPARED_IN_THIS_XACT.with(|q| q.set(true));
 }
@@ -160,12 +160,9 @@ unsafe extern "C-unwind" fn on_xact_event(
             }
             if queued || scheduled || config {
                 // SAFETY: MyDatabaseId is set in any backend that can run a transaction.
+                // A COMMIT PREPARED where pg_webhook is comes here too (the hook notes an event
+                // queued); where it is not, there are no workers to wake.
                 wake_workers_of(unsafe { pg_sys::MyDatabaseId }, config, scheduled_any);
-            } else if prepared && crate::is_preloaded() {
-                // SAFETY: as above.
-                let database = unsafe { pg_sys::MyDatabaseId };
-                set_latches(&pids_of(database, |index| index >= 0));
-                wake_callback_runner(database);
             }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT
