@@ -252,4 +252,14 @@ fn a_transaction_with_a_row_too_large_sends_its_other_events_as_one_request() {
     });
     let ids: Vec<i64> = rx.requests().iter().flat_map(|r| r.row_ids()).collect();
     assert!(!ids.contains(&1), "{ids:?}");
+    // Its transaction's request names it dead, between the two it sends.
+    let part = rx
+        .requests()
+        .into_iter()
+        .find(|r| r.row_ids() == [3, 4])
+        .map(|r| r.json())
+        .unwrap_or_default();
+    assert_eq!(part["transaction"]["events_total"], 3, "{part}");
+    assert_eq!(part["dead"][0]["reason"], "too_large", "{part}");
+    assert_eq!(part["dead"][0]["operation"], "INSERT", "{part}");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, subscribe, WAIT};
+use support::{count, exec, grouped_table, WAIT};
 
 /// A cluster whose requests may carry 8 kB (lowered by the tests), polling every 100 ms.
 fn cluster() -> Cluster {
@@ -23,10 +23,7 @@ fn cluster() -> Cluster {
 /// Table `t` subscribed by transaction (with `options`) and 40 rows of ~300 bytes written in
 /// one transaction: a session.
 fn forty_rows_in_one_transaction(pg: &Cluster, rx: &Receiver, options: &str) -> postgres::Client {
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    let options = format!(", group_by => 'transaction'{options}");
-    subscribe(&mut db, "t", "t", &rx.url("/t"), &options);
+    let mut db = grouped_table(pg, rx, options);
     exec(
         &mut db,
         "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series(1, 40) g",

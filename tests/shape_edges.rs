@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, subscribe, WAIT};
+use support::{count, exec, grouped_table, subscribe, WAIT};
 
 #[test]
 fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_them() {
@@ -24,14 +24,10 @@ fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_
             Reply::Status(204)
         }
     });
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", group_by => 'transaction', retry_schedule => ARRAY['3 seconds']::interval[], max_attempts => 5",
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['3 seconds']::interval[], max_attempts => 5",
     );
     exec(
         &mut db,

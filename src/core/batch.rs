@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::payload::Format;
+use crate::payload::{cloud_event, Envelope, Format};
 
 /// One event in a batch: its own `webhook-id` and its body as it would be sent alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,31 +85,116 @@ fn frame(format: Format, tx: Option<&TransactionPart>) -> usize {
     }
 }
 
-/// The size of the body `members` would make.
-pub fn body_len(format: Format, members: &[Member], tx: Option<&TransactionPart>) -> usize {
+/// The size of the batch body `members` would make.
+pub fn body_len(format: Format, members: &[Member]) -> usize {
+    part_len(format, members, &[], None)
+}
+
+/// The size of the body of a transaction's part with `members` and `dead` notes (see
+/// `part_body`); with `tx` `None`, a batch's.
+pub fn part_len(
+    format: Format,
+    members: &[Member],
+    dead: &[Bytes],
+    tx: Option<&TransactionPart>,
+) -> usize {
     let each: usize = members
         .iter()
         .map(|m| m.body.len() + member_overhead(format, m.id.len(), tx))
         .sum();
-    each + members.len().saturating_sub(1) + frame(format, tx)
+    let notes: usize = dead
+        .iter()
+        .map(|n| match format {
+            Format::CloudEvents => n.len() + 1 + member_overhead(format, 0, tx),
+            _ => n.len() + 1,
+        })
+        .sum();
+    // `,"dead":[]` around the notes, outside CloudEvents.
+    let list = match (format, dead.is_empty()) {
+        (Format::CloudEvents, _) | (_, true) => 0,
+        _ => 9,
+    };
+    each + members.len().saturating_sub(1) + notes + list + frame(format, tx)
 }
 
-/// The body of a batch (or, with `tx`, of one part of a transaction).
-///
-/// `database` and `standard`: `{"events":[{"webhook_id":…,"payload":…},…]}`, with a
-/// `"transaction":{"id":…,"part":…,"parts":…,"events_total":…}` first for a transaction.
-/// `cloudevents`: `[event,…]`, each event carrying the transaction as the extension attributes
-/// `pgtxid`, `pgtxpart`, `pgtxparts` and `pgtxevents` for a transaction.
-pub fn body(format: Format, members: &[Member], tx: Option<&TransactionPart>) -> Bytes {
-    let mut out = String::with_capacity(body_len(format, members, tx));
+/// The body of a batch: `database` and `standard`:
+/// `{"events":[{"webhook_id":…,"payload":…},…]}`; `cloudevents`: `[event,…]`.
+pub fn body(format: Format, members: &[Member]) -> Bytes {
+    render(format, members, &[], None)
+}
+
+/// What a transaction's part says of one of its events that died unsent (too large to send):
+/// the event's own `webhook_id`, its operation and why, so that a receiver applying the
+/// transaction all or nothing can tell it from one still to come. `database` and `standard`
+/// list these objects under `"dead"`; in `cloudevents` each is an event of its own, of type
+/// `pg_webhook.<table>.dead`, whose `id` is the event's webhook-id with `.dead` added (never
+/// the event's own: a receiver that de-duplicates on it would drop the event once replayed).
+pub fn dead_note(format: Format, dead: &DeadEvent<'_>) -> Bytes {
+    let mut data = String::with_capacity(80 + dead.webhook_id.len() + dead.reason.len());
+    data.push_str("{\"webhook_id\":");
+    data.push_str(&json_string(dead.webhook_id));
+    data.push_str(",\"operation\":");
+    data.push_str(&json_string(dead.operation));
+    data.push_str(",\"reason\":");
+    data.push_str(&json_string(dead.reason));
+    data.push('}');
+    match format {
+        Format::CloudEvents => {
+            let id = format!("{}.dead", dead.webhook_id);
+            let envelope = Envelope {
+                message_id: &id,
+                ..dead.envelope
+            };
+            cloud_event(&envelope, dead.schema, dead.table, "dead", &data)
+        }
+        _ => Bytes::from(data),
+    }
+}
+
+/// An event of a transaction that died unsent, for `dead_note`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadEvent<'a> {
+    pub webhook_id: &'a str,
+    /// `INSERT`, `UPDATE`, ... as in the payload's `type`.
+    pub operation: &'a str,
+    /// A short code: `too_large`, or `unknown_operation` for a queue row no release wrote.
+    pub reason: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
+    /// The event's capture time and the database, for CloudEvents.
+    pub envelope: Envelope<'a>,
+}
+
+/// The body of one part of a transaction: `database` and `standard`:
+/// `{"transaction":{"id":…,"part":…,"parts":…,"events_total":…},"events":[…]}`, followed by
+/// `,"dead":[note,…]` when some of the part's events died unsent (see `dead_note`);
+/// `cloudevents`: `[event,…,note,…]`, each carrying the transaction as the extension
+/// attributes `pgtxid`, `pgtxpart`, `pgtxparts` and `pgtxevents`.
+pub fn part_body(
+    format: Format,
+    members: &[Member],
+    dead: &[Bytes],
+    tx: &TransactionPart,
+) -> Bytes {
+    render(format, members, dead, Some(tx))
+}
+
+fn render(
+    format: Format,
+    members: &[Member],
+    dead: &[Bytes],
+    tx: Option<&TransactionPart>,
+) -> Bytes {
+    let mut out = String::with_capacity(part_len(format, members, dead, tx));
     match format {
         Format::CloudEvents => {
             out.push('[');
-            for (i, m) in members.iter().enumerate() {
+            let events = members.iter().map(|m| &m.body).chain(dead);
+            for (i, event) in events.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                let text = String::from_utf8_lossy(&m.body);
+                let text = String::from_utf8_lossy(event);
                 match (tx, text.strip_prefix('{')) {
                     (Some(t), Some(rest)) => {
                         out.push('{');
@@ -149,7 +234,18 @@ pub fn body(format: Format, members: &[Member], tx: Option<&TransactionPart>) ->
                 out.push_str(&String::from_utf8_lossy(&m.body));
                 out.push('}');
             }
-            out.push_str("]}");
+            out.push(']');
+            if !dead.is_empty() {
+                out.push_str(",\"dead\":[");
+                for (i, note) in dead.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&String::from_utf8_lossy(note));
+                }
+                out.push(']');
+            }
+            out.push('}');
         }
     }
     Bytes::from(out)
@@ -191,127 +287,5 @@ pub fn cut(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member(id: &str, body: &str) -> Member {
-        Member {
-            id: id.to_string(),
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    #[test]
-    fn a_batch_wraps_each_events_own_body() {
-        let members = [
-            member("msg_a_1", r#"{"type":"INSERT"}"#),
-            member("msg_a_2", r#"{"x":1}"#),
-        ];
-        let body = body(Format::Database, &members, None);
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            r#"{"events":[{"webhook_id":"msg_a_1","payload":{"type":"INSERT"}},{"webhook_id":"msg_a_2","payload":{"x":1}}]}"#
-        );
-        assert!(body.len() <= body_len(Format::Database, &members, None));
-    }
-
-    #[test]
-    fn a_transaction_part_says_where_it_stands() {
-        let tx = TransactionPart {
-            id: "750".into(),
-            part: 2,
-            parts: 3,
-            events_total: 9,
-        };
-        let members = [member("msg_a_7", "{}")];
-        let body = body(Format::Standard, &members, Some(&tx));
-        assert_eq!(
-            std::str::from_utf8(&body).unwrap(),
-            r#"{"transaction":{"id":"750","part":2,"parts":3,"events_total":9},"events":[{"webhook_id":"msg_a_7","payload":{}}]}"#
-        );
-        assert!(body.len() <= body_len(Format::Standard, &members, Some(&tx)));
-    }
-
-    #[test]
-    fn cloudevents_batches_are_arrays_of_structured_events() {
-        let members = [
-            member("msg_a_1", r#"{"specversion":"1.0","id":"msg_a_1"}"#),
-            member("msg_a_2", r#"{"specversion":"1.0","id":"msg_a_2"}"#),
-        ];
-        let plain = body(Format::CloudEvents, &members, None);
-        assert_eq!(
-            std::str::from_utf8(&plain).unwrap(),
-            r#"[{"specversion":"1.0","id":"msg_a_1"},{"specversion":"1.0","id":"msg_a_2"}]"#
-        );
-        let tx = TransactionPart {
-            id: "9".into(),
-            part: 1,
-            parts: 1,
-            events_total: 2,
-        };
-        let parsed: serde_json::Value =
-            serde_json::from_slice(&body(Format::CloudEvents, &members, Some(&tx))).unwrap();
-        assert_eq!(parsed[1]["pgtxid"], "9");
-        assert_eq!(parsed[1]["pgtxevents"], 2);
-        assert_eq!(parsed[1]["id"], "msg_a_2");
-        assert_eq!(
-            content_type(Format::CloudEvents),
-            "application/cloudevents-batch+json"
-        );
-    }
-
-    #[test]
-    fn batches_are_cut_by_count_and_by_bytes() {
-        let members: Vec<Member> = (0..7)
-            .map(|i| member(&format!("m{i}"), "{\"v\":12345}"))
-            .collect();
-        let by_count = cut(Format::Database, &members, 3, usize::MAX, None);
-        assert_eq!(by_count, vec![0..3, 3..6, 6..7]);
-        // Each member adds 11 + 29 + 2 + 1 = 43 bytes; the frame is 13.
-        let by_bytes = cut(Format::Database, &members, 100, 13 + 2 * 43, None);
-        assert_eq!(by_bytes, vec![0..2, 2..4, 4..6, 6..7]);
-        for range in by_bytes {
-            assert!(body(Format::Database, &members[range], None).len() <= 13 + 2 * 43);
-        }
-        // One member larger than the limit still goes, alone.
-        let big = vec![
-            member("a", "{}"),
-            member("b", &"x".repeat(500)),
-            member("c", "{}"),
-        ];
-        assert_eq!(
-            cut(Format::Database, &big, 100, 200, None),
-            vec![0..1, 1..2, 2..3]
-        );
-    }
-
-    #[test]
-    fn batch_and_transaction_ids_are_distinct_from_event_ids() {
-        let events = [(17, 1), (18, 1), (20, 1)];
-        let id = batch_id("u", 17, &events);
-        assert!(id.starts_with("msg_u_b17_"), "{id}");
-        assert_eq!(
-            id,
-            batch_id("u", 17, &events),
-            "the same batch, the same id"
-        );
-        assert_ne!(
-            id,
-            batch_id("u", 17, &events[..2]),
-            "other events, another id"
-        );
-        assert_eq!(
-            id,
-            batch_id("u", 17, &[(20, 1), (17, 1), (18, 1)]),
-            "the same events in another order, the same id"
-        );
-        assert_ne!(
-            id,
-            batch_id("u", 17, &[(17, 2), (18, 2), (20, 2)]),
-            "the same ids on another timeline, another id"
-        );
-        assert_eq!(transaction_message_id("u", "750", 1, 2), "msg_u_t750_2");
-        assert_eq!(transaction_message_id("u", "750", 3, 2), "msg_u_t750.3_2");
-        assert_ne!(id, crate::payload::message_id("u", 17, 1));
-    }
-}
+#[path = "batch_tests.rs"]
+mod tests;

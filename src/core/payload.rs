@@ -161,28 +161,35 @@ fn formatted(
             out.push('}');
             Bytes::from(out)
         }
-        Format::CloudEvents => {
-            let mut out = String::with_capacity(200 + data.len());
-            out.push_str("{\"specversion\":\"1.0\",\"id\":");
-            push_json_string(&mut out, envelope.message_id);
-            out.push_str(",\"source\":");
-            push_json_string(
-                &mut out,
-                &format!(
-                    "/pg_webhook/{}/{}/{}",
-                    envelope.database, change.schema, change.table
-                ),
-            );
-            out.push_str(",\"type\":");
-            push_json_string(&mut out, &format!("pg_webhook.{event_type}"));
-            out.push_str(",\"time\":");
-            push_json_string(&mut out, envelope.time);
-            out.push_str(",\"datacontenttype\":\"application/json\",\"data\":");
-            out.push_str(&data);
-            out.push('}');
-            Bytes::from(out)
-        }
+        Format::CloudEvents => cloud_event(envelope, change.schema, change.table, type_name, &data),
     }
+}
+
+/// A CloudEvents 1.0 structured event: `id` the envelope's message id, `source` the database
+/// and table, `type` `pg_webhook.<table>.<type_name>`, `data` the JSON text given.
+pub(crate) fn cloud_event(
+    envelope: &Envelope<'_>,
+    schema: &str,
+    table: &str,
+    type_name: &str,
+    data: &str,
+) -> Bytes {
+    let mut out = String::with_capacity(200 + data.len());
+    out.push_str("{\"specversion\":\"1.0\",\"id\":");
+    push_json_string(&mut out, envelope.message_id);
+    out.push_str(",\"source\":");
+    push_json_string(
+        &mut out,
+        &format!("/pg_webhook/{}/{schema}/{table}", envelope.database),
+    );
+    out.push_str(",\"type\":");
+    push_json_string(&mut out, &format!("pg_webhook.{table}.{type_name}"));
+    out.push_str(",\"time\":");
+    push_json_string(&mut out, envelope.time);
+    out.push_str(",\"datacontenttype\":\"application/json\",\"data\":");
+    out.push_str(data);
+    out.push('}');
+    Bytes::from(out)
 }
 
 fn push_json_string(out: &mut String, s: &str) {

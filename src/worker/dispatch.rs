@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pg_webhook_core::http::{Attempt, Endpoint, Message, Sender};
-use pg_webhook_core::payload::{self, message_id, Envelope, Operation, RowChange};
+use pg_webhook_core::payload::message_id;
 use pg_webhook_core::retry::{AttemptKind, RetryPolicy};
-use pg_webhook_core::Bytes;
 use tokio::runtime::Runtime;
 use tokio::task::{Id, JoinSet};
 
@@ -21,11 +20,14 @@ use crate::queue::{Decision, Outcome, QueuedEvent};
 mod batching;
 mod holding;
 mod pace;
+mod parts;
+mod prepare;
 mod settle;
 
 pub use batching::Gathered;
 pub use pace::{Pace, SLOW};
 
+use prepare::Unsent;
 use settle::{settle, truncate};
 
 /// One event of a request in flight.
@@ -39,6 +41,9 @@ struct Passenger {
     series_start: i32,
     /// Where the claim found its row (see `QueuedEvent::tid`).
     tid: Option<pgrx::pg_sys::ItemPointerData>,
+    /// Why it cannot be sent, when it rides only as a note in its transaction's part: it dies
+    /// with this reason when the part is delivered (see `parts.rs`).
+    dies: Option<String>,
 }
 
 impl Passenger {
@@ -50,6 +55,7 @@ impl Passenger {
             attempt: event.attempts + 1,
             series_start: event.series_start,
             tid: event.tid,
+            dies: None,
         }
     }
 }
@@ -144,9 +150,9 @@ impl Dispatcher {
         self.take(&event);
         let (body, endpoint, policy, target) = match self.prepare(&event, target) {
             Ok(ready) => ready,
-            Err((error, decision)) => {
+            Err(unsent) => {
                 let callback = target.is_some_and(|t| t.has_callback);
-                self.settle_unsent(&event, error, decision, callback);
+                self.settle_unsent(&event, unsent.error, unsent.decision, callback);
                 return;
             }
         };
@@ -215,72 +221,6 @@ impl Dispatcher {
         );
         *self.requests_by.entry(flight.subscription_id).or_default() += 1;
         self.flights.insert(handle.id(), flight);
-    }
-
-    /// The body `event` would be sent with alone, with where and how it is sent; or why it
-    /// cannot be sent and what becomes of it.
-    #[allow(clippy::type_complexity)]
-    fn prepare<'t>(
-        &self,
-        event: &QueuedEvent,
-        target: Option<&'t Target>,
-    ) -> Result<(Bytes, Arc<Endpoint>, Arc<RetryPolicy>, &'t Target), (String, Decision)> {
-        let Some(target) = target else {
-            let e = format!("subscription {} no longer exists", event.subscription_id);
-            return Err((e, Decision::Dead));
-        };
-        let (endpoint, policy) = match &target.config {
-            Ok(config) => config,
-            Err(e) => {
-                // Fixable by the DBA, so retried on the default schedule rather than killed.
-                let delay = RetryPolicy::default()
-                    .base_delay((event.attempts + 1).max(1) as u32)
-                    .unwrap_or(Duration::from_secs(3600));
-                let delay_ms = delay.as_millis() as i64;
-                return Err((e.clone(), Decision::Retry { delay_ms }));
-            }
-        };
-        if event.payload_bytes > self.largest_readable() {
-            // Past what any worker reads, raising the setting and replaying cannot send it.
-            let why = match event.payload_bytes > payload::LARGEST_READABLE_IMAGES as i64 {
-                true => format!("over the {} bytes any worker reads, whatever pg_webhook.max_payload_bytes says (a replay cannot send it)", payload::LARGEST_READABLE_IMAGES),
-                false => format!("within pg_webhook.max_payload_bytes ({})", self.max_payload_bytes),
-            };
-            let e = format!(
-                "the event's row images are {} bytes, too large to send {why} and left unread",
-                event.payload_bytes
-            );
-            return Err((e, Decision::Dead));
-        }
-        let op = Operation::from_queue(&event.op).map_err(|e| {
-            (
-                format!("event has an unknown operation: {e}"),
-                Decision::Dead,
-            )
-        })?;
-        let id = message_id(&target.uid, event.id, event.timeline);
-        let change = RowChange {
-            op,
-            schema: &event.table_schema,
-            table: &event.table_name,
-            record: event.record.as_deref(),
-            old_record: event.old_record.as_deref(),
-        };
-        let envelope = Envelope {
-            message_id: &id,
-            time: &event.created_at,
-            database: &self.database,
-        };
-        let body = payload::body(target.format, &change, &envelope);
-        if body.len() > self.max_payload_bytes {
-            let e = format!(
-                "payload is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
-                body.len(),
-                self.max_payload_bytes
-            );
-            return Err((e, Decision::Dead));
-        }
-        Ok((body, endpoint.clone(), policy.clone(), target))
     }
 
     /// Waits up to `max_wait` for a request to finish, then collects every finished one.

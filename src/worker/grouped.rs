@@ -10,7 +10,7 @@
 //! the cut (see `Dispatcher::start_part`) is not given up: what is left of the transaction is
 //! cut again from that part's number on.
 
-use pg_webhook_core::batch::{self, TransactionPart};
+use pg_webhook_core::batch::TransactionPart;
 use pgrx::spi::SpiResult;
 
 use super::dispatch::Dispatcher;
@@ -133,10 +133,9 @@ fn cut(
         };
         after = last.id;
         for event in &page {
-            // An event that cannot be sent goes in the part it falls in, and dies there alone.
-            let size = dispatcher.render(event, target).map_or(0, |member| {
-                batch::body_len(target.format, std::slice::from_ref(&member), Some(&probe))
-            });
+            // An event that cannot be sent goes in the part it falls in, which names it (see
+            // dispatch/parts.rs).
+            let size = dispatcher.part_entry_len(event, target, &probe);
             // Cut again, the part that was tried already does not take in events never sent:
             // a part's events share their attempts, so it is retried (and dies) whole.
             let series = event.attempts - event.series_start;

@@ -220,7 +220,10 @@ fn health_changes(outcomes: &[Outcome], targets: &HashMap<i32, Target>) -> Healt
     let mut state: HashMap<i32, bool> = HashMap::new();
     let mut gone: Vec<(i32, String)> = Vec::new();
     for o in outcomes.iter().filter(|o| o.reached_endpoint) {
-        let failing = !matches!(o.decision, Decision::Delivered);
+        // An event named dead in a transaction's part that was delivered died, but the
+        // endpoint answered 2xx: healthy.
+        let answered_ok = o.status_code.is_some_and(|c| (200..300).contains(&c));
+        let failing = !matches!(o.decision, Decision::Delivered) && !answered_ok;
         // One success in the batch is enough to call the endpoint healthy.
         let entry = state.entry(o.subscription_id).or_insert(failing);
         *entry = *entry && failing;

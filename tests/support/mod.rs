@@ -37,6 +37,21 @@ pub fn subscribe(
 }
 pub mod sink;
 
+/// Table `t (id int PRIMARY KEY, pad text)` subscribed as `t`, grouped by transaction (with
+/// `extra` options), to `rx`.
+pub fn grouped_table(pg: &cluster::Cluster, rx: &receiver::Receiver, extra: &str) -> Client {
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        &format!(", group_by => 'transaction'{extra}"),
+    );
+    db
+}
+
 /// An int account (1 to 99) whose `order_key` lock bucket is not `account`'s: an int column's
 /// part of the key is its hash as the database's hash function for int4 makes it.
 pub fn account_in_another_lock_bucket(db: &mut Client, account: i32) -> i32 {

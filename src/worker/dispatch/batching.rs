@@ -88,8 +88,8 @@ impl Dispatcher {
         for (n, event) in events.iter().enumerate() {
             let (body, endpoint, policy, _) = match self.prepare(event, Some(target)) {
                 Ok(ready) => ready,
-                Err((error, decision)) => {
-                    gathered.unsent.push((n, error, decision));
+                Err(unsent) => {
+                    gathered.unsent.push((n, unsent.error, unsent.decision));
                     continue;
                 }
             };
@@ -97,7 +97,7 @@ impl Dispatcher {
                 id: message_id(&target.uid, event.id, event.timeline),
                 body,
             };
-            let alone = batch::body_len(target.format, std::slice::from_ref(&member), None);
+            let alone = batch::body_len(target.format, std::slice::from_ref(&member));
             if alone > self.max_payload_bytes {
                 let error = format!(
                     "payload is {alone} bytes in a batch, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
@@ -145,7 +145,7 @@ impl Dispatcher {
                     .unwrap_or_default();
                 let message = Message {
                     id: batch::batch_id(&target.uid, first, &ids),
-                    body: batch::body(target.format, members, None),
+                    body: batch::body(target.format, members),
                     content_type: batch::content_type(target.format),
                 };
                 let flight = Flight {
@@ -182,130 +182,5 @@ impl Dispatcher {
             boarding.flight.started = Instant::now();
             self.launch(rt, boarding.endpoint, boarding.message, boarding.flight);
         }
-    }
-}
-
-impl Dispatcher {
-    /// The body `event` would be sent with alone, as a member of a batch or transaction, or
-    /// why it cannot be sent.
-    pub fn render(&self, event: &QueuedEvent, target: &Target) -> Result<Member, String> {
-        self.prepare(event, Some(target))
-            .map(|(body, ..)| Member {
-                id: message_id(&target.uid, event.id, event.timeline),
-                body,
-            })
-            .map_err(|(error, _)| error)
-    }
-
-    /// Whether a part of this transaction is in flight or waiting to be recorded.
-    pub fn part_in_flight(&self, subscription_id: i32, txid: i64) -> bool {
-        self.parts.contains_key(&(subscription_id, txid))
-    }
-
-    /// Parts of `subscription_id`'s transactions in flight.
-    pub fn parts_in_flight(&self, subscription_id: i32) -> usize {
-        self.parts
-            .keys()
-            .filter(|(s, _)| *s == subscription_id)
-            .count()
-    }
-
-    /// Starts one part of a transaction (all its events, in statement order) as one request;
-    /// an event that cannot be sent is settled alone and the rest go. Returns false, and
-    /// starts nothing, when the part was cut under a higher `pg_webhook.max_payload_bytes` and
-    /// is over today's with more than one event: the transaction is to be cut again from this
-    /// part on (`needs_recut`), not sent over the limit nor given up.
-    pub fn start_part(
-        &mut self,
-        rt: &Runtime,
-        events: Vec<QueuedEvent>,
-        target: &Target,
-        tx: batch::TransactionPart,
-    ) -> bool {
-        let Some(first) = events.first() else {
-            return true;
-        };
-        let (subscription_id, txid) = (first.subscription_id, first.txid);
-        let prepared: Vec<_> = events
-            .iter()
-            .map(|event| self.prepare(event, Some(target)))
-            .collect();
-        let members: Vec<Member> = events
-            .iter()
-            .zip(&prepared)
-            .filter_map(|(event, ready)| {
-                let (body, ..) = ready.as_ref().ok()?;
-                Some(Member {
-                    id: message_id(&target.uid, event.id, event.timeline),
-                    body: body.clone(),
-                })
-            })
-            .collect();
-        let body = batch::body(target.format, &members, Some(&tx));
-        let key = (subscription_id, txid);
-        let limit = self.max_payload_bytes;
-        // (Once per limit: a part cut again under this one and still over it — which the cut's
-        // estimate, never below the body, rules out — dies below rather than being cut forever.)
-        if body.len() > limit && members.len() > 1 && self.recut.get(&key) != Some(&limit) {
-            self.recut.insert(key, limit);
-            return false;
-        }
-        self.recut.remove(&key);
-        *self.parts.entry((subscription_id, txid)).or_default() += events.len();
-        let mut sent = Vec::new();
-        let mut how = None;
-        for (event, ready) in events.into_iter().zip(prepared) {
-            self.take(&event);
-            match ready {
-                Ok((_, endpoint, policy, _)) => {
-                    how.get_or_insert((endpoint, policy));
-                    sent.push(event);
-                }
-                Err((error, decision)) => {
-                    self.settle_unsent(&event, error, decision, target.has_callback)
-                }
-            }
-        }
-        let Some((endpoint, policy)) = how else {
-            return true;
-        };
-        if body.len() > self.max_payload_bytes {
-            // One event over today's limit in its transaction's request: it dies alone.
-            let error = format!(
-                "part {} of transaction {} is {} bytes, over pg_webhook.max_payload_bytes ({}): raise the limit and replay its events",
-                tx.part,
-                tx.id,
-                body.len(),
-                self.max_payload_bytes
-            );
-            for event in &sent {
-                self.settle_unsent(event, error.clone(), Decision::Dead, target.has_callback);
-            }
-            return true;
-        }
-        let passengers = sent.iter().map(Passenger::of).collect();
-        // Every event of a transaction has its txid, so the timeline it ran on.
-        let timeline = sent.first().map_or(1, |e| e.tx_timeline);
-        let message = Message {
-            id: batch::transaction_message_id(&target.uid, &tx.id, timeline, tx.part),
-            body,
-            content_type: batch::content_type(target.format),
-        };
-        let flight = Flight {
-            subscription_id,
-            events: passengers,
-            batch: None,
-            policy,
-            callback: target.has_callback,
-            started: Instant::now(),
-        };
-        self.launch(rt, endpoint, message, flight);
-        true
-    }
-
-    /// Whether a transaction's next part was found over today's payload limit (see
-    /// `start_part`): its remaining events are to be cut again.
-    pub fn needs_recut(&self, subscription_id: i32, txid: i64) -> bool {
-        self.recut.contains_key(&(subscription_id, txid))
     }
 }

@@ -32,13 +32,17 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
             // A replay starts a new series: the schedule counts attempts within it.
             let in_series = (event.attempt - event.series_start).max(1) as u32;
             let decision = match judge(&flight.policy, in_series, attempt.kind, jitter) {
+                // Named in its transaction's part only, it dies once the part is delivered.
+                Verdict::Delivered if event.dies.is_some() => Decision::Dead,
                 Verdict::Delivered => Decision::Delivered,
                 Verdict::RetryIn(delay) => Decision::Retry {
                     delay_ms: delay.as_millis() as i64,
                 },
                 Verdict::Dead => Decision::Dead,
             };
+            let dies = event.dies.as_ref().filter(|_| decision == Decision::Dead);
             let last_error = match (decision, attempt.status, &attempt.error) {
+                _ if dies.is_some() => dies.map(|why| truncate(why)),
                 (Decision::Delivered, ..) => None,
                 (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
                     Some(body) => format!("HTTP {code}: {body}"),
@@ -56,7 +60,12 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 duration_ms: attempt.duration.as_secs_f64() * 1000.0,
                 status_code: attempt.status.map(i32::from),
                 response_excerpt: attempt.response_excerpt.clone(),
-                error: attempt.error.clone(),
+                // Why it was not sent, before what became of the part naming it.
+                error: match (dies, &attempt.error) {
+                    (Some(why), Some(e)) => Some(format!("{why}; the part naming it: {e}")),
+                    (Some(why), None) => Some(why.clone()),
+                    (None, e) => e.clone(),
+                },
                 decision,
                 last_error,
                 reached_endpoint: true,

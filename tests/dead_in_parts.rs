@@ -1,0 +1,278 @@
+//! `group_by => 'transaction'`: an event too large to send is named in its transaction's part
+//! (`"dead"`), so a receiver applying transactions all or nothing can tell it from one still to
+//! come. One scenario per test.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use support::cluster::{wait_until, Cluster};
+use support::receiver::{Receiver, Reply, Request};
+use support::{count, exec, grouped_table, text, WAIT};
+
+/// A cluster whose requests may carry 2 kB, polling every 100 ms.
+fn cluster() -> Cluster {
+    Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '2kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ])
+}
+
+/// The webhook-id of the event that wrote row `id`.
+fn webhook_id_of_row(db: &mut postgres::Client, id: i32) -> String {
+    text(
+        db,
+        &format!(
+            "SELECT 'msg_' || s.uid || '_' || e.id FROM webhook.events e
+               JOIN webhook.subscriptions s ON s.id = e.subscription_id
+              WHERE e.record->>'id' = '{id}'"
+        ),
+    )
+    .unwrap_or_else(|| panic!("no event for row {id}"))
+}
+
+/// The webhook-ids a request names dead, in order.
+fn dead_ids(r: &Request) -> Vec<String> {
+    r.json()["dead"]
+        .as_array()
+        .map(|dead| {
+            dead.iter()
+                .map(|d| d["webhook_id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until every event of the table finished (delivered or dead).
+fn all_finished(db: &mut postgres::Client, events: i64) {
+    wait_until(WAIT, "every event finished", || {
+        count(
+            db,
+            "SELECT count(*) FROM webhook.events WHERE status IN ('delivered', 'dead')",
+        ) == events
+    });
+}
+
+#[test]
+fn a_part_names_the_event_too_large_to_send_beside_those_it_sends() {
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 5000)), (3, 'small')",
+    );
+    let request = rx.wait_for(1, WAIT).remove(0);
+    all_finished(&mut db, 3);
+    let body = request.json();
+    assert_eq!(request.row_ids(), [1, 3], "{body}");
+    assert_eq!(body["transaction"]["events_total"], 3, "{body}");
+    assert_eq!(body["transaction"]["parts"], 1, "{body}");
+    let dead = &body["dead"][0];
+    assert_eq!(dead["webhook_id"], webhook_id_of_row(&mut db, 2).as_str());
+    assert_eq!(dead["operation"], "INSERT");
+    assert_eq!(dead["reason"], "too_large");
+    assert_eq!(body["dead"].as_array().map(Vec::len), Some(1), "{body}");
+    let died = text(
+        &mut db,
+        "SELECT status || ': ' || last_error FROM webhook.events WHERE record->>'id' = '2'",
+    )
+    .unwrap_or_default();
+    assert!(
+        died.starts_with("dead: payload is") && died.contains("max_payload_bytes"),
+        "{died}"
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'"
+        ),
+        2
+    );
+    // Its endpoint answered: the subscription is not failing.
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.subscriptions WHERE failing_since IS NOT NULL"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_transaction_of_one_event_too_large_to_send_still_goes_naming_it() {
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(&mut db, "INSERT INTO t VALUES (1, repeat('x', 5000))");
+    let request = rx.wait_for(1, WAIT).remove(0);
+    let body = request.json();
+    assert_eq!(body["events"], serde_json::json!([]), "{body}");
+    assert_eq!(body["transaction"]["events_total"], 1, "{body}");
+    assert_eq!(dead_ids(&request), [webhook_id_of_row(&mut db, 1)]);
+    all_finished(&mut db, 1);
+    assert_eq!(
+        text(&mut db, "SELECT status FROM webhook.events").as_deref(),
+        Some("dead")
+    );
+}
+
+#[test]
+fn a_part_naming_a_dead_event_is_retried_until_delivered_and_the_event_dies_then() {
+    let pg = cluster();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let r = refused.clone();
+    let rx = Receiver::with(move |_, _| {
+        if r.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::Status(503)
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['100 milliseconds']::interval[], max_attempts => 10",
+    );
+    exec(&mut db, "INSERT INTO t VALUES (1, repeat('x', 5000))");
+    wait_until(WAIT, "the part refused once", || !rx.requests().is_empty());
+    // While the part is refused, the event it names waits with it.
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM webhook.events WHERE record->>'id' = '1'"
+        )
+        .as_deref(),
+        Some("pending")
+    );
+    wait_until(WAIT, "the part accepted", || !rx.accepted().is_empty());
+    all_finished(&mut db, 1);
+    let sent = rx.requests();
+    assert_eq!(sent.len(), 3, "twice refused, then accepted");
+    assert!(
+        sent.iter()
+            .all(|r| r.id() == sent[0].id() && r.body == sent[0].body),
+        "every try the same part"
+    );
+    let row = db
+        .query_one(
+            "SELECT status, attempts FROM webhook.events WHERE record->>'id' = '1'",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(row.get::<_, String>(0), "dead");
+    assert_eq!(row.get::<_, i32>(1), 3, "each try recorded on it");
+}
+
+#[test]
+fn every_event_of_a_transaction_in_parts_is_sent_or_named_dead_once() {
+    // 8 kB parts: 39 rows of ~300 bytes, and rows too large to send at the start, in the
+    // middle and at the end.
+    let pg = Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '8kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', CASE WHEN g IN (1, 20, 42) THEN 9000 ELSE 300 END)
+           FROM generate_series(1, 42) g",
+    );
+    all_finished(&mut db, 42);
+    let accepted = rx.accepted();
+    let parts: Vec<u64> = accepted
+        .iter()
+        .map(|r| r.json()["transaction"]["part"].as_u64().unwrap_or(0))
+        .collect();
+    let total = accepted[0].json()["transaction"]["parts"].as_u64();
+    assert_eq!(parts, (1..=parts.len() as u64).collect::<Vec<_>>());
+    assert_eq!(total, Some(parts.len() as u64), "every part sent, once");
+    let sent: Vec<i64> = accepted.iter().flat_map(Request::row_ids).collect();
+    let dead: Vec<String> = accepted.iter().flat_map(dead_ids).collect();
+    let expected_dead: Vec<String> = [1, 20, 42]
+        .into_iter()
+        .map(|id| webhook_id_of_row(&mut db, id))
+        .collect();
+    assert_eq!(dead, expected_dead);
+    let expected_sent: Vec<i64> = (1..=42).filter(|id| ![1, 20, 42].contains(id)).collect();
+    assert_eq!(sent, expected_sent);
+    for r in &accepted {
+        assert_eq!(r.json()["transaction"]["events_total"], 42);
+        assert!(r.body.len() <= 8192, "{} bytes", r.body.len());
+    }
+}
+
+#[test]
+fn cloudevents_parts_name_a_dead_event_as_an_event_of_its_own() {
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, ", format => 'cloudevents'");
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 5000))",
+    );
+    let request = rx.wait_for(1, WAIT).remove(0);
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/cloudevents-batch+json")
+    );
+    let body = request.json();
+    let events = body.as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 2, "{body}");
+    let webhook_id = webhook_id_of_row(&mut db, 2);
+    let note = &events[1];
+    assert_eq!(note["type"], "pg_webhook.t.dead", "{body}");
+    assert_eq!(note["id"], format!("{webhook_id}.dead").as_str());
+    assert_eq!(note["data"]["webhook_id"], webhook_id.as_str());
+    assert_eq!(note["data"]["reason"], "too_large");
+    assert_eq!(note["pgtxevents"], 2);
+    assert_eq!(note["pgtxid"], events[0]["pgtxid"]);
+    assert_eq!(events[0]["data"]["record"]["id"], 1);
+}
+
+#[test]
+fn a_dead_event_replayed_under_a_higher_limit_arrives_under_the_id_its_part_named() {
+    let pg = cluster();
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 5000))",
+    );
+    let first = rx.wait_for(1, WAIT).remove(0);
+    all_finished(&mut db, 2);
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '64kB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    // Replayed until the worker has read the new limit (until then it dies again).
+    let replay = "SELECT webhook.replay(id) FROM webhook.events
+                   WHERE record->>'id' = '2' AND status = 'dead'";
+    let sent_row_2 = |r: &Request| r.row_ids().contains(&2);
+    wait_until(WAIT, "row 2 sent", || {
+        exec(&mut db, replay);
+        rx.requests().iter().any(sent_row_2)
+    });
+    let replayed = rx
+        .requests()
+        .into_iter()
+        .find(sent_row_2)
+        .unwrap_or_else(|| panic!("row 2 not sent"));
+    let ids: Vec<String> = replayed.json()["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|m| m["webhook_id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        dead_ids(&first),
+        "the replay carries the id named dead"
+    );
+    assert_eq!(replayed.row_ids(), [2]);
+}
