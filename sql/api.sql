@@ -526,6 +526,19 @@ COMMENT ON COLUMN webhook.backfills.started_at IS 'When webhook.backfill() was c
 COMMENT ON COLUMN webhook.backfills.finished_at IS 'When it was done, canceled or failed; NULL while running.';
 COMMENT ON COLUMN webhook.backfills.last_error IS 'Why it failed or was canceled, or the last error of a chunk that will be retried; NULL for a reader who does not manage the subscription (a chunk runs as its owner, and its error may quote what it read).';
 
+-- Where a subscription's callback OID was read (see _subscriptions.callback_oid): this copy of
+-- the database and this cluster, which pg_upgrade (new function OIDs) does not keep.
+CREATE FUNCTION webhook._binding_key() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._instance_id() OPERATOR(pg_catalog.||) '/'
+             OPERATOR(pg_catalog.||) webhook._system_identifier() $$;
+REVOKE ALL ON FUNCTION webhook._binding_key() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._binding_key() IS
+    'Internal: which copy of the database and which cluster a callback OID was read in.';
+REVOKE ALL ON FUNCTION webhook._system_identifier() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._system_identifier() IS
+    'Internal: this cluster''s system identifier, which pg_upgrade does not keep.';
+
 -- Delivery is ready from CREATE EXTENSION on: the commit asks the launcher for this database's
 -- workers.
 COMMENT ON FUNCTION webhook._request_workers() IS

@@ -376,6 +376,44 @@ SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
 CREATE TABLE webhook._triggers_made (subscription_id integer PRIMARY KEY);
 REVOKE ALL ON webhook._triggers_made FROM PUBLIC;
 
+-- Callbacks are kept by signature and bound by OID (see schema.sql): pg_upgrade refuses a
+-- table or a view with a regprocedure column. The view goes first (made again below), with the
+-- old subscribe(), which returns its row type (made again below, with new arguments).
+DROP FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure);
+DROP VIEW webhook.subscriptions;
+CREATE FUNCTION webhook._callback_signature(f oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.format('%I.%I(pg_catalog.jsonb)', n.nspname, p.proname)
+         FROM pg_catalog.pg_proc p
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+        WHERE p.oid OPERATOR(pg_catalog.=) f $$;
+REVOKE ALL ON FUNCTION webhook._callback_signature(oid) FROM PUBLIC;
+COMMENT ON FUNCTION webhook._callback_signature(oid) IS
+    'Internal: a callback function''s signature, schema-qualified, as a subscription keeps it (NULL: no such function).';
+CREATE  FUNCTION webhook."_system_identifier"() RETURNS TEXT /* String */
+STRICT STABLE PARALLEL SAFE 
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'system_identifier_wrapper';
+REVOKE ALL ON FUNCTION webhook._system_identifier() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._system_identifier() IS
+    'Internal: this cluster''s system identifier, which pg_upgrade does not keep.';
+CREATE FUNCTION webhook._binding_key() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT webhook._instance_id() OPERATOR(pg_catalog.||) '/'
+             OPERATOR(pg_catalog.||) webhook._system_identifier() $$;
+REVOKE ALL ON FUNCTION webhook._binding_key() FROM PUBLIC;
+COMMENT ON FUNCTION webhook._binding_key() IS
+    'Internal: which copy of the database and which cluster a callback OID was read in.';
+ALTER TABLE webhook._subscriptions ADD COLUMN callback_oid oid, ADD COLUMN callback_bound_in text;
+UPDATE webhook._subscriptions
+   SET callback_oid = callback::pg_catalog.oid, callback_bound_in = webhook._binding_key()
+ WHERE callback IS NOT NULL;
+-- A callback whose function is gone keeps its OID as text: nothing binds to it again.
+ALTER TABLE webhook._subscriptions ALTER COLUMN callback TYPE text
+    USING COALESCE(webhook._callback_signature(callback::pg_catalog.oid),
+                   callback::pg_catalog.oid::pg_catalog.text);
+
 -- Readers of a table see a subscription's URL only up to its host.
 CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
 SELECT s.id, s.name, s.target,
@@ -408,6 +446,11 @@ SELECT s.id, s.name, s.target,
 
 COMMENT ON COLUMN webhook.subscriptions.url IS
     'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
+COMMENT ON COLUMN webhook.subscriptions.secret IS
+    'Standard Webhooks signing secret (whsec_ + base64); receivers verify webhook-signature with it.';
+GRANT SELECT ON webhook.subscriptions TO webhook_admin;
+COMMENT ON VIEW webhook.subscriptions IS
+    'Webhook subscriptions: which table, which events, where they go and how they are retried. Status is active, paused, disabled or unsubscribed (queued events still delivered).';
 
 -- Trigger functions and the machinery that keeps every partition's triggers in place.
 CREATE FUNCTION webhook."_order_lock"()
@@ -527,7 +570,6 @@ GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
 -- subscribe() gains batch_size and batch_wait, passed to _subscribe in an options object (so
 -- later settings do not change _subscribe's signature); absurd intervals reach the range
 -- checks instead of failing a cast.
-DROP FUNCTION webhook.subscribe(text, regclass, text, text[], text, jsonb, interval, integer, interval[], text, text, text[], text[], boolean, boolean, integer, double precision, regprocedure);
 DROP FUNCTION webhook._subscribe(text, oid, text, text[], text, jsonb, bigint, integer, bigint[], text, text, text[], text[], boolean, boolean, integer, double precision, oid);
 CREATE FUNCTION webhook."_subscribe"(
 	"name" TEXT,

@@ -157,6 +157,15 @@ AS $$ SELECT i.id OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.oid::pg_
 REVOKE ALL ON FUNCTION webhook._instance_id() FROM PUBLIC;
 COMMENT ON FUNCTION webhook._instance_id() IS
     'Internal: which copy of the database this is (webhook._instance and the database''s OID), as subscriptions note it.';
+CREATE FUNCTION webhook._callback_signature(f oid) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT pg_catalog.format('%I.%I(pg_catalog.jsonb)', n.nspname, p.proname)
+         FROM pg_catalog.pg_proc p
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+        WHERE p.oid OPERATOR(pg_catalog.=) f $$;
+REVOKE ALL ON FUNCTION webhook._callback_signature(oid) FROM PUBLIC;
+COMMENT ON FUNCTION webhook._callback_signature(oid) IS
+    'Internal: a callback function''s signature, schema-qualified, as a subscription keeps it (NULL: no such function).';
 
 -- API: Private. One row per subscription. Dumped by pg_dump (extension config table) so
 -- subscriptions survive dump/restore; ids are kept, and triggers reference them.
@@ -193,7 +202,10 @@ CREATE TABLE webhook._subscriptions (
     ordered         boolean NOT NULL DEFAULT false,
     max_in_flight   integer,                       -- concurrent requests; NULL: no own limit
     rate_limit      double precision,              -- events per second; NULL: no limit
-    callback        regprocedure,                  -- run after each success and each death
+    -- Run after each success and each death: the function's signature (schema.name(jsonb)); the
+    -- function itself is callback_oid, below. Not a regprocedure: pg_upgrade refuses a table
+    -- with one, as it keeps the table's rows but not the functions' OIDs.
+    callback        text,
     -- Added in 0.3.0. Events per request (1: each alone, in its plain body) and how long a
     -- partial batch of new events waits for more.
     batch_size      integer NOT NULL DEFAULT 1,
@@ -224,6 +236,12 @@ CREATE TABLE webhook._subscriptions (
     -- subscription an orphan — its SQL not run, its events held, its callbacks not called —
     -- until webhook.set_owner() hands it over.
     owner_dropped   boolean NOT NULL DEFAULT false,
+    -- Added in 0.3.0. The callback's function by OID, valid where it was read: in the copy of
+    -- the database and the cluster callback_bound_in names (webhook._binding_key()). pg_upgrade
+    -- keeps these rows but gives functions new OIDs, and a restore brings another database's:
+    -- then the worker binds the callback again by its signature (and calls nothing until then).
+    callback_oid      oid,
+    callback_bound_in text,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),

@@ -19,6 +19,8 @@ SELECT s.owner::pg_catalog.oid
   FROM waiting w
   JOIN webhook._subscriptions s ON s.id = w.id
  WHERE s.callback IS NOT NULL AND NOT s.owner_dropped
+   -- Bound here (see pending_callbacks.sql).
+   AND s.callback_bound_in OPERATOR(pg_catalog.=) webhook._binding_key()
 UNION
 SELECT s.owner::pg_catalog.oid
   FROM webhook._backfills b

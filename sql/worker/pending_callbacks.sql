@@ -3,7 +3,9 @@
 -- how many times a runner started it before. Only those of subscriptions owned by $3, and
 -- those that call nothing (the subscription or its callback is gone, or it is an orphan whose
 -- owner's role was dropped: no function, and the last column says so): a runner process calls
--- one owner's callbacks only (see owners_waiting.sql).
+-- one owner's callbacks only (see owners_waiting.sql). Not those whose callback OID was read in
+-- another cluster or copy of the database (pg_upgrade, a restore): they wait until the worker
+-- binds it again (rebind_callbacks.sql), rather than call whatever has that OID here.
 --
 -- Taken in turn from each subscription with callbacks waiting — the oldest of each, then the
 -- second of each, and so on, each turn starting after subscription $2 (the one whose callback
@@ -21,19 +23,23 @@ WITH RECURSIVE waiting(id) AS (
              ORDER BY c.subscription_id LIMIT 1)
       FROM waiting w
      WHERE w.id IS NOT NULL
+), here AS MATERIALIZED (
+    SELECT webhook._binding_key() AS key
 ), subscriptions AS (
     SELECT w.id
       FROM waiting w
+      CROSS JOIN here
       LEFT JOIN webhook._subscriptions s ON s.id = w.id
      WHERE w.id IS NOT NULL
        AND (s.callback IS NULL OR s.owner_dropped
-            OR s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid)
+            OR (s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid
+                AND s.callback_bound_in OPERATOR(pg_catalog.=) here.key))
 ), share AS (
     SELECT GREATEST(1, $1 OPERATOR(pg_catalog./) GREATEST(1, pg_catalog.count(*))) AS each
       FROM subscriptions
 )
 SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid,
-       CASE WHEN NOT s.owner_dropped THEN s.callback::pg_catalog.oid END,
+       CASE WHEN NOT s.owner_dropped THEN s.callback_oid END,
        p.oid IS NOT NULL, c.starts, COALESCE(s.owner_dropped AND s.callback IS NOT NULL, false)
   FROM subscriptions w
  CROSS JOIN share
@@ -46,6 +52,6 @@ SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid,
                 ORDER BY q.event_id
                 LIMIT share.each) q) c
   LEFT JOIN webhook._subscriptions s ON s.id = c.subscription_id
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid = s.callback::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_proc p ON p.oid = s.callback_oid
  ORDER BY c.turn, w.id OPERATOR(pg_catalog.<=) $2::pg_catalog.int4, w.id
  LIMIT $1

@@ -39,6 +39,8 @@ struct Settings {
     owner: pg_sys::Oid,
     owner_exists: bool,
     callback_owner: Option<pg_sys::Oid>,
+    /// Its callback's OID was read in another cluster or copy, not bound again here yet.
+    callback_unbound: bool,
 }
 
 /// Makes `new_owner` the owner of subscription `name`, whose owner's role was dropped.
@@ -62,6 +64,13 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("subscription \"{name}\" still has its owner: only a subscription whose owner's role was dropped changes hands"),
             Some("the new owner subscribes again (webhook.subscribe), choosing what its filter, payload and callback call; then unsubscribe this one"),
+        );
+    }
+    if s.callback_unbound {
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("subscription \"{name}\" has a callback not bound to its function in this database yet (it was upgraded with pg_upgrade or restored)"),
+            Some("the delivery worker binds it within seconds of starting; try again then"),
         );
     }
     // SAFETY: a catalog read.
@@ -152,5 +161,6 @@ fn read(row: &pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Settings> {
         owner: row.get::<pg_sys::Oid>(10)?.unwrap_or(pg_sys::Oid::INVALID),
         owner_exists: row.get(11)?.unwrap_or(true),
         callback_owner: row.get::<pg_sys::Oid>(12)?,
+        callback_unbound: row.get(13)?.unwrap_or(false),
     })
 }

@@ -17,6 +17,7 @@ use crate::privilege::{as_extension_owner, caller, forget_owner};
 const SET_INSTANCE: &str = include_str!("../../sql/queries/set_instance.sql");
 const INSERT: &str = include_str!("../../sql/queries/insert_subscription.sql");
 const SET_DELIVERY: &str = include_str!("../../sql/queries/set_delivery.sql");
+const BIND_CALLBACK: &str = include_str!("../../sql/queries/bind_callback.sql");
 const SET_OPTIONS: &str = include_str!("../../sql/queries/set_options.sql");
 const NAME_TAKEN: &str = include_str!("../../sql/queries/name_taken.sql");
 const NEXT_ID: &str = include_str!("../../sql/queries/next_subscription_id.sql");
@@ -141,6 +142,13 @@ pub fn store(new: &NewSubscription<'_>) -> i32 {
                             delivery.callback.into(),
                         ],
                     )?;
+                    // Kept by signature too since 0.3.0 (an older entry point's schema has
+                    // neither column, nor _instance).
+                    if let Some(callback) = delivery.callback.filter(|_| {
+                        crate::sql::webhook_relation(c"_instance") != pgrx::pg_sys::Oid::INVALID
+                    }) {
+                        client.update(BIND_CALLBACK, None, &[id.into(), callback.into()])?;
+                    }
                 }
                 if delivery.batching != Batching::default()
                     || delivery.order_key.is_some()

@@ -13,6 +13,7 @@
 
 mod archive;
 mod batches;
+mod bindings;
 mod claims;
 mod deformed;
 mod due;
@@ -32,6 +33,7 @@ use pgrx::PgOid;
 use crate::sql::with_settings;
 
 pub use batches::{take_over_batches, BatchOut};
+pub use bindings::rebind_callbacks;
 pub use claims::Bounds;
 use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};

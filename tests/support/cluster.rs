@@ -15,6 +15,9 @@ use postgres::{Client, NoTls};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+#[path = "cluster_upgrade.rs"]
+mod upgrade;
+
 pub struct Cluster {
     pub dir: PathBuf,
     pub port: u16,
@@ -110,23 +113,7 @@ impl Cluster {
             bindir: pg_bindir(),
             runas: is_root().then(|| "postgres".to_string()),
         };
-        let _ = std::fs::remove_dir_all(&cluster.dir);
-        cluster.run_ok("mkdir", &[cluster.dir.to_str().unwrap()]);
-        let data = cluster.data();
-        cluster.run_ok(
-            cluster.bindir.join("initdb").to_str().unwrap(),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
+        cluster.initdb();
         let mut conf = format!(
             "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              shared_preload_libraries = 'pg_webhook'\nfsync = off\n\
@@ -165,6 +152,27 @@ impl Cluster {
             self.append_conf(&format!("\nport = {}\n", self.port));
         }
         self.pg_ctl_start();
+    }
+
+    /// A fresh directory with a new, empty data directory in it (`initdb`).
+    fn initdb(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.run_ok("mkdir", &[self.dir.to_str().unwrap()]);
+        let data = self.data();
+        self.run_ok(
+            self.bindir.join("initdb").to_str().unwrap(),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
     }
 
     /// The path of one of this PostgreSQL's programs (pg_dump, pg_repack, ...).

@@ -100,6 +100,19 @@ impl Claim<'_> {
     pub(super) fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
         let statements = self.statements;
         *self.catalog_generation = crate::capture::catalog_generation();
+        // Before the callbacks are read: none is called by an OID read in another cluster.
+        for r in crate::queue::rebind_callbacks()? {
+            match r.found {
+                true => pgrx::log!(
+                    "pg_webhook: subscription \"{}\" was bound to its callback in another cluster or copy of this database (pg_upgrade, or a restore): bound again to {}",
+                    r.subscription, r.signature
+                ),
+                false => pgrx::warning!(
+                    "pg_webhook: subscription \"{}\" was bound to its callback in another cluster or copy of this database (pg_upgrade, or a restore), and no function {} its owner may call as a callback is here: its callbacks fail until it is subscribed again",
+                    r.subscription, r.signature
+                ),
+            }
+        }
         // Before the uids are read: none from another copy of the database is ever sent.
         for (name, old, new) in crate::queue::renew_foreign_uids()? {
             pgrx::log!(

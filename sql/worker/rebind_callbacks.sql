@@ -1,0 +1,32 @@
+-- Callbacks bound in another copy of this database or another cluster (callback_bound_in is
+-- not webhook._binding_key(): a restore, or pg_upgrade, which keeps the rows but not function
+-- OIDs): bound again to the function their signature names now, if it takes one jsonb argument,
+-- returns one value and its subscription's owner may call it (EXECUTE, and USAGE on its schema:
+-- what subscribe() checks; an orphan's new owner is checked by set_owner()), else to none (OID 0: its callbacks fail, saying the function is
+-- gone). Returns each one's subscription, signature and whether a function was found; a worker
+-- that finds one bound meanwhile by another leaves it.
+WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
+found AS (
+    SELECT s.id, s.name, s.callback,
+           (SELECT p.oid
+              FROM pg_catalog.pg_proc p
+             WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(s.callback)
+               AND p.pronargs OPERATOR(pg_catalog.=) 1
+               AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
+               AND NOT p.proretset AND p.prokind OPERATOR(pg_catalog.=) 'f'
+               -- An orphan's role is gone (webhook.set_owner() checks its new owner).
+               AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_authid a
+                                      WHERE a.oid OPERATOR(pg_catalog.=) s.owner)
+                        THEN pg_catalog.has_function_privilege(s.owner, p.oid, 'EXECUTE')
+                             AND pg_catalog.has_schema_privilege(s.owner, p.pronamespace, 'USAGE')
+                        ELSE s.owner_dropped END) AS oid
+      FROM webhook._subscriptions s, here
+     WHERE s.callback IS NOT NULL
+       AND s.callback_bound_in IS DISTINCT FROM here.key
+)
+UPDATE webhook._subscriptions s
+   SET callback_oid = COALESCE(f.oid, 0), callback_bound_in = here.key
+  FROM found f, here
+ WHERE s.id OPERATOR(pg_catalog.=) f.id
+   AND s.callback_bound_in IS DISTINCT FROM here.key
+RETURNING f.name, f.callback, f.oid IS NOT NULL
