@@ -276,3 +276,48 @@ fn a_dead_event_replayed_under_a_higher_limit_arrives_under_the_id_its_part_name
     );
     assert_eq!(replayed.row_ids(), [2]);
 }
+
+#[test]
+fn a_parts_webhook_id_never_names_an_event_dead_in_one_try_and_sends_it_in_another() {
+    // The receiver takes the first try and its answer is lost (503 here); the limit is raised
+    // before the retry, so the event named dead in the first try fits now. A receiver that
+    // de-duplicates on webhook-id must not drop the try that carries it.
+    let pg = cluster();
+    let rx = Receiver::with(|r, _| match r.row_ids().contains(&2) {
+        true => Reply::Status(204),
+        false => Reply::Status(503),
+    });
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['300 milliseconds']::interval[], max_attempts => 100",
+    );
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 3000))",
+    );
+    let first = rx.wait_for(1, WAIT).remove(0);
+    let named_dead = webhook_id_of_row(&mut db, 2);
+    assert_eq!(dead_ids(&first), std::slice::from_ref(&named_dead));
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '64kB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    all_finished(&mut db, 2);
+    let requests = rx.requests();
+    let carrying = requests
+        .iter()
+        .find(|r| r.row_ids().contains(&2))
+        .unwrap_or_else(|| panic!("row 2 never sent"));
+    for r in requests
+        .iter()
+        .filter(|r| dead_ids(r).contains(&named_dead))
+    {
+        assert_ne!(
+            r.id(),
+            carrying.id(),
+            "one webhook-id named row 2 dead and carried it"
+        );
+    }
+}

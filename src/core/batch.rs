@@ -33,6 +33,12 @@ pub struct TransactionPart {
 /// deduplicates on it can never drop one it has not seen). The members in any order: a retry
 /// reads them by id, the first send in commit order.
 pub fn batch_id(subscription_uid: &str, first_event_id: i64, events: &[(i64, i32)]) -> String {
+    let short = members_hash(events);
+    format!("msg_{subscription_uid}_b{first_event_id}_{short}")
+}
+
+/// A short hash of a set of events (each an event id and its timeline), in any order.
+fn members_hash(events: &[(i64, i32)]) -> String {
     use sha2::{Digest, Sha256};
     let mut members = events.to_vec();
     members.sort_unstable();
@@ -42,20 +48,27 @@ pub fn batch_id(subscription_uid: &str, first_event_id: i64, events: &[(i64, i32
         hash.update(timeline.to_le_bytes());
     }
     let digest = hash.finalize();
-    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("msg_{subscription_uid}_b{first_event_id}_{short}")
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `webhook-id` of one part of a transaction; `timeline` is the one it ran on (a new
-/// timeline may hand out its transaction ids again, as it does event ids).
+/// timeline may hand out its transaction ids again, as it does event ids). A part naming
+/// events `dead` (each an event id and its timeline) carries them in its id too, `_d` and a
+/// hash: a try under a raised limit that sends one of them goes under another id, which a
+/// receiver that de-duplicates on it (and took the try naming it dead) does not drop.
 pub fn transaction_message_id(
     subscription_uid: &str,
     txid: &str,
     timeline: i32,
     part: u32,
+    dead: &[(i64, i32)],
 ) -> String {
     let suffix = crate::payload::timeline_suffix(timeline);
-    format!("msg_{subscription_uid}_t{txid}{suffix}_{part}")
+    let id = format!("msg_{subscription_uid}_t{txid}{suffix}_{part}");
+    match dead.is_empty() {
+        true => id,
+        false => format!("{id}_d{}", members_hash(dead)),
+    }
 }
 
 /// The media type of a batch body.

@@ -117,8 +117,21 @@ fn batch_and_transaction_ids_are_distinct_from_event_ids() {
         batch_id("u", 17, &[(17, 2), (18, 2), (20, 2)]),
         "the same ids on another timeline, another id"
     );
-    assert_eq!(transaction_message_id("u", "750", 1, 2), "msg_u_t750_2");
-    assert_eq!(transaction_message_id("u", "750", 3, 2), "msg_u_t750.3_2");
+    assert_eq!(
+        transaction_message_id("u", "750", 1, 2, &[]),
+        "msg_u_t750_2"
+    );
+    assert_eq!(
+        transaction_message_id("u", "750", 3, 2, &[]),
+        "msg_u_t750.3_2"
+    );
+    let named = transaction_message_id("u", "750", 1, 2, &[(9, 1), (7, 1)]);
+    assert!(named.starts_with("msg_u_t750_2_d"), "{named}");
+    assert_eq!(
+        named,
+        transaction_message_id("u", "750", 1, 2, &[(7, 1), (9, 1)])
+    );
+    assert_ne!(named, transaction_message_id("u", "750", 1, 2, &[(7, 1)]));
     assert_ne!(id, crate::payload::message_id("u", 17, 1));
 }
 

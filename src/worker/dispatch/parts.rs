@@ -175,14 +175,18 @@ impl Dispatcher {
         *self.parts.entry(key).or_default() += events.len();
         let how = entries.iter().find_map(|e| e.how().cloned());
         let mut riders = Vec::new();
+        let mut dead = Vec::new();
         for (event, entry) in events.iter().zip(entries) {
             self.take(event);
             match entry {
                 Entry::Sent(..) => riders.push(Passenger::of(event)),
-                Entry::Dead(_, error, _) => riders.push(Passenger {
-                    dies: Some(error),
-                    ..Passenger::of(event)
-                }),
+                Entry::Dead(_, error, _) => {
+                    dead.push((event.id, event.timeline));
+                    riders.push(Passenger {
+                        dies: Some(error),
+                        ..Passenger::of(event)
+                    })
+                }
                 Entry::Alone(error, decision) => {
                     self.settle_unsent(event, error, decision, target.has_callback)
                 }
@@ -194,7 +198,7 @@ impl Dispatcher {
         // Every event of a transaction has its txid, so the timeline it ran on.
         let timeline = events.first().map_or(1, |e| e.tx_timeline);
         let message = Message {
-            id: batch::transaction_message_id(&target.uid, &tx.id, timeline, tx.part),
+            id: batch::transaction_message_id(&target.uid, &tx.id, timeline, tx.part, &dead),
             body,
             content_type: batch::content_type(target.format),
         };
