@@ -321,3 +321,27 @@ fn a_parts_webhook_id_never_names_an_event_dead_in_one_try_and_sends_it_in_anoth
         );
     }
 }
+
+#[test]
+fn a_part_naming_a_huge_dead_event_out_to_a_hanging_endpoint_holds_back_no_other_subscription() {
+    // Row images past what a worker reads (over 4 x 2 kB, here 40 MB): never read, only named.
+    // Counted against the worker's in-flight bytes (32 MB) while the part hangs, they stopped
+    // every other subscription's requests until it timed out.
+    let pg = cluster();
+    let hanging = Receiver::with(|_, _| Reply::Hang(std::time::Duration::from_secs(180)));
+    let mut db = grouped_table(&pg, &hanging, ", timeout => '5 min'");
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE other (id int PRIMARY KEY)");
+    support::subscribe(&mut db, "other", "other", &rx.url("/other"), "");
+    exec(&mut db, "INSERT INTO t VALUES (1, repeat('x', 40000000))");
+    wait_until(WAIT, "the part out", || hanging.count() == 1);
+    let part = hanging.requests().remove(0);
+    assert_eq!(dead_ids(&part), [webhook_id_of_row(&mut db, 1)]);
+    exec(&mut db, "INSERT INTO other VALUES (7)");
+    wait_until(WAIT, "the other subscription's event sent", || {
+        rx.count() == 1
+    });
+    let other = rx.requests().remove(0);
+    assert_eq!(other.json()["record"]["id"], 7);
+    assert_eq!(hanging.count(), 1, "the part still out");
+}

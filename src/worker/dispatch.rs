@@ -174,12 +174,24 @@ impl Dispatcher {
 
     /// Counts `event` as claimed and not yet recorded.
     fn take(&mut self, event: &QueuedEvent) {
+        self.take_holding(event, event.payload_bytes);
+    }
+
+    /// Counts `event` as claimed and not yet recorded, holding none of its row images: it only
+    /// rides, named in a note, with its transaction's part (see parts.rs), its images unread
+    /// or dropped. Counted as held (up to `LARGEST_READABLE_IMAGES` each), a part out to a
+    /// slow endpoint spent the byte budget and held back every other subscription's requests.
+    fn take_named(&mut self, event: &QueuedEvent) {
+        self.take_holding(event, 0);
+    }
+
+    fn take_holding(&mut self, event: &QueuedEvent, bytes: i64) {
         if self
             .owned
-            .insert(event.id, (event.payload_bytes, event.subscription_id))
+            .insert(event.id, (bytes, event.subscription_id))
             .is_none()
         {
-            self.owned_bytes += event.payload_bytes;
+            self.owned_bytes += bytes;
             *self.owned_by.entry(event.subscription_id).or_default() += 1;
         }
     }

@@ -177,7 +177,10 @@ impl Dispatcher {
         let mut riders = Vec::new();
         let mut dead = Vec::new();
         for (event, entry) in events.iter().zip(entries) {
-            self.take(event);
+            match entry {
+                Entry::Dead(..) => self.take_named(event),
+                _ => self.take(event),
+            }
             match entry {
                 Entry::Sent(..) => riders.push(Passenger::of(event)),
                 Entry::Dead(_, error, _) => {
