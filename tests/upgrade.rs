@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cluster::{wait_until, Cluster};
+use support::cluster::{install_released_script, wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe, text, WAIT};
 
@@ -197,5 +197,56 @@ fn a_callback_renamed_before_pg_upgrade_is_bound_again_under_its_new_name() {
     );
     wait_until(WAIT, "the callbacks of rows 1 to 3", || {
         count(&mut db, "SELECT count(DISTINCT id) FROM called") == 3
+    });
+}
+
+/// Dumps database `from` of `pg` and restores it into a new database `to`.
+fn restore_copy(pg: &Cluster, from: &str, to: &str) {
+    let dump = pg.dir.join(format!("{from}.dump"));
+    pg.tool(
+        "pg_dump",
+        &["-Fc", "-d", from, "-f", dump.to_str().unwrap()],
+    );
+    exec(
+        &mut pg.connect("postgres"),
+        &format!("CREATE DATABASE {to}"),
+    );
+    pg.tool(
+        "pg_restore",
+        &["--exit-on-error", "-d", to, dump.to_str().unwrap()],
+    );
+}
+
+#[test]
+fn a_callback_dropped_before_the_update_from_0_2_0_stops_no_delivery_of_a_restored_copy() {
+    install_released_script("0.1.0");
+    install_released_script("0.2.0");
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook VERSION '0.2.0';
+         CREATE TABLE t (id int PRIMARY KEY);
+         CREATE FUNCTION public.gone(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.gone(jsonb)'",
+    );
+    // Dropped under 0.2.0: the update keeps the callback as the function's OID, in text.
+    exec(
+        &mut db,
+        "DROP FUNCTION public.gone(jsonb); ALTER EXTENSION pg_webhook UPDATE",
+    );
+    restore_copy(&pg, "original", "copy");
+    let mut copy = pg.connect("copy");
+    exec(&mut copy, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the copy's event delivered", || {
+        rx.accepted_ids().contains(&1)
     });
 }
