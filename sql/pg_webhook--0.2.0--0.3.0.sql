@@ -405,9 +405,12 @@ AS $$ SELECT webhook._instance_id() OPERATOR(pg_catalog.||) '/'
 REVOKE ALL ON FUNCTION webhook._binding_key() FROM PUBLIC;
 COMMENT ON FUNCTION webhook._binding_key() IS
     'Internal: which copy of the database and which cluster a callback OID was read in.';
-ALTER TABLE webhook._subscriptions ADD COLUMN callback_oid oid, ADD COLUMN callback_bound_in text;
+ALTER TABLE webhook._subscriptions ADD COLUMN callback_oid oid, ADD COLUMN callback_bound_in text,
+    ADD COLUMN callback_owner regrole;
 UPDATE webhook._subscriptions
-   SET callback_oid = callback::pg_catalog.oid, callback_bound_in = webhook._binding_key()
+   SET callback_oid = callback::pg_catalog.oid, callback_bound_in = webhook._binding_key(),
+       callback_owner = (SELECT p.proowner FROM pg_catalog.pg_proc p
+                          WHERE p.oid OPERATOR(pg_catalog.=) callback::pg_catalog.oid)
  WHERE callback IS NOT NULL;
 -- A callback whose function is gone keeps its OID as text: nothing binds to it again.
 ALTER TABLE webhook._subscriptions ALTER COLUMN callback TYPE text

@@ -250,3 +250,91 @@ fn a_callback_dropped_before_the_update_from_0_2_0_stops_no_delivery_of_a_restor
         rx.accepted_ids().contains(&1)
     });
 }
+
+#[test]
+fn a_restored_callback_is_not_bound_to_a_function_another_role_made_under_its_name() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook;
+         CREATE ROLE mallory LOGIN;
+         CREATE SCHEMA app;
+         GRANT USAGE, CREATE ON SCHEMA app TO mallory;
+         CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE called (who text);
+         CREATE FUNCTION app.cb(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
+    );
+    // The superuser's subscription, whose callback it made.
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'app.cb(jsonb)'",
+    );
+    // Its function dropped, a role that may create functions in its schema makes one of the
+    // same signature (nothing calls it in this database: the callback is bound by OID).
+    exec(
+        &mut db,
+        "DROP FUNCTION app.cb(jsonb);
+         SET ROLE mallory;
+         CREATE FUNCTION app.cb(e jsonb) RETURNS void LANGUAGE sql
+             AS $$ INSERT INTO public.called VALUES (current_user) $$;
+         RESET ROLE;",
+    );
+    restore_copy(&pg, "original", "copy");
+    let mut copy = pg.connect("copy");
+    exec(&mut copy, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "row 1's callback to fail or run", || {
+        count(
+            &mut copy,
+            "SELECT count(*) FROM webhook.events
+              WHERE record->>'id' = '1' AND callback_error IS NOT NULL",
+        ) + count(&mut copy, "SELECT count(*) FROM called")
+            > 0
+    });
+    assert_eq!(
+        text(&mut copy, "SELECT string_agg(who, ',') FROM called"),
+        None,
+        "mallory's function ran as the subscription's owner"
+    );
+    assert!(
+        pg.log().contains("no function app.cb(pg_catalog.jsonb)"),
+        "{}",
+        pg.log()
+    );
+}
+
+#[test]
+fn a_callback_given_to_another_role_before_a_restore_is_bound_again_in_the_copy() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(&mut db, "CREATE EXTENSION pg_webhook");
+    callback_subscription(&mut db, &rx.url("/t"));
+    exec(
+        &mut db,
+        "CREATE ROLE bob;
+         ALTER FUNCTION public.noted(jsonb) OWNER TO bob;
+         SELECT webhook.resume('t')",
+    );
+    // The worker's next look at the subscriptions (the resume changed one) follows the owner.
+    wait_until(WAIT, "the callback's owner to follow", || {
+        text(
+            &mut db,
+            "SELECT callback_owner::text FROM webhook._subscriptions",
+        )
+        .as_deref()
+            == Some("bob")
+    });
+    restore_copy(&pg, "original", "copy");
+    let mut copy = pg.connect("copy");
+    exec(&mut copy, "INSERT INTO t VALUES (3)");
+    wait_until(WAIT, "row 3's callback in the copy", || {
+        count(&mut copy, "SELECT count(*) FROM called WHERE id = 3") == 1
+    });
+}

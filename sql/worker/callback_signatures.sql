@@ -1,9 +1,17 @@
--- Callbacks bound here whose function was renamed or moved since (ALTER FUNCTION): their
--- signature follows it, so that a pg_upgrade or a restore binds them again to the same function.
-WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key)
+-- Callbacks bound here whose function was renamed, moved or given to another role since (ALTER
+-- FUNCTION): their signature and owner follow it, so that a pg_upgrade or a restore binds them
+-- again to the same function.
+WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
+bound AS (
+    SELECT s.id, webhook._callback_signature(s.callback_oid) AS signature, p.proowner
+      FROM webhook._subscriptions s
+      JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) s.callback_oid
+     CROSS JOIN here
+     WHERE s.callback_bound_in OPERATOR(pg_catalog.=) here.key
+)
 UPDATE webhook._subscriptions s
-   SET callback = webhook._callback_signature(s.callback_oid)
-  FROM here
- WHERE s.callback_bound_in OPERATOR(pg_catalog.=) here.key
-   AND webhook._callback_signature(s.callback_oid) IS NOT NULL
-   AND webhook._callback_signature(s.callback_oid) IS DISTINCT FROM s.callback
+   SET callback = b.signature, callback_owner = b.proowner
+  FROM bound b
+ WHERE s.id OPERATOR(pg_catalog.=) b.id
+   AND (b.signature IS DISTINCT FROM s.callback
+        OR b.proowner IS DISTINCT FROM s.callback_owner::pg_catalog.oid)

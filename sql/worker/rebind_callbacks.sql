@@ -1,10 +1,14 @@
 -- Callbacks bound in another copy of this database or another cluster (callback_bound_in is
 -- not webhook._binding_key(): a restore, or pg_upgrade, which keeps the rows but not function
 -- OIDs): bound again to the function their signature names now, if it takes one jsonb argument,
--- returns one value and its subscription's owner may call it (EXECUTE, and USAGE on its schema:
--- what subscribe() checks; an orphan's new owner is checked by set_owner()), else to none (OID 0: its callbacks fail, saying the function is
--- gone). Returns each one's subscription, signature and whether a function was found; a worker
--- that finds one bound meanwhile by another leaves it.
+-- returns one value, its subscription's owner may call it (EXECUTE, and USAGE on its schema:
+-- what subscribe() checks; an orphan's new owner is checked by set_owner()) and it belongs to
+-- the role that owned the function bound before (callback_owner, where known: another role
+-- that may create functions in its schema could have made one of the signature after the
+-- original was dropped or renamed, to run as the subscription's owner), else to none (OID 0:
+-- its callbacks fail, saying the function is gone). Returns each one's subscription, signature
+-- and whether a function was found; a worker that finds one bound meanwhile by another leaves
+-- it.
 WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
 found AS (
     SELECT s.id, s.name, s.callback,
@@ -18,6 +22,8 @@ found AS (
                AND p.pronargs OPERATOR(pg_catalog.=) 1
                AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
                AND NOT p.proretset AND p.prokind OPERATOR(pg_catalog.=) 'f'
+               AND (s.callback_owner IS NULL
+                    OR p.proowner OPERATOR(pg_catalog.=) s.callback_owner::pg_catalog.oid)
                -- An orphan's role is gone (webhook.set_owner() checks its new owner).
                AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_authid a
                                       WHERE a.oid OPERATOR(pg_catalog.=) s.owner)
@@ -29,7 +35,11 @@ found AS (
        AND s.callback_bound_in IS DISTINCT FROM here.key
 )
 UPDATE webhook._subscriptions s
-   SET callback_oid = COALESCE(f.oid, 0), callback_bound_in = here.key
+   SET callback_oid = COALESCE(f.oid, 0), callback_bound_in = here.key,
+       -- Known from now on (a dump made before 0.3.0 does not say).
+       callback_owner = COALESCE((SELECT p.proowner FROM pg_catalog.pg_proc p
+                                   WHERE p.oid OPERATOR(pg_catalog.=) f.oid),
+                                 s.callback_owner::pg_catalog.oid)
   FROM found f, here
  WHERE s.id OPERATOR(pg_catalog.=) f.id
    AND s.callback_bound_in IS DISTINCT FROM here.key
