@@ -338,3 +338,83 @@ fn a_callback_given_to_another_role_before_a_restore_is_bound_again_in_the_copy(
         count(&mut copy, "SELECT count(*) FROM called WHERE id = 3") == 1
     });
 }
+
+#[test]
+fn a_callback_restored_before_the_grants_its_owner_needs_runs_once_they_are_restored() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook;
+         CREATE ROLE alice;
+         GRANT webhook_admin TO alice;
+         CREATE SCHEMA app;
+         GRANT USAGE ON SCHEMA app TO alice;
+         CREATE TABLE t (id int PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON t TO alice;
+         CREATE TABLE called (id int);
+         GRANT INSERT ON called TO alice;
+         CREATE FUNCTION app.noted(e jsonb) RETURNS void LANGUAGE sql
+             AS $$ INSERT INTO public.called VALUES ((e->'record'->>'id')::int) $$;
+         SET ROLE alice;",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'app.noted(jsonb)'",
+    );
+    let dump = pg.dir.join("original.dump");
+    let dump = dump.to_str().unwrap();
+    pg.tool("pg_dump", &["-Fc", "-d", "original", "-f", dump]);
+    // pg_restore restores privileges last, after the data and the indexes, constraints and
+    // triggers: a worker loading the subscriptions meanwhile finds alice may not use app yet.
+    let list = pg.tool("pg_restore", &["-l", dump]);
+    let (acls, rest): (Vec<&str>, Vec<&str>) = list.lines().partition(|l| l.contains(" ACL "));
+    let write = |name: &str, lines: &[&str]| {
+        let path = pg.dir.join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (acls, rest) = (write("acls.list", &acls), write("rest.list", &rest));
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE copy");
+    pg.tool(
+        "pg_restore",
+        &["--exit-on-error", "-d", "copy", "-L", &rest, dump],
+    );
+    let mut copy = pg.connect("copy");
+    wait_until(WAIT, "the worker to bind the callback in the copy", || {
+        count(
+            &mut copy,
+            "SELECT count(*) FROM webhook._subscriptions
+              WHERE callback_bound_in = webhook._binding_key()",
+        ) == 1
+    });
+    pg.tool(
+        "pg_restore",
+        &["--exit-on-error", "-d", "copy", "-L", &acls, dump],
+    );
+    // (Found unable to read t meanwhile, the subscription waits to be resumed.)
+    exec(
+        &mut copy,
+        "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)",
+    );
+    wait_until(WAIT, "row 1's callback to run or fail", || {
+        count(
+            &mut copy,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) + count(&mut copy, "SELECT count(*) FROM called")
+            > 0
+    });
+    assert_eq!(
+        text(
+            &mut copy,
+            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
+        ),
+        None
+    );
+    assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
+}

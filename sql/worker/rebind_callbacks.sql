@@ -1,14 +1,15 @@
 -- Callbacks bound in another copy of this database or another cluster (callback_bound_in is
 -- not webhook._binding_key(): a restore, or pg_upgrade, which keeps the rows but not function
 -- OIDs): bound again to the function their signature names now, if it takes one jsonb argument,
--- returns one value, its subscription's owner may call it (EXECUTE, and USAGE on its schema:
--- what subscribe() checks; an orphan's new owner is checked by set_owner()) and it belongs to
--- the role that owned the function bound before (callback_owner, where known: another role
--- that may create functions in its schema could have made one of the signature after the
--- original was dropped or renamed, to run as the subscription's owner), else to none (OID 0:
--- its callbacks fail, saying the function is gone). Returns each one's subscription, signature
--- and whether a function was found; a worker that finds one bound meanwhile by another leaves
--- it.
+-- returns one value and belongs to the role that owned the function bound before
+-- (callback_owner, where known: another role that may create functions in its schema could
+-- have made one of the signature after the original was dropped or renamed, to run as the
+-- subscription's owner), else to none (OID 0: its callbacks fail, saying the function is gone).
+-- Not whether the owner may call it: each call checks that (EXECUTE, and USAGE on its schema:
+-- src/worker/callbacks/call.rs), and pg_restore grants privileges last, after the data, the
+-- indexes and the triggers, whose creation makes the worker load the subscriptions meanwhile; an
+-- orphan's new owner is checked by set_owner(). Returns each one's subscription, signature and
+-- whether a function was found; a worker that finds one bound meanwhile by another leaves it.
 WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
 found AS (
     SELECT s.id, s.name, s.callback,
@@ -25,11 +26,9 @@ found AS (
                AND (s.callback_owner IS NULL
                     OR p.proowner OPERATOR(pg_catalog.=) s.callback_owner::pg_catalog.oid)
                -- An orphan's role is gone (webhook.set_owner() checks its new owner).
-               AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_authid a
-                                      WHERE a.oid OPERATOR(pg_catalog.=) s.owner)
-                        THEN pg_catalog.has_function_privilege(s.owner, p.oid, 'EXECUTE')
-                             AND pg_catalog.has_schema_privilege(s.owner, p.pronamespace, 'USAGE')
-                        ELSE s.owner_dropped END) AS oid
+               AND (s.owner_dropped
+                    OR EXISTS (SELECT FROM pg_catalog.pg_authid a
+                                WHERE a.oid OPERATOR(pg_catalog.=) s.owner))) AS oid
       FROM webhook._subscriptions s, here
      WHERE s.callback IS NOT NULL
        AND s.callback_bound_in IS DISTINCT FROM here.key

@@ -108,7 +108,7 @@ impl Claim<'_> {
                     r.subscription, r.signature
                 ),
                 false => pgrx::warning!(
-                    "pg_webhook: subscription \"{}\" was bound to its callback in another cluster or copy of this database (pg_upgrade, or a restore), and no function {} its owner may call as a callback is here: its callbacks fail until it is subscribed again",
+                    "pg_webhook: subscription \"{}\" was bound to its callback in another cluster or copy of this database (pg_upgrade, or a restore), and no function {} of the role that owned its function, taking one jsonb argument, is here: its callbacks fail until it is subscribed again",
                     r.subscription, r.signature
                 ),
             }
