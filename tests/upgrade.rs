@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::cluster::{install_released_script, wait_until, Cluster};
+use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
 use support::{count, exec, subscribe, text, WAIT};
 
@@ -200,114 +200,6 @@ fn a_callback_renamed_before_pg_upgrade_is_bound_again_under_its_new_name() {
     });
 }
 
-/// Dumps database `from` of `pg` and restores it into a new database `to`.
-fn restore_copy(pg: &Cluster, from: &str, to: &str) {
-    let dump = pg.dir.join(format!("{from}.dump"));
-    pg.tool(
-        "pg_dump",
-        &["-Fc", "-d", from, "-f", dump.to_str().unwrap()],
-    );
-    exec(
-        &mut pg.connect("postgres"),
-        &format!("CREATE DATABASE {to}"),
-    );
-    pg.tool(
-        "pg_restore",
-        &["--exit-on-error", "-d", to, dump.to_str().unwrap()],
-    );
-}
-
-#[test]
-fn a_callback_dropped_before_the_update_from_0_2_0_stops_no_delivery_of_a_restored_copy() {
-    install_released_script("0.1.0");
-    install_released_script("0.2.0");
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
-    let mut db = pg.connect("original");
-    exec(
-        &mut db,
-        "CREATE EXTENSION pg_webhook VERSION '0.2.0';
-         CREATE TABLE t (id int PRIMARY KEY);
-         CREATE FUNCTION public.gone(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
-    );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'public.gone(jsonb)'",
-    );
-    // Dropped under 0.2.0: the update keeps the callback as the function's OID, in text.
-    exec(
-        &mut db,
-        "DROP FUNCTION public.gone(jsonb); ALTER EXTENSION pg_webhook UPDATE",
-    );
-    restore_copy(&pg, "original", "copy");
-    let mut copy = pg.connect("copy");
-    exec(&mut copy, "INSERT INTO t VALUES (1)");
-    wait_until(WAIT, "the copy's event delivered", || {
-        rx.accepted_ids().contains(&1)
-    });
-}
-
-#[test]
-fn a_restored_callback_is_not_bound_to_a_function_another_role_made_under_its_name() {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
-    let mut db = pg.connect("original");
-    exec(
-        &mut db,
-        "CREATE EXTENSION pg_webhook;
-         CREATE ROLE mallory LOGIN;
-         CREATE SCHEMA app;
-         GRANT USAGE, CREATE ON SCHEMA app TO mallory;
-         CREATE TABLE t (id int PRIMARY KEY);
-         CREATE TABLE called (who text);
-         CREATE FUNCTION app.cb(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
-    );
-    // The superuser's subscription, whose callback it made.
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'app.cb(jsonb)'",
-    );
-    // Its function dropped, a role that may create functions in its schema makes one of the
-    // same signature (nothing calls it in this database: the callback is bound by OID).
-    exec(
-        &mut db,
-        "DROP FUNCTION app.cb(jsonb);
-         SET ROLE mallory;
-         CREATE FUNCTION app.cb(e jsonb) RETURNS void LANGUAGE sql
-             AS $$ INSERT INTO public.called VALUES (current_user) $$;
-         RESET ROLE;",
-    );
-    restore_copy(&pg, "original", "copy");
-    let mut copy = pg.connect("copy");
-    exec(&mut copy, "INSERT INTO t VALUES (1)");
-    wait_until(WAIT, "row 1's callback to fail or run", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook.events
-              WHERE record->>'id' = '1' AND callback_error IS NOT NULL",
-        ) + count(&mut copy, "SELECT count(*) FROM called")
-            > 0
-    });
-    assert_eq!(
-        text(&mut copy, "SELECT string_agg(who, ',') FROM called"),
-        None,
-        "mallory's function ran as the subscription's owner"
-    );
-    assert!(
-        pg.log().contains("no function app.cb(pg_catalog.jsonb)"),
-        "{}",
-        pg.log()
-    );
-}
-
 #[test]
 fn a_callback_given_to_another_role_before_a_restore_is_bound_again_in_the_copy() {
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
@@ -331,90 +223,10 @@ fn a_callback_given_to_another_role_before_a_restore_is_bound_again_in_the_copy(
         .as_deref()
             == Some("bob")
     });
-    restore_copy(&pg, "original", "copy");
+    pg.restore_copy("original", "copy");
     let mut copy = pg.connect("copy");
     exec(&mut copy, "INSERT INTO t VALUES (3)");
     wait_until(WAIT, "row 3's callback in the copy", || {
         count(&mut copy, "SELECT count(*) FROM called WHERE id = 3") == 1
     });
-}
-
-#[test]
-fn a_callback_restored_before_the_grants_its_owner_needs_runs_once_they_are_restored() {
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
-    let mut db = pg.connect("original");
-    exec(
-        &mut db,
-        "CREATE EXTENSION pg_webhook;
-         CREATE ROLE alice;
-         GRANT webhook_admin TO alice;
-         CREATE SCHEMA app;
-         GRANT USAGE ON SCHEMA app TO alice;
-         CREATE TABLE t (id int PRIMARY KEY);
-         GRANT SELECT, TRIGGER ON t TO alice;
-         CREATE TABLE called (id int);
-         GRANT INSERT ON called TO alice;
-         CREATE FUNCTION app.noted(e jsonb) RETURNS void LANGUAGE sql
-             AS $$ INSERT INTO public.called VALUES ((e->'record'->>'id')::int) $$;
-         SET ROLE alice;",
-    );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'app.noted(jsonb)'",
-    );
-    let dump = pg.dir.join("original.dump");
-    let dump = dump.to_str().unwrap();
-    pg.tool("pg_dump", &["-Fc", "-d", "original", "-f", dump]);
-    // pg_restore restores privileges last, after the data and the indexes, constraints and
-    // triggers: a worker loading the subscriptions meanwhile finds alice may not use app yet.
-    let list = pg.tool("pg_restore", &["-l", dump]);
-    let (acls, rest): (Vec<&str>, Vec<&str>) = list.lines().partition(|l| l.contains(" ACL "));
-    let write = |name: &str, lines: &[&str]| {
-        let path = pg.dir.join(name);
-        std::fs::write(&path, lines.join("\n")).unwrap();
-        path.to_str().unwrap().to_string()
-    };
-    let (acls, rest) = (write("acls.list", &acls), write("rest.list", &rest));
-    exec(&mut pg.connect("postgres"), "CREATE DATABASE copy");
-    pg.tool(
-        "pg_restore",
-        &["--exit-on-error", "-d", "copy", "-L", &rest, dump],
-    );
-    let mut copy = pg.connect("copy");
-    wait_until(WAIT, "the worker to bind the callback in the copy", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook._subscriptions
-              WHERE callback_bound_in = webhook._binding_key()",
-        ) == 1
-    });
-    pg.tool(
-        "pg_restore",
-        &["--exit-on-error", "-d", "copy", "-L", &acls, dump],
-    );
-    // (Found unable to read t meanwhile, the subscription waits to be resumed.)
-    exec(
-        &mut copy,
-        "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)",
-    );
-    wait_until(WAIT, "row 1's callback to run or fail", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
-        ) + count(&mut copy, "SELECT count(*) FROM called")
-            > 0
-    });
-    assert_eq!(
-        text(
-            &mut copy,
-            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
-        ),
-        None
-    );
-    assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
 }

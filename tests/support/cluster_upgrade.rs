@@ -66,4 +66,15 @@ impl Cluster {
         new.pg_ctl_start();
         new
     }
+
+    /// Dumps database `from` and restores it into a new database `to`.
+    pub fn restore_copy(&self, from: &str, to: &str) {
+        let dump = self.dir.join(format!("{from}.dump"));
+        let dump = dump.to_str().unwrap();
+        self.tool("pg_dump", &["-Fc", "-d", from, "-f", dump]);
+        self.connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {to}"))
+            .unwrap();
+        self.tool("pg_restore", &["--exit-on-error", "-d", to, dump]);
+    }
 }
