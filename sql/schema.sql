@@ -243,9 +243,9 @@ CREATE TABLE webhook._subscriptions (
     callback_oid      oid,
     callback_bound_in text,
     -- Added in 0.3.0. Who owns that function (NULL: not known, in a dump made before 0.3.0). A
-    -- callback is bound again only to a function of the same owner: another role that may
-    -- create functions in its schema, making one of its signature once it is dropped or renamed,
-    -- would have its code run as the subscription's owner.
+    -- callback is bound again only to a function of the same owner (or a superuser's): another
+    -- role that may create functions in its schema, making one of its signature once it is
+    -- dropped or renamed, would have its code run as the subscription's owner.
     callback_owner    regrole,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),

@@ -178,3 +178,73 @@ fn a_callback_restored_before_the_grants_its_owner_needs_runs_once_they_are_rest
     );
     assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
 }
+
+#[test]
+fn a_callback_restored_with_no_owner_is_bound_to_the_restoring_superusers_function() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook;
+         CREATE ROLE alice;
+         GRANT webhook_admin TO alice;
+         CREATE SCHEMA app;
+         GRANT USAGE, CREATE ON SCHEMA app TO alice;
+         CREATE TABLE t (id int PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON t TO alice;
+         CREATE TABLE called (id int);
+         GRANT INSERT ON called TO alice;
+         SET ROLE alice;
+         CREATE FUNCTION app.noted(e jsonb) RETURNS void LANGUAGE sql
+             AS $$ INSERT INTO public.called VALUES ((e->'record'->>'id')::int) $$;",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'app.noted(jsonb)'",
+    );
+    // Restored with --no-owner (as into a managed service): the superuser restoring owns
+    // every object, alice's callback among them.
+    let dump = pg.dir.join("original.dump");
+    let dump = dump.to_str().unwrap();
+    pg.tool("pg_dump", &["-Fc", "-d", "original", "-f", dump]);
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE copy");
+    pg.tool(
+        "pg_restore",
+        &["--exit-on-error", "--no-owner", "-d", "copy", dump],
+    );
+    let mut copy = pg.connect("copy");
+    assert_eq!(
+        text(
+            &mut copy,
+            "SELECT proowner::regrole::text FROM pg_proc WHERE proname = 'noted'"
+        )
+        .as_deref(),
+        Some("postgres")
+    );
+    // (Found unable to read t before pg_restore's grants, the subscription may wait to be
+    // resumed.)
+    exec(
+        &mut copy,
+        "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)",
+    );
+    wait_until(WAIT, "row 1's callback to run or fail", || {
+        count(
+            &mut copy,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) + count(&mut copy, "SELECT count(*) FROM called")
+            > 0
+    });
+    assert_eq!(
+        text(
+            &mut copy,
+            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
+        ),
+        None
+    );
+    assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
+}

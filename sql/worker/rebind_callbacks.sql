@@ -23,8 +23,12 @@ found AS (
                AND p.pronargs OPERATOR(pg_catalog.=) 1
                AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
                AND NOT p.proretset AND p.prokind OPERATOR(pg_catalog.=) 'f'
+               -- Or a superuser's, which no other role can make (pg_restore --no-owner gives
+               -- every function to the role restoring, a superuser where pg_webhook is made).
                AND (s.callback_owner IS NULL
-                    OR p.proowner OPERATOR(pg_catalog.=) s.callback_owner::pg_catalog.oid)
+                    OR p.proowner OPERATOR(pg_catalog.=) s.callback_owner::pg_catalog.oid
+                    OR EXISTS (SELECT FROM pg_catalog.pg_authid a
+                                WHERE a.oid OPERATOR(pg_catalog.=) p.proowner AND a.rolsuper))
                -- An orphan's role is gone (webhook.set_owner() checks its new owner).
                AND (s.owner_dropped
                     OR EXISTS (SELECT FROM pg_catalog.pg_authid a
