@@ -248,3 +248,44 @@ fn a_callback_restored_with_no_owner_is_bound_to_the_restoring_superusers_functi
     );
     assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
 }
+
+#[test]
+fn a_renamed_callback_of_a_subscription_held_in_a_transaction_holds_up_no_other_delivery() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE a (id int PRIMARY KEY);
+         CREATE TABLE b (id int PRIMARY KEY);
+         CREATE FUNCTION public.noted(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
+    );
+    subscribe(
+        &mut db,
+        "a",
+        "a",
+        &rx.url("/a"),
+        ", callback => 'public.noted(jsonb)'",
+    );
+    subscribe(&mut db, "b", "b", &rx.url("/b"), "");
+    // A session pauses a and keeps its transaction open (its row stays locked) ...
+    let mut holder = pg.connect("postgres");
+    exec(&mut holder, "BEGIN; SELECT webhook.pause('a')");
+    // ... while a's callback is renamed: the worker's next load follows the rename.
+    exec(
+        &mut db,
+        "ALTER FUNCTION public.noted(jsonb) RENAME TO noted_again; INSERT INTO b VALUES (1)",
+    );
+    wait_until(WAIT, "b's event delivered", || {
+        rx.accepted_ids().contains(&1)
+    });
+    exec(&mut holder, "COMMIT");
+    wait_until(WAIT, "the signature to follow the rename", || {
+        text(
+            &mut db,
+            "SELECT callback FROM webhook.subscriptions WHERE name = 'a'",
+        )
+        .as_deref()
+            == Some("public.noted_again(pg_catalog.jsonb)")
+    });
+}

@@ -1,6 +1,8 @@
 -- Callbacks bound here whose function was renamed, moved or given to another role since (ALTER
 -- FUNCTION): their signature and owner follow it, so that a pg_upgrade or a restore binds them
--- again to the same function.
+-- again to the same function. Not those whose row another transaction holds (a pause not
+-- committed yet): followed at a later load, rather than this worker's claims waiting for it,
+-- and every subscription's delivery with them.
 WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
 bound AS (
     SELECT s.id, webhook._callback_signature(s.callback_oid) AS signature, p.proowner
@@ -8,10 +10,12 @@ bound AS (
       JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) s.callback_oid
      CROSS JOIN here
      WHERE s.callback_bound_in OPERATOR(pg_catalog.=) here.key
+       -- Only those that changed are locked (and written).
+       AND (webhook._callback_signature(s.callback_oid) IS DISTINCT FROM s.callback
+            OR p.proowner IS DISTINCT FROM s.callback_owner::pg_catalog.oid)
+       FOR UPDATE OF s SKIP LOCKED
 )
 UPDATE webhook._subscriptions s
    SET callback = b.signature, callback_owner = b.proowner
   FROM bound b
  WHERE s.id OPERATOR(pg_catalog.=) b.id
-   AND (b.signature IS DISTINCT FROM s.callback
-        OR b.proowner IS DISTINCT FROM s.callback_owner::pg_catalog.oid)

@@ -10,6 +10,9 @@
 -- indexes and the triggers, whose creation makes the worker load the subscriptions meanwhile; an
 -- orphan's new owner is checked by set_owner(). Returns each one's subscription, signature and
 -- whether a function was found; a worker that finds one bound meanwhile by another leaves it.
+-- Not those whose row another transaction holds: bound at a later load (the callback runner and
+-- set_owner() wait), rather than this worker's claims waiting for it, and every subscription's
+-- delivery with them.
 WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
 found AS (
     SELECT s.id, s.name, s.callback,
@@ -36,6 +39,7 @@ found AS (
       FROM webhook._subscriptions s, here
      WHERE s.callback IS NOT NULL
        AND s.callback_bound_in IS DISTINCT FROM here.key
+       FOR UPDATE OF s SKIP LOCKED
 )
 UPDATE webhook._subscriptions s
    SET callback_oid = COALESCE(f.oid, 0), callback_bound_in = here.key,
