@@ -289,3 +289,37 @@ fn a_renamed_callback_of_a_subscription_held_in_a_transaction_holds_up_no_other_
             == Some("public.noted_again(pg_catalog.jsonb)")
     });
 }
+
+#[test]
+fn rebinding_reads_the_same_without_standard_conforming_strings() {
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "standard_conforming_strings = off",
+    ]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook;
+         CREATE TABLE t (id int PRIMARY KEY);
+         CREATE FUNCTION public.noted(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.noted(jsonb)'",
+    );
+    pg.restore_copy("original", "copy");
+    wait_until(WAIT, "the copy's callback bound again", || {
+        pg.log()
+            .contains("bound again to public.noted(pg_catalog.jsonb)")
+    });
+    // (A client's statement may warn; the worker's own must not, nor fail.)
+    let log = pg.log();
+    let worker = |l: &&str| l.contains("pg_webhook WARNING");
+    let bad: Vec<&str> = log.lines().filter(worker).collect();
+    assert!(bad.is_empty(), "the worker warned: {bad:?}");
+}

@@ -22,7 +22,7 @@ found AS (
              -- or in a dump made before it): no signature, it names no function here, and
              -- to_regprocedure() would fail on it, and so every load of the subscriptions.
              WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(
-                       CASE WHEN s.callback OPERATOR(pg_catalog.~) '\)$' THEN s.callback END)
+                       CASE WHEN s.callback OPERATOR(pg_catalog.~~) '%)' THEN s.callback END)
                AND p.pronargs OPERATOR(pg_catalog.=) 1
                AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
                AND NOT p.proretset AND p.prokind OPERATOR(pg_catalog.=) 'f'
