@@ -158,25 +158,7 @@ fn a_callback_restored_before_the_grants_its_owner_needs_runs_once_they_are_rest
         &["--exit-on-error", "-d", "copy", "-L", &acls, dump],
     );
     // (Found unable to read t meanwhile, the subscription waits to be resumed.)
-    exec(
-        &mut copy,
-        "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)",
-    );
-    wait_until(WAIT, "row 1's callback to run or fail", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
-        ) + count(&mut copy, "SELECT count(*) FROM called")
-            > 0
-    });
-    assert_eq!(
-        text(
-            &mut copy,
-            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
-        ),
-        None
-    );
-    assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
+    resume_and_expect_the_callback(&mut copy);
 }
 
 #[test]
@@ -228,25 +210,7 @@ fn a_callback_restored_with_no_owner_is_bound_to_the_restoring_superusers_functi
     );
     // (Found unable to read t before pg_restore's grants, the subscription may wait to be
     // resumed.)
-    exec(
-        &mut copy,
-        "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)",
-    );
-    wait_until(WAIT, "row 1's callback to run or fail", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
-        ) + count(&mut copy, "SELECT count(*) FROM called")
-            > 0
-    });
-    assert_eq!(
-        text(
-            &mut copy,
-            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
-        ),
-        None
-    );
-    assert_eq!(count(&mut copy, "SELECT count(*) FROM called"), 1);
+    resume_and_expect_the_callback(&mut copy);
 }
 
 #[test]
@@ -322,4 +286,24 @@ fn rebinding_reads_the_same_without_standard_conforming_strings() {
     let worker = |l: &&str| l.contains("pg_webhook WARNING");
     let bad: Vec<&str> = log.lines().filter(worker).collect();
     assert!(bad.is_empty(), "the worker warned: {bad:?}");
+}
+
+/// Resumes `t` in `copy`, writes row 1 and checks its callback ran, once, without an error.
+fn resume_and_expect_the_callback(copy: &mut postgres::Client) {
+    exec(copy, "SELECT webhook.resume('t'); INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "row 1's callback to run or fail", || {
+        count(
+            copy,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) + count(copy, "SELECT count(*) FROM called")
+            > 0
+    });
+    assert_eq!(
+        text(
+            copy,
+            "SELECT string_agg(callback_error, '; ') FROM webhook.events"
+        ),
+        None
+    );
+    assert_eq!(count(copy, "SELECT count(*) FROM called"), 1);
 }
