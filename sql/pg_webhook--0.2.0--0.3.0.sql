@@ -777,7 +777,7 @@ COMMENT ON COLUMN webhook.subscriptions.failing_since IS 'Since when every attem
 COMMENT ON COLUMN webhook.subscriptions.ordered IS 'Events are delivered one at a time, in commit order.';
 COMMENT ON COLUMN webhook.subscriptions.max_in_flight IS 'Most concurrent requests of this subscription; NULL: only the worker''s limit.';
 COMMENT ON COLUMN webhook.subscriptions.rate_limit IS 'Most events per second; NULL: no limit.';
-COMMENT ON COLUMN webhook.subscriptions.callback IS 'Function f(event jsonb) run as the owner after each event is delivered or dies.';
+COMMENT ON COLUMN webhook.subscriptions.callback IS 'Signature (schema.name(pg_catalog.jsonb)) of the function f(event jsonb) run as the owner after each event is delivered or dies.';
 COMMENT ON COLUMN webhook.subscriptions.batch_size IS 'Events per request: 1 sends each event alone in its plain body; more sends {"events": [...]} batches.';
 COMMENT ON COLUMN webhook.subscriptions.batch_wait IS 'How long a partial batch of new events waits for more before it is sent.';
 COMMENT ON COLUMN webhook.subscriptions.group_by IS 'transaction: one request per committed transaction, all its events in statement order (in numbered parts when over pg_webhook.max_payload_bytes). NULL: events are sent on their own or in batches.';
