@@ -5,13 +5,15 @@
 -- and every subscription's delivery with them.
 WITH here AS MATERIALIZED (SELECT webhook._binding_key() AS key),
 bound AS (
-    SELECT s.id, webhook._callback_signature(s.callback_oid) AS signature, p.proowner
+    SELECT s.id, latest.signature, p.proowner
       FROM webhook._subscriptions s
       JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) s.callback_oid
      CROSS JOIN here
+     -- Worked out once per subscription (this runs at every load of the subscriptions).
+     CROSS JOIN LATERAL (SELECT webhook._callback_signature(s.callback_oid) AS signature) latest
      WHERE s.callback_bound_in OPERATOR(pg_catalog.=) here.key
        -- Only those that changed are locked (and written).
-       AND (webhook._callback_signature(s.callback_oid) IS DISTINCT FROM s.callback
+       AND (latest.signature IS DISTINCT FROM s.callback
             OR p.proowner IS DISTINCT FROM s.callback_owner::pg_catalog.oid)
        FOR UPDATE OF s SKIP LOCKED
 )
