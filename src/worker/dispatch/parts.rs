@@ -178,12 +178,12 @@ impl Dispatcher {
         let mut dead = Vec::new();
         for (event, entry) in events.iter().zip(entries) {
             match entry {
-                Entry::Dead(..) => self.take_named(event),
-                _ => self.take(event),
-            }
-            match entry {
-                Entry::Sent(..) => riders.push(Passenger::of(event)),
+                Entry::Sent(..) => {
+                    self.take(event);
+                    riders.push(Passenger::of(event))
+                }
                 Entry::Dead(_, error, _) => {
+                    self.take_named(event);
                     dead.push((event.id, event.timeline));
                     riders.push(Passenger {
                         dies: Some(error),
@@ -191,6 +191,7 @@ impl Dispatcher {
                     })
                 }
                 Entry::Alone(error, decision) => {
+                    self.take(event);
                     self.settle_unsent(event, error, decision, target.has_callback)
                 }
             }
