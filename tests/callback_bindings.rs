@@ -100,6 +100,55 @@ fn a_restored_callback_is_not_bound_to_a_function_another_role_made_under_its_na
 }
 
 #[test]
+fn a_callback_missing_from_a_restore_fails_naming_its_signature() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    exec(&mut pg.connect("postgres"), "CREATE DATABASE original");
+    let mut db = pg.connect("original");
+    exec(
+        &mut db,
+        "CREATE EXTENSION pg_webhook;
+         CREATE SCHEMA app;
+         CREATE TABLE t (id int PRIMARY KEY);
+         CREATE FUNCTION app.cb(e jsonb) RETURNS void LANGUAGE sql AS 'SELECT';",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'app.cb(jsonb)'",
+    );
+    // Dropped before the dump: the copy has the signature and no function of it, and binds the
+    // callback to none (OID 0).
+    exec(&mut db, "DROP FUNCTION app.cb(jsonb)");
+    pg.restore_copy("original", "copy");
+    let mut copy = pg.connect("copy");
+    exec(&mut copy, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "row 1's callback to fail", || {
+        count(
+            &mut copy,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) > 0
+    });
+    assert_eq!(
+        text(&mut copy, "SELECT callback_error FROM webhook.events").as_deref(),
+        Some(
+            "the callback function app.cb(pg_catalog.jsonb) no longer exists in this database \
+             (dropped, or not restored with the subscription); set another with a new subscription"
+        )
+    );
+    assert_eq!(
+        text(
+            &mut copy,
+            "SELECT callback_oid::text FROM webhook._subscriptions"
+        )
+        .as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
 fn a_callback_restored_before_the_grants_its_owner_needs_runs_once_they_are_restored() {
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
     let rx = Receiver::start();

@@ -63,6 +63,8 @@ struct Pending {
     starts: i32,
     /// Its subscription is an orphan (its owner's role was dropped): nothing is called.
     orphan: bool,
+    /// The callback's signature, as the subscription keeps it.
+    signature: Option<String>,
 }
 
 /// A callback whose runner stopped while it ran this many times is not started again.
@@ -293,6 +295,7 @@ fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
                 function_exists: row.get(5)?.unwrap_or(false),
                 starts: row.get(6)?.unwrap_or(0),
                 orphan: row.get(7)?.unwrap_or(false),
+                signature: row.get(8)?,
             });
         }
         Ok(out)
@@ -356,8 +359,9 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
                 "the callback was stopped {} times before it finished (it ran past pg_webhook.callback_timeout and ignored the cancel, or the server stopped); it is not run again",
                 callback.starts
             )),
-            (Some(f), Ok(Some(_))) if !callback.function_exists => Some(format!(
-                "the callback function (OID {f}) no longer exists; set another with a new subscription"
+            (Some(_), Ok(Some(_))) if !callback.function_exists => Some(format!(
+                "the callback function {} no longer exists in this database (dropped, or not restored with the subscription); set another with a new subscription",
+                callback.signature.as_deref().unwrap_or("(unknown)")
             )),
             (Some(f), Ok(Some(event))) => {
                 called.set(true);
