@@ -151,7 +151,7 @@ ALTER TABLE webhook._event_archive ADD COLUMN order_key bigint;
 -- Grouping by transaction: each event's part of its transaction's request, and the size of
 -- the transaction.
 ALTER TABLE webhook._event_queue ADD COLUMN part integer, ADD COLUMN tx_events integer;
--- The WAL timelines of an event and of its transaction (see schema.sql): those queued before
+-- The WAL timelines of an event and of its transaction (see queue.sql): those queued before
 -- keep the webhook-ids they had, which name no timeline.
 ALTER TABLE webhook._event_queue
     ADD COLUMN timeline integer NOT NULL DEFAULT 1,

@@ -49,6 +49,8 @@ mod worker_count;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["schema"]);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["queue"]);
 extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
 /// Set in the postmaster when loaded through shared_preload_libraries; inherited by every

@@ -1,0 +1,239 @@
+-- pg_webhook: who may see what. The role webhook_admin and the views users read, where the
+-- visibility rules apply. After queue.sql.
+
+-- API: Private. Why each subscription's owner may no longer read its whole table (NULL: it
+-- may): the SELECT privilege is gone, or row-level security policies now apply to the owner
+-- (as check_enable_rls decides: not for superusers, BYPASSRLS roles, or the table's owner
+-- without FORCE ROW LEVEL SECURITY). The delivery worker holds such a subscription's events
+-- instead of sending them, checking this after it reads them, so a REVOKE committed before a
+-- claim is never missed. A dropped table's queued events are still delivered: they were
+-- captured while it existed.
+CREATE VIEW webhook._owner_access AS
+SELECT s.id,
+       CASE
+           -- A dropped table's queued events are delivered (captured while it existed),
+           -- unless they were held because the owner could no longer read it.
+           WHEN c.oid IS NULL THEN
+               CASE WHEN s.read_denied
+                    THEN pg_catalog.format('its owner %s could no longer read its table when its events were held, and the table is gone',
+                                           s.owner)
+               END
+           -- An orphan (see _subscriptions.owner_dropped), even where its OID names a role.
+           WHEN s.owner_dropped OR r.oid IS NULL
+           THEN pg_catalog.format('its owner''s role (OID %s) was dropped; a superuser may hand it over with webhook.set_owner()',
+                                  s.owner::pg_catalog.oid)
+           -- From the table's ACL as this statement's snapshot sees it (has_table_privilege
+           -- would read a cache that may not have caught up with a REVOKE committed just
+           -- before): superusers and the owner may, and whoever holds SELECT directly, through
+           -- a role, or through PUBLIC.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+                                 WHERE a.privilege_type = 'SELECT'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (SELECT was revoked)',
+                                  s.owner, s.target)
+           -- USAGE on the table's schema, from its ACL in the same way: without it the owner
+           -- cannot read the table either.
+           WHEN NOT (COALESCE(r.rolsuper, false)
+                     OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid, n.nspowner, 'USAGE')
+                     OR EXISTS (SELECT 1
+                                  FROM pg_catalog.aclexplode(COALESCE(
+                                           n.nspacl, pg_catalog.acldefault('n', n.nspowner))) a
+                                 WHERE a.privilege_type = 'USAGE'
+                                   AND (a.grantee = 0
+                                        OR pg_catalog.pg_has_role(s.owner::pg_catalog.oid,
+                                                                  a.grantee, 'USAGE'))))
+           THEN pg_catalog.format('its owner %s may no longer read %s (USAGE on schema %s was revoked)',
+                                  s.owner, s.target, n.nspname)
+           WHEN c.relrowsecurity
+                AND NOT COALESCE(r.rolsuper OR r.rolbypassrls, false)
+                AND (c.relforcerowsecurity
+                     OR NOT pg_catalog.pg_has_role(s.owner::pg_catalog.oid, c.relowner, 'USAGE'))
+           THEN pg_catalog.format('row-level security on %s now applies to its owner %s',
+                                  s.target, s.owner)
+       END AS denied
+  FROM webhook._subscriptions s
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::pg_catalog.oid
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.owner::pg_catalog.oid;
+COMMENT ON VIEW webhook._owner_access IS
+    'Internal: why each subscription''s owner may no longer read its whole table (NULL: it may).';
+REVOKE ALL ON webhook._owner_access FROM PUBLIC;
+
+-- Who may do what. Creating a subscription is a privilege: superusers and members of
+-- webhook_admin. Roles are cluster-wide, so the role outlives the extension and is shared by
+-- every database that installs it.
+--
+-- The role may exist already: another database of the cluster installed pg_webhook, or someone
+-- made it beforehand (a CREATEROLE user, hoping to be let in). It is taken over only when it is
+-- what this script would create — no login, no attributes, no password — and its existing
+-- members are named, so adopting it is never silent.
+DO $$
+DECLARE
+    r pg_catalog.pg_authid;
+    members text;
+BEGIN
+    SELECT * INTO r FROM pg_catalog.pg_authid WHERE rolname = 'webhook_admin';
+    IF NOT FOUND THEN
+        CREATE ROLE webhook_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication
+       OR r.rolbypassrls OR r.rolpassword IS NOT NULL THEN
+        RAISE EXCEPTION 'role webhook_admin already exists and is not the plain NOLOGIN role pg_webhook uses'
+            USING DETAIL = 'It can log in, has a password, or has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS: whoever made it could act as every webhook administrator.',
+                  HINT = 'Review the role (\du webhook_admin); drop it, or ALTER ROLE webhook_admin NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD NULL, then create the extension again.';
+    END IF;
+    SELECT pg_catalog.string_agg(m.member::pg_catalog.regrole::pg_catalog.text, ', ' ORDER BY 1)
+      INTO members
+      FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid;
+    IF members IS NOT NULL THEN
+        RAISE WARNING 'role webhook_admin already exists; its members may create webhook subscriptions in this database: %', members
+            USING HINT = 'If one of them should not, REVOKE webhook_admin FROM <role>;';
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA webhook TO webhook_admin;
+
+-- API: Private. The subscriptions whose events the current user may see: their own, for
+-- superusers all, and those on tables the user can read whole whose events no payload or filter
+-- of their owner's made or chose. `manages`: the user owns it (or is a superuser) and so may see
+-- its secret and headers, and the errors of its callback and backfills. Views read base tables
+-- with their owner's rights but see the querying role as current_user, which is what is
+-- checked here.
+CREATE VIEW webhook._visible_subscriptions WITH (security_barrier) AS
+SELECT s.id,
+       -- An orphan (owner_dropped) is nobody's, whatever role its owner's OID names now.
+       (r.rolsuper OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE')))
+           AS manages,
+       -- The rows its events carry are shown to superusers, and to anyone else — its owner
+       -- too — only while they may read the table whole: an owner who lost SELECT, USAGE on
+       -- the schema or came under row-level security does not read through the events what
+       -- the table now refuses (those events are held, see _owner_access). A dropped table's
+       -- events stay readable to whoever sees them, unless they were held so.
+       (r.rolsuper OR (c.oid IS NULL AND NOT s.read_denied) OR w.whole) AS reads_rows
+  FROM webhook._subscriptions s
+  JOIN pg_catalog.pg_roles r ON r.rolname = current_user
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = s.target::oid
+  -- Whether the user may read the table whole: SELECT on the table, USAGE on its schema, and
+  -- no row-level security policy applying to them (the events carry every row).
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN c.oid IS NOT NULL
+                       AND COALESCE(pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT'), false)
+                       AND COALESCE(pg_catalog.has_schema_privilege(r.oid, c.relnamespace,
+                                                                    'USAGE'), false)
+                  THEN NOT pg_catalog.row_security_active(c.oid)
+                  ELSE false END AS whole) w
+ WHERE r.rolsuper
+    OR (NOT s.owner_dropped AND pg_catalog.pg_has_role(r.oid, s.owner::oid, 'USAGE'))
+    -- Others see events of tables they may read whole, and only of subscriptions whose events
+    -- no code of the owner's chose or made: a payload may carry what its owner reads in other
+    -- tables, and which rows a filter (the subscription's or a backfill's) let through — the
+    -- events' very existence, and their counts — may tell what it read there.
+    OR (s.payload IS NULL AND s.filter IS NULL AND w.whole
+        AND NOT EXISTS (SELECT FROM webhook._backfills b
+                         WHERE b.subscription_id = s.id AND b.filter IS NOT NULL));
+COMMENT ON VIEW webhook._visible_subscriptions IS
+    'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
+REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
+
+-- API: Public.
+CREATE VIEW webhook.subscriptions WITH (security_barrier) AS
+SELECT s.id, s.name, s.target,
+       CASE WHEN v.manages THEN s.url
+            ELSE pg_catalog.substring(s.url, '^[^:/?#]+://[^/?#]*') || '/…' END AS url,
+       s.events,
+       CASE WHEN v.manages THEN s.secret END AS secret,
+       CASE WHEN v.manages THEN s.headers END AS headers,
+       s.timeout, s.max_attempts, s.retry_schedule, s.format, s.filter, s.columns,
+       s.exclude_columns, s.skip_unchanged, s.status,
+       CASE WHEN s.status = 'active'
+                   AND NOT EXISTS (SELECT FROM webhook._triggers_made m
+                                    WHERE m.subscription_id = s.id)
+            -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
+            THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
+            ELSE s.status_reason END AS status_reason,
+       s.owner,
+       s.created_at, s.uid,
+       CASE WHEN v.manages THEN s.previous_secret END AS previous_secret,
+       s.previous_secret_expires_at, s.failing_since,
+       s.ordered, s.max_in_flight, s.rate_limit, s.callback, s.batch_size, s.batch_wait,
+       s.order_key, s.group_by, s.payload,
+       CASE WHEN v.manages THEN s.client_cert END AS client_cert,
+       CASE WHEN v.manages THEN s.client_key END AS client_key,
+       CASE WHEN v.manages THEN s.auth
+            WHEN s.auth IS NOT NULL
+            THEN pg_catalog.jsonb_build_object('type', s.auth -> 'type') END AS auth
+  FROM webhook._subscriptions s
+  JOIN webhook._visible_subscriptions v ON v.id = s.id;
+
+-- API: Public. Queued and finished events in one place; status is pending, delivered or dead.
+CREATE VIEW webhook.events WITH (security_barrier) AS
+SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
+       CASE WHEN v.reads_rows THEN q.record END AS record,
+       CASE WHEN v.reads_rows THEN q.old_record END AS old_record,
+       CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
+       q.attempts,
+       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
+       NULL::timestamptz AS finished_at, NULL::text AS callback_error, q.timeline
+  FROM webhook._event_queue q
+  JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
+UNION ALL
+SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
+       CASE WHEN v.reads_rows THEN a.record END,
+       CASE WHEN v.reads_rows THEN a.old_record END,
+       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
+       CASE WHEN v.manages THEN a.callback_error END, a.timeline
+  FROM webhook._event_archive a
+  JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
+
+-- API: Public.
+CREATE VIEW webhook.attempts WITH (security_barrier) AS
+SELECT t.event_id, t.attempt, t.subscription_id, t.started_at, t.duration_ms, t.status_code,
+       t.response_excerpt, t.error, t.outcome
+  FROM webhook._attempts t
+ WHERE t.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+UNION ALL
+SELECT a.id, a.attempts, a.subscription_id, a.final_started_at, a.final_duration_ms,
+       a.final_status_code, a.final_response_excerpt, a.final_error, a.status
+  FROM webhook._event_archive a
+ WHERE a.final_started_at IS NOT NULL
+   AND a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+
+GRANT SELECT ON webhook.subscriptions, webhook.events, webhook.attempts TO webhook_admin;
+
+COMMENT ON VIEW webhook.subscriptions IS
+    'Webhook subscriptions: which table, which events, where they go and how they are retried. Status is active, paused, disabled or unsubscribed (queued events still delivered).';
+COMMENT ON VIEW webhook.events IS
+    'Every captured row change: pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead (kept after its last failed attempt).';
+COMMENT ON VIEW webhook.attempts IS
+    'Every HTTP delivery attempt: when, how long, the status code or transport error, a bounded excerpt of the response, and what the worker decided (delivered, retry, dead).';
+COMMENT ON COLUMN webhook.subscriptions.uid IS
+    'Random id that prefixes every webhook-id of this subscription (msg_<uid>_<event id>, with .<timeline> after it on every WAL timeline but the first).';
+COMMENT ON COLUMN webhook.subscriptions.url IS
+    'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
+COMMENT ON COLUMN webhook.subscriptions.secret IS
+    'Standard Webhooks signing secret (whsec_ + base64); receivers verify webhook-signature with it.';
+COMMENT ON COLUMN webhook.events.next_attempt_at IS
+    'When a pending event is due; NULL once finished.';
+COMMENT ON COLUMN webhook.attempts.outcome IS
+    'What the worker decided after this attempt: delivered, retry (another attempt is scheduled) or dead.';
+
+-- API: Public. Backfills of the subscriptions the reader may see (the same rule as
+-- webhook.events: last_key holds row values; last_error, an error of a chunk run as the
+-- subscription's owner, only to those who manage it).
+CREATE VIEW webhook.backfills WITH (security_barrier) AS
+SELECT b.id, s.name AS subscription, b.subscription_id, b.state, b.rows_sent, b.rows_estimated,
+       b.filter, CASE WHEN v.reads_rows THEN b.last_key END AS last_key, b.started_by,
+       b.started_at, b.finished_at, CASE WHEN v.manages THEN b.last_error END AS last_error
+  FROM webhook._backfills b
+  JOIN webhook._subscriptions s ON s.id = b.subscription_id
+  JOIN webhook._visible_subscriptions v ON v.id = b.subscription_id;
+GRANT SELECT ON webhook.backfills TO webhook_admin;
+COMMENT ON VIEW webhook.backfills IS
+    'Each webhook.backfill(): its subscription, state (running, done, canceled, failed), rows sent so far against the planner''s estimate, when it started and finished, and why it failed.';
