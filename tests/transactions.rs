@@ -37,6 +37,22 @@ fn total_events(rx: &Receiver) -> usize {
         .sum()
 }
 
+/// Checks that `requests` are one transaction's parts in order, each saying how many parts and
+/// `events` it has; the ids of their rows, in order.
+fn parts_in_order(requests: &[Request], events: u64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        let tx = &r.json()["transaction"];
+        assert_eq!(tx["part"], i as u64 + 1, "parts arrive in order: {tx}");
+        assert_eq!(tx["parts"], requests.len() as u64, "{tx}");
+        assert_eq!(tx["events_total"], events, "{tx}");
+        for e in r.json()["events"].as_array().into_iter().flatten() {
+            ids.push(e["payload"]["record"]["id"].as_i64().unwrap_or_default());
+        }
+    }
+    ids
+}
+
 #[test]
 fn each_transaction_is_one_request_with_its_events_in_statement_order() {
     let pg = Cluster::start(&[]);
@@ -105,20 +121,37 @@ fn a_large_transaction_goes_in_numbered_parts_in_order() {
         parts >= 5,
         "30 events of ~360 bytes in 2 kB parts: {parts} parts"
     );
-    let mut ids = Vec::new();
-    for (i, r) in requests.iter().enumerate() {
+    for r in &requests {
         assert!(r.body.len() <= 2048, "a {}-byte part", r.body.len());
-        let tx = &r.json()["transaction"];
-        assert_eq!(tx["part"], i as u64 + 1, "parts arrive in order: {tx}");
-        assert_eq!(tx["parts"], parts as u64, "{tx}");
-        assert_eq!(tx["events_total"], 30, "{tx}");
-        for e in r.json()["events"].as_array().into_iter().flatten() {
-            ids.push(e["payload"]["record"]["id"].as_i64().unwrap_or_default());
-        }
     }
     assert_eq!(
-        ids,
+        parts_in_order(&requests, 30),
         (1..=30).collect::<Vec<i64>>(),
+        "statement order across parts"
+    );
+}
+
+#[test]
+fn a_transaction_of_two_full_cut_pages_tells_every_part_its_size() {
+    // The cut reads and writes 1,000 events at a time, and only the last page's events carry
+    // the transaction's size: 2,000 events end on a full page.
+    let pg = Cluster::start(&["pg_webhook.max_payload_bytes = '32kB'"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g",
+    );
+    wait_until(WAIT, "all 2,000 events", || total_events(&rx) == 2000);
+    let requests = rx.accepted();
+    assert!(
+        requests.len() >= 10,
+        "2,000 events of ~160 bytes in 32 kB parts: {} parts",
+        requests.len()
+    );
+    assert_eq!(
+        parts_in_order(&requests, 2000),
+        (1..=2000).collect::<Vec<i64>>(),
         "statement order across parts"
     );
 }

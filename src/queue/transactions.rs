@@ -64,15 +64,15 @@ impl Statements {
         })
     }
 
-    /// Writes a transaction's cut: each of `ids` goes in the part at the same place in
-    /// `parts`; `total` is its number of events.
+    /// Writes (a page of) a transaction's cut: each of `ids` goes in the part at the same place
+    /// in `parts`; `total`, the transaction's number of events, for the last page.
     pub fn set_parts(
         &self,
         txid: i64,
         subscription: i32,
         ids: Vec<i64>,
         parts: Vec<i32>,
-        total: i32,
+        total: Option<i32>,
     ) -> SpiResult<()> {
         Spi::connect_mut(|client| {
             client.update(

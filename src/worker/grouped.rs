@@ -3,10 +3,10 @@
 //! `pg_webhook.max_payload_bytes`.
 //!
 //! The first time the worker meets a transaction it cuts it into parts — renders every event's
-//! body, in pages, and notes only where the cuts fall — and writes each event's part and the
-//! transaction's size onto the queue rows, so a retry or a restarted worker sends exactly the
-//! same parts under the same webhook-ids. Then it sends the lowest part still queued; the next
-//! goes when that one is delivered or dead. A part found over a payload limit lowered since
+//! body, in pages, and notes only where the cuts fall — and writes each event's part onto the
+//! queue rows, page by page, and the transaction's size onto the last page's, so a retry or a
+//! restarted worker sends exactly the same parts under the same webhook-ids. Then it sends the
+//! lowest part still queued; the next goes when that one is delivered or dead. A part found over a payload limit lowered since
 //! the cut (see `Dispatcher::start_part`) is not given up: what is left of the transaction is
 //! cut again from that part's number on.
 
@@ -104,7 +104,11 @@ pub(super) fn ready_parts(
 }
 
 /// Cuts a transaction's queued events into parts that each stay within the payload limit,
-/// numbered from `first`, and writes them.
+/// numbered from `first`, and writes them, a page at a time: a transaction of millions of
+/// events held every id in memory, and one array of over 134 million of them would pass
+/// PostgreSQL's 1 GB limit and fail every claim. Only the last page's events are told the
+/// transaction's size, known then: it is read as the largest count its queued events carry
+/// (transaction_size.sql), and the last part is queued until every other is finished.
 fn cut(
     statements: &Statements,
     dispatcher: &Dispatcher,
@@ -121,17 +125,21 @@ fn cut(
         events_total: u64::MAX,
     };
     let limit = dispatcher.max_payload_bytes;
-    let (mut ids, mut parts) = (Vec::new(), Vec::new());
     let (mut part, mut used, mut in_part) = (first, 0usize, 0usize);
+    let mut total = 0i32;
     let mut after = 0i64;
     let mut series_of_part = None;
     loop {
-        let page =
-            statements.transaction_events(txid, subscription_id, after, CUT_PAGE, largest)?;
+        // One event more than a page, to tell the last page.
+        let mut page =
+            statements.transaction_events(txid, subscription_id, after, CUT_PAGE + 1, largest)?;
+        let more = page.len() > CUT_PAGE as usize;
+        page.truncate(CUT_PAGE as usize);
         let Some(last) = page.last() else {
             break;
         };
         after = last.id;
+        let (mut ids, mut parts) = (Vec::with_capacity(page.len()), Vec::new());
         for event in &page {
             // An event that cannot be sent goes in the part it falls in, which names it (see
             // dispatch/parts.rs).
@@ -151,7 +159,12 @@ fn cut(
             ids.push(event.id);
             parts.push(part);
         }
+        total = total.saturating_add(ids.len() as i32);
+        let size = (!more).then_some(total);
+        statements.set_parts(txid, subscription_id, ids, parts, size)?;
+        if !more {
+            break;
+        }
     }
-    let total = ids.len() as i32;
-    statements.set_parts(txid, subscription_id, ids, parts, total)
+    Ok(())
 }
