@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod bob;
 pub mod cluster;
 pub mod events;
+pub mod faults;
 pub mod mallory;
 pub mod nested;
 pub mod patroni;
