@@ -1,5 +1,7 @@
 //! The events a test's receiver accepted, and what a test expects of them.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::cluster::wait_until;
@@ -61,4 +63,23 @@ pub fn assert_exactly(rx: &Receiver, want: &[Event]) {
         assert!(got.contains(e), "missing {e:?} in {got:?}");
     }
     assert_eq!(got.len(), want.len(), "exactly these events: {got:?}");
+}
+
+/// Record ids the receiver accepted, with how many accepted requests carried each.
+pub fn accepted_ids(rx: &Receiver) -> HashMap<i64, usize> {
+    let mut ids = HashMap::new();
+    for r in rx.accepted() {
+        if let Some(id) = r.json()["record"]["id"].as_i64() {
+            *ids.entry(id).or_default() += 1;
+        }
+    }
+    ids
+}
+
+/// Waits until the receiver accepted exactly these record ids (each at least once).
+pub fn wait_for_ids(rx: &Receiver, ids: &[i64], what: &str) {
+    wait_until(WAIT, what, || {
+        let got = accepted_ids(rx);
+        ids.iter().all(|id| got.contains_key(id))
+    });
 }
