@@ -1,4 +1,4 @@
-//! A two-node Patroni cluster on etcd, on loopback, owned by one test (tests/patroni.rs).
+//! A two-node Patroni cluster on etcd, on loopback, owned by one test (tests/patroni_*.rs).
 //!
 //! The real Debian packages run it (`patroni`, `etcd-server`; `.ci/setup` installs them): one
 //! etcd, then a Patroni per node with `bin_dir` = this PostgreSQL's bindir. pg_webhook and its
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 
 mod node;
+pub mod scenario;
 pub mod senders;
 
 use node::http_get;

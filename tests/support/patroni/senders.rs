@@ -1,4 +1,4 @@
-//! Which node sent a request: a receiver for tests/patroni.rs that finds, for each request, the
+//! Which node sent a request: a receiver for tests/patroni_*.rs that finds, for each request, the
 //! process at the other end of its connection (through /proc: the socket's inode, then the
 //! process holding it, then that process's working directory, which for postgres is its data
 //! directory), and the processes working inside a test's directory.
