@@ -111,6 +111,18 @@ pub fn text(db: &mut Client, sql: &str) -> Option<String> {
         .get(0)
 }
 
+/// How many of the events `webhook.events` shows are in each status, as `status=n,…` in
+/// status order ("" when there are none).
+pub fn status_counts(db: &mut Client) -> String {
+    db.query_one(
+        "SELECT coalesce(string_agg(status || '=' || n, ',' ORDER BY status), '')
+           FROM (SELECT status, count(*) AS n FROM webhook.events GROUP BY status) s",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// Runs `sql`; a query error fails the test with its message.
 pub fn exec(db: &mut Client, sql: &str) {
     db.batch_execute(sql)
