@@ -8,6 +8,7 @@ pub mod events;
 pub mod faults;
 pub mod mallory;
 pub mod nested;
+pub mod orphans;
 pub mod patroni;
 pub mod receiver;
 pub mod runner;
