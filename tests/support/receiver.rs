@@ -22,7 +22,7 @@ pub struct Request {
     pub body: Vec<u8>,
     pub at: Instant,
     /// The sender's address (the test can find the process behind it while it waits for the
-    /// answer: tests/support/patroni.rs does).
+    /// answer: tests/support/patroni/senders.rs does).
     pub peer: Option<std::net::SocketAddr>,
     /// Which accepted connection it came on (unique per receiver process): a sender's port can
     /// be reused by another connection once the first is gone.
