@@ -3,8 +3,8 @@
 //! its events parked and still queueing, with no way to hand it to anyone. Only such orphans
 //! change hands: a live owner could redefine what its filter, payload or callback call, and it
 //! would run as the new owner. Nor does an orphan that shapes its rows in SQL or calls another
-//! role's callback; only a superuser hands one over, to a role that passes a subscriber's
-//! checks. A pause or an unsubscribe names the role that made it.
+//! role's callback or one that is gone; only a superuser hands one over, to a role that passes
+//! a subscriber's checks. A pause or an unsubscribe names the role that made it.
 
 mod support;
 
@@ -61,6 +61,25 @@ fn a_callback_of_another_role_keeps_the_subscription_from_changing_hands() {
         &mut su,
         "ALTER FUNCTION public.cb(jsonb) OWNER TO bob; SELECT webhook.set_owner('t', 'bob')",
     );
+}
+
+#[test]
+fn an_orphan_whose_callback_function_is_gone_does_not_change_hands() {
+    // Dropped (or not restored with the subscription): no owner to check, and nothing bob could
+    // be allowed to call. It said "callback function with oid ... does not exist".
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, _) = orphaned(&pg, &rx, ", callback => 'public.cb(jsonb)'", "");
+    exec(&mut su, "DROP FUNCTION public.cb(jsonb)");
+    let e = error_of(&mut su, "SELECT webhook.set_owner('t', 'bob')");
+    assert!(
+        e.contains(
+            "cannot go to role bob: its callback function public.cb(pg_catalog.jsonb) does not \
+             exist in this database (dropped, or not restored with the subscription)"
+        ),
+        "{e}"
+    );
+    assert_eq!(status(&mut su), "disabled");
 }
 
 #[test]

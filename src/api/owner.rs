@@ -41,6 +41,8 @@ struct Settings {
     callback_owner: Option<pg_sys::Oid>,
     /// Its callback's OID was read in another cluster or copy, not bound again here yet.
     callback_unbound: bool,
+    /// Its callback's signature.
+    signature: Option<String>,
 }
 
 /// Makes `new_owner` the owner of subscription `name`, whose owner's role was dropped.
@@ -71,6 +73,19 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("subscription \"{name}\" has a callback not bound to its function in this database yet (it was upgraded with pg_upgrade or restored)"),
             Some("the delivery worker binds it within seconds of starting; try again then"),
+        );
+    }
+    // Its function dropped, or missing from the restore or upgrade it came from (bound to no
+    // function: OID 0): no owner to check, nothing the new owner could be allowed to run.
+    if let (Some(_), None) = (s.callback, s.callback_owner) {
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "subscription \"{name}\" cannot go to role {}: its callback function {} does not exist in this database (dropped, or not restored with the subscription)",
+                role_name(new_owner),
+                s.signature.as_deref().unwrap_or("(unknown)")
+            ),
+            Some("the new owner subscribes again (webhook.subscribe) with a callback of its own; then unsubscribe this one, whose queued events are still delivered"),
         );
     }
     // SAFETY: a catalog read.
@@ -162,5 +177,6 @@ fn read(row: &pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Settings> {
         owner_exists: row.get(11)?.unwrap_or(true),
         callback_owner: row.get::<pg_sys::Oid>(12)?,
         callback_unbound: row.get(13)?.unwrap_or(false),
+        signature: row.get(14)?,
     })
 }
