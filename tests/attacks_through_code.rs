@@ -114,8 +114,9 @@ fn a_callback_cannot_change_the_callback_runners_session() {
 fn a_callback_cannot_reach_what_another_owners_callback_left_in_the_runner() {
     // One runner process ran every owner's callbacks, one after another: a dblink connection
     // that bob's callback opened (authenticated as bob, committing on its own) and a
-    // session-level advisory lock    // it took were still there when alice's callback ran, which could then run SQL as bob
-    // (read his tables, grant his rights to herself) and hold or free his lock.
+    // session-level advisory lock it took were still there when alice's callback ran, which
+    // could then run SQL as bob (read his tables, grant his rights to herself) and hold or free
+    // his lock.
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
     let rx = Receiver::start();
     let (mut su, mut alice, mut bob) = support::bob::alice_and_bob(&pg);

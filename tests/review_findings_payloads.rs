@@ -201,13 +201,10 @@ fn a_payloads_events_are_hidden_from_readers_of_the_table_who_do_not_own_it() {
     );
 }
 
-/// Attack (hostile webhook_admin member against writers): a payload calls a function that
-/// takes a session-level advisory lock. It runs in the writer's session, so the writer's
-/// backend keeps the lock after its statement and transaction end — held until it
-/// disconnects (with a pool: for ever), blocking whatever else uses that lock. The GUC nest
-/// level and the security-restricted context (which refuse PREPARE, CLOSE, DEALLOCATE, SET
-/// ROLE, temporary tables) do not cover session locks. README: "A filter cannot change the
-/// writer's session".
+/// A payload and filter over a partitioned table whose partition orders its columns otherwise
+/// (a dropped column, another order): NEW and OLD are the partition's row read by column name,
+/// whether the UPDATE names the parent or the partition, never values at the parent's
+/// positions.
 #[test]
 fn a_payload_over_partitions_with_other_column_orders_sends_the_right_values() {
     let pg = Cluster::start(&[]);
