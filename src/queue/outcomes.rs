@@ -84,7 +84,7 @@ impl Statements {
                 }
             } else if !finished.is_empty() {
                 let args = finished_args(&finished);
-                // Due retries, ordered heads and transaction parts are read without their ctid.
+                // Due retries and ordered heads are read without their ctid.
                 let (first, then) = match by_key {
                     Some(by_key) if finished.iter().all(|o| o.tid.is_none()) => (by_key, None),
                     _ => (finish, by_key),

@@ -133,11 +133,17 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
 /// events (claim_new.sql, claim_lagging.sql) has a 16th column, what `webhook._claim_room` made
 /// of the row (src/queue/room.rs): the row it marks as the first past the byte budget is not an
 /// event to take, only the sign that the page was cut short, which `page` carries on every
-/// event returned. Its 17th is the ctid.
+/// event returned. Its 17th is the ctid, which a part of a transaction
+/// (transaction_part.sql) has as its 16th.
 pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut row = DeformedRows::of(&rows)?;
-    let paged = row.columns() > 15;
+    let paged = row.columns() > 16;
+    let tid_at = match row.columns() {
+        16 => Some(16),
+        17 => Some(17),
+        _ => None,
+    };
     let mut cut = false;
     while row.advance() {
         if paged && row.get::<i32>(16)? != Some(0) {
@@ -163,7 +169,10 @@ pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEv
             tx_timeline: row.get(15)?.unwrap_or(1),
             page: 0,
             due: false,
-            tid: if paged { row.get(17)? } else { None },
+            tid: match tid_at {
+                Some(at) => row.get(at)?,
+                None => None,
+            },
         });
     }
     if paged {

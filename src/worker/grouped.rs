@@ -4,7 +4,7 @@
 //!
 //! The first time the worker meets a transaction it cuts it into parts — renders every event's
 //! body, in pages, and notes only where the cuts fall — and writes each event's part onto the
-//! queue rows, page by page, and the transaction's size onto the last page's, so a retry or a
+//! queue rows as it goes, and the transaction's size onto the last part's, so a retry or a
 //! restarted worker sends exactly the same parts under the same webhook-ids. Then it sends the
 //! lowest part still queued; the next goes when that one is delivered or dead. A part found over a payload limit lowered since
 //! the cut (see `Dispatcher::start_part`) is not given up: what is left of the transaction is
@@ -104,11 +104,12 @@ pub(super) fn ready_parts(
 }
 
 /// Cuts a transaction's queued events into parts that each stay within the payload limit,
-/// numbered from `first`, and writes them, a page at a time: a transaction of millions of
-/// events held every id in memory, and one array of over 134 million of them would pass
-/// PostgreSQL's 1 GB limit and fail every claim. Only the last page's events are told the
-/// transaction's size, known then: it is read as the largest count its queued events carry
-/// (transaction_size.sql), and the last part is queued until every other is finished.
+/// numbered from `first`, and writes them as it goes: a transaction of millions of events held
+/// every id in memory, and one array of over 134 million of them would pass PostgreSQL's 1 GB
+/// limit and fail every claim. The events of finished parts are written a page at a time;
+/// those of the part being cut wait for it, so that the last part's events, written last, are
+/// the ones told the transaction's size: it is read as the largest count the queued events
+/// carry (transaction_size.sql), and the last part stays queued until every other is finished.
 fn cut(
     statements: &Statements,
     dispatcher: &Dispatcher,
@@ -129,17 +130,15 @@ fn cut(
     let mut total = 0i32;
     let mut after = 0i64;
     let mut series_of_part = None;
+    // Events cut and not written yet, in id order, with their parts.
+    let (mut ids, mut parts): (Vec<i64>, Vec<i32>) = (Vec::new(), Vec::new());
     loop {
-        // One event more than a page, to tell the last page.
-        let mut page =
-            statements.transaction_events(txid, subscription_id, after, CUT_PAGE + 1, largest)?;
-        let more = page.len() > CUT_PAGE as usize;
-        page.truncate(CUT_PAGE as usize);
+        let page =
+            statements.transaction_events(txid, subscription_id, after, CUT_PAGE, largest)?;
         let Some(last) = page.last() else {
             break;
         };
         after = last.id;
-        let (mut ids, mut parts) = (Vec::with_capacity(page.len()), Vec::new());
         for event in &page {
             // An event that cannot be sent goes in the part it falls in, which names it (see
             // dispatch/parts.rs).
@@ -159,12 +158,17 @@ fn cut(
             ids.push(event.id);
             parts.push(part);
         }
-        total = total.saturating_add(ids.len() as i32);
-        let size = (!more).then_some(total);
-        statements.set_parts(txid, subscription_id, ids, parts, size)?;
-        if !more {
-            break;
+        total = total.saturating_add(page.len() as i32);
+        // The finished parts' events (a part holds at most the payload limit's worth).
+        let finished = parts.partition_point(|p| *p < part);
+        if finished >= CUT_PAGE as usize {
+            let rest = (ids.split_off(finished), parts.split_off(finished));
+            statements.set_parts(txid, subscription_id, ids, parts, None)?;
+            (ids, parts) = rest;
         }
+    }
+    if !ids.is_empty() {
+        statements.set_parts(txid, subscription_id, ids, parts, Some(total))?;
     }
     Ok(())
 }

@@ -43,8 +43,9 @@ pub(super) struct Claimed {
     pub(super) lag_updates: Vec<(i32, Option<Lag>)>,
     /// The subscriptions pinned changed within the claim: read the queue again.
     pub(super) reread: bool,
-    /// A full page of new events, and the planner takes the queue for smaller than that.
-    pub(super) stats_stale: bool,
+    /// A full page of new events (or a transaction's part) of this many, and the planner takes
+    /// the queue for smaller than that.
+    pub(super) stats_stale: Option<usize>,
     /// Loading the subscriptions gave some their parked events back.
     pub(super) unparked: bool,
 }
@@ -153,8 +154,8 @@ impl Worker {
         }
         // A backlog the planner does not know about: have the queue counted again. (Not again
         // within a second of a try that could not: it waits up to a second for a lock.)
-        if claimed.stats_stale && now >= self.next_stats_check {
-            match crate::worker::vacuum::refresh_queue_stats(claimed.fresh.len()) {
+        if let Some(page) = claimed.stats_stale.filter(|_| now >= self.next_stats_check) {
+            match crate::worker::vacuum::refresh_queue_stats(page) {
                 Some(true) => log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty"),
                 Some(false) => {}
                 None => self.next_stats_check = now + STATS_CHECK_EVERY,
