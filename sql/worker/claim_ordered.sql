@@ -10,12 +10,13 @@
 -- taken from a random point of the key space on (wrapping around): a key whose head fails,
 -- with a long backlog behind it, fills the first window, and the second still finds the other
 -- keys' heads within a few claims. Found through the partial indexes on ordered events. Images
--- larger than $3 are not read (see claim_new.sql).
+-- larger than $3 are not read (see claim_new.sql). The ctid comes last, for recording the
+-- outcome (see finish.sql).
 SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, q.table_schema,
        q.table_name,
        CASE WHEN q.payload_bytes <= $3 THEN q.record::pg_catalog.text END,
        CASE WHEN q.payload_bytes <= $3 THEN q.old_record::pg_catalog.text END, q.attempts,
-       q.series_start, q.created_at, q.payload_bytes, q.batch, q.timeline, q.tx_timeline
+       q.series_start, q.created_at, q.payload_bytes, q.batch, q.timeline, q.tx_timeline, q.tid
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
  -- The keys with an event out other than their head, found once per subscription.
  CROSS JOIN LATERAL (
@@ -25,7 +26,7 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
           AND f.id = ANY ($4::pg_catalog.int8[])) b
  CROSS JOIN LATERAL (
        SELECT DISTINCT ON (h.id) h.*
-         FROM ((SELECT c.* FROM webhook._event_queue c
+         FROM ((SELECT c.ctid AS tid, c.* FROM webhook._event_queue c
                  WHERE c.ordered AND c.subscription_id = s.id
                  ORDER BY c.id LIMIT 1000)
                UNION ALL
@@ -66,7 +67,7 @@ SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, 
                 )
                 SELECT c.*
                   FROM keys
-                 CROSS JOIN LATERAL (SELECT c.* FROM webhook._event_queue c
+                 CROSS JOIN LATERAL (SELECT c.ctid AS tid, c.* FROM webhook._event_queue c
                                       WHERE c.ordered AND c.subscription_id = s.id
                                         AND c.order_key OPERATOR(pg_catalog.=) keys.order_key
                                       ORDER BY c.id LIMIT 1) c)) h

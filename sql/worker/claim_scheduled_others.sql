@@ -6,12 +6,12 @@
 -- and the room), taken in turns: every subscription's first, then every one's second, ... at
 -- most $1 in all and $3 bytes of row images (the first one always). The turns are cut to $1
 -- before the running byte sum, so the sort keeps $1 rows, however many were read. $2, $4 and
--- the slice marker as in claim_scheduled.sql.
+-- the slice marker as in claim_scheduled.sql, and so is the last column, the ctid.
 SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
        CASE WHEN e.payload_bytes <= $4 THEN e.record::pg_catalog.text END,
        CASE WHEN e.payload_bytes <= $4 THEN e.old_record::pg_catalog.text END,
        e.attempts, e.series_start,
-       e.created_at, e.payload_bytes, e.batch, e.timeline, e.tx_timeline
+       e.created_at, e.payload_bytes, e.batch, e.timeline, e.tx_timeline, e.tid
   FROM (SELECT t.*,
                pg_catalog.sum(t.payload_bytes) OVER (ORDER BY t.turn, t.next_attempt_at, t.id)
                    - t.payload_bytes AS bytes_before
@@ -22,7 +22,7 @@ SELECT e.txid, e.id, e.subscription_id, e.op, e.table_schema, e.table_name,
                               q.subscription_id, q.op, q.table_schema, q.table_name, q.record,
                               q.old_record, q.attempts, q.series_start, q.created_at,
                               q.payload_bytes, q.batch, q.timeline, q.tx_timeline,
-                              q.next_attempt_at,
+                              q.ctid AS tid, q.next_attempt_at,
                               pg_catalog.row_number() OVER (ORDER BY q.next_attempt_at, q.id)
                                   AS turn
                          FROM webhook._event_queue q

@@ -84,7 +84,7 @@ impl Statements {
                 }
             } else if !finished.is_empty() {
                 let args = finished_args(&finished);
-                // Due retries and ordered heads are read without their ctid.
+                // Outcomes with a callback to queue, or without a ctid (every claim reads it).
                 let (first, then) = match by_key {
                     Some(by_key) if finished.iter().all(|o| o.tid.is_none()) => (by_key, None),
                     _ => (finish, by_key),

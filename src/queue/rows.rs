@@ -133,8 +133,9 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
 /// events (claim_new.sql, claim_lagging.sql) has a 16th column, what `webhook._claim_room` made
 /// of the row (src/queue/room.rs): the row it marks as the first past the byte budget is not an
 /// event to take, only the sign that the page was cut short, which `page` carries on every
-/// event returned. Its 17th is the ctid, which a part of a transaction
-/// (transaction_part.sql) has as its 16th.
+/// event returned. Its 17th is the ctid, which the other claims (of due events, ordered heads,
+/// a transaction's part) have as their 16th; cutting a transaction (transaction_events.sql)
+/// reads none.
 pub fn read_events(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<QueuedEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     let mut row = DeformedRows::of(&rows)?;
