@@ -1,5 +1,6 @@
 //! A transaction's parts when the worker dies between a part's send and its record while the
-//! payload limit changes. One scenario per test.
+//! payload limit changes, or while its subscription's settings cannot be read. One scenario
+//! per test.
 
 mod support;
 
@@ -191,5 +192,39 @@ fn a_dead_parts_events_replayed_while_the_next_part_is_out_go_as_a_transaction_o
         replayed.len(),
         1,
         "the replay is one transaction of one part"
+    );
+}
+
+#[test]
+fn a_transaction_is_cut_within_the_limit_while_its_subscriptions_settings_cannot_be_read() {
+    // Each event then settles alone (retried), and the cut once weighed each at nothing: the
+    // whole transaction went into one part, which every claim read whole. (Settings that do
+    // not parse, written here by hand: subscribe and set_client_certificate refuse them.)
+    let pg = Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '2kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        "SELECT webhook.pause('t');
+         UPDATE webhook._subscriptions SET client_cert = 'garbage', client_key = 'garbage'
+          WHERE name = 't';
+         SELECT webhook.resume('t');
+         INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 3000) g",
+    );
+    wait_until(WAIT, "the transaction to be cut", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE part IS NOT NULL",
+        ) == 3000
+    });
+    // ~130 bytes of row images each: at most 15 of them in 2 kB.
+    assert!(
+        count(
+            &mut db,
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM webhook._event_queue GROUP BY part) p"
+        ) <= 16
     );
 }

@@ -153,10 +153,15 @@ impl Worker {
             }
         }
         // A backlog the planner does not know about: have the queue counted again. (Not again
-        // within a second of a try that could not: it waits up to a second for a lock.)
+        // within a second of a try that could not: it waits up to a second for a lock; nor of
+        // one that did: a sample of a bloated queue may count it short of a part retried at
+        // every claim.)
         if let Some(page) = claimed.stats_stale.filter(|_| now >= self.next_stats_check) {
             match crate::worker::vacuum::refresh_queue_stats(page) {
-                Some(true) => log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty"),
+                Some(true) => {
+                    log!("pg_webhook worker: analyzed webhook._event_queue, whose statistics said it was nearly empty");
+                    self.next_stats_check = now + STATS_CHECK_EVERY;
+                }
                 Some(false) => {}
                 None => self.next_stats_check = now + STATS_CHECK_EVERY,
             }

@@ -88,7 +88,9 @@ impl Dispatcher {
     }
 
     /// The bytes a part with `event` alone in it would take (`probe`: the part, with the
-    /// largest counts), for cutting a transaction into parts; 0 for one settled alone.
+    /// largest counts), for cutting a transaction into parts. One settled alone (all of them,
+    /// while the subscription's settings cannot be read) counts its row images: counted as
+    /// nothing, a transaction of millions went into one part, held whole in the worker.
     pub fn part_entry_len(
         &self,
         event: &QueuedEvent,
@@ -103,7 +105,7 @@ impl Dispatcher {
             Entry::Dead(note, ..) => {
                 batch::part_len(format, &[], std::slice::from_ref(&note), Some(probe))
             }
-            Entry::Alone(..) => 0,
+            Entry::Alone(..) => usize::try_from(event.payload_bytes).unwrap_or(0).max(1),
         }
     }
 
