@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use support::cluster::{wait_until, Cluster};
@@ -119,15 +119,29 @@ fn keyed_backlog(pg: &Cluster, rx: &Receiver) -> (postgres::Client, i32) {
     (db, old)
 }
 
-/// `keyed_backlog`'s ledger, whose old subscription's receiver answers 503 for its first 4 s,
+/// `keyed_backlog`'s ledger, whose old subscription's receiver answers 503 for its first 4 s
+/// (unpaused: until the new subscription's three changes are in),
 /// switched in one transaction to a new subscription keyed by `j` (paused there if `paused`),
 /// then updated three more times (seq 4..6): the cluster, the receiver, a session and the old
 /// subscription's id.
 fn switched(paused: bool) -> (Cluster, Receiver, postgres::Client, i32) {
     let pg = Cluster::start(&[]);
     let start = std::time::Instant::now();
+    // Unpaused, the old subscription's receiver fails until the new one's three changes are
+    // in (a positive signal: a 4 s window alone was over before a slow machine had sent them).
+    let seen = Arc::new(AtomicUsize::new(0));
+    let new_in = seen.clone();
     let rx = Receiver::with(move |r: &Request, _| {
-        if r.path.starts_with("/old") && start.elapsed() < std::time::Duration::from_secs(4) {
+        if r.path.starts_with("/new") {
+            new_in.fetch_add(1, Ordering::SeqCst);
+            return Reply::Status(204);
+        }
+        let failing = if paused {
+            start.elapsed() < std::time::Duration::from_secs(4)
+        } else {
+            new_in.load(Ordering::SeqCst) < 3
+        };
+        if failing {
             Reply::Status(503)
         } else {
             Reply::Status(204)
