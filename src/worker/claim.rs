@@ -254,11 +254,6 @@ impl Claim<'_> {
             largest,
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;
-        // A backlog (new, or going on): whether the planner knows the queue is not empty.
-        let stats_stale = (fresh_want > 0
-            && fresh.len() == fresh_want
-            && statements.queue_stats_stale(fresh.len())?)
-        .then_some(fresh.len());
         let room_left = want - self.starting(&fresh).min(want);
         let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
         let mut scheduled = Vec::new();
@@ -310,13 +305,7 @@ impl Claim<'_> {
             self.targets,
         );
         let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
-        // A transaction's part is recorded (and retried) by joining its events to the queue,
-        // as a page of new events is: the planner must know the queue holds at least as many.
-        let part_page = parts.iter().map(|p| p.part.events.len()).max().unwrap_or(0);
-        let stats_stale = match stats_stale {
-            None if part_page > 1 && statements.queue_stats_stale(part_page)? => Some(part_page),
-            stale => stale,
-        };
+        let stats_stale = self.stats_stale((fresh.len(), fresh_want), &parts)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause
         // whose epoch moved after the check above. Reloading the subscriptions now, after every

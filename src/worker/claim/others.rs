@@ -10,6 +10,21 @@ use super::super::plan::Plan;
 use super::Claim;
 
 impl Claim<'_> {
+    /// A backlog the planner may not know about: the size of a full page of new events (`fresh`:
+    /// read, wanted), or else of the largest of `parts` (recorded and retried as a page is), if
+    /// the planner takes the queue for smaller; the queue is then counted again.
+    pub(super) fn stats_stale(
+        &self,
+        (read, wanted): (usize, usize),
+        parts: &[super::super::grouped::ReadyPart],
+    ) -> SpiResult<Option<usize>> {
+        if wanted > 0 && read == wanted && self.statements.queue_stats_stale(read)? {
+            return Ok(Some(read));
+        }
+        let page = parts.iter().map(|p| p.part.events.len()).max().unwrap_or(0);
+        Ok((page > 1 && self.statements.queue_stats_stale(page)?).then_some(page))
+    }
+
     /// The parts of transactions this worker's grouped subscriptions may send now. A part is one
     /// request but takes a rate slot for each of its events, so a rate-limited subscription
     /// starts one part when its slot is free and is looked at again when the next one is.
