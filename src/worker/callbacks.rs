@@ -18,6 +18,7 @@
 //! callback of the same owner: nobody but a superuser could end the process holding them.
 
 mod call;
+mod pending;
 mod turn;
 
 pub use turn::init_preloaded;
@@ -26,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use pg_webhook_core::text::clipped;
 use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
 
 use super::backend::{connect, decode_start};
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
@@ -37,6 +37,7 @@ use crate::guc::WorkerSettings;
 use crate::queue::{extension_readiness, Readiness};
 use crate::wake::CALLBACK_RUNNER;
 use call::{call, event_of, uncount_start};
+use pending::{read_owners, read_pending, Pending};
 use turn::{Next, Turn};
 
 /// Callbacks read per transaction; each then runs in its own.
@@ -45,27 +46,10 @@ const BATCH: i64 = 50;
 /// turn (see pending_callbacks.sql) instead of waiting for the whole batch.
 const BATCH_TIME: Duration = Duration::from_secs(1);
 
-const PENDING: &str = include_str!("../../sql/worker/pending_callbacks.sql");
-const OWNERS: &str = include_str!("../../sql/worker/owners_waiting.sql");
 const DONE: &str = include_str!("../../sql/worker/callback_done.sql");
 const STARTED: &str = include_str!("../../sql/worker/callback_started.sql");
 /// Longest error text of a callback (or a backfill chunk) kept on its event and logged.
 pub(super) const USER_ERROR_LEN: usize = 4096;
-
-struct Pending {
-    event_id: i64,
-    subscription_id: i32,
-    owner: pg_sys::Oid,
-    /// The subscription's callback (`None`: it has none any more).
-    function: Option<pg_sys::Oid>,
-    function_exists: bool,
-    /// How many times a runner started this callback before (one that was stopped mid-call).
-    starts: i32,
-    /// Its subscription is an orphan (its owner's role was dropped): nothing is called.
-    orphan: bool,
-    /// The callback's signature, as the subscription keeps it.
-    signature: Option<String>,
-}
 
 /// A callback whose runner stopped while it ran this many times is not started again.
 const MOST_STARTS: i32 = 2;
@@ -265,41 +249,6 @@ enum Read {
     Batch(pg_sys::Oid, Option<pg_sys::Oid>, Vec<Pending>),
     HandOver,
     Missing,
-}
-
-/// The owners whose callbacks or backfill chunks are waiting, in OID order.
-fn read_owners() -> SpiResult<Vec<pg_sys::Oid>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        for row in client.select(OWNERS, None, &[])? {
-            if let Some(owner) = row.get(1)? {
-                out.push(owner);
-            }
-        }
-        Ok(out)
-    })
-}
-
-/// The next batch of callbacks of `owner`'s subscriptions (and those that call nothing),
-/// whose turns start after subscription `after`.
-fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pending>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        let args = [BATCH.into(), after.into(), owner.into()];
-        for row in client.select(PENDING, None, &args)? {
-            out.push(Pending {
-                event_id: row.get(1)?.unwrap_or_default(),
-                subscription_id: row.get(2)?.unwrap_or_default(),
-                owner: row.get(3)?.unwrap_or(pg_sys::Oid::INVALID),
-                function: row.get(4)?,
-                function_exists: row.get(5)?.unwrap_or(false),
-                starts: row.get(6)?.unwrap_or(0),
-                orphan: row.get(7)?.unwrap_or(false),
-                signature: row.get(8)?,
-            });
-        }
-        Ok(out)
-    })
 }
 
 /// One callback in its own transaction: its effects and its removal from the queue commit
