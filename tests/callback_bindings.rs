@@ -124,15 +124,8 @@ fn a_callback_missing_from_a_restore_fails_naming_its_signature() {
     exec(&mut db, "DROP FUNCTION app.cb(jsonb)");
     pg.restore_copy("original", "copy");
     let mut copy = pg.connect("copy");
-    exec(&mut copy, "INSERT INTO t VALUES (1)");
-    wait_until(WAIT, "row 1's callback to fail", || {
-        count(
-            &mut copy,
-            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
-        ) > 0
-    });
     assert_eq!(
-        text(&mut copy, "SELECT callback_error FROM webhook.events").as_deref(),
+        first_row_s_callback_error(&mut copy).as_deref(),
         Some(
             "the callback function app.cb(pg_catalog.jsonb) no longer exists in this database \
              (dropped, or not restored with the subscription); set another with a new subscription"
@@ -146,6 +139,43 @@ fn a_callback_missing_from_a_restore_fails_naming_its_signature() {
         .as_deref(),
         Some("0")
     );
+}
+
+/// Dropped and made again under its name: the subscription stays bound to the function it
+/// was made with (whoever may create functions in the schema could have made the new one) and
+/// its callbacks fail saying a function of that signature is there but is not the one.
+#[test]
+fn a_callback_made_again_under_its_name_is_not_called_and_its_failure_says_why() {
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    let function = "CREATE FUNCTION public.cb(e jsonb) RETURNS void LANGUAGE sql
+                    AS $$ INSERT INTO public.called VALUES ((e->'record'->>'id')::int) $$;";
+    exec(
+        &mut db,
+        &format!("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE called (id int); {function}"),
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.cb(jsonb)'",
+    );
+    exec(
+        &mut db,
+        &format!("DROP FUNCTION public.cb(jsonb); {function}"),
+    );
+    assert_eq!(
+        first_row_s_callback_error(&mut db).as_deref(),
+        Some(
+            "the callback function public.cb(pg_catalog.jsonb) the subscription was made with no \
+             longer exists in this database; a function of that signature exists now, but it is \
+             another one (made again, or restored under another owner) and is not called in its \
+             place; set it with a new subscription"
+        )
+    );
+    assert_eq!(count(&mut db, "SELECT count(*) FROM called"), 0);
 }
 
 #[test]
@@ -355,4 +385,16 @@ fn resume_and_expect_the_callback(copy: &mut postgres::Client) {
         None
     );
     assert_eq!(count(copy, "SELECT count(*) FROM called"), 1);
+}
+
+/// Inserts row 1 and waits for its callback to fail: the failure.
+fn first_row_s_callback_error(db: &mut postgres::Client) -> Option<String> {
+    exec(db, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "row 1's callback to fail", || {
+        count(
+            db,
+            "SELECT count(*) FROM webhook.events WHERE callback_error IS NOT NULL",
+        ) > 0
+    });
+    text(db, "SELECT callback_error FROM webhook.events")
 }

@@ -1,6 +1,9 @@
 -- The next callbacks to run ($1 of them), with what each needs to be called: the subscription's
 -- owner and callback function (by OID, never by name), whether that function still exists, and
--- how many times a runner started it before; last, the callback's signature, to name it by. Only those of subscriptions owned by $3, and
+-- how many times a runner started it before; the callback's signature, to name it by; last,
+-- where that function is gone, whether a function of that signature exists now (made again
+-- after the drop, or restored under another owner: never called for it, and the failure says
+-- so). Only those of subscriptions owned by $3, and
 -- those that call nothing (the subscription or its callback is gone, or it is an orphan whose
 -- owner's role was dropped: no function, and the last column says so): a runner process calls
 -- one owner's callbacks only (see owners_waiting.sql). Not those whose callback OID was read in
@@ -41,7 +44,11 @@ WITH RECURSIVE waiting(id) AS (
 SELECT c.event_id, c.subscription_id, s.owner::pg_catalog.oid,
        CASE WHEN NOT s.owner_dropped THEN s.callback_oid END,
        p.oid IS NOT NULL, c.starts, COALESCE(s.owner_dropped AND s.callback IS NOT NULL, false),
-       s.callback
+       s.callback,
+       -- Not a callback kept as its function's OID in text (see rebind_callbacks.sql), on
+       -- which to_regprocedure() would fail.
+       CASE WHEN p.oid IS NULL AND s.callback OPERATOR(pg_catalog.~~) '%)'
+            THEN pg_catalog.to_regprocedure(s.callback) IS NOT NULL END
   FROM subscriptions w
  CROSS JOIN share
  CROSS JOIN LATERAL (

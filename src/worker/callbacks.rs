@@ -308,10 +308,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
                 "the callback was stopped {} times before it finished (it ran past pg_webhook.callback_timeout and ignored the cancel, or the server stopped); it is not run again",
                 callback.starts
             )),
-            (Some(_), Ok(Some(_))) if !callback.function_exists => Some(format!(
-                "the callback function {} no longer exists in this database (dropped, or not restored with the subscription); set another with a new subscription",
-                callback.signature.as_deref().unwrap_or("(unknown)")
-            )),
+            (Some(_), Ok(Some(_))) if !callback.function_exists => Some(gone(callback)),
             (Some(f), Ok(Some(event))) => {
                 called.set(true);
                 call(f, event, callback.owner, timeout).err()
@@ -348,5 +345,19 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             }
             Some(false)
         }
+    }
+}
+
+/// Why a callback bound to a function that is gone is not called.
+fn gone(callback: &Pending) -> String {
+    let signature = callback.signature.as_deref().unwrap_or("(unknown)");
+    if callback.signature_taken {
+        format!(
+            "the callback function {signature} the subscription was made with no longer exists in this database; a function of that signature exists now, but it is another one (made again, or restored under another owner) and is not called in its place; set it with a new subscription"
+        )
+    } else {
+        format!(
+            "the callback function {signature} no longer exists in this database (dropped, or not restored with the subscription); set another with a new subscription"
+        )
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct Pending {
     pub(super) orphan: bool,
     /// The callback's signature, as the subscription keeps it.
     pub(super) signature: Option<String>,
+    /// Where the function is gone: a function of that signature exists now (another one).
+    pub(super) signature_taken: bool,
 }
 
 /// The owners whose callbacks or backfill chunks are waiting, in OID order.
@@ -54,6 +56,7 @@ pub(super) fn read_pending(after: i32, owner: pg_sys::Oid) -> SpiResult<Vec<Pend
                 starts: row.get(6)?.unwrap_or(0),
                 orphan: row.get(7)?.unwrap_or(false),
                 signature: row.get(8)?,
+                signature_taken: row.get(9)?.unwrap_or(false),
             });
         }
         Ok(out)
