@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use support::cluster::{wait_until, Cluster};
+use support::events::{parts_in_order, total_events};
 use support::receiver::{Receiver, Reply, Request};
 use support::{count, error_of, exec, grouped_table, subscribe, WAIT};
 
@@ -27,30 +28,6 @@ fn types(r: &Request) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The events the receiver accepted, counted inside its requests.
-fn total_events(rx: &Receiver) -> usize {
-    rx.accepted()
-        .iter()
-        .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
-        .sum()
-}
-
-/// Checks that `requests` are one transaction's parts in order, each saying how many parts and
-/// `events` it has; the ids of their rows, in order.
-fn parts_in_order(requests: &[Request], events: u64) -> Vec<i64> {
-    let mut ids = Vec::new();
-    for (i, r) in requests.iter().enumerate() {
-        let tx = &r.json()["transaction"];
-        assert_eq!(tx["part"], i as u64 + 1, "parts arrive in order: {tx}");
-        assert_eq!(tx["parts"], requests.len() as u64, "{tx}");
-        assert_eq!(tx["events_total"], events, "{tx}");
-        for e in r.json()["events"].as_array().into_iter().flatten() {
-            ids.push(e["payload"]["record"]["id"].as_i64().unwrap_or_default());
-        }
-    }
-    ids
 }
 
 #[test]

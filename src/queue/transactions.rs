@@ -16,6 +16,9 @@ pub struct Part {
     pub events: Vec<QueuedEvent>,
     pub parts: i32,
     pub events_total: i32,
+    /// Whether the transaction's cut is done (its last event was told the size): a cut that
+    /// stopped half-way leaves parts on some events and no size on any.
+    pub cut: bool,
 }
 
 impl Statements {
@@ -64,16 +67,19 @@ impl Statements {
         })
     }
 
-    /// Writes (a page of) a transaction's cut: each of `ids` goes in the part at the same place
-    /// in `parts`; `total`, the transaction's number of events, for the last page.
+    /// Writes (some of) a transaction's cut: the events with ids from `first` to `last` of each
+    /// of `runs` (in order) go in its part; `total`, the transaction's number of events, for
+    /// the last part's.
     pub fn set_parts(
         &self,
         txid: i64,
         subscription: i32,
-        ids: Vec<i64>,
-        parts: Vec<i32>,
+        runs: &[(i64, i64, i32)],
         total: Option<i32>,
     ) -> SpiResult<()> {
+        let firsts: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        let lasts: Vec<i64> = runs.iter().map(|r| r.1).collect();
+        let parts: Vec<i32> = runs.iter().map(|r| r.2).collect();
         Spi::connect_mut(|client| {
             client.update(
                 &self.set_parts,
@@ -81,7 +87,8 @@ impl Statements {
                 &[
                     txid.to_string().into(),
                     subscription.into(),
-                    ids.into(),
+                    firsts.into(),
+                    lasts.into(),
                     parts.into(),
                     total.into(),
                 ],
@@ -122,6 +129,7 @@ impl Statements {
                 events,
                 parts: size.0.unwrap_or_default(),
                 events_total: size.1.unwrap_or_default(),
+                cut: size.1.is_some(),
             })
         })
     }

@@ -117,6 +117,7 @@ impl Worker {
                 targets_epoch: &mut self.targets_epoch,
                 cursor: &mut self.cursor,
                 batch_holds: &mut self.batch_holds,
+                cuts: &mut self.cuts,
                 lagging: &self.lagging,
                 pinning: &mut self.pinning,
                 lag_turn: &mut self.lag_turn,
@@ -139,6 +140,11 @@ impl Worker {
                     .run(stale, (want, fresh_want), room, check_scheduled)
                     .map(Some)
             });
+            // What the claim cut is there only if it committed.
+            match &result {
+                Ok(Some(_)) => claim.cuts.commit(),
+                _ => claim.cuts.discard(),
+            }
             result.map(|c| c.map(|c| (c, claim.reloaded)))
         };
         let (claimed, reloaded) = match claimed {
@@ -192,6 +198,8 @@ struct Claim<'a> {
     cursor: &'a mut super::cursor::Cursor,
     /// When each batched subscription's wait for a partial batch ends (see `Plan`).
     batch_holds: &'a mut HashMap<i32, i64>,
+    /// Transactions being cut over several claims (see cutting.rs).
+    cuts: &'a mut super::cutting::Cuts,
     /// Where each subscription's passed events lie (see lagging.rs).
     lagging: &'a HashMap<i32, Lag>,
     /// The subscription whose passed events were read last (see lagging.rs).
@@ -304,7 +312,8 @@ impl Claim<'_> {
             fresh.iter().chain(&scheduled).chain(&lagged).chain(&heads),
             self.targets,
         );
-        let parts = self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
+        let (parts, cutting) =
+            self.grouped_parts(&mut plan, room.saturating_sub(taken), largest)?;
         let stats_stale = self.stats_stale((fresh.len(), fresh_want), &parts)?;
         // Once this transaction has written (unpark, disable, a transaction's parts), each
         // later read took a fresh snapshot, which may have seen events written after a pause
@@ -388,6 +397,7 @@ impl Claim<'_> {
             lag_updates,
             reread,
             stats_stale,
+            cutting,
             unparked: self.unparked,
         })
     }

@@ -13,6 +13,7 @@ mod backfills;
 mod callbacks;
 mod claim;
 mod cursor;
+mod cutting;
 mod databases;
 mod dispatch;
 mod grouped;
@@ -118,6 +119,8 @@ struct Worker {
     lag_turn: i32,
     /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
     batch_holds: HashMap<i32, i64>,
+    /// Transactions of grouped subscriptions being cut into parts over several claims.
+    cuts: cutting::Cuts,
     targets: HashMap<i32, Target>,
     targets_loaded: Option<Instant>,
     /// Catalog invalidations seen when the targets were loaded (see `capture::identity`): a
@@ -187,6 +190,7 @@ impl Worker {
             pinning: claim::Pinning::default(),
             lag_turn: 0,
             batch_holds: HashMap::new(),
+            cuts: cutting::Cuts::default(),
             targets: HashMap::new(),
             targets_loaded: None,
             catalog_generation: 0,

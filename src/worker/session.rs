@@ -71,6 +71,7 @@ impl Worker {
         }
         self.limits = Limits::default();
         self.batch_holds.clear();
+        self.cuts.clear();
         self.targets.clear();
         self.record_failures = 0;
         self.record_retry_at = None;

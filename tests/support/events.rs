@@ -83,3 +83,27 @@ pub fn wait_for_ids(rx: &Receiver, ids: &[i64], what: &str) {
         ids.iter().all(|id| got.contains_key(id))
     });
 }
+
+/// The events the receiver accepted, counted inside its requests.
+pub fn total_events(rx: &Receiver) -> usize {
+    rx.accepted()
+        .iter()
+        .map(|r| r.json()["events"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Checks that `requests` are one transaction's parts in order, each saying how many parts and
+/// `events` it has; the ids of their rows, in order.
+pub fn parts_in_order(requests: &[super::receiver::Request], events: u64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        let tx = &r.json()["transaction"];
+        assert_eq!(tx["part"], i as u64 + 1, "parts arrive in order: {tx}");
+        assert_eq!(tx["parts"], requests.len() as u64, "{tx}");
+        assert_eq!(tx["events_total"], events, "{tx}");
+        for e in r.json()["events"].as_array().into_iter().flatten() {
+            ids.push(e["payload"]["record"]["id"].as_i64().unwrap_or_default());
+        }
+    }
+    ids
+}

@@ -25,6 +25,8 @@ pub(super) struct Claimed {
     pub(super) disabled: Vec<(String, String)>,
     /// Parts of transactions to send (subscriptions grouped by transaction).
     pub(super) parts: Vec<crate::worker::grouped::ReadyPart>,
+    /// A transaction's cut is left for the next claim to go on with (see cutting.rs).
+    pub(super) cutting: bool,
     /// The first new event left for want of room (see `Plan::first_left`).
     pub(super) first_left: Option<(i64, i64)>,
     /// How many events a request of what this claim started could carry (`None`: none started).
@@ -180,7 +182,8 @@ impl Worker {
         let paging = full_page && claimed.share_left.is_none() && !at_share;
         self.paging = paging;
         // A part over a lowered payload limit is cut again by the next claim, at once.
-        self.claim_wanted = paging || recut;
+        // So is a transaction whose cut this claim did not finish.
+        self.claim_wanted = paging || recut || claimed.cutting;
         self.share_waiting = claimed.share_held || at_share;
         if let Some(at) = claimed.share_left {
             self.next_poll = self.next_poll.min(at);

@@ -27,16 +27,24 @@ impl Claim<'_> {
 
     /// The parts of transactions this worker's grouped subscriptions may send now. A part is one
     /// request but takes a rate slot for each of its events, so a rate-limited subscription
-    /// starts one part when its slot is free and is looked at again when the next one is.
+    /// starts one part when its slot is free and is looked at again when the next one is. Also
+    /// whether a transaction's cut is left for the next claim (see cutting.rs).
     pub(super) fn grouped_parts(
         &mut self,
         plan: &mut Plan<'_>,
         room: usize,
         largest: i64,
-    ) -> SpiResult<Vec<super::super::grouped::ReadyPart>> {
-        let mut parts = Vec::new();
+    ) -> SpiResult<(Vec<super::super::grouped::ReadyPart>, bool)> {
+        let (mut parts, mut cutting) = (Vec::new(), false);
+        let ours = |id: i32, t: &crate::delivery::targets::Target| {
+            t.grouped && t.sends() && self.share.owns_subscription(id)
+        };
+        // A cut of a subscription not ours to send now starts again when it is.
+        self.cuts
+            .keep_only(|id| self.targets.get(&id).is_some_and(|t| ours(id, t)));
+        let mut budget = super::super::cutting::CUT_STEP;
         for (&id, t) in self.targets.iter() {
-            if !(t.grouped && t.sends() && self.share.owns_subscription(id)) {
+            if !ours(id, t) {
                 continue;
             }
             let left = room.saturating_sub(parts.len());
@@ -55,14 +63,15 @@ impl Claim<'_> {
                     continue;
                 }
             }
-            let ready = super::super::grouped::ready_parts(
+            let (ready, more) = super::super::grouped::ready_parts(
                 self.statements,
-                self.dispatcher,
-                id,
-                t,
+                (self.dispatcher, self.cuts),
+                (id, t),
                 if rated { 1 } else { left },
                 largest,
+                &mut budget,
             )?;
+            cutting |= more;
             if let (true, Some(part)) = (rated, ready.first()) {
                 self.limits
                     .take_slots(id, &t.limits, part.part.events.len(), self.now);
@@ -73,7 +82,7 @@ impl Claim<'_> {
             plan.took_requests(id, ready.len());
             parts.extend(ready);
         }
-        Ok(parts)
+        Ok((parts, cutting))
     }
 
     /// Ordered subscriptions of this worker whose heads may go now, with how many heads to

@@ -1,0 +1,207 @@
+//! Cutting a grouped subscription's transaction into parts (see grouped.rs), a step per claim:
+//! a transaction of a million events took its worker 15-20 s to cut in one go, during which
+//! every other subscription of that worker waited for the claim. A claim now cuts at most
+//! `CUT_STEP` events (all transactions together) and the next claim goes on where it stopped,
+//! from what the worker remembers of the cut: the parts finished so far are written, and where
+//! the part being cut begins is held in memory. Nothing of a transaction is sent
+//! before its cut is done (the last part's events, written last, carry its size: see
+//! transaction_size.sql), so the parts and their webhook-ids are those of a cut made in one go.
+//!
+//! What a step wrote is part of its claim's transaction: the worker takes a step's progress as
+//! made only once that transaction commits (`commit`), and forgets it otherwise (`discard`),
+//! so what it remembers is always what the queue says. A worker that stops in the middle of a
+//! cut, or forgets it (its subscription paused, given to another worker), leaves some events
+//! with parts and none with the size: the next cut of that transaction starts again from its
+//! first event.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pg_webhook_core::batch::TransactionPart;
+use pgrx::spi::SpiResult;
+
+use super::dispatch::Dispatcher;
+use crate::delivery::targets::Target;
+use crate::queue::Statements;
+
+/// Events read per page while cutting a transaction.
+const CUT_PAGE: i64 = 1000;
+/// Events a claim cuts at most, all transactions together (~0.1 s here).
+pub(super) const CUT_STEP: usize = 5 * CUT_PAGE as usize;
+/// Finished parts written in one statement at most (see set_parts.sql).
+const RUNS_PER_WRITE: usize = 16;
+/// A cut not gone on with for this long is forgotten (its transaction's events were taken away
+/// some other way); should it come back, it starts again.
+const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
+
+/// The cuts going on, as of the last committed claim, and the steps of the claim running now.
+#[derive(Default)]
+pub(super) struct Cuts {
+    going: HashMap<(i32, i64), Cut>,
+    staged: HashMap<(i32, i64), Option<Cut>>,
+}
+
+/// Where a cut stopped: the part being cut (the run of ids it has so far, not written yet),
+/// the runs of the parts finished and not written yet, and the counts the next event's place
+/// depends on.
+#[derive(Clone)]
+struct Cut {
+    part: i32,
+    /// The first and last id of the part being cut (`None` before its first event).
+    open: Option<(i64, i64)>,
+    used: usize,
+    /// The attempt series of the part's events (see `take`).
+    series: Option<i32>,
+    /// Finished parts: (first id, last id, part).
+    finished: Vec<(i64, i64, i32)>,
+    total: i32,
+    /// The last event read (its id).
+    after: i64,
+    touched: Instant,
+}
+
+impl Cut {
+    fn starting(first: i32) -> Cut {
+        Cut {
+            part: first,
+            open: None,
+            used: 0,
+            series: None,
+            finished: Vec::new(),
+            total: 0,
+            after: 0,
+            touched: Instant::now(),
+        }
+    }
+
+    /// Places the next event, of `size` bytes in a part and attempt series `series`.
+    fn take(&mut self, id: i64, size: usize, series: i32, limit: usize) {
+        // Cut again, the part that was tried already does not take in events never sent: a
+        // part's events share their attempts, so it is retried (and dies) whole.
+        let tried_apart = self.series.is_some_and(|s| s != series);
+        self.series = Some(series);
+        if let Some((first, last)) = self.open {
+            if self.used + size > limit || tried_apart {
+                self.finished.push((first, last, self.part));
+                self.part += 1;
+                self.used = 0;
+                self.open = None;
+            }
+        }
+        self.used += size;
+        self.open = Some((self.open.map_or(id, |o| o.0), id));
+        self.total = self.total.saturating_add(1);
+    }
+}
+
+impl Cuts {
+    /// Whether a cut of the transaction is going on.
+    pub(super) fn going(&self, subscription_id: i32, txid: i64) -> bool {
+        self.going.contains_key(&(subscription_id, txid))
+    }
+
+    /// Cuts a transaction's queued events into parts that each stay within the payload limit,
+    /// numbered from `first` (or goes on with the cut going on), reading at most `budget`
+    /// events more (taken off it; a page at least); true once the transaction is cut. Finished
+    /// parts are written a few at a time, and all of them when the step ends; the part being
+    /// cut waits for its end, so that the last part's events, written last, are the ones told
+    /// the transaction's size.
+    pub(super) fn step(
+        &mut self,
+        statements: &Statements,
+        dispatcher: &Dispatcher,
+        (subscription_id, target): (i32, &Target),
+        (txid, first): (i64, i32),
+        largest: i64,
+        budget: &mut usize,
+    ) -> SpiResult<bool> {
+        let key = (subscription_id, txid);
+        let mut cut = match self.going.get(&key) {
+            Some(cut) if first == 1 => cut.clone(),
+            _ => Cut::starting(first),
+        };
+        cut.touched = Instant::now();
+        // The transaction object's size: its id, and room for the counts.
+        let probe = TransactionPart {
+            id: txid.to_string(),
+            part: u32::MAX,
+            parts: u32::MAX,
+            events_total: u64::MAX,
+        };
+        let limit = dispatcher.max_payload_bytes;
+        let write = |runs: &mut Vec<(i64, i64, i32)>, total: Option<i32>| {
+            if runs.is_empty() {
+                return Ok(());
+            }
+            statements.set_parts(txid, subscription_id, runs, total)?;
+            runs.clear();
+            Ok::<(), pgrx::spi::Error>(())
+        };
+        loop {
+            if *budget == 0 {
+                write(&mut cut.finished, None)?;
+                self.staged.insert(key, Some(cut));
+                return Ok(false);
+            }
+            let page = statements.transaction_events(
+                txid,
+                subscription_id,
+                cut.after,
+                CUT_PAGE,
+                largest,
+            )?;
+            *budget = budget.saturating_sub(page.len().max(1));
+            let Some(last) = page.last() else {
+                break;
+            };
+            cut.after = last.id;
+            for event in &page {
+                // An event that cannot be sent goes in the part it falls in, which names it
+                // (see dispatch/parts.rs).
+                let size = dispatcher.part_entry_len(event, target, &probe);
+                cut.take(event.id, size, event.attempts - event.series_start, limit);
+            }
+            if cut.finished.len() >= RUNS_PER_WRITE {
+                write(&mut cut.finished, None)?;
+            }
+        }
+        // The finished parts, then the last, whose events are told the transaction's size.
+        write(&mut cut.finished, None)?;
+        let mut last: Vec<_> = cut
+            .open
+            .map(|(f, l)| (f, l, cut.part))
+            .into_iter()
+            .collect();
+        write(&mut last, Some(cut.total))?;
+        self.staged.insert(key, None);
+        Ok(true)
+    }
+
+    /// The claim whose steps were staged committed: its progress is the queue's.
+    pub(super) fn commit(&mut self) {
+        for (key, cut) in self.staged.drain() {
+            match cut {
+                Some(cut) => self.going.insert(key, cut),
+                None => self.going.remove(&key),
+            };
+        }
+        self.going
+            .retain(|_, cut| cut.touched.elapsed() < FORGOTTEN_AFTER);
+    }
+
+    /// The claim whose steps were staged did not commit: nothing it wrote is there.
+    pub(super) fn discard(&mut self) {
+        self.staged.clear();
+    }
+
+    /// Forgets the cuts of subscriptions `keep` says no (not this worker's to send now).
+    pub(super) fn keep_only(&mut self, keep: impl Fn(i32) -> bool) {
+        self.going.retain(|(id, _), _| keep(*id));
+    }
+
+    /// Forgets every cut (the extension was made again).
+    pub(super) fn clear(&mut self) {
+        self.going.clear();
+        self.staged.clear();
+    }
+}

@@ -1,0 +1,88 @@
+//! A large transaction of a subscription grouped by transaction is cut into parts over several
+//! claims (src/worker/cutting.rs): the worker's other subscriptions go on meanwhile, and a cut
+//! stopped half-way is made again from the start. One scenario per test.
+
+mod support;
+
+use support::cluster::{wait_until, Cluster};
+use support::events::{parts_in_order, total_events};
+use support::receiver::Receiver;
+use support::{count, exec, grouped_table, subscribe, LONG_WAIT, WAIT};
+
+/// Events of one transaction: 40 claims' worth of cutting.
+const EVENTS: i64 = 200_000;
+
+/// Events queued with the transaction's size (the last part's: written when the cut is done).
+const SIZED: &str = "SELECT count(*) FROM webhook._event_queue WHERE tx_events IS NOT NULL";
+
+/// Waits for every event of the transaction to be recorded and checks its parts: numbered in
+/// order, each saying how many there are, every row once in statement order.
+fn all_parts_in_order(db: &mut postgres::Client, rx: &Receiver) {
+    wait_until(LONG_WAIT, "every event of the transaction recorded", || {
+        count(db, "SELECT count(*) FROM webhook._event_queue") == 0
+    });
+    assert_eq!(total_events(rx), EVENTS as usize);
+    let parts: Vec<_> = rx
+        .accepted()
+        .into_iter()
+        .filter(|r| r.path == "/t")
+        .collect();
+    assert_eq!(
+        parts_in_order(&parts, EVENTS as u64),
+        (1..=EVENTS).collect::<Vec<i64>>()
+    );
+}
+
+#[test]
+fn a_large_transactions_cut_holds_up_no_other_subscription_of_its_worker() {
+    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(&mut db, "CREATE TABLE u (id int PRIMARY KEY)");
+    subscribe(&mut db, "u", "u", &rx.url("/u"), "");
+    exec(
+        &mut db,
+        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
+    );
+    exec(&mut db, "INSERT INTO u VALUES (1)");
+    wait_until(WAIT, "u's event", || {
+        rx.accepted().iter().any(|r| r.path == "/u")
+    });
+    // Cut in one go, the transaction held every claim of its worker until it was done, and u's
+    // event went after that claim.
+    assert_eq!(
+        count(&mut db, SIZED),
+        0,
+        "u's event arrived while t's transaction was still being cut"
+    );
+    all_parts_in_order(&mut db, &rx);
+}
+
+#[test]
+fn a_cut_stopped_half_way_by_its_workers_end_is_made_again_from_the_start() {
+    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    let worker = pg.worker_pid(&mut db);
+    exec(
+        &mut db,
+        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
+    );
+    // More than the 5,000 events the worker looks for transactions among: the next worker finds
+    // only events with parts there, as if the transaction were cut.
+    wait_until(WAIT, "10,000 events cut", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE part IS NOT NULL",
+        ) >= 10_000
+    });
+    exec(&mut db, &format!("SELECT pg_terminate_backend({worker})"));
+    wait_until(WAIT, "the worker to end", || {
+        count(
+            &mut db,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {worker}"),
+        ) == 0
+    });
+    assert_eq!(count(&mut db, SIZED), 0, "the cut was stopped half-way");
+    all_parts_in_order(&mut db, &rx);
+}
