@@ -1,7 +1,7 @@
 //! Cutting a grouped subscription's transaction into parts (see grouped.rs), a step per claim:
 //! a transaction of a million events took its worker 15-20 s to cut in one go, during which
 //! every other subscription of that worker waited for the claim. A claim now cuts at most
-//! `CUT_STEP` events (all transactions together) and the next claim goes on where it stopped,
+//! `CUT_STEP` events of each subscription and the next claim goes on where it stopped,
 //! from what the worker remembers of the cut: the parts finished so far are written, and where
 //! the part being cut begins is held in memory. Nothing of a transaction is sent
 //! before its cut is done (the last part's events, written last, carry its size: see
@@ -26,7 +26,8 @@ use crate::queue::Statements;
 
 /// Events read per page while cutting a transaction.
 const CUT_PAGE: i64 = 1000;
-/// Events a claim cuts at most, all transactions together (~0.1 s here).
+/// Events a claim cuts at most for each subscription, all its transactions together (~0.1 s
+/// here): its oldest transaction first, so a later one waits for the cut of an earlier large one.
 pub(super) const CUT_STEP: usize = 5 * CUT_PAGE as usize;
 /// Finished parts written in one statement at most (see set_parts.sql).
 const RUNS_PER_WRITE: usize = 16;

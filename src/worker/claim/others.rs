@@ -42,7 +42,6 @@ impl Claim<'_> {
         // A cut of a subscription not ours to send now starts again when it is.
         self.cuts
             .keep_only(|id| self.targets.get(&id).is_some_and(|t| ours(id, t)));
-        let mut budget = super::super::cutting::CUT_STEP;
         for (&id, t) in self.targets.iter() {
             if !ours(id, t) {
                 continue;
@@ -63,6 +62,9 @@ impl Claim<'_> {
                     continue;
                 }
             }
+            // Each subscription's own: one shared in the (fixed) order of the map would leave
+            // a subscription after one that always has a large transaction to cut never cut.
+            let mut budget = super::super::cutting::CUT_STEP;
             let (ready, more) = super::super::grouped::ready_parts(
                 self.statements,
                 (self.dispatcher, self.cuts),
