@@ -32,54 +32,26 @@ fn all_parts_in_order(db: &mut postgres::Client, rx: &Receiver) {
     );
 }
 
-#[test]
-fn a_large_transactions_cut_holds_up_no_other_subscription_of_its_worker() {
+/// Table t's subscription grouped by transaction and table u's subscribed with `u_options`,
+/// on one worker; a large transaction written to t, then `u_rows` to u. Waits for u's first
+/// request and checks that it came while t's transaction was still being cut, then that t's
+/// parts are right. Cut in one go, a transaction held every claim of its worker until it was
+/// done, and u's events went after that claim.
+fn u_goes_while_t_is_cut(u_options: &str, u_rows: &str) {
     let pg = Cluster::start(&["pg_webhook.workers = 1"]);
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, "");
     exec(&mut db, "CREATE TABLE u (id int PRIMARY KEY)");
-    subscribe(&mut db, "u", "u", &rx.url("/u"), "");
+    subscribe(&mut db, "u", "u", &rx.url("/u"), u_options);
     exec(
         &mut db,
         &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
     );
-    exec(&mut db, "INSERT INTO u VALUES (1)");
-    wait_until(WAIT, "u's event", || {
+    exec(&mut db, &format!("INSERT INTO u {u_rows}"));
+    wait_until(WAIT, "u's request", || {
         rx.accepted().iter().any(|r| r.path == "/u")
     });
-    // Cut in one go, the transaction held every claim of its worker until it was done, and u's
-    // event went after that claim.
-    assert_eq!(
-        count(&mut db, SIZED),
-        0,
-        "u's event arrived while t's transaction was still being cut"
-    );
-    all_parts_in_order(&mut db, &rx);
-}
-
-#[test]
-fn a_large_transactions_cut_holds_up_no_other_grouped_subscription_of_its_worker() {
-    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
-    let rx = Receiver::start();
-    let mut db = grouped_table(&pg, &rx, "");
-    exec(&mut db, "CREATE TABLE u (id int PRIMARY KEY)");
-    subscribe(
-        &mut db,
-        "u",
-        "u",
-        &rx.url("/u"),
-        ", group_by => 'transaction'",
-    );
-    exec(
-        &mut db,
-        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
-    );
-    exec(&mut db, "INSERT INTO u SELECT generate_series(1, 10)");
-    wait_until(WAIT, "u's transaction", || {
-        rx.accepted().iter().any(|r| r.path == "/u")
-    });
-    // Sharing one allowance of events to cut per claim, in the subscriptions' fixed order, u's
-    // transaction waited for all of t's to be cut whenever t came first.
+    // t's events only: u's carry their own transaction's size once it is cut, if grouped.
     assert_eq!(
         count(
             &mut db,
@@ -88,9 +60,24 @@ fn a_large_transactions_cut_holds_up_no_other_grouped_subscription_of_its_worker
               WHERE s.name = 't' AND q.tx_events IS NOT NULL"
         ),
         0,
-        "u's transaction arrived while t's was still being cut"
+        "u's request arrived while t's transaction was still being cut"
     );
     all_parts_in_order(&mut db, &rx);
+}
+
+#[test]
+fn a_large_transactions_cut_holds_up_no_other_subscription_of_its_worker() {
+    u_goes_while_t_is_cut("", "VALUES (1)");
+}
+
+/// Sharing one allowance of events to cut per claim, in the subscriptions' fixed order, u's
+/// transaction waited for all of t's to be cut whenever t came first.
+#[test]
+fn a_large_transactions_cut_holds_up_no_other_grouped_subscription_of_its_worker() {
+    u_goes_while_t_is_cut(
+        ", group_by => 'transaction'",
+        "SELECT generate_series(1, 10)",
+    );
 }
 
 #[test]
