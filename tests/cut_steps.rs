@@ -4,6 +4,10 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use support::cluster::{wait_until, Cluster};
 use support::events::parts_in_order;
 use support::receiver::Receiver;
@@ -106,5 +110,38 @@ fn a_cut_stopped_half_way_by_its_workers_end_is_made_again_from_the_start() {
         ) == 0
     });
     assert_eq!(count(&mut db, SIZED), 0, "the cut was stopped half-way");
+    all_parts_in_order(&mut db, &rx);
+}
+
+/// A member pausing and resuming faster than the transaction is cut: the cut goes on at each
+/// resume from where it stopped (forgotten at each pause, it started again from the first event
+/// every time and never ended).
+#[test]
+fn pausing_and_resuming_over_and_over_does_not_keep_a_transaction_from_being_cut() {
+    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
+    let rx = Receiver::start();
+    let mut db = grouped_table(&pg, &rx, "");
+    exec(
+        &mut db,
+        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut member = pg.connect("postgres");
+    let pauser = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(Ordering::SeqCst) {
+                exec(&mut member, "SELECT webhook.pause('t')");
+                std::thread::sleep(Duration::from_millis(300));
+                exec(&mut member, "SELECT webhook.resume('t')");
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        }
+    });
+    wait_until(LONG_WAIT, "the transaction cut", || {
+        count(&mut db, SIZED) > 0
+    });
+    stop.store(true, Ordering::SeqCst);
+    pauser.join().expect("the pausing thread");
     all_parts_in_order(&mut db, &rx);
 }

@@ -1,18 +1,20 @@
 //! Cutting a grouped subscription's transaction into parts (see grouped.rs), a step per claim:
 //! a transaction of a million events took its worker 15-20 s to cut in one go, during which
 //! every other subscription of that worker waited for the claim. A claim now cuts at most
-//! `CUT_STEP` events of each subscription and the next claim goes on where it stopped,
-//! from what the worker remembers of the cut: the parts finished so far are written, and where
-//! the part being cut begins is held in memory. Nothing of a transaction is sent
-//! before its cut is done (the last part's events, written last, carry its size: see
-//! transaction_size.sql), so the parts and their webhook-ids are those of a cut made in one go.
+//! `CUT_STEP` events and the next claim goes on where it stopped, from what the worker
+//! remembers of the cut: the parts finished so far are written, and where the part being cut
+//! begins is held in memory. Nothing of a transaction is sent before its cut is done (the last
+//! part's events, written last, carry its size: see transaction_size.sql), so the parts and
+//! their webhook-ids are those of a cut made in one go. (A cut again from a part over a payload
+//! limit lowered since is still made in one go: half-way, the transaction's last events would
+//! still carry the size of the first cut, and the transaction look cut.)
 //!
 //! What a step wrote is part of its claim's transaction: the worker takes a step's progress as
 //! made only once that transaction commits (`commit`), and forgets it otherwise (`discard`),
 //! so what it remembers is always what the queue says. A worker that stops in the middle of a
-//! cut, or forgets it (its subscription paused, given to another worker), leaves some events
-//! with parts and none with the size: the next cut of that transaction starts again from its
-//! first event.
+//! cut, or forgets it (its subscription given to another worker, or the cut not gone on with
+//! for ten minutes), leaves some events with parts and none with the size: the next cut of
+//! that transaction starts again from its first event.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,8 +28,9 @@ use crate::queue::Statements;
 
 /// Events read per page while cutting a transaction.
 const CUT_PAGE: i64 = 1000;
-/// Events a claim cuts at most for each subscription, all its transactions together (~0.1 s
-/// here): its oldest transaction first, so a later one waits for the cut of an earlier large one.
+/// Events a claim cuts at most, all transactions together (~0.1 s here): the subscriptions
+/// take turns, and each one's oldest transaction goes first, so a later one waits for the cut
+/// of an earlier large one.
 pub(super) const CUT_STEP: usize = 5 * CUT_PAGE as usize;
 /// Finished parts written in one statement at most (see set_parts.sql).
 const RUNS_PER_WRITE: usize = 16;
@@ -38,6 +41,8 @@ const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 /// The cuts going on, as of the last committed claim, and the steps of the claim running now.
 #[derive(Default)]
 pub(super) struct Cuts {
+    /// The subscription that used up the last claim's allowance: the next starts after it.
+    pub(super) turn: i32,
     going: HashMap<(i32, i64), Cut>,
     staged: HashMap<(i32, i64), Option<Cut>>,
 }
@@ -195,7 +200,7 @@ impl Cuts {
         self.staged.clear();
     }
 
-    /// Forgets the cuts of subscriptions `keep` says no (not this worker's to send now).
+    /// Forgets the cuts of subscriptions `keep` says no (no longer this worker's).
     pub(super) fn keep_only(&mut self, keep: impl Fn(i32) -> bool) {
         self.going.retain(|(id, _), _| keep(*id));
     }

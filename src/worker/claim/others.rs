@@ -36,16 +36,29 @@ impl Claim<'_> {
         largest: i64,
     ) -> SpiResult<(Vec<super::super::grouped::ReadyPart>, bool)> {
         let (mut parts, mut cutting) = (Vec::new(), false);
+        let share = self.share;
         let ours = |id: i32, t: &crate::delivery::targets::Target| {
-            t.grouped && t.sends() && self.share.owns_subscription(id)
+            t.grouped && share.owns_subscription(id)
         };
-        // A cut of a subscription not ours to send now starts again when it is.
+        // A cut of a subscription no longer this worker's starts again should it come back.
+        // (Not one paused meanwhile: a member pausing and resuming faster than a large
+        // transaction is cut must not keep it from ever being cut.)
         self.cuts
             .keep_only(|id| self.targets.get(&id).is_some_and(|t| ours(id, t)));
-        for (&id, t) in self.targets.iter() {
-            if !ours(id, t) {
+        // One allowance of events to cut per claim, the subscriptions taking turns: the first
+        // after the one that used it up last.
+        let mut ids: Vec<i32> = (self.targets.iter())
+            .filter(|(id, t)| ours(**id, t) && t.sends())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        let after_turn = ids.partition_point(|id| *id <= self.cuts.turn);
+        ids.rotate_left(after_turn);
+        let mut budget = super::super::cutting::CUT_STEP;
+        for id in ids {
+            let Some(t) = self.targets.get(&id) else {
                 continue;
-            }
+            };
             let left = room.saturating_sub(parts.len());
             if left == 0 {
                 break;
@@ -62,9 +75,7 @@ impl Claim<'_> {
                     continue;
                 }
             }
-            // Each subscription's own: one shared in the (fixed) order of the map would leave
-            // a subscription after one that always has a large transaction to cut never cut.
-            let mut budget = super::super::cutting::CUT_STEP;
+            let before = budget;
             let (ready, more) = super::super::grouped::ready_parts(
                 self.statements,
                 (self.dispatcher, self.cuts),
@@ -74,6 +85,9 @@ impl Claim<'_> {
                 &mut budget,
             )?;
             cutting |= more;
+            if before > 0 && budget == 0 {
+                self.cuts.turn = id;
+            }
             if let (true, Some(part)) = (rated, ready.first()) {
                 self.limits
                     .take_slots(id, &t.limits, part.part.events.len(), self.now);
