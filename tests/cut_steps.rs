@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::events::parts_in_order;
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Reply, Request};
 use support::{count, exec, grouped_table, subscribe, LONG_WAIT, WAIT};
 
 /// Events of one transaction: 40 claims' worth of cutting.
@@ -19,17 +19,21 @@ const EVENTS: i64 = 200_000;
 /// Events queued with the transaction's size (the last part's: written when the cut is done).
 const SIZED: &str = "SELECT count(*) FROM webhook._event_queue WHERE tx_events IS NOT NULL";
 
-/// Waits for every event of the transaction to be recorded and checks its parts: numbered in
-/// order, each saying how many there are, every row once in statement order.
-fn all_parts_in_order(db: &mut postgres::Client, rx: &Receiver) {
+/// Waits for every event of the transaction to be recorded: t's parts the receiver took.
+fn recorded_parts(db: &mut postgres::Client, rx: &Receiver) -> Vec<Request> {
     wait_until(LONG_WAIT, "every event of the transaction recorded", || {
         count(db, "SELECT count(*) FROM webhook._event_queue") == 0
     });
-    let parts: Vec<_> = rx
-        .accepted()
+    rx.accepted()
         .into_iter()
         .filter(|r| r.path == "/t")
-        .collect();
+        .collect()
+}
+
+/// Waits for every event of the transaction to be recorded and checks its parts: numbered in
+/// order, each saying how many there are, every row once in statement order.
+fn all_parts_in_order(db: &mut postgres::Client, rx: &Receiver) {
+    let parts = recorded_parts(db, rx);
     assert_eq!(
         parts_in_order(&parts, EVENTS as u64),
         (1..=EVENTS).collect::<Vec<i64>>()
@@ -144,4 +148,102 @@ fn pausing_and_resuming_over_and_over_does_not_keep_a_transaction_from_being_cut
     stop.store(true, Ordering::SeqCst);
     pauser.join().expect("the pausing thread");
     all_parts_in_order(&mut db, &rx);
+}
+
+/// Table t's subscription grouped by transaction, retrying after a second, whose receiver fails
+/// part 2 the first time; a large transaction written to t, cut under the 1 MB default limit;
+/// once part 2 failed, the limit lowered to 256 kB, so that part 2's retry finds it over the
+/// limit and what is left of the transaction is cut again from part 2 on. Waits until that cut
+/// again has begun (the transaction's last event has its size made negative meanwhile).
+fn cut_again_from_part_2(u: bool) -> (Cluster, Receiver, postgres::Client) {
+    let pg = Cluster::start(&["pg_webhook.workers = 1"]);
+    let failed = Arc::new(AtomicBool::new(false));
+    let rx = Receiver::with({
+        let failed = failed.clone();
+        move |r, _| match r.json()["transaction"]["part"].as_u64() {
+            Some(2) if !failed.swap(true, Ordering::SeqCst) => Reply::Status(503),
+            _ => Reply::Status(200),
+        }
+    });
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['1 second']::interval[]",
+    );
+    if u {
+        exec(&mut db, "CREATE TABLE u (id int PRIMARY KEY)");
+        subscribe(&mut db, "u", "u", &rx.url("/u"), "");
+    }
+    exec(
+        &mut db,
+        &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
+    );
+    wait_until(WAIT, "part 2 failed", || failed.load(Ordering::SeqCst));
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '256kB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    wait_until(WAIT, "the cut again under way", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE tx_events < 0",
+        ) > 0
+    });
+    (pg, rx, db)
+}
+
+/// Checks t's parts once every event is recorded: in order, the first ones as first cut, the
+/// rest (from part 2, or a later one should part 2's retry have come before the new limit) as
+/// cut again, each saying how many there are now and within the new limit; every one telling
+/// the transaction's size, every row once in statement order.
+fn parts_cut_again_in_order(db: &mut postgres::Client, rx: &Receiver) {
+    let parts = recorded_parts(db, rx);
+    let now = parts.len() as u64;
+    let first_cut = parts[0].json()["transaction"]["parts"].clone();
+    let again = (parts.iter()).position(|r| r.json()["transaction"]["parts"] == now);
+    assert!(
+        again.is_some_and(|i| i >= 1),
+        "parts as first cut, then as cut again"
+    );
+    let mut ids = Vec::new();
+    for (i, r) in parts.iter().enumerate() {
+        let tx = &r.json()["transaction"];
+        assert_eq!(tx["part"], i as u64 + 1, "parts arrive in order: {tx}");
+        assert_eq!(tx["events_total"], EVENTS as u64, "{tx}");
+        if Some(i) < again {
+            assert_eq!(tx["parts"], first_cut, "{tx}");
+        } else {
+            assert_eq!(tx["parts"], now, "{tx}");
+            assert!(r.body.len() <= 256 * 1024, "a {}-byte part", r.body.len());
+        }
+        ids.extend(r.row_ids());
+    }
+    assert_eq!(ids, (1..=EVENTS).collect::<Vec<i64>>());
+}
+
+/// Cut again in one go, what was left of the transaction held every claim of its worker.
+#[test]
+fn a_transaction_cut_again_under_a_lowered_limit_holds_up_no_other_subscription() {
+    let (_pg, rx, mut db) = cut_again_from_part_2(true);
+    exec(&mut db, "INSERT INTO u VALUES (1)");
+    wait_until(WAIT, "u's event", || {
+        rx.accepted().iter().any(|r| r.path == "/u")
+    });
+    assert!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE tx_events < 0"
+        ) > 0,
+        "u's event arrived while t's transaction was still being cut again"
+    );
+    parts_cut_again_in_order(&mut db, &rx);
+}
+
+#[test]
+fn a_cut_again_stopped_half_way_by_its_workers_end_is_made_again_from_its_part() {
+    let (pg, rx, mut db) = cut_again_from_part_2(false);
+    let worker = pg.worker_pid(&mut db);
+    exec(&mut db, &format!("SELECT pg_terminate_backend({worker})"));
+    parts_cut_again_in_order(&mut db, &rx);
 }

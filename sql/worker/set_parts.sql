@@ -1,9 +1,9 @@
 -- Cuts (some of) a transaction ($1 txid) of a subscription ($2) into parts: its queued events
 -- with ids from $3[i] to $4[i] go in part $5[i] (a part is a run of the transaction's events in
 -- id order), and those of its last part learn how many events the transaction has ($6; NULL
--- for the others: the count is read off the transaction's last event, see
--- transaction_size.sql). Cut again (its next part over a payload limit lowered since), its
--- events keep the count the first cut gave them: the events finished before are part of the
+-- for the others, which keep what they have: the count is read off the transaction's last
+-- event, see transaction_size.sql). Cut again (its next part over a payload limit lowered
+-- since), the count is the first cut's: the events finished before are part of the
 -- transaction too.
 --
 -- Runs of ids, not each event's id: a join of each event's id to its part, while the queue's
@@ -13,7 +13,7 @@
 -- read all of them for every statement. A handful of runs, each an index range, bounded
 -- besides by the first and last: whichever way the join goes, it reads only these events.
 UPDATE webhook._event_queue q
-   SET part = r.part, tx_events = COALESCE(q.tx_events, $6)
+   SET part = r.part, tx_events = COALESCE($6, q.tx_events)
   FROM unnest($3::pg_catalog.int8[], $4::pg_catalog.int8[], $5::pg_catalog.int4[])
        AS r(first, last, part)
  WHERE q.txid = $1::pg_catalog.text::pg_catalog.xid8 AND q.subscription_id = $2

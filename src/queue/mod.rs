@@ -51,6 +51,7 @@ const TX_EVENTS: &str = include_str!("../../sql/worker/transaction_events.sql");
 const SET_PARTS: &str = include_str!("../../sql/worker/set_parts.sql");
 const TX_PART: &str = include_str!("../../sql/worker/transaction_part.sql");
 const TX_SIZE: &str = include_str!("../../sql/worker/transaction_size.sql");
+const REOPEN_CUT: &str = include_str!("../../sql/worker/reopen_cut.sql");
 const CLAIM_SCHEDULED_OTHERS: &str = include_str!("../../sql/worker/claim_scheduled_others.sql");
 const NEXT_DUE: &str = include_str!("../../sql/worker/next_due.sql");
 const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
@@ -160,6 +161,7 @@ pub struct Statements {
     set_parts: OwnedPreparedStatement,
     tx_part: OwnedPreparedStatement,
     tx_size: OwnedPreparedStatement,
+    reopen_cut: OwnedPreparedStatement,
     batches: batches::BatchStatements,
 }
 
@@ -291,6 +293,7 @@ impl Statements {
                 set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I8A, I4A, I4])?,
                 tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,
                 tx_size: keep(client, TX_SIZE, &[T, I4])?,
+                reopen_cut: keep_mut(client, REOPEN_CUT, &[T, I4])?,
                 batches: batches::BatchStatements::prepare(client, share)?,
             })
         })

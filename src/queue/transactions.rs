@@ -15,10 +15,17 @@ type TransactionHead = (i64, Option<i32>, bool);
 pub struct Part {
     pub events: Vec<QueuedEvent>,
     pub parts: i32,
+    /// Negative while the transaction is cut again (see reopen_cut.sql); 0 while it is first cut.
     pub events_total: i32,
-    /// Whether the transaction's cut is done (its last event was told the size): a cut that
-    /// stopped half-way leaves parts on some events and no size on any.
-    pub cut: bool,
+}
+
+impl Part {
+    /// Whether the transaction's cut is done (its last event tells the size): a cut that
+    /// stopped half-way leaves parts on some events and no size on the last, or the size made
+    /// negative, if it was a cut again.
+    pub fn cut(&self) -> bool {
+        self.events_total > 0
+    }
 }
 
 impl Statements {
@@ -117,20 +124,36 @@ impl Statements {
                 ],
             )?;
             let events = read_events(rows)?;
-            let size = client
-                .select(
-                    &self.tx_size,
-                    Some(1),
-                    &[txid.to_string().into(), subscription.into()],
-                )?
-                .first()
-                .get_two::<i32, i32>()?;
+            let size = client.select(
+                &self.tx_size,
+                Some(1),
+                &[txid.to_string().into(), subscription.into()],
+            )?;
+            // (No event left: taken away since the transaction was found.)
+            let size = match size.is_empty() {
+                true => (None, None),
+                false => size.first().get_two::<i32, i32>()?,
+            };
             Ok(Part {
                 events,
                 parts: size.0.unwrap_or_default(),
                 events_total: size.1.unwrap_or_default(),
-                cut: size.1.is_some(),
             })
+        })
+    }
+
+    /// Marks a transaction as being cut again (see reopen_cut.sql): its size.
+    pub fn reopen_cut(&self, txid: i64, subscription: i32) -> SpiResult<Option<i32>> {
+        Spi::connect_mut(|client| {
+            let row = client.update(
+                &self.reopen_cut,
+                Some(1),
+                &[txid.to_string().into(), subscription.into()],
+            )?;
+            if row.is_empty() {
+                return Ok(None); // no event left
+            }
+            row.first().get_one::<i32>()
         })
     }
 }

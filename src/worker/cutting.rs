@@ -5,16 +5,17 @@
 //! remembers of the cut: the parts finished so far are written, and where the part being cut
 //! begins is held in memory. Nothing of a transaction is sent before its cut is done (the last
 //! part's events, written last, carry its size: see transaction_size.sql), so the parts and
-//! their webhook-ids are those of a cut made in one go. (A cut again from a part over a payload
-//! limit lowered since is still made in one go: half-way, the transaction's last events would
-//! still carry the size of the first cut, and the transaction look cut.)
+//! their webhook-ids are those of a cut made in one go. So is a cut again from a part over a
+//! payload limit lowered since: its transaction's last event has its size made negative
+//! meanwhile (reopen_cut.sql), and so does not look cut.
 //!
 //! What a step wrote is part of its claim's transaction: the worker takes a step's progress as
 //! made only once that transaction commits (`commit`), and forgets it otherwise (`discard`),
 //! so what it remembers is always what the queue says. A worker that stops in the middle of a
 //! cut, or forgets it (its subscription given to another worker, or the cut not gone on with
-//! for ten minutes), leaves some events with parts and none with the size: the next cut of
-//! that transaction starts again from its first event.
+//! for ten minutes), leaves some events with parts and no size (or a negative one) on the last:
+//! the next cut of that transaction starts again from its lowest part still queued (its first,
+//! but for a cut again).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -52,6 +53,10 @@ pub(super) struct Cuts {
 /// depends on.
 #[derive(Clone)]
 struct Cut {
+    /// The part it cuts from (above 1: a cut again).
+    first: i32,
+    /// The transaction's size, where a cut again keeps the first cut's.
+    size: Option<i32>,
     part: i32,
     /// The first and last id of the part being cut (`None` before its first event).
     open: Option<(i64, i64)>,
@@ -67,8 +72,10 @@ struct Cut {
 }
 
 impl Cut {
-    fn starting(first: i32) -> Cut {
+    fn starting(first: i32, size: Option<i32>) -> Cut {
         Cut {
+            first,
+            size,
             part: first,
             open: None,
             used: 0,
@@ -101,13 +108,14 @@ impl Cut {
 }
 
 impl Cuts {
-    /// Whether a cut of the transaction is going on.
-    pub(super) fn going(&self, subscription_id: i32, txid: i64) -> bool {
-        self.going.contains_key(&(subscription_id, txid))
+    /// The part a cut of the transaction going on cuts from.
+    pub(super) fn going(&self, subscription_id: i32, txid: i64) -> Option<i32> {
+        self.going.get(&(subscription_id, txid)).map(|c| c.first)
     }
 
     /// Cuts a transaction's queued events into parts that each stay within the payload limit,
-    /// numbered from `first` (or goes on with the cut going on), reading at most `budget`
+    /// numbered from `first` (or goes on with the cut going on from there; `size`, the
+    /// transaction's, for a cut again: see reopen_cut.sql), reading at most `budget`
     /// events more (taken off it; a page at least); true once the transaction is cut. Finished
     /// parts are written a few at a time, and all of them when the step ends; the part being
     /// cut waits for its end, so that the last part's events, written last, are the ones told
@@ -117,14 +125,14 @@ impl Cuts {
         statements: &Statements,
         dispatcher: &Dispatcher,
         (subscription_id, target): (i32, &Target),
-        (txid, first): (i64, i32),
+        (txid, first, size): (i64, i32, Option<i32>),
         largest: i64,
         budget: &mut usize,
     ) -> SpiResult<bool> {
         let key = (subscription_id, txid);
         let mut cut = match self.going.get(&key) {
-            Some(cut) if first == 1 => cut.clone(),
-            _ => Cut::starting(first),
+            Some(cut) if cut.first == first => cut.clone(),
+            _ => Cut::starting(first, size),
         };
         cut.touched = Instant::now();
         // The transaction object's size: its id, and room for the counts.
@@ -178,7 +186,7 @@ impl Cuts {
             .map(|(f, l)| (f, l, cut.part))
             .into_iter()
             .collect();
-        write(&mut last, Some(cut.total))?;
+        write(&mut last, Some(cut.size.unwrap_or(cut.total)))?;
         self.staged.insert(key, None);
         Ok(true)
     }

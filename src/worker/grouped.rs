@@ -9,8 +9,7 @@
 //! several claims (see cutting.rs). Then it sends the lowest part still queued; the next goes
 //! when that one is delivered or dead. A part found over a payload limit lowered since the cut
 //! (see `Dispatcher::start_part`) is not given up: what is left of the transaction is cut again
-//! from that part's number on, in one go (a cut again that stopped half-way would leave two
-//! numberings among the transaction's events).
+//! from that part's number on, over several claims too.
 
 use pg_webhook_core::batch::TransactionPart;
 use pgrx::spi::SpiResult;
@@ -59,37 +58,52 @@ pub(super) fn ready_parts(
         if dispatcher.part_in_flight(subscription_id, txid) {
             continue;
         }
-        let start = |cuts: &mut Cuts, budget: &mut usize| {
-            from_start(statements, (dispatcher, cuts), at, (txid, largest), budget)
+        let step = |cuts: &mut Cuts, from: (i32, Option<i32>), budget: &mut usize| {
+            let (first, size) = from;
+            if *budget == 0 {
+                return Ok(false);
+            }
+            let cut = (txid, first, size);
+            cuts.step(statements, dispatcher, at, cut, largest, budget)
         };
-        let mut part_no = match (uncut, lowest) {
-            _ if cuts.going(subscription_id, txid) || uncut || lowest.is_none() => {
-                if !start(cuts, budget)? {
+        let going = cuts.going(subscription_id, txid);
+        let part_no = match (uncut, lowest) {
+            _ if going.is_some() || uncut || lowest.is_none() => {
+                let first = going.unwrap_or(1);
+                if !step(cuts, (first, None), budget)? {
                     cutting = true;
                     continue;
                 }
-                1
+                first
             }
             (_, Some(p)) if !dispatcher.needs_recut(subscription_id, txid) => p,
             // Its next part is over a limit lowered since the cut: what is left (parts p on;
-            // those before are finished) is cut again, numbered on from p, in one go.
+            // those before are finished) is cut again, numbered on from p, keeping the size.
             (_, Some(p)) => {
-                let mut all = usize::MAX;
-                cuts.step(statements, dispatcher, at, (txid, p), largest, &mut all)?;
+                if *budget == 0 {
+                    cutting = true;
+                    continue;
+                }
+                let size = statements.reopen_cut(txid, subscription_id)?;
+                if !step(cuts, (p, size), budget)? {
+                    cutting = true;
+                    continue;
+                }
                 p
             }
             (_, None) => continue,
         };
         let mut part = statements.transaction_part(txid, subscription_id, part_no, largest)?;
-        if !part.cut {
-            // Its events have parts, and none the transaction's size: a cut that stopped half-way
-            // (the worker stopped, or forgot it). Cut again from the start.
-            if !start(cuts, budget)? {
+        if !part.cut() {
+            // No size (or a negative one) on its last event: a cut that stopped half-way (its
+            // worker stopped, or forgot it). Cut again from the lowest part still queued (the
+            // first, but for a cut again, which keeps the size).
+            let size = (part.events_total < 0).then_some(-part.events_total);
+            if !step(cuts, (part_no, size), budget)? {
                 cutting = true;
                 continue;
             }
-            part_no = 1;
-            part = statements.transaction_part(txid, subscription_id, 1, largest)?;
+            part = statements.transaction_part(txid, subscription_id, part_no, largest)?;
         }
         if part.events.is_empty() {
             continue; // waiting for a retry, or parked
@@ -107,16 +121,4 @@ pub(super) fn ready_parts(
         });
     }
     Ok((ready, cutting))
-}
-
-/// Cuts a transaction from its first event, or goes on with its cut, if the claim's `budget`
-/// has room: whether it is cut.
-fn from_start(
-    statements: &Statements,
-    (dispatcher, cuts): (&Dispatcher, &mut Cuts),
-    at: (i32, &Target),
-    (txid, largest): (i64, i64),
-    budget: &mut usize,
-) -> SpiResult<bool> {
-    Ok(*budget > 0 && cuts.step(statements, dispatcher, at, (txid, 1), largest, budget)?)
 }
