@@ -51,8 +51,9 @@ CREATE TABLE webhook._event_queue (
     order_key       bigint,
     -- Of a subscription grouped by transaction: which part of its transaction's request the
     -- event goes in (1-based; NULL until the transaction is cut into parts), and how many
-    -- events the transaction has for the subscription (on the events of its last part; NULL
-    -- on the others).
+    -- events the transaction has for the subscription (on the events of its last part, read
+    -- off the last one: negative while the transaction is cut again, see
+    -- sql/worker/reopen_cut.sql).
     part            integer,
     tx_events       integer,
     -- The WAL timeline the event was captured on, and the one its transaction (txid) ran on
