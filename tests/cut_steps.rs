@@ -247,3 +247,37 @@ fn a_cut_again_stopped_half_way_by_its_workers_end_is_made_again_from_its_part()
     exec(&mut db, &format!("SELECT pg_terminate_backend({worker})"));
     parts_cut_again_in_order(&mut db, &rx);
 }
+
+/// The limit raised while the transaction is cut again, and lowered back once it is: the cut
+/// again went on under the limit it began with, so every part of it is within the lowered one
+/// and none dies. (Each step cut under the limit of the moment: the parts after the raise were
+/// cut larger, and a part of the first cut's size could be taken for one cut again under the
+/// lowered limit and still over it, and die.)
+#[test]
+fn a_limit_raised_during_a_cut_again_and_lowered_back_kills_no_part() {
+    let (_pg, rx, mut db) = cut_again_from_part_2(false);
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '1MB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    wait_until(WAIT, "the cut again done", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook._event_queue WHERE tx_events < 0",
+        ) == 0
+    });
+    exec(
+        &mut db,
+        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '256kB'",
+    );
+    exec(&mut db, "SELECT pg_reload_conf()");
+    parts_cut_again_in_order(&mut db, &rx);
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
+        ),
+        0
+    );
+}

@@ -45,7 +45,17 @@ pub(super) struct Cuts {
     /// The subscription that used up the last claim's allowance: the next starts after it.
     pub(super) turn: i32,
     going: HashMap<(i32, i64), Cut>,
-    staged: HashMap<(i32, i64), Option<Cut>>,
+    /// The payload limit each transaction was last cut again under, until its next part goes
+    /// (see `Dispatcher::start_part`).
+    under: HashMap<(i32, i64), usize>,
+    staged: HashMap<(i32, i64), Staged>,
+}
+
+/// What a claim's step left of a cut: going on, or done (cut again under that limit, if it
+/// was a cut again).
+enum Staged {
+    Going(Cut),
+    Done(Option<usize>),
 }
 
 /// Where a cut stopped: the part being cut (the run of ids it has so far, not written yet),
@@ -57,6 +67,9 @@ struct Cut {
     first: i32,
     /// The transaction's size, where a cut again keeps the first cut's.
     size: Option<i32>,
+    /// The payload limit when it began, which all its steps cut under (a part cut under two
+    /// could be over the one a cut again is checked against: see `Dispatcher::start_part`).
+    limit: usize,
     part: i32,
     /// The first and last id of the part being cut (`None` before its first event).
     open: Option<(i64, i64)>,
@@ -72,10 +85,11 @@ struct Cut {
 }
 
 impl Cut {
-    fn starting(first: i32, size: Option<i32>) -> Cut {
+    fn starting(first: i32, size: Option<i32>, limit: usize) -> Cut {
         Cut {
             first,
             size,
+            limit,
             part: first,
             open: None,
             used: 0,
@@ -132,7 +146,7 @@ impl Cuts {
         let key = (subscription_id, txid);
         let mut cut = match self.going.get(&key) {
             Some(cut) if cut.first == first => cut.clone(),
-            _ => Cut::starting(first, size),
+            _ => Cut::starting(first, size, dispatcher.max_payload_bytes),
         };
         cut.touched = Instant::now();
         // The transaction object's size: its id, and room for the counts.
@@ -142,7 +156,7 @@ impl Cuts {
             parts: u32::MAX,
             events_total: u64::MAX,
         };
-        let limit = dispatcher.max_payload_bytes;
+        let limit = cut.limit;
         let write = |runs: &mut Vec<(i64, i64, i32)>, total: Option<i32>| {
             if runs.is_empty() {
                 return Ok(());
@@ -154,7 +168,7 @@ impl Cuts {
         loop {
             if *budget == 0 {
                 write(&mut cut.finished, None)?;
-                self.staged.insert(key, Some(cut));
+                self.staged.insert(key, Staged::Going(cut));
                 return Ok(false);
             }
             let page = statements.transaction_events(
@@ -187,17 +201,25 @@ impl Cuts {
             .into_iter()
             .collect();
         write(&mut last, Some(cut.size.unwrap_or(cut.total)))?;
-        self.staged.insert(key, None);
+        let again = cut.size.is_some().then_some(cut.limit);
+        self.staged.insert(key, Staged::Done(again));
         Ok(true)
     }
 
     /// The claim whose steps were staged committed: its progress is the queue's.
     pub(super) fn commit(&mut self) {
-        for (key, cut) in self.staged.drain() {
-            match cut {
-                Some(cut) => self.going.insert(key, cut),
-                None => self.going.remove(&key),
-            };
+        for (key, staged) in self.staged.drain() {
+            match staged {
+                Staged::Going(cut) => {
+                    self.going.insert(key, cut);
+                }
+                Staged::Done(again) => {
+                    self.going.remove(&key);
+                    if let Some(limit) = again {
+                        self.under.insert(key, limit);
+                    }
+                }
+            }
         }
         self.going
             .retain(|_, cut| cut.touched.elapsed() < FORGOTTEN_AFTER);
@@ -211,11 +233,24 @@ impl Cuts {
     /// Forgets the cuts of subscriptions `keep` says no (no longer this worker's).
     pub(super) fn keep_only(&mut self, keep: impl Fn(i32) -> bool) {
         self.going.retain(|(id, _), _| keep(*id));
+        self.under.retain(|(id, _), _| keep(*id));
+    }
+
+    /// The payload limit the transaction was last cut again under, if this worker did so since
+    /// its last part went.
+    pub(super) fn cut_again_under(&self, subscription_id: i32, txid: i64) -> Option<usize> {
+        self.under.get(&(subscription_id, txid)).copied()
+    }
+
+    /// A part of the transaction went: the next, if over the limit, is cut again.
+    pub(super) fn part_went(&mut self, subscription_id: i32, txid: i64) {
+        self.under.remove(&(subscription_id, txid));
     }
 
     /// Forgets every cut (the extension was made again).
     pub(super) fn clear(&mut self) {
         self.going.clear();
+        self.under.clear();
         self.staged.clear();
     }
 }

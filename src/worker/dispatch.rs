@@ -4,7 +4,7 @@
 //! (`delivery::new_worker_runtime`), which never touches Postgres: they go on while the main
 //! thread claims and records, and come back here through `collect`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -94,9 +94,8 @@ pub struct Dispatcher {
     /// transaction's next part goes only then.
     parts: HashMap<(i32, i64), usize>,
     /// Transactions (subscription, txid) whose next part, cut under a higher payload limit,
-    /// is over today's (the value): cut again from that part on before it goes (see
-    /// `start_part`).
-    recut: HashMap<(i32, i64), usize>,
+    /// is over today's: cut again from that part on before it goes (see `start_part`).
+    recut: HashSet<(i32, i64)>,
     /// Requests that finished and whose outcomes are not recorded yet: they still count
     /// against `max_in_flight` (their events are still owned).
     settled_requests: usize,
@@ -128,7 +127,7 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             flights: HashMap::new(),
             parts: HashMap::new(),
-            recut: HashMap::new(),
+            recut: HashSet::new(),
             settled_requests: 0,
             requests_by: HashMap::new(),
             settled_by: HashMap::new(),

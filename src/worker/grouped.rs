@@ -22,6 +22,7 @@ use crate::queue::{Part, Statements};
 /// A part ready to start: its subscription, events and place in its transaction.
 pub(super) struct ReadyPart {
     pub subscription_id: i32,
+    pub txid: i64,
     pub part: Part,
     pub tx: TransactionPart,
 }
@@ -76,7 +77,14 @@ pub(super) fn ready_parts(
                 }
                 first
             }
-            (_, Some(p)) if !dispatcher.needs_recut(subscription_id, txid) => p,
+            // (Cut again under today's limit already, and not gone yet: paused meanwhile.)
+            (_, Some(p))
+                if !dispatcher.needs_recut(subscription_id, txid)
+                    || cuts.cut_again_under(subscription_id, txid)
+                        == Some(dispatcher.max_payload_bytes) =>
+            {
+                p
+            }
             // Its next part is over a limit lowered since the cut: what is left (parts p on;
             // those before are finished) is cut again, numbered on from p, keeping the size.
             (_, Some(p)) => {
@@ -116,6 +124,7 @@ pub(super) fn ready_parts(
         };
         ready.push(ReadyPart {
             subscription_id,
+            txid,
             part,
             tx,
         });

@@ -148,10 +148,17 @@ impl Worker {
                 .get(&ready.subscription_id)
                 .filter(|t| t.sends())
             {
-                recut |=
-                    !self
-                        .dispatcher
-                        .start_part(&self.runtime, ready.part.events, target, ready.tx);
+                let (sub, txid) = (ready.subscription_id, ready.txid);
+                let under = self.cuts.cut_again_under(sub, txid);
+                let tx = ready.tx;
+                if self
+                    .dispatcher
+                    .start_part(&self.runtime, ready.part.events, target, tx, under)
+                {
+                    self.cuts.part_went(sub, txid);
+                } else {
+                    recut = true;
+                }
             }
         }
         // A backlog the planner does not know about: have the queue counted again. (Not again

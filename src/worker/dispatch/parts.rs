@@ -126,13 +126,15 @@ impl Dispatcher {
     /// an event that cannot be sent rides as a note naming it (see the module). Returns false,
     /// and starts nothing, when the part was cut under a higher `pg_webhook.max_payload_bytes`
     /// and is over today's with more than one event: the transaction is to be cut again from
-    /// this part on (`needs_recut`), not sent over the limit nor given up.
+    /// this part on (`needs_recut`), not sent over the limit nor given up — unless it was cut
+    /// again under today's limit already (`cut_under`, see worker/cutting.rs): then it dies.
     pub fn start_part(
         &mut self,
         rt: &Runtime,
         events: Vec<QueuedEvent>,
         target: &Target,
         tx: TransactionPart,
+        cut_under: Option<usize>,
     ) -> bool {
         let Some(first) = events.first() else {
             return true;
@@ -143,9 +145,12 @@ impl Dispatcher {
         let limit = self.max_payload_bytes;
         let named = entries.iter().filter(|e| e.how().is_some()).count();
         // (Once per limit: a part cut again under this one and still over it — which the cut's
-        // estimate, never below the body, rules out — dies below rather than being cut forever.)
-        if body.len() > limit && named > 1 && self.recut.get(&key) != Some(&limit) {
-            self.recut.insert(key, limit);
+        // estimate, never below the body, rules out — dies below rather than being cut forever.
+        // The limit it was cut under, not the one it was found over: a cut again over several
+        // claims began under a limit raised since, then lowered back, made a part of the old
+        // size, which died.)
+        if body.len() > limit && named > 1 && cut_under != Some(limit) {
+            self.recut.insert(key);
             return false;
         }
         self.recut.remove(&key);
@@ -223,7 +228,7 @@ impl Dispatcher {
     /// Whether a transaction's next part was found over today's payload limit (see
     /// `start_part`): its remaining events are to be cut again.
     pub fn needs_recut(&self, subscription_id: i32, txid: i64) -> bool {
-        self.recut.contains_key(&(subscription_id, txid))
+        self.recut.contains(&(subscription_id, txid))
     }
 }
 
