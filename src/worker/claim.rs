@@ -173,15 +173,6 @@ impl Worker {
         apply::wait_until_safe_to_send(&claimed);
         self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }
-
-    /// The requests held by the subscription (not slow) that holds the most.
-    fn fullest_share(&self, pace: &Pace) -> Option<usize> {
-        self.dispatcher
-            .requests_per_subscription()
-            .filter(|(sub, _)| !pace.is_slow(*sub))
-            .map(|(_, held)| held)
-            .max()
-    }
 }
 
 /// One claim transaction's view of the worker.

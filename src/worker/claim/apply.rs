@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 
 use super::{lagging, Lag, STATS_CHECK_EVERY};
 use crate::queue::QueuedEvent;
-use crate::worker::dispatch::Gathered;
+use crate::worker::dispatch::{Gathered, Pace};
 use crate::worker::Worker;
 
 /// What a claim transaction found.
@@ -227,5 +227,16 @@ impl Worker {
         for gathered in batched {
             self.dispatcher.board(&self.runtime, gathered);
         }
+    }
+}
+
+impl Worker {
+    /// The requests held by the subscription (not slow) that holds the most.
+    pub(super) fn fullest_share(&self, pace: &Pace) -> Option<usize> {
+        self.dispatcher
+            .requests_per_subscription()
+            .filter(|(sub, _)| !pace.is_slow(*sub))
+            .map(|(_, held)| held)
+            .max()
     }
 }
