@@ -238,27 +238,12 @@ fn refuse_untrusted(function: pg_sys::Oid) {
 /// guard or no guard: the type cache keeps it for the backend's life once a query (under no
 /// guard, or under one that trusted its owner) has loaded the range type, and the planner
 /// calls it from there when it estimates a range condition, so `fmgr_hook` must judge each
-/// call by the guard in force then. The shape (two arguments of one type, returning float8)
-/// is checked first, so pg_range (`subtype_diffs`) is read only for such functions.
+/// call by the guard in force then. Answered from the set of them `subtype_diffs` keeps (read
+/// from pg_range once per backend and after each change to it): fmgr_info asks this for every
+/// function not built in, a trigger's function at every statement, and a hash lookup costs a
+/// single-row write less than reading the function's catalog row did.
 fn maybe_subtype_diff(function: pg_sys::Oid) -> bool {
-    if built_in(function) {
-        return false;
-    }
-    with_row(pg_sys::SysCacheIdentifier::PROCOID, function, |attribute| {
-        let returns = oid(attribute(pg_sys::Anum_pg_proc_prorettype));
-        let arguments = attribute(pg_sys::Anum_pg_proc_proargtypes);
-        returns == pg_sys::FLOAT8OID
-            && arguments.is_some_and(|d| {
-                // SAFETY: proargtypes is an oidvector, never toasted.
-                unsafe {
-                    let vector = d.cast_mut_ptr::<pg_sys::oidvector>();
-                    let types = (*vector).values.as_slice((*vector).dim1.max(0) as usize);
-                    types.len() == 2 && types[0] == types[1]
-                }
-            })
-    })
-    .unwrap_or(false)
-        && crate::subtype_diffs::contains(function)
+    !built_in(function) && crate::subtype_diffs::contains(function)
 }
 
 /// A function the guard in force refuses: in which phase, whose it is, who would run it, and
