@@ -43,10 +43,12 @@ pub struct QueueWriter {
     slots: Vec<*mut pg_sys::TupleTableSlot>,
     /// Every slot created so far, reused from batch to batch.
     spare: Vec<*mut pg_sys::TupleTableSlot>,
-    /// The queue's descriptor, copied without a reference count for the slots: a slot over a
-    /// counted descriptor registers it with the resource owner, and a batch's thousand
-    /// registrations of one pointer made every later registration (a row type pinned per row)
-    /// probe the owner's hash table past all of them.
+    /// The queue's descriptor, copied without a reference count for every slot but the first
+    /// (null until a second is needed): a slot over a counted descriptor registers it with the
+    /// resource owner, and a batch's thousand registrations of one pointer made every later
+    /// registration (a row type pinned per row) probe the owner's hash table past all of them.
+    /// The first slot is over the relation's own descriptor: one registration, where copying
+    /// the descriptor cost a single-row write more than any other step of opening the queue.
     slot_desc: pg_sys::TupleDesc,
     batch_memory: pg_sys::MemoryContext,
     /// Where slots live: the trigger call's context, which outlives every batch.
@@ -131,7 +133,7 @@ impl QueueWriter {
         // region: it only borrows `wanted` and the names.
         unsafe {
             let natts = (*(*rel).rd_att).natts as usize;
-            let (estate, rri, slot_desc, batch_memory, constants) = unguarded::region(|r| {
+            let (estate, rri, batch_memory, constants) = unguarded::region(|r| {
                 let estate = unguarded::CreateExecutorState();
                 let rri = unguarded::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
                     .cast::<pg_sys::ResultRelInfo>();
@@ -159,8 +161,7 @@ impl QueueWriter {
                     ),
                     command_id: unguarded::GetCurrentCommandId(true),
                 };
-                let slot_desc = unguarded::CreateTupleDescCopy((*rel).rd_att);
-                (estate, rri, slot_desc, batch_memory, constants)
+                (estate, rri, batch_memory, constants)
             });
             let triggers = triggers::RowTriggers::begin(rri);
             Ok(QueueWriter {
@@ -172,7 +173,7 @@ impl QueueWriter {
                 rri,
                 slots: Vec::new(),
                 spare: Vec::new(),
-                slot_desc,
+                slot_desc: std::ptr::null_mut(),
                 batch_memory,
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
@@ -292,7 +293,15 @@ impl QueueWriter {
             }
             // Not in the batch context: that is reset after every batch.
             let batch = pg_sys::MemoryContextSwitchTo(self.call_memory);
-            let slot = unguarded::MakeSingleTupleTableSlot(self.slot_desc, &pg_sys::TTSOpsVirtual);
+            let desc = if self.spare.is_empty() {
+                (*self.rel).rd_att
+            } else {
+                if self.slot_desc.is_null() {
+                    self.slot_desc = unguarded::CreateTupleDescCopy((*self.rel).rd_att);
+                }
+                self.slot_desc
+            };
+            let slot = unguarded::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsVirtual);
             pg_sys::MemoryContextSwitchTo(batch);
             self.spare.push(slot);
             slot
@@ -373,7 +382,9 @@ impl QueueWriter {
                 for slot in &self.spare {
                     unguarded::ExecDropSingleTupleTableSlot(*slot);
                 }
-                unguarded::FreeTupleDesc(self.slot_desc);
+                if !self.slot_desc.is_null() {
+                    unguarded::FreeTupleDesc(self.slot_desc);
+                }
                 if !self.bulk.is_null() {
                     unguarded::FreeBulkInsertState(self.bulk);
                 }
