@@ -123,14 +123,13 @@ fn a_commutator_defined_between_the_check_and_the_planning_is_refused() {
     );
 }
 
-#[test]
-fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
-    // The type cache keeps a range type's subtype_diff for the backend's life once loaded —
-    // here by the writer, where no guard watches — and the planner calls it from there when
-    // it estimates a range condition in sub's helper.
-    let (pg, mut su, mut owner) = setup();
+/// tabowner's range type m.r, whose subtype_diff m.loud_diff fails when it runs as sub, and
+/// table m.v of such ranges, with statistics; sub's helper s.booked(id), whose planning
+/// estimates a range condition on m.v (calling the subtype_diff); and sub's subscription to
+/// m.t's inserts filtered by it, with its receiver.
+fn range_with_loud_diff(pg: &Cluster, su: &mut Client, owner: &mut Client) -> Receiver {
     exec(
-        &mut owner,
+        owner,
         "CREATE FUNCTION m.loud_diff(int, int) RETURNS float8 LANGUAGE sql IMMUTABLE
              AS $$ SELECT CASE WHEN current_user::text = 'sub'
                                THEN ('tabowner''s function ran as ' || current_user)::float8
@@ -141,7 +140,7 @@ fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
          ANALYZE m.v;
          GRANT SELECT ON m.v TO sub;",
     );
-    exec(&mut su, "CREATE SCHEMA s AUTHORIZATION sub");
+    exec(su, "CREATE SCHEMA s AUTHORIZATION sub");
     exec(
         &mut pg.connect_as("postgres", "sub"),
         "CREATE FUNCTION s.booked(int) RETURNS boolean LANGUAGE sql STABLE AS $$
@@ -149,12 +148,18 @@ fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
     );
     let rx = Receiver::start();
     subscribe_sub(
-        &pg,
+        pg,
         &rx,
         ", events => '{insert}', filter => 's.booked(NEW.id)'",
     );
+    rx
+}
+
+/// Loads m.r's subtype_diff in `writer`'s session (where no guard watches), then has it write
+/// a row sub's filter checks, and asserts that the subtype_diff was refused, not run as sub.
+fn assert_loaded_subtype_diff_refused(writer: &mut Client) {
     let error = error_of(
-        &mut writer(&pg),
+        writer,
         "SELECT m.r(1, 2); INSERT INTO m.t VALUES (20, 'ok')",
     );
     assert_refused(
@@ -162,4 +167,30 @@ fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
         "m.loud_diff(integer,integer)",
         "as PostgreSQL plans or runs the expression",
     );
+}
+
+#[test]
+fn a_subtype_diff_the_writer_loaded_beforehand_is_still_refused() {
+    // The type cache keeps a range type's subtype_diff for the backend's life once loaded —
+    // here by the writer, where no guard watches — and the planner calls it from there when
+    // it estimates a range condition in sub's helper.
+    let (pg, mut su, mut owner) = setup();
+    let _rx = range_with_loud_diff(&pg, &mut su, &mut owner);
+    assert_loaded_subtype_diff_refused(&mut writer(&pg));
+}
+
+#[test]
+fn a_subtype_diff_made_after_the_writer_read_the_range_types_is_still_refused() {
+    // The writer's session reads which functions are subtype_diffs at its first function not
+    // built in; a range type made after that must reach it (pg_range's invalidation), or its
+    // subtype_diff would go unwatched in this session for good.
+    let (pg, mut su, mut owner) = setup();
+    exec(
+        &mut owner,
+        "CREATE FUNCTION m.noop() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$",
+    );
+    let mut writer = writer(&pg);
+    exec(&mut writer, "SELECT m.noop()");
+    let _rx = range_with_loud_diff(&pg, &mut su, &mut owner);
+    assert_loaded_subtype_diff_refused(&mut writer);
 }
