@@ -93,3 +93,47 @@ fn an_owner_whose_turn_ended_with_the_runner_sits_out_while_another_owners_callb
         "bob's callbacks were started again while alice's waited"
     );
 }
+
+#[test]
+#[ignore = "a callback blocked in a call that never checks for interrupts (dblink_connect to a \
+            server that never answers) holds the runner, and every other owner's callbacks, \
+            until the call returns (see README, Limits)"]
+fn a_callback_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
+    // A server that accepts connections and never says a word: libpq waits for its greeting
+    // in a loop that neither a cancel nor pg_terminate_backend interrupts (PostgreSQL 15).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let port = silent.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.callback_timeout = '200ms'",
+    ]);
+    exec(&mut pg.connect("postgres"), "CREATE EXTENSION dblink");
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
+        &pg,
+        &rx,
+        &format!(
+            "CREATE TABLE bobs (id int PRIMARY KEY);
+             CREATE FUNCTION public.hang(e jsonb) RETURNS void LANGUAGE sql AS $$
+                 SELECT public.dblink_connect(
+                     'host=127.0.0.1 port={port} dbname=x user=x password=x') $$;"
+        ),
+        "public.hang(jsonb)",
+        0.0,
+    );
+    exec(&mut bob, "INSERT INTO bobs VALUES (1)");
+    wait_until(support::WAIT, "bob's callback to start", || {
+        count(&mut su, BOBS_STARTS) >= 1
+    });
+    exec(&mut alice, "INSERT INTO alices VALUES (1)");
+    // The cancel at callback_timeout and the watchdog's 5 s grace, then alice's turn.
+    wait_until(Duration::from_secs(30), "alice's callback", || {
+        count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
+    });
+}
