@@ -22,6 +22,15 @@ const DRAIN_WAIT: Duration = Duration::from_secs(300);
 /// Events queued with the transaction's size (the last part's: written when the cut is done).
 const SIZED: &str = "SELECT count(*) FROM webhook._event_queue WHERE tx_events IS NOT NULL";
 
+/// Sets `pg_webhook.max_payload_bytes` for the cluster and has the workers read it.
+fn set_payload_limit(db: &mut postgres::Client, limit: &str) {
+    exec(
+        db,
+        &format!("ALTER SYSTEM SET pg_webhook.max_payload_bytes = '{limit}'"),
+    );
+    exec(db, "SELECT pg_reload_conf()");
+}
+
 /// Waits for every event of the transaction to be recorded: t's parts the receiver took.
 fn recorded_parts(db: &mut postgres::Client, rx: &Receiver) -> Vec<Request> {
     wait_until(
@@ -184,11 +193,7 @@ fn cut_again_from_part_2(u: bool) -> (Cluster, Receiver, postgres::Client) {
         &format!("INSERT INTO t SELECT g, 'x' FROM generate_series(1, {EVENTS}) g"),
     );
     wait_until(WAIT, "part 2 failed", || failed.load(Ordering::SeqCst));
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '256kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    set_payload_limit(&mut db, "256kB");
     wait_until(WAIT, "the cut again under way", || {
         count(
             &mut db,
@@ -261,22 +266,14 @@ fn a_cut_again_stopped_half_way_by_its_workers_end_is_made_again_from_its_part()
 #[test]
 fn a_limit_raised_during_a_cut_again_and_lowered_back_kills_no_part() {
     let (_pg, rx, mut db) = cut_again_from_part_2(false);
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '1MB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    set_payload_limit(&mut db, "1MB");
     wait_until(WAIT, "the cut again done", || {
         count(
             &mut db,
             "SELECT count(*) FROM webhook._event_queue WHERE tx_events < 0",
         ) == 0
     });
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '256kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    set_payload_limit(&mut db, "256kB");
     parts_cut_again_in_order(&mut db, &rx);
     assert_eq!(
         count(
