@@ -1,8 +1,11 @@
 //! Owners take turns in the callback runner even when a runner process ends in the middle of
-//! one (the watchdog ends one whose callback or chunk goes on after its cancel).
+//! one (the watchdog ends one whose callback or chunk goes on after its cancel), or cannot end
+//! because its owner's call is blocked where no interrupt reaches it.
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::Client;
@@ -94,46 +97,175 @@ fn an_owner_whose_turn_ended_with_the_runner_sits_out_while_another_owners_callb
     );
 }
 
-#[test]
-#[ignore = "a callback blocked in a call that never checks for interrupts (dblink_connect to a \
-            server that never answers) holds the runner, and every other owner's callbacks, \
-            until the call returns (see README, Limits)"]
-fn a_callback_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
-    // A server that accepts connections and never says a word: libpq waits for its greeting
-    // in a loop that neither a cancel nor pg_terminate_backend interrupts (PostgreSQL 15).
+/// A server that accepts connections and never says a word, until it is let go (then it
+/// closes them, and those that come after): libpq waits for its greeting in a loop that
+/// neither a cancel nor pg_terminate_backend interrupts (PostgreSQL 15). Its port, and the
+/// switch that lets it go.
+fn silent_server() -> (u16, Arc<AtomicBool>) {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    silent
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
     let port = silent.local_addr().expect("its address").port();
+    let let_go = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&let_go);
     std::thread::spawn(move || {
         let mut held = Vec::new();
-        for stream in silent.incoming() {
-            held.push(stream);
+        loop {
+            if let Ok((stream, _)) = silent.accept() {
+                held.push(stream);
+            }
+            if done.load(Ordering::SeqCst) {
+                held.clear();
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     });
+    (port, let_go)
+}
+
+/// bob, whose callback connects to `port` with dblink (for the event of row 1 only, with
+/// `only_first`) and then notes the row in bob_ran; and alice.
+fn bob_blocked_and_alice(
+    pg: &Cluster,
+    rx: &Receiver,
+    port: u16,
+    only_first: bool,
+) -> (Client, Client, Client) {
+    exec(&mut pg.connect("postgres"), "CREATE EXTENSION dblink");
+    let connect = format!(
+        "PERFORM public.dblink_connect('host=127.0.0.1 port={port} dbname=x user=x password=x')"
+    );
+    let block = match only_first {
+        true => format!("IF (e->'record'->>'id')::int = 1 THEN {connect}; END IF;"),
+        false => format!("{connect};"),
+    };
+    support::runner::bob_and_alice(
+        pg,
+        rx,
+        &format!(
+            "CREATE TABLE bobs (id int PRIMARY KEY);
+             CREATE TABLE bob_ran (id int, at timestamptz);
+             CREATE FUNCTION public.hang(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+             BEGIN
+                 {block}
+                 INSERT INTO public.bob_ran
+                 VALUES ((e->'record'->>'id')::int, pg_catalog.clock_timestamp());
+             END $$;"
+        ),
+        "public.hang(jsonb)",
+        0.0,
+    )
+}
+
+/// The callback runner's processes.
+const RUNNERS: &str =
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_webhook callbacks'";
+
+/// alice's callback runs while bob's code blocks a runner: in another runner, started beside
+/// the blocked one.
+fn alice_goes_on(su: &mut Client, alice: &mut Client) {
+    exec(alice, "INSERT INTO alices VALUES (1)");
+    wait_until(Duration::from_secs(60), "alice's callback", || {
+        count(alice, "SELECT count(*) FROM alice_ran") == 1
+    });
+    assert_eq!(count(su, RUNNERS), 2, "the blocked runner is still there");
+}
+
+/// What `a_runner_blocked_by_bob` leaves running.
+struct Blocked {
+    _pg: Cluster,
+    _rx: Receiver,
+    su: Client,
+    bob: Client,
+    /// Lets bob's blocked callback go (its connection closes).
+    let_go: Arc<AtomicBool>,
+}
+
+/// bob's callback of row 1 blocks its runner in dblink_connect (and those of his other rows
+/// too, unless `only_first`); alice's callback, queued after it started, runs all the same.
+fn a_runner_blocked_by_bob(only_first: bool) -> Blocked {
+    let (port, let_go) = silent_server();
     let pg = Cluster::start(&[
         "pg_webhook.poll_interval = '100ms'",
         "pg_webhook.callback_timeout = '200ms'",
     ]);
-    exec(&mut pg.connect("postgres"), "CREATE EXTENSION dblink");
     let rx = Receiver::start();
-    let (mut su, mut alice, mut bob) = support::runner::bob_and_alice(
-        &pg,
-        &rx,
-        &format!(
-            "CREATE TABLE bobs (id int PRIMARY KEY);
-             CREATE FUNCTION public.hang(e jsonb) RETURNS void LANGUAGE sql AS $$
-                 SELECT public.dblink_connect(
-                     'host=127.0.0.1 port={port} dbname=x user=x password=x') $$;"
-        ),
-        "public.hang(jsonb)",
-        0.0,
-    );
+    let (mut su, mut alice, mut bob) = bob_blocked_and_alice(&pg, &rx, port, only_first);
     exec(&mut bob, "INSERT INTO bobs VALUES (1)");
     wait_until(support::WAIT, "bob's callback to start", || {
         count(&mut su, BOBS_STARTS) >= 1
     });
-    exec(&mut alice, "INSERT INTO alices VALUES (1)");
-    // The cancel at callback_timeout and the watchdog's 5 s grace, then alice's turn.
-    wait_until(Duration::from_secs(30), "alice's callback", || {
-        count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
+    // The cancel at callback_timeout, the watchdog 5 s later, and 10 s after that the launcher
+    // starts a runner beside the one still blocked; alice's turn comes in it.
+    alice_goes_on(&mut su, &mut alice);
+    Blocked {
+        _pg: pg,
+        _rx: rx,
+        su,
+        bob,
+        let_go,
+    }
+}
+
+#[test]
+fn a_callback_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
+    a_runner_blocked_by_bob(false);
+}
+
+#[test]
+fn a_blocked_owners_callbacks_wait_until_the_blocked_process_ends() {
+    // Were bob's next callback run in the new runner while the first still hangs, each of his
+    // callbacks could block one more process, until no background worker slot was left.
+    let mut blocked = a_runner_blocked_by_bob(true);
+    let (su, bob) = (&mut blocked.su, &mut blocked.bob);
+    exec(bob, "INSERT INTO bobs VALUES (2)");
+    // bob sits out 10 s from the new runner's start, as for any turn that ended with its
+    // runner (see tests above); after that only the blocked process holds him back.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(count(su, RUNNERS), 2, "the blocked runner is still there");
+    assert_eq!(
+        count(su, BOBS_STARTS),
+        1,
+        "bob's blocked callback was started again in another process"
+    );
+    let let_go_at = count(
+        su,
+        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+    );
+    blocked.let_go.store(true, Ordering::SeqCst);
+    wait_until(support::WAIT, "bob's second callback", || {
+        count(bob, "SELECT count(*) FROM bob_ran WHERE id = 2") == 1
     });
+    let ran_at = count(
+        bob,
+        "SELECT (extract(epoch FROM at) * 1000)::bigint FROM bob_ran WHERE id = 2",
+    );
+    assert!(
+        ran_at > let_go_at,
+        "bob's second callback ran {} ms before the blocked process was let go",
+        let_go_at - ran_at
+    );
+}
+
+#[test]
+fn a_backfill_filter_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
+    let (port, _let_go) = silent_server();
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let (mut su, mut alice, mut bob) = bob_blocked_and_alice(&pg, &rx, port, true);
+    exec(&mut bob, "INSERT INTO bobs VALUES (2)");
+    exec(
+        &mut bob,
+        &format!(
+            "SELECT * FROM webhook.backfill('bobs', filter => $f$
+                 public.dblink_connect('host=127.0.0.1 port={port} dbname=x user=x password=x') = 'OK'
+             $f$)"
+        ),
+    );
+    wait_until(support::WAIT, "bob's chunk to start", || {
+        count(&mut su, "SELECT count(*) FROM webhook._backfill_rounds") == 1
+    });
+    // The chunk's cancel at 2 s, the watchdog 5 s later, and 10 s after that a new runner.
+    alice_goes_on(&mut su, &mut alice);
 }

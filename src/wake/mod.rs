@@ -12,8 +12,10 @@ use std::collections::HashSet;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
+mod deadline;
 mod in_flight;
 
+pub use deadline::{next_stuck_check, publish_watchdog, stuck, STUCK};
 pub use in_flight::{in_flight, publish_in_flight};
 
 /// Room for one worker per database in a cluster, with margin.
@@ -29,6 +31,9 @@ struct Slot {
     pid: i32,
     /// (subscription id, requests in flight); unused entries have count 0.
     in_flight: [(i32, i32); IN_FLIGHT_ENTRIES],
+    /// When the callback runner's watchdog fires on the call it makes now, on the monotonic
+    /// clock in milliseconds (0: it makes none): see `deadline`.
+    watchdog_at: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -341,6 +346,7 @@ pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> bool {
                 index,
                 pid,
                 in_flight: [(0, 0); IN_FLIGHT_ENTRIES],
+                watchdog_at: 0,
             };
             true
         }
@@ -358,7 +364,12 @@ pub fn unregister_worker(pid: i32) {
 
 /// Whether worker `index` of `database` is registered (running) right now.
 pub fn is_registered(database: pg_sys::Oid, index: i32) -> bool {
-    !pids_of(database, |i| i == index).is_empty()
+    registered_pid(database, index).is_some()
+}
+
+/// The pid of worker `index` of `database`, if it is registered.
+pub fn registered_pid(database: pg_sys::Oid, index: i32) -> Option<i32> {
+    pids_of(database, |i| i == index).first().copied()
 }
 
 /// Databases that have a registered worker right now.

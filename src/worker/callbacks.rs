@@ -18,6 +18,7 @@
 //! callback of the same owner: nobody but a superuser could end the process holding them.
 
 mod call;
+mod held;
 mod pending;
 mod turn;
 
@@ -39,6 +40,9 @@ use crate::wake::CALLBACK_RUNNER;
 use call::{call, event_of, uncount_start};
 use pending::{read_owners, read_pending, Pending};
 use turn::{Next, Turn};
+
+/// The runner's background worker type (`pg_stat_activity.backend_type`).
+pub(super) const RUNNER_TYPE: &str = "pg_webhook callbacks";
 
 /// Callbacks read per transaction; each then runs in its own.
 const BATCH: i64 = 50;

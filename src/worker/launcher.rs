@@ -25,6 +25,8 @@ use crate::wake::CALLBACK_RUNNER;
 const IDLE_WAIT: Duration = Duration::from_secs(10);
 /// How soon it tries again when it could not start a database's workers (no free slot).
 const RETRY_WAIT: Duration = Duration::from_secs(1);
+/// How long after a runner would be taken for stuck the launcher looks (so it looks once).
+const STUCK_CHECK_MARGIN: Duration = Duration::from_millis(10);
 
 pub fn register() {
     BackgroundWorkerBuilder::new("pg_webhook launcher")
@@ -141,7 +143,10 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
             _ => {}
         }
         let busy = !pending.is_empty() || blocked.is_some();
-        wait_latch(if busy { RETRY_WAIT } else { IDLE_WAIT });
+        let wait = if busy { RETRY_WAIT } else { IDLE_WAIT };
+        // A runner running a callback is looked at when it would be taken for stuck.
+        let stuck_check = crate::wake::next_stuck_check().unwrap_or(wait);
+        wait_latch(wait.min(stuck_check + STUCK_CHECK_MARGIN));
     }
 }
 
@@ -208,6 +213,18 @@ impl Handle {
             Handle::Adopted => crate::wake::is_registered(database, index),
             Handle::Missing => false,
         }
+    }
+
+    /// The pid of a callback runner still running `wake::STUCK` after its watchdog fired on
+    /// its call (`worker::watchdog`): blocked where no interrupt reaches it, it ends only when
+    /// the call returns.
+    fn stuck(&self, database: pg_sys::Oid, index: i32) -> Option<i32> {
+        let pid = match self {
+            Handle::Started(w) => w.pid().ok(),
+            Handle::Adopted => crate::wake::registered_pid(database, index),
+            Handle::Missing => None,
+        }?;
+        (index == CALLBACK_RUNNER && crate::wake::stuck(pid)).then_some(pid)
     }
 
     fn from_launch(worker: Option<DynamicBackgroundWorker>) -> Handle {
@@ -281,8 +298,23 @@ impl Served {
     /// when all have stopped, which is how workers leave a database without pg_webhook.
     /// `exists` is asked only when something stopped: after DROP DATABASE ... WITH (FORCE)
     /// there is nothing to restart.
+    ///
+    /// A callback runner stuck in a call (see `Handle::stuck`) is left to end by itself, and
+    /// started again beside it: otherwise every owner's callbacks and backfill chunks in the
+    /// database would wait for that call, as long as whoever it waits for likes. Its owner's
+    /// wait until it ends (`callbacks::turn`), so one owner holds up at most one process.
     fn keep_up(&mut self, blocked: &mut Option<String>, exists: impl FnOnce() -> bool) -> bool {
         let database = self.database;
+        for (index, handle) in &mut self.workers {
+            if let Some(pid) = handle.stuck(database, *index) {
+                warning!(
+                    "pg_webhook launcher: the callback runner of database \"{}\" (pid {pid}) is still running {} s after its watchdog stopped the callback or backfill chunk it runs: the owner's code is blocked where interrupts do not reach it (dblink_connect to a server that never answers, say); starting another runner beside it. That process ends when the call returns (close the connection at the other end); until then the owner's callbacks and backfills wait",
+                    self.name,
+                    crate::wake::STUCK.as_secs()
+                );
+                *handle = Handle::Missing;
+            }
+        }
         let stopped: Vec<usize> = self
             .workers
             .iter()
@@ -319,7 +351,7 @@ fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgr
     let (title, kind, function) = match index {
         CALLBACK_RUNNER => (
             format!("pg_webhook callback runner for {name}"),
-            "pg_webhook callbacks",
+            super::callbacks::RUNNER_TYPE,
             "pg_webhook_callbacks_main",
         ),
         _ if count == 1 => (

@@ -6,6 +6,11 @@
 //! launcher starts a new worker, which finds the callback marked as started (and records it as
 //! failed instead of running it again, see `callbacks::run_one`), or the backfill's round
 //! marked as another process's (and counts an interruption, see `backfills`).
+//!
+//! A call blocked where no interrupt check comes (`dblink_connect` to a server that never
+//! answers) outlives the watchdog too. So `arm` publishes when it fires (`wake::deadline`), and
+//! the launcher starts a fresh runner beside a process still alive `wake::STUCK` after that
+//! (`launcher`); the owner whose code that process runs waits until it ends (`callbacks::held`).
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -40,12 +45,15 @@ pub fn install() {
     }
 }
 
-/// Arms the watchdog to fire `after` from now.
+/// Arms the watchdog to fire `after` from now, and says when in the runner's wake-up slot:
+/// should the process outlive it by `wake::STUCK` (blocked where its interrupt checks do not
+/// come), the launcher starts a fresh runner beside it.
 pub fn arm(after: Duration) {
     let id = DEADLINE.load(Ordering::Relaxed);
     if id >= 0 {
         // SAFETY: the timeout was registered by `install`.
         unsafe { enable_timeout_after(id, after.as_millis().clamp(1, i32::MAX as u128) as c_int) };
+        crate::wake::publish_watchdog(my_pid(), Some(after));
     }
 }
 
@@ -55,7 +63,13 @@ pub fn disarm() {
     if id >= 0 {
         // SAFETY: as in `arm`.
         unsafe { disable_timeout(id, false) };
+        crate::wake::publish_watchdog(my_pid(), None);
     }
+}
+
+fn my_pid() -> i32 {
+    // SAFETY: a plain read of a backend global.
+    unsafe { pg_sys::MyProcPid }
 }
 
 /// `STATEMENT_TIMEOUT` in PostgreSQL's `TimeoutId` enum: its fourth entry, as since 9.3.

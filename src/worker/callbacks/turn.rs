@@ -22,11 +22,17 @@
 //! penalty ended (up to `LONGEST_PENALTY`): otherwise each of its turns would cost the others
 //! that long, once per rotation, for as long as its callbacks keep coming (each is stopped twice
 //! before it is recorded as failed).
+//!
+//! A process whose owner's call is stuck where the watchdog cannot end it (see `held`) is left
+//! running, and the launcher starts the next runner beside it: that one finds the turn written
+//! as begun (not ended) by a process still alive, and holds the owner back until it ends.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+
+use super::held::Held;
 
 /// How long one owner's callbacks run in a process while another owner's wait (and the last
 /// one started finishes).
@@ -71,7 +77,10 @@ struct Handover {
     /// Whether the runner wrote it as it ended its turn; false when written as its turn began
     /// (`Turn::admit`), which the next runner finding it takes for a turn ended with the runner.
     ended: bool,
+    /// The process that wrote it.
+    pid: i32,
     penalties: [Penalty; PENALTIES],
+    held: Held,
 }
 
 #[derive(Clone, Copy)]
@@ -123,6 +132,8 @@ pub struct Turn {
     pub vacuum: Instant,
     /// The owners sitting out (see `PENALTY`), handed on to the next runner.
     penalties: [Penalty; PENALTIES],
+    /// The owners whose code a stuck process still runs (see `held`), handed on too.
+    held: Held,
 }
 
 impl Turn {
@@ -141,10 +152,14 @@ impl Turn {
         let vacuum =
             Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now_ms()));
         let mut penalties = handover.penalties;
+        let mut held = handover.held;
         if !handover.ended && handover.owner != 0 {
             penalize(&mut penalties, handover.owner, now_ms());
+            // Its process may still be running: stuck in a call, and the launcher started this
+            // one beside it.
+            held.hold(handover.owner.into(), handover.pid, my_pid());
         }
-        Turn {
+        let turn = Turn {
             database,
             owner: None,
             since: Instant::now(),
@@ -152,7 +167,12 @@ impl Turn {
             last: handover.subscription,
             vacuum,
             penalties,
-        }
+            held,
+        };
+        // Written back at once: a process that ends before its first call without handing
+        // over (pg_terminate_backend) must not lose the penalties and stuck processes.
+        turn.write(true);
+        turn
     }
 
     /// Whether `owner` sits out while others' work waits.
@@ -161,9 +181,14 @@ impl Turn {
     }
 
     /// Whose callbacks to run, given the owners whose callbacks wait (in OID order).
-    /// Owners sitting out (see `PENALTY`) are passed over while any other waits.
-    pub fn next(&self, waiting: &[pg_sys::Oid]) -> Next {
+    /// Owners sitting out (see `PENALTY`) are passed over while any other waits; those whose
+    /// code a stuck process runs (see `held`), until it ends.
+    pub fn next(&mut self, waiting: &[pg_sys::Oid]) -> Next {
         let now = now_ms();
+        self.held.release_ended();
+        let waiting: Vec<pg_sys::Oid> = (waiting.iter().copied())
+            .filter(|o| !self.held.holds(*o))
+            .collect();
         let due: Vec<pg_sys::Oid> = (waiting.iter().copied())
             .filter(|o| !self.sits_out(*o, now))
             .collect();
@@ -177,7 +202,7 @@ impl Turn {
                 }
             }
             None => {
-                let choice = if due.is_empty() { waiting } else { &due };
+                let choice = if due.is_empty() { &waiting } else { &due };
                 Next::Run(
                     (choice.iter())
                         .find(|o| o.to_u32() > self.after)
@@ -236,7 +261,9 @@ impl Turn {
             vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
             written: handovers.written,
             ended,
+            pid: my_pid(),
             penalties: self.penalties,
+            held: self.held,
         };
         let entries = &handovers.entries;
         let slot = (entries.iter().position(|h| h.database == handover.database))
@@ -274,6 +301,11 @@ fn penalize(penalties: &mut [Penalty; PENALTIES], owner: u32, now: u64) {
         until: now.saturating_add(length.as_millis() as u64),
         streak,
     };
+}
+
+fn my_pid() -> i32 {
+    // SAFETY: a plain read of a backend global.
+    unsafe { pg_sys::MyProcPid }
 }
 
 fn now_ms() -> u64 {
