@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::Client;
+use support::backfill::wait_state;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec};
+use support::{count, exec, text};
 
 /// bob, whose callback `public.stubborn` ignores its cancel, and alice (see
 /// `support::runner::bob_and_alice`).
@@ -182,22 +183,23 @@ struct Blocked {
     let_go: Arc<AtomicBool>,
 }
 
-/// bob's callback of row 1 blocks its runner in dblink_connect (and those of his other rows
-/// too, unless `only_first`); alice's callback, queued after it started, runs all the same.
-fn a_runner_blocked_by_bob(only_first: bool) -> Blocked {
+/// bob's code blocks a runner in dblink_connect to a silent server (`block` makes it, given
+/// the superuser's and bob's connections and the server's port); alice's callback, queued
+/// after, runs all the same. bob's callback connects for the event of row 1 (and those of his
+/// other rows too, unless `only_first`).
+fn a_runner_blocked_by_bob(
+    settings: &[&str],
+    only_first: bool,
+    block: impl FnOnce(&mut Client, &mut Client, u16),
+) -> Blocked {
     let (port, let_go) = silent_server();
-    let pg = Cluster::start(&[
-        "pg_webhook.poll_interval = '100ms'",
-        "pg_webhook.callback_timeout = '200ms'",
-    ]);
+    let pg = Cluster::start(settings);
     let rx = Receiver::start();
     let (mut su, mut alice, mut bob) = bob_blocked_and_alice(&pg, &rx, port, only_first);
-    exec(&mut bob, "INSERT INTO bobs VALUES (1)");
-    wait_until(support::WAIT, "bob's callback to start", || {
-        count(&mut su, BOBS_STARTS) >= 1
-    });
-    // The cancel at callback_timeout, the watchdog 5 s later, and 10 s after that the launcher
-    // starts a runner beside the one still blocked; alice's turn comes in it.
+    block(&mut su, &mut bob, port);
+    // The cancel (at callback_timeout, or a chunk's 2 s), the watchdog 5 s later, and 10 s
+    // after that the launcher starts a runner beside the one still blocked; alice's turn comes
+    // in it.
     alice_goes_on(&mut su, &mut alice);
     Blocked {
         _pg: pg,
@@ -208,16 +210,29 @@ fn a_runner_blocked_by_bob(only_first: bool) -> Blocked {
     }
 }
 
+const SHORT_CALLBACKS: &[&str] = &[
+    "pg_webhook.poll_interval = '100ms'",
+    "pg_webhook.callback_timeout = '200ms'",
+];
+
+/// bob's callback of row 1 blocks its runner.
+fn bobs_callback_blocks(su: &mut Client, bob: &mut Client, _port: u16) {
+    exec(bob, "INSERT INTO bobs VALUES (1)");
+    wait_until(support::WAIT, "bob's callback to start", || {
+        count(su, BOBS_STARTS) >= 1
+    });
+}
+
 #[test]
 fn a_callback_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
-    a_runner_blocked_by_bob(false);
+    a_runner_blocked_by_bob(SHORT_CALLBACKS, false, bobs_callback_blocks);
 }
 
 #[test]
 fn a_blocked_owners_callbacks_wait_until_the_blocked_process_ends() {
     // Were bob's next callback run in the new runner while the first still hangs, each of his
     // callbacks could block one more process, until no background worker slot was left.
-    let mut blocked = a_runner_blocked_by_bob(true);
+    let mut blocked = a_runner_blocked_by_bob(SHORT_CALLBACKS, true, bobs_callback_blocks);
     let (su, bob) = (&mut blocked.su, &mut blocked.bob);
     exec(bob, "INSERT INTO bobs VALUES (2)");
     // bob sits out 10 s from the new runner's start, as for any turn that ended with its
@@ -248,24 +263,52 @@ fn a_blocked_owners_callbacks_wait_until_the_blocked_process_ends() {
     );
 }
 
+/// bob's backfill filter blocks its runner.
+fn a_runner_blocked_by_bobs_backfill() -> Blocked {
+    a_runner_blocked_by_bob(
+        &["pg_webhook.poll_interval = '100ms'"],
+        true,
+        |su, bob, port| {
+            exec(bob, "INSERT INTO bobs VALUES (2)");
+            exec(
+                bob,
+                &format!(
+                    "SELECT * FROM webhook.backfill('bobs', filter => $f$
+                         public.dblink_connect('host=127.0.0.1 port={port} dbname=x user=x password=x') = 'OK'
+                     $f$)"
+                ),
+            );
+            wait_until(support::WAIT, "bob's chunk to start", || {
+                count(su, "SELECT count(*) FROM webhook._backfill_rounds") == 1
+            });
+        },
+    )
+}
+
 #[test]
 fn a_backfill_filter_blocked_in_a_connection_that_never_answers_does_not_hold_up_another_owner() {
-    let (port, _let_go) = silent_server();
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    let (mut su, mut alice, mut bob) = bob_blocked_and_alice(&pg, &rx, port, true);
-    exec(&mut bob, "INSERT INTO bobs VALUES (2)");
-    exec(
-        &mut bob,
-        &format!(
-            "SELECT * FROM webhook.backfill('bobs', filter => $f$
-                 public.dblink_connect('host=127.0.0.1 port={port} dbname=x user=x password=x') = 'OK'
-             $f$)"
-        ),
+    a_runner_blocked_by_bobs_backfill();
+}
+
+#[test]
+fn a_backfill_whose_filter_blocked_its_runner_goes_on_once_the_blocked_process_ends() {
+    let mut blocked = a_runner_blocked_by_bobs_backfill();
+    blocked.let_go.store(true, Ordering::SeqCst);
+    // Its filter's connections now fail at once: the backfill goes on in the new runner and
+    // fails there, its chunk failing three times in a row.
+    wait_state(&mut blocked.bob, "bobs", "failed");
+    let error = text(
+        &mut blocked.bob,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 'bobs'",
+    )
+    .unwrap_or_default();
+    assert!(
+        error.contains("a chunk failed 3 times in a row"),
+        "bob's backfill failed for another reason: {error}"
     );
-    wait_until(support::WAIT, "bob's chunk to start", || {
-        count(&mut su, "SELECT count(*) FROM webhook._backfill_rounds") == 1
-    });
-    // The chunk's cancel at 2 s, the watchdog 5 s later, and 10 s after that a new runner.
-    alice_goes_on(&mut su, &mut alice);
+    assert_eq!(
+        count(&mut blocked.su, RUNNERS),
+        1,
+        "the blocked runner ended"
+    );
 }
