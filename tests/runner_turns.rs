@@ -312,3 +312,55 @@ fn a_backfill_whose_filter_blocked_its_runner_goes_on_once_the_blocked_process_e
         "the blocked runner ended"
     );
 }
+
+#[test]
+fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one() {
+    // Each stuck runner holds a background worker slot: five owners (or one who may make
+    // roles) must not take them all.
+    let (port, let_go) = silent_server();
+    let mut settings = SHORT_CALLBACKS.to_vec();
+    settings.push("max_worker_processes = 16");
+    let pg = Cluster::start(&settings);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(&mut su, "CREATE EXTENSION dblink");
+    for n in 1..=5 {
+        exec(
+            &mut su,
+            &format!(
+                "CREATE ROLE o{n} LOGIN; GRANT webhook_admin TO o{n};
+                 GRANT CREATE ON SCHEMA public TO o{n};"
+            ),
+        );
+        let mut owner = pg.connect_as("postgres", &format!("o{n}"));
+        exec(
+            &mut owner,
+            &format!(
+                "CREATE TABLE t{n} (id int PRIMARY KEY);
+                 CREATE FUNCTION public.hang{n}(e jsonb) RETURNS void LANGUAGE sql AS $$
+                     SELECT public.dblink_connect(
+                         'host=127.0.0.1 port={port} dbname=x user=x password=x') $$;"
+            ),
+        );
+        let callback = format!(", callback => 'public.hang{n}(jsonb)'");
+        let (table, path) = (format!("t{n}"), rx.url(&format!("/o{n}")));
+        support::subscribe(&mut owner, &table, &table, &path, &callback);
+        exec(&mut owner, &format!("INSERT INTO t{n} VALUES (1)"));
+    }
+    // One after another, each about 15 s after its call began.
+    wait_until(
+        Duration::from_secs(240),
+        "the launcher to say it starts no runner beside the fifth",
+        || pg.log().contains("runners stuck before it still are"),
+    );
+    assert_eq!(count(&mut su, RUNNERS), 5, "four abandoned and the fifth");
+    let_go.store(true, Ordering::SeqCst);
+    // Their connections closed, the calls return and the processes end; each callback is
+    // called again in a fresh runner, fails at once, and is recorded.
+    wait_until(support::WAIT, "every callback recorded", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
+    });
+    wait_until(support::WAIT, "the stuck runners to end", || {
+        count(&mut su, RUNNERS) == 1
+    });
+}

@@ -7,19 +7,23 @@
 //! (`crate::utility_hook` notes it). The worker publishes its pid per database in shared memory.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
-mod deadline;
 mod in_flight;
+mod registry;
+mod stuck;
 
-pub use deadline::{next_stuck_check, publish_watchdog, stuck, STUCK};
 pub use in_flight::{in_flight, publish_in_flight};
+pub use registry::{databases_with_workers, is_registered, registered_pid};
+pub use registry::{register_worker, unregister_worker, Registration};
+pub use stuck::{abandon, abandoned, held_owners, next_stuck_check, publish_owner};
+pub use stuck::{publish_watchdog, stuck, ABANDONED_RUNNER, MOST_ABANDONED, STUCK};
 
-/// Room for one worker per database in a cluster, with margin.
-pub const MAX_WORKERS: usize = 64;
+/// Room for the workers of every database in a cluster (and runners abandoned as stuck), with
+/// margin.
+pub const MAX_WORKERS: usize = 128;
 
 /// Subscriptions with requests in flight, per worker, for the stats view.
 pub const IN_FLIGHT_ENTRIES: usize = 32;
@@ -32,8 +36,10 @@ struct Slot {
     /// (subscription id, requests in flight); unused entries have count 0.
     in_flight: [(i32, i32); IN_FLIGHT_ENTRIES],
     /// When the callback runner's watchdog fires on the call it makes now, on the monotonic
-    /// clock in milliseconds (0: it makes none): see `deadline`.
+    /// clock in milliseconds (0: it makes none): see `stuck`.
     watchdog_at: u64,
+    /// The owner whose code the callback runner runs (0: none yet).
+    owner: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -276,11 +282,6 @@ pub fn register_launcher(pid: i32) {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn release_slot(_code: std::ffi::c_int, pid: pg_sys::Datum) {
-    unregister_worker(pid.value() as i32);
-}
-
-#[pg_guard]
 unsafe extern "C-unwind" fn release_launcher(_code: std::ffi::c_int, pid: pg_sys::Datum) {
     let mut workers = WORKERS.exclusive();
     if workers.launcher == pid.value() as i32 {
@@ -318,69 +319,6 @@ fn set_latches(pids: &[i32]) {
             }
         }
     }
-}
-
-/// Registers the calling worker so commits in its database wake it. A restarted worker takes
-/// over its predecessor's slot (same database and index), so crashes cannot leak slots.
-/// Returns false when the table is full.
-pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> bool {
-    // Whatever way the process ends (a FATAL from pg_terminate_backend included), its slot
-    // must not outlive it: a stale slot would look like a live worker to commits and to the
-    // launcher.
-    // SAFETY: registers a callback that only touches our shared memory.
-    unsafe { pg_sys::before_shmem_exit(Some(release_slot), pg_sys::Datum::from(pid)) };
-    let database = database.to_u32();
-    let mut workers = WORKERS.exclusive();
-    let slot = match workers
-        .slots
-        .iter()
-        .position(|s| s.pid != 0 && s.database == database && s.index == index)
-    {
-        Some(i) => Some(i),
-        None => workers.slots.iter().position(|s| s.pid == 0),
-    };
-    match slot {
-        Some(i) => {
-            workers.slots[i] = Slot {
-                database,
-                index,
-                pid,
-                in_flight: [(0, 0); IN_FLIGHT_ENTRIES],
-                watchdog_at: 0,
-            };
-            true
-        }
-        None => false,
-    }
-}
-
-/// Removes the calling worker; called on every exit path.
-pub fn unregister_worker(pid: i32) {
-    let mut workers = WORKERS.exclusive();
-    for slot in workers.slots.iter_mut().filter(|s| s.pid == pid) {
-        *slot = Slot::default();
-    }
-}
-
-/// Whether worker `index` of `database` is registered (running) right now.
-pub fn is_registered(database: pg_sys::Oid, index: i32) -> bool {
-    registered_pid(database, index).is_some()
-}
-
-/// The pid of worker `index` of `database`, if it is registered.
-pub fn registered_pid(database: pg_sys::Oid, index: i32) -> Option<i32> {
-    pids_of(database, |i| i == index).first().copied()
-}
-
-/// Databases that have a registered worker right now.
-pub fn databases_with_workers() -> HashSet<pg_sys::Oid> {
-    WORKERS
-        .share()
-        .slots
-        .iter()
-        .filter(|s| s.pid != 0)
-        .map(|s| pg_sys::Oid::from(s.database))
-        .collect()
 }
 
 /// Asks for this database's delivery workers when the transaction commits. The install and

@@ -18,7 +18,6 @@
 //! callback of the same owner: nobody but a superuser could end the process holding them.
 
 mod call;
-mod held;
 mod pending;
 mod turn;
 
@@ -36,7 +35,7 @@ use super::txn;
 use super::watchdog;
 use crate::guc::WorkerSettings;
 use crate::queue::{extension_readiness, Readiness};
-use crate::wake::CALLBACK_RUNNER;
+use crate::wake::{Registration, CALLBACK_RUNNER};
 use call::{call, event_of, uncount_start};
 use pending::{read_owners, read_pending, Pending};
 use turn::{Next, Turn};
@@ -67,7 +66,16 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     watchdog::install();
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };
-    crate::wake::register_worker(db_oid, CALLBACK_RUNNER, pid);
+    match crate::wake::register_worker(db_oid, CALLBACK_RUNNER, pid) {
+        Registration::Registered => {}
+        Registration::Full => warning!(
+            "pg_webhook callback runner: no free wake-up slot; relying on pg_webhook.poll_interval, and a callback blocked where the watchdog cannot end it holds up the others"
+        ),
+        Registration::Taken => {
+            log!("pg_webhook callback runner: another process is this database's runner already; leaving");
+            return;
+        }
+    }
     let mut delay = Duration::from_millis(100);
     while txn::run("setting up the callback runner's session", || {
         Spi::run(include_str!("../../sql/worker/callbacks_session.sql"))
@@ -84,6 +92,13 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     let mut handed_over = false;
     loop {
         pg_sys::check_for_interrupts!();
+        if crate::wake::abandoned(pid) {
+            // Taken for stuck while its call went on; a fresh runner has this one's place and
+            // turn, which a hand-over from here would overwrite.
+            log!("pg_webhook callback runner: abandoned as stuck while a call went on; leaving");
+            crate::wake::unregister_worker(pid);
+            return;
+        }
         if reload_config_if_asked() && !crate::guc::serves(&database) {
             break; // this database is no longer served
         }
@@ -229,6 +244,9 @@ fn run_batch(turn: &mut Turn) -> Batch {
         // one it called one as. One that calls nothing may run anywhere.
         if callback.function.is_some() && !turn.admit(callback.owner) {
             return Batch::HandOver;
+        }
+        if taken > 0 && crate::wake::abandoned(turn.pid()) {
+            break; // the loop ends the process
         }
         turn.last = callback.subscription_id;
         match run_one(callback, extension) {

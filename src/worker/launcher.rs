@@ -193,6 +193,8 @@ struct Served {
     workers: Vec<(i32, Handle)>,
     /// A commit asked for workers after these started.
     asked_again: bool,
+    /// The stuck runner the launcher said it could not start another beside.
+    told_stuck: Option<i32>,
 }
 
 /// One worker of a database, as the launcher knows it.
@@ -260,6 +262,7 @@ impl Served {
             name: name.to_string(),
             workers,
             asked_again: false,
+            told_stuck: None,
         })
     }
 
@@ -281,6 +284,7 @@ impl Served {
             name: name.to_string(),
             workers,
             asked_again: false,
+            told_stuck: None,
         }
     }
 
@@ -306,13 +310,23 @@ impl Served {
     fn keep_up(&mut self, blocked: &mut Option<String>, exists: impl FnOnce() -> bool) -> bool {
         let database = self.database;
         for (index, handle) in &mut self.workers {
-            if let Some(pid) = handle.stuck(database, *index) {
+            let Some(pid) = handle.stuck(database, *index) else {
+                continue;
+            };
+            if crate::wake::abandon(pid, database) {
                 warning!(
                     "pg_webhook launcher: the callback runner of database \"{}\" (pid {pid}) is still running {} s after its watchdog stopped the callback or backfill chunk it runs: the owner's code is blocked where interrupts do not reach it (dblink_connect to a server that never answers, say); starting another runner beside it. That process ends when the call returns (close the connection at the other end); until then the owner's callbacks and backfills wait",
                     self.name,
                     crate::wake::STUCK.as_secs()
                 );
                 *handle = Handle::Missing;
+            } else if self.told_stuck != Some(pid) {
+                warning!(
+                    "pg_webhook launcher: the callback runner of database \"{}\" (pid {pid}) is stuck in a call, and {} runners stuck before it still are: no runner is started beside it, and the database's callbacks and backfills wait until one of them ends (close their connections at the other end)",
+                    self.name,
+                    crate::wake::MOST_ABANDONED
+                );
+                self.told_stuck = Some(pid);
             }
         }
         let stopped: Vec<usize> = self
@@ -327,6 +341,12 @@ impl Served {
         }
         for i in stopped {
             let index = self.workers[i].0;
+            if crate::wake::is_registered(database, index) {
+                // Another process is this worker (started by a launcher before this one, and
+                // registered since): the one this launcher started left it its place.
+                self.workers[i].1 = Handle::Adopted;
+                continue;
+            }
             self.workers[i].1 = Handle::from_launch(launch(self.database, &self.name, index));
             if matches!(self.workers[i].1, Handle::Missing) {
                 *blocked = Some(self.name.clone());

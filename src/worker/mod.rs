@@ -38,6 +38,7 @@ use crate::delivery::targets::Target;
 use crate::delivery::{build_sender, new_worker_runtime};
 use crate::guc::WorkerSettings;
 use crate::queue::{Readiness, Share, Statements};
+use crate::wake::Registration;
 pub use backend::encode_start;
 use backend::{
     connect, decode_start, install_signal_handlers, reload_config_if_asked, report_activity, sleep,
@@ -82,8 +83,15 @@ pub extern "C-unwind" fn pg_webhook_worker_main(arg: pg_sys::Datum) {
     settings.database = connect(database);
     // SAFETY: a plain read of a backend global.
     let pid = unsafe { pg_sys::MyProcPid };
-    if !crate::wake::register_worker(database, index, pid) {
-        warning!("pg_webhook worker: no free wake-up slot; relying on pg_webhook.poll_interval");
+    match crate::wake::register_worker(database, index, pid) {
+        Registration::Registered => {}
+        Registration::Full => {
+            warning!("pg_webhook worker: no free wake-up slot; relying on pg_webhook.poll_interval")
+        }
+        Registration::Taken => {
+            log!("pg_webhook worker {index}: another process is this worker already; leaving");
+            return;
+        }
     }
     let runtime = match new_worker_runtime() {
         Ok(rt) => rt,

@@ -23,16 +23,15 @@
 //! that long, once per rotation, for as long as its callbacks keep coming (each is stopped twice
 //! before it is recorded as failed).
 //!
-//! A process whose owner's call is stuck where the watchdog cannot end it (see `held`) is left
-//! running, and the launcher starts the next runner beside it: that one finds the turn written
-//! as begun (not ended) by a process still alive, and holds the owner back until it ends.
+//! A process whose owner's call is stuck where the watchdog cannot end it is abandoned, and the
+//! launcher starts the next runner beside it (`wake::stuck`): that one finds the turn written as
+//! begun, not ended (a penalty, as above), and runs none of that owner's code while the
+//! abandoned process lives.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
-
-use super::held::Held;
 
 /// How long one owner's callbacks run in a process while another owner's wait (and the last
 /// one started finishes).
@@ -77,10 +76,7 @@ struct Handover {
     /// Whether the runner wrote it as it ended its turn; false when written as its turn began
     /// (`Turn::admit`), which the next runner finding it takes for a turn ended with the runner.
     ended: bool,
-    /// The process that wrote it.
-    pid: i32,
     penalties: [Penalty; PENALTIES],
-    held: Held,
 }
 
 #[derive(Clone, Copy)]
@@ -132,8 +128,6 @@ pub struct Turn {
     pub vacuum: Instant,
     /// The owners sitting out (see `PENALTY`), handed on to the next runner.
     penalties: [Penalty; PENALTIES],
-    /// The owners whose code a stuck process still runs (see `held`), handed on too.
-    held: Held,
 }
 
 impl Turn {
@@ -152,12 +146,8 @@ impl Turn {
         let vacuum =
             Instant::now() + Duration::from_millis(handover.vacuum_at.saturating_sub(now_ms()));
         let mut penalties = handover.penalties;
-        let mut held = handover.held;
         if !handover.ended && handover.owner != 0 {
             penalize(&mut penalties, handover.owner, now_ms());
-            // Its process may still be running: stuck in a call, and the launcher started this
-            // one beside it.
-            held.hold(handover.owner.into(), handover.pid, my_pid());
         }
         let turn = Turn {
             database,
@@ -167,10 +157,9 @@ impl Turn {
             last: handover.subscription,
             vacuum,
             penalties,
-            held,
         };
         // Written back at once: a process that ends before its first call without handing
-        // over (pg_terminate_backend) must not lose the penalties and stuck processes.
+        // over (pg_terminate_backend) must not lose the penalties.
         turn.write(true);
         turn
     }
@@ -182,12 +171,12 @@ impl Turn {
 
     /// Whose callbacks to run, given the owners whose callbacks wait (in OID order).
     /// Owners sitting out (see `PENALTY`) are passed over while any other waits; those whose
-    /// code a stuck process runs (see `held`), until it ends.
-    pub fn next(&mut self, waiting: &[pg_sys::Oid]) -> Next {
+    /// code a runner abandoned as stuck runs (`wake::held_owners`), until it ends.
+    pub fn next(&self, waiting: &[pg_sys::Oid]) -> Next {
         let now = now_ms();
-        self.held.release_ended();
+        let held = crate::wake::held_owners(self.database);
         let waiting: Vec<pg_sys::Oid> = (waiting.iter().copied())
-            .filter(|o| !self.held.holds(*o))
+            .filter(|o| !held.contains(o))
             .collect();
         let due: Vec<pg_sys::Oid> = (waiting.iter().copied())
             .filter(|o| !self.sits_out(*o, now))
@@ -236,9 +225,18 @@ impl Turn {
                 self.owner = Some(owner);
                 self.since = Instant::now();
                 self.write(false);
+                // For the launcher and the next runner, should this process be abandoned as
+                // stuck in this owner's code (`wake::stuck`).
+                crate::wake::publish_owner(self.pid(), owner);
                 true
             }
         }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> i32 {
+        // SAFETY: a plain read of a backend global.
+        unsafe { pg_sys::MyProcPid }
     }
 
     /// Leaves the next runner of this database where this one's turn ended, as the process
@@ -261,9 +259,7 @@ impl Turn {
             vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
             written: handovers.written,
             ended,
-            pid: my_pid(),
             penalties: self.penalties,
-            held: self.held,
         };
         let entries = &handovers.entries;
         let slot = (entries.iter().position(|h| h.database == handover.database))
@@ -301,11 +297,6 @@ fn penalize(penalties: &mut [Penalty; PENALTIES], owner: u32, now: u64) {
         until: now.saturating_add(length.as_millis() as u64),
         streak,
     };
-}
-
-fn my_pid() -> i32 {
-    // SAFETY: a plain read of a backend global.
-    unsafe { pg_sys::MyProcPid }
 }
 
 fn now_ms() -> u64 {
