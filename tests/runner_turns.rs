@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,31 +98,36 @@ fn an_owner_whose_turn_ended_with_the_runner_sits_out_while_another_owners_callb
     );
 }
 
-/// A server that accepts connections and never says a word, until it is let go (then it
-/// closes them, and those that come after): libpq waits for its greeting in a loop that
-/// neither a cancel nor pg_terminate_backend interrupts (PostgreSQL 15). Its port, and the
-/// switch that lets it go.
-fn silent_server() -> (u16, Arc<AtomicBool>) {
+/// How many of the connections the silent server holds it closes, oldest first (`ALL`: every
+/// one, and every one that comes after).
+type Release = Arc<AtomicUsize>;
+const ALL: usize = usize::MAX;
+
+/// A server that accepts connections and never says a word, until it is told to close them
+/// (`Release`): libpq waits for its greeting in a loop that neither a cancel nor
+/// pg_terminate_backend interrupts (PostgreSQL 15). Its port, and what it closes.
+fn silent_server() -> (u16, Release) {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
     silent
         .set_nonblocking(true)
         .expect("a non-blocking listener");
     let port = silent.local_addr().expect("its address").port();
-    let let_go = Arc::new(AtomicBool::new(false));
-    let done = Arc::clone(&let_go);
+    let release = Arc::new(AtomicUsize::new(0));
+    let told = Arc::clone(&release);
     std::thread::spawn(move || {
-        let mut held = Vec::new();
+        let (mut held, mut closed) = (std::collections::VecDeque::new(), 0);
         loop {
             if let Ok((stream, _)) = silent.accept() {
-                held.push(stream);
+                held.push_back(stream);
             }
-            if done.load(Ordering::SeqCst) {
-                held.clear();
+            let release = told.load(Ordering::SeqCst);
+            while (release == ALL || closed < release) && held.pop_front().is_some() {
+                closed += 1;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     });
-    (port, let_go)
+    (port, release)
 }
 
 /// bob, whose callback connects to `port` with dblink (for the event of row 1 only, with
@@ -180,7 +185,7 @@ struct Blocked {
     su: Client,
     bob: Client,
     /// Lets bob's blocked callback go (its connection closes).
-    let_go: Arc<AtomicBool>,
+    let_go: Release,
 }
 
 /// bob's code blocks a runner in dblink_connect to a silent server (`block` makes it, given
@@ -248,7 +253,7 @@ fn a_blocked_owners_callbacks_wait_until_the_blocked_process_ends() {
         su,
         "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
     );
-    blocked.let_go.store(true, Ordering::SeqCst);
+    blocked.let_go.store(ALL, Ordering::SeqCst);
     wait_until(support::WAIT, "bob's second callback", || {
         count(bob, "SELECT count(*) FROM bob_ran WHERE id = 2") == 1
     });
@@ -293,7 +298,7 @@ fn a_backfill_filter_blocked_in_a_connection_that_never_answers_does_not_hold_up
 #[test]
 fn a_backfill_whose_filter_blocked_its_runner_goes_on_once_the_blocked_process_ends() {
     let mut blocked = a_runner_blocked_by_bobs_backfill();
-    blocked.let_go.store(true, Ordering::SeqCst);
+    blocked.let_go.store(ALL, Ordering::SeqCst);
     // Its filter's connections now fail at once: the backfill goes on in the new runner and
     // fails there, its chunk failing three times in a row.
     wait_state(&mut blocked.bob, "bobs", "failed");
@@ -314,7 +319,7 @@ fn a_backfill_whose_filter_blocked_its_runner_goes_on_once_the_blocked_process_e
 }
 
 #[test]
-fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one() {
+fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one_until_one_ends() {
     // Each stuck runner holds a background worker slot: five owners (or one who may make
     // roles) must not take them all.
     let (port, let_go) = silent_server();
@@ -354,7 +359,16 @@ fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one() {
         || pg.log().contains("runners stuck before it still are"),
     );
     assert_eq!(count(&mut su, RUNNERS), 5, "four abandoned and the fifth");
-    let_go.store(true, Ordering::SeqCst);
+    // The first one's connection closes: its process ends, and the fifth is abandoned in its
+    // place, with a fresh runner beside it.
+    let_go.store(1, Ordering::SeqCst);
+    wait_until(support::WAIT, "the fifth to be abandoned", || {
+        pg.log()
+            .matches("starting another runner beside it")
+            .count()
+            == 5
+    });
+    let_go.store(ALL, Ordering::SeqCst);
     // Their connections closed, the calls return and the processes end; each callback is
     // called again in a fresh runner, fails at once, and is recorded.
     wait_until(support::WAIT, "every callback recorded", || {

@@ -68,25 +68,36 @@ pub fn next_stuck_check() -> Option<Duration> {
     Some(Duration::from_millis(next - now))
 }
 
-/// Abandons runner `pid` of `database` as stuck: its slot stays, under `ABANDONED_RUNNER`, until
-/// it ends, and a fresh runner may register. False (nothing done) when `MOST_ABANDONED` of the
-/// database's are abandoned already.
-pub fn abandon(pid: i32, database: pg_sys::Oid) -> bool {
+/// What `abandon` did.
+#[derive(PartialEq, Eq)]
+pub enum Abandon {
+    /// The runner is abandoned: a fresh one may register.
+    Abandoned,
+    /// `MOST_ABANDONED` of the database's are abandoned already: nothing done.
+    Capped,
+    /// The runner is no longer stuck (its call returned, or it ended): nothing done.
+    NotStuck,
+}
+
+/// Abandons runner `pid` of `database` if it is still stuck: its slot stays, under
+/// `ABANDONED_RUNNER`, until it ends, and a fresh runner may register.
+pub fn abandon(pid: i32, database: pg_sys::Oid) -> Abandon {
+    let now = monotonic_ms();
     let mut workers = WORKERS.exclusive();
     let abandoned = (workers.slots.iter())
         .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index == ABANDONED_RUNNER)
         .count();
+    let Some(slot) = (workers.slots.iter_mut()).find(|s| {
+        s.pid == pid && s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
+    }) else {
+        return Abandon::NotStuck;
+    };
     if abandoned >= MOST_ABANDONED {
-        return false;
+        return Abandon::Capped;
     }
-    match workers.slots.iter_mut().find(|s| s.pid == pid) {
-        Some(slot) => {
-            slot.index = ABANDONED_RUNNER;
-            slot.watchdog_at = 0;
-            true
-        }
-        None => false,
-    }
+    slot.index = ABANDONED_RUNNER;
+    slot.watchdog_at = 0;
+    Abandon::Abandoned
 }
 
 /// Whether runner `pid` has been abandoned (a fresh one runs in its place): it must end

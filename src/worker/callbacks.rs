@@ -93,11 +93,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
     loop {
         pg_sys::check_for_interrupts!();
         if crate::wake::abandoned(pid) {
-            // Taken for stuck while its call went on; a fresh runner has this one's place and
-            // turn, which a hand-over from here would overwrite.
-            log!("pg_webhook callback runner: abandoned as stuck while a call went on; leaving");
-            crate::wake::unregister_worker(pid);
-            return;
+            break;
         }
         if reload_config_if_asked() && !crate::guc::serves(&database) {
             break; // this database is no longer served
@@ -130,6 +126,9 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
                 break;
             }
         };
+        if crate::wake::abandoned(pid) {
+            break;
+        }
         // The same owner's backfill chunks, between its callbacks (see backfills.rs).
         let chunks = match owner {
             Some(owner) if backfills.due(Instant::now()) => {
@@ -159,6 +158,13 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
             let wait = WorkerSettings::read().poll_interval.min(until_vacuum);
             wait_latch(wait.min(until_backfills));
         }
+    }
+    if crate::wake::abandoned(pid) {
+        // Taken for stuck while its call went on: a fresh runner has this one's place and
+        // turn, which a hand-over from here would overwrite.
+        log!("pg_webhook callback runner: abandoned as stuck while a call went on; leaving");
+        crate::wake::unregister_worker(pid);
+        return;
     }
     // Whatever ended the loop, the turn ended here, not with the process in the middle of it
     // (which would have the owner sit out, see `turn`).
@@ -242,11 +248,11 @@ fn run_batch(turn: &mut Turn) -> Batch {
         // The check that keeps owners apart: whatever the queries chose (each saw the queue
         // at a moment of its own), this process calls no callback as another owner than the
         // one it called one as. One that calls nothing may run anywhere.
-        if callback.function.is_some() && !turn.admit(callback.owner) {
-            return Batch::HandOver;
-        }
         if taken > 0 && crate::wake::abandoned(turn.pid()) {
             break; // the loop ends the process
+        }
+        if callback.function.is_some() && !turn.admit(callback.owner) {
+            return Batch::HandOver;
         }
         turn.last = callback.subscription_id;
         match run_one(callback, extension) {

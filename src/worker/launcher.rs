@@ -19,7 +19,7 @@ use pgrx::prelude::*;
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
 use super::databases::{databases, Databases};
 use super::encode_start;
-use crate::wake::CALLBACK_RUNNER;
+use crate::wake::{Abandon, CALLBACK_RUNNER};
 
 /// How long the launcher sleeps when nothing asks for it.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
@@ -309,18 +309,22 @@ impl Served {
     /// wait until it ends (`callbacks::turn`), so one owner holds up at most one process.
     fn keep_up(&mut self, blocked: &mut Option<String>, exists: impl FnOnce() -> bool) -> bool {
         let database = self.database;
-        for (index, handle) in &mut self.workers {
+        // No longer served (pg_webhook.database): its workers leave as they reload, and none
+        // is started again, nor beside a stuck runner, which would not leave with them.
+        let serves = crate::guc::serves(&self.name);
+        for (index, handle) in self.workers.iter_mut().filter(|_| serves) {
             let Some(pid) = handle.stuck(database, *index) else {
                 continue;
             };
-            if crate::wake::abandon(pid, database) {
+            let abandon = crate::wake::abandon(pid, database);
+            if abandon == Abandon::Abandoned {
                 warning!(
                     "pg_webhook launcher: the callback runner of database \"{}\" (pid {pid}) is still running {} s after its watchdog stopped the callback or backfill chunk it runs: the owner's code is blocked where interrupts do not reach it (dblink_connect to a server that never answers, say); starting another runner beside it. That process ends when the call returns (close the connection at the other end); until then the owner's callbacks and backfills wait",
                     self.name,
                     crate::wake::STUCK.as_secs()
                 );
                 *handle = Handle::Missing;
-            } else if self.told_stuck != Some(pid) {
+            } else if abandon == Abandon::Capped && self.told_stuck != Some(pid) {
                 warning!(
                     "pg_webhook launcher: the callback runner of database \"{}\" (pid {pid}) is stuck in a call, and {} runners stuck before it still are: no runner is started beside it, and the database's callbacks and backfills wait until one of them ends (close their connections at the other end)",
                     self.name,
@@ -336,7 +340,7 @@ impl Served {
             .filter(|(_, (index, w))| !w.alive(database, *index))
             .map(|(i, _)| i)
             .collect();
-        if stopped.len() == self.workers.len() || (!stopped.is_empty() && !exists()) {
+        if stopped.len() == self.workers.len() || (!stopped.is_empty() && (!serves || !exists())) {
             return false;
         }
         for i in stopped {

@@ -8,9 +8,10 @@
 //! marked as another process's (and counts an interruption, see `backfills`).
 //!
 //! A call blocked where no interrupt check comes (`dblink_connect` to a server that never
-//! answers) outlives the watchdog too. So `arm` publishes when it fires (`wake::deadline`), and
-//! the launcher starts a fresh runner beside a process still alive `wake::STUCK` after that
-//! (`launcher`); the owner whose code that process runs waits until it ends (`callbacks::held`).
+//! answers) outlives the watchdog too. So `arm` publishes when it fires (`wake::stuck`), and
+//! the launcher abandons a process still alive `wake::STUCK` after that and starts a fresh
+//! runner beside it (`launcher`); the owner whose code that process runs waits until it ends
+//! (`wake::held_owners`).
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
