@@ -273,6 +273,9 @@ GRANT SELECT ON webhook.subscription_stats TO pg_monitor;
 -- The exporter's query lists each delivery worker by it, to report whether it runs.
 GRANT EXECUTE ON FUNCTION webhook._worker_count() TO pg_monitor;
 COMMENT ON FUNCTION webhook._worker_count() IS 'Internal: how many delivery workers each database has (pg_webhook.workers, or the count its default resolved to from the CPUs), for monitoring.';
+-- The exporter's query reports stuck callback runners with it.
+GRANT EXECUTE ON FUNCTION webhook._stuck_runners() TO pg_monitor;
+COMMENT ON FUNCTION webhook._stuck_runners() IS 'Internal: how many callback runners of this database are stuck in a call the watchdog cannot end (shared memory), for monitoring.';
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
 
 -- API: Private. A dropped table or capture trigger: the subscriptions it served are marked
@@ -356,7 +359,8 @@ REVOKE ALL ON FUNCTION
     webhook._on_sql_drop(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight(),
-    webhook._claim_room(integer, bigint), webhook._worker_count()
+    webhook._claim_room(integer, bigint), webhook._worker_count(),
+    webhook._stuck_runners()
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;

@@ -550,6 +550,14 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'worker_count_sql_wrapper';
 
+-- How many callback runners of the database are stuck in a call, for the monitoring query
+-- (src/stuck_runners.rs).
+CREATE FUNCTION webhook."_stuck_runners"() RETURNS INT
+STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'stuck_runners_sql_wrapper';
+
 COMMENT ON FUNCTION webhook._order_lock() IS
     'Internal: the BEFORE statement trigger of an ordered subscription; takes its order lock before the statement locks any row.';
 COMMENT ON FUNCTION webhook._on_dropped(oid[], text[], oid[]) IS
@@ -565,7 +573,8 @@ REVOKE ALL ON FUNCTION
     webhook._on_sql_drop(), webhook._on_ddl(),
     webhook._on_dropped(oid[], text[], oid[]),
     webhook._sync_all_triggers(), webhook._in_flight(),
-    webhook._claim_room(integer, bigint), webhook._worker_count()
+    webhook._claim_room(integer, bigint), webhook._worker_count(),
+    webhook._stuck_runners()
 FROM PUBLIC;
 -- The stats view reads it as the querying role.
 GRANT EXECUTE ON FUNCTION webhook._in_flight() TO webhook_admin;
@@ -913,6 +922,9 @@ GRANT EXECUTE ON FUNCTION webhook._in_flight() TO pg_monitor;
 -- The exporter's query lists each delivery worker by it, to report whether it runs.
 GRANT EXECUTE ON FUNCTION webhook._worker_count() TO pg_monitor;
 COMMENT ON FUNCTION webhook._worker_count() IS 'Internal: how many delivery workers each database has (pg_webhook.workers, or the count its default resolved to from the CPUs), for monitoring.';
+-- The exporter's query reports stuck callback runners with it.
+GRANT EXECUTE ON FUNCTION webhook._stuck_runners() TO pg_monitor;
+COMMENT ON FUNCTION webhook._stuck_runners() IS 'Internal: how many callback runners of this database are stuck in a call the watchdog cannot end (shared memory), for monitoring.';
 -- It shows each caller only the subscriptions they see in that view.
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
 COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';

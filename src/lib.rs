@@ -37,6 +37,7 @@ mod privilege;
 mod queue;
 mod relation_code;
 mod sql;
+mod stuck_runners;
 mod subtype_diffs;
 mod triggers;
 mod tuples;

@@ -235,8 +235,10 @@ fn the_exporter_lists_every_delivery_worker_the_default_count_starts() {
     assert!(!running.is_empty(), "no delivery worker runs");
     assert_eq!(exported, running, "each running delivery worker, up");
     let mut plain = pg.connect_as("postgres", "plain");
-    let e = support::error_of(&mut plain, "SELECT webhook._worker_count()");
-    assert!(e.contains("permission denied"), "{e}");
+    for f in ["webhook._worker_count()", "webhook._stuck_runners()"] {
+        let e = support::error_of(&mut plain, &format!("SELECT {f}"));
+        assert!(e.contains("permission denied"), "{f}: {e}");
+    }
 }
 
 #[test]
@@ -281,6 +283,7 @@ fn postgres_exporter_reports_what_subscription_stats_says() {
     assert_eq!(status("held", "paused"), 1.0);
     assert_eq!(get("pg_webhook_worker_up{worker=\"0\"}"), 1.0);
     assert_eq!(get("pg_webhook_worker_up{worker=\"callbacks\"}"), 1.0);
+    assert_eq!(get("pg_webhook_runners_stuck{}"), 0.0);
 }
 
 #[test]

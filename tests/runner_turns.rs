@@ -164,6 +164,9 @@ fn bob_blocked_and_alice(
     )
 }
 
+/// The callback runners stuck in a call, as the monitoring query reports them.
+const STUCK_RUNNERS: &str = "SELECT webhook._stuck_runners()::bigint";
+
 /// The callback runner's processes.
 const RUNNERS: &str =
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_webhook callbacks'";
@@ -176,6 +179,11 @@ fn alice_goes_on(su: &mut Client, alice: &mut Client) {
         count(alice, "SELECT count(*) FROM alice_ran") == 1
     });
     assert_eq!(count(su, RUNNERS), 2, "the blocked runner is still there");
+    assert_eq!(
+        count(su, STUCK_RUNNERS),
+        1,
+        "the blocked runner is counted stuck"
+    );
 }
 
 /// What `a_runner_blocked_by_bob` leaves running.
@@ -359,6 +367,7 @@ fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one_until_on
         || pg.log().contains("runners stuck before it still are"),
     );
     assert_eq!(count(&mut su, RUNNERS), 5, "four abandoned and the fifth");
+    assert_eq!(count(&mut su, STUCK_RUNNERS), 5, "each counted stuck");
     // The first one's connection closes: its process ends, and the fifth is abandoned in its
     // place, with a fresh runner beside it.
     let_go.store(1, Ordering::SeqCst);
@@ -377,4 +386,5 @@ fn at_most_four_runners_of_a_database_are_left_stuck_beside_a_fresh_one_until_on
     wait_until(support::WAIT, "the stuck runners to end", || {
         count(&mut su, RUNNERS) == 1
     });
+    assert_eq!(count(&mut su, STUCK_RUNNERS), 0, "none counted stuck");
 }

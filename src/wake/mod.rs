@@ -19,7 +19,7 @@ pub use in_flight::{in_flight, publish_in_flight};
 pub use registry::{databases_with_workers, is_registered, registered_pid};
 pub use registry::{register_worker, unregister_worker, Registration};
 pub use stuck::{abandon, abandoned, held_owners, next_stuck_check, publish_owner, Abandon};
-pub use stuck::{publish_watchdog, stuck, ABANDONED_RUNNER, MOST_ABANDONED, STUCK};
+pub use stuck::{publish_watchdog, stuck, stuck_runners, ABANDONED_RUNNER, MOST_ABANDONED, STUCK};
 
 /// Room for the workers of every database in a cluster (and runners abandoned as stuck), with
 /// margin.

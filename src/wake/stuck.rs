@@ -120,6 +120,18 @@ pub fn held_owners(database: pg_sys::Oid) -> Vec<pg_sys::Oid> {
         .collect()
 }
 
+/// The runners of `database` abandoned as stuck, or stuck and not abandoned (the cap).
+pub fn stuck_runners(database: pg_sys::Oid) -> usize {
+    let now = monotonic_ms();
+    (WORKERS.share().slots.iter())
+        .filter(|s| s.pid != 0 && s.database == database.to_u32())
+        .filter(|s| {
+            s.index == ABANDONED_RUNNER
+                || (s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now)
+        })
+        .count()
+}
+
 fn stuck_at(slot: &super::Slot) -> u64 {
     slot.watchdog_at.saturating_add(STUCK.as_millis() as u64)
 }
