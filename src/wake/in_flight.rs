@@ -13,7 +13,7 @@ pub fn publish_in_flight(pid: i32, counts: &[(i32, i32)]) {
         *entry = *count;
     }
     let mut workers = WORKERS.exclusive();
-    if let Some(slot) = workers.slots.iter_mut().find(|s| s.pid == pid) {
+    if let Some(slot) = workers.slots_mut().iter_mut().find(|s| s.pid == pid) {
         slot.in_flight = entries;
     }
 }
@@ -26,7 +26,7 @@ pub fn in_flight(database: pg_sys::Oid) -> Vec<(i32, i32)> {
     let mut totals: Vec<(i32, i32)> = Vec::new();
     let workers = WORKERS.share();
     for slot in workers
-        .slots
+        .slots()
         .iter()
         .filter(|s| s.pid != 0 && s.database == database.to_u32())
     {

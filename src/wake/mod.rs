@@ -57,6 +57,22 @@ pub struct Workers {
     requests: [u32; LAUNCH_REQUESTS],
     /// Databases whose workers found no pg_webhook: the launcher stops the rest of them.
     missing: [u32; LAUNCH_REQUESTS],
+    /// Slots taken so far: those past it were never used. Every look through the table (the
+    /// commit of each transaction that queued events wakes its database's workers) stops
+    /// there, not at `MAX_WORKERS`.
+    used: usize,
+}
+
+impl Workers {
+    /// The slots in use, or used before.
+    fn slots(&self) -> &[Slot] {
+        &self.slots[..self.used.min(MAX_WORKERS)]
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        let used = self.used.min(MAX_WORKERS);
+        &mut self.slots[..used]
+    }
 }
 
 /// Databases waiting for the launcher at once; more just wait for its next round.
@@ -71,6 +87,7 @@ impl Default for Workers {
             launcher: 0,
             requests: [0; LAUNCH_REQUESTS],
             missing: [0; LAUNCH_REQUESTS],
+            used: 0,
         }
     }
 }
@@ -301,7 +318,7 @@ pub fn wake_callback_runner(database: pg_sys::Oid) {
 fn pids_of(database: pg_sys::Oid, index: impl Fn(i32) -> bool) -> Vec<i32> {
     WORKERS
         .share()
-        .slots
+        .slots()
         .iter()
         .filter(|s| s.pid != 0 && s.database == database.to_u32() && index(s.index))
         .map(|s| s.pid)

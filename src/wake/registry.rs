@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use pgrx::prelude::*;
 
-use super::{pids_of, Slot, ABANDONED_RUNNER, WORKERS};
+use super::{pids_of, Slot, ABANDONED_RUNNER, MAX_WORKERS, WORKERS};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn release_slot(_code: std::ffi::c_int, pid: pg_sys::Datum) {
@@ -36,7 +36,7 @@ pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> Registrat
     let database = database.to_u32();
     let mut workers = WORKERS.exclusive();
     let slot = match workers
-        .slots
+        .slots()
         .iter()
         .position(|s| s.pid != 0 && s.database == database && s.index == index)
     {
@@ -45,10 +45,12 @@ pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> Registrat
             return Registration::Taken;
         }
         Some(i) => Some(i),
-        None => workers.slots.iter().position(|s| s.pid == 0),
+        None => (workers.slots().iter().position(|s| s.pid == 0))
+            .or((workers.used < MAX_WORKERS).then_some(workers.used)),
     };
     match slot {
         Some(i) => {
+            workers.used = workers.used.max(i + 1);
             workers.slots[i] = Slot {
                 database,
                 index,
@@ -70,7 +72,7 @@ fn backend_alive(pid: i32) -> bool {
 /// Removes the calling worker; called on every exit path.
 pub fn unregister_worker(pid: i32) {
     let mut workers = WORKERS.exclusive();
-    for slot in workers.slots.iter_mut().filter(|s| s.pid == pid) {
+    for slot in workers.slots_mut().iter_mut().filter(|s| s.pid == pid) {
         *slot = Slot::default();
     }
 }
@@ -90,7 +92,7 @@ pub fn registered_pid(database: pg_sys::Oid, index: i32) -> Option<i32> {
 pub fn databases_with_workers() -> HashSet<pg_sys::Oid> {
     WORKERS
         .share()
-        .slots
+        .slots()
         .iter()
         .filter(|s| s.pid != 0 && s.index != ABANDONED_RUNNER)
         .map(|s| pg_sys::Oid::from(s.database))

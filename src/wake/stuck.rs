@@ -34,7 +34,7 @@ pub fn publish_watchdog(pid: i32, after: Option<Duration>) {
         monotonic_ms().saturating_add(after.as_millis() as u64)
     });
     let mut workers = WORKERS.exclusive();
-    if let Some(slot) = workers.slots.iter_mut().find(|s| s.pid == pid) {
+    if let Some(slot) = workers.slots_mut().iter_mut().find(|s| s.pid == pid) {
         slot.watchdog_at = at;
     }
 }
@@ -43,7 +43,7 @@ pub fn publish_watchdog(pid: i32, after: Option<Duration>) {
 /// `worker::callbacks::turn`).
 pub fn publish_owner(pid: i32, owner: pg_sys::Oid) {
     let mut workers = WORKERS.exclusive();
-    if let Some(slot) = workers.slots.iter_mut().find(|s| s.pid == pid) {
+    if let Some(slot) = workers.slots_mut().iter_mut().find(|s| s.pid == pid) {
         slot.owner = owner.to_u32();
     }
 }
@@ -51,7 +51,7 @@ pub fn publish_owner(pid: i32, owner: pg_sys::Oid) {
 /// Whether runner `pid` is still registered `STUCK` after its watchdog fired.
 pub fn stuck(pid: i32) -> bool {
     let now = monotonic_ms();
-    (WORKERS.share().slots.iter()).any(|s| {
+    (WORKERS.share().slots().iter()).any(|s| {
         s.pid == pid && s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
     })
 }
@@ -60,7 +60,7 @@ pub fn stuck(pid: i32) -> bool {
 /// its way there): the launcher looks then.
 pub fn next_stuck_check() -> Option<Duration> {
     let now = monotonic_ms();
-    let next = (WORKERS.share().slots.iter())
+    let next = (WORKERS.share().slots().iter())
         .filter(|s| s.pid != 0 && s.index == CALLBACK_RUNNER && s.watchdog_at != 0)
         .map(stuck_at)
         .filter(|at| *at > now)
@@ -84,10 +84,10 @@ pub enum Abandon {
 pub fn abandon(pid: i32, database: pg_sys::Oid) -> Abandon {
     let now = monotonic_ms();
     let mut workers = WORKERS.exclusive();
-    let abandoned = (workers.slots.iter())
+    let abandoned = (workers.slots().iter())
         .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index == ABANDONED_RUNNER)
         .count();
-    let Some(slot) = (workers.slots.iter_mut()).find(|s| {
+    let Some(slot) = (workers.slots_mut().iter_mut()).find(|s| {
         s.pid == pid && s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
     }) else {
         return Abandon::NotStuck;
@@ -103,13 +103,13 @@ pub fn abandon(pid: i32, database: pg_sys::Oid) -> Abandon {
 /// Whether runner `pid` has been abandoned (a fresh one runs in its place): it must end
 /// without a word to the next runner, whose turn it would overwrite.
 pub fn abandoned(pid: i32) -> bool {
-    (WORKERS.share().slots.iter()).any(|s| s.pid == pid && s.index == ABANDONED_RUNNER)
+    (WORKERS.share().slots().iter()).any(|s| s.pid == pid && s.index == ABANDONED_RUNNER)
 }
 
 /// The owners whose code the abandoned runners of `database` run: no other runner runs theirs
 /// until those end.
 pub fn held_owners(database: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    (WORKERS.share().slots.iter())
+    (WORKERS.share().slots().iter())
         .filter(|s| {
             s.pid != 0
                 && s.database == database.to_u32()
@@ -123,7 +123,7 @@ pub fn held_owners(database: pg_sys::Oid) -> Vec<pg_sys::Oid> {
 /// The runners of `database` abandoned as stuck, or stuck and not abandoned (the cap).
 pub fn stuck_runners(database: pg_sys::Oid) -> usize {
     let now = monotonic_ms();
-    (WORKERS.share().slots.iter())
+    (WORKERS.share().slots().iter())
         .filter(|s| s.pid != 0 && s.database == database.to_u32())
         .filter(|s| {
             s.index == ABANDONED_RUNNER
