@@ -11,15 +11,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pgrx::bgworkers::{
-    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
-};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder};
 use pgrx::prelude::*;
 
 use super::backend::{install_signal_handlers, reload_config_if_asked, wait_latch};
 use super::databases::{databases, Databases};
-use super::encode_start;
+mod handle;
+
 use crate::wake::{Abandon, CALLBACK_RUNNER};
+use handle::{launch, Handle};
 
 /// How long the launcher sleeps when nothing asks for it.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
@@ -197,43 +197,6 @@ struct Served {
     told_stuck: Option<i32>,
 }
 
-/// One worker of a database, as the launcher knows it.
-enum Handle {
-    /// Started by this launcher.
-    Started(DynamicBackgroundWorker),
-    /// Found running when this launcher started (a previous launcher started it): known only
-    /// through its wake-up slot in shared memory.
-    Adopted,
-    /// Not running: could not be started, or adopted and since gone.
-    Missing,
-}
-
-impl Handle {
-    fn alive(&self, database: pg_sys::Oid, index: i32) -> bool {
-        match self {
-            Handle::Started(w) => is_alive(w),
-            Handle::Adopted => crate::wake::is_registered(database, index),
-            Handle::Missing => false,
-        }
-    }
-
-    /// The pid of a callback runner still running `wake::STUCK` after its watchdog fired on
-    /// its call (`worker::watchdog`): blocked where no interrupt reaches it, it ends only when
-    /// the call returns.
-    fn stuck(&self, database: pg_sys::Oid, index: i32) -> Option<i32> {
-        let pid = match self {
-            Handle::Started(w) => w.pid().ok(),
-            Handle::Adopted => crate::wake::registered_pid(database, index),
-            Handle::Missing => None,
-        }?;
-        (index == CALLBACK_RUNNER && crate::wake::stuck(pid)).then_some(pid)
-    }
-
-    fn from_launch(worker: Option<DynamicBackgroundWorker>) -> Handle {
-        worker.map_or(Handle::Missing, Handle::Started)
-    }
-}
-
 /// Delivery workers 0..pg_webhook.workers, then the callback runner.
 fn indexes() -> impl Iterator<Item = i32> {
     (0..crate::guc::worker_count()).chain(std::iter::once(CALLBACK_RUNNER))
@@ -358,47 +321,4 @@ impl Served {
         }
         true
     }
-}
-
-fn is_alive(worker: &DynamicBackgroundWorker) -> bool {
-    !matches!(
-        worker.pid(),
-        Err(BackgroundWorkerStatus::Stopped | BackgroundWorkerStatus::PostmasterDied)
-    )
-}
-
-/// One worker: delivery worker `index`, or the callback runner. Never restarted by the
-/// postmaster (the launcher does it), so a crash-restart of the cluster cannot leave two
-/// workers with the same share of a database.
-fn launch(database: pg_sys::Oid, name: &str, index: i32) -> Option<DynamicBackgroundWorker> {
-    let count = crate::guc::worker_count();
-    let (title, kind, function) = match index {
-        CALLBACK_RUNNER => (
-            format!("pg_webhook callback runner for {name}"),
-            super::callbacks::RUNNER_TYPE,
-            "pg_webhook_callbacks_main",
-        ),
-        _ if count == 1 => (
-            format!("pg_webhook delivery worker for {name}"),
-            "pg_webhook",
-            "pg_webhook_worker_main",
-        ),
-        i => (
-            format!("pg_webhook delivery worker {i} for {name}"),
-            "pg_webhook",
-            "pg_webhook_worker_main",
-        ),
-    };
-    // SAFETY: a plain read of a backend global.
-    let me = unsafe { pg_sys::MyProcPid };
-    BackgroundWorkerBuilder::new(&title)
-        .set_library("pg_webhook")
-        .set_function(function)
-        .set_type(kind)
-        .set_argument(Some(encode_start(database, index)))
-        .enable_spi_access()
-        .set_restart_time(None)
-        .set_notify_pid(me)
-        .load_dynamic()
-        .ok()
 }
