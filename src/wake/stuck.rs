@@ -51,9 +51,7 @@ pub fn publish_owner(pid: i32, owner: pg_sys::Oid) {
 /// Whether runner `pid` is still registered `STUCK` after its watchdog fired.
 pub fn stuck(pid: i32) -> bool {
     let now = monotonic_ms();
-    (WORKERS.share().slots().iter()).any(|s| {
-        s.pid == pid && s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
-    })
+    (WORKERS.share().slots().iter()).any(|s| s.pid == pid && is_stuck(s, now))
 }
 
 /// How long until a runner would be taken for stuck, if its call goes on (`None`: none is on
@@ -87,9 +85,8 @@ pub fn abandon(pid: i32, database: pg_sys::Oid) -> Abandon {
     let abandoned = (workers.slots().iter())
         .filter(|s| s.pid != 0 && s.database == database.to_u32() && s.index == ABANDONED_RUNNER)
         .count();
-    let Some(slot) = (workers.slots_mut().iter_mut()).find(|s| {
-        s.pid == pid && s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
-    }) else {
+    let Some(slot) = (workers.slots_mut().iter_mut()).find(|s| s.pid == pid && is_stuck(s, now))
+    else {
         return Abandon::NotStuck;
     };
     if abandoned >= MOST_ABANDONED {
@@ -125,11 +122,13 @@ pub fn stuck_runners(database: pg_sys::Oid) -> usize {
     let now = monotonic_ms();
     (WORKERS.share().slots().iter())
         .filter(|s| s.pid != 0 && s.database == database.to_u32())
-        .filter(|s| {
-            s.index == ABANDONED_RUNNER
-                || (s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now)
-        })
+        .filter(|s| s.index == ABANDONED_RUNNER || is_stuck(s, now))
         .count()
+}
+
+/// Whether the slot is a runner's (not abandoned) whose watchdog fired `STUCK` before `now`.
+fn is_stuck(s: &super::Slot, now: u64) -> bool {
+    s.index == CALLBACK_RUNNER && s.watchdog_at != 0 && stuck_at(s) <= now
 }
 
 fn stuck_at(slot: &super::Slot) -> u64 {
