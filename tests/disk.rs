@@ -133,3 +133,66 @@ fn a_backlog_in_a_queue_vacuumed_empty_gets_the_queue_analyzed() {
         "the worker should say why it analyzed the queue"
     );
 }
+
+/// While a transaction's snapshot holds back the oldest xmin, no VACUUM can remove the rows
+/// deleted after it began: the runner vacuums such a table once, says so in the log and waits
+/// for the horizon to move, instead of reading the same pages every 10 s; once the transaction
+/// ends, the next pass vacuums it.
+#[test]
+fn dead_rows_a_long_transaction_holds_back_are_vacuumed_once_and_again_when_it_ends() {
+    // Autovacuum off: every VACUUM of the queue counted here is the runner's.
+    let pg = Cluster::start(&["autovacuum = off"]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    let mut holder = pg.connect("postgres");
+    let mut held = holder
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .expect("BEGIN ISOLATION LEVEL REPEATABLE READ");
+    held.query_one("SELECT 1", &[])
+        .expect("the snapshot that holds back the horizon");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT g FROM generate_series(1, 3000) g",
+    );
+    wait_until(WAIT, "every event to be delivered", || {
+        rx.count() >= 3000 && count(&mut db, "SELECT count(*) FROM webhook._event_queue") == 0
+    });
+    let queue_stat = |db: &mut postgres::Client, column: &str| {
+        count(
+            db,
+            &format!(
+                "SELECT {column} FROM pg_stat_all_tables WHERE relid = 'webhook._event_queue'::regclass"
+            ),
+        )
+    };
+    wait_until(
+        WAIT,
+        "the runner to say the queue's dead rows are held back",
+        || {
+            pg.log().lines().any(|l| {
+                l.contains("pg_webhook callback runner: webhook._event_queue has")
+                    && l.contains("dead rows no VACUUM can remove yet")
+            })
+        },
+    );
+    assert_eq!(
+        queue_stat(&mut db, "vacuum_count"),
+        1,
+        "the runner should have vacuumed the queue once at the held horizon, not again"
+    );
+    assert!(
+        queue_stat(&mut db, "n_dead_tup") >= 3000,
+        "the deliveries' dead rows should still be there"
+    );
+    held.commit()
+        .expect("COMMIT of the transaction holding the horizon");
+    wait_until(
+        WAIT,
+        "the queue to be vacuumed once the horizon moved",
+        || queue_stat(&mut db, "vacuum_count") >= 2 && queue_stat(&mut db, "n_dead_tup") < 1000,
+    );
+}

@@ -101,7 +101,7 @@ pub extern "C-unwind" fn pg_webhook_callbacks_main(arg: pg_sys::Datum) {
         // The runner also vacuums pg_webhook's tables (see vacuum.rs): never a delivery worker.
         if Instant::now() >= turn.vacuum {
             turn.vacuum = Instant::now() + super::vacuum::VACUUM_EVERY;
-            super::vacuum::vacuum_due_tables();
+            super::vacuum::vacuum_due_tables(&mut turn.vacuumed, turn::now_ms());
         }
         let schedule = crate::wake::epochs().0;
         if schedule != schedule_seen {

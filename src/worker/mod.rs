@@ -25,7 +25,7 @@ mod replicated;
 mod session;
 mod settings;
 mod txn;
-mod vacuum;
+pub(crate) mod vacuum;
 mod watchdog;
 
 use std::collections::{HashMap, HashSet};

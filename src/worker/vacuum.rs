@@ -29,28 +29,132 @@ const DEAD_SHARE: f64 = 0.1;
 /// How often the tables' dead rows are looked at.
 pub(super) const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// pg_webhook's churning tables (those `vacuum_due.sql` looks at).
+const TABLES: usize = 5;
+/// A table whose dead rows the oldest-xmin horizon held back at its last VACUUM is vacuumed
+/// again once the horizon moves, or at the latest this long after that VACUUM (the rows of
+/// aborted transactions go whatever the horizon).
+const HELD_AT_MOST_MS: u64 = 300_000;
+
+/// The last VACUUM of each table, handed over from runner to runner with the turn.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Vacuumed {
+    tables: [Last; TABLES],
+}
+
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+struct Last {
+    relid: u32,
+    /// The oldest-xmin horizon just before that VACUUM (its own was no older).
+    horizon: u32,
+    /// When, in milliseconds since the epoch.
+    at: u64,
+    /// Whether the log has said the table's dead rows are held back at this horizon.
+    told: bool,
+}
+
+/// A table with enough dead rows to vacuum.
+#[derive(Debug)]
+struct Due {
+    relid: u32,
+    name: String,
+    dead: i64,
+}
+
+impl Vacuumed {
+    /// Which of the `due` tables to vacuum now (noted as vacuumed at `horizon`, `now`), and
+    /// which to tell the log about: those left because no dead row has become removable since
+    /// their last VACUUM — the horizon has not moved, and that VACUUM, less than
+    /// `HELD_AT_MOST_MS` ago, left them behind — once per horizon.
+    fn sort<'a>(&mut self, due: &'a [Due], horizon: u32, now: u64) -> (Vec<&'a Due>, Vec<&'a Due>) {
+        let (mut vacuum, mut tell) = (Vec::new(), Vec::new());
+        for table in due {
+            let i = (self.tables.iter().position(|l| l.relid == table.relid))
+                .or_else(|| self.tables.iter().position(|l| l.relid == 0))
+                .unwrap_or_else(|| (0..TABLES).min_by_key(|&i| self.tables[i].at).unwrap_or(0));
+            let last = &mut self.tables[i];
+            let same = last.relid == table.relid && last.horizon == horizon;
+            if same && now.saturating_sub(last.at) < HELD_AT_MOST_MS {
+                if !last.told {
+                    last.told = true;
+                    tell.push(table);
+                }
+                continue;
+            }
+            *last = Last {
+                relid: table.relid,
+                horizon,
+                at: now,
+                told: same && last.told,
+            };
+            vacuum.push(table);
+        }
+        (vacuum, tell)
+    }
+}
+
 /// Vacuums the pg_webhook tables that need it; a failure is logged and tried again next time.
-pub(super) fn vacuum_due_tables() {
-    let Ok(due) = txn::run("finding tables to vacuum", || {
-        Spi::connect(|client| {
+/// A table whose dead rows no VACUUM could remove yet waits for the horizon to move (see
+/// `Vacuumed::sort`): while a long transaction, a prepared one or a replication slot holds it
+/// back, another VACUUM would only read the same pages again, every 10 s.
+pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
+    let Ok((due, horizon)) = txn::run("finding tables to vacuum", || {
+        let due = Spi::connect(|client| {
             client
                 .select(DUE, None, &[MIN_DEAD.into(), DEAD_SHARE.into()])?
-                .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-                .collect::<pgrx::spi::SpiResult<Vec<String>>>()
-        })
+                .map(|r| {
+                    Ok(Due {
+                        relid: r.get::<pg_sys::Oid>(1)?.map_or(0, pg_sys::Oid::to_u32),
+                        name: r.get::<String>(2)?.unwrap_or_default(),
+                        dead: r.get::<i64>(3)?.unwrap_or(0),
+                    })
+                })
+                .collect::<pgrx::spi::SpiResult<Vec<Due>>>()
+        })?;
+        let horizon = horizon_of(due.first());
+        Ok((due, horizon))
     }) else {
         return;
     };
-    if due.is_empty() {
+    let (run, tell) = vacuumed.sort(&due, horizon, now_ms);
+    for table in tell {
+        log!(
+            "pg_webhook callback runner: {} has {} dead rows no VACUUM can remove yet: a \
+             transaction, a prepared transaction or a replication slot has held back the oldest \
+             xmin ({horizon}) since its last VACUUM; it is vacuumed again once that moves, or in \
+             {} minutes",
+            table.name,
+            table.dead,
+            HELD_AT_MOST_MS / 60_000
+        );
+    }
+    if run.is_empty() {
         return;
     }
     super::backend::report_activity(Some("vacuuming pg_webhook's tables"));
+    let names: Vec<&str> = run.iter().map(|t| t.name.as_str()).collect();
     // SKIP_LOCKED: a table someone holds a lock on (pg_repack, a DBA) waits for the next pass.
-    let statement = format!("VACUUM (SKIP_LOCKED) {}", due.join(", "));
+    let statement = format!("VACUUM (SKIP_LOCKED) {}", names.join(", "));
     if let Err(e) = run_vacuum(&statement) {
         warning!("pg_webhook worker: {statement} failed: {e}");
     }
     super::backend::report_stats();
+}
+
+/// The oldest transaction whose deletions VACUUM must keep, for the tables of this database
+/// (all pg_webhook's are plain tables in it: one horizon); 0 when nothing is due.
+fn horizon_of(table: Option<&Due>) -> u32 {
+    let Some(table) = table else { return 0 };
+    let relid = pg_sys::Oid::from(table.relid);
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    // SAFETY: in the transaction txn::run opened; the table exists (the statistics named it, and
+    // an ERROR here, had it just been dropped, ends the transaction instead).
+    unsafe {
+        let rel = pg_sys::relation_open(relid, lock);
+        let horizon = pg_sys::GetOldestNonRemovableTransactionId(rel);
+        pg_sys::relation_close(rel, lock);
+        horizon.into_inner()
+    }
 }
 
 /// Runs a VACUUM statement the way a top-level command runs: VACUUM commits the transaction it
@@ -120,4 +224,69 @@ pub(super) fn refresh_queue_stats(page: usize) -> Option<bool> {
         Ok(true)
     });
     refreshed.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(relid: u32) -> Due {
+        Due {
+            relid,
+            name: format!("t{relid}"),
+            dead: 5_000,
+        }
+    }
+
+    fn names(tables: &[&Due]) -> Vec<u32> {
+        tables.iter().map(|t| t.relid).collect()
+    }
+
+    #[test]
+    fn a_table_still_due_at_the_same_horizon_waits_and_is_told_about_once() {
+        let mut v = Vacuumed::default();
+        let tables = [due(10), due(11)];
+        let (run, tell) = v.sort(&tables, 700, 1_000);
+        assert_eq!((names(&run), names(&tell)), (vec![10, 11], vec![]));
+        let (run, tell) = v.sort(&tables, 700, 11_000);
+        assert_eq!((names(&run), names(&tell)), (vec![], vec![10, 11]));
+        let (run, tell) = v.sort(&tables, 700, 21_000);
+        assert_eq!((names(&run), names(&tell)), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_moved_horizon_lets_the_table_be_vacuumed_again() {
+        let mut v = Vacuumed::default();
+        let tables = [due(10)];
+        v.sort(&tables, 700, 1_000);
+        v.sort(&tables, 700, 11_000);
+        let (run, _) = v.sort(&tables, 701, 21_000);
+        assert_eq!(names(&run), vec![10]);
+        // And waits again at the new horizon, told afresh.
+        let (run, tell) = v.sort(&tables, 701, 31_000);
+        assert_eq!((names(&run), names(&tell)), (vec![], vec![10]));
+    }
+
+    #[test]
+    fn a_held_table_is_vacuumed_again_five_minutes_after_its_last_vacuum_and_not_told_again() {
+        let mut v = Vacuumed::default();
+        let tables = [due(10)];
+        v.sort(&tables, 700, 1_000);
+        v.sort(&tables, 700, 11_000);
+        let (run, _) = v.sort(&tables, 700, 300_999);
+        assert_eq!(names(&run), Vec::<u32>::new());
+        let (run, _) = v.sort(&tables, 700, 301_000);
+        assert_eq!(names(&run), vec![10]);
+        let (run, tell) = v.sort(&tables, 700, 311_000);
+        assert_eq!((names(&run), names(&tell)), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_table_first_due_at_a_held_horizon_is_vacuumed_once() {
+        let mut v = Vacuumed::default();
+        v.sort(&[due(10)], 700, 1_000);
+        let tables = [due(10), due(12)];
+        let (run, _) = v.sort(&tables, 700, 11_000);
+        assert_eq!(names(&run), vec![12]);
+    }
 }

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
+use crate::worker::vacuum::Vacuumed;
+
 /// How long one owner's callbacks run in a process while another owner's wait (and the last
 /// one started finishes).
 const TURN: Duration = Duration::from_secs(1);
@@ -70,6 +72,8 @@ struct Handover {
     subscription: i32,
     /// When the tables are next due for a vacuum check, in milliseconds since the epoch.
     vacuum_at: u64,
+    /// The tables' last VACUUMs.
+    vacuumed: Vacuumed,
     /// When it was written, as `Handovers::written` counts: the oldest goes when the table is
     /// full (a database dropped, or no longer served, leaves its entry behind).
     written: u64,
@@ -126,6 +130,8 @@ pub struct Turn {
     /// When the tables are next due for a vacuum check (the runner's loop moves it on; the
     /// next runner takes it over).
     pub vacuum: Instant,
+    /// The tables' last VACUUMs (see `vacuum::Vacuumed`), handed on like `vacuum`.
+    pub vacuumed: Vacuumed,
     /// The owners sitting out (see `PENALTY`), handed on to the next runner.
     penalties: [Penalty; PENALTIES],
 }
@@ -156,6 +162,7 @@ impl Turn {
             after: handover.owner,
             last: handover.subscription,
             vacuum,
+            vacuumed: handover.vacuumed,
             penalties,
         };
         // Written back at once: a process that ends before its first call without handing
@@ -257,6 +264,7 @@ impl Turn {
             owner: self.owner.map_or(self.after, pg_sys::Oid::to_u32),
             subscription: self.last,
             vacuum_at: now_ms().saturating_add(until_vacuum.as_millis() as u64),
+            vacuumed: self.vacuumed,
             written: handovers.written,
             ended,
             penalties: self.penalties,
@@ -299,7 +307,8 @@ fn penalize(penalties: &mut [Penalty; PENALTIES], owner: u32, now: u64) {
     };
 }
 
-fn now_ms() -> u64 {
+/// The wall clock in milliseconds since the epoch, as the hand-overs keep times.
+pub(in crate::worker) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
