@@ -91,6 +91,15 @@ impl Vacuumed {
         }
         (vacuum, tell)
     }
+
+    /// Forgets the last VACUUM of `tables` (it failed).
+    fn forget(&mut self, tables: &[&Due]) {
+        for last in &mut self.tables {
+            if tables.iter().any(|t| t.relid == last.relid) {
+                *last = Last::default();
+            }
+        }
+    }
 }
 
 /// Vacuums the pg_webhook tables that need it; a failure is logged and tried again next time.
@@ -116,15 +125,19 @@ pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
     }) else {
         return;
     };
-    let (run, tell) = vacuumed.sort(&due, horizon, now_ms);
+    let (run, tell) = match horizon {
+        Some(horizon) => vacuumed.sort(&due, horizon, now_ms),
+        None => (due.iter().collect(), Vec::new()),
+    };
     for table in tell {
         log!(
             "pg_webhook callback runner: {} has {} dead rows no VACUUM can remove yet: a \
              transaction, a prepared transaction or a replication slot has held back the oldest \
-             xmin ({horizon}) since its last VACUUM; it is vacuumed again once that moves, or in \
+             xmin ({}) since its last VACUUM; it is vacuumed again once that moves, or in \
              {} minutes",
             table.name,
             table.dead,
+            horizon.unwrap_or(0),
             HELD_AT_MOST_MS / 60_000
         );
     }
@@ -137,23 +150,28 @@ pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
     let statement = format!("VACUUM (SKIP_LOCKED) {}", names.join(", "));
     if let Err(e) = run_vacuum(&statement) {
         warning!("pg_webhook worker: {statement} failed: {e}");
+        // Not vacuumed at this horizon after all: tried again at the next pass.
+        vacuumed.forget(&run);
     }
     super::backend::report_stats();
 }
 
 /// The oldest transaction whose deletions VACUUM must keep, for the tables of this database
-/// (all pg_webhook's are plain tables in it: one horizon); 0 when nothing is due.
-fn horizon_of(table: Option<&Due>) -> u32 {
-    let Some(table) = table else { return 0 };
-    let relid = pg_sys::Oid::from(table.relid);
-    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-    // SAFETY: in the transaction txn::run opened; the table exists (the statistics named it, and
-    // an ERROR here, had it just been dropped, ends the transaction instead).
+/// (all pg_webhook's are plain tables in it: one horizon); `None` when nothing is due or the
+/// table just went. Takes no lock: a DBA's lock on the table (`VACUUM FULL`, pg_repack's swap)
+/// must not hold up the runner, whose VACUUM skips such a table.
+fn horizon_of(table: Option<&Due>) -> Option<u32> {
+    let relid = pg_sys::Oid::from(table?.relid);
+    // SAFETY: in the transaction txn::run opened; the relcache entry, if there is one, is
+    // only read for what kind of relation it is, and released at once.
     unsafe {
-        let rel = pg_sys::relation_open(relid, lock);
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
         let horizon = pg_sys::GetOldestNonRemovableTransactionId(rel);
-        pg_sys::relation_close(rel, lock);
-        horizon.into_inner()
+        pg_sys::RelationClose(rel);
+        Some(horizon.into_inner())
     }
 }
 
@@ -279,6 +297,16 @@ mod tests {
         assert_eq!(names(&run), vec![10]);
         let (run, tell) = v.sort(&tables, 700, 311_000);
         assert_eq!((names(&run), names(&tell)), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_failed_vacuum_is_forgotten() {
+        let mut v = Vacuumed::default();
+        let tables = [due(10), due(11)];
+        v.sort(&tables, 700, 1_000);
+        v.forget(&[&tables[0]]);
+        let (run, tell) = v.sort(&tables, 700, 11_000);
+        assert_eq!((names(&run), names(&tell)), (vec![10], vec![11]));
     }
 
     #[test]
