@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use super::txn;
 
 const DUE: &str = include_str!("../../sql/worker/vacuum_due.sql");
+const COUNTS: &str = include_str!("../../sql/worker/vacuum_counts.sql");
 const STATS_STALE: &str = include_str!("../../sql/worker/queue_stats_stale.sql");
 const ANALYZE_QUEUE: &str = include_str!("../../sql/worker/analyze_queue.sql");
 const LOCK_TIMEOUT_SHORT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
@@ -32,8 +33,9 @@ pub(super) const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_s
 /// pg_webhook's churning tables (those `vacuum_due.sql` looks at).
 const TABLES: usize = 5;
 /// A table whose dead rows the oldest-xmin horizon held back at its last VACUUM is vacuumed
-/// again once the horizon moves, or at the latest this long after that VACUUM (the rows of
-/// aborted transactions go whatever the horizon).
+/// again once the horizon moves, or at the latest this long after that VACUUM: rows of aborted
+/// transactions go whatever the horizon, and so may rows on pages that VACUUM skipped for want
+/// of a cleanup lock, or that `old_snapshot_threshold` lets go.
 const HELD_AT_MOST_MS: u64 = 300_000;
 
 /// The last VACUUM of each table, handed over from runner to runner with the turn.
@@ -59,6 +61,8 @@ struct Due {
     relid: u32,
     name: String,
     dead: i64,
+    /// Its VACUUMs so far (`vacuum_count`): one that SKIP_LOCKED skipped does not count.
+    vacuums: i64,
 }
 
 impl Vacuumed {
@@ -74,7 +78,8 @@ impl Vacuumed {
                 .unwrap_or_else(|| (0..TABLES).min_by_key(|&i| self.tables[i].at).unwrap_or(0));
             let last = &mut self.tables[i];
             let same = last.relid == table.relid && last.horizon == horizon;
-            if same && now.saturating_sub(last.at) < HELD_AT_MOST_MS {
+            // A wall clock set back counts as the time having passed.
+            if same && now >= last.at && now - last.at < HELD_AT_MOST_MS {
                 if !last.told {
                     last.told = true;
                     tell.push(table);
@@ -116,6 +121,7 @@ pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
                         relid: r.get::<pg_sys::Oid>(1)?.map_or(0, pg_sys::Oid::to_u32),
                         name: r.get::<String>(2)?.unwrap_or_default(),
                         dead: r.get::<i64>(3)?.unwrap_or(0),
+                        vacuums: r.get::<i64>(4)?.unwrap_or(0),
                     })
                 })
                 .collect::<pgrx::spi::SpiResult<Vec<Due>>>()
@@ -133,8 +139,8 @@ pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
         log!(
             "pg_webhook callback runner: {} has {} dead rows no VACUUM can remove yet: a \
              transaction, a prepared transaction or a replication slot has held back the oldest \
-             xmin ({}) since its last VACUUM; it is vacuumed again once that moves, or in \
-             {} minutes",
+             xmin ({}) since its last VACUUM; it is vacuumed again once that moves, or {} \
+             minutes after that VACUUM",
             table.name,
             table.dead,
             horizon.unwrap_or(0),
@@ -150,29 +156,52 @@ pub(super) fn vacuum_due_tables(vacuumed: &mut Vacuumed, now_ms: u64) {
     let statement = format!("VACUUM (SKIP_LOCKED) {}", names.join(", "));
     if let Err(e) = run_vacuum(&statement) {
         warning!("pg_webhook worker: {statement} failed: {e}");
-        // Not vacuumed at this horizon after all: tried again at the next pass.
-        vacuumed.forget(&run);
     }
+    // Those not vacuumed after all (it failed, or SKIP_LOCKED skipped them: a worker's ANALYZE,
+    // autovacuum, pg_repack) are tried again at the next pass.
+    let relids: Vec<pg_sys::Oid> = run.iter().map(|t| pg_sys::Oid::from(t.relid)).collect();
+    let counts = txn::run("counting the VACUUMs", || {
+        Spi::connect(|client| {
+            client
+                .select(COUNTS, None, &[relids.into()])?
+                .map(|r| Ok((r.get::<pg_sys::Oid>(1)?, r.get::<i64>(2)?)))
+                .collect::<pgrx::spi::SpiResult<Vec<_>>>()
+        })
+    })
+    .unwrap_or_default();
+    let done = |t: &Due| {
+        let now = counts
+            .iter()
+            .find(|(relid, _)| relid.map(|r| r.to_u32()) == Some(t.relid));
+        now.and_then(|(_, c)| *c).is_some_and(|c| c > t.vacuums)
+    };
+    let missed: Vec<&Due> = run.into_iter().filter(|t| !done(t)).collect();
+    vacuumed.forget(&missed);
     super::backend::report_stats();
 }
 
 /// The oldest transaction whose deletions VACUUM must keep, for the tables of this database
-/// (all pg_webhook's are plain tables in it: one horizon); `None` when nothing is due or the
-/// table just went. Takes no lock: a DBA's lock on the table (`VACUUM FULL`, pg_repack's swap)
-/// must not hold up the runner, whose VACUUM skips such a table.
+/// (all pg_webhook's are plain tables in it: one horizon), when something holds it back —
+/// `None` when it is the next transaction id (nothing does: a quiet database), nothing is due,
+/// or the table just went or is not a plain table. Takes no lock: a DBA's lock on the table
+/// (`VACUUM FULL`, pg_repack's swap) must not hold up the runner, whose VACUUM skips it.
 fn horizon_of(table: Option<&Due>) -> Option<u32> {
     let relid = pg_sys::Oid::from(table?.relid);
     // SAFETY: in the transaction txn::run opened; the relcache entry, if there is one, is
     // only read for what kind of relation it is, and released at once.
-    unsafe {
+    let horizon = unsafe {
         let rel = pg_sys::RelationIdGetRelation(relid);
         if rel.is_null() {
             return None;
         }
-        let horizon = pg_sys::GetOldestNonRemovableTransactionId(rel);
+        let plain = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char;
+        let horizon = plain.then(|| pg_sys::GetOldestNonRemovableTransactionId(rel));
         pg_sys::RelationClose(rel);
-        Some(horizon.into_inner())
-    }
+        horizon?.into_inner()
+    };
+    // SAFETY: reads the next transaction id under its lock.
+    let next = unsafe { pg_sys::ReadNextFullTransactionId().value } as u32;
+    (horizon != next).then_some(horizon)
 }
 
 /// Runs a VACUUM statement the way a top-level command runs: VACUUM commits the transaction it
@@ -253,6 +282,7 @@ mod tests {
             relid,
             name: format!("t{relid}"),
             dead: 5_000,
+            vacuums: 0,
         }
     }
 
