@@ -97,7 +97,8 @@ impl Vacuumed {
         (vacuum, tell)
     }
 
-    /// Forgets the last VACUUM of `tables` (it failed).
+    /// Forgets the last VACUUM of `tables`: it did not happen (it failed, or SKIP_LOCKED skipped
+    /// them), so the next pass vacuums them whatever the horizon.
     fn forget(&mut self, tables: &[&Due]) {
         for last in &mut self.tables {
             if tables.iter().any(|t| t.relid == last.relid) {
