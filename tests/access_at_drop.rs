@@ -10,7 +10,7 @@ use support::bob::{
 };
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe, text, WAIT};
+use support::{alter_system, count, exec, subscribe, text, WAIT};
 
 #[test]
 fn events_held_from_an_owner_stay_held_when_the_table_is_dropped() {
@@ -86,8 +86,7 @@ fn a_revoke_and_a_drop_while_no_worker_runs_keep_the_events_held() {
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut su, "DROP TABLE ledger");
     // Workers come only now, to a table that is gone.
-    exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
-    exec(&mut su, "SELECT pg_reload_conf()");
+    alter_system(&mut su, "SET pg_webhook.database = 'postgres'");
     held_from_bob(&rx, &mut su, &mut bob);
 }
 
@@ -149,8 +148,7 @@ fn a_revoke_committed_while_the_drop_waits_for_its_lock_keeps_the_events_held() 
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut reader, "COMMIT");
     drop.join().expect("the DROP");
-    exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
-    exec(&mut su, "SELECT pg_reload_conf()");
+    alter_system(&mut su, "SET pg_webhook.database = 'postgres'");
     held_from_bob(&rx, &mut su, &mut bob);
 }
 
@@ -214,8 +212,7 @@ fn a_repeatable_read_drop_whose_snapshot_predates_the_subscription_keeps_its_eve
         Some("unsubscribed"),
         "the DROP ended the subscription on the table it dropped"
     );
-    exec(&mut su, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
-    exec(&mut su, "SELECT pg_reload_conf()");
+    alter_system(&mut su, "SET pg_webhook.database = 'postgres'");
     held_from_bob(&rx, &mut su, &mut bob);
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, subscribe, WAIT};
+use support::{alter_system, count, exec, subscribe, WAIT};
 
 /// Long enough that no answer comes while the test needs requests out.
 const HANG: Duration = Duration::from_secs(40);
@@ -186,8 +186,7 @@ fn no_worker_sends_the_events_of_batches_left_under_another_count_before_they_ar
         "SELECT 1 FROM webhook._event_queue
           WHERE id = (SELECT ids[1] FROM webhook._batches_out WHERE worker = 0) FOR UPDATE",
     );
-    exec(&mut db, "ALTER SYSTEM SET pg_webhook.database = 'postgres'");
-    exec(&mut db, "SELECT pg_reload_conf()");
+    alter_system(&mut db, "SET pg_webhook.database = 'postgres'");
     wait_until(
         WAIT,
         "both workers held by the lock, or one sending",

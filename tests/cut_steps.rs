@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::cluster::{wait_until, Cluster};
 use support::events::parts_in_order;
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, grouped_table, subscribe, WAIT};
+use support::{alter_system, count, exec, grouped_table, subscribe, WAIT};
 
 /// Events of one transaction: 20 claims' worth of cutting.
 const EVENTS: i64 = 100_000;
@@ -24,11 +24,7 @@ const SIZED: &str = "SELECT count(*) FROM webhook._event_queue WHERE tx_events I
 
 /// Sets `pg_webhook.max_payload_bytes` for the cluster and has the workers read it.
 fn set_payload_limit(db: &mut postgres::Client, limit: &str) {
-    exec(
-        db,
-        &format!("ALTER SYSTEM SET pg_webhook.max_payload_bytes = '{limit}'"),
-    );
-    exec(db, "SELECT pg_reload_conf()");
+    alter_system(db, &format!("SET pg_webhook.max_payload_bytes = '{limit}'"));
 }
 
 /// Waits for every event of the transaction to be recorded: t's parts the receiver took.

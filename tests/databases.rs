@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
-use support::{count, exec, subscribe, text, WAIT};
+use support::{alter_system, count, exec, subscribe, text, WAIT};
 
 /// pg_webhook processes connected to `database`, by type.
 fn workers_in(admin: &mut Client, database: &str) -> Vec<String> {
@@ -203,8 +203,7 @@ fn a_database_the_setting_lets_in_later_gets_the_events_it_queued() {
         .batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
         .unwrap();
     assert!(workers_in(&mut admin, "later").is_empty());
-    exec(&mut admin, "ALTER SYSTEM SET pg_webhook.database = 'later'");
-    exec(&mut admin, "SELECT pg_reload_conf()");
+    alter_system(&mut admin, "SET pg_webhook.database = 'later'");
     let got = rx.wait_for(2, WAIT);
     let mut ids: Vec<i64> = got
         .iter()

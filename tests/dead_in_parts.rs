@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, grouped_table, text, WAIT};
+use support::{alter_system, count, exec, grouped_table, text, WAIT};
 
 /// A cluster whose requests may carry 2 kB, polling every 100 ms.
 fn cluster() -> Cluster {
@@ -243,11 +243,7 @@ fn a_dead_event_replayed_under_a_higher_limit_arrives_under_the_id_its_part_name
     );
     let first = rx.wait_for(1, WAIT).remove(0);
     all_finished(&mut db, 2);
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '64kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    alter_system(&mut db, "SET pg_webhook.max_payload_bytes = '64kB'");
     // Replayed until the worker has read the new limit (until then it dies again).
     let replay = "SELECT webhook.replay(id) FROM webhook.events
                    WHERE record->>'id' = '2' AND status = 'dead'";
@@ -299,11 +295,7 @@ fn a_parts_webhook_id_never_names_an_event_dead_in_one_try_and_sends_it_in_anoth
     let first = rx.wait_for(1, WAIT).remove(0);
     let named_dead = webhook_id_of_row(&mut db, 2);
     assert_eq!(dead_ids(&first), std::slice::from_ref(&named_dead));
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '64kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    alter_system(&mut db, "SET pg_webhook.max_payload_bytes = '64kB'");
     all_finished(&mut db, 2);
     let requests = rx.requests();
     let carrying = requests

@@ -16,7 +16,7 @@ use support::faults::{
 };
 use support::receiver::{Receiver, Reply, Request};
 use support::tls::{HttpsReceiver, Pki};
-use support::{count, describe, subscribe};
+use support::{alter_system, count, subscribe};
 
 #[test]
 fn receiver_down_then_back() {
@@ -263,12 +263,13 @@ fn tls_unknown_ca_then_ca_bundle() {
         0,
         "nothing reached the untrusted server"
     );
-    db.batch_execute(&format!(
-        "ALTER SYSTEM SET pg_webhook.ca_bundle = '{}'",
-        pki.path("ca.pem").display()
-    ))
-    .unwrap_or_else(|e| panic!("setting the CA bundle: {}", describe(&e)));
-    support::exec(&mut db, "SELECT pg_reload_conf()");
+    alter_system(
+        &mut db,
+        &format!(
+            "SET pg_webhook.ca_bundle = '{}'",
+            pki.path("ca.pem").display()
+        ),
+    );
     settle(&mut db, sid);
     let committed = ids(&mut db, "SELECT id FROM load WHERE id > 0");
     assert!(acked.is_subset(&committed));

@@ -16,7 +16,7 @@ use support::faults::{
     SETTLE,
 };
 use support::receiver::{Receiver, Reply};
-use support::{describe, subscribe};
+use support::{alter_system, describe, subscribe};
 
 #[test]
 fn client_backend_killed_mid_load() {
@@ -187,10 +187,7 @@ fn failover_to_a_synchronous_standby() {
     );
     let standby = primary.make_standby("standby");
     // Synchronous only once the standby exists: before, every commit would wait for it.
-    db.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
-        .unwrap_or_else(|e| panic!("{}", describe(&e)));
-    db.batch_execute("SELECT pg_reload_conf()")
-        .unwrap_or_else(|e| panic!("{}", describe(&e)));
+    alter_system(&mut db, "SET synchronous_standby_names = 'standby'");
     wait_until(SETTLE, "the standby to be synchronous", || {
         db.query_one(
             "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",

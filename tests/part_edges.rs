@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, grouped_table, WAIT};
+use support::{alter_system, count, exec, grouped_table, WAIT};
 
 /// A cluster whose requests may carry 8 kB (lowered by the tests), polling every 100 ms.
 fn cluster() -> Cluster {
@@ -34,8 +34,7 @@ fn forty_rows_in_one_transaction(pg: &Cluster, rx: &Receiver, options: &str) -> 
 
 /// Lowers the payload limit to 2 kB.
 fn lower_the_limit(db: &mut postgres::Client) {
-    exec(db, "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'");
-    exec(db, "SELECT pg_reload_conf()");
+    alter_system(db, "SET pg_webhook.max_payload_bytes = '2kB'");
 }
 
 /// Waits (up to `within`) for the 40 events to finish, and checks none died.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{count, subscribe, WAIT};
+use support::{alter_system, count, subscribe, WAIT};
 
 #[test]
 fn a_reload_applies_new_settings_without_a_restart() {
@@ -25,9 +25,7 @@ fn a_reload_applies_new_settings_without_a_restart() {
     rx.wait_for(1, WAIT);
 
     // Loopback is no longer allowed after this reload: the next event is refused, not sent.
-    db.batch_execute("ALTER SYSTEM SET pg_webhook.allowed_destinations = ''")
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    alter_system(&mut db, "SET pg_webhook.allowed_destinations = ''");
     std::thread::sleep(Duration::from_millis(500));
     db.batch_execute("INSERT INTO h VALUES (2)").unwrap();
     wait_until(WAIT, "the refused event to die", || {
@@ -219,9 +217,7 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
         ", retry_schedule => ARRAY['1 second']::interval[], max_attempts => 100",
     );
     // Loopback is refused from now on, as on a node that missed the setting.
-    db.batch_execute("ALTER SYSTEM SET pg_webhook.allowed_destinations = ''")
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    alter_system(&mut db, "SET pg_webhook.allowed_destinations = ''");
     std::thread::sleep(Duration::from_millis(500));
     db.batch_execute("INSERT INTO r VALUES (1)").unwrap();
     wait_until(
@@ -250,9 +246,7 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
         "the refusal is logged once per subscription, not per attempt: {log}"
     );
     // The setting is fixed: the next retry goes through.
-    db.batch_execute("ALTER SYSTEM RESET pg_webhook.allowed_destinations")
-        .unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    alter_system(&mut db, "RESET pg_webhook.allowed_destinations");
     let got = rx.wait_for(1, WAIT);
     assert_eq!(got[0].json()["record"]["id"].as_i64(), Some(1));
     wait_until(WAIT, "the event to be recorded delivered", || {

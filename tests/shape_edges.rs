@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, exec, grouped_table, subscribe, WAIT};
+use support::{alter_system, count, exec, grouped_table, subscribe, WAIT};
 
 #[test]
 fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_them() {
@@ -35,11 +35,7 @@ fn a_transactions_parts_are_cut_again_when_the_payload_limit_is_lowered_between_
     );
     wait_until(WAIT, "part 2 refused", || refused.load(Ordering::SeqCst));
     // Each event still fits alone under the new limit; part 2 as cut does not.
-    exec(
-        &mut db,
-        "ALTER SYSTEM SET pg_webhook.max_payload_bytes = '2kB'",
-    );
-    exec(&mut db, "SELECT pg_reload_conf()");
+    alter_system(&mut db, "SET pg_webhook.max_payload_bytes = '2kB'");
     wait_until(WAIT, "all 40 events finished", || {
         count(
             &mut db,

@@ -130,6 +130,14 @@ pub fn exec(db: &mut Client, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
 }
 
+/// Changes a server setting for the whole cluster and reloads the configuration:
+/// `alter_system(db, "SET pg_webhook.max_payload_bytes = '2kB'")`, or `"RESET …"`. The reload
+/// reaches the other processes (workers included) a moment later, not before this returns.
+pub fn alter_system(db: &mut Client, change: &str) {
+    exec(db, &format!("ALTER SYSTEM {change}"));
+    exec(db, "SELECT pg_reload_conf()");
+}
+
 /// A database error with its detail and hint.
 pub fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
