@@ -285,6 +285,10 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
     let Some(info) = subscription_of(trigger)? else {
         return Ok(());
     };
+    if op == Operation::Update {
+        // SAFETY: both transition tables of this UPDATE trigger call (checked above).
+        unsafe { check_pairs(data, old_rows, new_rows)? };
+    }
     if info.ordered {
         lock_ordered(info.subscription_id);
     }
@@ -332,6 +336,35 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         note_event_queued();
     }
     Ok(())
+}
+
+/// An UPDATE's old and new rows are paired by position: PostgreSQL adds both of a row at once,
+/// or, for a row it moves to another partition, the old one as it deletes the row and the new
+/// one as it inserts it. A BEFORE INSERT trigger of that partition that skips the row leaves
+/// the old one alone, and every later pair one off: refused, since which one cannot be told.
+///
+/// # Safety
+/// `old_rows` and `new_rows` are the transition tables of this UPDATE trigger call.
+unsafe fn check_pairs(
+    data: &pg_sys::TriggerData,
+    old_rows: *mut pg_sys::Tuplestorestate,
+    new_rows: *mut pg_sys::Tuplestorestate,
+) -> Result<(), CaptureError> {
+    // SAFETY: see the function contract.
+    let (old, new, relid) = unsafe {
+        (
+            pg_sys::tuplestore_tuple_count(old_rows),
+            pg_sys::tuplestore_tuple_count(new_rows),
+            (*data.tg_relation).rd_id,
+        )
+    };
+    if old == new {
+        return Ok(());
+    }
+    Err(CaptureError::UnpairedMoves {
+        table: table_name(relid),
+        unpaired: old - new,
+    })
 }
 
 /// The `record` of a TRUNCATE of `relid`: none when it is the subscribed table (all its rows

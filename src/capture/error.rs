@@ -24,6 +24,13 @@ pub enum CaptureError {
         subscription: i32,
     },
     Queue(String),
+    /// An UPDATE moved rows into a partition whose BEFORE INSERT trigger skipped them: the
+    /// transition tables hold `unpaired` more old rows than new ones, and nothing says which
+    /// old row goes with which new one.
+    UnpairedMoves {
+        table: String,
+        unpaired: i64,
+    },
 }
 
 impl fmt::Display for CaptureError {
@@ -55,6 +62,10 @@ impl fmt::Display for CaptureError {
                 "pg_webhook: trigger \"{trigger}\" on {table} names subscription {subscription}, which does not exist, so this change cannot be captured; drop the trigger (DROP TRIGGER \"{trigger}\" ON {table}) or restore webhook._subscriptions"
             ),
             CaptureError::Queue(e) => write!(f, "pg_webhook could not queue the events: {e}"),
+            CaptureError::UnpairedMoves { table, unpaired } => write!(
+                f,
+                "pg_webhook: this UPDATE moved {unpaired} row(s) of {table} into a partition whose BEFORE INSERT trigger skipped them (returned NULL): PostgreSQL then shows the capture trigger their old rows without new ones, so which old row goes with which new one cannot be told, and the statement fails"
+            ),
         }
     }
 }
@@ -70,8 +81,16 @@ impl CaptureError {
                 ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED
             }
             CaptureError::Trigger(_) | CaptureError::Queue(_) => ERRCODE_INTERNAL_ERROR,
+            CaptureError::UnpairedMoves { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
         };
-        crate::error::reject(code, self.to_string(), None)
+        let hint = match self {
+            CaptureError::UnpairedMoves { .. } => Some(
+                "Have the partition's BEFORE INSERT trigger raise an error for rows it refuses \
+                 instead of skipping them, or DELETE such rows rather than move them.",
+            ),
+            _ => None,
+        };
+        crate::error::reject(code, self.to_string(), hint)
     }
 }
 

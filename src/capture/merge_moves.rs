@@ -11,8 +11,9 @@
 //! (its AFTER triggers fire in `ExecutorFinish`), each capture trigger of that statement notes
 //! how many rows its transition table holds, and the hook compares them with PostgreSQL's
 //! counts of what the MERGE did: fewer updated rows in the UPDATE table than updated (moved
-//! ones included), or more rows in the INSERT or DELETE table than inserted or deleted, means
-//! rows moved, and the statement fails; nothing of it commits. A data-modifying `WITH` on the
+//! ones included), or more rows in the INSERT or DELETE table than inserted (by the statement's
+//! row count, which leaves out inserts a partition's BEFORE INSERT trigger skipped) or deleted,
+//! means rows moved, and the statement fails; nothing of it commits. A data-modifying `WITH` on the
 //! same table, or a foreign key's cascade on it, shares the transition tables, so such a MERGE
 //! that updated rows is refused too.
 //!
@@ -175,15 +176,22 @@ unsafe extern "C-unwind" fn after(query: *mut pg_sys::QueryDesc, position: usize
     let Some(frame) = frame.filter(|f| f.relid != pg_sys::Oid::INVALID) else {
         return;
     };
-    // SAFETY: a watched MERGE's plan state is a ModifyTableState (see `watched_merge`).
-    let (updated, inserted, deleted) = unsafe {
+    // SAFETY: a watched MERGE's plan state is a ModifyTableState (see `watched_merge`), and
+    // its executor state is live until ExecutorEnd.
+    let (updated, inserted, deleted, processed) = unsafe {
         let modify = (*query).planstate.cast::<pg_sys::ModifyTableState>();
         (
             (*modify).mt_merge_updated as i64,
             (*modify).mt_merge_inserted as i64,
             (*modify).mt_merge_deleted as i64,
+            (*(*query).estate).es_processed as i64,
         )
     };
+    // The MERGE counts an insert its action ran even when a partition's BEFORE INSERT trigger
+    // skipped the row; the statement's row count does not, so the rows it inserted are at most
+    // what is left of that count after the updates and deletes (a skipped insert must not
+    // make room in the INSERT table for a moved row).
+    let inserted = inserted.min(processed - updated - deleted);
     let [upd, ins, del] = frame.seen;
     let moved = (frame.update_capture && upd.unwrap_or(0) < updated)
         || ins.is_some_and(|n| n > inserted)
