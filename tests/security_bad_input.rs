@@ -247,6 +247,11 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             with("retry_schedule => ARRAY['1 second', NULL]::interval[]"),
             "retry_schedule[2] is NULL",
         ),
+        (
+            with("retry_schedule => array_fill('1 second'::interval, ARRAY[100])"),
+            "retry_schedule has 100 delays, and without max_attempts an event gets one attempt \
+             more than that, past the limit of 100: give at most 99 delays",
+        ),
         // unsubscribe
         (
             "SELECT webhook.unsubscribe('nope')".into(),

@@ -41,7 +41,13 @@ pub struct RetryPolicy {
 pub enum PolicyError {
     MaxAttempts(i64),
     EmptySchedule,
-    DelayOutOfRange { index: usize, delay_ms: i64 },
+    /// A schedule with this many delays and no `max_attempts`: one more attempt than delays
+    /// would pass the limit.
+    ScheduleTooLong(usize),
+    DelayOutOfRange {
+        index: usize,
+        delay_ms: i64,
+    },
 }
 
 impl fmt::Display for PolicyError {
@@ -54,6 +60,13 @@ impl fmt::Display for PolicyError {
             PolicyError::EmptySchedule => write!(
                 f,
                 "retry_schedule is empty: give at least one interval, or NULL for the default"
+            ),
+            PolicyError::ScheduleTooLong(n) => write!(
+                f,
+                "retry_schedule has {n} delays, and without max_attempts an event gets one \
+                 attempt more than that, past the limit of {MAX_ATTEMPTS_LIMIT}: give at most {} \
+                 delays (the last one repeats), or max_attempts",
+                MAX_ATTEMPTS_LIMIT - 1
             ),
             PolicyError::DelayOutOfRange { index, delay_ms } => write!(
                 f,
@@ -95,7 +108,10 @@ impl RetryPolicy {
                 .collect::<Result<_, _>>()?,
         };
         let max_attempts = match max_attempts {
-            None if delays_ms.is_some() => delays.len() as u32 + 1,
+            None if delays_ms.is_some() => match u32::try_from(delays.len() + 1) {
+                Ok(n) if n <= MAX_ATTEMPTS_LIMIT => n,
+                _ => return Err(PolicyError::ScheduleTooLong(delays.len())),
+            },
             None => DEFAULT_MAX_ATTEMPTS,
             Some(n) if (1..=MAX_ATTEMPTS_LIMIT as i64).contains(&n) => n as u32,
             Some(n) => return Err(PolicyError::MaxAttempts(n)),
@@ -321,6 +337,18 @@ mod tests {
         assert_eq!(
             RetryPolicy::new(None, Some(101)),
             Err(PolicyError::MaxAttempts(101))
+        );
+        assert_eq!(
+            RetryPolicy::new(Some(&[1000; 100]), None),
+            Err(PolicyError::ScheduleTooLong(100))
+        );
+        assert_eq!(
+            RetryPolicy::new(Some(&[1000; 99]), None).map(|p| p.max_attempts()),
+            Ok(100)
+        );
+        assert_eq!(
+            RetryPolicy::new(Some(&[1000; 150]), Some(100)).map(|p| p.max_attempts()),
+            Ok(100)
         );
         let e = RetryPolicy::new(Some(&[5, -1]), None).unwrap_err();
         assert_eq!(
