@@ -248,3 +248,64 @@ fn a_failing_key_with_a_long_backlog_does_not_hide_the_other_keys() {
         "account 1 sent nothing past its failing head"
     );
 }
+
+#[test]
+fn keyed_subscriptions_with_nothing_queued_hold_up_no_other_ordered_delivery() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE idle (id int PRIMARY KEY, k int);
+         CREATE TABLE busy (id int PRIMARY KEY, account int);",
+    );
+    // Keyed subscriptions of a table nobody writes, half of them unsubscribed (their rows
+    // stay): each worker asks them for heads at every claim too.
+    for n in 0..40 {
+        subscribe(
+            &mut db,
+            &format!("idle{n}"),
+            "idle",
+            &rx.url("/idle"),
+            ", order_key => ARRAY['k']",
+        );
+        if n % 2 == 0 {
+            exec(&mut db, &format!("SELECT webhook.unsubscribe('idle{n}')"));
+        }
+    }
+    subscribe(
+        &mut db,
+        "keyed",
+        "busy",
+        &rx.url("/keyed"),
+        ", order_key => ARRAY['account']",
+    );
+    subscribe(
+        &mut db,
+        "whole",
+        "busy",
+        &rx.url("/whole"),
+        ", ordered => true",
+    );
+    // One row at a time, the next once both have the last: each head goes out within
+    // moments. Before, the first keyed subscription a claim looked at was asked for as many
+    // heads as there was room, an idle one too, and the others for none until the
+    // subscriptions were loaded again in another order (seconds for each row).
+    let delivered = |rx: &Receiver, path: &str, id: i64| {
+        rx.accepted()
+            .iter()
+            .any(|r| r.path == path && r.json()["record"]["id"].as_i64() == Some(id))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    for id in 1..=20 {
+        exec(
+            &mut db,
+            &format!("INSERT INTO busy VALUES ({id}, {})", id % 3),
+        );
+        wait_until(
+            deadline.saturating_duration_since(std::time::Instant::now()),
+            &format!("row {id} at both subscriptions, all 20 within {WAIT:?}"),
+            || delivered(&rx, "/keyed", id) && delivered(&rx, "/whole", id),
+        );
+    }
+}

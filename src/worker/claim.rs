@@ -17,7 +17,7 @@ mod lagging;
 mod others;
 
 pub(super) use lagging::Lag;
-pub(super) use others::Pinning;
+pub(super) use others::{KeyedHeads, Pinning};
 
 use apply::Claimed;
 
@@ -120,6 +120,7 @@ impl Worker {
                 cuts: &mut self.cuts,
                 lagging: &self.lagging,
                 pinning: &mut self.pinning,
+                keyed_heads: &mut self.keyed_heads,
                 lag_turn: &mut self.lag_turn,
                 cap,
                 pace,
@@ -197,6 +198,7 @@ struct Claim<'a> {
     lag_turn: &'a mut i32,
     /// Which subscriptions were pinned at the last claim.
     pinning: &'a mut others::Pinning,
+    keyed_heads: &'a mut others::KeyedHeads,
     /// See `plan::share_cap`.
     cap: usize,
     /// The subscriptions' pace when the claim began (see dispatch/pace.rs).
@@ -297,7 +299,9 @@ impl Claim<'_> {
         } else {
             let subscriptions: Vec<i32> = heads_wanted.iter().map(|(id, _)| *id).collect();
             let out = self.dispatcher.owned_ids_of(&subscriptions);
-            statements.ordered_heads(&heads_wanted, largest, out)?
+            let heads = statements.ordered_heads(&heads_wanted, largest, out)?;
+            self.keyed_heads.note(&heads);
+            heads
         };
         let (taken, _) = requests_for(
             fresh.iter().chain(&scheduled).chain(&lagged).chain(&heads),

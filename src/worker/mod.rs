@@ -123,6 +123,8 @@ struct Worker {
     lagging: HashMap<i32, claim::Lag>,
     /// Which subscriptions were pinned (limits of their own) at the last claim.
     pinning: claim::Pinning,
+    /// Which keyed subscriptions had heads to send at the last claim that asked them.
+    keyed_heads: claim::KeyedHeads,
     /// The subscription whose passed events were read last.
     lag_turn: i32,
     /// When each batched subscription's wait for a partial batch ends (transaction timestamp).
@@ -196,6 +198,7 @@ impl Worker {
             cursor: Cursor::default(),
             lagging: HashMap::new(),
             pinning: claim::Pinning::default(),
+            keyed_heads: claim::KeyedHeads::default(),
             lag_turn: 0,
             batch_holds: HashMap::new(),
             cuts: cutting::Cuts::default(),

@@ -103,15 +103,17 @@ impl Claim<'_> {
 
     /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
     /// read for each: one for a subscription ordered as a whole with nothing in flight; for
-    /// one ordered per key, as many as there is room for plus those in flight (they come back
-    /// too, and hold back their keys).
+    /// one ordered per key, those in flight (they come back too, and hold back their keys)
+    /// plus an equal share of the room among those that had heads when last asked, or one for
+    /// the others. A keyed subscription with nothing queued (an idle one, or one unsubscribed
+    /// and kept) so takes no room from one with a backlog, whatever order they are looked at in.
     pub(super) fn ordered_heads_wanted(
         &mut self,
         plan: &mut Plan<'_>,
         room: usize,
     ) -> Vec<(i32, i32)> {
-        let mut heads = Vec::new();
-        let mut asked = 0;
+        let room = room.saturating_sub(plan.start.len());
+        let mut wanted = Vec::new();
         for (&id, t) in self.targets.iter() {
             let in_flight = plan.in_flight(id);
             if !(t.ordered
@@ -121,18 +123,51 @@ impl Claim<'_> {
             {
                 continue;
             }
-            let room = room.saturating_sub(asked + plan.start.len());
             match self.limits.wait_for_slot(id, self.now) {
                 Some(at) => plan.wake_at(at),
-                None if room > 0 => {
-                    let most = if t.keyed { room + in_flight } else { 1 };
-                    asked += if t.keyed { room } else { 1 };
-                    heads.push((id, most.min(i32::MAX as usize) as i32));
-                }
+                None if room > 0 => wanted.push((id, t.keyed, in_flight)),
                 None => {}
             }
         }
-        heads
+        heads_to_read(&wanted, &self.keyed_heads.found, room)
+    }
+}
+
+/// How many heads to read for each of `wanted` (id, keyed, events in flight), with `room`
+/// requests free and `found` the keyed subscriptions that had heads when last asked.
+fn heads_to_read(
+    wanted: &[(i32, bool, usize)],
+    found: &HashSet<i32>,
+    room: usize,
+) -> Vec<(i32, i32)> {
+    let backlogged = (wanted.iter())
+        .filter(|(id, keyed, _)| *keyed && found.contains(id))
+        .count();
+    let share = room.div_ceil(backlogged.max(1));
+    (wanted.iter())
+        .map(|&(id, keyed, in_flight)| {
+            let most = match keyed {
+                false => 1,
+                true if found.contains(&id) => share + in_flight,
+                true => 1 + in_flight,
+            };
+            (id, most.min(i32::MAX as usize) as i32)
+        })
+        .collect()
+}
+
+/// The keyed subscriptions that had heads to send when last asked (see
+/// `Claim::ordered_heads_wanted`).
+#[derive(Debug, Default)]
+pub struct KeyedHeads {
+    found: HashSet<i32>,
+}
+
+impl KeyedHeads {
+    /// Notes which subscriptions had heads among those read (a subscription not asked, held by
+    /// its rate limit or gone, is asked for one head again).
+    pub(in crate::worker) fn note(&mut self, heads: &[crate::queue::QueuedEvent]) {
+        self.found = heads.iter().map(|event| event.subscription_id).collect();
     }
 }
 
@@ -182,5 +217,38 @@ impl Claim<'_> {
             known: now,
         };
         changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_subscriptions_with_nothing_queued_take_no_room_from_a_backlogged_one() {
+        let mut wanted: Vec<(i32, bool, usize)> = (1..=40).map(|id| (id, true, 0)).collect();
+        wanted.push((41, true, 3)); // the backlogged one, 3 heads out
+        wanted.push((42, false, 0)); // ordered as a whole
+        let found = HashSet::from([41]);
+        let asked = heads_to_read(&wanted, &found, 256);
+        assert_eq!(asked.len(), 42);
+        assert!(asked[..40].iter().all(|&(_, most)| most == 1), "{asked:?}");
+        assert_eq!(asked[40], (41, 259));
+        assert_eq!(asked[41], (42, 1));
+    }
+
+    #[test]
+    fn backlogged_keyed_subscriptions_share_the_room() {
+        let wanted = [(1, true, 0), (2, true, 10), (3, true, 0), (4, true, 0)];
+        let found = HashSet::from([1, 2, 3]);
+        assert_eq!(
+            heads_to_read(&wanted, &found, 100),
+            vec![(1, 34), (2, 44), (3, 34), (4, 1)]
+        );
+        // Less room than subscriptions: one each.
+        assert_eq!(
+            heads_to_read(&wanted, &found, 2),
+            vec![(1, 1), (2, 11), (3, 1), (4, 1)]
+        );
     }
 }
