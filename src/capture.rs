@@ -325,7 +325,9 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         shaped_rows(&mut writer, data, op, &info)?
     } else {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
-        unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows) }
+        error::naming_subscription(&info.name, || unsafe {
+            writer.copy_rows(data.tg_relation, new_rows, old_rows)
+        })
     };
     unpin_output_settings(pinned);
     if let Some(place) = place {

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+
 #[derive(Debug)]
 pub enum CaptureError {
     Trigger(pgrx::trigger_support::PgTriggerError),
@@ -98,4 +101,33 @@ impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
     fn from(e: pgrx::trigger_support::PgTriggerError) -> Self {
         CaptureError::Trigger(e)
     }
+}
+
+/// Runs `f`; an ERROR it raises is raised again with `pg_webhook subscription "<name>": ` in
+/// front of its message (same SQLSTATE, detail and hint), so the writer whose statement fails
+/// learns which subscription's capture failed (its filter or payload, or a value it cannot
+/// render), and whom to ask. The transaction (or
+/// the writer's savepoint) aborts as with the original error, which undoes the owner's identity
+/// and settings.
+pub(super) fn naming_subscription<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .catch_others(|caught| match caught {
+            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
+                let mut report = ErrorReport::new(
+                    e.sql_error_code(),
+                    format!("pg_webhook subscription \"{name}\": {}", e.message()),
+                    "pg_webhook capture",
+                );
+                if let Some(detail) = e.detail() {
+                    report = report.set_detail(detail);
+                }
+                if let Some(hint) = e.hint() {
+                    report = report.set_hint(hint);
+                }
+                report.report(PgLogLevel::ERROR);
+                unreachable!("an ERROR does not return")
+            }
+            other => other.rethrow(),
+        })
+        .execute()
 }

@@ -16,7 +16,6 @@ use pgrx::pg_sys;
 
 use super::row_json::{Image, RowJson};
 use super::shaped::Shape;
-use crate::unguarded;
 
 /// (record, old_record) of one event.
 pub type Images = (Option<Image>, Option<Image>);
@@ -198,7 +197,7 @@ impl Reader {
 unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> Image {
     // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
     // nothing that needs dropping.
-    unsafe { unguarded::region(|r| json.row(r, slot)) }
+    unsafe { json.guarded(|r, json| json.row(r, slot)) }
 }
 
 /// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares); an omitted

@@ -5,42 +5,14 @@
 //! (`shaped_images`).
 
 use pg_webhook_core::payload::Operation;
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 
+use super::error::naming_subscription;
 use super::identity::CaptureInfo;
 use super::order_key;
 use super::queue_writer::QueueWriter;
 use super::shaped_images::{statement_images, Chosen, Images};
 use super::CaptureError;
-
-/// Runs `f`; an ERROR it raises is raised again with `pg_webhook subscription "<name>": ` in
-/// front of its message (same SQLSTATE, detail and hint), so the writer whose statement fails
-/// learns which subscription's filter or payload failed, and whom to ask. The transaction (or
-/// the writer's savepoint) aborts as with the original error, which undoes the owner's identity
-/// and settings.
-fn naming_subscription<R>(name: &str, f: impl FnOnce() -> R) -> R {
-    PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
-        .catch_others(|caught| match caught {
-            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
-                let mut report = ErrorReport::new(
-                    e.sql_error_code(),
-                    format!("pg_webhook subscription \"{name}\": {}", e.message()),
-                    "pg_webhook capture",
-                );
-                if let Some(detail) = e.detail() {
-                    report = report.set_detail(detail);
-                }
-                if let Some(hint) = e.hint() {
-                    report = report.set_hint(hint);
-                }
-                report.report(PgLogLevel::ERROR);
-                unreachable!("an ERROR does not return")
-            }
-            other => other.rethrow(),
-        })
-        .execute()
-}
 
 /// Runs a shaped subscription's query over the transition tables (as its owner) and queues
 /// what it returns. With an order key, the rows' keys are locked before any is queued.

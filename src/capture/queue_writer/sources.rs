@@ -119,7 +119,7 @@ unsafe fn next_json(
     // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
     // region owns nothing that needs dropping.
     unsafe {
-        unguarded::region(|r| {
+        json.guarded(|r, json| {
             unguarded::tuplestore_gettupleslot(store, true, false, slot).then(|| json.row(r, slot))
         })
     }

@@ -17,6 +17,7 @@
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 
 mod cache;
 mod render;
@@ -51,6 +52,8 @@ struct Column {
 
 pub struct RowJson {
     columns: Vec<Column>,
+    /// The column whose value is being rendered (its index in the row), for `failed`.
+    rendering: Option<usize>,
     /// What the rendering depends on: each attribute's type and whether it is dropped.
     attributes: Vec<(pg_sys::Oid, bool)>,
     numeric_in: pg_sys::FmgrInfo,
@@ -132,6 +135,7 @@ impl RowJson {
             drop(in_memory);
             RowJson {
                 columns,
+                rendering: None,
                 attributes: attributes(desc),
                 numeric_in,
                 _memory: memory,
@@ -199,6 +203,7 @@ impl RowJson {
                     bytes = bytes.saturating_add(name.len() + stored);
                     continue;
                 }
+                self.rendering = Some(column.index);
                 let mut value = if null {
                     scalar(pg_sys::jbvType::jbvNull)
                 } else {
@@ -212,6 +217,7 @@ impl RowJson {
                 unguarded::pushJsonbValue(&mut state, WJB_KEY, &mut key);
                 unguarded::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
             }
+            self.rendering = None;
             if bytes > LARGEST_READABLE_IMAGES {
                 return Image::Omitted(bytes);
             }
@@ -219,6 +225,62 @@ impl RowJson {
                 unguarded::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
             Image::Json(pg_sys::Datum::from(unguarded::JsonbValueToJsonb(object)))
         }
+    }
+}
+
+impl RowJson {
+    /// Runs `f`, which renders rows with this converter, under one ERROR guard. An ERROR raised
+    /// while a column's value is rendered — a `json` value holding `\u0000` or a lone
+    /// surrogate, which jsonb cannot hold, or a type's output function failing — is raised
+    /// again naming the column and how to leave it out (same SQLSTATE and detail).
+    ///
+    /// # Safety
+    /// As `unguarded::region`'s, for `f`.
+    pub unsafe fn guarded<T>(
+        &mut self,
+        f: impl FnOnce(&unguarded::Region, &mut RowJson) -> T,
+    ) -> T {
+        self.rendering = None;
+        // SAFETY: see the function contract.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+            unguarded::region(|r| f(r, &mut *self))
+        }));
+        rendered.unwrap_or_else(|caught| self.failed(caught))
+    }
+
+    fn failed(&self, caught: Box<dyn std::any::Any + Send>) -> ! {
+        let column =
+            (self.rendering).and_then(|index| self.columns.iter().find(|c| c.index == index));
+        let caught = match caught.downcast::<CaughtError>() {
+            Ok(caught) => *caught,
+            Err(other) => std::panic::resume_unwind(other),
+        };
+        // (An ERROR outside a value's rendering, or a Rust panic, goes on as it was.)
+        let (Some(column), CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) =
+            (column, &caught)
+        else {
+            caught.rethrow()
+        };
+        let name = column.name.to_string_lossy();
+        let mut report = ErrorReport::new(
+            e.sql_error_code(),
+            format!(
+                "column \"{name}\" cannot be rendered as jsonb for the webhook event: {}",
+                e.message()
+            ),
+            "pg_webhook capture",
+        )
+        .set_hint(format!(
+            "Leave the column out of the events (exclude_columns => ARRAY['{}'], or a columns \
+             list without it) or change the value.{}",
+            name.replace('\'', "''"),
+            e.hint().map_or_else(String::new, |h| format!(" {h}"))
+        ));
+        if let Some(detail) = e.detail() {
+            report = report.set_detail(detail);
+        }
+        report.report(pgrx::PgLogLevel::ERROR);
+        unreachable!("an ERROR does not return")
     }
 }
 
