@@ -144,6 +144,10 @@ UPDATE webhook._subscriptions SET instance = webhook._instance_id();
 ALTER TABLE webhook._subscriptions ADD COLUMN owner_dropped boolean NOT NULL DEFAULT false;
 UPDATE webhook._subscriptions s SET owner_dropped = true
  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.oid = s.owner::pg_catalog.oid);
+-- 0.2.0 gave a retry_schedule without max_attempts one attempt more than its delays, with no
+-- upper bound; the worker refuses more than 100 attempts, so such a subscription's events would
+-- be retried forever and never sent. It makes 100 now.
+UPDATE webhook._subscriptions SET max_attempts = 100 WHERE max_attempts > 100;
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;

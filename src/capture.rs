@@ -325,9 +325,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         shaped_rows(&mut writer, data, op, &info)?
     } else {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
-        error::naming_subscription(&info.name, || unsafe {
-            writer.copy_rows(data.tg_relation, new_rows, old_rows)
-        })
+        unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows, &info.name) }
     };
     unpin_output_settings(pinned);
     if let Some(place) = place {

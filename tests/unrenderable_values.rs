@@ -1,7 +1,8 @@
 //! A value capture cannot render as jsonb — a `json` value holding `\u0000` or a lone surrogate,
 //! both valid json and neither storable in jsonb — fails the write, as `to_jsonb` of the row
 //! would, with a message naming pg_webhook's subscription and the column, and a hint that says
-//! how to leave the column out; the way out works. One scenario per test.
+//! how to leave the column out; the way out works. An error not about the value (a timeout)
+//! is left as it was. One scenario per test.
 
 mod support;
 
@@ -110,4 +111,23 @@ fn a_subscription_that_leaves_the_column_out_captures_the_same_writes() {
             ("UPDATE".to_string(), 2)
         ]
     );
+}
+
+#[test]
+fn a_timeout_while_a_value_is_rendered_is_not_blamed_on_the_value() {
+    let (_pg, rx, mut db) = legacy();
+    exec(
+        &mut db,
+        "CREATE TYPE slow AS ENUM ('a');
+         CREATE FUNCTION slow_json(slow) RETURNS json LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(30); RETURN to_json($1::text); END $$;
+         CREATE CAST (slow AS json) WITH FUNCTION slow_json(slow);
+         CREATE TABLE waits (id int PRIMARY KEY, s slow);",
+    );
+    subscribe(&mut db, "waits", "waits", &rx.url("/waits"), "");
+    let e = error_of(
+        &mut db,
+        "SET statement_timeout = '200ms'; INSERT INTO waits VALUES (1, 'a')",
+    );
+    assert_eq!(e, "canceling statement due to statement timeout");
 }

@@ -197,7 +197,8 @@ impl Reader {
 unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> Image {
     // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
     // nothing that needs dropping.
-    unsafe { json.guarded(|r, json| json.row(r, slot)) }
+    // (Its errors are named after the subscription where it is called: see `shaped_rows`.)
+    unsafe { json.guarded(None, |r, json| json.row(r, slot)) }
 }
 
 /// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares); an omitted

@@ -300,7 +300,7 @@ impl Claim<'_> {
             let subscriptions: Vec<i32> = heads_wanted.iter().map(|(id, _)| *id).collect();
             let out = self.dispatcher.owned_ids_of(&subscriptions);
             let heads = statements.ordered_heads(&heads_wanted, largest, out)?;
-            self.keyed_heads.note(&heads);
+            (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
             heads
         };
         let (taken, _) = requests_for(

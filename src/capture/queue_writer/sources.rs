@@ -9,7 +9,8 @@ use crate::unguarded;
 
 impl QueueWriter {
     /// Queues one event per row of the transition tables (paired for UPDATE) and returns how
-    /// many.
+    /// many; a value that cannot be rendered fails naming `subscription` (see
+    /// `RowJson::guarded`).
     ///
     /// # Safety
     /// `source` is the trigger's relation and the tuplestores are its transition tables.
@@ -18,6 +19,7 @@ impl QueueWriter {
         source: pg_sys::Relation,
         new_rows: *mut pg_sys::Tuplestorestate,
         old_rows: *mut pg_sys::Tuplestorestate,
+        subscription: &str,
     ) -> u64 {
         // SAFETY: see the function contract; slots are created for the source's descriptor, in
         // a region that owns nothing.
@@ -35,8 +37,8 @@ impl QueueWriter {
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
             loop {
-                let record = next_json(new_rows, new_slot, &mut json);
-                let old_record = next_json(old_rows, old_slot, &mut json);
+                let record = next_json(new_rows, new_slot, &mut json, subscription);
+                let old_record = next_json(old_rows, old_slot, &mut json, subscription);
                 if record.is_none() && old_record.is_none() {
                     break;
                 }
@@ -112,6 +114,7 @@ unsafe fn next_json(
     store: *mut pg_sys::Tuplestorestate,
     slot: *mut pg_sys::TupleTableSlot,
     json: &mut RowJson,
+    subscription: &str,
 ) -> Option<Image> {
     if store.is_null() {
         return None;
@@ -119,7 +122,7 @@ unsafe fn next_json(
     // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
     // region owns nothing that needs dropping.
     unsafe {
-        json.guarded(|r, json| {
+        json.guarded(Some(subscription), |r, json| {
             unguarded::tuplestore_gettupleslot(store, true, false, slot).then(|| json.row(r, slot))
         })
     }

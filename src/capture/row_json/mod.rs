@@ -232,12 +232,14 @@ impl RowJson {
     /// Runs `f`, which renders rows with this converter, under one ERROR guard. An ERROR raised
     /// while a column's value is rendered — a `json` value holding `\u0000` or a lone
     /// surrogate, which jsonb cannot hold, or a type's output function failing — is raised
-    /// again naming the column and how to leave it out (same SQLSTATE and detail).
+    /// again naming the column and how to leave it out (same SQLSTATE and detail), and the
+    /// subscription if given.
     ///
     /// # Safety
     /// As `unguarded::region`'s, for `f`.
     pub unsafe fn guarded<T>(
         &mut self,
+        subscription: Option<&str>,
         f: impl FnOnce(&unguarded::Region, &mut RowJson) -> T,
     ) -> T {
         self.rendering = None;
@@ -245,27 +247,34 @@ impl RowJson {
         let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
             unguarded::region(|r| f(r, &mut *self))
         }));
-        rendered.unwrap_or_else(|caught| self.failed(caught))
+        rendered.unwrap_or_else(|caught| self.failed(caught, subscription))
     }
 
-    fn failed(&self, caught: Box<dyn std::any::Any + Send>) -> ! {
+    fn failed(&self, caught: Box<dyn std::any::Any + Send>, subscription: Option<&str>) -> ! {
         let column =
             (self.rendering).and_then(|index| self.columns.iter().find(|c| c.index == index));
         let caught = match caught.downcast::<CaughtError>() {
             Ok(caught) => *caught,
             Err(other) => std::panic::resume_unwind(other),
         };
-        // (An ERROR outside a value's rendering, or a Rust panic, goes on as it was.)
+        // (An ERROR outside a value's rendering, or a Rust panic, goes on as it was; so does
+        // one not about the value: a cancel, a timeout, a lack of memory or of a privilege.)
         let (Some(column), CaughtError::PostgresError(e) | CaughtError::ErrorReport(e)) =
             (column, &caught)
         else {
             caught.rethrow()
         };
+        if !about_the_value(e.sql_error_code()) {
+            caught.rethrow()
+        }
         let name = column.name.to_string_lossy();
         let mut report = ErrorReport::new(
             e.sql_error_code(),
             format!(
-                "column \"{name}\" cannot be rendered as jsonb for the webhook event: {}",
+                "{}column \"{name}\" cannot be rendered as jsonb for the webhook event: {}",
+                subscription.map_or_else(String::new, |s| format!(
+                    "pg_webhook subscription \"{s}\": "
+                )),
                 e.message()
             ),
             "pg_webhook capture",
@@ -282,6 +291,18 @@ impl RowJson {
         report.report(pgrx::PgLogLevel::ERROR);
         unreachable!("an ERROR does not return")
     }
+}
+
+/// Whether an ERROR raised while a value was rendered is about the value: a data exception
+/// (class 22: what jsonb cannot hold, what a type's input or output refuses) or one a function
+/// raised (class P0: a cast to json in PL/pgSQL that refuses it).
+fn about_the_value(code: pgrx::PgSqlErrorCode) -> bool {
+    use pgrx::PgSqlErrorCode::{ERRCODE_DATA_EXCEPTION, ERRCODE_RAISE_EXCEPTION};
+    // The class is the first two characters, the low 12 bits (ERRCODE_TO_CATEGORY).
+    let class = |code: pgrx::PgSqlErrorCode| code as isize & 0xfff;
+    [ERRCODE_DATA_EXCEPTION, ERRCODE_RAISE_EXCEPTION]
+        .into_iter()
+        .any(|c| class(c) == class(code))
 }
 
 /// The bytes `value` takes in a jsonb (its data, without the entry headers and padding).
@@ -310,5 +331,32 @@ unsafe fn attributes(desc: pg_sys::TupleDesc) -> Vec<(pg_sys::Oid, bool)> {
             .iter()
             .map(|a| (a.atttypid, a.attisdropped))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pgrx::PgSqlErrorCode::*;
+
+    #[test]
+    fn only_errors_about_the_value_name_its_column() {
+        for about in [
+            ERRCODE_UNTRANSLATABLE_CHARACTER,    // 22P05: \u0000
+            ERRCODE_INVALID_TEXT_REPRESENTATION, // 22P02: a lone surrogate
+            ERRCODE_RAISE_EXCEPTION,             // P0001
+            ERRCODE_ASSERT_FAILURE,              // P0004
+        ] {
+            assert!(super::about_the_value(about), "{about:?}");
+        }
+        for other in [
+            ERRCODE_QUERY_CANCELED,
+            ERRCODE_LOCK_NOT_AVAILABLE,
+            ERRCODE_T_R_DEADLOCK_DETECTED,
+            ERRCODE_OUT_OF_MEMORY,
+            ERRCODE_INSUFFICIENT_PRIVILEGE,
+            ERRCODE_INTERNAL_ERROR,
+        ] {
+            assert!(!super::about_the_value(other), "{other:?}");
+        }
     }
 }

@@ -106,7 +106,9 @@ impl Claim<'_> {
     /// one ordered per key, those in flight (they come back too, and hold back their keys)
     /// plus an equal share of the room among those that had heads when last asked, or one for
     /// the others. A keyed subscription with nothing queued (an idle one, or one unsubscribed
-    /// and kept) so takes no room from one with a backlog, whatever order they are looked at in.
+    /// and kept) so takes no room from one with a backlog. The heads come back in the order
+    /// asked, and the first ones take the room when there is less of it than subscriptions
+    /// asking: each claim starts after the subscription the last one started with.
     pub(super) fn ordered_heads_wanted(
         &mut self,
         plan: &mut Plan<'_>,
@@ -128,6 +130,12 @@ impl Claim<'_> {
                 None if room > 0 => wanted.push((id, t.keyed, in_flight)),
                 None => {}
             }
+        }
+        wanted.sort_unstable_by_key(|w| w.0);
+        let after_turn = wanted.partition_point(|w| w.0 <= self.keyed_heads.turn);
+        wanted.rotate_left(after_turn);
+        if let Some(first) = wanted.first() {
+            self.keyed_heads.turn = first.0;
         }
         heads_to_read(&wanted, &self.keyed_heads.found, room)
     }
@@ -156,18 +164,22 @@ fn heads_to_read(
         .collect()
 }
 
-/// The keyed subscriptions that had heads to send when last asked (see
-/// `Claim::ordered_heads_wanted`).
+/// The keyed subscriptions that had heads to send when last asked, and the ordered one the last
+/// claim asked first (see `Claim::ordered_heads_wanted`).
 #[derive(Debug, Default)]
 pub struct KeyedHeads {
     found: HashSet<i32>,
+    turn: i32,
 }
 
 impl KeyedHeads {
-    /// Notes which subscriptions had heads among those read (a subscription not asked, held by
-    /// its rate limit or gone, is asked for one head again).
-    pub(in crate::worker) fn note(&mut self, heads: &[crate::queue::QueuedEvent]) {
-        self.found = heads.iter().map(|event| event.subscription_id).collect();
+    /// Notes which subscriptions had heads to send among those read: not out already (a
+    /// subscription not asked, held by its rate limit or gone, is asked for one head again).
+    pub(in crate::worker) fn note<'a>(
+        &mut self,
+        heads: impl Iterator<Item = &'a crate::queue::QueuedEvent>,
+    ) {
+        self.found = heads.map(|event| event.subscription_id).collect();
     }
 }
 
