@@ -65,6 +65,36 @@ fn an_endpoint_that_keeps_requests_waiting_leaves_room_for_the_others() {
 }
 
 #[test]
+fn a_keyed_subscription_holding_its_share_leaves_room_for_transactions() {
+    // The room a subscription grouped by transaction is read for was what the others' events
+    // left of it, counting a keyed subscription's heads in flight and those its share turns
+    // away: none of the transaction's parts went until the hung requests ended.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let options = "timeout => '3 minutes', order_key => ARRAY['id']";
+    let (_pg, mut db, _) = beside_a_quick_one("hung", &hung, options, &quick);
+    db.batch_execute("CREATE TABLE grouped (id int PRIMARY KEY)")
+        .unwrap();
+    let url = quick.url("/grouped");
+    subscribe(
+        &mut db,
+        "grouped",
+        "grouped",
+        &url,
+        ", group_by => 'transaction'",
+    );
+    db.batch_execute("INSERT INTO hung SELECT generate_series(1, 50)")
+        .unwrap();
+    wait_until(support::WAIT, "the hung receiver's requests", || {
+        hung.count() >= 6
+    });
+    db.batch_execute("INSERT INTO grouped VALUES (1)").unwrap();
+    wait_until(support::WAIT, "the transaction's request", || {
+        quick.count() == 1
+    });
+}
+
+#[test]
 fn events_passed_while_an_endpoint_was_slow_are_all_delivered() {
     // The cursor passes a slow subscription's new events (another subscription's come after
     // them in the queue) and reads them again as its requests end: every one must arrive.

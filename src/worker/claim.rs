@@ -303,7 +303,7 @@ impl Claim<'_> {
             (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
             heads
         };
-        let (taken, _) = requests_for(
+        let taken = plan.startable(
             fresh.iter().chain(&scheduled).chain(&lagged).chain(&heads),
             self.targets,
         );

@@ -130,6 +130,31 @@ impl<'a> Plan<'a> {
             + self.requests_starting.get(&subscription).unwrap_or(&0)
     }
 
+    /// The requests `events` may take in this plan: those not out already, and of each
+    /// subscription no more than its share and its own `max_in_flight` let it start (heads of
+    /// a keyed subscription holding its share must not leave others' transactions no room).
+    pub(super) fn startable<'e>(
+        &self,
+        events: impl Iterator<Item = &'e QueuedEvent>,
+        targets: &HashMap<i32, Target>,
+    ) -> usize {
+        let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+        for e in events.filter(|e| !self.dispatcher.owns(e.id)) {
+            *per_subscription.entry(e.subscription_id).or_default() += 1;
+        }
+        (per_subscription.into_iter())
+            .map(|(sub, n)| {
+                let target = targets.get(&sub);
+                let requests = target
+                    .filter(|t| t.batched())
+                    .map_or(n, |t| n.div_ceil(t.batch_size));
+                requests
+                    .min(self.share_room(sub))
+                    .min(self.limit_room(sub, target))
+            })
+            .sum()
+    }
+
     /// Notes a new event the cursor passes: its subscription's are read again later (see
     /// claim/lagging.rs).
     fn pass(&mut self, event: &QueuedEvent) {
