@@ -46,7 +46,8 @@ impl Claim<'_> {
         self.cuts
             .keep_only(|id| self.targets.get(&id).is_some_and(|t| ours(id, t)));
         // One allowance of events to cut per claim, the subscriptions taking turns: the first
-        // after the one that used it up last.
+        // after the one that used it up last, or else after the one the last claim looked at
+        // first (the first ones take the room when there is less of it than subscriptions).
         let mut ids: Vec<i32> = (self.targets.iter())
             .filter(|(id, t)| ours(**id, t) && t.sends())
             .map(|(id, _)| *id)
@@ -54,6 +55,7 @@ impl Claim<'_> {
         ids.sort_unstable();
         let after_turn = ids.partition_point(|id| *id <= self.cuts.turn);
         ids.rotate_left(after_turn);
+        let (first, mut used_up) = (ids.first().copied(), false);
         let mut budget = super::super::cutting::CUT_STEP;
         for id in ids {
             let Some(t) = self.targets.get(&id) else {
@@ -87,6 +89,7 @@ impl Claim<'_> {
             cutting |= more;
             if before > 0 && budget == 0 {
                 self.cuts.turn = id;
+                used_up = true;
             }
             if let (true, Some(part)) = (rated, ready.first()) {
                 self.limits
@@ -97,6 +100,9 @@ impl Claim<'_> {
             }
             plan.took_requests(id, ready.len());
             parts.extend(ready);
+        }
+        if let (false, Some(first)) = (used_up, first) {
+            self.cuts.turn = first;
         }
         Ok((parts, cutting))
     }
