@@ -1,7 +1,6 @@
-//! Subscriptions take turns at what a worker has: grouped ones at its room for requests (with
-//! less room than subscriptions with parts ready, the one with the highest id is not always
-//! the one left out), and none holds more than its share of the bytes of row images the worker
-//! may hold. One scenario per test.
+//! Subscriptions grouped by transaction take turns at a worker's room for requests: with less
+//! room than subscriptions with parts ready, the one with the highest id is not always the one
+//! left out. One scenario per test.
 
 mod support;
 
@@ -41,33 +40,4 @@ fn a_grouped_subscription_gets_its_turn_beside_two_with_backlogs() {
     exec(&mut db, "INSERT INTO c VALUES (1)");
     // Before, c waited for a's whole backlog (1,500 x 300 ms over 6 requests: 75 s).
     wait_until(WAIT, "c's transaction", || quick.count() == 1);
-}
-
-#[test]
-fn an_endpoint_holding_large_rows_leaves_the_byte_budget_to_the_others() {
-    let pg = Cluster::start(&[
-        "pg_webhook.workers = 1",
-        "pg_webhook.max_payload_bytes = '4MB'",
-    ]);
-    let mut db = pg.client_with_extension();
-    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
-    let quick = Receiver::start();
-    exec(
-        &mut db,
-        "CREATE TABLE big (id int PRIMARY KEY, body text); CREATE TABLE quick (id int PRIMARY KEY)",
-    );
-    let options = ", timeout => '3 minutes'";
-    subscribe(&mut db, "big", "big", &hung.url("/big"), options);
-    subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
-    exec(
-        &mut db,
-        "INSERT INTO big SELECT g, repeat('x', 3000000) FROM generate_series(1, 16) g",
-    );
-    wait_until(WAIT, "the hung receiver's requests", || hung.count() >= 8);
-    exec(&mut db, "INSERT INTO quick VALUES (1)");
-    // Before, 11 or 12 of the 3 MB rows spent the worker's 32 MiB, and no claim ran until
-    // their requests timed out.
-    wait_until(WAIT, "the other subscription's event", || {
-        quick.count() == 1
-    });
 }

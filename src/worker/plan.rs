@@ -18,10 +18,8 @@ pub(super) struct Plan<'a> {
     dispatcher: &'a Dispatcher,
     now: Instant,
     pub(super) start: Vec<QueuedEvent>,
-    /// Started in this plan, per subscription (on top of what the dispatcher owns): events, and
-    /// the bytes of their row images.
+    /// Started in this plan, per subscription (on top of what the dispatcher owns).
     starting: HashMap<i32, usize>,
-    bytes_starting: HashMap<i32, i64>,
     /// Requests the worker may still start, and those this plan's events will take (a batched
     /// subscription's events fill requests of its batch size).
     room: usize,
@@ -57,10 +55,6 @@ pub(super) struct Plan<'a> {
     batches: HashMap<(i32, Option<i64>), usize>,
 }
 
-/// The row images one subscription may hold, or the slow ones together: three quarters of the
-/// worker's byte budget, as for requests (see `share_cap`).
-const BYTE_SHARE: i64 = super::IN_FLIGHT_BYTES - super::IN_FLIGHT_BYTES / 4;
-
 /// Per subscription, the first and last key of the new events a claim passed.
 pub(super) type Passed = HashMap<i32, ((i64, i64), (i64, i64))>;
 
@@ -89,7 +83,6 @@ impl<'a> Plan<'a> {
             now,
             start: Vec::new(),
             starting: HashMap::new(),
-            bytes_starting: HashMap::new(),
             room,
             requests: 0,
             first_left: None,
@@ -112,23 +105,13 @@ impl<'a> Plan<'a> {
         self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
     }
 
-    /// How many more requests `subscription` may start under the share rule (see `share`):
-    /// none either once it holds three quarters of the worker's byte budget for row images
-    /// (the slow ones together), which would otherwise stop every claim when spent.
+    /// How many more requests `subscription` may start under the share rule (see `share`).
     pub(super) fn share_room(&self, subscription: i32) -> usize {
-        let bytes =
-            |sub: i32| self.dispatcher.bytes_of(sub) + self.bytes_starting.get(&sub).unwrap_or(&0);
-        let (held, bytes) = if self.pace.is_slow(subscription) {
-            (
-                self.slow_held,
-                self.pace.slow.iter().map(|s| bytes(*s)).sum(),
-            )
+        let held = if self.pace.is_slow(subscription) {
+            self.slow_held
         } else {
-            (self.requests_held(subscription), bytes(subscription))
+            self.requests_held(subscription)
         };
-        if bytes >= BYTE_SHARE {
-            return 0;
-        }
         self.cap.saturating_sub(held)
     }
 
@@ -274,7 +257,6 @@ impl<'a> Plan<'a> {
             }
         }
         *self.starting.entry(sub).or_default() += 1;
-        *self.bytes_starting.entry(sub).or_default() += event.payload_bytes;
         if target.is_some_and(|t| t.batched()) {
             *self.batches.entry(batch).or_default() += 1;
         }

@@ -107,11 +107,6 @@ impl Dispatcher {
 
     /// Events of one subscription claimed and not yet recorded.
     pub fn owned_by(&self, subscription_id: i32) -> usize {
-        self.owned_by.get(&subscription_id).map_or(0, |by| by.0)
-    }
-
-    /// The row images those events hold, in bytes (see `owned_bytes`).
-    pub fn bytes_of(&self, subscription_id: i32) -> i64 {
-        self.owned_by.get(&subscription_id).map_or(0, |by| by.1)
+        self.owned_by.get(&subscription_id).copied().unwrap_or(0)
     }
 }
