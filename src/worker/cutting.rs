@@ -42,8 +42,8 @@ const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 /// The cuts going on, as of the last committed claim, and the steps of the claim running now.
 #[derive(Default)]
 pub(super) struct Cuts {
-    /// The subscription that used up the last claim's allowance, or else the one it looked at
-    /// first: the next starts after it.
+    /// The subscription that used up the last claim's allowance, or else the last one a claim
+    /// gave a part: the next starts after it.
     pub(super) turn: i32,
     going: HashMap<(i32, i64), Cut>,
     /// The payload limit each transaction was last cut again under, until its next part goes

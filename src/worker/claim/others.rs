@@ -46,8 +46,8 @@ impl Claim<'_> {
         self.cuts
             .keep_only(|id| self.targets.get(&id).is_some_and(|t| ours(id, t)));
         // One allowance of events to cut per claim, the subscriptions taking turns: the first
-        // after the one that used it up last, or else after the one the last claim looked at
-        // first (the first ones take the room when there is less of it than subscriptions).
+        // after the one that used it up last, or else after the last one that got a part (the
+        // first ones take the room when there is less of it than subscriptions).
         let mut ids: Vec<i32> = (self.targets.iter())
             .filter(|(id, t)| ours(**id, t) && t.sends())
             .map(|(id, _)| *id)
@@ -55,7 +55,7 @@ impl Claim<'_> {
         ids.sort_unstable();
         let after_turn = ids.partition_point(|id| *id <= self.cuts.turn);
         ids.rotate_left(after_turn);
-        let (first, mut used_up) = (ids.first().copied(), false);
+        let (mut last_served, mut used_up) = (None, false);
         let mut budget = super::super::cutting::CUT_STEP;
         for id in ids {
             let Some(t) = self.targets.get(&id) else {
@@ -98,11 +98,14 @@ impl Claim<'_> {
                     plan.wake_at(at);
                 }
             }
+            if !ready.is_empty() {
+                last_served = Some(id);
+            }
             plan.took_requests(id, ready.len());
             parts.extend(ready);
         }
-        if let (false, Some(first)) = (used_up, first) {
-            self.cuts.turn = first;
+        if let (false, Some(last)) = (used_up, last_served) {
+            self.cuts.turn = last;
         }
         Ok((parts, cutting))
     }
