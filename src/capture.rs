@@ -23,6 +23,7 @@ mod identity;
 pub mod merge_moves;
 pub mod nested;
 mod order_key;
+mod output_settings;
 pub mod primary_key;
 mod queue_writer;
 mod row_json;
@@ -96,42 +97,6 @@ pub fn named_subscription(args: &[String]) -> Option<i32> {
 /// The subscription id in a trigger's first argument (see `named_subscription`).
 fn subscription_in(first: &str) -> Option<i32> {
     first.split(':').next()?.parse().ok()
-}
-
-extern "C-unwind" {
-    // utils/bytea.h; not in pgrx's generated bindings.
-    static bytea_output: std::ffi::c_int;
-}
-/// `BYTEA_OUTPUT_HEX` in utils/bytea.h.
-const BYTEA_OUTPUT_HEX: std::ffi::c_int = 1;
-
-/// Pins the settings that change how `to_jsonb` renders values to PostgreSQL's defaults, in a
-/// GUC nest level of their own, when the writer's session changed them: a session with
-/// `extra_float_digits = -15`, `bytea_output = escape` or another `IntervalStyle` must not
-/// change what is sent. Returns the nest level to pop (`None`: nothing differed, the usual
-/// case, which costs three reads).
-fn pin_output_settings() -> Option<i32> {
-    // SAFETY: plain reads of backend globals.
-    let differs = unsafe {
-        pg_sys::extra_float_digits != 1
-            || pg_sys::IntervalStyle != pg_sys::INTSTYLE_POSTGRES as i32
-            || bytea_output != BYTEA_OUTPUT_HEX
-    };
-    if !differs {
-        return None;
-    }
-    // Popped by `unpin_output_settings` (or by the abort of the transaction on an ERROR).
-    Some(crate::sql::push_settings(&[
-        (c"extra_float_digits", c"1"),
-        (c"bytea_output", c"hex"),
-        (c"intervalstyle", c"postgres"),
-    ]))
-}
-
-fn unpin_output_settings(nest: Option<i32>) {
-    if let Some(nest) = nest {
-        crate::sql::pop_settings(nest);
-    }
 }
 
 /// Key of the advisory lock that serializes the writers of an ordered subscription
@@ -293,7 +258,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         lock_ordered(info.subscription_id);
     }
     // Before the keys: a key column of a type without a hash function is keyed by its text.
-    let pinned = pin_output_settings();
+    let pinned = output_settings::pin();
     // A shaped subscription's keys come with its query's rows (and only for those it sends).
     let keys = match &info.order_key {
         Some(names) if info.shape.is_plain() || op == Operation::Truncate => {
@@ -327,7 +292,7 @@ fn capture(trigger: &PgTrigger<'_>) -> Result<(), CaptureError> {
         // SAFETY: the transition tables belong to this trigger call and hold rows of this table.
         unsafe { writer.copy_rows(data.tg_relation, new_rows, old_rows, &info.name) }
     };
-    unpin_output_settings(pinned);
+    output_settings::unpin(pinned);
     if let Some(place) = place {
         nested::follow(&mut writer, place, subscription.id).map_err(CaptureError::Queue)?;
     }

@@ -37,7 +37,7 @@ use super::primary_key::{
 use super::queue_writer::QueueWriter;
 use super::row_json::Image;
 use super::shaped_images::backfill_images;
-use super::{lock_ordered, order_key, pin_output_settings, unpin_output_settings, Subscription};
+use super::{lock_ordered, order_key, output_settings, Subscription};
 use crate::privilege::as_owner_sandboxed;
 
 const CHUNK_STATE: &str = include_str!("../../sql/backfill/chunk_state.sql");
@@ -306,7 +306,7 @@ fn queue_chunk(
     };
     let payload = info.shape.payload.is_some();
     let table_owner = crate::privilege::table_owner(info.target);
-    let pinned = pin_output_settings();
+    let pinned = output_settings::pin();
     let outcome = as_owner_sandboxed(info.owner, || {
         Spi::connect(|client| {
             // The transaction has an xid (the chunk locked its backfill row), so each statement
@@ -358,6 +358,6 @@ fn queue_chunk(
             Ok((reading.events.len(), read, last))
         })
     });
-    unpin_output_settings(pinned);
+    output_settings::unpin(pinned);
     outcome
 }
