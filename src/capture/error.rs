@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport, ErrorReportWithLevel};
 use pgrx::prelude::*;
 
 #[derive(Debug)]
@@ -112,22 +112,25 @@ impl From<pgrx::trigger_support::PgTriggerError> for CaptureError {
 pub(super) fn naming_subscription<R>(name: &str, f: impl FnOnce() -> R) -> R {
     PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_others(|caught| match caught {
-            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => {
-                let mut report = ErrorReport::new(
-                    e.sql_error_code(),
-                    format!("pg_webhook subscription \"{name}\": {}", e.message()),
-                    "pg_webhook capture",
-                );
-                if let Some(detail) = e.detail() {
-                    report = report.set_detail(detail);
-                }
-                if let Some(hint) = e.hint() {
-                    report = report.set_hint(hint);
-                }
-                report.report(PgLogLevel::ERROR);
-                unreachable!("an ERROR does not return")
-            }
+            CaughtError::PostgresError(e) | CaughtError::ErrorReport(e) => raise_again(
+                &e,
+                format!("pg_webhook subscription \"{name}\": {}", e.message()),
+                e.hint().map(String::from),
+            ),
             other => other.rethrow(),
         })
         .execute()
+}
+
+/// Raises `e` again, with its SQLSTATE and detail, under `message` and `hint`.
+pub(super) fn raise_again(e: &ErrorReportWithLevel, message: String, hint: Option<String>) -> ! {
+    let mut report = ErrorReport::new(e.sql_error_code(), message, "pg_webhook capture");
+    if let Some(detail) = e.detail() {
+        report = report.set_detail(detail);
+    }
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR does not return")
 }

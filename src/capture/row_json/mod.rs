@@ -17,7 +17,7 @@
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::pg_sys::panic::CaughtError;
 
 mod cache;
 mod render;
@@ -268,8 +268,8 @@ impl RowJson {
             caught.rethrow()
         }
         let name = column.name.to_string_lossy();
-        let mut report = ErrorReport::new(
-            e.sql_error_code(),
+        super::error::raise_again(
+            e,
             format!(
                 "{}column \"{name}\" cannot be rendered as jsonb for the webhook event: {}",
                 subscription.map_or_else(String::new, |s| format!(
@@ -277,19 +277,13 @@ impl RowJson {
                 )),
                 e.message()
             ),
-            "pg_webhook capture",
+            Some(format!(
+                "Leave the column out of the events (exclude_columns => ARRAY['{}'], or a \
+                 columns list without it) or change the value.{}",
+                name.replace('\'', "''"),
+                e.hint().map_or_else(String::new, |h| format!(" {h}"))
+            )),
         )
-        .set_hint(format!(
-            "Leave the column out of the events (exclude_columns => ARRAY['{}'], or a columns \
-             list without it) or change the value.{}",
-            name.replace('\'', "''"),
-            e.hint().map_or_else(String::new, |h| format!(" {h}"))
-        ));
-        if let Some(detail) = e.detail() {
-            report = report.set_detail(detail);
-        }
-        report.report(pgrx::PgLogLevel::ERROR);
-        unreachable!("an ERROR does not return")
     }
 }
 
