@@ -6,41 +6,9 @@ mod support;
 use std::collections::HashSet;
 
 use support::cluster::{wait_until, Cluster};
-use support::receiver::{Receiver, Reply, Request};
+use support::events::{batched_ids, members};
+use support::receiver::{Receiver, Reply};
 use support::{count, error_of, exec, subscribe, text, WAIT};
-
-/// The events of a batch request: (webhook-id, payload) for each.
-fn members(r: &Request) -> Vec<(String, serde_json::Value)> {
-    let body = r.json();
-    let events = body["events"]
-        .as_array()
-        .or_else(|| body.as_array())
-        .unwrap_or_else(|| panic!("not a batch: {body}"));
-    events
-        .iter()
-        .map(|e| match e.get("payload") {
-            Some(payload) => (
-                e["webhook_id"].as_str().unwrap_or_default().to_string(),
-                payload.clone(),
-            ),
-            // CloudEvents: each member is the event itself, its id the webhook-id.
-            None => (e["id"].as_str().unwrap_or_default().to_string(), e.clone()),
-        })
-        .collect()
-}
-
-/// Record ids over every accepted batch.
-fn batched_ids(rx: &Receiver) -> Vec<i64> {
-    rx.accepted()
-        .iter()
-        .flat_map(members)
-        .filter_map(|(_, p)| {
-            p["record"]["id"]
-                .as_i64()
-                .or_else(|| p["data"]["record"]["id"].as_i64())
-        })
-        .collect()
-}
 
 #[test]
 fn a_batch_carries_each_events_own_body_and_verifies_with_a_stock_verifier() {

@@ -350,9 +350,9 @@ impl Claim<'_> {
         // SAFETY: reads the current transaction's start timestamp (now() in its statements).
         let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
-        let taken: HashSet<i64> = plan
-            .start
-            .iter()
+        let (start, batched) = self.gather(&mut plan)?;
+        let taken: HashSet<i64> = (start.iter())
+            .chain(batched.iter().flat_map(|g| g.events()))
             .map(|e| e.id)
             .chain(plan.defer.iter().map(|d| d.1))
             .collect();
@@ -366,12 +366,11 @@ impl Claim<'_> {
         let only_held_due = !plan.held_due.is_empty() && !due_left;
         let due_held = !plan.held_due.is_empty();
         statements.defer(&plan.defer)?;
-        let first_left = plan.first_left;
+        let first_left = gather::first_left(&fresh, plan.first_left, &batched);
         let events_per_request = plan.events_per_request(self.targets);
         let passed = std::mem::take(&mut plan.passed);
         let (share_left, share_held) = (plan.share_left, plan.share_held);
-        let (start, deferred_until) = plan.into_parts();
-        let (start, batched) = self.gather(start)?;
+        let deferred_until = plan.earliest();
         Ok(Claimed {
             fresh,
             scheduled,

@@ -12,6 +12,11 @@ use super::dispatch::{Dispatcher, Pace};
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
+mod requests;
+
+use requests::requests_of;
+pub(super) use requests::{requests_for, share_cap};
+
 /// What one claim decided: events to start now, and events of limited subscriptions to put
 /// back for later (txid, id, delay in µs).
 pub(super) struct Plan<'a> {
@@ -58,17 +63,6 @@ pub(super) struct Plan<'a> {
 /// Per subscription, the first and last key of the new events a claim passed.
 pub(super) type Passed = HashMap<i32, ((i64, i64), (i64, i64))>;
 
-/// The requests one subscription may hold, and the slow subscriptions together, out of a
-/// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
-/// answering cannot take every request and leaves the rest for the others.
-pub(super) fn share_cap(max_in_flight: usize) -> usize {
-    if max_in_flight < 4 {
-        max_in_flight
-    } else {
-        max_in_flight - max_in_flight / 4
-    }
-}
-
 impl<'a> Plan<'a> {
     pub(super) fn new(
         dispatcher: &'a Dispatcher,
@@ -103,56 +97,6 @@ impl<'a> Plan<'a> {
 
     pub(super) fn in_flight(&self, subscription: i32) -> usize {
         self.dispatcher.owned_by(subscription) + self.starting.get(&subscription).unwrap_or(&0)
-    }
-
-    /// How many more requests `subscription` may start under the share rule (see `share`).
-    pub(super) fn share_room(&self, subscription: i32) -> usize {
-        let held = if self.pace.is_slow(subscription) {
-            self.slow_held
-        } else {
-            self.requests_held(subscription)
-        };
-        self.cap.saturating_sub(held)
-    }
-
-    /// How many more requests `subscription` may start under its own `max_in_flight` (a
-    /// batch is one): a slow subscription's passed events are read again within it.
-    pub(super) fn limit_room(&self, subscription: i32, target: Option<&Target>) -> usize {
-        target.map_or(usize::MAX, |t| {
-            t.limit_room(self.requests_held(subscription))
-        })
-    }
-
-    /// The requests `subscription` holds (see `Dispatcher::requests_of`) and those this plan
-    /// starts.
-    fn requests_held(&self, subscription: i32) -> usize {
-        self.dispatcher.requests_of(subscription)
-            + self.requests_starting.get(&subscription).unwrap_or(&0)
-    }
-
-    /// The requests `events` may take in this plan: those not out already, and of each
-    /// subscription no more than its share and its own `max_in_flight` let it start (heads of
-    /// a keyed subscription holding its share must not leave others' transactions no room).
-    pub(super) fn startable<'e>(
-        &self,
-        events: impl Iterator<Item = &'e QueuedEvent>,
-        targets: &HashMap<i32, Target>,
-    ) -> usize {
-        let mut per_subscription: HashMap<i32, usize> = HashMap::new();
-        for e in events.filter(|e| !self.dispatcher.owns(e.id)) {
-            *per_subscription.entry(e.subscription_id).or_default() += 1;
-        }
-        (per_subscription.into_iter())
-            .map(|(sub, n)| {
-                let target = targets.get(&sub);
-                let requests = target
-                    .filter(|t| t.batched())
-                    .map_or(n, |t| n.div_ceil(t.batch_size));
-                requests
-                    .min(self.share_room(sub))
-                    .min(self.limit_room(sub, target))
-            })
-            .sum()
     }
 
     /// Notes a new event the cursor passes: its subscription's are read again later (see
@@ -358,8 +302,9 @@ impl<'a> Plan<'a> {
         (requests > 0).then(|| capacity as f64 / requests as f64)
     }
 
-    pub(super) fn into_parts(self) -> (Vec<QueuedEvent>, Option<Instant>) {
-        (self.start, self.earliest)
+    /// When the earliest deferred event or rate-held head is due.
+    pub(super) fn earliest(&self) -> Option<Instant> {
+        self.earliest
     }
 }
 
@@ -368,34 +313,4 @@ fn defer_us(delay: Duration) -> i64 {
     i64::try_from(delay.as_micros())
         .unwrap_or(i64::MAX)
         .max(1000)
-}
-
-/// How many requests `events` would take (a batched subscription's fill requests of its batch
-/// size), and how many events those requests could carry.
-pub(super) fn requests_for<'e>(
-    events: impl Iterator<Item = &'e QueuedEvent>,
-    targets: &HashMap<i32, Target>,
-) -> (usize, usize) {
-    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
-    for e in events {
-        *per_subscription.entry(e.subscription_id).or_default() += 1;
-    }
-    requests_of(&per_subscription, targets)
-}
-
-/// `requests_for` over events already counted per subscription.
-fn requests_of(
-    per_subscription: &HashMap<i32, usize>,
-    targets: &HashMap<i32, Target>,
-) -> (usize, usize) {
-    per_subscription
-        .iter()
-        .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
-            Some(t) => (
-                n.div_ceil(t.batch_size),
-                n.div_ceil(t.batch_size) * t.batch_size,
-            ),
-            None => (*n, *n),
-        })
-        .fold((0, 0), |(r, c), (rn, cn)| (r + rn, c + cn))
 }

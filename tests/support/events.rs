@@ -107,3 +107,36 @@ pub fn parts_in_order(requests: &[super::receiver::Request], events: u64) -> Vec
     }
     ids
 }
+
+/// The events of a batch request: (webhook-id, payload) for each.
+pub fn members(r: &super::receiver::Request) -> Vec<(String, serde_json::Value)> {
+    let body = r.json();
+    let events = body["events"]
+        .as_array()
+        .or_else(|| body.as_array())
+        .unwrap_or_else(|| panic!("not a batch: {body}"));
+    events
+        .iter()
+        .map(|e| match e.get("payload") {
+            Some(payload) => (
+                e["webhook_id"].as_str().unwrap_or_default().to_string(),
+                payload.clone(),
+            ),
+            // CloudEvents: each member is the event itself, its id the webhook-id.
+            None => (e["id"].as_str().unwrap_or_default().to_string(), e.clone()),
+        })
+        .collect()
+}
+
+/// Record ids over every accepted batch.
+pub fn batched_ids(rx: &Receiver) -> Vec<i64> {
+    rx.accepted()
+        .iter()
+        .flat_map(members)
+        .filter_map(|(_, p)| {
+            p["record"]["id"]
+                .as_i64()
+                .or_else(|| p["data"]["record"]["id"].as_i64())
+        })
+        .collect()
+}

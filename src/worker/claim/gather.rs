@@ -6,14 +6,14 @@ use pgrx::spi::SpiResult;
 use super::Claim;
 use crate::queue::{BatchOut, QueuedEvent};
 use crate::worker::dispatch::Gathered;
+use crate::worker::plan::Plan;
 
 impl Claim<'_> {
-    /// Splits the events to start into those of batched subscriptions, gathered into batches
-    /// and written down, and the others.
-    pub(super) fn gather(
-        &self,
-        start: Vec<QueuedEvent>,
-    ) -> SpiResult<(Vec<QueuedEvent>, Vec<Gathered>)> {
+    /// Splits the events `plan` starts into those of batched subscriptions, gathered into
+    /// batches (no more requests than the plan counted for each) and written down, and the
+    /// others.
+    pub(super) fn gather(&self, plan: &mut Plan) -> SpiResult<(Vec<QueuedEvent>, Vec<Gathered>)> {
+        let start = std::mem::take(&mut plan.start);
         let mut others = Vec::with_capacity(start.len());
         let mut batched: Vec<(i32, Vec<QueuedEvent>)> = Vec::new();
         for event in start {
@@ -31,11 +31,31 @@ impl Claim<'_> {
             .into_iter()
             .filter_map(|(sub, events)| {
                 let target = self.targets.get(&sub)?;
-                Some(self.dispatcher.gather_batched(events, target))
+                let requests = plan.requests_started(sub);
+                Some(self.dispatcher.gather_batched(events, target, requests))
             })
             .collect();
         let out: Vec<BatchOut> = gathered.iter().flat_map(|g| g.out()).collect();
         self.statements.batches_out(&out)?;
         Ok((others, gathered))
     }
+}
+
+/// The first new event left for a later claim (the cursor stops before it): `first_left`, or an
+/// earlier one of `fresh` that gathering left (see `Gathered::left`).
+pub(super) fn first_left(
+    fresh: &[QueuedEvent],
+    first_left: Option<(i64, i64)>,
+    gathered: &[Gathered],
+) -> Option<(i64, i64)> {
+    let left: std::collections::HashSet<i64> = (gathered.iter())
+        .flat_map(|g| g.left().iter().map(|e| e.id))
+        .collect();
+    if left.is_empty() {
+        return first_left;
+    }
+    fresh
+        .iter()
+        .map(|e| (e.txid, e.id))
+        .find(|k| Some(*k) == first_left || left.contains(&k.1))
 }

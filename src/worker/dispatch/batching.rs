@@ -7,6 +7,7 @@
 //! written down before it goes (`Boarding::out`), so that a worker that dies with it out leaves
 //! it to the next to send again as itself.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,9 +24,12 @@ use crate::queue::{BatchOut, Decision, QueuedEvent};
 pub struct Gathered {
     /// All of them, taken by this worker as they go.
     events: Vec<QueuedEvent>,
-    /// Those that cannot be sent (index into `events`), settled alone: why, and what becomes
+    /// Those that cannot be sent (ids, all in `events`), settled alone: why, and what becomes
     /// of them.
-    unsent: Vec<(usize, String, Decision)>,
+    unsent: Vec<(i64, String, Decision)>,
+    /// Events the claim chose that the payload limit cut into more requests than it counted:
+    /// not taken, left in the queue for a later claim.
+    left: Vec<QueuedEvent>,
     callback: bool,
     ready: Vec<Boarding>,
 }
@@ -54,9 +58,14 @@ impl Gathered {
         })
     }
 
-    /// Every event, sent or not.
+    /// Every event taken, sent or not.
     pub fn events(&self) -> impl Iterator<Item = &QueuedEvent> {
         self.events.iter()
+    }
+
+    /// The events left for a later claim (see `left`).
+    pub fn left(&self) -> &[QueuedEvent] {
+        &self.left
     }
 }
 
@@ -70,13 +79,21 @@ struct Gathering {
 
 impl Dispatcher {
     /// Cuts `events`, all of batched subscription `target`, into as few requests as its batch
-    /// size and the payload limit allow, ready to go (`board`); an event that cannot be sent
-    /// is to be settled alone. Changes nothing: a claim transaction does it, to write the
-    /// batches down before it commits, and a claim that fails starts nothing.
-    pub fn gather_batched(&self, events: Vec<QueuedEvent>, target: &Target) -> Gathered {
+    /// size and the payload limit allow, at most `requests` of them (what the claim counted
+    /// for them: the payload limit may cut a batch into more, and `max_in_flight` counts each;
+    /// the events of the requests over are left), ready to go (`board`); an event that cannot
+    /// be sent is to be settled alone. Changes nothing: a claim transaction does it, to write
+    /// the batches down before it commits, and a claim that fails starts nothing.
+    pub fn gather_batched(
+        &self,
+        events: Vec<QueuedEvent>,
+        target: &Target,
+        requests: usize,
+    ) -> Gathered {
         let mut gathered = Gathered {
             events: Vec::new(),
             unsent: Vec::new(),
+            left: Vec::new(),
             callback: target.has_callback,
             ready: Vec::new(),
         };
@@ -85,11 +102,13 @@ impl Dispatcher {
         };
         let mut groups: Vec<Gathering> = Vec::new();
         let mut how = None;
-        for (n, event) in events.iter().enumerate() {
+        for event in &events {
             let (body, endpoint, policy, _) = match self.prepare(event, Some(target)) {
                 Ok(ready) => ready,
                 Err(unsent) => {
-                    gathered.unsent.push((n, unsent.error, unsent.decision));
+                    gathered
+                        .unsent
+                        .push((event.id, unsent.error, unsent.decision));
                     continue;
                 }
             };
@@ -103,7 +122,7 @@ impl Dispatcher {
                     "payload is {alone} bytes in a batch, over pg_webhook.max_payload_bytes ({}): raise the limit and replay the event",
                     self.max_payload_bytes
                 );
-                gathered.unsent.push((n, error, Decision::Dead));
+                gathered.unsent.push((event.id, error, Decision::Dead));
                 continue;
             }
             how.get_or_insert((endpoint, policy));
@@ -121,10 +140,11 @@ impl Dispatcher {
             groups[i].events.push(Passenger::of(event));
             groups[i].members.push(member);
         }
-        gathered.events = events;
         let Some((endpoint, policy)) = how else {
+            gathered.events = events;
             return gathered;
         };
+        let mut left: HashSet<i64> = HashSet::new();
         for group in groups {
             let cuts = batch::cut(
                 target.format,
@@ -137,6 +157,10 @@ impl Dispatcher {
             for range in cuts {
                 let members = &group.members[range.clone()];
                 let events: Vec<Passenger> = passengers.by_ref().take(range.len()).collect();
+                if gathered.ready.len() == requests {
+                    left.extend(events.iter().map(|e| e.event_id));
+                    continue;
+                }
                 let ids: Vec<(i64, i32)> =
                     events.iter().map(|e| (e.event_id, e.timeline)).collect();
                 let first = group
@@ -164,6 +188,7 @@ impl Dispatcher {
                 });
             }
         }
+        (gathered.events, gathered.left) = events.into_iter().partition(|e| !left.contains(&e.id));
         gathered
     }
 
@@ -173,8 +198,8 @@ impl Dispatcher {
         for event in &gathered.events {
             self.take(event);
         }
-        for (n, error, decision) in gathered.unsent {
-            if let Some(event) = gathered.events.get(n) {
+        for (id, error, decision) in gathered.unsent {
+            if let Some(event) = gathered.events.iter().find(|e| e.id == id) {
                 self.settle_unsent(event, error, decision, gathered.callback);
             }
         }

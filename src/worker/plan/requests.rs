@@ -1,0 +1,113 @@
+//! Counting requests: what one subscription may still start (its share of the worker, its own
+//! `max_in_flight`), and how many requests events take (a batched subscription's fill requests
+//! of its batch size).
+
+use std::collections::HashMap;
+
+use super::Plan;
+use crate::delivery::targets::Target;
+use crate::queue::QueuedEvent;
+
+/// The requests one subscription may hold, and the slow subscriptions together, out of a
+/// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
+/// answering cannot take every request and leaves the rest for the others.
+pub(in crate::worker) fn share_cap(max_in_flight: usize) -> usize {
+    if max_in_flight < 4 {
+        max_in_flight
+    } else {
+        max_in_flight - max_in_flight / 4
+    }
+}
+
+impl Plan<'_> {
+    /// How many more requests `subscription` may start under the share rule (see `share`).
+    pub(in crate::worker) fn share_room(&self, subscription: i32) -> usize {
+        let held = if self.pace.is_slow(subscription) {
+            self.slow_held
+        } else {
+            self.requests_held(subscription)
+        };
+        self.cap.saturating_sub(held)
+    }
+
+    /// How many more requests `subscription` may start under its own `max_in_flight` (a
+    /// batch is one): a slow subscription's passed events are read again within it.
+    pub(in crate::worker) fn limit_room(
+        &self,
+        subscription: i32,
+        target: Option<&Target>,
+    ) -> usize {
+        target.map_or(usize::MAX, |t| {
+            t.limit_room(self.requests_held(subscription))
+        })
+    }
+
+    /// The requests `subscription` holds (see `Dispatcher::requests_of`) and those this plan
+    /// starts.
+    pub(super) fn requests_held(&self, subscription: i32) -> usize {
+        self.dispatcher.requests_of(subscription) + self.requests_started(subscription)
+    }
+
+    /// The requests this plan starts for `subscription`.
+    pub(in crate::worker) fn requests_started(&self, subscription: i32) -> usize {
+        self.requests_starting
+            .get(&subscription)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The requests `events` may take in this plan: those not out already, and of each
+    /// subscription no more than its share and its own `max_in_flight` let it start (heads of
+    /// a keyed subscription holding its share must not leave others' transactions no room).
+    pub(in crate::worker) fn startable<'e>(
+        &self,
+        events: impl Iterator<Item = &'e QueuedEvent>,
+        targets: &HashMap<i32, Target>,
+    ) -> usize {
+        let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+        for e in events.filter(|e| !self.dispatcher.owns(e.id)) {
+            *per_subscription.entry(e.subscription_id).or_default() += 1;
+        }
+        (per_subscription.into_iter())
+            .map(|(sub, n)| {
+                let target = targets.get(&sub);
+                let requests = target
+                    .filter(|t| t.batched())
+                    .map_or(n, |t| n.div_ceil(t.batch_size));
+                requests
+                    .min(self.share_room(sub))
+                    .min(self.limit_room(sub, target))
+            })
+            .sum()
+    }
+}
+
+/// How many requests `events` would take (a batched subscription's fill requests of its batch
+/// size), and how many events those requests could carry.
+pub(in crate::worker) fn requests_for<'e>(
+    events: impl Iterator<Item = &'e QueuedEvent>,
+    targets: &HashMap<i32, Target>,
+) -> (usize, usize) {
+    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
+    for e in events {
+        *per_subscription.entry(e.subscription_id).or_default() += 1;
+    }
+    requests_of(&per_subscription, targets)
+}
+
+/// `requests_for` over events already counted per subscription.
+pub(super) fn requests_of(
+    per_subscription: &HashMap<i32, usize>,
+    targets: &HashMap<i32, Target>,
+) -> (usize, usize) {
+    per_subscription
+        .iter()
+        .map(|(id, n)| match targets.get(id).filter(|t| t.batched()) {
+            Some(t) => (
+                n.div_ceil(t.batch_size),
+                n.div_ceil(t.batch_size) * t.batch_size,
+            ),
+            None => (*n, *n),
+        })
+        .fold((0, 0), |(r, c), (rn, cn)| (r + rn, c + cn))
+}
