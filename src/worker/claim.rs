@@ -251,7 +251,7 @@ impl Claim<'_> {
         let after = self.cursor.position(|| statements.horizon())?;
         let bounds = Bounds {
             events: fresh_want,
-            bytes: budget,
+            bytes: self.dispatcher.fresh_bytes(&self.pace, budget),
             largest,
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;

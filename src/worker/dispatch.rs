@@ -84,8 +84,8 @@ pub struct Dispatcher {
     owned: HashMap<i64, (i64, i32)>,
     /// The sum of `owned`'s sizes, which the next claim's byte budget is reduced by.
     owned_bytes: i64,
-    /// How many of `owned` each subscription has.
-    owned_by: HashMap<i32, usize>,
+    /// How many of `owned` each subscription has, and their sizes' sum.
+    owned_by: HashMap<i32, (usize, i64)>,
     tasks: JoinSet<Attempt>,
     flights: HashMap<Id, Flight>,
     /// Parts of transactions in flight (or finished and not yet recorded): (subscription,
@@ -191,7 +191,8 @@ impl Dispatcher {
             .is_none()
         {
             self.owned_bytes += bytes;
-            *self.owned_by.entry(event.subscription_id).or_default() += 1;
+            let by = self.owned_by.entry(event.subscription_id).or_default();
+            *by = (by.0 + 1, by.1 + bytes);
         }
     }
 
@@ -321,9 +322,9 @@ impl Dispatcher {
             }
             if let Some((bytes, _)) = self.owned.remove(&o.event_id) {
                 self.owned_bytes -= bytes;
-                if let Some(n) = self.owned_by.get_mut(&o.subscription_id) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(by) = self.owned_by.get_mut(&o.subscription_id) {
+                    *by = (by.0 - 1, by.1 - bytes);
+                    if by.0 == 0 {
                         self.owned_by.remove(&o.subscription_id);
                     }
                 }

@@ -29,12 +29,13 @@ pub(super) struct ReadyPart {
 
 /// Finds, for a grouped subscription, the transactions whose next part may go now (none of
 /// theirs in flight, due), cutting the ones not cut yet within `budget` events (see
-/// cutting.rs); at most `room` parts in all. Also whether a cut is left to go on with.
+/// cutting.rs); at most `room` parts in all, and no more once their row images reach `bytes`
+/// (the first goes however large). Also whether a cut is left to go on with.
 pub(super) fn ready_parts(
     statements: &Statements,
     (dispatcher, cuts): (&Dispatcher, &mut Cuts),
     (subscription_id, target): (i32, &Target),
-    room: usize,
+    (room, bytes): (usize, i64),
     largest: i64,
     budget: &mut usize,
 ) -> SpiResult<(Vec<ReadyPart>, bool)> {
@@ -52,8 +53,9 @@ pub(super) fn ready_parts(
     let look = limit * 2 + 8 + dispatcher.parts_in_flight(subscription_id);
     let heads = statements.transaction_heads(subscription_id, look as i64)?;
     let at = (subscription_id, target);
+    let mut held = 0;
     for (txid, lowest, uncut) in heads {
-        if ready.len() == limit {
+        if ready.len() == limit || held >= bytes {
             break;
         }
         if dispatcher.part_in_flight(subscription_id, txid) {
@@ -122,6 +124,7 @@ pub(super) fn ready_parts(
             parts: part.parts.max(1) as u32,
             events_total: part.events_total.max(0) as u64,
         };
+        held += part.events.iter().map(|e| e.payload_bytes).sum::<i64>();
         ready.push(ReadyPart {
             subscription_id,
             txid,

@@ -58,6 +58,10 @@ const RECORD_EAGER: usize = 256;
 /// of large rows is sent a few at a time instead of loaded whole. One event is always allowed,
 /// however large.
 const IN_FLIGHT_BYTES: i64 = 32 << 20;
+/// The row images one subscription may hold, or the slow ones together: three quarters of
+/// `IN_FLIGHT_BYTES`, as for requests (see `plan::share_cap`), so that large rows out to an
+/// endpoint that stops answering cannot spend the budget and stop every claim of the worker.
+const BYTE_SHARE: i64 = IN_FLIGHT_BYTES - IN_FLIGHT_BYTES / 4;
 
 /// Registers the launcher, which starts each database's workers (see launcher.rs), and asks
 /// for the shared memory in which a callback runner hands over to the next (callbacks/turn.rs).

@@ -41,6 +41,10 @@ pub(super) struct Plan<'a> {
     pace: Pace,
     cap: usize,
     slow_held: usize,
+    /// The bytes of row images this plan starts per subscription, and the slow ones hold (see
+    /// `share_room`).
+    bytes_starting: HashMap<i32, i64>,
+    slow_bytes: i64,
     /// New events of slow subscriptions the cursor passes, per subscription: the first and last
     /// key (see `claim::lagging`).
     pub(super) passed: Passed,
@@ -72,6 +76,7 @@ impl<'a> Plan<'a> {
         pace: Pace,
     ) -> Plan<'a> {
         let slow_held = dispatcher.slow_held(&pace);
+        let slow_bytes = dispatcher.slow_bytes(&pace);
         Plan {
             dispatcher,
             now,
@@ -86,6 +91,8 @@ impl<'a> Plan<'a> {
             pace,
             cap,
             slow_held,
+            bytes_starting: HashMap::new(),
+            slow_bytes,
             passed: HashMap::new(),
             share_left: None,
             share_held: false,
@@ -117,6 +124,14 @@ impl<'a> Plan<'a> {
         *self.requests_starting.entry(subscription).or_default() += n;
         if self.pace.is_slow(subscription) {
             self.slow_held += n;
+        }
+    }
+
+    /// Counts `bytes` of row images of `subscription` as started.
+    pub(super) fn took_bytes(&mut self, subscription: i32, bytes: i64) {
+        *self.bytes_starting.entry(subscription).or_default() += bytes;
+        if self.pace.is_slow(subscription) {
+            self.slow_bytes += bytes;
         }
     }
 
@@ -206,6 +221,7 @@ impl<'a> Plan<'a> {
         }
         self.requests += cost;
         self.took_requests(sub, cost);
+        self.took_bytes(sub, event.payload_bytes);
         self.start.push(event.clone());
     }
 

@@ -57,6 +57,7 @@ impl Claim<'_> {
         ids.rotate_left(after_turn);
         let (mut last_served, mut used_up) = (None, false);
         let mut budget = super::super::cutting::CUT_STEP;
+        let mut bytes_left = super::super::IN_FLIGHT_BYTES - self.dispatcher.owned_bytes();
         for id in ids {
             let Some(t) = self.targets.get(&id) else {
                 continue;
@@ -65,9 +66,11 @@ impl Claim<'_> {
             if left == 0 {
                 break;
             }
-            // A transaction's next part waits its turn while the subscription holds its share.
+            // A transaction's next part waits its turn while the subscription holds its share
+            // (of requests or bytes); the parts of all take no more than the worker's bytes.
             let left = left.min(plan.share_room(id));
-            if left == 0 {
+            let bytes = plan.byte_room(id).min(bytes_left);
+            if left == 0 || bytes <= 0 {
                 continue;
             }
             let rated = t.limits.rate_limit.is_some();
@@ -82,7 +85,7 @@ impl Claim<'_> {
                 self.statements,
                 (self.dispatcher, self.cuts),
                 (id, t),
-                if rated { 1 } else { left },
+                (if rated { 1 } else { left }, bytes),
                 largest,
                 &mut budget,
             )?;
@@ -102,6 +105,11 @@ impl Claim<'_> {
                 last_served = Some(id);
             }
             plan.took_requests(id, ready.len());
+            let bytes: i64 = (ready.iter().flat_map(|p| &p.part.events))
+                .map(|e| e.payload_bytes)
+                .sum();
+            plan.took_bytes(id, bytes);
+            bytes_left -= bytes;
             parts.extend(ready);
         }
         if let (false, Some(last)) = (used_up, last_served) {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::Dispatcher;
+use crate::worker::BYTE_SHARE;
 
 use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 
@@ -77,36 +78,61 @@ impl Dispatcher {
         pace.slow.iter().map(|sub| self.requests_of(*sub)).sum()
     }
 
+    /// The bytes of row images the slow subscriptions hold together.
+    pub fn slow_bytes(&self, pace: &super::Pace) -> i64 {
+        pace.slow.iter().map(|sub| self.bytes_of(*sub)).sum()
+    }
+
     /// How many more requests `subscription` may start under the share rule (see
-    /// `Plan::share`): `cap` less what it holds, or less what the slow ones hold if it is slow.
+    /// `Plan::share`): `cap` less what it holds, or less what the slow ones hold if it is slow;
+    /// none once it (or the slow ones) holds `BYTE_SHARE` of row images.
     pub fn share_room(&self, pace: &super::Pace, cap: usize, subscription: i32) -> usize {
-        let held = if pace.is_slow(subscription) {
-            self.slow_held(pace)
+        let (held, bytes) = if pace.is_slow(subscription) {
+            (self.slow_held(pace), self.slow_bytes(pace))
         } else {
-            self.requests_of(subscription)
+            (self.requests_of(subscription), self.bytes_of(subscription))
         };
+        if bytes >= BYTE_SHARE {
+            return 0;
+        }
         cap.saturating_sub(held)
     }
 
     /// The subscriptions that may start no more requests under the share rule: one holding
-    /// `cap`, or every slow one when the slow ones hold it.
+    /// its share, or every slow one when the slow ones hold it.
     pub fn at_share(&self, pace: &super::Pace, cap: usize) -> std::collections::HashSet<i32> {
-        let held_by_slow = self.slow_held(pace) >= cap;
         self.requests_per_subscription()
             .map(|(sub, _)| sub)
             .chain(pace.slow.iter().copied())
-            .filter(|sub| {
-                if pace.is_slow(*sub) {
-                    held_by_slow
-                } else {
-                    self.share_room(pace, cap, *sub) == 0
-                }
-            })
+            .filter(|sub| self.share_room(pace, cap, *sub) == 0)
             .collect()
+    }
+
+    /// The bytes of new events a claim reads (`budget`: what the worker may still hold): less
+    /// when a subscription not slow nearly holds its byte share, whose events past it would be
+    /// read again and again (what it may still take, or a quarter of the budget: others'
+    /// events may be among them), as the claim reads fewer new events for one near its share
+    /// of requests.
+    pub fn fresh_bytes(&self, pace: &super::Pace, budget: i64) -> i64 {
+        let fullest = (self.owned_by.iter())
+            .filter(|(sub, _)| !pace.is_slow(**sub))
+            .map(|(_, (_, bytes))| *bytes)
+            .max();
+        match fullest {
+            Some(held) if held + budget > BYTE_SHARE => {
+                budget.min((BYTE_SHARE - held).max(budget / 4)).max(1)
+            }
+            _ => budget,
+        }
     }
 
     /// Events of one subscription claimed and not yet recorded.
     pub fn owned_by(&self, subscription_id: i32) -> usize {
-        self.owned_by.get(&subscription_id).copied().unwrap_or(0)
+        self.owned_by.get(&subscription_id).map_or(0, |by| by.0)
+    }
+
+    /// The bytes of row images those events hold (see `owned_bytes`).
+    pub fn bytes_of(&self, subscription_id: i32) -> i64 {
+        self.owned_by.get(&subscription_id).map_or(0, |by| by.1)
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::Plan;
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
+use crate::worker::BYTE_SHARE;
 
 /// The requests one subscription may hold, and the slow subscriptions together, out of a
 /// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
@@ -20,14 +21,32 @@ pub(in crate::worker) fn share_cap(max_in_flight: usize) -> usize {
 }
 
 impl Plan<'_> {
-    /// How many more requests `subscription` may start under the share rule (see `share`).
+    /// How many more requests `subscription` may start under the share rule (see `share`):
+    /// none either once it holds `BYTE_SHARE` of row images (the slow ones together), which
+    /// would otherwise leave the worker's byte budget spent and no claim running.
     pub(in crate::worker) fn share_room(&self, subscription: i32) -> usize {
+        if self.byte_room(subscription) <= 0 {
+            return 0;
+        }
         let held = if self.pace.is_slow(subscription) {
             self.slow_held
         } else {
             self.requests_held(subscription)
         };
         self.cap.saturating_sub(held)
+    }
+
+    /// The bytes of row images `subscription` may still take under the share rule: what is
+    /// left of `BYTE_SHARE` after what it holds and this plan starts (the slow ones', if it is
+    /// slow). A request starts while some is left, however large.
+    pub(in crate::worker) fn byte_room(&self, subscription: i32) -> i64 {
+        let held = if self.pace.is_slow(subscription) {
+            self.slow_bytes
+        } else {
+            let starting = self.bytes_starting.get(&subscription).unwrap_or(&0);
+            self.dispatcher.bytes_of(subscription) + starting
+        };
+        BYTE_SHARE - held
     }
 
     /// How many more requests `subscription` may start under its own `max_in_flight` (a
