@@ -10,13 +10,13 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{exec, subscribe, WAIT};
 
-/// Sixteen rows of 3 MB for subscription `big` (`extra`: its options) to an endpoint that
-/// holds every request for two minutes, each row written by a transaction of its own; once
-/// eight of them are out, one row for subscription `quick` must arrive.
-fn large_rows_leave_room_to_the_others(extra: &str) {
+/// Rows of these sizes (in MB) for subscription `big` (`extra`: its options) to an endpoint
+/// that holds every request for two minutes, each row written by a transaction of its own;
+/// once eight of them are out, one row for subscription `quick` must arrive.
+fn large_rows_leave_room_to_the_others(extra: &str, sizes: &[usize]) {
     let pg = Cluster::start(&[
         "pg_webhook.workers = 1",
-        "pg_webhook.max_payload_bytes = '4MB'",
+        "pg_webhook.max_payload_bytes = '16MB'",
     ]);
     let mut db = pg.client_with_extension();
     let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
@@ -28,16 +28,14 @@ fn large_rows_leave_room_to_the_others(extra: &str) {
     let options = format!(", timeout => '3 minutes'{extra}");
     subscribe(&mut db, "big", "big", &hung.url("/big"), &options);
     subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
-    for id in 1..=16 {
+    for (id, mb) in sizes.iter().enumerate() {
         exec(
             &mut db,
-            &format!("INSERT INTO big VALUES ({id}, repeat('x', 3000000))"),
+            &format!("INSERT INTO big VALUES ({id}, repeat('x', {mb} * 1000000))"),
         );
     }
     wait_until(WAIT, "the hung receiver's requests", || hung.count() >= 8);
     exec(&mut db, "INSERT INTO quick VALUES (1)");
-    // Before, 11 or more of the 3 MB rows spent the worker's 32 MiB, and no claim ran until
-    // their requests timed out.
     wait_until(WAIT, "the other subscription's event", || {
         quick.count() == 1
     });
@@ -45,10 +43,22 @@ fn large_rows_leave_room_to_the_others(extra: &str) {
 
 #[test]
 fn an_endpoint_holding_large_rows_leaves_the_byte_budget_to_the_others() {
-    large_rows_leave_room_to_the_others("");
+    // Before, 11 or more of the 3 MB rows spent the worker's 32 MiB, and no claim ran until
+    // their requests timed out.
+    large_rows_leave_room_to_the_others("", &[3; 16]);
 }
 
 #[test]
 fn an_endpoint_holding_large_transactions_leaves_the_byte_budget_to_the_others() {
-    large_rows_leave_room_to_the_others(", group_by => 'transaction'");
+    // Before, a transaction's parts were not counted against the budget at all.
+    large_rows_leave_room_to_the_others(", group_by => 'transaction'", &[3; 16]);
+}
+
+#[test]
+fn a_row_that_would_take_a_subscription_past_its_share_waits() {
+    // Eight rows of 3 MB (22.9 MiB) are under the 24 MiB share; the 12 MB row after them
+    // would take the subscription to 34.3 MiB, past the worker's 32.
+    let mut sizes = vec![3; 8];
+    sizes.push(12);
+    large_rows_leave_room_to_the_others("", &sizes);
 }

@@ -37,7 +37,7 @@ pub use bindings::rebind_callbacks;
 pub use claims::Bounds;
 use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
-pub use transactions::Part;
+pub use transactions::{Part, TransactionHead};
 pub use uids::renew_foreign_uids;
 
 const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version.sql");
@@ -288,7 +288,7 @@ impl Statements {
                 overdue: keep(client, OVERDUE, &[F8])?,
                 purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,
                 purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8])?,
-                tx_heads: keep(client, TX_HEADS, &[I4, I8])?,
+                tx_heads: keep(client, TX_HEADS, &[I4A, I8A])?,
                 tx_events: keep(client, TX_EVENTS, &[T, I4, I8, I8, I8])?,
                 set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I8A, I4A, I4])?,
                 tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,

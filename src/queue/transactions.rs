@@ -1,6 +1,8 @@
 //! The statements behind `group_by => 'transaction'`: which transactions a subscription has
 //! queued, cutting one into parts, and reading the part to send next.
 
+use std::collections::HashMap;
+
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
@@ -9,7 +11,7 @@ use super::{QueuedEvent, Statements};
 
 /// A queued transaction of a grouped subscription: its txid, the lowest part still queued, and
 /// whether some of its events are not cut into parts yet.
-type TransactionHead = (i64, Option<i32>, bool);
+pub type TransactionHead = (i64, Option<i32>, bool);
 
 /// The events of one part, with how many parts and events the transaction has.
 pub struct Part {
@@ -29,23 +31,30 @@ impl Part {
 }
 
 impl Statements {
-    /// Up to `most` transactions with events queued for `subscription`, oldest first.
+    /// For each of `subscriptions` (id, most to return), up to that many transactions with
+    /// events queued, oldest first.
     pub fn transaction_heads(
         &self,
-        subscription: i32,
-        most: i64,
-    ) -> SpiResult<Vec<TransactionHead>> {
+        subscriptions: &[(i32, i64)],
+    ) -> SpiResult<HashMap<i32, Vec<TransactionHead>>> {
+        let mut heads: HashMap<i32, Vec<TransactionHead>> = HashMap::new();
+        if subscriptions.is_empty() {
+            return Ok(heads);
+        }
+        let ids: Vec<i32> = subscriptions.iter().map(|s| s.0).collect();
+        let most: Vec<i64> = subscriptions.iter().map(|s| s.1).collect();
         Spi::connect(|client| {
-            client
-                .select(&self.tx_heads, None, &[subscription.into(), most.into()])?
-                .map(|r| {
-                    Ok((
-                        r.get::<i64>(1)?.unwrap_or_default(),
-                        r.get::<i32>(2)?,
-                        r.get::<bool>(3)?.unwrap_or(false),
-                    ))
-                })
-                .collect()
+            for r in client.select(&self.tx_heads, None, &[ids.into(), most.into()])? {
+                let Some(sub) = r.get::<i32>(1)? else {
+                    continue;
+                };
+                heads.entry(sub).or_default().push((
+                    r.get::<i64>(2)?.unwrap_or_default(),
+                    r.get::<i32>(3)?,
+                    r.get::<bool>(4)?.unwrap_or(false),
+                ));
+            }
+            Ok(heads)
         })
     }
 

@@ -17,7 +17,7 @@ use pgrx::spi::SpiResult;
 use super::cutting::Cuts;
 use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
-use crate::queue::{Part, Statements};
+use crate::queue::{Part, QueuedEvent, Statements, TransactionHead};
 
 /// A part ready to start: its subscription, events and place in its transaction.
 pub(super) struct ReadyPart {
@@ -27,31 +27,46 @@ pub(super) struct ReadyPart {
     pub tx: TransactionPart,
 }
 
-/// Finds, for a grouped subscription, the transactions whose next part may go now (none of
-/// theirs in flight, due), cutting the ones not cut yet within `budget` events (see
-/// cutting.rs); at most `room` parts in all, and no more once their row images reach `bytes`
-/// (the first goes however large). Also whether a cut is left to go on with.
-pub(super) fn ready_parts(
-    statements: &Statements,
-    (dispatcher, cuts): (&Dispatcher, &mut Cuts),
+/// How many parts of a grouped subscription may start, at most `room`: its own `max_in_flight`
+/// less its parts in flight.
+fn part_limit(
+    dispatcher: &Dispatcher,
     (subscription_id, target): (i32, &Target),
-    (room, bytes): (usize, i64),
-    largest: i64,
-    budget: &mut usize,
-) -> SpiResult<(Vec<ReadyPart>, bool)> {
-    let limit = target
+    room: usize,
+) -> usize {
+    target
         .limits
         .max_in_flight
         .unwrap_or(usize::MAX)
         .saturating_sub(dispatcher.parts_in_flight(subscription_id))
-        .min(room);
-    let (mut ready, mut cutting) = (Vec::new(), false);
-    if limit == 0 {
-        return Ok((ready, cutting));
+        .min(room)
+}
+
+/// How many of a grouped subscription's queued transactions to read to find `room` parts that
+/// may go (none: no part may). Those in flight come back too (and are skipped): look past
+/// them.
+pub(super) fn heads_to_read(dispatcher: &Dispatcher, at: (i32, &Target), room: usize) -> i64 {
+    match part_limit(dispatcher, at, room) {
+        0 => 0,
+        limit => (limit * 2 + 8 + dispatcher.parts_in_flight(at.0)) as i64,
     }
-    // Those in flight come back too (and are skipped): look past them.
-    let look = limit * 2 + 8 + dispatcher.parts_in_flight(subscription_id);
-    let heads = statements.transaction_heads(subscription_id, look as i64)?;
+}
+
+/// Finds, among a grouped subscription's queued transactions `heads` (read as
+/// `heads_to_read` says), those whose next part may go now (none of theirs in flight, due),
+/// cutting the ones not cut yet within `budget` events (see cutting.rs); at most `room` parts
+/// in all, and no more than `bytes` of row images (`any`: the first goes however large, the
+/// subscription holding none). Also whether a cut is left to go on with.
+pub(super) fn ready_parts(
+    statements: &Statements,
+    (dispatcher, cuts): (&Dispatcher, &mut Cuts),
+    (subscription_id, target): (i32, &Target),
+    (room, bytes, any): (usize, i64, bool),
+    (heads, largest): (Vec<TransactionHead>, i64),
+    budget: &mut usize,
+) -> SpiResult<(Vec<ReadyPart>, bool)> {
+    let limit = part_limit(dispatcher, (subscription_id, target), room);
+    let (mut ready, mut cutting) = (Vec::new(), false);
     let at = (subscription_id, target);
     let mut held = 0;
     for (txid, lowest, uncut) in heads {
@@ -124,7 +139,11 @@ pub(super) fn ready_parts(
             parts: part.parts.max(1) as u32,
             events_total: part.events_total.max(0) as u64,
         };
-        held += part.events.iter().map(|e| e.payload_bytes).sum::<i64>();
+        let part_bytes = held_bytes(&part.events, largest);
+        if held + part_bytes > bytes && !(any && ready.is_empty()) {
+            break;
+        }
+        held += part_bytes;
         ready.push(ReadyPart {
             subscription_id,
             txid,
@@ -133,4 +152,13 @@ pub(super) fn ready_parts(
         });
     }
     Ok((ready, cutting))
+}
+
+/// The bytes of row images the dispatcher holds for a part's `events`: none for those whose
+/// images were too large to read (`largest`), which ride named in a note.
+pub(super) fn held_bytes(events: &[QueuedEvent], largest: i64) -> i64 {
+    (events.iter())
+        .filter(|e| e.payload_bytes <= largest)
+        .map(|e| e.payload_bytes)
+        .sum()
 }

@@ -184,7 +184,7 @@ impl<'a> Plan<'a> {
             return;
         }
         if let Some(t) = target.filter(|_| cost > 0) {
-            if self.share_room(sub) == 0 {
+            if self.share_room(sub) == 0 || !self.fits_bytes(sub, event.payload_bytes) {
                 self.share(event, t, fresh);
                 return;
             }

@@ -73,9 +73,16 @@ impl Claim<'_> {
             *n += 1;
             *b += e.payload_bytes;
         }
-        let mut slow_room = self
-            .cap
-            .saturating_sub(self.dispatcher.slow_held(&self.pace));
+        let slow_full = self
+            .pace
+            .slow
+            .iter()
+            .next()
+            .is_some_and(|sub| self.dispatcher.share_room(&self.pace, self.cap, *sub) == 0);
+        let mut slow_room = match slow_full {
+            true => 0,
+            false => (self.cap).saturating_sub(self.dispatcher.slow_held(&self.pace)),
+        };
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
         for (sub, (events, event_bytes)) in per_subscription {

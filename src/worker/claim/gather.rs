@@ -10,8 +10,9 @@ use crate::worker::plan::Plan;
 
 impl Claim<'_> {
     /// Splits the events `plan` starts into those of batched subscriptions, gathered into
-    /// batches (no more requests than the plan counted for each) and written down, and the
-    /// others.
+    /// batches and written down, and the others. A subscription's batches take the requests the
+    /// plan counted for them, and spare ones should the payload limit cut them into more; a
+    /// retried batch and due events are cut first, so that new events are the ones left.
     pub(super) fn gather(&self, plan: &mut Plan) -> SpiResult<(Vec<QueuedEvent>, Vec<Gathered>)> {
         let start = std::mem::take(&mut plan.start);
         let mut others = Vec::with_capacity(start.len());
@@ -27,14 +28,20 @@ impl Claim<'_> {
                 None => batched.push((sub, vec![event])),
             }
         }
-        let gathered: Vec<Gathered> = batched
-            .into_iter()
-            .filter_map(|(sub, events)| {
-                let target = self.targets.get(&sub)?;
-                let requests = plan.requests_started(sub);
-                Some(self.dispatcher.gather_batched(events, target, requests))
-            })
-            .collect();
+        let mut gathered = Vec::with_capacity(batched.len());
+        for (sub, mut events) in batched {
+            let Some(target) = self.targets.get(&sub) else {
+                continue;
+            };
+            events.sort_by_key(|e| (e.batch.is_none(), !e.due));
+            let counted = plan.requests_started(sub);
+            let spare = plan.spare_requests(sub, Some(target));
+            let g = self
+                .dispatcher
+                .gather_batched(events, target, counted + spare);
+            plan.took_spare(sub, g.requests().saturating_sub(counted));
+            gathered.push(g);
+        }
         let out: Vec<BatchOut> = gathered.iter().flat_map(|g| g.out()).collect();
         self.statements.batches_out(&out)?;
         Ok((others, gathered))

@@ -55,6 +55,25 @@ impl Claim<'_> {
         ids.sort_unstable();
         let after_turn = ids.partition_point(|id| *id <= self.cuts.turn);
         ids.rotate_left(after_turn);
+        // Their queued transactions, read at once for all that may start a part.
+        let asked: Vec<(i32, i64)> = (ids.iter())
+            .filter_map(|&id| {
+                let t = self.targets.get(&id)?;
+                let rated = t.limits.rate_limit.is_some();
+                let waits = rated && self.limits.wait_for_slot(id, self.now).is_some();
+                if waits || plan.byte_room(id) <= 0 {
+                    return None;
+                }
+                let room = if rated {
+                    1
+                } else {
+                    room.min(plan.share_room(id))
+                };
+                let n = super::super::grouped::heads_to_read(self.dispatcher, (id, t), room);
+                (n > 0).then_some((id, n))
+            })
+            .collect();
+        let mut heads = self.statements.transaction_heads(&asked)?;
         let (mut last_served, mut used_up) = (None, false);
         let mut budget = super::super::cutting::CUT_STEP;
         let mut bytes_left = super::super::IN_FLIGHT_BYTES - self.dispatcher.owned_bytes();
@@ -80,13 +99,20 @@ impl Claim<'_> {
                     continue;
                 }
             }
+            let Some(heads) = heads.remove(&id) else {
+                continue;
+            };
             let before = budget;
             let (ready, more) = super::super::grouped::ready_parts(
                 self.statements,
                 (self.dispatcher, self.cuts),
                 (id, t),
-                (if rated { 1 } else { left }, bytes),
-                largest,
+                (
+                    if rated { 1 } else { left },
+                    bytes,
+                    plan.fits_bytes(id, i64::MAX),
+                ),
+                (heads, largest),
                 &mut budget,
             )?;
             cutting |= more;
@@ -105,8 +131,8 @@ impl Claim<'_> {
                 last_served = Some(id);
             }
             plan.took_requests(id, ready.len());
-            let bytes: i64 = (ready.iter().flat_map(|p| &p.part.events))
-                .map(|e| e.payload_bytes)
+            let bytes: i64 = (ready.iter())
+                .map(|p| super::super::grouped::held_bytes(&p.part.events, largest))
                 .sum();
             plan.took_bytes(id, bytes);
             bytes_left -= bytes;

@@ -63,6 +63,11 @@ impl Gathered {
         self.events.iter()
     }
 
+    /// The requests they go in.
+    pub fn requests(&self) -> usize {
+        self.ready.len()
+    }
+
     /// The events left for a later claim (see `left`).
     pub fn left(&self) -> &[QueuedEvent] {
         &self.left

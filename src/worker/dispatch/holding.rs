@@ -99,10 +99,11 @@ impl Dispatcher {
     }
 
     /// The subscriptions that may start no more requests under the share rule: one holding
-    /// its share, or every slow one when the slow ones hold it.
+    /// its share (of requests or bytes), or every slow one when the slow ones hold it.
     pub fn at_share(&self, pace: &super::Pace, cap: usize) -> std::collections::HashSet<i32> {
         self.requests_per_subscription()
             .map(|(sub, _)| sub)
+            .chain(self.owned_by.keys().copied())
             .chain(pace.slow.iter().copied())
             .filter(|sub| self.share_room(pace, cap, *sub) == 0)
             .collect()

@@ -61,6 +61,32 @@ impl Plan<'_> {
         })
     }
 
+    /// Whether `bytes` more of row images fit `subscription`'s byte share (see `byte_room`):
+    /// they do while it holds none, however large.
+    pub(in crate::worker) fn fits_bytes(&self, subscription: i32, bytes: i64) -> bool {
+        let room = self.byte_room(subscription);
+        bytes <= room || room == BYTE_SHARE
+    }
+
+    /// Requests beyond those this plan counted that `subscription` may still start: the
+    /// worker's room left, its share, its own `max_in_flight` (a batch the payload limit cuts
+    /// into more requests takes them).
+    pub(in crate::worker) fn spare_requests(
+        &self,
+        subscription: i32,
+        target: Option<&Target>,
+    ) -> usize {
+        (self.room.saturating_sub(self.requests))
+            .min(self.share_room(subscription))
+            .min(self.limit_room(subscription, target))
+    }
+
+    /// Counts `n` requests of `subscription` beyond those counted, out of the spare ones.
+    pub(in crate::worker) fn took_spare(&mut self, subscription: i32, n: usize) {
+        self.requests += n;
+        self.took_requests(subscription, n);
+    }
+
     /// The requests `subscription` holds (see `Dispatcher::requests_of`) and those this plan
     /// starts.
     pub(super) fn requests_held(&self, subscription: i32) -> usize {
