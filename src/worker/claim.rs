@@ -87,18 +87,9 @@ impl Worker {
         let want =
             ((room as f64 * per_request).ceil() as usize).clamp(1, self.settings.batch_size.max(1));
         let cap = share_cap(self.settings.max_in_flight);
-        // New events to read: as many, unless a subscription (not slow) nearly holds its share:
-        // reading more than it may start would read its next events again and again.
         // (What is out does not change before the claim's plan is made: one look serves both.)
         let pace = self.dispatcher.pace(now);
-        let fresh_want = match self.fullest_share(&pace) {
-            Some(held) if held + room > cap => {
-                // (A quarter of the room at least: others' events may be among them.)
-                let requests = cap.saturating_sub(held).max(room / 4).max(1);
-                want.min((requests as f64 * per_request).ceil() as usize)
-            }
-            _ => want,
-        };
+        let fresh_want = self.fresh_want(&pace, (room, want, cap), per_request);
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);

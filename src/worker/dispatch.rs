@@ -173,7 +173,7 @@ impl Dispatcher {
 
     /// Counts `event` as claimed and not yet recorded.
     fn take(&mut self, event: &QueuedEvent) {
-        self.take_holding(event, event.payload_bytes);
+        self.take_holding(event, self.image_bytes(event));
     }
 
     /// Counts `event` as claimed and not yet recorded, holding none of its row images: it only

@@ -42,26 +42,29 @@ fn part_limit(
         .min(room)
 }
 
-/// How many of a grouped subscription's queued transactions to read to find `room` parts that
-/// may go (none: no part may). Those in flight come back too (and are skipped): look past
-/// them.
-pub(super) fn heads_to_read(dispatcher: &Dispatcher, at: (i32, &Target), room: usize) -> i64 {
-    match part_limit(dispatcher, at, room) {
-        0 => 0,
-        limit => (limit * 2 + 8 + dispatcher.parts_in_flight(at.0)) as i64,
-    }
+/// How many parts of a grouped subscription may go (at most `room`), and how many of its queued
+/// transactions to read to find them: those in flight come back too (and are skipped), look
+/// past them.
+pub(super) fn heads_to_read(
+    dispatcher: &Dispatcher,
+    at: (i32, &Target),
+    room: usize,
+) -> (usize, i64) {
+    let limit = part_limit(dispatcher, at, room);
+    let look = limit * 2 + 8 + dispatcher.parts_in_flight(at.0);
+    (limit, look as i64)
 }
 
 /// Finds, among a grouped subscription's queued transactions `heads` (read as
 /// `heads_to_read` says), those whose next part may go now (none of theirs in flight, due),
 /// cutting the ones not cut yet within `budget` events (see cutting.rs); at most `room` parts
-/// in all, and no more than `bytes` of row images (`any`: the first goes however large, the
-/// subscription holding none). Also whether a cut is left to go on with.
+/// in all, and no more than `bytes` of row images, but for the first, which may take `first`
+/// (see `Plan::bytes_allowed`). Also whether a cut is left to go on with.
 pub(super) fn ready_parts(
     statements: &Statements,
     (dispatcher, cuts): (&Dispatcher, &mut Cuts),
     (subscription_id, target): (i32, &Target),
-    (room, bytes, any): (usize, i64, bool),
+    (room, bytes, first): (usize, i64, i64),
     (heads, largest): (Vec<TransactionHead>, i64),
     budget: &mut usize,
 ) -> SpiResult<(Vec<ReadyPart>, bool)> {
@@ -70,7 +73,7 @@ pub(super) fn ready_parts(
     let at = (subscription_id, target);
     let mut held = 0;
     for (txid, lowest, uncut) in heads {
-        if ready.len() == limit || held >= bytes {
+        if ready.len() == limit || (held >= bytes && !ready.is_empty()) {
             break;
         }
         if dispatcher.part_in_flight(subscription_id, txid) {
@@ -140,7 +143,7 @@ pub(super) fn ready_parts(
             events_total: part.events_total.max(0) as u64,
         };
         let part_bytes = held_bytes(&part.events, largest);
-        if held + part_bytes > bytes && !(any && ready.is_empty()) {
+        if held + part_bytes > bytes && !(ready.is_empty() && part_bytes <= first) {
             break;
         }
         held += part_bytes;

@@ -159,6 +159,9 @@ struct Worker {
     /// How many events the requests the last claim started could carry, per request (a batched
     /// subscription's a batch each): how many events the next claim reads per free request.
     events_per_request: f64,
+    /// The last claim passed every new event it read (all of slow subscriptions, see
+    /// `Worker::fresh_want`).
+    passing: bool,
     /// When a scheduled retry may next be due (`None`: none is scheduled).
     scheduled_due_at: Option<Instant>,
     /// Failed attempts to record the current outcomes in a row, and when to try again.
@@ -218,6 +221,7 @@ impl Worker {
             due_held: false,
             last_claim: Instant::now(),
             events_per_request: 1.0,
+            passing: false,
             scheduled_due_at: Some(Instant::now()),
             record_failures: 0,
             record_retry_at: None,

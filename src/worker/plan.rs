@@ -3,7 +3,7 @@
 //! to fill), which the cursor passes for now (a slow subscription's, see `share`), and when to
 //! look again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pg_webhook_core::limits::{Admission, Arrival, Limits};
@@ -45,6 +45,10 @@ pub(super) struct Plan<'a> {
     /// `share_room`).
     bytes_starting: HashMap<i32, i64>,
     slow_bytes: i64,
+    /// All that this plan starts, and the subscriptions a row did not fit (see
+    /// `bytes_allowed`).
+    started_bytes: i64,
+    byte_refused: HashSet<i32>,
     /// New events of slow subscriptions the cursor passes, per subscription: the first and last
     /// key (see `claim::lagging`).
     pub(super) passed: Passed,
@@ -93,6 +97,8 @@ impl<'a> Plan<'a> {
             slow_held,
             bytes_starting: HashMap::new(),
             slow_bytes,
+            started_bytes: 0,
+            byte_refused: HashSet::new(),
             passed: HashMap::new(),
             share_left: None,
             share_held: false,
@@ -130,6 +136,7 @@ impl<'a> Plan<'a> {
     /// Counts `bytes` of row images of `subscription` as started.
     pub(super) fn took_bytes(&mut self, subscription: i32, bytes: i64) {
         *self.bytes_starting.entry(subscription).or_default() += bytes;
+        self.started_bytes += bytes;
         if self.pace.is_slow(subscription) {
             self.slow_bytes += bytes;
         }
@@ -184,7 +191,8 @@ impl<'a> Plan<'a> {
             return;
         }
         if let Some(t) = target.filter(|_| cost > 0) {
-            if self.share_room(sub) == 0 || !self.fits_bytes(sub, event.payload_bytes) {
+            let bytes = self.dispatcher.image_bytes(event);
+            if self.share_room(sub) == 0 || !self.fits_bytes(sub, bytes) {
                 self.share(event, t, fresh);
                 return;
             }
@@ -221,7 +229,7 @@ impl<'a> Plan<'a> {
         }
         self.requests += cost;
         self.took_requests(sub, cost);
-        self.took_bytes(sub, event.payload_bytes);
+        self.took_bytes(sub, self.dispatcher.image_bytes(event));
         self.start.push(event.clone());
     }
 

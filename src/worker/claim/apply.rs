@@ -96,6 +96,8 @@ impl Worker {
                 None => self.lagging.remove(&sub),
             };
         }
+        self.passing = !claimed.fresh.is_empty()
+            && (claimed.fresh.iter()).all(|e| claimed.passed.contains_key(&e.subscription_id));
         lagging::note_passed(&mut self.lagging, claimed.passed);
         if claimed.reread {
             self.cursor.reset();
@@ -231,8 +233,30 @@ impl Worker {
 }
 
 impl Worker {
+    /// New events to read: as many as the claim wants, unless a subscription (not slow) nearly
+    /// holds its share: reading more than it may start would read its next events again and
+    /// again. While the cursor passes a slow subscription's backlog (the last claim passed
+    /// every new event it read), a whole claim's worth: the free requests alone would pass it
+    /// an event or two per claim, and the others' events behind it would wait minutes.
+    pub(super) fn fresh_want(
+        &self,
+        pace: &Pace,
+        (room, want, cap): (usize, usize, usize),
+        per_request: f64,
+    ) -> usize {
+        match self.fullest_share(pace) {
+            Some(held) if held + room > cap => {
+                // (A quarter of the room at least: others' events may be among them.)
+                let requests = cap.saturating_sub(held).max(room / 4).max(1);
+                want.min((requests as f64 * per_request).ceil() as usize)
+            }
+            _ if self.passing => want.max(self.settings.batch_size),
+            _ => want,
+        }
+    }
+
     /// The requests held by the subscription (not slow) that holds the most.
-    pub(super) fn fullest_share(&self, pace: &Pace) -> Option<usize> {
+    fn fullest_share(&self, pace: &Pace) -> Option<usize> {
         self.dispatcher
             .requests_per_subscription()
             .filter(|(sub, _)| !pace.is_slow(*sub))

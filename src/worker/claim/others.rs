@@ -55,29 +55,13 @@ impl Claim<'_> {
         ids.sort_unstable();
         let after_turn = ids.partition_point(|id| *id <= self.cuts.turn);
         ids.rotate_left(after_turn);
-        // Their queued transactions, read at once for all that may start a part.
-        let asked: Vec<(i32, i64)> = (ids.iter())
-            .filter_map(|&id| {
-                let t = self.targets.get(&id)?;
-                let rated = t.limits.rate_limit.is_some();
-                let waits = rated && self.limits.wait_for_slot(id, self.now).is_some();
-                if waits || plan.byte_room(id) <= 0 {
-                    return None;
-                }
-                let room = if rated {
-                    1
-                } else {
-                    room.min(plan.share_room(id))
-                };
-                let n = super::super::grouped::heads_to_read(self.dispatcher, (id, t), room);
-                (n > 0).then_some((id, n))
-            })
-            .collect();
-        let mut heads = self.statements.transaction_heads(&asked)?;
+        // Their queued transactions, read in one statement for as many as may fill the room
+        // (another for the next ones, should those not).
+        let (mut heads, mut asked_to) = (HashMap::new(), 0);
         let (mut last_served, mut used_up) = (None, false);
         let mut budget = super::super::cutting::CUT_STEP;
         let mut bytes_left = super::super::IN_FLIGHT_BYTES - self.dispatcher.owned_bytes();
-        for id in ids {
+        for (i, &id) in ids.iter().enumerate() {
             let Some(t) = self.targets.get(&id) else {
                 continue;
             };
@@ -87,9 +71,11 @@ impl Claim<'_> {
             }
             // A transaction's next part waits its turn while the subscription holds its share
             // (of requests or bytes); the parts of all take no more than the worker's bytes.
+            let all_left = left;
             let left = left.min(plan.share_room(id));
             let bytes = plan.byte_room(id).min(bytes_left);
-            if left == 0 || bytes <= 0 {
+            let first = plan.bytes_allowed(id);
+            if left == 0 || first <= 0 {
                 continue;
             }
             let rated = t.limits.rate_limit.is_some();
@@ -99,6 +85,11 @@ impl Claim<'_> {
                     continue;
                 }
             }
+            if i >= asked_to {
+                let (asked, to) = self.heads_wanted(plan, &ids[i..], all_left);
+                heads = self.statements.transaction_heads(&asked)?;
+                asked_to = i + to;
+            }
             let Some(heads) = heads.remove(&id) else {
                 continue;
             };
@@ -107,11 +98,7 @@ impl Claim<'_> {
                 self.statements,
                 (self.dispatcher, self.cuts),
                 (id, t),
-                (
-                    if rated { 1 } else { left },
-                    bytes,
-                    plan.fits_bytes(id, i64::MAX),
-                ),
+                (if rated { 1 } else { left }, bytes, first),
                 (heads, largest),
                 &mut budget,
             )?;
@@ -142,6 +129,39 @@ impl Claim<'_> {
             self.cuts.turn = last;
         }
         Ok((parts, cutting))
+    }
+
+    /// Grouped subscriptions (of `ids`, in turn) whose queued transactions to read, with how
+    /// many of each: those that may start a part, until their parts may fill `room`; and how
+    /// many of `ids` were looked at.
+    fn heads_wanted(&self, plan: &Plan<'_>, ids: &[i32], room: usize) -> (Vec<(i32, i64)>, usize) {
+        let (mut asked, mut covered) = (Vec::new(), 0);
+        for (n, &id) in ids.iter().enumerate() {
+            if covered >= room {
+                return (asked, n);
+            }
+            let Some(t) = self.targets.get(&id) else {
+                continue;
+            };
+            let rated = t.limits.rate_limit.is_some();
+            if (rated && self.limits.wait_for_slot(id, self.now).is_some())
+                || plan.bytes_allowed(id) <= 0
+            {
+                continue;
+            }
+            let room = if rated {
+                1
+            } else {
+                room.min(plan.share_room(id))
+            };
+            let (limit, look) =
+                super::super::grouped::heads_to_read(self.dispatcher, (id, t), room);
+            if limit > 0 {
+                asked.push((id, look));
+                covered += limit;
+            }
+        }
+        (asked, ids.len())
     }
 
     /// Ordered subscriptions of this worker whose heads may go now, with how many heads to

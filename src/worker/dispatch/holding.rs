@@ -62,6 +62,15 @@ impl Dispatcher {
             .min(LARGEST_READABLE_IMAGES as i64)
     }
 
+    /// The bytes of row images a claimed `event` holds: none when they were too large to read
+    /// (it dies unread, see `prepare`).
+    pub fn image_bytes(&self, event: &crate::queue::QueuedEvent) -> i64 {
+        match event.payload_bytes > self.largest_readable() {
+            true => 0,
+            false => event.payload_bytes,
+        }
+    }
+
     /// The requests a subscription holds: in flight, or finished and not yet recorded (a batch
     /// or a transaction's part is one).
     pub fn requests_of(&self, subscription_id: i32) -> usize {

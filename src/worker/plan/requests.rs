@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::Plan;
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
-use crate::worker::BYTE_SHARE;
+use crate::worker::{BYTE_SHARE, IN_FLIGHT_BYTES};
 
 /// The requests one subscription may hold, and the slow subscriptions together, out of a
 /// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
@@ -25,7 +25,7 @@ impl Plan<'_> {
     /// none either once it holds `BYTE_SHARE` of row images (the slow ones together), which
     /// would otherwise leave the worker's byte budget spent and no claim running.
     pub(in crate::worker) fn share_room(&self, subscription: i32) -> usize {
-        if self.byte_room(subscription) <= 0 {
+        if self.bytes_allowed(subscription) <= 0 {
             return 0;
         }
         let held = if self.pace.is_slow(subscription) {
@@ -43,10 +43,36 @@ impl Plan<'_> {
         let held = if self.pace.is_slow(subscription) {
             self.slow_bytes
         } else {
-            let starting = self.bytes_starting.get(&subscription).unwrap_or(&0);
-            self.dispatcher.bytes_of(subscription) + starting
+            self.own_bytes(subscription)
         };
         BYTE_SHARE - held
+    }
+
+    /// The bytes of row images `subscription` holds and this plan starts.
+    fn own_bytes(&self, subscription: i32) -> i64 {
+        let starting = self.bytes_starting.get(&subscription).unwrap_or(&0);
+        self.dispatcher.bytes_of(subscription) + starting
+    }
+
+    /// The most bytes of row images one more request of `subscription` may take: what is left
+    /// of its byte share; or, while it holds none itself, any size if it is not slow (a row
+    /// larger than the share must go some time), or what the worker has left if it is (the
+    /// slow ones share theirs: one holding none does not wait for the others to hold none). A
+    /// subscription a row did not fit in this plan takes no more in it: its later events do
+    /// not go around the one left.
+    pub(in crate::worker) fn bytes_allowed(&self, subscription: i32) -> i64 {
+        let room = self.byte_room(subscription);
+        if self.byte_refused.contains(&subscription) {
+            return 0;
+        }
+        if self.own_bytes(subscription) > 0 {
+            return room;
+        }
+        if !self.pace.is_slow(subscription) {
+            return i64::MAX;
+        }
+        let worker = IN_FLIGHT_BYTES - self.dispatcher.owned_bytes() - self.started_bytes;
+        room.max(worker)
     }
 
     /// How many more requests `subscription` may start under its own `max_in_flight` (a
@@ -61,11 +87,14 @@ impl Plan<'_> {
         })
     }
 
-    /// Whether `bytes` more of row images fit `subscription`'s byte share (see `byte_room`):
-    /// they do while it holds none, however large.
-    pub(in crate::worker) fn fits_bytes(&self, subscription: i32, bytes: i64) -> bool {
-        let room = self.byte_room(subscription);
-        bytes <= room || room == BYTE_SHARE
+    /// Whether a request with `bytes` of row images fits `subscription`'s byte share (see
+    /// `bytes_allowed`); if not, none of its later ones in this plan does.
+    pub(in crate::worker) fn fits_bytes(&mut self, subscription: i32, bytes: i64) -> bool {
+        let fits = bytes <= self.bytes_allowed(subscription);
+        if !fits {
+            self.byte_refused.insert(subscription);
+        }
+        fits
     }
 
     /// Requests beyond those this plan counted that `subscription` may still start: the
