@@ -6,14 +6,15 @@ mod support;
 
 use std::time::Duration;
 
+use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{exec, subscribe, WAIT};
 
-/// Rows of these sizes (in MB) for subscription `big` (`extra`: its options) to an endpoint
-/// that holds every request for two minutes, each row written by a transaction of its own;
-/// once eight of them are out, one row for subscription `quick` must arrive.
-fn large_rows_leave_room_to_the_others(extra: &str, sizes: &[usize]) {
+/// A cluster with one worker and a 16 MB payload limit, a receiver that holds every request
+/// for two minutes, and subscription `quick` (to a receiver that answers at once) on table
+/// `quick`.
+fn one_worker() -> (Cluster, Client, Receiver, Receiver) {
     let pg = Cluster::start(&[
         "pg_webhook.workers = 1",
         "pg_webhook.max_payload_bytes = '16MB'",
@@ -21,13 +22,19 @@ fn large_rows_leave_room_to_the_others(extra: &str, sizes: &[usize]) {
     let mut db = pg.client_with_extension();
     let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
     let quick = Receiver::start();
-    exec(
-        &mut db,
-        "CREATE TABLE big (id int PRIMARY KEY, body text); CREATE TABLE quick (id int PRIMARY KEY)",
-    );
+    exec(&mut db, "CREATE TABLE quick (id int PRIMARY KEY)");
+    subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
+    (pg, db, hung, quick)
+}
+
+/// Rows of these sizes (in MB) for subscription `big` (`extra`: its options) to an endpoint
+/// that holds every request for two minutes, each row written by a transaction of its own;
+/// once eight of them are out, one row for subscription `quick` must arrive.
+fn large_rows_leave_room_to_the_others(extra: &str, sizes: &[usize]) {
+    let (_pg, mut db, hung, quick) = one_worker();
+    exec(&mut db, "CREATE TABLE big (id int PRIMARY KEY, body text)");
     let options = format!(", timeout => '3 minutes'{extra}");
     subscribe(&mut db, "big", "big", &hung.url("/big"), &options);
-    subscribe(&mut db, "quick", "quick", &quick.url("/quick"), "");
     for (id, mb) in sizes.iter().enumerate() {
         exec(
             &mut db,
@@ -61,4 +68,32 @@ fn a_row_that_would_take_a_subscription_past_its_share_waits() {
     let mut sizes = vec![3; 8];
     sizes.push(12);
     large_rows_leave_room_to_the_others("", &sizes);
+}
+
+#[test]
+fn transactions_of_several_subscriptions_keep_within_the_workers_bytes() {
+    // Three subscriptions grouped by transaction, each one part of 12 MB (11.4 MiB) out to an
+    // endpoint that never answers, all written by one transaction: each part is within its
+    // subscription's share, but the three together are past the worker's 32 MiB.
+    let (_pg, mut db, hung, quick) = one_worker();
+    let options = ", timeout => '3 minutes', group_by => 'transaction'";
+    let mut insert = String::new();
+    for t in ["a", "b", "c"] {
+        exec(
+            &mut db,
+            &format!("CREATE TABLE {t} (id int PRIMARY KEY, body text)"),
+        );
+        subscribe(&mut db, t, t, &hung.url(&format!("/{t}")), options);
+        insert.push_str(&format!(
+            "INSERT INTO {t} VALUES (1, repeat('x', 12000000));"
+        ));
+    }
+    exec(&mut db, &insert);
+    wait_until(WAIT, "two parts out", || hung.count() >= 2);
+    exec(&mut db, "INSERT INTO quick VALUES (1)");
+    // Before, the third part went too (a first part of any size for a subscription holding
+    // none), the worker held 34 MiB and no claim ran until the parts timed out.
+    wait_until(WAIT, "the other subscription's event", || {
+        quick.count() == 1
+    });
 }

@@ -247,7 +247,16 @@ impl Claim<'_> {
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;
         let room_left = want - self.starting(&fresh).min(want);
-        let bytes_left = budget - fresh.iter().map(|e| e.payload_bytes).sum::<i64>();
+        // (Not the bytes nor the requests of events of subscriptions at their share: those are
+        // passed or wait, and a backlog of them kept the others' retries from being read.)
+        let held = self.dispatcher.at_share(&self.pace, self.cap);
+        let may_start = |e: &&QueuedEvent| !held.contains(&e.subscription_id);
+        let bytes_left = budget
+            - fresh
+                .iter()
+                .filter(may_start)
+                .map(|e| e.payload_bytes)
+                .sum::<i64>();
         let mut scheduled = Vec::new();
         let mut next_due = None;
         if check_scheduled && room_left > 0 && bytes_left > 0 {
@@ -268,7 +277,9 @@ impl Claim<'_> {
             // (Retries in flight were read too: they take no more room, and their bytes are
             // owned already.)
             let unowned = fresh.iter().chain(&scheduled);
-            let unowned = unowned.filter(|e| !self.dispatcher.owns(e.id));
+            let unowned = unowned
+                .filter(|e| !self.dispatcher.owns(e.id))
+                .filter(may_start);
             let (taken, _) = requests_for(unowned, self.targets);
             let scheduled_bytes: i64 = scheduled
                 .iter()

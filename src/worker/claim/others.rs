@@ -74,7 +74,13 @@ impl Claim<'_> {
             let all_left = left;
             let left = left.min(plan.share_room(id));
             let bytes = plan.byte_room(id).min(bytes_left);
-            let first = plan.bytes_allowed(id);
+            // (A first part of any size only while the worker holds none: parts are not read
+            // within the claim's byte budget as events are.)
+            let worker_empty = self.dispatcher.owned_bytes() == 0 && parts.is_empty();
+            let first = match worker_empty {
+                true => plan.bytes_allowed(id),
+                false => plan.bytes_allowed(id).min(bytes_left),
+            };
             if left == 0 || first <= 0 {
                 continue;
             }
@@ -86,7 +92,10 @@ impl Claim<'_> {
                 }
             }
             if i >= asked_to {
-                let (asked, to) = self.heads_wanted(plan, &ids[i..], all_left);
+                // (The first read for as many as may fill the room; should they not, all the
+                // rest in a second.)
+                let rest = asked_to > 0;
+                let (asked, to) = self.heads_wanted(plan, &ids[i..], (all_left, rest));
                 heads = self.statements.transaction_heads(&asked)?;
                 asked_to = i + to;
             }
@@ -132,12 +141,17 @@ impl Claim<'_> {
     }
 
     /// Grouped subscriptions (of `ids`, in turn) whose queued transactions to read, with how
-    /// many of each: those that may start a part, until their parts may fill `room`; and how
-    /// many of `ids` were looked at.
-    fn heads_wanted(&self, plan: &Plan<'_>, ids: &[i32], room: usize) -> (Vec<(i32, i64)>, usize) {
+    /// many of each: those that may start a part, until their parts may fill `room` (or all,
+    /// `rest`); and how many of `ids` were looked at.
+    fn heads_wanted(
+        &self,
+        plan: &Plan<'_>,
+        ids: &[i32],
+        (room, rest): (usize, bool),
+    ) -> (Vec<(i32, i64)>, usize) {
         let (mut asked, mut covered) = (Vec::new(), 0);
         for (n, &id) in ids.iter().enumerate() {
-            if covered >= room {
+            if covered >= room && !rest {
                 return (asked, n);
             }
             let Some(t) = self.targets.get(&id) else {

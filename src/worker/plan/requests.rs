@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::Plan;
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
-use crate::worker::{BYTE_SHARE, IN_FLIGHT_BYTES};
+use crate::worker::BYTE_SHARE;
 
 /// The requests one subscription may hold, and the slow subscriptions together, out of a
 /// worker's `max_in_flight`: all but a quarter (from 4 on), so that an endpoint that stops
@@ -56,8 +56,9 @@ impl Plan<'_> {
 
     /// The most bytes of row images one more request of `subscription` may take: what is left
     /// of its byte share; or, while it holds none itself, any size if it is not slow (a row
-    /// larger than the share must go some time), or what the worker has left if it is (the
-    /// slow ones share theirs: one holding none does not wait for the others to hold none). A
+    /// larger than the share must go some time), or, if it is, what the worker has left of a
+    /// share (the slow ones share theirs: one holding none does not wait for the others to
+    /// hold none, nor takes the quarter kept for the others). A
     /// subscription a row did not fit in this plan takes no more in it: its later events do
     /// not go around the one left.
     pub(in crate::worker) fn bytes_allowed(&self, subscription: i32) -> i64 {
@@ -71,7 +72,8 @@ impl Plan<'_> {
         if !self.pace.is_slow(subscription) {
             return i64::MAX;
         }
-        let worker = IN_FLIGHT_BYTES - self.dispatcher.owned_bytes() - self.started_bytes;
+        // (Never into the quarter the others are kept: the share's, not the slow ones'.)
+        let worker = BYTE_SHARE - self.dispatcher.owned_bytes() - self.started_bytes;
         room.max(worker)
     }
 
