@@ -4,8 +4,8 @@
 -- transaction with that part (parts go in order; NULL: not cut into parts yet). A transaction
 -- whose lowest part waits for a retry (or is parked) is left out here, so failing transactions
 -- never take the places of those that may go; decided from the window's own rows (its events
--- share their attempts), not by reading the queue again. One statement for all of a worker's
--- grouped subscriptions, idle ones included: a probe of the index each.
+-- share their attempts), not by reading the queue again. One statement for the subscriptions a
+-- claim asks about (see worker/claim/others.rs grouped_parts): a probe of the index each.
 SELECT s.id, t.txid, t.lowest, t.uncut
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int8[]) WITH ORDINALITY AS s(id, most, n)
  CROSS JOIN LATERAL (

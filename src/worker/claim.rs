@@ -246,10 +246,10 @@ impl Claim<'_> {
             largest,
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;
-        let room_left = want - self.starting(&fresh).min(want);
         // (Not the bytes nor the requests of events of subscriptions at their share: those are
         // passed or wait, and a backlog of them kept the others' retries from being read.)
         let held = self.dispatcher.at_share(&self.pace, self.cap);
+        let room_left = want - self.starting(&fresh, &held).min(want);
         let may_start = |e: &&QueuedEvent| !held.contains(&e.subscription_id);
         let bytes_left = budget
             - fresh

@@ -17,7 +17,7 @@ use pgrx::spi::SpiResult;
 use super::cutting::Cuts;
 use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
-use crate::queue::{Part, QueuedEvent, Statements, TransactionHead};
+use crate::queue::{Part, Statements, TransactionHead};
 
 /// A part ready to start: its subscription, events and place in its transaction.
 pub(super) struct ReadyPart {
@@ -142,7 +142,7 @@ pub(super) fn ready_parts(
             parts: part.parts.max(1) as u32,
             events_total: part.events_total.max(0) as u64,
         };
-        let part_bytes = held_bytes(&part.events, largest);
+        let part_bytes = dispatcher.part_bytes(&part.events);
         if held + part_bytes > bytes && !(ready.is_empty() && part_bytes <= first) {
             break;
         }
@@ -155,13 +155,4 @@ pub(super) fn ready_parts(
         });
     }
     Ok((ready, cutting))
-}
-
-/// The bytes of row images the dispatcher holds for a part's `events`: none for those whose
-/// images were too large to read (`largest`), which ride named in a note.
-pub(super) fn held_bytes(events: &[QueuedEvent], largest: i64) -> i64 {
-    (events.iter())
-        .filter(|e| e.payload_bytes <= largest)
-        .map(|e| e.payload_bytes)
-        .sum()
 }

@@ -190,8 +190,8 @@ impl<'a> Plan<'a> {
             }
             return;
         }
+        let bytes = self.dispatcher.image_bytes(event);
         if let Some(t) = target.filter(|_| cost > 0) {
-            let bytes = self.dispatcher.image_bytes(event);
             if self.share_room(sub) == 0 || !self.fits_bytes(sub, bytes) {
                 self.share(event, t, fresh);
                 return;
@@ -229,7 +229,7 @@ impl<'a> Plan<'a> {
         }
         self.requests += cost;
         self.took_requests(sub, cost);
-        self.took_bytes(sub, self.dispatcher.image_bytes(event));
+        self.took_bytes(sub, bytes);
         self.start.push(event.clone());
     }
 

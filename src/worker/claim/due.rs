@@ -16,8 +16,8 @@ impl Claim<'_> {
     /// most of which go back to slots of their own; nor more of a subscription's than its own
     /// max_in_flight lets start (paging through a limited subscription's backlog, no due
     /// event was read for the whole pass: the others' retries, and its own put back).
-    pub(super) fn starting(&self, fresh: &[QueuedEvent]) -> usize {
-        let full = self.dispatcher.at_share(&self.pace, self.cap);
+    /// (`full`: the subscriptions at their share, see `Dispatcher::at_share`.)
+    pub(super) fn starting(&self, fresh: &[QueuedEvent], full: &HashSet<i32>) -> usize {
         let mut per_subscription: HashMap<i32, usize> = HashMap::new();
         for e in fresh {
             *per_subscription.entry(e.subscription_id).or_default() += 1;
@@ -73,16 +73,7 @@ impl Claim<'_> {
             *n += 1;
             *b += e.payload_bytes;
         }
-        let slow_full = self
-            .pace
-            .slow
-            .iter()
-            .next()
-            .is_some_and(|sub| self.dispatcher.share_room(&self.pace, self.cap, *sub) == 0);
-        let mut slow_room = match slow_full {
-            true => 0,
-            false => (self.cap).saturating_sub(self.dispatcher.slow_held(&self.pace)),
-        };
+        let mut slow_room = self.dispatcher.slow_room(&self.pace, self.cap);
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
         for (sub, (events, event_bytes)) in per_subscription {

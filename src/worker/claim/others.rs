@@ -128,7 +128,7 @@ impl Claim<'_> {
             }
             plan.took_requests(id, ready.len());
             let bytes: i64 = (ready.iter())
-                .map(|p| super::super::grouped::held_bytes(&p.part.events, largest))
+                .map(|p| self.dispatcher.part_bytes(&p.part.events))
                 .sum();
             plan.took_bytes(id, bytes);
             bytes_left -= bytes;

@@ -71,6 +71,12 @@ impl Dispatcher {
         }
     }
 
+    /// The bytes of row images a transaction's part of `events` holds (see `image_bytes`: none
+    /// for those that ride named in a note, unread).
+    pub fn part_bytes(&self, events: &[crate::queue::QueuedEvent]) -> i64 {
+        events.iter().map(|e| self.image_bytes(e)).sum()
+    }
+
     /// The requests a subscription holds: in flight, or finished and not yet recorded (a batch
     /// or a transaction's part is one).
     pub fn requests_of(&self, subscription_id: i32) -> usize {
@@ -96,25 +102,36 @@ impl Dispatcher {
     /// `Plan::share`): `cap` less what it holds, or less what the slow ones hold if it is slow;
     /// none once it (or the slow ones) holds `BYTE_SHARE` of row images.
     pub fn share_room(&self, pace: &super::Pace, cap: usize, subscription: i32) -> usize {
-        let (held, bytes) = if pace.is_slow(subscription) {
-            (self.slow_held(pace), self.slow_bytes(pace))
-        } else {
-            (self.requests_of(subscription), self.bytes_of(subscription))
-        };
-        if bytes >= BYTE_SHARE {
+        if pace.is_slow(subscription) {
+            return self.slow_room(pace, cap);
+        }
+        if self.bytes_of(subscription) >= BYTE_SHARE {
             return 0;
         }
-        cap.saturating_sub(held)
+        cap.saturating_sub(self.requests_of(subscription))
+    }
+
+    /// How many more requests the slow subscriptions together may start: `cap` less what they
+    /// hold, none once they hold `BYTE_SHARE` of row images.
+    pub fn slow_room(&self, pace: &super::Pace, cap: usize) -> usize {
+        if self.slow_bytes(pace) >= BYTE_SHARE {
+            return 0;
+        }
+        cap.saturating_sub(self.slow_held(pace))
     }
 
     /// The subscriptions that may start no more requests under the share rule: one holding
     /// its share (of requests or bytes), or every slow one when the slow ones hold it.
     pub fn at_share(&self, pace: &super::Pace, cap: usize) -> std::collections::HashSet<i32> {
+        let slow_full = self.slow_room(pace, cap) == 0;
         self.requests_per_subscription()
             .map(|(sub, _)| sub)
             .chain(self.owned_by.keys().copied())
             .chain(pace.slow.iter().copied())
-            .filter(|sub| self.share_room(pace, cap, *sub) == 0)
+            .filter(|sub| match pace.is_slow(*sub) {
+                true => slow_full,
+                false => self.share_room(pace, cap, *sub) == 0,
+            })
             .collect()
     }
 
