@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::cluster::{wait_until, Cluster};
 use support::events::{batched_ids, members};
 use support::receiver::{Receiver, Reply};
-use support::{count, exec, subscribe, WAIT};
+use support::{count, exec, padded_table, WAIT};
 
 /// 30 events of ~700 bytes under a 2 kB payload limit (two per request at most), batches of
 /// 100, to a receiver that takes 200 ms a request: every event arrives, no body over the limit,
@@ -18,15 +18,7 @@ fn cut_batches_keep_to(settings: &[&str], extra: &str, peak: usize) {
     settings.push("pg_webhook.max_payload_bytes = '2kB'");
     let pg = Cluster::start(&settings);
     let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(200), 204));
-    let mut db = pg.client_with_extension();
-    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        &format!(", batch_size => 100{extra}"),
-    );
+    let mut db = padded_table(&pg, &rx, &format!(", batch_size => 100{extra}"));
     exec(
         &mut db,
         "INSERT INTO t SELECT g, repeat('x', 700) FROM generate_series(1, 30) g",

@@ -43,15 +43,14 @@ pub mod sink;
 /// Table `t (id int PRIMARY KEY, pad text)` subscribed as `t`, grouped by transaction (with
 /// `extra` options), to `rx`.
 pub fn grouped_table(pg: &cluster::Cluster, rx: &receiver::Receiver, extra: &str) -> Client {
+    padded_table(pg, rx, &format!(", group_by => 'transaction'{extra}"))
+}
+
+/// Table `t (id int PRIMARY KEY, pad text)` subscribed as `t` (with `options`) to `rx`.
+pub fn padded_table(pg: &cluster::Cluster, rx: &receiver::Receiver, options: &str) -> Client {
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, pad text)");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        &format!(", group_by => 'transaction'{extra}"),
-    );
+    subscribe(&mut db, "t", "t", &rx.url("/t"), options);
     db
 }
 
