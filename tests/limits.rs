@@ -135,3 +135,44 @@ fn a_batched_subscriptions_max_in_flight_counts_its_batches_not_their_events() {
     let requests = rx.count();
     assert!(requests <= 10, "50 events in {requests} requests");
 }
+
+#[test]
+fn a_subscription_at_its_max_in_flight_sends_in_order_under_a_stream_of_writes() {
+    // Events over max_in_flight were put back for 100 ms rounds, and a claim offered new events
+    // the free request before those whose time had come: under writes faster than the
+    // endpoint, row 2 was not sent in a minute (76,000 rows written, each put back ~10 times).
+    let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(20), 204));
+    let (pg, mut db, rx) = limited(rx, ", max_in_flight => 1");
+    db.batch_execute("INSERT INTO t VALUES (1), (2)").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut w = pg.connect("postgres");
+        std::thread::spawn(move || {
+            // One row per commit, as fast as one session goes, for at most 10 s.
+            let started = std::time::Instant::now();
+            let mut id = 3;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(10)
+            {
+                w.execute("INSERT INTO t VALUES ($1)", &[&id]).unwrap();
+                id += 1;
+            }
+            id - 3
+        })
+    };
+    wait_until(support::WAIT, "30 rows delivered", || {
+        rx.accepted_ids().len() >= 30
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    // One session's rows, in the order it wrote them: row 2 went second, when row 1 was
+    // answered, not after the writes stopped.
+    let ids = rx.accepted_ids();
+    assert!(
+        ids[..30].windows(2).all(|w| w[0] < w[1]) && ids[1] == 2,
+        "{written} rows written meanwhile, sent in this order: {ids:?}"
+    );
+    // And none was written again on its way out.
+    assert_eq!(count(&mut db, "SELECT count(*) FROM put_back"), 0);
+}

@@ -22,7 +22,7 @@ pub(super) use others::{KeyedHeads, Pinning};
 use apply::Claimed;
 
 use super::dispatch::{Dispatcher, Pace};
-use super::plan::{requests_for, share_cap, Plan};
+use super::plan::{share_cap, Plan};
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent, Statements};
@@ -275,12 +275,15 @@ impl Claim<'_> {
             Vec::new()
         } else {
             // (Retries in flight were read too: they take no more room, and their bytes are
-            // owned already.)
-            let unowned = fresh.iter().chain(&scheduled);
-            let unowned = unowned
-                .filter(|e| !self.dispatcher.owns(e.id))
+            // owned already. A subscription's passed events go before its new ones, which
+            // take none of the room; the others' take what their limits let them start: a
+            // page of new events of one at its max_in_flight left no room to read the passed
+            // ones, and its new events went first.)
+            let unowned = (fresh.iter())
+                .filter(|e| !self.lagging.contains_key(&e.subscription_id))
+                .chain(&scheduled)
                 .filter(may_start);
-            let (taken, _) = requests_for(unowned, self.targets);
+            let taken = plan.startable(unowned, self.targets);
             let scheduled_bytes: i64 = scheduled
                 .iter()
                 .filter(|e| !self.dispatcher.owns(e.id))
@@ -339,14 +342,15 @@ impl Claim<'_> {
         self.park_held(read())?;
         // Parts go first: they were read for the room left after the others.
         let mut plan = plan.with_requests(parts.len());
-        // Passed events before new ones: a subscription's oldest go first.
-        for event in &lagged {
+        // Due events (retries at their time), then passed ones, then new ones: a
+        // subscription's oldest go first.
+        for event in scheduled.iter().chain(&lagged) {
             plan.consider(event, self.targets, self.limits, false);
         }
         for event in &fresh {
             plan.consider(event, self.targets, self.limits, true);
         }
-        for event in scheduled.iter().chain(&heads) {
+        for event in &heads {
             plan.consider(event, self.targets, self.limits, false);
         }
         // SAFETY: reads the current transaction's start timestamp (now() in its statements).

@@ -123,7 +123,8 @@ struct Worker {
     /// about (INVALID: none yet); see `forget_dropped_extension`.
     extension: pg_sys::Oid,
     cursor: Cursor,
-    /// New events the cursor passed while their subscription was slow (see claim/lagging.rs).
+    /// New events the cursor passed while their subscription was slow or at its own
+    /// max_in_flight (see claim/lagging.rs).
     lagging: HashMap<i32, claim::Lag>,
     /// Which subscriptions were pinned (limits of their own) at the last claim.
     pinning: claim::Pinning,

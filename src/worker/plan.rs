@@ -1,7 +1,7 @@
 //! One claim's decisions: which of the events it read start now, which go back to the queue
 //! for later (over a subscription's own concurrency or rate limit, or a partial batch waiting
-//! to fill), which the cursor passes for now (a slow subscription's, see `share`), and when to
-//! look again.
+//! to fill), which the cursor passes for now (a slow subscription's, see `share`, or one's at
+//! its own max_in_flight), and when to look again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use crate::queue::QueuedEvent;
 mod requests;
 
 use requests::requests_of;
-pub(super) use requests::{requests_for, share_cap};
+pub(super) use requests::share_cap;
 
 /// What one claim decided: events to start now, and events of limited subscriptions to put
 /// back for later (txid, id, delay in µs).
@@ -49,8 +49,8 @@ pub(super) struct Plan<'a> {
     /// `bytes_allowed`).
     started_bytes: i64,
     byte_refused: HashSet<i32>,
-    /// New events of slow subscriptions the cursor passes, per subscription: the first and last
-    /// key (see `claim::lagging`).
+    /// New events the cursor passes (of slow subscriptions, or ones at their own max_in_flight),
+    /// per subscription: the first and last key (see `claim::lagging`).
     pub(super) passed: Passed,
     /// A new event was left because its subscription, not slow, holds its share: claim again
     /// when a request ends or at this instant (when it would turn slow), not at once.
@@ -215,10 +215,22 @@ impl<'a> Plan<'a> {
             };
             let admission = limits.admit(sub, &t.limits, requests, over, self.now, arrival);
             if let Admission::Full(wait) | Admission::Later(wait) = admission {
+                *self.over.entry(sub).or_default() += 1;
+                let full = matches!(admission, Admission::Full(_));
+                if full && !t.ordered && !event.due {
+                    // At max_in_flight, a new event is passed and a passed one read again
+                    // stays where it is: they are read again, oldest first, when one of its
+                    // requests ends (claim/lagging.rs). Put back, each was written again
+                    // every 100 ms round, and under a stream of writes the new ones took
+                    // every free request before them.
+                    if fresh {
+                        self.pass(event);
+                    }
+                    return;
+                }
                 if !t.ordered {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
                 }
-                *self.over.entry(sub).or_default() += 1;
                 self.wake_at(self.now + wait);
                 return;
             }

@@ -158,20 +158,8 @@ impl Plan<'_> {
     }
 }
 
-/// How many requests `events` would take (a batched subscription's fill requests of its batch
-/// size), and how many events those requests could carry.
-pub(in crate::worker) fn requests_for<'e>(
-    events: impl Iterator<Item = &'e QueuedEvent>,
-    targets: &HashMap<i32, Target>,
-) -> (usize, usize) {
-    let mut per_subscription: HashMap<i32, usize> = HashMap::new();
-    for e in events {
-        *per_subscription.entry(e.subscription_id).or_default() += 1;
-    }
-    requests_of(&per_subscription, targets)
-}
-
-/// `requests_for` over events already counted per subscription.
+/// How many requests events counted per subscription would take (a batched subscription's
+/// fill requests of its batch size), and how many events those requests could carry.
 pub(super) fn requests_of(
     per_subscription: &HashMap<i32, usize>,
     targets: &HashMap<i32, Target>,
