@@ -18,6 +18,10 @@
 //! FmgrInfo made under the guard keeps the hook, so one kept in a cache that outlives the
 //! statement (a range type's support functions, loaded as its literal is read) is checked at
 //! every later call under a guard too.
+//!
+//! The same hooks watch the rendering of rows as json, which runs no user-written SQL but may
+//! call a cast to json of a column's type that the type's owner made: at capture (`capturing`)
+//! and in a backfill's chunks (`rendering_for`).
 
 use std::cell::RefCell;
 
@@ -38,8 +42,11 @@ pub enum Phase {
     Running,
     /// A backfill chunk renders its rows' images as the table's owner (`rendering_for`), in the
     /// runner process of this role, the subscription's owner: a function's owner must have its
-    /// privileges.
+    /// privileges, and those of the table's owner it runs as.
     Rendering(pg_sys::Oid),
+    /// Capture renders a row of a table owned by this role as the writer (`capturing`): a
+    /// function's owner must have the writer's privileges or the table owner's.
+    Capturing(pg_sys::Oid),
 }
 
 /// The guard in force: its phase and the owners whose code the text names.
@@ -96,6 +103,22 @@ pub fn rendering_for<T>(owner: pg_sys::Oid, render: impl FnOnce() -> T) -> T {
     with_guard(
         Guard {
             phase: Phase::Rendering(owner),
+            named_owners: Vec::new(),
+        },
+        render,
+    )
+}
+
+/// Runs `render` (capture rendering rows of a table owned by `table_owner` as json, as the
+/// writer: `capture::row_json`) so that no function made after initdb runs unless its owner
+/// has the writer's privileges (nothing gained) or the table owner's (who may run any code as
+/// the table's writers already, by a trigger), SECURITY DEFINER or not. `to_jsonb` calls a
+/// cast to json of a column's type, and a type's owner may create one at any time: a role
+/// owning an enum a subscribed table uses ran its code as every writer, superusers included.
+pub fn capturing<T>(table_owner: pg_sys::Oid, render: impl FnOnce() -> T) -> T {
+    with_guard(
+        Guard {
+            phase: Phase::Capturing(table_owner),
             named_owners: Vec::new(),
         },
         render,
@@ -208,18 +231,32 @@ fn refuse_untrusted(function: pg_sys::Oid) {
     if let Some(language) = procedural {
         crate::checked_sql::refuse_procedural(&function_name(function), &language_name(language));
     }
+    // SAFETY: a plain read of the current user.
+    let user = unsafe { pg_sys::GetUserId() };
     let when = match phase {
         Phase::Analysing => "as PostgreSQL reads the expression: a literal of a composite, array or range type is read through its type's input function as the expression is analysed, which checks the constraints of the domains within that type and loads a range type's support functions; build the value instead (ROW(...), ARRAY[...] or a range constructor, over values of the base types), or compare as text",
         Phase::Running => "as PostgreSQL plans or runs the expression, though the check before did not see it: it was made part of what the expression runs since (an operator's commutator or negator defined, a domain's constraint added); run the statement again to have it checked",
         Phase::Rendering(_) => reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
-                "the backfill would run function {}, owned by role {}, as it renders the table's rows as json (a cast to json of a column's type), in the callback runner, which runs only code of roles with the rights of role {}, the subscription's owner",
+                "the backfill would run function {}, owned by role {}, as it renders the table's rows as json (a cast to json of a column's type) as role {}, the table's owner, in the callback runner, which runs only code of roles with the rights of role {}, the subscription's owner, and of the role it runs as",
                 function_name(function),
                 role_name(owner),
+                role_name(user),
                 role_name(runner)
             ),
-            Some("leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of the subscription's owner own the cast's function"),
+            Some("leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of both the subscription's owner and the table's owner (a superuser) own the cast's function"),
+        ),
+        Phase::Capturing(table_owner) => reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "pg_webhook capture would run function {}, owned by role {}, with the rights of role {}, the writer, as it renders a row of a table owned by role {} as json for a webhook event (a cast to json of a column's type): only code of roles with the writer's rights or the table owner's runs there",
+                function_name(function),
+                role_name(owner),
+                role_name(runner),
+                role_name(table_owner)
+            ),
+            Some("have the table's owner (or a superuser) own the cast's function, drop the cast, or leave the column out of the subscription's events (exclude_columns)"),
         ),
     };
     reject(
@@ -289,19 +326,29 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     });
     // fmgr_info raises its own ERROR for a function that is gone.
     let (owner, definer, language) = row?;
+    // SAFETY: a plain read of the current user.
+    let user = unsafe { pg_sys::GetUserId() };
     let runner = match phase {
         Phase::Rendering(owner) => owner,
-        // SAFETY: a plain read of the current user.
-        Phase::Analysing | Phase::Running => unsafe { pg_sys::GetUserId() },
+        Phase::Analysing | Phase::Running | Phase::Capturing(_) => user,
     };
-    // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
     // SAFETY: a syscache read of role membership.
-    let trusted = unsafe { pg_sys::has_privs_of_role(owner, runner) };
-    if let Phase::Rendering(_) = phase {
-        // Whose code runs in the process is what counts here, whoever it runs as; and the
-        // rendering runs in a transaction of the runner's own, where no unwatched code
+    let has_privs_of = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(owner, role) };
+    // The owner has the runner's privileges (a superuser, or the runner): nothing gained.
+    let trusted = has_privs_of(runner);
+    let refused = match phase {
+        // Whose code runs in the process is what counts, and whose rights it runs with (the
+        // table owner's: the subscription's owner's cast ran as a superuser owning the table);
+        // the rendering runs in a transaction of the runner's own, where no unwatched code
         // compiled anything before it.
-        return (!trusted).then_some(Untrusted {
+        Phase::Rendering(_) => Some(!(trusted && has_privs_of(user))),
+        // The table owner's code runs as the table's writers anyway (a trigger of theirs, in
+        // whatever language), so does code of roles with the writer's rights.
+        Phase::Capturing(table_owner) => Some(!(trusted || has_privs_of(table_owner))),
+        Phase::Analysing | Phase::Running => None,
+    };
+    if let Some(refused) = refused {
+        return refused.then_some(Untrusted {
             phase,
             owner,
             runner,
@@ -309,6 +356,7 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
         });
     }
     // A named owner has the owner's privileges: it could make this function's code its own.
+    // SAFETY: a syscache read of role membership.
     let controls = |role: pg_sys::Oid| unsafe { pg_sys::has_privs_of_role(role, owner) };
     let named = GUARD.with(|g| {
         g.borrow()

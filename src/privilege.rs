@@ -204,6 +204,24 @@ pub fn rls_applies_to_caller(table: pg_sys::Oid) -> bool {
     }
 }
 
+/// Whether `role` may read `table` whole: SELECT on it, USAGE on its schema, and no row-level
+/// security policy applying to it (what the worker checks of a subscription's owner, see
+/// `webhook._owner_access`).
+pub fn may_read_whole(table: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: catalog reads of an existing table (a trigger's, or checked by the caller);
+    // check_enable_rls with noError never raises.
+    unsafe {
+        table_privilege(table, role, pg_sys::ACL_SELECT)
+            && pg_sys::pg_namespace_aclcheck(
+                pg_sys::get_rel_namespace(table),
+                role,
+                pg_sys::ACL_USAGE as pg_sys::AclMode,
+            ) == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::check_enable_rls(table, role, true)
+                != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    }
+}
+
 /// The ids of the subscriptions the caller may see in `webhook.subscriptions`.
 pub fn visible_subscriptions() -> std::collections::HashSet<i32> {
     crate::error::spi(

@@ -219,3 +219,96 @@ fn a_backfill_keeps_its_place_without_running_a_key_domains_checks_as_the_subscr
     );
     assert_eq!(ending, (pair("done", ""), 600));
 }
+
+/// `setup`'s cluster, with role `eve` (no other rights) owning schema e and the enum e.status,
+/// whose cast to json is `body` (SQL over $1); tabowner's table m.u (id, st e.status), rows
+/// `rows` in it, and `sub`'s subscription "s" of it.
+fn another_roles_type(body: &str, rows: &str) -> (Cluster, Client, Receiver) {
+    let (pg, mut su) = setup();
+    exec(
+        &mut su,
+        "CREATE ROLE eve LOGIN; CREATE SCHEMA e AUTHORIZATION eve;
+         GRANT USAGE ON SCHEMA e TO tabowner, sub, writer;",
+    );
+    exec(
+        &mut pg.connect_as("postgres", "eve"),
+        &format!(
+            "CREATE TYPE e.status AS ENUM ('new', 'paid');
+             CREATE FUNCTION e.status_json(e.status) RETURNS json LANGUAGE sql AS $${body}$$;
+             CREATE CAST (e.status AS json) WITH FUNCTION e.status_json(e.status);"
+        ),
+    );
+    exec(
+        &mut pg.connect_as("postgres", "tabowner"),
+        &format!(
+            "CREATE TABLE m.u (id int PRIMARY KEY, st e.status);
+             GRANT SELECT, TRIGGER ON m.u TO sub;
+             {rows}"
+        ),
+    );
+    let rx = Receiver::start();
+    subscribe(
+        &mut pg.connect_as("postgres", "sub"),
+        "s",
+        "m.u",
+        &rx.url("/s"),
+        "",
+    );
+    (pg, su, rx)
+}
+
+#[test]
+fn a_cast_of_a_role_without_the_writers_or_the_table_owners_rights_never_runs_at_capture() {
+    // eve owns only the enum a subscribed table uses. Rendering the row for the event ran her
+    // cast to json as every writer: a superuser's INSERT made her a superuser.
+    let (_pg, mut su, _rx) = another_roles_type(
+        "ALTER ROLE eve SUPERUSER; SELECT pg_catalog.to_json($1::text)",
+        "",
+    );
+    let err = su
+        .batch_execute("INSERT INTO m.u VALUES (1, 'new')")
+        .expect_err("the write renders eve's cast");
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "42501", "{db:?}");
+    assert!(
+        db.message().contains("e.status_json") && db.message().contains("role eve"),
+        "{db:?}"
+    );
+    assert_eq!(
+        support::text(
+            &mut su,
+            "SELECT rolsuper::text FROM pg_roles WHERE rolname = 'eve'"
+        ),
+        Some("false".to_string())
+    );
+}
+
+#[test]
+fn a_backfill_never_runs_a_cast_of_a_role_without_the_table_owners_rights() {
+    // The chunk renders rows as the table's owner, in the subscriber's runner; a cast the
+    // subscriber owned ran there with the table owner's rights (read their private tables; as
+    // a superuser's, ran programs). eve, subscribing as a webhook_admin, owns the cast here.
+    let (pg, mut su, _rx) = another_roles_type(
+        "SELECT pg_catalog.json_build_object('by', current_user::text)",
+        "INSERT INTO m.u VALUES (1, 'new');",
+    );
+    exec(
+        &mut su,
+        "GRANT webhook_admin TO eve; GRANT USAGE ON SCHEMA m TO eve;
+         GRANT SELECT, TRIGGER ON m.u TO eve;",
+    );
+    let rx = Receiver::start();
+    let mut eve = pg.connect_as("postgres", "eve");
+    subscribe(&mut eve, "eves", "m.u", &rx.url("/eve"), "");
+    exec(&mut eve, "SELECT webhook.backfill('eves')");
+    wait_state(&mut su, "eves", "failed");
+    let error = support::text(
+        &mut su,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 'eves'",
+    )
+    .unwrap_or_default();
+    assert!(
+        error.contains("e.status_json") && error.contains("role tabowner, the table's owner"),
+        "{error}"
+    );
+}

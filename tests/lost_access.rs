@@ -1,6 +1,7 @@
 //! An owner who may no longer read a subscribed table — SELECT revoked, USAGE on its schema
 //! revoked, row-level security come to bind them — keeps nothing of its rows: the events are
-//! held, the rows they carry are not shown to them, and no filter can write down what it sees.
+//! held, the rows they carry are not shown to them, no filter can write down what it sees, and
+//! none runs on the rows written since.
 //! One scenario per test; each fails on a pg_webhook that lets them read on. (Drops of such a
 //! table: tests/access_at_drop.rs.)
 
@@ -166,5 +167,43 @@ fn a_filter_cannot_write_down_the_rows_it_sees() {
         count(&mut bob, "SELECT last_value FROM public.loot"),
         1,
         "bob's filter wrote down what it saw"
+    );
+}
+
+#[test]
+fn a_filter_runs_on_no_row_once_its_owner_may_no_longer_read_the_table() {
+    // Capture ran bob's filter on every new row after SELECT was revoked from him (the worker
+    // held the events): a session-level advisory lock keyed by the row's secret, left in the
+    // writer's session, told him each one through pg_locks.
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    exec(
+        &mut bob,
+        "CREATE FUNCTION public.peek(s text) RETURNS boolean LANGUAGE sql AS
+           $$ SELECT pg_catalog.pg_try_advisory_lock(4242, pg_catalog.length(s)) $$;",
+    );
+    subscribe(
+        &mut bob,
+        "bobs",
+        "ledger",
+        "http://127.0.0.1:9/bob",
+        ", events => ARRAY['insert'], filter => $$public.peek(NEW.secret)$$",
+    );
+    let locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242";
+    // While bob may read the table his filter runs (and its lock stays: see the README).
+    exec(&mut su, "INSERT INTO ledger VALUES (1, 'b', 'readable')");
+    assert_eq!(count(&mut bob, locks), 1);
+    exec(
+        &mut su,
+        "REVOKE SELECT ON ledger FROM bob;
+         INSERT INTO ledger VALUES (2, 'a', 'twenty-one characters');",
+    );
+    assert_eq!(count(&mut bob, locks), 1, "bob's filter saw row 2");
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM webhook._event_queue"),
+        1,
+        "row 2 made no event"
     );
 }

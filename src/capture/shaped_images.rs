@@ -53,13 +53,18 @@ pub unsafe fn statement_images(
     unsafe {
         ensure_columns(shape, (*rel).rd_att);
         let mut json = RowJson::projected((*rel).rd_att, |name| shape.keeps(name));
+        let owner = Some((*(*rel).rd_rel).relowner);
         let mut new = Reader::open(rel, new_rows);
         let mut old = Reader::open(rel, old_rows);
         let images = chosen
             .iter()
             .map(|c| {
-                let record = new.as_mut().map(|r| r.image_at(c.position, &mut json));
-                let old_record = old.as_mut().map(|r| r.image_at(c.position, &mut json));
+                let record = new
+                    .as_mut()
+                    .map(|r| r.image_at(c.position, &mut json, owner));
+                let old_record = old
+                    .as_mut()
+                    .map(|r| r.image_at(c.position, &mut json, owner));
                 if compare && same(record, old_record) {
                     return None;
                 }
@@ -111,7 +116,7 @@ pub unsafe fn backfill_images(
                     .iter()
                     .map(|row| {
                         pg_sys::ExecStoreHeapTupleDatum(*row, slot);
-                        rendered(&mut json, slot)
+                        rendered(&mut json, slot, None)
                     })
                     .collect();
                 pg_sys::ExecDropSingleTupleTableSlot(slot);
@@ -175,8 +180,14 @@ impl Reader {
         }
     }
 
-    /// The image of the row at `position` (past the rows read so far).
-    unsafe fn image_at(&mut self, position: i64, json: &mut RowJson) -> Image {
+    /// The image of the row at `position` (past the rows read so far), rendered as the writer
+    /// of a table owned by `owner` (see `rendered`).
+    unsafe fn image_at(
+        &mut self,
+        position: i64,
+        json: &mut RowJson,
+        owner: Option<pg_sys::Oid>,
+    ) -> Image {
         // SAFETY: the slot fits the store's rows.
         unsafe {
             while self.read < position {
@@ -188,17 +199,28 @@ impl Reader {
                 }
                 self.read += 1;
             }
-            rendered(json, self.slot)
+            rendered(json, self.slot, owner)
         }
     }
 }
 
-/// The row in `slot` as `json` renders it.
-unsafe fn rendered(json: &mut RowJson, slot: *mut pg_sys::TupleTableSlot) -> Image {
+/// The row in `slot` as `json` renders it: at capture as the writer of a table owned by
+/// `table_owner` (`RowJson::guarded_as_writer`); in a backfill (`None`) under the guard the
+/// backfill set.
+unsafe fn rendered(
+    json: &mut RowJson,
+    slot: *mut pg_sys::TupleTableSlot,
+    table_owner: Option<pg_sys::Oid>,
+) -> Image {
     // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
     // nothing that needs dropping.
     // (Its errors are named after the subscription where it is called: see `shaped_rows`.)
-    unsafe { json.guarded(None, |r, json| json.row(r, slot)) }
+    unsafe {
+        match table_owner {
+            Some(owner) => json.guarded_as_writer(owner, None, |r, json| json.row(r, slot)),
+            None => json.guarded(None, |r, json| json.row(r, slot)),
+        }
+    }
 }
 
 /// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares); an omitted

@@ -22,6 +22,14 @@ pub fn shaped_rows(
     op: Operation,
     info: &CaptureInfo,
 ) -> Result<u64, CaptureError> {
+    // An owner who may no longer read the table whole (SELECT or USAGE revoked, row-level
+    // security come to bind them) runs no SQL over its rows: a filter still saw every new row,
+    // and passed it on through what a rolled-back read-only query keeps (a session-level
+    // advisory lock, visible in pg_locks), while the worker held the events. Nothing is queued:
+    // its rows are not the owner's to choose from (see the README: backfill once it is back).
+    if !crate::privilege::may_read_whole(info.target, info.owner) {
+        return Ok(0);
+    }
     // Key columns no longer there are replaced by a constant, as on the plain path.
     // SAFETY: the trigger's relation, valid for this call; lookups in the call's memory.
     let mut key = info

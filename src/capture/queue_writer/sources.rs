@@ -34,11 +34,12 @@ impl QueueWriter {
             let (new_slot, old_slot) =
                 unguarded::region(|_| (read_slot(new_rows), read_slot(old_rows)));
             let mut json = row_json::take(source);
+            let owner = (*(*source).rd_rel).relowner;
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
             loop {
-                let record = next_json(new_rows, new_slot, &mut json, subscription);
-                let old_record = next_json(old_rows, old_slot, &mut json, subscription);
+                let record = next_json((new_rows, new_slot), &mut json, owner, subscription);
+                let old_record = next_json((old_rows, old_slot), &mut json, owner, subscription);
                 if record.is_none() && old_record.is_none() {
                     break;
                 }
@@ -109,11 +110,12 @@ impl QueueWriter {
     }
 }
 
-/// The next row of `store` as jsonb, or `None` at its end (or when there is no store).
+/// The next row of `store` as jsonb, rendered as the writer of a table owned by `owner` (see
+/// `RowJson::guarded_as_writer`), or `None` at its end (or when there is no store).
 unsafe fn next_json(
-    store: *mut pg_sys::Tuplestorestate,
-    slot: *mut pg_sys::TupleTableSlot,
+    (store, slot): (*mut pg_sys::Tuplestorestate, *mut pg_sys::TupleTableSlot),
     json: &mut RowJson,
+    owner: pg_sys::Oid,
     subscription: &str,
 ) -> Option<Image> {
     if store.is_null() {
@@ -122,7 +124,7 @@ unsafe fn next_json(
     // SAFETY: the slot matches the store's tuple descriptor, which `json` was made for; the
     // region owns nothing that needs dropping.
     unsafe {
-        json.guarded(Some(subscription), |r, json| {
+        json.guarded_as_writer(owner, Some(subscription), |r, json| {
             unguarded::tuplestore_gettupleslot(store, true, false, slot).then(|| json.row(r, slot))
         })
     }

@@ -57,6 +57,9 @@ pub struct RowJson {
     /// What the rendering depends on: each attribute's type and whether it is dropped.
     attributes: Vec<(pg_sys::Oid, bool)>,
     numeric_in: pg_sys::FmgrInfo,
+    /// Whether some column is rendered by `to_jsonb`, which may run a cast to json of its type
+    /// (see `guarded_as_writer`).
+    calls_to_jsonb: bool,
     /// Where the function lookups and call expressions live; deleted with the converter.
     _memory: Memory,
 }
@@ -117,7 +120,7 @@ impl RowJson {
             ));
             let in_memory = InContext::enter(memory.0);
             let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
-            let columns = attrs
+            let columns: Vec<Column> = attrs
                 .iter()
                 .enumerate()
                 .filter(|(_, a)| !a.attisdropped && keep(pgrx::name_data_to_str(&a.attname)))
@@ -133,7 +136,9 @@ impl RowJson {
                 .collect();
             let numeric_in = function(pg_sys::Oid::from(pg_sys::F_NUMERIC_IN));
             drop(in_memory);
+            let calls_to_jsonb = columns.iter().any(|c| c.render.calls_to_jsonb());
             RowJson {
+                calls_to_jsonb,
                 columns,
                 rendering: None,
                 attributes: attributes(desc),
@@ -248,6 +253,27 @@ impl RowJson {
             unguarded::region(|r| f(r, &mut *self))
         }));
         rendered.unwrap_or_else(|caught| self.failed(caught, subscription))
+    }
+
+    /// As `guarded`, for capture rendering rows of a table owned by `table_owner` as the
+    /// writer: a function `to_jsonb` would run (a cast to json of a column's type, which the
+    /// type's owner may make at any time) runs only if its owner has the writer's or the table
+    /// owner's privileges (`analysis_guard::capturing`), else the write fails naming it.
+    ///
+    /// # Safety
+    /// As `guarded`'s.
+    pub unsafe fn guarded_as_writer<T>(
+        &mut self,
+        table_owner: pg_sys::Oid,
+        subscription: Option<&str>,
+        f: impl FnOnce(&unguarded::Region, &mut RowJson) -> T,
+    ) -> T {
+        if !self.calls_to_jsonb {
+            // SAFETY: see the function contract.
+            return unsafe { self.guarded(subscription, f) };
+        }
+        // SAFETY: see the function contract.
+        crate::analysis_guard::capturing(table_owner, || unsafe { self.guarded(subscription, f) })
     }
 
     fn failed(&self, caught: Box<dyn std::any::Any + Send>, subscription: Option<&str>) -> ! {

@@ -135,6 +135,11 @@ impl Render {
         }
     }
 
+    /// Whether values are rendered by `to_jsonb` (which may run a cast to json).
+    pub(super) fn calls_to_jsonb(&self) -> bool {
+        matches!(self, Render::ToJsonb(_))
+    }
+
     /// The non-null value `datum` of a column of this kind, as `datum_to_jsonb` renders it
     /// (`numeric_in` is the converter's, for floats).
     ///
