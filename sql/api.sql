@@ -241,6 +241,8 @@ SELECT s.id, s.name, s.status,
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
+       WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
+            THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
             ELSE s.status_reason END AS status_reason,
        s.failing_since,
        COALESCE(q.queued, 0) AS queued,
@@ -252,7 +254,9 @@ SELECT s.id, s.name, s.status,
        COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
        round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
-       x.last_error,
+       -- (An error may quote the endpoint's answer: see webhook.attempts.)
+       CASE WHEN v.manages OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN x.last_error END AS last_error,
        COALESCE(t.delivered, 0)::bigint AS delivered_total,
        COALESCE(t.dead, 0)::bigint AS dead_total,
        COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
@@ -262,7 +266,9 @@ SELECT s.id, s.name, s.status,
   LEFT JOIN failed x ON x.subscription_id = s.id
   LEFT JOIN totals t ON t.subscription_id = s.id
   LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id
- WHERE s.id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+  LEFT JOIN webhook._visible_subscriptions v ON v.id = s.id
+  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id
+ WHERE v.id IS NOT NULL
     -- Monitoring roles (postgres_exporter) see every subscription's health, not its events.
     OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW webhook.subscription_stats IS
@@ -449,7 +455,7 @@ COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent
 COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE, and for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.events.status IS 'pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead.';
 COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
-COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
+COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt; NULL for a reader who does not manage the subscription (it may quote the endpoint''s answer).';
 COMMENT ON COLUMN webhook.events.created_at IS 'When the change was captured (its transaction''s start).';
 COMMENT ON COLUMN webhook.events.finished_at IS 'When it was delivered or died; NULL while pending.';
 COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none, and for a reader who does not manage the subscription (the callback runs as its owner, and its error may quote what it read).';
@@ -459,8 +465,8 @@ COMMENT ON COLUMN webhook.attempts.subscription_id IS 'The subscription (webhook
 COMMENT ON COLUMN webhook.attempts.started_at IS 'When the request was started.';
 COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or the failure), in milliseconds.';
 COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
-COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
-COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
+COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body; NULL for a reader who does not manage the subscription (an answer to a request made with its credentials may quote what they reach).';
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token), and for a reader who does not manage the subscription.';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';
@@ -475,7 +481,7 @@ COMMENT ON COLUMN webhook.subscription_stats.delivered_last_hour IS 'Events deli
 COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempts and dead events in the last hour.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
-COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; NULL for a reader who neither manages the subscription nor is a member of pg_monitor.';
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';

@@ -359,7 +359,8 @@ SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
        CASE WHEN v.reads_rows THEN q.old_record END AS old_record,
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
-       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
+       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at,
+       CASE WHEN v.manages THEN q.last_error END AS last_error, q.created_at,
        NULL::timestamptz AS finished_at, NULL::text AS callback_error, q.timeline
   FROM webhook._event_queue q
   JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
@@ -367,10 +368,28 @@ UNION ALL
 SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
-       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
+       a.status, a.attempts, NULL::timestamptz, CASE WHEN v.manages THEN a.last_error END,
+       a.created_at, a.finished_at,
        CASE WHEN v.manages THEN a.callback_error END, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
+
+-- What the endpoint answered, and errors, only to those who manage the
+-- subscription: an answer to a request made with its secret, headers, token or client
+-- certificate may quote what those reach (a 404 page quoting the path, a header echoed).
+CREATE OR REPLACE VIEW webhook.attempts WITH (security_barrier) AS
+SELECT t.event_id, t.attempt, t.subscription_id, t.started_at, t.duration_ms, t.status_code,
+       CASE WHEN v.manages THEN t.response_excerpt END AS response_excerpt,
+       CASE WHEN v.manages THEN t.error END AS error, t.outcome
+  FROM webhook._attempts t
+  JOIN webhook._visible_subscriptions v ON v.id = t.subscription_id
+UNION ALL
+SELECT a.id, a.attempts, a.subscription_id, a.final_started_at, a.final_duration_ms,
+       a.final_status_code, CASE WHEN v.manages THEN a.final_response_excerpt END,
+       CASE WHEN v.manages THEN a.final_error END, a.status
+  FROM webhook._event_archive a
+  JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id
+ WHERE a.final_started_at IS NOT NULL;
 
 -- API: Private. The subscriptions whose triggers pg_webhook made, or saw complete, in this
 -- database. Not dumped with the subscriptions: after a restore it is empty, so the worker's
@@ -421,6 +440,32 @@ ALTER TABLE webhook._subscriptions ALTER COLUMN callback TYPE text
     USING COALESCE(webhook._callback_signature(callback::pg_catalog.oid),
                    callback::pg_catalog.oid::pg_catalog.text);
 
+-- Per subscription, one of its capture triggers that does not fire in an
+-- ordinary session (tgenabled D: disabled, R: only where session_replication_role is replica;
+-- by ALTER TABLE, or pg_restore --disable-triggers while it runs): changes to that table go
+-- uncaptured while it is so. Shown in status_reason. Triggers are pg_webhook's by their
+-- function's OID; the first argument names the subscription.
+CREATE VIEW webhook._capture_off AS
+SELECT f.subscription_id,
+       -- (In the database's collation, as the status_reason it goes in: a name's is "C".)
+       pg_catalog.min(pg_catalog.format('%I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
+                      COLLATE pg_catalog."default") AS trigger_name
+  FROM pg_catalog.pg_trigger t
+  CROSS JOIN LATERAL (
+      SELECT pg_catalog.split_part(pg_catalog.encode(pg_catalog.substring(t.tgargs, 1,
+                 GREATEST(pg_catalog.position(t.tgargs, pg_catalog.decode('00', 'hex')) - 1, 0)),
+                 'escape'), ':', 1) AS first) a
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN a.first OPERATOR(pg_catalog.~) '^[0-9]{1,9}$'
+                  THEN a.first::pg_catalog.int4 END AS subscription_id) f
+ WHERE t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('webhook._capture()')::pg_catalog.oid
+   AND t.tgenabled OPERATOR(pg_catalog.<>) ALL (ARRAY['O', 'A']::pg_catalog."char"[])
+   AND f.subscription_id IS NOT NULL
+ GROUP BY f.subscription_id;
+COMMENT ON VIEW webhook._capture_off IS
+    'Internal: capture triggers that do not fire in an ordinary session, one per subscription.';
+REVOKE ALL ON webhook._capture_off FROM PUBLIC;
+
 -- Readers of a table see a subscription's URL only up to its host.
 CREATE OR REPLACE VIEW webhook.subscriptions WITH (security_barrier) AS
 SELECT s.id, s.name, s.target,
@@ -436,6 +481,8 @@ SELECT s.id, s.name, s.target,
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
+       WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
+            THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,
@@ -449,7 +496,8 @@ SELECT s.id, s.name, s.target,
             WHEN s.auth IS NOT NULL
             THEN pg_catalog.jsonb_build_object('type', s.auth -> 'type') END AS auth
   FROM webhook._subscriptions s
-  JOIN webhook._visible_subscriptions v ON v.id = s.id;
+  JOIN webhook._visible_subscriptions v ON v.id = s.id
+  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id;
 
 COMMENT ON COLUMN webhook.subscriptions.url IS
     'Where events are sent. Shown whole to the subscription''s owner (and superusers); others see only the scheme and host, since paths and query strings often carry tokens.';
@@ -811,7 +859,7 @@ COMMENT ON COLUMN webhook.events.record IS 'The new row (INSERT, UPDATE) as sent
 COMMENT ON COLUMN webhook.events.old_record IS 'The old row (UPDATE, DELETE) as sent; NULL for INSERT and TRUNCATE, and for a reader who may not read the table whole now.';
 COMMENT ON COLUMN webhook.events.status IS 'pending (queued for a first or further attempt), parked (its subscription is paused, disabled or may not read its table), delivered, or dead.';
 COMMENT ON COLUMN webhook.events.attempts IS 'Attempts made so far.';
-COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt.';
+COMMENT ON COLUMN webhook.events.last_error IS 'Summary of the latest failed attempt; NULL for a reader who does not manage the subscription (it may quote the endpoint''s answer).';
 COMMENT ON COLUMN webhook.events.created_at IS 'When the change was captured (its transaction''s start).';
 COMMENT ON COLUMN webhook.events.finished_at IS 'When it was delivered or died; NULL while pending.';
 COMMENT ON COLUMN webhook.events.callback_error IS 'Why the subscription''s callback failed for this event; NULL if it ran or there is none, and for a reader who does not manage the subscription (the callback runs as its owner, and its error may quote what it read).';
@@ -821,7 +869,7 @@ COMMENT ON COLUMN webhook.attempts.subscription_id IS 'The subscription (webhook
 COMMENT ON COLUMN webhook.attempts.started_at IS 'When the request was started.';
 COMMENT ON COLUMN webhook.attempts.duration_ms IS 'How long until the answer (or the failure), in milliseconds.';
 COMMENT ON COLUMN webhook.attempts.status_code IS 'The HTTP status answered; NULL when there was no answer.';
-COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body.';
+COMMENT ON COLUMN webhook.attempts.response_excerpt IS 'The first pg_webhook.response_excerpt_bytes of the response body; NULL for a reader who does not manage the subscription (an answer to a request made with its credentials may quote what they reach).';
 COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination); NULL when answered.';
 -- Running totals per subscription, for monitoring (counters that only grow, unlike
 -- the history that retention purges): events delivered, events dead, and attempts that failed
@@ -893,6 +941,8 @@ SELECT s.id, s.name, s.status,
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
+       WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
+            THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
             ELSE s.status_reason END AS status_reason,
        s.failing_since,
        COALESCE(q.queued, 0) AS queued,
@@ -904,7 +954,9 @@ SELECT s.id, s.name, s.status,
        COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
        round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
-       x.last_error,
+       -- (An error may quote the endpoint's answer: see webhook.attempts.)
+       CASE WHEN v.manages OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+            THEN x.last_error END AS last_error,
        COALESCE(t.delivered, 0)::bigint AS delivered_total,
        COALESCE(t.dead, 0)::bigint AS dead_total,
        COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
@@ -914,7 +966,9 @@ SELECT s.id, s.name, s.status,
   LEFT JOIN failed x ON x.subscription_id = s.id
   LEFT JOIN totals t ON t.subscription_id = s.id
   LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id
- WHERE s.id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+  LEFT JOIN webhook._visible_subscriptions v ON v.id = s.id
+  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id
+ WHERE v.id IS NOT NULL
     -- Monitoring roles (postgres_exporter) see every subscription's health, not its events.
     OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW webhook.subscription_stats IS
@@ -931,7 +985,7 @@ GRANT EXECUTE ON FUNCTION webhook._stuck_runners() TO pg_monitor;
 COMMENT ON FUNCTION webhook._stuck_runners() IS 'Internal: how many callback runners of this database are stuck in a call the watchdog cannot end (shared memory), for monitoring.';
 -- It shows each caller only the subscriptions they see in that view.
 COMMENT ON FUNCTION webhook._in_flight() IS 'Internal: requests the delivery workers have in flight (shared memory), per subscription the caller sees in webhook.subscription_stats.';
-COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token).';
+COMMENT ON COLUMN webhook.attempts.error IS 'Transport failure (connect, DNS, TLS, timeout, refused destination) or why no OAuth 2.0 token could be had; NULL when answered (noted with the status when the body broke off, or when a 401 got no new token), and for a reader who does not manage the subscription.';
 COMMENT ON COLUMN webhook.subscription_stats.id IS 'Subscription id.';
 COMMENT ON COLUMN webhook.subscription_stats.name IS 'Subscription name.';
 COMMENT ON COLUMN webhook.subscription_stats.status IS 'active, paused, disabled or unsubscribed.';
@@ -946,7 +1000,7 @@ COMMENT ON COLUMN webhook.subscription_stats.delivered_last_hour IS 'Events deli
 COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempts and dead events in the last hour.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
-COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour.';
+COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; NULL for a reader who neither manages the subscription nor is a member of pg_monitor.';
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';

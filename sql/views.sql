@@ -142,6 +142,32 @@ COMMENT ON VIEW webhook._visible_subscriptions IS
     'Internal: subscriptions whose rows the current user may read, and whether the user manages each.';
 REVOKE ALL ON webhook._visible_subscriptions FROM PUBLIC;
 
+-- API: Private. Per subscription, one of its capture triggers that does not fire in an
+-- ordinary session (tgenabled D: disabled, R: only where session_replication_role is replica;
+-- by ALTER TABLE, or pg_restore --disable-triggers while it runs): changes to that table go
+-- uncaptured while it is so. Shown in status_reason. Triggers are pg_webhook's by their
+-- function's OID; the first argument names the subscription.
+CREATE VIEW webhook._capture_off AS
+SELECT f.subscription_id,
+       -- (In the database's collation, as the status_reason it goes in: a name's is "C".)
+       pg_catalog.min(pg_catalog.format('%I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
+                      COLLATE pg_catalog."default") AS trigger_name
+  FROM pg_catalog.pg_trigger t
+  CROSS JOIN LATERAL (
+      SELECT pg_catalog.split_part(pg_catalog.encode(pg_catalog.substring(t.tgargs, 1,
+                 GREATEST(pg_catalog.position(t.tgargs, pg_catalog.decode('00', 'hex')) - 1, 0)),
+                 'escape'), ':', 1) AS first) a
+  CROSS JOIN LATERAL (
+      SELECT CASE WHEN a.first OPERATOR(pg_catalog.~) '^[0-9]{1,9}$'
+                  THEN a.first::pg_catalog.int4 END AS subscription_id) f
+ WHERE t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure('webhook._capture()')::pg_catalog.oid
+   AND t.tgenabled OPERATOR(pg_catalog.<>) ALL (ARRAY['O', 'A']::pg_catalog."char"[])
+   AND f.subscription_id IS NOT NULL
+ GROUP BY f.subscription_id;
+COMMENT ON VIEW webhook._capture_off IS
+    'Internal: capture triggers that do not fire in an ordinary session, one per subscription.';
+REVOKE ALL ON webhook._capture_off FROM PUBLIC;
+
 -- API: Public.
 CREATE VIEW webhook.subscriptions WITH (security_barrier) AS
 SELECT s.id, s.name, s.target,
@@ -157,6 +183,8 @@ SELECT s.id, s.name, s.target,
                                     WHERE m.subscription_id = s.id)
             -- Restored (webhook._triggers_made is not dumped), its triggers not seen complete.
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
+       WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
+            THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,
@@ -170,7 +198,8 @@ SELECT s.id, s.name, s.target,
             WHEN s.auth IS NOT NULL
             THEN pg_catalog.jsonb_build_object('type', s.auth -> 'type') END AS auth
   FROM webhook._subscriptions s
-  JOIN webhook._visible_subscriptions v ON v.id = s.id;
+  JOIN webhook._visible_subscriptions v ON v.id = s.id
+  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id;
 
 -- API: Public. Queued and finished events in one place; status is pending, delivered or dead.
 CREATE VIEW webhook.events WITH (security_barrier) AS
@@ -179,7 +208,8 @@ SELECT q.id, q.subscription_id, q.op, q.table_schema, q.table_name,
        CASE WHEN v.reads_rows THEN q.old_record END AS old_record,
        CASE WHEN q.next_attempt_at = 'infinity' THEN 'parked' ELSE 'pending' END AS status,
        q.attempts,
-       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at, q.last_error, q.created_at,
+       COALESCE(q.next_attempt_at, q.created_at) AS next_attempt_at,
+       CASE WHEN v.manages THEN q.last_error END AS last_error, q.created_at,
        NULL::timestamptz AS finished_at, NULL::text AS callback_error, q.timeline
   FROM webhook._event_queue q
   JOIN webhook._visible_subscriptions v ON v.id = q.subscription_id
@@ -187,23 +217,28 @@ UNION ALL
 SELECT a.id, a.subscription_id, a.op, a.table_schema, a.table_name,
        CASE WHEN v.reads_rows THEN a.record END,
        CASE WHEN v.reads_rows THEN a.old_record END,
-       a.status, a.attempts, NULL::timestamptz, a.last_error, a.created_at, a.finished_at,
+       a.status, a.attempts, NULL::timestamptz, CASE WHEN v.manages THEN a.last_error END,
+       a.created_at, a.finished_at,
        CASE WHEN v.manages THEN a.callback_error END, a.timeline
   FROM webhook._event_archive a
   JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id;
 
--- API: Public.
+-- API: Public. What the endpoint answered, and errors, only to those who manage the
+-- subscription: an answer to a request made with its secret, headers, token or client
+-- certificate may quote what those reach (a 404 page quoting the path, a header echoed).
 CREATE VIEW webhook.attempts WITH (security_barrier) AS
 SELECT t.event_id, t.attempt, t.subscription_id, t.started_at, t.duration_ms, t.status_code,
-       t.response_excerpt, t.error, t.outcome
+       CASE WHEN v.manages THEN t.response_excerpt END AS response_excerpt,
+       CASE WHEN v.manages THEN t.error END AS error, t.outcome
   FROM webhook._attempts t
- WHERE t.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v)
+  JOIN webhook._visible_subscriptions v ON v.id = t.subscription_id
 UNION ALL
 SELECT a.id, a.attempts, a.subscription_id, a.final_started_at, a.final_duration_ms,
-       a.final_status_code, a.final_response_excerpt, a.final_error, a.status
+       a.final_status_code, CASE WHEN v.manages THEN a.final_response_excerpt END,
+       CASE WHEN v.manages THEN a.final_error END, a.status
   FROM webhook._event_archive a
- WHERE a.final_started_at IS NOT NULL
-   AND a.subscription_id IN (SELECT v.id FROM webhook._visible_subscriptions v);
+  JOIN webhook._visible_subscriptions v ON v.id = a.subscription_id
+ WHERE a.final_started_at IS NOT NULL;
 
 GRANT SELECT ON webhook.subscriptions, webhook.events, webhook.attempts TO webhook_admin;
 

@@ -1,13 +1,13 @@
 //! Ways past a table's privileges: subscribing a table one may only read, or past its
 //! row-level security policies; keeping its rows after losing access; reading a subscription's
-//! URL as another reader of the table; replaying another owner's event. One scenario per test;
-//! each fails on a pg_webhook that lets them in.
+//! URL, or its endpoint's answers, as another reader of the table; replaying another owner's
+//! event. One scenario per test; each fails on a pg_webhook that lets them in.
 
 mod support;
 
 use support::cluster::{wait_until, Cluster};
 use support::mallory::victim_and_mallory;
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Reply};
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
 #[test]
@@ -266,4 +266,44 @@ fn replaying_another_owners_event_tells_nothing_of_it() {
         "{e}"
     );
     assert!(!e.contains("orders"), "{e}");
+}
+
+#[test]
+fn readers_of_a_table_see_no_answer_or_error_of_a_subscription_they_do_not_manage() {
+    // The endpoint's answer to a request made with the owner's secret, headers or token was
+    // shown to every reader of the table, though the view hides the path it quotes.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::with(|r, _| Reply::Full {
+        status: 404,
+        headers: Vec::new(),
+        body: format!("no route {}", r.path),
+    });
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader;
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO reader;",
+    );
+    // Retried in an hour: the attempt stays in the last hour's failures (subscription_stats).
+    subscribe(
+        &mut su,
+        "t",
+        "t",
+        &rx.url("/in/tok_live_123"),
+        ", retry_schedule => ARRAY['1 hour'::interval]",
+    );
+    exec(&mut su, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the first attempt recorded", || {
+        count(&mut su, "SELECT count(*) FROM webhook.attempts") == 1
+    });
+    let seen = "SELECT a.status_code::text || ' ' || coalesce(a.response_excerpt, '-') || ' '
+                       || coalesce(e.last_error, '-') || ' ' || coalesce(s.last_error, '-')
+                  FROM webhook.attempts a JOIN webhook.events e ON e.id = a.event_id
+                  JOIN webhook.subscription_stats s ON s.id = a.subscription_id";
+    let mut reader = pg.connect_as("postgres", "reader");
+    assert_eq!(text(&mut reader, seen).as_deref(), Some("404 - - -"));
+    assert_eq!(
+        text(&mut su, seen).as_deref(),
+        Some("404 no route /in/tok_live_123 HTTP 404: no route /in/tok_live_123 HTTP 404")
+    );
 }

@@ -1,8 +1,8 @@
 //! What catches capture triggers the event triggers missed: the worker's trigger check puts
 //! them on a partition made while the event triggers were disabled, drops strays, ends a
-//! subscription whose trigger was dropped, reports a trigger naming no subscription row, and is
-//! held up by no lock or race; and a partition made inside CREATE SCHEMA gets its triggers
-//! without it. One scenario per test.
+//! subscription whose trigger was dropped, reports a trigger naming no subscription row and one
+//! that is disabled, and is held up by no lock or race; and a partition made inside CREATE
+//! SCHEMA gets its triggers without it. One scenario per test.
 
 mod support;
 
@@ -322,4 +322,25 @@ fn status(db: &mut postgres::Client, name: &str) -> Option<String> {
     )
     .expect("reading the subscription's status")
     .map(|r| r.get(0))
+}
+
+#[test]
+fn a_disabled_capture_trigger_is_reported_in_the_status_reason_and_the_log() {
+    // ALTER TABLE … DISABLE TRIGGER (the table's owner may), ENABLE REPLICA TRIGGER or
+    // pg_restore --disable-triggers left the subscription active with nothing said while its
+    // table's changes went uncaptured.
+    let (pg, _rx, mut db) = subscribed_m("");
+    exec(&mut db, "ALTER TABLE m_1 DISABLE TRIGGER USER");
+    let reason = "SELECT status || ': ' || status_reason FROM webhook.subscriptions";
+    let off = text(&mut db, reason).unwrap_or_default();
+    assert!(
+        off.starts_with("active: its capture trigger pg_webhook_")
+            && off.contains(" on m_1 is disabled: changes to that table are not captured"),
+        "{off}"
+    );
+    wait_until(WAIT, "the trigger check to say so in the log", || {
+        pg.log().contains("on public.m_1 is disabled")
+    });
+    exec(&mut db, "ALTER TABLE m_1 ENABLE TRIGGER USER");
+    assert_eq!(text(&mut db, reason), None);
 }

@@ -27,6 +27,8 @@ pub(super) struct Existing {
     pub tgtype: i32,
     pub function: pg_sys::Oid,
     pub args: Vec<String>,
+    /// Whether it fires in an ordinary session (not disabled, nor made a replica's only).
+    pub fires: bool,
 }
 
 /// The OIDs of `webhook._capture()` and `webhook._order_lock()` (invalid while the SQL objects
@@ -65,6 +67,7 @@ pub(super) fn existing(
                 function: r.get(5).unwrap_or(pg_sys::Oid::INVALID),
                 table: r.get(6).unwrap_or_default(),
                 args: split_args(&r.get::<String>(7).unwrap_or_default()),
+                fires: r.get(8).unwrap_or(true),
             });
         },
     );

@@ -175,6 +175,14 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
             }
             continue;
         }
+        for t in have
+            .iter()
+            .filter(|t| !t.fires && named_subscription(&t.args) == Some(*id))
+        {
+            if report_due(format!("off {} on {}", t.name, t.table)) {
+                changes.push(not_firing(*id, t));
+            }
+        }
         for m in &diff.missing {
             changes.push(format!(
                 "subscription {id} lacked its trigger {} on partition {}, made now: changes to that partition before now were not captured (were the pg_webhook event triggers disabled?)",
@@ -239,6 +247,21 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
         }
     }
     Ok(changes)
+}
+
+/// The log line for a trigger of live subscription `id` that does not fire in an ordinary
+/// session (`ALTER TABLE … DISABLE TRIGGER`, `ENABLE REPLICA TRIGGER`, `pg_restore
+/// --disable-triggers` meanwhile): said every `REPORT_EVERY` while it lasts, and in the
+/// subscription's `status_reason` (sql/views.sql), not repaired: whoever turned it off may mean
+/// to, and what it missed is missed either way.
+fn not_firing(id: i32, t: &super::Existing) -> String {
+    format!(
+        "subscription {id}'s trigger {} on {} is disabled: changes to that table are not captured while it is (ALTER TABLE {} ENABLE TRIGGER {} turns it on again)",
+        t.name,
+        t.table,
+        t.table,
+        quote_identifier(&t.name)
+    )
 }
 
 /// Whether all subscription `id` lacks is its order-lock triggers or this version's form of
