@@ -85,7 +85,7 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
                 role_name(new_owner),
                 s.signature.as_deref().unwrap_or("(unknown)")
             ),
-            Some("the new owner subscribes again (webhook.subscribe) with a callback of its own; then unsubscribe this one, whose queued events are still delivered"),
+            Some("the new owner subscribes again (webhook.subscribe) with a callback of its own. This one's queued events stay parked and are never sent, as nobody's: unsubscribe it with discard_queued => true to remove them"),
         );
     }
     // SAFETY: a catalog read.
@@ -111,7 +111,7 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
         reject(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("subscription \"{name}\" cannot go to role {}: it has {what}, so its capture runs SQL its former owner chose, which would run as the new owner", role_name(new_owner)),
-            Some("the new owner subscribes again (webhook.subscribe), with SQL of their own; then unsubscribe this one, whose queued events are still delivered"),
+            Some("the new owner subscribes again (webhook.subscribe), with SQL of their own. This one's queued events stay parked and are never sent (those captured since its owner's role was dropped are whole rows its filter never saw): unsubscribe it with discard_queued => true to remove them"),
         );
     }
     // Checked as the new owner, as subscribe() checks its caller; nothing the checks run is

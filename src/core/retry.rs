@@ -180,10 +180,17 @@ pub fn judge(
     let Some(base) = policy.base_delay(attempts_made) else {
         return Verdict::Dead;
     };
+    let scheduled = jittered(base, jitter_unit);
     match retry_after {
-        // The receiver said when it can take more; asking earlier would only fail again.
-        Some(after) => Verdict::RetryIn(after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER)),
-        None => Verdict::RetryIn(jittered(base, jitter_unit)),
+        // The receiver said when it can take more; asking earlier would only fail again. Never
+        // sooner than the schedule: a short Retry-After on every answer (a load balancer's
+        // 503 through a deploy) spent the 8 attempts of a 27-hour schedule in 7 seconds.
+        Some(after) => Verdict::RetryIn(
+            after
+                .clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
+                .max(scheduled),
+        ),
+        None => Verdict::RetryIn(scheduled),
     }
 }
 
@@ -285,7 +292,7 @@ mod tests {
             Verdict::RetryIn(Duration::from_secs(42))
         );
         assert_eq!(
-            judge(&p, 3, ra(503), 0.5),
+            judge(&p, 1, ra(503), 0.5),
             Verdict::RetryIn(Duration::from_secs(42))
         );
         assert_eq!(
@@ -299,6 +306,25 @@ mod tests {
         assert_eq!(judge(&p, 1, huge, 0.5), Verdict::RetryIn(MAX_RETRY_AFTER));
         // Retry-After does not buy attempts beyond the maximum.
         assert_eq!(judge(&p, 8, ra(429), 0.5), Verdict::Dead);
+    }
+
+    #[test]
+    fn a_short_retry_after_does_not_shorten_the_schedule() {
+        // A 503 with Retry-After: 1 after the third attempt waits the schedule's 30 minutes
+        // (jitter 0.5: none), not a second: the 8 attempts span the schedule's 27 hours.
+        let p = RetryPolicy::default();
+        let soon = AttemptKind::Status {
+            code: 503,
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert_eq!(
+            judge(&p, 3, soon, 0.5),
+            Verdict::RetryIn(Duration::from_secs(30 * 60))
+        );
+        assert_eq!(
+            judge(&p, 1, soon, 0.5),
+            Verdict::RetryIn(Duration::from_secs(5))
+        );
     }
 
     #[test]
