@@ -176,3 +176,32 @@ fn a_subscription_at_its_max_in_flight_sends_in_order_under_a_stream_of_writes()
     // And none was written again on its way out.
     assert_eq!(count(&mut db, "SELECT count(*) FROM put_back"), 0);
 }
+
+#[test]
+fn a_resumed_backlog_over_max_in_flight_goes_in_order_without_being_written_again() {
+    // Resumed events are due ones: over max_in_flight they were put back for 100 ms rounds,
+    // ~32 times each, and went out of order.
+    let rx = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(5), 204));
+    let (_pg, mut db, rx) = limited(rx, ", max_in_flight => 1");
+    db.batch_execute("SELECT webhook.pause('t'); INSERT INTO t SELECT generate_series(1, 200)")
+        .unwrap();
+    wait_until(support::WAIT, "the backlog parked", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'parked'",
+        ) == 200
+    });
+    db.batch_execute("SELECT webhook.resume('t')").unwrap();
+    rx.wait_for(200, support::WAIT);
+    let ids = rx.accepted_ids();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "sent in this order: {ids:?}"
+    );
+    // Parked once, made due once by the resume, and no more.
+    let most = count(
+        &mut db,
+        "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM put_back GROUP BY id) c",
+    );
+    assert!(most <= 2, "an event was put back {most} times");
+}

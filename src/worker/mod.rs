@@ -154,7 +154,7 @@ struct Worker {
     /// `Plan::share`): claim again once outcomes are recorded.
     share_waiting: bool,
     /// The last claim that read due events left some because their subscription holds its
-    /// share: read them again once outcomes are recorded.
+    /// share or its own max_in_flight: read them again once outcomes are recorded.
     due_held: bool,
     last_claim: Instant,
     /// How many events the requests the last claim started could carry, per request (a batched

@@ -58,7 +58,8 @@ pub(super) struct Plan<'a> {
     /// Some event was left because its subscription, not slow, holds its share: its requests
     /// ending is what lets it go, not time (see `Worker::apply`).
     pub(super) share_held: bool,
-    /// The due events left so.
+    /// The due events left so, or for their subscription's own max_in_flight: read again as
+    /// requests end (`Worker::due_held`).
     pub(super) held_due: Vec<i64>,
     /// Requests started in this plan, per subscription (a batch or a transaction's part is
     /// one).
@@ -217,14 +218,17 @@ impl<'a> Plan<'a> {
             if let Admission::Full(wait) | Admission::Later(wait) = admission {
                 *self.over.entry(sub).or_default() += 1;
                 let full = matches!(admission, Admission::Full(_));
-                if full && !t.ordered && !event.due {
-                    // At max_in_flight, a new event is passed and a passed one read again
-                    // stays where it is: they are read again, oldest first, when one of its
-                    // requests ends (claim/lagging.rs). Put back, each was written again
-                    // every 100 ms round, and under a stream of writes the new ones took
-                    // every free request before them.
+                if full && !t.ordered {
+                    // At max_in_flight nothing is written: a new event is passed, a passed one
+                    // read again stays where it is (read again, oldest first, when one of its
+                    // requests ends: claim/lagging.rs), and a due one stays due, read again
+                    // then too (`held_due`). Put back, each was written again every 100 ms
+                    // round and came back out of order (a resumed backlog: ~32 times each),
+                    // and under a stream of writes new ones took every free request first.
                     if fresh {
                         self.pass(event);
+                    } else if event.due {
+                        self.held_due.push(event.id);
                     }
                     return;
                 }

@@ -35,9 +35,11 @@ pub(super) struct Claimed {
     pub(super) passed: crate::worker::plan::Passed,
     pub(super) share_left: Option<Instant>,
     pub(super) share_held: bool,
-    /// Every due event read that did not go was left for a subscription holding its share.
+    /// Every due event read that did not go was left for a subscription holding its share
+    /// (or at its own max_in_flight).
     pub(super) only_held_due: bool,
-    /// Some due event read was left for a subscription holding its share.
+    /// Some due event read was left for a subscription holding its share (or at its own
+    /// max_in_flight).
     pub(super) due_held: bool,
     /// Some due event read was left for want of room.
     pub(super) due_left: bool,
