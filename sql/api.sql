@@ -225,7 +225,9 @@ WITH queued AS (
      GROUP BY a.subscription_id
 ), failed AS (
     SELECT t.subscription_id, count(*) AS failed_attempts_last_hour,
-           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error
+           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error,
+           (array_agg(COALESCE('HTTP ' || t.status_code, 'no answer') ORDER BY t.started_at DESC))[1]
+               AS last_status
       FROM webhook._attempts t
      WHERE t.started_at > now() - interval '1 hour' AND t.outcome <> 'delivered'
      GROUP BY t.subscription_id
@@ -254,9 +256,11 @@ SELECT s.id, s.name, s.status,
        COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
        round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
-       -- (An error may quote the endpoint's answer: see webhook.attempts.)
-       CASE WHEN v.manages OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
-            THEN x.last_error END AS last_error,
+       -- (An error may quote the endpoint's or a token endpoint's answer: see webhook.attempts.
+       -- Monitoring roles see what it was: the status answered, or none.)
+       CASE WHEN v.manages THEN x.last_error
+            WHEN pg_catalog.pg_has_role('pg_monitor', 'USAGE') THEN x.last_status END
+           AS last_error,
        COALESCE(t.delivered, 0)::bigint AS delivered_total,
        COALESCE(t.dead, 0)::bigint AS dead_total,
        COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
@@ -481,7 +485,7 @@ COMMENT ON COLUMN webhook.subscription_stats.delivered_last_hour IS 'Events deli
 COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempts and dead events in the last hour.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
-COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; NULL for a reader who neither manages the subscription nor is a member of pg_monitor.';
+COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; only the status answered (or no answer) for a member of pg_monitor who does not manage the subscription, NULL for other readers.';
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';

@@ -148,6 +148,17 @@ UPDATE webhook._subscriptions s SET owner_dropped = true
 -- upper bound; the worker refuses more than 100 attempts, so such a subscription's events would
 -- be retried forever and never sent. It makes 100 now.
 UPDATE webhook._subscriptions SET max_attempts = 100 WHERE max_attempts > 100;
+-- 0.2.0 quoted the latest error in the status_reason of a subscription it disabled for failing,
+-- an answer's body among them (a 404 page quoting the URL's path), and every reader of the table
+-- sees status_reason: now only the status answered, or that there was none.
+UPDATE webhook._subscriptions
+   SET status_reason = pg_catalog.split_part(status_reason, '; last error: ', 1)
+       || '; last error: '
+       || COALESCE(pg_catalog.substring(pg_catalog.split_part(status_reason, '; last error: ', 2),
+                                        '^HTTP [0-9]{3}'),
+                   'no answer (webhook.attempts shows why to its owner)')
+       || '; webhook.resume(' || pg_catalog.quote_literal(name) || ') re-enables it'
+ WHERE status_reason LIKE 'endpoint failing since %; last error: %';
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
@@ -464,6 +475,8 @@ SELECT f.subscription_id,
  GROUP BY f.subscription_id;
 COMMENT ON VIEW webhook._capture_off IS
     'Internal: capture triggers that do not fire in an ordinary session, one per subscription.';
+COMMENT ON COLUMN webhook._capture_off.subscription_id IS 'The subscription the trigger captures for.';
+COMMENT ON COLUMN webhook._capture_off.trigger_name IS 'One such trigger of it, and its table (trigger on table).';
 REVOKE ALL ON webhook._capture_off FROM PUBLIC;
 
 -- Readers of a table see a subscription's URL only up to its host.
@@ -925,7 +938,9 @@ WITH queued AS (
      GROUP BY a.subscription_id
 ), failed AS (
     SELECT t.subscription_id, count(*) AS failed_attempts_last_hour,
-           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error
+           (array_agg(COALESCE(t.error, 'HTTP ' || t.status_code) ORDER BY t.started_at DESC))[1] AS last_error,
+           (array_agg(COALESCE('HTTP ' || t.status_code, 'no answer') ORDER BY t.started_at DESC))[1]
+               AS last_status
       FROM webhook._attempts t
      WHERE t.started_at > now() - interval '1 hour' AND t.outcome <> 'delivered'
      GROUP BY t.subscription_id
@@ -954,9 +969,11 @@ SELECT s.id, s.name, s.status,
        COALESCE(x.failed_attempts_last_hour, 0) + COALESCE(d.dead_last_hour, 0) AS failed_last_hour,
        round(d.latency_p50_ms::numeric, 1) AS latency_p50_ms,
        round(d.latency_p99_ms::numeric, 1) AS latency_p99_ms,
-       -- (An error may quote the endpoint's answer: see webhook.attempts.)
-       CASE WHEN v.manages OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
-            THEN x.last_error END AS last_error,
+       -- (An error may quote the endpoint's or a token endpoint's answer: see webhook.attempts.
+       -- Monitoring roles see what it was: the status answered, or none.)
+       CASE WHEN v.manages THEN x.last_error
+            WHEN pg_catalog.pg_has_role('pg_monitor', 'USAGE') THEN x.last_status END
+           AS last_error,
        COALESCE(t.delivered, 0)::bigint AS delivered_total,
        COALESCE(t.dead, 0)::bigint AS dead_total,
        COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
@@ -1000,7 +1017,7 @@ COMMENT ON COLUMN webhook.subscription_stats.delivered_last_hour IS 'Events deli
 COMMENT ON COLUMN webhook.subscription_stats.failed_last_hour IS 'Failed attempts and dead events in the last hour.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p50_ms IS 'Median time from the writing transaction''s start to the successful answer, last hour, ms.';
 COMMENT ON COLUMN webhook.subscription_stats.latency_p99_ms IS '99th percentile of the same, ms.';
-COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; NULL for a reader who neither manages the subscription nor is a member of pg_monitor.';
+COMMENT ON COLUMN webhook.subscription_stats.last_error IS 'The latest failed attempt''s error, last hour; only the status answered (or no answer) for a member of pg_monitor who does not manage the subscription, NULL for other readers.';
 COMMENT ON COLUMN webhook.subscription_stats.delivered_total IS 'Events delivered since the subscription was created (a counter: never decreases, not purged by retention; for one created before 0.3.0, counted from the history kept at the update).';
 COMMENT ON COLUMN webhook.subscription_stats.dead_total IS 'Events that died (every attempt failed, or refused as unsendable) since the subscription was created (a counter).';
 COMMENT ON COLUMN webhook.subscription_stats.failed_attempts_total IS 'Attempts that did not deliver (retried ones and dead events'' last ones) since the subscription was created (a counter).';

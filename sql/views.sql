@@ -166,6 +166,8 @@ SELECT f.subscription_id,
  GROUP BY f.subscription_id;
 COMMENT ON VIEW webhook._capture_off IS
     'Internal: capture triggers that do not fire in an ordinary session, one per subscription.';
+COMMENT ON COLUMN webhook._capture_off.subscription_id IS 'The subscription the trigger captures for.';
+COMMENT ON COLUMN webhook._capture_off.trigger_name IS 'One such trigger of it, and its table (trigger on table).';
 REVOKE ALL ON webhook._capture_off FROM PUBLIC;
 
 -- API: Public.

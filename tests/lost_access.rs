@@ -207,3 +207,32 @@ fn a_filter_runs_on_no_row_once_its_owner_may_no_longer_read_the_table() {
         "row 2 made no event"
     );
 }
+
+#[test]
+fn a_column_list_alone_keeps_capturing_while_its_owner_may_not_read_the_table() {
+    // Only a filter or payload is the owner's SQL: a subscription that only picks columns
+    // queues its rows, held as a plain one's, and they go once the owner may read again.
+    let pg = Cluster::start(&["pg_webhook.database = 'elsewhere'"]);
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(
+        &mut bob,
+        "bobs",
+        "ledger",
+        "http://127.0.0.1:9/bob",
+        ", columns => ARRAY['id', 'secret']",
+    );
+    exec(
+        &mut su,
+        "REVOKE SELECT ON ledger FROM bob;
+         INSERT INTO ledger VALUES (1, 'a', 'written while revoked');",
+    );
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT record->>'secret' FROM webhook._event_queue"
+        ),
+        Some("written while revoked".to_string())
+    );
+}

@@ -182,14 +182,17 @@ pub fn judge(
     };
     let scheduled = jittered(base, jitter_unit);
     match retry_after {
-        // The receiver said when it can take more; asking earlier would only fail again. Never
-        // sooner than the schedule: a short Retry-After on every answer (a load balancer's
-        // 503 through a deploy) spent the 8 attempts of a 27-hour schedule in 7 seconds.
-        Some(after) => Verdict::RetryIn(
-            after
-                .clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
-                .max(scheduled),
-        ),
+        // The receiver said when it can take more; asking earlier would only fail again. But
+        // the last attempt waits at least its scheduled delay: a short Retry-After on every
+        // answer (a load balancer's 503 through a deploy) spent the 8 attempts of a 27-hour
+        // schedule in 7 seconds, and the event died. (Before the others it is taken as given:
+        // a receiver that throttles asks for the next try soon, and an ordered subscription's
+        // key waits on it.)
+        Some(after) => {
+            let after = after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
+            let last = attempts_made + 1 >= policy.max_attempts;
+            Verdict::RetryIn(if last { after.max(scheduled) } else { after })
+        }
         None => Verdict::RetryIn(scheduled),
     }
 }
@@ -292,7 +295,7 @@ mod tests {
             Verdict::RetryIn(Duration::from_secs(42))
         );
         assert_eq!(
-            judge(&p, 1, ra(503), 0.5),
+            judge(&p, 3, ra(503), 0.5),
             Verdict::RetryIn(Duration::from_secs(42))
         );
         assert_eq!(
@@ -309,21 +312,22 @@ mod tests {
     }
 
     #[test]
-    fn a_short_retry_after_does_not_shorten_the_schedule() {
-        // A 503 with Retry-After: 1 after the third attempt waits the schedule's 30 minutes
-        // (jitter 0.5: none), not a second: the 8 attempts span the schedule's 27 hours.
+    fn a_short_retry_after_does_not_bring_the_last_attempt_sooner_than_its_delay() {
+        // A 503 with Retry-After: 1 after attempts 1 to 6 is taken as given; after the 7th,
+        // the 8th and last waits the schedule's 10 hours (jitter 0.5: none), so a deploy
+        // answering so for seconds does not kill the event.
         let p = RetryPolicy::default();
         let soon = AttemptKind::Status {
             code: 503,
             retry_after: Some(Duration::from_secs(1)),
         };
         assert_eq!(
-            judge(&p, 3, soon, 0.5),
-            Verdict::RetryIn(Duration::from_secs(30 * 60))
+            judge(&p, 6, soon, 0.5),
+            Verdict::RetryIn(Duration::from_secs(1))
         );
         assert_eq!(
-            judge(&p, 1, soon, 0.5),
-            Verdict::RetryIn(Duration::from_secs(5))
+            judge(&p, 7, soon, 0.5),
+            Verdict::RetryIn(Duration::from_secs(10 * 3600))
         );
     }
 

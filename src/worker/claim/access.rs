@@ -80,7 +80,7 @@ impl Claim<'_> {
             }
             t.read_denied_noted = true;
             let reason = format!(
-                "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them",
+                "{denied}; its events are held until it may again, then SELECT webhook.resume('{}') sends them (with a filter or payload, changes made meanwhile are not captured: backfill them)",
                 t.name.replace('\'', "''")
             );
             if self.statements.disable(id, &reason, true)? {
