@@ -148,17 +148,6 @@ UPDATE webhook._subscriptions s SET owner_dropped = true
 -- upper bound; the worker refuses more than 100 attempts, so such a subscription's events would
 -- be retried forever and never sent. It makes 100 now.
 UPDATE webhook._subscriptions SET max_attempts = 100 WHERE max_attempts > 100;
--- 0.2.0 quoted the latest error in the status_reason of a subscription it disabled for failing,
--- an answer's body among them (a 404 page quoting the URL's path), and every reader of the table
--- sees status_reason: now only the status answered, or that there was none.
-UPDATE webhook._subscriptions
-   SET status_reason = pg_catalog.split_part(status_reason, '; last error: ', 1)
-       || '; last error: '
-       || COALESCE(pg_catalog.substring(pg_catalog.split_part(status_reason, '; last error: ', 2),
-                                        '^HTTP [0-9]{3}'),
-                   'no answer (webhook.attempts shows why to its owner)')
-       || '; webhook.resume(' || pg_catalog.quote_literal(name) || ') re-enables it'
- WHERE status_reason LIKE 'endpoint failing since %; last error: %';
 ALTER TABLE webhook._event_queue ADD COLUMN batch bigint;
 -- Per-key order: ordered events carry their key's hash; those queued before are all of one key.
 ALTER TABLE webhook._event_queue ADD COLUMN order_key bigint;
@@ -496,6 +485,11 @@ SELECT s.id, s.name, s.target,
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
        WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
             THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
+       -- Why it was disabled for failing, without the error (the answer's status since 0.3.0,
+       -- but 0.2.0 quoted the error itself), to those who do not manage it.
+       WHEN NOT COALESCE(v.manages, false)
+                AND s.status_reason LIKE 'endpoint failing since %; last error: %'
+            THEN pg_catalog.split_part(s.status_reason, '; last error: ', 1)
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,
@@ -958,6 +952,11 @@ SELECT s.id, s.name, s.status,
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
        WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
             THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
+       -- Why it was disabled for failing, without the error (the answer's status since 0.3.0,
+       -- but 0.2.0 quoted the error itself), to those who do not manage it.
+       WHEN NOT COALESCE(v.manages, false)
+                AND s.status_reason LIKE 'endpoint failing since %; last error: %'
+            THEN pg_catalog.split_part(s.status_reason, '; last error: ', 1)
             ELSE s.status_reason END AS status_reason,
        s.failing_since,
        COALESCE(q.queued, 0) AS queued,

@@ -187,6 +187,11 @@ SELECT s.id, s.name, s.target,
             THEN 'restored: its capture triggers are not confirmed yet, and a table without them captures nothing; the delivery worker looks at them every 10 s and logs what is missing'
        WHEN s.status = 'active' AND o.trigger_name IS NOT NULL
             THEN pg_catalog.format('its capture trigger %s is disabled: changes to that table are not captured while it is (ALTER TABLE ... ENABLE TRIGGER turns it on again)', o.trigger_name)
+       -- Why it was disabled for failing, without the error (the answer's status since 0.3.0,
+       -- but 0.2.0 quoted the error itself), to those who do not manage it.
+       WHEN NOT COALESCE(v.manages, false)
+                AND s.status_reason LIKE 'endpoint failing since %; last error: %'
+            THEN pg_catalog.split_part(s.status_reason, '; last error: ', 1)
             ELSE s.status_reason END AS status_reason,
        s.owner,
        s.created_at, s.uid,

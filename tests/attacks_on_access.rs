@@ -307,3 +307,32 @@ fn readers_of_a_table_see_no_answer_or_error_of_a_subscription_they_do_not_manag
         Some("404 no route /in/tok_live_123 HTTP 404: no route /in/tok_live_123 HTTP 404")
     );
 }
+
+#[test]
+fn readers_of_a_table_see_no_error_in_why_a_subscription_was_disabled() {
+    // pg_webhook 0.2.0 quoted the latest error, an answer's body among them, in the reason it
+    // disabled a failing subscription for; such a row comes back with a restored dump.
+    let pg = Cluster::start(&[]);
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE reader LOGIN; GRANT webhook_admin TO reader;
+         CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO reader;",
+    );
+    subscribe(&mut su, "t", "t", "http://127.0.0.1:9/in/tok_live_123", "");
+    exec(
+        &mut su,
+        "UPDATE webhook._subscriptions SET status = 'disabled', status_reason =
+            'endpoint failing since 2026-01-01; last error: HTTP 404: no route /in/tok_live_123; webhook.resume(''t'') re-enables it'",
+    );
+    let reason = "SELECT status_reason FROM webhook.subscriptions";
+    let mut reader = pg.connect_as("postgres", "reader");
+    assert_eq!(
+        text(&mut reader, reason).as_deref(),
+        Some("endpoint failing since 2026-01-01")
+    );
+    assert!(
+        text(&mut su, reason).is_some_and(|r| r.contains("tok_live_123")),
+        "the owner sees it whole"
+    );
+}

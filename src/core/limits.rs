@@ -3,7 +3,8 @@
 //! process, so one `Limits` sees all of its traffic.
 //!
 //! Events over a limit are not held in memory (a slow subscription would fill the worker and
-//! starve the others): they go back to the queue, due when a slot frees up. Over the rate,
+//! starve the others): they stay in the queue, read again when one of its requests ends (the
+//! worker passes new ones and leaves due ones due, writing nothing). Over the rate,
 //! each goes back to a slot of its own, after those already given out: put back to the same
 //! few instants claim after claim, a backlog came due together again and again, and 5,000
 //! events at 50 a second were rewritten 250 times each on their way out.
@@ -43,8 +44,8 @@ pub enum Admission {
     Start,
     /// Over the rate: not before this long.
     Later(Duration),
-    /// At `max_in_flight`: when one of its requests ends. An event that must go back to the
-    /// queue meanwhile goes back for this long (spread by how far over the limit it is).
+    /// At `max_in_flight`: when one of its requests ends; the duration (spread by how far over
+    /// the limit it is) is when to look again at the latest.
     Full(Duration),
 }
 

@@ -246,9 +246,9 @@ impl Claim<'_> {
             largest,
         };
         let fresh = statements.new_events(after, bounds, &pinned)?;
-        // (Not the bytes nor the requests of events of subscriptions at their share: those are
-        // passed or wait, and a backlog of them kept the others' retries from being read.)
-        let held = self.dispatcher.at_share(&self.pace, self.cap);
+        // (Not the bytes nor the requests of events of subscriptions that can start nothing:
+        // those are passed or wait, and a backlog of them kept the others' retries unread.)
+        let held = self.cannot_start();
         let room_left = want - self.starting(&fresh, &held).min(want);
         let may_start = |e: &&QueuedEvent| !held.contains(&e.subscription_id);
         let bytes_left = budget

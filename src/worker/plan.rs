@@ -1,7 +1,7 @@
 //! One claim's decisions: which of the events it read start now, which go back to the queue
-//! for later (over a subscription's own concurrency or rate limit, or a partial batch waiting
-//! to fill), which the cursor passes for now (a slow subscription's, see `share`, or one's at
-//! its own max_in_flight), and when to look again.
+//! for later (over a subscription's rate limit, or a partial batch waiting to fill), which the
+//! cursor passes for now (a slow subscription's, see `share`, or one's at its own
+//! max_in_flight), which due ones stay due, and when to look again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

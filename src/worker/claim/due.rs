@@ -34,6 +34,16 @@ impl Claim<'_> {
             .sum()
     }
 
+    /// The subscriptions that can start nothing now: at their share (`Dispatcher::at_share`)
+    /// or at their own max_in_flight. Their new events are passed or wait, so they take none
+    /// of the room and bytes the due reads get (a limited subscription's large new events,
+    /// passed, cut the due page short before the others' retries).
+    pub(super) fn cannot_start(&self) -> HashSet<i32> {
+        let mut held = self.dispatcher.at_share(&self.pace, self.cap);
+        held.extend((self.targets.keys()).filter(|sub| self.limit_room(**sub) == 0));
+        held
+    }
+
     /// How many more requests `subscription` may start under its own max_in_flight (each
     /// batch one).
     fn limit_room(&self, subscription: i32) -> usize {
@@ -61,24 +71,32 @@ impl Claim<'_> {
             largest,
         };
         let mut due = statements.scheduled_events(bounds, pinned)?;
-        if due.len() < bounds.events {
+        // (A page the byte budget cut short is not the end of the due events either.)
+        let cut = due.first().is_some_and(|e| e.page > due.len() as i64);
+        if due.len() < bounds.events && !cut {
             return Ok((due, Some(statements.ms_until_next_due()?)));
         }
         // The requests the page's events can start, each subscription within its share (the
         // slow ones within theirs together) and its own max_in_flight, their bytes; and the
-        // subscriptions whose events there are more than that.
-        let mut per_subscription: HashMap<i32, (usize, i64)> = HashMap::new();
+        // subscriptions whose events there are more than that. A retried batch goes as one
+        // request of its own (see `Plan::consider`), new events in batches of the batch size.
+        let mut per_subscription: HashMap<i32, (usize, HashSet<i64>, i64)> = HashMap::new();
         for e in due.iter().filter(|e| !self.dispatcher.owns(e.id)) {
-            let (n, b) = per_subscription.entry(e.subscription_id).or_default();
-            *n += 1;
+            let (n, batches, b) = per_subscription.entry(e.subscription_id).or_default();
+            match e.batch {
+                Some(batch) => {
+                    batches.insert(batch);
+                }
+                None => *n += 1,
+            }
             *b += e.payload_bytes;
         }
         let mut slow_room = self.dispatcher.slow_room(&self.pace, self.cap);
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
-        for (sub, (events, event_bytes)) in per_subscription {
+        for (sub, (events, batches, event_bytes)) in per_subscription {
             let per_request = self.targets.get(&sub).map_or(1, Target::events_per_request);
-            let requests = events.div_ceil(per_request);
+            let requests = events.div_ceil(per_request) + batches.len();
             let limit_room = self.limit_room(sub);
             let room_of = if self.pace.is_slow(sub) {
                 let take = requests.min(slow_room).min(limit_room);
