@@ -271,27 +271,13 @@ impl Claim<'_> {
         }
         let pace = std::mem::take(&mut self.pace);
         let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap, pace);
-        let lag_reads = if self.lagging.is_empty() {
-            Vec::new()
-        } else {
-            // (Retries in flight were read too: they take no more room, and their bytes are
-            // owned already. A subscription's passed events go before its new ones, which
-            // take none of the room; the others' take what their limits let them start: a
-            // page of new events of one at its max_in_flight left no room to read the passed
-            // ones, and its new events went first.)
-            let unowned = (fresh.iter())
-                .filter(|e| !self.lagging.contains_key(&e.subscription_id))
-                .chain(&scheduled)
-                .filter(may_start);
-            let taken = plan.startable(unowned, self.targets);
-            let scheduled_bytes: i64 = scheduled
-                .iter()
-                .filter(|e| !self.dispatcher.owns(e.id))
-                .map(|e| e.payload_bytes)
-                .sum();
-            let room = room.saturating_sub(taken);
-            self.read_lagging(&plan, room, bytes_left - scheduled_bytes, largest, &pinned)?
-        };
+        let lag_reads = self.read_lagging_after(
+            &plan,
+            (&fresh, &scheduled),
+            &held,
+            (room, bytes_left, largest),
+            &pinned,
+        )?;
         // A passed event the cursor reads again (a new pass) is started once.
         let fresh_ids: HashSet<i64> = fresh.iter().map(|e| e.id).collect();
         let lagged: Vec<QueuedEvent> = lag_reads

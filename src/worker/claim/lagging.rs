@@ -3,7 +3,7 @@
 //! in, read again — that subscription's only — when it may start requests again. Kept in memory only: a worker that starts over, or whose
 //! claim failed, reads the whole queue again from the start (`Cursor::reset`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::spi::SpiResult;
 
@@ -76,11 +76,43 @@ pub(super) fn after_reads(
 }
 
 impl Claim<'_> {
+    /// Reads again the passed events (`read_lagging`) within what the claim's new and due
+    /// events leave of `room` requests and `bytes_left` (`held`: the subscriptions that can
+    /// start nothing, see `cannot_start`).
+    pub(super) fn read_lagging_after(
+        &mut self,
+        plan: &Plan<'_>,
+        (fresh, scheduled): (&[QueuedEvent], &[QueuedEvent]),
+        held: &HashSet<i32>,
+        (room, bytes_left, largest): (usize, i64, i64),
+        pinned: &[i32],
+    ) -> SpiResult<LagReads> {
+        if self.lagging.is_empty() {
+            return Ok(Vec::new());
+        }
+        // (Retries in flight were read too: they take no more room, and their bytes are owned
+        // already. A subscription's passed events go before its new ones, which take none of
+        // the room; the others' take what their limits let them start: a page of new events of
+        // one at its max_in_flight left no room to read the passed ones, and its new events
+        // went first.)
+        let unowned = (fresh.iter())
+            .filter(|e| !self.lagging.contains_key(&e.subscription_id))
+            .chain(scheduled)
+            .filter(|e| !held.contains(&e.subscription_id));
+        let taken = plan.startable(unowned, self.targets);
+        let scheduled_bytes: i64 = (scheduled.iter())
+            .filter(|e| !self.dispatcher.owns(e.id))
+            .map(|e| e.payload_bytes)
+            .sum();
+        let room = room.saturating_sub(taken);
+        self.read_lagging(plan, room, bytes_left - scheduled_bytes, largest, pinned)
+    }
+
     /// Reads again the passed events of the subscriptions that may start requests now, within
     /// `room` requests and `bytes` of row images. Subscriptions take turns: each claim starts
     /// after the one the last read was for, so one that keeps passing events cannot take every
     /// request another slow one's were waiting for.
-    pub(super) fn read_lagging(
+    fn read_lagging(
         &mut self,
         plan: &Plan<'_>,
         mut room: usize,

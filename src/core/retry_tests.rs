@@ -1,0 +1,186 @@
+use super::*;
+
+fn status(code: u16) -> AttemptKind {
+    AttemptKind::Status {
+        code,
+        retry_after: None,
+    }
+}
+
+#[test]
+fn any_2xx_is_delivered() {
+    let p = RetryPolicy::default();
+    for code in [200, 201, 202, 204, 299] {
+        assert_eq!(judge(&p, 1, status(code), 0.5), Verdict::Delivered);
+    }
+}
+
+#[test]
+fn default_schedule_without_jitter_at_midpoint() {
+    // The schedule the README and the subscribe() comment promise, written out: 5 s, 5 min,
+    // 30 min, 2 h, 5 h, 10 h, 10 h, then dead after the 8th attempt.
+    let p = RetryPolicy::default();
+    let got: Vec<_> = (1..8).map(|n| judge(&p, n, status(500), 0.5)).collect();
+    let want: Vec<_> = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+        .iter()
+        .map(|s| Verdict::RetryIn(Duration::from_secs(*s)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(judge(&p, 8, status(500), 0.5), Verdict::Dead);
+    assert_eq!(p.max_attempts(), 8);
+}
+
+#[test]
+fn jitter_stays_within_twenty_percent() {
+    let p = RetryPolicy::default();
+    assert_eq!(
+        judge(&p, 1, AttemptKind::TransportError, 0.0),
+        Verdict::RetryIn(Duration::from_secs(4))
+    );
+    assert_eq!(
+        judge(&p, 1, AttemptKind::TransportError, 1.0),
+        Verdict::RetryIn(Duration::from_secs(6))
+    );
+    for _ in 0..1000 {
+        let u = jitter_unit();
+        assert!((0.0..1.0).contains(&u));
+    }
+}
+
+#[test]
+fn redirects_and_client_errors_are_retried_like_failures() {
+    let p = RetryPolicy::default();
+    for code in [301, 302, 400, 404, 410, 500, 502] {
+        assert!(matches!(
+            judge(&p, 1, status(code), 0.5),
+            Verdict::RetryIn(_)
+        ));
+    }
+}
+
+#[test]
+fn retry_after_is_honoured_on_429_and_503_only() {
+    let p = RetryPolicy::default();
+    let ra = |code| AttemptKind::Status {
+        code,
+        retry_after: Some(Duration::from_secs(42)),
+    };
+    assert_eq!(
+        judge(&p, 1, ra(429), 0.5),
+        Verdict::RetryIn(Duration::from_secs(42))
+    );
+    assert_eq!(
+        judge(&p, 3, ra(503), 0.5),
+        Verdict::RetryIn(Duration::from_secs(42))
+    );
+    assert_eq!(
+        judge(&p, 1, ra(500), 0.5),
+        Verdict::RetryIn(Duration::from_secs(5))
+    );
+    let huge = AttemptKind::Status {
+        code: 429,
+        retry_after: Some(Duration::from_secs(10 * 24 * 3600)),
+    };
+    assert_eq!(judge(&p, 1, huge, 0.5), Verdict::RetryIn(MAX_RETRY_AFTER));
+    // Retry-After does not buy attempts beyond the maximum.
+    assert_eq!(judge(&p, 8, ra(429), 0.5), Verdict::Dead);
+}
+
+#[test]
+fn a_short_retry_after_does_not_bring_the_last_attempt_sooner_than_its_delay() {
+    // A 503 with Retry-After: 1 after attempts 1 to 6 is taken as given; after the 7th,
+    // the 8th and last waits the schedule's 10 hours (jitter 0.5: none), so a deploy
+    // answering so for seconds does not kill the event.
+    let p = RetryPolicy::default();
+    let soon = AttemptKind::Status {
+        code: 503,
+        retry_after: Some(Duration::from_secs(1)),
+    };
+    assert_eq!(
+        judge(&p, 6, soon, 0.5),
+        Verdict::RetryIn(Duration::from_secs(1))
+    );
+    assert_eq!(
+        judge(&p, 7, soon, 0.5),
+        Verdict::RetryIn(Duration::from_secs(10 * 3600))
+    );
+}
+
+#[test]
+fn a_refused_destination_is_retried_on_the_schedule_then_dies() {
+    let p = RetryPolicy::default();
+    assert_eq!(
+        judge(&p, 1, AttemptKind::Refused, 0.5),
+        Verdict::RetryIn(Duration::from_secs(5))
+    );
+    assert_eq!(judge(&p, 8, AttemptKind::Refused, 0.5), Verdict::Dead);
+}
+
+#[test]
+fn custom_schedule_repeats_its_last_delay() {
+    let p = RetryPolicy::new(Some(&[100, 2000]), Some(5)).unwrap();
+    let delays: Vec<_> = (1..5)
+        .map(|n| p.base_delay(n).unwrap().as_millis())
+        .collect();
+    assert_eq!(delays, vec![100, 2000, 2000, 2000]);
+    assert_eq!(p.base_delay(5), None);
+    let implied = RetryPolicy::new(Some(&[10, 20, 30]), None).unwrap();
+    assert_eq!(implied.max_attempts(), 4);
+    assert_eq!(RetryPolicy::new(None, Some(1)).unwrap().base_delay(1), None);
+}
+
+#[test]
+fn bad_schedules_are_refused_with_the_reason() {
+    assert_eq!(
+        RetryPolicy::new(Some(&[]), None),
+        Err(PolicyError::EmptySchedule)
+    );
+    assert_eq!(
+        RetryPolicy::new(None, Some(0)),
+        Err(PolicyError::MaxAttempts(0))
+    );
+    assert_eq!(
+        RetryPolicy::new(None, Some(101)),
+        Err(PolicyError::MaxAttempts(101))
+    );
+    assert_eq!(
+        RetryPolicy::new(Some(&[1000; 100]), None),
+        Err(PolicyError::ScheduleTooLong(100))
+    );
+    assert_eq!(
+        RetryPolicy::new(Some(&[1000; 99]), None).map(|p| p.max_attempts()),
+        Ok(100)
+    );
+    assert_eq!(
+        RetryPolicy::new(Some(&[1000; 150]), Some(100)).map(|p| p.max_attempts()),
+        Ok(100)
+    );
+    let e = RetryPolicy::new(Some(&[5, -1]), None).unwrap_err();
+    assert_eq!(
+        e,
+        PolicyError::DelayOutOfRange {
+            index: 1,
+            delay_ms: -1
+        }
+    );
+    assert!(e.to_string().starts_with("retry_schedule[2]"));
+}
+
+#[test]
+fn retry_after_parses_seconds_and_http_dates() {
+    let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+    assert_eq!(
+        parse_retry_after(" 120 ", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after("soon", now), None);
+    assert_eq!(parse_retry_after("-5", now), None);
+}
