@@ -16,7 +16,7 @@ impl Claim<'_> {
     /// most of which go back to slots of their own; nor more of a subscription's than its own
     /// max_in_flight lets start (paging through a limited subscription's backlog, no due
     /// event was read for the whole pass: the others' retries, and its own put back).
-    /// (`full`: the subscriptions at their share, see `Dispatcher::at_share`.)
+    /// (`full`: the subscriptions that can start nothing, see `cannot_start`.)
     pub(super) fn starting(&self, fresh: &[QueuedEvent], full: &HashSet<i32>) -> usize {
         let mut per_subscription: HashMap<i32, usize> = HashMap::new();
         for e in fresh {

@@ -1,7 +1,8 @@
 //! The new events the cursor passed while their subscription was slow (see `Plan::share`) or
 //! at its own max_in_flight (`Plan::consider`): per subscription, the stretch of keys they lie
-//! in, read again — that subscription's only — when it may start requests again. Kept in memory only: a worker that starts over, or whose
-//! claim failed, reads the whole queue again from the start (`Cursor::reset`).
+//! in, read again — that subscription's only — when it may start requests again. Kept in
+//! memory only: a worker that starts over, or whose claim failed, reads the whole queue again
+//! from the start (`Cursor::reset`).
 
 use std::collections::{HashMap, HashSet};
 
