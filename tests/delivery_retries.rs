@@ -1,7 +1,7 @@
 //! End to end: a real cluster with pg_webhook preloaded, a real HTTP receiver on 127.0.0.1, and
 //! committed SQL in between — when the receiver refuses: retries under the same webhook-id
-//! until one succeeds, Retry-After honoured, and an event that dies after its last attempt
-//! kept.
+//! until one succeeds, Retry-After honoured (past the schedule's attempts while its time
+//! lasts), and an event that dies after its last attempt kept.
 
 mod support;
 
@@ -112,12 +112,7 @@ fn an_event_dies_after_its_last_attempt_and_is_kept() {
     );
     assert_eq!(row.get::<_, i32>(1), 3);
     assert!(row.get::<_, String>(2).contains("503"));
-    let outcomes: Vec<String> = db
-        .query("SELECT outcome FROM webhook.attempts ORDER BY attempt", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let outcomes = attempt_outcomes(&mut db);
     assert_eq!(outcomes, ["retry", "retry", "dead"]);
 }
 
@@ -148,4 +143,106 @@ fn retry_after_is_honoured() {
     let gap = got[1].at.duration_since(got[0].at);
     assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
     assert!(gap < Duration::from_secs(6), "retried after {gap:?}");
+}
+
+/// A receiver answering 503 with `Retry-After: 1` to the first `failures` requests, then 204.
+fn busy_for(failures: usize) -> Receiver {
+    Receiver::with(move |_, n| {
+        if n < failures {
+            Reply::Full {
+                status: 503,
+                headers: vec![("Retry-After".into(), "1".into())],
+                body: "deploying".into(),
+            }
+        } else {
+            Reply::Status(204)
+        }
+    })
+}
+
+/// Attempts 1 s apart as asked spend a 3-attempt schedule of 2 s and 4 s (points 2 s and 6 s
+/// after the first attempt) in 2 s.
+const SHORT_SCHEDULE: &str =
+    ", retry_schedule => ARRAY['2 seconds', '4 seconds']::interval[], max_attempts => 3";
+
+#[test]
+fn spent_attempts_go_on_at_the_schedules_next_point_while_the_receiver_asks() {
+    // Before, the third attempt waited its 4 s, failed, and the event died with the receiver
+    // a second from ready.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = busy_for(3);
+    db.batch_execute("CREATE TABLE deploy (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(
+        &mut db,
+        "deploy_hook",
+        "deploy",
+        &rx.url("/d"),
+        SHORT_SCHEDULE,
+    );
+    db.batch_execute("INSERT INTO deploy VALUES (1)").unwrap();
+    let got = rx.wait_for(4, WAIT);
+    wait_until(WAIT, "the event to be delivered", || {
+        db.query_one("SELECT status FROM webhook.events", &[])
+            .unwrap()
+            .get::<_, String>(0)
+            == "delivered"
+    });
+    let gaps: Vec<Duration> = got
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect();
+    assert!(
+        gaps[..2]
+            .iter()
+            .all(|g| *g >= Duration::from_millis(900) && *g < Duration::from_secs(3)),
+        "the second and third attempts a second apart, as asked: {gaps:?}"
+    );
+    let fourth = got[3].at.duration_since(got[0].at);
+    assert!(
+        fourth >= Duration::from_millis(5_800) && fourth < Duration::from_secs(10),
+        "the fourth attempt at the schedule's last point, 6 s after the first: {fourth:?}"
+    );
+    let outcomes = attempt_outcomes(&mut db);
+    assert_eq!(outcomes, ["retry", "retry", "retry", "delivered"]);
+}
+
+#[test]
+fn spent_attempts_end_once_the_schedules_time_is_over() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = busy_for(usize::MAX);
+    db.batch_execute("CREATE TABLE down (id int PRIMARY KEY)")
+        .unwrap();
+    subscribe(&mut db, "down_hook", "down", &rx.url("/d"), SHORT_SCHEDULE);
+    db.batch_execute("INSERT INTO down VALUES (1)").unwrap();
+    wait_until(WAIT, "the event to die", || {
+        db.query_one("SELECT status FROM webhook.events", &[])
+            .unwrap()
+            .get::<_, String>(0)
+            == "dead"
+    });
+    // Three attempts within the count, one at the last point (6 s), none after.
+    let got = rx.wait_for(4, WAIT);
+    assert_eq!(rx.count(), 4, "attempts: {}", rx.count());
+    let last = got[3].at.duration_since(got[0].at);
+    assert!(
+        last >= Duration::from_millis(5_800),
+        "last attempt after {last:?}"
+    );
+    let row = db
+        .query_one("SELECT attempts, last_error FROM webhook.events", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 4);
+    assert!(row.get::<_, String>(1).contains("503"));
+}
+
+/// Each logged attempt's outcome, in attempt order.
+fn attempt_outcomes(db: &mut postgres::Client) -> Vec<String> {
+    db.query("SELECT outcome FROM webhook.attempts ORDER BY attempt", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }

@@ -3,7 +3,9 @@
 //! The default schedule is the one Standard Webhooks senders commonly use (Svix's): after the
 //! first attempt, retry after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, each ±20 % jitter —
 //! 8 attempts over about 27 hours. Jitter spreads a failed burst so a recovering receiver is not
-//! hit by all of it in the same second.
+//! hit by all of it in the same second. A `Retry-After` on 429 or 503 sets the next attempt
+//! instead; should such answers spend the attempts before the schedule's time is up, the
+//! event goes on at the schedule's points until then ([`past_the_count`]).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -158,6 +160,10 @@ pub enum Verdict {
     Delivered,
     RetryIn(Duration),
     Dead,
+    /// The schedule's attempts are spent, but the receiver asked (`Retry-After`) to be tried
+    /// again after this: whether it is depends on how long the series has run
+    /// ([`past_the_count`]), which the caller looks up. Dead if it cannot.
+    Spent(Duration),
 }
 
 /// `jitter_unit` is a uniform random number in [0, 1); it is a parameter so tests are exact.
@@ -174,27 +180,43 @@ pub fn judge(
         AttemptKind::Status {
             code: 429 | 503,
             retry_after,
-        } => retry_after,
+        } => retry_after.map(|after| after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER)),
         _ => None,
     };
-    let Some(base) = policy.base_delay(attempts_made) else {
-        return Verdict::Dead;
-    };
-    let scheduled = jittered(base, jitter_unit);
-    match retry_after {
-        // The receiver said when it can take more; asking earlier would only fail again. But
-        // the last attempt waits at least its scheduled delay: a short Retry-After on every
-        // answer (a load balancer's 503 through a deploy) spent the 8 attempts of a 27-hour
-        // schedule in 7 seconds, and the event died. (Before the others it is taken as given:
-        // a receiver that throttles asks for the next try soon, and an ordered subscription's
-        // key waits on it.)
-        Some(after) => {
-            let after = after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
-            let last = attempts_made + 1 >= policy.max_attempts;
-            Verdict::RetryIn(if last { after.max(scheduled) } else { after })
-        }
-        None => Verdict::RetryIn(scheduled),
+    // The receiver said when it can take more; asking earlier would only fail again, and a
+    // receiver that throttles asks for the next try soon (an ordered key waits on it).
+    match (policy.base_delay(attempts_made), retry_after) {
+        (Some(_), Some(after)) => Verdict::RetryIn(after),
+        (Some(base), None) => Verdict::RetryIn(jittered(base, jitter_unit)),
+        (None, Some(after)) => Verdict::Spent(after),
+        (None, None) => Verdict::Dead,
     }
+}
+
+/// After the schedule's attempts are spent on a receiver that still answers with
+/// `Retry-After`, the wait before one more attempt, or `None` when the schedule's time is over
+/// and the event dies. `age`: how long ago the series' first attempt started.
+///
+/// Short `Retry-After`s spend attempts faster than the schedule would (a load balancer's
+/// `503` with `Retry-After: 1` through a deploy spent the default 8 attempts in 7 seconds), so
+/// the event is not given up before the schedule's last attempt would have gone: it is tried
+/// again at the schedule's next point (the nominal delays added up from the first attempt),
+/// or later if the receiver asks, until the last point has passed. At most one attempt per
+/// point, so at most `max_attempts - 1` more.
+pub fn past_the_count(
+    policy: &RetryPolicy,
+    age: Duration,
+    retry_after: Duration,
+) -> Option<Duration> {
+    let mut point = Duration::ZERO;
+    let mut next = None;
+    for made in 1..policy.max_attempts {
+        point += policy.base_delay(made)?;
+        if next.is_none() && point > age {
+            next = Some(point);
+        }
+    }
+    next.map(|at| retry_after.max(at - age))
 }
 
 fn jittered(base: Duration, unit: f64) -> Duration {

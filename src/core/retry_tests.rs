@@ -82,28 +82,65 @@ fn retry_after_is_honoured_on_429_and_503_only() {
         retry_after: Some(Duration::from_secs(10 * 24 * 3600)),
     };
     assert_eq!(judge(&p, 1, huge, 0.5), Verdict::RetryIn(MAX_RETRY_AFTER));
-    // Retry-After does not buy attempts beyond the maximum.
-    assert_eq!(judge(&p, 8, ra(429), 0.5), Verdict::Dead);
+    // Past the maximum, Retry-After leaves it to how long the series has run.
+    assert_eq!(
+        judge(&p, 8, ra(429), 0.5),
+        Verdict::Spent(Duration::from_secs(42))
+    );
+    assert_eq!(judge(&p, 8, ra(500), 0.5), Verdict::Dead);
 }
 
 #[test]
-fn a_short_retry_after_does_not_bring_the_last_attempt_sooner_than_its_delay() {
-    // A 503 with Retry-After: 1 after attempts 1 to 6 is taken as given; after the 7th,
-    // the 8th and last waits the schedule's 10 hours (jitter 0.5: none), so a deploy
-    // answering so for seconds does not kill the event.
+fn a_short_retry_after_is_taken_as_given_up_to_the_last_attempt() {
+    // A 503 with Retry-After: 1 after attempt 7 of 8 brings the 8th in a second (jitter 0.5:
+    // none); after the 8th the attempts are spent and the series' age decides.
     let p = RetryPolicy::default();
     let soon = AttemptKind::Status {
         code: 503,
         retry_after: Some(Duration::from_secs(1)),
     };
     assert_eq!(
-        judge(&p, 6, soon, 0.5),
+        judge(&p, 7, soon, 0.5),
         Verdict::RetryIn(Duration::from_secs(1))
     );
     assert_eq!(
-        judge(&p, 7, soon, 0.5),
-        Verdict::RetryIn(Duration::from_secs(10 * 3600))
+        judge(&p, 8, soon, 0.5),
+        Verdict::Spent(Duration::from_secs(1))
     );
+}
+
+#[test]
+fn spent_attempts_go_on_at_the_schedules_points_until_its_last() {
+    // The default schedule's points: 5 s, 5 min 5 s, 35 min 5 s, 2 h 35 min 5 s, 7 h 35 min 5 s,
+    // 17 h 35 min 5 s, 27 h 35 min 5 s after the first attempt.
+    let p = RetryPolicy::default();
+    let secs = Duration::from_secs;
+    let one = secs(1);
+    // 8 attempts in 7 s: the next goes at the point after 7 s, 5 min 5 s.
+    assert_eq!(past_the_count(&p, secs(7), one), Some(secs(305 - 7)));
+    // Exactly at a point: the one after it.
+    assert_eq!(past_the_count(&p, secs(305), one), Some(secs(2_105 - 305)));
+    // The receiver asks for longer than the next point: as asked.
+    assert_eq!(past_the_count(&p, secs(7), secs(600)), Some(secs(600)));
+    // Before the last point, the last; at or past it, the series is over.
+    let last = 99_305;
+    assert_eq!(past_the_count(&p, secs(last - 10), one), Some(secs(10)));
+    assert_eq!(past_the_count(&p, secs(last), one), None);
+    assert_eq!(past_the_count(&p, secs(last + 3_600), one), None);
+}
+
+#[test]
+fn a_single_attempt_has_no_points_to_go_on_at() {
+    let p = RetryPolicy::new(None, Some(1)).unwrap();
+    assert_eq!(
+        past_the_count(&p, Duration::ZERO, Duration::from_secs(1)),
+        None
+    );
+    // A custom schedule repeats its last delay up to max_attempts: points 1 s, 3 s, 5 s.
+    let p = RetryPolicy::new(Some(&[1_000, 2_000]), Some(4)).unwrap();
+    let ms = Duration::from_millis;
+    assert_eq!(past_the_count(&p, ms(3_500), ms(1)), Some(ms(1_500)));
+    assert_eq!(past_the_count(&p, ms(5_000), ms(1)), None);
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod due;
 mod outcomes;
 mod room;
 mod rows;
+mod series;
 mod stats;
 mod transactions;
 mod uids;
@@ -36,7 +37,8 @@ pub use batches::{take_over_batches, BatchOut};
 pub use bindings::rebind_callbacks;
 pub use claims::Bounds;
 use rows::read_subscriptions;
-pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, SubscriptionRow};
+pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, Spent, SubscriptionRow};
+pub use series::series_ages;
 pub use transactions::{Part, TransactionHead};
 pub use uids::renew_foreign_uids;
 

@@ -1,8 +1,9 @@
 //! What the worker reads from and writes to the queue, as Rust values.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pg_webhook_core::retry::RetryPolicy;
 use pgrx::pg_sys;
 use pgrx::spi::SpiResult;
 
@@ -232,6 +233,20 @@ pub struct Outcome {
     pub batch: Option<i64>,
     /// Where the claim found its row (`QueuedEvent::tid`).
     pub tid: Option<pg_sys::ItemPointerData>,
+    /// Dead for now: its schedule's attempts are spent, but the receiver asked to be tried
+    /// again. Retried instead if its series has time left (see `Spent`).
+    pub spent: Option<Spent>,
+}
+
+/// Of an event whose schedule's attempts are spent while its receiver answers with
+/// `Retry-After` (`Verdict::Spent`): what decides whether it is tried again
+/// (`retry::past_the_count`), given when its series began.
+#[derive(Debug, Clone)]
+pub struct Spent {
+    pub retry_after: Duration,
+    /// The attempt that began the event's current series (a replay begins a new one).
+    pub first_attempt: i32,
+    pub policy: Arc<RetryPolicy>,
 }
 
 impl Outcome {

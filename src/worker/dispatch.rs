@@ -221,6 +221,7 @@ impl Dispatcher {
             callback,
             batch: None,
             tid: event.tid,
+            spent: None,
         };
         self.push_outcome(settled);
     }

@@ -24,6 +24,7 @@ mod record;
 mod replicated;
 mod session;
 mod settings;
+mod spent;
 mod txn;
 pub(crate) mod vacuum;
 mod watchdog;

@@ -31,6 +31,10 @@ impl Worker {
         if self.dispatcher.outcomes.is_empty() {
             return; // of an extension dropped and made again meanwhile
         }
+        if !self.decide_spent() {
+            self.record_failed();
+            return;
+        }
         let Some(statements) = &self.statements else {
             self.record_failed();
             return;

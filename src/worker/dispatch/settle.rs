@@ -7,7 +7,7 @@ use pg_webhook_core::http::Attempt;
 use pg_webhook_core::retry::{jitter_unit, judge, AttemptKind, Verdict};
 
 use super::Flight;
-use crate::queue::{Decision, Outcome};
+use crate::queue::{Decision, Outcome, Spent};
 
 /// Longest error summary kept on an event (the full text is on the attempt).
 const LAST_ERROR_LEN: usize = 500;
@@ -31,14 +31,24 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
         .map(|event| {
             // A replay starts a new series: the schedule counts attempts within it.
             let in_series = (event.attempt - event.series_start).max(1) as u32;
-            let decision = match judge(&flight.policy, in_series, attempt.kind, jitter) {
+            let verdict = judge(&flight.policy, in_series, attempt.kind, jitter);
+            let decision = match verdict {
                 // Named in its transaction's part only, it dies once the part is delivered.
                 Verdict::Delivered if event.dies.is_some() => Decision::Dead,
                 Verdict::Delivered => Decision::Delivered,
                 Verdict::RetryIn(delay) => Decision::Retry {
                     delay_ms: delay.as_millis() as i64,
                 },
-                Verdict::Dead => Decision::Dead,
+                Verdict::Dead | Verdict::Spent(_) => Decision::Dead,
+            };
+            // Whether its series has time left is read before it is recorded (record.rs).
+            let spent = match verdict {
+                Verdict::Spent(retry_after) if event.dies.is_none() => Some(Spent {
+                    retry_after,
+                    first_attempt: event.series_start + 1,
+                    policy: flight.policy.clone(),
+                }),
+                _ => None,
             };
             let dies = event.dies.as_ref().filter(|_| decision == Decision::Dead);
             let last_error = match (decision, attempt.status, &attempt.error) {
@@ -73,6 +83,7 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 callback: flight.callback,
                 batch: flight.batch,
                 tid: event.tid,
+                spent,
             }
         })
         .collect()

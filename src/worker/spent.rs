@@ -1,0 +1,55 @@
+//! Events whose schedule's attempts are spent while their receiver still asks to be tried again
+//! (`Retry-After`): before they are recorded, each is given one more attempt at its schedule's
+//! next point if its series began less than the schedule's span ago
+//! (`retry::past_the_count`), and recorded dead otherwise.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pg_webhook_core::retry::past_the_count;
+
+use super::{txn, Worker};
+use crate::queue::{series_ages, Decision};
+
+impl Worker {
+    /// Decides the spent events among the outcomes to record. False when their series could
+    /// not be read: the outcomes stay as they are, to be tried again with the others.
+    pub(super) fn decide_spent(&mut self) -> bool {
+        let outcomes = &mut self.dispatcher.outcomes;
+        let asked: Vec<(i64, i32)> = outcomes
+            .iter()
+            .filter_map(|o| Some((o.event_id, o.spent.as_ref()?.first_attempt)))
+            .collect();
+        if asked.is_empty() {
+            return true;
+        }
+        let Ok(ages) = txn::run("reading when spent series began", || series_ages(&asked)) else {
+            return false;
+        };
+        // A batch's events go on together (their webhook-id names them all): as the oldest.
+        let mut batch_age: HashMap<(i32, i64), Duration> = HashMap::new();
+        for o in outcomes.iter().filter(|o| o.spent.is_some()) {
+            if let (Some(batch), Some(age)) = (o.batch, ages.get(&o.event_id)) {
+                let oldest = batch_age.entry((o.subscription_id, batch)).or_default();
+                *oldest = (*oldest).max(*age);
+            }
+        }
+        for o in outcomes.iter_mut() {
+            let Some(spent) = o.spent.take() else {
+                continue;
+            };
+            let age = match o.batch {
+                Some(batch) => batch_age.get(&(o.subscription_id, batch)),
+                None => ages.get(&o.event_id),
+            };
+            // A series whose first attempt is not logged has no known age: it ends.
+            let wait = age.and_then(|age| past_the_count(&spent.policy, *age, spent.retry_after));
+            if let Some(wait) = wait {
+                o.decision = Decision::Retry {
+                    delay_ms: wait.as_millis() as i64,
+                };
+            }
+        }
+        true
+    }
+}
