@@ -1175,3 +1175,22 @@ ALTER TABLE webhook._batches_out SET (
     vacuum_truncate = false
 );
 REVOKE ALL ON webhook._batches_out FROM PUBLIC;
+
+-- Members of pg_read_all_data and pg_write_all_data may read and write every table whatever its
+-- privileges say: the subscriptions' secrets, what receivers answered, rows of tables they may
+-- not read (hidden by a row-level security policy of the subscribed table, too), and the owner
+-- column that decides whose rights a subscription runs with. Row-level security without a
+-- policy shows them no row and lets them change none. The tables' owner (the extension's, a
+-- superuser when it was made) and superusers are not subject to it, nor the views, which read
+-- as their owner. A dump by a role that is not a superuser needs BYPASSRLS.
+ALTER TABLE webhook._instance ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._subscriptions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._event_queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._event_archive ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._attempts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._delivery_totals ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._triggers_made ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._callback_queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._backfills ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._backfill_rounds ENABLE ROW LEVEL SECURITY;
+ALTER TABLE webhook._batches_out ENABLE ROW LEVEL SECURITY;

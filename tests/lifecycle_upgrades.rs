@@ -28,6 +28,7 @@ SELECT pg_describe_object(m.classid, m.objid, 0) || ' | ' || COALESCE(CASE m.cla
          WHEN 'pg_class'::regclass THEN
              (SELECT c.relkind::text || ' options=' || COALESCE(c.reloptions::text, '')
                      || ' acl=' || COALESCE(c.relacl::text, '')
+                     || ' rls=' || c.relrowsecurity || '/' || c.relforcerowsecurity
                      || ' view=' || COALESCE(CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, '')
                      || ' columns=' || COALESCE((
                          SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)

@@ -238,6 +238,18 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// As `tool`, as `user`, for a run that may fail: its standard output, or its stderr.
+    pub fn tool_as(&self, user: &str, program: &str, args: &[&str]) -> Result<String, String> {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", user];
+        all.extend_from_slice(args);
+        let out = self.run(self.bindir.join(program).to_str().unwrap(), &all);
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
     /// Appends to postgresql.conf (takes effect on reload or restart).
     pub fn append_conf(&self, text: &str) {
         let path = self.data().join("postgresql.conf");

@@ -1,0 +1,122 @@
+//! PostgreSQL's predefined roles that read or write every table whatever its privileges say
+//! (pg_read_all_data, pg_write_all_data): pg_webhook's private tables hold the subscriptions'
+//! secrets, receivers' answers, rows of tables such a role may not read, and the owner whose
+//! rights a subscription runs with. One scenario per test; each fails on a pg_webhook whose
+//! private tables let them in.
+
+mod support;
+
+use support::cluster::Cluster;
+use support::receiver::Receiver;
+use support::{count, error_of, exec, subscribe, WAIT};
+
+/// The extension's tables, by the catalog (a table added later is covered too).
+const PRIVATE_TABLES: &str = "SELECT c.oid::regclass::text, c.relrowsecurity
+       FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+      WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+        AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_webhook')
+        AND c.relkind IN ('r', 'p')
+      ORDER BY 1";
+
+#[test]
+fn pg_read_all_data_reads_no_row_of_pg_webhooks_tables() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE payroll (id int PRIMARY KEY, salary int);
+         CREATE ROLE reader LOGIN; GRANT pg_read_all_data TO reader;",
+    );
+    subscribe(&mut su, "payroll_hook", "payroll", &rx.url("/p"), "");
+    exec(&mut su, "INSERT INTO payroll VALUES (1, 100000)");
+    rx.wait_for(1, WAIT);
+    support::cluster::wait_until(WAIT, "the event to be archived", || {
+        count(&mut su, "SELECT count(*) FROM webhook._event_archive") == 1
+    });
+    let tables = su.query(PRIVATE_TABLES, &[]).unwrap();
+    assert!(tables.len() >= 10, "{} tables", tables.len());
+    let mut reader = pg.connect_as("postgres", "reader");
+    for row in &tables {
+        let table: String = row.get(0);
+        assert!(row.get::<_, bool>(1), "{table} has no row-level security");
+        let sql = format!("SELECT count(*) FROM {table}");
+        assert_eq!(count(&mut reader, &sql), 0, "{table} shows rows to reader");
+    }
+    // The rows are there, for the tables' owner.
+    for table in ["webhook._subscriptions", "webhook._event_archive"] {
+        let sql = format!("SELECT count(*) FROM {table}");
+        assert_eq!(count(&mut su, &sql), 1, "{table}");
+    }
+}
+
+#[test]
+fn pg_write_all_data_changes_no_subscription_and_no_queued_event() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE orders (id int PRIMARY KEY);
+         CREATE ROLE writer LOGIN; GRANT pg_write_all_data TO writer;",
+    );
+    subscribe(&mut su, "orders_hook", "orders", &rx.url("/o"), "");
+    exec(
+        &mut su,
+        "SELECT webhook.pause('orders_hook'); INSERT INTO orders VALUES (1);",
+    );
+    let mut writer = pg.connect_as("postgres", "writer");
+    // Taking the subscription over (its owner decides whose rights its SQL runs with) or
+    // sending its rows elsewhere.
+    let changed = writer
+        .execute(
+            "UPDATE webhook._subscriptions
+                SET owner = 'writer'::regrole, url = 'http://127.0.0.1:9/stolen'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(changed, 0, "subscriptions changed");
+    let deleted = writer
+        .execute("DELETE FROM webhook._event_queue", &[])
+        .unwrap();
+    assert_eq!(deleted, 0, "queued events deleted");
+    let e = error_of(
+        &mut writer,
+        "INSERT INTO webhook._triggers_made VALUES (12345)",
+    );
+    assert!(e.contains("row-level security"), "{e}");
+    // The event is still queued, and goes where it was meant to.
+    exec(&mut su, "SELECT webhook.resume('orders_hook')");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].path, "/o");
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._subscriptions
+              WHERE owner = 'writer'::regrole OR url LIKE '%stolen%'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_dump_by_pg_read_all_data_needs_bypassrls() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE items (id int PRIMARY KEY);
+         CREATE ROLE backup LOGIN; GRANT pg_read_all_data TO backup;",
+    );
+    subscribe(&mut su, "items_hook", "items", &rx.url("/i"), "");
+    let e = pg
+        .tool_as("backup", "pg_dump", &["-d", "postgres"])
+        .expect_err("pg_dump without BYPASSRLS");
+    assert!(e.contains("row-level security"), "{e}");
+    exec(&mut su, "ALTER ROLE backup BYPASSRLS");
+    let dump = pg
+        .tool_as("backup", "pg_dump", &["-d", "postgres"])
+        .unwrap_or_else(|e| panic!("pg_dump with BYPASSRLS: {e}"));
+    assert!(dump.contains("items_hook"), "the dump has the subscription");
+}
