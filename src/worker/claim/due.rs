@@ -131,12 +131,17 @@ impl Claim<'_> {
         if each.is_empty() {
             return Ok((due, None));
         }
-        // Their own events in flight are read past; the held ones' are not among them.
+        // Their own events in flight are read past, and counted in the bytes as they are read
+        // (as on the first page): without their bytes, the in-flight due events of limited
+        // subscriptions, older than any new retry, spent the budget and cut the others' off.
+        // The held ones' are not among them.
         let held_owned: usize = held.iter().map(|sub| self.dispatcher.owned_by(*sub)).sum();
+        let held_owned_bytes: i64 = held.iter().map(|sub| self.dispatcher.bytes_of(*sub)).sum();
         let others_owned = owned.saturating_sub(held_owned);
+        let others_owned_bytes = (self.dispatcher.owned_bytes() - held_owned_bytes).max(0);
         let others_bounds = Bounds {
             events: room + others_owned,
-            bytes: (bytes - starting_bytes).max(1),
+            bytes: (bytes - starting_bytes + others_owned_bytes).max(1),
             largest,
         };
         let read: HashSet<i64> = due.iter().map(|e| e.id).collect();
