@@ -82,7 +82,9 @@ pub const Q_ID: usize = 1;
 pub const Q_SUBSCRIPTION: usize = 2;
 
 /// A heap table with nothing the executor would run around a row change, and not a partition
-/// (whose bound the executor checks on insert).
+/// (whose bound the executor checks on insert). Row-level security is enabled on every private
+/// table (against pg_read_all_data and pg_write_all_data), and the worker, a superuser, is not
+/// subject to it: only policies that would apply to the worker count.
 ///
 /// # Safety
 /// `rel` is an open relation.
@@ -93,7 +95,8 @@ pub unsafe fn plain(rel: pg_sys::Relation) -> bool {
         class.relkind == pg_sys::RELKIND_RELATION as core::ffi::c_char
             && !class.relispartition
             && class.relam == pg_sys::HEAP_TABLE_AM_OID
-            && !class.relrowsecurity
+            && pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, true)
+                != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
             && (*rel).trigdesc.is_null()
             && (*rel).rd_rules.is_null()
     }

@@ -9,7 +9,7 @@
 //! It declines (the caller then records in SQL) whenever the tables are not exactly those of
 //! this version: another column or a missing one, a column of another type or with a type
 //! modifier, an identity or generated column, other defaults, triggers, rules, row-level
-//! security, another table access method, a partition, an index whose uniqueness is checked
+//! security that applies to the worker, another table access method, a partition, an index whose uniqueness is checked
 //! only at commit. An event whose row is not where its claim found it, no longer has its key
 //! there, or was changed or deleted by another transaction since it was read is left in the
 //! queue for the caller's search by key, which waits and re-checks as the executor does.
