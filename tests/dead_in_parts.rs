@@ -337,3 +337,49 @@ fn a_part_naming_a_huge_dead_event_out_to_a_hanging_endpoint_holds_back_no_other
     assert_eq!(other.json()["record"]["id"], 7);
     assert_eq!(hanging.count(), 1, "the part still out");
 }
+
+#[test]
+fn a_part_whose_attempts_are_spent_goes_on_whole_with_the_event_it_names() {
+    // Past the schedule's attempts on a receiver answering 503 with Retry-After, the events the
+    // part sends went on at the schedule's next point, and the one it names died at once: the
+    // part went out again without naming it, under another webhook-id.
+    let pg = cluster();
+    let rx = Receiver::with(|_, n| {
+        if n < 3 {
+            Reply::Full {
+                status: 503,
+                headers: vec![("Retry-After".into(), "1".into())],
+                body: String::new(),
+            }
+        } else {
+            Reply::Status(204)
+        }
+    });
+    let mut db = grouped_table(
+        &pg,
+        &rx,
+        ", retry_schedule => ARRAY['2 seconds', '4 seconds']::interval[], max_attempts => 3",
+    );
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'), (2, repeat('x', 5000))",
+    );
+    let got = rx.wait_for(4, WAIT);
+    all_finished(&mut db, 2);
+    let named = webhook_id_of_row(&mut db, 2);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.id(), got[0].id(), "request {i} is another");
+        assert_eq!(dead_ids(r), [named.as_str()], "request {i}");
+        assert_eq!(r.row_ids(), [1], "request {i}");
+    }
+    let statuses: Vec<String> = db
+        .query(
+            "SELECT status FROM webhook.events ORDER BY (record->>'id')::int",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, ["delivered", "dead"]);
+}

@@ -188,8 +188,12 @@ pub fn judge(
     match (policy.base_delay(attempts_made), retry_after) {
         (Some(_), Some(after)) => Verdict::RetryIn(after),
         (Some(base), None) => Verdict::RetryIn(jittered(base, jitter_unit)),
-        (None, Some(after)) => Verdict::Spent(after),
-        (None, None) => Verdict::Dead,
+        // At most one more attempt per point of the schedule (see `past_the_count`), however
+        // the clock moves meanwhile.
+        (None, Some(after)) if attempts_made < policy.max_attempts.saturating_mul(2) - 1 => {
+            Verdict::Spent(after)
+        }
+        (None, _) => Verdict::Dead,
     }
 }
 
@@ -202,11 +206,14 @@ pub fn judge(
 /// the event is not given up before the schedule's last attempt would have gone: it is tried
 /// again at the schedule's next point (the nominal delays added up from the first attempt),
 /// or later if the receiver asks, until the last point has passed. At most one attempt per
-/// point, so at most `max_attempts - 1` more.
+/// point, so at most `max_attempts - 1` more (`judge` counts them too, for a clock stepped
+/// back). The wait to the point is jittered up to 20 % later (`jitter_unit`), so a burst
+/// spent together does not come back in the same second at every point.
 pub fn past_the_count(
     policy: &RetryPolicy,
     age: Duration,
     retry_after: Duration,
+    jitter_unit: f64,
 ) -> Option<Duration> {
     let mut point = Duration::ZERO;
     let mut next = None;
@@ -216,7 +223,9 @@ pub fn past_the_count(
             next = Some(point);
         }
     }
-    next.map(|at| retry_after.max(at - age))
+    // Jittered late only: an attempt before its point would find the same point next again.
+    let late = |gap: Duration| gap + gap.mul_f64(JITTER * jitter_unit.clamp(0.0, 1.0));
+    next.map(|at| retry_after.max(late(at - age)))
 }
 
 fn jittered(base: Duration, unit: f64) -> Duration {

@@ -107,6 +107,22 @@ fn a_short_retry_after_is_taken_as_given_up_to_the_last_attempt() {
         judge(&p, 8, soon, 0.5),
         Verdict::Spent(Duration::from_secs(1))
     );
+    // One more per point at most (7 of them), whatever the clock says of the series' age.
+    assert_eq!(
+        judge(&p, 14, soon, 0.5),
+        Verdict::Spent(Duration::from_secs(1))
+    );
+    assert_eq!(judge(&p, 15, soon, 0.5), Verdict::Dead);
+}
+
+#[test]
+fn the_wait_to_a_point_is_jittered() {
+    // 5 min 5 s less 7 s to the next point, up to 20 % later (never earlier: the attempt
+    // would find the same point next again).
+    let p = RetryPolicy::default();
+    let to_point = |unit| past_the_count(&p, Duration::from_secs(7), Duration::from_secs(1), unit);
+    assert_eq!(to_point(0.0), Some(Duration::from_secs(298)));
+    assert_eq!(to_point(1.0), Some(Duration::from_secs(298).mul_f64(1.2)));
 }
 
 #[test]
@@ -117,30 +133,36 @@ fn spent_attempts_go_on_at_the_schedules_points_until_its_last() {
     let secs = Duration::from_secs;
     let one = secs(1);
     // 8 attempts in 7 s: the next goes at the point after 7 s, 5 min 5 s.
-    assert_eq!(past_the_count(&p, secs(7), one), Some(secs(305 - 7)));
+    assert_eq!(past_the_count(&p, secs(7), one, 0.0), Some(secs(305 - 7)));
     // Exactly at a point: the one after it.
-    assert_eq!(past_the_count(&p, secs(305), one), Some(secs(2_105 - 305)));
+    assert_eq!(
+        past_the_count(&p, secs(305), one, 0.0),
+        Some(secs(2_105 - 305))
+    );
     // The receiver asks for longer than the next point: as asked.
-    assert_eq!(past_the_count(&p, secs(7), secs(600)), Some(secs(600)));
+    assert_eq!(past_the_count(&p, secs(7), secs(600), 0.0), Some(secs(600)));
     // Before the last point, the last; at or past it, the series is over.
     let last = 99_305;
-    assert_eq!(past_the_count(&p, secs(last - 10), one), Some(secs(10)));
-    assert_eq!(past_the_count(&p, secs(last), one), None);
-    assert_eq!(past_the_count(&p, secs(last + 3_600), one), None);
+    assert_eq!(
+        past_the_count(&p, secs(last - 10), one, 0.0),
+        Some(secs(10))
+    );
+    assert_eq!(past_the_count(&p, secs(last), one, 0.0), None);
+    assert_eq!(past_the_count(&p, secs(last + 3_600), one, 0.0), None);
 }
 
 #[test]
 fn a_single_attempt_has_no_points_to_go_on_at() {
     let p = RetryPolicy::new(None, Some(1)).unwrap();
     assert_eq!(
-        past_the_count(&p, Duration::ZERO, Duration::from_secs(1)),
+        past_the_count(&p, Duration::ZERO, Duration::from_secs(1), 0.0),
         None
     );
     // A custom schedule repeats its last delay up to max_attempts: points 1 s, 3 s, 5 s.
     let p = RetryPolicy::new(Some(&[1_000, 2_000]), Some(4)).unwrap();
     let ms = Duration::from_millis;
-    assert_eq!(past_the_count(&p, ms(3_500), ms(1)), Some(ms(1_500)));
-    assert_eq!(past_the_count(&p, ms(5_000), ms(1)), None);
+    assert_eq!(past_the_count(&p, ms(3_500), ms(1), 0.0), Some(ms(1_500)));
+    assert_eq!(past_the_count(&p, ms(5_000), ms(1), 0.0), None);
 }
 
 #[test]

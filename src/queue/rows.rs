@@ -247,6 +247,14 @@ pub struct Spent {
     /// The attempt that began the event's current series (a replay begins a new one).
     pub first_attempt: i32,
     pub policy: Arc<RetryPolicy>,
+    /// The request it went in (its first event's id): the events of a batch or of a
+    /// transaction's part go on, or die, together.
+    pub request: i64,
+    /// The request's jitter (see `retry::jitter_unit`).
+    pub jitter_unit: f64,
+    /// Of an event named in its transaction's part only, recorded with why it was not sent:
+    /// its `last_error` and `error` should it be retried instead.
+    pub if_retried: Option<(Option<String>, Option<String>)>,
 }
 
 impl Outcome {

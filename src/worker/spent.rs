@@ -26,11 +26,15 @@ impl Worker {
         let Ok(ages) = txn::run("reading when spent series began", || series_ages(&asked)) else {
             return false;
         };
-        // A batch's events go on together (their webhook-id names them all): as the oldest.
-        let mut batch_age: HashMap<(i32, i64), Duration> = HashMap::new();
-        for o in outcomes.iter().filter(|o| o.spent.is_some()) {
-            if let (Some(batch), Some(age)) = (o.batch, ages.get(&o.event_id)) {
-                let oldest = batch_age.entry((o.subscription_id, batch)).or_default();
+        // The events of one request (a batch, a transaction's part) go on or die together, as
+        // the oldest series among them: a batch's webhook-id names them all, and a part
+        // without one of them would tell its receiver of an event that never comes.
+        let mut request_age: HashMap<(i32, i64), Duration> = HashMap::new();
+        for o in outcomes.iter() {
+            if let (Some(spent), Some(age)) = (&o.spent, ages.get(&o.event_id)) {
+                let oldest = request_age
+                    .entry((o.subscription_id, spent.request))
+                    .or_default();
                 *oldest = (*oldest).max(*age);
             }
         }
@@ -38,16 +42,17 @@ impl Worker {
             let Some(spent) = o.spent.take() else {
                 continue;
             };
-            let age = match o.batch {
-                Some(batch) => batch_age.get(&(o.subscription_id, batch)),
-                None => ages.get(&o.event_id),
-            };
             // A series whose first attempt is not logged has no known age: it ends.
-            let wait = age.and_then(|age| past_the_count(&spent.policy, *age, spent.retry_after));
+            let wait = (request_age.get(&(o.subscription_id, spent.request))).and_then(|age| {
+                past_the_count(&spent.policy, *age, spent.retry_after, spent.jitter_unit)
+            });
             if let Some(wait) = wait {
                 o.decision = Decision::Retry {
                     delay_ms: wait.as_millis() as i64,
                 };
+                if let Some((last_error, error)) = spent.if_retried {
+                    (o.last_error, o.error) = (last_error, error);
+                }
             }
         }
         true

@@ -25,6 +25,7 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
         kind: AttemptKind::TransportError,
     });
     let jitter = jitter_unit();
+    let request = flight.events.first().map_or(0, |e| e.event_id);
     flight
         .events
         .iter()
@@ -41,25 +42,41 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 },
                 Verdict::Dead | Verdict::Spent(_) => Decision::Dead,
             };
-            // Whether its series has time left is read before it is recorded (record.rs).
+            let dies = event.dies.as_ref().filter(|_| decision == Decision::Dead);
+            // The summary kept on the event, and the attempt's error, as the event dies
+            // (`dies`: named in its part only, why it was not sent) or is retried.
+            let errors = |dies: Option<&String>| {
+                let last_error = match (decision, attempt.status, &attempt.error) {
+                    _ if dies.is_some() => dies.map(|why| truncate(why)),
+                    (Decision::Delivered, ..) => None,
+                    (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
+                        Some(body) => format!("HTTP {code}: {body}"),
+                        None => format!("HTTP {code}"),
+                    })),
+                    (_, None, Some(e)) => Some(truncate(e)),
+                    (_, None, None) => Some("no response".to_string()),
+                };
+                // Why it was not sent, before what became of the part naming it.
+                let error = match (dies, &attempt.error) {
+                    (Some(why), Some(e)) => Some(format!("{why}; the part naming it: {e}")),
+                    (Some(why), None) => Some(why.clone()),
+                    (None, e) => e.clone(),
+                };
+                (last_error, error)
+            };
+            let (last_error, error) = errors(dies);
+            // Whether its series has time left is read before it is recorded (spent.rs). An
+            // event named in its transaction's part only goes on with the part too.
             let spent = match verdict {
-                Verdict::Spent(retry_after) if event.dies.is_none() => Some(Spent {
+                Verdict::Spent(retry_after) => Some(Spent {
                     retry_after,
                     first_attempt: event.series_start + 1,
                     policy: flight.policy.clone(),
+                    request,
+                    jitter_unit: jitter,
+                    if_retried: dies.map(|_| errors(None)),
                 }),
                 _ => None,
-            };
-            let dies = event.dies.as_ref().filter(|_| decision == Decision::Dead);
-            let last_error = match (decision, attempt.status, &attempt.error) {
-                _ if dies.is_some() => dies.map(|why| truncate(why)),
-                (Decision::Delivered, ..) => None,
-                (_, Some(code), _) => Some(truncate(&match &attempt.response_excerpt {
-                    Some(body) => format!("HTTP {code}: {body}"),
-                    None => format!("HTTP {code}"),
-                })),
-                (_, None, Some(e)) => Some(truncate(e)),
-                (_, None, None) => Some("no response".to_string()),
             };
             Outcome {
                 txid: event.txid,
@@ -70,12 +87,7 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 duration_ms: attempt.duration.as_secs_f64() * 1000.0,
                 status_code: attempt.status.map(i32::from),
                 response_excerpt: attempt.response_excerpt.clone(),
-                // Why it was not sent, before what became of the part naming it.
-                error: match (dies, &attempt.error) {
-                    (Some(why), Some(e)) => Some(format!("{why}; the part naming it: {e}")),
-                    (Some(why), None) => Some(why.clone()),
-                    (None, e) => e.clone(),
-                },
+                error,
                 decision,
                 last_error,
                 reached_endpoint: true,
