@@ -269,17 +269,24 @@ SELECT s.id, s.name, s.status,
        COALESCE(t.delivered, 0)::bigint AS delivered_total,
        COALESCE(t.dead, 0)::bigint AS dead_total,
        COALESCE(t.failed_attempts, 0)::bigint AS failed_attempts_total
-  FROM webhook._subscriptions s
+  -- The subscriptions the reader sees, chosen behind a fence (OFFSET 0) no condition of the
+  -- reader's passes: one pushed down to the private table's scan (name = '...'), below the
+  -- choice, made EXPLAIN ANALYZE's row counts answer guesses at subscriptions hidden from them.
+  FROM (SELECT s0.*
+          FROM webhook._subscriptions s0
+          LEFT JOIN webhook._visible_subscriptions v0 ON v0.id = s0.id
+         WHERE v0.id IS NOT NULL
+            -- Monitoring roles (postgres_exporter) see every subscription's health, not its
+            -- events.
+            OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+        OFFSET 0) s
   LEFT JOIN queued q ON q.subscription_id = s.id
   LEFT JOIN finished d ON d.subscription_id = s.id
   LEFT JOIN failed x ON x.subscription_id = s.id
   LEFT JOIN totals t ON t.subscription_id = s.id
   LEFT JOIN webhook._in_flight() f ON f.subscription_id = s.id
   LEFT JOIN webhook._visible_subscriptions v ON v.id = s.id
-  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id
- WHERE v.id IS NOT NULL
-    -- Monitoring roles (postgres_exporter) see every subscription's health, not its events.
-    OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+  LEFT JOIN webhook._capture_off o ON o.subscription_id = s.id;
 COMMENT ON VIEW webhook.subscription_stats IS
     'Per subscription: queued, in flight, parked (paused/disabled), retrying, oldest queued age, delivered and failed in the last hour, latency p50/p99 (ms, from the writing transaction to the 2xx), last error, status, and running totals of delivered events, dead events and failed attempts (counters for monitoring).';
 GRANT SELECT ON webhook.subscription_stats TO webhook_admin;

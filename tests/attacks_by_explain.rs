@@ -105,3 +105,17 @@ fn explain_analyze_of_webhook_backfills_does_not_tell_a_hidden_filter() {
         "the plan's row counts tell the right guess from the wrong one"
     );
 }
+
+#[test]
+fn explain_analyze_of_webhook_subscription_stats_does_not_tell_a_hidden_name() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut mallory, _) = hidden_filter(&pg, &rx);
+    let right = "SELECT 1 FROM webhook.subscription_stats WHERE name = 'raises'";
+    let wrong = "SELECT 1 FROM webhook.subscription_stats WHERE name = 'bonuses'";
+    assert_eq!(
+        rows_seen(&mut mallory, right),
+        rows_seen(&mut mallory, wrong),
+        "the plan's row counts tell the right guess from the wrong one"
+    );
+}
