@@ -1210,3 +1210,22 @@ ALTER TABLE webhook._callback_queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook._backfills ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook._backfill_rounds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook._batches_out ENABLE ROW LEVEL SECURITY;
+
+-- Every value stays in the row (compressed if need be) rather than in the TOAST table, short of
+-- a row that would not fit a page: row-level security guards the table (see api.sql), not its
+-- TOAST table, which pg_read_all_data may read. (Of the secrets alone, large headers pushed
+-- the URL and the others out of line.)
+DO $$
+DECLARE
+    col text;
+BEGIN
+    FOR col IN SELECT a.attname FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid OPERATOR(pg_catalog.=) 'webhook._subscriptions'::pg_catalog.regclass
+                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                  AND a.attstorage OPERATOR(pg_catalog.=) 'x'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE webhook._subscriptions ALTER COLUMN %I SET STORAGE MAIN', col);
+    END LOOP;
+END
+$$;
+-- (Values written before stay where they are until they change.)

@@ -32,6 +32,7 @@ SELECT pg_describe_object(m.classid, m.objid, 0) || ' | ' || COALESCE(CASE m.cla
                      || ' view=' || COALESCE(CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, '')
                      || ' columns=' || COALESCE((
                          SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                || ' storage ' || a.attstorage::text
                                 || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
                                 || COALESCE(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
                                 || COALESCE(' -- ' || col_description(c.oid, a.attnum), ''),

@@ -120,3 +120,62 @@ fn a_dump_by_pg_read_all_data_needs_bypassrls() {
         .unwrap_or_else(|e| panic!("pg_dump with BYPASSRLS: {e}"));
     assert!(dump.contains("items_hook"), "the dump has the subscription");
 }
+
+#[test]
+fn pg_read_all_data_finds_no_secret_in_the_subscriptions_toast_table() {
+    // Row-level security guards a table, not its TOAST table, which pg_read_all_data reads:
+    // large headers (a client key, an auth value) were stored there, chunk by chunk.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE TABLE vault (id int PRIMARY KEY);
+         CREATE ROLE reader LOGIN; GRANT pg_read_all_data TO reader;",
+    );
+    // 6 kB of hex, which compresses to well over the 2 kB past which a value may go out of line.
+    let token: String = su
+        .query_one(
+            "SELECT string_agg(md5(g::text), '') FROM generate_series(1, 190) g",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    subscribe(
+        &mut su,
+        "vault_hook",
+        "vault",
+        &rx.url("/v"),
+        &format!(", headers => '{{\"x-token\": \"{token}\"}}'"),
+    );
+    let toast: String = su
+        .query_one(
+            "SELECT reltoastrelid::regclass::text FROM pg_class
+              WHERE oid = 'webhook._subscriptions'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut reader = pg.connect_as("postgres", "reader");
+    let sql = format!("SELECT count(*) FROM {toast}");
+    assert_eq!(count(&mut reader, &sql), 0, "chunks in {toast}");
+    // The headers are whole, in the row.
+    let kept: String = su
+        .query_one(
+            "SELECT headers->>'x-token' FROM webhook._subscriptions WHERE name = 'vault_hook'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, token);
+    // So for every column that could go out of line, later ones too.
+    let out_of_line = count(
+        &mut su,
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'webhook._subscriptions'::regclass
+            AND attnum > 0 AND NOT attisdropped AND attstorage IN ('x', 'e')",
+    );
+    assert_eq!(
+        out_of_line, 0,
+        "columns of webhook._subscriptions stored out of line"
+    );
+}
