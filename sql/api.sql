@@ -272,7 +272,7 @@ SELECT s.id, s.name, s.status,
   -- The subscriptions the reader sees, chosen behind a fence (OFFSET 0) no condition of the
   -- reader's passes: one pushed down to the private table's scan (name = '...'), below the
   -- choice, made EXPLAIN ANALYZE's row counts answer guesses at subscriptions hidden from them.
-  FROM (SELECT s0.*
+  FROM (SELECT s0.id, s0.name, s0.status, s0.status_reason, s0.failing_since
           FROM webhook._subscriptions s0
           LEFT JOIN webhook._visible_subscriptions v0 ON v0.id = s0.id
          WHERE v0.id IS NOT NULL

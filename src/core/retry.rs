@@ -206,20 +206,23 @@ pub fn judge(
 /// the event is not given up before the schedule's last attempt would have gone: it is tried
 /// again at the schedule's next point (the nominal delays added up from the first attempt),
 /// or later if the receiver asks, until the last point has passed. At most one attempt per
-/// point, so at most `max_attempts - 1` more (`judge` counts them too, for a clock stepped
-/// back). The wait to the point is jittered up to 20 % later (`jitter_unit`), so a burst
-/// spent together does not come back in the same second at every point.
+/// point, so at most `max_attempts - 1` more: the `extra`-th such attempt (0 for the first)
+/// goes no sooner than the `extra`-th point, so a clock stepped back (an age of 0) does not
+/// bring them all at the first point and end the series early (`judge` counts them too). The
+/// wait to the point is jittered up to 20 % later (`jitter_unit`), so a burst spent together
+/// does not come back in the same second at every point.
 pub fn past_the_count(
     policy: &RetryPolicy,
     age: Duration,
+    extra: u32,
     retry_after: Duration,
     jitter_unit: f64,
 ) -> Option<Duration> {
     let mut point = Duration::ZERO;
     let mut next = None;
-    for made in 1..policy.max_attempts {
+    for (index, made) in (1..policy.max_attempts).enumerate() {
         point += policy.base_delay(made)?;
-        if next.is_none() && point > age {
+        if next.is_none() && point > age && index as u64 >= u64::from(extra) {
             next = Some(point);
         }
     }

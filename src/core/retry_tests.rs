@@ -116,11 +116,28 @@ fn a_short_retry_after_is_taken_as_given_up_to_the_last_attempt() {
 }
 
 #[test]
+fn a_clock_stepped_back_still_spreads_the_extra_attempts_over_the_points() {
+    // The series' age reads 0 at every extra attempt: each still waits for a later point
+    // (5 s, 5 min 5 s, 35 min 5 s, ...), and there is none after the 7th.
+    let p = RetryPolicy::default();
+    let secs = Duration::from_secs;
+    let waits: Vec<Option<Duration>> = (0..8)
+        .map(|extra| past_the_count(&p, Duration::ZERO, extra, secs(1), 0.0))
+        .collect();
+    let points = [5, 305, 2_105, 9_305, 27_305, 63_305, 99_305];
+    let want: Vec<Option<Duration>> = (points.iter().map(|s| Some(secs(*s))))
+        .chain([None])
+        .collect();
+    assert_eq!(waits, want);
+}
+
+#[test]
 fn the_wait_to_a_point_is_jittered() {
     // 5 min 5 s less 7 s to the next point, up to 20 % later (never earlier: the attempt
     // would find the same point next again).
     let p = RetryPolicy::default();
-    let to_point = |unit| past_the_count(&p, Duration::from_secs(7), Duration::from_secs(1), unit);
+    let to_point =
+        |unit| past_the_count(&p, Duration::from_secs(7), 0, Duration::from_secs(1), unit);
     assert_eq!(to_point(0.0), Some(Duration::from_secs(298)));
     assert_eq!(to_point(1.0), Some(Duration::from_secs(298).mul_f64(1.2)));
 }
@@ -133,36 +150,45 @@ fn spent_attempts_go_on_at_the_schedules_points_until_its_last() {
     let secs = Duration::from_secs;
     let one = secs(1);
     // 8 attempts in 7 s: the next goes at the point after 7 s, 5 min 5 s.
-    assert_eq!(past_the_count(&p, secs(7), one, 0.0), Some(secs(305 - 7)));
+    assert_eq!(
+        past_the_count(&p, secs(7), 0, one, 0.0),
+        Some(secs(305 - 7))
+    );
     // Exactly at a point: the one after it.
     assert_eq!(
-        past_the_count(&p, secs(305), one, 0.0),
+        past_the_count(&p, secs(305), 0, one, 0.0),
         Some(secs(2_105 - 305))
     );
     // The receiver asks for longer than the next point: as asked.
-    assert_eq!(past_the_count(&p, secs(7), secs(600), 0.0), Some(secs(600)));
+    assert_eq!(
+        past_the_count(&p, secs(7), 0, secs(600), 0.0),
+        Some(secs(600))
+    );
     // Before the last point, the last; at or past it, the series is over.
     let last = 99_305;
     assert_eq!(
-        past_the_count(&p, secs(last - 10), one, 0.0),
+        past_the_count(&p, secs(last - 10), 0, one, 0.0),
         Some(secs(10))
     );
-    assert_eq!(past_the_count(&p, secs(last), one, 0.0), None);
-    assert_eq!(past_the_count(&p, secs(last + 3_600), one, 0.0), None);
+    assert_eq!(past_the_count(&p, secs(last), 0, one, 0.0), None);
+    assert_eq!(past_the_count(&p, secs(last + 3_600), 0, one, 0.0), None);
 }
 
 #[test]
 fn a_single_attempt_has_no_points_to_go_on_at() {
     let p = RetryPolicy::new(None, Some(1)).unwrap();
     assert_eq!(
-        past_the_count(&p, Duration::ZERO, Duration::from_secs(1), 0.0),
+        past_the_count(&p, Duration::ZERO, 0, Duration::from_secs(1), 0.0),
         None
     );
     // A custom schedule repeats its last delay up to max_attempts: points 1 s, 3 s, 5 s.
     let p = RetryPolicy::new(Some(&[1_000, 2_000]), Some(4)).unwrap();
     let ms = Duration::from_millis;
-    assert_eq!(past_the_count(&p, ms(3_500), ms(1), 0.0), Some(ms(1_500)));
-    assert_eq!(past_the_count(&p, ms(5_000), ms(1), 0.0), None);
+    assert_eq!(
+        past_the_count(&p, ms(3_500), 0, ms(1), 0.0),
+        Some(ms(1_500))
+    );
+    assert_eq!(past_the_count(&p, ms(5_000), 0, ms(1), 0.0), None);
 }
 
 #[test]

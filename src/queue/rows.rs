@@ -246,6 +246,8 @@ pub struct Spent {
     pub retry_after: Duration,
     /// The attempt that began the event's current series (a replay begins a new one).
     pub first_attempt: i32,
+    /// Attempts made past the schedule's count before this one (0 for the first).
+    pub extra: u32,
     pub policy: Arc<RetryPolicy>,
     /// The request it went in (its first event's id): the events of a batch or of a
     /// transaction's part go on, or die, together.

@@ -44,7 +44,13 @@ impl Worker {
             };
             // A series whose first attempt is not logged has no known age: it ends.
             let wait = (request_age.get(&(o.subscription_id, spent.request))).and_then(|age| {
-                past_the_count(&spent.policy, *age, spent.retry_after, spent.jitter_unit)
+                past_the_count(
+                    &spent.policy,
+                    *age,
+                    spent.extra,
+                    spent.retry_after,
+                    spent.jitter_unit,
+                )
             });
             if let Some(wait) = wait {
                 o.decision = Decision::Retry {

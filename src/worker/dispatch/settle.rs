@@ -71,6 +71,7 @@ pub(super) fn settle(flight: Flight, attempt: Result<Attempt, String>) -> Vec<Ou
                 Verdict::Spent(retry_after) => Some(Spent {
                     retry_after,
                     first_attempt: event.series_start + 1,
+                    extra: in_series.saturating_sub(flight.policy.max_attempts()),
                     policy: flight.policy.clone(),
                     request,
                     jitter_unit: jitter,
