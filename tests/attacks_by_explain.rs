@@ -43,6 +43,15 @@ fn rows_seen(db: &mut Client, query: &str) -> i64 {
     walk(&plan[0]["Plan"])
 }
 
+/// Asserts that the plans of a right and a wrong guess show the same row counts.
+fn same_counts(db: &mut Client, right: &str, wrong: &str) {
+    assert_eq!(
+        rows_seen(db, right),
+        rows_seen(db, wrong),
+        "the plan's row counts tell the right guess from the wrong one"
+    );
+}
+
 /// alice's subscription with a filter (hidden from every reader but her), and mallory's
 /// session; the filter's text is what mallory guesses at.
 fn hidden_filter(pg: &Cluster, rx: &Receiver) -> (Client, i32) {
@@ -81,11 +90,7 @@ fn explain_analyze_of_webhook_subscriptions_does_not_tell_a_hidden_filter() {
     let wrong = format!(
         "SELECT 1 FROM webhook.subscriptions WHERE id = {id} AND filter = 'NEW.salary > 100000'"
     );
-    assert_eq!(
-        rows_seen(&mut mallory, &right),
-        rows_seen(&mut mallory, &wrong),
-        "the plan's row counts tell the right guess from the wrong one"
-    );
+    same_counts(&mut mallory, &right, &wrong);
 }
 
 #[test]
@@ -99,11 +104,7 @@ fn explain_analyze_of_webhook_backfills_does_not_tell_a_hidden_filter() {
     let wrong = format!(
         "SELECT 1 FROM webhook.backfills WHERE subscription_id = {id} AND filter = 'salary > 1'"
     );
-    assert_eq!(
-        rows_seen(&mut mallory, &right),
-        rows_seen(&mut mallory, &wrong),
-        "the plan's row counts tell the right guess from the wrong one"
-    );
+    same_counts(&mut mallory, &right, &wrong);
 }
 
 #[test]
@@ -113,9 +114,5 @@ fn explain_analyze_of_webhook_subscription_stats_does_not_tell_a_hidden_name() {
     let (mut mallory, _) = hidden_filter(&pg, &rx);
     let right = "SELECT 1 FROM webhook.subscription_stats WHERE name = 'raises'";
     let wrong = "SELECT 1 FROM webhook.subscription_stats WHERE name = 'bonuses'";
-    assert_eq!(
-        rows_seen(&mut mallory, right),
-        rows_seen(&mut mallory, wrong),
-        "the plan's row counts tell the right guess from the wrong one"
-    );
+    same_counts(&mut mallory, right, wrong);
 }
