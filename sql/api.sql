@@ -584,6 +584,27 @@ ALTER TABLE webhook._backfills ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook._backfill_rounds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook._batches_out ENABLE ROW LEVEL SECURITY;
 
+-- Every value of the tables holding secrets and an owner's SQL or rows stays in the row
+-- (compressed if need be) rather than in the TOAST table, short of a row that would not fit a
+-- page: row-level security guards a table, not its TOAST table, which pg_read_all_data may
+-- read. (Of the secrets alone, large headers pushed the URL and the others out of line.)
+DO $$
+DECLARE
+    col record;
+BEGIN
+    FOR col IN SELECT a.attrelid::pg_catalog.regclass AS tab, a.attname
+                 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (ARRAY['webhook._subscriptions',
+                          'webhook._backfills']::pg_catalog.regclass[])
+                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                  AND a.attstorage OPERATOR(pg_catalog.=) 'x'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET STORAGE MAIN',
+                                  col.tab, col.attname);
+    END LOOP;
+END
+$$;
+
 -- Delivery is ready from CREATE EXTENSION on: the commit asks the launcher for this database's
 -- workers.
 COMMENT ON FUNCTION webhook._request_workers() IS

@@ -258,23 +258,6 @@ CREATE TABLE webhook._subscriptions (
         CHECK (status IN ('active', 'paused', 'disabled', 'unsubscribed')),
     CONSTRAINT format_is_known CHECK (format IN ('database', 'standard', 'cloudevents'))
 );
--- Every value stays in the row (compressed if need be) rather than in the TOAST table, short of
--- a row that would not fit a page: row-level security guards the table (see api.sql), not its
--- TOAST table, which pg_read_all_data may read. (Of the secrets alone, large headers pushed
--- the URL and the others out of line.)
-DO $$
-DECLARE
-    col text;
-BEGIN
-    FOR col IN SELECT a.attname FROM pg_catalog.pg_attribute a
-                WHERE a.attrelid OPERATOR(pg_catalog.=) 'webhook._subscriptions'::pg_catalog.regclass
-                  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-                  AND a.attstorage OPERATOR(pg_catalog.=) 'x'
-    LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE webhook._subscriptions ALTER COLUMN %I SET STORAGE MAIN', col);
-    END LOOP;
-END
-$$;
 -- A name is taken while its subscription is live; an unsubscribed one keeps its row (and its
 -- queued events keep being delivered) but frees the name.
 CREATE UNIQUE INDEX subscriptions_live_name ON webhook._subscriptions (name)

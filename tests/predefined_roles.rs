@@ -6,6 +6,7 @@
 
 mod support;
 
+use postgres::Client;
 use support::cluster::Cluster;
 use support::receiver::Receiver;
 use support::{count, error_of, exec, subscribe, WAIT};
@@ -148,17 +149,8 @@ fn pg_read_all_data_finds_no_secret_in_the_subscriptions_toast_table() {
         &rx.url("/v"),
         &format!(", headers => '{{\"x-token\": \"{token}\"}}'"),
     );
-    let toast: String = su
-        .query_one(
-            "SELECT reltoastrelid::regclass::text FROM pg_class
-              WHERE oid = 'webhook._subscriptions'::regclass",
-            &[],
-        )
-        .unwrap()
-        .get(0);
     let mut reader = pg.connect_as("postgres", "reader");
-    let sql = format!("SELECT count(*) FROM {toast}");
-    assert_eq!(count(&mut reader, &sql), 0, "chunks in {toast}");
+    assert_no_chunk_in_toast_table(&mut su, &mut reader, "webhook._subscriptions");
     // The headers are whole, in the row.
     let kept: String = su
         .query_one(
@@ -169,13 +161,66 @@ fn pg_read_all_data_finds_no_secret_in_the_subscriptions_toast_table() {
         .get(0);
     assert_eq!(kept, token);
     // So for every column that could go out of line, later ones too.
-    let out_of_line = count(
+    assert_no_column_out_of_line(&mut su, "webhook._subscriptions");
+}
+
+#[test]
+fn pg_read_all_data_finds_no_backfill_filter_in_a_toast_table() {
+    // A backfill's filter is its owner's SQL, literals and all; its last key is a row's primary
+    // key. Row-level security guards webhook._backfills, not its TOAST table.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
         &mut su,
-        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'webhook._subscriptions'::regclass
-            AND attnum > 0 AND NOT attisdropped AND attstorage IN ('x', 'e')",
+        "CREATE TABLE accounts (id int PRIMARY KEY, note text);
+         INSERT INTO accounts VALUES (1, 'a');
+         CREATE ROLE reader LOGIN; GRANT pg_read_all_data TO reader;",
     );
+    subscribe(&mut su, "accounts_hook", "accounts", &rx.url("/a"), "");
+    // 6 kB of hex, which compresses to well over the 2 kB past which a value may go out of line.
+    exec(
+        &mut su,
+        "SELECT webhook.backfill('accounts_hook', format('note <> %L',
+             (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 190) g)))",
+    );
+    rx.wait_for(1, WAIT);
+    let mut reader = pg.connect_as("postgres", "reader");
+    assert_no_chunk_in_toast_table(&mut su, &mut reader, "webhook._backfills");
+    let kept = count(
+        &mut su,
+        "SELECT count(*) FROM webhook._backfills WHERE length(filter) > 6000",
+    );
+    assert_eq!(kept, 1, "the filter is whole, in the row");
+    assert_no_column_out_of_line(&mut su, "webhook._backfills");
+}
+
+/// `reader` (a member of pg_read_all_data) finds no chunk in `table`'s TOAST table.
+fn assert_no_chunk_in_toast_table(su: &mut Client, reader: &mut Client, table: &str) {
+    let toast: String = su
+        .query_one(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = $1::text::regclass",
+            &[&table],
+        )
+        .unwrap()
+        .get(0);
+    let sql = format!("SELECT count(*) FROM {toast}");
     assert_eq!(
-        out_of_line, 0,
-        "columns of webhook._subscriptions stored out of line"
+        count(reader, &sql),
+        0,
+        "chunks in {toast}, the TOAST table of {table}"
     );
+}
+
+/// No column of `table` may go out of line before its row would not fit a page.
+fn assert_no_column_out_of_line(su: &mut Client, table: &str) {
+    let out_of_line = su
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::text::regclass
+                AND attnum > 0 AND NOT attisdropped AND attstorage IN ('x', 'e')",
+            &[&table],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(out_of_line, 0, "columns of {table} stored out of line");
 }
