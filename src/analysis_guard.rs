@@ -44,6 +44,9 @@ pub enum Phase {
     /// runner process of this role, the subscription's owner: a function's owner must have its
     /// privileges, and those of the table's owner it runs as.
     Rendering(pg_sys::Oid),
+    /// A backfill chunk reads back the last key it kept as the table's owner, in the runner
+    /// process of this role (`reading_key_for`): as `Rendering`.
+    ReadingKey(pg_sys::Oid),
     /// Capture renders a row of a table owned by this role as the writer (`capturing`): a
     /// function's owner must have the writer's privileges or the table owner's.
     Capturing(pg_sys::Oid),
@@ -106,6 +109,20 @@ pub fn rendering_for<T>(owner: pg_sys::Oid, render: impl FnOnce() -> T) -> T {
             named_owners: Vec::new(),
         },
         render,
+    )
+}
+
+/// Runs `read` (a backfill chunk reading the key it kept back through the key types' input
+/// functions as the table's owner, in the callback runner: `capture::primary_key::bounds`)
+/// under the rule of `rendering_for`: the input function of a composite, array or range key
+/// checks the domains within it, whose checks may call any role's functions.
+pub fn reading_key_for<T>(owner: pg_sys::Oid, read: impl FnOnce() -> T) -> T {
+    with_guard(
+        Guard {
+            phase: Phase::ReadingKey(owner),
+            named_owners: Vec::new(),
+        },
+        read,
     )
 }
 
@@ -247,6 +264,17 @@ fn refuse_untrusted(function: pg_sys::Oid) {
             ),
             Some("leave the column out (exclude_columns), send it through a payload expression that converts it (pg_catalog.format('%s', …)), or have a role with the rights of both the subscription's owner and the table's owner (a superuser) own the cast's function"),
         ),
+        Phase::ReadingKey(_) => reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the backfill would run function {}, owned by role {}, as it reads back the primary key of the last row it read (a check of a domain within the key's type) as role {}, the table's owner, in the callback runner, which runs only code of roles with the rights of role {}, the subscription's owner, and of the role it runs as",
+                function_name(function),
+                role_name(owner),
+                role_name(user),
+                role_name(runner)
+            ),
+            Some("have a role with the rights of both the subscription's owner and the table's owner (a superuser) own the function, or backfill a table whose primary key's type holds no such domain"),
+        ),
         Phase::Capturing(table_owner) => reject(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
@@ -329,7 +357,7 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
     // SAFETY: a plain read of the current user.
     let user = unsafe { pg_sys::GetUserId() };
     let runner = match phase {
-        Phase::Rendering(owner) => owner,
+        Phase::Rendering(owner) | Phase::ReadingKey(owner) => owner,
         Phase::Analysing | Phase::Running | Phase::Capturing(_) => user,
     };
     // SAFETY: a syscache read of role membership.
@@ -341,7 +369,7 @@ fn untrusted(function: pg_sys::Oid) -> Option<Untrusted> {
         // table owner's: the subscription's owner's cast ran as a superuser owning the table);
         // the rendering runs in a transaction of the runner's own, where no unwatched code
         // compiled anything before it.
-        Phase::Rendering(_) => Some(!(trusted && has_privs_of(user))),
+        Phase::Rendering(_) | Phase::ReadingKey(_) => Some(!(trusted && has_privs_of(user))),
         // The table owner's code runs as the table's writers anyway (a trigger of theirs, in
         // whatever language), so does code of roles with the writer's rights.
         Phase::Capturing(table_owner) => Some(!(trusted || has_privs_of(table_owner))),

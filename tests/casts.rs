@@ -220,6 +220,31 @@ fn a_backfill_keeps_its_place_without_running_a_key_domains_checks_as_the_subscr
     assert_eq!(ending, (pair("done", ""), 600));
 }
 
+#[test]
+fn a_backfill_never_runs_a_check_of_a_domain_within_its_key_owned_by_a_role_without_the_subscribers_rights(
+) {
+    // A composite key is read back by record_in, which checks the domain of its field: the
+    // table owner's check ran in the subscriber's runner, where it could use a dblink
+    // connection the subscriber's filter left open. 600 rows take two chunks; the second
+    // reads the first's last key back.
+    let ending = backfill_ending(
+        "CREATE FUNCTION m.checked(int) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+         CREATE DOMAIN m.kd AS int CHECK (m.checked(VALUE));
+         CREATE TYPE m.kt AS (a m.kd);
+         CREATE TABLE m.c (k m.kt PRIMARY KEY);
+         GRANT SELECT, TRIGGER ON m.c TO sub;
+         INSERT INTO m.c SELECT ROW(g)::m.kt FROM generate_series(1, 600) g;",
+        "m.c",
+    );
+    let ((state, error), queued) = ending;
+    assert_eq!((state.as_str(), queued), ("failed", 500), "{error}");
+    assert!(
+        error.contains("function m.checked(integer), owned by role tabowner")
+            && error.contains("reads back the primary key"),
+        "{error}"
+    );
+}
+
 /// `setup`'s cluster, with role `eve` (no other rights) owning schema e and the enum e.status,
 /// whose cast to json is `body` (SQL over $1); tabowner's table m.u (id, st e.status), rows
 /// `rows` in it, and `sub`'s subscription "s" of it.

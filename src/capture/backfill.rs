@@ -311,7 +311,7 @@ fn queue_chunk(
         Spi::connect(|client| {
             // The transaction has an xid (the chunk locked its backfill row), so each statement
             // here takes a new snapshot: the read sees every commit made before it starts.
-            let args = bounds(pk, after.as_ref(), None, table_owner);
+            let args = bounds(pk, after.as_ref(), None, table_owner, info.owner);
             let mut reading = read_rows(client, payload, &first, args, pk.len(), &mut hashing)?;
             let (read, last) = (reading.read, reading.last.clone());
             if key.is_some() && read > 0 {
@@ -332,7 +332,7 @@ fn queue_chunk(
                     }
                     order_key::lock_keys(info.subscription_id, &keys);
                     held.extend(keys.iter().map(|k| bucket(*k)));
-                    let args = bounds(pk, after.as_ref(), last.as_ref(), table_owner);
+                    let args = bounds(pk, after.as_ref(), last.as_ref(), table_owner, info.owner);
                     reading = read_rows(client, payload, &again, args, pk.len(), &mut hashing)?;
                 }
             }

@@ -172,20 +172,25 @@ pub fn rows_query(
 
 /// The parameters of `rows_query`: `after`'s values, then `through`'s (nulls where absent, so
 /// the numbering holds), each read by its base type's input function as `table_owner`,
-/// sandboxed, read-only and rolled back. The values live in the current memory context.
+/// sandboxed, read-only and rolled back, in the runner process of `subscriber`: only code of
+/// roles with the rights of both runs (`analysis_guard::reading_key_for`). The values live in
+/// the current memory context.
 pub fn bounds(
     pk: &[KeyColumn],
     after: Option<&Key>,
     through: Option<&Key>,
     table_owner: pg_sys::Oid,
+    subscriber: pg_sys::Oid,
 ) -> Vec<DatumWithOid<'static>> {
     crate::privilege::as_table_owner_read_only(table_owner, || {
-        crate::sql::with_settings(&KEY_SETTINGS, || {
-            let mut args = values(pk, after);
-            if through.is_some() {
-                args.extend(values(pk, through));
-            }
-            args
+        crate::analysis_guard::reading_key_for(subscriber, || {
+            crate::sql::with_settings(&KEY_SETTINGS, || {
+                let mut args = values(pk, after);
+                if through.is_some() {
+                    args.extend(values(pk, through));
+                }
+                args
+            })
         })
     })
 }
