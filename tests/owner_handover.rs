@@ -119,6 +119,46 @@ fn an_orphan_that_shapes_its_rows_in_sql_does_not_change_hands() {
 }
 
 #[test]
+fn an_orphan_with_a_backfill_running_with_a_filter_does_not_change_hands_until_it_is_canceled() {
+    // The chunks run the backfill's filter as the subscription's owner, whoever is that now:
+    // SQL alice chose ran as bob, in the transaction that dropped her and handed hers over.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    let mut tx = su.transaction().unwrap();
+    tx.batch_execute(
+        "SELECT webhook.backfill('t', $$id > 0 OR current_user = 'bob'$$);
+         REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice; DROP ROLE alice;
+         SAVEPOINT before;",
+    )
+    .unwrap();
+    let e = tx
+        .batch_execute("SELECT webhook.set_owner('t', 'bob')")
+        .expect_err("set_owner hands over a backfill's filter");
+    let e = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("cannot go to role bob: a backfill of it is running with a filter"),
+        "{e}"
+    );
+    tx.batch_execute(
+        "ROLLBACK TO before;
+         SELECT webhook.cancel_backfill('t'); SELECT webhook.set_owner('t', 'bob');",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    let owner = text(
+        &mut su,
+        "SELECT owner::text FROM webhook.subscriptions WHERE name = 't'",
+    );
+    assert_eq!(owner.as_deref(), Some("bob"));
+}
+
+#[test]
 fn an_orphan_that_only_chooses_columns_changes_hands() {
     // Columns and skip_unchanged are names and a flag, not SQL: capture renders the images
     // they choose, so nothing of the former owner's runs as the new one.

@@ -43,6 +43,8 @@ struct Settings {
     callback_unbound: bool,
     /// Its callback's signature.
     signature: Option<String>,
+    /// A backfill of it is running with a filter.
+    backfill_filter: bool,
 }
 
 /// Makes `new_owner` the owner of subscription `name`, whose owner's role was dropped.
@@ -114,6 +116,15 @@ fn set_owner(name: Option<&str>, new_owner: Option<pg_sys::Oid>) -> bool {
             Some("the new owner subscribes again (webhook.subscribe), with SQL of their own. This one's queued events stay parked and are never sent (those captured since its owner's role was dropped are whole rows its filter never saw): unsubscribe it with discard_queued => true to remove them"),
         );
     }
+    // So does a running backfill's filter, in each chunk.
+    if s.backfill_filter {
+        let quoted = name.replace('\'', "''");
+        reject(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("subscription \"{name}\" cannot go to role {}: a backfill of it is running with a filter, SQL chosen before that its chunks would run as the new owner", role_name(new_owner)),
+            Some(&format!("cancel the backfill first (SELECT webhook.cancel_backfill('{quoted}')); the new owner may backfill again, with a filter of their own")),
+        );
+    }
     // Checked as the new owner, as subscribe() checks its caller; nothing the checks run is
     // kept.
     undone(|| {
@@ -178,5 +189,6 @@ fn read(row: &pgrx::spi::SpiTupleTable<'_>) -> pgrx::spi::SpiResult<Settings> {
         callback_owner: row.get::<pg_sys::Oid>(12)?,
         callback_unbound: row.get(13)?.unwrap_or(false),
         signature: row.get(14)?,
+        backfill_filter: row.get(15)?.unwrap_or(false),
     })
 }
