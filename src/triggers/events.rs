@@ -4,7 +4,8 @@
 //!
 //! `webhook_on_ddl` is a C function because it must see the statement itself: it acts only on
 //! commands that change which tables lie under which (CREATE TABLE ... PARTITION OF / INHERITS,
-//! ALTER TABLE ... ATTACH / DETACH PARTITION, INHERIT / NO INHERIT). Any other ALTER TABLE is
+//! ALTER TABLE ... ATTACH / DETACH PARTITION, INHERIT / NO INHERIT), and on those that rename,
+//! drop or retype a column (order keys: `key_columns`). Any other ALTER TABLE is
 //! left alone — in particular the ones pg_restore runs after it has restored the subscriptions
 //! but before it restores their triggers, which must not find them already made.
 
@@ -39,7 +40,13 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
         (*context.cast::<pg_sys::EventTriggerData>()).parsetree
     };
     // SAFETY: the parse tree of the command that fired the trigger, valid for this call.
-    if unsafe { changes_inheritance(parsetree) } {
+    let (inheritance, columns) = unsafe {
+        (
+            changes_inheritance(parsetree),
+            super::key_columns::column_changes(parsetree),
+        )
+    };
+    if inheritance || !columns.is_empty() {
         let relids: Vec<pg_sys::Oid> = spi(
             "reading the tables of the DDL command",
             Spi::connect(|client| {
@@ -49,7 +56,10 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
                     .collect()
             }),
         );
-        if !relids.is_empty() {
+        if !relids.is_empty() && !columns.is_empty() {
+            super::key_columns::changed(&relids, &columns);
+        }
+        if !relids.is_empty() && inheritance {
             tables_changed(relids);
         }
     }

@@ -20,6 +20,7 @@ use pgrx::spi::{quote_identifier, quote_literal, SpiClient, SpiResult};
 mod catalog;
 pub mod drop_access;
 mod events;
+mod key_columns;
 mod reconcile;
 
 pub use reconcile::{forget_reports, reconcile};
