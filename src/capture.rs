@@ -197,7 +197,7 @@ fn plain_row_keys(
             order_key::row_keys(data.tg_relation, store, &mut columns)
         }
     };
-    order_key::lock_keys(info.subscription_id, &keys);
+    order_key::lock_keys(info.subscription_id, info.lock_salt, &keys);
     Ok(keys)
 }
 

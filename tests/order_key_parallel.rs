@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
@@ -208,4 +208,50 @@ fn writers_wait_only_for_writers_of_the_same_key() {
         "SET lock_timeout = '2s'; INSERT INTO ledger (account, seq) VALUES (0, 2);",
     );
     wait_until(WAIT, "the three events", || rx.accepted().len() == 3);
+}
+
+#[test]
+fn the_lock_buckets_pg_locks_shows_tell_nothing_of_the_keys_written() {
+    // Every session reads pg_locks. A writer's key locks were in bucket hash % 256, which any
+    // role could compute for a guessed value (hashint4extended is PUBLIC): 8 bits of each key
+    // written, to roles that may not read the table. The bucket mixes in the subscription's
+    // private salt now.
+    use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    ledger(&pg, "", &rx);
+    let mut writer = pg.connect("postgres");
+    exec(
+        &mut writer,
+        "BEGIN; INSERT INTO ledger (account, seq) SELECT g, 1 FROM generate_series(1, 8) g",
+    );
+    let mut db = pg.connect("postgres");
+    let held: BTreeSet<i64> = db
+        .query(
+            "SELECT l.objid::int8 FROM pg_locks l, webhook.subscriptions s
+              WHERE l.locktype = 'advisory' AND l.objsubid = 4 AND l.classid = s.id
+                AND s.name = 'ledger'",
+            &[],
+        )
+        .expect("reading pg_locks")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let salt: i64 = db
+        .query_one("SELECT lock_salt FROM webhook._subscriptions", &[])
+        .expect("reading the salt")
+        .get(0);
+    let (mut plain, mut salted) = (BTreeSet::new(), BTreeSet::new());
+    for account in 1..=8 {
+        let h: i64 = db
+            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
+            .expect("hashing an account")
+            .get(0);
+        let key = key_hash([KeyPart::Value(h as u64)]);
+        plain.insert((key as u64 % 256) as i64);
+        salted.insert(i64::from(bucket(key, salt)));
+    }
+    assert_eq!(held, salted, "the buckets held");
+    assert_ne!(held, plain, "the buckets are the keys' hashes' low bits");
+    exec(&mut writer, "COMMIT");
 }

@@ -321,7 +321,7 @@ fn queue_chunk(
                 let mut held: Vec<u32> = Vec::new();
                 for tries in 0..=REREADS {
                     let mut keys: Vec<i64> = reading.events.iter().map(|(_, k)| *k).collect();
-                    keys.retain(|k| !held.contains(&bucket(*k)));
+                    keys.retain(|k| !held.contains(&bucket(*k, info.lock_salt)));
                     if keys.is_empty() && tries > 0 {
                         break;
                     }
@@ -330,8 +330,8 @@ fn queue_chunk(
                             "pg_webhook backfill of {table}: the order keys of the rows after {after:?} kept changing while they were read; the chunk is tried again"
                         );
                     }
-                    order_key::lock_keys(info.subscription_id, &keys);
-                    held.extend(keys.iter().map(|k| bucket(*k)));
+                    order_key::lock_keys(info.subscription_id, info.lock_salt, &keys);
+                    held.extend(keys.iter().map(|k| bucket(*k, info.lock_salt)));
                     let args = bounds(pk, after.as_ref(), last.as_ref(), table_owner, info.owner);
                     reading = read_rows(client, payload, &again, args, pk.len(), &mut hashing)?;
                 }

@@ -41,6 +41,8 @@ pub struct CaptureInfo {
     pub live: bool,
     /// Columns ordering its events per key (`None`: no per-key order).
     pub order_key: Option<Vec<String>>,
+    /// Mixed into its order keys' lock buckets (`pg_webhook_core::order_key::bucket`).
+    pub lock_salt: i64,
     /// Sent a transaction per request (`group_by => 'transaction'`).
     pub grouped: bool,
 }
@@ -248,6 +250,7 @@ pub fn from_row(
         table,
         live: row.get("status").and_then(|v| v.as_str()) != Some("unsubscribed"),
         order_key: list("order_key"),
+        lock_salt: row.get("lock_salt").and_then(|v| v.as_i64()).unwrap_or(0),
         grouped: row.get("group_by").and_then(|v| v.as_str()).is_some(),
     }
 }

@@ -298,8 +298,8 @@ pub unsafe fn row_keys(
 
 /// Locks the buckets of `keys` for subscription `id`, in bucket order, until the end of the
 /// transaction: waits for the other writers of these keys to commit or abort.
-pub fn lock_keys(subscription_id: i32, keys: &[i64]) {
-    let mut buckets: Vec<u32> = keys.iter().map(|k| bucket(*k)).collect();
+pub fn lock_keys(subscription_id: i32, salt: i64, keys: &[i64]) {
+    let mut buckets: Vec<u32> = keys.iter().map(|k| bucket(*k, salt)).collect();
     buckets.sort_unstable();
     buckets.dedup();
     for b in buckets {

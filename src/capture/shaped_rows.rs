@@ -121,7 +121,7 @@ pub fn shaped_rows(
     let images: Vec<Images> = images.into_iter().flatten().collect();
     // Locks and queue rows are taken here, outside the rolled-back subtransaction.
     if key.is_some() {
-        order_key::lock_keys(info.subscription_id, &keys);
+        order_key::lock_keys(info.subscription_id, info.lock_salt, &keys);
         writer.set_order_keys(keys);
     }
     for (record, old_record) in &images {

@@ -51,9 +51,18 @@ pub fn key_hash(parts: impl IntoIterator<Item = KeyPart>) -> i64 {
     }))
 }
 
-/// The lock bucket of a key's hash.
-pub fn bucket(hash: i64) -> u32 {
-    ((hash as u64) % u64::from(LOCK_BUCKETS)) as u32
+/// The lock bucket of a key's hash for a subscription whose lock salt is `salt`: from
+/// SHA-256 over the salt and the hash. `pg_locks` shows every session the buckets a writer
+/// holds; the hash's own low bits told anyone 8 bits of each key written, which a guessed
+/// value's hash (the type's hash function is callable by all) matched. Without the salt, a
+/// private column of the subscription's, a bucket tells nothing of the key.
+pub fn bucket(hash: i64, salt: i64) -> u32 {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(salt.to_le_bytes());
+    digest.update(hash.to_le_bytes());
+    let out = digest.finalize();
+    u32::from_le_bytes([out[0], out[1], out[2], out[3]]) % LOCK_BUCKETS
 }
 
 #[cfg(test)]
@@ -71,11 +80,35 @@ mod tests {
     #[test]
     fn equal_keys_share_a_bucket_and_buckets_are_in_range() {
         let k = hash("'acct-7'");
-        assert_eq!(bucket(k), bucket(hash("'acct-7'")));
+        assert_eq!(bucket(k, 5), bucket(hash("'acct-7'"), 5));
         assert_ne!(hash("'1','2'"), hash("'12'"));
         for i in 0..1000 {
-            assert!(bucket(hash(&i.to_string())) < LOCK_BUCKETS);
+            assert!(bucket(hash(&i.to_string()), 5) < LOCK_BUCKETS);
         }
+    }
+
+    #[test]
+    fn buckets_known_answers() {
+        // The first 4 bytes of SHA-256 over the little-endian salt then hash, as a
+        // little-endian u32, modulo 256: the low byte of the digest's first.
+        // SHA-256 of 16 zero bytes: 374708fff7719dd5979ec875d56cd228...
+        assert_eq!(bucket(0, 0), 0x37);
+        // Salt 1, hash 0: SHA-256(01 00*15) = 4cbbd8ca...
+        assert_eq!(bucket(0, 1), 0x4c);
+    }
+
+    #[test]
+    fn the_salt_moves_keys_between_buckets() {
+        // One salt's buckets say nothing of another's: of 1,000 keys, about 1 in 256 shares
+        // its bucket under both salts (all of them did when the bucket was the hash's low bits).
+        let same = (0..1000)
+            .map(|i| hash(&i.to_string()))
+            .filter(|k| bucket(*k, 1) == bucket(*k, 2))
+            .count();
+        assert!(
+            same < 20,
+            "{same} of 1000 keys in the same bucket under two salts"
+        );
     }
 
     #[test]

@@ -54,16 +54,25 @@ pub fn padded_table(pg: &cluster::Cluster, rx: &receiver::Receiver, options: &st
     db
 }
 
-/// An int account (1 to 99) whose `order_key` lock bucket is not `account`'s: an int column's
-/// part of the key is its hash as the database's hash function for int4 makes it.
+/// An int account (1 to 99) whose `order_key` lock bucket is not `account`'s, for the one
+/// subscription with an order key (`db` a superuser's session): an int column's part of the
+/// key is its hash as the database's hash function for int4 makes it, and the bucket mixes in
+/// the subscription's lock salt.
 pub fn account_in_another_lock_bucket(db: &mut Client, account: i32) -> i32 {
     use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
+    let salt: i64 = db
+        .query_one(
+            "SELECT lock_salt FROM webhook._subscriptions WHERE order_key IS NOT NULL",
+            &[],
+        )
+        .expect("the keyed subscription's lock salt")
+        .get(0);
     let mut key = |account: i32| {
         let h: i64 = db
             .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
             .expect("hashing an account")
             .get(0);
-        bucket(key_hash([KeyPart::Value(h as u64)]))
+        bucket(key_hash([KeyPart::Value(h as u64)]), salt)
     };
     let own = key(account);
     (1..100)
