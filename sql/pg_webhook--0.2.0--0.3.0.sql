@@ -283,6 +283,9 @@ CREATE TABLE webhook._backfills (
     rows_sent       bigint NOT NULL DEFAULT 0,
     rows_estimated  bigint NOT NULL DEFAULT 0,
     started_by      regrole NOT NULL,
+    -- The subscription's owner when it started: its filter runs as that role only (one that
+    -- changed hands meanwhile, webhook.set_owner(), stops it).
+    owner           regrole NOT NULL,
     started_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
     last_error      text,

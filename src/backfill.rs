@@ -135,6 +135,7 @@ fn backfill_impl(name: Option<&str>, filter: Option<&str>) -> i64 {
                         columns.clone().into(),
                         starter.into(),
                         target.into(),
+                        owner.into(),
                     ],
                 )?;
                 if started.is_empty() {

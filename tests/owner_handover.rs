@@ -159,6 +159,47 @@ fn an_orphan_with_a_backfill_running_with_a_filter_does_not_change_hands_until_i
 }
 
 #[test]
+fn a_backfill_started_while_its_subscription_changed_hands_stops_before_its_filter_runs() {
+    // alice's backfill() was not committed yet when set_owner looked for one, and its filter
+    // then ran as bob (helper-98).
+    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
+    let rx = Receiver::start();
+    let mut su = team(&pg);
+    exec(&mut su, "INSERT INTO t VALUES (1, 'there')");
+    let mut alice = pg.connect_as("postgres", "alice");
+    subscribe(&mut alice, "t", "t", &rx.url("/t"), "");
+    exec(
+        &mut alice,
+        "BEGIN; SELECT webhook.backfill('t', $$id > 0 OR current_user = 'bob'$$)",
+    );
+    exec(
+        &mut su,
+        "REVOKE ALL ON t FROM alice; REVOKE webhook_admin FROM alice; DROP ROLE alice;
+         SELECT webhook.set_owner('t', 'bob');",
+    );
+    exec(&mut alice, "COMMIT");
+    exec(
+        &mut pg.connect_as("postgres", "bob"),
+        "SELECT webhook.resume('t')",
+    );
+    support::backfill::wait_state(&mut su, "t", "failed");
+    let error = text(
+        &mut su,
+        "SELECT last_error FROM webhook.backfills WHERE subscription = 't'",
+    )
+    .unwrap_or_default();
+    assert!(
+        error.contains("changed hands after this backfill started"),
+        "{error}"
+    );
+    let sent = text(
+        &mut su,
+        "SELECT rows_sent::text FROM webhook.backfills WHERE subscription = 't'",
+    );
+    assert_eq!(sent.as_deref(), Some("0"));
+}
+
+#[test]
 fn an_orphan_that_only_chooses_columns_changes_hands() {
     // Columns and skip_unchanged are names and a flag, not SQL: capture renders the images
     // they choose, so nothing of the former owner's runs as the new one.

@@ -174,6 +174,19 @@ pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<
         let target: pg_sys::Oid = row.get(7)?.unwrap_or(pg_sys::Oid::INVALID);
         let denied: Option<String> = row.get(8)?;
         let started_txid: String = row.get(9)?.unwrap_or_default();
+        if row.get::<bool>(10)?.unwrap_or(false) {
+            // Its filter was chosen for the former owner (webhook.set_owner() refuses while it
+            // runs; it may have started in a transaction still open then).
+            return stop(
+                client,
+                id,
+                "failed",
+                format!(
+                    "subscription \"{name}\" changed hands after this backfill started, and its filter would run as the new owner; nothing more is sent: the new owner may call webhook.backfill('{}') again",
+                    name.replace('\'', "''")
+                ),
+            );
+        }
         if status == "unsubscribed" {
             return stop(
                 client,
