@@ -343,8 +343,10 @@ ALTER EVENT TRIGGER webhook_on_sql_drop ENABLE ALWAYS;
 
 -- API: Private. A created, attached or detached partition (or inheritance child): the
 -- subscriptions of the tables above it get their triggers on it, or lose them. pg_partman and
--- any CREATE TABLE ... PARTITION OF are covered this way. In C, because it must see the
--- statement: any other ALTER TABLE is left alone (see src/triggers/events.rs).
+-- any CREATE TABLE ... PARTITION OF are covered this way. Order keys follow a renamed column,
+-- and a key column is neither retyped nor added back while its subscription has events queued
+-- (src/triggers/key_columns.rs). In C, because it must see the statement: any other ALTER
+-- TABLE is left alone (see src/triggers/events.rs).
 CREATE FUNCTION webhook._on_ddl() RETURNS event_trigger
 LANGUAGE c
 SECURITY DEFINER
@@ -354,7 +356,7 @@ COMMENT ON FUNCTION webhook._on_ddl() IS
     'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
 CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA', 'CREATE FOREIGN TABLE',
-                 'ALTER FOREIGN TABLE')
+                 'ALTER FOREIGN TABLE', 'ALTER TYPE')
     EXECUTE FUNCTION webhook._on_ddl();
 ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;
 

@@ -8,8 +8,9 @@ mod support;
 use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
+use support::keyed::{refusing_seq_1_twice, seqs, RETRY_SOON};
 use support::receiver::{Receiver, Reply, Request};
-use support::{count, error_of, exec, subscribe, text, WAIT};
+use support::{count, error_of, exec, subscribe, WAIT};
 
 #[test]
 fn order_keys_are_checked_at_subscribe() {
@@ -77,31 +78,6 @@ fn a_renamed_or_dropped_key_column_never_fails_a_write() {
     );
     wait_until(WAIT, "the three events", || rx.accepted().len() == 3);
 }
-
-/// A receiver that answers 503 to the first two requests of the event whose `seq` is 1.
-fn refusing_seq_1_twice() -> Receiver {
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    Receiver::with(move |req: &Request, _| {
-        if req.json()["record"]["seq"].as_i64() == Some(1)
-            && refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
-        {
-            Reply::Status(503)
-        } else {
-            Reply::Status(204)
-        }
-    })
-}
-
-/// The `seq` of each accepted request, in the order they were accepted.
-fn seqs(rx: &Receiver) -> Vec<i64> {
-    rx.accepted()
-        .iter()
-        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
-        .collect()
-}
-
-const RETRY_SOON: &str =
-    ", retry_schedule => ARRAY['300 milliseconds']::interval[], max_attempts => 10";
 
 #[test]
 fn one_instant_written_from_sessions_in_different_time_zones_is_one_key() {
@@ -308,91 +284,4 @@ fn keyed_subscriptions_with_nothing_queued_hold_up_no_other_ordered_delivery() {
             || delivered(&rx, "/keyed", id) && delivered(&rx, "/whole", id),
         );
     }
-}
-
-#[test]
-fn a_renamed_key_column_stays_the_key_of_events_queued_before() {
-    // Capture finds the key's columns by name: after the rename a constant stood in for the
-    // column, and the UPDATE went while its row's INSERT, written before, was retried.
-    let pg = Cluster::start(&[]);
-    let rx = refusing_seq_1_twice();
-    let mut db = pg.client_with_extension();
-    exec(
-        &mut db,
-        "CREATE TABLE acct (id int PRIMARY KEY, account int, seq int)",
-    );
-    subscribe(
-        &mut db,
-        "acct",
-        "acct",
-        &rx.url("/acct"),
-        &format!(", order_key => ARRAY['account']{RETRY_SOON}"),
-    );
-    exec(&mut db, "INSERT INTO acct VALUES (1, 7, 1)");
-    exec(&mut db, "ALTER TABLE acct RENAME COLUMN account TO acct_no");
-    exec(&mut db, "UPDATE acct SET seq = 2 WHERE id = 1");
-    wait_until(WAIT, "both events", || rx.accepted().len() == 2);
-    assert_eq!(
-        seqs(&rx),
-        vec![1, 2],
-        "the UPDATE went while the INSERT was retried"
-    );
-    let key = text(
-        &mut db,
-        "SELECT order_key::text FROM webhook.subscriptions WHERE name = 'acct'",
-    );
-    assert_eq!(key.as_deref(), Some("{acct_no}"));
-}
-
-#[test]
-fn a_key_column_is_neither_dropped_nor_retyped_while_its_subscription_has_events_queued() {
-    // Either made the same key hash differently from then on (a constant for a dropped
-    // column; numeric's hash for int's), so later events did not wait behind queued ones.
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    exec(
-        &mut db,
-        "CREATE TABLE acct (id int PRIMARY KEY, account int, note text)",
-    );
-    let (id, _) = subscribe(
-        &mut db,
-        "acct",
-        "acct",
-        &rx.url("/acct"),
-        ", order_key => ARRAY['account']",
-    );
-    exec(
-        &mut db,
-        "SELECT webhook.pause('acct'); INSERT INTO acct VALUES (1, 7, 'a')",
-    );
-    let e = error_of(&mut db, "ALTER TABLE acct DROP COLUMN account");
-    assert!(
-        e.contains("cannot drop column \"account\" of table ")
-            && e.contains("webhook subscription \"acct\" orders its events by it"),
-        "{e}"
-    );
-    let e = error_of(
-        &mut db,
-        "ALTER TABLE acct ALTER COLUMN account TYPE numeric",
-    );
-    assert!(
-        e.contains("cannot change the type of column \"account\""),
-        "{e}"
-    );
-    // Other columns change freely; the key column once nothing is queued.
-    exec(&mut db, "ALTER TABLE acct DROP COLUMN note");
-    exec(&mut db, "SELECT webhook.resume('acct')");
-    rx.wait_for(1, WAIT);
-    let queued = format!(
-        "SELECT count(*) FROM webhook.events
-          WHERE subscription_id = {id} AND status IN ('pending', 'parked')"
-    );
-    wait_until(WAIT, "the event to leave the queue", || {
-        count(&mut db, &queued) == 0
-    });
-    exec(
-        &mut db,
-        "ALTER TABLE acct ALTER COLUMN account TYPE numeric",
-    );
 }

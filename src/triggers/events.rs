@@ -24,6 +24,7 @@ const OVER_NOW: &std::ffi::CStr = query_cstr!("subscriptions_over.sql");
 const CHILDREN_NOW: &std::ffi::CStr = query_cstr!("subscribed_children.sql");
 const FOREIGN_NOW: &std::ffi::CStr = query_cstr!("subscribed_foreign_partitions.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
+const DDL_TYPES: &str = include_str!("../../sql/queries/ddl_types.sql");
 const DOING: &str = "noticing dropped tables and triggers";
 const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
 
@@ -47,15 +48,7 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
         )
     };
     if inheritance || !columns.is_empty() {
-        let relids: Vec<pg_sys::Oid> = spi(
-            "reading the tables of the DDL command",
-            Spi::connect(|client| {
-                client
-                    .select(DDL_TABLES, None, &[])?
-                    .map(|r| r.get::<pg_sys::Oid>(1).map(Option::unwrap_or_default))
-                    .collect()
-            }),
-        );
+        let relids = oids_of("reading the tables of the DDL command", DDL_TABLES);
         if !relids.is_empty() && !columns.is_empty() {
             super::key_columns::changed(&relids, &columns);
         }
@@ -63,7 +56,26 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
             tables_changed(relids);
         }
     }
+    if columns.type_altered {
+        let types = oids_of("reading the types of the DDL command", DDL_TYPES);
+        if !types.is_empty() {
+            super::key_columns::types_altered(&types);
+        }
+    }
     pg_sys::Datum::from(0)
+}
+
+/// The OIDs `query` (about the command that fired the trigger) returns.
+fn oids_of(doing: &str, query: &str) -> Vec<pg_sys::Oid> {
+    spi(
+        doing,
+        Spi::connect(|client| {
+            client
+                .select(query, None, &[])?
+                .map(|r| r.get::<pg_sys::Oid>(1).map(Option::unwrap_or_default))
+                .collect()
+        }),
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -213,6 +225,8 @@ fn refuse_link(name: &str, table: &str, child: &str, parent: &str, table_is_chil
 #[pg_extern(name = "_on_dropped", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<pg_sys::Oid>) {
+    // A key column dropped under queued events of its subscription refuses the command.
+    super::key_columns::dropped();
     // While pg_webhook itself replaces triggers, a dropped one is about to come back.
     let check_triggers = !trigger_tables.is_empty() && SYNCING.with(std::cell::Cell::get) == 0;
     let ended = as_extension_owner(|| {

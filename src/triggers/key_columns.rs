@@ -1,15 +1,15 @@
-//! A subscription's order key across DDL on its columns (`webhook_on_ddl`). Capture finds the
-//! key's columns by name and hashes their values with their types' hash functions; the worker
-//! holds an event back only behind queued events of the same hash. A key column renamed,
-//! dropped or given another type or collation made one key hash differently from then on, so
+//! A subscription's order key across DDL on its columns (`webhook_on_ddl`,
+//! `webhook_on_sql_drop`). Capture finds the key's columns by name and hashes their values with
+//! their types' hash functions; the worker holds an event back only behind queued events of the
+//! same hash. A key column renamed, dropped, added back under its name or given another type
+//! (or, for a composite type, other attributes) made one key hash differently from then on, so
 //! events written after the change went out beside queued ones of their key: a receiver
 //! applying them as they came kept a stale row.
 //!
 //! So a renamed key column stays the key (the subscription's row follows the new name, and
-//! capture hashes the same values the same way), and a key column is dropped or retyped only
-//! while its subscription has no event queued: the command is refused otherwise. The command
-//! holds its table's ACCESS EXCLUSIVE lock until it commits, so no event of the table is
-//! written between the check and the change.
+//! capture hashes the same values the same way), and any other such change is refused while
+//! the subscription has events queued. The command holds its table's ACCESS EXCLUSIVE lock
+//! until it commits, so no event of the table is written between the check and the change.
 
 use std::ffi::CStr;
 
@@ -18,20 +18,26 @@ use pgrx::PgList;
 
 use crate::error::{reject, spi};
 use crate::privilege::as_extension_owner;
-use crate::sql::{arg, at_latest, query_cstr};
+use crate::sql::{arg, at_latest, query_cstr, Arg};
 
 const OVER_NOW: &CStr = query_cstr!("subscriptions_over.sql");
 const KEYED_NOW: &CStr = query_cstr!("order_key_ddl.sql");
 const RENAME_NOW: &CStr = query_cstr!("order_key_rename.sql");
+const TYPES_NOW: &CStr = query_cstr!("order_key_types.sql");
+const DROPPED_NOW: &CStr = query_cstr!("order_key_dropped.sql");
 const DOING: &str = "keeping order keys across a change to their columns";
 
-/// What a DDL command does to columns of the table it names, by name.
+/// What a DDL command does to columns of the tables it names, by name.
 #[derive(Default)]
 pub struct ColumnChanges {
     /// (old name, new name).
     renamed: Vec<(String, String)>,
-    /// (name, what is done to it: "drop", "change the type of").
-    altered: Vec<(String, &'static str)>,
+    /// (name, the change as an error names it: `add column "k"`): type changes, columns added,
+    /// and renames' new names (a key column dropped before comes back). Drops are seen by
+    /// `dropped`, cascades too.
+    altered: Vec<(String, String)>,
+    /// It alters a type (ALTER TYPE): see `types_altered`.
+    pub type_altered: bool,
 }
 
 impl ColumnChanges {
@@ -47,7 +53,7 @@ impl ColumnChanges {
     }
 }
 
-/// The column renames, drops and type changes of a DDL command.
+/// The column renames, additions and type changes of a DDL command.
 ///
 /// # Safety
 /// `node` is a parse tree (or null).
@@ -61,31 +67,58 @@ pub unsafe fn column_changes(node: *mut pg_sys::Node) -> ColumnChanges {
         match (*node).type_ {
             pg_sys::NodeTag::T_AlterTableStmt => {
                 let alter = node.cast::<pg_sys::AlterTableStmt>();
+                if (*alter).objtype == pg_sys::ObjectType::OBJECT_TYPE {
+                    changes.type_altered = true;
+                    return changes;
+                }
                 for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds).iter_ptr() {
-                    let what = match (*cmd).subtype {
-                        pg_sys::AlterTableType::AT_DropColumn => "drop",
-                        pg_sys::AlterTableType::AT_AlterColumnType => "change the type of",
-                        _ => continue,
-                    };
-                    if let Some(name) = text((*cmd).name) {
-                        changes.altered.push((name, what));
-                    }
+                    changes.altered.extend(altered_column(cmd));
                 }
             }
             pg_sys::NodeTag::T_RenameStmt => {
                 let rename = node.cast::<pg_sys::RenameStmt>();
-                if (*rename).renameType == pg_sys::ObjectType::OBJECT_COLUMN {
-                    if let (Some(old), Some(new)) =
-                        (text((*rename).subname), text((*rename).newname))
-                    {
-                        changes.renamed.push((old, new));
+                match (*rename).renameType {
+                    pg_sys::ObjectType::OBJECT_COLUMN => {
+                        if let (Some(old), Some(new)) =
+                            (text((*rename).subname), text((*rename).newname))
+                        {
+                            let change = format!("rename column \"{old}\" to \"{new}\"");
+                            changes.altered.push((new.clone(), change));
+                            changes.renamed.push((old, new));
+                        }
                     }
+                    pg_sys::ObjectType::OBJECT_ATTRIBUTE => changes.type_altered = true,
+                    _ => {}
                 }
             }
             _ => {}
         }
     }
     changes
+}
+
+/// The column an ALTER TABLE subcommand retypes or adds, and the change as an error names it.
+///
+/// # Safety
+/// `cmd` is a subcommand of a parse tree.
+unsafe fn altered_column(cmd: *mut pg_sys::AlterTableCmd) -> Option<(String, String)> {
+    // SAFETY: see the function contract; the node tag says which struct `def` is.
+    unsafe {
+        match (*cmd).subtype {
+            pg_sys::AlterTableType::AT_AlterColumnType => {
+                text((*cmd).name).map(|n| (n.clone(), format!("change the type of column \"{n}\"")))
+            }
+            pg_sys::AlterTableType::AT_AddColumn => {
+                let def = (*cmd).def;
+                if def.is_null() || (*def).type_ != pg_sys::NodeTag::T_ColumnDef {
+                    return None;
+                }
+                text((*def.cast::<pg_sys::ColumnDef>()).colname)
+                    .map(|n| (n.clone(), format!("add column \"{n}\"")))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// # Safety
@@ -109,10 +142,13 @@ struct Keyed {
     queued: bool,
 }
 
-/// After a command made `changes` to columns of `relids`: refuses a drop or type change of a
-/// key column of a subscription with events queued; makes each renamed key column's new name
-/// its subscription's key.
+/// After a command made `changes` to columns of `relids`: refuses a type change, an addition
+/// or a rename to the name of a key column of a subscription with events queued; makes each
+/// renamed key column's new name its subscription's key.
 pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
+    if in_extension_script() {
+        return;
+    }
     as_extension_owner(|| {
         spi(
             DOING,
@@ -121,6 +157,9 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                 at_latest(DOING, OVER_NOW, &[arg(relids.to_vec())], |r| {
                     ids.extend(r.get::<i32>(1));
                 });
+                if ids.is_empty() {
+                    return Ok(());
+                }
                 let mut keyed = Vec::new();
                 let args = [arg(ids), arg(changes.names())];
                 at_latest(DOING, KEYED_NOW, &args, |r| {
@@ -133,21 +172,15 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                     });
                 });
                 for sub in keyed.iter().filter(|s| s.queued) {
-                    if let Some((column, what)) = changes
-                        .altered
-                        .iter()
-                        .find(|(c, _)| sub.columns.contains(c))
-                    {
-                        refuse(sub, column, what);
+                    let key = |(c, _): &&(String, String)| sub.columns.contains(c);
+                    if let Some((_, change)) = changes.altered.iter().find(key) {
+                        refuse(&sub.name, &sub.table, change);
                     }
                 }
                 let mut targets = Vec::new();
                 for sub in &keyed {
-                    for (old, new) in changes
-                        .renamed
-                        .iter()
-                        .filter(|(o, _)| sub.columns.contains(o))
-                    {
+                    let key = |(o, _): &&(String, String)| sub.columns.contains(o);
+                    for (old, new) in changes.renamed.iter().filter(key) {
                         let args = [arg(sub.id), arg(old.as_str()), arg(new.as_str())];
                         at_latest(DOING, RENAME_NOW, &args, |r| {
                             targets.extend(r.get::<pg_sys::Oid>(1));
@@ -166,16 +199,64 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
     });
 }
 
-fn refuse(sub: &Keyed, column: &str, what: &str) -> ! {
+/// After a command that altered types `types` (ALTER TYPE): refuses it if a subscription with
+/// events queued has a key column of such a type (or an array or domain over one), or of a
+/// table typed by one.
+pub fn types_altered(types: &[pg_sys::Oid]) {
+    if in_extension_script() {
+        return;
+    }
+    refuse_first(TYPES_NOW, &[arg(types.to_vec())], |column| {
+        format!("alter the type of column \"{column}\"")
+    });
+}
+
+/// In the `webhook_on_sql_drop` event trigger: refuses a command that dropped a key column of
+/// a subscription with events queued (a table dropped whole is not refused).
+pub fn dropped() {
+    if in_extension_script() {
+        return;
+    }
+    refuse_first(DROPPED_NOW, &[], |column| {
+        format!("drop column \"{column}\"")
+    });
+}
+
+/// Refuses the command if `query` (name, table, column) returns a row.
+fn refuse_first(query: &CStr, args: &[Arg], change: impl Fn(&str) -> String) {
+    let found = as_extension_owner(|| {
+        spi(
+            DOING,
+            Spi::connect(|_client| {
+                let mut found = None;
+                at_latest(DOING, query, args, |r| {
+                    let text = |n| r.get::<String>(n).unwrap_or_default();
+                    found = Some((text(1), text(2), text(3)));
+                });
+                Ok(found)
+            }),
+        )
+    });
+    if let Some((name, table, column)) = found {
+        refuse(&name, &table, &change(&column));
+    }
+}
+
+/// Whether an extension's script runs (CREATE or ALTER EXTENSION): pg_webhook's update scripts
+/// change its own tables, no subscribed one.
+fn in_extension_script() -> bool {
+    // SAFETY: a plain read of a backend global.
+    unsafe { pg_sys::creating_extension }
+}
+
+fn refuse(name: &str, table: &str, change: &str) -> ! {
     reject(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!(
-            "cannot {what} column \"{column}\" of table {} now: webhook subscription \"{}\" orders its events by it (order_key) and has events queued, whose keys were made from the column's values as they are; events written after the change would not wait behind them",
-            sub.table, sub.name
+            "cannot {change} of table {table} now: webhook subscription \"{name}\" orders its events by that column's values (order_key) and has events queued, whose keys were made from them as they are; events written after the change would not wait behind them"
         ),
         Some(&format!(
-            "make the change once they are delivered, with the table's writes held meanwhile: in one transaction, LOCK TABLE {} IN SHARE MODE, wait until SELECT count(*) FROM webhook.events WHERE subscription_id = {} AND status IN ('pending', 'parked') is 0, then ALTER TABLE; or unsubscribe it first (its queued events still go) and subscribe again",
-            sub.table, sub.id
+            "make the change once they are delivered, with the table's writes held meanwhile: in one transaction, LOCK TABLE {table} IN SHARE MODE, wait until the subscription has no event queued or parked (its owner or a superuser sees them in webhook.subscription_stats), then make it; or have its owner or a superuser unsubscribe it first (its queued events still go) and subscribe again"
         )),
     )
 }

@@ -6,6 +6,7 @@ pub mod bob;
 pub mod cluster;
 pub mod events;
 pub mod faults;
+pub mod keyed;
 pub mod mallory;
 pub mod nested;
 pub mod orphans;
