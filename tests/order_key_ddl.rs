@@ -158,3 +158,99 @@ fn a_key_column_is_neither_dropped_by_a_cascade_nor_its_type_altered_while_event
         "{e}"
     );
 }
+
+#[test]
+fn a_composite_type_nested_in_a_key_column_or_typing_its_table_is_not_altered_while_events_are_queued(
+) {
+    // The check looked one level into a key column's type: a domain over a domain over a
+    // composite was altered under queued events; a typed table's key column was renamed
+    // through its type and the key went unnoticed.
+    let pg = Cluster::start(&[]);
+    let mut db = paused_with_an_event(
+        &pg,
+        "CREATE TYPE pair AS (a int, b int); CREATE DOMAIN d1 AS pair;
+         CREATE DOMAIN d2 AS d1; CREATE TYPE row_t AS (id int, k int);
+         CREATE TABLE typed OF row_t (PRIMARY KEY (id))",
+        "account d2",
+        "'account'",
+    );
+    let e = error_of(&mut db, "ALTER TYPE pair ADD ATTRIBUTE c int");
+    assert!(
+        e.contains("cannot alter the type of column \"account\""),
+        "{e}"
+    );
+    subscribe(
+        &mut db,
+        "typed",
+        "typed",
+        "http://127.0.0.1:9/typed",
+        ", order_key => ARRAY['k']",
+    );
+    exec(
+        &mut db,
+        "SELECT webhook.pause('typed'); INSERT INTO typed VALUES (1, 7)",
+    );
+    let e = error_of(&mut db, "ALTER TYPE row_t RENAME ATTRIBUTE k TO k2 CASCADE");
+    assert!(e.contains("cannot alter the type of column \"k\""), "{e}");
+}
+
+#[test]
+fn altering_a_key_columns_type_waits_for_its_tables_open_writers() {
+    // ALTER TYPE locks the type, not the tables holding its values: it looked at the queue
+    // while a writer's event was not committed yet, and went through.
+    let pg = Cluster::start(&[]);
+    let mut db = paused_with_an_event(&pg, "CREATE TYPE pair AS (a int, b int)", "p pair", "'p'");
+    exec(&mut db, "DELETE FROM webhook._event_queue");
+    let mut writer = pg.connect("postgres");
+    exec(&mut writer, "BEGIN; INSERT INTO acct VALUES (2, ROW(1, 2))");
+    let mut altering = pg.connect("postgres");
+    let alter = std::thread::spawn(move || {
+        altering
+            .batch_execute("ALTER TYPE pair ADD ATTRIBUTE c int")
+            .map_err(|e| e.as_db_error().map(|d| d.message().to_string()))
+    });
+    wait_until(WAIT, "the ALTER TYPE to wait for the writer", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'acct'::regclass",
+        ) == 1
+    });
+    exec(&mut writer, "COMMIT");
+    let result = alter.join().expect("the ALTER TYPE thread");
+    let e = result
+        .expect_err("ALTER TYPE went through")
+        .unwrap_or_default();
+    assert!(e.contains("cannot alter the type of column \"p\""), "{e}");
+}
+
+#[test]
+fn a_refusal_names_the_subscription_only_to_its_owner() {
+    // bob subscribed alice's table; alice, who may not see his subscription, learnt its name
+    // from her refused ALTER TABLE.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; GRANT webhook_admin TO bob;
+         CREATE TABLE acct (id int PRIMARY KEY, account int) ;
+         ALTER TABLE acct OWNER TO alice; GRANT SELECT, TRIGGER ON acct TO bob;",
+    );
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(
+        &mut bob,
+        "bobs-audit",
+        "acct",
+        "http://127.0.0.1:9/bob",
+        ", order_key => ARRAY['account']",
+    );
+    exec(&mut bob, "SELECT webhook.pause('bobs-audit')");
+    let mut alice = pg.connect_as("postgres", "alice");
+    exec(&mut alice, "INSERT INTO acct VALUES (1, 7)");
+    let e = error_of(&mut alice, "ALTER TABLE acct DROP COLUMN account");
+    assert!(
+        e.contains("a webhook subscription of another role's") && !e.contains("bobs-audit"),
+        "{e}"
+    );
+    let e = error_of(&mut db, "ALTER TABLE acct DROP COLUMN account");
+    assert!(e.contains("webhook subscription \"bobs-audit\""), "{e}");
+}

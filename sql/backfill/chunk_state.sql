@@ -3,10 +3,10 @@
 -- is seen). The backfill's row is locked: a cancel waits for this chunk to commit, and a chunk
 -- that starts after a cancel committed finds no row. No row: it is not running any more. A
 -- NULL status: its subscription's row is gone (deleted by hand), and so is what it would send.
--- Last, whether it has a filter and its subscription changed hands since it started.
+-- Last, the subscription's owner when it started.
 SELECT b.subscription_id, b.filter, b.key_columns, b.last_key, s.status, s.name,
        s.target::pg_catalog.oid, o.denied, b.started_txid::pg_catalog.text,
-       b.filter IS NOT NULL AND b.owner::pg_catalog.oid IS DISTINCT FROM s.owner::pg_catalog.oid
+       b.owner::pg_catalog.oid
   FROM webhook._backfills b
   LEFT JOIN webhook._subscriptions s ON s.id = b.subscription_id
   LEFT JOIN webhook._owner_access o ON o.id = b.subscription_id

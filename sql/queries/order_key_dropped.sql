@@ -2,8 +2,8 @@
 -- firing webhook_on_sql_drop dropped from its table (ALTER TABLE ... DROP COLUMN, or a cascade
 -- from a type, domain, collation, schema or extension; not a table dropped whole): its name,
 -- table and the column. Their keys were hashed from that column's values; later ones would
--- hash a constant in its place.
-SELECT s.name, s.target::pg_catalog.regclass::pg_catalog.text, d.address_names[3]
+-- hash a constant in its place. With its id.
+SELECT s.id, s.name, s.target::pg_catalog.regclass::pg_catalog.text, d.address_names[3]
   FROM pg_catalog.pg_event_trigger_dropped_objects() d
   JOIN webhook._subscriptions s ON s.target::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass

@@ -174,19 +174,7 @@ pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<
         let target: pg_sys::Oid = row.get(7)?.unwrap_or(pg_sys::Oid::INVALID);
         let denied: Option<String> = row.get(8)?;
         let started_txid: String = row.get(9)?.unwrap_or_default();
-        if row.get::<bool>(10)?.unwrap_or(false) {
-            // Its filter was chosen for the former owner (webhook.set_owner() refuses while it
-            // runs; it may have started in a transaction still open then).
-            return stop(
-                client,
-                id,
-                "failed",
-                format!(
-                    "subscription \"{name}\" changed hands after this backfill started, and its filter would run as the new owner; nothing more is sent: the new owner may call webhook.backfill('{}') again",
-                    name.replace('\'', "''")
-                ),
-            );
-        }
+        let started_under: pg_sys::Oid = row.get(10)?.unwrap_or(pg_sys::Oid::INVALID);
         if status == "unsubscribed" {
             return stop(
                 client,
@@ -243,6 +231,20 @@ pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<
                 )
             }
         };
+        if also.is_some() && info.owner != started_under {
+            // Its filter was chosen for the former owner (webhook.set_owner() refuses while it
+            // runs; it may have started in a transaction still open then). Compared with the
+            // owner the filter would run as, read at the latest snapshot.
+            return stop(
+                client,
+                id,
+                "failed",
+                format!(
+                    "subscription \"{name}\" changed hands after this backfill started, and its filter would run as the new owner; nothing more is sent: the new owner may call webhook.backfill('{}') again",
+                    name.replace('\'', "''")
+                ),
+            );
+        }
         // The first of the subscription owner's code this process runs binds it to them.
         if !admit(info.owner) {
             return Ok(Step::NotAdmitted(info.owner));

@@ -18,13 +18,14 @@ use pgrx::PgList;
 
 use crate::error::{reject, spi};
 use crate::privilege::as_extension_owner;
-use crate::sql::{arg, at_latest, query_cstr, Arg};
+use crate::sql::{arg, at_latest, first_row_now, query_cstr};
 
 const OVER_NOW: &CStr = query_cstr!("subscriptions_over.sql");
 const KEYED_NOW: &CStr = query_cstr!("order_key_ddl.sql");
 const RENAME_NOW: &CStr = query_cstr!("order_key_rename.sql");
 const TYPES_NOW: &CStr = query_cstr!("order_key_types.sql");
 const DROPPED_NOW: &CStr = query_cstr!("order_key_dropped.sql");
+const OWNER_NOW: &CStr = query_cstr!("subscription_owner.sql");
 const DOING: &str = "keeping order keys across a change to their columns";
 
 /// What a DDL command does to columns of the tables it names, by name.
@@ -146,10 +147,10 @@ struct Keyed {
 /// or a rename to the name of a key column of a subscription with events queued; makes each
 /// renamed key column's new name its subscription's key.
 pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
-    if in_extension_script() {
+    if in_own_script() {
         return;
     }
-    as_extension_owner(|| {
+    let refusal = as_extension_owner(|| {
         spi(
             DOING,
             Spi::connect(|_client| {
@@ -158,7 +159,7 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                     ids.extend(r.get::<i32>(1));
                 });
                 if ids.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let mut keyed = Vec::new();
                 let args = [arg(ids), arg(changes.names())];
@@ -174,7 +175,8 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                 for sub in keyed.iter().filter(|s| s.queued) {
                     let key = |(c, _): &&(String, String)| sub.columns.contains(c);
                     if let Some((_, change)) = changes.altered.iter().find(key) {
-                        refuse(&sub.name, &sub.table, change);
+                        let refusal = (sub.id, sub.name.clone(), sub.table.clone());
+                        return Ok(Some((refusal, change.clone())));
                     }
                 }
                 let mut targets = Vec::new();
@@ -193,67 +195,116 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                     // SAFETY: queues a relation cache invalidation, sent at commit.
                     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) };
                 }
-                Ok(())
+                Ok(None)
             }),
         )
     });
+    if let Some(((id, name, table), change)) = refusal {
+        refuse(id, &name, &table, &change);
+    }
 }
 
 /// After a command that altered types `types` (ALTER TYPE): refuses it if a subscription with
-/// events queued has a key column of such a type (or an array or domain over one), or of a
-/// table typed by one.
+/// events queued has a key column whose type reaches such a type, or is on a table typed by
+/// one. ALTER TYPE locks the type, not the tables holding its values: their writers still
+/// open are waited for first, so their events are seen.
 pub fn types_altered(types: &[pg_sys::Oid]) {
-    if in_extension_script() {
+    if in_own_script() {
         return;
     }
-    refuse_first(TYPES_NOW, &[arg(types.to_vec())], |column| {
-        format!("alter the type of column \"{column}\"")
+    let read = || {
+        let mut rows = Vec::new();
+        at_latest(DOING, TYPES_NOW, &[arg(types.to_vec())], |r| {
+            let text = |n| r.get::<String>(n).unwrap_or_default();
+            let target = r.get::<pg_sys::Oid>(4).unwrap_or(pg_sys::Oid::INVALID);
+            let queued = r.get::<bool>(6).unwrap_or(true);
+            let id = r.get::<i32>(1).unwrap_or_default();
+            rows.push(((id, text(2), text(3)), target, text(5), queued));
+        });
+        rows
+    };
+    let found = as_extension_owner(|| {
+        spi(
+            DOING,
+            Spi::connect(|_client| {
+                let rows = read();
+                for (_, target, _, _) in &rows {
+                    // SAFETY: a lock on an existing table, held to the end of the transaction.
+                    unsafe { pg_sys::LockRelationOid(*target, pg_sys::ShareLock as i32) };
+                }
+                let rows = if rows.is_empty() { rows } else { read() };
+                Ok(rows.into_iter().find(|(_, _, _, queued)| *queued))
+            }),
+        )
     });
+    if let Some(((id, name, table), _, column, _)) = found {
+        refuse(
+            id,
+            &name,
+            &table,
+            &format!("alter the type of column \"{column}\""),
+        );
+    }
 }
 
 /// In the `webhook_on_sql_drop` event trigger: refuses a command that dropped a key column of
 /// a subscription with events queued (a table dropped whole is not refused).
 pub fn dropped() {
-    if in_extension_script() {
+    if in_own_script() {
         return;
     }
-    refuse_first(DROPPED_NOW, &[], |column| {
-        format!("drop column \"{column}\"")
-    });
-}
-
-/// Refuses the command if `query` (name, table, column) returns a row.
-fn refuse_first(query: &CStr, args: &[Arg], change: impl Fn(&str) -> String) {
     let found = as_extension_owner(|| {
         spi(
             DOING,
             Spi::connect(|_client| {
                 let mut found = None;
-                at_latest(DOING, query, args, |r| {
+                at_latest(DOING, DROPPED_NOW, &[], |r| {
                     let text = |n| r.get::<String>(n).unwrap_or_default();
-                    found = Some((text(1), text(2), text(3)));
+                    let id = r.get::<i32>(1).unwrap_or_default();
+                    found = Some((id, text(2), text(3), text(4)));
                 });
                 Ok(found)
             }),
         )
     });
-    if let Some((name, table, column)) = found {
-        refuse(&name, &table, &change(&column));
+    if let Some((id, name, table, column)) = found {
+        refuse(id, &name, &table, &format!("drop column \"{column}\""));
     }
 }
 
-/// Whether an extension's script runs (CREATE or ALTER EXTENSION): pg_webhook's update scripts
-/// change its own tables, no subscribed one.
-fn in_extension_script() -> bool {
-    // SAFETY: a plain read of a backend global.
-    unsafe { pg_sys::creating_extension }
+/// Whether pg_webhook's own script runs (CREATE or ALTER EXTENSION pg_webhook): it changes the
+/// extension's tables, no subscribed one. Another extension's script is checked as any DDL.
+fn in_own_script() -> bool {
+    // SAFETY: plain reads of backend globals and a catalog lookup.
+    unsafe {
+        pg_sys::creating_extension
+            && pg_sys::CurrentExtensionObject
+                == pg_sys::get_extension_oid(c"pg_webhook".as_ptr(), true)
+    }
 }
 
-fn refuse(name: &str, table: &str, change: &str) -> ! {
+/// Refuses the command: subscription `id` (`name`, on `table`) has events queued that `change`
+/// would leave behind. The subscription is named only to its owner or a superuser (the role
+/// that ran the command, not the event trigger's definer): to others, that some subscription
+/// exists is all the refusal tells.
+fn refuse(id: i32, name: &str, table: &str, change: &str) -> ! {
+    let owner = first_row_now(OWNER_NOW, &[arg(id)], |r| r.get::<pg_sys::Oid>(1))
+        .unwrap_or_else(|e| pgrx::error!("pg_webhook: {DOING}: {e}"))
+        .flatten();
+    // SAFETY: catalog reads of role membership.
+    let manages = owner.is_some_and(|owner| unsafe {
+        let user = pg_sys::GetOuterUserId();
+        pg_sys::superuser_arg(user) || pg_sys::has_privs_of_role(user, owner)
+    });
+    let who = if manages {
+        format!("webhook subscription \"{name}\"")
+    } else {
+        "a webhook subscription of another role's".to_string()
+    };
     reject(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!(
-            "cannot {change} of table {table} now: webhook subscription \"{name}\" orders its events by that column's values (order_key) and has events queued, whose keys were made from them as they are; events written after the change would not wait behind them"
+            "cannot {change} of table {table} now: {who} orders its events by that column's values (order_key) and has events queued, whose keys were made from them as they are; events written after the change would not wait behind them"
         ),
         Some(&format!(
             "make the change once they are delivered, with the table's writes held meanwhile: in one transaction, LOCK TABLE {table} IN SHARE MODE, wait until the subscription has no event queued or parked (its owner or a superuser sees them in webhook.subscription_stats), then make it; or have its owner or a superuser unsubscribe it first (its queued events still go) and subscribe again"
