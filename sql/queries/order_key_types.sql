@@ -1,6 +1,7 @@
 -- Live keyed subscriptions whose order key hashes values of a type the command firing
 -- webhook_on_ddl altered ($1: ALTER TYPE ... ADD, DROP, ALTER or RENAME ATTRIBUTE): a key
--- column whose type reaches one through domains, arrays, ranges and composite attributes at
+-- column whose type reaches one through domains, arrays, ranges, multiranges and composite
+-- or row type attributes at
 -- any depth (a composite value's hash is made from its attributes), or any of a table typed
 -- by one (CREATE TABLE ... OF: its columns are the type's attributes, renamed and dropped with
 -- them). Their id, name, table (as text and OID), a key column concerned, and whether they
@@ -24,6 +25,7 @@ WITH RECURSIVE reach(sub, col, typ) AS (
            UNION ALL
            SELECT g.rngsubtype FROM pg_catalog.pg_range g
             WHERE g.rngtypid OPERATOR(pg_catalog.=) t.oid
+               OR g.rngmultitypid OPERATOR(pg_catalog.=) t.oid
            UNION ALL
            SELECT f.atttypid FROM pg_catalog.pg_attribute f
             WHERE t.typrelid OPERATOR(pg_catalog.<>) 0
