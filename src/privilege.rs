@@ -178,6 +178,16 @@ pub fn caller_can_use_schema_of(table: pg_sys::Oid) -> bool {
     }
 }
 
+/// True when `role` may take a SHARE lock on `table` as `LOCK TABLE ... IN SHARE MODE` lets it:
+/// with UPDATE, DELETE or TRUNCATE on it.
+pub fn may_lock_in_share_mode(table: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    table_privilege(
+        table,
+        role,
+        pg_sys::ACL_UPDATE | pg_sys::ACL_DELETE | pg_sys::ACL_TRUNCATE,
+    )
+}
+
 /// True when the caller may attach triggers to the table (owners and superusers may).
 pub fn caller_can_trigger(table: pg_sys::Oid) -> bool {
     table_privilege(table, caller(), pg_sys::ACL_TRIGGER)

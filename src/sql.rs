@@ -42,14 +42,19 @@ pub struct RowReader {
 }
 
 impl RowReader {
-    /// Column `n` (from 1) as `T`; `None` when NULL.
-    pub fn get<T: pgrx::FromDatum>(&self, n: i32) -> Option<T> {
+    /// Column `n` (from 1) as `T`; `None` when NULL. A column of another type than `T` (a
+    /// query changed without its reader) is an ERROR naming both, not a misread datum.
+    pub fn get<T: pgrx::FromDatum + pgrx::IntoDatum>(&self, n: i32) -> Option<T> {
         let mut null = false;
         // SAFETY: the tuple and its descriptor are SPI's result, alive while the connection
-        // that read them is; `T` is what the query's column is (the caller's SQL says so).
-        unsafe {
+        // that read them is; the datum is read as `T` only if the column's type is `T`'s.
+        let read = unsafe {
             let datum = pgrx::pg_sys::SPI_getbinval(self.tuple, self.desc, n, &mut null);
-            T::from_polymorphic_datum(datum, null, pgrx::pg_sys::SPI_gettypeid(self.desc, n))
+            T::try_from_datum(datum, null, pgrx::pg_sys::SPI_gettypeid(self.desc, n))
+        };
+        match read {
+            Ok(value) => value,
+            Err(e) => pgrx::error!("pg_webhook: reading column {n} of an internal query: {e}"),
         }
     }
 }
@@ -261,9 +266,15 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
 /// Opens a GUC nest level with `settings` applied; `pop_settings` closes it (or the abort of
 /// the transaction does, on an ERROR).
 pub fn push_settings(settings: &[(&CStr, &CStr)]) -> i32 {
-    use pgrx::pg_sys;
     // SAFETY: a GUC nest level, popped by `pop_settings` or by the abort of the transaction.
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let nest = unsafe { pgrx::pg_sys::NewGUCNestLevel() };
+    set_in_nest(settings);
+    nest
+}
+
+/// Applies `settings` in the GUC nest level `push_settings` opened last.
+pub fn set_in_nest(settings: &[(&CStr, &CStr)]) {
+    use pgrx::pg_sys;
     for (name, value) in settings {
         // SAFETY: valid C strings naming user-settable settings; a save that AtEOXact_GUC
         // undoes.
@@ -280,7 +291,6 @@ pub fn push_settings(settings: &[(&CStr, &CStr)]) -> i32 {
             );
         }
     }
-    nest
 }
 
 /// Closes the nest level `push_settings` opened, throwing away every setting changed in it.

@@ -5,9 +5,8 @@
 
 mod support;
 
-use postgres::Client;
 use support::cluster::{wait_until, Cluster};
-use support::keyed::{refusing_seq_1_twice, seqs, RETRY_SOON};
+use support::keyed::{paused_with_an_event, refusing_seq_1_twice, seqs, RETRY_SOON};
 use support::receiver::Receiver;
 use support::{count, error_of, exec, subscribe, text, WAIT};
 
@@ -96,29 +95,6 @@ fn a_key_column_is_neither_dropped_nor_retyped_while_its_subscription_has_events
         &mut db,
         "ALTER TABLE acct ALTER COLUMN account TYPE numeric",
     );
-}
-
-/// Table acct (id, account, note) keyed by `key` with `extra` made first, its subscription
-/// paused and one row written: an event queued, its key hashed. Returns a superuser's session.
-fn paused_with_an_event(pg: &Cluster, extra: &str, columns: &str, key: &str) -> Client {
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    exec(
-        &mut db,
-        &format!("{extra}; CREATE TABLE acct (id int PRIMARY KEY, {columns})"),
-    );
-    subscribe(
-        &mut db,
-        "acct",
-        "acct",
-        &rx.url("/acct"),
-        &format!(", order_key => ARRAY[{key}]"),
-    );
-    exec(
-        &mut db,
-        "SELECT webhook.pause('acct'); INSERT INTO acct (id) VALUES (1)",
-    );
-    db
 }
 
 #[test]

@@ -213,10 +213,10 @@ fn writers_wait_only_for_writers_of_the_same_key() {
 #[test]
 fn the_lock_buckets_pg_locks_shows_tell_nothing_of_the_keys_written() {
     // Every session reads pg_locks. A writer's key locks were in bucket hash % 256, which any
-    // role could compute for a guessed value (hashint4extended is PUBLIC): 8 bits of each key
+    // role could compute for a guessed value (hashint4 is PUBLIC): 8 bits of each key
     // written, to roles that may not read the table. The bucket mixes in the subscription's
     // private salt now.
-    use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
+    use pg_webhook_core::order_key::bucket;
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
     ledger(&pg, "", &rx);
@@ -243,11 +243,7 @@ fn the_lock_buckets_pg_locks_shows_tell_nothing_of_the_keys_written() {
         .get(0);
     let (mut plain, mut salted) = (BTreeSet::new(), BTreeSet::new());
     for account in 1..=8 {
-        let h: i64 = db
-            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
-            .expect("hashing an account")
-            .get(0);
-        let key = key_hash([KeyPart::Value(h as u64)]);
+        let key = support::account_key(&mut db, account);
         plain.insert((key as u64 % 256) as i64);
         salted.insert(i64::from(bucket(key, salt)));
     }

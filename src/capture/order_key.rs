@@ -19,8 +19,14 @@ use pgrx::spi::{SpiResult, SpiTupleTable};
 /// no session can take one and hold up the writers.
 const ORDER_KEY_SPACE: u16 = 4;
 
-/// How one key column's values are hashed: with its type's extended hash function (under the
-/// column's collation), or, for a type without one, as its output text.
+/// How one key column's values are hashed: with its type's hash function (support function 1
+/// of its default hash operator class, under the column's collation), or, for a type without
+/// one, as its output text under fixed output settings.
+///
+/// Function 1, not the extended hash (function 2): every hash operator class has the first,
+/// the second is optional and can be added later (citext 1.6 added it): a key hashed by its
+/// output text, or by one function in one session and by another in a session started after
+/// `ALTER EXTENSION ... UPDATE`, no longer waited behind its own events.
 enum Hasher {
     Typed {
         function: pg_sys::FmgrInfo,
@@ -35,9 +41,8 @@ impl Hasher {
     unsafe fn for_type(typid: pg_sys::Oid, collation: pg_sys::Oid) -> Hasher {
         // SAFETY: see the function contract.
         unsafe {
-            let entry =
-                pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_HASH_EXTENDED_PROC as i32);
-            let proc = (*entry).hash_extended_proc;
+            let entry = pg_sys::lookup_type_cache(typid, pg_sys::TYPECACHE_HASH_PROC as i32);
+            let proc = (*entry).hash_proc;
             if proc == pg_sys::Oid::INVALID {
                 return Hasher::Text(super::row_json::output_function(typid));
             }
@@ -59,15 +64,9 @@ impl Hasher {
                 Hasher::Typed {
                     function,
                     collation,
-                } => KeyPart::Value(
-                    pg_sys::FunctionCall2Coll(
-                        function,
-                        *collation,
-                        datum,
-                        pg_sys::Datum::from(0i64),
-                    )
-                    .value() as u64,
-                ),
+                } => KeyPart::Value(u64::from(
+                    pg_sys::FunctionCall1Coll(function, *collation, datum).value() as u32,
+                )),
                 Hasher::Text(output) => {
                     let shown = pg_sys::OutputFunctionCall(output, datum);
                     KeyPart::Value(hash(&CStr::from_ptr(shown).to_string_lossy()) as u64)
@@ -101,6 +100,12 @@ impl KeyHashers {
     /// # Safety
     /// Each value is of its column's type.
     pub unsafe fn hash(&mut self, mut values: impl Iterator<Item = Option<pg_sys::Datum>>) -> i64 {
+        let by_text = self.0.iter().any(|h| matches!(h, Some(Hasher::Text(_))));
+        let pinned = if by_text {
+            super::output_settings::pin_for_key_text()
+        } else {
+            None
+        };
         let parts: Vec<KeyPart> = self
             .0
             .iter_mut()
@@ -113,6 +118,7 @@ impl KeyHashers {
                 },
             })
             .collect();
+        super::output_settings::unpin(pinned);
         key_hash(parts)
     }
 }

@@ -1,7 +1,7 @@
 //! Per-key order: the hash that names an event's order key, and the lock bucket it falls in.
 //!
 //! An event's key is made of its order key columns' values, each hashed by the database with
-//! its type's extended hash function (the one hash indexes and hash joins use, which agrees
+//! its type's hash function (the one hash indexes and hash joins use, which agrees
 //! with the type's `=`: `1.0` and `1.00`, or one instant written from sessions in different
 //! time zones, hash alike) — or, for a type without one, the hash of its output text. The key's
 //! hash is FNV-1a over each column's part (`key_hash`), fixed here so every version of

@@ -59,7 +59,7 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
     if columns.type_altered {
         let types = oids_of("reading the types of the DDL command", DDL_TYPES);
         if !types.is_empty() {
-            super::key_columns::types_altered(&types);
+            super::key_types::types_altered(&types);
         }
     }
     pg_sys::Datum::from(0)

@@ -16,16 +16,15 @@ use std::ffi::CStr;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::error::{reject, spi};
+use crate::error::reject;
 use crate::privilege::as_extension_owner;
 use crate::sql::{arg, at_latest, query_cstr};
 
 const OVER_NOW: &CStr = query_cstr!("subscriptions_over.sql");
 const KEYED_NOW: &CStr = query_cstr!("order_key_ddl.sql");
 const RENAME_NOW: &CStr = query_cstr!("order_key_rename.sql");
-const TYPES_NOW: &CStr = query_cstr!("order_key_types.sql");
 const DROPPED_NOW: &CStr = query_cstr!("order_key_dropped.sql");
-const DOING: &str = "keeping order keys across a change to their columns";
+pub(super) const DOING: &str = "keeping order keys across a change to their columns";
 
 /// What a DDL command does to columns of the tables it names, by name.
 #[derive(Default)]
@@ -138,7 +137,6 @@ unsafe fn text(name: *const std::ffi::c_char) -> Option<String> {
 /// A live keyed subscription over a table the command changed.
 struct Keyed {
     id: i32,
-    name: String,
     table: String,
     /// The columns of its key the command names.
     columns: Vec<String>,
@@ -152,129 +150,50 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
     if in_own_script() {
         return;
     }
-    let refusal = as_extension_owner(|| {
-        spi(
-            DOING,
-            Spi::connect(|_client| {
-                let mut ids = Vec::new();
-                at_latest(DOING, OVER_NOW, &[arg(relids.to_vec())], |r| {
-                    ids.extend(r.get::<i32>(1));
-                });
-                if ids.is_empty() {
-                    return Ok(None);
-                }
-                let mut keyed = Vec::new();
-                let args = [arg(ids), arg(changes.names())];
-                at_latest(DOING, KEYED_NOW, &args, |r| {
-                    keyed.push(Keyed {
-                        id: r.get::<i32>(1).unwrap_or_default(),
-                        name: r.get::<String>(2).unwrap_or_default(),
-                        table: r.get::<String>(3).unwrap_or_default(),
-                        columns: r.get::<Vec<String>>(4).unwrap_or_default(),
-                        queued: r.get::<bool>(5).unwrap_or(true),
-                    });
-                });
-                for sub in keyed.iter().filter(|s| s.queued) {
-                    let key = |(c, _): &&(String, String)| sub.columns.contains(c);
-                    if let Some((_, change)) = changes.altered.iter().find(key) {
-                        let refusal = (sub.id, sub.name.clone(), sub.table.clone());
-                        return Ok(Some((refusal, change.clone())));
-                    }
-                }
-                let mut targets = Vec::new();
-                for sub in &keyed {
-                    let key = |(o, _): &&(String, String)| sub.columns.contains(o);
-                    for (old, new) in changes.renamed.iter().filter(key) {
-                        let args = [arg(sub.id), arg(old.as_str()), arg(new.as_str())];
-                        at_latest(DOING, RENAME_NOW, &args, |r| {
-                            targets.extend(r.get::<pg_sys::Oid>(1));
-                        });
-                    }
-                }
-                // Capture keeps each subscription's key per session: every session reads it
-                // again.
-                for target in targets {
-                    // SAFETY: queues a relation cache invalidation, sent at commit.
-                    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) };
-                }
-                Ok(None)
-            }),
-        )
-    });
-    if let Some(((_, _, table), change)) = refusal {
-        refuse(&table, &change);
-    }
-}
-
-/// After a command that altered types `types` (ALTER TYPE): refuses it if a subscription with
-/// events queued has a key column whose type reaches such a type, or is on a table typed by
-/// one. ALTER TYPE locks the type, not the tables holding its values: their writers still
-/// open are waited for first, so their events are seen.
-pub fn types_altered(types: &[pg_sys::Oid]) {
-    if in_own_script() {
-        return;
-    }
-    let read = || {
-        let mut rows = Vec::new();
-        at_latest(DOING, TYPES_NOW, &[arg(types.to_vec())], |r| {
-            let text = |n| r.get::<String>(n).unwrap_or_default();
-            let target = r.get::<pg_sys::Oid>(4).unwrap_or(pg_sys::Oid::INVALID);
-            let queued = r.get::<bool>(6).unwrap_or(true);
-            let id = r.get::<i32>(1).unwrap_or_default();
-            rows.push(((id, text(2), text(3)), target, text(5), queued));
+    let refusal = as_owner_in_spi(|| {
+        let mut ids = Vec::new();
+        at_latest(DOING, OVER_NOW, &[arg(relids.to_vec())], |r| {
+            ids.extend(r.get::<i32>(1));
         });
-        rows
-    };
-    let found = as_extension_owner(|| {
-        spi(
-            DOING,
-            Spi::connect(|_client| {
-                let rows = read();
-                if let Some(queued) = rows.iter().find(|(_, _, _, queued)| *queued) {
-                    return Ok(Some((queued.0.clone(), queued.2.clone(), false)));
-                }
-                // None queued as far as committed writes show: a writer of those tables still
-                // open would add events hashed as before. Not waited for (a SHARE lock waiting
-                // in the queue would hold up every later writer): the command is refused.
-                for (sub, target, column, _) in &rows {
-                    if !share_locked(*target) {
-                        return Ok(Some((sub.clone(), column.clone(), true)));
-                    }
-                }
-                let rows = if rows.is_empty() { rows } else { read() };
-                Ok(rows
-                    .into_iter()
-                    .find(|(_, _, _, queued)| *queued)
-                    .map(|(sub, _, column, _)| (sub, column, false)))
-            }),
-        )
-    });
-    if let Some(((_, _, table), column, open)) = found {
-        let change = format!("alter the type of column \"{column}\"");
-        if open {
-            reject(
-                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
-                format!("cannot {change} of table {table} now: a transaction writing {table} is still open, and a webhook subscription orders that table's events by the column's values (order_key): events it writes would be keyed as before the change"),
-                Some(&format!("try again, or take LOCK TABLE {table} IN SHARE MODE first in the same transaction (it waits for that table's writers)")),
-            );
+        if ids.is_empty() {
+            return None;
         }
+        let mut keyed = Vec::new();
+        let args = [arg(ids), arg(changes.names())];
+        at_latest(DOING, KEYED_NOW, &args, |r| {
+            keyed.push(Keyed {
+                id: r.get::<i32>(1).unwrap_or_default(),
+                table: r.get::<String>(3).unwrap_or_default(),
+                columns: r.get::<Vec<String>>(4).unwrap_or_default(),
+                queued: r.get::<bool>(5).unwrap_or(true),
+            });
+        });
+        for sub in keyed.iter().filter(|s| s.queued) {
+            let key = |(c, _): &&(String, String)| sub.columns.contains(c);
+            if let Some((_, change)) = changes.altered.iter().find(key) {
+                return Some((sub.table.clone(), change.clone()));
+            }
+        }
+        let mut targets = Vec::new();
+        for sub in &keyed {
+            let key = |(o, _): &&(String, String)| sub.columns.contains(o);
+            for (old, new) in changes.renamed.iter().filter(key) {
+                let args = [arg(sub.id), arg(old.as_str()), arg(new.as_str())];
+                at_latest(DOING, RENAME_NOW, &args, |r| {
+                    targets.extend(r.get::<pg_sys::Oid>(1));
+                });
+            }
+        }
+        // Capture keeps each subscription's key per session: every session reads it
+        // again.
+        for target in targets {
+            // SAFETY: queues a relation cache invalidation, sent at commit.
+            unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) };
+        }
+        None
+    });
+    if let Some((table, change)) = refusal {
         refuse(&table, &change);
-    }
-}
-
-/// Takes a SHARE lock on `table` and every partition under it, if none has a writer now.
-fn share_locked(table: pg_sys::Oid) -> bool {
-    // SAFETY: catalog reads and conditional locks on existing tables, held to the end of the
-    // transaction.
-    unsafe {
-        let tree = crate::unguarded::find_all_inheritors(
-            table,
-            pg_sys::NoLock as i32,
-            std::ptr::null_mut(),
-        );
-        PgList::<std::ffi::c_void>::from_pg(tree)
-            .iter_oid()
-            .all(|relid| pg_sys::ConditionalLockRelationOid(relid, pg_sys::ShareLock as i32))
     }
 }
 
@@ -284,28 +203,29 @@ pub fn dropped() {
     if in_own_script() {
         return;
     }
-    let found = as_extension_owner(|| {
-        spi(
-            DOING,
-            Spi::connect(|_client| {
-                let mut found = None;
-                at_latest(DOING, DROPPED_NOW, &[], |r| {
-                    let text = |n| r.get::<String>(n).unwrap_or_default();
-                    let id = r.get::<i32>(1).unwrap_or_default();
-                    found = Some((id, text(2), text(3), text(4)));
-                });
-                Ok(found)
-            }),
-        )
+    let found = as_owner_in_spi(|| {
+        let mut found = None;
+        at_latest(DOING, DROPPED_NOW, &[], |r| {
+            let text = |n| r.get::<String>(n).unwrap_or_default();
+            found = Some((text(3), text(4)));
+        });
+        found
     });
-    if let Some((_, _, table, column)) = found {
+    if let Some((table, column)) = found {
         refuse(&table, &format!("drop column \"{column}\""));
     }
+    super::key_types::attributes_dropped();
+}
+
+/// Runs `f` (reads of pg_webhook's tables at the latest snapshot: `at_latest`) as the extension
+/// owner, connected to SPI.
+pub(super) fn as_owner_in_spi<T>(f: impl FnOnce() -> T) -> T {
+    as_extension_owner(|| Spi::connect(|_client| f()))
 }
 
 /// Whether pg_webhook's own script runs (CREATE or ALTER EXTENSION pg_webhook): it changes the
 /// extension's tables, no subscribed one. Another extension's script is checked as any DDL.
-fn in_own_script() -> bool {
+pub(super) fn in_own_script() -> bool {
     // SAFETY: plain reads of backend globals and a catalog lookup.
     unsafe {
         pg_sys::creating_extension
@@ -318,14 +238,14 @@ fn in_own_script() -> bool {
 /// has events queued that it would leave behind. Which one is not said: the event trigger runs
 /// as its definer, and the role that ran the command may be running another's code (a SECURITY
 /// DEFINER function catching the error), so no check of who asked is sure to be the reader's.
-fn refuse(table: &str, change: &str) -> ! {
+pub(super) fn refuse(table: &str, change: &str) -> ! {
     reject(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         format!(
             "cannot {change} of table {table} now: a webhook subscription orders the table's events by that column's values (order_key) and has events queued, whose keys were made from them as they are; events written after the change would not wait behind them"
         ),
         Some(&format!(
-            "make the change once they are delivered, with the table's writes held meanwhile: in one transaction, LOCK TABLE {table} IN SHARE MODE, wait until the table's keyed subscriptions have no event queued or parked (their owners and superusers see them in webhook.subscriptions and webhook.subscription_stats), then make it; or have the subscription's owner or a superuser unsubscribe it first (its queued events still go) and subscribe again"
+            "make the change once they are delivered, with the table's writes held meanwhile: in one transaction, LOCK TABLE {table} IN SHARE MODE, wait until the table's keyed subscriptions have no event queued or parked (their owners and superusers see them in webhook.subscriptions and webhook.subscription_stats), then make it; or have the subscription's owner or a superuser unsubscribe it first, or, as the table's owner, drop its pg_webhook triggers on the table, which ends it (its queued events still go either way)"
         )),
     )
 }

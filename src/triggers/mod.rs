@@ -21,6 +21,7 @@ mod catalog;
 pub mod drop_access;
 mod events;
 mod key_columns;
+mod key_types;
 mod reconcile;
 
 pub use reconcile::{forget_reports, reconcile};

@@ -60,7 +60,7 @@ pub fn padded_table(pg: &cluster::Cluster, rx: &receiver::Receiver, options: &st
 /// key is its hash as the database's hash function for int4 makes it, and the bucket mixes in
 /// the subscription's lock salt.
 pub fn account_in_another_lock_bucket(db: &mut Client, account: i32) -> i32 {
-    use pg_webhook_core::order_key::{bucket, key_hash, KeyPart};
+    use pg_webhook_core::order_key::bucket;
     let salt: i64 = db
         .query_one(
             "SELECT lock_salt FROM webhook._subscriptions WHERE order_key IS NOT NULL",
@@ -68,17 +68,23 @@ pub fn account_in_another_lock_bucket(db: &mut Client, account: i32) -> i32 {
         )
         .expect("the keyed subscription's lock salt")
         .get(0);
-    let mut key = |account: i32| {
-        let h: i64 = db
-            .query_one("SELECT pg_catalog.hashint4extended($1, 0)", &[&account])
-            .expect("hashing an account")
-            .get(0);
-        bucket(key_hash([KeyPart::Value(h as u64)]), salt)
-    };
+    let mut key = |account: i32| bucket(account_key(db, account), salt);
     let own = key(account);
     (1..100)
         .find(|a| *a != account && key(*a) != own)
         .unwrap_or_else(|| panic!("no account outside bucket {own}"))
+}
+
+/// The order key hash of an `int` key column's value `account`, as capture makes it: the
+/// type's hash function (`hashint4`, support function 1 of its hash class) as an unsigned
+/// 32-bit part.
+pub fn account_key(db: &mut Client, account: i32) -> i64 {
+    use pg_webhook_core::order_key::{key_hash, KeyPart};
+    let h: i32 = db
+        .query_one("SELECT pg_catalog.hashint4($1)", &[&account])
+        .expect("hashing an account")
+        .get(0);
+    key_hash([KeyPart::Value(u64::from(h as u32))])
 }
 
 /// How long a test waits for something that should happen within seconds.
