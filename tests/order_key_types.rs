@@ -76,7 +76,8 @@ fn a_types_owner_may_not_hold_off_the_writers_of_a_table_keyed_by_values_of_it()
     );
     let e = error_of(&mut carol, "BEGIN; ALTER TYPE ctype ADD ATTRIBUTE b int");
     assert!(
-        e.contains("only a role that may LOCK TABLE public.t IN SHARE MODE") && !e.contains("queued"),
+        e.contains("only a role that may LOCK TABLE public.t IN SHARE MODE")
+            && !e.contains("queued"),
         "{e}"
     );
     exec(&mut carol, "ROLLBACK");

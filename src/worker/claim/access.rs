@@ -61,6 +61,13 @@ impl Claim<'_> {
                 continue;
             };
             t.read_denied = denied;
+            if t.read_denied.is_some() {
+                // It sends nothing now, and its events read by this claim are parked: taken
+                // out of those sending, so that the load that finds it may read again (its
+                // owner's rights given back before that load) gives them back. Left in, an
+                // unsubscribed one (whose status never changes) kept them parked for good.
+                self.sending.remove(&id);
+            }
             let Some(denied) = &t.read_denied else {
                 if t.read_denied_noted {
                     // It may again: its row no longer says otherwise.
