@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{subscribe, WAIT};
+use support::{count, exec, subscribe, WAIT};
 
 #[test]
 fn failures_are_retried_with_the_same_id_until_they_succeed() {
@@ -245,4 +245,41 @@ fn attempt_outcomes(db: &mut postgres::Client) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+#[test]
+fn a_retry_goes_when_due_while_another_subscription_has_a_backlog_of_new_events() {
+    // A claim read due events only with room left after the new ones; a backlog of new
+    // events filled every page, so another subscription's retry waited until it was gone
+    // (four minutes in the review's run).
+    let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 2"]);
+    let mut db = pg.client_with_extension();
+    let retried = Receiver::with(|_, n| Reply::Status(if n == 0 { 503 } else { 204 }));
+    let slow = Receiver::with(|_, _| Reply::Delay(Duration::from_millis(20), 204));
+    exec(
+        &mut db,
+        "CREATE TABLE r (id int PRIMARY KEY); CREATE TABLE big (id int PRIMARY KEY)",
+    );
+    subscribe(
+        &mut db,
+        "r",
+        "r",
+        &retried.url("/r"),
+        ", retry_schedule => ARRAY['1 second']::interval[]",
+    );
+    subscribe(&mut db, "big", "big", &slow.url("/big"), "");
+    exec(&mut db, "INSERT INTO r VALUES (1)");
+    wait_until(WAIT, "the first attempt", || retried.count() == 1);
+    // 8,000 events at two requests of 20 ms at a time: 80 seconds of backlog.
+    exec(
+        &mut db,
+        "INSERT INTO big SELECT g FROM generate_series(1, 8000) g",
+    );
+    wait_until(WAIT, "the retry", || retried.accepted().len() == 1);
+    let left = count(
+        &mut db,
+        "SELECT count(*) FROM webhook._event_queue q
+           JOIN webhook._subscriptions s ON s.id = q.subscription_id WHERE s.name = 'big'",
+    );
+    assert!(left > 0, "the retry went only once the backlog was gone");
 }

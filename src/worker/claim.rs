@@ -93,6 +93,18 @@ impl Worker {
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
+        // Due events (retries, resumed backlogs, deferred ones) are read only with room left
+        // after the new ones: a backlog of new events that filled every page kept them unread
+        // for as long as it lasted. A quarter of the claim is kept for them when they have
+        // not been read for a poll interval (a second at most).
+        let due_starved = check_scheduled
+            && self.due_read_at.is_none_or(|t| {
+                now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
+            });
+        let fresh_want = match due_starved {
+            true => fresh_want.min(want - (want / 4).max(1)),
+            false => fresh_want,
+        };
         let claimed = {
             let Some(statements) = &self.statements else {
                 return;
@@ -259,7 +271,8 @@ impl Claim<'_> {
                 .sum::<i64>();
         let mut scheduled = Vec::new();
         let mut next_due = None;
-        if check_scheduled && room_left > 0 && bytes_left > 0 {
+        let due_read = check_scheduled && room_left > 0 && bytes_left > 0;
+        if due_read {
             (scheduled, next_due) = self.read_due((room_left, bytes_left, largest), &pinned)?;
         }
         let unknown = fresh
@@ -380,6 +393,7 @@ impl Claim<'_> {
             only_held_due,
             due_held,
             due_left,
+            due_read,
             lag_updates,
             reread,
             stats_stale,

@@ -166,6 +166,8 @@ struct Worker {
     passing: bool,
     /// When a scheduled retry may next be due (`None`: none is scheduled).
     scheduled_due_at: Option<Instant>,
+    /// When a claim last read due events (`None`: none has yet).
+    due_read_at: Option<Instant>,
     /// Failed attempts to record the current outcomes in a row, and when to try again.
     record_failures: u32,
     record_retry_at: Option<Instant>,
@@ -221,6 +223,7 @@ impl Worker {
             paging: false,
             share_waiting: false,
             due_held: false,
+            due_read_at: None,
             last_claim: Instant::now(),
             events_per_request: 1.0,
             passing: false,

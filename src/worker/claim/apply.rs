@@ -14,6 +14,8 @@ use crate::worker::Worker;
 pub(super) struct Claimed {
     pub(super) fresh: Vec<QueuedEvent>,
     pub(super) scheduled: Vec<QueuedEvent>,
+    /// Due events were looked for.
+    pub(super) due_read: bool,
     /// `Some` when retries were looked for and fewer than asked came back: when the next is due.
     pub(super) next_due: Option<Option<f64>>,
     /// What starts: events one per request, and batched subscriptions' events in batches
@@ -119,6 +121,9 @@ impl Worker {
         if check_scheduled {
             // Only a claim that read due events knows; a claim in between leaves it be.
             self.due_held = claimed.due_held;
+        }
+        if claimed.due_read {
+            self.due_read_at = Some(now);
         }
         if (reloaded && !check_scheduled) || claimed.unparked {
             // Events may have been made due without a word to this worker (unparked on a
