@@ -89,22 +89,11 @@ impl Worker {
         let cap = share_cap(self.settings.max_in_flight);
         // (What is out does not change before the claim's plan is made: one look serves both.)
         let pace = self.dispatcher.pace(now);
-        let fresh_want = self.fresh_want(&pace, (room, want, cap), per_request);
         // Retries are looked for only when one may be due: skipping the query otherwise keeps
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
-        // Due events (retries, resumed backlogs, deferred ones) are read only with room left
-        // after the new ones: a backlog of new events that filled every page kept them unread
-        // for as long as it lasted. A quarter of the claim is kept for them when they have
-        // not been read for a poll interval (a second at most).
-        let due_starved = check_scheduled
-            && self.due_read_at.is_none_or(|t| {
-                now.duration_since(t) >= self.settings.poll_interval.min(Duration::from_secs(1))
-            });
-        let fresh_want = match due_starved {
-            true => fresh_want.min(want - (want / 4).max(1)),
-            false => fresh_want,
-        };
+        let fresh_want = self.fresh_want(&pace, (room, want, cap), per_request);
+        let fresh_want = self.leave_room_for_due(fresh_want, want, check_scheduled, now);
         let claimed = {
             let Some(statements) = &self.statements else {
                 return;

@@ -262,6 +262,28 @@ impl Worker {
         }
     }
 
+    /// `fresh_want`, less a quarter of `want` (one at least) when due events may be due and
+    /// have not been read for a poll interval (a second at most). Due events (retries,
+    /// resumed backlogs, deferred ones) are read with the room the new ones leave: a backlog
+    /// of new events that filled every page kept them unread for as long as it lasted.
+    pub(super) fn leave_room_for_due(
+        &self,
+        fresh_want: usize,
+        want: usize,
+        check_scheduled: bool,
+        now: Instant,
+    ) -> usize {
+        let interval = self.settings.poll_interval.min(Duration::from_secs(1));
+        let starved = check_scheduled
+            && self
+                .due_read_at
+                .is_none_or(|t| now.duration_since(t) >= interval);
+        match starved {
+            true => fresh_want.min(want - (want / 4).max(1)),
+            false => fresh_want,
+        }
+    }
+
     /// The requests held by the subscription (not slow) that holds the most.
     fn fullest_share(&self, pace: &Pace) -> Option<usize> {
         self.dispatcher
