@@ -188,6 +188,29 @@ pub fn may_lock_in_share_mode(table: pg_sys::Oid, role: pg_sys::Oid) -> bool {
     )
 }
 
+/// True when `role` may take a SHARE lock on `table` and every table under it (partitions,
+/// inheritance children), as `LOCK TABLE ... IN SHARE MODE` of it requires.
+pub fn may_lock_tree_in_share_mode(table: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    table_tree(table)
+        .into_iter()
+        .all(|relid| may_lock_in_share_mode(relid, role))
+}
+
+/// `table` and the partitions and inheritance children under it.
+pub fn table_tree(table: pg_sys::Oid) -> Vec<pg_sys::Oid> {
+    // SAFETY: catalog reads of an existing table.
+    unsafe {
+        let tree = crate::unguarded::find_all_inheritors(
+            table,
+            pg_sys::NoLock as i32,
+            std::ptr::null_mut(),
+        );
+        pgrx::PgList::<std::ffi::c_void>::from_pg(tree)
+            .iter_oid()
+            .collect()
+    }
+}
+
 /// True when the caller may attach triggers to the table (owners and superusers may).
 pub fn caller_can_trigger(table: pg_sys::Oid) -> bool {
     table_privilege(table, caller(), pg_sys::ACL_TRIGGER)

@@ -6,16 +6,17 @@ use std::ffi::CStr;
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
 
-/// The statement in `sql/queries/<file>`, NUL-terminated for raw SPI calls.
+/// The statement in `sql/queries/<file>` (or made of several files' texts, in order: a shared
+/// part of more than one statement has a file of its own), NUL-terminated for raw SPI calls.
 macro_rules! query_cstr {
-    ($file:literal) => {{
+    ($($file:literal),+) => {{
         const TEXT: &str = concat!(
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $file)),
+            $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $file)),)+
             "\0"
         );
         match std::ffi::CStr::from_bytes_with_nul(TEXT.as_bytes()) {
             Ok(c) => c,
-            Err(_) => panic!(concat!("sql/queries/", $file, " holds a NUL byte")),
+            Err(_) => panic!(concat!("sql/queries/", $($file, " ",)+ "hold a NUL byte")),
         }
     }};
 }

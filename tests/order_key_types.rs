@@ -48,25 +48,47 @@ fn a_cascade_that_drops_a_column_of_a_table_whose_row_type_keys_events_is_refuse
     );
 }
 
-#[test]
-fn a_types_owner_may_not_hold_off_the_writers_of_a_table_keyed_by_values_of_it() {
-    // carol altered her type, which alice's table keys its events by, in a transaction she
-    // kept open: pg_webhook's SHARE lock on alice's table, taken for her, held up alice's
-    // writers, though carol has no right on that table.
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
+/// carol, who owns type ctype (a int), and alice, who owns table t (id, k ctype): a superuser's
+/// session.
+fn carols_type_in_alices_table(pg: &Cluster) -> Client {
     let mut db = pg.client_with_extension();
     exec(
         &mut db,
         "CREATE ROLE carol LOGIN; CREATE ROLE alice LOGIN;
-         GRANT CREATE ON SCHEMA public TO carol;",
+         GRANT CREATE ON SCHEMA public TO carol;
+         CREATE TYPE ctype AS (a int);
+         CREATE TABLE t (id int PRIMARY KEY, k ctype); ALTER TABLE t OWNER TO alice",
     );
-    let mut carol = pg.connect_as("postgres", "carol");
-    exec(&mut carol, "CREATE TYPE ctype AS (a int)");
-    exec(
+    db
+}
+
+#[test]
+fn a_key_whose_values_are_of_a_type_owned_by_a_role_that_may_not_lock_the_table_is_refused() {
+    // Keyed by carol's type, a subscription on alice's table held every change carol made to
+    // her type: refused while it had events queued, or since carol may not hold alice's writers
+    // off, always. A webhook_admin member could so stop any role from altering its tables.
+    let pg = Cluster::start(&[]);
+    let mut db = carols_type_in_alices_table(&pg);
+    exec(&mut db, "ALTER TYPE ctype OWNER TO carol");
+    let e = error_of(
         &mut db,
-        "CREATE TABLE t (id int PRIMARY KEY, k ctype); ALTER TABLE t OWNER TO alice",
+        "SELECT webhook.subscribe('t', 't', 'http://127.0.0.1:9/t', order_key => ARRAY['k'])",
     );
+    assert!(
+        e.contains("order_key column \"k\" of public.t holds values of type public.ctype, whose owner, role carol, may not lock public.t"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_types_owner_may_not_hold_off_the_writers_of_a_table_keyed_by_values_of_it() {
+    // carol altered her type, which alice's table keys its events by, in a transaction she
+    // kept open: pg_webhook's SHARE lock on alice's table, taken for her, held up alice's
+    // writers, though carol has no right on that table. (The type was the superuser's when
+    // the subscription was made.)
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = carols_type_in_alices_table(&pg);
     subscribe(
         &mut db,
         "t",
@@ -74,6 +96,8 @@ fn a_types_owner_may_not_hold_off_the_writers_of_a_table_keyed_by_values_of_it()
         &rx.url("/t"),
         ", order_key => ARRAY['k']",
     );
+    exec(&mut db, "ALTER TYPE ctype OWNER TO carol");
+    let mut carol = pg.connect_as("postgres", "carol");
     let e = error_of(&mut carol, "BEGIN; ALTER TYPE ctype ADD ATTRIBUTE b int");
     assert!(
         e.contains("only a role that may LOCK TABLE public.t IN SHARE MODE")

@@ -9,6 +9,11 @@ use crate::error::{invalid, reject, spi};
 use crate::privilege::caller;
 
 const COLUMNS: &str = include_str!("../../sql/queries/order_key_columns.sql");
+const COMPOSITES: &str = concat!(
+    include_str!("../../sql/queries/order_key_composites.sql"),
+    include_str!("../../sql/queries/key_type_reach.sql"),
+    include_str!("../../sql/queries/order_key_composites_tail.sql")
+);
 /// More columns than this make a key no one needs.
 const MOST_COLUMNS: usize = 8;
 
@@ -56,6 +61,39 @@ pub fn check(table: pg_sys::Oid, qualified: &str, key: &[String]) {
                 format!("permission denied for column \"{name}\" of {qualified}: the order key's values are read as you"),
                 None,
             );
+        }
+    }
+    composites_owned_by_lockers(table, qualified, key);
+}
+
+/// Refuses a key whose values reach a composite type (or a table's row type) whose owner may
+/// not lock `table` in SHARE mode. A change to that type (ALTER TYPE ... ADD ATTRIBUTE, a
+/// column added to the table) changes the keys' hashes, so pg_webhook refuses it while the
+/// subscription has events queued and otherwise holds the table's writers off until it
+/// commits, which only a role that may lock the table does (`triggers::key_types`): keyed by
+/// another role's type, a subscription would stop that role from changing it at all.
+fn composites_owned_by_lockers(table: pg_sys::Oid, qualified: &str, key: &[String]) {
+    let reached: Vec<(String, String, pg_sys::Oid)> = spi(
+        "checking the types the order key's values reach",
+        Spi::connect(|client| {
+            client
+                .select(COMPOSITES, None, &[table.into(), key.to_vec().into()])?
+                .map(|r| {
+                    Ok((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::Oid::INVALID),
+                    ))
+                })
+                .collect::<pgrx::spi::SpiResult<Vec<_>>>()
+        }),
+    );
+    for (column, type_name, owner) in reached {
+        if !crate::privilege::may_lock_tree_in_share_mode(table, owner) {
+            invalid(format!(
+                "order_key column \"{column}\" of {qualified} holds values of type {type_name}, whose owner, role {}, may not lock {qualified}: a change that role makes to its type would change the keys, and pg_webhook would refuse it (it cannot hold the table's writers off for a role without rights on it)",
+                crate::privilege::role_name(owner)
+            ));
         }
     }
 }

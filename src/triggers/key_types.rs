@@ -17,13 +17,17 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::PgList;
 
 use super::key_columns::{as_owner_in_spi, in_own_script, refuse, DOING};
 use crate::error::reject;
+use crate::privilege;
 use crate::sql::{arg, at_latest, query_cstr};
 
-const TYPES_NOW: &CStr = query_cstr!("order_key_types.sql");
+const TYPES_NOW: &CStr = query_cstr!(
+    "order_key_types.sql",
+    "key_type_reach.sql",
+    "order_key_types_tail.sql"
+);
 const DROPPED_ROW_TYPES: &CStr = query_cstr!("dropped_row_types.sql");
 
 /// A live keyed subscription with a key column whose type reaches an altered type.
@@ -85,7 +89,8 @@ pub fn types_altered(types: &[pg_sys::Oid]) {
     let runner = unsafe { pg_sys::GetOuterUserId() };
     let refusal = as_owner_in_spi(|| {
         let rows = read();
-        if let Some(r) = rows.iter().find(|r| !may_hold_off(r.target, runner)) {
+        let may_hold_off = |r: &&Reached| privilege::may_lock_tree_in_share_mode(r.target, runner);
+        if let Some(r) = rows.iter().find(|r| !may_hold_off(r)) {
             return Some(Refusal::NotLockable(r.table.clone()));
         }
         if let Some(r) = rows.iter().find(|r| r.queued) {
@@ -120,31 +125,9 @@ pub fn types_altered(types: &[pg_sys::Oid]) {
     }
 }
 
-/// The partitions and inheritance children of `table`, with it.
-fn tree(table: pg_sys::Oid) -> Vec<pg_sys::Oid> {
-    // SAFETY: catalog reads of an existing table.
-    unsafe {
-        let tree = crate::unguarded::find_all_inheritors(
-            table,
-            pg_sys::NoLock as i32,
-            std::ptr::null_mut(),
-        );
-        PgList::<std::ffi::c_void>::from_pg(tree)
-            .iter_oid()
-            .collect()
-    }
-}
-
-/// Whether `role` may lock `table` and every table under it in SHARE mode itself.
-fn may_hold_off(table: pg_sys::Oid, role: pg_sys::Oid) -> bool {
-    tree(table)
-        .into_iter()
-        .all(|relid| crate::privilege::may_lock_in_share_mode(relid, role))
-}
-
 /// Takes a SHARE lock on `table` and every table under it, if none has a writer now.
 fn share_locked(table: pg_sys::Oid) -> bool {
-    tree(table).into_iter().all(|relid| {
+    privilege::table_tree(table).into_iter().all(|relid| {
         // SAFETY: a conditional lock on an existing table, held to the end of the transaction.
         unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::ShareLock as i32) }
     })

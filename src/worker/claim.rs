@@ -93,7 +93,8 @@ impl Worker {
         // a claim to one statement under a stream of new events.
         let check_scheduled = polling || self.scheduled_due_at.is_some_and(|t| now >= t);
         let fresh_want = self.fresh_want(&pace, (room, want, cap), per_request);
-        let fresh_want = self.leave_room_for_due(fresh_want, want, check_scheduled, now);
+        let fresh_want =
+            self.leave_room_for_due(fresh_want, (want, per_request), check_scheduled, now);
         let claimed = {
             let Some(statements) = &self.statements else {
                 return;

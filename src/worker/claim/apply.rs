@@ -262,14 +262,17 @@ impl Worker {
         }
     }
 
-    /// `fresh_want`, less a quarter of `want` (one at least) when due events may be due and
-    /// have not been read for a poll interval (a second at most). Due events (retries,
-    /// resumed backlogs, deferred ones) are read with the room the new ones leave: a backlog
-    /// of new events that filled every page kept them unread for as long as it lasted.
+    /// `fresh_want`, less a quarter of the requests `want` fills (one at least, of
+    /// `per_request` events each) when due events may be due and have not been read for a
+    /// poll interval (a second at most). Due events (retries, resumed backlogs, deferred ones)
+    /// are read with the room the new ones leave: a backlog of new events that filled every
+    /// page kept them unread for as long as it lasted. Whole requests: a batched
+    /// subscription's page cut within a batch would be held back by its `batch_wait` as a
+    /// partial batch.
     pub(super) fn leave_room_for_due(
         &self,
         fresh_want: usize,
-        want: usize,
+        (want, per_request): (usize, f64),
         check_scheduled: bool,
         now: Instant,
     ) -> usize {
@@ -278,10 +281,13 @@ impl Worker {
             && self
                 .due_read_at
                 .is_none_or(|t| now.duration_since(t) >= interval);
-        match starved {
-            true => fresh_want.min(want - (want / 4).max(1)),
-            false => fresh_want,
+        if !starved {
+            return fresh_want;
         }
+        // A quarter of the requests `want` fills, one at least.
+        let per = (per_request.ceil() as usize).max(1);
+        let kept = per * (want / per / 4).max(1);
+        fresh_want.min(want.saturating_sub(kept))
     }
 
     /// The requests held by the subscription (not slow) that holds the most.
