@@ -19,3 +19,6 @@ UPDATE webhook._subscriptions s
         OR (a.oid IS NULL AND NOT s.owner_dropped
             AND s.owner::pg_catalog.oid = seen.owner::pg_catalog.oid))
    AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.target::pg_catalog.oid)
+   -- Not while another transaction holds the row: see disable.sql.
+   AND s.id IN (SELECT l.id FROM webhook._subscriptions l
+                 WHERE l.id = $1 FOR UPDATE SKIP LOCKED)
