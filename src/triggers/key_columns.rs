@@ -35,8 +35,9 @@ pub struct ColumnChanges {
     /// and renames' new names (a key column dropped before comes back). Drops are seen by
     /// `dropped`, cascades too.
     altered: Vec<(String, String)>,
-    /// It alters a type (ALTER TYPE), or adds, drops or retypes a table's column, which changes
-    /// the table's row type: see `types_altered`.
+    /// It alters a type (ALTER TYPE), or adds or retypes a table's column, which changes the
+    /// table's row type: see `key_types::types_altered`. (A column dropped changes it too: seen
+    /// at sql_drop with the drops of cascades, `key_types::attributes_dropped`.)
     pub type_altered: bool,
 }
 
@@ -72,9 +73,9 @@ pub unsafe fn column_changes(node: *mut pg_sys::Node) -> ColumnChanges {
                     return changes;
                 }
                 for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*alter).cmds).iter_ptr() {
-                    changes.altered.extend(altered_column(cmd));
-                    changes.type_altered |= (*cmd).subtype == pg_sys::AlterTableType::AT_DropColumn
-                        || altered_column(cmd).is_some();
+                    let altered = altered_column(cmd);
+                    changes.type_altered |= altered.is_some();
+                    changes.altered.extend(altered);
                 }
             }
             pg_sys::NodeTag::T_RenameStmt => {
