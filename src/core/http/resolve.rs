@@ -1,15 +1,17 @@
 //! The resolver every connection goes through, so the address policy judges the addresses the
 //! client actually connects to: reqwest's (token requests) and hyper's (deliveries).
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name as HyperName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tokio::sync::watch;
 
 use crate::address::{AddressPolicy, Refusal};
 
@@ -60,13 +62,11 @@ async fn allowed_addresses(
     policy: &AddressPolicy,
     host: String,
 ) -> Result<Vec<SocketAddr>, BoxError> {
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-        .await
-        .map_err(|e| format!("could not resolve {host}: {e}"))?
-        .collect();
+    let found = SYSTEM_LOOKUPS.lookup(&host, system_lookup).await?;
     let mut refusal = None;
     let allowed: Vec<SocketAddr> = found
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|a| match policy.check(&host, a.ip()) {
             Ok(()) => true,
             Err(r) => {
@@ -84,6 +84,108 @@ async fn allowed_addresses(
     Ok(allowed)
 }
 
+/// The system resolver (getaddrinfo: /etc/hosts, nsswitch, resolv.conf), as libpq uses it.
+fn system_lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((host, 0).to_socket_addrs()?.collect())
+}
+
+/// What a lookup found, or why it found nothing; shared by every request waiting for it.
+type Found = Result<Arc<[SocketAddr]>, String>;
+
+/// The lookups of this process that have not answered yet, one per host name.
+static SYSTEM_LOOKUPS: Lookups = Lookups::new();
+
+/// Lookups shared by name: a request for a name whose lookup is still running waits for that
+/// lookup instead of starting another. getaddrinfo cannot be stopped: a lookup goes on, on a
+/// thread of the runtime's blocking pool (512 at most), after the request that started it timed
+/// out. Without sharing, a subscription whose name answers slowly, with a short timeout and no
+/// delay between retries, started lookups faster than they ended and took every thread of the
+/// pool: no other subscription's name was looked up until they ended. Now a name holds at most
+/// one thread at a time, however many requests wait for it.
+pub(crate) struct Lookups {
+    running: Mutex<BTreeMap<String, watch::Receiver<Option<Found>>>>,
+}
+
+impl Lookups {
+    pub(crate) const fn new() -> Lookups {
+        Lookups {
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The addresses `host` has, by `resolve` run on the blocking pool, or joined if a lookup
+    /// of `host` is running. A new lookup starts only once the running one has answered (no
+    /// answer is kept: the next request after it looks up again).
+    pub(crate) async fn lookup(
+        &'static self,
+        host: &str,
+        resolve: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
+    ) -> Result<Arc<[SocketAddr]>, String> {
+        let mut answer = self.join_or_start(host, resolve);
+        let found = answer
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| format!("could not resolve {host}: the lookup ended without an answer"))?
+            .clone();
+        found.unwrap_or_else(|| Err(format!("could not resolve {host}: no answer")))
+    }
+
+    /// The answer of the running lookup of `host`, or of one started now.
+    fn join_or_start(
+        &'static self,
+        host: &str,
+        resolve: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
+    ) -> watch::Receiver<Option<Found>> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(answer) = running.get(host) {
+            return answer.clone();
+        }
+        let (tell, answer) = watch::channel(None);
+        running.insert(host.to_string(), answer.clone());
+        let done = Running {
+            lookups: self,
+            host: host.to_string(),
+        };
+        // Nothing waits for the task itself: its answer goes through the channel, and it runs
+        // to its end even when every request waiting for it has gone.
+        drop(tokio::task::spawn_blocking(move || {
+            let found = resolve(&done.host)
+                .map(Arc::from)
+                .map_err(|e| format!("could not resolve {}: {e}", done.host));
+            // Gone from `running` before the answer goes out, so a request that comes after the
+            // answer looks up again instead of joining a finished lookup.
+            drop(done);
+            tell.send_replace(Some(found));
+        }));
+        answer
+    }
+
+    /// How many names are being looked up now.
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// A running lookup: dropped when it has answered (or its thread unwound), it leaves `running`.
+struct Running {
+    lookups: &'static Lookups,
+    host: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.lookups
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.host);
+    }
+}
+
 pub(super) fn find_refusal<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Refusal> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -94,3 +196,7 @@ pub(super) fn find_refusal<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a Re
     }
     None
 }
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;

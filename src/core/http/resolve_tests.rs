@@ -1,0 +1,132 @@
+//! Lookups shared by name: a slow name holds one thread however often it is asked for, and
+//! does not hold up other names.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::Lookups;
+
+/// Waits (on the lookup's thread) until `release` is set, counting the calls in `calls`.
+fn stuck_until(release: &AtomicBool, calls: &AtomicUsize) -> std::io::Result<Vec<SocketAddr>> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    while !release.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(vec![SocketAddr::from(([192, 0, 2, 7], 0))])
+}
+
+/// Sets its flag when dropped, so a failed assertion does not leave lookups stuck (the runtime
+/// waits for its blocking threads when it shuts down).
+struct Release(&'static AtomicBool);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+static SLOW: Lookups = Lookups::new();
+static SLOW_RELEASE: AtomicBool = AtomicBool::new(false);
+static SLOW_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn slow(_: &str) -> std::io::Result<Vec<SocketAddr>> {
+    stuck_until(&SLOW_RELEASE, &SLOW_CALLS)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_time_out_on_a_slow_name_start_one_lookup_between_them() {
+    let _release = Release(&SLOW_RELEASE);
+    for _ in 0..50 {
+        let waited =
+            tokio::time::timeout(Duration::from_millis(2), SLOW.lookup("slow.example", slow)).await;
+        assert!(waited.is_err(), "the stuck lookup answered: {waited:?}");
+    }
+    assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(SLOW.running(), 1);
+
+    // A request that waits gets the answer of the lookup it joined.
+    let joined = tokio::spawn(SLOW.lookup("slow.example", slow));
+    SLOW_RELEASE.store(true, Ordering::SeqCst);
+    let found = tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("the joined lookup answered within 10 s")
+        .expect("the waiting task ended")
+        .expect("the lookup found addresses");
+    assert_eq!(&found[..], &[SocketAddr::from(([192, 0, 2, 7], 0))]);
+    assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 1);
+
+    // No answer is kept: the next request looks the name up again.
+    tokio::time::timeout(Duration::from_secs(10), SLOW.lookup("slow.example", slow))
+        .await
+        .expect("the second lookup answered within 10 s")
+        .expect("the second lookup found addresses");
+    assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 2);
+    assert_eq!(SLOW.running(), 0);
+}
+
+static MIXED: Lookups = Lookups::new();
+static MIXED_RELEASE: AtomicBool = AtomicBool::new(false);
+static MIXED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn slow_or_quick(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    match host {
+        "slow.example" => stuck_until(&MIXED_RELEASE, &MIXED_CALLS),
+        _ => Ok(vec![SocketAddr::from(([198, 51, 100, 1], 0))]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_name_is_looked_up_while_a_slow_one_has_not_answered() {
+    let _release = Release(&MIXED_RELEASE);
+    for _ in 0..20 {
+        let waited = tokio::time::timeout(
+            Duration::from_millis(2),
+            MIXED.lookup("slow.example", slow_or_quick),
+        )
+        .await;
+        assert!(waited.is_err(), "the stuck lookup answered: {waited:?}");
+    }
+    let quick = tokio::time::timeout(
+        Duration::from_secs(10),
+        MIXED.lookup("quick.example", slow_or_quick),
+    )
+    .await;
+    MIXED_RELEASE.store(true, Ordering::SeqCst);
+    let found = quick
+        .expect("quick.example answered within 10 s while slow.example was stuck")
+        .expect("quick.example has an address");
+    assert_eq!(&found[..], &[SocketAddr::from(([198, 51, 100, 1], 0))]);
+    assert_eq!(MIXED_CALLS.load(Ordering::SeqCst), 1);
+}
+
+static FAILING: Lookups = Lookups::new();
+static FAILING_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn fails_then_panics(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    match FAILING_CALLS.fetch_add(1, Ordering::SeqCst) {
+        0 => Err(std::io::Error::other("server failure")),
+        _ => panic!("the resolver of {host} broke"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_broken_lookup_answers_with_an_error_and_frees_the_name() {
+    let failed = FAILING.lookup("broken.example", fails_then_panics).await;
+    assert_eq!(
+        failed.expect_err("a failed lookup is an error"),
+        "could not resolve broken.example: server failure"
+    );
+    let broken = tokio::time::timeout(
+        Duration::from_secs(10),
+        FAILING.lookup("broken.example", fails_then_panics),
+    )
+    .await
+    .expect("a lookup whose thread panicked answered within 10 s");
+    assert_eq!(
+        broken.expect_err("a panicked lookup is an error"),
+        "could not resolve broken.example: the lookup ended without an answer"
+    );
+    assert_eq!(FAILING.running(), 0);
+    assert_eq!(FAILING_CALLS.load(Ordering::SeqCst), 2);
+}
