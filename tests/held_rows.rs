@@ -1,14 +1,21 @@
 //! A subscriber's transaction left open over its own subscription's row (a pause, a resume)
-//! holds up nothing of the other subscriptions: the worker does not wait for that row to write
-//! what it decided about the subscription (disabled, its owner's access, its health), it writes
-//! it later. One scenario per test.
+//! or its queued events' rows (an unsubscribe discarding them) holds up nothing of the other
+//! subscriptions: the worker does not wait for that row to write what it decided about the
+//! subscription (disabled, its owner's access, its health), it writes it later; and it records
+//! the outcomes of the other subscriptions' events while those of the held rows wait. One
+//! scenario per test.
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::Client;
 use support::bob::bob_reads_ledger;
 use support::cluster::{wait_until, Cluster};
-use support::receiver::Receiver;
-use support::{exec, subscribe, WAIT};
+use support::receiver::{Receiver, Reply};
+use support::{count, exec, subscribe, WAIT};
 
 #[test]
 fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription() {
@@ -31,4 +38,147 @@ fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription
         rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
     });
     exec(&mut bob, "ROLLBACK");
+}
+
+/// Two subscriptions as bob: `bobs` on ledger (its answers held back until `gate` opens) and
+/// `others` on orders, to a worker with room for two requests; two of bob's events in flight,
+/// and bob's transaction left open over them: it unsubscribed `bobs` discarding its queue. Then
+/// the gate opens, so the worker has their outcomes to record.
+fn two_held_in_flight(pg: &Cluster, rx: &Receiver, gate: &Arc<AtomicBool>) -> (Client, Client) {
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
+    exec(&mut su, "GRANT SELECT, TRIGGER ON orders TO bob");
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    subscribe(&mut bob, "others", "orders", &rx.url("/others"), "");
+    exec(
+        &mut su,
+        "INSERT INTO ledger SELECT g, g::text FROM generate_series(1, 2) g",
+    );
+    wait_until(WAIT, "bob's two requests in flight", || {
+        rx.requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/bob"))
+            .count()
+            == 2
+    });
+    exec(
+        &mut bob,
+        "BEGIN; SELECT webhook.unsubscribe('bobs', discard_queued => true)",
+    );
+    gate.store(true, Ordering::SeqCst);
+    (su, bob)
+}
+
+/// A receiver that answers `/bob` only once `gate` is open, and everything else at once.
+fn gated_receiver(gate: &Arc<AtomicBool>) -> Receiver {
+    let gate = gate.clone();
+    Receiver::with(move |r, _| {
+        while r.path.starts_with("/bob") && !gate.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Reply::Status(204)
+    })
+}
+
+/// Events of `subscription` recorded with `status`, as the superuser sees them.
+fn recorded(su: &mut Client, subscription: &str, status: &str) -> i64 {
+    count(
+        su,
+        &format!(
+            "SELECT count(*) FROM webhook.events e JOIN webhook.subscriptions s \
+               ON s.id = e.subscription_id \
+             WHERE s.name = '{subscription}' AND e.status = '{status}'"
+        ),
+    )
+}
+
+#[test]
+fn an_unsubscribe_left_open_over_events_in_flight_holds_up_no_other_subscriptions_outcomes() {
+    // The worker recorded the finished requests of all subscriptions in one transaction: it
+    // waited for bob's held rows, failed at lock_timeout, then recorded one outcome at a time
+    // and stopped at bob's, again and again: no outcome of any subscription was recorded (and
+    // once their requests filled max_in_flight, none was sent) while bob's transaction stayed
+    // open.
+    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
+    let gate = Arc::new(AtomicBool::new(false));
+    let rx = gated_receiver(&gate);
+    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
+    for id in 1..=3 {
+        exec(&mut su, &format!("INSERT INTO orders VALUES ({id})"));
+        wait_until(WAIT, "the other subscription's event recorded", || {
+            recorded(&mut su, "others", "delivered") == id
+        });
+    }
+    exec(&mut bob, "ROLLBACK");
+}
+
+#[test]
+fn outcomes_set_aside_are_recorded_once_the_transaction_holding_their_rows_rolls_back() {
+    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
+    let gate = Arc::new(AtomicBool::new(false));
+    let rx = gated_receiver(&gate);
+    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "the other subscription's event recorded", || {
+        recorded(&mut su, "others", "delivered") == 1
+    });
+    exec(&mut bob, "ROLLBACK");
+    wait_until(WAIT, "bob's two events recorded as delivered", || {
+        recorded(&mut su, "bobs", "delivered") == 2
+    });
+    let sent = rx.requests();
+    assert_eq!(
+        sent.iter().filter(|r| r.path.starts_with("/bob")).count(),
+        2
+    );
+    assert_eq!(recorded(&mut su, "bobs", "pending"), 0);
+}
+
+#[test]
+fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
+    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
+    let gate = Arc::new(AtomicBool::new(false));
+    let rx = gated_receiver(&gate);
+    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "the other subscription's event recorded", || {
+        recorded(&mut su, "others", "delivered") == 1
+    });
+    exec(&mut bob, "COMMIT");
+    // The worker's room is whole again: two requests at once reach the receiver, held there
+    // until both have come.
+    let both = Arc::new(AtomicBool::new(false));
+    let seen = both.clone();
+    rx.set(move |r, _| {
+        while r.path.starts_with("/others") && !seen.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Reply::Status(204)
+    });
+    exec(&mut su, "INSERT INTO orders VALUES (2), (3)");
+    wait_until(
+        WAIT,
+        "two requests of the other subscription at once",
+        || {
+            rx.requests()
+                .iter()
+                .filter(|r| r.path.starts_with("/others"))
+                .count()
+                == 3
+        },
+    );
+    both.store(true, Ordering::SeqCst);
+    wait_until(WAIT, "the other subscription's events recorded", || {
+        recorded(&mut su, "others", "delivered") == 3
+    });
+    assert_eq!(
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._event_queue q JOIN webhook._subscriptions s \
+               ON s.id = q.subscription_id WHERE s.name = 'bobs'"
+        ),
+        0
+    );
 }

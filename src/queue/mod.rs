@@ -71,6 +71,7 @@ const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql
 /// 4 minutes to record 50,000 events); tests/plans.rs counts the rows a drain reads.
 const GENERIC_PLAN: &[(&CStr, &CStr)] = &[(c"plan_cache_mode", c"force_generic_plan")];
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
+const ROWS_HELD: &str = include_str!("../../sql/worker/rows_held.sql");
 const ADD_TOTALS: &str = include_str!("../../sql/worker/add_totals.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
 const DEFER: &str = include_str!("../../sql/worker/defer.sql");
@@ -145,6 +146,8 @@ pub struct Statements {
     finish_at: OwnedPreparedStatement,
     /// `finish` for events whose id may be archived already (see finish.sql).
     finish_over_archived: OwnedPreparedStatement,
+    /// The subscriptions of events whose queue rows another transaction holds.
+    rows_held: OwnedPreparedStatement,
     /// Counts events archived without `finish` (see archive/).
     add_totals: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
@@ -274,6 +277,7 @@ impl Statements {
                 finish: keep_mut(client, &finish, &finish_args)?,
                 finish_at: keep_mut(client, &finish_at, &finish_args)?,
                 finish_over_archived: keep_mut(client, &finish_over_archived, &finish_args)?,
+                rows_held: keep_mut(client, ROWS_HELD, &[I8A, I8A])?,
                 add_totals: keep_mut(
                     client,
                     &ADD_TOTALS.replace("/*worker*/", &worker),

@@ -1,6 +1,8 @@
 //! The statements that change the queue after a claim: outcomes, deferrals, parking, health,
 //! retention.
 
+use std::collections::HashSet;
+
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
@@ -126,6 +128,26 @@ impl Statements {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    /// The subscriptions of these outcomes some of whose queue rows another transaction holds
+    /// now (see sql/worker/rows_held.sql).
+    pub fn subscriptions_held(&self, outcomes: &[Outcome]) -> SpiResult<HashSet<i32>> {
+        Spi::connect_mut(|client| {
+            let rows = client.update(
+                &self.rows_held,
+                None,
+                &[
+                    column(outcomes, |o| o.txid),
+                    column(outcomes, |o| o.event_id),
+                ],
+            )?;
+            let mut held = HashSet::new();
+            for row in rows {
+                held.extend(row.get::<i32>(1)?);
+            }
+            Ok(held)
         })
     }
 

@@ -22,6 +22,7 @@ mod holding;
 mod pace;
 mod parts;
 mod prepare;
+mod recorded;
 mod settle;
 
 pub use batching::Gathered;
@@ -107,6 +108,14 @@ pub struct Dispatcher {
     pub outcomes: Vec<Outcome>,
     /// When the oldest of them finished.
     pub outcomes_since: Option<Instant>,
+    /// Outcomes set aside because another transaction holds their queue rows (see
+    /// recorded.rs), and when they were.
+    held: Vec<Outcome>,
+    held_at: Option<Instant>,
+    /// Their finished requests and the bytes of their events: no longer taking room from the
+    /// requests and claims of other subscriptions.
+    held_requests: usize,
+    held_bytes: i64,
     /// Subscriptions whose destination the address policy refused, already logged.
     refusals_logged: std::collections::HashSet<i32>,
     /// Subscriptions that have had an answer, and until when those whose requests took
@@ -133,6 +142,10 @@ impl Dispatcher {
             settled_by: HashMap::new(),
             outcomes: Vec::new(),
             outcomes_since: None,
+            held: Vec::new(),
+            held_at: None,
+            held_requests: 0,
+            held_bytes: 0,
             refusals_logged: std::collections::HashSet::new(),
             answered: std::collections::HashSet::new(),
             slow_until: HashMap::new(),
@@ -309,37 +322,5 @@ impl Dispatcher {
         fresh.max_payload_bytes = self.max_payload_bytes;
         *self = fresh;
         requests
-    }
-
-    /// Forgets the events whose outcomes were just recorded, so they may be claimed again.
-    pub fn release_recorded(&mut self) {
-        for o in self.outcomes.drain(..) {
-            let part = (o.subscription_id, o.txid);
-            if let Some(left) = self.parts.get_mut(&part) {
-                *left = left.saturating_sub(1);
-                if *left == 0 {
-                    self.parts.remove(&part);
-                }
-            }
-            if let Some((bytes, _)) = self.owned.remove(&o.event_id) {
-                self.owned_bytes -= bytes;
-                if let Some(by) = self.owned_by.get_mut(&o.subscription_id) {
-                    *by = (by.0 - 1, by.1 - bytes);
-                    if by.0 == 0 {
-                        self.owned_by.remove(&o.subscription_id);
-                    }
-                }
-            }
-        }
-        self.outcomes_since = None;
-        self.settled_requests = 0;
-        for (sub, n) in self.settled_by.drain() {
-            if let Some(held) = self.requests_by.get_mut(&sub) {
-                *held = held.saturating_sub(n);
-                if *held == 0 {
-                    self.requests_by.remove(&sub);
-                }
-            }
-        }
     }
 }

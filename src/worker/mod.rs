@@ -311,12 +311,15 @@ impl Worker {
     }
 
     fn record_due(&self, now: Instant) -> bool {
-        let Some(since) = self.dispatcher.outcomes_since else {
-            return false;
-        };
         if self.record_retry_at.is_some_and(|at| now < at) {
             return false;
         }
+        if self.dispatcher.held_due_at().is_some_and(|at| now >= at) {
+            return true;
+        }
+        let Some(since) = self.dispatcher.outcomes_since else {
+            return false;
+        };
         self.dispatcher.outcomes.len() >= RECORD_EAGER
             || now >= since + RECORD_DELAY
             || self.room() == 0
@@ -337,6 +340,9 @@ impl Worker {
         }
         if let Some(at) = self.claim_at() {
             deadline = deadline.min(at);
+        }
+        if let Some(at) = self.dispatcher.held_due_at() {
+            deadline = deadline.min(self.record_retry_at.map_or(at, |r| r.max(at)));
         }
         if self.share.index == 0 && self.statements.is_some() {
             // A purge that is behind comes back within milliseconds, idle or not (maintenance

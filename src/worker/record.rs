@@ -6,7 +6,7 @@
 //! hold up the others: after a failed batch each outcome is recorded alone, and one that still
 //! fails is recorded without what the receiver sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
@@ -20,7 +20,7 @@ const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Worker {
     pub(super) fn record(&mut self) {
-        if self.dispatcher.outcomes.is_empty() {
+        if self.dispatcher.outcomes.is_empty() && !self.dispatcher.holds() {
             return;
         }
         super::backend::report_activity(Some("recording delivery outcomes"));
@@ -28,23 +28,67 @@ impl Worker {
             self.record_failed();
             return;
         }
+        // Outcomes set aside go back with the others, and those whose queue rows are still
+        // held are set aside again: all of a subscription's together, so none of them waits
+        // behind rows it cannot have.
+        if self.dispatcher.holds() {
+            self.dispatcher.unhold();
+            if self.hold_rows_held(false).is_none() {
+                self.record_failed();
+                return;
+            }
+        }
         if self.dispatcher.outcomes.is_empty() {
-            return; // of an extension dropped and made again meanwhile
+            // All set aside, or of an extension dropped and made again meanwhile.
+            return;
         }
         if !self.decide_spent() {
             self.record_failed();
             return;
         }
+        let mut recorded = self.record_batch();
+        if recorded.is_err() && self.hold_rows_held(true).is_some_and(|held| held > 0) {
+            // Recording waited for rows another transaction holds and timed out: the others
+            // are recorded without those.
+            recorded = self.record_batch();
+        }
+        let (health, disabled) = match recorded {
+            Ok(Some(recorded)) => recorded,
+            Ok(None) => {
+                // Their events were the dropped extension's: forgotten, never recorded.
+                self.statements = None;
+                if self.ensure_statements() {
+                    return;
+                }
+                self.record_failed();
+                return;
+            }
+            Err(_) => match &self.statements {
+                Some(statements) if record_one_by_one(statements, &self.dispatcher.outcomes) => {
+                    (Vec::new(), Vec::new())
+                }
+                _ => {
+                    self.record_failed();
+                    return;
+                }
+            },
+        };
+        self.recorded(&health, &disabled);
+    }
+
+    /// Records the current outcomes, with the health they tell of, in one transaction: the
+    /// health changes and the subscriptions disabled, or `None` when their extension was
+    /// dropped and made again meanwhile.
+    fn record_batch(&self) -> Result<Option<Recorded>, String> {
         let Some(statements) = &self.statements else {
-            self.record_failed();
-            return;
+            return Err("the worker's statements are not prepared".to_string());
         };
         let outcomes = &self.dispatcher.outcomes;
         let (health, gone) = health_changes(outcomes, &self.targets);
         // Subscription rows before queue rows, the order unsubscribe, pause and resume take
         // them in: the other way round, an unsubscribe discarding the queue while this
         // transaction waited for the subscription's row deadlocked with it.
-        let recorded = txn::run("recording delivery outcomes", || {
+        txn::run("recording delivery outcomes", || {
             if !txn::same_extension(statements.extension) {
                 return Ok(None);
             }
@@ -57,26 +101,32 @@ impl Worker {
             }
             statements.record(outcomes)?;
             statements.batches_done(&batches_of(outcomes))?;
-            Ok(Some(disabled))
-        });
-        let disabled = match recorded {
-            Ok(Some(disabled)) => disabled,
-            Ok(None) => {
-                // Their events were the dropped extension's: forgotten, never recorded.
-                self.statements = None;
-                if self.ensure_statements() {
-                    return;
-                }
-                self.record_failed();
-                return;
+            Ok(Some((health, disabled)))
+        })
+    }
+
+    /// Sets aside the outcomes of the subscriptions of which another transaction holds some
+    /// queue rows of these events (see sql/worker/rows_held.sql); how many it set aside, or
+    /// `None` if it could not tell. `found` says so in the log: recording just failed on them.
+    fn hold_rows_held(&mut self, found: bool) -> Option<usize> {
+        let statements = self.statements.as_ref()?;
+        let outcomes = &self.dispatcher.outcomes;
+        let held = txn::run("looking for queue rows other transactions hold", || {
+            if !txn::same_extension(statements.extension) {
+                return Ok(HashSet::new());
             }
-            Err(_) if record_one_by_one(statements, outcomes) => Vec::new(),
-            Err(_) => {
-                self.record_failed();
-                return;
-            }
-        };
-        self.recorded(&health, &disabled);
+            statements.subscriptions_held(outcomes)
+        })
+        .ok()?;
+        let before = self.dispatcher.held();
+        self.dispatcher.hold(&held);
+        let set_aside = self.dispatcher.held() - before;
+        if found && set_aside > 0 {
+            warning!(
+                "pg_webhook worker: another transaction holds queue rows of subscriptions {held:?} (an unsubscribe discarding the queue, left open?); the outcomes of their {set_aside} events wait until it ends, the others are recorded"
+            );
+        }
+        Some(set_aside)
     }
 
     /// After the current outcomes were recorded.
@@ -215,6 +265,9 @@ fn batches_of(outcomes: &[Outcome]) -> Vec<(i32, i64)> {
     batches.dedup();
     batches
 }
+
+/// What a batch recorded: the health changes it wrote and the subscriptions it disabled.
+type Recorded = (Vec<(i32, bool)>, Vec<(i32, String)>);
 
 /// Health changes (subscription id, now failing), and subscriptions whose endpoint answered
 /// 410 Gone, which the Standard Webhooks spec says to stop sending to (id, reason).

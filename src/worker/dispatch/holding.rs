@@ -26,9 +26,11 @@ impl Dispatcher {
     }
 
     /// Requests owned: in flight, or finished with their outcomes not yet recorded. A batch
-    /// (or a transaction's part) is one request, however many events it carries.
+    /// (or a transaction's part) is one request, however many events it carries. Those whose
+    /// outcomes are set aside (see recorded.rs) do not count: they could take all the room for
+    /// as long as another transaction holds their rows.
     pub fn requests_owned(&self) -> usize {
-        self.flights.len() + self.settled_requests
+        self.flights.len() + self.settled_requests.saturating_sub(self.held_requests)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -50,7 +52,7 @@ impl Dispatcher {
 
     /// Bytes of row images held by events claimed and not yet recorded.
     pub fn owned_bytes(&self) -> i64 {
-        self.owned_bytes
+        self.owned_bytes - self.held_bytes
     }
 
     /// The largest row images a claim reads: an event with larger ones dies without being read.
