@@ -94,6 +94,35 @@ fn recorded(su: &mut Client, subscription: &str, status: &str) -> i64 {
     )
 }
 
+/// bob's transaction left open over his two events in flight (`two_held_in_flight`), and
+/// `others` events of the other subscription inserted one at a time, each waited for until it
+/// is recorded as delivered.
+struct HeldWhileOthersGo {
+    su: Client,
+    bob: Client,
+    rx: Receiver,
+    _pg: Cluster,
+}
+
+fn held_while_others_go(others: i64) -> HeldWhileOthersGo {
+    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
+    let gate = Arc::new(AtomicBool::new(false));
+    let rx = gated_receiver(&gate);
+    let (mut su, bob) = two_held_in_flight(&pg, &rx, &gate);
+    for id in 1..=others {
+        exec(&mut su, &format!("INSERT INTO orders VALUES ({id})"));
+        wait_until(WAIT, "the other subscription's event recorded", || {
+            recorded(&mut su, "others", "delivered") == id
+        });
+    }
+    HeldWhileOthersGo {
+        su,
+        bob,
+        rx,
+        _pg: pg,
+    }
+}
+
 #[test]
 fn an_unsubscribe_left_open_over_events_in_flight_holds_up_no_other_subscriptions_outcomes() {
     // The worker recorded the finished requests of all subscriptions in one transaction: it
@@ -101,29 +130,18 @@ fn an_unsubscribe_left_open_over_events_in_flight_holds_up_no_other_subscription
     // and stopped at bob's, again and again: no outcome of any subscription was recorded (and
     // once their requests filled max_in_flight, none was sent) while bob's transaction stayed
     // open.
-    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
-    let gate = Arc::new(AtomicBool::new(false));
-    let rx = gated_receiver(&gate);
-    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
-    for id in 1..=3 {
-        exec(&mut su, &format!("INSERT INTO orders VALUES ({id})"));
-        wait_until(WAIT, "the other subscription's event recorded", || {
-            recorded(&mut su, "others", "delivered") == id
-        });
-    }
-    exec(&mut bob, "ROLLBACK");
+    let mut held = held_while_others_go(3);
+    exec(&mut held.bob, "ROLLBACK");
 }
 
 #[test]
 fn outcomes_set_aside_are_recorded_once_the_transaction_holding_their_rows_rolls_back() {
-    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
-    let gate = Arc::new(AtomicBool::new(false));
-    let rx = gated_receiver(&gate);
-    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
-    exec(&mut su, "INSERT INTO orders VALUES (1)");
-    wait_until(WAIT, "the other subscription's event recorded", || {
-        recorded(&mut su, "others", "delivered") == 1
-    });
+    let HeldWhileOthersGo {
+        mut su,
+        mut bob,
+        rx,
+        _pg,
+    } = held_while_others_go(1);
     exec(&mut bob, "ROLLBACK");
     wait_until(WAIT, "bob's two events recorded as delivered", || {
         recorded(&mut su, "bobs", "delivered") == 2
@@ -138,40 +156,21 @@ fn outcomes_set_aside_are_recorded_once_the_transaction_holding_their_rows_rolls
 
 #[test]
 fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
-    let pg = Cluster::start(&["pg_webhook.max_in_flight = 2"]);
-    let gate = Arc::new(AtomicBool::new(false));
-    let rx = gated_receiver(&gate);
-    let (mut su, mut bob) = two_held_in_flight(&pg, &rx, &gate);
-    exec(&mut su, "INSERT INTO orders VALUES (1)");
-    wait_until(WAIT, "the other subscription's event recorded", || {
-        recorded(&mut su, "others", "delivered") == 1
-    });
-    exec(&mut bob, "COMMIT");
-    // The worker's room is whole again: two requests at once reach the receiver, held there
-    // until both have come.
-    let both = Arc::new(AtomicBool::new(false));
-    let seen = both.clone();
-    rx.set(move |r, _| {
-        while r.path.starts_with("/others") && !seen.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Reply::Status(204)
-    });
-    exec(&mut su, "INSERT INTO orders VALUES (2), (3)");
-    wait_until(
-        WAIT,
-        "two requests of the other subscription at once",
-        || {
-            rx.requests()
-                .iter()
-                .filter(|r| r.path.starts_with("/others"))
-                .count()
-                == 3
-        },
+    let HeldWhileOthersGo {
+        mut su,
+        mut bob,
+        _pg: pg,
+        ..
+    } = held_while_others_go(1);
+    assert!(
+        pg.log()
+            .contains("another transaction holds queue rows of subscriptions"),
+        "the server log names the outcomes set aside"
     );
-    both.store(true, Ordering::SeqCst);
-    wait_until(WAIT, "the other subscription's events recorded", || {
-        recorded(&mut su, "others", "delivered") == 3
+    exec(&mut bob, "COMMIT");
+    wait_until(WAIT, "the outcomes set aside recorded", || {
+        pg.log()
+            .contains("outcomes set aside: no other transaction holds their rows any more")
     });
     assert_eq!(
         count(
@@ -181,4 +180,5 @@ fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
         ),
         0
     );
+    assert_eq!(recorded(&mut su, "bobs", "delivered"), 0);
 }

@@ -31,7 +31,8 @@ impl Worker {
         // Outcomes set aside go back with the others, and those whose queue rows are still
         // held are set aside again: all of a subscription's together, so none of them waits
         // behind rows it cannot have.
-        if self.dispatcher.holds() {
+        let was_held = self.dispatcher.held();
+        if was_held > 0 {
             self.dispatcher.unhold();
             if self.hold_rows_held(false).is_none() {
                 self.record_failed();
@@ -74,6 +75,11 @@ impl Worker {
             },
         };
         self.recorded(&health, &disabled);
+        if was_held > 0 && !self.dispatcher.holds() {
+            log!(
+                "pg_webhook worker: recorded the {was_held} outcomes set aside: no other transaction holds their rows any more"
+            );
+        }
     }
 
     /// Records the current outcomes, with the health they tell of, in one transaction: the
