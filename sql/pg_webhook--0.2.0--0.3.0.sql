@@ -444,6 +444,9 @@ ALTER TABLE webhook._subscriptions ALTER COLUMN callback TYPE text
                    callback::pg_catalog.oid::pg_catalog.text);
 -- Random per subscription, mixed into the lock buckets of its order keys (see schema.sql).
 ALTER TABLE webhook._subscriptions ADD COLUMN lock_salt bigint NOT NULL DEFAULT ('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(pg_catalog.gen_random_uuid()::pg_catalog.text), 1, 16))::pg_catalog.bit(64)::pg_catalog.int8;
+-- Unsubscribed subscriptions with no event left in the queue, which the worker no longer loads
+-- (see schema.sql); the worker marks those already so.
+ALTER TABLE webhook._subscriptions ADD COLUMN drained boolean NOT NULL DEFAULT false;
 
 -- Per subscription, one of its capture triggers that does not fire in an
 -- ordinary session (tgenabled D: disabled, R: only where session_replication_role is replica;

@@ -251,6 +251,10 @@ CREATE TABLE webhook._subscriptions (
     -- Added in 0.3.0. Random; mixed into the lock buckets of its order keys (advisory locks,
     -- which pg_locks shows every session), so that they tell nothing of the keys written.
     lock_salt         bigint NOT NULL DEFAULT ('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(pg_catalog.gen_random_uuid()::pg_catalog.text), 1, 16))::pg_catalog.bit(64)::pg_catalog.int8,
+    -- Added in 0.3.0. Set by the worker once an unsubscribed subscription has no event left in
+    -- the queue, after which the worker no longer loads it (sql/worker/drained.sql); cleared
+    -- should one of its events turn up all the same.
+    drained           boolean NOT NULL DEFAULT false,
     CONSTRAINT client_cert_with_key CHECK ((client_cert IS NULL) = (client_key IS NULL)),
     CONSTRAINT group_by_is_known CHECK (group_by IN ('transaction')),
     CONSTRAINT batch_size_is_in_range CHECK (batch_size BETWEEN 1 AND 1000),

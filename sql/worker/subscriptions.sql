@@ -1,5 +1,6 @@
--- Every subscription's delivery settings, and why its owner may no longer read its whole table
--- (NULL: it may; see webhook._owner_access).
+-- The delivery settings of every subscription but those unsubscribed and drained (no event of
+-- theirs left in the queue: see drained.sql), and why its owner may no longer read its whole
+-- table (NULL: it may; see webhook._owner_access).
 SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
        (extract(epoch FROM s.timeout) * 1000)::pg_catalog.int8,
        s.max_attempts,
@@ -21,3 +22,4 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
                                       WHERE a.oid OPERATOR(pg_catalog.=) s.owner::pg_catalog.oid))
   FROM webhook._subscriptions s
   JOIN webhook._owner_access o ON o.id = s.id
+ WHERE s.status OPERATOR(pg_catalog.<>) 'unsubscribed' OR NOT s.drained

@@ -72,6 +72,8 @@ const INSERT_ATTEMPTS: &str = include_str!("../../sql/worker/insert_attempts.sql
 const GENERIC_PLAN: &[(&CStr, &CStr)] = &[(c"plan_cache_mode", c"force_generic_plan")];
 const FINISH: &str = include_str!("../../sql/worker/finish.sql");
 const ROWS_HELD: &str = include_str!("../../sql/worker/rows_held.sql");
+const DRAINED: &str = include_str!("../../sql/worker/drained.sql");
+const UNDRAIN: &str = include_str!("../../sql/worker/undrain.sql");
 const ADD_TOTALS: &str = include_str!("../../sql/worker/add_totals.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
 const DEFER: &str = include_str!("../../sql/worker/defer.sql");
@@ -148,6 +150,9 @@ pub struct Statements {
     finish_over_archived: OwnedPreparedStatement,
     /// The subscriptions of events whose queue rows another transaction holds.
     rows_held: OwnedPreparedStatement,
+    /// Unsubscribed subscriptions marked drained (or back), and back on reading an event.
+    drained: OwnedPreparedStatement,
+    undrain: OwnedPreparedStatement,
     /// Counts events archived without `finish` (see archive/).
     add_totals: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
@@ -278,6 +283,8 @@ impl Statements {
                 finish_at: keep_mut(client, &finish_at, &finish_args)?,
                 finish_over_archived: keep_mut(client, &finish_over_archived, &finish_args)?,
                 rows_held: keep_mut(client, ROWS_HELD, &[I8A, I8A])?,
+                drained: keep_mut(client, DRAINED, &[])?,
+                undrain: keep_mut(client, UNDRAIN, &[I4A])?,
                 add_totals: keep_mut(
                     client,
                     &ADD_TOTALS.replace("/*worker*/", &worker),

@@ -276,6 +276,31 @@ impl Statements {
         })
     }
 
+    /// Marks unsubscribed subscriptions with no event left drained, and drained ones with
+    /// events found through the queue's indexes back (see sql/worker/drained.sql): how many
+    /// it marked back and how many drained.
+    pub fn mark_drained(&self) -> SpiResult<(i64, i64)> {
+        Spi::connect_mut(|client| {
+            let rows = client.update(&self.drained, None, &[])?;
+            let mut counts = (0, 0);
+            for row in rows {
+                counts = (row.get(1)?.unwrap_or(0), row.get(2)?.unwrap_or(0));
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Marks these subscriptions not drained, as a claim read events of theirs.
+    pub fn undrain(&self, subscriptions: &[i32]) -> SpiResult<()> {
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
+        Spi::connect_mut(|client| {
+            client.update(&self.undrain, None, &[subscriptions.to_vec().into()])?;
+            Ok(())
+        })
+    }
+
     /// Deletes up to `batch` expired archive rows and up to `batch` orphaned attempts; returns
     /// how many of each.
     pub fn purge(&self, delivered_s: f64, dead_s: f64, batch: i64) -> SpiResult<(u64, u64)> {

@@ -265,13 +265,7 @@ impl Claim<'_> {
         if due_read {
             (scheduled, next_due) = self.read_due((room_left, bytes_left, largest), &pinned)?;
         }
-        let unknown = fresh
-            .iter()
-            .chain(&scheduled)
-            .any(|e| !self.targets.contains_key(&e.subscription_id));
-        if unknown {
-            disabled.extend(self.load_targets()?);
-        }
+        disabled.extend(self.load_unknown(fresh.iter().chain(&scheduled))?);
         let pace = std::mem::take(&mut self.pace);
         let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap, pace);
         let lag_reads = self.read_lagging_after(
@@ -287,6 +281,7 @@ impl Claim<'_> {
             .iter()
             .flat_map(|r| r.2.iter().filter(|e| !fresh_ids.contains(&e.id)).cloned())
             .collect();
+        disabled.extend(self.load_unknown(lagged.iter())?);
         let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
         let heads = if heads_wanted.is_empty() {
             Vec::new()

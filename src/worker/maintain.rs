@@ -44,6 +44,7 @@ impl Worker {
         if now >= self.next_reconcile {
             self.next_reconcile = now + RECONCILE_EVERY;
             self.reconcile();
+            self.mark_drained();
         }
         let Some(statements) = &self.statements else {
             return;
@@ -89,6 +90,27 @@ impl Worker {
                 warning!("pg_webhook: {change}");
             }
             if !changes.is_empty() {
+                self.targets_loaded = None;
+            }
+        }
+    }
+
+    /// Marks unsubscribed subscriptions drained once no event of theirs is left, so that loads
+    /// skip them, and back should one turn up (see sql/worker/drained.sql).
+    fn mark_drained(&mut self) {
+        let Some(statements) = &self.statements else {
+            return;
+        };
+        // On failure txn::run has logged it; the next round tries again.
+        if let Ok((back, drained)) = txn::run("marking drained subscriptions", || {
+            statements.mark_drained()
+        }) {
+            if back > 0 {
+                log!(
+                    "pg_webhook worker: {back} unsubscribed subscriptions marked drained have events queued after all; loaded again"
+                );
+            }
+            if back + drained > 0 {
                 self.targets_loaded = None;
             }
         }

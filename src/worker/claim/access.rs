@@ -101,7 +101,28 @@ impl Claim<'_> {
         Ok(disabled)
     }
 
-    /// Loads every subscription; disables the active ones whose owner may no longer read their
+    /// Loads the subscriptions again if some of these events' are not loaded: made since the
+    /// last load, or unsubscribed and marked drained before the event turned up (marked back
+    /// first, see sql/worker/drained.sql). Without, the event would go out as one of no
+    /// subscription, and die.
+    pub(super) fn load_unknown<'e>(
+        &mut self,
+        events: impl Iterator<Item = &'e QueuedEvent>,
+    ) -> SpiResult<Vec<(String, String)>> {
+        let mut unknown: Vec<i32> = events
+            .map(|e| e.subscription_id)
+            .filter(|id| !self.targets.contains_key(id))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        self.statements.undrain(&unknown)?;
+        self.load_targets()
+    }
+
+    /// Loads every subscription but the drained; disables the active ones whose owner may no longer read their
     /// table, and gives back the parked events of those that may send again. Returns the
     /// subscriptions it disabled (name, reason).
     pub(super) fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
