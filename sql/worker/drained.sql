@@ -21,9 +21,16 @@ WITH back AS (
                        FOR UPDATE SKIP LOCKED)
  RETURNING s.id
 ), candidates AS MATERIALIZED (
+    -- Those with events the indexes find are not drained, and need no pass over the queue (one
+    -- whose events stay parked would make one every round).
     SELECT s.id
       FROM webhook._subscriptions s
      WHERE s.status OPERATOR(pg_catalog.=) 'unsubscribed' AND NOT s.drained
+       AND NOT EXISTS (SELECT FROM webhook._event_queue q
+                        WHERE q.subscription_id OPERATOR(pg_catalog.=) s.id
+                          AND q.next_attempt_at IS NOT NULL)
+       AND NOT EXISTS (SELECT FROM webhook._event_queue q
+                        WHERE q.subscription_id OPERATOR(pg_catalog.=) s.id AND q.ordered)
 ), queued AS MATERIALIZED (
     -- One pass over the queue, and none without candidates (new events have no index by
     -- subscription: one would cost every captured write).
