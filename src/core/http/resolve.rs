@@ -136,12 +136,17 @@ impl Lookups {
         host: &str,
         resolve: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
     ) -> watch::Receiver<Option<Found>> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(answer) = running.get(host) {
-            return answer.clone();
-        }
-        let (tell, answer) = watch::channel(None);
-        running.insert(host.to_string(), answer.clone());
+        let (tell, answer) = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(answer) = running.get(host) {
+                return answer.clone();
+            }
+            let (tell, answer) = watch::channel(None);
+            running.insert(host.to_string(), answer.clone());
+            (tell, answer)
+        };
+        // Spawned with the lock released: a runtime shutting down drops the task at once, on
+        // this thread, and `Running`'s drop takes the lock (held, it deadlocked).
         let done = Running {
             lookups: self,
             host: host.to_string(),

@@ -130,3 +130,39 @@ async fn a_failed_or_broken_lookup_answers_with_an_error_and_frees_the_name() {
     assert_eq!(FAILING.running(), 0);
     assert_eq!(FAILING_CALLS.load(Ordering::SeqCst), 2);
 }
+
+static DOWN: Lookups = Lookups::new();
+
+fn quick(_: &str) -> std::io::Result<Vec<SocketAddr>> {
+    Ok(vec![SocketAddr::from(([198, 51, 100, 2], 0))])
+}
+
+#[test]
+fn a_lookup_started_while_the_runtime_shuts_down_fails_instead_of_hanging() {
+    // A runtime shutting down drops a blocking task at once, on the thread that spawns it:
+    // the lookup's guard then took the lock its spawner still held, and the worker's HTTP
+    // thread hung (and with it the worker's exit).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("a runtime");
+    let handle = runtime.handle().clone();
+    runtime.shutdown_background();
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _entered = handle.enter();
+        let mut lookup = std::pin::pin!(DOWN.lookup("down.example", quick));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = std::future::Future::poll(lookup.as_mut(), &mut context);
+        tell.send(format!("{polled:?}"))
+            .expect("the test waits for it");
+    });
+    let polled = told
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the lookup's first poll returned within 10 s");
+    assert_eq!(
+        polled,
+        r#"Ready(Err("could not resolve down.example: the lookup ended without an answer"))"#
+    );
+    assert_eq!(DOWN.running(), 0);
+}
