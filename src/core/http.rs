@@ -183,6 +183,17 @@ impl Sender {
         })
     }
 
+    /// Forgets the client certificates' clients and the OAuth tokens of subscriptions other
+    /// than these (see `Vault::keep_only`).
+    pub fn keep_credentials_of(&self, subscriptions: &std::collections::HashSet<i32>) {
+        self.vault.keep_only(subscriptions);
+    }
+
+    /// How many subscriptions' clients and tokens are kept.
+    pub fn credentials_kept(&self) -> (usize, usize) {
+        self.vault.kept()
+    }
+
     /// Signs and POSTs one message. The signature timestamp is the moment of sending, as
     /// receivers reject timestamps far from their clock.
     pub async fn send(&self, endpoint: &Endpoint, message: &Message) -> Attempt {

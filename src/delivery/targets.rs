@@ -81,6 +81,9 @@ impl Target {
 }
 
 pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i32, Target> {
+    // Identities of subscriptions no longer loaded (unsubscribed and drained) are forgotten.
+    let loaded: std::collections::HashSet<i32> = rows.iter().map(|r| r.id).collect();
+    IDENTITIES.with_borrow_mut(|seen| seen.retain(|id, _| loaded.contains(id)));
     rows.into_iter()
         .map(|row| {
             let config = parse(&row, default_timeout)

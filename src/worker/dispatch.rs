@@ -306,6 +306,11 @@ impl Dispatcher {
         }
     }
 
+    /// Forgets the clients and tokens of subscriptions no longer loaded.
+    pub fn keep_credentials_of(&self, subscriptions: &HashSet<i32>) {
+        self.sender.keep_credentials_of(subscriptions);
+    }
+
     fn push_outcome(&mut self, outcome: Outcome) {
         self.outcomes_since.get_or_insert_with(Instant::now);
         self.outcomes.push(outcome);

@@ -7,7 +7,7 @@
 //! (section 2.3.1, the method every server must support). A token is used until shortly before
 //! its `expires_in` runs out; one subscription's deliveries wait for a single fetch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,24 @@ impl Vault {
             (fingerprint, client.clone(), poster.clone()),
         );
         Ok((client, poster))
+    }
+
+    /// Forgets the clients and tokens of subscriptions other than these (unsubscribed and
+    /// drained, say): kept, they were never dropped, however many subscriptions came and went.
+    /// Requests in flight keep what they took.
+    pub(super) fn keep_only(&self, subscriptions: &HashSet<i32>) {
+        (self.clients.lock().unwrap_or_else(|e| e.into_inner()))
+            .retain(|id, _| subscriptions.contains(id));
+        (self.tokens.lock().unwrap_or_else(|e| e.into_inner()))
+            .retain(|id, _| subscriptions.contains(id));
+    }
+
+    /// How many subscriptions' clients and tokens are kept.
+    pub(super) fn kept(&self) -> (usize, usize) {
+        (
+            self.clients.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        )
     }
 
     fn slot(&self, subscription: i32, oauth: &OAuth2) -> Arc<Slot> {

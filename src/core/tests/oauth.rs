@@ -232,3 +232,29 @@ async fn a_token_url_the_policy_refuses_is_a_refused_attempt() {
     );
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tokens_of_subscriptions_no_longer_loaded_are_forgotten() {
+    // The worker keeps a token per subscription; one unsubscribed (and no longer loaded) kept
+    // its token, and its client, for as long as the worker ran.
+    let (token_url, issued) = token_endpoint(Duration::ZERO).await;
+    let (url, _) = serve(|_, _| answer(204, "")).await;
+    let (sender, endpoint) = (sender(), endpoint(&url, oauth2(&token_url)));
+    send_many(&sender, &endpoint, 1).await;
+    assert_eq!(sender.credentials_kept(), (0, 1));
+    sender.keep_credentials_of(&[7].into_iter().collect());
+    assert_eq!(
+        sender.credentials_kept(),
+        (0, 1),
+        "a loaded one's token stays"
+    );
+    sender.keep_credentials_of(&[8].into_iter().collect());
+    assert_eq!(sender.credentials_kept(), (0, 0));
+    let again = send_many(&sender, &endpoint, 1).await;
+    assert_eq!(again[0].status, Some(204), "{again:?}");
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        2,
+        "a new token for it, once loaded again"
+    );
+}

@@ -164,6 +164,7 @@ impl Claim<'_> {
             }
         }
         *self.targets = targets::build(statements.subscriptions()?, self.default_timeout);
+        (self.dispatcher).keep_credentials_of(&self.targets.keys().copied().collect());
         self.reloaded = true;
         // Events put back for limits that changed wait for slots given under the old ones:
         // due now, they are given new ones (by the worker that serves the subscription). Seen
