@@ -116,6 +116,10 @@ pub struct Dispatcher {
     /// requests and claims of other subscriptions.
     held_requests: usize,
     held_bytes: i64,
+    /// The most requests set aside that stop counting against the room (the worker's
+    /// max_in_flight): past it, what is set aside counts again, so however many subscriptions
+    /// one transaction holds, the outcomes kept stay bounded.
+    pub held_room: usize,
     /// Subscriptions whose destination the address policy refused, already logged.
     refusals_logged: std::collections::HashSet<i32>,
     /// Subscriptions that have had an answer, and until when those whose requests took
@@ -146,6 +150,7 @@ impl Dispatcher {
             held_at: None,
             held_requests: 0,
             held_bytes: 0,
+            held_room: 0,
             refusals_logged: std::collections::HashSet::new(),
             answered: std::collections::HashSet::new(),
             slow_until: HashMap::new(),
@@ -325,6 +330,7 @@ impl Dispatcher {
         let mut fresh = Dispatcher::new(self.sender.clone());
         fresh.database = std::mem::take(&mut self.database);
         fresh.max_payload_bytes = self.max_payload_bytes;
+        fresh.held_room = self.held_room;
         *self = fresh;
         requests
     }

@@ -196,6 +196,7 @@ impl Worker {
         });
         let mut dispatcher = Dispatcher::new(sender);
         dispatcher.max_payload_bytes = settings.max_payload_bytes;
+        dispatcher.held_room = settings.max_in_flight;
         dispatcher.database = settings.database.clone();
         Worker {
             share,

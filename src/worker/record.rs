@@ -14,6 +14,10 @@ use pgrx::prelude::*;
 use super::{txn, Worker};
 use crate::delivery::targets::Target;
 use crate::queue::{Decision, Outcome, Statements};
+use crate::sql::with_settings;
+
+/// How long a batch waits for a lock before it fails (the session's is 5 s).
+const RECORD_LOCK_TIMEOUT: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[(c"lock_timeout", c"50ms")];
 
 /// The longest wait between two tries at recording a batch.
 const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -28,16 +32,24 @@ impl Worker {
             self.record_failed();
             return;
         }
-        // Outcomes set aside go back with the others, and those whose queue rows are still
-        // held are set aside again: all of a subscription's together, so none of them waits
-        // behind rows it cannot have.
-        let was_held = self.dispatcher.held();
-        if was_held > 0 {
+        // Once a second, outcomes set aside go back with the others, and those whose queue
+        // rows are still held are set aside again: all of a subscription's together, so none
+        // of them waits behind rows it cannot have. In between, new outcomes of subscriptions
+        // set aside join them, unasked (looking each round took a write transaction each).
+        let mut was_held = 0;
+        if self
+            .dispatcher
+            .held_due_at()
+            .is_some_and(|at| Instant::now() >= at)
+        {
+            was_held = self.dispatcher.held();
             self.dispatcher.unhold();
             if self.hold_rows_held(false).is_none() {
                 self.record_failed();
                 return;
             }
+        } else if self.dispatcher.holds() {
+            self.dispatcher.hold_with_held();
         }
         if self.dispatcher.outcomes.is_empty() {
             // All set aside, or of an extension dropped and made again meanwhile.
@@ -98,16 +110,22 @@ impl Worker {
             if !txn::same_extension(statements.extension) {
                 return Ok(None);
             }
-            statements.health(&health)?;
-            let mut disabled = Vec::new();
-            for (id, reason) in &gone {
-                if statements.disable(*id, reason, false)? {
-                    disabled.push((*id, reason.clone()));
+            // A row another transaction holds (an unsubscribe discarding the queue, left open)
+            // fails the batch at once rather than after the session's lock_timeout, all that
+            // time holding up every subscription's claims and outcomes; the worker then sets
+            // its subscription's outcomes aside and records the rest.
+            with_settings(RECORD_LOCK_TIMEOUT, || {
+                statements.health(&health)?;
+                let mut disabled = Vec::new();
+                for (id, reason) in &gone {
+                    if statements.disable(*id, reason, false)? {
+                        disabled.push((*id, reason.clone()));
+                    }
                 }
-            }
-            statements.record(outcomes)?;
-            statements.batches_done(&batches_of(outcomes))?;
-            Ok(Some((health, disabled)))
+                statements.record(outcomes)?;
+                statements.batches_done(&batches_of(outcomes))?;
+                Ok(Some((health.clone(), disabled)))
+            })
         })
     }
 

@@ -53,6 +53,7 @@ impl Worker {
         }
         self.targets_loaded = None;
         self.dispatcher.max_payload_bytes = new.max_payload_bytes;
+        self.dispatcher.held_room = new.max_in_flight;
         self.settings = new;
         true
     }

@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 
 use super::Dispatcher;
-use crate::worker::BYTE_SHARE;
+use crate::worker::{BYTE_SHARE, IN_FLIGHT_BYTES};
+
+/// The most bytes of events whose outcomes are set aside that stop counting against the byte
+/// budget (see `Dispatcher::requests_owned`).
+const HELD_BYTES: i64 = IN_FLIGHT_BYTES / 2;
 
 use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 
@@ -27,10 +31,11 @@ impl Dispatcher {
 
     /// Requests owned: in flight, or finished with their outcomes not yet recorded. A batch
     /// (or a transaction's part) is one request, however many events it carries. Those whose
-    /// outcomes are set aside (see recorded.rs) do not count: they could take all the room for
-    /// as long as another transaction holds their rows.
+    /// outcomes are set aside (see recorded.rs) do not count, up to `held_room` of them: they
+    /// could take all the room for as long as another transaction holds their rows.
     pub fn requests_owned(&self) -> usize {
-        self.flights.len() + self.settled_requests.saturating_sub(self.held_requests)
+        let held = self.held_requests.min(self.held_room);
+        self.flights.len() + self.settled_requests.saturating_sub(held)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -52,7 +57,7 @@ impl Dispatcher {
 
     /// Bytes of row images held by events claimed and not yet recorded.
     pub fn owned_bytes(&self) -> i64 {
-        self.owned_bytes - self.held_bytes
+        self.owned_bytes - self.held_bytes.min(HELD_BYTES)
     }
 
     /// The largest row images a claim reads: an event with larger ones dies without being read.

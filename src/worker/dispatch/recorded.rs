@@ -66,7 +66,8 @@ impl Dispatcher {
         }
         if !held.is_empty() {
             self.held.extend(held);
-            self.held_at = Some(Instant::now());
+            // Outcomes joining those set aside do not put off the next look.
+            self.held_at.get_or_insert_with(Instant::now);
         }
         self.count_held();
     }
@@ -95,6 +96,12 @@ impl Dispatcher {
             .filter_map(|o| self.owned.get(&o.event_id))
             .map(|(bytes, _)| *bytes)
             .sum();
+    }
+
+    /// Sets aside the outcomes of the subscriptions whose outcomes are set aside already.
+    pub fn hold_with_held(&mut self) {
+        let subscriptions: HashSet<i32> = self.held.iter().map(|o| o.subscription_id).collect();
+        self.hold(&subscriptions);
     }
 
     /// Whether some outcomes are set aside.
