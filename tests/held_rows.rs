@@ -182,3 +182,52 @@ fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
     );
     assert_eq!(recorded(&mut su, "bobs", "delivered"), 0);
 }
+
+/// bob's subscription paused, then a resume of it left open; an event of his (which the claim
+/// goes to park) and one of alice's.
+fn resume_left_open_over_a_parked_event(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    exec(&mut bob, "SELECT webhook.pause('bobs')");
+    exec(&mut bob, "BEGIN; SELECT webhook.resume('bobs')");
+    exec(&mut su, "INSERT INTO ledger VALUES (1, 't', 's')");
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    (su, bob)
+}
+
+#[test]
+fn a_resume_left_open_while_new_events_of_its_subscription_come_holds_up_no_other() {
+    // The claim parked bob's new event under a share lock of his subscription's row, which his
+    // open resume held: every claim waited until lock_timeout, failed and began again, and
+    // alice's event waited as long as bob's transaction stayed open.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (mut su, mut bob) = resume_left_open_over_a_parked_event(&pg, &rx);
+    wait_until(WAIT, "alice's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
+    });
+    exec(&mut bob, "ROLLBACK");
+    wait_until(
+        WAIT,
+        "bob's event parked once his resume rolled back",
+        || recorded(&mut su, "bobs", "parked") == 1,
+    );
+}
+
+#[test]
+fn an_event_put_off_for_a_resume_left_open_goes_once_it_commits() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let (_su, mut bob) = resume_left_open_over_a_parked_event(&pg, &rx);
+    wait_until(WAIT, "alice's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
+    });
+    exec(&mut bob, "COMMIT");
+    wait_until(WAIT, "bob's event, once his resume committed", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/bob"))
+    });
+}
