@@ -17,6 +17,18 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{count, exec, subscribe, WAIT};
 
+/// alice's subscription (the superuser's) on orders, and bob's on ledger: the superuser's
+/// session and bob's.
+fn alice_and_bob(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    (su, bob)
+}
+
 #[test]
 fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription() {
     // bob paused his subscription in a transaction he left open, then lost SELECT on its
@@ -25,12 +37,7 @@ fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription
     // transaction stayed open.
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
-    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
-    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
-    let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    let (mut su, mut bob) = alice_and_bob(&pg, &rx);
     exec(&mut bob, "BEGIN; SELECT webhook.pause('bobs')");
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut su, "INSERT INTO orders VALUES (1)");
@@ -186,12 +193,7 @@ fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
 /// bob's subscription paused, then a resume of it left open; an event of his (which the claim
 /// goes to park) and one of alice's.
 fn resume_left_open_over_a_parked_event(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
-    let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
-    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
-    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
-    let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    let (mut su, mut bob) = alice_and_bob(pg, rx);
     exec(&mut bob, "SELECT webhook.pause('bobs')");
     exec(&mut bob, "BEGIN; SELECT webhook.resume('bobs')");
     exec(&mut su, "INSERT INTO ledger VALUES (1, 't', 's')");
