@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::connect::dns::Name as HyperName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -92,8 +93,12 @@ fn system_lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
 /// What a lookup found, or why it found nothing; shared by every request waiting for it.
 type Found = Result<Arc<[SocketAddr]>, String>;
 
-/// The lookups of this process that have not answered yet, one per host name.
-static SYSTEM_LOOKUPS: Lookups = Lookups::new();
+/// The lookups of this process that have not answered yet, one per host name; names are slow
+/// once a lookup of theirs took a second, and at most 64 lookups of slow names run at once.
+static SYSTEM_LOOKUPS: Lookups = Lookups::new(Duration::from_secs(1), 64);
+
+/// The most names remembered as slow (the oldest forgotten first).
+const SLOW_NAMES: usize = 10_000;
 
 /// Lookups shared by name: a request for a name whose lookup is still running waits for that
 /// lookup instead of starting another. getaddrinfo cannot be stopped: a lookup goes on, on a
@@ -101,27 +106,52 @@ static SYSTEM_LOOKUPS: Lookups = Lookups::new();
 /// out. Without sharing, a subscription whose name answers slowly, with a short timeout and no
 /// delay between retries, started lookups faster than they ended and took every thread of the
 /// pool: no other subscription's name was looked up until they ended. Now a name holds at most
-/// one thread at a time, however many requests wait for it.
+/// one thread at a time, however many requests wait for it; and names whose last lookup was
+/// slow share `max_slow` threads between them, so that many of them (a subscriber's wildcard
+/// zone, one name per subscription) cannot take the pool from names that answer.
 pub(crate) struct Lookups {
-    running: Mutex<BTreeMap<String, watch::Receiver<Option<Found>>>>,
+    state: Mutex<State>,
+    /// How long a lookup takes for its name to be slow.
+    slow_after: Duration,
+    max_slow: usize,
+}
+
+struct State {
+    running: BTreeMap<String, watch::Receiver<Option<Found>>>,
+    /// Names whose last lookup was slow, with when it ended (oldest forgotten first).
+    slow: BTreeMap<String, Instant>,
+    /// Lookups of slow names running now.
+    slow_running: usize,
 }
 
 impl Lookups {
-    pub(crate) const fn new() -> Lookups {
+    pub(crate) const fn new(slow_after: Duration, max_slow: usize) -> Lookups {
         Lookups {
-            running: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(State {
+                running: BTreeMap::new(),
+                slow: BTreeMap::new(),
+                slow_running: 0,
+            }),
+            slow_after,
+            max_slow,
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The addresses `host` has, by `resolve` run on the blocking pool, or joined if a lookup
     /// of `host` is running. A new lookup starts only once the running one has answered (no
-    /// answer is kept: the next request after it looks up again).
+    /// answer is kept: the next request after it looks up again); for a slow name, only while
+    /// fewer than `max_slow` lookups of slow names run (else it fails at once, and is retried
+    /// on its subscription's schedule).
     pub(crate) async fn lookup(
         &'static self,
         host: &str,
         resolve: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
     ) -> Result<Arc<[SocketAddr]>, String> {
-        let mut answer = self.join_or_start(host, resolve);
+        let mut answer = self.join_or_start(host, resolve)?;
         let found = answer
             .wait_for(Option::is_some)
             .await
@@ -135,21 +165,32 @@ impl Lookups {
         &'static self,
         host: &str,
         resolve: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
-    ) -> watch::Receiver<Option<Found>> {
-        let (tell, answer) = {
-            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(answer) = running.get(host) {
-                return answer.clone();
+    ) -> Result<watch::Receiver<Option<Found>>, String> {
+        let (tell, answer, slow) = {
+            let mut state = self.state();
+            if let Some(answer) = state.running.get(host) {
+                return Ok(answer.clone());
             }
+            let slow = state.slow.contains_key(host);
+            if slow && state.slow_running >= self.max_slow {
+                return Err(format!(
+                    "could not resolve {host}: its last lookup took over {} ms, and {} lookups of such names are running already",
+                    self.slow_after.as_millis(),
+                    state.slow_running
+                ));
+            }
+            state.slow_running += usize::from(slow);
             let (tell, answer) = watch::channel(None);
-            running.insert(host.to_string(), answer.clone());
-            (tell, answer)
+            state.running.insert(host.to_string(), answer.clone());
+            (tell, answer, slow)
         };
         // Spawned with the lock released: a runtime shutting down drops the task at once, on
         // this thread, and `Running`'s drop takes the lock (held, it deadlocked).
         let done = Running {
             lookups: self,
             host: host.to_string(),
+            slow,
+            started: Instant::now(),
         };
         // Nothing waits for the task itself: its answer goes through the channel, and it runs
         // to its end even when every request waiting for it has gone.
@@ -162,32 +203,44 @@ impl Lookups {
             drop(done);
             tell.send_replace(Some(found));
         }));
-        answer
+        Ok(answer)
     }
 
     /// How many names are being looked up now.
     #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.state().running.len()
     }
 }
 
-/// A running lookup: dropped when it has answered (or its thread unwound), it leaves `running`.
+/// A running lookup: dropped when it has answered (or its thread unwound), it leaves `running`,
+/// and its name is slow or not by how long it took.
 struct Running {
     lookups: &'static Lookups,
     host: String,
+    /// Its name was slow when it started (it counts in `slow_running`).
+    slow: bool,
+    started: Instant,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.lookups
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.host);
+        let mut state = self.lookups.state();
+        state.running.remove(&self.host);
+        state.slow_running -= usize::from(self.slow);
+        if self.started.elapsed() < self.lookups.slow_after {
+            state.slow.remove(&self.host);
+            return;
+        }
+        if state.slow.len() >= SLOW_NAMES && !state.slow.contains_key(&self.host) {
+            let oldest = (state.slow.iter())
+                .min_by_key(|(_, at)| **at)
+                .map(|(name, _)| name.clone());
+            if let Some(oldest) = oldest {
+                state.slow.remove(&oldest);
+            }
+        }
+        state.slow.insert(self.host.clone(), Instant::now());
     }
 }
 

@@ -26,7 +26,7 @@ impl Drop for Release {
     }
 }
 
-static SLOW: Lookups = Lookups::new();
+static SLOW: Lookups = Lookups::new(Duration::from_secs(60), 1);
 static SLOW_RELEASE: AtomicBool = AtomicBool::new(false);
 static SLOW_CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -65,7 +65,7 @@ async fn requests_that_time_out_on_a_slow_name_start_one_lookup_between_them() {
     assert_eq!(SLOW.running(), 0);
 }
 
-static MIXED: Lookups = Lookups::new();
+static MIXED: Lookups = Lookups::new(Duration::from_secs(60), 1);
 static MIXED_RELEASE: AtomicBool = AtomicBool::new(false);
 static MIXED_CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -100,7 +100,7 @@ async fn another_name_is_looked_up_while_a_slow_one_has_not_answered() {
     assert_eq!(MIXED_CALLS.load(Ordering::SeqCst), 1);
 }
 
-static FAILING: Lookups = Lookups::new();
+static FAILING: Lookups = Lookups::new(Duration::from_secs(60), 1);
 static FAILING_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 fn fails_then_panics(host: &str) -> std::io::Result<Vec<SocketAddr>> {
@@ -131,7 +131,7 @@ async fn a_failed_or_broken_lookup_answers_with_an_error_and_frees_the_name() {
     assert_eq!(FAILING_CALLS.load(Ordering::SeqCst), 2);
 }
 
-static DOWN: Lookups = Lookups::new();
+static DOWN: Lookups = Lookups::new(Duration::from_secs(60), 1);
 
 fn quick(_: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(vec![SocketAddr::from(([198, 51, 100, 2], 0))])
@@ -165,4 +165,67 @@ fn a_lookup_started_while_the_runtime_shuts_down_fails_instead_of_hanging() {
         r#"Ready(Err("could not resolve down.example: the lookup ended without an answer"))"#
     );
     assert_eq!(DOWN.running(), 0);
+}
+
+static CAPPED: Lookups = Lookups::new(Duration::from_millis(50), 2);
+static CAPPED_HOLD: AtomicBool = AtomicBool::new(false);
+static CAPPED_RELEASE: AtomicBool = AtomicBool::new(false);
+static CAPPED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Names starting "slow" answer after 100 ms, or once released while held; others at once.
+fn slow_names(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    if host.starts_with("slow") {
+        CAPPED_CALLS.fetch_add(1, Ordering::SeqCst);
+        if CAPPED_HOLD.load(Ordering::SeqCst) {
+            while !CAPPED_RELEASE.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(vec![SocketAddr::from(([198, 51, 100, 3], 0))])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_whose_lookups_were_slow_share_a_few_threads_and_others_go_on() {
+    // One subscriber's many names that answer slowly (a wildcard zone: one name per
+    // subscription) each held a thread of the pool, and between them could take it all.
+    let _release = Release(&CAPPED_RELEASE);
+    for name in ["slow1", "slow2", "slow3"] {
+        CAPPED
+            .lookup(name, slow_names)
+            .await
+            .expect("a slow name answers");
+    }
+    CAPPED_HOLD.store(true, Ordering::SeqCst);
+    for name in ["slow1", "slow2"] {
+        let waited =
+            tokio::time::timeout(Duration::from_millis(2), CAPPED.lookup(name, slow_names));
+        assert!(waited.await.is_err(), "{name} is held");
+    }
+    assert_eq!(
+        CAPPED.lookup("slow3", slow_names).await.expect_err("over the cap"),
+        "could not resolve slow3: its last lookup took over 50 ms, and 2 lookups of such names are running already"
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        CAPPED.lookup("answers.example", slow_names),
+    )
+    .await
+    .expect("a name that answers is looked up meanwhile")
+    .expect("and has an address");
+    assert_eq!(CAPPED_CALLS.load(Ordering::SeqCst), 5);
+    CAPPED_RELEASE.store(true, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while CAPPED.running() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the held lookups answered once released");
+    CAPPED
+        .lookup("slow3", slow_names)
+        .await
+        .expect("a slow name is looked up again once the others have answered");
 }
