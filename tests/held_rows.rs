@@ -15,17 +15,17 @@ use postgres::Client;
 use support::bob::bob_reads_ledger;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{count, exec, subscribe, WAIT};
+use support::{alter_system, count, exec, subscribe, WAIT};
 
 /// alice's subscription (the superuser's) on orders, and bob's on ledger: the superuser's
 /// session and bob's.
-fn alice_and_bob(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
+fn alice_and_bob(pg: &Cluster, rx: &Receiver, bobs_options: &str) -> (Client, Client) {
     let mut su = pg.client_with_extension();
     bob_reads_ledger(&mut su);
     exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
     subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
     let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), "");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), bobs_options);
     (su, bob)
 }
 
@@ -37,7 +37,7 @@ fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription
     // transaction stayed open.
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let (mut su, mut bob) = alice_and_bob(&pg, &rx);
+    let (mut su, mut bob) = alice_and_bob(&pg, &rx, "");
     exec(&mut bob, "BEGIN; SELECT webhook.pause('bobs')");
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut su, "INSERT INTO orders VALUES (1)");
@@ -193,7 +193,7 @@ fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
 /// bob's subscription paused, then a resume of it left open; an event of his (which the claim
 /// goes to park) and one of alice's.
 fn resume_left_open_over_a_parked_event(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
-    let (mut su, mut bob) = alice_and_bob(pg, rx);
+    let (mut su, mut bob) = alice_and_bob(pg, rx, "");
     exec(&mut bob, "SELECT webhook.pause('bobs')");
     exec(&mut bob, "BEGIN; SELECT webhook.resume('bobs')");
     exec(&mut su, "INSERT INTO ledger VALUES (1, 't', 's')");
@@ -232,4 +232,64 @@ fn an_event_put_off_for_a_resume_left_open_goes_once_it_commits() {
     wait_until(WAIT, "bob's event, once his resume committed", || {
         rx.accepted().iter().any(|r| r.path.starts_with("/bob"))
     });
+}
+
+/// bob's rate-limited subscription with a backlog of 30 events, and his unsubscribe discarding
+/// it left open before the worker starts: its first claim reads them all as new while their
+/// rows are held, starts what the rate allows and puts the others off round after round. Then
+/// an event of alice's.
+fn discard_left_open_over_a_rate_limited_backlog() -> (Cluster, Receiver, Client, Client) {
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.database = 'elsewhere'",
+    ]);
+    let rx = Receiver::start();
+    let (mut su, mut bob) = alice_and_bob(&pg, &rx, ", rate_limit => 5");
+    exec(
+        &mut su,
+        "INSERT INTO ledger SELECT g, 't', 's' FROM generate_series(1, 30) g",
+    );
+    exec(
+        &mut bob,
+        "BEGIN; SELECT webhook.unsubscribe('bobs', discard_queued => true)",
+    );
+    alter_system(&mut su, "SET pg_webhook.database = 'postgres'");
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    (pg, rx, su, bob)
+}
+
+#[test]
+fn a_discard_left_open_over_a_rate_limited_backlog_holds_up_no_other_subscription() {
+    // Each claim put bob's backlog off (defer.sql), an UPDATE of the rows his discard held: it
+    // waited until lock_timeout, failed and began again, and alice's event waited as long as
+    // bob's transaction stayed open.
+    let (_pg, rx, _su, mut bob) = discard_left_open_over_a_rate_limited_backlog();
+    wait_until(WAIT, "alice's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
+    });
+    exec(&mut bob, "ROLLBACK");
+}
+
+#[test]
+fn a_backlog_left_as_it_was_for_a_discard_left_open_goes_once_it_rolls_back() {
+    // New events the claim could not put off are passed and read again: none is stranded
+    // behind the cursor.
+    let (_pg, rx, mut su, mut bob) = discard_left_open_over_a_rate_limited_backlog();
+    wait_until(WAIT, "alice's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
+    });
+    exec(&mut bob, "ROLLBACK");
+    wait_until(WAIT, "bob's 30 events delivered", || {
+        recorded(&mut su, "bobs", "delivered") == 30
+    });
+    let mut ids: Vec<i64> = (rx.accepted().iter())
+        .filter(|r| r.path.starts_with("/bob"))
+        .flat_map(|r| r.json()["record"]["id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (1..=30).collect::<Vec<i64>>(),
+        "each of bob's events once"
+    );
 }

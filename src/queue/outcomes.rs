@@ -12,13 +12,14 @@ use crate::sql::with_settings;
 
 impl Statements {
     /// Puts (txid, id, delay in µs from the transaction's start) events back for later, attempts
-    /// unchanged.
-    pub fn defer(&self, events: &[(i64, i64, i64)]) -> SpiResult<()> {
+    /// unchanged; the ids of those it left as they were, their rows held by another transaction
+    /// (or gone).
+    pub fn defer(&self, events: &[(i64, i64, i64)]) -> SpiResult<HashSet<i64>> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(HashSet::new());
         }
         Spi::connect_mut(|client| {
-            client.update(
+            let rows = client.update(
                 &self.defer,
                 None,
                 &[
@@ -27,7 +28,13 @@ impl Statements {
                     column(events, |e| e.2),
                 ],
             )?;
-            Ok(())
+            let mut left: HashSet<i64> = events.iter().map(|e| e.1).collect();
+            for row in rows {
+                if let Some(id) = row.get::<i64>(1)? {
+                    left.remove(&id);
+                }
+            }
+            Ok(left)
         })
     }
 

@@ -341,10 +341,20 @@ impl Claim<'_> {
         let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         let (start, batched) = self.gather(&mut plan)?;
+        // New events left as they were (their rows held) are passed, to be read again.
+        let left = statements.defer(&plan.defer)?;
+        for e in fresh.iter().chain(&lagged).filter(|e| left.contains(&e.id)) {
+            plan.pass(e);
+        }
         let taken: HashSet<i64> = (start.iter())
             .chain(batched.iter().flat_map(|g| g.events()))
             .map(|e| e.id)
-            .chain(plan.defer.iter().map(|d| d.1))
+            .chain(
+                plan.defer
+                    .iter()
+                    .map(|d| d.1)
+                    .filter(|id| !left.contains(id)),
+            )
             .collect();
         let lag_updates = lagging::after_reads(self.lagging, &lag_reads, |id| taken.contains(&id));
         // Due events read that did not go: all left for subscriptions holding their share, or
@@ -355,7 +365,6 @@ impl Claim<'_> {
         let due_left = scheduled.iter().any(left_due);
         let only_held_due = !plan.held_due.is_empty() && !due_left;
         let due_held = !plan.held_due.is_empty();
-        statements.defer(&plan.defer)?;
         let first_left = gather::first_left(&fresh, plan.first_left, &batched);
         let events_per_request = plan.events_per_request(self.targets);
         let passed = std::mem::take(&mut plan.passed);

@@ -115,7 +115,7 @@ impl<'a> Plan<'a> {
 
     /// Notes a new event the cursor passes: its subscription's are read again later (see
     /// claim/lagging.rs).
-    fn pass(&mut self, event: &QueuedEvent) {
+    pub(super) fn pass(&mut self, event: &QueuedEvent) {
         let key = (event.txid, event.id);
         self.passed
             .entry(event.subscription_id)
