@@ -122,9 +122,9 @@ impl Claim<'_> {
         self.load_targets()
     }
 
-    /// Loads every subscription but the drained; disables the active ones whose owner may no longer read their
-    /// table, and gives back the parked events of those that may send again. Returns the
-    /// subscriptions it disabled (name, reason).
+    /// Loads every subscription but the drained; disables the active ones whose owner may no
+    /// longer read their table, and gives back the parked events of those that may send again.
+    /// Returns the subscriptions it disabled (name, reason).
     pub(super) fn load_targets(&mut self) -> SpiResult<Vec<(String, String)>> {
         let statements = self.statements;
         *self.catalog_generation = crate::capture::catalog_generation();

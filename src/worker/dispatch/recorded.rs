@@ -35,7 +35,7 @@ impl Dispatcher {
         self.outcomes_since = None;
         // A subscription's outcomes are set aside all together (`hold`): the finished requests
         // of one with outcomes set aside are all still owned.
-        let held: HashSet<i32> = self.held.iter().map(|o| o.subscription_id).collect();
+        let held = self.held_subscriptions();
         let requests_by = &mut self.requests_by;
         self.settled_by.retain(|sub, settled| {
             if held.contains(sub) {
@@ -54,8 +54,9 @@ impl Dispatcher {
     }
 
     /// Sets aside the outcomes of these subscriptions, whose queue rows another transaction
-    /// holds: they stay owned (their events are not claimed again, their requests count
-    /// against max_in_flight) until `unhold` puts them back.
+    /// holds: they stay owned (their events are not claimed again; their requests and bytes
+    /// count against the worker's room only past `held_room` and `HELD_BYTES`, see
+    /// holding.rs) until `unhold` puts them back.
     pub fn hold(&mut self, subscriptions: &HashSet<i32>) {
         let (held, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.outcomes)
             .into_iter()
@@ -85,8 +86,7 @@ impl Dispatcher {
 
     /// Counts the requests and bytes of the outcomes set aside.
     fn count_held(&mut self) {
-        let subscriptions: HashSet<i32> = self.held.iter().map(|o| o.subscription_id).collect();
-        self.held_requests = subscriptions
+        self.held_requests = (self.held_subscriptions())
             .iter()
             .filter_map(|sub| self.settled_by.get(sub))
             .sum();
@@ -100,8 +100,12 @@ impl Dispatcher {
 
     /// Sets aside the outcomes of the subscriptions whose outcomes are set aside already.
     pub fn hold_with_held(&mut self) {
-        let subscriptions: HashSet<i32> = self.held.iter().map(|o| o.subscription_id).collect();
-        self.hold(&subscriptions);
+        self.hold(&self.held_subscriptions());
+    }
+
+    /// The subscriptions whose outcomes are set aside.
+    fn held_subscriptions(&self) -> HashSet<i32> {
+        self.held.iter().map(|o| o.subscription_id).collect()
     }
 
     /// Whether some outcomes are set aside.
