@@ -12,22 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::Client;
-use support::bob::bob_reads_ledger;
+use support::bob::{bob_reads_ledger, orders_and_ledger};
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{alter_system, count, exec, subscribe, WAIT};
-
-/// alice's subscription (the superuser's) on orders, and bob's on ledger: the superuser's
-/// session and bob's.
-fn alice_and_bob(pg: &Cluster, rx: &Receiver, bobs_options: &str) -> (Client, Client) {
-    let mut su = pg.client_with_extension();
-    bob_reads_ledger(&mut su);
-    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
-    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
-    let mut bob = pg.connect_as("postgres", "bob");
-    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), bobs_options);
-    (su, bob)
-}
 
 #[test]
 fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription() {
@@ -37,7 +25,7 @@ fn a_pause_left_open_while_its_owner_loses_access_holds_up_no_other_subscription
     // transaction stayed open.
     let pg = Cluster::start(&[]);
     let rx = Receiver::start();
-    let (mut su, mut bob) = alice_and_bob(&pg, &rx, "");
+    let (mut su, mut bob) = orders_and_ledger(&pg, &rx, "");
     exec(&mut bob, "BEGIN; SELECT webhook.pause('bobs')");
     exec(&mut su, "REVOKE SELECT ON ledger FROM bob");
     exec(&mut su, "INSERT INTO orders VALUES (1)");
@@ -193,7 +181,7 @@ fn outcomes_set_aside_leave_with_their_events_once_the_unsubscribe_commits() {
 /// bob's subscription paused, then a resume of it left open; an event of his (which the claim
 /// goes to park) and one of alice's.
 fn resume_left_open_over_a_parked_event(pg: &Cluster, rx: &Receiver) -> (Client, Client) {
-    let (mut su, mut bob) = alice_and_bob(pg, rx, "");
+    let (mut su, mut bob) = orders_and_ledger(pg, rx, "");
     exec(&mut bob, "SELECT webhook.pause('bobs')");
     exec(&mut bob, "BEGIN; SELECT webhook.resume('bobs')");
     exec(&mut su, "INSERT INTO ledger VALUES (1, 't', 's')");
@@ -244,7 +232,7 @@ fn discard_left_open_over_a_rate_limited_backlog() -> (Cluster, Receiver, Client
         "pg_webhook.database = 'elsewhere'",
     ]);
     let rx = Receiver::start();
-    let (mut su, mut bob) = alice_and_bob(&pg, &rx, ", rate_limit => 5");
+    let (mut su, mut bob) = orders_and_ledger(&pg, &rx, ", rate_limit => 5");
     exec(
         &mut su,
         "INSERT INTO ledger SELECT g, 't', 's' FROM generate_series(1, 30) g",

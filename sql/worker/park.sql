@@ -12,7 +12,9 @@
 -- A subscription's row another transaction holds (a resume left open, say) is not waited for:
 -- its events are put off for a second, to be parked or sent once that transaction has ended
 -- (waiting, every claim waited until lock_timeout, failed and began again, and no
--- subscription's events went out for as long as it stayed open).
+-- subscription's events went out for as long as it stayed open). Nor is an event's row another
+-- transaction holds (an unsubscribe discarding the queue, left open): it stays as it was, and
+-- the claim reads it again later (see defer.sql). Returns the ids of the events it wrote.
 WITH seen AS MATERIALIZED (
     SELECT s.id, (s.status IN ('paused', 'disabled') OR s.id = ANY ($4::pg_catalog.int4[])) AS held
       FROM webhook._subscriptions s
@@ -27,3 +29,10 @@ UPDATE webhook._event_queue q
                               ELSE pg_catalog.now() + interval '1 second' END
   FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[]) AS u(txid, id)
  WHERE q.txid = u.txid::pg_catalog.text::pg_catalog.xid8 AND q.id = u.id
+   AND q.ctid = ANY (ARRAY(SELECT l.ctid
+                             FROM webhook._event_queue l
+                             JOIN unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[]) AS v(txid, id)
+                               ON l.txid = v.txid::pg_catalog.text::pg_catalog.xid8
+                              AND l.id = v.id
+                              FOR NO KEY UPDATE OF l SKIP LOCKED))
+RETURNING q.id

@@ -3,9 +3,6 @@
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-/// See `Statements::rebook`: run only when a subscription's limits change.
-const REBOOK: &str = include_str!("../../sql/worker/rebook.sql");
-
 use super::rows::read_events;
 use super::{with_settings, Bounds, QueuedEvent, Statements, GENERIC_PLAN};
 
@@ -55,19 +52,6 @@ impl Statements {
                 }
                 Ok(events)
             })
-        })
-    }
-
-    /// Makes due now the events of `subscriptions` put back for their own limits (which
-    /// changed; see sql/worker/rebook.sql). Returns how many.
-    pub fn rebook(&self, subscriptions: &[i32]) -> SpiResult<u64> {
-        if subscriptions.is_empty() {
-            return Ok(0);
-        }
-        Spi::connect_mut(|client| {
-            Ok(client
-                .update(REBOOK, None, &[subscriptions.to_vec().into()])?
-                .len() as u64)
         })
     }
 

@@ -78,6 +78,8 @@ const ADD_TOTALS: &str = include_str!("../../sql/worker/add_totals.sql");
 const RESCHEDULE: &str = include_str!("../../sql/worker/reschedule.sql");
 const DEFER: &str = include_str!("../../sql/worker/defer.sql");
 const PARK: &str = include_str!("../../sql/worker/park.sql");
+const SUBSCRIPTIONS_FREE: &str = include_str!("../../sql/worker/subscriptions_free.sql");
+const MAKE_DUE: &str = include_str!("../../sql/worker/make_due.sql");
 const HEALTH: &str = include_str!("../../sql/worker/health.sql");
 const DISABLE: &str = include_str!("../../sql/worker/disable.sql");
 const MARK_ORPHANS: &str = include_str!("../../sql/worker/mark_orphans.sql");
@@ -157,7 +159,8 @@ pub struct Statements {
     add_totals: OwnedPreparedStatement,
     reschedule: OwnedPreparedStatement,
     park: OwnedPreparedStatement,
-    unpark: OwnedPreparedStatement,
+    subscriptions_free: OwnedPreparedStatement,
+    make_due: OwnedPreparedStatement,
     owner_access: OwnedPreparedStatement,
     health: OwnedPreparedStatement,
     disable: OwnedPreparedStatement,
@@ -292,7 +295,8 @@ impl Statements {
                 )?,
                 reschedule: keep_mut(client, RESCHEDULE, &[I8A, I8A, I4A, I8A, TA, I8A])?,
                 park: keep_mut(client, PARK, &[I8A, I8A, I4A, I4A])?,
-                unpark: keep_mut(client, UNPARK, &[I4A])?,
+                subscriptions_free: keep_mut(client, SUBSCRIPTIONS_FREE, &[I4A])?,
+                make_due: keep_mut(client, MAKE_DUE, &[I4A, B])?,
                 owner_access: keep(client, OWNER_ACCESS, &[I4A])?,
                 health: keep_mut(client, HEALTH, &[I4A, BA])?,
                 disable: keep_mut(client, DISABLE, &[I4, T, B])?,

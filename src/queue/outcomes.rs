@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
+use pgrx::spi::{SpiResult, SpiTupleTable};
 
 use super::rows::{column, epoch_seconds};
 use super::{Decision, Outcome, Overdue, Statements, GENERIC_PLAN};
@@ -28,13 +28,7 @@ impl Statements {
                     column(events, |e| e.2),
                 ],
             )?;
-            let mut left: HashSet<i64> = events.iter().map(|e| e.1).collect();
-            for row in rows {
-                if let Some(id) = row.get::<i64>(1)? {
-                    left.remove(&id);
-                }
-            }
-            Ok(left)
+            left_of(events.iter().map(|e| e.1), rows)
         })
     }
 
@@ -159,16 +153,17 @@ impl Statements {
     }
 
     /// Parks (txid, id, subscription id) events, if their subscription is still paused or
-    /// disabled when this runs, or its owner may not read its table (`denied`).
-    pub fn park(&self, events: &[(i64, i64, i32)], denied: &[i32]) -> SpiResult<()> {
+    /// disabled when this runs, or its owner may not read its table (`denied`); the ids of
+    /// those it left as they were, their rows held by another transaction (or gone).
+    pub fn park(&self, events: &[(i64, i64, i32)], denied: &[i32]) -> SpiResult<HashSet<i64>> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(HashSet::new());
         }
         let mut subscriptions: Vec<i32> = events.iter().map(|e| e.2).collect();
         subscriptions.sort_unstable();
         subscriptions.dedup();
         Spi::connect_mut(|client| {
-            client.update(
+            let rows = client.update(
                 &self.park,
                 None,
                 &[
@@ -178,19 +173,47 @@ impl Statements {
                     denied.to_vec().into(),
                 ],
             )?;
-            Ok(())
+            left_of(events.iter().map(|e| e.1), rows)
         })
     }
 
-    /// Makes every parked event of these subscriptions due; returns how many.
-    pub fn unpark(&self, subscriptions: &[i32]) -> SpiResult<u64> {
+    /// Those of these subscriptions whose row no other transaction holds, which the claim may
+    /// write the events of without waiting (see sql/worker/subscriptions_free.sql).
+    pub fn subscriptions_free(&self, subscriptions: &[i32]) -> SpiResult<HashSet<i32>> {
         if subscriptions.is_empty() {
-            return Ok(0);
+            return Ok(HashSet::new());
         }
         Spi::connect_mut(|client| {
-            Ok(client
-                .update(&self.unpark, None, &[subscriptions.to_vec().into()])?
-                .len() as u64)
+            let rows = client.update(
+                &self.subscriptions_free,
+                None,
+                &[subscriptions.to_vec().into()],
+            )?;
+            subscriptions_of(rows)
+        })
+    }
+
+    /// Makes every parked event of these subscriptions due; returns those some of whose
+    /// events were left parked, their rows held by another transaction (see
+    /// sql/worker/make_due.sql).
+    pub fn unpark(&self, subscriptions: &[i32]) -> SpiResult<HashSet<i32>> {
+        self.make_due(subscriptions, true)
+    }
+
+    /// Makes due now the events of `subscriptions` put back for their own limits (which
+    /// changed; see sql/worker/make_due.sql). Returns those some of whose events it left as they
+    /// were, their rows held by another transaction.
+    pub fn rebook(&self, subscriptions: &[i32]) -> SpiResult<HashSet<i32>> {
+        self.make_due(subscriptions, false)
+    }
+
+    fn make_due(&self, subscriptions: &[i32], parked: bool) -> SpiResult<HashSet<i32>> {
+        if subscriptions.is_empty() {
+            return Ok(HashSet::new());
+        }
+        Spi::connect_mut(|client| {
+            let args = [subscriptions.to_vec().into(), parked.into()];
+            subscriptions_of(client.update(&self.make_due, None, &args)?)
         })
     }
 
@@ -337,4 +360,24 @@ fn finished_args<'a>(finished: &[&Outcome]) -> [pgrx::datum::DatumWithOid<'a>; 1
         column(finished, |o| o.response_headers.clone()),
         column(finished, |o| o.tid),
     ]
+}
+
+/// The ids of `ids` that a statement returning the ids it wrote (first column) did not.
+fn left_of(ids: impl Iterator<Item = i64>, written: SpiTupleTable<'_>) -> SpiResult<HashSet<i64>> {
+    let mut left: HashSet<i64> = ids.collect();
+    for row in written {
+        if let Some(id) = row.get::<i64>(1)? {
+            left.remove(&id);
+        }
+    }
+    Ok(left)
+}
+
+/// The subscription ids a statement returned (first column).
+fn subscriptions_of(rows: SpiTupleTable<'_>) -> SpiResult<HashSet<i32>> {
+    let mut ids = HashSet::new();
+    for row in rows {
+        ids.extend(row.get::<i32>(1)?);
+    }
+    Ok(ids)
 }

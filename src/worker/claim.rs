@@ -121,6 +121,7 @@ impl Worker {
                 default_timeout: self.settings.default_timeout,
                 now,
                 reloaded: false,
+                rebook_left: Vec::new(),
                 unparked: false,
             };
             let stale = self.targets_loaded.is_none_or(|t| {
@@ -139,7 +140,8 @@ impl Worker {
                 Ok(Some(_)) => claim.cuts.commit(),
                 _ => claim.cuts.discard(),
             }
-            result.map(|c| c.map(|c| (c, claim.reloaded)))
+            let left = std::mem::take(&mut claim.rebook_left);
+            result.map(|c| c.map(|c| (c, claim.reloaded.then_some(left))))
         };
         let (claimed, reloaded) = match claimed {
             Ok(Some(found)) => found,
@@ -159,12 +161,11 @@ impl Worker {
                 return;
             }
         };
-        if reloaded {
-            self.limits_seen = (self.targets.iter())
-                .map(|(id, t)| (*id, t.limits))
-                .collect();
+        if let Some(left) = &reloaded {
+            self.note_limits_seen(left);
         }
         apply::wait_until_safe_to_send(&claimed);
+        let reloaded = reloaded.is_some();
         self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }
 }
@@ -200,6 +201,9 @@ struct Claim<'a> {
     default_timeout: Duration,
     now: Instant,
     reloaded: bool,
+    /// Subscriptions whose limits changed and whose events were not rebooked (see
+    /// `load_targets`).
+    rebook_left: Vec<i32>,
     /// Loading the subscriptions gave events back to some (see `load_targets`).
     unparked: bool,
 }
@@ -323,7 +327,7 @@ impl Claim<'_> {
         };
         // Whether each owner may still read the table, as of now: after the events were read.
         disabled.extend(self.check_access(read())?);
-        self.park_held(read())?;
+        let mut left = self.park_held(read())?;
         // Parts go first: they were read for the room left after the others.
         let mut plan = plan.with_requests(parts.len());
         // Due events (retries at their time), then passed ones, then new ones: a
@@ -341,11 +345,12 @@ impl Claim<'_> {
         let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         let (start, batched) = self.gather(&mut plan)?;
-        // New events left as they were (their rows held) are passed, to be read again.
-        let left = statements.defer(&plan.defer)?;
-        for e in fresh.iter().chain(&lagged).filter(|e| left.contains(&e.id)) {
-            plan.pass(e);
-        }
+        left.extend(statements.defer(&plan.defer)?);
+        plan.leave(
+            &left,
+            fresh.iter().chain(&lagged),
+            scheduled.iter().chain(&heads),
+        );
         let taken: HashSet<i64> = (start.iter())
             .chain(batched.iter().flat_map(|g| g.events()))
             .map(|e| e.id)

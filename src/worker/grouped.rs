@@ -55,11 +55,34 @@ pub(super) fn heads_to_read(
     (limit, look as i64)
 }
 
+/// Whether the claim may write the subscription's queued events (cut its transactions): no
+/// other transaction holds its row (see sql/worker/subscriptions_free.sql). Asked once per
+/// claim (`free`).
+fn may_cut(
+    statements: &Statements,
+    subscription_id: i32,
+    free: &mut Option<bool>,
+) -> SpiResult<bool> {
+    if free.is_none() {
+        let found = statements.subscriptions_free(&[subscription_id])?;
+        *free = Some(found.contains(&subscription_id));
+    }
+    Ok(*free == Some(true))
+}
+
+/// What `ready_parts` found: the parts ready, whether a cut is left to go on with, and whether
+/// one waits for another transaction to let go of the subscription's row (`may_cut`).
+pub(super) struct Ready {
+    pub parts: Vec<ReadyPart>,
+    pub cutting: bool,
+    pub busy: bool,
+}
+
 /// Finds, among a grouped subscription's queued transactions `heads` (read as
 /// `heads_to_read` says), those whose next part may go now (none of theirs in flight, due),
 /// cutting the ones not cut yet within `budget` events (see cutting.rs); at most `room` parts
 /// in all, and no more than `bytes` of row images, but for the first, which may take `first`
-/// (see `Plan::bytes_allowed`). Also whether a cut is left to go on with.
+/// (see `Plan::bytes_allowed`).
 pub(super) fn ready_parts(
     statements: &Statements,
     (dispatcher, cuts): (&Dispatcher, &mut Cuts),
@@ -67,9 +90,10 @@ pub(super) fn ready_parts(
     (room, bytes, first): (usize, i64, i64),
     (heads, largest): (Vec<TransactionHead>, i64),
     budget: &mut usize,
-) -> SpiResult<(Vec<ReadyPart>, bool)> {
+) -> SpiResult<Ready> {
     let limit = part_limit(dispatcher, (subscription_id, target), room);
-    let (mut ready, mut cutting) = (Vec::new(), false);
+    let (mut ready, mut cutting, mut busy) = (Vec::new(), false, false);
+    let mut free = None;
     let at = (subscription_id, target);
     let mut held = 0;
     for (txid, lowest, uncut) in heads {
@@ -90,6 +114,10 @@ pub(super) fn ready_parts(
         let going = cuts.going(subscription_id, txid);
         let part_no = match (uncut, lowest) {
             _ if going.is_some() || uncut || lowest.is_none() => {
+                if !may_cut(statements, subscription_id, &mut free)? {
+                    busy = true;
+                    continue;
+                }
                 let first = going.unwrap_or(1);
                 if !step(cuts, (first, None), budget)? {
                     cutting = true;
@@ -112,6 +140,10 @@ pub(super) fn ready_parts(
                     cutting = true;
                     continue;
                 }
+                if !may_cut(statements, subscription_id, &mut free)? {
+                    busy = true;
+                    continue;
+                }
                 let size = statements.reopen_cut(txid, subscription_id)?;
                 if !step(cuts, (p, size), budget)? {
                     cutting = true;
@@ -127,6 +159,10 @@ pub(super) fn ready_parts(
             // worker stopped, or forgot it). Cut again from the lowest part still queued (the
             // first, but for a cut again, which keeps the size).
             let size = (part.events_total < 0).then_some(-part.events_total);
+            if !may_cut(statements, subscription_id, &mut free)? {
+                busy = true;
+                continue;
+            }
             if !step(cuts, (part_no, size), budget)? {
                 cutting = true;
                 continue;
@@ -154,5 +190,9 @@ pub(super) fn ready_parts(
             tx,
         });
     }
-    Ok((ready, cutting))
+    Ok(Ready {
+        parts: ready,
+        cutting,
+        busy,
+    })
 }

@@ -126,6 +126,22 @@ impl<'a> Plan<'a> {
             .or_insert((key, key));
     }
 
+    /// Notes the events a claim read and meant to write (park or put back) but left as they
+    /// were, their rows held by another transaction (`left`): the new ones (`passing`) are
+    /// passed, to be read again; due ones stay due, read again a second on or as requests end
+    /// (as if their subscription held its share), not at once in a loop while it stays open.
+    pub(super) fn leave<'e>(
+        &mut self,
+        left: &HashSet<i64>,
+        passing: impl Iterator<Item = &'e QueuedEvent>,
+        due: impl Iterator<Item = &'e QueuedEvent>,
+    ) {
+        for e in passing.filter(|e| left.contains(&e.id)) {
+            self.pass(e);
+        }
+        (self.held_due).extend(due.map(|e| e.id).filter(|id| left.contains(id)));
+    }
+
     /// Counts `n` requests of `subscription` as started (events' or transactions' parts).
     pub(super) fn took_requests(&mut self, subscription: i32, n: usize) {
         *self.requests_starting.entry(subscription).or_default() += n;

@@ -98,3 +98,19 @@ pub fn alice_and_bob(pg: &Cluster) -> (postgres::Client, postgres::Client, postg
     let bob = pg.connect_as("postgres", "bob");
     (su, alice, bob)
 }
+
+/// alice's subscription (the superuser's) on a table `orders`, and bob's on ledger (with
+/// `bobs_options`), both to `rx`: the clients of the superuser and bob.
+pub fn orders_and_ledger(
+    pg: &Cluster,
+    rx: &Receiver,
+    bobs_options: &str,
+) -> (postgres::Client, postgres::Client) {
+    let mut su = pg.client_with_extension();
+    bob_reads_ledger(&mut su);
+    exec(&mut su, "CREATE TABLE orders (id int PRIMARY KEY)");
+    subscribe(&mut su, "alices", "orders", &rx.url("/alice"), "");
+    let mut bob = pg.connect_as("postgres", "bob");
+    subscribe(&mut bob, "bobs", "ledger", &rx.url("/bob"), bobs_options);
+    (su, bob)
+}

@@ -13,11 +13,12 @@ use crate::queue::QueuedEvent;
 impl Claim<'_> {
     /// Parks the events of subscriptions that may not send now (paused, disabled, owner may no
     /// longer read the table) until they may. Never one that is in flight: its outcome is
-    /// recorded by key, and parking it would only send it again after a resume.
+    /// recorded by key, and parking it would only send it again after a resume. Returns the
+    /// ids of those left as they were (their rows held by another transaction).
     pub(super) fn park_held<'e>(
         &self,
         events: impl Iterator<Item = &'e QueuedEvent>,
-    ) -> SpiResult<()> {
+    ) -> SpiResult<HashSet<i64>> {
         let parked: Vec<_> = events
             .filter(|e| !self.dispatcher.owns(e.id))
             .filter(|e| {
@@ -169,7 +170,9 @@ impl Claim<'_> {
         // Events put back for limits that changed wait for slots given under the old ones:
         // due now, they are given new ones (by the worker that serves the subscription). Seen
         // as of the last claim that committed: a claim that fails rolls its rebook back, and
-        // the next one finds the change again.
+        // the next one finds the change again. So does the next load, for a subscription some
+        // of whose events another transaction holds (see make_due.sql): its change is not taken
+        // as seen (`rebook_left`).
         let changed: Vec<i32> = (self.targets.iter())
             .filter(|(id, t)| {
                 (self.limits_seen.get(id)).is_some_and(|before| *before != t.limits)
@@ -180,14 +183,14 @@ impl Claim<'_> {
         for id in &changed {
             self.limits.forget(*id);
         }
-        statements.rebook(&changed)?;
+        self.rebook_left = statements.rebook(&changed)?.into_iter().collect();
         let denied: Vec<(i32, Option<String>)> = self
             .targets
             .iter()
             .map(|(id, t)| (*id, t.read_denied.clone()))
             .collect();
         let disabled = self.apply_access(denied)?;
-        let now_sending: HashSet<i32> = self
+        let mut now_sending: HashSet<i32> = self
             .targets
             .iter()
             .filter(|(_, t)| t.sends())
@@ -195,9 +198,12 @@ impl Claim<'_> {
             .collect();
         let started: Vec<i32> = now_sending.difference(self.sending).copied().collect();
         // Parked by this worker or another, before a resume, an unsubscribe or a GRANT this
-        // worker has only now seen — whatever snapshot that command ran under.
-        statements.unpark(&started)?;
+        // worker has only now seen — whatever snapshot that command ran under. One some of
+        // whose events another transaction holds (make_due.sql) is not taken for sending
+        // yet: the next load (a second on) gives the rest back.
+        let left = statements.unpark(&started)?;
         self.unparked |= !started.is_empty();
+        now_sending.retain(|id| !left.contains(id));
         *self.sending = now_sending;
         Ok(disabled)
     }

@@ -103,7 +103,7 @@ impl Claim<'_> {
                 continue;
             };
             let before = budget;
-            let (ready, more) = super::super::grouped::ready_parts(
+            let found = super::super::grouped::ready_parts(
                 self.statements,
                 (self.dispatcher, self.cuts),
                 (id, t),
@@ -111,7 +111,12 @@ impl Claim<'_> {
                 (heads, largest),
                 &mut budget,
             )?;
-            cutting |= more;
+            let ready = found.parts;
+            cutting |= found.cutting;
+            if found.busy {
+                // Looked at again a second on (at once, it would claim in a loop meanwhile).
+                plan.wake_at(self.now + crate::worker::dispatch::SLOW);
+            }
             if before > 0 && budget == 0 {
                 self.cuts.turn = id;
                 used_up = true;
