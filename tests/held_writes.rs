@@ -82,6 +82,18 @@ impl Held {
 /// his unsubscribe discarding them left open before the worker starts: its first claim goes to
 /// write them (park them, cut their transaction).
 fn discard_left_open(bobs_options: &str, paused: bool, rows: i32) -> Held {
+    held_before_the_worker_starts(bobs_options, paused, rows, true)
+}
+
+/// As `discard_left_open`, but for the transaction left open: bob's unsubscribe discarding
+/// his events (which holds his subscription's row too) if `discard`, else a superuser's lock
+/// on his events' rows alone.
+fn held_before_the_worker_starts(
+    bobs_options: &str,
+    paused: bool,
+    rows: i32,
+    discard: bool,
+) -> Held {
     let pg = idle_cluster();
     let rx = Receiver::start();
     let (mut su, mut bob) = orders_and_ledger(&pg, &rx, bobs_options);
@@ -92,27 +104,30 @@ fn discard_left_open(bobs_options: &str, paused: bool, rows: i32) -> Held {
         &mut su,
         &format!("INSERT INTO ledger SELECT g, 't', 's' FROM generate_series(1, {rows}) g"),
     );
-    exec(
-        &mut bob,
-        "BEGIN; SELECT webhook.unsubscribe('bobs', discard_queued => true)",
-    );
+    let holder = if discard {
+        exec(
+            &mut bob,
+            "BEGIN; SELECT webhook.unsubscribe('bobs', discard_queued => true)",
+        );
+        bob
+    } else {
+        lock_bobs_events(&pg, rows)
+    };
     deliver(&mut su);
-    Held {
-        pg,
-        rx,
-        su,
-        holder: bob,
-    }
+    Held { pg, rx, su, holder }
 }
 
-/// A superuser's transaction left open holding bob's queued events.
-fn lock_bobs_events(pg: &Cluster) -> Client {
+/// A superuser's transaction left open holding bob's queued events of ledger rows up to
+/// `up_to`.
+fn lock_bobs_events(pg: &Cluster, up_to: i32) -> Client {
     let mut holder = pg.client_with_extension();
     exec(
         &mut holder,
-        "BEGIN; SELECT q.id FROM webhook._event_queue q \
-           JOIN webhook._subscriptions s ON s.id = q.subscription_id \
-          WHERE s.name = 'bobs' FOR UPDATE OF q",
+        &format!(
+            "BEGIN; SELECT q.id FROM webhook._event_queue q \
+               JOIN webhook._subscriptions s ON s.id = q.subscription_id \
+              WHERE s.name = 'bobs' AND (q.record->>'id')::int <= {up_to} FOR UPDATE OF q"
+        ),
     );
     holder
 }
@@ -137,21 +152,42 @@ fn new_events_left_unparked_for_a_discard_go_once_each_when_resumed_after_it_rol
     held.bobs_go_once_each(5);
 }
 
-#[test]
-fn a_discard_left_open_over_a_transaction_not_cut_holds_up_no_other() {
-    // The cut wrote each event's part (set_parts.sql) onto the rows bob's discard held.
-    discard_left_open(", group_by => 'transaction'", false, 50).others_go_then_roll_back();
+/// bob's grouped subscription with a transaction of 50 events not cut yet, held before the
+/// worker starts by his discard (`discard`) or a superuser's lock on its rows alone.
+fn transaction_not_cut(discard: bool) -> Held {
+    held_before_the_worker_starts(", group_by => 'transaction'", false, 50, discard)
 }
 
-#[test]
-fn a_transaction_left_uncut_for_a_discard_goes_whole_once_it_rolls_back() {
-    let mut held = discard_left_open(", group_by => 'transaction'", false, 50);
+/// Once the transaction holding them rolls back, bob's 50 events go, in one request.
+fn goes_whole_once_it_rolls_back(mut held: Held) {
     held.others_go_then_roll_back();
     held.bobs_go_once_each(50);
     let bobs = (held.rx.accepted().iter())
         .filter(|r| r.path == "/bob")
         .count();
     assert_eq!(bobs, 1, "one request for bob's transaction");
+}
+
+#[test]
+fn a_discard_left_open_over_a_transaction_not_cut_holds_up_no_other() {
+    // The cut wrote each event's part (set_parts.sql) onto the rows bob's discard held.
+    transaction_not_cut(true).others_go_then_roll_back();
+}
+
+#[test]
+fn a_transaction_left_uncut_for_a_discard_goes_whole_once_it_rolls_back() {
+    goes_whole_once_it_rolls_back(transaction_not_cut(true));
+}
+
+#[test]
+fn a_lock_on_a_transaction_not_cut_holds_up_no_other() {
+    // Its subscription's row free, the cut found the rows to write held (set_parts.sql).
+    transaction_not_cut(false).others_go_then_roll_back();
+}
+
+#[test]
+fn a_transaction_left_uncut_for_a_lock_goes_whole_once_it_ends() {
+    goes_whole_once_it_rolls_back(transaction_not_cut(false));
 }
 
 /// bob unsubscribed (his queued events still to go) and lost SELECT on ledger: the worker
@@ -174,7 +210,7 @@ fn parked_events_held_when_access_comes_back() -> Held {
             "SELECT count(*) FROM webhook.events WHERE table_name = 'ledger' AND status = 'parked'",
         ) == 3
     });
-    let holder = lock_bobs_events(&pg);
+    let holder = lock_bobs_events(&pg, 3);
     exec(&mut su, "GRANT SELECT ON ledger TO bob");
     Held { pg, rx, su, holder }
 }
@@ -196,8 +232,8 @@ fn parked_events_left_for_a_lock_go_once_each_when_it_ends() {
 }
 
 /// bob's subscription at one event a second with a backlog of 200 put off for it (up to 200 s
-/// ahead), a superuser's transaction left open holding their rows, and then his rate raised by
-/// hand: the worker goes to rebook them.
+/// ahead), a superuser's transaction left open holding the first 100 (put off the least), and
+/// then his rate raised by hand: the worker goes to rebook them.
 fn backlog_held_when_its_rate_changes() -> Held {
     let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
     let rx = Receiver::start();
@@ -211,10 +247,10 @@ fn backlog_held_when_its_rate_changes() -> Held {
             &mut su,
             "SELECT count(*) FROM webhook._event_queue q \
                JOIN webhook._subscriptions s ON s.id = q.subscription_id \
-              WHERE s.name = 'bobs' AND q.next_attempt_at > now() + interval '5 seconds'",
+              WHERE s.name = 'bobs' AND q.next_attempt_at > now() + interval '150 seconds'",
         ) > 0
     });
-    let holder = lock_bobs_events(&pg);
+    let holder = lock_bobs_events(&pg, 100);
     exec(
         &mut su,
         "UPDATE webhook._subscriptions SET rate_limit = 1000 WHERE name = 'bobs'",
@@ -227,13 +263,23 @@ fn backlog_held_when_its_rate_changes() -> Held {
 
 #[test]
 fn a_backlog_held_when_its_rate_changes_holds_up_no_other() {
-    // Before, the claim stalled until the last of the backlog's old slots had passed.
+    // Before, the claim stalled until the last held event's old slot had passed.
     backlog_held_when_its_rate_changes().others_go_then_roll_back();
 }
 
 #[test]
-fn a_backlog_left_for_a_lock_when_its_rate_changed_goes_once_each_when_it_ends() {
+fn a_rate_changed_by_hand_makes_due_the_events_no_other_transaction_holds() {
+    // Events 101 to 200 had slots 100 to 200 s ahead: they go now, each once, while the held
+    // ones keep theirs.
     let mut held = backlog_held_when_its_rate_changes();
-    held.others_go_then_roll_back();
-    held.bobs_go_once_each(200);
+    wait_until(WAIT, "bob's events 101 to 200", || {
+        let ids = held.bobs_ids();
+        (101..=200).all(|id| ids.contains(&id))
+    });
+    held.alices_event_goes(1);
+    let ids = held.bobs_ids();
+    let mut once = ids.clone();
+    once.dedup();
+    assert_eq!(ids, once, "each once");
+    exec(&mut held.holder, "ROLLBACK");
 }

@@ -12,11 +12,39 @@
 -- a transaction of 200,000 events); before, a plan that hashed the transaction's queued events
 -- read all of them for every statement. A handful of runs, each an index range, bounded
 -- besides by the first and last: whichever way the join goes, it reads only these events.
-UPDATE webhook._event_queue q
-   SET part = r.part, tx_events = COALESCE($6, q.tx_events)
-  FROM unnest($3::pg_catalog.int8[], $4::pg_catalog.int8[], $5::pg_catalog.int4[])
-       AS r(first, last, part)
- WHERE q.txid = $1::pg_catalog.text::pg_catalog.xid8 AND q.subscription_id = $2
-   AND q.id OPERATOR(pg_catalog.>=) r.first AND q.id OPERATOR(pg_catalog.<=) r.last
-   AND q.id OPERATOR(pg_catalog.>=) $3[1]
-   AND q.id OPERATOR(pg_catalog.<=) $4[pg_catalog.array_upper($4, 1)]
+--
+-- Writes all of them or none: should another transaction hold any of their rows (an
+-- unsubscribe discarding the queue, a superuser's lock, left open), it writes nothing and
+-- returns false, and the worker goes on with the cut at a later claim (waiting, every claim
+-- waited until lock_timeout, failed and began again, for as long as that one stayed open).
+WITH runs AS MATERIALIZED (
+    SELECT r.first, r.last, r.part
+      FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.int8[]),
+                      pg_catalog.unnest($5::pg_catalog.int4[])) AS r(first, last, part)
+), wanted AS MATERIALIZED (
+    SELECT q.ctid AS tid
+      FROM webhook._event_queue q
+      JOIN runs r ON q.id OPERATOR(pg_catalog.>=) r.first AND q.id OPERATOR(pg_catalog.<=) r.last
+     WHERE q.txid = $1::pg_catalog.text::pg_catalog.xid8 AND q.subscription_id = $2
+       AND q.id OPERATOR(pg_catalog.>=) $3[1]
+       AND q.id OPERATOR(pg_catalog.<=) $4[pg_catalog.array_upper($4, 1)]
+), locked AS MATERIALIZED (
+    SELECT l.ctid AS tid
+      FROM webhook._event_queue l
+     WHERE l.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.tid FROM wanted w))
+       FOR NO KEY UPDATE OF l SKIP LOCKED
+), whole AS MATERIALIZED (
+    SELECT (SELECT pg_catalog.count(*) FROM locked)
+           OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(*) FROM wanted) AS whole
+), written AS (
+    UPDATE webhook._event_queue q
+       SET part = r.part, tx_events = COALESCE($6, q.tx_events)
+      FROM runs r
+     WHERE q.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT l.tid FROM locked l))
+       AND q.id OPERATOR(pg_catalog.>=) r.first AND q.id OPERATOR(pg_catalog.<=) r.last
+       AND (SELECT whole FROM whole)
+    RETURNING 1
+)
+SELECT (SELECT whole FROM whole)
+   AND (SELECT pg_catalog.count(*) FROM written)
+       OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(*) FROM wanted)

@@ -140,6 +140,21 @@ impl Limits {
         self.next_slot.remove(&subscription);
     }
 
+    /// Takes back the slots given out to a subscription's events that were not put back
+    /// after all (their rows held by another transaction): the last one given out is `last`,
+    /// that of its last event that was (`None`: none was). Never moves it later.
+    pub fn take_back_given_out(&mut self, subscription: i32, last: Option<Instant>) {
+        match (self.given_out.get(&subscription), last) {
+            (Some(given), Some(last)) if last < *given => {
+                self.given_out.insert(subscription, last);
+            }
+            (_, None) => {
+                self.given_out.remove(&subscription);
+            }
+            _ => {}
+        }
+    }
+
     /// Forgets the slots given out to events put back by a claim that failed (they were not
     /// put back).
     pub fn forget_given_out_all(&mut self) {

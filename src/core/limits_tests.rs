@@ -214,3 +214,24 @@ fn a_request_of_several_events_takes_a_slot_for_each() {
     limits.take_slots(8, &target(Some(4), None), 3, now);
     assert_eq!(limits.wait_for_slot(8, now), None);
 }
+
+#[test]
+fn slots_taken_back_from_events_not_put_back_go_to_the_next_ones() {
+    // Events put back at 100, 200 and 300 ms, the last two of which were not put back after
+    // all (their rows held): the next one turned away goes at 300 ms, not 400; with none put
+    // back, at 100 ms again.
+    let mut limits = Limits::default();
+    let t = target(None, Some(10.0));
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    assert_eq!(new_event(&mut limits, &t, now), Admission::Start);
+    for wait in [100, 200, 300] {
+        assert_eq!(new_event(&mut limits, &t, now), Admission::Later(ms(wait)));
+    }
+    limits.take_back_given_out(1, Some(now + ms(200)));
+    assert_eq!(new_event(&mut limits, &t, now), Admission::Later(ms(300)));
+    limits.take_back_given_out(1, Some(now + ms(500)));
+    assert_eq!(new_event(&mut limits, &t, now), Admission::Later(ms(400)));
+    limits.take_back_given_out(1, None);
+    assert_eq!(new_event(&mut limits, &t, now), Admission::Later(ms(100)));
+}

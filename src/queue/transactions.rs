@@ -85,21 +85,22 @@ impl Statements {
 
     /// Writes (some of) a transaction's cut: the events with ids from `first` to `last` of each
     /// of `runs` (in order) go in its part; `total`, the transaction's number of events, for
-    /// the last part's.
+    /// the last part's. False if it wrote none, another transaction holding some of their rows
+    /// (see set_parts.sql).
     pub fn set_parts(
         &self,
         txid: i64,
         subscription: i32,
         runs: &[(i64, i64, i32)],
         total: Option<i32>,
-    ) -> SpiResult<()> {
+    ) -> SpiResult<bool> {
         let firsts: Vec<i64> = runs.iter().map(|r| r.0).collect();
         let lasts: Vec<i64> = runs.iter().map(|r| r.1).collect();
         let parts: Vec<i32> = runs.iter().map(|r| r.2).collect();
         Spi::connect_mut(|client| {
-            client.update(
+            let written = client.update(
                 &self.set_parts,
-                None,
+                Some(1),
                 &[
                     txid.to_string().into(),
                     subscription.into(),
@@ -109,7 +110,7 @@ impl Statements {
                     total.into(),
                 ],
             )?;
-            Ok(())
+            Ok(written.first().get_one::<bool>()?.unwrap_or(false))
         })
     }
 
@@ -151,18 +152,24 @@ impl Statements {
         })
     }
 
-    /// Marks a transaction as being cut again (see reopen_cut.sql): its size.
-    pub fn reopen_cut(&self, txid: i64, subscription: i32) -> SpiResult<Option<i32>> {
+    /// Marks a transaction as being cut again (see reopen_cut.sql): its size (`None`: no event
+    /// left), or `Err(Held)` while another transaction holds its last event's row.
+    pub fn reopen_cut(&self, txid: i64, subscription: i32) -> SpiResult<Result<Option<i32>, Held>> {
         Spi::connect_mut(|client| {
             let row = client.update(
                 &self.reopen_cut,
                 Some(1),
                 &[txid.to_string().into(), subscription.into()],
             )?;
-            if row.is_empty() {
-                return Ok(None); // no event left
-            }
-            row.first().get_one::<i32>()
+            let (size, held) = row.first().get_two::<i32, bool>()?;
+            Ok(match held {
+                Some(true) => Err(Held),
+                _ => Ok(size),
+            })
         })
     }
 }
+
+/// Rows another transaction holds: the write is left for a later claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held;

@@ -121,7 +121,6 @@ impl Worker {
                 default_timeout: self.settings.default_timeout,
                 now,
                 reloaded: false,
-                rebook_left: Vec::new(),
                 unparked: false,
             };
             let stale = self.targets_loaded.is_none_or(|t| {
@@ -140,8 +139,7 @@ impl Worker {
                 Ok(Some(_)) => claim.cuts.commit(),
                 _ => claim.cuts.discard(),
             }
-            let left = std::mem::take(&mut claim.rebook_left);
-            result.map(|c| c.map(|c| (c, claim.reloaded.then_some(left))))
+            result.map(|c| c.map(|c| (c, claim.reloaded)))
         };
         let (claimed, reloaded) = match claimed {
             Ok(Some(found)) => found,
@@ -161,11 +159,12 @@ impl Worker {
                 return;
             }
         };
-        if let Some(left) = &reloaded {
-            self.note_limits_seen(left);
+        if reloaded {
+            self.limits_seen = (self.targets.iter())
+                .map(|(id, t)| (*id, t.limits))
+                .collect();
         }
         apply::wait_until_safe_to_send(&claimed);
-        let reloaded = reloaded.is_some();
         self.apply(claimed, reloaded, (want, fresh_want), check_scheduled, now);
     }
 }
@@ -201,9 +200,6 @@ struct Claim<'a> {
     default_timeout: Duration,
     now: Instant,
     reloaded: bool,
-    /// Subscriptions whose limits changed and whose events were not rebooked (see
-    /// `load_targets`).
-    rebook_left: Vec<i32>,
     /// Loading the subscriptions gave events back to some (see `load_targets`).
     unparked: bool,
 }
@@ -345,7 +341,9 @@ impl Claim<'_> {
         let now_db = unsafe { pgrx::pg_sys::GetCurrentTransactionStartTimestamp() };
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         let (start, batched) = self.gather(&mut plan)?;
-        left.extend(statements.defer(&plan.defer)?);
+        let left_deferred = statements.defer(&plan.defer)?;
+        plan.deferred(&left_deferred, read(), self.limits);
+        left.extend(left_deferred);
         plan.leave(
             &left,
             fresh.iter().chain(&lagged),

@@ -39,6 +39,17 @@ const RUNS_PER_WRITE: usize = 16;
 /// some other way); should it come back, it starts again.
 const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
 
+/// How far a claim's step of a cut went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stepped {
+    /// The transaction is cut.
+    Done,
+    /// The allowance ran out: the next claim goes on.
+    More,
+    /// Another transaction holds some of the rows to write: a later claim goes on.
+    Held,
+}
+
 /// The cuts going on, as of the last committed claim, and the steps of the claim running now.
 #[derive(Default)]
 pub(super) struct Cuts {
@@ -131,10 +142,11 @@ impl Cuts {
     /// Cuts a transaction's queued events into parts that each stay within the payload limit,
     /// numbered from `first` (or goes on with the cut going on from there; `size`, the
     /// transaction's, for a cut again: see reopen_cut.sql), reading at most `budget`
-    /// events more (taken off it; a page at least); true once the transaction is cut. Finished
-    /// parts are written a few at a time, and all of them when the step ends; the part being
-    /// cut waits for its end, so that the last part's events, written last, are the ones told
-    /// the transaction's size.
+    /// events more (taken off it; a page at least). Finished parts are written a few at a
+    /// time, and all of them when the step ends; the part being cut waits for its end, so that
+    /// the last part's events, written last, are the ones told the transaction's size. Parts
+    /// whose rows another transaction holds are not written (see set_parts.sql): they stay
+    /// with the cut, written by a later step.
     pub(super) fn step(
         &mut self,
         statements: &Statements,
@@ -143,7 +155,7 @@ impl Cuts {
         (txid, first, size): (i64, i32, Option<i32>),
         largest: i64,
         budget: &mut usize,
-    ) -> SpiResult<bool> {
+    ) -> SpiResult<Stepped> {
         let key = (subscription_id, txid);
         let mut cut = match self.going.get(&key) {
             Some(cut) if cut.first == first => cut.clone(),
@@ -158,19 +170,25 @@ impl Cuts {
             events_total: u64::MAX,
         };
         let limit = cut.limit;
+        // (Whether they were written.)
         let write = |runs: &mut Vec<(i64, i64, i32)>, total: Option<i32>| {
             if runs.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
-            statements.set_parts(txid, subscription_id, runs, total)?;
-            runs.clear();
-            Ok::<(), pgrx::spi::Error>(())
+            let written = statements.set_parts(txid, subscription_id, runs, total)?;
+            if written {
+                runs.clear();
+            }
+            Ok::<bool, pgrx::spi::Error>(written)
         };
         loop {
             if *budget == 0 {
-                write(&mut cut.finished, None)?;
+                let stepped = match write(&mut cut.finished, None)? {
+                    true => Stepped::More,
+                    false => Stepped::Held,
+                };
                 self.staged.insert(key, Staged::Going(cut));
-                return Ok(false);
+                return Ok(stepped);
             }
             let page = statements.transaction_events(
                 txid,
@@ -190,21 +208,27 @@ impl Cuts {
                 let size = dispatcher.part_entry_len(event, target, &probe);
                 cut.take(event.id, size, event.attempts - event.series_start, limit);
             }
-            if cut.finished.len() >= RUNS_PER_WRITE {
-                write(&mut cut.finished, None)?;
+            if cut.finished.len() >= RUNS_PER_WRITE && !write(&mut cut.finished, None)? {
+                self.staged.insert(key, Staged::Going(cut));
+                return Ok(Stepped::Held);
             }
         }
-        // The finished parts, then the last, whose events are told the transaction's size.
-        write(&mut cut.finished, None)?;
+        // The finished parts, then the last, whose events are told the transaction's size
+        // (held, the part stays open: the next step reads no more and writes it).
         let mut last: Vec<_> = cut
             .open
             .map(|(f, l)| (f, l, cut.part))
             .into_iter()
             .collect();
-        write(&mut last, Some(cut.size.unwrap_or(cut.total)))?;
+        if !write(&mut cut.finished, None)?
+            || !write(&mut last, Some(cut.size.unwrap_or(cut.total)))?
+        {
+            self.staged.insert(key, Staged::Going(cut));
+            return Ok(Stepped::Held);
+        }
         let again = cut.size.is_some().then_some(cut.limit);
         self.staged.insert(key, Staged::Done(again));
-        Ok(true)
+        Ok(Stepped::Done)
     }
 
     /// The claim whose steps were staged committed: its progress is the queue's.

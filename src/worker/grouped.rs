@@ -14,7 +14,7 @@
 use pg_webhook_core::batch::TransactionPart;
 use pgrx::spi::SpiResult;
 
-use super::cutting::Cuts;
+use super::cutting::{Cuts, Stepped};
 use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
 use crate::queue::{Part, Statements, TransactionHead};
@@ -71,11 +71,21 @@ fn may_cut(
 }
 
 /// What `ready_parts` found: the parts ready, whether a cut is left to go on with, and whether
-/// one waits for another transaction to let go of the subscription's row (`may_cut`).
+/// one waits for another transaction to let go of the subscription's row (`may_cut`) or of
+/// some of its events.
 pub(super) struct Ready {
     pub parts: Vec<ReadyPart>,
     pub cutting: bool,
     pub busy: bool,
+}
+
+/// What `ready_parts` found out on the way: whether the subscription's row is free (asked
+/// once, see `may_cut`), a cut is left to go on with, one waits for another transaction.
+#[derive(Default)]
+struct Found {
+    free: Option<bool>,
+    cutting: bool,
+    busy: bool,
 }
 
 /// Finds, among a grouped subscription's queued transactions `heads` (read as
@@ -92,8 +102,8 @@ pub(super) fn ready_parts(
     budget: &mut usize,
 ) -> SpiResult<Ready> {
     let limit = part_limit(dispatcher, (subscription_id, target), room);
-    let (mut ready, mut cutting, mut busy) = (Vec::new(), false, false);
-    let mut free = None;
+    let mut ready = Vec::new();
+    let mut f = Found::default();
     let at = (subscription_id, target);
     let mut held = 0;
     for (txid, lowest, uncut) in heads {
@@ -103,24 +113,27 @@ pub(super) fn ready_parts(
         if dispatcher.part_in_flight(subscription_id, txid) {
             continue;
         }
-        let step = |cuts: &mut Cuts, from: (i32, Option<i32>), budget: &mut usize| {
-            let (first, size) = from;
-            if *budget == 0 {
-                return Ok(false);
-            }
-            let cut = (txid, first, size);
-            cuts.step(statements, dispatcher, at, cut, largest, budget)
-        };
+        // A step of the cut, not begun without allowance left or while another transaction
+        // holds the subscription's row; true once the transaction is cut.
+        let step =
+            |cuts: &mut Cuts, f: &mut Found, from: (i32, Option<i32>), budget: &mut usize| {
+                let stepped = if *budget == 0 {
+                    Stepped::More
+                } else if !may_cut(statements, subscription_id, &mut f.free)? {
+                    Stepped::Held
+                } else {
+                    let cut = (txid, from.0, from.1);
+                    cuts.step(statements, dispatcher, at, cut, largest, budget)?
+                };
+                f.cutting |= stepped == Stepped::More;
+                f.busy |= stepped == Stepped::Held;
+                Ok::<bool, pgrx::spi::Error>(stepped == Stepped::Done)
+            };
         let going = cuts.going(subscription_id, txid);
         let part_no = match (uncut, lowest) {
             _ if going.is_some() || uncut || lowest.is_none() => {
-                if !may_cut(statements, subscription_id, &mut free)? {
-                    busy = true;
-                    continue;
-                }
                 let first = going.unwrap_or(1);
-                if !step(cuts, (first, None), budget)? {
-                    cutting = true;
+                if !step(cuts, &mut f, (first, None), budget)? {
                     continue;
                 }
                 first
@@ -137,16 +150,18 @@ pub(super) fn ready_parts(
             // those before are finished) is cut again, numbered on from p, keeping the size.
             (_, Some(p)) => {
                 if *budget == 0 {
-                    cutting = true;
+                    f.cutting = true;
                     continue;
                 }
-                if !may_cut(statements, subscription_id, &mut free)? {
-                    busy = true;
+                if !may_cut(statements, subscription_id, &mut f.free)? {
+                    f.busy = true;
                     continue;
                 }
-                let size = statements.reopen_cut(txid, subscription_id)?;
-                if !step(cuts, (p, size), budget)? {
-                    cutting = true;
+                let Ok(size) = statements.reopen_cut(txid, subscription_id)? else {
+                    f.busy = true;
+                    continue;
+                };
+                if !step(cuts, &mut f, (p, size), budget)? {
                     continue;
                 }
                 p
@@ -159,12 +174,7 @@ pub(super) fn ready_parts(
             // worker stopped, or forgot it). Cut again from the lowest part still queued (the
             // first, but for a cut again, which keeps the size).
             let size = (part.events_total < 0).then_some(-part.events_total);
-            if !may_cut(statements, subscription_id, &mut free)? {
-                busy = true;
-                continue;
-            }
-            if !step(cuts, (part_no, size), budget)? {
-                cutting = true;
+            if !step(cuts, &mut f, (part_no, size), budget)? {
                 continue;
             }
             part = statements.transaction_part(txid, subscription_id, part_no, largest)?;
@@ -192,7 +202,7 @@ pub(super) fn ready_parts(
     }
     Ok(Ready {
         parts: ready,
-        cutting,
-        busy,
+        cutting: f.cutting,
+        busy: f.busy,
     })
 }

@@ -12,6 +12,7 @@ use super::dispatch::{Dispatcher, Pace};
 use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
+mod left;
 mod requests;
 
 use requests::requests_of;
@@ -126,22 +127,6 @@ impl<'a> Plan<'a> {
             .or_insert((key, key));
     }
 
-    /// Notes the events a claim read and meant to write (park or put back) but left as they
-    /// were, their rows held by another transaction (`left`): the new ones (`passing`) are
-    /// passed, to be read again; due ones stay due, read again a second on or as requests end
-    /// (as if their subscription held its share), not at once in a loop while it stays open.
-    pub(super) fn leave<'e>(
-        &mut self,
-        left: &HashSet<i64>,
-        passing: impl Iterator<Item = &'e QueuedEvent>,
-        due: impl Iterator<Item = &'e QueuedEvent>,
-    ) {
-        for e in passing.filter(|e| left.contains(&e.id)) {
-            self.pass(e);
-        }
-        (self.held_due).extend(due.map(|e| e.id).filter(|id| left.contains(id)));
-    }
-
     /// Counts `n` requests of `subscription` as started (events' or transactions' parts).
     pub(super) fn took_requests(&mut self, subscription: i32, n: usize) {
         *self.requests_starting.entry(subscription).or_default() += n;
@@ -248,10 +233,11 @@ impl<'a> Plan<'a> {
                     }
                     return;
                 }
-                if !t.ordered {
+                if t.ordered {
+                    self.wake_at(self.now + wait);
+                } else {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
                 }
-                self.wake_at(self.now + wait);
                 return;
             }
         }
@@ -298,7 +284,6 @@ impl<'a> Plan<'a> {
                 .map_or(Duration::ZERO, |c| c.0.timeout);
             let wait = Pace::wait_for_room(timeout);
             self.defer.push((event.txid, event.id, defer_us(wait)));
-            self.wake_at(self.now + wait);
         }
         // Otherwise (an ordered head, an event read again after the cursor passed it) it stays
         // where it is, and is looked for again.
@@ -346,8 +331,6 @@ impl<'a> Plan<'a> {
             }
             self.start.retain(|e| e.subscription_id != *sub);
             self.starting.remove(sub);
-            let left = Duration::from_micros(us as u64).max(Duration::from_millis(1));
-            self.wake_at(self.now + left);
         }
     }
 

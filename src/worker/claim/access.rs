@@ -170,9 +170,9 @@ impl Claim<'_> {
         // Events put back for limits that changed wait for slots given under the old ones:
         // due now, they are given new ones (by the worker that serves the subscription). Seen
         // as of the last claim that committed: a claim that fails rolls its rebook back, and
-        // the next one finds the change again. So does the next load, for a subscription some
-        // of whose events another transaction holds (see make_due.sql): its change is not taken
-        // as seen (`rebook_left`).
+        // the next one finds the change again. Events another transaction holds (see
+        // make_due.sql) keep the time they were given: tried again at every load, a rebook
+        // made due every event of the subscription waiting (its backoffs too) each second.
         let changed: Vec<i32> = (self.targets.iter())
             .filter(|(id, t)| {
                 (self.limits_seen.get(id)).is_some_and(|before| *before != t.limits)
@@ -183,7 +183,12 @@ impl Claim<'_> {
         for id in &changed {
             self.limits.forget(*id);
         }
-        self.rebook_left = statements.rebook(&changed)?.into_iter().collect();
+        for id in statements.rebook(&changed)? {
+            let name = self.targets.get(&id).map_or("", |t| t.name.as_str());
+            pgrx::log!(
+                "pg_webhook: the limits of subscription \"{name}\" changed, and another transaction holds some of its events put back under the old ones: those keep the time they were given"
+            );
+        }
         let denied: Vec<(i32, Option<String>)> = self
             .targets
             .iter()
@@ -199,8 +204,8 @@ impl Claim<'_> {
         let started: Vec<i32> = now_sending.difference(self.sending).copied().collect();
         // Parked by this worker or another, before a resume, an unsubscribe or a GRANT this
         // worker has only now seen — whatever snapshot that command ran under. One some of
-        // whose events another transaction holds (make_due.sql) is not taken for sending
-        // yet: the next load (a second on) gives the rest back.
+        // whose events another transaction holds (make_due.sql) is noted as not sending yet,
+        // so the next load (a second on) gives the rest back; its other events go meanwhile.
         let left = statements.unpark(&started)?;
         self.unparked |= !started.is_empty();
         now_sending.retain(|id| !left.contains(id));

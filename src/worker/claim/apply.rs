@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 
 use super::{lagging, Lag, STATS_CHECK_EVERY};
-use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 use crate::worker::dispatch::{Gathered, Pace};
 use crate::worker::Worker;
@@ -68,18 +67,6 @@ fn read_up_to(claimed: &Claimed) -> Option<(i64, i64)> {
 }
 
 impl Worker {
-    /// The limits of the subscriptions a committed claim loaded, as seen (see `load_targets`):
-    /// but for those whose change it could not rebook (`left`), found again at the next load.
-    pub(super) fn note_limits_seen(&mut self, left: &[i32]) {
-        let seen = |id, t: &Target| match left.contains(id) {
-            true => self.limits_seen.get(id).copied().unwrap_or(t.limits),
-            false => t.limits,
-        };
-        self.limits_seen = (self.targets.iter())
-            .map(|(id, t)| (*id, seen(id, t)))
-            .collect();
-    }
-
     /// Starts what the claim chose and works out when to look again.
     pub(super) fn apply(
         &mut self,
