@@ -285,3 +285,40 @@ fn a_backlog_left_as_it_was_for_a_discard_left_open_goes_once_it_rolls_back() {
         "each of bob's events once"
     );
 }
+
+#[test]
+fn a_set_owner_left_open_over_an_orphan_holds_up_no_other() {
+    // bob's role is dropped, and a superuser's set_owner() of his subscription is left open
+    // before the worker starts: each load went to mark it an orphan (mark_orphans.sql), waited
+    // for its row until lock_timeout, failed and began again. Marked once the row is free.
+    let pg = Cluster::start(&[
+        "pg_webhook.poll_interval = '100ms'",
+        "pg_webhook.database = 'elsewhere'",
+    ]);
+    let rx = Receiver::start();
+    let (mut su, bob) = orders_and_ledger(&pg, &rx, "");
+    drop(bob);
+    exec(
+        &mut su,
+        "CREATE ROLE carol LOGIN; GRANT webhook_admin TO carol; GRANT SELECT, TRIGGER ON ledger TO carol;
+         REVOKE ALL ON ledger FROM bob; REVOKE CREATE ON SCHEMA public FROM bob;
+         REVOKE webhook_admin FROM bob; DROP ROLE bob;",
+    );
+    let mut holder = pg.client_with_extension();
+    exec(
+        &mut holder,
+        "BEGIN; SELECT webhook.set_owner('bobs', 'carol')",
+    );
+    alter_system(&mut su, "SET pg_webhook.database = 'postgres'");
+    exec(&mut su, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "alice's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/alice"))
+    });
+    exec(&mut holder, "ROLLBACK");
+    wait_until(WAIT, "bob's subscription marked an orphan", || {
+        count(
+            &mut su,
+            "SELECT count(*) FROM webhook._subscriptions WHERE name = 'bobs' AND owner_dropped",
+        ) == 1
+    });
+}

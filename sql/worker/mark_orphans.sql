@@ -8,14 +8,28 @@
 -- re-check of a concurrently updated row reads pg_authid under the old snapshot still).
 -- Returns each one's name and its table's OID while the table is there (NULL: gone), whose
 -- sessions must forget the owner's filter and payload they keep (capture's cache).
+-- Not while another transaction holds the row (a set_owner() left open, say): it is marked at
+-- a later load, and meanwhile sends nothing (its owner may not read its table, see
+-- owner_access.sql); waiting, every load waited until lock_timeout, failed and began again,
+-- and no subscription's events went out for as long as that transaction stayed open.
+WITH seen AS MATERIALIZED (
+    SELECT o.id, o.owner
+      FROM webhook._subscriptions o
+     WHERE NOT o.owner_dropped
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
+                        WHERE a.oid OPERATOR(pg_catalog.=) o.owner::pg_catalog.oid)
+), free AS MATERIALIZED (
+    SELECT l.id
+      FROM webhook._subscriptions l
+     WHERE l.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT seen.id FROM seen))
+       FOR UPDATE SKIP LOCKED
+)
 UPDATE webhook._subscriptions s
    SET owner_dropped = true
-  FROM webhook._subscriptions seen
+  FROM seen
  WHERE seen.id OPERATOR(pg_catalog.=) s.id
+   AND s.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT free.id FROM free))
    AND s.owner::pg_catalog.oid OPERATOR(pg_catalog.=) seen.owner::pg_catalog.oid
-   AND NOT seen.owner_dropped
-   AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid a
-                    WHERE a.oid OPERATOR(pg_catalog.=) seen.owner::pg_catalog.oid)
 RETURNING s.name,
           (SELECT c.oid FROM pg_catalog.pg_class c
             WHERE c.oid OPERATOR(pg_catalog.=) s.target::pg_catalog.oid)
