@@ -34,7 +34,9 @@ WITH runs AS MATERIALIZED (
      WHERE l.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT w.tid FROM wanted w))
        FOR NO KEY UPDATE OF l SKIP LOCKED
 ), whole AS MATERIALIZED (
-    SELECT (SELECT pg_catalog.count(*) FROM locked)
+    -- (Matched by tid: a row changed since this statement's snapshot is locked as it is now,
+    -- under another tid, which the UPDATE, under the snapshot, would not write.)
+    SELECT (SELECT pg_catalog.count(*) FROM locked l JOIN wanted w ON w.tid OPERATOR(pg_catalog.=) l.tid)
            OPERATOR(pg_catalog.=) (SELECT pg_catalog.count(*) FROM wanted) AS whole
 ), written AS (
     UPDATE webhook._event_queue q

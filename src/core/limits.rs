@@ -140,6 +140,11 @@ impl Limits {
         self.next_slot.remove(&subscription);
     }
 
+    /// The last slot given out to an event of the subscription put back, if any.
+    pub fn given_out(&self, subscription: i32) -> Option<Instant> {
+        self.given_out.get(&subscription).copied()
+    }
+
     /// Takes back the slots given out to a subscription's events that were not put back
     /// after all (their rows held by another transaction): the last one given out is `last`,
     /// that of its last event that was (`None`: none was). Never moves it later.

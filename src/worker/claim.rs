@@ -342,7 +342,7 @@ impl Claim<'_> {
         plan.hold_partial_batches(self.targets, self.batch_holds, now_db);
         let (start, batched) = self.gather(&mut plan)?;
         let left_deferred = statements.defer(&plan.defer)?;
-        plan.deferred(&left_deferred, read(), self.limits);
+        plan.deferred(&left_deferred, self.limits);
         left.extend(left_deferred);
         plan.leave(
             &left,

@@ -35,6 +35,9 @@ const CUT_PAGE: i64 = 1000;
 pub(super) const CUT_STEP: usize = 5 * CUT_PAGE as usize;
 /// Finished parts written in one statement at most (see set_parts.sql).
 const RUNS_PER_WRITE: usize = 16;
+/// A cut whose rows another transaction held is not gone on with for this long: each try
+/// reads and locks the rows to write.
+const HELD_RETRY: Duration = Duration::from_secs(1);
 /// A cut not gone on with for this long is forgotten (its transaction's events were taken away
 /// some other way); should it come back, it starts again.
 const FORGOTTEN_AFTER: Duration = Duration::from_secs(600);
@@ -61,6 +64,8 @@ pub(super) struct Cuts {
     /// (see `Dispatcher::start_part`).
     under: HashMap<(i32, i64), usize>,
     staged: HashMap<(i32, i64), Staged>,
+    /// Cuts whose rows another transaction held, and when to try them again.
+    held: HashMap<(i32, i64), Instant>,
 }
 
 /// What a claim's step left of a cut: going on, or done (cut again under that limit, if it
@@ -157,6 +162,9 @@ impl Cuts {
         budget: &mut usize,
     ) -> SpiResult<Stepped> {
         let key = (subscription_id, txid);
+        if self.held.get(&key).is_some_and(|at| Instant::now() < *at) {
+            return Ok(Stepped::Held);
+        }
         let mut cut = match self.going.get(&key) {
             Some(cut) if cut.first == first => cut.clone(),
             _ => Cut::starting(first, size, dispatcher.max_payload_bytes),
@@ -181,14 +189,19 @@ impl Cuts {
             }
             Ok::<bool, pgrx::spi::Error>(written)
         };
+        // Parts a held write left go first: the cut reads no further until they are written
+        // (or it would read the whole transaction, and write it in one go once let go).
+        if !write(&mut cut.finished, None)? {
+            return Ok(self.held(key, cut));
+        }
         loop {
             if *budget == 0 {
-                let stepped = match write(&mut cut.finished, None)? {
-                    true => Stepped::More,
-                    false => Stepped::Held,
-                };
+                if !write(&mut cut.finished, None)? {
+                    return Ok(self.held(key, cut));
+                }
+                self.held.remove(&key);
                 self.staged.insert(key, Staged::Going(cut));
-                return Ok(stepped);
+                return Ok(Stepped::More);
             }
             let page = statements.transaction_events(
                 txid,
@@ -209,8 +222,7 @@ impl Cuts {
                 cut.take(event.id, size, event.attempts - event.series_start, limit);
             }
             if cut.finished.len() >= RUNS_PER_WRITE && !write(&mut cut.finished, None)? {
-                self.staged.insert(key, Staged::Going(cut));
-                return Ok(Stepped::Held);
+                return Ok(self.held(key, cut));
             }
         }
         // The finished parts, then the last, whose events are told the transaction's size
@@ -223,12 +235,20 @@ impl Cuts {
         if !write(&mut cut.finished, None)?
             || !write(&mut last, Some(cut.size.unwrap_or(cut.total)))?
         {
-            self.staged.insert(key, Staged::Going(cut));
-            return Ok(Stepped::Held);
+            return Ok(self.held(key, cut));
         }
+        self.held.remove(&key);
         let again = cut.size.is_some().then_some(cut.limit);
         self.staged.insert(key, Staged::Done(again));
         Ok(Stepped::Done)
+    }
+
+    /// A step whose write another transaction held: its cut goes on from here, tried again
+    /// only `HELD_RETRY` on.
+    fn held(&mut self, key: (i32, i64), cut: Cut) -> Stepped {
+        self.held.insert(key, Instant::now() + HELD_RETRY);
+        self.staged.insert(key, Staged::Going(cut));
+        Stepped::Held
     }
 
     /// The claim whose steps were staged committed: its progress is the queue's.
@@ -258,6 +278,7 @@ impl Cuts {
     /// Forgets the cuts of subscriptions `keep` says no (no longer this worker's).
     pub(super) fn keep_only(&mut self, keep: impl Fn(i32) -> bool) {
         self.going.retain(|(id, _), _| keep(*id));
+        self.held.retain(|(id, _), _| keep(*id));
         self.under.retain(|(id, _), _| keep(*id));
     }
 
@@ -277,5 +298,6 @@ impl Cuts {
         self.going.clear();
         self.under.clear();
         self.staged.clear();
+        self.held.clear();
     }
 }

@@ -33,6 +33,11 @@ pub(super) struct Plan<'a> {
     /// The first new event left for want of room: the cursor must not move past it.
     pub(super) first_left: Option<(i64, i64)>,
     pub(super) defer: Vec<(i64, i64, i64)>,
+    /// The deferrals of events over their subscription's rate: event id -> (subscription, the
+    /// slot it was given); and the last slot each subscription had given out before this plan
+    /// (see `deferred`).
+    rate_deferred: HashMap<i64, (i32, Instant)>,
+    given_before: HashMap<i32, Option<Instant>>,
     /// Turned away in this plan, per subscription.
     over: HashMap<i32, usize>,
     /// When the earliest deferred event or rate-held head is due.
@@ -92,6 +97,8 @@ impl<'a> Plan<'a> {
             requests: 0,
             first_left: None,
             defer: Vec::new(),
+            rate_deferred: HashMap::new(),
+            given_before: HashMap::new(),
             over: HashMap::new(),
             earliest: None,
             pace,
@@ -208,6 +215,9 @@ impl<'a> Plan<'a> {
                 0 => 0,
                 _ => self.requests_held(sub),
             };
+            (self.given_before)
+                .entry(sub)
+                .or_insert_with(|| limits.given_out(sub));
             let arrival = if t.ordered {
                 Arrival::Head
             } else if event.due {
@@ -237,6 +247,7 @@ impl<'a> Plan<'a> {
                     self.wake_at(self.now + wait);
                 } else {
                     self.defer.push((event.txid, event.id, defer_us(wait)));
+                    (self.rate_deferred).insert(event.id, (sub, self.now + wait));
                 }
                 return;
             }

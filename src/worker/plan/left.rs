@@ -27,38 +27,35 @@ impl Plan<'_> {
     }
 
     /// After the deferrals were written (`left`: the ids of those left as they were, their
-    /// rows held by another transaction; `read`: the events the claim read): wakes the worker
-    /// when the first one written comes due, and takes back the rate slots given out to the
-    /// subscriptions' left ones. Left ones waking it, it claimed again a millisecond on, in a
-    /// loop for as long as the rows stayed held; their slots kept, each claim that read them
-    /// again gave out the next ones, pushing the subscription's later events out a slot more
-    /// each time (up to a day).
-    pub(in crate::worker) fn deferred<'e>(
-        &mut self,
-        left: &HashSet<i64>,
-        read: impl Iterator<Item = &'e QueuedEvent>,
-        limits: &mut Limits,
-    ) {
-        let subscriptions: HashMap<i64, i32> = read.map(|e| (e.id, e.subscription_id)).collect();
+    /// rows held by another transaction): wakes the worker when the first one written comes
+    /// due, and takes back the rate slots given out to the left ones, back to the last slot
+    /// written or given out before (by an earlier claim, whose events keep theirs). Left ones
+    /// waking it, it claimed again a millisecond on, in a loop for as long as the rows stayed
+    /// held; their slots kept, each claim that read them again gave out the next ones, pushing
+    /// the subscription's later events out a slot more each time (up to a day).
+    pub(in crate::worker) fn deferred(&mut self, left: &HashSet<i64>, limits: &mut Limits) {
         let at = |us: i64| {
             let wait = Duration::from_micros(u64::try_from(us).unwrap_or(0));
             self.now + wait.max(Duration::from_millis(1))
         };
-        let mut last: HashMap<i32, Option<Instant>> = (self.defer.iter())
-            .filter(|d| left.contains(&d.1))
-            .filter_map(|d| subscriptions.get(&d.1).map(|sub| (*sub, None)))
-            .collect();
-        let mut first = None;
-        for d in self.defer.iter().filter(|d| !left.contains(&d.1)) {
-            let when = at(d.2);
-            first = Some(first.map_or(when, |f: Instant| f.min(when)));
-            let sub = subscriptions.get(&d.1);
-            if let Some(slot) = sub.and_then(|sub| last.get_mut(sub)) {
-                *slot = Some(slot.map_or(when, |s| s.max(when)));
-            }
-        }
+        let first = (self.defer.iter())
+            .filter(|d| !left.contains(&d.1))
+            .map(|d| at(d.2))
+            .min();
         if let Some(first) = first {
             self.wake_at(first);
+        }
+        let mut last: HashMap<i32, Option<Instant>> = HashMap::new();
+        for (id, (sub, _)) in &self.rate_deferred {
+            if left.contains(id) {
+                let before = self.given_before.get(sub).copied().flatten();
+                last.insert(*sub, before);
+            }
+        }
+        for (id, (sub, given)) in &self.rate_deferred {
+            if let (false, Some(slot)) = (left.contains(id), last.get_mut(sub)) {
+                *slot = Some(slot.map_or(*given, |s| s.max(*given)));
+            }
         }
         for (sub, last) in last {
             limits.take_back_given_out(sub, last);
