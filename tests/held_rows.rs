@@ -1,9 +1,9 @@
-//! A subscriber's transaction left open over its own subscription's row (a pause, a resume)
-//! or its queued events' rows (an unsubscribe discarding them) holds up nothing of the other
-//! subscriptions: the worker does not wait for that row to write what it decided about the
-//! subscription (disabled, its owner's access, its health), it writes it later; and it records
-//! the outcomes of the other subscriptions' events while those of the held rows wait. One
-//! scenario per test.
+//! A transaction left open over a subscription's row (a pause, a resume, a superuser's
+//! set_owner() of an orphan) or its queued events' rows (an unsubscribe discarding them) holds
+//! up nothing of the other subscriptions: the worker does not wait for that row to write what
+//! it decided about the subscription (disabled, its owner's access, its health, an orphan), it
+//! writes it later; and it records the outcomes of the other subscriptions' events while those
+//! of the held rows wait. One scenario per test.
 
 mod support;
 

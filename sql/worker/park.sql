@@ -7,7 +7,7 @@
 -- nothing. Events whose subscription turned out to be sending
 -- again are made due now (the worker, going by its older copy, did not start them, and its
 -- cursor has moved past them). The worker also un-parks every parked event of a subscription
--- it sees start sending again (unpark.sql), which covers a resume whose snapshot is older than
+-- it sees start sending again (make_due.sql), which covers a resume whose snapshot is older than
 -- a park (REPEATABLE READ).
 -- A subscription's row another transaction holds (a resume left open, say) is not waited for:
 -- its events are put off for a second, to be parked or sent once that transaction has ended

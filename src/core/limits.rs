@@ -146,8 +146,9 @@ impl Limits {
     }
 
     /// Takes back the slots given out to a subscription's events that were not put back
-    /// after all (their rows held by another transaction): the last one given out is `last`,
-    /// that of its last event that was (`None`: none was). Never moves it later.
+    /// after all (their rows held by another transaction): the last one given out becomes
+    /// `last`, the latest slot still held by an event put back (`None`: none is). Never moves
+    /// it later.
     pub fn take_back_given_out(&mut self, subscription: i32, last: Option<Instant>) {
         match (self.given_out.get(&subscription), last) {
             (Some(given), Some(last)) if last < *given => {

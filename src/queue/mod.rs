@@ -87,7 +87,8 @@ const SYNC_READ_DENIED: &str = include_str!("../../sql/worker/sync_read_denied.s
 const OVERDUE: &str = include_str!("../../sql/worker/overdue.sql");
 const PURGE_EVENTS: &str = include_str!("../../sql/worker/purge_events.sql");
 const PURGE_ATTEMPTS: &str = include_str!("../../sql/worker/purge_attempts.sql");
-/// Makes every parked event of some subscriptions due; also run by the SQL API (resume).
+/// Makes every parked event of some subscriptions due: the SQL API's (resume, unsubscribe); the
+/// worker's is sql/worker/make_due.sql.
 pub const UNPARK: &str = include_str!("../../sql/queries/unpark.sql");
 const OWNER_ACCESS: &str = include_str!("../../sql/worker/owner_access.sql");
 

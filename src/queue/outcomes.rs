@@ -268,8 +268,9 @@ impl Statements {
     }
 
     /// Marks the subscriptions whose owner's role is gone orphans for good (whatever their
-    /// status, their table there or not); returns the names of those it marked, each with its
-    /// table's OID while the table is there.
+    /// status, their table there or not; not those whose row another transaction holds, marked
+    /// at a later load); returns the names of those it marked, each with its table's OID while
+    /// the table is there.
     pub fn mark_orphans(&self) -> SpiResult<Vec<(String, Option<pg_sys::Oid>)>> {
         Spi::connect_mut(|client| {
             let mut marked = Vec::new();

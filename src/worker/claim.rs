@@ -344,11 +344,7 @@ impl Claim<'_> {
         let left_deferred = statements.defer(&plan.defer)?;
         plan.deferred(&left_deferred, self.limits);
         left.extend(left_deferred);
-        plan.leave(
-            &left,
-            fresh.iter().chain(&lagged),
-            scheduled.iter().chain(&heads),
-        );
+        plan.leave(&left, fresh.iter().chain(&lagged), scheduled.iter());
         let taken: HashSet<i64> = (start.iter())
             .chain(batched.iter().flat_map(|g| g.events()))
             .map(|e| e.id)
