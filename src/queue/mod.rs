@@ -39,7 +39,7 @@ pub use claims::Bounds;
 use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, Spent, SubscriptionRow};
 pub use series::series_ages;
-pub use transactions::{Part, TransactionHead};
+pub use transactions::{Held, Part, TransactionHead};
 pub use uids::renew_foreign_uids;
 
 const EXTENSION_VERSION: &str = include_str!("../../sql/worker/extension_version.sql");

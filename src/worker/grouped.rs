@@ -17,7 +17,7 @@ use pgrx::spi::SpiResult;
 use super::cutting::{Cuts, Stepped};
 use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
-use crate::queue::{Part, Statements, TransactionHead};
+use crate::queue::{Held, Part, Statements, TransactionHead};
 
 /// A part ready to start: its subscription, events and place in its transaction.
 pub(super) struct ReadyPart {
@@ -113,17 +113,29 @@ pub(super) fn ready_parts(
         if dispatcher.part_in_flight(subscription_id, txid) {
             continue;
         }
-        // A step of the cut, not begun without allowance left or while another transaction
-        // holds the subscription's row; true once the transaction is cut.
+        // A step of the cut from part `first`, not begun without allowance left or while
+        // another transaction holds the subscription's row; `size`, the transaction's for a cut
+        // again, or (`reopen`) read off its last event, marked as being cut again
+        // (reopen_cut.sql). True once the transaction is cut.
         let step =
-            |cuts: &mut Cuts, f: &mut Found, from: (i32, Option<i32>), budget: &mut usize| {
+            |cuts: &mut Cuts, f: &mut Found, from: (i32, Option<i32>, bool), budget: &mut usize| {
+                let (first, size, reopen) = from;
                 let stepped = if *budget == 0 {
                     Stepped::More
                 } else if !may_cut(statements, subscription_id, &mut f.free)? {
                     Stepped::Held
                 } else {
-                    let cut = (txid, from.0, from.1);
-                    cuts.step(statements, dispatcher, at, cut, largest, budget)?
+                    let size = match reopen {
+                        true => statements.reopen_cut(txid, subscription_id)?,
+                        false => Ok(size),
+                    };
+                    match size {
+                        Ok(size) => {
+                            let cut = (txid, first, size);
+                            cuts.step(statements, dispatcher, at, cut, largest, budget)?
+                        }
+                        Err(Held) => Stepped::Held,
+                    }
                 };
                 f.cutting |= stepped == Stepped::More;
                 f.busy |= stepped == Stepped::Held;
@@ -133,7 +145,7 @@ pub(super) fn ready_parts(
         let part_no = match (uncut, lowest) {
             _ if going.is_some() || uncut || lowest.is_none() => {
                 let first = going.unwrap_or(1);
-                if !step(cuts, &mut f, (first, None), budget)? {
+                if !step(cuts, &mut f, (first, None, false), budget)? {
                     continue;
                 }
                 first
@@ -149,19 +161,7 @@ pub(super) fn ready_parts(
             // Its next part is over a limit lowered since the cut: what is left (parts p on;
             // those before are finished) is cut again, numbered on from p, keeping the size.
             (_, Some(p)) => {
-                if *budget == 0 {
-                    f.cutting = true;
-                    continue;
-                }
-                if !may_cut(statements, subscription_id, &mut f.free)? {
-                    f.busy = true;
-                    continue;
-                }
-                let Ok(size) = statements.reopen_cut(txid, subscription_id)? else {
-                    f.busy = true;
-                    continue;
-                };
-                if !step(cuts, &mut f, (p, size), budget)? {
+                if !step(cuts, &mut f, (p, None, true), budget)? {
                     continue;
                 }
                 p
@@ -174,7 +174,7 @@ pub(super) fn ready_parts(
             // worker stopped, or forgot it). Cut again from the lowest part still queued (the
             // first, but for a cut again, which keeps the size).
             let size = (part.events_total < 0).then_some(-part.events_total);
-            if !step(cuts, &mut f, (part_no, size), budget)? {
+            if !step(cuts, &mut f, (part_no, size, false), budget)? {
                 continue;
             }
             part = statements.transaction_part(txid, subscription_id, part_no, largest)?;

@@ -114,7 +114,7 @@ impl Worker {
             // fails the batch at once rather than after the session's lock_timeout, all that
             // time holding up every subscription's claims and outcomes; the worker then sets
             // its subscription's outcomes aside and records the rest.
-            with_settings(RECORD_LOCK_TIMEOUT, || {
+            with_settings(RECORD_LOCK_TIMEOUT, move || {
                 statements.health(&health)?;
                 let mut disabled = Vec::new();
                 for (id, reason) in &gone {
@@ -124,7 +124,7 @@ impl Worker {
                 }
                 statements.record(outcomes)?;
                 statements.batches_done(&batches_of(outcomes))?;
-                Ok(Some((health.clone(), disabled)))
+                Ok(Some((health, disabled)))
             })
         })
     }
