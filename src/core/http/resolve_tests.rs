@@ -26,6 +26,19 @@ impl Drop for Release {
     }
 }
 
+/// Waits (10 s at most) until `calls` is at least `n`: a lookup's thread counts its call when
+/// it first runs, which on a loaded machine can be well after the request that started it.
+async fn calls_reach(calls: &AtomicUsize, n: usize) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while calls.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    reached
+        .await
+        .unwrap_or_else(|_| panic!("{n} lookups began within 10 s"));
+}
+
 static SLOW: Lookups = Lookups::new(Duration::from_secs(60), 1);
 static SLOW_RELEASE: AtomicBool = AtomicBool::new(false);
 static SLOW_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -42,6 +55,7 @@ async fn requests_that_time_out_on_a_slow_name_start_one_lookup_between_them() {
             tokio::time::timeout(Duration::from_millis(2), SLOW.lookup("slow.example", slow)).await;
         assert!(waited.is_err(), "the stuck lookup answered: {waited:?}");
     }
+    calls_reach(&SLOW_CALLS, 1).await;
     assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 1);
     assert_eq!(SLOW.running(), 1);
 
@@ -96,6 +110,7 @@ async fn another_name_is_looked_up_while_a_slow_one_has_not_answered() {
         MIXED.lookup("quick.example", slow_or_quick),
     )
     .await;
+    calls_reach(&MIXED_CALLS, 1).await;
     MIXED_RELEASE.store(true, Ordering::SeqCst);
     let found = quick
         .expect("quick.example answered within 10 s while slow.example was stuck")
@@ -219,6 +234,8 @@ async fn names_whose_lookups_were_slow_share_a_few_threads_and_others_go_on() {
     .await
     .expect("a name that answers is looked up meanwhile")
     .expect("and has an address");
+    // (slow3, refused, never called the lookup.)
+    calls_reach(&CAPPED_CALLS, 5).await;
     assert_eq!(CAPPED_CALLS.load(Ordering::SeqCst), 5);
     CAPPED_RELEASE.store(true, Ordering::SeqCst);
     tokio::time::timeout(Duration::from_secs(10), async {

@@ -120,10 +120,21 @@ fn sender() -> Sender {
 
 /// Sends `n` messages at once through `sender` and returns their attempts.
 async fn send_many(sender: &Sender, endpoint: &Arc<Endpoint>, n: usize) -> Vec<Attempt> {
+    send_many_counted(sender, endpoint, n, &Arc::new(AtomicUsize::new(0))).await
+}
+
+/// `send_many`, each task counting in `started` as it begins its send.
+async fn send_many_counted(
+    sender: &Sender,
+    endpoint: &Arc<Endpoint>,
+    n: usize,
+    started: &Arc<AtomicUsize>,
+) -> Vec<Attempt> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
-        let (sender, endpoint) = (sender.clone(), endpoint.clone());
+        let (sender, endpoint, started) = (sender.clone(), endpoint.clone(), started.clone());
         tasks.spawn(async move {
+            started.fetch_add(1, Ordering::SeqCst);
             let message = Message {
                 id: format!("msg_t_{i}"),
                 body: Bytes::from_static(b"{}"),
@@ -192,7 +203,15 @@ async fn many_401s_to_one_token_get_one_new_token() {
 async fn a_failed_token_request_fails_those_waiting_for_it_and_is_retried_later() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
+    // The token endpoint answers once all ten have asked for the token (a task first run after
+    // the failure would ask again, rightly, and the count below would be 2), and 100 ms later.
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_asked = started.clone();
     let (token_url, _) = serve(move |_, _| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while all_asked.load(Ordering::SeqCst) < 10 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_millis(100));
         counter.fetch_add(1, Ordering::SeqCst);
         answer(500, r#"{"error":"server_error"}"#)
@@ -201,7 +220,7 @@ async fn a_failed_token_request_fails_those_waiting_for_it_and_is_retried_later(
     let (url, seen) = serve(|_, _| answer(204, "")).await;
     let sender = sender();
     let endpoint = endpoint(&url, oauth2(&token_url));
-    let attempts = send_many(&sender, &endpoint, 10).await;
+    let attempts = send_many_counted(&sender, &endpoint, 10, &started).await;
     for a in &attempts {
         assert_eq!(a.kind, AttemptKind::TransportError);
         assert_eq!(a.status, None);
