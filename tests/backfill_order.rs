@@ -192,7 +192,9 @@ fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliverie
         },
     );
     // Deliveries go on promptly meanwhile (the chunks run in the callback runner): live
-    // inserts over a few seconds, longer than a chunk's retry cycle, each arrive at once.
+    // inserts over a few seconds, longer than a chunk's retry cycle, each arrive within 5 s
+    // (a worker waiting for the writer's lock would wait until the test ends it; the bound is
+    // loose for a loaded machine running other clusters besides).
     for id in 1..=10 {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let at = std::time::Instant::now();
@@ -204,7 +206,7 @@ fn a_long_writer_of_an_ordered_table_delays_its_backfill_but_not_other_deliverie
         });
         let took = at.elapsed();
         assert!(
-            took < std::time::Duration::from_millis(1500),
+            took < std::time::Duration::from_secs(5),
             "delivery waited {took:?} behind the backfill"
         );
     }

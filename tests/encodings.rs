@@ -94,7 +94,7 @@ fn a_database_named_in_latin1_does_not_stop_delivery_in_the_others() {
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
     subscribe(&mut db, "t", "t", &rx.url("/t"), "");
     exec(&mut db, "INSERT INTO t VALUES (1)");
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1]);
 }
 
@@ -133,7 +133,7 @@ fn a_database_named_in_latin1_sends_valid_json_naming_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let requests = rx.wait_for(1, WAIT);
+    let requests = rx.wait_for_answers(1, WAIT);
     let body = &requests[0].body;
     let text = std::str::from_utf8(body).unwrap_or_else(|e| {
         panic!(

@@ -144,12 +144,15 @@ fn per_key_order_holds_for_a_filtered_subscription() {
 #[test]
 fn a_failing_key_holds_back_only_its_own_events() {
     let pg = Cluster::start(&[]);
-    // Account 3 is refused five times, then accepted.
+    // Account 3 is refused until the gate opens, then accepted: the gate, not a count of
+    // refusals, so that a slow test thread cannot see account 3 accepted before it looked.
+    let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let r = refused.clone();
+    let (open, r) = (gate.clone(), refused.clone());
     let rx = Receiver::with(move |req: &Request, _| {
         let account = req.json()["record"]["account"].as_i64();
-        if account == Some(3) && r.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 5 {
+        if account == Some(3) && !open.load(std::sync::atomic::Ordering::SeqCst) {
+            r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Reply::Status(503)
         } else {
             Reply::Status(204)
@@ -157,7 +160,7 @@ fn a_failing_key_holds_back_only_its_own_events() {
     });
     ledger(
         &pg,
-        ", retry_schedule => ARRAY['200 milliseconds']::interval[], max_attempts => 10",
+        ", retry_schedule => ARRAY['300 milliseconds']::interval[], max_attempts => 100",
         &rx,
     );
     let mut db = pg.connect("postgres");
@@ -169,11 +172,25 @@ fn a_failing_key_holds_back_only_its_own_events() {
             );
         }
     }
-    wait_until(WAIT, "accounts 1, 2 and 4", || {
-        arrivals(&rx).iter().filter(|(a, _)| *a != 3).count() == 9
-    });
+    wait_until(
+        WAIT,
+        "accounts 1, 2 and 4, and account 3 refused twice",
+        || {
+            arrivals(&rx).iter().filter(|(a, _)| *a != 3).count() == 9
+                && refused.load(std::sync::atomic::Ordering::SeqCst) >= 2
+        },
+    );
     let early = arrivals(&rx).iter().filter(|(a, _)| *a == 3).count();
     assert_eq!(early, 0, "account 3 is still being refused");
+    let tried: Vec<i64> = (rx.requests().iter())
+        .filter(|r| r.json()["record"]["account"].as_i64() == Some(3))
+        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
+        .collect();
+    assert!(
+        tried.iter().all(|seq| *seq == 1),
+        "only account 3's first event is tried while it fails: {tried:?}"
+    );
+    gate.store(true, std::sync::atomic::Ordering::SeqCst);
     wait_until(WAIT, "account 3, once accepted", || {
         arrivals(&rx).iter().filter(|(a, _)| *a == 3).count() == 3
     });

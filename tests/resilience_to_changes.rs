@@ -6,11 +6,9 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::Duration;
-
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{alter_system, count, subscribe, WAIT};
+use support::{alter_system, count, policy_applied, probe_subscription, subscribe, WAIT};
 
 #[test]
 fn a_reload_applies_new_settings_without_a_restart() {
@@ -20,24 +18,27 @@ fn a_reload_applies_new_settings_without_a_restart() {
     let worker = pg.worker_pid(&mut db);
     db.batch_execute("CREATE TABLE h (id int PRIMARY KEY)")
         .unwrap();
-    subscribe(&mut db, "h_hook", "h", &rx.url("/h"), ", max_attempts => 1");
+    let (sid, _) = subscribe(&mut db, "h_hook", "h", &rx.url("/h"), ", max_attempts => 1");
+    let probes = Receiver::start();
+    probe_subscription(&mut db, &probes.url("/probe"));
     db.batch_execute("INSERT INTO h VALUES (1)").unwrap();
     rx.wait_for(1, WAIT);
 
-    // Loopback is no longer allowed after this reload: the next event is refused, not sent.
+    // Loopback is no longer allowed once the worker has this reload: the next event is
+    // refused, not sent.
     alter_system(&mut db, "SET pg_webhook.allowed_destinations = ''");
-    std::thread::sleep(Duration::from_millis(500));
+    policy_applied(&mut db, "dead");
     db.batch_execute("INSERT INTO h VALUES (2)").unwrap();
     wait_until(WAIT, "the refused event to die", || {
         count(
             &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status = 'dead'",
+            &format!("SELECT count(*) FROM webhook.events WHERE status = 'dead' AND subscription_id = {sid}"),
         ) == 1
     });
     let error: String = db
         .query_one(
-            "SELECT error FROM webhook.attempts WHERE outcome = 'dead'",
-            &[],
+            "SELECT error FROM webhook.attempts WHERE outcome = 'dead' AND subscription_id = $1",
+            &[&sid],
         )
         .unwrap()
         .get(0);
@@ -49,7 +50,7 @@ fn a_reload_applies_new_settings_without_a_restart() {
         .unwrap();
     pg.append_conf("pg_webhook.allowed_destinations = '127.0.0.0/8'\n");
     pg.reload();
-    std::thread::sleep(Duration::from_millis(500));
+    policy_applied(&mut db, "delivered");
     db.batch_execute("INSERT INTO h VALUES (3)").unwrap();
     rx.wait_for(2, WAIT);
     assert_eq!(pg.worker_pid(&mut db), worker);
@@ -209,16 +210,18 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
     let rx = Receiver::start();
     db.batch_execute("CREATE TABLE r (id int PRIMARY KEY)")
         .unwrap();
-    subscribe(
+    let (sid, _) = subscribe(
         &mut db,
         "r_hook",
         "r",
         &rx.url("/r"),
         ", retry_schedule => ARRAY['1 second']::interval[], max_attempts => 100",
     );
+    let probes = Receiver::start();
+    probe_subscription(&mut db, &probes.url("/probe"));
     // Loopback is refused from now on, as on a node that missed the setting.
     alter_system(&mut db, "SET pg_webhook.allowed_destinations = ''");
-    std::thread::sleep(Duration::from_millis(500));
+    policy_applied(&mut db, "dead");
     db.batch_execute("INSERT INTO r VALUES (1)").unwrap();
     wait_until(
         WAIT,
@@ -234,14 +237,15 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
     assert_eq!(
         count(
             &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status = 'dead'"
+            &format!("SELECT count(*) FROM webhook.events WHERE status = 'dead' AND subscription_id = {sid}")
         ),
         0,
         "a refused destination must not kill the event"
     );
     let log = pg.log();
     assert_eq!(
-        log.matches("destination refused").count(),
+        log.matches(&format!("subscription {sid}: destination refused"))
+            .count(),
         1,
         "the refusal is logged once per subscription, not per attempt: {log}"
     );
@@ -252,7 +256,7 @@ fn a_refused_destination_is_retried_and_arrives_once_allowed() {
     wait_until(WAIT, "the event to be recorded delivered", || {
         count(
             &mut db,
-            "SELECT count(*) FROM webhook.events WHERE status = 'delivered' AND attempts >= 3",
+            &format!("SELECT count(*) FROM webhook.events WHERE status = 'delivered' AND attempts >= 3 AND subscription_id = {sid}"),
         ) == 1
     });
 }

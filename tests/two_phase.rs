@@ -52,14 +52,14 @@ fn a_prepared_transactions_events_go_out_when_commit_prepared_commits_it() {
     prepare(&pg, "t1", 0, &[1]);
     // A marker committed after it goes out; the prepared event does not, yet.
     exec(&mut db, "INSERT INTO orders VALUES (2)");
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(
         rx.accepted_ids(),
         vec![2],
         "only the committed marker went out"
     );
     exec(&mut db, "COMMIT PREPARED 't1'");
-    rx.wait_for(2, WAIT);
+    rx.wait_for_answers(2, WAIT);
     assert_eq!(rx.accepted_ids(), vec![2, 1]);
 }
 
@@ -71,7 +71,7 @@ fn a_rolled_back_prepared_transaction_sends_nothing() {
     prepare(&pg, "t1", 0, &[1]);
     exec(&mut db, "ROLLBACK PREPARED 't1'");
     exec(&mut db, "INSERT INTO orders VALUES (2)");
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![2], "only the marker went out");
     assert_eq!(
         count(&mut db, "SELECT count(*) FROM webhook.events"),
@@ -90,7 +90,7 @@ fn a_transaction_prepared_before_a_crash_sends_its_events_once_committed_after_i
     pg.pg_ctl_start();
     let mut db = pg.connect("postgres");
     exec(&mut db, "COMMIT PREPARED 't1'");
-    rx.wait_for(2, WAIT);
+    rx.wait_for_answers(2, WAIT);
     let mut ids = rx.accepted_ids();
     ids.sort_unstable();
     assert_eq!(ids, vec![1, 2]);
@@ -113,7 +113,7 @@ fn an_ordered_writer_waits_for_a_prepared_transaction_and_goes_after_it() {
     assert!(e.contains("lock timeout"), "{e}");
     exec(&mut db, "COMMIT PREPARED 't1'");
     exec(&mut db, "RESET lock_timeout; INSERT INTO orders VALUES (2)");
-    rx.wait_for(2, WAIT);
+    rx.wait_for_answers(2, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1, 2]);
 }
 
@@ -128,7 +128,7 @@ fn a_prepared_transaction_holds_back_only_writers_of_its_own_keys() {
         &mut db,
         &format!("SET lock_timeout = '5s'; INSERT INTO orders VALUES (2, {other})"),
     );
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(
         rx.accepted_ids(),
         vec![2],
@@ -144,7 +144,7 @@ fn a_prepared_transaction_holds_back_only_writers_of_its_own_keys() {
         &mut db,
         "RESET lock_timeout; INSERT INTO orders VALUES (3, 7)",
     );
-    rx.wait_for(3, WAIT);
+    rx.wait_for_answers(3, WAIT);
     assert_eq!(rx.accepted_ids(), vec![2, 1, 3]);
 }
 
@@ -155,7 +155,7 @@ fn a_prepared_transaction_goes_out_as_one_request_of_all_its_events() {
     let mut db = orders(&pg, &rx, ", group_by => 'transaction'");
     prepare(&pg, "t1", 0, &[1, 2, 3]);
     exec(&mut db, "COMMIT PREPARED 't1'");
-    let requests = rx.wait_for(1, WAIT);
+    let requests = rx.wait_for_answers(1, WAIT);
     let body = requests[0].json();
     assert_eq!(body["transaction"]["events_total"], 3, "{body}");
     assert_eq!(requests[0].row_ids(), vec![1, 2, 3]);
@@ -170,7 +170,7 @@ fn a_pause_committed_by_commit_prepared_holds_the_events_written_after_it() {
     let rx = Receiver::start();
     let mut db = orders(&pg, &rx, "");
     exec(&mut db, "INSERT INTO orders VALUES (1)");
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     exec(
         &mut db,
         "BEGIN; SELECT webhook.pause('orders'); PREPARE TRANSACTION 'p'",
@@ -203,7 +203,7 @@ fn commit_prepared_over_the_extended_protocol_wakes_the_workers() {
     prepare(&pg, "t1", 0, &[1]);
     db.execute("COMMIT PREPARED 't1'", &[])
         .unwrap_or_else(|e| panic!("COMMIT PREPARED: {e}"));
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1]);
 }
 
@@ -229,6 +229,6 @@ fn commit_prepared_brings_back_workers_that_were_all_stopped() {
     });
     prepare(&pg, "t1", 0, &[1]);
     exec(&mut db, "COMMIT PREPARED 't1'");
-    rx.wait_for(1, WAIT);
+    rx.wait_for_answers(1, WAIT);
     assert_eq!(rx.accepted_ids(), vec![1]);
 }

@@ -153,6 +153,33 @@ pub fn alter_system(db: &mut Client, change: &str) {
     exec(db, "SELECT pg_reload_conf()");
 }
 
+/// A subscription `probe` on a table `probe` made here, one attempt per event, to `url` (give it
+/// a receiver of its own), for `policy_applied`.
+pub fn probe_subscription(db: &mut Client, url: &str) {
+    exec(db, "CREATE TABLE probe (id serial PRIMARY KEY)");
+    subscribe(db, "probe", "probe", url, ", max_attempts => 1");
+}
+
+/// Waits until the worker sends under the settings a reload just changed: rows go into table
+/// `probe` (see `probe_subscription`) one at a time, each waited for, until one's event ends
+/// `status` ("dead" once its destination is refused, "delivered" once allowed). A reload
+/// reaches the worker a moment after the session that asked for it, and a claim under way then
+/// still goes out under the old settings: neither a sleep nor this session seeing the new value
+/// says that the worker has it.
+pub fn policy_applied(db: &mut Client, status: &str) {
+    let event = "FROM webhook.events e JOIN webhook.subscriptions s ON s.id = e.subscription_id
+                 WHERE s.name = 'probe' AND (e.record->>'id')::bigint =";
+    cluster::wait_until(WAIT, &format!("a probe event to end {status}"), || {
+        let id = count(db, "INSERT INTO probe DEFAULT VALUES RETURNING id::bigint");
+        let ended = format!("SELECT count(*) {event} {id} AND e.status <> 'pending'");
+        cluster::wait_until(WAIT, "the probe event to end", || count(db, &ended) == 1);
+        count(
+            db,
+            &format!("SELECT count(*) {event} {id} AND e.status = '{status}'"),
+        ) == 1
+    });
+}
+
 /// A database error with its detail and hint.
 pub fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {

@@ -213,6 +213,16 @@ impl Receiver {
         self.requests.lock().unwrap().len()
     }
 
+    /// Waits until at least `n` requests have been answered (a request is logged as it
+    /// arrives, its answer a moment later: `accepted` right after `wait_for` could miss the
+    /// last one) and returns all that arrived.
+    pub fn wait_for_answers(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        wait_until(timeout, &format!("{n} requests answered"), || {
+            self.answers.lock().unwrap().len() >= n
+        });
+        self.requests()
+    }
+
     /// Waits until at least `n` requests arrived and returns them all.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
         wait_until(timeout, &format!("{n} requests at the receiver"), || {
