@@ -133,10 +133,11 @@ fn partial_batch_gathers_its_wait(settings: &[&str]) {
         "t",
         "t",
         &rx.url("/t"),
-        ", batch_size => 100, batch_wait => '3 seconds'",
+        ", batch_size => 100, batch_wait => '10 seconds'",
     );
-    // Five transactions 150 ms apart, well within the wait, each claimed on its own: the
-    // later ones join the first one's wait, and the five go in one request.
+    // Five transactions 150 ms apart, well within the wait (long, so a loaded machine's slow
+    // inserts still fall in it), each claimed on its own: the later ones join the first one's
+    // wait, and the five go in one request.
     for id in 1..=5 {
         if id > 1 {
             std::thread::sleep(std::time::Duration::from_millis(150));

@@ -199,9 +199,12 @@ fn spent_attempts_go_on_at_the_schedules_next_point_while_the_receiver_asks() {
             .all(|g| *g >= Duration::from_millis(900) && *g < Duration::from_secs(3)),
         "the second and third attempts a second apart, as asked: {gaps:?}"
     );
+    // (Measured from the first attempt's arrival, which a new connection can delay by more
+    // than the fourth's, on a kept one; the point itself counts from the first's start. An
+    // attempt not held to the point comes near 3 s.)
     let fourth = got[3].at.duration_since(got[0].at);
     assert!(
-        fourth >= Duration::from_millis(5_800) && fourth < Duration::from_secs(10),
+        fourth >= Duration::from_secs(5) && fourth < Duration::from_secs(10),
         "the fourth attempt at the schedule's last point, 6 s after the first: {fourth:?}"
     );
     let outcomes = attempt_outcomes(&mut db);
@@ -227,8 +230,9 @@ fn spent_attempts_end_once_the_schedules_time_is_over() {
     let got = rx.wait_for(4, WAIT);
     assert_eq!(rx.count(), 4, "attempts: {}", rx.count());
     let last = got[3].at.duration_since(got[0].at);
+    // (From the first's arrival: see the test above.)
     assert!(
-        last >= Duration::from_millis(5_800),
+        last >= Duration::from_secs(5),
         "last attempt after {last:?}"
     );
     let row = db

@@ -29,14 +29,20 @@ fn client_backend_killed_mid_load() {
         Crash::Yes,
         |pg, _| {
             let mut c = pg.connect("postgres");
-            let victim: i32 = c
-                .query_one(
-                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'
-                   AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO load%' LIMIT 1",
-                    &[],
-                )
-                .map(|r| r.get(0))
-                .unwrap_or_else(|e| panic!("finding a writer: {}", describe(&e)));
+            // (The writer may not have connected yet while other tests' clusters start.)
+            let mut victim = None;
+            wait_until(SETTLE, "a writer to kill", || {
+                victim = c
+                    .query_opt(
+                        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'
+                       AND pid <> pg_backend_pid() AND query LIKE '%INSERT INTO load%' LIMIT 1",
+                        &[],
+                    )
+                    .unwrap_or_else(|e| panic!("finding a writer: {}", describe(&e)))
+                    .map(|r| r.get::<_, i32>(0));
+                victim.is_some()
+            });
+            let victim = victim.expect("a writer was found");
             pg.kill("KILL", victim);
             thread::sleep(Duration::from_secs(1));
         },

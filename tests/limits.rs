@@ -57,10 +57,12 @@ fn a_rate_limited_backlog_is_put_back_once_not_claim_after_claim() {
         &mut db,
         "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM put_back GROUP BY id) c",
     );
-    // Once each (all but the first few, which went at once), and once more for the few a
-    // claim found a little before their slot.
+    // Once each (all but the first few, which went at once), and once more for those a claim
+    // found a little before their slot, or turned away after the worker was held up (a loaded
+    // machine: events due together get one slot each, the rest go back again). The old way
+    // rewrote each event hundreds of times.
     assert!(
-        (150..=300).contains(&put_back) && most <= 3,
+        (150..=400).contains(&put_back) && most <= 5,
         "200 events were put back {put_back} times, one of them {most} times"
     );
 }

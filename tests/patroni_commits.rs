@@ -288,7 +288,7 @@ fn delivery_waits_for_no_standby_that_commits_do_not_wait_for() {
         &mut db,
         "INSERT INTO t SELECT g, 'local commit' FROM generate_series(1, 20) g",
     );
-    rx.wait_for(20, LONG_WAIT);
+    rx.wait_for_answers(20, LONG_WAIT);
     let mut ids = rx.accepted_ids();
     ids.sort_unstable();
     assert_eq!(ids, (1..=20).collect::<Vec<i64>>());

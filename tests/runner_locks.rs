@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::Receiver;
@@ -25,7 +23,7 @@ fn an_owners_open_replay_does_not_hold_up_another_owners_callbacks() {
         count(&mut su, RUNNER_WAITS) == 1
     });
     exec(&mut alice, "INSERT INTO alices VALUES (1)");
-    wait_until(Duration::from_secs(30), "alice's callback", || {
+    wait_until(support::WAIT, "alice's callback", || {
         count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
     });
 }
@@ -40,22 +38,18 @@ fn a_callbacks_failure_held_up_by_an_open_replay_is_recorded_as_itself() {
     let (_pg, _rx, mut su, _alice, mut bob_replays, second) = replay_left_open(true);
     // Called for row 2 twice (row 1 once), each time its failure's recording waiting for the
     // replay; then a third try waits for it too.
-    wait_until(Duration::from_secs(30), "the second failing call", || {
+    wait_until(support::WAIT, "the second failing call", || {
         count(&mut su, "SELECT last_value FROM calls") >= 3
     });
     let after = text(&mut su, "SELECT clock_timestamp()::text").unwrap_or_default();
-    wait_until(
-        Duration::from_secs(30),
-        "the runner's third try waiting",
-        || {
-            count(
-                &mut su,
-                &format!("{RUNNER_WAITS} AND xact_start > '{after}'::timestamptz"),
-            ) == 1
-        },
-    );
+    wait_until(support::WAIT, "the runner's third try waiting", || {
+        count(
+            &mut su,
+            &format!("{RUNNER_WAITS} AND xact_start > '{after}'::timestamptz"),
+        ) == 1
+    });
     exec(&mut bob_replays, "ROLLBACK");
-    wait_until(Duration::from_secs(30), "bob's callbacks done", || {
+    wait_until(support::WAIT, "bob's callbacks done", || {
         count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
     });
     let error = text(
@@ -146,24 +140,20 @@ fn a_dbas_lock_on_the_subscriptions_table_loses_no_callback() {
     // Callback 3 runs into the DBA's lock: its queue row is gone (recorded), or the runner
     // tries again in a transaction of its own.
     let first = text(&mut su, "SELECT clock_timestamp()::text").unwrap_or_default();
-    wait_until(
-        Duration::from_secs(30),
-        "callback 3 recorded or tried again",
-        || {
-            count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
-                || count(
-                    &mut su,
-                    &format!(
-                        "{RUNNER_WAITS} AND xact_start > '{first}'::timestamptz + interval '1.2 s'"
-                    ),
-                ) == 1
-        },
-    );
+    wait_until(support::WAIT, "callback 3 recorded or tried again", || {
+        count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
+            || count(
+                &mut su,
+                &format!(
+                    "{RUNNER_WAITS} AND xact_start > '{first}'::timestamptz + interval '1.2 s'"
+                ),
+            ) == 1
+    });
     let _ = tx.send(());
     holder
         .join()
         .unwrap_or_else(|_| panic!("the DBA's session panicked"));
-    wait_until(Duration::from_secs(30), "bob's callbacks done", || {
+    wait_until(support::WAIT, "bob's callbacks done", || {
         count(&mut su, "SELECT count(*) FROM webhook._callback_queue") == 0
     });
     let errors = text(
@@ -208,12 +198,12 @@ fn a_cancel_backfill_rolled_back_counts_no_interruption() {
     let mut bob2 = pg.connect_as("postgres", "bob");
     exec(&mut bob2, "BEGIN; SELECT webhook.cancel_backfill('bobs')");
     // The round ends while the cancel is open: its mark is a row of its own.
-    wait_until(Duration::from_secs(30), "the runner's round to end", || {
+    wait_until(support::WAIT, "the runner's round to end", || {
         count(&mut su, "SELECT count(*) FROM webhook._backfill_rounds") == 0
     });
     // Alice's callback: the runner hands over to a process of hers, then a fresh one of bob's.
     exec(&mut alice, "INSERT INTO alices VALUES (1)");
-    wait_until(Duration::from_secs(30), "alice's callback", || {
+    wait_until(support::WAIT, "alice's callback", || {
         count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
     });
     exec(&mut bob2, "ROLLBACK");

@@ -58,7 +58,7 @@ fn a_runner_that_ends_in_an_owners_turn_passes_the_turn_on() {
     exec(&mut alice, "INSERT INTO alices VALUES (1)");
     // One of bob's callbacks may be running: it ends its runner within callback_timeout and
     // the watchdog's 5 s grace; alice's turn comes next.
-    wait_until(Duration::from_secs(30), "alice's callback", || {
+    wait_until(support::WAIT, "alice's callback", || {
         count(&mut alice, "SELECT count(*) FROM alice_ran") == 1
     });
 }
