@@ -5,29 +5,11 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{count, exec, subscribe, WAIT};
-
-/// A receiver that answers 204 once the gate returned with it is opened (or after a minute),
-/// so the events it was sent stay in the queue, in flight, for as long as the test needs: a
-/// fixed delay was all that kept them there, and a slow machine could outlast it.
-fn gated() -> (Receiver, Arc<AtomicBool>) {
-    let gate = Arc::new(AtomicBool::new(false));
-    let open = gate.clone();
-    let rx = Receiver::with(move |_, _| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !open.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Reply::Status(204)
-    });
-    (rx, gate)
-}
 
 /// Delivers `n` events of table `t` (ids 1..=n, ten statements) and waits until all of them
 /// are in the archive as delivered.
@@ -114,7 +96,7 @@ fn a_trigger_on_the_archive_fires_for_every_archived_event() {
 #[test]
 fn outcomes_of_rows_moved_by_a_shrinking_rewrite_are_recorded_without_an_error() {
     let pg = Cluster::start(&[]);
-    let (rx, gate) = gated();
+    let (rx, gate) = Receiver::gated();
     let mut db = pg.client_with_extension();
     exec(
         &mut db,
@@ -306,7 +288,7 @@ fn the_move_writes_the_archive_rows_the_finish_statement_writes() {
 #[test]
 fn a_toasted_row_image_is_archived_whole() {
     let pg = Cluster::start(&[]);
-    let (rx, gate) = gated();
+    let (rx, gate) = Receiver::gated();
     let mut db = pg.client_with_extension();
     exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, blob text)");
     subscribe(&mut db, "t", "t", &rx.url("/t"), "");

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -115,6 +115,22 @@ impl Receiver {
     /// Answers every request with 204.
     pub fn start() -> Receiver {
         Receiver::with(|_, _| Reply::Status(204))
+    }
+
+    /// Answers 204 once the gate returned with it is opened (or after a minute), so the events
+    /// it was sent stay in the queue, in flight, for as long as a test needs (a fixed delay
+    /// could be outlasted by a slow machine).
+    pub fn gated() -> (Receiver, Arc<AtomicBool>) {
+        let gate = Arc::new(AtomicBool::new(false));
+        let open = gate.clone();
+        let rx = Receiver::with(move |_, _| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !open.load(Ordering::SeqCst) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Reply::Status(204)
+        });
+        (rx, gate)
     }
 
     /// Answers with `f(request, index of this request among all received)`.
