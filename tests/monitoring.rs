@@ -198,6 +198,21 @@ fn scraped(pg: &Cluster, exporter: &Exporter) -> BTreeMap<String, f64> {
     }
 }
 
+/// The delivery workers running in this database, as `<n>=1` in order (the exporter's form).
+fn running_workers(db: &mut Client) -> Vec<String> {
+    db.query(
+        "SELECT substr(application_name, 19) || '=1' FROM pg_stat_activity
+          WHERE datname = current_database()
+            AND application_name LIKE 'pg_webhook worker %'
+          ORDER BY 1",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("running workers: {}", support::describe(&e)))
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 #[test]
 fn the_exporter_lists_every_delivery_worker_the_default_count_starts() {
     // The query listed delivery workers by the setting's value: none under the default (0,
@@ -214,13 +229,9 @@ fn the_exporter_lists_every_delivery_worker_the_default_count_starts() {
     exec(&mut db, "INSERT INTO t VALUES (1)");
     rx.wait_for(1, WAIT);
     // Every worker the count starts is up and named (an event delivered says only that one is).
+    let workers = count(&mut db, "SELECT webhook._worker_count()::bigint") as usize;
     wait_until(WAIT, "every delivery worker to be up", || {
-        count(
-            &mut db,
-            "SELECT (count(*) = webhook._worker_count())::int::bigint FROM pg_stat_activity
-              WHERE datname = current_database()
-                AND application_name LIKE 'pg_webhook worker %'",
-        ) == 1
+        running_workers(&mut db).len() == workers
     });
     let exporter = Exporter::start(&pg);
     let samples = scraped(&pg, &exporter);
@@ -234,16 +245,7 @@ fn the_exporter_lists_every_delivery_worker_the_default_count_starts() {
         })
         .collect();
     exported.sort();
-    let running = db
-        .query(
-            "SELECT substr(application_name, 19) || '=1' FROM pg_stat_activity
-              WHERE datname = current_database()
-                AND application_name LIKE 'pg_webhook worker %'
-              ORDER BY 1",
-            &[],
-        )
-        .unwrap_or_else(|e| panic!("running workers: {}", support::describe(&e)));
-    let running: Vec<String> = running.iter().map(|r| r.get(0)).collect();
+    let running = running_workers(&mut db);
     assert!(!running.is_empty(), "no delivery worker runs");
     assert_eq!(exported, running, "each running delivery worker, up");
     let mut plain = pg.connect_as("postgres", "plain");

@@ -26,17 +26,18 @@ impl Drop for Release {
     }
 }
 
-/// Waits (10 s at most) until `calls` is at least `n`: a lookup's thread counts its call when
-/// it first runs, which on a loaded machine can be well after the request that started it.
-async fn calls_reach(calls: &AtomicUsize, n: usize) {
+/// Waits (10 s at most) until `done` holds, panicking with `what` if it does not: a lookup's
+/// thread counts its call when it first runs, and leaves `running` when it ends, each on a
+/// loaded machine well after the request that started it.
+async fn until(what: &str, done: impl Fn() -> bool) {
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
-        while calls.load(Ordering::SeqCst) < n {
+        while !done() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
     reached
         .await
-        .unwrap_or_else(|_| panic!("{n} lookups began within 10 s"));
+        .unwrap_or_else(|_| panic!("{what} within 10 s"));
 }
 
 static SLOW: Lookups = Lookups::new(Duration::from_secs(60), 1);
@@ -55,7 +56,10 @@ async fn requests_that_time_out_on_a_slow_name_start_one_lookup_between_them() {
             tokio::time::timeout(Duration::from_millis(2), SLOW.lookup("slow.example", slow)).await;
         assert!(waited.is_err(), "the stuck lookup answered: {waited:?}");
     }
-    calls_reach(&SLOW_CALLS, 1).await;
+    until("the lookup to begin", || {
+        SLOW_CALLS.load(Ordering::SeqCst) >= 1
+    })
+    .await;
     assert_eq!(SLOW_CALLS.load(Ordering::SeqCst), 1);
     assert_eq!(SLOW.running(), 1);
 
@@ -110,7 +114,10 @@ async fn another_name_is_looked_up_while_a_slow_one_has_not_answered() {
         MIXED.lookup("quick.example", slow_or_quick),
     )
     .await;
-    calls_reach(&MIXED_CALLS, 1).await;
+    until("the lookup to begin", || {
+        MIXED_CALLS.load(Ordering::SeqCst) >= 1
+    })
+    .await;
     MIXED_RELEASE.store(true, Ordering::SeqCst);
     let found = quick
         .expect("quick.example answered within 10 s while slow.example was stuck")
@@ -235,16 +242,16 @@ async fn names_whose_lookups_were_slow_share_a_few_threads_and_others_go_on() {
     .expect("a name that answers is looked up meanwhile")
     .expect("and has an address");
     // (slow3, refused, never called the lookup.)
-    calls_reach(&CAPPED_CALLS, 5).await;
+    until("5 lookups to begin", || {
+        CAPPED_CALLS.load(Ordering::SeqCst) >= 5
+    })
+    .await;
     assert_eq!(CAPPED_CALLS.load(Ordering::SeqCst), 5);
     CAPPED_RELEASE.store(true, Ordering::SeqCst);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while CAPPED.running() > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    until("the held lookups to answer once released", || {
+        CAPPED.running() == 0
     })
-    .await
-    .expect("the held lookups answered once released");
+    .await;
     CAPPED
         .lookup("slow3", slow_names)
         .await
