@@ -16,7 +16,12 @@ const KEYS: i32 = 8;
 
 /// (account, seq) of each accepted request, in the order they were accepted.
 fn arrivals(rx: &Receiver) -> Vec<(i64, i64)> {
-    rx.accepted()
+    keys(&rx.accepted())
+}
+
+/// (account, seq) of each of `requests`, in their order.
+fn keys(requests: &[Request]) -> Vec<(i64, i64)> {
+    requests
         .iter()
         .map(|r| {
             let record = &r.json()["record"];
@@ -182,9 +187,9 @@ fn a_failing_key_holds_back_only_its_own_events() {
     );
     let early = arrivals(&rx).iter().filter(|(a, _)| *a == 3).count();
     assert_eq!(early, 0, "account 3 is still being refused");
-    let tried: Vec<i64> = (rx.requests().iter())
-        .filter(|r| r.json()["record"]["account"].as_i64() == Some(3))
-        .map(|r| r.json()["record"]["seq"].as_i64().unwrap_or(-1))
+    let tried: Vec<i64> = (keys(&rx.requests()).into_iter())
+        .filter(|(account, _)| *account == 3)
+        .map(|(_, seq)| seq)
         .collect();
     assert!(
         tried.iter().all(|seq| *seq == 1),
