@@ -13,6 +13,7 @@ pub mod orphans;
 pub mod patroni;
 pub mod receiver;
 pub mod runner;
+pub mod silent;
 pub mod tls;
 pub mod unnamed;
 
