@@ -331,6 +331,9 @@ impl Sender {
                 let (text, kind) = post_failure(&e);
                 Answer::Failed(text, kind)
             }
+            Err(NoAnswer::Interim) => {
+                Answer::Failed(NoAnswer::interim_text(), AttemptKind::TransportError)
+            }
             Ok((status, retry_after, headers, excerpt, body_error)) => Answer::Status {
                 status,
                 retry_after,

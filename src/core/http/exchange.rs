@@ -9,7 +9,7 @@ use reqwest::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
 };
 
-use super::poster::Poster;
+use super::poster::{PostError, Poster, MAX_INTERIM_ANSWERS};
 use super::text::headers_json;
 use super::{error_chain, Endpoint, Message, Sender};
 use crate::retry::parse_retry_after;
@@ -71,7 +71,8 @@ impl Sender {
         let deadline = tokio::time::Instant::now() + timeout;
         let response = match tokio::time::timeout_at(deadline, poster.send(request)).await {
             Err(_) => return Err(NoAnswer::TimedOut),
-            Ok(Err(e)) => return Err(NoAnswer::Failed(e)),
+            Ok(Err(PostError::Failed(e))) => return Err(NoAnswer::Failed(e)),
+            Ok(Err(PostError::Interim)) => return Err(NoAnswer::Interim),
             Ok(Ok(response)) => response,
         };
         let status = response.status().as_u16();
@@ -111,6 +112,18 @@ pub(super) enum NoAnswer {
     /// Not within the subscription's timeout.
     TimedOut,
     Failed(hyper_util::client::legacy::Error),
+    /// A stream of interim (1xx) answers, and no answer.
+    Interim,
+}
+
+impl NoAnswer {
+    /// What the attempt records.
+    pub(super) fn interim_text() -> String {
+        format!(
+            "the receiver sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before its \
+             answer: the request was given up"
+        )
+    }
 }
 
 /// What an exchange read: status, Retry-After, headers (JSON), body excerpt, body error.

@@ -8,6 +8,7 @@
 //! system's (read once per sender) and `pg_webhook.ca_bundle`, and presents a subscription's
 //! client certificate when it has one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,6 +28,18 @@ use crate::address::AddressPolicy;
 use crate::auth::ClientIdentity;
 
 type Connector = HttpsConnector<HttpConnector<PolicyDns>>;
+
+/// Interim (1xx) answers a receiver may send before its answer. 100 Continue, 102 Processing
+/// and 103 Early Hints come a few at a time; hyper reads past each for free to the receiver and
+/// not to the HTTP thread every delivery shares, so a stream of them ends the request.
+pub(super) const MAX_INTERIM_ANSWERS: usize = 64;
+
+/// Why a POST got no response head.
+pub(super) enum PostError {
+    Failed(hyper_util::client::legacy::Error),
+    /// More than [`MAX_INTERIM_ANSWERS`] interim answers came first.
+    Interim,
+}
 
 /// A pool of keep-alive connections, with or without a client certificate.
 pub(super) struct Poster {
@@ -111,11 +124,23 @@ impl Poster {
         Ok(Poster { client })
     }
 
-    /// Sends `request` and gives its response head (the body is read by the caller).
+    /// Sends `request` and gives its response head (the body is read by the caller). A
+    /// receiver that keeps sending interim answers is left: the request is dropped, which
+    /// closes its connection.
     pub(super) async fn send(
         &self,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.client.request(request).await
+        mut request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, PostError> {
+        let interim = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
+        let counted = Arc::clone(&interim);
+        hyper::ext::on_informational(&mut request, move |_| {
+            if counted.0.fetch_add(1, Ordering::Relaxed) == MAX_INTERIM_ANSWERS {
+                counted.1.notify_one();
+            }
+        });
+        tokio::select! {
+            response = self.client.request(request) => response.map_err(PostError::Failed),
+            () = interim.1.notified() => Err(PostError::Interim),
+        }
     }
 }
