@@ -25,9 +25,11 @@ impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UrlError::Empty => write!(f, "url is empty: give an absolute http:// or https:// URL"),
-            UrlError::TooLong(n) => {
-                write!(f, "url is {n} characters long: the limit is {MAX_URL_LEN}")
-            }
+            UrlError::TooLong(n) => write!(
+                f,
+                "url is {n} bytes long as sent (characters outside ASCII percent-encoded): \
+                 the limit is {MAX_URL_LEN}"
+            ),
             UrlError::Whitespace => write!(
                 f,
                 "url contains whitespace: percent-encode spaces as %20"
@@ -88,6 +90,12 @@ pub fn parse_url(text: &str) -> Result<Url, UrlError> {
     if url.fragment().is_some() {
         return Err(UrlError::Fragment);
     }
+    // What is stored and sent is the parsed form, where each character outside ASCII takes
+    // up to 9 bytes: a URL within the limit as given could be over it there, and the worker
+    // would find its subscription misconfigured.
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(UrlError::TooLong(url.as_str().len()));
+    }
     Ok(url)
 }
 
@@ -138,6 +146,25 @@ mod tests {
         ));
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(matches!(parse_url(&long), Err(UrlError::TooLong(_))));
+    }
+
+    #[test]
+    fn the_limit_counts_the_url_as_sent() {
+        // 1,000 é are 2,000 bytes as given and 6,000 percent-encoded: stored and sent so, the
+        // worker found such a subscription misconfigured at every event.
+        let given = format!("http://127.0.0.1:8/ok/{}", "é".repeat(1000));
+        assert!(given.len() < 2048);
+        assert_eq!(parse_url(&given), Err(UrlError::TooLong(6022)));
+        // Exactly at the limit as sent passes.
+        let prefix = "https://example.com/";
+        let at_limit = format!("{prefix}{}", "%C3%A9".repeat((2048 - prefix.len()) / 6));
+        let at_limit = format!("{at_limit}{}", "a".repeat(2048 - at_limit.len()));
+        assert_eq!(parse_url(&at_limit).map(|u| u.as_str().len()), Ok(2048));
+        assert_eq!(
+            UrlError::TooLong(6022).to_string(),
+            "url is 6022 bytes long as sent (characters outside ASCII percent-encoded): the \
+             limit is 2048"
+        );
     }
 
     #[test]
