@@ -356,7 +356,7 @@ COMMENT ON FUNCTION webhook._on_ddl() IS
     'Internal: event trigger that puts subscriptions'' capture triggers on new and attached partitions, and takes them off detached ones.';
 CREATE EVENT TRIGGER webhook_on_ddl ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA', 'CREATE FOREIGN TABLE',
-                 'ALTER FOREIGN TABLE', 'ALTER TYPE')
+                 'ALTER FOREIGN TABLE', 'ALTER TYPE', 'CREATE TRIGGER')
     EXECUTE FUNCTION webhook._on_ddl();
 ALTER EVENT TRIGGER webhook_on_ddl ENABLE ALWAYS;
 

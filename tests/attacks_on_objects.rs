@@ -311,3 +311,47 @@ fn a_publication_of_schema_webhook_is_refused_by_create_extension() {
         "{e}"
     );
 }
+
+#[test]
+fn the_tables_owner_cannot_replace_a_capture_trigger() {
+    // CREATE OR REPLACE TRIGGER over a capture trigger stopped the capture at once, while the
+    // subscription looked live (no status_reason) until the worker's trigger check ended it
+    // seconds later, saying the trigger was dropped: writes in between were never sent.
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut su = pg.client_with_extension();
+    exec(
+        &mut su,
+        "CREATE ROLE tom LOGIN; GRANT CREATE ON SCHEMA public TO tom;
+         SET ROLE tom;
+         CREATE TABLE items (id int PRIMARY KEY);
+         CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         RESET ROLE;",
+    );
+    let (id, _) = subscribe(&mut su, "items", "items", &rx.url("/items"), "");
+    let mut tom = pg.connect_as("postgres", "tom");
+    let e = error_of(
+        &mut tom,
+        &format!(
+            "CREATE OR REPLACE TRIGGER pg_webhook_{id}_insert AFTER INSERT ON items
+               FOR EACH STATEMENT EXECUTE FUNCTION nothing()"
+        ),
+    );
+    assert!(
+        e.contains(&format!(
+            "trigger pg_webhook_{id}_insert on public.items is a webhook subscription's and cannot be replaced"
+        )),
+        "{e}"
+    );
+    exec(&mut tom, "INSERT INTO items VALUES (1)");
+    let got = rx.wait_for(1, WAIT);
+    assert_eq!(got[0].json()["record"]["id"], 1);
+    assert_eq!(
+        text(
+            &mut su,
+            "SELECT status FROM webhook.subscriptions WHERE name = 'items'"
+        )
+        .as_deref(),
+        Some("active")
+    );
+}

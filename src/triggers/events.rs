@@ -7,7 +7,8 @@
 //! ALTER TABLE ... ATTACH / DETACH PARTITION, INHERIT / NO INHERIT), and on those that rename,
 //! drop or retype a column (order keys: `key_columns`). Any other ALTER TABLE is
 //! left alone — in particular the ones pg_restore runs after it has restored the subscriptions
-//! but before it restores their triggers, which must not find them already made.
+//! but before it restores their triggers, which must not find them already made. It also
+//! refuses `CREATE OR REPLACE TRIGGER` over a capture trigger (`refuse_replaced`).
 
 use std::collections::BTreeSet;
 
@@ -25,6 +26,7 @@ const CHILDREN_NOW: &std::ffi::CStr = query_cstr!("subscribed_children.sql");
 const FOREIGN_NOW: &std::ffi::CStr = query_cstr!("subscribed_foreign_partitions.sql");
 const DDL_TABLES: &str = include_str!("../../sql/queries/ddl_tables.sql");
 const DDL_TYPES: &str = include_str!("../../sql/queries/ddl_types.sql");
+const DDL_TRIGGER_TABLES: &str = include_str!("../../sql/queries/ddl_trigger_tables.sql");
 const DOING: &str = "noticing dropped tables and triggers";
 const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
 
@@ -40,7 +42,18 @@ pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> 
         }
         (*context.cast::<pg_sys::EventTriggerData>()).parsetree
     };
-    // SAFETY: the parse tree of the command that fired the trigger, valid for this call.
+    // SAFETY: the parse tree of the command that fired the trigger, valid for this call. (A
+    // trigger pg_webhook makes is never a replacement.)
+    if unsafe { replaces_trigger(parsetree) } && SYNCING.with(std::cell::Cell::get) == 0 {
+        let relids = oids_of(
+            "reading the tables of the replaced trigger",
+            DDL_TRIGGER_TABLES,
+        );
+        if !relids.is_empty() {
+            refuse_replaced(relids);
+        }
+    }
+    // SAFETY: as above.
     let (inheritance, columns) = unsafe {
         (
             changes_inheritance(parsetree),
@@ -124,6 +137,60 @@ unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
             }
             _ => false,
         }
+    }
+}
+
+/// Whether the statement is `CREATE OR REPLACE TRIGGER`.
+///
+/// # Safety
+/// `node` is a parse tree (or null).
+unsafe fn replaces_trigger(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: the node tag says which struct it is.
+    unsafe {
+        !node.is_null()
+            && (*node).type_ == pg_sys::NodeTag::T_CreateTrigStmt
+            && (*node.cast::<pg_sys::CreateTrigStmt>()).replace
+    }
+}
+
+/// Refuses a `CREATE OR REPLACE TRIGGER` that replaced a trigger of a subscription over one of
+/// `relids` (the tables of the command's trigger): the capture stopped at once, while the
+/// subscription looked live until the worker's trigger check ended it, saying it was dropped.
+/// The table's owner may still end it, by `DROP TRIGGER` (which unsubscribes it).
+fn refuse_replaced(relids: Vec<pg_sys::Oid>) {
+    const DOING_REPLACE: &str = "checking the trigger a CREATE OR REPLACE TRIGGER replaced";
+    let replaced = as_extension_owner(|| {
+        spi(
+            DOING_REPLACE,
+            Spi::connect(|_client| {
+                let mut ids = BTreeSet::new();
+                at_latest(DOING_REPLACE, OVER_NOW, &[arg(relids.clone())], |r| {
+                    ids.insert(r.get::<i32>(1).unwrap_or_default());
+                });
+                if ids.is_empty() {
+                    return Ok(None);
+                }
+                let funcs = functions();
+                let have = existing(funcs, None);
+                Ok(ids.into_iter().find_map(|id| {
+                    let missing = diff(id, funcs, &have).missing;
+                    (missing.into_iter())
+                        .find(|m| relids.contains(&m.relid))
+                        .map(|m| (base_name(id, m.kind), m.table))
+                }))
+            }),
+        )
+    });
+    if let Some((trigger, table)) = replaced {
+        crate::error::reject(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!(
+                "trigger {trigger} on {table} is a webhook subscription's and cannot be replaced: its table's changes would no longer be sent"
+            ),
+            Some(&format!(
+                "give your trigger another name; to stop sending the table's changes, unsubscribe it (webhook.unsubscribe) or DROP TRIGGER {trigger} ON {table}"
+            )),
+        );
     }
 }
 
