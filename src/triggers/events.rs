@@ -140,6 +140,16 @@ unsafe fn changes_inheritance(node: *mut pg_sys::Node) -> bool {
     }
 }
 
+/// The live subscriptions over `relids` (on them or a table above them, sql/queries/
+/// subscriptions_over.sql), at the latest snapshot. Within an SPI connection.
+fn subscriptions_over(doing: &str, relids: &[pg_sys::Oid]) -> BTreeSet<i32> {
+    let mut ids = BTreeSet::new();
+    at_latest(doing, OVER_NOW, &[arg(relids.to_vec())], |r| {
+        ids.insert(r.get::<i32>(1).unwrap_or_default());
+    });
+    ids
+}
+
 /// Whether the statement is `CREATE OR REPLACE TRIGGER`.
 ///
 /// # Safety
@@ -163,10 +173,7 @@ fn refuse_replaced(relids: Vec<pg_sys::Oid>) {
         spi(
             DOING_REPLACE,
             Spi::connect(|_client| {
-                let mut ids = BTreeSet::new();
-                at_latest(DOING_REPLACE, OVER_NOW, &[arg(relids.clone())], |r| {
-                    ids.insert(r.get::<i32>(1).unwrap_or_default());
-                });
+                let ids = subscriptions_over(DOING_REPLACE, &relids);
                 if ids.is_empty() {
                     return Ok(None);
                 }
@@ -202,10 +209,7 @@ fn tables_changed(relids: Vec<pg_sys::Oid>) {
         spi(
             DOING_DDL,
             Spi::connect(|_client| {
-                let mut ids = BTreeSet::new();
-                at_latest(DOING_DDL, OVER_NOW, &[arg(relids.clone())], |r| {
-                    ids.insert(r.get::<i32>(1).unwrap_or_default());
-                });
+                let mut ids = subscriptions_over(DOING_DDL, &relids);
                 let mut links = Vec::new();
                 at_latest(DOING_DDL, CHILDREN_NOW, &[], |r| {
                     let text = |n| r.get::<String>(n).unwrap_or_default();
@@ -310,12 +314,10 @@ fn on_dropped(tables: Vec<pg_sys::Oid>, what: Vec<String>, trigger_tables: Vec<p
                         r.get::<pg_sys::Oid>(2).unwrap_or(pg_sys::Oid::INVALID),
                     ));
                 });
-                let mut over = BTreeSet::new();
-                if check_triggers {
-                    at_latest(DOING, OVER_NOW, &[arg(trigger_tables.clone())], |r| {
-                        over.insert(r.get::<i32>(1).unwrap_or_default());
-                    });
-                }
+                let over = match check_triggers {
+                    true => subscriptions_over(DOING, &trigger_tables),
+                    false => BTreeSet::new(),
+                };
                 let funcs = functions();
                 let have = if over.is_empty() {
                     Vec::new()
