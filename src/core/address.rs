@@ -71,8 +71,14 @@ impl AddressPolicy {
         Ok(AddressPolicy { rules })
     }
 
-    /// True when the host name itself is allowlisted, whatever it resolves to.
+    /// True when the host name itself is allowlisted, whatever it resolves to. Never for an
+    /// address written as the host: name entries are matched against names only (`*.0.0.2`
+    /// matched `127.0.0.2` by its text).
     pub fn host_allowed(&self, host: &str) -> bool {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<IpAddr>().is_ok() {
+            return false;
+        }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.rules.iter().any(|r| match r {
             AllowRule::Host(h) => *h == host,
@@ -102,20 +108,29 @@ fn parse_rule(entry: &str) -> Option<AllowRule> {
         let addr: IpAddr = addr.parse().ok()?;
         let prefix: u8 = prefix.parse().ok()?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        return (prefix <= max).then_some(AllowRule::Net { addr, prefix });
+        return (prefix <= max).then(|| net_rule(addr, prefix));
     }
     let unbracketed = entry.trim_start_matches('[').trim_end_matches(']');
     if let Ok(addr) = unbracketed.parse::<IpAddr>() {
         let prefix = if addr.is_ipv4() { 32 } else { 128 };
-        return Some(AllowRule::Net { addr, prefix });
+        return Some(net_rule(addr, prefix));
     }
     let lower = entry.to_ascii_lowercase();
     let (suffix, name) = match lower.strip_prefix("*.") {
         Some(rest) => (true, rest),
         None => (false, lower.as_str()),
     };
+    // A host whose last label is a number is read as an IPv4 address by URL parsers
+    // (WHATWG): an entry ending so would match no name, only, by its text, addresses.
+    let last_is_number = name.rsplit('.').next().is_some_and(|label| {
+        label.chars().all(|c| c.is_ascii_digit())
+            || label
+                .strip_prefix("0x")
+                .is_some_and(|hex| hex.chars().all(|c| c.is_ascii_hexdigit()))
+    });
     let valid = !name.is_empty()
         && name.len() <= 253
+        && !last_is_number
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -129,6 +144,22 @@ fn parse_rule(entry: &str) -> Option<AllowRule> {
     } else {
         AllowRule::Host(name.to_string())
     })
+}
+
+/// A range rule, an IPv4-mapped IPv6 range (`::ffff:127.0.0.2`, `::ffff:0:0/96`) as the IPv4
+/// range it maps: addresses are judged as the IPv4 host they reach (`canonical`), so such an
+/// entry, kept as IPv6, matched nothing.
+fn net_rule(addr: IpAddr, prefix: u8) -> AllowRule {
+    match addr {
+        IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => AllowRule::Net {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            },
+            None => AllowRule::Net { addr, prefix },
+        },
+        _ => AllowRule::Net { addr, prefix },
+    }
 }
 
 fn net_contains(rule: &AllowRule, addr: IpAddr) -> bool {
@@ -335,6 +366,38 @@ mod tests {
         assert!(p.check("a.corp.example", ip("192.168.0.1")).is_ok());
         assert!(p.check("corp.example", ip("192.168.0.1")).is_err());
         assert!(p.check("evilcorp.example", ip("192.168.0.1")).is_err());
+    }
+
+    #[test]
+    fn name_entries_never_match_addresses() {
+        // `*.0.0.2` matched the host 127.0.0.2 by its text; such an entry is refused now, and
+        // a name entry is never matched against an address written as the host.
+        assert_eq!(
+            AddressPolicy::parse("*.0.0.2").unwrap_err().0,
+            "*.0.0.2".to_string()
+        );
+        for bad in ["*.2", "hooks.7", "a.0x7f", "*.0X1"] {
+            assert!(AddressPolicy::parse(bad).is_err(), "{bad}");
+        }
+        assert!(AddressPolicy::parse("*.v2, hooks.7a, 0x7f.example").is_ok());
+        let p = AddressPolicy::parse("*.internal").unwrap();
+        assert!(!p.host_allowed("127.0.0.2"));
+        assert!(!p.host_allowed("[::1]"));
+        assert!(p.check("127.0.0.2", ip("127.0.0.2")).is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_entries_allow_the_ipv4_host() {
+        let p = AddressPolicy::parse("::ffff:127.0.0.2, ::ffff:10.0.0.0/104").unwrap();
+        assert!(p.check("x", ip("127.0.0.2")).is_ok());
+        assert!(p.check("x", ip("::ffff:127.0.0.2")).is_ok());
+        assert!(p.check("x", ip("127.0.0.3")).is_err());
+        assert!(p.check("x", ip("10.1.2.3")).is_ok());
+        assert!(p.check("x", ip("11.0.0.1")).is_ok()); // public anyway
+        assert!(p.check("x", ip("192.168.0.1")).is_err());
+        let all = AddressPolicy::parse("::ffff:0:0/96").unwrap();
+        assert!(all.check("x", ip("192.168.0.1")).is_ok());
+        assert!(all.check("x", ip("::1")).is_err());
     }
 
     #[test]
