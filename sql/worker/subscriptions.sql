@@ -19,7 +19,9 @@ SELECT s.id, s.uid, s.url, s.secret, s.headers::pg_catalog.text,
        -- Noted: held for its owner's access, and marked an orphan if its owner's role is gone.
        s.read_denied AND (s.owner_dropped
                           OR EXISTS (SELECT FROM pg_catalog.pg_authid a
-                                      WHERE a.oid OPERATOR(pg_catalog.=) s.owner::pg_catalog.oid))
+                                      WHERE a.oid OPERATOR(pg_catalog.=) s.owner::pg_catalog.oid)),
+       -- Whose it is: a worker's requests are shared between owners (src/worker/plan/owners.rs).
+       s.owner::pg_catalog.oid
   FROM webhook._subscriptions s
   JOIN webhook._owner_access o ON o.id = s.id
  WHERE s.status OPERATOR(pg_catalog.<>) 'unsubscribed' OR NOT s.drained

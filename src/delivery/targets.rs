@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,12 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
     // Identities of subscriptions no longer loaded (unsubscribed and drained) are forgotten.
     let loaded: std::collections::HashSet<i32> = rows.iter().map(|r| r.id).collect();
     IDENTITIES.with_borrow_mut(|seen| seen.retain(|id, _| loaded.contains(id)));
+    let several = rows.iter().any(|r| r.owner != rows[0].owner);
+    let owners = match several {
+        true => rows.iter().map(|r| (r.id, r.owner)).collect(),
+        false => HashMap::new(),
+    };
+    OWNERS.set(Rc::new(owners));
     rows.into_iter()
         .map(|row| {
             let config = parse(&row, default_timeout)
@@ -180,6 +187,9 @@ fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
 thread_local! {
     /// Identities parsed at earlier loads, by subscription: the worker reloads its subscriptions
     /// every second, and checking a key against its certificate costs about 0.1 ms.
+    /// Each subscription's owner, as the last `build` loaded them, when they were of more than
+    /// one owner; empty otherwise (see `owners`).
+    static OWNERS: RefCell<Rc<HashMap<i32, pgrx::pg_sys::Oid>>> = RefCell::default();
     static IDENTITIES: RefCell<HashMap<i32, (String, String, ClientIdentity)>> =
         RefCell::new(HashMap::new());
 }
@@ -198,4 +208,11 @@ fn identity(id: i32, cert: &str, key: &str) -> Result<ClientIdentity, String> {
         seen.insert(id, (cert.to_string(), key.to_string(), identity.clone()))
     });
     Ok(identity)
+}
+
+/// Each loaded subscription's owner, when the subscriptions the worker loaded last have more
+/// than one owner (empty otherwise): a worker's requests are then shared between owners too
+/// (worker/plan/owners.rs).
+pub fn owners() -> Rc<HashMap<i32, pgrx::pg_sys::Oid>> {
+    OWNERS.with_borrow(Rc::clone)
 }

@@ -91,6 +91,8 @@ pub struct SubscriptionRow {
     pub auth: Option<String>,
     /// The worker noted that its owner could not read its table (`read_denied` on its row).
     pub read_denied_noted: bool,
+    /// Its owner's role OID (the worker shares its requests between owners).
+    pub owner: pgrx::pg_sys::Oid,
 }
 
 pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<SubscriptionRow>> {
@@ -125,6 +127,7 @@ pub fn read_subscriptions(rows: pgrx::spi::SpiTupleTable<'_>) -> SpiResult<Vec<S
             client_key: row.get(24)?,
             auth: row.get(25)?,
             read_denied_noted: row.get(26)?.unwrap_or(false),
+            owner: row.get(27)?.unwrap_or(pgrx::pg_sys::Oid::INVALID),
         });
     }
     Ok(out)

@@ -22,7 +22,7 @@ pub(super) use others::{KeyedHeads, Pinning};
 use apply::Claimed;
 
 use super::dispatch::{Dispatcher, Pace};
-use super::plan::{share_cap, Plan};
+use super::plan::{owner_cap, share_cap, Plan};
 use super::{txn, Worker, IN_FLIGHT_BYTES};
 use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent, Statements};
@@ -116,6 +116,7 @@ impl Worker {
                 keyed_heads: &mut self.keyed_heads,
                 lag_turn: &mut self.lag_turn,
                 cap,
+                owner_cap: owner_cap(self.settings.max_in_flight),
                 pace,
                 share: self.share,
                 default_timeout: self.settings.default_timeout,
@@ -192,8 +193,9 @@ struct Claim<'a> {
     /// Which subscriptions were pinned at the last claim.
     pinning: &'a mut others::Pinning,
     keyed_heads: &'a mut others::KeyedHeads,
-    /// See `plan::share_cap`.
+    /// See `plan::share_cap` and `plan::owner_cap`.
     cap: usize,
+    owner_cap: usize,
     /// The subscriptions' pace when the claim began (see dispatch/pace.rs).
     pace: Pace,
     share: crate::queue::Share,
@@ -267,7 +269,8 @@ impl Claim<'_> {
         }
         disabled.extend(self.load_unknown(fresh.iter().chain(&scheduled))?);
         let pace = std::mem::take(&mut self.pace);
-        let mut plan = Plan::new(self.dispatcher, self.now, room, self.cap, pace);
+        let caps = (self.cap, self.owner_cap);
+        let mut plan = Plan::new(self.dispatcher, self.now, room, caps, pace);
         let lag_reads = self.read_lagging_after(
             &plan,
             (&fresh, &scheduled),

@@ -13,8 +13,11 @@ use crate::delivery::targets::Target;
 use crate::queue::QueuedEvent;
 
 mod left;
+mod owners;
 mod requests;
 
+pub(super) use owners::owner_cap;
+use owners::OwnerShare;
 use requests::requests_of;
 pub(super) use requests::share_cap;
 
@@ -47,6 +50,8 @@ pub(super) struct Plan<'a> {
     pace: Pace,
     cap: usize,
     slow_held: usize,
+    /// What each owner holds, when the subscriptions have more than one (see plan/owners.rs).
+    owners: OwnerShare,
     /// The bytes of row images this plan starts per subscription, and the slow ones hold (see
     /// `share_room`).
     bytes_starting: HashMap<i32, i64>,
@@ -83,7 +88,7 @@ impl<'a> Plan<'a> {
         dispatcher: &'a Dispatcher,
         now: Instant,
         room: usize,
-        cap: usize,
+        (cap, owner_cap): (usize, usize),
         pace: Pace,
     ) -> Plan<'a> {
         let slow_held = dispatcher.slow_held(&pace);
@@ -104,6 +109,7 @@ impl<'a> Plan<'a> {
             pace,
             cap,
             slow_held,
+            owners: OwnerShare::new(dispatcher, owner_cap),
             bytes_starting: HashMap::new(),
             slow_bytes,
             started_bytes: 0,
@@ -137,6 +143,7 @@ impl<'a> Plan<'a> {
     /// Counts `n` requests of `subscription` as started (events' or transactions' parts).
     pub(super) fn took_requests(&mut self, subscription: i32, n: usize) {
         *self.requests_starting.entry(subscription).or_default() += n;
+        self.owners.took(subscription, n);
         if self.pace.is_slow(subscription) {
             self.slow_held += n;
         }
@@ -272,6 +279,17 @@ impl<'a> Plan<'a> {
     /// comes again when a request ends, or when it turns slow.
     fn share(&mut self, event: &QueuedEvent, target: &Target, fresh: bool) {
         let sub = event.subscription_id;
+        if !self.pace.is_slow(sub) && self.owners.room(sub) == 0 {
+            // Its owner's subscriptions hold the owners' share (plan/owners.rs): waited for,
+            // its next event would hold up every other owner's behind it. Passed, as a slow
+            // one's, and read again as its owner's requests end; a due one is read again then.
+            if fresh {
+                self.pass(event);
+            } else if event.due {
+                self.held_due.push(event.id);
+            }
+            return;
+        }
         if !self.pace.is_slow(sub) {
             let at = self
                 .pace

@@ -21,8 +21,8 @@ pub(in crate::worker) fn share_cap(max_in_flight: usize) -> usize {
 }
 
 impl Plan<'_> {
-    /// How many more requests `subscription` may start under the share rule (see `share`):
-    /// none either once it holds `BYTE_SHARE` of row images (the slow ones together), which
+    /// How many more requests `subscription` may start under the share rule (see `share`),
+    /// and within what its owner may still start (plan/owners.rs): none either once it holds `BYTE_SHARE` of row images (the slow ones together), which
     /// would otherwise leave the worker's byte budget spent and no claim running.
     pub(in crate::worker) fn share_room(&self, subscription: i32) -> usize {
         if self.bytes_allowed(subscription) <= 0 {
@@ -33,7 +33,7 @@ impl Plan<'_> {
         } else {
             self.requests_held(subscription)
         };
-        self.cap.saturating_sub(held)
+        (self.cap.saturating_sub(held)).min(self.owners.room(subscription))
     }
 
     /// The bytes of row images `subscription` may still take under the share rule: what is
