@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::{Client, ClientBuilder, Url};
+use reqwest::Url;
 use rustls::RootCertStore;
 
 pub use credentials::{interpret_token_answer, Credentials, TokenError};
+use text::post_failure;
 pub use text::{error_chain, storable_text};
-use text::{post_failure, transport_failure};
 
 use crate::address::{AddressPolicy, Refusal};
 use crate::retry::AttemptKind;
@@ -32,7 +32,6 @@ use credentials::Vault;
 use exchange::NoAnswer;
 pub(crate) use poster::tls_config;
 use poster::{add_ca_bundle, trusted_roots, Poster};
-use resolve::PolicyResolver;
 
 /// Settings for the shared client; changing them means building a new `Sender`.
 #[derive(Debug, Clone)]
@@ -118,48 +117,14 @@ pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
 /// A pooled HTTP client that only connects where the address policy allows.
 #[derive(Clone)]
 pub struct Sender {
-    /// For token requests.
-    client: Client,
-    /// For deliveries.
+    /// For deliveries and token requests.
     poster: Arc<Poster>,
     policy: Arc<AddressPolicy>,
     excerpt_limit: usize,
     user_agent: HeaderValue,
-    /// Per-subscription clients (with a client certificate) and tokens, shared by the clones.
+    /// Per-subscription connections (with a client certificate) and tokens, shared by the
+    /// clones.
     vault: Arc<Vault>,
-}
-
-/// A client builder with every setting a `Sender`'s clients share.
-fn builder(
-    settings: &SenderSettings,
-    policy: &Arc<AddressPolicy>,
-    tls: rustls::ClientConfig,
-) -> ClientBuilder {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        // Our own schedule retries; reqwest's layer would copy every request's head in case.
-        .retry(reqwest::retry::never().max_retries_per_request(0))
-        // A proxy would connect on our behalf and bypass the address policy.
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(settings.max_idle_per_host)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .connect_timeout(settings.connect_timeout)
-        .user_agent(settings.user_agent.clone())
-        .dns_resolver(Arc::new(PolicyResolver {
-            policy: policy.clone(),
-        }))
-        // The roots and client certificate the deliveries use: one configuration, so token
-        // requests trust exactly what deliveries trust. It replaces every TLS setting of the
-        // builder: identity(), add_root_certificate() and the like would be ignored.
-        .use_preconfigured_tls(token_tls(tls))
-}
-
-/// The deliveries' TLS configuration, offering HTTP/1.1 by ALPN as reqwest's own configuration
-/// did (hyper-rustls sets the deliveries' ALPN itself, and refuses a configuration that has one).
-fn token_tls(mut tls: rustls::ClientConfig) -> rustls::ClientConfig {
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tls
 }
 
 impl Sender {
@@ -167,18 +132,15 @@ impl Sender {
         let policy = Arc::new(settings.policy.clone());
         let roots: Arc<RootCertStore> = trusted_roots(settings.extra_ca_pem.as_deref())?;
         let tls = tls_config(roots.clone(), None).map_err(BuildError)?;
-        let client = builder(settings, &policy, tls.clone())
-            .build()
-            .map_err(|e| BuildError(error_chain(&e)))?;
         let poster = Poster::new(settings, &policy, tls).map_err(BuildError)?;
         let user_agent = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| BuildError("the user agent cannot be sent in a header".into()))?;
+        let vault = Vault::new(settings.clone(), policy.clone(), roots, user_agent.clone());
         Ok(Sender {
-            client,
             poster: Arc::new(poster),
             excerpt_limit: settings.response_excerpt_bytes,
             user_agent,
-            vault: Arc::new(Vault::new(settings.clone(), policy.clone(), roots)),
+            vault: Arc::new(vault),
             policy,
         })
     }
@@ -218,18 +180,15 @@ impl Sender {
                 AttemptKind::Refused,
             );
         }
-        let (client, poster) = match self
-            .vault
-            .clients(&self.client, &self.poster, &endpoint.auth)
-        {
-            Ok(clients) => clients,
+        let poster = match self.vault.clients(&self.poster, &endpoint.auth) {
+            Ok(poster) => poster,
             Err(e) => return finish(None, None, None, Some(e), AttemptKind::TransportError),
         };
         let mut bearer = None;
         if endpoint.auth.oauth2.is_some() {
             match self
                 .vault
-                .token(&client, &endpoint.auth, endpoint.timeout, None)
+                .token(&poster, &endpoint.auth, endpoint.timeout, None)
                 .await
             {
                 Ok(token) => bearer = Some(token),
@@ -244,7 +203,7 @@ impl Sender {
             // The token may have been revoked before it expired: one new token, one new try.
             match self
                 .vault
-                .token(&client, &endpoint.auth, endpoint.timeout, Some(used))
+                .token(&poster, &endpoint.auth, endpoint.timeout, Some(used))
                 .await
             {
                 Ok(token) => {
@@ -331,9 +290,10 @@ impl Sender {
                 let (text, kind) = post_failure(&e);
                 Answer::Failed(text, kind)
             }
-            Err(NoAnswer::Interim) => {
-                Answer::Failed(NoAnswer::interim_text(), AttemptKind::TransportError)
-            }
+            Err(NoAnswer::Interim) => Answer::Failed(
+                NoAnswer::interim_text("the receiver"),
+                AttemptKind::TransportError,
+            ),
             Ok((status, retry_after, headers, excerpt, body_error)) => Answer::Status {
                 status,
                 retry_after,

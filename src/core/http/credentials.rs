@@ -1,11 +1,13 @@
-//! A subscription's credentials on the HTTP thread: a client that presents its TLS certificate,
-//! and its OAuth 2.0 access token. Both are cached per subscription and replaced when the
+//! A subscription's credentials on the HTTP thread: connections that present its TLS
+//! certificate, and its OAuth 2.0 access token. Both are cached per subscription and replaced when the
 //! subscription's credentials change (they are keyed by a fingerprint of them).
 //!
 //! Tokens come from the client credentials grant (RFC 6749 section 4.4): a form POST of
 //! `grant_type=client_credentials` (and `scope`), the client authenticated with HTTP Basic
 //! (section 2.3.1, the method every server must support). A token is used until shortly before
-//! its `expires_in` runs out; one subscription's deliveries wait for a single fetch.
+//! its `expires_in` runs out; one subscription's deliveries wait for a single fetch. Token
+//! requests go over the same connections as the deliveries (`Poster`), with the same limits
+//! on what a server may send back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
-use reqwest::Client;
+use bytes::Bytes;
+use http_body_util::Full;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use rustls::RootCertStore;
 
-use super::poster::{tls_config, Poster};
-use super::{
-    builder, check_literal, error_chain, storable_text, transport_failure, SenderSettings,
-};
+use super::exchange::{read_body, NoAnswer};
+use super::poster::{tls_config, PostError, Poster};
+use super::{check_literal, post_failure, storable_text, SenderSettings};
 use crate::address::AddressPolicy;
 use crate::auth::{ClientIdentity, OAuth2};
 use crate::retry::AttemptKind;
@@ -71,19 +73,21 @@ pub(super) struct Vault {
     settings: SenderSettings,
     policy: Arc<AddressPolicy>,
     roots: Arc<RootCertStore>,
-    /// Per subscription with a client certificate: its fingerprint, the client for its token
-    /// requests and the connections for its deliveries, both presenting the certificate.
+    /// Per subscription with a client certificate: its fingerprint, and the connections for
+    /// its deliveries and token requests, presenting the certificate.
     clients: Mutex<HashMap<i32, Presenting>>,
     tokens: Mutex<HashMap<i32, Arc<Slot>>>,
+    user_agent: HeaderValue,
 }
 
-type Presenting = ([u8; 32], Client, Arc<Poster>);
+type Presenting = ([u8; 32], Arc<Poster>);
 
 impl Vault {
     pub(super) fn new(
         settings: SenderSettings,
         policy: Arc<AddressPolicy>,
         roots: Arc<RootCertStore>,
+        user_agent: HeaderValue,
     ) -> Vault {
         Vault {
             settings,
@@ -91,38 +95,32 @@ impl Vault {
             roots,
             clients: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            user_agent,
         }
     }
 
-    /// The clients for a subscription (token requests, deliveries): the shared ones, or ones
-    /// that present its certificate.
+    /// The connections for a subscription (deliveries, token requests): the shared ones, or
+    /// ones that present its certificate.
     pub(super) fn clients(
         &self,
-        shared: &Client,
         shared_poster: &Arc<Poster>,
         auth: &Credentials,
-    ) -> Result<(Client, Arc<Poster>), String> {
+    ) -> Result<Arc<Poster>, String> {
         let Some(identity) = &auth.identity else {
-            return Ok((shared.clone(), shared_poster.clone()));
+            return Ok(shared_poster.clone());
         };
         let fingerprint = identity.fingerprint();
         // A poisoned lock only means another delivery panicked mid-insert; the map is intact.
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, client, poster)) = clients.get(&auth.subscription) {
+        if let Some((seen, poster)) = clients.get(&auth.subscription) {
             if *seen == fingerprint {
-                return Ok((client.clone(), poster.clone()));
+                return Ok(poster.clone());
             }
         }
         let tls = tls_config(self.roots.clone(), Some(identity))?;
-        let client = builder(&self.settings, &self.policy, tls.clone())
-            .build()
-            .map_err(|e| format!("client certificate: {}", error_chain(&e)))?;
         let poster = Arc::new(Poster::new(&self.settings, &self.policy, tls)?);
-        clients.insert(
-            auth.subscription,
-            (fingerprint, client.clone(), poster.clone()),
-        );
-        Ok((client, poster))
+        clients.insert(auth.subscription, (fingerprint, poster.clone()));
+        Ok(poster)
     }
 
     /// Forgets the clients and tokens of subscriptions other than these (unsubscribed and
@@ -164,7 +162,7 @@ impl Vault {
     /// is fresh and not `refused` (the one a receiver just answered 401 to), else a new one.
     pub(super) async fn token(
         &self,
-        client: &Client,
+        poster: &Poster,
         auth: &Credentials,
         timeout: Duration,
         refused: Option<&HeaderValue>,
@@ -186,7 +184,7 @@ impl Vault {
             }
         }
         state.token = None;
-        match fetch(client, &self.policy, oauth, timeout).await {
+        match self.fetch(poster, oauth, timeout).await {
             Ok((bearer, lifetime)) => {
                 let margin = REFRESH_MARGIN.min(lifetime / 5);
                 state.token = Some(Token {
@@ -211,64 +209,87 @@ fn token_error(text: impl std::fmt::Display) -> TokenError {
     }
 }
 
-/// One token request. Errors never contain the token URL, the secret or a token.
-async fn fetch(
-    client: &Client,
-    policy: &AddressPolicy,
-    oauth: &OAuth2,
-    timeout: Duration,
-) -> Result<(HeaderValue, Duration), TokenError> {
-    if let Err(refusal) = check_literal(policy, &oauth.token_url) {
-        return Err(TokenError {
-            text: format!("oauth2 token request failed: {refusal}"),
-            kind: AttemptKind::Refused,
-        });
-    }
-    // RFC 6749 2.3.1: both are form-encoded before they are joined for Basic.
-    let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let basic = STANDARD.encode(format!(
-        "{}:{}",
-        encode(&oauth.client_id),
-        encode(&oauth.client_secret)
-    ));
-    let mut basic = HeaderValue::from_str(&format!("Basic {basic}"))
-        .map_err(|_| token_error("the client credentials cannot be sent in a header"))?;
-    basic.set_sensitive(true);
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(scope) = &oauth.scope {
-        form.push(("scope", scope.as_str()));
-    }
-    let request = client
-        .post(oauth.token_url.clone())
-        .header(AUTHORIZATION, basic)
-        .header(ACCEPT, "application/json")
-        .form(&form)
-        .timeout(timeout);
-    let exchange = async {
-        let mut response = request.send().await?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_TOKEN_ANSWER {
-                break;
+impl Vault {
+    /// One token request. Errors never contain the token URL, the secret or a token.
+    async fn fetch(
+        &self,
+        poster: &Poster,
+        oauth: &OAuth2,
+        timeout: Duration,
+    ) -> Result<(HeaderValue, Duration), TokenError> {
+        if let Err(refusal) = check_literal(&self.policy, &oauth.token_url) {
+            return Err(TokenError {
+                text: format!("oauth2 token request failed: {refusal}"),
+                kind: AttemptKind::Refused,
+            });
+        }
+        let request = self.token_request(oauth)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let failed = |(text, kind): (String, AttemptKind)| TokenError {
+            text: format!("oauth2 token request failed: {text}"),
+            kind,
+        };
+        let response = match tokio::time::timeout_at(deadline, poster.send(request)).await {
+            Err(_) => {
+                return Err(token_error(format!(
+                    "timed out after {} ms",
+                    timeout.as_millis()
+                )))
             }
+            Ok(Err(PostError::Failed(e))) => return Err(failed(post_failure(&e))),
+            Ok(Err(PostError::Interim)) => {
+                let text = NoAnswer::interim_text("the token endpoint");
+                return Err(failed((text, AttemptKind::TransportError)));
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        // One byte over the limit tells an answer that is too long.
+        let (body, error) = read_body(
+            response.into_body(),
+            MAX_TOKEN_ANSWER + 1,
+            deadline,
+            timeout,
+        )
+        .await;
+        if let Some(e) = error {
+            return Err(token_error(format!("reading its answer: {e}")));
         }
-        Ok::<_, reqwest::Error>((status, body))
-    };
-    match tokio::time::timeout(timeout + Duration::from_secs(1), exchange).await {
-        Err(_) => Err(token_error(format!(
-            "timed out after {} ms",
-            timeout.as_millis()
-        ))),
-        Ok(Err(e)) => {
-            let (text, kind) = transport_failure(e, timeout);
-            Err(TokenError {
-                text: format!("oauth2 token request failed: {text}"),
-                kind,
-            })
+        interpret_token_answer(status, &body)
+    }
+
+    /// The token request: a form POST of the client credentials grant, the client
+    /// authenticated with HTTP Basic.
+    fn token_request(&self, oauth: &OAuth2) -> Result<http::Request<Full<Bytes>>, TokenError> {
+        // RFC 6749 2.3.1: both are form-encoded before they are joined for Basic.
+        let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = STANDARD.encode(format!(
+            "{}:{}",
+            encode(&oauth.client_id),
+            encode(&oauth.client_secret)
+        ));
+        let mut basic = HeaderValue::from_str(&format!("Basic {basic}"))
+            .map_err(|_| token_error("the client credentials cannot be sent in a header"))?;
+        basic.set_sensitive(true);
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &oauth.scope {
+            form.append_pair("scope", scope);
         }
-        Ok(Ok((status, body))) => interpret_token_answer(status, &body),
+        let uri = http::Uri::try_from(oauth.token_url.as_str())
+            .map_err(|_| token_error("the token URL cannot be sent"))?;
+        let mut request = http::Request::new(Full::new(Bytes::from(form.finish())));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, basic);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(USER_AGENT, self.user_agent.clone());
+        Ok(request)
     }
 }
 

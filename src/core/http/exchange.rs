@@ -82,29 +82,41 @@ impl Sender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut body = response.into_body();
-        let mut excerpt = Vec::new();
-        let read = async {
-            while excerpt.len() < self.excerpt_limit {
-                match body.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Some(chunk) = frame.data_ref() {
-                            let room = self.excerpt_limit - excerpt.len();
-                            excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                        }
-                    }
-                    None => break,
-                    Some(Err(e)) => return Some(error_chain(&e)),
-                }
-            }
-            None
-        };
-        let body_error = match tokio::time::timeout_at(deadline, read).await {
-            Ok(error) => error,
-            Err(_) => Some(format!("timed out after {} ms", timeout.as_millis())),
-        };
+        let (excerpt, body_error) =
+            read_body(response.into_body(), self.excerpt_limit, deadline, timeout).await;
         Ok((status, retry_after, headers, excerpt, body_error))
     }
+}
+
+/// Reads the first `limit` bytes of `body` by `deadline` (`timeout` from the request's start):
+/// what came, and the error that cut it short, if any.
+pub(super) async fn read_body(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> (Vec<u8>, Option<String>) {
+    let mut kept = Vec::new();
+    let read = async {
+        while kept.len() < limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        let room = limit - kept.len();
+                        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                }
+                None => break,
+                Some(Err(e)) => return Some(error_chain(&e)),
+            }
+        }
+        None
+    };
+    let error = match tokio::time::timeout_at(deadline, read).await {
+        Ok(error) => error,
+        Err(_) => Some(format!("timed out after {} ms", timeout.as_millis())),
+    };
+    (kept, error)
 }
 
 /// Why a request got no answer.
@@ -117,10 +129,10 @@ pub(super) enum NoAnswer {
 }
 
 impl NoAnswer {
-    /// What the attempt records.
-    pub(super) fn interim_text() -> String {
+    /// What the attempt records, `who` sent them (the receiver, the token endpoint).
+    pub(super) fn interim_text(who: &str) -> String {
         format!(
-            "the receiver sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before its \
+            "{who} sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before its \
              answer: the request was given up"
         )
     }

@@ -3,10 +3,9 @@
 //! again for each, a boxed future) cost about as much CPU per request as all the rest; none of
 //! them is wanted here (redirects are not followed, retries are the schedule's).
 //!
-//! Every connection goes through the policy resolver. One TLS configuration per identity serves
-//! both this pool and the reqwest client of OAuth token requests: it trusts Mozilla's roots, the
-//! system's (read once per sender) and `pg_webhook.ca_bundle`, and presents a subscription's
-//! client certificate when it has one.
+//! Every connection goes through the policy resolver. OAuth token requests go through the same
+//! pool. Its TLS configuration trusts Mozilla's roots, the system's (read once per sender) and
+//! `pg_webhook.ca_bundle`, and presents a subscription's client certificate when it has one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The resolver every connection goes through, so the address policy judges the addresses the
-//! client actually connects to: reqwest's (token requests) and hyper's (deliveries).
+//! The resolver every connection goes through (deliveries and token requests), so the address
+//! policy judges the addresses the client actually connects to.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -11,31 +11,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::connect::dns::Name as HyperName;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::watch;
 
 use crate::address::{AddressPolicy, Refusal};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The resolver of reqwest's clients: only addresses the policy allows come back, so the client
-/// cannot connect anywhere else.
-pub(super) struct PolicyResolver {
-    pub(super) policy: Arc<AddressPolicy>,
-}
-
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let allowed = allowed_addresses(&policy, host).await?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The same resolver for hyper's connector.
+/// The resolver of hyper's connector: only addresses the policy allows come back, so the
+/// client cannot connect anywhere else.
 #[derive(Clone)]
 pub(super) struct PolicyDns {
     pub(super) policy: Arc<AddressPolicy>,

@@ -1,7 +1,6 @@
 //! What is kept of answers and errors: bounded, storable text that never names the URL.
 
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
@@ -60,26 +59,8 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     storable_text(parts.join(": "))
 }
 
-/// What a token request that got no answer is recorded as: its error, and its kind.
-pub(super) fn transport_failure(e: reqwest::Error, timeout: Duration) -> (String, AttemptKind) {
-    // The URL may carry a token in its path or query: errors are shown to every reader of the
-    // table, the URL only to the subscription's owner.
-    let e = e.without_url();
-    let kind = failure_kind(&e);
-    let text = if e.is_timeout() {
-        format!(
-            "timed out after {} ms: {}",
-            timeout.as_millis(),
-            error_chain(&e)
-        )
-    } else {
-        error_chain(&e)
-    };
-    (text, kind)
-}
-
-/// What a delivery that got no answer is recorded as: its error, and its kind (both are
-/// retried). hyper's errors never hold the URL. The deadline is the caller's.
+/// What a delivery or token request that got no answer is recorded as: its error, and its
+/// kind (both are retried). hyper's errors never hold the URL. The deadline is the caller's.
 pub(super) fn post_failure(e: &hyper_util::client::legacy::Error) -> (String, AttemptKind) {
     (error_chain(e), failure_kind(e))
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_webhook_core::address::AddressPolicy;
-use pg_webhook_core::http::{Endpoint, Message, Sender, SenderSettings};
+use pg_webhook_core::auth::OAuth2;
+use pg_webhook_core::http::{Credentials, Endpoint, Message, Sender, SenderSettings};
 use pg_webhook_core::retry::AttemptKind;
 use pg_webhook_core::signing::Secret;
 use pg_webhook_core::{Bytes, HeaderMap, Url};
@@ -85,30 +86,54 @@ async fn a_few_interim_answers_before_the_answer_are_read_past() {
     assert_eq!(attempt.error, None);
 }
 
-#[tokio::test]
-async fn a_stream_of_interim_answers_ends_the_attempt_and_its_connection() {
-    let (url, closed) = receiver(None, b"").await;
-    let attempt = sender().send(&endpoint(&url), &message()).await;
+/// The attempt failed with `error` well before the endpoint's 60 s timeout, and the stream's
+/// connection is closed, not left to a task that goes on reading it.
+async fn given_up(attempt: pg_webhook_core::http::Attempt, error: &str, closed: &AtomicBool) {
     assert_eq!(attempt.status, None);
     assert_eq!(attempt.kind, AttemptKind::TransportError);
-    let error = attempt.error.unwrap_or_default();
-    assert_eq!(
-        error,
-        "the receiver sent more than 64 interim (1xx) answers before its answer: \
-         the request was given up"
-    );
+    assert_eq!(attempt.error.unwrap_or_default(), error);
     assert!(
         attempt.duration < Duration::from_secs(30),
         "given up only after {:?}",
         attempt.duration
     );
-    // The connection is closed, not left to a task that goes on reading the stream.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !closed.load(Ordering::SeqCst) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the receiver could still write after the attempt ended"
+            "the stream's server could still write after the attempt ended"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_stream_of_interim_answers_ends_the_attempt_and_its_connection() {
+    let (url, closed) = receiver(None, b"").await;
+    let attempt = sender().send(&endpoint(&url), &message()).await;
+    let error = "the receiver sent more than 64 interim (1xx) answers before its answer: \
+                 the request was given up";
+    given_up(attempt, error, &closed).await;
+}
+
+#[tokio::test]
+async fn a_token_endpoint_streaming_interim_answers_is_given_up_too() {
+    // Token requests went through reqwest, which reads past 1xx answers until the timeout.
+    let (token_url, closed) = receiver(None, b"").await;
+    let (url, _) = receiver(Some(0), b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let mut endpoint = endpoint(&url);
+    endpoint.auth = Credentials {
+        subscription: 1,
+        identity: None,
+        oauth2: Some(OAuth2 {
+            token_url,
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            scope: None,
+        }),
+    };
+    let attempt = sender().send(&endpoint, &message()).await;
+    let error = "oauth2 token request failed: the token endpoint sent more than 64 interim \
+                 (1xx) answers before its answer: the request was given up";
+    given_up(attempt, error, &closed).await;
 }
