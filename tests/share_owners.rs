@@ -6,17 +6,16 @@ mod support;
 
 use std::time::Duration;
 
+use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{exec, subscribe, WAIT};
 
-#[test]
-fn one_owners_new_subscriptions_to_a_silent_address_leave_the_other_owners_requests() {
-    // One worker with 8 requests. mallory's three new subscriptions of one table, to a
-    // receiver that answers after two minutes, got their first events in one claim: the
-    // first took its 6 (three quarters), the second the other 2, and alice's event waited
-    // for their timeouts (mallory could do it again with new subscriptions, as often as she
-    // liked). Now mallory's hold 7 together, and alice's goes in the eighth.
+/// One worker with 8 requests, and two webhook_admin members: mallory, whose three new
+/// subscriptions of table `flood` go to `hung` (the receiver answers after two minutes), and
+/// alice, with table `orders` (not subscribed yet). Returns the cluster, mallory's and alice's
+/// sessions.
+fn mallory_and_alice(hung: &Receiver) -> (Cluster, Client, Client) {
     let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
     let mut su = pg.client_with_extension();
     exec(
@@ -25,8 +24,6 @@ fn one_owners_new_subscriptions_to_a_silent_address_leave_the_other_owners_reque
          GRANT webhook_admin TO mallory, alice;
          GRANT CREATE ON SCHEMA public TO mallory, alice;",
     );
-    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
-    let quick = Receiver::start();
     let mut mallory = pg.connect_as("postgres", "mallory");
     exec(&mut mallory, "CREATE TABLE flood (id int PRIMARY KEY)");
     for n in 1..=3 {
@@ -42,13 +39,101 @@ fn one_owners_new_subscriptions_to_a_silent_address_leave_the_other_owners_reque
     }
     let mut alice = pg.connect_as("postgres", "alice");
     exec(&mut alice, "CREATE TABLE orders (id int PRIMARY KEY)");
+    (pg, mallory, alice)
+}
+
+/// mallory's three subscriptions get their first events in one claim (one transaction), and
+/// hold 7 of the worker's 8 requests.
+fn mallory_floods(mallory: &mut Client, hung: &Receiver) {
+    exec(mallory, "INSERT INTO flood SELECT generate_series(1, 100)");
+    wait_until(WAIT, "mallory's requests", || hung.count() >= 7);
+}
+
+#[test]
+fn one_owners_new_subscriptions_to_a_silent_address_leave_the_other_owners_requests() {
+    // mallory's three new subscriptions, to a receiver that answers after two minutes, got
+    // their first events in one claim: the first took its 6 (three quarters), the second the
+    // other 2, and alice's event waited for their timeouts (mallory could do it again with
+    // new subscriptions, as often as she liked). Now mallory's hold 7 together, and alice's
+    // goes in the eighth.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung);
     subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), "");
-    // One transaction: the three subscriptions' first events come in the same claim.
+    mallory_floods(&mut mallory, &hung);
+    exec(&mut alice, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "alice's event", || quick.count() == 1);
+    assert_eq!(hung.peak_concurrency(), 7, "mallory's requests together");
+}
+
+#[test]
+fn one_owners_due_backlog_hides_no_other_owners_retry() {
+    // With mallory's requests at her share, the 50 events of her subscription just resumed
+    // came due before alice's retry; the due read counted the room they could take without
+    // her owner's share, found the page full of events that could start, and never read
+    // past them: alice's retry waited for mallory's requests to time out.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::with(|_, n| Reply::Status(if n == 0 { 500 } else { 204 }));
+    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung);
+    exec(&mut mallory, "CREATE TABLE backlog (id int PRIMARY KEY)");
+    subscribe(
+        &mut mallory,
+        "backlog",
+        "backlog",
+        &hung.url("/backlog"),
+        "",
+    );
     exec(
         &mut mallory,
-        "INSERT INTO flood SELECT generate_series(1, 100)",
+        "SELECT webhook.pause('backlog');
+         INSERT INTO backlog SELECT generate_series(1, 50);",
     );
-    wait_until(WAIT, "mallory's requests", || hung.count() >= 7);
+    let retry = ", retry_schedule => ARRAY['1 second']::interval[]";
+    subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), retry);
+    mallory_floods(&mut mallory, &hung);
+    exec(&mut alice, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "alice's first try", || quick.count() == 1);
+    // Due now, ahead of alice's retry, which is due a second after her first try failed.
+    exec(&mut mallory, "SELECT webhook.resume('backlog')");
+    wait_until(WAIT, "alice's retry", || quick.count() == 2);
+}
+
+#[test]
+fn requests_of_subscriptions_unsubscribed_meanwhile_still_count_for_their_owner() {
+    // mallory's three subscriptions, unsubscribed with their queued events discarded, were
+    // no longer loaded once marked drained: their 7 requests, still out, counted for no
+    // owner, and a new subscription of hers took the eighth, alice's.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let (pg, mut mallory, mut alice) = mallory_and_alice(&hung);
+    subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), "");
+    mallory_floods(&mut mallory, &hung);
+    exec(
+        &mut mallory,
+        "SELECT webhook.unsubscribe('flood' || n, discard_queued => true)
+           FROM generate_series(1, 3) n",
+    );
+    let mut su = pg.connect("postgres");
+    wait_until(WAIT, "mallory's subscriptions drained", || {
+        support::count(
+            &mut su,
+            "SELECT count(*) FROM webhook._subscriptions WHERE drained",
+        ) == 3
+    });
+    // A new subscription (the worker loads the subscriptions again) and a backlog for it.
+    exec(&mut mallory, "CREATE TABLE flood2 (id int PRIMARY KEY)");
+    let url = hung.url("/again");
+    subscribe(
+        &mut mallory,
+        "again",
+        "flood2",
+        &url,
+        ", timeout => '3 minutes'",
+    );
+    exec(
+        &mut mallory,
+        "INSERT INTO flood2 SELECT generate_series(1, 100)",
+    );
     exec(&mut alice, "INSERT INTO orders VALUES (1)");
     wait_until(WAIT, "alice's event", || quick.count() == 1);
     assert_eq!(hung.peak_concurrency(), 7, "mallory's requests together");

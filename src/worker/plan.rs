@@ -16,8 +16,7 @@ mod left;
 mod owners;
 mod requests;
 
-pub(super) use owners::owner_cap;
-use owners::OwnerShare;
+pub(super) use owners::{owner_cap, OwnerShare};
 use requests::requests_of;
 pub(super) use requests::share_cap;
 
@@ -279,10 +278,12 @@ impl<'a> Plan<'a> {
     /// comes again when a request ends, or when it turns slow.
     fn share(&mut self, event: &QueuedEvent, target: &Target, fresh: bool) {
         let sub = event.subscription_id;
-        if !self.pace.is_slow(sub) && self.owners.room(sub) == 0 {
+        if self.owners.room(sub) == 0 {
             // Its owner's subscriptions hold the owners' share (plan/owners.rs): waited for,
             // its next event would hold up every other owner's behind it. Passed, as a slow
-            // one's, and read again as its owner's requests end; a due one is read again then.
+            // one's, and read again as its owner's requests end; a due one is read again then
+            // (not put off for its timeout, as a slow one's: its owner's other subscriptions
+            // would take each request that ends first).
             if fresh {
                 self.pass(event);
             } else if event.due {

@@ -7,6 +7,7 @@ use pgrx::spi::SpiResult;
 use super::Claim;
 use crate::delivery::targets::Target;
 use crate::queue::{Bounds, QueuedEvent};
+use crate::worker::plan::OwnerShare;
 
 impl Claim<'_> {
     /// How many of the new events `fresh` take room from due ones: not those of subscriptions
@@ -40,7 +41,11 @@ impl Claim<'_> {
     /// passed, cut the due page short before the others' retries).
     pub(super) fn cannot_start(&self) -> HashSet<i32> {
         let mut held = self.dispatcher.at_share(&self.pace, self.cap);
-        held.extend((self.targets.keys()).filter(|sub| self.limit_room(**sub) == 0));
+        let owners = OwnerShare::new(self.dispatcher, self.owner_cap);
+        held.extend(
+            (self.targets.keys())
+                .filter(|sub| self.limit_room(**sub) == 0 || owners.room(**sub) == 0),
+        );
         held
     }
 
@@ -92,12 +97,14 @@ impl Claim<'_> {
             *b += e.payload_bytes;
         }
         let mut slow_room = self.dispatcher.slow_room(&self.pace, self.cap);
+        // (Each owner's room too: one owner's due backlog, its share held, hid the others'.)
+        let mut owners = OwnerShare::new(self.dispatcher, self.owner_cap);
         let (mut startable, mut starting_bytes) = (0, 0);
         let mut held = Vec::new();
         for (sub, (events, batches, event_bytes)) in per_subscription {
             let per_request = self.targets.get(&sub).map_or(1, Target::events_per_request);
             let requests = events.div_ceil(per_request) + batches.len();
-            let limit_room = self.limit_room(sub);
+            let limit_room = self.limit_room(sub).min(owners.room(sub));
             let room_of = if self.pace.is_slow(sub) {
                 let take = requests.min(slow_room).min(limit_room);
                 slow_room -= take;
@@ -105,6 +112,7 @@ impl Claim<'_> {
             } else {
                 (self.dispatcher.share_room(&self.pace, self.cap, sub)).min(limit_room)
             };
+            owners.took(sub, requests.min(room_of));
             startable += requests.min(room_of);
             if requests > room_of {
                 held.push(sub);

@@ -95,6 +95,21 @@ impl Dispatcher {
         self.requests_by.iter().map(|(sub, n)| (*sub, *n))
     }
 
+    /// The requests each owner's subscriptions hold: by the owner a subscription had when its
+    /// requests started, else as `owners` (the loaded subscriptions') says.
+    pub fn requests_per_owner(
+        &self,
+        owners: &HashMap<i32, pgrx::pg_sys::Oid>,
+    ) -> HashMap<pgrx::pg_sys::Oid, usize> {
+        let mut held = HashMap::new();
+        for (sub, n) in &self.requests_by {
+            if let Some(owner) = self.owner_of.get(sub).or_else(|| owners.get(sub)) {
+                *held.entry(*owner).or_default() += n;
+            }
+        }
+        held
+    }
+
     /// The requests the slow subscriptions hold together (their share is one, see `Plan::share`).
     pub fn slow_held(&self, pace: &super::Pace) -> usize {
         pace.slow.iter().map(|sub| self.requests_of(*sub)).sum()

@@ -36,7 +36,7 @@ impl Dispatcher {
         // A subscription's outcomes are set aside all together (`hold`): the finished requests
         // of one with outcomes set aside are all still owned.
         let held = self.held_subscriptions();
-        let requests_by = &mut self.requests_by;
+        let (requests_by, owner_of) = (&mut self.requests_by, &mut self.owner_of);
         self.settled_by.retain(|sub, settled| {
             if held.contains(sub) {
                 return true;
@@ -45,6 +45,7 @@ impl Dispatcher {
                 *owned = owned.saturating_sub(*settled);
                 if *owned == 0 {
                     requests_by.remove(sub);
+                    owner_of.remove(sub);
                 }
             }
             false

@@ -21,7 +21,7 @@ pub(in crate::worker) fn owner_cap(max_in_flight: usize) -> usize {
 }
 
 /// One claim's view of what each owner holds.
-pub(super) struct OwnerShare {
+pub(in crate::worker) struct OwnerShare {
     /// Each loaded subscription's owner; empty when they all have the same one.
     owners: Rc<HashMap<i32, Oid>>,
     cap: usize,
@@ -30,22 +30,18 @@ pub(super) struct OwnerShare {
 }
 
 impl OwnerShare {
-    pub(super) fn new(dispatcher: &Dispatcher, cap: usize) -> OwnerShare {
+    pub(in crate::worker) fn new(dispatcher: &Dispatcher, cap: usize) -> OwnerShare {
         let owners = targets::owners();
-        let mut held: HashMap<Oid, usize> = HashMap::new();
-        if !owners.is_empty() {
-            for (sub, n) in dispatcher.requests_per_subscription() {
-                if let Some(owner) = owners.get(&sub) {
-                    *held.entry(*owner).or_default() += n;
-                }
-            }
-        }
+        let held = match owners.is_empty() {
+            true => HashMap::new(),
+            false => dispatcher.requests_per_owner(&owners),
+        };
         OwnerShare { owners, cap, held }
     }
 
     /// How many more requests `subscription`'s owner may start (any number when its owner is
     /// not known to share the worker with another).
-    pub(super) fn room(&self, subscription: i32) -> usize {
+    pub(in crate::worker) fn room(&self, subscription: i32) -> usize {
         match self.owners.get(&subscription) {
             Some(owner) => (self.cap).saturating_sub(self.held.get(owner).copied().unwrap_or(0)),
             None => usize::MAX,
@@ -53,7 +49,7 @@ impl OwnerShare {
     }
 
     /// Counts `n` requests of `subscription` as started.
-    pub(super) fn took(&mut self, subscription: i32, n: usize) {
+    pub(in crate::worker) fn took(&mut self, subscription: i32, n: usize) {
         if let Some(owner) = self.owners.get(&subscription) {
             *self.held.entry(*owner).or_default() += n;
         }
