@@ -11,11 +11,11 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
 use support::{exec, subscribe, WAIT};
 
-/// One worker with 8 requests, and two webhook_admin members: mallory, whose three new
+/// One worker with 8 requests, and two webhook_admin members: mallory, whose `floods` new
 /// subscriptions of table `flood` go to `hung` (the receiver answers after two minutes), and
 /// alice, with table `orders` (not subscribed yet). Returns the cluster, mallory's and alice's
 /// sessions.
-fn mallory_and_alice(hung: &Receiver) -> (Cluster, Client, Client) {
+fn mallory_and_alice(hung: &Receiver, floods: usize) -> (Cluster, Client, Client) {
     let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
     let mut su = pg.client_with_extension();
     exec(
@@ -26,7 +26,7 @@ fn mallory_and_alice(hung: &Receiver) -> (Cluster, Client, Client) {
     );
     let mut mallory = pg.connect_as("postgres", "mallory");
     exec(&mut mallory, "CREATE TABLE flood (id int PRIMARY KEY)");
-    for n in 1..=3 {
+    for n in 1..=floods {
         let url = hung.url(&format!("/flood{n}"));
         let name = format!("flood{n}");
         subscribe(
@@ -42,11 +42,47 @@ fn mallory_and_alice(hung: &Receiver) -> (Cluster, Client, Client) {
     (pg, mallory, alice)
 }
 
-/// mallory's three subscriptions get their first events in one claim (one transaction), and
-/// hold 7 of the worker's 8 requests.
-fn mallory_floods(mallory: &mut Client, hung: &Receiver) {
+/// mallory's subscriptions get their first events in one claim (one transaction), and hold
+/// `requests` of the worker's 8.
+fn mallory_floods(mallory: &mut Client, hung: &Receiver, requests: usize) {
     exec(mallory, "INSERT INTO flood SELECT generate_series(1, 100)");
-    wait_until(WAIT, "mallory's requests", || hung.count() >= 7);
+    wait_until(WAIT, "mallory's requests", || hung.count() >= requests);
+}
+
+/// mallory unsubscribes her subscriptions `flood1` .. `flood<n>`, their queued events
+/// discarded, and waits for the worker to mark them drained (it loads them no more).
+fn mallory_unsubscribes(pg: &Cluster, mallory: &mut Client, n: usize) {
+    exec(
+        mallory,
+        &format!(
+            "SELECT webhook.unsubscribe('flood' || n, discard_queued => true)
+               FROM generate_series(1, {n}) n"
+        ),
+    );
+    let mut su = pg.connect("postgres");
+    wait_until(WAIT, "mallory's subscriptions drained", || {
+        support::count(
+            &mut su,
+            "SELECT count(*) FROM webhook._subscriptions WHERE drained",
+        ) == n as i64
+    });
+}
+
+/// mallory's new subscription `again` (the worker loads the subscriptions again) with a
+/// backlog, then alice's event, which goes at once.
+fn alice_goes_beside_mallorys_new_backlog(
+    mallory: &mut Client,
+    alice: &mut Client,
+    hung: &Receiver,
+    quick: &Receiver,
+) {
+    exec(mallory, "CREATE TABLE flood2 (id int PRIMARY KEY)");
+    let url = hung.url("/again");
+    subscribe(mallory, "again", "flood2", &url, ", timeout => '3 minutes'");
+    exec(mallory, "INSERT INTO flood2 SELECT generate_series(1, 100)");
+    exec(alice, "INSERT INTO orders VALUES (1)");
+    wait_until(WAIT, "alice's event", || quick.count() == 1);
+    assert_eq!(hung.peak_concurrency(), 7, "mallory's requests together");
 }
 
 #[test]
@@ -58,9 +94,9 @@ fn one_owners_new_subscriptions_to_a_silent_address_leave_the_other_owners_reque
     // goes in the eighth.
     let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
     let quick = Receiver::start();
-    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung);
+    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung, 3);
     subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), "");
-    mallory_floods(&mut mallory, &hung);
+    mallory_floods(&mut mallory, &hung, 7);
     exec(&mut alice, "INSERT INTO orders VALUES (1)");
     wait_until(WAIT, "alice's event", || quick.count() == 1);
     assert_eq!(hung.peak_concurrency(), 7, "mallory's requests together");
@@ -74,7 +110,7 @@ fn one_owners_due_backlog_hides_no_other_owners_retry() {
     // past them: alice's retry waited for mallory's requests to time out.
     let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
     let quick = Receiver::with(|_, n| Reply::Status(if n == 0 { 500 } else { 204 }));
-    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung);
+    let (_pg, mut mallory, mut alice) = mallory_and_alice(&hung, 3);
     exec(&mut mallory, "CREATE TABLE backlog (id int PRIMARY KEY)");
     subscribe(
         &mut mallory,
@@ -90,7 +126,7 @@ fn one_owners_due_backlog_hides_no_other_owners_retry() {
     );
     let retry = ", retry_schedule => ARRAY['1 second']::interval[]";
     subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), retry);
-    mallory_floods(&mut mallory, &hung);
+    mallory_floods(&mut mallory, &hung, 7);
     exec(&mut alice, "INSERT INTO orders VALUES (1)");
     wait_until(WAIT, "alice's first try", || quick.count() == 1);
     // Due now, ahead of alice's retry, which is due a second after her first try failed.
@@ -105,36 +141,24 @@ fn requests_of_subscriptions_unsubscribed_meanwhile_still_count_for_their_owner(
     // owner, and a new subscription of hers took the eighth, alice's.
     let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
     let quick = Receiver::start();
-    let (pg, mut mallory, mut alice) = mallory_and_alice(&hung);
+    let (pg, mut mallory, mut alice) = mallory_and_alice(&hung, 3);
     subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), "");
-    mallory_floods(&mut mallory, &hung);
-    exec(
-        &mut mallory,
-        "SELECT webhook.unsubscribe('flood' || n, discard_queued => true)
-           FROM generate_series(1, 3) n",
-    );
-    let mut su = pg.connect("postgres");
-    wait_until(WAIT, "mallory's subscriptions drained", || {
-        support::count(
-            &mut su,
-            "SELECT count(*) FROM webhook._subscriptions WHERE drained",
-        ) == 3
-    });
-    // A new subscription (the worker loads the subscriptions again) and a backlog for it.
-    exec(&mut mallory, "CREATE TABLE flood2 (id int PRIMARY KEY)");
-    let url = hung.url("/again");
-    subscribe(
-        &mut mallory,
-        "again",
-        "flood2",
-        &url,
-        ", timeout => '3 minutes'",
-    );
-    exec(
-        &mut mallory,
-        "INSERT INTO flood2 SELECT generate_series(1, 100)",
-    );
-    exec(&mut alice, "INSERT INTO orders VALUES (1)");
-    wait_until(WAIT, "alice's event", || quick.count() == 1);
-    assert_eq!(hung.peak_concurrency(), 7, "mallory's requests together");
+    mallory_floods(&mut mallory, &hung, 7);
+    mallory_unsubscribes(&pg, &mut mallory, 3);
+    alice_goes_beside_mallorys_new_backlog(&mut mallory, &mut alice, &hung, &quick);
+}
+
+#[test]
+fn requests_started_while_one_owner_was_loaded_still_count_for_it() {
+    // mallory's subscription took its 6 requests while hers were the only ones loaded, when
+    // no owner was noted for them; alice subscribed, mallory unsubscribed hers (drained, no
+    // longer loaded), and its 6 requests counted for no one: her new subscription took the
+    // other 2, alice's event waited.
+    let hung = Receiver::with(|_, _| Reply::Delay(Duration::from_secs(120), 204));
+    let quick = Receiver::start();
+    let (pg, mut mallory, mut alice) = mallory_and_alice(&hung, 1);
+    mallory_floods(&mut mallory, &hung, 6);
+    subscribe(&mut alice, "orders", "orders", &quick.url("/orders"), "");
+    mallory_unsubscribes(&pg, &mut mallory, 1);
+    alice_goes_beside_mallorys_new_backlog(&mut mallory, &mut alice, &hung, &quick);
 }

@@ -85,12 +85,10 @@ pub fn build(rows: Vec<SubscriptionRow>, default_timeout: Duration) -> HashMap<i
     // Identities of subscriptions no longer loaded (unsubscribed and drained) are forgotten.
     let loaded: std::collections::HashSet<i32> = rows.iter().map(|r| r.id).collect();
     IDENTITIES.with_borrow_mut(|seen| seen.retain(|id, _| loaded.contains(id)));
-    let several = rows.iter().any(|r| r.owner != rows[0].owner);
-    let owners = match several {
-        true => rows.iter().map(|r| (r.id, r.owner)).collect(),
-        false => HashMap::new(),
-    };
-    OWNERS.set(Rc::new(owners));
+    OWNERS.set(Rc::new(Owners {
+        several: rows.iter().any(|r| r.owner != rows[0].owner),
+        of: rows.iter().map(|r| (r.id, r.owner)).collect(),
+    }));
     rows.into_iter()
         .map(|row| {
             let config = parse(&row, default_timeout)
@@ -187,9 +185,8 @@ fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
 thread_local! {
     /// Identities parsed at earlier loads, by subscription: the worker reloads its subscriptions
     /// every second, and checking a key against its certificate costs about 0.1 ms.
-    /// Each subscription's owner, as the last `build` loaded them, when they were of more than
-    /// one owner; empty otherwise (see `owners`).
-    static OWNERS: RefCell<Rc<HashMap<i32, pgrx::pg_sys::Oid>>> = RefCell::default();
+    /// Each subscription's owner, as the last `build` loaded them (see `owners`).
+    static OWNERS: RefCell<Rc<Owners>> = RefCell::default();
     static IDENTITIES: RefCell<HashMap<i32, (String, String, ClientIdentity)>> =
         RefCell::new(HashMap::new());
 }
@@ -210,9 +207,17 @@ fn identity(id: i32, cert: &str, key: &str) -> Result<ClientIdentity, String> {
     Ok(identity)
 }
 
-/// Each loaded subscription's owner, when the subscriptions the worker loaded last have more
-/// than one owner (empty otherwise): a worker's requests are then shared between owners too
-/// (worker/plan/owners.rs).
-pub fn owners() -> Rc<HashMap<i32, pgrx::pg_sys::Oid>> {
+/// The owners of the subscriptions the worker loaded last: a worker's requests are shared
+/// between owners when there are several (worker/plan/owners.rs).
+#[derive(Debug, Default)]
+pub struct Owners {
+    /// Each loaded subscription's owner.
+    pub of: HashMap<i32, pgrx::pg_sys::Oid>,
+    /// Whether they are more than one.
+    pub several: bool,
+}
+
+/// The owners of the subscriptions the worker loaded last.
+pub fn owners() -> Rc<Owners> {
     OWNERS.with_borrow(Rc::clone)
 }

@@ -103,9 +103,9 @@ pub struct Dispatcher {
     /// Requests per subscription, in flight or finished and not yet recorded; and of those,
     /// the finished ones.
     requests_by: HashMap<i32, usize>,
-    /// The owner of each subscription in `requests_by` when its requests started, where the
-    /// subscriptions have more than one (see worker/plan/owners.rs): one unsubscribed and
-    /// drained meanwhile is no longer loaded, and its requests still count for its owner.
+    /// The owner of each subscription in `requests_by` when its requests last started (see
+    /// worker/plan/owners.rs): one unsubscribed and drained meanwhile is no longer loaded,
+    /// and its requests still count for its owner, however many owners there were then.
     owner_of: HashMap<i32, pgrx::pg_sys::Oid>,
     settled_by: HashMap<i32, usize>,
     /// Finished attempts waiting to be recorded.
@@ -257,7 +257,7 @@ impl Dispatcher {
         );
         *self.requests_by.entry(flight.subscription_id).or_default() += 1;
         let owners = crate::delivery::targets::owners();
-        if let Some(owner) = owners.get(&flight.subscription_id) {
+        if let Some(owner) = owners.of.get(&flight.subscription_id) {
             self.owner_of.insert(flight.subscription_id, *owner);
         }
         self.flights.insert(handle.id(), flight);

@@ -45,7 +45,8 @@ pub fn storable_text(text: String) -> String {
     }
 }
 
-/// reqwest's top-level message is generic ("error sending request"); the cause is below it.
+/// An error with its causes: a client's top-level message is generic ("client error (Connect)");
+/// the cause is below it.
 pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cur = e.source();

@@ -95,15 +95,16 @@ impl Dispatcher {
         self.requests_by.iter().map(|(sub, n)| (*sub, *n))
     }
 
-    /// The requests each owner's subscriptions hold: by the owner a subscription had when its
-    /// requests started, else as `owners` (the loaded subscriptions') says.
+    /// The requests each owner's subscriptions hold: by the owner `owners` (the loaded
+    /// subscriptions') gives, or, for one no longer loaded, the one it had when its requests
+    /// last started.
     pub fn requests_per_owner(
         &self,
         owners: &HashMap<i32, pgrx::pg_sys::Oid>,
     ) -> HashMap<pgrx::pg_sys::Oid, usize> {
         let mut held = HashMap::new();
         for (sub, n) in &self.requests_by {
-            if let Some(owner) = self.owner_of.get(sub).or_else(|| owners.get(sub)) {
+            if let Some(owner) = owners.get(sub).or_else(|| self.owner_of.get(sub)) {
                 *held.entry(*owner).or_default() += n;
             }
         }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use pgrx::pg_sys::Oid;
 
-use crate::delivery::targets;
+use crate::delivery::targets::{self, Owners};
 use crate::worker::dispatch::Dispatcher;
 
 /// The requests one owner's subscriptions may hold together, out of a worker's
@@ -22,8 +22,7 @@ pub(in crate::worker) fn owner_cap(max_in_flight: usize) -> usize {
 
 /// One claim's view of what each owner holds.
 pub(in crate::worker) struct OwnerShare {
-    /// Each loaded subscription's owner; empty when they all have the same one.
-    owners: Rc<HashMap<i32, Oid>>,
+    owners: Rc<Owners>,
     cap: usize,
     /// What each owner's subscriptions hold, and what this plan starts for them.
     held: HashMap<Oid, usize>,
@@ -32,9 +31,9 @@ pub(in crate::worker) struct OwnerShare {
 impl OwnerShare {
     pub(in crate::worker) fn new(dispatcher: &Dispatcher, cap: usize) -> OwnerShare {
         let owners = targets::owners();
-        let held = match owners.is_empty() {
-            true => HashMap::new(),
-            false => dispatcher.requests_per_owner(&owners),
+        let held = match owners.several {
+            true => dispatcher.requests_per_owner(&owners.of),
+            false => HashMap::new(),
         };
         OwnerShare { owners, cap, held }
     }
@@ -42,7 +41,10 @@ impl OwnerShare {
     /// How many more requests `subscription`'s owner may start (any number when its owner is
     /// not known to share the worker with another).
     pub(in crate::worker) fn room(&self, subscription: i32) -> usize {
-        match self.owners.get(&subscription) {
+        if !self.owners.several {
+            return usize::MAX;
+        }
+        match self.owners.of.get(&subscription) {
             Some(owner) => (self.cap).saturating_sub(self.held.get(owner).copied().unwrap_or(0)),
             None => usize::MAX,
         }
@@ -50,7 +52,10 @@ impl OwnerShare {
 
     /// Counts `n` requests of `subscription` as started.
     pub(in crate::worker) fn took(&mut self, subscription: i32, n: usize) {
-        if let Some(owner) = self.owners.get(&subscription) {
+        if !self.owners.several {
+            return;
+        }
+        if let Some(owner) = self.owners.of.get(&subscription) {
             *self.held.entry(*owner).or_default() += n;
         }
     }
