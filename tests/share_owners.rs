@@ -17,14 +17,7 @@ use support::{exec, subscribe, WAIT};
 /// sessions.
 fn mallory_and_alice(hung: &Receiver, floods: usize) -> (Cluster, Client, Client) {
     let pg = Cluster::start(&["pg_webhook.workers = 1", "pg_webhook.max_in_flight = 8"]);
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE mallory LOGIN; CREATE ROLE alice LOGIN;
-         GRANT webhook_admin TO mallory, alice;
-         GRANT CREATE ON SCHEMA public TO mallory, alice;",
-    );
-    let mut mallory = pg.connect_as("postgres", "mallory");
+    let (_su, [mut mallory, mut alice]) = support::webhook_admins(&pg, ["mallory", "alice"]);
     exec(&mut mallory, "CREATE TABLE flood (id int PRIMARY KEY)");
     for n in 1..=floods {
         let url = hung.url(&format!("/flood{n}"));
@@ -37,7 +30,6 @@ fn mallory_and_alice(hung: &Receiver, floods: usize) -> (Cluster, Client, Client
             ", timeout => '3 minutes'",
         );
     }
-    let mut alice = pg.connect_as("postgres", "alice");
     exec(&mut alice, "CREATE TABLE orders (id int PRIMARY KEY)");
     (pg, mallory, alice)
 }

@@ -87,15 +87,7 @@ pub fn held_from_bob(rx: &Receiver, su: &mut postgres::Client, bob: &mut postgre
 /// alice and bob, webhook_admin members who may create tables in `public`; the clients of a
 /// superuser, alice and bob.
 pub fn alice_and_bob(pg: &Cluster) -> (postgres::Client, postgres::Client, postgres::Client) {
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let alice = pg.connect_as("postgres", "alice");
-    let bob = pg.connect_as("postgres", "bob");
+    let (su, [alice, bob]) = super::webhook_admins(pg, ["alice", "bob"]);
     (su, alice, bob)
 }
 

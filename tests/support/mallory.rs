@@ -11,17 +11,9 @@ pub fn victim_and_mallory(
     pg: &Cluster,
     rx: &Receiver,
 ) -> (postgres::Client, postgres::Client, i32) {
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE alice LOGIN; CREATE ROLE mallory LOGIN;
-         GRANT webhook_admin TO alice, mallory;
-         GRANT CREATE ON SCHEMA public TO alice, mallory;",
-    );
-    let mut alice = pg.connect_as("postgres", "alice");
+    let (su, [mut alice, mut mallory]) = super::webhook_admins(pg, ["alice", "mallory"]);
     exec(&mut alice, "CREATE TABLE orders (id int PRIMARY KEY)");
     let (id, _) = subscribe(&mut alice, "orders", "orders", &rx.url("/alice"), "");
-    let mut mallory = pg.connect_as("postgres", "mallory");
     exec(
         &mut mallory,
         "CREATE TABLE mine (id int PRIMARY KEY);

@@ -140,6 +140,28 @@ pub fn status_counts(db: &mut Client) -> String {
     .get(0)
 }
 
+/// A superuser's session with the extension, and sessions of new login roles `names` (made in
+/// that order, so their OIDs follow it), each a webhook_admin member who may create in schema
+/// public.
+pub fn webhook_admins<const N: usize>(
+    pg: &cluster::Cluster,
+    names: [&str; N],
+) -> (Client, [Client; N]) {
+    let mut su = pg.client_with_extension();
+    let roles = names.join(", ");
+    let create: String = names
+        .iter()
+        .map(|n| format!("CREATE ROLE {n} LOGIN; "))
+        .collect();
+    exec(
+        &mut su,
+        &format!(
+            "{create}GRANT webhook_admin TO {roles}; GRANT CREATE ON SCHEMA public TO {roles};"
+        ),
+    );
+    (su, names.map(|n| pg.connect_as("postgres", n)))
+}
+
 /// Runs `sql`; a query error fails the test with its message.
 pub fn exec(db: &mut Client, sql: &str) {
     db.batch_execute(sql)

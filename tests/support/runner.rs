@@ -19,15 +19,7 @@ pub fn bob_and_alice(
     callback: &str,
     pause: f64,
 ) -> (Client, Client, Client) {
-    let mut su = pg.client_with_extension();
-    exec(
-        &mut su,
-        "CREATE ROLE bob LOGIN; CREATE ROLE alice LOGIN;
-         GRANT webhook_admin TO alice, bob;
-         GRANT CREATE ON SCHEMA public TO alice, bob;",
-    );
-    let mut alice = pg.connect_as("postgres", "alice");
-    let mut bob = pg.connect_as("postgres", "bob");
+    let (su, [mut bob, mut alice]) = super::webhook_admins(pg, ["bob", "alice"]);
     exec(&mut bob, bob_ddl);
     subscribe(
         &mut bob,
