@@ -185,10 +185,10 @@ fn credentials(row: &SubscriptionRow) -> Result<Credentials, String> {
 thread_local! {
     /// Identities parsed at earlier loads, by subscription: the worker reloads its subscriptions
     /// every second, and checking a key against its certificate costs about 0.1 ms.
-    /// Each subscription's owner, as the last `build` loaded them (see `owners`).
-    static OWNERS: RefCell<Rc<Owners>> = RefCell::default();
     static IDENTITIES: RefCell<HashMap<i32, (String, String, ClientIdentity)>> =
         RefCell::new(HashMap::new());
+    /// Each subscription's owner, as the last `build` loaded them (see `owners`).
+    static OWNERS: RefCell<Rc<Owners>> = RefCell::default();
 }
 
 fn identity(id: i32, cert: &str, key: &str) -> Result<ClientIdentity, String> {
