@@ -22,14 +22,12 @@ use reqwest::Url;
 use rustls::RootCertStore;
 
 pub use credentials::{interpret_token_answer, Credentials, TokenError};
-use text::post_failure;
 pub use text::{error_chain, storable_text};
 
 use crate::address::{AddressPolicy, Refusal};
 use crate::retry::AttemptKind;
 use crate::signing::{signature_header, Secret};
 use credentials::Vault;
-use exchange::NoAnswer;
 pub(crate) use poster::tls_config;
 use poster::{add_ca_bundle, trusted_roots, Poster};
 
@@ -282,18 +280,10 @@ impl Sender {
             endpoint.timeout,
         );
         match exchange.await {
-            Err(NoAnswer::TimedOut) => Answer::Failed(
-                format!("timed out after {} ms", endpoint.timeout.as_millis()),
-                AttemptKind::TransportError,
-            ),
-            Err(NoAnswer::Failed(e)) => {
-                let (text, kind) = post_failure(&e);
+            Err(no_answer) => {
+                let (text, kind) = no_answer.recorded("the receiver", endpoint.timeout);
                 Answer::Failed(text, kind)
             }
-            Err(NoAnswer::Interim) => Answer::Failed(
-                NoAnswer::interim_text("the receiver"),
-                AttemptKind::TransportError,
-            ),
             Ok((status, retry_after, headers, excerpt, body_error)) => Answer::Status {
                 status,
                 retry_after,

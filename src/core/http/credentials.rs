@@ -20,9 +20,9 @@ use http_body_util::Full;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use rustls::RootCertStore;
 
-use super::exchange::{read_body, NoAnswer};
-use super::poster::{tls_config, PostError, Poster};
-use super::{check_literal, post_failure, storable_text, SenderSettings};
+use super::exchange::{read_body, response_head};
+use super::poster::{tls_config, Poster};
+use super::{check_literal, storable_text, SenderSettings};
 use crate::address::AddressPolicy;
 use crate::auth::{ClientIdentity, OAuth2};
 use crate::retry::AttemptKind;
@@ -229,20 +229,9 @@ impl Vault {
             text: format!("oauth2 token request failed: {text}"),
             kind,
         };
-        let response = match tokio::time::timeout_at(deadline, poster.send(request)).await {
-            Err(_) => {
-                return Err(token_error(format!(
-                    "timed out after {} ms",
-                    timeout.as_millis()
-                )))
-            }
-            Ok(Err(PostError::Failed(e))) => return Err(failed(post_failure(&e))),
-            Ok(Err(PostError::Interim)) => {
-                let text = NoAnswer::interim_text("the token endpoint");
-                return Err(failed((text, AttemptKind::TransportError)));
-            }
-            Ok(Ok(response)) => response,
-        };
+        let response = response_head(poster, request, deadline)
+            .await
+            .map_err(|no_answer| failed(no_answer.recorded("the token endpoint", timeout)))?;
         let status = response.status().as_u16();
         // One byte over the limit tells an answer that is too long.
         let (body, error) = read_body(

@@ -11,8 +11,9 @@ use reqwest::header::{
 
 use super::poster::{PostError, Poster, MAX_INTERIM_ANSWERS};
 use super::text::headers_json;
+use super::text::post_failure;
 use super::{error_chain, Endpoint, Message, Sender};
-use crate::retry::parse_retry_after;
+use crate::retry::{parse_retry_after, AttemptKind};
 
 impl Sender {
     /// The request: the subscription's headers (which may set `User-Agent` and `Accept`),
@@ -69,12 +70,7 @@ impl Sender {
         timeout: Duration,
     ) -> Result<Exchanged, NoAnswer> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let response = match tokio::time::timeout_at(deadline, poster.send(request)).await {
-            Err(_) => return Err(NoAnswer::TimedOut),
-            Ok(Err(PostError::Failed(e))) => return Err(NoAnswer::Failed(e)),
-            Ok(Err(PostError::Interim)) => return Err(NoAnswer::Interim),
-            Ok(Ok(response)) => response,
-        };
+        let response = response_head(poster, request, deadline).await?;
         let status = response.status().as_u16();
         let headers = keep_headers.then(|| headers_json(response.headers()));
         let retry_after = response
@@ -85,6 +81,20 @@ impl Sender {
         let (excerpt, body_error) =
             read_body(response.into_body(), self.excerpt_limit, deadline, timeout).await;
         Ok((status, retry_after, headers, excerpt, body_error))
+    }
+}
+
+/// Sends `request` over `poster` and waits until `deadline` for the response head.
+pub(super) async fn response_head(
+    poster: &Poster,
+    request: http::Request<Full<Bytes>>,
+    deadline: tokio::time::Instant,
+) -> Result<hyper::Response<hyper::body::Incoming>, NoAnswer> {
+    match tokio::time::timeout_at(deadline, poster.send(request)).await {
+        Err(_) => Err(NoAnswer::TimedOut),
+        Ok(Err(PostError::Failed(e))) => Err(NoAnswer::Failed(e)),
+        Ok(Err(PostError::Interim)) => Err(NoAnswer::Interim),
+        Ok(Ok(response)) => Ok(response),
     }
 }
 
@@ -129,12 +139,23 @@ pub(super) enum NoAnswer {
 }
 
 impl NoAnswer {
-    /// What the attempt records, `who` sent them (the receiver, the token endpoint).
-    pub(super) fn interim_text(who: &str) -> String {
-        format!(
-            "{who} sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before its \
-             answer: the request was given up"
-        )
+    /// What is recorded of it: its error and kind (all are retried). `who` was asked (the
+    /// receiver, the token endpoint); `timeout` is the request's.
+    pub(super) fn recorded(&self, who: &str, timeout: Duration) -> (String, AttemptKind) {
+        match self {
+            NoAnswer::TimedOut => (
+                format!("timed out after {} ms", timeout.as_millis()),
+                AttemptKind::TransportError,
+            ),
+            NoAnswer::Failed(e) => post_failure(e),
+            NoAnswer::Interim => (
+                format!(
+                    "{who} sent more than {MAX_INTERIM_ANSWERS} interim (1xx) answers before \
+                     its answer: the request was given up"
+                ),
+                AttemptKind::TransportError,
+            ),
+        }
     }
 }
 
