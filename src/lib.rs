@@ -52,6 +52,30 @@ mod worker_count;
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/queue.sql", name = "queue", requires = ["schema"]);
 extension_sql_file!("../sql/views.sql", name = "views", requires = ["queue"]);
+// The health view and the private machinery need functions pgrx makes, named here by their Rust
+// paths; the public API runs last, and ends by asking for this database's workers.
+extension_sql_file!(
+    "../sql/stats.sql",
+    name = "stats",
+    requires = [
+        "views",
+        in_flight::in_flight_table,
+        worker_count::worker_count_sql,
+        stuck_runners::stuck_runners_sql
+    ]
+);
+extension_sql_file!(
+    "../sql/internals.sql",
+    name = "internals",
+    requires = [
+        "stats",
+        triggers::events::on_dropped,
+        triggers::sync_all_triggers,
+        queue::bindings::system_identifier,
+        capture::_capture,
+        capture::_order_lock
+    ]
+);
 extension_sql_file!("../sql/api.sql", name = "api", finalize);
 
 /// Set in the postmaster when loaded through shared_preload_libraries; inherited by every

@@ -9,7 +9,7 @@
 //! The sum lives in the call site's `fn_extra`, which the executor makes afresh for each run
 //! of the statement. The function is `VOLATILE` and parallel-unsafe, so the planner neither
 //! moves it past the `LIMIT` nor runs it in another process, and it is meaningful only there:
-//! nobody but the extension's owner may execute it (sql/api.sql).
+//! nobody but the extension's owner may execute it (sql/internals.sql).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -37,7 +37,7 @@ impl Room {
     }
 }
 
-/// The C function behind `webhook._claim_room(integer, bigint)` (declared in sql/api.sql,
+/// The C function behind `webhook._claim_room(integer, bigint)` (declared in sql/internals.sql,
 /// `STRICT`, so neither argument is null).
 #[pg_guard]
 #[unsafe(no_mangle)]

@@ -30,7 +30,7 @@ const DDL_TRIGGER_TABLES: &str = include_str!("../../sql/queries/ddl_trigger_tab
 const DOING: &str = "noticing dropped tables and triggers";
 const DOING_DDL: &str = "finding the subscriptions a DDL command touches";
 
-/// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/api.sql).
+/// The `event_trigger` function behind `webhook._on_ddl()` (declared in sql/internals.sql).
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_on_ddl(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
