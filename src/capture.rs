@@ -30,6 +30,7 @@ mod row_json;
 pub mod shaped;
 mod shaped_images;
 mod shaped_rows;
+pub(crate) mod text_size;
 
 pub use error::CaptureError;
 use identity::{CaptureInfo, NotOurs};

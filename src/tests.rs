@@ -221,3 +221,41 @@ fn every_function_view_and_view_column_is_documented() {
     .expect("SPI");
     assert_eq!(columns, None, "view columns without COMMENT");
 }
+
+/// Capture counts a number as the text `numeric_out` writes for it (capture/text_size.rs): never
+/// less, whatever its weight and scale, and no more than its sign and point besides.
+#[pg_test]
+fn numbers_count_as_at_least_their_text() {
+    use crate::capture::text_size::numeric_text;
+    for literal in [
+        "0", "1", "-1", "12.5", "0.001", "-0.000001", "9999", "10000", "123456789.123456789",
+        "1e1000", "-9e131071", "1e-16383", "5e-500", "12345678901234567890", "NaN", "Infinity",
+        "-Infinity",
+    ] {
+        let (datum, text) = Spi::get_two_with_args::<pgrx::AnyNumeric, i32>(
+            "SELECT $1::numeric, octet_length($1::numeric::text)",
+            &[literal.into()],
+        )
+        .expect("SPI");
+        let datum = datum.expect("a number").into_datum().expect("a datum");
+        let text = usize::try_from(text.expect("a length")).expect("positive");
+        // SAFETY: a numeric datum of this transaction.
+        let counted = unsafe { numeric_text(datum.cast_mut_ptr()) };
+        assert!(
+            counted >= text && counted <= text + 6,
+            "{literal}: counted {counted}, text {text}"
+        );
+    }
+    // In jsonb, at any depth (webhook._image_bytes, which counts images queued before 0.3.0).
+    let off = Spi::get_one::<String>(
+        "SELECT string_agg(n, ', ') FROM (VALUES
+            ('array', '[9e131071]'::jsonb), ('scalar', '9e5000'),
+            ('nested', '{\"a\": [1e1000, {\"b\": -5e-500}], \"c\": \"x\"}'),
+            ('many', (SELECT jsonb_agg(1e300) FROM generate_series(1, 100))),
+            ('small', '{\"k\": [1, 2.5, true]}')) v(n, j)
+          WHERE webhook._image_bytes(j) < octet_length(j::text)
+             OR webhook._image_bytes(j) > octet_length(j::text) + 64 + pg_column_size(j)",
+    )
+    .expect("SPI");
+    assert_eq!(off, None, "counted under their text, or far over");
+}

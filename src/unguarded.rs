@@ -48,6 +48,12 @@ extern "C-unwind" {
         jbval: *mut pg_sys::JsonbValue,
     ) -> *mut pg_sys::JsonbValue;
     pub fn JsonbValueToJsonb(val: *mut pg_sys::JsonbValue) -> *mut pg_sys::Jsonb;
+    pub fn JsonbIteratorInit(container: *mut pg_sys::JsonbContainer) -> *mut pg_sys::JsonbIterator;
+    pub fn JsonbIteratorNext(
+        it: *mut *mut pg_sys::JsonbIterator,
+        val: *mut pg_sys::JsonbValue,
+        skipNested: bool,
+    ) -> pg_sys::JsonbIteratorToken::Type;
     pub fn int64_to_numeric(val: i64) -> pg_sys::Numeric;
     pub fn pg_detoast_datum(datum: *mut pg_sys::varlena) -> *mut pg_sys::varlena;
     pub fn OutputFunctionCall(flinfo: *mut pg_sys::FmgrInfo, val: Datum) -> *mut c_char;

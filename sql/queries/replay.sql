@@ -1,7 +1,8 @@
 -- Moves finished events of a subscription ($1) back into the queue as a new attempt series with
 -- the same webhook-id: one event ($2), those captured since a time ($3), or only the dead ones
 -- ($4). Their last attempt is kept in the attempt log. Events archived before 0.3.0 have no
--- recorded size: their stored size stands in, so claims stay bounded. An event of an ordered
+-- recorded size: their images are counted as text (webhook._image_bytes), so claims stay
+-- bounded. An event of an ordered
 -- subscription keeps its order key (0, one key, for those archived before 0.3.0); those of a
 -- subscription grouped by transaction go as a transaction of their own, the replay's, which
 -- runs on the WAL timeline $5; each event keeps the timeline it was captured on (both are part
@@ -31,8 +32,9 @@ SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_s
        pg_catalog.now(), m.last_error,
        s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL,
        COALESCE(NULLIF(m.payload_bytes, 0),
-                COALESCE(pg_catalog.pg_column_size(m.record), 0)
-                    + COALESCE(pg_catalog.pg_column_size(m.old_record), 0)),
+                LEAST(COALESCE(webhook._image_bytes(m.record), 0)
+                          + COALESCE(webhook._image_bytes(m.old_record), 0),
+                      2147483647)::integer),
        CASE WHEN s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL
             THEN COALESCE(m.order_key, 0) END,
        m.timeline, $5

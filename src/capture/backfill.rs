@@ -357,7 +357,7 @@ fn queue_chunk(
             writer.set_order_keys(reading.events.iter().map(|(_, k)| *k).collect());
             let rows: Vec<pg_sys::Datum> = reading.events.iter().map(|(d, _)| *d).collect();
             let records: Vec<Image> = if payload {
-                rows.into_iter().map(Image::Json).collect()
+                rows.into_iter().map(|row| Image::Json(row, None)).collect()
             } else {
                 // SAFETY: records of the chunk's rows, all of one row type.
                 unsafe { backfill_images(&rows, &info.shape, info.target, info.owner) }

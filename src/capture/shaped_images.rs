@@ -46,7 +46,7 @@ pub unsafe fn statement_images(
     if shape.payload.is_some() && !compare {
         return chosen
             .iter()
-            .map(|c| Some((c.payload.map(Image::Json), None)))
+            .map(|c| Some((c.payload.map(|p| Image::Json(p, None)), None)))
             .collect();
     }
     // SAFETY: see the function contract.
@@ -69,7 +69,7 @@ pub unsafe fn statement_images(
                     return None;
                 }
                 Some(match c.payload {
-                    Some(payload) => (Some(Image::Json(payload)), None),
+                    Some(payload) => (Some(Image::Json(payload, None)), None),
                     None => (record, old_record),
                 })
             })
@@ -228,7 +228,7 @@ unsafe fn rendered(
 fn same(a: Option<Image>, b: Option<Image>) -> bool {
     match (a, b) {
         // SAFETY: jsonb values rendered by `RowJson`, not toasted.
-        (Some(Image::Json(a)), Some(Image::Json(b))) => unsafe {
+        (Some(Image::Json(a, _)), Some(Image::Json(b, _))) => unsafe {
             let a: *mut pg_sys::Jsonb = a.cast_mut_ptr();
             let b: *mut pg_sys::Jsonb = b.cast_mut_ptr();
             pg_sys::compareJsonbContainers(&raw mut (*a).root, &raw mut (*b).root) == 0

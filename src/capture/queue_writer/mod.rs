@@ -12,6 +12,7 @@ use pg_webhook_core::payload::Operation;
 use pgrx::pg_sys;
 
 use super::row_json::Image;
+use super::text_size::jsonb_growth;
 pub(super) use crate::tuples::clear_slot;
 use crate::tuples::insert_index_entries;
 use crate::unguarded;
@@ -223,14 +224,17 @@ impl QueueWriter {
             set(c.op, self.constants.op);
             set(c.table_schema, self.constants.table_schema);
             set(c.table_name, self.constants.table_name);
-            // An omitted image leaves its column NULL and counts its size, over any worker's
-            // limit: the event dies unread, with the reason.
+            // An image counts as its size as text, which is what a worker reads (numbers written
+            // out: capture/text_size.rs). An omitted one leaves its column NULL and counts its
+            // size, over any worker's limit: the event dies unread, with the reason.
             let mut bytes = 0usize;
             for (column, image) in [(c.record, record), (c.old_record, old_record)] {
                 match image {
-                    Some(Image::Json(datum)) => {
+                    Some(Image::Json(datum, growth)) => {
                         set(column, datum);
-                        bytes = bytes.saturating_add(unguarded::toast_raw_datum_size(datum));
+                        let text = unguarded::toast_raw_datum_size(datum)
+                            .saturating_add(growth.unwrap_or_else(|| jsonb_growth(r, datum)));
+                        bytes = bytes.saturating_add(text);
                     }
                     Some(Image::Omitted(size)) => bytes = bytes.saturating_add(size),
                     None => {}

@@ -102,7 +102,7 @@ impl QueueWriter {
         // SAFETY: as for `copy_rows`.
         unsafe {
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
-            self.add(record.map(Image::Json), None);
+            self.add(record.map(|r| Image::Json(r, None)), None);
             self.flush();
             pg_sys::MemoryContextSwitchTo(old_context);
         }

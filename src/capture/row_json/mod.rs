@@ -27,6 +27,7 @@ use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 pub(super) use render::output_function;
 use render::{function, scalar, string, Render};
 
+use crate::capture::text_size::value_growth;
 use crate::unguarded;
 
 /// A row's image: its jsonb, or only its size when it is larger than any worker reads
@@ -35,9 +36,12 @@ use crate::unguarded;
 /// and past jsonb's limits (256 MiB) the write itself would fail.
 #[derive(Clone, Copy)]
 pub enum Image {
-    Json(pg_sys::Datum),
-    /// About this many bytes as jsonb (the keys and values it would hold; values not rendered
-    /// counted by their size as stored).
+    /// A jsonb value, and how many bytes its numbers grow by when written out as text (see
+    /// capture/text_size.rs), counted as it was rendered; `None` for a value SQL made (a
+    /// `payload`, a backfill's), which the queue writer counts.
+    Json(pg_sys::Datum, Option<usize>),
+    /// About this many bytes as text (the keys and values it would hold, numbers written out;
+    /// values not rendered counted by their size as stored).
     Omitted(usize),
 }
 
@@ -193,6 +197,7 @@ impl RowJson {
             // is twice as long), or to_jsonb itself pass jsonb's limits (an array, a composite,
             // a json value). So is every value once the image is over the limit.
             let mut bytes = 0usize;
+            let mut growth = 0usize;
             for column in self.columns.iter_mut() {
                 let name = column.name.as_bytes();
                 let null = *nulls.get_unchecked(column.index);
@@ -214,7 +219,11 @@ impl RowJson {
                 } else {
                     column.render.value(r, datum, numeric_in)
                 };
-                bytes = bytes.saturating_add(name.len() + size(&value));
+                let grows = value_growth(r, &value);
+                growth = growth.saturating_add(grows);
+                bytes = bytes
+                    .saturating_add(name.len() + size(&value))
+                    .saturating_add(grows);
                 if bytes > LARGEST_READABLE_IMAGES {
                     continue;
                 }
@@ -228,7 +237,8 @@ impl RowJson {
             }
             let object =
                 unguarded::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
-            Image::Json(pg_sys::Datum::from(unguarded::JsonbValueToJsonb(object)))
+            let jsonb = unguarded::JsonbValueToJsonb(object);
+            Image::Json(pg_sys::Datum::from(jsonb), Some(growth))
         }
     }
 }

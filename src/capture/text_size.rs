@@ -1,0 +1,169 @@
+//! How many bytes a row image takes as text, which is what a delivery worker reads of it. Its
+//! size as stored undercounts numbers: jsonb keeps a number as base-10000 digits with a weight
+//! and a scale, so `9e131071` takes a few bytes stored and 131,072 as text, `numeric_out`
+//! writing every digit. Counted as stored, 8,300 of them (2 kB in a jsonb column, or built by a
+//! `payload`) made one claim of a worker read a gigabyte of text and fail, again and again, for
+//! every subscription the worker serves; smaller ones made a claim of "32 MiB" hold gigabytes.
+//! So an image counts as its size plus what its numbers grow by when written out. Other values
+//! grow a bounded amount (a string's control characters are written as six-byte escapes, a
+//! `false` with its separator takes seven bytes for a four-byte entry), which is not counted.
+
+use pgrx::pg_sys;
+
+use crate::unguarded::{self, Region};
+
+/// The most bytes `numeric_out` writes for `numeric` (a varlena with a 1- or 4-byte header,
+/// not toasted): what it allocates, four digits per base-10000 digit before the point (at
+/// least one), the display scale's after it, a sign and the point.
+///
+/// # Safety
+/// `numeric` points to a numeric value.
+pub unsafe fn numeric_text(numeric: *const pg_sys::varlena) -> usize {
+    // SAFETY: a numeric's data starts with its 2-byte header; a long one's weight follows.
+    unsafe {
+        let data = pgrx::varlena::vardata_any(numeric).cast::<u8>();
+        let len = pgrx::varlena::varsize_any_exhdr(numeric);
+        if len < 2 {
+            return 0;
+        }
+        let header = u16::from_ne_bytes([*data, *data.add(1)]);
+        numeric_text_of(header, || {
+            (len >= 4).then(|| i16::from_ne_bytes([*data.add(2), *data.add(3)]))
+        })
+    }
+}
+
+/// [`numeric_text`] from a numeric's header, and its second 2-byte word (the weight of the
+/// long format) when it has one (numeric.c's layout).
+fn numeric_text_of(header: u16, long_weight: impl FnOnce() -> Option<i16>) -> usize {
+    const SHORT: u16 = 0x8000;
+    const SPECIAL: u16 = 0xC000;
+    let (weight, scale) = match header & 0xC000 {
+        SPECIAL => return "-Infinity".len(),
+        SHORT => {
+            let scale = (header & 0x1F80) >> 7;
+            let weight = match header & 0x0040 {
+                0 => i32::from(header & 0x003F),
+                _ => i32::from(((header & 0x003F) | 0xFFC0) as i16),
+            };
+            (weight, usize::from(scale))
+        }
+        _ => (
+            i32::from(long_weight().unwrap_or(0)),
+            usize::from(header & 0x3FFF),
+        ),
+    };
+    let before = usize::try_from((weight + 1) * 4).unwrap_or(0).max(1);
+    before + scale + 2
+}
+
+/// How many bytes the numbers in `container` take as text beyond their size as stored.
+///
+/// # Safety
+/// `container` is a valid jsonb container in memory.
+pub unsafe fn numbers_growth(r: &Region, container: *mut pg_sys::JsonbContainer) -> usize {
+    // SAFETY: the iterator reads the container, which stays valid; each numeric it yields
+    // points into it.
+    unsafe {
+        let mut it = unguarded::JsonbIteratorInit(container);
+        let mut value: pg_sys::JsonbValue = std::mem::zeroed();
+        let mut growth = 0usize;
+        loop {
+            let token = unguarded::JsonbIteratorNext(&mut it, &mut value, false);
+            match token {
+                pg_sys::JsonbIteratorToken::WJB_DONE => return growth,
+                // Scalars only: the walk goes into nested containers.
+                pg_sys::JsonbIteratorToken::WJB_VALUE | pg_sys::JsonbIteratorToken::WJB_ELEM
+                    if value.type_ == pg_sys::jbvType::jbvNumeric =>
+                {
+                    growth = growth.saturating_add(value_growth(r, &value));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// How many bytes `value` grows by as text beyond its size: a number's digits written out, a
+/// jsonb value's numbers (a jsonb or json column, an array or composite `to_jsonb` rendered).
+///
+/// # Safety
+/// `value` is a valid scalar or binary jsonb value.
+pub unsafe fn value_growth(r: &Region, value: &pg_sys::JsonbValue) -> usize {
+    // SAFETY: the union member read is the one the value's type says it holds.
+    unsafe {
+        match value.type_ {
+            pg_sys::jbvType::jbvNumeric => {
+                let numeric = value.val.numeric.cast::<pg_sys::varlena>();
+                numeric_text(numeric).saturating_sub(pgrx::varlena::varsize_any(numeric))
+            }
+            pg_sys::jbvType::jbvBinary => numbers_growth(r, value.val.binary.data),
+            _ => 0,
+        }
+    }
+}
+
+/// [`numbers_growth`] of a jsonb datum, detoasted (a copy in the current memory context) if
+/// need be.
+///
+/// # Safety
+/// `datum` is a non-null jsonb datum.
+pub unsafe fn jsonb_growth(r: &Region, datum: pg_sys::Datum) -> usize {
+    // SAFETY: see the function contract.
+    unsafe {
+        let jsonb: *mut pg_sys::Jsonb = unguarded::pg_detoast_datum(datum.cast_mut_ptr()).cast();
+        numbers_growth(r, &raw mut (*jsonb).root)
+    }
+}
+
+/// The C function behind `webhook._image_bytes(jsonb)`, which the update from 0.2.0 makes for a
+/// moment to count the images already queued: a jsonb value's size uncompressed plus what its
+/// numbers grow by as text (`STRICT`: never null).
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_webhook_image_bytes(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: fmgr passes a valid call frame with one non-null jsonb argument; the region runs
+    // on this backend's main thread and owns nothing that needs dropping.
+    let bytes = unsafe {
+        let datum = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0);
+        unguarded::region(|r| {
+            unguarded::toast_raw_datum_size(datum).saturating_add(jsonb_growth(r, datum))
+        })
+    };
+    pg_sys::Datum::from(i64::try_from(bytes).unwrap_or(i64::MAX))
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_pg_webhook_image_bytes() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_text_of;
+
+    #[test]
+    fn a_short_numeric_counts_its_weight_and_scale() {
+        // 12.5: short, positive, scale 1 (bits 7-12), weight 0.
+        assert_eq!(numeric_text_of(0x8000 | (1 << 7), || None), 7);
+        // 0.001: short, weight -1 (sign bit 6 and 0x3F), scale 3.
+        assert_eq!(
+            numeric_text_of(0x8000 | (3 << 7) | 0x0040 | 0x003F, || None),
+            6
+        );
+    }
+
+    #[test]
+    fn a_long_numeric_reads_its_weight_from_the_second_word() {
+        // 9e131071 has weight 32767 (digits in base 10000): 131,072 digits before the point.
+        assert_eq!(numeric_text_of(0x0000, || Some(32767)), 131_074);
+        // Scale 16383 after the point, weight -4096.
+        assert_eq!(numeric_text_of(0x3FFF, || Some(-4096)), 16_386);
+    }
+
+    #[test]
+    fn infinities_take_their_name() {
+        assert_eq!(numeric_text_of(0xF000, || None), 9);
+    }
+}
