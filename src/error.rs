@@ -120,3 +120,13 @@ pub fn operator_name(opno: pgrx::pg_sys::Oid) -> String {
             .into_owned()
     }
 }
+
+/// `text` from a caller, to quote in an error: its first 64 characters and how long it was, when
+/// longer (a name of 100 kB was written whole to the client and twice to the server log).
+pub fn shown(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} characters)", &text[..cut], text.chars().count()),
+    }
+}

@@ -37,7 +37,7 @@ pub(crate) fn find_managed(name: Option<&str>, action: &str) -> Managed {
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!(
                 "subscription \"{}\" does not exist",
-                name.unwrap_or_default()
+                crate::error::shown(name.unwrap_or_default())
             ),
             Some(
                 "SELECT name FROM webhook.subscriptions WHERE status <> 'unsubscribed'; lists them",
@@ -186,21 +186,26 @@ fn replay_event(event_id: Option<i64>) -> bool {
     };
     // Another owner's event is reported as missing, like one that is: the error tells nothing
     // of other subscriptions (their names, whether an event is still queued).
+    forget_owner();
     let archived = as_extension_owner(|| {
         spi(
             "looking up the event",
             Spi::connect(|client| {
                 first_row(client, ARCHIVED_EVENT, &[event_id.into()], |row| {
                     Ok((
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::Oid::INVALID),
+                        row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID),
+                        Managed {
+                            id: row.get::<i32>(2)?.unwrap_or_default(),
+                            status: row.get::<String>(3)?.unwrap_or_default(),
+                            orphan: row.get::<bool>(4)?.unwrap_or(false),
+                        },
                     ))
                 })
             }),
         )
     })
-    .filter(|(_, owner)| caller_acts_as(*owner));
-    let Some((name, _)) = archived else {
+    .filter(|(owner, _)| caller_acts_as(*owner));
+    let Some((_, sub)) = archived else {
         let pending = as_extension_owner(|| {
             spi(
                 "looking up the event",
@@ -220,7 +225,6 @@ fn replay_event(event_id: Option<i64>) -> bool {
             None,
         )
     };
-    let sub = find_managed(Some(&name), "replay events of");
     replay(&sub, Some(event_id), None, false) == 1
 }
 

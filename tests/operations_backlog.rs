@@ -329,3 +329,36 @@ fn pause_and_resume_racing_the_worker_strand_nothing() {
         .collect();
     assert_eq!(ids, (1..=300).collect());
 }
+
+/// `replay(event_id)` found the event's subscription again by name among live ones: once it
+/// was unsubscribed the answer was that it did not exist, and once its name was taken again,
+/// a silent false. It is found by the event, and refused as unsubscribed.
+#[test]
+fn replaying_an_event_of_an_unsubscribed_subscription_says_so() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    support::exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "nr", "t", &rx.url("/t"), "");
+    support::exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_until(WAIT, "the event delivered", || {
+        count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE status = 'delivered'",
+        ) == 1
+    });
+    let event = count(&mut db, "SELECT max(id) FROM webhook.events");
+    support::exec(&mut db, "SELECT webhook.unsubscribe('nr')");
+    let replay = format!("SELECT webhook.replay({event})");
+    let error = support::error_of(&mut db, &replay);
+    assert!(
+        error.contains("the subscription is unsubscribed"),
+        "{error}"
+    );
+    subscribe(&mut db, "nr", "t", &rx.url("/t"), "");
+    let error = support::error_of(&mut db, &replay);
+    assert!(
+        error.contains("the subscription is unsubscribed"),
+        "{error}"
+    );
+}

@@ -346,3 +346,34 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // Subscribing a table in another schema is supported.
     subscribe(&mut db, "other_schema", "other.t", &rx.url("/o"), "");
 }
+
+/// Names and column names a caller gives were quoted whole in errors: a name of 100 kB went to
+/// the client and twice into the server log (the ERROR line and its STATEMENT).
+#[test]
+fn an_error_quotes_at_most_64_characters_of_what_it_names() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    let url = rx.url("/t");
+    for (sql, says) in [
+        (
+            "SELECT webhook.pause(repeat('x', 100000))".to_string(),
+            "does not exist",
+        ),
+        (
+            format!("SELECT webhook.subscribe('k', 't', '{url}', order_key => ARRAY[repeat('y', 100000)])"),
+            "does not exist in",
+        ),
+        (
+            format!("SELECT webhook.subscribe('c', 't', '{url}', columns => ARRAY['id', repeat('z', 100000)])"),
+            "which is not a column",
+        ),
+    ] {
+        let error = error_of(&mut db, &sql);
+        assert!(error.contains(says), "{sql:.60}: {error}");
+        assert!(error.contains("… (100000 characters)"), "{error:.300}");
+        assert!(error.len() < 600, "{} bytes: {error:.300}", error.len());
+    }
+}

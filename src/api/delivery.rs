@@ -107,11 +107,13 @@ fn check_options(options: Option<JsonB>) -> (Batching, Option<Vec<String>>, Opti
             "group_by" => match v.as_str().map(|g| g.trim().to_ascii_lowercase()) {
                 Some(g) if g == "transaction" => group_by = Some(g),
                 _ => invalid(format!(
-                    "group_by of {v} is not known: give 'transaction' (one request per committed transaction), or leave it NULL"
+                    "group_by of {} is not known: give 'transaction' (one request per committed transaction), or leave it NULL",
+                    crate::error::shown(&v.to_string())
                 )),
             },
             other => invalid(format!(
-                "unknown subscribe option \"{other}\": pass webhook.subscribe()'s named arguments instead"
+                "unknown subscribe option \"{}\": pass webhook.subscribe()'s named arguments instead",
+                crate::error::shown(other)
             )),
         }
     }

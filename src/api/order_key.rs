@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use crate::error::{invalid, reject, spi};
+use crate::error::{invalid, reject, shown, spi};
 use crate::privilege::caller;
 
 const COLUMNS: &str = include_str!("../../sql/queries/order_key_columns.sql");
@@ -27,7 +27,7 @@ pub fn check(table: pg_sys::Oid, qualified: &str, key: &[String]) {
     }
     for (i, name) in key.iter().enumerate() {
         if key[..i].contains(name) {
-            invalid(format!("order_key names column \"{name}\" twice"));
+            invalid(format!("order_key names column \"{}\" twice", shown(name)));
         }
     }
     let found: Vec<(String, bool, bool)> = spi(
@@ -52,7 +52,8 @@ pub fn check(table: pg_sys::Oid, qualified: &str, key: &[String]) {
     for (name, exists, readable) in found {
         if !exists {
             invalid(format!(
-                "order_key column \"{name}\" does not exist in {qualified}: give the names of its columns (case-sensitive, as in pg_attribute)"
+                "order_key column \"{}\" does not exist in {qualified}: give the names of its columns (case-sensitive, as in pg_attribute)",
+                shown(&name)
             ));
         }
         if !readable {

@@ -135,7 +135,8 @@ pub fn check_shape(
         for name in names.iter().flatten() {
             if !existing.contains(name) {
                 invalid(format!(
-                    "{what} names \"{name}\", which is not a column of {table}"
+                    "{what} names \"{}\", which is not a column of {table}",
+                    crate::error::shown(name)
                 ));
             }
         }
