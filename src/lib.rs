@@ -88,6 +88,7 @@ pub fn is_preloaded() -> bool {
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    quiet_backtraces();
     guc::init();
     analysis_guard::init();
     plan_check::init();
@@ -107,6 +108,18 @@ pub extern "C-unwind" fn _PG_init() {
     guc::worker_count();
     wake::init_preloaded();
     worker::register();
+}
+
+/// pgrx captures a Rust backtrace for each ERROR raised under its guards and puts it in the
+/// error's DETAIL; with `RUST_BACKTRACE` set in the server's environment, every planning-time
+/// error of every session (a `SELECT 1/0`, folded under the planner hook) carried the frames
+/// to its client. `RUST_LIB_BACKTRACE`, which `Backtrace::capture` reads first, turns that off
+/// unless it is set already (to ask for them). Runs in the postmaster at preload (or in a
+/// backend at its first load), before any thread of pg_webhook's starts.
+fn quiet_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -217,7 +217,7 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("running {program}: {e}"))
     }
 
-    fn run_ok(&self, program: &str, args: &[&str]) -> Output {
+    pub(super) fn run_ok(&self, program: &str, args: &[&str]) -> Output {
         let out = self.run(program, args);
         assert!(
             out.status.success(),

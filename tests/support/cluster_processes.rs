@@ -22,6 +22,25 @@ impl Cluster {
         );
     }
 
+    /// Stops the cluster (fast) and starts it again with `env` (`NAME=value`) in the server's
+    /// environment.
+    pub fn restart_with_env(&self, env: &[&str]) {
+        self.stop("fast");
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let (data, log) = (self.data(), self.log_path());
+        let mut args: Vec<&str> = env.to_vec();
+        args.extend([
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ]);
+        self.run_ok("env", &args);
+    }
+
     pub(super) fn run_pg_ctl_start(&self) -> Output {
         let pg_ctl = self.bindir.join("pg_ctl");
         self.run(
