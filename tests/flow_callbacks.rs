@@ -259,3 +259,47 @@ fn retention_keeps_an_event_until_its_callback_has_run() {
         "each once"
     );
 }
+
+/// The event reached the callback through serde_json's f64: 0.1234567890123456789 arrived
+/// rounded, 12345678901234567890123 as 12345678901234568000000, 10.50 as 10.5, and 1e400 not
+/// at all (the callback failed, "number out of range"). It is the stored jsonb now.
+#[test]
+fn a_callback_receives_the_rows_numbers_to_the_last_digit() {
+    let pg = Cluster::start(&[]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    support::exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, n numeric);
+         CREATE TABLE seen (id int, n text);
+         CREATE FUNCTION public.note(e jsonb) RETURNS void LANGUAGE sql AS
+             $$ INSERT INTO public.seen VALUES ((e->'record'->>'id')::int, e->'record'->>'n') $$",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", callback => 'public.note(jsonb)'",
+    );
+    support::exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 0.1234567890123456789), (2, 1e400),
+                              (3, 12345678901234567890123), (4, 10.50)",
+    );
+    wait_until(WAIT, "the callbacks", || {
+        support::count(&mut db, "SELECT count(*) FROM seen") == 4
+    });
+    assert_eq!(
+        support::count(
+            &mut db,
+            "SELECT count(*) FROM t JOIN seen USING (id) WHERE seen.n = t.n::text"
+        ),
+        4,
+        "{:?}",
+        support::text(
+            &mut db,
+            "SELECT string_agg(id || '=' || left(n, 40), ' ') FROM seen"
+        )
+    );
+}

@@ -19,7 +19,7 @@ const LARGEST_IMAGES: i64 = 160 << 20;
 /// subtransaction so a failure undoes the callback's own effects and nothing else.
 pub fn call(
     function: pg_sys::Oid,
-    event: pgrx::JsonB,
+    event: String,
     owner: pg_sys::Oid,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -60,11 +60,22 @@ pub fn call(
 }
 
 /// `function(argument)` through the function manager, as an executor would call it (a
-/// SECURITY DEFINER or SET clause on the function applies). Its result is not used: a callback
-/// acts through its effects, and may return NULL.
-fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
-    use pgrx::IntoDatum;
-    let Some(datum) = argument.into_datum() else {
+/// SECURITY DEFINER or SET clause on the function applies), `argument` being a jsonb value's
+/// text. Its result is not used: a callback acts through its effects, and may return NULL.
+fn invoke(function: pg_sys::Oid, argument: String) {
+    // jsonb's own input function: the value as stored, every number to its last digit (pgrx's
+    // JsonB went through serde_json's f64, which rounded 0.1234567890123456789, turned
+    // 12345678901234567890123 into 12345678901234568000000 and refused 1e400).
+    let Ok(text) = std::ffi::CString::new(argument) else {
+        error!("the event for the callback holds a NUL byte");
+    };
+    // SAFETY: jsonb_in takes one cstring argument, which lives until the call returns.
+    let Some(datum) = (unsafe {
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::jsonb_in,
+            &[Some(pg_sys::Datum::from(text.as_ptr()))],
+        )
+    }) else {
         return;
     };
     // SAFETY: a call frame for one argument, built as the SizeForFunctionCallInfo(1) macro
@@ -95,14 +106,14 @@ fn invoke(function: pg_sys::Oid, argument: pgrx::JsonB) {
 /// The event a callback receives, read in a subtransaction so that a failure to build it (a
 /// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone. An error
 /// comes with its SQLSTATE (`None`: an SPI error).
-pub fn event_of(event_id: i64) -> Result<Option<pgrx::JsonB>, (Option<PgSqlErrorCode>, String)> {
+pub fn event_of(event_id: i64) -> Result<Option<String>, (Option<PgSqlErrorCode>, String)> {
     in_subtransaction_coded(|| {
         Spi::connect(|client| {
             crate::sql::first_row(
                 client,
                 EVENT,
                 &[event_id.into(), LARGEST_IMAGES.into()],
-                |r| r.get::<pgrx::JsonB>(1),
+                |r| r.get::<String>(1),
             )
         })
     })
