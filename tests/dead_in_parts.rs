@@ -11,14 +11,6 @@ use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply, Request};
 use support::{alter_system, count, exec, grouped_table, text, WAIT};
 
-/// A cluster whose requests may carry 2 kB, polling every 100 ms.
-fn cluster() -> Cluster {
-    Cluster::start(&[
-        "pg_webhook.max_payload_bytes = '2kB'",
-        "pg_webhook.poll_interval = '100ms'",
-    ])
-}
-
 /// The webhook-id of the event that wrote row `id`.
 fn webhook_id_of_row(db: &mut postgres::Client, id: i32) -> String {
     text(
@@ -56,7 +48,7 @@ fn all_finished(db: &mut postgres::Client, events: i64) {
 
 #[test]
 fn a_part_names_the_event_too_large_to_send_beside_those_it_sends() {
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, "");
     exec(
@@ -102,7 +94,7 @@ fn a_part_names_the_event_too_large_to_send_beside_those_it_sends() {
 
 #[test]
 fn a_transaction_of_one_event_too_large_to_send_still_goes_naming_it() {
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, "");
     exec(&mut db, "INSERT INTO t VALUES (1, repeat('x', 5000))");
@@ -120,7 +112,7 @@ fn a_transaction_of_one_event_too_large_to_send_still_goes_naming_it() {
 
 #[test]
 fn a_part_naming_a_dead_event_is_retried_until_delivered_and_the_event_dies_then() {
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let refused = Arc::new(AtomicUsize::new(0));
     let r = refused.clone();
     let rx = Receiver::with(move |_, _| {
@@ -206,7 +198,7 @@ fn every_event_of_a_transaction_in_parts_is_sent_or_named_dead_once() {
 
 #[test]
 fn cloudevents_parts_name_a_dead_event_as_an_event_of_its_own() {
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, ", format => 'cloudevents'");
     exec(
@@ -234,7 +226,7 @@ fn cloudevents_parts_name_a_dead_event_as_an_event_of_its_own() {
 
 #[test]
 fn a_dead_event_replayed_under_a_higher_limit_arrives_under_the_id_its_part_named() {
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, "");
     exec(
@@ -278,7 +270,7 @@ fn a_parts_webhook_id_never_names_an_event_dead_in_one_try_and_sends_it_in_anoth
     // The receiver takes the first try and its answer is lost (503 here); the limit is raised
     // before the retry, so the event named dead in the first try fits now. A receiver that
     // de-duplicates on webhook-id must not drop the try that carries it.
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::with(|r, _| match r.row_ids().contains(&2) {
         true => Reply::Status(204),
         false => Reply::Status(503),
@@ -319,7 +311,7 @@ fn a_part_naming_a_huge_dead_event_out_to_a_hanging_endpoint_holds_back_no_other
     // Row images past what a worker reads (over 4 x 2 kB, here 40 MB): never read, only named.
     // Counted against the worker's in-flight bytes (32 MB) while the part hangs, they stopped
     // every other subscription's requests until it timed out.
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let hanging = Receiver::with(|_, _| Reply::Hang(std::time::Duration::from_secs(180)));
     let mut db = grouped_table(&pg, &hanging, ", timeout => '5 min'");
     let rx = Receiver::start();
@@ -343,7 +335,7 @@ fn a_part_whose_attempts_are_spent_goes_on_whole_with_the_event_it_names() {
     // Past the schedule's attempts on a receiver answering 503 with Retry-After, the events the
     // part sends went on at the schedule's next point, and the one it names died at once: the
     // part went out again without naming it, under another webhook-id.
-    let pg = cluster();
+    let pg = support::small_parts_cluster();
     let rx = Receiver::with(|_, n| {
         if n < 3 {
             Reply::Full {

@@ -199,10 +199,7 @@ fn a_transaction_is_cut_within_the_limit_while_its_subscriptions_settings_cannot
     // Each event then settles alone (retried), and the cut once weighed each at nothing: the
     // whole transaction went into one part, which every claim read whole. (Settings that do
     // not parse, written here by hand: subscribe and set_client_certificate refuse them.)
-    let pg = Cluster::start(&[
-        "pg_webhook.max_payload_bytes = '2kB'",
-        "pg_webhook.poll_interval = '100ms'",
-    ]);
+    let pg = support::small_parts_cluster();
     let rx = Receiver::start();
     let mut db = grouped_table(&pg, &rx, "");
     exec(

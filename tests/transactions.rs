@@ -248,10 +248,7 @@ fn group_by_is_checked_at_subscribe() {
 
 #[test]
 fn a_part_with_an_event_too_large_to_send_goes_once_and_counts_while_its_request_is_out() {
-    let pg = Cluster::start(&[
-        "pg_webhook.max_payload_bytes = '2kB'",
-        "pg_webhook.poll_interval = '100ms'",
-    ]);
+    let pg = support::small_parts_cluster();
     // Slow answers: the worker claims many times while the part's request is out.
     let rx = Receiver::with(|_, _| Reply::Delay(std::time::Duration::from_millis(2000), 204));
     let mut db = grouped_table(&pg, &rx, ", max_in_flight => 1");

@@ -307,7 +307,7 @@ impl Statements {
                 purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,
                 purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8])?,
                 tx_heads: keep(client, TX_HEADS, &[I4A, I8A])?,
-                tx_events: keep(client, TX_EVENTS, &[T, I4, I8, I8, I8])?,
+                tx_events: keep(client, TX_EVENTS, &[T, I4, I8, I8, I8, I8])?,
                 set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I8A, I4A, I4])?,
                 tx_part: keep(client, TX_PART, &[T, I4, I4, I8])?,
                 tx_size: keep(client, TX_SIZE, &[T, I4])?,

@@ -58,13 +58,14 @@ impl Statements {
         })
     }
 
-    /// A page of a transaction's events after `after` (an event id), for cutting it.
+    /// A page of a transaction's events after `after` (an event id), for cutting it: at most
+    /// `limit` events and `bytes` of row images (the first event always).
     pub fn transaction_events(
         &self,
         txid: i64,
         subscription: i32,
         after: i64,
-        limit: i64,
+        (limit, bytes): (i64, i64),
         largest: i64,
     ) -> SpiResult<Vec<QueuedEvent>> {
         Spi::connect(|client| {
@@ -77,6 +78,7 @@ impl Statements {
                     after.into(),
                     limit.into(),
                     largest.into(),
+                    bytes.into(),
                 ],
             )?;
             read_events(rows)

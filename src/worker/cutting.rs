@@ -29,6 +29,14 @@ use crate::queue::Statements;
 
 /// Events read per page while cutting a transaction.
 const CUT_PAGE: i64 = 1000;
+/// Bytes of row images read per page at most (the first event's always): 1,000 events of
+/// 4 MiB each made one page gigabytes of text.
+const CUT_PAGE_BYTES: i64 = 32 << 20;
+/// A part reads the images of its events again when it is sent, those of the ones that die
+/// in it too (named by a note of a few hundred bytes: thousands fit a part): a part stops
+/// taking events once they hold this many times the payload limit (those sent hold at most
+/// about four times their text, a jsonb's entries and numbers taking more than their text).
+const PART_READ_FACTOR: usize = 8;
 /// Events a claim cuts at most, all transactions together (~0.1 s here): the subscriptions
 /// take turns, and each one's oldest transaction goes first, so a later one waits for the cut
 /// of an earlier large one.
@@ -91,6 +99,8 @@ struct Cut {
     /// The first and last id of the part being cut (`None` before its first event).
     open: Option<(i64, i64)>,
     used: usize,
+    /// The bytes of row images the part's events hold (see `PART_READ_FACTOR`).
+    read: usize,
     /// The attempt series of the part's events (see `take`).
     series: Option<i32>,
     /// Finished parts: (first id, last id, part).
@@ -110,6 +120,7 @@ impl Cut {
             part: first,
             open: None,
             used: 0,
+            read: 0,
             series: None,
             finished: Vec::new(),
             total: 0,
@@ -118,21 +129,25 @@ impl Cut {
         }
     }
 
-    /// Places the next event, of `size` bytes in a part and attempt series `series`.
-    fn take(&mut self, id: i64, size: usize, series: i32, limit: usize) {
+    /// Places the next event, of `size` bytes in a part, `read` bytes of row images read when
+    /// its part is sent, and attempt series `series`.
+    fn take(&mut self, id: i64, (size, read): (usize, usize), series: i32, limit: usize) {
         // Cut again, the part that was tried already does not take in events never sent: a
         // part's events share their attempts, so it is retried (and dies) whole.
         let tried_apart = self.series.is_some_and(|s| s != series);
         self.series = Some(series);
         if let Some((first, last)) = self.open {
-            if self.used + size > limit || tried_apart {
+            let reads_too_much = self.read + read > limit.saturating_mul(PART_READ_FACTOR);
+            if self.used + size > limit || tried_apart || reads_too_much {
                 self.finished.push((first, last, self.part));
                 self.part += 1;
                 self.used = 0;
+                self.read = 0;
                 self.open = None;
             }
         }
         self.used += size;
+        self.read += read;
         self.open = Some((self.open.map_or(id, |o| o.0), id));
         self.total = self.total.saturating_add(1);
     }
@@ -209,7 +224,7 @@ impl Cuts {
                 txid,
                 subscription_id,
                 cut.after,
-                CUT_PAGE,
+                (CUT_PAGE, CUT_PAGE_BYTES),
                 largest,
             )?;
             *budget = budget.saturating_sub(page.len().max(1));
@@ -221,7 +236,12 @@ impl Cuts {
                 // An event that cannot be sent goes in the part it falls in, which names it
                 // (see dispatch/parts.rs).
                 let size = dispatcher.part_entry_len(event, target, &probe);
-                cut.take(event.id, size, event.attempts - event.series_start, limit);
+                let read = match event.payload_bytes <= largest {
+                    true => usize::try_from(event.payload_bytes).unwrap_or(0),
+                    false => 0,
+                };
+                let series = event.attempts - event.series_start;
+                cut.take(event.id, (size, read), series, limit);
             }
             if cut.finished.len() >= RUNS_PER_WRITE && !write(&mut cut.finished, None)? {
                 return Ok(self.held(key, cut));

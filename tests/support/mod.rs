@@ -42,6 +42,15 @@ pub fn subscribe(
 }
 pub mod sink;
 
+/// A cluster whose requests may carry 2 kB (transactions go in small parts), polling every
+/// 100 ms.
+pub fn small_parts_cluster() -> cluster::Cluster {
+    cluster::Cluster::start(&[
+        "pg_webhook.max_payload_bytes = '2kB'",
+        "pg_webhook.poll_interval = '100ms'",
+    ])
+}
+
 /// Table `t (id int PRIMARY KEY, pad text)` subscribed as `t`, grouped by transaction (with
 /// `extra` options), to `rx`.
 pub fn grouped_table(pg: &cluster::Cluster, rx: &receiver::Receiver, extra: &str) -> Client {
