@@ -83,6 +83,7 @@ extern "C-unwind" {
     pub fn CreateTupleDescCopy(tupdesc: pg_sys::TupleDesc) -> pg_sys::TupleDesc;
     pub fn CreateExecutorState() -> *mut pg_sys::EState;
     pub fn palloc0(size: pg_sys::Size) -> *mut std::ffi::c_void;
+    pub fn pfree(pointer: *mut std::ffi::c_void);
     pub fn InitResultRelInfo(
         resultRelInfo: *mut pg_sys::ResultRelInfo,
         resultRelationDesc: pg_sys::Relation,

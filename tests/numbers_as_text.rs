@@ -156,3 +156,21 @@ fn events_from_before_0_3_0_count_their_numbers_as_text_at_the_update_and_at_a_r
     assert!(counted(&mut db, 900) > 131_072, "the replayed event");
     assert!(rx.accepted().is_empty(), "neither went out");
 }
+
+#[test]
+fn a_backfills_payload_read_toasted_counts_its_numbers() {
+    // A backfill reads its payloads as stored, toasted: 200 kB of padding compressed out of
+    // line, beside a number of 131,072 digits. Read up to 4 x 64 kB.
+    let (_pg, rx, mut db) = subscribed(
+        "pg_webhook.max_payload_bytes = '64kB'",
+        ", doc jsonb",
+        ", events => ARRAY['update'], payload => $$NEW.doc$$",
+    );
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, jsonb_build_object('pad', repeat('x', 200000), 'n', 9e131071));
+         SELECT webhook.backfill('t')",
+    );
+    let bytes = died_unread(&mut db, &rx);
+    assert!(bytes > 200_000 + 131_072, "counted as text: {bytes}");
+}

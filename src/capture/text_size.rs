@@ -10,6 +10,8 @@
 
 use pgrx::pg_sys;
 
+use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
+
 use crate::unguarded::{self, Region};
 
 /// The most bytes `numeric_out` writes for `numeric` (a varlena with a 1- or 4-byte header,
@@ -103,16 +105,25 @@ pub unsafe fn value_growth(r: &Region, value: &pg_sys::JsonbValue) -> usize {
     }
 }
 
-/// [`numbers_growth`] of a jsonb datum, detoasted (a copy in the current memory context) if
-/// need be.
+/// [`numbers_growth`] of a jsonb datum, detoasted if need be (a copy, freed after the walk: a
+/// backfill's payloads are read toasted, 500 to a chunk). One already larger than any worker
+/// reads is not walked: its event dies unread whatever its numbers.
 ///
 /// # Safety
 /// `datum` is a non-null jsonb datum.
 pub unsafe fn jsonb_growth(r: &Region, datum: pg_sys::Datum) -> usize {
-    // SAFETY: see the function contract.
+    // SAFETY: see the function contract; the copy is this function's own.
     unsafe {
-        let jsonb: *mut pg_sys::Jsonb = unguarded::pg_detoast_datum(datum.cast_mut_ptr()).cast();
-        numbers_growth(r, &raw mut (*jsonb).root)
+        if unguarded::toast_raw_datum_size(datum) > LARGEST_READABLE_IMAGES {
+            return 0;
+        }
+        let stored = datum.cast_mut_ptr::<pg_sys::varlena>();
+        let jsonb = unguarded::pg_detoast_datum(stored);
+        let growth = numbers_growth(r, &raw mut (*jsonb.cast::<pg_sys::Jsonb>()).root);
+        if jsonb != stored {
+            unguarded::pfree(jsonb.cast());
+        }
+        growth
     }
 }
 
