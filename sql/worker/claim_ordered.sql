@@ -10,12 +10,15 @@
 -- taken from a random point of the key space on (wrapping around): a key whose head fails,
 -- with a long backlog behind it, fills the first window, and the second still finds the other
 -- keys' heads within a few claims. Found through the partial indexes on ordered events. Images
--- larger than $3 are not read (see claim_new.sql). The ctid comes last, for recording the
--- outcome (see finish.sql).
+-- larger than $3 are not read (see claim_new.sql), nor those of the heads the worker has out,
+-- which it skips: each claim read them again while they were out, up to 4 MiB of text each.
+-- The ctid comes last, for recording the outcome (see finish.sql).
 SELECT q.txid::pg_catalog.text::pg_catalog.int8, q.id, q.subscription_id, q.op, q.table_schema,
        q.table_name,
-       CASE WHEN q.payload_bytes <= $3 THEN q.record::pg_catalog.text END,
-       CASE WHEN q.payload_bytes <= $3 THEN q.old_record::pg_catalog.text END, q.attempts,
+       CASE WHEN q.payload_bytes <= $3 AND q.id <> ALL ($4::pg_catalog.int8[])
+            THEN q.record::pg_catalog.text END,
+       CASE WHEN q.payload_bytes <= $3 AND q.id <> ALL ($4::pg_catalog.int8[])
+            THEN q.old_record::pg_catalog.text END, q.attempts,
        q.series_start, q.created_at, q.payload_bytes, q.batch, q.timeline, q.tx_timeline, q.tid
   FROM unnest($1::pg_catalog.int4[], $2::pg_catalog.int4[]) AS s(id, most)
  -- The keys with an event out other than their head, found once per subscription.
