@@ -114,10 +114,11 @@ pub extern "C-unwind" fn _PG_init() {
 /// error's DETAIL; with `RUST_BACKTRACE` set in the server's environment, every planning-time
 /// error of every session (a `SELECT 1/0`, folded under the planner hook) carried the frames
 /// to its client. `RUST_LIB_BACKTRACE`, which `Backtrace::capture` reads first, turns that off
-/// unless it is set already (to ask for them). Runs in the postmaster at preload (or in a
-/// backend at its first load), before any thread of pg_webhook's starts.
+/// unless it is set already to ask for them (empty, it asks for them too). Runs in the
+/// postmaster at preload (or in a backend at its first load), before any thread of
+/// pg_webhook's starts.
 fn quiet_backtraces() {
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none_or(|v| v.is_empty()) {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
 }
