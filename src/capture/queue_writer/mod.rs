@@ -18,6 +18,7 @@ use crate::tuples::insert_index_entries;
 use crate::unguarded;
 
 mod columns;
+mod ids;
 mod indexes;
 mod layout;
 mod moves;
@@ -27,15 +28,14 @@ mod triggers;
 pub use layout::forget_relation;
 
 use columns::Columns;
+use ids::{EventIds, IdsExhausted};
 
 /// Rows per `heap_multi_insert` call, as COPY batches them. At most the event id sequence's
 /// increment, since a batch takes its ids from one `nextval`.
 const BATCH: usize = 1000;
-const ID_BLOCK: i64 = 1024;
 
 pub struct QueueWriter {
     rel: pg_sys::Relation,
-    sequence: pg_sys::Oid,
     columns: Columns,
     natts: usize,
     estate: *mut pg_sys::EState,
@@ -56,11 +56,7 @@ pub struct QueueWriter {
     call_memory: pg_sys::MemoryContext,
     bulk: pg_sys::BulkInsertState,
     constants: Constants,
-    /// Next id to hand out and the end of the block it comes from.
-    next_id: i64,
-    id_block_end: i64,
-    /// The first and last id handed out (`None`: none yet).
-    taken: Option<(i64, i64)>,
+    ids: EventIds,
     /// The order key of each event, in the order they are added (ordered subscriptions; those
     /// ordered as a whole have none: their key is 0).
     order_keys: Vec<i64>,
@@ -78,24 +74,6 @@ unsafe fn text_datum(_: &unguarded::Region, s: &str) -> pg_sys::Datum {
             s.as_ptr().cast(),
             s.len() as i32,
         ))
-    }
-}
-
-/// The id sequence returned a block that runs past the largest bigint.
-struct IdsExhausted(i64);
-
-impl IdsExhausted {
-    fn raise(self) -> ! {
-        crate::error::reject(
-            pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
-            format!(
-                "pg_webhook: the event id sequence webhook._event_id_seq is exhausted: it \
-                 returned {}, and capture takes ids {ID_BLOCK} at a time up to {}",
-                self.0,
-                i64::MAX
-            ),
-            None,
-        )
     }
 }
 
@@ -167,7 +145,6 @@ impl QueueWriter {
             let triggers = triggers::RowTriggers::begin(rri);
             Ok(QueueWriter {
                 rel,
-                sequence: layout.sequence,
                 columns: layout.columns,
                 natts,
                 estate,
@@ -179,9 +156,7 @@ impl QueueWriter {
                 call_memory: pg_sys::CurrentMemoryContext,
                 bulk: std::ptr::null_mut(),
                 constants,
-                next_id: 0,
-                id_block_end: 0,
-                taken: None,
+                ids: EventIds::new(layout.sequence),
                 order_keys: Vec::new(),
                 next_key: 0,
                 triggers,
@@ -208,7 +183,7 @@ impl QueueWriter {
     ) -> Result<(), IdsExhausted> {
         // SAFETY: see `add`.
         unsafe {
-            let id = self.take_id(r)?;
+            let id = self.ids.take(r)?;
             let slot = self.take_slot(r);
             let values = std::slice::from_raw_parts_mut((*slot).tts_values, self.natts);
             let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, self.natts);
@@ -264,25 +239,9 @@ impl QueueWriter {
         }
     }
 
-    /// The next event id: from the current block of the id sequence, or the first of a new one.
-    fn take_id(&mut self, _: &unguarded::Region) -> Result<i64, IdsExhausted> {
-        if self.next_id == self.id_block_end {
-            // SAFETY: inside the caller's region. An ERROR here (a cancelled lock wait, an
-            // exhausted sequence) unwinds from the region.
-            let first = unsafe { unguarded::nextval_internal(self.sequence, false) };
-            // Checked here, not by overflow (a panic cannot leave a region).
-            self.id_block_end = first.checked_add(ID_BLOCK).ok_or(IdsExhausted(first))?;
-            self.next_id = first;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.taken = Some(self.taken.map_or((id, id), |(first, _)| (first, id)));
-        Ok(id)
-    }
-
     /// The first and last id this writer handed out, if any.
     pub fn ids_taken(&self) -> Option<(i64, i64)> {
-        self.taken
+        self.ids.taken()
     }
 
     /// A cleared virtual slot over the queue's descriptor, reused across batches.

@@ -33,8 +33,8 @@ impl QueueWriter {
                 )?;
                 let mut new = Vec::with_capacity(old.len());
                 for _ in &old {
-                    // SAFETY: `take_id` owns nothing and does not panic.
-                    let id = unsafe { unguarded::region(|r| self.take_id(r)) };
+                    // SAFETY: taking an id owns nothing and does not panic.
+                    let id = unsafe { unguarded::region(|r| self.ids.take(r)) };
                     new.push(id.unwrap_or_else(|exhausted| exhausted.raise()));
                 }
                 let Some(span) = new.first().copied().zip(new.last().copied()) else {
