@@ -25,7 +25,7 @@ use pgrx::spi::SpiResult;
 
 use super::dispatch::Dispatcher;
 use crate::delivery::targets::Target;
-use crate::queue::Statements;
+use crate::queue::{QueuedEvent, Statements};
 
 /// Events read per page while cutting a transaction.
 const CUT_PAGE: i64 = 1000;
@@ -154,6 +154,15 @@ impl Cut {
     }
 }
 
+/// The bytes of `event`'s row images a worker reads (none past `largest`: see
+/// transaction_events.sql).
+fn images_read(event: &QueuedEvent, largest: i64) -> usize {
+    match event.payload_bytes <= largest {
+        true => usize::try_from(event.payload_bytes).unwrap_or(0),
+        false => 0,
+    }
+}
+
 impl Cuts {
     /// The part a cut of the transaction going on cuts from.
     pub(super) fn going(&self, subscription_id: i32, txid: i64) -> Option<i32> {
@@ -230,11 +239,8 @@ impl Cuts {
             )?;
             // Counted in events, and in bytes of images read as events of 32 kB: a step of
             // 5,000 events of 4 MiB each read 20 GB.
-            let read: i64 = (page.iter())
-                .filter(|e| e.payload_bytes <= largest)
-                .map(|e| e.payload_bytes)
-                .sum();
-            let as_events = usize::try_from(read / (CUT_PAGE_BYTES / CUT_PAGE)).unwrap_or(0);
+            let read: usize = page.iter().map(|e| images_read(e, largest)).sum();
+            let as_events = read / (CUT_PAGE_BYTES / CUT_PAGE) as usize;
             *budget = budget.saturating_sub(page.len().max(as_events).max(1));
             let Some(last) = page.last() else {
                 break;
@@ -244,10 +250,7 @@ impl Cuts {
                 // An event that cannot be sent goes in the part it falls in, which names it
                 // (see dispatch/parts.rs).
                 let size = dispatcher.part_entry_len(event, target, &probe);
-                let read = match event.payload_bytes <= largest {
-                    true => usize::try_from(event.payload_bytes).unwrap_or(0),
-                    false => 0,
-                };
+                let read = images_read(event, largest);
                 let series = event.attempts - event.series_start;
                 cut.take(event.id, (size, read), series, limit);
             }
