@@ -1,6 +1,7 @@
 //! No subscription holds more than its share of the bytes of row images a worker may hold
 //! (three quarters of 32 MiB): large rows out to an endpoint that stops answering leave the
-//! rest to the others, whose events go on. One scenario per test.
+//! rest to the others, whose events go on; nor does a claim read more than the worker may hold.
+//! One scenario per test.
 
 mod support;
 
@@ -96,4 +97,40 @@ fn transactions_of_several_subscriptions_keep_within_the_workers_bytes() {
     wait_until(WAIT, "the other subscription's event", || {
         quick.count() == 1
     });
+}
+
+/// The most memory the process `pid` has held (VmHWM), in MiB.
+fn peak_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading the worker's /proc/{pid}/status: {e}"));
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmHWM line in /proc/{pid}/status:\n{status}"));
+    kib / 1024
+}
+
+#[test]
+fn a_claim_reads_the_heads_of_many_keys_within_the_workers_bytes() {
+    // Thirty keys each with a head of 12 MB, out to an endpoint that holds them: the
+    // subscription's share (24 MiB) lets two go. Before, every claim read all thirty heads
+    // again (360 MB of text, and a copy of each), to start none.
+    let (pg, mut db, hung, quick) = one_worker();
+    let worker = pg.worker_pid(&mut db);
+    exec(&mut db, "CREATE TABLE big (id int PRIMARY KEY, body text)");
+    let options = ", timeout => '3 minutes', order_key => ARRAY['id']";
+    subscribe(&mut db, "big", "big", &hung.url("/big"), options);
+    exec(
+        &mut db,
+        "INSERT INTO big SELECT g, repeat('x', 12000000) FROM generate_series(1, 30) g",
+    );
+    wait_until(WAIT, "two heads out", || hung.count() >= 2);
+    // Claims go on while they are out: the next event of the other subscription is one.
+    exec(&mut db, "INSERT INTO quick VALUES (1)");
+    wait_until(WAIT, "the other subscription's event", || {
+        quick.count() == 1
+    });
+    let peak = peak_mib(worker);
+    assert!(peak < 250, "the worker held {peak} MiB at its peak");
 }

@@ -101,11 +101,12 @@ impl Statements {
 
     /// The due heads of these ordered subscriptions' keys (subscription, most to return; the
     /// heads in flight come back too, but no head of a key with another event `in_flight`),
-    /// with images up to `largest` bytes.
+    /// with images up to `largest` bytes, and no more heads once theirs hold `bytes` (the
+    /// first always).
     pub fn ordered_heads(
         &self,
         subscriptions: &[(i32, i32)],
-        largest: i64,
+        (bytes, largest): (i64, i64),
         in_flight: Vec<i64>,
     ) -> SpiResult<Vec<QueuedEvent>> {
         if subscriptions.is_empty() {
@@ -117,7 +118,13 @@ impl Statements {
             let rows = client.select(
                 &self.claim_ordered,
                 None,
-                &[ids.into(), most.into(), largest.into(), in_flight.into()],
+                &[
+                    ids.into(),
+                    most.into(),
+                    largest.into(),
+                    in_flight.into(),
+                    bytes.into(),
+                ],
             )?;
             read_events(rows)
         })

@@ -273,7 +273,7 @@ impl Statements {
                     &claim_lagging,
                     &[I4, I8, I8, I8, I8, I8, I4A, I8, I8, I8A],
                 )?,
-                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A])?,
+                claim_ordered: keep(client, CLAIM_ORDERED, &[I4A, I4A, I8, I8A, I8])?,
                 defer: keep_mut(client, DEFER, &[I8A, I8A, I8A])?,
                 next_due: keep(client, NEXT_DUE, &[])?,
                 stats_stale: keep(client, STATS_STALE, &[F8])?,

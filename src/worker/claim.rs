@@ -285,16 +285,8 @@ impl Claim<'_> {
             .flat_map(|r| r.2.iter().filter(|e| !fresh_ids.contains(&e.id)).cloned())
             .collect();
         disabled.extend(self.load_unknown(lagged.iter())?);
-        let heads_wanted = self.ordered_heads_wanted(&mut plan, room);
-        let heads = if heads_wanted.is_empty() {
-            Vec::new()
-        } else {
-            let subscriptions: Vec<i32> = heads_wanted.iter().map(|(id, _)| *id).collect();
-            let out = self.dispatcher.owned_ids_of(&subscriptions);
-            let heads = statements.ordered_heads(&heads_wanted, largest, out)?;
-            (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
-            heads
-        };
+        let read_before = fresh.iter().chain(&scheduled).chain(&lagged);
+        let heads = self.read_heads(&mut plan, room, (budget, read_before), largest)?;
         let taken = plan.startable(
             fresh.iter().chain(&scheduled).chain(&lagged).chain(&heads),
             self.targets,

@@ -156,7 +156,7 @@ impl Cut {
 
 /// The bytes of `event`'s row images a worker reads (none past `largest`: see
 /// transaction_events.sql).
-fn images_read(event: &QueuedEvent, largest: i64) -> usize {
+pub(super) fn images_read(event: &QueuedEvent, largest: i64) -> usize {
     match event.payload_bytes <= largest {
         true => usize::try_from(event.payload_bytes).unwrap_or(0),
         false => 0,

@@ -8,6 +8,7 @@ use pgrx::spi::SpiResult;
 
 use super::super::plan::Plan;
 use super::Claim;
+use crate::queue::QueuedEvent;
 
 impl Claim<'_> {
     /// A backlog the planner may not know about: the size of a full page of new events (`fresh`:
@@ -181,6 +182,33 @@ impl Claim<'_> {
             }
         }
         (asked, ids.len())
+    }
+
+    /// The heads of this worker's ordered subscriptions that may go now (see
+    /// `ordered_heads_wanted`), their images within what is left of the claim's `budget` of
+    /// bytes by the events it `read` before them (those the worker has out hold theirs
+    /// already): each key of a keyed subscription can have a head of up to the payload limit,
+    /// and a claim read hundreds of them to start the few its share of bytes let go.
+    pub(super) fn read_heads<'e>(
+        &mut self,
+        plan: &mut Plan<'_>,
+        room: usize,
+        (budget, read): (i64, impl Iterator<Item = &'e QueuedEvent>),
+        largest: i64,
+    ) -> SpiResult<Vec<QueuedEvent>> {
+        let wanted = self.ordered_heads_wanted(plan, room);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let read: i64 = (read.filter(|e| !self.dispatcher.owns(e.id)))
+            .map(|e| super::super::cutting::images_read(e, largest) as i64)
+            .sum();
+        let subscriptions: Vec<i32> = wanted.iter().map(|(id, _)| *id).collect();
+        let out = self.dispatcher.owned_ids_of(&subscriptions);
+        let bounds = (budget - read, largest);
+        let heads = self.statements.ordered_heads(&wanted, bounds, out)?;
+        (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
+        Ok(heads)
     }
 
     /// Ordered subscriptions of this worker whose heads may go now, with how many heads to
