@@ -98,14 +98,15 @@ REVOKE ALL ON webhook._subscriptions, webhook._event_queue, webhook._event_archi
               webhook._attempts, webhook._callback_queue, webhook._delivery_totals,
               webhook._triggers_made, webhook._batches_out FROM PUBLIC;
 
--- API: Private. A row image's size as text (src/capture/text_size.rs): replays of events
--- archived before 0.3.0, which have none recorded, count their images with it.
-CREATE FUNCTION webhook._image_bytes(jsonb) RETURNS bigint
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+-- API: Private. An event's row images' size as text (src/capture/text_size.rs): replays of
+-- events archived before 0.3.0, and their callbacks, which have none recorded, count them with
+-- it.
+CREATE FUNCTION webhook._image_bytes(record jsonb, old_record jsonb) RETURNS integer
+LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'pg_webhook_image_bytes';
-REVOKE ALL ON FUNCTION webhook._image_bytes(jsonb) FROM PUBLIC;
-COMMENT ON FUNCTION webhook._image_bytes(jsonb) IS
-    'Internal: a row image''s size as text, which is what a delivery worker reads: its size uncompressed plus what its numbers grow by when written out.';
+REVOKE ALL ON FUNCTION webhook._image_bytes(jsonb, jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION webhook._image_bytes(jsonb, jsonb) IS
+    'Internal: the size of an event''s row images (either may be null) as text, which is what a delivery worker reads: their sizes uncompressed plus what their numbers grow by when written out, at most 2147483647.';
 
 -- Where a subscription's callback OID was read (see _subscriptions.callback_oid): this copy of
 -- the database and this cluster, which pg_upgrade (new function OIDs) does not keep.

@@ -167,15 +167,13 @@ CREATE INDEX event_queue_order_key ON webhook._event_queue (subscription_id, ord
 -- Queued images count as their size as text, which is what a worker reads: uncompressed, with
 -- their numbers written out (src/capture/text_size.rs; `9e131071` takes a few bytes stored and
 -- 131,072 as text). Replays of events archived before count them the same way.
-CREATE FUNCTION webhook._image_bytes(jsonb) RETURNS bigint
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+CREATE FUNCTION webhook._image_bytes(record jsonb, old_record jsonb) RETURNS integer
+LANGUAGE c IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'pg_webhook_image_bytes';
-REVOKE ALL ON FUNCTION webhook._image_bytes(jsonb) FROM PUBLIC;
-COMMENT ON FUNCTION webhook._image_bytes(jsonb) IS
-    'Internal: a row image''s size as text, which is what a delivery worker reads: its size uncompressed plus what its numbers grow by when written out.';
-UPDATE webhook._event_queue
-   SET payload_bytes = LEAST(COALESCE(webhook._image_bytes(record), 0)
-                             + COALESCE(webhook._image_bytes(old_record), 0), 2147483647);
+REVOKE ALL ON FUNCTION webhook._image_bytes(jsonb, jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION webhook._image_bytes(jsonb, jsonb) IS
+    'Internal: the size of an event''s row images (either may be null) as text, which is what a delivery worker reads: their sizes uncompressed plus what their numbers grow by when written out, at most 2147483647.';
+UPDATE webhook._event_queue SET payload_bytes = webhook._image_bytes(record, old_record);
 
 -- The archive, the attempt log and the callback queue churn like the queue: the retention purge
 -- (or the callback runner) deletes what the worker inserts, at the same rate. They are vacuumed

@@ -253,8 +253,9 @@ fn numbers_count_as_at_least_their_text() {
             ('nested', '{\"a\": [1e1000, {\"b\": -5e-500}], \"c\": \"x\"}'),
             ('many', (SELECT jsonb_agg(1e300) FROM generate_series(1, 100))),
             ('small', '{\"k\": [1, 2.5, true]}')) v(n, j)
-          WHERE webhook._image_bytes(j) < octet_length(j::text)
-             OR webhook._image_bytes(j) > octet_length(j::text) + 64 + pg_column_size(j)",
+          WHERE webhook._image_bytes(j, NULL) < octet_length(j::text)
+             OR webhook._image_bytes(NULL, j) > octet_length(j::text) + 64 + pg_column_size(j)
+             OR webhook._image_bytes(j, j) <> 2 * webhook._image_bytes(j, NULL)",
     )
     .expect("SPI");
     assert_eq!(off, None, "counted under their text, or far over");

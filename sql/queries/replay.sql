@@ -31,10 +31,7 @@ SELECT m.id, pg_catalog.pg_current_xact_id(), m.subscription_id, m.op, m.table_s
        m.table_name, m.record, m.old_record, m.created_at, m.attempts, m.attempts,
        pg_catalog.now(), m.last_error,
        s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL,
-       COALESCE(NULLIF(m.payload_bytes, 0),
-                LEAST(COALESCE(webhook._image_bytes(m.record), 0)
-                          + COALESCE(webhook._image_bytes(m.old_record), 0),
-                      2147483647)::integer),
+       COALESCE(NULLIF(m.payload_bytes, 0), webhook._image_bytes(m.record, m.old_record)),
        CASE WHEN s.ordered OR s.order_key IS NOT NULL OR s.group_by IS NOT NULL
             THEN COALESCE(m.order_key, 0) END,
        m.timeline, $5

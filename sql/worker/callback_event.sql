@@ -24,7 +24,5 @@ SELECT pg_catalog.jsonb_build_object(
   JOIN webhook._event_archive a ON a.id = c.event_id
   JOIN webhook._subscriptions s ON s.id = c.subscription_id
  CROSS JOIN LATERAL (SELECT COALESCE(NULLIF(a.payload_bytes, 0),
-                                     COALESCE(webhook._image_bytes(a.record), 0)
-                                         + COALESCE(webhook._image_bytes(a.old_record), 0))
-                            AS bytes) b
+                                     webhook._image_bytes(a.record, a.old_record)) AS bytes) b
  WHERE c.event_id = $1

@@ -127,21 +127,31 @@ pub unsafe fn jsonb_growth(r: &Region, datum: pg_sys::Datum) -> usize {
     }
 }
 
-/// The C function behind `webhook._image_bytes(jsonb)`, which the update from 0.2.0 makes for a
-/// moment to count the images already queued: a jsonb value's size uncompressed plus what its
-/// numbers grow by as text (`STRICT`: never null).
+/// The C function behind `webhook._image_bytes(jsonb, jsonb)`: an event's row images (either
+/// may be null) as the size a worker reads them as text, their sizes uncompressed plus what
+/// their numbers grow by when written out, at most what `payload_bytes` holds. The update from
+/// 0.2.0 counts the images already queued with it, and events archived before it are counted
+/// when replayed or given to a callback.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_webhook_image_bytes(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: fmgr passes a valid call frame with one non-null jsonb argument; the region runs
-    // on this backend's main thread and owns nothing that needs dropping.
+    // SAFETY: fmgr passes a valid call frame with two jsonb arguments, each read only when not
+    // null; the region runs on this backend's main thread and owns nothing that needs dropping.
     let bytes = unsafe {
-        let datum = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0);
-        unguarded::region(|r| {
-            unguarded::toast_raw_datum_size(datum).saturating_add(jsonb_growth(r, datum))
-        })
+        let mut bytes = 0usize;
+        for n in 0..2 {
+            if pgrx::fcinfo::pg_arg_is_null(fcinfo, n) {
+                continue;
+            }
+            let datum = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, n);
+            let image = unguarded::region(|r| {
+                unguarded::toast_raw_datum_size(datum).saturating_add(jsonb_growth(r, datum))
+            });
+            bytes = bytes.saturating_add(image);
+        }
+        bytes
     };
-    pg_sys::Datum::from(i64::try_from(bytes).unwrap_or(i64::MAX))
+    pg_sys::Datum::from(i32::try_from(bytes).unwrap_or(i32::MAX))
 }
 
 #[unsafe(no_mangle)]
