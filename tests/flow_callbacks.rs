@@ -13,6 +13,22 @@ use support::subscribe;
 /// Callbacks, one of which runs until its timeout, take longer than most.
 const WAIT: Duration = support::LONG_WAIT;
 
+/// A cluster with `settings`, and table `t` (made by `ddl`, with anything the callback needs)
+/// subscribed to a receiver that accepts everything, with `callback` called back.
+fn called_back(
+    settings: &[&str],
+    ddl: &str,
+    callback: &str,
+) -> (Cluster, Receiver, postgres::Client) {
+    let pg = Cluster::start(settings);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    support::exec(&mut db, ddl);
+    let options = format!(", callback => '{callback}'");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), &options);
+    (pg, rx, db)
+}
+
 /// Callbacks run after each success and each death, as the subscription's owner, with the
 /// outcome; a failing or slow one is rolled back, written on its event, and holds nothing up.
 #[test]
@@ -180,23 +196,14 @@ fn callbacks_act_on_the_receivers_answer_as_the_owner() {
 fn a_callbacks_huge_error_is_kept_and_logged_in_part() {
     // A callback raising a message of 20 MB had it written whole to its event and, as a
     // warning, to the server log: once per callback, as often as its owner liked.
-    let pg = Cluster::start(&["pg_webhook.poll_interval = '100ms'"]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    support::exec(
-        &mut db,
+    let (pg, _rx, mut db) = called_back(
+        &["pg_webhook.poll_interval = '100ms'"],
         "CREATE TABLE t (id int PRIMARY KEY);
          CREATE FUNCTION public.loud(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
          BEGIN
              RAISE EXCEPTION 'loud %', pg_catalog.repeat('x', 20000000);
          END $$;",
-    );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'public.loud(jsonb)'",
+        "public.loud(jsonb)",
     );
     support::exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_until(support::WAIT, "the callback's failure", || {
@@ -228,22 +235,13 @@ fn a_callbacks_huge_error_is_kept_and_logged_in_part() {
 /// 0.1 s, most of 30 were never called.
 #[test]
 fn retention_keeps_an_event_until_its_callback_has_run() {
-    let pg = Cluster::start(&["pg_webhook.retention = 0"]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    support::exec(
-        &mut db,
+    let (_pg, _rx, mut db) = called_back(
+        &["pg_webhook.retention = 0"],
         "CREATE TABLE t (id int PRIMARY KEY);
          CREATE TABLE called (id int);
          CREATE FUNCTION public.slow(e jsonb) RETURNS void LANGUAGE sql AS
              $$ SELECT pg_sleep(0.1); INSERT INTO public.called VALUES ((e->'record'->>'id')::int) $$",
-    );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'public.slow(jsonb)'",
+        "public.slow(jsonb)",
     );
     support::exec(&mut db, "INSERT INTO t SELECT generate_series(1, 30)");
     wait_until(WAIT, "every callback", || {
@@ -265,22 +263,13 @@ fn retention_keeps_an_event_until_its_callback_has_run() {
 /// at all (the callback failed, "number out of range"). It is the stored jsonb now.
 #[test]
 fn a_callback_receives_the_rows_numbers_to_the_last_digit() {
-    let pg = Cluster::start(&[]);
-    let rx = Receiver::start();
-    let mut db = pg.client_with_extension();
-    support::exec(
-        &mut db,
+    let (_pg, _rx, mut db) = called_back(
+        &[],
         "CREATE TABLE t (id int PRIMARY KEY, n numeric);
          CREATE TABLE seen (id int, n text);
          CREATE FUNCTION public.note(e jsonb) RETURNS void LANGUAGE sql AS
              $$ INSERT INTO public.seen VALUES ((e->'record'->>'id')::int, e->'record'->>'n') $$",
-    );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        &rx.url("/t"),
-        ", callback => 'public.note(jsonb)'",
+        "public.note(jsonb)",
     );
     support::exec(
         &mut db,
@@ -302,4 +291,65 @@ fn a_callback_receives_the_rows_numbers_to_the_last_digit() {
             "SELECT string_agg(id || '=' || left(n, 40), ' ') FROM seen"
         )
     );
+}
+
+/// An event replayed before its callback ran is called back once, with the replay's outcome:
+/// the callback queued for the first one runs with whatever outcome the event has when its
+/// turn comes, and a replay still queued then gets its own call when it finishes.
+#[test]
+fn an_event_replayed_before_its_callback_ran_is_called_back_once_with_the_replays_outcome() {
+    let (pg, _rx, mut db) = called_back(
+        &["pg_webhook.callback_timeout = '60s'"],
+        "CREATE TABLE t (id int PRIMARY KEY);
+         CREATE TABLE called (id int, attempts int);
+         CREATE FUNCTION public.note(e jsonb) RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN
+             IF (e->'record'->>'id')::int = 1 THEN
+                 PERFORM pg_advisory_xact_lock(7);
+             END IF;
+             INSERT INTO public.called VALUES ((e->'record'->>'id')::int, (e->>'attempts')::int);
+         END $$",
+        "public.note(jsonb)",
+    );
+    // Row 1's callback waits for the lock this session holds; row 2's is queued behind it.
+    let mut gate = pg.connect("postgres");
+    support::exec(&mut gate, "SELECT pg_advisory_lock(7)");
+    support::exec(&mut db, "INSERT INTO t VALUES (1)");
+    support::exec(&mut db, "INSERT INTO t VALUES (2)");
+    wait_until(WAIT, "row 1's callback waiting for the lock", || {
+        support::count(
+            &mut db,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        ) == 1
+    });
+    wait_until(WAIT, "row 2 delivered", || {
+        support::count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events WHERE record->>'id' = '2' AND status = 'delivered'",
+        ) == 1
+    });
+    support::exec(
+        &mut db,
+        "SELECT webhook.replay(id) FROM webhook.events WHERE record->>'id' = '2'",
+    );
+    wait_until(WAIT, "row 2 delivered again", || {
+        support::count(
+            &mut db,
+            "SELECT count(*) FROM webhook.events
+              WHERE record->>'id' = '2' AND status = 'delivered' AND attempts = 2",
+        ) == 1
+    });
+    support::exec(&mut gate, "SELECT pg_advisory_unlock(7)");
+    // Row 3's callback comes after row 2's (a subscription's go oldest first).
+    support::exec(&mut db, "INSERT INTO t VALUES (3)");
+    wait_until(WAIT, "row 3's callback", || {
+        support::count(&mut db, "SELECT count(*) FROM called WHERE id = 3") == 1
+    });
+    let calls: Vec<(i32, i32)> = db
+        .query("SELECT id, attempts FROM called ORDER BY id, attempts", &[])
+        .unwrap_or_else(|e| panic!("reading the calls: {e}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(calls, vec![(1, 1), (2, 2), (3, 1)]);
 }
