@@ -205,7 +205,9 @@ impl Claim<'_> {
             .sum();
         let subscriptions: Vec<i32> = wanted.iter().map(|(id, _)| *id).collect();
         let out = self.dispatcher.owned_ids_of(&subscriptions);
-        let bounds = (budget - read, largest);
+        // (At least 1: _claim_room takes the first row only while under the budget, and the
+        // new events of a subscription with large rows could spend it at every claim.)
+        let bounds = ((budget - read).max(1), largest);
         let heads = self.statements.ordered_heads(&wanted, bounds, out)?;
         (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
         Ok(heads)
