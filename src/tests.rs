@@ -246,13 +246,16 @@ fn numbers_count_as_at_least_their_text() {
             "{literal}: counted {counted}, text {text}"
         );
     }
-    // In jsonb, at any depth (webhook._image_bytes, which counts images queued before 0.3.0).
+    // In jsonb, at any depth, with strings' and keys' escapes (webhook._image_bytes, which
+    // counts images queued before 0.3.0).
     let off = Spi::get_one::<String>(
         "SELECT string_agg(n, ', ') FROM (VALUES
             ('array', '[9e131071]'::jsonb), ('scalar', '9e5000'),
             ('nested', '{\"a\": [1e1000, {\"b\": -5e-500}], \"c\": \"x\"}'),
             ('many', (SELECT jsonb_agg(1e300) FROM generate_series(1, 100))),
-            ('small', '{\"k\": [1, 2.5, true]}')) v(n, j)
+            ('small', '{\"k\": [1, 2.5, true]}'),
+            ('escapes', jsonb_build_object(repeat('\"', 40), repeat(chr(1), 40),
+                                           E'k\\n', jsonb_build_array(E'\\t\\\\', chr(31))))) v(n, j)
           WHERE webhook._image_bytes(j, NULL) < octet_length(j::text)
              OR webhook._image_bytes(NULL, j) > octet_length(j::text) + 64 + pg_column_size(j)
              OR webhook._image_bytes(j, j) <> 2 * webhook._image_bytes(j, NULL)",

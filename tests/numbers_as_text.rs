@@ -4,6 +4,7 @@
 //! read a gigabyte of text and fail with "out of memory", so the worker delivered nothing for
 //! any subscription until the event was discarded by hand; smaller ones were read whole before
 //! they died as too large. Now each dies unread, with its size as text, and the worker goes on.
+//! Strings likewise: a control character is one byte stored and six as text (`\u0001`).
 
 mod support;
 
@@ -104,6 +105,57 @@ fn a_numeric_column_of_many_digits_counts_them() {
     exec(&mut db, "INSERT INTO t VALUES (1, 9e131071)");
     let bytes = died_unread(&mut db, &rx);
     assert!(bytes > 131_072, "counted as text: {bytes}");
+}
+
+#[test]
+fn a_text_column_of_control_characters_counts_their_escapes() {
+    // Read up to 4 x 64 kB: 60,000 of chr(1) are 360,000 bytes as text. Before, counted
+    // 60,000, the event was read and rendered whole to die as too large: a transaction of
+    // such rows grouped made a cut step of "32 MiB" render a gigabyte.
+    let (_pg, rx, mut db) = subscribed("pg_webhook.max_payload_bytes = '64kB'", ", s text", "");
+    exec(&mut db, "INSERT INTO t VALUES (1, repeat(chr(1), 60000))");
+    let bytes = died_unread(&mut db, &rx);
+    assert!(bytes > 6 * 60_000, "counted as text: {bytes}");
+}
+
+#[test]
+fn a_jsonb_values_strings_and_keys_count_their_escapes() {
+    // Read up to 4 x 64 kB: keys and strings of quotes (two bytes each as text) and of
+    // control characters (six) in a jsonb value, 100,000 bytes stored, 320,000 as text.
+    let (_pg, rx, mut db) = subscribed("pg_webhook.max_payload_bytes = '64kB'", ", doc jsonb", "");
+    exec(
+        &mut db,
+        "INSERT INTO t SELECT 1, jsonb_build_object(repeat('\"', 50000), repeat(chr(31), 50000))",
+    );
+    let bytes = died_unread(&mut db, &rx);
+    assert!(bytes > 2 * 50_000 + 6 * 50_000, "counted as text: {bytes}");
+}
+
+#[test]
+fn a_row_whose_escapes_fit_is_sent_and_counted_as_its_text() {
+    // Counted by what it grows to as text, not over: newlines and tabs take two bytes, and a
+    // row of them under the limit as text goes out whole.
+    let (_pg, rx, mut db) = subscribed("", ", s text", "");
+    exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, repeat(E'line\\n\\t\"q\"', 1000))",
+    );
+    wait_until(WAIT, "t's event", || {
+        rx.accepted().iter().any(|r| r.path.starts_with("/t"))
+    });
+    let id = count(
+        &mut db,
+        "SELECT max(id) FROM webhook.events WHERE table_name = 't'",
+    );
+    let image = count(
+        &mut db,
+        &format!("SELECT octet_length(record::text)::bigint FROM webhook.events WHERE id = {id}"),
+    );
+    let counted = counted(&mut db, id);
+    assert!(
+        counted >= image && counted < image + 200,
+        "counted {counted} for {image} bytes of text"
+    );
 }
 
 /// `payload_bytes` of event `id`, queued or archived.

@@ -4,12 +4,16 @@
 //! writing every digit. Counted as stored, 8,300 of them (2 kB in a jsonb column, or built by a
 //! `payload`) made one claim of a worker read a gigabyte of text and fail, again and again, for
 //! every subscription the worker serves; smaller ones made a claim of "32 MiB" hold gigabytes.
-//! So an image counts as its size plus what its numbers grow by when written out. Other values
-//! grow a bounded amount (a string's control characters are written as six-byte escapes, a
-//! `false` with its separator takes seven bytes for a four-byte entry), which is not counted.
+//! It undercounts strings too: a control character takes one byte stored and six as text
+//! (`\u0001`), so 160 MiB of them made the callback runner hold gigabytes, and a transaction
+//! of rows of 4 MB a cut step of "32 MiB" render a gigabyte. So an image counts as its size plus
+//! what its numbers and strings (keys too) grow by when written out. What else grows is
+//! bounded and not counted: a `false` with its separator takes seven bytes for a four-byte
+//! entry.
 
 use pgrx::pg_sys;
 
+use pg_webhook_core::json_escapes::escape_growth;
 use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
 
 use crate::unguarded::{self, Region};
@@ -59,13 +63,14 @@ fn numeric_text_of(header: u16, long_weight: impl FnOnce() -> Option<i16>) -> us
     before + scale + 2
 }
 
-/// How many bytes the numbers in `container` take as text beyond their size as stored.
+/// How many bytes the numbers and strings (keys too) in `container` take as text beyond their
+/// size as stored.
 ///
 /// # Safety
 /// `container` is a valid jsonb container in memory.
-pub unsafe fn numbers_growth(r: &Region, container: *mut pg_sys::JsonbContainer) -> usize {
-    // SAFETY: the iterator reads the container, which stays valid; each numeric it yields
-    // points into it.
+pub unsafe fn container_growth(r: &Region, container: *mut pg_sys::JsonbContainer) -> usize {
+    // SAFETY: the iterator reads the container, which stays valid; each numeric and string it
+    // yields points into it.
     unsafe {
         let mut it = unguarded::JsonbIteratorInit(container);
         let mut value: pg_sys::JsonbValue = std::mem::zeroed();
@@ -74,10 +79,10 @@ pub unsafe fn numbers_growth(r: &Region, container: *mut pg_sys::JsonbContainer)
             let token = unguarded::JsonbIteratorNext(&mut it, &mut value, false);
             match token {
                 pg_sys::JsonbIteratorToken::WJB_DONE => return growth,
-                // Scalars only: the walk goes into nested containers.
-                pg_sys::JsonbIteratorToken::WJB_VALUE | pg_sys::JsonbIteratorToken::WJB_ELEM
-                    if value.type_ == pg_sys::jbvType::jbvNumeric =>
-                {
+                // Scalars and keys only: the walk goes into nested containers.
+                pg_sys::JsonbIteratorToken::WJB_KEY
+                | pg_sys::JsonbIteratorToken::WJB_VALUE
+                | pg_sys::JsonbIteratorToken::WJB_ELEM => {
                     growth = growth.saturating_add(value_growth(r, &value));
                 }
                 _ => {}
@@ -87,7 +92,8 @@ pub unsafe fn numbers_growth(r: &Region, container: *mut pg_sys::JsonbContainer)
 }
 
 /// How many bytes `value` grows by as text beyond its size: a number's digits written out, a
-/// jsonb value's numbers (a jsonb or json column, an array or composite `to_jsonb` rendered).
+/// string's escapes, a jsonb value's (a jsonb or json column, an array or composite `to_jsonb`
+/// rendered).
 ///
 /// # Safety
 /// `value` is a valid scalar or binary jsonb value.
@@ -99,13 +105,28 @@ pub unsafe fn value_growth(r: &Region, value: &pg_sys::JsonbValue) -> usize {
                 let numeric = value.val.numeric.cast::<pg_sys::varlena>();
                 numeric_text(numeric).saturating_sub(pgrx::varlena::varsize_any(numeric))
             }
-            pg_sys::jbvType::jbvBinary => numbers_growth(r, value.val.binary.data),
+            pg_sys::jbvType::jbvString => string_growth(value.val.string.val, value.val.string.len),
+            pg_sys::jbvType::jbvBinary => container_growth(r, value.val.binary.data),
             _ => 0,
         }
     }
 }
 
-/// [`numbers_growth`] of a jsonb datum, detoasted if need be (a copy, freed after the walk: a
+/// [`escape_growth`] of the `len` bytes at `text` (none when null or empty).
+///
+/// # Safety
+/// `text` points to `len` readable bytes when not null.
+pub unsafe fn string_growth(text: *const std::ffi::c_char, len: i32) -> usize {
+    match usize::try_from(len) {
+        Ok(len) if len > 0 && !text.is_null() => {
+            // SAFETY: see the function contract.
+            escape_growth(unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) })
+        }
+        _ => 0,
+    }
+}
+
+/// [`container_growth`] of a jsonb datum, detoasted if need be (a copy, freed after the walk: a
 /// backfill's payloads are read toasted, 500 to a chunk). One already larger than any worker
 /// reads is not walked: its event dies unread whatever its numbers.
 ///
@@ -119,7 +140,7 @@ pub unsafe fn jsonb_growth(r: &Region, datum: pg_sys::Datum) -> usize {
         }
         let stored = datum.cast_mut_ptr::<pg_sys::varlena>();
         let jsonb = unguarded::pg_detoast_datum(stored);
-        let growth = numbers_growth(r, &raw mut (*jsonb.cast::<pg_sys::Jsonb>()).root);
+        let growth = container_growth(r, &raw mut (*jsonb.cast::<pg_sys::Jsonb>()).root);
         if jsonb != stored {
             unguarded::pfree(jsonb.cast());
         }

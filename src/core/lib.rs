@@ -8,6 +8,7 @@ pub mod batch;
 pub mod endpoint;
 pub mod headers;
 pub mod http;
+pub mod json_escapes;
 pub mod limits;
 pub mod operation;
 pub mod order_key;

@@ -29,6 +29,7 @@ use render::{function, scalar, string, Render};
 
 use crate::capture::text_size::value_growth;
 use crate::unguarded;
+use pg_webhook_core::json_escapes::escape_growth;
 
 /// A row's image: its jsonb, or only its size when it is larger than any worker reads
 /// (`LARGEST_READABLE_IMAGES`), so its event goes without it, to die with the reason. Such an
@@ -49,6 +50,8 @@ struct Column {
     /// 0-based position in the row.
     index: usize,
     name: CString,
+    /// What the name grows by as a JSON key (a quote or a control character in it).
+    name_grows: usize,
     render: Render,
     /// Whether values are varlenas, whose size as stored is known without reading them.
     varlena: bool,
@@ -130,9 +133,11 @@ impl RowJson {
                 .filter(|(_, a)| !a.attisdropped && keep(pgrx::name_data_to_str(&a.attname)))
                 .map(|(index, a)| {
                     let render = Render::for_type(a.atttypid);
+                    let name = CStr::from_ptr(a.attname.data.as_ptr()).to_owned();
                     Column {
                         index,
-                        name: CStr::from_ptr(a.attname.data.as_ptr()).to_owned(),
+                        name_grows: escape_growth(name.as_bytes()),
+                        name,
                         render,
                         varlena: a.attlen == -1,
                     }
@@ -219,7 +224,7 @@ impl RowJson {
                 } else {
                     column.render.value(r, datum, numeric_in)
                 };
-                let grows = value_growth(r, &value);
+                let grows = value_growth(r, &value).saturating_add(column.name_grows);
                 growth = growth.saturating_add(grows);
                 bytes = bytes
                     .saturating_add(name.len() + size(&value))
