@@ -1,6 +1,7 @@
 //! Helpers for SPI queries: reading one row or none, running statements at the latest snapshot
 //! or under settings of their own.
 
+use std::cell::Cell;
 use std::ffi::CStr;
 
 use pgrx::datum::DatumWithOid;
@@ -152,6 +153,38 @@ pub fn arg<T: pgrx::IntoDatum>(value: T) -> Arg {
     (T::type_oid(), value.into_datum())
 }
 
+thread_local! {
+    /// The snapshot `run_at_latest_snapshot` reads at while a `OneSnapshot` is held.
+    static PINNED: Cell<pgrx::pg_sys::Snapshot> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// While held, `run_at_latest_snapshot` (and so `at_latest`) reads at the latest snapshot as of
+/// when it was taken, one for all: reads that must agree with each other (a subscription's
+/// triggers and the tables under it, which another session's partition DDL commits together)
+/// see one moment. For reads only: a write at it could miss a row updated since.
+pub struct OneSnapshot(pgrx::pg_sys::Snapshot);
+
+impl OneSnapshot {
+    pub fn take() -> OneSnapshot {
+        // SAFETY: a copy of the latest snapshot, registered with the current resource owner
+        // (released at the end of the transaction should this not be dropped first).
+        let snapshot = unsafe { pgrx::pg_sys::RegisterSnapshot(pgrx::pg_sys::GetLatestSnapshot()) };
+        PINNED.with(|p| p.set(snapshot));
+        OneSnapshot(snapshot)
+    }
+}
+
+impl Drop for OneSnapshot {
+    fn drop(&mut self) {
+        PINNED.with(|p| p.set(std::ptr::null_mut()));
+        // Not while an ERROR unwinds: the transaction's abort releases it then.
+        if !std::thread::panicking() {
+            // SAFETY: registered by `take` in this transaction, released once.
+            unsafe { pgrx::pg_sys::UnregisterSnapshot(self.0) };
+        }
+    }
+}
+
 /// Runs `statement` at the latest snapshot — the way PostgreSQL reads and writes its own
 /// catalogs during DDL, whatever the transaction's isolation level — calling `each` on every row
 /// it returns; how many rows it processed. For pg_webhook's trigger and subscription bookkeeping:
@@ -177,11 +210,16 @@ pub fn run_at_latest_snapshot(
             let code = pg_sys::SPI_result;
             return Err(format!("SPI_prepare failed: {code}"));
         }
+        let pinned = PINNED.with(Cell::get);
+        let snapshot = match pinned.is_null() {
+            true => pg_sys::GetLatestSnapshot(),
+            false => pinned,
+        };
         let status = pg_sys::SPI_execute_snapshot(
             plan,
             spi.values.as_mut_ptr(),
             spi.nulls.as_ptr(),
-            pg_sys::GetLatestSnapshot(),
+            snapshot,
             std::ptr::null_mut(),
             false,
             true,

@@ -29,6 +29,7 @@ pub use reconcile::{forget_reports, reconcile};
 use crate::capture::{named_subscription, NEW_ROWS, OLD_ROWS};
 use crate::error::spi;
 use crate::privilege::as_extension_owner;
+use crate::sql::OneSnapshot;
 use catalog::{
     all_ids, existing, free_name, functions, made_ids, mark_made, tree, wanted, Existing,
 };
@@ -160,13 +161,21 @@ pub fn sync(id: i32) {
 }
 
 fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
+    lock_triggers(id);
     let funcs = functions();
+    let one = OneSnapshot::take();
     let have = existing(funcs, None);
     let diff = diff(id, funcs, &have);
+    drop(one);
     let _syncing = Syncing::start();
     for t in &diff.extra {
+        // (IF EXISTS: a table dropped since the read took its triggers with it.)
         client.update(
-            &format!("DROP TRIGGER {} ON {}", quote_identifier(&t.name), t.table),
+            &format!(
+                "DROP TRIGGER IF EXISTS {} ON {}",
+                quote_identifier(&t.name),
+                t.table
+            ),
             None,
             &[],
         )?;
@@ -179,6 +188,22 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         mark_made(id);
     }
     Ok(())
+}
+
+/// Key of the lock that makes one transaction at a time change a subscription's triggers
+/// (`pg_locks`: locktype advisory, classid 0x70677774 "pgwt", objid the subscription id,
+/// objsubid 4, which no SQL advisory lock function takes). Two sessions adding partitions under
+/// different branches of one subscribed tree each read its triggers and its tree, at moments
+/// apart, while the other committed in between: each took the other's new partition for one
+/// lacking triggers and gave it a second set (every change to it sent twice, under two
+/// webhook-ids), or both dropped the same copy and one's DDL failed. Held to the end of the
+/// transaction, and taken before the reads, which then see every change made under it.
+const TRIGGERS_LOCK_KEY: u32 = 0x7067_7774;
+const TRIGGERS_LOCK_SPACE: u16 = 4;
+
+/// Waits for any other transaction changing subscription `id`'s triggers to end.
+fn lock_triggers(id: i32) {
+    crate::capture::lock_exclusive(TRIGGERS_LOCK_KEY, id as u32, TRIGGERS_LOCK_SPACE);
 }
 
 /// A trigger a subscription needs and lacks.

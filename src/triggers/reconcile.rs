@@ -17,7 +17,7 @@ use super::{
 };
 use crate::capture::named_subscription;
 use crate::privilege::as_extension_owner;
-use crate::sql::{arg, at_latest};
+use crate::sql::{arg, at_latest, OneSnapshot};
 
 const LOCK_TIMEOUT: &str = include_str!("../../sql/queries/lock_timeout_short.sql");
 
@@ -110,14 +110,22 @@ pub fn reconcile() -> SpiResult<Vec<String>> {
 /// an orphan (a new subscription's triggers, seen, mean its row is seen too).
 pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
     let funcs = functions();
+    // One moment for the subscriptions, their triggers and the tables under them: a partition
+    // another session made (with its triggers) between two reads looked like one lacking them,
+    // and was warned of as missed changes and given a second set.
+    let one = OneSnapshot::take();
     let live = live_subscriptions();
     let have = existing(funcs, None);
+    let made = made_ids();
+    let diffs: Vec<(i32, super::Diff<'_>)> = live
+        .iter()
+        .map(|id| (*id, diff(*id, funcs, &have)))
+        .collect();
+    drop(one);
     let mut changes = Vec::new();
     let mut to_sync = Vec::new();
     let mut ended = Vec::new();
-    let made = made_ids();
-    for id in &live {
-        let diff = diff(*id, funcs, &have);
+    for (id, diff) in &diffs {
         if made.as_ref().is_some_and(|made| !made.contains(id)) {
             // Restored (or made before pg_webhook noted such things): its missing triggers are
             // not damage, pg_restore makes them after the data. Noted once they are all there.
@@ -133,7 +141,7 @@ pub(super) fn pass(client: &mut SpiClient<'_>) -> SpiResult<Vec<String>> {
                 .collect();
             if diff.missing.is_empty() {
                 mark_made(*id);
-            } else if only_in_form(*id, funcs, &diff, &have) && settled(*id, &restored) {
+            } else if only_in_form(*id, funcs, diff, &have) && settled(*id, &restored) {
                 changes.push(format!(
                     "subscription {id} was restored with triggers of another pg_webhook version ({} of them): made in this version's form",
                     restored.len()
