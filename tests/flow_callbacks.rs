@@ -353,3 +353,32 @@ fn an_event_replayed_before_its_callback_ran_is_called_back_once_with_the_replay
         .collect();
     assert_eq!(calls, vec![(1, 1), (2, 2), (3, 1)]);
 }
+
+/// A callback receives the row images a worker reads (four times `max_payload_bytes`): those
+/// of an event too large ever to send are left out. At 160 MiB, the most there was, escapes
+/// and copies took the callback runner to gigabytes, for seconds past `callback_timeout`.
+#[test]
+fn a_callback_of_an_event_too_large_to_send_gets_it_without_its_images() {
+    let (_pg, _rx, mut db) = called_back(
+        &["pg_webhook.max_payload_bytes = '16kB'"],
+        "CREATE TABLE t (id int PRIMARY KEY, body text);
+         CREATE TABLE seen (id int, status text, omitted boolean, has_record boolean);
+         CREATE FUNCTION public.note(e jsonb) RETURNS void LANGUAGE sql AS
+             $$ INSERT INTO public.seen VALUES ((e->>'event_id')::int, e->>'status',
+                    (e->>'images_omitted')::boolean, e->'record' <> 'null') $$",
+        "public.note(jsonb)",
+    );
+    support::exec(
+        &mut db,
+        "INSERT INTO t VALUES (1, 'small'); INSERT INTO t VALUES (2, repeat('x', 100000))",
+    );
+    wait_until(WAIT, "both callbacks", || {
+        support::count(&mut db, "SELECT count(*) FROM seen") == 2
+    });
+    let seen = support::text(
+        &mut db,
+        "SELECT string_agg(format('%s %s %s', status, omitted, has_record), ', ' ORDER BY id)
+           FROM seen",
+    );
+    assert_eq!(seen.as_deref(), Some("delivered f t, dead t f"));
+}

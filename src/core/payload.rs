@@ -8,12 +8,21 @@ pub use crate::operation::{parse_event_list, EventListError, Operation, UnknownO
 
 use bytes::Bytes;
 
-/// The largest row images (`record` and `old_record` together, as jsonb) a worker ever reads:
-/// an event with larger ones dies unread, whatever `pg_webhook.max_payload_bytes` says. Their
-/// text (at most six times larger, `\u` escapes) stays under PostgreSQL's 1 GB limit for a
-/// value. Capture does not even build images larger than this (they would be past jsonb's own
-/// limit of 256 MiB soon after): such an event is queued without them, to die with the reason.
+/// The largest row images (`record` and `old_record` together, counted as text: their
+/// numbers' digits and strings' escapes too) a worker ever reads: an event with larger ones
+/// dies unread, whatever `pg_webhook.max_payload_bytes` says. Capture does not even build
+/// images larger than this (they would be past jsonb's own limit of 256 MiB soon after): such
+/// an event is queued without them, to die with the reason.
 pub const LARGEST_READABLE_IMAGES: usize = 160 << 20;
+
+/// The largest row images a worker reads under a payload limit of `max_payload_bytes`, and a
+/// callback receives: four times the largest body sent, never more than
+/// `LARGEST_READABLE_IMAGES`. An event with larger ones could never be sent.
+pub fn largest_readable(max_payload_bytes: usize) -> usize {
+    max_payload_bytes
+        .saturating_mul(4)
+        .min(LARGEST_READABLE_IMAGES)
+}
 
 /// One captured row change, as stored in the queue. `record` and `old_record` are JSON texts
 /// produced by Postgres (`to_jsonb`), embedded verbatim so numerics keep every digit.

@@ -214,3 +214,11 @@ fn message_ids_of_later_timelines_name_them() {
     assert_eq!(message_id("k3x9", 42, 2), "msg_k3x9_42.2");
     assert_eq!(message_id("k3x9", 42, 17), "msg_k3x9_42.17");
 }
+
+#[test]
+fn a_worker_reads_images_of_four_times_the_payload_limit_and_never_over_160_mib() {
+    assert_eq!(largest_readable(1024), 4096);
+    assert_eq!(largest_readable(1 << 20), 4 << 20);
+    assert_eq!(largest_readable(40 << 20), 160 << 20);
+    assert_eq!(largest_readable(1 << 30), 167_772_160);
+}

@@ -313,7 +313,7 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
             return Ok(None);
         }
         let event = match callback.function {
-            Some(_) => event_of(callback.event_id),
+            Some(_) => event_of(callback.event_id, timeout),
             None => Ok(None),
         };
         if let Err((Some(code), e)) = &event {

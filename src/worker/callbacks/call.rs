@@ -7,13 +7,11 @@ use pgrx::prelude::*;
 use super::super::watchdog;
 use crate::error::{in_subtransaction, in_subtransaction_coded};
 use crate::privilege::as_owner_sandboxed;
+use pg_webhook_core::payload::largest_readable;
 use pgrx::PgSqlErrorCode;
 
 const EVENT: &str = include_str!("../../../sql/worker/callback_event.sql");
 const UNSTARTED: &str = include_str!("../../../sql/worker/callback_unstarted.sql");
-/// Row images larger than this are left out of the event a callback receives (see
-/// `Dispatcher::largest_readable`).
-const LARGEST_IMAGES: i64 = 160 << 20;
 
 /// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
 /// subtransaction so a failure undoes the callback's own effects and nothing else.
@@ -105,21 +103,29 @@ fn invoke(function: pg_sys::Oid, argument: String) {
 
 /// The event a callback receives, read in a subtransaction so that a failure to build it (a
 /// value PostgreSQL cannot handle) fails only this callback; `None` when it is gone. An error
-/// comes with its SQLSTATE (`None`: an SPI error).
-pub fn event_of(event_id: i64) -> Result<Option<String>, (Option<PgSqlErrorCode>, String)> {
-    in_subtransaction_coded(|| {
+/// comes with its SQLSTATE (`None`: an SPI error). Its row images are left out when larger
+/// than a worker reads (`largest_readable`: an event of a callback that has them was
+/// delivered with them, and one without died unread): at 160 MiB each, escapes and copies
+/// took the runner to gigabytes. Built within `timeout`, as the call is.
+pub fn event_of(
+    event_id: i64,
+    timeout: Duration,
+) -> Result<Option<String>, (Option<PgSqlErrorCode>, String)> {
+    let largest = largest_readable(crate::guc::max_payload_bytes()) as i64;
+    watchdog::start_statement_timer(timeout);
+    watchdog::arm(timeout + watchdog::GRACE);
+    let read = in_subtransaction_coded(|| {
         Spi::connect(|client| {
-            crate::sql::first_row(
-                client,
-                EVENT,
-                &[event_id.into(), LARGEST_IMAGES.into()],
-                |r| r.get::<String>(1),
-            )
+            crate::sql::first_row(client, EVENT, &[event_id.into(), largest.into()], |r| {
+                r.get::<String>(1)
+            })
         })
-    })
-    .map_err(|(code, e)| (Some(code), e))
-    .and_then(|r| r.map_err(|e| (None, e.to_string())))
-    .map(Option::flatten)
+    });
+    watchdog::disarm();
+    watchdog::end_statement_timer();
+    read.map_err(|(code, e)| (Some(code), e))
+        .and_then(|r| r.map_err(|e| (None, e.to_string())))
+        .map(Option::flatten)
 }
 
 /// Takes back the start counted before the call of event `event_id`'s callback, whose outcome

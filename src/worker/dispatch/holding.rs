@@ -10,7 +10,7 @@ use crate::worker::{BYTE_SHARE, IN_FLIGHT_BYTES};
 /// budget (see `Dispatcher::requests_owned`).
 const HELD_BYTES: i64 = IN_FLIGHT_BYTES / 2;
 
-use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
+use pg_webhook_core::payload::largest_readable;
 
 impl Dispatcher {
     /// Requests in flight per subscription, largest first.
@@ -64,9 +64,7 @@ impl Dispatcher {
     /// Four times the largest body sent (JSON text can be a quarter of its jsonb size), and
     /// never more than `LARGEST_READABLE_IMAGES`.
     pub fn largest_readable(&self) -> i64 {
-        (self.max_payload_bytes as i64)
-            .saturating_mul(4)
-            .min(LARGEST_READABLE_IMAGES as i64)
+        largest_readable(self.max_payload_bytes) as i64
     }
 
     /// The bytes of row images a claimed `event` holds: none when they were too large to read
