@@ -312,6 +312,39 @@ fn a_column_renamed_after_subscribing_fails_the_write_naming_the_subscription() 
 }
 
 #[test]
+fn an_excluded_column_renamed_stays_excluded() {
+    // Left out by name, the column went out under its new name from the rename on, in every
+    // event: personal data the subscription was made to keep from its receiver.
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    let rx = Receiver::start();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY, email text)");
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        &rx.url("/t"),
+        ", exclude_columns => '{email}'",
+    );
+    // This session renders t's rows before the rename, and again after it.
+    exec(&mut db, "INSERT INTO t VALUES (1, 'a@example.com')");
+    exec(&mut db, "ALTER TABLE t RENAME COLUMN email TO mail");
+    exec(&mut db, "INSERT INTO t VALUES (2, 'b@example.com')");
+    let mut other = pg.connect("postgres");
+    exec(&mut other, "INSERT INTO t VALUES (3, 'c@example.com')");
+    let sent = support::text(
+        &mut db,
+        "SELECT string_agg(record::text, ' ' ORDER BY id) FROM webhook.events",
+    );
+    assert_eq!(sent.as_deref(), Some(r#"{"id": 1} {"id": 2} {"id": 3}"#));
+    let excluded = support::text(
+        &mut db,
+        "SELECT exclude_columns::text FROM webhook.subscriptions WHERE name = 't'",
+    );
+    assert_eq!(excluded.as_deref(), Some("{mail}"));
+}
+
+#[test]
 fn chosen_rows_of_a_statement_pair_up_and_keep_their_columns() {
     // The filter picks every other row of multi-row statements; each event's images must be
     // those of its own row (capture renders them from the rows' positions), old and new paired.

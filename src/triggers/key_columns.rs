@@ -1,5 +1,9 @@
-//! A subscription's order key across DDL on its columns (`webhook_on_ddl`,
-//! `webhook_on_sql_drop`). Capture finds the key's columns by name and hashes their values with
+//! A subscription's order key and excluded columns across DDL on its columns
+//! (`webhook_on_ddl`, `webhook_on_sql_drop`). An excluded column renamed stays excluded: the
+//! subscription's `exclude_columns` follows the new name (left by name, a renamed column of
+//! personal data went out from then on).
+//!
+//! Order keys: capture finds the key's columns by name and hashes their values with
 //! their types' hash functions; the worker holds an event back only behind queued events of the
 //! same hash. A key column renamed, dropped, added back under its name or given another type
 //! (or, for a composite type, other attributes) made one key hash differently from then on, so
@@ -23,8 +27,10 @@ use crate::sql::{arg, at_latest, query_cstr};
 const OVER_NOW: &CStr = query_cstr!("subscriptions_over.sql");
 const KEYED_NOW: &CStr = query_cstr!("order_key_ddl.sql");
 const RENAME_NOW: &CStr = query_cstr!("order_key_rename.sql");
+const EXCLUDED_RENAME_NOW: &CStr = query_cstr!("excluded_rename.sql");
 const DROPPED_NOW: &CStr = query_cstr!("order_key_dropped.sql");
-pub(super) const DOING: &str = "keeping order keys across a change to their columns";
+pub(super) const DOING: &str =
+    "keeping order keys and excluded columns across a change to their columns";
 
 /// What a DDL command does to columns of the tables it names, by name.
 #[derive(Default)]
@@ -159,6 +165,13 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
         if ids.is_empty() {
             return None;
         }
+        let mut targets = Vec::new();
+        for (old, new) in &changes.renamed {
+            let args = [arg(ids.clone()), arg(old.as_str()), arg(new.as_str())];
+            at_latest(DOING, EXCLUDED_RENAME_NOW, &args, |r| {
+                targets.extend(r.get::<pg_sys::Oid>(1));
+            });
+        }
         let mut keyed = Vec::new();
         let args = [arg(ids), arg(changes.names())];
         at_latest(DOING, KEYED_NOW, &args, |r| {
@@ -175,7 +188,6 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                 return Some((sub.table.clone(), change.clone()));
             }
         }
-        let mut targets = Vec::new();
         for sub in &keyed {
             let key = |(o, _): &&(String, String)| sub.columns.contains(o);
             for (old, new) in changes.renamed.iter().filter(key) {
@@ -185,8 +197,8 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                 });
             }
         }
-        // Capture keeps each subscription's key per session: every session reads it
-        // again.
+        // Capture keeps each subscription's key and columns per session: every session
+        // reads them again.
         for target in targets {
             // SAFETY: queues a relation cache invalidation, sent at commit.
             unsafe { pg_sys::CacheInvalidateRelcacheByRelid(target) };
