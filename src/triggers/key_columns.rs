@@ -26,8 +26,7 @@ use crate::sql::{arg, at_latest, query_cstr};
 
 const OVER_NOW: &CStr = query_cstr!("subscriptions_over.sql");
 const KEYED_NOW: &CStr = query_cstr!("order_key_ddl.sql");
-const RENAME_NOW: &CStr = query_cstr!("order_key_rename.sql");
-const EXCLUDED_RENAME_NOW: &CStr = query_cstr!("excluded_rename.sql");
+const RENAME_NOW: &CStr = query_cstr!("columns_rename.sql");
 const DROPPED_NOW: &CStr = query_cstr!("order_key_dropped.sql");
 pub(super) const DOING: &str =
     "keeping order keys and excluded columns across a change to their columns";
@@ -143,7 +142,6 @@ unsafe fn text(name: *const std::ffi::c_char) -> Option<String> {
 
 /// A live keyed subscription over a table the command changed.
 struct Keyed {
-    id: i32,
     table: String,
     /// The columns of its key the command names.
     columns: Vec<String>,
@@ -152,7 +150,7 @@ struct Keyed {
 
 /// After a command made `changes` to columns of `relids`: refuses a type change, an addition
 /// or a rename to the name of a key column of a subscription with events queued; makes each
-/// renamed key column's new name its subscription's key.
+/// renamed key or excluded column's new name its subscription's.
 pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
     if in_own_script() {
         return;
@@ -165,18 +163,10 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
         if ids.is_empty() {
             return None;
         }
-        let mut targets = Vec::new();
-        for (old, new) in &changes.renamed {
-            let args = [arg(ids.clone()), arg(old.as_str()), arg(new.as_str())];
-            at_latest(DOING, EXCLUDED_RENAME_NOW, &args, |r| {
-                targets.extend(r.get::<pg_sys::Oid>(1));
-            });
-        }
         let mut keyed = Vec::new();
-        let args = [arg(ids), arg(changes.names())];
+        let args = [arg(ids.clone()), arg(changes.names())];
         at_latest(DOING, KEYED_NOW, &args, |r| {
             keyed.push(Keyed {
-                id: r.get::<i32>(1).unwrap_or_default(),
                 table: r.get::<String>(3).unwrap_or_default(),
                 columns: r.get::<Vec<String>>(4).unwrap_or_default(),
                 queued: r.get::<bool>(5).unwrap_or(true),
@@ -188,14 +178,12 @@ pub fn changed(relids: &[pg_sys::Oid], changes: &ColumnChanges) {
                 return Some((sub.table.clone(), change.clone()));
             }
         }
-        for sub in &keyed {
-            let key = |(o, _): &&(String, String)| sub.columns.contains(o);
-            for (old, new) in changes.renamed.iter().filter(key) {
-                let args = [arg(sub.id), arg(old.as_str()), arg(new.as_str())];
-                at_latest(DOING, RENAME_NOW, &args, |r| {
-                    targets.extend(r.get::<pg_sys::Oid>(1));
-                });
-            }
+        let mut targets = Vec::new();
+        for (old, new) in &changes.renamed {
+            let args = [arg(ids.clone()), arg(old.as_str()), arg(new.as_str())];
+            at_latest(DOING, RENAME_NOW, &args, |r| {
+                targets.extend(r.get::<pg_sys::Oid>(1));
+            });
         }
         // Capture keeps each subscription's key and columns per session: every session
         // reads them again.
