@@ -116,7 +116,7 @@ fn lock_ordered(subscription_id: i32) {
 
 /// Takes the transaction-scoped advisory lock (database, `field2`, `field3`, `space`) in
 /// exclusive mode, as `pg_advisory_xact_lock` does, waiting for whoever holds it.
-pub(crate) fn lock_exclusive(field2: u32, field3: u32, space: u16) {
+fn lock_exclusive(field2: u32, field3: u32, space: u16) {
     // SAFETY: a transaction-scoped advisory lock, as pg_advisory_xact_lock(int4, int4) takes.
     unsafe {
         let tag = pg_sys::LOCKTAG {

@@ -162,25 +162,30 @@ thread_local! {
 /// when it was taken, one for all: reads that must agree with each other (a subscription's
 /// triggers and the tables under it, which another session's partition DDL commits together)
 /// see one moment. For reads only: a write at it could miss a row updated since.
-pub struct OneSnapshot(pgrx::pg_sys::Snapshot);
+pub struct OneSnapshot {
+    snapshot: pgrx::pg_sys::Snapshot,
+    /// The one pinned before, pinned again when this one goes (nested, the inner one's
+    /// moment holds inside it).
+    previous: pgrx::pg_sys::Snapshot,
+}
 
 impl OneSnapshot {
     pub fn take() -> OneSnapshot {
         // SAFETY: a copy of the latest snapshot, registered with the current resource owner
         // (released at the end of the transaction should this not be dropped first).
         let snapshot = unsafe { pgrx::pg_sys::RegisterSnapshot(pgrx::pg_sys::GetLatestSnapshot()) };
-        PINNED.with(|p| p.set(snapshot));
-        OneSnapshot(snapshot)
+        let previous = PINNED.with(|p| p.replace(snapshot));
+        OneSnapshot { snapshot, previous }
     }
 }
 
 impl Drop for OneSnapshot {
     fn drop(&mut self) {
-        PINNED.with(|p| p.set(std::ptr::null_mut()));
+        PINNED.with(|p| p.set(self.previous));
         // Not while an ERROR unwinds: the transaction's abort releases it then.
         if !std::thread::panicking() {
             // SAFETY: registered by `take` in this transaction, released once.
-            unsafe { pgrx::pg_sys::UnregisterSnapshot(self.0) };
+            unsafe { pgrx::pg_sys::UnregisterSnapshot(self.snapshot) };
         }
     }
 }

@@ -160,8 +160,14 @@ pub fn sync(id: i32) {
     })
 }
 
+/// The triggers and the tree are read at one moment: another session adding a partition
+/// under another branch commits it with its triggers, so it is seen with them or not at all
+/// (read at two moments, it was seen without them between, and got a second set: every
+/// change to it sent twice, under two webhook-ids). A trigger is made only once the table is
+/// locked as CREATE TRIGGER locks it and none is there at that point: two sessions repairing
+/// the same table make one set. No lock is held across the subscription: partition DDL holds
+/// its tables' locks when it gets here, and unsubscribe takes them after.
 fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
-    lock_triggers(id);
     let funcs = functions();
     let one = OneSnapshot::take();
     let have = existing(funcs, None);
@@ -181,6 +187,27 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         )?;
     }
     for m in &diff.missing {
+        // SAFETY: the lock CREATE TRIGGER takes, held to the end of the transaction; taking
+        // it takes in the invalidations of what committed before, which the syscache lookup
+        // then sees (a table dropped since the read is skipped).
+        let exists = unsafe {
+            pg_sys::LockRelationOid(m.relid, pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE);
+            pg_sys::SearchSysCacheExists(
+                pg_sys::SysCacheIdentifier::RELOID as i32,
+                pg_sys::Datum::from(m.relid),
+                pg_sys::Datum::from(0),
+                pg_sys::Datum::from(0),
+                pg_sys::Datum::from(0),
+            )
+        };
+        let made_meanwhile = || {
+            existing(funcs, Some(&[m.relid]))
+                .iter()
+                .any(|t| t.relid == m.relid && t.kind(id, funcs, &diff.ops) == Some(m.kind))
+        };
+        if !exists || made_meanwhile() {
+            continue;
+        }
         let name = free_name(m.relid, &base_name(id, m.kind));
         client.update(&ddl(id, m.kind, &name, &m.table, &diff.ops), None, &[])?;
     }
@@ -188,22 +215,6 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         mark_made(id);
     }
     Ok(())
-}
-
-/// Key of the lock that makes one transaction at a time change a subscription's triggers
-/// (`pg_locks`: locktype advisory, classid 0x70677774 "pgwt", objid the subscription id,
-/// objsubid 4, which no SQL advisory lock function takes). Two sessions adding partitions under
-/// different branches of one subscribed tree each read its triggers and its tree, at moments
-/// apart, while the other committed in between: each took the other's new partition for one
-/// lacking triggers and gave it a second set (every change to it sent twice, under two
-/// webhook-ids), or both dropped the same copy and one's DDL failed. Held to the end of the
-/// transaction, and taken before the reads, which then see every change made under it.
-const TRIGGERS_LOCK_KEY: u32 = 0x7067_7774;
-const TRIGGERS_LOCK_SPACE: u16 = 4;
-
-/// Waits for any other transaction changing subscription `id`'s triggers to end.
-fn lock_triggers(id: i32) {
-    crate::capture::lock_exclusive(TRIGGERS_LOCK_KEY, id as u32, TRIGGERS_LOCK_SPACE);
 }
 
 /// A trigger a subscription needs and lacks.
