@@ -209,7 +209,13 @@ impl Claim<'_> {
         // new events of a subscription with large rows could spend it at every claim.)
         let bounds = ((budget - read).max(1), largest);
         let heads = self.statements.ordered_heads(&wanted, bounds, out)?;
-        (self.keyed_heads).note(heads.iter().filter(|e| !self.dispatcher.owns(e.id)));
+        let new = (heads.iter()).filter(|e| !self.dispatcher.owns(e.id));
+        // Heads past the bytes were left unread: those of a subscription found before may be
+        // among them, which keeps its share of the room.
+        let images: i64 = (new.clone())
+            .map(|e| super::super::cutting::images_read(e, largest) as i64)
+            .sum();
+        (self.keyed_heads).note(new, images >= bounds.0);
         Ok(heads)
     }
 
@@ -287,11 +293,17 @@ pub struct KeyedHeads {
 impl KeyedHeads {
     /// Notes which subscriptions had heads to send among those read: not out already (a
     /// subscription not asked, held by its rate limit or gone, is asked for one head again).
+    /// Those found before stay so when the read was `cut` by bytes.
     pub(in crate::worker) fn note<'a>(
         &mut self,
         heads: impl Iterator<Item = &'a crate::queue::QueuedEvent>,
+        cut: bool,
     ) {
-        self.found = heads.map(|event| event.subscription_id).collect();
+        let found = heads.map(|event| event.subscription_id);
+        match cut {
+            true => self.found.extend(found),
+            false => self.found = found.collect(),
+        }
     }
 }
 
