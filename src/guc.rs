@@ -334,12 +334,12 @@ pub fn worker_count() -> i32 {
     })
 }
 
-/// The database the worker serves, for warnings in other backends.
 /// `pg_webhook.max_payload_bytes`, as this process last read its configuration.
 pub fn max_payload_bytes() -> usize {
     positive(&MAX_PAYLOAD_BYTES)
 }
 
+/// The longest a callback may run (`pg_webhook.callback_timeout`).
 pub fn callback_timeout() -> Duration {
     Duration::from_millis(positive(&CALLBACK_TIMEOUT_MS) as u64)
 }

@@ -12,6 +12,8 @@ use pgrx::PgSqlErrorCode;
 
 const EVENT: &str = include_str!("../../../sql/worker/callback_event.sql");
 const UNSTARTED: &str = include_str!("../../../sql/worker/callback_unstarted.sql");
+/// The least time the event a callback receives is given to be built (see `event_of`).
+const EVENT_LEAST_TIME: Duration = Duration::from_secs(2);
 
 /// Calls `function(event)` — by OID — as `owner`, sandboxed, with a time limit, in a
 /// subtransaction so a failure undoes the callback's own effects and nothing else.
@@ -106,12 +108,16 @@ fn invoke(function: pg_sys::Oid, argument: String) {
 /// comes with its SQLSTATE (`None`: an SPI error). Its row images are left out when larger
 /// than a worker reads (`largest_readable`: an event of a callback that has them was
 /// delivered with them, and one without died unread): at 160 MiB each, escapes and copies
-/// took the runner to gigabytes. Built within `timeout`, as the call is.
+/// took the runner to gigabytes. Built within `timeout` (2 s at least), as the call is.
 pub fn event_of(
     event_id: i64,
     timeout: Duration,
 ) -> Result<Option<String>, (Option<PgSqlErrorCode>, String)> {
     let largest = largest_readable(crate::guc::max_payload_bytes()) as i64;
+    // At least twice the runner's lock_timeout (sql/worker/callbacks_session.sql): a lock
+    // held on the archive ends the read as a lock wait, tried again, not as a timeout, which
+    // fails the callback for good.
+    let timeout = timeout.max(EVENT_LEAST_TIME);
     watchdog::start_statement_timer(timeout);
     watchdog::arm(timeout + watchdog::GRACE);
     let read = in_subtransaction_coded(|| {
