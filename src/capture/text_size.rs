@@ -150,7 +150,7 @@ pub unsafe fn jsonb_growth(r: &Region, datum: pg_sys::Datum) -> usize {
 
 /// The C function behind `webhook._image_bytes(jsonb, jsonb)`: an event's row images (either
 /// may be null) as the size a worker reads them as text, their sizes uncompressed plus what
-/// their numbers grow by when written out, at most what `payload_bytes` holds. The update from
+/// their numbers and strings grow by when written out, at most what `payload_bytes` holds. The update from
 /// 0.2.0 counts the images already queued with it, and events archived before it are counted
 /// when replayed or given to a callback.
 #[pgrx::pg_guard]

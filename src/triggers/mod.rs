@@ -203,7 +203,7 @@ fn sync_with(client: &mut SpiClient<'_>, id: i32) -> SpiResult<()> {
         let made_meanwhile = || {
             existing(funcs, Some(&[m.relid]))
                 .iter()
-                .any(|t| t.relid == m.relid && t.kind(id, funcs, &diff.ops) == Some(m.kind))
+                .any(|t| t.kind(id, funcs, &diff.ops) == Some(m.kind))
         };
         if !exists || made_meanwhile() {
             continue;

@@ -40,23 +40,31 @@ pub fn call(
             "permission denied: the subscription's owner may no longer execute the callback function (OID {function}): it needs EXECUTE on it and USAGE on its schema"
         ));
     }
-    // Disarmed below whichever way the call ends (an ERROR is caught by the subtransaction).
-    watchdog::start_statement_timer(timeout);
-    watchdog::arm(timeout + watchdog::GRACE);
-    let result = in_subtransaction(|| {
-        as_owner_sandboxed(owner, || {
-            // The server's lock timeout, not the one the runner set for its own statements
-            // (sql/worker/callbacks_session.sql).
-            let lock_timeout = crate::sql::configured_value(c"lock_timeout");
-            crate::sql::with_settings(&[(c"lock_timeout", &lock_timeout)], || {
-                invoke(function, event)
+    let result = timed(timeout, || {
+        in_subtransaction(|| {
+            as_owner_sandboxed(owner, || {
+                // The server's lock timeout, not the one the runner set for its own statements
+                // (sql/worker/callbacks_session.sql).
+                let lock_timeout = crate::sql::configured_value(c"lock_timeout");
+                crate::sql::with_settings(&[(c"lock_timeout", &lock_timeout)], || {
+                    invoke(function, event)
+                })
             })
         })
     });
-    watchdog::disarm();
-    watchdog::end_statement_timer();
     super::release_session_advisory_locks();
     result
+}
+
+/// Runs `f` (which catches its own ERRORs, in a subtransaction) under the statement timer of
+/// `timeout` and the watchdog's, both disarmed after it.
+fn timed<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
+    watchdog::start_statement_timer(timeout);
+    watchdog::arm(timeout + watchdog::GRACE);
+    let out = f();
+    watchdog::disarm();
+    watchdog::end_statement_timer();
+    out
 }
 
 /// `function(argument)` through the function manager, as an executor would call it (a
@@ -117,18 +125,15 @@ pub fn event_of(
     // At least twice the runner's lock_timeout (sql/worker/callbacks_session.sql): a lock
     // held on the archive ends the read as a lock wait, tried again, not as a timeout, which
     // fails the callback for good.
-    let timeout = timeout.max(EVENT_LEAST_TIME);
-    watchdog::start_statement_timer(timeout);
-    watchdog::arm(timeout + watchdog::GRACE);
-    let read = in_subtransaction_coded(|| {
-        Spi::connect(|client| {
-            crate::sql::first_row(client, EVENT, &[event_id.into(), largest.into()], |r| {
-                r.get::<String>(1)
+    let read = timed(timeout.max(EVENT_LEAST_TIME), || {
+        in_subtransaction_coded(|| {
+            Spi::connect(|client| {
+                crate::sql::first_row(client, EVENT, &[event_id.into(), largest.into()], |r| {
+                    r.get::<String>(1)
+                })
             })
         })
     });
-    watchdog::disarm();
-    watchdog::end_statement_timer();
     read.map_err(|(code, e)| (Some(code), e))
         .and_then(|r| r.map_err(|e| (None, e.to_string())))
         .map(Option::flatten)
