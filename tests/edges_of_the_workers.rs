@@ -1,7 +1,8 @@
 //! Ways to stall events at the edges of pg_webhook's processes: numbers that could stop a
 //! database's worker, callbacks whose function or event is gone, two writers of an ordered
-//! table updating its rows in opposite orders, and a worker whose launcher was restarted. One
-//! scenario per test; each fails on a pg_webhook that loses or stalls them.
+//! table updating its rows in opposite orders, a worker whose launcher was restarted, and one
+//! whose library file is missing. One scenario per test; each fails on a pg_webhook that loses
+//! or stalls them (or starts a failing worker again without a pause).
 
 mod support;
 
@@ -225,4 +226,46 @@ fn a_worker_adopted_by_a_restarted_launcher_is_restarted_when_it_dies() {
     });
     exec(&mut db, "INSERT INTO t VALUES (1)");
     wait_for_ids(&rx, &[1], "a delivery by the new worker");
+}
+
+/// While pg_webhook's library file is being replaced (`cargo pgrx install`, a package upgrade),
+/// a worker started then fails before it begins ("could not access file"). The launcher started
+/// it again at once, and the next failed the same way: a reinstall saw 32,000 processes started
+/// in 75 s, each logging its failure. It now waits 1 s, then twice as long after each failure in
+/// a row, up to 30 s, and the worker delivers once the file is back. The server here loads the
+/// library through a link of its own (`dynamic_library_path`), which the test takes away.
+#[test]
+fn a_worker_whose_library_file_is_missing_is_started_again_after_a_pause() {
+    let libs = std::env::temp_dir().join(format!("pg_webhook_libs_{}", std::process::id()));
+    std::fs::create_dir_all(&libs).expect("a directory for the library link");
+    let link = libs.join("pg_webhook.so");
+    let relink = || {
+        std::os::unix::fs::symlink(support::cluster::pkglib_dir().join("pg_webhook.so"), &link)
+            .expect("linking the library")
+    };
+    relink();
+    let pg = Cluster::start(&[&format!("dynamic_library_path = '{}'", libs.display())]);
+    let rx = Receiver::start();
+    let mut db = pg.client_with_extension();
+    exec(&mut db, "CREATE TABLE t (id int PRIMARY KEY)");
+    subscribe(&mut db, "t", "t", &rx.url("/t"), "");
+    let worker = pg.worker_pid(&mut db);
+    std::fs::remove_file(&link).expect("taking the library link away");
+    exec(&mut db, &format!("SELECT pg_terminate_backend({worker})"));
+    wait_until(WAIT, "the launcher to wait 8 s after 4 failures", || {
+        pg.log().contains(
+            "the delivery worker 0 of database \"postgres\" stopped before it began its work (4 times in a row",
+        )
+    });
+    let log = pg.log();
+    let failed = log.matches("could not access file \"pg_webhook\"").count();
+    assert!(
+        (4..=6).contains(&failed),
+        "{failed} processes failed to load the library in the launcher's first 7 s of pauses"
+    );
+    assert!(log.contains("(4 times in a row; the lines logged before this one say why, such as its library file missing while pg_webhook is being reinstalled); starting it again in 8 s"));
+    relink();
+    exec(&mut db, "INSERT INTO t VALUES (1)");
+    wait_for_ids(&rx, &[1], "a delivery once the library file is back");
+    std::fs::remove_dir_all(&libs).expect("removing the library link");
 }

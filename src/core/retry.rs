@@ -258,3 +258,14 @@ pub fn jitter_unit() -> f64 {
 #[cfg(test)]
 #[path = "retry_tests.rs"]
 mod tests;
+
+/// How long a worker process that failed before it began its work waits to be started again,
+/// after `failures` such failures in a row (1 or more): 1 s, doubled after each, at most 30 s.
+/// Started again at once, a process that cannot load its library (the file is being replaced)
+/// was started hundreds of times a second, each logging its failure.
+pub fn restart_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(30);
+    let doublings = failures.saturating_sub(1).min(5);
+    (FIRST * (1 << doublings)).min(LONGEST)
+}

@@ -269,3 +269,13 @@ fn retry_after_parses_seconds_and_http_dates() {
     assert_eq!(parse_retry_after("soon", now), None);
     assert_eq!(parse_retry_after("-5", now), None);
 }
+
+#[test]
+fn a_worker_that_keeps_failing_to_start_waits_longer_each_time_up_to_30_s() {
+    let delays: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 1000, u32::MAX]
+        .into_iter()
+        .map(|n| restart_delay(n).as_secs())
+        .collect();
+    assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30, 30]);
+    assert_eq!(restart_delay(0), Duration::from_secs(1));
+}

@@ -11,10 +11,12 @@ use std::cell::Cell;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
+mod check_in;
 mod in_flight;
 mod registry;
 mod stuck;
 
+pub use check_in::check_ins;
 pub use in_flight::{in_flight, publish_in_flight};
 pub use registry::{databases_with_workers, is_registered, registered_pid};
 pub use registry::{register_worker, unregister_worker, Registration};
@@ -61,6 +63,8 @@ pub struct Workers {
     /// commit of each transaction that queued events wakes its database's workers) stops
     /// there, not at `MAX_WORKERS`.
     used: usize,
+    /// How many times each worker registered (see check_in.rs).
+    check_ins: check_in::CheckIns,
 }
 
 impl Workers {
@@ -88,6 +92,7 @@ impl Default for Workers {
             requests: [0; LAUNCH_REQUESTS],
             missing: [0; LAUNCH_REQUESTS],
             used: 0,
+            check_ins: check_in::CheckIns::default(),
         }
     }
 }

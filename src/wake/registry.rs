@@ -35,6 +35,7 @@ pub fn register_worker(database: pg_sys::Oid, index: i32, pid: i32) -> Registrat
     unsafe { pg_sys::before_shmem_exit(Some(release_slot), pg_sys::Datum::from(pid)) };
     let database = database.to_u32();
     let mut workers = WORKERS.exclusive();
+    super::check_in::check_in(&mut workers, database, index);
     let slot = match workers
         .slots()
         .iter()

@@ -19,7 +19,7 @@ use super::databases::{databases, Databases};
 mod handle;
 
 use crate::wake::{Abandon, CALLBACK_RUNNER};
-use handle::{launch, Handle};
+use handle::Handle;
 
 /// How long the launcher sleeps when nothing asks for it.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
@@ -143,7 +143,10 @@ pub extern "C-unwind" fn pg_webhook_launcher_main(_arg: pg_sys::Datum) {
             _ => {}
         }
         let busy = !pending.is_empty() || blocked.is_some();
-        let wait = if busy { RETRY_WAIT } else { IDLE_WAIT };
+        let mut wait = if busy { RETRY_WAIT } else { IDLE_WAIT };
+        if let Some(restart) = served.values().filter_map(Served::next_restart).min() {
+            wait = wait.min(restart.saturating_duration_since(Instant::now()));
+        }
         // A runner running a callback is looked at when it would be taken for stuck.
         let stuck_check = crate::wake::next_stuck_check().unwrap_or(wait);
         wait_latch(wait.min(stuck_check + STUCK_CHECK_MARGIN));
@@ -197,6 +200,14 @@ struct Served {
     told_stuck: Option<i32>,
 }
 
+/// What worker `index` of a database is, for messages.
+fn worker_name(index: i32) -> String {
+    match index {
+        CALLBACK_RUNNER => "callback runner".to_string(),
+        i => format!("delivery worker {i}"),
+    }
+}
+
 /// Delivery workers 0..pg_webhook.workers, then the callback runner.
 fn indexes() -> impl Iterator<Item = i32> {
     (0..crate::guc::worker_count()).chain(std::iter::once(CALLBACK_RUNNER))
@@ -208,16 +219,14 @@ impl Served {
     fn start(database: pg_sys::Oid, name: &str) -> Option<Served> {
         let mut workers = Vec::new();
         for index in indexes() {
-            match launch(database, name, index) {
-                Some(worker) => workers.push((index, Handle::Started(worker))),
-                None => {
+            match Handle::launch(database, name, index, 0) {
+                Handle::Missing => {
                     for (_, worker) in workers {
-                        if let Handle::Started(worker) = worker {
-                            worker.terminate();
-                        }
+                        Handle::terminate(worker);
                     }
                     return None;
                 }
+                started => workers.push((index, started)),
             }
         }
         Some(Served {
@@ -255,10 +264,18 @@ impl Served {
     /// they noticed first.
     fn stop(self) {
         for (_, worker) in self.workers {
-            if let Handle::Started(worker) = worker {
-                worker.terminate();
-            }
+            worker.terminate();
         }
+    }
+
+    /// When the next worker whose process failed before it began is to be started again.
+    fn next_restart(&self) -> Option<Instant> {
+        (self.workers.iter())
+            .filter_map(|(_, handle)| match handle {
+                Handle::Waiting { until, .. } => Some(*until),
+                _ => None,
+            })
+            .min()
     }
 
     /// Starts again any worker that stopped while others run (terminated, or failed); false
@@ -303,19 +320,50 @@ impl Served {
             .filter(|(_, (index, w))| !w.alive(database, *index))
             .map(|(i, _)| i)
             .collect();
-        if stopped.len() == self.workers.len() || (!stopped.is_empty() && (!serves || !exists())) {
+        // Workers that all stopped have left (the database has no pg_webhook), unless each
+        // failed before it began: they never looked.
+        let all_failed = stopped.iter().all(|&i| {
+            let (index, handle) = &self.workers[i];
+            matches!(handle, Handle::Waiting { .. })
+                || handle.failed_to_start(database, *index).is_some()
+        });
+        if (stopped.len() == self.workers.len() && !all_failed)
+            || (!stopped.is_empty() && (!serves || !exists()))
+        {
             return false;
         }
+        let now = Instant::now();
         for i in stopped {
-            let index = self.workers[i].0;
+            let (index, handle) = &mut self.workers[i];
+            let index = *index;
             if crate::wake::is_registered(database, index) {
                 // Another process is this worker (started by a launcher before this one, and
                 // registered since): the one this launcher started left it its place.
-                self.workers[i].1 = Handle::Adopted;
+                *handle = Handle::Adopted;
                 continue;
             }
-            self.workers[i].1 = Handle::from_launch(launch(self.database, &self.name, index));
-            if matches!(self.workers[i].1, Handle::Missing) {
+            if let Some(failures) = handle.failed_to_start(database, index) {
+                let delay = pg_webhook_core::retry::restart_delay(failures);
+                warning!(
+                    "pg_webhook launcher: the {} of database \"{}\" stopped before it began its work ({failures} time{} in a row; the lines logged before this one say why, such as its library file missing while pg_webhook is being reinstalled); starting it again in {} s",
+                    worker_name(index),
+                    self.name,
+                    if failures == 1 { "" } else { "s" },
+                    delay.as_secs()
+                );
+                *handle = Handle::Waiting {
+                    failures,
+                    until: now + delay,
+                };
+                continue;
+            }
+            let failures = match handle {
+                Handle::Waiting { until, .. } if *until > now => continue,
+                Handle::Waiting { failures, .. } => *failures,
+                _ => 0,
+            };
+            *handle = Handle::launch(self.database, &self.name, index, failures);
+            if matches!(handle, Handle::Missing) {
                 *blocked = Some(self.name.clone());
             }
         }

@@ -103,6 +103,15 @@ pub fn extension_dir() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension")
 }
 
+/// Where PostgreSQL keeps its extensions' libraries (`pg_config --pkglibdir`).
+pub fn pkglib_dir() -> PathBuf {
+    let out = Command::new(pg_bindir().join("pg_config"))
+        .arg("--pkglibdir")
+        .output()
+        .expect("running pg_config --pkglibdir");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 impl Cluster {
     /// initdb + start, with `extra` lines appended to postgresql.conf.
     pub fn start(extra: &[&str]) -> Cluster {
