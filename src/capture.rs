@@ -26,6 +26,7 @@ mod order_key;
 mod output_settings;
 pub mod primary_key;
 mod queue_writer;
+mod record_bytes;
 mod row_json;
 pub mod shaped;
 mod shaped_images;

@@ -7,12 +7,12 @@
 //! (through a cursor on that plan) — a cast created by another session in between changes
 //! nothing.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_long, CStr, CString};
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiResult, SpiTupleTable};
+use pgrx::spi::{SpiClient, SpiError, SpiResult, SpiTupleTable};
 
 use crate::analysis_guard::{guarded, Phase};
 use crate::callees::{built_in, list_items, Callees, Why};
@@ -95,6 +95,29 @@ pub fn select<T>(
     trigger: Option<&pg_sys::TriggerData>,
     read: impl FnOnce(SpiTupleTable<'_>) -> SpiResult<T>,
 ) -> SpiResult<T> {
+    let mut read = Some(read);
+    let mut result = None;
+    select_batches(client, query, args, trigger, c_long::MAX, |rows| {
+        if let Some(read) = read.take() {
+            result = Some(read(rows)?);
+        }
+        Ok(false)
+    })?;
+    // The first batch is always read (empty if the query returns no rows).
+    result.ok_or(SpiError::NoTupleTable)
+}
+
+/// `select`, fetching `batch` rows at a time: `read` gets each batch, until it returns false
+/// or a batch comes back short (the query's last). Rows not fetched are never computed. Every
+/// batch's rows stay valid until SPI finishes.
+pub fn select_batches(
+    client: &SpiClient<'_>,
+    query: &str,
+    args: &[DatumWithOid<'_>],
+    trigger: Option<&pg_sys::TriggerData>,
+    batch: c_long,
+    mut read: impl FnMut(SpiTupleTable<'_>) -> SpiResult<bool>,
+) -> SpiResult<()> {
     let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
     let checked = prepare(client, query, &types, trigger)?;
     let (mut values, nulls): (Vec<pg_sys::Datum>, Vec<c_char>) = args
@@ -138,10 +161,13 @@ pub fn select<T>(
         .to_string_lossy()
         .into_owned();
     let mut cursor = client.find_cursor(&name)?;
-    let rows = guarded(Phase::Running, owners, || {
-        cursor.fetch(std::ffi::c_long::MAX)
-    })?;
-    read(rows)
+    loop {
+        let rows = guarded(Phase::Running, owners, || cursor.fetch(batch))?;
+        let last = (rows.len() as c_long) < batch;
+        if !read(rows)? || last {
+            return Ok(());
+        }
+    }
 }
 
 impl Checked {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use postgres::Client;
 use support::cluster::{wait_until, Cluster};
 use support::receiver::{Receiver, Reply};
-use support::{exec, subscribe, WAIT};
+use support::{exec, peak_mib, subscribe, WAIT};
 
 /// A cluster with one worker and a 16 MB payload limit, a receiver that holds every request
 /// for two minutes, and subscription `quick` (to a receiver that answers at once) on table
@@ -97,18 +97,6 @@ fn transactions_of_several_subscriptions_keep_within_the_workers_bytes() {
     wait_until(WAIT, "the other subscription's event", || {
         quick.count() == 1
     });
-}
-
-/// The most memory the process `pid` has held (VmHWM), in MiB.
-fn peak_mib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("reading the worker's /proc/{pid}/status: {e}"));
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no VmHWM line in /proc/{pid}/status:\n{status}"));
-    kib / 1024
 }
 
 #[test]

@@ -24,6 +24,8 @@
 //! waits for a key the chunk holds gives up long before PostgreSQL's deadlock check would cancel
 //! the writer. The chunk is tried again a second later.
 
+use std::ffi::c_long;
+
 use pg_webhook_core::order_key::bucket;
 use pg_webhook_core::payload::Operation;
 use pgrx::datum::DatumWithOid;
@@ -35,6 +37,7 @@ use super::primary_key::{
     bounds, key_text, names_and_order, primary_key, rows_query, Key, KeyColumn, KEY_SETTINGS,
 };
 use super::queue_writer::QueueWriter;
+use super::record_bytes::RecordBytes;
 use super::row_json::Image;
 use super::shaped_images::backfill_images;
 use super::{lock_ordered, order_key, output_settings, Subscription};
@@ -48,6 +51,9 @@ const CHUNK_SETTINGS: &str = include_str!("../../sql/backfill/chunk_settings.sql
 
 /// Rows read per chunk (one short transaction each).
 pub const CHUNK_ROWS: i64 = 500;
+/// The bytes of rows (or payloads) a chunk reads, as they are in memory, before it stops short
+/// of `CHUNK_ROWS`: what it holds at once, rendered within its time.
+pub const CHUNK_BYTES: usize = 16 << 20;
 /// A backfill queues no further chunk while this many of its events are still queued: a slow,
 /// paused or rate-limited receiver holds it back instead of the queue growing by the table.
 pub const AHEAD_LIMIT: i64 = 5_000;
@@ -78,35 +84,45 @@ struct Reading {
     /// The key of the last row read (passing or not).
     last: Option<Key>,
     read: usize,
+    /// The read stopped at its byte budget, before the query's last row.
+    cut: bool,
 }
 
 /// Runs the chunk's query with parameters `args` (see `primary_key::bounds`) and keeps what it
 /// returns (the payloads of a subscription with a payload expression, `payload`, else the
-/// rows); the datums live until SPI finishes. `width` is the primary key's.
+/// rows); the datums live until SPI finishes. `width` is the primary key's. With a `budget`,
+/// rows are fetched one at a time, and the read stops once those that pass reach it (the
+/// first row is always read): a chunk of large rows, all read before any was queued, took the
+/// runner past a gigabyte, and could not be done within its time.
 fn read_rows(
     client: &SpiClient<'_>,
-    payload: bool,
-    query: &str,
-    args: Vec<DatumWithOid<'_>>,
+    (payload, query, args): (bool, &str, Vec<DatumWithOid<'_>>),
     width: usize,
     key: &mut Option<order_key::QueryKey>,
+    budget: Option<usize>,
 ) -> SpiResult<Reading> {
+    let mut reading = Reading {
+        events: Vec::new(),
+        last: None,
+        read: 0,
+        cut: false,
+    };
+    let mut bytes = 0usize;
+    let mut records: Option<RecordBytes> = None;
+    let batch = if budget.is_some() { 1 } else { c_long::MAX };
+    // Without a payload expression the event is the row itself (column 3), a record read raw.
+    let column = if payload { 1 } else { 3 };
     // Read-only: the subscription's filter or payload can keep nothing of what it reads.
     // Checked first (`checked_sql`): it runs only code it names or code of roles with the
     // owner's rights.
     crate::privilege::read_only(|| {
-        crate::checked_sql::select(client, query, &args, None, |mut rows| {
-            super::shaped_rows::ensure_jsonb(&rows, &[1])?;
-            // Without a payload expression the event is the row itself (column 3), a record read raw.
-            let column = if payload { 1 } else { 3 };
-            if !payload {
-                super::shaped_rows::ensure_type(&rows, 3, pg_sys::RECORDOID, "record")?;
+        crate::checked_sql::select_batches(client, query, &args, None, batch, |mut rows| {
+            if reading.read == 0 {
+                super::shaped_rows::ensure_jsonb(&rows, &[1])?;
+                if !payload {
+                    super::shaped_rows::ensure_type(&rows, 3, pg_sys::RECORDOID, "record")?;
+                }
             }
-            let mut reading = Reading {
-                events: Vec::new(),
-                last: None,
-                read: 0,
-            };
             // The rows are read; their keys are written under settings of their own.
             crate::sql::with_settings(&KEY_SETTINGS, || {
                 while rows.next().is_some() {
@@ -121,14 +137,25 @@ fn read_rows(
                         None => 0,
                     };
                     if let Some(record) = rows.get_datum_by_ordinal(column)? {
+                        // SAFETY: a jsonb payload, or a record of the table's row type.
+                        let size = unsafe {
+                            match &mut records {
+                                _ if payload => pg_sys::toast_raw_datum_size(record),
+                                Some(records) => records.measure(record),
+                                None => records.insert(RecordBytes::of(record)).measure(record),
+                            }
+                        };
+                        bytes = bytes.saturating_add(size);
                         reading.events.push((record, key));
                     }
                 }
                 Ok::<_, pgrx::spi::Error>(())
             })?;
-            Ok(reading)
+            reading.cut = budget.is_some_and(|budget| bytes >= budget);
+            Ok(!reading.cut)
         })
-    })
+    })?;
+    Ok(reading)
 }
 
 /// Ends the backfill as `state` with `reason`.
@@ -249,8 +276,8 @@ pub fn run_chunk(id: i64, admit: impl FnOnce(pg_sys::Oid) -> bool) -> SpiResult<
         if !admit(info.owner) {
             return Ok(Step::NotAdmitted(info.owner));
         }
-        let (queued, read, last) = queue_chunk(&info, &pk, also.as_deref(), last_key)?;
-        let done = (read as i64) < CHUNK_ROWS;
+        let (queued, (read, cut), last) = queue_chunk(&info, &pk, also.as_deref(), last_key)?;
+        let done = !cut && (read as i64) < CHUNK_ROWS;
         client.update(
             PROGRESS,
             None,
@@ -280,13 +307,13 @@ fn chunk_key(table: pg_sys::Oid, names: &[String]) -> order_key::QueryKey {
 }
 
 /// Reads the chunk after `after` as the subscription's owner and queues its events; returns
-/// (events queued, rows read, last key read).
+/// (events queued, (rows read, whether the read stopped at its byte budget), last key read).
 fn queue_chunk(
     info: &CaptureInfo,
     pk: &[KeyColumn],
     also: Option<&str>,
     after: Option<Key>,
-) -> SpiResult<(usize, usize, Option<Key>)> {
+) -> SpiResult<(usize, (usize, bool), Option<Key>)> {
     let table = format!(
         "{}.{}",
         quote_identifier(&info.schema),
@@ -327,8 +354,10 @@ fn queue_chunk(
             // The transaction has an xid (the chunk locked its backfill row), so each statement
             // here takes a new snapshot: the read sees every commit made before it starts.
             let args = bounds(pk, after.as_ref(), None, table_owner, info.owner);
-            let mut reading = read_rows(client, payload, &first, args, pk.len(), &mut hashing)?;
-            let (read, last) = (reading.read, reading.last.clone());
+            let query = (payload, first.as_str(), args);
+            let budget = Some(CHUNK_BYTES);
+            let mut reading = read_rows(client, query, pk.len(), &mut hashing, budget)?;
+            let (read, cut, last) = (reading.read, reading.cut, reading.last.clone());
             if key.is_some() && read > 0 {
                 // Lock the keys read, then read the same range again under a new snapshot
                 // (see the module's comment); again while a row's key moved to a bucket not held.
@@ -348,7 +377,9 @@ fn queue_chunk(
                     order_key::lock_keys(info.subscription_id, info.lock_salt, &keys);
                     held.extend(keys.iter().map(|k| bucket(*k, info.lock_salt)));
                     let args = bounds(pk, after.as_ref(), last.as_ref(), table_owner, info.owner);
-                    reading = read_rows(client, payload, &again, args, pk.len(), &mut hashing)?;
+                    // All of the range the first read covered, whatever its size.
+                    let query = (payload, again.as_str(), args);
+                    reading = read_rows(client, query, pk.len(), &mut hashing, None)?;
                 }
             }
             let mut writer =
@@ -370,7 +401,7 @@ fn queue_chunk(
             // SAFETY: writes the rest before SPI frees the tuples.
             unsafe { writer.finish_batch() };
             writer.close();
-            Ok((reading.events.len(), read, last))
+            Ok((reading.events.len(), (read, cut), last))
         })
     });
     output_settings::unpin(pinned);

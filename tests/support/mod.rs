@@ -245,3 +245,15 @@ pub fn stray_trigger(db: &mut Client, table: &str, name: &str, id: i32) {
         ),
     );
 }
+
+/// The most memory the process `pid` has held (VmHWM), in MiB.
+pub fn peak_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmHWM line in /proc/{pid}/status:\n{status}"));
+    kib / 1024
+}
