@@ -11,10 +11,10 @@
 //! images, and as in any trigger), in a backfill as the table's owner (as PostgreSQL runs a
 //! table's index expressions in ANALYZE), sandboxed.
 
-use pg_webhook_core::payload::Operation;
+use pg_webhook_core::payload::{Operation, LARGEST_READABLE_IMAGES};
 use pgrx::pg_sys;
 
-use super::row_json::{Image, RowJson};
+use super::row_json::{text_bytes, within_limit, Image, RowJson};
 use super::shaped::Shape;
 
 /// (record, old_record) of one event.
@@ -28,56 +28,90 @@ pub struct Chosen {
 }
 
 /// The images of the chosen rows of a statement (`op`, with the trigger's transition tables),
-/// in the current memory context, rendered as the current user (the writer); `None` for an
-/// UPDATE whose sent columns did not change under `skip_unchanged` (its event is skipped).
-///
-/// # Safety
-/// `rel` is the trigger's relation and the tuplestores its transition tables for `op`; the
-/// positions are those of the subscription's query over them.
-pub unsafe fn statement_images(
-    rel: pg_sys::Relation,
-    op: Operation,
-    new_rows: *mut pg_sys::Tuplestorestate,
-    old_rows: *mut pg_sys::Tuplestorestate,
-    shape: &Shape,
-    chosen: &[Chosen],
-) -> Vec<Option<Images>> {
-    let compare = op == Operation::Update && shape.skip_unchanged;
-    if shape.payload.is_some() && !compare {
-        return chosen
-            .iter()
-            .map(|c| Some((c.payload.map(|p| Image::Json(p, None)), None)))
-            .collect();
-    }
-    // SAFETY: see the function contract.
-    unsafe {
-        ensure_columns(shape, (*rel).rd_att);
-        let mut json = RowJson::projected((*rel).rd_att, |name| shape.keeps(name));
-        let owner = Some((*(*rel).rd_rel).relowner);
-        let mut new = Reader::open(rel, new_rows);
-        let mut old = Reader::open(rel, old_rows);
-        let images = chosen
-            .iter()
-            .map(|c| {
-                let record = new
-                    .as_mut()
-                    .map(|r| r.image_at(c.position, &mut json, owner));
-                let old_record = old
-                    .as_mut()
-                    .map(|r| r.image_at(c.position, &mut json, owner));
-                if compare && same(record, old_record) {
-                    return None;
-                }
-                Some(match c.payload {
-                    Some(payload) => (Some(Image::Json(payload, None)), None),
-                    None => (record, old_record),
-                })
-            })
-            .collect();
-        for reader in [new, old].into_iter().flatten() {
-            pg_sys::ExecDropSingleTupleTableSlot(reader.slot);
+/// one row after another, rendered as the current user (the writer) in the current memory
+/// context: those of a row are needed only until its event is written, so a statement of large
+/// rows never holds all of them at once.
+pub struct StatementImages {
+    /// How rows are rendered; `None` when only the payloads are sent.
+    json: Option<RowJson>,
+    new: Option<Reader>,
+    old: Option<Reader>,
+    /// An UPDATE under `skip_unchanged`: rows whose sent columns did not change are skipped.
+    compare: bool,
+    /// The table's owner, as whose writer images are rendered.
+    owner: pg_sys::Oid,
+}
+
+impl StatementImages {
+    /// # Safety
+    /// `rel` is the trigger's relation and the tuplestores its transition tables for `op`.
+    pub unsafe fn open(
+        rel: pg_sys::Relation,
+        op: Operation,
+        new_rows: *mut pg_sys::Tuplestorestate,
+        old_rows: *mut pg_sys::Tuplestorestate,
+        shape: &Shape,
+    ) -> StatementImages {
+        let compare = op == Operation::Update && shape.skip_unchanged;
+        // SAFETY: see the function contract.
+        unsafe {
+            let owner = (*(*rel).rd_rel).relowner;
+            if shape.payload.is_some() && !compare {
+                return StatementImages {
+                    json: None,
+                    new: None,
+                    old: None,
+                    compare,
+                    owner,
+                };
+            }
+            ensure_columns(shape, (*rel).rd_att);
+            StatementImages {
+                json: Some(RowJson::projected((*rel).rd_att, |name| shape.keeps(name))),
+                new: Reader::open(rel, new_rows),
+                old: Reader::open(rel, old_rows),
+                compare,
+                owner,
+            }
         }
-        images
+    }
+
+    /// The images of the chosen row `chosen` (after those asked for before); `None` for an
+    /// UPDATE whose sent columns did not change under `skip_unchanged` (its event is skipped).
+    /// The two images of an event are within `LARGEST_READABLE_IMAGES` together, or neither
+    /// is kept (`row_json::within_limit`).
+    ///
+    /// # Safety
+    /// The position is the subscription's query's over the transition tables `open` was given.
+    pub unsafe fn next(&mut self, chosen: &Chosen) -> Option<Images> {
+        let payload = chosen.payload.map(|p| Image::Json(p, None));
+        let Some(json) = self.json.as_mut() else {
+            return Some((payload, None));
+        };
+        let owner = Some(self.owner);
+        // SAFETY: see the function contract.
+        unsafe {
+            let record = (self.new.as_mut())
+                .map(|r| r.image_at(chosen.position, json, owner, LARGEST_READABLE_IMAGES));
+            let room = LARGEST_READABLE_IMAGES.saturating_sub(text_bytes(record));
+            let old_record =
+                (self.old.as_mut()).map(|r| r.image_at(chosen.position, json, owner, room));
+            if self.compare && same(record, old_record) {
+                return None;
+            }
+            Some(match payload {
+                Some(payload) => (Some(payload), None),
+                None => within_limit(record, old_record),
+            })
+        }
+    }
+
+    /// Lets go of the transition tables' read slots.
+    pub fn close(self) {
+        for reader in [self.new, self.old].into_iter().flatten() {
+            // SAFETY: the slot made in `Reader::open`, used by nothing else.
+            unsafe { pg_sys::ExecDropSingleTupleTableSlot(reader.slot) };
+        }
     }
 }
 
@@ -116,7 +150,7 @@ pub unsafe fn backfill_images(
                     .iter()
                     .map(|row| {
                         pg_sys::ExecStoreHeapTupleDatum(*row, slot);
-                        rendered(&mut json, slot, None)
+                        rendered(&mut json, slot, None, LARGEST_READABLE_IMAGES)
                     })
                     .collect();
                 pg_sys::ExecDropSingleTupleTableSlot(slot);
@@ -181,12 +215,13 @@ impl Reader {
     }
 
     /// The image of the row at `position` (past the rows read so far), rendered as the writer
-    /// of a table owned by `owner` (see `rendered`).
+    /// of a table owned by `owner` (see `rendered`) within `room` bytes.
     unsafe fn image_at(
         &mut self,
         position: i64,
         json: &mut RowJson,
         owner: Option<pg_sys::Oid>,
+        room: usize,
     ) -> Image {
         // SAFETY: the slot fits the store's rows.
         unsafe {
@@ -199,26 +234,29 @@ impl Reader {
                 }
                 self.read += 1;
             }
-            rendered(json, self.slot, owner)
+            rendered(json, self.slot, owner, room)
         }
     }
 }
 
-/// The row in `slot` as `json` renders it: at capture as the writer of a table owned by
-/// `table_owner` (`RowJson::guarded_as_writer`); in a backfill (`None`) under the guard the
-/// backfill set.
+/// The row in `slot` as `json` renders it within `room` bytes: at capture as the writer of a
+/// table owned by `table_owner` (`RowJson::guarded_as_writer`); in a backfill (`None`) under
+/// the guard the backfill set.
 unsafe fn rendered(
     json: &mut RowJson,
     slot: *mut pg_sys::TupleTableSlot,
     table_owner: Option<pg_sys::Oid>,
+    room: usize,
 ) -> Image {
     // SAFETY: the slot holds a row of the descriptor `json` was made for; the region owns
     // nothing that needs dropping.
     // (Its errors are named after the subscription where it is called: see `shaped_rows`.)
     unsafe {
         match table_owner {
-            Some(owner) => json.guarded_as_writer(owner, None, |r, json| json.row(r, slot)),
-            None => json.guarded(None, |r, json| json.row(r, slot)),
+            Some(owner) => {
+                json.guarded_as_writer(owner, None, |r, json| json.row_within(r, slot, room))
+            }
+            None => json.guarded(None, |r, json| json.row_within(r, slot, room)),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::error::naming_subscription;
 use super::identity::CaptureInfo;
 use super::order_key;
 use super::queue_writer::QueueWriter;
-use super::shaped_images::{statement_images, Chosen, Images};
+use super::shaped_images::{Chosen, StatementImages};
 use super::CaptureError;
 
 /// Runs a shaped subscription's query over the transition tables (as its owner) and queues
@@ -90,8 +90,6 @@ pub fn shaped_rows(
         })
     })
     .map_err(|e| CaptureError::Queue(e.to_string()))?;
-    // The images, as the writer (see `shaped_images`); an UPDATE skipped as unchanged drops
-    // its key too.
     // Only the transition tables of `op` (a trigger for several events may have both).
     let none = std::ptr::null_mut();
     let (new_rows, old_rows) = match op {
@@ -99,38 +97,38 @@ pub fn shaped_rows(
         Operation::Delete => (none, data.tg_oldtable),
         _ => (data.tg_newtable, data.tg_oldtable),
     };
-    let images = naming_subscription(&info.name, || {
-        // SAFETY: the trigger's relation and transition tables, which the query's positions
-        // count.
-        unsafe {
-            statement_images(
-                data.tg_relation,
-                op,
-                new_rows,
-                old_rows,
-                &info.shape,
-                &chosen,
-            )
-        }
-    });
-    let keys: Vec<i64> = keys
-        .into_iter()
-        .zip(&images)
-        .filter_map(|(k, image)| image.as_ref().map(|_| k))
-        .collect();
-    let images: Vec<Images> = images.into_iter().flatten().collect();
-    // Locks and queue rows are taken here, outside the rolled-back subtransaction.
+    // Locks and queue rows are taken here, outside the rolled-back subtransaction: the keys of
+    // every chosen row, before any is queued (one skipped below as unchanged keeps its lock).
     if key.is_some() {
         order_key::lock_keys(info.subscription_id, info.lock_salt, &keys);
-        writer.set_order_keys(keys);
+        writer.set_order_keys(Vec::new());
     }
-    for (record, old_record) in &images {
-        // SAFETY: jsonb values in the trigger call's memory, which outlives the batch.
-        unsafe { writer.add_json(*record, *old_record) };
-    }
-    // SAFETY: writes what the last batch holds.
-    unsafe { writer.finish_batch() };
-    Ok(images.len() as u64)
+    // The images, as the writer (see `shaped_images`), each in the memory of the queue's batch
+    // its event goes in, freed once that is written.
+    let queued = naming_subscription(&info.name, || {
+        // SAFETY: the trigger's relation and transition tables, which the query's positions
+        // count; the images are used only by the event they are added with.
+        unsafe {
+            let mut images =
+                StatementImages::open(data.tg_relation, op, new_rows, old_rows, &info.shape);
+            let mut queued = 0u64;
+            for (i, chosen) in chosen.iter().enumerate() {
+                let Some((record, old_record)) = writer.in_batch_memory(|| images.next(chosen))
+                else {
+                    continue;
+                };
+                if let Some(key) = keys.get(i) {
+                    writer.push_order_key(*key);
+                }
+                writer.add_json(record, old_record);
+                queued += 1;
+            }
+            images.close();
+            writer.finish_batch();
+            queued
+        }
+    });
+    Ok(queued)
 }
 
 /// Fails unless the columns at `ordinals` (1-based) of `rows` are `jsonb`: their values are

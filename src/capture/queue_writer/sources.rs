@@ -3,7 +3,9 @@
 
 use pgrx::pg_sys;
 
-use super::{clear_slot, QueueWriter, BATCH};
+use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
+
+use super::{clear_slot, QueueWriter};
 use crate::capture::row_json::{self, Image, RowJson};
 use crate::unguarded;
 
@@ -38,14 +40,20 @@ impl QueueWriter {
             let mut queued = 0u64;
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
             loop {
-                let record = next_json((new_rows, new_slot), &mut json, owner, subscription);
-                let old_record = next_json((old_rows, old_slot), &mut json, owner, subscription);
+                let new = (new_rows, new_slot);
+                let record =
+                    next_json(new, &mut json, owner, subscription, LARGEST_READABLE_IMAGES);
+                // The old image gets what the new one left of the most any worker reads.
+                let room = LARGEST_READABLE_IMAGES.saturating_sub(row_json::text_bytes(record));
+                let old_record =
+                    next_json((old_rows, old_slot), &mut json, owner, subscription, room);
                 if record.is_none() && old_record.is_none() {
                     break;
                 }
+                let (record, old_record) = row_json::within_limit(record, old_record);
                 self.add(record, old_record);
                 queued += 1;
-                if self.slots.len() == BATCH {
+                if self.full() {
                     // A spilled tuplestore reads rows into the current (batch) context, and the
                     // read slots own them: let go before the batch memory is reset.
                     clear_read_slots(new_slot, old_slot);
@@ -77,10 +85,27 @@ impl QueueWriter {
         unsafe {
             let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
             self.add(record, old_record);
-            if self.slots.len() == BATCH {
+            if self.full() {
                 self.flush();
             }
             pg_sys::MemoryContextSwitchTo(old_context);
+        }
+    }
+
+    /// Runs `f` (which renders the images of the next event to be added) in the memory of the
+    /// current batch, freed once it is written.
+    ///
+    /// # Safety
+    /// What `f` makes there is not used after the batch is written (or after `add_json` wrote
+    /// it, as it may).
+    pub unsafe fn in_batch_memory<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        // SAFETY: the batch context lives as long as the writer; switched back after `f` (an
+        // ERROR in `f` ends the transaction, whose abort resets the current context).
+        unsafe {
+            let old_context = pg_sys::MemoryContextSwitchTo(self.batch_memory);
+            let result = f();
+            pg_sys::MemoryContextSwitchTo(old_context);
+            result
         }
     }
 
@@ -111,12 +136,14 @@ impl QueueWriter {
 }
 
 /// The next row of `store` as jsonb, rendered as the writer of a table owned by `owner` (see
-/// `RowJson::guarded_as_writer`), or `None` at its end (or when there is no store).
+/// `RowJson::guarded_as_writer`) within `room` bytes, or `None` at its end (or when there is
+/// no store).
 unsafe fn next_json(
     (store, slot): (*mut pg_sys::Tuplestorestate, *mut pg_sys::TupleTableSlot),
     json: &mut RowJson,
     owner: pg_sys::Oid,
     subscription: &str,
+    room: usize,
 ) -> Option<Image> {
     if store.is_null() {
         return None;
@@ -125,7 +152,8 @@ unsafe fn next_json(
     // region owns nothing that needs dropping.
     unsafe {
         json.guarded_as_writer(owner, Some(subscription), |r, json| {
-            unguarded::tuplestore_gettupleslot(store, true, false, slot).then(|| json.row(r, slot))
+            unguarded::tuplestore_gettupleslot(store, true, false, slot)
+                .then(|| json.row_within(r, slot, room))
         })
     }
 }

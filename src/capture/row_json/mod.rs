@@ -20,31 +20,17 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 
 mod cache;
+mod image;
 mod render;
 
 pub use cache::{forget_relation, put_back, take};
-use pg_webhook_core::payload::LARGEST_READABLE_IMAGES;
+pub use image::{text_bytes, within_limit, Image};
 pub(super) use render::output_function;
 use render::{function, scalar, string, Render};
 
 use crate::capture::text_size::value_growth;
 use crate::unguarded;
 use pg_webhook_core::json_escapes::escape_growth;
-
-/// A row's image: its jsonb, or only its size when it is larger than any worker reads
-/// (`LARGEST_READABLE_IMAGES`), so its event goes without it, to die with the reason. Such an
-/// image is not built: it would cost the writer the time and memory of a value no one reads,
-/// and past jsonb's limits (256 MiB) the write itself would fail.
-#[derive(Clone, Copy)]
-pub enum Image {
-    /// A jsonb value, and how many bytes its numbers grow by when written out as text (see
-    /// capture/text_size.rs), counted as it was rendered; `None` for a value SQL made (a
-    /// `payload`, a backfill's), which the queue writer counts.
-    Json(pg_sys::Datum, Option<usize>),
-    /// About this many bytes as text (the keys and values it would hold, numbers written out;
-    /// values not rendered counted by their size as stored).
-    Omitted(usize),
-}
 
 struct Column {
     /// 0-based position in the row.
@@ -173,14 +159,16 @@ impl RowJson {
     }
 
     /// The row in `slot` as a jsonb datum, in the current memory context, or only its size
-    /// when that is over `LARGEST_READABLE_IMAGES` (see `Image`).
+    /// when that is over `room` (see `Image`): `pg_webhook_core::payload::LARGEST_READABLE_IMAGES`, or what an event's
+    /// other image left of it.
     ///
     /// # Safety
     /// The slot holds a row of the descriptor the converter was made for.
-    pub unsafe fn row(
+    pub unsafe fn row_within(
         &mut self,
         r: &unguarded::Region,
         slot: *mut pg_sys::TupleTableSlot,
+        room: usize,
     ) -> Image {
         // SAFETY: the slot's values and nulls arrays have natts entries once all are read; the
         // jsonb builder copies nothing until JsonbValueToJsonb, and every string it points to
@@ -212,7 +200,7 @@ impl RowJson {
                 } else {
                     0
                 };
-                if bytes.saturating_add(name.len() + stored) > LARGEST_READABLE_IMAGES {
+                if bytes.saturating_add(name.len() + stored) > room {
                     // Counted to the end, for the reason the event dies with; built no further
                     // (what the builder holds is in the current context, reset with it).
                     bytes = bytes.saturating_add(name.len() + stored);
@@ -229,7 +217,7 @@ impl RowJson {
                 bytes = bytes
                     .saturating_add(name.len() + size(&value))
                     .saturating_add(grows);
-                if bytes > LARGEST_READABLE_IMAGES {
+                if bytes > room {
                     continue;
                 }
                 let mut key = string(column.name.as_ptr().cast_mut(), name.len() as i32);
@@ -237,7 +225,7 @@ impl RowJson {
                 unguarded::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
             }
             self.rendering = None;
-            if bytes > LARGEST_READABLE_IMAGES {
+            if bytes > room {
                 return Image::Omitted(bytes);
             }
             let object =
