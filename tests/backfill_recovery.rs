@@ -239,10 +239,11 @@ fn a_filter_that_raises_fails_the_backfill_with_the_error() {
 fn a_slow_backfill_filter_is_cancelled_and_fails_the_backfill() {
     // The chunk runs on the runner's main thread, where other owners' work waits for it.
     let (_pg, mut db, rx) = t_subscribed_with_rows(10);
-    // Half a second a row: five seconds a chunk, if nothing stopped it.
+    // A second and a half a row: fifteen seconds a chunk, if nothing stopped it, longer than
+    // the 2, 4 and 8 s its three tries get.
     exec(
         &mut db,
-        "SELECT * FROM webhook.backfill('t', filter => 'pg_catalog.pg_sleep(0.5 + id * 0) IS NOT NULL')",
+        "SELECT * FROM webhook.backfill('t', filter => 'pg_catalog.pg_sleep(1.5 + id * 0) IS NOT NULL')",
     );
     wait_state(&mut db, "t", "failed");
     let error = text(&mut db, "SELECT last_error FROM webhook.backfills").unwrap_or_default();

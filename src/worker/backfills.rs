@@ -26,7 +26,8 @@ const STOP: &str = include_str!("../../sql/backfill/stop.sql");
 /// comes no sooner than as long again, so a backfill takes at most half of the runner's time.
 const SLICE: Duration = Duration::from_millis(50);
 /// A chunk that runs longer than this is cancelled (see `backfill`); one that goes on
-/// `watchdog::GRACE` after its cancel ends the runner.
+/// `watchdog::GRACE` after its cancel ends the runner. Doubled after each failure in a row
+/// (`chunk_timeout`).
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(2);
 /// When a backfill waits for its receiver to catch up, it is looked at again after this.
 const AHEAD_WAIT: Duration = Duration::from_millis(250);
@@ -98,7 +99,9 @@ impl Backfills {
                 for row in client.select(LIST_RUNNING, None, &[owner.into()])? {
                     let id = row.get::<i64>(1)?.unwrap_or_default();
                     let wait = row.get::<f64>(2)?.unwrap_or_default();
-                    ids.push((id, Duration::try_from_secs_f64(wait).unwrap_or_default()));
+                    let failures = row.get::<i32>(3)?.unwrap_or_default();
+                    let wait = Duration::try_from_secs_f64(wait).unwrap_or_default();
+                    ids.push((id, wait, failures));
                 }
                 Ok(ids)
             })
@@ -117,7 +120,7 @@ impl Backfills {
         super::backend::report_activity(Some("backfill"));
         self.next_round_by(now + RUNNING);
         let mut more = false;
-        for (id, _) in due {
+        for (id, _, failures) in due {
             if !self.mark_running(id) {
                 continue;
             }
@@ -128,8 +131,9 @@ impl Backfills {
                 // if it keeps being (a cancel counts as a failure).
                 // A C function can ignore the cancel and go on: the watchdog ends the runner
                 // then, and the backfill's mark (mark_running.sql) tells the next one.
-                super::watchdog::start_statement_timer(CHUNK_TIMEOUT);
-                super::watchdog::arm(CHUNK_TIMEOUT + super::watchdog::GRACE);
+                let timeout = chunk_timeout(failures);
+                super::watchdog::start_statement_timer(timeout);
+                super::watchdog::arm(timeout + super::watchdog::GRACE);
                 let chunk = txn::run_coded("backfill chunk", || run_chunk(id, &mut *admit));
                 super::watchdog::disarm();
                 super::watchdog::end_statement_timer();
@@ -294,4 +298,12 @@ impl Backfills {
             Err(_) => self.soon(),
         }
     }
+}
+
+/// The time a chunk of a backfill whose last `failures` chunks failed in a row may take: 2 s,
+/// then 4 s and 8 s, so that a slow filter is cancelled three times (and fails the backfill)
+/// within 14 s of the runner's time, while a chunk of large rows on a loaded machine, which
+/// once took 2 s and a bit, is not failed for good by a moment's load.
+fn chunk_timeout(failures: i32) -> Duration {
+    CHUNK_TIMEOUT * (1u32 << failures.clamp(0, 2))
 }
