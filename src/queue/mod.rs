@@ -18,6 +18,7 @@ mod claims;
 mod deformed;
 mod due;
 mod outcomes;
+mod retention;
 mod room;
 mod rows;
 mod series;
@@ -36,6 +37,7 @@ use crate::sql::with_settings;
 pub use batches::{take_over_batches, BatchOut};
 pub use bindings::rebind_callbacks;
 pub use claims::Bounds;
+pub use retention::PurgeCursor;
 use rows::read_subscriptions;
 pub use rows::{current_timeline, Decision, Outcome, Overdue, QueuedEvent, Spent, SubscriptionRow};
 pub use series::series_ages;
@@ -304,8 +306,8 @@ impl Statements {
                 mark_orphans: keep_mut(client, MARK_ORPHANS, &[])?,
                 sync_read_denied: keep_mut(client, SYNC_READ_DENIED, &[I4])?,
                 overdue: keep(client, OVERDUE, &[F8])?,
-                purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8])?,
-                purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8])?,
+                purge_events: keep_mut(client, PURGE_EVENTS, &[F8, F8, I8, I8, I8])?,
+                purge_attempts: keep_mut(client, PURGE_ATTEMPTS, &[F8, F8, I8, I8, I8, I4])?,
                 tx_heads: keep(client, TX_HEADS, &[I4A, I8A])?,
                 tx_events: keep(client, TX_EVENTS, &[T, I4, I8, I8, I8, I8])?,
                 set_parts: keep_mut(client, SET_PARTS, &[T, I4, I8A, I8A, I4A, I4])?,

@@ -331,17 +331,6 @@ impl Statements {
             Ok(())
         })
     }
-
-    /// Deletes up to `batch` expired archive rows and up to `batch` orphaned attempts; returns
-    /// how many of each.
-    pub fn purge(&self, delivered_s: f64, dead_s: f64, batch: i64) -> SpiResult<(u64, u64)> {
-        Spi::connect_mut(|client| {
-            let args = [delivered_s.into(), dead_s.into(), batch.into()];
-            let events = client.update(&self.purge_events, None, &args)?.len();
-            let attempts = client.update(&self.purge_attempts, None, &args)?.len();
-            Ok((events as u64, attempts as u64))
-        })
-    }
 }
 
 /// The arguments of finish.sql for these finished events.

@@ -346,10 +346,17 @@ fn run_one(callback: &Pending, extension: pg_sys::Oid) -> Option<bool> {
         .map(|failure| clipped(&failure, USER_ERROR_LEN));
         recording.set(true);
         Spi::connect_mut(|client| {
+            let retention = f64::from(crate::guc::RETENTION_S.get().max(0));
+            let dead_retention = f64::from(crate::guc::DEAD_RETENTION_S.get().max(0));
             client.update(
                 DONE,
                 None,
-                &[callback.event_id.into(), failure.clone().into()],
+                &[
+                    callback.event_id.into(),
+                    failure.clone().into(),
+                    retention.into(),
+                    dead_retention.into(),
+                ],
             )?;
             Ok::<(), pgrx::spi::Error>(())
         })?;

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 
 use super::{txn, Worker};
+use crate::queue::PurgeCursor;
 
-/// Rows per retention delete (each in its own short transaction).
+/// Rows the retention purge looks at per statement (each run in its own short transaction).
 const PURGE_BATCH: i64 = 5_000;
+/// How often the purge starts over from the oldest rows, for those it passed because they were
+/// not yet to go (a dead event between the two horizons, one whose callback had yet to run).
+const PURGE_RESCAN: Duration = Duration::from_secs(600);
 /// How long one round may spend purging before the worker gets back to delivering.
 const PURGE_SLICE: Duration = Duration::from_millis(50);
 /// How soon the next round comes while the purge is behind.
@@ -53,19 +57,26 @@ impl Worker {
             self.settings.retention.as_secs_f64(),
             self.settings.dead_retention.as_secs_f64(),
         );
+        if self.purge_from.1.elapsed() >= PURGE_RESCAN {
+            self.purge_from = (PurgeCursor::default(), now);
+        }
         loop {
+            let cursor = self.purge_from.0;
             let purged = txn::run("retention", || {
-                statements.purge(delivered, dead, PURGE_BATCH)
+                statements.purge(delivered, dead, PURGE_BATCH, cursor)
             });
             match purged {
-                Ok((events, attempts)) if events.max(attempts) as i64 >= PURGE_BATCH => {
+                Ok((behind, next)) => {
+                    self.purge_from.0 = next;
+                    if !behind {
+                        return;
+                    }
                     if now.elapsed() >= PURGE_SLICE {
-                        // More to purge: come back soon, after some delivering.
+                        // More to look at: come back soon, after some delivering.
                         self.next_maintenance = Instant::now() + PURGE_AGAIN;
                         return;
                     }
                 }
-                Ok(_) => return,
                 Err(_) => {
                     self.statements = None;
                     return;
