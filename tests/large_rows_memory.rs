@@ -136,3 +136,53 @@ fn an_update_whose_images_together_pass_160_mib_keeps_neither() {
     );
     assert!(peak < 700, "the writer held {peak} MiB at its peak");
 }
+
+/// A statement's transition table larger than `work_mem` is read from disk, each row into the
+/// memory current as it is read: the shaped path read them into the queue's batch memory,
+/// reset once 1,000 events were written, and the next read freed the row its slot still held.
+#[test]
+fn a_shaped_update_whose_rows_spill_to_disk_queues_every_event() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    exec(
+        &mut db,
+        "CREATE TABLE t (id int PRIMARY KEY, body text, x int NOT NULL DEFAULT 0);
+         INSERT INTO t SELECT g, repeat('b', 200) FROM generate_series(1, 5000) g",
+    );
+    subscribe(
+        &mut db,
+        "t",
+        "t",
+        "http://127.0.0.1:9/t",
+        ", exclude_columns => ARRAY['x']",
+    );
+    exec(&mut db, "SELECT webhook.pause('t')");
+    exec(&mut db, "SET work_mem = '64kB'; UPDATE t SET x = 1");
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(DISTINCT (record->>'id')::int) FROM webhook._event_queue
+              WHERE record->>'body' = repeat('b', 200) AND old_record->>'id' = record->>'id'"
+        ),
+        5000
+    );
+}
+
+/// `skip_unchanged`: an UPDATE that changes no sent column queues nothing, and its compared
+/// images were kept in the batch's memory, which nothing written ever reset: 300 unchanged
+/// rows of 900 kB held them all.
+#[test]
+fn an_update_of_unchanged_large_rows_holds_no_images() {
+    let pg = Cluster::start(&[]);
+    let mut db = pg.client_with_extension();
+    large_rows(&mut db, 300, 900);
+    exec(&mut db, "ALTER TABLE t ADD COLUMN x int NOT NULL DEFAULT 0");
+    let options = ", exclude_columns => ARRAY['x'], skip_unchanged => true";
+    subscribe(&mut db, "t", "t", "http://127.0.0.1:9/t", options);
+    let peak = writer_peak(&pg, "UPDATE t SET x = x + 1");
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM webhook._event_queue"),
+        0
+    );
+    assert!(peak < 400, "the writer held {peak} MiB at its peak");
+}

@@ -40,6 +40,11 @@ pub struct StatementImages {
     compare: bool,
     /// The table's owner, as whose writer images are rendered.
     owner: pg_sys::Oid,
+    /// Where a row's images are rendered, reset after each: what rendering leaves behind (a
+    /// value read in full, the builder's tree), and images compared and not sent, would stay
+    /// in the queue's batch memory until a batch is written, which an UPDATE of many unchanged
+    /// large rows never does (300 of 900 kB held 1 GB). Those sent are copied out.
+    scratch: pg_sys::MemoryContext,
 }
 
 impl StatementImages {
@@ -63,6 +68,7 @@ impl StatementImages {
                     old: None,
                     compare,
                     owner,
+                    scratch: std::ptr::null_mut(),
                 };
             }
             ensure_columns(shape, (*rel).rd_att);
@@ -72,6 +78,13 @@ impl StatementImages {
                 old: Reader::open(rel, old_rows),
                 compare,
                 owner,
+                scratch: pg_sys::AllocSetContextCreateInternal(
+                    pg_sys::CurrentMemoryContext,
+                    c"pg_webhook shaped images".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                ),
             }
         }
     }
@@ -89,28 +102,42 @@ impl StatementImages {
             return Some((payload, None));
         };
         let owner = Some(self.owner);
-        // SAFETY: see the function contract.
+        // SAFETY: see the function contract; the images are rendered in `scratch` and those
+        // sent copied into the current context before it is reset.
         unsafe {
+            let target = pg_sys::MemoryContextSwitchTo(self.scratch);
             let record = (self.new.as_mut())
                 .map(|r| r.image_at(chosen.position, json, owner, LARGEST_READABLE_IMAGES));
-            let room = LARGEST_READABLE_IMAGES.saturating_sub(text_bytes(record));
+            // Compared whole: an old image cut short would never be the same as the new one.
+            let room = match self.compare {
+                true => LARGEST_READABLE_IMAGES,
+                false => LARGEST_READABLE_IMAGES.saturating_sub(text_bytes(record)),
+            };
             let old_record =
                 (self.old.as_mut()).map(|r| r.image_at(chosen.position, json, owner, room));
-            if self.compare && same(record, old_record) {
-                return None;
-            }
-            Some(match payload {
-                Some(payload) => (Some(payload), None),
-                None => within_limit(record, old_record),
-            })
+            pg_sys::MemoryContextSwitchTo(target);
+            let images = if self.compare && same(record, old_record) {
+                None
+            } else if let Some(payload) = payload {
+                Some((Some(payload), None))
+            } else {
+                let (record, old_record) = within_limit(record, old_record);
+                Some((copied(record), copied(old_record)))
+            };
+            pg_sys::MemoryContextReset(self.scratch);
+            images
         }
     }
 
-    /// Lets go of the transition tables' read slots.
+    /// Lets go of the transition tables' read slots and of the rendering memory.
     pub fn close(self) {
         for reader in [self.new, self.old].into_iter().flatten() {
             // SAFETY: the slot made in `Reader::open`, used by nothing else.
             unsafe { pg_sys::ExecDropSingleTupleTableSlot(reader.slot) };
+        }
+        if !self.scratch.is_null() {
+            // SAFETY: the context made in `open`, holding nothing in use.
+            unsafe { pg_sys::MemoryContextDelete(self.scratch) };
         }
     }
 }
@@ -189,6 +216,10 @@ unsafe fn ensure_columns(shape: &Shape, desc: pg_sys::TupleDesc) {
 struct Reader {
     store: *mut pg_sys::Tuplestorestate,
     slot: *mut pg_sys::TupleTableSlot,
+    /// Where rows are read into: a store spilled to disk reads each into the current context,
+    /// and the slot owns it until the next; the images are rendered in the queue's batch
+    /// memory, reset once a batch is written, which freed the row the slot still held.
+    memory: pg_sys::MemoryContext,
     /// Rows read so far.
     read: i64,
 }
@@ -209,6 +240,7 @@ impl Reader {
             Some(Reader {
                 store,
                 slot,
+                memory: pg_sys::CurrentMemoryContext,
                 read: 0,
             })
         }
@@ -226,7 +258,10 @@ impl Reader {
         // SAFETY: the slot fits the store's rows.
         unsafe {
             while self.read < position {
-                if !pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot) {
+                let current = pg_sys::MemoryContextSwitchTo(self.memory);
+                let found = pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot);
+                pg_sys::MemoryContextSwitchTo(current);
+                if !found {
                     pgrx::error!(
                         "pg_webhook capture: the transition table has no row {position} (it has {})",
                         self.read
@@ -259,6 +294,21 @@ unsafe fn rendered(
             None => json.guarded(None, |r, json| json.row_within(r, slot, room)),
         }
     }
+}
+
+/// `image` with its jsonb copied into the current memory context.
+///
+/// # Safety
+/// A built image's datum is a jsonb value.
+unsafe fn copied(image: Option<Image>) -> Option<Image> {
+    image.map(|image| match image {
+        // SAFETY: see the function contract.
+        Image::Json(datum, growth) => unsafe {
+            let copy = pg_sys::pg_detoast_datum_copy(datum.cast_mut_ptr());
+            Image::Json(pg_sys::Datum::from(copy), growth)
+        },
+        omitted => omitted,
+    })
 }
 
 /// Whether two images are equal as jsonb values (what `IS DISTINCT FROM` compares); an omitted
