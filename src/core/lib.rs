@@ -13,6 +13,7 @@ pub mod limits;
 pub mod operation;
 pub mod order_key;
 pub mod payload;
+pub mod rescan;
 pub mod retry;
 pub mod signing;
 pub mod text;

@@ -2,24 +2,42 @@
 //! whose event is gone by other means, each read from where the last run left off (see
 //! sql/worker/purge_events.sql).
 
+use std::time::Instant;
+
+use pg_webhook_core::rescan::Walk;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::Statements;
 
 /// Where the purge left off: the archive's (finished_at in microseconds since 1970, id) and the
-/// attempts' (started_at likewise, event id, attempt). `Default` is before the first of each.
+/// attempts' (started_at likewise, event id, attempt), and the walk each is in (when each starts
+/// over from the oldest: `pg_webhook_core::rescan`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PurgeCursor {
     events: (i64, i64),
     attempts: (i64, i64, i32),
+    walks: [Walk; 2],
 }
 
-impl Default for PurgeCursor {
-    fn default() -> Self {
+impl PurgeCursor {
+    /// Before the first row of each table.
+    pub fn new(now: Instant) -> PurgeCursor {
         PurgeCursor {
             events: (0, i64::MIN),
             attempts: (0, i64::MIN, i32::MIN),
+            walks: [Walk::new(now); 2],
+        }
+    }
+
+    /// Starts each table's walk over from its oldest rows if that is due.
+    pub fn rescan_if_due(&mut self, now: Instant) {
+        let start = PurgeCursor::new(now);
+        if self.walks[0].again(now) {
+            (self.events, self.walks[0]) = (start.events, start.walks[0]);
+        }
+        if self.walks[1].again(now) {
+            (self.attempts, self.walks[1]) = (start.attempts, start.walks[1]);
         }
     }
 }
@@ -68,6 +86,12 @@ impl Statements {
                 attempts.get::<i32>(5)?,
             ) {
                 next.attempts = (at, event, attempt);
+            }
+            let now = Instant::now();
+            for (walk, read) in next.walks.iter_mut().zip([seen, looked]) {
+                if read < batch {
+                    walk.reached_newest(now);
+                }
             }
             Ok((seen >= batch || looked >= batch, next))
         })

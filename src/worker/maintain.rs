@@ -10,13 +10,9 @@ use std::time::{Duration, Instant};
 use pgrx::prelude::*;
 
 use super::{txn, Worker};
-use crate::queue::PurgeCursor;
 
 /// Rows the retention purge looks at per statement (each run in its own short transaction).
 const PURGE_BATCH: i64 = 5_000;
-/// How often the purge starts over from the oldest rows, for those it passed because they were
-/// not yet to go (a dead event between the two horizons, one whose callback had yet to run).
-const PURGE_RESCAN: Duration = Duration::from_secs(600);
 /// How long one round may spend purging before the worker gets back to delivering.
 const PURGE_SLICE: Duration = Duration::from_millis(50);
 /// How soon the next round comes while the purge is behind.
@@ -57,17 +53,15 @@ impl Worker {
             self.settings.retention.as_secs_f64(),
             self.settings.dead_retention.as_secs_f64(),
         );
-        if self.purge_from.1.elapsed() >= PURGE_RESCAN {
-            self.purge_from = (PurgeCursor::default(), now);
-        }
+        self.purge_from.rescan_if_due(now);
         loop {
-            let cursor = self.purge_from.0;
+            let cursor = self.purge_from;
             let purged = txn::run("retention", || {
                 statements.purge(delivered, dead, PURGE_BATCH, cursor)
             });
             match purged {
                 Ok((behind, next)) => {
-                    self.purge_from.0 = next;
+                    self.purge_from = next;
                     if !behind {
                         return;
                     }

@@ -180,8 +180,8 @@ struct Worker {
     /// When retention and auto-disable run next (worker 0 only).
     next_maintenance: Instant,
     next_reconcile: Instant,
-    /// Where the retention purge goes on from, and when it last started from the oldest rows.
-    purge_from: (crate::queue::PurgeCursor, Instant),
+    /// Where the retention purge goes on from.
+    purge_from: crate::queue::PurgeCursor,
     next_stats_check: Instant,
     next_publish: Instant,
     published_empty: bool,
@@ -239,7 +239,7 @@ impl Worker {
             config_epoch: crate::wake::epochs().1,
             next_maintenance: Instant::now(),
             next_reconcile: Instant::now(),
-            purge_from: (crate::queue::PurgeCursor::default(), Instant::now()),
+            purge_from: crate::queue::PurgeCursor::new(Instant::now()),
             next_stats_check: Instant::now(),
             next_publish: Instant::now(),
             published_empty: true,
