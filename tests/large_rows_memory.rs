@@ -21,6 +21,19 @@ fn large_rows(db: &mut postgres::Client, rows: u32, kib: u32) {
     );
 }
 
+/// Subscription `table` on table `table` with `options`, paused: its events stay in the queue,
+/// counted there, and no receiver has to take them.
+fn paused(db: &mut postgres::Client, table: &str, options: &str) {
+    subscribe(
+        db,
+        table,
+        table,
+        &format!("http://127.0.0.1:9/{table}"),
+        options,
+    );
+    exec(db, &format!("SELECT webhook.pause('{table}')"));
+}
+
 /// 500 rows of 600 KiB, each deliverable under the default 1 MB limit: a chunk read all 500
 /// (300 MB, the runner past a gigabyte) before queuing any, could not render and queue them
 /// within its 2 s, and failed three times: the backfill ended `failed` with nothing sent, and
@@ -31,8 +44,7 @@ fn a_backfill_of_large_rows_is_done_in_chunks_the_runner_can_hold() {
     let mut db = pg.client_with_extension();
     large_rows(&mut db, 500, 600);
     // Paused: the events wait in the queue, counted there, and no receiver has to take 300 MB.
-    subscribe(&mut db, "t", "t", "http://127.0.0.1:9/t", "");
-    exec(&mut db, "SELECT webhook.pause('t')");
+    paused(&mut db, "t", "");
     exec(&mut db, "SELECT webhook.backfill('t')");
     wait_state(&mut db, "t", "done");
     assert_eq!(
@@ -68,8 +80,7 @@ fn a_statement_of_large_rows_is_queued_in_batches_the_writer_can_hold() {
     let mut db = pg.client_with_extension();
     large_rows(&mut db, 400, 900);
     exec(&mut db, "CREATE TABLE copy (id int PRIMARY KEY, body text)");
-    subscribe(&mut db, "copy", "copy", "http://127.0.0.1:9/copy", "");
-    exec(&mut db, "SELECT webhook.pause('copy')");
+    paused(&mut db, "copy", "");
     let peak = writer_peak(&pg, "INSERT INTO copy SELECT * FROM t");
     assert_eq!(
         count(
@@ -89,14 +100,7 @@ fn a_shaped_update_of_large_rows_is_queued_in_batches_the_writer_can_hold() {
     let mut db = pg.client_with_extension();
     large_rows(&mut db, 300, 900);
     exec(&mut db, "ALTER TABLE t ADD COLUMN x int NOT NULL DEFAULT 0");
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        "http://127.0.0.1:9/t",
-        ", exclude_columns => ARRAY['x']",
-    );
-    exec(&mut db, "SELECT webhook.pause('t')");
+    paused(&mut db, "t", ", exclude_columns => ARRAY['x']");
     let peak = writer_peak(&pg, "UPDATE t SET x = x + 1");
     assert_eq!(
         count(
@@ -122,8 +126,7 @@ fn an_update_whose_images_together_pass_160_mib_keeps_neither() {
         "CREATE TABLE one (id int PRIMARY KEY, body text, x int);
          INSERT INTO one VALUES (1, repeat('x', 120000000), 0)",
     );
-    subscribe(&mut db, "one", "one", "http://127.0.0.1:9/one", "");
-    exec(&mut db, "SELECT webhook.pause('one')");
+    paused(&mut db, "one", "");
     let peak = writer_peak(&pg, "UPDATE one SET x = x + 1");
     assert_eq!(
         count(
@@ -149,14 +152,7 @@ fn a_shaped_update_whose_rows_spill_to_disk_queues_every_event() {
         "CREATE TABLE t (id int PRIMARY KEY, body text, x int NOT NULL DEFAULT 0);
          INSERT INTO t SELECT g, repeat('b', 200) FROM generate_series(1, 5000) g",
     );
-    subscribe(
-        &mut db,
-        "t",
-        "t",
-        "http://127.0.0.1:9/t",
-        ", exclude_columns => ARRAY['x']",
-    );
-    exec(&mut db, "SELECT webhook.pause('t')");
+    paused(&mut db, "t", ", exclude_columns => ARRAY['x']");
     exec(&mut db, "SET work_mem = '64kB'; UPDATE t SET x = 1");
     assert_eq!(
         count(
